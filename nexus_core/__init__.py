@@ -1,0 +1,37 @@
+"""Nexus: tasks with dependencies, run in parallel locally and on many hosts.
+
+A nexusfile imports its language from here::
+
+    from nexus_core import config, hosts, task, run, env
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexus_core._version import API_VERSION, __version__
+from nexus_core.dsl import config, env, git_branch, git_sha, hostname, hosts, run, task, timestamp
+
+__all__ = [
+    "API_VERSION",
+    "__version__",
+    "config",
+    "env",
+    "git_branch",
+    "git_sha",
+    "hookimpl",
+    "hostname",
+    "hosts",
+    "run",
+    "task",
+    "timestamp",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the plugin marker lazily so that a nexusfile's import stays cheap."""
+    if name == "hookimpl":
+        import pluggy
+
+        return pluggy.HookimplMarker("nexus")
+    raise AttributeError(f"module 'nexus_core' has no attribute {name!r}")

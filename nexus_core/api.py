@@ -1,0 +1,274 @@
+"""The public plugin API: the interfaces plugins implement and the objects hooks receive.
+
+Everything a plugin needs is importable from here (and ``nexus_core.hookspecs``,
+``nexus_core.events``, ``nexus_core.model``); other modules are internal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from nexus_core._version import API_VERSION
+from nexus_core.events import Event
+from nexus_core.model import Command, Host
+
+__all__ = [
+    "API_VERSION",
+    "Cancel",
+    "CheckResult",
+    "CommandResult",
+    "Executor",
+    "ExecutorContext",
+    "HostOutcome",
+    "OutputCallback",
+    "PreflightCheck",
+    "Strategy",
+    "StrategyContext",
+]
+
+#: Called with (stream, line) for each line of output; stream is "stdout" or "stderr".
+OutputCallback = Callable[[str, str], None]
+
+
+class Cancel:
+    """Shared cancellation state of a run, raised step by step by signals.
+
+    ``level`` 0: running normally; 1: interrupt (send SIGINT / stop politely);
+    2: terminate (SIGTERM); 3: kill (SIGKILL, stop at once). Executors poll ``level`` or
+    wait on :meth:`wait_change` while a command runs.
+    """
+
+    NONE, INTERRUPT, TERMINATE, KILL = 0, 1, 2, 3
+
+    def __init__(self) -> None:
+        self._level = 0
+        self._cond = threading.Condition()
+        #: Callables run (without arguments) each time the level rises.
+        self.listeners: list[Callable[[], None]] = []
+
+    @property
+    def level(self) -> int:
+        """The current cancellation level."""
+        return self._level
+
+    @property
+    def requested(self) -> bool:
+        """True once any stop was asked for: start no new work."""
+        return self._level > 0
+
+    def raise_to(self, level: int) -> None:
+        """Raise the level (never lowers it) and wake every waiter."""
+        with self._cond:
+            if level <= self._level:
+                return
+            self._level = level
+            self._cond.notify_all()
+        for listener in list(self.listeners):
+            listener()
+
+    def wait_change(self, seen: int, timeout: float | None) -> int:
+        """Block until the level differs from ``seen`` or ``timeout`` passes; return the level."""
+        with self._cond:
+            if self._level == seen:
+                self._cond.wait(timeout)
+            return self._level
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return False early if a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            self.wait_change(self._level, left)
+        return False
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command attempt produced.
+
+    ``status``: ok, failed (non-zero exit), timeout, unreachable (could not connect),
+    error (the executor could not run it), interrupted. ``tail`` holds the last lines.
+    """
+
+    status: str
+    exit_code: int | None = None
+    duration: float = 0.0
+    reason: str = ""
+    tail: tuple[str, ...] = ()
+    retryable: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """True when the command succeeded."""
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor gets when the engine creates it for a run."""
+
+    config: Mapping[str, Any]
+    root: str
+    emit: Callable[[Event], None]
+    run_id: str
+    cancel: Cancel = field(default_factory=Cancel)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Executor(ABC):
+    """A transport (``local``, ``ssh``, ...): runs commands on hosts with streaming output.
+
+    One instance serves a whole run and is used from many threads at once; ``close``
+    is called once at the end of the run (also after an interruption).
+    """
+
+    #: The transport name hosts refer to (``Host.transport``).
+    name: ClassVar[str]
+    #: The distribution users install to get this executor (for messages).
+    package: ClassVar[str] = "nexus-core"
+
+    def __init__(self, context: ExecutorContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    def run(
+        self,
+        host: Host,
+        command: Command,
+        on_output: OutputCallback,
+        cancel: Cancel,
+        timeout: float,
+    ) -> CommandResult:
+        """Run ``command`` on ``host``, streaming lines to ``on_output``, within ``timeout`` s."""
+
+    def put(self, host: Host, local_path: str, remote_path: str) -> None:
+        """Copy a local file to the host."""
+        raise NotImplementedError(f"executor {self.name!r} cannot upload files")
+
+    def get(self, host: Host, remote_path: str, local_path: str) -> None:
+        """Copy a file from the host."""
+        raise NotImplementedError(f"executor {self.name!r} cannot download files")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release every connection and process this executor holds."""
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """How one host did in a task: ``status`` ok, failed, timeout, unreachable, skipped, interrupted."""
+
+    host: Host
+    status: str
+    duration: float = 0.0
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every command succeeded on this host."""
+        return self.status == "ok"
+
+
+class StrategyContext(ABC):
+    """What a strategy drives: batches of hosts, stop requests, and pauses."""
+
+    continue_on_error: bool
+    options: Mapping[str, Any]
+
+    @abstractmethod
+    def run_batch(self, hosts: Sequence[Host]) -> list[HostOutcome]:
+        """Run the task on ``hosts`` concurrently (bounded by ``forks``); return their outcomes."""
+
+    @abstractmethod
+    def stopping(self) -> bool:
+        """True when no new host should start (interrupted, or a failure elsewhere)."""
+
+    @abstractmethod
+    def wait(self, seconds: float) -> bool:
+        """Pause (e.g. canary wait); return False if the run is being stopped."""
+
+    @abstractmethod
+    def emit(self, event: Event) -> None:
+        """Publish an event on the run's stream."""
+
+
+class Strategy(ABC):
+    """How a task's hosts are scheduled (``parallel``, ``serial``, ``rolling``, ``canary``)."""
+
+    name: ClassVar[str]
+    #: Task options this strategy reads (``batch``, ``canary_hosts``...), for validation.
+    option_names: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, options: Mapping[str, Any]) -> list[str]:
+        """Problems with this task's options for this strategy (empty when fine)."""
+        return []
+
+    @abstractmethod
+    def batches(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> list[list[Host]]:
+        """The planned order: host batches in the order they will go (shown by dry-run)."""
+
+    def describe(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> str:
+        """A short human description, e.g. ``rolling, 2 at a time``."""
+        return self.name
+
+    def execute(self, hosts: Sequence[Host], context: StrategyContext) -> list[HostOutcome]:
+        """Run the batches in order, stopping after a failing batch unless continuing on error."""
+        outcomes: list[HostOutcome] = []
+        plan = self.batches(hosts, context.options)
+        for i, batch in enumerate(plan):
+            if context.stopping():
+                outcomes.extend(_skip_all(plan[i:], "not started: the run is stopping"))
+                break
+            results = context.run_batch(batch)
+            outcomes.extend(results)
+            if not context.continue_on_error and any(not r.ok for r in results):
+                outcomes.extend(_skip_all(plan[i + 1 :], "not started: an earlier batch failed"))
+                break
+        return outcomes
+
+
+def _skip_all(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:
+    return [HostOutcome(h, "skipped", reason=reason) for b in batches for h in b]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One pre-flight finding: ``status`` ok, warn or fail, in a category, for a host or not."""
+
+    category: str
+    status: str
+    message: str
+    host: str | None = None
+    duration: float | None = None
+    blocking: bool = True
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON output."""
+        return {
+            "category": self.category,
+            "status": self.status,
+            "message": self.message,
+            "host": self.host,
+            "duration": self.duration,
+            "blocking": self.blocking,
+            "hint": self.hint,
+        }
+
+
+class PreflightCheck(ABC):
+    """A pre-flight check over the hosts and commands a plan touches."""
+
+    name: ClassVar[str]
+    #: Heading the results are grouped under (``Configuration``, ``Hosts``...).
+    category: ClassVar[str] = "Checks"
+
+    @abstractmethod
+    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
+        """Check ``plan`` (a :class:`nexus_core.plan.Plan`) and report findings."""

@@ -1,0 +1,307 @@
+"""The nexusfile language: ``config``, ``hosts``, ``task``, ``run``, ``env`` and context helpers.
+
+Loading a nexusfile runs it with a fresh :class:`~nexus_core.model.Project` as the current
+target of ``config``/``hosts``/``task`` (a context variable, so two loads never share
+state). Task bodies run later, at plan time, once per target host, with a
+:class:`Recorder` current: ``run()`` records a :class:`~nexus_core.model.Command`.
+Mistakes are recorded as problems with the nexusfile's line; they never raise out of
+Nexus, so every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from nexus_core.model import Command, Host, Location, Problem, Project, TaskDef
+from nexus_core.options import RUN_OPTIONS, suggest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PROJECT: ContextVar[Project | None] = ContextVar("nexus_project", default=None)
+_RECORDER: ContextVar[Recorder | None] = ContextVar("nexus_recorder", default=None)
+_MISSING: Any = object()
+
+
+class NexusfileError(Exception):
+    """A mistake in how the nexusfile uses the DSL, raised where it cannot be recorded."""
+
+
+@dataclass
+class Recorder:
+    """Collects the operations of one task body on one host at plan time."""
+
+    project: Project
+    task: str
+    host: Host
+    commands: list[Command] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    started: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+
+
+def current_project() -> Project | None:
+    """The project being loaded or planned, if any."""
+    rec = _RECORDER.get()
+    return rec.project if rec else _PROJECT.get()
+
+
+def _caller(project: Project | None) -> Location:
+    """The nexusfile location of the innermost frame that belongs to the user's file."""
+    path = project.path if project else ""
+    frame = sys._getframe(1)
+    fallback: Location | None = None
+    depth = 0
+    while frame is not None and depth < 200:
+        filename = frame.f_code.co_filename
+        if filename == path:
+            return Location(path, frame.f_lineno)
+        if fallback is None and not filename.startswith(_PKG_DIR):
+            fallback = Location(filename, frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+        depth += 1
+    return fallback or Location(path or "<unknown>", 0)
+
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _problem(message: str, hint: str = "", code: str = "invalid") -> None:
+    rec = _RECORDER.get()
+    project = current_project()
+    problem = Problem(message, _caller(project), hint, code)
+    if rec is not None:
+        rec.problems.append(problem)
+    elif project is not None:
+        project.problems.append(problem)
+    else:
+        raise NexusfileError(message + (f" ({hint})" if hint else ""))
+
+
+def _loading(what: str) -> Project:
+    project = _PROJECT.get()
+    if project is None:
+        raise NexusfileError(
+            f"{what}() can only be used in a nexusfile while Nexus loads it "
+            "(run it with `nexus run`, `nexus validate` or `nexus list`)"
+        )
+    return project
+
+
+def config(**options: Any) -> None:
+    """Set project-wide settings, e.g. ``config(ssh_user="deploy", parallel_limit=10)``."""
+    if _RECORDER.get() is not None:
+        _problem("config() is called inside a task body", "call config() at the top level of the nexusfile")
+        return
+    project = _loading("config")
+    where = _caller(project)
+    for key, value in options.items():
+        project.config[key] = value
+        project.config_locations[key] = where
+
+
+def hosts(name: str, *members: str, groups: list[str] | tuple[str, ...] | None = None) -> None:
+    """Define host group ``name`` from host strings and/or other groups (``groups=[...]``)."""
+    from nexus_core.model import HostGroup
+
+    if _RECORDER.get() is not None:
+        _problem("hosts() is called inside a task body", "define host groups at the top level")
+        return
+    project = _loading("hosts")
+    where = _caller(project)
+    if not isinstance(name, str) or not name:
+        _problem(f"hosts() needs a group name as its first argument, got {name!r}",
+                 'write hosts("web", "web-1.example.com", ...)')
+        return
+    if name == "local":
+        _problem('"local" is reserved for the machine Nexus runs on', "give the group another name")
+        return
+    if name in project.groups:
+        _problem(f"host group {name!r} is defined twice (first at line {project.groups[name].location.line})",
+                 "merge the two definitions or rename one")
+        return
+    flat: list[str] = []
+    for m in members:
+        if isinstance(m, (list, tuple)):
+            flat.extend(m)
+        else:
+            flat.append(m)
+    if groups is None:
+        group_names: tuple[Any, ...] = ()
+    elif isinstance(groups, str):
+        group_names = (groups,)
+    elif isinstance(groups, (list, tuple)):
+        group_names = tuple(groups)
+    else:
+        _problem(f"groups= must be a list of group names, not {type(groups).__name__}")
+        group_names = ()
+    project.groups[name] = HostGroup(name, tuple(flat), group_names, where)
+
+
+@overload
+def task(func: F, /) -> F: ...
+@overload
+def task(func: None = None, /, **options: Any) -> Callable[[F], F]: ...
+
+
+def task(func: Any = None, /, **options: Any) -> Any:
+    """Declare a task: ``@task`` or ``@task(deps=[...], on="web", strategy="rolling", timeout=300)``."""
+
+    def register(fn: Any) -> Any:
+        project = _PROJECT.get()
+        if project is None:
+            return fn  # imported outside a load (e.g. by a test): keep the function usable
+        name = getattr(fn, "__name__", None)
+        if not callable(fn) or not isinstance(name, str):
+            _problem(f"@task must decorate a function, not {type(fn).__name__}")
+            return fn
+        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", 0)
+        code_file = getattr(getattr(fn, "__code__", None), "co_filename", project.path)
+        where = Location(code_file if code_file == project.path else project.path, line)
+        if name in project.tasks:
+            _problem(f"task {name!r} is defined twice (first at line {project.tasks[name].location.line})",
+                     "rename one of them")
+            return fn
+        opts = dict(options)
+        deps = opts.pop("deps", ())
+        if isinstance(deps, (str,)) or callable(deps):
+            deps = (deps,)
+        on = opts.pop("on", "local")
+        strategy = opts.pop("strategy", "parallel")
+        timeout = opts.pop("timeout", None)
+        project.tasks[name] = TaskDef(
+            name=name,
+            func=fn,
+            location=where,
+            deps=tuple(deps) if isinstance(deps, (list, tuple)) else (deps,),
+            on=on,
+            strategy=strategy,
+            timeout=timeout,
+            doc=getattr(fn, "__doc__", None) or "",
+            extra=tuple(opts.items()),
+        )
+        try:
+            fn.__nexus_task__ = name
+        except (AttributeError, TypeError):
+            pass
+        return fn
+
+    if func is not None:
+        if options:
+            raise NexusfileError("use either @task or @task(...), not both")
+        if isinstance(func, str):
+            _problem(f"@task got a string {func!r}; options are keywords", "write @task(deps=[...])")
+            return lambda fn: fn
+        return register(func)
+    return register
+
+
+def run(cmd: str, **options: Any) -> None:
+    """Record a shell command for the current host: ``run("make", sudo=False, timeout=60, ...)``.
+
+    Options: ``sudo``, ``user``, ``timeout``, ``retries``, ``retry_delay``,
+    ``continue_on_error``, ``env``, ``cwd``.
+    """
+    rec = _RECORDER.get()
+    if rec is None:
+        if _PROJECT.get() is not None:
+            _problem("run() is called outside a task body",
+                     "put it inside a function decorated with @task")
+            return
+        raise NexusfileError("run() can only be called inside a task body, while Nexus plans a run")
+    line = _caller(rec.project).line
+    if not isinstance(cmd, str) or not cmd.strip():
+        _problem(f"run() needs a non-empty command string, got {cmd!r}")
+        return
+    values: dict[str, Any] = {}
+    bad = False
+    for key, value in options.items():
+        spec = RUN_OPTIONS.get(key)
+        if spec is None:
+            close = suggest(key, RUN_OPTIONS)
+            _problem(f"run() has no option {key!r}",
+                     f"did you mean {close!r}?" if close else "options: " + ", ".join(RUN_OPTIONS),
+                     code="unknown-option")
+            bad = True
+            continue
+        why = spec.problem(value)
+        if why:
+            _problem(f"run(): {why}", code="bad-value")
+            bad = True
+            continue
+        values[key] = value
+    if bad:
+        return
+    env_map = values.pop("env", None) or {}
+    rec.commands.append(
+        Command(
+            cmd=cmd,
+            env=tuple((str(k), str(v)) for k, v in env_map.items()),
+            line=line,
+            **{k: v for k, v in values.items() if v is not None},
+        )
+    )
+
+
+def env(name: str, default: Any = _MISSING) -> str:
+    """The environment variable ``name``; without a default an unset variable is a validation error."""
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    if default is not _MISSING:
+        return default  # type: ignore[no-any-return]
+    _problem(f"environment variable {name} is not set",
+             f"export {name}=... before running, or write env({name!r}, \"default\")", code="env-unset")
+    return ""
+
+
+def hostname() -> str:
+    """Name of the host the task body is being planned for (this machine's name outside a body)."""
+    rec = _RECORDER.get()
+    if rec is None or rec.host.is_local:
+        return socket.gethostname()
+    return rec.host.name
+
+
+def timestamp() -> str:
+    """ISO 8601 UTC time at which planning started (the same for every host of a run)."""
+    rec = _RECORDER.get()
+    moment = rec.started if rec else datetime.datetime.now(datetime.UTC)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+_GIT_CACHE: dict[tuple[str, str], str] = {}
+
+
+def _git(*args: str) -> str:
+    project = current_project()
+    root = project.root if project else os.getcwd()
+    key = (root, " ".join(args))
+    if key not in _GIT_CACHE:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            out = None
+        if out is None or out.returncode != 0:
+            _problem(f"git {' '.join(args)} failed in {root}", "is the nexusfile inside a git repository?")
+            return ""
+        _GIT_CACHE[key] = out.stdout.strip()
+    return _GIT_CACHE[key]
+
+
+def git_sha() -> str:
+    """The current git commit SHA of the nexusfile's repository."""
+    return _git("rev-parse", "HEAD")
+
+
+def git_branch() -> str:
+    """The current git branch of the nexusfile's repository."""
+    return _git("rev-parse", "--abbrev-ref", "HEAD")

@@ -1,0 +1,450 @@
+"""The engine: runs a :class:`~nexus_core.plan.Plan` task by task, host by host, emitting events.
+
+Tasks start as soon as their dependencies succeeded (at most ``parallel_limit`` at once);
+a task's hosts are ordered by its strategy and run at most ``forks`` at once; each
+command goes through the executor of its host's transport, with retries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core import events as ev
+from nexus_core.api import (
+    Cancel,
+    CommandResult,
+    Executor,
+    ExecutorContext,
+    HostOutcome,
+    StrategyContext,
+)
+from nexus_core.model import Command, Host
+from nexus_core.plan import HostPlan, Plan, TaskPlan
+from nexus_core.registry import Registry
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+def new_run_id() -> str:
+    """A short unique run id, sortable by time."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RunOptions:
+    """How to run: parallelism, error policy, and shutdown grace periods (seconds)."""
+
+    parallel_limit: int = 10
+    forks: int | None = None
+    continue_on_error: bool = False
+    run_id: str = field(default_factory=new_run_id)
+    interrupt_grace: float = 10.0
+    terminate_grace: float = 30.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Everything an error message about one failed command needs."""
+
+    task: str
+    host: str
+    command: str
+    status: str
+    exit_code: int | None
+    reason: str
+    tail: tuple[str, ...] = ()
+    succeeded_before: tuple[str, ...] = ()
+    timeout: float | None = None
+    transport: str = "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "task": self.task, "host": self.host, "command": self.command, "status": self.status,
+            "exit_code": self.exit_code, "reason": self.reason, "output": list(self.tail),
+            "succeeded_before": list(self.succeeded_before), "timeout": self.timeout,
+        }  # fmt: skip
+
+
+@dataclass
+class TaskResult:
+    """How a task went: status ok, failed, skipped or interrupted."""
+
+    name: str
+    status: str
+    duration: float = 0.0
+    hosts: list[HostOutcome] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class RunResult:
+    """How the run went, and the exit code the CLI returns."""
+
+    run_id: str
+    status: str
+    exit_code: int
+    duration: float
+    tasks: dict[str, TaskResult]
+    failures: list[Failure]
+
+    def names(self, status: str) -> list[str]:
+        """Tasks with the given status, in plan order."""
+        return [n for n, t in self.tasks.items() if t.status == status]
+
+
+class Engine:
+    """Executes one plan once. Thread-safe ``interrupt`` may be called from a signal handler."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        registry: Registry,
+        bus: ev.EventBus,
+        options: RunOptions,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.registry = registry
+        self.bus = bus
+        self.options = options
+        self.cancel = Cancel()
+        self.signal_name = ""
+        self._executors: dict[str, Executor] = {}
+        self._executor_lock = threading.Lock()
+        self._failures: list[Failure] = []
+        self._lock = threading.Lock()
+        self._stop_new_tasks = False
+        self._escalation: list[threading.Timer] = []
+        self._report = report or (lambda m: None)
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def interrupt(self, signal_name: str = "SIGINT") -> None:
+        """Stop starting work; signal running commands, escalating to SIGKILL after grace periods.
+
+        A second call stops everything at once.
+        """
+        first = not self.signal_name
+        if first:
+            self.signal_name = signal_name
+        level = self.cancel.level
+        self.bus.emit(ev.PipelineInterrupt(self.options.run_id, signal=signal_name, level=level + 1))
+        if not first:
+            self.cancel.raise_to(Cancel.KILL)
+            return
+        grace = self.options.terminate_grace if signal_name == "SIGTERM" else self.options.interrupt_grace
+        self.cancel.raise_to(Cancel.INTERRUPT)
+        for step, level_to in ((grace, Cancel.TERMINATE), (grace * 2, Cancel.KILL)):
+            timer = threading.Timer(step, self.cancel.raise_to, args=(level_to,))
+            timer.daemon = True
+            timer.start()
+            self._escalation.append(timer)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def executor(self, transport: str) -> Executor:
+        """The run's executor for ``transport``, created on first use."""
+        with self._executor_lock:
+            found = self._executors.get(transport)
+            if found is None:
+                cls = self.registry.executors[transport]
+                ctx = ExecutorContext(
+                    config=self.plan.config,
+                    root=self.plan.root,
+                    emit=self.bus.emit,
+                    run_id=self.options.run_id,
+                    cancel=self.cancel,
+                    options=self.options.extra,
+                )
+                found = self._executors[transport] = cls(ctx)
+            return found
+
+    def run(self) -> RunResult:
+        """Run the plan to the end (or until stopped) and return the outcome."""
+        rid = self.options.run_id
+        started = time.monotonic()
+        order = self.plan.order
+        self.bus.emit(ev.PipelineStart(
+            rid, tasks=tuple(order), hosts=tuple(h.label for h in self.plan.hosts),
+            requested=self.plan.requested, nexusfile=self.plan.nexusfile))  # fmt: skip
+        results: dict[str, TaskResult] = {}
+        try:
+            self._schedule(order, results)
+        finally:
+            for timer in self._escalation:
+                timer.cancel()
+            self._close_executors()
+        duration = time.monotonic() - started
+        ordered = {n: results[n] for n in order if n in results}
+        status, code = self._outcome(ordered)
+        result = RunResult(rid, status, code, duration, ordered, list(self._failures))
+        self.bus.emit(ev.PipelineStop(
+            rid, duration=duration, status=status, exit_code=code,
+            tasks_completed=tuple(result.names("ok")), tasks_failed=tuple(result.names("failed")),
+            tasks_skipped=tuple(result.names("skipped"))))  # fmt: skip
+        return result
+
+    def _schedule(self, order: Sequence[str], results: dict[str, TaskResult]) -> None:
+        tasks = self.plan.tasks
+        pending = list(order)
+        limit = max(1, self.options.parallel_limit)
+        running: dict[Future[TaskResult], str] = {}
+        with ThreadPoolExecutor(max_workers=min(limit, max(1, len(pending))),
+                                thread_name_prefix="nexus-task") as pool:
+            while pending or running:
+                for name in list(pending):
+                    deps = [results.get(d) for d in tasks[name].deps]
+                    if any(d is not None and d.status != "ok" for d in deps):
+                        bad = next(d for d in deps if d is not None and d.status != "ok")
+                        results[name] = self._skip(name, f"dependency {bad.name!r} {_past(bad.status)}")
+                        pending.remove(name)
+                    elif self.cancel.requested or self._stop_new_tasks:
+                        why = ("the run was interrupted" if self.cancel.requested
+                               else "the run stopped after a failure")
+                        results[name] = self._skip(name, why)
+                        pending.remove(name)
+                    elif all(d is not None for d in deps) and len(running) < limit:
+                        pending.remove(name)
+                        running[pool.submit(self._run_task, tasks[name])] = name
+                if not running:
+                    if pending:  # pragma: no cover - only if deps are outside the plan
+                        for name in pending:
+                            results[name] = self._skip(name, "dependencies were not run")
+                    break
+                done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = running.pop(fut)
+                    try:
+                        results[name] = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a bug must not lose the summary
+                        results[name] = TaskResult(name, "failed", reason=f"internal error: {exc!r}")
+                        self._report(f"nexus: internal error in task {name!r}: {exc!r}")
+                    if results[name].status != "ok" and not self.options.continue_on_error:
+                        self._stop_new_tasks = True
+
+    def _skip(self, name: str, reason: str) -> TaskResult:
+        hosts = tuple(hp.host.label for hp in self.plan.tasks[name].hosts)
+        self.bus.emit(ev.TaskStop(self.options.run_id, task=name, hosts=hosts, status="skipped",
+                                  reason=reason))
+        return TaskResult(name, "skipped", reason=reason,
+                          hosts=[HostOutcome(hp.host, "skipped", reason=reason)
+                                 for hp in self.plan.tasks[name].hosts])
+
+    def _run_task(self, tp: TaskPlan) -> TaskResult:
+        rid = self.options.run_id
+        hosts = [hp.host for hp in tp.hosts]
+        labels = tuple(h.label for h in hosts)
+        self.bus.emit(ev.TaskStart(rid, task=tp.name, hosts=labels, strategy=tp.strategy))
+        started = time.monotonic()
+        ctx = _TaskContext(self, tp)
+        try:
+            outcomes = self.registry.strategy(tp.strategy).execute(hosts, ctx)
+        except Exception as exc:  # noqa: BLE001 - a plugin strategy failed: report by name
+            owner = self.registry.owners.get(f"strategy:{tp.strategy}", "?")
+            reason = f"strategy {tp.strategy!r} ({owner}) failed: {type(exc).__name__}: {exc}"
+            self._report(f"nexus: {reason}")
+            done = {o.host.label for o in ctx.outcomes}
+            outcomes = list(ctx.outcomes) + [HostOutcome(h, "failed", reason=reason)
+                                             for h in hosts if h.label not in done]
+        seen = {o.host.label for o in outcomes}
+        outcomes += [HostOutcome(h, "skipped", reason="not scheduled by the strategy")
+                     for h in hosts if h.label not in seen]
+        duration = time.monotonic() - started
+        if all(o.ok for o in outcomes):
+            status, reason = "ok", ""
+        elif any(o.status == "interrupted" for o in outcomes) or (
+            self.cancel.requested and any(o.status == "skipped" for o in outcomes)
+        ):
+            status, reason = "interrupted", "interrupted"
+        else:
+            status = "failed"
+            bad = [o for o in outcomes if not o.ok and o.status != "skipped"]
+            reason = "; ".join(f"{o.host.label}: {o.reason}" for o in bad[:3]) or "failed"
+        self.bus.emit(ev.TaskStop(rid, task=tp.name, hosts=labels, status=status, duration=duration,
+                                  commands_executed=ctx.commands_executed, reason=reason))
+        return TaskResult(tp.name, status, duration, outcomes, reason)
+
+    def run_host(self, tp: TaskPlan, hp: HostPlan) -> HostOutcome:
+        """Run one task's commands on one host, in order."""
+        rid = self.options.run_id
+        host = hp.host
+        self.bus.emit(ev.HostStart(rid, task=tp.name, host=host.label))
+        started = time.monotonic()
+        deadline = started + tp.timeout if tp.timeout > 0 else float("inf")
+        status, reason = "ok", ""
+        done: list[str] = []
+        for index, cmd in enumerate(hp.commands):
+            if self.cancel.requested:
+                status, reason = "interrupted", "interrupted before this command"
+                break
+            remaining = deadline - time.monotonic()
+            limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), remaining)
+            if limit <= 0:
+                status, reason = "timeout", f"task timeout of {tp.timeout:g}s reached"
+                self._fail(tp, host, cmd, CommandResult("timeout", None, 0.0, reason), done, tp.timeout)
+                break
+            task_limited = remaining < cmd.timeout or cmd.timeout <= 0
+            result = self._run_command(tp, host, index, cmd, limit if limit != float("inf") else 0.0)
+            if result.ok:
+                done.append(cmd.cmd)
+                continue
+            if cmd.continue_on_error and result.status in ("failed", "timeout"):
+                done.append(cmd.cmd)
+                continue
+            status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
+            reason = result.reason
+            if result.status == "timeout" and task_limited:
+                reason = f"task timeout of {tp.timeout:g}s reached"
+            if status != "interrupted":
+                self._fail(tp, host, cmd, result, done, tp.timeout if task_limited else cmd.timeout)
+            break
+        duration = time.monotonic() - started
+        self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration,
+                                  reason=reason))
+        return HostOutcome(host, status, duration, reason)
+
+    def _fail(self, tp: TaskPlan, host: Host, cmd: Command, result: CommandResult, done: list[str],
+              timeout: float | None) -> None:
+        with self._lock:
+            self._failures.append(Failure(
+                task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
+                exit_code=result.exit_code, reason=result.reason, tail=result.tail,
+                succeeded_before=tuple(done), timeout=timeout, transport=host.transport))  # fmt: skip
+
+    def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
+        from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_exponential
+
+        rid = self.options.run_id
+        attempts = cmd.retries + 1
+        state = {"attempt": 0}
+        executor = self.executor(host.transport)
+        emit = self.bus.emit
+        label = host.label
+
+        def on_output(stream: str, line: str) -> None:
+            emit(ev.CommandOutput(rid, task=tp.name, host=label, stream=stream, line=line, index=index))
+
+        def attempt() -> CommandResult:
+            state["attempt"] += 1
+            n = state["attempt"]
+            if self.cancel.requested:
+                return CommandResult("interrupted", None, 0.0, "interrupted", retryable=False)
+            emit(ev.CommandStart(rid, task=tp.name, host=label, command=cmd.cmd, index=index,
+                                 sudo=cmd.sudo or bool(cmd.user), attempt=n))
+            started = time.monotonic()
+            try:
+                result = executor.run(host, cmd, on_output, self.cancel, timeout)
+            except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
+                owner = self.registry.owners.get(f"executor:{host.transport}", "?")
+                result = CommandResult("error", None, time.monotonic() - started,
+                                       f"executor {host.transport!r} ({owner}) failed: "
+                                       f"{type(exc).__name__}: {exc}", retryable=False)
+            emit(ev.CommandStop(rid, task=tp.name, host=label, command=cmd.cmd,
+                                exit_code=result.exit_code, duration=result.duration,
+                                status=result.status, index=index, attempt=n, reason=result.reason))
+            return result
+
+        if attempts == 1:
+            return attempt()
+
+        def should_retry(result: CommandResult) -> bool:
+            return (not result.ok and result.retryable and result.status in ("failed", "timeout", "unreachable")
+                    and not self.cancel.requested)
+
+        def before_sleep(retry_state: Any) -> None:
+            outcome: CommandResult = retry_state.outcome.result()
+            delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+            emit(ev.TaskRetry(rid, task=tp.name, host=label, command=cmd.cmd,
+                              attempt=retry_state.attempt_number + 1, max_attempts=attempts,
+                              delay=float(delay), reason=outcome.reason))
+
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=cmd.retry_delay, max=max(cmd.retry_delay * 32, 1)),
+            retry=retry_if_result(should_retry),
+            before_sleep=before_sleep,
+            sleep=lambda s: None if self.cancel.sleep(s) else None,
+            retry_error_callback=lambda rs: rs.outcome.result(),
+        )
+        result: CommandResult = retrying(attempt)
+        return result
+
+    def _close_executors(self) -> None:
+        for name, executor in list(self._executors.items()):
+            try:
+                executor.close()
+            except Exception as exc:  # noqa: BLE001 - report, keep closing the others
+                self._report(f"nexus: closing the {name} executor failed: {exc!r}")
+
+    def _outcome(self, results: Mapping[str, TaskResult]) -> tuple[str, int]:
+        if self.cancel.requested:
+            return "interrupted", EXIT_TERMINATED if self.signal_name == "SIGTERM" else EXIT_INTERRUPTED
+        if all(t.status == "ok" for t in results.values()):
+            return "ok", EXIT_OK
+        statuses = {f.status for f in self._failures}
+        if "unreachable" in statuses:
+            return "failed", EXIT_CONNECTION
+        if "timeout" in statuses:
+            return "failed", EXIT_TIMEOUT
+        return "failed", EXIT_FAILED
+
+
+def _past(status: str) -> str:
+    return {"failed": "failed", "skipped": "was skipped", "interrupted": "was interrupted"}.get(status, status)
+
+
+class _TaskContext(StrategyContext):
+    """The strategy's view of one task's execution."""
+
+    def __init__(self, engine: Engine, tp: TaskPlan) -> None:
+        self.engine = engine
+        self.tp = tp
+        self.continue_on_error = engine.options.continue_on_error
+        self.options = dict(tp.options)
+        self.by_host = {id(hp.host): hp for hp in tp.hosts}
+        self.outcomes: list[HostOutcome] = []
+        self.failed = False
+        self.commands_executed = 0
+        forks = engine.options.forks or int(engine.plan.config.get("forks") or 0) or max(
+            engine.options.parallel_limit, 1)
+        self.forks = max(1, forks)
+
+    def stopping(self) -> bool:
+        return self.engine.cancel.requested or (self.failed and not self.continue_on_error)
+
+    def wait(self, seconds: float) -> bool:
+        return self.engine.cancel.sleep(seconds)
+
+    def emit(self, event: ev.Event) -> None:
+        self.engine.bus.emit(event)
+
+    def _one(self, host: Host) -> HostOutcome:
+        if self.stopping():
+            why = "the run is stopping" if self.engine.cancel.requested else "another host failed"
+            outcome = HostOutcome(host, "skipped", reason=f"not started: {why}")
+            self.engine.bus.emit(ev.HostStop(self.engine.options.run_id, task=self.tp.name,
+                                             host=host.label, status="skipped", reason=outcome.reason))
+        else:
+            hp = self.by_host[id(host)]
+            outcome = self.engine.run_host(self.tp, hp)
+            self.commands_executed += len(hp.commands)
+            if not outcome.ok:
+                self.failed = True
+        self.outcomes.append(outcome)
+        return outcome
+
+    def run_batch(self, hosts: Sequence[Host]) -> list[HostOutcome]:
+        if len(hosts) == 1 or self.forks == 1:
+            return [self._one(h) for h in hosts]
+        with ThreadPoolExecutor(max_workers=min(self.forks, len(hosts)),
+                                thread_name_prefix=f"nexus-{self.tp.name}") as pool:
+            return list(pool.map(self._one, hosts))

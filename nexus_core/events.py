@@ -1,0 +1,311 @@
+"""The event stream: typed events and a bus whose subscribers are isolated from each other.
+
+Every step of a run is an event. Output renderers, the state store, audit sinks and
+telemetry exporters subscribe to the bus; the engine never calls them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+Subscriber = Callable[["Event"], None]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events: the run id and a wall-clock timestamp (seconds since the epoch)."""
+
+    name: ClassVar[str] = "event"
+    run_id: str
+    ts: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (one JSON object per event in ``--format json``)."""
+        data: dict[str, Any] = {"event": self.name}
+        for f in dataclasses.fields(self):
+            data[f.name] = _plain(getattr(self, f.name))
+        return data
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+# --- pipeline ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineStart(Event):
+    """A run begins: the tasks it will run (in order) and every host it touches."""
+
+    name: ClassVar[str] = "pipeline.start"
+    tasks: tuple[str, ...]
+    hosts: tuple[str, ...]
+    requested: tuple[str, ...] = ()
+    nexusfile: str = ""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineStop(Event):
+    """A run ends. ``status`` is ok, failed, interrupted or error; ``exit_code`` as the CLI exits."""
+
+    name: ClassVar[str] = "pipeline.stop"
+    duration: float
+    status: str
+    exit_code: int
+    tasks_completed: tuple[str, ...] = ()
+    tasks_failed: tuple[str, ...] = ()
+    tasks_skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PipelineException(Event):
+    """Nexus itself failed unexpectedly during a run (a bug or a plugin error)."""
+
+    name: ClassVar[str] = "pipeline.exception"
+    duration: float
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PipelineInterrupt(Event):
+    """A signal arrived: no new work starts; ``signal`` is SIGINT or SIGTERM, ``level`` counts repeats."""
+
+    name: ClassVar[str] = "pipeline.interrupt"
+    signal: str
+    level: int = 1
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskStart(Event):
+    """A task starts on its hosts, with the strategy that orders them."""
+
+    name: ClassVar[str] = "task.start"
+    task: str
+    hosts: tuple[str, ...]
+    strategy: str = "parallel"
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class TaskStop(Event):
+    """A task ends. ``status``: ok, failed, skipped or interrupted."""
+
+    name: ClassVar[str] = "task.stop"
+    task: str
+    hosts: tuple[str, ...]
+    status: str
+    duration: float = 0.0
+    commands_executed: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TaskRetry(Event):
+    """A command of a task failed and will be tried again after ``delay`` seconds."""
+
+    name: ClassVar[str] = "task.retry"
+    task: str
+    host: str
+    command: str
+    attempt: int
+    max_attempts: int
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class HostStart(Event):
+    """A task starts on one host."""
+
+    name: ClassVar[str] = "host.start"
+    task: str
+    host: str
+
+
+@dataclass(frozen=True)
+class HostStop(Event):
+    """A task ends on one host. ``status``: ok, failed, timeout, unreachable, skipped, interrupted."""
+
+    name: ClassVar[str] = "host.stop"
+    task: str
+    host: str
+    status: str
+    duration: float = 0.0
+    reason: str = ""
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandStart(Event):
+    """A command starts on a host (``index`` is its position in the task's commands)."""
+
+    name: ClassVar[str] = "command.start"
+    task: str
+    host: str
+    command: str
+    index: int = 0
+    sudo: bool = False
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class CommandOutput(Event):
+    """One line of a command's output; ``stream`` is stdout or stderr."""
+
+    name: ClassVar[str] = "command.output"
+    task: str
+    host: str
+    stream: str
+    line: str
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class CommandStop(Event):
+    """A command ends: ``status`` ok, failed, timeout, error or interrupted."""
+
+    name: ClassVar[str] = "command.stop"
+    task: str
+    host: str
+    command: str
+    exit_code: int | None
+    duration: float
+    status: str
+    index: int = 0
+    attempt: int = 1
+    reason: str = ""
+
+
+# --- connections (emitted by executor plugins) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class SshConnectStart(Event):
+    """An SSH connection attempt begins."""
+
+    name: ClassVar[str] = "ssh.connect.start"
+    host: str
+    user: str = ""
+    port: int = 22
+
+
+@dataclass(frozen=True)
+class SshConnect(Event):
+    """An SSH connection is up (``duration`` of the handshake and authentication)."""
+
+    name: ClassVar[str] = "ssh.connect"
+    host: str
+    duration: float = 0.0
+    auth: str = ""
+
+
+@dataclass(frozen=True)
+class SshDisconnect(Event):
+    """An SSH connection was closed."""
+
+    name: ClassVar[str] = "ssh.disconnect"
+    host: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SshError(Event):
+    """An SSH connection failed (refused, timeout, DNS, auth failed, host key changed)."""
+
+    name: ClassVar[str] = "ssh.error"
+    host: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PoolCheckout(Event):
+    """A pooled connection was taken (``queue_time`` waited for it)."""
+
+    name: ClassVar[str] = "ssh.pool.checkout"
+    host: str
+    queue_time: float = 0.0
+    pool_size: int = 0
+    available: int = 0
+
+
+@dataclass(frozen=True)
+class PoolCheckin(Event):
+    """A pooled connection was given back (``use_time`` it was held)."""
+
+    name: ClassVar[str] = "ssh.pool.checkin"
+    host: str
+    use_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    """A log record meant for the user's stderr (``level``: debug, info, warning, error)."""
+
+    name: ClassVar[str] = "log"
+    level: str
+    message: str
+    source: str = "nexus"
+
+
+CATALOGUE: tuple[type[Event], ...] = (
+    PipelineStart, PipelineStop, PipelineException, PipelineInterrupt,
+    TaskStart, TaskStop, TaskRetry, HostStart, HostStop,
+    CommandStart, CommandOutput, CommandStop,
+    SshConnectStart, SshConnect, SshDisconnect, SshError, PoolCheckout, PoolCheckin, Log,
+)  # fmt: skip
+
+
+class EventBus:
+    """Delivers each event to every subscriber, in order, one at a time.
+
+    A subscriber that raises is reported on stderr by its name and receives no more
+    events; the run and the other subscribers go on.
+    """
+
+    def __init__(self, run_id: str, report: Callable[[str], None] | None = None) -> None:
+        self.run_id = run_id
+        self._subs: list[tuple[str, Subscriber]] = []
+        self._lock = threading.RLock()
+        self._report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.failures: dict[str, str] = {}
+
+    def subscribe(self, name: str, callback: Subscriber) -> None:
+        """Add a subscriber under a name used when reporting its failures."""
+        with self._lock:
+            self._subs.append((name, callback))
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event`` to every healthy subscriber."""
+        with self._lock:
+            for name, callback in self._subs:
+                if name in self.failures:
+                    continue
+                try:
+                    callback(event)
+                except Exception as exc:  # noqa: BLE001 - isolate subscribers from each other
+                    reason = f"{type(exc).__name__}: {exc}"
+                    self.failures[name] = reason
+                    self._report(
+                        f"nexus: event subscriber '{name}' failed on {event.name} ({reason}); "
+                        "it gets no more events, the run goes on"
+                    )

@@ -1,0 +1,1 @@
+"""Built-in executors (the local machine). Remote transports come from plugins."""

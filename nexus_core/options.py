@@ -1,0 +1,125 @@
+"""Option specifications for ``config()``, ``@task`` and ``run()``: names, types and ranges.
+
+One table drives validation, "did you mean" suggestions and the reference docs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """One named option: its accepted types, a range/choice check and a description."""
+
+    name: str
+    types: tuple[type, ...]
+    default: Any = None
+    help: str = ""
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    allow_none: bool = True
+    check: Callable[[Any], str | None] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Return why ``value`` is not acceptable for this option, or None when it is."""
+        if value is None:
+            return None if self.allow_none else f"{self.name} must not be None"
+        if isinstance(value, bool) and bool not in self.types:
+            return f"{self.name} must be {self.type_names()}, not a bool ({value!r})"
+        if not isinstance(value, self.types):
+            return f"{self.name} must be {self.type_names()}, not {type(value).__name__} ({value!r})"
+        if self.choices and value not in self.choices:
+            hint = suggest(str(value), [str(c) for c in self.choices])
+            extra = f"; did you mean {hint!r}?" if hint else ""
+            options = ", ".join(str(c) for c in self.choices)
+            return f"{self.name} must be one of {options}, not {value!r}{extra}"
+        if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
+            return f"{self.name} must be >= {self.minimum:g}, not {value!r}"
+        if self.check is not None:
+            return self.check(value)
+        return None
+
+    def type_names(self) -> str:
+        """Human names of the accepted types."""
+        names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+                 list: "a list", dict: "a dict", tuple: "a tuple"}
+        parts = [names.get(t, t.__name__) for t in self.types]
+        if int in self.types and float in self.types:
+            parts = [p for p in parts if p not in ("an integer", "a number")] + ["a number"]
+        return " or ".join(dict.fromkeys(parts))
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to ``name`` for a "did you mean" hint, or None."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+_NUM = (int, float)
+
+
+def _str_dict(value: Any) -> str | None:
+    if not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
+        return "env must map names (str) to values (str, int or float)"
+    return None
+
+
+RUN_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option("sudo", (bool,), False, "run with sudo", allow_none=False),
+        Option("user", (str,), None, "run as this user (through sudo)"),
+        Option("timeout", _NUM, 60, "seconds before the command is killed", minimum=0, allow_none=False),
+        Option("retries", (int,), 0, "extra attempts after a failure", minimum=0, allow_none=False),
+        Option("retry_delay", _NUM, 1, "base seconds between attempts (exponential, jittered)",
+               minimum=0, allow_none=False),
+        Option("continue_on_error", (bool,), False, "a failure does not fail the task", allow_none=False),
+        Option("env", (dict,), None, "extra environment variables", check=_str_dict),
+        Option("cwd", (str,), None, "working directory (relative to the nexusfile's folder)"),
+    ]
+}
+
+STRATEGY_NAMES_BUILTIN = ("parallel", "serial")
+
+TASK_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option("deps", (list, tuple, str), (), "tasks that must finish first (functions or names)"),
+        Option("on", (str, list, tuple), "local", '"local", a host group, or a list of host strings'),
+        Option("strategy", (str,), "parallel", "how the task's hosts are scheduled"),
+        Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0),
+        Option("batch", (int, str), None, "rolling strategy: hosts per batch (2 or \"25%\")"),
+        Option("max_fail_percentage", _NUM, None, "rolling strategy: tolerated failures", minimum=0),
+        Option("canary_hosts", (int,), None, "canary strategy: hosts to try first", minimum=1),
+        Option("canary_wait", _NUM, None, "canary strategy: seconds to wait after the canaries", minimum=0),
+        Option("idempotent", (bool,), True, "safe to re-run on resume"),
+    ]
+}
+
+CONFIG_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option("ssh_user", (str,), None, "default SSH user"),
+        Option("ssh_identity", (str,), None, "SSH private key file"),
+        Option("ssh_port", (int,), 22, "default SSH port", minimum=1,
+               check=lambda v: None if v <= 65535 else "ssh_port must be <= 65535"),
+        Option("ssh_known_hosts_file", (str,), None, "known_hosts file"),
+        Option("ssh_host_key_verification", (str,), "strict", "host key policy",
+               choices=("strict", "accept_new", "tofu", "off")),
+        Option("ssh_jump", (str, list), None, "jump host(s)"),
+        Option("ssh_pool_size", (int,), 4, "connections per host", minimum=1),
+        Option("ssh_connect_timeout", _NUM, 10, "seconds to connect", minimum=0),
+        Option("parallel_limit", (int,), 10, "tasks running at once", minimum=1),
+        Option("forks", (int,), None, "hosts of one task running at once (default parallel_limit)",
+               minimum=1),
+        Option("log_level", (str,), "info", "log level", choices=("debug", "info", "warning", "error")),
+        Option("shell", (str,), "/bin/sh", "shell for local commands"),
+        Option("interrupt_grace", _NUM, 10, "seconds between SIGINT, SIGTERM and SIGKILL after Ctrl+C",
+               minimum=0),
+        Option("terminate_grace", _NUM, 30, "the same after SIGTERM", minimum=0),
+    ]
+}

@@ -1,0 +1,1 @@
+"""Rendering: the event-stream renderers (text tree, verbose, quiet, JSON), errors and plans."""

@@ -1,0 +1,244 @@
+"""Renderers: event subscribers that print a run for people (tree, verbose, quiet) or scripts (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from nexus_core import events as ev
+from nexus_core.output.style import Style, fmt_duration
+
+
+@dataclass
+class _HostState:
+    commands: list[tuple[str, str, float, str]] = field(default_factory=list)  # cmd, status, dur, reason
+    status: str = "running"
+    duration: float = 0.0
+    reason: str = ""
+    current: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _TaskState:
+    hosts: dict[str, _HostState] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    strategy: str = "parallel"
+
+
+class Renderer:
+    """Base renderer: writes to ``out`` (results) under one lock."""
+
+    def __init__(self, style: Style, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+        self.style = style
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        """Print a block of text on the results stream."""
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = getattr(self, "on_" + event.name.replace(".", "_"), None)
+        if handler is not None:
+            handler(event)
+
+    def close(self) -> None:
+        """Stop any live display."""
+
+
+class TreeRenderer(Renderer):
+    """Normal mode: a tree per task when it ends (PRD REQ-0143), a live view on a terminal."""
+
+    verbose = False
+
+    def __init__(self, style: Style, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+        super().__init__(style, out, err)
+        self.tasks: dict[str, _TaskState] = {}
+        self._live: Any = None
+        if style.live and not self.verbose:
+            self._start_live()
+
+    # live view ---------------------------------------------------------------------------
+
+    def _start_live(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=self.out, no_color=not self.style.color, highlight=False)
+        self._live = Live(console=console, refresh_per_second=8, transient=True,
+                          get_renderable=self._live_view, redirect_stdout=False, redirect_stderr=False)
+        self._live.start()
+
+    def _live_view(self) -> Any:
+        from rich.text import Text
+
+        lines = []
+        now = time.monotonic()
+        frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if self.style.unicode else "|/-\\"
+        spin = frames[int(now * 10) % len(frames)]
+        for name, state in list(self.tasks.items()):
+            running = [(h, s) for h, s in state.hosts.items() if s.status == "running"]
+            if not running:
+                continue
+            done = sum(1 for s in state.hosts.values() if s.status != "running")
+            detail = ", ".join(f"{h}: {s.current}" if s.current else h for h, s in running[:4])
+            more = f" +{len(running) - 4} more" if len(running) > 4 else ""
+            lines.append(f"{spin} {name} {fmt_duration(now - state.started)}"
+                         f" [{done}/{len(state.order) or len(state.hosts)} hosts done] {detail}{more}")
+        return Text("\n".join(lines[:20]))
+
+    def write(self, text: str) -> None:
+        if self._live is not None:
+            from rich.text import Text
+
+            with self._lock:
+                self._live.console.print(Text.from_ansi(text))
+            return
+        super().write(text)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # events ------------------------------------------------------------------------------
+
+    def on_task_start(self, e: ev.TaskStart) -> None:
+        self.tasks[e.task] = _TaskState(order=list(e.hosts), strategy=e.strategy)
+
+    def on_host_start(self, e: ev.HostStart) -> None:
+        state = self.tasks.setdefault(e.task, _TaskState())
+        state.hosts[e.host] = _HostState()
+
+    def on_command_start(self, e: ev.CommandStart) -> None:
+        host = self._host(e.task, e.host)
+        host.current = e.command
+
+    def on_command_stop(self, e: ev.CommandStop) -> None:
+        host = self._host(e.task, e.host)
+        host.current = ""
+        entry = (e.command, e.status, e.duration, e.reason)
+        if host.commands and host.commands[-1][0] == e.command and e.attempt > 1:
+            host.commands[-1] = entry
+        else:
+            host.commands.append(entry)
+
+    def on_task_retry(self, e: ev.TaskRetry) -> None:
+        s = self.style
+        where = "" if e.host == "local" else f" {e.host}"
+        self.write(s.paint(f"  {s.retry} {e.task}{where}: {e.command!r} failed ({e.reason}); "
+                           f"attempt {e.attempt}/{e.max_attempts} in {e.delay:.1f}s", "yellow"))
+
+    def on_host_stop(self, e: ev.HostStop) -> None:
+        host = self._host(e.task, e.host)
+        host.status, host.duration, host.reason = e.status, e.duration, e.reason
+
+    def on_task_stop(self, e: ev.TaskStop) -> None:
+        s = self.style
+        state = self.tasks.get(e.task)
+        if e.status == "skipped":
+            self.write(f"{s.mark('skipped')} {e.task} {s.paint('skipped: ' + e.reason, 'dim')}\n")
+            return
+        hosts = f" [{', '.join(e.hosts)}]" if e.hosts and e.hosts != ("local",) else ""
+        lines = [f"{s.paint(s.bullet, 'cyan')} {s.paint(e.task, 'bold')}{hosts}"]
+        if state is not None:
+            lines.extend(self._task_lines(state, e))
+        self.write("\n".join(lines) + "\n")
+
+    def _task_lines(self, state: _TaskState, e: ev.TaskStop) -> list[str]:
+        s = self.style
+        names = [h for h in state.order if h in state.hosts] or list(state.hosts)
+        skipped = [h for h in state.order if h not in state.hosts]
+        out: list[str] = []
+        if names == ["local"] or (len(names) == 1 and not skipped):
+            host = state.hosts[names[0]]
+            for i, (cmd, status, dur, reason) in enumerate(host.commands):
+                last = i == len(host.commands) - 1
+                extra = "" if status == "ok" else " " + s.paint(reason, "red")
+                out.append(f"  {s.branch(last)} {cmd} {s.mark(status)} {fmt_duration(dur)}{extra}")
+            if not host.commands:
+                out.append(f"  {s.branch(True)} {s.mark(host.status)} {host.reason}")
+            return out
+        rows = names + skipped
+        for i, name in enumerate(rows):
+            last = i == len(rows) - 1
+            host = state.hosts.get(name)
+            if host is None or host.status == "skipped":
+                why = host.reason if host else "not started"
+                out.append(f"  {s.branch(last)} {name} {s.mark('skipped')} {s.paint(why, 'dim')}")
+                continue
+            extra = "" if host.status == "ok" else " " + s.paint(host.reason, "red")
+            out.append(f"  {s.branch(last)} {name} {s.mark(host.status)} {fmt_duration(host.duration)}{extra}")
+        return out
+
+    def _host(self, task: str, host: str) -> _HostState:
+        return self.tasks.setdefault(task, _TaskState()).hosts.setdefault(host, _HostState())
+
+
+class VerboseRenderer(TreeRenderer):
+    """``-v``: every command and output line as it happens, tagged with task and host."""
+
+    verbose = True
+
+    def _tag(self, task: str, host: str) -> str:
+        return self.style.paint(f"[{task} {host}]", "dim")
+
+    def on_command_start(self, e: ev.CommandStart) -> None:
+        super().on_command_start(e)
+        attempt = f" (attempt {e.attempt})" if e.attempt > 1 else ""
+        self.write(f"{self._tag(e.task, e.host)} $ {e.command}{attempt}")
+
+    def on_command_output(self, e: ev.CommandOutput) -> None:
+        line = e.line if e.stream == "stdout" else self.style.paint(e.line, "yellow")
+        self.write(f"{self._tag(e.task, e.host)} > {line}")
+
+    def on_command_stop(self, e: ev.CommandStop) -> None:
+        super().on_command_stop(e)
+        extra = "" if e.status == "ok" else f" {e.reason}"
+        self.write(f"{self._tag(e.task, e.host)} {self.style.mark(e.status)} "
+                   f"{fmt_duration(e.duration)}{extra}")
+
+    def on_task_stop(self, e: ev.TaskStop) -> None:
+        s = self.style
+        if e.status == "skipped":
+            self.write(f"{s.mark('skipped')} {e.task} skipped: {e.reason}")
+            return
+        self.write(f"{s.mark(e.status)} {e.task} {e.status} in {fmt_duration(e.duration)}")
+
+
+class QuietRenderer(Renderer):
+    """``-q``: one line per task."""
+
+    def on_task_stop(self, e: ev.TaskStop) -> None:
+        s = self.style
+        if e.status == "skipped":
+            self.write(f"{s.mark('skipped')} {e.task} (skipped)")
+        else:
+            self.write(f"{s.mark(e.status)} {e.task} ({fmt_duration(e.duration)})")
+
+
+class JsonRenderer(Renderer):
+    """``--format json``: one JSON object per event (NDJSON) on stdout."""
+
+    def __call__(self, event: ev.Event) -> None:
+        self.write(json.dumps(event.to_dict(), default=str, ensure_ascii=False))
+
+
+def make_renderer(mode: str, fmt: str, style: Style) -> Renderer:
+    """The renderer for ``--format`` and verbosity (``normal``, ``verbose``, ``quiet``)."""
+    if fmt == "json":
+        return JsonRenderer(style)
+    if mode == "verbose":
+        return VerboseRenderer(style)
+    if mode == "quiet":
+        return QuietRenderer(style)
+    return TreeRenderer(style)

@@ -1,0 +1,504 @@
+"""Validation and planning: nexusfile declarations -> a DAG of tasks -> phases -> hosts -> commands.
+
+The :class:`Plan` is plain data: dry-run prints it, pre-flight checks it, the engine runs
+it and ``--format json`` serialises it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core.dsl import _RECORDER, Recorder
+from nexus_core.hosts import HostParseError, parse_host
+from nexus_core.loader import exception_problem, in_project
+from nexus_core.model import LOCAL, Command, Host, Location, Problem, Project, TaskDef
+from nexus_core.options import suggest
+from nexus_core.registry import TRANSPORT_PACKAGES, Registry
+
+DEFAULT_TASK_TIMEOUT = 300.0
+
+
+class ValidationFailed(Exception):
+    """The nexusfile (or the request) has problems; nothing was run."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        unique: dict[tuple[str, Location | None, str], Problem] = {}
+        for p in problems:
+            unique.setdefault((p.message, p.location, p.hint), p)
+        self.problems = list(unique.values())
+        super().__init__(f"{len(self.problems)} problem(s)")
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """The commands one task will run on one host."""
+
+    host: Host
+    commands: tuple[Command, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {"host": self.host.to_dict(), "commands": [c.to_dict() for c in self.commands]}
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task of a plan: its hosts in strategy order, and its options."""
+
+    name: str
+    deps: tuple[str, ...]
+    hosts: tuple[HostPlan, ...]
+    strategy: str
+    options: Mapping[str, Any]
+    timeout: float
+    doc: str
+    location: Location
+    batches: tuple[tuple[str, ...], ...] = ()
+    strategy_text: str = ""
+
+    @property
+    def remote(self) -> bool:
+        """True when any target is not the local machine."""
+        return any(not hp.host.is_local for hp in self.hosts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "name": self.name,
+            "deps": list(self.deps),
+            "strategy": self.strategy,
+            "strategy_description": self.strategy_text,
+            "batches": [list(b) for b in self.batches],
+            "options": dict(self.options),
+            "timeout": self.timeout,
+            "doc": self.doc,
+            "line": self.location.line,
+            "hosts": [hp.to_dict() for hp in self.hosts],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run will do, in order."""
+
+    nexusfile: str
+    root: str
+    requested: tuple[str, ...]
+    tasks: Mapping[str, TaskPlan]
+    phases: tuple[tuple[str, ...], ...]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    source_hash: str = ""
+
+    @property
+    def hosts(self) -> list[Host]:
+        """Every distinct host the plan touches, in first-use order."""
+        seen: dict[tuple[str, str, str | None, int | None], Host] = {}
+        for name in self.order:
+            for hp in self.tasks[name].hosts:
+                seen.setdefault((hp.host.transport, hp.host.name, hp.host.user, hp.host.port), hp.host)
+        return list(seen.values())
+
+    @property
+    def order(self) -> list[str]:
+        """Task names phase by phase."""
+        return [name for phase in self.phases for name in phase]
+
+    def command_count(self) -> int:
+        """Total commands over every task and host."""
+        return sum(len(hp.commands) for t in self.tasks.values() for hp in t.hosts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for ``--format json``."""
+        return {
+            "nexusfile": self.nexusfile,
+            "requested": list(self.requested),
+            "phases": [list(p) for p in self.phases],
+            "tasks": {name: self.tasks[name].to_dict() for name in self.order},
+            "hosts": [h.to_dict() for h in self.hosts],
+            "commands": self.command_count(),
+        }
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def _p(out: list[Problem], message: str, where: Location | None, hint: str = "", code: str = "invalid") -> None:
+    out.append(Problem(message, where, hint, code))
+
+
+def _did_you_mean(name: str, candidates: Iterable[str], kind: str) -> str:
+    names = list(candidates)
+    close = suggest(name, names)
+    if close:
+        return f"did you mean {close!r}?"
+    if names:
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        return f"defined {kind}: {shown}"
+    return f"no {kind} are defined"
+
+
+def _dep_name(dep: Any) -> str | None:
+    if isinstance(dep, str):
+        return dep
+    name = getattr(dep, "__nexus_task__", None)
+    return name if isinstance(name, str) else None
+
+
+def check_structure(project: Project, registry: Registry) -> list[Problem]:
+    """Every problem that can be found without running task bodies."""
+    out = list(project.problems)
+    cfg_where = project.config_locations
+    for key, value in project.config.items():
+        spec = registry.config_options.get(key)
+        where = cfg_where.get(key)
+        if spec is None:
+            _p(out, f"config() has no key {key!r}", where,
+               _did_you_mean(key, registry.config_options, "keys"), "unknown-option")
+            continue
+        why = spec.problem(value)
+        if why:
+            _p(out, f"config(): {why}", where, code="bad-value")
+    _check_groups(project, out)
+    for t in project.tasks.values():
+        _check_task(project, registry, t, out)
+    out.extend(find_cycles(project))
+    return out
+
+
+def _check_groups(project: Project, out: list[Problem]) -> None:
+    for g in project.groups.values():
+        for member in g.members:
+            try:
+                parse_host(member)
+            except HostParseError as exc:
+                _p(out, f"host group {g.name!r}: {exc}", g.location, "fix the host string", "bad-host")
+        for sub in g.groups:
+            if not isinstance(sub, str) or sub not in project.groups:
+                _p(out, f"host group {g.name!r} includes undefined group {sub!r}", g.location,
+                   _did_you_mean(str(sub), project.groups, "groups"), "undefined-group")
+    # group cycles
+    for g in project.groups.values():
+        path = _group_cycle(project, g.name, [])
+        if path and path[0] == g.name and g.name == min(path[:-1]):
+            _p(out, "host groups include each other: " + " -> ".join(path), g.location,
+               "remove one of the groups= references", "cycle")
+
+
+def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | None:
+    if name in stack:
+        return stack[stack.index(name) :] + [name]
+    if len(stack) > 200:
+        return None
+    group = project.groups.get(name)
+    if group is None:
+        return None
+    for sub in group.groups:
+        if isinstance(sub, str):
+            found = _group_cycle(project, sub, stack + [name])
+            if found:
+                return found
+    return None
+
+
+def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Problem]) -> None:
+    where = t.location
+    opts = registry.task_options
+    for key, value in t.extra:
+        spec = opts.get(key)
+        if spec is None:
+            _p(out, f"task {t.name!r} has no option {key!r}", where,
+               _did_you_mean(key, opts, "options"), "unknown-option")
+            continue
+        why = spec.problem(value)
+        if why:
+            _p(out, f"task {t.name!r}: {why}", where, code="bad-value")
+    if t.timeout is not None:
+        why = opts["timeout"].problem(t.timeout)
+        if why:
+            _p(out, f"task {t.name!r}: {why}", where, "use a number of seconds, e.g. timeout=300",
+               "bad-value")
+    if not isinstance(t.strategy, str):
+        _p(out, f"task {t.name!r}: strategy must be a string, not {type(t.strategy).__name__}", where,
+           "strategies: " + ", ".join(registry.strategies), "bad-value")
+    elif t.strategy not in registry.strategies:
+        hint = _did_you_mean(t.strategy, registry.strategies, "strategies")
+        if t.strategy in ("rolling", "canary"):
+            hint = f"the {t.strategy} strategy comes with remote hosts: pip install nexus-ssh"
+        _p(out, f"task {t.name!r}: unknown strategy {t.strategy!r}", where, hint, "bad-value")
+    else:
+        strategy = registry.strategy(t.strategy)
+        for why in strategy.check(dict(t.extra)):
+            _p(out, f"task {t.name!r}: {why}", where, code="bad-value")
+    for dep in t.deps:
+        name = _dep_name(dep)
+        if name is None:
+            what = getattr(dep, "__name__", repr(dep))
+            hint = "decorate it with @task" if callable(dep) else "deps take task functions or task names"
+            _p(out, f"task {t.name!r} depends on {what}, which is not a task", where, hint, "undefined-task")
+        elif name not in project.tasks:
+            _p(out, f"task {t.name!r} depends on undefined task {name!r}", where,
+               _did_you_mean(name, [n for n in project.tasks if n != t.name], "tasks"), "undefined-task")
+        elif name == t.name:
+            pass  # reported as a cycle
+    _targets(project, registry, t, out, None)
+
+
+def _targets(
+    project: Project, registry: Registry, t: TaskDef, out: list[Problem], override: Sequence[Host] | None
+) -> list[Host]:
+    """Resolve ``on=`` to hosts, reporting problems into ``out``."""
+    where = t.location
+    on = t.on
+    if on is None or on == "local":
+        return [LOCAL]
+    hosts: list[Host] = []
+    if isinstance(on, str):
+        if on not in project.groups:
+            _p(out, f"task {t.name!r} runs on undefined host group {on!r}", where,
+               _did_you_mean(on, project.groups, "groups"), "undefined-group")
+            return []
+        for member in _group_members(project, on, set()):
+            try:
+                hosts.append(parse_host(member))
+            except HostParseError:
+                pass  # reported with the group
+        if not hosts and not out_has_group_problem(out, on):
+            _p(out, f"task {t.name!r} runs on host group {on!r}, which has no hosts",
+               project.groups[on].location, "add hosts to the group", "empty-group")
+    elif isinstance(on, (list, tuple)):
+        if not on:
+            _p(out, f"task {t.name!r}: on= is an empty list", where,
+               'give host strings, a group name, or "local"', "bad-value")
+        for item in on:
+            if item == "local":
+                hosts.append(LOCAL)
+                continue
+            try:
+                hosts.append(parse_host(item))
+            except HostParseError as exc:
+                _p(out, f"task {t.name!r}: {exc}", where, "fix the host string in on=[...]", "bad-host")
+    else:
+        _p(out, f"task {t.name!r}: on= must be \"local\", a group name or a list of hosts, "
+           f"not {type(on).__name__}", where, code="bad-value")
+        return []
+    if override is not None and any(not h.is_local for h in hosts):
+        hosts = list(override)
+    for transport in dict.fromkeys(h.transport for h in hosts):
+        if transport not in registry.executors:
+            package = TRANSPORT_PACKAGES.get(transport, f"a plugin providing the {transport!r} transport")
+            install = f"pip install {package}" if package.startswith("nexus-") else f"install {package}"
+            _p(out, f"task {t.name!r} runs on remote hosts ({transport}), but no {transport} executor "
+               "is installed", where, f"{install} (then check `nexus plugins`)", "missing-plugin")
+    return _dedupe(hosts)
+
+
+def out_has_group_problem(out: list[Problem], group: str) -> bool:
+    """True when a problem about this group's host strings was already reported."""
+    return any(p.code == "bad-host" and f"group {group!r}" in p.message for p in out)
+
+
+def _group_members(project: Project, name: str, seen: set[str]) -> list[str]:
+    if name in seen or name not in project.groups:
+        return []
+    seen.add(name)
+    group = project.groups[name]
+    members = [m for m in group.members if isinstance(m, str)]
+    for sub in group.groups:
+        if isinstance(sub, str):
+            members.extend(_group_members(project, sub, seen))
+    return members
+
+
+def _dedupe(hosts: Sequence[Host]) -> list[Host]:
+    seen: dict[tuple[str, str, str | None, int | None], Host] = {}
+    for h in hosts:
+        seen.setdefault((h.transport, h.name, h.user, h.port), h)
+    return list(seen.values())
+
+
+def find_cycles(project: Project) -> list[Problem]:
+    """One problem per dependency cycle, printed as ``a -> b -> c -> a``."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    order = {name: i for i, name in enumerate(project.tasks)}
+    for t in project.tasks.values():
+        graph.add_node(t.name)
+        for dep in t.deps:
+            name = _dep_name(dep)
+            if name in project.tasks:
+                graph.add_edge(t.name, name)
+    out: list[Problem] = []
+    components = [c for c in nx.strongly_connected_components(graph)
+                  if len(c) > 1 or any(graph.has_edge(n, n) for n in c)]
+    for comp in sorted(components, key=lambda c: min(order[n] for n in c)):
+        start = min(comp, key=lambda n: order[n])
+        sub = graph.subgraph(comp)
+        cycle = _cycle_from(sub, start)
+        where = project.tasks[start].location
+        _p(out, "dependency cycle: " + " -> ".join(cycle), where,
+           "remove one of these deps so that the tasks form a DAG", "cycle")
+    return out
+
+
+def _cycle_from(graph: Any, start: str) -> list[str]:
+    """A simple cycle through ``start`` (breadth-first, so the shortest)."""
+    parents: dict[str, str] = {}
+    queue = [start]
+    seen = {start}
+    for node in queue:
+        for nxt in sorted(graph.successors(node)):
+            if nxt == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(parents[path[-1]])
+                return [*reversed(path), start]
+            if nxt not in seen:
+                seen.add(nxt)
+                parents[nxt] = node
+                queue.append(nxt)
+    return [start, start]  # pragma: no cover - start is always on a cycle here
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def closure(project: Project, requested: Sequence[str]) -> list[str]:
+    """The requested tasks and everything they depend on, in definition order."""
+    wanted: set[str] = set()
+    stack = list(requested)
+    while stack:
+        name = stack.pop()
+        if name in wanted or name not in project.tasks:
+            continue
+        wanted.add(name)
+        stack.extend(n for n in (_dep_name(d) for d in project.tasks[name].deps) if n)
+    return [n for n in project.tasks if n in wanted]
+
+
+def build_plan(
+    project: Project,
+    registry: Registry,
+    requested: Sequence[str] | None = None,
+    *,
+    host_override: Sequence[str] | None = None,
+    config_override: Mapping[str, Any] | None = None,
+) -> Plan:
+    """Validate ``project`` and plan ``requested`` tasks (all tasks when None or empty).
+
+    Raises :class:`ValidationFailed` with every problem found.
+    """
+    problems = check_structure(project, registry)
+    requested = list(requested or [])
+    for name in requested:
+        if name not in project.tasks:
+            problems.append(Problem(f"no task named {name!r}", Location(project.path),
+                                    _did_you_mean(name, project.tasks, "tasks"), "undefined-task"))
+    if not project.tasks and not problems:
+        problems.append(Problem("the nexusfile defines no tasks", Location(project.path),
+                                "add one: @task\\ndef build(): run(\"make\")  (or run `nexus init`)",
+                                "no-tasks"))
+    override: list[Host] | None = None
+    if host_override:
+        override = []
+        for text in host_override:
+            try:
+                override.append(parse_host(text))
+            except HostParseError as exc:
+                problems.append(Problem(f"--hosts: {exc}", None, "pass comma-separated host strings",
+                                        "bad-host"))
+    if problems:
+        raise ValidationFailed(problems)
+    names = closure(project, requested) if requested else list(project.tasks)
+    config = {name: opt.default for name, opt in registry.config_options.items()}
+    config.update(project.config)
+    config.update({k: v for k, v in (config_override or {}).items() if v is not None})
+    tasks: dict[str, TaskPlan] = {}
+    with in_project(project):
+        for name in names:
+            t = project.tasks[name]
+            hosts = _targets(project, registry, t, problems, override)
+            host_plans: list[HostPlan] = []
+            body_problems = 0
+            for host in hosts:
+                commands, found = evaluate_body(project, t, host)
+                problems.extend(found)
+                body_problems += len(found)
+                host_plans.append(HostPlan(host, tuple(commands)))
+            if host_plans and not body_problems and all(not hp.commands for hp in host_plans):
+                problems.append(Problem(f"task {name!r} runs no commands", t.location,
+                                        "add run(...) calls to its body, or remove the task",
+                                        "empty-task"))
+            strategy = registry.strategy(t.strategy)
+            opts = dict(t.extra)
+            order = strategy.batches([hp.host for hp in host_plans], opts)
+            by_key = {id(hp.host): hp for hp in host_plans}
+            ordered = [by_key[id(h)] for batch in order for h in batch if id(h) in by_key]
+            timeout = DEFAULT_TASK_TIMEOUT if t.timeout is None else float(t.timeout)
+            tasks[name] = TaskPlan(
+                name=name,
+                deps=tuple(n for n in (_dep_name(d) for d in t.deps) if n),
+                hosts=tuple(ordered) if len(ordered) == len(host_plans) else tuple(host_plans),
+                strategy=t.strategy,
+                options=opts,
+                timeout=timeout,
+                doc=t.summary,
+                location=t.location,
+                batches=tuple(tuple(h.label for h in b) for b in order),
+                strategy_text=strategy.describe([hp.host for hp in host_plans], opts),
+            )
+    if problems:
+        raise ValidationFailed(problems)
+    return Plan(
+        nexusfile=project.path,
+        root=project.root,
+        requested=tuple(requested),
+        tasks=tasks,
+        phases=phases(tasks),
+        config=config,
+        source_hash=project.source_hash,
+    )
+
+
+def evaluate_body(project: Project, t: TaskDef, host: Host) -> tuple[list[Command], list[Problem]]:
+    """Run a task body for one host and return the commands it recorded and its problems."""
+    rec = Recorder(project=project, task=t.name, host=host)
+    token = _RECORDER.set(rec)
+    try:
+        t.func()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - user code
+        rec.problems.append(exception_problem(exc, project.path, f"in task {t.name!r} (host {host.label})"))
+    finally:
+        _RECORDER.reset(token)
+    root = project.root
+    commands = [
+        c if c.cwd is None or os.path.isabs(c.cwd) or not host.is_local
+        else _with_cwd(c, os.path.normpath(os.path.join(root, c.cwd)))
+        for c in rec.commands
+    ]
+    return commands, rec.problems
+
+
+def _with_cwd(c: Command, cwd: str) -> Command:
+    from dataclasses import replace
+
+    return replace(c, cwd=cwd)
+
+
+def phases(tasks: Mapping[str, TaskPlan]) -> tuple[tuple[str, ...], ...]:
+    """Topological generations: each phase holds tasks whose deps are all in earlier phases."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(tasks)
+    for t in tasks.values():
+        graph.add_edges_from((dep, t.name) for dep in t.deps if dep in tasks)
+    order = {name: i for i, name in enumerate(tasks)}
+    return tuple(
+        tuple(sorted(gen, key=order.__getitem__)) for gen in nx.topological_generations(graph)
+    )

@@ -1,0 +1,123 @@
+"""Connection failures, classified: refused, timeout, reset, DNS, auth failed, host key.
+
+Each becomes a :class:`ConnectError` whose ``reason`` is what the user reads: a first line
+with the cause (PRD REQ-0131 "Reason"), then lines starting with ``- `` that are
+suggestions. ``transient`` failures are retried while connecting (refused, reset,
+timeout, network unreachable); auth and host key failures never are.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from nexus_ssh.settings import Endpoint
+
+
+class ConnectError(Exception):
+    """A classified connection failure."""
+
+    def __init__(self, kind: str, reason: str, *, transient: bool, retryable: bool) -> None:
+        super().__init__(reason)
+        self.kind = kind  # refused, timeout, reset, dns, unreachable, auth, hostkey, protocol, proxy
+        self.reason = reason
+        self.transient = transient  # retried by the connect loop
+        self.retryable = retryable  # CommandResult.retryable
+
+
+class CancelledConnect(Exception):
+    """A stop was requested while connecting."""
+
+
+def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
+    """Map a socket / Paramiko exception raised while connecting to ``ep`` to a ConnectError."""
+    from paramiko.ssh_exception import (
+        AuthenticationException,
+        ChannelException,
+        ProxyCommandFailure,
+        SSHException,
+    )
+
+    from nexus_ssh.hostkeys import HostKeyError
+
+    where = f"{ep.hostname} port {ep.port}" + (f", via {via}" if via else "")
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, HostKeyError):
+        return ConnectError("hostkey", exc.reason, transient=False, retryable=False)
+    if isinstance(exc, AuthenticationException):
+        return ConnectError(
+            "auth",
+            f"Authentication failed for {ep.user}@{ep.hostname} (port {ep.port}): {exc}\n"
+            f"- Check the user name (ssh_user, or user@host in the host string)\n"
+            f"- Check the key: ssh_identity / -i, ssh-agent (ssh-add -l), ~/.ssh/id_ed25519\n"
+            f"- Test by hand: ssh -p {ep.port} {ep.user}@{ep.hostname} true",
+            transient=False,
+            retryable=False,
+        )
+    if isinstance(exc, socket.gaierror):
+        temporary = exc.errno == socket.EAI_AGAIN
+        return ConnectError(
+            "dns",
+            f"Cannot resolve host name {ep.hostname!r}: {exc.strerror}\n"
+            f"- Check the spelling, your DNS, or add a HostName in ~/.ssh/config",
+            transient=temporary,
+            retryable=temporary,
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError(
+            "refused",
+            f"Connection refused ({where})\n"
+            f"- Verify the host is reachable: ping {ep.hostname}\n"
+            f"- Check if SSH is running: nc -zv {ep.hostname} {ep.port}\n"
+            f"- Verify firewall rules allow port {ep.port}",
+            transient=True,
+            retryable=True,
+        )
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return ConnectError(
+            "timeout",
+            f"Connection timed out ({where})\n"
+            f"- Verify the host is up and the port is right: nc -zv {ep.hostname} {ep.port}\n"
+            f"- Raise ssh_connect_timeout if the network is slow",
+            transient=True,
+            retryable=True,
+        )
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, EOFError, BrokenPipeError)):
+        return ConnectError(
+            "reset",
+            f"Connection reset during the SSH handshake ({where})\n"
+            f"- The server may be overloaded (MaxStartups) or block this client (fail2ban, AllowUsers)",
+            transient=True,
+            retryable=True,
+        )
+    if isinstance(exc, ProxyCommandFailure):
+        return ConnectError("proxy", f"ProxyCommand failed for {where}: {exc}", transient=False, retryable=True)
+    if isinstance(exc, ChannelException):
+        return ConnectError(
+            "refused",
+            f"Jump host could not open a connection to {ep.hostname} port {ep.port}: {exc}\n"
+            f"- Check the target is reachable from the jump host, and AllowTcpForwarding on it",
+            transient=True,
+            retryable=True,
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+        return ConnectError(
+            "unreachable",
+            f"Host unreachable ({where}): {exc.strerror}\n- Check routing / VPN to {ep.hostname}",
+            transient=True,
+            retryable=True,
+        )
+    if isinstance(exc, SSHException):
+        text = str(exc)
+        transient = "banner" in text.lower() or "reset" in text.lower() or "eof" in text.lower()
+        return ConnectError(
+            "reset" if transient else "protocol",
+            f"SSH negotiation failed ({where}): {text}",
+            transient=transient,
+            retryable=transient,
+        )
+    if isinstance(exc, OSError):
+        return ConnectError("unreachable", f"Cannot connect ({where}): {exc}", transient=True, retryable=True)
+    return ConnectError("error", f"Cannot connect ({where}): {type(exc).__name__}: {exc}",
+                        transient=False, retryable=False)

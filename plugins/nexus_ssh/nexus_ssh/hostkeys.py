@@ -1,0 +1,201 @@
+"""Host key verification: ``strict`` (default), ``accept_new``, ``tofu``, ``off``.
+
+- ``strict``: the key must already be in a known_hosts file; unknown or changed -> refuse.
+- ``accept_new``: an unknown host's key is accepted and appended to the first known_hosts
+  file (as OpenSSH's ``StrictHostKeyChecking accept-new``); a changed key is refused.
+- ``tofu``: an unknown host's key is trusted for this run only (kept in memory, never
+  written; for short-lived hosts); a known host must still match, and a key that changes
+  during the run is refused.
+- ``off``: no verification (a warning is logged once per run).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nexus_ssh.settings import Endpoint
+
+if TYPE_CHECKING:
+    from paramiko.pkey import PKey
+
+
+class HostKeyError(Exception):
+    """The server's host key is unknown (strict) or changed: never retried."""
+
+    def __init__(self, reason: str, changed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.changed = changed
+
+
+def fingerprint(key: PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _key_family(name: str) -> str:
+    if name.startswith("rsa-sha2-") or name == "ssh-rsa":
+        return "ssh-rsa"
+    return name
+
+
+@dataclass(frozen=True)
+class _Entry:
+    path: str
+    line: int
+    key_type: str
+    key_b64: str
+
+
+class HostKeyVerifier:
+    """Checks server keys against known_hosts files; thread-safe, one per executor."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, list[tuple[int, object, str, str]]]] = {}
+        self._tofu: dict[str, tuple[str, str]] = {}
+
+    # --- known_hosts reading ------------------------------------------------------------
+
+    def _parsed(self, path: str) -> list[tuple[int, object, str, str]]:
+        """(line, HostKeyEntry-like hostnames, key type, base64) for each usable line of a file."""
+        from paramiko.hostkeys import HostKeyEntry
+
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            return []
+        cached = self._cache.get(path)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        rows: list[tuple[int, object, str, str]] = []
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for i, line in enumerate(fh, 1):
+                    text = line.strip()
+                    if not text or text.startswith("#") or text.startswith("@"):
+                        continue
+                    fields = text.split()
+                    if len(fields) < 3:
+                        continue
+                    try:
+                        entry = HostKeyEntry.from_line(text, i)
+                    except Exception:
+                        entry = None
+                    hostnames = entry.hostnames if entry is not None else fields[0].split(",")
+                    rows.append((i, hostnames, fields[1], fields[2]))
+        except OSError:
+            return []
+        self._cache[path] = (mtime, rows)
+        return rows
+
+    def known_entries(self, name: str, files: tuple[str, ...]) -> list[_Entry]:
+        """Every known_hosts line (file, line number) that lists ``name``."""
+        from paramiko.hostkeys import HostKeys
+
+        out: list[_Entry] = []
+        with self._lock:
+            for path in files:
+                for line, hostnames, key_type, key_b64 in self._parsed(path):
+                    for pattern in hostnames:  # type: ignore[attr-defined]
+                        if pattern.startswith("|1|"):
+                            salt = pattern.split("|")[2]
+                            if HostKeys.hash_host(name, salt) == pattern:
+                                out.append(_Entry(path, line, key_type, key_b64))
+                                break
+                        elif pattern == name:
+                            out.append(_Entry(path, line, key_type, key_b64))
+                            break
+            if name in self._tofu:
+                key_type, key_b64 = self._tofu[name]
+                out.append(_Entry("(trusted on first use in this run)", 0, key_type, key_b64))
+        return out
+
+    def preferred_algorithms(self, endpoint: Endpoint, files: tuple[str, ...], default: tuple[str, ...]) -> list[str]:
+        """Host key algorithms with the types we already know for this host first (as OpenSSH)."""
+        known = {e.key_type for e in self.known_entries(endpoint.known_hosts_name, files)}
+        if not known:
+            return list(default)
+        first = [a for a in default if _key_family(a) in known]
+        return first + [a for a in default if a not in first]
+
+    # --- verification -------------------------------------------------------------------
+
+    def verify(self, endpoint: Endpoint, key: PKey, policy: str, files: tuple[str, ...]) -> str:
+        """Accept the key or raise :class:`HostKeyError`; returns a short note of what happened."""
+        if policy == "off":
+            return "host key not verified (policy off)"
+        name = endpoint.known_hosts_name
+        key_type, key_b64 = key.get_name(), key.get_base64()
+        entries = self.known_entries(name, files)
+        same_type = [e for e in entries if e.key_type == key_type]
+        if any(e.key_b64 == key_b64 for e in same_type):
+            return "host key matches known_hosts"
+        if same_type:
+            raise HostKeyError(self._changed_message(endpoint, key, same_type), changed=True)
+        if entries and policy == "strict":
+            types = ", ".join(sorted({e.key_type for e in entries}))
+            raise HostKeyError(
+                f"Host key not known for {name}: the server offered {key_type} {fingerprint(key)}, "
+                f"known_hosts has only {types} for it ({entries[0].path}:{entries[0].line})",
+                changed=False,
+            )
+        if policy == "strict":
+            where = ", ".join(files) or "(no known_hosts file)"
+            raise HostKeyError(
+                f"Host key not known for {name} ({key_type} {fingerprint(key)}); strict host key "
+                f"verification is on.\n"
+                f"- Add it after checking the fingerprint: ssh-keyscan -p {endpoint.port} "
+                f"{endpoint.hostname} >> {files[0] if files else '~/.ssh/known_hosts'}\n"
+                f"- Or set ssh_host_key_verification='accept_new' to add new hosts automatically\n"
+                f"- Files searched: {where}",
+                changed=False,
+            )
+        if policy == "tofu":
+            with self._lock:
+                self._tofu.setdefault(name, (key_type, key_b64))
+            return "host key trusted on first use (this run only)"
+        if policy == "accept_new":
+            self._append(files[0] if files else os.path.expanduser("~/.ssh/known_hosts"), name, key_type, key_b64)
+            return "new host key added to known_hosts"
+        raise HostKeyError(f"unknown host key policy {policy!r}", changed=False)
+
+    def _append(self, path: str, name: str, key_type: str, key_b64: str) -> None:
+        with self._lock:
+            directory = os.path.dirname(path)
+            if directory:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            needs_newline = False
+            if os.path.exists(path) and os.path.getsize(path) > 0:
+                with open(path, "rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    needs_newline = fh.read(1) != b"\n"
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(("\n" if needs_newline else "") + f"{name} {key_type} {key_b64}\n")
+            self._cache.pop(path, None)
+
+    @staticmethod
+    def _changed_message(endpoint: Endpoint, key: PKey, known: list[_Entry]) -> str:
+        from paramiko.pkey import PKey
+
+        e = known[0]
+        try:
+            old = fingerprint(PKey.from_type_string(e.key_type, base64.b64decode(e.key_b64)))
+        except Exception:
+            old = "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(e.key_b64)).digest()).decode().rstrip("=")
+        name = endpoint.known_hosts_name
+        location = f"{e.path} line {e.line}" if e.line else e.path
+        return (
+            f"HOST KEY CHANGED for {name} - possible man-in-the-middle attack!\n"
+            f"- Expected {e.key_type} {old} (from {location})\n"
+            f"- Got      {key.get_name()} {fingerprint(key)}\n"
+            f"- If the change is expected (host reinstalled), remove the old key: "
+            f"ssh-keygen -R '{name}' -f {e.path}   (or delete line {e.line} of {e.path})\n"
+            f"- Otherwise do not connect: verify the fingerprint with the host's administrator"
+        )

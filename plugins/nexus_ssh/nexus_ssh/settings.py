@@ -1,0 +1,273 @@
+"""Where and how to connect: Nexus config merged with ``~/.ssh/config``.
+
+Precedence, most specific first: the host string (``user@host:port``), Nexus's
+``config(ssh_...)`` keys (explicitly set ones, i.e. present and not None), the OpenSSH
+client config (``Host`` blocks, ``Include`` expanded here since Paramiko does not), then
+built-in defaults.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from paramiko.config import SSHConfig
+
+POLICIES = ("strict", "accept_new", "tofu", "off")
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_POOL_SIZE = 4
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
+_MAX_INCLUDE_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One SSH server to reach (a target or a jump hop), fully resolved."""
+
+    label: str  # what the user wrote (alias or host), for messages
+    hostname: str  # address to connect to (after HostName)
+    port: int
+    user: str
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name a known_hosts file lists this server under."""
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ConnectSpec:
+    """Everything needed to open one connection to a target (through its hops)."""
+
+    target: Endpoint
+    hops: tuple[Endpoint, ...] = ()
+    proxy_command: str | None = None
+    identities: tuple[str, ...] = ()  # explicit key files, in order
+    identities_only: bool = False
+    policy: str = "strict"
+    known_hosts_files: tuple[str, ...] = ()  # first one is where new keys are written
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    keepalive: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pool_key(self) -> tuple[object, ...]:
+        """Connections with equal keys are interchangeable."""
+        return (self.target, self.hops, self.proxy_command)
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used (bad jump host string, unreadable ssh config...)."""
+
+
+# --- OpenSSH client config ---------------------------------------------------------------
+
+
+def default_config_path(options: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    """The ssh config to read: option/config ``ssh_config_file``, ``NEXUS_SSH_CONFIG``, ``~/.ssh/config``.
+
+    An empty string (or ``none``) disables reading any ssh config.
+    """
+    for value in (options.get("ssh_config_file"), config.get("ssh_config_file"),
+                  os.environ.get("NEXUS_SSH_CONFIG")):
+        if value is not None:
+            return None if str(value).strip().lower() in ("", "none") else os.path.expanduser(str(value))
+    path = os.path.expanduser("~/.ssh/config")
+    return path if os.path.exists(path) else None
+
+
+def _expand_includes(path: str, depth: int = 0) -> str:
+    """The file's text with ``Include`` lines replaced by the included files (as OpenSSH does)."""
+    if depth > _MAX_INCLUDE_DEPTH:
+        raise SettingsError(f"ssh config Include nesting deeper than {_MAX_INCLUDE_DEPTH} at {path}")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise SettingsError(f"cannot read ssh config {path}: {exc.strerror}") from exc
+    out: list[str] = []
+    for line in lines:
+        m = re.match(r"^\s*include\s*(?:=\s*)?(.+?)\s*$", line, re.IGNORECASE)
+        if not m:
+            out.append(line)
+            continue
+        for pattern in shlex.split(m.group(1)):
+            pattern = os.path.expanduser(pattern)
+            if not os.path.isabs(pattern):
+                # Relative Includes are relative to ~/.ssh for user configs (ssh_config(5)).
+                pattern = os.path.join(os.path.expanduser("~/.ssh"), pattern)
+            for inc in sorted(glob.glob(pattern)):
+                if os.path.isfile(inc):
+                    out.append(f"# --- included from {inc}")
+                    out.append(_expand_includes(inc, depth + 1))
+    return "\n".join(out) + "\n"
+
+
+def load_ssh_config(path: str | None) -> SSHConfig:
+    """Parse an OpenSSH client config (Includes expanded); an empty config when ``path`` is None."""
+    from paramiko.config import SSHConfig
+
+    cfg = SSHConfig()
+    if path:
+        cfg.parse(io.StringIO(_expand_includes(path)))
+    return cfg
+
+
+# --- resolution --------------------------------------------------------------------------
+
+
+def _set(config: Mapping[str, Any], key: str) -> Any:
+    value = config.get(key)
+    return None if value is None else value
+
+
+def parse_hop(text: str) -> tuple[str | None, str, int | None]:
+    """Split ``[user@]host[:port]`` (``[v6]:port`` too) into (user, host, port)."""
+    raw = text
+    text = text.strip()
+    if not text:
+        raise SettingsError("empty jump host")
+    user: str | None = None
+    if "@" in text:
+        user, _, text = text.rpartition("@")
+    port: int | None = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SettingsError(f"jump host {raw!r}: '[' without ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise SettingsError(f"jump host {raw!r}: bad port after ']'")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        if not port_text.isdigit():
+            raise SettingsError(f"jump host {raw!r}: port {port_text!r} is not a number")
+        port = int(port_text)
+    else:
+        host = text
+    if port is not None and not 1 <= port <= 65535:
+        raise SettingsError(f"jump host {raw!r}: port {port} out of range")
+    if not host:
+        raise SettingsError(f"jump host {raw!r} has no host name")
+    return user or None, host, port
+
+
+def _jump_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        out += [p.strip() for p in str(item).split(",") if p.strip()]
+    if len(out) == 1 and out[0].lower() == "none":
+        return []
+    return out
+
+
+def _policy_from_ssh(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    return {"yes": "strict", "ask": "strict", "accept-new": "accept_new", "no": "off", "off": "off"}.get(v)
+
+
+class Resolver:
+    """Turns a Nexus host (name, user, port) into a :class:`ConnectSpec`."""
+
+    def __init__(self, config: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+        self.config = config
+        self.options = options
+        self.ssh_config_path = default_config_path(options, config)
+        self.ssh_config = load_ssh_config(self.ssh_config_path)
+        policy = _set(config, "ssh_host_key_verification")
+        if policy is not None and policy not in POLICIES:
+            raise SettingsError(f"ssh_host_key_verification must be one of {', '.join(POLICIES)}, not {policy!r}")
+
+    def _lookup(self, name: str) -> dict[str, Any]:
+        return dict(self.ssh_config.lookup(name))
+
+    def endpoint(self, name: str, user: str | None, port: int | None) -> tuple[Endpoint, dict[str, Any]]:
+        """Resolve one server: explicit values, then Nexus config, then ssh config, then defaults."""
+        sc = self._lookup(name)
+        hostname = sc.get("hostname") or name
+        user = user or _set(self.config, "ssh_user") or sc.get("user") or _local_user()
+        if port is None:
+            cfg_port = _set(self.config, "ssh_port")
+            port = int(cfg_port) if cfg_port is not None else int(sc.get("port", 22))
+        return Endpoint(label=name, hostname=hostname, port=int(port), user=str(user)), sc
+
+    def resolve(self, name: str, user: str | None = None, port: int | None = None) -> ConnectSpec:
+        """The full connection recipe for a target host."""
+        target, sc = self.endpoint(name, user, port)
+        jump_value = _set(self.config, "ssh_jump")
+        jumps = _jump_list(jump_value) if jump_value is not None else _jump_list(sc.get("proxyjump"))
+        hops: list[Endpoint] = []
+        for hop_text in jumps:
+            h_user, h_name, h_port = parse_hop(hop_text)
+            hop, _ = self.endpoint(h_name, h_user, h_port)
+            hops.append(hop)
+        proxy_command = None if hops else sc.get("proxycommand")
+        if proxy_command is not None and proxy_command.strip().lower() == "none":
+            proxy_command = None
+
+        identities: list[str] = []
+        explicit = self.options.get("identity") or _set(self.config, "ssh_identity")
+        if explicit:
+            identities.append(os.path.expanduser(str(explicit)))
+        identities += [os.path.expanduser(p) for p in sc.get("identityfile", [])]
+        identities_only = str(sc.get("identitiesonly", "no")).lower() == "yes"
+
+        policy = _set(self.config, "ssh_host_key_verification") or _policy_from_ssh(
+            sc.get("stricthostkeychecking")) or "strict"
+
+        kh_files: list[str] = []
+        explicit_kh = _set(self.config, "ssh_known_hosts_file")
+        if explicit_kh:
+            kh_files.append(os.path.expanduser(str(explicit_kh)))
+        elif sc.get("userknownhostsfile"):
+            kh_files += [os.path.expanduser(p) for p in shlex.split(str(sc["userknownhostsfile"]))]
+        else:
+            kh_files += [os.path.expanduser("~/.ssh/known_hosts"), "/etc/ssh/ssh_known_hosts"]
+
+        timeout_value = _set(self.config, "ssh_connect_timeout")
+        if timeout_value is None:
+            timeout_value = sc.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT)
+        keepalive = int(sc.get("serveraliveinterval", 0) or 0)
+        return ConnectSpec(
+            target=target,
+            hops=tuple(hops),
+            proxy_command=proxy_command,
+            identities=tuple(dict.fromkeys(identities)),
+            identities_only=identities_only,
+            policy=str(policy),
+            known_hosts_files=tuple(kh_files),
+            connect_timeout=float(timeout_value),
+            keepalive=keepalive,
+        )
+
+    def default_keys(self) -> Sequence[str]:
+        """``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa`` (in that order) that exist."""
+        base = os.path.expanduser("~/.ssh")
+        return [p for p in (os.path.join(base, n) for n in DEFAULT_KEY_NAMES) if os.path.exists(p)]
+
+
+def _local_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no passwd entry
+        return "root"
