@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nexus_core import events as ev
@@ -301,9 +301,9 @@ class Engine:
                 done.append(cmd.cmd)
                 continue
             status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
-            reason = result.reason
             if result.status == "timeout" and task_limited:
-                reason = f"task timeout of {tp.timeout:g}s reached"
+                result = replace(result, reason=f"task timeout of {tp.timeout:g}s reached")
+            reason = result.reason
             if status != "interrupted":
                 self._fail(tp, host, cmd, result, done, tp.timeout if task_limited else cmd.timeout)
             break

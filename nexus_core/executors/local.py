@@ -122,6 +122,9 @@ class LocalExecutor(Executor):
         err = LineStream("stderr", on_output, tail)
         runner = self._runner(self._invoke)
         runner.cwd = command.cwd or self.context.root
+        if not os.path.isdir(runner.cwd):
+            return CommandResult("error", None, 0.0, f"working directory {runner.cwd} does not exist",
+                                 retryable=False)
         text = command.cmd
         if command.sudo or command.user:
             prefix = ["sudo", "-n"] + (["-u", command.user] if command.user else [])
@@ -156,7 +159,7 @@ class LocalExecutor(Executor):
         duration = time.monotonic() - started
         code = result.exited
         if watched.timed_out:
-            return CommandResult("timeout", code, duration, f"timed out after {timeout:g}s", tuple(tail))
+            return CommandResult("timeout", code, duration, f"timed out after {timeout:.3g}s", tuple(tail))
         if watched.level_sent:
             return CommandResult("interrupted", code, duration, "interrupted", tuple(tail), retryable=False)
         if code == 0:

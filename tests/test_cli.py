@@ -1,0 +1,106 @@
+"""The CLI surface: help, list, init, version, completion, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SIMPLE = '''
+from nexus_core import task, run
+
+@task
+def test():
+    """Run the tests.
+
+    More words that list does not show.
+    """
+    run("true")
+
+@task(deps=[test])
+def build():
+    run("true")
+'''
+
+
+@pytest.mark.parametrize("command", ["", "run", "validate", "list", "init", "version", "plugins", "preflight",
+                                     "completion"])
+def test_help_everywhere(nexus_project, command):
+    args = [command, "--help"] if command else ["--help"]
+    out = nexus_project.run(*args)
+    assert out.code == 0, out
+    assert "Usage" in out.stdout
+    short = nexus_project.run(*([command, "-h"] if command else ["-h"]))
+    assert short.code == 0 and "Usage" in short.stdout
+
+
+def test_run_help_lists_every_documented_option(nexus_project):
+    out = nexus_project.run("run", "--help")
+    for option in ("--dry-run", "-n", "--verbose", "--quiet", "--continue-on-error", "--identity", "--user",
+                   "--parallel-limit", "--hosts", "-H", "--config", "--format", "--log-level", "--log-format"):
+        assert option in out.stdout, option
+
+
+def test_list_shows_name_deps_target_and_first_docstring_line(nexus_project):
+    nexus_project.write(SIMPLE)
+    out = nexus_project.run("list")
+    assert out.code == 0
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:2] == ["test", "local"] and "Run the tests." in lines[0]
+    assert "More words" not in out.stdout
+    assert "build" in lines[1] and "(after test)" in lines[1]
+    js = json.loads(nexus_project.run("list", "--format", "json").stdout)
+    assert js["tasks"][1] == {"name": "build", "deps": ["test"], "on": "local", "strategy": "parallel",
+                              "description": "", "line": 11}
+
+
+def test_init_writes_a_working_starter_and_refuses_to_overwrite(nexus_project):
+    out = nexus_project.run("init")
+    assert out.code == 0, out
+    assert nexus_project.nexusfile.exists()
+    assert nexus_project.run("validate").code == 0
+    assert nexus_project.run("run", "deploy", "-q").code == 0
+    before = nexus_project.nexusfile.read_text()
+    again = nexus_project.run("init")
+    assert again.code == 2 and "already exists" in again.stderr
+    assert nexus_project.nexusfile.read_text() == before
+
+
+def test_version_shows_core_version(nexus_project):
+    from nexus_core import __version__
+
+    out = nexus_project.run("version")
+    assert out.code == 0 and f"nexus-core {__version__}" in out.stdout
+    assert nexus_project.run("--version").stdout.strip() == f"nexus {__version__}"
+    js = json.loads(nexus_project.run("version", "--format", "json").stdout)
+    assert js["nexus-core"] == __version__ and js["api"] == 1
+
+
+@pytest.mark.parametrize(("shell", "marker"), [("bash", "complete -o"), ("zsh", "compdef"), ("fish", "complete")])
+def test_shell_completion_scripts(nexus_project, shell, marker):
+    out = nexus_project.run("completion", shell)
+    assert out.code == 0 and marker in out.stdout and "_NEXUS_COMPLETE" in out.stdout
+
+
+def test_completion_completes_subcommands(nexus_project):
+    out = nexus_project.run(env={"_NEXUS_COMPLETE": "bash_complete", "COMP_WORDS": "nexus ru", "COMP_CWORD": "1"})
+    assert "run" in out.stdout
+
+
+def test_unknown_command_suggests_the_closest(nexus_project):
+    out = nexus_project.run("rnu", "build")
+    assert out.code == 2 and "Did you mean 'run'" in out.stderr
+
+
+def test_validate_ok_message_and_json(nexus_project):
+    nexus_project.write(SIMPLE)
+    out = nexus_project.run("validate")
+    assert out.code == 0 and "is valid" in out.stdout
+    js = json.loads(nexus_project.run("validate", "--format", "json").stdout)
+    assert js["valid"] is True and js["tasks"] == 2
+
+
+def test_exit_code_0_on_success_and_1_on_failure(nexus_project):
+    nexus_project.write(SIMPLE + '\n@task\ndef bad():\n    run("false")\n')
+    assert nexus_project.run("run", "build").code == 0
+    assert nexus_project.run("run", "bad").code == 1

@@ -1,0 +1,134 @@
+"""Output modes and terminal conventions: tree, -v, -q, JSON events, colour and symbols."""
+
+from __future__ import annotations
+
+import json
+import re
+
+PIPE = '''
+from nexus_core import task, run
+
+@task
+def build():
+    """Build it."""
+    run("echo compiling; echo warning >&2")
+
+@task(deps=[build])
+def ship():
+    run("echo shipping")
+'''
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_normal_mode_prints_a_tree_per_task_and_a_summary(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship")
+    assert out.code == 0, out
+    assert "● build" in out.stdout and "● ship" in out.stdout
+    assert "└─ echo shipping ✓" in out.stdout
+    assert out.stdout.strip().splitlines()[-1].startswith("✓ Completed in")
+    assert "compiling" not in out.stdout.splitlines(), "normal mode shows commands, not their output"
+
+
+def test_verbose_streams_each_line_tagged_with_task_and_host(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship", "-v")
+    assert "[build local] $ echo compiling; echo warning >&2" in out.stdout
+    assert "[build local] > compiling" in out.stdout
+    assert "[build local] > warning" in out.stdout
+    assert "[ship local] > shipping" in out.stdout
+
+
+def test_quiet_prints_one_line_per_task(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship", "-q")
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("✓ build (") and lines[1].startswith("✓ ship (")
+
+
+def test_verbose_and_quiet_together_is_a_usage_error(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship", "-v", "-q")
+    assert out.code == 2 and "cannot be used together" in out.stderr
+
+
+def test_json_is_one_event_object_per_line_with_run_id_and_timestamp(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship", "--format", "json")
+    assert out.code == 0
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "pipeline.start" and names[-1] == "pipeline.stop"
+    for required in ("task.start", "task.stop", "command.start", "command.output", "command.stop",
+                     "host.start", "host.stop"):
+        assert required in names
+    run_ids = {e["run_id"] for e in events}
+    assert len(run_ids) == 1
+    assert all(isinstance(e["ts"], float) for e in events)
+    output = [e for e in events if e["event"] == "command.output"]
+    assert {"stream": "stderr", "line": "warning"}.items() <= next(e for e in output if e["line"] == "warning").items()
+
+
+def test_no_color_by_default_in_a_pipe_and_force_color_turns_it_on(nexus_project):
+    nexus_project.write(PIPE)
+    plain = nexus_project.run("run", "ship")
+    assert not ANSI.search(plain.stdout)
+    forced = nexus_project.run("run", "ship", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert ANSI.search(forced.stdout)
+    no = nexus_project.run("run", "ship", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert not ANSI.search(no.stdout)
+
+
+def test_nexus_no_emoji_uses_ascii_marks(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship", env={"NEXUS_NO_EMOJI": "1"})
+    assert out.code == 0
+    assert "✓" not in out.stdout and "●" not in out.stdout
+    assert "[ok]" in out.stdout
+    assert all(ord(c) < 128 for c in out.stdout)
+
+
+def test_results_on_stdout_logs_on_stderr(nexus_project):
+    nexus_project.write(PIPE)
+    out = nexus_project.run("run", "ship", "--log-level", "debug", "--log-format", "json")
+    assert out.code == 0
+    logs = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    assert logs and all(entry["level"] == "debug" for entry in logs)
+    assert "● ship" in out.stdout and "● ship" not in out.stderr
+
+
+def test_failed_subscriber_does_not_stop_the_run():
+    from nexus_core import events as ev
+
+    seen: list[str] = []
+    reports: list[str] = []
+    bus = ev.EventBus("r1", report=reports.append)
+
+    def broken(event: ev.Event) -> None:
+        raise RuntimeError("boom")
+
+    bus.subscribe("broken-sink", broken)
+    bus.subscribe("good", lambda e: seen.append(e.name))
+    bus.emit(ev.Log("r1", level="info", message="one"))
+    bus.emit(ev.Log("r1", level="info", message="two"))
+    assert seen == ["log", "log"]
+    assert len(reports) == 1 and "broken-sink" in reports[0] and "boom" in reports[0]
+
+
+def test_every_catalogue_event_serialises_to_json():
+    import dataclasses
+
+    from nexus_core import events as ev
+
+    for cls in ev.CATALOGUE:
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in ("run_id",):
+                kwargs[f.name] = "r"
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                kwargs[f.name] = () if "tuple" in str(f.type) else 0 if f.type in ("float", "int") else "x"
+        data = cls(**kwargs).to_dict()
+        assert data["event"] == cls.name
+        json.dumps(data)

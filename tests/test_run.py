@@ -1,0 +1,291 @@
+"""Running local pipelines through the real CLI: order, parallelism, failures, retries, timeouts."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import pgrep, wait_for
+
+# Two tasks that each wait (bounded) for the other to have started: both succeed only
+# when they really run at the same time.
+RENDEZVOUS = '''
+from nexus_core import config, task, run
+
+WAIT = "for i in $(seq 200); do [ -f {other} ] && exit 0; sleep 0.05; done; exit 1"
+
+@task
+def a():
+    run("touch a.started && " + WAIT.format(other="b.started"), timeout=30)
+
+@task
+def b():
+    run("touch b.started && " + WAIT.format(other="a.started"), timeout=30)
+
+@task(deps=[a, b])
+def both():
+    run("echo both done")
+'''
+
+
+def test_independent_tasks_run_concurrently(nexus_project):
+    nexus_project.write(RENDEZVOUS)
+    out = nexus_project.run("run", "both")
+    assert out.code == 0, out
+    assert "Completed" in out.stdout
+
+
+def test_parallel_limit_one_runs_tasks_one_at_a_time(nexus_project):
+    nexus_project.write(RENDEZVOUS.replace("seq 200", "seq 10"))
+    out = nexus_project.run("run", "both", "-p", "1")
+    assert out.code == 1, out
+    assert "both" in out.stdout and "skipped" in out.stdout
+
+
+def test_each_task_runs_once_even_when_requested_and_depended_on(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def base():
+            run("echo base >> log.txt")
+
+        @task(deps=[base])
+        def left():
+            run("echo left >> log.txt")
+
+        @task(deps=["base"])
+        def right():
+            run("echo right >> log.txt")
+    ''')
+    out = nexus_project.run("run", "left", "right", "base")
+    assert out.code == 0, out
+    lines = (nexus_project.root / "log.txt").read_text().split()
+    assert sorted(lines) == ["base", "left", "right"]
+    assert lines[0] == "base"
+
+
+FAILING = '''
+from nexus_core import task, run
+
+@task
+def slow():
+    run("sleep 0.5 && echo slow-finished > slow.txt")
+
+@task
+def broken():
+    run("echo about to fail && exit 3")
+
+@task(deps=[broken])
+def after_broken():
+    run("touch after_broken.txt")
+
+@task(deps=[slow])
+def after_slow():
+    run("touch after_slow.txt")
+'''
+
+
+def test_failure_skips_dependents_lets_running_finish_and_stops_new_work(nexus_project):
+    nexus_project.write(FAILING)
+    out = nexus_project.run("run", "after_broken", "after_slow")
+    assert out.code == 1, out
+    root = nexus_project.root
+    assert (root / "slow.txt").exists(), "a running task must be allowed to finish"
+    assert not (root / "after_broken.txt").exists()
+    assert not (root / "after_slow.txt").exists(), "no new work starts after a failure"
+    assert "Command failed" in out.stderr
+    assert "Exit code: 3" in out.stderr
+    assert "about to fail" in out.stderr
+    assert "failed (broken)" in out.stdout
+    assert "skipped" in out.stdout and "after_broken" in out.stdout
+
+
+def test_continue_on_error_runs_everything_not_depending_on_the_failure(nexus_project):
+    nexus_project.write(FAILING)
+    out = nexus_project.run("run", "after_broken", "after_slow", "--continue-on-error")
+    assert out.code == 1, out
+    assert (nexus_project.root / "after_slow.txt").exists()
+    assert not (nexus_project.root / "after_broken.txt").exists()
+
+
+def test_summary_names_succeeded_failed_and_skipped_tasks(nexus_project):
+    nexus_project.write(FAILING)
+    out = nexus_project.run("run", "after_broken", "after_slow", "--format", "json")
+    stop = out.of("pipeline.stop")[0]
+    assert stop["status"] == "failed" and stop["exit_code"] == 1
+    assert stop["tasks_failed"] == ["broken"]
+    assert "after_broken" in stop["tasks_skipped"]
+    assert "slow" in stop["tasks_completed"]
+
+
+def test_previous_commands_are_listed_when_a_later_one_fails(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def deploy():
+            run("echo step one")
+            run("echo step two")
+            run("echo boom >&2; exit 1")
+            run("echo never")
+    ''')
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 1
+    assert "Previous commands in this task succeeded:" in out.stderr
+    assert "echo step one" in out.stderr and "echo step two" in out.stderr
+    assert "boom" in out.stderr
+    assert "never" not in out.stdout
+
+
+def test_retries_with_backoff_are_events_and_visible_lines(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def flaky():
+            run("n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; [ $n -ge 2 ]",
+                retries=4, retry_delay=0.05)
+    ''')
+    out = nexus_project.run("run", "flaky", "--format", "json")
+    assert out.code == 0, out
+    retries = out.of("task.retry")
+    assert [r["attempt"] for r in retries] == [2, 3]
+    assert all(r["max_attempts"] == 5 for r in retries)
+    assert (nexus_project.root / "n").read_text().strip() == "3"
+    (nexus_project.root / "n").unlink()
+    text = nexus_project.run("run", "flaky")
+    assert text.code == 0
+    assert "attempt 2/5" in text.stdout and "attempt 3/5" in text.stdout
+
+
+def test_retries_exhausted_fail_the_task(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def never():
+            run("exit 7", retries=2, retry_delay=0.01)
+    ''')
+    out = nexus_project.run("run", "never", "--format", "json")
+    assert out.code == 1
+    assert len(out.of("command.start")) == 3
+    assert out.of("command.stop")[-1]["exit_code"] == 7
+
+
+def test_timeout_kills_the_whole_process_group_and_exits_4(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def hang():
+            run("sleep 47.25 & sleep 47.5 ; echo unreachable", timeout=0.5)
+    ''')
+    out = nexus_project.run("run", "hang")
+    assert out.code == 4, out
+    assert "Command timed out" in out.stderr and "Timeout: 0.5s" in out.stderr
+    assert wait_for(lambda: not pgrep("sleep 47.25") and not pgrep("sleep 47.5"), timeout=5)
+
+
+def test_task_timeout_bounds_all_commands_on_a_host(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task(timeout=0.6)
+        def long():
+            run("sleep 0.4")
+            run("sleep 0.4")
+            run("touch never.txt")
+    ''')
+    out = nexus_project.run("run", "long")
+    assert out.code == 4, out
+    assert "task timeout of 0.6s reached" in out.stderr
+    assert not (nexus_project.root / "never.txt").exists()
+
+
+def test_environment_is_inherited_plus_env_and_cwd_is_the_nexusfile_folder(nexus_project, tmp_path):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def show():
+            run("echo inherited=$FROM_OUTSIDE extra=$EXTRA > env.txt", env={"EXTRA": "yes"})
+            run("pwd > pwd.txt")
+            run("mkdir -p sub")
+            run("pwd > where.txt", cwd="sub")
+    ''')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = nexus_project.run("run", "show", "-c", str(nexus_project.nexusfile),
+                            env={"FROM_OUTSIDE": "here"}, cwd=elsewhere)
+    assert out.code == 0, out
+    root = nexus_project.root
+    assert (root / "env.txt").read_text().strip() == "inherited=here extra=yes"
+    assert (root / "pwd.txt").read_text().strip() == str(root)
+    assert (root / "sub" / "where.txt").exists()
+
+
+def test_continue_on_error_option_of_run_keeps_the_task_going(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def tolerant():
+            run("exit 1", continue_on_error=True)
+            run("touch reached.txt")
+    ''')
+    out = nexus_project.run("run", "tolerant")
+    assert out.code == 0, out
+    assert (nexus_project.root / "reached.txt").exists()
+
+
+def test_dry_run_executes_nothing_and_shows_flags(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def build():
+            run("touch built.txt", retries=5, timeout=30)
+
+        @task(deps=[build])
+        def install():
+            run("touch installed.txt", sudo=True)
+            run("touch as-user.txt", user="postgres")
+    ''')
+    out = nexus_project.run("run", "install", "--dry-run")
+    assert out.code == 0, out
+    assert not list(nexus_project.root.glob("*.txt")), "a dry run must not execute anything"
+    assert "DRY RUN" in out.stdout
+    assert "Phase 1" in out.stdout and "Phase 2" in out.stdout
+    assert "[retries:5]" in out.stdout and "[timeout:30s]" in out.stdout
+    assert "[sudo]" in out.stdout and "[sudo:postgres]" in out.stdout
+    js = nexus_project.run("run", "install", "-n", "--format", "json")
+    plan = json.loads(js.stdout)["plan"]
+    assert plan["phases"] == [["build"], ["install"]]
+    assert plan["tasks"]["build"]["hosts"][0]["commands"][0]["retries"] == 5
+    assert not list(nexus_project.root.glob("*.txt"))
+
+
+def test_body_is_evaluated_once_per_host_at_plan_time(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run, hostname
+
+        @task(on=["local"])
+        def where():
+            run("echo planned-for-" + hostname())
+    ''')
+    out = nexus_project.run("run", "where", "-v")
+    assert out.code == 0, out
+    assert "planned-for-" in out.stdout
+
+
+def test_missing_working_directory_is_a_clear_failure(nexus_project):
+    nexus_project.write('''
+        from nexus_core import task, run
+
+        @task
+        def lost():
+            run("true", cwd="does/not/exist")
+    ''')
+    out = nexus_project.run("run", "lost")
+    assert out.code == 1
+    assert "working directory" in out.stderr and "does/not/exist" in out.stderr

@@ -1,0 +1,88 @@
+"""Ctrl+C and SIGTERM: no new work, running commands stopped step by step, summary, exit 130/143."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import pgrep, wait_for
+
+PIPELINE = '''
+from nexus_core import config, task, run
+
+config(interrupt_grace={grace}, terminate_grace={grace})
+
+@task
+def quick():
+    run("echo quick done")
+
+@task(deps=[quick])
+def long():
+    run("touch long.started; {body}")
+
+@task(deps=[long])
+def after():
+    run("touch after.txt")
+'''
+
+
+def start(nexus_project, body: str, grace: float = 5.0) -> subprocess.Popen[str]:
+    nexus_project.write(PIPELINE.format(body=body, grace=grace))
+    env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "run", "after"], cwd=nexus_project.root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15), "long never started"
+    return proc
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_running_command_skips_the_rest_and_prints_summary(nexus_project, sig, code):
+    proc = start(nexus_project, "sleep 41.5")
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, (stdout, stderr)
+    assert "Interrupted after" in stdout
+    assert "1 succeeded (quick)" in stdout
+    assert "interrupted (long)" in stdout
+    assert "skipped (after)" in stdout
+    assert not (nexus_project.root / "after.txt").exists()
+    assert "Traceback" not in stderr
+    assert wait_for(lambda: not pgrep("sleep 41.5"), timeout=5), "the command outlived Nexus"
+
+
+def test_a_command_ignoring_sigint_is_escalated_to_sigterm_then_sigkill(nexus_project):
+    proc = start(nexus_project, "trap '' INT TERM; sleep 42.5", grace=0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert wait_for(lambda: not pgrep("sleep 42.5"), timeout=5)
+
+
+def test_second_ctrl_c_stops_at_once(nexus_project):
+    proc = start(nexus_project, "trap '' INT TERM; sleep 43.5", grace=60)
+    proc.send_signal(signal.SIGINT)
+    wait_for(lambda: False, timeout=0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert wait_for(lambda: not pgrep("sleep 43.5"), timeout=5)
+
+
+def test_json_mode_reports_the_interrupt_as_events(nexus_project):
+    nexus_project.write(PIPELINE.format(body="sleep 44.5", grace=5))
+    env = {**os.environ, **nexus_project.env}
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "run", "after", "--format", "json"],
+                            cwd=nexus_project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    import json
+
+    events = [json.loads(line) for line in stdout.splitlines()]
+    names = [e["event"] for e in events]
+    assert "pipeline.interrupt" in names
+    assert events[-1]["event"] == "pipeline.stop" and events[-1]["exit_code"] == 130
