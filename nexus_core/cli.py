@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rich_click as click
+from click.exceptions import Abort
+from click.exceptions import Exit as ClickExit
 
 from nexus_core._version import API_VERSION, __version__
 from nexus_core.output.style import Style
@@ -106,8 +108,14 @@ def _print_version(ctx: click.Context, _param: Any, value: bool) -> None:
 
 
 @click.group(cls=NexusGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show the version and exit.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """Nexus: tasks with dependencies, run in parallel locally and on many hosts.
 
@@ -123,7 +131,7 @@ def entry() -> None:
         if exc.message:
             click.echo(exc.message, err=True)
         sys.exit(exc.code)
-    except click.exceptions.Abort:
+    except Abort:
         click.echo("Interrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
@@ -132,16 +140,19 @@ def entry() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted before anything ran.", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except click.exceptions.Exit as exc:
+    except ClickExit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - never show a traceback unless asked
+    except Exception as exc:  # never show a traceback unless asked
         from nexus_core.logs import debug_enabled
 
         if debug_enabled():
             raise
-        click.echo(f"Error: internal error: {type(exc).__name__}: {exc}\n\n"
-                   "  This is a bug in Nexus or a plugin. Re-run with --log-level debug for the "
-                   "traceback and report it.", err=True)
+        click.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc}\n\n"
+            "  This is a bug in Nexus or a plugin. Re-run with --log-level debug for the "
+            "traceback and report it.",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
 
@@ -153,23 +164,43 @@ F = Callable[..., Any]
 
 def config_option(f: F) -> F:
     """``-c/--config``."""
-    return click.option("-c", "--config", "config_path", metavar="PATH", envvar="NEXUS_CONFIG",
-                        help="Path to nexusfile.py (default: nearest in this folder or its parents; "
-                             "env NEXUS_CONFIG).")(f)
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        metavar="PATH",
+        envvar="NEXUS_CONFIG",
+        help="Path to nexusfile.py (default: nearest in this folder or its parents; env NEXUS_CONFIG).",
+    )(f)
 
 
 def format_option(f: F) -> F:
     """``--format text|json``."""
-    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                        show_default=True, help="Output for people (text) or scripts (json).")(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output for people (text) or scripts (json).",
+    )(f)
 
 
 def log_options(f: F) -> F:
     """``--log-level`` and ``--log-format``."""
-    f = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True, help="Format of the logs on stderr.")(f)
-    return click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-                        default=None, help="Log level on stderr (default: config log_level, else warning).")(f)
+    f = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Format of the logs on stderr.",
+    )(f)
+    return click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default=None,
+        help="Log level on stderr (default: config log_level, else warning).",
+    )(f)
 
 
 def _setup_logs(level: str | None, fmt: str) -> None:
@@ -185,8 +216,12 @@ def load(config_path: str | None) -> Project:
     try:
         path = find_nexusfile(config_path)
     except NexusfileNotFound as exc:
-        fail(EXIT_CONFIG, "No nexusfile found", [str(exc)],
-             ["Create one with: nexus init", "Or point to one with -c PATH or NEXUS_CONFIG=PATH"])
+        fail(
+            EXIT_CONFIG,
+            "No nexusfile found",
+            [str(exc)],
+            ["Create one with: nexus init", "Or point to one with -c PATH or NEXUS_CONFIG=PATH"],
+        )
     return load_project(path)
 
 
@@ -206,8 +241,9 @@ def show_problems(problems: Sequence[Any], fmt: str) -> None:
     from nexus_core.output.report import problems_block
 
     if fmt == "json":
-        click.echo(json.dumps({"event": "validation.error", "valid": False,
-                               "problems": [p.to_dict() for p in problems]}))
+        click.echo(
+            json.dumps({"event": "validation.error", "valid": False, "problems": [p.to_dict() for p in problems]})
+        )
     else:
         click.echo(problems_block(Style.detect(sys.stderr), problems), err=True)
 
@@ -224,14 +260,31 @@ def show_problems(problems: Sequence[Any], fmt: str) -> None:
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Tasks running at once.")
-@click.option("-H", "--hosts", "hosts_override", metavar="LIST",
-              help="Comma-separated hosts replacing the targets of remote tasks.")
+@click.option(
+    "-H",
+    "--hosts",
+    "hosts_override",
+    metavar="LIST",
+    help="Comma-separated hosts replacing the targets of remote tasks.",
+)
 @config_option
 @format_option
 @log_options
-def run(tasks: tuple[str, ...], dry_run: bool, verbose: bool, quiet: bool, continue_on_error: bool,
-        identity: str | None, user: str | None, parallel_limit: int | None, hosts_override: str | None,
-        config_path: str | None, fmt: str, log_level: str | None, log_format: str) -> None:
+def run(
+    tasks: tuple[str, ...],
+    dry_run: bool,
+    verbose: bool,
+    quiet: bool,
+    continue_on_error: bool,
+    identity: str | None,
+    user: str | None,
+    parallel_limit: int | None,
+    hosts_override: str | None,
+    config_path: str | None,
+    fmt: str,
+    log_level: str | None,
+    log_format: str,
+) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows."""
     _setup_logs(log_level, log_format)
     if verbose and quiet:
@@ -247,8 +300,13 @@ def run(tasks: tuple[str, ...], dry_run: bool, verbose: bool, quiet: bool, conti
     if dry_run:
         _dry_run(plan, fmt)
         return
-    result = execute(plan, fmt=fmt, mode="verbose" if verbose else "quiet" if quiet else "normal",
-                     continue_on_error=continue_on_error, parallel_limit=parallel_limit)
+    result = execute(
+        plan,
+        fmt=fmt,
+        mode="verbose" if verbose else "quiet" if quiet else "normal",
+        continue_on_error=continue_on_error,
+        parallel_limit=parallel_limit,
+    )
     raise Exit(result.exit_code)
 
 
@@ -257,8 +315,11 @@ def _dry_run(plan: Plan, fmt: str) -> None:
 
     checks = run_checks(plan, {"dry_run": True})
     if fmt == "json":
-        click.echo(json.dumps({"event": "plan", "dry_run": True, "plan": plan.to_dict(),
-                               "preflight": [c.to_dict() for c in checks]}))
+        click.echo(
+            json.dumps(
+                {"event": "plan", "dry_run": True, "plan": plan.to_dict(), "preflight": [c.to_dict() for c in checks]}
+            )
+        )
     else:
         click.echo(plan_text(Style.detect(), plan, checks))
 
@@ -278,8 +339,15 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
     return results
 
 
-def execute(plan: Plan, *, fmt: str = "text", mode: str = "normal", continue_on_error: bool = False,
-            parallel_limit: int | None = None, out: Any = None) -> RunResult:
+def execute(
+    plan: Plan,
+    *,
+    fmt: str = "text",
+    mode: str = "normal",
+    continue_on_error: bool = False,
+    parallel_limit: int | None = None,
+    out: Any = None,
+) -> RunResult:
     """Run a plan with renderers and plugin subscribers attached; print failures and the summary."""
     from nexus_core.engine import Engine, RunOptions, new_run_id
     from nexus_core.events import EventBus
@@ -305,8 +373,7 @@ def execute(plan: Plan, *, fmt: str = "text", mode: str = "normal", continue_on_
         interrupt_grace=float(cfg.get("interrupt_grace", 10)),
         terminate_grace=float(cfg.get("terminate_grace", 30)),
     )
-    engine = Engine(plan, plugin_manager().registry, bus, options,
-                    report=lambda m: click.echo(m, err=True))
+    engine = Engine(plan, plugin_manager().registry, bus, options, report=lambda m: click.echo(m, err=True))
     previous = _install_signals(engine)
     try:
         result = engine.run()
@@ -324,9 +391,13 @@ def execute(plan: Plan, *, fmt: str = "text", mode: str = "normal", continue_on_
 
 def _install_signals(engine: Any) -> dict[int, Any]:
     previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        engine.interrupt("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
+
     try:
-        for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            previous[sig] = signal.signal(sig, lambda _s, _f, n=name: engine.interrupt(n))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread (e.g. embedded use): no signal handling
         pass
     return previous
@@ -349,12 +420,26 @@ def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
     project = load(config_path)
     plan = make_plan(project, tasks, fmt)
     if fmt == "json":
-        click.echo(json.dumps({"event": "validation.ok", "valid": True, "nexusfile": plan.nexusfile,
-                               "tasks": len(plan.tasks), "commands": plan.command_count()}))
+        click.echo(
+            json.dumps(
+                {
+                    "event": "validation.ok",
+                    "valid": True,
+                    "nexusfile": plan.nexusfile,
+                    "tasks": len(plan.tasks),
+                    "commands": plan.command_count(),
+                }
+            )
+        )
     else:
         s = Style.detect()
-        click.echo(s.paint(f"{s.ok} {os.path.basename(plan.nexusfile)} is valid: {len(plan.tasks)} tasks, "
-                           f"{len(plan.phases)} phases, {plan.command_count()} commands", "green"))
+        click.echo(
+            s.paint(
+                f"{s.ok} {os.path.basename(plan.nexusfile)} is valid: {len(plan.tasks)} tasks, "
+                f"{len(plan.phases)} phases, {plan.command_count()} commands",
+                "green",
+            )
+        )
 
 
 @main.command(name="list")
@@ -362,29 +447,38 @@ def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
 @format_option
 def list_tasks(config_path: str | None, fmt: str) -> None:
     """List tasks: name, dependencies, where they run, and the first line of the docstring."""
-    from nexus_core.plan import ValidationFailed, _dep_name, check_structure
+    from nexus_core.plan import _dep_name, check_structure
 
     project = load(config_path)
     problems = check_structure(project, plugin_manager().registry)
     if problems:
         show_problems(problems, fmt)
         raise Exit(EXIT_CONFIG)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in project.tasks.values():
         deps = [n for n in (_dep_name(d) for d in t.deps) if n]
         target = t.on if isinstance(t.on, str) else ", ".join(map(str, t.on))
-        rows.append({"name": t.name, "deps": deps, "on": target, "strategy": t.strategy,
-                     "description": t.summary, "line": t.location.line})
+        rows.append(
+            {
+                "name": t.name,
+                "deps": deps,
+                "on": target,
+                "strategy": t.strategy,
+                "description": t.summary,
+                "line": t.location.line,
+            }
+        )
     if fmt == "json":
         click.echo(json.dumps({"tasks": rows}))
         return
     if not rows:
-        raise ValidationFailed([])  # pragma: no cover - check_structure reports no tasks
+        click.echo("No tasks defined yet: add a function decorated with @task (see `nexus init`).")
+        return
     width = max(len(r["name"]) for r in rows)
     twidth = max(len(r["on"]) for r in rows)
     for r in rows:
-        deps = f"  (after {', '.join(r['deps'])})" if r["deps"] else ""
-        click.echo(f"{r['name']:<{width}}  {r['on']:<{twidth}}  {r['description']}{deps}".rstrip())
+        after = f"  (after {', '.join(r['deps'])})" if r["deps"] else ""
+        click.echo(f"{r['name']:<{width}}  {r['on']:<{twidth}}  {r['description']}{after}".rstrip())
 
 
 # --- init, version, plugins, preflight, completion ----------------------------------------
@@ -432,8 +526,12 @@ def init(force: bool) -> None:
     """Write a commented starter nexusfile.py in this folder (never overwrites one)."""
     path = os.path.join(os.getcwd(), "nexusfile.py")
     if os.path.exists(path) and not force:
-        fail(EXIT_CONFIG, "nexusfile.py already exists", [f"File: {path}"],
-             ["Edit it, or remove it first (or pass --force to overwrite)"])
+        fail(
+            EXIT_CONFIG,
+            "nexusfile.py already exists",
+            [f"File: {path}"],
+            ["Edit it, or remove it first (or pass --force to overwrite)"],
+        )
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(STARTER)
     click.echo(f"Created {path}\nNext: nexus list, then nexus run deploy --dry-run")
@@ -446,8 +544,16 @@ def version(fmt: str) -> None:
     pm = plugin_manager()
     plugins = [p for p in pm.plugins if not p.builtin]
     if fmt == "json":
-        click.echo(json.dumps({"nexus-core": __version__, "api": API_VERSION, "python": sys.version.split()[0],
-                               "plugins": {p.distribution: p.version for p in plugins}}))
+        click.echo(
+            json.dumps(
+                {
+                    "nexus-core": __version__,
+                    "api": API_VERSION,
+                    "python": sys.version.split()[0],
+                    "plugins": {p.distribution: p.version for p in plugins},
+                }
+            )
+        )
         return
     click.echo(f"nexus-core {__version__} (plugin API {API_VERSION}, Python {sys.version.split()[0]})")
     for p in plugins:
@@ -461,15 +567,31 @@ def plugins(fmt: str) -> None:
     """List installed plugins: distribution, version, hooks, and whether policy allows them."""
     pm = plugin_manager()
     if fmt == "json":
-        click.echo(json.dumps({"policy": pm.policy.source or None,
-                               "plugins": [p.to_dict() for p in pm.plugins]}))
+        env_names = sorted(pm.policy.env_names) if pm.policy.env_names is not None else None
+        click.echo(
+            json.dumps(
+                {
+                    "policy": pm.policy.source or None,
+                    "load_plugins": env_names,
+                    "plugins": [p.to_dict() for p in pm.plugins],
+                    "errors": pm.errors,
+                }
+            )
+        )
         return
     s = Style.detect()
     for p in pm.plugins:
         if p.builtin:
             continue
-        state = (s.paint("allowed", "green") if p.loaded else
-                 s.paint("blocked", "yellow") if not p.allowed else s.paint("failed", "red"))
+        state = (
+            s.paint("allowed, with errors", "red")
+            if p.loaded and p.error
+            else s.paint("allowed", "green")
+            if p.loaded
+            else s.paint("blocked", "yellow")
+            if not p.allowed
+            else s.paint("failed", "red")
+        )
         click.echo(f"{p.distribution} {p.version}  [{state}]  {p.name} = {p.module}")
         click.echo(f"    {p.reason}")
         if p.hooks:
@@ -499,8 +621,11 @@ def preflight(tasks: tuple[str, ...], hosts_override: str | None, config_path: s
     else:
         s = Style.detect()
         click.echo("PRE-FLIGHT CHECKS\n" + "\n".join(checks_lines(s, checks)))
-        verdict = (s.paint(f"{s.fail} {len(failed)} check(s) failed", "red") if failed
-                   else s.paint(f"{s.ok} All checks passed", "green"))
+        verdict = (
+            s.paint(f"{s.fail} {len(failed)} check(s) failed", "red")
+            if failed
+            else s.paint(f"{s.ok} All checks passed", "green")
+        )
         click.echo("\n" + verdict)
     if failed:
         raise Exit(EXIT_CONFIG if all(c.category == "Configuration" for c in failed) else EXIT_CONNECTION)

@@ -198,8 +198,7 @@ class Engine:
         pending = list(order)
         limit = max(1, self.options.parallel_limit)
         running: dict[Future[TaskResult], str] = {}
-        with ThreadPoolExecutor(max_workers=min(limit, max(1, len(pending))),
-                                thread_name_prefix="nexus-task") as pool:
+        with ThreadPoolExecutor(max_workers=min(limit, max(1, len(pending))), thread_name_prefix="nexus-task") as pool:
             while pending or running:
                 for name in list(pending):
                     deps = [results.get(d) for d in tasks[name].deps]
@@ -208,8 +207,7 @@ class Engine:
                         results[name] = self._skip(name, f"dependency {bad.name!r} {_past(bad.status)}")
                         pending.remove(name)
                     elif self.cancel.requested or self._stop_new_tasks:
-                        why = ("the run was interrupted" if self.cancel.requested
-                               else "the run stopped after a failure")
+                        why = "the run was interrupted" if self.cancel.requested else "the run stopped after a failure"
                         results[name] = self._skip(name, why)
                         pending.remove(name)
                     elif all(d is not None for d in deps) and len(running) < limit:
@@ -233,11 +231,13 @@ class Engine:
 
     def _skip(self, name: str, reason: str) -> TaskResult:
         hosts = tuple(hp.host.label for hp in self.plan.tasks[name].hosts)
-        self.bus.emit(ev.TaskStop(self.options.run_id, task=name, hosts=hosts, status="skipped",
-                                  reason=reason))
-        return TaskResult(name, "skipped", reason=reason,
-                          hosts=[HostOutcome(hp.host, "skipped", reason=reason)
-                                 for hp in self.plan.tasks[name].hosts])
+        self.bus.emit(ev.TaskStop(self.options.run_id, task=name, hosts=hosts, status="skipped", reason=reason))
+        return TaskResult(
+            name,
+            "skipped",
+            reason=reason,
+            hosts=[HostOutcome(hp.host, "skipped", reason=reason) for hp in self.plan.tasks[name].hosts],
+        )
 
     def _run_task(self, tp: TaskPlan) -> TaskResult:
         rid = self.options.run_id
@@ -253,11 +253,13 @@ class Engine:
             reason = f"strategy {tp.strategy!r} ({owner}) failed: {type(exc).__name__}: {exc}"
             self._report(f"nexus: {reason}")
             done = {o.host.label for o in ctx.outcomes}
-            outcomes = list(ctx.outcomes) + [HostOutcome(h, "failed", reason=reason)
-                                             for h in hosts if h.label not in done]
+            outcomes = list(ctx.outcomes) + [
+                HostOutcome(h, "failed", reason=reason) for h in hosts if h.label not in done
+            ]
         seen = {o.host.label for o in outcomes}
-        outcomes += [HostOutcome(h, "skipped", reason="not scheduled by the strategy")
-                     for h in hosts if h.label not in seen]
+        outcomes += [
+            HostOutcome(h, "skipped", reason="not scheduled by the strategy") for h in hosts if h.label not in seen
+        ]
         duration = time.monotonic() - started
         if all(o.ok for o in outcomes):
             status, reason = "ok", ""
@@ -269,8 +271,17 @@ class Engine:
             status = "failed"
             bad = [o for o in outcomes if not o.ok and o.status != "skipped"]
             reason = "; ".join(f"{o.host.label}: {o.reason}" for o in bad[:3]) or "failed"
-        self.bus.emit(ev.TaskStop(rid, task=tp.name, hosts=labels, status=status, duration=duration,
-                                  commands_executed=ctx.commands_executed, reason=reason))
+        self.bus.emit(
+            ev.TaskStop(
+                rid,
+                task=tp.name,
+                hosts=labels,
+                status=status,
+                duration=duration,
+                commands_executed=ctx.commands_executed,
+                reason=reason,
+            )
+        )
         return TaskResult(tp.name, status, duration, outcomes, reason)
 
     def run_host(self, tp: TaskPlan, hp: HostPlan) -> HostOutcome:
@@ -308,12 +319,12 @@ class Engine:
                 self._fail(tp, host, cmd, result, done, tp.timeout if task_limited else cmd.timeout)
             break
         duration = time.monotonic() - started
-        self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration,
-                                  reason=reason))
+        self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
         return HostOutcome(host, status, duration, reason)
 
-    def _fail(self, tp: TaskPlan, host: Host, cmd: Command, result: CommandResult, done: list[str],
-              timeout: float | None) -> None:
+    def _fail(
+        self, tp: TaskPlan, host: Host, cmd: Command, result: CommandResult, done: list[str], timeout: float | None
+    ) -> None:
         with self._lock:
             self._failures.append(Failure(
                 task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
@@ -338,45 +349,87 @@ class Engine:
             n = state["attempt"]
             if self.cancel.requested:
                 return CommandResult("interrupted", None, 0.0, "interrupted", retryable=False)
-            emit(ev.CommandStart(rid, task=tp.name, host=label, command=cmd.cmd, index=index,
-                                 sudo=cmd.sudo or bool(cmd.user), attempt=n))
+            emit(
+                ev.CommandStart(
+                    rid,
+                    task=tp.name,
+                    host=label,
+                    command=cmd.cmd,
+                    index=index,
+                    sudo=cmd.sudo or bool(cmd.user),
+                    attempt=n,
+                )
+            )
             started = time.monotonic()
             try:
                 result = executor.run(host, cmd, on_output, self.cancel, timeout)
             except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
                 owner = self.registry.owners.get(f"executor:{host.transport}", "?")
-                result = CommandResult("error", None, time.monotonic() - started,
-                                       f"executor {host.transport!r} ({owner}) failed: "
-                                       f"{type(exc).__name__}: {exc}", retryable=False)
-            emit(ev.CommandStop(rid, task=tp.name, host=label, command=cmd.cmd,
-                                exit_code=result.exit_code, duration=result.duration,
-                                status=result.status, index=index, attempt=n, reason=result.reason))
+                result = CommandResult(
+                    "error",
+                    None,
+                    time.monotonic() - started,
+                    f"executor {host.transport!r} ({owner}) failed: {type(exc).__name__}: {exc}",
+                    retryable=False,
+                )
+            emit(
+                ev.CommandStop(
+                    rid,
+                    task=tp.name,
+                    host=label,
+                    command=cmd.cmd,
+                    exit_code=result.exit_code,
+                    duration=result.duration,
+                    status=result.status,
+                    index=index,
+                    attempt=n,
+                    reason=result.reason,
+                )
+            )
             return result
 
         if attempts == 1:
             return attempt()
 
         def should_retry(result: CommandResult) -> bool:
-            return (not result.ok and result.retryable and result.status in ("failed", "timeout", "unreachable")
-                    and not self.cancel.requested)
+            return (
+                not result.ok
+                and result.retryable
+                and result.status in ("failed", "timeout", "unreachable")
+                and not self.cancel.requested
+            )
 
         def before_sleep(retry_state: Any) -> None:
+            assert retry_state.outcome is not None
             outcome: CommandResult = retry_state.outcome.result()
             delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
-            emit(ev.TaskRetry(rid, task=tp.name, host=label, command=cmd.cmd,
-                              attempt=retry_state.attempt_number + 1, max_attempts=attempts,
-                              delay=float(delay), reason=outcome.reason))
+            emit(
+                ev.TaskRetry(
+                    rid,
+                    task=tp.name,
+                    host=label,
+                    command=cmd.cmd,
+                    attempt=retry_state.attempt_number + 1,
+                    max_attempts=attempts,
+                    delay=float(delay),
+                    reason=outcome.reason,
+                )
+            )
 
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
             wait=wait_random_exponential(multiplier=cmd.retry_delay, max=max(cmd.retry_delay * 32, 1)),
             retry=retry_if_result(should_retry),
             before_sleep=before_sleep,
-            sleep=lambda s: None if self.cancel.sleep(s) else None,
-            retry_error_callback=lambda rs: rs.outcome.result(),
+            sleep=self._pause,
+            retry_error_callback=_last_result,
         )
         result: CommandResult = retrying(attempt)
         return result
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between retries; wakes early when the run is being stopped."""
+        self.cancel.sleep(seconds)
 
     def _close_executors(self) -> None:
         for name, executor in list(self._executors.items()):
@@ -398,6 +451,14 @@ class Engine:
         return "failed", EXIT_FAILED
 
 
+def _last_result(retry_state: Any) -> CommandResult:
+    """When retries run out, the last attempt's result is the command's result."""
+    outcome = retry_state.outcome
+    assert outcome is not None
+    result: CommandResult = outcome.result()
+    return result
+
+
 def _past(status: str) -> str:
     return {"failed": "failed", "skipped": "was skipped", "interrupted": "was interrupted"}.get(status, status)
 
@@ -414,8 +475,9 @@ class _TaskContext(StrategyContext):
         self.outcomes: list[HostOutcome] = []
         self.failed = False
         self.commands_executed = 0
-        forks = engine.options.forks or int(engine.plan.config.get("forks") or 0) or max(
-            engine.options.parallel_limit, 1)
+        forks = (
+            engine.options.forks or int(engine.plan.config.get("forks") or 0) or max(engine.options.parallel_limit, 1)
+        )
         self.forks = max(1, forks)
 
     def stopping(self) -> bool:
@@ -431,8 +493,15 @@ class _TaskContext(StrategyContext):
         if self.stopping():
             why = "the run is stopping" if self.engine.cancel.requested else "another host failed"
             outcome = HostOutcome(host, "skipped", reason=f"not started: {why}")
-            self.engine.bus.emit(ev.HostStop(self.engine.options.run_id, task=self.tp.name,
-                                             host=host.label, status="skipped", reason=outcome.reason))
+            self.engine.bus.emit(
+                ev.HostStop(
+                    self.engine.options.run_id,
+                    task=self.tp.name,
+                    host=host.label,
+                    status="skipped",
+                    reason=outcome.reason,
+                )
+            )
         else:
             hp = self.by_host[id(host)]
             outcome = self.engine.run_host(self.tp, hp)
@@ -445,6 +514,7 @@ class _TaskContext(StrategyContext):
     def run_batch(self, hosts: Sequence[Host]) -> list[HostOutcome]:
         if len(hosts) == 1 or self.forks == 1:
             return [self._one(h) for h in hosts]
-        with ThreadPoolExecutor(max_workers=min(self.forks, len(hosts)),
-                                thread_name_prefix=f"nexus-{self.tp.name}") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.forks, len(hosts)), thread_name_prefix=f"nexus-{self.tp.name}"
+        ) as pool:
             return list(pool.map(self._one, hosts))

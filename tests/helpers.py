@@ -1,4 +1,4 @@
-"""Shared test helpers: the suite runs the real ``nexus`` CLI (fixture ``nexus_project``)."""
+"""Shared test helpers (bounded polling, process lookup); tests import them as `helpers`."""
 
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ def build():
 '''
 
 
-@pytest.mark.parametrize("command", ["", "run", "validate", "list", "init", "version", "plugins", "preflight",
-                                     "completion"])
+@pytest.mark.parametrize(
+    "command", ["", "run", "validate", "list", "init", "version", "plugins", "preflight", "completion"]
+)
 def test_help_everywhere(nexus_project, command):
     args = [command, "--help"] if command else ["--help"]
     out = nexus_project.run(*args)
@@ -36,8 +37,22 @@ def test_help_everywhere(nexus_project, command):
 
 def test_run_help_lists_every_documented_option(nexus_project):
     out = nexus_project.run("run", "--help")
-    for option in ("--dry-run", "-n", "--verbose", "--quiet", "--continue-on-error", "--identity", "--user",
-                   "--parallel-limit", "--hosts", "-H", "--config", "--format", "--log-level", "--log-format"):
+    for option in (
+        "--dry-run",
+        "-n",
+        "--verbose",
+        "--quiet",
+        "--continue-on-error",
+        "--identity",
+        "--user",
+        "--parallel-limit",
+        "--hosts",
+        "-H",
+        "--config",
+        "--format",
+        "--log-level",
+        "--log-format",
+    ):
         assert option in out.stdout, option
 
 
@@ -50,8 +65,14 @@ def test_list_shows_name_deps_target_and_first_docstring_line(nexus_project):
     assert "More words" not in out.stdout
     assert "build" in lines[1] and "(after test)" in lines[1]
     js = json.loads(nexus_project.run("list", "--format", "json").stdout)
-    assert js["tasks"][1] == {"name": "build", "deps": ["test"], "on": "local", "strategy": "parallel",
-                              "description": "", "line": 11}
+    assert js["tasks"][1] == {
+        "name": "build",
+        "deps": ["test"],
+        "on": "local",
+        "strategy": "parallel",
+        "description": "",
+        "line": 11,
+    }
 
 
 def test_init_writes_a_working_starter_and_refuses_to_overwrite(nexus_project):

@@ -61,8 +61,15 @@ def test_json_is_one_event_object_per_line_with_run_id_and_timestamp(nexus_proje
     events = [json.loads(line) for line in out.stdout.splitlines()]
     names = [e["event"] for e in events]
     assert names[0] == "pipeline.start" and names[-1] == "pipeline.stop"
-    for required in ("task.start", "task.stop", "command.start", "command.output", "command.stop",
-                     "host.start", "host.stop"):
+    for required in (
+        "task.start",
+        "task.stop",
+        "command.start",
+        "command.output",
+        "command.stop",
+        "host.start",
+        "host.stop",
+    ):
         assert required in names
     run_ids = {e["run_id"] for e in events}
     assert len(run_ids) == 1

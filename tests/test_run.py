@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from conftest import pgrep, wait_for
+from helpers import pgrep, wait_for
 
 # Two tasks that each wait (bounded) for the other to have started: both succeed only
 # when they really run at the same time.
-RENDEZVOUS = '''
+RENDEZVOUS = """
 from nexus_core import config, task, run
 
 WAIT = "for i in $(seq 200); do [ -f {other} ] && exit 0; sleep 0.05; done; exit 1"
@@ -24,7 +24,7 @@ def b():
 @task(deps=[a, b])
 def both():
     run("echo both done")
-'''
+"""
 
 
 def test_independent_tasks_run_concurrently(nexus_project):
@@ -42,7 +42,7 @@ def test_parallel_limit_one_runs_tasks_one_at_a_time(nexus_project):
 
 
 def test_each_task_runs_once_even_when_requested_and_depended_on(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
@@ -56,7 +56,7 @@ def test_each_task_runs_once_even_when_requested_and_depended_on(nexus_project):
         @task(deps=["base"])
         def right():
             run("echo right >> log.txt")
-    ''')
+    """)
     out = nexus_project.run("run", "left", "right", "base")
     assert out.code == 0, out
     lines = (nexus_project.root / "log.txt").read_text().split()
@@ -64,7 +64,7 @@ def test_each_task_runs_once_even_when_requested_and_depended_on(nexus_project):
     assert lines[0] == "base"
 
 
-FAILING = '''
+FAILING = """
 from nexus_core import task, run
 
 @task
@@ -82,7 +82,7 @@ def after_broken():
 @task(deps=[slow])
 def after_slow():
     run("touch after_slow.txt")
-'''
+"""
 
 
 def test_failure_skips_dependents_lets_running_finish_and_stops_new_work(nexus_project):
@@ -119,7 +119,7 @@ def test_summary_names_succeeded_failed_and_skipped_tasks(nexus_project):
 
 
 def test_previous_commands_are_listed_when_a_later_one_fails(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
@@ -128,7 +128,7 @@ def test_previous_commands_are_listed_when_a_later_one_fails(nexus_project):
             run("echo step two")
             run("echo boom >&2; exit 1")
             run("echo never")
-    ''')
+    """)
     out = nexus_project.run("run", "deploy")
     assert out.code == 1
     assert "Previous commands in this task succeeded:" in out.stderr
@@ -138,14 +138,14 @@ def test_previous_commands_are_listed_when_a_later_one_fails(nexus_project):
 
 
 def test_retries_with_backoff_are_events_and_visible_lines(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
         def flaky():
             run("n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; [ $n -ge 2 ]",
                 retries=4, retry_delay=0.05)
-    ''')
+    """)
     out = nexus_project.run("run", "flaky", "--format", "json")
     assert out.code == 0, out
     retries = out.of("task.retry")
@@ -159,13 +159,13 @@ def test_retries_with_backoff_are_events_and_visible_lines(nexus_project):
 
 
 def test_retries_exhausted_fail_the_task(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
         def never():
             run("exit 7", retries=2, retry_delay=0.01)
-    ''')
+    """)
     out = nexus_project.run("run", "never", "--format", "json")
     assert out.code == 1
     assert len(out.of("command.start")) == 3
@@ -173,13 +173,13 @@ def test_retries_exhausted_fail_the_task(nexus_project):
 
 
 def test_timeout_kills_the_whole_process_group_and_exits_4(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
         def hang():
             run("sleep 47.25 & sleep 47.5 ; echo unreachable", timeout=0.5)
-    ''')
+    """)
     out = nexus_project.run("run", "hang")
     assert out.code == 4, out
     assert "Command timed out" in out.stderr and "Timeout: 0.5s" in out.stderr
@@ -187,7 +187,7 @@ def test_timeout_kills_the_whole_process_group_and_exits_4(nexus_project):
 
 
 def test_task_timeout_bounds_all_commands_on_a_host(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task(timeout=0.6)
@@ -195,7 +195,7 @@ def test_task_timeout_bounds_all_commands_on_a_host(nexus_project):
             run("sleep 0.4")
             run("sleep 0.4")
             run("touch never.txt")
-    ''')
+    """)
     out = nexus_project.run("run", "long")
     assert out.code == 4, out
     assert "task timeout of 0.6s reached" in out.stderr
@@ -203,7 +203,7 @@ def test_task_timeout_bounds_all_commands_on_a_host(nexus_project):
 
 
 def test_environment_is_inherited_plus_env_and_cwd_is_the_nexusfile_folder(nexus_project, tmp_path):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
@@ -212,11 +212,12 @@ def test_environment_is_inherited_plus_env_and_cwd_is_the_nexusfile_folder(nexus
             run("pwd > pwd.txt")
             run("mkdir -p sub")
             run("pwd > where.txt", cwd="sub")
-    ''')
+    """)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    out = nexus_project.run("run", "show", "-c", str(nexus_project.nexusfile),
-                            env={"FROM_OUTSIDE": "here"}, cwd=elsewhere)
+    out = nexus_project.run(
+        "run", "show", "-c", str(nexus_project.nexusfile), env={"FROM_OUTSIDE": "here"}, cwd=elsewhere
+    )
     assert out.code == 0, out
     root = nexus_project.root
     assert (root / "env.txt").read_text().strip() == "inherited=here extra=yes"
@@ -225,21 +226,21 @@ def test_environment_is_inherited_plus_env_and_cwd_is_the_nexusfile_folder(nexus
 
 
 def test_continue_on_error_option_of_run_keeps_the_task_going(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
         def tolerant():
             run("exit 1", continue_on_error=True)
             run("touch reached.txt")
-    ''')
+    """)
     out = nexus_project.run("run", "tolerant")
     assert out.code == 0, out
     assert (nexus_project.root / "reached.txt").exists()
 
 
 def test_dry_run_executes_nothing_and_shows_flags(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
@@ -250,7 +251,7 @@ def test_dry_run_executes_nothing_and_shows_flags(nexus_project):
         def install():
             run("touch installed.txt", sudo=True)
             run("touch as-user.txt", user="postgres")
-    ''')
+    """)
     out = nexus_project.run("run", "install", "--dry-run")
     assert out.code == 0, out
     assert not list(nexus_project.root.glob("*.txt")), "a dry run must not execute anything"
@@ -266,26 +267,26 @@ def test_dry_run_executes_nothing_and_shows_flags(nexus_project):
 
 
 def test_body_is_evaluated_once_per_host_at_plan_time(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run, hostname
 
         @task(on=["local"])
         def where():
             run("echo planned-for-" + hostname())
-    ''')
+    """)
     out = nexus_project.run("run", "where", "-v")
     assert out.code == 0, out
     assert "planned-for-" in out.stdout
 
 
 def test_missing_working_directory_is_a_clear_failure(nexus_project):
-    nexus_project.write('''
+    nexus_project.write("""
         from nexus_core import task, run
 
         @task
         def lost():
             run("true", cwd="does/not/exist")
-    ''')
+    """)
     out = nexus_project.run("run", "lost")
     assert out.code == 1
     assert "working directory" in out.stderr and "does/not/exist" in out.stderr

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import pgrep, wait_for
+from helpers import pgrep, wait_for
 
-PIPELINE = '''
+PIPELINE = """
 from nexus_core import config, task, run
 
 config(interrupt_grace={grace}, terminate_grace={grace})
@@ -26,14 +26,20 @@ def long():
 @task(deps=[long])
 def after():
     run("touch after.txt")
-'''
+"""
 
 
 def start(nexus_project, body: str, grace: float = 5.0) -> subprocess.Popen[str]:
     nexus_project.write(PIPELINE.format(body=body, grace=grace))
     env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "run", "after"], cwd=nexus_project.root,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "after"],
+        cwd=nexus_project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15), "long never started"
     return proc
 
@@ -74,9 +80,14 @@ def test_second_ctrl_c_stops_at_once(nexus_project):
 def test_json_mode_reports_the_interrupt_as_events(nexus_project):
     nexus_project.write(PIPELINE.format(body="sleep 44.5", grace=5))
     env = {**os.environ, **nexus_project.env}
-    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "run", "after", "--format", "json"],
-                            cwd=nexus_project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "after", "--format", "json"],
+        cwd=nexus_project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=30)

@@ -56,7 +56,7 @@ def _runner_class() -> type[Any]:
     """Build the invoke runner subclass lazily (invoke is imported only when a command runs)."""
     from invoke.runners import Local
 
-    class GroupLocal(Local):  # type: ignore[misc]
+    class GroupLocal(Local):
         """invoke's Local runner, in a new session (process group) with a working directory."""
 
         cwd: str | None = None
@@ -97,7 +97,8 @@ class LocalExecutor(Executor):
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
-        from invoke import Config, Context
+        from invoke.config import Config
+        from invoke.context import Context
 
         from nexus_core.executors.watchdog import Watchdog
 
@@ -123,8 +124,7 @@ class LocalExecutor(Executor):
         runner = self._runner(self._invoke)
         runner.cwd = command.cwd or self.context.root
         if not os.path.isdir(runner.cwd):
-            return CommandResult("error", None, 0.0, f"working directory {runner.cwd} does not exist",
-                                 retryable=False)
+            return CommandResult("error", None, 0.0, f"working directory {runner.cwd} does not exist", retryable=False)
         text = command.cmd
         if command.sudo or command.user:
             prefix = ["sudo", "-n"] + (["-u", command.user] if command.user else [])
@@ -147,8 +147,13 @@ class LocalExecutor(Executor):
                 shell=self.shell,
             )
         except OSError as exc:
-            return CommandResult("error", None, time.monotonic() - started,
-                                 f"cannot start the command: {exc.strerror or exc}", retryable=False)
+            return CommandResult(
+                "error",
+                None,
+                time.monotonic() - started,
+                f"cannot start the command: {exc.strerror or exc}",
+                retryable=False,
+            )
         watched = self._watchdog.add(runner.process.pid, timeout)
         try:
             result = promise.join()

@@ -88,8 +88,10 @@ class Watchdog:
                     if item.kill_at is not None and now >= item.kill_at:
                         _signal(item.pgid, signal.SIGKILL)
                         item.kill_at = None
-                    for t in (item.deadline if not item.timed_out else float("inf"),
-                              item.kill_at if item.kill_at is not None else float("inf")):
+                    for t in (
+                        item.deadline if not item.timed_out else float("inf"),
+                        item.kill_at if item.kill_at is not None else float("inf"),
+                    ):
                         due = min(due, t)
                 wait = None if due == float("inf") else max(0.0, due - now)
                 self._cond.wait(wait if wait is None else min(wait, 3600))

@@ -74,8 +74,14 @@ class TreeRenderer(Renderer):
         from rich.live import Live
 
         console = Console(file=self.out, no_color=not self.style.color, highlight=False)
-        self._live = Live(console=console, refresh_per_second=8, transient=True,
-                          get_renderable=self._live_view, redirect_stdout=False, redirect_stderr=False)
+        self._live = Live(
+            console=console,
+            refresh_per_second=8,
+            transient=True,
+            get_renderable=self._live_view,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._live.start()
 
     def _live_view(self) -> Any:
@@ -92,8 +98,10 @@ class TreeRenderer(Renderer):
             done = sum(1 for s in state.hosts.values() if s.status != "running")
             detail = ", ".join(f"{h}: {s.current}" if s.current else h for h, s in running[:4])
             more = f" +{len(running) - 4} more" if len(running) > 4 else ""
-            lines.append(f"{spin} {name} {fmt_duration(now - state.started)}"
-                         f" [{done}/{len(state.order) or len(state.hosts)} hosts done] {detail}{more}")
+            lines.append(
+                f"{spin} {name} {fmt_duration(now - state.started)}"
+                f" [{done}/{len(state.order) or len(state.hosts)} hosts done] {detail}{more}"
+            )
         return Text("\n".join(lines[:20]))
 
     def write(self, text: str) -> None:
@@ -135,8 +143,13 @@ class TreeRenderer(Renderer):
     def on_task_retry(self, e: ev.TaskRetry) -> None:
         s = self.style
         where = "" if e.host == "local" else f" {e.host}"
-        self.write(s.paint(f"  {s.retry} {e.task}{where}: {e.command!r} failed ({e.reason}); "
-                           f"attempt {e.attempt}/{e.max_attempts} in {e.delay:.1f}s", "yellow"))
+        self.write(
+            s.paint(
+                f"  {s.retry} {e.task}{where}: {e.command!r} failed ({e.reason}); "
+                f"attempt {e.attempt}/{e.max_attempts} in {e.delay:.1f}s",
+                "yellow",
+            )
+        )
 
     def on_host_stop(self, e: ev.HostStop) -> None:
         host = self._host(e.task, e.host)
@@ -171,13 +184,13 @@ class TreeRenderer(Renderer):
         rows = names + skipped
         for i, name in enumerate(rows):
             last = i == len(rows) - 1
-            host = state.hosts.get(name)
-            if host is None or host.status == "skipped":
-                why = host.reason if host else "not started"
+            found = state.hosts.get(name)
+            if found is None or found.status == "skipped":
+                why = found.reason if found else "not started"
                 out.append(f"  {s.branch(last)} {name} {s.mark('skipped')} {s.paint(why, 'dim')}")
                 continue
-            extra = "" if host.status == "ok" else " " + s.paint(host.reason, "red")
-            out.append(f"  {s.branch(last)} {name} {s.mark(host.status)} {fmt_duration(host.duration)}{extra}")
+            extra = "" if found.status == "ok" else " " + s.paint(found.reason, "red")
+            out.append(f"  {s.branch(last)} {name} {s.mark(found.status)} {fmt_duration(found.duration)}{extra}")
         return out
 
     def _host(self, task: str, host: str) -> _HostState:
@@ -204,8 +217,7 @@ class VerboseRenderer(TreeRenderer):
     def on_command_stop(self, e: ev.CommandStop) -> None:
         super().on_command_stop(e)
         extra = "" if e.status == "ok" else f" {e.reason}"
-        self.write(f"{self._tag(e.task, e.host)} {self.style.mark(e.status)} "
-                   f"{fmt_duration(e.duration)}{extra}")
+        self.write(f"{self._tag(e.task, e.host)} {self.style.mark(e.status)} {fmt_duration(e.duration)}{extra}")
 
     def on_task_stop(self, e: ev.TaskStop) -> None:
         s = self.style

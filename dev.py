@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Development set-up in two commands, needing only Python 3.11+ with pip and venv.
+
+    python3 dev.py example   # install into .venv and run the example pipeline
+    python3 dev.py test      # install everything (+ test tools, openssh-server) and run every check
+
+Other commands: ``install`` (only install), ``bench`` (run the benchmarks), ``docs`` (build the docs).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+VENV = os.environ.get("NEXUS_VENV") or os.path.join(ROOT, ".venv")
+BIN = os.path.join(VENV, "bin")
+PY = os.path.join(BIN, "python")
+
+
+def sh(*cmd: str, **kwargs: object) -> None:
+    """Run a command, echoing it; stop with its exit code when it fails."""
+    print("+ " + " ".join(cmd), flush=True)
+    code = subprocess.call(list(cmd), **kwargs)  # type: ignore[arg-type]
+    if code != 0:
+        sys.exit(code)
+
+
+def plugin_dirs() -> list[str]:
+    """Every plugin distribution folder (one pyproject.toml each)."""
+    return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(ROOT, "plugins", "*", "pyproject.toml")))
+
+
+def ensure_venv() -> None:
+    """Create .venv when missing (falls back to `virtualenv` if the venv module lacks pip)."""
+    if os.path.exists(PY):
+        return
+    if subprocess.call([sys.executable, "-m", "venv", VENV]) != 0:
+        shutil.rmtree(VENV, ignore_errors=True)
+        sh(sys.executable, "-m", "pip", "install", "--user", "virtualenv")
+        sh(sys.executable, "-m", "virtualenv", VENV)
+
+
+def install(extras: str = "test,docs") -> None:
+    """Install nexus-core and every plugin, editable, into .venv."""
+    ensure_venv()
+    sh(PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip")
+    args = ["-e", f"{ROOT}[{extras}]" if extras else ROOT]
+    for folder in plugin_dirs():
+        args += ["-e", folder]
+    sh(PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args)
+
+
+def ensure_system_packages() -> None:
+    """The SSH tests need Debian's openssh-server and sudo; install them when missing (root only)."""
+    missing = [pkg for pkg, path in (("openssh-server", "/usr/sbin/sshd"), ("sudo", "/usr/bin/sudo"))
+               if not os.path.exists(path)]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        print(f"note: {', '.join(missing)} missing and not root: the SSH tests will be skipped", flush=True)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    sh("apt-get", "update", "-qq", env=env)
+    sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+
+
+def cmd_example() -> None:
+    """Install and run the example pipeline (examples/pipeline)."""
+    install(extras="")
+    sh(os.path.join(BIN, "nexus"), "run", "release", "-c", os.path.join(ROOT, "examples", "pipeline"))
+
+
+def cmd_test(pytest_args: list[str]) -> None:
+    """Lint, format check, type check, then every test."""
+    install()
+    ensure_system_packages()
+    sh(os.path.join(BIN, "ruff"), "check", ROOT, cwd=ROOT)
+    sh(os.path.join(BIN, "ruff"), "format", "--check", ROOT, cwd=ROOT)
+    sh(os.path.join(BIN, "mypy"), cwd=ROOT)
+    sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), cwd=ROOT)
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch ``python3 dev.py COMMAND``."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Nexus needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if command == "example":
+        cmd_example()
+    elif command == "test":
+        cmd_test(rest)
+    elif command == "install":
+        install()
+    elif command == "bench":
+        install()
+        sh(PY, os.path.join(ROOT, "bench", "run.py"), *rest, cwd=ROOT)
+    elif command == "docs":
+        install()
+        sh(os.path.join(BIN, "mkdocs"), "build", "--strict", cwd=ROOT)
+    else:
+        print(__doc__)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
