@@ -7,10 +7,16 @@ A nexusfile imports its language from here::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus_core._version import API_VERSION, __version__
 from nexus_core.dsl import config, env, git_branch, git_sha, hostname, hosts, run, task, timestamp
+
+if TYPE_CHECKING:
+    import pluggy
+
+    #: The marker for hook implementations: ``@hookimpl`` on ``nexus_*`` functions.
+    hookimpl: pluggy.HookimplMarker
 
 __all__ = [
     "API_VERSION",

@@ -295,8 +295,8 @@ def run(
     if hosts_override is not None and not host_list:
         fail(EXIT_CONFIG, "--hosts is empty", suggestions=["Pass comma-separated hosts: -H web-1,web-2"])
     plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides)
-    if not log_level and plan.config.get("log_level"):
-        _setup_logs(str(plan.config["log_level"]), log_format)
+    if not log_level and project.config.get("log_level"):
+        _setup_logs(str(project.config["log_level"]), log_format)
     if dry_run:
         _dry_run(plan, fmt)
         return

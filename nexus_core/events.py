@@ -207,6 +207,7 @@ class SshConnectStart(Event):
     host: str
     user: str = ""
     port: int = 22
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
