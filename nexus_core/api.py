@@ -182,12 +182,16 @@ class StrategyContext(ABC):
     options: Mapping[str, Any]
 
     @abstractmethod
-    def run_batch(self, hosts: Sequence[Host]) -> list[HostOutcome]:
-        """Run the task on ``hosts`` concurrently (bounded by ``forks``); return their outcomes."""
+    def run_batch(self, hosts: Sequence[Host], stop_on_failure: bool | None = None) -> list[HostOutcome]:
+        """Run the task on ``hosts`` concurrently (bounded by ``forks``); return their outcomes.
+
+        When a host fails and ``stop_on_failure`` is true (default: unless the run continues
+        on error), hosts of the batch that have not started yet are skipped.
+        """
 
     @abstractmethod
     def stopping(self) -> bool:
-        """True when no new host should start (interrupted, or a failure elsewhere)."""
+        """True when no new host should start because the run is being stopped."""
 
     @abstractmethod
     def wait(self, seconds: float) -> bool:

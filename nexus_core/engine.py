@@ -473,7 +473,6 @@ class _TaskContext(StrategyContext):
         self.options = dict(tp.options)
         self.by_host = {id(hp.host): hp for hp in tp.hosts}
         self.outcomes: list[HostOutcome] = []
-        self.failed = False
         self.commands_executed = 0
         forks = (
             engine.options.forks or int(engine.plan.config.get("forks") or 0) or max(engine.options.parallel_limit, 1)
@@ -481,7 +480,7 @@ class _TaskContext(StrategyContext):
         self.forks = max(1, forks)
 
     def stopping(self) -> bool:
-        return self.engine.cancel.requested or (self.failed and not self.continue_on_error)
+        return self.engine.cancel.requested
 
     def wait(self, seconds: float) -> bool:
         return self.engine.cancel.sleep(seconds)
@@ -489,32 +488,36 @@ class _TaskContext(StrategyContext):
     def emit(self, event: ev.Event) -> None:
         self.engine.bus.emit(event)
 
-    def _one(self, host: Host) -> HostOutcome:
-        if self.stopping():
-            why = "the run is stopping" if self.engine.cancel.requested else "another host failed"
+    def _one(self, host: Host, batch: _Batch) -> HostOutcome:
+        if self.stopping() or (batch.failed and batch.stop_on_failure):
+            why = "the run is stopping" if self.stopping() else "another host failed"
             outcome = HostOutcome(host, "skipped", reason=f"not started: {why}")
             self.engine.bus.emit(
-                ev.HostStop(
-                    self.engine.options.run_id,
-                    task=self.tp.name,
-                    host=host.label,
-                    status="skipped",
-                    reason=outcome.reason,
-                )
-            )
+                ev.HostStop(self.engine.options.run_id, task=self.tp.name, host=host.label, status="skipped",
+                            reason=outcome.reason)
+            )  # fmt: skip
         else:
             hp = self.by_host[id(host)]
             outcome = self.engine.run_host(self.tp, hp)
             self.commands_executed += len(hp.commands)
             if not outcome.ok:
-                self.failed = True
+                batch.failed = True
         self.outcomes.append(outcome)
         return outcome
 
-    def run_batch(self, hosts: Sequence[Host]) -> list[HostOutcome]:
+    def run_batch(self, hosts: Sequence[Host], stop_on_failure: bool | None = None) -> list[HostOutcome]:
+        batch = _Batch(not self.continue_on_error if stop_on_failure is None else stop_on_failure)
         if len(hosts) == 1 or self.forks == 1:
-            return [self._one(h) for h in hosts]
+            return [self._one(h, batch) for h in hosts]
         with ThreadPoolExecutor(
             max_workers=min(self.forks, len(hosts)), thread_name_prefix=f"nexus-{self.tp.name}"
         ) as pool:
-            return list(pool.map(self._one, hosts))
+            return list(pool.map(lambda h: self._one(h, batch), hosts))
+
+
+@dataclass
+class _Batch:
+    """Shared state of one batch of hosts: whether one failed, and whether that stops the rest."""
+
+    stop_on_failure: bool
+    failed: bool = False

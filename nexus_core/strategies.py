@@ -1,13 +1,18 @@
-"""Built-in strategies ``parallel`` and ``serial``, registered through the strategy hook."""
+"""Built-in strategies, registered through the strategy hook like any plugin's.
+
+``parallel`` and ``serial`` for every task; ``rolling`` and ``canary`` for tasks on many
+hosts. They decide only the order and grouping of hosts; the engine runs them.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pluggy
 
-from nexus_core.api import Strategy
+from nexus_core.api import HostOutcome, Strategy, StrategyContext
 from nexus_core.model import Host
 
 hookimpl = pluggy.HookimplMarker("nexus")
@@ -41,7 +46,115 @@ class SerialStrategy(Strategy):
         return "serial, one host at a time"
 
 
+def batch_size(value: Any, total: int) -> int:
+    """Hosts per batch from ``batch=2`` or ``batch="25%"`` (at least 1)."""
+    if value is None:
+        return 1
+    if isinstance(value, str):
+        percent = float(value.strip().rstrip("%"))
+        return max(1, math.floor(total * percent / 100))
+    return max(1, int(value))
+
+
+class RollingStrategy(Strategy):
+    """Batches of ``batch`` hosts (a number or a percentage) one after another.
+
+    Stops after the first batch with a failure, unless the failures so far stay within
+    ``max_fail_percentage`` of all hosts (or the run continues on error).
+    """
+
+    name = "rolling"
+    option_names = ("batch", "max_fail_percentage")
+
+    def check(self, options: Mapping[str, Any]) -> list[str]:
+        """``batch`` must be a positive integer or a percentage between 1% and 100%."""
+        value = options.get("batch")
+        if value is None or isinstance(value, bool):
+            return [] if value is None else ['batch must be a number of hosts or a percentage like "25%"']
+        if isinstance(value, int):
+            return [] if value >= 1 else [f"batch must be at least 1, not {value}"]
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                percent = float(text[:-1]) if text.endswith("%") else None
+            except ValueError:
+                percent = None
+            if percent is None or not 0 < percent <= 100:
+                return [f'batch {value!r} must be a number of hosts or a percentage like "25%" (1-100%)']
+            return []
+        return [f"batch must be a number of hosts or a percentage, not {type(value).__name__}"]
+
+    def batches(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> list[list[Host]]:
+        """Consecutive slices of ``batch`` hosts."""
+        size = batch_size(options.get("batch"), len(hosts))
+        return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
+
+    def describe(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> str:
+        """``rolling, 2 at a time``."""
+        size = batch_size(options.get("batch"), len(hosts))
+        tolerance = options.get("max_fail_percentage")
+        extra = f", tolerating {tolerance:g}% failures" if tolerance else ""
+        return f"rolling, {size} at a time{extra}"
+
+    def execute(self, hosts: Sequence[Host], context: StrategyContext) -> list[HostOutcome]:
+        """Run batch after batch; stop when failures exceed the tolerance."""
+        tolerance = float(context.options.get("max_fail_percentage") or 0)
+        plan = self.batches(hosts, context.options)
+        outcomes: list[HostOutcome] = []
+        failures = 0
+        for i, batch in enumerate(plan):
+            if context.stopping():
+                outcomes += _skip(plan[i:], "not started: the run is stopping")
+                break
+            results = context.run_batch(batch, stop_on_failure=not context.continue_on_error and not tolerance)
+            outcomes += results
+            failures += sum(1 for r in results if not r.ok and r.status != "skipped")
+            if failures and not context.continue_on_error and failures * 100 / len(hosts) > tolerance:
+                outcomes += _skip(plan[i + 1 :], f"not started: batch {i + 1} failed")
+                break
+        return outcomes
+
+
+class CanaryStrategy(Strategy):
+    """``canary_hosts`` hosts first; if they succeed, wait ``canary_wait`` seconds, then the rest."""
+
+    name = "canary"
+    option_names = ("canary_hosts", "canary_wait")
+
+    def batches(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> list[list[Host]]:
+        """The canaries, then everyone else."""
+        n = min(int(options.get("canary_hosts") or 1), len(hosts))
+        return [b for b in (list(hosts[:n]), list(hosts[n:])) if b]
+
+    def describe(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> str:
+        """``canary, 1 host first, then the rest after 30s``."""
+        n = min(int(options.get("canary_hosts") or 1), len(hosts))
+        wait = float(options.get("canary_wait") or 0)
+        after = f" after {wait:g}s" if wait else ""
+        return f"canary, {n} host{'s' if n != 1 else ''} first, then the rest{after}"
+
+    def execute(self, hosts: Sequence[Host], context: StrategyContext) -> list[HostOutcome]:
+        """Canaries, a pause, then the rest; any canary failure stops the rollout."""
+        plan = self.batches(hosts, context.options)
+        if not plan:
+            return []
+        outcomes = context.run_batch(plan[0])
+        rest = plan[1:]
+        if not rest:
+            return outcomes
+        if any(not o.ok for o in outcomes) and not context.continue_on_error:
+            return outcomes + _skip(rest, "not started: a canary host failed")
+        wait = float(context.options.get("canary_wait") or 0)
+        if context.stopping() or (wait and not context.wait(wait)):
+            return outcomes + _skip(rest, "not started: the run is stopping")
+        return outcomes + context.run_batch(rest[0])
+
+
+def _skip(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:
+    return [HostOutcome(h, "skipped", reason=reason) for b in batches for h in b]
+
+
 @hookimpl
 def nexus_strategies() -> list[type[Strategy]]:
     """The built-in strategies."""
-    return [ParallelStrategy, SerialStrategy]
+    return [ParallelStrategy, SerialStrategy, RollingStrategy, CanaryStrategy]
