@@ -38,12 +38,13 @@ OutputCallback = Callable[[str, str], None]
 class Cancel:
     """Shared cancellation state of a run, raised step by step by signals.
 
-    ``level`` 0: running normally; 1: interrupt (send SIGINT / stop politely);
-    2: terminate (SIGTERM); 3: kill (SIGKILL, stop at once). Executors poll ``level`` or
-    wait on :meth:`wait_change` while a command runs.
+    ``level`` 0: running normally; 1 (STOP): start nothing new, let running commands
+    finish; 2 (INTERRUPT): send them SIGINT; 3 (TERMINATE): SIGTERM; 4 (KILL): SIGKILL, stop
+    at once. Executors poll ``level`` or wait on :meth:`wait_change` while a command runs,
+    and signal a running command when the level reaches INTERRUPT or above.
     """
 
-    NONE, INTERRUPT, TERMINATE, KILL = 0, 1, 2, 3
+    NONE, STOP, INTERRUPT, TERMINATE, KILL = 0, 1, 2, 3, 4
 
     def __init__(self) -> None:
         self._level = 0

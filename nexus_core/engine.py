@@ -31,6 +31,9 @@ from nexus_core.registry import Registry
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
+#: Seconds between SIGINT, SIGTERM and SIGKILL once a shutdown grace period is over.
+ESCALATION_STEP = 2.0
+
 
 def new_run_id() -> str:
     """A short unique run id, sortable by time."""
@@ -129,9 +132,11 @@ class Engine:
     # --- signals ---------------------------------------------------------------------------
 
     def interrupt(self, signal_name: str = "SIGINT") -> None:
-        """Stop starting work; signal running commands, escalating to SIGKILL after grace periods.
+        """Stop starting work; let running commands finish for a grace period, then stop them.
 
-        A second call stops everything at once.
+        After ``interrupt_grace`` (SIGINT) or ``terminate_grace`` (SIGTERM) seconds, running
+        commands get SIGINT, then SIGTERM and SIGKILL :data:`ESCALATION_STEP` seconds apart.
+        A second call kills them at once.
         """
         first = not self.signal_name
         if first:
@@ -142,8 +147,13 @@ class Engine:
             self.cancel.raise_to(Cancel.KILL)
             return
         grace = self.options.terminate_grace if signal_name == "SIGTERM" else self.options.interrupt_grace
-        self.cancel.raise_to(Cancel.INTERRUPT)
-        for step, level_to in ((grace, Cancel.TERMINATE), (grace * 2, Cancel.KILL)):
+        self.cancel.raise_to(Cancel.STOP)
+        steps = (
+            (grace, Cancel.INTERRUPT),
+            (grace + ESCALATION_STEP, Cancel.TERMINATE),
+            (grace + 2 * ESCALATION_STEP, Cancel.KILL),
+        )
+        for step, level_to in steps:
             timer = threading.Timer(step, self.cancel.raise_to, args=(level_to,))
             timer.daemon = True
             timer.start()
@@ -439,7 +449,7 @@ class Engine:
                 self._report(f"nexus: closing the {name} executor failed: {exc!r}")
 
     def _outcome(self, results: Mapping[str, TaskResult]) -> tuple[str, int]:
-        if self.cancel.requested:
+        if self.cancel.requested and not all(t.status == "ok" for t in results.values()):
             return "interrupted", EXIT_TERMINATED if self.signal_name == "SIGTERM" else EXIT_INTERRUPTED
         if all(t.status == "ok" for t in results.values()):
             return "ok", EXIT_OK

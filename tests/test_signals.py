@@ -45,8 +45,20 @@ def start(nexus_project, body: str, grace: float = 5.0) -> subprocess.Popen[str]
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_stops_running_command_skips_the_rest_and_prints_summary(nexus_project, sig, code):
-    proc = start(nexus_project, "sleep 41.5")
+def test_running_command_may_finish_within_the_grace_period(nexus_project, sig, code):
+    proc = start(nexus_project, "sleep 0.5; touch long.finished", grace=20)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, (stdout, stderr)
+    assert (nexus_project.root / "long.finished").exists()
+    assert "2 succeeded (quick, long)" in stdout
+    assert "skipped (after)" in stdout
+    assert not (nexus_project.root / "after.txt").exists()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_running_command_after_grace_skips_the_rest_and_prints_summary(nexus_project, sig, code):
+    proc = start(nexus_project, "sleep 41.5", grace=0.2)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == code, (stdout, stderr)
@@ -78,7 +90,7 @@ def test_second_ctrl_c_stops_at_once(nexus_project):
 
 
 def test_json_mode_reports_the_interrupt_as_events(nexus_project):
-    nexus_project.write(PIPELINE.format(body="sleep 44.5", grace=5))
+    nexus_project.write(PIPELINE.format(body="sleep 44.5", grace=0.2))
     env = {**os.environ, **nexus_project.env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "nexus_core", "run", "after", "--format", "json"],

@@ -165,7 +165,7 @@ class LocalExecutor(Executor):
         code = result.exited
         if watched.timed_out:
             return CommandResult("timeout", code, duration, f"timed out after {timeout:.3g}s", tuple(tail))
-        if watched.level_sent:
+        if watched.signalled and code != 0:
             return CommandResult("interrupted", code, duration, "interrupted", tuple(tail), retryable=False)
         if code == 0:
             return CommandResult("ok", 0, duration, "", tuple(tail))

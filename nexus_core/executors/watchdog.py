@@ -25,6 +25,7 @@ class Watched:
     timed_out: bool = False
     kill_at: float | None = None
     level_sent: int = 0
+    signalled: bool = False
     done: bool = False
 
 
@@ -78,7 +79,9 @@ class Watchdog:
                 due = float("inf")
                 for item in list(self._items.values()):
                     if level > item.level_sent:
-                        _signal(item.pgid, _LEVEL_SIGNALS[level])
+                        if level in _LEVEL_SIGNALS:
+                            _signal(item.pgid, _LEVEL_SIGNALS[level])
+                            item.signalled = True
                         item.level_sent = level
                     if not item.timed_out and now >= item.deadline:
                         item.timed_out = True

@@ -1,0 +1,515 @@
+"""The ``ssh`` executor: runs commands on hosts over pooled Paramiko connections.
+
+Paramiko is imported on first use, never when the plugin loads. The hot path uses
+Paramiko's transport directly (one exec channel per command, read in the calling thread)
+rather than Fabric's ``Connection.run``, whose runner starts threads per command and costs
+7-10x the SSH floor (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import contextlib
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nexus_core.api import Cancel, CommandResult, Executor, ExecutorContext, OutputCallback
+from nexus_core.events import (
+    Event,
+    Log,
+    PoolCheckin,
+    PoolCheckout,
+    SshConnect,
+    SshConnectStart,
+    SshDisconnect,
+    SshError,
+)
+from nexus_core.model import Command, Host
+
+from nexus_ssh import remote
+from nexus_ssh.errors import CancelledConnect, ConnectError
+from nexus_ssh.settings import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_POOL_SIZE,
+    ConnectSpec,
+    Resolver,
+    SettingsError,
+)
+
+if TYPE_CHECKING:
+    from paramiko.channel import Channel
+
+    from nexus_ssh.connect import Connection, Connector
+    from nexus_ssh.pool import HostPool
+
+TAIL_LINES = 20
+_SIGNALS = {Cancel.INTERRUPT: ["INT"], Cancel.TERMINATE: ["TERM"], Cancel.KILL: ["KILL"]}
+_NEEDS_TTY = ("must have a tty", "a terminal is required")
+
+
+class _Lines:
+    """Splits one stream into lines (UTF-8, invalid bytes replaced) and strips the pg marker."""
+
+    def __init__(
+        self,
+        stream: str,
+        emit: Callable[[str, str], None],
+        on_marker: Callable[[tuple[int, int]], None],
+        tail: collections.deque[str],
+    ) -> None:
+        self.stream = stream
+        self._emit = emit
+        self._on_marker = on_marker
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._buf = ""
+        self._tail = tail
+        self.lines = 0
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        self._buf += self._decoder.decode(data, final)
+        *complete, self._buf = self._buf.split("\n")
+        if final and self._buf:
+            complete.append(self._buf)
+            self._buf = ""
+        for line in complete:
+            line = line.removesuffix("\r")
+            if line.startswith(remote.MARKER):
+                pg = remote.parse_marker(line)
+                if pg is not None:
+                    self._on_marker(pg)
+                    continue
+            self.lines += 1
+            self._tail.append(line)
+            self._emit(self.stream, line)
+
+
+class SshExecutor(Executor):
+    """Runs commands over SSH with per-host pools, host key checks and jump hosts."""
+
+    name = "ssh"
+    package = "nexus-ssh"
+
+    def __init__(self, context: ExecutorContext) -> None:
+        super().__init__(context)
+        cfg, opts = context.config, context.options
+        self.pool_size = int(cfg.get("ssh_pool_size") or opts.get("ssh_pool_size") or DEFAULT_POOL_SIZE)
+        self.idle_timeout = float(
+            opts.get("ssh_idle_timeout", cfg.get("ssh_idle_timeout")) or DEFAULT_IDLE_TIMEOUT
+        )
+        self.kill_grace = float(opts.get("ssh_kill_grace", 2.0))
+        self._lock = threading.Lock()
+        self._resolver: Resolver | None = None
+        self._connector: Connector | None = None
+        self._specs: dict[tuple[str, str | None, int | None], ConnectSpec] = {}
+        self._pools: dict[tuple[object, ...], HostPool] = {}
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        self._warned_off = False
+        self._closed = False
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        with contextlib.suppress(Exception):  # a subscriber's failure must not break a command
+            self.context.emit(event)
+
+    def _setup(self) -> tuple[Resolver, Connector]:
+        with self._lock:
+            if self._resolver is None or self._connector is None:
+                from nexus_ssh.connect import Connector
+
+                self._resolver = Resolver(self.context.config, self.context.options)
+                self._connector = Connector(self._resolver, self.context.options)
+            return self._resolver, self._connector
+
+    def spec_for(self, host: Host) -> ConnectSpec:
+        """The resolved connection recipe for ``host`` (cached)."""
+        key = (host.name, host.user, host.port)
+        spec = self._specs.get(key)
+        if spec is None:
+            resolver, _ = self._setup()
+            spec = resolver.resolve(host.name, host.user, host.port)
+            self._specs[key] = spec
+            if spec.policy == "off" and not self._warned_off:
+                self._warned_off = True
+                self._emit(
+                    Log(
+                        run_id=self.context.run_id,
+                        level="warning",
+                        message="SSH host key verification is off: connections can be intercepted",
+                    )
+                )
+        return spec
+
+    def _pool(self, spec: ConnectSpec, label: str) -> HostPool:
+        from nexus_ssh.pool import HostPool
+
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the ssh executor is closed")
+            pool = self._pools.get(spec.pool_key)
+            if pool is None:
+                pool = HostPool(
+                    label,
+                    self.pool_size,
+                    lambda: self._open(spec, label, None),
+                    lambda conn, why: self._on_close(label, conn, why),
+                )
+                self._pools[spec.pool_key] = pool
+            if self._sweeper is None:
+                self._sweeper = threading.Thread(target=self._sweep_loop, name="nexus-ssh-idle", daemon=True)
+                self._sweeper.start()
+            return pool
+
+    def _open(self, spec: ConnectSpec, label: str, cancel: Cancel | None) -> Connection:
+        _, connector = self._setup()
+        self._emit(
+            SshConnectStart(
+                run_id=self.context.run_id, host=label, user=spec.target.user, port=spec.target.port
+            )
+        )
+        t0 = time.monotonic()
+        conn = connector.connect(spec, cancel.sleep if cancel is not None else None)
+        self._emit(
+            SshConnect(run_id=self.context.run_id, host=label, duration=time.monotonic() - t0, auth=conn.auth)
+        )
+        return conn
+
+    def _on_close(self, label: str, conn: Connection, why: str) -> None:
+        conn.close()
+        self._emit(SshDisconnect(run_id=self.context.run_id, host=label, reason=why))
+
+    def _sweep_loop(self) -> None:
+        interval = max(0.05, min(5.0, self.idle_timeout / 4))
+        while not self._stop.wait(interval):
+            with self._lock:
+                pools = list(self._pools.values())
+            for pool in pools:
+                pool.sweep(self.idle_timeout)
+
+    def connection_count(self) -> int:
+        """Connections open (or being opened) over all pools."""
+        with self._lock:
+            return sum(p.total for p in self._pools.values())
+
+    # --- the Executor interface ------------------------------------------------------------
+
+    def run(
+        self, host: Host, command: Command, on_output: OutputCallback, cancel: Cancel, timeout: float
+    ) -> CommandResult:
+        """Run ``command`` on ``host``; see the module docstring of :mod:`nexus_ssh.remote`."""
+        start = time.monotonic()
+        deadline = start + timeout if timeout and timeout > 0 else None
+        if cancel.requested:
+            return CommandResult("interrupted", reason="not started: the run is stopping")
+        try:
+            spec = self.spec_for(host)
+            script = remote.build(
+                command.cmd, sudo=command.sudo, user=command.user, env=command.env, cwd=command.cwd
+            )
+        except (SettingsError, remote.CommandError) as exc:
+            return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
+        pool = self._pool(spec, host.name)
+        for _ in range(self.pool_size + 2):  # each round drops one stale connection
+            got = self._checkout(pool, spec, host, cancel, deadline, start)
+            if isinstance(got, CommandResult):
+                return got
+            conn, t_checkout = got
+            try:
+                chan = self._open_channel(conn, spec)
+            except Exception as exc:
+                pool.discard(conn, f"stale ({type(exc).__name__})")
+                continue
+            try:
+                return self._run_on(
+                    conn, chan, spec, command, script, on_output, cancel, timeout, deadline, start
+                )
+            finally:
+                self._emit(
+                    PoolCheckin(
+                        run_id=self.context.run_id, host=host.name, use_time=time.monotonic() - t_checkout
+                    )
+                )
+                pool.checkin(conn)
+        return CommandResult(
+            "error",
+            reason=f"could not open a session on {host.name}: connections keep failing",
+            duration=time.monotonic() - start,
+        )
+
+    def _checkout(
+        self,
+        pool: HostPool,
+        spec: ConnectSpec,
+        host: Host,
+        cancel: Cancel,
+        deadline: float | None,
+        start: float,
+    ) -> tuple[Connection, float] | CommandResult:
+        from nexus_ssh.pool import PoolCancelled, PoolTimeout
+
+        t0 = time.monotonic()
+        try:
+            conn = pool.checkout(
+                deadline, lambda: cancel.requested, factory=lambda: self._open(spec, host.name, cancel)
+            )
+        except PoolTimeout as exc:
+            return CommandResult("timeout", reason=str(exc), duration=time.monotonic() - start)
+        except (PoolCancelled, CancelledConnect):
+            return CommandResult(
+                "interrupted", reason="stopped while connecting", duration=time.monotonic() - start
+            )
+        except ConnectError as exc:
+            attempts = self._connector.attempts if self._connector and exc.transient else 1
+            reason = exc.reason
+            if attempts > 1:
+                head, _, rest = reason.partition("\n")
+                reason = f"{head} after {attempts} attempts" + (f"\n{rest}" if rest else "")
+            self._emit(SshError(run_id=self.context.run_id, host=host.name, reason=reason.split("\n", 1)[0]))
+            return CommandResult(
+                "unreachable", reason=reason, retryable=exc.retryable, duration=time.monotonic() - start
+            )
+        now = time.monotonic()
+        self._emit(
+            PoolCheckout(
+                run_id=self.context.run_id,
+                host=host.name,
+                queue_time=now - t0,
+                pool_size=pool.size,
+                available=pool.available,
+            )
+        )
+        return conn, now
+
+    @staticmethod
+    def _open_channel(conn: Connection, spec: ConnectSpec) -> Channel:
+        chan = conn.transport.open_session(timeout=spec.connect_timeout)
+        return chan
+
+    def _run_on(
+        self,
+        conn: Connection,
+        chan: Channel,
+        spec: ConnectSpec,
+        command: Command,
+        script: str,
+        on_output: OutputCallback,
+        cancel: Cancel,
+        timeout: float,
+        deadline: float | None,
+        start: float,
+    ) -> CommandResult:
+        result, needs_tty = self._exec(
+            conn, chan, command, script, on_output, cancel, timeout, deadline, start, pty=False
+        )
+        if needs_tty:
+            chan = self._open_channel(conn, spec)
+            result, _ = self._exec(
+                conn, chan, command, script, on_output, cancel, timeout, deadline, start, pty=True
+            )
+        return result
+
+    def _exec(
+        self,
+        conn: Connection,
+        chan: Channel,
+        command: Command,
+        script: str,
+        on_output: OutputCallback,
+        cancel: Cancel,
+        timeout: float,
+        deadline: float | None,
+        start: float,
+        pty: bool,
+    ) -> tuple[CommandResult, bool]:
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        groups: list[int] = []
+        held: list[tuple[str, str]] = []  # stderr held back while a sudo tty error is possible
+        sudo = command.sudo or bool(command.user)
+
+        def emit(stream: str, line: str) -> None:
+            if sudo and not pty and stream == "stderr" and any(t in line for t in _NEEDS_TTY):
+                held.append((stream, line))  # maybe retried with a pty: shown only if not
+                return
+            on_output(stream, line)
+
+        def marker(pg: tuple[int, int]) -> None:
+            groups[:] = sorted(set(pg))
+
+        out = _Lines("stdout", emit, marker, tail)
+        err = _Lines("stderr", emit, marker, tail)
+        status: str | None = None
+        reason = ""
+        signalled = 0
+        finished = False
+        try:
+            if pty:
+                chan.get_pty(term="dumb", width=200, height=50)
+            chan.exec_command(script)
+            for _ in range(100_000_000):
+                progressed = False
+                while chan.recv_ready():
+                    out.feed(chan.recv(65536))
+                    progressed = True
+                while chan.recv_stderr_ready():
+                    err.feed(chan.recv_stderr(65536))
+                    progressed = True
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    finished = True
+                    break
+                if chan.closed or not conn.transport.is_active():
+                    if not chan.recv_ready() and not chan.recv_stderr_ready():
+                        break
+                    continue
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    status = "timeout"
+                    reason = self._stop_remote(
+                        conn, groups, ["TERM", "KILL"], sudo, command.user, f"timed out after {timeout:g}s"
+                    )
+                    break
+                level = cancel.level
+                if level > signalled and level in _SIGNALS:
+                    signalled = level
+                    sigs = _SIGNALS[level]
+                    reason = self._stop_remote(
+                        conn, groups, sigs, sudo, command.user, f"interrupted (SIG{sigs[0]})", grace=0.0
+                    )
+                    status = "interrupted"
+                    if level >= Cancel.KILL:
+                        break
+                if progressed:
+                    continue
+                wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - now))
+                try:
+                    select.select([chan], [], [], wait)
+                except (OSError, ValueError):
+                    time.sleep(min(wait, 0.05))
+            out.feed(b"", final=True)
+            err.feed(b"", final=True)
+        finally:
+            if not finished and status is None:
+                # Leaving abnormally (callback raised, connection lost): do not leave the command running.
+                if conn.transport.is_active():
+                    try:
+                        self._stop_remote(conn, groups, ["TERM", "KILL"], sudo, command.user, "")
+                    except Exception:
+                        conn.broken = True
+                else:
+                    conn.broken = True
+            try:
+                chan.close()
+            except Exception:
+                conn.broken = True
+        duration = time.monotonic() - start
+        exit_code: int | None = None
+        if finished:
+            code = chan.recv_exit_status()
+            exit_code = code if code >= 0 else None
+        if sudo and not pty and exit_code == 1 and held:
+            return CommandResult("error", reason="sudo needs a tty"), True
+        for stream, line in held:
+            on_output(stream, line)
+        tail_t = tuple(tail)
+        if status == "timeout":
+            return CommandResult("timeout", None, duration, reason, tail_t, retryable=True), False
+        if status == "interrupted":
+            return CommandResult("interrupted", exit_code, duration, reason, tail_t, retryable=False), False
+        if not finished:
+            conn.broken = True
+            return CommandResult(
+                "error",
+                None,
+                duration,
+                "the SSH connection was lost while the command ran",
+                tail_t,
+                retryable=True,
+            ), False
+        if exit_code == 0:
+            return CommandResult("ok", 0, duration, "", tail_t), False
+        if exit_code is None:
+            return CommandResult(
+                "failed", None, duration, "the command was killed by a signal", tail_t
+            ), False
+        why = f"exit code {exit_code}"
+        if sudo and any("a password is required" in line for line in tail_t):
+            why += " (sudo needs a password here: grant NOPASSWD for this user, Nexus never types it)"
+        return CommandResult("failed", exit_code, duration, why, tail_t), False
+
+    def _stop_remote(
+        self,
+        conn: Connection,
+        groups: list[int],
+        signals: list[str],
+        sudo: bool,
+        user: str | None,
+        what: str,
+        grace: float | None = None,
+    ) -> str:
+        """Signal the command's process groups through a second channel; return a reason text."""
+        if not groups:
+            conn.broken = True  # no handle on the process: drop the whole connection
+            return f"{what}; the remote process group was unknown, connection closed"
+        grace = self.kill_grace if grace is None else grace
+        cmd = remote.kill_command(groups, signals, grace, sudo=sudo, user=user)
+        try:
+            chan = conn.transport.open_session(timeout=5)
+            try:
+                chan.exec_command(cmd)
+                limit = time.monotonic() + grace * len(signals) + 10
+                while not chan.exit_status_ready() and time.monotonic() < limit:
+                    select.select([chan], [], [], 0.1)
+                    if chan.recv_ready():
+                        chan.recv(4096)
+            finally:
+                chan.close()
+        except Exception as exc:
+            conn.broken = True
+            return f"{what}; could not signal the remote process group {groups} ({exc})"
+        sig = "/".join(signals)
+        return f"{what}; remote process group {' '.join(map(str, groups))} sent SIG{sig}"
+
+    def put(self, host: Host, local_path: str, remote_path: str) -> None:
+        """Upload a file over SFTP on a pooled connection."""
+        self._sftp(host, lambda sftp: sftp.put(local_path, remote_path))
+
+    def get(self, host: Host, remote_path: str, local_path: str) -> None:
+        """Download a file over SFTP on a pooled connection."""
+        self._sftp(host, lambda sftp: sftp.get(remote_path, local_path))
+
+    def _sftp(self, host: Host, action: Callable[[Any], Any]) -> None:
+        from paramiko.sftp_client import SFTPClient
+
+        spec = self.spec_for(host)
+        pool = self._pool(spec, host.name)
+        cancel = self.context.cancel
+        got = self._checkout(pool, spec, host, cancel, None, time.monotonic())
+        if isinstance(got, CommandResult):
+            raise ConnectionError(got.reason)
+        conn, _ = got
+        try:
+            sftp = SFTPClient.from_transport(conn.transport)
+            if sftp is None:
+                raise ConnectionError(f"SFTP is not available on {host.name}")
+            try:
+                action(sftp)
+            finally:
+                sftp.close()
+        finally:
+            pool.checkin(conn)
+
+    def close(self) -> None:
+        """Close every pooled connection and stop the idle sweeper."""
+        with self._lock:
+            self._closed = True
+            pools = list(self._pools.values())
+            sweeper = self._sweeper
+        self._stop.set()
+        if sweeper is not None:
+            sweeper.join(timeout=5)
+        for pool in pools:
+            pool.close()
