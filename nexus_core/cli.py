@@ -37,11 +37,14 @@ def plugin_manager() -> PluginManager:
     if _PM is None:
         from nexus_core.plugins import PluginManager
 
-        _PM = PluginManager()
-        if _PM.errors:
-            style = Style.detect(sys.stderr)
-            for msg in _PM.errors:
-                click.echo(style.paint(f"Error: {msg}", "red"), err=True)
+        style = Style.detect(sys.stderr)
+
+        def report(msg: str) -> None:
+            click.echo(style.paint(f"Error: {msg}", "red"), err=True)
+
+        _PM = PluginManager(report=report)
+        for msg in _PM.errors:
+            report(msg)
     return _PM
 
 
@@ -75,7 +78,7 @@ class NexusGroup(click.RichGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(super().list_commands(ctx))
-        for _, cmd in plugin_manager().commands():
+        for _, cmd in plugin_manager().commands(reserved=names):
             if cmd.name and cmd.name not in names:
                 names.append(cmd.name)
         return sorted(names)
@@ -84,7 +87,7 @@ class NexusGroup(click.RichGroup):
         found = super().get_command(ctx, cmd_name)
         if found is not None:
             return found
-        for _, cmd in plugin_manager().commands():
+        for _, cmd in plugin_manager().commands(reserved=list(super().list_commands(ctx))):
             if cmd.name == cmd_name:
                 return cmd
         return None

@@ -31,9 +31,15 @@ hookspec = pluggy.HookspecMarker("nexus")
 def nexus_executors() -> Sequence[type[Executor]]:
     """Return executor classes (subclasses of :class:`nexus_core.api.Executor`).
 
-    Each class names the transport it serves in ``name`` (``"local"``, ``"ssh"``...). A host
-    whose ``transport`` has no executor is a validation error naming the package to install.
+    Each class names the transport it serves in ``name`` (``"local"``, ``"ssh"``...); a host
+    string ``NAME://host`` (or a host whose ``transport`` is ``NAME``) runs through it. A host
+    whose transport has no executor is a validation error naming the package to install.
+    One instance serves a whole run (``__init__`` receives an ``ExecutorContext``).
     Called once at start-up; import heavy SDKs inside the executor, not at module level.
+    A transport name registered twice is an error naming both distributions; the first one
+    (the built-in, for ``local``) is kept.
+
+    Added in plugin API 1.
     """
     raise NotImplementedError
 
@@ -46,7 +52,11 @@ def nexus_strategies() -> Sequence[type[Strategy]]:
     """Return strategy classes (subclasses of :class:`nexus_core.api.Strategy`).
 
     ``name`` is what ``@task(strategy=...)`` refers to; ``option_names`` lists the task
-    options the strategy reads. Built-ins ``parallel`` and ``serial`` come through this hook.
+    options the strategy reads (declare new ones with :func:`nexus_task_options`).
+    ``batches`` decides the order the dry run shows; ``execute`` runs it. Built-ins
+    ``parallel`` and ``serial`` come through this hook.
+
+    Added in plugin API 1.
     """
     raise NotImplementedError
 
@@ -59,7 +69,11 @@ def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
     """Return pre-flight check classes (subclasses of :class:`nexus_core.api.PreflightCheck`).
 
     ``nexus preflight TASK`` and the first section of ``--dry-run`` run every check over the
-    plan; a failing blocking check stops the run before anything executes.
+    plan; a failing blocking check stops the run before anything executes. A check that
+    raises is reported as a failed check naming its distribution. The built-in
+    ``configuration`` check comes through this hook.
+
+    Added in plugin API 1.
     """
     raise NotImplementedError
 
@@ -71,8 +85,12 @@ def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
 def nexus_commands() -> Sequence[click.Command]:
     """Return click commands or groups to add as ``nexus`` subcommands.
 
-    A name that clashes with a built-in or another plugin's command is an error naming
-    both distributions.
+    Called once, the first time the CLI needs the list of commands (``nexus --help``, or a
+    name that is not built in). A name another plugin already added is an error naming both
+    distributions; a built-in command of the same name always wins. Import what the command
+    needs inside its callback, so that ``nexus --help`` stays fast.
+
+    Added in plugin API 1.
     """
     raise NotImplementedError
 
@@ -84,9 +102,16 @@ def nexus_commands() -> Sequence[click.Command]:
 def nexus_subscribers(config: Mapping[str, Any], options: Mapping[str, Any]) -> Sequence[Subscriber]:
     """Return callables that receive every event of a run (``nexus_core.events``).
 
-    Called at the start of each run with the nexusfile's ``config`` and the CLI ``options``.
-    Each subscriber is called from one thread at a time; one that raises is reported by the
-    plugin's name and receives no more events, and the run goes on.
+    Called at the start of each run.
+
+    :param config: the nexusfile's resolved ``config(...)`` values (defaults included).
+    :param options: the run's CLI options (``format``, ``mode``).
+
+    Each subscriber is called with one :class:`nexus_core.events.Event` at a time, in order.
+    One that raises is reported on stderr by the plugin's name and receives no more events;
+    the run and the other subscribers go on.
+
+    Added in plugin API 1.
     """
     raise NotImplementedError
 
@@ -98,14 +123,24 @@ def nexus_subscribers(config: Mapping[str, Any], options: Mapping[str, Any]) -> 
 def nexus_config_options() -> Sequence[Option]:
     """Return extra ``config(...)`` keys this plugin understands (``nexus_core.options.Option``).
 
-    Keys nobody declares are validation errors with a "did you mean" suggestion.
+    Keys nobody declares are validation errors with a "did you mean" suggestion. A plugin
+    may redeclare a key the core documents (``nexus-ssh`` refines the ``ssh_*`` keys); the
+    resolved values reach executors as ``ExecutorContext.config``.
+
+    Added in plugin API 1.
     """
     raise NotImplementedError
 
 
 @hookspec
 def nexus_task_options() -> Sequence[Option]:
-    """Return extra ``@task(...)`` options this plugin understands (``nexus_core.options.Option``)."""
+    """Return extra ``@task(...)`` options this plugin understands (``nexus_core.options.Option``).
+
+    Options nobody declares are validation errors. A task's options reach its strategy
+    (``Strategy.batches(hosts, options)``) and the plan (``TaskPlan.options``).
+
+    Added in plugin API 1.
+    """
     raise NotImplementedError
 
 

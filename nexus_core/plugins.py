@@ -8,9 +8,10 @@ code never runs.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -80,13 +81,16 @@ class Policy:
     ``NEXUS_LOAD_PLUGINS`` (comma-separated distribution names; set but empty = none) and
     the first policy file found (``$XDG_CONFIG_HOME/nexus/policy.toml``, then
     ``/etc/nexus/policy.toml``; ``NEXUS_POLICY_FILE`` overrides) each restrict; a plugin
-    loads only when every configured source allows it.
+    loads only when every configured source allows it. With neither, every installed plugin
+    loads. A policy file that cannot be used (missing when named by ``NEXUS_POLICY_FILE``,
+    unreadable, invalid TOML, no ``allow`` list) allows nothing, and says why.
     """
 
     env_names: set[str] | None = None
     allow: list[Any] | None = None
     source: str = ""
     problems: list[str] = field(default_factory=list)
+    broken: bool = False
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Policy:
@@ -96,11 +100,22 @@ class Policy:
         raw = environ.get("NEXUS_LOAD_PLUGINS")
         if raw is not None:
             policy.env_names = {_norm(n) for n in raw.split(",") if n.strip()}
+        explicit = environ.get("NEXUS_POLICY_FILE")
+        if explicit and not os.path.isfile(explicit):
+            # Naming a policy that is not there must not open the door to every plugin.
+            policy._refuse(explicit, "NEXUS_POLICY_FILE names a file that does not exist")
+            return policy
         for path in _policy_paths(environ):
             if os.path.isfile(path):
                 policy._read_file(path)
                 break
         return policy
+
+    def _refuse(self, path: str, why: str) -> None:
+        self.source = path
+        self.allow = []
+        self.broken = True
+        self.problems.append(f"plugin policy {path}: {why}; no plugin is loaded")
 
     def _read_file(self, path: str) -> None:
         from packaging.requirements import InvalidRequirement, Requirement
@@ -109,33 +124,48 @@ class Policy:
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             # A broken policy must not open the door: allow nothing and say why.
-            self.allow = []
-            self.problems.append(f"{path}: cannot read the plugin policy ({exc}); no plugin is loaded")
+            self._refuse(path, f"cannot be read ({exc})")
             return
-        entries = data.get("allow", [])
+        unknown = sorted(set(data) - {"allow"})
+        if unknown:
+            self.problems.append(f"plugin policy {path}: unknown key(s) {', '.join(unknown)} (only 'allow' is read)")
+        if "allow" not in data:
+            self._refuse(path, 'has no allow list (write allow = ["nexus-ssh>=0.1,<1"], or allow = [] for none)')
+            return
+        entries = data["allow"]
         if not isinstance(entries, list):
-            self.allow = []
-            self.problems.append(f"{path}: 'allow' must be a list of requirements; no plugin is loaded")
+            self._refuse(path, "'allow' must be a list of requirement strings")
             return
         self.allow = []
         for entry in entries:
             try:
-                self.allow.append(Requirement(str(entry)))
+                if not isinstance(entry, str):
+                    raise InvalidRequirement(f"not a string ({type(entry).__name__})")
+                self.allow.append(Requirement(entry))
             except InvalidRequirement as exc:
-                self.problems.append(f"{path}: ignoring allow entry {entry!r}: {exc}")
+                self.problems.append(f"plugin policy {path}: ignoring allow entry {entry!r}: {exc}")
 
     def check(self, distribution: str, version: str) -> tuple[bool, str]:
         """Whether ``distribution`` at ``version`` may load, and why not."""
+        from packaging.version import InvalidVersion, Version
+
         name = _norm(distribution)
         if self.env_names is not None and name not in self.env_names:
             return False, "not in NEXUS_LOAD_PLUGINS"
+        if self.broken:
+            return False, f"the plugin policy {self.source} cannot be used"
         if self.allow is not None:
             for req in self.allow:
                 if _norm(req.name) == name:
-                    if req.specifier and not req.specifier.contains(version, prereleases=True):
-                        return False, f"version {version} not allowed by {self.source} ({req})"
+                    if req.specifier:
+                        try:
+                            ok = req.specifier.contains(Version(version), prereleases=True)
+                        except InvalidVersion:
+                            return False, f"version {version!r} is not a valid version; {self.source} requires {req}"
+                        if not ok:
+                            return False, f"version {version} not allowed by {self.source} ({req})"
                     return True, f"allowed by {self.source}"
             return False, f"not allowed by {self.source}"
         if self.env_names is not None:
@@ -151,71 +181,123 @@ def _policy_paths(environ: Mapping[str, str]) -> list[str]:
 
 
 def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(".", "-")
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 # --- manager -------------------------------------------------------------------------------
 
+#: What each registration hook must return, and the interface each item must implement.
+_REGISTRATIONS = (
+    ("executor", "nexus_executors", "executors", "Executor"),
+    ("strategy", "nexus_strategies", "strategies", "Strategy"),
+    ("pre-flight check", "nexus_preflight_checks", "checks", "PreflightCheck"),
+)
+
 
 class PluginManager:
-    """Loads built-ins and allowed entry points once, and answers typed questions about them."""
+    """Loads built-ins and allowed entry points once, and answers typed questions about them.
 
-    def __init__(self, load_entry_points: bool = True, policy: Policy | None = None) -> None:
+    Problems found while loading are collected in ``errors`` (the CLI prints them once);
+    problems found later (in ``commands`` or ``subscribers``) are also passed to ``report``.
+    """
+
+    def __init__(
+        self, load_entry_points: bool = True, policy: Policy | None = None, report: Callable[[str], None] | None = None
+    ) -> None:
         self.pm = pluggy.PluginManager("nexus")
         self.pm.add_hookspecs(hookspecs)
         self.policy = policy or Policy.from_environment()
         self.plugins: list[PluginInfo] = []
         self.errors: list[str] = list(self.policy.problems)
+        self.report = report or (lambda msg: print(f"nexus: {msg}", file=sys.stderr, flush=True))
         self._dist_of: dict[str, str] = {}
+        self._started = False
+        self._commands: list[tuple[str, click.Command]] | None = None
         for module_name in BUILTINS:
             module = __import__(module_name, fromlist=["_"])
-            self._register(module, PluginInfo(
-                name=module_name.rsplit(".", 1)[-1], distribution="nexus-core", version=__version__,
-                module=module_name, allowed=True, reason="built-in", builtin=True))
+            self._register(
+                module,
+                PluginInfo(
+                    name=module_name.rsplit(".", 1)[-1],
+                    distribution="nexus-core",
+                    version=__version__,
+                    module=module_name,
+                    allowed=True,
+                    reason="built-in",
+                    builtin=True,
+                ),
+            )
         if load_entry_points:
             self._load_entry_points()
         self.registry = self._build_registry()
+        self._started = True
+
+    def _error(self, message: str, dist: str | None = None) -> None:
+        """Record a problem; when it is a distribution's fault, show it on that plugin too."""
+        self.errors.append(message)
+        for info in self.plugins:
+            if dist is not None and info.distribution == dist and not info.builtin:
+                info.error = f"{info.error}; {message}" if info.error else message
+        if self._started:
+            self.report(message)
 
     # loading
 
     def _load_entry_points(self) -> None:
         for ep in _entry_points():
-            dist = ep.dist
-            dist_name = dist.metadata["Name"] if dist is not None else "?"
-            version = dist.version if dist is not None else "?"
+            dist_name, version = _dist_of(ep)
             allowed, reason = self.policy.check(dist_name, version)
-            info = PluginInfo(name=ep.name, distribution=dist_name, version=version,
-                              module=ep.value, allowed=allowed, reason=reason)
+            info = PluginInfo(
+                name=ep.name, distribution=dist_name, version=version, module=ep.value, allowed=allowed, reason=reason
+            )
             self.plugins.append(info)
             if not allowed:
-                continue
+                continue  # filtered before ep.load(): a blocked plugin's code never runs
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - report any import failure by name
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - report any import failure by name
                 info.error = f"import failed: {type(exc).__name__}: {exc}"
-                self.errors.append(f"plugin {dist_name} ({ep.value}) failed to import: "
-                                   f"{type(exc).__name__}: {exc}")
+                self._error(f"plugin {dist_name} {version} ({ep.value}) failed to import: {type(exc).__name__}: {exc}")
                 continue
             declared = getattr(module, "NEXUS_API_VERSION", None)
-            if declared != API_VERSION:
-                info.error = f"targets plugin API {declared}, this nexus-core has {API_VERSION}"
-                what = "does not declare NEXUS_API_VERSION" if declared is None else \
-                    f"targets plugin API version {declared}"
-                self.errors.append(
+            if not _api_compatible(declared):
+                what = (
+                    "does not declare NEXUS_API_VERSION"
+                    if declared is None
+                    else f"targets plugin API version {declared!r}"
+                )
+                info.error = f"{what}; nexus-core {__version__} provides API version {API_VERSION}"
+                self._error(
                     f"plugin {dist_name} {version} {what}; nexus-core {__version__} provides API "
-                    f"version {API_VERSION}: upgrade or remove {dist_name}")
+                    f"version {API_VERSION}: upgrade or remove {dist_name}"
+                )
                 continue
             self.plugins.remove(info)
             self._register(module, info)
 
     def _register(self, module: ModuleType, info: PluginInfo) -> None:
-        self.pm.register(module, name=f"{info.distribution}:{info.module}")
+        key = f"{info.distribution}:{info.module}"
+        try:
+            self.pm.register(module, name=key)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            # Invalid hook signatures, or the same module registered by two entry points.
+            info.error = f"cannot register: {exc}"
+            self._error(f"plugin {info.distribution} {info.version} ({info.module}) cannot be registered: {exc}")
+            self.plugins.append(info)
+            return
         info.loaded = True
-        info.hooks = sorted(
-            n for n in dir(module) if n.startswith("nexus_") and hasattr(getattr(module, n), "nexus_impl")
-        )
-        self._dist_of[f"{info.distribution}:{info.module}"] = info.distribution
+        impls = sorted(n for n in dir(module) if n.startswith("nexus_") and hasattr(getattr(module, n), "nexus_impl"))
+        info.hooks = [n for n in impls if n in hookspecs.FAMILIES]
+        self._dist_of[key] = info.distribution
         self.plugins.append(info)
+        for name in impls:
+            if name not in hookspecs.FAMILIES:
+                self._error(
+                    f"plugin {info.distribution} {info.version} implements {name}, which is not a "
+                    f"Nexus hook (known hooks: {', '.join(hookspecs.FAMILIES)})",
+                    info.distribution,
+                )
 
     # typed hook calls
 
@@ -227,54 +309,139 @@ class PluginManager:
             dist = self._dist_of.get(impl.plugin_name, impl.plugin_name)
             try:
                 result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+                items = list(result or ())
             except Exception as exc:  # noqa: BLE001 - plugin code
-                self.errors.append(f"plugin {dist} failed in {hook}: {type(exc).__name__}: {exc}")
+                self._error(f"plugin {dist} failed in {hook}: {type(exc).__name__}: {exc}", dist)
                 continue
-            for item in result or ():
-                out.append((dist, item))
+            out.extend((dist, item) for item in items)
         return out
 
     def _build_registry(self) -> Registry:
+        from nexus_core import api
+        from nexus_core.options import Option
+
         reg = Registry()
-        for kind, hook, target in (
-            ("executor", "nexus_executors", reg.executors),
-            ("strategy", "nexus_strategies", reg.strategies),
-            ("pre-flight check", "nexus_preflight_checks", reg.checks),
-        ):
+        for kind, hook, attr, base_name in _REGISTRATIONS:
+            target: dict[str, Any] = getattr(reg, attr)
+            base = getattr(api, base_name)
             for dist, cls in self._collect(hook):
+                if not (isinstance(cls, type) and issubclass(cls, base)):
+                    self._error(
+                        f"plugin {dist}: {hook} returned {cls!r}, "
+                        f"which is not a subclass of nexus_core.api.{base_name}",
+                        dist,
+                    )
+                    continue
                 name = getattr(cls, "name", None)
-                if not isinstance(name, str):
-                    self.errors.append(f"plugin {dist}: {kind} {cls!r} has no name")
+                if not isinstance(name, str) or not name:
+                    self._error(f"plugin {dist}: {kind} {cls.__qualname__} has no name", dist)
                     continue
                 key = f"{kind}:{name}"
                 if key in reg.owners:
-                    self.errors.append(
+                    self._error(
                         f"{kind} {name!r} is registered twice: by {reg.owners[key]} and by {dist}; "
-                        f"uninstall one of them or block it in the plugin policy")
+                        f"uninstall one of them or block it in the plugin policy",
+                        dist,
+                    )
                     continue
                 reg.owners[key] = dist
                 target[name] = cls
-        for hook, opt_target in (("nexus_config_options", reg.config_options),
-                                 ("nexus_task_options", reg.task_options)):
+        for hook, opt_target in (
+            ("nexus_config_options", reg.config_options),
+            ("nexus_task_options", reg.task_options),
+        ):
             for dist, opt in self._collect(hook):
+                if not isinstance(opt, Option):
+                    self._error(
+                        f"plugin {dist}: {hook} returned {opt!r}, which is not a nexus_core.options.Option", dist
+                    )
+                    continue
                 # A plugin may refine a key the core documents (e.g. nexus-ssh's ssh_* keys).
                 reg.owners[f"{hook}:{opt.name}"] = dist
                 opt_target[opt.name] = opt
         return reg
 
-    def commands(self) -> list[tuple[str, click.Command]]:
-        """CLI commands added by plugins, with their distribution."""
-        return self._collect("nexus_commands")
+    def commands(self, reserved: Collection[str] = ()) -> list[tuple[str, click.Command]]:
+        """CLI commands added by plugins, with their distribution (collected once).
+
+        A name in ``reserved`` (the built-in commands) or already added by another plugin is
+        reported, naming both, and left out.
+        """
+        if self._commands is None:
+            import click
+
+            found: list[tuple[str, click.Command]] = []
+            owners: dict[str, str] = {}
+            for dist, cmd in self._collect("nexus_commands"):
+                if not isinstance(cmd, click.Command) or not cmd.name:
+                    self._error(
+                        f"plugin {dist}: nexus_commands returned {cmd!r}, which is not a named click command", dist
+                    )
+                    continue
+                if cmd.name in owners:
+                    self._error(
+                        f"command {cmd.name!r} is added twice: by {owners[cmd.name]} and by {dist}; "
+                        "uninstall one of them or block it in the plugin policy",
+                        dist,
+                    )
+                    continue
+                owners[cmd.name] = dist
+                found.append((dist, cmd))
+            self._commands = found
+            for dist, cmd in found:
+                if cmd.name in reserved:
+                    self._error(
+                        f"plugin {dist} adds command {cmd.name!r}, which is a built-in nexus-core "
+                        "command; the built-in one is used",
+                        dist,
+                    )
+        return [(d, c) for d, c in self._commands if c.name not in reserved]
 
     def subscribers(self, config: Mapping[str, Any], options: Mapping[str, Any]) -> list[tuple[str, Subscriber]]:
-        """Event subscribers from plugins for one run, each with its distribution name."""
-        return self._collect("nexus_subscribers", config=config, options=options)
+        """Event subscribers from plugins for one run, each named after its distribution.
 
-    def report_errors(self, write: Any = None) -> None:
-        """Print plugin loading errors (once) on stderr."""
+        When one distribution returns several subscribers, each name also carries the
+        subscriber's own name, so that a failing one is reported (and dropped) alone.
+        """
+        found = self._collect("nexus_subscribers", config=config, options=options)
+        per_dist: dict[str, int] = {}
+        for dist, _ in found:
+            per_dist[dist] = per_dist.get(dist, 0) + 1
+        out: list[tuple[str, Subscriber]] = []
+        for dist, sub in found:
+            if not callable(sub):
+                self._error(f"plugin {dist}: nexus_subscribers returned {sub!r}, which is not callable", dist)
+                continue
+            label = getattr(sub, "__qualname__", None) or type(sub).__qualname__
+            out.append((f"{dist} ({label})" if per_dist[dist] > 1 else dist, sub))
+        return out
+
+    def report_errors(self, write: Callable[[str], None] | None = None) -> None:
+        """Print plugin loading errors on stderr (or pass them to ``write``)."""
         write = write or (lambda m: print(m, file=sys.stderr))
         for msg in self.errors:
             write(f"nexus: {msg}")
+
+
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    """Name and version of the distribution that declares ``ep`` (``?`` when unknown)."""
+    dist = ep.dist
+    if dist is None:
+        return "?", "?"
+    name = dist.metadata["Name"] or ""
+    if not name:
+        # A METADATA file without a Name: fall back to the folder name (``name-1.0.dist-info``).
+        folder = os.path.basename(str(getattr(dist, "_path", "")))
+        name = folder.split("-", 1)[0] or "?"
+    return str(name), str(dist.version or "?")
+
+
+def _api_compatible(declared: object) -> bool:
+    """True when a plugin's ``NEXUS_API_VERSION`` has the same major number as ours."""
+    if isinstance(declared, bool) or not isinstance(declared, (int, str)):
+        return False
+    major = str(declared).strip().split(".", 1)[0]
+    return major.isdigit() and int(major) == API_VERSION
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:

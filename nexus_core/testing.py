@@ -12,6 +12,10 @@ Enable it with ``-p nexus_core.testing`` (or ``pytest_plugins = ["nexus_core.tes
         result = nexus_project.run("run", "hello", "--format", "json")
         assert result.code == 0
         assert result.task_status("hello") == "ok"
+
+The project is isolated from the caller's environment: its own XDG folders (so no user
+policy file applies), and ``NEXUS_CONFIG``, ``NEXUS_LOAD_PLUGINS`` and ``NEXUS_POLICY_FILE``
+are not inherited. Use :meth:`NexusProject.policy` to test your plugin under a policy.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+#: Variables of the caller's environment a project never inherits (they would change what runs).
+ISOLATED_VARIABLES = ("NEXUS_CONFIG", "NEXUS_LOAD_PLUGINS", "NEXUS_POLICY_FILE", "FORCE_COLOR")
 
 
 @dataclass
@@ -50,8 +57,16 @@ class Outcome:
         """All events named ``name``."""
         return [e for e in self.events if e.get("event") == name]
 
+    def json(self) -> Any:
+        """stdout parsed as one JSON document (``nexus plugins --format json`` and the like)."""
+        return json.loads(self.stdout)
+
     def __str__(self) -> str:
         return f"nexus {' '.join(self.args)} -> {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+    # ``assert result.code == 0, result`` shows repr() cut to 240 characters: start with the
+    # command and exit code, end with stderr, so both survive the cut.
+    __repr__ = __str__
 
 
 class NexusProject:
@@ -73,11 +88,32 @@ class NexusProject:
         path.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
         return path
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
-            cwd: Path | None = None, input: str | None = None) -> Outcome:
-        """Run ``nexus ARGS`` in a subprocess from the project folder and capture everything."""
-        full_env = {**os.environ, "NO_COLOR": "1", "CI": "1", **self.env, **(env or {})}
-        full_env.pop("FORCE_COLOR", None)
+    def policy(self, allow: list[str]) -> Path:
+        """Write the project's plugin policy file (``allow = [...]``) and return its path."""
+        path = (
+            Path(self.env["XDG_CONFIG_HOME"]) / "nexus" / "policy.toml"
+            if "XDG_CONFIG_HOME" in self.env
+            else self.root / "policy.toml"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("allow = [" + ", ".join(json.dumps(a) for a in allow) + "]\n", encoding="utf-8")
+        self.env["NEXUS_POLICY_FILE"] = str(path)
+        return path
+
+    def run(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        cwd: Path | None = None,
+        input: str | None = None,
+    ) -> Outcome:
+        """Run ``nexus ARGS`` in a subprocess from the project folder and capture everything.
+
+        ``env`` adds to (or overrides) the project's environment for this call only.
+        """
+        inherited = {k: v for k, v in os.environ.items() if k not in ISOLATED_VARIABLES}
+        full_env = {**inherited, "NO_COLOR": "1", "CI": "1", **self.env, **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "nexus_core", *args],
             cwd=cwd or self.root,

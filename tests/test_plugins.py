@@ -1,0 +1,494 @@
+"""Plugins as users meet them: fake *installed* distributions, the real CLI, policy, errors.
+
+Every plugin here is a real ``*.dist-info`` with an ``entry_points.txt`` on a temporary
+``PYTHONPATH`` entry (``tests/plugin_fixtures.py``); its module records its own import, so
+"never imported" is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from plugin_fixtures import Logs, make_dist, plugin_env
+
+from nexus_core.hosts import HostParseError, parse_host
+from nexus_core.plugins import Policy
+
+FAKE_PROJECT = '''
+from nexus_core import config, hosts, run, task
+
+config(fake_endpoint="lab-1")
+hosts("fakes", "fake://alpha", "fake://beta", "fake://gamma")
+
+
+@task(on="fakes", fake_label="blue")
+def deploy():
+    """Deploy through the fake transport."""
+    run("echo deploying")
+
+
+@task(on="fakes", strategy="reverse")
+def rollback():
+    run("echo rolling back")
+'''
+
+LOCAL_PROJECT = """
+from nexus_core import run, task
+
+@task
+def hello():
+    run("echo hello-local")
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return tmp_path / "site"
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Logs:
+    return Logs(tmp_path / "imports.log", tmp_path / "runs.log")
+
+
+@pytest.fixture
+def project(nexus_project, site, logs):
+    """A nexus project whose subprocesses see the fake distributions in ``site``."""
+    site.mkdir()
+    nexus_project.env.update(plugin_env(site, logs))
+    return nexus_project
+
+
+def plugin_rows(outcome) -> dict[str, dict]:
+    """``nexus plugins --format json`` rows of third-party plugins, by distribution."""
+    assert outcome.code == 0, outcome
+    return {p["distribution"]: p for p in outcome.json()["plugins"] if not p["builtin"]}
+
+
+def no_traceback(outcome) -> None:
+    assert "Traceback" not in outcome.stderr, outcome
+    assert "internal error" not in outcome.stderr, outcome
+
+
+# --- policy: a blocked plugin is never imported ---------------------------------------------
+
+
+def test_without_policy_every_installed_plugin_loads(project, site, logs):
+    make_dist(site)
+    rows = plugin_rows(project.run("plugins", "--format", "json"))
+    assert rows["nexus-fake"]["loaded"] is True
+    assert rows["nexus-fake"]["reason"] == "no policy (all installed plugins load)"
+    assert logs.imported() == ["nexus_fake"]
+
+
+def test_empty_NEXUS_LOAD_PLUGINS_blocks_every_plugin_without_importing_it(project, site, logs):
+    make_dist(site)
+    out = project.run("plugins", "--format", "json", env={"NEXUS_LOAD_PLUGINS": ""})
+    row = plugin_rows(out)["nexus-fake"]
+    assert (row["allowed"], row["loaded"], row["reason"]) == (False, False, "not in NEXUS_LOAD_PLUGINS")
+    project.write(LOCAL_PROJECT)
+    run = project.run("run", "hello", env={"NEXUS_LOAD_PLUGINS": ""})
+    assert run.code == 0, run
+    assert logs.imported() == []
+
+
+def test_NEXUS_LOAD_PLUGINS_loads_only_the_listed_distributions(project, site, logs):
+    make_dist(site)
+    make_dist(site, "nexus-other", "1.0", features=("subscriber",))
+    # Names compare normalised (PEP 503): case, "_" and "." do not matter.
+    rows = plugin_rows(project.run("plugins", "--format", "json", env={"NEXUS_LOAD_PLUGINS": " Nexus_Fake , "}))
+    assert rows["nexus-fake"]["loaded"] and rows["nexus-fake"]["reason"] == "listed in NEXUS_LOAD_PLUGINS"
+    assert not rows["nexus-other"]["allowed"] and not rows["nexus-other"]["loaded"]
+    assert logs.imported() == ["nexus_fake"]
+
+
+def test_policy_file_blocks_an_unlisted_plugin_without_importing_it(project, site, logs):
+    make_dist(site)
+    path = project.policy(["nexus-other"])
+    out = project.run("plugins", "--format", "json")
+    row = plugin_rows(out)["nexus-fake"]
+    assert (row["allowed"], row["loaded"]) == (False, False)
+    assert row["reason"] == f"not allowed by {path}"
+    assert out.json()["policy"] == str(path)
+    text = project.run("plugins")
+    assert "nexus-fake 0.3.0  [blocked]" in text.stdout
+    assert logs.imported() == []
+
+
+def test_policy_file_allows_a_plugin_within_its_version_range(project, site, logs):
+    make_dist(site)
+    path = project.policy(["nexus-fake>=0.3,<1"])
+    row = plugin_rows(project.run("plugins", "--format", "json"))["nexus-fake"]
+    assert row["loaded"] is True and row["reason"] == f"allowed by {path}"
+    assert logs.imported() == ["nexus_fake"]
+
+
+def test_plugin_version_outside_the_allowed_range_is_blocked_with_the_reason(project, site, logs):
+    make_dist(site, version="0.3.0")
+    path = project.policy(["nexus-fake>=1,<2"])
+    row = plugin_rows(project.run("plugins", "--format", "json"))["nexus-fake"]
+    assert not row["allowed"] and not row["loaded"]
+    assert row["reason"] == f"version 0.3.0 not allowed by {path} (nexus-fake<2,>=1)"
+    assert logs.imported() == []
+
+
+def test_policy_file_in_XDG_CONFIG_HOME_is_found(project, site, logs):
+    make_dist(site)
+    path = Path(project.env["XDG_CONFIG_HOME"]) / "nexus" / "policy.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text('allow = ["nexus-someone-else"]\n')
+    row = plugin_rows(project.run("plugins", "--format", "json"))["nexus-fake"]
+    assert row["reason"] == f"not allowed by {path}"
+    assert logs.imported() == []
+
+
+@pytest.mark.parametrize(
+    ("env", "policy"),
+    [({"NEXUS_LOAD_PLUGINS": "nexus-fake"}, ["nexus-other"]), ({"NEXUS_LOAD_PLUGINS": "nexus-other"}, ["nexus-fake"])],
+    ids=["env-allows-file-blocks", "file-allows-env-blocks"],
+)
+def test_environment_and_policy_file_must_both_allow_a_plugin(project, site, logs, env, policy):
+    make_dist(site)
+    project.policy(policy)
+    row = plugin_rows(project.run("plugins", "--format", "json", env=env))["nexus-fake"]
+    assert not row["loaded"]
+    assert logs.imported() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("allow = [nexus-fake", "cannot be read"),
+        ('allow = "nexus-fake"', "'allow' must be a list"),
+        ('alow = ["nexus-fake"]', "has no allow list"),
+        (b"\xff\xfe", "cannot be read"),
+    ],
+    ids=["invalid-toml", "allow-not-a-list", "typo-no-allow", "not-utf8"],
+)
+def test_broken_policy_file_loads_nothing_and_says_why(project, site, logs, content, why):
+    make_dist(site)
+    path = project.root / "policy.toml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content + "\n")
+    out = project.run("plugins", "--format", "json", env={"NEXUS_POLICY_FILE": str(path)})
+    no_traceback(out)
+    assert not plugin_rows(out)["nexus-fake"]["loaded"]
+    assert f"plugin policy {path}: " in out.stderr and why in out.stderr, out
+    assert "no plugin is loaded" in out.stderr
+    assert any(why in e for e in out.json()["errors"])
+    assert logs.imported() == []
+
+
+def test_missing_NEXUS_POLICY_FILE_loads_nothing(project, site, logs):
+    make_dist(site)
+    missing = project.root / "nope.toml"
+    out = project.run("plugins", "--format", "json", env={"NEXUS_POLICY_FILE": str(missing)})
+    assert not plugin_rows(out)["nexus-fake"]["loaded"]
+    assert f"plugin policy {missing}: NEXUS_POLICY_FILE names a file that does not exist" in out.stderr
+    assert logs.imported() == []
+
+
+def test_invalid_allow_entry_is_reported_and_blocks_only_that_entry(project, site, logs):
+    make_dist(site)
+    make_dist(site, "nexus-other", "1.0", features=("subscriber",))
+    project.policy(["nexus-fake>=>1", "nexus-other"])
+    out = project.run("plugins", "--format", "json")
+    rows = plugin_rows(out)
+    assert not rows["nexus-fake"]["loaded"] and rows["nexus-other"]["loaded"]
+    assert "ignoring allow entry 'nexus-fake>=>1'" in out.stderr
+    assert logs.imported() == ["nexus_other"]
+
+
+# --- plugins that cannot load: a clear error naming the distribution -----------------------
+
+
+def test_plugin_for_another_api_version_is_refused_naming_it_and_both_versions(project, site, logs):
+    make_dist(site, "nexus-future", "2.0", features=("executor",), api_version=99)
+    out = project.run("version")
+    no_traceback(out)
+    assert out.code == 0
+    assert (
+        "plugin nexus-future 2.0 targets plugin API version 99; nexus-core 0.1.0 provides API version 1: "
+        "upgrade or remove nexus-future"
+    ) in out.stderr
+    assert "nexus-future 2.0 (failed)" in out.stdout
+    row = plugin_rows(project.run("plugins", "--format", "json"))["nexus-future"]
+    assert row["loaded"] is False and "API version 99" in row["error"]
+
+
+def test_plugin_without_NEXUS_API_VERSION_is_refused(project, site):
+    make_dist(site, "nexus-old", "0.0.1", features=("executor",), api_version=None)
+    out = project.run("plugins")
+    no_traceback(out)
+    assert "plugin nexus-old 0.0.1 does not declare NEXUS_API_VERSION" in out.stderr
+    assert "nexus-old 0.0.1  [failed]" in out.stdout
+
+
+def test_plugin_that_raises_on_import_is_named_and_the_run_goes_on(project, site):
+    make_dist(site, "nexus-broken", "0.1", features=("raise_on_import",))
+    project.write(LOCAL_PROJECT)
+    out = project.run("run", "hello")
+    no_traceback(out)
+    assert out.code == 0, out
+    assert (
+        "plugin nexus-broken 0.1 (nexus_broken) failed to import: RuntimeError: boom while importing on purpose"
+    ) in out.stderr
+    assert "hello" in out.stdout
+
+
+def test_duplicate_executor_name_names_both_distributions_and_the_builtin_wins(project, site, logs):
+    make_dist(site, "nexus-dupe", "0.1", features=("duplicate_local",))
+    project.write(LOCAL_PROJECT)
+    out = project.run("run", "hello", "-v")
+    no_traceback(out)
+    assert out.code == 0, out
+    assert (
+        "executor 'local' is registered twice: by nexus-core and by nexus-dupe; "
+        "uninstall one of them or block it in the plugin policy"
+    ) in out.stderr
+    assert "hello-local" in out.stdout
+    assert logs.records("run") == []  # the impostor ran nothing
+    row = plugin_rows(project.run("plugins", "--format", "json"))["nexus-dupe"]
+    assert "registered twice" in row["error"]
+    assert "[allowed, with errors]" in project.run("plugins").stdout
+
+
+def test_hook_with_an_unknown_argument_is_refused_by_name(project, site):
+    dist = make_dist(site, "nexus-badsig", "0.2", features=())
+    module = site / f"{dist.module}.py"
+    module.write_text(
+        module.read_text() + "\n\n@hookimpl\ndef nexus_subscribers(config, options, nonsense):\n    return []\n"
+    )
+    out = project.run("plugins", "--format", "json")
+    no_traceback(out)
+    assert "plugin nexus-badsig 0.2 (nexus_badsig) cannot be registered" in out.stderr
+    assert "nonsense" in out.stderr
+    assert not plugin_rows(out)["nexus-badsig"]["loaded"]
+
+
+def test_hook_with_a_typo_in_its_name_is_reported(project, site):
+    dist = make_dist(site, "nexus-typo", "0.2", features=())
+    module = site / f"{dist.module}.py"
+    module.write_text(module.read_text() + "\n\n@hookimpl\ndef nexus_executor():\n    return []\n")
+    out = project.run("plugins")
+    assert "plugin nexus-typo 0.2 implements nexus_executor, which is not a Nexus hook" in out.stderr
+
+
+def test_plugin_raising_in_nexus_commands_is_named_and_help_still_works(project, site):
+    dist = make_dist(site, "nexus-cmdfail", "0.1", features=())
+    module = site / f"{dist.module}.py"
+    module.write_text(
+        module.read_text() + "\n\n@hookimpl\ndef nexus_commands():\n    raise ValueError('no commands today')\n"
+    )
+    out = project.run("--help")
+    no_traceback(out)
+    assert out.code == 0 and "Usage" in out.stdout
+    assert "plugin nexus-cmdfail failed in nexus_commands: ValueError: no commands today" in out.stderr
+
+
+# --- nexus plugins / nexus version ---------------------------------------------------------
+
+
+def test_plugins_text_shows_distribution_version_hooks_and_state(project, site):
+    make_dist(site)
+    make_dist(site, "nexus-other", "1.0", features=("subscriber",))
+    project.policy(["nexus-fake"])
+    out = project.run("plugins")
+    assert out.code == 0, out
+    assert "nexus-fake 0.3.0  [allowed]  fake = nexus_fake" in out.stdout
+    assert (
+        "hooks: nexus_commands, nexus_config_options, nexus_executors, nexus_preflight_checks, "
+        "nexus_strategies, nexus_subscribers, nexus_task_options"
+    ) in out.stdout
+    assert "nexus-other 1.0  [blocked]  other = nexus_other" in out.stdout
+    assert (
+        "nexus-core 0.1.0  [built-in]  hooks: nexus_executors, nexus_preflight_checks, nexus_strategies" in out.stdout
+    )
+
+
+def test_plugins_json_has_every_field(project, site):
+    make_dist(site)
+    out = project.run("plugins", "--format", "json", env={"NEXUS_LOAD_PLUGINS": "nexus-fake"})
+    data = out.json()
+    assert data["policy"] is None
+    assert data["load_plugins"] == ["nexus-fake"]
+    assert data["errors"] == []
+    row = plugin_rows(out)["nexus-fake"]
+    assert row == {
+        "name": "fake", "distribution": "nexus-fake", "version": "0.3.0", "module": "nexus_fake",
+        "allowed": True, "reason": "listed in NEXUS_LOAD_PLUGINS", "loaded": True,
+        "hooks": sorted(f"nexus_{h}" for h in ("commands", "config_options", "executors", "preflight_checks",
+                                                "strategies", "subscribers", "task_options")),
+        "error": "", "builtin": False,
+    }  # fmt: skip
+    builtins = [p for p in data["plugins"] if p["builtin"]]
+    assert {p["distribution"] for p in builtins} == {"nexus-core"}
+    assert all(p["loaded"] and p["reason"] == "built-in" for p in builtins)
+
+
+def test_version_lists_plugin_versions(project, site):
+    make_dist(site)
+    make_dist(site, "nexus-other", "1.2.3", features=("subscriber",))
+    project.policy(["nexus-fake"])
+    out = project.run("version")
+    assert out.code == 0, out
+    assert out.stdout.startswith("nexus-core 0.1.0 (plugin API 1")
+    assert "nexus-fake 0.3.0\n" in out.stdout
+    assert "nexus-other 1.2.3 (blocked)" in out.stdout
+    data = json.loads(project.run("version", "--format", "json").stdout)
+    # Other installed plugins (nexus-ssh in a development environment) may be listed too.
+    assert data["plugins"].items() >= {"nexus-fake": "0.3.0", "nexus-other": "1.2.3"}.items()
+    assert data["api"] == 1
+
+
+# --- what plugins add ----------------------------------------------------------------------
+
+
+def test_plugin_cli_command_appears_in_help_and_runs(project, site):
+    """nexus_commands: a plugin's click command is a ``nexus`` subcommand."""
+    make_dist(site)
+    helptext = project.run("--help")
+    assert "fake-hello" in helptext.stdout and "Say hello from the fake plugin." in helptext.stdout
+    out = project.run("fake-hello", "--name", "ops")
+    assert out.code == 0, out
+    assert out.stdout == "hello ops from nexus-fake\n"
+
+
+def test_blocked_plugin_command_does_not_exist(project, site, logs):
+    make_dist(site)
+    out = project.run("fake-hello", env={"NEXUS_LOAD_PLUGINS": ""})
+    assert out.code == 2
+    assert "No such command 'fake-hello'" in out.stderr
+    assert logs.imported() == []
+
+
+def test_plugin_executor_runs_tasks_on_hosts_of_its_transport(project, site, logs):
+    """nexus_executors, nexus_config_options, nexus_task_options: ``fake://`` hosts run through the plugin."""
+    make_dist(site)
+    project.write(FAKE_PROJECT)
+    out = project.run("run", "deploy", "--format", "json")
+    assert out.code == 0, out
+    assert out.task_status("deploy") == "ok"
+    runs = logs.records("run")
+    assert sorted(r["host"] for r in runs) == ["alpha", "beta", "gamma"]
+    assert {(r["transport"], r["cmd"], r["endpoint"]) for r in runs} == {("fake", "echo deploying", "lab-1")}
+    assert {e["line"] for e in out.of("command.output")} == {
+        f"fake[{h}] echo deploying" for h in ("alpha", "beta", "gamma")
+    }
+    assert len(logs.records("close")) == 1
+
+
+def test_without_the_plugin_its_transport_and_options_are_validation_errors(project, site, logs):
+    make_dist(site)
+    project.write(FAKE_PROJECT)
+    out = project.run("validate", "--format", "json", env={"NEXUS_LOAD_PLUGINS": ""})
+    assert out.code == 2, out
+    codes = {p["code"] for p in out.json()["problems"]}
+    assert {"missing-plugin", "unknown-option"} <= codes
+    messages = " ".join(p["message"] for p in out.json()["problems"])
+    assert "no fake executor is installed" in messages and "fake_endpoint" in messages
+    assert logs.imported() == []
+
+
+def test_plugin_strategy_plans_the_host_order(project, site, logs):
+    """nexus_strategies: ``strategy="reverse"`` from the plugin plans hosts last-first, one at a time."""
+    make_dist(site)
+    project.write(FAKE_PROJECT)
+    dry = project.run("run", "rollback", "--dry-run", "--format", "json")
+    assert dry.code == 0, dry
+    task = dry.json()["plan"]["tasks"]["rollback"]
+    assert task["strategy"] == "reverse"
+    assert task["strategy_description"] == "reverse, one host at a time"
+    assert task["batches"] == [["gamma"], ["beta"], ["alpha"]]
+    assert logs.records("run") == []  # a dry run executes nothing
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plan.py stores TaskPlan.hosts in strategy order and the engine hands them to "
+    "Strategy.execute, which batches them again: a non-idempotent strategy is applied twice",
+)
+def test_plugin_strategy_runs_hosts_in_the_planned_order(project, site, logs):
+    """nexus_strategies: the run follows the order the dry run showed."""
+    make_dist(site)
+    project.write(FAKE_PROJECT)
+    out = project.run("run", "rollback", "--format", "json")
+    assert out.code == 0, out
+    assert [r["host"] for r in logs.records("run")] == ["gamma", "beta", "alpha"]
+    assert [e["strategy"] for e in out.of("task.start")] == ["reverse"]
+
+
+def test_plugin_preflight_check_reports_on_the_plan(project, site):
+    """nexus_preflight_checks: a plugin check runs with ``nexus preflight`` and in the dry run."""
+    make_dist(site)
+    project.write(FAKE_PROJECT)
+    out = project.run("preflight", "deploy", "--format", "json")
+    assert out.code == 0, out
+    fake = [c for c in out.json()["checks"] if c["category"] == "Fake"]
+    assert sorted(c["host"] for c in fake) == ["alpha", "beta", "gamma"]
+    assert all(c["status"] == "ok" for c in fake)
+    dry = project.run("run", "deploy", "--dry-run")
+    assert "fake host answers" in dry.stdout
+
+
+def test_raising_subscriber_is_reported_by_name_and_the_run_succeeds(project, site, logs):
+    """nexus_subscribers: one plugin's subscriber raises; the run and other subscribers go on."""
+    make_dist(site)
+    make_dist(site, "nexus-flaky", "0.1", features=("raising_subscriber",))
+    project.write(FAKE_PROJECT)
+    out = project.run("run", "deploy")
+    no_traceback(out)
+    assert out.code == 0, out
+    assert (
+        out.stderr.count(
+            "event subscriber 'nexus-flaky' failed on pipeline.start (RuntimeError: subscriber exploded on purpose)"
+        )
+        == 1
+    )
+    seen = [r["event"] for r in logs.records("event")]
+    assert seen[0] == "pipeline.start" and seen[-1] == "pipeline.stop"
+    assert "command.stop" in seen
+
+
+def test_subscriber_sees_every_event_of_a_json_run(project, site, logs):
+    make_dist(site, features=("executor", "options", "subscriber"))
+    project.write(FAKE_PROJECT.replace(', strategy="reverse"', ""))
+    out = project.run("run", "deploy", "--format", "json")
+    assert out.code == 0, out
+    assert [r["event"] for r in logs.records("event")] == [e["event"] for e in out.events]
+
+
+# --- pure parts ----------------------------------------------------------------------------
+
+
+def test_host_string_with_a_scheme_picks_the_transport():
+    host = parse_host("fake://deploy@alpha:2200")
+    assert (host.transport, host.user, host.name, host.port) == ("fake", "deploy", "alpha", 2200)
+    assert parse_host("web-1").transport == "ssh"
+    assert parse_host("SSH://[::1]:22").transport == "ssh"
+    for bad in ("fake://", "1x://a"):
+        with pytest.raises(HostParseError):
+            parse_host(bad)
+
+
+def test_policy_normalises_names_and_refuses_invalid_versions(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text('allow = ["Nexus.SSH>=0.1,<1", 7]\nextra = 1\n')
+    policy = Policy.from_environment({"NEXUS_POLICY_FILE": str(path)})
+    assert policy.check("nexus_ssh", "0.2.0") == (True, f"allowed by {path}")
+    assert policy.check("nexus-ssh", "1.0")[0] is False
+    allowed, why = policy.check("nexus-ssh", "not-a-version")
+    assert not allowed and "not a valid version" in why
+    assert any("unknown key(s) extra" in p for p in policy.problems)
+    assert any("ignoring allow entry 7" in p for p in policy.problems)
+
+
+def test_policy_without_any_source_allows_everything(tmp_path):
+    policy = Policy.from_environment({"XDG_CONFIG_HOME": str(tmp_path)})
+    if policy.source:  # pragma: no cover - a machine-wide /etc/nexus/policy.toml exists
+        pytest.skip(f"system policy {policy.source} applies")
+    assert policy.check("anything", "1.0") == (True, "no policy (all installed plugins load)")

@@ -1,0 +1,114 @@
+"""``nexus_core.testing``, the opt-in pytest plugin for plugin authors, tested as they use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plugin_fixtures import Logs, make_dist, plugin_env
+
+from nexus_core.testing import NexusProject, Outcome
+
+pytest_plugins = ["pytester"]
+
+AUTHOR_TESTS = '''
+import os
+
+def test_my_executor_runs_on_its_hosts(nexus_project):
+    nexus_project.env["PYTHONPATH"] = os.environ["FAKE_SITE"]
+    nexus_project.policy(["nexus-fake>=0.3"])
+    nexus_project.write("""
+        from nexus_core import hosts, run, task
+        hosts("lab", "fake://one", "fake://two")
+
+        @task(on="lab")
+        def hello():
+            run("echo hi")
+    """)
+    result = nexus_project.run("run", "hello", "--format", "json")
+    assert result.code == 0, result
+    assert result.task_status("hello") == "ok"
+    assert sorted(e["host"] for e in result.of("host.stop")) == ["one", "two"]
+
+
+def test_a_failing_assertion_shows_the_outcome(nexus_project):
+    nexus_project.write("""
+        from nexus_core import run, task
+
+        @task
+        def broken():
+            run("echo about-to-fail; exit 3")
+    """)
+    result = nexus_project.run("run", "broken")
+    assert result.code == 0, result
+'''
+
+
+def test_plugin_authors_test_their_plugin_with_the_nexus_project_fixture(pytester, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    make_dist(site)
+    monkeypatch.setenv("FAKE_SITE", str(site))
+    pytester.makepyfile(test_author=AUTHOR_TESTS)
+    result = pytester.runpytest_subprocess("-p", "nexus_core.testing", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    # The failure message carries the command, exit code and both streams (Outcome.__str__).
+    result.stdout.fnmatch_lines(["*nexus run broken -> 1*", "*--- stdout*", "*about-to-fail*"])
+
+
+def test_the_fixture_is_opt_in(pytester):
+    pytester.makepyfile("def test_uses_it(nexus_project):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'nexus_project' not found*"])
+
+
+def test_project_is_isolated_from_the_callers_nexus_environment(nexus_project, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere.py"
+    elsewhere.write_text("this is not python(\n")
+    monkeypatch.setenv("NEXUS_CONFIG", str(elsewhere))
+    monkeypatch.setenv("NEXUS_LOAD_PLUGINS", "")
+    monkeypatch.setenv("NEXUS_POLICY_FILE", str(tmp_path / "missing.toml"))
+    site = tmp_path / "site"
+    logs = Logs(tmp_path / "imports.log", tmp_path / "runs.log")
+    make_dist(site)
+    nexus_project.env.update(plugin_env(site, logs))
+    nexus_project.write("from nexus_core import run, task\n\n@task\ndef hello():\n    run('echo isolated')\n")
+    out = nexus_project.run("list", "--format", "json")
+    assert out.code == 0, out
+    assert [t["name"] for t in out.json()["tasks"]] == ["hello"]
+    assert out.stderr == ""
+    assert logs.imported() == ["nexus_fake"]  # the caller's NEXUS_LOAD_PLUGINS did not apply
+    xdg = Path(nexus_project.env["XDG_CONFIG_HOME"])
+    assert xdg.is_relative_to(tmp_path)
+
+
+def test_policy_helper_writes_the_policy_the_cli_reads(nexus_project, tmp_path):
+    site = tmp_path / "site"
+    logs = Logs(tmp_path / "imports.log", tmp_path / "runs.log")
+    make_dist(site)
+    nexus_project.env.update(plugin_env(site, logs))
+    path = nexus_project.policy(["nexus-other"])
+    assert path.read_text() == 'allow = ["nexus-other"]\n'
+    assert path.is_relative_to(Path(nexus_project.env["XDG_CONFIG_HOME"]))
+    data = nexus_project.run("plugins", "--format", "json").json()
+    assert data["policy"] == str(path)
+    assert logs.imported() == []
+
+
+def test_outcome_parses_json_lines_into_events(nexus_project):
+    nexus_project.write("from nexus_core import run, task\n\n@task\ndef a():\n    run('echo one')\n")
+    out = nexus_project.run("run", "a", "--format", "json", env={"EXTRA": "1"})
+    assert isinstance(out, Outcome) and out.code == 0, out
+    assert out.events[0]["event"] == "pipeline.start" and out.events[-1]["event"] == "pipeline.stop"
+    assert out.task_status("a") == "ok" and out.task_status("nope") is None
+    assert [e["line"] for e in out.of("command.output")] == ["one"]
+    assert out.args == ("run", "a", "--format", "json")
+
+
+def test_write_dedents_and_creates_folders(tmp_path):
+    project = NexusProject(tmp_path)
+    path = project.write("\n    x = 1\n    y = 2\n", name="sub/dir/file.py")
+    assert path.read_text() == "x = 1\ny = 2\n"
+    assert project.nexusfile == tmp_path / "nexusfile.py"
+    policy = project.policy(["nexus-a>=1"])  # no XDG folders given: the policy lives in the project
+    assert policy == tmp_path / "policy.toml"
+    assert project.env["NEXUS_POLICY_FILE"] == str(policy)
