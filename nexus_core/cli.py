@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from nexus_core.model import Project
     from nexus_core.plan import Plan
     from nexus_core.plugins import PluginManager
+    from nexus_core.state.resume import ResumePoint
+    from nexus_core.state.store import RunRecord, StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CONNECTION, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -270,6 +272,9 @@ def show_problems(problems: Sequence[Any], fmt: str) -> None:
     metavar="LIST",
     help="Comma-separated hosts replacing the targets of remote tasks.",
 )
+@click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
+@click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
+@click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
 @config_option
 @format_option
 @log_options
@@ -287,8 +292,15 @@ def run(
     fmt: str,
     log_level: str | None,
     log_format: str,
+    resume: bool,
+    no_resume: bool,
+    force: bool,
 ) -> None:
-    """Run TASKS and their dependencies, each once, in parallel where the DAG allows."""
+    """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
+
+    After an interrupted run of the same tasks, a terminal asks whether to resume it;
+    without a terminal (or under CI) the run starts fresh unless --resume is given.
+    """
     _setup_logs(log_level, log_format)
     if verbose and quiet:
         fail(EXIT_CONFIG, "-v and -q cannot be used together", suggestions=["Pick one of them"])
@@ -303,28 +315,51 @@ def run(
     if dry_run:
         _dry_run(plan, fmt)
         return
-    result = execute(
+    from nexus_core.cli_state import decide_resume, open_store, run_recorded
+
+    record = point = None
+    if not no_resume:
+        store = open_store()
+        if store is not None:
+            record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
+            store.close()
+    run_recorded(
         plan,
+        record=record,
+        point=point,
         fmt=fmt,
         mode="verbose" if verbose else "quiet" if quiet else "normal",
         continue_on_error=continue_on_error,
         parallel_limit=parallel_limit,
     )
-    raise Exit(result.exit_code)
 
 
 def _dry_run(plan: Plan, fmt: str) -> None:
-    from nexus_core.output.report import plan_text
+    """Print the plan after the pre-flight checks; exit as ``nexus preflight`` would when one fails.
+
+    Checks connect and authenticate but run nothing on a host (``dry_run`` option): the sudo
+    check, which has to execute ``sudo -n true``, is left to ``nexus preflight``.
+    """
+    from nexus_core.output.report import plan_text, preflight_exit_code, preflight_failures
 
     checks = run_checks(plan, {"dry_run": True})
+    code = preflight_exit_code(preflight_failures(checks))
     if fmt == "json":
         click.echo(
             json.dumps(
-                {"event": "plan", "dry_run": True, "plan": plan.to_dict(), "preflight": [c.to_dict() for c in checks]}
+                {
+                    "event": "plan",
+                    "dry_run": True,
+                    "plan": plan.to_dict(),
+                    "preflight": [c.to_dict() for c in checks],
+                    "preflight_passed": code == 0,
+                }
             )
         )
     else:
         click.echo(plan_text(Style.detect(), plan, checks))
+    if code:
+        raise Exit(code)
 
 
 def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
@@ -333,7 +368,8 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 
     registry = plugin_manager().registry
     results: list[CheckResult] = []
-    for name, cls in registry.checks.items():
+    ordered = sorted(registry.checks.items(), key=lambda item: getattr(item[1], "order", 50))
+    for name, cls in ordered:
         try:
             results.extend(cls().run(plan, options))
         except Exception as exc:  # noqa: BLE001 - plugin code
@@ -349,9 +385,15 @@ def execute(
     mode: str = "normal",
     continue_on_error: bool = False,
     parallel_limit: int | None = None,
-    out: Any = None,
+    store: StateStore | None = None,
+    resume_record: RunRecord | None = None,
+    resume: ResumePoint | None = None,
 ) -> RunResult:
-    """Run a plan with renderers and plugin subscribers attached; print failures and the summary."""
+    """Run a plan with renderers, the state recorder and plugin subscribers attached.
+
+    Prints failures and the summary. With ``resume``, continues ``resume_record`` under its
+    own run id: finished work is skipped.
+    """
     from nexus_core.engine import Engine, RunOptions, new_run_id
     from nexus_core.events import EventBus
     from nexus_core.logs import LOGGER
@@ -359,14 +401,28 @@ def execute(
     from nexus_core.output.report import failure_block, summary_line
 
     style = Style.detect()
-    run_id = new_run_id()
+    run_id = resume_record.id if resume_record is not None else new_run_id()
     bus = EventBus(run_id, report=lambda m: click.echo(m, err=True))
+    if store is not None:
+        from nexus_core.state.recorder import StateRecorder
+
+        if resume_record is not None:
+            store.reopen_run(run_id, plan.to_dict(), plan.source_hash)
+        else:
+            options_seen = {"continue_on_error": continue_on_error, "parallel_limit": parallel_limit, "mode": mode}
+            store.supersede(plan.nexusfile, list(plan.requested))
+            store.begin_run(run_id, plan.nexusfile, plan.source_hash, list(plan.requested), options_seen,
+                            plan.to_dict())  # fmt: skip
+        bus.subscribe("state", StateRecorder(store, run_id))
     renderer = make_renderer(mode, fmt, style)
     bus.subscribe("output", renderer)
     if LOGGER.isEnabledFor(10):
         bus.subscribe("debug-log", lambda e: LOGGER.debug("event %s", json.dumps(e.to_dict(), default=str)))
+    from nexus_core.plan import resolved_config
+
     cfg = plan.config
-    for dist, sub in plugin_manager().subscribers(cfg, {"format": fmt, "mode": mode}):
+    full_cfg = resolved_config(plan, plugin_manager().registry)
+    for dist, sub in plugin_manager().subscribers(full_cfg, {"format": fmt, "mode": mode}):
         bus.subscribe(dist, sub)
     options = RunOptions(
         parallel_limit=int(parallel_limit or cfg.get("parallel_limit") or 10),
@@ -375,6 +431,7 @@ def execute(
         run_id=run_id,
         interrupt_grace=float(cfg.get("interrupt_grace", 10)),
         terminate_grace=float(cfg.get("terminate_grace", 30)),
+        resume=resume,
     )
     engine = Engine(plan, plugin_manager().registry, bus, options, report=lambda m: click.echo(m, err=True))
     previous = _install_signals(engine)
@@ -607,31 +664,112 @@ def plugins(fmt: str) -> None:
 
 @main.command()
 @click.argument("tasks", nargs=-1, required=True)
-@click.option("-H", "--hosts", "hosts_override", metavar="LIST", help="Check only these hosts.")
+@click.option("-H", "--hosts", "hosts_override", metavar="LIST", help="Check only these hosts (comma-separated).")
+@click.option("--skip-connectivity", is_flag=True, help="Do not check that hosts accept TCP connections.")
+@click.option("--skip-auth", is_flag=True, help="Do not check SSH authentication.")
+@click.option("--skip-sudo-check", is_flag=True, help="Do not check sudo for tasks that use it.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds per host for each check.",
+)
+@click.option("--parallel", type=click.IntRange(min=1), default=10, show_default=True, help="Hosts checked at once.")
+@click.option("--force", is_flag=True, help="Hosts that fail are marked unavailable; exit 0 if others remain.")
+@click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
+@click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @config_option
 @format_option
-def preflight(tasks: tuple[str, ...], hosts_override: str | None, config_path: str | None, fmt: str) -> None:
-    """Run the pre-flight checks for TASKS without executing anything."""
-    from nexus_core.output.report import checks_lines
+def preflight(
+    tasks: tuple[str, ...],
+    hosts_override: str | None,
+    skip_connectivity: bool,
+    skip_auth: bool,
+    skip_sudo_check: bool,
+    timeout: float,
+    parallel: int,
+    force: bool,
+    identity: str | None,
+    user: str | None,
+    config_path: str | None,
+    fmt: str,
+) -> None:
+    """Run the pre-flight checks for TASKS (config, connectivity, auth, sudo, local files).
+
+    Exit codes: 0 passed (or --force with hosts left), 3 a host is unreachable or refuses
+    authentication, 2 configuration or local files, 1 anything else (e.g. sudo).
+    """
+    import time
+
+    from nexus_core.output.report import preflight_exit_code, preflight_failures, preflight_text
 
     project = load(config_path)
     host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
-    plan = make_plan(project, tasks, fmt, host_override=host_list)
-    checks = run_checks(plan, {})
-    failed = [c for c in checks if c.status == "fail" and c.blocking]
+    overrides = {"ssh_identity": identity, "ssh_user": user}
+    plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides)
+    options = {
+        "dry_run": False,
+        "skip_connectivity": skip_connectivity,
+        "skip_auth": skip_auth,
+        "skip_sudo_check": skip_sudo_check,
+        "timeout": timeout,
+        "parallel": parallel,
+        "force": force,
+    }
+    started = time.monotonic()
+    checks = run_checks(plan, options)
+    duration = time.monotonic() - started
+    failures = preflight_failures(checks)
+    code = preflight_exit_code(failures)
+    from nexus_core.hosts import format_host
+
+    unavailable = list(dict.fromkeys(c.host for c in failures if c.host))
+    available = [format_host(h) for h in plan.hosts if not h.is_local and h.label not in unavailable]
+    if force and code and all(c.host for c in failures) and _every_task_keeps_a_host(plan, unavailable):
+        code = EXIT_OK
     if fmt == "json":
-        click.echo(json.dumps({"passed": not failed, "checks": [c.to_dict() for c in checks]}))
+        counted = [c for c in checks if c.status != "skipped"]
+        click.echo(
+            json.dumps(
+                {
+                    "event": "preflight",
+                    "tasks": list(tasks),
+                    "passed": not failures,
+                    "exit_code": code,
+                    "duration": round(duration, 3),
+                    "summary": {
+                        "checks": len(counted),
+                        "passed": sum(1 for c in checks if c.status == "ok"),
+                        "failed": len(failures),
+                        "warnings": sum(1 for c in checks if c.status == "warn"),
+                        "skipped": len(checks) - len(counted),
+                    },
+                    "checks": [c.to_dict() for c in checks],
+                    "errors": [c.to_dict() for c in failures],
+                    "available_hosts": available,
+                    "unavailable_hosts": unavailable,
+                }
+            )
+        )
     else:
         s = Style.detect()
-        click.echo("PRE-FLIGHT CHECKS\n" + "\n".join(checks_lines(s, checks)))
-        verdict = (
-            s.paint(f"{s.fail} {len(failed)} check(s) failed", "red")
-            if failed
-            else s.paint(f"{s.ok} All checks passed", "green")
-        )
-        click.echo("\n" + verdict)
-    if failed:
-        raise Exit(EXIT_CONFIG if all(c.category == "Configuration" for c in failed) else EXIT_CONNECTION)
+        text = preflight_text(s, tasks, checks, duration, force=force and code == EXIT_OK, unavailable=unavailable)
+        click.echo(text)
+        if force and code == EXIT_OK and unavailable:
+            click.echo(f"Continue with the available hosts: nexus run {' '.join(tasks)} -H {','.join(available)}")
+    if code:
+        raise Exit(code)
+
+
+def _every_task_keeps_a_host(plan: Plan, unavailable: Sequence[str]) -> bool:
+    """True when each remote task still has at least one host once ``unavailable`` are left out."""
+    gone = set(unavailable)
+    for t in plan.tasks.values():
+        labels = [hp.host.label for hp in t.hosts if not hp.host.is_local]
+        if labels and all(label in gone for label in labels):
+            return False
+    return True
 
 
 @main.command()
@@ -651,3 +789,7 @@ def completion(shell: str) -> None:
         fail(EXIT_CONFIG, f"no completion for {shell}")
     comp = cls(main, {}, "nexus", "_NEXUS_COMPLETE")
     click.echo(comp.source())
+
+
+# Commands that live in their own modules register themselves on import.
+import nexus_core.cli_state  # noqa: E402, F401

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus_core import events as ev
 from nexus_core.api import (
@@ -27,6 +27,9 @@ from nexus_core.api import (
 from nexus_core.model import Command, Host
 from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
+
+if TYPE_CHECKING:
+    from nexus_core.state.resume import ResumePoint
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -51,6 +54,10 @@ class RunOptions:
     interrupt_grace: float = 10.0
     terminate_grace: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Wrap commands so each host records pid and exit code (asked on resume after a crash).
+    markers: bool = True
+    #: Continue an interrupted run: what is done is skipped, the rest starts where it stopped.
+    resume: ResumePoint | None = None
 
 
 @dataclass(frozen=True)
@@ -67,13 +74,14 @@ class Failure:
     succeeded_before: tuple[str, ...] = ()
     timeout: float | None = None
     transport: str = "local"
+    hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
         return {
             "task": self.task, "host": self.host, "command": self.command, "status": self.status,
             "exit_code": self.exit_code, "reason": self.reason, "output": list(self.tail),
-            "succeeded_before": list(self.succeeded_before), "timeout": self.timeout,
+            "succeeded_before": list(self.succeeded_before), "timeout": self.timeout, "hint": self.hint,
         }  # fmt: skip
 
 
@@ -127,6 +135,7 @@ class Engine:
         self._lock = threading.Lock()
         self._stop_new_tasks = False
         self._escalation: list[threading.Timer] = []
+        self._marked_hosts: dict[tuple[str, str], Host] = {}
         self._report = report or (lambda m: None)
 
     # --- signals ---------------------------------------------------------------------------
@@ -189,6 +198,8 @@ class Engine:
         results: dict[str, TaskResult] = {}
         try:
             self._schedule(order, results)
+            if all(r.status == "ok" for r in results.values()) and not self.cancel.requested:
+                self._clean_markers()
         finally:
             for timer in self._escalation:
                 timer.cancel()
@@ -206,6 +217,14 @@ class Engine:
     def _schedule(self, order: Sequence[str], results: dict[str, TaskResult]) -> None:
         tasks = self.plan.tasks
         pending = list(order)
+        resume = self.options.resume
+        if resume is not None:
+            for name in [n for n in pending if n in resume.done_tasks]:
+                pending.remove(name)
+                hosts = tuple(hp.host.label for hp in tasks[name].hosts)
+                reason = "done before the interruption"
+                self.bus.emit(ev.TaskStop(self.options.run_id, task=name, hosts=hosts, status="ok", reason=reason))
+                results[name] = TaskResult(name, "ok", reason=reason)
         limit = max(1, self.options.parallel_limit)
         running: dict[Future[TaskResult], str] = {}
         with ThreadPoolExecutor(max_workers=min(limit, max(1, len(pending))), thread_name_prefix="nexus-task") as pool:
@@ -270,6 +289,12 @@ class Engine:
         outcomes += [
             HostOutcome(h, "skipped", reason="not scheduled by the strategy") for h in hosts if h.label not in seen
         ]
+        # Hosts a strategy skipped without running them (a later batch, the canaries' rest)
+        # get their host.stop too, so that every output lists every host with its reason.
+        reported = {o.host.label for o in ctx.outcomes}
+        for o in outcomes:
+            if o.status == "skipped" and o.host.label not in reported:
+                self.bus.emit(ev.HostStop(rid, task=tp.name, host=o.host.label, status="skipped", reason=o.reason))
         duration = time.monotonic() - started
         if all(o.ok for o in outcomes):
             status, reason = "ok", ""
@@ -303,10 +328,23 @@ class Engine:
         deadline = started + tp.timeout if tp.timeout > 0 else float("inf")
         status, reason = "ok", ""
         done: list[str] = []
+        resume = self.options.resume
+        if resume is not None and (tp.name, host.label) in resume.done_hosts:
+            reason = "done before the interruption"
+            self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status="ok", reason=reason))
+            return HostOutcome(host, "ok", 0.0, reason)
+        start = resume.start_at.get((tp.name, host.label), 0) if resume is not None else 0
         for index, cmd in enumerate(hp.commands):
+            if index < start:
+                done.append(cmd.cmd)
+                continue
             if self.cancel.requested:
                 status, reason = "interrupted", "interrupted before this command"
                 break
+            if resume is not None and (tp.name, host.label, index) in resume.uncertain:
+                if self._finished_while_away(tp, host, index, cmd):
+                    done.append(cmd.cmd)
+                    continue
             remaining = deadline - time.monotonic()
             limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), remaining)
             if limit <= 0:
@@ -332,6 +370,47 @@ class Engine:
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
         return HostOutcome(host, status, duration, reason)
 
+    def _finished_while_away(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> bool:
+        """Ask the host about a command that was running when the run stopped.
+
+        True when it finished successfully meanwhile (so it is not run again); a command
+        still running is waited for (up to its timeout); anything else is run again.
+        """
+        from nexus_core import markers
+
+        assert self.options.resume is not None
+        run_id = self.options.resume.run_id
+        key = markers.key(tp.name, host.label, index)
+        deadline = time.monotonic() + (cmd.timeout if cmd.timeout > 0 else 3600.0)
+        executor = self.executor(host.transport)
+        probe = Command(markers.probe_script(run_id, key), timeout=30)
+        lines: list[str] = []
+
+        def collect(_stream: str, line: str) -> None:
+            lines.append(line)
+
+        while True:
+            lines.clear()
+            result = executor.run(host, probe, collect, self.cancel, 30.0)
+            found = markers.parse_probe(lines) if result.ok else markers.ProbeResult("unknown")
+            self.bus.emit(
+                ev.Log(
+                    self.options.run_id,
+                    level="info",
+                    source="resume",
+                    message=f"{tp.name} on {host.label}: command #{index + 1} {found.state}"
+                    + (f" (exit code {found.exit_code})" if found.exit_code is not None else ""),
+                )
+            )
+            if found.state != "running" or time.monotonic() > deadline or not self.cancel.sleep(1.0):
+                break
+        if found.state == "finished" and found.exit_code == 0:
+            self.bus.emit(ev.CommandStop(
+                self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd, exit_code=0, duration=0.0,
+                status="ok", index=index, reason="finished while Nexus was not running"))  # fmt: skip
+            return True
+        return False
+
     def _fail(
         self, tp: TaskPlan, host: Host, cmd: Command, result: CommandResult, done: list[str], timeout: float | None
     ) -> None:
@@ -339,7 +418,8 @@ class Engine:
             self._failures.append(Failure(
                 task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
                 exit_code=result.exit_code, reason=result.reason, tail=result.tail,
-                succeeded_before=tuple(done), timeout=timeout, transport=host.transport))  # fmt: skip
+                succeeded_before=tuple(done), timeout=timeout, transport=host.transport,
+                hint=result.hint))  # fmt: skip
 
     def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
         from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_exponential
@@ -348,6 +428,15 @@ class Engine:
         attempts = cmd.retries + 1
         state = {"attempt": 0}
         executor = self.executor(host.transport)
+        if self.options.markers:
+            from nexus_core import markers
+
+            run_id = self.options.resume.run_id if self.options.resume is not None else rid
+            previous = markers.key(tp.name, host.label, index - 1) if index else ""
+            marker = markers.Marker(run_id, markers.key(tp.name, host.label, index), previous)
+            cmd = replace(cmd, marker=marker)
+            with self._lock:
+                self._marked_hosts.setdefault((host.transport, host.label), host)
         emit = self.bus.emit
         label = host.label
 
@@ -436,6 +525,29 @@ class Engine:
         )
         result: CommandResult = retrying(attempt)
         return result
+
+    def _clean_markers(self) -> None:
+        """Remove the run's status folder from every host after a successful run (in parallel)."""
+        from nexus_core import markers
+
+        hosts = list(self._marked_hosts.values())
+        if not hosts:
+            return
+        run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
+        cleanup = Command(markers.cleanup_script(run_id), timeout=30)
+
+        def clean(host: Host) -> None:
+            try:
+                self.executor(host.transport).run(host, cleanup, lambda _s, _l: None, Cancel(), 30.0)
+            except Exception as exc:  # noqa: BLE001 - cleanup must never fail a successful run
+                self._report(f"nexus: could not remove status files on {host.label}: {exc!r}")
+
+        if len(hosts) == 1:
+            clean(hosts[0])
+            return
+        workers = min(len(hosts), max(1, self.options.forks or self.options.parallel_limit))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nexus-cleanup") as pool:
+            list(pool.map(clean, hosts))
 
     def _pause(self, seconds: float) -> None:
         """Sleep between retries; wakes early when the run is being stopped."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexus_core.markers import Marker
+
 
 @dataclass(frozen=True)
 class Location:
@@ -37,8 +39,10 @@ class Host:
 
     @property
     def label(self) -> str:
-        """Short name shown in output."""
-        return self.name
+        """Short name shown in output: the host name, with the port when one was given."""
+        if self.port is None:
+            return self.name
+        return f"[{self.name}]:{self.port}" if ":" in self.name else f"{self.name}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output."""
@@ -62,6 +66,8 @@ class Command:
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
     line: int = 0
+    #: Set by the engine at execution time: where the host records pid and exit code.
+    marker: Marker | None = field(default=None, compare=False)
 
     def flags(self) -> list[str]:
         """The dry-run flags of this command, e.g. ``[sudo]``, ``[retries:5]``."""

@@ -129,6 +129,10 @@ class LocalExecutor(Executor):
         if command.sudo or command.user:
             prefix = ["sudo", "-n"] + (["-u", command.user] if command.user else [])
             text = " ".join(prefix) + " -- " + shlex.quote(self.shell) + " -c " + shlex.quote(text)
+        if command.marker is not None:
+            from nexus_core.markers import wrap
+
+            text = wrap(text, command.marker)
         if cancel.requested:
             return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
         try:

@@ -54,6 +54,13 @@ class Renderer:
     def close(self) -> None:
         """Stop any live display."""
 
+    def on_log(self, e: ev.Log) -> None:
+        """Warnings and errors that executors and plugins publish go to stderr."""
+        if e.level in ("warning", "error"):
+            with self._lock:
+                self.err.write(self.style.paint(f"nexus: {e.level}: {e.message}", "yellow") + "\n")
+                self.err.flush()
+
 
 class TreeRenderer(Renderer):
     """Normal mode: a tree per task when it ends (PRD REQ-0143), a live view on a terminal."""
@@ -165,6 +172,8 @@ class TreeRenderer(Renderer):
         lines = [f"{s.paint(s.bullet, 'cyan')} {s.paint(e.task, 'bold')}{hosts}"]
         if state is not None:
             lines.extend(self._task_lines(state, e))
+        elif e.reason:
+            lines.append(f"  {s.branch(True)} {s.mark(e.status)} {s.paint(e.reason, 'dim')}")
         self.write("\n".join(lines) + "\n")
 
     def _task_lines(self, state: _TaskState, e: ev.TaskStop) -> list[str]:
@@ -234,6 +243,8 @@ class QuietRenderer(Renderer):
         s = self.style
         if e.status == "skipped":
             self.write(f"{s.mark('skipped')} {e.task} (skipped)")
+        elif e.status == "ok" and e.reason:
+            self.write(f"{s.mark(e.status)} {e.task} ({e.reason})")
         else:
             self.write(f"{s.mark(e.status)} {e.task} ({fmt_duration(e.duration)})")
 

@@ -1,0 +1,92 @@
+"""Status files that let Nexus ask a host what happened to a command after a crash.
+
+Each command of a run is wrapped so that, on the host that runs it, the wrapper writes
+its pid before the command starts and its exit code when it ends, into a per-run folder
+under the host user's cache dir (``${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs/RUN_ID``).
+On resume, :func:`probe_script` asks the host whether the command is still running,
+finished (and with what code), was killed, or never started. The folder is removed at the
+end of a successful run (:func:`cleanup_script`).
+
+Executors call :func:`wrap` around the shell text they run, *outside* ``sudo``, so the
+files always belong to the connecting user. Public API for executor plugins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def run_dir(run_id: str) -> str:
+    """The shell expression (double-quoted) of a run's status folder on a host."""
+    return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{_SAFE.sub("_", run_id)}"'
+
+
+def key(task: str, host: str, index: int) -> str:
+    """A file-name-safe key for one command of one task on one host."""
+    return _SAFE.sub("_", f"{task}.{host}.{index}")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Which status files a command writes: ``run_id`` and ``key``; ``previous`` is cleared."""
+
+    run_id: str
+    key: str
+    previous: str = ""
+
+
+def prologue(marker: Marker) -> str:
+    """Shell lines to run first: create the folder, drop the previous command's files, write our pid."""
+    d = run_dir(marker.run_id)
+    drop = f'rm -f "$nexus_d/{marker.previous}.pid" "$nexus_d/{marker.previous}.rc"; ' if marker.previous else ""
+    return f'nexus_d={d}; mkdir -p "$nexus_d" 2>/dev/null; {drop}echo $$ > "$nexus_d/{marker.key}.pid"'
+
+
+def epilogue(marker: Marker) -> str:
+    """Shell lines to run last, with the command's exit code in ``$rc``."""
+    return f'echo "$rc" > "$nexus_d/{marker.key}.rc"; exit "$rc"'
+
+
+def wrap(script: str, marker: Marker) -> str:
+    """``script`` (complete shell text) run by a wrapper that records pid and exit code."""
+    return f"{prologue(marker)}\n( {script}\n)\nrc=$?\n{epilogue(marker)}"
+
+
+def probe_script(run_id: str, marker_key: str) -> str:
+    """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command."""
+    d = run_dir(run_id)
+    k = marker_key
+    return (
+        f'd={d}; if [ -f "$d/{k}.rc" ]; then echo "finished $(cat "$d/{k}.rc")"; '
+        f'elif [ -f "$d/{k}.pid" ] && kill -0 "$(cat "$d/{k}.pid")" 2>/dev/null; then echo running; '
+        f'elif [ -f "$d/{k}.pid" ]; then echo killed; else echo never; fi'
+    )
+
+
+def cleanup_script(run_id: str) -> str:
+    """Shell text removing a run's status folder."""
+    return f"rm -rf {run_dir(run_id)}"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a host says about a command: ``state`` finished, running, killed, never or unknown."""
+
+    state: str
+    exit_code: int | None = None
+
+
+def parse_probe(lines: list[str]) -> ProbeResult:
+    """Read the output of :func:`probe_script`."""
+    for line in lines:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "finished" and len(words) == 2 and words[1].lstrip("-").isdigit():
+            return ProbeResult("finished", int(words[1]))
+        if words[0] in ("running", "killed", "never"):
+            return ProbeResult(words[0])
+    return ProbeResult("unknown")

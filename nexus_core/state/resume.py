@@ -1,0 +1,128 @@
+"""Deciding how to resume an interrupted run: what is done, where to continue, what changed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core.plan import Plan
+from nexus_core.state.store import RunRecord
+
+#: Command fields that must be unchanged for a resume to be safe (line numbers may move).
+_COMPARED = ("cmd", "sudo", "user", "timeout", "retries", "retry_delay", "continue_on_error", "env", "cwd")
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed run starts: finished tasks and hosts are skipped, others continue."""
+
+    run_id: str
+    done_tasks: set[str] = field(default_factory=set)
+    done_hosts: set[tuple[str, str]] = field(default_factory=set)
+    start_at: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (task, host, index) of commands that were running when the run stopped: ask the host.
+    uncertain: set[tuple[str, str, int]] = field(default_factory=set)
+
+    def in_progress(self) -> set[str]:
+        """Tasks that had started on some host but not finished."""
+        return {t for t, _ in self.start_at} | {t for t, _, _ in self.uncertain}
+
+
+def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
+    """What the stored run reached, mapped onto the new plan."""
+    point = ResumePoint(record.id)
+    for name, tp in plan.tasks.items():
+        task_row = record.tasks.get(name)
+        if task_row and task_row["status"] == "ok":
+            point.done_tasks.add(name)
+            continue
+        for hp in tp.hosts:
+            label = hp.host.label
+            host_row = record.hosts.get((name, label))
+            if host_row and host_row["status"] == "ok":
+                point.done_hosts.add((name, label))
+                continue
+            first = 0
+            for index in range(len(hp.commands)):
+                row = record.commands.get((name, label, index))
+                if row is None:
+                    break
+                if row["status"] == "ok":
+                    first = index + 1
+                    continue
+                if row["status"] in ("running", "interrupted"):
+                    point.uncertain.add((name, label, index))
+                break
+            if first or (name, label, first) in point.uncertain:
+                point.start_at[(name, label)] = first
+    return point
+
+
+def plan_changes(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]:
+    """Why the remaining work of ``plan`` differs from what the stored run planned (empty: safe)."""
+    old_tasks: dict[str, Any] = record.plan.get("tasks", {})
+    reasons: list[str] = []
+    for name, tp in plan.tasks.items():
+        if name in point.done_tasks:
+            continue
+        old = old_tasks.get(name)
+        if old is None:
+            reasons.append(f"task {name!r} is new")
+            continue
+        old_hosts = {_label(h["host"]): h["commands"] for h in old["hosts"]}
+        for hp in tp.hosts:
+            label = hp.host.label
+            if (name, label) in point.done_hosts:
+                continue
+            start = point.start_at.get((name, label), 0)
+            before = old_hosts.get(label)
+            if before is None:
+                reasons.append(f"task {name!r} now also runs on {label}")
+                continue
+            now = [_compared(c.to_dict()) for c in hp.commands[start:]]
+            then = [_compared(c) for c in before[start:]]
+            if now != then:
+                reasons.append(f"task {name!r} on {label}: the commands from #{start + 1} on changed")
+    for name in old_tasks:
+        if name not in plan.tasks and record.tasks.get(name, {}).get("status") != "ok":
+            reasons.append(f"task {name!r} is gone from the plan")
+    return reasons
+
+
+def _label(host: dict[str, Any]) -> str:
+    name, port = host["name"], host.get("port")
+    if port is None:
+        return str(name)
+    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+
+
+def _compared(command: dict[str, Any]) -> dict[str, Any]:
+    return {k: command.get(k) for k in _COMPARED}
+
+
+def describe(record: RunRecord, point: ResumePoint, plan: Plan) -> list[str]:
+    """Lines for the resume prompt: completed, in progress (per host) and pending work."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
+    how = "crashed" if record.display_status == "crashed" else "was interrupted"
+    lines = [f"Pipeline '{record.pipeline}' (started {started}, run {record.id}) {how}."]
+    done = [n for n in plan.order if n in point.done_tasks]
+    if done:
+        lines.append("  Completed:   " + ", ".join(done))
+    progress: list[str] = []
+    for name in plan.order:
+        if name in point.done_tasks:
+            continue
+        for hp in plan.tasks[name].hosts:
+            label = hp.host.label
+            if (name, label) in point.done_hosts:
+                progress.append(f"{name} on {label}: done")
+            elif (name, label) in point.start_at:
+                start = point.start_at[(name, label)]
+                progress.append(f"{name} on {label}: {start}/{len(hp.commands)} commands done")
+    if progress:
+        lines.append("  In progress: " + "; ".join(progress))
+    pending = [n for n in plan.order if n not in point.done_tasks and n not in point.in_progress()]
+    if pending:
+        lines.append("  Pending:     " + ", ".join(pending))
+    return lines

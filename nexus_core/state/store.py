@@ -1,0 +1,343 @@
+"""The run-state store: an embedded SQLite database (WAL, one transaction per change).
+
+It records each run (nexusfile, hash, requested tasks, options, plan, status), each task,
+each task on each host, and each command's outcome, so an interrupted or killed run can be
+listed and resumed. Written only by :class:`~nexus_core.state.recorder.StateRecorder`, an
+event subscriber; the engine never writes here itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    nexusfile TEXT NOT NULL,
+    nexusfile_hash TEXT NOT NULL,
+    requested TEXT NOT NULL,          -- JSON list, sorted
+    options TEXT NOT NULL,            -- JSON object
+    plan TEXT NOT NULL,               -- JSON of Plan.to_dict()
+    status TEXT NOT NULL,             -- running, ok, failed, interrupted, discarded
+    started REAL NOT NULL,
+    ended REAL,
+    exit_code INTEGER,
+    pid INTEGER NOT NULL,
+    machine TEXT NOT NULL,
+    resumes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_file ON runs (nexusfile, status);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,             -- pending, running, ok, failed, skipped, interrupted
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL,
+    ended REAL,
+    last_error TEXT,
+    PRIMARY KEY (run_id, task)
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    host TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started REAL,
+    ended REAL,
+    reason TEXT,
+    PRIMARY KEY (run_id, task, host)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    host TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    status TEXT NOT NULL,             -- running, ok, failed, timeout, unreachable, error, interrupted
+    exit_code INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    started REAL,
+    ended REAL,
+    PRIMARY KEY (run_id, task, host, idx)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    host TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT,
+    size INTEGER,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, task, host, path)
+);
+"""
+
+
+class StateError(Exception):
+    """The state database cannot be opened or is not a Nexus state database."""
+
+
+@dataclass
+class RunRecord:
+    """One run as stored, with what each task, host and command reached."""
+
+    id: str
+    nexusfile: str
+    nexusfile_hash: str
+    requested: list[str]
+    options: dict[str, Any]
+    plan: dict[str, Any]
+    status: str
+    started: float
+    ended: float | None
+    exit_code: int | None
+    pid: int
+    machine: str
+    resumes: int
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hosts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    commands: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> str:
+        """How people name the run: its requested tasks."""
+        return " ".join(self.requested) or "(all tasks)"
+
+    @property
+    def interrupted(self) -> bool:
+        """Interrupted by a signal, or still marked running by a process that is gone."""
+        return self.status == "interrupted" or (self.status == "running" and not self.alive)
+
+    @property
+    def alive(self) -> bool:
+        """True when the process that runs it is still there (on this machine)."""
+        if self.machine != os.uname().nodename:
+            return True  # cannot tell: assume it is
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    @property
+    def display_status(self) -> str:
+        """``running``, ``crashed`` (marked running, process gone) or the stored status."""
+        if self.status == "running" and not self.alive:
+            return "crashed"
+        return self.status
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data summary for ``nexus pipelines --format json``."""
+        counts: dict[str, int] = {}
+        for t in self.tasks.values():
+            counts[t["status"]] = counts.get(t["status"], 0) + 1
+        return {
+            "id": self.id,
+            "pipeline": self.pipeline,
+            "nexusfile": self.nexusfile,
+            "status": self.display_status,
+            "started": self.started,
+            "ended": self.ended,
+            "exit_code": self.exit_code,
+            "requested": self.requested,
+            "resumes": self.resumes,
+            "tasks": counts,
+        }
+
+
+class StateStore:
+    """A connection to the state database (one per process and run)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable against a crash of this process (the WAL is in the OS cache);
+            # only a power loss can drop the last transactions, never corrupt the file.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.executescript(SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+        except OSError as exc:
+            raise StateError(f"cannot create the state folder for {path}: {exc.strerror}") from exc
+
+    def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row["value"]) > SCHEMA_VERSION:
+            raise StateError(f"{self.path} was written by a newer Nexus (schema {row['value']}); upgrade nexus-core")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on error."""
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL when this is the last one)."""
+        self.db.close()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        run_id: str,
+        nexusfile: str,
+        nexusfile_hash: str,
+        requested: list[str],
+        options: Mapping[str, Any],
+        plan: Mapping[str, Any],
+    ) -> None:
+        """Record a new run, marked running by this process."""
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO runs (id, nexusfile, nexusfile_hash, requested, options, plan, status, started,"
+                " pid, machine) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (run_id, nexusfile, nexusfile_hash, json.dumps(sorted(requested)), json.dumps(dict(options)),
+                 json.dumps(plan), time.time(), os.getpid(), os.uname().nodename),
+            )  # fmt: skip
+            for name in plan.get("tasks", {}):
+                cur.execute("INSERT INTO tasks (run_id, task, status) VALUES (?, ?, 'pending')", (run_id, name))
+
+    def reopen_run(self, run_id: str, plan: Mapping[str, Any], nexusfile_hash: str) -> None:
+        """Mark an interrupted run as running again (by this process), for resume."""
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET status = 'running', ended = NULL, exit_code = NULL, pid = ?, machine = ?,"
+                " resumes = resumes + 1, plan = ?, nexusfile_hash = ? WHERE id = ?",
+                (os.getpid(), os.uname().nodename, json.dumps(plan), nexusfile_hash, run_id),
+            )
+            for name in plan.get("tasks", {}):
+                cur.execute(
+                    "INSERT OR IGNORE INTO tasks (run_id, task, status) VALUES (?, ?, 'pending')", (run_id, name)
+                )
+
+    def execute(self, sql: str, args: tuple[Any, ...]) -> None:
+        """One statement in its own transaction (a checkpoint)."""
+        with self.transaction() as cur:
+            cur.execute(sql, args)
+
+    def end_run(self, run_id: str, status: str, exit_code: int) -> None:
+        """Record how the run ended."""
+        self.execute(
+            "UPDATE runs SET status = ?, ended = ?, exit_code = ? WHERE id = ?",
+            (status, time.time(), exit_code, run_id),
+        )
+
+    def supersede(self, nexusfile: str, requested: list[str]) -> None:
+        """A fresh run of the same tasks replaces interrupted ones: they are no longer offered."""
+        for record in self.runs(limit=20, nexusfile=nexusfile):
+            if record.requested == sorted(requested) and record.interrupted:
+                self.execute("UPDATE runs SET status = 'superseded' WHERE id = ?", (record.id,))
+
+    def discard(self, run_id: str) -> bool:
+        """Mark a run discarded (never offered for resume again); False when unknown."""
+        with self.transaction() as cur:
+            cur.execute("UPDATE runs SET status = 'discarded' WHERE id = ?", (run_id,))
+            return cur.rowcount > 0
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def runs(self, limit: int = 50, nexusfile: str | None = None) -> list[RunRecord]:
+        """The most recent runs, newest first (optionally of one nexusfile)."""
+        sql = "SELECT * FROM runs"
+        args: tuple[Any, ...] = ()
+        if nexusfile:
+            sql += " WHERE nexusfile = ?"
+            args = (nexusfile,)
+        sql += " ORDER BY started DESC LIMIT ?"
+        rows = self.db.execute(sql, (*args, limit)).fetchall()
+        return [self._load(row) for row in rows]
+
+    def get(self, run_id: str) -> RunRecord | None:
+        """One run by id (a unique prefix is enough), or None."""
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY started DESC LIMIT 2",
+            (run_id, run_id.replace("%", "") + "%"),
+        ).fetchall()
+        exact = [r for r in rows if r["id"] == run_id]
+        if exact:
+            return self._load(exact[0])
+        return self._load(rows[0]) if len(rows) == 1 else None
+
+    def last_interrupted(self, nexusfile: str, requested: list[str]) -> RunRecord | None:
+        """The newest interrupted (or crashed) run of this nexusfile and these tasks."""
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE nexusfile = ? AND requested = ? AND status IN ('interrupted', 'running')"
+            " ORDER BY started DESC LIMIT 5",
+            (nexusfile, json.dumps(sorted(requested))),
+        ).fetchall()
+        for row in rows:
+            record = self._load(row)
+            if record.interrupted:
+                return record
+        return None
+
+    def _load(self, row: sqlite3.Row) -> RunRecord:
+        rid = row["id"]
+        record = RunRecord(
+            id=rid,
+            nexusfile=row["nexusfile"],
+            nexusfile_hash=row["nexusfile_hash"],
+            requested=json.loads(row["requested"]),
+            options=json.loads(row["options"]),
+            plan=json.loads(row["plan"]),
+            status=row["status"],
+            started=row["started"],
+            ended=row["ended"],
+            exit_code=row["exit_code"],
+            pid=row["pid"],
+            machine=row["machine"],
+            resumes=row["resumes"],
+        )
+        for t in self.db.execute("SELECT * FROM tasks WHERE run_id = ?", (rid,)):
+            record.tasks[t["task"]] = dict(t)
+        for h in self.db.execute("SELECT * FROM hosts WHERE run_id = ?", (rid,)):
+            record.hosts[(h["task"], h["host"])] = dict(h)
+        for c in self.db.execute("SELECT * FROM commands WHERE run_id = ?", (rid,)):
+            record.commands[(c["task"], c["host"], c["idx"])] = dict(c)
+        return record
+
+    def integrity(self) -> list[str]:
+        """Problems found by SQLite's integrity check and Nexus's own consistency rules."""
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [
+            f"command {r['task']}/{r['host']}/{r['idx']} of run {r['run_id']} has no task row"
+            for r in self.db.execute(
+                "SELECT c.* FROM commands c LEFT JOIN tasks t ON t.run_id = c.run_id AND t.task = c.task"
+                " WHERE t.task IS NULL"
+            )
+        ]
+        problems += [
+            f"task {r['task']} of run {r['run_id']} is ok but command {r['idx']} on {r['host']} is {r['status']}"
+            for r in self.db.execute(
+                "SELECT c.* FROM commands c JOIN tasks t ON t.run_id = c.run_id AND t.task = c.task"
+                " WHERE t.status = 'ok' AND c.status NOT IN ('ok', 'failed', 'timeout')"
+            )
+        ]
+        return problems
