@@ -96,6 +96,9 @@ class CommandResult:
 
     ``status``: ok, failed (non-zero exit), timeout, unreachable (could not connect),
     error (the executor could not run it), interrupted. ``tail`` holds the last lines.
+    ``reason`` is one line (the cause, shown in trees and events); ``hint`` holds further
+    lines for the error message: lines starting with ``- `` are suggestions, other lines
+    are details shown under the reason (e.g. both fingerprints of a changed host key).
     """
 
     status: str
@@ -104,6 +107,7 @@ class CommandResult:
     reason: str = ""
     tail: tuple[str, ...] = ()
     retryable: bool = True
+    hint: str = ""
 
     @property
     def ok(self) -> bool:
@@ -134,6 +138,9 @@ class Executor(ABC):
     name: ClassVar[str]
     #: The distribution users install to get this executor (for messages).
     package: ClassVar[str] = "nexus-core"
+    #: True when ``run`` honours ``Command.marker`` (see :mod:`nexus_core.markers`): the host
+    #: then records pid and exit code of each command, so resume can ask it what happened.
+    supports_markers: ClassVar[bool] = False
 
     def __init__(self, context: ExecutorContext) -> None:
         self.context = context
@@ -244,7 +251,12 @@ def _skip_all(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcom
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One pre-flight finding: ``status`` ok, warn or fail, in a category, for a host or not."""
+    """One pre-flight finding: ``status`` ok, warn, fail or skipped, in a category, for a host or not.
+
+    ``hint``: lines of advice shown under a failure (``- `` prefixes optional).
+    ``exit_code``: what a blocking failure makes ``nexus preflight`` exit with (3 connection,
+    2 configuration, 1 anything else; None: 3 for a host, 2 otherwise).
+    """
 
     category: str
     status: str
@@ -253,6 +265,7 @@ class CheckResult:
     duration: float | None = None
     blocking: bool = True
     hint: str = ""
+    exit_code: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output."""
@@ -264,6 +277,7 @@ class CheckResult:
             "duration": self.duration,
             "blocking": self.blocking,
             "hint": self.hint,
+            "exit_code": self.exit_code,
         }
 
 
@@ -273,7 +287,14 @@ class PreflightCheck(ABC):
     name: ClassVar[str]
     #: Heading the results are grouped under (``Configuration``, ``Hosts``...).
     category: ClassVar[str] = "Checks"
+    #: Where the results appear: configuration 0, host checks 10-40, local files 90.
+    order: ClassVar[int] = 50
 
     @abstractmethod
     def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
-        """Check ``plan`` (a :class:`nexus_core.plan.Plan`) and report findings."""
+        """Check ``plan`` (a :class:`nexus_core.plan.Plan`) and report findings.
+
+        ``options`` (all optional): ``dry_run`` (True under ``--dry-run``: execute nothing on
+        any host), ``skip_connectivity``, ``skip_auth``, ``skip_sudo_check`` (bools),
+        ``timeout`` (seconds per host check), ``parallel`` (hosts checked at once), ``force``.
+        """

@@ -20,8 +20,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+# Import the ``nexus_core.hosts`` submodule *before* ``nexus_core/__init__`` binds the ``hosts()``
+# function below: importing a submodule sets it as an attribute of its package, so a later first
+# import of ``nexus_core.hosts`` (by the planner or a plugin) would replace the function and make
+# ``from nexus_core import hosts`` in a nexusfile return the module ("'module' object is not callable").
+import nexus_core.hosts  # noqa: F401
 from nexus_core.model import Command, Host, Location, Problem, Project, TaskDef
-from nexus_core.options import RUN_OPTIONS, suggest
+from nexus_core.options import RUN_OPTIONS, safe_repr, suggest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,15 +121,19 @@ def hosts(name: str, *members: str, groups: list[str] | tuple[str, ...] | None =
     project = _loading("hosts")
     where = _caller(project)
     if not isinstance(name, str) or not name:
-        _problem(f"hosts() needs a group name as its first argument, got {name!r}",
-                 'write hosts("web", "web-1.example.com", ...)')
+        _problem(
+            f"hosts() needs a group name as its first argument, got {safe_repr(name)}",
+            'write hosts("web", "web-1.example.com", ...)',
+        )
         return
     if name == "local":
         _problem('"local" is reserved for the machine Nexus runs on', "give the group another name")
         return
     if name in project.groups:
-        _problem(f"host group {name!r} is defined twice (first at line {project.groups[name].location.line})",
-                 "merge the two definitions or rename one")
+        _problem(
+            f"host group {name!r} is defined twice (first at line {project.groups[name].location.line})",
+            "merge the two definitions or rename one",
+        )
         return
     flat: list[str] = []
     for m in members:
@@ -139,7 +148,11 @@ def hosts(name: str, *members: str, groups: list[str] | tuple[str, ...] | None =
     elif isinstance(groups, (list, tuple)):
         group_names = tuple(groups)
     else:
-        _problem(f"groups= must be a list of group names, not {type(groups).__name__}")
+        _problem(
+            f"groups= must be a list of group names, not {type(groups).__name__}",
+            'write hosts("all", groups=["web", "db"])',
+            code="bad-value",
+        )
         group_names = ()
     project.groups[name] = HostGroup(name, tuple(flat), group_names, where)
 
@@ -154,23 +167,53 @@ def task(func: Any = None, /, **options: Any) -> Any:
     """Declare a task: ``@task`` or ``@task(deps=[...], on="web", strategy="rolling", timeout=300)``."""
 
     def register(fn: Any) -> Any:
+        if _RECORDER.get() is not None:
+            _problem(
+                "@task is used inside a task body",
+                "define every task at the top level of the nexusfile",
+                code="task-in-body",
+            )
+            return fn
         project = _PROJECT.get()
         if project is None:
             return fn  # imported outside a load (e.g. by a test): keep the function usable
         name = getattr(fn, "__name__", None)
         if not callable(fn) or not isinstance(name, str):
-            _problem(f"@task must decorate a function, not {type(fn).__name__}")
+            _problem(
+                f"@task must decorate a function, not {type(fn).__name__}",
+                "write @task on a line of its own above `def NAME():`",
+                code="bad-task",
+            )
             return fn
-        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", 0)
-        code_file = getattr(getattr(fn, "__code__", None), "co_filename", project.path)
-        where = Location(code_file if code_file == project.path else project.path, line)
+        code = getattr(fn, "__code__", None)
+        line = getattr(code, "co_firstlineno", 0)
+        code_file = getattr(code, "co_filename", project.path)
+        if code_file == project.path and isinstance(line, int):
+            where = Location(project.path, line)
+        else:  # defined elsewhere (a helper module, a callable object): point at the @task call
+            where = _caller(project)
+        if not name.isidentifier():
+            shown = "a lambda" if name == "<lambda>" else f"{name!r}"
+            _problem(
+                f"a task needs a name that is a Python identifier, not {shown}",
+                "decorate a `def NAME():` function; its name becomes the task name",
+                code="bad-task",
+            )
+            return fn
         if name in project.tasks:
-            _problem(f"task {name!r} is defined twice (first at line {project.tasks[name].location.line})",
-                     "rename one of them")
+            _problem(
+                f"task {name!r} is defined twice (first at line {project.tasks[name].location.line})",
+                "rename one of them",
+                code="duplicate-task",
+            )
             return fn
         opts = dict(options)
         deps = opts.pop("deps", ())
-        if isinstance(deps, (str,)) or callable(deps):
+        if isinstance(deps, (list, tuple)):
+            deps = tuple(deps)
+        elif deps is None:
+            deps = ()
+        else:
             deps = (deps,)
         on = opts.pop("on", "local")
         strategy = opts.pop("strategy", "parallel")
@@ -179,11 +222,11 @@ def task(func: Any = None, /, **options: Any) -> Any:
             name=name,
             func=fn,
             location=where,
-            deps=tuple(deps) if isinstance(deps, (list, tuple)) else (deps,),
+            deps=deps,
             on=on,
             strategy=strategy,
             timeout=timeout,
-            doc=getattr(fn, "__doc__", None) or "",
+            doc=_doc(fn),
             extra=tuple(opts.items()),
         )
         try:
@@ -193,13 +236,30 @@ def task(func: Any = None, /, **options: Any) -> Any:
         return fn
 
     if func is not None:
-        if options:
-            raise NexusfileError("use either @task or @task(...), not both")
         if isinstance(func, str):
-            _problem(f"@task got a string {func!r}; options are keywords", "write @task(deps=[...])")
+            _problem(
+                f"@task got a string {safe_repr(func)}; options are keywords",
+                "write @task(deps=[...])",
+                code="bad-task",
+            )
             return lambda fn: fn
+        if options:
+            _problem(
+                "task() got both a function and options",
+                "write @task(deps=[...]) above the function, or task(deps=[...])(function)",
+                code="bad-task",
+            )
+            return func
         return register(func)
     return register
+
+
+def _doc(fn: Any) -> str:
+    try:
+        doc = getattr(fn, "__doc__", None)
+    except Exception:  # noqa: BLE001 - a user object's property can raise
+        return ""
+    return doc if isinstance(doc, str) else ""
 
 
 def run(cmd: str, **options: Any) -> None:
@@ -211,13 +271,16 @@ def run(cmd: str, **options: Any) -> None:
     rec = _RECORDER.get()
     if rec is None:
         if _PROJECT.get() is not None:
-            _problem("run() is called outside a task body",
-                     "put it inside a function decorated with @task")
+            _problem("run() is called outside a task body", "put it inside a function decorated with @task")
             return
         raise NexusfileError("run() can only be called inside a task body, while Nexus plans a run")
     line = _caller(rec.project).line
     if not isinstance(cmd, str) or not cmd.strip():
-        _problem(f"run() needs a non-empty command string, got {cmd!r}")
+        _problem(
+            f"run() needs a non-empty command string, got {safe_repr(cmd)}",
+            'write run("the shell command")',
+            code="bad-value",
+        )
         return
     values: dict[str, Any] = {}
     bad = False
@@ -225,14 +288,16 @@ def run(cmd: str, **options: Any) -> None:
         spec = RUN_OPTIONS.get(key)
         if spec is None:
             close = suggest(key, RUN_OPTIONS)
-            _problem(f"run() has no option {key!r}",
-                     f"did you mean {close!r}?" if close else "options: " + ", ".join(RUN_OPTIONS),
-                     code="unknown-option")
+            _problem(
+                f"run() has no option {key!r}",
+                f"did you mean {close!r}?" if close else "options: " + ", ".join(RUN_OPTIONS),
+                code="unknown-option",
+            )
             bad = True
             continue
         why = spec.problem(value)
         if why:
-            _problem(f"run(): {why}", code="bad-value")
+            _problem(f"run(): {why}", spec.hint(), code="bad-value")
             bad = True
             continue
         values[key] = value
@@ -251,13 +316,23 @@ def run(cmd: str, **options: Any) -> None:
 
 def env(name: str, default: Any = _MISSING) -> str:
     """The environment variable ``name``; without a default an unset variable is a validation error."""
+    if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+        _problem(
+            f"env() needs the name of an environment variable, got {safe_repr(name)}",
+            'write env("NAME") or env("NAME", "default")',
+            code="bad-value",
+        )
+        return "" if default is _MISSING else default
     value = os.environ.get(name)
     if value is not None:
         return value
     if default is not _MISSING:
         return default  # type: ignore[no-any-return]
-    _problem(f"environment variable {name} is not set",
-             f"export {name}=... before running, or write env({name!r}, \"default\")", code="env-unset")
+    _problem(
+        f"environment variable {name} is not set",
+        f'export {name}=... before running, or give a default: env("{name}", "default")',
+        code="env-unset",
+    )
     return ""
 
 
@@ -285,9 +360,7 @@ def _git(*args: str) -> str:
     key = (root, " ".join(args))
     if key not in _GIT_CACHE:
         try:
-            out = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
-            )
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             out = None
         if out is None or out.returncode != 0:

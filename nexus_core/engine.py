@@ -379,10 +379,12 @@ class Engine:
         from nexus_core import markers
 
         assert self.options.resume is not None
+        executor = self.executor(host.transport)
+        if not executor.supports_markers:
+            return False  # the host cannot tell: run the command again
         run_id = self.options.resume.run_id
         key = markers.key(tp.name, host.label, index)
         deadline = time.monotonic() + (cmd.timeout if cmd.timeout > 0 else 3600.0)
-        executor = self.executor(host.transport)
         probe = Command(markers.probe_script(run_id, key), timeout=30)
         lines: list[str] = []
 
@@ -428,7 +430,7 @@ class Engine:
         attempts = cmd.retries + 1
         state = {"attempt": 0}
         executor = self.executor(host.transport)
-        if self.options.markers:
+        if self.options.markers and executor.supports_markers:
             from nexus_core import markers
 
             run_id = self.options.resume.run_id if self.options.resume is not None else rid

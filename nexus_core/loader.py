@@ -9,9 +9,11 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 from nexus_core.dsl import _PROJECT
 from nexus_core.model import Location, Problem, Project
+from nexus_core.options import safe_repr
 
 NEXUSFILE = "nexusfile.py"
 
@@ -47,8 +49,14 @@ def in_project(project: Project) -> Iterator[None]:
     """Run with the project's folder as working directory and first on ``sys.path``.
 
     Modules the nexusfile imports from its own folder are removed from ``sys.modules``
-    afterwards, so a second nexusfile in the same process sees none of them.
+    afterwards, so a second nexusfile in the same process sees none of them; and modules
+    of the same name that are already loaded from elsewhere (another project's helper, say)
+    are set aside meanwhile, so ``import helpers`` finds this project's ``helpers.py``.
     """
+    root = project.root + os.sep
+    shadowed = _shadowed_modules(project.root)
+    for name in shadowed:
+        del sys.modules[name]
     before = set(sys.modules)
     old_cwd = os.getcwd()
     sys.path.insert(0, project.root)
@@ -61,11 +69,36 @@ def in_project(project: Project) -> Iterator[None]:
             sys.path.remove(project.root)
         except ValueError:
             pass
-        root = project.root + os.sep
         for name in set(sys.modules) - before:
             module_file = getattr(sys.modules.get(name), "__file__", None) or ""
-            if module_file.startswith(root):
+            if isinstance(module_file, str) and module_file.startswith(root):
                 del sys.modules[name]
+        sys.modules.update(shadowed)
+
+
+def _shadowed_modules(folder: str) -> dict[str, ModuleType]:
+    """Loaded modules (not stdlib, not Nexus) whose name a module in ``folder`` would take."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return {}
+    local: set[str] = set()
+    for entry in entries:
+        if entry.endswith(".py"):
+            local.add(entry[:-3])
+        elif os.path.isfile(os.path.join(folder, entry, "__init__.py")):
+            local.add(entry)
+    local -= set(sys.stdlib_module_names) | {"nexus_core", "nexusfile"}
+    if not local:
+        return {}
+    prefix = folder + os.sep
+    out: dict[str, ModuleType] = {}
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in local:
+            module_file = getattr(module, "__file__", None) or ""
+            if not (isinstance(module_file, str) and module_file.startswith(prefix)):
+                out[name] = module
+    return out
 
 
 def load_project(path: str) -> Project:
@@ -85,15 +118,8 @@ def load_project(path: str) -> Project:
     project.source_hash = hashlib.sha256(raw).hexdigest()
     try:
         code = compile(raw, path, "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        detail = (exc.text or "").rstrip()
-        hint = f"{detail.strip()}" if detail else "check the Python syntax on that line"
-        project.problems.append(
-            Problem(f"Python syntax error: {exc.msg}", Location(path, exc.lineno or 0), hint, "syntax")
-        )
-        return project
-    except ValueError as exc:  # e.g. null bytes
-        project.problems.append(Problem(f"cannot compile the nexusfile: {exc}", Location(path), code="syntax"))
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes on older Pythons
+        project.problems.append(syntax_problem(exc, path, raw))
         return project
     namespace = {"__name__": "nexusfile", "__file__": path, "__builtins__": builtins}
     token = _PROJECT.set(project)
@@ -109,23 +135,64 @@ def load_project(path: str) -> Project:
     return project
 
 
-def exception_problem(exc: BaseException, path: str, when: str) -> Problem:
-    """A problem for an exception raised by user code, located at the nexusfile's deepest frame."""
+def syntax_problem(exc: SyntaxError | ValueError, path: str, raw: bytes) -> Problem:
+    """A problem for a nexusfile Python cannot compile, at its own line."""
+    if isinstance(exc, SyntaxError):
+        msg = exc.msg or "invalid syntax"
+        line = exc.lineno or 0
+        text = exc.text if isinstance(exc.text, str) else ""
+    else:
+        msg, line, text = str(exc) or "cannot compile", 0, ""
+    if not line and b"\0" in raw:
+        line = raw[: raw.index(b"\0")].count(b"\n") + 1
+        msg, text = "the file contains a null byte", ""
+    text = text.replace("\0", "").strip()
+    if text and len(text) > 120:
+        text = text[:117] + "..."
+    if text:
+        hint = f"check this line: {text}"
+    elif line:
+        hint = "check the Python syntax on that line"
+    else:
+        hint = "check the Python syntax (and the encoding) of the nexusfile"
+    return Problem(f"Python syntax error: {msg}", Location(path, line), hint, "syntax")
+
+
+def exception_problem(exc: BaseException, path: str, when: str, fallback: Location | None = None) -> Problem:
+    """A problem for an exception raised by user code, located at the nexusfile's deepest frame.
+
+    ``fallback`` is used when no frame of the nexusfile is in the traceback (e.g. a task
+    body that cannot even be called). Never raises, whatever the exception's ``__str__`` does.
+    """
     line = 0
     other: Location | None = None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         filename = frame.f_code.co_filename
         if filename == path:
-            line = lineno
-        elif not filename.startswith(os.path.dirname(__file__)):
-            other = Location(filename, lineno)
+            line = lineno or 0
+        elif not filename.startswith(_PKG_DIR):
+            other = Location(filename, lineno or 0)
     kind = type(exc).__name__
-    message = f"{kind}: {exc}" if str(exc) else kind
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a user exception's __str__ can raise too
+        text = ""
+    if len(text) > 500:
+        text = text[:497] + "..."
+    message = f"{kind}: {text}" if text else kind
     if isinstance(exc, SystemExit):
-        message = f"the nexusfile called exit({exc.code!r})"
+        message = f"the nexusfile called exit({safe_repr(exc.code)})"
+    elif isinstance(exc, RecursionError):
+        message = "RecursionError: maximum recursion depth exceeded"
     hint = f"raised {when}"
     if other is not None and line:
         hint += f" (in {other.path}:{other.line}, called from here)"
     elif other is not None:
         hint += f" (in {other.path}:{other.line})"
-    return Problem(message, Location(path, line), hint, "exception")
+    where = Location(path, line)
+    if not line and fallback is not None:
+        where = fallback
+    return Problem(message, where, hint, "exception")
+
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

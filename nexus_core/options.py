@@ -6,6 +6,7 @@ One table drives validation, "did you mean" suggestions and the reference docs.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,28 +26,57 @@ class Option:
     check: Callable[[Any], str | None] | None = None
 
     def problem(self, value: Any) -> str | None:
-        """Return why ``value`` is not acceptable for this option, or None when it is."""
+        """Return why ``value`` is not acceptable for this option, or None when it is.
+
+        Never raises, whatever ``value`` is (user objects with a broken ``__repr__`` or
+        ``__eq__`` included): a wrong value is a validation problem, not a crash.
+        """
         if value is None:
             return None if self.allow_none else f"{self.name} must not be None"
         if isinstance(value, bool) and bool not in self.types:
-            return f"{self.name} must be {self.type_names()}, not a bool ({value!r})"
+            return f"{self.name} must be {self.type_names()}, not a bool ({safe_repr(value)})"
         if not isinstance(value, self.types):
-            return f"{self.name} must be {self.type_names()}, not {type(value).__name__} ({value!r})"
-        if self.choices and value not in self.choices:
-            hint = suggest(str(value), [str(c) for c in self.choices])
+            return f"{self.name} must be {self.type_names()}, not {type(value).__name__} ({safe_repr(value)})"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                finite = math.isfinite(float(value))
+            except OverflowError:
+                finite = False
+            if not finite:
+                return f"{self.name} must be a finite number, not {safe_repr(value)}"
+        if self.choices and not any(type(value) is type(c) and value == c for c in self.choices):
+            hint = suggest(str(value), [str(c) for c in self.choices]) if isinstance(value, str) else None
             extra = f"; did you mean {hint!r}?" if hint else ""
             options = ", ".join(str(c) for c in self.choices)
-            return f"{self.name} must be one of {options}, not {value!r}{extra}"
+            return f"{self.name} must be one of {options}, not {safe_repr(value)}{extra}"
         if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
-            return f"{self.name} must be >= {self.minimum:g}, not {value!r}"
+            return f"{self.name} must be >= {self.minimum:g}, not {safe_repr(value)}"
         if self.check is not None:
             return self.check(value)
         return None
 
+    def hint(self) -> str:
+        """A one-line reminder of what the option takes, for validation hints."""
+        text = f"{self.name}= takes {self.type_names()}"
+        if self.choices:
+            text = f"{self.name}= takes one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.minimum is not None:
+            text += f" >= {self.minimum:g}"
+        if self.help:
+            text += f" ({self.help})"
+        return text
+
     def type_names(self) -> str:
         """Human names of the accepted types."""
-        names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-                 list: "a list", dict: "a dict", tuple: "a tuple"}
+        names = {
+            bool: "true/false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            list: "a list",
+            dict: "a dict",
+            tuple: "a tuple",
+        }
         parts = [names.get(t, t.__name__) for t in self.types]
         if int in self.types and float in self.types:
             parts = [p for p in parts if p not in ("an integer", "a number")] + ["a number"]
@@ -55,8 +85,21 @@ class Option:
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to ``name`` for a "did you mean" hint, or None."""
-    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if not isinstance(name, str) or not name:
+        return None
+    matches = difflib.get_close_matches(name, [c for c in candidates if isinstance(c, str)], n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def safe_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for messages: shortened, and never raising (user objects may break repr)."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user object's __repr__ can do anything
+        text = f"<{type(value).__name__} object>"
+    if not isinstance(text, str):  # pragma: no cover - repr() enforces str
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _NUM = (int, float)
@@ -75,8 +118,9 @@ RUN_OPTIONS: dict[str, Option] = {
         Option("user", (str,), None, "run as this user (through sudo)"),
         Option("timeout", _NUM, 60, "seconds before the command is killed", minimum=0, allow_none=False),
         Option("retries", (int,), 0, "extra attempts after a failure", minimum=0, allow_none=False),
-        Option("retry_delay", _NUM, 1, "base seconds between attempts (exponential, jittered)",
-               minimum=0, allow_none=False),
+        Option(
+            "retry_delay", _NUM, 1, "base seconds between attempts (exponential, jittered)", minimum=0, allow_none=False
+        ),
         Option("continue_on_error", (bool,), False, "a failure does not fail the task", allow_none=False),
         Option("env", (dict,), None, "extra environment variables", check=_str_dict),
         Option("cwd", (str,), None, "working directory (relative to the nexusfile's folder)"),
@@ -92,7 +136,7 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("on", (str, list, tuple), "local", '"local", a host group, or a list of host strings'),
         Option("strategy", (str,), "parallel", "how the task's hosts are scheduled"),
         Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0),
-        Option("batch", (int, str), None, "rolling strategy: hosts per batch (2 or \"25%\")"),
+        Option("batch", (int, str), None, 'rolling strategy: hosts per batch (2 or "25%")'),
         Option("max_fail_percentage", _NUM, None, "rolling strategy: tolerated failures", minimum=0),
         Option("canary_hosts", (int,), None, "canary strategy: hosts to try first", minimum=1),
         Option("canary_wait", _NUM, None, "canary strategy: seconds to wait after the canaries", minimum=0),
@@ -105,21 +149,30 @@ CONFIG_OPTIONS: dict[str, Option] = {
     for o in [
         Option("ssh_user", (str,), None, "default SSH user"),
         Option("ssh_identity", (str,), None, "SSH private key file"),
-        Option("ssh_port", (int,), 22, "default SSH port", minimum=1,
-               check=lambda v: None if v <= 65535 else "ssh_port must be <= 65535"),
+        Option(
+            "ssh_port",
+            (int,),
+            22,
+            "default SSH port",
+            minimum=1,
+            check=lambda v: None if v <= 65535 else "ssh_port must be <= 65535",
+        ),
         Option("ssh_known_hosts_file", (str,), None, "known_hosts file"),
-        Option("ssh_host_key_verification", (str,), "strict", "host key policy",
-               choices=("strict", "accept_new", "tofu", "off")),
+        Option(
+            "ssh_host_key_verification",
+            (str,),
+            "strict",
+            "host key policy",
+            choices=("strict", "accept_new", "tofu", "off"),
+        ),
         Option("ssh_jump", (str, list), None, "jump host(s)"),
         Option("ssh_pool_size", (int,), 4, "connections per host", minimum=1),
         Option("ssh_connect_timeout", _NUM, 10, "seconds to connect", minimum=0),
         Option("parallel_limit", (int,), 10, "tasks running at once", minimum=1),
-        Option("forks", (int,), None, "hosts of one task running at once (default parallel_limit)",
-               minimum=1),
+        Option("forks", (int,), None, "hosts of one task running at once (default parallel_limit)", minimum=1),
         Option("log_level", (str,), "info", "log level", choices=("debug", "info", "warning", "error")),
         Option("shell", (str,), "/bin/sh", "shell for local commands"),
-        Option("interrupt_grace", _NUM, 10, "seconds between SIGINT, SIGTERM and SIGKILL after Ctrl+C",
-               minimum=0),
+        Option("interrupt_grace", _NUM, 10, "seconds between SIGINT, SIGTERM and SIGKILL after Ctrl+C", minimum=0),
         Option("terminate_grace", _NUM, 30, "the same after SIGTERM", minimum=0),
     ]
 }

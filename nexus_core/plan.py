@@ -15,8 +15,11 @@ from nexus_core.dsl import _RECORDER, Recorder
 from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.loader import exception_problem, in_project
 from nexus_core.model import LOCAL, Command, Host, Location, Problem, Project, TaskDef
-from nexus_core.options import suggest
+from nexus_core.options import safe_repr, suggest
 from nexus_core.registry import TRANSPORT_PACKAGES, Registry
+
+#: Strategies that come with a plugin, for "pip install ..." hints when it is missing.
+PLUGIN_STRATEGIES = {"rolling": "nexus-ssh", "canary": "nexus-ssh"}
 
 DEFAULT_TASK_TIMEOUT = 300.0
 
@@ -46,7 +49,7 @@ class HostPlan:
 
 @dataclass(frozen=True)
 class TaskPlan:
-    """One task of a plan: its hosts in strategy order, and its options."""
+    """One task of a plan: its hosts (in declaration order), their batches in strategy order, its options."""
 
     name: str
     deps: tuple[str, ...]
@@ -89,6 +92,8 @@ class Plan:
     requested: tuple[str, ...]
     tasks: Mapping[str, TaskPlan]
     phases: tuple[tuple[str, ...], ...]
+    #: The ``config(...)`` keys the user set (nexusfile, then CLI overrides); defaults are
+    #: not filled in (see :func:`resolved_config`).
     config: Mapping[str, Any] = field(default_factory=dict)
     source_hash: str = ""
 
@@ -125,6 +130,9 @@ class Plan:
 # --- validation ----------------------------------------------------------------------------
 
 
+HOST_HINT = 'write "host", "user@host", "user@host:port" or "[2001:db8::1]:port"'
+
+
 def _p(out: list[Problem], message: str, where: Location | None, hint: str = "", code: str = "invalid") -> None:
     out.append(Problem(message, where, hint, code))
 
@@ -155,17 +163,40 @@ def check_structure(project: Project, registry: Registry) -> list[Problem]:
         spec = registry.config_options.get(key)
         where = cfg_where.get(key)
         if spec is None:
-            _p(out, f"config() has no key {key!r}", where,
-               _did_you_mean(key, registry.config_options, "keys"), "unknown-option")
+            _p(
+                out,
+                f"config() has no key {key!r}",
+                where,
+                _did_you_mean(key, registry.config_options, "keys"),
+                "unknown-option",
+            )
             continue
         why = spec.problem(value)
         if why:
-            _p(out, f"config(): {why}", where, code="bad-value")
-    _check_groups(project, out)
+            _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
+    _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
     for t in project.tasks.values():
-        _check_task(project, registry, t, out)
-    out.extend(find_cycles(project))
+        _guarded(
+            out,
+            project.path,
+            f"while checking task {t.name!r}",
+            _check_task,
+            project,
+            registry,
+            t,
+            out,
+            where=t.location,
+        )
+    _guarded(out, project.path, "while checking the dependencies", lambda: out.extend(find_cycles(project)))
     return out
+
+
+def _guarded(out: list[Problem], path: str, when: str, fn: Any, *args: Any, where: Location | None = None) -> None:
+    """Run a check; an exception from a user object (a broken ``__eq__``...) becomes a problem."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - validation must report, never crash
+        out.append(exception_problem(exc, path, when, where))
 
 
 def _check_groups(project: Project, out: list[Problem]) -> None:
@@ -174,22 +205,32 @@ def _check_groups(project: Project, out: list[Problem]) -> None:
             try:
                 parse_host(member)
             except HostParseError as exc:
-                _p(out, f"host group {g.name!r}: {exc}", g.location, "fix the host string", "bad-host")
+                _p(out, f"host group {g.name!r}: {exc}", g.location, HOST_HINT, "bad-host")
         for sub in g.groups:
             if not isinstance(sub, str) or sub not in project.groups:
-                _p(out, f"host group {g.name!r} includes undefined group {sub!r}", g.location,
-                   _did_you_mean(str(sub), project.groups, "groups"), "undefined-group")
+                _p(
+                    out,
+                    f"host group {g.name!r} includes undefined group {safe_repr(sub)}",
+                    g.location,
+                    _did_you_mean(str(sub), project.groups, "groups"),
+                    "undefined-group",
+                )
     # group cycles
     for g in project.groups.values():
         path = _group_cycle(project, g.name, [])
         if path and path[0] == g.name and g.name == min(path[:-1]):
-            _p(out, "host groups include each other: " + " -> ".join(path), g.location,
-               "remove one of the groups= references", "cycle")
+            _p(
+                out,
+                "host groups include each other: " + " -> ".join(path),
+                g.location,
+                "remove one of the groups= references",
+                "cycle",
+            )
 
 
 def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | None:
     if name in stack:
-        return stack[stack.index(name) :] + [name]
+        return [*stack[stack.index(name) :], name]
     if len(stack) > 200:
         return None
     group = project.groups.get(name)
@@ -197,7 +238,7 @@ def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | N
         return None
     for sub in group.groups:
         if isinstance(sub, str):
-            found = _group_cycle(project, sub, stack + [name])
+            found = _group_cycle(project, sub, [*stack, name])
             if found:
                 return found
     return None
@@ -209,25 +250,39 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
     for key, value in t.extra:
         spec = opts.get(key)
         if spec is None:
-            _p(out, f"task {t.name!r} has no option {key!r}", where,
-               _did_you_mean(key, opts, "options"), "unknown-option")
+            _p(
+                out,
+                f"task {t.name!r} has no option {key!r}",
+                where,
+                _did_you_mean(key, opts, "options"),
+                "unknown-option",
+            )
             continue
         why = spec.problem(value)
         if why:
-            _p(out, f"task {t.name!r}: {why}", where, code="bad-value")
+            _p(out, f"task {t.name!r}: {why}", where, spec.hint(), "bad-value")
     if t.timeout is not None:
         why = opts["timeout"].problem(t.timeout)
         if why:
-            _p(out, f"task {t.name!r}: {why}", where, "use a number of seconds, e.g. timeout=300",
-               "bad-value")
+            _p(out, f"task {t.name!r}: {why}", where, "use a number of seconds, e.g. timeout=300", "bad-value")
     if not isinstance(t.strategy, str):
-        _p(out, f"task {t.name!r}: strategy must be a string, not {type(t.strategy).__name__}", where,
-           "strategies: " + ", ".join(registry.strategies), "bad-value")
+        _p(
+            out,
+            f"task {t.name!r}: strategy must be a string, not {type(t.strategy).__name__}",
+            where,
+            "strategies: " + ", ".join(registry.strategies),
+            "bad-value",
+        )
     elif t.strategy not in registry.strategies:
-        hint = _did_you_mean(t.strategy, registry.strategies, "strategies")
-        if t.strategy in ("rolling", "canary"):
-            hint = f"the {t.strategy} strategy comes with remote hosts: pip install nexus-ssh"
-        _p(out, f"task {t.name!r}: unknown strategy {t.strategy!r}", where, hint, "bad-value")
+        known = [*registry.strategies, *(n for n in PLUGIN_STRATEGIES if n not in registry.strategies)]
+        close = suggest(t.strategy, known)
+        if t.strategy in PLUGIN_STRATEGIES:
+            hint = f"the {t.strategy} strategy comes with remote hosts: pip install {PLUGIN_STRATEGIES[t.strategy]}"
+        else:
+            hint = _did_you_mean(t.strategy, known, "strategies")
+            if close in PLUGIN_STRATEGIES:
+                hint += f" (it comes with remote hosts: pip install {PLUGIN_STRATEGIES[close]})"
+        _p(out, f"task {t.name!r}: unknown strategy {safe_repr(t.strategy)}", where, hint, "bad-value")
     else:
         strategy = registry.strategy(t.strategy)
         for why in strategy.check(dict(t.extra)):
@@ -235,12 +290,18 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
     for dep in t.deps:
         name = _dep_name(dep)
         if name is None:
-            what = getattr(dep, "__name__", repr(dep))
+            what = getattr(dep, "__name__", None)
+            what = what if isinstance(what, str) else safe_repr(dep)
             hint = "decorate it with @task" if callable(dep) else "deps take task functions or task names"
             _p(out, f"task {t.name!r} depends on {what}, which is not a task", where, hint, "undefined-task")
         elif name not in project.tasks:
-            _p(out, f"task {t.name!r} depends on undefined task {name!r}", where,
-               _did_you_mean(name, [n for n in project.tasks if n != t.name], "tasks"), "undefined-task")
+            _p(
+                out,
+                f"task {t.name!r} depends on undefined task {safe_repr(name)}",
+                where,
+                _did_you_mean(name, [n for n in project.tasks if n != t.name], "tasks"),
+                "undefined-task",
+            )
         elif name == t.name:
             pass  # reported as a cycle
     _targets(project, registry, t, out, None)
@@ -252,13 +313,18 @@ def _targets(
     """Resolve ``on=`` to hosts, reporting problems into ``out``."""
     where = t.location
     on = t.on
-    if on is None or on == "local":
+    if on is None or (isinstance(on, str) and on == "local"):
         return [LOCAL]
     hosts: list[Host] = []
     if isinstance(on, str):
         if on not in project.groups:
-            _p(out, f"task {t.name!r} runs on undefined host group {on!r}", where,
-               _did_you_mean(on, project.groups, "groups"), "undefined-group")
+            _p(
+                out,
+                f"task {t.name!r} runs on undefined host group {safe_repr(on)}",
+                where,
+                _did_you_mean(on, project.groups, "groups"),
+                "undefined-group",
+            )
             return []
         for member in _group_members(project, on, set()):
             try:
@@ -266,23 +332,38 @@ def _targets(
             except HostParseError:
                 pass  # reported with the group
         if not hosts and not out_has_group_problem(out, on):
-            _p(out, f"task {t.name!r} runs on host group {on!r}, which has no hosts",
-               project.groups[on].location, "add hosts to the group", "empty-group")
+            _p(
+                out,
+                f"task {t.name!r} runs on host group {on!r}, which has no hosts",
+                project.groups[on].location,
+                "add hosts to the group",
+                "empty-group",
+            )
     elif isinstance(on, (list, tuple)):
         if not on:
-            _p(out, f"task {t.name!r}: on= is an empty list", where,
-               'give host strings, a group name, or "local"', "bad-value")
+            _p(
+                out,
+                f"task {t.name!r}: on= is an empty list",
+                where,
+                'give host strings, a group name, or "local"',
+                "bad-value",
+            )
         for item in on:
-            if item == "local":
+            if isinstance(item, str) and item == "local":
                 hosts.append(LOCAL)
                 continue
             try:
                 hosts.append(parse_host(item))
             except HostParseError as exc:
-                _p(out, f"task {t.name!r}: {exc}", where, "fix the host string in on=[...]", "bad-host")
+                _p(out, f"task {t.name!r}: {exc}", where, HOST_HINT + " in on=[...]", "bad-host")
     else:
-        _p(out, f"task {t.name!r}: on= must be \"local\", a group name or a list of hosts, "
-           f"not {type(on).__name__}", where, code="bad-value")
+        _p(
+            out,
+            f'task {t.name!r}: on= must be "local", a group name or a list of hosts, not {type(on).__name__}',
+            where,
+            'write on="web" or on=["web-1", "deploy@web-2:2222"]',
+            "bad-value",
+        )
         return []
     if override is not None and any(not h.is_local for h in hosts):
         hosts = list(override)
@@ -290,8 +371,13 @@ def _targets(
         if transport not in registry.executors:
             package = TRANSPORT_PACKAGES.get(transport, f"a plugin providing the {transport!r} transport")
             install = f"pip install {package}" if package.startswith("nexus-") else f"install {package}"
-            _p(out, f"task {t.name!r} runs on remote hosts ({transport}), but no {transport} executor "
-               "is installed", where, f"{install} (then check `nexus plugins`)", "missing-plugin")
+            _p(
+                out,
+                f"task {t.name!r} runs on remote hosts ({transport}), but no {transport} executor is installed",
+                where,
+                f"{install} (then check `nexus plugins`)",
+                "missing-plugin",
+            )
     return _dedupe(hosts)
 
 
@@ -332,15 +418,21 @@ def find_cycles(project: Project) -> list[Problem]:
             if name in project.tasks:
                 graph.add_edge(t.name, name)
     out: list[Problem] = []
-    components = [c for c in nx.strongly_connected_components(graph)
-                  if len(c) > 1 or any(graph.has_edge(n, n) for n in c)]
+    components = [
+        c for c in nx.strongly_connected_components(graph) if len(c) > 1 or any(graph.has_edge(n, n) for n in c)
+    ]
     for comp in sorted(components, key=lambda c: min(order[n] for n in c)):
         start = min(comp, key=lambda n: order[n])
         sub = graph.subgraph(comp)
         cycle = _cycle_from(sub, start)
         where = project.tasks[start].location
-        _p(out, "dependency cycle: " + " -> ".join(cycle), where,
-           "remove one of these deps so that the tasks form a DAG", "cycle")
+        _p(
+            out,
+            "dependency cycle: " + " -> ".join(cycle),
+            where,
+            "remove one of these deps so that the tasks form a DAG",
+            "cycle",
+        )
     return out
 
 
@@ -395,12 +487,23 @@ def build_plan(
     requested = list(requested or [])
     for name in requested:
         if name not in project.tasks:
-            problems.append(Problem(f"no task named {name!r}", Location(project.path),
-                                    _did_you_mean(name, project.tasks, "tasks"), "undefined-task"))
+            problems.append(
+                Problem(
+                    f"no task named {safe_repr(name)}",
+                    Location(project.path),
+                    _did_you_mean(name, project.tasks, "tasks"),
+                    "undefined-task",
+                )
+            )
     if not project.tasks and not problems:
-        problems.append(Problem("the nexusfile defines no tasks", Location(project.path),
-                                "add one: @task\\ndef build(): run(\"make\")  (or run `nexus init`)",
-                                "no-tasks"))
+        problems.append(
+            Problem(
+                "the nexusfile defines no tasks",
+                Location(project.path),
+                'add a function decorated with @task that calls run("..."), or start from `nexus init`',
+                "no-tasks",
+            )
+        )
     override: list[Host] | None = None
     if host_override:
         override = []
@@ -408,19 +511,29 @@ def build_plan(
             try:
                 override.append(parse_host(text))
             except HostParseError as exc:
-                problems.append(Problem(f"--hosts: {exc}", None, "pass comma-separated host strings",
-                                        "bad-host"))
-    if problems:
-        raise ValidationFailed(problems)
+                problems.append(Problem(f"--hosts: {exc}", None, "pass comma-separated host strings", "bad-host"))
     names = closure(project, requested) if requested else list(project.tasks)
-    config = {name: opt.default for name, opt in registry.config_options.items()}
-    config.update(project.config)
+    load_failed = any(p.code in ("syntax", "exception") for p in project.problems)
+    if load_failed:
+        # The file stopped half-way: its bodies would only add errors caused by the first one.
+        raise ValidationFailed(problems)
+    structural = bool(problems)
+    # Only what the user set (nexusfile + CLI overrides): an executor must be able to tell
+    # "not set" from "set to the default", e.g. so that ~/.ssh/config's Port applies when
+    # ssh_port was not given. Consumers read ``config.get(key, default)``; see resolved_config().
+    config = dict(project.config)
     config.update({k: v for k, v in (config_override or {}).items() if v is not None})
     tasks: dict[str, TaskPlan] = {}
     with in_project(project):
         for name in names:
             t = project.tasks[name]
-            hosts = _targets(project, registry, t, problems, override)
+            # Bodies run even when the structure has problems, so that every problem
+            # (a bad run() option, an unset env(), an empty task...) is reported at once.
+            try:
+                hosts = _targets(project, registry, t, problems, override)
+            except Exception as exc:  # noqa: BLE001 - reported by check_structure already
+                problems.append(exception_problem(exc, project.path, f"while checking task {name!r}", t.location))
+                continue
             host_plans: list[HostPlan] = []
             body_problems = 0
             for host in hosts:
@@ -429,27 +542,28 @@ def build_plan(
                 body_problems += len(found)
                 host_plans.append(HostPlan(host, tuple(commands)))
             if host_plans and not body_problems and all(not hp.commands for hp in host_plans):
-                problems.append(Problem(f"task {name!r} runs no commands", t.location,
-                                        "add run(...) calls to its body, or remove the task",
-                                        "empty-task"))
-            strategy = registry.strategy(t.strategy)
-            opts = dict(t.extra)
-            order = strategy.batches([hp.host for hp in host_plans], opts)
-            by_key = {id(hp.host): hp for hp in host_plans}
-            ordered = [by_key[id(h)] for batch in order for h in batch if id(h) in by_key]
-            timeout = DEFAULT_TASK_TIMEOUT if t.timeout is None else float(t.timeout)
-            tasks[name] = TaskPlan(
-                name=name,
-                deps=tuple(n for n in (_dep_name(d) for d in t.deps) if n),
-                hosts=tuple(ordered) if len(ordered) == len(host_plans) else tuple(host_plans),
-                strategy=t.strategy,
-                options=opts,
-                timeout=timeout,
-                doc=t.summary,
-                location=t.location,
-                batches=tuple(tuple(h.label for h in b) for b in order),
-                strategy_text=strategy.describe([hp.host for hp in host_plans], opts),
-            )
+                problems.append(
+                    Problem(
+                        f"task {name!r} runs no commands",
+                        t.location,
+                        "add run(...) calls to its body, or remove the task",
+                        "empty-task",
+                    )
+                )
+            if structural or problems:
+                continue
+            try:
+                tasks[name] = _task_plan(registry, t, host_plans)
+            except Exception as exc:  # noqa: BLE001 - a plugin strategy failed: report it by name
+                owner = registry.owners.get(f"strategy:{t.strategy}", "?")
+                problems.append(
+                    Problem(
+                        f"task {name!r}: strategy {t.strategy!r} ({owner}) failed to plan: {type(exc).__name__}: {exc}",
+                        t.location,
+                        "this is a bug in the plugin that provides the strategy; try another strategy",
+                        "strategy-error",
+                    )
+                )
     if problems:
         raise ValidationFailed(problems)
     return Plan(
@@ -463,6 +577,35 @@ def build_plan(
     )
 
 
+def resolved_config(plan: Plan, registry: Registry) -> dict[str, Any]:
+    """The plan's config with every known key's default filled in (for display and subscribers)."""
+    config = {name: opt.default for name, opt in registry.config_options.items()}
+    config.update(plan.config)
+    return config
+
+
+def _task_plan(registry: Registry, t: TaskDef, host_plans: list[HostPlan]) -> TaskPlan:
+    """The plan of one task. ``hosts`` stay in declaration order: the strategy orders them when
+    it runs (``Strategy.execute``); ``batches`` records that order for the dry run."""
+    strategy = registry.strategy(t.strategy)
+    opts = dict(t.extra)
+    hosts = [hp.host for hp in host_plans]
+    order = strategy.batches(list(hosts), opts)
+    timeout = DEFAULT_TASK_TIMEOUT if t.timeout is None else float(t.timeout)
+    return TaskPlan(
+        name=t.name,
+        deps=tuple(n for n in (_dep_name(d) for d in t.deps) if n),
+        hosts=tuple(host_plans),
+        strategy=t.strategy,
+        options=opts,
+        timeout=timeout,
+        doc=t.summary,
+        location=t.location,
+        batches=tuple(tuple(h.label for h in b) for b in order),
+        strategy_text=strategy.describe(list(hosts), opts),
+    )
+
+
 def evaluate_body(project: Project, t: TaskDef, host: Host) -> tuple[list[Command], list[Problem]]:
     """Run a task body for one host and return the commands it recorded and its problems."""
     rec = Recorder(project=project, task=t.name, host=host)
@@ -472,12 +615,13 @@ def evaluate_body(project: Project, t: TaskDef, host: Host) -> tuple[list[Comman
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - user code
-        rec.problems.append(exception_problem(exc, project.path, f"in task {t.name!r} (host {host.label})"))
+        rec.problems.append(exception_problem(exc, project.path, f"in task {t.name!r} (host {host.label})", t.location))
     finally:
         _RECORDER.reset(token)
     root = project.root
     commands = [
-        c if c.cwd is None or os.path.isabs(c.cwd) or not host.is_local
+        c
+        if c.cwd is None or os.path.isabs(c.cwd) or not host.is_local
         else _with_cwd(c, os.path.normpath(os.path.join(root, c.cwd)))
         for c in rec.commands
     ]
@@ -499,6 +643,4 @@ def phases(tasks: Mapping[str, TaskPlan]) -> tuple[tuple[str, ...], ...]:
     for t in tasks.values():
         graph.add_edges_from((dep, t.name) for dep in t.deps if dep in tasks)
     order = {name: i for i, name in enumerate(tasks)}
-    return tuple(
-        tuple(sorted(gen, key=order.__getitem__)) for gen in nx.topological_generations(graph)
-    )
+    return tuple(tuple(sorted(gen, key=order.__getitem__)) for gen in nx.topological_generations(graph))

@@ -1,4 +1,8 @@
-"""The built-in pre-flight check: the configuration (always first, always local)."""
+"""The built-in pre-flight checks: the configuration (always first) and local files.
+
+Both are local: they never contact a host. Host checks (connectivity, authentication,
+sudo) come from the executor plugins (``nexus-ssh``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ class ConfigurationCheck(PreflightCheck):
 
     name = "configuration"
     category = "Configuration"
+    order = 0
 
     def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
         """A plan exists only for a valid nexusfile, so these are facts, not guesses."""
@@ -31,10 +36,54 @@ class ConfigurationCheck(PreflightCheck):
         ]
         if remote:
             results.append(CheckResult(self.category, "ok", "Executors installed for " + ", ".join(remote)))
+        if len(plan.order) > 1:
+            results.append(CheckResult(self.category, "ok", "Dependencies resolved: " + " -> ".join(plan.order)))
+        return results
+
+
+class LocalFilesCheck(PreflightCheck):
+    """Local paths the plan refers to exist.
+
+    What is checked is only what Nexus can know for sure without running anything: the
+    ``cwd=`` of commands that run on the local machine (and, once the DSL has them, the
+    sources of uploads). Paths inside a command's text are not guessed at. A missing ``cwd``
+    is a warning, not a failure: an earlier task may create it.
+    """
+
+    name = "local-files"
+    category = "Local Files"
+    order = 90
+
+    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
+        """One result per distinct local directory."""
+        seen: dict[str, str] = {}
+        for name in plan.order:
+            for hp in plan.tasks[name].hosts:
+                if not hp.host.is_local:
+                    continue
+                for cmd in hp.commands:
+                    if cmd.cwd and cmd.cwd not in seen:
+                        seen[cmd.cwd] = name
+        results = []
+        for path, task in seen.items():
+            shown = os.path.relpath(path, plan.root) if path.startswith(plan.root) else path
+            if os.path.isdir(path):
+                results.append(CheckResult(self.category, "ok", f"{shown}/ exists (cwd of {task})"))
+            else:
+                results.append(
+                    CheckResult(
+                        self.category,
+                        "warn",
+                        f"{shown}/ does not exist (cwd of {task})",
+                        blocking=False,
+                        hint="Fine if an earlier task creates it; otherwise fix cwd= in the nexusfile",
+                        exit_code=2,
+                    )
+                )
         return results
 
 
 @hookimpl
 def nexus_preflight_checks() -> list[type[PreflightCheck]]:
-    """The built-in configuration check."""
-    return [ConfigurationCheck]
+    """The built-in configuration and local files checks."""
+    return [ConfigurationCheck, LocalFilesCheck]

@@ -407,11 +407,6 @@ def test_plugin_strategy_plans_the_host_order(project, site, logs):
     assert logs.records("run") == []  # a dry run executes nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan.py stores TaskPlan.hosts in strategy order and the engine hands them to "
-    "Strategy.execute, which batches them again: a non-idempotent strategy is applied twice",
-)
 def test_plugin_strategy_runs_hosts_in_the_planned_order(project, site, logs):
     """nexus_strategies: the run follows the order the dry run showed."""
     make_dist(site)

@@ -94,6 +94,7 @@ class LocalExecutor(Executor):
     """Runs commands on the machine Nexus runs on, in the nexusfile's folder by default."""
 
     name = "local"
+    supports_markers = True
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)

@@ -1,0 +1,132 @@
+"""The shell text sent to the server: env, cwd, sudo, and a process-group handle for kills.
+
+Closing an exec channel does not stop the remote command when no PTY was allocated
+(DESIGN §8). So every command runs under a tiny ``/bin/sh`` wrapper that first prints its
+process-group ids on stderr, on one marker line the executor strips from the output::
+
+    \\x1eNEXUS-PG <outer> <inner>
+
+``outer`` is the login session's shell: sshd makes it a session and process-group leader,
+so ``kill -- -outer`` reaches every process of the command (sudo included, when sudo
+does not use a pty). ``inner`` is the shell that runs the user's command after sudo: with
+sudo's ``use_pty`` (Debian's default) it leads its own session, so ``kill -- -inner``
+reaches that tree. To stop a command (timeout, cancel) the executor opens a second exec
+channel on the same connection and signals both groups: TERM, a short grace, then KILL
+(or INT / TERM / KILL for the cancel levels); as root through ``sudo -n`` when the command
+used sudo. Daemons that ``setsid`` themselves away escape, as they would from any shell.
+
+User-supplied values (env values, cwd, sudo user) are always quoted with :func:`shlex.quote`;
+env names must be valid shell names. The command itself runs as ``sh -c CMD`` unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+from nexus_core import markers
+from nexus_core.markers import Marker
+
+MARKER = "\x1eNEXUS-PG "
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
+
+
+class CommandError(ValueError):
+    """A command option that cannot be turned into safe shell text."""
+
+
+def build(
+    cmd: str,
+    *,
+    sudo: bool = False,
+    user: str | None = None,
+    env: Sequence[tuple[str, str]] = (),
+    cwd: str | None = None,
+    marker: Marker | None = None,
+) -> str:
+    """The exec request string for ``cmd`` (see the module docstring).
+
+    With ``marker``, the login shell first records its pid and, when the command ends, its
+    exit code on the host (:mod:`nexus_core.markers`), outside any sudo.
+    """
+    inner: list[str] = [f'printf \'{_marker_printf()}%s %s\\n\' "$NEXUS_PG_OUTER" "$$" >&2']
+    if cwd:
+        inner.append(f"cd -- {shlex.quote(cwd)} || exit 1")
+    for name, value in env:
+        if not _ENV_NAME.match(name):
+            raise CommandError(f"invalid environment variable name {name!r}")
+        inner.append(f"export {name}={shlex.quote(str(value))}")
+    inner.append("unset NEXUS_PG_OUTER")
+    inner.append(f"exec /bin/sh -c {shlex.quote(cmd)}")
+    inner_text = "\n".join(inner)
+    if sudo or user:
+        if user is not None and not _USER.match(user):
+            raise CommandError(f"invalid user name {user!r} for sudo")
+        sudo_args = "sudo -n" + (f" -u {shlex.quote(user)}" if user else "")
+        # sudo resets the environment: pass the outer pgid as an argument instead.
+        body = (
+            f"exec {sudo_args} -- /bin/sh -c "
+            + shlex.quote('NEXUS_PG_OUTER="$1"; shift\n' + inner_text)
+            + ' nexus "${NEXUS_PG_OUTER:-$$}"'
+        )
+    else:
+        body = 'NEXUS_PG_OUTER="${NEXUS_PG_OUTER:-$$}"\n' + inner_text
+    if marker is not None:
+        # The session leader stays alive to write the exit code; the command runs as its child
+        # (same process group, so the kill handle is unchanged).
+        body = (
+            f"{markers.prologue(marker)}\nNEXUS_PG_OUTER=$$; export NEXUS_PG_OUTER\n"
+            f"/bin/sh -c {shlex.quote(body)}\nrc=$?\n{markers.epilogue(marker)}"
+        )
+    # The login shell may not be sh (bash, zsh, fish...): hand everything to /bin/sh at once.
+    return "exec /bin/sh -c " + shlex.quote(body)
+
+
+def _marker_printf() -> str:
+    return "\\036NEXUS-PG "
+
+
+def parse_marker(line: str) -> tuple[int, int] | None:
+    """(outer, inner) from a marker line, or None."""
+    if not line.startswith(MARKER):
+        return None
+    parts = line[len(MARKER) :].split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def kill_script(groups: Sequence[int], signals: Sequence[str], grace: float) -> str:
+    """Signal each process group; between signals wait up to ``grace`` s for them to go.
+
+    Prints nothing; exits 0. Runs under ``sh``; ``sleep 0.1`` needs GNU or busybox sleep.
+    """
+    pgs = " ".join(str(int(g)) for g in groups if int(g) > 1)
+    steps = max(1, int(grace / 0.1))
+    lines = [
+        f"pgs='{pgs}'",
+        'alive() { for g in $pgs; do kill -0 "-$g" 2>/dev/null && return 0; done; return 1; }',
+    ]
+    for i, sig in enumerate(signals):
+        if sig not in ("INT", "TERM", "KILL", "HUP"):
+            raise CommandError(f"unsupported signal {sig!r}")
+        lines.append(f'for g in $pgs; do kill -{sig} "-$g" 2>/dev/null; done')
+        if i < len(signals) - 1:
+            lines.append(f"i=0; while [ $i -lt {steps} ] && alive; do sleep 0.1; i=$((i+1)); done")
+            lines.append("alive || exit 0")
+    lines.append("exit 0")
+    return "\n".join(lines)
+
+
+def kill_command(
+    groups: Sequence[int], signals: Sequence[str], grace: float, *, sudo: bool, user: str | None
+) -> str:
+    """The exec string that runs :func:`kill_script` with the rights the command had."""
+    script = shlex.quote(kill_script(groups, signals, grace))
+    if not (sudo or user):
+        return f"exec /bin/sh -c {script}"
+    # Root can signal sudo and the command; fall back to the target user when sudo is limited.
+    alt = f" || sudo -n -u {shlex.quote(user)} -- /bin/sh -c {script}" if user else ""
+    return "exec /bin/sh -c " + shlex.quote(f"sudo -n -- /bin/sh -c {script} 2>/dev/null{alt}")
