@@ -67,8 +67,9 @@ def probe_script(run_id: str, marker_key: str) -> str:
 
 
 def cleanup_script(run_id: str) -> str:
-    """Shell text removing a run's status folder."""
-    return f"rm -rf {run_dir(run_id)}"
+    """Shell text removing a run's status folder, and the folders above it when left empty."""
+    d = run_dir(run_id)
+    return f'd={d}; rm -rf "$d"; rmdir "$d/.." "$d/../.." 2>/dev/null; rmdir "$d/../../.." 2>/dev/null; true'
 
 
 @dataclass(frozen=True)
