@@ -1,0 +1,186 @@
+"""Durable state over SSH: the host is asked what happened to a command after a crash."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nexus_core.state.store import StateStore
+from nexus_core.testing import NexusProject
+from tests.support.sshbed import USER_KEY, SshBed
+
+pytestmark = pytest.mark.ssh
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder the remote test user can write (the bed's hosts are this machine).
+
+    Not under pytest's tmp_path: its parents are private to root.
+    """
+    path = Path(tempfile.mkdtemp(prefix="nexus-remote-logs-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def nexusfile(bed: SshBed, logs: Path, body: str) -> str:
+    hosts = ", ".join(repr(h.address) for h in bed.hosts)
+    return f"""
+from nexus_core import config, hosts, hostname, run, task
+
+config(ssh_user={USER_KEY!r}, ssh_identity={bed.key_path("ed25519")!r},
+       ssh_known_hosts_file={bed.known_hosts!r}, ssh_port={bed.port}, interrupt_grace=0.3,
+       terminate_grace=0.3)
+hosts("web", {hosts})
+
+def step(name, pause):
+    run(f"echo {{name}} >> {logs}/log-{{hostname()}}; sleep {{pause}}")
+{body}
+"""
+
+
+def start(project: NexusProject, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **project.env, "NO_COLOR": "1", "CI": "1", "NEXUS_SSH_CONFIG": ""}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", *args],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def lines(logs: Path, host: str) -> list[str]:
+    path = logs / f"log-{host}"
+    return path.read_text().split() if path.exists() else []
+
+
+def wait_for(check, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return bool(check())
+
+
+def run_env(project: NexusProject) -> dict[str, str]:
+    return {"NEXUS_SSH_CONFIG": ""}
+
+
+SLOW_MIDDLE = """
+@task(on="web")
+def deploy():
+    step("one", 0)
+    step("two", {pause})
+    step("three", 0)
+"""
+
+
+def test_command_still_running_on_the_host_is_waited_for_not_restarted(nexus_project, sshbed, shared_dir):
+    nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=3)))
+    proc = start(nexus_project, "run", "deploy")
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc.send_signal(signal.SIGKILL)  # the coordinator dies; "two" keeps running on every host
+    proc.communicate(timeout=30)
+    out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
+    assert out.code == 0, out
+    for host in sshbed.hosts:
+        assert lines(shared_dir, host.address) == ["one", "two", "three"], host.address
+    probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
+    assert probes and all("running" in m or "finished (exit code 0)" in m for m in probes), probes
+
+
+def test_command_that_finished_while_nexus_was_down_is_not_run_again(nexus_project, sshbed, shared_dir):
+    nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=1)))
+    proc = start(nexus_project, "run", "deploy")
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    time.sleep(1.5)  # "two" finishes on every host while nobody watches
+    out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
+    assert out.code == 0, out
+    for host in sshbed.hosts:
+        assert lines(shared_dir, host.address) == ["one", "two", "three"]
+    probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
+    assert len(probes) == 3 and all("finished (exit code 0)" in m for m in probes), probes
+
+
+def test_command_that_never_reached_the_host_is_run(nexus_project, sshbed, shared_dir):
+    nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=1)))
+    proc = start(nexus_project, "run", "deploy")
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    time.sleep(1.5)
+    # As if the exec request had never arrived: the host has no status files for the run.
+    home = Path(f"/var/lib/nexus-sshbed/home/{USER_KEY}/.cache/nexus/runs")
+    shutil.rmtree(home, ignore_errors=True)
+    out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
+    assert out.code == 0, out
+    probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
+    assert probes and all("never" in m for m in probes), probes
+    for host in sshbed.hosts:
+        assert lines(shared_dir, host.address) == ["one", "two", "two", "three"]
+
+
+def test_sigint_lets_remote_commands_finish_then_stops_them_and_leaves_no_process(nexus_project, sshbed, shared_dir):
+    nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=38.5)))
+    proc = start(nexus_project, "run", "deploy")
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert sshbed.wait_no_process(USER_KEY, "sleep 38.5", 10) == []
+    assert "Interrupted" in stdout
+
+
+def test_sigkill_at_random_points_on_many_hosts(nexus_project, sshbed, shared_dir):
+    body = """
+@task(on="web")
+def prepare():
+    for i in range(3):
+        step(f"p{i}", 0.05)
+
+@task(on="web", deps=[prepare], strategy="rolling", batch=1)
+def deploy():
+    for i in range(2):
+        step(f"d{i}", 0.1)
+
+@task(deps=[deploy])
+def report():
+    run("true")
+"""
+    nexus_project.write(nexusfile(sshbed, shared_dir, body))
+    expected = ["p0", "p1", "p2", "d0", "d1"]
+    rng = random.Random(11)
+    iterations = int(os.environ.get("NEXUS_KILL_ITERATIONS_SSH", "4"))
+    state_db = Path(nexus_project.env["XDG_STATE_HOME"]) / "nexus" / "state.db"
+    for it in range(iterations):
+        for f in shared_dir.iterdir():
+            f.unlink()
+        proc = start(nexus_project, "run", "report", "--no-resume")
+        time.sleep(rng.uniform(0.3, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        if state_db.exists():
+            store = StateStore(str(state_db))
+            assert store.integrity() == [], f"iteration {it}"
+            store.close()
+        out = nexus_project.run("run", "report", "--resume", env=run_env(nexus_project))
+        assert out.code == 0, (it, out)
+        for host in sshbed.hosts:
+            assert sorted(lines(shared_dir, host.address)) == sorted(expected), (it, host.address)
+        state_db.unlink(missing_ok=True)
