@@ -265,3 +265,72 @@ def test_concurrent_runs_in_different_projects_share_the_store_safely(nexus_proj
 def test_sigkill_soak(nexus_project, monkeypatch):
     monkeypatch.setenv("NEXUS_KILL_ITERATIONS", "60")
     test_sigkill_at_random_points_never_corrupts_and_resume_runs_each_command_once(nexus_project)
+
+
+def _interrupt_once(nexus_project) -> None:
+    nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 30)'))
+    proc = nexus(nexus_project, "run", "final")
+    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=40)
+    nexus_project.write(
+        PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 30)')
+        .replace("sleep {pause}", "sleep {pause}; true")
+        .replace("30)", "0.01)")
+    )
+
+
+def _answer_in_pty(nexus_project, answer: str) -> tuple[int, str]:
+    import pty
+    import select
+
+    env = {**os.environ, **nexus_project.env, "TERM": "xterm"}
+    env.pop("CI", None)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "final", "--force"],
+        cwd=nexus_project.root,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    screen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            screen += data
+            if not answered and b"Resume? [Y/n/discard]" in screen:
+                os.write(master, answer.encode() + b"\r")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), screen.decode("utf-8", "replace")
+
+
+def test_terminal_prompt_shows_progress_and_resumes_on_yes(nexus_project):
+    _interrupt_once(nexus_project)
+    code, screen = _answer_in_pty(nexus_project, "y")
+    assert code == 0, screen
+    assert "was interrupted" in screen and "Completed:" in screen and "In progress:" in screen
+    assert log_lines(nexus_project).count("a1-0") == 1
+
+
+def test_terminal_prompt_discard_starts_fresh_and_forgets_the_run(nexus_project):
+    _interrupt_once(nexus_project)
+    code, screen = _answer_in_pty(nexus_project, "discard")
+    assert code == 0, screen
+    assert "Discarded run" in screen
+    assert log_lines(nexus_project).count("a1-0") == 2
+    runs = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"]
+    assert {r["status"] for r in runs} == {"ok", "discarded"}
