@@ -56,8 +56,11 @@ def install(extras: str = "test,docs") -> None:
 
 def ensure_system_packages() -> None:
     """The SSH tests need Debian's openssh-server and sudo; install them when missing (root only)."""
-    missing = [pkg for pkg, path in (("openssh-server", "/usr/sbin/sshd"), ("sudo", "/usr/bin/sudo"))
-               if not os.path.exists(path)]
+    missing = [
+        pkg
+        for pkg, path in (("openssh-server", "/usr/sbin/sshd"), ("sudo", "/usr/bin/sudo"))
+        if not os.path.exists(path)
+    ]
     if not missing:
         return
     if os.geteuid() != 0:
@@ -86,7 +89,7 @@ def cmd_test(pytest_args: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch ``python3 dev.py COMMAND``."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py must also run on an old python3 to say so
         sys.exit(f"Nexus needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command == "example":

@@ -23,6 +23,7 @@ files live in the bed directory (under /tmp), hence ``StrictModes no``. Test use
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import os
@@ -82,8 +83,19 @@ KEY_KINDS: dict[str, tuple[str, ...]] = {
 
 HOME_ROOT = Path("/var/lib/nexus-sshbed/home")
 SUDOERS_FILE = Path("/etc/sudoers.d/nexus-sshbed")
-_RC_FILES = (".bashrc", ".profile", ".bash_profile", ".bash_login", ".bash_logout", ".kshrc",
-             ".zshrc", ".zshenv", ".cshrc", ".ssh/rc", ".hushlogin")
+_RC_FILES = (
+    ".bashrc",
+    ".profile",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".kshrc",
+    ".zshrc",
+    ".zshenv",
+    ".cshrc",
+    ".ssh/rc",
+    ".hushlogin",
+)
 
 
 class BedError(RuntimeError):
@@ -131,11 +143,13 @@ def _require_root(what: str) -> None:
         raise BedError(f"the SSH test bed must run as root to {what} (euid is {os.geteuid()})")
 
 
-def _run(args: list[str], *, timeout: float = 60, input_text: str | None = None,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], *, timeout: float = 60, input_text: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                              input=input_text, env=env, check=False)
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, input=input_text, env=env, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise BedError(f"{' '.join(args)} did not finish within {timeout:g}s") from exc
     except FileNotFoundError as exc:
@@ -166,8 +180,10 @@ def ensure_openssh(timeout: float = 600) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     lock = ["-o", "DPkg::Lock::Timeout=300"]
     _check(_run(["apt-get", *lock, "update", "-q"], timeout=timeout, env=env), "apt-get update")
-    _check(_run(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing],
-                timeout=timeout, env=env), f"apt-get install {' '.join(missing)}")
+    _check(
+        _run(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing], timeout=timeout, env=env),
+        f"apt-get install {' '.join(missing)}",
+    )
     if not os.path.exists(SSHD):
         raise BedError(f"apt-get installed openssh-server but {SSHD} is still missing")
 
@@ -185,13 +201,22 @@ def ensure_users() -> dict[str, BedUser]:
     for user in USERS.values():
         home = HOME_ROOT / user.name
         if not _user_exists(user.name):
-            proc = _run(["useradd", "--no-create-home", "--home-dir", str(home),
-                         "--shell", "/bin/sh", "--user-group", user.name])
+            proc = _run(
+                [
+                    "useradd",
+                    "--no-create-home",
+                    "--home-dir",
+                    str(home),
+                    "--shell",
+                    "/bin/sh",
+                    "--user-group",
+                    user.name,
+                ]
+            )
             if proc.returncode != 0 and not _user_exists(user.name):  # a concurrent creation is fine
                 _check(proc, f"useradd {user.name}")
         else:
-            _check(_run(["usermod", "--home", str(home), "--shell", "/bin/sh", user.name]),
-                   f"usermod {user.name}")
+            _check(_run(["usermod", "--home", str(home), "--shell", "/bin/sh", user.name]), f"usermod {user.name}")
         home.mkdir(exist_ok=True)
         for rc in _RC_FILES:
             p = home / rc
@@ -202,8 +227,7 @@ def ensure_users() -> dict[str, BedUser]:
         # With UsePAM no, sshd refuses accounts whose password starts with "!" (locked),
         # even for key auth: give key users "*" (no password, not locked).
         if user.password is not None:
-            _check(_run(["chpasswd"], input_text=f"{user.name}:{user.password}\n"),
-                   f"chpasswd {user.name}")
+            _check(_run(["chpasswd"], input_text=f"{user.name}:{user.password}\n"), f"chpasswd {user.name}")
         else:
             _check(_run(["usermod", "-p", "*", user.name]), f"usermod -p {user.name}")
     sudoers = "".join(f"{u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n" for u in USERS.values() if u.sudo)
@@ -255,13 +279,23 @@ class SshBed:
     the bed created it). ``bastion``: also start a jump host on :data:`BASTION_ADDRESS`.
     """
 
-    def __init__(self, n_hosts: int = 3, *, port: int = DEFAULT_PORT, base_dir: str | os.PathLike[str] | None = None,
-                 bastion: bool = True, log_level: str = "VERBOSE", start_timeout: float = 20.0,
-                 install: bool = True) -> None:
+    def __init__(
+        self,
+        n_hosts: int = 3,
+        *,
+        port: int = DEFAULT_PORT,
+        base_dir: str | os.PathLike[str] | None = None,
+        bastion: bool = True,
+        log_level: str = "VERBOSE",
+        start_timeout: float = 20.0,
+        install: bool = True,
+    ) -> None:
         if not 1 <= n_hosts <= MAX_HOSTS:
             raise BedError(f"n_hosts must be within 1..{MAX_HOSTS}, not {n_hosts}")
         if log_level.upper() not in ("INFO", "VERBOSE", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3"):
-            raise BedError(f"log_level must be INFO, VERBOSE or DEBUG* (readiness and counting read the log), not {log_level!r}")
+            raise BedError(
+                f"log_level must be INFO, VERBOSE or DEBUG* (readiness and counting read the log), not {log_level!r}"
+            )
         if port == 22:
             raise BedError("port 22 is the system sshd's; pick another (default 2222) or 0 for any free port")
         self.n_hosts = n_hosts
@@ -391,18 +425,31 @@ class SshBed:
         """The index-th host (0-based)."""
         return self.hosts[index]
 
-    def write_ssh_config(self, path: str | os.PathLike[str] | None = None, *, user: str = USER_KEY,
-                         key: str = "ed25519", alias_prefix: str = "bed") -> str:
+    def write_ssh_config(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        user: str = USER_KEY,
+        key: str = "ed25519",
+        alias_prefix: str = "bed",
+    ) -> str:
         """Write an OpenSSH client config with ``Host bed1 … bedN`` (and ``bastion``) entries."""
         lines = []
         entries = [(f"{alias_prefix}{i + 1}", h) for i, h in enumerate(self.hosts)]
         if self.bastion:
             entries.append(("bastion", self.bastion))
         for alias, h in entries:
-            lines += [f"Host {alias}", f"    HostName {h.address}", f"    Port {h.port}",
-                      f"    User {user}", f"    IdentityFile {self.key_path(key)}",
-                      "    IdentitiesOnly yes", f"    UserKnownHostsFile {self.known_hosts}",
-                      "    StrictHostKeyChecking yes", ""]
+            lines += [
+                f"Host {alias}",
+                f"    HostName {h.address}",
+                f"    Port {h.port}",
+                f"    User {user}",
+                f"    IdentityFile {self.key_path(key)}",
+                "    IdentitiesOnly yes",
+                f"    UserKnownHostsFile {self.known_hosts}",
+                "    StrictHostKeyChecking yes",
+                "",
+            ]
         target = Path(path) if path is not None else self.base_dir / "ssh_config"
         target.write_text("\n".join(lines))
         return str(target)
@@ -417,8 +464,7 @@ class SshBed:
         """TCP connections the bed's sshd accepted on ``address`` since the bed started."""
         sshd = self._sshd_for(address)
         needle = f" on {address} port {sshd.port}"
-        return sum(1 for line in sshd.log_text().splitlines()
-                   if "Connection from " in line and needle in line)
+        return sum(1 for line in sshd.log_text().splitlines() if "Connection from " in line and needle in line)
 
     def auth_count(self, address: str, method: str = "") -> int:
         """Successful logins on ``address`` ("Accepted <method> for ..."; method e.g. publickey).
@@ -483,14 +529,20 @@ class SshBed:
     def _keygen(self, path: Path, args: Iterable[str], passphrase: str = "", comment: str = "") -> None:
         if path.exists():
             return
-        _check(_run([SSH_KEYGEN, "-q", *args, "-N", passphrase, "-C", comment or path.name, "-f", str(path)]),
-               f"ssh-keygen {path.name}")
+        _check(
+            _run([SSH_KEYGEN, "-q", *args, "-N", passphrase, "-C", comment or path.name, "-f", str(path)]),
+            f"ssh-keygen {path.name}",
+        )
 
     def _make_client_keys(self) -> None:
         self.keys_dir.mkdir(mode=0o700, exist_ok=True)
         for kind, args in KEY_KINDS.items():
-            self._keygen(Path(self.key_path(kind)), args,
-                         passphrase=KEY_PASSPHRASE if kind.endswith("_pass") else "", comment=f"nexus-bed-{kind}")
+            self._keygen(
+                Path(self.key_path(kind)),
+                args,
+                passphrase=KEY_PASSPHRASE if kind.endswith("_pass") else "",
+                comment=f"nexus-bed-{kind}",
+            )
 
     def _make_authorized_keys(self) -> None:
         ak_dir = self.base_dir / "authorized_keys"
@@ -508,8 +560,7 @@ class SshBed:
         keys = [d / "ssh_host_ed25519_key", d / "ssh_host_rsa_key"]
         self._keygen(keys[0], ("-t", "ed25519"), comment=f"{name}-host")
         self._keygen(keys[1], ("-t", "rsa", "-b", "2048"), comment=f"{name}-host")
-        sshd = _Sshd(name, addresses, self.port, d / "sshd_config", d / "sshd.log", d / "sshd.pid",
-                     keys, forwarding)
+        sshd = _Sshd(name, addresses, self.port, d / "sshd_config", d / "sshd.log", d / "sshd.pid", keys, forwarding)
         lines = [f"# nexus ssh test bed: {name}", f"Port {self.port}", "AddressFamily inet"]
         lines += [f"ListenAddress {a}" for a in addresses]
         lines += [f"HostKey {k}" for k in keys]
@@ -564,7 +615,9 @@ class SshBed:
         # -D: stay in the foreground (we own the process), -e not used: -E logs to a file.
         sshd.proc = subprocess.Popen(
             [SSHD, "-D", "-f", str(sshd.config), "-E", str(sshd.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
 
@@ -581,8 +634,9 @@ class SshBed:
                         f"it listened on every address; log tail:\n{sshd.log_tail()}"
                     )
                 text = sshd.log_text()
-                pending += [(sshd, a) for a in sshd.addresses
-                            if f"Server listening on {a} port {sshd.port}." not in text]
+                pending += [
+                    (sshd, a) for a in sshd.addresses if f"Server listening on {a} port {sshd.port}." not in text
+                ]
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -695,10 +749,8 @@ def _descendants(pids: list[int]) -> list[int]:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _alive(pid: int) -> bool:

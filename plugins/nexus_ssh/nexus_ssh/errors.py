@@ -92,7 +92,9 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
             retryable=True,
         )
     if isinstance(exc, ProxyCommandFailure):
-        return ConnectError("proxy", f"ProxyCommand failed for {where}: {exc}", transient=False, retryable=True)
+        return ConnectError(
+            "proxy", f"ProxyCommand failed for {where}: {exc}", transient=False, retryable=True
+        )
     if isinstance(exc, ChannelException):
         return ConnectError(
             "refused",
@@ -119,5 +121,6 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
         )
     if isinstance(exc, OSError):
         return ConnectError("unreachable", f"Cannot connect ({where}): {exc}", transient=True, retryable=True)
-    return ConnectError("error", f"Cannot connect ({where}): {type(exc).__name__}: {exc}",
-                        transient=False, retryable=False)
+    return ConnectError(
+        "error", f"Cannot connect ({where}): {type(exc).__name__}: {exc}", transient=False, retryable=False
+    )

@@ -92,6 +92,7 @@ class SshExecutor(Executor):
 
     name = "ssh"
     package = "nexus-ssh"
+    supports_markers = True
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -209,7 +210,12 @@ class SshExecutor(Executor):
         try:
             spec = self.spec_for(host)
             script = remote.build(
-                command.cmd, sudo=command.sudo, user=command.user, env=command.env, cwd=command.cwd
+                command.cmd,
+                sudo=command.sudo,
+                user=command.user,
+                env=command.env,
+                cwd=command.cwd,
+                marker=command.marker,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
@@ -265,13 +271,16 @@ class SshExecutor(Executor):
             )
         except ConnectError as exc:
             attempts = self._connector.attempts if self._connector and exc.transient else 1
-            reason = exc.reason
+            head, _, rest = exc.reason.partition("\n")
             if attempts > 1:
-                head, _, rest = reason.partition("\n")
-                reason = f"{head} after {attempts} attempts" + (f"\n{rest}" if rest else "")
-            self._emit(SshError(run_id=self.context.run_id, host=host.name, reason=reason.split("\n", 1)[0]))
+                head = f"{head} after {attempts} attempts"
+            self._emit(SshError(run_id=self.context.run_id, host=host.name, reason=head))
             return CommandResult(
-                "unreachable", reason=reason, retryable=exc.retryable, duration=time.monotonic() - start
+                "unreachable",
+                reason=head,
+                hint=rest,
+                retryable=exc.retryable,
+                duration=time.monotonic() - start,
             )
         now = time.monotonic()
         self._emit(

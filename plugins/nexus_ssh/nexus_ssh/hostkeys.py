@@ -117,7 +117,9 @@ class HostKeyVerifier:
                 out.append(_Entry("(trusted on first use in this run)", 0, key_type, key_b64))
         return out
 
-    def preferred_algorithms(self, endpoint: Endpoint, files: tuple[str, ...], default: tuple[str, ...]) -> list[str]:
+    def preferred_algorithms(
+        self, endpoint: Endpoint, files: tuple[str, ...], default: tuple[str, ...]
+    ) -> list[str]:
         """Host key algorithms with the types we already know for this host first (as OpenSSH)."""
         known = {e.key_type for e in self.known_entries(endpoint.known_hosts_name, files)}
         if not known:
@@ -143,7 +145,8 @@ class HostKeyVerifier:
             types = ", ".join(sorted({e.key_type for e in entries}))
             raise HostKeyError(
                 f"Host key not known for {name}: the server offered {key_type} {fingerprint(key)}, "
-                f"known_hosts has only {types} for it ({entries[0].path}:{entries[0].line})",
+                f"known_hosts has only {types} for it ({entries[0].path}:{entries[0].line})\n"
+                f"- Check the fingerprint, then add it: nexus hosts scan --add",
                 changed=False,
             )
         if policy == "strict":
@@ -151,8 +154,8 @@ class HostKeyVerifier:
             raise HostKeyError(
                 f"Host key not known for {name} ({key_type} {fingerprint(key)}); strict host key "
                 f"verification is on.\n"
-                f"- Add it after checking the fingerprint: ssh-keyscan -p {endpoint.port} "
-                f"{endpoint.hostname} >> {files[0] if files else '~/.ssh/known_hosts'}\n"
+                f"- Check the fingerprint, then add it: nexus hosts scan --add (or ssh-keyscan -p "
+                f"{endpoint.port} {endpoint.hostname} >> {files[0] if files else '~/.ssh/known_hosts'})\n"
                 f"- Or set ssh_host_key_verification='accept_new' to add new hosts automatically\n"
                 f"- Files searched: {where}",
                 changed=False,
@@ -162,7 +165,9 @@ class HostKeyVerifier:
                 self._tofu.setdefault(name, (key_type, key_b64))
             return "host key trusted on first use (this run only)"
         if policy == "accept_new":
-            self._append(files[0] if files else os.path.expanduser("~/.ssh/known_hosts"), name, key_type, key_b64)
+            self._append(
+                files[0] if files else os.path.expanduser("~/.ssh/known_hosts"), name, key_type, key_b64
+            )
             return "new host key added to known_hosts"
         raise HostKeyError(f"unknown host key policy {policy!r}", changed=False)
 
@@ -188,14 +193,16 @@ class HostKeyVerifier:
         try:
             old = fingerprint(PKey.from_type_string(e.key_type, base64.b64decode(e.key_b64)))
         except Exception:
-            old = "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(e.key_b64)).digest()).decode().rstrip("=")
+            old = "SHA256:" + base64.b64encode(
+                hashlib.sha256(base64.b64decode(e.key_b64)).digest()
+            ).decode().rstrip("=")
         name = endpoint.known_hosts_name
         location = f"{e.path} line {e.line}" if e.line else e.path
         return (
             f"HOST KEY CHANGED for {name} - possible man-in-the-middle attack!\n"
-            f"- Expected {e.key_type} {old} (from {location})\n"
-            f"- Got      {key.get_name()} {fingerprint(key)}\n"
+            f"Expected: {e.key_type} {old} (from {location})\n"
+            f"Got:      {key.get_name()} {fingerprint(key)}\n"
             f"- If the change is expected (host reinstalled), remove the old key: "
             f"ssh-keygen -R '{name}' -f {e.path}   (or delete line {e.line} of {e.path})\n"
-            f"- Otherwise do not connect: verify the fingerprint with the host's administrator"
+            f"- Otherwise do not connect: verify the new fingerprint with the host's administrator"
         )

@@ -79,8 +79,11 @@ def default_config_path(options: Mapping[str, Any], config: Mapping[str, Any]) -
 
     An empty string (or ``none``) disables reading any ssh config.
     """
-    for value in (options.get("ssh_config_file"), config.get("ssh_config_file"),
-                  os.environ.get("NEXUS_SSH_CONFIG")):
+    for value in (
+        options.get("ssh_config_file"),
+        config.get("ssh_config_file"),
+        os.environ.get("NEXUS_SSH_CONFIG"),
+    ):
         if value is not None:
             return None if str(value).strip().lower() in ("", "none") else os.path.expanduser(str(value))
     path = os.path.expanduser("~/.ssh/config")
@@ -194,7 +197,9 @@ class Resolver:
         self.ssh_config = load_ssh_config(self.ssh_config_path)
         policy = _set(config, "ssh_host_key_verification")
         if policy is not None and policy not in POLICIES:
-            raise SettingsError(f"ssh_host_key_verification must be one of {', '.join(POLICIES)}, not {policy!r}")
+            raise SettingsError(
+                f"ssh_host_key_verification must be one of {', '.join(POLICIES)}, not {policy!r}"
+            )
 
     def _lookup(self, name: str) -> dict[str, Any]:
         return dict(self.ssh_config.lookup(name))
@@ -230,8 +235,11 @@ class Resolver:
         identities += [os.path.expanduser(p) for p in sc.get("identityfile", [])]
         identities_only = str(sc.get("identitiesonly", "no")).lower() == "yes"
 
-        policy = _set(self.config, "ssh_host_key_verification") or _policy_from_ssh(
-            sc.get("stricthostkeychecking")) or "strict"
+        policy = (
+            _set(self.config, "ssh_host_key_verification")
+            or _policy_from_ssh(sc.get("stricthostkeychecking"))
+            or "strict"
+        )
 
         kh_files: list[str] = []
         explicit_kh = _set(self.config, "ssh_known_hosts_file")

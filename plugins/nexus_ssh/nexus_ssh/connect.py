@@ -1,0 +1,302 @@
+"""Opening authenticated SSH connections: sockets, jump hosts, host keys, auth, retries.
+
+Auth order (PRD REQ-0123): explicit identity (``ssh_identity`` / ``-i``, then the ssh
+config's ``IdentityFile``), ssh-agent, ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa``, then a
+password: one given to the executor (option ``ssh_password``), or a prompt only when stdin
+is a terminal and ``CI`` is unset. ``IdentitiesOnly yes`` skips the agent and default keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nexus_ssh.errors import CancelledConnect, ConnectError, classify
+from nexus_ssh.hostkeys import HostKeyVerifier
+from nexus_ssh.settings import ConnectSpec, Endpoint, Resolver
+
+if TYPE_CHECKING:
+    from paramiko.pkey import PKey
+    from paramiko.transport import Transport
+
+_PROMPT_LOCK = threading.Lock()
+
+# Paramiko logs handshake failures with tracebacks; with no handler configured Python would
+# print them on stderr. Nexus reports those failures itself (``--log-level debug`` shows more).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+@dataclass
+class Connection:
+    """One authenticated connection to a target (owning the hop transports it rides on)."""
+
+    spec: ConnectSpec
+    transport: Transport
+    hops: list[Transport] = field(default_factory=list)
+    auth: str = ""
+    created: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    broken: bool = False
+
+    def alive(self) -> bool:
+        """True while the transport (and every hop) is up."""
+        return not self.broken and self.transport.is_active() and all(h.is_active() for h in self.hops)
+
+    def close(self) -> None:
+        """Close the target transport, then the hops (innermost first)."""
+        for t in [self.transport, *reversed(self.hops)]:
+            with contextlib.suppress(Exception):  # best effort
+                t.close()
+
+
+class Connector:
+    """Opens connections for a :class:`ConnectSpec`; one per executor, thread-safe."""
+
+    def __init__(
+        self, resolver: Resolver, options: Mapping[str, Any], sleep: Callable[[float], bool] | None = None
+    ) -> None:
+        self.resolver = resolver
+        self.options = options
+        self.verifier = HostKeyVerifier()
+        self.attempts = int(options.get("ssh_connect_attempts", 3))
+        self.backoff_base = float(options.get("ssh_retry_base", 0.5))
+        self.backoff_max = float(options.get("ssh_retry_max", 8.0))
+        self._keys: dict[str, PKey | None] = {}
+        self._key_lock = threading.Lock()
+        self._passwords: dict[str, str] = {}
+        self._sleep = sleep
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def _load_key(self, path: str) -> PKey | None:
+        from paramiko.pkey import PKey
+        from paramiko.ssh_exception import PasswordRequiredException, SSHException
+
+        with self._key_lock:
+            if path in self._keys:
+                return self._keys[path]
+            key: PKey | None = None
+            passphrase = self.options.get("ssh_key_passphrase")
+            try:
+                key = PKey.from_path(path)
+            except (PasswordRequiredException, TypeError):  # cryptography: TypeError "password-protected"
+                if passphrase:  # else: encrypted and no passphrase; the agent may hold it
+                    try:
+                        key = PKey.from_path(path, str(passphrase).encode())
+                    except (OSError, SSHException, ValueError, TypeError):
+                        key = None
+            except (OSError, SSHException, ValueError):
+                key = None
+            self._keys[path] = key
+            return key
+
+    def _key_candidates(self, spec: ConnectSpec) -> list[tuple[str, Any]]:
+        """(label, key) pairs in auth order."""
+        out: list[tuple[str, Any]] = []
+        seen: set[str] = set()
+        for path in spec.identities:
+            key = self._load_key(path)
+            if key is not None and key.get_base64() not in seen:
+                seen.add(key.get_base64())
+                out.append((f"publickey {_short(path)}", key))
+        if spec.identities_only:
+            return out
+        if os.environ.get("SSH_AUTH_SOCK") and not self.options.get("ssh_no_agent"):
+            try:
+                from paramiko.agent import Agent
+
+                for key in Agent().get_keys():
+                    if key.get_base64() not in seen:
+                        seen.add(key.get_base64())
+                        out.append(("agent", key))
+            except Exception:  # an unreachable agent is not fatal
+                pass
+        for path in self.resolver.default_keys():
+            key = self._load_key(path)
+            if key is not None and key.get_base64() not in seen:
+                seen.add(key.get_base64())
+                out.append((f"publickey {_short(path)}", key))
+        return out
+
+    # --- auth ----------------------------------------------------------------------------
+
+    def _password(self, ep: Endpoint) -> str | None:
+        given = self.options.get("ssh_password")
+        if given:
+            return str(given)
+        if os.environ.get("CI") or not sys.stdin or not sys.stdin.isatty():
+            return None  # never prompt without a terminal or under CI
+        if self.options.get("ssh_password_prompt") is False:
+            return None
+        with _PROMPT_LOCK:
+            cache_key = f"{ep.user}@{ep.hostname}:{ep.port}"
+            if cache_key not in self._passwords:
+                import getpass
+
+                self._passwords[cache_key] = getpass.getpass(f"Password for {cache_key}: ")
+            return self._passwords[cache_key]
+
+    def _authenticate(self, t: Transport, spec: ConnectSpec, ep: Endpoint) -> str:
+        from paramiko.ssh_exception import AuthenticationException, BadAuthenticationType, SSHException
+
+        tried: list[str] = []
+        allowed: list[str] | None = None
+        for label, key in self._key_candidates(spec):
+            if allowed is not None and "publickey" not in allowed:
+                break
+            try:
+                t.auth_publickey(ep.user, key)
+            except BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+                tried.append(label)
+                continue
+            except AuthenticationException:
+                tried.append(label)
+                continue
+            except SSHException as exc:  # e.g. key type the server refuses outright
+                tried.append(f"{label} ({exc})")
+                continue
+            if t.is_authenticated():
+                return label
+        if allowed is None or "password" in allowed:
+            password = self._password(ep)
+            if password is not None:
+                try:
+                    t.auth_password(ep.user, password)
+                    if t.is_authenticated():
+                        return "password"
+                except AuthenticationException:
+                    tried.append("password")
+        what = ", ".join(tried) or "no key found (ssh_identity, agent, ~/.ssh/id_*)"
+        raise AuthenticationException(f"tried {what}")
+
+    # --- sockets & transports ------------------------------------------------------------
+
+    def _open_socket(self, spec: ConnectSpec, ep: Endpoint, via: Transport | None) -> Any:
+        if via is not None:
+            return via.open_channel(
+                "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=spec.connect_timeout
+            )
+        if spec.proxy_command and ep == spec.target:
+            from paramiko.proxy import ProxyCommand
+
+            return ProxyCommand(spec.proxy_command)
+        return socket.create_connection((ep.hostname, ep.port), timeout=spec.connect_timeout)
+
+    def _transport(self, spec: ConnectSpec, ep: Endpoint, via: Transport | None) -> tuple[Transport, str]:
+        from paramiko.transport import Transport
+
+        sock = self._open_socket(spec, ep, via)
+        t = Transport(sock)
+        try:
+            t.banner_timeout = spec.connect_timeout
+            t.handshake_timeout = spec.connect_timeout
+            t.auth_timeout = spec.connect_timeout
+            opts = t.get_security_options()
+            if spec.policy != "off":
+                opts.key_types = self.verifier.preferred_algorithms(
+                    ep, spec.known_hosts_files, tuple(opts.key_types)
+                )
+            t.start_client(timeout=spec.connect_timeout)
+            self.verifier.verify(ep, t.get_remote_server_key(), spec.policy, spec.known_hosts_files)
+            auth = self._authenticate(t, spec, ep)
+            if spec.keepalive:
+                t.set_keepalive(spec.keepalive)
+            return t, auth
+        except BaseException:
+            t.close()
+            raise
+
+    def connect_once(self, spec: ConnectSpec) -> Connection:
+        """One attempt through every hop; raises :class:`ConnectError` when it fails."""
+        hops: list[Transport] = []
+        via: Transport | None = None
+        chain = [*spec.hops, spec.target]
+        try:
+            for i, ep in enumerate(chain):
+                via_label = str(chain[i - 1]) if i else ""
+                try:
+                    t, auth = self._transport(spec, ep, via)
+                except Exception as exc:
+                    raise classify(exc, ep, via_label) from exc
+                if ep is spec.target:
+                    return Connection(spec=spec, transport=t, hops=hops, auth=auth)
+                hops.append(t)
+                via = t
+        except BaseException:
+            for h in reversed(hops):
+                h.close()
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def open_to_target(self, spec: ConnectSpec) -> tuple[Any, list[Transport]]:
+        """A raw byte stream to the target's SSH port, through the (authenticated) hops.
+
+        For probes that must not log in to the target (banner reads, host key scans). The
+        caller closes the stream, then the hop transports (innermost first).
+        """
+        hops: list[Transport] = []
+        via: Transport | None = None
+        try:
+            for i, ep in enumerate(spec.hops):
+                try:
+                    t, _ = self._transport(spec, ep, via)
+                except Exception as exc:
+                    raise classify(exc, ep, str(spec.hops[i - 1]) if i else "") from exc
+                hops.append(t)
+                via = t
+            try:
+                sock = self._open_socket(spec, spec.target, via)
+            except Exception as exc:
+                raise classify(exc, spec.target, str(spec.hops[-1]) if spec.hops else "") from exc
+            return sock, hops
+        except BaseException:
+            for h in reversed(hops):
+                h.close()
+            raise
+
+    def connect(self, spec: ConnectSpec, cancel_sleep: Callable[[float], bool] | None = None) -> Connection:
+        """Connect with up to ``attempts`` tries on transient failures (exp. backoff, full jitter)."""
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        sleep = cancel_sleep or self._sleep
+
+        def _sleep(seconds: float) -> None:
+            if sleep is None:
+                time.sleep(seconds)
+            elif not sleep(seconds):
+                raise CancelledConnect()
+
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.attempts)),
+            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
+            retry=retry_if_exception(lambda e: isinstance(e, ConnectError) and e.transient),
+            sleep=_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self.connect_once, spec)
+        except RetryError as exc:  # pragma: no cover - reraise=True makes this rare
+            raise exc.last_attempt.exception() or ConnectError(
+                "error", "connect failed", transient=False, retryable=True
+            ) from exc
+
+
+def _short(path: str) -> str:
+    """``path`` with the home folder written as ``~`` (for messages)."""
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home != "/" and path.startswith(home + os.sep) else path

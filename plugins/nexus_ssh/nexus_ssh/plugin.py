@@ -1,0 +1,102 @@
+"""Entry module of the ``nexus-ssh`` plugin (entry point ``nexus: ssh``).
+
+Cheap to import: no Paramiko or Fabric here; the executor imports them on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+try:  # the core re-exports the marker; fall back to an equivalent one
+    from nexus_core import hookimpl
+except ImportError:  # pragma: no cover - depends on the core's version
+    import pluggy
+
+    hookimpl = pluggy.HookimplMarker("nexus")
+
+if TYPE_CHECKING:
+    import click
+    from nexus_core.api import Executor, PreflightCheck
+
+#: The core plugin API version this plugin was built for.
+NEXUS_API_VERSION = 1
+
+
+@hookimpl
+def nexus_executors() -> Sequence[type[Executor]]:
+    """The ``ssh`` transport."""
+    from nexus_ssh.executor import SshExecutor
+
+    return [SshExecutor]
+
+
+@hookimpl
+def nexus_config_options() -> Sequence[Any]:
+    """``config(ssh_config_file=...)``: the OpenSSH client config to read (default ~/.ssh/config)."""
+    from nexus_core.options import Option
+
+    return [
+        Option(
+            "ssh_config_file",
+            (str,),
+            None,
+            "OpenSSH client config to read (default ~/.ssh/config; '' reads none)",
+        ),
+    ]
+
+
+@hookimpl
+def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
+    """Connectivity (latency, banner), authentication, sudo and open-files checks for SSH hosts."""
+    from nexus_ssh.preflight import SshHostsCheck
+
+    return [SshHostsCheck]
+
+
+@hookimpl
+def nexus_commands() -> Sequence[click.Command]:
+    """``nexus hosts scan [--add]`` and ``nexus hosts verify``."""
+    from nexus_ssh.commands import hosts_group
+
+    return [hosts_group()]
+
+
+@hookimpl
+def nexus_subscribers(
+    config: Mapping[str, Any], options: Mapping[str, Any]
+) -> Sequence[Callable[[Any], None]]:
+    """Before a run over many hosts: raise the open-files limit, or warn how to (``ulimit -n``)."""
+    return [_FdLimitGuard(config)]
+
+
+class _FdLimitGuard:
+    """On ``pipeline.start``: compare the hosts x pool size with ``RLIMIT_NOFILE``."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+
+    def __call__(self, event: Any) -> None:
+        if getattr(event, "name", "") != "pipeline.start":
+            return
+        hosts = [h for h in getattr(event, "hosts", ()) if h != "local"]
+        if not hosts:
+            return
+        import logging
+
+        from nexus_ssh.limits import ensure_fd_limit, fds_needed
+
+        pool = int(self.config.get("ssh_pool_size") or 4)
+        limit = int(self.config.get("parallel_limit") or 10)
+        forks = int(self.config.get("forks") or limit)
+        report = ensure_fd_limit(fds_needed(len(hosts), pool, forks * limit))
+        log = logging.getLogger("nexus")
+        if not report.enough:
+            log.warning(report.warning(len(hosts), pool))
+        elif report.raised:
+            log.info(
+                "open files limit raised from %d to %d for %d hosts",
+                report.soft_before,
+                report.soft,
+                len(hosts),
+            )

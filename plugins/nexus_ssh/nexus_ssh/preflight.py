@@ -1,0 +1,353 @@
+"""SSH pre-flight checks (PRD REQ-0172..0176): connectivity, authentication, sudo, resources.
+
+For every SSH host a plan touches, in parallel (at most ``parallel`` hosts at once, default
+10), one worker:
+
+1. **Host Connectivity**: opens a TCP connection to the SSH port (through the jump hosts or
+   ProxyCommand when configured), measures the latency, reads the server's banner
+   (``SSH-2.0-OpenSSH_9.2``) and closes. Nothing is authenticated on the target.
+2. **SSH Authentication**: one real connection with the run's settings (identity, agent,
+   ``~/.ssh/config``, host key policy). The host key is verified here, so a changed key shows
+   up as a failure. ``accept_new`` is checked as ``tofu``: checks never write known_hosts.
+3. **Sudo Access**, only for hosts with ``sudo=True`` / ``user=`` commands: runs
+   ``sudo -n true`` (``sudo -n -u USER true``) on that connection. This is the one check
+   that executes something on a host, so ``--dry-run`` (which executes nothing on any
+   host) leaves it to ``nexus preflight``.
+
+A host that fails a step is skipped by the later steps. Results are grouped by category
+for ``nexus preflight``'s output. Plus **Resources**: the open-files limit against the
+number of hosts (see :mod:`nexus_ssh.limits`), shown only when it matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from nexus_core.api import CheckResult, PreflightCheck
+
+from nexus_ssh.errors import ConnectError, classify
+from nexus_ssh.settings import DEFAULT_POOL_SIZE, ConnectSpec, Resolver, SettingsError
+
+if TYPE_CHECKING:
+    from nexus_core.model import Host
+
+    from nexus_ssh.connect import Connection, Connector
+
+CONNECTIVITY = "Host Connectivity"
+AUTH = "SSH Authentication"
+SUDO = "Sudo Access"
+RESOURCES = "Resources"
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_PARALLEL = 10
+_BANNER_LIMIT = 4096
+
+
+@dataclass
+class _HostReport:
+    connectivity: CheckResult | None = None
+    auth: CheckResult | None = None
+    sudo: list[CheckResult] = field(default_factory=list)
+
+
+def _sudo_targets(plan: Any) -> dict[tuple[str, str | None, int | None], list[str | None]]:
+    """For each SSH host (name, user, port): the sudo targets its commands use (None = root)."""
+    out: dict[tuple[str, str | None, int | None], list[str | None]] = {}
+    for name in plan.order:
+        for hp in plan.tasks[name].hosts:
+            if hp.host.transport != "ssh":
+                continue
+            for cmd in hp.commands:
+                if cmd.sudo or cmd.user:
+                    targets = out.setdefault((hp.host.name, hp.host.user, hp.host.port), [])
+                    if cmd.user not in targets:
+                        targets.append(cmd.user)
+    return out
+
+
+def _first_line(text: str) -> tuple[str, str]:
+    head, _, rest = text.partition("\n")
+    return head, rest
+
+
+class SshHostsCheck(PreflightCheck):
+    """Connectivity, authentication and sudo for every SSH host of the plan."""
+
+    name = "ssh-hosts"
+    category = CONNECTIVITY
+    order = 10
+
+    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
+        """Check every SSH host (bounded parallelism); results grouped by category."""
+        hosts: list[Host] = [h for h in plan.hosts if h.transport == "ssh"]
+        if not hosts:
+            return []
+        dry_run = bool(options.get("dry_run"))
+        timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
+        parallel = max(1, int(options.get("parallel") or DEFAULT_PARALLEL))
+        try:
+            resolver = Resolver(plan.config, {})
+        except SettingsError as exc:
+            return [CheckResult(CONNECTIVITY, "fail", f"SSH settings: {exc}", exit_code=2)]
+        from nexus_ssh.connect import Connector
+
+        connector = Connector(resolver, {"ssh_connect_attempts": 1, "ssh_password_prompt": not dry_run})
+        sudo = {} if options.get("skip_sudo_check") else _sudo_targets(plan)
+        worker = _HostWorker(resolver, connector, options, timeout, dry_run)
+        with ThreadPoolExecutor(
+            max_workers=min(parallel, len(hosts)), thread_name_prefix="nexus-preflight"
+        ) as pool:
+            reports = list(pool.map(lambda h: worker.check(h, sudo.get((h.name, h.user, h.port), [])), hosts))
+        results: list[CheckResult] = [r.connectivity for r in reports if r.connectivity is not None]
+        results += [r.auth for r in reports if r.auth is not None]
+        if sudo and dry_run:
+            results.append(
+                CheckResult(
+                    SUDO,
+                    "skipped",
+                    "not checked: a dry run executes nothing on hosts "
+                    "(`nexus preflight TASK` runs sudo -n true)",
+                    blocking=False,
+                )
+            )
+        else:
+            results += [c for r in reports for c in r.sudo]
+        results += _resources(plan, len(hosts))
+        return results
+
+
+class _HostWorker:
+    """The checks for one host at a time (shared, thread-safe: no per-host state kept)."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        connector: Connector,
+        options: Mapping[str, Any],
+        timeout: float,
+        dry_run: bool,
+    ) -> None:
+        self.resolver = resolver
+        self.connector = connector
+        self.options = options
+        self.timeout = timeout
+        self.dry_run = dry_run
+
+    def check(self, host: Host, sudo_targets: Sequence[str | None]) -> _HostReport:
+        report = _HostReport()
+        label = host.label
+        try:
+            spec = self.resolver.resolve(host.name, host.user, host.port)
+        except SettingsError as exc:
+            report.connectivity = CheckResult(CONNECTIVITY, "fail", str(exc), host=label, exit_code=2)
+            return report
+        # Checks never write known_hosts: accept_new is checked as tofu (verify known keys only).
+        policy = "tofu" if spec.policy == "accept_new" else spec.policy
+        spec = replace(spec, connect_timeout=self.timeout, policy=policy)
+        where = f"{spec.target.hostname}:{spec.target.port}"
+        if not self.options.get("skip_connectivity"):
+            report.connectivity = self._connectivity(spec, label, where)
+            if report.connectivity.status == "fail":
+                why = "skipped - host unreachable"
+                report.auth = CheckResult(AUTH, "skipped", why, host=label, blocking=False)
+                report.sudo = [
+                    CheckResult(SUDO, "skipped", why, host=label, blocking=False) for _ in sudo_targets[:1]
+                ]
+                return report
+        need_connection = not self.options.get("skip_auth") or (sudo_targets and not self.dry_run)
+        if not need_connection:
+            return report
+        t0 = time.monotonic()
+        try:
+            conn = self.connector.connect_once(spec)
+        except ConnectError as exc:
+            head, rest = _first_line(exc.reason)
+            failed = CheckResult(AUTH, "fail", head, host=label, hint=rest, exit_code=3)
+            report.auth = failed
+            why = "skipped - host key changed" if exc.kind == "hostkey" else "skipped - cannot log in"
+            report.sudo = [
+                CheckResult(SUDO, "skipped", why, host=label, blocking=False) for _ in sudo_targets[:1]
+            ]
+            return report
+        except Exception as exc:
+            err = classify(exc, spec.target)
+            head, rest = _first_line(err.reason)
+            report.auth = CheckResult(AUTH, "fail", head, host=label, hint=rest, exit_code=3)
+            return report
+        try:
+            took = time.monotonic() - t0
+            if not self.options.get("skip_auth"):
+                via = f", via {', '.join(str(h) for h in spec.hops)}" if spec.hops else ""
+                report.auth = CheckResult(
+                    AUTH,
+                    "ok",
+                    f"{spec.target.user} accepted ({_auth_text(conn.auth)}{via})",
+                    host=label,
+                    duration=took,
+                )
+            if not self.dry_run:
+                report.sudo = [self._sudo(conn, spec, label, target) for target in sudo_targets]
+        finally:
+            conn.close()
+        return report
+
+    def _connectivity(self, spec: ConnectSpec, label: str, where: str) -> CheckResult:
+        t0 = time.monotonic()
+        try:
+            stream, hops = self.connector.open_to_target(spec)
+        except ConnectError as exc:
+            head, rest = _first_line(exc.reason)
+            return CheckResult(CONNECTIVITY, "fail", head, host=label, hint=rest, exit_code=3)
+        latency = time.monotonic() - t0
+        try:
+            banner = _read_banner(stream, self.timeout)
+        except Exception as exc:
+            err = classify(exc, spec.target)
+            head, rest = _first_line(err.reason)
+            return CheckResult(CONNECTIVITY, "fail", f"{where} {head}", host=label, hint=rest, exit_code=3)
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+            for hop in reversed(hops):
+                with contextlib.suppress(Exception):
+                    hop.close()
+        if not banner.startswith("SSH-"):
+            return CheckResult(
+                CONNECTIVITY,
+                "fail",
+                f"{where} answers, but not as an SSH server ({banner[:60]!r})",
+                host=label,
+                hint="- Check the port: ssh_port, user@host:port, or Port in ~/.ssh/config",
+                exit_code=3,
+            )
+        via = (
+            f", via {spec.hops[-1].hostname}"
+            if spec.hops
+            else ", via ProxyCommand"
+            if spec.proxy_command
+            else ""
+        )
+        name = "" if spec.target.hostname == label else f"{spec.target.hostname} "
+        return CheckResult(
+            CONNECTIVITY,
+            "ok",
+            f"{name}port {spec.target.port} open, {banner}{via}",
+            host=label,
+            duration=latency,
+        )
+
+    def _sudo(self, conn: Connection, spec: ConnectSpec, label: str, target: str | None) -> CheckResult:
+        cmd = "sudo -n true" if target is None else f"sudo -n -u {shlex.quote(target)} true"
+        as_who = "" if target is None else f" as {target}"
+        user = spec.target.user
+        try:
+            code, err = _exec(conn, cmd, self.timeout, pty=False)
+            if code != 0 and any(t in err for t in ("must have a tty", "a terminal is required")):
+                code, err = _exec(conn, cmd, self.timeout, pty=True)
+        except Exception as exc:
+            return CheckResult(SUDO, "fail", f"could not run {cmd!r}: {exc}", host=label, exit_code=1)
+        if code == 0:
+            return CheckResult(SUDO, "ok", f"NOPASSWD confirmed{as_who}", host=label)
+        said = next((line.strip() for line in err.splitlines() if line.strip()), f"exit code {code}")
+        grant = f"ALL=({target or 'ALL'}) NOPASSWD: ALL"
+        return CheckResult(
+            SUDO,
+            "fail",
+            f"Sudo not available for user '{user}'{as_who}: \"{said}\"",
+            host=label,
+            hint=(
+                f'- Add to sudoers: echo "{user} {grant}" | sudo tee /etc/sudoers.d/{user}\n'
+                "- Or use --skip-sudo-check if sudo is not required"
+            ),
+            exit_code=1,
+        )
+
+
+def _auth_text(auth: str) -> str:
+    if auth.startswith("publickey "):
+        return "key: " + auth.removeprefix("publickey ")
+    return {"agent": "key from ssh-agent", "password": "password"}.get(auth, auth)
+
+
+def _read_banner(stream: Any, timeout: float) -> str:
+    """The server's identification line (lines before it are allowed by RFC 4253)."""
+    with contextlib.suppress(Exception):
+        stream.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < _BANNER_LIMIT and time.monotonic() < deadline:
+        chunk: bytes = stream.recv(256)
+        if not chunk:
+            break
+        buf += chunk
+        for line in buf.split(b"\n")[:-1]:
+            text: str = line.decode("utf-8", "replace").strip()
+            if text.startswith("SSH-"):
+                with contextlib.suppress(Exception):  # be polite: identify, so sshd logs no oddity
+                    stream.send(b"SSH-2.0-nexus_preflight\r\n")
+                return text
+    if not buf:
+        raise EOFError("the server closed the connection without a banner")
+    return buf.decode("utf-8", "replace").strip()
+
+
+def _exec(conn: Connection, cmd: str, timeout: float, pty: bool) -> tuple[int, str]:
+    import select
+
+    chan = conn.transport.open_session(timeout=timeout)
+    try:
+        if pty:
+            chan.get_pty(term="dumb")
+        chan.exec_command(cmd)
+        deadline = time.monotonic() + timeout
+        err = b""
+        while not chan.exit_status_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer within {timeout:g}s")
+            select.select([chan], [], [], 0.1)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(4096)
+            while chan.recv_ready():
+                err += chan.recv(4096)  # with a pty, errors come on stdout
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(4096)
+        return chan.recv_exit_status(), err.decode("utf-8", "replace")
+    finally:
+        chan.close()
+
+
+def _resources(plan: Any, n_hosts: int) -> list[CheckResult]:
+    """The open-files limit against this plan's SSH hosts (a result only when it matters)."""
+    from nexus_ssh.limits import ensure_fd_limit, fds_needed
+
+    cfg = plan.config
+    pool = int(cfg.get("ssh_pool_size") or DEFAULT_POOL_SIZE)
+    concurrency = int(cfg.get("forks") or cfg.get("parallel_limit") or 10) * int(
+        cfg.get("parallel_limit") or 10
+    )
+    need = fds_needed(n_hosts, pool, concurrency)
+    report = ensure_fd_limit(need)
+    if not report.enough:
+        return [
+            CheckResult(
+                RESOURCES,
+                "warn",
+                f"open files limit {report.soft} is below the ~{need} this plan may need",
+                hint=report.warning(n_hosts, pool),
+                blocking=False,
+            )
+        ]
+    if report.raised:
+        return [
+            CheckResult(
+                RESOURCES,
+                "ok",
+                f"open files limit raised from {report.soft_before} to {report.soft} for {n_hosts} hosts",
+            )
+        ]
+    return []

@@ -1,0 +1,84 @@
+"""Plugin loading and pure helpers (no sshd needed)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexus_ssh import plugin, remote
+from nexus_ssh.errors import classify
+from nexus_ssh.settings import Endpoint, Resolver, SettingsError, parse_hop
+
+_PLUGIN = Path(__file__).resolve().parents[1]
+_ROOT = _PLUGIN.parents[1]
+
+
+def test_plugin_entry_is_cheap_and_declares_the_api() -> None:
+    code = (
+        "import sys, nexus_ssh.plugin as p; "
+        "assert p.NEXUS_API_VERSION == 1; "
+        "bad = [m for m in ('paramiko', 'fabric', 'invoke', 'cryptography') if m in sys.modules]; "
+        "assert not bad, bad; "
+        "[cls] = p.nexus_executors(); "
+        "assert cls.name == 'ssh' and cls.package == 'nexus-ssh'; "
+        "bad = [m for m in ('paramiko', 'fabric') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    env_path = f"{_PLUGIN}:{_ROOT}"
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": env_path, "PATH": "/usr/bin"})
+
+
+def test_config_option_declared() -> None:
+    [opt] = plugin.nexus_config_options()
+    assert opt.name == "ssh_config_file"
+
+
+def test_build_quotes_everything() -> None:
+    text = remote.build("echo hi", sudo=True, user="www-data", env=(("X", "a'b"),), cwd="/srv/my app")
+    assert text.startswith("exec /bin/sh -c ")
+    with pytest.raises(remote.CommandError):
+        remote.build("x", env=(("1BAD", "v"),))
+    with pytest.raises(remote.CommandError):
+        remote.build("x", user="root; rm -rf /")
+
+
+def test_marker_parsing() -> None:
+    assert remote.parse_marker(remote.MARKER + "12 34") == (12, 34)
+    assert remote.parse_marker("hello") is None
+    assert remote.parse_marker(remote.MARKER + "x y") is None
+
+
+def test_parse_hop() -> None:
+    assert parse_hop("u@h:2200") == ("u", "h", 2200)
+    assert parse_hop("h") == (None, "h", None)
+    assert parse_hop("[::1]:22") == (None, "::1", 22)
+    with pytest.raises(SettingsError):
+        parse_hop("h:x")
+
+
+def test_classify_dns_and_refused() -> None:
+    ep = Endpoint("web", "web.example", 22, "u")
+    dns = classify(socket.gaierror(socket.EAI_NONAME, "Name or service not known"), ep)
+    assert dns.kind == "dns" and not dns.transient and "web.example" in dns.reason
+    ref = classify(ConnectionRefusedError(), ep)
+    assert ref.kind == "refused" and ref.transient and ref.reason.startswith("Connection refused")
+    to = classify(TimeoutError(), ep)
+    assert to.kind == "timeout" and to.transient
+
+
+def test_resolver_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "c"
+    cfg.write_text("Host web\n  HostName 127.0.0.7\n  User cfguser\n  Port 2200\n  ProxyJump j1,u@j2:23\n")
+    r = Resolver({}, {"ssh_config_file": str(cfg)})
+    spec = r.resolve("web")
+    assert (spec.target.hostname, spec.target.user, spec.target.port) == ("127.0.0.7", "cfguser", 2200)
+    assert [h.label for h in spec.hops] == ["j1", "j2"] and spec.hops[1].port == 23
+    spec = Resolver(
+        {"ssh_user": "nx", "ssh_port": 2222, "ssh_jump": None}, {"ssh_config_file": str(cfg)}
+    ).resolve("web", port=2300)
+    assert (spec.target.user, spec.target.port) == ("nx", 2300)
+    assert Resolver({"ssh_jump": "none"}, {"ssh_config_file": str(cfg)}).resolve("web").hops == ()
