@@ -85,6 +85,11 @@ def store_outcome(project) -> dict[str, str]:
     return {cmd.split()[1]: status for cmd, status in rows}
 
 
+def forget_store(project) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(db(project) + suffix).unlink(missing_ok=True)
+
+
 def check_store(project) -> None:
     if not Path(db(project)).exists():
         return
@@ -124,7 +129,7 @@ def test_sigkill_at_random_points_never_corrupts_and_resume_runs_each_command_on
             continue
         if row[0] == "ok":  # the kill came after the run had ended: nothing to resume
             assert sorted(ran) == sorted(ALL)
-            os.remove(db(nexus_project))
+            forget_store(nexus_project)
             continue
         # resume: each command must have run exactly once in the end
         out = nexus(nexus_project, "run", "final", "--resume")
@@ -133,7 +138,7 @@ def test_sigkill_at_random_points_never_corrupts_and_resume_runs_each_command_on
         final = log_lines(nexus_project)
         assert sorted(final) == sorted(ALL), f"iteration {it}: {final}"
         check_store(nexus_project)
-        os.remove(db(nexus_project))
+        forget_store(nexus_project)
 
 
 def test_interrupted_run_is_listed_and_resumed_with_the_resume_command(nexus_project):
