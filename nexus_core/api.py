@@ -164,6 +164,12 @@ class Executor(ABC):
         """Copy a file from the host."""
         raise NotImplementedError(f"executor {self.name!r} cannot download files")
 
+    def remove_markers(self, host: Host, run_id: str) -> None:
+        """Remove the run's status files from ``host`` (only called when ``supports_markers``)."""
+        from nexus_core.markers import cleanup_script
+
+        self.run(host, Command(cleanup_script(run_id), timeout=30), lambda _s, _l: None, Cancel(), 30.0)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release every connection and process this executor holds."""
 

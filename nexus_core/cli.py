@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rich_click as click
@@ -135,7 +135,7 @@ def entry() -> None:
     except Exit as exc:
         if exc.message:
             click.echo(exc.message, err=True)
-        sys.exit(exc.code)
+        _finish(exc.code)
     except Abort:
         click.echo("Interrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -160,6 +160,26 @@ def entry() -> None:
         )
         sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _finish(code: int) -> NoReturn:
+    """Exit once everything is said: flush, run exit handlers, skip the interpreter's teardown.
+
+    Tearing down paramiko, cryptography and friends object by object takes tens of
+    milliseconds and does nothing a finished run needs. ``NEXUS_SLOW_EXIT=1`` keeps the
+    ordinary ``sys.exit`` (e.g. under coverage tools).
+    """
+    if os.environ.get("NEXUS_SLOW_EXIT") or "coverage" in sys.modules:
+        sys.exit(code)
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 # --- shared options ------------------------------------------------------------------------
@@ -264,6 +284,13 @@ def show_problems(problems: Sequence[Any], fmt: str) -> None:
 @click.option("--continue-on-error", is_flag=True, help="Run everything that does not depend on a failure.")
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
+@click.option(
+    "-K",
+    "--ask-sudo-pass",
+    is_flag=True,
+    help="Ask once (on a terminal) for the sudo password of remote hosts. Without a terminal "
+    "set NEXUS_SUDO_PASSWORD instead.",
+)
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Tasks running at once.")
 @click.option(
     "-H",
@@ -286,6 +313,7 @@ def run(
     continue_on_error: bool,
     identity: str | None,
     user: str | None,
+    ask_sudo_pass: bool,
     parallel_limit: int | None,
     hosts_override: str | None,
     config_path: str | None,
@@ -300,10 +328,20 @@ def run(
 
     After an interrupted run of the same tasks, a terminal asks whether to resume it;
     without a terminal (or under CI) the run starts fresh unless --resume is given.
+
+    -K/--ask-sudo-pass asks for the sudo password once; it is handed to the executors only
+    (never printed, never in a command line). NEXUS_SUDO_PASSWORD does the same without a prompt.
     """
     _setup_logs(log_level, log_format)
     if verbose and quiet:
         fail(EXIT_CONFIG, "-v and -q cannot be used together", suggestions=["Pick one of them"])
+    if ask_sudo_pass and not _can_prompt():
+        fail(
+            EXIT_CONFIG,
+            "-K/--ask-sudo-pass needs a terminal to ask for the password",
+            ["CI is set" if os.environ.get("CI") else "stdin is not a terminal"],
+            ["Set NEXUS_SUDO_PASSWORD in the environment for non-interactive runs"],
+        )
     project = load(config_path)
     overrides = {"ssh_identity": identity, "ssh_user": user, "parallel_limit": parallel_limit}
     host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
@@ -315,6 +353,15 @@ def run(
     if dry_run:
         _dry_run(plan, fmt)
         return
+    extra: dict[str, Any] = {}
+    if ask_sudo_pass:
+        import getpass
+
+        try:
+            extra["ssh_sudo_password"] = getpass.getpass("SUDO password: ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo("", err=True)
+            raise Exit(EXIT_INTERRUPTED) from None
     from nexus_core.cli_state import decide_resume, open_store, run_recorded
 
     record = point = None
@@ -331,7 +378,16 @@ def run(
         mode="verbose" if verbose else "quiet" if quiet else "normal",
         continue_on_error=continue_on_error,
         parallel_limit=parallel_limit,
+        extra=extra,
     )
+
+
+def _can_prompt() -> bool:
+    """True when a password may be asked for: stdin is a terminal and CI is unset."""
+    try:
+        return not os.environ.get("CI") and sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # stdin closed
+        return False
 
 
 def _dry_run(plan: Plan, fmt: str) -> None:
@@ -388,11 +444,14 @@ def execute(
     store: StateStore | None = None,
     resume_record: RunRecord | None = None,
     resume: ResumePoint | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run a plan with renderers, the state recorder and plugin subscribers attached.
 
     Prints failures and the summary. With ``resume``, continues ``resume_record`` under its
-    own run id: finished work is skipped.
+    own run id: finished work is skipped. ``extra`` becomes the executors' options
+    (``ExecutorContext.options``), e.g. ``ssh_sudo_password``; it is never recorded.
+    ``NEXUS_SUDO_PASSWORD`` is moved from the environment into ``ssh_sudo_password`` here.
     """
     from nexus_core.engine import Engine, RunOptions, new_run_id
     from nexus_core.events import EventBus
@@ -424,6 +483,11 @@ def execute(
     full_cfg = resolved_config(plan, plugin_manager().registry)
     for dist, sub in plugin_manager().subscribers(full_cfg, {"format": fmt, "mode": mode}):
         bus.subscribe(dist, sub)
+    extra = dict(extra or {})
+    # The sudo password must not reach local commands through their inherited environment.
+    env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
+    if env_sudo_password and "ssh_sudo_password" not in extra:
+        extra["ssh_sudo_password"] = env_sudo_password
     options = RunOptions(
         parallel_limit=int(parallel_limit or cfg.get("parallel_limit") or 10),
         forks=cfg.get("forks"),
@@ -432,6 +496,7 @@ def execute(
         interrupt_grace=float(cfg.get("interrupt_grace", 10)),
         terminate_grace=float(cfg.get("terminate_grace", 30)),
         resume=resume,
+        extra=extra,
     )
     engine = Engine(plan, plugin_manager().registry, bus, options, report=lambda m: click.echo(m, err=True))
     previous = _install_signals(engine)

@@ -136,6 +136,13 @@ class Engine:
         self._stop_new_tasks = False
         self._escalation: list[threading.Timer] = []
         self._marked_hosts: dict[tuple[str, str], Host] = {}
+        self._cleaned: set[tuple[str, str]] = set()
+        #: Commands each host still has to run in this plan; at 0 its status files can go.
+        self._left: dict[tuple[str, str], int] = {}
+        for tp in plan.tasks.values():
+            for hp in tp.hosts:
+                key = (hp.host.transport, hp.host.label)
+                self._left[key] = self._left.get(key, 0) + len(hp.commands)
         self._report = report or (lambda m: None)
 
     # --- signals ---------------------------------------------------------------------------
@@ -198,7 +205,7 @@ class Engine:
         results: dict[str, TaskResult] = {}
         try:
             self._schedule(order, results)
-            if all(r.status == "ok" for r in results.values()) and not self.cancel.requested:
+            if not self.cancel.requested:  # nothing is left running: no command is uncertain
                 self._clean_markers()
         finally:
             for timer in self._escalation:
@@ -368,6 +375,7 @@ class Engine:
             break
         duration = time.monotonic() - started
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
+        self._host_done(host, len(hp.commands))
         return HostOutcome(host, status, duration, reason)
 
     def _finished_while_away(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> bool:
@@ -434,8 +442,7 @@ class Engine:
             from nexus_core import markers
 
             run_id = self.options.resume.run_id if self.options.resume is not None else rid
-            previous = markers.key(tp.name, host.label, index - 1) if index else ""
-            marker = markers.Marker(run_id, markers.key(tp.name, host.label, index), previous)
+            marker = markers.Marker(run_id, markers.key(tp.name, host.label, index))
             cmd = replace(cmd, marker=marker)
             with self._lock:
                 self._marked_hosts.setdefault((host.transport, host.label), host)
@@ -528,22 +535,36 @@ class Engine:
         result: CommandResult = retrying(attempt)
         return result
 
-    def _clean_markers(self) -> None:
-        """Remove the run's status folder from every host after a successful run (in parallel)."""
-        from nexus_core import markers
+    def _host_done(self, host: Host, commands: int) -> None:
+        """Count a host's finished (or skipped) commands; when none are left, clean it at once.
 
-        hosts = list(self._marked_hosts.values())
+        Every command of the host is then finished and checkpointed, so its status files
+        can no longer be needed by a resume: removing them now overlaps with other hosts.
+        """
+        key = (host.transport, host.label)
+        with self._lock:
+            self._left[key] = left = self._left.get(key, 0) - commands
+            ready = left <= 0 and key in self._marked_hosts and key not in self._cleaned
+            if ready:
+                self._cleaned.add(key)
+        if ready and not self.cancel.requested:
+            self._clean_host(host)
+
+    def _clean_host(self, host: Host) -> None:
+        run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
+        try:
+            self.executor(host.transport).remove_markers(host, run_id)
+        except Exception as exc:  # noqa: BLE001 - cleanup must never fail a run
+            self._report(f"nexus: could not remove status files on {host.label}: {exc!r}")
+
+    def _clean_markers(self) -> None:
+        """Remove the run's status folder from every host not cleaned yet (in parallel)."""
+        with self._lock:
+            hosts = [h for k, h in self._marked_hosts.items() if k not in self._cleaned]
+            self._cleaned.update(self._marked_hosts)
         if not hosts:
             return
-        run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
-        cleanup = Command(markers.cleanup_script(run_id), timeout=30)
-
-        def clean(host: Host) -> None:
-            try:
-                self.executor(host.transport).run(host, cleanup, lambda _s, _l: None, Cancel(), 30.0)
-            except Exception as exc:  # noqa: BLE001 - cleanup must never fail a successful run
-                self._report(f"nexus: could not remove status files on {host.label}: {exc!r}")
-
+        clean = self._clean_host
         if len(hosts) == 1:
             clean(hosts[0])
             return

@@ -277,15 +277,17 @@ CATALOGUE: tuple[type[Event], ...] = (
 
 
 class EventBus:
-    """Delivers each event to every subscriber, in order, one at a time.
+    """Delivers each event to every subscriber, one event at a time.
 
-    A subscriber that raises is reported on stderr by its name and receives no more
-    events; the run and the other subscribers go on.
+    Every subscriber sees the same events in the same order (the output, the audit log and
+    the state store never disagree about what happened first), each called by one thread
+    at a time. A subscriber that raises is reported on stderr by its name and receives no
+    more events; the run and the other subscribers go on.
     """
 
     def __init__(self, run_id: str, report: Callable[[str], None] | None = None) -> None:
         self.run_id = run_id
-        self._subs: list[tuple[str, Subscriber]] = []
+        self._subs: tuple[tuple[str, Subscriber], ...] = ()
         self._lock = threading.RLock()
         self._report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.failures: dict[str, str] = {}
@@ -293,7 +295,7 @@ class EventBus:
     def subscribe(self, name: str, callback: Subscriber) -> None:
         """Add a subscriber under a name used when reporting its failures."""
         with self._lock:
-            self._subs.append((name, callback))
+            self._subs = (*self._subs, (name, callback))
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every healthy subscriber."""

@@ -31,18 +31,21 @@ def key(task: str, host: str, index: int) -> str:
 
 @dataclass(frozen=True)
 class Marker:
-    """Which status files a command writes: ``run_id`` and ``key``; ``previous`` is cleared."""
+    """Which status files a command writes: its ``run_id`` folder and its ``key``."""
 
     run_id: str
     key: str
-    previous: str = ""
 
 
 def prologue(marker: Marker) -> str:
-    """Shell lines to run first: create the folder, drop the previous command's files, write our pid."""
+    """Shell lines to run first: create the folder (once per host and run), write our pid.
+
+    Only shell built-ins run when the folder exists, so the wrapper costs one fork (the
+    subshell of :func:`wrap`) and no exec; the files of earlier commands stay until the
+    folder is removed at the end of the run.
+    """
     d = run_dir(marker.run_id)
-    drop = f'rm -f "$nexus_d/{marker.previous}.pid" "$nexus_d/{marker.previous}.rc"; ' if marker.previous else ""
-    return f'nexus_d={d}; mkdir -p "$nexus_d" 2>/dev/null; {drop}echo $$ > "$nexus_d/{marker.key}.pid"'
+    return f'nexus_d={d}; [ -d "$nexus_d" ] || mkdir -p "$nexus_d"; echo $$ > "$nexus_d/{marker.key}.pid"'
 
 
 def epilogue(marker: Marker) -> str:
@@ -67,9 +70,16 @@ def probe_script(run_id: str, marker_key: str) -> str:
 
 
 def cleanup_script(run_id: str) -> str:
-    """Shell text removing a run's status folder, and the folders above it when left empty."""
-    d = run_dir(run_id)
-    return f'd={d}; rm -rf "$d"; rmdir "$d/.." "$d/../.." 2>/dev/null; rmdir "$d/../../.." 2>/dev/null; true'
+    """Shell text removing a run's status folder (one process: ``rm``)."""
+    return f"exec rm -rf {run_dir(run_id)}"
+
+
+def local_run_dir(run_id: str) -> str:
+    """The status folder of a run on this machine, as a path."""
+    import os
+
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "nexus", "runs", _SAFE.sub("_", run_id))
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,14 @@ class LocalExecutor(Executor):
         reason = f"exit code {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
         return CommandResult("failed", code, duration, reason, tuple(tail))
 
+    def remove_markers(self, host: Host, run_id: str) -> None:
+        """Remove the run's status folder in-process (no shell needed on this machine)."""
+        import shutil
+
+        from nexus_core.markers import local_run_dir
+
+        shutil.rmtree(local_run_dir(run_id), ignore_errors=True)
+
     def close(self) -> None:
         """Stop the watchdog thread."""
         self._watchdog.close()

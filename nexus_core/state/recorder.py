@@ -50,20 +50,28 @@ class StateRecorder:
             (self.run_id, e.task, e.host, e.status, e.ts, e.reason or None),
         )
 
-    def on_command_start(self, e: ev.CommandStart) -> None:
-        self.store.execute(
-            "INSERT INTO commands (run_id, task, host, idx, command, status, attempts, started)"
-            " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)"
-            " ON CONFLICT (run_id, task, host, idx) DO UPDATE SET status = 'running', exit_code = NULL,"
-            " attempts = commands.attempts + 1, started = excluded.started, ended = NULL",
-            (self.run_id, e.task, e.host, e.index, e.command, e.attempt, e.ts),
-        )
+    # A command's start is not written: the host row says the host is in progress, and on
+    # resume the first unfinished command of such a host is asked about on the host itself
+    # (nexus_core.markers). One transaction per command instead of two.
 
     def on_command_stop(self, e: ev.CommandStop) -> None:
         self.store.execute(
-            "UPDATE commands SET status = ?, exit_code = ?, ended = ? WHERE run_id = ? AND task = ? AND host = ?"
-            " AND idx = ?",
-            (e.status, e.exit_code, e.ts, self.run_id, e.task, e.host, e.index),
+            "INSERT INTO commands (run_id, task, host, idx, command, status, exit_code, attempts, started, ended)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, task, host, idx) DO UPDATE SET status = excluded.status,"
+            " exit_code = excluded.exit_code, attempts = excluded.attempts, ended = excluded.ended",
+            (
+                self.run_id,
+                e.task,
+                e.host,
+                e.index,
+                e.command,
+                e.status,
+                e.exit_code,
+                e.attempt,
+                e.ts - e.duration,
+                e.ts,
+            ),
         )
 
     def on_pipeline_stop(self, e: ev.PipelineStop) -> None:

@@ -43,19 +43,19 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
             if host_row and host_row["status"] == "ok":
                 point.done_hosts.add((name, label))
                 continue
+            if host_row is None:
+                continue  # never started on this host: run it from the start
             first = 0
             for index in range(len(hp.commands)):
                 row = record.commands.get((name, label, index))
-                if row is None:
-                    break
-                if row["status"] == "ok":
+                if row is not None and row["status"] == "ok":
                     first = index + 1
                     continue
-                if row["status"] in ("running", "interrupted"):
+                # Not recorded as finished: it may have been running when the run stopped.
+                if row is None or row["status"] in ("running", "interrupted"):
                     point.uncertain.add((name, label, index))
                 break
-            if first or (name, label, first) in point.uncertain:
-                point.start_at[(name, label)] = first
+            point.start_at[(name, label)] = first
     return point
 
 

@@ -19,6 +19,11 @@ spread over ``ceil(n/16)`` sshd processes; hosts live on 127.0.0.2 ... 127.0.0.(
 the bastion on 127.0.0.250; nothing ever binds outside 127.0.0.0/8. ``authorized_keys``
 files live in the bed directory (under /tmp), hence ``StrictModes no``. Test users have
 ``/bin/sh`` and an empty home so no rc file costs CPU on each command.
+
+Users: ``nexus_key`` (every bed key, passwordless sudo), ``nexus_nosudo`` (every bed key, no
+sudo), ``nexus_pw`` (its password :data:`PASSWORD`, or its own key ``key_path("ed25519_pw")``
+that no other user accepts; sudo for everything, but only after that password, asked on every
+command: ``timestamp_timeout=0``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "KEY_KINDS",
     "KEY_PASSPHRASE",
     "MAX_HOSTS",
+    "OWN_KEYS",
     "PASSWORD",
     "USER_KEY",
     "USER_NOSUDO",
@@ -69,7 +75,7 @@ BASTION_ADDRESS = "127.0.0.250"
 
 USER_KEY = "nexus_key"  # key auth, passwordless sudo
 USER_NOSUDO = "nexus_nosudo"  # key auth, no sudo
-USER_PW = "nexus_pw"  # password auth only
+USER_PW = "nexus_pw"  # password auth (and its own key); sudo that requires its password
 PASSWORD = "nexus-bed-password"
 KEY_PASSPHRASE = "nexus-bed-passphrase"
 
@@ -79,6 +85,10 @@ KEY_KINDS: dict[str, tuple[str, ...]] = {
     "rsa": ("-t", "rsa", "-b", "2048"),
     "ecdsa": ("-t", "ecdsa", "-b", "256"),
     "ed25519_pass": ("-t", "ed25519"),  # protected by KEY_PASSPHRASE
+}
+#: Client keys that one user only accepts (not in KEY_KINDS): name -> (user, ssh-keygen arguments).
+OWN_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ed25519_pw": (USER_PW, ("-t", "ed25519")),
 }
 
 HOME_ROOT = Path("/var/lib/nexus-sshbed/home")
@@ -120,18 +130,23 @@ class BedHost:
 
 @dataclasses.dataclass(frozen=True)
 class BedUser:
-    """A test user. ``password`` is set for the password user only."""
+    """A test user. ``password`` is set for the password user only.
+
+    ``sudo``: passwordless sudo; ``sudo_password``: sudo that asks for ``password``;
+    ``key_auth``: accepts every key of :data:`KEY_KINDS` (:data:`OWN_KEYS` apply regardless).
+    """
 
     name: str
     sudo: bool
     key_auth: bool
     password: str | None = None
+    sudo_password: bool = False
 
 
 USERS: dict[str, BedUser] = {
     "key": BedUser(USER_KEY, sudo=True, key_auth=True),
     "nosudo": BedUser(USER_NOSUDO, sudo=False, key_auth=True),
-    "pw": BedUser(USER_PW, sudo=False, key_auth=False, password=PASSWORD),
+    "pw": BedUser(USER_PW, sudo=False, key_auth=False, password=PASSWORD, sudo_password=True),
 }
 
 
@@ -231,6 +246,9 @@ def ensure_users() -> dict[str, BedUser]:
         else:
             _check(_run(["usermod", "-p", "*", user.name]), f"usermod -p {user.name}")
     sudoers = "".join(f"{u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n" for u in USERS.values() if u.sudo)
+    for u in USERS.values():
+        if u.sudo_password:  # the password on every command: no cached credentials between tests
+            sudoers += f"Defaults:{u.name} timestamp_timeout=0\n{u.name} ALL=(ALL:ALL) ALL\n"
     SUDOERS_FILE.parent.mkdir(mode=0o750, exist_ok=True)
     if not SUDOERS_FILE.exists() or SUDOERS_FILE.read_text() != sudoers:
         tmp = SUDOERS_FILE.with_name(".nexus-sshbed.tmp")
@@ -406,9 +424,10 @@ class SshBed:
         return self.base_dir / "client-keys"
 
     def key_path(self, kind: str = "ed25519") -> str:
-        """Path of a client private key: ``ed25519``, ``rsa``, ``ecdsa`` or ``ed25519_pass``."""
-        if kind not in KEY_KINDS:
-            raise KeyError(f"unknown key kind {kind!r}; one of {', '.join(KEY_KINDS)}")
+        """Path of a client private key: ``ed25519``, ``rsa``, ``ecdsa``, ``ed25519_pass``, or
+        one of :data:`OWN_KEYS` (``ed25519_pw``: accepted by ``nexus_pw`` only)."""
+        if kind not in KEY_KINDS and kind not in OWN_KEYS:
+            raise KeyError(f"unknown key kind {kind!r}; one of {', '.join([*KEY_KINDS, *OWN_KEYS])}")
         return str(self.keys_dir / f"id_{kind}")
 
     @property
@@ -543,6 +562,8 @@ class SshBed:
                 passphrase=KEY_PASSPHRASE if kind.endswith("_pass") else "",
                 comment=f"nexus-bed-{kind}",
             )
+        for kind, (_, args) in OWN_KEYS.items():
+            self._keygen(Path(self.key_path(kind)), args, comment=f"nexus-bed-{kind}")
 
     def _make_authorized_keys(self) -> None:
         ak_dir = self.base_dir / "authorized_keys"
@@ -551,7 +572,12 @@ class SshBed:
         pubs = "".join(Path(self.key_path(k) + ".pub").read_text() for k in KEY_KINDS)
         for user in USERS.values():
             path = ak_dir / user.name
-            path.write_text(pubs if user.key_auth else "")
+            own = "".join(
+                Path(self.key_path(kind) + ".pub").read_text()
+                for kind, (name, _) in OWN_KEYS.items()
+                if name == user.name
+            )
+            path.write_text((pubs if user.key_auth else "") + own)
             os.chmod(path, 0o644)
 
     def _make_sshd(self, name: str, addresses: list[str], forwarding: str) -> _Sshd:

@@ -4,6 +4,8 @@ Auth order (PRD REQ-0123): explicit identity (``ssh_identity`` / ``-i``, then th
 config's ``IdentityFile``), ssh-agent, ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa``, then a
 password: one given to the executor (option ``ssh_password``), or a prompt only when stdin
 is a terminal and ``CI`` is unset. ``IdentitiesOnly yes`` skips the agent and default keys.
+The agent is used when ``SSH_AUTH_SOCK`` is set and not empty (and ``ssh_no_agent`` is not);
+``~`` is ``$HOME`` (:func:`os.path.expanduser`), so a temporary ``HOME`` isolates the default keys.
 """
 
 from __future__ import annotations

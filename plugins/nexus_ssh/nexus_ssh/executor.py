@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import collections
 import contextlib
+import os
 import select
 import threading
 import time
@@ -49,6 +50,19 @@ if TYPE_CHECKING:
 TAIL_LINES = 20
 _SIGNALS = {Cancel.INTERRUPT: ["INT"], Cancel.TERMINATE: ["TERM"], Cancel.KILL: ["KILL"]}
 _NEEDS_TTY = ("must have a tty", "a terminal is required")
+#: What a sudo password is replaced with in any output line (a safety net: it is never echoed).
+REDACTED = "********"
+_SUDO_WANTS_PASSWORD = ("a password is required",)
+_SUDO_BAD_PASSWORD = ("incorrect password attempt", "Sorry, try again", "no password was provided")
+
+
+def sudo_password(options: Any) -> str | None:
+    """The sudo password for this run: executor option ``ssh_sudo_password`` (``-K``), else
+    ``NEXUS_SUDO_PASSWORD`` (the stop-gap until secret backends provide it), else None."""
+    for value in (options.get("ssh_sudo_password"), os.environ.get("NEXUS_SUDO_PASSWORD")):
+        if value is not None and str(value) != "":
+            return str(value)
+    return None
 
 
 class _Lines:
@@ -60,8 +74,10 @@ class _Lines:
         emit: Callable[[str, str], None],
         on_marker: Callable[[tuple[int, int]], None],
         tail: collections.deque[str],
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.stream = stream
+        self._redact = redact
         self._emit = emit
         self._on_marker = on_marker
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -82,6 +98,8 @@ class _Lines:
                 if pg is not None:
                     self._on_marker(pg)
                     continue
+            if self._redact is not None:
+                line = self._redact(line)
             self.lines += 1
             self._tail.append(line)
             self._emit(self.stream, line)
@@ -102,6 +120,7 @@ class SshExecutor(Executor):
             opts.get("ssh_idle_timeout", cfg.get("ssh_idle_timeout")) or DEFAULT_IDLE_TIMEOUT
         )
         self.kill_grace = float(opts.get("ssh_kill_grace", 2.0))
+        self._sudo_password = sudo_password(opts)
         self._lock = threading.Lock()
         self._resolver: Resolver | None = None
         self._connector: Connector | None = None
@@ -216,6 +235,7 @@ class SshExecutor(Executor):
                 env=command.env,
                 cwd=command.cwd,
                 marker=command.marker,
+                sudo_password=self._sudo_password is not None,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
@@ -232,7 +252,7 @@ class SshExecutor(Executor):
                 continue
             try:
                 return self._run_on(
-                    conn, chan, spec, command, script, on_output, cancel, timeout, deadline, start
+                    conn, chan, spec, host, command, script, on_output, cancel, timeout, deadline, start
                 )
             finally:
                 self._emit(
@@ -304,6 +324,7 @@ class SshExecutor(Executor):
         conn: Connection,
         chan: Channel,
         spec: ConnectSpec,
+        host: Host,
         command: Command,
         script: str,
         on_output: OutputCallback,
@@ -313,19 +334,54 @@ class SshExecutor(Executor):
         start: float,
     ) -> CommandResult:
         result, needs_tty = self._exec(
-            conn, chan, command, script, on_output, cancel, timeout, deadline, start, pty=False
+            conn, chan, host, command, script, on_output, cancel, timeout, deadline, start, pty=False
         )
         if needs_tty:
             chan = self._open_channel(conn, spec)
             result, _ = self._exec(
-                conn, chan, command, script, on_output, cancel, timeout, deadline, start, pty=True
+                conn, chan, host, command, script, on_output, cancel, timeout, deadline, start, pty=True
             )
         return result
+
+    def _redact(self, line: str) -> str:
+        pw = self._sudo_password
+        return line.replace(pw, REDACTED) if pw and pw in line else line
+
+    def _feed_password(self, chan: Channel, pty: bool) -> None:
+        """Write the sudo password on the channel's stdin, then end the input (sudo never waits)."""
+        pw = self._sudo_password
+        if pw is None:
+            return
+        chan.sendall(pw.encode() + b"\n")
+        if pty:
+            chan.sendall(b"\x04")  # ^D: end of input for a terminal in canonical mode
+        else:
+            chan.shutdown_write()
+
+    @staticmethod
+    def _sudo_failure(host: Host, tail: tuple[str, ...], have_password: bool) -> tuple[str, str] | None:
+        """(reason, hint) when sudo itself refused to start the command, else None."""
+        text = "\n".join(tail)
+        if not have_password and any(t in text for t in _SUDO_WANTS_PASSWORD):
+            return (
+                f"sudo on {host.name} needs a password: pass -K/--ask-sudo-pass",
+                "- sudo needs a password here: pass -K/--ask-sudo-pass to type it once per run, "
+                "or set NEXUS_SUDO_PASSWORD where no terminal is available\n"
+                "- Or let this user run sudo without a password (NOPASSWD in sudoers)",
+            )
+        if have_password and any(t in text for t in _SUDO_BAD_PASSWORD):
+            return (
+                f"sudo on {host.name} rejected the password",
+                "- Check the sudo password given with -K/--ask-sudo-pass or NEXUS_SUDO_PASSWORD\n"
+                "- Check that this user may use sudo on the host (sudoers)",
+            )
+        return None
 
     def _exec(
         self,
         conn: Connection,
         chan: Channel,
+        host: Host,
         command: Command,
         script: str,
         on_output: OutputCallback,
@@ -349,8 +405,9 @@ class SshExecutor(Executor):
         def marker(pg: tuple[int, int]) -> None:
             groups[:] = sorted(set(pg))
 
-        out = _Lines("stdout", emit, marker, tail)
-        err = _Lines("stderr", emit, marker, tail)
+        redact = self._redact if sudo and self._sudo_password else None
+        out = _Lines("stdout", emit, marker, tail, redact)
+        err = _Lines("stderr", emit, marker, tail, redact)
         status: str | None = None
         reason = ""
         signalled = 0
@@ -359,6 +416,8 @@ class SshExecutor(Executor):
             if pty:
                 chan.get_pty(term="dumb", width=200, height=50)
             chan.exec_command(script)
+            if sudo:
+                self._feed_password(chan, pty)
             for _ in range(100_000_000):
                 progressed = False
                 while chan.recv_ready():
@@ -444,10 +503,13 @@ class SshExecutor(Executor):
             return CommandResult(
                 "failed", None, duration, "the command was killed by a signal", tail_t
             ), False
-        why = f"exit code {exit_code}"
-        if sudo and any("a password is required" in line for line in tail_t):
-            why += " (sudo needs a password here: grant NOPASSWD for this user, Nexus never types it)"
-        return CommandResult("failed", exit_code, duration, why, tail_t), False
+        if sudo and exit_code == 1 and not groups:  # no marker: sudo never started the command
+            refused = self._sudo_failure(host, tail_t, self._sudo_password is not None)
+            if refused is not None:
+                return CommandResult(
+                    "failed", exit_code, duration, refused[0], tail_t, retryable=False, hint=refused[1]
+                ), False
+        return CommandResult("failed", exit_code, duration, f"exit code {exit_code}", tail_t), False
 
     def _stop_remote(
         self,
@@ -464,11 +526,17 @@ class SshExecutor(Executor):
             conn.broken = True  # no handle on the process: drop the whole connection
             return f"{what}; the remote process group was unknown, connection closed"
         grace = self.kill_grace if grace is None else grace
-        cmd = remote.kill_command(groups, signals, grace, sudo=sudo, user=user)
+        password = self._sudo_password if (sudo or user) else None
+        cmd = remote.kill_command(
+            groups, signals, grace, sudo=sudo, user=user, sudo_password=password is not None
+        )
         try:
             chan = conn.transport.open_session(timeout=5)
             try:
                 chan.exec_command(cmd)
+                if password is not None:  # one line for each sudo the kill command may run
+                    chan.sendall((password + "\n").encode() * 2)
+                    chan.shutdown_write()
                 limit = time.monotonic() + grace * len(signals) + 10
                 while not chan.exit_status_ready() and time.monotonic() < limit:
                     select.select([chan], [], [], 0.1)

@@ -15,6 +15,12 @@ channel on the same connection and signals both groups: TERM, a short grace, the
 (or INT / TERM / KILL for the cancel levels); as root through ``sudo -n`` when the command
 used sudo. Daemons that ``setsid`` themselves away escape, as they would from any shell.
 
+Sudo never prompts: without a password it runs as ``sudo -n`` (fails at once when a password
+is required). With ``sudo_password=True`` it runs as ``sudo -S -p ''``: the executor writes
+the password and then EOF on the channel's stdin (never in any argument, so ``ps`` on the host
+cannot show it), and the shell behind sudo points its stdin at ``/dev/null`` first, so the
+command never reads the password when sudo did not need it (NOPASSWD, cached credentials).
+
 User-supplied values (env values, cwd, sudo user) are always quoted with :func:`shlex.quote`;
 env names must be valid shell names. The command itself runs as ``sh -c CMD`` unchanged.
 """
@@ -45,8 +51,11 @@ def build(
     env: Sequence[tuple[str, str]] = (),
     cwd: str | None = None,
     marker: Marker | None = None,
+    sudo_password: bool = False,
 ) -> str:
     """The exec request string for ``cmd`` (see the module docstring).
+
+    ``sudo_password``: sudo reads a password from stdin (``sudo -S -p ''``) instead of ``-n``.
 
     With ``marker``, the login shell first records its pid and, when the command ends, its
     exit code on the host (:mod:`nexus_core.markers`), outside any sudo.
@@ -59,29 +68,37 @@ def build(
             raise CommandError(f"invalid environment variable name {name!r}")
         inner.append(f"export {name}={shlex.quote(str(value))}")
     inner.append("unset NEXUS_PG_OUTER")
-    inner.append(f"exec /bin/sh -c {shlex.quote(cmd)}")
+    elevated = sudo or bool(user)
+    if elevated and sudo_password:
+        inner.append("exec </dev/null")  # an unread password line must never reach the command
+    # eval, not another `sh -c`: one exec less per command on the host; a syntax error in
+    # the command is still contained (eval fails, the wrapper reports its exit code).
+    inner.append(f"eval {shlex.quote(cmd)}")
     inner_text = "\n".join(inner)
-    if sudo or user:
+    if elevated:
         if user is not None and not _USER.match(user):
             raise CommandError(f"invalid user name {user!r} for sudo")
-        sudo_args = "sudo -n" + (f" -u {shlex.quote(user)}" if user else "")
+        sudo_args = _sudo(sudo_password) + (f" -u {shlex.quote(user)}" if user else "")
         # sudo resets the environment: pass the outer pgid as an argument instead.
         body = (
             f"exec {sudo_args} -- /bin/sh -c "
             + shlex.quote('NEXUS_PG_OUTER="$1"; shift\n' + inner_text)
-            + ' nexus "${NEXUS_PG_OUTER:-$$}"'
+            + ' nexus "$$"'
         )
     else:
-        body = 'NEXUS_PG_OUTER="${NEXUS_PG_OUTER:-$$}"\n' + inner_text
+        body = 'NEXUS_PG_OUTER="$$"\n' + inner_text
     if marker is not None:
-        # The session leader stays alive to write the exit code; the command runs as its child
-        # (same process group, so the kill handle is unchanged).
-        body = (
-            f"{markers.prologue(marker)}\nNEXUS_PG_OUTER=$$; export NEXUS_PG_OUTER\n"
-            f"/bin/sh -c {shlex.quote(body)}\nrc=$?\n{markers.epilogue(marker)}"
-        )
+        # The session leader stays alive to write the exit code; the command runs in a
+        # subshell (same process group, and $$ still names the leader, so the kill handle
+        # is unchanged).
+        body = markers.wrap(body, marker)
     # The login shell may not be sh (bash, zsh, fish...): hand everything to /bin/sh at once.
     return "exec /bin/sh -c " + shlex.quote(body)
+
+
+def _sudo(password: bool) -> str:
+    """``sudo -n`` (never prompt), or ``sudo -S -p ''`` (password on stdin, no prompt text)."""
+    return "sudo -S -p ''" if password else "sudo -n"
 
 
 def _marker_printf() -> str:
@@ -121,12 +138,22 @@ def kill_script(groups: Sequence[int], signals: Sequence[str], grace: float) -> 
 
 
 def kill_command(
-    groups: Sequence[int], signals: Sequence[str], grace: float, *, sudo: bool, user: str | None
+    groups: Sequence[int],
+    signals: Sequence[str],
+    grace: float,
+    *,
+    sudo: bool,
+    user: str | None,
+    sudo_password: bool = False,
 ) -> str:
-    """The exec string that runs :func:`kill_script` with the rights the command had."""
+    """The exec string that runs :func:`kill_script` with the rights the command had.
+
+    With ``sudo_password`` each sudo reads one password line from stdin (send it twice).
+    """
     script = shlex.quote(kill_script(groups, signals, grace))
     if not (sudo or user):
         return f"exec /bin/sh -c {script}"
     # Root can signal sudo and the command; fall back to the target user when sudo is limited.
-    alt = f" || sudo -n -u {shlex.quote(user)} -- /bin/sh -c {script}" if user else ""
-    return "exec /bin/sh -c " + shlex.quote(f"sudo -n -- /bin/sh -c {script} 2>/dev/null{alt}")
+    s = _sudo(sudo_password)
+    alt = f" || {s} -u {shlex.quote(user)} -- /bin/sh -c {script}" if user else ""
+    return "exec /bin/sh -c " + shlex.quote(f"{s} -- /bin/sh -c {script} 2>/dev/null{alt}")
