@@ -254,11 +254,23 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     """Validate and plan, or exit 2 listing every problem."""
     from nexus_core.plan import ValidationFailed, build_plan
 
+    kwargs.setdefault("cache", _dag_cache())
     try:
         return build_plan(project, plugin_manager().registry, tasks, **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)
         raise Exit(EXIT_CONFIG) from None
+
+
+def _dag_cache() -> Any:
+    """The state store as a planning cache (None when it cannot be opened: plan without it)."""
+    from nexus_core.state.paths import state_db
+    from nexus_core.state.store import StateError, StateStore
+
+    try:
+        return StateStore(state_db())
+    except StateError:
+        return None
 
 
 def show_problems(problems: Sequence[Any], fmt: str) -> None:

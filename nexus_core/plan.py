@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nexus_core.dsl import _RECORDER, Recorder
 from nexus_core.hosts import HostParseError, parse_host
@@ -155,7 +155,31 @@ def _dep_name(dep: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def check_structure(project: Project, registry: Registry) -> list[Problem]:
+class DagCache(Protocol):
+    """Remembers the phases networkx computed for a graph shape (see :func:`dag_key`).
+
+    Only acyclic graphs are stored, so a hit also means "no cycle". Importing networkx
+    costs about 0.1 s, a third of a short run; a repeated run of an unchanged pipeline
+    skips it.
+    """
+
+    def cached_phases(self, key: str) -> list[list[str]] | None:
+        """The phases stored for ``key``, or None."""
+
+    def cache_phases(self, key: str, phases: list[list[str]]) -> None:
+        """Store the phases of an acyclic graph."""
+
+
+def dag_key(graph: Mapping[str, Iterable[str]]) -> str:
+    """A digest of a dependency graph: task names in order, each with its sorted deps."""
+    import hashlib
+    import json
+
+    shape = [[name, sorted(set(deps))] for name, deps in graph.items()]
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=True).encode()).hexdigest()
+
+
+def check_structure(project: Project, registry: Registry, cache: DagCache | None = None) -> list[Problem]:
     """Every problem that can be found without running task bodies."""
     out = list(project.problems)
     cfg_where = project.config_locations
@@ -187,7 +211,7 @@ def check_structure(project: Project, registry: Registry) -> list[Problem]:
             out,
             where=t.location,
         )
-    _guarded(out, project.path, "while checking the dependencies", lambda: out.extend(find_cycles(project)))
+    _guarded(out, project.path, "while checking the dependencies", lambda: out.extend(find_cycles(project, cache)))
     return out
 
 
@@ -405,8 +429,16 @@ def _dedupe(hosts: Sequence[Host]) -> list[Host]:
     return list(seen.values())
 
 
-def find_cycles(project: Project) -> list[Problem]:
+def find_cycles(project: Project, cache: DagCache | None = None) -> list[Problem]:
     """One problem per dependency cycle, printed as ``a -> b -> c -> a``."""
+    key = ""
+    if cache is not None:
+        deps = {
+            t.name: [n for n in (_dep_name(d) for d in t.deps) if n in project.tasks] for t in project.tasks.values()
+        }
+        key = dag_key(deps)
+        if cache.cached_phases(key) is not None:
+            return []
     import networkx as nx
 
     graph = nx.DiGraph()
@@ -433,6 +465,9 @@ def find_cycles(project: Project) -> list[Problem]:
             "remove one of these deps so that the tasks form a DAG",
             "cycle",
         )
+    if not out and cache is not None:
+        generations = nx.topological_generations(graph.reverse())
+        cache.cache_phases(key, [sorted(gen, key=order.__getitem__) for gen in generations])
     return out
 
 
@@ -478,12 +513,14 @@ def build_plan(
     *,
     host_override: Sequence[str] | None = None,
     config_override: Mapping[str, Any] | None = None,
+    cache: DagCache | None = None,
 ) -> Plan:
     """Validate ``project`` and plan ``requested`` tasks (all tasks when None or empty).
 
-    Raises :class:`ValidationFailed` with every problem found.
+    Raises :class:`ValidationFailed` with every problem found. ``cache`` remembers the
+    phases of graph shapes already planned (see :class:`DagCache`).
     """
-    problems = check_structure(project, registry)
+    problems = check_structure(project, registry, cache)
     requested = list(requested or [])
     for name in requested:
         if name not in project.tasks:
@@ -571,7 +608,7 @@ def build_plan(
         root=project.root,
         requested=tuple(requested),
         tasks=tasks,
-        phases=phases(tasks),
+        phases=phases(tasks, cache),
         config=config,
         source_hash=project.source_hash,
     )
@@ -634,8 +671,14 @@ def _with_cwd(c: Command, cwd: str) -> Command:
     return replace(c, cwd=cwd)
 
 
-def phases(tasks: Mapping[str, TaskPlan]) -> tuple[tuple[str, ...], ...]:
+def phases(tasks: Mapping[str, TaskPlan], cache: DagCache | None = None) -> tuple[tuple[str, ...], ...]:
     """Topological generations: each phase holds tasks whose deps are all in earlier phases."""
+    key = ""
+    if cache is not None:
+        key = dag_key({t.name: [d for d in t.deps if d in tasks] for t in tasks.values()})
+        found = cache.cached_phases(key)
+        if found is not None and sorted(n for p in found for n in p) == sorted(tasks):
+            return tuple(tuple(p) for p in found)
     import networkx as nx
 
     graph = nx.DiGraph()
@@ -643,4 +686,7 @@ def phases(tasks: Mapping[str, TaskPlan]) -> tuple[tuple[str, ...], ...]:
     for t in tasks.values():
         graph.add_edges_from((dep, t.name) for dep in t.deps if dep in tasks)
     order = {name: i for i, name in enumerate(tasks)}
-    return tuple(tuple(sorted(gen, key=order.__getitem__)) for gen in nx.topological_generations(graph))
+    result = tuple(tuple(sorted(gen, key=order.__getitem__)) for gen in nx.topological_generations(graph))
+    if cache is not None:
+        cache.cache_phases(key, [list(p) for p in result])
+    return result

@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS commands (
     ended REAL,
     PRIMARY KEY (run_id, task, host, idx)
 );
+CREATE TABLE IF NOT EXISTS dag_cache (
+    key TEXT PRIMARY KEY,             -- nexus_core.plan.dag_key of a task graph
+    phases TEXT NOT NULL,             -- JSON list of lists
+    used REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     task TEXT NOT NULL,
@@ -260,6 +265,27 @@ class StateStore:
         with self.transaction() as cur:
             cur.execute("UPDATE runs SET status = 'discarded' WHERE id = ?", (run_id,))
             return cur.rowcount > 0
+
+    # --- planning cache (nexus_core.plan.DagCache) -------------------------------------------
+
+    def cached_phases(self, key: str) -> list[list[str]] | None:
+        """Phases stored for a graph shape, or None."""
+        row = self.db.execute("SELECT phases FROM dag_cache WHERE key = ?", (key,)).fetchone()
+        return None if row is None else list(json.loads(row["phases"]))
+
+    def cache_phases(self, key: str, phases: list[list[str]]) -> None:
+        """Remember the phases of an acyclic graph shape (the 200 most recent are kept)."""
+        try:
+            with self.transaction() as cur:
+                cur.execute(
+                    "INSERT OR REPLACE INTO dag_cache (key, phases, used) VALUES (?, ?, ?)",
+                    (key, json.dumps(phases), time.time()),
+                )
+                cur.execute(
+                    "DELETE FROM dag_cache WHERE key NOT IN (SELECT key FROM dag_cache ORDER BY used DESC LIMIT 200)"
+                )
+        except sqlite3.OperationalError:
+            pass  # a busy database only costs the next run a networkx import
 
     # --- reading ---------------------------------------------------------------------------
 
