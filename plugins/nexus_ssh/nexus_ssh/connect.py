@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nexus_ssh.errors import CancelledConnect, ConnectError, classify
+from nexus_ssh.errors import CancelledConnect, ConnectError, HandshakeTimeout, classify
 from nexus_ssh.hostkeys import HostKeyVerifier
 from nexus_ssh.settings import ConnectSpec, Endpoint, Resolver
 
@@ -188,9 +188,7 @@ class Connector:
                 "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=spec.connect_timeout
             )
         if spec.proxy_command and ep == spec.target:
-            from paramiko.proxy import ProxyCommand
-
-            return ProxyCommand(spec.proxy_command)
+            return open_proxy_command(spec.proxy_command)
         return socket.create_connection((ep.hostname, ep.port), timeout=spec.connect_timeout)
 
     def _transport(self, spec: ConnectSpec, ep: Endpoint, via: Transport | None) -> tuple[Transport, str]:
@@ -208,6 +206,8 @@ class Connector:
                     ep, spec.known_hosts_files, tuple(opts.key_types)
                 )
             t.start_client(timeout=spec.connect_timeout)
+            if not t.completion_event.is_set():  # Paramiko returns silently when the timeout passes
+                raise HandshakeTimeout(f"no SSH handshake within {spec.connect_timeout:g} s")
             self.verifier.verify(ep, t.get_remote_server_key(), spec.policy, spec.known_hosts_files)
             auth = self._authenticate(t, spec, ep)
             if spec.keepalive:
@@ -296,6 +296,102 @@ class Connector:
             raise exc.last_attempt.exception() or ConnectError(
                 "error", "connect failed", transient=False, retryable=True
             ) from exc
+
+
+def open_proxy_command(command: str) -> Any:
+    """Start ``ProxyCommand`` the way OpenSSH does (``/bin/sh -c "exec COMMAND"``); a socket-like stream.
+
+    Paramiko's own :class:`paramiko.proxy.ProxyCommand` splits the line without a shell, spins
+    until a timeout when the command exits, and never reaps it. This one reports the command's
+    exit status and last stderr lines when it ends, and terminates and reaps it on close.
+    """
+    import subprocess
+    import tempfile
+
+    from paramiko.proxy import ProxyCommand
+    from paramiko.ssh_exception import ProxyCommandFailure
+
+    class _ShellProxyCommand(ProxyCommand):  # type: ignore[misc]  # paramiko is untyped
+        def __init__(self, command_line: str) -> None:
+            self.cmd = ["/bin/sh", "-c", "exec " + command_line]
+            self.command_line = command_line
+            self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+            try:
+                self.process = subprocess.Popen(
+                    self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0
+                )
+            except BaseException:
+                self.stderr.close()
+                raise
+            self.timeout: float | None = None
+
+        def _failure(self, what: str) -> ProxyCommandFailure:
+            try:
+                code = self.process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                code = None
+            try:
+                self.stderr.seek(0)
+                text = self.stderr.read().decode(errors="replace")
+                said = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            except (OSError, ValueError):
+                said = []
+            status = f"exited with status {code}" if code is not None else what
+            detail = status + (": " + " / ".join(said[-3:]) if said else "")
+            return ProxyCommandFailure(self.command_line, detail)
+
+        def send(self, content: bytes) -> int:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write(content)
+            except (OSError, ValueError) as exc:
+                raise self._failure(f"stopped reading its input ({exc})") from exc
+            return len(content)
+
+        def recv(self, size: int) -> bytes:
+            import select
+
+            assert self.process.stdout is not None
+            if self.process.stdout.closed:
+                raise self._failure("closed its output")
+            fd = self.process.stdout.fileno()
+            start = time.monotonic()
+            while True:
+                wait = None
+                if self.timeout is not None:
+                    wait = self.timeout - (time.monotonic() - start)
+                    if wait <= 0:
+                        raise TimeoutError()
+                readable, _, _ = select.select([fd], [], [], wait)
+                if readable:
+                    data = os.read(fd, size)
+                    if not data:  # the command ended (or closed its stdout)
+                        with contextlib.suppress(OSError):
+                            self.process.stdout.close()
+                        raise self._failure("closed its output")
+                    return data
+
+        def close(self) -> None:
+            # stdout is closed by the reading thread when it sees EOF (or by the GC): closing a
+            # file descriptor another thread may be reading could hand it a reused one.
+            with contextlib.suppress(Exception):
+                if self.process.stdin is not None:
+                    self.process.stdin.close()
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            with contextlib.suppress(Exception):
+                self.stderr.close()
+
+        @property
+        def closed(self) -> bool:
+            return self.process.poll() is not None
+
+    return _ShellProxyCommand(command)
 
 
 def _short(path: str) -> str:

@@ -25,6 +25,10 @@ class ConnectError(Exception):
         self.retryable = retryable  # CommandResult.retryable
 
 
+class HandshakeTimeout(TimeoutError):
+    """The server accepted the TCP connection but did not finish the SSH handshake in time."""
+
+
 class CancelledConnect(Exception):
     """A stop was requested while connecting."""
 
@@ -74,12 +78,17 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
             transient=True,
             retryable=True,
         )
-    if isinstance(exc, (TimeoutError, socket.timeout)):
+    # Paramiko turns a silent server (TCP accepted, no SSH banner within the connect timeout)
+    # into SSHException("Error reading SSH protocol banner") raised while handling the timeout.
+    timed_out = isinstance(exc.__context__, (TimeoutError, socket.timeout))
+    handshake = isinstance(exc, HandshakeTimeout) or (isinstance(exc, SSHException) and timed_out)
+    if isinstance(exc, (TimeoutError, socket.timeout)) or handshake:
+        what = "during the SSH handshake " if handshake else ""
         return ConnectError(
             "timeout",
-            f"Connection timed out ({where})\n"
+            f"Connection timed out {what}({where})\n"
             f"- Verify the host is up and the port is right: nc -zv {ep.hostname} {ep.port}\n"
-            f"- Raise ssh_connect_timeout if the network is slow",
+            f"- Raise ssh_connect_timeout (or ConnectTimeout in ~/.ssh/config) if the network is slow",
             transient=True,
             retryable=True,
         )
@@ -93,7 +102,12 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
         )
     if isinstance(exc, ProxyCommandFailure):
         return ConnectError(
-            "proxy", f"ProxyCommand failed for {where}: {exc}", transient=False, retryable=True
+            "proxy",
+            f"ProxyCommand for {where} {exc.error}\n"
+            f"- The command (run with /bin/sh): {exc.command}\n"
+            f"- Check the ProxyCommand line in your ssh config, and that the proxy host is reachable",
+            transient=False,
+            retryable=True,
         )
     if isinstance(exc, ChannelException):
         return ConnectError(

@@ -117,13 +117,48 @@ def _expand_includes(path: str, depth: int = 0) -> str:
     return "\n".join(out) + "\n"
 
 
+# Paramiko expands ProxyCommand's tokens itself, but from the ssh config's values only: ``%p``
+# would be 22 when the port comes from Nexus (``ssh_port``, ``host:port``), ``%r`` the local
+# user, and ``%n`` / ``%%`` are not supported. So ``%`` is hidden from Paramiko while parsing and
+# the tokens are expanded by :func:`expand_proxy_command` with the values actually used.
+_PCT = "\x00nexus-pct\x00"
+_PROXY_LINE = re.compile(r"^(\s*proxycommand(?:\s*=\s*|\s+))(.*)$", re.IGNORECASE)
+
+
+def _protect_proxy_commands(text: str) -> str:
+    out = []
+    for line in text.splitlines():
+        m = _PROXY_LINE.match(line)
+        if m and m.group(2).strip().lower() != "none":
+            line = m.group(1) + m.group(2).replace("%", _PCT)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def expand_proxy_command(raw: str, target: Endpoint) -> str:
+    """``ProxyCommand`` with its tokens expanded for ``target`` (ssh_config(5) TOKENS).
+
+    ``%h`` host name (after HostName), ``%p`` port, ``%r`` remote user, ``%n`` the name as
+    written, ``%%`` a literal ``%``. Other tokens are refused, as OpenSSH does.
+    """
+    values = {"h": target.hostname, "p": str(target.port), "r": target.user, "n": target.label, "%": "%"}
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise SettingsError(f"ProxyCommand for {target.label}: unknown token %{key} in {raw!r}")
+        return values[key]
+
+    return re.sub(r"%(.?)", sub, raw.replace(_PCT, "%"), flags=re.DOTALL)
+
+
 def load_ssh_config(path: str | None) -> SSHConfig:
     """Parse an OpenSSH client config (Includes expanded); an empty config when ``path`` is None."""
     from paramiko.config import SSHConfig
 
     cfg = SSHConfig()
     if path:
-        cfg.parse(io.StringIO(_expand_includes(path)))
+        cfg.parse(io.StringIO(_protect_proxy_commands(_expand_includes(path))))
     return cfg
 
 
@@ -225,8 +260,10 @@ class Resolver:
             hop, _ = self.endpoint(h_name, h_user, h_port)
             hops.append(hop)
         proxy_command = None if hops else sc.get("proxycommand")
-        if proxy_command is not None and proxy_command.strip().lower() == "none":
+        if proxy_command is not None and proxy_command.strip().lower() in ("", "none"):
             proxy_command = None
+        if proxy_command is not None:
+            proxy_command = expand_proxy_command(str(proxy_command), target)
 
         identities: list[str] = []
         explicit = self.options.get("identity") or _set(self.config, "ssh_identity")

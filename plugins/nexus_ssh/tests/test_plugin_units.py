@@ -82,3 +82,17 @@ def test_resolver_precedence(tmp_path: Path) -> None:
     ).resolve("web", port=2300)
     assert (spec.target.user, spec.target.port) == ("nx", 2300)
     assert Resolver({"ssh_jump": "none"}, {"ssh_config_file": str(cfg)}).resolve("web").hops == ()
+
+
+def test_proxy_command_tokens_use_the_resolved_values(tmp_path: Path) -> None:
+    cfg = tmp_path / "c"
+    cfg.write_text(
+        "Host p\n  HostName 127.0.0.7\n  ProxyCommand nc -X 5 -x %%proxy %h %p # %r %n ~\n"
+        "Host q\n  ProxyCommand none\nHost bad\n  ProxyCommand nc %x\n"
+    )
+    r = Resolver({"ssh_user": "nx", "ssh_port": 2222}, {"ssh_config_file": str(cfg)})
+    assert r.resolve("p").proxy_command == "nc -X 5 -x %proxy 127.0.0.7 2222 # nx p " + str(Path.home())
+    assert "127.0.0.7 23 " in (r.resolve("p", port=23).proxy_command or "")
+    assert r.resolve("q").proxy_command is None
+    with pytest.raises(SettingsError, match="unknown token %x"):
+        r.resolve("bad")
