@@ -21,3 +21,39 @@ def pgrep(pattern: str) -> list[int]:
     """PIDs of processes whose full command line matches ``pattern`` (excluding zombies' parents)."""
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
     return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]
+
+
+def run_in_pty(
+    args: list[str], cwd, env: dict[str, str], answers: dict[bytes, bytes] | None = None, timeout: float = 60
+) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """Run ``python -m nexus_core ARGS`` on a pseudo-terminal; answer prompts; return (code, screen).
+
+    ``answers`` maps text that may appear on the screen to what to type (once each).
+    """
+    import pty
+    import select
+    import sys
+
+    pending = dict(answers or {})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env,
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            screen += data
+            for prompt in [p for p in pending if p in screen]:
+                os.write(master, pending.pop(prompt))
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), screen.decode("utf-8", "replace")

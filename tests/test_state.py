@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
+from helpers import run_in_pty, wait_for
 
 from nexus_core.state.store import StateStore
 
@@ -286,41 +286,10 @@ def _interrupt_once(nexus_project) -> None:
 
 
 def _answer_in_pty(nexus_project, answer: str) -> tuple[int, str]:
-    import pty
-    import select
-
     env = {**os.environ, **nexus_project.env, "TERM": "xterm"}
     env.pop("CI", None)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", "run", "final", "--force"],
-        cwd=nexus_project.root,
-        env=env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-    )
-    os.close(slave)
-    screen = b""
-    answered = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            screen += data
-            if not answered and b"Resume? [Y/n/discard]" in screen:
-                os.write(master, answer.encode() + b"\r")
-                answered = True
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    return proc.wait(timeout=10), screen.decode("utf-8", "replace")
+    answers = {b"Resume? [Y/n/discard]": answer.encode() + b"\r"}
+    return run_in_pty(["run", "final", "--force"], nexus_project.root, env, answers)
 
 
 def test_terminal_prompt_shows_progress_and_resumes_on_yes(nexus_project):

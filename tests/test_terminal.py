@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
+
+from helpers import run_in_pty
 
 SLOW = """
 from nexus_core import task, run
@@ -18,36 +17,9 @@ def slow():
 """
 
 
-def run_in_pty(cwd, env: dict[str, str], timeout: float = 30) -> tuple[int, str]:
-    """Run `nexus run slow` with a pseudo-terminal as stdin/stdout/stderr; return (code, screen bytes)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", "run", "slow"],
-        cwd=cwd,
-        env=env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        close_fds=True,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    code = proc.wait(timeout=10)
-    return code, b"".join(chunks).decode("utf-8", "replace")
+def run_slow(cwd, env: dict[str, str]) -> tuple[int, str]:
+    """Run `nexus run slow` with a pseudo-terminal as stdin/stdout/stderr."""
+    return run_in_pty(["run", "slow"], cwd, env, timeout=30)
 
 
 def base_env(nexus_project) -> dict[str, str]:
@@ -59,7 +31,7 @@ def base_env(nexus_project) -> dict[str, str]:
 
 def test_terminal_shows_a_live_view_of_running_tasks(nexus_project):
     nexus_project.write(SLOW)
-    code, screen = run_in_pty(nexus_project.root, base_env(nexus_project))
+    code, screen = run_slow(nexus_project.root, base_env(nexus_project))
     assert code == 0, screen
     assert "slow" in screen and "Completed" in screen
     assert "\x1b[" in screen, "a terminal gets colour and cursor control"
@@ -68,14 +40,14 @@ def test_terminal_shows_a_live_view_of_running_tasks(nexus_project):
 
 def test_ci_on_a_terminal_has_no_animation(nexus_project):
     nexus_project.write(SLOW)
-    code, screen = run_in_pty(nexus_project.root, {**base_env(nexus_project), "CI": "true"})
+    code, screen = run_slow(nexus_project.root, {**base_env(nexus_project), "CI": "true"})
     assert code == 0, screen
     assert not any(frame in screen for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
 
 
 def test_dumb_terminal_has_no_animation_and_no_colour(nexus_project):
     nexus_project.write(SLOW)
-    code, screen = run_in_pty(nexus_project.root, {**base_env(nexus_project), "TERM": "dumb"})
+    code, screen = run_slow(nexus_project.root, {**base_env(nexus_project), "TERM": "dumb"})
     assert code == 0, screen
     assert "\x1b[" not in screen
     assert "✓ Completed" in screen
