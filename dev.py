@@ -85,6 +85,11 @@ def cmd_test(pytest_args: list[str]) -> None:
     sh(os.path.join(BIN, "ruff"), "format", "--check", ROOT, cwd=ROOT)
     sh(os.path.join(BIN, "mypy"), cwd=ROOT)
     sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), cwd=ROOT)
+    # nexus-ssh runs commands in a shell session per connection by default; the SSH tests
+    # run once more with one exec channel per command, the other mode users can choose.
+    ssh_tests = [os.path.join(ROOT, "plugins", "nexus_ssh", "tests"), os.path.join(ROOT, "tests", "ssh")]
+    env = {**os.environ, "NEXUS_SSH_SESSION_MODE": "exec"}
+    sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), *ssh_tests, cwd=ROOT, env=env)
 
 
 def main(argv: list[str]) -> None:

@@ -168,7 +168,8 @@ class Executor(ABC):
         """Remove the run's status files from ``host`` (only called when ``supports_markers``)."""
         from nexus_core.markers import cleanup_script
 
-        self.run(host, Command(cleanup_script(run_id), timeout=30), lambda _s, _l: None, Cancel(), 30.0)
+        script = cleanup_script(run_id, host.label)
+        self.run(host, Command(script, timeout=30), lambda _s, _l: None, Cancel(), 30.0)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release every connection and process this executor holds."""

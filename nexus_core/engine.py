@@ -393,7 +393,7 @@ class Engine:
         run_id = self.options.resume.run_id
         key = markers.key(tp.name, host.label, index)
         deadline = time.monotonic() + (cmd.timeout if cmd.timeout > 0 else 3600.0)
-        probe = Command(markers.probe_script(run_id, key), timeout=30)
+        probe = Command(markers.probe_script(run_id, key, host.label), timeout=30)
         lines: list[str] = []
 
         def collect(_stream: str, line: str) -> None:
@@ -442,7 +442,7 @@ class Engine:
             from nexus_core import markers
 
             run_id = self.options.resume.run_id if self.options.resume is not None else rid
-            marker = markers.Marker(run_id, markers.key(tp.name, host.label, index))
+            marker = markers.Marker(run_id, markers.key(tp.name, host.label, index), host.label)
             cmd = replace(cmd, marker=marker)
             with self._lock:
                 self._marked_hosts.setdefault((host.transport, host.label), host)

@@ -19,9 +19,14 @@ from dataclasses import dataclass
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def run_dir(run_id: str) -> str:
-    """The shell expression (double-quoted) of a run's status folder on a host."""
-    return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{_SAFE.sub("_", run_id)}"'
+def run_dir(run_id: str, host: str = "") -> str:
+    """The shell expression (double-quoted) of a run's status folder for one host.
+
+    One sub-folder per host: several hosts may share a home (NFS, aliases of one machine),
+    and one host's cleanup must not take another's files away.
+    """
+    sub = f"/{_SAFE.sub('_', host)}" if host else ""
+    return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{_SAFE.sub("_", run_id)}{sub}"'
 
 
 def key(task: str, host: str, index: int) -> str:
@@ -31,10 +36,11 @@ def key(task: str, host: str, index: int) -> str:
 
 @dataclass(frozen=True)
 class Marker:
-    """Which status files a command writes: its ``run_id`` folder and its ``key``."""
+    """Which status files a command writes: its ``run_id`` and ``host`` folder, and its ``key``."""
 
     run_id: str
     key: str
+    host: str = ""
 
 
 def prologue(marker: Marker) -> str:
@@ -44,7 +50,7 @@ def prologue(marker: Marker) -> str:
     subshell of :func:`wrap`) and no exec; the files of earlier commands stay until the
     folder is removed at the end of the run.
     """
-    d = run_dir(marker.run_id)
+    d = run_dir(marker.run_id, marker.host)
     return f'nexus_d={d}; [ -d "$nexus_d" ] || mkdir -p "$nexus_d"; echo $$ > "$nexus_d/{marker.key}.pid"'
 
 
@@ -58,9 +64,9 @@ def wrap(script: str, marker: Marker) -> str:
     return f"{prologue(marker)}\n( {script}\n)\nrc=$?\n{epilogue(marker)}"
 
 
-def probe_script(run_id: str, marker_key: str) -> str:
+def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
     """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command."""
-    d = run_dir(run_id)
+    d = run_dir(run_id, host)
     k = marker_key
     return (
         f'd={d}; if [ -f "$d/{k}.rc" ]; then echo "finished $(cat "$d/{k}.rc")"; '
@@ -69,17 +75,20 @@ def probe_script(run_id: str, marker_key: str) -> str:
     )
 
 
-def cleanup_script(run_id: str) -> str:
-    """Shell text removing a run's status folder (one process: ``rm``)."""
-    return f"exec rm -rf {run_dir(run_id)}"
+def cleanup_script(run_id: str, host: str = "") -> str:
+    """Shell text removing a host's status folder of a run, and the run's folder once empty."""
+    if not host:
+        return f"exec rm -rf {run_dir(run_id)}"
+    return f'd={run_dir(run_id, host)}; rm -rf "$d"; exec rmdir "${{d%/*}}" 2>/dev/null'
 
 
-def local_run_dir(run_id: str) -> str:
-    """The status folder of a run on this machine, as a path."""
+def local_run_dir(run_id: str, host: str = "") -> str:
+    """The status folder of a run (for one host) on this machine, as a path."""
     import os
 
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "nexus", "runs", _SAFE.sub("_", run_id))
+    path = os.path.join(cache, "nexus", "runs", _SAFE.sub("_", run_id))
+    return os.path.join(path, _SAFE.sub("_", host)) if host else path
 
 
 @dataclass(frozen=True)

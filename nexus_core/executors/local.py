@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -183,7 +184,9 @@ class LocalExecutor(Executor):
 
         from nexus_core.markers import local_run_dir
 
-        shutil.rmtree(local_run_dir(run_id), ignore_errors=True)
+        shutil.rmtree(local_run_dir(run_id, host.label), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(local_run_dir(run_id))
 
     def close(self) -> None:
         """Stop the watchdog thread."""

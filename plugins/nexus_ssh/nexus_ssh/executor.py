@@ -32,6 +32,7 @@ from nexus_core.events import (
 from nexus_core.model import Command, Host
 
 from nexus_ssh import remote
+from nexus_ssh import session as sess
 from nexus_ssh.errors import CancelledConnect, ConnectError
 from nexus_ssh.settings import (
     DEFAULT_IDLE_TIMEOUT,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
     from nexus_ssh.connect import Connection, Connector
     from nexus_ssh.pool import HostPool
+    from nexus_ssh.session import Session
 
 TAIL_LINES = 20
 _SIGNALS = {Cancel.INTERRUPT: ["INT"], Cancel.TERMINATE: ["TERM"], Cancel.KILL: ["KILL"]}
@@ -54,6 +56,28 @@ _NEEDS_TTY = ("must have a tty", "a terminal is required")
 REDACTED = "********"
 _SUDO_WANTS_PASSWORD = ("a password is required",)
 _SUDO_BAD_PASSWORD = ("incorrect password attempt", "Sorry, try again", "no password was provided")
+#: Session mode: how long to wait for a killed command's sentinels before dropping the session.
+_SETTLE = 5.0
+#: Exec mode: how long to wait for the end of the output after the exit status came.
+_DRAIN = 1.0
+
+
+def session_mode(config: Any, options: Any) -> tuple[str, str]:
+    """(mode, problem): ``ssh_session_mode`` from the config, the executor options, env
+    ``NEXUS_SSH_SESSION_MODE``, else :data:`nexus_ssh.session.DEFAULT_MODE`; ``problem``
+    names an unknown value (then the default is used)."""
+    for where, value in (
+        ("ssh_session_mode", config.get("ssh_session_mode")),
+        ("ssh_session_mode", options.get("ssh_session_mode")),
+        (sess.MODE_ENV, os.environ.get(sess.MODE_ENV)),
+    ):
+        if value is None or str(value).strip() == "":
+            continue
+        mode = str(value).strip().lower()
+        if mode in sess.MODES:
+            return mode, ""
+        return sess.DEFAULT_MODE, f"{where}={value!r} is not one of {', '.join(sess.MODES)}"
+    return sess.DEFAULT_MODE, ""
 
 
 def sudo_password(options: Any) -> str | None:
@@ -75,6 +99,7 @@ class _Lines:
         on_marker: Callable[[tuple[int, int]], None],
         tail: collections.deque[str],
         redact: Callable[[str], str] | None = None,
+        sentinel: str | None = None,
     ) -> None:
         self.stream = stream
         self._redact = redact
@@ -84,8 +109,19 @@ class _Lines:
         self._buf = ""
         self._tail = tail
         self.lines = 0
+        #: Session mode: the sentinel line's start (see :mod:`nexus_ssh.session`); once it
+        #: was seen, ``done`` is True and ``code`` holds the exit code it carried.
+        self._sentinel = sentinel
+        self._blank = False  # an empty line held back: it may be the sentinel's own newline
+        self.done = False
+        self.code: int | None = None
+        self.received = False
 
     def feed(self, data: bytes, final: bool = False) -> None:
+        if self.done:
+            return  # after the sentinel: nothing of this command's
+        if data:
+            self.received = True
         self._buf += self._decoder.decode(data, final)
         *complete, self._buf = self._buf.split("\n")
         if final and self._buf:
@@ -93,16 +129,30 @@ class _Lines:
             self._buf = ""
         for line in complete:
             line = line.removesuffix("\r")
-            if line.startswith(remote.MARKER):
-                pg = remote.parse_marker(line)
-                if pg is not None:
-                    self._on_marker(pg)
+            if self._sentinel is not None:
+                if line.startswith(self._sentinel) and line[len(self._sentinel) :].isdigit():
+                    self.done, self.code = True, int(line[len(self._sentinel) :])
+                    self._buf = ""
+                    return  # the held empty line, if any, was the sentinel's leading newline
+                if self._blank:
+                    self._blank = False
+                    self._line("")
+                if line == "" and not final:
+                    self._blank = True
                     continue
-            if self._redact is not None:
-                line = self._redact(line)
-            self.lines += 1
-            self._tail.append(line)
-            self._emit(self.stream, line)
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        if line.startswith(remote.MARKER):
+            pg = remote.parse_marker(line)
+            if pg is not None:
+                self._on_marker(pg)
+                return
+        if self._redact is not None:
+            line = self._redact(line)
+        self.lines += 1
+        self._tail.append(line)
+        self._emit(self.stream, line)
 
 
 class SshExecutor(Executor):
@@ -130,6 +180,14 @@ class SshExecutor(Executor):
         self._sweeper: threading.Thread | None = None
         self._warned_off = False
         self._closed = False
+        self.session_mode, problem = session_mode(cfg, opts)
+        if problem:
+            message = f"{problem}: using {self.session_mode}"
+            self._emit(Log(run_id=context.run_id, level="warning", message=message))
+        #: Session mode: the shell session of each pooled connection (by ``id``), and the
+        #: connections whose host cannot run one (they use exec mode).
+        self._sessions: dict[int, Session] = {}
+        self._no_session: set[int] = set()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -200,6 +258,11 @@ class SshExecutor(Executor):
         return conn
 
     def _on_close(self, label: str, conn: Connection, why: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(id(conn), None)
+            self._no_session.discard(id(conn))
+        if session is not None:
+            session.close()
         conn.close()
         self._emit(SshDisconnect(run_id=self.context.run_id, host=label, reason=why))
 
@@ -240,19 +303,45 @@ class SshExecutor(Executor):
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
         pool = self._pool(spec, host.name)
+        # A sudo that reads its password on stdin needs the channel's stdin: exec mode.
+        use_session = self.session_mode == "shell" and not (
+            (command.sudo or command.user) and self._sudo_password is not None
+        )
         for _ in range(self.pool_size + 2):  # each round drops one stale connection
             got = self._checkout(pool, spec, host, cancel, deadline, start)
             if isinstance(got, CommandResult):
                 return got
             conn, t_checkout = got
+            session: Session | None = None
+            chan: Channel | None = None
+            token = ""
             try:
-                chan = self._open_channel(conn, spec)
+                session = self._session_for(conn, spec, host) if use_session else None
+                if session is not None:
+                    token = sess.nonce()
+                    session.start(script, token)
+                else:
+                    chan = self._open_channel(conn, spec)
             except Exception as exc:
+                if session is not None:
+                    self._drop_session(conn, session)
                 pool.discard(conn, f"stale ({type(exc).__name__})")
                 continue
             try:
                 return self._run_on(
-                    conn, chan, spec, host, command, script, on_output, cancel, timeout, deadline, start
+                    conn,
+                    chan,
+                    session,
+                    token,
+                    spec,
+                    host,
+                    command,
+                    script,
+                    on_output,
+                    cancel,
+                    timeout,
+                    deadline,
+                    start,
                 )
             finally:
                 self._emit(
@@ -319,10 +408,49 @@ class SshExecutor(Executor):
         chan = conn.transport.open_session(timeout=spec.connect_timeout)
         return chan
 
+    def _session_for(self, conn: Connection, spec: ConnectSpec, host: Host) -> Session | None:
+        """The connection's shell session (opened now if it has none or it died), or None when
+        the host cannot run one. Raises when the connection cannot open a channel (stale)."""
+        key = id(conn)
+        with self._lock:
+            if key in self._no_session:
+                return None
+            session = self._sessions.get(key)
+        if session is not None:
+            if session.usable():
+                return session
+            self._drop_session(conn, session)
+        try:
+            session = sess.Session.open(conn.transport, spec.connect_timeout)
+        except sess.SessionError as exc:
+            if not conn.transport.is_active():
+                raise
+            with self._lock:
+                self._no_session.add(key)
+            self._emit(
+                Log(
+                    run_id=self.context.run_id,
+                    level="debug",
+                    message=f"ssh session mode unavailable on {host.name} ({exc}): using exec channels",
+                )
+            )
+            return None
+        with self._lock:
+            self._sessions[key] = session
+        return session
+
+    def _drop_session(self, conn: Connection, session: Session) -> None:
+        with self._lock:
+            if self._sessions.get(id(conn)) is session:
+                del self._sessions[id(conn)]
+        session.close()
+
     def _run_on(
         self,
         conn: Connection,
-        chan: Channel,
+        chan: Channel | None,
+        session: Session | None,
+        token: str,
         spec: ConnectSpec,
         host: Host,
         command: Command,
@@ -334,12 +462,36 @@ class SshExecutor(Executor):
         start: float,
     ) -> CommandResult:
         result, needs_tty = self._exec(
-            conn, chan, host, command, script, on_output, cancel, timeout, deadline, start, pty=False
+            conn,
+            chan,
+            session,
+            token,
+            host,
+            command,
+            script,
+            on_output,
+            cancel,
+            timeout,
+            deadline,
+            start,
+            pty=False,
         )
-        if needs_tty:
+        if needs_tty:  # sudo demands a terminal: always an exec channel with a PTY
             chan = self._open_channel(conn, spec)
             result, _ = self._exec(
-                conn, chan, host, command, script, on_output, cancel, timeout, deadline, start, pty=True
+                conn,
+                chan,
+                None,
+                "",
+                host,
+                command,
+                script,
+                on_output,
+                cancel,
+                timeout,
+                deadline,
+                start,
+                pty=True,
             )
         return result
 
@@ -380,7 +532,9 @@ class SshExecutor(Executor):
     def _exec(
         self,
         conn: Connection,
-        chan: Channel,
+        chan: Channel | None,
+        session: Session | None,
+        token: str,
         host: Host,
         command: Command,
         script: str,
@@ -406,18 +560,29 @@ class SshExecutor(Executor):
             groups[:] = sorted(set(pg))
 
         redact = self._redact if sudo and self._sudo_password else None
-        out = _Lines("stdout", emit, marker, tail, redact)
-        err = _Lines("stderr", emit, marker, tail, redact)
+        # Session mode: the command (already started) ends with a sentinel line carrying the
+        # random nonce ``token`` on both streams.
+        end = sess.sentinel(token) if session is not None else None
+        out = _Lines("stdout", emit, marker, tail, redact, end)
+        err = _Lines("stderr", emit, marker, tail, redact, end)
+        if session is not None:
+            chan = session.chan
+        assert chan is not None
         status: str | None = None
         reason = ""
         signalled = 0
         finished = False
+        settle: float | None = None  # session mode, after a kill: wait this long for the sentinels
+        exited: float | None = None  # exec mode: when the exit status came
         try:
-            if pty:
-                chan.get_pty(term="dumb", width=200, height=50)
-            chan.exec_command(script)
-            if sudo:
-                self._feed_password(chan, pty)
+            if session is None:
+                if pty:
+                    chan.get_pty(term="dumb", width=200, height=50)
+                chan.exec_command(script)
+                if sudo and self._sudo_password is not None:
+                    self._feed_password(chan, pty)
+                elif not pty:
+                    chan.shutdown_write()  # a command reading stdin gets EOF, as in session mode
             for _ in range(100_000_000):
                 progressed = False
                 while chan.recv_ready():
@@ -426,33 +591,55 @@ class SshExecutor(Executor):
                 while chan.recv_stderr_ready():
                     err.feed(chan.recv_stderr(65536))
                     progressed = True
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                    finished = True
-                    break
-                if chan.closed or not conn.transport.is_active():
+                if session is not None:
+                    if out.done and err.done:
+                        finished = True
+                        break
+                elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    # sshd may report the exit status before the last output: read up to EOF
+                    # (bounded, as a background process may keep the pipes open).
+                    exited = exited or time.monotonic()
+                    if chan.eof_received or chan.closed or time.monotonic() - exited > _DRAIN:
+                        finished = True
+                        break
+                gone = chan.closed or not conn.transport.is_active()
+                if session is not None:  # the session shell itself ended (killed, channel closed)
+                    gone = gone or chan.eof_received or chan.exit_status_ready()
+                if gone:
                     if not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
                     continue
                 now = time.monotonic()
-                if deadline is not None and now >= deadline:
+                if settle is not None:
+                    if now >= settle:
+                        break
+                elif deadline is not None and now >= deadline:
                     status = "timeout"
                     reason = self._stop_remote(
                         conn, groups, ["TERM", "KILL"], sudo, command.user, f"timed out after {timeout:g}s"
                     )
-                    break
+                    if session is None or conn.broken:
+                        break
+                    settle = time.monotonic() + _SETTLE
                 level = cancel.level
                 if level > signalled and level in _SIGNALS:
                     signalled = level
                     sigs = _SIGNALS[level]
-                    reason = self._stop_remote(
+                    why = self._stop_remote(
                         conn, groups, sigs, sudo, command.user, f"interrupted (SIG{sigs[0]})", grace=0.0
                     )
-                    status = "interrupted"
+                    if status != "timeout":
+                        reason, status = why, "interrupted"
                     if level >= Cancel.KILL:
-                        break
+                        if session is None or conn.broken:
+                            break
+                        settle = settle or time.monotonic() + _SETTLE
                 if progressed:
                     continue
-                wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - now))
+                limit = settle if settle is not None else deadline
+                wait = 0.2 if limit is None else max(0.0, min(0.2, limit - now))
+                if exited is not None:
+                    wait = min(wait, 0.02)
                 try:
                     select.select([chan], [], [], wait)
                 except (OSError, ValueError):
@@ -469,13 +656,18 @@ class SshExecutor(Executor):
                         conn.broken = True
                 else:
                     conn.broken = True
-            try:
-                chan.close()
-            except Exception:
-                conn.broken = True
+            if session is None:
+                try:
+                    chan.close()
+                except Exception:
+                    conn.broken = True
+            elif not finished:  # the shell is still busy or gone: the next command opens another
+                self._drop_session(conn, session)
         duration = time.monotonic() - start
         exit_code: int | None = None
-        if finished:
+        if finished and session is not None:
+            exit_code = out.code
+        elif finished:
             code = chan.recv_exit_status()
             exit_code = code if code >= 0 else None
         if sudo and not pty and exit_code == 1 and held:
@@ -488,6 +680,16 @@ class SshExecutor(Executor):
         if status == "interrupted":
             return CommandResult("interrupted", exit_code, duration, reason, tail_t, retryable=False), False
         if not finished:
+            if session is not None and conn.transport.is_active() and not conn.broken:
+                # The shell session ended under the command; the connection stays usable.
+                return CommandResult(
+                    "error",
+                    None,
+                    duration,
+                    "the remote shell session ended while the command ran",
+                    tail_t,
+                    retryable=True,
+                ), False
             conn.broken = True
             return CommandResult(
                 "error",

@@ -33,8 +33,18 @@ def nexus_executors() -> Sequence[type[Executor]]:
 
 @hookimpl
 def nexus_config_options() -> Sequence[Any]:
-    """``config(ssh_config_file=...)``: the OpenSSH client config to read (default ~/.ssh/config)."""
+    """``config(ssh_config_file=...)``: the OpenSSH client config to read (default ~/.ssh/config).
+
+    ``config(ssh_session_mode=...)``: how commands reach a host's shell. ``"exec"`` (default):
+    one exec channel per command (a new sshd session and login shell each time); ``"shell"``:
+    each pooled connection keeps one ``/bin/sh`` session that runs the commands one after the
+    other (a write and a fork per command). Unset, env ``NEXUS_SSH_SESSION_MODE`` decides.
+    Hosts without ``setsid``, and sudo with a password, always use exec channels. See
+    ``nexus_ssh/session.py`` and docs/ssh.md.
+    """
     from nexus_core.options import Option
+
+    from nexus_ssh.session import DEFAULT_MODE, MODES
 
     return [
         Option(
@@ -42,6 +52,14 @@ def nexus_config_options() -> Sequence[Any]:
             (str,),
             None,
             "OpenSSH client config to read (default ~/.ssh/config; '' reads none)",
+        ),
+        Option(
+            "ssh_session_mode",
+            (str,),
+            DEFAULT_MODE,
+            "'shell': one long-lived shell per connection runs the commands in turn (fast); "
+            "'exec': a new exec channel (sshd session, login shell) per command",
+            choices=MODES,
         ),
     ]
 

@@ -33,8 +33,11 @@ def test_plugin_entry_is_cheap_and_declares_the_api() -> None:
 
 
 def test_config_option_declared() -> None:
-    [opt] = plugin.nexus_config_options()
-    assert opt.name == "ssh_config_file"
+    opts = {o.name: o for o in plugin.nexus_config_options()}
+    assert set(opts) == {"ssh_config_file", "ssh_session_mode"}
+    mode = opts["ssh_session_mode"]
+    assert mode.choices == ("exec", "shell") and mode.default == "shell" and mode.help
+    assert mode.problem("shell") is None and "one of" in (mode.problem("pty") or "")
 
 
 def test_build_quotes_everything() -> None:
