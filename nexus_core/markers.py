@@ -22,11 +22,11 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 def run_dir(run_id: str, host: str = "") -> str:
     """The shell expression (double-quoted) of a run's status folder for one host.
 
-    One sub-folder per host: several hosts may share a home (NFS, aliases of one machine),
-    and one host's cleanup must not take another's files away.
+    One folder per run and host (``RUN_ID@HOST``): several hosts may share a home (NFS,
+    aliases of one machine), and one host's cleanup must not take another's files away.
     """
-    sub = f"/{_SAFE.sub('_', host)}" if host else ""
-    return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{_SAFE.sub("_", run_id)}{sub}"'
+    name = _SAFE.sub("_", run_id) + (f"@{_SAFE.sub('_', host)}" if host else "")
+    return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{name}"'
 
 
 def key(task: str, host: str, index: int) -> str:
@@ -76,10 +76,8 @@ def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
 
 
 def cleanup_script(run_id: str, host: str = "") -> str:
-    """Shell text removing a host's status folder of a run, and the run's folder once empty."""
-    if not host:
-        return f"exec rm -rf {run_dir(run_id)}"
-    return f'd={run_dir(run_id, host)}; rm -rf "$d"; exec rmdir "${{d%/*}}" 2>/dev/null'
+    """Shell text removing a run's status folder for a host (one process: ``rm``)."""
+    return f"exec rm -rf {run_dir(run_id, host)}"
 
 
 def local_run_dir(run_id: str, host: str = "") -> str:
@@ -87,8 +85,8 @@ def local_run_dir(run_id: str, host: str = "") -> str:
     import os
 
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(cache, "nexus", "runs", _SAFE.sub("_", run_id))
-    return os.path.join(path, _SAFE.sub("_", host)) if host else path
+    name = _SAFE.sub("_", run_id) + (f"@{_SAFE.sub('_', host)}" if host else "")
+    return os.path.join(cache, "nexus", "runs", name)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import subprocess
@@ -185,8 +184,6 @@ class LocalExecutor(Executor):
         from nexus_core.markers import local_run_dir
 
         shutil.rmtree(local_run_dir(run_id, host.label), ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(local_run_dir(run_id))
 
     def close(self) -> None:
         """Stop the watchdog thread."""
