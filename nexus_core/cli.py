@@ -377,13 +377,12 @@ def run(
     from nexus_core.cli_state import decide_resume, open_store, run_recorded
 
     record = point = None
-    if not no_resume:
-        store = open_store()
-        if store is not None:
-            record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
-            store.close()
+    store = open_store()
+    if store is not None and not no_resume:
+        record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
     run_recorded(
         plan,
+        store=store,
         record=record,
         point=point,
         fmt=fmt,

@@ -107,9 +107,10 @@ def decide_resume(
     return previous, point
 
 
-def run_recorded(plan: Plan, *, record: RunRecord | None, point: ResumePoint | None, **kwargs: Any) -> None:
-    """Execute ``plan`` with the state store attached; exit with the run's code."""
-    store = open_store()
+def run_recorded(
+    plan: Plan, *, store: StateStore | None, record: RunRecord | None, point: ResumePoint | None, **kwargs: Any
+) -> None:
+    """Execute ``plan`` with the state store (if any) attached; exit with the run's code."""
     result = execute(plan, store=store, resume_record=record, resume=point, **kwargs)
     raise Exit(result.exit_code)
 
@@ -171,7 +172,7 @@ def resume(
     plan = make_plan(project, record.requested, fmt)
     point = resume_point(record, plan)
     check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
-    run_recorded(plan, record=record, point=point, fmt=fmt,
+    run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
                  mode="verbose" if verbose else "quiet" if quiet else "normal",
                  continue_on_error=continue_on_error)  # fmt: skip
 
