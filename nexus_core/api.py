@@ -29,6 +29,7 @@ __all__ = [
     "PreflightCheck",
     "Strategy",
     "StrategyContext",
+    "skipped",
 ]
 
 #: Called with (stream, line) for each line of output; stream is "stdout" or "stderr".
@@ -242,17 +243,18 @@ class Strategy(ABC):
         plan = self.batches(hosts, context.options)
         for i, batch in enumerate(plan):
             if context.stopping():
-                outcomes.extend(_skip_all(plan[i:], "not started: the run is stopping"))
+                outcomes.extend(skipped(plan[i:], "not started: the run is stopping"))
                 break
             results = context.run_batch(batch)
             outcomes.extend(results)
             if not context.continue_on_error and any(not r.ok for r in results):
-                outcomes.extend(_skip_all(plan[i + 1 :], "not started: an earlier batch failed"))
+                outcomes.extend(skipped(plan[i + 1 :], "not started: an earlier batch failed"))
                 break
         return outcomes
 
 
-def _skip_all(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:
+def skipped(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:
+    """Outcomes for every host of ``batches`` that a strategy did not start, with ``reason``."""
     return [HostOutcome(h, "skipped", reason=reason) for b in batches for h in b]
 
 

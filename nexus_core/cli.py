@@ -50,12 +50,6 @@ def plugin_manager() -> PluginManager:
     return _PM
 
 
-def reset_plugin_manager() -> None:
-    """Forget the loaded plugins (for tests that change the environment between calls)."""
-    global _PM
-    _PM = None
-
-
 class Exit(Exception):
     """Leave the CLI with ``code`` after printing ``message`` (if any) on stderr."""
 

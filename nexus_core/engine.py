@@ -207,6 +207,10 @@ class Engine:
             self._schedule(order, results)
             if not self.cancel.requested:  # nothing is left running: no command is uncertain
                 self._clean_markers()
+        except Exception as exc:  # a bug in Nexus or a plugin: tell the subscribers, then fail loudly
+            self.bus.emit(ev.PipelineException(rid, duration=time.monotonic() - started,
+                                               kind=type(exc).__name__, reason=str(exc)))  # fmt: skip
+            raise
         finally:
             for timer in self._escalation:
                 timer.cancel()

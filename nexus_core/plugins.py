@@ -416,12 +416,6 @@ class PluginManager:
             out.append((f"{dist} ({label})" if per_dist[dist] > 1 else dist, sub))
         return out
 
-    def report_errors(self, write: Callable[[str], None] | None = None) -> None:
-        """Print plugin loading errors on stderr (or pass them to ``write``)."""
-        write = write or (lambda m: print(m, file=sys.stderr))
-        for msg in self.errors:
-            write(f"nexus: {msg}")
-
 
 def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
     """Name and version of the distribution that declares ``ep`` (``?`` when unknown)."""
@@ -446,8 +440,3 @@ def _api_compatible(declared: object) -> bool:
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
-
-
-def installed_plugins() -> list[PluginInfo]:
-    """Every installed plugin and whether policy allows it (imports only allowed ones)."""
-    return PluginManager().plugins

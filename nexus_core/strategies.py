@@ -12,7 +12,7 @@ from typing import Any
 
 import pluggy
 
-from nexus_core.api import HostOutcome, Strategy, StrategyContext
+from nexus_core.api import HostOutcome, Strategy, StrategyContext, skipped
 from nexus_core.model import Host
 
 hookimpl = pluggy.HookimplMarker("nexus")
@@ -104,13 +104,13 @@ class RollingStrategy(Strategy):
         failures = 0
         for i, batch in enumerate(plan):
             if context.stopping():
-                outcomes += _skip(plan[i:], "not started: the run is stopping")
+                outcomes += skipped(plan[i:], "not started: the run is stopping")
                 break
             results = context.run_batch(batch, stop_on_failure=not context.continue_on_error and not tolerance)
             outcomes += results
             failures += sum(1 for r in results if not r.ok and r.status != "skipped")
             if failures and not context.continue_on_error and failures * 100 / len(hosts) > tolerance:
-                outcomes += _skip(plan[i + 1 :], f"not started: batch {i + 1} failed")
+                outcomes += skipped(plan[i + 1 :], f"not started: batch {i + 1} failed")
                 break
         return outcomes
 
@@ -143,15 +143,11 @@ class CanaryStrategy(Strategy):
         if not rest:
             return outcomes
         if any(not o.ok for o in outcomes) and not context.continue_on_error:
-            return outcomes + _skip(rest, "not started: a canary host failed")
+            return outcomes + skipped(rest, "not started: a canary host failed")
         wait = float(context.options.get("canary_wait") or 0)
         if context.stopping() or (wait and not context.wait(wait)):
-            return outcomes + _skip(rest, "not started: the run is stopping")
+            return outcomes + skipped(rest, "not started: the run is stopping")
         return outcomes + context.run_batch(rest[0])
-
-
-def _skip(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:
-    return [HostOutcome(h, "skipped", reason=reason) for b in batches for h in b]
 
 
 @hookimpl

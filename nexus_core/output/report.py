@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -292,12 +291,3 @@ def preflight_text(
     elif failures and any(c.host for c in failures):
         lines += ["", "Run with --force to skip failed hosts and continue with available hosts."]
     return "\n".join(lines)
-
-
-def relpath(path: str) -> str:
-    """``path`` relative to the working directory when that is shorter."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if len(rel) < len(path) else path
