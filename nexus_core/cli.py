@@ -353,7 +353,8 @@ def run(
     host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
     if hosts_override is not None and not host_list:
         fail(EXIT_CONFIG, "--hosts is empty", suggestions=["Pass comma-separated hosts: -H web-1,web-2"])
-    plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides)
+    cache = _dag_cache()  # the state store, opened once: plan cache now, run records later
+    plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides, cache=cache)
     if not log_level and project.config.get("log_level"):
         _setup_logs(str(project.config["log_level"]), log_format)
     if dry_run:
@@ -371,7 +372,7 @@ def run(
     from nexus_core.cli_state import decide_resume, open_store, run_recorded
 
     record = point = None
-    store = open_store()
+    store = cache if cache is not None else open_store()  # open_store says why it cannot
     if store is not None and not no_resume:
         record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
     run_recorded(

@@ -141,13 +141,28 @@ def test_sigkill_at_random_points_never_corrupts_and_resume_runs_each_command_on
         forget_store(nexus_project)
 
 
+def final_pause(seconds: float, source: str = PIPELINE) -> str:
+    """The pipeline with its last step sleeping ``seconds`` (long enough to be caught running)."""
+    return source.replace('step("final-0", 0.02)', f'step("final-0", {seconds})')
+
+
+def stop_during(project, source: str, step: str, sig: int) -> int:  # type: ignore[no-untyped-def]
+    """Run `nexus run final` on ``source``, send ``sig`` once ``step`` has started; the exit code."""
+    project.write(source)
+    proc = nexus(project, "run", "final")
+    assert wait_for(lambda: step in log_lines(project), timeout=20)
+    proc.send_signal(sig)
+    proc.communicate(timeout=40)
+    return proc.returncode
+
+
 def test_interrupted_run_is_listed_and_resumed_with_the_resume_command(nexus_project):
-    nexus_project.write(PIPELINE.replace('step(f"b2-{i}", 0.1)', 'step(f"b2-{i}", 3)'))
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "b2-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    assert (
+        stop_during(
+            nexus_project, PIPELINE.replace('step(f"b2-{i}", 0.1)', 'step(f"b2-{i}", 3)'), "b2-0", signal.SIGINT
+        )
+        == 130
+    )
     listed = json.loads(nexus_project.run("pipelines", "--interrupted", "--format", "json").stdout)["runs"]
     assert len(listed) == 1 and listed[0]["status"] == "interrupted" and listed[0]["requested"] == ["final"]
     run_id = listed[0]["id"]
@@ -164,12 +179,7 @@ def test_interrupted_run_is_listed_and_resumed_with_the_resume_command(nexus_pro
 
 
 def test_without_a_terminal_a_run_starts_fresh_unless_resume_is_given(nexus_project):
-    nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 30)'))
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
-    assert proc.returncode == 143
+    assert stop_during(nexus_project, final_pause(30), "final-0", signal.SIGTERM) == 143
     nexus_project.write(PIPELINE)
     fresh = nexus_project.run("run", "final", "-q")
     assert fresh.code == 0
@@ -178,11 +188,7 @@ def test_without_a_terminal_a_run_starts_fresh_unless_resume_is_given(nexus_proj
 
 
 def test_resume_refuses_when_the_remaining_plan_changed_unless_forced(nexus_project):
-    nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 4)'))
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    stop_during(nexus_project, final_pause(4), "final-0", signal.SIGKILL)
     nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-CHANGED", 0.02)'))
     refused = nexus_project.run("run", "final", "--resume")
     assert refused.code == 2, refused
@@ -194,12 +200,8 @@ def test_resume_refuses_when_the_remaining_plan_changed_unless_forced(nexus_proj
 
 
 def test_an_unrelated_edit_does_not_block_resume(nexus_project):
-    nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 4)'))
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    edited = "# a comment that moves every line\n\n" + PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 4)')
+    stop_during(nexus_project, final_pause(4), "final-0", signal.SIGKILL)
+    edited = "# a comment that moves every line\n\n" + final_pause(4)
     nexus_project.write(edited)
     resumed = nexus(nexus_project, "run", "final", "--resume")
     # final-0 is still running as an orphan: the resume waits for it instead of starting it again
@@ -217,24 +219,14 @@ def test_status_files_are_removed_after_a_successful_run(nexus_project):
 
 
 def test_non_idempotent_task_is_not_resumed_blindly(nexus_project):
-    source = PIPELINE.replace("@task(deps=[a2, b2])", "@task(deps=[a2, b2], idempotent=False)").replace(
-        'step("final-0", 0.02)', 'step("final-0", 30)'
-    )
-    nexus_project.write(source)
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=40)
+    source = final_pause(30, PIPELINE.replace("@task(deps=[a2, b2])", "@task(deps=[a2, b2], idempotent=False)"))
+    stop_during(nexus_project, source, "final-0", signal.SIGINT)
     out = nexus_project.run("run", "final", "--resume")
     assert out.code == 2 and "idempotent=False" in out.stderr
 
 
 def test_discard_forgets_an_interrupted_run(nexus_project):
-    nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 30)'))
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=40)
+    stop_during(nexus_project, final_pause(30), "final-0", signal.SIGINT)
     run_id = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"][0]["id"]
     out = nexus_project.run("pipelines", "discard", run_id)
     assert out.code == 0 and "Discarded" in out.stdout
@@ -273,16 +265,8 @@ def test_sigkill_soak(nexus_project, monkeypatch):
 
 
 def _interrupt_once(nexus_project) -> None:
-    nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 30)'))
-    proc = nexus(nexus_project, "run", "final")
-    assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=40)
-    nexus_project.write(
-        PIPELINE.replace('step("final-0", 0.02)', 'step("final-0", 30)')
-        .replace("sleep {pause}", "sleep {pause}; true")
-        .replace("30)", "0.01)")
-    )
+    stop_during(nexus_project, final_pause(30), "final-0", signal.SIGINT)
+    nexus_project.write(final_pause(30).replace("sleep {pause}", "sleep {pause}; true").replace("30)", "0.01)"))
 
 
 def _answer_in_pty(nexus_project, answer: str) -> tuple[int, str]:

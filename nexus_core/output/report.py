@@ -74,7 +74,7 @@ def _split_reason(reason: str, hint: str) -> tuple[str, list[str], list[str]]:
 def failure_block(style: Style, f: Failure) -> str:
     """A command failure, timeout or connection error in the PRD's shape (REQ-0131/0132/0133)."""
     ctx: list[str] = [f"Host: {f.host}", f"Task: {f.task}"]
-    reason, details, suggestions = _split_reason(f.reason, getattr(f, "hint", ""))
+    reason, details, suggestions = _split_reason(f.reason, f.hint)
     if f.status == "unreachable":
         lowered = reason.lower()
         if "host key changed" in lowered:

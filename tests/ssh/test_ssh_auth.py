@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import termios
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 
 from nexus_core.testing import NexusProject, Outcome
+from tests.ssh.test_ssh_cli import write
 from tests.support.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
 
 pytestmark = pytest.mark.ssh
@@ -45,22 +45,6 @@ def project(nexus_project: NexusProject, sshbed: SshBed) -> NexusProject:
     nexus_project.env["SSH_AUTH_SOCK"] = ""  # "" (not unset): the caller's agent is ignored
     nexus_project.env["NEXUS_SUDO_PASSWORD"] = ""
     return nexus_project
-
-
-def header(bed: SshBed, **config: Any) -> str:
-    cfg: dict[str, Any] = {
-        "ssh_user": USER_KEY,
-        "ssh_identity": bed.key_path("ed25519"),
-        "ssh_known_hosts_file": bed.known_hosts,
-        "ssh_port": bed.port,
-    }
-    cfg.update(config)
-    args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if v is not None)
-    return f"from nexus_core import config, hosts, run, task\nconfig({args})\n"
-
-
-def write(project: NexusProject, bed: SshBed, body: str, **config: Any) -> None:
-    project.write(header(bed, **config) + textwrap.dedent(body).lstrip("\n"))
 
 
 def run(project: NexusProject, *args: str, **kw: Any) -> Outcome:
