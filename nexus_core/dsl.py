@@ -10,11 +10,9 @@ Nexus, so every problem is reported at once.
 
 from __future__ import annotations
 
-import datetime
 import os
-import socket
-import subprocess
 import sys
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -48,7 +46,7 @@ class Recorder:
     host: Host
     commands: list[Command] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    started: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+    started: float = field(default_factory=time.time)
 
 
 def current_project() -> Project | None:
@@ -340,6 +338,8 @@ def hostname() -> str:
     """Name of the host the task body is being planned for (this machine's name outside a body)."""
     rec = _RECORDER.get()
     if rec is None or rec.host.is_local:
+        import socket
+
         return socket.gethostname()
     return rec.host.name
 
@@ -347,8 +347,8 @@ def hostname() -> str:
 def timestamp() -> str:
     """ISO 8601 UTC time at which planning started (the same for every host of a run)."""
     rec = _RECORDER.get()
-    moment = rec.started if rec else datetime.datetime.now(datetime.UTC)
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    moment = rec.started if rec else time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 _GIT_CACHE: dict[tuple[str, str], str] = {}
@@ -359,6 +359,8 @@ def _git(*args: str) -> str:
     root = project.root if project else os.getcwd()
     key = (root, " ".join(args))
     if key not in _GIT_CACHE:
+        import subprocess
+
         try:
             out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):

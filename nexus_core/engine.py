@@ -436,8 +436,6 @@ class Engine:
                 hint=result.hint))  # fmt: skip
 
     def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
-        from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_exponential
-
         rid = self.options.run_id
         attempts = cmd.retries + 1
         state = {"attempt": 0}
@@ -502,6 +500,8 @@ class Engine:
 
         if attempts == 1:
             return attempt()
+
+        from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
         def should_retry(result: CommandResult) -> bool:
             return (

@@ -46,9 +46,8 @@ class Marker:
 def prologue(marker: Marker) -> str:
     """Shell lines to run first: create the folder (once per host and run), write our pid.
 
-    Only shell built-ins run when the folder exists, so the wrapper costs one fork (the
-    subshell of :func:`wrap`) and no exec; the files of earlier commands stay until the
-    folder is removed at the end of the run.
+    Only shell built-ins run when the folder exists: the files of earlier commands stay
+    until the folder is removed when the host is done.
     """
     d = run_dir(marker.run_id, marker.host)
     return f'nexus_d={d}; [ -d "$nexus_d" ] || mkdir -p "$nexus_d"; echo $$ > "$nexus_d/{marker.key}.pid"'
@@ -59,9 +58,21 @@ def epilogue(marker: Marker) -> str:
     return f'echo "$rc" > "$nexus_d/{marker.key}.rc"; exit "$rc"'
 
 
+# Scripts that could replace the wrapper shell (exec) or take its EXIT trap over (trap).
+_OWN_SHELL = re.compile(r"\b(?:exec|trap)\b")
+
+
 def wrap(script: str, marker: Marker) -> str:
-    """``script`` (complete shell text) run by a wrapper that records pid and exit code."""
-    return f"{prologue(marker)}\n( {script}\n)\nrc=$?\n{epilogue(marker)}"
+    """``script`` (complete shell text) run by a wrapper that records pid and exit code.
+
+    The exit code is written by an ``EXIT`` trap of the shell that runs the script, so the
+    wrapper costs no process at all: ``exit N``, ``set -e`` and syntax errors all reach the
+    trap (dash and bash). A script that says ``exec`` or ``trap`` runs in a subshell
+    instead (one fork), so that it cannot replace the wrapper or its trap.
+    """
+    if _OWN_SHELL.search(script):
+        return f"{prologue(marker)}\n( {script}\n)\nrc=$?\n{epilogue(marker)}"
+    return f"{prologue(marker)}; trap 'echo $? > \"$nexus_d/{marker.key}.rc\"' EXIT\n{script}"
 
 
 def probe_script(run_id: str, marker_key: str, host: str = "") -> str:

@@ -128,13 +128,7 @@ class RunRecord:
         """True when the process that runs it is still there (on this machine)."""
         if self.machine != os.uname().nodename:
             return True  # cannot tell: assume it is
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(self.pid)
 
     @property
     def display_status(self) -> str:
@@ -256,9 +250,16 @@ class StateStore:
 
     def supersede(self, nexusfile: str, requested: list[str]) -> None:
         """A fresh run of the same tasks replaces interrupted ones: they are no longer offered."""
-        for record in self.runs(limit=20, nexusfile=nexusfile):
-            if record.requested == sorted(requested) and record.interrupted:
-                self.execute("UPDATE runs SET status = 'superseded' WHERE id = ?", (record.id,))
+        rows = self.db.execute(
+            "SELECT id, status, pid, machine FROM runs WHERE nexusfile = ? AND requested = ?"
+            " AND status IN ('interrupted', 'running') ORDER BY started DESC LIMIT 20",
+            (nexusfile, json.dumps(sorted(requested))),
+        ).fetchall()
+        here = os.uname().nodename
+        for row in rows:
+            if row["status"] == "running" and (row["machine"] != here or _pid_alive(row["pid"])):
+                continue  # still running somewhere: not ours to supersede
+            self.execute("UPDATE runs SET status = 'superseded' WHERE id = ?", (row["id"],))
 
     def discard(self, run_id: str) -> bool:
         """Mark a run discarded (never offered for resume again); False when unknown."""
@@ -367,3 +368,16 @@ class StateStore:
             )
         ]
         return problems
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """True when process ``pid`` exists on this machine (or cannot be asked about)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

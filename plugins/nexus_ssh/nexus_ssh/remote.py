@@ -88,9 +88,9 @@ def build(
     else:
         body = 'NEXUS_PG_OUTER="$$"\n' + inner_text
     if marker is not None:
-        # The session leader stays alive to write the exit code; the command runs in a
-        # subshell (same process group, and $$ still names the leader, so the kill handle
-        # is unchanged).
+        # The session leader writes the exit code (an EXIT trap, or a subshell when the
+        # body says exec): same process group, and $$ still names the leader, so the kill
+        # handle is unchanged.
         body = markers.wrap(body, marker)
     # The login shell may not be sh (bash, zsh, fish...): hand everything to /bin/sh at once.
     return "exec /bin/sh -c " + shlex.quote(body)
