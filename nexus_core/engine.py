@@ -7,6 +7,7 @@ command goes through the executor of its host's transport, with retries.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 import uuid
@@ -238,24 +239,67 @@ class Engine:
                 results[name] = TaskResult(name, "ok", reason=reason)
         limit = max(1, self.options.parallel_limit)
         running: dict[Future[TaskResult], str] = {}
+        # Each task waits for its unfinished deps; a finished task releases its dependents.
+        # Work per task is proportional to its edges, not to the number of pending tasks.
+        pos = {name: i for i, name in enumerate(order)}
+        waiting = set(pending)
+        dependents: dict[str, list[str]] = {}
+        unmet: dict[str, int] = {}
+        ready: list[tuple[int, str]] = []
+        for name in pending:
+            unmet[name] = 0
+            for dep in tasks[name].deps:
+                if dep not in results:
+                    unmet[name] += 1
+                    dependents.setdefault(dep, []).append(name)
+            if unmet[name] == 0:
+                ready.append((pos[name], name))
+        heapq.heapify(ready)
+
+        def failed_dep(name: str) -> TaskResult | None:
+            return next((r for d in tasks[name].deps if (r := results.get(d)) is not None and r.status != "ok"), None)
+
+        def finished(name: str) -> None:
+            """Release ``name``'s dependents; skip those it failed, in plan order."""
+            if results[name].status == "ok":
+                for child in dependents.get(name, ()):
+                    unmet[child] -= 1
+                    if unmet[child] == 0 and child in waiting:
+                        heapq.heappush(ready, (pos[child], child))
+                return
+            doomed = [(pos[c], c) for c in dependents.get(name, ())]
+            heapq.heapify(doomed)
+            while doomed:
+                _, child = heapq.heappop(doomed)
+                if child not in waiting:
+                    continue
+                bad = failed_dep(child)
+                assert bad is not None
+                waiting.discard(child)
+                results[child] = self._skip(child, f"dependency {bad.name!r} {_past(bad.status)}")
+                for grandchild in dependents.get(child, ()):
+                    heapq.heappush(doomed, (pos[grandchild], grandchild))
+
+        for name in order:  # deps that failed before a resume
+            if name in results and results[name].status != "ok":
+                finished(name)
         with ThreadPoolExecutor(max_workers=min(limit, max(1, len(pending))), thread_name_prefix="nexus-task") as pool:
-            while pending or running:
-                for name in list(pending):
-                    deps = [results.get(d) for d in tasks[name].deps]
-                    if any(d is not None and d.status != "ok" for d in deps):
-                        bad = next(d for d in deps if d is not None and d.status != "ok")
-                        results[name] = self._skip(name, f"dependency {bad.name!r} {_past(bad.status)}")
-                        pending.remove(name)
-                    elif self.cancel.requested or self._stop_new_tasks:
-                        why = "the run was interrupted" if self.cancel.requested else "the run stopped after a failure"
-                        results[name] = self._skip(name, why)
-                        pending.remove(name)
-                    elif all(d is not None for d in deps) and len(running) < limit:
-                        pending.remove(name)
+            while waiting or running:
+                if self.cancel.requested or self._stop_new_tasks:
+                    why = "the run was interrupted" if self.cancel.requested else "the run stopped after a failure"
+                    for name in sorted(waiting, key=pos.__getitem__):
+                        bad = failed_dep(name)
+                        reason = f"dependency {bad.name!r} {_past(bad.status)}" if bad is not None else why
+                        results[name] = self._skip(name, reason)
+                    waiting.clear()
+                while ready and len(running) < limit and not (self.cancel.requested or self._stop_new_tasks):
+                    _, name = heapq.heappop(ready)
+                    if name in waiting:
+                        waiting.discard(name)
                         running[pool.submit(self._run_task, tasks[name])] = name
                 if not running:
-                    if pending:  # pragma: no cover - only if deps are outside the plan
-                        for name in pending:
+                    if waiting:  # pragma: no cover - only if deps are outside the plan
+                        for name in sorted(waiting, key=pos.__getitem__):
                             results[name] = self._skip(name, "dependencies were not run")
                     break
                 done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
@@ -268,6 +312,7 @@ class Engine:
                         self._report(f"nexus: internal error in task {name!r}: {exc!r}")
                     if results[name].status != "ok" and not self.options.continue_on_error:
                         self._stop_new_tasks = True
+                    finished(name)
 
     def _skip(self, name: str, reason: str) -> TaskResult:
         hosts = tuple(hp.host.label for hp in self.plan.tasks[name].hosts)
@@ -562,7 +607,7 @@ class Engine:
             self._report(f"nexus: could not remove status files on {host.label}: {exc!r}")
 
     def _clean_markers(self) -> None:
-        """Remove the run's status folder from every host not cleaned yet (in parallel)."""
+        """Remove the run's status file from every host not cleaned yet (in parallel)."""
         with self._lock:
             hosts = [h for k, h in self._marked_hosts.items() if k not in self._cleaned]
             self._cleaned.update(self._marked_hosts)

@@ -166,12 +166,13 @@ class LocalExecutor(Executor):
         return CommandResult("failed", code, duration, reason, tuple(tail))
 
     def remove_markers(self, host: Host, run_id: str) -> None:
-        """Remove the run's status folder in-process (no shell needed on this machine)."""
-        import shutil
+        """Remove the run's status file in-process (no shell needed on this machine)."""
+        from nexus_core.markers import local_status_file
 
-        from nexus_core.markers import local_run_dir
-
-        shutil.rmtree(local_run_dir(run_id, host.label), ignore_errors=True)
+        try:
+            os.remove(local_status_file(run_id, host.label))
+        except OSError:
+            pass
 
     def close(self) -> None:
         """Stop the watchdog thread."""

@@ -38,6 +38,7 @@ class Watchdog:
         self._items: dict[int, Watched] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._due = float("inf")  # when the thread wakes up next on its own
         cancel.listeners.append(self._wake)
 
     def _wake(self) -> None:
@@ -52,7 +53,8 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="nexus-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            elif item.deadline < self._due:  # otherwise the thread is awake by then anyway
+                self._cond.notify_all()
         if self._cancel.level:
             self._wake()
         return item
@@ -96,6 +98,7 @@ class Watchdog:
                         item.kill_at if item.kill_at is not None else float("inf"),
                     ):
                         due = min(due, t)
+                self._due = due
                 wait = None if due == float("inf") else max(0.0, due - now)
                 self._cond.wait(wait if wait is None else min(wait, 3600))
 

@@ -28,8 +28,3 @@ def config_dir() -> str:
 def state_db() -> str:
     """The run-state database (``NEXUS_STATE_DB`` overrides, e.g. for tests)."""
     return os.environ.get("NEXUS_STATE_DB") or os.path.join(state_dir(), "state.db")
-
-
-#: The per-run folder on each host (local or remote) holding command status files.
-#: Evaluated by the host's shell, so it follows that user's XDG_CACHE_HOME.
-REMOTE_RUN_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs"'
