@@ -8,6 +8,8 @@ Every plugin here is a real ``*.dist-info`` with an ``entry_points.txt`` on a te
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -487,3 +489,50 @@ def test_policy_without_any_source_allows_everything(tmp_path):
     if policy.source:  # pragma: no cover - a machine-wide /etc/nexus/policy.toml exists
         pytest.skip(f"system policy {policy.source} applies")
     assert policy.check("anything", "1.0") == (True, "no policy (all installed plugins load)")
+
+
+# --- the entry-point cache -------------------------------------------------------------------
+
+
+def fakes(outcome) -> set[str]:
+    """The fake distributions ``nexus plugins`` lists (the installed nexus-ssh aside)."""
+    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d != "nexus-ssh"}
+
+
+def cache_files(project) -> list[Path]:
+    return sorted((Path(project.env["XDG_CACHE_HOME"]) / "nexus").glob("entry-points-*.json"))
+
+
+def test_entry_point_cache_sees_a_plugin_installed_upgraded_or_removed_after_it_was_written(project, site):
+    make_dist(site)
+    assert fakes(project.run("plugins", "--format", "json")) == {"nexus-fake"}
+    assert len(cache_files(project)) == 1
+    # Installed later: a new dist-info folder changes the key.
+    make_dist(site, "nexus-other", "1.0")
+    assert fakes(project.run("plugins", "--format", "json")) == {"nexus-fake", "nexus-other"}
+    # Entry points edited in place (same folder, same version): its entry_points.txt changed.
+    info = site / "nexus_other-1.0.dist-info" / "entry_points.txt"
+    info.write_text("[nexus]\nrenamed = nexus_other\n", encoding="utf-8")
+    os.utime(info, ns=(info.stat().st_atime_ns, info.stat().st_mtime_ns + 1_000_000_000))
+    rows = plugin_rows(project.run("plugins", "--format", "json"))
+    assert rows["nexus-other"]["name"] == "renamed"
+    # Removed.
+    shutil.rmtree(site / "nexus_other-1.0.dist-info")
+    assert fakes(project.run("plugins", "--format", "json")) == {"nexus-fake"}
+
+
+def test_a_stale_or_broken_entry_point_cache_is_never_trusted(project, site):
+    make_dist(site)
+    plugin_rows(project.run("plugins", "--format", "json"))
+    (path,) = cache_files(project)
+    path.write_text("{not json", encoding="utf-8")
+    assert fakes(project.run("plugins", "--format", "json")) == {"nexus-fake"}
+    data = json.loads(path.read_text(encoding="utf-8"))  # rewritten
+    data["entry_points"] = [["ghost", "nexus_ghost", "nexus-ghost", "1.0"]]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    # A cache that matches the key is used as is: this one now names a plugin that does not exist...
+    out = project.run("plugins", "--format", "json")
+    assert "nexus-ghost" in {p["distribution"] for p in out.json()["plugins"]}
+    # ...which NEXUS_PLUGIN_CACHE=0 bypasses (and a real install change would invalidate).
+    out = project.run("plugins", "--format", "json", env={"NEXUS_PLUGIN_CACHE": "0"})
+    assert fakes(out) == {"nexus-fake"}

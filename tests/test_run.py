@@ -290,3 +290,79 @@ def test_missing_working_directory_is_a_clear_failure(nexus_project):
     out = nexus_project.run("run", "lost")
     assert out.code == 1
     assert "working directory" in out.stderr and "does/not/exist" in out.stderr
+
+
+CHAIN = """
+from nexus_core import task, run
+
+@task
+def root():
+    run("true")
+
+@task(deps=[root])
+def broken():
+    run("exit 7")
+
+@task(deps=[broken])
+def child():
+    run("touch child.txt")
+
+@task(deps=[child, root])
+def grandchild():
+    run("touch grandchild.txt")
+
+@task(deps=[root])
+def sibling():
+    run("sleep 0.3; touch sibling.txt")
+
+@task(deps=[sibling])
+def nephew():
+    run("touch nephew.txt")
+"""
+
+
+def test_a_failure_skips_its_whole_subtree_with_the_reason_and_spares_the_rest(nexus_project):
+    nexus_project.write(CHAIN)
+    out = nexus_project.run("run", "grandchild", "nephew", "--continue-on-error", "--format", "json")
+    assert out.code == 1, out
+    stops = {e["task"]: e for e in out.of("task.stop")}
+    assert stops["broken"]["status"] == "failed"
+    assert (stops["child"]["status"], stops["child"]["reason"]) == ("skipped", "dependency 'broken' failed")
+    assert stops["grandchild"]["reason"] == "dependency 'child' was skipped"
+    assert stops["nephew"]["status"] == "ok" and (nexus_project.root / "nephew.txt").exists()
+    # Without --continue-on-error the nephew is not started once broken failed.
+    out = nexus_project.run("run", "grandchild", "nephew", "--format", "json")
+    stops = {e["task"]: e for e in out.of("task.stop")}
+    assert stops["nephew"]["reason"] == "the run stopped after a failure"
+    assert stops["sibling"]["status"] == "ok", "a running task finishes"
+
+
+def test_large_output_on_both_streams_is_read_whole_and_in_order(nexus_project):
+    nexus_project.write(
+        """
+from nexus_core import task, run
+
+@task
+def loud():
+    run("i=0; while [ $i -lt 3000 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); done; printf 'no-newline-é'")
+"""
+    )
+    out = nexus_project.run("run", "loud", "--format", "json")
+    assert out.code == 0, out
+    lines = [(e["stream"], e["line"]) for e in out.of("command.output")]
+    assert [line for s, line in lines if s == "stdout"] == [f"out-{i}" for i in range(3000)] + ["no-newline-é"]
+    assert [line for s, line in lines if s == "stderr"] == [f"err-{i}" for i in range(3000)]
+
+
+def test_multibyte_characters_split_across_reads_are_decoded_whole():
+    from collections import deque
+
+    from nexus_core.executors.local import LineStream
+
+    got: list[str] = []
+    stream = LineStream("stdout", lambda _s, line: got.append(line), deque(maxlen=5))
+    for byte in "héllo wörld\r\nlast ü".encode():
+        stream.feed(bytes([byte]))
+    stream.feed(b"\xff\n")  # not UTF-8: replaced, never an exception
+    stream.finish()
+    assert got == ["héllo wörld", "last ü\ufffd"]

@@ -1,0 +1,102 @@
+"""Status lines (nexus_core.markers) written and read by real shells, as on a host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import wait_for
+
+from nexus_core import markers
+
+SHELLS = [s for s in ("/bin/sh", "/bin/bash") if shutil.which(s)]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # for local_status_file too
+    return dict(os.environ)
+
+
+def marker(index: int = 0) -> markers.Marker:
+    return markers.Marker("20261127-120000-abcdef", markers.key("deploy", "web-1", index), "web-1")
+
+
+def wrapped(shell: str, script: str, env: dict[str, str], m: markers.Marker | None = None) -> int:
+    return subprocess.run([shell, "-c", markers.wrap(script, m or marker())], env=env, check=False).returncode
+
+
+def probe(env: dict[str, str], m: markers.Marker | None = None) -> markers.ProbeResult:
+    m = m or marker()
+    out = subprocess.run(
+        ["/bin/sh", "-c", markers.probe_script(m.run_id, m.key, m.host)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return markers.parse_probe(out.stdout.splitlines())
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("script", "code"),
+    [
+        ("true", 0),
+        ("false", 1),
+        ("echo out; exit 3", 3),
+        ("set -e\nfalse\necho never", 1),
+        ("if true; then echo unfinished", 2),  # a syntax error still reaches the trap
+        ("exec sh -c 'exit 5'", 5),  # exec: runs in a subshell, the wrapper survives it
+        ("trap 'echo own' EXIT; exit 6", 6),  # the script's own trap does not replace ours
+    ],
+)
+def test_the_exit_code_is_recorded_whatever_way_the_script_ends(shell, script, code, env):
+    assert wrapped(shell, script, env) == code
+    assert probe(env) == markers.ProbeResult("finished", code)
+
+
+def test_running_then_killed_then_never(env):
+    m = marker(1)
+    proc = subprocess.Popen(["/bin/sh", "-c", markers.wrap("sleep 30", m)], env=env, start_new_session=True)
+    try:
+        assert wait_for(lambda: probe(env, m).state == "running", timeout=10)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert probe(env, m) == markers.ProbeResult("killed")
+    assert probe(env, marker(2)) == markers.ProbeResult("never")
+
+
+def test_the_last_attempt_counts_and_commands_share_the_file(env):
+    first, second = marker(0), marker(1)
+    assert wrapped("/bin/sh", "exit 1", env, first) == 1
+    assert wrapped("/bin/sh", "true", env, second) == 0
+    assert probe(env, first) == markers.ProbeResult("finished", 1)
+    # A retry of the first command: its pid line forgets the earlier exit code.
+    status = Path(markers.local_status_file(first.run_id, first.host))
+    with status.open("a") as fh:
+        fh.write(f"{first.key} pid {os.getpid()}\n")
+    assert probe(env, first) == markers.ProbeResult("running")
+    assert probe(env, second) == markers.ProbeResult("finished", 0)
+
+
+def test_cleanup_removes_only_this_hosts_file(env):
+    here, other = marker(0), markers.Marker(marker().run_id, "k", "web-2")
+    wrapped("/bin/sh", "true", env, here)
+    wrapped("/bin/sh", "true", env, other)
+    subprocess.run(["/bin/sh", "-c", markers.cleanup_script(here.run_id, here.host)], env=env, check=True)
+    assert probe(env, here) == markers.ProbeResult("never")
+    assert probe(env, other) == markers.ProbeResult("finished", 0)
+
+
+def test_a_half_written_last_line_is_not_read_as_an_exit_code(env):
+    m = marker()
+    status = Path(markers.local_status_file(m.run_id, m.host))
+    status.parent.mkdir(parents=True)
+    status.write_text(f"{m.key} pid 999999999\n{m.key} rc ")
+    assert probe(env, m) == markers.ProbeResult("killed")
