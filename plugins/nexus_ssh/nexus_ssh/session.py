@@ -87,17 +87,26 @@ def command_input(script: str, token: str, setsid: str) -> bytes:
     return line.encode()
 
 
+def raw_input(line: str, token: str) -> bytes:
+    """What is written on the session shell's stdin to run ``line`` in that shell itself.
+
+    For Nexus's own short commands (removing a run's status file): no ``setsid``, no new
+    ``sh``, no process-group marker. The line must not read stdin, change directory or set
+    variables the next commands would see; its stderr goes nowhere.
+    """
+    end = f"printf '\\n\\036NEXUS-END {token} %s\\n' \"$nexus_rc\""
+    return f"{line}; nexus_rc=$?; {end}; {end} >&3\n".encode()
+
+
 def handshake_input(token: str) -> bytes:
     """Asks the fresh session shell where ``setsid`` is (``-`` when it has none).
 
     It first moves the channel's stderr to fd 3 and points its own fd 2 at ``/dev/null``: the
     shell's own messages (``Terminated`` when a command is killed) are not the command's output.
+    ``command -v`` prints the path itself: no command substitution, so no fork.
     """
     return (
-        "exec 3>&2 2>/dev/null\n"
-        'if nexus_s=$(command -v setsid) && [ -n "$nexus_s" ]; then '
-        f"printf '\\036NEXUS-READY {token} %s\\n' \"$nexus_s\"; "
-        f"else printf '\\036NEXUS-READY {token} -\\n'; fi\n"
+        f"exec 3>&2 2>/dev/null\nprintf '\\036NEXUS-READY {token} '; command -v setsid || echo -\n"
     ).encode()
 
 
@@ -153,6 +162,12 @@ class Session:
         self.discard_pending()
         self.commands += 1
         self.chan.sendall(command_input(script, token, self.setsid))
+
+    def start_raw(self, line: str, token: str) -> None:
+        """Run ``line`` in the session shell itself (see :func:`raw_input`)."""
+        self.discard_pending()
+        self.commands += 1
+        self.chan.sendall(raw_input(line, token))
 
     def close(self) -> None:
         """End the shell (EOF on its stdin) and close the channel."""
