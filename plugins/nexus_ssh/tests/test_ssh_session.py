@@ -148,12 +148,29 @@ def test_env_and_cwd_do_not_leak(sshbed: SshBed, make_executor: MakeExecutor, mo
 def test_status_files_are_written(sshbed: SshBed, make_executor: MakeExecutor, mode: str) -> None:
     ex, _ = make_executor(ssh_session_mode=mode)
     run_id = f"sess-{mode}-{time.time_ns()}"
-    marker = markers.Marker(run_id, markers.key("t", "h", 0))
+    label = _host(sshbed).label
+    marker = markers.Marker(run_id, markers.key("t", "h", 0), label)
     r, _ = _run(ex, sshbed, Command("echo hi; exit 3", marker=marker))
     assert r.exit_code == 3
-    probe, out = _run(ex, sshbed, markers.probe_script(run_id, marker.key))
+    probe, out = _run(ex, sshbed, markers.probe_script(run_id, marker.key, label))
     assert probe.ok and markers.parse_probe(out.of("stdout")) == markers.ProbeResult("finished", 3)
     ex.remove_markers(_host(sshbed), run_id)
+    probe, out = _run(ex, sshbed, markers.probe_script(run_id, marker.key, label))
+    assert probe.ok and markers.parse_probe(out.of("stdout")) == markers.ProbeResult("never")
+
+
+def test_connections_never_wait_for_delayed_acks(sshbed: SshBed, make_executor: MakeExecutor) -> None:
+    import socket
+
+    from nexus_ssh.connect import LowLatencySocket
+
+    ex, _ = make_executor(ssh_pool_size=1)
+    r, _ = _run(ex, sshbed, "true")
+    assert r.ok
+    (conn,) = [c for pool in ex._pools.values() for c in pool._idle]
+    sock = conn.transport.sock
+    assert isinstance(sock, LowLatencySocket)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
