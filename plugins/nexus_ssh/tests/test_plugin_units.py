@@ -99,3 +99,32 @@ def test_proxy_command_tokens_use_the_resolved_values(tmp_path: Path) -> None:
     assert r.resolve("q").proxy_command is None
     with pytest.raises(SettingsError, match="unknown token %x"):
         r.resolve("bad")
+
+
+# --- Paramiko without invoke -----------------------------------------------------------------
+
+_LOOKUP = (
+    "import sys; from nexus_ssh.settings import load_ssh_config; "
+    "cfg = load_ssh_config(sys.argv[1]); print(cfg.lookup('web').get('user')); "
+    "print('invoke' in sys.modules and sys.modules['invoke'] is not None)"
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "user", "invoke_loaded"),
+    [
+        ("Host web\n  User plain\n", "plain", False),
+        ('Match exec "true"\n  User fromexec\n', "fromexec", True),
+        ('Host web\n  Match exec "false"\n', None, True),
+    ],
+)
+def test_invoke_is_imported_only_for_match_exec(tmp_path, config, user, invoke_loaded):
+    path = tmp_path / "config"
+    path.write_text(config)
+    out = subprocess.run([sys.executable, "-c", _LOOKUP, str(path)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(user), str(invoke_loaded)]
+    # invoke stays importable afterwards
+    code = _LOOKUP + "; import invoke; print(invoke.__name__)"
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.split()[-1] == "invoke", out.stderr
