@@ -157,6 +157,15 @@ class Executor(ABC):
     ) -> CommandResult:
         """Run ``command`` on ``host``, streaming lines to ``on_output``, within ``timeout`` s."""
 
+    def prepare(self, hosts: Sequence[Host]) -> None:  # noqa: B027 - optional hook
+        """Get ready before the run's first command (imports, configuration); optional.
+
+        Called once per run, before any task starts, with every host of this executor's
+        transport. Slow one-time work done here is not repeated by each host's thread. It
+        must not connect to hosts. An exception is reported and ignored: the same problem
+        then surfaces, host by host, when commands run.
+        """
+
     def put(self, host: Host, local_path: str, remote_path: str) -> None:
         """Copy a local file to the host."""
         raise NotImplementedError(f"executor {self.name!r} cannot upload files")

@@ -205,6 +205,7 @@ class Engine:
             requested=self.plan.requested, nexusfile=self.plan.nexusfile))  # fmt: skip
         results: dict[str, TaskResult] = {}
         try:
+            self._prepare_executors()
             self._schedule(order, results)
             if not self.cancel.requested:  # nothing is left running: no command is uncertain
                 self._clean_markers()
@@ -225,6 +226,20 @@ class Engine:
             tasks_completed=tuple(result.names("ok")), tasks_failed=tuple(result.names("failed")),
             tasks_skipped=tuple(result.names("skipped"))))  # fmt: skip
         return result
+
+    def _prepare_executors(self) -> None:
+        """Let each executor of the plan do its one-time set-up before the hosts' threads start."""
+        by_transport: dict[str, list[Host]] = {}
+        for host in self.plan.hosts:
+            by_transport.setdefault(host.transport, []).append(host)
+        for transport, hosts in by_transport.items():
+            if transport not in self.registry.executors:
+                continue
+            try:
+                self.executor(transport).prepare(hosts)
+            except Exception as exc:  # noqa: BLE001 - commands report the problem host by host
+                self.bus.emit(ev.Log(self.options.run_id, level="debug", source="engine",
+                                     message=f"executor {transport!r} prepare failed: {exc!r}"))  # fmt: skip
 
     def _schedule(self, order: Sequence[str], results: dict[str, TaskResult]) -> None:
         tasks = self.plan.tasks

@@ -15,7 +15,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.api import Cancel, CommandResult, Executor, ExecutorContext, OutputCallback
@@ -203,6 +203,13 @@ class SshExecutor(Executor):
                 self._resolver = Resolver(self.context.config, self.context.options)
                 self._connector = Connector(self._resolver, self.context.options)
             return self._resolver, self._connector
+
+    def prepare(self, hosts: Sequence[Host]) -> None:
+        """Import Paramiko and read the ssh config once, before the hosts' threads start."""
+        self._setup()
+        import nexus_ssh.hostkeys
+        import nexus_ssh.pool
+        import nexus_ssh.session  # noqa: F401
 
     def spec_for(self, host: Host) -> ConnectSpec:
         """The resolved connection recipe for ``host`` (cached)."""

@@ -121,7 +121,9 @@ _LOOKUP = (
 def test_invoke_is_imported_only_for_match_exec(tmp_path, config, user, invoke_loaded):
     path = tmp_path / "config"
     path.write_text(config)
-    out = subprocess.run([sys.executable, "-c", _LOOKUP, str(path)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _LOOKUP, str(path)], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(user), str(invoke_loaded)]
     # invoke stays importable afterwards
