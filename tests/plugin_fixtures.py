@@ -68,6 +68,9 @@ FEATURES: dict[str, str] = {
                     return CommandResult("failed", 1, 0.0, "fake failure")
                 return CommandResult("ok", 0, 0.0)
 
+            def prepare(self, hosts):
+                record("prepare", hosts=sorted(h.name for h in hosts))
+
             def close(self):
                 record("close")
 

@@ -382,6 +382,10 @@ def test_plugin_executor_runs_tasks_on_hosts_of_its_transport(project, site, log
         f"fake[{h}] echo deploying" for h in ("alpha", "beta", "gamma")
     }
     assert len(logs.records("close")) == 1
+    # prepare: once, with every host of the transport, before the first command
+    kinds = [r["kind"] for r in logs.records()]
+    assert kinds.count("prepare") == 1 and kinds.index("prepare") < kinds.index("run")
+    assert logs.records("prepare")[0]["hosts"] == ["alpha", "beta", "gamma"]
 
 
 def test_without_the_plugin_its_transport_and_options_are_validation_errors(project, site, logs):
