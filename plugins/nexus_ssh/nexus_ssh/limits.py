@@ -52,9 +52,15 @@ class FdReport:
         )
 
 
-def fds_needed(hosts: int, pool_size: int, concurrency: int, hops: int = 0) -> int:
-    """Estimate of the descriptors a run needs: every host's full pool, plus running channels."""
-    return BASE_FDS + hosts * max(1, pool_size) * (1 + max(0, hops)) + 2 * max(1, concurrency)
+def fds_needed(hosts: int, pool_size: int, concurrency: int, hops: int = 0, tasks_at_once: int = 0) -> int:
+    """Estimate of the descriptors a run needs: every host's full pool, plus running channels.
+
+    A host never holds more connections than commands it runs at once: at most
+    ``tasks_at_once`` (``parallel_limit``; 0 = unknown) nor more than ``ssh_pool_size``.
+    """
+    per_host = max(1, min(pool_size, tasks_at_once) if tasks_at_once > 0 else pool_size)
+    running = min(max(1, concurrency), hosts * per_host)
+    return BASE_FDS + hosts * per_host * (1 + max(0, hops)) + 2 * max(1, running)
 
 
 def ensure_fd_limit(need: int) -> FdReport:

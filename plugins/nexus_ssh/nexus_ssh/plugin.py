@@ -107,7 +107,7 @@ class _FdLimitGuard:
         pool = int(self.config.get("ssh_pool_size") or 4)
         limit = int(self.config.get("parallel_limit") or 10)
         forks = int(self.config.get("forks") or limit)
-        report = ensure_fd_limit(fds_needed(len(hosts), pool, forks * limit))
+        report = ensure_fd_limit(fds_needed(len(hosts), pool, forks * limit, tasks_at_once=limit))
         log = logging.getLogger("nexus")
         if not report.enough:
             log.warning(report.warning(len(hosts), pool))

@@ -327,10 +327,9 @@ def _resources(plan: Any, n_hosts: int) -> list[CheckResult]:
 
     cfg = plan.config
     pool = int(cfg.get("ssh_pool_size") or DEFAULT_POOL_SIZE)
-    concurrency = int(cfg.get("forks") or cfg.get("parallel_limit") or 10) * int(
-        cfg.get("parallel_limit") or 10
-    )
-    need = fds_needed(n_hosts, pool, concurrency)
+    limit = int(cfg.get("parallel_limit") or 10)
+    concurrency = int(cfg.get("forks") or limit) * limit
+    need = fds_needed(n_hosts, pool, concurrency, tasks_at_once=limit)
     report = ensure_fd_limit(need)
     if not report.enough:
         return [
