@@ -1,7 +1,7 @@
 """The ``local`` executor: commands on this machine, one process group each.
 
 Each command is one ``/bin/sh -c`` in a new session (so a timeout or a cancel signals the
-whole group), and its two output streams are read in the calling thread with a selector:
+whole group), and its two output streams are read in the calling thread with ``poll``:
 no helper thread per command. invoke's runner did this job before; it started three
 threads per command and its import alone cost 33 ms, which was a third of a small local
 run's time against ``make -j`` (docs/decisions.md, "The local executor").
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 import os
-import selectors
+import select
 import shlex
 import subprocess
 import threading
@@ -68,19 +68,18 @@ class LineStream:
 
 def pump(streams: dict[int, LineStream]) -> None:
     """Read every pipe in ``streams`` (fd -> stream) until each reaches end of file."""
-    with selectors.DefaultSelector() as sel:
-        for fd in streams:
-            sel.register(fd, selectors.EVENT_READ)
-        left = len(streams)
-        while left:
-            for key, _ in sel.select():
-                fd = key.fd
-                data = os.read(fd, _CHUNK)
-                if data:
-                    streams[fd].feed(data)
-                else:
-                    sel.unregister(fd)
-                    left -= 1
+    poller = select.poll()  # no descriptor of its own to open and close, unlike epoll
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    left = len(streams)
+    while left:
+        for fd, _ in poller.poll():
+            data = os.read(fd, _CHUNK)
+            if data:
+                streams[fd].feed(data)
+            else:
+                poller.unregister(fd)
+                left -= 1
 
 
 class LocalExecutor(Executor):
