@@ -103,10 +103,12 @@ def main() -> None:
     quick = "--quick" in sys.argv
     runs = 5 if quick else 15
     sys.path.insert(0, str(HERE.parent))
+    from bench.run import compile_sources
     from nexus_core.loader import load_project
     from nexus_core.plan import build_plan
     from nexus_core.registry import builtin_registry
 
+    compile_sources()  # timed runs must not compile edited modules (PYTHONDONTWRITEBYTECODE)
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
     results: dict[str, dict[str, float]] = {}
     try:
