@@ -171,6 +171,7 @@ def test_connections_never_wait_for_delayed_acks(sshbed: SshBed, make_executor: 
     sock = conn.transport.sock
     assert isinstance(sock, LowLatencySocket)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert conn.transport.remote_cipher == "aes128-gcm@openssh.com"  # AEAD: no per-packet HMAC in Python
 
 
 @pytest.mark.parametrize("mode", MODES)
