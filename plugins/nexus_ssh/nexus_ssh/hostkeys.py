@@ -15,7 +15,7 @@ import base64
 import hashlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nexus_ssh.settings import Endpoint
@@ -53,28 +53,37 @@ class _Entry:
     key_b64: str
 
 
+@dataclass
+class _Index:
+    """One known_hosts file: lines by plain host name, hashed lines, and hashed answers."""
+
+    by_name: dict[str, list[_Entry]] = field(default_factory=dict)
+    hashed: list[tuple[str, _Entry]] = field(default_factory=list)
+    hashed_hits: dict[str, list[_Entry]] = field(default_factory=dict)
+
+
 class HostKeyVerifier:
     """Checks server keys against known_hosts files; thread-safe, one per executor."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, list[tuple[int, object, str, str]]]] = {}
+        self._cache: dict[str, tuple[float, _Index]] = {}
         self._tofu: dict[str, tuple[str, str]] = {}
 
     # --- known_hosts reading ------------------------------------------------------------
 
-    def _parsed(self, path: str) -> list[tuple[int, object, str, str]]:
-        """(line, HostKeyEntry-like hostnames, key type, base64) for each usable line of a file."""
+    def _parsed(self, path: str) -> _Index:
+        """Each usable line of a file, indexed by plain host name (cached while unchanged)."""
         from paramiko.hostkeys import HostKeyEntry
 
         try:
             mtime = os.stat(path).st_mtime
         except OSError:
-            return []
+            return _Index()
         cached = self._cache.get(path)
         if cached and cached[0] == mtime:
             return cached[1]
-        rows: list[tuple[int, object, str, str]] = []
+        index = _Index()
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 for i, line in enumerate(fh, 1):
@@ -89,29 +98,41 @@ class HostKeyVerifier:
                     except Exception:
                         entry = None
                     hostnames = entry.hostnames if entry is not None else fields[0].split(",")
-                    rows.append((i, hostnames, fields[1], fields[2]))
+                    row = _Entry(path, i, fields[1], fields[2])
+                    for pattern in hostnames:
+                        if pattern.startswith("|1|"):
+                            index.hashed.append((pattern, row))
+                        else:
+                            index.by_name.setdefault(pattern, []).append(row)
         except OSError:
-            return []
-        self._cache[path] = (mtime, rows)
-        return rows
+            return _Index()
+        self._cache[path] = (mtime, index)
+        return index
 
     def known_entries(self, name: str, files: tuple[str, ...]) -> list[_Entry]:
-        """Every known_hosts line (file, line number) that lists ``name``."""
+        """Every known_hosts line (file, line number) that lists ``name``.
+
+        Plain names are looked up in an index; hashed ones (``HashKnownHosts``) need one HMAC
+        per hashed line, so their answer is remembered per name while the file is unchanged.
+        """
         from paramiko.hostkeys import HostKeys
 
         out: list[_Entry] = []
         with self._lock:
             for path in files:
-                for line, hostnames, key_type, key_b64 in self._parsed(path):
-                    for pattern in hostnames:  # type: ignore[attr-defined]
-                        if pattern.startswith("|1|"):
-                            salt = pattern.split("|")[2]
-                            if HostKeys.hash_host(name, salt) == pattern:
-                                out.append(_Entry(path, line, key_type, key_b64))
-                                break
-                        elif pattern == name:
-                            out.append(_Entry(path, line, key_type, key_b64))
-                            break
+                index = self._parsed(path)
+                found = {e.line: e for e in index.by_name.get(name, ())}
+                if index.hashed:
+                    hashed = index.hashed_hits.get(name)
+                    if hashed is None:
+                        hashed = [
+                            row
+                            for pattern, row in index.hashed
+                            if HostKeys.hash_host(name, pattern.split("|")[2]) == pattern
+                        ]
+                        index.hashed_hits[name] = hashed
+                    found.update((e.line, e) for e in hashed)
+                out += [found[line] for line in sorted(found)]
             if name in self._tofu:
                 key_type, key_b64 = self._tofu[name]
                 out.append(_Entry("(trusted on first use in this run)", 0, key_type, key_b64))
