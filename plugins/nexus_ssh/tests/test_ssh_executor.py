@@ -283,13 +283,16 @@ def test_changed_key_is_loud(sshbed: SshBed, make_executor: MakeExecutor, tmp_pa
         assert text.count("SHA256:") == 2
 
 
-def test_hashed_known_hosts_lines_are_matched(sshbed: SshBed, make_executor: MakeExecutor, tmp_path: Path) -> None:
+def test_hashed_known_hosts_lines_are_matched(
+    sshbed: SshBed, make_executor: MakeExecutor, tmp_path: Path
+) -> None:
     """HashKnownHosts files: a hashed line is found (and named by its line when it disagrees)."""
     import paramiko
     from paramiko.hostkeys import HostKeys
 
     name = f"[{sshbed.hosts[0].address}]:{sshbed.port}"
-    real = [ln.split() for ln in Path(sshbed.known_hosts).read_text().splitlines() if ln.startswith(name + " ")]
+    listed = Path(sshbed.known_hosts).read_text().splitlines()
+    real = [ln.split() for ln in listed if ln.startswith(name + " ")]
     assert real, "the bed lists its hosts in its known_hosts"
     lines = ["# hashed, as ssh-keygen -H writes them"]
     lines += [f"{HostKeys.hash_host(f'other-{i}')} ssh-ed25519 {real[0][2]}" for i in range(50)]
@@ -299,7 +302,8 @@ def test_hashed_known_hosts_lines_are_matched(sshbed: SshBed, make_executor: Mak
     ex, _ = make_executor(ssh_known_hosts_file=str(kh))
     assert ex.run(_host(sshbed), Command("true"), Out(), Cancel(), 10).ok
     fake = paramiko.Ed25519Key.from_path(sshbed.key_path("ed25519"))
-    kh.write_text("\n".join([*lines[:51], f"{HostKeys.hash_host(name)} ssh-ed25519 {fake.get_base64()}"]) + "\n")
+    changed = f"{HostKeys.hash_host(name)} ssh-ed25519 {fake.get_base64()}"
+    kh.write_text("\n".join([*lines[:51], changed]) + "\n")
     ex, _ = make_executor(ssh_known_hosts_file=str(kh))
     r = ex.run(_host(sshbed), Command("true"), Out(), Cancel(), 10)
     assert r.status == "unreachable" and "HOST KEY CHANGED" in r.reason and "line 52" in r.reason + r.hint
