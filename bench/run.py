@@ -71,7 +71,7 @@ WORKLOADS = {
     "W6": "1,000-line nexusfile validate; 500 tasks x 100 commands dry-run plan",
     "W7": "W2 again right after the first run (connection reuse across runs)",
 }
-REMOTE_TOOLS = ["nexus", "fabric", "pyinfra", "ansible", "ansible-tuned", "ssh-loop"]
+REMOTE_TOOLS = ["nexus", "fabric", "pyinfra", "ansible", "ansible-tuned", "ssh-loop", "ssh-joined"]
 
 
 def log(msg: str) -> None:
@@ -522,7 +522,7 @@ class Bench:
         self.versions["pyinfra"] = self.peers["pyinfra"].version
         self.versions["fabric"] = self.peers["fabric"].version
         self.versions["invoke"] = self.peers["invoke"].version
-        self.versions["ssh-loop"] = self.versions.get("ssh", "")
+        self.versions["ssh-loop"] = self.versions["ssh-joined"] = self.versions.get("ssh", "")
         proc = subprocess.run([*nexus.nexus_cmd(), "--version"], capture_output=True, text=True, timeout=60)
         self.nexus_version = (proc.stdout or proc.stderr).strip().splitlines()[0]
         self.versions["nexus"] = f"{self.nexus_version} ({self.s.nexus}: {nexus.nexus_cmd()[0]})"
@@ -583,6 +583,8 @@ class Bench:
             out["ansible-tuned"] = ansible.remote(work, t, n_hosts, commands, playbook, tuned=True)
         if self.wanted("ssh-loop"):
             out["ssh-loop"] = shell.remote(work, t, n_hosts, commands)
+        if self.wanted("ssh-joined") and len(commands) > 1:
+            out["ssh-joined"] = shell.joined(work, t, n_hosts, commands)
         return out
 
     def case(self, key: str, title: str, **params: object) -> Case:
@@ -871,6 +873,9 @@ def target_lines(data: dict) -> list[str]:  # type: ignore[type-arg]
         if not key.startswith(("W1", "W2", "W3", "W4", "W7")) or "(= W" in case["title"]:
             continue  # (a sweep point that is W1's or W3's own run is listed there)
         for tool, r in case["ratios"].items():
+            if tool == "ssh-joined":  # a floor, not a peer (see bench/workloads/shell.py)
+                out.append(f"| {key} vs ssh-joined (floor, informational) | {r['median']:.2f} | - |")
+                continue
             limit = 1.2 if tool == "fabric" else 1.0
             out.append(
                 f"| {key} vs {tool} <= {limit} | {r['median']:.2f} | {'yes' if r['median'] <= limit else 'NO'} |"
