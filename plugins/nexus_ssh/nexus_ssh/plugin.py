@@ -23,22 +23,45 @@ if TYPE_CHECKING:
 NEXUS_API_VERSION = 1
 
 
+def _executor_class() -> type[Executor]:
+    from nexus_core.api import Executor
+
+    class SshExecutor(Executor):
+        """The ``ssh`` transport, as registered: :class:`nexus_ssh.executor.SshExecutor`.
+
+        Registering a class must not import the executor's module (and what it imports) into
+        every ``nexus`` command, local runs included; creating one does.
+        """
+
+        name = "ssh"
+        package = "nexus-ssh"
+        supports_markers = True
+
+        def __new__(cls, context: Any) -> Any:
+            from nexus_ssh.executor import SshExecutor as Real
+
+            return Real(context)
+
+        def run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never an instance
+            raise NotImplementedError
+
+    return SshExecutor
+
+
 @hookimpl
 def nexus_executors() -> Sequence[type[Executor]]:
-    """The ``ssh`` transport."""
-    from nexus_ssh.executor import SshExecutor
-
-    return [SshExecutor]
+    """The ``ssh`` transport (its module is imported when the executor is first created)."""
+    return [_executor_class()]
 
 
 @hookimpl
 def nexus_config_options() -> Sequence[Any]:
     """``config(ssh_config_file=...)``: the OpenSSH client config to read (default ~/.ssh/config).
 
-    ``config(ssh_session_mode=...)``: how commands reach a host's shell. ``"exec"`` (default):
-    one exec channel per command (a new sshd session and login shell each time); ``"shell"``:
+    ``config(ssh_session_mode=...)``: how commands reach a host's shell. ``"shell"`` (default):
     each pooled connection keeps one ``/bin/sh`` session that runs the commands one after the
-    other (a write and a fork per command). Unset, env ``NEXUS_SSH_SESSION_MODE`` decides.
+    other; ``"exec"``: one exec channel per command (a new sshd session and login shell each
+    time). Unset, env ``NEXUS_SSH_SESSION_MODE`` decides.
     Hosts without ``setsid``, and sudo with a password, always use exec channels. See
     ``nexus_ssh/session.py`` and docs/ssh.md.
     """
@@ -64,12 +87,36 @@ def nexus_config_options() -> Sequence[Any]:
     ]
 
 
+#: Headings of the pre-flight results (nexus_ssh.preflight).
+CONNECTIVITY = "Host Connectivity"
+AUTH = "SSH Authentication"
+SUDO = "Sudo Access"
+RESOURCES = "Resources"
+
+
+def _check_class() -> type[PreflightCheck]:
+    from nexus_core.api import PreflightCheck
+
+    class SshHostsCheck(PreflightCheck):
+        """Connectivity, authentication and sudo for every SSH host of the plan (run lazily)."""
+
+        name = "ssh-hosts"
+        category = CONNECTIVITY
+        order = 10
+
+        def run(self, plan: Any, options: Mapping[str, Any]) -> list[Any]:
+            """Import the check (and Paramiko) only when pre-flight runs: see nexus_ssh.preflight."""
+            from nexus_ssh.preflight import SshHostsCheck as Real
+
+            return Real().run(plan, options)
+
+    return SshHostsCheck
+
+
 @hookimpl
 def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
     """Connectivity (latency, banner), authentication, sudo and open-files checks for SSH hosts."""
-    from nexus_ssh.preflight import SshHostsCheck
-
-    return [SshHostsCheck]
+    return [_check_class()]
 
 
 @hookimpl

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from nexus_core.api import CheckResult, PreflightCheck
 
 from nexus_ssh.errors import ConnectError, classify
+from nexus_ssh.plugin import AUTH, CONNECTIVITY, RESOURCES, SUDO
 from nexus_ssh.settings import DEFAULT_POOL_SIZE, ConnectSpec, Resolver, SettingsError
 
 if TYPE_CHECKING:
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 
     from nexus_ssh.connect import Connection, Connector
 
-CONNECTIVITY = "Host Connectivity"
-AUTH = "SSH Authentication"
-SUDO = "Sudo Access"
-RESOURCES = "Resources"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_PARALLEL = 10
 _BANNER_LIMIT = 4096

@@ -25,7 +25,9 @@ def test_plugin_entry_is_cheap_and_declares_the_api() -> None:
         "assert not bad, bad; "
         "[cls] = p.nexus_executors(); "
         "assert cls.name == 'ssh' and cls.package == 'nexus-ssh'; "
-        "bad = [m for m in ('paramiko', 'fabric') if m in sys.modules]; "
+        "p.nexus_preflight_checks(); "
+        "heavy = ('paramiko', 'fabric', 'nexus_ssh.executor', 'nexus_ssh.preflight'); "
+        "bad = [m for m in heavy if m in sys.modules]; "
         "assert not bad, bad"
     )
     env_path = f"{_PLUGIN}:{_ROOT}"
