@@ -84,6 +84,7 @@ def cmd_test(pytest_args: list[str]) -> None:
     sh(os.path.join(BIN, "ruff"), "check", ROOT, cwd=ROOT)
     sh(os.path.join(BIN, "ruff"), "format", "--check", ROOT, cwd=ROOT)
     sh(os.path.join(BIN, "mypy"), cwd=ROOT)
+    sh(os.path.join(BIN, "mypy"), cwd=os.path.join(ROOT, "plugins", "nexus_ssh"))  # typed against nexus_core
     sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), cwd=ROOT)
     # nexus-ssh runs commands in a shell session per connection by default; the SSH tests
     # run once more with one exec channel per command, the other mode users can choose.
