@@ -103,8 +103,9 @@ class StateRecorder:
             ),
         )
 
-    def on_pipeline_interrupt(self, e: ev.PipelineInterrupt) -> None:
-        self.flush()
+    # No write on pipeline.interrupt: it is emitted from the signal handler, which may have
+    # interrupted this very subscriber inside a transaction. Deferred rows wait for the next
+    # checkpoint; nothing a resume needs is among them (the hosts' status files are).
 
     def on_pipeline_exception(self, e: ev.PipelineException) -> None:
         self.flush()
