@@ -25,9 +25,6 @@ from dataclasses import dataclass
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-#: The folder (shell expression) that holds the status files of every run.
-RUNS_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs"'
-
 
 def _name(run_id: str, host: str) -> str:
     return _SAFE.sub("_", run_id) + (f"@{_SAFE.sub('_', host)}" if host else "")
