@@ -102,9 +102,14 @@ def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
     )
 
 
+def cleanup_line(run_id: str, host: str = "") -> str:
+    """Shell text removing a run's status file for a host, to run inside a shell that goes on."""
+    return f"rm -f {status_file(run_id, host)}"
+
+
 def cleanup_script(run_id: str, host: str = "") -> str:
     """Shell text removing a run's status file for a host (one process: ``rm``)."""
-    return f"exec rm -f {status_file(run_id, host)}"
+    return f"exec {cleanup_line(run_id, host)}"
 
 
 def local_status_file(run_id: str, host: str = "") -> str:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.api import Cancel, CommandResult, Executor, ExecutorContext, OutputCallback
+from nexus_core.api import Cancel, CommandResult, ExecutorContext, OutputCallback
 from nexus_core.events import (
     Event,
     Log,
@@ -31,7 +31,7 @@ from nexus_core.events import (
 )
 from nexus_core.model import Command, Host
 
-from nexus_ssh import remote
+from nexus_ssh import plugin, remote
 from nexus_ssh import session as sess
 from nexus_ssh.errors import CancelledConnect, ConnectError
 from nexus_ssh.settings import (
@@ -155,12 +155,11 @@ class _Lines:
         self._emit(self.stream, line)
 
 
-class SshExecutor(Executor):
-    """Runs commands over SSH with per-host pools, host key checks and jump hosts."""
+class SshExecutor(plugin.SshExecutor):
+    """Runs commands over SSH with per-host pools, host key checks and jump hosts.
 
-    name = "ssh"
-    package = "nexus-ssh"
-    supports_markers = True
+    Its name, package and marker support are those of the registered class it extends.
+    """
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -294,9 +293,9 @@ class SshExecutor(Executor):
         In session mode this is one ``rm`` line in the host's session shell (no ``setsid``,
         no new ``sh``); in exec mode, an exec channel as for any command.
         """
-        from nexus_core.markers import status_file
+        from nexus_core.markers import cleanup_line
 
-        line = f"rm -f {status_file(run_id, host.label)}"
+        line = cleanup_line(run_id, host.label)
         self.run(host, Command(line, timeout=30), lambda _s, _l: None, Cancel(), 30.0, raw=True)
 
     def run(

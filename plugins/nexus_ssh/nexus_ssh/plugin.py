@@ -15,43 +15,44 @@ except ImportError:  # pragma: no cover - depends on the core's version
 
     hookimpl = pluggy.HookimplMarker("nexus")
 
+from nexus_core.api import Executor, PreflightCheck  # loaded already: the core's built-ins use them
+
 if TYPE_CHECKING:
     import click
-    from nexus_core.api import Executor, PreflightCheck
 
 #: The core plugin API version this plugin was built for.
 NEXUS_API_VERSION = 1
 
+#: Headings of the pre-flight results (nexus_ssh.preflight).
+CONNECTIVITY = "Host Connectivity"
+AUTH = "SSH Authentication"
+SUDO = "Sudo Access"
+RESOURCES = "Resources"
 
-def _executor_class() -> type[Executor]:
-    from nexus_core.api import Executor
 
-    class SshExecutor(Executor):
-        """The ``ssh`` transport, as registered: :class:`nexus_ssh.executor.SshExecutor`.
+class SshExecutor(Executor):
+    """The ``ssh`` transport as registered; creating one makes a :class:`nexus_ssh.executor.SshExecutor`.
 
-        Registering a class must not import the executor's module (and what it imports) into
-        every ``nexus`` command, local runs included; creating one does.
-        """
+    That subclass (and Paramiko behind it) is imported on first use, so registering the
+    transport costs every ``nexus`` command, local runs included, nothing.
+    """
 
-        name = "ssh"
-        package = "nexus-ssh"
-        supports_markers = True
+    name = "ssh"
+    package = "nexus-ssh"
+    supports_markers = True
 
-        def __new__(cls, context: Any) -> Any:
-            from nexus_ssh.executor import SshExecutor as Real
+    def __new__(cls, *args: Any, **kwargs: Any) -> SshExecutor:
+        if cls is SshExecutor:
+            from nexus_ssh.executor import SshExecutor as real
 
-            return Real(context)
-
-        def run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never an instance
-            raise NotImplementedError
-
-    return SshExecutor
+            cls = real
+        return super().__new__(cls)
 
 
 @hookimpl
 def nexus_executors() -> Sequence[type[Executor]]:
-    """The ``ssh`` transport (its module is imported when the executor is first created)."""
-    return [_executor_class()]
+    """The ``ssh`` transport."""
+    return [SshExecutor]
 
 
 @hookimpl
@@ -87,36 +88,28 @@ def nexus_config_options() -> Sequence[Any]:
     ]
 
 
-#: Headings of the pre-flight results (nexus_ssh.preflight).
-CONNECTIVITY = "Host Connectivity"
-AUTH = "SSH Authentication"
-SUDO = "Sudo Access"
-RESOURCES = "Resources"
+class SshHostsCheck(PreflightCheck):
+    """Connectivity, authentication and sudo for every SSH host, as registered.
 
+    Creating one makes a :class:`nexus_ssh.preflight.SshHostsCheck`, imported then.
+    """
 
-def _check_class() -> type[PreflightCheck]:
-    from nexus_core.api import PreflightCheck
+    name = "ssh-hosts"
+    category = CONNECTIVITY
+    order = 10
 
-    class SshHostsCheck(PreflightCheck):
-        """Connectivity, authentication and sudo for every SSH host of the plan (run lazily)."""
+    def __new__(cls, *args: Any, **kwargs: Any) -> SshHostsCheck:
+        if cls is SshHostsCheck:
+            from nexus_ssh.preflight import SshHostsCheck as real
 
-        name = "ssh-hosts"
-        category = CONNECTIVITY
-        order = 10
-
-        def run(self, plan: Any, options: Mapping[str, Any]) -> list[Any]:
-            """Import the check (and Paramiko) only when pre-flight runs: see nexus_ssh.preflight."""
-            from nexus_ssh.preflight import SshHostsCheck as Real
-
-            return Real().run(plan, options)
-
-    return SshHostsCheck
+            cls = real
+        return super().__new__(cls)
 
 
 @hookimpl
 def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
     """Connectivity (latency, banner), authentication, sudo and open-files checks for SSH hosts."""
-    return [_check_class()]
+    return [SshHostsCheck]
 
 
 @hookimpl

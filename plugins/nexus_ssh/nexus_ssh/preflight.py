@@ -29,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.api import CheckResult, PreflightCheck
+from nexus_core.api import CheckResult
 
+from nexus_ssh import plugin
 from nexus_ssh.errors import ConnectError, classify
 from nexus_ssh.plugin import AUTH, CONNECTIVITY, RESOURCES, SUDO
 from nexus_ssh.settings import DEFAULT_POOL_SIZE, ConnectSpec, Resolver, SettingsError
@@ -72,12 +73,8 @@ def _first_line(text: str) -> tuple[str, str]:
     return head, rest
 
 
-class SshHostsCheck(PreflightCheck):
+class SshHostsCheck(plugin.SshHostsCheck):
     """Connectivity, authentication and sudo for every SSH host of the plan."""
-
-    name = "ssh-hosts"
-    category = CONNECTIVITY
-    order = 10
 
     def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
         """Check every SSH host (bounded parallelism); results grouped by category."""

@@ -72,19 +72,21 @@ def sentinel(token: str) -> str:
     return f"{END}{token} "
 
 
+def _then_sentinels(token: str) -> str:
+    """Shell text ending a command line: keep its exit code, print the sentinel on both streams."""
+    end = f"printf '\\n\\036NEXUS-END {token} %s\\n' \"$nexus_rc\""
+    return f"nexus_rc=$?; {end}; {end} >&3\n"
+
+
 def command_input(script: str, token: str, setsid: str) -> bytes:
     """What is written on the session shell's stdin to run ``script`` (from :func:`remote.build`)."""
     if not script.startswith(_EXEC_PREFIX):
         raise ValueError("session mode runs scripts made by nexus_ssh.remote.build")
-    end = f"printf '\\n\\036NEXUS-END {token} %s\\n' \"$nexus_rc\""
     # fd 3 is the channel's stderr (see handshake_input). The command's sh moves it back to
     # its fd 2 itself: a ``2>&3`` on the command line would also apply to the session shell
     # while it waits, and its ``Terminated`` would reach the output.
-    line = (
-        f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{script[len(_EXEC_PREFIX) :]} </dev/null; "
-        f"nexus_rc=$?; {end}; {end} >&3\n"
-    )
-    return line.encode()
+    line = f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{script[len(_EXEC_PREFIX) :]} </dev/null; "
+    return (line + _then_sentinels(token)).encode()
 
 
 def raw_input(line: str, token: str) -> bytes:
@@ -94,8 +96,7 @@ def raw_input(line: str, token: str) -> bytes:
     ``sh``, no process-group marker. The line must not read stdin, change directory or set
     variables the next commands would see; its stderr goes nowhere.
     """
-    end = f"printf '\\n\\036NEXUS-END {token} %s\\n' \"$nexus_rc\""
-    return f"{line}; nexus_rc=$?; {end}; {end} >&3\n".encode()
+    return f"{line}; {_then_sentinels(token)}".encode()
 
 
 def handshake_input(token: str) -> bytes:
