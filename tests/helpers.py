@@ -1,9 +1,11 @@
-"""Shared test helpers (bounded polling, process lookup); tests import them as `helpers`."""
+"""Shared test helpers (bounded polling, processes, output); tests import them as `helpers`."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import threading
 import time
 
 
@@ -57,3 +59,33 @@ def run_in_pty(
             break
     os.close(master)
     return proc.wait(timeout=10), screen.decode("utf-8", "replace")
+
+
+def start_nexus(project, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
+    """Start ``python -m nexus_core ARGS`` in ``project`` (no colour, CI mode), pipes for its output."""
+    full = {**os.environ, **project.env, "NO_COLOR": "1", "CI": "1", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", *args],
+        cwd=project.root,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+class Out:
+    """An executor's output callback that keeps every (stream, line), from any thread."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, stream: str, line: str) -> None:
+        with self.lock:
+            self.lines.append((stream, line))
+
+    def of(self, stream: str) -> list[str]:
+        """The lines of one stream, in order."""
+        return [line for s, line in self.lines if s == stream]

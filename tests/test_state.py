@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_in_pty, wait_for
+from helpers import run_in_pty, start_nexus, wait_for
 
 from nexus_core.state.store import StateStore
 
@@ -55,19 +55,6 @@ ALL = [*(f"a1-{i}" for i in range(3)), *(f"a2-{i}" for i in range(3)), *(f"b1-{i
        *(f"b2-{i}" for i in range(2)), "final-0"]  # fmt: skip
 
 
-def nexus(project, *args: str, **kwargs):  # type: ignore[no-untyped-def]
-    env = {**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", *args],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
 def db(project) -> str:
     return str(Path(project.env["XDG_STATE_HOME"]) / "nexus" / "state.db")
 
@@ -104,7 +91,7 @@ def test_sigkill_at_random_points_never_corrupts_and_resume_runs_each_command_on
     iterations = int(os.environ.get("NEXUS_KILL_ITERATIONS", "8"))
     for it in range(iterations):
         (nexus_project.root / "log.txt").unlink(missing_ok=True)
-        proc = nexus(nexus_project, "run", "final", "--no-resume")
+        proc = start_nexus(nexus_project, "run", "final", "--no-resume")
         time.sleep(rng.uniform(0.2, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -132,7 +119,7 @@ def test_sigkill_at_random_points_never_corrupts_and_resume_runs_each_command_on
             forget_store(nexus_project)
             continue
         # resume: each command must have run exactly once in the end
-        out = nexus(nexus_project, "run", "final", "--resume")
+        out = start_nexus(nexus_project, "run", "final", "--resume")
         stdout, stderr = out.communicate(timeout=60)
         assert out.returncode == 0, (stdout, stderr)
         final = log_lines(nexus_project)
@@ -149,7 +136,7 @@ def final_pause(seconds: float, source: str = PIPELINE) -> str:
 def stop_during(project, source: str, step: str, sig: int) -> int:  # type: ignore[no-untyped-def]
     """Run `nexus run final` on ``source``, send ``sig`` once ``step`` has started; the exit code."""
     project.write(source)
-    proc = nexus(project, "run", "final")
+    proc = start_nexus(project, "run", "final")
     assert wait_for(lambda: step in log_lines(project), timeout=20)
     proc.send_signal(sig)
     proc.communicate(timeout=40)
@@ -203,7 +190,7 @@ def test_an_unrelated_edit_does_not_block_resume(nexus_project):
     stop_during(nexus_project, final_pause(4), "final-0", signal.SIGKILL)
     edited = "# a comment that moves every line\n\n" + final_pause(4)
     nexus_project.write(edited)
-    resumed = nexus(nexus_project, "run", "final", "--resume")
+    resumed = start_nexus(nexus_project, "run", "final", "--resume")
     # final-0 is still running as an orphan: the resume waits for it instead of starting it again
     stdout, stderr = resumed.communicate(timeout=90)
     assert resumed.returncode == 0, (stdout, stderr)

@@ -6,14 +6,13 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import start_nexus, wait_for
 
 from nexus_core.state.store import StateStore
 from nexus_core.testing import NexusProject
@@ -50,30 +49,9 @@ def step(name, pause):
 """
 
 
-def start(project: NexusProject, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **project.env, "NO_COLOR": "1", "CI": "1", "NEXUS_SSH_CONFIG": ""}
-    return subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", *args],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def lines(logs: Path, host: str) -> list[str]:
     path = logs / f"log-{host}"
     return path.read_text().split() if path.exists() else []
-
-
-def wait_for(check, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
 
 
 def run_env(project: NexusProject) -> dict[str, str]:
@@ -91,8 +69,8 @@ def deploy():
 
 def test_command_still_running_on_the_host_is_waited_for_not_restarted(nexus_project, sshbed, shared_dir):
     nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=3)))
-    proc = start(nexus_project, "run", "deploy")
-    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc = start_nexus(nexus_project, "run", "deploy", env=run_env(nexus_project))
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
     proc.send_signal(signal.SIGKILL)  # the coordinator dies; "two" keeps running on every host
     proc.communicate(timeout=30)
     out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
@@ -105,8 +83,8 @@ def test_command_still_running_on_the_host_is_waited_for_not_restarted(nexus_pro
 
 def test_command_that_finished_while_nexus_was_down_is_not_run_again(nexus_project, sshbed, shared_dir):
     nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=1)))
-    proc = start(nexus_project, "run", "deploy")
-    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc = start_nexus(nexus_project, "run", "deploy", env=run_env(nexus_project))
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     time.sleep(1.5)  # "two" finishes on every host while nobody watches
@@ -120,8 +98,8 @@ def test_command_that_finished_while_nexus_was_down_is_not_run_again(nexus_proje
 
 def test_command_that_never_reached_the_host_is_run(nexus_project, sshbed, shared_dir):
     nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=1)))
-    proc = start(nexus_project, "run", "deploy")
-    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc = start_nexus(nexus_project, "run", "deploy", env=run_env(nexus_project))
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     time.sleep(1.5)
@@ -138,8 +116,8 @@ def test_command_that_never_reached_the_host_is_run(nexus_project, sshbed, share
 
 def test_sigint_lets_remote_commands_finish_then_stops_them_and_leaves_no_process(nexus_project, sshbed, shared_dir):
     nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=38.5)))
-    proc = start(nexus_project, "run", "deploy")
-    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts))
+    proc = start_nexus(nexus_project, "run", "deploy", env=run_env(nexus_project))
+    assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, (stdout, stderr)
@@ -171,7 +149,7 @@ def report():
     for it in range(iterations):
         for f in shared_dir.iterdir():
             f.unlink()
-        proc = start(nexus_project, "run", "report", "--no-resume")
+        proc = start_nexus(nexus_project, "run", "report", "--no-resume", env=run_env(nexus_project))
         time.sleep(rng.uniform(0.3, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)

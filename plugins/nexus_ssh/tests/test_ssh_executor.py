@@ -12,6 +12,7 @@ import pytest
 from nexus_core.api import Cancel
 from nexus_core.events import SshDisconnect, SshError
 from nexus_core.model import Command, Host
+from tests.helpers import Out
 from tests.support.sshbed import KEY_PASSPHRASE, PASSWORD, USER_KEY, USER_NOSUDO, USER_PW, SshBed
 
 pytestmark = pytest.mark.ssh
@@ -21,16 +22,6 @@ MakeExecutor = Callable[..., Any]
 
 def _host(bed: SshBed, i: int = 0, user: str | None = None) -> Host:
     return Host(bed.hosts[i].address, user=user, port=bed.port)
-
-
-class Out:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, stream: str, line: str) -> None:
-        with self.lock:
-            self.lines.append((stream, line))
 
 
 def _wait_count(bed: SshBed, address: str, at_least: int, timeout: float = 5) -> int:

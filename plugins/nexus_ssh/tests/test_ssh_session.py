@@ -18,6 +18,7 @@ from nexus_core import markers
 from nexus_core.api import Cancel
 from nexus_core.events import Log
 from nexus_core.model import Command, Host
+from tests.helpers import Out
 from tests.support.sshbed import USER_KEY, SshBed
 
 from nexus_ssh import session as sess
@@ -31,19 +32,6 @@ MODES = ["exec", "shell"]
 
 def _host(bed: SshBed, i: int = 0) -> Host:
     return Host(bed.hosts[i].address, port=bed.port)
-
-
-class Out:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, stream: str, line: str) -> None:
-        with self.lock:
-            self.lines.append((stream, line))
-
-    def of(self, stream: str) -> list[str]:
-        return [line for s, line in self.lines if s == stream]
 
 
 def _run(ex: Any, bed: SshBed, cmd: str | Command, timeout: float = 10, cancel: Cancel | None = None) -> Any:
