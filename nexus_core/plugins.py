@@ -111,6 +111,11 @@ class Policy:
                 break
         return policy
 
+    @property
+    def restricts(self) -> bool:
+        """True when ``NEXUS_LOAD_PLUGINS`` or a policy file limits what may load."""
+        return self.env_names is not None or self.allow is not None
+
     def _refuse(self, path: str, why: str) -> None:
         self.source = path
         self.allow = []
@@ -247,7 +252,9 @@ class PluginManager:
     # loading
 
     def _load_entry_points(self) -> None:
-        for ep in _entry_points():
+        # Under a policy, what a distribution's entry point imports is read from its own
+        # metadata, never from the cache file (a file in the user's cache is not vetted).
+        for ep in _entry_points(cached=not self.policy.restricts):
             dist_name, version = ep.distribution, ep.version
             allowed, reason = self.policy.check(dist_name, version)
             info = PluginInfo(
@@ -464,7 +471,7 @@ class FoundEntryPoint:
 CACHE_ENV = "NEXUS_PLUGIN_CACHE"
 
 
-def _entry_points() -> list[FoundEntryPoint]:
+def _entry_points(cached: bool = True) -> list[FoundEntryPoint]:
     """The installed entry points of the ``nexus`` group.
 
     importlib.metadata finds them, but importing it costs about 15 ms, a tenth of a short
@@ -472,11 +479,12 @@ def _entry_points() -> list[FoundEntryPoint]:
     key is every ``sys.path`` folder with its modification time and, in it, every
     ``*.dist-info``/``*.egg-info`` with the time of its ``entry_points.txt``. Installing,
     upgrading or removing a distribution, or editing its entry points, changes the key.
+    ``cached=False`` neither reads nor writes the file.
     """
     import json
     import zlib
 
-    key = _installed_key()
+    key = _installed_key() if cached else None
     path = None
     if key is not None:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -540,3 +540,7 @@ def test_a_stale_or_broken_entry_point_cache_is_never_trusted(project, site):
     # ...which NEXUS_PLUGIN_CACHE=0 bypasses (and a real install change would invalidate).
     out = project.run("plugins", "--format", "json", env={"NEXUS_PLUGIN_CACHE": "0"})
     assert fakes(out) == {"nexus-fake"}
+    # ...and that a plugin policy never reads: what it vets is the installed metadata.
+    out = project.run("plugins", "--format", "json", env={"NEXUS_LOAD_PLUGINS": "nexus-ghost,nexus-fake"})
+    assert "nexus-ghost" not in {p["distribution"] for p in out.json()["plugins"]}
+    assert fakes(out) == {"nexus-fake"}
