@@ -207,7 +207,8 @@ def entry() -> None:
     except click.ClickException as exc:
         if as_json:
             ctx = getattr(exc, "ctx", None)
-            usage = [ctx.get_usage()] if ctx is not None else []
+            pieces = ctx.command.collect_usage_pieces(ctx) if ctx is not None else []
+            usage = [f"Usage: {ctx.command_path} {' '.join(pieces)}"] if ctx is not None else []
             hint = [f"Run: {ctx.command_path} --help"] if ctx is not None else []
             error(ExitCode.CONFIG, exc.format_message(), "", usage, hint)
         else:
@@ -223,9 +224,9 @@ def entry() -> None:
 
         if debug_enabled():
             raise
-        headline = f"internal error: {type(exc).__name__}: {exc}"
-        hint = "This is a bug in Nexus or a plugin. Re-run with --log-level debug for the traceback and report it."
-        error(ExitCode.FAILED, headline, f"Error: {headline}\n\n  {hint}", hints=[hint])
+        bug = f"internal error: {type(exc).__name__}: {exc}"
+        why = "This is a bug in Nexus or a plugin. Re-run with --log-level debug for the traceback and report it."
+        error(ExitCode.FAILED, bug, f"Error: {bug}\n\n  {why}", hints=[why])
         sys.exit(ExitCode.FAILED)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -125,13 +125,16 @@ def execute(
     finally:
         renderer.close()
     if fmt != "json":
-        err_style = Style.detect(sys.stderr)
-        for failure in result.failures:
-            click.echo(failure_block(err_style, failure) + "\n", err=True)
-        if mode != "quiet" or result.status != "ok":
-            click.echo(summary_line(style, result))
-        if result.status == "interrupted" and store is not None:
-            click.echo(f"Resume with: nexus resume {result.run_id}")
+        try:
+            err_style = Style.detect(sys.stderr)
+            for failure in result.failures:
+                click.echo(failure_block(err_style, failure) + "\n", err=True)
+            if mode != "quiet" or result.status != "ok":
+                click.echo(summary_line(style, result))
+            if result.status == "interrupted" and store is not None:
+                click.echo(f"Resume with: nexus resume {result.run_id}")
+        except OSError:  # the terminal is gone (SIGHUP) or the pipe closed: the run's outcome stands
+            pass
     return result
 
 
