@@ -17,34 +17,7 @@ from __future__ import annotations
 
 # Each command module registers its commands on ``main`` when imported.
 from nexus_core.cli import info, preflight, project, run, state  # noqa: F401
-from nexus_core.cli.application import (
-    Exit,
-    ExitCode,
-    config_option,
-    entry,
-    fail,
-    format_option,
-    load,
-    log_options,
-    main,
-    make_plan,
-    open_store,
-    plugin_manager,
-    show_problems,
-)
+from nexus_core.cli.application import Exit, ExitCode, entry, fail, load, main, make_plan
 
-__all__ = [
-    "Exit",
-    "ExitCode",
-    "config_option",
-    "entry",
-    "fail",
-    "format_option",
-    "load",
-    "log_options",
-    "main",
-    "make_plan",
-    "open_store",
-    "plugin_manager",
-    "show_problems",
-]
+# The rest of the kit (option decorators, open_store, show_problems...) is in application.
+__all__ = ["Exit", "ExitCode", "entry", "fail", "load", "main", "make_plan"]

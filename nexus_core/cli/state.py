@@ -24,7 +24,7 @@ from nexus_core.cli.running import check_resumable, run_recorded
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
-    from nexus_core.state.store import StateStore
+    from nexus_core.state.store import RunRecord, StateStore
 
 
 # --- nexus resume --------------------------------------------------------------------------
@@ -52,25 +52,25 @@ def resume(
     Nothing that finished is run again; tasks that were in progress continue on each host
     from the first command that did not finish.
     """
+    from nexus_core.loader import load_project as load_file
+    from nexus_core.state.resume import resume_point
+
     store = open_store(required=True)
     assert store is not None
     with closing(store):
-        _resume(store, run_id, force, verbose, quiet, continue_on_error, config_path, fmt)
+        record = _record_to_resume(store, run_id, config_path)
+        project = load_file(record.nexusfile) if config_path is None else load(config_path)
+        plan = make_plan(project, record.requested, fmt, cache=store)
+        point = resume_point(record, plan)
+        check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
+        run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
+                     mode="verbose" if verbose else "quiet" if quiet else "normal",
+                     continue_on_error=continue_on_error)  # fmt: skip
 
 
-def _resume(
-    store: StateStore,
-    run_id: str | None,
-    force: bool,
-    verbose: bool,
-    quiet: bool,
-    continue_on_error: bool,
-    config_path: str | None,
-    fmt: str,
-) -> None:
+def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | None) -> RunRecord:
+    """The run ``nexus resume`` continues: RUN_ID, else the newest interrupted one of the nexusfile."""
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
-    from nexus_core.loader import load_project as load_file
-    from nexus_core.state.resume import resume_point
 
     if run_id:
         record = store.get(run_id)
@@ -90,17 +90,10 @@ def _resume(
                 ["List runs with: nexus pipelines --interrupted"],
             )
         record = candidates[0]
-    assert record is not None
     if record.status in ("ok", "discarded") or (record.status == "running" and record.alive):
         state = "still running" if record.status == "running" else record.status
         fail(ExitCode.CONFIG, f"Run {record.id} cannot be resumed: it is {state}")
-    project = load_file(record.nexusfile) if config_path is None else load(config_path)
-    plan = make_plan(project, record.requested, fmt, cache=store)
-    point = resume_point(record, plan)
-    check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
-    run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
-                 mode="verbose" if verbose else "quiet" if quiet else "normal",
-                 continue_on_error=continue_on_error)  # fmt: skip
+    return record
 
 
 # --- nexus pipelines -----------------------------------------------------------------------
