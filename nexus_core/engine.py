@@ -25,15 +25,13 @@ from nexus_core.api import (
     HostOutcome,
     StrategyContext,
 )
+from nexus_core.exitcodes import ExitCode, for_signal
 from nexus_core.model import Command, Host
 from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
 if TYPE_CHECKING:
     from nexus_core.state.resume import ResumePoint
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 #: Seconds between SIGINT, SIGTERM and SIGKILL once a shutdown grace period is over.
 ESCALATION_STEP = 2.0
@@ -151,9 +149,9 @@ class Engine:
     def interrupt(self, signal_name: str = "SIGINT") -> None:
         """Stop starting work; let running commands finish for a grace period, then stop them.
 
-        After ``interrupt_grace`` (SIGINT) or ``terminate_grace`` (SIGTERM) seconds, running
-        commands get SIGINT, then SIGTERM and SIGKILL :data:`ESCALATION_STEP` seconds apart.
-        A second call kills them at once.
+        After :meth:`grace` seconds (``interrupt_grace`` for SIGINT, ``terminate_grace`` for
+        SIGTERM and SIGHUP), running commands get SIGINT, then SIGTERM and SIGKILL
+        :data:`ESCALATION_STEP` seconds apart. A second call kills them at once.
         """
         first = not self.signal_name
         if first:
@@ -163,7 +161,7 @@ class Engine:
         if not first:
             self.cancel.raise_to(Cancel.KILL)
             return
-        grace = self.options.terminate_grace if signal_name == "SIGTERM" else self.options.interrupt_grace
+        grace = self.grace(signal_name)
         self.cancel.raise_to(Cancel.STOP)
         steps = (
             (grace, Cancel.INTERRUPT),
@@ -175,6 +173,12 @@ class Engine:
             timer.daemon = True
             timer.start()
             self._escalation.append(timer)
+
+    def grace(self, signal_name: str) -> float:
+        """Seconds running commands may go on after ``signal_name`` (SIGHUP counts as SIGTERM)."""
+        if signal_name in ("SIGTERM", "SIGHUP"):
+            return self.options.terminate_grace
+        return self.options.interrupt_grace
 
     # --- running ---------------------------------------------------------------------------
 
@@ -649,15 +653,15 @@ class Engine:
 
     def _outcome(self, results: Mapping[str, TaskResult]) -> tuple[str, int]:
         if self.cancel.requested and not all(t.status == "ok" for t in results.values()):
-            return "interrupted", EXIT_TERMINATED if self.signal_name == "SIGTERM" else EXIT_INTERRUPTED
+            return "interrupted", int(for_signal(self.signal_name))
         if all(t.status == "ok" for t in results.values()):
-            return "ok", EXIT_OK
+            return "ok", int(ExitCode.OK)
         statuses = {f.status for f in self._failures}
         if "unreachable" in statuses:
-            return "failed", EXIT_CONNECTION
+            return "failed", int(ExitCode.CONNECTION)
         if "timeout" in statuses:
-            return "failed", EXIT_TIMEOUT
-        return "failed", EXIT_FAILED
+            return "failed", int(ExitCode.TIMEOUT)
+        return "failed", int(ExitCode.FAILED)
 
 
 def _last_result(retry_state: Any) -> CommandResult:

@@ -83,7 +83,7 @@ class PipelineException(Event):
 
 @dataclass(frozen=True)
 class PipelineInterrupt(Event):
-    """A signal arrived: no new work starts; ``signal`` is SIGINT or SIGTERM, ``level`` counts repeats."""
+    """A signal arrived: no new work starts; ``signal`` is SIGINT, SIGTERM or SIGHUP; ``level`` counts repeats."""
 
     name: ClassVar[str] = "pipeline.interrupt"
     signal: str

@@ -116,8 +116,9 @@ def local_status_file(run_id: str, host: str = "") -> str:
     """The status file of a run (for one host) on this machine, as a path."""
     import os
 
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "nexus", "runs", _name(run_id, host))
+    from nexus_core.state.paths import cache_dir
+
+    return os.path.join(cache_dir(), "runs", _name(run_id, host))
 
 
 @dataclass(frozen=True)

@@ -183,8 +183,9 @@ class Policy:
 def _policy_paths(environ: Mapping[str, str]) -> list[str]:
     if environ.get("NEXUS_POLICY_FILE"):
         return [environ["NEXUS_POLICY_FILE"]]
-    xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return [os.path.join(xdg, "nexus", "policy.toml"), "/etc/nexus/policy.toml"]
+    from nexus_core.state.paths import config_dir
+
+    return [os.path.join(config_dir(environ), "policy.toml"), "/etc/nexus/policy.toml"]
 
 
 def _norm(name: str) -> str:
@@ -487,9 +488,10 @@ def _entry_points(cached: bool = True) -> list[FoundEntryPoint]:
     key = _installed_key() if cached else None
     path = None
     if key is not None:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        from nexus_core.state.paths import cache_dir
+
         tag = zlib.crc32("\0".join([sys.prefix, *sys.path]).encode("utf-8", "surrogateescape"))
-        path = os.path.join(cache, "nexus", f"entry-points-{tag:08x}.json")
+        path = os.path.join(cache_dir(), f"entry-points-{tag:08x}.json")
         try:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)

@@ -1,7 +1,8 @@
-"""Ctrl+C and SIGTERM: no new work, running commands stopped step by step, summary, exit 130/143."""
+"""Ctrl+C, SIGTERM and SIGHUP: no new work, running commands stopped step by step, summary, exit 130/143/129."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +30,7 @@ def after():
 """
 
 
-def start(nexus_project, body: str, grace: float = 5.0) -> subprocess.Popen[str]:
+def start(nexus_project, body: str, grace: float = 5.0, **popen: object) -> subprocess.Popen[str]:
     nexus_project.write(PIPELINE.format(body=body, grace=grace))
     env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}
     proc = subprocess.Popen(
@@ -39,6 +40,7 @@ def start(nexus_project, body: str, grace: float = 5.0) -> subprocess.Popen[str]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen,  # type: ignore[call-overload]
     )
     assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15), "long never started"
     return proc
@@ -103,9 +105,68 @@ def test_json_mode_reports_the_interrupt_as_events(nexus_project):
     assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=30)
-    import json
-
     events = [json.loads(line) for line in stdout.splitlines()]
     names = [e["event"] for e in events]
     assert "pipeline.interrupt" in names
     assert events[-1]["event"] == "pipeline.stop" and events[-1]["exit_code"] == 130
+
+
+def test_first_ctrl_c_says_what_happens_next_and_the_summary_says_how_to_resume(nexus_project):
+    proc = start(nexus_project, "sleep 45.5", grace=0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "waiting up to 0.2 s for running commands; Ctrl+C again to stop now" in stderr
+    runs = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"]
+    assert f"Resume with: nexus resume {runs[0]['id']}" in stdout
+
+
+def test_sighup_stops_like_sigterm_exits_129_and_the_run_can_be_resumed(nexus_project):
+    """The terminal (or the SSH session) closes: graceful stop, checkpoint, no orphan, resumable."""
+    proc = start(nexus_project, "[ -f go ] || sleep 46.5", grace=0.2, start_new_session=True)
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 129, (stdout, stderr)
+    assert "SIGHUP (terminal closed): stopping, waiting up to 0.2 s for running commands" in stderr
+    assert "interrupted (long)" in stdout
+    assert "Traceback" not in stderr
+    assert wait_for(lambda: not pgrep("sleep 46.5"), timeout=5), "the command outlived Nexus"
+    listed = nexus_project.run("pipelines", "--interrupted")
+    assert listed.code == 0 and " interrupted " in listed.stdout, listed
+    run_id = listed.stdout.split()[0]
+    assert f"Resume with: nexus resume {run_id}" in stdout
+    # the interrupted command runs again (it never finished), then the rest
+    (nexus_project.root / "go").touch()
+    resumed = nexus_project.run("resume")
+    assert resumed.code == 0, resumed
+    assert "done before the interruption" in resumed.stdout  # quick did not run again
+    assert (nexus_project.root / "after.txt").exists()
+    newest = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"][0]
+    assert (newest["id"], newest["status"], newest["resumes"]) == (run_id, "ok", 1)
+
+
+def test_closing_the_terminal_stops_the_run_with_129_and_no_orphan(nexus_project):
+    """A real hangup: nexus runs on its own terminal, which goes away (writes then fail with EIO)."""
+    import fcntl
+    import pty
+    import termios
+
+    nexus_project.write(PIPELINE.format(body="sleep 48.5", grace=0.2))
+    master, slave = pty.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, **nexus_project.env, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "run", "after", "-v"], cwd=nexus_project.root,
+                            env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal)  # fmt: skip
+    os.close(slave)
+    try:
+        assert wait_for(lambda: (nexus_project.root / "long.started").exists(), timeout=15), "long never started"
+    finally:
+        os.close(master)  # the terminal closes: the kernel sends SIGHUP to nexus
+    assert proc.wait(timeout=30) == 129
+    assert wait_for(lambda: not pgrep("sleep 48.5"), timeout=5), "the command outlived Nexus"
+    runs = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"]
+    assert runs[0]["status"] == "interrupted" and runs[0]["exit_code"] == 129

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import click
+from nexus_core.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from nexus_core.model import Host
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 #: Host key algorithms a scan asks for, one handshake each (as ssh-keyscan's default types).
 SCAN_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
-EXIT_CONFIG, EXIT_CONNECTION = 2, 3
 
 
 @dataclass
@@ -85,7 +85,7 @@ class HostRow:
 
 
 def _fail(code: int, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> None:
-    from nexus_core.cli import fail
+    from nexus_core.cli.application import fail
 
     fail(code, headline, context, suggestions)
 
@@ -104,13 +104,13 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
         found = False
         if not hosts:
             _fail(
-                EXIT_CONFIG,
+                ExitCode.CONFIG,
                 "No hosts to look at",
                 ["No host was given and no nexusfile was found"],
                 ["Name hosts: nexus hosts scan web-1 deploy@web-2:2222", "Or run it in a project folder"],
             )
     if found:
-        from nexus_core.cli import load, make_plan
+        from nexus_core.cli.application import load, make_plan
 
         project = load(config_path)
         plan = make_plan(project, [], "text")
@@ -128,14 +128,16 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
             try:
                 chosen.append(parse_host(text))
             except HostParseError as exc:
-                _fail(EXIT_CONFIG, f"bad host {text!r}", [str(exc)])
+                _fail(ExitCode.CONFIG, f"bad host {text!r}", [str(exc)])
         plan_hosts = chosen
     unique: dict[tuple[str, str | None, int | None], Host] = {}
     for h in plan_hosts:
         unique.setdefault((h.name, h.user, h.port), h)
     if not unique:
         _fail(
-            EXIT_CONFIG, "No SSH hosts in this project", suggestions=["Name hosts: nexus hosts scan HOST..."]
+            ExitCode.CONFIG,
+            "No SSH hosts in this project",
+            suggestions=["Name hosts: nexus hosts scan HOST..."],
         )
     return list(unique.values()), config
 
@@ -147,7 +149,7 @@ def _setup(config: Mapping[str, Any], timeout: float | None) -> tuple[Resolver, 
     try:
         resolver = Resolver(config, {})
     except SettingsError as exc:
-        _fail(EXIT_CONFIG, str(exc))
+        _fail(ExitCode.CONFIG, str(exc))
     return resolver, Connector(resolver, {"ssh_connect_attempts": 1})
 
 
@@ -373,7 +375,7 @@ def hosts_group() -> click.Group:
             for row, k in changed:
                 click.echo("\n" + _changed_block(row, k), err=True)
         if changed or failed:
-            _exit(EXIT_CONNECTION)
+            _exit(ExitCode.CONNECTION)
 
     @hosts.command("verify")
     @with_common
@@ -439,13 +441,13 @@ def hosts_group() -> click.Group:
             if not bad:
                 click.echo(f"All {len(rows)} host key{'s' if len(rows) != 1 else ''} match known_hosts")
         if bad:
-            _exit(EXIT_CONNECTION)
+            _exit(ExitCode.CONNECTION)
 
     return hosts
 
 
 def _exit(code: int) -> None:
-    from nexus_core.cli import Exit
+    from nexus_core.cli.application import Exit
 
     raise Exit(code)
 

@@ -1,0 +1,23 @@
+"""The ``nexus`` command line (rich-click), one module per command group.
+
+- :mod:`~nexus_core.cli.application`: the kit every command uses (the ``main`` group, the
+  ``entry`` point, :func:`load`, :func:`make_plan`, :func:`fail`, :class:`Exit`, option
+  decorators); plugin commands use it too.
+- :mod:`~nexus_core.cli.run`: ``run`` (and ``--dry-run``); :mod:`~nexus_core.cli.running`:
+  what a person sees around a run (resume questions, failures, summary).
+- :mod:`~nexus_core.cli.project`: ``validate``, ``list``, ``init``.
+- :mod:`~nexus_core.cli.preflight`: ``preflight``.
+- :mod:`~nexus_core.cli.state`: ``resume``, ``pipelines``.
+- :mod:`~nexus_core.cli.info`: ``version``, ``plugins``, ``completion``.
+
+The run itself is click-free: :mod:`nexus_core.session`.
+"""
+
+from __future__ import annotations
+
+# Each command module registers its commands on ``main`` when imported.
+from nexus_core.cli import info, preflight, project, run, state  # noqa: F401
+from nexus_core.cli.application import Exit, ExitCode, entry, fail, load, main, make_plan
+
+# The rest of the kit (option decorators, open_store, show_problems...) is in application.
+__all__ = ["Exit", "ExitCode", "entry", "fail", "load", "main", "make_plan"]

@@ -1,0 +1,390 @@
+"""The command kit: what every ``nexus`` command needs, built-in or from a plugin.
+
+A command loads the nexusfile (:func:`load`), makes the plan (:func:`make_plan`, which
+shows every problem and exits 2), and reports an error in Nexus's one shape (:func:`fail`,
+or ``raise Exit(code)``); :class:`ExitCode` names the codes. The option decorators
+(:func:`config_option`, :func:`format_option`, :func:`log_options`) give a command the same
+``-c``, ``--format`` and ``--log-level`` as the built-in ones. With ``--format json``, an
+error raised through :func:`fail` is printed as one JSON object on stdout.
+
+This module is the documented kit for plugin commands (``docs/plugins/writing-plugins.md``,
+"Adding a command"); ``nexus_core.cli`` re-exports the same names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import rich_click as click
+from click.exceptions import Abort
+from click.exceptions import Exit as ClickExit
+
+from nexus_core._version import __version__
+from nexus_core.exitcodes import ExitCode
+from nexus_core.output.style import Style
+
+if TYPE_CHECKING:
+    from nexus_core.model import Project
+    from nexus_core.plan import Plan
+    from nexus_core.plugins import PluginManager
+    from nexus_core.state.store import StateStore
+
+__all__ = [
+    "Exit",
+    "ExitCode",
+    "config_option",
+    "entry",
+    "fail",
+    "format_option",
+    "load",
+    "log_options",
+    "main",
+    "make_plan",
+    "open_store",
+    "plugin_manager",
+    "setup_logs",
+    "show_problems",
+]
+
+click.rich_click.USE_MARKDOWN = False
+click.rich_click.SHOW_ARGUMENTS = True
+click.rich_click.MAX_WIDTH = 100
+
+_PM: PluginManager | None = None
+
+
+def plugin_manager() -> PluginManager:
+    """The process's plugin manager, loaded once on first use (policy applied before imports)."""
+    global _PM
+    if _PM is None:
+        from nexus_core.plugins import PluginManager
+
+        style = Style.detect(sys.stderr)
+
+        def report(msg: str) -> None:
+            click.echo(style.paint(f"Error: {msg}", "red"), err=True)
+
+        _PM = PluginManager(report=report)
+        for msg in _PM.errors:
+            report(msg)
+    return _PM
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class Exit(Exception):
+    """Leave the CLI with ``code`` after printing ``message`` (if any) on stderr.
+
+    :func:`fail` also fills ``headline``, ``context`` and ``suggestions``, from which the
+    JSON form of the error is made under ``--format json``.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str = "",
+        *,
+        headline: str = "",
+        context: Sequence[str] = (),
+        suggestions: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headline = headline
+        self.context = list(context)
+        self.suggestions = list(suggestions)
+
+
+def fail(code: int, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> NoReturn:
+    """Raise :class:`Exit` with an error in Nexus's shape: headline, context lines, suggestions."""
+    from nexus_core.output.report import error_block
+
+    message = error_block(Style.detect(sys.stderr), headline, context, suggestions)
+    raise Exit(code, message, headline=headline, context=context, suggestions=suggestions)
+
+
+def error_json(code: int, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> str:
+    """One error as the JSON object ``--format json`` prints on stdout."""
+    return json.dumps(
+        {"event": "error", "code": int(code), "headline": headline, "context": list(context),
+         "suggestions": list(suggestions)}
+    )  # fmt: skip
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """True when the command line asks for ``--format json`` (read before click parses it)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return False
+        if arg == "--format=json" or (arg == "--format" and i + 1 < len(args) and args[i + 1] == "json"):
+            return True
+    return False
+
+
+# --- the group -----------------------------------------------------------------------------
+
+
+class NexusGroup(click.RichGroup):
+    """Built-in commands first; plugin commands are loaded only when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(super().list_commands(ctx))
+        for _, cmd in plugin_manager().commands(reserved=names):
+            if cmd.name and cmd.name not in names:
+                names.append(cmd.name)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        for _, cmd in plugin_manager().commands(reserved=list(super().list_commands(ctx))):
+            if cmd.name == cmd_name:
+                return cmd
+        return None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            from nexus_core.options import suggest
+
+            name = args[0] if args else ""
+            close = suggest(name, self.list_commands(ctx))
+            hint = f" Did you mean '{close}'?" if close else ""
+            raise click.UsageError(f"No such command '{name}'.{hint}", ctx) from exc
+
+
+def _print_version(ctx: click.Context, _param: Any, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"nexus {__version__}")
+        ctx.exit()
+
+
+@click.group(cls=NexusGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
+def main() -> None:
+    """Nexus: tasks with dependencies, run in parallel locally and on many hosts.
+
+    Write a nexusfile.py (start with `nexus init`), then `nexus run TASK`.
+    """
+
+
+def entry() -> None:
+    """Console-script entry point: run the CLI and map every outcome to an exit code."""
+    as_json = wants_json(sys.argv[1:])
+
+    def error(code: int, headline: str, text: str, context: Sequence[str] = (), hints: Sequence[str] = ()) -> None:
+        if as_json:
+            click.echo(error_json(code, headline, context, hints))
+        else:
+            click.echo(text, err=True)
+
+    try:
+        code = main.main(standalone_mode=False, prog_name="nexus")
+    except Exit as exc:
+        if exc.message or exc.headline:
+            headline = exc.headline or exc.message.strip()
+            error(exc.code, headline, exc.message, exc.context, exc.suggestions)
+        _finish(exc.code)
+    except Abort:
+        error(ExitCode.INTERRUPTED, "Interrupted", "Interrupted.")
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        if as_json:
+            ctx = getattr(exc, "ctx", None)
+            pieces = ctx.command.collect_usage_pieces(ctx) if ctx is not None else []
+            usage = [f"Usage: {ctx.command_path} {' '.join(pieces)}"] if ctx is not None else []
+            hint = [f"Run: {ctx.command_path} --help"] if ctx is not None else []
+            error(ExitCode.CONFIG, exc.format_message(), "", usage, hint)
+        else:
+            exc.show()
+        sys.exit(ExitCode.CONFIG)
+    except KeyboardInterrupt:
+        error(ExitCode.INTERRUPTED, "Interrupted before anything ran", "Interrupted before anything ran.")
+        sys.exit(ExitCode.INTERRUPTED)
+    except ClickExit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # never show a traceback unless asked
+        from nexus_core.logs import debug_enabled
+
+        if debug_enabled():
+            raise
+        bug = f"internal error: {type(exc).__name__}: {exc}"
+        why = "This is a bug in Nexus or a plugin. Re-run with --log-level debug for the traceback and report it."
+        error(ExitCode.FAILED, bug, f"Error: {bug}\n\n  {why}", hints=[why])
+        sys.exit(ExitCode.FAILED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _finish(code: int) -> NoReturn:
+    """Exit once everything is said: flush, run exit handlers, skip the interpreter's teardown.
+
+    Tearing down paramiko, cryptography and friends object by object takes tens of
+    milliseconds and does nothing a finished run needs. ``NEXUS_SLOW_EXIT=1`` keeps the
+    ordinary ``sys.exit`` (e.g. under coverage tools).
+    """
+    if os.environ.get("NEXUS_SLOW_EXIT") or "coverage" in sys.modules:
+        sys.exit(code)
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
+# --- shared options ------------------------------------------------------------------------
+
+F = Callable[..., Any]
+
+
+def config_option(f: F) -> F:
+    """``-c/--config PATH`` (env ``NEXUS_CONFIG``), passed to the command as ``config_path``."""
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        metavar="PATH",
+        envvar="NEXUS_CONFIG",
+        help="Path to nexusfile.py (default: nearest in this folder or its parents; env NEXUS_CONFIG).",
+    )(f)
+
+
+def format_option(f: F) -> F:
+    """``--format text|json``, passed to the command as ``fmt``."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output for people (text) or scripts (json).",
+    )(f)
+
+
+def log_options(f: F) -> F:
+    """``--log-level`` and ``--log-format`` (call :func:`setup_logs` with them)."""
+    f = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Format of the logs on stderr.",
+    )(f)
+    return click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default=None,
+        help="Log level on stderr (default: config log_level, else warning).",
+    )(f)
+
+
+def setup_logs(level: str | None, fmt: str) -> None:
+    """Send logs to stderr at ``level`` (default warning) in ``fmt`` (text or json)."""
+    from nexus_core import logs
+
+    logs.setup(level or "warning", fmt)
+
+
+# --- nexusfile, plan, state ----------------------------------------------------------------
+
+
+def load(config_path: str | None) -> Project:
+    """Find and load the nexusfile, or exit 2 with a helpful error."""
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile, load_project
+
+    try:
+        path = find_nexusfile(config_path)
+    except NexusfileNotFound as exc:
+        fail(
+            ExitCode.CONFIG,
+            "No nexusfile found",
+            [str(exc)],
+            ["Create one with: nexus init", "Or point to one with -c PATH or NEXUS_CONFIG=PATH"],
+        )
+    return load_project(path)
+
+
+def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:
+    """Validate and plan ``tasks`` (all when empty), or exit 2 listing every problem.
+
+    Keyword arguments go to ``nexus_core.plan.build_plan`` (``host_override``,
+    ``config_override``, ``cache``). Without a ``cache``, the state store serves as the
+    planning cache for this call and is closed again.
+    """
+    from nexus_core.plan import ValidationFailed, build_plan
+
+    own = None
+    if "cache" not in kwargs:
+        own = kwargs["cache"] = open_store(quiet=True)
+    try:
+        return build_plan(project, plugin_manager().registry, tasks, **kwargs)
+    except ValidationFailed as exc:
+        show_problems(exc.problems, fmt)
+        raise Exit(ExitCode.CONFIG) from None
+    finally:
+        if own is not None:
+            own.close()
+
+
+def show_problems(problems: Sequence[Any], fmt: str) -> None:
+    """Print validation problems (text on stderr; one JSON object on stdout)."""
+    from nexus_core.output.report import problems_block
+
+    if fmt == "json":
+        click.echo(
+            json.dumps({"event": "validation.error", "valid": False, "problems": [p.to_dict() for p in problems]})
+        )
+    else:
+        click.echo(problems_block(Style.detect(sys.stderr), problems), err=True)
+
+
+def open_store(required: bool = False, quiet: bool = False) -> StateStore | None:
+    """The run-state database, or None when it cannot be used and is not ``required``.
+
+    ``required``: exit 2 saying why; else warn (unless ``quiet``) that the run is not recorded.
+    """
+    from nexus_core.state.paths import state_db
+    from nexus_core.state.store import StateError, StateStore
+
+    try:
+        return StateStore(state_db())
+    except StateError as exc:
+        if required:
+            fail(
+                ExitCode.CONFIG,
+                "Cannot open the run-state database",
+                [str(exc)],
+                ["Check the permissions of $XDG_STATE_HOME/nexus (or set NEXUS_STATE_DB)"],
+            )
+        if not quiet:
+            click.echo(f"nexus: warning: {exc}; this run is not recorded and cannot be resumed", err=True)
+        return None
+
+
+@contextmanager
+def closing(store: StateStore | None) -> Iterator[StateStore | None]:
+    """Close ``store`` (if any) when the block ends, however it ends."""
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()

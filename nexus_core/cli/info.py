@@ -1,0 +1,96 @@
+"""``nexus version``, ``nexus plugins`` and ``nexus completion``: about the installation."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import rich_click as click
+
+from nexus_core._version import API_VERSION, __version__
+from nexus_core.cli.application import ExitCode, fail, format_option, main, plugin_manager
+from nexus_core.output.style import Style
+
+
+@main.command()
+@format_option
+def version(fmt: str) -> None:
+    """Show the version of nexus-core and of every plugin."""
+    pm = plugin_manager()
+    plugins = [p for p in pm.plugins if not p.builtin]
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "nexus-core": __version__,
+                    "api": API_VERSION,
+                    "python": sys.version.split()[0],
+                    "plugins": {p.distribution: p.version for p in plugins},
+                }
+            )
+        )
+        return
+    click.echo(f"nexus-core {__version__} (plugin API {API_VERSION}, Python {sys.version.split()[0]})")
+    for p in plugins:
+        state = "" if p.loaded else " (blocked)" if not p.allowed else " (failed)"
+        click.echo(f"{p.distribution} {p.version}{state}")
+
+
+@main.command()
+@format_option
+def plugins(fmt: str) -> None:
+    """List installed plugins: distribution, version, hooks, and whether policy allows them."""
+    pm = plugin_manager()
+    if fmt == "json":
+        env_names = sorted(pm.policy.env_names) if pm.policy.env_names is not None else None
+        click.echo(
+            json.dumps(
+                {
+                    "policy": pm.policy.source or None,
+                    "load_plugins": env_names,
+                    "plugins": [p.to_dict() for p in pm.plugins],
+                    "errors": pm.errors,
+                }
+            )
+        )
+        return
+    s = Style.detect()
+    for p in pm.plugins:
+        if p.builtin:
+            continue
+        state = (
+            s.paint("allowed, with errors", "red")
+            if p.loaded and p.error
+            else s.paint("allowed", "green")
+            if p.loaded
+            else s.paint("blocked", "yellow")
+            if not p.allowed
+            else s.paint("failed", "red")
+        )
+        click.echo(f"{p.distribution} {p.version}  [{state}]  {p.name} = {p.module}")
+        click.echo(f"    {p.reason}")
+        if p.hooks:
+            click.echo(f"    hooks: {', '.join(p.hooks)}")
+        if p.error:
+            click.echo(f"    error: {p.error}")
+    builtin = sorted({h for p in pm.plugins if p.builtin for h in p.hooks})
+    click.echo(f"nexus-core {__version__}  [built-in]  hooks: {', '.join(builtin)}")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    bash: eval "$(nexus completion bash)"   (in ~/.bashrc)
+    zsh:  eval "$(nexus completion zsh)"    (in ~/.zshrc)
+    fish: nexus completion fish > ~/.config/fish/completions/nexus.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover - choices above are all supported by click
+        fail(ExitCode.CONFIG, f"no completion for {shell}")
+    comp = cls(main, {}, "nexus", "_NEXUS_COMPLETE")
+    click.echo(comp.source())

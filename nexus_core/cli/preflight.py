@@ -1,0 +1,150 @@
+"""``nexus preflight``, and the pre-flight checks ``nexus run --dry-run`` shows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import rich_click as click
+
+from nexus_core.cli.application import (
+    Exit,
+    ExitCode,
+    config_option,
+    format_option,
+    load,
+    main,
+    make_plan,
+    plugin_manager,
+)
+from nexus_core.output.style import Style
+
+if TYPE_CHECKING:
+    from nexus_core.plan import Plan
+
+
+def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
+    """Run every registered pre-flight check over the plan; a crashing check is reported by name."""
+    from nexus_core.api import CheckResult
+
+    registry = plugin_manager().registry
+    results: list[CheckResult] = []
+    ordered = sorted(registry.checks.items(), key=lambda item: getattr(item[1], "order", 50))
+    for name, cls in ordered:
+        try:
+            results.extend(cls().run(plan, options))
+        except Exception as exc:  # noqa: BLE001 - plugin code
+            owner = registry.owners.get(f"pre-flight check:{name}", "?")
+            results.append(CheckResult("Checks", "fail", f"check {name!r} ({owner}) crashed: {exc!r}"))
+    return results
+
+
+@main.command()
+@click.argument("tasks", nargs=-1, required=True)
+@click.option("-H", "--hosts", "hosts_override", metavar="LIST", help="Check only these hosts (comma-separated).")
+@click.option("--skip-connectivity", is_flag=True, help="Do not check that hosts accept TCP connections.")
+@click.option("--skip-auth", is_flag=True, help="Do not check SSH authentication.")
+@click.option("--skip-sudo-check", is_flag=True, help="Do not check sudo for tasks that use it.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds per host for each check.",
+)
+@click.option("--parallel", type=click.IntRange(min=1), default=10, show_default=True, help="Hosts checked at once.")
+@click.option("--force", is_flag=True, help="Hosts that fail are marked unavailable; exit 0 if others remain.")
+@click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
+@click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
+@config_option
+@format_option
+def preflight(
+    tasks: tuple[str, ...],
+    hosts_override: str | None,
+    skip_connectivity: bool,
+    skip_auth: bool,
+    skip_sudo_check: bool,
+    timeout: float,
+    parallel: int,
+    force: bool,
+    identity: str | None,
+    user: str | None,
+    config_path: str | None,
+    fmt: str,
+) -> None:
+    """Run the pre-flight checks for TASKS (config, connectivity, auth, sudo, local files).
+
+    Exit codes: 0 passed (or --force with hosts left), 3 a host is unreachable or refuses
+    authentication, 2 configuration or local files, 1 anything else (e.g. sudo).
+    """
+    import time
+
+    from nexus_core.output.report import preflight_exit_code, preflight_failures, preflight_text
+
+    project = load(config_path)
+    host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
+    overrides = {"ssh_identity": identity, "ssh_user": user}
+    plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides)
+    options = {
+        "dry_run": False,
+        "skip_connectivity": skip_connectivity,
+        "skip_auth": skip_auth,
+        "skip_sudo_check": skip_sudo_check,
+        "timeout": timeout,
+        "parallel": parallel,
+        "force": force,
+    }
+    started = time.monotonic()
+    checks = run_checks(plan, options)
+    duration = time.monotonic() - started
+    failures = preflight_failures(checks)
+    code = preflight_exit_code(failures)
+    from nexus_core.hosts import format_host
+
+    unavailable = list(dict.fromkeys(c.host for c in failures if c.host))
+    available = [format_host(h) for h in plan.hosts if not h.is_local and h.label not in unavailable]
+    if force and code and all(c.host for c in failures) and _every_task_keeps_a_host(plan, unavailable):
+        code = ExitCode.OK
+    if fmt == "json":
+        counted = [c for c in checks if c.status != "skipped"]
+        click.echo(
+            json.dumps(
+                {
+                    "event": "preflight",
+                    "tasks": list(tasks),
+                    "passed": not failures,
+                    "exit_code": code,
+                    "duration": round(duration, 3),
+                    "summary": {
+                        "checks": len(counted),
+                        "passed": sum(1 for c in checks if c.status == "ok"),
+                        "failed": len(failures),
+                        "warnings": sum(1 for c in checks if c.status == "warn"),
+                        "skipped": len(checks) - len(counted),
+                    },
+                    "checks": [c.to_dict() for c in checks],
+                    "errors": [c.to_dict() for c in failures],
+                    "available_hosts": available,
+                    "unavailable_hosts": unavailable,
+                }
+            )
+        )
+    else:
+        s = Style.detect()
+        text = preflight_text(s, tasks, checks, duration, force=force and code == ExitCode.OK, unavailable=unavailable)
+        click.echo(text)
+        if force and code == ExitCode.OK and unavailable:
+            click.echo(f"Continue with the available hosts: nexus run {' '.join(tasks)} -H {','.join(available)}")
+    if code:
+        raise Exit(code)
+
+
+def _every_task_keeps_a_host(plan: Plan, unavailable: Sequence[str]) -> bool:
+    """True when each remote task still has at least one host once ``unavailable`` are left out."""
+    gone = set(unavailable)
+    for t in plan.tasks.values():
+        labels = [hp.host.label for hp in t.hosts if not hp.host.is_local]
+        if labels and all(label in gone for label in labels):
+            return False
+    return True

@@ -1,0 +1,147 @@
+"""``nexus validate``, ``nexus list`` and ``nexus init``: the nexusfile itself."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import rich_click as click
+
+from nexus_core.cli.application import (
+    Exit,
+    ExitCode,
+    config_option,
+    fail,
+    format_option,
+    load,
+    main,
+    make_plan,
+    plugin_manager,
+    show_problems,
+)
+from nexus_core.output.style import Style
+
+
+@main.command()
+@click.argument("tasks", nargs=-1)
+@config_option
+@format_option
+def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
+    """Check the nexusfile (and every task body) without running anything."""
+    project = load(config_path)
+    plan = make_plan(project, tasks, fmt)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "event": "validation.ok",
+                    "valid": True,
+                    "nexusfile": plan.nexusfile,
+                    "tasks": len(plan.tasks),
+                    "commands": plan.command_count(),
+                }
+            )
+        )
+    else:
+        s = Style.detect()
+        click.echo(
+            s.paint(
+                f"{s.ok} {os.path.basename(plan.nexusfile)} is valid: {len(plan.tasks)} tasks, "
+                f"{len(plan.phases)} phases, {plan.command_count()} commands",
+                "green",
+            )
+        )
+
+
+@main.command(name="list")
+@config_option
+@format_option
+def list_tasks(config_path: str | None, fmt: str) -> None:
+    """List tasks: name, dependencies, where they run, and the first line of the docstring."""
+    from nexus_core.plan import _dep_name, check_structure
+
+    project = load(config_path)
+    problems = check_structure(project, plugin_manager().registry)
+    if problems:
+        show_problems(problems, fmt)
+        raise Exit(ExitCode.CONFIG)
+    rows: list[dict[str, Any]] = []
+    for t in project.tasks.values():
+        deps = [n for n in (_dep_name(d) for d in t.deps) if n]
+        target = t.on if isinstance(t.on, str) else ", ".join(map(str, t.on))
+        rows.append(
+            {
+                "name": t.name,
+                "deps": deps,
+                "on": target,
+                "strategy": t.strategy,
+                "description": t.summary,
+                "line": t.location.line,
+            }
+        )
+    if fmt == "json":
+        click.echo(json.dumps({"tasks": rows}))
+        return
+    if not rows:
+        click.echo("No tasks defined yet: add a function decorated with @task (see `nexus init`).")
+        return
+    width = max(len(r["name"]) for r in rows)
+    twidth = max(len(r["on"]) for r in rows)
+    for r in rows:
+        after = f"  (after {', '.join(r['deps'])})" if r["deps"] else ""
+        click.echo(f"{r['name']:<{width}}  {r['on']:<{twidth}}  {r['description']}{after}".rstrip())
+
+
+STARTER = '''\
+"""Nexus pipeline: run `nexus list` to see the tasks, `nexus run deploy -n` to preview."""
+
+from nexus_core import config, env, hosts, run, task
+
+# Project-wide settings (all optional). See `nexus run --help` for the CLI overrides.
+config(parallel_limit=4)
+
+# Remote hosts need the SSH plugin: pip install nexus-ssh
+# hosts("web", "deploy@web-1.example.com", "deploy@web-2.example.com:2222")
+
+
+@task
+def test():
+    """Run the test suite."""
+    run("echo running tests")
+
+
+@task
+def lint():
+    """Check the code style (runs in parallel with test)."""
+    run("echo linting")
+
+
+@task(deps=[test, lint])
+def build():
+    """Build the release."""
+    run("echo building version " + env("VERSION", "dev"))
+
+
+@task(deps=[build])
+def deploy():
+    """Ship it (change on= to a host group once nexus-ssh is installed)."""
+    run("echo deploying", retries=2, retry_delay=1)
+'''
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing nexusfile.py.")
+def init(force: bool) -> None:
+    """Write a commented starter nexusfile.py in this folder (never overwrites one)."""
+    path = os.path.join(os.getcwd(), "nexusfile.py")
+    if os.path.exists(path) and not force:
+        fail(
+            ExitCode.CONFIG,
+            "nexusfile.py already exists",
+            [f"File: {path}"],
+            ["Edit it, or remove it first (or pass --force to overwrite)"],
+        )
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(STARTER)
+    click.echo(f"Created {path}\nNext: nexus list, then nexus run deploy --dry-run")

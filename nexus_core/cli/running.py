@@ -1,0 +1,146 @@
+"""Running a plan from a command: resume decisions, output, failures, summary, exit code.
+
+The run itself is :class:`nexus_core.session.RunSession` (no click); this module adds what a
+person sees around it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import rich_click as click
+
+from nexus_core.cli.application import Exit, ExitCode, fail, plugin_manager
+from nexus_core.output.style import Style
+
+if TYPE_CHECKING:
+    from nexus_core.engine import RunResult
+    from nexus_core.plan import Plan
+    from nexus_core.state.resume import ResumePoint
+    from nexus_core.state.store import RunRecord, StateStore
+
+
+def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bool, interactive: bool) -> None:
+    """Refuse (exit 2) when the remaining plan changed, or a non-idempotent task may have run."""
+    from nexus_core.state.resume import plan_changes
+
+    changes = plan_changes(record, plan, point)
+    if changes and not force:
+        fail(ExitCode.CONFIG, f"Cannot resume run {record.id}: the nexusfile changed the remaining work",
+             changes, ["Start fresh with --no-resume (or discard it: nexus pipelines discard " + record.id + ")",
+                       "Or resume anyway with --force"])  # fmt: skip
+    risky = sorted(t for t in point.in_progress() if plan.tasks[t].options.get("idempotent") is False)
+    if risky and not force:
+        names = ", ".join(risky)
+        question = f"Task(s) {names} are not idempotent and may have run partly. Run them again?"
+        if not interactive or not click.confirm(question, default=False, err=True):
+            fail(
+                ExitCode.CONFIG,
+                f"Not resuming: {names} declared idempotent=False and may have run partly",
+                [f"Run {record.id} stopped inside {names}"],
+                ["Check the hosts by hand, then resume with --force", "Or start fresh with --no-resume"],
+            )
+
+
+def decide_resume(
+    store: StateStore, plan: Plan, *, resume: bool, force: bool, fmt: str
+) -> tuple[RunRecord | None, ResumePoint | None]:
+    """For ``nexus run``: offer (terminal) or apply (``--resume``) a resume of an interrupted run."""
+    from nexus_core.state.resume import describe, resume_point
+
+    previous = store.last_interrupted(plan.nexusfile, list(plan.requested))
+    if previous is None:
+        if resume:
+            click.echo("nexus: no interrupted run of this pipeline to resume; starting fresh", err=True)
+        return None, None
+    point = resume_point(previous, plan)
+    style = Style.detect(sys.stderr)
+    interactive = style.interactive and fmt != "json"
+    if not resume:
+        if not interactive:
+            click.echo(
+                f"nexus: run {previous.id} of this pipeline was interrupted; starting fresh "
+                "(use --resume to continue it)",
+                err=True,
+            )
+            return None, None
+        for line in describe(previous, point, plan):
+            click.echo(line, err=True)
+        answer = click.prompt("Resume? [Y/n/discard]", default="y", show_default=False, err=True,
+                              type=click.Choice(["y", "n", "discard", "Y", "N"], case_sensitive=False),
+                              show_choices=False)  # fmt: skip
+        answer = answer.lower()
+        if answer == "discard":
+            store.discard(previous.id)
+            click.echo(f"Discarded run {previous.id}.", err=True)
+            return None, None
+        if answer == "n":
+            return None, None
+    check_resumable(previous, plan, point, force, interactive)
+    return previous, point
+
+
+def execute(
+    plan: Plan,
+    *,
+    fmt: str = "text",
+    mode: str = "normal",
+    continue_on_error: bool = False,
+    parallel_limit: int | None = None,
+    store: StateStore | None = None,
+    resume_record: RunRecord | None = None,
+    resume: ResumePoint | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run a plan as ``nexus run`` shows it: live output, then failures and the summary.
+
+    The run is a :class:`~nexus_core.session.RunSession` (state record, plugin subscribers,
+    signals); see there for the arguments. After an interrupted, recorded run the summary
+    says how to resume it.
+    """
+    from nexus_core.output.render import make_renderer
+    from nexus_core.output.report import failure_block, summary_line
+    from nexus_core.session import RunSession
+
+    style = Style.detect()
+    renderer = make_renderer(mode, fmt, style)
+    session = RunSession(
+        plan,
+        plugins=plugin_manager(),
+        store=store,
+        resume_record=resume_record,
+        resume=resume,
+        continue_on_error=continue_on_error,
+        parallel_limit=parallel_limit,
+        extra=extra,
+        subscribers=[("output", renderer)],
+        fmt=fmt,
+        mode=mode,
+        report=lambda m: click.echo(m, err=True),
+    )
+    try:
+        result = session.run()
+    finally:
+        renderer.close()
+    if fmt != "json":
+        try:
+            err_style = Style.detect(sys.stderr)
+            for failure in result.failures:
+                click.echo(failure_block(err_style, failure) + "\n", err=True)
+            if mode != "quiet" or result.status != "ok":
+                click.echo(summary_line(style, result))
+            if result.status == "interrupted" and store is not None:
+                click.echo(f"Resume with: nexus resume {result.run_id}")
+        except OSError:  # the terminal is gone (SIGHUP) or the pipe closed: the run's outcome stands
+            pass
+    return result
+
+
+def run_recorded(
+    plan: Plan, *, store: StateStore | None, record: RunRecord | None, point: ResumePoint | None, **kwargs: Any
+) -> NoReturn:
+    """Execute ``plan`` with the state store (if any) attached; exit with the run's code."""
+    result = execute(plan, store=store, resume_record=record, resume=point, **kwargs)
+    raise Exit(result.exit_code)

@@ -1,0 +1,211 @@
+"""One run of a plan, without the command line: what ``nexus run`` does once the plan is made.
+
+A :class:`RunSession` wires the engine to an event bus, the state store (so the run can be
+listed and resumed), the caller's subscribers and the plugins' subscribers, and handles
+SIGINT, SIGTERM and SIGHUP while it runs. It imports no click: an agent, a CI plugin or a
+test can run a plan from Python::
+
+    from nexus_core.loader import load_project
+    from nexus_core.plan import build_plan
+    from nexus_core.plugins import PluginManager
+    from nexus_core.session import run_plan
+
+    pm = PluginManager()
+    plan = build_plan(load_project("nexusfile.py"), pm.registry, ["deploy"])
+    result = run_plan(plan, plugins=pm)
+    print(result.status, result.exit_code)
+
+Printing is the caller's business: pass a renderer (``nexus_core.output.render.make_renderer``)
+as a subscriber to see the run as ``nexus run`` shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from nexus_core.engine import Engine, RunResult
+    from nexus_core.events import Subscriber
+    from nexus_core.plan import Plan
+    from nexus_core.plugins import PluginManager
+    from nexus_core.state.resume import ResumePoint
+    from nexus_core.state.store import RunRecord, StateStore
+
+#: The signals a session turns into a graceful stop (the terminal closing sends SIGHUP).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def interrupt_message(signal_name: str, grace: float) -> str:
+    """What the first stop signal means for the user: how long running commands may go on."""
+    wait = f"waiting up to {grace:g} s for running commands"
+    if signal_name == "SIGINT":
+        return f"Interrupted: {wait}; Ctrl+C again to stop now"
+    why = " (terminal closed)" if signal_name == "SIGHUP" else ""
+    return f"{signal_name}{why}: stopping, {wait}; send {signal_name} again to stop now"
+
+
+class RunSession:
+    """Runs one plan once: engine, event bus, state record, subscribers and signal handling.
+
+    ``store``: record the run (``None``: not recorded, not resumable). ``resume_record`` and
+    ``resume``: continue that interrupted run under its own id, skipping finished work.
+    ``subscribers``: ``(name, callback)`` pairs attached before the plugins' subscribers.
+    ``fmt`` and ``mode`` are what the plugins' subscribers are told about the output, and
+    ``mode`` is recorded with the run. ``extra`` becomes the executors' options
+    (``ExecutorContext.options``, e.g. ``ssh_sudo_password``); it is never recorded.
+    ``report`` prints notices (default: stderr). ``handle_signals``: install handlers for
+    SIGINT, SIGTERM and SIGHUP during :meth:`run` (only possible in the main thread).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        plugins: PluginManager | None = None,
+        store: StateStore | None = None,
+        resume_record: RunRecord | None = None,
+        resume: ResumePoint | None = None,
+        continue_on_error: bool = False,
+        parallel_limit: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        subscribers: Sequence[tuple[str, Subscriber]] = (),
+        fmt: str = "text",
+        mode: str = "normal",
+        report: Callable[[str], None] | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        from nexus_core.engine import new_run_id
+
+        self.plan = plan
+        self.store = store
+        self.resume_record = resume_record
+        self.resume = resume
+        self.continue_on_error = continue_on_error
+        self.parallel_limit = parallel_limit
+        self.extra = dict(extra or {})
+        self.subscribers = list(subscribers)
+        self.fmt = fmt
+        self.mode = mode
+        self.report = report or _stderr
+        self.handle_signals = handle_signals
+        self.run_id = resume_record.id if resume_record is not None else new_run_id()
+        self._plugins = plugins
+        self.engine: Engine | None = None
+
+    @property
+    def plugins(self) -> PluginManager:
+        """The plugin manager (created on first use when none was given)."""
+        if self._plugins is None:
+            from nexus_core.plugins import PluginManager
+
+            self._plugins = PluginManager(report=self._say)
+        return self._plugins
+
+    def run(self) -> RunResult:
+        """Run the plan to its end, or until stopped by a signal or :meth:`interrupt`."""
+        engine = self.engine = self._make_engine()
+        previous = self._install_signals() if self.handle_signals else {}
+        try:
+            return engine.run()
+        finally:
+            _restore_signals(previous)
+
+    def interrupt(self, signal_name: str = "SIGINT") -> None:
+        """Stop as the signal would (callable from any thread); the first call says what follows."""
+        engine = self.engine
+        if engine is None:
+            return
+        if not engine.signal_name:
+            self._say(interrupt_message(signal_name, engine.grace(signal_name)))
+        engine.interrupt(signal_name)
+
+    # --- wiring --------------------------------------------------------------------------------
+
+    def _make_engine(self) -> Engine:
+        import json
+
+        from nexus_core.engine import Engine, RunOptions
+        from nexus_core.events import EventBus
+        from nexus_core.logs import LOGGER
+        from nexus_core.plan import resolved_config
+
+        plan, run_id = self.plan, self.run_id
+        bus = EventBus(run_id, report=self._say)
+        if self.store is not None:
+            from nexus_core.state.recorder import StateRecorder
+
+            if self.resume_record is not None:
+                self.store.reopen_run(run_id, plan.to_dict(), plan.source_hash)
+            else:
+                seen = {"continue_on_error": self.continue_on_error, "parallel_limit": self.parallel_limit,
+                        "mode": self.mode}  # fmt: skip
+                self.store.supersede(plan.nexusfile, list(plan.requested))
+                self.store.begin_run(run_id, plan.nexusfile, plan.source_hash, list(plan.requested), seen,
+                                     plan.to_dict())  # fmt: skip
+            bus.subscribe("state", StateRecorder(self.store, run_id))
+        for name, callback in self.subscribers:
+            bus.subscribe(name, callback)
+        if LOGGER.isEnabledFor(10):
+            bus.subscribe("debug-log", lambda e: LOGGER.debug("event %s", json.dumps(e.to_dict(), default=str)))
+        registry = self.plugins.registry
+        full_cfg = resolved_config(plan, registry)
+        for dist, sub in self.plugins.subscribers(full_cfg, {"format": self.fmt, "mode": self.mode}):
+            bus.subscribe(dist, sub)
+        extra = dict(self.extra)
+        # The sudo password must not reach local commands through their inherited environment.
+        env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
+        if env_sudo_password and "ssh_sudo_password" not in extra:
+            extra["ssh_sudo_password"] = env_sudo_password
+        cfg = plan.config
+        options = RunOptions(
+            parallel_limit=int(self.parallel_limit or cfg.get("parallel_limit") or 10),
+            forks=cfg.get("forks"),
+            continue_on_error=self.continue_on_error,
+            run_id=run_id,
+            interrupt_grace=float(cfg.get("interrupt_grace", 10)),
+            terminate_grace=float(cfg.get("terminate_grace", 30)),
+            resume=self.resume,
+            extra=extra,
+        )
+        return Engine(plan, registry, bus, options, report=self._say)
+
+    def _say(self, message: str) -> None:
+        try:
+            self.report(message)
+        except (OSError, ValueError, RuntimeError):  # terminal gone, stream closed or busy
+            pass
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.interrupt(signal.Signals(signum).name)
+
+        try:
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (e.g. embedded use): no signal handling
+            pass
+        return previous
+
+
+def _restore_signals(previous: Mapping[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def run_plan(plan: Plan, **kwargs: Any) -> RunResult:
+    """Run ``plan`` once with a :class:`RunSession` (same keyword arguments) and return the result."""
+    return RunSession(plan, **kwargs).run()

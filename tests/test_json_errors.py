@@ -1,0 +1,66 @@
+"""With ``--format json``, an error before a run is one JSON object on stdout (and text without it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def one_error(out) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """The single JSON object a failed command printed on stdout."""
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1, out
+    error = json.loads(lines[0])
+    assert set(error) == {"event", "code", "headline", "context", "suggestions"}, error
+    assert error["event"] == "error" and error["code"] == out.code, error
+    return error
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "list", "preflight"])
+def test_no_nexusfile_is_one_json_error(nexus_project, command):
+    out = nexus_project.run(command, *(["deploy"] if command in ("run", "preflight") else []), "--format", "json")
+    assert out.code == 2, out
+    error = one_error(out)
+    assert error["headline"] == "No nexusfile found"
+    assert "Create one with: nexus init" in error["suggestions"]
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "headline"),
+    [
+        (["run", "--format", "json"], "Missing argument 'TASKS...'."),
+        (["run", "deploy", "--format=json", "--bogus"], "No such option '--bogus'"),
+        (["run", "deploy", "--format", "json", "-p", "0"], "Invalid value for '-p'"),
+        (["frobnicate", "--format", "json"], "No such command 'frobnicate'."),
+    ],
+)
+def test_usage_errors_are_one_json_error(nexus_project, args, headline):
+    out = nexus_project.run(*args)
+    assert out.code == 2, out
+    error = one_error(out)
+    assert error["headline"].startswith(headline), error
+    assert error["context"][0].startswith("Usage: nexus"), error
+    assert error["suggestions"][0].startswith("Run: nexus") and error["suggestions"][0].endswith("--help")
+
+
+def test_an_unknown_run_id_is_one_json_error(nexus_project):
+    out = nexus_project.run("resume", "nope", "--format", "json")
+    assert out.code == 2
+    assert one_error(out)["headline"] == "No run 'nope'"
+
+
+def test_text_errors_are_unchanged(nexus_project):
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 2 and out.stdout == ""
+    assert out.stderr.startswith("Error: No nexusfile found")
+    usage = nexus_project.run("run")
+    assert usage.code == 2 and usage.stdout == ""
+    assert "Missing argument 'TASKS...'" in usage.stderr
+
+
+def test_a_format_json_after_double_dash_is_not_an_option(nexus_project):
+    out = nexus_project.run("run", "--", "--format", "json")
+    assert out.code == 2 and out.stdout == ""
+    assert "No nexusfile found" in out.stderr
