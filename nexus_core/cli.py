@@ -250,10 +250,16 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
 
     kwargs.setdefault("cache", _dag_cache())
     try:
-        return build_plan(project, plugin_manager().registry, tasks, **kwargs)
+        plan = build_plan(project, plugin_manager().registry, tasks, **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)
         raise Exit(EXIT_CONFIG) from None
+    style = Style.detect(sys.stderr)
+    for warning in plan.warnings:
+        # A plugin missing for tasks this run does not include: say so, and run the rest.
+        text = f"Warning: {warning.message}; not needed by this run" + (f" ({warning.hint})" if warning.hint else "")
+        click.echo(style.paint(text, "yellow"), err=True)
+    return plan
 
 
 def _dag_cache() -> Any:
@@ -430,12 +436,16 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 
     registry = plugin_manager().registry
     results: list[CheckResult] = []
-    ordered = sorted(registry.checks.items(), key=lambda item: getattr(item[1], "order", 50))
-    for name, cls in ordered:
+    options = {**options, "registry": registry}
+    for name in registry.checks.ordered("order"):
+        owner = registry.owners.get(f"pre-flight check:{name}", "?")
+        why = registry.checks.problem(name)
+        if why:
+            results.append(CheckResult("Checks", "fail", why, exit_code=2))
+            continue
         try:
-            results.extend(cls().run(plan, options))
+            results.extend(registry.checks[name]().run(plan, options))
         except Exception as exc:  # noqa: BLE001 - plugin code
-            owner = registry.owners.get(f"pre-flight check:{name}", "?")
             results.append(CheckResult("Checks", "fail", f"check {name!r} ({owner}) crashed: {exc!r}"))
     return results
 
@@ -549,7 +559,7 @@ def _restore_signals(previous: dict[int, Any]) -> None:
 def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
     """Check the nexusfile (and every task body) without running anything."""
     project = load(config_path)
-    plan = make_plan(project, tasks, fmt)
+    plan = make_plan(project, tasks, fmt, every_plugin=True)
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -581,7 +591,7 @@ def list_tasks(config_path: str | None, fmt: str) -> None:
     from nexus_core.plan import _dep_name, check_structure
 
     project = load(config_path)
-    problems = check_structure(project, plugin_manager().registry)
+    problems = check_structure(project, plugin_manager().registry, running=())
     if problems:
         show_problems(problems, fmt)
         raise Exit(EXIT_CONFIG)

@@ -22,7 +22,7 @@ from nexus_core import dsl
 from nexus_core.loader import load_project
 from nexus_core.model import Problem
 from nexus_core.plan import Plan, ValidationFailed, build_plan, check_structure
-from nexus_core.registry import builtin_registry
+from nexus_core.plugins import builtin_registry
 
 FUZZ = settings(
     max_examples=200,
