@@ -219,6 +219,7 @@ def check_structure(
             registry,
             t,
             out if running is None or t.name in running else _Optional(out, warnings),
+            running is None or t.name in running,
             where=t.location,
         )
     _guarded(out, project.path, "while checking the dependencies", lambda: out.extend(find_cycles(project, cache)))
@@ -299,7 +300,12 @@ def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | N
     return None
 
 
-def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Problem]) -> None:
+def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Problem], runs: bool = True) -> None:
+    """Check one task's options, strategy, deps and targets.
+
+    A plugin strategy is imported only for a task that ``runs`` (its options are still
+    checked: their specifications come with the registration).
+    """
     where = t.location
     opts = registry.task_options
     for key, value in t.extra:
@@ -334,6 +340,8 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
         if not suggest(t.strategy, registry.strategies) and (why or "pip install" in install):
             hint = f"{why}; {install}" if why else install
         _p(out, f"task {t.name!r}: unknown strategy {safe_repr(t.strategy)}", where, hint, "bad-value")
+    elif not runs and registry.strategies.entry(t.strategy).cls is None:
+        pass  # not imported for a task that does not run; `nexus validate` runs every check
     elif why := registry.strategies.problem(t.strategy):
         _p(
             out,

@@ -415,17 +415,18 @@ class PluginManager:
                 opt_target[opt.name] = opt
         return reg
 
-    def classes(self) -> list[tuple[str, str, str, str]]:
-        """Every class registered by name: (kind, name, target, problem) in registration order.
+    def check_registrations(self) -> None:
+        """Import every class registered by name and report each broken one (``nexus plugins``).
 
-        Imports each class to check it (``nexus plugins`` shows the problem of a broken one).
+        A start imports nothing of a registration; this is for the commands that show what
+        is installed, so that a broken ``"module:Class"`` is seen before a plan needs it.
         """
-        out = []
         for kind in NAMED:
             table = self.registry.classes[kind.name]
             for name in table:
-                out.append((kind.name, name, table.entry(name).target, table.problem(name)))
-        return out
+                problem = table.problem(name)
+                if problem and problem not in self.errors:
+                    self._error(problem, table.entry(name).distribution)
 
     def commands(self, reserved: Collection[str] = ()) -> list[tuple[str, click.Command]]:
         """CLI commands added by plugins, with their distribution (collected once).
