@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
-from nexus_core import markers
+import nexus_core.markers as markers
 from nexus_core._version import API_VERSION
 from nexus_core.api import (
     Cancel,

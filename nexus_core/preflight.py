@@ -45,7 +45,7 @@ class ConfigurationCheck(PreflightCheck):
         if registry is not None:
             for key, value in plan.config.items():
                 spec = registry.config_options.get(key)
-                why = f"config key {key!r} is not known" if spec is None else spec.problem(value)
+                why = spec.problem(value) if spec is not None else None
                 if why:
                     broken.append((f"config: {why}", "- fix the value in the nexusfile or on the command line"))
             fix = "- reinstall or upgrade that plugin (see `nexus plugins`)"
