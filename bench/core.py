@@ -106,7 +106,7 @@ def main() -> None:
     from bench.run import compile_sources
     from nexus_core.loader import load_project
     from nexus_core.plan import build_plan
-    from nexus_core.registry import builtin_registry
+    from nexus_core.plugins import builtin_registry
 
     compile_sources()  # timed runs must not compile edited modules (PYTHONDONTWRITEBYTECODE)
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-"))

@@ -688,7 +688,7 @@ class Bench:
             "import sys, time, json\n"
             "from nexus_core.loader import load_project\n"
             "from nexus_core.plan import build_plan\n"
-            "from nexus_core.registry import builtin_registry\n"
+            "from nexus_core.plugins import builtin_registry\n"
             "reg = builtin_registry()\n"
             "out = {}\n"
             "for key, path, n in (('validate', sys.argv[1], 7), ('plan', sys.argv[2], 3)):\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import hookspecs
+from nexus_core.kinds import BY_HOOK, KINDS, Kind
 
 OUTPUT = Path(__file__).resolve().parent / "plugins" / "hooks.md"
 
@@ -48,11 +49,38 @@ def _calling(func: Callable[..., Any]) -> str:
     return "Every implementation is called, each on its own: a plugin that raises is reported by name."
 
 
+def _each(hook: str) -> str:
+    kind = BY_HOOK.get(hook)
+    return f"Each item: {_item(kind)}. " if kind is not None and kind.base else ""
+
+
 def to_markdown(doc: str) -> str:
     """reST roles and fields of a docstring as Markdown (``:class:`X``` -> `X`, ``:param a:`` -> list)."""
     doc = re.sub(r":(?:class|func|meth|mod|attr):`~?([^`]+)`", r"`\1`", doc)
     doc = re.sub(r"^:param (\w+):", r"- `\1`:", doc, flags=re.MULTILINE)
     return re.sub(r"``([^`]+)``", r"`\1`", doc)
+
+
+def _item(kind: Kind) -> str:
+    """What each item a hook returns must be, in words."""
+    if kind.by_name:
+        return f"a `Registration` of a subclass of `{kind.base_name}` (or the class)"
+    return f"`{kind.base_name}`" if kind.base else "nothing (returns None)"
+
+
+def _details(kind: Kind) -> str:
+    return ", ".join(f"`{key}` (default `{default!r}`)" for key, default in kind.details.items()) or "-"
+
+
+def kinds_table() -> list[str]:
+    """The plugin kinds (``nexus_core.kinds.KINDS``) as a Markdown table."""
+    lines = [
+        "| kind | hook | each item | registration details | what for |",
+        "|---|---|---|---|---|",
+    ]
+    for k in KINDS:
+        lines.append(f"| {k.name} | [`{k.hook}`](#{k.hook}) | {_item(k)} | {_details(k)} | {k.summary} |")
+    return lines
 
 
 def render() -> str:
@@ -65,16 +93,20 @@ def render() -> str:
         to_markdown(inspect.cleandoc(hookspecs.__doc__ or "")),
         "",
         "Implement a hook with a function of the same name in your entry module, marked with",
-        "`@hookimpl` (`from nexus_core import hookimpl`). An implementation may accept fewer",
+        "`@hookimpl` (`from nexus_core.plugin import hookimpl`). An implementation may accept fewer",
         "arguments than the specification lists, never other ones. See",
         "[Writing plugins](writing-plugins.md) for a complete example.",
         "",
-        "| hook | family |",
-        "|---|---|",
+        "## Plugin kinds",
+        "",
+        "One row per kind, from `nexus_core/kinds.py` (the table the plugin manager, the registry,",
+        "this page and the hook meta-tests are derived from). Executors, strategies and checks are",
+        "looked up by name; the details are what the core reads before importing the class. To",
+        "add a kind, see [Add a hook family](add-a-hook-family.md).",
+        "",
+        *kinds_table(),
     ]
     specs = hookspecs_in_order()
-    for func in specs:
-        lines.append(f"| [`{func.__name__}`](#{func.__name__}) | {hookspecs.FAMILIES.get(func.__name__, '')} |")
     for func in specs:
         lines += [
             "",
@@ -84,7 +116,7 @@ def render() -> str:
             signature(func),
             "```",
             "",
-            f"Family: **{hookspecs.FAMILIES.get(func.__name__, 'other')}**. {_calling(func)}",
+            f"Family: **{hookspecs.FAMILIES.get(func.__name__, 'other')}**. {_each(func.__name__)}{_calling(func)}",
             "",
             to_markdown(inspect.cleandoc(func.__doc__ or "(undocumented)")),
         ]

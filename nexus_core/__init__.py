@@ -13,10 +13,7 @@ from nexus_core._version import API_VERSION, __version__
 from nexus_core.dsl import config, env, git_branch, git_sha, hostname, hosts, run, task, timestamp
 
 if TYPE_CHECKING:
-    import pluggy
-
-    #: The marker for hook implementations: ``@hookimpl`` on ``nexus_*`` functions.
-    hookimpl: pluggy.HookimplMarker
+    from nexus_core.plugin import hookimpl
 
 __all__ = [
     "API_VERSION",
@@ -35,9 +32,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import the plugin marker lazily so that a nexusfile's import stays cheap."""
-    if name == "hookimpl":
-        import pluggy
+    """Import the plugin marker lazily so that a nexusfile's import stays cheap.
 
-        return pluggy.HookimplMarker("nexus")
+    ``nexus_core.hookimpl`` is ``nexus_core.plugin.hookimpl``, the typed marker.
+    """
+    if name == "hookimpl":
+        from nexus_core.plugin import hookimpl
+
+        return hookimpl
     raise AttributeError(f"module 'nexus_core' has no attribute {name!r}")

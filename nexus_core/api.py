@@ -1,7 +1,6 @@
-"""The public plugin API: the interfaces plugins implement and the objects hooks receive.
+"""The interfaces plugins implement and the objects hooks receive.
 
-Everything a plugin needs is importable from here (and ``nexus_core.hookspecs``,
-``nexus_core.events``, ``nexus_core.model``); other modules are internal.
+Plugins import these from :mod:`nexus_core.plugin`, the one public module.
 """
 
 from __future__ import annotations
@@ -11,11 +10,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core._version import API_VERSION
 from nexus_core.events import Event
 from nexus_core.model import Command, Host
+from nexus_core.options import Option
+
+if TYPE_CHECKING:
+    from nexus_core.plan import Plan
 
 __all__ = [
     "API_VERSION",
@@ -135,10 +138,8 @@ class Executor(ABC):
     is called once at the end of the run (also after an interruption).
     """
 
-    #: The transport name hosts refer to (``Host.transport``).
+    #: The transport name hosts refer to (``Host.transport``); set from the registration.
     name: ClassVar[str]
-    #: The distribution users install to get this executor (for messages).
-    package: ClassVar[str] = "nexus-core"
     #: True when ``run`` honours ``Command.marker`` (see :mod:`nexus_core.markers`): the host
     #: then records pid and exit code of each command, so resume can ask it what happened.
     supports_markers: ClassVar[bool] = False
@@ -230,9 +231,11 @@ class StrategyContext(ABC):
 class Strategy(ABC):
     """How a task's hosts are scheduled (``parallel``, ``serial``, ``rolling``, ``canary``)."""
 
+    #: What ``@task(strategy=...)`` refers to; set from the registration.
     name: ClassVar[str]
-    #: Task options this strategy reads (``batch``, ``canary_hosts``...), for validation.
-    option_names: ClassVar[tuple[str, ...]] = ()
+    #: The ``@task`` options this strategy reads (``batch``, ``canary_hosts``...): they are
+    #: validated with every task (a registration gives them as its ``task_options`` detail).
+    task_options: ClassVar[tuple[Option, ...]] = ()
 
     def check(self, options: Mapping[str, Any]) -> list[str]:
         """Problems with this task's options for this strategy (empty when fine)."""
@@ -302,6 +305,7 @@ class CheckResult:
 class PreflightCheck(ABC):
     """A pre-flight check over the hosts and commands a plan touches."""
 
+    #: The check's name; set from the registration.
     name: ClassVar[str]
     #: Heading the results are grouped under (``Configuration``, ``Hosts``...).
     category: ClassVar[str] = "Checks"
@@ -309,10 +313,11 @@ class PreflightCheck(ABC):
     order: ClassVar[int] = 50
 
     @abstractmethod
-    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
-        """Check ``plan`` (a :class:`nexus_core.plan.Plan`) and report findings.
+    def run(self, plan: Plan, options: Mapping[str, Any]) -> list[CheckResult]:
+        """Check ``plan`` and report findings.
 
         ``options`` (all optional): ``dry_run`` (True under ``--dry-run``: execute nothing on
         any host), ``skip_connectivity``, ``skip_auth``, ``skip_sudo_check`` (bools),
-        ``timeout`` (seconds per host check), ``parallel`` (hosts checked at once), ``force``.
+        ``timeout`` (seconds per host check), ``parallel`` (hosts checked at once), ``force``,
+        ``registry`` (the run's ``Registry``: the classes the plan uses can be loaded from it).
         """

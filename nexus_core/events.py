@@ -12,9 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-Subscriber = Callable[["Event"], None]
+
+class Subscriber(Protocol):
+    """What receives a run's events (``nexus_subscribers``): called with one event at a time."""
+
+    def __call__(self, event: Event, /) -> None:
+        """Handle one event; raising drops this subscriber (reported by name), not the run."""
 
 
 @dataclass(frozen=True)

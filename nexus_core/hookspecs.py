@@ -1,10 +1,18 @@
 """Hook specifications: everything a plugin (or a built-in) can add to Nexus.
 
-Plugins implement these with ``@nexus_core.hookimpl`` in the module named by their
-``nexus`` entry point. Registration hooks return classes or objects; they are called once
-when the plugin manager starts, and never during a run's hot path. Every hook returns a
-list (possibly empty); results of all plugins are collected, and a name registered twice
-is an error that names both distributions.
+Plugins implement these with ``@hookimpl`` (``from nexus_core.plugin import hookimpl``) in
+the module named by their ``nexus`` entry point. Registration hooks are called once when
+the plugin manager starts, and never during a run's hot path. Every hook returns a list
+(possibly empty); results of all plugins are collected, and a name registered twice is an
+error that names both distributions.
+
+Executors, strategies and pre-flight checks are registered by name: return a
+``Registration("name", "package.module:Class")`` and the module is imported only when a
+plan uses the name (or ``nexus plugins`` shows it), so that a plugin costs nothing at start
+for runs that do not use it. Returning the class itself also works (it is then imported
+with the entry module). A registration whose module or class is missing, or whose class
+does not implement the kind's interface, is reported naming the plugin and its
+distribution.
 """
 
 from __future__ import annotations
@@ -14,12 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from nexus_core.kinds import KINDS
+
 if TYPE_CHECKING:
     import click
 
     from nexus_core.api import Executor, PreflightCheck, Strategy
     from nexus_core.events import Subscriber
+    from nexus_core.kinds import Registration
     from nexus_core.options import Option
+    from nexus_core.plugins import PluginManager
 
 hookspec = pluggy.HookspecMarker("nexus")
 
@@ -28,16 +40,16 @@ hookspec = pluggy.HookspecMarker("nexus")
 
 
 @hookspec
-def nexus_executors() -> Sequence[type[Executor]]:
-    """Return executor classes (subclasses of :class:`nexus_core.api.Executor`).
+def nexus_executors() -> Sequence[Registration | type[Executor]]:
+    """Return executors (subclasses of :class:`nexus_core.plugin.Executor`), by registration.
 
-    Each class names the transport it serves in ``name`` (``"local"``, ``"ssh"``...); a host
-    string ``NAME://host`` (or a host whose ``transport`` is ``NAME``) runs through it. A host
-    whose transport has no executor is a validation error naming the package to install.
-    One instance serves a whole run (``__init__`` receives an ``ExecutorContext``).
-    Called once at start-up; import heavy SDKs inside the executor, not at module level.
-    A transport name registered twice is an error naming both distributions; the first one
-    (the built-in, for ``local``) is kept.
+    Each registration names the transport it serves (``"local"``, ``"ssh"``...); a host
+    string ``NAME://host`` (or a host whose ``transport`` is ``NAME``) runs through it. A
+    task being run whose hosts' transport has no executor is a validation error naming the
+    package to install; for tasks not being run it is a warning (``nexus validate`` checks
+    every task). One instance serves a whole run (``__init__`` receives an
+    ``ExecutorContext``). A transport name registered twice is an error naming both
+    distributions; the first one (the built-in, for ``local``) is kept.
 
     Added in plugin API 1.
     """
@@ -48,13 +60,14 @@ def nexus_executors() -> Sequence[type[Executor]]:
 
 
 @hookspec
-def nexus_strategies() -> Sequence[type[Strategy]]:
-    """Return strategy classes (subclasses of :class:`nexus_core.api.Strategy`).
+def nexus_strategies() -> Sequence[Registration | type[Strategy]]:
+    """Return strategies (subclasses of :class:`nexus_core.plugin.Strategy`), by registration.
 
-    ``name`` is what ``@task(strategy=...)`` refers to; ``option_names`` lists the task
-    options the strategy reads (declare new ones with :func:`nexus_task_options`).
-    ``batches`` decides the order the dry run shows; ``execute`` runs it. Built-ins
-    ``parallel`` and ``serial`` come through this hook.
+    The name is what ``@task(strategy=...)`` refers to. ``task_options`` (a class attribute,
+    or the registration detail of that name) declares the ``@task`` options the strategy
+    reads, as :class:`nexus_core.plugin.Option`; they are validated with every task.
+    ``batches`` decides the order the dry run shows; ``execute`` runs it. The built-ins
+    ``parallel``, ``serial``, ``rolling`` and ``canary`` come through this hook.
 
     Added in plugin API 1.
     """
@@ -65,13 +78,16 @@ def nexus_strategies() -> Sequence[type[Strategy]]:
 
 
 @hookspec
-def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
-    """Return pre-flight check classes (subclasses of :class:`nexus_core.api.PreflightCheck`).
+def nexus_preflight_checks() -> Sequence[Registration | type[PreflightCheck]]:
+    """Return pre-flight checks (subclasses of :class:`nexus_core.plugin.PreflightCheck`).
 
+    Registration details: ``category`` (the heading its results appear under) and
+    ``order`` (configuration 0, host checks 10-40, local files 90; default 50).
     ``nexus preflight TASK`` and the first section of ``--dry-run`` run every check over the
     plan; a failing blocking check stops the run before anything executes. A check that
-    raises is reported as a failed check naming its distribution. The built-in
-    ``configuration`` check comes through this hook.
+    raises, or whose class cannot be loaded, is reported as a failed check naming its
+    distribution. The built-in ``configuration`` and ``local-files`` checks come through
+    this hook.
 
     Added in plugin API 1.
     """
@@ -124,8 +140,10 @@ def nexus_config_options() -> Sequence[Option]:
     """Return extra ``config(...)`` keys this plugin understands (``nexus_core.options.Option``).
 
     Keys nobody declares are validation errors with a "did you mean" suggestion. A plugin
-    may redeclare a key the core documents (``nexus-ssh`` refines the ``ssh_*`` keys); the
-    resolved values reach executors as ``ExecutorContext.config``.
+    may redeclare a key the core documents (``nexus-ssh`` refines the ``ssh_*`` keys).
+    Executors read the values the user set from ``ExecutorContext.config``
+    (``config.get(key, default)``: defaults are not filled in, so that "not set" can be
+    told from "set to the default").
 
     Added in plugin API 1.
     """
@@ -144,13 +162,28 @@ def nexus_task_options() -> Sequence[Option]:
     raise NotImplementedError
 
 
-#: The hook families and what they are for (used by ``nexus plugins`` and the docs).
-FAMILIES: dict[str, str] = {
-    "nexus_executors": "executors",
-    "nexus_strategies": "strategies",
-    "nexus_preflight_checks": "pre-flight checks",
-    "nexus_commands": "CLI commands",
-    "nexus_subscribers": "events",
-    "nexus_config_options": "options",
-    "nexus_task_options": "options",
-}
+# --- hooks that plugins add ------------------------------------------------------------------
+
+
+@hookspec
+def nexus_addhooks(pluginmanager: PluginManager) -> None:
+    """Add hook specifications of your own: ``pluginmanager.add_hookspecs(module)``.
+
+    Called once at start-up, after every plugin is registered and before any other hook
+    is called. A family of plugins (cloud providers, say) shares hooks the core does not
+    define: one distribution adds the specifications (functions marked with
+    ``nexus_core.plugin.hookspec``, named ``nexus_...``), the others implement them, and the
+    first calls them with ``pluginmanager.call("nexus_...", **kwargs)``, which returns
+    ``(distribution, item)`` pairs and reports an implementation that raises by name.
+    Implementing a hook that no installed plugin adds is reported like any unknown hook.
+
+    :param pluginmanager: the :class:`nexus_core.plugin.PluginManager`.
+
+    Added in plugin API 1.
+    """
+    raise NotImplementedError
+
+
+#: The hook families and what they are for (used by ``nexus plugins`` and the docs),
+#: derived from the kinds table (:data:`nexus_core.kinds.KINDS`).
+FAMILIES: dict[str, str] = {k.hook: k.family for k in KINDS}

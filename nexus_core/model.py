@@ -116,7 +116,6 @@ class TaskDef:
     deps: tuple[Any, ...] = ()
     on: Any = "local"
     strategy: str = "parallel"
-    strategy_options: tuple[tuple[str, Any], ...] = ()
     timeout: float | None = None
     doc: str = ""
     extra: tuple[tuple[str, Any], ...] = ()

@@ -102,7 +102,9 @@ def safe_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_NUM = (int, float)
+#: The types of a number of seconds or a percentage.
+NUMBER = (int, float)
+_NUM = NUMBER
 
 
 def _str_dict(value: Any) -> str | None:
@@ -127,8 +129,8 @@ RUN_OPTIONS: dict[str, Option] = {
     ]
 }
 
-STRATEGY_NAMES_BUILTIN = ("parallel", "serial")
-
+#: The core's ``@task`` options. Options a strategy reads (``batch``, ``canary_hosts``...)
+#: are declared by the strategy (``Strategy.task_options``) and join these in the registry.
 TASK_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
@@ -136,10 +138,6 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("on", (str, list, tuple), "local", '"local", a host group, or a list of host strings'),
         Option("strategy", (str,), "parallel", "how the task's hosts are scheduled"),
         Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0),
-        Option("batch", (int, str), None, 'rolling strategy: hosts per batch (2 or "25%")'),
-        Option("max_fail_percentage", _NUM, None, "rolling strategy: tolerated failures", minimum=0),
-        Option("canary_hosts", (int,), None, "canary strategy: hosts to try first", minimum=1),
-        Option("canary_wait", _NUM, None, "canary strategy: seconds to wait after the canaries", minimum=0),
         Option("idempotent", (bool,), True, "safe to re-run on resume"),
     ]
 }

@@ -7,7 +7,7 @@ it and ``--format json`` serialises it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,10 +16,7 @@ from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.loader import exception_problem, in_project
 from nexus_core.model import LOCAL, Command, Host, Location, Problem, Project, TaskDef
 from nexus_core.options import safe_repr, suggest
-from nexus_core.registry import TRANSPORT_PACKAGES, Registry
-
-#: Strategies that come with a plugin, for "pip install ..." hints when it is missing.
-PLUGIN_STRATEGIES = {"rolling": "nexus-ssh", "canary": "nexus-ssh"}
+from nexus_core.registry import Registry
 
 DEFAULT_TASK_TIMEOUT = 300.0
 
@@ -96,6 +93,8 @@ class Plan:
     #: not filled in (see :func:`resolved_config`).
     config: Mapping[str, Any] = field(default_factory=dict)
     source_hash: str = ""
+    #: Problems that do not stop this plan: a plugin missing for tasks it does not run.
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def hosts(self) -> list[Host]:
@@ -179,8 +178,19 @@ def dag_key(graph: Mapping[str, Iterable[str]]) -> str:
     return hashlib.sha256(json.dumps(shape, ensure_ascii=True).encode()).hexdigest()
 
 
-def check_structure(project: Project, registry: Registry, cache: DagCache | None = None) -> list[Problem]:
-    """Every problem that can be found without running task bodies."""
+def check_structure(
+    project: Project,
+    registry: Registry,
+    cache: DagCache | None = None,
+    *,
+    running: Collection[str] | None = None,
+    warnings: list[Problem] | None = None,
+) -> list[Problem]:
+    """Every problem that can be found without running task bodies.
+
+    ``running``: the tasks that will run (None: all). A task outside it whose executor is
+    not installed is not a problem but a warning, appended to ``warnings``.
+    """
     out = list(project.problems)
     cfg_where = project.config_locations
     for key, value in project.config.items():
@@ -208,11 +218,33 @@ def check_structure(project: Project, registry: Registry, cache: DagCache | None
             project,
             registry,
             t,
-            out,
+            out if running is None or t.name in running else _Optional(out, warnings),
+            running is None or t.name in running,
             where=t.location,
         )
     _guarded(out, project.path, "while checking the dependencies", lambda: out.extend(find_cycles(project, cache)))
     return out
+
+
+class _Optional(list[Problem]):
+    """Where the checks of a task that will not run report: a missing plugin only warns."""
+
+    def __init__(self, out: list[Problem], warnings: list[Problem] | None) -> None:
+        super().__init__()
+        self.out, self.warnings = out, warnings
+
+    def append(self, problem: Problem) -> None:
+        """A missing plugin goes to the warnings, anything else to the problems."""
+        if problem.code == "missing-plugin":
+            if self.warnings is not None:
+                self.warnings.append(problem)
+        else:
+            self.out.append(problem)
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        """Each of ``problems`` as :meth:`append` does it."""
+        for problem in problems:
+            self.append(problem)
 
 
 def _guarded(out: list[Problem], path: str, when: str, fn: Any, *args: Any, where: Location | None = None) -> None:
@@ -268,7 +300,12 @@ def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | N
     return None
 
 
-def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Problem]) -> None:
+def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Problem], runs: bool = True) -> None:
+    """Check one task's options, strategy, deps and targets.
+
+    A plugin strategy is imported only for a task that ``runs`` (its options are still
+    checked: their specifications come with the registration).
+    """
     where = t.location
     opts = registry.task_options
     for key, value in t.extra:
@@ -298,15 +335,21 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
             "bad-value",
         )
     elif t.strategy not in registry.strategies:
-        known = [*registry.strategies, *(n for n in PLUGIN_STRATEGIES if n not in registry.strategies)]
-        close = suggest(t.strategy, known)
-        if t.strategy in PLUGIN_STRATEGIES:
-            hint = f"the {t.strategy} strategy comes with remote hosts: pip install {PLUGIN_STRATEGIES[t.strategy]}"
-        else:
-            hint = _did_you_mean(t.strategy, known, "strategies")
-            if close in PLUGIN_STRATEGIES:
-                hint += f" (it comes with remote hosts: pip install {PLUGIN_STRATEGIES[close]})"
+        hint = _did_you_mean(t.strategy, registry.strategies, "strategies")
+        why, install = registry.missing("strategy", t.strategy, f"the {t.strategy!r} strategy")
+        if not suggest(t.strategy, registry.strategies) and (why or "pip install" in install):
+            hint = f"{why}; {install}" if why else install
         _p(out, f"task {t.name!r}: unknown strategy {safe_repr(t.strategy)}", where, hint, "bad-value")
+    elif not runs and registry.strategies.entry(t.strategy).cls is None:
+        pass  # not imported for a task that does not run; `nexus validate` runs every check
+    elif why := registry.strategies.problem(t.strategy):
+        _p(
+            out,
+            f"task {t.name!r}: {why}",
+            where,
+            "reinstall or upgrade that plugin (see `nexus plugins`)",
+            "plugin-error",
+        )
     else:
         strategy = registry.strategy(t.strategy)
         for why in strategy.check(dict(t.extra)):
@@ -332,9 +375,18 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
 
 
 def _targets(
-    project: Project, registry: Registry, t: TaskDef, out: list[Problem], override: Sequence[Host] | None
+    project: Project,
+    registry: Registry,
+    t: TaskDef,
+    out: list[Problem],
+    override: Sequence[Host] | None,
+    load: bool = False,
 ) -> list[Host]:
-    """Resolve ``on=`` to hosts, reporting problems into ``out``."""
+    """Resolve ``on=`` to hosts, reporting problems into ``out``.
+
+    ``load``: import the executor of each transport (the task is about to run), so that a
+    broken plugin is a validation problem that names it rather than a failure mid-run.
+    """
     where = t.location
     on = t.on
     if on is None or (isinstance(on, str) and on == "local"):
@@ -393,15 +445,18 @@ def _targets(
         hosts = list(override)
     for transport in dict.fromkeys(h.transport for h in hosts):
         if transport not in registry.executors:
-            package = TRANSPORT_PACKAGES.get(transport, f"a plugin providing the {transport!r} transport")
-            install = f"pip install {package}" if package.startswith("nexus-") else f"install {package}"
+            why, hint = registry.missing("executor", transport, f"the {transport!r} transport")
+            state = f"is loaded: {why}" if why else "is installed"
             _p(
                 out,
-                f"task {t.name!r} runs on remote hosts ({transport}), but no {transport} executor is installed",
+                f"task {t.name!r} runs on remote hosts ({transport}), but no {transport} executor {state}",
                 where,
-                f"{install} (then check `nexus plugins`)",
+                hint,
                 "missing-plugin",
             )
+        elif load and (why := registry.executors.problem(transport)):
+            _p(out, f"task {t.name!r}: {why}", where, "reinstall or upgrade that plugin (see `nexus plugins`)",
+               "plugin-error")  # fmt: skip
     return _dedupe(hosts)
 
 
@@ -514,14 +569,19 @@ def build_plan(
     host_override: Sequence[str] | None = None,
     config_override: Mapping[str, Any] | None = None,
     cache: DagCache | None = None,
+    every_plugin: bool = False,
 ) -> Plan:
     """Validate ``project`` and plan ``requested`` tasks (all tasks when None or empty).
 
     Raises :class:`ValidationFailed` with every problem found. ``cache`` remembers the
-    phases of graph shapes already planned (see :class:`DagCache`).
+    phases of graph shapes already planned (see :class:`DagCache`). A task that will not
+    run may target a transport whose plugin is not installed: that is a warning in
+    ``Plan.warnings``, unless ``every_plugin`` (``nexus validate``) makes it an error.
     """
-    problems = check_structure(project, registry, cache)
     requested = list(requested or [])
+    names = closure(project, requested) if requested else list(project.tasks)
+    warnings: list[Problem] = []
+    problems = check_structure(project, registry, cache, running=None if every_plugin else names, warnings=warnings)
     for name in requested:
         if name not in project.tasks:
             problems.append(
@@ -549,7 +609,6 @@ def build_plan(
                 override.append(parse_host(text))
             except HostParseError as exc:
                 problems.append(Problem(f"--hosts: {exc}", None, "pass comma-separated host strings", "bad-host"))
-    names = closure(project, requested) if requested else list(project.tasks)
     load_failed = any(p.code in ("syntax", "exception") for p in project.problems)
     if load_failed:
         # The file stopped half-way: its bodies would only add errors caused by the first one.
@@ -567,7 +626,7 @@ def build_plan(
             # Bodies run even when the structure has problems, so that every problem
             # (a bad run() option, an unset env(), an empty task...) is reported at once.
             try:
-                hosts = _targets(project, registry, t, problems, override)
+                hosts = _targets(project, registry, t, problems, override, load=True)
             except Exception as exc:  # noqa: BLE001 - reported by check_structure already
                 problems.append(exception_problem(exc, project.path, f"while checking task {name!r}", t.location))
                 continue
@@ -611,6 +670,7 @@ def build_plan(
         phases=phases(tasks, cache),
         config=config,
         source_hash=project.source_hash,
+        warnings=tuple(warnings),
     )
 
 

@@ -19,7 +19,8 @@ import pluggy
 
 from nexus_core import hookspecs
 from nexus_core._version import API_VERSION, __version__
-from nexus_core.registry import Registry
+from nexus_core.kinds import NAMED
+from nexus_core.registry import PluginError, Registry, register
 
 if TYPE_CHECKING:
     from importlib import metadata
@@ -29,15 +30,13 @@ if TYPE_CHECKING:
     from nexus_core.events import Subscriber
 
 ENTRY_POINT_GROUP = "nexus"
+#: The core's own plugins: registered through the same hooks as third-party ones.
 BUILTINS = (
-    "nexus_core.executors.local",
+    "nexus_core.builtins",
     "nexus_core.strategies",
-    "nexus_core.preflight",
 )
 
-
-class PluginError(Exception):
-    """A plugin could not be loaded or registered something invalid; names the distribution."""
+__all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "PluginManager", "Policy", "builtin_registry"]
 
 
 @dataclass
@@ -195,13 +194,6 @@ def _norm(name: str) -> str:
 
 # --- manager -------------------------------------------------------------------------------
 
-#: What each registration hook must return, and the interface each item must implement.
-_REGISTRATIONS = (
-    ("executor", "nexus_executors", "executors", "Executor"),
-    ("strategy", "nexus_strategies", "strategies", "Strategy"),
-    ("pre-flight check", "nexus_preflight_checks", "checks", "PreflightCheck"),
-)
-
 
 class PluginManager:
     """Loads built-ins and allowed entry points once, and answers typed questions about them.
@@ -220,6 +212,9 @@ class PluginManager:
         self.errors: list[str] = list(self.policy.problems)
         self.report = report or (lambda msg: print(f"nexus: {msg}", file=sys.stderr, flush=True))
         self._dist_of: dict[str, str] = {}
+        #: Hooks added by plugins (``nexus_addhooks``), with the distribution that added each.
+        self.added_hooks: dict[str, str] = {}
+        self._adding: str | None = None
         self._started = False
         self._commands: list[tuple[str, click.Command]] | None = None
         for module_name in BUILTINS:
@@ -238,6 +233,8 @@ class PluginManager:
             )
         if load_entry_points:
             self._load_entry_points()
+        self._add_plugin_hooks()
+        self._check_hook_names()
         self.registry = self._build_registry()
         self._started = True
 
@@ -297,17 +294,59 @@ class PluginManager:
             self.plugins.append(info)
             return
         info.loaded = True
-        impls = sorted(n for n in dir(module) if n.startswith("nexus_") and hasattr(getattr(module, n), "nexus_impl"))
-        info.hooks = [n for n in impls if n in hookspecs.FAMILIES]
+        info.hooks = sorted(n for n in dir(module) if hasattr(getattr(module, n), "nexus_impl"))
         self._dist_of[key] = info.distribution
         self.plugins.append(info)
-        for name in impls:
-            if name not in hookspecs.FAMILIES:
-                self._error(
-                    f"plugin {info.distribution} {info.version} implements {name}, which is not a "
-                    f"Nexus hook (known hooks: {', '.join(hookspecs.FAMILIES)})",
-                    info.distribution,
-                )
+
+    def _add_plugin_hooks(self) -> None:
+        """Let every plugin add hook specifications of its own (``nexus_addhooks``)."""
+        for impl in self.pm.hook.nexus_addhooks.get_hookimpls():
+            dist = self._dist_of.get(impl.plugin_name, impl.plugin_name)
+            self._adding = dist
+            try:
+                impl.function(**{k: self for k in impl.argnames})
+            except Exception as exc:  # noqa: BLE001 - plugin code
+                self._error(f"plugin {dist} failed in nexus_addhooks: {type(exc).__name__}: {exc}", dist)
+            finally:
+                self._adding = None
+
+    def add_hookspecs(self, module_or_class: ModuleType | type) -> None:
+        """Add the ``@hookspec`` functions of ``module_or_class`` (from ``nexus_addhooks``).
+
+        Hook names must start with ``nexus_`` and must not be Nexus's own hooks; a clash,
+        or an implementation that does not match the new specification, is reported naming
+        the distribution.
+        """
+        dist = self._adding or "?"
+        names = [n for n in dir(module_or_class) if getattr(getattr(module_or_class, n), "nexus_spec", None)]
+        for name in names:
+            owner = self.added_hooks.get(name, "nexus-core" if name in hookspecs.FAMILIES else None)
+            if owner is not None or not name.startswith("nexus_"):
+                why = f"already defined by {owner}" if owner else "hook names start with nexus_"
+                self._error(f"plugin {dist}: cannot add hook {name} ({why})", dist)
+                return
+        try:
+            self.pm.add_hookspecs(module_or_class)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            self._error(f"plugin {dist}: hooks added by nexus_addhooks cannot be used: {exc}", dist)
+            return
+        for name in names:
+            self.added_hooks[name] = dist
+
+    def _check_hook_names(self) -> None:
+        """Report implementations of hooks nobody specified (a typo, or a missing family plugin)."""
+        known = [*hookspecs.FAMILIES, *self.added_hooks]
+        for info in self.plugins:
+            if not info.loaded:
+                continue
+            for name in list(info.hooks):
+                if name not in known:
+                    info.hooks.remove(name)
+                    self._error(
+                        f"plugin {info.distribution} {info.version} implements {name}, which is not a "
+                        f"Nexus hook (known hooks: {', '.join(known)})",
+                        info.distribution,
+                    )
 
     # typed hook calls
 
@@ -326,36 +365,42 @@ class PluginManager:
             out.extend((dist, item) for item in items)
         return out
 
+    def call(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook a plugin added (or any hook) on every plugin, each isolated.
+
+        Returns ``(distribution, item)`` for every item of every implementation's result
+        (results are sequences); an implementation that raises is reported by name and
+        skipped. This is how a family of plugins calls the hooks it shares.
+        """
+        if not hasattr(self.pm.hook, hook):
+            raise PluginError(f"no hook named {hook}")
+        return self._collect(hook, **kwargs)
+
     def _build_registry(self) -> Registry:
-        from nexus_core import api
         from nexus_core.options import Option
 
         reg = Registry()
-        for kind, hook, attr, base_name in _REGISTRATIONS:
-            target: dict[str, Any] = getattr(reg, attr)
-            base = getattr(api, base_name)
-            for dist, cls in self._collect(hook):
-                if not (isinstance(cls, type) and issubclass(cls, base)):
-                    self._error(
-                        f"plugin {dist}: {hook} returned {cls!r}, "
-                        f"which is not a subclass of nexus_core.api.{base_name}",
-                        dist,
-                    )
-                    continue
-                name = getattr(cls, "name", None)
-                if not isinstance(name, str) or not name:
-                    self._error(f"plugin {dist}: {kind} {cls.__qualname__} has no name", dist)
-                    continue
-                key = f"{kind}:{name}"
-                if key in reg.owners:
-                    self._error(
-                        f"{kind} {name!r} is registered twice: by {reg.owners[key]} and by {dist}; "
-                        f"uninstall one of them or block it in the plugin policy",
-                        dist,
-                    )
-                    continue
-                reg.owners[key] = dist
-                target[name] = cls
+        for info in self.plugins:
+            if not info.builtin and not info.loaded:
+                why = f"blocked by policy ({info.reason})" if not info.allowed else f"failed to load ({info.error})"
+                reg.unavailable.setdefault(_norm(info.distribution), why)
+        for kind in NAMED:
+            for dist, item in self._collect(kind.hook):
+                problem = register(reg, kind, dist, item)
+                if problem:
+                    self._error(problem, dist)
+        # Options a strategy reads (rolling: batch...) are task options owned by its plugin;
+        # they keep their place after the core's own scheduling options.
+        strategy_options: dict[str, Option] = {}
+        for name in reg.strategies:
+            entry = reg.strategies.entry(name)
+            for opt in entry.detail("task_options") or ():
+                if isinstance(opt, Option) and opt.name not in reg.task_options:
+                    reg.owners[f"nexus_task_options:{opt.name}"] = entry.distribution
+                    strategy_options.setdefault(opt.name, opt)
+        core = list(reg.task_options.items())
+        at = next((i + 1 for i, (name, _) in enumerate(core) if name == "timeout"), len(core))
+        reg.task_options = {**dict(core[:at]), **strategy_options, **dict(core[at:])}
         for hook, opt_target in (
             ("nexus_config_options", reg.config_options),
             ("nexus_task_options", reg.task_options),
@@ -370,6 +415,19 @@ class PluginManager:
                 reg.owners[f"{hook}:{opt.name}"] = dist
                 opt_target[opt.name] = opt
         return reg
+
+    def check_registrations(self) -> None:
+        """Import every class registered by name and report each broken one (``nexus plugins``).
+
+        A start imports nothing of a registration; this is for the commands that show what
+        is installed, so that a broken ``"module:Class"`` is seen before a plan needs it.
+        """
+        for kind in NAMED:
+            table = self.registry.classes[kind.name]
+            for name in table:
+                problem = table.problem(name)
+                if problem and problem not in self.errors:
+                    self._error(problem, table.entry(name).distribution)
 
     def commands(self, reserved: Collection[str] = ()) -> list[tuple[str, click.Command]]:
         """CLI commands added by plugins, with their distribution (collected once).
@@ -425,6 +483,11 @@ class PluginManager:
             label = getattr(sub, "__qualname__", None) or type(sub).__qualname__
             out.append((f"{dist} ({label})" if per_dist[dist] > 1 else dist, sub))
         return out
+
+
+def builtin_registry() -> Registry:
+    """A registry with only the core's built-ins (no entry points): for tests and tools."""
+    return PluginManager(load_entry_points=False).registry
 
 
 def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:

@@ -1,40 +1,64 @@
 """The built-in pre-flight checks: the configuration (always first) and local files.
 
 Both are local: they never contact a host. Host checks (connectivity, authentication,
-sudo) come from the executor plugins (``nexus-ssh``).
+sudo) come from the executor plugins (``nexus-ssh``). They are registered by
+``nexus_core.builtins`` and imported only when pre-flight runs.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import pluggy
+from typing import TYPE_CHECKING, Any
 
 from nexus_core.api import CheckResult, PreflightCheck
 
-hookimpl = pluggy.HookimplMarker("nexus")
+if TYPE_CHECKING:
+    from nexus_core.plan import Plan
+    from nexus_core.registry import Registry
 
 
 class ConfigurationCheck(PreflightCheck):
-    """Reports what validation established: parsed, acyclic, references and groups valid."""
+    """What validation established, then what it did not check.
 
-    name = "configuration"
-    category = "Configuration"
-    order = 0
+    Validation proves the nexusfile parsed, its references and groups resolve and it has no
+    cycle (reported as facts). This check then checks, against the registry: the config
+    values as the run will use them, command-line overrides (``-u``, ``-i``...) included,
+    which the nexusfile's validation did not see; and that the executor and strategy of
+    every task load (plugin classes are imported on first use, so a broken plugin fails
+    here, naming its distribution, before any host is touched).
+    """
 
-    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
-        """A plan exists only for a valid nexusfile, so these are facts, not guesses."""
+    def run(self, plan: Plan, options: Mapping[str, Any]) -> list[CheckResult]:
+        """The validation facts, then one result per transport and strategy the plan uses."""
         name = os.path.basename(plan.nexusfile)
-        remote = sorted({hp.host.transport for t in plan.tasks.values() for hp in t.hosts} - {"local"})
         results = [
             CheckResult(self.category, "ok", f"{name} parsed successfully"),
             CheckResult(self.category, "ok", "No circular dependencies"),
             CheckResult(self.category, "ok", "All task references valid"),
             CheckResult(self.category, "ok", "All host groups defined"),
         ]
-        if remote:
+        registry: Registry | None = options.get("registry")
+        transports = list(dict.fromkeys(hp.host.transport for t in plan.tasks.values() for hp in t.hosts))
+        strategies = list(dict.fromkeys(t.strategy for t in plan.tasks.values()))
+        broken: list[tuple[str, str]] = []
+        if registry is not None:
+            for key, value in plan.config.items():
+                spec = registry.config_options.get(key)
+                why = spec.problem(value) if spec is not None else None
+                if why:
+                    broken.append((f"config: {why}", "- fix the value in the nexusfile or on the command line"))
+            fix = "- reinstall or upgrade that plugin (see `nexus plugins`)"
+            for transport in transports:
+                if transport in registry.executors and (why := registry.executors.problem(transport)):
+                    broken.append((why, fix))
+            for strategy in strategies:
+                if strategy in registry.strategies and (why := registry.strategies.problem(strategy)):
+                    broken.append((why, fix))
+        for message, hint in broken:
+            results.append(CheckResult(self.category, "fail", message, hint=hint, exit_code=2))
+        remote = sorted(set(transports) - {"local"})
+        if remote and not broken:
             results.append(CheckResult(self.category, "ok", "Executors installed for " + ", ".join(remote)))
         if len(plan.order) > 1:
             results.append(CheckResult(self.category, "ok", "Dependencies resolved: " + " -> ".join(plan.order)))
@@ -50,11 +74,7 @@ class LocalFilesCheck(PreflightCheck):
     is a warning, not a failure: an earlier task may create it.
     """
 
-    name = "local-files"
-    category = "Local Files"
-    order = 90
-
-    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
+    def run(self, plan: Plan, options: Mapping[str, Any]) -> list[CheckResult]:
         """One result per distinct local directory."""
         seen: dict[str, str] = {}
         for name in plan.order:
@@ -81,9 +101,3 @@ class LocalFilesCheck(PreflightCheck):
                     )
                 )
         return results
-
-
-@hookimpl
-def nexus_preflight_checks() -> list[type[PreflightCheck]]:
-    """The built-in configuration and local files checks."""
-    return [ConfigurationCheck, LocalFilesCheck]

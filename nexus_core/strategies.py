@@ -10,12 +10,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pluggy
-
 from nexus_core.api import HostOutcome, Strategy, StrategyContext, skipped
 from nexus_core.model import Host
-
-hookimpl = pluggy.HookimplMarker("nexus")
+from nexus_core.options import NUMBER, Option
+from nexus_core.plugin import hookimpl
 
 
 class ParallelStrategy(Strategy):
@@ -64,7 +62,10 @@ class RollingStrategy(Strategy):
     """
 
     name = "rolling"
-    option_names = ("batch", "max_fail_percentage")
+    task_options = (
+        Option("batch", (int, str), None, 'rolling strategy: hosts per batch (2 or "25%")'),
+        Option("max_fail_percentage", NUMBER, None, "rolling strategy: tolerated failures", minimum=0),
+    )
 
     def check(self, options: Mapping[str, Any]) -> list[str]:
         """``batch`` must be a positive integer or a percentage between 1% and 100%."""
@@ -119,7 +120,10 @@ class CanaryStrategy(Strategy):
     """``canary_hosts`` hosts first; if they succeed, wait ``canary_wait`` seconds, then the rest."""
 
     name = "canary"
-    option_names = ("canary_hosts", "canary_wait")
+    task_options = (
+        Option("canary_hosts", (int,), None, "canary strategy: hosts to try first", minimum=1),
+        Option("canary_wait", NUMBER, None, "canary strategy: seconds to wait after the canaries", minimum=0),
+    )
 
     def batches(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> list[list[Host]]:
         """The canaries, then everyone else."""

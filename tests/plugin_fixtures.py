@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_core.kinds import KINDS
+
 IMPORT_LOG = "NEXUS_TEST_IMPORT_LOG"
 RUN_LOG = "NEXUS_TEST_RUN_LOG"
 
@@ -34,6 +36,9 @@ _log = os.environ.get("{import_log}")
 if _log:
     with open(_log, "a", encoding="utf-8") as _fh:
         _fh.write(__name__ + "\\n")
+
+
+EXTRA_COMMANDS = []
 
 
 def record(kind, **data):
@@ -50,15 +55,14 @@ FEATURES: dict[str, str] = {
     "imports": """
         import click
 
-        from nexus_core import hookimpl
-        from nexus_core.api import CheckResult, CommandResult, Executor, PreflightCheck, Strategy
-        from nexus_core.options import Option
+        from nexus_core.plugin import (
+            CheckResult, CommandResult, Executor, Option, PreflightCheck, Registration, Strategy, hookimpl, hookspec,
+        )
     """,
     # nexus_executors: transport "fake" runs nothing; it records the command and echoes it.
     "executor": """
         class FakeExecutor(Executor):
             name = "fake"
-            package = "{dist}"
 
             def run(self, host, command, on_output, cancel, timeout):
                 endpoint = self.context.config.get("fake_endpoint")
@@ -121,7 +125,7 @@ FEATURES: dict[str, str] = {
 
         @hookimpl
         def nexus_commands():
-            return [fake_hello]
+            return [fake_hello, *EXTRA_COMMANDS]
     """,
     # nexus_config_options / nexus_task_options: keys the fake executor understands.
     "options": """
@@ -166,12 +170,115 @@ FEATURES: dict[str, str] = {
         def nexus_executors():
             return [NotLocal]
     """,
+    # nexus_addhooks: adds the hook ``nexus_fake_greetings(who)`` (which the core does not know)
+    # and a command ``fake-greet`` that calls it on every plugin that implements it.
+    "addhooks": """
+        class GreetingSpecs:
+            @hookspec
+            def nexus_fake_greetings(who):
+                \"\"\"Return greetings for ``who``.\"\"\"
+
+
+        _manager = []
+
+
+        @hookimpl
+        def nexus_addhooks(pluginmanager):
+            pluginmanager.add_hookspecs(GreetingSpecs)
+            _manager.append(pluginmanager)
+
+
+        @click.command("fake-greet")
+        @click.argument("who")
+        def fake_greet(who):
+            \"\"\"Greetings from every plugin of the fake family.\"\"\"
+            for dist, text in _manager[0].call("nexus_fake_greetings", who=who):
+                click.echo(f"{{dist}}: {{text}}")
+
+
+        EXTRA_COMMANDS.append(fake_greet)  # added by the "command" feature's nexus_commands
+    """,
+    # Implements the hook the "addhooks" fake adds (a member of that plugin family).
+    "greeting": """
+        @hookimpl
+        def nexus_fake_greetings(who):
+            return [f"hello {{who}}"]
+    """,
+    # Lazy registrations: the classes live in NAME_classes.py, imported only when used.
+    "lazy": """
+        @hookimpl
+        def nexus_executors():
+            return [Registration("lazy", "{module}_classes:LazyExecutor")]
+
+
+        @hookimpl
+        def nexus_strategies():
+            step = Option("lazy_step", (int,), None, "hosts per step of the lazy-order strategy", minimum=1)
+            return [Registration("lazy-order", "{module}_classes:LazyOrder", {{"task_options": (step,)}})]
+
+
+        @hookimpl
+        def nexus_preflight_checks():
+            return [Registration("lazy-check", "{module}_classes:LazyCheck", {{"category": "Lazy", "order": 5}})]
+    """,
+    # Registrations that cannot be loaded: no module, no class, not an Executor.
+    "broken": """
+        @hookimpl
+        def nexus_executors():
+            return [
+                Registration("nomodule", "{module}_gone:Gone"),
+                Registration("noclass", "{module}_classes:Gone"),
+                Registration("wrongbase", "{module}_classes:NotAnExecutor"),
+            ]
+    """,
     "raise_on_import": """
         raise RuntimeError("boom while importing on purpose")
     """,
 }
 
-FULL = ("executor", "strategy", "preflight", "command", "options", "subscriber")
+#: The feature that implements each hook of the kinds table (``nexus_core.kinds.KINDS``).
+FEATURE_OF_HOOK = {
+    "nexus_executors": "executor",
+    "nexus_strategies": "strategy",
+    "nexus_preflight_checks": "preflight",
+    "nexus_commands": "command",
+    "nexus_subscribers": "subscriber",
+    "nexus_config_options": "options",
+    "nexus_task_options": "options",
+    "nexus_addhooks": "addhooks",
+}
+
+#: A fake plugin with every kind, derived from the kinds table: a kind without a fake
+#: implementation fails here (and in tests/test_hooks_meta.py), not silently.
+FULL = tuple(dict.fromkeys(FEATURE_OF_HOOK[k.hook] for k in KINDS))
+
+#: The classes of the "lazy" and "broken" features, in their own module (NAME_classes.py).
+CLASSES_MODULE = """
+from nexus_core.plugin import CheckResult, CommandResult, Executor, PreflightCheck, Strategy
+
+
+class LazyExecutor(Executor):
+    def run(self, host, command, on_output, cancel, timeout):
+        record("run", host=host.name, transport=self.name, cmd=command.cmd)
+        on_output("stdout", f"lazy[{host.name}] {command.cmd}")
+        return CommandResult("ok", 0, 0.0)
+
+
+class LazyOrder(Strategy):
+    def batches(self, hosts, options):
+        step = options.get("lazy_step") or 1
+        hosts = sorted(hosts, key=lambda h: h.name)
+        return [hosts[i : i + step] for i in range(0, len(hosts), step)]
+
+
+class LazyCheck(PreflightCheck):
+    def run(self, plan, options):
+        return [CheckResult(self.category, "ok", f"lazy check {self.name} at order {self.order}")]
+
+
+class NotAnExecutor:
+    pass
+"""
 
 
 @dataclass
@@ -191,8 +298,15 @@ class FakeDist:
         return self.name
 
 
-def _module_source(dist: str, version: str, features: Iterable[str], api_version: Any) -> str:
-    fmt = {"dist": dist, "version": version, "import_log": IMPORT_LOG, "run_log": RUN_LOG, "api_version": api_version}
+def _module_source(dist: str, version: str, features: Iterable[str], api_version: Any, module: str) -> str:
+    fmt = {
+        "dist": dist,
+        "version": version,
+        "module": module,
+        "import_log": IMPORT_LOG,
+        "run_log": RUN_LOG,
+        "api_version": api_version,
+    }
     parts = [HEADER.format(**fmt)]
     chosen = list(features)
     if api_version is not None:
@@ -232,7 +346,10 @@ def make_dist(
     )
     (info / "entry_points.txt").write_text(f"[nexus]\n{entry_name} = {module}\n", encoding="utf-8")
     (info / "RECORD").write_text("", encoding="utf-8")
-    (site / f"{module}.py").write_text(_module_source(name, version, features, api_version), encoding="utf-8")
+    (site / f"{module}.py").write_text(_module_source(name, version, features, api_version, module), encoding="utf-8")
+    if {"lazy", "broken"} & set(features):
+        header = HEADER.format(dist=name, version=version, import_log=IMPORT_LOG, run_log=RUN_LOG)
+        (site / f"{module}_classes.py").write_text(header + CLASSES_MODULE, encoding="utf-8")
     return FakeDist(name, version, module, entry_name, site, features)
 
 

@@ -14,7 +14,8 @@ from nexus_core import dsl
 from nexus_core.loader import NexusfileNotFound, find_nexusfile, load_project
 from nexus_core.model import Problem, Project
 from nexus_core.plan import Plan, ValidationFailed, build_plan
-from nexus_core.registry import Registry, builtin_registry
+from nexus_core.plugins import builtin_registry
+from nexus_core.registry import Registry
 from nexus_core.testing import NexusProject
 
 HEADER = "from nexus_core import config, env, hostname, hosts, run, task\n"

@@ -6,7 +6,7 @@ import json
 
 from nexus_core.loader import load_project
 from nexus_core.plan import ValidationFailed, build_plan, dag_key
-from nexus_core.registry import builtin_registry
+from nexus_core.plugins import builtin_registry
 
 SOURCE = """
 from nexus_core import task, run

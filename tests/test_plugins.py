@@ -12,11 +12,16 @@ import os
 import shutil
 from pathlib import Path
 
+import plugin_fixtures
 import pytest
 from plugin_fixtures import Logs, make_dist, plugin_env
 
 from nexus_core.hosts import HostParseError, parse_host
+from nexus_core.kinds import KINDS
 from nexus_core.plugins import Policy
+
+#: Every hook a fake plugin with every feature (``plugin_fixtures.FULL``) implements.
+FULL_HOOKS = sorted(k.hook for k in KINDS)
 
 FAKE_PROJECT = '''
 from nexus_core import config, hosts, run, task
@@ -302,10 +307,7 @@ def test_plugins_text_shows_distribution_version_hooks_and_state(project, site):
     out = project.run("plugins")
     assert out.code == 0, out
     assert "nexus-fake 0.3.0  [allowed]  fake = nexus_fake" in out.stdout
-    assert (
-        "hooks: nexus_commands, nexus_config_options, nexus_executors, nexus_preflight_checks, "
-        "nexus_strategies, nexus_subscribers, nexus_task_options"
-    ) in out.stdout
+    assert f"hooks: {', '.join(FULL_HOOKS)}" in out.stdout
     assert "nexus-other 1.0  [blocked]  other = nexus_other" in out.stdout
     assert (
         "nexus-core 0.1.0  [built-in]  hooks: nexus_executors, nexus_preflight_checks, nexus_strategies" in out.stdout
@@ -323,8 +325,7 @@ def test_plugins_json_has_every_field(project, site):
     assert row == {
         "name": "fake", "distribution": "nexus-fake", "version": "0.3.0", "module": "nexus_fake",
         "allowed": True, "reason": "listed in NEXUS_LOAD_PLUGINS", "loaded": True,
-        "hooks": sorted(f"nexus_{h}" for h in ("commands", "config_options", "executors", "preflight_checks",
-                                                "strategies", "subscribers", "task_options")),
+        "hooks": FULL_HOOKS,
         "error": "", "builtin": False,
     }  # fmt: skip
     builtins = [p for p in data["plugins"] if p["builtin"]]
@@ -350,6 +351,7 @@ def test_version_lists_plugin_versions(project, site):
 # --- what plugins add ----------------------------------------------------------------------
 
 
+@pytest.mark.hook("nexus_commands")
 def test_plugin_cli_command_appears_in_help_and_runs(project, site):
     """nexus_commands: a plugin's click command is a ``nexus`` subcommand."""
     make_dist(site)
@@ -368,6 +370,7 @@ def test_blocked_plugin_command_does_not_exist(project, site, logs):
     assert logs.imported() == []
 
 
+@pytest.mark.hook("nexus_executors", "nexus_config_options", "nexus_task_options")
 def test_plugin_executor_runs_tasks_on_hosts_of_its_transport(project, site, logs):
     """nexus_executors, nexus_config_options, nexus_task_options: ``fake://`` hosts run through the plugin."""
     make_dist(site)
@@ -400,6 +403,7 @@ def test_without_the_plugin_its_transport_and_options_are_validation_errors(proj
     assert logs.imported() == []
 
 
+@pytest.mark.hook("nexus_strategies")
 def test_plugin_strategy_plans_the_host_order(project, site, logs):
     """nexus_strategies: ``strategy="reverse"`` from the plugin plans hosts last-first, one at a time."""
     make_dist(site)
@@ -423,6 +427,7 @@ def test_plugin_strategy_runs_hosts_in_the_planned_order(project, site, logs):
     assert [e["strategy"] for e in out.of("task.start")] == ["reverse"]
 
 
+@pytest.mark.hook("nexus_preflight_checks")
 def test_plugin_preflight_check_reports_on_the_plan(project, site):
     """nexus_preflight_checks: a plugin check runs with ``nexus preflight`` and in the dry run."""
     make_dist(site)
@@ -436,6 +441,7 @@ def test_plugin_preflight_check_reports_on_the_plan(project, site):
     assert "fake host answers" in dry.stdout
 
 
+@pytest.mark.hook("nexus_subscribers")
 def test_raising_subscriber_is_reported_by_name_and_the_run_succeeds(project, site, logs):
     """nexus_subscribers: one plugin's subscriber raises; the run and other subscribers go on."""
     make_dist(site)
@@ -461,6 +467,196 @@ def test_subscriber_sees_every_event_of_a_json_run(project, site, logs):
     out = project.run("run", "deploy", "--format", "json")
     assert out.code == 0, out
     assert [r["event"] for r in logs.records("event")] == [e["event"] for e in out.events]
+
+
+# --- hooks that plugins add -----------------------------------------------------------------
+
+
+@pytest.mark.hook("nexus_addhooks")
+def test_a_plugin_family_shares_a_hook_the_core_does_not_define(project, site):
+    """nexus_addhooks: nexus-fake adds ``nexus_fake_greetings``; nexus-greeter implements it."""
+    make_dist(site)
+    make_dist(site, "nexus-greeter", "0.2", features=("greeting",))
+    out = project.run("fake-greet", "ops")
+    no_traceback(out)
+    assert out.code == 0, out
+    assert out.stdout == "nexus-greeter: hello ops\n"
+    assert out.stderr == ""
+    rows = plugin_rows(project.run("plugins", "--format", "json"))
+    assert rows["nexus-greeter"]["hooks"] == ["nexus_fake_greetings"]
+    assert rows["nexus-greeter"]["error"] == ""
+
+
+def test_a_hook_whose_family_plugin_is_not_installed_is_reported_as_unknown(project, site):
+    make_dist(site, "nexus-greeter", "0.2", features=("greeting",))
+    out = project.run("plugins", "--format", "json")
+    row = plugin_rows(out)["nexus-greeter"]
+    assert "implements nexus_fake_greetings, which is not a Nexus hook" in row["error"]
+    assert row["hooks"] == []
+
+
+# --- lazy registrations ----------------------------------------------------------------------
+
+LAZY_PROJECT = """
+from nexus_core import hosts, run, task
+
+hosts("lazies", "lazy://b", "lazy://a", "lazy://c")
+
+
+@task
+def hello():
+    run("echo hello-local")
+
+
+@task(on="lazies", strategy="lazy-order", lazy_step=2)
+def spread():
+    run("echo spreading")
+"""
+
+
+def test_a_registered_class_is_imported_only_when_a_plan_uses_it(project, site, logs):
+    make_dist(site, "nexus-lazy", "0.4", features=("lazy",))
+    project.write(LAZY_PROJECT)
+    for args in (("--help",), ("run", "hello"), ("list",)):
+        out = project.run(*args)
+        assert out.code == 0, out
+    assert set(logs.imported()) == {"nexus_lazy"}, "the classes module was imported by a run that does not use it"
+    out = project.run("run", "spread", "--format", "json")
+    assert out.code == 0, out
+    assert "nexus_lazy_classes" in logs.imported()
+    # The class takes its name from the registration, and the strategy its options.
+    assert {(r["transport"], r["host"]) for r in logs.records("run")} == {("lazy", h) for h in "abc"}
+    dry = project.run("run", "spread", "--dry-run", "--format", "json")
+    assert dry.json()["plan"]["tasks"]["spread"]["batches"] == [["a", "b"], ["c"]]
+    checks = project.run("preflight", "spread", "--format", "json").json()["checks"]
+    lazy = [c for c in checks if c["category"] == "Lazy"]
+    assert [c["message"] for c in lazy] == ["lazy check lazy-check at order 5"]
+
+
+def test_a_strategy_option_from_a_registration_is_validated_before_import(project, site, logs):
+    make_dist(site, "nexus-lazy", "0.4", features=("lazy",))
+    project.write(LAZY_PROJECT.replace("lazy_step=2", "lazy_step=0"))
+    out = project.run("run", "hello", "--format", "json")
+    assert out.code == 2, out
+    assert "lazy_step must be >= 1" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("transport", "why"),
+    [
+        ("nomodule", "cannot be loaded: no module named 'nexus_broken_gone'"),
+        ("noclass", "cannot be loaded: module 'nexus_broken_classes' has no 'Gone'"),
+        ("wrongbase", "is not a subclass of nexus_core.api.Executor"),
+    ],
+)
+def test_a_broken_registration_is_reported_naming_the_plugin_never_a_traceback(project, site, transport, why):
+    make_dist(site, "nexus-broken", "0.5", features=("broken",))
+    project.write(f'''
+from nexus_core import run, task
+
+@task
+def hello():
+    run("echo hello-local")
+
+@task(on=["{transport}://h1"])
+def remote():
+    run("echo hi")
+''')
+    assert project.run("run", "hello").code == 0  # a local run never imports the broken classes
+    out = project.run("run", "remote")
+    no_traceback(out)
+    assert out.code == 2, out
+    assert f"executor {transport!r} of plugin nexus-broken" in out.stderr and why in out.stderr
+    listing = project.run("plugins", "--format", "json")
+    no_traceback(listing)
+    assert why in plugin_rows(listing)["nexus-broken"]["error"]
+
+
+def test_a_registration_with_a_malformed_target_is_reported_at_start(project, site, monkeypatch):
+    monkeypatch.setitem(
+        plugin_fixtures.FEATURES,
+        "malformed",
+        """
+        @hookimpl
+        def nexus_executors():
+            return [Registration("odd", "no colon here")]
+        """,
+    )
+    make_dist(site, "nexus-odd", "0.1", features=("malformed",))
+    out = project.run("plugins", "--format", "json")
+    no_traceback(out)
+    message = "plugin nexus-odd: executor 'odd' names its class as 'no colon here'; write \"package.module:Class\""
+    assert message in out.json()["errors"]
+
+
+# --- a missing plugin matters only for the tasks being run -----------------------------------
+
+MIXED_PROJECT = """
+from nexus_core import run, task
+
+
+@task
+def hello():
+    run("echo hello-local")
+
+
+@task(on=["{transport}://web-1"])
+def deploy():
+    run("echo deploying")
+"""
+
+
+def test_a_local_task_runs_when_another_task_needs_a_plugin_that_is_not_installed(project):
+    project.write(MIXED_PROJECT.format(transport="agent"))
+    out = project.run("run", "hello")
+    no_traceback(out)
+    assert out.code == 0, out
+    assert "hello-local" in out.stdout
+    warning = "Warning: task 'deploy' runs on remote hosts (agent), but no agent executor is installed"
+    assert warning in out.stderr and "pip install nexus-agent" in out.stderr
+    for args in (("validate",), ("run", "deploy")):
+        strict = project.run(*args)
+        no_traceback(strict)
+        assert strict.code == 2, strict
+        assert "no agent executor is installed" in strict.stderr and "pip install nexus-agent" in strict.stderr
+
+
+def _installed(dist: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _installed("nexus-ssh"), reason="needs nexus-ssh installed (blocked by the test)")
+def test_a_plugin_blocked_by_policy_is_reported_as_blocked_not_as_missing(project):
+    project.write(MIXED_PROJECT.format(transport="ssh"))
+    env = {"NEXUS_LOAD_PLUGINS": ""}
+    out = project.run("run", "hello", env=env)
+    assert out.code == 0, out
+    blocked = "nexus-ssh is installed but blocked by policy (not in NEXUS_LOAD_PLUGINS)"
+    assert blocked in out.stderr and "not installed" not in out.stderr
+    strict = project.run("validate", env=env)
+    assert strict.code == 2, strict
+    assert f"no ssh executor is loaded: {blocked}" in strict.stderr
+    assert "pip install" not in strict.stderr
+
+
+def test_a_strategy_typo_suggests_the_built_in_strategy_and_no_package(project):
+    project.write("""
+from nexus_core import run, task
+
+@task(on=["agent://h"], strategy="rollin")
+def deploy():
+    run("echo hi")
+""")
+    out = project.run("validate")
+    assert out.code == 2, out
+    assert "unknown strategy 'rollin'" in out.stderr and "did you mean 'rolling'?" in out.stderr
+    assert "nexus-ssh" not in out.stderr
 
 
 # --- pure parts ----------------------------------------------------------------------------

@@ -658,6 +658,17 @@ def test_broken_nexusfiles_fail_cleanly(nexus_project: NexusProject, source: str
 # --- missing plugins ----------------------------------------------------------------------------
 
 
+def _ssh_missing() -> tuple[str, str]:
+    """What ``validate`` (which blocks every plugin) says about ssh hosts: blocked, or not installed."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("nexus-ssh")
+    except metadata.PackageNotFoundError:
+        return "no ssh executor is installed", "pip install nexus-ssh"
+    return "no ssh executor is loaded: nexus-ssh is installed but blocked by policy", "NEXUS_LOAD_PLUGINS"
+
+
 def test_remote_group_without_an_executor_says_what_to_install(nexus_project: NexusProject) -> None:
     src = write(
         nexus_project,
@@ -670,7 +681,7 @@ def test_remote_group_without_an_executor_says_what_to_install(nexus_project: Ne
         """,
     )
     out = validate(nexus_project)
-    assert_reported(out, line_of(src, "# here"), "no ssh executor is installed", "pip install nexus-ssh")
+    assert_reported(out, line_of(src, "# here"), *_ssh_missing())
 
 
 def test_remote_host_list_without_an_executor(nexus_project: NexusProject) -> None:
@@ -683,7 +694,7 @@ def test_remote_host_list_without_an_executor(nexus_project: NexusProject) -> No
         """,
     )
     out = validate(nexus_project)
-    assert_reported(out, line_of(src, "# here"), "remote hosts (ssh)", "pip install nexus-ssh")
+    assert_reported(out, line_of(src, "# here"), "remote hosts (ssh)", _ssh_missing()[1])
 
 
 # --- finding the nexusfile ----------------------------------------------------------------------

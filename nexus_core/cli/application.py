@@ -336,13 +336,19 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     if "cache" not in kwargs:
         own = kwargs["cache"] = open_store(quiet=True)
     try:
-        return build_plan(project, plugin_manager().registry, tasks, **kwargs)
+        plan = build_plan(project, plugin_manager().registry, tasks, **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)
         raise Exit(ExitCode.CONFIG) from None
     finally:
         if own is not None:
             own.close()
+    style = Style.detect(sys.stderr)
+    for warning in plan.warnings:
+        # A plugin missing for tasks this run does not include: say so, and run the rest.
+        text = f"Warning: {warning.message}; not needed by this run" + (f" ({warning.hint})" if warning.hint else "")
+        click.echo(style.paint(text, "yellow"), err=True)
+    return plan
 
 
 def show_problems(problems: Sequence[Any], fmt: str) -> None:

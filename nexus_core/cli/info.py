@@ -41,6 +41,7 @@ def version(fmt: str) -> None:
 def plugins(fmt: str) -> None:
     """List installed plugins: distribution, version, hooks, and whether policy allows them."""
     pm = plugin_manager()
+    pm.check_registrations()
     if fmt == "json":
         env_names = sorted(pm.policy.env_names) if pm.policy.env_names is not None else None
         click.echo(

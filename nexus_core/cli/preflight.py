@@ -30,12 +30,16 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 
     registry = plugin_manager().registry
     results: list[CheckResult] = []
-    ordered = sorted(registry.checks.items(), key=lambda item: getattr(item[1], "order", 50))
-    for name, cls in ordered:
+    options = {**options, "registry": registry}
+    for name in registry.checks.ordered("order"):
+        owner = registry.owners.get(f"pre-flight check:{name}", "?")
+        why = registry.checks.problem(name)
+        if why:
+            results.append(CheckResult("Checks", "fail", why, exit_code=2))
+            continue
         try:
-            results.extend(cls().run(plan, options))
+            results.extend(registry.checks[name]().run(plan, options))
         except Exception as exc:  # noqa: BLE001 - plugin code
-            owner = registry.owners.get(f"pre-flight check:{name}", "?")
             results.append(CheckResult("Checks", "fail", f"check {name!r} ({owner}) crashed: {exc!r}"))
     return results
 

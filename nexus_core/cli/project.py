@@ -30,7 +30,7 @@ from nexus_core.output.style import Style
 def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
     """Check the nexusfile (and every task body) without running anything."""
     project = load(config_path)
-    plan = make_plan(project, tasks, fmt)
+    plan = make_plan(project, tasks, fmt, every_plugin=True)
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -62,7 +62,7 @@ def list_tasks(config_path: str | None, fmt: str) -> None:
     from nexus_core.plan import _dep_name, check_structure
 
     project = load(config_path)
-    problems = check_structure(project, plugin_manager().registry)
+    problems = check_structure(project, plugin_manager().registry, running=())
     if problems:
         show_problems(problems, fmt)
         raise Exit(ExitCode.CONFIG)

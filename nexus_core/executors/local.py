@@ -18,12 +18,8 @@ import threading
 import time
 from collections import deque
 
-import pluggy
-
 from nexus_core.api import Cancel, CommandResult, Executor, ExecutorContext, OutputCallback
 from nexus_core.model import Command, Host
-
-hookimpl = pluggy.HookimplMarker("nexus")
 
 TAIL_LINES = 20
 _CHUNK = 65536
@@ -176,12 +172,6 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         """Stop the watchdog thread."""
         self._watchdog.close()
-
-
-@hookimpl
-def nexus_executors() -> list[type[Executor]]:
-    """The built-in local executor."""
-    return [LocalExecutor]
 
 
 def _kill_group(pgid: int) -> None:

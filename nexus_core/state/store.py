@@ -75,16 +75,6 @@ CREATE TABLE IF NOT EXISTS dag_cache (
     phases TEXT NOT NULL,             -- JSON list of lists
     used REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS artifacts (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    task TEXT NOT NULL,
-    host TEXT NOT NULL,
-    path TEXT NOT NULL,
-    sha256 TEXT,
-    size INTEGER,
-    created REAL NOT NULL,
-    PRIMARY KEY (run_id, task, host, path)
-);
 """
 
 

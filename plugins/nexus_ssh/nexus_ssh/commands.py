@@ -28,10 +28,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import click
-from nexus_core.exitcodes import ExitCode
+from nexus_core.plugin import ExitCode
 
 if TYPE_CHECKING:
-    from nexus_core.model import Host
+    from nexus_core.plugin import Host
     from paramiko.pkey import PKey
 
     from nexus_ssh.connect import Connector
@@ -85,15 +85,14 @@ class HostRow:
 
 
 def _fail(code: int, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> None:
-    from nexus_core.cli.application import fail
+    from nexus_core.plugin import fail
 
     fail(code, headline, context, suggestions)
 
 
 def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host], Mapping[str, Any]]:
     """The hosts to look at and the project's config (empty without a nexusfile)."""
-    from nexus_core.hosts import HostParseError, parse_host
-    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.plugin import HostParseError, NexusfileNotFound, find_nexusfile, parse_host
 
     config: Mapping[str, Any] = {}
     plan_hosts: list[Host] = []
@@ -110,7 +109,7 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
                 ["Name hosts: nexus hosts scan web-1 deploy@web-2:2222", "Or run it in a project folder"],
             )
     if found:
-        from nexus_core.cli.application import load, make_plan
+        from nexus_core.plugin import load, make_plan
 
         project = load(config_path)
         plan = make_plan(project, [], "text")
@@ -247,8 +246,7 @@ def _fingerprint_b64(key_type: str, b64: str) -> str:
 
 
 def _changed_block(row: HostRow, k: KeyRow) -> str:
-    from nexus_core.output.report import error_block
-    from nexus_core.output.style import Style
+    from nexus_core.plugin import Style, error_block
 
     path, _, line = k.known_as.rpartition(":")
     return error_block(
@@ -447,13 +445,13 @@ def hosts_group() -> click.Group:
 
 
 def _exit(code: int) -> None:
-    from nexus_core.cli.application import Exit
+    from nexus_core.plugin import Exit
 
     raise Exit(code)
 
 
 def _marks() -> dict[str, str]:
-    from nexus_core.output.style import Style
+    from nexus_core.plugin import Style
 
     s = Style.detect()
     return {

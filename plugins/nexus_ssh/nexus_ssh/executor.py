@@ -18,10 +18,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.api import Cancel, CommandResult, ExecutorContext, OutputCallback
-from nexus_core.events import (
+from nexus_core.plugin import (
+    Cancel,
+    Command,
+    CommandResult,
     Event,
+    Executor,
+    ExecutorContext,
+    Host,
     Log,
+    OutputCallback,
     PoolCheckin,
     PoolCheckout,
     SshConnect,
@@ -29,9 +35,8 @@ from nexus_core.events import (
     SshDisconnect,
     SshError,
 )
-from nexus_core.model import Command, Host
 
-from nexus_ssh import plugin, remote
+from nexus_ssh import remote
 from nexus_ssh import session as sess
 from nexus_ssh.errors import CancelledConnect, ConnectError
 from nexus_ssh.settings import (
@@ -155,11 +160,13 @@ class _Lines:
         self._emit(self.stream, line)
 
 
-class SshExecutor(plugin.SshExecutor):
+class SshExecutor(Executor):
     """Runs commands over SSH with per-host pools, host key checks and jump hosts.
 
-    Its name, package and marker support are those of the registered class it extends.
+    Registered as ``ssh`` by :mod:`nexus_ssh.plugin` (which never imports this module).
     """
+
+    supports_markers = True
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -293,7 +300,7 @@ class SshExecutor(plugin.SshExecutor):
         In session mode this is one ``rm`` line in the host's session shell (no ``setsid``,
         no new ``sh``); in exec mode, an exec channel as for any command.
         """
-        from nexus_core.markers import cleanup_line
+        from nexus_core.plugin import cleanup_line
 
         line = cleanup_line(run_id, host.label)
         self.run(host, Command(line, timeout=30), lambda _s, _l: None, Cancel(), 30.0, raw=True)

@@ -1,21 +1,15 @@
 """Entry module of the ``nexus-ssh`` plugin (entry point ``nexus: ssh``).
 
-Cheap to import: no Paramiko or Fabric here; the executor imports them on first use.
+Cheap to import: it names its classes as ``"module:Class"`` registrations, so Paramiko,
+the executor and the pre-flight checks are imported only when a plan uses SSH hosts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-try:  # the core re-exports the marker; fall back to an equivalent one
-    from nexus_core import hookimpl
-except ImportError:  # pragma: no cover - depends on the core's version
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("nexus")
-
-from nexus_core.api import Executor, PreflightCheck  # loaded already: the core's built-ins use them
+from nexus_core.plugin import Event, Option, Registration, Subscriber, hookimpl
 
 if TYPE_CHECKING:
     import click
@@ -30,33 +24,14 @@ SUDO = "Sudo Access"
 RESOURCES = "Resources"
 
 
-class SshExecutor(Executor):
-    """The ``ssh`` transport as registered; creating one makes a :class:`nexus_ssh.executor.SshExecutor`.
-
-    That subclass (and Paramiko behind it) is imported on first use, so registering the
-    transport costs every ``nexus`` command, local runs included, nothing.
-    """
-
-    name = "ssh"
-    package = "nexus-ssh"
-    supports_markers = True
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> SshExecutor:
-        if cls is SshExecutor:
-            from nexus_ssh.executor import SshExecutor as real
-
-            cls = real
-        return super().__new__(cls)
+@hookimpl
+def nexus_executors() -> Sequence[Registration]:
+    """The ``ssh`` transport (:class:`nexus_ssh.executor.SshExecutor`, imported on first use)."""
+    return [Registration("ssh", "nexus_ssh.executor:SshExecutor")]
 
 
 @hookimpl
-def nexus_executors() -> Sequence[type[Executor]]:
-    """The ``ssh`` transport."""
-    return [SshExecutor]
-
-
-@hookimpl
-def nexus_config_options() -> Sequence[Any]:
+def nexus_config_options() -> Sequence[Option]:
     """``config(ssh_config_file=...)``: the OpenSSH client config to read (default ~/.ssh/config).
 
     ``config(ssh_session_mode=...)``: how commands reach a host's shell. ``"shell"`` (default):
@@ -66,8 +41,6 @@ def nexus_config_options() -> Sequence[Any]:
     Hosts without ``setsid``, and sudo with a password, always use exec channels. See
     ``nexus_ssh/session.py`` and docs/ssh.md.
     """
-    from nexus_core.options import Option
-
     from nexus_ssh.session import DEFAULT_MODE, MODES
 
     return [
@@ -88,28 +61,14 @@ def nexus_config_options() -> Sequence[Any]:
     ]
 
 
-class SshHostsCheck(PreflightCheck):
-    """Connectivity, authentication and sudo for every SSH host, as registered.
-
-    Creating one makes a :class:`nexus_ssh.preflight.SshHostsCheck`, imported then.
-    """
-
-    name = "ssh-hosts"
-    category = CONNECTIVITY
-    order = 10
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> SshHostsCheck:
-        if cls is SshHostsCheck:
-            from nexus_ssh.preflight import SshHostsCheck as real
-
-            cls = real
-        return super().__new__(cls)
-
-
 @hookimpl
-def nexus_preflight_checks() -> Sequence[type[PreflightCheck]]:
+def nexus_preflight_checks() -> Sequence[Registration]:
     """Connectivity (latency, banner), authentication, sudo and open-files checks for SSH hosts."""
-    return [SshHostsCheck]
+    return [
+        Registration(
+            "ssh-hosts", "nexus_ssh.preflight:SshHostsCheck", {"category": CONNECTIVITY, "order": 10}
+        )
+    ]
 
 
 @hookimpl
@@ -121,9 +80,7 @@ def nexus_commands() -> Sequence[click.Command]:
 
 
 @hookimpl
-def nexus_subscribers(
-    config: Mapping[str, Any], options: Mapping[str, Any]
-) -> Sequence[Callable[[Any], None]]:
+def nexus_subscribers(config: Mapping[str, Any], options: Mapping[str, Any]) -> Sequence[Subscriber]:
     """Before a run over many hosts: raise the open-files limit, or warn how to (``ulimit -n``)."""
     return [_FdLimitGuard(config)]
 
@@ -134,7 +91,7 @@ class _FdLimitGuard:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: Event) -> None:
         if getattr(event, "name", "") != "pipeline.start":
             return
         hosts = [h for h in getattr(event, "hosts", ()) if h != "local"]

@@ -29,15 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.api import CheckResult
+from nexus_core.plugin import CheckResult, PreflightCheck
 
-from nexus_ssh import plugin
 from nexus_ssh.errors import ConnectError, classify
 from nexus_ssh.plugin import AUTH, CONNECTIVITY, RESOURCES, SUDO
 from nexus_ssh.settings import DEFAULT_POOL_SIZE, ConnectSpec, Resolver, SettingsError
 
 if TYPE_CHECKING:
-    from nexus_core.model import Host
+    from nexus_core.plugin import Host, Plan
 
     from nexus_ssh.connect import Connection, Connector
 
@@ -73,10 +72,13 @@ def _first_line(text: str) -> tuple[str, str]:
     return head, rest
 
 
-class SshHostsCheck(plugin.SshHostsCheck):
-    """Connectivity, authentication and sudo for every SSH host of the plan."""
+class SshHostsCheck(PreflightCheck):
+    """Connectivity, authentication and sudo for every SSH host of the plan.
 
-    def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
+    Registered as ``ssh-hosts`` by :mod:`nexus_ssh.plugin` (which never imports this module).
+    """
+
+    def run(self, plan: Plan, options: Mapping[str, Any]) -> list[CheckResult]:
         """Check every SSH host (bounded parallelism); results grouped by category."""
         hosts: list[Host] = [h for h in plan.hosts if h.transport == "ssh"]
         if not hosts:

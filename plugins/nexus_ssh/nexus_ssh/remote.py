@@ -31,8 +31,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from nexus_core import markers
-from nexus_core.markers import Marker
+from nexus_core.plugin import Marker, markers
 
 MARKER = "\x1eNEXUS-PG "
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

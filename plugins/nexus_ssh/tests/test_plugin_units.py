@@ -23,15 +23,28 @@ def test_plugin_entry_is_cheap_and_declares_the_api() -> None:
         "assert p.NEXUS_API_VERSION == 1; "
         "bad = [m for m in ('paramiko', 'fabric', 'invoke', 'cryptography') if m in sys.modules]; "
         "assert not bad, bad; "
-        "[cls] = p.nexus_executors(); "
-        "assert cls.name == 'ssh' and cls.package == 'nexus-ssh'; "
-        "p.nexus_preflight_checks(); "
+        "[reg] = p.nexus_executors(); "
+        "assert (reg.name, reg.target) == ('ssh', 'nexus_ssh.executor:SshExecutor'); "
+        "[check] = p.nexus_preflight_checks(); "
+        "assert check.target == 'nexus_ssh.preflight:SshHostsCheck' and check.details['order'] == 10; "
         "heavy = ('paramiko', 'fabric', 'nexus_ssh.executor', 'nexus_ssh.preflight'); "
         "bad = [m for m in heavy if m in sys.modules]; "
         "assert not bad, bad"
     )
     env_path = f"{_PLUGIN}:{_ROOT}"
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": env_path, "PATH": "/usr/bin"})
+
+
+def test_registered_classes_load_with_the_names_of_their_registrations() -> None:
+    from nexus_core.plugins import PluginManager
+
+    registry = PluginManager(report=lambda _msg: None).registry
+    executor = registry.executors["ssh"]
+    assert executor.__module__ == "nexus_ssh.executor"
+    assert (executor.name, executor.supports_markers) == ("ssh", True)
+    check = registry.checks["ssh-hosts"]
+    assert (check.name, check.category, check.order) == ("ssh-hosts", "Host Connectivity", 10)
+    assert registry.owners["executor:ssh"] == "nexus-ssh"
 
 
 def test_config_option_declared() -> None:

@@ -1,0 +1,179 @@
+"""The public plugin API: the one module a plugin imports from the core.
+
+Everything here is promised to plugin authors (versioned by ``API_VERSION``); every other
+``nexus_core`` module is internal and may change. ``tests/test_public_api.py`` fails when a
+plugin of this repository imports anything else (besides ``nexus_core`` itself, which a
+nexusfile uses, and the ``nexus_core.testing`` pytest plugin)::
+
+    from nexus_core.plugin import Executor, Registration, hookimpl
+
+    NEXUS_API_VERSION = 1
+
+    @hookimpl
+    def nexus_executors() -> list[Registration]:
+        return [Registration("agent", "nexus_agent.executor:AgentExecutor")]
+
+The CLI kit (``load``, ``make_plan``, ``fail``, ``Exit``) and ``Plan`` are
+imported on first use, so that importing this module stays cheap for entry modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pluggy
+
+import nexus_core.markers as markers
+from nexus_core._version import API_VERSION
+from nexus_core.api import (
+    Cancel,
+    CheckResult,
+    CommandResult,
+    Executor,
+    ExecutorContext,
+    HostOutcome,
+    OutputCallback,
+    PreflightCheck,
+    Strategy,
+    StrategyContext,
+    skipped,
+)
+
+# Events nexus-ssh emits today; they move to nexus-ssh with the SSH event catalogue.
+from nexus_core.events import (
+    Event,
+    Log,
+    PoolCheckin,
+    PoolCheckout,
+    SshConnect,
+    SshConnectStart,
+    SshDisconnect,
+    SshError,
+    Subscriber,
+)
+from nexus_core.exitcodes import ExitCode
+from nexus_core.hosts import HostParseError, parse_host
+from nexus_core.kinds import KINDS, Kind, Registration
+from nexus_core.markers import Marker, cleanup_line
+from nexus_core.model import Command, Host
+from nexus_core.options import Option
+
+if TYPE_CHECKING:
+    from nexus_core.cli.application import (
+        Exit,
+        config_option,
+        fail,
+        format_option,
+        load,
+        log_options,
+        make_plan,
+        open_store,
+    )
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.output.report import error_block
+    from nexus_core.output.style import Style
+    from nexus_core.plan import Plan
+    from nexus_core.plugins import PluginManager
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "PUBLIC_MODULES",
+    "Cancel",
+    "CheckResult",
+    "Command",
+    "CommandResult",
+    "Event",
+    "Executor",
+    "ExecutorContext",
+    "Exit",
+    "ExitCode",
+    "Host",
+    "HostOutcome",
+    "HostParseError",
+    "Kind",
+    "Log",
+    "Marker",
+    "NexusfileNotFound",
+    "Option",
+    "OutputCallback",
+    "Plan",
+    "PluginManager",
+    "PoolCheckin",
+    "PoolCheckout",
+    "PreflightCheck",
+    "Registration",
+    "SshConnect",
+    "SshConnectStart",
+    "SshDisconnect",
+    "SshError",
+    "Strategy",
+    "StrategyContext",
+    "Style",
+    "Subscriber",
+    "cleanup_line",
+    "config_option",
+    "error_block",
+    "fail",
+    "find_nexusfile",
+    "format_option",
+    "hookimpl",
+    "hookspec",
+    "load",
+    "log_options",
+    "make_plan",
+    "markers",
+    "open_store",
+    "parse_host",
+    "skipped",
+]
+
+#: The core modules a plugin may import from.
+PUBLIC_MODULES = ("nexus_core", "nexus_core.plugin", "nexus_core.testing")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_impl_marker = pluggy.HookimplMarker("nexus")
+_spec_marker = pluggy.HookspecMarker("nexus")
+
+
+def hookimpl(func: _F) -> _F:
+    """Mark ``func`` as the implementation of the Nexus hook of the same name (its type is kept)."""
+    return _impl_marker(func)
+
+
+def hookspec(func: _F) -> _F:
+    """Mark ``func`` as a hook specification (for hooks a plugin adds with ``nexus_addhooks``)."""
+    return _spec_marker(func)
+
+
+#: Names imported on first use, and where from.
+_LAZY = {
+    "Exit": "nexus_core.cli.application",
+    "fail": "nexus_core.cli.application",
+    "load": "nexus_core.cli.application",
+    "make_plan": "nexus_core.cli.application",
+    "config_option": "nexus_core.cli.application",
+    "format_option": "nexus_core.cli.application",
+    "log_options": "nexus_core.cli.application",
+    "open_store": "nexus_core.cli.application",
+    "NexusfileNotFound": "nexus_core.loader",
+    "find_nexusfile": "nexus_core.loader",
+    "error_block": "nexus_core.output.report",
+    "Style": "nexus_core.output.style",
+    "Plan": "nexus_core.plan",
+    "PluginManager": "nexus_core.plugins",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the CLI kit and the heavier types when a plugin first asks for them."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nexus_core.plugin' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
