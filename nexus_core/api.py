@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSION",
+    "INTERRUPTED",
     "Cancel",
     "CheckResult",
     "CommandResult",
@@ -255,14 +256,21 @@ class Strategy(ABC):
         plan = self.batches(hosts, context.options)
         for i, batch in enumerate(plan):
             if context.stopping():
-                outcomes.extend(skipped(plan[i:], "not started: the run is stopping"))
+                outcomes.extend(skipped(plan[i:], INTERRUPTED))
                 break
             results = context.run_batch(batch)
             outcomes.extend(results)
+            if context.stopping():  # hosts stopped by the interrupt did not fail the batch
+                outcomes.extend(skipped(plan[i + 1 :], INTERRUPTED))
+                break
             if not context.continue_on_error and any(not r.ok for r in results):
                 outcomes.extend(skipped(plan[i + 1 :], "not started: an earlier batch failed"))
                 break
         return outcomes
+
+
+#: Why hosts a strategy did not start once the run was interrupted (SIGINT, SIGTERM, SIGHUP).
+INTERRUPTED = "not started: the run was interrupted"
 
 
 def skipped(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_core import events as ev
 from nexus_core.api import (
+    INTERRUPTED,
     Cancel,
     CommandResult,
     Executor,
@@ -31,6 +32,7 @@ from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
 if TYPE_CHECKING:
+    from nexus_core.state.leftovers import HostPruner
     from nexus_core.state.resume import ResumePoint
 
 #: Seconds between SIGINT, SIGTERM and SIGKILL once a shutdown grace period is over.
@@ -57,6 +59,8 @@ class RunOptions:
     markers: bool = True
     #: Continue an interrupted run: what is done is skipped, the rest starts where it stopped.
     resume: ResumePoint | None = None
+    #: Removes leftovers of other runs from hosts that are due (see nexus_core.state.leftovers).
+    prune: HostPruner | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class Engine:
         self._escalation: list[threading.Timer] = []
         self._marked_hosts: dict[tuple[str, str], Host] = {}
         self._cleaned: set[tuple[str, str]] = set()
+        #: Commands that really started, per (task, host): what ``task.stop`` counts as executed.
+        self._executed: dict[tuple[str, str], int] = {}
         #: Commands each host still has to run in this plan; at 0 its status files can go.
         self._left: dict[tuple[str, str], int] = {}
         for tp in plan.tasks.values():
@@ -428,6 +434,10 @@ class Engine:
                 break
             task_limited = remaining < cmd.timeout or cmd.timeout <= 0
             result = self._run_command(tp, host, index, cmd, limit if limit != float("inf") else 0.0)
+            if not (result.status == "interrupted" and result.reason.startswith("not started")):
+                with self._lock:
+                    key = (tp.name, host.label)
+                    self._executed[key] = self._executed.get(key, 0) + 1
             if result.ok:
                 done.append(cmd.cmd)
                 continue
@@ -620,7 +630,16 @@ class Engine:
 
     def _clean_host(self, host: Host) -> None:
         run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
+        prune = self.options.prune
         try:
+            script = prune.script_for(host) if prune is not None else None
+            if prune is not None and script:  # due: one command cleans up and removes leftovers
+                result = self.executor(host.transport).run(
+                    host, Command(script, timeout=60), lambda _s, _l: None, Cancel(), 60.0
+                )
+                prune.done(host, result.ok)
+                if result.ok:
+                    return
             self.executor(host.transport).remove_markers(host, run_id)
         except Exception as exc:  # noqa: BLE001 - cleanup must never fail a run
             self._report(f"nexus: could not remove status files on {host.label}: {exc!r}")
@@ -703,8 +722,8 @@ class _TaskContext(StrategyContext):
 
     def _one(self, host: Host, batch: _Batch) -> HostOutcome:
         if self.stopping() or (batch.failed and batch.stop_on_failure):
-            why = "the run is stopping" if self.stopping() else "another host failed"
-            outcome = HostOutcome(host, "skipped", reason=f"not started: {why}")
+            reason = INTERRUPTED if self.stopping() else "not started: another host failed"
+            outcome = HostOutcome(host, "skipped", reason=reason)
             self.engine.bus.emit(
                 ev.HostStop(self.engine.options.run_id, task=self.tp.name, host=host.label, status="skipped",
                             reason=outcome.reason)
@@ -712,7 +731,8 @@ class _TaskContext(StrategyContext):
         else:
             hp = self.by_host[id(host)]
             outcome = self.engine.run_host(self.tp, hp)
-            self.commands_executed += len(hp.commands)
+            with self.engine._lock:  # hosts of a batch finish in parallel
+                self.commands_executed += self.engine._executed.get((self.tp.name, host.label), 0)
             if not outcome.ok:
                 batch.failed = True
         self.outcomes.append(outcome)

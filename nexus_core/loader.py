@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import NoReturn
 
 from nexus_core.dsl import _PROJECT
 from nexus_core.model import Location, Problem, Project
@@ -28,9 +29,13 @@ def find_nexusfile(explicit: str | None = None, start: str | None = None) -> str
     if explicit:
         path = os.path.abspath(os.path.expanduser(explicit))
         if os.path.isdir(path):
-            path = os.path.join(path, NEXUSFILE)
-        if not os.path.isfile(path):
+            folder, path = path, os.path.join(path, NEXUSFILE)
+            if not os.path.exists(path):
+                raise NexusfileNotFound(f"{explicit} is a folder without a {NEXUSFILE} ({folder})")
+        if not os.path.exists(path):
             raise NexusfileNotFound(f"{explicit} does not exist")
+        if not os.path.isfile(path):
+            raise NexusfileNotFound(f"{path} is not a regular file (a nexusfile is a Python file)")
         return path
     folder = os.path.abspath(start or os.getcwd())
     for _ in range(256):
@@ -60,10 +65,13 @@ def in_project(project: Project) -> Iterator[None]:
     before = set(sys.modules)
     old_cwd = os.getcwd()
     sys.path.insert(0, project.root)
+    real_exit, real_abort = os._exit, os.abort
+    os._exit, os.abort = _hard_exit, _hard_abort  # type: ignore[assignment]
     try:
         os.chdir(project.root)
         yield
     finally:
+        os._exit, os.abort = real_exit, real_abort
         os.chdir(old_cwd)
         try:
             sys.path.remove(project.root)
@@ -74,6 +82,27 @@ def in_project(project: Project) -> Iterator[None]:
             if isinstance(module_file, str) and module_file.startswith(root):
                 del sys.modules[name]
         sys.modules.update(shadowed)
+
+
+class HardExit(SystemExit):
+    """``os._exit()`` or ``os.abort()`` called by nexusfile code while Nexus evaluates it.
+
+    Inside :func:`in_project` both raise this instead of ending the process at once, so
+    that ``nexus validate`` (and every command that loads the nexusfile) reports the call
+    at its line like any other exception, instead of ending silently with the file's code.
+    """
+
+    def __init__(self, call: str, code: object) -> None:
+        super().__init__(code)
+        self.call = call
+
+
+def _hard_exit(code: int) -> NoReturn:
+    raise HardExit("os._exit", code)
+
+
+def _hard_abort() -> NoReturn:
+    raise HardExit("os.abort", None)
 
 
 def _shadowed_modules(folder: str) -> dict[str, ModuleType]:
@@ -180,7 +209,10 @@ def exception_problem(exc: BaseException, path: str, when: str, fallback: Locati
     if len(text) > 500:
         text = text[:497] + "..."
     message = f"{kind}: {text}" if text else kind
-    if isinstance(exc, SystemExit):
+    if isinstance(exc, HardExit):
+        args = "" if exc.call == "os.abort" else safe_repr(exc.code)
+        message = f"the nexusfile called {exc.call}({args}), which would end Nexus at once"
+    elif isinstance(exc, SystemExit):
         message = f"the nexusfile called exit({safe_repr(exc.code)})"
     elif isinstance(exc, RecursionError):
         message = "RecursionError: maximum recursion depth exceeded"

@@ -172,5 +172,12 @@ CONFIG_OPTIONS: dict[str, Option] = {
         Option("shell", (str,), "/bin/sh", "shell for local commands"),
         Option("interrupt_grace", _NUM, 10, "seconds between SIGINT, SIGTERM and SIGKILL after Ctrl+C", minimum=0),
         Option("terminate_grace", _NUM, 30, "the same after SIGTERM", minimum=0),
+        Option(
+            "state_retention_days",
+            _NUM,
+            7,
+            "days the status files of abandoned runs stay on hosts",
+            check=lambda v: None if v > 0 else "state_retention_days must be more than 0",
+        ),
     ]
 }

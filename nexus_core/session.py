@@ -119,6 +119,8 @@ class RunSession:
             return engine.run()
         finally:
             _restore_signals(previous)
+            if engine.options.prune is not None:
+                engine.options.prune.save()  # the recorder is done with the store now
 
     def interrupt(self, signal_name: str = "SIGINT") -> None:
         """Stop as the signal would (callable from any thread); the first call says what follows."""
@@ -177,6 +179,11 @@ class RunSession:
             resume=self.resume,
             extra=extra,
         )
+        if self.store is not None:  # leftovers of other runs go with this run's clean-up, once a day per host
+            from nexus_core.state.leftovers import DEFAULT_RETENTION_DAYS, HostPruner
+
+            retention = float(cfg.get("state_retention_days") or DEFAULT_RETENTION_DAYS)
+            options.prune = HostPruner(self.store, retention, run_id, [h.label for h in plan.hosts])
         return Engine(plan, registry, bus, options, report=self._say)
 
     def _say(self, message: str) -> None:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nexus_core.api import HostOutcome, Strategy, StrategyContext, skipped
+from nexus_core.api import INTERRUPTED, HostOutcome, Strategy, StrategyContext, skipped
 from nexus_core.model import Host
 from nexus_core.options import NUMBER, Option
 from nexus_core.plugin import hookimpl
@@ -105,10 +105,13 @@ class RollingStrategy(Strategy):
         failures = 0
         for i, batch in enumerate(plan):
             if context.stopping():
-                outcomes += skipped(plan[i:], "not started: the run is stopping")
+                outcomes += skipped(plan[i:], INTERRUPTED)
                 break
             results = context.run_batch(batch, stop_on_failure=not context.continue_on_error and not tolerance)
             outcomes += results
+            if context.stopping():  # hosts stopped by the interrupt did not fail the batch
+                outcomes += skipped(plan[i + 1 :], INTERRUPTED)
+                break
             failures += sum(1 for r in results if not r.ok and r.status != "skipped")
             if failures and not context.continue_on_error and failures * 100 / len(hosts) > tolerance:
                 outcomes += skipped(plan[i + 1 :], f"not started: batch {i + 1} failed")
@@ -146,11 +149,13 @@ class CanaryStrategy(Strategy):
         rest = plan[1:]
         if not rest:
             return outcomes
+        if context.stopping():
+            return outcomes + skipped(rest, INTERRUPTED)
         if any(not o.ok for o in outcomes) and not context.continue_on_error:
             return outcomes + skipped(rest, "not started: a canary host failed")
         wait = float(context.options.get("canary_wait") or 0)
         if context.stopping() or (wait and not context.wait(wait)):
-            return outcomes + skipped(rest, "not started: the run is stopping")
+            return outcomes + skipped(rest, INTERRUPTED)
         return outcomes + context.run_batch(rest[0])
 
 

@@ -64,14 +64,9 @@ def run_in_pty(
 def start_nexus(project, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
     """Start ``python -m nexus_core ARGS`` in ``project`` (no colour, CI mode), pipes for its output."""
     full = {**os.environ, **project.env, "NO_COLOR": "1", "CI": "1", **(env or {})}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}  # callers may redirect either
     return subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", *args],
-        cwd=project.root,
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
+        [sys.executable, "-m", "nexus_core", *args], cwd=project.root, env=full, text=True, **streams
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "fail",
     "format_option",
     "load",
+    "lock_options",
     "log_options",
     "main",
     "make_plan",
@@ -186,6 +187,9 @@ def main() -> None:
 
 def entry() -> None:
     """Console-script entry point: run the CLI and map every outcome to an exit code."""
+    from nexus_core.output.pipes import guard_std_streams
+
+    guard_std_streams()  # a closed output pipe never stops or fails a run
     as_json = wants_json(sys.argv[1:])
 
     def error(code: int, headline: str, text: str, context: Sequence[str] = (), hints: Sequence[str] = ()) -> None:
@@ -221,7 +225,13 @@ def entry() -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # never show a traceback unless asked
         from nexus_core.logs import debug_enabled
+        from nexus_core.state.paths import state_db
+        from nexus_core.state.recover import damage_found_late
 
+        damaged = damage_found_late(exc, state_db())
+        if damaged:
+            error(ExitCode.CONFIG, damaged.splitlines()[0].removeprefix("Error: "), damaged)
+            sys.exit(ExitCode.CONFIG)
         if debug_enabled():
             raise
         bug = f"internal error: {type(exc).__name__}: {exc}"
@@ -297,6 +307,20 @@ def log_options(f: F) -> F:
     )(f)
 
 
+def lock_options(f: F) -> F:
+    """``--no-wait`` and ``--lock-timeout`` for commands that take the project's run lock."""
+    f = click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        default=None,
+        help="Give up (exit 2) if another run of this project still holds the lock after SECONDS.",
+    )(f)
+    return click.option(
+        "--no-wait", is_flag=True, help="Exit 2 at once if another run of this project is in progress."
+    )(f)
+
+
 def setup_logs(level: str | None, fmt: str) -> None:
     """Send logs to stderr at ``level`` (default warning) in ``fmt`` (text or json)."""
     from nexus_core import logs
@@ -369,18 +393,15 @@ def open_store(required: bool = False, quiet: bool = False) -> StateStore | None
     ``required``: exit 2 saying why; else warn (unless ``quiet``) that the run is not recorded.
     """
     from nexus_core.state.paths import state_db
-    from nexus_core.state.store import StateError, StateStore
+    from nexus_core.state.recover import open_state
+    from nexus_core.state.store import StateError
 
-    try:
-        return StateStore(state_db())
+    try:  # a damaged database is moved aside and replaced, with a warning
+        return open_state(state_db(), warn=lambda m: click.echo(m, err=True))
     except StateError as exc:
         if required:
-            fail(
-                ExitCode.CONFIG,
-                "Cannot open the run-state database",
-                [str(exc)],
-                ["Check the permissions of $XDG_STATE_HOME/nexus (or set NEXUS_STATE_DB)"],
-            )
+            hint = "Check the permissions of $XDG_STATE_HOME/nexus (or set NEXUS_STATE_DB)"
+            fail(ExitCode.CONFIG, "Cannot open the run-state database", [str(exc)], [] if exc.damaged else [hint])
         if not quiet:
             click.echo(f"nexus: warning: {exc}; this run is not recorded and cannot be resumed", err=True)
         return None

@@ -14,9 +14,11 @@ from nexus_core.cli.application import (
     config_option,
     format_option,
     load,
+    log_options,
     main,
     make_plan,
     plugin_manager,
+    setup_logs,
 )
 from nexus_core.output.style import Style
 
@@ -63,6 +65,7 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @config_option
 @format_option
+@log_options
 def preflight(
     tasks: tuple[str, ...],
     hosts_override: str | None,
@@ -76,6 +79,8 @@ def preflight(
     user: str | None,
     config_path: str | None,
     fmt: str,
+    log_level: str | None = None,
+    log_format: str = "text",
 ) -> None:
     """Run the pre-flight checks for TASKS (config, connectivity, auth, sudo, local files).
 
@@ -86,6 +91,7 @@ def preflight(
 
     from nexus_core.output.report import preflight_exit_code, preflight_failures, preflight_text
 
+    setup_logs(log_level, log_format)
     project = load(config_path)
     host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
     overrides = {"ssh_identity": identity, "ssh_user": user}

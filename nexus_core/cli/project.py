@@ -15,9 +15,11 @@ from nexus_core.cli.application import (
     fail,
     format_option,
     load,
+    log_options,
     main,
     make_plan,
     plugin_manager,
+    setup_logs,
     show_problems,
 )
 from nexus_core.output.style import Style
@@ -27,8 +29,12 @@ from nexus_core.output.style import Style
 @click.argument("tasks", nargs=-1)
 @config_option
 @format_option
-def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
+@log_options
+def validate(
+    tasks: tuple[str, ...], config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text"
+) -> None:
     """Check the nexusfile (and every task body) without running anything."""
+    setup_logs(log_level, log_format)
     project = load(config_path)
     plan = make_plan(project, tasks, fmt, every_plugin=True)
     if fmt == "json":
@@ -57,8 +63,10 @@ def validate(tasks: tuple[str, ...], config_path: str | None, fmt: str) -> None:
 @main.command(name="list")
 @config_option
 @format_option
-def list_tasks(config_path: str | None, fmt: str) -> None:
+@log_options
+def list_tasks(config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text") -> None:
     """List tasks: name, dependencies, where they run, and the first line of the docstring."""
+    setup_logs(log_level, log_format)
     from nexus_core.plan import _dep_name, check_structure
 
     project = load(config_path)

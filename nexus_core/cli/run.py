@@ -16,6 +16,7 @@ from nexus_core.cli.application import (
     fail,
     format_option,
     load,
+    lock_options,
     log_options,
     main,
     make_plan,
@@ -23,7 +24,7 @@ from nexus_core.cli.application import (
     setup_logs,
 )
 from nexus_core.cli.preflight import run_checks
-from nexus_core.cli.running import decide_resume, run_recorded
+from nexus_core.cli.running import decide_resume, lock_project, run_recorded
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 @config_option
 @format_option
 @log_options
+@lock_options
 def run(
     tasks: tuple[str, ...],
     dry_run: bool,
@@ -77,6 +79,8 @@ def run(
     resume: bool,
     no_resume: bool,
     force: bool,
+    no_wait: bool = False,
+    lock_timeout: float | None = None,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -120,6 +124,7 @@ def run(
                 raise Exit(ExitCode.INTERRUPTED) from None
         if store is None:
             store = open_store()  # a second try, which says why the run is not recorded
+        lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         record = point = None
         if store is not None and not no_resume:
             record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)

@@ -22,6 +22,28 @@ if TYPE_CHECKING:
     from nexus_core.state.store import RunRecord, StateStore
 
 
+def lock_project(
+    store: StateStore | None, nexusfile: str, tasks: list[str], no_wait: bool, timeout: float | None
+) -> None:
+    """Hold this project's run lock until the process ends; wait for it, or exit 2 (``--no-wait``)."""
+    import os
+
+    from nexus_core.state.lock import LockBusy, acquire_project
+    from nexus_core.state.paths import state_db
+
+    try:
+        acquire_project(os.path.dirname(state_db()), nexusfile, tasks, wait=not no_wait, timeout=timeout,
+                        say=lambda m: click.echo(m, err=True), store=store)  # fmt: skip
+    except OSError as exc:  # a read-only or odd state folder: run, but say what is not guarded
+        click.echo(f"nexus: warning: cannot lock this project ({exc.strerror or exc}); "
+                   "another run of it at the same time would not be noticed", err=True)  # fmt: skip
+    except LockBusy as exc:
+        waited = f" after waiting {exc.waited:.1f}s" if exc.waited else ""
+        fail(ExitCode.CONFIG, f"Another run of this project is in progress{waited}: {exc.holder.describe()}",
+             [f"Nexusfile: {nexusfile}"],
+             ["Wait for it to finish (run again without --no-wait), or stop it first"])  # fmt: skip
+
+
 def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bool, interactive: bool) -> None:
     """Refuse (exit 2) when the remaining plan changed, or a non-idempotent task may have run."""
     from nexus_core.state.resume import plan_changes

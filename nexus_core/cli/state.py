@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import rich_click as click
 
 from nexus_core.cli.application import (
+    Exit,
     ExitCode,
     closing,
     config_option,
     fail,
     format_option,
     load,
+    lock_options,
+    log_options,
     main,
     make_plan,
     open_store,
+    plugin_manager,
+    setup_logs,
 )
-from nexus_core.cli.running import check_resumable, run_recorded
+from nexus_core.cli.running import check_resumable, lock_project, run_recorded
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
 @click.option("--continue-on-error", is_flag=True, help="Run everything that does not depend on a failure.")
 @config_option
 @format_option
+@log_options
+@lock_options
 def resume(
     run_id: str | None,
     force: bool,
@@ -46,6 +53,10 @@ def resume(
     continue_on_error: bool,
     config_path: str | None,
     fmt: str,
+    log_level: str | None = None,
+    log_format: str = "text",
+    no_wait: bool = False,
+    lock_timeout: float | None = None,
 ) -> None:
     """Resume an interrupted run (by default the newest one of this nexusfile).
 
@@ -55,12 +66,18 @@ def resume(
     from nexus_core.loader import load_project as load_file
     from nexus_core.state.resume import resume_point
 
+    setup_logs(log_level, log_format)
     store = open_store(required=True)
     assert store is not None
     with closing(store):
         record = _record_to_resume(store, run_id, config_path)
         project = load_file(record.nexusfile) if config_path is None else load(config_path)
         plan = make_plan(project, record.requested, fmt, cache=store)
+        lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
+        fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
+        if fresh is not None and fresh.status != record.status and not fresh.interrupted:
+            fail(ExitCode.CONFIG, f"Run {record.id} cannot be resumed: it is {fresh.display_status}")
+        record = fresh or record
         point = resume_point(record, plan)
         check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
         run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
@@ -103,20 +120,29 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
 @click.option("--interrupted", is_flag=True, help="Only runs that were interrupted or crashed.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs.")
 @format_option
+@log_options
 @click.pass_context
-def pipelines(ctx: click.Context, interrupted: bool, limit: int, fmt: str) -> None:
-    """List recent runs (newest first) with their status; `discard RUN_ID` forgets one."""
+def pipelines(
+    ctx: click.Context, interrupted: bool, limit: int, fmt: str, log_level: str | None = None, log_format: str = "text"
+) -> None:
+    """List recent runs (newest first) with their status; `discard RUN_ID` forgets one, `prune` cleans hosts."""
+    from nexus_core.state.recover import describe_recovery, recovery_note
+
+    setup_logs(log_level, log_format)
     if ctx.invoked_subcommand is not None:
         return
     store = open_store(required=True)
     assert store is not None
     with closing(store):
         records = store.runs(limit=1000 if interrupted else limit)
+        note = recovery_note(store)
     if interrupted:
         records = [r for r in records if r.interrupted][:limit]
     if fmt == "json":
-        click.echo(json.dumps({"runs": [r.to_dict() for r in records]}))
+        click.echo(json.dumps({"runs": [r.to_dict() for r in records], **({"recovered": note} if note else {})}))
         return
+    if note:
+        click.echo(describe_recovery(note))
     if not records:
         click.echo("No runs recorded yet." if not interrupted else "No interrupted runs.")
         return
@@ -134,8 +160,10 @@ def pipelines(ctx: click.Context, interrupted: bool, limit: int, fmt: str) -> No
 
 @pipelines.command()
 @click.argument("run_id")
-def discard(run_id: str) -> None:
+@log_options
+def discard(run_id: str, log_level: str | None = None, log_format: str = "text") -> None:
     """Forget an interrupted run: it will not be offered for resume again."""
+    setup_logs(log_level, log_format)
     store = open_store(required=True)
     assert store is not None
     with closing(store):
@@ -144,3 +172,59 @@ def discard(run_id: str) -> None:
             fail(ExitCode.CONFIG, f"No run {run_id!r}", suggestions=["List runs with: nexus pipelines"])
         store.discard(record.id)
     click.echo(f"Discarded run {record.id}.")
+
+
+@pipelines.command()
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="DAYS",
+    help="Remove entries of runs idle for DAYS (default: config state_retention_days, else 7).",
+)
+@config_option
+@format_option
+@log_options
+def prune(
+    older_than: float | None, config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text"
+) -> None:
+    """Remove status files that discarded and abandoned runs left on hosts and on this machine.
+
+    Hosts are those of the nexusfile (found as for `nexus run`, or -c); without one, only
+    this machine. Entries of discarded or superseded runs go at once; others once no
+    command of theirs started for the retention period.
+    """
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.model import LOCAL
+    from nexus_core.state.leftovers import DEFAULT_RETENTION_DAYS, gone_runs, prune_hosts, prune_script
+
+    setup_logs(log_level, log_format)
+    store = open_store(required=True)
+    assert store is not None
+    with closing(store):
+        gone = gone_runs(store, 3650)
+    hosts = [LOCAL]
+    config: dict[str, Any] = {}
+    root = "."
+    try:
+        found = bool(find_nexusfile(config_path))
+    except NexusfileNotFound:
+        found = bool(config_path)  # an explicit path that is wrong: load() says so
+    if found:
+        plan = make_plan(load(config_path), (), fmt)
+        config, root = dict(plan.config), plan.root
+        hosts += [h for h in plan.hosts if not h.is_local]
+    days = older_than or float(config.get("state_retention_days") or DEFAULT_RETENTION_DAYS)
+    script = prune_script(gone, days)
+    results = prune_hosts(hosts, dict(plugin_manager().registry.executors), config, root, script)
+    if fmt == "json":
+        click.echo(json.dumps({"retention_days": days, "hosts": [r.to_dict() for r in results]}))
+    else:
+        s = Style.detect()
+        for r in results:
+            if r.error:
+                click.echo(f"{s.mark('failed')} {r.host}: {r.error}")
+            else:
+                n = len(r.removed)
+                click.echo(f"{s.mark('ok')} {r.host}: removed {n} entr{'y' if n == 1 else 'ies'}")
+    if any(r.error for r in results):
+        raise Exit(ExitCode.CONNECTION)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from nexus_core import events as ev
+from nexus_core.output.safe import clean, json_safe, terminal_safe
 from nexus_core.output.style import Style, fmt_duration
 
 
@@ -41,10 +42,14 @@ class Renderer:
         self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
-        """Print a block of text on the results stream."""
+        """Print a block of text on the results stream (controls from hosts made visible)."""
+        text = terminal_safe(text)
         with self._lock:
-            self.out.write(text + "\n")
-            self.out.flush()
+            try:
+                self.out.write(text + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                pass  # the reader is gone (an unguarded stream): the run goes on
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, "on_" + event.name.replace(".", "_"), None)
@@ -57,9 +62,13 @@ class Renderer:
     def on_log(self, e: ev.Log) -> None:
         """Warnings and errors that executors and plugins publish go to stderr."""
         if e.level in ("warning", "error"):
+            text = self.style.paint(f"nexus: {e.level}: {clean(e.message, multiline=True)}", "yellow")
             with self._lock:
-                self.err.write(self.style.paint(f"nexus: {e.level}: {e.message}", "yellow") + "\n")
-                self.err.flush()
+                try:
+                    self.err.write(terminal_safe(text) + "\n")
+                    self.err.flush()
+                except BrokenPipeError:
+                    pass
 
 
 class TreeRenderer(Renderer):
@@ -116,7 +125,7 @@ class TreeRenderer(Renderer):
             from rich.text import Text
 
             with self._lock:
-                self._live.console.print(Text.from_ansi(text))
+                self._live.console.print(Text.from_ansi(terminal_safe(text)))
             return
         super().write(text)
 
@@ -136,12 +145,12 @@ class TreeRenderer(Renderer):
 
     def on_command_start(self, e: ev.CommandStart) -> None:
         host = self._host(e.task, e.host)
-        host.current = e.command
+        host.current = clean(e.command)
 
     def on_command_stop(self, e: ev.CommandStop) -> None:
         host = self._host(e.task, e.host)
         host.current = ""
-        entry = (e.command, e.status, e.duration, e.reason)
+        entry = (clean(e.command), e.status, e.duration, clean(e.reason))
         if host.commands and host.commands[-1][0] == e.command and e.attempt > 1:
             host.commands[-1] = entry
         else:
@@ -152,7 +161,7 @@ class TreeRenderer(Renderer):
         where = "" if e.host == "local" else f" {e.host}"
         self.write(
             s.paint(
-                f"  {s.retry} {e.task}{where}: {e.command!r} failed ({e.reason}); "
+                f"  {s.retry} {e.task}{where}: {clean(e.command)!r} failed ({clean(e.reason)}); "
                 f"attempt {e.attempt}/{e.max_attempts} in {e.delay:.1f}s",
                 "yellow",
             )
@@ -160,20 +169,20 @@ class TreeRenderer(Renderer):
 
     def on_host_stop(self, e: ev.HostStop) -> None:
         host = self._host(e.task, e.host)
-        host.status, host.duration, host.reason = e.status, e.duration, e.reason
+        host.status, host.duration, host.reason = e.status, e.duration, clean(e.reason)
 
     def on_task_stop(self, e: ev.TaskStop) -> None:
         s = self.style
         state = self.tasks.get(e.task)
         if e.status == "skipped":
-            self.write(f"{s.mark('skipped')} {e.task} {s.paint('skipped: ' + e.reason, 'dim')}\n")
+            self.write(f"{s.mark('skipped')} {e.task} {s.paint('skipped: ' + clean(e.reason), 'dim')}\n")
             return
         hosts = f" [{', '.join(e.hosts)}]" if e.hosts and e.hosts != ("local",) else ""
         lines = [f"{s.paint(s.bullet, 'cyan')} {s.paint(e.task, 'bold')}{hosts}"]
         if state is not None:
             lines.extend(self._task_lines(state, e))
         elif e.reason:
-            lines.append(f"  {s.branch(True)} {s.mark(e.status)} {s.paint(e.reason, 'dim')}")
+            lines.append(f"  {s.branch(True)} {s.mark(e.status)} {s.paint(clean(e.reason), 'dim')}")
         self.write("\n".join(lines) + "\n")
 
     def _task_lines(self, state: _TaskState, e: ev.TaskStop) -> list[str]:
@@ -217,21 +226,22 @@ class VerboseRenderer(TreeRenderer):
     def on_command_start(self, e: ev.CommandStart) -> None:
         super().on_command_start(e)
         attempt = f" (attempt {e.attempt})" if e.attempt > 1 else ""
-        self.write(f"{self._tag(e.task, e.host)} $ {e.command}{attempt}")
+        self.write(f"{self._tag(e.task, e.host)} $ {clean(e.command)}{attempt}")
 
     def on_command_output(self, e: ev.CommandOutput) -> None:
-        line = e.line if e.stream == "stdout" else self.style.paint(e.line, "yellow")
+        text = clean(e.line)
+        line = text if e.stream == "stdout" else self.style.paint(text, "yellow")
         self.write(f"{self._tag(e.task, e.host)} > {line}")
 
     def on_command_stop(self, e: ev.CommandStop) -> None:
         super().on_command_stop(e)
-        extra = "" if e.status == "ok" else f" {e.reason}"
+        extra = "" if e.status == "ok" else f" {clean(e.reason)}"
         self.write(f"{self._tag(e.task, e.host)} {self.style.mark(e.status)} {fmt_duration(e.duration)}{extra}")
 
     def on_task_stop(self, e: ev.TaskStop) -> None:
         s = self.style
         if e.status == "skipped":
-            self.write(f"{s.mark('skipped')} {e.task} skipped: {e.reason}")
+            self.write(f"{s.mark('skipped')} {e.task} skipped: {clean(e.reason)}")
             return
         self.write(f"{s.mark(e.status)} {e.task} {e.status} in {fmt_duration(e.duration)}")
 
@@ -244,7 +254,7 @@ class QuietRenderer(Renderer):
         if e.status == "skipped":
             self.write(f"{s.mark('skipped')} {e.task} (skipped)")
         elif e.status == "ok" and e.reason:
-            self.write(f"{s.mark(e.status)} {e.task} ({e.reason})")
+            self.write(f"{s.mark(e.status)} {e.task} ({clean(e.reason)})")
         else:
             self.write(f"{s.mark(e.status)} {e.task} ({fmt_duration(e.duration)})")
 
@@ -253,7 +263,7 @@ class JsonRenderer(Renderer):
     """``--format json``: one JSON object per event (NDJSON) on stdout."""
 
     def __call__(self, event: ev.Event) -> None:
-        self.write(json.dumps(event.to_dict(), default=str, ensure_ascii=False))
+        self.write(json_safe(json.dumps(event.to_dict(), default=str, ensure_ascii=False)))
 
 
 def make_renderer(mode: str, fmt: str, style: Style) -> Renderer:

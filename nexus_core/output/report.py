@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nexus_core.model import Problem
+from nexus_core.output.safe import clean, terminal_safe
 from nexus_core.output.style import Style, fmt_duration
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def _split_reason(reason: str, hint: str) -> tuple[str, list[str], list[str]]:
 def failure_block(style: Style, f: Failure) -> str:
     """A command failure, timeout or connection error in the PRD's shape (REQ-0131/0132/0133)."""
     ctx: list[str] = [f"Host: {f.host}", f"Task: {f.task}"]
-    reason, details, suggestions = _split_reason(f.reason, f.hint)
+    reason, details, suggestions = _split_reason(clean(f.reason, multiline=True), clean(f.hint, multiline=True))
+    command = clean(f.command)
     if f.status == "unreachable":
         lowered = reason.lower()
         if "host key changed" in lowered:
@@ -86,7 +88,7 @@ def failure_block(style: Style, f: Failure) -> str:
         ctx.append(f"Reason: {reason}")
         ctx += [f"  {d}" for d in details]
         if f.succeeded_before:  # the connection was lost part-way: say which command was next
-            ctx.append(f"Command: {f.command}")
+            ctx.append(f"Command: {command}")
         if not suggestions:
             for key, hints in _CONNECTION_HINTS.items():
                 if key in lowered:
@@ -95,7 +97,7 @@ def failure_block(style: Style, f: Failure) -> str:
             suggestions.append("Check the host with: nexus preflight " + f.task)
     elif f.status == "timeout":
         headline = "Command timed out"
-        ctx.append(f"Command: {f.command}")
+        ctx.append(f"Command: {command}")
         ctx.append(f"Timeout: {f.timeout:g}s" if f.timeout else f"Reason: {reason}")
         if f.timeout and reason:
             ctx.append(f"Reason: {reason}")
@@ -103,7 +105,7 @@ def failure_block(style: Style, f: Failure) -> str:
         suggestions.append("Raise the limit with run(..., timeout=SECONDS) or @task(timeout=SECONDS)")
     else:
         headline = "Command failed"
-        ctx.append(f"Command: {f.command}")
+        ctx.append(f"Command: {command}")
         if f.exit_code is not None:
             ctx.append(f"Exit code: {f.exit_code}")
         if f.status == "error" or (reason and reason != f"exit code {f.exit_code}") or details:
@@ -111,13 +113,13 @@ def failure_block(style: Style, f: Failure) -> str:
         ctx += [f"  {d}" for d in details]
     if f.tail:
         ctx += ["", "Output:" if f.status != "timeout" else "Partial output:"]
-        ctx += [f"  {line}" for line in f.tail[-10:]]
+        ctx += [f"  {clean(line)}" for line in f.tail[-10:]]
     if f.succeeded_before:
         ctx += ["", "Previous commands in this task succeeded:"]
-        ctx += [f"  {style.ok} {c}" for c in f.succeeded_before]
+        ctx += [f"  {style.ok} {clean(c)}" for c in f.succeeded_before]
     if f.status == "failed":
         suggestions.append("Re-run with -v to see every output line as it happens")
-    return error_block(style, headline, ctx, list(dict.fromkeys(suggestions)))
+    return terminal_safe(error_block(style, headline, ctx, list(dict.fromkeys(suggestions))))
 
 
 def summary_line(style: Style, result: RunResult) -> str:
@@ -213,9 +215,10 @@ def checks_lines(s: Style, checks: Sequence[CheckResult], hints: bool = True) ->
             mark = s.paint(s.warn, "yellow") if c.status == "warn" else s.mark(c.status)
             who = f"{c.host} - " if c.host else ""
             took = f" ({c.duration * 1000:.0f}ms)" if c.duration is not None else ""
-            lines.append(f"    {mark} {who}{c.message}{took}")
+            lines.append(f"    {mark} {who}{clean(c.message)}{took}")
             if hints and c.hint and c.status not in ("ok", "skipped"):
-                lines.extend(f"        {s.paint(h.strip(), 'dim')}" for h in c.hint.splitlines() if h.strip())
+                hint = clean(c.hint, multiline=True)
+                lines.extend(f"        {s.paint(h.strip(), 'dim')}" for h in hint.splitlines() if h.strip())
     return lines
 
 
@@ -272,8 +275,8 @@ def preflight_text(
         lines += ["", "Errors:"]
         for i, c in enumerate(failures, 1):
             who = f"{c.host}: " if c.host else ""
-            lines.append(f"  {i}. {who}{c.message}")
-            for h in c.hint.splitlines():
+            lines.append(f"  {i}. {who}{clean(c.message)}")
+            for h in clean(c.hint, multiline=True).splitlines():
                 text = h.strip().removeprefix("- ").strip()
                 if text:
                     lines.append(f"     {'→' if s.unicode else '->'} {text}")
@@ -284,8 +287,8 @@ def preflight_text(
         lines += ["", "Warnings:"]
         for c in warnings:
             who = f"{c.host}: " if c.host else ""
-            lines.append(f"  - {who}{c.message}")
-            lines += [f"    {h.strip()}" for h in c.hint.splitlines() if h.strip()]
+            lines.append(f"  - {who}{clean(c.message)}")
+            lines += [f"    {h.strip()}" for h in clean(c.hint, multiline=True).splitlines() if h.strip()]
     if force and unavailable:
         lines += ["", f"Unavailable hosts (skipped by --force): {', '.join(unavailable)}"]
     elif failures and any(c.host for c in failures):

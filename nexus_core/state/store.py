@@ -19,6 +19,9 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+#: Seconds the integrity check at open may take at most (see StateStore._quick_check).
+CHECK_BUDGET = 0.02
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -75,11 +78,33 @@ CREATE TABLE IF NOT EXISTS dag_cache (
     phases TEXT NOT NULL,             -- JSON list of lists
     used REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS host_prunes (
+    host TEXT PRIMARY KEY,            -- a host label
+    at REAL NOT NULL                  -- when leftovers were last removed from it
+);
 """
 
 
 class StateError(Exception):
-    """The state database cannot be opened or is not a Nexus state database."""
+    """The state database cannot be opened or is not a Nexus state database.
+
+    ``damaged`` is True when the file is not an SQLite database or its pages are corrupt
+    (truncated, overwritten): :func:`nexus_core.state.recover.open_state` then moves it
+    aside. Otherwise the cause is access (permissions, a folder in the way) or a newer schema.
+    """
+
+    def __init__(self, message: str, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """True when SQLite says the file is not a database or is corrupt (not: locked, read-only...)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or name.startswith("SQLITE_CORRUPT_"):
+        return True
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
 
 
 @dataclass
@@ -151,6 +176,9 @@ class StateStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        cut = _truncated(path)
+        if cut:
+            raise StateError(f"the state database {path} is damaged: {cut}", damaged=True)
         try:
             os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -163,10 +191,38 @@ class StateStore:
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.executescript(SCHEMA)
             self._check_version()
+            problem = self._quick_check()
+            if problem:
+                self.db.close()
+                raise StateError(f"the state database {path} is damaged: {problem}", damaged=True)
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+            try:
+                self.db.close()
+            except Exception:  # noqa: BLE001 - may not be open at all
+                pass
+            raise StateError(f"cannot open the state database {path}: {exc}", damaged=is_damage(exc)) from exc
         except OSError as exc:
             raise StateError(f"cannot create the state folder for {path}: {exc.strerror}") from exc
+
+    def _quick_check(self) -> str:
+        """SQLite's ``quick_check``, bounded to about :data:`CHECK_BUDGET` seconds ("" when fine).
+
+        Damaged pages (a file overwritten in the middle) are found now, while the file can
+        still be moved aside, not in the middle of a run. The check reads every page, about
+        16 ms per MB here: a state database of a few MB is checked whole; beyond the budget
+        the check stops (no finding) and damage there is reported when a query reaches it.
+        """
+        deadline = time.monotonic() + CHECK_BUDGET
+        self.db.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+        try:
+            row = self.db.execute("PRAGMA quick_check(1)").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc).lower():
+                return ""
+            raise
+        finally:
+            self.db.set_progress_handler(None, 0)
+        return "" if row is None or row[0] == "ok" else str(row[0])
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -358,6 +414,29 @@ class StateStore:
             )
         ]
         return problems
+
+
+def _truncated(path: str) -> str:
+    """Why the file is shorter than its header says ("" when it is not, or cannot tell).
+
+    The header (first 100 bytes) records the page size and, when its "valid for" counter
+    matches the change counter, the database size in pages: a file cut short (a full disk,
+    a partial copy) is found without reading any page.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return ""
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return ""  # empty (new) or not SQLite at all: SQLite itself says so
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if pages and header[24:28] == header[92:96] and size < pages * page_size:
+        return f"the file is {size} bytes, its header says {pages * page_size} (truncated)"
+    return ""
 
 
 def _pid_alive(pid: int | None) -> bool:

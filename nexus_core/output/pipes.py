@@ -1,0 +1,81 @@
+"""A closed output pipe never stops a run: what cannot be written is dropped quietly.
+
+``nexus run deploy | head -1`` closes Nexus's stdout after the first line (and ``2>&1``
+its stderr too). Python ignores SIGPIPE, so each later write raises ``BrokenPipeError``;
+left alone, that error would surface in the renderer, in the summary or at interpreter
+exit, and the run would stop or end with a wrong exit code. :func:`guard_std_streams`
+wraps ``sys.stdout`` and ``sys.stderr`` so that the first failed write points the file
+descriptor at ``/dev/null``: every task still runs to completion, the state store records
+the truth, and the exit code is the run's.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from typing import IO, Any
+
+
+class PipeSafeStream:
+    """A text stream that, once its reader is gone, writes into ``/dev/null`` instead."""
+
+    def __init__(self, inner: IO[str]) -> None:
+        self._inner = inner
+        self.closed_reader = False
+
+    def write(self, text: str) -> int:
+        """Write ``text``; a closed reader makes this (and every later write) a no-op."""
+        if self.closed_reader:
+            return len(text)
+        try:
+            return self._inner.write(text)
+        except OSError as exc:
+            if not _is_closed_pipe(exc):
+                raise
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        """Flush; a closed reader is not an error."""
+        if self.closed_reader:
+            return
+        try:
+            self._inner.flush()
+        except OSError as exc:
+            if not _is_closed_pipe(exc):
+                raise
+            self._drop()
+
+    def _drop(self) -> None:
+        """Point the descriptor at /dev/null so buffered bytes and later writes go nowhere, quietly."""
+        self.closed_reader = True
+        try:
+            fd = self._inner.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+            self._inner.flush()  # what was buffered now goes to /dev/null
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        """False once the reader is gone, else what the stream says."""
+        return not self.closed_reader and self._inner.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _is_closed_pipe(exc: OSError) -> bool:
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EINVAL)
+
+
+def guard_std_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` (once) so that a closed pipe is dropped quietly."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, PipeSafeStream):
+            setattr(sys, name, PipeSafeStream(stream))

@@ -1,0 +1,134 @@
+"""A damaged state database is moved aside and replaced, never a reason for ``nexus`` to fail.
+
+A truncated, overwritten or random file where ``state.db`` should be (a full disk, a bad
+copy, a stray ``>``) is detected when the store is opened: SQLite says it is not a
+database, or ``PRAGMA quick_check`` finds damaged pages. The file (and its ``-wal`` and
+``-shm`` companions) is then renamed to ``state.db.damaged-YYYYmmddTHHMMSSZ``, a warning
+says so, and a fresh database takes its place. The runs recorded in the old file can no
+longer be listed or resumed; the new database remembers the move (``meta`` row
+``recovered``) so that ``nexus pipelines`` can say what happened while the old file is
+still there.
+
+Recovery happens under an exclusive lock on ``state.db.lock`` and re-checks the file
+first: two processes that find the same damage move it once, and neither moves away the
+fresh database the other one just made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nexus_core.state.store import StateError, StateStore
+
+SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def open_state(path: str, warn: Callable[[str], None]) -> StateStore:
+    """Open the state store at ``path``; when the file is damaged, move it aside and start afresh.
+
+    ``warn`` receives one message saying what was found and where the old file went.
+    Raises :class:`StateError` for what moving the file would not fix (permissions, a
+    database written by a newer Nexus).
+    """
+    try:
+        return StateStore(path)
+    except StateError as exc:
+        if not exc.damaged:
+            raise
+        first = exc
+    from nexus_core.state.lock import exclusive
+
+    with exclusive(path + ".lock"):
+        try:  # another process may have replaced it meanwhile
+            return StateStore(path)
+        except StateError as exc:
+            if not exc.damaged:
+                raise
+            first = exc
+        moved = _move_aside(path)
+        store = StateStore(path)
+    reason = str(first).split(": ", 1)[-1] if ": " in str(first) else str(first)
+    store.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('recovered', ?)",
+        (json.dumps({"at": time.time(), "moved_to": moved, "reason": reason}),),
+    )
+    warn(
+        f"nexus: warning: the run-state database {path} was damaged ({reason}); moved it to {moved} "
+        "and started a fresh one. Runs recorded there can no longer be listed or resumed."
+    )
+    return store
+
+
+def _move_aside(path: str) -> str:
+    """Rename the database and its companion files with a UTC timestamp; return the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = f"{path}.damaged-{stamp}"
+    n = 1
+    while os.path.exists(target):
+        n += 1
+        target = f"{path}.damaged-{stamp}-{n}"
+        if n > 100:
+            break
+    for suffix in SUFFIXES:
+        try:
+            os.replace(path + suffix, target + suffix)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"the state database {path} is damaged and cannot be moved aside: {exc.strerror}") from exc
+    return target
+
+
+def recovery_note(store: StateStore) -> dict[str, Any] | None:
+    """The last recovery this database records, while the moved-aside file still exists; else None."""
+    row = store.db.execute("SELECT value FROM meta WHERE key = 'recovered'").fetchone()
+    if row is None:
+        return None
+    try:
+        note: dict[str, Any] = json.loads(row["value"])
+    except (TypeError, ValueError):
+        return None
+    if not os.path.exists(str(note.get("moved_to", ""))):
+        return None
+    return note
+
+
+def describe_recovery(note: dict[str, Any]) -> str:
+    """One line for ``nexus pipelines``: when the database was replaced, why, and where the old one is."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(note.get("at") or 0)))
+    return (
+        f"Note: the run-state database was damaged ({note.get('reason', 'unknown damage')}) and replaced on "
+        f"{when}; runs recorded before then are in {note.get('moved_to')} and are not listed."
+    )
+
+
+def damage_found_late(exc: BaseException, path: str) -> str | None:
+    """For an SQLite error that escaped a command: move a damaged database aside and say so.
+
+    The check at open is bounded in time, so damage deep in a large file can first show
+    when a query reaches it. Returns the message to print (None when ``exc`` is not such
+    damage); the next command then starts with a fresh database.
+    """
+    import sqlite3
+
+    from nexus_core.state.lock import exclusive
+    from nexus_core.state.store import is_damage
+
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
+        return None
+    if not is_damage(exc) or not os.path.exists(path):
+        return None
+    with exclusive(path + ".lock"):
+        try:
+            moved = _move_aside(path)
+        except StateError as err:
+            return f"Error: {err}"
+    return (
+        f"Error: the run-state database {path} is damaged ({exc}); moved it to {moved}.\n\n"
+        "  Run the command again: a fresh database is created. Runs recorded in the old one can no "
+        "longer be listed or resumed."
+    )

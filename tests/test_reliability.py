@@ -1,0 +1,382 @@
+"""Reliability through the real CLI: closed output pipes, a damaged state database, two runs
+of one project at once, control sequences from hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import run_in_pty, start_nexus, wait_for
+
+from nexus_core.output.safe import clean, json_safe, terminal_safe
+
+# --- a closed output pipe -------------------------------------------------------------------
+
+CHATTY = """
+from nexus_core import task, run
+
+@task
+def talk():
+    run("for i in $(seq 1 3000); do echo line $i; done")
+
+@task(deps=[talk])
+def after():
+    run("echo after > after.txt; for i in $(seq 1 500); do echo more $i; done")
+
+@task(deps=[after])
+def bad():
+    run("echo bad > bad.txt; exit 5")
+"""
+
+
+def _state(project) -> dict[str, str]:
+    db = Path(project.env["XDG_STATE_HOME"]) / "nexus" / "state.db"
+    con = sqlite3.connect(db)
+    try:
+        return dict(con.execute("SELECT task, status FROM tasks").fetchall())
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["stdout-closed", "stdout-and-stderr-closed"])
+@pytest.mark.parametrize("mode", ["-v", "-q", "--format=json"])
+def test_a_closed_output_pipe_never_stops_the_run(nexus_project, both, mode):
+    nexus_project.write(CHATTY)
+    stderr = subprocess.STDOUT if both else subprocess.PIPE
+    proc = start_nexus(nexus_project, "run", "after", mode, stderr=stderr)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # `| head -1`
+    proc.stdout.close()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert (nexus_project.root / "after.txt").read_text() == "after\n"
+    assert _state(nexus_project) == {"talk": "ok", "after": "ok"}
+    if err:
+        assert "Traceback" not in err and "BrokenPipe" not in err and "internal error" not in err
+
+
+def test_with_a_closed_pipe_the_exit_code_is_the_tasks(nexus_project):
+    nexus_project.write(CHATTY)
+    proc = start_nexus(nexus_project, "run", "bad", "-v", stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    assert proc.returncode == 1
+    assert (nexus_project.root / "bad.txt").exists()
+    assert _state(nexus_project)["bad"] == "failed"
+
+
+def test_head_in_a_shell_pipeline(nexus_project):
+    nexus_project.write(CHATTY)
+    env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}
+    cmd = f"{sys.executable} -m nexus_core run after -v 2>&1 | head -1; echo rc=${{PIPESTATUS[0]}}"
+    out = subprocess.run(["bash", "-c", cmd], cwd=nexus_project.root, env=env, capture_output=True, text=True,
+                         timeout=60, check=False)  # fmt: skip
+    assert out.stdout.splitlines()[-1] == "rc=0", out
+    assert (nexus_project.root / "after.txt").exists()
+
+
+# --- a damaged state database ---------------------------------------------------------------
+
+SIMPLE = """
+from nexus_core import task, run
+
+@task
+def hello():
+    run("echo hi >> ran.txt")
+"""
+
+
+def _db(project) -> Path:
+    return Path(project.env["XDG_STATE_HOME"]) / "nexus" / "state.db"
+
+
+def _settle(db: Path) -> None:
+    """Everything into the main file, as after SQLite's automatic checkpoints."""
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+
+
+def _overwrite_middle(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(4096)
+        fh.write(os.urandom(8192))
+
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(os.urandom(40000))
+
+
+def _text(path: Path) -> None:
+    path.write_text("this is not a database\n")
+
+
+@pytest.mark.parametrize("damage", [_truncate, _overwrite_middle, _random_bytes, _text],
+                         ids=["truncated", "overwritten", "random-bytes", "text"])  # fmt: skip
+def test_a_damaged_state_database_is_moved_aside_and_replaced(nexus_project, damage):
+    nexus_project.write(SIMPLE)
+    for _ in range(6):  # a database of several pages
+        assert nexus_project.run("run", "hello").code == 0
+    db = _db(nexus_project)
+    _settle(db)
+    damage(db)
+
+    result = nexus_project.run("run", "hello")
+    assert result.code == 0, result
+    assert "internal error" not in result.stderr and "This is a bug" not in result.stderr
+    assert "permission" not in result.stderr.lower()
+    assert "damaged" in result.stderr and "moved it to" in result.stderr
+    moved = [p for p in db.parent.iterdir() if p.name.startswith("state.db.damaged-")]
+    assert len(moved) == 1
+    assert re.fullmatch(r"state\.db\.damaged-\d{8}T\d{6}Z", moved[0].name)
+
+    listing = nexus_project.run("pipelines")
+    assert listing.code == 0, listing
+    assert "damaged" in listing.stdout and str(moved[0]) in listing.stdout
+    assert "hello" in listing.stdout  # the run after the recovery is recorded
+    data = nexus_project.run("pipelines", "--format", "json").json()
+    assert data["recovered"]["moved_to"] == str(moved[0])
+    assert [r["pipeline"] for r in data["runs"]] == ["hello"]
+
+
+def test_every_state_command_reports_a_damaged_database_without_a_bug_message(nexus_project):
+    nexus_project.write(SIMPLE)
+    assert nexus_project.run("run", "hello").code == 0
+    for args in (["pipelines"], ["pipelines", "--interrupted"], ["resume"], ["pipelines", "discard", "x"]):
+        _settle(_db(nexus_project))
+        _random_bytes(_db(nexus_project))
+        result = nexus_project.run(*args)
+        assert "This is a bug" not in result.stderr and "Traceback" not in result.stderr, result
+        assert "permission" not in result.stderr.lower(), result
+        assert "damaged" in result.stderr, result
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["pipelines"], ["resume"], ["validate"], ["list"], ["run", "hello", "-n"], ["preflight", "hello"]],
+    ids=lambda a: a[0],
+)
+def test_log_level_is_accepted_by_every_command_that_opens_the_state(nexus_project, args):
+    nexus_project.write(SIMPLE)
+    result = nexus_project.run(*args, "--log-level", "debug")
+    assert "No such option" not in result.stderr, result
+
+
+# --- two runs of one project ----------------------------------------------------------------
+
+GATED = """
+from nexus_core import task, run
+
+@task
+def slow():
+    run("echo slow-start >> order.txt; touch started; "
+        "for i in $(seq 1 600); do [ -f go ] && break; sleep 0.05; done; echo slow-end >> order.txt")
+
+@task
+def quick():
+    run("echo quick >> order.txt")
+"""
+
+
+def test_a_second_run_of_the_project_waits_for_the_first(nexus_project):
+    nexus_project.write(GATED)
+    first = start_nexus(nexus_project, "run", "slow")
+    try:
+        assert wait_for(lambda: (nexus_project.root / "started").exists(), timeout=30)
+        refused = nexus_project.run("run", "quick", "--no-wait")
+        assert refused.code == 2, refused
+        assert "Another run of this project is in progress" in refused.stderr
+        assert f"pid {first.pid}" in refused.stderr and "slow" in refused.stderr
+        run_id = nexus_project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+        assert f"run {run_id}" in refused.stderr
+
+        timed_out = nexus_project.run("run", "quick", "--lock-timeout", "0.3")
+        assert timed_out.code == 2 and "after waiting" in timed_out.stderr, timed_out
+
+        err_file = nexus_project.root / "second.err"
+        with open(err_file, "w") as err:
+            second = start_nexus(nexus_project, "run", "quick", stderr=err)
+            assert wait_for(lambda: "waiting for" in err_file.read_text(), timeout=30)
+            assert not (nexus_project.root / "order.txt").read_text().count("quick")
+            (nexus_project.root / "go").touch()
+            second.communicate(timeout=60)
+        assert second.returncode == 0
+        assert f"run {run_id} (slow, pid {first.pid}" in err_file.read_text()
+    finally:
+        (nexus_project.root / "go").touch()
+        first.communicate(timeout=60)
+    assert (nexus_project.root / "order.txt").read_text().split() == ["slow-start", "slow-end", "quick"]
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(nexus_project):
+    nexus_project.write(GATED)
+    first = start_nexus(nexus_project, "run", "slow")
+    assert wait_for(lambda: (nexus_project.root / "started").exists(), timeout=30)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    result = nexus_project.run("run", "quick", "--no-wait")
+    assert result.code == 0, result
+    (nexus_project.root / "go").touch()  # let the orphaned command end
+
+
+def test_resume_takes_the_lock_too(nexus_project):
+    nexus_project.write(GATED + HOLD)
+    root = nexus_project.root
+    crashed = start_nexus(nexus_project, "run", "slow")
+    assert wait_for(lambda: (root / "started").exists(), timeout=30)
+    crashed.send_signal(signal.SIGKILL)
+    crashed.communicate(timeout=30)
+    (root / "go").touch()  # the orphaned command ends
+    assert wait_for(lambda: "slow-end" in (root / "order.txt").read_text(), timeout=30)
+    holder = start_nexus(nexus_project, "run", "hold")
+    try:
+        assert wait_for(lambda: (root / "held").exists(), timeout=30)
+        refused = nexus_project.run("resume", "--no-wait")
+        assert refused.code == 2, refused
+        assert "Another run of this project is in progress" in refused.stderr and "hold" in refused.stderr
+    finally:
+        (root / "go2").touch()
+        holder.communicate(timeout=60)
+    resumed = nexus_project.run("resume", "--no-wait")
+    assert resumed.code == 0, resumed
+
+
+HOLD = """
+@task
+def hold():
+    run("touch held; for i in $(seq 1 600); do [ -f go2 ] && break; sleep 0.05; done")
+"""
+
+
+# --- control sequences from hosts -----------------------------------------------------------
+
+NASTY = r"""
+from nexus_core import task, run
+
+@task
+def nasty():
+    run(r"printf 'a\033]0;pwned\007b\n'; printf 'c\033[2Jd\n'; printf 'e\302\233f\n'; "
+        r"printf 'g\033]8;;http://x.example\033\\link\033]8;;\033\\h\n'; printf 'rtl\342\200\256x\n'")
+
+@task
+def nasty_fail():
+    run(r"printf 'oops\033]0;pwned\007\n'; exit 3")
+"""
+
+ESC_NOT_SGR = re.compile(r"\x1b(?!\[[0-9;]*m)|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f\u202e]")
+
+
+@pytest.mark.parametrize("mode", ["-v", "-q", "normal"])
+def test_text_output_never_carries_control_sequences_from_hosts(nexus_project, mode):
+    nexus_project.write(NASTY)
+    args = ["run", "nasty", "nasty_fail", "--continue-on-error"] + ([] if mode == "normal" else [mode])
+    result = nexus_project.run(*args, env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert result.code == 1, result
+    for text in (result.stdout, result.stderr):
+        assert not ESC_NOT_SGR.search(text), repr(text)
+    assert "\x1b[" in result.stdout + result.stderr  # Nexus's own colours are kept
+    assert "oops^[]0;pwned^G" in result.stderr  # the failure's output tail, visible
+    if mode == "-v":
+        assert "a^[]0;pwned^Gb" in result.stdout
+        assert "c^[[2Jd" in result.stdout and "e<U+009B>f" in result.stdout and "rtl<U+202E>x" in result.stdout
+
+
+def test_json_output_escapes_control_sequences(nexus_project):
+    nexus_project.write(NASTY)
+    result = nexus_project.run("run", "nasty", "--format", "json")
+    assert result.code == 0, result
+    assert not ESC_NOT_SGR.search(result.stdout.replace("\x1b", "")), repr(result.stdout)
+    assert "\x1b" not in result.stdout
+    lines = [e["line"] for e in result.of("command.output")]
+    assert "a\x1b]0;pwned\x07b" in lines and "e\x9bf" in lines  # exact text once decoded
+    assert "\\u001b]0;pwned\\u0007" in result.stdout and "\\u009b" in result.stdout
+
+
+def test_on_a_terminal_the_window_title_cannot_be_set(nexus_project):
+    nexus_project.write(NASTY)
+    env = {**os.environ, **nexus_project.env, "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    env.pop("CI", None)
+    code, screen = run_in_pty(["run", "nasty", "-v"], nexus_project.root, env)
+    assert code == 0, screen
+    assert "\x1b]0;pwned" not in screen and "\x1b[2J" not in screen and "\x1b]8;" not in screen
+    assert "^[]0;pwned^G" in screen
+
+
+def test_clean_helpers():
+    assert clean("plain text\tand tab") == "plain text\tand tab"
+    assert clean("50%\r100%") == "100%"
+    assert clean("a\nb") == "a^Jb" and clean("a\nb", multiline=True) == "a\nb"
+    assert terminal_safe("\x1b[32mok\x1b[0m \x1b]0;t\x07") == "\x1b[32mok\x1b[0m ^[]0;t^G"
+    assert json.loads(json_safe(json.dumps("x\x9b\u202ey", ensure_ascii=False))) == "x\x9b\u202ey"
+    assert "\x9b" not in json_safe(json.dumps("x\x9by", ensure_ascii=False))
+
+
+# --- smaller things -------------------------------------------------------------------------
+
+
+def test_a_folder_without_a_nexusfile_is_not_reported_as_missing(nexus_project, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = nexus_project.run("validate", "-c", str(empty))
+    assert result.code == 2
+    assert "does not exist" not in result.stderr
+    assert "is a folder without a nexusfile.py" in result.stderr
+    devnull = nexus_project.run("validate", env={"NEXUS_CONFIG": "/dev/null"})
+    assert devnull.code == 2
+    assert "does not exist" not in devnull.stderr and "not a regular file" in devnull.stderr
+
+
+@pytest.mark.parametrize("call", ["os._exit(3)", "os.abort()"])
+@pytest.mark.parametrize("where", ["body", "top"])
+def test_os_exit_in_a_nexusfile_is_reported_by_validate(nexus_project, call, where):
+    top = call if where == "top" else "pass"
+    body = call if where == "body" else "pass"
+    nexus_project.write(f"""
+import os
+from nexus_core import task, run
+{top}
+
+@task
+def t():
+    run("echo hi")
+    {body}
+""")
+    result = nexus_project.run("validate")
+    assert result.code == 2, result
+    name = call.split("(")[0]
+    assert f"the nexusfile called {name}(" in result.stderr
+    assert "nexusfile.py:" in result.stderr
+    as_json = nexus_project.run("validate", "--format", "json")
+    assert as_json.json()["valid"] is False
+
+
+def test_task_stop_counts_only_commands_that_ran(nexus_project):
+    nexus_project.write("""
+from nexus_core import task, run
+
+@task
+def t():
+    run("true")
+    run("exit 4")
+    run("echo never")
+    run("echo never again")
+""")
+    result = nexus_project.run("run", "t", "--format", "json")
+    assert result.code == 1
+    (stop,) = result.of("task.stop")
+    assert stop["commands_executed"] == 2
