@@ -1,4 +1,4 @@
-"""Fixtures for tests against the real-sshd test bed (``tests/support/sshbed.py``).
+"""Fixtures for tests against the real-sshd test bed (``nexus_core/testing/sshbed.py``).
 
 The bed (3 hosts on 127.0.0.2-4 and a bastion on 127.0.0.250) starts once per test
 process and stops at exit. Tests using it are marked ``@pytest.mark.ssh``; the bed needs
@@ -18,7 +18,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from tests.support.sshbed import SshBed, shared_bed  # noqa: E402
+from nexus_core.testing.sshbed import SshBed, shared_bed  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

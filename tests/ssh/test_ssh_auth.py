@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from nexus_core.testing import NexusProject, Outcome
+from nexus_core.testing.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
 from tests.ssh.test_ssh_cli import write
-from tests.support.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
 
 pytestmark = pytest.mark.ssh
 

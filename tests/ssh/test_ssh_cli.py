@@ -1,4 +1,4 @@
-"""End to end: the real ``nexus`` CLI against the real-sshd test bed (tests/support/sshbed.py).
+"""End to end: the real ``nexus`` CLI against the real-sshd test bed (nexus_core/testing/sshbed.py).
 
 Every test runs ``python -m nexus_core`` in a subprocess (the ``nexus_project`` fixture) on a
 nexusfile that points at the bed through ``config(ssh_...)`` and host strings; the user's
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from nexus_core.testing import NexusProject, Outcome
-from tests.support.sshbed import USER_KEY, USER_NOSUDO, USER_PW, SshBed
+from nexus_core.testing.sshbed import USER_KEY, USER_NOSUDO, USER_PW, SshBed
 
 pytestmark = pytest.mark.ssh
 

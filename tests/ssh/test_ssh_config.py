@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from nexus_core.testing import NexusProject, Outcome
+from nexus_core.testing.sshbed import USER_KEY, USER_NOSUDO, SshBed
 from tests.ssh.test_ssh_cli import H1, H2, REFUSED, run, wait_until, write
-from tests.support.sshbed import USER_KEY, USER_NOSUDO, SshBed
 
 pytestmark = pytest.mark.ssh
 

@@ -16,7 +16,7 @@ from helpers import start_nexus, wait_for
 
 from nexus_core.state.store import StateStore
 from nexus_core.testing import NexusProject
-from tests.support.sshbed import USER_KEY, SshBed
+from nexus_core.testing.sshbed import USER_KEY, SshBed
 
 pytestmark = pytest.mark.ssh
 

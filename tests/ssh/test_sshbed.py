@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import paramiko
 import pytest
 
-from tests.support.sshbed import (
+from nexus_core.testing.sshbed import (
     KEY_KINDS,
     KEY_PASSPHRASE,
     PASSWORD,

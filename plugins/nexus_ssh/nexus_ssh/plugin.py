@@ -15,7 +15,11 @@ except ImportError:  # pragma: no cover - depends on the core's version
 
     hookimpl = pluggy.HookimplMarker("nexus")
 
-from nexus_core.api import Executor, PreflightCheck  # loaded already: the core's built-ins use them
+from nexus_core.api import (  # loaded already: the core's built-ins use them
+    Capabilities,
+    Executor,
+    PreflightCheck,
+)
 
 if TYPE_CHECKING:
     import click
@@ -40,6 +44,10 @@ class SshExecutor(Executor):
     name = "ssh"
     package = "nexus-ssh"
     supports_markers = True
+    #: Commands at once per host are bounded by the connection pool itself (``ssh_pool_size``:
+    #: a command waits for a free connection); every cancel level signals the remote process
+    #: group; files go over SFTP.
+    capabilities = Capabilities(file_transfer=True)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> SshExecutor:
         if cls is SshExecutor:

@@ -18,7 +18,7 @@ for p in (str(_ROOT), str(_PLUGIN)):
 
 from nexus_core.api import ExecutorContext  # noqa: E402
 from nexus_core.events import Event  # noqa: E402
-from tests.support.sshbed import USER_KEY, SshBed, shared_bed  # noqa: E402
+from nexus_core.testing.sshbed import USER_KEY, SshBed, shared_bed  # noqa: E402
 
 from nexus_ssh.executor import SshExecutor  # noqa: E402
 
@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def sshbed() -> SshBed:
-    """3 hosts + a bastion, shared by the whole process (see tests/support/sshbed.py)."""
+    """3 hosts + a bastion, shared by the whole process (see nexus_core/testing/sshbed.py)."""
     if os.geteuid() != 0:
         pytest.skip("the SSH test bed needs root (creates users, runs sshd)")
     return shared_bed(3)
