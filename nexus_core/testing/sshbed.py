@@ -698,7 +698,7 @@ _SHARED: dict[tuple[int, bool], SshBed] = {}
 def shared_bed(n_hosts: int = 3, *, bastion: bool = True) -> SshBed:
     """A bed started once per process and stopped at interpreter exit (for test sessions).
 
-    Several conftests (``tests/ssh``, ``plugins/nexus_ssh/tests``) share it. The port comes
+    Every conftest of a test process shares it (one bed per size). The port comes
     from ``NEXUS_SSHBED_PORT`` when set, else any free port.
     """
     key = (n_hosts, bastion)

@@ -1,4 +1,11 @@
-"""Fixtures for the nexus-ssh tests: the shared real-sshd bed and executor factories."""
+"""Fixtures for the nexus-ssh tests: the shared real-sshd bed and executor factories.
+
+The bed (3 hosts on 127.0.0.2-4 and a bastion on 127.0.0.250, ``nexus_core.testing.sshbed``)
+starts once per test process and stops at exit. Tests using it are marked
+``@pytest.mark.ssh``; the bed needs root (it creates users and runs sshd) and is skipped
+otherwise. The end-to-end tests through the CLI (``test_ssh_cli.py`` and the others
+``test_ssh_*``) use it with the ``nexus_project`` fixture.
+"""
 
 from __future__ import annotations
 
