@@ -30,8 +30,21 @@ def sh(*cmd: str, **kwargs: object) -> None:
 
 
 def plugin_dirs() -> list[str]:
-    """Every plugin distribution folder (one pyproject.toml each)."""
-    return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(ROOT, "plugins", "*", "pyproject.toml")))
+    """Every plugin distribution folder (one pyproject.toml each); ``plugins/_*`` are not plugins."""
+    found = glob.glob(os.path.join(ROOT, "plugins", "*", "pyproject.toml"))
+    return sorted(os.path.dirname(p) for p in found if not os.path.basename(os.path.dirname(p)).startswith("_"))
+
+
+def ssh_test_dirs() -> list[str]:
+    """Test folders with SSH tests (``pytest.mark.ssh``): each plugin's ``tests/``, and ``tests/ssh``."""
+    found = []
+    for folder in [os.path.join(d, "tests") for d in plugin_dirs()] + [os.path.join(ROOT, "tests", "ssh")]:
+        for path in sorted(glob.glob(os.path.join(folder, "**", "test_*.py"), recursive=True)):
+            with open(path, encoding="utf-8") as fh:
+                if "pytest.mark.ssh" in fh.read():
+                    found.append(folder)
+                    break
+    return found
 
 
 def ensure_venv() -> None:
@@ -84,13 +97,15 @@ def cmd_test(pytest_args: list[str]) -> None:
     sh(os.path.join(BIN, "ruff"), "check", ROOT, cwd=ROOT)
     sh(os.path.join(BIN, "ruff"), "format", "--check", ROOT, cwd=ROOT)
     sh(os.path.join(BIN, "mypy"), cwd=ROOT)
-    sh(os.path.join(BIN, "mypy"), cwd=os.path.join(ROOT, "plugins", "nexus_ssh"))  # typed against nexus_core
+    for folder in plugin_dirs():  # each plugin with its own settings, typed against nexus_core
+        sh(os.path.join(BIN, "mypy"), cwd=folder)
     sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), cwd=ROOT)
     # nexus-ssh runs commands in a shell session per connection by default; the SSH tests
     # run once more with one exec channel per command, the other mode users can choose.
-    ssh_tests = [os.path.join(ROOT, "plugins", "nexus_ssh", "tests"), os.path.join(ROOT, "tests", "ssh")]
-    env = {**os.environ, "NEXUS_SSH_SESSION_MODE": "exec"}
-    sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), *ssh_tests, cwd=ROOT, env=env)
+    ssh_tests = ssh_test_dirs()
+    if ssh_tests:
+        env = {**os.environ, "NEXUS_SSH_SESSION_MODE": "exec"}
+        sh(PY, "-m", "pytest", *(pytest_args or ["-q"]), *ssh_tests, cwd=ROOT, env=env)
 
 
 def main(argv: list[str]) -> None:

@@ -7,7 +7,7 @@
     python bench/run.py --hosts-max 50   # cap every host count
     python3 dev.py bench [ARGS]          # install Nexus into .venv, then this
 
-Needs root (it starts its own sshd test bed, ``tests/support/sshbed.py``, on 127.0.0.2...
+Needs root (it starts its own sshd test bed, ``nexus_core/testing/sshbed.py``, on 127.0.0.2...
 with port 2299 by default, and stops it at exit). Peers are installed into
 ``bench/.peers/<name>/`` by ``bench/peers.py``. Results: ``bench/results/peers.{md,json}``
 and ``bench/results/sweep.png`` (``--quick``: ``peers-quick.*``, ``sweep-quick.png``).
@@ -535,7 +535,7 @@ class Bench:
 
     def start_bed(self) -> None:
         """Start the loopback sshd bed (stopped at exit, whatever happens)."""
-        from tests.support.sshbed import USER_KEY, SshBed
+        from nexus_core.testing.sshbed import USER_KEY, SshBed
 
         n = self.s.bed_hosts()
         log(f"starting the sshd bed: {n} hosts on 127.0.0.2.. port {self.s.port}")

@@ -24,6 +24,7 @@ __all__ = [
     "API_VERSION",
     "INTERRUPTED",
     "Cancel",
+    "Capabilities",
     "CheckResult",
     "CommandResult",
     "Executor",
@@ -34,6 +35,7 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "skipped",
+    "unsupported_files",
 ]
 
 #: Called with (stream, line) for each line of output; stream is "stdout" or "stderr".
@@ -96,6 +98,40 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What an executor can do, declared as :attr:`Executor.capabilities`.
+
+    The engine respects it (no more commands at once on one host than
+    ``commands_per_host``; file operations refused on an executor without ``file_transfer``)
+    and the conformance suite (:mod:`nexus_core.testing.conformance`) tests what it declares.
+    """
+
+    #: Commands one host runs at once through this executor; None: no limit of its own.
+    commands_per_host: int | None = None
+    #: True when output lines reach ``on_output`` while the command runs, not only at its end.
+    streams_output: bool = True
+    #: The :class:`Cancel` levels that signal a running command (INTERRUPT: SIGINT, TERMINATE:
+    #: SIGTERM, KILL: SIGKILL). STOP needs nothing of an executor: the engine starts nothing new.
+    cancel_levels: frozenset[int] = frozenset({Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL})
+    #: True when :meth:`Executor.put` and :meth:`Executor.get` copy files.
+    file_transfer: bool = False
+
+    def can_cancel(self, level: int) -> bool:
+        """True when cancel ``level`` reaches a running command (STOP and below always do)."""
+        return level <= Cancel.STOP or level in self.cancel_levels
+
+
+def unsupported_files(executor: type[Executor]) -> str | None:
+    """Why ``executor`` cannot run a file operation (validation message), or None when it can."""
+    if executor.capabilities.file_transfer:
+        return None
+    return (
+        f"the {executor.name!r} transport cannot copy files (its executor declares no file transfer); "
+        f"run this task on hosts of a transport that can (e.g. ssh), or copy with run(...)"
+    )
+
+
+@dataclass(frozen=True)
 class CommandResult:
     """What one command attempt produced.
 
@@ -144,6 +180,8 @@ class Executor(ABC):
     #: True when ``run`` honours ``Command.marker`` (see :mod:`nexus_core.markers`): the host
     #: then records pid and exit code of each command, so resume can ask it what happened.
     supports_markers: ClassVar[bool] = False
+    #: What this executor can do (commands at once per host, streaming, signals, files).
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, context: ExecutorContext) -> None:
         self.context = context

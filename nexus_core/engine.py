@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +145,8 @@ class Engine:
         self._executed: dict[tuple[str, str], int] = {}
         #: Commands each host still has to run in this plan; at 0 its status files can go.
         self._left: dict[tuple[str, str], int] = {}
+        #: One semaphore per host whose executor declares ``capabilities.commands_per_host``.
+        self._host_slots: dict[tuple[str, str], threading.Semaphore] = {}
         for tp in plan.tasks.values():
             for hp in tp.hosts:
                 key = (hp.host.transport, hp.host.label)
@@ -546,7 +549,8 @@ class Engine:
             )
             started = time.monotonic()
             try:
-                result = executor.run(host, cmd, on_output, self.cancel, timeout)
+                with self._host_slot(executor, host):
+                    result = executor.run(host, cmd, on_output, self.cancel, timeout)
             except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
                 owner = self.registry.owners.get(f"executor:{host.transport}", "?")
                 result = CommandResult(
@@ -612,6 +616,18 @@ class Engine:
         )
         result: CommandResult = retrying(attempt)
         return result
+
+    def _host_slot(self, executor: Executor, host: Host) -> AbstractContextManager[Any]:
+        """Hold one of the host's command slots when its executor declares a per-host limit."""
+        limit = executor.capabilities.commands_per_host
+        if limit is None:
+            return nullcontext()
+        key = (host.transport, host.label)
+        with self._lock:
+            slot = self._host_slots.get(key)
+            if slot is None:
+                slot = self._host_slots[key] = threading.Semaphore(max(1, limit))
+        return slot
 
     def _host_done(self, host: Host, commands: int) -> None:
         """Count a host's finished (or skipped) commands; when none are left, clean it at once.

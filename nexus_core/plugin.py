@@ -28,6 +28,7 @@ import nexus_core.markers as markers
 from nexus_core._version import API_VERSION
 from nexus_core.api import (
     Cancel,
+    Capabilities,
     CheckResult,
     CommandResult,
     Executor,
@@ -81,6 +82,7 @@ __all__ = [
     "KINDS",
     "PUBLIC_MODULES",
     "Cancel",
+    "Capabilities",
     "CheckResult",
     "Command",
     "CommandResult",

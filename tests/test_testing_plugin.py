@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from plugin_fixtures import Logs, make_dist, plugin_env
 
+import nexus_core.testing
 from nexus_core.testing import NexusProject, Outcome
+from nexus_core.testing.project import parse_events, wants_json
 
 pytest_plugins = ["pytester"]
 
@@ -112,3 +117,48 @@ def test_write_dedents_and_creates_folders(tmp_path):
     policy = project.policy(["nexus-a>=1"])  # no XDG folders given: the policy lives in the project
     assert policy == tmp_path / "policy.toml"
     assert project.env["NEXUS_POLICY_FILE"] == str(policy)
+
+
+def test_outcome_parses_events_for_the_equals_form_of_format(nexus_project):
+    # `--format=json` is one argument: it used to leave Outcome.events empty without a word.
+    nexus_project.write("from nexus_core import run, task\n\n@task\ndef a():\n    run('echo one')\n")
+    out = nexus_project.run("run", "a", "--format=json")
+    assert out.code == 0, out
+    assert out.task_status("a") == "ok"
+    assert [e["line"] for e in out.of("command.output")] == ["one"]
+
+
+def test_wants_json_reads_the_format_option_only():
+    assert wants_json(["run", "a", "--format", "json"])
+    assert wants_json(["run", "a", "--format=json"])
+    assert not wants_json(["run", "a", "--format", "text"])
+    assert not wants_json(["run", "json"])  # a task named json
+    assert not wants_json(["run", "a", "--log-format", "json"])  # logs go to stderr
+    assert not wants_json(["run", "--", "--format=json"])
+    assert not wants_json(["run", "a", "--format"])
+
+
+def test_parse_events_keeps_json_objects_only():
+    assert parse_events('{"event": "x"}\n1\nnot json\n[1]\n{"event": "y"}\n') == [{"event": "x"}, {"event": "y"}]
+
+
+def test_the_package_keeps_its_exports_and_imports_no_pytest():
+    # sshbed serves scripts (bench/) that do not have pytest: the package must not need it.
+    code = (
+        "import sys, nexus_core.testing as t, nexus_core.testing.sshbed as b\n"
+        "assert 'pytest' not in sys.modules, 'pytest imported'\n"
+        "assert t.NexusProject and t.Outcome and t.ISOLATED_VARIABLES and b.SshBed\n"
+        "assert callable(t.nexus_project) and t.ExecutorConformance\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "ok", proc.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        nexus_core.testing.nope  # noqa: B018
+
+
+def test_tests_support_sshbed_still_imports():
+    from nexus_core.testing import sshbed
+    from tests.support import sshbed as old
+
+    assert old.SshBed is sshbed.SshBed and old.USER_KEY == sshbed.USER_KEY

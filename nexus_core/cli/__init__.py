@@ -8,7 +8,7 @@
 - :mod:`~nexus_core.cli.project`: ``validate``, ``list``, ``init``.
 - :mod:`~nexus_core.cli.preflight`: ``preflight``.
 - :mod:`~nexus_core.cli.state`: ``resume``, ``pipelines``.
-- :mod:`~nexus_core.cli.info`: ``version``, ``plugins``, ``completion``.
+- :mod:`~nexus_core.cli.info`: ``version``, ``plugins``, ``completion``, ``plugin new``.
 
 The run itself is click-free: :mod:`nexus_core.session`.
 """

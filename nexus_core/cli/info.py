@@ -95,3 +95,13 @@ def completion(shell: str) -> None:
         fail(ExitCode.CONFIG, f"no completion for {shell}")
     comp = cls(main, {}, "nexus", "_NEXUS_COMPLETE")
     click.echo(comp.source())
+
+
+def _plugin_group() -> None:
+    """Register ``nexus plugin new NAME`` (the generator lives in nexus_core.plugin_template)."""
+    from nexus_core.plugin_template import plugin_group
+
+    main.add_command(plugin_group())
+
+
+_plugin_group()

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 
-from nexus_core.api import Cancel, CommandResult, Executor, ExecutorContext, OutputCallback
+from nexus_core.api import Cancel, Capabilities, CommandResult, Executor, ExecutorContext, OutputCallback
 from nexus_core.model import Command, Host
 
 TAIL_LINES = 20
@@ -83,6 +83,8 @@ class LocalExecutor(Executor):
 
     name = "local"
     supports_markers = True
+    #: Any number of commands at once, streamed, every cancel level; no put/get (files are local).
+    capabilities = Capabilities()
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -108,8 +110,10 @@ class LocalExecutor(Executor):
             return CommandResult("error", None, 0.0, f"working directory {cwd} does not exist", retryable=False)
         text = command.cmd
         if command.sudo or command.user:
-            prefix = ["sudo", "-n"] + (["-u", command.user] if command.user else [])
-            text = " ".join(prefix) + " -- " + shlex.quote(self.shell) + " -c " + shlex.quote(text)
+            prefix = ["sudo", "-n"] + (["-u", shlex.quote(command.user)] if command.user else [])
+            # sudo resets the environment: export env= values inside, as nexus-ssh does.
+            exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in command.env)
+            text = " ".join(prefix) + " -- " + shlex.quote(self.shell) + " -c " + shlex.quote(exports + text)
         if command.marker is not None:
             from nexus_core.markers import wrap
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_core.plugin import (
     Cancel,
+    Capabilities,
     Command,
     CommandResult,
     Event,
@@ -167,6 +168,10 @@ class SshExecutor(Executor):
     """
 
     supports_markers = True
+    #: Commands at once per host are bounded by the connection pool itself (``ssh_pool_size``:
+    #: a command waits for a free connection); every cancel level signals the remote process
+    #: group; files go over SFTP.
+    capabilities = Capabilities(file_transfer=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)

@@ -1,4 +1,11 @@
-"""Fixtures for the nexus-ssh tests: the shared real-sshd bed and executor factories."""
+"""Fixtures for the nexus-ssh tests: the shared real-sshd bed and executor factories.
+
+The bed (3 hosts on 127.0.0.2-4 and a bastion on 127.0.0.250, ``nexus_core.testing.sshbed``)
+starts once per test process and stops at exit. Tests using it are marked
+``@pytest.mark.ssh``; the bed needs root (it creates users and runs sshd) and is skipped
+otherwise. The end-to-end tests through the CLI (``test_ssh_cli.py`` and the others
+``test_ssh_*``) use it with the ``nexus_project`` fixture.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ for p in (str(_ROOT), str(_PLUGIN)):
 
 from nexus_core.api import ExecutorContext  # noqa: E402
 from nexus_core.events import Event  # noqa: E402
-from tests.support.sshbed import USER_KEY, SshBed, shared_bed  # noqa: E402
+from nexus_core.testing.sshbed import USER_KEY, SshBed, shared_bed  # noqa: E402
 
 from nexus_ssh.executor import SshExecutor  # noqa: E402
 
@@ -29,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def sshbed() -> SshBed:
-    """3 hosts + a bastion, shared by the whole process (see tests/support/sshbed.py)."""
+    """3 hosts + a bastion, shared by the whole process (see nexus_core/testing/sshbed.py)."""
     if os.geteuid() != 0:
         pytest.skip("the SSH test bed needs root (creates users, runs sshd)")
     return shared_bed(3)

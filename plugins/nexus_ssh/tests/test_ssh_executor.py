@@ -12,8 +12,8 @@ import pytest
 from nexus_core.api import Cancel
 from nexus_core.events import SshDisconnect, SshError
 from nexus_core.model import Command, Host
+from nexus_core.testing.sshbed import KEY_PASSPHRASE, PASSWORD, USER_KEY, USER_NOSUDO, USER_PW, SshBed
 from tests.helpers import Out
-from tests.support.sshbed import KEY_PASSPHRASE, PASSWORD, USER_KEY, USER_NOSUDO, USER_PW, SshBed
 
 pytestmark = pytest.mark.ssh
 

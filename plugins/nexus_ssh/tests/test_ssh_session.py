@@ -18,8 +18,8 @@ from nexus_core import markers
 from nexus_core.api import Cancel
 from nexus_core.events import Log
 from nexus_core.model import Command, Host
+from nexus_core.testing.sshbed import USER_KEY, SshBed
 from tests.helpers import Out
-from tests.support.sshbed import USER_KEY, SshBed
 
 from nexus_ssh import session as sess
 from nexus_ssh.executor import _Lines, session_mode

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nexus_core.testing import NexusProject, Outcome
-from tests.ssh.test_ssh_cli import H1, H2, REFUSED, run, wait_until, write
-from tests.support.sshbed import USER_KEY, USER_NOSUDO, SshBed
+from nexus_core.testing.sshbed import USER_KEY, USER_NOSUDO, SshBed
+from plugins.nexus_ssh.tests.test_ssh_cli import H1, H2, REFUSED, run, wait_until, write
 
 pytestmark = pytest.mark.ssh
 
@@ -188,8 +187,9 @@ def test_proxy_command_tokens_use_the_port_and_user_nexus_connects_with(
     cfg = ssh_config(
         tmp_path,
         f"Host proxied\n  HostName {H1}\n"
-        # Nexus runs it as OpenSSH does, "exec COMMAND" in /bin/sh: a compound command needs its own sh
-        f"  ProxyCommand sh -c 'echo \"%n %h %p %r 100%%\" > {record}; exec {proxy_through_bastion(sshbed)}'\n",
+        # Nexus runs it as OpenSSH does, "exec COMMAND" in /bin/sh: a compound command needs an sh
+        f'  ProxyCommand sh -c \'echo "%n %h %p %r 100%%" > {record}; '
+        f"exec {proxy_through_bastion(sshbed)}'\n",
     )
     write(
         project,
@@ -265,7 +265,9 @@ def test_identities_only(project: NexusProject, sshbed: SshBed, tmp_path: Path) 
     tried = re.search(r"tried (.*)$", only.stderr, re.MULTILINE)
     assert tried is not None and tried.group(1) == f"publickey {wrong}", only  # not ~/.ssh/id_ed25519
     # control: the same config without IdentitiesOnly falls back to the default key
-    loose = run(project, "run", "who", "--format", "json", env={**env, "NEXUS_SSH_CONFIG": config(wrong, "no")})
+    loose = run(
+        project, "run", "who", "--format", "json", env={**env, "NEXUS_SSH_CONFIG": config(wrong, "no")}
+    )
     assert loose.code == 0, loose
     assert [e["auth"] for e in loose.of("ssh.connect")] == ["publickey ~/.ssh/id_ed25519"]
     # the IdentityFile alone logs in when it is the right key
@@ -282,9 +284,10 @@ def test_identities_only(project: NexusProject, sshbed: SshBed, tmp_path: Path) 
 def test_server_alive_interval_sets_the_transport_keepalive(
     sshbed: SshBed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from paramiko.transport import Transport
+
     from nexus_ssh.connect import Connector
     from nexus_ssh.settings import Resolver
-    from paramiko.transport import Transport
 
     cfg = ssh_config(
         tmp_path,
@@ -342,7 +345,9 @@ def test_connect_timeout_reaches_the_connect_call(tmp_path: Path, monkeypatch: p
     resolver = Resolver({}, {"ssh_config_file": cfg})
     spec = resolver.resolve("dead")
     assert spec.connect_timeout == 1.0
-    assert Resolver({"ssh_connect_timeout": 4}, {"ssh_config_file": cfg}).resolve("dead").connect_timeout == 4.0
+    assert (
+        Resolver({"ssh_connect_timeout": 4}, {"ssh_config_file": cfg}).resolve("dead").connect_timeout == 4.0
+    )
     calls: list[tuple[tuple[str, int], float | None]] = []
     real = socket.create_connection
 

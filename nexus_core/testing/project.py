@@ -1,21 +1,7 @@
-"""An opt-in pytest plugin for plugin authors: run the real ``nexus`` CLI on a temporary nexusfile.
+"""Run the real ``nexus`` CLI on a temporary project: :class:`NexusProject` and its :class:`Outcome`.
 
-Enable it with ``-p nexus_core.testing`` (or ``pytest_plugins = ["nexus_core.testing"]``)::
-
-    def test_my_executor(nexus_project):
-        nexus_project.write('''
-            from nexus_core import task, run
-            @task
-            def hello():
-                run("echo hi")
-        ''')
-        result = nexus_project.run("run", "hello", "--format", "json")
-        assert result.code == 0
-        assert result.task_status("hello") == "ok"
-
-The project is isolated from the caller's environment: its own XDG folders (so no user
-policy file applies), and ``NEXUS_CONFIG``, ``NEXUS_LOAD_PLUGINS`` and ``NEXUS_POLICY_FILE``
-are not inherited. Use :meth:`NexusProject.policy` to test your plugin under a policy.
+Standard library only; the ``nexus_project`` fixture (:mod:`nexus_core.testing.fixtures`)
+makes one per test.
 """
 
 from __future__ import annotations
@@ -25,12 +11,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 #: Variables of the caller's environment a project never inherits (they would change what runs).
 ISOLATED_VARIABLES = ("NEXUS_CONFIG", "NEXUS_LOAD_PLUGINS", "NEXUS_POLICY_FILE", "FORCE_COLOR")
@@ -124,26 +108,32 @@ class NexusProject:
             input=input,
             check=False,
         )
-        events = []
-        if "json" in args:
-            for line in proc.stdout.splitlines():
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+        events = parse_events(proc.stdout) if wants_json(args) else []
         return Outcome(proc.returncode, proc.stdout, proc.stderr, tuple(args), events)
 
 
-@pytest.fixture
-def nexus_project(tmp_path: Path) -> Iterator[NexusProject]:
-    """A :class:`NexusProject` in a fresh temporary folder, with isolated XDG folders."""
-    xdg = tmp_path / ".xdg"
-    env = {
-        "XDG_STATE_HOME": str(xdg / "state"),
-        "XDG_CONFIG_HOME": str(xdg / "config"),
-        "XDG_DATA_HOME": str(xdg / "data"),
-        "XDG_CACHE_HOME": str(xdg / "cache"),
-    }
-    project = tmp_path / "project"
-    project.mkdir()
-    yield NexusProject(project, env)
+def wants_json(args: Sequence[str]) -> bool:
+    """True when ``args`` ask for JSON output: ``--format json`` or ``--format=json``.
+
+    Looking for the word ``json`` among the arguments missed ``--format=json`` (one argument),
+    which left :attr:`Outcome.events` empty without a word.
+    """
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--format=json" or (arg == "--format" and i + 1 < len(args) and args[i + 1] == "json"):
+            return True
+    return False
+
+
+def parse_events(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects of ``stdout``, one per line (other lines are skipped)."""
+    events: list[dict[str, Any]] = []
+    for line in stdout.splitlines():
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            events.append(value)
+    return events

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import start_nexus, wait_for
-
 from nexus_core.state.store import StateStore
 from nexus_core.testing import NexusProject
-from tests.support.sshbed import USER_KEY, SshBed
+from nexus_core.testing.sshbed import USER_KEY, SshBed
+from tests.helpers import start_nexus, wait_for
 
 pytestmark = pytest.mark.ssh
 
@@ -114,7 +113,9 @@ def test_command_that_never_reached_the_host_is_run(nexus_project, sshbed, share
         assert lines(shared_dir, host.address) == ["one", "two", "two", "three"]
 
 
-def test_sigint_lets_remote_commands_finish_then_stops_them_and_leaves_no_process(nexus_project, sshbed, shared_dir):
+def test_sigint_lets_remote_commands_finish_then_stops_them_and_leaves_no_process(
+    nexus_project, sshbed, shared_dir
+):
     nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=38.5)))
     proc = start_nexus(nexus_project, "run", "deploy", env=run_env(nexus_project))
     assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import paramiko
 import pytest
-
-from tests.support.sshbed import (
+from nexus_core.testing.sshbed import (
     KEY_KINDS,
     KEY_PASSPHRASE,
     PASSWORD,
@@ -31,7 +30,14 @@ def _client(
     c.load_host_keys(bed.known_hosts)
     c.set_missing_host_key_policy(paramiko.RejectPolicy())
     c.connect(
-        host.address, host.port, username=user, look_for_keys=False, allow_agent=False, timeout=10, sock=sock, **auth
+        host.address,
+        host.port,
+        username=user,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+        sock=sock,
+        **auth,
     )  # type: ignore[arg-type]
     return c
 

@@ -1,4 +1,4 @@
-"""End to end: the real ``nexus`` CLI against the real-sshd test bed (tests/support/sshbed.py).
+"""End to end: the real ``nexus`` CLI against the real-sshd test bed (nexus_core/testing/sshbed.py).
 
 Every test runs ``python -m nexus_core`` in a subprocess (the ``nexus_project`` fixture) on a
 nexusfile that points at the bed through ``config(ssh_...)`` and host strings; the user's
@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nexus_core.testing import NexusProject, Outcome
-from tests.support.sshbed import USER_KEY, USER_NOSUDO, USER_PW, SshBed
+from nexus_core.testing.sshbed import USER_KEY, USER_NOSUDO, USER_PW, SshBed
 
 pytestmark = pytest.mark.ssh
 
@@ -96,8 +95,12 @@ def wrong_known_hosts(bed: SshBed, path: Path, address: str) -> str:
 
     other = paramiko.Ed25519Key.from_path(bed.key_path("ed25519"))  # any other ed25519 key
     name = f"[{address}]:{bed.port}"
-    keep = [line for line in Path(bed.known_hosts).read_text().splitlines() if not line.startswith(name + " ")]
-    path.write_text("\n".join([f"# hosts with a changed key\n{name} ssh-ed25519 {other.get_base64()}", *keep]) + "\n")
+    keep = [
+        line for line in Path(bed.known_hosts).read_text().splitlines() if not line.startswith(name + " ")
+    ]
+    path.write_text(
+        "\n".join([f"# hosts with a changed key\n{name} ssh-ed25519 {other.get_base64()}", *keep]) + "\n"
+    )
     return name
 
 
@@ -132,7 +135,9 @@ def test_run_on_three_hosts_reuses_one_connection_per_host(project: NexusProject
     assert lines.count(USER_KEY) == 3 and f"two on {H2}" in lines
 
 
-def test_failure_lets_running_hosts_finish_and_starts_no_new_one(project: NexusProject, sshbed: SshBed) -> None:
+def test_failure_lets_running_hosts_finish_and_starts_no_new_one(
+    project: NexusProject, sshbed: SshBed
+) -> None:
     write(
         project,
         sshbed,
@@ -152,7 +157,9 @@ def test_failure_lets_running_hosts_finish_and_starts_no_new_one(project: NexusP
     assert text.code == 1, text
     assert re.search(rf"{H1} .* exit code 7", text.stdout) and re.search(rf"{H2} \S+ ", text.stdout)
     assert re.search(rf"{H3} \S+ not started: another host failed", text.stdout), text.stdout
-    assert "Error: Command failed" in text.stderr and "Exit code: 7" in text.stderr and "failing" in text.stderr
+    assert (
+        "Error: Command failed" in text.stderr and "Exit code: 7" in text.stderr and "failing" in text.stderr
+    )
 
     assert not re.search(rf"{H3} \S+ \d", text.stdout), "H3 never started (no duration)"
     cont = run(project, "run", "deploy", "--format", "json", "--continue-on-error")
@@ -232,7 +239,9 @@ def test_auth_failure_exits_3_and_says_what_was_tried(project: NexusProject, ssh
     assert "id_ed25519" in out.stderr and "ssh_identity" in out.stderr
 
 
-def test_changed_host_key_stops_that_host_loudly(project: NexusProject, sshbed: SshBed, tmp_path: Path) -> None:
+def test_changed_host_key_stops_that_host_loudly(
+    project: NexusProject, sshbed: SshBed, tmp_path: Path
+) -> None:
     kh = tmp_path / "known_hosts"
     name = wrong_known_hosts(sshbed, kh, H2)
     write(
@@ -380,7 +389,9 @@ def test_cli_user_identity_and_hosts_override(project: NexusProject, sshbed: Ssh
     assert out.code == 0, out
     assert [e["line"] for e in out.of("command.output")] == [USER_NOSUDO, USER_NOSUDO]
     assert any("id_rsa" in e["auth"] for e in out.of("ssh.connect"))
-    only = run(project, "run", "whoami", "-u", USER_KEY, "-i", key, "-H", f"{USER_NOSUDO}@{H3}", "--format", "json")
+    only = run(
+        project, "run", "whoami", "-u", USER_KEY, "-i", key, "-H", f"{USER_NOSUDO}@{H3}", "--format", "json"
+    )
     assert only.code == 0, only
     assert host_order(only, "whoami") == [H3]
     assert [e["line"] for e in only.of("command.output")] == [USER_NOSUDO]  # user@host beats -u
@@ -398,7 +409,9 @@ def deploy():
 """
 
 
-def test_rolling_goes_in_order_and_stops_at_the_first_failing_batch(project: NexusProject, sshbed: SshBed) -> None:
+def test_rolling_goes_in_order_and_stops_at_the_first_failing_batch(
+    project: NexusProject, sshbed: SshBed
+) -> None:
     write(project, sshbed, ROLLING.replace("FAIL_ON", "none"))
     ok = run(project, "run", "deploy", "--format", "json")
     assert ok.code == 0, ok
@@ -440,7 +453,9 @@ def test_canary_first_then_the_rest(project: NexusProject, sshbed: SshBed) -> No
     }
 
 
-def test_dry_run_states_strategy_and_order_and_executes_nothing(project: NexusProject, sshbed: SshBed) -> None:
+def test_dry_run_states_strategy_and_order_and_executes_nothing(
+    project: NexusProject, sshbed: SshBed
+) -> None:
     write(
         project,
         sshbed,
@@ -501,7 +516,9 @@ def test_preflight_all_pass(project: NexusProject, sshbed: SshBed) -> None:
     text = out.stdout
     assert text.startswith("Pre-flight checks for: deploy")
     assert "Configuration" in text and "Host Connectivity [2/2]" in text
-    assert re.search(rf"{re.escape(H1)} - port {sshbed.port} open, SSH-2.0-OpenSSH_\S+ .*\(\d+ms\)", text), text
+    assert re.search(rf"{re.escape(H1)} - port {sshbed.port} open, SSH-2.0-OpenSSH_\S+ .*\(\d+ms\)", text), (
+        text
+    )
     assert "SSH Authentication [2/2]" in text and "key: " in text and "id_ed25519" in text
     assert "Sudo Access [2/2]" in text and f"{H2} - NOPASSWD confirmed" in text
     assert re.search(r"All pre-flight checks passed \(\d+ checks in ", text)
@@ -544,13 +561,17 @@ def test_preflight_failures_force_and_json(project: NexusProject, sshbed: SshBed
     quick = run(project, "preflight", "deploy", "--skip-connectivity", "--skip-auth", "--skip-sudo-check")
     assert quick.code == 0, quick
     assert "Host Connectivity" not in quick.stdout and "SSH Authentication" not in quick.stdout
-    no_conn = run(project, "preflight", "deploy", "--skip-connectivity", "--skip-sudo-check", "--format", "json")
+    no_conn = run(
+        project, "preflight", "deploy", "--skip-connectivity", "--skip-sudo-check", "--format", "json"
+    )
     assert no_conn.code == 3
     assert [e["host"] for e in no_conn.json()["errors"]] == [REFUSED]
     assert no_conn.json()["errors"][0]["category"] == "SSH Authentication"
 
 
-def test_preflight_auth_failure_and_changed_key(project: NexusProject, sshbed: SshBed, tmp_path: Path) -> None:
+def test_preflight_auth_failure_and_changed_key(
+    project: NexusProject, sshbed: SshBed, tmp_path: Path
+) -> None:
     kh = tmp_path / "known_hosts"
     wrong_known_hosts(sshbed, kh, H2)
     write(
@@ -640,7 +661,9 @@ def test_hosts_verify_changed_key(project: NexusProject, sshbed: SshBed, tmp_pat
     )
     out = run(project, "hosts", "verify")
     assert out.code == 3, out
-    assert re.search(rf"{re.escape(H1)}  ssh-ed25519  SHA256:\S+  matches {re.escape(str(kh))}:\d+", out.stdout)
+    assert re.search(
+        rf"{re.escape(H1)}  ssh-ed25519  SHA256:\S+  matches {re.escape(str(kh))}:\d+", out.stdout
+    )
     assert f"{H2}  ssh-ed25519" in out.stdout and "CHANGED" in out.stdout
     assert f"HOST KEY CHANGED for {name}" in out.stderr and f"{kh} line 2" in out.stderr
     assert out.stderr.count("SHA256:") == 2
@@ -654,11 +677,17 @@ def test_hosts_verify_changed_key(project: NexusProject, sshbed: SshBed, tmp_pat
 # --- many hosts: open files -----------------------------------------------------------------------
 
 
-def _nexus_with_nofile(project: NexusProject, soft: int, hard: int, *args: str) -> subprocess.CompletedProcess[str]:
+def _nexus_with_nofile(
+    project: NexusProject, soft: int, hard: int, *args: str
+) -> subprocess.CompletedProcess[str]:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    env = {k: v for k, v in os.environ.items() if k not in ("NEXUS_CONFIG", "NEXUS_LOAD_PLUGINS", "NEXUS_POLICY_FILE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NEXUS_CONFIG", "NEXUS_LOAD_PLUGINS", "NEXUS_POLICY_FILE")
+    }
     env.update({"NO_COLOR": "1", "CI": "1", **project.env})
     return subprocess.run(
         [sys.executable, "-m", "nexus_core", *args],

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 from helpers import start_nexus, wait_for
-
 from nexus_core.testing import NexusProject
-from tests.support.sshbed import HOME_ROOT, USER_KEY, SshBed
+from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
 
 pytestmark = pytest.mark.ssh
 
@@ -48,7 +47,8 @@ def header(bed: SshBed) -> str:
     return (
         "from nexus_core import config, hosts, hostname, run, task\n"
         f"config(ssh_user={USER_KEY!r}, ssh_identity={bed.key_path('ed25519')!r}, "
-        f"ssh_known_hosts_file={bed.known_hosts!r}, ssh_port={bed.port}, interrupt_grace=0.3, terminate_grace=0.3)\n"
+        f"ssh_known_hosts_file={bed.known_hosts!r}, ssh_port={bed.port}, "
+        "interrupt_grace=0.3, terminate_grace=0.3)\n"
         f"hosts('web', {hosts})\n"
     )
 
@@ -146,7 +146,9 @@ def test_the_next_run_on_a_host_removes_idle_entries_once_a_day(project, sshbed)
 
 
 def test_state_retention_days_is_a_checked_config_key(project, sshbed):
-    project.write(header(sshbed).replace("terminate_grace=0.3)", "terminate_grace=0.3, state_retention_days=0)"))
+    project.write(
+        header(sshbed).replace("terminate_grace=0.3)", "terminate_grace=0.3, state_retention_days=0)")
+    )
     result = project.run("validate")
     assert result.code == 2 and "state_retention_days" in result.stderr, result
 
@@ -185,7 +187,8 @@ def test_host_output_cannot_drive_the_terminal(project, sshbed):
         + f'''
 @task(on=["{h1}"])
 def nasty():
-    run(r"printf 'a\\033]0;pwned\\007b\\n'; printf 'c\\302\\233d\\n'; printf 'e\\033]0;x\\007\\n' >&2; exit 2")
+    run(r"printf 'a\\033]0;pwned\\007b\\n'; printf 'c\\302\\233d\\n'; "
+        r"printf 'e\\033]0;x\\007\\n' >&2; exit 2")
 '''
     )
     for mode in ("-v", "-q"):

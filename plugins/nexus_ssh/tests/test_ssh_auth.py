@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nexus_core.testing import NexusProject, Outcome
-from tests.ssh.test_ssh_cli import write
-from tests.support.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
+from nexus_core.testing.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
+from plugins.nexus_ssh.tests.test_ssh_cli import write
 
 pytestmark = pytest.mark.ssh
 
@@ -70,7 +69,9 @@ def full_env(project: NexusProject, **extra: str) -> dict[str, str]:
 
 def host_command_lines() -> list[str]:
     """Every process's full command line on this machine (the bed's hosts live here too)."""
-    proc = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True, timeout=10, check=True)
+    proc = subprocess.run(
+        ["ps", "-eww", "-o", "args="], capture_output=True, text=True, timeout=10, check=True
+    )
     return proc.stdout.splitlines()
 
 
@@ -125,7 +126,9 @@ def test_sudo_password_from_env_runs_as_root_and_never_shows(project: NexusProje
     assert_secret_absent(out, PASSWORD)
 
 
-def test_sudo_password_never_reaches_a_command_sudo_did_not_ask_for(project: NexusProject, sshbed: SshBed) -> None:
+def test_sudo_password_never_reaches_a_command_sudo_did_not_ask_for(
+    project: NexusProject, sshbed: SshBed
+) -> None:
     # nexus_key has NOPASSWD: sudo leaves the password unread; the command must not get it.
     write(
         project,
@@ -180,7 +183,9 @@ def test_wrong_sudo_password_fails_clearly_and_quickly(project: NexusProject, ss
     took = time.monotonic() - t0
     assert out.code == 1, out
     assert took < 30, f"a wrong password must not leave sudo waiting for more ({took:.1f}s)"
-    assert [e["reason"] for e in out.of("host.stop") if e.get("reason")] == [f"sudo on {H1} rejected the password"]
+    assert [e["reason"] for e in out.of("host.stop") if e.get("reason")] == [
+        f"sudo on {H1} rejected the password"
+    ]
     assert_secret_absent(out, wrong)
     text = run(project, "run", "deploy", env={"NEXUS_SUDO_PASSWORD": wrong})
     assert f"Reason: sudo on {H1} rejected the password" in text.stderr, text
@@ -313,7 +318,12 @@ def ssh_agent(tmp_path: Path, sshbed: SshBed) -> Iterator[str]:
         assert sock.exists(), "ssh-agent did not create its socket within 10s"
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
         added = subprocess.run(
-            [add, sshbed.key_path("ed25519")], env=env, capture_output=True, text=True, timeout=10, check=False
+            [add, sshbed.key_path("ed25519")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         assert added.returncode == 0, added.stderr
         listed = subprocess.run([add, "-l"], env=env, capture_output=True, text=True, timeout=10, check=False)
@@ -354,7 +364,9 @@ def test_agent_is_used_when_no_identity_is_configured(
     _auth_nexusfile(project, sshbed)
     home = _empty_home(tmp_path)  # no ~/.ssh at all: only the agent can log in
     before = sshbed.auth_count(H1, "publickey")
-    out = run(project, "run", "whoami", "--format", "json", env={"HOME": str(home), "SSH_AUTH_SOCK": ssh_agent})
+    out = run(
+        project, "run", "whoami", "--format", "json", env={"HOME": str(home), "SSH_AUTH_SOCK": ssh_agent}
+    )
     assert out.code == 0, out
     assert [e["auth"] for e in out.of("ssh.connect")] == ["agent"]
     assert [e["line"] for e in out.of("command.output")] == [USER_KEY]
@@ -365,7 +377,9 @@ def test_agent_is_used_when_no_identity_is_configured(
     assert "no key found" in none.stderr
 
 
-def test_default_key_in_home_is_used_without_agent(project: NexusProject, sshbed: SshBed, tmp_path: Path) -> None:
+def test_default_key_in_home_is_used_without_agent(
+    project: NexusProject, sshbed: SshBed, tmp_path: Path
+) -> None:
     _auth_nexusfile(project, sshbed)
     home = _empty_home(tmp_path)
     ssh_dir = home / ".ssh"
