@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import start_nexus, wait_for
 from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
+from tests.helpers import start_nexus, wait_for
 
 pytestmark = pytest.mark.ssh
 
