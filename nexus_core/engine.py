@@ -25,7 +25,7 @@ from nexus_core.api import (
     HostOutcome,
     StrategyContext,
 )
-from nexus_core.model import Command, Host
+from nexus_core.model import Command, Host, HostKey
 from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
@@ -136,13 +136,13 @@ class Engine:
         self._lock = threading.Lock()
         self._stop_new_tasks = False
         self._escalation: list[threading.Timer] = []
-        self._marked_hosts: dict[tuple[str, str], Host] = {}
-        self._cleaned: set[tuple[str, str]] = set()
+        self._marked_hosts: dict[HostKey, Host] = {}
+        self._cleaned: set[HostKey] = set()
         #: Commands each host still has to run in this plan; at 0 its status files can go.
-        self._left: dict[tuple[str, str], int] = {}
+        self._left: dict[HostKey, int] = {}
         for tp in plan.tasks.values():
             for hp in tp.hosts:
-                key = (hp.host.transport, hp.host.label)
+                key = hp.host.key
                 self._left[key] = self._left.get(key, 0) + len(hp.commands)
         self._report = report or (lambda m: None)
 
@@ -507,7 +507,7 @@ class Engine:
             marker = markers.Marker(run_id, markers.key(tp.name, host.label, index), host.label)
             cmd = replace(cmd, marker=marker)
             with self._lock:
-                self._marked_hosts.setdefault((host.transport, host.label), host)
+                self._marked_hosts.setdefault(host.key, host)
         emit = self.bus.emit
         label = host.label
 
@@ -605,7 +605,7 @@ class Engine:
         Every command of the host is then finished and checkpointed, so its status files
         can no longer be needed by a resume: removing them now overlaps with other hosts.
         """
-        key = (host.transport, host.label)
+        key = host.key
         with self._lock:
             self._left[key] = left = self._left.get(key, 0) - commands
             ready = left <= 0 and key in self._marked_hosts and key not in self._cleaned
