@@ -642,9 +642,9 @@ def build_plan(
         except Exception:  # noqa: BLE001 - reported by check_structure already
             attributes = {}
         labels = assign_labels(h for hosts in targets.values() for h in hosts)
-        for name, found in targets.items():
+        for name, targeted in targets.items():
             t = project.tasks[name]
-            hosts = [_finished(h, attributes, labels) for h in found]
+            hosts = [_finished(h, attributes, labels) for h in targeted]
             # Bodies run even when the structure has problems, so that every problem
             # (a bad run() option, an unset env(), an empty task...) is reported at once.
             host_plans: list[HostPlan] = []

@@ -23,9 +23,7 @@ from nexus_core.plan import Plan, ValidationFailed, build_plan
 from nexus_core.registry import Registry, builtin_registry
 from nexus_core.testing import NexusProject
 
-HEADER = (
-    "from nexus_core import config, current_host, host, host_tags, host_var, hostname, hosts, run, task\n"
-)
+HEADER = "from nexus_core import config, current_host, host, host_tags, host_var, hostname, hosts, run, task\n"
 
 
 def registry() -> Registry:
@@ -163,7 +161,7 @@ def test_local_in_a_group_is_this_machine(tmp_path: Path) -> None:
         """,
     )
     plan = plan_of(path)
-    assert [hp.host for hp in plan.tasks["a"].hosts][0] == LOCAL
+    assert plan.tasks["a"].hosts[0].host == LOCAL
     assert labels(plan, "a") == ["local", "web-1"]
     assert [hp.host.is_local for hp in plan.tasks["b"].hosts] == [True]
     assert plan.tasks["b"].remote is False
