@@ -363,3 +363,56 @@ def test_check_tags_accepts_one_string_and_drops_repeats() -> None:
     assert check_tags(["b", "a", "b"]) == ("b", "a")
     with pytest.raises(HostAttributeError):
         check_tags([""])
+
+
+# --- resume matches hosts by identity ------------------------------------------------------------
+
+
+def _record(plan: Plan, hosts: dict[tuple[str, str], str], commands: dict[tuple[str, str, int], str]) -> Any:
+    from nexus_core.state.store import RunRecord
+
+    return RunRecord(
+        id="r1", nexusfile=plan.nexusfile, nexusfile_hash="", requested=[], options={},
+        plan=json.loads(json.dumps(plan.to_dict())), status="interrupted", started=0.0, ended=None,
+        exit_code=None, pid=0, machine="", resumes=0,
+        hosts={k: {"status": v} for k, v in hosts.items()},
+        commands={k: {"status": v} for k, v in commands.items()},
+    )  # fmt: skip
+
+
+def test_resume_reads_each_login_under_its_own_label(tmp_path: Path) -> None:
+    from nexus_core.state.resume import plan_changes, resume_point
+
+    path = write(
+        tmp_path,
+        """
+        @task(on=["deploy@web-1", "root@web-1"])
+        def t():
+            run("one")
+            run("two")
+        """,
+    )
+    plan = plan_of(path)
+    record = _record(
+        plan,
+        {("t", "deploy@web-1"): "ok", ("t", "root@web-1"): "running"},
+        {("t", "root@web-1", 0): "ok"},
+    )
+    point = resume_point(record, plan)
+    assert point.done_hosts == {("t", "deploy@web-1")}
+    assert point.start_at == {("t", "root@web-1"): 1}
+    assert point.uncertain == {("t", "root@web-1", 1)}
+    assert plan_changes(record, plan, point) == []
+
+
+def test_resume_refuses_when_a_host_is_recorded_under_another_label(tmp_path: Path) -> None:
+    from nexus_core.state.resume import plan_changes, resume_point
+
+    before = plan_of(write(tmp_path, '@task(on=["deploy@web-1"])\ndef t():\n    run("one")\n'))
+    record = _record(before, {("t", "web-1"): "running"}, {})
+    after = plan_of(write(tmp_path, '@task(on=["deploy@web-1", "root@web-1"])\ndef t():\n    run("one")\n'))
+    point = resume_point(record, after)
+    assert point.start_at == {("t", "deploy@web-1"): 0}  # read under the old label "web-1"
+    changes = plan_changes(record, after, point)
+    assert "host deploy@web-1 was recorded as web-1" in changes
+    assert "task 't' now also runs on root@web-1" in changes

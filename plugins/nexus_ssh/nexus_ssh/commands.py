@@ -111,6 +111,7 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
             )
     if found:
         from nexus_core.cli import load, make_plan
+        from nexus_core.plan import to_host
 
         project = load(config_path)
         plan = make_plan(project, [], "text")
@@ -119,7 +120,7 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
         for group in project.groups.values():
             for member in group.members:
                 with contextlib.suppress(HostParseError):
-                    h = parse_host(member)
+                    h = to_host(member)  # a host string, "local" or host(...)
                     if h.transport == "ssh":
                         plan_hosts.append(h)
     if hosts:
