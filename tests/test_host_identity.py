@@ -416,3 +416,31 @@ def test_resume_refuses_when_a_host_is_recorded_under_another_label(tmp_path: Pa
     changes = plan_changes(record, after, point)
     assert "host deploy@web-1 was recorded as web-1" in changes
     assert "task 't' now also runs on root@web-1" in changes
+
+
+def test_a_strategy_reads_the_hosts_attributes(tmp_path: Path) -> None:
+    from nexus_core.api import Strategy
+
+    class CanariesFirst(Strategy):
+        """Hosts tagged ``canary`` go first, alone; the rest follow together."""
+
+        name = "canaries_first"
+
+        def batches(self, hosts: Any, options: Any) -> list[list[Host]]:
+            first = [h for h in hosts if "canary" in h.tags]
+            return [first, [h for h in hosts if h not in first]]
+
+    reg = registry()
+    reg.strategies["canaries_first"] = CanariesFirst
+    path = write(
+        tmp_path,
+        """
+        hosts("web", "web-1", host("web-2", tags=["canary"]), "web-3")
+
+        @task(on="web", strategy="canaries_first")
+        def deploy():
+            run("true")
+        """,
+    )
+    plan = build_plan(load_project(str(path)), reg)
+    assert plan.tasks["deploy"].batches == (("web-2",), ("web-1", "web-3"))
