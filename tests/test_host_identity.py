@@ -444,3 +444,23 @@ def test_a_strategy_reads_the_hosts_attributes(tmp_path: Path) -> None:
     )
     plan = build_plan(load_project(str(path)), reg)
     assert plan.tasks["deploy"].batches == (("web-2",), ("web-1", "web-3"))
+
+
+def test_a_new_label_on_a_host_with_no_work_left_does_not_stop_a_resume(tmp_path: Path) -> None:
+    from nexus_core.state.resume import plan_changes, resume_point
+
+    before = plan_of(
+        write(tmp_path, '@task(on=["deploy@web-1"])\ndef a():\n    run("one")\n@task\ndef b():\n    run("two")\n')
+    )
+    record = _record(before, {("a", "web-1"): "ok"}, {})
+    record.tasks = {"a": {"status": "ok"}}
+    after = plan_of(
+        write(
+            tmp_path,
+            '@task(on=["deploy@web-1"])\ndef a():\n    run("one")\n'
+            '@task(on=["local", "root@web-1"])\ndef b():\n    run("two")\n',
+        )
+    )
+    point = resume_point(record, after)
+    assert point.done_tasks == {"a"}
+    assert plan_changes(record, after, point) == ["task 'b' now also runs on root@web-1"]

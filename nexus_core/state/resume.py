@@ -104,16 +104,23 @@ def plan_changes(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]
     for name in old_tasks:
         if name not in plan.tasks and record.tasks.get(name, {}).get("status") != "ok":
             reasons.append(f"task {name!r} is gone from the plan")
-    reasons.extend(_relabelled(record, plan))
+    reasons.extend(_relabelled(record, plan, point))
     return reasons
 
 
-def _relabelled(record: RunRecord, plan: Plan) -> list[str]:
-    """Hosts whose label changed since the stored run: its rows and status files are under the old one."""
+def _relabelled(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]:
+    """Hosts with work left whose label changed since the stored run (its rows and status files use the old one)."""
     old_labels = recorded_labels(record)
     reasons: list[str] = []
     holders: dict[str, str] = {}
-    for host in plan.hosts:
+    remaining = {
+        hp.host.key: hp.host
+        for name in plan.order
+        if name not in point.done_tasks
+        for hp in plan.tasks[name].hosts
+        if (name, hp.host.label) not in point.done_hosts
+    }
+    for host in remaining.values():
         old = old_labels.get(host.key)
         if old is None:
             continue
