@@ -10,7 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nexus_core._version import API_VERSION, __version__
-from nexus_core.dsl import config, env, git_branch, git_sha, hostname, hosts, run, task, timestamp
+from nexus_core.dsl import (
+    config,
+    current_host,
+    env,
+    git_branch,
+    git_sha,
+    host,
+    host_tags,
+    host_var,
+    hostname,
+    hosts,
+    run,
+    task,
+    timestamp,
+)
 
 if TYPE_CHECKING:
     from nexus_core.plugin import hookimpl
@@ -19,10 +33,14 @@ __all__ = [
     "API_VERSION",
     "__version__",
     "config",
+    "current_host",
     "env",
     "git_branch",
     "git_sha",
     "hookimpl",
+    "host",
+    "host_tags",
+    "host_var",
     "hostname",
     "hosts",
     "run",

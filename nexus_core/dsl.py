@@ -1,4 +1,4 @@
-"""The nexusfile language: ``config``, ``hosts``, ``task``, ``run``, ``env`` and context helpers.
+"""The nexusfile language: ``config``, ``hosts``, ``host``, ``task``, ``run``, ``env`` and context helpers.
 
 Loading a nexusfile runs it with a fresh :class:`~nexus_core.model.Project` as the current
 target of ``config``/``hosts``/``task`` (a context variable, so two loads never share
@@ -23,7 +23,7 @@ from typing import Any, TypeVar, overload
 # import of ``nexus_core.hosts`` (by the planner or a plugin) would replace the function and make
 # ``from nexus_core import hosts`` in a nexusfile return the module ("'module' object is not callable").
 import nexus_core.hosts  # noqa: F401
-from nexus_core.model import Command, Host, Location, Problem, Project, TaskDef
+from nexus_core.model import Command, Host, HostSpec, Location, Problem, Project, TaskDef
 from nexus_core.options import RUN_OPTIONS, safe_repr, suggest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,8 +109,13 @@ def config(**options: Any) -> None:
         project.config_locations[key] = where
 
 
-def hosts(name: str, *members: str, groups: list[str] | tuple[str, ...] | None = None) -> None:
-    """Define host group ``name`` from host strings and/or other groups (``groups=[...]``)."""
+def hosts(
+    name: str, *members: str | HostSpec | list[str | HostSpec], groups: list[str] | tuple[str, ...] | None = None
+) -> None:
+    """Define host group ``name`` from host strings, :func:`host` entries and/or other groups (``groups=[...]``).
+
+    ``"local"`` as a member is the machine Nexus runs on, as in ``on=[...]``.
+    """
     from nexus_core.model import HostGroup
 
     if _RECORDER.get() is not None:
@@ -133,7 +138,7 @@ def hosts(name: str, *members: str, groups: list[str] | tuple[str, ...] | None =
             "merge the two definitions or rename one",
         )
         return
-    flat: list[str] = []
+    flat: list[Any] = []
     for m in members:
         if isinstance(m, (list, tuple)):
             flat.extend(m)
@@ -153,6 +158,43 @@ def hosts(name: str, *members: str, groups: list[str] | tuple[str, ...] | None =
         )
         group_names = ()
     project.groups[name] = HostGroup(name, tuple(flat), group_names, where)
+
+
+_HOST_OPTIONS = ("tags", "vars")
+
+
+def host(text: str, *, tags: Any = None, vars: Any = None, **unknown: Any) -> HostSpec:
+    """A host with attributes, usable wherever a host string is (``hosts(...)``, ``on=[...]``).
+
+    ``host("web-1", tags=["blue"], vars={"port": 8080})``: ``tags`` is a list of strings,
+    ``vars`` a dict of names to plain values (strings, numbers, booleans, None, lists and
+    dicts of these). Task bodies read them with :func:`host_tags`, :func:`host_var` and
+    :func:`current_host`. Attributes never change which host it is: ``deploy@web-1``
+    and ``root@web-1`` are two hosts, ``web-1`` with or without tags is one.
+    """
+    from nexus_core.hosts import HostAttributeError, check_tags, check_vars
+    from nexus_core.model import EMPTY
+
+    project = current_project()
+    where = _caller(project)
+    for key in unknown:
+        close = suggest(key, _HOST_OPTIONS)
+        _problem(
+            f"host() has no option {key!r}",
+            f"did you mean {close!r}?" if close else "options: " + ", ".join(_HOST_OPTIONS),
+            code="unknown-option",
+        )
+    try:
+        tag_tuple = check_tags(tags)
+    except HostAttributeError as exc:
+        _problem(f"host({safe_repr(text)}): {exc}", 'write tags=["blue", "eu"]', code="bad-value")
+        tag_tuple = ()
+    try:
+        var_map = check_vars(vars)
+    except HostAttributeError as exc:
+        _problem(f"host({safe_repr(text)}): {exc}", 'write vars={"port": 8080, "role": "primary"}', code="bad-value")
+        var_map = EMPTY
+    return HostSpec(text, tag_tuple, var_map, where)
 
 
 @overload
@@ -342,6 +384,57 @@ def hostname() -> str:
 
         return socket.gethostname()
     return rec.host.name
+
+
+def _body_host(what: str) -> Host | None:
+    rec = _RECORDER.get()
+    if rec is not None:
+        return rec.host
+    if _PROJECT.get() is not None:
+        _problem(f"{what}() is called outside a task body", "call it inside a function decorated with @task")
+        return None
+    raise NexusfileError(f"{what}() can only be called inside a task body, while Nexus plans a run")
+
+
+def current_host() -> Host:
+    """The host the task body is being planned for, read-only: ``current_host().tags``, ``.vars``, ``.facts``.
+
+    On the local machine this is the host ``local`` (``hostname()`` gives the machine's name).
+    """
+    from nexus_core.model import LOCAL
+
+    return _body_host("current_host") or LOCAL
+
+
+def host_tags() -> tuple[str, ...]:
+    """The tags of the host the task body is being planned for (``()`` when it has none)."""
+    found = _body_host("host_tags")
+    return found.tags if found is not None else ()
+
+
+def host_var(name: str, default: Any = _MISSING) -> Any:
+    """The variable ``name`` of the host the body is planned for; unset without a default is a validation error."""
+    found = _body_host("host_var")
+    if found is None:
+        return None if default is _MISSING else default
+    if not isinstance(name, str) or not name:
+        _problem(
+            f"host_var() needs the name of a host variable, got {safe_repr(name)}",
+            'write host_var("port") or host_var("port", 8080)',
+            code="bad-value",
+        )
+        return None if default is _MISSING else default
+    if name in found.vars:
+        return found.vars[name]
+    if default is not _MISSING:
+        return default
+    _problem(
+        f"host {found.label} has no variable {name!r}",
+        f'set it with host("{found.source or found.name}", vars={{"{name}": ...}}) or give a default: '
+        f'host_var("{name}", default)',
+        code="host-var-unset",
+    )
+    return None
 
 
 def timestamp() -> str:

@@ -28,7 +28,7 @@ from nexus_core.api import (
     StrategyContext,
 )
 from nexus_core.exitcodes import ExitCode, for_signal
-from nexus_core.model import Command, Host
+from nexus_core.model import Command, Host, HostKey
 from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
@@ -139,17 +139,17 @@ class Engine:
         self._lock = threading.Lock()
         self._stop_new_tasks = False
         self._escalation: list[threading.Timer] = []
-        self._marked_hosts: dict[tuple[str, str], Host] = {}
-        self._cleaned: set[tuple[str, str]] = set()
-        #: Commands that really started, per (task, host): what ``task.stop`` counts as executed.
+        self._marked_hosts: dict[HostKey, Host] = {}
+        self._cleaned: set[HostKey] = set()
+        #: Commands that really started, per (task, host label): what ``task.stop`` counts as executed.
         self._executed: dict[tuple[str, str], int] = {}
         #: Commands each host still has to run in this plan; at 0 its status files can go.
-        self._left: dict[tuple[str, str], int] = {}
+        self._left: dict[HostKey, int] = {}
         #: One semaphore per host whose executor declares ``capabilities.commands_per_host``.
-        self._host_slots: dict[tuple[str, str], threading.Semaphore] = {}
+        self._host_slots: dict[HostKey, threading.Semaphore] = {}
         for tp in plan.tasks.values():
             for hp in tp.hosts:
-                key = (hp.host.transport, hp.host.label)
+                key = hp.host.key
                 self._left[key] = self._left.get(key, 0) + len(hp.commands)
         self._report = report or (lambda m: None)
 
@@ -524,7 +524,7 @@ class Engine:
             marker = markers.Marker(run_id, markers.key(tp.name, host.label, index), host.label)
             cmd = replace(cmd, marker=marker)
             with self._lock:
-                self._marked_hosts.setdefault((host.transport, host.label), host)
+                self._marked_hosts.setdefault(host.key, host)
         emit = self.bus.emit
         label = host.label
 
@@ -622,7 +622,7 @@ class Engine:
         limit = executor.capabilities.commands_per_host
         if limit is None:
             return nullcontext()
-        key = (host.transport, host.label)
+        key = host.key
         with self._lock:
             slot = self._host_slots.get(key)
             if slot is None:
@@ -635,7 +635,7 @@ class Engine:
         Every command of the host is then finished and checkpointed, so its status files
         can no longer be needed by a resume: removing them now overlaps with other hosts.
         """
-        key = (host.transport, host.label)
+        key = host.key
         with self._lock:
             self._left[key] = left = self._left.get(key, 0) - commands
             ready = left <= 0 and key in self._marked_hosts and key not in self._cleaned

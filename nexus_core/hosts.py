@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from nexus_core.model import Host
+from nexus_core.model import EMPTY, FrozenMap, Host, HostKey
 from nexus_core.options import safe_repr
 
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\$?")
@@ -112,3 +114,95 @@ def format_host(host: Host, default_transport: str = "ssh") -> str:
     text = f"{host.user}@{name}" if host.user else name
     text = f"{text}:{host.port}" if host.port is not None else text
     return text if host.transport == default_transport else f"{host.transport}://{text}"
+
+
+# --- identity and labels --------------------------------------------------------------------
+
+
+def assign_labels(hosts: Iterable[Host], default_transport: str = "ssh") -> dict[HostKey, str]:
+    """A label for each distinct host (by :attr:`Host.key`), unique among ``hosts``.
+
+    A host keeps its short label (name, and port when given) unless another host of the
+    set has the same one; those hosts get their full host string instead (``deploy@web-1``,
+    ``agent://web-1``), and the machine Nexus runs on stays ``local``. So output that
+    names one host per machine reads as it always did, and two logins to one machine are
+    never merged.
+    """
+    distinct: dict[HostKey, Host] = {}
+    for h in hosts:
+        distinct.setdefault(h.key, h)
+    by_short: dict[str, list[Host]] = {}
+    for h in distinct.values():
+        by_short.setdefault(h.short_label, []).append(h)
+    labels: dict[HostKey, str] = {}
+    for short, group in by_short.items():
+        if len(group) == 1:
+            labels[group[0].key] = short
+            continue
+        for h in group:
+            labels[h.key] = "local" if h.is_local and h.name == "local" else format_host(h, default_transport)
+    # A full host string can only meet another in pathological sets (``ssh://local`` next to
+    # the local machine): spell the transport out for every host still sharing a label.
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    for key, label in list(labels.items()):
+        if counts[label] > 1 and not (distinct[key].is_local and label == "local"):
+            labels[key] = format_host(distinct[key], default_transport="")
+    return labels
+
+
+# --- attributes -----------------------------------------------------------------------------
+
+#: Types a host variable may hold (inside lists and dicts of the same).
+VAR_TYPES = "strings, numbers, booleans, None, and lists or dicts of these"
+
+
+class HostAttributeError(ValueError):
+    """A host attribute of the wrong type; the message says which and what is allowed."""
+
+
+def check_tags(value: object) -> tuple[str, ...]:
+    """``tags=`` as a tuple of distinct non-empty strings, or raise :class:`HostAttributeError`."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise HostAttributeError(f"tags= must be a list of strings, not {type(value).__name__} ({safe_repr(value)})")
+    out: list[str] = []
+    for tag in value:
+        if not isinstance(tag, str) or not tag.strip() or any(c.isspace() for c in tag):
+            raise HostAttributeError(f"tag {safe_repr(tag)} is not a non-empty string without spaces")
+        if tag not in out:
+            out.append(tag)
+    return tuple(sorted(out)) if isinstance(value, (set, frozenset)) else tuple(out)
+
+
+def check_vars(value: object, what: str = "vars") -> FrozenMap:
+    """``vars=`` as a :class:`FrozenMap` of frozen plain data, or raise :class:`HostAttributeError`."""
+    if value is None:
+        return EMPTY
+    if not isinstance(value, Mapping):
+        raise HostAttributeError(f"{what}= must be a dict of names to values, not {type(value).__name__}")
+    frozen = freeze(value, what)
+    assert isinstance(frozen, FrozenMap)
+    return frozen
+
+
+def freeze(value: Any, where: str = "value", depth: int = 0) -> Any:
+    """Plain data made immutable (lists to tuples, dicts to :class:`FrozenMap`); other types are refused."""
+    if depth > 50:
+        raise HostAttributeError(f"{where} is nested too deeply (more than 50 levels)")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        items: list[tuple[str, Any]] = []
+        for k, v in value.items():
+            if not isinstance(k, str) or not k:
+                raise HostAttributeError(f"{where} has the key {safe_repr(k)}; keys must be non-empty strings")
+            items.append((k, freeze(v, f"{where}[{k!r}]", depth + 1)))
+        return FrozenMap(items)
+    raise HostAttributeError(f"{where} is a {type(value).__name__} ({safe_repr(value)}); allowed: {VAR_TYPES}")

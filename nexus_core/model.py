@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +23,65 @@ class Location:
         return f"{name}:{self.line}" if self.line else name
 
 
+class FrozenMap(Mapping[str, Any]):
+    """A read-only mapping (hashable when its values are): the form of host attributes in a plan.
+
+    Built by :func:`nexus_core.hosts.freeze`, whose values are frozen too (lists become
+    tuples, dicts become ``FrozenMap``), so a plan stays plain frozen data.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
+        self._data: dict[str, Any] = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+EMPTY = FrozenMap()
+
+#: What makes two hosts the same host: (transport, user, name, port) as written.
+HostKey = tuple[str, str | None, str, int | None]
+
+
 @dataclass(frozen=True)
 class Host:
-    """One target machine. ``transport`` picks the executor (``local``, ``ssh``, ...)."""
+    """One target machine. ``transport`` picks the executor (``local``, ``ssh``, ...).
+
+    Its identity (:attr:`key`) is transport, user, name and port: ``deploy@web-1`` and
+    ``root@web-1`` are two hosts. Attributes (``tags``, ``vars``, ``facts``,
+    ``resource_ids``) describe the machine and never change its identity; they are frozen
+    (tuples and :class:`FrozenMap`).
+    """
 
     name: str
     user: str | None = None
     port: int | None = None
     transport: str = "ssh"
     source: str = ""
+    #: Free-form labels for grouping and selection, in declaration order (``("blue", "eu")``).
+    tags: tuple[str, ...] = field(default=(), compare=False)
+    #: Per-host variables set in the nexusfile (``host("web-1", vars={"port": 8080})``).
+    vars: Mapping[str, Any] = field(default=EMPTY, compare=False)
+    #: What a host source found out about the machine (OS, online, addresses...).
+    facts: Mapping[str, Any] = field(default=EMPTY, compare=False)
+    #: The machine's IDs in other systems, by system (``{"aws": "i-0abc"}``).
+    resource_ids: Mapping[str, str] = field(default=EMPTY, compare=False)
+    #: The label the planner chose when two hosts of a plan share a short label ("" = :attr:`short_label`).
+    display: str = field(default="", compare=False, repr=False)
 
     @property
     def is_local(self) -> bool:
@@ -38,15 +89,48 @@ class Host:
         return self.transport == "local"
 
     @property
-    def label(self) -> str:
-        """Short name shown in output: the host name, with the port when one was given."""
+    def key(self) -> HostKey:
+        """The host's identity: hosts with equal keys are one host (state, resume, status files)."""
+        return (self.transport, self.user, self.name, self.port)
+
+    @property
+    def short_label(self) -> str:
+        """The host name, with the port when one was given (the label unless two hosts share it)."""
         if self.port is None:
             return self.name
         return f"[{self.name}]:{self.port}" if ":" in self.name else f"{self.name}:{self.port}"
 
+    @property
+    def label(self) -> str:
+        """Name shown in output and keying events and state: unique among the hosts of a plan.
+
+        Usually :attr:`short_label`; when two hosts of a plan differ only in user or
+        transport, the planner gives each its full host string (``deploy@web-1``).
+        """
+        return self.display or self.short_label
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output."""
-        return {"name": self.name, "user": self.user, "port": self.port, "transport": self.transport}
+        return {
+            "name": self.name,
+            "user": self.user,
+            "port": self.port,
+            "transport": self.transport,
+            "label": self.label,
+            "tags": list(self.tags),
+            "vars": thaw(self.vars),
+            "facts": thaw(self.facts),
+            "resource_ids": thaw(self.resource_ids),
+        }
+
+
+def thaw(value: Any) -> Any:
+    """Frozen attribute data back to JSON-ready lists and dicts."""
+    if isinstance(value, Mapping):
+        return {str(k): thaw(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [thaw(v) for v in value]
+    return value
 
 
 LOCAL = Host(name="local", transport="local", source="local")
@@ -127,11 +211,25 @@ class TaskDef:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """A host with attributes, from ``host("web-1", tags=[...], vars={...})`` in a nexusfile.
+
+    Usable wherever a host string is (``hosts(...)`` members, ``on=[...]``). ``tags`` and
+    ``vars`` are already checked and frozen; ``text`` is checked by the planner.
+    """
+
+    text: str
+    tags: tuple[str, ...] = ()
+    vars: FrozenMap = EMPTY
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
 class HostGroup:
-    """A named group from ``hosts(name, ...)``."""
+    """A named group from ``hosts(name, ...)``: host strings and :class:`HostSpec` members."""
 
     name: str
-    members: tuple[str, ...]
+    members: tuple[str | HostSpec, ...]
     groups: tuple[str, ...]
     location: Location
 

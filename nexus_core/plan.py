@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nexus_core.dsl import _RECORDER, Recorder
-from nexus_core.hosts import HostParseError, parse_host
+from nexus_core.hosts import HostParseError, assign_labels, parse_host
 from nexus_core.loader import exception_problem, in_project
-from nexus_core.model import LOCAL, Command, Host, Location, Problem, Project, TaskDef
+from nexus_core.model import LOCAL, Command, FrozenMap, Host, HostKey, HostSpec, Location, Problem, Project, TaskDef
 from nexus_core.options import safe_repr, suggest
 from nexus_core.registry import Registry
 
@@ -99,10 +99,10 @@ class Plan:
     @property
     def hosts(self) -> list[Host]:
         """Every distinct host the plan touches, in first-use order."""
-        seen: dict[tuple[str, str, str | None, int | None], Host] = {}
+        seen: dict[HostKey, Host] = {}
         for name in self.order:
             for hp in self.tasks[name].hosts:
-                seen.setdefault((hp.host.transport, hp.host.name, hp.host.user, hp.host.port), hp.host)
+                seen.setdefault(hp.host.key, hp.host)
         return list(seen.values())
 
     @property
@@ -209,6 +209,7 @@ def check_structure(
         if why:
             _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
+    _guarded(out, project.path, "while checking host attributes", lambda: out.extend(declared_attributes(project)[1]))
     for t in project.tasks.values():
         _guarded(
             out,
@@ -255,13 +256,80 @@ def _guarded(out: list[Problem], path: str, when: str, fn: Any, *args: Any, wher
         out.append(exception_problem(exc, path, when, where))
 
 
+def to_host(item: object) -> Host:
+    """A member of ``hosts(...)`` or ``on=[...]`` as a :class:`Host`: a host string, ``"local"``
+    or a :class:`HostSpec` (whose attributes are added by :func:`with_attributes`)."""
+    text = item.text if isinstance(item, HostSpec) else item
+    if isinstance(text, str) and text == "local":
+        return LOCAL
+    return parse_host(text)
+
+
+def _declarations(project: Project) -> list[HostSpec]:
+    specs = [m for g in project.groups.values() for m in g.members if isinstance(m, HostSpec)]
+    for t in project.tasks.values():
+        on = t.on
+        items = on if isinstance(on, (list, tuple)) else [on]
+        specs.extend(item for item in items if isinstance(item, HostSpec))
+    return specs
+
+
+Attributes = tuple[tuple[str, ...], FrozenMap]
+
+
+def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], list[Problem]]:
+    """The attributes of each host declared with ``host(...)``, merged over every declaration.
+
+    Attributes belong to the host, wherever it is written: tags are joined, variables
+    merged; one variable set to two different values is a problem.
+    """
+    tags: dict[HostKey, list[str]] = {}
+    values: dict[HostKey, dict[str, tuple[Any, Location | None]]] = {}
+    out: list[Problem] = []
+    for spec in _declarations(project):
+        try:
+            key = to_host(spec).key
+        except HostParseError:
+            continue  # reported where the host is used
+        known = tags.setdefault(key, [])
+        known.extend(tag for tag in spec.tags if tag not in known)
+        seen = values.setdefault(key, {})
+        for name, value in spec.vars.items():
+            if name in seen and seen[name][0] != value:
+                first = seen[name][1]
+                at = f" at line {first.line}" if first is not None and first.line else ""
+                _p(
+                    out,
+                    f"host {spec.text!r}: variable {name!r} is {safe_repr(seen[name][0])}{at} "
+                    f"and {safe_repr(value)} here",
+                    spec.location,
+                    "give each variable one value per host",
+                    "bad-value",
+                )
+                continue
+            seen.setdefault(name, (value, spec.location))
+    found = {key: (tuple(tags[key]), FrozenMap((n, v) for n, (v, _) in values.get(key, {}).items())) for key in tags}
+    return found, out
+
+
+def with_attributes(host: Host, attributes: Mapping[HostKey, Attributes]) -> Host:
+    """``host`` carrying the attributes declared for it (itself when it has none)."""
+    found = attributes.get(host.key)
+    if found is None or (not found[0] and not found[1]):
+        return host
+    from dataclasses import replace
+
+    return replace(host, tags=found[0], vars=found[1])
+
+
 def _check_groups(project: Project, out: list[Problem]) -> None:
     for g in project.groups.values():
         for member in g.members:
             try:
-                parse_host(member)
+                to_host(member)
             except HostParseError as exc:
-                _p(out, f"host group {g.name!r}: {exc}", g.location, HOST_HINT, "bad-host")
+                where = member.location if isinstance(member, HostSpec) and member.location else g.location
+                _p(out, f"host group {g.name!r}: {exc}", where, HOST_HINT, "bad-host")
         for sub in g.groups:
             if not isinstance(sub, str) or sub not in project.groups:
                 _p(
@@ -404,7 +472,7 @@ def _targets(
             return []
         for member in _group_members(project, on, set()):
             try:
-                hosts.append(parse_host(member))
+                hosts.append(to_host(member))
             except HostParseError:
                 pass  # reported with the group
         if not hosts and not out_has_group_problem(out, on):
@@ -415,7 +483,9 @@ def _targets(
                 "add hosts to the group",
                 "empty-group",
             )
-    elif isinstance(on, (list, tuple)):
+    elif isinstance(on, (list, tuple, HostSpec)):
+        if isinstance(on, HostSpec):
+            on = [on]
         if not on:
             _p(
                 out,
@@ -425,13 +495,11 @@ def _targets(
                 "bad-value",
             )
         for item in on:
-            if isinstance(item, str) and item == "local":
-                hosts.append(LOCAL)
-                continue
             try:
-                hosts.append(parse_host(item))
+                hosts.append(to_host(item))
             except HostParseError as exc:
-                _p(out, f"task {t.name!r}: {exc}", where, HOST_HINT + " in on=[...]", "bad-host")
+                at = item.location if isinstance(item, HostSpec) and item.location else where
+                _p(out, f"task {t.name!r}: {exc}", at, HOST_HINT + " in on=[...]", "bad-host")
     else:
         _p(
             out,
@@ -465,12 +533,12 @@ def out_has_group_problem(out: list[Problem], group: str) -> bool:
     return any(p.code == "bad-host" and f"group {group!r}" in p.message for p in out)
 
 
-def _group_members(project: Project, name: str, seen: set[str]) -> list[str]:
+def _group_members(project: Project, name: str, seen: set[str]) -> list[str | HostSpec]:
     if name in seen or name not in project.groups:
         return []
     seen.add(name)
     group = project.groups[name]
-    members = [m for m in group.members if isinstance(m, str)]
+    members = [m for m in group.members if isinstance(m, (str, HostSpec))]
     for sub in group.groups:
         if isinstance(sub, str):
             members.extend(_group_members(project, sub, seen))
@@ -478,9 +546,9 @@ def _group_members(project: Project, name: str, seen: set[str]) -> list[str]:
 
 
 def _dedupe(hosts: Sequence[Host]) -> list[Host]:
-    seen: dict[tuple[str, str, str | None, int | None], Host] = {}
+    seen: dict[HostKey, Host] = {}
     for h in hosts:
-        seen.setdefault((h.transport, h.name, h.user, h.port), h)
+        seen.setdefault(h.key, h)
     return list(seen.values())
 
 
@@ -621,15 +689,23 @@ def build_plan(
     config.update({k: v for k, v in (config_override or {}).items() if v is not None})
     tasks: dict[str, TaskPlan] = {}
     with in_project(project):
+        targets: dict[str, list[Host]] = {}
         for name in names:
             t = project.tasks[name]
-            # Bodies run even when the structure has problems, so that every problem
-            # (a bad run() option, an unset env(), an empty task...) is reported at once.
             try:
-                hosts = _targets(project, registry, t, problems, override, load=True)
+                targets[name] = _targets(project, registry, t, problems, override, load=True)
             except Exception as exc:  # noqa: BLE001 - reported by check_structure already
                 problems.append(exception_problem(exc, project.path, f"while checking task {name!r}", t.location))
-                continue
+        try:
+            attributes = declared_attributes(project)[0]
+        except Exception:  # noqa: BLE001 - reported by check_structure already
+            attributes = {}
+        labels = assign_labels(h for hosts in targets.values() for h in hosts)
+        for name, targeted in targets.items():
+            t = project.tasks[name]
+            hosts = [_finished(h, attributes, labels) for h in targeted]
+            # Bodies run even when the structure has problems, so that every problem
+            # (a bad run() option, an unset env(), an empty task...) is reported at once.
             host_plans: list[HostPlan] = []
             body_problems = 0
             for host in hosts:
@@ -672,6 +748,15 @@ def build_plan(
         source_hash=project.source_hash,
         warnings=tuple(warnings),
     )
+
+
+def _finished(host: Host, attributes: Mapping[HostKey, Attributes], labels: Mapping[HostKey, str]) -> Host:
+    """A target with its declared attributes and its label in the plan."""
+    from dataclasses import replace
+
+    host = with_attributes(host, attributes)
+    label = labels.get(host.key, host.short_label)
+    return host if label == host.label else replace(host, display=label)
 
 
 def resolved_config(plan: Plan, registry: Registry) -> dict[str, Any]:

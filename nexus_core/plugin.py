@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
     from nexus_core.output.report import error_block
     from nexus_core.output.style import Style
-    from nexus_core.plan import Plan
+    from nexus_core.plan import Plan, to_host
     from nexus_core.plugins import PluginManager
 
 __all__ = [
@@ -129,6 +129,7 @@ __all__ = [
     "open_store",
     "parse_host",
     "skipped",
+    "to_host",
 ]
 
 #: The core modules a plugin may import from.
@@ -165,6 +166,7 @@ _LAZY = {
     "error_block": "nexus_core.output.report",
     "Style": "nexus_core.output.style",
     "Plan": "nexus_core.plan",
+    "to_host": "nexus_core.plan",
     "PluginManager": "nexus_core.plugins",
 }
 

@@ -139,6 +139,8 @@ def kwargs(keys: st.SearchStrategy[str], max_size: int = 3) -> st.SearchStrategy
 def statement(draw: st.DrawFn) -> str:
     """One line of a task body."""
     kind = draw(st.integers(0, 15))
+    if kind == 15 and draw(st.booleans()):
+        return draw(st.sampled_from(["run('echo ' + str(host_var('port', 0)))", "run(str(host_var('port')))"]))
     if kind <= 4 or kind > 11:
         cmd = draw(st.sampled_from(["'echo hi'", "'make'", "''", "'   '", "42", "None", "'echo ' + hostname()"]))
         extra = draw(kwargs(RUN_KEYS))
@@ -200,17 +202,39 @@ def task_source(draw: st.DrawFn, names: list[str], index: int, groups: list[str]
     return f"{decorator}\ndef {name}():\n{doc}{lines or '    pass' + chr(10)}"
 
 
+#: Attribute values for host(...): good ones, and types a plan cannot hold.
+ATTRIBUTE_VALUES = st.sampled_from(
+    ["1", "'x'", "None", "True", "[1, 'a']", "{'k': [1]}", "object()", "{1: 2}", "{1, 2}", "b'x'", "''"]
+)
+
+
+@st.composite
+def host_call(draw: st.DrawFn) -> str:
+    """A ``host(...)`` entry with random (sometimes wrong) tags, vars or options."""
+    args = [repr(draw(HOST_STRINGS))]
+    if draw(st.booleans()):
+        tags = st.lists(st.sampled_from(["a", "b c", ""]), max_size=2).map(repr)
+        args.append(f"tags={draw(st.one_of(ATTRIBUTE_VALUES, tags))}")
+    if draw(st.booleans()):
+        args.append(
+            f"vars={{'port': {draw(ATTRIBUTE_VALUES)}}}" if draw(st.booleans()) else f"vars={draw(ATTRIBUTE_VALUES)}"
+        )
+    if draw(st.sampled_from([False] * 5 + [True])):
+        args.append("tag=['x']")
+    return f"host({', '.join(args)})"
+
+
 @st.composite
 def nexusfile_source(draw: st.DrawFn) -> str:
     odd = draw(st.sampled_from([False] * 9 + [True]))  # sometimes task and group names that cannot work
     names = draw(st.lists(NAMES if odd else VALID_NAMES, min_size=0, max_size=6))
     groups = draw(st.lists(NAMES if odd else VALID_NAMES, max_size=3))
-    parts = ["from nexus_core import config, env, hostname, hosts, run, task, timestamp\n"]
+    parts = ["from nexus_core import config, env, host, host_var, hostname, hosts, run, task, timestamp\n"]
     if draw(st.booleans()):
         parts.append(f"config({draw(kwargs(CONFIG_KEYS))})\n")
     for group in groups:
-        members = draw(st.lists(HOST_STRINGS, max_size=3))
-        args = [repr(group), *map(repr, members)]
+        members = draw(st.lists(st.one_of(HOST_STRINGS.map(repr), host_call()), max_size=3))
+        args = [repr(group), *members]
         if draw(st.booleans()):
             args.append(f"groups={draw(st.lists(st.one_of(st.sampled_from(groups), NAMES), max_size=2))!r}")
         parts.append(f"hosts({', '.join(args)})\n")

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexus_core.model import HostKey
 from nexus_core.plan import Plan
 from nexus_core.state.store import RunRecord
 
@@ -29,9 +30,24 @@ class ResumePoint:
         return {t for t, _ in self.start_at} | {t for t, _, _ in self.uncertain}
 
 
+def recorded_labels(record: RunRecord) -> dict[HostKey, str]:
+    """The label each host (by identity) had in the stored run's plan."""
+    labels: dict[HostKey, str] = {}
+    for task in record.plan.get("tasks", {}).values():
+        for entry in task.get("hosts", ()):
+            host = entry["host"]
+            labels.setdefault(_key(host), host.get("label") or _label(host))
+    return labels
+
+
 def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
-    """What the stored run reached, mapped onto the new plan."""
+    """What the stored run reached, mapped onto the new plan (hosts matched by identity).
+
+    The point is keyed by the new plan's labels; the stored rows are read under the
+    label each host had in the stored run.
+    """
     point = ResumePoint(record.id)
+    old_labels = recorded_labels(record)
     for name, tp in plan.tasks.items():
         task_row = record.tasks.get(name)
         if task_row and task_row["status"] == "ok":
@@ -39,7 +55,8 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
             continue
         for hp in tp.hosts:
             label = hp.host.label
-            host_row = record.hosts.get((name, label))
+            old = old_labels.get(hp.host.key, label)
+            host_row = record.hosts.get((name, old))
             if host_row and host_row["status"] == "ok":
                 point.done_hosts.add((name, label))
                 continue
@@ -47,7 +64,7 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
                 continue  # never started on this host: run it from the start
             first = 0
             for index in range(len(hp.commands)):
-                row = record.commands.get((name, label, index))
+                row = record.commands.get((name, old, index))
                 if row is not None and row["status"] == "ok":
                     first = index + 1
                     continue
@@ -70,13 +87,13 @@ def plan_changes(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]
         if old is None:
             reasons.append(f"task {name!r} is new")
             continue
-        old_hosts = {_label(h["host"]): h["commands"] for h in old["hosts"]}
+        old_hosts = {_key(h["host"]): h["commands"] for h in old["hosts"]}
         for hp in tp.hosts:
             label = hp.host.label
             if (name, label) in point.done_hosts:
                 continue
             start = point.start_at.get((name, label), 0)
-            before = old_hosts.get(label)
+            before = old_hosts.get(hp.host.key)
             if before is None:
                 reasons.append(f"task {name!r} now also runs on {label}")
                 continue
@@ -87,7 +104,36 @@ def plan_changes(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]
     for name in old_tasks:
         if name not in plan.tasks and record.tasks.get(name, {}).get("status") != "ok":
             reasons.append(f"task {name!r} is gone from the plan")
+    reasons.extend(_relabelled(record, plan, point))
     return reasons
+
+
+def _relabelled(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]:
+    """Hosts with work left whose label changed since the stored run (its rows and status files use the old one)."""
+    old_labels = recorded_labels(record)
+    reasons: list[str] = []
+    holders: dict[str, str] = {}
+    remaining = {
+        hp.host.key: hp.host
+        for name in plan.order
+        if name not in point.done_tasks
+        for hp in plan.tasks[name].hosts
+        if (name, hp.host.label) not in point.done_hosts
+    }
+    for host in remaining.values():
+        old = old_labels.get(host.key)
+        if old is None:
+            continue
+        if old != host.label:
+            reasons.append(f"host {host.label} was recorded as {old}")
+        if old in holders:
+            reasons.append(f"hosts {holders[old]} and {host.label} were recorded as one host ({old})")
+        holders.setdefault(old, host.label)
+    return reasons
+
+
+def _key(host: dict[str, Any]) -> HostKey:
+    return (str(host.get("transport", "ssh")), host.get("user"), str(host["name"]), host.get("port"))
 
 
 def _label(host: dict[str, Any]) -> str:

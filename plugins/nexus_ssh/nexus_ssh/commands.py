@@ -109,7 +109,7 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
                 ["Name hosts: nexus hosts scan web-1 deploy@web-2:2222", "Or run it in a project folder"],
             )
     if found:
-        from nexus_core.plugin import load, make_plan
+        from nexus_core.plugin import load, make_plan, to_host
 
         project = load(config_path)
         plan = make_plan(project, [], "text")
@@ -118,7 +118,7 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
         for group in project.groups.values():
             for member in group.members:
                 with contextlib.suppress(HostParseError):
-                    h = parse_host(member)
+                    h = to_host(member)  # a host string, "local" or host(...)
                     if h.transport == "ssh":
                         plan_hosts.append(h)
     if hosts:
