@@ -370,7 +370,7 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     style = Style.detect(sys.stderr)
     for warning in plan.warnings:
         # A plugin missing for tasks this run does not include: say so, and run the rest.
-        text = f"Warning: {warning.message}; not needed by this run" + (f" ({warning.hint})" if warning.hint else "")
+        text = f"Warning: {warning.message} (not needed by this run)" + (f"; {warning.hint}" if warning.hint else "")
         click.echo(style.paint(text, "yellow"), err=True)
     return plan
 
