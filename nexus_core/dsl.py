@@ -306,7 +306,8 @@ def run(cmd: str, **options: Any) -> None:
     """Record a shell command for the current host: ``run("make", sudo=False, timeout=60, ...)``.
 
     Options: ``sudo``, ``user``, ``timeout``, ``retries``, ``retry_delay``,
-    ``continue_on_error``, ``env``, ``cwd``.
+    ``continue_on_error``, ``env``, ``cwd``, and the idempotence guards ``creates=PATH``,
+    ``only_if=CMD``, ``unless=CMD`` (checked on the host right before the command).
     """
     rec = _RECORDER.get()
     if rec is None:

@@ -216,6 +216,8 @@ class Engine:
         self.bus.emit(ev.PipelineStart(
             rid, tasks=tuple(order), hosts=tuple(h.label for h in self.plan.hosts),
             requested=self.plan.requested, nexusfile=self.plan.nexusfile))  # fmt: skip
+        for name, why in self.plan.skipped.items():  # left out by -H: said once, not counted as a failure
+            self.bus.emit(ev.TaskStop(rid, task=name, hosts=(), status="skipped", reason=why))
         results: dict[str, TaskResult] = {}
         try:
             self._prepare_executors()
@@ -436,7 +438,14 @@ class Engine:
                 self._fail(tp, host, cmd, CommandResult("timeout", None, 0.0, reason), done, tp.timeout)
                 break
             task_limited = remaining < cmd.timeout or cmd.timeout <= 0
-            result = self._run_command(tp, host, index, cmd, limit if limit != float("inf") else 0.0)
+            skip, guard_failure = self._check_guards(tp, host, index, cmd)
+            if skip:
+                done.append(cmd.cmd)
+                continue
+            if guard_failure is not None:
+                result = guard_failure
+            else:
+                result = self._run_command(tp, host, index, cmd, limit if limit != float("inf") else 0.0)
             if not (result.status == "interrupted" and result.reason.startswith("not started")):
                 with self._lock:
                     key = (tp.name, host.label)
@@ -458,6 +467,30 @@ class Engine:
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
         self._host_done(host, len(hp.commands))
         return HostOutcome(host, status, duration, reason)
+
+    def _check_guards(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> tuple[bool, CommandResult | None]:
+        """Evaluate ``creates``/``only_if``/``unless`` on the host: (skip?, failure of a guard that could not run)."""
+        if not (cmd.creates or cmd.only_if or cmd.unless):
+            return False, None
+        from nexus_core.guards import guards
+
+        executor = self.executor(host.transport)
+        for guard in guards(cmd):
+            try:
+                result = executor.run(host, guard.probe, lambda _s, _l: None, self.cancel, guard.probe.timeout)
+            except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
+                owner = self.registry.owners.get(f"executor:{host.transport}", "?")
+                why = f"{guard.kind} check: executor {host.transport!r} ({owner}) failed: {type(exc).__name__}: {exc}"
+                return False, CommandResult("error", None, 0.0, why, retryable=False)
+            if result.status not in ("ok", "failed"):
+                return False, replace(result, reason=f"{guard.kind} check: {result.reason}")
+            skip = guard.skip_reason(result.exit_code)
+            if skip:
+                self.bus.emit(ev.CommandStop(self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd,
+                                             exit_code=None, duration=result.duration, status="skipped",
+                                             index=index, reason=skip))  # fmt: skip
+                return True, None
+        return False, None
 
     def _finished_while_away(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> bool:
         """Ask the host about a command that was running when the run stopped.

@@ -150,6 +150,10 @@ class Command:
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
     line: int = 0
+    #: Idempotence guards (see nexus_core.guards): skip when PATH exists / unless CMD succeeds...
+    creates: str | None = None
+    only_if: str | None = None
+    unless: str | None = None
     #: Set by the engine at execution time: where the host records pid and exit code.
     marker: Marker | None = field(default=None, compare=False)
 
@@ -168,6 +172,12 @@ class Command:
             out.append(f"cwd:{self.cwd}")
         if self.env:
             out.append("env:" + ",".join(k for k, _ in self.env))
+        if self.creates:
+            out.append(f"creates:{self.creates}")
+        if self.only_if:
+            out.append(f"only_if:{self.only_if}")
+        if self.unless:
+            out.append(f"unless:{self.unless}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +193,8 @@ class Command:
             "env": dict(self.env),
             "cwd": self.cwd,
             "line": self.line,
+            # guards only when set, so that plans without them keep their exact shape
+            **{k: v for k, v in (("creates", self.creates), ("only_if", self.only_if), ("unless", self.unless)) if v},
         }
 
 

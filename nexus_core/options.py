@@ -113,6 +113,10 @@ def _str_dict(value: Any) -> str | None:
     return None
 
 
+def _not_blank(value: Any) -> str | None:
+    return "the guard must not be empty" if not str(value).strip() else None
+
+
 RUN_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
@@ -126,6 +130,9 @@ RUN_OPTIONS: dict[str, Option] = {
         Option("continue_on_error", (bool,), False, "a failure does not fail the task", allow_none=False),
         Option("env", (dict,), None, "extra environment variables", check=_str_dict),
         Option("cwd", (str,), None, "working directory (relative to the nexusfile's folder)"),
+        Option("creates", (str,), None, "skip when this path exists on the host", check=_not_blank),
+        Option("only_if", (str,), None, "skip unless this shell command succeeds on the host", check=_not_blank),
+        Option("unless", (str,), None, "skip when this shell command succeeds on the host", check=_not_blank),
     ]
 }
 
@@ -139,6 +146,7 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("strategy", (str,), "parallel", "how the task's hosts are scheduled"),
         Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0),
         Option("idempotent", (bool,), True, "safe to re-run on resume"),
+        Option("default", (bool,), False, "run by `nexus run` when no task is named", allow_none=False),
     ]
 }
 
@@ -179,5 +187,8 @@ CONFIG_OPTIONS: dict[str, Option] = {
             "days the status files of abandoned runs stay on hosts",
             check=lambda v: None if v > 0 else "state_retention_days must be more than 0",
         ),
+        Option("default", (str,), None, "task run by `nexus run` when no task is named"),
+        Option("log_max_bytes", (int,), 1_000_000, "output kept per task and host for `nexus logs`", minimum=0),
+        Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
     ]
 }

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from nexus_core.dsl import _RECORDER, Recorder
 from nexus_core.hosts import HostParseError, assign_labels, parse_host
+from nexus_core.limit import Limit, LimitError, parse_limit
 from nexus_core.loader import exception_problem, in_project
 from nexus_core.model import LOCAL, Command, FrozenMap, Host, HostKey, HostSpec, Location, Problem, Project, TaskDef
 from nexus_core.options import safe_repr, suggest
+from nexus_core.params import Param, bind, task_params
 from nexus_core.registry import Registry
 
 DEFAULT_TASK_TIMEOUT = 300.0
@@ -95,6 +97,11 @@ class Plan:
     source_hash: str = ""
     #: Problems that do not stop this plan: a plugin missing for tasks it does not run.
     warnings: tuple[Problem, ...] = ()
+    #: Tasks left out of the run, with why (``-H`` matched none of their hosts).
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    #: ``-H`` as given ("" without one), and the task arguments (``key=value`` words).
+    limit: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def hosts(self) -> list[Host]:
@@ -115,8 +122,8 @@ class Plan:
         return sum(len(hp.commands) for t in self.tasks.values() for hp in t.hosts)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for ``--format json``."""
-        return {
+        """Plain-data form for ``--format json`` (``skipped``, ``limit``, ``params`` only when set)."""
+        out = {
             "nexusfile": self.nexusfile,
             "requested": list(self.requested),
             "phases": [list(p) for p in self.phases],
@@ -124,6 +131,9 @@ class Plan:
             "hosts": [h.to_dict() for h in self.hosts],
             "commands": self.command_count(),
         }
+        extra = {"skipped": dict(self.skipped), "limit": self.limit, "params": dict(self.params)}
+        out.update({k: v for k, v in extra.items() if v})
+        return out
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -210,6 +220,7 @@ def check_structure(
             _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
     _guarded(out, project.path, "while checking host attributes", lambda: out.extend(declared_attributes(project)[1]))
+    _guarded(out, project.path, "while checking the default task", lambda: out.extend(default_task(project)[1]))
     for t in project.tasks.values():
         _guarded(
             out,
@@ -246,6 +257,27 @@ class _Optional(list[Problem]):
         """Each of ``problems`` as :meth:`append` does it."""
         for problem in problems:
             self.append(problem)
+
+
+def default_task(project: Project) -> tuple[str | None, list[Problem]]:
+    """The task ``nexus run`` runs without a name (``config(default=...)`` or ``@task(default=True)``)."""
+    problems: list[Problem] = []
+    marked = [t for t in project.tasks.values() if any(k == "default" and v is True for k, v in t.extra)]
+    for extra in marked[1:]:
+        _p(problems, f"tasks {marked[0].name!r} and {extra.name!r} are both marked default=True", extra.location,
+           "keep default=True on one task", "bad-default")  # fmt: skip
+    chosen = project.config.get("default")
+    if isinstance(chosen, str) and chosen:
+        where = project.config_locations.get("default")
+        if chosen not in project.tasks:
+            _p(problems, f"config(default=...) names undefined task {chosen!r}", where,
+               _did_you_mean(chosen, project.tasks, "tasks"), "undefined-task")  # fmt: skip
+            return None, problems
+        if marked and marked[0].name != chosen:
+            _p(problems, f"config(default={chosen!r}) and @task(default=True) on {marked[0].name!r} disagree",
+               where, "keep one of them", "bad-default")  # fmt: skip
+        return chosen, problems
+    return (marked[0].name if marked else None), problems
 
 
 def _guarded(out: list[Problem], path: str, when: str, fn: Any, *args: Any, where: Location | None = None) -> None:
@@ -390,6 +422,8 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
         why = spec.problem(value)
         if why:
             _p(out, f"task {t.name!r}: {why}", where, spec.hint(), "bad-value")
+    for why in task_params(t.func)[1]:
+        _p(out, f"task {t.name!r}: {why}", where, "task parameters take str, int, float or bool values", "bad-param")
     if t.timeout is not None:
         why = opts["timeout"].problem(t.timeout)
         if why:
@@ -638,6 +672,8 @@ def build_plan(
     config_override: Mapping[str, Any] | None = None,
     cache: DagCache | None = None,
     every_plugin: bool = False,
+    limit: Sequence[str] | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> Plan:
     """Validate ``project`` and plan ``requested`` tasks (all tasks when None or empty).
 
@@ -645,6 +681,10 @@ def build_plan(
     phases of graph shapes already planned (see :class:`DagCache`). A task that will not
     run may target a transport whose plugin is not installed: that is a warning in
     ``Plan.warnings``, unless ``every_plugin`` (``nexus validate``) makes it an error.
+    ``limit`` holds the
+    ``-H`` values: each task keeps only its hosts that match (see :mod:`nexus_core.limit`);
+    a task left with none is not run (``Plan.skipped``). ``host_override`` (API only)
+    replaces the hosts of remote tasks instead.
     """
     requested = list(requested or [])
     names = closure(project, requested) if requested else list(project.tasks)
@@ -677,6 +717,11 @@ def build_plan(
                 override.append(parse_host(text))
             except HostParseError as exc:
                 problems.append(Problem(f"--hosts: {exc}", None, "pass comma-separated host strings", "bad-host"))
+    host_limit = _parse_limit(project, registry, limit, names, problems)
+    signatures = {n: task_params(project.tasks[n].func)[0] for n in names}
+    if params:
+        _check_args(params, signatures, problems)
+    skipped: dict[str, str] = {}
     load_failed = any(p.code in ("syntax", "exception") for p in project.problems)
     if load_failed:
         # The file stopped half-way: its bodies would only add errors caused by the first one.
@@ -704,21 +749,36 @@ def build_plan(
         for name, targeted in targets.items():
             t = project.tasks[name]
             hosts = [_finished(h, attributes, labels) for h in targeted]
+            if host_limit is not None and any(not h.is_local for h in hosts):
+                hosts = host_limit.select(hosts, _membership(project))
+                if not hosts:
+                    skipped[name] = f"no host of the task matches -H {host_limit.text}"
+                    continue
+            kwargs, missing = bind(name, signatures[name], params or {})
+            if missing and params is None:  # not a run (validate, list): bodies needing arguments wait
+                if not (structural or problems):
+                    tasks[name] = _task_plan(registry, t, [HostPlan(h, ()) for h in hosts])
+                continue
+            if missing:
+                hint = "pass " + " ".join(f"{p.name}=VALUE" for p in signatures[name] if p.required)
+                problems.extend(Problem(m, t.location, hint, "bad-param") for m in missing)
+                continue
             # Bodies run even when the structure has problems, so that every problem
             # (a bad run() option, an unset env(), an empty task...) is reported at once.
             host_plans: list[HostPlan] = []
             body_problems = 0
             for host in hosts:
-                commands, found = evaluate_body(project, t, host)
+                commands, found = evaluate_body(project, t, host, kwargs)
                 problems.extend(found)
                 body_problems += len(found)
                 host_plans.append(HostPlan(host, tuple(commands)))
-            if host_plans and not body_problems and all(not hp.commands for hp in host_plans):
+            if host_plans and not body_problems and not t.deps and all(not hp.commands for hp in host_plans):
                 problems.append(
                     Problem(
                         f"task {name!r} runs no commands",
                         t.location,
-                        "add run(...) calls to its body, or remove the task",
+                        "add run(...) calls to its body, give it deps=[...] (a task that only groups others), "
+                        "or remove the task",
                         "empty-task",
                     )
                 )
@@ -738,6 +798,8 @@ def build_plan(
                 )
     if problems:
         raise ValidationFailed(problems)
+    if skipped:  # dependents of a task left out by -H run without waiting for it (as Ansible's --limit)
+        tasks = {n: replace(tp, deps=tuple(d for d in tp.deps if d not in skipped)) for n, tp in tasks.items()}
     return Plan(
         nexusfile=project.path,
         root=project.root,
@@ -747,6 +809,9 @@ def build_plan(
         config=config,
         source_hash=project.source_hash,
         warnings=tuple(warnings),
+        skipped=skipped,
+        limit=host_limit.text if host_limit is not None else "",
+        params=dict(params or {}),
     )
 
 
@@ -757,6 +822,96 @@ def _finished(host: Host, attributes: Mapping[HostKey, Attributes], labels: Mapp
     host = with_attributes(host, attributes)
     label = labels.get(host.key, host.short_label)
     return host if label == host.label else replace(host, display=label)
+
+
+def _check_args(args: Mapping[str, str], signatures: Mapping[str, Sequence[Param]], out: list[Problem]) -> None:
+    """Every ``key=value`` word must name a parameter of some task of the run."""
+    known = list(dict.fromkeys(p.name for ps in signatures.values() for p in ps))
+    for key in args:
+        if not key.isidentifier():
+            out.append(Problem(f"argument {key + '=' !r}: {key!r} is not a parameter name", None,
+                               "write NAME=VALUE, e.g. version=1.2", "bad-param"))  # fmt: skip
+        elif key not in known:
+            takers = ", ".join(f"{n}({', '.join(p.name for p in ps)})" for n, ps in signatures.items() if ps)
+            close = suggest(key, known)
+            hint = (
+                f"did you mean {close!r}?"
+                if close
+                else (f"parameters of this run's tasks: {takers}" if takers else "no task of this run takes parameters")
+            )
+            out.append(Problem(f"no task of this run takes a parameter {key!r}", None, hint, "bad-param"))
+
+
+def _membership(project: Project) -> dict[str, set[HostKey]]:
+    """Each host group's hosts, as keys (groups included through ``groups=`` count)."""
+    out: dict[str, set[HostKey]] = {}
+    for name in project.groups:
+        keys: set[HostKey] = set()
+        for member in _group_members(project, name, set()):
+            try:
+                keys.add(to_host(member).key)
+            except (HostParseError, TypeError, ValueError):
+                pass  # reported with the group
+        out[name] = keys
+    return out
+
+
+def _inventory(project: Project) -> list[Host]:
+    """Every host the nexusfile names (groups and ``on=[...]`` lists), for ``-H`` typo checks."""
+    texts: list[Any] = [m for g in project.groups.values() for m in g.members]
+    texts += [item for t in project.tasks.values() if isinstance(t.on, (list, tuple)) for item in t.on]
+    hosts: list[Host] = []
+    for text in texts:
+        if text == "local":
+            hosts.append(LOCAL)
+            continue
+        try:
+            hosts.append(parse_host(text))
+        except HostParseError:
+            pass
+    return _dedupe(hosts)
+
+
+def _parse_limit(
+    project: Project, registry: Registry, limit: Sequence[str] | None, names: Sequence[str], out: list[Problem]
+) -> Limit | None:
+    """The parsed ``-H`` limit, or None; its problems (bad pattern, no match, local-only run) go to ``out``."""
+    if limit is None:
+        return None
+    try:
+        parsed = parse_limit(limit)
+    except LimitError as exc:
+        out.append(Problem(str(exc), None, "e.g. -H web (a group), -H 'web-*,!web-3' or -H @hosts.txt", "bad-limit"))
+        return None
+    scratch: list[Problem] = []
+    remote = [n for n in names if n in project.tasks and _is_remote(project, registry, project.tasks[n], scratch)]
+    if not remote and not any(p.code in ("undefined-group", "bad-host") for p in scratch):
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        out.append(
+            Problem(
+                f"-H/--hosts {parsed.text}: the tasks of this run ({shown}) all run on the local machine",
+                None,
+                "-H narrows the hosts of remote tasks; drop it, or run a task declared with on=...",
+                "bad-limit",
+            )
+        )
+        return None
+    inventory = _inventory(project)
+    groups = _membership(project)
+    candidates = list(dict.fromkeys([*groups, *(h.label for h in inventory), *(h.name for h in inventory)]))
+    for pattern in parsed.unmatched(inventory, groups):
+        bare = pattern.lstrip("!&")
+        close = suggest(bare, candidates)
+        hint = f"did you mean {close!r}?" if close else _did_you_mean(bare, candidates, "hosts and groups")
+        out.append(Problem(f"-H/--hosts: {pattern!r} matches no host or group", None, hint, "bad-limit"))
+    return parsed
+
+
+def _is_remote(project: Project, registry: Registry, t: TaskDef, scratch: list[Problem]) -> bool:
+    try:
+        return any(not h.is_local for h in _targets(project, registry, t, scratch, None))
+    except Exception:  # noqa: BLE001 - reported by check_structure
+        return False
 
 
 def resolved_config(plan: Plan, registry: Registry) -> dict[str, Any]:
@@ -788,12 +943,14 @@ def _task_plan(registry: Registry, t: TaskDef, host_plans: list[HostPlan]) -> Ta
     )
 
 
-def evaluate_body(project: Project, t: TaskDef, host: Host) -> tuple[list[Command], list[Problem]]:
-    """Run a task body for one host and return the commands it recorded and its problems."""
+def evaluate_body(
+    project: Project, t: TaskDef, host: Host, kwargs: Mapping[str, Any] | None = None
+) -> tuple[list[Command], list[Problem]]:
+    """Run a task body for one host (with its arguments) and return the commands it recorded and its problems."""
     rec = Recorder(project=project, task=t.name, host=host)
     token = _RECORDER.set(rec)
     try:
-        t.func()
+        t.func(**(kwargs or {}))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - user code
@@ -811,8 +968,6 @@ def evaluate_body(project: Project, t: TaskDef, host: Host) -> tuple[list[Comman
 
 
 def _with_cwd(c: Command, cwd: str) -> Command:
-    from dataclasses import replace
-
     return replace(c, cwd=cwd)
 
 

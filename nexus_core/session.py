@@ -150,7 +150,7 @@ class RunSession:
                 self.store.reopen_run(run_id, plan.to_dict(), plan.source_hash)
             else:
                 seen = {"continue_on_error": self.continue_on_error, "parallel_limit": self.parallel_limit,
-                        "mode": self.mode}  # fmt: skip
+                        "mode": self.mode, "params": dict(plan.params), "limit": plan.limit}  # fmt: skip
                 self.store.supersede(plan.nexusfile, list(plan.requested))
                 self.store.begin_run(run_id, plan.nexusfile, plan.source_hash, list(plan.requested), seen,
                                      plan.to_dict())  # fmt: skip
@@ -168,6 +168,10 @@ class RunSession:
         env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
         if env_sudo_password and "ssh_sudo_password" not in extra:
             extra["ssh_sudo_password"] = env_sudo_password
+        from nexus_core import runlogs
+        from nexus_core.state.paths import state_dir
+
+        runlogs.start(bus, plan, run_id, state_dir(), extra)  # every command's output, for `nexus logs`
         cfg = plan.config
         options = RunOptions(
             parallel_limit=int(self.parallel_limit or cfg.get("parallel_limit") or 10),

@@ -286,10 +286,15 @@ def test_exception_in_a_task_body_is_located_in_the_body(tmp_path: Path) -> None
     assert "in task 't'" in problem.hint
 
 
-def test_body_that_cannot_be_called_points_at_the_task(tmp_path: Path) -> None:
+def test_a_task_parameter_without_an_argument_points_at_the_task(tmp_path: Path) -> None:
+    # A task function's parameters are its CLI arguments: a missing one is a validation
+    # problem naming task and parameter, never a TypeError from calling the body.
     path = make(tmp_path / "a", "@task  # task\ndef t(host):\n    run('x')\n")
-    (problem,) = problems_of(path)
-    assert problem.message.startswith("TypeError")
+    with pytest.raises(ValidationFailed) as err:
+        build_plan(load_project(str(path)), builtin_registry(), params={})
+    (problem,) = err.value.problems
+    assert problem.message == "task 't' needs parameter 'host' (str)"
+    assert problem.hint == "pass host=VALUE"
     assert problem.location is not None and problem.location.line == line_of(path, "# task")
 
 

@@ -274,6 +274,7 @@ def config_option(f: F) -> F:
         "config_path",
         metavar="PATH",
         envvar="NEXUS_CONFIG",
+        is_eager=True,  # read before the defaults that come from the project's .nexus/config.toml
         help="Path to nexusfile.py (default: nearest in this folder or its parents; env NEXUS_CONFIG).",
     )(f)
 
@@ -284,9 +285,9 @@ def format_option(f: F) -> F:
         "--format",
         "fmt",
         type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="Output for people (text) or scripts (json).",
+        default=lambda: setting_default("format"),
+        show_default="text",
+        help="Output for people (text) or scripts (json); default from NEXUS_FORMAT or config.toml.",
     )(f)
 
 
@@ -295,8 +296,8 @@ def log_options(f: F) -> F:
     f = click.option(
         "--log-format",
         type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
+        default=lambda: setting_default("log_format"),
+        show_default="text",
         help="Format of the logs on stderr.",
     )(f)
     return click.option(
@@ -319,6 +320,20 @@ def lock_options(f: F) -> F:
     return click.option(
         "--no-wait", is_flag=True, help="Exit 2 at once if another run of this project is in progress."
     )(f)
+
+
+def setting_default(key: str) -> Any:
+    """Default of a CLI option from NEXUS_<KEY> or the config files (see nexus_core.settings)."""
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.settings import cli_default
+
+    ctx = click.get_current_context(silent=True)
+    explicit = ctx.params.get("config_path") if ctx is not None else None
+    try:
+        root: str | None = os.path.dirname(find_nexusfile(explicit if isinstance(explicit, str) else None))
+    except NexusfileNotFound:
+        root = None
+    return cli_default(key, root)
 
 
 def setup_logs(level: str | None, fmt: str) -> None:
@@ -344,7 +359,14 @@ def load(config_path: str | None) -> Project:
             [str(exc)],
             ["Create one with: nexus init", "Or point to one with -c PATH or NEXUS_CONFIG=PATH"],
         )
-    return load_project(path)
+    project = load_project(path)
+    from nexus_core.settings import SettingsError, apply
+
+    try:  # defaults from .nexus/config.toml, the user's config.toml and NEXUS_<KEY> variables
+        apply(project, plugin_manager().registry.config_options)
+    except SettingsError as exc:
+        fail(ExitCode.CONFIG, f"Configuration error: {exc.message}", [exc.where], [exc.hint] if exc.hint else [])
+    return project
 
 
 def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:

@@ -1,4 +1,4 @@
-"""``nexus version``, ``nexus plugins`` and ``nexus completion``: about the installation."""
+"""``nexus version``, ``nexus plugins``, ``nexus completion``, ``nexus config show``: about the installation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import rich_click as click
 
 from nexus_core._version import API_VERSION, __version__
-from nexus_core.cli.application import ExitCode, fail, format_option, main, plugin_manager
+from nexus_core.cli.application import ExitCode, config_option, fail, format_option, main, plugin_manager
 from nexus_core.output.style import Style
 
 
@@ -95,6 +95,24 @@ def completion(shell: str) -> None:
         fail(ExitCode.CONFIG, f"no completion for {shell}")
     comp = cls(main, {}, "nexus", "_NEXUS_COMPLETE")
     click.echo(comp.source())
+
+
+@main.group(name="config")
+def config_group() -> None:
+    """Settings from the command line, environment, nexusfile and config files."""
+
+
+@config_group.command(name="show")
+@config_option
+@format_option
+def config_show(config_path: str | None, fmt: str) -> None:
+    """Print every effective setting and where it came from (user file, project file, nexusfile...)."""
+    from nexus_core.settings import SettingsError, show
+
+    try:
+        click.echo(show(config_path, plugin_manager().registry.config_options, fmt))
+    except SettingsError as exc:
+        fail(ExitCode.CONFIG, f"Configuration error: {exc.message}", [exc.where], [exc.hint] if exc.hint else [])
 
 
 def _plugin_group() -> None:

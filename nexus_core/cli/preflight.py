@@ -20,6 +20,7 @@ from nexus_core.cli.application import (
     plugin_manager,
     setup_logs,
 )
+from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
@@ -48,7 +49,15 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 
 @main.command()
 @click.argument("tasks", nargs=-1, required=True)
-@click.option("-H", "--hosts", "hosts_override", metavar="LIST", help="Check only these hosts (comma-separated).")
+@click.option(
+    "-H",
+    "--hosts",
+    "hosts_override",
+    metavar="PATTERN",
+    multiple=True,
+    shell_complete=lambda *a: complete("hosts", *a),
+    help="Check only these of each task's hosts (patterns as for `nexus run -H`).",
+)
 @click.option("--skip-connectivity", is_flag=True, help="Do not check that hosts accept TCP connections.")
 @click.option("--skip-auth", is_flag=True, help="Do not check SSH authentication.")
 @click.option("--skip-sudo-check", is_flag=True, help="Do not check sudo for tasks that use it.")
@@ -68,7 +77,7 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 @log_options
 def preflight(
     tasks: tuple[str, ...],
-    hosts_override: str | None,
+    hosts_override: tuple[str, ...],
     skip_connectivity: bool,
     skip_auth: bool,
     skip_sudo_check: bool,
@@ -93,9 +102,13 @@ def preflight(
 
     setup_logs(log_level, log_format)
     project = load(config_path)
-    host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
+    from nexus_core.params import split_words
+
+    tasks_words = tasks
+    names, params = split_words(tasks)
+    tasks = tuple(names)
     overrides = {"ssh_identity": identity, "ssh_user": user}
-    plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides)
+    plan = make_plan(project, tasks, fmt, limit=list(hosts_override) or None, params=params, config_override=overrides)
     options = {
         "dry_run": False,
         "skip_connectivity": skip_connectivity,
@@ -145,7 +158,10 @@ def preflight(
         text = preflight_text(s, tasks, checks, duration, force=force and code == ExitCode.OK, unavailable=unavailable)
         click.echo(text)
         if force and code == ExitCode.OK and unavailable:
-            click.echo(f"Continue with the available hosts: nexus run {' '.join(tasks)} -H {','.join(available)}")
+            from nexus_core.limit import rerun_command
+
+            again = rerun_command(tasks_words, available, {"-c": config_path, "-u": user, "-i": identity})
+            click.echo(f"Continue with the available hosts: {again}")
     if code:
         raise Exit(code)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import rich_click as click
 
@@ -33,10 +32,16 @@ from nexus_core.output.style import Style
 def validate(
     tasks: tuple[str, ...], config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text"
 ) -> None:
-    """Check the nexusfile (and every task body) without running anything."""
+    """Check the nexusfile (and every task body) without running anything.
+
+    Tasks with parameters need their arguments here too, as KEY=VALUE words.
+    """
+    from nexus_core.params import split_words
+
     setup_logs(log_level, log_format)
     project = load(config_path)
-    plan = make_plan(project, tasks, fmt, every_plugin=True)
+    names, params = split_words(tasks)
+    plan = make_plan(project, names, fmt, every_plugin=True, params=params)
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -65,40 +70,24 @@ def validate(
 @format_option
 @log_options
 def list_tasks(config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text") -> None:
-    """List tasks: name, dependencies, where they run, and the first line of the docstring."""
+    """List tasks: name and parameters, dependencies, where they run, and the first docstring line."""
     setup_logs(log_level, log_format)
-    from nexus_core.plan import _dep_name, check_structure
+    from nexus_core.plan import check_structure, default_task
+    from nexus_core.tasklist import rows_text, task_rows
 
     project = load(config_path)
     problems = check_structure(project, plugin_manager().registry, running=())
     if problems:
         show_problems(problems, fmt)
         raise Exit(ExitCode.CONFIG)
-    rows: list[dict[str, Any]] = []
-    for t in project.tasks.values():
-        deps = [n for n in (_dep_name(d) for d in t.deps) if n]
-        target = t.on if isinstance(t.on, str) else ", ".join(map(str, t.on))
-        rows.append(
-            {
-                "name": t.name,
-                "deps": deps,
-                "on": target,
-                "strategy": t.strategy,
-                "description": t.summary,
-                "line": t.location.line,
-            }
-        )
+    rows = task_rows(project, default_task(project)[0])
     if fmt == "json":
         click.echo(json.dumps({"tasks": rows}))
         return
     if not rows:
         click.echo("No tasks defined yet: add a function decorated with @task (see `nexus init`).")
         return
-    width = max(len(r["name"]) for r in rows)
-    twidth = max(len(r["on"]) for r in rows)
-    for r in rows:
-        after = f"  (after {', '.join(r['deps'])})" if r["deps"] else ""
-        click.echo(f"{r['name']:<{width}}  {r['on']:<{twidth}}  {r['description']}{after}".rstrip())
+    click.echo(rows_text(rows))
 
 
 STARTER = '''\

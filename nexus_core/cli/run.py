@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import rich_click as click
@@ -22,9 +23,11 @@ from nexus_core.cli.application import (
     make_plan,
     open_store,
     setup_logs,
+    show_problems,
 )
 from nexus_core.cli.preflight import run_checks
 from nexus_core.cli.running import decide_resume, lock_project, run_recorded
+from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
@@ -32,7 +35,14 @@ if TYPE_CHECKING:
 
 
 @main.command()
-@click.argument("tasks", nargs=-1, required=True)
+@click.argument("tasks", nargs=-1, shell_complete=lambda *a: complete("tasks_and_params", *a))
+@click.option(
+    "--param",
+    "param_words",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="An argument for the tasks' parameters (same as a KEY=VALUE word after the tasks).",
+)
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan; execute nothing on any host.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream every output line, tagged with task and host.")
 @click.option("-q", "--quiet", is_flag=True, help="One line per task.")
@@ -51,9 +61,13 @@ if TYPE_CHECKING:
     "-H",
     "--hosts",
     "hosts_override",
-    metavar="LIST",
-    help="Comma-separated hosts replacing the targets of remote tasks.",
+    metavar="PATTERN",
+    multiple=True,
+    shell_complete=lambda *a: complete("hosts", *a),
+    help="Run only on these of each task's hosts: names, addresses, groups, globs, !exclude, "
+    "&intersect, @file; comma-separated or repeated (like Ansible's --limit).",
 )
+@click.option("--list-hosts", is_flag=True, help="Print the hosts each task would run on; connect to nothing.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
 @click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
 @click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
@@ -71,7 +85,7 @@ def run(
     user: str | None,
     ask_sudo_pass: bool,
     parallel_limit: int | None,
-    hosts_override: str | None,
+    hosts_override: tuple[str, ...],
     config_path: str | None,
     fmt: str,
     log_level: str | None,
@@ -81,8 +95,13 @@ def run(
     force: bool,
     no_wait: bool = False,
     lock_timeout: float | None = None,
+    list_hosts: bool = False,
+    param_words: tuple[str, ...] = (),
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
+
+    KEY=VALUE words are arguments for the tasks' parameters. Without a task, the default
+    task runs (config(default=...) or @task(default=True)).
 
     After an interrupted run of the same tasks, a terminal asks whether to resume it;
     without a terminal (or under CI) the run starts fresh unless --resume is given.
@@ -101,15 +120,19 @@ def run(
             ["Set NEXUS_SUDO_PASSWORD in the environment for non-interactive runs"],
         )
     project = load(config_path)
+    tasks, params = run_words(project, tasks, param_words, fmt)
     overrides = {"ssh_identity": identity, "ssh_user": user, "parallel_limit": parallel_limit}
-    host_list = [h for h in (hosts_override or "").split(",") if h.strip()] or None
-    if hosts_override is not None and not host_list:
-        fail(ExitCode.CONFIG, "--hosts is empty", suggestions=["Pass comma-separated hosts: -H web-1,web-2"])
+    limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
     try:
-        plan = make_plan(project, tasks, fmt, host_override=host_list, config_override=overrides, cache=store)
+        plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store)
         if not log_level and project.config.get("log_level"):
             setup_logs(str(project.config["log_level"]), log_format)
+        if list_hosts:
+            from nexus_core.hostlist import hosts_listing, hosts_text
+
+            click.echo(json.dumps(hosts_listing(plan)) if fmt == "json" else hosts_text(plan))
+            return
         if dry_run:
             _dry_run(plan, fmt)
             return
@@ -142,6 +165,33 @@ def run(
     finally:
         if store is not None:
             store.close()
+
+
+def run_words(
+    project: Any, words: Sequence[str], param_words: Sequence[str], fmt: str
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Task names and ``key=value`` arguments; no task -> the default one, or the list and exit 2."""
+    from nexus_core.params import split_words
+    from nexus_core.plan import default_task
+
+    for word in param_words:
+        if "=" not in word:
+            fail(ExitCode.CONFIG, f"--param {word}: expected KEY=VALUE", suggestions=[f"--param {word}=VALUE"])
+    names, params = split_words([*words, *param_words])
+    if names:
+        return tuple(names), params
+    chosen, problems = default_task(project)
+    if problems:
+        show_problems(problems, fmt)
+        raise Exit(ExitCode.CONFIG)
+    if chosen:
+        return (chosen,), params
+    from nexus_core.tasklist import rows_text, task_rows
+
+    rows = task_rows(project)
+    listing = ["Tasks:", *("  " + line for line in rows_text(rows).splitlines())] if rows else []
+    fail(ExitCode.CONFIG, "No task given, and the nexusfile has no default task", listing,
+         ["Run one: nexus run TASK", 'Or set one: config(default="build") or @task(default=True)'])  # fmt: skip
 
 
 def _can_prompt() -> bool:

@@ -124,6 +124,7 @@ def execute(
     """
     from nexus_core.output.render import make_renderer
     from nexus_core.output.report import failure_block, summary_line
+    from nexus_core.runlogs import logs_command
     from nexus_core.session import RunSession
 
     style = Style.detect()
@@ -150,7 +151,8 @@ def execute(
         try:
             err_style = Style.detect(sys.stderr)
             for failure in result.failures:
-                click.echo(failure_block(err_style, failure) + "\n", err=True)
+                see = logs_command(result.run_id, failure.task, failure.host)
+                click.echo(failure_block(err_style, failure, logs=see, verbose=mode == "verbose") + "\n", err=True)
             if mode != "quiet" or result.status != "ok":
                 click.echo(summary_line(style, result))
             if result.status == "interrupted" and store is not None:

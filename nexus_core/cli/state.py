@@ -26,6 +26,7 @@ from nexus_core.cli.application import (
     setup_logs,
 )
 from nexus_core.cli.running import check_resumable, lock_project, run_recorded
+from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
@@ -63,7 +64,6 @@ def resume(
     Nothing that finished is run again; tasks that were in progress continue on each host
     from the first command that did not finish.
     """
-    from nexus_core.loader import load_project as load_file
     from nexus_core.state.resume import resume_point
 
     setup_logs(log_level, log_format)
@@ -71,8 +71,10 @@ def resume(
     assert store is not None
     with closing(store):
         record = _record_to_resume(store, run_id, config_path)
-        project = load_file(record.nexusfile) if config_path is None else load(config_path)
-        plan = make_plan(project, record.requested, fmt, cache=store)
+        project = load(record.nexusfile if config_path is None else config_path)  # with the config files
+        saved = record.options  # the task arguments and -H of the interrupted run apply again
+        plan = make_plan(project, record.requested, fmt, cache=store, params=saved.get("params") or {},
+                         limit=[saved["limit"]] if saved.get("limit") else None)  # fmt: skip
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
         if fresh is not None and fresh.status != record.status and not fresh.interrupted:
@@ -228,3 +230,16 @@ def prune(
                 click.echo(f"{s.mark('ok')} {r.host}: removed {n} entr{'y' if n == 1 else 'ies'}")
     if any(r.error for r in results):
         raise Exit(ExitCode.CONNECTION)
+
+
+@main.command()
+@click.argument("run_id", required=False, shell_complete=lambda *a: complete("run_ids", *a))
+@click.argument("task", required=False)
+@click.option("-H", "--hosts", "host_patterns", metavar="HOST", multiple=True, help="Only these hosts (globs).")
+@click.option("--failed", is_flag=True, help="Only the task/host pairs that did not succeed.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends.")
+def logs(run_id: str | None, task: str | None, host_patterns: tuple[str, ...], failed: bool, follow: bool) -> None:
+    """Print the output of a past (or running) run: RUN_ID (default: the newest), TASK, hosts."""
+    from nexus_core.logview import show_logs
+
+    show_logs(run_id, task, list(host_patterns), failed=failed, follow=follow)

@@ -194,7 +194,7 @@ class TreeRenderer(Renderer):
             host = state.hosts[names[0]]
             for i, (cmd, status, dur, reason) in enumerate(host.commands):
                 last = i == len(host.commands) - 1
-                extra = "" if status == "ok" else " " + s.paint(reason, "red")
+                extra = "" if status == "ok" else " " + s.paint(reason, "dim" if status == "skipped" else "red")
                 out.append(f"  {s.branch(last)} {cmd} {s.mark(status)} {fmt_duration(dur)}{extra}")
             if not host.commands:
                 out.append(f"  {s.branch(True)} {s.mark(host.status)} {host.reason}")
@@ -208,6 +208,9 @@ class TreeRenderer(Renderer):
                 out.append(f"  {s.branch(last)} {name} {s.mark('skipped')} {s.paint(why, 'dim')}")
                 continue
             extra = "" if found.status == "ok" else " " + s.paint(found.reason, "red")
+            guarded = [c for c in found.commands if c[1] == "skipped"]
+            if guarded:  # commands their guards skipped (creates=, only_if=, unless=)
+                extra += " " + s.paint(f"({len(guarded)} skipped: {guarded[0][3]})", "dim")
             out.append(f"  {s.branch(last)} {name} {s.mark(found.status)} {fmt_duration(found.duration)}{extra}")
         return out
 

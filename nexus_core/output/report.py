@@ -72,8 +72,12 @@ def _split_reason(reason: str, hint: str) -> tuple[str, list[str], list[str]]:
     return head, details, suggestions
 
 
-def failure_block(style: Style, f: Failure) -> str:
-    """A command failure, timeout or connection error in the PRD's shape (REQ-0131/0132/0133)."""
+def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = False) -> str:
+    """A command failure, timeout or connection error in the PRD's shape (REQ-0131/0132/0133).
+
+    ``logs`` is the ``nexus logs ...`` command that shows the full output; ``verbose`` (the
+    output was streamed already) leaves the advice out.
+    """
     ctx: list[str] = [f"Host: {f.host}", f"Task: {f.task}"]
     reason, details, suggestions = _split_reason(clean(f.reason, multiline=True), clean(f.hint, multiline=True))
     command = clean(f.command)
@@ -117,8 +121,10 @@ def failure_block(style: Style, f: Failure) -> str:
     if f.succeeded_before:
         ctx += ["", "Previous commands in this task succeeded:"]
         ctx += [f"  {style.ok} {clean(c)}" for c in f.succeeded_before]
-    if f.status == "failed":
-        suggestions.append("Re-run with -v to see every output line as it happens")
+    if f.status == "failed" and not verbose:
+        suggestions.append(
+            f"See every output line: {logs}" if logs else "Re-run with -v to see every output line as it happens"
+        )
     return terminal_safe(error_block(style, headline, ctx, list(dict.fromkeys(suggestions))))
 
 
@@ -176,6 +182,8 @@ def plan_text(style: Style, plan: Plan, checks: Sequence[CheckResult] = ()) -> s
 
 
 def _task_plan_lines(s: Style, plan: Plan, name: str) -> list[str]:
+    from nexus_core.guards import dry_run_note
+
     t = plan.tasks[name]
     labels = [hp.host.label for hp in t.hosts]
     where = "[local]" if labels == ["local"] else f"[{', '.join(labels)}]"
@@ -194,7 +202,9 @@ def _task_plan_lines(s: Style, plan: Plan, name: str) -> list[str]:
             indent = "        "
         for i, c in enumerate(commands):
             flags = " ".join(f"[{f}]" for f in c.flags())
-            lines.append(f"{indent}{s.branch(i == len(commands) - 1)} {c.cmd}" + (f"  {flags}" if flags else ""))
+            note = dry_run_note(c, t.hosts[0].host, plan.root)
+            note = "  " + s.paint(f"({note})", "dim") if note else ""
+            lines.append(f"{indent}{s.branch(i == len(commands) - 1)} {c.cmd}" + (f"  {flags}" if flags else "") + note)
     return lines
 
 

@@ -374,9 +374,14 @@ def test_cli_user_identity_and_hosts_override(project: NexusProject, sshbed: Ssh
         sshbed,
         f"""
         hosts("web", "{H1}", "{H2}")
+        hosts("other", "{USER_NOSUDO}@{H3}")
 
         @task(on="web")
         def whoami():
+            run("id -un")
+
+        @task(on="other")
+        def whoami_other():
             run("id -un")
         """,
         ssh_user=None,
@@ -389,12 +394,13 @@ def test_cli_user_identity_and_hosts_override(project: NexusProject, sshbed: Ssh
     assert out.code == 0, out
     assert [e["line"] for e in out.of("command.output")] == [USER_NOSUDO, USER_NOSUDO]
     assert any("id_rsa" in e["auth"] for e in out.of("ssh.connect"))
-    only = run(
-        project, "run", "whoami", "-u", USER_KEY, "-i", key, "-H", f"{USER_NOSUDO}@{H3}", "--format", "json"
-    )
+    # -H narrows each task to its own matching hosts (it no longer replaces them)
+    only = run(project, "run", "whoami", "whoami_other", "-u", USER_KEY, "-i", key, "-H", H2, "-H", H3,
+               "--format", "json")  # fmt: skip
     assert only.code == 0, only
-    assert host_order(only, "whoami") == [H3]
-    assert [e["line"] for e in only.of("command.output")] == [USER_NOSUDO]  # user@host beats -u
+    assert host_order(only, "whoami") == [H2] and host_order(only, "whoami_other") == [H3]
+    lines = {e["host"]: e["line"] for e in only.of("command.output")}
+    assert lines == {H2: USER_KEY, H3: USER_NOSUDO}  # user@host beats -u
 
 
 # --- strategies -------------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""``nexus logs``: print (or follow) the kept output of a run, chosen by run id, task and host."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import rich_click as click
+
+from nexus_core import runlogs
+
+
+def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, failed: bool, follow: bool) -> None:
+    """Print the logs of ``run_id`` (default: the newest run); exit 2 when there is nothing to show."""
+    from nexus_core.cli.application import ExitCode, fail, open_store
+    from nexus_core.options import suggest
+    from nexus_core.state.paths import state_dir
+
+    store = open_store(required=True)
+    assert store is not None
+    record = store.get(run_id) if run_id else next(iter(store.runs(limit=1)), None)
+    if record is None:
+        if run_id and store.get(run_id) is None and not task:
+            # `nexus logs TASK` for the newest run: the word is a task, not a run id
+            newest = next(iter(store.runs(limit=1)), None)
+            if newest is not None and run_id in newest.plan.get("tasks", {}):
+                record, task = newest, run_id
+        if record is None:
+            what = f"No run {run_id!r}" if run_id else "No runs recorded yet"
+            fail(ExitCode.CONFIG, what, suggestions=["List runs with: nexus pipelines"])
+    root = runlogs.logs_dir(state_dir())
+    files = runlogs.run_files(root, record.id)
+    tasks = list(record.plan.get("tasks", {}))
+    if task is not None and task not in tasks:
+        close = suggest(task, tasks)
+        fail(ExitCode.CONFIG, f"Run {record.id} has no task {task!r}",
+             suggestions=[f"did you mean {close!r}?" if close else "tasks: " + ", ".join(tasks)])  # fmt: skip
+    only: set[tuple[str, str]] | None = None
+    if failed:
+        only = {key for key, row in record.hosts.items() if row.get("status") not in ("ok", "skipped", "running")}
+    if follow:
+
+        def running() -> bool:
+            fresh = store.get(record.id)
+            return fresh is not None and fresh.status == "running" and fresh.alive
+
+        for line in runlogs.follow(root, record.id, lambda fs: runlogs.select(fs, task, hosts, only), running):
+            click.echo(line)
+        return
+    chosen = runlogs.select(files, task, hosts, only)
+    if not chosen:
+        why = "no output was kept for it" if not files else "nothing matches these filters"
+        fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: {why}",
+             suggestions=["Logs are kept from this version on, for log_retention_days (default 14)"])  # fmt: skip
+    for line in runlogs.render(chosen):
+        click.echo(line)

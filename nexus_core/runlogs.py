@@ -1,0 +1,279 @@
+"""Logs of past runs: every command's output, kept per run, task and host, for ``nexus logs``.
+
+A subscriber of the event stream writes ``$XDG_STATE_HOME/nexus/logs/RUN_ID/TASK/HOST.log.gz``:
+the command (``$ cmd``), its output lines (stdout and stderr in arrival order), and how it
+ended (``[ok]``, ``[failed: exit code 1]``). Files are gzip-compressed and flushed as they
+grow (so ``nexus logs --follow`` reads a running run), capped at ``log_max_bytes`` of text
+per task and host, and secret values are replaced by ``***`` before anything is written.
+Runs older than ``log_retention_days`` are removed when a new run starts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+DEFAULT_MAX_BYTES = 1_000_000
+DEFAULT_RETENTION_DAYS = 14
+#: Seconds between flushes of a file while its command keeps printing.
+FLUSH_EVERY = 0.5
+REDACTED = "***"
+#: Names of run(env=...) variables whose values are treated as secrets.
+SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "PRIVATE_KEY", "CREDENTIAL")
+
+
+def logs_dir(state_dir: str) -> str:
+    """The folder holding one sub-folder per run."""
+    return os.path.join(state_dir, "logs")
+
+
+def host_file(root: str, run_id: str, task: str, host: str) -> str:
+    """Path of one task's log on one host (the host label is quoted into a file name)."""
+    return os.path.join(root, run_id, task, quote(host, safe="") + ".log.gz")
+
+
+def redact(line: str, secrets: Iterable[str]) -> str:
+    """``line`` with every secret value replaced by ``***`` (longest first, values of 3+ characters)."""
+    for value in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        if value in line:
+            line = line.replace(value, REDACTED)
+    return line
+
+
+def plan_secrets(plan: Any, extra: dict[str, Any] | None = None) -> list[str]:
+    """Values to hide: run(env=...) variables named like secrets, and the sudo password."""
+    found = {
+        value
+        for t in plan.tasks.values()
+        for hp in t.hosts
+        for c in hp.commands
+        for name, value in c.env
+        if any(word in name.upper() for word in SECRET_WORDS)
+    }
+    for key, value in (extra or {}).items():
+        if "password" in key and isinstance(value, str):
+            found.add(value)
+    return sorted(found)
+
+
+def prune(root: str, retention_days: float, now: float | None = None, keep: Sequence[str] = ()) -> list[str]:
+    """Remove run folders not modified for ``retention_days``; return their run ids."""
+    if retention_days <= 0 or not os.path.isdir(root):
+        return []
+    limit = (now if now is not None else time.time()) - retention_days * 86400
+    removed: list[str] = []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        try:
+            if name not in keep and os.path.isdir(path) and os.path.getmtime(path) < limit:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(name)
+        except OSError:
+            continue
+    return removed
+
+
+class _File:
+    """One open task/host log: gzip stream, bytes written, last flush."""
+
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.fh = gzip.GzipFile(path, "ab", compresslevel=6)  # closed by the writer
+        self.size = 0
+        self.flushed = time.monotonic()
+        self.truncated = False
+
+
+class RunLogWriter:
+    """Event subscriber that keeps each command's output of one run (thread-safe)."""
+
+    def __init__(self, root: str, run_id: str, max_bytes: int = DEFAULT_MAX_BYTES, secrets: Iterable[str] = ()) -> None:
+        self.root = root
+        self.run_id = run_id
+        self.max_bytes = max_bytes
+        self.secrets = list(secrets)
+        self._files: dict[tuple[str, str], _File] = {}
+        self._lock = threading.Lock()
+        self.failed = False
+
+    def __call__(self, event: Any) -> None:
+        name = event.name
+        if name == "command.start":
+            attempt = f" (attempt {event.attempt})" if getattr(event, "attempt", 1) > 1 else ""
+            self._write(event.task, event.host, f"$ {event.command}{attempt}")
+        elif name == "command.output":
+            self._write(event.task, event.host, event.line)
+        elif name == "command.stop":
+            code = f"exit code {event.exit_code}" if event.exit_code is not None else ""
+            detail = event.reason or code
+            if event.status == "skipped":
+                self._write(event.task, event.host, f"$ {event.command}")
+            shown = f": {detail}" if detail and event.status != "ok" else ""
+            self._write(event.task, event.host, f"[{event.status}{shown}]", flush=True)
+        elif name == "host.stop":
+            self._close(event.task, event.host)
+        elif name == "pipeline.stop":
+            self.close()
+
+    def _write(self, task: str, host: str, line: str, flush: bool = False) -> None:
+        if self.failed:
+            return
+        text = redact(line, self.secrets) + "\n"
+        data = text.encode("utf-8", "replace")
+        with self._lock:
+            try:
+                f = self._files.get((task, host))
+                if f is None:
+                    f = self._files[(task, host)] = _File(host_file(self.root, self.run_id, task, host))
+                if f.truncated:
+                    return
+                if f.size + len(data) > self.max_bytes:
+                    f.truncated = True
+                    data = f"[... output cut at {self.max_bytes} bytes (log_max_bytes) ...]\n".encode()
+                f.fh.write(data)
+                f.size += len(data)
+                now = time.monotonic()
+                if flush or f.truncated or now - f.flushed > FLUSH_EVERY:
+                    f.fh.flush()
+                    f.flushed = now
+            except OSError:
+                self.failed = True  # a full disk must not fail the run; the output is still printed
+
+    def _close(self, task: str, host: str) -> None:
+        with self._lock:
+            f = self._files.pop((task, host), None)
+            if f is not None:
+                try:
+                    f.fh.close()
+                except OSError:
+                    self.failed = True
+
+    def close(self) -> None:
+        """Close every open file (end of the run)."""
+        for task, host in list(self._files):
+            self._close(task, host)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One task/host log of a run."""
+
+    run_id: str
+    task: str
+    host: str
+    path: str
+
+
+def inflate(data: bytes) -> str:
+    """The text of a (possibly still growing, possibly multi-member) gzip file."""
+    out: list[bytes] = []
+    for _ in range(10_000):  # members: one per (re)opening of the file
+        if not data:
+            break
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(d.decompress(data))
+        except zlib.error:
+            break
+        if not d.eof:
+            break
+        data = d.unused_data
+    return b"".join(out).decode("utf-8", "replace")
+
+
+def run_files(root: str, run_id: str) -> list[LogFile]:
+    """Every task/host log of ``run_id``, sorted by task then host."""
+    base = os.path.join(root, run_id)
+    out: list[LogFile] = []
+    if not os.path.isdir(base):
+        return out
+    for task in sorted(os.listdir(base)):
+        folder = os.path.join(base, task)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".log.gz"):
+                out.append(LogFile(run_id, task, unquote(name[: -len(".log.gz")]), os.path.join(folder, name)))
+    return out
+
+
+def read_lines(path: str) -> list[str]:
+    """The complete lines of one log so far (a line still being written is left for later)."""
+    try:
+        with open(path, "rb") as fh:
+            text = inflate(fh.read())
+    except OSError:
+        return []
+    lines = text.split("\n")
+    return lines[:-1]
+
+
+def select(
+    files: Sequence[LogFile], task: str | None, hosts: Sequence[str], only: set[tuple[str, str]] | None
+) -> list[LogFile]:
+    """Files of ``task`` (all when None), of hosts matching the ``hosts`` globs, within ``only``."""
+    import fnmatch
+
+    return [
+        f
+        for f in files
+        if (task is None or f.task == task)
+        and (not hosts or any(fnmatch.fnmatchcase(f.host, h) for h in hosts))
+        and (only is None or (f.task, f.host) in only)
+    ]
+
+
+def render(files: Sequence[LogFile]) -> Iterator[str]:
+    """Each log under a ``== task on host ==`` heading."""
+    for f in files:
+        yield f"== {f.task} on {f.host} =="
+        yield from read_lines(f.path)
+
+
+def follow(
+    root: str, run_id: str, pick: Any, running: Any, interval: float = 0.2, max_seconds: float = 86400
+) -> Iterator[str]:
+    """New lines of a run's logs as they are written, tagged ``[task host]``, until it ends.
+
+    ``pick(files)`` chooses the files to show; ``running()`` says whether the run still goes.
+    """
+    seen: dict[str, int] = {}
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        alive = running()
+        for f in pick(run_files(root, run_id)):
+            lines = read_lines(f.path)
+            for line in lines[seen.get(f.path, 0) :]:
+                yield f"[{f.task} {f.host}] {line}"
+            seen[f.path] = len(lines)
+        if not alive:
+            return
+        time.sleep(interval)
+
+
+def start(bus: Any, plan: Any, run_id: str, state_dir: str, extra: dict[str, Any] | None = None) -> RunLogWriter:
+    """Subscribe a :class:`RunLogWriter` for this run to ``bus`` and prune old runs' logs."""
+    cfg = plan.config
+    root = logs_dir(state_dir)
+    prune(root, float(cfg.get("log_retention_days", DEFAULT_RETENTION_DAYS)), keep=[run_id])
+    writer = RunLogWriter(root, run_id, int(cfg.get("log_max_bytes", DEFAULT_MAX_BYTES)), plan_secrets(plan, extra))
+    bus.subscribe("run-logs", writer)
+    return writer
+
+
+def logs_command(run_id: str, task: str, host: str) -> str:
+    """The ``nexus logs`` command that prints one failed command's full output."""
+    import shlex
+
+    return " ".join(shlex.quote(w) for w in ("nexus", "logs", run_id, task, "-H", host))

@@ -1,0 +1,122 @@
+"""Logs of past runs: `nexus logs` through the real CLI, and the pure parts of nexus_core.runlogs."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from pathlib import Path
+
+from helpers import start_nexus
+
+from nexus_core import runlogs
+from nexus_core.testing import NexusProject
+
+PIPELINE = """
+from nexus_core import run, task
+
+@task
+def build():
+    run("echo building; echo warn >&2", env={"API_TOKEN": "s3cr3tvalue"})
+    run("echo token is s3cr3tvalue")
+
+@task(deps=[build])
+def test():
+    run("echo testing; exit 3")
+"""
+
+
+def test_logs_per_task_and_host_redacted(nexus_project: NexusProject):
+    nexus_project.write(PIPELINE)
+    out = nexus_project.run("run", "test")
+    assert out.code == 1, out
+    assert "See every output line: nexus logs " in out.stderr and " test -H local" in out.stderr
+    assert "Re-run with -v" not in out.stderr
+    logs = nexus_project.run("logs")
+    assert logs.code == 0, logs
+    assert logs.stdout.splitlines() == [
+        "== build on local ==", "$ echo building; echo warn >&2", "building", "warn", "[ok]",
+        "$ echo token is ***", "token is ***", "[ok]",
+        "== test on local ==", "$ echo testing; exit 3", "testing", "[failed: exit code 3]",
+    ]  # fmt: skip
+    assert "s3cr3tvalue" not in logs.stdout
+    failed = nexus_project.run("logs", "--failed")
+    assert failed.stdout.splitlines()[0] == "== test on local =="
+    assert "build" not in failed.stdout
+    assert nexus_project.run("logs", "build").stdout.splitlines()[0] == "== build on local =="
+    verbose = nexus_project.run("run", "test", "-v")
+    assert "nexus logs" not in verbose.stderr and "Re-run with -v" not in verbose.stderr
+
+
+def test_logs_errors(nexus_project: NexusProject):
+    nexus_project.write(PIPELINE)
+    none = nexus_project.run("logs")
+    assert none.code == 2 and "No runs recorded yet" in none.stderr
+    nexus_project.run("run", "build")
+    assert nexus_project.run("logs", "no-such-run").code == 2
+    run_id = nexus_project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+    typo = nexus_project.run("logs", run_id, "biuld")
+    assert typo.code == 2 and "did you mean 'build'?" in typo.stderr
+    nohost = nexus_project.run("logs", run_id, "-H", "web-*")
+    assert nohost.code == 2 and "nothing matches these filters" in nohost.stderr
+
+
+def test_follow_prints_a_running_run_until_it_ends(nexus_project: NexusProject):
+    nexus_project.write(
+        """
+        from nexus_core import run, task
+
+        @task
+        def slow():
+            run("echo first; sleep 1; echo second")
+        """
+    )
+    proc = start_nexus(nexus_project, "run", "slow")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            out = nexus_project.run("pipelines", "--format", "json")
+            if out.code == 0 and out.json()["runs"]:
+                break
+            time.sleep(0.1)
+        followed = nexus_project.run("logs", "--follow", timeout=60)
+    finally:
+        proc.wait(timeout=60)
+    assert followed.code == 0, followed
+    assert "[slow local] first" in followed.stdout and "[slow local] second" in followed.stdout
+
+
+def test_size_cap_and_retention(tmp_path: Path):
+    root = str(tmp_path / "logs")
+    writer = runlogs.RunLogWriter(root, "r1", max_bytes=40, secrets=["hunter22"])
+
+    class E:
+        def __init__(self, name: str, **kw: object) -> None:
+            self.name = name
+            self.__dict__.update(kw)
+
+    for i in range(10):
+        writer(E("command.output", task="t", host="[::1]:22", line=f"line {i} hunter22"))
+    writer.close()
+    (found,) = runlogs.run_files(root, "r1")
+    assert found.host == "[::1]:22"
+    lines = runlogs.read_lines(found.path)
+    assert lines[0] == "line 0 ***" and lines[-1].startswith("[... output cut at 40 bytes")
+    assert len(lines) < 10
+    old = tmp_path / "logs" / "r0"
+    old.mkdir()
+    os.utime(old, (time.time() - 30 * 86400,) * 2)
+    assert runlogs.prune(root, 14) == ["r0"] and not old.exists()
+    assert runlogs.prune(root, 0) == []
+
+
+def test_inflate_reads_growing_and_multi_member_files(tmp_path: Path):
+    path = tmp_path / "x.gz"
+    with gzip.GzipFile(path, "ab") as fh:
+        fh.write(b"a\n")
+    fh2 = gzip.GzipFile(path, "ab")
+    fh2.write(b"b\npartial")
+    fh2.flush()
+    assert runlogs.inflate(path.read_bytes()) == "a\nb\npartial"
+    assert runlogs.read_lines(str(path)) == ["a", "b"]
+    fh2.close()
