@@ -19,7 +19,8 @@ import pytest
 
 _PLUGIN = Path(__file__).resolve().parents[1]
 _ROOT = _PLUGIN.parents[1]
-for p in (str(_ROOT), str(_PLUGIN)):
+# The root (for ``tests.helpers``), the plugin, and this folder (tests share module-level helpers).
+for p in (str(_ROOT), str(_PLUGIN), str(Path(__file__).resolve().parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 

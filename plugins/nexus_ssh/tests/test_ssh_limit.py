@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from nexus_core.testing import NexusProject, Outcome
 from nexus_core.testing.sshbed import USER_KEY, USER_NOSUDO, SshBed
-from tests.ssh.test_ssh_cli import H1, H2, H3, REFUSED, header
+from test_ssh_cli import H1, H2, H3, REFUSED, header
 
 pytestmark = pytest.mark.ssh
 
