@@ -12,7 +12,7 @@ from nexus_core.executors.local import LocalExecutor
 from nexus_core.loader import load_project
 from nexus_core.model import Command, Host
 from nexus_core.plan import build_plan
-from nexus_core.registry import builtin_registry
+from nexus_core.plugins import builtin_registry
 
 NEXUSFILE = """
 from nexus_core import run, task

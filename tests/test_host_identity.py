@@ -20,7 +20,8 @@ from nexus_core.hosts import HostAttributeError, assign_labels, check_tags, chec
 from nexus_core.loader import load_project
 from nexus_core.model import LOCAL, FrozenMap, Host, Problem
 from nexus_core.plan import Plan, ValidationFailed, build_plan
-from nexus_core.registry import Registry, builtin_registry
+from nexus_core.plugins import builtin_registry
+from nexus_core.registry import Registry
 from nexus_core.testing import NexusProject
 
 HEADER = "from nexus_core import config, current_host, host, host_tags, host_var, hostname, hosts, run, task\n"
