@@ -223,10 +223,12 @@ _FILES: dict[str, str] = {
         from __future__ import annotations
 
         from collections.abc import Mapping, Sequence
-        from typing import Any
+        from typing import TYPE_CHECKING, Any
 
-        from nexus_core import hookimpl
-        from nexus_core.api import CheckResult, PreflightCheck
+        from nexus_core.plugin import CheckResult, PreflightCheck, hookimpl
+
+        if TYPE_CHECKING:
+            from nexus_core.plugin import Plan
 
         #: The plugin API version this plugin was built for (a different major is refused).
         NEXUS_API_VERSION = {{api}}
@@ -239,7 +241,7 @@ _FILES: dict[str, str] = {
             category = "Tasks"
             order = 80
 
-            def run(self, plan: Any, options: Mapping[str, Any]) -> list[CheckResult]:
+            def run(self, plan: Plan, options: Mapping[str, Any]) -> list[CheckResult]:
                 """One warning per task of ``plan`` without a docstring, or one ok."""
                 missing = [name for name, task in plan.tasks.items() if not task.doc.strip()]
                 if not missing:
