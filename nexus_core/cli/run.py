@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 @main.command()
-@click.argument("tasks", nargs=-1, shell_complete=lambda *a: complete("tasks_and_params", *a))
+@click.argument("tasks", nargs=-1, metavar="TASKS...", shell_complete=lambda *a: complete("tasks_and_params", *a))
 @click.option(
     "--param",
     "param_words",
@@ -119,6 +119,7 @@ def run(
             ["CI is set" if os.environ.get("CI") else "stdin is not a terminal"],
             ["Set NEXUS_SUDO_PASSWORD in the environment for non-interactive runs"],
         )
+    _tasks_or_nexusfile(tasks, config_path)
     project = load(config_path)
     tasks, params = run_words(project, tasks, param_words, fmt)
     overrides = {"ssh_identity": identity, "ssh_user": user, "parallel_limit": parallel_limit}
@@ -165,6 +166,21 @@ def run(
     finally:
         if store is not None:
             store.close()
+
+
+def _tasks_or_nexusfile(words: Sequence[str], config_path: str | None) -> None:
+    """No task named and no nexusfile (so no default task): the usage error it always was."""
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+
+    if any("=" not in w for w in words):
+        return
+    try:
+        find_nexusfile(config_path)
+    except NexusfileNotFound:
+        ctx = click.get_current_context()
+        assert ctx is not None
+        param = next(p for p in ctx.command.params if p.name == "tasks")
+        raise click.MissingParameter(ctx=ctx, param=param) from None
 
 
 def run_words(
