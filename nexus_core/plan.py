@@ -747,7 +747,8 @@ def build_plan(
     structural = bool(problems)
     # Only what the user set (nexusfile + CLI overrides): an executor must be able to tell
     # "not set" from "set to the default", e.g. so that a transport's own client config
-    # applies when its port key was not given. Consumers read ``config.get(key, default)``; see resolved_config().
+    # applies when its port key was not given. Consumers read ``config.get(key, default)``;
+    # see resolved_config().
     config = dict(project.config)
     config.update({k: v for k, v in (config_override or {}).items() if v is not None})
     tasks: dict[str, TaskPlan] = {}
