@@ -89,7 +89,7 @@ def test_ssh_key_without_nexus_ssh_warns_on_a_local_run_and_fails_validate(nexus
     assert "hello-local" in out.stdout
     assert "config() key 'ssh_user' needs the nexus-ssh plugin, which is not loaded" in out.stderr
     assert "pip install nexus-ssh" in out.stderr and "unknown" not in out.stderr.lower()
-    assert "nexusfile.py:3: " in out.stderr
+    assert "so it is ignored" in out.stderr
     val = nexus_project.run("validate", env=NO_PLUGINS)
     assert val.code == 2, val
     assert "config() key 'ssh_user' needs the nexus-ssh plugin" in val.stderr and "pip install nexus-ssh" in val.stderr
@@ -224,6 +224,19 @@ ALLOWED_SSH_LINES: dict[str, str] = {
     r'config\(ssh_user="deploy", parallel_limit=10\)': "docstring of config(): the DSL's example",
     r'allow = \["nexus-ssh>=0\.1,<1"\]': "plugin policy message: an example allow list",
     r"come from the executor plugins \(``nexus-ssh``\)": "docstring of the pre-flight module",
+    # Docstrings and comments that use SSH as the example of a transport or a plugin.
+    r"\(``local``, ``ssh``, \.\.\.\)|\(``\"local\"``, ``\"ssh\"``\.\.\.\)|\(local, ssh, \.\.\.\)": "example transports",
+    r'Registration\("ssh", "nexus_ssh\.executor:SshExecutor"\)': "kinds.py docstring: a registration example",
+    r"as nexus-ssh does": "comment of the local executor: same env= behaviour as the SSH one",
+    r"``ssh://local``": "comment on host keys: an example of a scheme",
+    r"nexus-ssh is installed but blocked by policy|``\"the 'ssh' transport\"``": "registry docstring: a hint example",
+    r"transport that can \(e\.g\. ssh\)": "the message of a transport that cannot copy files",
+    r'host\.get\("transport", "ssh"\)': "state records written before transports were stored: the default",
+    r"nexus_core\.testing\.sshbed|``sshbed`` serves scripts too": "testing kit: the reusable sshd bed",
+    # Settings (config.toml / NEXUS_<KEY>): examples of a key; ssh_session_mode already has
+    # its own variable, NEXUS_SSH_SESSION_MODE (to move onto an Option attribute).
+    r"\(``ssh_user``, ``parallel_limit``|``NEXUS_SSH_USER`` for ``ssh_user``|e\.g\. ssh_user = ": "settings docs",
+    r'NO_ENV = frozenset\(\{"ssh_session_mode"\}\)': "settings: a key with its own variable (TODO: Option attribute)",
     # -K: the sudo password is handed to executors under the option name nexus-ssh reads.
     r"ssh_sudo_password": "executor option of -K/NEXUS_SUDO_PASSWORD (rename with the CLI package)",
 }
@@ -232,6 +245,8 @@ ALLOWED_SSH_LINES: dict[str, str] = {
 def test_the_core_names_nothing_ssh_specific():
     offending: list[str] = []
     for path in sorted((ROOT / "nexus_core").rglob("*.py")):
+        if path.name == "sshbed.py":  # the testing kit's sshd bed: SSH by purpose, never run by the core
+            continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if "ssh" in line.lower() and not any(re.search(p, line) for p in ALLOWED_SSH_LINES):
                 offending.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
@@ -239,6 +254,8 @@ def test_the_core_names_nothing_ssh_specific():
 
 
 def test_every_allowed_ssh_line_is_still_needed():
-    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "nexus_core").rglob("*.py"))
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "nexus_core").rglob("*.py") if p.name != "sshbed.py"
+    )
     unused = [p for p in ALLOWED_SSH_LINES if not re.search(p, text)]
     assert not unused, f"remove these entries from ALLOWED_SSH_LINES: {unused}"

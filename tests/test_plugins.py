@@ -757,6 +757,7 @@ def deploy():
 """
 
 
+@pytest.mark.hook("nexus_event_types")
 def test_plugin_event_type_joins_the_catalogue_and_the_json_output(project, site, logs):
     """nexus_event_types: an event class a plugin declares is emitted into ``--format json``."""
     make_dist(site, features=("executor", "event_type"))

@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 import pytest
-
 from nexus_core.testing import NexusProject, Outcome
 from nexus_core.testing.sshbed import USER_KEY, SshBed
 
@@ -50,7 +49,13 @@ def test_ssh_events_name_the_host_with_its_port(project: NexusProject, sshbed: S
     out = run(project, "run", "deploy", "--format", "json")
     assert out.code == 0, out
     label = f"{H1}:{sshbed.port}"
-    for name in ("ssh.connect.start", "ssh.connect", "ssh.pool.checkout", "ssh.pool.checkin", "ssh.disconnect"):
+    for name in (
+        "ssh.connect.start",
+        "ssh.connect",
+        "ssh.pool.checkout",
+        "ssh.pool.checkin",
+        "ssh.disconnect",
+    ):
         found = out.of(name)
         assert found, (name, out)
         assert {(e["host"], e["port"]) for e in found} == {(label, sshbed.port)}, name
@@ -58,7 +63,9 @@ def test_ssh_events_name_the_host_with_its_port(project: NexusProject, sshbed: S
     assert {e["host"] for e in out.of("command.stop")} == {H1}  # the task's own events keep the label
 
 
-def test_the_same_connection_error_on_two_hosts_is_reported_once(project: NexusProject, sshbed: SshBed) -> None:
+def test_the_same_connection_error_on_two_hosts_is_reported_once(
+    project: NexusProject, sshbed: SshBed
+) -> None:
     write(project, sshbed, list(REFUSED))
     out = run(project, "run", "deploy", "--continue-on-error")
     assert out.code == 3, out
