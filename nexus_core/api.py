@@ -140,6 +140,8 @@ class CommandResult:
     ``reason`` is one line (the cause, shown in trees and events); ``hint`` holds further
     lines for the error message: lines starting with ``- `` are suggestions, other lines
     are details shown under the reason (e.g. both fingerprints of a changed host key).
+    ``headline`` replaces the failure report's generic first line ("Command failed",
+    "Connection to HOST failed"...) with the executor's own, naming its transport.
     """
 
     status: str
@@ -149,6 +151,7 @@ class CommandResult:
     tail: tuple[str, ...] = ()
     retryable: bool = True
     hint: str = ""
+    headline: str = ""
 
     @property
     def ok(self) -> bool:

@@ -79,6 +79,7 @@ class Failure:
     timeout: float | None = None
     transport: str = "local"
     hint: str = ""
+    headline: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -543,7 +544,7 @@ class Engine:
                 task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
                 exit_code=result.exit_code, reason=result.reason, tail=result.tail,
                 succeeded_before=tuple(done), timeout=timeout, transport=host.transport,
-                hint=result.hint))  # fmt: skip
+                hint=result.hint, headline=result.headline))  # fmt: skip
 
     def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
         rid = self.options.run_id

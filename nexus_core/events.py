@@ -201,66 +201,7 @@ class CommandStop(Event):
     reason: str = ""
 
 
-# --- connections (emitted by executor plugins) ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class SshConnectStart(Event):
-    """An SSH connection attempt begins."""
-
-    name: ClassVar[str] = "ssh.connect.start"
-    host: str
-    user: str = ""
-    port: int = 22
-    attempt: int = 1
-
-
-@dataclass(frozen=True)
-class SshConnect(Event):
-    """An SSH connection is up (``duration`` of the handshake and authentication)."""
-
-    name: ClassVar[str] = "ssh.connect"
-    host: str
-    duration: float = 0.0
-    auth: str = ""
-
-
-@dataclass(frozen=True)
-class SshDisconnect(Event):
-    """An SSH connection was closed."""
-
-    name: ClassVar[str] = "ssh.disconnect"
-    host: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class SshError(Event):
-    """An SSH connection failed (refused, timeout, DNS, auth failed, host key changed)."""
-
-    name: ClassVar[str] = "ssh.error"
-    host: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class PoolCheckout(Event):
-    """A pooled connection was taken (``queue_time`` waited for it)."""
-
-    name: ClassVar[str] = "ssh.pool.checkout"
-    host: str
-    queue_time: float = 0.0
-    pool_size: int = 0
-    available: int = 0
-
-
-@dataclass(frozen=True)
-class PoolCheckin(Event):
-    """A pooled connection was given back (``use_time`` it was held)."""
-
-    name: ClassVar[str] = "ssh.pool.checkin"
-    host: str
-    use_time: float = 0.0
+# --- logs ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -276,9 +217,10 @@ class Log(Event):
 CATALOGUE: tuple[type[Event], ...] = (
     PipelineStart, PipelineStop, PipelineException, PipelineInterrupt,
     TaskStart, TaskStop, TaskRetry, HostStart, HostStop,
-    CommandStart, CommandOutput, CommandStop,
-    SshConnectStart, SshConnect, SshDisconnect, SshError, PoolCheckout, PoolCheckin, Log,
+    CommandStart, CommandOutput, CommandStop, Log,
 )  # fmt: skip
+"""The core's events. Plugins add theirs (connections, pools...) through ``nexus_event_types``:
+the full catalogue of a run is ``Registry.event_types``."""
 
 
 class EventBus:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import click
 
     from nexus_core.api import Executor, PreflightCheck, Strategy
-    from nexus_core.events import Subscriber
+    from nexus_core.events import Event, Subscriber
     from nexus_core.kinds import Registration
     from nexus_core.options import Option
     from nexus_core.plugins import PluginManager
@@ -132,6 +132,23 @@ def nexus_subscribers(config: Mapping[str, Any], options: Mapping[str, Any]) -> 
     raise NotImplementedError
 
 
+@hookspec
+def nexus_event_types() -> Sequence[type[Event]]:
+    """Return the event classes this plugin emits (frozen dataclasses subclassing
+    :class:`nexus_core.events.Event`, each with a unique dotted ``name``).
+
+    They join the core's events in the catalogue (``Registry.event_types``), in the
+    ``--format json`` stream (one object per event: ``event``, ``run_id``, ``ts`` and the
+    dataclass's fields, in order) and in the documented event list. A name the core or
+    another plugin already declares is an error naming both distributions. Emit them through
+    ``ExecutorContext.emit`` (or ``StrategyContext.emit``). Called once at start-up: keep the
+    module that defines them cheap to import.
+
+    Added in plugin API 1.
+    """
+    raise NotImplementedError
+
+
 # --- options -------------------------------------------------------------------------------
 
 
@@ -140,10 +157,11 @@ def nexus_config_options() -> Sequence[Option]:
     """Return extra ``config(...)`` keys this plugin understands (``nexus_core.options.Option``).
 
     Keys nobody declares are validation errors with a "did you mean" suggestion. A plugin
-    may redeclare a key the core documents (``nexus-ssh`` refines the ``ssh_*`` keys).
-    Executors read the values the user set from ``ExecutorContext.config``
-    (``config.get(key, default)``: defaults are not filled in, so that "not set" can be
-    told from "set to the default").
+    may redeclare a key another part documents. Executors read the values the user set from
+    ``ExecutorContext.config`` (``config.get(key, default)``: defaults are not filled in, so
+    that "not set" can be told from "set to the default"). An option whose ``cli_override``
+    names a CLI option (``user`` for ``-u/--user``, ``identity`` for ``-i/--identity``)
+    receives that option's value.
 
     Added in plugin API 1.
     """

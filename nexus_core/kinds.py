@@ -133,6 +133,13 @@ KINDS: tuple[Kind, ...] = (
         "callables that receive every event of a run",
     ),
     Kind(
+        "event type",
+        "nexus_event_types",
+        "events",
+        "nexus_core.events:Event",
+        "event classes a plugin emits (they join the catalogue and the JSON output)",
+    ),
+    Kind(
         "config option",
         "nexus_config_options",
         "options",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,14 @@ class Option:
     minimum: float | None = None
     allow_none: bool = True
     check: Callable[[Any], str | None] | None = None
+    #: The ``nexus run``/``preflight`` option (its long name, e.g. ``"user"`` for ``-u/--user``)
+    #: whose value overrides this config key; empty when none does. Declared by the option's
+    #: owner, so the CLI names no plugin's keys (see :func:`config_overrides`).
+    cli_override: str = ""
+    #: A check of the value given on the command line only (e.g. a key file must exist on this
+    #: machine, which a nexusfile validated elsewhere need not): None when fine, else the
+    #: problem, optionally followed by a line with the hint.
+    cli_check: Callable[[Any], str | None] | None = None
 
     def problem(self, value: Any) -> str | None:
         """Return why ``value`` is not acceptable for this option, or None when it is.
@@ -153,28 +161,7 @@ TASK_OPTIONS: dict[str, Option] = {
 CONFIG_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
-        Option("ssh_user", (str,), None, "default SSH user"),
-        Option("ssh_identity", (str,), None, "SSH private key file"),
-        Option(
-            "ssh_port",
-            (int,),
-            22,
-            "default SSH port",
-            minimum=1,
-            check=lambda v: None if v <= 65535 else "ssh_port must be <= 65535",
-        ),
-        Option("ssh_known_hosts_file", (str,), None, "known_hosts file"),
-        Option(
-            "ssh_host_key_verification",
-            (str,),
-            "strict",
-            "host key policy",
-            choices=("strict", "accept_new", "tofu", "off"),
-        ),
-        Option("ssh_jump", (str, list), None, "jump host(s)"),
-        Option("ssh_pool_size", (int,), 4, "connections per host", minimum=1),
-        Option("ssh_connect_timeout", _NUM, 10, "seconds to connect", minimum=0),
-        Option("parallel_limit", (int,), 10, "tasks running at once", minimum=1),
+        Option("parallel_limit", (int,), 10, "tasks running at once", minimum=1, cli_override="parallel_limit"),
         Option("forks", (int,), None, "hosts of one task running at once (default parallel_limit)", minimum=1),
         Option("log_level", (str,), "info", "log level", choices=("debug", "info", "warning", "error")),
         Option("shell", (str,), "/bin/sh", "shell for local commands"),
@@ -192,3 +179,15 @@ CONFIG_OPTIONS: dict[str, Option] = {
         Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
     ]
 }
+
+
+def config_overrides(options: Mapping[str, Option], **given: Any) -> dict[str, Any]:
+    """The config keys that CLI options override: ``{key: value}`` for each given value.
+
+    ``given`` maps a CLI option's long name (``user``, ``identity``, ``parallel_limit``) to
+    its value (None when not given). Each is routed to the config key whose
+    :attr:`Option.cli_override` names it; a value no installed part takes is dropped (``-u``
+    means nothing to a run of local tasks without the plugin that declares it).
+    """
+    by_flag = {opt.cli_override: name for name, opt in options.items() if opt.cli_override}
+    return {by_flag[flag]: value for flag, value in given.items() if value is not None and flag in by_flag}

@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from nexus_core import packages
 from nexus_core.dsl import _RECORDER, Recorder
 from nexus_core.hosts import HostParseError, assign_labels, parse_host
 from nexus_core.limit import Limit, LimitError, parse_limit
@@ -200,12 +201,26 @@ def check_structure(
 
     ``running``: the tasks that will run (None: all). A task outside it whose executor is
     not installed is not a problem but a warning, appended to ``warnings``.
+
+    A ``config(...)`` key that a well-known plugin declares (:mod:`nexus_core.packages`), set
+    while that plugin is not loaded, names the package to install: a problem when every task
+    is checked (``running`` None: ``nexus validate``), else a warning and the key is ignored
+    (a run of local tasks needs no settings of a remote transport).
     """
     out = list(project.problems)
     cfg_where = project.config_locations
     for key, value in project.config.items():
         spec = registry.config_options.get(key)
         where = cfg_where.get(key)
+        package = packages.for_config_key(key) if spec is None else None
+        if package is not None:
+            message = f"config() key {key!r} needs the {package} plugin, which is not loaded"
+            hint = f"pip install {package} (then check `nexus plugins`), or remove the key"
+            if running is None:
+                _p(out, message, where, hint, "missing-plugin")
+            elif warnings is not None:
+                warnings.append(Problem(f"{message}, so it is ignored", where, hint, "missing-plugin"))
+            continue
         if spec is None:
             _p(
                 out,
@@ -684,12 +699,15 @@ def build_plan(
     ``limit`` holds the
     ``-H`` values: each task keeps only its hosts that match (see :mod:`nexus_core.limit`);
     a task left with none is not run (``Plan.skipped``). ``host_override`` (API only)
-    replaces the hosts of remote tasks instead.
+    replaces the hosts of remote tasks instead. ``config_override``: values given on the
+    command line (see :func:`nexus_core.options.config_overrides`), checked by their
+    option's ``cli_check``.
     """
     requested = list(requested or [])
     names = closure(project, requested) if requested else list(project.tasks)
     warnings: list[Problem] = []
     problems = check_structure(project, registry, cache, running=None if every_plugin else names, warnings=warnings)
+    problems += _check_overrides(registry, config_override or {})
     for name in requested:
         if name not in project.tasks:
             problems.append(
@@ -728,8 +746,9 @@ def build_plan(
         raise ValidationFailed(problems)
     structural = bool(problems)
     # Only what the user set (nexusfile + CLI overrides): an executor must be able to tell
-    # "not set" from "set to the default", e.g. so that ~/.ssh/config's Port applies when
-    # ssh_port was not given. Consumers read ``config.get(key, default)``; see resolved_config().
+    # "not set" from "set to the default", e.g. so that a transport's own client config
+    # applies when its port key was not given. Consumers read ``config.get(key, default)``;
+    # see resolved_config().
     config = dict(project.config)
     config.update({k: v for k, v in (config_override or {}).items() if v is not None})
     tasks: dict[str, TaskPlan] = {}
@@ -912,6 +931,21 @@ def _is_remote(project: Project, registry: Registry, t: TaskDef, scratch: list[P
         return any(not h.is_local for h in _targets(project, registry, t, scratch, None))
     except Exception:  # noqa: BLE001 - reported by check_structure
         return False
+
+
+def _check_overrides(registry: Registry, overrides: Mapping[str, Any]) -> list[Problem]:
+    """Problems with values given on the command line (``-i`` naming a missing key file...)."""
+    out: list[Problem] = []
+    for key, value in overrides.items():
+        spec = registry.config_options.get(key)
+        if value is None or spec is None or spec.cli_check is None:
+            continue
+        why = spec.cli_check(value)
+        if why:
+            message, _, hint = why.partition("\n")
+            flag = f"--{spec.cli_override.replace('_', '-')}" if spec.cli_override else key
+            _p(out, f"{flag}: {message}", None, hint.strip(), "bad-value")
+    return out
 
 
 def resolved_config(plan: Plan, registry: Registry) -> dict[str, Any]:

@@ -40,19 +40,7 @@ from nexus_core.api import (
     StrategyContext,
     skipped,
 )
-
-# Events nexus-ssh emits today; they move to nexus-ssh with the SSH event catalogue.
-from nexus_core.events import (
-    Event,
-    Log,
-    PoolCheckin,
-    PoolCheckout,
-    SshConnect,
-    SshConnectStart,
-    SshDisconnect,
-    SshError,
-    Subscriber,
-)
+from nexus_core.events import Event, Log, Subscriber
 from nexus_core.exitcodes import ExitCode
 from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.kinds import KINDS, Kind, Registration
@@ -102,14 +90,8 @@ __all__ = [
     "OutputCallback",
     "Plan",
     "PluginManager",
-    "PoolCheckin",
-    "PoolCheckout",
     "PreflightCheck",
     "Registration",
-    "SshConnect",
-    "SshConnectStart",
-    "SshDisconnect",
-    "SshError",
     "Strategy",
     "StrategyContext",
     "Style",

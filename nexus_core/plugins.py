@@ -411,9 +411,10 @@ class PluginManager:
                         f"plugin {dist}: {hook} returned {opt!r}, which is not a nexus_core.options.Option", dist
                     )
                     continue
-                # A plugin may refine a key the core documents (e.g. nexus-ssh's ssh_* keys).
+                # A plugin may refine a key another part documents; the last one loaded wins.
                 reg.owners[f"{hook}:{opt.name}"] = dist
                 opt_target[opt.name] = opt
+        self._register_event_types(reg)
         return reg
 
     def check_registrations(self) -> None:
@@ -428,6 +429,30 @@ class PluginManager:
                 problem = table.problem(name)
                 if problem and problem not in self.errors:
                     self._error(problem, table.entry(name).distribution)
+
+    def _register_event_types(self, reg: Registry) -> None:
+        """Add the event classes of ``nexus_event_types`` to the catalogue (names are unique)."""
+        from nexus_core.events import Event
+
+        for dist, cls in self._collect("nexus_event_types"):
+            name = getattr(cls, "name", None) if isinstance(cls, type) else None
+            if not (isinstance(cls, type) and issubclass(cls, Event)) or not isinstance(name, str) or not name:
+                self._error(
+                    f"plugin {dist}: nexus_event_types returned {cls!r}, which is not a subclass of "
+                    "nexus_core.events.Event with a name",
+                    dist,
+                )
+                continue
+            if name in reg.event_types:
+                first = reg.owners.get(f"event:{name}", "nexus-core")
+                self._error(
+                    f"event {name!r} is declared twice: by {first} and by {dist}; "
+                    "uninstall one of them or block it in the plugin policy",
+                    dist,
+                )
+                continue
+            reg.owners[f"event:{name}"] = dist
+            reg.event_types[name] = cls
 
     def commands(self, reserved: Collection[str] = ()) -> list[tuple[str, click.Command]]:
         """CLI commands added by plugins, with their distribution (collected once).

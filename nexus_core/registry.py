@@ -13,8 +13,10 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from nexus_core.events import CATALOGUE, Event
 from nexus_core.kinds import KINDS, TARGET, Kind, Registration, kind
 from nexus_core.options import CONFIG_OPTIONS, TASK_OPTIONS, Option
+from nexus_core.packages import TRANSPORTS as TRANSPORT_PACKAGES  # noqa: F401 - the old name
 
 if TYPE_CHECKING:
     from nexus_core.api import Executor, PreflightCheck, Strategy
@@ -195,6 +197,9 @@ class Registry:
     def checks(self) -> Classes[PreflightCheck]:
         """Pre-flight check classes by name."""
         return self.classes["pre-flight check"]
+
+    #: Every event a run can emit, by name: the core's, then those of ``nexus_event_types``.
+    event_types: dict[str, type[Event]] = field(default_factory=lambda: {c.name: c for c in CATALOGUE})
 
     def strategy(self, name: str) -> Strategy:
         """A fresh instance of the named strategy."""

@@ -67,6 +67,9 @@ FEATURES: dict[str, str] = {
             def run(self, host, command, on_output, cancel, timeout):
                 endpoint = self.context.config.get("fake_endpoint")
                 record("run", host=host.name, transport=host.transport, cmd=command.cmd, endpoint=endpoint)
+                declared = globals().get("FakeConnect")  # with the "event_type" feature
+                if declared is not None:
+                    self.context.emit(declared(run_id=self.context.run_id, host=host.name, port=7))
                 on_output("stdout", f"fake[{{host.name}}] {{command.cmd}}")
                 if "fail" in command.cmd:
                     return CommandResult("failed", 1, 0.0, "fake failure")
@@ -231,6 +234,41 @@ FEATURES: dict[str, str] = {
                 Registration("wrongbase", "{module}_classes:NotAnExecutor"),
             ]
     """,
+    # nexus_event_types: "fake.connect", which the fake executor emits before each command.
+    "event_type": """
+        from dataclasses import dataclass
+        from typing import ClassVar
+
+        from nexus_core.events import Event
+
+
+        @dataclass(frozen=True)
+        class FakeConnect(Event):
+            name: ClassVar[str] = "fake.connect"
+            host: str
+            port: int = 0
+
+
+        @hookimpl
+        def nexus_event_types():
+            return [FakeConnect]
+    """,
+    "duplicate_event": """
+        from dataclasses import dataclass
+        from typing import ClassVar
+
+        from nexus_core.events import Event
+
+
+        @dataclass(frozen=True)
+        class NotTaskStop(Event):
+            name: ClassVar[str] = "task.stop"
+
+
+        @hookimpl
+        def nexus_event_types():
+            return [NotTaskStop, "not a class"]
+    """,
     "raise_on_import": """
         raise RuntimeError("boom while importing on purpose")
     """,
@@ -243,6 +281,7 @@ FEATURE_OF_HOOK = {
     "nexus_preflight_checks": "preflight",
     "nexus_commands": "command",
     "nexus_subscribers": "subscriber",
+    "nexus_event_types": "event_type",
     "nexus_config_options": "options",
     "nexus_task_options": "options",
     "nexus_addhooks": "addhooks",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -740,3 +741,60 @@ def test_a_stale_or_broken_entry_point_cache_is_never_trusted(project, site):
     out = project.run("plugins", "--format", "json", env={"NEXUS_LOAD_PLUGINS": "nexus-ghost,nexus-fake"})
     assert "nexus-ghost" not in {p["distribution"] for p in out.json()["plugins"]}
     assert fakes(out) == {"nexus-fake"}
+
+
+# --- event types declared by plugins; failures grouped over hosts ---------------------------
+
+EVENT_PROJECT = """
+from nexus_core import hosts, run, task
+
+hosts("pair", "fake://alpha", "fake://beta")
+
+
+@task(on="pair")
+def deploy():
+    run("echo deploying")
+"""
+
+
+@pytest.mark.hook("nexus_event_types")
+def test_plugin_event_type_joins_the_catalogue_and_the_json_output(project, site, logs):
+    """nexus_event_types: an event class a plugin declares is emitted into ``--format json``."""
+    make_dist(site, features=("executor", "event_type"))
+    project.write(EVENT_PROJECT)
+    out = project.run("run", "deploy", "--format", "json")
+    assert out.code == 0, out
+    found = out.of("fake.connect")
+    assert sorted((e["host"], e["port"]) for e in found) == [("alpha", 7), ("beta", 7)]
+    assert list(found[0]) == ["event", "run_id", "ts", "host", "port"]
+    assert {e["run_id"] for e in found} == {out.of("pipeline.start")[0]["run_id"]}
+    row = plugin_rows(project.run("plugins", "--format", "json"))["nexus-fake"]
+    assert "nexus_event_types" in row["hooks"] and not row["error"]
+
+
+def test_event_name_declared_twice_or_not_an_event_is_an_error_naming_the_plugin(project, site, logs):
+    make_dist(site, "nexus-dup", "0.1", features=("duplicate_event",))
+    project.write(LOCAL_PROJECT)
+    out = project.run("run", "hello", "--format", "json")
+    no_traceback(out)
+    assert out.code == 0, out
+    assert "event 'task.stop' is declared twice: by nexus-core and by nexus-dup" in out.stderr
+    assert "nexus_event_types returned 'not a class'" in out.stderr
+    assert [e["status"] for e in out.of("task.stop")] == ["ok"]  # the core's own event is kept
+
+
+def test_the_same_error_on_many_hosts_is_reported_once_naming_them(project, site, logs):
+    make_dist(site)
+    project.write(
+        FAKE_PROJECT.replace('run("echo rolling back")', 'run("echo rolling back; fail")').replace(
+            ', strategy="reverse"', ""
+        )
+    )
+    out = project.run("run", "rollback", "--continue-on-error")
+    assert out.code == 1, out
+    assert out.stderr.count("Error: Command failed") == 1, out.stderr
+    # hosts in the order they failed (they run in parallel)
+    head = re.search(r"Error: Command failed \(same error on 3 hosts: (.+)\)\n", out.stderr)
+    assert head and sorted(head[1].split(", ")) == ["alpha", "beta", "gamma"], out.stderr
+    assert f"Hosts: {head[1]}\n" in out.stderr and "Host: " not in out.stderr
+    assert "Reason: fake failure" in out.stderr

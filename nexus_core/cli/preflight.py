@@ -107,7 +107,9 @@ def preflight(
     tasks_words = tasks
     names, params = split_words(tasks)
     tasks = tuple(names)
-    overrides = {"ssh_identity": identity, "ssh_user": user}
+    from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
+
+    overrides = config_overrides(plugin_manager().registry.config_options, identity=identity, user=user)
     plan = make_plan(project, tasks, fmt, limit=list(hosts_override) or None, params=params, config_override=overrides)
     options = {
         "dry_run": False,

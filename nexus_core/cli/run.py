@@ -22,6 +22,7 @@ from nexus_core.cli.application import (
     main,
     make_plan,
     open_store,
+    plugin_manager,
     setup_logs,
     show_problems,
 )
@@ -122,7 +123,10 @@ def run(
     _tasks_or_nexusfile(tasks, config_path)
     project = load(config_path)
     tasks, params = run_words(project, tasks, param_words, fmt)
-    overrides = {"ssh_identity": identity, "ssh_user": user, "parallel_limit": parallel_limit}
+    from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
+
+    known = plugin_manager().registry.config_options
+    overrides = config_overrides(known, identity=identity, user=user, parallel_limit=parallel_limit)
     limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
     try:

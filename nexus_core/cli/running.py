@@ -123,7 +123,7 @@ def execute(
     says how to resume it.
     """
     from nexus_core.output.render import make_renderer
-    from nexus_core.output.report import failure_block, summary_line
+    from nexus_core.output.report import failures_text, summary_line
     from nexus_core.runlogs import logs_command
     from nexus_core.session import RunSession
 
@@ -150,9 +150,9 @@ def execute(
     if fmt != "json":
         try:
             err_style = Style.detect(sys.stderr)
-            for failure in result.failures:
-                see = logs_command(result.run_id, failure.task, failure.host)
-                click.echo(failure_block(err_style, failure, logs=see, verbose=mode == "verbose") + "\n", err=True)
+            if result.failures:  # one block per distinct error (hosts that failed alike share one)
+                see = lambda f: logs_command(result.run_id, f.task, f.host)  # noqa: E731
+                click.echo(failures_text(err_style, result.failures, see, mode == "verbose"), err=True)
             if mode != "quiet" or result.status != "ok":
                 click.echo(summary_line(style, result))
             if result.status == "interrupted" and store is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from nexus_core.model import Problem
@@ -41,18 +42,6 @@ def problems_block(style: Style, problems: Sequence[Problem], headline: str = "V
     return error_block(style, head, context[:-1])
 
 
-_CONNECTION_HINTS = {
-    "refused": [
-        "Check that sshd runs on the host and listens on that port",
-        "Verify firewall rules allow the SSH port",
-    ],
-    "timed out": ["Verify the host is reachable (ping, VPN)", "Raise ssh_connect_timeout for slow links"],
-    "auth": ["Check the user and key: ssh -i KEY USER@HOST true", "Pass a key with -i or ssh_identity"],
-    "host key": ["If the host was rebuilt, remove the old key from known_hosts (file and line above)"],
-    "dns": ["Check the host name for typos", "Verify DNS resolution: getent hosts HOST"],
-}
-
-
 def _split_reason(reason: str, hint: str) -> tuple[str, list[str], list[str]]:
     """(first line of the reason, detail lines, suggestions) from a reason and a hint.
 
@@ -72,31 +61,23 @@ def _split_reason(reason: str, hint: str) -> tuple[str, list[str], list[str]]:
     return head, details, suggestions
 
 
-def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = False) -> str:
+def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = False, alike: Sequence[str] = ()) -> str:
     """A command failure, timeout or connection error in the PRD's shape (REQ-0131/0132/0133).
 
     ``logs`` is the ``nexus logs ...`` command that shows the full output; ``verbose`` (the
-    output was streamed already) leaves the advice out.
+    output was streamed already) leaves the advice out. ``alike``: other hosts where the
+    same error happened; they share this block.
     """
-    ctx: list[str] = [f"Host: {f.host}", f"Task: {f.task}"]
+    hosts = [f.host, *alike]
+    ctx: list[str] = [f"Hosts: {', '.join(hosts)}" if alike else f"Host: {f.host}", f"Task: {f.task}"]
     reason, details, suggestions = _split_reason(clean(f.reason, multiline=True), clean(f.hint, multiline=True))
     command = clean(f.command)
     if f.status == "unreachable":
-        lowered = reason.lower()
-        if "host key changed" in lowered:
-            headline = "SSH host key changed - possible man-in-the-middle attack"
-        elif f.transport == "ssh":
-            headline = "SSH connection failed"
-        else:
-            headline = f"Connection to {f.host} failed"
+        headline = f"Connection to {f.host} failed"
         ctx.append(f"Reason: {reason}")
         ctx += [f"  {d}" for d in details]
         if f.succeeded_before:  # the connection was lost part-way: say which command was next
             ctx.append(f"Command: {command}")
-        if not suggestions:
-            for key, hints in _CONNECTION_HINTS.items():
-                if key in lowered:
-                    suggestions += hints
         if not suggestions:
             suggestions.append("Check the host with: nexus preflight " + f.task)
     elif f.status == "timeout":
@@ -125,7 +106,43 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
         suggestions.append(
             f"See every output line: {logs}" if logs else "Re-run with -v to see every output line as it happens"
         )
+    headline = f.headline or headline
+    if alike:
+        headline += f" (same error on {len(hosts)} hosts: {', '.join(hosts)})"
     return terminal_safe(error_block(style, headline, ctx, list(dict.fromkeys(suggestions))))
+
+
+def failures_text(
+    style: Style, failures: Sequence[Failure], logs: Callable[[Failure], str] | None = None, verbose: bool = False
+) -> str:
+    """Every failure's block, one per distinct error: hosts that failed alike share one block.
+
+    Two failures are alike when their blocks are identical once each one's host name is set
+    aside (the same task, command, exit code, reason, output and advice). The shared block
+    says ``same error on 3 hosts: a, b, c`` in its headline and lists them on its ``Hosts:``
+    line, in the order they failed; the details shown are the first host's. Blocks end with a
+    blank line. ``logs`` gives each failure's ``nexus logs ...`` command; ``verbose`` as for
+    :func:`failure_block`.
+    """
+    groups: dict[str, list[Failure]] = {}
+    for f in failures:
+        see = logs(f) if logs else ""
+        groups.setdefault(_without_host(failure_block(style, f, see, verbose), f.host), []).append(f)
+    return "\n".join(
+        failure_block(style, a[0], logs(a[0]) if logs else "", verbose, [f.host for f in a[1:]]) + "\n"
+        for a in groups.values()
+    )
+
+
+def _without_host(block: str, host: str) -> str:
+    """``block`` with every mention of ``host`` (as a whole name) set aside, to compare hosts.
+
+    ``web-1`` is found in ``deploy@web-1`` and ``web-1:22`` but not in ``web-12`` or
+    ``web-1.example.com``.
+    """
+    if not host:
+        return block
+    return re.sub(rf"(?<![\w.-]){re.escape(host)}(?![\w-]|\.\w)", "\0", block)
 
 
 def summary_line(style: Style, result: RunResult) -> str:

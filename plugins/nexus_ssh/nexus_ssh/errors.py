@@ -138,3 +138,32 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
     return ConnectError(
         "error", f"Cannot connect ({where}): {type(exc).__name__}: {exc}", transient=False, retryable=False
     )
+
+
+#: Suggestions for a connection failure whose reason carries none, by a word of its first line.
+CONNECTION_HINTS = {
+    "refused": [
+        "Check that sshd runs on the host and listens on that port",
+        "Verify firewall rules allow the SSH port",
+    ],
+    "timed out": ["Verify the host is reachable (ping, VPN)", "Raise ssh_connect_timeout for slow links"],
+    "auth": ["Check the user and key: ssh -i KEY USER@HOST true", "Pass a key with -i or ssh_identity"],
+    "host key": ["If the host was rebuilt, remove the old key from known_hosts (file and line above)"],
+    "dns": ["Check the host name for typos", "Verify DNS resolution: getent hosts HOST"],
+}
+
+
+def headline(reason: str) -> str:
+    """The failure report's headline for a connection that failed with ``reason``."""
+    if "host key changed" in reason.lower():
+        return "SSH host key changed - possible man-in-the-middle attack"
+    return "SSH connection failed"
+
+
+def with_hints(head: str, rest: str) -> str:
+    """``rest`` (details and ``- `` suggestions) plus general suggestions when it has none."""
+    if any(line.strip().startswith("- ") for line in rest.splitlines()):
+        return rest
+    lowered = head.lower()
+    extra = [f"- {h}" for key, hints in CONNECTION_HINTS.items() if key in lowered for h in hints]
+    return "\n".join([rest, *extra]) if rest and extra else rest or "\n".join(extra)

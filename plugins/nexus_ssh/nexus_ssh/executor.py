@@ -29,17 +29,20 @@ from nexus_core.plugin import (
     Host,
     Log,
     OutputCallback,
+)
+
+from nexus_ssh import remote
+from nexus_ssh import session as sess
+from nexus_ssh.errors import CancelledConnect, ConnectError, headline, with_hints
+from nexus_ssh.events import (
     PoolCheckin,
     PoolCheckout,
     SshConnect,
     SshConnectStart,
     SshDisconnect,
     SshError,
+    host_label,
 )
-
-from nexus_ssh import remote
-from nexus_ssh import session as sess
-from nexus_ssh.errors import CancelledConnect, ConnectError
 from nexus_ssh.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_POOL_SIZE,
@@ -253,7 +256,7 @@ class SshExecutor(Executor):
                     label,
                     self.pool_size,
                     lambda: self._open(spec, label, None),
-                    lambda conn, why: self._on_close(label, conn, why),
+                    lambda conn, why: self._on_close(label, spec, conn, why),
                 )
                 self._pools[spec.pool_key] = pool
             if self._sweeper is None:
@@ -271,18 +274,24 @@ class SshExecutor(Executor):
         t0 = time.monotonic()
         conn = connector.connect(spec, cancel.sleep if cancel is not None else None)
         self._emit(
-            SshConnect(run_id=self.context.run_id, host=label, duration=time.monotonic() - t0, auth=conn.auth)
+            SshConnect(
+                run_id=self.context.run_id,
+                host=label,
+                duration=time.monotonic() - t0,
+                auth=conn.auth,
+                port=spec.target.port,
+            )
         )
         return conn
 
-    def _on_close(self, label: str, conn: Connection, why: str) -> None:
+    def _on_close(self, label: str, spec: ConnectSpec, conn: Connection, why: str) -> None:
         with self._lock:
             session = self._sessions.pop(id(conn), None)
             self._no_session.discard(id(conn))
         if session is not None:
             session.close()
         conn.close()
-        self._emit(SshDisconnect(run_id=self.context.run_id, host=label, reason=why))
+        self._emit(SshDisconnect(run_id=self.context.run_id, host=label, reason=why, port=spec.target.port))
 
     def _sweep_loop(self) -> None:
         interval = max(0.05, min(5.0, self.idle_timeout / 4))
@@ -342,7 +351,7 @@ class SshExecutor(Executor):
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
-        pool = self._pool(spec, host.name)
+        pool = self._pool(spec, host_label(host.name, spec.target.port))
         # A sudo that reads its password on stdin needs the channel's stdin: exec mode.
         use_session = self.session_mode == "shell" and not (
             (command.sudo or command.user) and self._sudo_password is not None
@@ -389,7 +398,10 @@ class SshExecutor(Executor):
             finally:
                 self._emit(
                     PoolCheckin(
-                        run_id=self.context.run_id, host=host.name, use_time=time.monotonic() - t_checkout
+                        run_id=self.context.run_id,
+                        host=host_label(host.name, spec.target.port),
+                        use_time=time.monotonic() - t_checkout,
+                        port=spec.target.port,
                     )
                 )
                 pool.checkin(conn)
@@ -413,7 +425,9 @@ class SshExecutor(Executor):
         t0 = time.monotonic()
         try:
             conn = pool.checkout(
-                deadline, lambda: cancel.requested, factory=lambda: self._open(spec, host.name, cancel)
+                deadline,
+                lambda: cancel.requested,
+                factory=lambda: self._open(spec, host_label(host.name, spec.target.port), cancel),
             )
         except PoolTimeout as exc:
             return CommandResult("timeout", reason=str(exc), duration=time.monotonic() - start)
@@ -426,11 +440,19 @@ class SshExecutor(Executor):
             head, _, rest = exc.reason.partition("\n")
             if attempts > 1:
                 head = f"{head} after {attempts} attempts"
-            self._emit(SshError(run_id=self.context.run_id, host=host.name, reason=head))
+            self._emit(
+                SshError(
+                    run_id=self.context.run_id,
+                    host=host_label(host.name, spec.target.port),
+                    reason=head,
+                    port=spec.target.port,
+                )
+            )
             return CommandResult(
                 "unreachable",
                 reason=head,
-                hint=rest,
+                hint=with_hints(head, rest),
+                headline=headline(head),
                 retryable=exc.retryable,
                 duration=time.monotonic() - start,
             )
@@ -438,7 +460,8 @@ class SshExecutor(Executor):
         self._emit(
             PoolCheckout(
                 run_id=self.context.run_id,
-                host=host.name,
+                host=host_label(host.name, spec.target.port),
+                port=spec.target.port,
                 queue_time=now - t0,
                 pool_size=pool.size,
                 available=pool.available,
@@ -807,7 +830,7 @@ class SshExecutor(Executor):
         from paramiko.sftp_client import SFTPClient
 
         spec = self.spec_for(host)
-        pool = self._pool(spec, host.name)
+        pool = self._pool(spec, host_label(host.name, spec.target.port))
         cancel = self.context.cancel
         got = self._checkout(pool, spec, host, cancel, None, time.monotonic())
         if isinstance(got, CommandResult):

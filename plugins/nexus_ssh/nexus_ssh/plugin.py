@@ -32,33 +32,27 @@ def nexus_executors() -> Sequence[Registration]:
 
 @hookimpl
 def nexus_config_options() -> Sequence[Option]:
-    """``config(ssh_config_file=...)``: the OpenSSH client config to read (default ~/.ssh/config).
+    """The ``ssh_*`` keys (``nexus_ssh.options``): user, identity, port, known hosts, host key
+    policy, jump hosts, pool size, connect timeout, the OpenSSH config file and the session mode.
 
-    ``config(ssh_session_mode=...)``: how commands reach a host's shell. ``"shell"`` (default):
-    each pooled connection keeps one ``/bin/sh`` session that runs the commands one after the
-    other; ``"exec"``: one exec channel per command (a new sshd session and login shell each
-    time). Unset, env ``NEXUS_SSH_SESSION_MODE`` decides.
-    Hosts without ``setsid``, and sudo with a password, always use exec channels. See
-    ``nexus_ssh/session.py`` and docs/ssh.md.
+    ``ssh_session_mode``: how commands reach a host's shell. ``"shell"`` (default): each pooled
+    connection keeps one ``/bin/sh`` session that runs the commands one after the other;
+    ``"exec"``: one exec channel per command (a new sshd session and login shell each time).
+    Unset, env ``NEXUS_SSH_SESSION_MODE`` decides. Hosts without ``setsid``, and sudo with a
+    password, always use exec channels. See ``nexus_ssh/session.py`` and docs/ssh.md.
+    ``ssh_user`` and ``ssh_identity`` are what ``-u/--user`` and ``-i/--identity`` set.
     """
-    from nexus_ssh.session import DEFAULT_MODE, MODES
+    from nexus_ssh.options import config_options
 
-    return [
-        Option(
-            "ssh_config_file",
-            (str,),
-            None,
-            "OpenSSH client config to read (default ~/.ssh/config; '' reads none)",
-        ),
-        Option(
-            "ssh_session_mode",
-            (str,),
-            DEFAULT_MODE,
-            "'shell': one long-lived shell per connection runs the commands in turn (fast); "
-            "'exec': a new exec channel (sshd session, login shell) per command",
-            choices=MODES,
-        ),
-    ]
+    return config_options()
+
+
+@hookimpl
+def nexus_event_types() -> Sequence[Any]:
+    """``ssh.connect.start``, ``ssh.connect``, ``ssh.disconnect``, ``ssh.error``, ``ssh.pool.*``."""
+    from nexus_ssh.events import EVENT_TYPES
+
+    return EVENT_TYPES
 
 
 @hookimpl

@@ -18,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nexus_ssh.options import POLICIES
+
 if TYPE_CHECKING:
     from paramiko.config import SSHConfig
 
-POLICIES = ("strict", "accept_new", "tofu", "off")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_POOL_SIZE = 4
 DEFAULT_IDLE_TIMEOUT = 60.0

@@ -49,7 +49,18 @@ def test_registered_classes_load_with_the_names_of_their_registrations() -> None
 
 def test_config_option_declared() -> None:
     opts = {o.name: o for o in plugin.nexus_config_options()}
-    assert set(opts) == {"ssh_config_file", "ssh_session_mode"}
+    assert set(opts) == {
+        "ssh_user",
+        "ssh_identity",
+        "ssh_port",
+        "ssh_known_hosts_file",
+        "ssh_host_key_verification",
+        "ssh_jump",
+        "ssh_pool_size",
+        "ssh_connect_timeout",
+        "ssh_config_file",
+        "ssh_session_mode",
+    }
     mode = opts["ssh_session_mode"]
     assert mode.choices == ("exec", "shell") and mode.default == "shell" and mode.help
     assert mode.problem("shell") is None and "one of" in (mode.problem("pty") or "")

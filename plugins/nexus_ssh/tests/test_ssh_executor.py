@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from nexus_core.api import Cancel
-from nexus_core.events import SshDisconnect, SshError
 from nexus_core.model import Command, Host
 from nexus_core.testing.sshbed import KEY_PASSPHRASE, PASSWORD, USER_KEY, USER_NOSUDO, USER_PW, SshBed
 from tests.helpers import Out
+
+from nexus_ssh.events import SshDisconnect, SshError
 
 pytestmark = pytest.mark.ssh
 

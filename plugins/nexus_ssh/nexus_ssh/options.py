@@ -1,0 +1,74 @@
+"""The ``config(ssh_...)`` keys, contributed to the core through ``nexus_config_options``.
+
+Cheap to import (the plugin manager asks for them at every start): no Paramiko here.
+``ssh_user`` and ``ssh_identity`` are also what ``-u/--user`` and ``-i/--identity`` set.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nexus_core.plugin import Option
+
+from nexus_ssh.session import DEFAULT_MODE, MODES
+
+_NUM = (int, float)
+#: ``ssh_host_key_verification`` values, strictest first.
+POLICIES = ("strict", "accept_new", "tofu", "off")
+
+
+def _identity_here(value: Any) -> str | None:
+    """``-i PATH``: the key file must exist on this machine (first line: problem; second: hint)."""
+    path = os.path.expanduser(str(value))
+    if os.path.isfile(path):
+        return None
+    what = "is not a file" if os.path.exists(path) else "does not exist"
+    shown = path if path == str(value) else f"{value} ({path})"
+    return (
+        f"key file {shown} {what}\n"
+        "pass the path of an existing private key, e.g. -i ~/.ssh/id_ed25519 "
+        "(or leave -i out to use ssh_identity, ssh-agent or ~/.ssh/id_*)"
+    )
+
+
+def config_options() -> list[Option]:
+    """Every ``ssh_*`` key: names, types, defaults, choices and messages."""
+    return [
+        Option("ssh_user", (str,), None, "default SSH user", cli_override="user"),
+        Option(
+            "ssh_identity",
+            (str,),
+            None,
+            "SSH private key file",
+            cli_override="identity",
+            cli_check=_identity_here,
+        ),
+        Option(
+            "ssh_port",
+            (int,),
+            22,
+            "default SSH port",
+            minimum=1,
+            check=lambda v: None if v <= 65535 else "ssh_port must be <= 65535",
+        ),
+        Option("ssh_known_hosts_file", (str,), None, "known_hosts file"),
+        Option("ssh_host_key_verification", (str,), "strict", "host key policy", choices=POLICIES),
+        Option("ssh_jump", (str, list), None, "jump host(s)"),
+        Option("ssh_pool_size", (int,), 4, "connections per host", minimum=1),
+        Option("ssh_connect_timeout", _NUM, 10, "seconds to connect", minimum=0),
+        Option(
+            "ssh_config_file",
+            (str,),
+            None,
+            "OpenSSH client config to read (default ~/.ssh/config; '' reads none)",
+        ),
+        Option(
+            "ssh_session_mode",
+            (str,),
+            DEFAULT_MODE,
+            "'shell': one long-lived shell per connection runs the commands in turn (fast); "
+            "'exec': a new exec channel (sshd session, login shell) per command",
+            choices=MODES,
+        ),
+    ]
