@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from nexus_core import shell
 from nexus_core.api import Cancel, CommandResult, ExecutorContext, OutputCallback
 from nexus_core.events import (
     Event,
@@ -29,6 +30,7 @@ from nexus_core.events import (
     SshDisconnect,
     SshError,
 )
+from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
 
 from nexus_ssh import plugin, remote
@@ -90,7 +92,12 @@ def sudo_password(options: Any) -> str | None:
 
 
 class _Lines:
-    """Splits one stream into lines (UTF-8, invalid bytes replaced) and strips the pg marker."""
+    """Splits one stream into lines (UTF-8, invalid bytes replaced) and strips the pg marker.
+
+    ``spool``: the stream is a replayed spool (:func:`nexus_core.shell.wrap` with ``replay``):
+    its lines are stdout up to the ``\\x1eNEXUS-SPOOL RC`` line, stderr after it; ``spool_code``
+    then holds RC.
+    """
 
     def __init__(
         self,
@@ -100,19 +107,23 @@ class _Lines:
         tail: collections.deque[str],
         redact: Callable[[str], str] | None = None,
         sentinel: str | None = None,
+        spool: bool = False,
     ) -> None:
         self.stream = stream
         self._redact = redact
         self._emit = emit
         self._on_marker = on_marker
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._buf = ""
+        self._split = LineSplitter()
         self._tail = tail
         self.lines = 0
         #: Session mode: the sentinel line's start (see :mod:`nexus_ssh.session`); once it
         #: was seen, ``done`` is True and ``code`` holds the exit code it carried.
         self._sentinel = sentinel
-        self._blank = False  # an empty line held back: it may be the sentinel's own newline
+        self._spool = spool
+        self.spool_ended = False
+        self.spool_code: int | None = None
+        self._blank = False  # an empty line held back: it may be a marker line's own newline
         self.done = False
         self.code: int | None = None
         self.received = False
@@ -122,29 +133,32 @@ class _Lines:
             return  # after the sentinel: nothing of this command's
         if data:
             self.received = True
-        self._buf += self._decoder.decode(data, final)
-        *complete, self._buf = self._buf.split("\n")
-        if final and self._buf:
-            complete.append(self._buf)
-            self._buf = ""
+        complete = self._split.feed(self._decoder.decode(data, final))
+        if final:
+            complete += self._split.finish()
+        hold = self._sentinel is not None or (self._spool and not self.spool_ended)
         for line in complete:
-            line = line.removesuffix("\r")
-            if self._sentinel is not None:
-                if line.startswith(self._sentinel) and line[len(self._sentinel) :].isdigit():
-                    self.done, self.code = True, int(line[len(self._sentinel) :])
-                    self._buf = ""
-                    return  # the held empty line, if any, was the sentinel's leading newline
-                if self._blank:
-                    self._blank = False
-                    self._line("")
-                if line == "" and not final:
-                    self._blank = True
+            end = self._sentinel
+            if end is not None and line.startswith(end) and line[len(end) :].isdigit():
+                self.done, self.code = True, int(line[len(end) :])
+                return  # the held empty line, if any, was the sentinel's leading newline
+            if self._spool and not self.spool_ended:
+                ended, code = shell.parse_spool_end(line)
+                if ended:
+                    self.spool_ended, self.spool_code, self._blank = True, code, False
+                    hold = self._sentinel is not None
                     continue
+            if self._blank:
+                self._blank = False
+                self._line("")
+            if hold and line == "" and not final:
+                self._blank = True
+                continue
             self._line(line)
 
     def _line(self, line: str) -> None:
-        if line.startswith(remote.MARKER):
-            pg = remote.parse_marker(line)
+        if line.startswith(shell.PG_MARKER):
+            pg = shell.parse_pg(line)
             if pg is not None:
                 self._on_marker(pg)
                 return
@@ -152,7 +166,7 @@ class _Lines:
             line = self._redact(line)
         self.lines += 1
         self._tail.append(line)
-        self._emit(self.stream, line)
+        self._emit("stderr" if self.spool_ended else self.stream, line)
 
 
 class SshExecutor(plugin.SshExecutor):
@@ -326,6 +340,7 @@ class SshExecutor(plugin.SshExecutor):
                 env=command.env,
                 cwd=command.cwd,
                 marker=command.marker,
+                spool=command.marker is not None,
                 sudo_password=self._sudo_password is not None,
             )
         except (SettingsError, remote.CommandError) as exc:
@@ -587,14 +602,20 @@ class SshExecutor(plugin.SshExecutor):
                 return
             on_output(stream, line)
 
+        started = [False]  # the shell behind sudo printed its marker: sudo let the command run
+
         def marker(pg: tuple[int, int]) -> None:
-            groups[:] = sorted(set(pg))
+            groups[:] = sorted(set(groups) | set(pg))
+            started[0] = started[0] or pg[0] != pg[1] or not sudo
 
         redact = self._redact if sudo and self._sudo_password else None
         # Session mode: the command (already started) ends with a sentinel line carrying the
         # random nonce ``token`` on both streams.
         end = sess.sentinel(token) if session is not None else None
-        out = _Lines("stdout", emit, marker, tail, redact, end)
+        # With a status marker the output was spooled on the host and comes back at the end,
+        # on stdout: stdout's lines, a line with the exit code, stderr's lines.
+        spooled = command.marker is not None
+        out = _Lines("stdout", emit, marker, tail, redact, end, spool=spooled)
         err = _Lines("stderr", emit, marker, tail, redact, end)
         if session is not None:
             chan = session.chan
@@ -698,9 +719,13 @@ class SshExecutor(plugin.SshExecutor):
         exit_code: int | None = None
         if finished and session is not None:
             exit_code = out.code
+            if spooled:
+                exit_code = out.spool_code if out.spool_ended else None
         elif finished:
             code = chan.recv_exit_status()
             exit_code = code if code >= 0 else None
+            if spooled:
+                exit_code = out.spool_code if out.spool_ended else None
         if sudo and not pty and exit_code == 1 and held:
             return CommandResult("error", reason="sudo needs a tty"), True
         for stream, line in held:
@@ -736,7 +761,7 @@ class SshExecutor(plugin.SshExecutor):
             return CommandResult(
                 "failed", None, duration, "the command was killed by a signal", tail_t
             ), False
-        if sudo and exit_code == 1 and not groups:  # no marker: sudo never started the command
+        if sudo and exit_code == 1 and not started[0]:  # no marker: sudo never started the command
             refused = self._sudo_failure(host, tail_t, self._sudo_password is not None)
             if refused is not None:
                 return CommandResult(
