@@ -112,11 +112,7 @@ def body(
     if not pg:
         return f"exec {words} -- {quote(shell)} -c {quote(inner_text)}"
     # sudo resets the environment: pass the outer pgid as an argument instead.
-    return (
-        f"exec {words} -- {quote(shell)} -c "
-        + quote('NEXUS_PG_OUTER="$1"; shift\n' + inner_text)
-        + ' nexus "$$"'
-    )
+    return f"exec {words} -- {quote(shell)} -c " + quote('NEXUS_PG_OUTER="$1"; shift\n' + inner_text) + ' nexus "$$"'
 
 
 def wrap(
@@ -203,3 +199,18 @@ def parse_spool_end(line: str) -> tuple[bool, int | None]:
         return False, None
     rest = line[len(SPOOL_END) :].strip()
     return True, int(rest) if rest.lstrip("-").isdigit() else None
+
+
+def follow_script(marker: Marker, status_dir: str | None = None) -> str:
+    """Shell text streaming a running command's spool: stdout's file on stdout, stderr's on stderr.
+
+    For a remote controller that wants a long command's output while it runs (the replay
+    only comes at its end): ``tail -f`` from the first byte, until the reader goes away
+    (GNU tail then exits at once; others at their next write).
+    """
+    d = status_dir or markers.status_dir(marker.run_id, marker.host)
+    k = marker.key
+    return (
+        f'nexus_d={d}; exec 3>&2 2>/dev/null; tail -c +1 -f "$nexus_d/{k}.out" & '
+        f'exec tail -c +1 -f "$nexus_d/{k}.err" >&3'
+    )

@@ -31,6 +31,7 @@ from nexus_core.events import (
     SshError,
 )
 from nexus_core.executors.lines import LineSplitter
+from nexus_core.markers import Marker
 from nexus_core.model import Command, Host
 
 from nexus_ssh import plugin, remote
@@ -62,6 +63,13 @@ _SUDO_BAD_PASSWORD = ("incorrect password attempt", "Sorry, try again", "no pass
 _SETTLE = 5.0
 #: Exec mode: how long to wait for the end of the output after the exit status came.
 _DRAIN = 1.0
+#: Seconds to wait for a channel to stop a command; a host that cannot open one in this
+#: time is reported as not answering (a connection failure).
+_KILL_OPEN = 3.0
+_NO_CHANNEL = "could not signal"
+#: Seconds after which a spooled command's output is followed while it runs (shorter
+#: commands show theirs at once when they end, at no cost on the host).
+FOLLOW_AFTER = 0.3
 
 
 def session_mode(config: Any, options: Any) -> tuple[str, str]:
@@ -127,6 +135,9 @@ class _Lines:
         self.done = False
         self.code: int | None = None
         self.received = False
+        #: Lines of each part of a replayed spool already shown by a follower (not shown again).
+        self.skip_out = 0
+        self.skip_err = 0
 
     def feed(self, data: bytes, final: bool = False) -> None:
         if self.done:
@@ -162,11 +173,71 @@ class _Lines:
             if pg is not None:
                 self._on_marker(pg)
                 return
+        if self._spool:
+            if self.spool_ended and self.skip_err > 0:
+                self.skip_err -= 1
+                return
+            if not self.spool_ended and self.skip_out > 0:
+                self.skip_out -= 1
+                return
         if self._redact is not None:
             line = self._redact(line)
         self.lines += 1
         self._tail.append(line)
         self._emit("stderr" if self.spool_ended else self.stream, line)
+
+
+class _Follower:
+    """A second channel streaming a long command's spool (``tail -f``) while it runs."""
+
+    def __init__(self, chan: Channel, out: _Lines, err: _Lines) -> None:
+        self.chan, self.out, self.err = chan, out, err
+
+    @classmethod
+    def start(
+        cls,
+        conn: Connection,
+        marker: Marker,
+        emit: Callable[[str, str], None],
+        on_marker: Callable[[tuple[int, int]], None],
+        tail: collections.deque[str],
+        redact: Callable[[str], str] | None,
+    ) -> _Follower | None:
+        """Open the channel (None when that fails: the output then comes at the end)."""
+        try:
+            chan = conn.transport.open_session(timeout=5)
+            chan.exec_command("exec /bin/sh -c " + shell.quote(shell.follow_script(marker)))
+            chan.shutdown_write()
+        except Exception:
+            return None
+        out = _Lines("stdout", emit, on_marker, tail, redact)
+        return cls(chan, out, _Lines("stderr", emit, on_marker, tail, redact))
+
+    def pump(self) -> bool:
+        """Hand on what arrived; True when something did."""
+        got = False
+        try:
+            while self.chan.recv_ready():
+                self.out.feed(self.chan.recv(65536))
+                got = True
+            while self.chan.recv_stderr_ready():
+                self.err.feed(self.chan.recv_stderr(65536))
+                got = True
+        except Exception:
+            return got
+        return got
+
+    def finish(self) -> None:
+        """Emit the last partial lines (when no replay will come)."""
+        self.out.feed(b"", final=True)
+        self.err.feed(b"", final=True)
+
+    def stop(self) -> tuple[int, int]:
+        """Close the channel (the remote ``tail`` ends); lines shown per stream."""
+        self.pump()
+        with contextlib.suppress(Exception):
+            self.chan.close()
+        return self.out.lines, self.err.lines
 
 
 class SshExecutor(plugin.SshExecutor):
@@ -200,6 +271,8 @@ class SshExecutor(plugin.SshExecutor):
         #: Session mode: the shell session of each pooled connection (by ``id``), and the
         #: connections whose host cannot run one (they use exec mode).
         self._sessions: dict[int, Session] = {}
+        #: Hosts whose connection was lost or stopped answering during this run.
+        self._lost: set[str] = set()
         self._no_session: set[int] = set()
 
     # --- plumbing --------------------------------------------------------------------------
@@ -271,7 +344,14 @@ class SshExecutor(plugin.SshExecutor):
             )
         )
         t0 = time.monotonic()
-        conn = connector.connect(spec, cancel.sleep if cancel is not None else None)
+
+        def retrying(failed: int, attempts: int, why: str, delay: float) -> None:
+            message = (
+                f"{label}: connection attempt {failed}/{attempts} failed ({why}); retrying in {delay:.1f}s"
+            )
+            self._emit(Log(run_id=self.context.run_id, level="warning", message=message))
+
+        conn = connector.connect(spec, cancel.sleep if cancel is not None else None, retrying)
         self._emit(
             SshConnect(run_id=self.context.run_id, host=label, duration=time.monotonic() - t0, auth=conn.auth)
         )
@@ -309,6 +389,15 @@ class SshExecutor(plugin.SshExecutor):
         """
         from nexus_core.markers import cleanup_line
 
+        if host.name in self._lost:  # the host stopped answering: do not wait for it again
+            self._emit(
+                Log(
+                    run_id=self.context.run_id,
+                    level="debug",
+                    message=f"status files left on {host.name} (connection lost): removed by a later prune",
+                )
+            )
+            return
         line = cleanup_line(run_id, host.label)
         self.run(host, Command(line, timeout=30), lambda _s, _l: None, Cancel(), 30.0, raw=True)
 
@@ -623,6 +712,10 @@ class SshExecutor(plugin.SshExecutor):
         status: str | None = None
         reason = ""
         signalled = 0
+        # A spooled command still running after a moment: follow its spool on a second channel.
+        follow: _Follower | None = None
+        soon = min(FOLLOW_AFTER, timeout / 3) if timeout and timeout > 0 else FOLLOW_AFTER
+        follow_at = time.monotonic() + soon if spooled else None
         finished = False
         settle: float | None = None  # session mode, after a kill: wait this long for the sentinels
         exited: float | None = None  # exec mode: when the exit status came
@@ -637,8 +730,18 @@ class SshExecutor(plugin.SshExecutor):
                     chan.shutdown_write()  # a command reading stdin gets EOF, as in session mode
             for _ in range(100_000_000):
                 progressed = False
+                if follow is not None:
+                    progressed = follow.pump() or progressed
+                elif follow_at is not None and time.monotonic() >= follow_at:
+                    follow_at = None
+                    assert command.marker is not None
+                    follow = _Follower.start(conn, command.marker, emit, marker, tail, redact)
                 while chan.recv_ready():
-                    out.feed(chan.recv(65536))
+                    data = chan.recv(65536)
+                    if follow is not None and data:  # the replay begins: it has everything
+                        out.skip_out, out.skip_err = follow.stop()
+                        follow = None
+                    out.feed(data)
                     progressed = True
                 while chan.recv_stderr_ready():
                     err.feed(chan.recv_stderr(65536))
@@ -670,6 +773,10 @@ class SshExecutor(plugin.SshExecutor):
                     reason = self._stop_remote(
                         conn, groups, ["TERM", "KILL"], sudo, command.user, f"timed out after {timeout:g}s"
                     )
+                    if conn.broken and (
+                        _NO_CHANNEL in reason or not (out.received or err.received or groups)
+                    ):
+                        status = "unreachable"  # no channel for the kill, or not one byte: a hung host
                     if session is None or conn.broken:
                         break
                     settle = time.monotonic() + _SETTLE
@@ -693,12 +800,17 @@ class SshExecutor(plugin.SshExecutor):
                 if exited is not None:
                     wait = min(wait, 0.02)
                 try:
-                    select.select([chan], [], [], wait)
+                    select.select([chan] if follow is None else [chan, follow.chan], [], [], wait)
                 except (OSError, ValueError):
                     time.sleep(min(wait, 0.05))
             out.feed(b"", final=True)
             err.feed(b"", final=True)
         finally:
+            if follow is not None:  # no replay came (killed, timed out): show what was followed
+                with contextlib.suppress(Exception):
+                    follow.pump()
+                    follow.finish()
+                follow.stop()
             if not finished and status is None:
                 # Leaving abnormally (callback raised, connection lost): do not leave the command running.
                 if conn.transport.is_active():
@@ -733,6 +845,17 @@ class SshExecutor(plugin.SshExecutor):
         tail_t = tuple(tail)
         if status == "timeout":
             return CommandResult("timeout", None, duration, reason, tail_t, retryable=True), False
+        if status == "unreachable":
+            self._lost.add(host.name)
+            return CommandResult(
+                "unreachable",
+                None,
+                duration,
+                f"{host.name} stopped answering: the command timed out after {timeout:g}s "
+                "and could not be stopped",
+                tail_t,
+                retryable=False,
+            ), False
         if status == "interrupted":
             return CommandResult("interrupted", exit_code, duration, reason, tail_t, retryable=False), False
         if not finished:
@@ -747,13 +870,16 @@ class SshExecutor(plugin.SshExecutor):
                     retryable=True,
                 ), False
             conn.broken = True
+            self._lost.add(host.name)
+            # A connection failure of the host (exit 3), not a failed command: not retried, as
+            # the command may still be running there (resume asks the host).
             return CommandResult(
-                "error",
+                "unreachable",
                 None,
                 duration,
-                "the SSH connection was lost while the command ran",
+                f"the SSH connection to {host.name} was lost while the command ran",
                 tail_t,
-                retryable=True,
+                retryable=False,
             ), False
         if exit_code == 0:
             return CommandResult("ok", 0, duration, "", tail_t), False
@@ -789,7 +915,7 @@ class SshExecutor(plugin.SshExecutor):
             groups, signals, grace, sudo=sudo, user=user, sudo_password=password is not None
         )
         try:
-            chan = conn.transport.open_session(timeout=5)
+            chan = conn.transport.open_session(timeout=_KILL_OPEN)
             try:
                 chan.exec_command(cmd)
                 if password is not None:  # one line for each sudo the kill command may run
@@ -804,7 +930,7 @@ class SshExecutor(plugin.SshExecutor):
                 chan.close()
         except Exception as exc:
             conn.broken = True
-            return f"{what}; could not signal the remote process group {groups} ({exc})"
+            return f"{what}; {_NO_CHANNEL} the remote process group {groups} ({exc!r})"
         sig = "/".join(signals)
         return f"{what}; remote process group {' '.join(map(str, groups))} sent SIG{sig}"
 
