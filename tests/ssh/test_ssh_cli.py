@@ -775,3 +775,39 @@ def with_suppress(action: Callable[[], object]) -> None:
         action()
     except OSError:
         pass
+
+
+def test_multi_line_background_jobs_and_timeouts_on_a_host(project: NexusProject, sshbed: SshBed) -> None:
+    write(
+        project,
+        sshbed,
+        f'''
+        @task(on=["{H1}"])
+        def script():
+            run("""
+        echo first
+        false
+        echo never
+        """)
+
+        @task(on=["{H1}"])
+        def daemon():
+            run("sleep 20.29 & echo started", timeout=5)
+
+        @task(on=["{H1}"])
+        def slow():
+            run("sleep 31.7", timeout=2)
+        ''',
+    )
+    out = run(project, "run", "script", "--format", "json")
+    assert out.code == 1, out
+    assert [e["line"] for e in out.of("command.output")] == ["first"]
+    out = run(project, "run", "daemon", "--format", "json")
+    assert out.code == 0, out
+    assert [e["line"] for e in out.of("command.output")] == ["started"]
+    out = run(project, "run", "slow", "--format", "json")
+    assert out.code == 4, out
+    stop = out.of("command.stop")[0]
+    assert stop["duration"] < 3.9, stop  # the timeout, not the timeout plus the kill grace
+    for pid in sshbed.processes_matching(USER_KEY, "sleep 20.29"):
+        with_suppress(lambda pid=pid: os.kill(pid, 9))

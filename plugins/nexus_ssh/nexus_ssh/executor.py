@@ -803,6 +803,10 @@ class SshExecutor(plugin.SshExecutor):
                     select.select([chan] if follow is None else [chan, follow.chan], [], [], wait)
                 except (OSError, ValueError):
                     time.sleep(min(wait, 0.05))
+            if finished and session is None and not conn.transport.is_active():
+                # A channel closed because the connection died (Paramiko then reports an exit
+                # status too): the host was lost, the command did not end.
+                finished = spooled and out.spool_ended
             out.feed(b"", final=True)
             err.feed(b"", final=True)
         finally:
