@@ -76,6 +76,8 @@ class Failure:
     timeout: float | None = None
     transport: str = "local"
     hint: str = ""
+    #: The command's ``cwd=`` (remote: relative to the login directory), when it had one.
+    cwd: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -83,6 +85,7 @@ class Failure:
             "task": self.task, "host": self.host, "command": self.command, "status": self.status,
             "exit_code": self.exit_code, "reason": self.reason, "output": list(self.tail),
             "succeeded_before": list(self.succeeded_before), "timeout": self.timeout, "hint": self.hint,
+            "cwd": self.cwd,
         }  # fmt: skip
 
 
@@ -527,7 +530,7 @@ class Engine:
                 task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
                 exit_code=result.exit_code, reason=result.reason, tail=result.tail,
                 succeeded_before=tuple(done), timeout=timeout, transport=host.transport,
-                hint=result.hint))  # fmt: skip
+                hint=result.hint, cwd=cmd.cwd))  # fmt: skip
 
     def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
         rid = self.options.run_id

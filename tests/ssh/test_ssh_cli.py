@@ -811,3 +811,21 @@ def test_multi_line_background_jobs_and_timeouts_on_a_host(project: NexusProject
     assert stop["duration"] < 3.9, stop  # the timeout, not the timeout plus the kill grace
     for pid in sshbed.processes_matching(USER_KEY, "sleep 20.29"):
         with_suppress(lambda pid=pid: os.kill(pid, 9))
+
+
+def test_remote_cwd_is_used_and_shown_in_the_failure_report(project: NexusProject, sshbed: SshBed) -> None:
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def where():
+            run("pwd", cwd="/tmp")
+            run("pwd", cwd="no-such-folder-here")
+        """,
+    )
+    out = run(project, "run", "where", "-v")
+    assert out.code == 1, out
+    assert "> /tmp" in out.stdout, out
+    assert "Working directory: no-such-folder-here" in out.stderr, out
+    assert "no-such-folder-here" in out.stderr.split("Output:")[-1], out  # the shell's message
