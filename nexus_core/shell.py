@@ -147,11 +147,21 @@ def wrap(
             return f'{pro}\n( {script}\n)\nnexus_rc=$?\n{record}; exit "$nexus_rc"'
         return f"{pro}; trap 'nexus_rc=$?; {record}' EXIT\n{script}"
     out, err = f'"$nexus_d/{k}.out"', f'"$nexus_d/{k}.err"'
-    if replay:
-        end = f'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc" >>{out}; exec cat {out} {err} >&4 4>&-'
+    if replay:  # nothing printed: only the end line, no cat
+        sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
+        end = (
+            f"if [ -s {out} ] || [ -s {err} ]; then {sep} >>{out}; exec cat {out} {err} >&4 4>&-; "
+            f"else {sep} >&4; fi"
+        )
     else:
         end = 'exit "$nexus_rc"'
-    start = pro + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "") + f"; exec 4>&1 >{out} 2>{err}"
+    # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.
+    redirect = f"4>&1 >{out} 2>{err}"
+    start = (
+        pro
+        + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
+        + f'; command exec 2>/dev/null {redirect} || {{ mkdir -p "$nexus_d"; exec {redirect}; }}'
+    )
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
     return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"
@@ -174,7 +184,10 @@ def build(
     wrapper runs it outside any sudo (with ``spool``: replaying the spool at the end).
     The login shell may not be sh (bash, zsh, fish...): everything is handed to /bin/sh.
     """
-    text = body(cmd, sudo=sudo, user=user, env=env, cwd=cwd, sudo_password=sudo_password, pg=True)
+    # A spooled wrapper prints the outer group itself; the body's line only adds the shell
+    # behind sudo.
+    pg = not (spool and marker is not None) or sudo or bool(user)
+    text = body(cmd, sudo=sudo, user=user, env=env, cwd=cwd, sudo_password=sudo_password, pg=pg)
     if marker is not None:
         # The session leader writes the exit code (an EXIT trap, or a subshell when the
         # body says exec): same process group, and $$ still names the leader, so the kill

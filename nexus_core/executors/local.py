@@ -216,15 +216,16 @@ class LocalExecutor(Executor):
                     _Spool(os.path.join(folder, f"{marker.key}.out"), out),
                     _Spool(os.path.join(folder, f"{marker.key}.err"), err),
                 ]
-                text = shell.wrap(text, marker, spool=True, replay=False, status_dir=shell.quote(folder))
-            piped = subprocess.PIPE if marker is None else subprocess.DEVNULL
+                # The spool files are the shell's stdout and stderr from the start: the same
+                # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
+                text = shell.wrap(text, marker, status_dir=shell.quote(folder))
             proc = subprocess.Popen(
                 [self.shell, "-c", text],
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=piped,
-                stderr=piped,
+                stdout=spools[0].fd if spools else subprocess.PIPE,
+                stderr=spools[1].fd if spools else subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:

@@ -215,3 +215,9 @@ def slow():
     # No replay comes for an interrupted command: what is shown was followed while it ran.
     assert stdout.count("> first-err\n") == len(sshbed.hosts), stdout
     assert stdout.count("> first\n") == len(sshbed.hosts), stdout
+
+
+@pytest.mark.slow
+def test_sigkill_soak_on_many_hosts(nexus_project, sshbed, shared_dir, monkeypatch):
+    monkeypatch.setenv("NEXUS_KILL_ITERATIONS_SSH", "20")
+    test_sigkill_at_random_points_on_many_hosts(nexus_project, sshbed, shared_dir)

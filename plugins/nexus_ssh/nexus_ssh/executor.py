@@ -881,7 +881,7 @@ class SshExecutor(plugin.SshExecutor):
                 "unreachable",
                 None,
                 duration,
-                f"the SSH connection to {host.name} was lost while the command ran",
+                "the SSH connection was lost while the command ran",
                 tail_t,
                 retryable=False,
             ), False
