@@ -149,10 +149,7 @@ def wrap(
     out, err = f'"$nexus_d/{k}.out"', f'"$nexus_d/{k}.err"'
     if replay:  # nothing printed: only the end line, no cat
         sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
-        end = (
-            f"if [ -s {out} ] || [ -s {err} ]; then {sep} >>{out}; exec cat {out} {err} >&4 4>&-; "
-            f"else {sep} >&4; fi"
-        )
+        end = f"if [ -s {out} ] || [ -s {err} ]; then {sep} >>{out}; exec cat {out} {err} >&4 4>&-; else {sep} >&4; fi"
     else:
         end = 'exit "$nexus_rc"'
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.

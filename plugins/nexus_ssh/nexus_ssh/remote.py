@@ -22,7 +22,9 @@ cannot show it), and the shell behind sudo points its stdin at ``/dev/null`` fir
 command never reads the password when sudo did not need it (NOPASSWD, cached credentials).
 
 User-supplied values (env values, cwd, sudo user) are always quoted with :func:`shlex.quote`;
-env names must be valid shell names. The command itself runs as ``sh -c CMD`` unchanged.
+env names must be valid shell names. The command itself runs through ``eval`` unchanged. The
+text is built by the core's :mod:`nexus_core.shell`, shared by every shell transport; with a
+status marker the command's output goes to its spool on the host and is replayed at its end.
 """
 
 from __future__ import annotations
