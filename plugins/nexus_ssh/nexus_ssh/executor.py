@@ -210,7 +210,8 @@ class _Follower:
             chan.shutdown_write()
         except Exception:
             return None
-        out = _Lines("stdout", emit, on_marker, tail, redact)
+        # The stdout spool ends with the replay's end line once the command is done.
+        out = _Lines("stdout", emit, on_marker, tail, redact, spool=True)
         return cls(chan, out, _Lines("stderr", emit, on_marker, tail, redact))
 
     def pump(self) -> bool:

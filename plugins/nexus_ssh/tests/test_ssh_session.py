@@ -247,3 +247,24 @@ def test_unknown_mode_warns_and_uses_the_default(make_executor: MakeExecutor, tm
     ex, events = make_executor(options={"ssh_session_mode": "nope"})
     assert ex.session_mode == sess.DEFAULT_MODE
     assert any(isinstance(e, Log) and e.level == "warning" and "nope" in e.message for e in events)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("cmd", "out", "err", "code"),
+    [
+        ("echo quick; echo quick-err >&2", ["quick"], ["quick-err"], 0),  # replayed at the end
+        ("true", [], [], 0),  # nothing printed: no cat
+        ("echo a; echo e1 >&2; sleep 1; echo b; printf 'no-eol'; exit 3", ["a", "b", "no-eol"], ["e1"], 3),
+        ("printf 'x\\n\\n'; sleep 0.8; echo '' >&2", ["x", ""], [""], 0),  # followed, then replayed
+    ],
+)
+def test_spooled_commands_show_each_line_once(
+    sshbed: SshBed, make_executor: MakeExecutor, mode: str, cmd: str, out: list[str], err: list[str], code: int
+) -> None:  # fmt: skip
+    ex, _ = make_executor(ssh_session_mode=mode)
+    run_id, host = f"20261201-000000-{mode}", _host(sshbed)
+    marker = markers.Marker(run_id, markers.key("t", host.label, 0), host.label)
+    r, got = _run(ex, sshbed, Command(cmd, marker=marker))
+    assert (r.exit_code, got.of("stdout"), got.of("stderr")) == (code, out, err), got.lines
+    ex.remove_markers(host, run_id)
