@@ -260,8 +260,14 @@ def test_unknown_mode_warns_and_uses_the_default(make_executor: MakeExecutor, tm
     ],
 )
 def test_spooled_commands_show_each_line_once(
-    sshbed: SshBed, make_executor: MakeExecutor, mode: str, cmd: str, out: list[str], err: list[str], code: int
-) -> None:  # fmt: skip
+    sshbed: SshBed,
+    make_executor: MakeExecutor,
+    mode: str,
+    cmd: str,
+    out: list[str],
+    err: list[str],
+    code: int,
+) -> None:
     ex, _ = make_executor(ssh_session_mode=mode)
     run_id, host = f"20261201-000000-{mode}", _host(sshbed)
     marker = markers.Marker(run_id, markers.key("t", host.label, 0), host.label)
