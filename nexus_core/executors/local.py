@@ -242,6 +242,10 @@ class LocalExecutor(Executor):
         try:
             if spools:
                 code = follow(proc, spools)
+                if watched.signalled or watched.timed_out:
+                    # What ignored the signal outlives the shell: stay watched (the next
+                    # cancel level, or the kill after a timeout, reaches it) until it is gone.
+                    _wait_group(proc.pid, spools)
             else:
                 assert proc.stdout is not None and proc.stderr is not None
                 with proc.stdout, proc.stderr:
@@ -297,6 +301,39 @@ class LocalExecutor(Executor):
 def nexus_executors() -> list[type[Executor]]:
     """The built-in local executor."""
     return [LocalExecutor]
+
+
+def _wait_group(pgid: int, spools: list[_Spool]) -> None:
+    """Wait (reading the spools) until no process of group ``pgid`` is left (bounded: 1 h)."""
+    for _ in range(72_000):
+        if not _group_alive(pgid):
+            return
+        for spool in spools:
+            spool.drain(_ROUND_CHUNKS)
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` runs (zombies do not count: on Linux, from /proc)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def _kill_group(pgid: int) -> None:
