@@ -77,9 +77,9 @@ def test_command_still_running_on_the_host_is_waited_for_not_restarted(nexus_pro
     proc.communicate(timeout=30)
     out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
     assert out.code == 0, out
-    for host in sshbed.hosts:
-        assert lines(shared_dir, host.address) == ["one", "two", "three"], host.address
     probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
+    for host in sshbed.hosts:
+        assert lines(shared_dir, host.address) == ["one", "two", "three"], (host.address, probes)
     assert probes and all("running" in m or "finished (exit code 0)" in m for m in probes), probes
 
 
@@ -106,8 +106,14 @@ def test_command_that_never_reached_the_host_is_run(nexus_project, sshbed, share
     proc.communicate(timeout=30)
     time.sleep(1.5)
     # As if the exec request had never arrived: the host has no status files for the run.
+    # Only this run's folders: the bed user's home is shared with every other test process.
+    state_db = Path(nexus_project.env["XDG_STATE_HOME"]) / "nexus" / "state.db"
+    store = StateStore(str(state_db))
+    (run_id,) = store.db.execute("SELECT id FROM runs").fetchone()
+    store.close()
     home = Path(f"/var/lib/nexus-sshbed/home/{USER_KEY}/.cache/nexus/runs")
-    shutil.rmtree(home, ignore_errors=True)
+    for folder in home.glob(f"{run_id}@*"):
+        shutil.rmtree(folder, ignore_errors=True)
     out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
     assert out.code == 0, out
     probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
