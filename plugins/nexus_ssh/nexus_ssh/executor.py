@@ -921,6 +921,10 @@ class SshExecutor(plugin.SshExecutor):
         )
         try:
             chan = conn.transport.open_session(timeout=_KILL_OPEN)
+        except Exception as exc:  # no channel in time: the host does not answer
+            conn.broken = True
+            return f"{what}; {_NO_CHANNEL} the remote process group {groups} ({exc!r})"
+        try:
             try:
                 chan.exec_command(cmd)
                 if password is not None:  # one line for each sudo the kill command may run
@@ -935,7 +939,7 @@ class SshExecutor(plugin.SshExecutor):
                 chan.close()
         except Exception as exc:
             conn.broken = True
-            return f"{what}; {_NO_CHANNEL} the remote process group {groups} ({exc!r})"
+            return f"{what}; signalling the remote process group {groups} failed ({exc!r})"
         sig = "/".join(signals)
         return f"{what}; remote process group {' '.join(map(str, groups))} sent SIG{sig}"
 
