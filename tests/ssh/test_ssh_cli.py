@@ -807,7 +807,7 @@ def test_multi_line_background_jobs_and_timeouts_on_a_host(project: NexusProject
     assert [e["line"] for e in out.of("command.output")] == ["started"]
     out = run(project, "run", "slow", "--format", "json")
     assert out.code == 4, out
-    assert "timed out after 2s" in out.stderr, out
+    assert "timed out after 2s" in out.stdout, out
     for pid in sshbed.processes_matching(USER_KEY, "sleep 20.29"):
         with_suppress(lambda pid=pid: os.kill(pid, 9))
 
