@@ -80,6 +80,8 @@ class Failure:
     transport: str = "local"
     hint: str = ""
     headline: str = ""
+    #: The command's ``cwd=`` (remote: relative to the login directory), when it had one.
+    cwd: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -87,6 +89,7 @@ class Failure:
             "task": self.task, "host": self.host, "command": self.command, "status": self.status,
             "exit_code": self.exit_code, "reason": self.reason, "output": list(self.tail),
             "succeeded_before": list(self.succeeded_before), "timeout": self.timeout, "hint": self.hint,
+            "cwd": self.cwd,
         }  # fmt: skip
 
 
@@ -429,9 +432,14 @@ class Engine:
                 status, reason = "interrupted", "interrupted before this command"
                 break
             if resume is not None and (tp.name, host.label, index) in resume.uncertain:
-                if self._finished_while_away(tp, host, index, cmd):
+                earlier = self._finished_while_away(tp, host, index, cmd)
+                if earlier is not None and (earlier.ok or cmd.continue_on_error):
                     done.append(cmd.cmd)
                     continue
+                if earlier is not None:  # it ran to its end and failed: not run a second time
+                    status, reason = "failed", earlier.reason
+                    self._fail(tp, host, cmd, earlier, done, cmd.timeout)
+                    break
             remaining = deadline - time.monotonic()
             limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), remaining)
             if limit <= 0:
@@ -493,18 +501,20 @@ class Engine:
                 return True, None
         return False, None
 
-    def _finished_while_away(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> bool:
+    def _finished_while_away(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> CommandResult | None:
         """Ask the host about a command that was running when the run stopped.
 
-        True when it finished successfully meanwhile (so it is not run again); a command
-        still running is waited for (up to its timeout); anything else is run again.
+        A command still running is waited for (up to its timeout); one that finished (now or
+        while Nexus was not running) has the end of its output shown and its result returned,
+        so it is never started again. None: it never finished (killed, never started, or the
+        host cannot tell): run it.
         """
         from nexus_core import markers
 
         assert self.options.resume is not None
         executor = self.executor(host.transport)
         if not executor.supports_markers:
-            return False  # the host cannot tell: run the command again
+            return None  # the host cannot tell: run the command again
         run_id = self.options.resume.run_id
         key = markers.key(tp.name, host.label, index)
         deadline = time.monotonic() + (cmd.timeout if cmd.timeout > 0 else 3600.0)
@@ -529,12 +539,39 @@ class Engine:
             )
             if found.state != "running" or time.monotonic() > deadline or not self.cancel.sleep(1.0):
                 break
-        if found.state == "finished" and found.exit_code == 0:
-            self.bus.emit(ev.CommandStop(
-                self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd, exit_code=0, duration=0.0,
-                status="ok", index=index, reason="finished while Nexus was not running"))  # fmt: skip
-            return True
-        return False
+        if found.state != "finished" or found.exit_code is None:
+            return None
+        tail = self._replay_spool(executor, host, tp.name, index, run_id, key)
+        code = found.exit_code
+        why = "finished while Nexus was not running"
+        status = "ok" if code == 0 else "failed"
+        self.bus.emit(ev.CommandStop(
+            self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd, exit_code=code, duration=0.0,
+            status=status, index=index, reason=why if code == 0 else f"exit code {code} ({why})"))  # fmt: skip
+        return CommandResult(status, code, 0.0, "" if code == 0 else f"exit code {code} ({why})", tail)
+
+    def _replay_spool(self, executor: Any, host: Host, task: str, index: int, run_id: str, key: str) -> tuple[str, ...]:
+        """Show the end of a finished command's spooled output (as its output); return its tail."""
+        from nexus_core import markers, shell
+
+        rid = self.options.run_id
+        spooled: list[tuple[str, str]] = []
+        stream = ["stdout"]
+
+        def collect(_stream: str, line: str) -> None:
+            if line.startswith(shell.SPOOL_END):  # the end of stdout (in the file, then the script's)
+                stream[0] = "stderr"
+                if spooled and spooled[-1][1] == "":
+                    spooled.pop()  # the newline printed before that line
+            else:
+                spooled.append((stream[0], line))
+
+        script = Command(markers.spool_script(run_id, key, host.label), timeout=30)
+        if not executor.run(host, script, collect, self.cancel, 30.0).ok:
+            return ()
+        for name, line in spooled:
+            self.bus.emit(ev.CommandOutput(rid, task=task, host=host.label, stream=name, line=line, index=index))
+        return tuple(line for _, line in spooled[-20:])
 
     def _fail(
         self, tp: TaskPlan, host: Host, cmd: Command, result: CommandResult, done: list[str], timeout: float | None
@@ -544,7 +581,7 @@ class Engine:
                 task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
                 exit_code=result.exit_code, reason=result.reason, tail=result.tail,
                 succeeded_before=tuple(done), timeout=timeout, transport=host.transport,
-                hint=result.hint, headline=result.headline))  # fmt: skip
+                hint=result.hint, headline=result.headline, cwd=cmd.cwd))  # fmt: skip
 
     def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
         rid = self.options.run_id

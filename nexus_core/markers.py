@@ -1,21 +1,22 @@
-"""Status files that let Nexus ask a host what happened to a command after a crash.
+"""Status folders that let Nexus ask a host what happened to a command after a crash.
 
-Each command of a run is wrapped so that, on the host that runs it, the wrapper appends a
-line with its pid before the command starts (``KEY pid PID``) and one with its exit code
-when it ends (``KEY rc CODE``). The lines go to one file per run and host under the host
-user's cache dir (``${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs/RUN_ID@HOST``). On resume,
-:func:`probe_script` asks the host whether the command is still running, finished (and
-with what code), was killed, or never started. The file is removed as soon as the host has
-nothing left to run (:func:`cleanup_script`).
+Each command of a run is wrapped (:func:`nexus_core.shell.wrap`) so that, on the host that
+runs it, the wrapper appends a line with its pid before the command starts (``KEY pid PID``)
+and one with its exit code when it ends (``KEY rc CODE``). The lines go to one ``status``
+file per run and host, in the run's status folder under the host user's cache dir
+(``${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs/RUN_ID@HOST/``); beside it, each command's
+output spool (``KEY.out``, ``KEY.err``), so a command outlives the controller and its output
+can be shown on resume. On resume, :func:`probe_script` asks the host whether the command is
+still running, finished (and with what code), was killed, or never started, and
+:func:`spool_script` prints the end of its output. The folder is removed as soon as the host
+has nothing left to run (:func:`cleanup_script`); everything of a run on a host is in it.
 
-One file, appended to, rather than two new files per command: creating files is what
-costs most on some disks (about 1 ms each seen on this project's CI machine), appending a
-line costs almost nothing, and the ``runs`` folder is made once per user, not once per
-run. Lines shorter than ``PIPE_BUF`` are appended atomically, so parallel tasks on one
-host never mix their lines.
+One status file, appended to, rather than a file per command: lines shorter than
+``PIPE_BUF`` are appended atomically, so parallel tasks on one host never mix their lines.
+The folder is made once per run and host (the first command's ``mkdir``).
 
-Executors call :func:`wrap` around the shell text they run, *outside* ``sudo``, so the
-file always belongs to the connecting user. Public API for executor plugins.
+Executors wrap the shell text they run *outside* ``sudo``, so the folder always belongs to
+the connecting user. Public API for executor plugins.
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ def _name(run_id: str, host: str) -> str:
     return _SAFE.sub("_", run_id) + (f"@{_SAFE.sub('_', host)}" if host else "")
 
 
-def status_file(run_id: str, host: str = "") -> str:
-    """The shell expression (double-quoted) of a run's status file for one host.
+def status_dir(run_id: str, host: str = "") -> str:
+    """The shell expression (double-quoted) of a run's status folder for one host.
 
-    One file per run and host (``RUN_ID@HOST``): several hosts may share a home (NFS,
-    aliases of one machine), and one host's cleanup must not take another's lines away.
+    One folder per run and host (``RUN_ID@HOST``): several hosts may share a home (NFS,
+    aliases of one machine), and one host's cleanup must not take another's files away.
     """
     return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{_name(run_id, host)}"'
+
+
+def status_file(run_id: str, host: str = "") -> str:
+    """The shell expression (double-quoted) of a run's status file for one host."""
+    return status_dir(run_id, host)[:-1] + '/status"'
 
 
 def key(task: str, host: str, index: int) -> str:
@@ -53,36 +59,11 @@ class Marker:
     host: str = ""
 
 
-def prologue(marker: Marker) -> str:
-    """Shell text to run first: make the ``runs`` folder if needed, append our pid.
-
-    Only shell built-ins run once the folder exists (from the first run on, for good).
-    """
-    f = status_file(marker.run_id, marker.host)
-    make_dir = '[ -d "${nexus_f%/*}" ] || mkdir -p "${nexus_f%/*}"'
-    return f'nexus_f={f}; {make_dir}; echo "{marker.key} pid $$" >> "$nexus_f"'
-
-
-def epilogue(marker: Marker) -> str:
-    """Shell lines to run last, with the command's exit code in ``$rc``."""
-    return f'echo "{marker.key} rc $rc" >> "$nexus_f"; exit "$rc"'
-
-
-# Scripts that could replace the wrapper shell (exec) or take its EXIT trap over (trap).
-_OWN_SHELL = re.compile(r"\b(?:exec|trap)\b")
-
-
 def wrap(script: str, marker: Marker) -> str:
-    """``script`` (complete shell text) run by a wrapper that records pid and exit code.
+    """``script`` run by the status-file wrapper, output unchanged (see :func:`nexus_core.shell.wrap`)."""
+    from nexus_core.shell import wrap as shell_wrap
 
-    The exit code is written by an ``EXIT`` trap of the shell that runs the script, so the
-    wrapper costs no process at all: ``exit N``, ``set -e`` and syntax errors all reach the
-    trap (dash and bash). A script that says ``exec`` or ``trap`` runs in a subshell
-    instead (one fork), so that it cannot replace the wrapper or its trap.
-    """
-    if _OWN_SHELL.search(script):
-        return f"{prologue(marker)}\n( {script}\n)\nrc=$?\n{epilogue(marker)}"
-    return f'{prologue(marker)}; trap \'echo "{marker.key} rc $?" >> "$nexus_f"\' EXIT\n{script}'
+    return shell_wrap(script, marker)
 
 
 def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
@@ -102,23 +83,43 @@ def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
     )
 
 
+def spool_script(run_id: str, marker_key: str, host: str = "", cap: int = 65536) -> str:
+    """Shell text printing the last ``cap`` bytes of a command's stdout spool, then a line
+    ``\\x1eNEXUS-SPOOL -``, then the end of its stderr spool (the format a wrapper with
+    ``replay`` ends with; read it with :class:`nexus_core.shell.SpoolReader`)."""
+    d = status_dir(run_id, host)[:-1]
+    k = marker_key
+    return (
+        f'o={d}/{k}.out"; e={d}/{k}.err"; [ -f "$o" ] && tail -c {int(cap)} "$o"; '
+        f"printf '\\n\\036NEXUS-SPOOL -\\n'; "
+        f'[ -f "$e" ] && tail -c {int(cap)} "$e"; exit 0'
+    )
+
+
 def cleanup_line(run_id: str, host: str = "") -> str:
-    """Shell text removing a run's status file for a host, to run inside a shell that goes on."""
-    return f"rm -f {status_file(run_id, host)}"
+    """Shell text removing a run's status folder for a host, to run inside a shell that goes on."""
+    return f"rm -rf {status_dir(run_id, host)}"
 
 
 def cleanup_script(run_id: str, host: str = "") -> str:
-    """Shell text removing a run's status file for a host (one process: ``rm``)."""
+    """Shell text removing a run's status folder for a host (one process: ``rm``)."""
     return f"exec {cleanup_line(run_id, host)}"
+
+
+def local_status_dir(run_id: str, host: str = "") -> str:
+    """The status folder of a run (for one host) on this machine, as a path."""
+    import os
+
+    from nexus_core.state.paths import cache_dir
+
+    return os.path.join(cache_dir(), "runs", _name(run_id, host))
 
 
 def local_status_file(run_id: str, host: str = "") -> str:
     """The status file of a run (for one host) on this machine, as a path."""
     import os
 
-    from nexus_core.state.paths import cache_dir
-
-    return os.path.join(cache_dir(), "runs", _name(run_id, host))
+    return os.path.join(local_status_dir(run_id, host), "status")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 import nexus_core.markers as markers
+import nexus_core.shell as shell
 from nexus_core._version import API_VERSION
 from nexus_core.api import (
     Cancel,
@@ -41,6 +42,7 @@ from nexus_core.api import (
     skipped,
 )
 from nexus_core.events import Event, Log, Subscriber
+from nexus_core.executors.lines import LineSplitter
 from nexus_core.exitcodes import ExitCode
 from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.kinds import KINDS, Kind, Registration
@@ -83,6 +85,7 @@ __all__ = [
     "HostOutcome",
     "HostParseError",
     "Kind",
+    "LineSplitter",
     "Log",
     "Marker",
     "NexusfileNotFound",
@@ -110,6 +113,7 @@ __all__ = [
     "markers",
     "open_store",
     "parse_host",
+    "shell",
     "skipped",
     "to_host",
 ]

@@ -366,3 +366,73 @@ def test_multibyte_characters_split_across_reads_are_decoded_whole():
     stream.feed(b"\xff\n")  # not UTF-8: replaced, never an exception
     stream.finish()
     assert got == ["héllo wörld", "last ü\ufffd"]
+
+
+def test_a_single_huge_line_is_read_in_linear_time_with_bounded_memory(nexus_project):
+    """A 40 MB progress bar without a newline: shown capped, and nexus's peak memory stays small."""
+    import subprocess
+    import sys
+
+    nexus_project.write(
+        """
+from nexus_core import task, run
+
+@task
+def bar():
+    run("head -c 40000000 /dev/zero | tr '\\\\0' x; printf '\\\\r100%%\\\\n'; echo after")
+"""
+    )
+    probe = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run([sys.executable, '-m', 'nexus_core', 'run', 'bar', '--format', 'json'],"
+        " capture_output=True, text=True)\n"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.stdout.write(p.stdout)\n"
+    )
+    env = {**__import__("os").environ, **nexus_project.env}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=nexus_project.root, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    head, _, rest = done.stdout.partition("\n")
+    code, peak_kb = (int(x) for x in head.split())
+    assert code == 0, done
+    assert peak_kb < 150_000, f"nexus peaked at {peak_kb // 1024} MB for a 40 MB line"
+    lines = [json.loads(x)["line"] for x in rest.splitlines() if '"command.output"' in x]
+    assert lines[-1] == "after" and lines[0].endswith("more characters not shown]"), [x[-80:] for x in lines]
+
+
+def test_a_multi_line_command_stops_at_its_first_failing_line(nexus_project):
+    nexus_project.write(
+        """
+from nexus_core import task, run
+
+@task
+def script():
+    run('''
+echo first
+false
+echo never
+''')
+"""
+    )
+    out = nexus_project.run("run", "script", "--format", "json")
+    assert out.code == 1, out
+    lines = [e["line"] for e in out.of("command.output")]
+    assert lines == ["first"], lines
+
+
+def test_a_background_job_does_not_turn_a_finished_command_into_a_timeout(nexus_project):
+    nexus_project.write(
+        """
+from nexus_core import task, run
+
+@task
+def daemon():
+    run("sleep 20.17 & echo started", timeout=5)
+"""
+    )
+    out = nexus_project.run("run", "daemon", "--format", "json")
+    assert out.code == 0, out
+    assert [e["line"] for e in out.of("command.output")] == ["started"]
+    pids = pgrep("sleep 20.17")
+    for pid in pids:
+        __import__("os").kill(pid, 9)

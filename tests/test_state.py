@@ -24,7 +24,9 @@ from nexus_core import config, task, run
 config(interrupt_grace=0.2, terminate_grace=0.2, parallel_limit=3)
 
 def step(name, pause):
-    run(f"echo {name} >> log.txt; sleep {pause}")
+    # Prints before, during and after its pause: a kill of nexus meets it printing.
+    run(f"echo {name} >> log.txt; for t in 1 2 3; do echo {name} tick $t; echo {name} warn $t >&2; sleep 0.01; "
+        f"done; sleep {pause}; echo {name} done")
 
 @task
 def a1():
@@ -279,3 +281,46 @@ def test_terminal_prompt_discard_starts_fresh_and_forgets_the_run(nexus_project)
     assert log_lines(nexus_project).count("a1-0") == 2
     runs = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"]
     assert {r["status"] for r in runs} == {"ok", "discarded"}
+
+
+MIGRATION = """
+from nexus_core import task, run
+
+@task
+def migrate():
+    run("echo start >> log; echo begun; sleep 2; echo finished-while-away; echo done >> log")
+"""
+
+
+@pytest.mark.parametrize("wait_before_resume", [False, True])
+def test_a_command_running_at_a_kill_is_never_started_again(nexus_project, wait_before_resume):
+    """kill -9 while the command sleeps between two output lines: it finishes anyway, once."""
+    nexus_project.write(MIGRATION)
+    log = nexus_project.root / "log"
+    proc = start_nexus(nexus_project, "run", "migrate", "-v")
+    assert wait_for(lambda: log.exists() and "start" in log.read_text(), timeout=20)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    if wait_before_resume:  # it finishes while nobody watches; resume shows its output
+        assert wait_for(lambda: "done" in log.read_text(), timeout=20)
+    out = start_nexus(nexus_project, "run", "migrate", "--resume", "-v")
+    stdout, stderr = out.communicate(timeout=60)
+    assert out.returncode == 0, (stdout, stderr)
+    assert log.read_text().split() == ["start", "done"]
+    assert "finished-while-away" in stdout, stdout
+
+
+def test_a_command_that_failed_while_nexus_was_down_is_reported_not_run_again(nexus_project):
+    nexus_project.write(MIGRATION.replace("echo done >> log", "echo done >> log; echo broken >&2; exit 4"))
+    log = nexus_project.root / "log"
+    proc = start_nexus(nexus_project, "run", "migrate")
+    assert wait_for(lambda: log.exists() and "start" in log.read_text(), timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert wait_for(lambda: "done" in log.read_text(), timeout=20)
+    out = start_nexus(nexus_project, "run", "migrate", "--resume")
+    stdout, stderr = out.communicate(timeout=60)
+    assert out.returncode == 1, (stdout, stderr)
+    assert log.read_text().split() == ["start", "done"]
+    assert "exit code 4" in stdout + stderr and "broken" in stdout + stderr

@@ -1,10 +1,16 @@
 """The ``local`` executor: commands on this machine, one process group each.
 
 Each command is one ``/bin/sh -c`` in a new session (so a timeout or a cancel signals the
-whole group), and its two output streams are read in the calling thread with ``poll``:
-no helper thread per command. invoke's runner did this job before; it started three
-threads per command and its import alone cost 33 ms, which was a third of a small local
-run's time against ``make -j`` (docs/decisions.md, "The local executor").
+whole group), built by :mod:`nexus_core.shell` like every other shell transport. With a
+status marker (every run), the command's output goes to its spool files in the run's status
+folder, not to pipes: a command still running when ``nexus`` dies keeps running to its end
+(a pipe to a dead reader would kill it at its next line), and a resumed run finds it
+finished or running instead of starting it again. The controller follows the two files in
+the calling thread, woken by the process's pidfd (at once when it ends) or every few ms
+while output flows: no helper thread per command. Without a marker the two pipes are read
+with ``poll``. invoke's runner did this job before; it started three threads per command
+and its import alone cost 33 ms, which was a third of a small local run's time against
+``make -j`` (docs/decisions.md, "The local executor").
 """
 
 from __future__ import annotations
@@ -12,13 +18,14 @@ from __future__ import annotations
 import codecs
 import os
 import select
-import shlex
 import subprocess
 import threading
 import time
 from collections import deque
 
+from nexus_core import shell
 from nexus_core.api import Cancel, Capabilities, CommandResult, Executor, ExecutorContext, OutputCallback
+from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
 
 TAIL_LINES = 20
@@ -26,13 +33,13 @@ _CHUNK = 65536
 
 
 class LineStream:
-    """Decodes one output stream and hands its complete lines to a callback."""
+    """Decodes one output stream and hands its complete lines to a callback (linear time)."""
 
     def __init__(self, stream: str, on_output: OutputCallback, tail: deque[str]) -> None:
         self.stream = stream
         self.on_output = on_output
         self.tail = tail
-        self._partial = ""
+        self._split = LineSplitter()
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, data: bytes) -> None:
@@ -41,14 +48,11 @@ class LineStream:
 
     def write(self, data: str) -> int:
         """Split ``data`` into lines and emit each complete one."""
-        text = self._partial + data
-        *lines, self._partial = text.split("\n")
-        for line in lines:
+        for line in self._split.feed(data):
             self._emit(line)
         return len(data)
 
     def _emit(self, line: str) -> None:
-        line = line.rstrip("\r")
         self.tail.append(line)
         self.on_output(self.stream, line)
 
@@ -57,9 +61,8 @@ class LineStream:
         rest = self._decoder.decode(b"", final=True)
         if rest:
             self.write(rest)
-        if self._partial:
-            self._emit(self._partial)
-            self._partial = ""
+        for line in self._split.finish():
+            self._emit(line)
 
 
 def pump(streams: dict[int, LineStream]) -> None:
@@ -78,6 +81,90 @@ def pump(streams: dict[int, LineStream]) -> None:
                 left -= 1
 
 
+#: Bytes of a spool file kept on disk behind the reader; older ones are freed (Linux).
+SPOOL_KEEP = 1 << 20
+_ROUND_CHUNKS = 64  # chunks read per file before the process is checked again
+
+
+class _Spool:
+    """One spool file followed by the controller while the command writes it."""
+
+    def __init__(self, path: str, stream: LineStream) -> None:
+        self.stream = stream
+        # Created here (empty) so it can be opened before the command starts writing.
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.offset = 0
+        self.freed = 0
+
+    def drain(self, limit: int) -> bool:
+        """Read what is new (at most ``limit`` chunks); True when something was read."""
+        got = False
+        for _ in range(limit):
+            data = os.pread(self.fd, _CHUNK, self.offset)
+            if not data:
+                break
+            self.offset += len(data)
+            self.stream.feed(data)
+            got = True
+        if self.offset - self.freed > 2 * SPOOL_KEEP:
+            self.freed = _free(self.fd, self.offset - SPOOL_KEEP) or self.freed
+        return got
+
+    def close(self) -> None:
+        """Stop following (the file stays until the status folder goes)."""
+        os.close(self.fd)
+
+
+def _free(fd: int, upto: int) -> int:
+    """Give the disk blocks of ``[0, upto)`` back (a hole; the size stays). 0 when not supported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        punch = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        if libc.fallocate(fd, punch, ctypes.c_longlong(0), ctypes.c_longlong(upto)) == 0:
+            return upto
+    except (OSError, AttributeError):
+        pass
+    return 0
+
+
+def follow(proc: subprocess.Popen[bytes], spools: list[_Spool]) -> int:
+    """Follow the spool files until ``proc`` ends; return its exit code.
+
+    Woken by the process's pidfd when it ends, else after a short wait that grows from
+    5 ms to 100 ms while no output comes. Output that background jobs write after the
+    command's end is read up to that moment only.
+    """
+    poller = select.poll()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+        poller.register(pidfd, select.POLLIN)
+    except (AttributeError, OSError):
+        pidfd = -1
+    wait = 0.005
+    try:
+        for _ in range(1 << 62):
+            got = False
+            for spool in spools:
+                got = spool.drain(_ROUND_CHUNKS) or got
+            code = proc.poll()
+            if code is not None:
+                for spool in spools:
+                    while spool.drain(_ROUND_CHUNKS):
+                        pass
+                return code
+            wait = 0.005 if got else min(wait * 2, 0.1)
+            if pidfd >= 0:
+                poller.poll(wait * 1000)
+            else:
+                time.sleep(wait)
+        return proc.wait()
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
 class LocalExecutor(Executor):
     """Runs commands on the machine Nexus runs on, in the nexusfile's folder by default."""
 
@@ -92,6 +179,7 @@ class LocalExecutor(Executor):
 
         self._watchdog = Watchdog(context.cancel)
         self._lock = threading.Lock()
+        self._made: set[str] = set()
         self.shell = str(context.config.get("shell") or "/bin/sh")
 
     def run(
@@ -108,30 +196,46 @@ class LocalExecutor(Executor):
         cwd = command.cwd or self.context.root
         if not os.path.isdir(cwd):
             return CommandResult("error", None, 0.0, f"working directory {cwd} does not exist", retryable=False)
-        text = command.cmd
-        if command.sudo or command.user:
-            prefix = ["sudo", "-n"] + (["-u", shlex.quote(command.user)] if command.user else [])
-            # sudo resets the environment: export env= values inside, as nexus-ssh does.
-            exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in command.env)
-            text = " ".join(prefix) + " -- " + shlex.quote(self.shell) + " -c " + shlex.quote(exports + text)
-        if command.marker is not None:
-            from nexus_core.markers import wrap
-
-            text = wrap(text, command.marker)
+        try:
+            # sudo resets the environment: with sudo=/user=, env= values are exported inside.
+            text = shell.body(
+                command.cmd,
+                sudo=command.sudo,
+                user=command.user,
+                env=tuple((k, str(v)) for k, v in command.env) if (command.sudo or command.user) else (),
+                shell=self.shell,
+            )
+        except shell.CommandError as exc:
+            return CommandResult("error", None, 0.0, str(exc), retryable=False)
         if cancel.requested:
             return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
         env = {**os.environ, **{k: str(v) for k, v in command.env}} if command.env else None
+        out = LineStream("stdout", on_output, tail)
+        err = LineStream("stderr", on_output, tail)
+        spools: list[_Spool] = []
+        marker = command.marker
         try:
+            if marker is not None:
+                folder = self._status_dir(marker.run_id, marker.host)
+                spools = [
+                    _Spool(os.path.join(folder, f"{marker.key}.out"), out),
+                    _Spool(os.path.join(folder, f"{marker.key}.err"), err),
+                ]
+                # The spool files are the shell's stdout and stderr from the start: the same
+                # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
+                text = shell.wrap(text, marker, status_dir=shell.quote(folder))
             proc = subprocess.Popen(
                 [self.shell, "-c", text],
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=spools[0].fd if spools else subprocess.PIPE,
+                stderr=spools[1].fd if spools else subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
+            for spool in spools:
+                spool.close()
             return CommandResult(
                 "error",
                 None,
@@ -139,19 +243,26 @@ class LocalExecutor(Executor):
                 f"cannot start the command: {exc.strerror or exc}",
                 retryable=False,
             )
-        assert proc.stdout is not None and proc.stderr is not None
         watched = self._watchdog.add(proc.pid, timeout)
-        out = LineStream("stdout", on_output, tail)
-        err = LineStream("stderr", on_output, tail)
         try:
-            with proc.stdout, proc.stderr:
-                pump({proc.stdout.fileno(): out, proc.stderr.fileno(): err})
-            code = proc.wait()
+            if spools:
+                code = follow(proc, spools)
+                if watched.signalled or watched.timed_out:
+                    # What ignored the signal outlives the shell: stay watched (the next
+                    # cancel level, or the kill after a timeout, reaches it) until it is gone.
+                    _wait_group(proc.pid, spools)
+            else:
+                assert proc.stdout is not None and proc.stderr is not None
+                with proc.stdout, proc.stderr:
+                    pump({proc.stdout.fileno(): out, proc.stderr.fileno(): err})
+                code = proc.wait()
         finally:
             if proc.returncode is None:  # an output callback raised: do not leave the group behind
                 _kill_group(proc.pid)
                 proc.wait()
             self._watchdog.remove(watched)
+            for spool in spools:
+                spool.close()
             out.finish()
             err.finish()
         duration = time.monotonic() - started
@@ -164,18 +275,64 @@ class LocalExecutor(Executor):
         reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
         return CommandResult("failed", code, duration, reason, tuple(tail))
 
-    def remove_markers(self, host: Host, run_id: str) -> None:
-        """Remove the run's status file in-process (no shell needed on this machine)."""
-        from nexus_core.markers import local_status_file
+    def _status_dir(self, run_id: str, host: str) -> str:
+        """The run's status folder for ``host`` on this machine, made once per run and host."""
+        from nexus_core.markers import local_status_dir
 
-        try:
-            os.remove(local_status_file(run_id, host.label))
-        except OSError:
-            pass
+        folder = local_status_dir(run_id, host)
+        with self._lock:
+            if folder not in self._made:
+                os.makedirs(folder, exist_ok=True)
+                self._made.add(folder)
+        return folder
+
+    def remove_markers(self, host: Host, run_id: str) -> None:
+        """Remove the run's status folder (status file and spools) in-process."""
+        import shutil
+
+        from nexus_core.markers import local_status_dir
+
+        folder = local_status_dir(run_id, host.label)
+        shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._made.discard(folder)
 
     def close(self) -> None:
         """Stop the watchdog thread."""
         self._watchdog.close()
+
+
+def _wait_group(pgid: int, spools: list[_Spool]) -> None:
+    """Wait (reading the spools) until no process of group ``pgid`` is left (bounded: 1 h)."""
+    for _ in range(72_000):
+        if not _group_alive(pgid):
+            return
+        for spool in spools:
+            spool.drain(_ROUND_CHUNKS)
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` runs (zombies do not count: on Linux, from /proc)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def _kill_group(pgid: int) -> None:

@@ -83,6 +83,8 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
     elif f.status == "timeout":
         headline = "Command timed out"
         ctx.append(f"Command: {command}")
+        if f.cwd:
+            ctx.append(f"Working directory: {f.cwd}")
         ctx.append(f"Timeout: {f.timeout:g}s" if f.timeout else f"Reason: {reason}")
         if f.timeout and reason:
             ctx.append(f"Reason: {reason}")
@@ -91,6 +93,8 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
     else:
         headline = "Command failed"
         ctx.append(f"Command: {command}")
+        if f.cwd:
+            ctx.append(f"Working directory: {f.cwd}")
         if f.exit_code is not None:
             ctx.append(f"Exit code: {f.exit_code}")
         if f.status == "error" or (reason and reason != f"exit code {f.exit_code}") or details:

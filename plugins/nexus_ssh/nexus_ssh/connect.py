@@ -267,8 +267,17 @@ class Connector:
                 h.close()
             raise
 
-    def connect(self, spec: ConnectSpec, cancel_sleep: Callable[[float], bool] | None = None) -> Connection:
-        """Connect with up to ``attempts`` tries on transient failures (exp. backoff, full jitter)."""
+    def connect(
+        self,
+        spec: ConnectSpec,
+        cancel_sleep: Callable[[float], bool] | None = None,
+        on_retry: Callable[[int, int, str, float], None] | None = None,
+    ) -> Connection:
+        """Connect with up to ``attempts`` tries on transient failures (exp. backoff, full jitter).
+
+        Each try is bounded by ``ssh_connect_timeout``. ``on_retry(failed_attempt, attempts,
+        reason, delay)`` is called before each new try, so the output can show them.
+        """
         from tenacity import (
             RetryError,
             Retrying,
@@ -285,11 +294,19 @@ class Connector:
             elif not sleep(seconds):
                 raise CancelledConnect()
 
+        def _announce(state: Any) -> None:
+            assert on_retry is not None and state.outcome is not None
+            exc = state.outcome.exception()
+            why = exc.reason.partition("\n")[0] if isinstance(exc, ConnectError) else str(exc)
+            delay = state.next_action.sleep if state.next_action else 0.0
+            on_retry(state.attempt_number, max(1, self.attempts), why, float(delay))
+
         retrying = Retrying(
             stop=stop_after_attempt(max(1, self.attempts)),
             wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
             retry=retry_if_exception(lambda e: isinstance(e, ConnectError) and e.transient),
             sleep=_sleep,
+            before_sleep=None if on_retry is None else _announce,
             reraise=True,
         )
         try:

@@ -27,8 +27,11 @@ from nexus_core.plugin import (
     Executor,
     ExecutorContext,
     Host,
+    LineSplitter,
     Log,
+    Marker,
     OutputCallback,
+    shell,
 )
 
 from nexus_ssh import remote
@@ -69,6 +72,13 @@ _SUDO_BAD_PASSWORD = ("incorrect password attempt", "Sorry, try again", "no pass
 _SETTLE = 5.0
 #: Exec mode: how long to wait for the end of the output after the exit status came.
 _DRAIN = 1.0
+#: Seconds to wait for a channel to stop a command; a host that cannot open one in this
+#: time is reported as not answering (a connection failure).
+_KILL_OPEN = 3.0
+_NO_CHANNEL = "could not signal"
+#: Seconds after which a spooled command's output is followed while it runs (shorter
+#: commands show theirs at once when they end, at no cost on the host).
+FOLLOW_AFTER = 0.3
 
 
 def session_mode(config: Any, options: Any) -> tuple[str, str]:
@@ -99,7 +109,12 @@ def sudo_password(options: Any) -> str | None:
 
 
 class _Lines:
-    """Splits one stream into lines (UTF-8, invalid bytes replaced) and strips the pg marker."""
+    """Splits one stream into lines (UTF-8, invalid bytes replaced) and strips the pg marker.
+
+    ``spool``: the stream is a replayed spool (:func:`nexus_core.shell.wrap` with ``replay``):
+    its lines are stdout up to the ``\\x1eNEXUS-SPOOL RC`` line, stderr after it; ``spool_code``
+    then holds RC.
+    """
 
     def __init__(
         self,
@@ -109,59 +124,130 @@ class _Lines:
         tail: collections.deque[str],
         redact: Callable[[str], str] | None = None,
         sentinel: str | None = None,
+        spool: bool = False,
     ) -> None:
         self.stream = stream
         self._redact = redact
         self._emit = emit
         self._on_marker = on_marker
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._buf = ""
+        self._split = LineSplitter()
         self._tail = tail
         self.lines = 0
         #: Session mode: the sentinel line's start (see :mod:`nexus_ssh.session`); once it
         #: was seen, ``done`` is True and ``code`` holds the exit code it carried.
         self._sentinel = sentinel
-        self._blank = False  # an empty line held back: it may be the sentinel's own newline
+        self._spool = spool
+        self.spool_ended = False
+        self.spool_code: int | None = None
+        self._blank = False  # an empty line held back: it may be a marker line's own newline
         self.done = False
         self.code: int | None = None
         self.received = False
+        #: Lines of each part of a replayed spool already shown by a follower (not shown again).
+        self.skip_out = 0
+        self.skip_err = 0
 
     def feed(self, data: bytes, final: bool = False) -> None:
         if self.done:
             return  # after the sentinel: nothing of this command's
         if data:
             self.received = True
-        self._buf += self._decoder.decode(data, final)
-        *complete, self._buf = self._buf.split("\n")
-        if final and self._buf:
-            complete.append(self._buf)
-            self._buf = ""
+        complete = self._split.feed(self._decoder.decode(data, final))
+        if final:
+            complete += self._split.finish()
+        hold = self._sentinel is not None or (self._spool and not self.spool_ended)
         for line in complete:
-            line = line.removesuffix("\r")
-            if self._sentinel is not None:
-                if line.startswith(self._sentinel) and line[len(self._sentinel) :].isdigit():
-                    self.done, self.code = True, int(line[len(self._sentinel) :])
-                    self._buf = ""
-                    return  # the held empty line, if any, was the sentinel's leading newline
-                if self._blank:
-                    self._blank = False
-                    self._line("")
-                if line == "" and not final:
-                    self._blank = True
+            end = self._sentinel
+            if end is not None and line.startswith(end) and line[len(end) :].isdigit():
+                self.done, self.code = True, int(line[len(end) :])
+                return  # the held empty line, if any, was the sentinel's leading newline
+            if self._spool and not self.spool_ended:
+                ended, code = shell.parse_spool_end(line)
+                if ended:
+                    self.spool_ended, self.spool_code, self._blank = True, code, False
+                    hold = self._sentinel is not None
                     continue
+            if self._blank:
+                self._blank = False
+                self._line("")
+            if hold and line == "" and not final:
+                self._blank = True
+                continue
             self._line(line)
 
     def _line(self, line: str) -> None:
-        if line.startswith(remote.MARKER):
-            pg = remote.parse_marker(line)
+        if line.startswith(shell.PG_MARKER):
+            pg = shell.parse_pg(line)
             if pg is not None:
                 self._on_marker(pg)
+                return
+        if self._spool:
+            if self.spool_ended and self.skip_err > 0:
+                self.skip_err -= 1
+                return
+            if not self.spool_ended and self.skip_out > 0:
+                self.skip_out -= 1
                 return
         if self._redact is not None:
             line = self._redact(line)
         self.lines += 1
         self._tail.append(line)
-        self._emit(self.stream, line)
+        self._emit("stderr" if self.spool_ended else self.stream, line)
+
+
+class _Follower:
+    """A second channel streaming a long command's spool (``tail -f``) while it runs."""
+
+    def __init__(self, chan: Channel, out: _Lines, err: _Lines) -> None:
+        self.chan, self.out, self.err = chan, out, err
+
+    @classmethod
+    def start(
+        cls,
+        conn: Connection,
+        marker: Marker,
+        emit: Callable[[str, str], None],
+        on_marker: Callable[[tuple[int, int]], None],
+        tail: collections.deque[str],
+        redact: Callable[[str], str] | None,
+    ) -> _Follower | None:
+        """Open the channel (None when that fails: the output then comes at the end)."""
+        try:
+            chan = conn.transport.open_session(timeout=5)
+            chan.exec_command("exec /bin/sh -c " + shell.quote(shell.follow_script(marker)))
+            chan.shutdown_write()
+        except Exception:
+            return None
+        # The stdout spool ends with the replay's end line once the command is done.
+        out = _Lines("stdout", emit, on_marker, tail, redact, spool=True)
+        return cls(chan, out, _Lines("stderr", emit, on_marker, tail, redact))
+
+    def pump(self) -> bool:
+        """Hand on what arrived; True when something did."""
+        got = False
+        try:
+            while self.chan.recv_ready():
+                self.out.feed(self.chan.recv(65536))
+                got = True
+            while self.chan.recv_stderr_ready():
+                self.err.feed(self.chan.recv_stderr(65536))
+                got = True
+        except Exception:
+            return got
+        return got
+
+    def finish(self) -> None:
+        """Emit the last partial lines (when no replay will come)."""
+        self.out.feed(b"", final=True)
+        self.err.feed(b"", final=True)
+
+    def stop(self) -> tuple[int, int]:
+        """Close the channel (the remote ``tail`` ends); lines shown per stream."""
+        self.pump()
+        with contextlib.suppress(Exception):
+            self.chan.close()
+        return self.out.lines, self.err.lines
 
 
 class SshExecutor(Executor):
@@ -201,6 +287,8 @@ class SshExecutor(Executor):
         #: Session mode: the shell session of each pooled connection (by ``id``), and the
         #: connections whose host cannot run one (they use exec mode).
         self._sessions: dict[int, Session] = {}
+        #: Hosts whose connection was lost or stopped answering during this run.
+        self._lost: set[str] = set()
         self._no_session: set[int] = set()
 
     # --- plumbing --------------------------------------------------------------------------
@@ -272,7 +360,14 @@ class SshExecutor(Executor):
             )
         )
         t0 = time.monotonic()
-        conn = connector.connect(spec, cancel.sleep if cancel is not None else None)
+
+        def retrying(failed: int, attempts: int, why: str, delay: float) -> None:
+            message = (
+                f"{label}: connection attempt {failed}/{attempts} failed ({why}); retrying in {delay:.1f}s"
+            )
+            self._emit(Log(run_id=self.context.run_id, level="warning", message=message))
+
+        conn = connector.connect(spec, cancel.sleep if cancel is not None else None, retrying)
         self._emit(
             SshConnect(
                 run_id=self.context.run_id,
@@ -316,6 +411,15 @@ class SshExecutor(Executor):
         """
         from nexus_core.plugin import cleanup_line
 
+        if host.name in self._lost:  # the host stopped answering: do not wait for it again
+            self._emit(
+                Log(
+                    run_id=self.context.run_id,
+                    level="debug",
+                    message=f"status files left on {host.name} (connection lost): removed by a later prune",
+                )
+            )
+            return
         line = cleanup_line(run_id, host.label)
         self.run(host, Command(line, timeout=30), lambda _s, _l: None, Cancel(), 30.0, raw=True)
 
@@ -347,6 +451,7 @@ class SshExecutor(Executor):
                 env=command.env,
                 cwd=command.cwd,
                 marker=command.marker,
+                spool=command.marker is not None,
                 sudo_password=self._sudo_password is not None,
             )
         except (SettingsError, remote.CommandError) as exc:
@@ -622,14 +727,20 @@ class SshExecutor(Executor):
                 return
             on_output(stream, line)
 
+        started = [False]  # the shell behind sudo printed its marker: sudo let the command run
+
         def marker(pg: tuple[int, int]) -> None:
-            groups[:] = sorted(set(pg))
+            groups[:] = sorted(set(groups) | set(pg))
+            started[0] = started[0] or pg[0] != pg[1] or not sudo
 
         redact = self._redact if sudo and self._sudo_password else None
         # Session mode: the command (already started) ends with a sentinel line carrying the
         # random nonce ``token`` on both streams.
         end = sess.sentinel(token) if session is not None else None
-        out = _Lines("stdout", emit, marker, tail, redact, end)
+        # With a status marker the output was spooled on the host and comes back at the end,
+        # on stdout: stdout's lines, a line with the exit code, stderr's lines.
+        spooled = command.marker is not None
+        out = _Lines("stdout", emit, marker, tail, redact, end, spool=spooled)
         err = _Lines("stderr", emit, marker, tail, redact, end)
         if session is not None:
             chan = session.chan
@@ -637,6 +748,10 @@ class SshExecutor(Executor):
         status: str | None = None
         reason = ""
         signalled = 0
+        # A spooled command still running after a moment: follow its spool on a second channel.
+        follow: _Follower | None = None
+        soon = min(FOLLOW_AFTER, timeout / 3) if timeout and timeout > 0 else FOLLOW_AFTER
+        follow_at = time.monotonic() + soon if spooled else None
         finished = False
         settle: float | None = None  # session mode, after a kill: wait this long for the sentinels
         exited: float | None = None  # exec mode: when the exit status came
@@ -651,8 +766,18 @@ class SshExecutor(Executor):
                     chan.shutdown_write()  # a command reading stdin gets EOF, as in session mode
             for _ in range(100_000_000):
                 progressed = False
+                if follow is not None:
+                    progressed = follow.pump() or progressed
+                elif follow_at is not None and time.monotonic() >= follow_at:
+                    follow_at = None
+                    assert command.marker is not None
+                    follow = _Follower.start(conn, command.marker, emit, marker, tail, redact)
                 while chan.recv_ready():
-                    out.feed(chan.recv(65536))
+                    data = chan.recv(65536)
+                    if follow is not None and data:  # the replay begins: it has everything
+                        out.skip_out, out.skip_err = follow.stop()
+                        follow = None
+                    out.feed(data)
                     progressed = True
                 while chan.recv_stderr_ready():
                     err.feed(chan.recv_stderr(65536))
@@ -684,6 +809,10 @@ class SshExecutor(Executor):
                     reason = self._stop_remote(
                         conn, groups, ["TERM", "KILL"], sudo, command.user, f"timed out after {timeout:g}s"
                     )
+                    if conn.broken and (
+                        _NO_CHANNEL in reason or not (out.received or err.received or groups)
+                    ):
+                        status = "unreachable"  # no channel for the kill, or not one byte: a hung host
                     if session is None or conn.broken:
                         break
                     settle = time.monotonic() + _SETTLE
@@ -707,12 +836,21 @@ class SshExecutor(Executor):
                 if exited is not None:
                     wait = min(wait, 0.02)
                 try:
-                    select.select([chan], [], [], wait)
+                    select.select([chan] if follow is None else [chan, follow.chan], [], [], wait)
                 except (OSError, ValueError):
                     time.sleep(min(wait, 0.05))
+            if finished and session is None and not conn.transport.is_active():
+                # A channel closed because the connection died (Paramiko then reports an exit
+                # status too): the host was lost, the command did not end.
+                finished = spooled and out.spool_ended
             out.feed(b"", final=True)
             err.feed(b"", final=True)
         finally:
+            if follow is not None:  # no replay came (killed, timed out): show what was followed
+                with contextlib.suppress(Exception):
+                    follow.pump()
+                    follow.finish()
+                follow.stop()
             if not finished and status is None:
                 # Leaving abnormally (callback raised, connection lost): do not leave the command running.
                 if conn.transport.is_active():
@@ -733,9 +871,13 @@ class SshExecutor(Executor):
         exit_code: int | None = None
         if finished and session is not None:
             exit_code = out.code
+            if spooled:
+                exit_code = out.spool_code if out.spool_ended else None
         elif finished:
             code = chan.recv_exit_status()
             exit_code = code if code >= 0 else None
+            if spooled:
+                exit_code = out.spool_code if out.spool_ended else None
         if sudo and not pty and exit_code == 1 and held:
             return CommandResult("error", reason="sudo needs a tty"), True
         for stream, line in held:
@@ -743,6 +885,17 @@ class SshExecutor(Executor):
         tail_t = tuple(tail)
         if status == "timeout":
             return CommandResult("timeout", None, duration, reason, tail_t, retryable=True), False
+        if status == "unreachable":
+            self._lost.add(host.name)
+            return CommandResult(
+                "unreachable",
+                None,
+                duration,
+                f"{host.name} stopped answering: the command timed out after {timeout:g}s "
+                "and could not be stopped",
+                tail_t,
+                retryable=False,
+            ), False
         if status == "interrupted":
             return CommandResult("interrupted", exit_code, duration, reason, tail_t, retryable=False), False
         if not finished:
@@ -757,13 +910,16 @@ class SshExecutor(Executor):
                     retryable=True,
                 ), False
             conn.broken = True
+            self._lost.add(host.name)
+            # A connection failure of the host (exit 3), not a failed command: not retried, as
+            # the command may still be running there (resume asks the host).
             return CommandResult(
-                "error",
+                "unreachable",
                 None,
                 duration,
                 "the SSH connection was lost while the command ran",
                 tail_t,
-                retryable=True,
+                retryable=False,
             ), False
         if exit_code == 0:
             return CommandResult("ok", 0, duration, "", tail_t), False
@@ -771,7 +927,7 @@ class SshExecutor(Executor):
             return CommandResult(
                 "failed", None, duration, "the command was killed by a signal", tail_t
             ), False
-        if sudo and exit_code == 1 and not groups:  # no marker: sudo never started the command
+        if sudo and exit_code == 1 and not started[0]:  # no marker: sudo never started the command
             refused = self._sudo_failure(host, tail_t, self._sudo_password is not None)
             if refused is not None:
                 return CommandResult(
@@ -799,7 +955,11 @@ class SshExecutor(Executor):
             groups, signals, grace, sudo=sudo, user=user, sudo_password=password is not None
         )
         try:
-            chan = conn.transport.open_session(timeout=5)
+            chan = conn.transport.open_session(timeout=_KILL_OPEN)
+        except Exception as exc:  # no channel in time: the host does not answer
+            conn.broken = True
+            return f"{what}; {_NO_CHANNEL} the remote process group {groups} ({exc!r})"
+        try:
             try:
                 chan.exec_command(cmd)
                 if password is not None:  # one line for each sudo the kill command may run
@@ -814,7 +974,7 @@ class SshExecutor(Executor):
                 chan.close()
         except Exception as exc:
             conn.broken = True
-            return f"{what}; could not signal the remote process group {groups} ({exc})"
+            return f"{what}; signalling the remote process group {groups} failed ({exc!r})"
         sig = "/".join(signals)
         return f"{what}; remote process group {' '.join(map(str, groups))} sent SIG{sig}"
 

@@ -22,24 +22,26 @@ cannot show it), and the shell behind sudo points its stdin at ``/dev/null`` fir
 command never reads the password when sudo did not need it (NOPASSWD, cached credentials).
 
 User-supplied values (env values, cwd, sudo user) are always quoted with :func:`shlex.quote`;
-env names must be valid shell names. The command itself runs as ``sh -c CMD`` unchanged.
+env names must be valid shell names. The command itself runs through ``eval`` unchanged. The
+text is built by the core's :mod:`nexus_core.shell`, shared by every shell transport; with a
+status marker the command's output goes to its spool on the host and is replayed at its end.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 
-from nexus_core.plugin import Marker, markers
+from nexus_core.plugin import Marker, shell
 
-MARKER = "\x1eNEXUS-PG "
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
+CommandError = shell.CommandError
+parse_pg = shell.parse_pg
 
+__all__ = ["MARKER", "CommandError", "build", "kill_command", "kill_script", "parse_marker"]
 
-class CommandError(ValueError):
-    """A command option that cannot be turned into safe shell text."""
+MARKER = shell.PG_MARKER
+#: (outer, inner) from a marker line, or None.
+parse_marker = parse_pg
 
 
 def build(
@@ -51,67 +53,23 @@ def build(
     cwd: str | None = None,
     marker: Marker | None = None,
     sudo_password: bool = False,
+    spool: bool = False,
 ) -> str:
-    """The exec request string for ``cmd`` (see the module docstring).
+    """The exec request string for ``cmd`` (see the module docstring): :func:`nexus_core.shell.build`.
 
     ``sudo_password``: sudo reads a password from stdin (``sudo -S -p ''``) instead of ``-n``.
-
     With ``marker``, the login shell first records its pid and, when the command ends, its
-    exit code on the host (:mod:`nexus_core.markers`), outside any sudo.
+    exit code on the host (:mod:`nexus_core.markers`), outside any sudo; with ``spool`` its
+    output goes to the host's spool files and is replayed at the end.
     """
-    inner: list[str] = [f'printf \'{_marker_printf()}%s %s\\n\' "$NEXUS_PG_OUTER" "$$" >&2']
-    if cwd:
-        inner.append(f"cd -- {shlex.quote(cwd)} || exit 1")
-    for name, value in env:
-        if not _ENV_NAME.match(name):
-            raise CommandError(f"invalid environment variable name {name!r}")
-        inner.append(f"export {name}={shlex.quote(str(value))}")
-    inner.append("unset NEXUS_PG_OUTER")
-    elevated = sudo or bool(user)
-    if elevated and sudo_password:
-        inner.append("exec </dev/null")  # an unread password line must never reach the command
-    # eval, not another `sh -c`: one exec less per command on the host; a syntax error in
-    # the command is still contained (eval fails, the wrapper reports its exit code).
-    inner.append(f"eval {shlex.quote(cmd)}")
-    inner_text = "\n".join(inner)
-    if elevated:
-        if user is not None and not _USER.match(user):
-            raise CommandError(f"invalid user name {user!r} for sudo")
-        sudo_args = _sudo(sudo_password) + (f" -u {shlex.quote(user)}" if user else "")
-        # sudo resets the environment: pass the outer pgid as an argument instead.
-        body = (
-            f"exec {sudo_args} -- /bin/sh -c "
-            + shlex.quote('NEXUS_PG_OUTER="$1"; shift\n' + inner_text)
-            + ' nexus "$$"'
-        )
-    else:
-        body = 'NEXUS_PG_OUTER="$$"\n' + inner_text
-    if marker is not None:
-        # The session leader writes the exit code (an EXIT trap, or a subshell when the
-        # body says exec): same process group, and $$ still names the leader, so the kill
-        # handle is unchanged.
-        body = markers.wrap(body, marker)
-    # The login shell may not be sh (bash, zsh, fish...): hand everything to /bin/sh at once.
-    return "exec /bin/sh -c " + shlex.quote(body)
+    return shell.build(
+        cmd, sudo=sudo, user=user, env=env, cwd=cwd, marker=marker, sudo_password=sudo_password, spool=spool
+    )
 
 
 def _sudo(password: bool) -> str:
     """``sudo -n`` (never prompt), or ``sudo -S -p ''`` (password on stdin, no prompt text)."""
-    return "sudo -S -p ''" if password else "sudo -n"
-
-
-def _marker_printf() -> str:
-    return "\\036NEXUS-PG "
-
-
-def parse_marker(line: str) -> tuple[int, int] | None:
-    """(outer, inner) from a marker line, or None."""
-    if not line.startswith(MARKER):
-        return None
-    parts = line[len(MARKER) :].split()
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        return None
-    return int(parts[0]), int(parts[1])
+    return shell.sudo_words(password)
 
 
 def kill_script(groups: Sequence[int], signals: Sequence[str], grace: float) -> str:

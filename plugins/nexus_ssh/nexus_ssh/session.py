@@ -9,9 +9,9 @@ In session mode (``ssh_session_mode = "shell"``) a connection opens one exec cha
     /usr/bin/setsid /bin/sh -c '<the exec-mode script>' </dev/null; nexus_rc=$?
     printf '\\n\\036NEXUS-END <nonce> %s\\n' "$nexus_rc"; printf ... >&2
 
-* The command text is exactly what exec mode runs (:func:`nexus_ssh.remote.build`: env, cwd,
-  sudo, the process-group marker line, the status-file wrapper of
-  :mod:`nexus_core.markers`), started through ``setsid``: it leads its own session and
+* The command text is exactly what exec mode runs (:func:`nexus_core.shell.build`: env, cwd,
+  sudo, the process-group marker line, the status-file wrapper and the output spool),
+  started through ``setsid``: it leads its own session and
   process group, as under its own sshd session, so timeouts and cancels signal its groups
   through a second channel exactly as in exec mode, and the session shell survives them.
   Each command is a fresh ``sh``: env and cwd never leak into the next one. Its stdin is

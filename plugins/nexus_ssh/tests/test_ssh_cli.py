@@ -7,6 +7,7 @@ nexusfile that points at the bed through ``config(ssh_...)`` and host strings; t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -736,3 +737,130 @@ def test_open_files_limit_is_raised_or_warned_about(project: NexusProject, sshbe
     assert "open files" in low.stderr and "ulimit -n" in low.stderr and "ssh_pool_size" in low.stderr
     pre = _nexus_with_nofile(project, 100, 100, "preflight", "remote")
     assert "Resources" in pre.stdout and "open files limit 100" in pre.stdout
+
+
+# --- a host that dies or hangs mid-run ---------------------------------------------------------------
+
+
+def _sshd_tree(bed: SshBed) -> list[int]:
+    """The bed's listening sshd processes and every sshd below them (the sessions)."""
+    found: list[int] = []
+    todo = list(bed.sshd_pids())
+    for _ in range(10_000):
+        if not todo:
+            break
+        pid = todo.pop()
+        found.append(pid)
+        children = subprocess.run(
+            ["ps", "-o", "pid=,comm=", "--ppid", str(pid)], capture_output=True, text=True
+        )
+        rows = (line.strip().partition(" ") for line in children.stdout.splitlines())
+        todo += [int(p) for p, _, comm in rows if "sshd" in comm]
+    return found
+
+
+@pytest.mark.parametrize("how", ["hang", "die"])
+def test_a_host_that_hangs_or_dies_mid_run_is_a_connection_failure_within_seconds(
+    project: NexusProject, how: str
+) -> None:
+    import signal
+
+    with SshBed(1, port=0, bastion=False) as bed:
+        address = bed.hosts[0].address
+        write(
+            project,
+            bed,
+            f"""
+            @task(on=["{address}"])
+            def work():
+                run("echo started; sleep 47", timeout=6)
+            """,
+        )
+        stopped: list[int] = []
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nexus_core", "run", "work"],
+            cwd=project.root,
+            env={**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert wait_until(lambda: bed.processes_matching(USER_KEY, "sleep 47") != [], timeout=30)
+            stopped = _sshd_tree(bed)
+            sig = signal.SIGSTOP if how == "hang" else signal.SIGKILL
+            for pid in stopped:
+                os.kill(pid, sig)
+            t0 = time.monotonic()
+            stdout, stderr = proc.communicate(timeout=60)
+            elapsed = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            for pid in stopped:
+                with_suppress(lambda pid=pid: os.kill(pid, signal.SIGCONT))
+            for pid in bed.processes_matching(USER_KEY, "sleep 47"):
+                with_suppress(lambda pid=pid: os.kill(pid, signal.SIGKILL))
+        assert proc.returncode == 3, (stdout, stderr)
+        assert elapsed < 15, (elapsed, stdout, stderr)  # not 21-30 s of silent reconnects
+        text = stdout + stderr
+        assert ("stopped answering" if how == "hang" else "was lost") in text, text
+
+
+def with_suppress(action: Callable[[], object]) -> None:
+    with contextlib.suppress(OSError):
+        action()
+
+
+def test_multi_line_background_jobs_and_timeouts_on_a_host(project: NexusProject, sshbed: SshBed) -> None:
+    write(
+        project,
+        sshbed,
+        f'''
+        @task(on=["{H1}"])
+        def script():
+            run("""
+        echo first
+        false
+        echo never
+        """)
+
+        @task(on=["{H1}"])
+        def daemon():
+            run("sleep 20.29 & echo started", timeout=5)
+
+        @task(on=["{H1}"])
+        def slow():
+            run("sleep 31.7", timeout=2)
+        ''',
+    )
+    out = run(project, "run", "script", "--format", "json")
+    assert out.code == 1, out
+    assert [e["line"] for e in out.of("command.output")] == ["first"]
+    out = run(project, "run", "daemon", "--format", "json")
+    assert out.code == 0, out
+    assert [e["line"] for e in out.of("command.output")] == ["started"]
+    out = run(project, "run", "slow", "--format", "json")
+    assert out.code == 4, out
+    assert "timed out after 2s" in out.stdout, out
+    for pid in sshbed.processes_matching(USER_KEY, "sleep 20.29"):
+        with_suppress(lambda pid=pid: os.kill(pid, 9))
+
+
+def test_remote_cwd_is_used_and_shown_in_the_failure_report(project: NexusProject, sshbed: SshBed) -> None:
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def where():
+            run("pwd", cwd="/tmp")
+            run("pwd", cwd="no-such-folder-here")
+        """,
+    )
+    out = run(project, "run", "where", "-v")
+    assert out.code == 1, out
+    assert "> /tmp" in out.stdout, out
+    assert "Working directory: no-such-folder-here" in out.stderr, out
+    assert "no-such-folder-here" in out.stderr.split("Output:")[-1], out  # the shell's message

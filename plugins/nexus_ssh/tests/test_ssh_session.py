@@ -223,7 +223,8 @@ def test_connection_lost_mid_command_is_a_clear_error(sshbed: SshBed, make_execu
     (conn,) = [c for p in ex._pools.values() for c in p._idle]
     threading.Timer(0.5, conn.transport.sock.close).start()
     r, _ = _run(ex, sshbed, "echo started; sleep 2.5")  # outlives the connection, as in exec mode
-    assert r.status == "error" and "connection was lost" in r.reason and r.retryable
+    # A connection failure of the host (exit 3), never retried: the command may still run there.
+    assert r.status == "unreachable" and "connection was lost" in r.reason and not r.retryable
     r, out = _run(ex, sshbed, "echo again")
     assert r.ok and out.lines == [("stdout", "again")]
 
@@ -246,3 +247,30 @@ def test_unknown_mode_warns_and_uses_the_default(make_executor: MakeExecutor, tm
     ex, events = make_executor(options={"ssh_session_mode": "nope"})
     assert ex.session_mode == sess.DEFAULT_MODE
     assert any(isinstance(e, Log) and e.level == "warning" and "nope" in e.message for e in events)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("cmd", "out", "err", "code"),
+    [
+        ("echo quick; echo quick-err >&2", ["quick"], ["quick-err"], 0),  # replayed at the end
+        ("true", [], [], 0),  # nothing printed: no cat
+        ("echo a; echo e1 >&2; sleep 1; echo b; printf 'no-eol'; exit 3", ["a", "b", "no-eol"], ["e1"], 3),
+        ("printf 'x\\n\\n'; sleep 0.8; echo '' >&2", ["x", ""], [""], 0),  # followed, then replayed
+    ],
+)
+def test_spooled_commands_show_each_line_once(
+    sshbed: SshBed,
+    make_executor: MakeExecutor,
+    mode: str,
+    cmd: str,
+    out: list[str],
+    err: list[str],
+    code: int,
+) -> None:
+    ex, _ = make_executor(ssh_session_mode=mode)
+    run_id, host = f"20261201-000000-{mode}", _host(sshbed)
+    marker = markers.Marker(run_id, markers.key("t", host.label, 0), host.label)
+    r, got = _run(ex, sshbed, Command(cmd, marker=marker))
+    assert (r.exit_code, got.of("stdout"), got.of("stderr")) == (code, out, err), got.lines
+    ex.remove_markers(host, run_id)

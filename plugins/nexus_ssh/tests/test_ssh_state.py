@@ -43,7 +43,9 @@ config(ssh_user={USER_KEY!r}, ssh_identity={bed.key_path("ed25519")!r},
 hosts("web", {hosts})
 
 def step(name, pause):
-    run(f"echo {{name}} >> {logs}/log-{{hostname()}}; sleep {{pause}}")
+    # Prints before, during and after its pause: a kill of nexus meets it printing.
+    run(f"echo {{name}} >> {logs}/log-{{hostname()}}; for t in 1 2 3; do echo {{name}} tick $t; "
+        f"echo {{name}} warn $t >&2; sleep 0.01; done; sleep {{pause}}; echo {{name}} done")
 {body}
 """
 
@@ -74,9 +76,9 @@ def test_command_still_running_on_the_host_is_waited_for_not_restarted(nexus_pro
     proc.communicate(timeout=30)
     out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
     assert out.code == 0, out
-    for host in sshbed.hosts:
-        assert lines(shared_dir, host.address) == ["one", "two", "three"], host.address
     probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
+    for host in sshbed.hosts:
+        assert lines(shared_dir, host.address) == ["one", "two", "three"], (host.address, probes)
     assert probes and all("running" in m or "finished (exit code 0)" in m for m in probes), probes
 
 
@@ -103,8 +105,14 @@ def test_command_that_never_reached_the_host_is_run(nexus_project, sshbed, share
     proc.communicate(timeout=30)
     time.sleep(1.5)
     # As if the exec request had never arrived: the host has no status files for the run.
+    # Only this run's folders: the bed user's home is shared with every other test process.
+    state_db = Path(nexus_project.env["XDG_STATE_HOME"]) / "nexus" / "state.db"
+    store = StateStore(str(state_db))
+    (run_id,) = store.db.execute("SELECT id FROM runs").fetchone()
+    store.close()
     home = Path(f"/var/lib/nexus-sshbed/home/{USER_KEY}/.cache/nexus/runs")
-    shutil.rmtree(home, ignore_errors=True)
+    for folder in home.glob(f"{run_id}@*"):
+        shutil.rmtree(folder, ignore_errors=True)
     out = nexus_project.run("run", "deploy", "--resume", "--format", "json", env=run_env(nexus_project))
     assert out.code == 0, out
     probes = [e["message"] for e in out.of("log") if e.get("source") == "resume"]
@@ -168,3 +176,55 @@ def report():
             assert sorted(lines(shared_dir, host.address)) == sorted(expected), (it, host.address)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{state_db}{suffix}").unlink(missing_ok=True)
+
+
+MIGRATION = """
+@task(on="web")
+def migrate():
+    run(f"echo start >> {logs}/log-{{hostname()}}; echo begun; sleep 2; echo finished-while-away; "
+        f"echo done >> {logs}/log-{{hostname()}}")
+"""
+
+
+@pytest.mark.parametrize("wait_before_resume", [False, True])
+def test_a_remote_command_running_at_a_kill_is_never_started_again(
+    nexus_project, sshbed, shared_dir, wait_before_resume
+):
+    """kill -9 while the command sleeps between two output lines: it finishes on each host, once."""
+    nexus_project.write(nexusfile(sshbed, shared_dir, MIGRATION.format(logs=shared_dir)))
+    proc = start_nexus(nexus_project, "run", "migrate", "-v", env=run_env(nexus_project))
+    assert wait_for(lambda: all("start" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    if wait_before_resume:  # it finishes while nobody watches; resume shows its output
+        assert wait_for(lambda: all("done" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
+    out = start_nexus(nexus_project, "run", "migrate", "--resume", "-v", env=run_env(nexus_project))
+    stdout, stderr = out.communicate(timeout=60)
+    assert out.returncode == 0, (stdout, stderr)
+    for host in sshbed.hosts:
+        assert lines(shared_dir, host.address) == ["start", "done"], host.address
+    assert stdout.count("finished-while-away") >= len(sshbed.hosts), stdout
+
+
+def test_remote_output_streams_while_a_spooled_command_runs(nexus_project, sshbed, shared_dir):
+    """Output of a long command is shown while it runs, not only at its end."""
+    body = f"""
+@task(on="web")
+def slow():
+    run(f"echo first; echo first-err >&2; sleep 1; touch {shared_dir}/seen-{{hostname()}}; sleep 30")
+"""
+    nexus_project.write(nexusfile(sshbed, shared_dir, body))
+    proc = start_nexus(nexus_project, "run", "slow", "-v", env=run_env(nexus_project))
+    assert wait_for(lambda: (shared_dir / f"seen-{sshbed.hosts[0].address}").exists(), timeout=20)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    # No replay comes for an interrupted command: what is shown was followed while it ran.
+    assert stdout.count("> first-err\n") == len(sshbed.hosts), stdout
+    assert stdout.count("> first\n") == len(sshbed.hosts), stdout
+
+
+@pytest.mark.slow
+def test_sigkill_soak_on_many_hosts(nexus_project, sshbed, shared_dir, monkeypatch):
+    monkeypatch.setenv("NEXUS_KILL_ITERATIONS_SSH", "20")
+    test_sigkill_at_random_points_on_many_hosts(nexus_project, sshbed, shared_dir)

@@ -1,0 +1,66 @@
+"""Splitting command output into lines in linear time, with a cap on each line's length.
+
+A progress bar written with ``\\r`` is one line of any length (hundreds of MB). Joining each
+chunk to the pending part and splitting again costs time in the square of the line's length;
+:class:`LineSplitter` only looks at new data, keeps at most :data:`MAX_LINE` characters of a
+line (the display, the failure tail and the stored log all get the capped line, marked as
+cut), and counts the rest. Public API for executor plugins.
+"""
+
+from __future__ import annotations
+
+#: Characters kept of one output line; the rest is counted and dropped.
+MAX_LINE = 1 << 20
+
+
+class LineSplitter:
+    """Turns text chunks into complete lines (without their ``\\n`` and a trailing ``\\r``)."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._parts: list[str] = []
+        self._size = 0
+        self._dropped = 0
+
+    def _keep(self, text: str) -> None:
+        room = self.max_line - self._size
+        if room <= 0:
+            self._dropped += len(text)
+            return
+        if len(text) > room:
+            self._dropped += len(text) - room
+            text = text[:room]
+        self._parts.append(text)
+        self._size += len(text)
+
+    def _take(self) -> str:
+        line = "".join(self._parts)
+        if self._dropped:
+            line = line.rstrip("\r") + f" [... {self._dropped} more characters not shown]"
+        self._parts, self._size, self._dropped = [], 0, 0
+        return line.removesuffix("\r")
+
+    def feed(self, text: str) -> list[str]:
+        """The lines that ``text`` completes (in order)."""
+        if "\n" not in text:
+            if text:
+                self._keep(text)
+            return []
+        pieces = text.split("\n")
+        self._keep(pieces[0])
+        lines = [self._take()]
+        for piece in pieces[1:-1]:
+            self._keep(piece)
+            lines.append(self._take())
+        if pieces[-1]:
+            self._keep(pieces[-1])
+        return lines
+
+    @property
+    def pending(self) -> bool:
+        """True when a line without its ``\\n`` is waiting."""
+        return bool(self._parts) or self._dropped > 0
+
+    def finish(self) -> list[str]:
+        """The last line when the output did not end with a newline (else nothing)."""
+        return [self._take()] if self.pending else []

@@ -1,0 +1,226 @@
+"""Shell text for every shell transport: quoting, ``sudo=``, ``env=``, ``cwd=``, status files, spools.
+
+Every executor that hands a command to ``/bin/sh`` (the local machine, SSH in exec and session
+mode, later an agent or a cloud "run command" API) builds its text here, so a command means
+the same on every transport. Public API for executor plugins.
+
+Three layers, each usable alone:
+
+* :func:`body`: the user's command with its options. ``cwd`` becomes ``cd -- DIR || exit 1``,
+  ``env`` becomes ``export NAME=VALUE`` (names must be shell names, values are quoted with
+  :func:`shlex.quote`), ``sudo``/``user`` run the rest as ``sudo -n [-u USER] -- /bin/sh -c
+  ...`` (``sudo -S -p ''`` when the transport feeds a password on stdin; sudo never prompts).
+  The command itself runs through ``eval`` unchanged: a syntax error stays contained. A
+  command of several lines stops at its first failing line (``set -e``), as a script would
+  be expected to; ``set +e`` on a line of its own turns that off again.
+* :func:`wrap`: the status-file wrapper (:mod:`nexus_core.markers`): the shell records its
+  pid before the command and its exit code after, in the run's status folder on the host,
+  outside any sudo. With ``spool=True`` the command's stdout and stderr go to two files in
+  that folder (``KEY.out``, ``KEY.err``) instead of to the transport's pipes: a command then
+  outlives the controller (a pipe to a dead ``nexus`` would kill it with SIGPIPE at its next
+  line), and its output is still there to show on resume. ``replay=True`` (remote
+  transports) ends the wrapper with ``exec cat KEY.out KEY.err``: no extra process per
+  command, the output reaches the controller at the end, after a line
+  ``\\x1eNEXUS-SPOOL RC`` that separates the two streams and carries the exit code
+  (:class:`SpoolSplitter` reads it back). Controllers that can read the files themselves
+  (the local executor) use ``replay=False`` and follow the files while the command runs.
+* :func:`build`: both, as one ``exec /bin/sh -c '...'`` string for a login shell of any kind.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+from nexus_core import markers
+from nexus_core.markers import Marker
+
+#: Start of the line that ends a replayed stdout spool; the exit code follows (``-``: unknown).
+SPOOL_END = "\x1eNEXUS-SPOOL "
+#: Start of the process-group line a remote command prints first (see :func:`body`).
+PG_MARKER = "\x1eNEXUS-PG "
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
+# Scripts that could replace the wrapper shell (exec) or take its EXIT trap over (trap).
+_OWN_SHELL = re.compile(r"\b(?:exec|trap)\b")
+_PG_PRINTF = "printf '\\036NEXUS-PG %s %s\\n'"
+
+
+class CommandError(ValueError):
+    """A command option that cannot be turned into safe shell text."""
+
+
+def quote(value: str) -> str:
+    """``value`` as one shell word (:func:`shlex.quote`)."""
+    return shlex.quote(value)
+
+
+def sudo_words(password: bool, user: str | None = None) -> str:
+    """``sudo -n`` (never prompt) or ``sudo -S -p ''`` (password on stdin), with ``-u USER``."""
+    if user is not None and not _USER.match(user):
+        raise CommandError(f"invalid user name {user!r} for sudo")
+    words = "sudo -S -p ''" if password else "sudo -n"
+    return words + (f" -u {quote(user)}" if user else "")
+
+
+def _stop_at_first_failure(cmd: str) -> str:
+    """``set -e`` before a command of several lines (one line: unchanged)."""
+    return "set -e\n" + cmd if "\n" in cmd.strip() else cmd
+
+
+def body(
+    cmd: str,
+    *,
+    sudo: bool = False,
+    user: str | None = None,
+    env: Sequence[tuple[str, str]] = (),
+    cwd: str | None = None,
+    sudo_password: bool = False,
+    pg: bool = False,
+    shell: str = "/bin/sh",
+) -> str:
+    """Shell text running ``cmd`` with its options (see the module docstring).
+
+    ``pg``: first print ``\\x1eNEXUS-PG OUTER INNER`` on stderr: the process groups a remote
+    controller signals to stop the command (``OUTER`` the shell the transport started,
+    ``INNER`` the shell after sudo, which leads its own session under sudo's ``use_pty``).
+    ``shell``: the shell sudo runs the command with.
+    """
+    inner: list[str] = []
+    if pg:
+        inner.append(f'{_PG_PRINTF} "$NEXUS_PG_OUTER" "$$" >&2')
+    if cwd:
+        inner.append(f"cd -- {quote(cwd)} || exit 1")
+    for name, value in env:
+        if not _ENV_NAME.match(name):
+            raise CommandError(f"invalid environment variable name {name!r}")
+        inner.append(f"export {name}={quote(str(value))}")
+    if pg:
+        inner.append("unset NEXUS_PG_OUTER")
+    elevated = sudo or bool(user)
+    if elevated and sudo_password:
+        inner.append("exec </dev/null")  # an unread password line must never reach the command
+    # eval, not another `sh -c`: one exec less per command; a syntax error in the command
+    # is still contained (eval fails, the wrapper reports its exit code).
+    inner.append(f"eval {quote(_stop_at_first_failure(cmd))}")
+    inner_text = "\n".join(inner)
+    if not elevated:
+        return ('NEXUS_PG_OUTER="$$"\n' if pg else "") + inner_text
+    words = sudo_words(sudo_password, user)
+    if not pg:
+        return f"exec {words} -- {quote(shell)} -c {quote(inner_text)}"
+    # sudo resets the environment: pass the outer pgid as an argument instead.
+    return f"exec {words} -- {quote(shell)} -c " + quote('NEXUS_PG_OUTER="$1"; shift\n' + inner_text) + ' nexus "$$"'
+
+
+def wrap(
+    script: str,
+    marker: Marker,
+    *,
+    spool: bool = False,
+    replay: bool = True,
+    status_dir: str | None = None,
+    pg: bool = False,
+) -> str:
+    """``script`` (complete shell text) run by a wrapper that records pid and exit code.
+
+    The exit code is written by an ``EXIT`` trap of the shell that runs the script, so the
+    wrapper costs no process at all: ``exit N``, ``set -e`` and syntax errors all reach the
+    trap (dash and bash). A script that says ``exec`` or ``trap`` runs in a subshell
+    instead (one fork), so that it cannot replace the wrapper or its trap.
+
+    ``spool``: the script's output goes to the command's spool files (module docstring);
+    ``replay``: then ``cat`` them to the wrapper's stdout at the end. ``status_dir``: the
+    run's status folder as a shell word (default: :func:`markers.status_dir`, under the
+    host user's cache). ``pg``: print ``\\x1eNEXUS-PG PID PID`` on stderr before the output
+    moves to the spool, so a controller can signal the command while it runs.
+    """
+    k = marker.key
+    d = status_dir or markers.status_dir(marker.run_id, marker.host)
+    pro = f'nexus_d={d}; [ -d "$nexus_d" ] || mkdir -p "$nexus_d"; echo "{k} pid $$" >> "$nexus_d/status"'
+    record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
+    own = bool(_OWN_SHELL.search(script))
+    if not spool:
+        if own:
+            return f'{pro}\n( {script}\n)\nnexus_rc=$?\n{record}; exit "$nexus_rc"'
+        return f"{pro}; trap 'nexus_rc=$?; {record}' EXIT\n{script}"
+    out, err = f'"$nexus_d/{k}.out"', f'"$nexus_d/{k}.err"'
+    if replay:  # nothing printed: only the end line, no cat
+        sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
+        end = f"if [ -s {out} ] || [ -s {err} ]; then {sep} >>{out}; exec cat {out} {err} >&4 4>&-; else {sep} >&4; fi"
+    else:
+        end = 'exit "$nexus_rc"'
+    # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.
+    redirect = f"4>&1 >{out} 2>{err}"
+    start = (
+        pro
+        + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
+        + f'; command exec 2>/dev/null {redirect} || {{ mkdir -p "$nexus_d"; exec {redirect}; }}'
+    )
+    if own:
+        return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
+    return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"
+
+
+def build(
+    cmd: str,
+    *,
+    sudo: bool = False,
+    user: str | None = None,
+    env: Sequence[tuple[str, str]] = (),
+    cwd: str | None = None,
+    marker: Marker | None = None,
+    sudo_password: bool = False,
+    spool: bool = False,
+) -> str:
+    """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
+
+    The body prints its process groups first (``pg``), and with ``marker`` the status-file
+    wrapper runs it outside any sudo (with ``spool``: replaying the spool at the end).
+    The login shell may not be sh (bash, zsh, fish...): everything is handed to /bin/sh.
+    """
+    # A spooled wrapper prints the outer group itself; the body's line only adds the shell
+    # behind sudo.
+    pg = not (spool and marker is not None) or sudo or bool(user)
+    text = body(cmd, sudo=sudo, user=user, env=env, cwd=cwd, sudo_password=sudo_password, pg=pg)
+    if marker is not None:
+        # The session leader writes the exit code (an EXIT trap, or a subshell when the
+        # body says exec): same process group, and $$ still names the leader, so the kill
+        # handle is unchanged.
+        text = wrap(text, marker, spool=spool, replay=True, pg=spool)
+    return "exec /bin/sh -c " + quote(text)
+
+
+def parse_pg(line: str) -> tuple[int, int] | None:
+    """(outer, inner) process groups from a :data:`PG_MARKER` line, or None."""
+    if not line.startswith(PG_MARKER):
+        return None
+    parts = line[len(PG_MARKER) :].split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def parse_spool_end(line: str) -> tuple[bool, int | None]:
+    """(is the spool's end line, exit code or None) for one output line."""
+    if not line.startswith(SPOOL_END):
+        return False, None
+    rest = line[len(SPOOL_END) :].strip()
+    return True, int(rest) if rest.lstrip("-").isdigit() else None
+
+
+def follow_script(marker: Marker, status_dir: str | None = None) -> str:
+    """Shell text streaming a running command's spool: stdout's file on stdout, stderr's on stderr.
+
+    For a remote controller that wants a long command's output while it runs (the replay
+    only comes at its end): ``tail -f`` from the first byte, until the reader goes away
+    (GNU tail then exits at once; others at their next write).
+    """
+    d = status_dir or markers.status_dir(marker.run_id, marker.host)
+    k = marker.key
+    return (
+        f'nexus_d={d}; exec 3>&2 2>/dev/null; tail -c +1 -f "$nexus_d/{k}.out" & '
+        f'exec tail -c +1 -f "$nexus_d/{k}.err" >&3'
+    )

@@ -1,0 +1,131 @@
+"""The core's shell-command builder (nexus_core.shell), run by real shells as on a host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import wait_for
+
+from nexus_core import markers, shell
+from nexus_core.executors.lines import LineSplitter
+
+SHELLS = [s for s in ("/bin/sh", "/bin/bash") if shutil.which(s)]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return dict(os.environ)
+
+
+def marker(index: int = 0) -> markers.Marker:
+    return markers.Marker("20261201-120000-abcdef", markers.key("deploy", "web-1", index), "web-1")
+
+
+def sh(text: str, env: dict[str, str], shell_path: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([shell_path, "-c", text], env=env, capture_output=True, text=True, check=False, timeout=30)
+
+
+def replayed(stdout: str) -> tuple[list[str], list[str], int | None]:
+    """(stdout lines, stderr lines, exit code) of a replayed spool."""
+    out, err, code, seen = [], [], None, False
+    for line in stdout.split("\n"):
+        ended, rc = shell.parse_spool_end(line)
+        if ended and not seen:
+            seen, code = True, rc
+            if out and out[-1] == "":
+                out.pop()
+            continue
+        (err if seen else out).append(line)
+    if err and err[-1] == "":
+        err.pop()
+    return out, err, code
+
+
+def test_values_are_quoted_and_names_checked(env):
+    text = shell.body('printf \'%s|%s|\' "$A" "$(pwd)"', env=[("A", "it's $HOME; `x`")], cwd="/")
+    assert sh(text, env).stdout == "it's $HOME; `x`|/|"
+    with pytest.raises(shell.CommandError):
+        shell.body("true", env=[("BAD-NAME", "x")])
+    with pytest.raises(shell.CommandError):
+        shell.body("true", user="root; rm -rf /")
+    assert sh(shell.body("true", cwd="/does/not/exist"), env).returncode == 1
+
+
+def test_sudo_words():
+    assert shell.sudo_words(False) == "sudo -n"
+    assert shell.sudo_words(True, "deploy") == "sudo -S -p '' -u deploy"
+    assert shell.body("id", sudo=True).startswith("exec sudo -n -- /bin/sh -c ")
+
+
+@pytest.mark.parametrize("shell_path", SHELLS)
+@pytest.mark.parametrize(
+    ("script", "code", "out", "err"),
+    [
+        ("echo a; echo b >&2", 0, ["a"], ["b"]),
+        ("printf 'no-newline'; exit 3", 3, ["no-newline"], []),
+        ("echo x\nfalse\necho never", 1, ["x"], []),  # several lines: set -e
+        ("exec sh -c 'echo inner; exit 5'", 5, ["inner"], []),
+        ("trap 'echo own' EXIT; echo body; exit 6", 6, ["body", "own"], []),
+        ("if true; then echo unfinished", 2, [], None),  # a syntax error still reaches the trap
+        ("sleep 30.31 & echo started", 0, ["started"], []),  # a background job does not hold it
+    ],
+)
+def test_spooled_output_is_replayed_with_the_exit_code(env, shell_path, script, code, out, err):
+    m = marker()
+    text = shell.wrap(shell.body(script), m, spool=True, replay=True)
+    done = sh(text, env, shell_path)
+    got_out, got_err, got_code = replayed(done.stdout)
+    assert (got_out, got_code) == (out, code), done
+    if err is not None:
+        assert got_err == err
+    folder = Path(markers.local_status_dir(m.run_id, m.host))
+    assert (folder / f"{m.key}.out").exists() and (folder / f"{m.key}.err").exists()
+    for pid in subprocess.run(["pgrep", "-f", "sleep 30.31"], capture_output=True, text=True).stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_spooled_command_outlives_its_reader_and_its_output_is_kept(env):
+    """The reader of the wrapper's stdout goes away; the command still runs to its end."""
+    m = marker(1)
+    text = shell.wrap(shell.body('echo one; sleep 1; echo two; echo end > "$NEXUS_T"'), m, spool=True)
+    flag = Path(env["XDG_CACHE_HOME"]) / "end"
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", text], env={**env, "NEXUS_T": str(flag)}, stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # like a killed nexus: nobody reads the pipe any more
+    assert wait_for(flag.exists, timeout=20)
+    proc.wait(timeout=20)
+    probe = sh(markers.probe_script(m.run_id, m.key, m.host), env)
+    assert markers.parse_probe(probe.stdout.splitlines()) == markers.ProbeResult("finished", 0)
+    spool = sh(markers.spool_script(m.run_id, m.key, m.host), env)
+    out, _, _ = replayed(spool.stdout)
+    assert out == ["one", "two"]
+
+
+def test_follow_script_streams_both_spools(env):
+    m = marker(2)
+    sh(shell.wrap(shell.body("echo o; echo e >&2"), m, spool=True), env)
+    proc = subprocess.Popen(["/bin/sh", "-c", shell.follow_script(m)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=1)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    assert out.startswith("o\n") and err == "e\n"
+
+
+def test_lines_are_split_in_linear_time_and_capped():
+    split = LineSplitter(max_line=10)
+    assert split.feed("ab") == [] and split.feed("c\r\nd") == ["abc"]
+    assert split.feed("x" * 1_000_000) == []
+    (line,) = split.feed("\n")
+    assert line.startswith("d" + "x" * 9) and line.endswith("[... 999991 more characters not shown]")
+    assert split.feed("tail") == [] and split.finish() == ["tail"] and split.finish() == []
