@@ -7,7 +7,7 @@ shell script does to get every command's exit code without a new connection each
 
 ``ssh-joined`` (several commands only): one session per host running the commands joined
 with ``&&`` - no per-command result, so not a task runner's job; it is shown as the floor of
-what SSH itself costs (the "one OpenSSH session per host" line of DESIGN.md section 8), not as
+what SSH itself costs (one OpenSSH session per host), not as
 a peer. ``-F none``: no user ssh config; the client's default key exchange.
 """
 

@@ -72,7 +72,7 @@ class Renderer:
 
 
 class TreeRenderer(Renderer):
-    """Normal mode: a tree per task when it ends (PRD REQ-0143), a live view on a terminal."""
+    """Normal mode: a tree per task when it ends (docs/output.md), a live view on a terminal."""
 
     verbose = False
 

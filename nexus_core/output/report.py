@@ -62,7 +62,7 @@ def _split_reason(reason: str, hint: str) -> tuple[str, list[str], list[str]]:
 
 
 def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = False, alike: Sequence[str] = ()) -> str:
-    """A command failure, timeout or connection error in the PRD's shape (REQ-0131/0132/0133).
+    """A command failure, timeout or connection error in Nexus's one error shape (docs/output.md).
 
     ``logs`` is the ``nexus logs ...`` command that shows the full output; ``verbose`` (the
     output was streamed already) leaves the advice out. ``alike``: other hosts where the
@@ -170,7 +170,7 @@ def summary_line(style: Style, result: RunResult) -> str:
 
 
 def plan_text(style: Style, plan: Plan, checks: Sequence[CheckResult] = ()) -> str:
-    """The dry-run view (PRD REQ-0171): pre-flight, execution plan by phase, summary."""
+    """The dry-run view: pre-flight, execution plan by phase, summary."""
     s = style
     rule = "═" if s.unicode else "="
     lines = [rule * 66, "DRY RUN MODE: no commands will be executed".center(66), rule * 66, ""]
@@ -231,7 +231,7 @@ def _task_plan_lines(s: Style, plan: Plan, name: str) -> list[str]:
 
 def checks_lines(s: Style, checks: Sequence[CheckResult], hints: bool = True) -> list[str]:
     """Pre-flight results grouped by category (in first-seen order), with ``[ok/checked]`` counts
-    for host checks (PRD REQ-0174); skipped checks do not count."""
+    for host checks; skipped checks do not count."""
     groups: dict[str, list[CheckResult]] = {}
     for c in checks:
         groups.setdefault(c.category, []).append(c)
@@ -276,7 +276,7 @@ def preflight_text(
     force: bool = False,
     unavailable: Sequence[str] = (),
 ) -> str:
-    """``nexus preflight`` for people (PRD REQ-0174 / REQ-0175)."""
+    """``nexus preflight`` for people."""
     s = style
     lines = [f"Pre-flight checks for: {', '.join(tasks)}", ""]
     for line in checks_lines(s, checks, hints=False):

@@ -1,6 +1,6 @@
 """Opening authenticated SSH connections: sockets, jump hosts, host keys, auth, retries.
 
-Auth order (PRD REQ-0123): explicit identity (``ssh_identity`` / ``-i``, then the ssh
+Auth order: explicit identity (``ssh_identity`` / ``-i``, then the ssh
 config's ``IdentityFile``), ssh-agent, ``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa``, then a
 password: one given to the executor (option ``ssh_password``), or a prompt only when stdin
 is a terminal and ``CI`` is unset. ``IdentitiesOnly yes`` skips the agent and default keys.

@@ -1,7 +1,7 @@
 """Connection failures, classified: refused, timeout, reset, DNS, auth failed, host key.
 
 Each becomes a :class:`ConnectError` whose ``reason`` is what the user reads: a first line
-with the cause (PRD REQ-0131 "Reason"), then lines starting with ``- `` that are
+with the cause (the "Reason" of the failure report), then lines starting with ``- `` that are
 suggestions. ``transient`` failures are retried while connecting (refused, reset,
 timeout, network unreachable); auth and host key failures never are.
 """

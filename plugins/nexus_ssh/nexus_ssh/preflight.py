@@ -1,4 +1,4 @@
-"""SSH pre-flight checks (PRD REQ-0172..0176): connectivity, authentication, sudo, resources.
+"""SSH pre-flight checks: connectivity, authentication, sudo, resources.
 
 For every SSH host a plan touches, in parallel (at most ``parallel`` hosts at once, default
 10), one worker:

@@ -199,7 +199,7 @@ def test_command_error_has_the_req_0132_shape(project: NexusProject, sshbed: Ssh
         assert piece in err, (piece, err)
 
 
-# --- connection errors (REQ-0131), exit 3 ---------------------------------------------------------
+# --- connection errors, exit 3 ---------------------------------------------------------------------
 
 
 def test_refused_port_exits_3_with_host_reason_and_suggestions(project: NexusProject, sshbed: SshBed) -> None:
