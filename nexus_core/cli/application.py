@@ -291,6 +291,25 @@ def format_option(f: F) -> F:
     )(f)
 
 
+def hosts_option(help: str) -> Callable[[F], F]:
+    """``-H/--hosts PATTERN`` (repeatable, completed with host and group names), passed as ``hosts_override``."""
+
+    def decorate(f: F) -> F:
+        from nexus_core.complete import complete
+
+        return click.option(
+            "-H",
+            "--hosts",
+            "hosts_override",
+            metavar="PATTERN",
+            multiple=True,
+            shell_complete=lambda *a: complete("hosts", *a),
+            help=help,
+        )(f)
+
+    return decorate
+
+
 def log_options(f: F) -> F:
     """``--log-level`` and ``--log-format`` (call :func:`setup_logs` with them)."""
     f = click.option(

@@ -13,6 +13,7 @@ from nexus_core.cli.application import (
     ExitCode,
     config_option,
     format_option,
+    hosts_option,
     load,
     log_options,
     main,
@@ -20,7 +21,6 @@ from nexus_core.cli.application import (
     plugin_manager,
     setup_logs,
 )
-from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
@@ -49,15 +49,7 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 
 @main.command()
 @click.argument("tasks", nargs=-1, required=True)
-@click.option(
-    "-H",
-    "--hosts",
-    "hosts_override",
-    metavar="PATTERN",
-    multiple=True,
-    shell_complete=lambda *a: complete("hosts", *a),
-    help="Check only these of each task's hosts (patterns as for `nexus run -H`).",
-)
+@hosts_option("Check only these of each task's hosts (patterns as for `nexus run -H`).")
 @click.option("--skip-connectivity", is_flag=True, help="Do not check that hosts accept TCP connections.")
 @click.option("--skip-auth", is_flag=True, help="Do not check SSH authentication.")
 @click.option("--skip-sudo-check", is_flag=True, help="Do not check sudo for tasks that use it.")

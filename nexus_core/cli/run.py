@@ -16,6 +16,7 @@ from nexus_core.cli.application import (
     config_option,
     fail,
     format_option,
+    hosts_option,
     load,
     lock_options,
     log_options,
@@ -58,15 +59,9 @@ if TYPE_CHECKING:
     "set NEXUS_SUDO_PASSWORD instead.",
 )
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Tasks running at once.")
-@click.option(
-    "-H",
-    "--hosts",
-    "hosts_override",
-    metavar="PATTERN",
-    multiple=True,
-    shell_complete=lambda *a: complete("hosts", *a),
-    help="Run only on these of each task's hosts: names, addresses, groups, globs, !exclude, "
-    "&intersect, @file; comma-separated or repeated (like Ansible's --limit).",
+@hosts_option(
+    "Run only on these of each task's hosts: names, addresses, groups, globs, !exclude, "
+    "&intersect, @file; comma-separated or repeated (like Ansible's --limit)."
 )
 @click.option("--list-hosts", is_flag=True, help="Print the hosts each task would run on; connect to nothing.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from nexus_core.plugin import Marker, shell
+from nexus_core.plugin import shell
 
 CommandError = shell.CommandError
 parse_pg = shell.parse_pg
@@ -44,27 +44,9 @@ MARKER = shell.PG_MARKER
 parse_marker = parse_pg
 
 
-def build(
-    cmd: str,
-    *,
-    sudo: bool = False,
-    user: str | None = None,
-    env: Sequence[tuple[str, str]] = (),
-    cwd: str | None = None,
-    marker: Marker | None = None,
-    sudo_password: bool = False,
-    spool: bool = False,
-) -> str:
-    """The exec request string for ``cmd`` (see the module docstring): :func:`nexus_core.shell.build`.
-
-    ``sudo_password``: sudo reads a password from stdin (``sudo -S -p ''``) instead of ``-n``.
-    With ``marker``, the login shell first records its pid and, when the command ends, its
-    exit code on the host (:mod:`nexus_core.markers`), outside any sudo; with ``spool`` its
-    output goes to the host's spool files and is replayed at the end.
-    """
-    return shell.build(
-        cmd, sudo=sudo, user=user, env=env, cwd=cwd, marker=marker, sudo_password=sudo_password, spool=spool
-    )
+#: The exec request string for a command (see the module docstring): the core's shell builder,
+#: which every shell transport shares (status file, spool, sudo, env, cwd).
+build = shell.build
 
 
 def _sudo(password: bool) -> str:
