@@ -100,9 +100,9 @@ def session_mode(config: Any, options: Any) -> tuple[str, str]:
 
 
 def sudo_password(options: Any) -> str | None:
-    """The sudo password for this run: executor option ``ssh_sudo_password`` (``-K``), else
+    """The sudo password for this run: executor option ``sudo_password`` (``-K``), else
     ``NEXUS_SUDO_PASSWORD`` (the stop-gap until secret backends provide it), else None."""
-    for value in (options.get("ssh_sudo_password"), os.environ.get("NEXUS_SUDO_PASSWORD")):
+    for value in (options.get("sudo_password"), os.environ.get("NEXUS_SUDO_PASSWORD")):
         if value is not None and str(value) != "":
             return str(value)
     return None
