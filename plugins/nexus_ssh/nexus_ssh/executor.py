@@ -442,6 +442,16 @@ class SshExecutor(Executor):
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
             return CommandResult("interrupted", reason="not started: the run is stopping")
+        if host.name in self._lost:
+            # The host died or stopped answering earlier in this run: say so at once instead of
+            # waiting for another connection timeout (clean-up and prune commands included).
+            return CommandResult(
+                "unreachable",
+                None,
+                0.0,
+                f"not started: {host.name} stopped answering earlier in this run",
+                retryable=False,
+            )
         try:
             spec = self.spec_for(host)
             script = remote.build(
