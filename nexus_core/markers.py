@@ -59,13 +59,6 @@ class Marker:
     host: str = ""
 
 
-def wrap(script: str, marker: Marker) -> str:
-    """``script`` run by the status-file wrapper, output unchanged (see :func:`nexus_core.shell.wrap`)."""
-    from nexus_core.shell import wrap as shell_wrap
-
-    return shell_wrap(script, marker)
-
-
 def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
     """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command.
 

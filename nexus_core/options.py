@@ -32,6 +32,9 @@ class Option:
     #: machine, which a nexusfile validated elsewhere need not): None when fine, else the
     #: problem, optionally followed by a line with the hint.
     cli_check: Callable[[Any], str | None] | None = None
+    #: Whether ``NEXUS_<KEY>`` sets this key (config files and the environment, docs/cli.md).
+    #: False for a key whose variable already means something else to its owner.
+    from_env: bool = True
 
     def problem(self, value: Any) -> str | None:
         """Return why ``value`` is not acceptable for this option, or None when it is.

@@ -62,7 +62,7 @@ class RunSession:
     ``subscribers``: ``(name, callback)`` pairs attached before the plugins' subscribers.
     ``fmt`` and ``mode`` are what the plugins' subscribers are told about the output, and
     ``mode`` is recorded with the run. ``extra`` becomes the executors' options
-    (``ExecutorContext.options``, e.g. ``ssh_sudo_password``); it is never recorded.
+    (``ExecutorContext.options``, e.g. ``sudo_password``); it is never recorded.
     ``report`` prints notices (default: stderr). ``handle_signals``: install handlers for
     SIGINT, SIGTERM and SIGHUP during :meth:`run` (only possible in the main thread).
     """
@@ -166,8 +166,8 @@ class RunSession:
         extra = dict(self.extra)
         # The sudo password must not reach local commands through their inherited environment.
         env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
-        if env_sudo_password and "ssh_sudo_password" not in extra:
-            extra["ssh_sudo_password"] = env_sudo_password
+        if env_sudo_password and "sudo_password" not in extra:
+            extra["sudo_password"] = env_sudo_password
         from nexus_core import runlogs
         from nexus_core.state.paths import state_dir
 

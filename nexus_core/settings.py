@@ -33,8 +33,6 @@ CLI_OPTIONS: dict[str, Option] = {
     ]
 }
 
-#: Keys whose NEXUS_<KEY> variable already means something else (read by their plugin itself).
-NO_ENV = frozenset({"ssh_session_mode"})
 
 FILE_NAME = "config.toml"
 
@@ -141,7 +139,7 @@ def from_env(options: Mapping[str, Option], env: Mapping[str, str]) -> dict[str,
     out: dict[str, tuple[Any, str]] = {}
     for key, spec in options.items():
         name = env_name(key)
-        if key in NO_ENV or name not in env:
+        if not spec.from_env or name not in env:
             continue
         value = convert(env[name], spec)
         why = spec.problem(value)

@@ -1,6 +1,6 @@
 """Shell text for every shell transport: quoting, ``sudo=``, ``env=``, ``cwd=``, status files, spools.
 
-Every executor that hands a command to ``/bin/sh`` (the local machine, SSH in exec and session
+Every executor that hands a command to ``/bin/sh`` (the local machine, a remote login session in exec or shell
 mode, later an agent or a cloud "run command" API) builds its text here, so a command means
 the same on every transport. Public API for executor plugins.
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import wait_for
 
 from nexus_core import markers
+from nexus_core.shell import wrap
 
 SHELLS = [s for s in ("/bin/sh", "/bin/bash") if shutil.which(s)]
 
@@ -27,7 +28,7 @@ def marker(index: int = 0) -> markers.Marker:
 
 
 def wrapped(shell: str, script: str, env: dict[str, str], m: markers.Marker | None = None) -> int:
-    return subprocess.run([shell, "-c", markers.wrap(script, m or marker())], env=env, check=False).returncode
+    return subprocess.run([shell, "-c", wrap(script, m or marker())], env=env, check=False).returncode
 
 
 def probe(env: dict[str, str], m: markers.Marker | None = None) -> markers.ProbeResult:
@@ -62,7 +63,7 @@ def test_the_exit_code_is_recorded_whatever_way_the_script_ends(shell, script, c
 
 def test_running_then_killed_then_never(env):
     m = marker(1)
-    proc = subprocess.Popen(["/bin/sh", "-c", markers.wrap("sleep 30", m)], env=env, start_new_session=True)
+    proc = subprocess.Popen(["/bin/sh", "-c", wrap("sleep 30", m)], env=env, start_new_session=True)
     try:
         assert wait_for(lambda: probe(env, m).state == "running", timeout=10)
     finally:

@@ -227,18 +227,13 @@ ALLOWED_SSH_LINES: dict[str, str] = {
     # Docstrings and comments that use SSH as the example of a transport or a plugin.
     r"\(``local``, ``ssh``, \.\.\.\)|\(``\"local\"``, ``\"ssh\"``\.\.\.\)|\(local, ssh, \.\.\.\)": "example transports",
     r'Registration\("ssh", "nexus_ssh\.executor:SshExecutor"\)': "kinds.py docstring: a registration example",
-    r"as nexus-ssh does": "comment of the local executor: same env= behaviour as the SSH one",
     r"``ssh://local``": "comment on host keys: an example of a scheme",
     r"nexus-ssh is installed but blocked by policy|``\"the 'ssh' transport\"``": "registry docstring: a hint example",
     r"transport that can \(e\.g\. ssh\)": "the message of a transport that cannot copy files",
     r'host\.get\("transport", "ssh"\)': "state records written before transports were stored: the default",
     r"nexus_core\.testing\.sshbed|``sshbed`` serves scripts too": "testing kit: the reusable sshd bed",
-    # Settings (config.toml / NEXUS_<KEY>): examples of a key; ssh_session_mode already has
-    # its own variable, NEXUS_SSH_SESSION_MODE (to move onto an Option attribute).
+    # Settings (config.toml / NEXUS_<KEY>): examples of a key.
     r"\(``ssh_user``, ``parallel_limit``|``NEXUS_SSH_USER`` for ``ssh_user``|e\.g\. ssh_user = ": "settings docs",
-    r'NO_ENV = frozenset\(\{"ssh_session_mode"\}\)': "settings: a key with its own variable (TODO: Option attribute)",
-    # -K: the sudo password is handed to executors under the option name nexus-ssh reads.
-    r"ssh_sudo_password": "executor option of -K/NEXUS_SUDO_PASSWORD (rename with the CLI package)",
 }
 
 

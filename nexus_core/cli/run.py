@@ -141,7 +141,7 @@ def run(
             import getpass
 
             try:
-                extra["ssh_sudo_password"] = getpass.getpass("SUDO password: ")
+                extra["sudo_password"] = getpass.getpass("SUDO password: ")
             except (EOFError, KeyboardInterrupt):
                 click.echo("", err=True)
                 raise Exit(ExitCode.INTERRUPTED) from None

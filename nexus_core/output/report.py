@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from nexus_core.exitcodes import ExitCode
 from nexus_core.model import Problem
 from nexus_core.output.safe import clean, terminal_safe
 from nexus_core.output.style import Style, fmt_duration
@@ -260,11 +261,14 @@ def preflight_failures(checks: Sequence[CheckResult]) -> list[CheckResult]:
 
 def preflight_exit_code(failures: Sequence[CheckResult]) -> int:
     """3 for a connection failure, else 2 for configuration, else 1 (0 when nothing failed)."""
-    codes = {c.exit_code if c.exit_code is not None else (3 if c.host else 2) for c in failures}
-    for code in (3, 2, 1):
+    codes = {
+        c.exit_code if c.exit_code is not None else (ExitCode.CONNECTION if c.host else ExitCode.CONFIG)
+        for c in failures
+    }
+    for code in (ExitCode.CONNECTION, ExitCode.CONFIG, ExitCode.FAILED):
         if code in codes:
-            return code
-    return max(codes) if codes else 0
+            return int(code)
+    return max(codes) if codes else int(ExitCode.OK)
 
 
 def preflight_text(

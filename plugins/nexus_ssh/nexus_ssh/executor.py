@@ -100,9 +100,9 @@ def session_mode(config: Any, options: Any) -> tuple[str, str]:
 
 
 def sudo_password(options: Any) -> str | None:
-    """The sudo password for this run: executor option ``ssh_sudo_password`` (``-K``), else
+    """The sudo password for this run: executor option ``sudo_password`` (``-K``), else
     ``NEXUS_SUDO_PASSWORD`` (the stop-gap until secret backends provide it), else None."""
-    for value in (options.get("ssh_sudo_password"), os.environ.get("NEXUS_SUDO_PASSWORD")):
+    for value in (options.get("sudo_password"), os.environ.get("NEXUS_SUDO_PASSWORD")):
         if value is not None and str(value) != "":
             return str(value)
     return None
@@ -442,6 +442,16 @@ class SshExecutor(Executor):
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
             return CommandResult("interrupted", reason="not started: the run is stopping")
+        if host.name in self._lost:
+            # The host died or stopped answering earlier in this run: say so at once instead of
+            # waiting for another connection timeout (clean-up and prune commands included).
+            return CommandResult(
+                "unreachable",
+                None,
+                0.0,
+                f"not started: {host.name} stopped answering earlier in this run",
+                retryable=False,
+            )
         try:
             spec = self.spec_for(host)
             script = remote.build(

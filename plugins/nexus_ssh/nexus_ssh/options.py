@@ -70,5 +70,8 @@ def config_options() -> list[Option]:
             "'shell': one long-lived shell per connection runs the commands in turn (fast); "
             "'exec': a new exec channel (sshd session, login shell) per command",
             choices=MODES,
+            # NEXUS_SSH_SESSION_MODE is read by nexus-ssh itself, as the default for runs
+            # whose nexusfile leaves the key out (docs/ssh.md).
+            from_env=False,
         ),
     ]
