@@ -101,7 +101,8 @@ def exec_command(
     1 a command failed, 3 a host unreachable, 4 a timeout, 2 a usage or config error.
     """
     setup_logs(log_level, log_format)
-    after = click.get_current_context().meta.get("exec_after_dashes")
+    ctx = click.get_current_context()
+    after = ctx.meta.get("exec_after_dashes") if ctx is not None else None  # set by ExecCommand.parse_args
     usage = ["Usage: nexus exec TARGET -- COMMAND...", "Example: nexus exec web -- uptime"]
     if after is None:
         fail(ExitCode.CONFIG, "nexus exec: put the command after --", [f"TARGET: {target}"], usage)
