@@ -9,8 +9,8 @@ name or host string that matches nothing the nexusfile declares is a host of its
 
 The command runs as a plan with one synthetic task, through :mod:`nexus_core.session`: the
 executors, events, redaction, run logs and connection errors are those of ``nexus run``.
-The run is not recorded in the state store (nothing to resume; run it again instead) and
-takes no project lock.
+The run is not recorded in the state store (nothing to resume; run it again instead), leaves
+no status files on the hosts, and takes no project lock.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def exec_command(
     from nexus_core.session import RunSession
 
     session = RunSession(plan, plugins=plugin_manager(), store=None, subscribers=[("exec", collector)], fmt=fmt,
-                         mode="verbose" if verbose else "normal", report=lambda m: click.echo(m, err=True))  # fmt: skip
+                         mode="verbose" if verbose else "normal", report=lambda m: click.echo(m, err=True),
+                         markers=False)  # fmt: skip
     result = session.run()
     if fmt == "json":
         for obj in collector.json_lines(result.run_id, result.status, result.exit_code, result.duration):
