@@ -60,7 +60,7 @@ class ExecCommand(click.RichCommand):
 
 @main.command(name="exec", cls=ExecCommand)
 @click.argument("target", shell_complete=lambda *a: complete("hosts", *a))
-@click.argument("command", nargs=-1)
+@click.argument("command", nargs=-1, metavar="-- COMMAND...")
 @click.option("--sudo", is_flag=True, help="Run the command with sudo on each host.")
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Hosts running the command at once.")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
