@@ -138,4 +138,17 @@ def exec_adhoc(root: Path, target: Target, n_hosts: int, command: str, ansible_b
     inv.expect_sessions = n_hosts
     inv.env["ANSIBLE_PYTHON_INTERPRETER"] = "auto_silent"
     inv.note += "; ad-hoc -m shell"
+    # A module leaves ~/.ansible/tmp in the bed user's home, which must stay empty (rc files
+    # and caches there would cost every later tool server CPU): remove it afterwards.
+    stop = inv.cleanup
+
+    def cleanup() -> None:
+        if stop is not None:
+            stop()
+        import pwd
+
+        with contextlib.suppress(KeyError):
+            shutil.rmtree(Path(pwd.getpwnam(target.user).pw_dir) / ".ansible", ignore_errors=True)
+
+    inv.cleanup = cleanup
     return inv
