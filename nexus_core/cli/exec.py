@@ -1,11 +1,12 @@
 """``nexus exec TARGET -- COMMAND...``: one ad-hoc shell command on a group, host pattern or ``local``.
 
-The words after ``--`` are joined with spaces and given to each host's shell, as ``ssh host
-cmd...`` does. TARGET uses the pattern language of ``-H`` (:mod:`nexus_core.limit`): host
-names, addresses, groups, globs, ``!exclusion``, ``&intersection``, ``@file``, comma lists;
-``all`` is every host of the nexusfile (unless it declares a group of that name). A plain
-name or host string that matches nothing the nexusfile declares is a host of its own
-(``nexus exec web-9.example.com -- uptime``), so exec works without a nexusfile too.
+The words after ``--`` are joined with spaces and given to each host's shell, as a remote
+shell client does with the words after the host name. TARGET uses the pattern language of
+``-H`` (:mod:`nexus_core.limit`): host names, addresses, groups, globs, ``!exclusion``,
+``&intersection``, ``@file``, comma lists; ``all`` is every host of the nexusfile (unless
+it declares a group of that name). A plain name or host string that matches nothing the
+nexusfile declares is a host of its own (``nexus exec web-9.example.com -- uptime``), so
+exec works without a nexusfile too.
 
 The command runs as a plan with one synthetic task, through :mod:`nexus_core.session`: the
 executors, events, redaction, run logs and connection errors are those of ``nexus run``.
@@ -115,8 +116,13 @@ def exec_command(
         fail(ExitCode.CONFIG, "nexus exec: no command after --", [], usage)
     project = _project(config_path)
     items = resolve_target(project, target)
-    plan = _plan(project, items, line, sudo=sudo, timeout=timeout, fmt=fmt,
-                 overrides={"ssh_user": user, "ssh_identity": identity, "forks": parallel_limit})  # fmt: skip
+    from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
+
+    known = plugin_manager().registry.config_options
+    overrides = config_overrides(known, identity=identity, user=user)
+    if parallel_limit is not None:  # hosts at once: forks (a task's hosts), not parallel_limit (tasks)
+        overrides["forks" if "forks" in known else "parallel_limit"] = parallel_limit
+    plan = _plan(project, items, line, sudo=sudo, timeout=timeout, fmt=fmt, overrides=overrides)
     if not log_level and plan.config.get("log_level"):
         setup_logs(str(plan.config["log_level"]), log_format)
     style = Style.detect()
@@ -240,8 +246,7 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
             problems.append(f"{term.pattern!r}: {exc}")
             hints.append('Write "host", "user@host", "user@host:port" or "[2001:db8::1]:port"')
             continue
-        chosen.setdefault(host.key, (host, format_host(host, default_transport="ssh") if not host.source
-                                     else host.source))  # fmt: skip
+        chosen.setdefault(host.key, (host, host.source or format_host(host)))
     for term in limit.terms:  # an exclusion or intersection that names nothing is a likely typo
         if term.kind != "+" and term.pattern not in ("local", "all"):
             known = [h for h, _ in chosen.values()] + inventory
@@ -287,8 +292,6 @@ def _plan(
     on: Any = "local" if list(items) == ["local"] else list(items)
     task = TaskDef(TASK, body, Location(project.path, 0), on=on, timeout=timeout, doc=f"nexus exec: {line}")
     synthetic = replace(project, tasks={TASK: task})
-    if "forks" not in plugin_manager().registry.config_options:
-        overrides["parallel_limit"] = overrides.pop("forks")
     return make_plan(synthetic, [TASK], fmt, config_override=overrides, cache=None)
 
 
