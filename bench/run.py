@@ -70,6 +70,7 @@ WORKLOADS = {
     "W5": "local DAG: 200 `true` tasks, diamond-shaped dependencies",
     "W6": "1,000-line nexusfile validate; 500 tasks x 100 commands dry-run plan",
     "W7": "W2 again right after the first run (connection reuse across runs)",
+    "W8": "ad-hoc command: N hosts x `echo hello` (nexus exec / ansible -m shell / pyinfra exec)",
 }
 REMOTE_TOOLS = ["nexus", "fabric", "pyinfra", "ansible", "ansible-tuned", "ssh-loop", "ssh-joined"]
 
@@ -454,6 +455,7 @@ class Settings:
     profile: bool
     tools: list[str]
     nexus: str = "installed"
+    out: str = "peers"
 
     @property
     def w1_hosts(self) -> int:
@@ -480,6 +482,8 @@ class Settings:
             need = max(need, self.w2_shape[0])
         if "W4" in self.only:
             need = max(need, *self.sweep)
+        if "W8" in self.only:
+            need = max(need, self.w1_hosts)
         return need
 
 
@@ -622,6 +626,25 @@ class Bench:
         if "W7" not in self.s.only:
             self.cases.remove(w7)
 
+    def w8(self) -> None:
+        """W8: one ad-hoc command on N hosts, as each tool's own ad-hoc command runs it."""
+        n = self.s.w1_hosts
+        assert self.target is not None
+        title = WORKLOADS["W8"].replace("N hosts", f"{n} hosts")
+        log(f"W8: {title} ({self.s.runs} runs)")
+        c = self.case("W8", title, hosts=n, commands=1)
+        work, t, cmd = WORK / "W8", self.target, "echo hello"
+        invs: dict[str, Invocation] = {}
+        if self.wanted("nexus"):
+            invs["nexus"] = nexus.exec_adhoc(work, t, n, cmd)
+        if self.wanted("pyinfra"):
+            invs["pyinfra"] = pyinfra.exec_adhoc(work, t, n, cmd, self.peers["pyinfra"].script("pyinfra"))
+        playbook = self.peers["ansible"].script("ansible-playbook") if "ansible" in self.peers else ""
+        for name, tuned in (("ansible", False), ("ansible-tuned", True)):
+            if self.wanted(name):
+                invs[name] = ansible.exec_adhoc(work, t, n, cmd, playbook, tuned=tuned)
+        run_rounds(c, invs, self.watch, self.s.runs, self.versions)
+
     def w3(self) -> None:
         """W3: one host, one command."""
         self.remote_case("W3", WORKLOADS["W3"], 1, ["echo hello"], self.s.runs_cheap)
@@ -750,7 +773,7 @@ class Bench:
         self.install_peers()
         for name, why in self.skipped.items():
             log(f"peer {name} SKIPPED: {why}")
-        remote = [w for w in ("W1", "W2", "W3", "W4", "W7") if w in self.s.only]
+        remote = [w for w in ("W1", "W2", "W3", "W4", "W7", "W8") if w in self.s.only]
         try:
             if remote or self.s.profile:
                 self.start_bed()
@@ -762,6 +785,8 @@ class Bench:
                 self.w2_w7()
             if "W4" in self.s.only:
                 self.w4()
+            if "W8" in self.s.only:
+                self.w8()
             if self.s.profile:
                 self.profile()
         finally:
@@ -792,11 +817,13 @@ class Bench:
         data = {"meta": meta, "cases": {c.key: c.as_json() for c in self.cases}}
         # --quick writes beside the full results, never over them.
         suffix = "-quick" if self.s.quick else ""
-        (RESULTS / f"peers{suffix}.json").write_text(json.dumps(data, indent=2) + "\n")
+        stem = self.s.out
+        (RESULTS / f"{stem}{suffix}.json").write_text(json.dumps(data, indent=2) + "\n")
         md = render_markdown(data)
-        (RESULTS / f"peers{suffix}.md").write_text(md)
+        (RESULTS / f"{stem}{suffix}.md").write_text(md)
         print(md)
-        plot(RESULTS / f"peers{suffix}.json", RESULTS / f"sweep{suffix}.png", self.peers.get("tools"))
+        if any(key.startswith("W4") for key in data["cases"]):
+            plot(RESULTS / f"{stem}{suffix}.json", RESULTS / f"sweep{suffix}.png", self.peers.get("tools"))
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -870,7 +897,7 @@ def target_lines(data: dict) -> list[str]:  # type: ignore[type-arg]
     out = ["## Targets", "", "| target | figure | met |", "|---|---|---|"]
     cases = data["cases"]
     for key, case in cases.items():
-        if not key.startswith(("W1", "W2", "W3", "W4", "W7")) or "(= W" in case["title"]:
+        if not key.startswith(("W1", "W2", "W3", "W4", "W7", "W8")) or "(= W" in case["title"]:
             continue  # (a sweep point that is W1's or W3's own run is listed there)
         for tool, r in case["ratios"].items():
             if tool == "ssh-joined":  # a floor, not a peer (see bench/workloads/shell.py)
@@ -1002,6 +1029,8 @@ def parse(argv: list[str]) -> Settings:
         help="which Nexus: 'installed' (the nexus CLI next to this Python, default), 'snapshot' (a non-editable "
         "copy of the working tree, immune to edits made during the run), 'head' (git HEAD), or a path to a nexus CLI",
     )
+    p.add_argument("--out", default="peers", metavar="STEM",
+                   help="write results/STEM.{md,json} (default peers), e.g. --only W8 --out exec")  # fmt: skip
     a = p.parse_args(argv)
     only = [w.strip().upper() for w in a.only.split(",") if w.strip()] or list(WORKLOADS)
     bad = [w for w in only if w not in WORKLOADS]
@@ -1024,6 +1053,7 @@ def parse(argv: list[str]) -> Settings:
         profile=a.profile,
         tools=tools,
         nexus=a.nexus,
+        out=a.out,
     )
 
 
@@ -1041,7 +1071,7 @@ def compile_sources() -> None:
 def main() -> None:
     """Entry point."""
     settings = parse(sys.argv[1:])
-    if os.geteuid() != 0 and any(w in settings.only for w in ("W1", "W2", "W3", "W4", "W7")):
+    if os.geteuid() != 0 and any(w in settings.only for w in ("W1", "W2", "W3", "W4", "W7", "W8")):
         raise SystemExit("the SSH workloads start sshd for test users: run as root (or --only W5,W6)")
     os.chdir(ROOT)
     WORK.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,8 @@ class RunSession:
     (``ExecutorContext.options``, e.g. ``sudo_password``); it is never recorded.
     ``report`` prints notices (default: stderr). ``handle_signals``: install handlers for
     SIGINT, SIGTERM and SIGHUP during :meth:`run` (only possible in the main thread).
+    ``markers``: leave a status file per command on the hosts (what makes a resume exact);
+    ``False`` for runs that are never resumed, such as ``nexus exec``.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class RunSession:
         mode: str = "normal",
         report: Callable[[str], None] | None = None,
         handle_signals: bool = True,
+        markers: bool = True,
     ) -> None:
         from nexus_core.engine import new_run_id
 
@@ -98,6 +101,7 @@ class RunSession:
         self.mode = mode
         self.report = report or _stderr
         self.handle_signals = handle_signals
+        self.markers = markers
         self.run_id = resume_record.id if resume_record is not None else new_run_id()
         self._plugins = plugins
         self.engine: Engine | None = None
@@ -182,6 +186,7 @@ class RunSession:
             terminate_grace=float(cfg.get("terminate_grace", 30)),
             resume=self.resume,
             extra=extra,
+            markers=self.markers,
         )
         if self.store is not None:  # leftovers of other runs go with this run's clean-up, once a day per host
             from nexus_core.state.leftovers import DEFAULT_RETENTION_DAYS, HostPruner

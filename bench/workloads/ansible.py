@@ -122,3 +122,33 @@ def remote(
     inv.cold, inv.cleanup = cold, cleanup
     cold()
     return inv
+
+
+def exec_adhoc(root: Path, target: Target, n_hosts: int, command: str, ansible_bin: str, *, tuned: bool) -> Invocation:
+    """``ansible all -m shell -a COMMAND`` (the ad-hoc command Ansible users type), W8.
+
+    The same inventory and ``ansible.cfg`` as :func:`remote`; ``shell`` is a Python module, so
+    each host runs Ansible's module wrapper with the host's ``python3``.
+    """
+    inv = remote(root, target, n_hosts, [command], ansible_bin, tuned=tuned)
+    work = Path(inv.cwd)
+    adhoc = str(Path(ansible_bin).with_name("ansible"))
+    inv.argv = [adhoc, "all", "-i", str(work / "inventory.ini"), "-m", "shell", "-a", command]
+    inv.expect_stdout = ("CHANGED | rc=0", n_hosts)
+    inv.expect_sessions = n_hosts
+    inv.env["ANSIBLE_PYTHON_INTERPRETER"] = "auto_silent"
+    inv.note += "; ad-hoc -m shell"
+    # A module leaves ~/.ansible/tmp in the bed user's home, which must stay empty (rc files
+    # and caches there would cost every later tool server CPU): remove it afterwards.
+    stop = inv.cleanup
+
+    def cleanup() -> None:
+        if stop is not None:
+            stop()
+        import pwd
+
+        with contextlib.suppress(KeyError):
+            shutil.rmtree(Path(pwd.getpwnam(target.user).pw_dir) / ".ansible", ignore_errors=True)
+
+    inv.cleanup = cleanup
+    return inv

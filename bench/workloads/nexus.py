@@ -54,6 +54,27 @@ def remote(root: Path, target: Target, n_hosts: int, commands: list[str]) -> Inv
     )
 
 
+def exec_adhoc(root: Path, target: Target, n_hosts: int, command: str) -> Invocation:
+    """``nexus exec all -p N -- COMMAND`` on the hosts of a generated nexusfile (W8)."""
+    work = fresh_dir(root, f"nexus-exec-{n_hosts}")
+    hosts = target.take(n_hosts)
+    host_list = ",\n    ".join(repr(f"{target.user}@{a}:{target.port}") for a in hosts)
+    (work / "nexusfile.py").write_text(
+        "from nexus_core import config, hosts\n\n"
+        f"config(ssh_identity={target.key!r}, ssh_known_hosts_file={target.known_hosts!r})\n\n"
+        f"hosts(\n    'bench',\n    {host_list},\n)\n"
+    )
+    return Invocation(
+        tool="nexus",
+        argv=[*nexus_cmd(), "exec", "all", "-p", str(n_hosts), "--", *command.split()],
+        cwd=str(work),
+        env={"NEXUS_SSH_CONFIG": "", "NO_COLOR": "1", "CI": "1"},
+        expect_stdout=(f"({n_hosts} hosts) | rc=0 >>" if n_hosts > 1 else "| rc=0 >>", 1),
+        expect_sessions=n_hosts,
+        expect_hosts=hosts,
+    )
+
+
 def local_dag(root: Path, n_tasks: int, jobs: int) -> Invocation:
     """The diamond DAG of ``true`` tasks, ``jobs`` tasks at once."""
     work = fresh_dir(root, f"nexus-dag{n_tasks}")

@@ -36,3 +36,11 @@ def remote(root: Path, target: Target, n_hosts: int, commands: list[str], pyinfr
         expect_sessions=n_hosts * len(commands),
         expect_hosts=hosts,
     )
+
+
+def exec_adhoc(root: Path, target: Target, n_hosts: int, command: str, pyinfra_bin: str) -> Invocation:
+    """``pyinfra -y --parallel N inventory.py exec -- COMMAND`` on :func:`remote`'s inventory (W8)."""
+    inv = remote(root, target, n_hosts, [command], pyinfra_bin)
+    inv.argv = [pyinfra_bin, "-y", "--parallel", str(n_hosts), "inventory.py", "exec", "--", *command.split()]
+    inv.expect_sessions = n_hosts
+    return inv

@@ -1,0 +1,101 @@
+"""``nexus exec`` through the real CLI on the local machine: output, folding, JSON, exit codes and
+usage errors that need no SSH server (the SSH side is in plugins/nexus_ssh/tests/test_ssh_exec.py)."""
+
+from __future__ import annotations
+
+from nexus_core.testing import NexusProject
+
+GROUPS = """
+from nexus_core import hosts, run, task
+
+hosts("web", "web-1.example.com", "web-2.example.com")
+hosts("db", "db.example.com")
+
+@task
+def build():
+    run("true")
+"""
+
+
+def test_local_command_prints_its_output_under_the_host(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "--", "echo", "hi")
+    assert out.code == 0, out
+    assert out.stdout.splitlines() == ["local | rc=0 >>", "hi"]
+    assert "1 ok" in out.stderr
+
+
+def test_words_after_dashes_go_to_the_shell_joined(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "--", "echo a | tr a b;", "echo", "$((1+2))")
+    assert out.code == 0, out
+    assert out.stdout.splitlines()[1:] == ["b", "3"]
+
+
+def test_works_without_a_nexusfile_and_inside_one(nexus_project: NexusProject):
+    assert not nexus_project.nexusfile.exists()
+    out = nexus_project.run("exec", "local", "--", "pwd")
+    assert out.code == 0, out
+    assert out.stdout.splitlines()[1] == str(nexus_project.root)
+    nexus_project.write(GROUPS)
+    assert nexus_project.run("exec", "local", "--", "true").code == 0
+
+
+def test_failing_command_exits_1_with_its_code_and_output(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "--", "echo out; echo err >&2; exit 7")
+    assert out.code == 1, out
+    assert out.stdout.splitlines() == ["local | FAILED | rc=7 >>", "out", "err"]
+
+
+def test_json_is_one_object_per_host_then_a_summary(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "--format", "json", "--", "echo out; echo err >&2")
+    assert out.code == 0, out
+    (host,) = out.of("exec.host")
+    assert host["host"] == "local" and host["status"] == "ok" and host["exit_code"] == 0
+    assert host["stdout"] == "out\n" and host["stderr"] == "err\n"
+    (summary,) = out.of("exec.summary")
+    assert summary["exit_code"] == 0 and summary["hosts"] == 1 and summary["counts"] == {"ok": 1}
+
+
+def test_timeout_exits_4(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "--timeout", "0.5", "--", "sleep 30")
+    assert out.code == 4, out
+    assert out.stdout.startswith("local | TIMEOUT >>"), out
+
+
+def test_verbose_streams_lines_tagged_with_the_host(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "-v", "--", "echo one; echo two")
+    assert out.code == 0, out
+    assert out.stdout.splitlines() == ["local | one", "local | two", "local | rc=0"]
+
+
+def test_usage_errors_exit_2(nexus_project: NexusProject):
+    no_dashes = nexus_project.run("exec", "local", "echo", "hi")
+    assert no_dashes.code == 2 and "put the command after --" in no_dashes.stderr, no_dashes
+    empty = nexus_project.run("exec", "local", "--")
+    assert empty.code == 2 and "no command after --" in empty.stderr, empty
+    two_targets = nexus_project.run("exec", "web", "db", "--", "id")
+    assert two_targets.code == 2 and "web,db" in two_targets.stderr, two_targets
+    glob = nexus_project.run("exec", "web-*", "--", "id")
+    assert glob.code == 2 and "without a nexusfile" in glob.stderr, glob
+    missing = nexus_project.run("exec", "-c", "nope.py", "local", "--", "id")
+    assert missing.code == 2 and "No nexusfile found" in missing.stderr, missing
+
+
+def test_unknown_group_is_a_did_you_mean_error(nexus_project: NexusProject):
+    nexus_project.write(GROUPS)
+    out = nexus_project.run("exec", "wbe", "--", "id")
+    assert out.code == 2, out
+    assert "'wbe' matches no host or group" in out.stderr and "Did you mean 'web'?" in out.stderr
+    excluded = nexus_project.run("exec", "web,!web-9", "--", "id")
+    assert excluded.code == 2 and "'!web-9' matches no host or group" in excluded.stderr, excluded
+    nothing_left = nexus_project.run("exec", "web,!web-*", "--", "id")
+    assert nothing_left.code == 2 and "leaves no host" in nothing_left.stderr, nothing_left
+    as_json = nexus_project.run("exec", "wbe", "--format", "json", "--", "id")
+    assert as_json.code == 2 and as_json.of("error"), as_json
+
+
+def test_exec_runs_are_not_recorded_as_pipelines(nexus_project: NexusProject):
+    nexus_project.write(GROUPS)
+    assert nexus_project.run("exec", "local", "--", "true").code == 0
+    out = nexus_project.run("pipelines", "--format", "json")
+    assert out.code == 0, out
+    assert "exec" not in out.stdout
