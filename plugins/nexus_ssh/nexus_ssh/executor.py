@@ -289,6 +289,9 @@ class SshExecutor(Executor):
         self._sessions: dict[int, Session] = {}
         #: Hosts whose connection was lost or stopped answering during this run.
         self._lost: set[str] = set()
+        #: Of those, hosts that stopped answering (a timed-out command could not be stopped):
+        #: new commands fail at once instead of waiting for another timeout.
+        self._hung: set[str] = set()
         self._no_session: set[int] = set()
 
     # --- plumbing --------------------------------------------------------------------------
@@ -442,9 +445,10 @@ class SshExecutor(Executor):
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
             return CommandResult("interrupted", reason="not started: the run is stopping")
-        if host.name in self._lost:
-            # The host died or stopped answering earlier in this run: say so at once instead of
-            # waiting for another connection timeout (clean-up and prune commands included).
+        if host.name in self._hung:
+            # The host stopped answering earlier in this run: say so at once instead of waiting
+            # for another timeout (clean-up and prune commands included). A host whose
+            # connection merely dropped is reconnected as usual.
             return CommandResult(
                 "unreachable",
                 None,
@@ -897,6 +901,7 @@ class SshExecutor(Executor):
             return CommandResult("timeout", None, duration, reason, tail_t, retryable=True), False
         if status == "unreachable":
             self._lost.add(host.name)
+            self._hung.add(host.name)
             return CommandResult(
                 "unreachable",
                 None,
