@@ -354,3 +354,5 @@ def test_completion_of_tasks_parameters_hosts_and_runs(nexus_project: NexusProje
     nexus_project.run("run", "build", "version=1")
     (run_id,) = [r["id"] for r in nexus_project.run("pipelines", "--format", "json").json()["runs"]]
     assert complete(nexus_project, "nexus logs ") == [run_id]
+    assert complete(nexus_project, "nexus resume ") == [run_id]
+    assert complete(nexus_project, "nexus pipelines discard ") == [run_id]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 @main.command()
-@click.argument("run_id", required=False)
+@click.argument("run_id", required=False, shell_complete=lambda *a: complete("run_ids", *a))
 @click.option("--force", is_flag=True, help="Resume even if the nexusfile changed the remaining work.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream every output line.")
 @click.option("-q", "--quiet", is_flag=True, help="One line per task.")
@@ -161,7 +161,7 @@ def pipelines(
 
 
 @pipelines.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=lambda *a: complete("run_ids", *a))
 @log_options
 def discard(run_id: str, log_level: str | None = None, log_format: str = "text") -> None:
     """Forget an interrupted run: it will not be offered for resume again."""
