@@ -31,13 +31,17 @@ def _name(run_id: str, host: str) -> str:
     return _SAFE.sub("_", run_id) + (f"@{_SAFE.sub('_', host)}" if host else "")
 
 
+#: The runs folder on a host, as a shell expression (double-quoted).
+RUNS_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs"'
+
+
 def status_dir(run_id: str, host: str = "") -> str:
     """The shell expression (double-quoted) of a run's status folder for one host.
 
     One folder per run and host (``RUN_ID@HOST``): several hosts may share a home (NFS,
     aliases of one machine), and one host's cleanup must not take another's files away.
     """
-    return f'"${{XDG_CACHE_HOME:-$HOME/.cache}}/nexus/runs/{_name(run_id, host)}"'
+    return RUNS_DIR[:-1] + f'/{_name(run_id, host)}"'
 
 
 def status_file(run_id: str, host: str = "") -> str:

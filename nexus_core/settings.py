@@ -63,9 +63,9 @@ class Setting:
 
 def user_file(env: Mapping[str, str] | None = None) -> str:
     """Path of the user's configuration file (it may not exist)."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "nexus", FILE_NAME)
+    from nexus_core.state.paths import config_dir
+
+    return os.path.join(config_dir(env), FILE_NAME)
 
 
 def project_file(root: str) -> str:

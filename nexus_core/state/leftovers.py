@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from nexus_core import markers
 from nexus_core.markers import cleanup_line
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ DEFAULT_RETENTION_DAYS = 7.0
 PRUNE_EVERY = 24 * 3600.0
 #: Statuses of runs that will never be resumed: their entries can go at once.
 GONE = ("discarded", "superseded")
-#: The runs folder on a host, as a shell expression (the same as nexus_core.markers).
-RUNS_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs"'
+#: The runs folder on a host, as a shell expression.
+RUNS_DIR = markers.RUNS_DIR
 
 
 def prune_script(run_ids: Iterable[str], retention_days: float, *, run_id: str = "", host: str = "") -> str:
