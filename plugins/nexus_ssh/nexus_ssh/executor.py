@@ -158,16 +158,17 @@ class _Lines:
             complete += self._split.finish()
         hold = self._sentinel is not None or (self._spool and not self.spool_ended)
         for line in complete:
-            end = self._sentinel
-            if end is not None and line.startswith(end) and line[len(end) :].isdigit():
-                self.done, self.code = True, int(line[len(end) :])
-                return  # the held empty line, if any, was the sentinel's leading newline
-            if self._spool and not self.spool_ended:
-                ended, code = shell.parse_spool_end(line)
-                if ended:
-                    self.spool_ended, self.spool_code, self._blank = True, code, False
-                    hold = self._sentinel is not None
-                    continue
+            if line[:1] == "\x1e":  # every line of Nexus's own starts so: one test for the others
+                end = self._sentinel
+                if end is not None and line.startswith(end) and line[len(end) :].isdigit():
+                    self.done, self.code = True, int(line[len(end) :])
+                    return  # the held empty line, if any, was the sentinel's leading newline
+                if self._spool and not self.spool_ended:
+                    ended, code = shell.parse_spool_end(line)
+                    if ended:
+                        self.spool_ended, self.spool_code, self._blank = True, code, False
+                        hold = self._sentinel is not None
+                        continue
             if self._blank:
                 self._blank = False
                 self._line("")
@@ -177,7 +178,7 @@ class _Lines:
             self._line(line)
 
     def _line(self, line: str) -> None:
-        if line.startswith(shell.PG_MARKER):
+        if line[:1] == "\x1e" and line.startswith(shell.PG_MARKER):
             pg = shell.parse_pg(line)
             if pg is not None:
                 self._on_marker(pg)
