@@ -173,3 +173,19 @@ def test_small_and_large_spools_replay_the_same_bytes(env: dict[str, str], scrip
     assert done.stdout == direct.stdout + sep + direct.stderr
     folder = Path(markers.local_status_dir(m.run_id, m.host))
     assert (folder / f"{m.key}.out").read_bytes() == direct.stdout + sep
+
+
+def test_a_status_file_of_nexus_0_1_is_read_and_becomes_the_folder(env: dict[str, str]) -> None:
+    """A run interrupted under 0.1 kept one status *file* where the folder now goes: resume reads it."""
+    old, new = marker(0), marker(1)
+    folder = Path(markers.local_status_dir(old.run_id, old.host))
+    folder.parent.mkdir(parents=True)
+    folder.write_text(f"{old.key} pid 1\n{old.key} rc 0\n")
+    probe = sh(markers.probe_script(old.run_id, old.key, old.host), env)
+    assert markers.parse_probe(probe.stdout.splitlines()) == markers.ProbeResult("finished", 0)
+    done = sh(shell.wrap(shell.body("echo later"), new, spool=True), env)
+    assert done.returncode == 0 and replayed(done.stdout)[0] == ["later"], done
+    assert folder.is_dir() and (folder / "status").read_text().startswith(f"{old.key} pid 1\n{old.key} rc 0\n")
+    for m, code in ((old, 0), (new, 0)):
+        probe = sh(markers.probe_script(m.run_id, m.key, m.host), env)
+        assert markers.parse_probe(probe.stdout.splitlines()) == markers.ProbeResult("finished", code)
