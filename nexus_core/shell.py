@@ -140,7 +140,8 @@ def wrap(
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
-    pro = f'nexus_d={d}; [ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"; echo "{k} pid $$" >> "$nexus_d/status"'
+    made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"'
+    pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
