@@ -860,6 +860,10 @@ class SshExecutor(Executor):
                 finished = spooled and out.spool_ended
             out.feed(b"", final=True)
             err.feed(b"", final=True)
+            if 0 < signalled < Cancel.KILL and groups and conn.transport.is_active() and not conn.broken:
+                # The command's shell ended under SIGINT/SIGTERM, but what it started may ignore
+                # them (trap '' INT TERM) and live on in its process group: no orphans.
+                self._stop_remote(conn, groups, ["KILL"], sudo, command.user, "", grace=0.0)
         finally:
             if follow is not None:  # no replay came (killed, timed out): show what was followed
                 with contextlib.suppress(Exception):
