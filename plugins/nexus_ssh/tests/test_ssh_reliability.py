@@ -225,7 +225,7 @@ def after():
 
 
 @pytest.mark.parametrize("stubborn", [False, True], ids=["plain", "ignores-int-and-term"])
-def test_sighup_over_ssh_stops_every_host_exits_129_and_leaves_no_process(project, sshbed, shared_dir, stubborn):
+def test_sighup_over_ssh_stops_every_host_exits_129_no_process_left(project, sshbed, shared_dir, stubborn):
     """The terminal or the SSH session of the user closes: like SIGTERM, on every host.
 
     ``stubborn``: the remote command ignores SIGINT and SIGTERM; the stop still ends it (KILL
@@ -252,6 +252,6 @@ def long():
             proc.kill()
     assert proc.returncode == 129, (out, err)
     assert "SIGHUP (terminal closed)" in err and "Traceback" not in err, err
-    assert sshbed.wait_no_process(USER_KEY, f"sleep {tag}", timeout=10) == [], "a remote command outlived the stop"
+    assert sshbed.wait_no_process(USER_KEY, f"sleep {tag}", timeout=10) == [], "a remote command lived on"
     listed = project.run("pipelines", "--interrupted")
     assert listed.code == 0 and " interrupted " in listed.stdout, listed
