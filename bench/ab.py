@@ -8,7 +8,8 @@ against the last commit (a worktree with its own ``.venv``)::
     python bench/ab.py --a OLD --b NEW --only W2 --rounds 7 --out ab-w2
 
 Workloads (the Nexus side of ``bench/run.py``'s): ``W3`` 1 host x 1 command, ``W1`` 100 hosts
-x 1 command, ``W2`` 10 hosts x 50 short commands (hosts in parallel). Columns: median wall
+x 1 command, ``W2`` 10 hosts x 50 short commands (hosts in parallel), ``W5`` a local diamond
+DAG of 200 ``true`` tasks, 10 at once. Columns: median wall
 time and CPU (user+sys of the ``nexus`` process tree: the client), and B/A ratios of the
 medians. Needs root (it starts ``sshd`` for the bed's test users), as ``bench/run.py``.
 """
@@ -34,7 +35,22 @@ WORKLOADS = {
     "W3": (1, 1, "1 host x 1 command"),
     "W1": (100, 1, "100 hosts x 1 command, all in parallel"),
     "W2": (10, 50, "10 hosts x 50 sequential commands, hosts in parallel"),
+    "W5": (0, 200, "local diamond DAG of 200 `true` tasks, 10 at once"),
 }
+
+
+def write_dag(folder: Path, n_tasks: int, jobs: int = 10) -> str:
+    """The diamond DAG of ``bench/run.py``'s W5; returns the last task's name."""
+    from bench.workloads import diamond_dag
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dag = diamond_dag(n_tasks)
+    out = ["from nexus_core import config, task, run", "", f"config(parallel_limit={jobs})", ""]
+    for name, deps in dag.items():
+        dep = f"deps=[{', '.join(deps)}]" if deps else ""
+        out += [f"@task({dep})", f"def {name}():", '    run("true")', ""]
+    (folder / "nexusfile.py").write_text("\n".join(out))
+    return list(dag)[-1]
 
 
 def write_project(folder: Path, bed: SshBed, n_hosts: int, n_commands: int) -> None:
@@ -50,11 +66,11 @@ def write_project(folder: Path, bed: SshBed, n_hosts: int, n_commands: int) -> N
     )
 
 
-def measure(nexus: str, folder: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall s, CPU s of the process tree) of one ``nexus run work -q``; exits on a failed run."""
+def measure(nexus: str, folder: Path, env: dict[str, str], task: str = "work") -> tuple[float, float]:
+    """(wall s, CPU s of the process tree) of one ``nexus run TASK -q``; exits on a failed run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    proc = subprocess.run([nexus, "run", "work", "-q"], cwd=folder, env=env, capture_output=True, text=True)
+    proc = subprocess.run([nexus, "run", task, "-q"], cwd=folder, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -67,7 +83,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--a", required=True, help="the `nexus` executable of build A (the baseline)")
     parser.add_argument("--b", required=True, help="the `nexus` executable of build B")
-    parser.add_argument("--only", default="W3,W2,W1", help="workloads, comma-separated (default W3,W2,W1)")
+    parser.add_argument("--only", default="W3,W2,W1,W5", help="workloads, comma-separated (default all)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per build and workload (default 5)")
     parser.add_argument("--mode", default="shell", choices=("shell", "exec"), help="ssh_session_mode")
     parser.add_argument("--out", default="", help="also write bench/results/OUT.md")
@@ -78,12 +94,12 @@ def main(argv: list[str]) -> None:
         sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     if not 1 <= args.rounds <= 50:
         sys.exit("--rounds must be within 1..50")
-    builds = {"A": args.a, "B": args.b}
+    builds = {"A": os.path.abspath(args.a), "B": os.path.abspath(args.b)}
     for name, path in builds.items():
         if not os.access(path, os.X_OK):
             sys.exit(f"--{name.lower()} {path}: not an executable")
     env = {**os.environ, "NEXUS_SSH_CONFIG": "", "NO_COLOR": "1", "CI": "1", "NEXUS_SSH_SESSION_MODE": args.mode}
-    need = max(WORKLOADS[w][0] for w in chosen)
+    need = max(1, *(WORKLOADS[w][0] for w in chosen))
     lines = [
         f"# Nexus A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, session mode {args.mode})",
         "",
@@ -97,14 +113,18 @@ def main(argv: list[str]) -> None:
         for w in chosen:
             n_hosts, n_commands, what = WORKLOADS[w]
             folder = work / w
-            write_project(folder, bed, n_hosts, n_commands)
+            task = "work"
+            if n_hosts:
+                write_project(folder, bed, n_hosts, n_commands)
+            else:
+                task = write_dag(folder, n_commands)
             for path in builds.values():
-                measure(path, folder, env)  # warm-up: connections, bytecode, page cache
+                measure(path, folder, env, task)  # warm-up: connections, bytecode, page cache
             got: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
             for r in range(args.rounds):
                 order = ("A", "B") if r % 2 == 0 else ("B", "A")
                 for name in order:
-                    got[name].append(measure(builds[name], folder, env))
+                    got[name].append(measure(builds[name], folder, env, task))
             wall = {n: statistics.median(x[0] for x in v) for n, v in got.items()}
             cpu = {n: statistics.median(x[1] for x in v) for n, v in got.items()}
             lines.append(
