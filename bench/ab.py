@@ -41,16 +41,12 @@ WORKLOADS = {
 
 def write_dag(folder: Path, n_tasks: int, jobs: int = 10) -> str:
     """The diamond DAG of ``bench/run.py``'s W5; returns the last task's name."""
-    from bench.workloads import diamond_dag
+    from bench.workloads.nexus import dag_nexusfile
 
     folder.mkdir(parents=True, exist_ok=True)
-    dag = diamond_dag(n_tasks)
-    out = ["from nexus_core import config, task, run", "", f"config(parallel_limit={jobs})", ""]
-    for name, deps in dag.items():
-        dep = f"deps=[{', '.join(deps)}]" if deps else ""
-        out += [f"@task({dep})", f"def {name}():", '    run("true")', ""]
-    (folder / "nexusfile.py").write_text("\n".join(out))
-    return list(dag)[-1]
+    text, last = dag_nexusfile(n_tasks, jobs)
+    (folder / "nexusfile.py").write_text(text)
+    return last
 
 
 def write_project(folder: Path, bed: SshBed, n_hosts: int, n_commands: int) -> None:

@@ -106,12 +106,16 @@ class _File:
         self.pending: list[bytes] = []
         self.truncated = False
 
-    def flush(self) -> None:
-        """Compress and write the pending lines, readable at once by ``nexus logs --follow``."""
-        if not self.pending:
-            return
+    def take(self) -> bytes:
+        """The pending lines, as one block (the caller holds the writer's lock)."""
         data = b"".join(self.pending)
         self.pending.clear()
+        return data
+
+    def write_out(self, data: bytes) -> None:
+        """Compress and write ``data``, readable at once by ``nexus logs --follow``."""
+        if not data:
+            return
         if not self.written:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(self.path, "ab") as fh:
@@ -124,8 +128,7 @@ class _File:
         self.fh.flush()
 
     def close(self) -> None:
-        """Write what is pending and close the stream."""
-        self.flush()
+        """Close the stream (after the last :meth:`write_out`)."""
         if self.fh is not None:
             self.fh.close()
 
@@ -149,6 +152,7 @@ class RunLogWriter:
         self._flusher: threading.Thread | None = None
         #: Logs whose host finished the task: written and closed by the flusher (or close()).
         self._done: list[_File] = []
+        self._io = threading.Lock()  # one writer of the files at a time (flusher, close())
 
     def __call__(self, event: Any) -> None:
         name = event.name
@@ -187,8 +191,6 @@ class RunLogWriter:
                     data = f"[... output cut at {self.max_bytes} bytes (log_max_bytes) ...]\n".encode()
                 f.pending.append(data)
                 f.size += len(data)
-                if f.truncated:
-                    f.flush()
             except OSError:
                 self.failed = True  # a full disk must not fail the run; the output is still printed
 
@@ -202,14 +204,21 @@ class RunLogWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write what every file has pending and close finished ones (the flusher's round)."""
+        """Write what every file has pending and close finished ones (the flusher's round).
+
+        The lines are taken under the lock, then compressed and written outside it (one
+        writer at a time): a task's thread never waits for the disk or for zlib.
+        """
         with self._lock:
             done, self._done = self._done, []
+            batches = [(f, f.take()) for f in self._files.values() if f.pending]
+            batches += [(f, f.take()) for f in done]
+        with self._io:
             try:
+                for f, data in batches:
+                    f.write_out(data)
                 for f in done:
                     f.close()
-                for f in self._files.values():
-                    f.flush()
             except OSError:
                 self.failed = True
 

@@ -38,6 +38,7 @@ from nexus_core.cli.application import (
     plugin_manager,
     setup_logs,
 )
+from nexus_core.cli.run import ask_sudo_pass_option
 from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
@@ -63,13 +64,7 @@ class ExecCommand(click.RichCommand):
 @click.argument("target", shell_complete=lambda *a: complete("hosts", *a))
 @click.argument("command", nargs=-1, metavar="-- COMMAND...")
 @click.option("--sudo", is_flag=True, help="Run the command with sudo on each host.")
-@click.option(
-    "-K",
-    "--ask-sudo-pass",
-    is_flag=True,
-    help="Ask once (on a terminal) for the sudo password of remote hosts. Without a terminal "
-    "set NEXUS_SUDO_PASSWORD instead.",
-)
+@ask_sudo_pass_option
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Hosts running the command at once.")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")

@@ -36,6 +36,16 @@ if TYPE_CHECKING:
     from nexus_core.plan import Plan
 
 
+#: ``-K/--ask-sudo-pass``, shared by ``nexus run`` and ``nexus exec``.
+ask_sudo_pass_option = click.option(
+    "-K",
+    "--ask-sudo-pass",
+    is_flag=True,
+    help="Ask once (on a terminal) for the sudo password of remote hosts. Without a terminal "
+    "set NEXUS_SUDO_PASSWORD instead.",
+)
+
+
 @main.command()
 @click.argument("tasks", nargs=-1, metavar="TASKS...", shell_complete=lambda *a: complete("tasks_and_params", *a))
 @click.option(
@@ -51,13 +61,7 @@ if TYPE_CHECKING:
 @click.option("--continue-on-error", is_flag=True, help="Run everything that does not depend on a failure.")
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
-@click.option(
-    "-K",
-    "--ask-sudo-pass",
-    is_flag=True,
-    help="Ask once (on a terminal) for the sudo password of remote hosts. Without a terminal "
-    "set NEXUS_SUDO_PASSWORD instead.",
-)
+@ask_sudo_pass_option
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Tasks running at once.")
 @hosts_option(
     "Run only on these of each task's hosts: names, addresses, groups, globs, !exclude, "
