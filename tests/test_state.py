@@ -324,3 +324,18 @@ def test_a_command_that_failed_while_nexus_was_down_is_reported_not_run_again(ne
     assert out.returncode == 1, (stdout, stderr)
     assert log.read_text().split() == ["start", "done"]
     assert "exit code 4" in stdout + stderr and "broken" in stdout + stderr
+
+
+def test_an_unchanged_database_skips_the_integrity_check_and_a_changed_one_does_not(tmp_path):
+    from nexus_core.state.store import StateStore
+
+    path = str(tmp_path / "state.db")
+    StateStore(path).close()
+    assert os.path.exists(path + "-checked")
+    store = StateStore(path)
+    assert store._unchanged_since_checked()  # nobody wrote it since the clean close
+    store.close()
+    os.utime(path, ns=(1, 1))  # someone else wrote it
+    store = StateStore(path)
+    assert not store._unchanged_since_checked()
+    store.close()
