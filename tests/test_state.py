@@ -332,10 +332,19 @@ def test_an_unchanged_database_skips_the_integrity_check_and_a_changed_one_does_
     path = str(tmp_path / "state.db")
     StateStore(path).close()
     assert os.path.exists(path + "-checked")
-    store = StateStore(path)
-    assert store._unchanged_since_checked()  # nobody wrote it since the clean close
-    store.close()
-    os.utime(path, ns=(1, 1))  # someone else wrote it
-    store = StateStore(path)
-    assert not store._unchanged_since_checked()
-    store.close()
+    checks: list[str] = []
+    real = StateStore._quick_check
+
+    def counted(self: StateStore) -> str:
+        checks.append(self.path)
+        return real(self)
+
+    StateStore._quick_check = counted  # type: ignore[method-assign]
+    try:
+        StateStore(path).close()
+        assert checks == []  # nobody wrote it since the clean close
+        os.utime(path, ns=(1, 1))  # someone else wrote it
+        StateStore(path).close()
+        assert checks == [path]
+    finally:
+        StateStore._quick_check = real  # type: ignore[method-assign]

@@ -179,6 +179,7 @@ class StateStore:
         cut = _truncated(path)
         if cut:
             raise StateError(f"the state database {path} is damaged: {cut}", damaged=True)
+        unchanged = self._unchanged_since_checked()  # before opening: that makes a WAL
         try:
             os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -191,7 +192,7 @@ class StateStore:
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.executescript(SCHEMA)
             self._check_version()
-            problem = "" if self._unchanged_since_checked() else self._quick_check()
+            problem = "" if unchanged else self._quick_check()
             if problem:
                 self.db.close()
                 raise StateError(f"the state database {path} is damaged: {problem}", damaged=True)
