@@ -102,20 +102,31 @@ def _network(exc: BaseException, settings: VaultSettings) -> tuple[str, str]:
                 "the client certificate or key could not be loaded",
                 "check vault_client_cert / vault_client_key (PEM files, the key matching the certificate)",
             )
+        if "wrong version number" in low or "record layer failure" in low or "unknown protocol" in low:
+            return (
+                "Vault does not speak TLS at this address",
+                "if Vault serves plain HTTP, vault_addr must start with http://",
+            )
+        if settings.client_cert is None and ("eof" in low or "reset" in low):
+            return (
+                "Vault closed the TLS connection: it probably requires a client certificate",
+                "set config(vault_client_cert=..., vault_client_key=...) "
+                "or VAULT_CLIENT_CERT and VAULT_CLIENT_KEY",
+            )
         return (
             "the TLS handshake with Vault failed",
-            "check that vault_addr uses the scheme Vault serves (https:// or http://) "
-            "and the certificate options",
+            "check the certificate options (vault_ca_cert, vault_client_cert, vault_client_key)",
         )
     if "Timeout" in names or "timed out" in text:
         return (
             f"Vault did not answer within {settings.timeout:g} s",
             "check the network path to Vault, or raise config(vault_timeout=...)",
         )
-    return (
-        "Vault cannot be reached (" + _short_network(text) + ")",
-        "check vault_addr / VAULT_ADDR and that Vault is running and reachable from here",
-    )
+    short = _short_network(text)
+    fix = "check vault_addr / VAULT_ADDR and that Vault is running and reachable from here"
+    if settings.addr.startswith("http://") and short in ("connection reset", "connection closed by Vault"):
+        fix += " (if Vault serves HTTPS, vault_addr must start with https://)"
+    return f"Vault cannot be reached ({short})", fix
 
 
 def _short_network(text: str) -> str:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pybreaker
 from nexus_core.plugin import SecretError, SecretUnavailable
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from nexus_vault import errors
 from nexus_vault.reference import Reference
@@ -82,7 +83,7 @@ class VaultSession:
     def _retrying(self) -> Retrying:
         return Retrying(
             stop=stop_after_attempt(self.settings.retries + 1),
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
             retry=retry_if_exception(errors.is_transient),
             reraise=True,
         )
@@ -122,6 +123,14 @@ class VaultSession:
         import hvac
 
         s = self.settings
+        if s.verify is False and s.addr.startswith("https://"):
+            # urllib3 would print its own warning on every request; one line from us instead.
+            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+            self._warn_once(
+                "verify",
+                f"vault: the TLS certificate of {s.addr} is not verified (vault_verify=False or "
+                "VAULT_SKIP_VERIFY): pass its CA with vault_ca_cert instead",
+            )
         return hvac.Client(
             url=s.addr,
             token=s.token or "",
