@@ -29,6 +29,7 @@ import datetime
 import fnmatch
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -249,6 +250,11 @@ _DENIED = "1 error occurred:\n\t* permission denied\n\n"
 def _handler(fake: VaultFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # As Go's net/http (Vault) does: no Nagle delay between the headers and the body.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
@@ -529,8 +535,6 @@ def blackhole() -> tuple[str, list[int], Any]:
 
     For the circuit-breaker test: without the breaker, every secret would wait its timeout.
     """
-    import socket
-
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
