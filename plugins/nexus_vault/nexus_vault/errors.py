@@ -86,7 +86,7 @@ def _network(exc: BaseException, settings: VaultSettings) -> tuple[str, str]:
         low = text.lower()
         if "certificate required" in low or ("alert" in low and "certificate" in low):
             return (
-                "Vault asked for a client certificate and none (or a refused one) was sent",
+                "Vault refused the TLS connection: it requires a client certificate it trusts",
                 "set config(vault_client_cert=..., vault_client_key=...) "
                 "or VAULT_CLIENT_CERT and VAULT_CLIENT_KEY",
             )
