@@ -122,6 +122,10 @@ class Capabilities:
     cancel_levels: frozenset[int] = frozenset({Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL})
     #: True when :meth:`Executor.put` and :meth:`Executor.get` copy files.
     file_transfer: bool = False
+    #: True when the executor writes ``Command.input`` (when set) on the command's standard
+    #: input and then closes it (``secret(..., to=PATH)`` needs it). With a sudo password on
+    #: the same input, the password line goes first.
+    stdin: bool = False
 
     def can_cancel(self, level: int) -> bool:
         """True when cancel ``level`` reaches a running command (STOP and below always do)."""

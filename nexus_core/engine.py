@@ -621,7 +621,11 @@ class Engine:
             started = time.monotonic()
             try:
                 with self._host_slot(executor, host):
-                    result = executor.run(host, cmd, on_output, self.cancel, timeout)
+                    ready = _with_input(cmd, executor)
+                    if isinstance(ready, CommandResult):
+                        result = ready
+                    else:
+                        result = executor.run(host, ready, on_output, self.cancel, timeout)
             except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
                 owner = self.registry.owners.get(f"executor:{host.transport}", "?")
                 result = CommandResult(
@@ -841,3 +845,24 @@ class _Batch:
 
     stop_on_failure: bool
     failed: bool = False
+
+
+def _with_input(cmd: Command, executor: Executor) -> Command | CommandResult:
+    """``cmd`` with the value of its ``input_secret`` (fetched now, never planned), or why not."""
+    if cmd.input_secret is None:
+        return cmd
+    from nexus_core.api import SecretError
+    from nexus_core.secrets.files import marker
+    from nexus_core.secrets.resolve import reveal
+
+    if not executor.capabilities.stdin:
+        return CommandResult(
+            "error",
+            reason=f"the {executor.name!r} transport cannot pass a secret on standard input (secret(..., to=...))",
+            retryable=False,
+        )
+    try:
+        value = reveal(cmd.input_secret)
+    except SecretError as exc:
+        return CommandResult("error", reason=f"secret {cmd.input_secret!r}: {exc}", retryable=False)
+    return replace(cmd, input=f"{marker(cmd.input_secret)}\n{value}")

@@ -116,6 +116,10 @@ def run(
             ["Set NEXUS_SUDO_PASSWORD in the environment for non-interactive runs"],
         )
     _tasks_or_nexusfile(tasks, config_path)
+    if not (dry_run or list_hosts):  # only a real run decrypts secrets (a dry run shows ***)
+        from nexus_core.cli.secret import run_secrets
+
+        run_secrets(interactive=_can_prompt())
     project = load(config_path)
     tasks, params = run_words(project, tasks, param_words, fmt)
     from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
@@ -136,6 +140,9 @@ def run(
         if dry_run:
             _dry_run(plan, fmt)
             return
+        from nexus_core.cli.secret import rotation_reminders
+
+        rotation_reminders(plan.config)
         extra: dict[str, Any] = {}
         if ask_sudo_pass:
             import getpass

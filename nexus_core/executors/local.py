@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from typing import IO
 
 from nexus_core import shell
 from nexus_core.api import Cancel, Capabilities, CommandResult, Executor, ExecutorContext, OutputCallback
@@ -170,8 +171,9 @@ class LocalExecutor(Executor):
 
     name = "local"
     supports_markers = True
-    #: Any number of commands at once, streamed, every cancel level; no put/get (files are local).
-    capabilities = Capabilities()
+    #: Any number of commands at once, streamed, every cancel level; no put/get (files are local);
+    #: standard input for ``secret(..., to=...)``.
+    capabilities = Capabilities(stdin=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -228,7 +230,7 @@ class LocalExecutor(Executor):
                 [self.shell, "-c", text],
                 env=env,
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if command.input is None else subprocess.PIPE,
                 stdout=spools[0].fd if spools else subprocess.PIPE,
                 stderr=spools[1].fd if spools else subprocess.PIPE,
                 start_new_session=True,
@@ -243,6 +245,8 @@ class LocalExecutor(Executor):
                 f"cannot start the command: {exc.strerror or exc}",
                 retryable=False,
             )
+        if command.input is not None and proc.stdin is not None:
+            threading.Thread(target=_feed, args=(proc.stdin, command.input.encode("utf-8")), daemon=True).start()
         watched = self._watchdog.add(proc.pid, timeout)
         try:
             if spools:
@@ -339,4 +343,13 @@ def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, 9)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write ``data`` on a command's standard input and close it (a command that exits early is fine)."""
+    try:
+        with pipe:
+            pipe.write(data)
+    except OSError:
         pass

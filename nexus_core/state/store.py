@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexus_core.secrets.redact import redact_data
+
 SCHEMA_VERSION = 1
 
 #: Seconds the integrity check at open may take at most (see StateStore._quick_check).
@@ -263,8 +265,9 @@ class StateStore:
             cur.execute(
                 "INSERT INTO runs (id, nexusfile, nexusfile_hash, requested, options, plan, status, started,"
                 " pid, machine) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (run_id, nexusfile, nexusfile_hash, json.dumps(sorted(requested)), json.dumps(dict(options)),
-                 json.dumps(plan), time.time(), os.getpid(), os.uname().nodename),
+                (run_id, nexusfile, nexusfile_hash, json.dumps(sorted(requested)),
+                 json.dumps(redact_data(dict(options))), json.dumps(redact_data(dict(plan))), time.time(),
+                 os.getpid(), os.uname().nodename),
             )  # fmt: skip
             for name in plan.get("tasks", {}):
                 cur.execute("INSERT INTO tasks (run_id, task, status) VALUES (?, ?, 'pending')", (run_id, name))
@@ -275,7 +278,7 @@ class StateStore:
             cur.execute(
                 "UPDATE runs SET status = 'running', ended = NULL, exit_code = NULL, pid = ?, machine = ?,"
                 " resumes = resumes + 1, plan = ?, nexusfile_hash = ? WHERE id = ?",
-                (os.getpid(), os.uname().nodename, json.dumps(plan), nexusfile_hash, run_id),
+                (os.getpid(), os.uname().nodename, json.dumps(redact_data(dict(plan))), nexusfile_hash, run_id),
             )
             for name in plan.get("tasks", {}):
                 cur.execute(
