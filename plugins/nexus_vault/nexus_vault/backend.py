@@ -28,7 +28,7 @@ from nexus_core.plugin import (
 from nexus_vault import reference as refs
 from nexus_vault import settings as vault_settings
 from nexus_vault.cache import SecretCache, entry_id, local_key
-from nexus_vault.errors import not_found
+from nexus_vault.errors import headline, not_found
 from nexus_vault.reference import Reference
 from nexus_vault.session import VaultSession
 
@@ -128,7 +128,7 @@ class VaultBackend(SecretBackend):
                 data, age = copy
                 if not self._warned_cache:
                     self._warned_cache = True
-                    problem = str(err).splitlines()[0].partition(": ")[2]
+                    problem = headline(err)
                     self.context.warn(
                         f"vault: {problem}; using encrypted local copies "
                         f"(at most {s.cache_ttl:g} s old; this one {age:.0f} s)"
@@ -149,13 +149,13 @@ class VaultBackend(SecretBackend):
             listed = ", ".join(keys) if keys else "none"
             raise SecretNotFound(
                 f"{ref.shown}: the secret {ref.mount}/{ref.path} has no key {ref.key!r} "
-                f"(its keys: {listed})\nname one of its keys after '#', e.g. {example}"
+                f"(its keys: {listed}); name one of its keys after '#', e.g. {example}"
             )
         if len(keys) == 1:
             return _text(data[keys[0]])
         listed = ", ".join(keys) if keys else "none"
         raise SecretNotFound(
-            f"{ref.shown}: the secret {ref.mount}/{ref.path} holds {len(keys)} keys ({listed}): say which\n"
+            f"{ref.shown}: the secret {ref.mount}/{ref.path} holds {len(keys)} keys ({listed}): say which; "
             f"write vault:{ref.text.split('@')[0]}#KEY, e.g. {example}"
         )
 
@@ -226,7 +226,7 @@ class VaultBackend(SecretBackend):
         ref = refs.parse(name, self._settings.mount)
         if ref.key is None or ref.version is not None:
             raise refs.BadReference(
-                f"{ref.shown}: say which key to write, without a version\nwrite MOUNT/PATH#KEY"
+                f"{ref.shown}: say which key to write, without a version; write MOUNT/PATH#KEY"
             )
         data, version = self._current(session, ref)
         data[ref.key] = value

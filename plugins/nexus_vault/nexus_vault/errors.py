@@ -1,8 +1,9 @@
 """What went wrong with Vault, in words: every hvac or network error becomes a ``SecretError``.
 
-Each message is a headline naming the reference, the problem and the Vault address (and
-namespace), then a line with the fix. Messages carry Vault's own error text (which never
-holds a secret value) and never a token, a secret_id or a value.
+Each message is one line, as the core shows it after ``secret(...)``: the reference, the
+problem and the Vault address (and namespace), then ``"; "`` and the fix. Messages carry
+Vault's own error text (which never holds a secret value) and never a token, a secret_id or
+a value.
 
 ``requests`` (hvac's HTTP library) is not imported: its exceptions derive from ``OSError`` and
 are told apart by class name (``SSLError``, ``Timeout``, ``ConnectionError``).
@@ -16,6 +17,11 @@ from nexus_core.plugin import SecretDenied, SecretError, SecretNotFound, SecretU
 
 from nexus_vault.reference import Reference
 from nexus_vault.settings import VaultSettings
+
+
+def headline(err: BaseException) -> str:
+    """The problem part of one of our messages: between ``"REFERENCE: "`` and the first ``"; "``."""
+    return str(err).partition("; ")[0].partition(": ")[2] or str(err)
 
 
 def _names(exc: BaseException) -> set[str]:
@@ -172,18 +178,18 @@ def explain(
     where = settings.where
     names = _names(exc)
     errors = _errors(exc)
-    said = "; ".join(errors)
+    said = ", ".join(errors)
     if is_network_error(exc):
         problem, fix = _network(exc, settings)
-        return SecretUnavailable(f"{subject}: {problem}: {where}\n{fix}")
+        return SecretUnavailable(f"{subject}: {problem}: {where}; {fix}")
     if is_sealed(exc):
         return SecretUnavailable(
-            f"{subject}: Vault at {where} is sealed\n"
+            f"{subject}: Vault at {where} is sealed; "
             "it must be unsealed (`vault operator unseal`) by its operators before secrets can be read"
         )
     if is_invalid_token(exc) or (login and settings.auth == "token" and "Forbidden" in names):
         return SecretDenied(
-            f"{subject}: the Vault token is invalid or expired: {where}\n{_denied_fix(settings)}"
+            f"{subject}: the Vault token is invalid or expired: {where}; {_denied_fix(settings)}"
         )
     if login:
         how = {"token": "token lookup", "approle": "AppRole login", "kubernetes": "Kubernetes login"}[
@@ -191,27 +197,27 @@ def explain(
         ]
         if names & {"InvalidRequest", "Forbidden", "Unauthorized"}:
             what = f"{how} was refused ({said or 'permission denied'})"
-            return SecretDenied(f"{subject}: {what}: {where}\n{_denied_fix(settings)}")
+            return SecretDenied(f"{subject}: {what}: {where}; {_denied_fix(settings)}")
         if "InvalidPath" in names:
             return SecretDenied(
-                f"{subject}: no {settings.auth} auth method at auth/{settings.auth_mount}: {where}\n"
+                f"{subject}: no {settings.auth} auth method at auth/{settings.auth_mount}: {where}; "
                 "set config(vault_auth_mount=...) to the path it is enabled at (`vault auth list`)"
             )
     if "Forbidden" in names and ref is not None:
         return SecretDenied(
-            f"{subject}: permission denied reading {ref.api_path}: {where}\n"
+            f"{subject}: permission denied reading {ref.api_path}: {where}; "
             f'the token\'s policies must allow it: path "{ref.api_path}" {{ capabilities = ["read"] }}'
         )
     if "InvalidPath" in names and ref is not None:
         return not_found(settings, ref, exc)
     if "InvalidRequest" in names and ref is not None:
         return SecretNotFound(
-            f"{subject}: Vault refused the read of {ref.api_path} ({said or 'bad request'}): {where}\n"
+            f"{subject}: Vault refused the read of {ref.api_path} ({said or 'bad request'}): {where}; "
             "check that the mount is a KV version 2 engine (`vault secrets list -detailed`)"
         )
     status = getattr(exc, "status_code", None) or type(exc).__name__
     return SecretUnavailable(
-        f"{subject}: Vault answered with an error ({said or status}): {where}\n"
+        f"{subject}: Vault answered with an error ({said or status}): {where}; "
         "try again; if it persists, Vault's operators can tell from its logs"
     )
 
@@ -226,7 +232,7 @@ def not_found(settings: VaultSettings, ref: Reference, exc: BaseException | None
         version = metadata.get("version") or ref.version or "latest"
         how = "destroyed" if metadata.get("destroyed") else "deleted"
         return SecretNotFound(
-            f"{ref.shown}: version {version} of {ref.mount}/{ref.path} was {how}: {where}\n"
+            f"{ref.shown}: version {version} of {ref.mount}/{ref.path} was {how}: {where}; "
             + (
                 f"read another version (…@N) or restore it: vault kv undelete -versions={version} "
                 f"{ref.mount}/{ref.path}"
@@ -236,7 +242,7 @@ def not_found(settings: VaultSettings, ref: Reference, exc: BaseException | None
         )
     if any("no handler for route" in e for e in errors):
         return SecretNotFound(
-            f"{ref.shown}: no KV version 2 engine is mounted at {ref.mount!r}: {where}\n"
+            f"{ref.shown}: no KV version 2 engine is mounted at {ref.mount!r}: {where}; "
             "name the mount first in the reference (vault:MOUNT/PATH#KEY) or set config(vault_mount=...); "
             "`vault secrets list` shows the mounts"
         )
@@ -252,6 +258,6 @@ def not_found(settings: VaultSettings, ref: Reference, exc: BaseException | None
     version = f" version {ref.version}" if ref.version else ""
     hints.append(f"check the path with `vault kv get -mount={ref.mount} {ref.path}`")
     return SecretNotFound(
-        f"{ref.shown}: no secret{version} at {ref.mount}/{ref.path} (read {ref.api_path}): {where}\n"
+        f"{ref.shown}: no secret{version} at {ref.mount}/{ref.path} (read {ref.api_path}): {where}; "
         + "; ".join(hints)
     )

@@ -60,19 +60,19 @@ def parse(text: str, mount: str | None = None) -> Reference:
         version = int(found.group(1))
         rest = rest[: found.start()]
         if version < 1:
-            raise BadReference(f"vault:{text}: versions start at 1, not {version}\nwrite {SYNTAX}")
+            raise BadReference(f"vault:{text}: versions start at 1, not {version}; write {SYNTAX}")
     path, sep, key = rest.partition("#")
     path = path.strip("/")
     if sep and not key:
-        raise BadReference(f"vault:{text}: nothing after '#'\nname the key: {SYNTAX}")
+        raise BadReference(f"vault:{text}: nothing after '#'; name the key: {SYNTAX}")
     if not path or "//" in path:
-        raise BadReference(f"vault:{text}: no secret path\nwrite {SYNTAX}")
+        raise BadReference(f"vault:{text}: no secret path; write {SYNTAX}")
     if mount:
         return Reference(text, mount.strip("/"), path, key or None, version)
     first, slash, inner = path.partition("/")
     if not slash or not inner:
         raise BadReference(
-            f"vault:{text}: the path names no mount\n"
+            f"vault:{text}: the path names no mount; "
             f"write the mount first (vault:secret/{path}{'#' + key if key else ''}) "
             "or set config(vault_mount=...)"
         )

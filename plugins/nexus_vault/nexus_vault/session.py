@@ -94,10 +94,10 @@ class VaultSession:
             return self._breaker.call(lambda: self._retrying()(action))
         except pybreaker.CircuitBreakerError:
             first = self._first_failure
-            headline = str(first).splitlines()[0].partition(": ")[2] if first else "Vault could not be used"
+            headline = errors.headline(first) if first else "Vault could not be used"
             subject = ref.shown if ref is not None else "vault"
             raise CircuitOpen(
-                f"{subject}: not asked, Vault failed earlier in this run ({headline})\n"
+                f"{subject}: not asked, Vault failed earlier in this run ({headline}); "
                 "fix that first; Nexus asks Vault again after "
                 f"{RESET_SECONDS:g} s (vault_cache_ttl lets encrypted copies stand in meanwhile)"
             ) from None
@@ -181,7 +181,7 @@ class VaultSession:
                 jwt = fh.read().strip()
         except OSError as exc:
             raise VaultConfigError(
-                f"{subject}: cannot read the Kubernetes service account token {path} ({exc.strerror})\n"
+                f"{subject}: cannot read the Kubernetes service account token {path} ({exc.strerror}); "
                 "run inside a pod with a service account, or set config(vault_jwt_file=...)"
             ) from None
         if not jwt:
@@ -211,7 +211,7 @@ class VaultSession:
                 self._warn_once(
                     "renew",
                     f"vault: could not renew the token at {self.settings.where} "
-                    f"({errors.explain(exc, self.settings).args[0].splitlines()[0].partition(': ')[2]})",
+                    f"({errors.headline(errors.explain(exc, self.settings))})",
                 )
                 return
             new_ttl = float((reply.get("auth") or {}).get("lease_duration") or 0)

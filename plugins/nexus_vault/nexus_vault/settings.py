@@ -115,13 +115,13 @@ def load(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) ->
     addr = _pick(config, "vault_addr", env, "VAULT_ADDR")
     if not addr:
         raise VaultConfigError(
-            "no Vault address\nset config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR"
+            "no Vault address; set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR"
         )
     auth = str(config.get("vault_auth") or "token")
     token, token_source = _read_token(env) if auth == "token" else (None, "")
     if auth == "token" and not token:
         raise VaultConfigError(
-            f"no Vault token for {addr}\n"
+            f"no Vault token for {addr}; "
             "set VAULT_TOKEN, run `vault login` (it writes ~/.vault-token), "
             "or log in another way with config(vault_auth='approle' or 'kubernetes')"
         )
@@ -129,12 +129,12 @@ def load(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) ->
     secret_id = _pick(config, "vault_secret_id", env, "VAULT_SECRET_ID")
     if auth == "approle" and not role_id:
         raise VaultConfigError(
-            f"vault_auth='approle' needs a role_id for {addr}\nset config(vault_role_id=...) or VAULT_ROLE_ID"
+            f"vault_auth='approle' needs a role_id for {addr}; set config(vault_role_id=...) or VAULT_ROLE_ID"
         )
     k8s_role = config.get("vault_k8s_role")
     if auth == "kubernetes" and not k8s_role:
         raise VaultConfigError(
-            f"vault_auth='kubernetes' needs the Vault role to log in as ({addr})\n"
+            f"vault_auth='kubernetes' needs the Vault role to log in as ({addr}); "
             "set config(vault_k8s_role='my-app')"
         )
     ca = _pick(config, "vault_ca_cert", env, "VAULT_CACERT", "VAULT_CAPATH")
@@ -154,7 +154,7 @@ def load(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) ->
         ("vault_client_key", client_key),
     ):
         if path and not os.path.exists(os.path.expanduser(str(path))):
-            raise VaultConfigError(f"{key}: {path} does not exist\npass the path of an existing PEM file")
+            raise VaultConfigError(f"{key}: {path} does not exist; pass the path of an existing PEM file")
     return VaultSettings(
         addr=str(addr).rstrip("/"),
         auth=auth,
