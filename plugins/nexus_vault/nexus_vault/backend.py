@@ -60,7 +60,7 @@ class VaultBackend(SecretBackend):
 
     #: With ``vault_cache_ttl`` set, encrypted copies are kept between runs.
     caches = True
-    #: ``nexus secret set --backend vault kv/app#key`` writes a new version of the secret.
+    #: ``set("kv/app#key", value)`` writes a new version of the secret (check-and-set).
     writable = True
 
     def __init__(self, context: SecretContext) -> None:
