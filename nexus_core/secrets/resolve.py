@@ -233,6 +233,7 @@ def start(
     """
     import atexit
 
+    register(os.environ.get("NEXUS_SUDO_PASSWORD", ""))  # hidden in every mode, dry runs included
     current = _ACTIVE
     if current is not None and not replace:
         return current
