@@ -144,8 +144,7 @@ class Secrets:
         name, rest = self.route(reference)
         with self._lock:
             backend = self.backend(name)
-        exists = getattr(backend, "exists", None)
-        if callable(exists) and not exists(rest):
+        if backend.exists(rest) is False:
             from nexus_core.secrets.local import LocalBackend
 
             if isinstance(backend, LocalBackend):
