@@ -474,6 +474,14 @@ class SecretBackend(ABC):
         """The value of ``reference``; raise :class:`SecretNotFound`, :class:`SecretDenied` or
         :class:`SecretUnavailable` (never another exception, never the value in a message)."""
 
+    def exists(self, reference: str) -> bool | None:
+        """Whether ``reference`` exists, told without fetching its value; None when the backend cannot tell.
+
+        ``nexus validate``, ``--dry-run`` and ``nexus list`` call it for every ``secret(...)``
+        (they decrypt nothing): False is reported as a missing secret at its ``file:line``.
+        """
+        return None
+
     def list_names(self) -> Sequence[SecretInfo]:
         """The secrets this backend knows (names and dates only); optional.
 

@@ -121,10 +121,10 @@ class LocalBackend(SecretBackend):
                 return store
         return None
 
-    def exists(self, name: str) -> bool:
-        """True when a store holds ``name`` (no key needed: names are in the clear)."""
-        check_name(name)
-        return self.where(name) is not None
+    def exists(self, reference: str) -> bool:
+        """True when a store holds the name ``reference`` (no key needed: names are in the clear)."""
+        check_name(reference)
+        return self.where(reference) is not None
 
     # --- keys ----------------------------------------------------------------------------
 
