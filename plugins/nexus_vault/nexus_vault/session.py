@@ -105,8 +105,8 @@ class VaultSession:
             raise
         except Exception as exc:  # hvac and requests errors: explained, never a traceback
             err = errors.explain(exc, self.settings, ref, login=login)
-            if errors.is_unavailable(exc) and self._first_failure is None:
-                self._first_failure = err
+            if errors.is_unavailable(exc):
+                self._first_failure = err  # what the open circuit will repeat
             raise err from None
 
     # --- login and renewal --------------------------------------------------------------------
@@ -201,6 +201,8 @@ class VaultSession:
                 return
             try:
                 with self._lock:
+                    if self._client is None:  # logged out after a failed renewal: the next read logs in
+                        continue
                     reply = self._client.auth.token.renew_self()
             except Exception as exc:  # reported as a warning; the next read will say more
                 if self.settings.auth != "token":
