@@ -76,6 +76,18 @@ def in_process(keyed: str, phrase: str, rounds: int) -> dict[str, object]:
         t3 = time.perf_counter()
         s2.unlock(MasterKey(derive_passphrase("bench passphrase", dict(s2.doc["kdf_params"])), "bench"))
         argon.append(time.perf_counter() - t3)
+    imports = []
+    crypto = (
+        "from cryptography.hazmat.primitives.ciphers.aead import AESGCM; "
+        "from cryptography.hazmat.primitives.kdf.hkdf import HKDF"
+    )
+    for _ in range(rounds + 1):
+        times = []
+        for code in ("pass", crypto):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - t0)
+        imports.append(times[1] - times[0])
     redactor = Redactor()
     for v in values:
         redactor.add(v)
@@ -90,6 +102,7 @@ def in_process(keyed: str, phrase: str, rounds: int) -> dict[str, object]:
         "per_secret_us": statistics.median(per_secret[1:]) * 1e6,
         "argon2id_unlock_ms": median_ms(argon[1:]),
         "redact_line_us_with_50_values": redact_us,
+        "import_cryptography_ms": statistics.median(imports[1:]) * 1000,
     }
 
 
@@ -167,6 +180,8 @@ def main() -> None:
         f"| read + unlock the store (key, HKDF) | {ip['read_and_unlock_ms']['median']:.2f} ms |",  # type: ignore[index]
         f"| unlock with a passphrase (Argon2id t=3, 64 MiB, p=4), once per run | "
         f"{ip['argon2id_unlock_ms']['median']:.0f} ms |",  # type: ignore[index]
+        f"| import `cryptography` (AES-GCM, HKDF), once per run that uses a secret | "
+        f"{ip['import_cryptography_ms']:.0f} ms |",
         f"| decrypt one secret | {ip['per_secret_us']:.1f} µs |",
         f"| redact one output line, 50 values registered | {ip['redact_line_us_with_50_values']:.2f} µs |",
         f"| `nexus run` with secret() | {e2e['secret()']['median']:.0f} ms |",  # type: ignore[index]

@@ -429,8 +429,9 @@ class SecretContext:
     ``config``: the ``config(...)`` values as the user set them (defaults not filled in; read
     ``config.get(key, default)``), the backend's own keys included (declared through
     ``nexus_config_options``). ``root``: the project folder (the nexusfile's). ``cache_dir``:
-    a private folder (mode 0700) the backend may keep files in between runs; anything it
-    writes there must be encrypted. ``interactive``: True when a prompt may be shown on the
+    a private folder (mode 0700, ``$XDG_CACHE_HOME/nexus/secrets/NAME``) the backend may keep
+    files in between runs ('' when it could not be made); anything it writes there must be
+    encrypted. ``interactive``: True when a prompt may be shown on the
     terminal. ``warn``: reports one line to the user (a stale cache used, a token about to
     expire), never a value.
     """

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nexus_core.kinds import Registration
-from nexus_core.options import Option
 from nexus_core.plugin import hookimpl
 
 
@@ -36,21 +35,3 @@ def nexus_preflight_checks() -> Sequence[Registration]:
 def nexus_secret_backends() -> Sequence[Registration]:
     """The ``local`` backend: the encrypted store files."""
     return [Registration("local", "nexus_core.secrets.local:LocalBackend")]
-
-
-def _days(value: object) -> str | None:
-    return None if isinstance(value, (int, float)) and value >= 0 else "the reminder takes days (0: off)"
-
-
-@hookimpl
-def nexus_config_options() -> Sequence[Option]:
-    """The keys of ``secret(...)`` and the local store."""
-    return [
-        Option("secret_backend", (str,), "local", 'where secret("NAME") looks: "local" or a plugin\'s backend'),
-        Option("secret_keyfile", (str,), None, "keyfile that opens the local secret stores (relative: to the project)"),
-        Option("key_rotation_reminder", (int, float), 90, "warn when a store's master key is older (days; 0: off)",
-               check=_days),
-        Option("secret_rotation_reminder", (int, float), 30, "warn when a secret used is older (days; 0: off)",
-               check=_days),
-        Option("check_rotation_on_run", (bool,), True, "give the rotation warnings on `nexus run`"),
-    ]  # fmt: skip

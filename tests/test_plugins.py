@@ -311,7 +311,8 @@ def test_plugins_text_shows_distribution_version_hooks_and_state(project, site):
     assert f"hooks: {', '.join(FULL_HOOKS)}" in out.stdout
     assert "nexus-other 1.0  [blocked]  other = nexus_other" in out.stdout
     assert (
-        "nexus-core 0.1.0  [built-in]  hooks: nexus_executors, nexus_preflight_checks, nexus_strategies" in out.stdout
+        "nexus-core 0.1.0  [built-in]  hooks: nexus_executors, nexus_preflight_checks, nexus_secret_backends, "
+        "nexus_strategies" in out.stdout
     )
 
 

@@ -449,3 +449,56 @@ def test_rotation_reminders_warn_on_run_and_can_be_turned_off(keyed):
     keyed.write(keyed.nexusfile.read_text().replace("key_rotation_reminder=0.000001", "check_rotation_on_run=False"))
     quiet = keyed.run("run", "show")
     assert quiet.code == 0 and "Warning" not in quiet.stderr, quiet
+
+
+# --- redaction -------------------------------------------------------------------------------
+
+
+def test_the_redactor_hides_values_whole_and_line_by_line():
+    from dataclasses import dataclass
+
+    from nexus_core.secrets.redact import Redactor
+
+    r = Redactor()
+    same = "nothing to hide"
+    assert r.text(same) is same and r.data({"a": [same]}) == {"a": [same]}
+    r.add("abc")
+    r.add("abcdef")  # the longer value is hidden whole, not as ***def
+    r.add("")
+    r.add("   ")
+    cert = "-----BEGIN KEY-----\nMIIBOgIBAAJBAK\nxyz\n-----END KEY-----"
+    r.add(cert)
+    assert r.text("x abcdef y abc") == "x *** y ***"
+    assert r.text(cert) == "***"
+    assert r.text("line MIIBOgIBAAJBAK printed alone") == "line *** printed alone"
+    assert r.text("xyz stays: lines under 4 characters are not registered alone").startswith("xyz")
+
+    @dataclass(frozen=True)
+    class Ev:
+        line: str
+        tags: tuple[str, ...]
+        n: int = 0
+
+    ev = Ev("got abc", ("abcdef", "ok"), 3)
+    assert r.data(ev) == Ev("got ***", ("***", "ok"), 3)
+    clean = Ev("fine", ("ok",))
+    assert r.data(clean) is clean
+
+
+def test_an_exception_carrying_a_value_is_shown_redacted(keyed):
+    keyed.write(
+        """
+        from nexus_core import run, secret, task
+
+        @task
+        def boom():
+            value = secret("TOKEN")
+            raise RuntimeError(f"could not use {value}")
+        """
+    )
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    for args in (("run", "boom"), ("run", "boom", "--format", "json"), ("run", "boom", "--log-level", "debug")):
+        out = keyed.run(*args)
+        assert out.code == 2, out
+        assert "could not use ***" in out.stdout + out.stderr, out
+        assert VALUE not in out.stdout + out.stderr

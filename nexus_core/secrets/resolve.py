@@ -80,24 +80,33 @@ class Secrets:
         """``(backend, rest)`` of ``reference``."""
         return split_reference(reference, self.default)
 
+    def backend_class(self, name: str) -> type[SecretBackend]:
+        """The class registered as ``name`` (imported now); UnknownBackend naming the package when none."""
+        table = self.registry.secret_backends
+        if name not in table:
+            why, hint = self.registry.missing("secret backend", name, f"the {name!r} secret backend")
+            known = ", ".join(sorted(table)) or "none"
+            raise UnknownBackend(f"no secret backend {name!r} is installed ({why or f'installed: {known}'})", hint)
+        try:
+            return table[name]
+        except Exception as exc:  # noqa: BLE001 - PluginError: a broken registration, named
+            raise SecretUnavailable(str(exc)) from None
+
     def backend(self, name: str) -> SecretBackend:
         """The run's instance of backend ``name`` (created on first use); UnknownBackend when none."""
         with self._lock:
             found = self._backends.get(name)
             if found is not None:
                 return found
-            table = self.registry.secret_backends
-            if name not in table:
-                why, hint = self.registry.missing("secret backend", name, f"the {name!r} secret backend")
-                known = ", ".join(sorted(table)) or "none"
-                raise UnknownBackend(f"no secret backend {name!r} is installed ({why or f'installed: {known}'})", hint)
-            try:
-                cls = table[name]
-            except Exception as exc:  # noqa: BLE001 - PluginError: a broken registration, named
-                raise SecretUnavailable(str(exc)) from None
+            cls = self.backend_class(name)
             from nexus_core.state.paths import cache_dir
 
             folder = os.path.join(cache_dir(), "secrets", name)
+            if name != LOCAL:  # the local store keeps nothing in the cache
+                try:
+                    os.makedirs(folder, mode=0o700, exist_ok=True)
+                except OSError:
+                    folder = ""  # no cache folder: a backend must work without one
             context = SecretContext(self.config, self.root, folder, self.interactive, self.warn)
             try:
                 found = cls(context)
@@ -143,6 +152,9 @@ class Secrets:
         """Raise what :meth:`get` would for a missing name or backend, without decrypting anything."""
         name, rest = self.route(reference)
         with self._lock:
+            cls = self.backend_class(name)
+            if cls.exists is SecretBackend.exists:
+                return  # it cannot tell without fetching: not even created (no login for a dry run)
             backend = self.backend(name)
         if backend.exists(rest) is False:
             from nexus_core.secrets.local import LocalBackend
