@@ -7,6 +7,7 @@ it and ``--format json`` serialises it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -216,8 +217,13 @@ def check_structure(
         if package is not None and any(k.startswith(key.partition("_")[0] + "_") for k in registry.config_options):
             package = None  # the plugin is loaded: a misspelt key of its own, answered with "did you mean"
         if package is not None:
-            message = f"config() key {key!r} needs the {package} plugin, which is not loaded"
-            hint = f"pip install {package} (then check `nexus plugins`), or remove the key"
+            blocked = registry.unavailable.get(re.sub(r"[-_.]+", "-", package).lower())
+            if blocked is not None:  # installed, but not loaded: say why instead of "install it"
+                message = f"config() key {key!r} needs the {package} plugin: {package} is installed but {blocked}"
+                hint = f"see `nexus plugins`; allow {package} in NEXUS_LOAD_PLUGINS and the plugin policy"
+            else:
+                message = f"config() key {key!r} needs the {package} plugin, which is not loaded"
+                hint = f"pip install {package} (then check `nexus plugins`), or remove the key"
             if running is None:
                 _p(out, message, where, hint, "missing-plugin")
             elif warnings is not None:
