@@ -254,3 +254,32 @@ def test_secret_get_and_list_with_the_vault_backend(nexus_project: NexusProject,
     out = nexus_project.run("secret", "get", "vault:nope#x", "--reveal", env=vault_env(fake))
     assert out.code == 2, out
     assert "no secret at kv/nope" in out.stderr
+
+
+def test_a_vault_secret_written_to_a_file_is_fetched_when_its_command_runs(
+    nexus_project: NexusProject, fake: VaultFake
+) -> None:
+    target = nexus_project.root / "out" / "db_password"
+    nexus_project.write(
+        f"""
+        from nexus_core import run, secret, task
+
+        @task
+        def place():
+            run("mkdir -p {target.parent}")
+            secret("vault:kv/app#db_password", to="{target}")
+            run("test -s {target}")
+        """
+    )
+    out = nexus_project.run("run", "place", "-v", env=vault_env(fake))
+    assert out.code == 0, out
+    clean(out)
+    assert target.read_text().strip() == VALUE
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    fake.sealed = True
+    target.unlink()
+    out = nexus_project.run("run", "place", env=vault_env(fake))
+    assert out.code != 0, out
+    clean(out)
+    assert "is sealed" in out.stdout + out.stderr
+    assert not target.exists()
