@@ -696,9 +696,13 @@ def test_policy_without_any_source_allows_everything(tmp_path):
 # --- the entry-point cache -------------------------------------------------------------------
 
 
+#: The repository's own plugin distributions (installed in a development environment).
+REAL_PLUGINS = {p.name.replace("_", "-") for p in (Path(__file__).resolve().parents[1] / "plugins").glob("nexus_*")}
+
+
 def fakes(outcome) -> set[str]:
-    """The fake distributions ``nexus plugins`` lists (the installed nexus-ssh aside)."""
-    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d != "nexus-ssh"}
+    """The fake distributions ``nexus plugins`` lists (the installed real plugins aside)."""
+    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d not in REAL_PLUGINS}
 
 
 def cache_files(project) -> list[Path]:

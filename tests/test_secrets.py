@@ -337,25 +337,26 @@ def test_dry_run_and_validate_decrypt_nothing_and_report_missing_secrets(nexus_p
 
 
 def test_an_unknown_backend_names_the_package_to_install(keyed):
+    # sops: a known backend no distribution of this repository installs (nexus-vault may be).
     keyed.write(
         """
         from nexus_core import run, secret, task
 
         @task
         def show():
-            run(f"echo {secret('vault:kv/app#db_password')}")
+            run(f"echo {secret('sops:app.yaml#db_password')}")
         """
     )
     out = keyed.run("run", "show")
     assert out.code == 2, out
-    assert "no secret backend 'vault' is installed" in out.stderr and "pip install nexus-vault" in out.stderr, out
+    assert "no secret backend 'sops' is installed" in out.stderr and "pip install nexus-sops" in out.stderr, out
     other = keyed.run("run", "show", "--dry-run")
-    assert other.code == 2 and "pip install nexus-vault" in other.stderr
-    keyed.write(keyed.nexusfile.read_text().replace("secret('vault:kv/app#db_password')", "secret('kv/app')")
+    assert other.code == 2 and "pip install nexus-sops" in other.stderr
+    keyed.write(keyed.nexusfile.read_text().replace("secret('sops:app.yaml#db_password')", "secret('app.yaml#pw')")
                 .replace("from nexus_core import", "from nexus_core import config,")
-                + '\nconfig(secret_backend="vault")\n')  # fmt: skip
+                + '\nconfig(secret_backend="sops")\n')  # fmt: skip
     out = keyed.run("validate")
-    assert out.code == 2 and "pip install nexus-vault" in out.stderr, out
+    assert out.code == 2 and "pip install nexus-sops" in out.stderr, out
 
 
 @pytest.mark.hook("nexus_secret_backends")
