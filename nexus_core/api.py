@@ -405,7 +405,8 @@ class DiscoveredHost:
     """One host a source found: where to connect, and what is known about the machine.
 
     ``address`` is what Nexus connects to (a DNS name or an IP address); ``user``,
-    ``port`` and ``transport`` (empty: the default, ``ssh``) complete the connection.
+    ``port`` and ``transport`` (empty: the default transport of host strings) complete the
+    connection.
     ``tags`` are labels for grouping and ``-H tag:NAME``; ``os``, ``online`` and
     ``addresses`` (every address of the machine) are common facts; ``facts`` holds anything
     source-specific (plain data: strings, numbers, booleans, None, lists and dicts of

@@ -216,7 +216,7 @@ def discover(source: str, **filters: Any) -> SourceSpec:
 
     ``hosts("web", discover("tailscale", tags=["tag:web"]), "extra-host")``. ``source`` names a
     host source: the built-in ``file`` (``path=``, ``group=``), or one a plugin provides
-    (``tailscale`` from nexus-tailscale, ``ssh_config`` from nexus-ssh). ``filters`` are the
+    (``tailscale`` from nexus-tailscale, for one). ``filters`` are the
     ones the source declares (an unknown one is a validation error). Discovered hosts carry
     their attributes: ``tags``, ``vars`` and ``facts`` (``os``, ``online``, ``addresses``,
     ``source`` and whatever the source adds), read in task bodies with :func:`current_host`.

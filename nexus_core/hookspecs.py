@@ -107,7 +107,7 @@ def nexus_host_sources() -> Sequence[Registration | type[HostSource]]:
     accepts, as :class:`nexus_core.plugin.Option`: an unknown filter is a validation error
     with a "did you mean", without importing the source. A name nobody registers is a
     validation error naming the package to install (``nexus-tailscale`` for ``tailscale``).
-    The built-in sources ``file`` and ``ssh_config`` cannot be replaced.
+    The built-in source ``file`` cannot be replaced.
 
     At plan time each source is created once (``__init__`` receives a
     :class:`nexus_core.plugin.HostSourceContext`) and ``discover(filters)`` is called once per

@@ -1,7 +1,7 @@
 """``nexus hosts``: the project's hosts by group, where each comes from (``nexus hosts list``).
 
 The group is built in, and open: subcommands a plugin adds under its own ``hosts`` group
-(nexus-ssh's ``scan`` and ``verify``) join it, so ``nexus hosts --help`` lists them all.
+(a transport plugin's host-key commands, say) join it, so ``nexus hosts --help`` lists them all.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class OpenGroup(click.RichGroup):
 
 @main.group("hosts", cls=OpenGroup)
 def hosts_group() -> None:
-    """The project's hosts: list them by group with where they come from (plugins add more, e.g. nexus-ssh's scan)."""
+    """The project's hosts: list them by group with where they come from (plugins add more subcommands)."""
 
 
 @hosts_group.command("list")

@@ -49,6 +49,9 @@ __all__ = [
     "source_specs",
 ]
 
+#: The transport of a host string without ``TRANSPORT://`` (the ``Host`` default).
+DEFAULT_TRANSPORT: str = Host(name="-").transport
+
 #: The built-in sources (name -> "module:Class"), looked up before any plugin's.
 BUILTIN_SOURCES: dict[str, str] = {"file": "nexus_core.discovery.sources:FileSource"}
 
@@ -499,11 +502,11 @@ def host_text(found: DiscoveredHost) -> str:
         return "local"
     port = found.port
     if (
-        found.transport not in ("", "ssh")
+        found.transport not in ("", DEFAULT_TRANSPORT)
         or not isinstance(found.address, str)
         or not (port is None or type(port) is int)
     ):
-        host = Host(name=found.address, user=found.user, port=port, transport=found.transport or "ssh")
+        host = Host(name=found.address, user=found.user, port=port, transport=found.transport or DEFAULT_TRANSPORT)
         return format_host(host)
     # format_host's answer for the common case, without building a Host per host of a large fleet
     text = f"{found.user}@{found.address}" if found.user else found.address

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_core.api import DiscoveredHost
-from nexus_core.model import Location, Problem
+from nexus_core.model import Host, Location, Problem
 from nexus_core.options import safe_repr, suggest
 
 #: Connection settings every format can give a group or a host (besides variables).
@@ -57,6 +57,9 @@ ANSIBLE_SETTINGS = {
     "ansible_ssh_user": "user",
     "ansible_connection": "transport",
 }
+
+#: Ansible connections that mean Nexus's default transport (that of a bare host string).
+_DEFAULT_CONNECTIONS = frozenset({"smart", "paramiko", Host(name="-").transport})
 
 _FORMATS = {".toml": "toml", ".yml": "yaml", ".yaml": "yaml", ".ini": "ini", ".cfg": "ini", "": "ini"}
 
@@ -160,7 +163,7 @@ class Inventory:
             address = str(settings.get("address") or name)
             if transport == "local":
                 address = "local"
-            elif transport in ("ssh", "smart", "paramiko"):
+            elif transport in _DEFAULT_CONNECTIONS:
                 transport = ""
             out.append(
                 DiscoveredHost(
