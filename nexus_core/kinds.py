@@ -133,6 +133,18 @@ KINDS: tuple[Kind, ...] = (
         registry="secret_backends",
         packages=_frozen({"vault": "nexus-vault", "sops": "nexus-sops"}),
     ),
+    Kind(
+        "host source",
+        "nexus_host_sources",
+        "host discovery",
+        "nexus_core.api:HostSource",
+        "where hosts come from: `discover(NAME, **filters)` (mesh VPNs, clouds, CMDBs, inventory files)",
+        registry="host_sources",
+        details=_frozen({"filters": ()}),
+        packages=_frozen(
+            {"tailscale": "nexus-tailscale", "ssh_config": "nexus-ssh", "aws": "nexus-aws", "hetzner": "nexus-hetzner"}
+        ),
+    ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),
     Kind(
         "subscriber",

@@ -188,6 +188,13 @@ CONFIG_OPTIONS: dict[str, Option] = {
             "secret_rotation_reminder", _NUM, 30, "warn when a secret a run uses is older (days; 0: off)", minimum=0
         ),
         Option("check_rotation_on_run", (bool,), True, "give the rotation warnings on `nexus run`"),
+        Option(
+            "discovery_ttl",
+            _NUM,
+            0,
+            "seconds discovered hosts are reused from the state database (0: discover on every run)",
+            minimum=0,
+        ),
     ]
 }
 

@@ -217,7 +217,9 @@ ALLOWED_SSH_LINES: dict[str, str] = {
     r"``ssh://web-1``": "docstring: an example of a transport scheme",
     r"\(``local``, ``ssh``, \.\.\.\)|\(``\"local\"``, ``\"ssh\"``\.\.\.\)": "docstrings naming example transports",
     # The package-hint table: names the package of a transport or key the core does not know.
-    r'"ssh": "nexus-ssh"|"ssh_": "nexus-ssh"': "packages.py, the package-hint table",
+    r'"ssh": "nexus-ssh"|"ssh_": "nexus-ssh"|"ssh_config": "nexus-ssh"': "the package-hint tables",
+    # Ansible inventories name their connection variables so; the core reads them as Ansible does.
+    r'"ansible_ssh_(host|port|user)"': "Ansible's inventory variables (nexus_core/discovery/inventory.py)",
     # User-visible text that must stay as it is (options and help of the CLI, the starter file).
     r"SSH private key \(overrides ssh_identity\)|SSH user \(overrides ssh_user\)": "-i/-u help texts",
     r"Do not check SSH authentication": "--skip-auth help text",

@@ -68,6 +68,7 @@ ask_sudo_pass_option = click.option(
     "&intersect, @file; comma-separated or repeated (like Ansible's --limit)."
 )
 @click.option("--list-hosts", is_flag=True, help="Print the hosts each task would run on; connect to nothing.")
+@click.option("--refresh", is_flag=True, help="Discover hosts afresh, ignoring config(discovery_ttl=...)'s cache.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
 @click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
 @click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
@@ -97,6 +98,7 @@ def run(
     lock_timeout: float | None = None,
     list_hosts: bool = False,
     param_words: tuple[str, ...] = (),
+    refresh: bool = False,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -127,7 +129,8 @@ def run(
     limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
     try:
-        plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store)
+        plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store,
+                         refresh=refresh)  # fmt: skip
         if not log_level and project.config.get("log_level"):
             setup_logs(str(project.config["log_level"]), log_format)
         if list_hosts:
@@ -147,7 +150,12 @@ def run(
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         record = point = None
         if store is not None and not no_resume:
+            fresh = plan
+            plan = _with_saved_discovery(store, plan, project, tasks, fmt, limit=limit, params=params,
+                                         config_override=overrides)  # fmt: skip
             record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
+            if record is None:
+                plan = fresh  # starting fresh: on the hosts discovered now
         run_recorded(
             plan,
             store=store,
@@ -162,6 +170,18 @@ def run(
     finally:
         if store is not None:
             store.close()
+
+
+def _with_saved_discovery(store: Any, plan: Plan, project: Any, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:
+    """The plan on the hosts an interrupted run of these tasks discovered, when there is one
+    to resume (a resume continues on its own hosts); else ``plan`` itself."""
+    if not plan.discovery:
+        return plan
+    previous = store.last_interrupted(plan.nexusfile, list(plan.requested))
+    saved = previous.plan.get("discovery") if previous is not None else None
+    if not saved:
+        return plan
+    return make_plan(project, tasks, fmt, cache=store, saved_discovery=saved, quiet_notes=True, **kwargs)
 
 
 def _tasks_or_nexusfile(words: Sequence[str], config_path: str | None) -> None:
