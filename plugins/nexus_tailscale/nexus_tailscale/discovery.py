@@ -1,0 +1,116 @@
+"""Choosing the backend and asking it once per run, whatever number of groups use it.
+
+``tailscale_backend="auto"`` uses the API when credentials are set (an API key or an OAuth
+client, in the config or the environment) and the local CLI otherwise; ``"cli"`` and
+``"api"`` force one. A nexusfile with several ``discover("tailscale", ...)`` groups asks the
+tailnet once: the answer is kept for the life of the process (one ``nexus`` command) per
+backend and endpoint, and each group's filters are applied to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_tailscale import cli
+from nexus_tailscale.api import DEFAULT_API_URL, ApiClient, ApiSettings, Credentials
+from nexus_tailscale.devices import Tailnet
+from nexus_tailscale.errors import CONFIG, TailscaleError
+from nexus_tailscale.options import setting
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A resolved backend: ``kind`` is ``"cli"`` or ``"api"``, with what it needs."""
+
+    kind: str
+    cli_path: str = ""
+    credentials: Credentials = field(default_factory=Credentials)
+    settings: ApiSettings = field(default_factory=ApiSettings)
+    timeout: float = 10.0
+
+    @property
+    def cache_key(self) -> tuple[str, ...]:
+        """What makes two groups' questions the same question."""
+        if self.kind == "cli":
+            return ("cli", self.cli_path)
+        c = self.credentials
+        return ("api", self.settings.api_url, self.settings.tailnet, c.api_key or c.client_id)
+
+    def describe(self) -> str:
+        """For notes and ``nexus hosts list``: ``tailscale CLI (/usr/bin/tailscale)`` or the API URL."""
+        if self.kind == "cli":
+            return f"tailscale CLI ({self.cli_path})"
+        return f"Tailscale API ({self.settings.api_url}, tailnet {self.settings.tailnet})"
+
+
+def resolve_backend(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Backend:
+    """The backend ``config`` (and the environment) asks for; raises :class:`TailscaleError`."""
+    choice = str(config.get("tailscale_backend") or "auto")
+    timeout = float(config.get("tailscale_timeout") or 10)
+    credentials = Credentials(
+        api_key=setting(config, "tailscale_api_key", environ) or "",
+        client_id=setting(config, "tailscale_oauth_client_id", environ) or "",
+        client_secret=setting(config, "tailscale_oauth_client_secret", environ) or "",
+    )
+    if bool(credentials.client_id) != bool(credentials.client_secret):
+        missing = "secret" if credentials.client_id else "id"
+        raise TailscaleError(
+            f"OAuth client {missing} missing: an OAuth client needs both its id and its secret",
+            hint="set tailscale_oauth_client_id and tailscale_oauth_client_secret "
+            "(or TS_OAUTH_ID and TS_OAUTH_SECRET)",
+            exit_code=CONFIG,
+        )
+    if choice == "api" or (choice == "auto" and credentials):
+        settings = ApiSettings(
+            api_url=(setting(config, "tailscale_api_url", environ) or DEFAULT_API_URL).rstrip("/"),
+            tailnet=setting(config, "tailscale_tailnet", environ) or "-",
+            timeout=timeout,
+            attempts=int(config.get("tailscale_api_attempts") or 3),
+            rate=str(config.get("tailscale_api_rate") or "10/second"),
+        )
+        if not credentials:
+            raise TailscaleError(
+                "tailscale_backend='api' but no API credentials are set",
+                hint="set TS_API_KEY=tskey-api-... (or config(tailscale_api_key=...)), or an OAuth client: "
+                "TS_OAUTH_ID and TS_OAUTH_SECRET",
+                exit_code=CONFIG,
+            )
+        return Backend("api", credentials=credentials, settings=settings, timeout=timeout)
+    configured = config.get("tailscale_cli")
+    path = cli.find_cli(str(configured) if configured else None)
+    if path is None:
+        raise cli.missing_cli(str(configured) if configured else None)
+    return Backend("cli", cli_path=path, timeout=timeout)
+
+
+_CACHE: dict[tuple[str, ...], Tailnet] = {}
+_CACHE_LOCK = threading.Lock()
+_KEY_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
+
+
+def fetch(backend: Backend, *, cached: bool = True) -> Tailnet:
+    """The tailnet's devices from ``backend``: asked once per process unless ``cached`` is False.
+
+    Groups discovered concurrently wait for the one question in flight instead of asking again.
+    """
+    key = backend.cache_key
+    with _CACHE_LOCK:
+        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        if cached and key in _CACHE:
+            return _CACHE[key]
+        if backend.kind == "cli":
+            tailnet = cli.status(backend.cli_path, backend.timeout)
+        else:
+            tailnet = ApiClient(backend.credentials, backend.settings).devices()
+        _CACHE[key] = tailnet
+        return tailnet
+
+
+def forget() -> None:
+    """Drop the answers kept by :func:`fetch` (tests, long-lived processes)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
