@@ -129,7 +129,9 @@ def _wait_for_rate(rate: str, key: str, sleep: Callable[[float], None]) -> None:
             return
         stats = _LIMITER.get_window_stats(item, "tailscale-api", key)
         sleep(min(max(stats.reset_time - time.time(), 0.01), 5.0))
-    raise ApiError(f"rate limit {rate} never freed a slot", hint="raise config(tailscale_api_rate=...)")
+    raise TailscaleError(
+        f"the rate limit tailscale_api_rate={rate!r} never freed a slot", hint="raise tailscale_api_rate"
+    )
 
 
 # --- the client -------------------------------------------------------------------------------
