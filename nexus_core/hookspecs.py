@@ -27,7 +27,7 @@ from nexus_core.kinds import KINDS
 if TYPE_CHECKING:
     import click
 
-    from nexus_core.api import Executor, PreflightCheck, Strategy
+    from nexus_core.api import Executor, HostSource, PreflightCheck, Strategy
     from nexus_core.events import Event, Subscriber
     from nexus_core.kinds import Registration
     from nexus_core.options import Option
@@ -88,6 +88,34 @@ def nexus_preflight_checks() -> Sequence[Registration | type[PreflightCheck]]:
     raises, or whose class cannot be loaded, is reported as a failed check naming its
     distribution. The built-in ``configuration`` and ``local-files`` checks come through
     this hook.
+
+    Added in plugin API 1.
+    """
+    raise NotImplementedError
+
+
+# --- host sources --------------------------------------------------------------------------
+
+
+@hookspec
+def nexus_host_sources() -> Sequence[Registration | type[HostSource]]:
+    """Return host sources (subclasses of :class:`nexus_core.plugin.HostSource`), by registration.
+
+    The name is what ``discover("NAME", **filters)`` refers to in a nexusfile
+    (``hosts("web", discover("tailscale", tags=["tag:web"]))``). The ``filters`` detail (a
+    class attribute, or the registration detail of that name) declares the filters the source
+    accepts, as :class:`nexus_core.plugin.Option`: an unknown filter is a validation error
+    with a "did you mean", without importing the source. A name nobody registers is a
+    validation error naming the package to install (``nexus-tailscale`` for ``tailscale``).
+    The built-in sources ``file`` and ``ssh_config`` cannot be replaced.
+
+    At plan time each source is created once (``__init__`` receives a
+    :class:`nexus_core.plugin.HostSourceContext`) and ``discover(filters)`` is called once per
+    distinct ``discover(...)`` call, every source concurrently; it returns
+    :class:`nexus_core.plugin.DiscoveredHost` items or raises
+    :class:`nexus_core.plugin.DiscoveryError` (a message and a fix), which stops the run
+    before anything executes. Results are cached in the state database for
+    ``config(discovery_ttl=SECONDS)`` (default 0: discover on every run).
 
     Added in plugin API 1.
     """

@@ -124,6 +124,16 @@ KINDS: tuple[Kind, ...] = (
         registry="checks",
         details=_frozen({"category": "Checks", "order": 50}),
     ),
+    Kind(
+        "host source",
+        "nexus_host_sources",
+        "host discovery",
+        "nexus_core.api:HostSource",
+        "where hosts come from: `discover(NAME, **filters)` (mesh VPNs, clouds, CMDBs, inventory files)",
+        registry="host_sources",
+        details=_frozen({"filters": ()}),
+        packages=_frozen({"tailscale": "nexus-tailscale", "aws": "nexus-aws", "hetzner": "nexus-hetzner"}),
+    ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),
     Kind(
         "subscriber",

@@ -234,16 +234,53 @@ class HostSpec:
     tags: tuple[str, ...] = ()
     vars: FrozenMap = EMPTY
     location: Location | None = None
+    #: What a host source found out about the machine (set for discovered hosts only).
+    facts: FrozenMap = EMPTY
+
+
+@dataclass(frozen=True, eq=False)
+class SourceSpec:
+    """A ``discover(source, **filters)`` in a nexusfile: hosts a host source finds at plan time.
+
+    Usable wherever hosts are (``hosts(...)`` members, ``on=[...]``); the planner replaces it
+    with the discovered hosts (see :mod:`nexus_core.discovery`). Two specs with the same
+    source and filters are one discovery (:attr:`key`).
+    """
+
+    source: str
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    location: Location | None = None
+
+    @property
+    def key(self) -> str:
+        """Source and filters as canonical JSON: equal keys are discovered once."""
+        import json
+
+        return json.dumps([self.source, self.filters], sort_keys=True, default=repr, separators=(",", ":"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SourceSpec) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def describe(self) -> str:
+        """``discover("tailscale", tags=['tag:web'])`` as the nexusfile wrote it."""
+        args = [repr(self.source), *(f"{k}={v!r}" for k, v in self.filters.items())]
+        return f"discover({', '.join(args)})"
 
 
 @dataclass(frozen=True)
 class HostGroup:
-    """A named group from ``hosts(name, ...)``: host strings and :class:`HostSpec` members."""
+    """A named group from ``hosts(name, ...)``: host strings, :class:`HostSpec` and
+    :class:`SourceSpec` members; ``where`` (a callable taking a :class:`Host`) keeps only
+    the hosts it returns true for."""
 
     name: str
-    members: tuple[str | HostSpec, ...]
+    members: tuple[str | HostSpec | SourceSpec, ...]
     groups: tuple[str, ...]
     location: Location
+    where: Any = None
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ FEATURES: dict[str, str] = {
         import click
 
         from nexus_core.plugin import (
-            CheckResult, CommandResult, Executor, Option, PreflightCheck, Registration, Strategy, hookimpl, hookspec,
+            CheckResult, CommandResult, DiscoveredHost, DiscoveryError, Executor, HostSource, Option, PreflightCheck,
+            Registration, Strategy, hookimpl, hookspec,
         )
     """,
     # nexus_executors: transport "fake" runs nothing; it records the command and echoes it.
@@ -116,6 +117,28 @@ FEATURES: dict[str, str] = {
         @hookimpl
         def nexus_preflight_checks():
             return [FakeReachable]
+    """,
+    # nexus_host_sources: "fakes" discovers PREFIX-1 (tag blue), PREFIX-2 (tag green) and
+    # PREFIX-3 (offline), all on the fake transport; prefix="broken" raises a DiscoveryError.
+    "host_source": """
+        class FakeSource(HostSource):
+            def discover(self, filters):
+                prefix = filters.get("prefix", "node")
+                record("discover", filters=dict(filters), endpoint=self.context.config.get("fake_endpoint"))
+                if prefix == "broken":
+                    raise DiscoveryError("the fake inventory is broken", "fix the fake inventory")
+                return [
+                    DiscoveredHost(f"{{prefix}}-1", tags=("blue",), os="linux", transport="fake",
+                                   facts={{"rack": "r1"}}, name=f"{{prefix}}-one"),
+                    DiscoveredHost(f"{{prefix}}-2", tags=("green",), os="linux", transport="fake"),
+                    DiscoveredHost(f"{{prefix}}-3", tags=("blue",), online=False, transport="fake"),
+                ]
+
+
+        @hookimpl
+        def nexus_host_sources():
+            prefix = Option("prefix", (str,), None, "first part of each discovered host name")
+            return [Registration("fakes", "{module}:FakeSource", {{"filters": (prefix,)}})]
     """,
     # nexus_commands: `nexus fake-hello [--name NAME]`.
     "command": """
@@ -279,6 +302,7 @@ FEATURE_OF_HOOK = {
     "nexus_executors": "executor",
     "nexus_strategies": "strategy",
     "nexus_preflight_checks": "preflight",
+    "nexus_host_sources": "host_source",
     "nexus_commands": "command",
     "nexus_subscribers": "subscriber",
     "nexus_event_types": "event_type",
