@@ -3,8 +3,8 @@
 ``tailscale_backend="auto"`` uses the API when credentials are set (an API key or an OAuth
 client, in the config or the environment) and the local CLI otherwise; ``"cli"`` and
 ``"api"`` force one. A nexusfile with several ``discover("tailscale", ...)`` groups asks the
-tailnet once: the answer is kept for the life of the process (one ``nexus`` command) per
-backend and endpoint, and each group's filters are applied to it.
+tailnet once: the answer is kept for the run (:class:`Answers`, one per host source
+instance) per backend and endpoint, and each group's filters are applied to it.
 """
 
 from __future__ import annotations
@@ -86,31 +86,30 @@ def resolve_backend(config: Mapping[str, Any], environ: Mapping[str, str] | None
     return Backend("cli", cli_path=path, timeout=timeout)
 
 
-_CACHE: dict[tuple[str, ...], Tailnet] = {}
-_CACHE_LOCK = threading.Lock()
-_KEY_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
-
-
-def fetch(backend: Backend, *, cached: bool = True) -> Tailnet:
-    """The tailnet's devices from ``backend``: asked once per process unless ``cached`` is False.
+class Answers:
+    """The tailnet's answers for one run: each backend asked once, whatever the number of groups.
 
     Groups discovered concurrently wait for the one question in flight instead of asking again.
     """
-    key = backend.cache_key
-    with _CACHE_LOCK:
-        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        if cached and key in _CACHE:
-            return _CACHE[key]
-        if backend.kind == "cli":
-            tailnet = cli.status(backend.cli_path, backend.timeout)
-        else:
-            tailnet = ApiClient(backend.credentials, backend.settings).devices()
-        _CACHE[key] = tailnet
-        return tailnet
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, ...], Tailnet] = {}
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
+
+    def fetch(self, backend: Backend) -> Tailnet:
+        """The devices from ``backend`` (asked on the first call only)."""
+        key = backend.cache_key
+        with self._lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._answers:
+                self._answers[key] = ask(backend)
+            return self._answers[key]
 
 
-def forget() -> None:
-    """Drop the answers kept by :func:`fetch` (tests, long-lived processes)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+def ask(backend: Backend) -> Tailnet:
+    """Ask ``backend`` for the tailnet's devices now."""
+    if backend.kind == "cli":
+        return cli.status(backend.cli_path, backend.timeout)
+    return ApiClient(backend.credentials, backend.settings).devices()

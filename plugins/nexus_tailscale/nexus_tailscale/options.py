@@ -103,3 +103,28 @@ def setting(config: Mapping[str, Any], key: str, environ: Mapping[str, str] | No
         if env.get(name):
             return env[name]
     return None
+
+
+def filter_options() -> tuple[Option, ...]:
+    """The filters ``discover("tailscale", ...)`` accepts (declared without importing the source)."""
+    names = (str, list, tuple)
+    return (
+        Option("tags", names, None, "ACL tags the device must all carry: ['tag:web'] ('tag:' optional)"),
+        Option("os", names, None, "operating system(s): 'linux', 'macOS', 'windows'... (any case)"),
+        Option("hostname", (str,), None, "regular expression the device name must match (re.search)"),
+        Option("exclude_hostname", (str,), None, "regular expression of device names to leave out"),
+        Option("exclude", names, None, "device names, MagicDNS names or Tailscale IPs to leave out"),
+        Option(
+            "online",
+            (bool,),
+            True,
+            "True: offline and expired devices are listed, not targeted; False: target them too",
+        ),
+        Option(
+            "address",
+            (str,),
+            "dns",
+            "what Nexus connects to: 'dns' (MagicDNS name), 'ipv4' or 'ipv6'",
+            choices=("dns", "ipv4", "ipv6"),
+        ),
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nexus_core.plugin import Option, hookimpl
+from nexus_core.plugin import Option, Registration, hookimpl
 
 #: The core plugin API version this plugin was built for.
 NEXUS_API_VERSION = 1
@@ -26,3 +26,17 @@ def nexus_config_options() -> Sequence[Option]:
     from nexus_tailscale.options import config_options
 
     return config_options()
+
+
+@hookimpl
+def nexus_host_sources() -> Sequence[Registration]:
+    """``discover("tailscale", **filters)``: the tailnet's devices (the source is imported on first use).
+
+    Filters: ``tags``, ``os``, ``hostname`` / ``exclude_hostname`` (regular expressions),
+    ``exclude``, ``online`` (default True) and ``address`` (``"dns"``, ``"ipv4"``, ``"ipv6"``).
+    """
+    from nexus_tailscale.options import filter_options
+
+    return [
+        Registration("tailscale", "nexus_tailscale.source:TailscaleSource", {"filters": filter_options()})
+    ]

@@ -345,7 +345,7 @@ class FakeApi:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-tailscale-api", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="fake-tailscale-api", daemon=True
         )
         self._thread.start()
         return self

@@ -1,7 +1,7 @@
 """Fixtures for the nexus-tailscale tests: a fake ``tailscale`` on PATH and a local API server.
 
 The fakes live in :mod:`nexus_tailscale.testing` (standard library only, so ``bench/`` uses
-them too). Every test starts with no cached answers, breakers or tokens, and with none of
+them too). Every test starts with no breakers, tokens or rate windows, and with none of
 the credential variables Tailscale's tools read.
 """
 
@@ -19,7 +19,7 @@ for p in (str(_ROOT), str(_PLUGIN), str(Path(__file__).resolve().parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from nexus_tailscale import api, discovery  # noqa: E402
+from nexus_tailscale import api  # noqa: E402
 from nexus_tailscale.options import ENV  # noqa: E402
 from nexus_tailscale.testing import SAMPLE, FakeApi, write_fake_cli  # noqa: E402
 
@@ -30,10 +30,8 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         for name in names:
             monkeypatch.delenv(name, raising=False)
     api.reset_state()
-    discovery.forget()
     yield
     api.reset_state()
-    discovery.forget()
 
 
 @pytest.fixture

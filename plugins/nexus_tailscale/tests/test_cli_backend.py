@@ -8,7 +8,7 @@ import pytest
 
 from nexus_tailscale import cli
 from nexus_tailscale.devices import parse_status
-from nexus_tailscale.discovery import fetch, resolve_backend
+from nexus_tailscale.discovery import Answers, ask, resolve_backend
 from nexus_tailscale.errors import TailscaleError
 from nexus_tailscale.testing import SAMPLE, Peer, status_document, write_fake_cli
 
@@ -67,7 +67,7 @@ def test_other_failures_show_what_tailscale_said(tmp_path: Path):
 
 def test_a_hanging_cli_times_out(tmp_path: Path):
     script = write_fake_cli(tmp_path, sleep=5)
-    with pytest.raises(TailscaleError, match="did not answer within 0.3 s") as err:
+    with pytest.raises(TailscaleError, match=r"did not answer within 0\.3 s") as err:
         cli.status(str(script), timeout=0.3)
     assert err.value.exit_code == 3
 
@@ -94,13 +94,14 @@ def test_configured_cli_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     script = write_fake_cli(tmp_path / "elsewhere")
     backend = resolve_backend({"tailscale_cli": str(script)})
     assert backend.kind == "cli" and backend.cli_path == str(script)
-    assert len(fetch(backend).devices) == len([p for p in SAMPLE if not p.sharee]) + 1
+    assert len(ask(backend).devices) == len([p for p in SAMPLE if not p.sharee]) + 1
 
 
-def test_one_question_per_process(fake_cli: Path):
+def test_one_question_per_run(fake_cli: Path):
     backend = resolve_backend({})
-    first = fetch(backend)
-    second = fetch(backend)
+    answers = Answers()
+    first = answers.fetch(backend)
+    second = answers.fetch(backend)
     assert first is second
     calls = (fake_cli.parent / "tailscale.json.calls").read_text().splitlines()
     assert calls == ["status --json"]
