@@ -15,8 +15,8 @@ import pytest
 from nexus_core.plugin import Cancel, Command, ExecutorContext, Host
 
 pytest.importorskip("nexus_ssh")
-from nexus_ssh.executor import SshExecutor  # noqa: E402
-from tailnet_sshd import USER, TailnetSshd  # noqa: E402
+from nexus_ssh.executor import SshExecutor
+from tailnet_sshd import USER, TailnetSshd
 
 pytestmark = pytest.mark.ssh
 
