@@ -24,7 +24,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pybreaker
@@ -35,51 +34,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from nexus_tailscale.devices import Tailnet, parse_devices
 from nexus_tailscale.errors import CONFIG, CONNECTION, ApiError, TailscaleError
+from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
 
-DEFAULT_API_URL = "https://api.tailscale.com"
+__all__ = ["DEFAULT_API_URL", "ApiClient", "ApiSettings", "Credentials", "reset_state"]
+
 #: Read at most this much of an answer (the CLI's own client stops at 10 MB).
 MAX_BODY = 64 * 1024 * 1024
 USER_AGENT = "nexus-tailscale"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """An API key, or an OAuth client (id and secret). Never printed."""
-
-    api_key: str = ""
-    client_id: str = ""
-    client_secret: str = ""
-
-    @property
-    def oauth(self) -> bool:
-        """True for an OAuth client."""
-        return bool(self.client_id and self.client_secret)
-
-    def __bool__(self) -> bool:
-        return bool(self.api_key) or self.oauth
-
-    def __repr__(self) -> str:
-        kind = "oauth" if self.oauth else "api_key" if self.api_key else "none"
-        return f"Credentials({kind})"
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    """Where the API is and how patient to be with it."""
-
-    api_url: str = DEFAULT_API_URL
-    tailnet: str = "-"
-    timeout: float = 10.0
-    #: Attempts per request (tenacity), the first included.
-    attempts: int = 3
-    #: Longest ``Retry-After`` worth waiting for; a longer one fails at once and says when to retry.
-    max_wait: float = 30.0
-    #: Base of the exponential backoff between attempts, in seconds.
-    backoff: float = 0.5
-    #: Requests allowed to the API from this process (``limits`` notation: ``"10/second"``).
-    rate: str = "10/second"
-    #: Seconds an open breaker stays open before the API is asked again.
-    breaker_reset: float = 30.0
 
 
 # --- process-wide state: rate limiter, breakers, OAuth tokens -------------------------------------

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_tailscale import cli
-from nexus_tailscale.api import DEFAULT_API_URL, ApiClient, ApiSettings, Credentials
 from nexus_tailscale.devices import Tailnet
 from nexus_tailscale.errors import CONFIG, TailscaleError
 from nexus_tailscale.options import setting
+from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
 
 
 @dataclass(frozen=True)
@@ -112,4 +112,6 @@ def ask(backend: Backend) -> Tailnet:
     """Ask ``backend`` for the tailnet's devices now."""
     if backend.kind == "cli":
         return cli.status(backend.cli_path, backend.timeout)
+    from nexus_tailscale.api import ApiClient  # the HTTP stack, only for the API backend
+
     return ApiClient(backend.credentials, backend.settings).devices()
