@@ -48,3 +48,13 @@ def fake_api() -> Iterator[FakeApi]:
     """The SAMPLE tailnet behind a local API server (key ``tskey-api-test``, OAuth client ``cid``)."""
     with FakeApi(SAMPLE, api_keys={"tskey-api-test"}, oauth={"cid": "tskey-client-secret"}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sshbed():  # type: ignore[no-untyped-def]
+    """The shared real-sshd bed: 3 hosts on 127.0.0.2-4 (nexus_core/testing/sshbed.py)."""
+    if __import__("os").geteuid() != 0:
+        pytest.skip("the SSH test bed needs root (creates users, runs sshd)")
+    from nexus_core.testing.sshbed import shared_bed
+
+    return shared_bed(3)
