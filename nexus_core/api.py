@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core._version import API_VERSION
 from nexus_core.events import Event
-from nexus_core.model import EMPTY, Command, Host
+from nexus_core.model import EMPTY, Command, Host, Problem
 from nexus_core.options import Option
 
 if TYPE_CHECKING:
@@ -386,10 +386,13 @@ class DiscoveryError(Exception):
     an expired API key, a missing inventory file...). The run stops before anything
     executes, with exit code 3 (a host source that cannot be reached) unless ``exit_code``
     says otherwise (2 for a configuration mistake such as a bad inventory file).
-    ``problems`` carries several findings at once (every mistake of an inventory file).
+    ``problems`` carries several findings at once (every mistake of an inventory file), as
+    strings or, with their file and line, as :class:`nexus_core.model.Problem`.
     """
 
-    def __init__(self, message: str, hint: str = "", *, exit_code: int = 3, problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, hint: str = "", *, exit_code: int = 3, problems: Sequence[str | Problem] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

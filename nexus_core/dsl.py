@@ -23,7 +23,7 @@ from typing import Any, TypeVar, overload
 # import of ``nexus_core.hosts`` (by the planner or a plugin) would replace the function and make
 # ``from nexus_core import hosts`` in a nexusfile return the module ("'module' object is not callable").
 import nexus_core.hosts  # noqa: F401
-from nexus_core.model import Command, Host, HostSpec, Location, Problem, Project, TaskDef
+from nexus_core.model import Command, Host, HostSpec, Location, Problem, Project, SourceSpec, TaskDef
 from nexus_core.options import RUN_OPTIONS, safe_repr, suggest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,11 +110,18 @@ def config(**options: Any) -> None:
 
 
 def hosts(
-    name: str, *members: str | HostSpec | list[str | HostSpec], groups: list[str] | tuple[str, ...] | None = None
+    name: str,
+    *members: str | HostSpec | SourceSpec | list[str | HostSpec | SourceSpec],
+    groups: list[str] | tuple[str, ...] | None = None,
+    where: Callable[[Host], Any] | None = None,
 ) -> None:
-    """Define host group ``name`` from host strings, :func:`host` entries and/or other groups (``groups=[...]``).
+    """Define host group ``name`` from host strings, :func:`host` entries, :func:`discover`
+    sources and/or other groups (``groups=[...]``).
 
-    ``"local"`` as a member is the machine Nexus runs on, as in ``on=[...]``.
+    ``"local"`` as a member is the machine Nexus runs on, as in ``on=[...]``. ``where``
+    keeps only the hosts it returns true for; it receives each host (a
+    :class:`~nexus_core.model.Host`, attributes included) once the sources have answered:
+    ``hosts("gpu", discover("tailscale"), where=lambda h: "tag:gpu" in h.tags)``.
     """
     from nexus_core.model import HostGroup
 
@@ -122,7 +129,7 @@ def hosts(
         _problem("hosts() is called inside a task body", "define host groups at the top level")
         return
     project = _loading("hosts")
-    where = _caller(project)
+    location = _caller(project)
     if not isinstance(name, str) or not name:
         _problem(
             f"hosts() needs a group name as its first argument, got {safe_repr(name)}",
@@ -157,7 +164,14 @@ def hosts(
             code="bad-value",
         )
         group_names = ()
-    project.groups[name] = HostGroup(name, tuple(flat), group_names, where)
+    if where is not None and not callable(where):
+        _problem(
+            f"hosts({name!r}): where= must be a function taking a host, not {type(where).__name__}",
+            'write where=lambda h: "blue" in h.tags',
+            code="bad-value",
+        )
+        where = None
+    project.groups[name] = HostGroup(name, tuple(flat), group_names, location, where)
 
 
 _HOST_OPTIONS = ("tags", "vars")
@@ -195,6 +209,77 @@ def host(text: str, *, tags: Any = None, vars: Any = None, **unknown: Any) -> Ho
         _problem(f"host({safe_repr(text)}): {exc}", 'write vars={"port": 8080, "role": "primary"}', code="bad-value")
         var_map = EMPTY
     return HostSpec(text, tag_tuple, var_map, where)
+
+
+def discover(source: str, **filters: Any) -> SourceSpec:
+    """Hosts a host source finds when Nexus plans a run, usable wherever hosts are.
+
+    ``hosts("web", discover("tailscale", tags=["tag:web"]), "extra-host")``. ``source`` names a
+    host source: the built-in ``file`` (``path=``, ``group=``), or one a plugin provides
+    (``tailscale`` from nexus-tailscale, ``ssh_config`` from nexus-ssh). ``filters`` are the
+    ones the source declares (an unknown one is a validation error). Discovered hosts carry
+    their attributes: ``tags``, ``vars`` and ``facts`` (``os``, ``online``, ``addresses``,
+    ``source`` and whatever the source adds), read in task bodies with :func:`current_host`.
+    """
+    project = current_project()
+    where = _caller(project)
+    if _RECORDER.get() is not None:
+        _problem("discover() is called inside a task body", "use it in hosts(...) or on=[...] at the top level")
+    if not isinstance(source, str) or not source:
+        _problem(
+            f"discover() needs the name of a host source, got {safe_repr(source)}",
+            'write discover("tailscale", tags=["tag:web"]) or discover("file", path="inventory.toml")',
+            code="bad-value",
+        )
+        source = str(source)
+    return SourceSpec(source, dict(filters), where)
+
+
+def inventory(path: str) -> None:
+    """Declare every group of an inventory file as a host group of the same name.
+
+    ``inventory("inventory.toml")`` (Nexus's TOML format) or an Ansible inventory
+    (``hosts.ini``, ``hosts.yml``); the path is relative to the nexusfile's folder. Each group
+    is ``hosts(NAME, discover("file", path=path, group=NAME))``: its hosts are read when a run
+    is planned, with their variables (``user``, ``port``, ``tags``...).
+    """
+    from nexus_core.model import HostGroup
+
+    if _RECORDER.get() is not None:
+        _problem("inventory() is called inside a task body", "call inventory() at the top level of the nexusfile")
+        return
+    project = _loading("inventory")
+    location = _caller(project)
+    if not isinstance(path, str) or not path:
+        _problem(
+            f"inventory() needs the path of an inventory file, got {safe_repr(path)}",
+            'write inventory("inventory.toml")',
+            code="bad-value",
+        )
+        return
+    from nexus_core.discovery.inventory import InventoryError, read_inventory
+
+    full = path if os.path.isabs(path) else os.path.join(project.root, path)
+    try:
+        found = read_inventory(full)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            project.problems.append(Problem(problem.message, problem.location, problem.hint, "bad-inventory"))
+        if not exc.problems:
+            _problem(exc.message, exc.hint, code="bad-inventory")
+        return
+    for group in found.groups:
+        if group in project.groups or group == "local":
+            first = project.groups[group].location.line if group in project.groups else 0
+            _problem(
+                f"inventory {path!r} declares group {group!r}, which the nexusfile already defines"
+                + (f" (line {first})" if first else ""),
+                'rename one of them, or use discover("file", path=..., group=...) in your own hosts(...)',
+                code="duplicate-group",
+            )
+            continue
+        spec = SourceSpec("file", {"path": path, "group": group}, location)
+        project.groups[group] = HostGroup(group, (spec,), (), location)
 
 
 @overload

@@ -132,7 +132,9 @@ KINDS: tuple[Kind, ...] = (
         "where hosts come from: `discover(NAME, **filters)` (mesh VPNs, clouds, CMDBs, inventory files)",
         registry="host_sources",
         details=_frozen({"filters": ()}),
-        packages=_frozen({"tailscale": "nexus-tailscale", "aws": "nexus-aws", "hetzner": "nexus-hetzner"}),
+        packages=_frozen(
+            {"tailscale": "nexus-tailscale", "ssh_config": "nexus-ssh", "aws": "nexus-aws", "hetzner": "nexus-hetzner"}
+        ),
     ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),
     Kind(

@@ -1,8 +1,9 @@
 """Host limits: ``-H/--hosts`` patterns that narrow the hosts of each task, like Ansible's ``--limit``.
 
 A limit is a list of patterns (comma-separated, or ``-H`` given several times). Each
-pattern is a host (its label, name, address, ``user@name`` or full host string), a host
-group, or a glob over either (``web-*``, ``10.0.0.*``). A pattern starting with ``!``
+pattern is a host (its label, name, address, ``user@name`` or full host string, or a
+discovered host's own name), a host group, a glob over either (``web-*``, ``10.0.0.*``),
+or ``tag:PATTERN`` (the hosts with such a tag). A pattern starting with ``!``
 excludes what it matches; one starting with ``&`` keeps only hosts it also matches;
 ``@PATH`` reads more patterns from a file, one a line (``#`` starts a comment).
 
@@ -24,6 +25,9 @@ from nexus_core.model import Host, HostKey
 #: Identity of a host for group membership (two equal host strings give the same key).
 
 _MAX_FILE_DEPTH = 8
+
+#: ``-H tag:web``: hosts by tag rather than by name.
+TAG_PREFIX = "tag:"
 
 
 class LimitError(ValueError):
@@ -95,11 +99,21 @@ def host_forms(host: Host, pattern: str = "@://") -> set[str]:
             forms.add(f"{host.transport}://{host.user}@{host.label}")
     if host.source and ("@" in pattern or "://" in pattern or "@" not in host.source):
         forms.add(host.source)
+    name = host.facts.get("name") if host.facts else None
+    if isinstance(name, str) and name:  # a discovered host's own name (inventory name, hostname)
+        forms.add(name)
     return forms
 
 
 def matches(pattern: str, host: Host, groups: Mapping[str, set[HostKey]]) -> bool:
-    """True when ``pattern`` (no ``!``/``&`` prefix) names ``host`` or a group that holds it."""
+    """True when ``pattern`` (no ``!``/``&`` prefix) names ``host`` or a group that holds it.
+
+    ``tag:PATTERN`` selects by attribute: the hosts with a tag matching PATTERN (or the
+    tag ``tag:PATTERN`` itself, as Tailscale spells its tags).
+    """
+    if pattern.startswith(TAG_PREFIX):
+        wanted = pattern[len(TAG_PREFIX) :]
+        return any(fnmatch.fnmatchcase(tag, wanted) or fnmatch.fnmatchcase(tag, pattern) for tag in host.tags)
     if any(fnmatch.fnmatchcase(form, pattern) for form in host_forms(host, pattern)):
         return True
     key = host_key(host)

@@ -180,6 +180,13 @@ CONFIG_OPTIONS: dict[str, Option] = {
         Option("default", (str,), None, "task run by `nexus run` when no task is named"),
         Option("log_max_bytes", (int,), 1_000_000, "output kept per task and host for `nexus logs`", minimum=0),
         Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
+        Option(
+            "discovery_ttl",
+            _NUM,
+            0,
+            "seconds discovered hosts are reused from the state database (0: discover on every run)",
+            minimum=0,
+        ),
     ]
 }
 

@@ -16,7 +16,20 @@ from nexus_core.dsl import _RECORDER, Recorder
 from nexus_core.hosts import HostParseError, assign_labels, parse_host
 from nexus_core.limit import Limit, LimitError, parse_limit
 from nexus_core.loader import exception_problem, in_project
-from nexus_core.model import LOCAL, Command, FrozenMap, Host, HostKey, HostSpec, Location, Problem, Project, TaskDef
+from nexus_core.model import (
+    EMPTY,
+    LOCAL,
+    Command,
+    FrozenMap,
+    Host,
+    HostKey,
+    HostSpec,
+    Location,
+    Problem,
+    Project,
+    SourceSpec,
+    TaskDef,
+)
 from nexus_core.options import safe_repr, suggest
 from nexus_core.params import Param, bind, task_params
 from nexus_core.registry import Registry
@@ -103,6 +116,9 @@ class Plan:
     #: ``-H`` as given ("" without one), and the task arguments (``key=value`` words).
     limit: str = ""
     params: Mapping[str, str] = field(default_factory=dict)
+    #: What each ``discover(...)`` of the nexusfile found (see ``nexus_core.discovery``):
+    #: saved with the run, so that resume targets the same hosts.
+    discovery: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def hosts(self) -> list[Host]:
@@ -132,7 +148,12 @@ class Plan:
             "hosts": [h.to_dict() for h in self.hosts],
             "commands": self.command_count(),
         }
-        extra = {"skipped": dict(self.skipped), "limit": self.limit, "params": dict(self.params)}
+        extra = {
+            "skipped": dict(self.skipped),
+            "limit": self.limit,
+            "params": dict(self.params),
+            "discovery": [dict(d) for d in self.discovery],
+        }
         out.update({k: v for k, v in extra.items() if v})
         return out
 
@@ -234,6 +255,7 @@ def check_structure(
         if why:
             _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
+    _guarded(out, project.path, "while checking host sources", lambda: out.extend(_check_sources(project, registry)))
     _guarded(out, project.path, "while checking host attributes", lambda: out.extend(declared_attributes(project)[1]))
     _guarded(out, project.path, "while checking the default task", lambda: out.extend(default_task(project)[1]))
     for t in project.tasks.values():
@@ -321,7 +343,7 @@ def _declarations(project: Project) -> list[HostSpec]:
     return specs
 
 
-Attributes = tuple[tuple[str, ...], FrozenMap]
+Attributes = tuple[tuple[str, ...], FrozenMap] | tuple[tuple[str, ...], FrozenMap, FrozenMap]
 
 
 def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], list[Problem]]:
@@ -332,12 +354,17 @@ def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], li
     """
     tags: dict[HostKey, list[str]] = {}
     values: dict[HostKey, dict[str, tuple[Any, Location | None]]] = {}
+    facts: dict[HostKey, dict[str, Any]] = {}
     out: list[Problem] = []
     for spec in _declarations(project):
         try:
             key = to_host(spec).key
         except HostParseError:
             continue  # reported where the host is used
+        if spec.facts:  # a discovered host: what its first source found
+            known_facts = facts.setdefault(key, {})
+            for name, value in spec.facts.items():
+                known_facts.setdefault(name, value)
         known = tags.setdefault(key, [])
         known.extend(tag for tag in spec.tags if tag not in known)
         seen = values.setdefault(key, {})
@@ -355,23 +382,50 @@ def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], li
                 )
                 continue
             seen.setdefault(name, (value, spec.location))
-    found = {key: (tuple(tags[key]), FrozenMap((n, v) for n, (v, _) in values.get(key, {}).items())) for key in tags}
+    found: dict[HostKey, Attributes] = {
+        key: (tuple(tags[key]), FrozenMap((n, v) for n, (v, _) in values.get(key, {}).items()), FrozenMap(facts[key]))
+        if key in facts
+        else (tuple(tags[key]), FrozenMap((n, v) for n, (v, _) in values.get(key, {}).items()))
+        for key in tags
+    }
     return found, out
 
 
 def with_attributes(host: Host, attributes: Mapping[HostKey, Attributes]) -> Host:
     """``host`` carrying the attributes declared for it (itself when it has none)."""
     found = attributes.get(host.key)
-    if found is None or (not found[0] and not found[1]):
+    if found is None or not any(found):
         return host
     from dataclasses import replace
 
-    return replace(host, tags=found[0], vars=found[1])
+    facts = found[2] if len(found) > 2 else EMPTY
+    return replace(host, tags=found[0], vars=found[1], facts=facts or host.facts)
+
+
+def _check_sources(project: Project, registry: Registry) -> list[Problem]:
+    """Problems with the ``discover(...)`` sources and their filters (see nexus_core.discovery)."""
+    from nexus_core.discovery import check, source_specs
+
+    return check(project, registry) if source_specs(project) else []
+
+
+def _discovers(project: Project, name: str, seen: set[str] | None = None) -> bool:
+    """True when group ``name`` (or a group it includes) has a source not discovered yet."""
+    seen = set() if seen is None else seen
+    if name in seen or name not in project.groups:
+        return False
+    seen.add(name)
+    group = project.groups[name]
+    return any(isinstance(m, SourceSpec) for m in group.members) or any(
+        isinstance(sub, str) and _discovers(project, sub, seen) for sub in group.groups
+    )
 
 
 def _check_groups(project: Project, out: list[Problem]) -> None:
     for g in project.groups.values():
         for member in g.members:
+            if isinstance(member, SourceSpec):
+                continue  # checked by _check_sources, discovered when a run is planned
             try:
                 to_host(member)
             except HostParseError as exc:
@@ -524,7 +578,7 @@ def _targets(
                 hosts.append(to_host(member))
             except HostParseError:
                 pass  # reported with the group
-        if not hosts and not out_has_group_problem(out, on):
+        if not hosts and not out_has_group_problem(out, on) and not _discovers(project, on):
             _p(
                 out,
                 f"task {t.name!r} runs on host group {on!r}, which has no hosts",
@@ -532,8 +586,8 @@ def _targets(
                 "add hosts to the group",
                 "empty-group",
             )
-    elif isinstance(on, (list, tuple, HostSpec)):
-        if isinstance(on, HostSpec):
+    elif isinstance(on, (list, tuple, HostSpec, SourceSpec)):
+        if isinstance(on, (HostSpec, SourceSpec)):
             on = [on]
         if not on:
             _p(
@@ -544,6 +598,8 @@ def _targets(
                 "bad-value",
             )
         for item in on:
+            if isinstance(item, SourceSpec):
+                continue  # discovered when a run is planned
             try:
                 hosts.append(to_host(item))
             except HostParseError as exc:
@@ -880,12 +936,17 @@ def _inventory(project: Project) -> list[Host]:
     texts: list[Any] = [m for g in project.groups.values() for m in g.members]
     texts += [item for t in project.tasks.values() if isinstance(t.on, (list, tuple)) for item in t.on]
     hosts: list[Host] = []
+    try:
+        attributes = declared_attributes(project)[0]  # tags count for -H tag:NAME
+    except Exception:  # noqa: BLE001 - reported by check_structure
+        attributes = {}
     for text in texts:
-        if text == "local":
-            hosts.append(LOCAL)
+        raw = text.text if isinstance(text, HostSpec) else text
+        if raw == "local":
+            hosts.append(with_attributes(LOCAL, attributes))
             continue
         try:
-            hosts.append(parse_host(text))
+            hosts.append(with_attributes(parse_host(raw), attributes))
         except HostParseError:
             pass
     return _dedupe(hosts)

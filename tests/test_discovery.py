@@ -6,6 +6,10 @@ the real ``nexus`` CLI, as in ``test_plugins.py``.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,432 @@ def test_a_plugin_host_source_is_registered_from_its_entry_point(project, site):
     row = next(p for p in out.json()["plugins"] if p["distribution"] == "nexus-fake")
     assert row["hooks"] == ["nexus_host_sources"]
     assert out.json()["errors"] == []
+
+
+# --- discover(...) through the real CLI -------------------------------------------------------
+
+FEATURES = ("executor", "options", "host_source")
+
+SOURCE_PROJECT = """
+from nexus_core import config, current_host, discover, host_tags, hosts, run, task
+
+config(fake_endpoint="lab")
+hosts("nodes", discover("fakes", prefix="n"))
+hosts("blue", discover("fakes", prefix="n"), where=lambda h: "blue" in h.tags)
+hosts("mixed", discover("fakes", prefix="m"), "fake://extra")
+
+
+@task(on="nodes")
+def deploy():
+    h = current_host()
+    run(f"echo {h.facts['name']} {h.facts.get('rack', '-')} {h.facts['os']} {','.join(host_tags())}")
+
+
+@task(on="blue")
+def paint():
+    run("echo blue")
+
+
+@task(on="mixed")
+def both():
+    run("echo both")
+"""
+
+
+def setup_source(project, site, source: str = SOURCE_PROJECT) -> None:
+    make_dist(site, features=FEATURES)
+    project.write(source)
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
+
+
+@pytest.mark.hook("nexus_host_sources")
+def test_discovered_hosts_are_targets_with_attributes_and_offline_ones_are_not(project, site, logs):
+    """nexus_host_sources: a plugin's source gives a group its hosts, attributes included."""
+    setup_source(project, site)
+    out = project.run("run", "deploy", "--format", "json")
+    assert out.code == 0, out
+    ran = {r["host"]: r["cmd"] for r in logs.records("run")}
+    assert ran == {"n-1": "echo n-one r1 linux blue", "n-2": "echo n-2 - linux green"}  # n-3 is offline
+    assert "1 offline host not targeted (n-3)" in out.stderr
+    assert [r["filters"] for r in logs.records("discover")] == [{"prefix": "n"}]  # one discovery per run
+    assert logs.records("discover")[0]["endpoint"] == "lab"  # the source sees config(...)
+
+
+def test_where_groups_discovered_hosts_by_attribute(project, site, logs):
+    setup_source(project, site)
+    out = project.run("run", "paint")
+    assert out.code == 0, out
+    assert [r["host"] for r in logs.records("run")] == ["n-1"]
+
+
+def test_discovered_and_literal_hosts_mix_in_one_group(project, site, logs):
+    setup_source(project, site)
+    out = project.run("run", "both")
+    assert out.code == 0, out
+    assert sorted(r["host"] for r in logs.records("run")) == ["extra", "m-1", "m-2"]
+
+
+def test_only_the_sources_of_the_tasks_being_run_are_asked(project, site, logs):
+    setup_source(project, site)
+    assert project.run("run", "deploy").code == 0
+    assert {r["filters"]["prefix"] for r in logs.records("discover")} == {"n"}
+
+
+def test_unknown_source_names_the_package_to_install(project, site):
+    setup_source(project, site, SOURCE_PROJECT.replace('discover("fakes", prefix="n"))', 'discover("tailscale"))'))
+    out = project.run("run", "deploy")
+    assert out.code == 2, out
+    assert "no 'tailscale' host source is installed" in out.stderr
+    assert "pip install nexus-tailscale" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_filter_gets_a_did_you_mean(project, site, logs):
+    setup_source(project, site, SOURCE_PROJECT.replace('prefix="n"))\nhosts("blue"', 'prefx="n"))\nhosts("blue"'))
+    out = project.run("validate", "--format", "json")
+    assert out.code == 2, out
+    problem = next(p for p in out.json()["problems"] if p["code"] == "unknown-option")
+    assert "has no filter 'prefx'" in problem["message"] and problem["hint"] == "did you mean 'prefix'?"
+    assert problem["line"] == 4
+    assert logs.records("discover") == []  # validation never discovers
+
+
+def test_a_filter_of_the_wrong_type_says_what_it_takes(project, site):
+    setup_source(project, site, SOURCE_PROJECT.replace('prefix="n"))\nhosts("blue"', 'prefix=3))\nhosts("blue"'))
+    out = project.run("run", "deploy")
+    assert out.code == 2, out
+    assert "prefix must be a string, not int (3)" in out.stderr
+
+
+def test_a_source_that_cannot_answer_stops_the_run_with_its_fix(project, site, logs):
+    setup_source(project, site, SOURCE_PROJECT.replace('prefix="n"))\nhosts("blue"', 'prefix="broken"))\nhosts("blue"'))
+    out = project.run("run", "deploy")
+    assert out.code == 3, out
+    assert "Host discovery failed: discover('fakes', prefix='broken')" in out.stderr
+    assert "the fake inventory is broken" in out.stderr and "fix the fake inventory" in out.stderr
+    assert logs.records("run") == []
+
+
+def test_validate_checks_sources_without_discovering(project, site, logs):
+    setup_source(project, site)
+    out = project.run("validate")
+    assert out.code == 0, out
+    assert logs.records("discover") == []
+
+
+def test_discovery_is_cached_for_the_ttl_and_refresh_bypasses_it(project, site, logs):
+    setup_source(project, site, SOURCE_PROJECT.replace('config(fake_endpoint="lab")', "config(discovery_ttl=600)"))
+    assert project.run("run", "deploy").code == 0
+    assert project.run("run", "deploy").code == 0
+    assert len(logs.records("discover")) == 1  # the second run used the cache
+    assert len([r for r in logs.records("run")]) == 4
+    assert project.run("run", "deploy", "--refresh").code == 0
+    assert len(logs.records("discover")) == 2
+
+
+def test_without_a_ttl_every_run_discovers(project, site, logs):
+    setup_source(project, site)
+    for _ in range(2):
+        assert project.run("run", "deploy").code == 0
+    assert len(logs.records("discover")) == 2
+
+
+def test_dry_run_shows_where_each_discovered_host_came_from(project, site, logs):
+    setup_source(project, site)
+    out = project.run("run", "deploy", "-n")
+    assert out.code == 0, out
+    assert "HOST DISCOVERY" in out.stdout
+    assert "discover('fakes', prefix='n')  (line 4, discovered now: 3 hosts)" in out.stdout
+    assert re.search(r"n-1 +\(n-one; fake://n-1; tags: blue; os: linux\)", out.stdout), out.stdout
+    assert re.search(r"n-3 .*offline: not targeted", out.stdout)
+    js = project.run("run", "deploy", "-n", "--format", "json").json()
+    found = js["plan"]["discovery"]
+    assert [d["call"] for d in found] == ["discover('fakes', prefix='n')"]
+    assert [(h["address"], h["online"]) for h in found[0]["hosts"]] == [("n-1", True), ("n-2", True), ("n-3", False)]
+    assert logs.records("run") == []
+
+
+def test_limit_selects_discovered_hosts_by_tag_and_by_their_own_name(project, site, logs):
+    setup_source(project, site)
+    assert project.run("run", "deploy", "-H", "tag:green").code == 0
+    assert [r["host"] for r in logs.records("run")] == ["n-2"]
+    assert project.run("run", "deploy", "-H", "n-one").code == 0  # the source's name for n-1
+    assert [r["host"] for r in logs.records("run")][1:] == ["n-1"]
+    out = project.run("run", "deploy", "-H", "tag:purple")
+    assert out.code == 2 and "'tag:purple' matches no host or group" in out.stderr
+
+
+def test_hosts_list_shows_groups_sources_tags_and_offline_hosts(project, site):
+    setup_source(project, site)
+    out = project.run("hosts", "list")
+    assert out.code == 0, out
+    assert "nodes (3 hosts, 1 offline)" in out.stdout
+    assert re.search(r"n-one +fake://n-1  discover\('fakes', prefix='n'\)  tags: blue  os: linux", out.stdout)
+    assert re.search(r"n-3 .*offline \(not targeted\)", out.stdout)
+    assert "blue (2 hosts, 1 offline)" in out.stdout  # where= keeps n-1 and the offline n-3
+    js = project.run("hosts", "list", "mixed", "--format", "json").json()
+    assert [g["group"] for g in js["groups"]] == ["mixed"]
+    rows = js["groups"][0]["hosts"]
+    assert [(h["name"], h["source"], h["online"]) for h in rows] == [
+        ("m-one", "discover('fakes', prefix='m')", True),
+        ("m-2", "discover('fakes', prefix='m')", True),
+        ("m-3", "discover('fakes', prefix='m')", False),
+        ("extra", "nexusfile", True),
+    ]
+    bad = project.run("hosts", "list", "nodez")
+    assert bad.code == 2 and "Did you mean 'nodes'?" in bad.stderr
+
+
+def test_hosts_help_lists_list_and_the_plugin_subcommands():
+    out = subprocess.run([sys.executable, "-m", "nexus_core", "hosts", "--help"], capture_output=True, text=True,
+                         check=False, env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "list" in out.stdout
+    if "nexus-ssh" in subprocess.run([sys.executable, "-m", "nexus_core", "version"], capture_output=True,
+                                     text=True, check=False).stdout:  # fmt: skip
+        assert "scan" in out.stdout and "verify" in out.stdout
+
+
+# --- inventory files ----------------------------------------------------------------------------
+
+
+def uses_inventory(path: str) -> str:
+    """A nexusfile that declares the groups of the inventory at ``path`` and has one local task."""
+    return f'from nexus_core import inventory, run, task\ninventory("{path}")\n\n@task\ndef t():\n    run("true")\n'
+
+
+TOML_INVENTORY = """
+user = "deploy"
+transport = "fake"
+vars = { app = "shop" }
+
+[groups.web]
+hosts = ["web-[1:2]"]
+tags = ["frontend"]
+vars = { tier = "front" }
+
+[groups.db]
+hosts = ["db-1"]
+port = 2222
+
+[groups.prod]
+children = ["web", "db"]
+vars = { tier = "any", env = "prod" }
+
+[hosts.web-1]
+address = "10.0.0.11"
+tags = ["canary"]
+vars = { role = "primary" }
+"""
+
+INVENTORY_PROJECT = """
+from nexus_core import current_host, host_var, inventory, run, task
+
+inventory("{path}")
+
+
+@task(on="prod")
+def deploy():
+    h = current_host()
+    run(f"echo {{h.facts['name']}} {{h.user}} {{h.port}} {{host_var('tier')}} {{host_var('env')}} "
+        f"{{host_var('app')}} {{host_var('role', '-')}} {{','.join(h.tags)}}")
+"""
+
+
+def test_inventory_declares_its_groups_with_inherited_settings_and_vars(project, site, logs):
+    make_dist(site, features=FEATURES)
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
+    project.write(TOML_INVENTORY, "inventory.toml")
+    project.write(INVENTORY_PROJECT.format(path="inventory.toml"))
+    out = project.run("run", "deploy")
+    assert out.code == 0, out
+    ran = {r["host"]: r["cmd"] for r in logs.records("run")}
+    assert ran == {
+        "10.0.0.11": "echo web-1 deploy None front prod shop primary frontend,canary",
+        "web-2": "echo web-2 deploy None front prod shop - frontend",
+        "db-1": "echo db-1 deploy 2222 any prod shop - ",
+    }
+    assert project.run("run", "deploy", "-H", "web-1", "-q").code == 0  # its inventory name selects it
+    assert [r["host"] for r in logs.records("run")][3:] == ["10.0.0.11"]
+
+
+def test_discover_file_yields_one_group_or_every_host(project, site, logs):
+    make_dist(site, features=FEATURES)
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
+    project.write(TOML_INVENTORY, "inventory.toml")
+    project.write("""
+        from nexus_core import discover, hosts, run, task
+
+        hosts("dbs", discover("file", path="inventory.toml", group="db"))
+        hosts("everyone", discover("file", path="inventory.toml"))
+
+        @task(on="dbs")
+        def one():
+            run("echo db")
+
+        @task(on="everyone")
+        def every():
+            run("echo all")
+    """)
+    assert project.run("run", "one").code == 0
+    assert [r["host"] for r in logs.records("run")] == ["db-1"]
+    assert project.run("run", "every").code == 0
+    assert sorted(r["host"] for r in logs.records("run")[1:]) == ["10.0.0.11", "db-1", "web-2"]
+    project.write(project.nexusfile.read_text().replace('group="db"', 'group="dbb"'))
+    out = project.run("run", "one")
+    assert out.code == 2 and "has no group 'dbb'" in out.stderr and "did you mean 'db'?" in out.stderr
+
+
+ANSIBLE_INI = """
+# an Ansible inventory
+lonely ansible_host=192.0.2.9
+
+[web]
+web-[01:02].example.com ansible_user=deploy
+web-03.example.com ansible_port=2222 ansible_user=root
+
+[db]
+db-1 ansible_host=192.0.2.20
+
+[prod:children]
+web
+db
+
+[prod:vars]
+ansible_connection=fake
+tier=prod
+"""
+
+ANSIBLE_YAML = """
+all:
+  vars:
+    ansible_connection: fake
+  hosts:
+    lonely:
+      ansible_host: 192.0.2.9
+  children:
+    web:
+      hosts:
+        web-[01:02].example.com:
+          ansible_user: deploy
+        web-03.example.com:
+          ansible_port: 2222
+          ansible_user: root
+    db:
+      hosts:
+        db-1:
+          ansible_host: 192.0.2.20
+    prod:
+      children:
+        web:
+        db:
+      vars:
+        tier: prod
+"""
+
+
+@pytest.mark.parametrize(("name", "text"), [("hosts.ini", ANSIBLE_INI), ("hosts.yml", ANSIBLE_YAML)])
+def test_an_ansible_inventory_works_on_day_one(project, site, logs, name, text):
+    make_dist(site, features=FEATURES)
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
+    project.write(text, name)
+    project.write(f"""
+        from nexus_core import current_host, host_var, inventory, run, task
+
+        inventory("{name}")
+
+        @task(on="prod")
+        def deploy():
+            h = current_host()
+            run(f"echo {{h.user}}@{{h.name}}:{{h.port}} {{host_var('tier')}}")
+    """)
+    out = project.run("run", "deploy")
+    assert out.code == 0, out
+    assert sorted(r["cmd"] for r in logs.records("run")) == [
+        "echo None@192.0.2.20:None prod",
+        "echo deploy@web-01.example.com:None prod",
+        "echo deploy@web-02.example.com:None prod",
+        "echo root@web-03.example.com:2222 prod",
+    ]
+    listed = project.run("hosts", "list", "--format", "json").json()
+    groups = {g["group"]: [h["name"] for h in g["hosts"]] for g in listed["groups"]}
+    assert groups["web"] == ["web-01.example.com", "web-02.example.com", "web-03.example.com"]
+    assert sorted(groups["all"]) == sorted(["lonely", *groups["web"], "db-1"])
+
+
+def test_every_mistake_of_an_inventory_is_reported_at_once_with_its_line(project):
+    project.write(
+        """
+        [web]
+        web-1
+        web-1
+        [web:oops]
+        x
+        [db]
+        db-1 ansible_port=notaport
+        db-2 novalue
+    """,
+        "hosts.ini",
+    )
+    project.write(uses_inventory("hosts.ini"))
+    out = project.run("validate", "--format", "json")
+    assert out.code == 2, out
+    found = [(p["line"], p["message"]) for p in out.json()["problems"] if p["code"] == "bad-inventory"]
+    assert [line for line, _ in found] == [3, 4, 7, 8]
+    assert "host 'web-1' is listed twice in group 'web'" in found[0][1]
+    assert "unknown section [web:oops]" in found[1][1]
+    assert "port must be a number from 1 to 65535" in found[2][1]
+    assert "expected NAME=VALUE, got 'novalue'" in found[3][1]
+    assert all(p["file"].endswith("hosts.ini") for p in out.json()["problems"] if p["code"] == "bad-inventory")
+    text = project.run("run", "t")
+    assert text.code == 2 and "hosts.ini:3" in text.stderr and "Traceback" not in text.stderr
+
+
+def test_toml_inventory_syntax_errors_and_unknown_keys(project):
+    project.write('[groups.web]\nhosts = ["a"]\nport = 22\nusr = "x"\n[hosts.a]\nadress = "1.2.3.4"\n', "inv.toml")
+    project.write(uses_inventory("inv.toml"))
+    out = project.run("validate", "--format", "json")
+    assert out.code == 2, out
+    found = {(p["line"], p["message"], p["hint"]) for p in out.json()["problems"] if p["code"] == "bad-inventory"}
+    assert (4, "group 'web': unknown key 'usr'", "did you mean 'user'?") in found
+    assert (6, "host 'a': unknown key 'adress'", "did you mean 'address'?") in found
+    project.write('[groups.web\nhosts = ["a"]\n', "inv.toml")
+    broken = project.run("validate", "--format", "json")
+    assert broken.code == 2
+    [problem] = [p for p in broken.json()["problems"] if p["code"] == "bad-inventory"]
+    assert problem["line"] == 1 and "TOML syntax error" in problem["message"]
+
+
+def test_a_missing_inventory_file_is_a_validation_error(project):
+    project.write(uses_inventory("nope.toml"))
+    out = project.run("run", "t")
+    assert out.code == 2, out
+    assert "cannot read the inventory file" in out.stderr and "nope.toml" in out.stderr
+
+
+def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, logs):
+    make_dist(site, features=FEATURES)
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
+    project.write('[groups.web]\nhosts = ["a", "b"]\ntransport = "fake"\n', "inventory.toml")
+    project.write("""
+        from nexus_core import inventory, run, task
+
+        inventory("inventory.toml")
+
+        @task
+        def stop():
+            run("test -f stopped || { touch stopped; kill -9 $PPID; sleep 5; }")
+
+        @task(on="web", deps=[stop])
+        def deploy():
+            run("echo deploying")
+    """)
+    first = project.run("run", "deploy")
+    assert first.code != 0 and logs.records("run") == []
+    project.write('[groups.web]\nhosts = ["a", "b", "c"]\ntransport = "fake"\n', "inventory.toml")
+    resumed = project.run("resume")
+    assert resumed.code == 0, resumed
+    assert sorted(r["host"] for r in logs.records("run")) == ["a", "b"]  # not c: the run's own hosts
+    fresh = project.run("run", "deploy", "--no-resume")
+    assert fresh.code == 0, fresh
+    assert sorted(r["host"] for r in logs.records("run")[2:]) == ["a", "b", "c"]

@@ -135,9 +135,12 @@ def wants_json(args: Sequence[str]) -> bool:
 class NexusGroup(click.RichGroup):
     """Built-in commands first; plugin commands are loaded only when asked for."""
 
+    #: Built-in groups a plugin's group of the same name adds subcommands to (``nexus hosts``).
+    OPEN = ("hosts",)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(super().list_commands(ctx))
-        for _, cmd in plugin_manager().commands(reserved=names):
+        for _, cmd in plugin_manager().commands(reserved=[n for n in names if n not in self.OPEN]):
             if cmd.name and cmd.name not in names:
                 names.append(cmd.name)
         return sorted(names)
@@ -146,7 +149,8 @@ class NexusGroup(click.RichGroup):
         found = super().get_command(ctx, cmd_name)
         if found is not None:
             return found
-        for _, cmd in plugin_manager().commands(reserved=list(super().list_commands(ctx))):
+        builtin = [n for n in super().list_commands(ctx) if n not in self.OPEN]
+        for _, cmd in plugin_manager().commands(reserved=builtin):
             if cmd.name == cmd_name:
                 return cmd
         return None
@@ -394,13 +398,26 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     Keyword arguments go to ``nexus_core.plan.build_plan`` (``host_override``,
     ``config_override``, ``cache``). Without a ``cache``, the state store serves as the
     planning cache for this call and is closed again.
+
+    Hosts of ``discover(...)`` sources are discovered first (not for ``every_plugin``, the
+    offline ``nexus validate``): ``refresh=True`` ignores the discovery cache,
+    ``saved_discovery`` (a resumed run's ``Plan.discovery``) reuses what that run found.
+    A source that cannot answer exits with its error and fix (2 for a bad inventory, 3
+    for a source that cannot be reached).
     """
     from nexus_core.plan import ValidationFailed, build_plan
 
+    refresh = bool(kwargs.pop("refresh", False))
+    saved = kwargs.pop("saved_discovery", None) or ()
     own = None
     if "cache" not in kwargs:
         own = kwargs["cache"] = open_store(quiet=True)
+    resolution = None
     try:
+        if not kwargs.get("every_plugin"):
+            resolution = _discover(project, tasks, fmt, kwargs.get("cache"), refresh, saved)
+            if resolution is not None:
+                project = resolution.project
         plan = build_plan(project, plugin_manager().registry, tasks, **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)
@@ -409,11 +426,40 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
         if own is not None:
             own.close()
     style = Style.detect(sys.stderr)
+    if resolution is not None and resolution.found:
+        from dataclasses import replace
+
+        plan = replace(plan, discovery=resolution.records())
+        for note in resolution.notes:
+            click.echo(style.paint(f"Note: {note}", "yellow"), err=True)
     for warning in plan.warnings:
         # A plugin missing for tasks this run does not include: say so, and run the rest.
         text = f"Warning: {warning.message} (not needed by this run)" + (f"; {warning.hint}" if warning.hint else "")
         click.echo(style.paint(text, "yellow"), err=True)
     return plan
+
+
+def _discover(project: Project, tasks: Sequence[str], fmt: str, store: Any, refresh: bool, saved: Any) -> Any:
+    """The project with the sources its ``tasks`` need resolved (None when it has none), or exit."""
+    from nexus_core.discovery import DiscoveryFailed, has_sources, resolve
+    from nexus_core.plan import closure
+
+    if not has_sources(project):
+        return None
+    names = closure(project, tasks) if tasks else list(project.tasks)
+    try:
+        return resolve(project, plugin_manager().registry, store=store, refresh=refresh, saved=saved, tasks=names)
+    except DiscoveryFailed as exc:
+        if exc.exit_code == ExitCode.CONFIG:
+            show_problems(exc.problems(), fmt)
+            raise Exit(ExitCode.CONFIG) from None
+        first = exc.failures[0]
+        fail(
+            exc.exit_code,
+            f"Host discovery failed: {first[0].describe()}",
+            [err.message for _, err in exc.failures],
+            [err.hint for _, err in exc.failures if err.hint],
+        )
 
 
 def show_problems(problems: Sequence[Any], fmt: str) -> None:

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     "&intersect, @file; comma-separated or repeated (like Ansible's --limit)."
 )
 @click.option("--list-hosts", is_flag=True, help="Print the hosts each task would run on; connect to nothing.")
+@click.option("--refresh", is_flag=True, help="Discover hosts afresh, ignoring config(discovery_ttl=...)'s cache.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
 @click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
 @click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
@@ -93,6 +94,7 @@ def run(
     lock_timeout: float | None = None,
     list_hosts: bool = False,
     param_words: tuple[str, ...] = (),
+    refresh: bool = False,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -125,7 +127,8 @@ def run(
     limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
     try:
-        plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store)
+        plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store,
+                         refresh=refresh)  # fmt: skip
         if not log_level and project.config.get("log_level"):
             setup_logs(str(project.config["log_level"]), log_format)
         if list_hosts:

@@ -73,8 +73,15 @@ def resume(
         record = _record_to_resume(store, run_id, config_path)
         project = load(record.nexusfile if config_path is None else config_path)  # with the config files
         saved = record.options  # the task arguments and -H of the interrupted run apply again
-        plan = make_plan(project, record.requested, fmt, cache=store, params=saved.get("params") or {},
-                         limit=[saved["limit"]] if saved.get("limit") else None)  # fmt: skip
+        plan = make_plan(
+            project,
+            record.requested,
+            fmt,
+            cache=store,
+            params=saved.get("params") or {},
+            limit=[saved["limit"]] if saved.get("limit") else None,
+            saved_discovery=record.plan.get("discovery") or (),
+        )  # the hosts that run found
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
         if fresh is not None and fresh.status != record.status and not fresh.interrupted:

@@ -186,6 +186,10 @@ def plan_text(style: Style, plan: Plan, checks: Sequence[CheckResult] = ()) -> s
         lines.append(f"  Phase {i} ({mode}):" if len(phase) > 1 else f"  Phase {i}:")
         for name in phase:
             lines.extend(_task_plan_lines(s, plan, name))
+    if plan.discovery:  # where each discovered host came from
+        from nexus_core.discovery.report import discovery_lines
+
+        lines += ["", *discovery_lines(s, plan)]
     hosts = plan.hosts
     n_tasks, n_phases, n_cmds = len(plan.tasks), len(plan.phases), plan.command_count()
     lines += [

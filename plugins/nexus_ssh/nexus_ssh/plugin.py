@@ -66,6 +66,16 @@ def nexus_preflight_checks() -> Sequence[Registration]:
 
 
 @hookimpl
+def nexus_host_sources() -> Sequence[Registration]:
+    """``discover("ssh_config", pattern="web-*")``: the Host entries of the OpenSSH client config."""
+    filters = (
+        Option("pattern", (str,), None, "glob over the Host names (default: every one)"),
+        Option("file", (str,), None, "the ssh config to read (default: ssh_config_file, then ~/.ssh/config)"),
+    )
+    return [Registration("ssh_config", "nexus_ssh.sources:SshConfigSource", {"filters": filters})]
+
+
+@hookimpl
 def nexus_commands() -> Sequence[click.Command]:
     """``nexus hosts scan [--add]`` and ``nexus hosts verify``."""
     from nexus_ssh.commands import hosts_group

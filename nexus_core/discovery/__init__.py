@@ -1,0 +1,613 @@
+"""Host discovery: ``discover(source, **filters)`` members replaced by the hosts sources find.
+
+A nexusfile names sources (:class:`~nexus_core.model.SourceSpec`) in ``hosts(...)`` and
+``on=[...]``. Before the planner sees the project, :func:`resolve` asks each distinct
+source once, every source concurrently (or reuses the state database's copy for
+``config(discovery_ttl=...)`` seconds, or the hosts an interrupted run used when it is
+resumed), and returns a copy of the project where each source is replaced by the hosts it
+found, as :class:`~nexus_core.model.HostSpec` entries carrying their tags, variables and
+facts. Offline hosts are left out (and reported). ``where=`` filters of groups are applied
+here, once attributes are known. The planner then treats discovered hosts as hosts
+written by hand: ``-H``, labels, resume and state work unchanged.
+
+:func:`check` validates sources and filters without discovering (``nexus validate``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from nexus_core.api import DiscoveredHost, DiscoveryError, HostSource, HostSourceContext
+from nexus_core.hosts import HostAttributeError, HostParseError, check_tags, check_vars, format_host, freeze
+from nexus_core.model import (
+    EMPTY,
+    FrozenMap,
+    Host,
+    HostGroup,
+    HostSpec,
+    Location,
+    Problem,
+    Project,
+    SourceSpec,
+    TaskDef,
+)
+from nexus_core.options import Option, safe_repr, suggest
+from nexus_core.registry import PluginError, Registry
+
+__all__ = [
+    "BUILTIN_SOURCES",
+    "DiscoveryFailed",
+    "Resolution",
+    "check",
+    "has_sources",
+    "resolve",
+    "source_specs",
+]
+
+#: The built-in sources (name -> "module:Class"), looked up before any plugin's.
+BUILTIN_SOURCES: dict[str, str] = {"file": "nexus_core.discovery.sources:FileSource"}
+
+
+class DiscoveryFailed(Exception):
+    """Discovery could not give the hosts of a run: what failed, the fix, the exit code."""
+
+    def __init__(self, failures: Sequence[tuple[SourceSpec, DiscoveryError]]) -> None:
+        self.failures = list(failures)
+        super().__init__("; ".join(str(err) for _, err in failures))
+
+    @property
+    def exit_code(self) -> int:
+        """2 when every failure is a configuration mistake, else the first failure's code."""
+        codes = [err.exit_code for _, err in self.failures]
+        return 2 if all(c == 2 for c in codes) else next(c for c in codes if c != 2)
+
+    def problems(self) -> list[Problem]:
+        """Each failure (and each finding of a failure, e.g. every mistake of an inventory) as a problem."""
+        out: list[Problem] = []
+        for spec, err in self.failures:
+            if err.problems:
+                out.extend(p if isinstance(p, Problem) else Problem(str(p), spec.location, err.hint, "discovery")
+                           for p in err.problems)  # fmt: skip
+            else:
+                out.append(Problem(f"{spec.describe()}: {err.message}", spec.location, err.hint, "discovery"))
+        return out
+
+
+# --- the sources a nexusfile names -------------------------------------------------------------
+
+
+def source_specs(project: Project) -> list[SourceSpec]:
+    """Every distinct ``discover(...)`` of the project (groups, then ``on=`` of tasks), in order."""
+    found: dict[str, SourceSpec] = {}
+    for g in project.groups.values():
+        for m in g.members:
+            if isinstance(m, SourceSpec):
+                found.setdefault(m.key, m)
+    for t in project.tasks.values():
+        for item in _on_items(t.on):
+            if isinstance(item, SourceSpec):
+                found.setdefault(item.key, item)
+    return list(found.values())
+
+
+def _walk_group(project: Project, name: str, found: dict[str, SourceSpec], seen: set[str]) -> None:
+    if name in seen or name not in project.groups:
+        return
+    seen.add(name)
+    g = project.groups[name]
+    for m in g.members:
+        if isinstance(m, SourceSpec):
+            found.setdefault(m.key, m)
+    for sub in g.groups:
+        if isinstance(sub, str):
+            _walk_group(project, sub, found, seen)
+
+
+def group_specs(project: Project, groups: Sequence[str]) -> list[SourceSpec]:
+    """The ``discover(...)`` calls of these host groups (and the groups they include)."""
+    found: dict[str, SourceSpec] = {}
+    seen: set[str] = set()
+    for name in groups:
+        _walk_group(project, name, found, seen)
+    return list(found.values())
+
+
+def needed_specs(project: Project, tasks: Sequence[str]) -> list[SourceSpec]:
+    """The ``discover(...)`` calls the hosts of ``tasks`` depend on (their groups, sub-groups, ``on=`` lists)."""
+    found: dict[str, SourceSpec] = {}
+    seen: set[str] = set()
+    for name in tasks:
+        t = project.tasks.get(name)
+        if t is None:
+            continue
+        if isinstance(t.on, str):
+            _walk_group(project, t.on, found, seen)
+        for item in _on_items(t.on):
+            if isinstance(item, SourceSpec):
+                found.setdefault(item.key, item)
+    return list(found.values())
+
+
+def has_sources(project: Project) -> bool:
+    """True when the project discovers hosts or filters a group with ``where=``."""
+    return bool(source_specs(project)) or any(g.where is not None for g in project.groups.values())
+
+
+def _on_items(on: Any) -> list[Any]:
+    if isinstance(on, SourceSpec):
+        return [on]
+    return list(on) if isinstance(on, (list, tuple)) else []
+
+
+def source_names(registry: Registry) -> list[str]:
+    """Every source name a nexusfile can use: built-ins first, then plugins'."""
+    return list(dict.fromkeys([*BUILTIN_SOURCES, *registry.host_sources]))
+
+
+def source_class(registry: Registry, name: str) -> type[HostSource]:
+    """The class of source ``name`` (importing it); KeyError when unknown, PluginError when broken."""
+    target = BUILTIN_SOURCES.get(name)
+    if target is not None:
+        import importlib
+
+        module, _, attr = target.partition(":")
+        cls: type[HostSource] = getattr(importlib.import_module(module), attr)
+        return cls
+    return registry.host_sources[name]
+
+
+def declared_filters(registry: Registry, name: str) -> tuple[Option, ...]:
+    """The filters source ``name`` declares, read without importing a plugin's module."""
+    if name in BUILTIN_SOURCES:
+        return tuple(source_class(registry, name).filters)
+    filters = registry.host_sources.entry(name).detail("filters") or ()
+    return tuple(f for f in filters if isinstance(f, Option))
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def check(project: Project, registry: Registry, context: HostSourceContext | None = None) -> list[Problem]:
+    """Problems with the project's sources and filters (no discovery, no network).
+
+    An unknown source names the package to install; an unknown filter gets a "did you
+    mean"; a filter value of the wrong type says what the filter takes; the source's own
+    :meth:`~nexus_core.api.HostSource.check` runs last (a missing inventory file...).
+    """
+    out: list[Problem] = []
+    context = context or HostSourceContext(config=dict(project.config), root=project.root)
+    instances: dict[str, HostSource | None] = {}
+    for spec in source_specs(project):
+        out.extend(_check_spec(spec, registry, context, instances))
+    for g in project.groups.values():
+        if g.where is not None and not callable(g.where):
+            out.append(Problem(f"hosts({g.name!r}): where= must be a function", g.location, "", "bad-value"))
+    return out
+
+
+def _check_spec(
+    spec: SourceSpec, registry: Registry, context: HostSourceContext, instances: dict[str, HostSource | None]
+) -> list[Problem]:
+    out: list[Problem] = []
+    where = spec.location
+    name = spec.source
+    if name not in BUILTIN_SOURCES and name not in registry.host_sources:
+        why, hint = registry.missing("host source", name, f"the {name!r} host source")
+        close = suggest(name, source_names(registry))
+        if close and "pip install" not in hint:
+            hint = f"did you mean {close!r}? ({hint})"
+        state = f"is loaded: {why}" if why else "is installed"
+        out.append(Problem(f"{spec.describe()}: no {name!r} host source {state}", where, hint, "missing-plugin"))
+        return out
+    try:
+        filters = declared_filters(registry, name)
+    except Exception as exc:  # noqa: BLE001 - a broken built-in or registration: report
+        out.append(Problem(f"{spec.describe()}: {exc}", where, "", "plugin-error"))
+        return out
+    known = {f.name: f for f in filters}
+    bad = False
+    for key, value in spec.filters.items():
+        option = known.get(key)
+        if option is None:
+            close = suggest(key, known)
+            hint = (
+                f"did you mean {close!r}?"
+                if close
+                else (f"filters of {name!r}: " + ", ".join(known) if known else f"the {name!r} source takes no filters")
+            )
+            out.append(Problem(f"{spec.describe()}: the {name!r} source has no filter {key!r}", where, hint,
+                               "unknown-option"))  # fmt: skip
+            bad = True
+            continue
+        wrong = option.problem(value)
+        if wrong:
+            out.append(Problem(f"{spec.describe()}: {wrong}", where, option.hint(), "bad-value"))
+            bad = True
+    if bad:
+        return out
+    source = _instance(name, registry, context, instances, out, spec)
+    if source is None:
+        return out
+    try:
+        found = source.check(dict(spec.filters))
+    except DiscoveryError as exc:
+        return out + DiscoveryFailed([(spec, exc)]).problems()
+    except Exception as exc:  # noqa: BLE001 - plugin code: report, never a traceback
+        found = [f"the source's check failed: {type(exc).__name__}: {exc}"]
+    for message in found:
+        out.append(Problem(f"{spec.describe()}: {message}", where, "", "bad-value"))
+    return out
+
+
+def _instance(
+    name: str,
+    registry: Registry,
+    context: HostSourceContext,
+    instances: dict[str, HostSource | None],
+    out: list[Problem],
+    spec: SourceSpec,
+) -> HostSource | None:
+    if name in instances:
+        return instances[name]
+    try:
+        instances[name] = source_class(registry, name)(context)
+    except PluginError as exc:
+        out.append(Problem(f"{spec.describe()}: {exc}", spec.location, "reinstall or upgrade that plugin "
+                           "(see `nexus plugins`)", "plugin-error"))  # fmt: skip
+        instances[name] = None
+    except Exception as exc:  # noqa: BLE001 - plugin code: report, never a traceback
+        owner = registry.owners.get(f"host source:{name}", "nexus-core")
+        out.append(Problem(f"{spec.describe()}: the {name!r} source ({owner}) failed to start: "
+                           f"{type(exc).__name__}: {exc}", spec.location, "", "plugin-error"))  # fmt: skip
+        instances[name] = None
+    return instances[name]
+
+
+# --- discovery --------------------------------------------------------------------------------
+
+
+@dataclass
+class Found:
+    """What one ``discover(...)`` gave: its hosts, when, and whether from the cache or a saved run."""
+
+    spec: SourceSpec
+    hosts: list[DiscoveredHost]
+    at: float
+    origin: str = "discovered"  # or "cache", "resumed run"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, saved with the run's plan (resume reads it back)."""
+        return {
+            "key": self.spec.key,
+            "source": self.spec.source,
+            "filters": _plain(self.spec.filters),
+            "call": self.spec.describe(),
+            "line": self.spec.location.line if self.spec.location else None,
+            "at": self.at,
+            "origin": self.origin,
+            "hosts": [h.to_dict() for h in self.hosts],
+        }
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+@dataclass
+class Resolution:
+    """A project with its sources replaced by hosts, and what discovery found."""
+
+    project: Project
+    found: list[Found] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: Host string of each discovered host -> the ``discover(...)`` calls it came from.
+    origins: dict[str, list[str]] = field(default_factory=dict)
+    #: Every host each source found, by ``SourceSpec.key``: (entry, online), offline ones included.
+    entries: dict[str, list[tuple[HostSpec, bool]]] = field(default_factory=dict)
+
+    def records(self) -> tuple[dict[str, Any], ...]:
+        """Plain data of every discovery, for the plan (``Plan.discovery``)."""
+        return tuple(f.to_dict() for f in self.found)
+
+
+def resolve(
+    project: Project,
+    registry: Registry,
+    *,
+    store: Any = None,
+    refresh: bool = False,
+    saved: Iterable[Mapping[str, Any]] = (),
+    warn: Callable[[str], None] | None = None,
+    tasks: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+) -> Resolution:
+    """Discover every source of ``project`` (concurrently) and replace it by the hosts found.
+
+    ``store``: the state database (a :class:`~nexus_core.state.store.StateStore`), the cache
+    for ``config(discovery_ttl=...)``; ``refresh`` ignores the cache. ``saved``: the
+    discoveries of an interrupted run (``Plan.discovery``), reused as they were. ``tasks``:
+    discover only what the hosts of these tasks need (None: every source of the project);
+    ``groups``: only what these host groups need.
+    Sources with problems (unknown, bad filters) are left in place for validation to report.
+    Raises :class:`DiscoveryFailed` when a source cannot answer.
+    """
+    if not has_sources(project):
+        return Resolution(project)
+    messages: list[str] = []
+    say = warn or messages.append
+    context = HostSourceContext(config=dict(project.config), root=project.root, warn=say)
+    if groups is not None:
+        wanted = group_specs(project, groups)
+    else:
+        wanted = source_specs(project) if tasks is None else needed_specs(project, tasks)
+    specs = [s for s in wanted if not _check_spec(s, registry, context, {})]
+    reused = {str(r.get("key")): r for r in saved if isinstance(r, Mapping)}
+    ttl = _ttl(project.config.get("discovery_ttl"))
+    found: dict[str, Found] = {}
+    todo: list[SourceSpec] = []
+    for spec in specs:
+        record = reused.get(spec.key)
+        if record is not None:
+            found[spec.key] = Found(spec, _hosts(record.get("hosts")), float(record.get("at") or 0), "resumed run")
+            continue
+        cached = None if refresh or ttl <= 0 or spec.source in BUILTIN_SOURCES else _cached(store, project, spec, ttl)
+        if cached is not None:
+            found[spec.key] = cached
+            continue
+        todo.append(spec)
+    if todo:
+        fresh, failures = _discover_all(todo, registry, context)
+        if failures:
+            raise DiscoveryFailed(failures)
+        for item in fresh:
+            found[item.spec.key] = item
+            if ttl > 0 and item.spec.source not in BUILTIN_SOURCES:
+                _store(store, project, item)
+    resolution = _expand(project, [found[s.key] for s in specs if s.key in found], specs)
+    resolution.notes[:0] = messages
+    return resolution
+
+
+def _ttl(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0.0
+
+
+def _hosts(items: Any) -> list[DiscoveredHost]:
+    return [DiscoveredHost.from_dict(h) for h in items or () if isinstance(h, Mapping) and h.get("address")]
+
+
+def _discover_all(
+    specs: Sequence[SourceSpec], registry: Registry, context: HostSourceContext
+) -> tuple[list[Found], list[tuple[SourceSpec, DiscoveryError]]]:
+    """Ask every source at once (a thread each); the failures, each as a DiscoveryError."""
+    instances: dict[str, HostSource] = {}
+    failures: list[tuple[SourceSpec, DiscoveryError]] = []
+    for spec in specs:
+        if spec.source not in instances:
+            problems: list[Problem] = []
+            made = _instance(spec.source, registry, context, {}, problems, spec)
+            if made is None:
+                why = problems[0].message if problems else "cannot start"
+                failures.append((spec, DiscoveryError(why, exit_code=2)))
+                continue
+            instances[spec.source] = made
+    runnable = [s for s in specs if s.source in instances]
+
+    def one(spec: SourceSpec) -> Found | DiscoveryError:
+        start = time.monotonic()
+        try:
+            hosts = instances[spec.source].discover(dict(spec.filters))
+        except DiscoveryError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - plugin code: report by name, never a traceback
+            owner = registry.owners.get(f"host source:{spec.source}", "nexus-core")
+            return DiscoveryError(
+                f"the {spec.source!r} host source ({owner}) failed: {type(exc).__name__}: {exc}",
+                "this is a bug in the plugin that provides the source; report it to its authors",
+            )
+        if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, DiscoveredHost) for h in hosts):
+            return DiscoveryError(
+                f"the {spec.source!r} host source returned {safe_repr(hosts)}, not a list of DiscoveredHost",
+                "this is a bug in the plugin that provides the source",
+            )
+        return Found(spec, list(hosts), time.time(), seconds=time.monotonic() - start)
+
+    results: list[Found | DiscoveryError]
+    if len(runnable) == 1:
+        results = [one(runnable[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(runnable)))) as pool:
+            results = list(pool.map(one, runnable))
+    fresh: list[Found] = []
+    for spec, result in zip(runnable, results, strict=True):
+        if isinstance(result, DiscoveryError):
+            failures.append((spec, result))
+        else:
+            fresh.append(result)
+    return fresh, failures
+
+
+# --- the cache ---------------------------------------------------------------------------------
+
+_CACHE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS discovery_cache (key TEXT PRIMARY KEY, hosts TEXT NOT NULL, at REAL NOT NULL)"
+)
+
+
+def _cache_key(project: Project, spec: SourceSpec) -> str:
+    return json.dumps([project.root, spec.key])
+
+
+def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float) -> Found | None:
+    db = getattr(store, "db", None)
+    if db is None:
+        return None
+    try:
+        db.execute(_CACHE_TABLE)
+        row = db.execute("SELECT hosts, at FROM discovery_cache WHERE key = ?", (_cache_key(project, spec),)).fetchone()
+    except Exception:  # noqa: BLE001 - a busy or damaged cache only costs a discovery
+        return None
+    if row is None or time.time() - float(row[1]) > ttl:
+        return None
+    try:
+        return Found(spec, _hosts(json.loads(row[0])), float(row[1]), "cache")
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _store(store: Any, project: Project, item: Found) -> None:
+    db = getattr(store, "db", None)
+    if db is None:
+        return
+    try:
+        db.execute(_CACHE_TABLE)
+        db.execute(
+            "INSERT OR REPLACE INTO discovery_cache (key, hosts, at) VALUES (?, ?, ?)",
+            (_cache_key(project, item.spec), json.dumps([h.to_dict() for h in item.hosts]), item.at),
+        )
+        db.execute("DELETE FROM discovery_cache WHERE at < ?", (time.time() - 30 * 86400,))
+    except Exception:  # noqa: BLE001 - a busy database only means no cache this time
+        pass
+
+
+# --- expansion ------------------------------------------------------------------------------------
+
+
+def host_text(found: DiscoveredHost) -> str:
+    """The host string Nexus connects to for a discovered host (``deploy@10.0.0.1:2222``, ``local``)."""
+    if found.transport == "local" or (found.address == "local" and not found.transport):
+        return "local"
+    return format_host(Host(name=found.address, user=found.user, port=found.port, transport=found.transport or "ssh"))
+
+
+def host_spec(found: DiscoveredHost, spec: SourceSpec) -> HostSpec:
+    """A discovered host as a nexusfile entry: its host string, tags, variables and facts.
+
+    Raises :class:`~nexus_core.api.DiscoveryError` when the source gave an unusable
+    address or attribute (naming the source).
+    """
+    who = f"{spec.describe()} found host {safe_repr(found.address)}"
+    try:
+        text = host_text(found)
+        if text != "local":
+            from nexus_core.hosts import parse_host
+
+            parse_host(text)
+    except (HostParseError, TypeError, ValueError) as exc:
+        raise DiscoveryError(f"{who}, which is not a usable host: {exc}", exit_code=2) from None
+    try:
+        tags = check_tags(list(found.tags))
+        variables = check_vars(dict(found.vars)) if found.vars else EMPTY
+        facts = {**dict(found.facts)}
+        facts.update(
+            {"source": spec.source, "name": found.name or found.address, "online": found.online}
+            | ({"os": found.os} if found.os else {})
+            | ({"addresses": list(found.addresses)} if found.addresses else {})
+        )
+        frozen = freeze(facts, "facts")
+    except HostAttributeError as exc:
+        raise DiscoveryError(f"{who} with {exc}", exit_code=2) from None
+    assert isinstance(frozen, FrozenMap)
+    return HostSpec(text, tags, variables, spec.location, frozen)
+
+
+def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Resolution:
+    """The project with each resolved source replaced by its online hosts, ``where=`` applied."""
+    hosts_of: dict[str, list[HostSpec]] = {}
+    every: dict[str, list[tuple[HostSpec, bool]]] = {}
+    notes: list[str] = []
+    origins: dict[str, list[str]] = {}
+    failures: list[tuple[SourceSpec, DiscoveryError]] = []
+    for item in found:
+        entries: list[HostSpec] = []
+        offline: list[str] = []
+        for d in item.hosts:
+            try:
+                entry = host_spec(d, item.spec)
+            except DiscoveryError as exc:
+                failures.append((item.spec, exc))
+                continue
+            origins.setdefault(entry.text, []).append(item.spec.describe())
+            every.setdefault(item.spec.key, []).append((entry, d.online))
+            if d.online:
+                entries.append(entry)
+            else:
+                offline.append(d.name or d.address)
+        if offline:
+            shown = ", ".join(offline[:8]) + (f" and {len(offline) - 8} more" if len(offline) > 8 else "")
+            notes.append(
+                f"{item.spec.describe()}: {len(offline)} offline host{'s' if len(offline) != 1 else ''} "
+                f"not targeted ({shown}); `nexus hosts list` shows them"
+            )
+        hosts_of[item.spec.key] = entries
+    if failures:
+        raise DiscoveryFailed(failures)
+    problems: list[Problem] = []
+
+    def members(items: Iterable[Any]) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for m in items:
+            if isinstance(m, SourceSpec) and m.key in hosts_of:
+                out.extend(hosts_of[m.key])
+            else:
+                out.append(m)
+        return tuple(out)
+
+    groups: dict[str, HostGroup] = {}
+    for name, g in project.groups.items():
+        kept = members(g.members)
+        if g.where is not None and callable(g.where):
+            kept = _where(g, kept, problems)
+        groups[name] = replace(g, members=kept)
+    tasks: dict[str, TaskDef] = {}
+    for name, t in project.tasks.items():
+        if any(isinstance(i, SourceSpec) for i in _on_items(t.on)):
+            tasks[name] = replace(t, on=list(members(_on_items(t.on))))
+        else:
+            tasks[name] = t
+    expanded = replace(project, groups=groups, tasks=tasks, problems=[*project.problems, *problems])
+    return Resolution(expanded, found, notes, origins, every)
+
+
+def _where(group: HostGroup, members: tuple[Any, ...], problems: list[Problem]) -> tuple[Any, ...]:
+    """The members ``group.where`` keeps (sources not resolved stay, for validation to report)."""
+    from nexus_core.plan import to_host
+
+    kept: list[Any] = []
+    for m in members:
+        if isinstance(m, SourceSpec):
+            kept.append(m)
+            continue
+        try:
+            host = to_host(m)
+        except HostParseError:
+            kept.append(m)  # reported with the group
+            continue
+        if isinstance(m, HostSpec):
+            host = replace(host, tags=m.tags, vars=m.vars, facts=m.facts)
+        try:
+            keep = bool(group.where(host))
+        except Exception as exc:  # noqa: BLE001 - user code: a problem, never a traceback
+            problems.append(
+                Problem(
+                    f"hosts({group.name!r}): where= raised {type(exc).__name__}: {exc} for host {host.label}",
+                    group.location,
+                    "make the function return True or False for every host (h.tags, h.vars, h.facts)",
+                    "bad-where",
+                )
+            )
+            return members
+        if keep:
+            kept.append(m)
+    return tuple(kept)
+
+
+def describe_location(location: Location | None) -> str:
+    """``nexusfile.py:12`` or ''."""
+    return str(location) if location is not None else ""

@@ -1,0 +1,658 @@
+"""Inventory files: Nexus's TOML format and Ansible's INI and YAML inventories.
+
+All three are read into one :class:`Inventory` (groups with hosts, child groups and
+variables; hosts with their connection settings and variables). Every mistake of a file
+(a syntax error with its line, a host listed twice in a group, an unknown key, a child
+group that includes itself) is collected, so that one run reports them all
+(:class:`InventoryError`).
+
+The TOML format::
+
+    user = "deploy"                 # settings for every host: user, port, tags, transport
+    vars = { app = "shop" }         # variables for every host
+
+    [groups.web]
+    hosts = ["web-1", "web-2.example.com"]
+    port = 2222
+    tags = ["frontend"]
+    vars = { tier = "front" }
+
+    [groups.prod]
+    children = ["web", "db"]
+
+    [hosts.web-1]
+    address = "10.0.0.11"           # what to connect to (default: the host's name)
+    tags = ["canary"]
+    vars = { role = "primary" }
+
+Settings and variables are inherited: a group's apply to the hosts of its child groups,
+a child's override its parent's, a host's own override them all; tags add up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core.api import DiscoveredHost
+from nexus_core.model import Location, Problem
+from nexus_core.options import safe_repr, suggest
+
+#: Connection settings every format can give a group or a host (besides variables).
+SETTINGS = ("user", "port", "tags", "transport")
+HOST_KEYS = ("address", *SETTINGS, "vars")
+GROUP_KEYS = ("hosts", "children", *SETTINGS, "vars")
+TOP_KEYS = ("groups", "hosts", *SETTINGS, "vars")
+
+#: Ansible's connection variables, as Nexus settings.
+ANSIBLE_SETTINGS = {
+    "ansible_host": "address",
+    "ansible_ssh_host": "address",
+    "ansible_port": "port",
+    "ansible_ssh_port": "port",
+    "ansible_user": "user",
+    "ansible_ssh_user": "user",
+    "ansible_connection": "transport",
+}
+
+_FORMATS = {".toml": "toml", ".yml": "yaml", ".yaml": "yaml", ".ini": "ini", ".cfg": "ini", "": "ini"}
+
+
+class InventoryError(Exception):
+    """An inventory file that cannot be used: every problem found in it, each with its line."""
+
+    def __init__(self, message: str, hint: str = "", problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.problems = list(problems)
+
+
+@dataclass
+class Entry:
+    """A group or a host of an inventory: its settings, variables and where it is written."""
+
+    name: str
+    line: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Inventory:
+    """A parsed inventory file: groups and hosts in file order."""
+
+    path: str
+    format: str
+    groups: dict[str, Entry] = field(default_factory=dict)
+    hosts: dict[str, Entry] = field(default_factory=dict)
+    top: Entry = field(default_factory=lambda: Entry(""))
+
+    def group_hosts(self, group: str) -> list[str]:
+        """Host names of ``group`` and of its child groups (each once, in file order)."""
+        seen: dict[str, None] = {}
+        stack: set[str] = set()
+
+        def walk(name: str) -> None:
+            if name in stack or name not in self.groups:
+                return
+            stack.add(name)
+            entry = self.groups[name]
+            seen.update(dict.fromkeys(entry.hosts))
+            for child in entry.children:
+                walk(child)
+
+        walk(group)
+        return list(seen)
+
+    def _ancestry(self) -> dict[str, list[str]]:
+        """For each host, its groups from the outermost parent to the innermost child."""
+        parents: dict[str, list[str]] = {}
+        for name, entry in self.groups.items():
+            for child in entry.children:
+                parents.setdefault(child, []).append(name)
+
+        def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+            ups = [p for p in parents.get(name, []) if p not in seen]
+            return 1 + max((depth(p, seen | {name}) for p in ups), default=0)
+
+        order = {name: (0 if name == "all" else depth(name), i) for i, name in enumerate(self.groups)}
+        out: dict[str, list[str]] = {}
+        for name in sorted(self.groups, key=lambda n: order[n]):
+            for host in self.groups[name].hosts:
+                out.setdefault(host, []).append(name)
+        # hosts reached through a child group inherit the child's parents too
+        for host, groups in out.items():
+            extra: list[str] = []
+            frontier = list(groups)
+            while frontier:
+                g = frontier.pop()
+                for p in parents.get(g, []):
+                    if p not in groups and p not in extra:
+                        extra.append(p)
+                        frontier.append(p)
+            out[host] = sorted([*groups, *extra], key=lambda n: order[n])
+        return out
+
+    def select(self, group: str | None = None) -> list[DiscoveredHost]:
+        """The hosts of ``group`` (every host when None) with their settings and variables resolved."""
+        names = list(self.hosts) if group is None else self.group_hosts(group)
+        ancestry = self._ancestry()
+        out: list[DiscoveredHost] = []
+        for name in names:
+            entry = self.hosts.get(name) or Entry(name)
+            layers = [self.top, *(self.groups[g] for g in ancestry.get(name, [])), entry]
+            settings: dict[str, Any] = {}
+            variables: dict[str, Any] = {}
+            tags: list[str] = []
+            for layer in layers:
+                for key, value in layer.settings.items():
+                    if key == "tags":
+                        tags.extend(t for t in value if t not in tags)
+                    else:
+                        settings[key] = value
+                variables.update(layer.vars)
+            transport = str(settings.get("transport") or "")
+            address = str(settings.get("address") or name)
+            if transport == "local":
+                address = "local"
+            elif transport in ("ssh", "smart", "paramiko"):
+                transport = ""
+            out.append(
+                DiscoveredHost(
+                    address=address,
+                    user=settings.get("user"),
+                    port=settings.get("port"),
+                    tags=tuple(tags),
+                    vars=variables,
+                    name=name,
+                    transport=transport,
+                    facts={"groups": ancestry.get(name, [])},
+                )
+            )
+        return out
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+_CACHE: dict[str, tuple[tuple[int, int], Inventory]] = {}
+
+
+def inventory_format(path: str) -> str:
+    """``toml``, ``yaml`` or ``ini``, from the file's extension (Ansible's ``hosts`` has none: INI)."""
+    return _FORMATS.get(os.path.splitext(path)[1].lower(), "ini")
+
+
+def read_inventory(path: str) -> Inventory:
+    """Read and check the inventory at ``path`` (cached while the file is unchanged).
+
+    Raises :class:`InventoryError` listing every problem, each with ``file:line``.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InventoryError(
+            f"cannot read the inventory file {path}: {exc.strerror or exc}",
+            "check the path (relative paths start at the nexusfile's folder)",
+        ) from None
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "the file is not UTF-8 text"
+        raise InventoryError(f"cannot read the inventory file {path}: {why}") from None
+    found = parse_inventory(text, path)
+    _CACHE[path] = (stamp, found)
+    return found
+
+
+def parse_inventory(text: str, path: str, fmt: str | None = None) -> Inventory:
+    """Parse inventory ``text`` (read from ``path``); raise :class:`InventoryError` with every problem."""
+    fmt = fmt or inventory_format(path)
+    reader = _Reader(path, text, fmt)
+    if fmt == "toml":
+        reader.toml()
+    elif fmt == "yaml":
+        reader.yaml()
+    else:
+        reader.ini()
+    reader.finish()
+    if reader.problems:
+        n = len(reader.problems)
+        raise InventoryError(
+            f"the inventory file {os.path.basename(path)} has {n} problem{'s' if n != 1 else ''}",
+            "fix them and run again",
+            reader.problems,
+        )
+    return reader.inv
+
+
+_RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
+
+
+def expand_range(name: str) -> list[str]:
+    """Ansible's host ranges: ``web-[01:03]`` is web-01, web-02, web-03; ``db-[a:c]`` too."""
+    match = _RANGE.search(name)
+    if match is None:
+        return [name]
+    start, end, step_text = match.group(1), match.group(2), match.group(3)
+    step = int(step_text) if step_text else 1
+    if start.isdigit() != end.isdigit() or step < 1:
+        raise ValueError(f"bad range [{match.group(0)[1:-1]}] in {name!r}")
+    if start.isdigit():
+        width = len(start) if start.startswith("0") else 0
+        lo, hi = int(start), int(end)
+        if hi < lo or hi - lo > 100_000:
+            raise ValueError(f"bad range [{start}:{end}] in {name!r}")
+        items = [str(i).zfill(width) for i in range(lo, hi + 1, step)]
+    else:
+        if end < start:
+            raise ValueError(f"bad range [{start}:{end}] in {name!r}")
+        items = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
+    head, tail = name[: match.start()], name[match.end() :]
+    return [expanded for item in items for expanded in expand_range(head + item + tail)]
+
+
+class _Reader:
+    """Builds an :class:`Inventory`, collecting problems with their lines."""
+
+    def __init__(self, path: str, text: str, fmt: str) -> None:
+        self.path = path
+        self.text = text
+        self.inv = Inventory(path, fmt)
+        self.problems: list[Problem] = []
+
+    # --- shared -------------------------------------------------------------------------------
+
+    def problem(self, line: int, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(message, Location(self.path, line), hint, "bad-inventory"))
+
+    def line_of(self, *needles: str, after: int = 0) -> int:
+        """The first line (after line ``after``) that mentions every needle (0 when none does)."""
+        for number, line in enumerate(self.text.splitlines(), 1):
+            if number > after and all(n in line for n in needles):
+                return number
+        return 0
+
+    def group(self, name: str, line: int) -> Entry:
+        entry = self.inv.groups.get(name)
+        if entry is None:
+            entry = self.inv.groups[name] = Entry(name, line)
+        return entry
+
+    def add_host(self, group: Entry | None, name: str, line: int) -> Entry:
+        if group is not None:
+            if name in group.hosts:
+                self.problem(line, f"host {name!r} is listed twice in group {group.name!r}", "remove one of them")
+            else:
+                group.hosts.append(name)
+        entry = self.inv.hosts.get(name)
+        if entry is None:
+            entry = self.inv.hosts[name] = Entry(name, line)
+        return entry
+
+    def setting(self, entry: Entry, key: str, value: Any, line: int, what: str) -> None:
+        """Check and store one connection setting of a group or host."""
+        if key == "port":
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+                self.problem(line, f"{what}: port must be a number from 1 to 65535, not {safe_repr(value)}")
+                return
+        elif key == "tags":
+            if isinstance(value, str):
+                value = [t.strip() for t in value.split(",") if t.strip()]
+            if not isinstance(value, list) or not all(isinstance(t, str) and t and " " not in t for t in value):
+                self.problem(line, f"{what}: tags must be a list of names without spaces, not {safe_repr(value)}",
+                             'write tags = ["blue", "eu"]')  # fmt: skip
+                return
+        elif not isinstance(value, str) or not value:
+            self.problem(line, f"{what}: {key} must be a non-empty string, not {safe_repr(value)}")
+            return
+        if key in entry.settings and entry.settings[key] != value and key != "tags":
+            self.problem(
+                line,
+                f"{what}: {key} is {safe_repr(entry.settings[key])} (line {entry.line}) and {safe_repr(value)} here",
+                "give it one value",
+            )
+            return
+        if key == "tags" and "tags" in entry.settings:
+            value = [*entry.settings["tags"], *(t for t in value if t not in entry.settings["tags"])]
+        entry.settings[key] = value
+
+    def variables(self, entry: Entry, values: Any, line: int, what: str) -> None:
+        if not isinstance(values, Mapping):
+            self.problem(line, f"{what}: vars must be a table of names to values, not {safe_repr(values)}",
+                         "write vars = { role = \"primary\" }")  # fmt: skip
+            return
+        for key, value in values.items():
+            entry.vars[str(key)] = value
+
+    def unknown(self, key: str, allowed: Iterable[str], line: int, what: str) -> None:
+        allowed = list(allowed)
+        close = suggest(key, allowed)
+        self.problem(
+            line,
+            f"{what}: unknown key {key!r}",
+            f"did you mean {close!r}?" if close else "known keys: " + ", ".join(allowed),
+        )
+
+    def finish(self) -> None:
+        """Checks over the whole file: child groups that do not exist or include themselves.
+
+        Ansible's implicit ``all`` group holds every host of an INI or YAML inventory (its
+        ``[all:vars]`` apply to every host, before any other group's).
+        """
+        if self.inv.format != "toml":
+            everyone = self.group("all", 0)
+            everyone.children = []
+            everyone.hosts = list(self.inv.hosts)
+        for name, entry in self.inv.groups.items():
+            for child in entry.children:
+                if child not in self.inv.groups:
+                    close = suggest(child, self.inv.groups)
+                    self.problem(
+                        entry.line,
+                        f"group {name!r} has child group {child!r}, which the file does not define",
+                        f"did you mean {close!r}?" if close else f"define group {child!r} or remove it from children",
+                    )
+        for name in self.inv.groups:
+            cycle = self._cycle(name, [])
+            if cycle and cycle[0] == name and name == min(cycle[:-1]):
+                self.problem(self.inv.groups[name].line, "child groups include each other: " + " -> ".join(cycle),
+                             "remove one of the children")  # fmt: skip
+
+    def _cycle(self, name: str, stack: list[str]) -> list[str] | None:
+        if name in stack:
+            return [*stack[stack.index(name) :], name]
+        if len(stack) > 100 or name not in self.inv.groups:
+            return None
+        for child in self.inv.groups[name].children:
+            found = self._cycle(child, [*stack, name])
+            if found:
+                return found
+        return None
+
+    def names(self, raw: str, line: int) -> list[str]:
+        try:
+            return expand_range(raw)
+        except ValueError as exc:
+            self.problem(line, str(exc), "write a range as [01:20] or [a:f]")
+            return []
+
+    # --- TOML ----------------------------------------------------------------------------------
+
+    def toml(self) -> None:
+        import tomllib
+
+        try:
+            data = tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as exc:
+            found = re.search(r"line (\d+)", str(exc))
+            self.problem(int(found.group(1)) if found else 0, f"TOML syntax error: {exc}")
+            return
+        for key, value in data.items():
+            if key == "groups":
+                if not isinstance(value, dict):
+                    self.problem(self.line_of("groups"), "groups must be tables: [groups.NAME]")
+                    continue
+                for name, body in value.items():
+                    self._toml_group(name, body)
+            elif key == "hosts":
+                if not isinstance(value, dict):
+                    self.problem(self.line_of("hosts"), "top-level hosts must be tables: [hosts.NAME]",
+                                 "list a group's hosts in [groups.NAME] hosts = [...]")  # fmt: skip
+                    continue
+                for name, body in value.items():
+                    self._toml_host(name, body)
+            elif key == "vars":
+                self.variables(self.inv.top, value, self.line_of("vars"), "the file")
+            elif key in SETTINGS:
+                self.setting(self.inv.top, key, value, self.line_of(key), "the file")
+            else:
+                self.unknown(key, TOP_KEYS, self.line_of(key), "the file")
+
+    def _toml_group(self, name: str, body: Any) -> None:
+        line = self.line_of(f"groups.{name}") or self.line_of(name)
+        what = f"group {name!r}"
+        if not isinstance(body, dict):
+            self.problem(line, f"{what} must be a table", f"write [groups.{name}] with hosts = [...]")
+            return
+        entry = self.group(name, line)
+        for key, value in body.items():
+            at = self.line_of(key, after=line) or line
+            if key == "hosts":
+                if not isinstance(value, list) or not all(isinstance(h, str) and h for h in value):
+                    self.problem(at, f"{what}: hosts must be a list of host names", 'write hosts = ["web-1", "web-2"]')
+                    continue
+                for raw in value:
+                    for host in self.names(raw, at):
+                        self.add_host(entry, host, self.line_of(f'"{raw}"', after=line) or at)
+            elif key == "children":
+                if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+                    self.problem(at, f"{what}: children must be a list of group names", 'write children = ["web"]')
+                    continue
+                entry.children.extend(c for c in value if c not in entry.children)
+            elif key == "vars":
+                self.variables(entry, value, at, what)
+            elif key in SETTINGS:
+                self.setting(entry, key, value, at, what)
+            else:
+                self.unknown(key, GROUP_KEYS, at, what)
+
+    def _toml_host(self, name: str, body: Any) -> None:
+        line = self.line_of(f"hosts.{name}") or self.line_of(f'hosts."{name}"') or self.line_of(name)
+        what = f"host {name!r}"
+        if not isinstance(body, dict):
+            self.problem(line, f"{what} must be a table", f'write [hosts.{name}] with address = "..."')
+            return
+        entry = self.add_host(None, name, line)
+        entry.line = line
+        for key, value in body.items():
+            at = self.line_of(key, after=line) or line
+            if key == "address":
+                if not isinstance(value, str) or not value:
+                    self.problem(at, f"{what}: address must be a host name or an IP address")
+                    continue
+                entry.settings["address"] = value
+            elif key == "vars":
+                self.variables(entry, value, at, what)
+            elif key in SETTINGS:
+                self.setting(entry, key, value, at, what)
+            else:
+                self.unknown(key, HOST_KEYS, at, what)
+
+    # --- Ansible INI ---------------------------------------------------------------------------
+
+    def ini(self) -> None:
+        section: tuple[str, str] = ("ungrouped", "hosts")
+        for number, raw in enumerate(self.text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                if not line.endswith("]") or len(line) < 3:
+                    self.problem(number, f"unclosed section header {line!r}", "write [group], [group:vars] or "
+                                 "[group:children]")  # fmt: skip
+                    continue
+                name, _, kind = line[1:-1].strip().partition(":")
+                kind = kind or "hosts"
+                if kind not in ("hosts", "vars", "children") or not name:
+                    self.problem(number, f"unknown section [{line[1:-1]}]",
+                                 "sections are [group], [group:vars] and [group:children]")  # fmt: skip
+                    section = ("", "skip")
+                    continue
+                section = (name, kind)
+                self.group(name, number)
+                continue
+            name, kind = section
+            if kind == "skip":
+                continue
+            if kind == "children":
+                entry = self.group(name, number)
+                child = line.split()[0]
+                if child in entry.children:
+                    self.problem(number, f"group {child!r} is listed twice in [{name}:children]")
+                else:
+                    entry.children.append(child)
+                    self.group(child, number)
+            elif kind == "vars":
+                key, sep, value = line.partition("=")
+                if not sep or not key.strip():
+                    self.problem(number, f"[{name}:vars]: expected NAME=VALUE, got {line!r}")
+                    continue
+                self._ini_var(self.group(name, number), key.strip(), value.strip(), number, f"group {name!r}")
+            else:
+                self._ini_host(name, line, number)
+
+    def _ini_host(self, group: str, line: str, number: int) -> None:
+        import shlex
+
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            self.problem(number, f"cannot read the host line {line!r}: {exc}", "close the quotes")
+            return
+        if not words:
+            return
+        raw, assignments = words[0], words[1:]
+        if "=" in raw:
+            self.problem(number, f"a host line starts with the host name, not {raw!r}",
+                         "write: web-1 ansible_host=10.0.0.1")  # fmt: skip
+            return
+        entry_group = self.group(group, number)
+        for host in self.names(raw, number):
+            entry = self.add_host(entry_group, host, number)
+            for word in assignments:
+                key, sep, value = word.partition("=")
+                if not sep or not key:
+                    self.problem(number, f"host {host!r}: expected NAME=VALUE, got {word!r}",
+                                 "write: web-1 ansible_port=2222")  # fmt: skip
+                    continue
+                self._ini_var(entry, key, value, number, f"host {host!r}")
+
+    def _ini_var(self, entry: Entry, key: str, value: str, number: int, what: str) -> None:
+        text = value.strip()
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1]
+        self._var(entry, key, _scalar(text), number, what)
+
+    def _var(self, entry: Entry, key: str, value: Any, number: int, what: str) -> None:
+        """An Ansible variable: connection variables become settings, the others variables."""
+        setting = ANSIBLE_SETTINGS.get(key)
+        if setting == "address":
+            entry.settings["address"] = str(value)
+        elif setting is not None:
+            self.setting(entry, setting, str(value) if setting != "port" else value, number, what)
+        elif key == "tags":
+            self.setting(entry, "tags", value, number, what)
+        else:
+            entry.vars[key] = value
+
+    # --- Ansible YAML --------------------------------------------------------------------------
+
+    def yaml(self) -> None:
+        import yaml
+
+        try:
+            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = mark.line + 1 if mark is not None else 0
+            self.problem(where, f"YAML syntax error: {getattr(exc, 'problem', None) or exc}")
+            return
+        if root is None:
+            return
+        if not isinstance(root, yaml.MappingNode):
+            self.problem(root.start_mark.line + 1, "an Ansible YAML inventory is a mapping of groups",
+                         "start with `all:` and its hosts: / children:")  # fmt: skip
+            return
+        self._constructor = yaml.SafeLoader("")
+        for key_node, body in root.value:
+            self._yaml_group(str(key_node.value), body, key_node.start_mark.line + 1)
+
+    def _value(self, node: Any) -> Any:
+        return self._constructor.construct_object(node, deep=True)
+
+    def _yaml_group(self, name: str, node: Any, line: int) -> None:
+        import yaml
+
+        entry = self.group(name, line)
+        what = f"group {name!r}"
+        if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+            return
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(line, f"{what} must be a mapping with hosts:, children: or vars:")
+            return
+        for key_node, body in node.value:
+            key = str(key_node.value)
+            at = key_node.start_mark.line + 1
+            if key == "hosts":
+                self._yaml_hosts(entry, body, at)
+            elif key == "children":
+                if isinstance(body, yaml.ScalarNode) and body.value in ("", "~", "null"):
+                    continue
+                if not isinstance(body, yaml.MappingNode):
+                    self.problem(at, f"{what}: children must be a mapping of group names")
+                    continue
+                for child_key, child_body in body.value:
+                    child = str(child_key.value)
+                    if child in entry.children:
+                        self.problem(child_key.start_mark.line + 1, f"{what}: child group {child!r} is listed twice")
+                        continue
+                    entry.children.append(child)
+                    self._yaml_group(child, child_body, child_key.start_mark.line + 1)
+            elif key == "vars":
+                values = self._value(body)
+                if values is None:
+                    continue
+                if not isinstance(values, dict):
+                    self.problem(at, f"{what}: vars must be a mapping of names to values")
+                    continue
+                for var, value in values.items():
+                    self._var(entry, str(var), value, at, what)
+            else:
+                self.unknown(key, ("hosts", "children", "vars"), at, what)
+
+    def _yaml_hosts(self, group: Entry, node: Any, line: int) -> None:
+        import yaml
+
+        if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+            return
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(line, f"group {group.name!r}: hosts must be a mapping of host names to their variables")
+            return
+        for key_node, body in node.value:
+            at = key_node.start_mark.line + 1
+            for host in self.names(str(key_node.value), at):
+                entry = self.add_host(group, host, at)
+                values = self._value(body)
+                if values is None:
+                    continue
+                if not isinstance(values, dict):
+                    self.problem(at, f"host {host!r}: its variables must be a mapping (ansible_host: ...)")
+                    continue
+                for var, value in values.items():
+                    self._var(entry, str(var), value, at, f"host {host!r}")
+
+
+def _scalar(text: str) -> Any:
+    """An INI value as Ansible reads it: integers, floats and booleans, else the string."""
+    if re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    if re.fullmatch(r"-?[0-9]+\.[0-9]+", text):
+        return float(text)
+    if text in ("True", "true", "yes"):
+        return True
+    if text in ("False", "false", "no"):
+        return False
+    return text
