@@ -64,11 +64,12 @@ class TailscaleSource(HostSource):
         return [_host(s, backend) for s in chosen]
 
     def _notes(self, chosen: Sequence[Selected]) -> None:
-        left_out = [f"{s.device.name} ({s.note.split(':')[0]})" for s in chosen if not s.target]
-        if left_out:
-            self.context.warn(f"tailscale: not targeted: {', '.join(left_out)}")
-        fallbacks = sorted({s.note for s in chosen if s.target and s.note})
-        for note in fallbacks:
+        """What the core's own note on offline hosts does not say: expired keys, address fallbacks."""
+        expired = [s.device.name for s in chosen if not s.target and s.device.expired]
+        if expired:
+            names = ", ".join(expired)
+            self.context.warn(f"tailscale: node key expired on {names}: log them in again (tailscale up)")
+        for note in sorted({s.note for s in chosen if s.target and s.note}):
             self.context.warn(f"tailscale: {note}")
 
 

@@ -89,7 +89,8 @@ def test_run_targets_exactly_the_filtered_peers(project: NexusProject, sshbed: S
     out = project.run("run", "hello", "--format", "json", timeout=90)
     assert out.code == 0, out
     assert ran_on(out) == [H1, H2]  # not test-web-3 (excluded), win (os), old-web / stale-web (offline)
-    assert "old-web" in out.stderr and "stale-web" in out.stderr  # the note: listed, not targeted
+    assert "old-web" in out.stderr and "stale-web" in out.stderr  # the notes: listed, not targeted
+    assert "node key expired on stale-web" in out.stderr
 
 
 def test_groups_by_tag_and_where(project: NexusProject, sshbed: SshBed):
@@ -210,3 +211,32 @@ def test_unknown_filter_gets_a_suggestion(project: NexusProject, sshbed: SshBed)
     out = project.run("run", "hello")
     assert out.code == 2, out
     assert "tags" in out.stderr
+
+
+def test_tailscale_ssh_peers_log_in_without_a_key(project: NexusProject, sshbed: SshBed, tmp_path: Path):
+    """A peer advertising Tailscale SSH: no ssh_identity, no ~/.ssh keys, no agent; it still runs."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from tailnet_sshd import USER, TailnetSshd
+
+    with TailnetSshd() as server:
+        folder = Path(project.env["PATH"].split(":")[0])
+        write_fake_cli(folder, [Peer("ts-box", server.address, ssh=True, tags=("tag:ts",))])
+        ssh_config = project.write(f"Host {server.address}\n  Port {server.port}\n", name="ssh_config")
+        home = tmp_path / "home"
+        home.mkdir()
+        project.write(
+            "from nexus_core import config, discover, hosts, run, task\n"
+            f"config(ssh_user={USER!r}, ssh_known_hosts_file={server.known_hosts!r})\n"
+            'hosts("ts", discover("tailscale", tags=["ts"], address="ipv4"))\n'
+            "\n"
+            '@task(on="ts")\n'
+            "def hello():\n"
+            '    run("id -un")\n'
+        )
+        out = project.run(
+            "run", "hello", "-v", env={"HOME": str(home), "NEXUS_SSH_CONFIG": str(ssh_config)}, timeout=60
+        )
+        assert out.code == 0, out
+        assert USER in out.stdout
+        assert server.logins("none") >= 1

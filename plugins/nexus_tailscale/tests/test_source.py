@@ -26,7 +26,7 @@ def test_hosts_carry_tags_os_addresses_and_facts(fake_cli: Path):
     assert web1.facts["tailscale_backend"] == "cli" and "ssh_auth" not in web1.facts
     assert hosts["web-2"].facts["ssh_auth"] == "none" and hosts["web-2"].facts["tailscale_ssh"]
     assert not hosts["old-box"].online and not hosts["stale"].online
-    assert notes == ["tailscale: not targeted: old-box (offline), stale (node key expired)"]
+    assert notes == ["tailscale: node key expired on stale: log them in again (tailscale up)"]
 
 
 def test_groups_share_one_question(fake_cli: Path):
