@@ -1,24 +1,28 @@
 #!/usr/bin/env python3
 """What Tailscale discovery adds to a run: 1,000 devices from a local API server (target < 50 ms).
 
-Three figures, each the median (and min-max) of several runs after a warm-up:
+Each figure is the median (and min-max) of several runs after a warm-up; wall time and CPU
+time (user + system of the measured thread or process), since this machine's two cores are
+shared and wall times swing with the load. Results go to bench/results/tailscale.{json,md}.
 
-1. ``discover``: in-process, a fresh ``TailscaleSource`` asking the local API server for
-   1,000 devices and filtering them (HTTP round trip, JSON parsing, filters): the work a
-   run does for its first ``discover("tailscale", ...)`` group.
-2. ``import``: importing the source's modules in a new interpreter (``tenacity``, ``limits``,
-   ``pybreaker``, ``urllib``) minus a bare interpreter: the one-off cost the run pays.
-3. ``run``: ``nexus run -n`` of a task on 250 discovered hosts against the same task on the
-   same hosts written out by hand (a dry run: planning and output, no SSH), when the
-   installed core resolves ``discover(...)``; the difference is what discovery adds end to end.
+1. ``discover``: in-process, a fresh ``TailscaleSource`` asking the local API server for the
+   1,000 devices and filtering them (HTTP round trip, JSON parsing, filters): the work a run
+   does at plan time for its ``discover("tailscale", ...)`` groups.
+2. ``hosts list`` and ``run -n``: ``nexus hosts list`` (a group of 214 of the 1,000 devices)
+   and ``nexus run -n`` (one device picked by name out of the 1,000) on a nexusfile whose
+   group is written out by hand, then discovered, alternating the two so that both see the
+   same load: the difference is what discovery adds end to end, imports included (a new
+   process each time, as a user runs it). The devices' addresses are on loopback port 1,
+   refused at once, so the dry run's connectivity check costs the same both ways.
 
-Results go to bench/results/tailscale.{json,md}. Usage: ``python bench/tailscale.py [--runs N]``.
+Usage: ``python bench/tailscale.py [--runs N]`` (default 15).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -38,19 +43,8 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
 
 
-def timed(fn: Callable[[], object], runs: int) -> dict[str, float]:
-    """Wall time of ``fn()`` over ``runs`` calls after one warm-up."""
-    fn()
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return summary(out)
-
-
-def fleet() -> list[object]:
-    """1,000 devices: a quarter tagged web (a fifth of them offline), the rest db/ci/untagged."""
+def fleet() -> list[Any]:
+    """1,000 devices: a quarter tagged web (one in twenty offline), the rest db/ci/untagged."""
     from nexus_tailscale.testing import Peer
 
     peers = []
@@ -59,7 +53,7 @@ def fleet() -> list[object]:
         peers.append(
             Peer(
                 f"node-{i:04d}",
-                f"100.64.{i // 250}.{i % 250 + 1}",
+                f"127.1.{i // 250}.{i % 250 + 1}",
                 tags=(kind, "tag:prod") if kind else (),
                 online=i % 20 != 0,
                 os="linux" if i % 7 else "windows",
@@ -68,43 +62,32 @@ def fleet() -> list[object]:
     return peers
 
 
-def measure_discover(api_url: str, runs: int) -> dict[str, float]:
-    from nexus_core.plugin import HostSourceContext
-
+def measure_discover(api_url: str, runs: int) -> dict[str, Any]:
+    """In-process discovery: wall and this thread's CPU (the API server runs in another thread)."""
     from nexus_tailscale import api
     from nexus_tailscale.source import TailscaleSource
 
-    config = {"tailscale_api_url": api_url, "tailscale_api_key": "tskey-api-bench", "tailscale_api_rate": "1000/second"}
-    found: list[int] = []
+    from nexus_core.plugin import HostSourceContext
 
-    def once() -> None:
+    config = {"tailscale_api_url": api_url, "tailscale_api_key": "tskey-api-bench"}
+    walls: list[float] = []
+    cpus: list[float] = []
+    found = 0
+    for i in range(runs + 1):
         api.reset_state()
+        wall, cpu = time.perf_counter(), time.thread_time()
         hosts = TailscaleSource(HostSourceContext(config=config)).discover({"tags": ["tag:web"], "os": "linux"})
-        found.append(len(hosts))
-
-    result = timed(once, runs)
-    return result | {"hosts": found[-1]}
-
-
-def measure_import(runs: int) -> dict[str, float]:
-    code_bare = "import nexus_core.plugin"
-    code_full = "import nexus_core.plugin, nexus_tailscale.source"
-
-    def run(code: str) -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
-        return time.perf_counter() - start
-
-    run(code_full)
-    bare = [run(code_bare) for _ in range(runs)]
-    full = [run(code_full) for _ in range(runs)]
-    return summary([f - b for f, b in zip(sorted(full), sorted(bare), strict=True)])
+        if i:  # the first is the warm-up
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.thread_time() - cpu)
+        found = len(hosts)
+    return {"wall": summary(walls), "cpu": summary(cpus), "hosts": found}
 
 
 NEXUSFILE = """
 from nexus_core import config, hosts, run, task{extra_import}
 
-config(ssh_user="deploy", tailscale_api_url={url!r}, tailscale_api_key="tskey-api-bench")
+config(ssh_user="deploy", ssh_port=1, tailscale_api_url={url!r}, tailscale_api_key="tskey-api-bench")
 
 hosts("web", {members})
 
@@ -114,81 +97,123 @@ def hello():
 """
 
 
-def measure_run(api_url: str, runs: int) -> dict[str, object]:
-    try:
-        from nexus_core import discover  # noqa: F401
-    except ImportError:
-        return {"skipped": "the installed nexus-core has no discover() yet"}
-    from nexus_core.plugin import HostSourceContext
-
+def _variants(api_url: str, filters: str) -> tuple[int, list[tuple[str, str, str]]]:
+    """The number of hosts, and (name, members, import) of the group written out and discovered."""
     from nexus_tailscale.source import TailscaleSource
 
+    from nexus_core.plugin import HostSourceContext
+
     config = {"tailscale_api_url": api_url, "tailscale_api_key": "tskey-api-bench"}
-    hosts = TailscaleSource(HostSourceContext(config=config)).discover({"tags": ["tag:web"]})
-    literal = ", ".join(repr(h.address) for h in hosts if h.online)
+    found = TailscaleSource(HostSourceContext(config=config)).discover(eval(f"dict({filters})"))
+    online = [h.address for h in found if h.online]
+    literal = ", ".join(repr(a) for a in online)
+    return len(online), [("literal", literal, ""), ("discovered", f'discover("tailscale", {filters})', ", discover")]
+
+
+def _run_once(cmd: list[str], folder: Path, ok: tuple[int, ...]) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``nexus`` process."""
+    env = {**os.environ, "XDG_STATE_HOME": str(folder / "state"), "NEXUS_SSH_CONFIG": "", "NO_COLOR": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def measure_cli(api_url: str, runs: int, argv: list[str], filters: str, ok: tuple[int, ...]) -> dict[str, Any]:
+    """``nexus ARGV`` with the group written out and discovered, alternately; the difference."""
     nexus = str(Path(sys.executable).parent / "nexus")
-    out: dict[str, object] = {"hosts": literal.count(",") + 1}
+    out: dict[str, Any] = {"command": "nexus " + " ".join(argv), "filters": filters}
+    samples: dict[str, list[tuple[float, float]]] = {"literal": [], "discovered": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, members, extra in (
-            ("literal", literal, ""),
-            ("discovered", 'discover("tailscale", tags=["tag:web"])', ", discover"),
-        ):
-            folder = Path(tmp) / name
-            folder.mkdir()
-            (folder / "nexusfile.py").write_text(NEXUSFILE.format(url=api_url, members=members, extra_import=extra))
-
-            def once(folder: Path = folder) -> None:
-                proc = subprocess.run([nexus, "run", "-n", "hello"], cwd=folder, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise SystemExit(f"nexus run -n failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-
-            out[name] = timed(once, runs)
-    literal_s = out["literal"]["median"]  # type: ignore[index]
-    discovered_s = out["discovered"]["median"]  # type: ignore[index]
-    out["added"] = discovered_s - literal_s
+        out["hosts"], variants = _variants(api_url, filters)
+        folders = {}
+        for name, members, extra in variants:
+            folders[name] = Path(tmp) / name
+            folders[name].mkdir()
+            text = NEXUSFILE.format(url=api_url, members=members, extra_import=extra)
+            (folders[name] / "nexusfile.py").write_text(text)
+        for i in range(runs + 1):
+            for name, folder in folders.items():
+                sample = _run_once([nexus, *argv], folder, ok)
+                if i:  # the first round is the warm-up
+                    samples[name].append(sample)
+    for name, got in samples.items():
+        out[name] = {"wall": summary([w for w, _ in got]), "cpu": summary([c for _, c in got])}
+    out["added_wall"] = out["discovered"]["wall"]["median"] - out["literal"]["wall"]["median"]
+    out["added_cpu"] = out["discovered"]["cpu"]["median"] - out["literal"]["cpu"]["median"]
     return out
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
-    args = parser.parse_args(argv)
-    from nexus_tailscale.testing import FakeApi
+def _ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
 
-    with FakeApi(fleet(), api_keys={"tskey-api-bench"}) as server:  # type: ignore[arg-type]
-        results = {
-            "devices": DEVICES,
-            "target_s": TARGET_S,
-            "discover": measure_discover(server.url, args.runs),
-            "import": measure_import(max(5, args.runs // 3)),
-            "run": measure_run(server.url, max(5, args.runs // 3)),
-        }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tailscale.json").write_text(json.dumps(results, indent=2) + "\n")
-    d, i, r = results["discover"], results["import"], results["run"]
+
+def report(results: dict[str, Any]) -> str:
+    """The Markdown table of ``results``."""
+    d = results["discover"]
     lines = [
         f"# Tailscale discovery of {DEVICES} devices (local API server)",
         "",
-        "| what | median | min | max |",
-        "|---|---|---|---|",
-        f"| discover (HTTP + parse + filter, {d['hosts']} hosts kept) | {d['median'] * 1000:.1f} ms "
-        f"| {d['min'] * 1000:.1f} ms | {d['max'] * 1000:.1f} ms |",
-        f"| import of the source's modules | {i['median'] * 1000:.1f} ms | {i['min'] * 1000:.1f} ms "
-        f"| {i['max'] * 1000:.1f} ms |",
+        f"Load average at start: {results['load']}. Medians of {results['runs']} runs (min-max).",
+        "",
+        "| what | wall | CPU |",
+        "|---|---|---|",
+        f"| discover in-process (HTTP + parse + filter; {d['hosts']} hosts kept) "
+        f"| {_ms(d['wall']['median'])} ({_ms(d['wall']['min'])}-{_ms(d['wall']['max'])}) "
+        f"| {_ms(d['cpu']['median'])} ({_ms(d['cpu']['min'])}-{_ms(d['cpu']['max'])}) |",
     ]
-    if "added" in r:
-        lines += [
-            f"| `nexus run -n`, {r['hosts']} hosts written out | {r['literal']['median'] * 1000:.0f} ms "
-            f"| {r['literal']['min'] * 1000:.0f} ms | {r['literal']['max'] * 1000:.0f} ms |",
-            f"| `nexus run -n`, the same hosts discovered | {r['discovered']['median'] * 1000:.0f} ms "
-            f"| {r['discovered']['min'] * 1000:.0f} ms | {r['discovered']['max'] * 1000:.0f} ms |",
-            "",
-            f"Added to a run: {r['added'] * 1000:.1f} ms (target < {TARGET_S * 1000:.0f} ms).",
-        ]
-    else:
-        lines += ["", f"End-to-end run: {r['skipped']}."]
-    (RESULTS / "tailscale.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    for key in ("hosts_list", "run"):
+        r = results[key]
+        for variant in ("literal", "discovered"):
+            v = r[variant]
+            how = "written out" if variant == "literal" else "discovered"
+            lines.append(
+                f"| `{r['command']}`, {r['hosts']} host(s) {how} "
+                f"| {_ms(v['wall']['median'])} ({_ms(v['wall']['min'])}-{_ms(v['wall']['max'])}) "
+                f"| {_ms(v['cpu']['median'])} ({_ms(v['cpu']['min'])}-{_ms(v['cpu']['max'])}) |"
+            )
+    lines.append("")
+    for key in ("hosts_list", "run"):
+        r = results[key]
+        lines.append(
+            f"- `{r['command']}`: discovery adds {_ms(r['added_wall'])} wall, {_ms(r['added_cpu'])} CPU "
+            f"(target < {TARGET_S * 1000:.0f} ms)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args(argv)
+    try:
+        from nexus_core import discover  # noqa: F401
+    except ImportError:
+        raise SystemExit("this nexus-core has no discover(): install the core with host discovery") from None
+    from nexus_tailscale.testing import FakeApi
+
+    load: Callable[[], str] = lambda: " ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
+    with FakeApi(fleet(), api_keys={"tskey-api-bench"}) as server:
+        results = {
+            "devices": DEVICES,
+            "target_s": TARGET_S,
+            "runs": args.runs,
+            "load": load(),
+            "discover": measure_discover(server.url, args.runs),
+            "hosts_list": measure_cli(server.url, args.runs, ["hosts", "list"], 'tags=["tag:web"]', (0,)),
+            "run": measure_cli(server.url, args.runs, ["run", "-n", "hello"], 'hostname="^node-0001$"', (0, 3)),
+        }
+    results["load_end"] = load()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "tailscale.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = report(results)
+    (RESULTS / "tailscale.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,18 @@ Credentials: an API access token (``tskey-api-...``, sent as a bearer token), or
 client whose short-lived token comes from ``POST {api_url}/api/v2/oauth/token``
 (client-credentials grant) and is fetched again when it expires or is refused.
 
-Each call is rate-limited (``limits``, a moving window shared by the whole process), retried
+Requests are rate-limited (``limits``, a moving window shared by the whole process), retried
 (``tenacity``: no answer, 5xx, and 429 honouring ``Retry-After``), and guarded by a circuit
 breaker (``pybreaker``, one per API URL and tailnet): once the API has failed after its
 retries, the other groups of the same run fail at once with the same message instead of
 each waiting for the API again.
+
+Each of the three is imported when it first has work, not before: the limiter at the
+process's second request (a first request cannot exceed a rate; it is counted when the
+limiter starts), tenacity at the first failure worth retrying, the breaker at the first
+failure of the API. A run whose one request succeeds imports none of them (together with
+``asyncio``, which ``limits`` and ``tenacity`` import, that is most of what discovery would
+add to a run's start; docs/decisions.md has the figures).
 
 HTTP goes through :mod:`urllib.request` (one or two requests per run need no client library).
 """
@@ -16,6 +23,7 @@ HTTP goes through :mod:`urllib.request` (one or two requests per run need no cli
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import threading
@@ -24,31 +32,31 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import pybreaker
-from limits import parse as parse_rate
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from typing import TYPE_CHECKING, Any
 
 from nexus_tailscale.devices import Tailnet, parse_devices
 from nexus_tailscale.errors import CONFIG, CONNECTION, ApiError, TailscaleError
 from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
+
+if TYPE_CHECKING:
+    import pybreaker
+    from limits.strategies import MovingWindowRateLimiter
+    from tenacity import RetryCallState
 
 __all__ = ["DEFAULT_API_URL", "ApiClient", "ApiSettings", "Credentials", "reset_state"]
 
 #: Read at most this much of an answer (the CLI's own client stops at 10 MB).
 MAX_BODY = 64 * 1024 * 1024
 USER_AGENT = "nexus-tailscale"
+_RATE_SCOPE = "tailscale-api"
 
 
 # --- process-wide state: rate limiter, breakers, OAuth tokens -------------------------------------
 
 _LOCK = threading.Lock()
-_STORAGE = MemoryStorage()
-_LIMITER = MovingWindowRateLimiter(_STORAGE)
-_BREAKERS: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
+_LIMITER: list[MovingWindowRateLimiter] = []  # made on the second request of the process
+_REQUESTS: dict[str, int] = {}  # requests sent before the limiter existed, by API URL
+_BREAKERS: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}  # made at an API's first failure
 _LAST_FAILURE: dict[tuple[str, str], ApiError] = {}
 _TOKENS: dict[tuple[str, str], tuple[str, float]] = {}
 
@@ -59,7 +67,8 @@ def reset_state() -> None:
         _BREAKERS.clear()
         _LAST_FAILURE.clear()
         _TOKENS.clear()
-        _STORAGE.reset()
+        _REQUESTS.clear()
+        _LIMITER.clear()
 
 
 def _not_transient(exc: BaseException) -> bool:
@@ -68,6 +77,8 @@ def _not_transient(exc: BaseException) -> bool:
 
 
 def _breaker(key: tuple[str, str], reset: float) -> pybreaker.CircuitBreaker:
+    import pybreaker
+
     with _LOCK:
         breaker = _BREAKERS.get(key)
         if breaker is None:
@@ -82,13 +93,38 @@ def _breaker(key: tuple[str, str], reset: float) -> pybreaker.CircuitBreaker:
         return breaker
 
 
+def _trip(key: tuple[str, str], reset: float, exc: ApiError) -> None:
+    """Count ``exc`` against the API's breaker (made now): later calls fail at once."""
+
+    def fail() -> None:
+        raise exc
+
+    with contextlib.suppress(ApiError):
+        _breaker(key, reset).call(fail)
+
+
 def _wait_for_rate(rate: str, key: str, sleep: Callable[[float], None]) -> None:
-    """Block until the process-wide window allows one more request (bounded)."""
-    item = parse_rate(rate)
-    for _ in range(1000):
-        if _LIMITER.hit(item, "tailscale-api", key):
+    """Block until the process-wide window allows one more request to ``key`` (bounded)."""
+    with _LOCK:
+        if not _LIMITER and not _REQUESTS:  # the process's first request: nothing to limit yet
+            _REQUESTS[key] = 1
             return
-        stats = _LIMITER.get_window_stats(item, "tailscale-api", key)
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import MovingWindowRateLimiter
+
+    item = parse(rate)
+    with _LOCK:
+        if not _LIMITER:
+            _LIMITER.append(MovingWindowRateLimiter(MemoryStorage()))
+            for earlier_key, count in _REQUESTS.items():  # the requests sent before the limiter
+                for _ in range(count):
+                    _LIMITER[0].hit(item, _RATE_SCOPE, earlier_key)
+        limiter = _LIMITER[0]
+    for _ in range(1000):
+        if limiter.hit(item, _RATE_SCOPE, key):
+            return
+        stats = limiter.get_window_stats(item, _RATE_SCOPE, key)
         sleep(min(max(stats.reset_time - time.time(), 0.01), 5.0))
     raise TailscaleError(
         f"the rate limit tailscale_api_rate={rate!r} never freed a slot", hint="raise tailscale_api_rate"
@@ -130,9 +166,25 @@ class ApiClient:
     def devices(self) -> Tailnet:
         """Every device of the tailnet (retried, rate-limited, behind the breaker)."""
         key = (self.base, self.settings.tailnet)
-        breaker = _breaker(key, self.settings.breaker_reset)
+        url = self.devices_url()
+        with _LOCK:
+            breaker = _BREAKERS.get(key)
         try:
-            data = breaker.call(self._retrying, self.devices_url)
+            # no failure yet in this process: no breaker to ask
+            data = self._attempts(url) if breaker is None else self._through(breaker, key, url)
+        except ApiError as exc:
+            if exc.transient:
+                _LAST_FAILURE[key] = exc
+                if breaker is None:
+                    _trip(key, self.settings.breaker_reset, exc)
+            raise
+        return parse_devices(data, what=f"the Tailscale API ({self.base})")
+
+    def _through(self, breaker: pybreaker.CircuitBreaker, key: tuple[str, str], url: str) -> Any:
+        import pybreaker
+
+        try:
+            return breaker.call(self._attempts, url)
         except pybreaker.CircuitBreakerError as exc:
             last = _LAST_FAILURE.get(key)
             if last is None:  # pragma: no cover - the breaker opens only after a recorded failure
@@ -145,38 +197,45 @@ class ApiClient:
                 context=[*last.context, "(it failed earlier in this run: not asked again for this group)"],
                 exit_code=last.exit_code,
             ) from exc
-        except ApiError as exc:
-            if exc.transient:
-                _LAST_FAILURE[key] = exc
-            raise
-        return parse_devices(data, what=f"the Tailscale API ({self.base})")
 
     # -- retries -----------------------------------------------------------------------------
 
-    def _retrying(self, url_of: Callable[[], str]) -> Any:
-        s = self.settings
+    def _retryable(self, exc: BaseException) -> bool:
+        if not isinstance(exc, ApiError) or not exc.transient:
+            return False
+        return exc.retry_after is None or exc.retry_after <= self.settings.max_wait
 
-        def retryable(exc: BaseException) -> bool:
-            if not isinstance(exc, ApiError) or not exc.transient:
-                return False
-            return exc.retry_after is None or exc.retry_after <= s.max_wait
+    def _wait(self, exc: BaseException | None, attempt: int) -> float:
+        """Seconds before the attempt after ``attempt``: ``Retry-After``, else backoff with jitter."""
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(random.uniform(0, self.settings.backoff * 2 ** (attempt - 1)))
+
+    def _attempts(self, url: str) -> Any:
+        """The first attempt directly; tenacity takes over when it failed in a way worth retrying."""
+        attempts = max(1, self.settings.attempts)
+        try:
+            return self._get_json(url)
+        except ApiError as exc:
+            if attempts == 1 or not self._retryable(exc):
+                raise
+            self._sleep(self._wait(exc, 1))
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, ApiError) and exc.retry_after is not None:
-                return exc.retry_after
-            return float(random.uniform(0, s.backoff * 2 ** (state.attempt_number - 1)))
+            return self._wait(exc, state.attempt_number + 1)
 
         retrying = Retrying(
-            stop=stop_after_attempt(max(1, s.attempts)),
+            stop=stop_after_attempt(attempts - 1),
             wait=wait,
-            retry=retry_if_exception(retryable),
+            retry=retry_if_exception(self._retryable),
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(self._get_json, url_of())
+        return retrying(self._get_json, url)
 
-    # -- one request -------------------------------------------------------------------------
+    # -- authentication ------------------------------------------------------------------------
 
     def _authorization(self, fresh: bool = False) -> str:
         c = self.credentials

@@ -13,8 +13,7 @@ with ``fields=all``, ``sshEnabled``. Both become :class:`Device`.
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,24 +93,26 @@ class Tailnet:
 
 # --- helpers ---------------------------------------------------------------------------------
 
-#: An IPv4 or IPv6 address's characters (a cheap sanity check: the source made the address).
-_ADDRESS = re.compile(r"^(?:[0-9.]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$")
-
 
 def _strs(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)):
+    """The non-empty strings of a JSON list (anything else: none)."""
+    if not isinstance(value, list):
         return ()
-    return tuple(str(v) for v in value if isinstance(v, str) and v)
+    return tuple([v for v in value if isinstance(v, str) and v])
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _sorted_addresses(values: Iterable[str]) -> tuple[str, ...]:
-    """IPv4 first, then IPv6 (the sources give addresses; ``ipaddress`` would cost 40 us each)."""
-    good = [v for v in values if _ADDRESS.match(v)]
-    return tuple(sorted(good, key=lambda a: ":" in a))
+def _sorted_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    """IPv4 first, then IPv6. Taken as the source gives them: a wrong one fails to connect, with
+    the address in the message (checking each with ``ipaddress`` cost 40% of parsing 1,000 devices)."""
+    if len(values) == 2 and ":" in values[0] and ":" not in values[1]:
+        return (values[1], values[0])
+    if len(values) > 2:
+        return tuple(sorted(values, key=lambda a: ":" in a))
+    return values
 
 
 def _short(dns_name: str, fallback: str) -> str:
@@ -237,8 +238,10 @@ def parse_devices(data: Any, *, now: dt.datetime | None = None, what: str = "the
             continue
         dns_name = str(d.get("name") or "").rstrip(".")
         hostname = str(d.get("hostname") or "")
-        expires = _parse_time(d.get("expires"))
-        expired = bool(expires and not d.get("keyExpiryDisabled") and expires <= now)
+        expired = False
+        if not d.get("keyExpiryDisabled"):
+            expires = _parse_time(d.get("expires"))
+            expired = bool(expires and expires <= now)
         if "connectedToControl" in d:
             online = bool(d.get("connectedToControl"))
         else:  # older API answers: only lastSeen, rounded by the control plane; 10 minutes is recent

@@ -53,3 +53,15 @@ def test_a_mistyped_backend_is_a_validation_error(nexus_project: NexusProject):
     out = nexus_project.run("validate")
     assert out.code == 2, out
     assert "tailscale_backend" in out.stderr + out.stdout and "'api'" in out.stderr + out.stdout
+
+
+def test_one_successful_api_request_imports_no_retry_limiter_or_breaker(fake_api):
+    code = (
+        "import sys; from nexus_core.plugin import HostSourceContext; "
+        "from nexus_tailscale.source import TailscaleSource; "
+        f"cfg = {{'tailscale_api_url': {fake_api.url!r}, 'tailscale_api_key': 'tskey-api-test'}}; "
+        "assert TailscaleSource(HostSourceContext(config=cfg)).discover({'tags': ['web']}); "
+        "heavy = [m for m in ('limits', 'pybreaker', 'tenacity', 'asyncio') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
