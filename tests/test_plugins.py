@@ -695,9 +695,16 @@ def test_policy_without_any_source_allows_everything(tmp_path):
 # --- the entry-point cache -------------------------------------------------------------------
 
 
+#: The repository's own plugin distributions (``plugins/*/pyproject.toml``), installed by dev.py.
+REPO_PLUGINS = frozenset(
+    re.search(r'(?m)^name = "([^"]+)"', p.read_text(encoding="utf-8")).group(1)
+    for p in (Path(__file__).resolve().parent.parent / "plugins").glob("*/pyproject.toml")
+)
+
+
 def fakes(outcome) -> set[str]:
-    """The fake distributions ``nexus plugins`` lists (the installed nexus-ssh aside)."""
-    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d != "nexus-ssh"}
+    """The fake distributions ``nexus plugins`` lists (the repository's installed plugins aside)."""
+    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d not in REPO_PLUGINS}
 
 
 def cache_files(project) -> list[Path]:
