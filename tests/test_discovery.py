@@ -524,3 +524,13 @@ def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, 
     fresh = project.run("run", "deploy", "--no-resume")
     assert fresh.code == 0, fresh
     assert sorted(r["host"] for r in logs.records("run")[2:]) == ["a", "b", "c"]
+
+
+def test_exec_targets_a_discovered_group_and_a_tag(project, site, logs):
+    setup_source(project, site)
+    out = project.run("exec", "nodes", "--", "echo", "hi")
+    assert out.code == 0, out
+    assert sorted(r["host"] for r in logs.records("run")) == ["n-1", "n-2"]
+    tagged = project.run("exec", "tag:green", "--", "echo", "hi")
+    assert tagged.code == 0, tagged
+    assert sorted(r["host"] for r in logs.records("run")[2:]) == ["m-2", "n-2"]  # every group's green host

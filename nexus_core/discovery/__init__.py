@@ -451,7 +451,11 @@ _CACHE_TABLE = (
 
 
 def _cache_key(project: Project, spec: SourceSpec) -> str:
-    return json.dumps([project.root, spec.key])
+    """Project, source, filters and a digest of ``config(...)``: another API URL or key is another entry."""
+    import hashlib
+
+    config = json.dumps(project.config, sort_keys=True, default=repr)
+    return json.dumps([project.root, spec.key, hashlib.sha256(config.encode()).hexdigest()[:16]])
 
 
 def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float) -> Found | None:
