@@ -498,7 +498,8 @@ def test_a_missing_inventory_file_is_a_validation_error(project):
     assert "cannot read the inventory file" in out.stderr and "nope.toml" in out.stderr
 
 
-def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, logs):
+@pytest.mark.parametrize("how", [("resume",), ("run", "deploy", "--resume")])
+def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, logs, how):
     make_dist(site, features=FEATURES)
     project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
     project.write('[groups.web]\nhosts = ["a", "b"]\ntransport = "fake"\n', "inventory.toml")
@@ -518,7 +519,7 @@ def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, 
     first = project.run("run", "deploy")
     assert first.code != 0 and logs.records("run") == []
     project.write('[groups.web]\nhosts = ["a", "b", "c"]\ntransport = "fake"\n', "inventory.toml")
-    resumed = project.run("resume")
+    resumed = project.run(*how)
     assert resumed.code == 0, resumed
     assert sorted(r["host"] for r in logs.records("run")) == ["a", "b"]  # not c: the run's own hosts
     fresh = project.run("run", "deploy", "--no-resume")

@@ -409,6 +409,7 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
 
     refresh = bool(kwargs.pop("refresh", False))
     saved = kwargs.pop("saved_discovery", None) or ()
+    quiet_notes = bool(kwargs.pop("quiet_notes", False))
     own = None
     if "cache" not in kwargs:
         own = kwargs["cache"] = open_store(quiet=True)
@@ -430,7 +431,7 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
         from dataclasses import replace
 
         plan = replace(plan, discovery=resolution.records())
-        for note in resolution.notes:
+        for note in () if quiet_notes else resolution.notes:
             click.echo(style.paint(f"Note: {note}", "yellow"), err=True)
     for warning in plan.warnings:
         # A plugin missing for tasks this run does not include: say so, and run the rest.
