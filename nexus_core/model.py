@@ -268,6 +268,9 @@ class SourceSpec:
     def __hash__(self) -> int:
         return hash(self.key)
 
+    def __str__(self) -> str:
+        return self.describe()
+
     def describe(self) -> str:
         """``discover("tailscale", tags=['tag:web'])`` as the nexusfile wrote it."""
         args = [repr(self.source), *(f"{k}={v!r}" for k, v in self.filters.items())]

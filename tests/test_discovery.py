@@ -535,3 +535,20 @@ def test_exec_targets_a_discovered_group_and_a_tag(project, site, logs):
     tagged = project.run("exec", "tag:green", "--", "echo", "hi")
     assert tagged.code == 0, tagged
     assert sorted(r["host"] for r in logs.records("run")[2:]) == ["m-2", "n-2"]  # every group's green host
+
+
+def test_on_can_be_a_source_and_nexus_list_shows_it(project):
+    project.write("me ansible_connection=local tier=front\n", "hosts.ini")
+    project.write("""
+        from nexus_core import discover, host_var, run, task
+
+        @task(on=discover("file", path="hosts.ini"))
+        def one():
+            run(f"echo tier {host_var('tier')}")
+    """)
+    listed = project.run("list")
+    assert listed.code == 0, listed
+    assert "one  discover('file', path='hosts.ini')" in listed.stdout
+    out = project.run("run", "one", "-v")
+    assert out.code == 0, out
+    assert "tier front" in out.stdout
