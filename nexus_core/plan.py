@@ -362,11 +362,19 @@ def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], li
     values: dict[HostKey, dict[str, tuple[Any, Location | None]]] = {}
     facts: dict[HostKey, dict[str, Any]] = {}
     out: list[Problem] = []
+    by_key: dict[HostKey, list[HostSpec]] = {}
     for spec in _declarations(project):
         try:
-            key = to_host(spec).key
+            by_key.setdefault(to_host(spec).key, []).append(spec)
         except HostParseError:
             continue  # reported where the host is used
+    single: dict[HostKey, Attributes] = {}
+    for key, specs in by_key.items():
+        if len(specs) == 1:  # the usual case (every discovered host): nothing to merge
+            one = specs[0]
+            single[key] = (one.tags, one.vars, one.facts) if one.facts else (one.tags, one.vars)
+    for spec in (s for key, specs in by_key.items() if key not in single for s in specs):
+        key = to_host(spec).key
         if spec.facts:  # a discovered host: what its first source found
             known_facts = facts.setdefault(key, {})
             for name, value in spec.facts.items():
@@ -394,6 +402,7 @@ def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], li
         else (tuple(tags[key]), FrozenMap((n, v) for n, (v, _) in values.get(key, {}).items()))
         for key in tags
     }
+    found.update(single)
     return found, out
 
 
