@@ -199,6 +199,9 @@ def test_a_source_that_cannot_answer_stops_the_run_with_its_fix(project, site, l
     assert "Host discovery failed: discover('fakes', prefix='broken')" in out.stderr
     assert "the fake inventory is broken" in out.stderr and "fix the fake inventory" in out.stderr
     assert logs.records("run") == []
+    listed = project.run("hosts", "list", "nodes", "--format", "json")
+    assert listed.code == 3, listed
+    assert "the fake inventory is broken" in listed.stdout + listed.stderr and "Traceback" not in listed.stderr
 
 
 def test_validate_checks_sources_without_discovering(project, site, logs):
