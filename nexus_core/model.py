@@ -254,15 +254,22 @@ class SourceSpec:
     @property
     def key(self) -> str:
         """Source and filters as canonical JSON: equal keys are discovered once."""
-        import json
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            import json
 
-        return json.dumps([self.source, self.filters], sort_keys=True, default=repr, separators=(",", ":"))
+            cached = json.dumps([self.source, self.filters], sort_keys=True, default=repr, separators=(",", ":"))
+            self.__dict__["_key"] = cached  # frozen: computed once, kept out of eq/hash fields
+        return str(cached)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SourceSpec) and other.key == self.key
 
     def __hash__(self) -> int:
         return hash(self.key)
+
+    def __str__(self) -> str:
+        return self.describe()
 
     def describe(self) -> str:
         """``discover("tailscale", tags=['tag:web'])`` as the nexusfile wrote it."""

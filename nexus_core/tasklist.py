@@ -19,7 +19,9 @@ def task_rows(project: Project, default: str | None = None) -> list[dict[str, An
         row: dict[str, Any] = {
             "name": t.name,
             "deps": [n for n in (_dep_name(d) for d in t.deps) if n],
-            "on": t.on if isinstance(t.on, str) else ", ".join(map(str, t.on)),
+            "on": t.on
+            if isinstance(t.on, str)
+            else ", ".join(map(str, t.on if isinstance(t.on, (list, tuple)) else [t.on])),
             "strategy": t.strategy,
             "description": t.summary,
             "line": t.location.line,

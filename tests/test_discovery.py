@@ -200,6 +200,9 @@ def test_a_source_that_cannot_answer_stops_the_run_with_its_fix(project, site, l
     assert "Host discovery failed: discover('fakes', prefix='broken')" in out.stderr
     assert "the fake inventory is broken" in out.stderr and "fix the fake inventory" in out.stderr
     assert logs.records("run") == []
+    listed = project.run("hosts", "list", "nodes", "--format", "json")
+    assert listed.code == 3, listed
+    assert "the fake inventory is broken" in listed.stdout + listed.stderr and "Traceback" not in listed.stderr
 
 
 def test_validate_checks_sources_without_discovering(project, site, logs):
@@ -499,7 +502,8 @@ def test_a_missing_inventory_file_is_a_validation_error(project):
     assert "cannot read the inventory file" in out.stderr and "nope.toml" in out.stderr
 
 
-def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, logs):
+@pytest.mark.parametrize("how", [("resume",), ("run", "deploy", "--resume")])
+def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, logs, how):
     make_dist(site, features=FEATURES)
     project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
     project.write('[groups.web]\nhosts = ["a", "b"]\ntransport = "fake"\n', "inventory.toml")
@@ -519,9 +523,36 @@ def test_resume_targets_the_hosts_the_interrupted_run_discovered(project, site, 
     first = project.run("run", "deploy")
     assert first.code != 0 and logs.records("run") == []
     project.write('[groups.web]\nhosts = ["a", "b", "c"]\ntransport = "fake"\n', "inventory.toml")
-    resumed = project.run("resume")
+    resumed = project.run(*how)
     assert resumed.code == 0, resumed
     assert sorted(r["host"] for r in logs.records("run")) == ["a", "b"]  # not c: the run's own hosts
     fresh = project.run("run", "deploy", "--no-resume")
     assert fresh.code == 0, fresh
     assert sorted(r["host"] for r in logs.records("run")[2:]) == ["a", "b", "c"]
+
+
+def test_exec_targets_a_discovered_group_and_a_tag(project, site, logs):
+    setup_source(project, site)
+    out = project.run("exec", "nodes", "--", "echo", "hi")
+    assert out.code == 0, out
+    assert sorted(r["host"] for r in logs.records("run")) == ["n-1", "n-2"]
+    tagged = project.run("exec", "tag:green", "--", "echo", "hi")
+    assert tagged.code == 0, tagged
+    assert sorted(r["host"] for r in logs.records("run")[2:]) == ["m-2", "n-2"]  # every group's green host
+
+
+def test_on_can_be_a_source_and_nexus_list_shows_it(project):
+    project.write("me ansible_connection=local tier=front\n", "hosts.ini")
+    project.write("""
+        from nexus_core import discover, host_var, run, task
+
+        @task(on=discover("file", path="hosts.ini"))
+        def one():
+            run(f"echo tier {host_var('tier')}")
+    """)
+    listed = project.run("list")
+    assert listed.code == 0, listed
+    assert "one  discover('file', path='hosts.ini')" in listed.stdout
+    out = project.run("run", "one", "-v")
+    assert out.code == 0, out
+    assert "tier front" in out.stdout

@@ -409,6 +409,7 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
 
     refresh = bool(kwargs.pop("refresh", False))
     saved = kwargs.pop("saved_discovery", None) or ()
+    quiet_notes = bool(kwargs.pop("quiet_notes", False))
     own = None
     if "cache" not in kwargs:
         own = kwargs["cache"] = open_store(quiet=True)
@@ -430,7 +431,7 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
         from dataclasses import replace
 
         plan = replace(plan, discovery=resolution.records())
-        for note in resolution.notes:
+        for note in () if quiet_notes else resolution.notes:
             click.echo(style.paint(f"Note: {note}", "yellow"), err=True)
     for warning in plan.warnings:
         # A plugin missing for tasks this run does not include: say so, and run the rest.
@@ -439,16 +440,26 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     return plan
 
 
-def _discover(project: Project, tasks: Sequence[str], fmt: str, store: Any, refresh: bool, saved: Any) -> Any:
-    """The project with the sources its ``tasks`` need resolved (None when it has none), or exit."""
+def _discover(
+    project: Project,
+    tasks: Sequence[str],
+    fmt: str,
+    store: Any,
+    refresh: bool,
+    saved: Any,
+    groups: Sequence[str] | None = None,
+) -> Any:
+    """The project with the sources its ``tasks`` (or ``groups``) need resolved (None when it
+    has none), or exit with the source's error."""
     from nexus_core.discovery import DiscoveryFailed, has_sources, resolve
     from nexus_core.plan import closure
 
     if not has_sources(project):
         return None
     names = closure(project, tasks) if tasks else list(project.tasks)
+    registry = plugin_manager().registry
     try:
-        return resolve(project, plugin_manager().registry, store=store, refresh=refresh, saved=saved, tasks=names)
+        return resolve(project, registry, store=store, refresh=refresh, saved=saved, tasks=names, groups=groups)
     except DiscoveryFailed as exc:
         if exc.exit_code == ExitCode.CONFIG:
             show_problems(exc.problems(), fmt)
@@ -460,6 +471,18 @@ def _discover(project: Project, tasks: Sequence[str], fmt: str, store: Any, refr
             [err.message for _, err in exc.failures],
             [err.hint for _, err in exc.failures if err.hint],
         )
+
+
+def discover_groups(project: Project, fmt: str) -> Project:
+    """``project`` with the sources of every host group discovered (for commands that pick
+    hosts by group or name, like ``nexus exec``), or exit with the source's error."""
+    store = open_store(quiet=True)
+    try:
+        resolution = _discover(project, (), fmt, store, False, (), groups=list(project.groups))
+    finally:
+        if store is not None:
+            store.close()
+    return project if resolution is None else resolution.project
 
 
 def show_problems(problems: Sequence[Any], fmt: str) -> None:

@@ -115,6 +115,9 @@ def exec_command(
     if not line:
         fail(ExitCode.CONFIG, "nexus exec: no command after --", [], usage)
     project = _project(config_path)
+    from nexus_core.cli.application import discover_groups
+
+    project = discover_groups(project, fmt)  # discover("...") groups name hosts too
     items = resolve_target(project, target)
     from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
 
@@ -183,7 +186,7 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
     """
     from nexus_core.hosts import HostParseError, format_host, parse_host
     from nexus_core.limit import LimitError, Term, matches, parse_limit
-    from nexus_core.model import LOCAL
+    from nexus_core.model import LOCAL, HostSpec
     from nexus_core.plan import _group_members, _membership, to_host
 
     try:
@@ -200,6 +203,8 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
             host = to_host(member)
         except (HostParseError, TypeError, ValueError):
             continue  # nexus validate reports it
+        if isinstance(member, HostSpec):  # its attributes count for TARGET (tag:NAME, a discovered name)
+            host = replace(host, tags=member.tags, vars=member.vars, facts=member.facts)
         if not host.is_local:
             declared.setdefault(host.key, (host, member))
     groups = _membership(project)

@@ -153,7 +153,12 @@ def run(
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         record = point = None
         if store is not None and not no_resume:
+            fresh = plan
+            plan = _with_saved_discovery(store, plan, project, tasks, fmt, limit=limit, params=params,
+                                         config_override=overrides)  # fmt: skip
             record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
+            if record is None:
+                plan = fresh  # starting fresh: on the hosts discovered now
         run_recorded(
             plan,
             store=store,
@@ -168,6 +173,18 @@ def run(
     finally:
         if store is not None:
             store.close()
+
+
+def _with_saved_discovery(store: Any, plan: Plan, project: Any, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:
+    """The plan on the hosts an interrupted run of these tasks discovered, when there is one
+    to resume (a resume continues on its own hosts); else ``plan`` itself."""
+    if not plan.discovery:
+        return plan
+    previous = store.last_interrupted(plan.nexusfile, list(plan.requested))
+    saved = previous.plan.get("discovery") if previous is not None else None
+    if not saved:
+        return plan
+    return make_plan(project, tasks, fmt, cache=store, saved_discovery=saved, quiet_notes=True, **kwargs)
 
 
 def _tasks_or_nexusfile(words: Sequence[str], config_path: str | None) -> None:

@@ -418,12 +418,22 @@ def _discover_all(
             )
         return Found(spec, list(hosts), time.time(), seconds=time.monotonic() - start)
 
-    results: list[Found | DiscoveryError]
-    if len(runnable) == 1:
-        results = [one(runnable[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=min(8, max(1, len(runnable)))) as pool:
-            results = list(pool.map(one, runnable))
+    # Plugin sources (network) each in a thread; built-in ones (local files) in this thread
+    # meanwhile: threads would only add their start-up to work the GIL serialises anyway.
+    remote = [s for s in runnable if s.source not in BUILTIN_SOURCES]
+    answers: dict[str, Found | DiscoveryError] = {}
+    pool = ThreadPoolExecutor(max_workers=min(8, len(remote))) if len(remote) > 1 else None
+    try:
+        futures = {s.key: pool.submit(one, s) for s in remote} if pool is not None else {}
+        for spec in runnable:
+            if spec.key not in futures:
+                answers[spec.key] = one(spec)
+        for key, future in futures.items():
+            answers[key] = future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    results = [answers[s.key] for s in runnable]
     fresh: list[Found] = []
     for spec, result in zip(runnable, results, strict=True):
         if isinstance(result, DiscoveryError):
@@ -441,7 +451,11 @@ _CACHE_TABLE = (
 
 
 def _cache_key(project: Project, spec: SourceSpec) -> str:
-    return json.dumps([project.root, spec.key])
+    """Project, source, filters and a digest of ``config(...)``: another API URL or key is another entry."""
+    import hashlib
+
+    config = json.dumps(project.config, sort_keys=True, default=repr)
+    return json.dumps([project.root, spec.key, hashlib.sha256(config.encode()).hexdigest()[:16]])
 
 
 def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float) -> Found | None:
@@ -483,7 +497,20 @@ def host_text(found: DiscoveredHost) -> str:
     """The host string Nexus connects to for a discovered host (``deploy@10.0.0.1:2222``, ``local``)."""
     if found.transport == "local" or (found.address == "local" and not found.transport):
         return "local"
-    return format_host(Host(name=found.address, user=found.user, port=found.port, transport=found.transport or "ssh"))
+    port = found.port
+    if (
+        found.transport not in ("", "ssh")
+        or not isinstance(found.address, str)
+        or not (port is None or type(port) is int)
+    ):
+        host = Host(name=found.address, user=found.user, port=port, transport=found.transport or "ssh")
+        return format_host(host)
+    # format_host's answer for the common case, without building a Host per host of a large fleet
+    text = f"{found.user}@{found.address}" if found.user else found.address
+    if port is None:
+        return text
+    name = f"[{found.address}]" if ":" in found.address else found.address
+    return f"{found.user}@{name}:{port}" if found.user else f"{name}:{port}"
 
 
 def host_spec(found: DiscoveredHost, spec: SourceSpec) -> HostSpec:
@@ -492,29 +519,52 @@ def host_spec(found: DiscoveredHost, spec: SourceSpec) -> HostSpec:
     Raises :class:`~nexus_core.api.DiscoveryError` when the source gave an unusable
     address or attribute (naming the source).
     """
-    who = f"{spec.describe()} found host {safe_repr(found.address)}"
     try:
+        # The host string is checked by the planner like any other (a bad one is reported at
+        # the discover(...) line); parsing it here too would double the cost of 1,000 hosts.
         text = host_text(found)
-        if text != "local":
-            from nexus_core.hosts import parse_host
-
-            parse_host(text)
-    except (HostParseError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
+        who = f"{spec.describe()} found host {safe_repr(found.address)}"
         raise DiscoveryError(f"{who}, which is not a usable host: {exc}", exit_code=2) from None
     try:
-        tags = check_tags(list(found.tags))
-        variables = check_vars(dict(found.vars)) if found.vars else EMPTY
-        facts = {**dict(found.facts)}
-        facts.update(
-            {"source": spec.source, "name": found.name or found.address, "online": found.online}
-            | ({"os": found.os} if found.os else {})
-            | ({"addresses": list(found.addresses)} if found.addresses else {})
-        )
-        frozen = freeze(facts, "facts")
+        tags = check_tags(list(found.tags)) if found.tags else ()
+        variables = _frozen(found.vars, "vars") if found.vars else EMPTY
+        facts = dict(found.facts)
+        facts["source"] = spec.source
+        facts["name"] = found.name or found.address
+        facts["online"] = found.online
+        if found.os:
+            facts["os"] = found.os
+        if found.addresses:
+            facts["addresses"] = list(found.addresses)
+        frozen = _frozen(facts, "facts")
     except HostAttributeError as exc:
+        who = f"{spec.describe()} found host {safe_repr(found.address)}"
         raise DiscoveryError(f"{who} with {exc}", exit_code=2) from None
-    assert isinstance(frozen, FrozenMap)
     return HostSpec(text, tags, variables, spec.location, frozen)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _frozen(values: Mapping[str, Any], what: str) -> FrozenMap:
+    """``values`` as a FrozenMap: scalars and lists of scalars directly, anything else through ``freeze``."""
+    items: dict[str, Any] = {}
+    for key, value in values.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            items[key] = value
+        elif (kind is list or kind is tuple) and all(type(v) in _SCALARS for v in value):
+            items[key] = tuple(value)
+        else:
+            break
+        if type(key) is not str or not key:
+            break
+    else:
+        return FrozenMap(items)
+    frozen = check_vars(values, what) if what == "vars" else freeze(values, what)
+    assert isinstance(frozen, FrozenMap)
+    return frozen
 
 
 def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Resolution:
@@ -527,13 +577,14 @@ def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Re
     for item in found:
         entries: list[HostSpec] = []
         offline: list[str] = []
+        call = item.spec.describe()
         for d in item.hosts:
             try:
                 entry = host_spec(d, item.spec)
             except DiscoveryError as exc:
                 failures.append((item.spec, exc))
                 continue
-            origins.setdefault(entry.text, []).append(item.spec.describe())
+            origins.setdefault(entry.text, []).append(call)
             every.setdefault(item.spec.key, []).append((entry, d.online))
             if d.online:
                 entries.append(entry)
@@ -577,7 +628,12 @@ def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Re
 
 def _where(group: HostGroup, members: tuple[Any, ...], problems: list[Problem]) -> tuple[Any, ...]:
     """The members ``group.where`` keeps (sources not resolved stay, for validation to report)."""
-    from nexus_core.plan import to_host
+    from nexus_core.hosts import parse_host
+    from nexus_core.model import LOCAL
+
+    def to_host(member: str | HostSpec) -> Host:  # as the planner reads a member
+        text = member.text if isinstance(member, HostSpec) else member
+        return LOCAL if text == "local" else parse_host(text)
 
     kept: list[Any] = []
     for m in members:

@@ -144,19 +144,18 @@ class Inventory:
         names = list(self.hosts) if group is None else self.group_hosts(group)
         ancestry = self._ancestry()
         out: list[DiscoveredHost] = []
+        # Hosts of the same groups share everything but their own entry: merge each set once.
+        shared: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, Any], list[str], list[str]]] = {}
         for name in names:
-            entry = self.hosts.get(name) or Entry(name)
-            layers = [self.top, *(self.groups[g] for g in ancestry.get(name, [])), entry]
-            settings: dict[str, Any] = {}
-            variables: dict[str, Any] = {}
-            tags: list[str] = []
-            for layer in layers:
-                for key, value in layer.settings.items():
-                    if key == "tags":
-                        tags.extend(t for t in value if t not in tags)
-                    else:
-                        settings[key] = value
-                variables.update(layer.vars)
+            groups = tuple(ancestry.get(name, ()))
+            base = shared.get(groups)
+            if base is None:
+                base = shared[groups] = (*_merge([self.top, *(self.groups[g] for g in groups)]), list(groups))
+            entry = self.hosts.get(name)
+            if entry is not None and (entry.settings or entry.vars):
+                settings, variables, tags = _merge([entry], base)
+            else:
+                settings, variables, tags = base[0], base[1], base[2]
             transport = str(settings.get("transport") or "")
             address = str(settings.get("address") or name)
             if transport == "local":
@@ -172,10 +171,27 @@ class Inventory:
                     vars=variables,
                     name=name,
                     transport=transport,
-                    facts={"groups": ancestry.get(name, [])},
+                    facts={"groups": base[3]},
                 )
             )
         return out
+
+
+def _merge(
+    layers: Iterable[Entry], base: tuple[dict[str, Any], dict[str, Any], list[str], list[str]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Settings, variables and tags of ``layers`` in order (later ones win; tags add up), over ``base``."""
+    settings: dict[str, Any] = dict(base[0]) if base else {}
+    variables: dict[str, Any] = dict(base[1]) if base else {}
+    tags: list[str] = list(base[2]) if base else []
+    for layer in layers:
+        for key, value in layer.settings.items():
+            if key == "tags":
+                tags.extend(t for t in value if t not in tags)
+            else:
+                settings[key] = value
+        variables.update(layer.vars)
+    return settings, variables, tags
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -204,15 +220,87 @@ def read_inventory(path: str) -> Inventory:
     cached = _CACHE.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "the file is not UTF-8 text"
-        raise InventoryError(f"cannot read the inventory file {path}: {why}") from None
-    found = parse_inventory(text, path)
+    found = _load_parsed(path, stamp)
+    if found is None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "the file is not UTF-8 text"
+            raise InventoryError(f"cannot read the inventory file {path}: {why}") from None
+        found = parse_inventory(text, path)
+        _save_parsed(path, stamp, found)
     _CACHE[path] = (stamp, found)
     return found
+
+
+# A valid inventory, once parsed, is kept as JSON in the cache folder until the file changes
+# (its mtime and size): reading 1,000 hosts back costs a few ms, parsing them again (TOML and
+# YAML parsers in Python) tens of ms. An unreadable or stale copy is ignored.
+_PARSED_VERSION = 1
+
+
+def _parsed_path(path: str) -> str:
+    import hashlib
+
+    from nexus_core.state.paths import cache_dir
+
+    digest = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return os.path.join(cache_dir(), "inventories", f"{digest}.json")
+
+
+def _entry_data(e: Entry) -> list[Any]:
+    return [e.name, e.line, e.settings, e.vars, e.hosts, e.children]
+
+
+def _entry(row: list[Any]) -> Entry:
+    return Entry(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _load_parsed(path: str, stamp: tuple[int, int]) -> Inventory | None:
+    import json
+
+    try:
+        with open(_parsed_path(path), encoding="utf-8") as fh:
+            data = json.load(fh)
+        if data["version"] != _PARSED_VERSION or data["path"] != path or tuple(data["stamp"]) != stamp:
+            return None
+        return Inventory(
+            path,
+            data["format"],
+            {row[0]: _entry(row) for row in data["groups"]},
+            {row[0]: _entry(row) for row in data["hosts"]},
+            _entry(data["top"]),
+        )
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _save_parsed(path: str, stamp: tuple[int, int], found: Inventory) -> None:
+    import json
+
+    target = _parsed_path(path)
+    data = {
+        "version": _PARSED_VERSION,
+        "path": path,
+        "stamp": list(stamp),
+        "format": found.format,
+        "groups": [_entry_data(e) for e in found.groups.values()],
+        "hosts": [_entry_data(e) for e in found.hosts.values()],
+        "top": _entry_data(found.top),
+    }
+    try:
+        text = json.dumps(data)
+    except (TypeError, ValueError):
+        return  # a value JSON cannot hold (a TOML date): parse again next time
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError:
+        pass  # an unwritable cache only costs the next run the parse
 
 
 def parse_inventory(text: str, path: str, fmt: str | None = None) -> Inventory:
@@ -236,6 +324,8 @@ def parse_inventory(text: str, path: str, fmt: str | None = None) -> Inventory:
     return reader.inv
 
 
+_TOML_KEY = re.compile(r"""^\s*([A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*=""")
+_TOML_STRING = re.compile(r'"([^"\\]*)"')
 _RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
 
 
@@ -270,6 +360,7 @@ class _Reader:
         self.text = text
         self.inv = Inventory(path, fmt)
         self.problems: list[Problem] = []
+        self._members: dict[str, set[str]] = {}
 
     # --- shared -------------------------------------------------------------------------------
 
@@ -277,11 +368,42 @@ class _Reader:
         self.problems.append(Problem(message, Location(self.path, line), hint, "bad-inventory"))
 
     def line_of(self, *needles: str, after: int = 0) -> int:
-        """The first line (after line ``after``) that mentions every needle (0 when none does)."""
+        """The first line (after line ``after``) that mentions every needle (0 when none does).
+
+        For messages about the file as a whole (a linear scan; per-entry lines come from the
+        index of :meth:`_index`).
+        """
         for number, line in enumerate(self.text.splitlines(), 1):
             if number > after and all(n in line for n in needles):
                 return number
         return 0
+
+    def _index(self) -> None:
+        """Where each TOML table, key and string is, in one pass (lines of 1,000 hosts stay cheap)."""
+        self.headers: dict[str, int] = {}
+        self.keys: dict[str, list[int]] = {}
+        self.strings: dict[str, list[int]] = {}
+        for number, line in enumerate(self.text.splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("["):
+                name = stripped.strip("[]").strip().replace('"', "").replace("'", "")
+                self.headers.setdefault(name, number)
+                continue
+            key = _TOML_KEY.match(line)
+            if key:
+                self.keys.setdefault(key.group(1).strip("\"'"), []).append(number)
+            if '"' in line:
+                for text in _TOML_STRING.findall(line):
+                    self.strings.setdefault(text, []).append(number)
+
+    @staticmethod
+    def _after(lines: list[int] | None, after: int) -> int:
+        if not lines:
+            return 0
+        import bisect
+
+        i = bisect.bisect_right(lines, after)
+        return lines[i] if i < len(lines) else 0
 
     def group(self, name: str, line: int) -> Entry:
         entry = self.inv.groups.get(name)
@@ -291,10 +413,14 @@ class _Reader:
 
     def add_host(self, group: Entry | None, name: str, line: int) -> Entry:
         if group is not None:
-            if name in group.hosts:
+            members = self._members.get(group.name)
+            if members is None:
+                members = self._members[group.name] = set(group.hosts)
+            if name in members:
                 self.problem(line, f"host {name!r} is listed twice in group {group.name!r}", "remove one of them")
             else:
                 group.hosts.append(name)
+                members.add(name)
         entry = self.inv.hosts.get(name)
         if entry is None:
             entry = self.inv.hosts[name] = Entry(name, line)
@@ -394,6 +520,7 @@ class _Reader:
     def toml(self) -> None:
         import tomllib
 
+        self._index()
         try:
             data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
@@ -422,21 +549,21 @@ class _Reader:
                 self.unknown(key, TOP_KEYS, self.line_of(key), "the file")
 
     def _toml_group(self, name: str, body: Any) -> None:
-        line = self.line_of(f"groups.{name}") or self.line_of(name)
+        line = self.headers.get(f"groups.{name}") or self.line_of(name)
         what = f"group {name!r}"
         if not isinstance(body, dict):
             self.problem(line, f"{what} must be a table", f"write [groups.{name}] with hosts = [...]")
             return
         entry = self.group(name, line)
         for key, value in body.items():
-            at = self.line_of(key, after=line) or line
+            at = self._after(self.keys.get(key), line) or line
             if key == "hosts":
                 if not isinstance(value, list) or not all(isinstance(h, str) and h for h in value):
                     self.problem(at, f"{what}: hosts must be a list of host names", 'write hosts = ["web-1", "web-2"]')
                     continue
                 for raw in value:
                     for host in self.names(raw, at):
-                        self.add_host(entry, host, self.line_of(f'"{raw}"', after=line) or at)
+                        self.add_host(entry, host, self._after(self.strings.get(raw), line) or at)
             elif key == "children":
                 if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
                     self.problem(at, f"{what}: children must be a list of group names", 'write children = ["web"]')
@@ -450,7 +577,7 @@ class _Reader:
                 self.unknown(key, GROUP_KEYS, at, what)
 
     def _toml_host(self, name: str, body: Any) -> None:
-        line = self.line_of(f"hosts.{name}") or self.line_of(f'hosts."{name}"') or self.line_of(name)
+        line = self.headers.get(f"hosts.{name}") or self.line_of(name)
         what = f"host {name!r}"
         if not isinstance(body, dict):
             self.problem(line, f"{what} must be a table", f'write [hosts.{name}] with address = "..."')
@@ -458,7 +585,7 @@ class _Reader:
         entry = self.add_host(None, name, line)
         entry.line = line
         for key, value in body.items():
-            at = self.line_of(key, after=line) or line
+            at = self._after(self.keys.get(key), line) or line
             if key == "address":
                 if not isinstance(value, str) or not value:
                     self.problem(at, f"{what}: address must be a host name or an IP address")
@@ -515,13 +642,16 @@ class _Reader:
                 self._ini_host(name, line, number)
 
     def _ini_host(self, group: str, line: str, number: int) -> None:
-        import shlex
+        if "'" in line or '"' in line:
+            import shlex
 
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as exc:
-            self.problem(number, f"cannot read the host line {line!r}: {exc}", "close the quotes")
-            return
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError as exc:
+                self.problem(number, f"cannot read the host line {line!r}: {exc}", "close the quotes")
+                return
+        else:  # the common case, ten times faster than shlex
+            words = line.split("#", 1)[0].split()
         if not words:
             return
         raw, assignments = words[0], words[1:]
@@ -564,7 +694,7 @@ class _Reader:
         import yaml
 
         try:
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = yaml.compose(self.text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 10x
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = mark.line + 1 if mark is not None else 0

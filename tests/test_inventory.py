@@ -1,0 +1,160 @@
+"""Inventory files read in process: the three formats, inheritance, ranges, every mistake with its line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nexus_core.discovery.inventory import InventoryError, expand_range, parse_inventory, read_inventory
+
+
+def parse(text: str, name: str):
+    return parse_inventory(textwrap.dedent(text).lstrip("\n"), name)
+
+
+def problems(text: str, name: str) -> list[tuple[int, str, str]]:
+    with pytest.raises(InventoryError) as err:
+        parse(text, name)
+    return [(p.location.line if p.location else 0, p.message, p.hint) for p in err.value.problems]
+
+
+def by_name(inv, group=None):
+    return {h.name: h for h in inv.select(group)}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "names"),
+    [
+        ("web-[01:03]", ["web-01", "web-02", "web-03"]),
+        ("db-[a:c].lan", ["db-a.lan", "db-b.lan", "db-c.lan"]),
+        ("n[1:5:2]", ["n1", "n3", "n5"]),
+        ("r[1:2]-[a:b]", ["r1-a", "r1-b", "r2-a", "r2-b"]),
+        ("plain", ["plain"]),
+    ],
+)
+def test_ranges_expand_as_in_ansible(pattern, names):
+    assert expand_range(pattern) == names
+
+
+def test_toml_settings_and_vars_are_inherited_child_over_parent_host_over_all():
+    inv = parse(
+        """
+        user = "base"
+        vars = { a = 1, b = 1, c = 1 }
+
+        [groups.parent]
+        children = ["child"]
+        port = 2200
+        tags = ["p"]
+        vars = { b = 2, c = 2 }
+
+        [groups.child]
+        hosts = ["h1", "h2"]
+        port = 2201
+        tags = ["c"]
+        vars = { c = 3 }
+
+        [hosts.h1]
+        user = "own"
+        tags = ["h"]
+        vars = { c = 4 }
+        """,
+        "inv.toml",
+    )
+    hosts = by_name(inv, "parent")
+    h1, h2 = hosts["h1"], hosts["h2"]
+    assert (h1.user, h1.port, h1.tags, dict(h1.vars)) == ("own", 2201, ("p", "c", "h"), {"a": 1, "b": 2, "c": 4})
+    assert (h2.user, h2.port, h2.tags, dict(h2.vars)) == ("base", 2201, ("p", "c"), {"a": 1, "b": 2, "c": 3})
+    assert h1.facts["groups"] == ["parent", "child"]
+    assert list(by_name(inv, "child")) == ["h1", "h2"]
+
+
+def test_ini_all_vars_come_first_and_connection_variables_become_settings():
+    inv = parse(
+        """
+        [all:vars]
+        ansible_user=everyone
+        colour=grey
+
+        [web]
+        w1 ansible_host=10.0.0.1 ansible_port=2222
+        w2 ansible_connection=local colour=blue
+
+        [web:vars]
+        colour=green
+        """,
+        "hosts.ini",
+    )
+    hosts = by_name(inv, "web")
+    assert (hosts["w1"].address, hosts["w1"].port, hosts["w1"].user) == ("10.0.0.1", 2222, "everyone")
+    assert hosts["w1"].vars["colour"] == "green"  # the group's over all's
+    assert hosts["w2"].vars["colour"] == "blue"  # the host's over the group's
+    assert (hosts["w2"].address, hosts["w2"].transport) == ("local", "local")
+    assert set(inv.groups) == {"all", "web"}
+
+
+def test_yaml_problems_carry_their_lines():
+    found = problems(
+        """
+        all:
+          hosts:
+            a:
+            a:
+          children:
+            web:
+              hostz:
+                b:
+              vars:
+                ansible_port: 99999
+        """,
+        "hosts.yml",
+    )
+    assert [(line, message) for line, message, _ in found] == [
+        (4, "host 'a' is listed twice in group 'all'"),
+        (7, "group 'web': unknown key 'hostz'"),
+        (9, "group 'web': port must be a number from 1 to 65535, not 99999"),
+    ]
+    assert found[1][2] == "did you mean 'hosts'?"
+
+
+def test_yaml_syntax_error_has_its_line():
+    [(line, message, _)] = problems("all:\n  hosts:\n    a: [\n", "hosts.yml")
+    assert line >= 3 and message.startswith("YAML syntax error")
+
+
+def test_child_groups_must_exist_and_must_not_include_each_other():
+    found = problems(
+        """
+        [groups.a]
+        children = ["b"]
+        [groups.b]
+        children = ["a", "nope"]
+        """,
+        "inv.toml",
+    )
+    messages = [m for _, m, _ in found]
+    assert "group 'b' has child group 'nope', which the file does not define" in messages
+    assert "child groups include each other: a -> b -> a" in messages
+
+
+def test_a_setting_given_two_values_in_one_place_is_reported():
+    found = problems("[web]\nw1 ansible_user=a ansible_user=b\n", "hosts.ini")
+    assert found[0][0] == 2 and "user is 'a'" in found[0][1]
+
+
+def test_a_parsed_inventory_is_reused_until_the_file_changes(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "inv.toml"
+    path.write_text('[groups.web]\nhosts = ["a"]\n', encoding="utf-8")
+    first = read_inventory(str(path))
+    assert read_inventory(str(path)) is first  # same process, same file
+    from nexus_core.discovery import inventory as module
+
+    module._CACHE.clear()
+    again = read_inventory(str(path))  # from the parsed copy on disk
+    assert again is not first and again.groups["web"].hosts == ["a"]
+    assert list((tmp_path / "cache" / "nexus" / "inventories").iterdir())
+    path.write_text('[groups.web]\nhosts = ["a", "b"]\n', encoding="utf-8")
+    assert read_inventory(str(path)).groups["web"].hosts == ["a", "b"]
