@@ -180,6 +180,7 @@ class LocalExecutor(Executor):
         self._watchdog = Watchdog(context.cancel)
         self._lock = threading.Lock()
         self._made: set[str] = set()
+        self._dirs: dict[tuple[str, str], str] = {}  # (run, host) -> its status folder, made
         self.shell = str(context.config.get("shell") or "/bin/sh")
 
     def run(
@@ -277,13 +278,18 @@ class LocalExecutor(Executor):
 
     def _status_dir(self, run_id: str, host: str) -> str:
         """The run's status folder for ``host`` on this machine, made once per run and host."""
-        from nexus_core.markers import local_status_dir
+        found = self._dirs.get((run_id, host))
+        if found is not None:
+            return found
+        from nexus_core.markers import adopt_old_layout, local_status_dir
 
         folder = local_status_dir(run_id, host)
         with self._lock:
             if folder not in self._made:
+                adopt_old_layout(folder)
                 os.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
+            self._dirs[(run_id, host)] = folder
         return folder
 
     def remove_markers(self, host: Host, run_id: str) -> None:
@@ -293,9 +299,12 @@ class LocalExecutor(Executor):
         from nexus_core.markers import local_status_dir
 
         folder = local_status_dir(run_id, host.label)
+        if os.path.isfile(folder):  # a status file of Nexus 0.1
+            os.remove(folder)
         shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
             self._made.discard(folder)
+            self._dirs.pop((run_id, host.label), None)
 
     def close(self) -> None:
         """Stop the watchdog thread."""
