@@ -89,11 +89,13 @@ def resolve_backend(config: Mapping[str, Any], environ: Mapping[str, str] | None
 class Answers:
     """The tailnet's answers for one run: each backend asked once, whatever the number of groups.
 
-    Groups discovered concurrently wait for the one question in flight instead of asking again.
+    Groups discovered concurrently wait for the one question in flight instead of asking again;
+    a question that failed fails the other groups with the same error, without asking again.
     """
 
     def __init__(self) -> None:
         self._answers: dict[tuple[str, ...], Tailnet] = {}
+        self._failures: dict[tuple[str, ...], TailscaleError] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
@@ -103,8 +105,14 @@ class Answers:
         with self._lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
+            if key in self._failures:  # asked already and failed: the same error, not a second wait
+                raise self._failures[key]
             if key not in self._answers:
-                self._answers[key] = ask(backend)
+                try:
+                    self._answers[key] = ask(backend)
+                except TailscaleError as exc:
+                    self._failures[key] = exc
+                    raise
             return self._answers[key]
 
 

@@ -69,6 +69,9 @@ class TailscaleSource(HostSource):
         if expired:
             names = ", ".join(expired)
             self.context.warn(f"tailscale: node key expired on {names}: log them in again (tailscale up)")
+        for s in chosen:
+            if not s.address:  # e.g. address="ipv6" on a device without one
+                self.context.warn(f"tailscale: {s.device.name}: {s.note}: not targeted")
         for note in sorted({s.note for s in chosen if s.target and s.note}):
             self.context.warn(f"tailscale: {note}")
 

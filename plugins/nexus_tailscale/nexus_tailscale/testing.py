@@ -72,7 +72,8 @@ class Peer:
     @property
     def ips(self) -> list[str]:
         """Tailscale addresses, IPv4 first."""
-        return [self.ipv4, self.ipv6 or f"fd7a:115c:a1e0::{abs(hash(self.name)) % 0xFFFF:x}"]
+        suffix = int(hashlib.sha256(self.name.encode()).hexdigest()[:4], 16)
+        return [self.ipv4, self.ipv6 or f"fd7a:115c:a1e0::{suffix:x}"]
 
 
 #: A tailnet with one of each kind: tagged, untagged, offline, shared-in, expired, Tailscale SSH.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from nexus_core.plugin import DiscoveryError, HostSourceContext
 
 from nexus_tailscale.source import TailscaleSource
-from nexus_tailscale.testing import FakeApi, write_fake_cli
+from nexus_tailscale.testing import FakeApi, Peer, write_fake_cli
 
 
 def source(config=None, notes=None) -> TailscaleSource:
@@ -34,6 +35,29 @@ def test_groups_share_one_question(fake_cli: Path):
     src.discover({"tags": ["web"]})
     src.discover({"tags": ["db"], "address": "ipv4"})
     assert (fake_cli.parent / "tailscale.json.calls").read_text().splitlines() == ["status --json"]
+
+
+def test_a_failure_is_not_asked_again_for_the_next_group(tmp_path: Path):
+    script = write_fake_cli(tmp_path, mode="daemon-down")
+    src = source({"tailscale_cli": str(script)})
+    for filters in ({"tags": ["web"]}, {"tags": ["db"]}):
+        with pytest.raises(DiscoveryError, match="tailscaled is not running"):
+            src.discover(filters)
+    assert (tmp_path / "tailscale.json.calls").read_text().splitlines() == ["status --json"]
+
+
+def test_a_device_without_the_address_kind_is_not_targeted_with_a_note(tmp_path: Path):
+    script = write_fake_cli(tmp_path, [Peer("v4only", "100.64.0.5")])
+    data = json.loads((tmp_path / "tailscale.json").read_text())
+    for peer in data["status"]["Peer"].values():
+        peer["TailscaleIPs"] = peer["TailscaleIPs"][:1]  # no IPv6 (e.g. a device with IPv6 disabled)
+    (tmp_path / "tailscale.json").write_text(json.dumps(data))
+    notes: list[str] = []
+    (host,) = source({"tailscale_cli": str(script)}, notes).discover(
+        {"hostname": "v4only", "address": "ipv6"}
+    )
+    assert not host.online
+    assert notes == ["tailscale: v4only: no Tailscale IPv6 address: not targeted"]
 
 
 def test_check_reports_bad_values_without_asking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
