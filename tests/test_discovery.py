@@ -167,11 +167,12 @@ def test_only_the_sources_of_the_tasks_being_run_are_asked(project, site, logs):
 
 
 def test_unknown_source_names_the_package_to_install(project, site):
-    setup_source(project, site, SOURCE_PROJECT.replace('discover("fakes", prefix="n"))', 'discover("tailscale"))'))
+    # aws: a known source (nexus-aws) that is not installed here (nexus-tailscale is, in this repository)
+    setup_source(project, site, SOURCE_PROJECT.replace('discover("fakes", prefix="n"))', 'discover("aws"))'))
     out = project.run("run", "deploy")
     assert out.code == 2, out
-    assert "no 'tailscale' host source is installed" in out.stderr
-    assert "pip install nexus-tailscale" in out.stderr
+    assert "no 'aws' host source is installed" in out.stderr
+    assert "pip install nexus-aws" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -151,6 +151,16 @@ class Connector:
 
         tried: list[str] = []
         allowed: list[str] | None = None
+        if spec.auth_none and ep is spec.target:
+            try:
+                t.auth_none(ep.user)
+            except BadAuthenticationType as exc:  # the server wants more: keys, as for any host
+                allowed = list(exc.allowed_types)
+                tried.append("none")
+            except AuthenticationException:
+                tried.append("none")
+            if t.is_authenticated():
+                return "none"
         for label, key in self._key_candidates(spec):
             if allowed is not None and "publickey" not in allowed:
                 break

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import collections
 import contextlib
+import dataclasses
 import os
 import select
 import threading
@@ -324,6 +325,8 @@ class SshExecutor(Executor):
         if spec is None:
             resolver, _ = self._setup()
             spec = resolver.resolve(host.name, host.user, host.port)
+            if host.facts.get("ssh_auth") == "none":  # e.g. Tailscale SSH: the tailnet authenticates
+                spec = dataclasses.replace(spec, auth_none=True)
             self._specs[key] = spec
             if spec.policy == "off" and not self._warned_off:
                 self._warned_off = True

@@ -62,6 +62,9 @@ class ConnectSpec:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     keepalive: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Offer SSH's "none" method first: the host's SSH server authenticates by network identity
+    #: (a discovered host with the fact ``ssh_auth="none"``, e.g. Tailscale SSH); keys follow.
+    auth_none: bool = False
 
     @property
     def pool_key(self) -> tuple[object, ...]:
