@@ -25,6 +25,7 @@ from nexus_core.dsl import (
     task,
     timestamp,
 )
+from nexus_core.files import download, template, upload
 
 if TYPE_CHECKING:
     from nexus_core.plugin import hookimpl
@@ -34,6 +35,7 @@ __all__ = [
     "__version__",
     "config",
     "current_host",
+    "download",
     "env",
     "git_branch",
     "git_sha",
@@ -45,7 +47,9 @@ __all__ = [
     "hosts",
     "run",
     "task",
+    "template",
     "timestamp",
+    "upload",
 ]
 
 
