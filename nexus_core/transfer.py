@@ -224,12 +224,36 @@ def stat_over_shell(
 
     A size of ``-1`` asks for the checksum whatever the size (a download).
     """
-    if not paths:
-        return []
-    result, lines = _run_script(executor, host, stat_script(paths, sizes), sudo, _script_timeout(len(paths)))
-    if not result.ok:
-        raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
-    return parse_stat(paths, lines)
+    out: list[FileState] = []
+    indexes = list(range(len(paths)))
+    for chunk in _chunks(indexes, lambda i: len(paths[i]) + 24):
+        some = [paths[i] for i in chunk]
+        want = [sizes[i] if i < len(sizes) else None for i in chunk]
+        result, lines = _run_script(executor, host, stat_script(some, want), sudo, _script_timeout(len(some)))
+        if not result.ok:
+            raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
+        out.extend(parse_stat(some, lines))
+    return out
+
+
+#: Characters of one script at most: Linux takes no single argument (``sh -c SCRIPT``) over
+#: 128 KiB, so many files are looked at and put in place by a few scripts in a row.
+SCRIPT_MAX = 60_000
+
+
+def _chunks(items: Sequence[Any], size: Callable[[Any], int], limit: int = SCRIPT_MAX) -> Iterator[list[Any]]:
+    """``items`` in consecutive groups whose ``size`` adds up to at most ``limit`` (one item at least)."""
+    group: list[Any] = []
+    used = 0
+    for item in items:
+        cost = size(item)
+        if group and used + cost > limit:
+            yield group
+            group, used = [], 0
+        group.append(item)
+        used += cost
+    if group:
+        yield group
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -368,9 +392,8 @@ def write_over_primitives(
                         if have is not None and 0 < have <= w.size:
                             offset = have
                     report = _per_file(progress, w)
-                    count = (
-                        0 if offset == w.size else executor.send_file(host, w.source, staged, offset, report, cancel)
-                    )
+                    done_before = offset == w.size and offset > 0  # a complete part: nothing to send
+                    count = 0 if done_before else executor.send_file(host, w.source, staged, offset, report, cancel)
                     if w.size >= RESUME_MIN_BYTES:  # some servers accept short writes silently
                         landed = executor.file_size(host, staged)
                         if landed != w.size:
@@ -448,10 +471,16 @@ def _finish(
     sent: dict[int, tuple[int, int]],
     results: dict[int, TransferResult],
 ) -> None:
-    script = finish_script(group, executor.staging_dir)
-    result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(group)))
     outputs: dict[int, list[str]] = {}
     verdicts: dict[int, list[str]] = {}
+    lines: list[str] = []
+    result = CommandResult("ok", 0)
+    for chunk in _chunks(group, _finish_cost):
+        result, found = _run_script(executor, host, finish_script(chunk, executor.staging_dir), sudo,
+                                    _script_timeout(len(chunk)))  # fmt: skip
+        lines.extend(found)
+        if not result.ok and not found:
+            break
     for line in lines:
         if line.startswith("NXOUT "):
             _, num, *rest = line.split(" ", 2)
@@ -476,6 +505,11 @@ def _finish(
         full = _disk_full(executor, host, w, staging_path(w, executor.staging_dir)) if step == "checksum" else None
         results[i] = full or TransferResult("failed", w.dest, reason=_step_reason(step, verdict, w, host, tail),
                                             hint=_step_hint(step, w, tail), tail=tail)  # fmt: skip
+
+
+def _finish_cost(item: tuple[int, FileWrite]) -> int:
+    """About the characters one file adds to the finish script."""
+    return 3 * len(item[1].dest) + len(item[1].validate or "") + 200
 
 
 def _step_reason(step: str, verdict: list[str], w: FileWrite, host: Host, tail: tuple[str, ...]) -> str:
@@ -551,7 +585,9 @@ def fetch(
     os.makedirs(folder, exist_ok=True)
     part = os.path.join(folder, f".{os.path.basename(local_path)}.nexus-{found.sha256[:12]}.part")
     offset = 0
-    if os.path.exists(part):
+    if not os.path.exists(part):
+        open(part, "wb").close()  # an empty file, so that an empty source arrives too
+    else:
         have = os.path.getsize(part)
         if have <= found.size:
             offset = have
@@ -805,11 +841,14 @@ def _upload(
                                    files=len(to_write), bytes=sum(it.size for it in to_write),
                                    index=reporter.index))  # fmt: skip
     if op.recursive and to_write:
-        missing = [f for f in folders if any(it.dest.startswith(f + "/") for it in to_write)]
-        made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in missing),
-                              op.sudo, 60)  # fmt: skip
-        if not made.ok:
-            raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}", made.hint)
+        wanted = {_split(it.dest)[0] for it in to_write}
+        missing = [f for f in folders if f in wanted]
+        for chunk in _chunks(missing, lambda f: len(f) + 3):
+            made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
+                                  op.sudo, 60)  # fmt: skip
+            if not made.ok:
+                raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}",
+                                    made.hint)  # fmt: skip
     writes = [
         FileWrite(
             it.source,
@@ -830,8 +869,8 @@ def _upload(
         if writes
         else []
     )
-    if to_fix:
-        fixed, _ = _run_script(executor, host, _attrs_script(to_fix), op.sudo, 60)
+    for chunk in _chunks(to_fix, lambda it: 2 * len(it.dest) + 60):
+        fixed, _ = _run_script(executor, host, _attrs_script(chunk), op.sudo, 60)
         if not fixed.ok:
             raise TransferError(f"setting owner and mode of {op.dest} on {host.label} failed: {fixed.reason}",
                                 "- owner= and group= need sudo=True unless they are the login user's")  # fmt: skip
