@@ -20,9 +20,10 @@ The contract every executor keeps (the conformance suite tests it):
   removes it, so nothing half-written stays behind.
 
 Executors provide the byte movers (:meth:`Executor.send_file`, ``receive_file``,
-``file_size``) and ``run``; everything else is here, one POSIX shell script per phase
-(one round trip to find out, one to put in place), so a tree of 1,000 files costs two
-commands plus the bytes.
+``file_size``) and ``run``; everything else is here, in POSIX shell scripts that each
+handle a chunk of files with a few processes (one ``stat``, one ``sha256sum``, one
+``chmod`` per mode; only the rename is per file), so a tree of 1,000 files costs a handful
+of commands plus the bytes.
 """
 
 from __future__ import annotations
