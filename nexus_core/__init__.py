@@ -22,6 +22,7 @@ from nexus_core.dsl import (
     hostname,
     hosts,
     run,
+    secret,
     task,
     timestamp,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "hostname",
     "hosts",
     "run",
+    "secret",
     "task",
     "template",
     "timestamp",

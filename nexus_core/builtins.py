@@ -29,3 +29,9 @@ def nexus_preflight_checks() -> Sequence[Registration]:
         ),
         Registration("local-files", "nexus_core.preflight:LocalFilesCheck", {"category": "Local Files", "order": 90}),
     ]
+
+
+@hookimpl
+def nexus_secret_backends() -> Sequence[Registration]:
+    """The ``local`` backend: the encrypted store files."""
+    return [Registration("local", "nexus_core.secrets.local:LocalBackend")]

@@ -500,3 +500,145 @@ def git_sha() -> str:
 def git_branch() -> str:
     """The current git branch of the nexusfile's repository."""
     return _git("rev-parse", "--abbrev-ref", "HEAD")
+
+
+_SECRET_OPTIONS = ("to", "sudo", "mode", "owner", "group", "remote_only")
+
+
+def secret(
+    reference: str,
+    *,
+    to: str | None = None,
+    sudo: bool = False,
+    mode: int = 0o600,
+    owner: str | None = None,
+    group: str | None = None,
+    remote_only: bool = False,
+    **unknown: Any,
+) -> Any:
+    """A secret's value: ``secret("DB_PASSWORD")``, or from another backend: ``secret("vault:kv/app#pw")``.
+
+    The value is usable anywhere a string is (``run(...)``, ``env=``, templates, upload
+    contents) and shown as ``***`` in every output, log and record. Planning without running
+    (``--dry-run``, ``nexus validate``, ``nexus list``) decrypts nothing: the name is checked
+    and the value stands for ``***``.
+
+    With ``to=PATH`` (inside a task body) nothing is returned: the value is written to that
+    file on each host of the task, atomically, with ``mode`` (default ``0o600``) and
+    optionally ``owner``/``group`` (``sudo=True`` to write where the login user cannot). The
+    value goes to the host on the command's standard input, never in a command line, and is
+    fetched only when the command runs. ``remote_only=True`` (with ``to=``, on remote hosts
+    only) promises that the value is never written on this machine, not even in the run state.
+    """
+    from nexus_core.secrets.resolve import PLACEHOLDER, UnknownBackend, for_project
+
+    project = current_project()
+    for key in unknown:
+        close = suggest(key, _SECRET_OPTIONS)
+        _problem(
+            f"secret() has no option {key!r}",
+            f"did you mean {close!r}?" if close else "options: " + ", ".join(_SECRET_OPTIONS),
+            code="unknown-option",
+        )
+    if not isinstance(reference, str) or not reference.strip():
+        _problem(
+            f"secret() needs the name of a secret, got {safe_repr(reference)}",
+            'write secret("DB_PASSWORD") or secret("vault:kv/app#db_password")',
+            code="bad-value",
+        )
+        return None if to is not None else PLACEHOLDER
+    if to is not None or remote_only:
+        return _secret_to_file(reference, to, sudo, mode, owner, group, remote_only)
+    if project is None:
+        raise NexusfileError("secret() can only be used in a nexusfile while Nexus loads or plans it")
+    from nexus_core.api import SecretError
+
+    secrets = for_project(project)
+    try:
+        return secrets.value(reference)
+    except UnknownBackend as exc:
+        _problem(f"secret({reference!r}): {exc}", exc.hint, code="secret-backend")
+    except SecretError as exc:
+        _problem(f"secret({reference!r}): {exc}", _secret_hint(reference, secrets, exc), code="secret")
+    return PLACEHOLDER
+
+
+def _secret_hint(reference: str, secrets: Any, exc: Exception) -> str:
+    from nexus_core.api import SecretNotFound
+
+    backend, rest = secrets.route(reference)
+    if backend == "local":
+        return "`nexus secret list` shows the names that exist" if isinstance(exc, SecretNotFound) else ""
+    return f"check the {backend!r} backend's configuration and that {rest!r} exists there"
+
+
+def _secret_to_file(
+    reference: str,
+    to: str | None,
+    sudo: Any,
+    mode: Any,
+    owner: Any,
+    group: Any,
+    remote_only: Any,
+) -> None:
+    """Record the command that writes ``reference`` to ``to`` on the host (see :func:`secret`)."""
+    from nexus_core.api import SecretError
+    from nexus_core.secrets.files import write_script
+    from nexus_core.secrets.resolve import UnknownBackend, for_project
+
+    rec = _RECORDER.get()
+    if rec is None:
+        _problem(
+            "secret(..., to=...) is called outside a task body",
+            "write secrets to files inside a function decorated with @task",
+        )
+        return None
+    if to is None:
+        _problem(
+            "secret(..., remote_only=True) needs to=PATH",
+            'a remote-only secret is only written to a file on the hosts: secret("NAME", to="/etc/app/token", '
+            "remote_only=True)",
+            code="bad-value",
+        )
+        return None
+    bad = False
+    checks = (
+        ("to", to, isinstance(to, str) and to.startswith("/") and "\0" not in to and not to.endswith("/"),
+         'an absolute file path, e.g. to="/etc/app/token"'),
+        ("sudo", sudo, isinstance(sudo, bool), "True or False"),
+        ("mode", mode, isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777,
+         "file permissions as an octal number, e.g. mode=0o600"),
+        ("owner", owner, owner is None or (isinstance(owner, str) and bool(owner)), "a user name"),
+        ("group", group, group is None or (isinstance(group, str) and bool(group)), "a group name"),
+        ("remote_only", remote_only, isinstance(remote_only, bool), "True or False"),
+    )  # fmt: skip
+    for key, value, ok, what in checks:
+        if not ok:
+            _problem(f"secret(): {key}={safe_repr(value)} is not valid", f"{key}= takes {what}", code="bad-value")
+            bad = True
+    if remote_only and rec.host.is_local:
+        _problem(
+            f"secret({reference!r}, remote_only=True) is used in task {rec.task!r}, which runs on this machine",
+            "remote-only secrets are written on remote hosts only: run the task on hosts (on=...), "
+            "or drop remote_only=True",
+            code="bad-value",
+        )
+        bad = True
+    if bad:
+        return None
+    secrets = for_project(rec.project)
+    try:
+        secrets.check(reference)  # the value itself is fetched when the command runs
+    except UnknownBackend as exc:
+        _problem(f"secret({reference!r}): {exc}", exc.hint, code="secret-backend")
+        return None
+    except SecretError as exc:
+        _problem(f"secret({reference!r}): {exc}", _secret_hint(reference, secrets, exc), code="secret")
+        return None
+    try:
+        script = write_script(reference, to, mode=mode, owner=owner, group=group)
+    except ValueError as exc:
+        _problem(f"secret(): {exc}", "use plain user and group names", code="bad-value")
+        return None
+    rec.commands.append(Command(cmd=script, sudo=sudo, line=_caller(rec.project).line, input_secret=reference))
+    return None

@@ -704,7 +704,10 @@ class Engine:
             return transfer.execute(executor, host, cmd, transfer.Reporter(self.bus.emit, self.options.run_id,
                                                                            tp.name, host.label, index),
                                     self.cancel, timeout)  # fmt: skip
-        result = executor.run(host, cmd, on_output, self.cancel, timeout)
+        ready = _with_input(cmd, executor)  # a secret for the command's stdin, or why it cannot have one
+        if isinstance(ready, CommandResult):
+            return ready
+        result = executor.run(host, ready, on_output, self.cancel, timeout)
         return replace(result, changed=True) if result.ok else result
 
     def _host_slot(self, executor: Executor, host: Host) -> AbstractContextManager[Any]:
@@ -860,3 +863,24 @@ class _Batch:
 
     stop_on_failure: bool
     failed: bool = False
+
+
+def _with_input(cmd: Command, executor: Executor) -> Command | CommandResult:
+    """``cmd`` with the value of its ``input_secret`` (fetched now, never planned), or why not."""
+    if cmd.input_secret is None:
+        return cmd
+    from nexus_core.api import SecretError
+    from nexus_core.secrets.files import marker
+    from nexus_core.secrets.resolve import reveal
+
+    if not executor.capabilities.stdin:
+        return CommandResult(
+            "error",
+            reason=f"the {executor.name!r} transport cannot pass a secret on standard input (secret(..., to=...))",
+            retryable=False,
+        )
+    try:
+        value = reveal(cmd.input_secret)
+    except SecretError as exc:
+        return CommandResult("error", reason=f"secret {cmd.input_secret!r}: {exc}", retryable=False)
+    return replace(cmd, input=f"{marker(cmd.input_secret)}\n{value}")

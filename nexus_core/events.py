@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from nexus_core.secrets.redact import REDACTOR
+
 
 class Subscriber(Protocol):
     """What receives a run's events (``nexus_subscribers``): called with one event at a time."""
@@ -304,7 +306,9 @@ class EventBus:
             self._subs = (*self._subs, (name, callback))
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event`` to every healthy subscriber."""
+        """Deliver ``event`` to every healthy subscriber, with every secret value shown as ``***``."""
+        if REDACTOR:
+            event = REDACTOR.data(event)
         with self._lock:
             for name, callback in self._subs:
                 if name in self.failures:

@@ -27,7 +27,7 @@ from nexus_core.kinds import KINDS
 if TYPE_CHECKING:
     import click
 
-    from nexus_core.api import Executor, PreflightCheck, Strategy
+    from nexus_core.api import Executor, PreflightCheck, SecretBackend, Strategy
     from nexus_core.events import Event, Subscriber
     from nexus_core.kinds import Registration
     from nexus_core.options import Option
@@ -88,6 +88,30 @@ def nexus_preflight_checks() -> Sequence[Registration | type[PreflightCheck]]:
     raises, or whose class cannot be loaded, is reported as a failed check naming its
     distribution. The built-in ``configuration`` and ``local-files`` checks come through
     this hook.
+
+    Added in plugin API 1.
+    """
+    raise NotImplementedError
+
+
+# --- secret backends -----------------------------------------------------------------------
+
+
+@hookspec
+def nexus_secret_backends() -> Sequence[Registration | type[SecretBackend]]:
+    """Return secret backends (subclasses of :class:`nexus_core.plugin.SecretBackend`), by registration.
+
+    The name is the prefix of the references it resolves: ``secret("vault:kv/app#db_password")``
+    asks the backend registered as ``vault`` for ``"kv/app#db_password"``; ``secret("NAME")``
+    asks the default backend, ``config(secret_backend=...)`` (``"local"``, the built-in
+    encrypted store, when unset). A reference to a backend nobody registers is a validation
+    error naming the package to install (exit 2). The class is imported, and one instance
+    created with a :class:`nexus_core.plugin.SecretContext`, only when a run resolves its
+    first reference; ``close`` is called at the end of the run. Every value ``resolve``
+    returns is redacted (``***``) from output, logs and state by the core. Declare the
+    backend's ``config(...)`` keys (an address, an auth method) through
+    ``nexus_config_options``. A name registered twice is an error naming both distributions;
+    the built-in ``local`` is kept.
 
     Added in plugin API 1.
     """

@@ -124,6 +124,15 @@ KINDS: tuple[Kind, ...] = (
         registry="checks",
         details=_frozen({"category": "Checks", "order": 50}),
     ),
+    Kind(
+        "secret backend",
+        "nexus_secret_backends",
+        "secret backends",
+        "nexus_core.api:SecretBackend",
+        'where `secret(...)` values come from (the local encrypted store, "vault:...", ...)',
+        registry="secret_backends",
+        packages=_frozen({"vault": "nexus-vault", "sops": "nexus-sops"}),
+    ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),
     Kind(
         "subscriber",

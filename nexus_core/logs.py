@@ -11,7 +11,16 @@ LOGGER = logging.getLogger("nexus")
 LEVELS = ("debug", "info", "warning", "error")
 
 
-class _JsonFormatter(logging.Formatter):
+class _Redacting(logging.Formatter):
+    """Every secret value in a log line (message or traceback) becomes ``***``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from nexus_core.secrets.redact import redact
+
+        return redact(super().format(record))
+
+
+class _JsonFormatter(_Redacting):
     def format(self, record: logging.LogRecord) -> str:
         data = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
@@ -21,7 +30,9 @@ class _JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False)
+        from nexus_core.secrets.redact import redact
+
+        return redact(json.dumps(data, ensure_ascii=False))
 
 
 def setup(level: str = "warning", fmt: str = "text") -> logging.Logger:
@@ -30,7 +41,7 @@ def setup(level: str = "warning", fmt: str = "text") -> logging.Logger:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("nexus: %(levelname)s: %(message)s"))
+        handler.setFormatter(_Redacting("nexus: %(levelname)s: %(message)s"))
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(getattr(logging, level.upper(), logging.WARNING))
     LOGGER.propagate = False

@@ -158,6 +158,13 @@ class Command:
     notify: tuple[str, ...] = ()
     #: Set by the engine at execution time: where the host records pid and exit code.
     marker: Marker | None = field(default=None, compare=False)
+    #: A secret reference whose value the command reads on its standard input
+    #: (``secret("NAME", to=PATH)``); the value itself is fetched only when the command runs.
+    input_secret: str | None = None
+    #: Set by the engine at execution time from ``input_secret``: what the executor writes on the
+    #: command's standard input, after :func:`nexus_core.secrets.files.marker`'s line. Never
+    #: shown, recorded or compared.
+    input: str | None = field(default=None, compare=False, repr=False)
 
     def flags(self) -> list[str]:
         """The dry-run flags of this command, e.g. ``[sudo]``, ``[retries:5]``."""
@@ -200,6 +207,7 @@ class Command:
             # guards only when set, so that plans without them keep their exact shape
             **{k: v for k, v in (("creates", self.creates), ("only_if", self.only_if), ("unless", self.unless)) if v},
             **({"notify": list(self.notify)} if self.notify else {}),
+            **({"input_secret": self.input_secret} if self.input_secret else {}),
         }
 
 

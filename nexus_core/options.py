@@ -180,6 +180,14 @@ CONFIG_OPTIONS: dict[str, Option] = {
         Option("default", (str,), None, "task run by `nexus run` when no task is named"),
         Option("log_max_bytes", (int,), 1_000_000, "output kept per task and host for `nexus logs`", minimum=0),
         Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
+        # secrets (nexus_core.secrets): where secret("NAME") looks, the local store's keyfile, reminders
+        Option("secret_backend", (str,), "local", 'where secret("NAME") looks: "local" or a plugin\'s backend'),
+        Option("secret_keyfile", (str,), None, "keyfile that opens the local secret stores (relative: to the project)"),
+        Option("key_rotation_reminder", _NUM, 90, "warn when a store's master key is older (days; 0: off)", minimum=0),
+        Option(
+            "secret_rotation_reminder", _NUM, 30, "warn when a secret a run uses is older (days; 0: off)", minimum=0
+        ),
+        Option("check_rotation_on_run", (bool,), True, "give the rotation warnings on `nexus run`"),
     ]
 }
 

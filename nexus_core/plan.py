@@ -214,6 +214,8 @@ def check_structure(
         spec = registry.config_options.get(key)
         where = cfg_where.get(key)
         package = packages.for_config_key(key) if spec is None else None
+        if package is not None and any(k.startswith(key.partition("_")[0] + "_") for k in registry.config_options):
+            package = None  # the plugin is loaded: a misspelt key of its own, answered with "did you mean"
         if package is not None:
             blocked = registry.unavailable.get(re.sub(r"[-_.]+", "-", package).lower())
             if blocked is not None:  # installed, but not loaded: say why instead of "install it"

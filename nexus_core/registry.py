@@ -19,7 +19,7 @@ from nexus_core.options import CONFIG_OPTIONS, TASK_OPTIONS, Option
 from nexus_core.packages import TRANSPORTS as TRANSPORT_PACKAGES  # noqa: F401 - the old name
 
 if TYPE_CHECKING:
-    from nexus_core.api import Executor, PreflightCheck, Strategy
+    from nexus_core.api import Executor, PreflightCheck, SecretBackend, Strategy
 
 T = TypeVar("T")
 
@@ -197,6 +197,11 @@ class Registry:
     def checks(self) -> Classes[PreflightCheck]:
         """Pre-flight check classes by name."""
         return self.classes["pre-flight check"]
+
+    @property
+    def secret_backends(self) -> Classes[SecretBackend]:
+        """Secret backend classes by the prefix references use (``local``, ``vault``)."""
+        return self.classes["secret backend"]
 
     #: Every event a run can emit, by name: the core's, then those of ``nexus_event_types``.
     event_types: dict[str, type[Event]] = field(default_factory=lambda: {c.name: c for c in CATALOGUE})

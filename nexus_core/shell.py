@@ -81,13 +81,16 @@ def body(
     sudo_password: bool = False,
     pg: bool = False,
     shell: str = "/bin/sh",
+    stdin: bool = False,
 ) -> str:
     """Shell text running ``cmd`` with its options (see the module docstring).
 
     ``pg``: first print ``\\x1eNEXUS-PG OUTER INNER`` on stderr: the process groups a remote
     controller signals to stop the command (``OUTER`` the shell the transport started,
     ``INNER`` the shell after sudo, which leads its own session under sudo's ``use_pty``).
-    ``shell``: the shell sudo runs the command with.
+    ``shell``: the shell sudo runs the command with. ``stdin``: the command reads the
+    transport's standard input (after the password line, which it must skip itself), so it
+    is not pointed at ``/dev/null``.
     """
     inner: list[str] = []
     if pg:
@@ -101,7 +104,7 @@ def body(
     if pg:
         inner.append("unset NEXUS_PG_OUTER")
     elevated = sudo or bool(user)
-    if elevated and sudo_password:
+    if elevated and sudo_password and not stdin:
         inner.append("exec </dev/null")  # an unread password line must never reach the command
     # eval, not another `sh -c`: one exec less per command; a syntax error in the command
     # is still contained (eval fails, the wrapper reports its exit code).
@@ -210,6 +213,7 @@ def build(
     marker: Marker | None = None,
     sudo_password: bool = False,
     spool: bool = False,
+    stdin: bool = False,
 ) -> str:
     """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
 
@@ -220,7 +224,7 @@ def build(
     # A spooled wrapper prints the outer group itself; the body's line only adds the shell
     # behind sudo.
     pg = not (spool and marker is not None) or sudo or bool(user)
-    text = body(cmd, sudo=sudo, user=user, env=env, cwd=cwd, sudo_password=sudo_password, pg=pg)
+    text = body(cmd, sudo=sudo, user=user, env=env, cwd=cwd, sudo_password=sudo_password, pg=pg, stdin=stdin)
     if marker is not None:
         # The session leader writes the exit code (an EXIT trap, or a subshell when the
         # body says exec): same process group, and $$ still names the leader, so the kill

@@ -56,7 +56,8 @@ FEATURES: dict[str, str] = {
         import click
 
         from nexus_core.plugin import (
-            CheckResult, CommandResult, Executor, Option, PreflightCheck, Registration, Strategy, hookimpl, hookspec,
+            CheckResult, CommandResult, Executor, Option, PreflightCheck, Registration, SecretBackend, SecretInfo,
+            SecretNotFound, Strategy, hookimpl, hookspec,
         )
     """,
     # nexus_executors: transport "fake" runs nothing; it records the command and echoes it.
@@ -116,6 +117,28 @@ FEATURES: dict[str, str] = {
         @hookimpl
         def nexus_preflight_checks():
             return [FakeReachable]
+    """,
+    # nexus_secret_backends: "fake:NAME" resolves to "fake-secret-NAME"; "fake:missing" is not found.
+    "secret_backend": """
+        class FakeSecrets(SecretBackend):
+            name = "fake"
+
+            def resolve(self, reference):
+                record("secret", reference=reference, endpoint=self.context.config.get("fake_endpoint"))
+                if reference == "missing":
+                    raise SecretNotFound(f"fake: no secret {{reference!r}}; add it to the fake plugin")
+                return f"fake-secret-{{reference}}"
+
+            def list_names(self):
+                return [SecretInfo("alpha", self.name), SecretInfo("beta", self.name)]
+
+            def close(self):
+                record("secret-close")
+
+
+        @hookimpl
+        def nexus_secret_backends():
+            return [FakeSecrets]
     """,
     # nexus_commands: `nexus fake-hello [--name NAME]`.
     "command": """
@@ -279,6 +302,7 @@ FEATURE_OF_HOOK = {
     "nexus_executors": "executor",
     "nexus_strategies": "strategy",
     "nexus_preflight_checks": "preflight",
+    "nexus_secret_backends": "secret_backend",
     "nexus_commands": "command",
     "nexus_subscribers": "subscriber",
     "nexus_event_types": "event_type",

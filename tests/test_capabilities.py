@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from nexus_core import events as ev
@@ -66,7 +67,10 @@ def _run(tmp_path: Path, executor: type[Executor]) -> int:
 def test_defaults_match_the_local_executor() -> None:
     caps = Capabilities()
     assert caps.commands_per_host is None and caps.streams_output and not caps.file_transfer
-    assert LocalExecutor.capabilities == Capabilities(file_transfer=True)  # it copies files on this machine
+    # stdin (secret(..., to=...)) is opt-in: an executor that does not write Command.input says nothing
+    assert not caps.stdin and LocalExecutor.capabilities.stdin
+    assert LocalExecutor.capabilities.file_transfer  # it copies files on this machine
+    assert replace(LocalExecutor.capabilities, stdin=False, file_transfer=False) == caps
     assert Executor.capabilities == caps
     assert all(caps.can_cancel(level) for level in (Cancel.STOP, Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL))
     assert not Capabilities(cancel_levels=frozenset({Cancel.KILL})).can_cancel(Cancel.INTERRUPT)

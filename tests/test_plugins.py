@@ -311,7 +311,8 @@ def test_plugins_text_shows_distribution_version_hooks_and_state(project, site):
     assert f"hooks: {', '.join(FULL_HOOKS)}" in out.stdout
     assert "nexus-other 1.0  [blocked]  other = nexus_other" in out.stdout
     assert (
-        "nexus-core 0.1.0  [built-in]  hooks: nexus_executors, nexus_preflight_checks, nexus_strategies" in out.stdout
+        "nexus-core 0.1.0  [built-in]  hooks: nexus_executors, nexus_preflight_checks, nexus_secret_backends, "
+        "nexus_strategies" in out.stdout
     )
 
 
@@ -695,9 +696,13 @@ def test_policy_without_any_source_allows_everything(tmp_path):
 # --- the entry-point cache -------------------------------------------------------------------
 
 
+#: The repository's own plugin distributions (installed in a development environment).
+REAL_PLUGINS = {p.name.replace("_", "-") for p in (Path(__file__).resolve().parents[1] / "plugins").glob("nexus_*")}
+
+
 def fakes(outcome) -> set[str]:
-    """The fake distributions ``nexus plugins`` lists (the installed nexus-ssh aside)."""
-    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d != "nexus-ssh"}
+    """The fake distributions ``nexus plugins`` lists (the installed real plugins aside)."""
+    return {d for d in plugin_rows(outcome) if d.startswith("nexus-") and d not in REAL_PLUGINS}
 
 
 def cache_files(project) -> list[Path]:
@@ -818,3 +823,19 @@ def hello():
     assert "pip install" not in strict.stderr
     out = project.run("run", "hello", env=env)
     assert out.code == 0 and "blocked by policy" in out.stderr, out
+
+
+def test_a_config_key_of_a_plugin_not_installed_names_the_package(project):
+    project.write("""
+from nexus_core import config, run, task
+
+config(aws_region="eu-west-1")
+
+@task
+def hello():
+    run("echo hi")
+""")
+    strict = project.run("validate")
+    assert strict.code == 2, strict
+    assert "config() key 'aws_region' needs the nexus-aws plugin, which is not loaded" in strict.stderr
+    assert "pip install nexus-aws" in strict.stderr

@@ -378,6 +378,10 @@ def load(config_path: str | None) -> Project:
             [str(exc)],
             ["Create one with: nexus init", "Or point to one with -c PATH or NEXUS_CONFIG=PATH"],
         )
+    from nexus_core.secrets.resolve import start
+
+    # secret() decrypts nothing unless the command asked for values first (`nexus run`, `resume`).
+    start(plugin_manager().registry, resolve=False, replace=False)
     project = load_project(path)
     from nexus_core.settings import SettingsError, apply
 

@@ -114,6 +114,10 @@ def run(
         fail(ExitCode.CONFIG, "-v and -q cannot be used together", suggestions=["Pick one of them"])
     check_can_ask_sudo_pass(ask_sudo_pass)
     _tasks_or_nexusfile(tasks, config_path)
+    if not (dry_run or list_hosts):  # only a real run decrypts secrets (a dry run shows ***)
+        from nexus_core.cli.secret import run_secrets
+
+        run_secrets(interactive=_can_prompt())
     project = load(config_path)
     tasks, params = run_words(project, tasks, param_words, fmt)
     from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
@@ -134,6 +138,9 @@ def run(
         if dry_run:
             _dry_run(plan, fmt)
             return
+        from nexus_core.cli.secret import rotation_reminders
+
+        rotation_reminders(plan.config)
         extra: dict[str, Any] = ask_sudo_password() if ask_sudo_pass else {}
         if store is None:
             store = open_store()  # a second try, which says why the run is not recorded

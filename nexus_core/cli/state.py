@@ -71,6 +71,10 @@ def resume(
     assert store is not None
     with closing(store):
         record = _record_to_resume(store, run_id, config_path)
+        from nexus_core.cli.run import _can_prompt
+        from nexus_core.cli.secret import run_secrets
+
+        run_secrets(interactive=_can_prompt())  # the resumed commands need the secrets' values again
         project = load(record.nexusfile if config_path is None else config_path)  # with the config files
         saved = record.options  # the task arguments and -H of the interrupted run apply again
         plan = make_plan(project, record.requested, fmt, cache=store, params=saved.get("params") or {},

@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from typing import IO
 
 from nexus_core import shell
 from nexus_core.api import (
@@ -178,8 +179,9 @@ class LocalExecutor(Executor):
 
     name = "local"
     supports_markers = True
-    #: Any number of commands at once, streamed, every cancel level; files copied on this machine.
-    capabilities = Capabilities(file_transfer=True)
+    #: Any number of commands at once, streamed, every cancel level; files copied on this machine;
+    #: standard input for ``secret(..., to=...)``.
+    capabilities = Capabilities(file_transfer=True, stdin=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -188,6 +190,7 @@ class LocalExecutor(Executor):
         self._watchdog = Watchdog(context.cancel)
         self._lock = threading.Lock()
         self._made: set[str] = set()
+        self._dirs: dict[tuple[str, str], str] = {}  # (run, host) -> its status folder, made
         self.shell = str(context.config.get("shell") or "/bin/sh")
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         self.staging_dir = os.path.join(cache, "nexus", "transfers")
@@ -275,7 +278,7 @@ class LocalExecutor(Executor):
                 [self.shell, "-c", text],
                 env=env,
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if command.input is None else subprocess.PIPE,
                 stdout=spools[0].fd if spools else subprocess.PIPE,
                 stderr=spools[1].fd if spools else subprocess.PIPE,
                 start_new_session=True,
@@ -290,6 +293,8 @@ class LocalExecutor(Executor):
                 f"cannot start the command: {exc.strerror or exc}",
                 retryable=False,
             )
+        if command.input is not None and proc.stdin is not None:
+            threading.Thread(target=_feed, args=(proc.stdin, command.input.encode("utf-8")), daemon=True).start()
         watched = self._watchdog.add(proc.pid, timeout)
         try:
             if spools:
@@ -324,6 +329,9 @@ class LocalExecutor(Executor):
 
     def _status_dir(self, run_id: str, host: str) -> str:
         """The run's status folder for ``host`` on this machine, made once per run and host."""
+        found = self._dirs.get((run_id, host))
+        if found is not None:
+            return found
         from nexus_core.markers import adopt_old_layout, local_status_dir
 
         folder = local_status_dir(run_id, host)
@@ -332,6 +340,7 @@ class LocalExecutor(Executor):
                 adopt_old_layout(folder)
                 os.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
+            self._dirs[(run_id, host)] = folder
         return folder
 
     def remove_markers(self, host: Host, run_id: str) -> None:
@@ -346,6 +355,7 @@ class LocalExecutor(Executor):
         shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
             self._made.discard(folder)
+            self._dirs.pop((run_id, host.label), None)
 
     def close(self) -> None:
         """Stop the watchdog thread."""
@@ -411,4 +421,13 @@ def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, 9)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write ``data`` on a command's standard input and close it (a command that exits early is fine)."""
+    try:
+        with pipe:
+            pipe.write(data)
+    except OSError:
         pass

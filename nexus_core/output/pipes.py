@@ -16,6 +16,8 @@ import os
 import sys
 from typing import IO, Any
 
+from nexus_core.secrets.redact import REDACTOR
+
 
 class PipeSafeStream:
     """A text stream that, once its reader is gone, writes into ``/dev/null`` instead."""
@@ -28,8 +30,12 @@ class PipeSafeStream:
         """Write ``text``; a closed reader makes this (and every later write) a no-op."""
         if self.closed_reader:
             return len(text)
+        size = len(text)
+        if REDACTOR:  # the last net: no secret value reaches the terminal or a pipe
+            text = REDACTOR.text(text)
         try:
-            return self._inner.write(text)
+            self._inner.write(text)
+            return size
         except OSError as exc:
             if not _is_closed_pipe(exc):
                 raise

@@ -144,7 +144,10 @@ def _label(host: dict[str, Any]) -> str:
 
 
 def _compared(command: dict[str, Any]) -> dict[str, Any]:
-    return {k: command.get(k) for k in _COMPARED}
+    from nexus_core.secrets.redact import redact_data
+
+    # The stored plan shows secret values as ***: compare the new plan the same way.
+    return redact_data({k: command.get(k) for k in _COMPARED})
 
 
 def describe(record: RunRecord, point: ResumePoint, plan: Plan) -> list[str]:

@@ -202,6 +202,18 @@ class ExecutorConformance:
         assert result.ok, result
         assert lines.of("stdout") == ["eof"]
 
+    def test_declared_stdin_delivers_the_input_whole(self, executor: Executor, host: Host, sudo_works: bool) -> None:
+        """With ``capabilities.stdin``, ``Command.input`` reaches the command (with and without sudo), then EOF."""
+        if not executor.capabilities.stdin:
+            pytest.skip("the executor does not declare stdin")
+        data = "line one\n  two with spaces  \nno newline at the end"
+        script = "cat; echo; echo end"
+        for sudo in (False, True) if sudo_works else (False,):
+            command = Command(script, sudo=sudo, timeout=BOUND, input=data)
+            result, lines = self.run(executor, host, command)
+            assert result.ok, result
+            assert lines.of("stdout") == [*data.split("\n"), "end"], (sudo, lines.of("stdout"))
+
     def test_output_streams_while_the_command_runs(
         self, make_executor: MakeExecutor, executor: Executor, host: Host
     ) -> None:

@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 #: Variables of the caller's environment a project never inherits (they would change what runs).
-ISOLATED_VARIABLES = ("NEXUS_CONFIG", "NEXUS_LOAD_PLUGINS", "NEXUS_POLICY_FILE", "FORCE_COLOR")
+ISOLATED_VARIABLES = (
+    "NEXUS_CONFIG",
+    "NEXUS_LOAD_PLUGINS",
+    "NEXUS_POLICY_FILE",
+    "FORCE_COLOR",
+    # a developer's own secret keys never reach a test's nexus
+    "NEXUS_MASTER_KEY",
+    "NEXUS_KEYFILE",
+    "NEXUS_PASSPHRASE",
+    "NEXUS_SECRETS_FILE",
+)
 
 
 @dataclass

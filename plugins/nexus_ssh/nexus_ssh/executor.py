@@ -262,7 +262,7 @@ class SshExecutor(SftpFiles, Executor):
     #: Commands at once per host are bounded by the connection pool itself (``ssh_pool_size``:
     #: a command waits for a free connection); every cancel level signals the remote process
     #: group; files go over SFTP.
-    capabilities = Capabilities(file_transfer=True)
+    capabilities = Capabilities(file_transfer=True, stdin=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -469,13 +469,16 @@ class SshExecutor(SftpFiles, Executor):
                 marker=command.marker,
                 spool=command.marker is not None,
                 sudo_password=self._sudo_password is not None,
+                stdin=command.input is not None,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
         pool = self._pool(spec, host_label(host.name, spec.target.port))
         # A sudo that reads its password on stdin needs the channel's stdin: exec mode.
-        use_session = self.session_mode == "shell" and not (
-            (command.sudo or command.user) and self._sudo_password is not None
+        use_session = (
+            self.session_mode == "shell"
+            and command.input is None  # the command's own input: exec mode
+            and not ((command.sudo or command.user) and self._sudo_password is not None)
         )
         for _ in range(self.pool_size + 2):  # each round drops one stale connection
             got = self._checkout(pool, spec, host, cancel, deadline, start)
@@ -663,7 +666,8 @@ class SshExecutor(SftpFiles, Executor):
             start,
             pty=False,
         )
-        if needs_tty:  # sudo demands a terminal: always an exec channel with a PTY
+        if needs_tty and command.input is None:  # sudo demands a terminal: an exec channel with a PTY
+            # (never for a command reading a secret on its input: a terminal would echo it)
             chan = self._open_channel(conn, spec)
             result, _ = self._exec(
                 conn,
@@ -776,7 +780,12 @@ class SshExecutor(SftpFiles, Executor):
                 if pty:
                     chan.get_pty(term="dumb", width=200, height=50)
                 chan.exec_command(script)
-                if sudo and self._sudo_password is not None:
+                if command.input is not None and not pty:
+                    if sudo and self._sudo_password is not None:
+                        chan.sendall(self._sudo_password.encode() + b"\n")  # sudo reads its line first
+                    chan.sendall(command.input.encode("utf-8"))
+                    chan.shutdown_write()
+                elif sudo and self._sudo_password is not None:
                     self._feed_password(chan, pty)
                 elif not pty:
                     chan.shutdown_write()  # a command reading stdin gets EOF, as in session mode

@@ -1,0 +1,504 @@
+"""Secrets: the secret-backend hook family, the local store, ``nexus secret``, ``secret(...)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from plugin_fixtures import Logs, make_dist, plugin_env
+
+from nexus_core.api import SecretBackend, SecretContext, SecretNotFound
+from nexus_core.plugins import PluginManager
+from nexus_core.secrets import split_reference
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return tmp_path / "site"
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Logs:
+    return Logs(tmp_path / "imports.log", tmp_path / "runs.log")
+
+
+@pytest.fixture
+def project(nexus_project, site, logs):
+    """A nexus project whose subprocesses see the fake distributions in ``site``."""
+    site.mkdir()
+    nexus_project.env.update(plugin_env(site, logs))
+    return nexus_project
+
+
+# --- references ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "default", "expected"),
+    [
+        ("DB_PASSWORD", "local", ("local", "DB_PASSWORD")),
+        ("vault:kv/app#db_password", "local", ("vault", "kv/app#db_password")),
+        ("kv/app#db_password", "vault", ("vault", "kv/app#db_password")),
+        ("kv/app:odd", "vault", ("vault", "kv/app:odd")),
+        ("local:DB", "vault", ("local", "DB")),
+    ],
+)
+def test_a_reference_names_its_backend_or_goes_to_the_default(reference, default, expected):
+    assert split_reference(reference, default) == expected
+
+
+# --- the hook family -------------------------------------------------------------------------
+
+
+@pytest.mark.hook("nexus_secret_backends")
+def test_a_secret_backend_plugin_is_registered_by_name_and_listed(project, site, logs, monkeypatch):
+    """nexus_secret_backends: the plugin's backend is found by its prefix and resolves references."""
+    make_dist(site, features=("secret_backend",))
+    out = project.run("plugins", "--format", "json")
+    assert out.code == 0, out
+    row = {p["distribution"]: p for p in out.json()["plugins"]}["nexus-fake"]
+    assert "nexus_secret_backends" in row["hooks"] and not row["error"]
+
+    monkeypatch.syspath_prepend(str(site))
+    for key, value in plugin_env(site, logs).items():
+        monkeypatch.setenv(key, value)
+    registry = PluginManager().registry
+    assert "fake" in registry.secret_backends
+    cls = registry.secret_backends["fake"]
+    assert issubclass(cls, SecretBackend) and not cls.writable and not cls.caches
+    backend = cls(SecretContext(config={"fake_endpoint": "lab"}))
+    assert backend.resolve("alpha") == "fake-secret-alpha"
+    with pytest.raises(SecretNotFound, match="no secret 'missing'"):
+        backend.resolve("missing")
+    assert [i.name for i in backend.list_names()] == ["alpha", "beta"]
+    with pytest.raises(NotImplementedError, match="read-only"):
+        backend.set("x", "y")
+
+
+# --- the local store through `nexus secret` -----------------------------------------------
+
+import base64  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import stat  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+OTHER_KEY = base64.b64encode(bytes(range(1, 33))).decode()
+VALUE = "v4lue-7c1e0f-unique"
+
+
+@pytest.fixture
+def keyed(nexus_project):
+    """A project whose nexus runs get NEXUS_MASTER_KEY."""
+    nexus_project.env["NEXUS_MASTER_KEY"] = KEY
+    return nexus_project
+
+
+def personal(project) -> Path:
+    return Path(project.env["XDG_DATA_HOME"]) / "nexus" / "secrets.enc"
+
+
+def no_traceback(out) -> None:
+    assert "Traceback" not in out.stderr + out.stdout, out
+    assert "internal error" not in out.stderr, out
+
+
+def test_set_list_get_delete_through_the_cli(keyed):
+    out = keyed.run("secret", "set", "DB_PASSWORD", input=VALUE + "\n")
+    assert out.code == 0, out
+    assert f"Stored DB_PASSWORD in {personal(keyed)}" in out.stdout
+    assert VALUE not in out.stdout + out.stderr
+
+    listed = keyed.run("secret", "list")
+    assert listed.code == 0 and "DB_PASSWORD" in listed.stdout and "local" in listed.stdout, listed
+    assert VALUE not in listed.stdout
+    rows = keyed.run("secret", "list", "--format", "json").json()["secrets"]
+    assert [(r["name"], r["backend"], r["location"]) for r in rows] == [("DB_PASSWORD", "local", str(personal(keyed)))]
+    assert rows[0]["created_at"].endswith("Z") and rows[0]["updated_at"].endswith("Z")
+
+    hidden = keyed.run("secret", "get", "DB_PASSWORD")
+    assert hidden.code == 2 and "--reveal" in hidden.stderr and VALUE not in hidden.stdout + hidden.stderr
+
+    shown = keyed.run("secret", "get", "DB_PASSWORD", "--reveal")
+    assert shown.code == 0 and shown.stdout == VALUE + "\n", shown
+
+    assert keyed.run("secret", "delete", "DB_PASSWORD").code == 0
+    gone = keyed.run("secret", "get", "DB_PASSWORD", "--reveal")
+    assert gone.code == 2 and "no secret 'DB_PASSWORD'" in gone.stderr, gone
+    no_traceback(gone)
+
+
+def test_from_file_keeps_the_exact_content_and_the_file_is_private(keyed, tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERT-----\nAAAA\n-----END CERT-----\n", encoding="utf-8")
+    assert keyed.run("secret", "set", "TLS_CERT", "--from-file", str(cert)).code == 0
+    shown = keyed.run("secret", "get", "TLS_CERT", "--reveal")
+    assert shown.stdout == cert.read_text() + "\n"
+    mode = stat.S_IMODE(personal(keyed).stat().st_mode)
+    assert mode == 0o600, oct(mode)
+
+
+def test_the_file_holds_names_and_dates_in_the_clear_and_values_encrypted_per_secret(keyed):
+    for name in ("A", "B"):
+        assert keyed.run("secret", "set", name, input=VALUE).code == 0
+    raw = personal(keyed).read_text()
+    doc = json.loads(raw)
+    assert VALUE not in raw and base64.b64encode(VALUE.encode()).decode() not in raw
+    assert doc["version"] == 2 and doc["kdf"] == "key"
+    assert [s["name"] for s in doc["secrets"]] == ["A", "B"]
+    a, b = doc["secrets"]
+    assert set(a) == {"name", "created_at", "updated_at", "encrypted_dek", "iv", "ciphertext", "auth_tag"}
+    assert a["encrypted_dek"] != b["encrypted_dek"] and a["ciphertext"] != b["ciphertext"]  # a data key each
+    assert len(base64.b64decode(a["auth_tag"])) == 16 and len(base64.b64decode(a["iv"])) == 12
+
+
+def test_a_wrong_key_is_a_clear_error_naming_the_file(keyed):
+    assert keyed.run("secret", "set", "A", input=VALUE).code == 0
+    doc = json.loads(personal(keyed).read_text())
+    out = keyed.run("secret", "get", "A", "--reveal", env={"NEXUS_MASTER_KEY": OTHER_KEY})
+    assert out.code == 2, out
+    assert f"does not open {personal(keyed)} (wrong key or passphrase)" in out.stderr
+    assert doc["secrets"][0]["ciphertext"] not in out.stderr + out.stdout
+    no_traceback(out)
+
+
+@pytest.mark.parametrize("damage", ["ciphertext", "renamed", "removed", "truncated", "garbage"])
+def test_a_tampered_or_truncated_file_is_a_clear_error_naming_the_file(keyed, damage):
+    for name in ("A", "B"):
+        assert keyed.run("secret", "set", name, input=VALUE).code == 0
+    path = personal(keyed)
+    raw = path.read_text()
+    doc = json.loads(raw)
+    if damage == "ciphertext":
+        c = doc["secrets"][0]["ciphertext"]
+        doc["secrets"][0]["ciphertext"] = ("B" if c[0] != "B" else "C") + c[1:]
+    elif damage == "renamed":
+        doc["secrets"][0]["name"] = "B2"
+    elif damage == "removed":
+        del doc["secrets"][1]
+    if damage == "truncated":
+        path.write_text(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00\xff" * 40)
+    else:
+        path.write_text(json.dumps(doc))
+    out = keyed.run("secret", "get", "A", "--reveal")
+    assert out.code == 2, out
+    assert str(path) in out.stderr, out
+    assert VALUE not in out.stdout and out.stdout == "", out
+    for e in doc["secrets"]:
+        assert e["ciphertext"] not in out.stderr
+    no_traceback(out)
+
+
+def test_a_passphrase_store_and_its_key_rotation_keep_a_backup(nexus_project):
+    p = nexus_project
+    env = {"NEXUS_PASSPHRASE": "correct horse"}
+    assert p.run("secret", "set", "A", input=VALUE, env=env).code == 0
+    assert json.loads(personal(p).read_text())["kdf"] == "argon2id"
+    wrong = p.run("secret", "get", "A", "--reveal", env={"NEXUS_PASSPHRASE": "wrong"})
+    assert wrong.code == 2 and "wrong key or passphrase" in wrong.stderr, wrong
+
+    rotated = p.run("secret", "rotate-key", env={**env, "NEXUS_NEW_PASSPHRASE": "battery staple"})
+    assert rotated.code == 0, rotated
+    assert (
+        "Re-encrypted 1 secrets with new key" in rotated.stdout and "Master key rotated successfully." in rotated.stdout
+    )
+    backup = Path(str(personal(p)) + ".bak")
+    assert backup.exists() and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert p.run("secret", "get", "A", "--reveal", env=env).code == 2  # the old passphrase no longer opens it
+    assert p.run("secret", "get", "A", "--reveal", env={"NEXUS_PASSPHRASE": "battery staple"}).stdout == VALUE + "\n"
+    # the backup is the old file: the old passphrase still opens it
+    old = p.run("secret", "get", "A", "--reveal", env={**env, "NEXUS_SECRETS_FILE": str(backup)})
+    assert old.stdout == VALUE + "\n", old
+
+
+def test_rotating_a_keyfile_store_writes_a_new_key_into_the_keyfile(nexus_project, tmp_path):
+    p = nexus_project
+    keyfile = tmp_path / "my.key"
+    keyfile.write_text(KEY + "\n")
+    assert p.run("secret", "set", "A", "--keyfile", str(keyfile), input=VALUE).code == 0
+    out = p.run("secret", "rotate-key", "--keyfile", str(keyfile))
+    assert out.code == 0, out
+    assert keyfile.read_text().strip() != KEY and Path(str(keyfile) + ".bak").read_text().strip() == KEY
+    assert p.run("secret", "get", "A", "--reveal", "--keyfile", str(keyfile)).stdout == VALUE + "\n"
+    # opened with NEXUS_MASTER_KEY, the new key needs a place to go
+    env = {"NEXUS_MASTER_KEY": keyfile.read_text().strip()}
+    refused = p.run("secret", "rotate-key", env=env)
+    assert refused.code == 2 and "--new-keyfile" in refused.stderr, refused
+    fresh = tmp_path / "fresh.key"
+    assert p.run("secret", "rotate-key", "--new-keyfile", str(fresh), env=env).code == 0
+    assert p.run("secret", "get", "A", "--reveal", "--keyfile", str(fresh)).stdout == VALUE + "\n"
+
+
+def test_team_init_unlock_and_the_project_store_wins(nexus_project, tmp_path):
+    p = nexus_project
+    p.write(NEXUSFILE_ECHO)
+    out = p.run("secret", "init", "--team")
+    assert out.code == 0, out
+    assert "Generated keyfile: .nexus/team.key" in out.stdout and "DO NOT commit team.key to git." in out.stdout
+    assert (p.root / ".gitignore").read_text().splitlines() == [".nexus/team.key"]
+    assert stat.S_IMODE((p.root / ".nexus" / "team.key").stat().st_mode) == 0o600
+    again = p.run("secret", "init", "--team")
+    assert again.code == 2 and "already exists" in again.stderr
+
+    # the personal store has the same name with another value: the project's wins
+    assert (
+        p.run("secret", "set", "TOKEN", "--personal", input="personal-value", env={"NEXUS_MASTER_KEY": KEY}).code == 0
+    )
+    assert p.run("secret", "set", "TOKEN", input="project-value").code == 0  # team.key is found next to the store
+    ran = p.run("run", "show", "-v", env={"NEXUS_MASTER_KEY": KEY})
+    assert ran.code == 0, ran
+    assert "token is ***" in ran.stdout and "project-value" not in ran.stdout
+
+    # a team member who has the key elsewhere: unlock remembers it
+    moved = tmp_path / "team.key"
+    (p.root / ".nexus" / "team.key").rename(moved)
+    locked = p.run("run", "show")
+    assert locked.code == 2 and "is locked" in locked.stderr and "nexusfile.py:5" in locked.stderr, locked
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text(OTHER_KEY)
+    bad = p.run("secret", "unlock", "--keyfile", str(wrong))
+    assert bad.code == 2 and "wrong key" in bad.stderr, bad
+    ok = p.run("secret", "unlock", "--keyfile", str(moved))
+    assert ok.code == 0 and "Keyfile loaded successfully." in ok.stdout, ok
+    assert p.run("run", "show").code == 0
+
+
+NEXUSFILE_ECHO = """
+from nexus_core import run, secret, task
+
+@task
+def show():
+    run(f"echo token is {secret('TOKEN')}")
+"""
+
+
+def test_writes_are_atomic_when_the_writer_is_killed(keyed):
+    """SIGKILL at random moments of `nexus secret set`: the file is always the old or the new one."""
+    assert keyed.run("secret", "set", "A", input="first").code == 0
+    env = {**os.environ, "NO_COLOR": "1", "CI": "1", **keyed.env}
+    import random
+
+    rng = random.Random(7)
+    for i in range(12):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nexus_core", "secret", "set", f"S{i}"],
+            cwd=keyed.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert proc.stdin is not None
+        proc.stdin.write(b"x" * 100)
+        proc.stdin.close()
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        listed = keyed.run("secret", "get", "A", "--reveal")
+        assert listed.code == 0 and listed.stdout == "first\n", listed
+    leftovers = [f for f in personal(keyed).parent.iterdir() if f.name.endswith(".tmp")]
+    assert len(leftovers) <= 12  # a killed writer may leave its temporary file, never a torn store
+
+
+# --- secret() in a nexusfile -----------------------------------------------------------------
+
+USES = """
+from nexus_core import config, run, secret, task
+
+@task
+def show():
+    run(f"echo token is {secret('TOKEN')}")
+
+@task
+def missing():
+    run(f"echo {secret('NOPE')}")
+"""
+
+
+def test_dry_run_and_validate_decrypt_nothing_and_report_missing_secrets(nexus_project):
+    p = nexus_project
+    p.write(USES)
+    assert p.run("secret", "set", "TOKEN", input=VALUE, env={"NEXUS_MASTER_KEY": KEY}).code == 0
+    dry = p.run("run", "show", "--dry-run")  # no key at all
+    assert dry.code == 0, dry
+    assert "echo token is ***" in dry.stdout
+    out = p.run("validate")
+    assert out.code == 2, out
+    assert "nexusfile.py:9" in out.stderr and "no secret 'NOPE'" in out.stderr, out
+    assert "nexus secret set NOPE" in out.stderr
+    assert "TOKEN" not in out.stderr
+    js = p.run("validate", "--format", "json")
+    problems = (
+        js.json()["problems"] if js.stdout.startswith("{") else json.loads(js.stdout.splitlines()[-1])["problems"]
+    )
+    assert [(pr["line"], pr["code"]) for pr in problems] == [(9, "secret")]
+
+
+def test_an_unknown_backend_names_the_package_to_install(keyed):
+    # sops: a known backend no distribution of this repository installs (nexus-vault may be).
+    keyed.write(
+        """
+        from nexus_core import run, secret, task
+
+        @task
+        def show():
+            run(f"echo {secret('sops:app.yaml#db_password')}")
+        """
+    )
+    out = keyed.run("run", "show")
+    assert out.code == 2, out
+    assert "no secret backend 'sops' is installed" in out.stderr and "pip install nexus-sops" in out.stderr, out
+    other = keyed.run("run", "show", "--dry-run")
+    assert other.code == 2 and "pip install nexus-sops" in other.stderr
+    keyed.write(keyed.nexusfile.read_text().replace("secret('sops:app.yaml#db_password')", "secret('app.yaml#pw')")
+                .replace("from nexus_core import", "from nexus_core import config,")
+                + '\nconfig(secret_backend="sops")\n')  # fmt: skip
+    out = keyed.run("validate")
+    assert out.code == 2 and "pip install nexus-sops" in out.stderr, out
+
+
+@pytest.mark.hook("nexus_secret_backends")
+def test_a_plugin_backend_serves_prefixed_references_and_its_values_are_redacted(project, site, logs):
+    make_dist(site, features=("secret_backend", "options"))
+    project.write(
+        """
+        from nexus_core import config, run, secret, task
+        config(fake_endpoint="lab")
+
+        @task
+        def show():
+            run(f"echo {secret('fake:alpha')} {secret('fake:alpha')}")
+        """
+    )
+    out = project.run("run", "show", "-v")
+    assert out.code == 0, out
+    assert "fake-secret-alpha" not in out.stdout + out.stderr and "> *** ***" in out.stdout, out
+    records = [json.loads(line) for line in logs.runs.read_text().splitlines()]
+    secrets = [r for r in records if r["kind"] == "secret"]
+    assert secrets == [{"plugin": "nexus_fake", "kind": "secret", "reference": "alpha", "endpoint": "lab"}]  # once
+    assert any(r["kind"] == "secret-close" for r in records)
+    project.write(project.nexusfile.read_text().replace("fake:alpha", "fake:missing"))
+    out = project.run("run", "show")
+    assert out.code == 2 and "fake: no secret 'missing'" in out.stderr, out
+
+
+def test_secret_to_a_file_writes_it_atomically_with_its_mode_and_never_in_the_command(keyed, tmp_path):
+    target = tmp_path / "out" / "token"
+    target.parent.mkdir()
+    keyed.write(
+        f"""
+        from nexus_core import run, secret, task
+
+        @task
+        def place():
+            secret("TOKEN", to="{target}")
+            secret("TOKEN", to="{target}.640", mode=0o640)
+            run("cat {target} > /dev/null")
+        """
+    )
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    dry = keyed.run("run", "place", "--dry-run")
+    assert f"# write secret TOKEN to {target}" in dry.stdout and VALUE not in dry.stdout, dry
+    out = keyed.run("run", "place", "-v", "--format", "json")
+    assert out.code == 0, out
+    assert target.read_text() == VALUE
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(f"{target}.640").stat().st_mode) == 0o640
+    assert VALUE not in out.stdout + out.stderr
+    for cmd in out.of("command.start"):
+        assert VALUE not in cmd["command"]
+    assert [f.name for f in target.parent.iterdir() if ".nexus-" in f.name] == []  # no temporary left
+
+
+def test_remote_only_is_refused_on_this_machine_and_without_to(keyed):
+    keyed.write(
+        """
+        from nexus_core import run, secret, task
+
+        @task
+        def place():
+            secret("TOKEN", to="/tmp/x", remote_only=True)
+            secret("TOKEN", remote_only=True)
+            secret("TOKEN", to="relative/path")
+        """
+    )
+    out = keyed.run("validate")
+    assert out.code == 2, out
+    assert "runs on this machine" in out.stderr and "needs to=PATH" in out.stderr and "to='relative/path'" in out.stderr
+
+
+def test_rotation_reminders_warn_on_run_and_can_be_turned_off(keyed):
+    keyed.write(
+        """
+        from nexus_core import config, run, secret, task
+        config(secret_rotation_reminder=0.000001, key_rotation_reminder=0.000001)
+
+        @task
+        def show():
+            run(f"echo {secret('TOKEN')}")
+        """
+    )
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    time.sleep(0.3)
+    out = keyed.run("run", "show")
+    assert out.code == 0, out
+    assert "Warning: the master key of" in out.stderr and "nexus secret rotate-key" in out.stderr, out
+    assert "Warning: secret 'TOKEN'" in out.stderr and "nexus secret set TOKEN" in out.stderr
+    keyed.write(keyed.nexusfile.read_text().replace("key_rotation_reminder=0.000001", "check_rotation_on_run=False"))
+    quiet = keyed.run("run", "show")
+    assert quiet.code == 0 and "Warning" not in quiet.stderr, quiet
+
+
+# --- redaction -------------------------------------------------------------------------------
+
+
+def test_the_redactor_hides_values_whole_and_line_by_line():
+    from dataclasses import dataclass
+
+    from nexus_core.secrets.redact import Redactor
+
+    r = Redactor()
+    same = "nothing to hide"
+    assert r.text(same) is same and r.data({"a": [same]}) == {"a": [same]}
+    r.add("abc")
+    r.add("abcdef")  # the longer value is hidden whole, not as ***def
+    r.add("")
+    r.add("   ")
+    cert = "-----BEGIN KEY-----\nMIIBOgIBAAJBAK\nxyz\n-----END KEY-----"
+    r.add(cert)
+    assert r.text("x abcdef y abc") == "x *** y ***"
+    assert r.text(cert) == "***"
+    assert r.text("line MIIBOgIBAAJBAK printed alone") == "line *** printed alone"
+    assert r.text("xyz stays: lines under 4 characters are not registered alone").startswith("xyz")
+
+    @dataclass(frozen=True)
+    class Ev:
+        line: str
+        tags: tuple[str, ...]
+        n: int = 0
+
+    ev = Ev("got abc", ("abcdef", "ok"), 3)
+    assert r.data(ev) == Ev("got ***", ("***", "ok"), 3)
+    clean = Ev("fine", ("ok",))
+    assert r.data(clean) is clean
+
+
+def test_an_exception_carrying_a_value_is_shown_redacted(keyed):
+    keyed.write(
+        """
+        from nexus_core import run, secret, task
+
+        @task
+        def boom():
+            value = secret("TOKEN")
+            raise RuntimeError(f"could not use {value}")
+        """
+    )
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    for args in (("run", "boom"), ("run", "boom", "--format", "json"), ("run", "boom", "--log-level", "debug")):
+        out = keyed.run(*args)
+        assert out.code == 2, out
+        assert "could not use ***" in out.stdout + out.stderr, out
+        assert VALUE not in out.stdout + out.stderr
