@@ -28,6 +28,7 @@ from nexus_core.dsl import (
     task,
     timestamp,
 )
+from nexus_core.files import download, template, upload
 
 if TYPE_CHECKING:
     from nexus_core.plugin import hookimpl
@@ -38,6 +39,7 @@ __all__ = [
     "config",
     "current_host",
     "discover",
+    "download",
     "env",
     "git_branch",
     "git_sha",
@@ -51,7 +53,9 @@ __all__ = [
     "run",
     "secret",
     "task",
+    "template",
     "timestamp",
+    "upload",
 ]
 
 

@@ -28,7 +28,7 @@ from nexus_core.api import (
     StrategyContext,
 )
 from nexus_core.exitcodes import ExitCode, for_signal
-from nexus_core.model import Command, Host, HostKey
+from nexus_core.model import Command, Host, HostKey, Transfer
 from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
@@ -431,7 +431,11 @@ class Engine:
             if self.cancel.requested:
                 status, reason = "interrupted", "interrupted before this command"
                 break
-            if resume is not None and (tp.name, host.label, index) in resume.uncertain:
+            if (
+                resume is not None
+                and (tp.name, host.label, index) in resume.uncertain
+                and not isinstance(cmd, Transfer)
+            ):
                 earlier = self._finished_while_away(tp, host, index, cmd)
                 if earlier is not None and (earlier.ok or cmd.continue_on_error):
                     done.append(cmd.cmd)
@@ -588,7 +592,7 @@ class Engine:
         attempts = cmd.retries + 1
         state = {"attempt": 0}
         executor = self.executor(host.transport)
-        if self.options.markers and executor.supports_markers:
+        if self.options.markers and executor.supports_markers and not isinstance(cmd, Transfer):
             from nexus_core import markers
 
             run_id = self.options.resume.run_id if self.options.resume is not None else rid
@@ -621,11 +625,7 @@ class Engine:
             started = time.monotonic()
             try:
                 with self._host_slot(executor, host):
-                    ready = _with_input(cmd, executor)
-                    if isinstance(ready, CommandResult):
-                        result = ready
-                    else:
-                        result = executor.run(host, ready, on_output, self.cancel, timeout)
+                    result = self._operate(executor, tp, host, index, cmd, on_output, timeout)
             except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
                 owner = self.registry.owners.get(f"executor:{host.transport}", "?")
                 result = CommandResult(
@@ -647,6 +647,7 @@ class Engine:
                     index=index,
                     attempt=n,
                     reason=result.reason,
+                    changed=result.changed,
                 )
             )
             return result
@@ -691,6 +692,23 @@ class Engine:
         )
         result: CommandResult = retrying(attempt)
         return result
+
+    def _operate(
+        self, executor: Executor, tp: TaskPlan, host: Host, index: int, cmd: Command, on_output: Any, timeout: float
+    ) -> CommandResult:
+        """One attempt of one operation: a file operation through :mod:`nexus_core.transfer`,
+        a command through ``executor.run``; the result says whether it ``changed`` anything."""
+        if isinstance(cmd, Transfer):
+            from nexus_core import transfer
+
+            return transfer.execute(executor, host, cmd, transfer.Reporter(self.bus.emit, self.options.run_id,
+                                                                           tp.name, host.label, index),
+                                    self.cancel, timeout)  # fmt: skip
+        ready = _with_input(cmd, executor)  # a secret for the command's stdin, or why it cannot have one
+        if isinstance(ready, CommandResult):
+            return ready
+        result = executor.run(host, ready, on_output, self.cancel, timeout)
+        return replace(result, changed=True) if result.ok else result
 
     def _host_slot(self, executor: Executor, host: Host) -> AbstractContextManager[Any]:
         """Hold one of the host's command slots when its executor declares a per-host limit."""

@@ -69,7 +69,8 @@ def test_defaults_match_the_local_executor() -> None:
     assert caps.commands_per_host is None and caps.streams_output and not caps.file_transfer
     # stdin (secret(..., to=...)) is opt-in: an executor that does not write Command.input says nothing
     assert not caps.stdin and LocalExecutor.capabilities.stdin
-    assert replace(LocalExecutor.capabilities, stdin=False) == caps
+    assert LocalExecutor.capabilities.file_transfer  # it copies files on this machine
+    assert replace(LocalExecutor.capabilities, stdin=False, file_transfer=False) == caps
     assert Executor.capabilities == caps
     assert all(caps.can_cancel(level) for level in (Cancel.STOP, Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL))
     assert not Capabilities(cancel_levels=frozenset({Cancel.KILL})).can_cancel(Cancel.INTERRUPT)
@@ -96,9 +97,13 @@ def test_without_a_declared_limit_tasks_share_the_host(tmp_path: Path) -> None:
 
 
 def test_file_operations_are_refused_by_name_on_an_executor_without_file_transfer() -> None:
-    message = unsupported_files(LocalExecutor)
+    class Runner(LocalExecutor):
+        name = "runner"
+        capabilities = Capabilities()
+
+    message = unsupported_files(Runner)
     assert message is not None
-    assert "'local' transport cannot copy files" in message and "ssh" in message
+    assert "'runner' transport cannot copy files" in message and "ssh" in message
 
     class Copier(LocalExecutor):
         name = "copier"
