@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nexus_core._version import API_VERSION, __version__
+from nexus_core.artifacts import artifact
+from nexus_core.calls import call, wait_for
 from nexus_core.dsl import (
     config,
     current_host,
@@ -25,6 +27,7 @@ from nexus_core.dsl import (
     task,
     timestamp,
 )
+from nexus_core.handlers import handler
 
 if TYPE_CHECKING:
     from nexus_core.plugin import hookimpl
@@ -32,11 +35,14 @@ if TYPE_CHECKING:
 __all__ = [
     "API_VERSION",
     "__version__",
+    "artifact",
+    "call",
     "config",
     "current_host",
     "env",
     "git_branch",
     "git_sha",
+    "handler",
     "hookimpl",
     "host",
     "host_tags",
@@ -46,6 +52,7 @@ __all__ = [
     "run",
     "task",
     "timestamp",
+    "wait_for",
 ]
 
 

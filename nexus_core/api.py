@@ -9,6 +9,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,7 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "skipped",
+    "unsupported_call",
     "unsupported_files",
 ]
 
@@ -115,6 +117,9 @@ class Capabilities:
     cancel_levels: frozenset[int] = frozenset({Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL})
     #: True when :meth:`Executor.put` and :meth:`Executor.get` copy files.
     file_transfer: bool = False
+    #: True when :meth:`Executor.connection` gives a Fabric-style connection to a host (what
+    #: ``call(fn)`` hands to ``fn``): ``run``, ``sudo``, ``put``, ``get``, ``cd``...
+    connection: bool = False
 
     def can_cancel(self, level: int) -> bool:
         """True when cancel ``level`` reaches a running command (STOP and below always do)."""
@@ -128,6 +133,17 @@ def unsupported_files(executor: type[Executor]) -> str | None:
     return (
         f"the {executor.name!r} transport cannot copy files (its executor declares no file transfer); "
         f"run this task on hosts of a transport that can (e.g. ssh), or copy with run(...)"
+    )
+
+
+def unsupported_call(executor: type[Executor]) -> str | None:
+    """Why ``executor`` cannot run ``call(fn)`` (validation message), or None when it can."""
+    if executor.capabilities.connection:
+        return None
+    return (
+        f"the {executor.name!r} transport gives no connection object for call() "
+        f"(its executor declares no Fabric-style connection); run this task on hosts of a transport that "
+        f"does (ssh, local), or use run(...)"
     )
 
 
@@ -152,6 +168,9 @@ class CommandResult:
     retryable: bool = True
     hint: str = ""
     headline: str = ""
+    #: True when the operation changed something on the host: set by the engine (a command
+    #: that succeeded changed something; a file operation says whether it wrote a file).
+    changed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -216,6 +235,18 @@ class Executor(ABC):
     def get(self, host: Host, remote_path: str, local_path: str) -> None:
         """Copy a file from the host."""
         raise NotImplementedError(f"executor {self.name!r} cannot download files")
+
+    def connection(self, host: Host, streams: Any) -> AbstractContextManager[Any]:
+        """A Fabric-style connection to ``host`` for ``call(fn)``, as a context manager.
+
+        What it yields has Fabric's ``Connection`` API (``run``, ``sudo``, ``put``, ``get``,
+        ``cd``...) and rides the executor's own transport to the host: no second connection.
+        ``streams`` (:class:`nexus_core.calls.Streams`) holds ``stdout``/``stderr`` writers for
+        command output (invoke's ``out_stream``/``err_stream``), the run's ``cancel`` and the
+        call's ``timeout`` in seconds (0: none). Only called when
+        ``capabilities.connection`` is true; the default says the transport has none.
+        """
+        raise NotImplementedError(unsupported_call(type(self)))
 
     def remove_markers(self, host: Host, run_id: str) -> None:
         """Remove the run's status files from ``host`` (only called when ``supports_markers``)."""

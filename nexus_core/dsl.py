@@ -316,6 +316,7 @@ def run(cmd: str, **options: Any) -> None:
             return
         raise NexusfileError("run() can only be called inside a task body, while Nexus plans a run")
     line = _caller(rec.project).line
+    notify = notify_names("run", options.pop("notify", None))
     if not isinstance(cmd, str) or not cmd.strip():
         _problem(
             f"run() needs a non-empty command string, got {safe_repr(cmd)}",
@@ -342,7 +343,7 @@ def run(cmd: str, **options: Any) -> None:
             bad = True
             continue
         values[key] = value
-    if bad:
+    if bad or notify is None:
         return
     env_map = values.pop("env", None) or {}
     rec.commands.append(
@@ -350,9 +351,34 @@ def run(cmd: str, **options: Any) -> None:
             cmd=cmd,
             env=tuple((str(k), str(v)) for k, v in env_map.items()),
             line=line,
+            notify=notify,
             **{k: v for k, v in values.items() if v is not None},
         )
     )
+
+
+def notify_names(what: str, value: Any) -> tuple[str, ...] | None:
+    """The handler names of a ``notify=`` value (a handler function, its name, or a list of
+    these); None after recording a problem. A function gives its ``__nexus_handler__``
+    (set by ``@handler``) or its ``__name__``; whether the handler exists is checked later."""
+    if value is None:
+        return ()
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    names: list[str] = []
+    for item in items:
+        name = item if isinstance(item, str) else getattr(item, "__nexus_handler__", None)
+        if name is None and callable(item):
+            name = getattr(item, "__name__", None)
+        if not isinstance(name, str) or not name.isidentifier():
+            _problem(
+                f"{what}(notify=...) takes a handler function, its name or a list of these, not {safe_repr(item)}",
+                f"write {what}(..., notify=restart_app) with restart_app decorated by @handler",
+                code="bad-value",
+            )
+            return None
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 
 
 def env(name: str, default: Any = _MISSING) -> str:

@@ -154,6 +154,8 @@ class Command:
     creates: str | None = None
     only_if: str | None = None
     unless: str | None = None
+    #: Handlers this operation notifies (by name) when it changes something (``notify=``).
+    notify: tuple[str, ...] = ()
     #: Set by the engine at execution time: where the host records pid and exit code.
     marker: Marker | None = field(default=None, compare=False)
 
@@ -178,6 +180,8 @@ class Command:
             out.append(f"only_if:{self.only_if}")
         if self.unless:
             out.append(f"unless:{self.unless}")
+        if self.notify:
+            out.append("notify:" + ",".join(self.notify))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,6 +199,7 @@ class Command:
             "line": self.line,
             # guards only when set, so that plans without them keep their exact shape
             **{k: v for k, v in (("creates", self.creates), ("only_if", self.only_if), ("unless", self.unless)) if v},
+            **({"notify": list(self.notify)} if self.notify else {}),
         }
 
 
@@ -220,6 +225,16 @@ class TaskDef:
     def summary(self) -> str:
         """First line of the docstring."""
         return self.doc.strip().splitlines()[0].strip() if self.doc.strip() else ""
+
+
+@dataclass(frozen=True)
+class HandlerDef:
+    """A handler as declared by ``@handler``: its name, body and place in the nexusfile."""
+
+    name: str
+    func: Any
+    location: Location
+    doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -273,6 +288,8 @@ class Project:
     path: str
     root: str
     tasks: dict[str, TaskDef] = field(default_factory=dict)
+    #: Handlers from ``@handler``, in definition order (see nexus_core.handlers).
+    handlers: dict[str, HandlerDef] = field(default_factory=dict)
     groups: dict[str, HostGroup] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     config_locations: dict[str, Location] = field(default_factory=dict)

@@ -180,6 +180,14 @@ CONFIG_OPTIONS: dict[str, Option] = {
         Option("default", (str,), None, "task run by `nexus run` when no task is named"),
         Option("log_max_bytes", (int,), 1_000_000, "output kept per task and host for `nexus logs`", minimum=0),
         Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
+        Option(
+            "artifact_retention",
+            _NUM,
+            0,
+            "days the artifacts of a successful run are kept (0: removed when it succeeds)",
+            minimum=0,
+        ),
+        Option("force_handlers", (bool,), False, "run notified handlers on a host even after a failure there"),
     ]
 }
 

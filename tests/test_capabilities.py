@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import threading
 from pathlib import Path
 
@@ -66,7 +68,8 @@ def _run(tmp_path: Path, executor: type[Executor]) -> int:
 def test_defaults_match_the_local_executor() -> None:
     caps = Capabilities()
     assert caps.commands_per_host is None and caps.streams_output and not caps.file_transfer
-    assert LocalExecutor.capabilities == caps
+    assert not caps.connection
+    assert LocalExecutor.capabilities == dataclasses.replace(caps, connection=True)  # call(fn) runs locally
     assert Executor.capabilities == caps
     assert all(caps.can_cancel(level) for level in (Cancel.STOP, Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL))
     assert not Capabilities(cancel_levels=frozenset({Cancel.KILL})).can_cancel(Cancel.INTERRUPT)

@@ -67,6 +67,11 @@ if TYPE_CHECKING:
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
 @click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
 @click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
+@click.option(
+    "--force-handlers",
+    is_flag=True,
+    help="Run notified handlers on a host even when a later command of the task failed there.",
+)
 @config_option
 @format_option
 @log_options
@@ -93,6 +98,7 @@ def run(
     lock_timeout: float | None = None,
     list_hosts: bool = False,
     param_words: tuple[str, ...] = (),
+    force_handlers: bool = False,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -161,6 +167,7 @@ def run(
             continue_on_error=continue_on_error,
             parallel_limit=parallel_limit,
             extra=extra,
+            force_handlers=force_handlers,
         )
     finally:
         if store is not None:

@@ -22,6 +22,8 @@ import subprocess
 import threading
 import time
 from collections import deque
+from contextlib import AbstractContextManager
+from typing import Any
 
 from nexus_core import shell
 from nexus_core.api import Cancel, Capabilities, CommandResult, Executor, ExecutorContext, OutputCallback
@@ -170,8 +172,9 @@ class LocalExecutor(Executor):
 
     name = "local"
     supports_markers = True
-    #: Any number of commands at once, streamed, every cancel level; no put/get (files are local).
-    capabilities = Capabilities()
+    #: Any number of commands at once, streamed, every cancel level; no put/get (files are local);
+    #: call(fn) gets an invoke Context with Fabric's put/get (nexus_core.executors.localconn).
+    capabilities = Capabilities(connection=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -181,6 +184,13 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._made: set[str] = set()
         self.shell = str(context.config.get("shell") or "/bin/sh")
+
+    def connection(self, host: Host, streams: Any) -> AbstractContextManager[Any]:
+        """An invoke ``Context`` working in the project's folder, with Fabric's ``put``/``get``."""
+        from nexus_core.executors.localconn import local_connection
+
+        password = self.context.options.get("sudo_password")
+        return local_connection(self.context.root, streams, password if isinstance(password, str) else None)
 
     def run(
         self,

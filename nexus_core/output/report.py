@@ -227,7 +227,25 @@ def _task_plan_lines(s: Style, plan: Plan, name: str) -> list[str]:
             note = dry_run_note(c, t.hosts[0].host, plan.root)
             note = "  " + s.paint(f"({note})", "dim") if note else ""
             lines.append(f"{indent}{s.branch(i == len(commands) - 1)} {c.cmd}" + (f"  {flags}" if flags else "") + note)
+    lines.extend(_handler_and_artifact_lines(s, plan, name))
     return lines
+
+
+def _handler_and_artifact_lines(s: Style, plan: Plan, name: str) -> list[str]:
+    """The handlers a task may run at its end (when notified) and the artifacts it hands on."""
+    t = plan.tasks[name]
+    out: list[str] = []
+    handlers = list(dict.fromkeys(h.name for hp in t.hosts for h in hp.handlers))
+    for handler in handlers:
+        cmds = next(h.commands for hp in t.hosts for h in hp.handlers if h.name == handler)
+        out.append("      " + s.paint(f"handler {handler} (if notified):", "dim"))
+        for i, c in enumerate(cmds):
+            flags = " ".join(f"[{f}]" for f in c.flags())
+            out.append(f"        {s.branch(i == len(cmds) - 1)} {c.cmd}" + (f"  {flags}" if flags else ""))
+    paths = list(dict.fromkeys(p for hp in t.hosts for p in hp.artifacts))
+    if paths:
+        out.append("      " + s.paint("artifacts: " + ", ".join(paths), "dim"))
+    return out
 
 
 def checks_lines(s: Style, checks: Sequence[CheckResult], hints: bool = True) -> list[str]:

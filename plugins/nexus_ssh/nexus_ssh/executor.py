@@ -260,7 +260,7 @@ class SshExecutor(Executor):
     #: Commands at once per host are bounded by the connection pool itself (``ssh_pool_size``:
     #: a command waits for a free connection); every cancel level signals the remote process
     #: group; files go over SFTP.
-    capabilities = Capabilities(file_transfer=True)
+    capabilities = Capabilities(file_transfer=True, connection=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -992,6 +992,12 @@ class SshExecutor(Executor):
             return f"{what}; signalling the remote process group {groups} failed ({exc!r})"
         sig = "/".join(signals)
         return f"{what}; remote process group {' '.join(map(str, groups))} sent SIG{sig}"
+
+    def connection(self, host: Host, streams: Any) -> contextlib.AbstractContextManager[Any]:
+        """A Fabric ``Connection`` on a pooled transport to ``host`` (see :mod:`nexus_ssh.fabric_bridge`)."""
+        from nexus_ssh.fabric_bridge import pooled_connection
+
+        return pooled_connection(self, host, streams)
 
     def put(self, host: Host, local_path: str, remote_path: str) -> None:
         """Upload a file over SFTP on a pooled connection."""
