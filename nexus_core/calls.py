@@ -17,6 +17,8 @@ times out, reports and checkpoints them like every other operation; only the att
 
 from __future__ import annotations
 
+import os
+import re
 import time
 import traceback
 from collections import deque
@@ -291,6 +293,14 @@ def _call(
     return CommandResult("ok", 0, time.monotonic() - started, "", tuple(tail))
 
 
+def _library(filename: str) -> bool:
+    """True for a frame of Nexus itself or an installed package (not the user's code)."""
+    return filename.startswith(_PKG_DIR) or "site-packages" in filename or "dist-packages" in filename
+
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: float) -> CommandResult:
     """A failed call: the exception's type and message; a failed command inside it keeps its exit code."""
     name = op.function.rsplit(".", 1)[-1]
@@ -299,13 +309,19 @@ def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: floa
     result = getattr(exc, "result", None)  # invoke's UnexpectedExit / CommandTimedOut carry one
     if result is not None and isinstance(getattr(result, "exited", None), int):
         code = int(result.exited)
-        reason = f"{name}(): command `{getattr(result, 'command', '?')}` exited with {code}"
+        # A local connection's working folder is invoke's ``cd ROOT && `` prefix: not what was written.
+        command = re.sub(r"^cd \S+ && ", "", str(getattr(result, "command", "?")))
+        reason = f"{name}(): command `{command}` exited with {code}"
     else:
         try:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         except Exception:  # noqa: BLE001 - a user exception's __str__ can raise
             text = ""
         reason = f"{name}() raised {kind}" + (f": {text}" if text else "")
-    frames = [f"  at {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)][-3:]
+    frames = [  # the user's frames: where in their function it failed, not inside invoke or Nexus
+        f"  at {f.filename}:{f.lineno} in {f.name}"
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename and not _library(f.filename)
+    ][-3:]
     status = "timeout" if kind == "CommandTimedOut" else "failed"
     return CommandResult(status, code, duration, reason[:500], (*tail, *frames)[-TAIL_LINES:], retryable=False)

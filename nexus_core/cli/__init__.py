@@ -10,6 +10,7 @@
 - :mod:`~nexus_core.cli.state`: ``resume``, ``pipelines``.
 - :mod:`~nexus_core.cli.exec`: ``exec`` (one ad-hoc command on hosts).
 - :mod:`~nexus_core.cli.info`: ``version``, ``plugins``, ``completion``, ``plugin new``.
+- :mod:`~nexus_core.cli.artifacts`: ``artifacts`` (files tasks handed on).
 
 The run itself is click-free: :mod:`nexus_core.session`.
 """
@@ -17,7 +18,7 @@ The run itself is click-free: :mod:`nexus_core.session`.
 from __future__ import annotations
 
 # Each command module registers its commands on ``main`` when imported.
-from nexus_core.cli import exec, info, preflight, project, run, state  # noqa: F401
+from nexus_core.cli import artifacts, exec, info, preflight, project, run, state  # noqa: F401
 from nexus_core.cli.application import Exit, ExitCode, entry, fail, load, main, make_plan
 
 # The rest of the kit (option decorators, open_store, show_problems...) is in application.
