@@ -27,6 +27,7 @@ from nexus_core.dsl import (
     task,
     timestamp,
 )
+from nexus_core.files import download, template, upload
 from nexus_core.handlers import handler
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
     "call",
     "config",
     "current_host",
+    "download",
     "env",
     "git_branch",
     "git_sha",
@@ -51,7 +53,9 @@ __all__ = [
     "hosts",
     "run",
     "task",
+    "template",
     "timestamp",
+    "upload",
     "wait_for",
 ]
 

@@ -9,7 +9,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,11 +30,17 @@ __all__ = [
     "CommandResult",
     "Executor",
     "ExecutorContext",
+    "FileState",
+    "FileWrite",
     "HostOutcome",
     "OutputCallback",
     "PreflightCheck",
+    "ProgressCallback",
     "Strategy",
     "StrategyContext",
+    "TransferError",
+    "TransferInterrupted",
+    "TransferResult",
     "skipped",
     "unsupported_call",
     "unsupported_files",
@@ -42,6 +48,88 @@ __all__ = [
 
 #: Called with (stream, line) for each line of output; stream is "stdout" or "stderr".
 OutputCallback = Callable[[str, str], None]
+
+#: Called while a file moves with the bytes of that file done so far (resumed bytes included).
+ProgressCallback = Callable[[int], None]
+
+
+def _no_progress(_done: int) -> None:
+    """The progress callback that ignores progress."""
+
+
+class TransferError(Exception):
+    """A file operation failed: ``message`` says what (host, path), ``hint`` how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class TransferInterrupted(TransferError):
+    """A transfer stopped because the run is being stopped (what was sent stays for a resume)."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What is at a path on a host, as :meth:`Executor.stat_files` finds it.
+
+    ``kind``: ``file``, ``dir``, ``missing`` or ``other`` (a socket, a device...).
+    ``parent``: the folder that holds the path: ``dir`` (the login user may write in it),
+    ``readonly`` (it exists, the login user may not write in it), ``missing``, ``other``
+    (not a folder). ``sha256`` is set for a file whose size was the expected one (checksums
+    are only computed when they can say "unchanged"); ``mode`` holds the permission bits.
+    """
+
+    path: str
+    kind: str
+    size: int = 0
+    mode: int | None = None
+    owner: str = ""
+    group: str = ""
+    sha256: str = ""
+    parent: str = "dir"
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """One file to write on a host: local bytes with their size and sha256, and how the
+    destination must end up (mode, owner, group; as root with ``sudo``; checked first by
+    ``validate``, a command where ``{path}`` stands for the temporary file)."""
+
+    source: str
+    dest: str
+    size: int
+    sha256: str
+    mode: int | None = None
+    owner: str | None = None
+    group: str | None = None
+    sudo: bool = False
+    validate: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """How one file moved: ``status`` ok, failed, unreachable, error or interrupted.
+
+    ``changed``: a file was written (or its mode or owner set); ``sent``: bytes that went
+    over the wire this time; ``resumed_from``: bytes of an earlier interrupted transfer
+    that were kept; ``sha256``: the checksum verified at the destination.
+    """
+
+    status: str
+    path: str
+    changed: bool = False
+    sent: int = 0
+    resumed_from: int = 0
+    sha256: str = ""
+    reason: str = ""
+    hint: str = ""
+    tail: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the file is in place (written, or found unchanged)."""
+        return self.status == "ok"
 
 
 class Cancel:
@@ -115,7 +203,8 @@ class Capabilities:
     #: The :class:`Cancel` levels that signal a running command (INTERRUPT: SIGINT, TERMINATE:
     #: SIGTERM, KILL: SIGKILL). STOP needs nothing of an executor: the engine starts nothing new.
     cancel_levels: frozenset[int] = frozenset({Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL})
-    #: True when :meth:`Executor.put` and :meth:`Executor.get` copy files.
+    #: True when the executor moves files: :meth:`Executor.send_file` and
+    #: :meth:`Executor.receive_file` (and so ``write_files``, ``put``, ``get``) work.
     file_transfer: bool = False
     #: True when :meth:`Executor.connection` gives a Fabric-style connection to a host (what
     #: ``call(fn)`` hands to ``fn``): ``run``, ``sudo``, ``put``, ``get``, ``cd``...
@@ -204,6 +293,8 @@ class Executor(ABC):
     supports_markers: ClassVar[bool] = False
     #: What this executor can do (commands at once per host, streaming, signals, files).
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: Where the login user stages ``sudo`` uploads on the host (relative: to its login folder).
+    staging_dir: str = ".cache/nexus/transfers"
 
     def __init__(self, context: ExecutorContext) -> None:
         self.context = context
@@ -228,12 +319,47 @@ class Executor(ABC):
         then surfaces, host by host, when commands run.
         """
 
-    def put(self, host: Host, local_path: str, remote_path: str) -> None:
-        """Copy a local file to the host."""
+    # --- files (see nexus_core.transfer for the contract every executor keeps) ----------------
+    #
+    # An executor that moves files declares ``Capabilities(file_transfer=True)`` and
+    # implements the two byte movers, ``send_file`` and ``receive_file``, plus
+    # ``file_size``. Everything else (checksums on both ends, the unchanged check,
+    # temporary file + atomic rename, sudo, validation, resume) is built on them and on
+    # ``run`` by :mod:`nexus_core.transfer`; an executor may override ``stat_files`` and
+    # ``write_files`` with something faster for its transport.
+
+    def send_file(
+        self,
+        host: Host,
+        local_path: str,
+        remote_path: str,
+        offset: int = 0,
+        progress: ProgressCallback = _no_progress,
+        cancel: Cancel | None = None,
+    ) -> int:
+        """Write the bytes of ``local_path`` from ``offset`` on into ``remote_path`` at ``offset``.
+
+        With ``offset`` 0 the remote file is created or truncated; otherwise it is extended
+        from ``offset`` (resuming an interrupted transfer). The remote folder exists. Returns
+        the bytes sent; calls ``progress`` with the file's bytes done so far; stops with
+        :class:`TransferInterrupted` once ``cancel`` reaches INTERRUPT. Raises ``OSError``
+        (with ``errno`` when known) on a failure of the host's file system.
+        """
         raise NotImplementedError(f"executor {self.name!r} cannot upload files")
 
-    def get(self, host: Host, remote_path: str, local_path: str) -> None:
-        """Copy a file from the host."""
+    def receive_file(
+        self,
+        host: Host,
+        remote_path: str,
+        local_path: str,
+        offset: int = 0,
+        progress: ProgressCallback = _no_progress,
+        cancel: Cancel | None = None,
+    ) -> int:
+        """Append the bytes of ``remote_path`` from ``offset`` on to ``local_path``; return bytes received.
+
+        The counterpart of :meth:`send_file` (same ``progress``, ``cancel`` and errors).
+        """
         raise NotImplementedError(f"executor {self.name!r} cannot download files")
 
     def connection(self, host: Host, streams: Any) -> AbstractContextManager[Any]:
@@ -247,6 +373,56 @@ class Executor(ABC):
         ``capabilities.connection`` is true; the default says the transport has none.
         """
         raise NotImplementedError(unsupported_call(type(self)))
+
+    def file_session(self, host: Host) -> AbstractContextManager[Any]:
+        """A context in which a series of ``send_file``/``receive_file``/``file_size`` calls on
+        ``host`` share one channel (SFTP session...); no ``run`` is called inside it."""
+        return nullcontext()
+
+    def file_size(self, host: Host, remote_path: str) -> int | None:
+        """Size of ``remote_path`` on the host, None when there is no such file (a resume asks)."""
+        raise NotImplementedError(f"executor {self.name!r} cannot read files")
+
+    def stat_files(
+        self, host: Host, paths: Sequence[str], sizes: Sequence[int | None] = (), sudo: bool = False
+    ) -> list[FileState]:
+        """What is at each of ``paths`` on the host, in one round trip; read only (optional).
+
+        ``sizes[i]``: the size the caller expects at ``paths[i]``: its sha256 is computed
+        only when the size matches (``-1``: always). Raises :class:`TransferError` when the
+        host cannot be asked. Not overridden: :func:`nexus_core.transfer.stat_files` runs
+        one POSIX shell script through :meth:`run` (as root with ``sudo``).
+        """
+        raise NotImplementedError
+
+    def write_files(
+        self,
+        host: Host,
+        writes: Sequence[FileWrite],
+        progress: Callable[[FileWrite, int], None] | None = None,
+        cancel: Cancel | None = None,
+    ) -> list[TransferResult]:
+        """Write each file to its destination, never leaving a partial file there (optional).
+
+        Bytes go to a temporary file in the destination's folder (for ``sudo``: a staging
+        file in the login user's cache, copied as root into the destination's folder), are
+        verified by sha256 there, get owner and mode, pass ``validate``, then are renamed
+        into place atomically. A temporary file left by an interrupted transfer of the same
+        bytes is resumed from its end. One result per write, in order. Not overridden:
+        :func:`nexus_core.transfer.write_files` does this with :meth:`send_file` and
+        :meth:`run`.
+        """
+        raise NotImplementedError
+
+    def put(self, host: Host, local_path: str, remote_path: str) -> None:
+        """Copy a local file to the host as it is (a plain copy: plans use :meth:`write_files`)."""
+        self.send_file(host, local_path, remote_path)
+
+    def get(self, host: Host, remote_path: str, local_path: str) -> None:
+        """Copy a file from the host as it is (a plain copy: plans verify and rename it)."""
+        with open(local_path, "wb"):  # receive_file appends: start from an empty file
+            pass
+        self.receive_file(host, remote_path, local_path)
 
     def remove_markers(self, host: Host, run_id: str) -> None:
         """Remove the run's status files from ``host`` (only called when ``supports_markers``)."""

@@ -28,7 +28,7 @@ from nexus_core.api import (
     StrategyContext,
 )
 from nexus_core.exitcodes import ExitCode, for_signal
-from nexus_core.model import Command, Host, HostKey
+from nexus_core.model import Command, Host, HostKey, Transfer
 from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
@@ -721,10 +721,17 @@ class Engine:
     def _operate(
         self, executor: Executor, tp: TaskPlan, host: Host, index: int, cmd: Command, on_output: Any, timeout: float
     ) -> CommandResult:
-        """One attempt of one operation: ``wait_for``/``call`` through :mod:`nexus_core.calls`,
-        a command through ``executor.run``; the result says whether it ``changed`` anything."""
+        """One attempt of one operation: a file operation through :mod:`nexus_core.transfer`,
+        ``wait_for``/``call`` through :mod:`nexus_core.calls`, a command through ``executor.run``;
+        the result says whether it ``changed`` anything."""
         from nexus_core import calls
 
+        if isinstance(cmd, Transfer):
+            from nexus_core import transfer
+
+            return transfer.execute(executor, host, cmd, transfer.Reporter(self.bus.emit, self.options.run_id,
+                                                                           tp.name, host.label, index),
+                                    self.cancel, timeout)  # fmt: skip
         if isinstance(cmd, calls.NOT_SHELL):
             result = calls.execute(executor, host, cmd, on_output, self.cancel, timeout)
             return replace(result, changed=True) if result.ok and isinstance(cmd, calls.Call) else result
@@ -973,7 +980,7 @@ def _not_shell(cmd: Command) -> bool:
     """True for operations that are not one shell command (no status marker, not asked about on resume)."""
     from nexus_core.calls import NOT_SHELL
 
-    return isinstance(cmd, NOT_SHELL)
+    return isinstance(cmd, (Transfer, *NOT_SHELL))
 
 
 def _last_result(retry_state: Any) -> CommandResult:

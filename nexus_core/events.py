@@ -203,6 +203,80 @@ class CommandStop(Event):
     changed: bool = False
 
 
+# --- file transfers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferStart(Event):
+    """A file operation starts moving bytes: ``op`` upload, download or template; ``files`` and
+    ``bytes`` to move (files already identical at the destination left out)."""
+
+    name: ClassVar[str] = "transfer.start"
+    task: str
+    host: str
+    op: str
+    dest: str
+    files: int
+    bytes: int
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class TransferProgress(Event):
+    """Bytes of one file done so far (at most a few per second, for files over a few MB)."""
+
+    name: ClassVar[str] = "transfer.progress"
+    task: str
+    host: str
+    path: str
+    done: int
+    total: int
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class TransferStop(Event):
+    """A file operation ends: ``status`` ok, failed, error or interrupted; ``changed`` when a
+    file was written (``unchanged`` files were identical: same sha256, mode and owner).
+    ``bytes``: bytes sent this time; ``resumed``: bytes kept from an interrupted transfer;
+    ``sha256``: the verified checksum (one file) or "" (a folder)."""
+
+    name: ClassVar[str] = "transfer.stop"
+    task: str
+    host: str
+    op: str
+    dest: str
+    status: str
+    changed: bool
+    files: int = 0
+    changed_files: int = 0
+    unchanged_files: int = 0
+    bytes: int = 0
+    resumed: int = 0
+    sha256: str = ""
+    duration: float = 0.0
+    reason: str = ""
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class TransferCheck(Event):
+    """Dry-run: whether a file operation would change the host, read only; ``diff`` holds a
+    unified diff against the current file for templates and small text files."""
+
+    name: ClassVar[str] = "transfer.check"
+    task: str
+    host: str
+    op: str
+    dest: str
+    changed: bool
+    files: int = 0
+    changed_files: int = 0
+    diff: tuple[str, ...] = ()
+    reason: str = ""
+    index: int = 0
+
+
 # --- handlers ------------------------------------------------------------------------------
 
 
@@ -261,6 +335,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     PipelineStart, PipelineStop, PipelineException, PipelineInterrupt,
     TaskStart, TaskStop, TaskRetry, HostStart, HostStop,
     CommandStart, CommandOutput, CommandStop, Log,
+    TransferStart, TransferProgress, TransferStop, TransferCheck,
     HandlerNotify, HandlerStart, HandlerStop,
 )  # fmt: skip
 """The core's events. Plugins add theirs (connections, pools...) through ``nexus_event_types``:

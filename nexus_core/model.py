@@ -203,6 +203,78 @@ class Command:
         }
 
 
+#: The kinds of :class:`Transfer`: a local file or folder to the host, a host's file to this
+#: machine, a Jinja2 template rendered at plan time to the host.
+TRANSFER_KINDS = ("upload", "download", "template")
+
+
+@dataclass(frozen=True)
+class Transfer(Command):
+    """One recorded file operation: ``upload(...)``, ``download(...)`` or ``template(...)``.
+
+    A :class:`Command` for everything that schedules, retries, times out and reports
+    operations (so a plan holds one ordered sequence of operations per host); its ``cmd`` is
+    the line shown in trees and events (``upload app.tar.gz -> /srv/app/``), never run by a
+    shell. The engine gives it to the executor's file methods (see
+    :mod:`nexus_core.transfer`). ``src`` is a local absolute path (upload, template) or a
+    path on the host (download); ``dest`` the other side. A template's rendered bytes travel
+    in ``content`` (never serialised: the plan shows their sha256 only).
+    """
+
+    kind: str = "upload"
+    src: str = ""
+    dest: str = ""
+    recursive: bool = False
+    preserve: bool = True
+    mode: int | None = None
+    owner: str | None = None
+    group: str | None = None
+    validate: str | None = None
+    content: bytes | None = field(default=None, compare=False, repr=False)
+    content_sha256: str = ""
+
+    def flags(self) -> list[str]:
+        """The dry-run flags: ``[sudo]``, ``[mode:0644]``, ``[owner:root]``, ``[validate]``..."""
+        out: list[str] = ["sudo"] if self.sudo else []
+        if self.recursive:
+            out.append("recursive")
+        if self.mode is not None:
+            out.append(f"mode:{self.mode:04o}")
+        if self.owner:
+            out.append(f"owner:{self.owner}")
+        if self.group:
+            out.append(f"group:{self.group}")
+        if self.validate:
+            out.append(f"validate:{self.validate}")
+        if self.retries:
+            out.append(f"retries:{self.retries}")
+        if self.continue_on_error:
+            out.append("continue-on-error")
+        if self.notify:
+            out.append("notify:" + ",".join(self.notify))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON output (``op`` tells it from a command)."""
+        data = super().to_dict()
+        data.update(
+            {
+                "op": self.kind,
+                "src": self.src,
+                "to": self.dest,
+                "recursive": self.recursive,
+                "preserve": self.preserve,
+                "mode": None if self.mode is None else f"{self.mode:04o}",
+                "owner": self.owner,
+                "group": self.group,
+                "validate": self.validate,
+            }
+        )
+        if self.content_sha256:
+            data["content_sha256"] = self.content_sha256
+        return data
+
+
 def _fmt_seconds(value: float) -> str:
     return f"{int(value)}s" if float(value).is_integer() else f"{value}s"
 

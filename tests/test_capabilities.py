@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import threading
 from pathlib import Path
 
@@ -69,7 +67,8 @@ def test_defaults_match_the_local_executor() -> None:
     caps = Capabilities()
     assert caps.commands_per_host is None and caps.streams_output and not caps.file_transfer
     assert not caps.connection
-    assert LocalExecutor.capabilities == dataclasses.replace(caps, connection=True)  # call(fn) runs locally
+    # it copies files on this machine, and call(fn) gets a local connection
+    assert LocalExecutor.capabilities == Capabilities(file_transfer=True, connection=True)
     assert Executor.capabilities == caps
     assert all(caps.can_cancel(level) for level in (Cancel.STOP, Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL))
     assert not Capabilities(cancel_levels=frozenset({Cancel.KILL})).can_cancel(Cancel.INTERRUPT)
@@ -96,9 +95,13 @@ def test_without_a_declared_limit_tasks_share_the_host(tmp_path: Path) -> None:
 
 
 def test_file_operations_are_refused_by_name_on_an_executor_without_file_transfer() -> None:
-    message = unsupported_files(LocalExecutor)
+    class Runner(LocalExecutor):
+        name = "runner"
+        capabilities = Capabilities()
+
+    message = unsupported_files(Runner)
     assert message is not None
-    assert "'local' transport cannot copy files" in message and "ssh" in message
+    assert "'runner' transport cannot copy files" in message and "ssh" in message
 
     class Copier(LocalExecutor):
         name = "copier"

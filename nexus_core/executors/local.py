@@ -26,7 +26,16 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from nexus_core import shell
-from nexus_core.api import Cancel, Capabilities, CommandResult, Executor, ExecutorContext, OutputCallback
+from nexus_core.api import (
+    Cancel,
+    Capabilities,
+    CommandResult,
+    Executor,
+    ExecutorContext,
+    OutputCallback,
+    ProgressCallback,
+    _no_progress,
+)
 from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
 
@@ -172,9 +181,9 @@ class LocalExecutor(Executor):
 
     name = "local"
     supports_markers = True
-    #: Any number of commands at once, streamed, every cancel level; no put/get (files are local);
+    #: Any number of commands at once, streamed, every cancel level; files copied on this machine;
     #: call(fn) gets an invoke Context with Fabric's put/get (nexus_core.executors.localconn).
-    capabilities = Capabilities(connection=True)
+    capabilities = Capabilities(file_transfer=True, connection=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -184,6 +193,45 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._made: set[str] = set()
         self.shell = str(context.config.get("shell") or "/bin/sh")
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        self.staging_dir = os.path.join(cache, "nexus", "transfers")
+
+    # --- files: plain file I/O (nexus_core.transfer builds the rest on these) ------------------
+
+    def _path(self, path: str) -> str:
+        """A host path as the file scripts see it: relative paths start at the nexusfile's folder."""
+        return path if os.path.isabs(path) else os.path.join(self.context.root, path)
+
+    def send_file(
+        self,
+        host: Host,
+        local_path: str,
+        remote_path: str,
+        offset: int = 0,
+        progress: ProgressCallback = _no_progress,
+        cancel: Cancel | None = None,
+    ) -> int:
+        """Copy ``local_path`` from ``offset`` into ``remote_path`` (a path on this machine)."""
+        return _copy(local_path, self._path(remote_path), offset, progress, cancel)
+
+    def receive_file(
+        self,
+        host: Host,
+        remote_path: str,
+        local_path: str,
+        offset: int = 0,
+        progress: ProgressCallback = _no_progress,
+        cancel: Cancel | None = None,
+    ) -> int:
+        """Copy ``remote_path`` (a path on this machine) from ``offset`` into ``local_path``."""
+        return _copy(self._path(remote_path), local_path, offset, progress, cancel)
+
+    def file_size(self, host: Host, remote_path: str) -> int | None:
+        """Size of a file on this machine, None when there is none."""
+        try:
+            return os.stat(self._path(remote_path)).st_size
+        except OSError:
+            return None
 
     def connection(self, host: Host, streams: Any) -> AbstractContextManager[Any]:
         """An invoke ``Context`` working in the project's folder, with Fabric's ``put``/``get``."""
@@ -310,6 +358,27 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         """Stop the watchdog thread."""
         self._watchdog.close()
+
+
+def _copy(source: str, target: str, offset: int, progress: ProgressCallback, cancel: Cancel | None) -> int:
+    """Copy ``source`` from ``offset`` into ``target`` at ``offset`` (created or truncated at 0)."""
+    from nexus_core.api import TransferInterrupted
+
+    done = 0
+    with open(source, "rb") as src, open(target, "r+b" if offset else "wb") as dst:
+        src.seek(offset)
+        dst.seek(offset)
+        dst.truncate()
+        while True:
+            if cancel is not None and cancel.level >= Cancel.INTERRUPT:
+                raise TransferInterrupted("interrupted: the run is stopping")
+            chunk = src.read(1 << 20)
+            if not chunk:
+                break
+            dst.write(chunk)
+            done += len(chunk)
+            progress(offset + done)
+    return done
 
 
 def _wait_group(pgid: int, spools: list[_Spool]) -> None:

@@ -1,0 +1,312 @@
+"""The nexusfile's file operations: ``upload``, ``download`` and ``template``.
+
+Each records a :class:`~nexus_core.model.Transfer` for the host the task body is planned
+for, beside the commands ``run()`` records, in body order. Everything that can be known
+before anything runs is checked here, at plan time, and reported as a problem with the
+nexusfile's line (all at once, exit 2): a missing or unreadable source, a folder without
+``recursive=True``, a template's syntax error or undefined variable (with the template's
+own file:line), a bad ``mode``. Templates are rendered here, once per host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from typing import Any
+
+from nexus_core.dsl import _RECORDER, NexusfileError, _caller, _problem, notify_names
+from nexus_core.model import Transfer
+from nexus_core.options import safe_repr
+
+__all__ = ["download", "template", "upload"]
+
+
+def _recorder(what: str) -> Any:
+    rec = _RECORDER.get()
+    if rec is None:
+        from nexus_core.dsl import _PROJECT
+
+        if _PROJECT.get() is not None:
+            _problem(f"{what}() is called outside a task body", "put it inside a function decorated with @task")
+            return None
+        raise NexusfileError(f"{what}() can only be called inside a task body, while Nexus plans a run")
+    return rec
+
+
+def _mode(what: str, mode: Any) -> tuple[bool, int | None]:
+    """``mode=`` as permission bits: an int (``0o644``) or an octal string (``"0644"``)."""
+    if mode is None:
+        return True, None
+    value: int | None = None
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        value = mode
+    elif isinstance(mode, str) and mode.strip():
+        try:
+            value = int(mode.strip(), 8)
+        except ValueError:
+            value = None
+    if value is None or not 0 <= value <= 0o7777:
+        _problem(
+            f'{what}(): mode must be permission bits like 0o644 or "0644", not {safe_repr(mode)}',
+            f'write {what}(..., mode=0o644) or mode="0644"',
+            code="bad-value",
+        )
+        return False, None
+    return True, value
+
+
+def _name(what: str, key: str, value: Any) -> bool:
+    if value is None or (isinstance(value, str) and value.strip() and not any(c in value for c in " :\n\0")):
+        return True
+    _problem(
+        f"{what}(): {key} must be a user or group name, not {safe_repr(value)}",
+        f'write {key}="www-data"',
+        code="bad-value",
+    )
+    return False
+
+
+def _flag(what: str, key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    _problem(f"{what}(): {key} must be true/false, not {safe_repr(value)}", f"write {key}=True", code="bad-value")
+    return False
+
+
+def _path_arg(what: str, key: str, value: Any) -> str | None:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value.strip() and "\0" not in value and "\n" not in value:
+        return value
+    _problem(
+        f"{what}() needs {key} as a non-empty path string, got {safe_repr(value)}",
+        f'write {what}("app.conf", "/etc/app/app.conf")'
+        if what != "download"
+        else 'write download("/var/log/app.log", "logs/")',
+        code="bad-value",
+    )
+    return None
+
+
+def _local_source(what: str, src: str, root: str, recursive: bool) -> tuple[str, str] | None:
+    """The absolute local source and its kind (``file``/``dir``), or None after a problem."""
+    path = os.path.normpath(os.path.join(root, os.path.expanduser(src)))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _problem(
+            f"{what}(): source {src!r} does not exist ({path})",
+            "check the path; relative paths start at the nexusfile's folder",
+            code="missing-source",
+        )
+        return None
+    except OSError as exc:
+        _problem(f"{what}(): source {src!r} cannot be read: {exc.strerror}", "check its permissions", code="bad-source")
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        if not recursive:
+            _problem(
+                f"{what}(): source {src!r} is a folder",
+                f"write {what}({src!r}, ..., recursive=True) to copy the folder and everything in it",
+                code="bad-source",
+            )
+            return None
+        if not os.access(path, os.R_OK | os.X_OK):
+            _problem(f"{what}(): folder {src!r} cannot be read", "check its permissions", code="bad-source")
+            return None
+        unreadable = _unreadable_files(path)
+        if unreadable:
+            shown = ", ".join(os.path.relpath(p, path) for p in unreadable[:5])
+            more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+            _problem(f"{what}(): {len(unreadable)} file(s) of {src!r} cannot be read: {shown}{more}",
+                     "check their permissions", code="bad-source")  # fmt: skip
+            return None
+        return path, "dir"
+    if not stat.S_ISREG(st.st_mode):
+        _problem(f"{what}(): source {src!r} is not a regular file", "give a file or a folder", code="bad-source")
+        return None
+    if not os.access(path, os.R_OK):
+        _problem(
+            f"{what}(): source {src!r} cannot be read (permission denied)",
+            f"check its permissions: ls -l {path}",
+            code="bad-source",
+        )
+        return None
+    return path, "file"
+
+
+def _unreadable_files(folder: str) -> list[str]:
+    bad: list[str] = []
+    for base, dirs, files in os.walk(folder):
+        for name in files:
+            full = os.path.join(base, name)
+            if not os.access(full, os.R_OK):
+                bad.append(full)
+        for name in dirs:
+            full = os.path.join(base, name)
+            if not os.access(full, os.R_OK | os.X_OK):
+                bad.append(full + "/")
+        if len(bad) > 50:
+            break
+    return bad
+
+
+def _dest(to: str, src: str, host_is_local: bool, root: str) -> str:
+    """``to`` with a trailing ``/`` meaning "into this folder"; local relative paths start at the root."""
+    if to.endswith("/"):
+        to = to + os.path.basename(src.rstrip("/"))
+    if host_is_local:
+        to = os.path.normpath(os.path.join(root, os.path.expanduser(to)))
+    return to
+
+
+def upload(
+    src: str,
+    to: str,
+    recursive: bool = False,
+    preserve: bool = True,
+    sudo: bool = False,
+    mode: Any = None,
+    owner: str | None = None,
+    group: str | None = None,
+    notify: Any = None,
+) -> None:
+    """Copy a local file (or a folder, with ``recursive=True``) to ``to`` on the current host.
+
+    ``to`` ending in ``/`` means "into this folder". A relative ``src`` starts at the
+    nexusfile's folder. ``preserve``: the copy gets the source's permission bits (unless
+    ``mode`` is given). ``sudo``: write as root (``owner``/``group`` need it unless they are
+    the login user's). ``notify``: handlers notified when a file changed. The destination is
+    replaced atomically, verified by sha256, and left alone when already identical.
+    """
+    rec = _recorder("upload")
+    if rec is None:
+        return
+    line = _caller(rec.project).line
+    src_s, to_s = _path_arg("upload", "src", src), _path_arg("upload", "to", to)
+    flags_ok = all([_flag("upload", "recursive", recursive), _flag("upload", "preserve", preserve),
+                    _flag("upload", "sudo", sudo)])  # fmt: skip
+    mode_ok, bits = _mode("upload", mode)
+    names_ok = _name("upload", "owner", owner) and _name("upload", "group", group)
+    names = notify_names("upload", notify)
+    if src_s is None or to_s is None or not (flags_ok and mode_ok and names_ok) or names is None:
+        return
+    found = _local_source("upload", src_s, rec.project.root, bool(recursive))
+    if found is None:
+        return
+    path, kind = found
+    dest = _dest(to_s, path, rec.host.is_local, rec.project.root)
+    rec.commands.append(
+        Transfer(
+            cmd=f"upload {src_s}{'/' if kind == 'dir' and not src_s.endswith('/') else ''} -> {to_s}",
+            sudo=sudo,
+            timeout=0,
+            line=line,
+            notify=names,
+            kind="upload",
+            src=path,
+            dest=dest,
+            recursive=kind == "dir",
+            preserve=preserve,
+            mode=bits,
+            owner=owner,
+            group=group,
+        )
+    )
+
+
+def download(src: str, to: str) -> None:
+    """Copy ``src`` from the current host to the local path ``to`` (folders are created as needed).
+
+    ``to`` ending in ``/`` means "into this folder"; a relative ``to`` starts at the
+    nexusfile's folder and may use context functions (``f"logs/app-{hostname()}.log"``).
+    The copy is verified by sha256 and renamed into place when complete.
+    """
+    rec = _recorder("download")
+    if rec is None:
+        return
+    line = _caller(rec.project).line
+    src_s, to_s = _path_arg("download", "src", src), _path_arg("download", "to", to)
+    if src_s is None or to_s is None:
+        return
+    dest = _dest(to_s, src_s, True, rec.project.root)
+    rec.commands.append(
+        Transfer(cmd=f"download {src_s} -> {to_s}", timeout=0, line=line, kind="download", src=src_s, dest=dest)
+    )
+
+
+def template(
+    src: str,
+    to: str,
+    vars: Any = None,
+    sudo: bool = False,
+    mode: Any = None,
+    owner: str | None = None,
+    group: str | None = None,
+    validate: str | None = None,
+    notify: Any = None,
+) -> None:
+    """Render the Jinja2 template ``src`` for the current host and write it to ``to`` there.
+
+    Rendered at plan time (so ``--dry-run`` shows the diff) with ``StrictUndefined``: an
+    undefined variable is a validation error with the template's file:line. The template
+    sees ``vars`` (also as top-level names), ``host`` (``name``, ``address``, ``user``,
+    ``port``, ``tags``, ``vars``, ``facts``), ``task``, ``env`` and the context functions
+    ``hostname()``, ``timestamp()``, ``git_sha()``, ``git_branch()``. ``validate`` is a
+    command run on the host against the temporary file (``{path}``) before it replaces the
+    destination: ``validate="visudo -cf {path}"``.
+    """
+    rec = _recorder("template")
+    if rec is None:
+        return
+    line = _caller(rec.project).line
+    src_s, to_s = _path_arg("template", "src", src), _path_arg("template", "to", to)
+    sudo_ok = _flag("template", "sudo", sudo)
+    mode_ok, bits = _mode("template", mode)
+    names_ok = _name("template", "owner", owner) and _name("template", "group", group)
+    names = notify_names("template", notify)
+    if vars is not None and not isinstance(vars, dict):
+        _problem(f"template(): vars must be a dict, not {safe_repr(vars)}", 'write vars={"port": 8080}',
+                 code="bad-value")  # fmt: skip
+        return
+    if validate is not None and (not isinstance(validate, str) or "{path}" not in validate):
+        _problem(
+            f"template(): validate must be a command containing {{path}}, not {safe_repr(validate)}",
+            'write validate="visudo -cf {path}" ({path}: the temporary file checked before it replaces the old one)',
+            code="bad-value",
+        )
+        return
+    if src_s is None or to_s is None or not (sudo_ok and mode_ok and names_ok) or names is None:
+        return
+    found = _local_source("template", src_s, rec.project.root, False)
+    if found is None:
+        return
+    path = found[0]
+    from nexus_core import templates
+
+    content = templates.render(path, rec.project.root, templates.context(rec, vars or {}))
+    if content is None:
+        return
+    dest = _dest(to_s, path, rec.host.is_local, rec.project.root)
+    if to_s.endswith("/") and dest.endswith((".j2", ".jinja", ".jinja2")):
+        dest = dest.rsplit(".", 1)[0]
+    rec.commands.append(
+        Transfer(
+            cmd=f"template {src_s} -> {to_s}",
+            sudo=sudo,
+            timeout=0,
+            line=line,
+            notify=names,
+            kind="template",
+            src=path,
+            dest=dest,
+            preserve=False,
+            mode=bits,
+            owner=owner,
+            group=group,
+            validate=validate,
+            content=content,
+            content_sha256=hashlib.sha256(content).hexdigest(),
+        )
+    )

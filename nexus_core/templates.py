@@ -1,0 +1,131 @@
+"""Jinja2 templates for ``template(...)``: rendered per host at plan time, strictly.
+
+``StrictUndefined`` makes a misspelt variable an error instead of an empty string; errors
+become validation problems that name the template's own file and line (a syntax error,
+an undefined name, an exception raised while rendering), so they are fixed before
+anything runs. Jinja2 is imported only when a nexusfile uses a template.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from nexus_core.dsl import Recorder, _problem, git_branch, git_sha, hostname, timestamp
+from nexus_core.model import thaw
+
+__all__ = ["context", "render"]
+
+_ENVIRONMENTS: dict[str, Any] = {}
+
+
+def context(rec: Recorder, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """What a template sees for the host ``rec`` is planned for: ``vars`` (also as top-level
+    names), ``host``, ``task``, ``env`` and the context functions."""
+    h = rec.host
+    host = {
+        "name": h.name,
+        "address": h.name,
+        "user": h.user,
+        "port": h.port,
+        "label": h.label,
+        "transport": h.transport,
+        "tags": list(h.tags),
+        "vars": thaw(h.vars),
+        "facts": thaw(h.facts),
+        "attributes": {**thaw(h.facts), **thaw(h.vars)},
+    }
+    out: dict[str, Any] = dict(variables)
+    out.update(
+        {
+            "vars": dict(variables),
+            "host": host,
+            "task": {"name": rec.task},
+            "env": dict(os.environ),
+            "hostname": hostname,
+            "timestamp": timestamp,
+            "git_sha": git_sha,
+            "git_branch": git_branch,
+        }
+    )
+    return out
+
+
+def _environment(root: str) -> Any:
+    env = _ENVIRONMENTS.get(root)
+    if env is None:
+        import jinja2
+
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([root, "/"], followlinks=True),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        _ENVIRONMENTS[root] = env
+    return env
+
+
+def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
+    """The template at ``path`` rendered with ``variables`` (UTF-8), or None after recording a problem."""
+    import jinja2
+
+    env = _environment(root)
+    name = os.path.relpath(path, root) if path.startswith(root + os.sep) else path
+    shown = os.path.relpath(path, root) if path.startswith(root + os.sep) else path
+    try:
+        tmpl = env.get_template(name.replace(os.sep, "/"))
+        text: str = tmpl.render(**variables)
+    except jinja2.TemplateSyntaxError as exc:
+        where = _short(exc.filename or path, root)
+        _problem(
+            f"template {where}:{exc.lineno}: syntax error: {exc.message}",
+            "fix the template (Jinja2 syntax: {{ name }}, {% if ... %}...{% endif %})",
+            code="template-syntax",
+        )
+        return None
+    except jinja2.UndefinedError as exc:
+        file, line = _template_frame(exc, path)
+        _problem(
+            f"template {_short(file, root)}:{line}: {exc.message}",
+            "pass it in vars={...}, or give a default: {{ name | default('...') }}",
+            code="template-undefined",
+        )
+        return None
+    except UnicodeDecodeError as exc:
+        _problem(f"template {shown}: not UTF-8 text ({exc.reason})", "save the template as UTF-8", code="bad-source")
+        return None
+    except jinja2.TemplateNotFound as exc:
+        _problem(f"template {shown}: included template {exc.name!r} not found",
+                 "paths in {% include %} start at the nexusfile's folder", code="missing-source")  # fmt: skip
+        return None
+    except Exception as exc:  # noqa: BLE001 - a filter or a value raised: report, never crash
+        file, line = _template_frame(exc, path)
+        _problem(
+            f"template {_short(file, root)}:{line}: {type(exc).__name__}: {exc}",
+            "fix the expression on that line of the template",
+            code="template-error",
+        )
+        return None
+    return text.encode("utf-8")
+
+
+def _short(path: str, root: str) -> str:
+    return os.path.relpath(path, root) if path.startswith(root + os.sep) else path
+
+
+def _template_frame(exc: BaseException, default: str) -> tuple[str, int]:
+    """The innermost frame of a template in ``exc``'s traceback: (file, line)."""
+    found = (default, 0)
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if (frame.filename and frame.filename.endswith((".j2", ".jinja", ".jinja2", ".tmpl", ".tpl"))) or (
+            frame.filename == default
+        ):
+            found = (frame.filename, frame.lineno or 0)
+    if found[1] == 0:  # a template with another suffix: the last frame outside Python files
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename and not frame.filename.endswith(".py") and os.path.exists(frame.filename):
+                found = (frame.filename, frame.lineno or 0)
+    return found

@@ -1,0 +1,889 @@
+"""File transfers on any executor: checksums, the unchanged check, atomic writes, resume.
+
+The contract every executor keeps (the conformance suite tests it):
+
+- **Verified on both ends.** The sha256 of the local bytes is computed here; the host
+  computes the sha256 of the temporary file it received, and the file is renamed into
+  place only when both agree (downloads: the other way round).
+- **Unchanged is skipped.** A destination with the same sha256, mode and owner (when these
+  are asked for) is not transferred again and is reported ``unchanged``. Checksums on the
+  host are only computed when the sizes agree, so a changed file costs no hashing there.
+- **Never a partial file at the destination.** Bytes go to a temporary file in the
+  destination's folder (``.NAME.nexus-SHA12.part``), get owner and mode, pass
+  ``validate``, and are renamed over the destination (``mv -f``: atomic on one file
+  system). With ``sudo`` the login user uploads to a staging file in its own cache
+  (``~/.cache/nexus/transfers/SHA256.part``) which root copies into the destination's
+  folder, then chowns, chmods, validates and renames.
+- **Resumed, not restarted.** The temporary file of an interrupted transfer keeps its name
+  (it is named after the bytes' sha256): the next attempt, the next run or ``nexus resume``
+  sends only what is missing. A failure of the host (a full disk, a failed validation)
+  removes it, so nothing half-written stays behind.
+
+Executors provide the byte movers (:meth:`Executor.send_file`, ``receive_file``,
+``file_size``) and ``run``; everything else is here, one POSIX shell script per phase
+(one round trip to find out, one to put in place), so a tree of 1,000 files costs two
+commands plus the bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import errno
+import hashlib
+import os
+import shlex
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core import events as ev
+from nexus_core.api import (
+    Cancel,
+    CommandResult,
+    Executor,
+    FileState,
+    FileWrite,
+    TransferError,
+    TransferInterrupted,
+    TransferResult,
+)
+from nexus_core.model import Command, Host, Transfer
+
+__all__ = [
+    "PROGRESS_MIN_BYTES",
+    "Reporter",
+    "TransferError",
+    "TransferInterrupted",
+    "check",
+    "execute",
+    "fetch",
+    "file_write",
+    "local_sha256",
+    "put",
+    "stat_files",
+    "stat_over_shell",
+    "write_files",
+    "write_over_primitives",
+]
+
+#: Files smaller than this are rewritten whole rather than resumed (a resume costs a round trip).
+RESUME_MIN_BYTES = 1 << 20
+#: Files from this size on report progress (events, and a bar on a terminal).
+PROGRESS_MIN_BYTES = 4 << 20
+#: Seconds between two progress events of one file.
+PROGRESS_EVERY = 0.5
+#: Files up to this size get a unified diff in a dry run (when they are text).
+DIFF_MAX_BYTES = 256 << 10
+#: Where ``sudo`` uploads are staged, relative to the login user's home (the login folder).
+STAGING_DIR = ".cache/nexus/transfers"
+#: Seconds allowed to the scripts that look at and put files in place (per 1,000 files).
+SCRIPT_TIMEOUT = 120.0
+
+_MARK = "NXSTAT"
+
+
+# --- local side ------------------------------------------------------------------------------
+
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+_HASH_LOCK = threading.Lock()
+
+
+def local_sha256(path: str) -> str:
+    """The sha256 of a local file, computed once per run for a file that did not change."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    with _HASH_LOCK:
+        found = _HASHES.get(key)
+    if found is not None:
+        return found
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    with _HASH_LOCK:
+        _HASHES[key] = digest
+    return digest
+
+
+def file_write(local_path: str, remote_path: str, **options: Any) -> FileWrite:
+    """A :class:`FileWrite` of a local file (its size and sha256 computed)."""
+    return FileWrite(local_path, remote_path, os.path.getsize(local_path), local_sha256(local_path), **options)
+
+
+# --- looking at the host ---------------------------------------------------------------------
+
+_SHELL_LIB = r"""
+_nx_hash() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum -- "$1" | cut -d' ' -f1
+  else shasum -a 256 -- "$1" | cut -d' ' -f1; fi
+}
+_nx_dir() { case $1 in */*) _d=${1%/*}; [ -n "$_d" ] || _d=/;; *) _d=.;; esac; }
+"""
+
+_STAT_LIB = r"""
+_nx_stat() {
+  _nx_dir "$1"
+  if [ -d "$_d" ]; then if [ -w "$_d" ]; then _pk=dir; else _pk=readonly; fi
+  elif [ -e "$_d" ]; then _pk=other; else _pk=missing; fi
+  if [ -d "$1" ]; then _k=dir; elif [ -f "$1" ]; then _k=file
+  elif [ -e "$1" ] || [ -L "$1" ]; then _k=other; else _k=missing; fi
+  if [ $_k = missing ]; then echo "NXSTAT missing $_pk 0 - - - -"; return; fi
+  _st=$(stat -c '%s %a %U %G' -- "$1" 2>/dev/null || stat -f '%z %Lp %Su %Sg' -- "$1" 2>/dev/null || echo '0 - - -')
+  _h=-
+  if [ $_k = file ] && [ -r "$1" ]; then
+    case $2 in -1) _h=$(_nx_hash "$1");; *) [ "${_st%% *}" = "$2" ] && _h=$(_nx_hash "$1");; esac
+  fi
+  echo "NXSTAT $_k $_pk $_st ${_h:--}"
+}
+"""
+
+
+def stat_script(paths: Sequence[str], sizes: Sequence[int | None]) -> str:
+    """A POSIX shell script printing one ``NXSTAT`` line per path (see :func:`parse_stat`)."""
+    lines = [_SHELL_LIB, _STAT_LIB]
+    for i, path in enumerate(paths):
+        size = sizes[i] if i < len(sizes) else None
+        lines.append(f"_nx_stat {shlex.quote(path)} {'-2' if size is None else int(size)}")
+    return "\n".join(lines)
+
+
+def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
+    """The :class:`FileState` of each path from the ``NXSTAT`` lines of :func:`stat_script`."""
+    found = [line.split() for line in lines if line.startswith(_MARK + " ")]
+    if len(found) != len(paths):
+        raise TransferError(f"the host answered {len(found)} of {len(paths)} file checks")
+    out: list[FileState] = []
+    for path, parts in zip(paths, found, strict=True):
+        parts = (parts + ["-"] * 8)[:8]
+        _, kind, parent, size, mode, owner, group, digest = parts
+        out.append(
+            FileState(
+                path=path,
+                kind=kind,
+                parent=parent,
+                size=int(size) if size.isdigit() else 0,
+                mode=int(mode, 8) if mode not in ("-", "") and mode.isdigit() else None,
+                owner="" if owner == "-" else owner,
+                group="" if group == "-" else group,
+                sha256="" if digest == "-" else digest,
+            )
+        )
+    return out
+
+
+def _run_script(
+    executor: Executor, host: Host, script: str, sudo: bool, timeout: float
+) -> tuple[CommandResult, list[str]]:
+    lines: list[str] = []
+
+    def collect(_stream: str, line: str) -> None:
+        lines.append(line)
+
+    result = executor.run(host, Command(script, sudo=sudo, timeout=timeout), collect, Cancel(), timeout)
+    return result, lines
+
+
+def _script_timeout(files: int) -> float:
+    return SCRIPT_TIMEOUT * max(1, (files + 999) // 1000)
+
+
+def stat_files(
+    executor: Executor, host: Host, paths: Sequence[str], sizes: Sequence[int | None] = (), sudo: bool = False
+) -> list[FileState]:
+    """:meth:`Executor.stat_files` of ``executor`` when it has its own, else :func:`stat_over_shell`."""
+    if type(executor).stat_files is not Executor.stat_files:
+        return executor.stat_files(host, paths, sizes, sudo)
+    return stat_over_shell(executor, host, paths, sizes, sudo)
+
+
+def write_files(
+    executor: Executor,
+    host: Host,
+    writes: Sequence[FileWrite],
+    progress: Callable[[FileWrite, int], None] | None = None,
+    cancel: Cancel | None = None,
+) -> list[TransferResult]:
+    """:meth:`Executor.write_files` of ``executor`` when it has its own, else :func:`write_over_primitives`."""
+    if type(executor).write_files is not Executor.write_files:
+        return executor.write_files(host, writes, progress, cancel)
+    return write_over_primitives(executor, host, writes, progress, cancel or executor.context.cancel)
+
+
+def put(executor: Executor, host: Host, local_path: str, remote_path: str, **options: Any) -> TransferResult:
+    """Copy one local file to the host the way a plan does: verified, atomic, resumable."""
+    return write_files(executor, host, [file_write(local_path, remote_path, **options)])[0]
+
+
+def stat_over_shell(
+    executor: Executor, host: Host, paths: Sequence[str], sizes: Sequence[int | None], sudo: bool
+) -> list[FileState]:
+    """:meth:`Executor.stat_files` through one shell script run by the executor.
+
+    A size of ``-1`` asks for the checksum whatever the size (a download).
+    """
+    if not paths:
+        return []
+    result, lines = _run_script(executor, host, stat_script(paths, sizes), sudo, _script_timeout(len(paths)))
+    if not result.ok:
+        raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
+    return parse_stat(paths, lines)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _split(path: str) -> tuple[str, str]:
+    folder, _, name = path.rpartition("/")
+    if not _:
+        return ".", path
+    return folder or "/", name
+
+
+def staging_path(write: FileWrite, staging_dir: str = STAGING_DIR) -> str:
+    """Where the bytes of ``write`` land first: beside the destination, or in the staging
+    folder for ``sudo`` (the login user cannot write beside it)."""
+    if write.sudo:
+        return f"{staging_dir}/{write.sha256}.part"
+    folder, name = _split(write.dest)
+    return f"{folder}/.{name}.nexus-{write.sha256[:12]}.part"
+
+
+def _temp_beside(write: FileWrite) -> str:
+    folder, name = _split(write.dest)
+    return f"{folder}/.{name}.nexus-{write.sha256[:12]}.tmp"
+
+
+_FINISH_LIB = r"""
+_nx_out() { printf '%s\n' "$2" | sed "s/^/NXOUT $1 /"; }
+_nx_fin() {
+  _i=$1 _s=$2 _t=$3 _p=$4 _want=$5 _mode=$6 _own=$7 _val=$8 _drop=$9
+  _got=$(_nx_hash "$_s" 2>&1) || { _nx_out $_i "$_got"; echo "NXFAIL $_i hash"; return; }
+  if [ "$_got" != "$_want" ]; then rm -f -- "$_s"; echo "NXFAIL $_i checksum $_got"; return; fi
+  if [ "$_t" != "$_s" ]; then
+    _e=$(cp -- "$_s" "$_t" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i copy"; return; }
+  fi
+  if [ "$_own" != - ]; then
+    _e=$(chown -- "$_own" "$_t" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i chown"; return; }
+  fi
+  if [ "$_mode" != - ]; then
+    _e=$(chmod "$_mode" "$_t" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i chmod"; return; }
+  fi
+  if [ -n "$_val" ]; then
+    _e=$(sh -c "$_val" 2>&1) || { _c=$?; rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i validate $_c"; return; }
+  fi
+  if [ -d "$_p" ] && [ ! -L "$_p" ]; then rm -f -- "$_t"; echo "NXFAIL $_i isdir"; return; fi
+  _e=$(mv -f -- "$_t" "$_p" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i rename"; return; }
+  [ "$_drop" = 1 ] && rm -f -- "$_s"
+  echo "NXDONE $_i"
+}
+"""
+
+
+def _owner_arg(write: FileWrite) -> str:
+    if write.owner and write.group:
+        return f"{write.owner}:{write.group}"
+    if write.owner:
+        return write.owner
+    if write.group:
+        return f":{write.group}"
+    return "-"
+
+
+def finish_script(items: Sequence[tuple[int, FileWrite]], staging_dir: str = STAGING_DIR) -> str:
+    """The script that verifies, chowns, chmods, validates and renames each staged file."""
+    lines = [_SHELL_LIB, _FINISH_LIB]
+    for i, w in items:
+        staged = staging_path(w, staging_dir)
+        temp = _temp_beside(w) if w.sudo else staged
+        check = w.validate.replace("{path}", shlex.quote(temp)) if w.validate else ""
+        mode = "-" if w.mode is None else f"{w.mode:o}"
+        args = [str(i), staged, temp, w.dest, w.sha256, mode, _owner_arg(w), check, "1" if w.sudo else "0"]
+        lines.append("_nx_fin " + " ".join(shlex.quote(a) for a in args))
+    return "\n".join(lines)
+
+
+def _cancelled(cancel: Cancel | None) -> bool:
+    return cancel is not None and cancel.level >= Cancel.INTERRUPT
+
+
+def _why(exc: BaseException, host: Host, path: str, sudo: bool, user: str) -> tuple[str, str]:
+    """A failure of the host's file system as (reason, hint)."""
+    code = getattr(exc, "errno", None)
+    text = getattr(exc, "strerror", None) or str(exc)
+    if code == errno.EACCES or code == errno.EPERM or "ermission denied" in text:
+        if sudo:
+            return (
+                f"permission denied writing {path} on {host.label}, even as root",
+                "- check the folder's mount options",
+            )
+        return (
+            f"permission denied writing {path} on {host.label}",
+            f"- pass sudo=True to write it as root\n- or choose a folder {user or 'the login user'} may write in",
+        )
+    if code == errno.ENOSPC or "No space" in text:
+        return (
+            f"no space left on the device holding {path} on {host.label}; nothing was replaced",
+            "- free space on that file system (df -h there), then run again",
+        )
+    if code == errno.ENOENT:
+        folder = _split(path)[0]
+        return f"folder {folder} does not exist on {host.label}", f'- create it first: run("mkdir -p {folder}")'
+    if code == errno.EISDIR:
+        return f"{path} on {host.label} is a folder", "- end `to` with / to copy into it, or give a file name"
+    return f"writing {path} on {host.label} failed: {text}", ""
+
+
+def write_over_primitives(
+    executor: Executor,
+    host: Host,
+    writes: Sequence[FileWrite],
+    progress: Callable[[FileWrite, int], None] | None,
+    cancel: Cancel,
+) -> list[TransferResult]:
+    """:meth:`Executor.write_files` on the executor's byte movers and ``run``."""
+    results: dict[int, TransferResult] = {}
+    sent: dict[int, tuple[int, int]] = {}
+    base = executor.staging_dir
+    if any(w.sudo for w in writes):
+        quoted = shlex.quote(base)
+        made, _ = _run_script(executor, host, f"mkdir -p {quoted} && chmod 700 {quoted}", False, 30)
+        if not made.ok:
+            reason = f"could not create the staging folder {base} on {host.label}: {made.reason}"
+            return [TransferResult("failed", w.dest, reason=reason) for w in writes]
+    with executor.file_session(host):
+        for i, w in enumerate(writes):
+            if _cancelled(cancel):
+                results[i] = TransferResult("interrupted", w.dest, reason="interrupted before this file")
+                continue
+            staged = staging_path(w, base)
+            offset = 0
+            try:
+                if w.size >= RESUME_MIN_BYTES:
+                    have = executor.file_size(host, staged)
+                    if have is not None and 0 < have <= w.size:
+                        offset = have
+                report = _per_file(progress, w)
+                count = 0 if offset == w.size else executor.send_file(host, w.source, staged, offset, report, cancel)
+                sent[i] = (count, offset)
+            except TransferInterrupted as exc:
+                results[i] = TransferResult("interrupted", w.dest, reason=str(exc) or "interrupted")
+            except OSError as exc:
+                reason, hint = _why(exc, host, w.dest, w.sudo, host.user or "")
+                if getattr(exc, "errno", None) == errno.ENOSPC:
+                    _remove(executor, host, staged)
+                results[i] = TransferResult("failed", w.dest, reason=reason, hint=hint)
+            except TransferError as exc:
+                results[i] = TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint)
+    staged_ok = [(i, w) for i, w in enumerate(writes) if i not in results]
+    for sudo in (False, True):
+        group = [(i, w) for i, w in staged_ok if w.sudo == sudo]
+        if group:
+            _finish(executor, host, group, sudo, sent, results)
+    return [results[i] for i in range(len(writes))]
+
+
+def _per_file(progress: Callable[[FileWrite, int], None] | None, write: FileWrite) -> Callable[[int], None]:
+    if progress is None:
+        return lambda _done: None
+    return lambda done: progress(write, done)
+
+
+def _remove(executor: Executor, host: Host, path: str) -> None:
+    with contextlib.suppress(Exception):
+        _run_script(executor, host, f"rm -f -- {shlex.quote(path)}", False, 30)
+
+
+def _finish(
+    executor: Executor,
+    host: Host,
+    group: Sequence[tuple[int, FileWrite]],
+    sudo: bool,
+    sent: dict[int, tuple[int, int]],
+    results: dict[int, TransferResult],
+) -> None:
+    script = finish_script(group, executor.staging_dir)
+    result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(group)))
+    outputs: dict[int, list[str]] = {}
+    verdicts: dict[int, list[str]] = {}
+    for line in lines:
+        if line.startswith("NXOUT "):
+            _, num, *rest = line.split(" ", 2)
+            outputs.setdefault(int(num), []).append(rest[0] if rest else "")
+        elif line.startswith(("NXDONE ", "NXFAIL ")):
+            parts = line.split()
+            verdicts[int(parts[1])] = parts
+    for i, w in group:
+        count, offset = sent.get(i, (0, 0))
+        verdict = verdicts.get(i)
+        tail = tuple(outputs.get(i, ())[-20:])
+        if verdict is not None and verdict[0] == "NXDONE":
+            results[i] = TransferResult("ok", w.dest, True, count, offset, w.sha256)
+            continue
+        if verdict is None:
+            why = result.reason if not result.ok else "the host did not report"
+            status = result.status if result.status in ("unreachable", "interrupted", "timeout") else "failed"
+            results[i] = TransferResult(status, w.dest, reason=f"putting {w.dest} in place on {host.label}: {why}",
+                                        hint=result.hint, tail=tail)  # fmt: skip
+            continue
+        step = verdict[2] if len(verdict) > 2 else "?"
+        results[i] = TransferResult("failed", w.dest, reason=_step_reason(step, verdict, w, host, tail),
+                                    hint=_step_hint(step, w, tail), tail=tail)  # fmt: skip
+
+
+def _step_reason(step: str, verdict: list[str], w: FileWrite, host: Host, tail: tuple[str, ...]) -> str:
+    detail = f": {tail[-1]}" if tail else ""
+    if step == "checksum":
+        got = verdict[3] if len(verdict) > 3 else "?"
+        return (
+            f"checksum mismatch for {w.dest} on {host.label} (sent {w.sha256[:12]}, got {got[:12]}); nothing replaced"
+        )
+    if step == "validate":
+        code = verdict[3] if len(verdict) > 3 else "?"
+        return f"validation of {w.dest} on {host.label} failed (exit code {code}); the old file is untouched"
+    if step == "isdir":
+        return f"{w.dest} on {host.label} is a folder"
+    if step == "copy" and any("No space" in t for t in tail):
+        return f"no space left on the device holding {w.dest} on {host.label}; nothing was replaced"
+    if any("ermission denied" in t or "not permitted" in t for t in tail):
+        return f"permission denied on {host.label} ({step} {w.dest}){detail}"
+    if step == "chown" and any("invalid user" in t or "invalid group" in t for t in tail):
+        return f"owner {_owner_arg(w)!r} does not exist on {host.label}{detail}"
+    return f"{step} {w.dest} on {host.label} failed{detail}"
+
+
+def _step_hint(step: str, w: FileWrite, tail: tuple[str, ...]) -> str:
+    if step == "validate":
+        return f"- the validator's output is above; fix the template, then run again ({w.validate})"
+    if step == "isdir":
+        return "- end `to` with / to copy into the folder, or give a file name"
+    if any("No space" in t for t in tail):
+        return "- free space on that file system (df -h there), then run again"
+    if any("ermission denied" in t or "not permitted" in t for t in tail):
+        return "- pass sudo=True to write as root (owner= and group= need it)"
+    return ""
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+
+def fetch(
+    executor: Executor,
+    host: Host,
+    remote_path: str,
+    local_path: str,
+    progress: Callable[[int], None] | None = None,
+    cancel: Cancel | None = None,
+    state: FileState | None = None,
+) -> TransferResult:
+    """Copy a file from the host to ``local_path``, verified by sha256, renamed into place.
+
+    An identical local file is left alone (``changed`` False); an interrupted download
+    resumes from its ``.part`` file. Local folders are created as needed.
+    """
+    try:
+        found = state or stat_files(executor, host, [remote_path], [-1])[0]
+    except TransferError as exc:
+        return TransferResult("failed", local_path, reason=str(exc), hint=exc.hint)
+    if found.kind == "missing":
+        return TransferResult("failed", local_path, reason=f"{remote_path} does not exist on {host.label}",
+                              hint="- check the path (relative paths start in the login user's home)")  # fmt: skip
+    if found.kind != "file":
+        return TransferResult(
+            "failed", local_path, reason=f"{remote_path} on {host.label} is not a file ({found.kind})"
+        )
+    if not found.sha256:
+        return TransferResult("failed", local_path, reason=f"{remote_path} on {host.label} cannot be read",
+                              hint="- check its permissions")  # fmt: skip
+    if os.path.isdir(local_path):
+        return TransferResult("failed", local_path, reason=f"local path {local_path} is a folder",
+                              hint="- end `to` with / to download into it")  # fmt: skip
+    if os.path.isfile(local_path) and local_sha256(local_path) == found.sha256:
+        return TransferResult("ok", local_path, False, sha256=found.sha256)
+    folder = os.path.dirname(os.path.abspath(local_path))
+    os.makedirs(folder, exist_ok=True)
+    part = os.path.join(folder, f".{os.path.basename(local_path)}.nexus-{found.sha256[:12]}.part")
+    offset = 0
+    if os.path.exists(part):
+        have = os.path.getsize(part)
+        if have <= found.size:
+            offset = have
+        else:
+            os.unlink(part)
+    try:
+        with executor.file_session(host):
+            count = (
+                0
+                if offset == found.size
+                else executor.receive_file(host, remote_path, part, offset, progress or (lambda d: None), cancel)
+            )
+    except TransferInterrupted as exc:
+        return TransferResult("interrupted", local_path, reason=str(exc) or "interrupted")
+    except OSError as exc:
+        return TransferResult("failed", local_path, reason=f"reading {remote_path} on {host.label} failed: {exc}")
+    got = hashlib.sha256()
+    with open(part, "rb") as f:
+        got = hashlib.file_digest(f, "sha256")
+    if got.hexdigest() != found.sha256:
+        os.unlink(part)
+        return TransferResult("failed", local_path, reason=f"checksum mismatch downloading {remote_path} from "
+                              f"{host.label} (the file changed while it was read?)", hint="- run again")  # fmt: skip
+    os.replace(part, local_path)
+    return TransferResult("ok", local_path, True, count, offset, found.sha256)
+
+
+# --- one operation -------------------------------------------------------------------------------
+
+
+class Reporter:
+    """Where a file operation reports its events (``transfer.start``/``progress``/``stop``/``check``)."""
+
+    def __init__(self, emit: Callable[[ev.Event], None], run_id: str, task: str, host: str, index: int) -> None:
+        self.emit, self.run_id, self.task, self.host, self.index = emit, run_id, task, host, index
+        self._last: dict[str, float] = {}
+
+    def progress(self, path: str, done: int, total: int) -> None:
+        """A progress event for a big file, at most every :data:`PROGRESS_EVERY` seconds."""
+        if total < PROGRESS_MIN_BYTES:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last.get(path, 0.0) < PROGRESS_EVERY:
+            return
+        self._last[path] = now
+        self.emit(ev.TransferProgress(self.run_id, task=self.task, host=self.host, path=path, done=done,
+                                      total=total, index=self.index))  # fmt: skip
+
+
+@dataclass
+class _Item:
+    """One file of an operation: its local bytes and destination, what is there, what to do."""
+
+    source: str
+    dest: str
+    size: int
+    sha256: str
+    mode: int | None
+    state: FileState | None = None
+    action: str = ""  # write, attrs, unchanged
+    problem: tuple[str, str] | None = None
+    wanted: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _source(op: Transfer) -> Iterator[str]:
+    """The local path of the operation's bytes (a template's rendering in a private temp file)."""
+    if op.content is None:
+        yield op.src
+        return
+    fd, path = tempfile.mkstemp(prefix="nexus-template-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(op.content)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
+    """The files of an upload or template, and (for a folder) the folders to create."""
+    if not op.recursive:
+        st = os.stat(source)
+        mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
+        return [_Item(source, op.dest, st.st_size, local_sha256(source), mode)], []
+    items: list[_Item] = []
+    folders: list[str] = [op.dest]
+    root = op.dest.rstrip("/") or "/"
+    for base, dirs, files in os.walk(source):
+        dirs.sort()
+        rel = os.path.relpath(base, source)
+        target = root if rel == "." else f"{root}/{rel}"
+        if rel != ".":
+            folders.append(target)
+        for name in sorted(files):
+            full = os.path.join(base, name)
+            st = os.lstat(full)
+            if not stat.S_ISREG(st.st_mode):
+                if stat.S_ISLNK(st.st_mode) and os.path.isfile(full):
+                    st = os.stat(full)
+                else:
+                    continue
+            mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
+            items.append(_Item(full, f"{target}/{name}", st.st_size, local_sha256(full), mode))
+    return items, folders
+
+
+def _decide(op: Transfer, item: _Item, host: Host) -> None:
+    """What to do with one file, from what is at its destination."""
+    st = item.state
+    assert st is not None
+    folder = _split(item.dest)[0]
+    if st.kind == "dir":
+        item.problem = (f"destination {item.dest} on {host.label} is a folder",
+                        "- end `to` with / to copy into it, or give the file's full path")  # fmt: skip
+        return
+    if st.kind == "other":
+        item.problem = (
+            f"destination {item.dest} on {host.label} is not a regular file",
+            "- remove it or choose another path",
+        )
+        return
+    if st.parent == "missing":
+        again = ", sudo=True)" if op.sudo else ")"
+        item.problem = (f"folder {folder} does not exist on {host.label}",
+                        f'- create it first: run("mkdir -p {folder}"{again}')  # fmt: skip
+        return
+    if st.parent == "other":
+        item.problem = (f"{folder} on {host.label} is not a folder", "- fix the destination path")
+        return
+    if st.parent == "readonly" and not op.sudo:
+        who = host.user or "the login user"
+        item.problem = (f"permission denied: {who} may not write in {folder} on {host.label}",
+                        f"- pass sudo=True to write as root\n- or choose a folder {who} may write in")  # fmt: skip
+        return
+    mode = item.mode
+    owner, group = op.owner, op.group
+    if st.kind == "file":
+        # keep what the destination has when nothing is asked for (a template over /etc/sudoers.d/x)
+        if mode is None:
+            mode = st.mode
+        if op.sudo and owner is None and group is None and st.owner:
+            owner, group = st.owner, st.group
+    item.wanted = {"mode": mode, "owner": owner, "group": group}
+    if st.kind != "file" or st.sha256 != item.sha256:
+        item.action = "write"
+        return
+    if (mode is not None and st.mode != mode) or (owner and st.owner != owner) or (group and st.group != group):
+        item.action = "attrs"
+        return
+    item.action = "unchanged"
+
+
+def _attrs_script(items: Sequence[_Item]) -> str:
+    lines = ["set -e"]
+    for it in items:
+        owner, group, mode = it.wanted.get("owner"), it.wanted.get("group"), it.wanted.get("mode")
+        spec = f"{owner}:{group}" if owner and group else (owner or (f":{group}" if group else ""))
+        if spec:
+            lines.append(f"chown -- {shlex.quote(spec)} {shlex.quote(it.dest)}")
+        if mode is not None:
+            lines.append(f"chmod {mode:o} {shlex.quote(it.dest)}")
+    return "\n".join(lines)
+
+
+def _look(executor: Executor, host: Host, op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
+    items, folders = _items(op, source)
+    paths = [it.dest for it in items]
+    sizes: list[int | None] = [it.size for it in items]
+    if op.recursive:  # the tree's root: its parent must exist (the rest is created)
+        paths.append(op.dest.rstrip("/") or "/")
+        sizes.append(None)
+    states = stat_files(executor, host, paths, sizes, op.sudo)
+    if op.recursive:
+        top = states.pop()
+        if top.kind not in ("dir", "missing"):
+            raise TransferError(f"destination {op.dest} on {host.label} exists and is not a folder",
+                                "- remove it, or upload into another folder")  # fmt: skip
+        if top.kind == "missing" and top.parent == "missing":
+            parent = _split(op.dest.rstrip("/"))[0]
+            raise TransferError(f"folder {parent} does not exist on {host.label}",
+                                f'- create it first: run("mkdir -p {parent}")')  # fmt: skip
+        if top.kind == "missing" and top.parent == "readonly" and not op.sudo:
+            raise TransferError(f"permission denied: cannot create {op.dest} on {host.label}",
+                                "- pass sudo=True to write as root")  # fmt: skip
+    for it, st in zip(items, states, strict=True):
+        if op.recursive and st.parent == "missing":
+            st = FileState(st.path, st.kind, st.size, st.mode, st.owner, st.group, st.sha256, "dir")
+        it.state = st
+        _decide(op, it, host)
+    return items, folders
+
+
+def execute(
+    executor: Executor, host: Host, op: Transfer, reporter: Reporter, cancel: Cancel, timeout: float
+) -> CommandResult:
+    """Run one file operation on ``host``: the engine's counterpart of ``executor.run`` for a command."""
+    started = time.monotonic()
+    try:
+        if op.kind == "download":
+            return _download(executor, host, op, reporter, cancel, started)
+        with _source(op) as source:
+            return _upload(executor, host, op, source, reporter, cancel, started)
+    except TransferError as exc:
+        reporter.emit(ev.TransferStop(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
+                                      dest=op.dest, status="failed", changed=False, reason=str(exc),
+                                      duration=time.monotonic() - started, index=reporter.index))  # fmt: skip
+        return CommandResult("failed", None, time.monotonic() - started, str(exc), hint=exc.hint, retryable=False)
+
+
+def _stop(reporter: Reporter, op: Transfer, status: str, changed: bool, started: float, **fields: Any) -> None:
+    reporter.emit(ev.TransferStop(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind, dest=op.dest,
+                                  status=status, changed=changed, duration=time.monotonic() - started,
+                                  index=reporter.index, **fields))  # fmt: skip
+
+
+def _download(
+    executor: Executor, host: Host, op: Transfer, reporter: Reporter, cancel: Cancel, started: float
+) -> CommandResult:
+    try:
+        state = stat_files(executor, host, [op.src], [-1])[0]
+    except TransferError as exc:
+        raise TransferError(f"could not look at {op.src} on {host.label}: {exc}", exc.hint) from exc
+    reporter.emit(ev.TransferStart(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
+                                   dest=op.dest, files=1, bytes=state.size, index=reporter.index))  # fmt: skip
+    result = fetch(executor, host, op.src, op.dest, lambda done: reporter.progress(op.src, done, state.size),
+                   cancel, state)  # fmt: skip
+    _stop(reporter, op, result.status, result.changed, started, files=1, changed_files=int(result.changed),
+          unchanged_files=int(result.ok and not result.changed), bytes=result.sent, resumed=result.resumed_from,
+          sha256=result.sha256, reason=result.reason)  # fmt: skip
+    duration = time.monotonic() - started
+    if result.ok:
+        return CommandResult("ok", 0, duration, "" if result.changed else "unchanged", changed=result.changed)
+    return CommandResult(result.status, None, duration, result.reason, result.tail, retryable=False, hint=result.hint)
+
+
+def _upload(
+    executor: Executor, host: Host, op: Transfer, source: str, reporter: Reporter, cancel: Cancel, started: float
+) -> CommandResult:
+    items, folders = _look(executor, host, op, source)
+    problems = [it for it in items if it.problem is not None]
+    if problems:
+        first = problems[0].problem
+        assert first is not None
+        more = f" (and {len(problems) - 1} more files)" if len(problems) > 1 else ""
+        raise TransferError(first[0] + more, first[1])
+    to_write = [it for it in items if it.action == "write"]
+    to_fix = [it for it in items if it.action == "attrs"]
+    reporter.emit(ev.TransferStart(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind, dest=op.dest,
+                                   files=len(to_write), bytes=sum(it.size for it in to_write),
+                                   index=reporter.index))  # fmt: skip
+    if op.recursive and to_write:
+        missing = [f for f in folders if any(it.dest.startswith(f + "/") for it in to_write)]
+        made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in missing),
+                              op.sudo, 60)  # fmt: skip
+        if not made.ok:
+            raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}", made.hint)
+    writes = [
+        FileWrite(
+            it.source,
+            it.dest,
+            it.size,
+            it.sha256,
+            it.wanted.get("mode"),
+            it.wanted.get("owner"),
+            it.wanted.get("group"),
+            op.sudo,
+            op.validate,
+        )
+        for it in to_write
+    ]
+    sizes = {w.dest: w.size for w in writes}
+    results = (
+        write_files(executor, host, writes, lambda w, done: reporter.progress(w.dest, done, sizes[w.dest]), cancel)
+        if writes
+        else []
+    )
+    if to_fix:
+        fixed, _ = _run_script(executor, host, _attrs_script(to_fix), op.sudo, 60)
+        if not fixed.ok:
+            raise TransferError(f"setting owner and mode of {op.dest} on {host.label} failed: {fixed.reason}",
+                                "- owner= and group= need sudo=True unless they are the login user's")  # fmt: skip
+    failed = [r for r in results if not r.ok]
+    written = [r for r in results if r.ok]
+    changed = bool(written or to_fix)
+    sha = items[0].sha256 if len(items) == 1 else ""
+    status = "ok"
+    if failed:
+        status = "interrupted" if all(r.status == "interrupted" for r in failed) else failed[0].status
+    _stop(reporter, op, status, changed, started, files=len(items), changed_files=len(written) + len(to_fix),
+          unchanged_files=len(items) - len(to_write) - len(to_fix), bytes=sum(r.sent for r in results),
+          resumed=sum(r.resumed_from for r in results), sha256=sha,
+          reason=failed[0].reason if failed else "")  # fmt: skip
+    duration = time.monotonic() - started
+    if failed:
+        bad = failed[0]
+        more = f" (and {len(failed) - 1} more files)" if len(failed) > 1 else ""
+        status = bad.status if bad.status in ("interrupted", "unreachable", "timeout") else "failed"
+        return CommandResult(status, None, duration, bad.reason + more, bad.tail, retryable=False, hint=bad.hint)
+    note = "" if changed else "unchanged"
+    if op.recursive and changed:
+        note = f"{len(written) + len(to_fix)} of {len(items)} files changed"
+    return CommandResult("ok", 0, duration, note, changed=changed)
+
+
+# --- dry run -------------------------------------------------------------------------------------
+
+
+def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int, list[str], str]:
+    """Dry run of one file operation, read only: (would change, files, files that would
+    change, unified diff lines, a problem found on the host or "")."""
+    if op.kind == "download":
+        try:
+            state = stat_files(executor, host, [op.src], [-1])[0]
+        except TransferError as exc:
+            return False, 1, 0, [], str(exc)
+        if state.kind != "file":
+            return (
+                False,
+                1,
+                0,
+                [],
+                f"{op.src} on {host.label} is {'missing' if state.kind == 'missing' else 'not a file'}",
+            )
+        same = os.path.isfile(op.dest) and local_sha256(op.dest) == state.sha256
+        return not same, 1, 0 if same else 1, [], ""
+    with _source(op) as source:
+        try:
+            items, _ = _look(executor, host, op, source)
+        except TransferError as exc:
+            return True, 0, 0, [], str(exc)
+        problems = [it.problem for it in items if it.problem is not None]
+        changing = [it for it in items if it.action in ("write", "attrs")]
+        diff: list[str] = []
+        if not op.recursive and items and items[0].action == "write" and items[0].size <= DIFF_MAX_BYTES:
+            diff = _diff(executor, host, items[0], source)
+        elif not op.recursive and items and items[0].action == "attrs":
+            want = items[0].wanted
+            st = items[0].state
+            assert st is not None
+            diff = [f"mode/owner: {st.mode or 0:04o} {st.owner}:{st.group} -> "
+                    f"{(want.get('mode') or st.mode or 0):04o} {want.get('owner') or st.owner}:"
+                    f"{want.get('group') or st.group}"]  # fmt: skip
+        return bool(changing), len(items), len(changing), diff, problems[0][0] if problems else ""
+
+
+def _diff(executor: Executor, host: Host, item: _Item, source: str) -> list[str]:
+    """A unified diff of the current file on the host against the new bytes (text only)."""
+    with open(source, "rb") as f:
+        new = f.read()
+    if b"\0" in new:
+        return ["(binary file)"]
+    st = item.state
+    old = b""
+    if st is not None and st.kind == "file":
+        if st.size > DIFF_MAX_BYTES:
+            return [f"(current file is {st.size} bytes: too large to compare)"]
+        fd, tmp = tempfile.mkstemp(prefix="nexus-diff-")
+        os.close(fd)
+        try:
+            with executor.file_session(host):
+                executor.receive_file(host, item.dest, tmp, 0)
+            with open(tmp, "rb") as f:
+                old = f.read()
+        except (OSError, TransferError, NotImplementedError):
+            return ["(the current file cannot be read without sudo: no diff)"]
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if b"\0" in old:
+            return ["(binary file)"]
+    lines = difflib.unified_diff(
+        old.decode("utf-8", "replace").splitlines(),
+        new.decode("utf-8", "replace").splitlines(),
+        f"{host.label}:{item.dest}" if st is not None and st.kind == "file" else "/dev/null",
+        f"{host.label}:{item.dest} (new)",
+        lineterm="",
+    )
+    return list(lines)
