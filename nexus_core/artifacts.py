@@ -282,7 +282,7 @@ class RunArtifacts:
                     if host.is_local:
                         size, sha = copy_hashed(os.path.join(self.root, rel), dest)
                     else:
-                        size, sha = self._fetch(host, rel, dest, executor)
+                        size, sha = self._fetch(host, rel, dest, executor, cancel)
                     entries.append(Entry(task, host.label, rel, size, sha))
         self._record(entries)
         return entries
@@ -298,22 +298,30 @@ class RunArtifacts:
             raise ArtifactError(f"could not list artifact({pattern!r}) on {host.label}: {result.reason}")
         return sorted(dict.fromkeys(os.path.normpath(line) for line in lines if line.strip()))
 
-    def _fetch(self, host: Host, rel: str, dest: str, executor: Any) -> tuple[int, str]:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+    def _fetch(self, host: Host, rel: str, dest: str, executor: Any, cancel: Any = None) -> tuple[int, str]:
+        """Download one file, verified by sha256 and renamed into place (nexus_core.transfer.fetch)."""
+        from nexus_core import transfer
+
+        try:
+            result = transfer.fetch(executor, host, rel, dest, cancel=cancel)
+        except NotImplementedError:  # an executor with put/get only: a plain copy, then its sha256
+            return self._fetch_plain(host, rel, dest, executor)
+        if not result.ok:
+            raise ArtifactError(f"could not download artifact {rel} from {host.label}: {result.reason}")
+        return os.path.getsize(dest), result.sha256 or sha256_file(dest)
+
+    def _fetch_plain(self, host: Host, rel: str, dest: str, executor: Any) -> tuple[int, str]:
         fd, tmp = tempfile.mkstemp(prefix=".nexus-", dir=os.path.dirname(dest))
         os.close(fd)
         try:
-            executor.get(host, rel, tmp)  # SFTP streams the file in chunks
-            sha = sha256_file(tmp)
-            size = os.path.getsize(tmp)
+            executor.get(host, rel, tmp)
             os.replace(tmp, dest)
-        except BaseException as exc:
+        except Exception as exc:
+            raise ArtifactError(f"could not download artifact {rel} from {host.label}: {exc}") from exc
+        finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            if isinstance(exc, Exception) and not isinstance(exc, ArtifactError):
-                raise ArtifactError(f"could not download artifact {rel} from {host.label}: {exc}") from exc
-            raise
-        return size, sha
+        return os.path.getsize(dest), sha256_file(dest)
 
     # --- delivering ----------------------------------------------------------------------------
 
@@ -363,19 +371,26 @@ class RunArtifacts:
             digest, _, name = line.partition("  ")
             if name:
                 remote[name] = digest
-        written = same = 0
-        for e in entries:
-            if remote.get(e.path) == e.sha256:
-                same += 1
-                continue
+        from nexus_core import transfer
+
+        todo = [e for e in entries if remote.get(e.path) != e.sha256]
+        writes = [transfer.file_write(self._source(e), e.path) for e in todo]
+        if writes:  # verified by sha256, written beside the destination and renamed into place
             try:
-                executor.put(host, self._source(e), e.path)
-            except ArtifactError:
-                raise
+                results = transfer.write_files(executor, host, writes, cancel=cancel)
+            except NotImplementedError:  # an executor with put/get only: a plain copy of each file
+                for e in todo:
+                    try:
+                        executor.put(host, self._source(e), e.path)
+                    except Exception as exc:
+                        raise ArtifactError(f"could not upload artifact {e.path} to {host.label}: {exc}") from exc
+                return len(todo), len(entries) - len(todo)
             except Exception as exc:
-                raise ArtifactError(f"could not upload artifact {e.path} to {host.label}: {exc}") from exc
-            written += 1
-        return written, same
+                raise ArtifactError(f"could not upload artifacts to {host.label}: {exc}") from exc
+            bad = [r for r in results if not r.ok]
+            if bad:
+                raise ArtifactError(f"could not upload artifact {bad[0].path} to {host.label}: {bad[0].reason}")
+        return len(writes), len(entries) - len(writes)
 
 
 def upstream(tasks: Mapping[str, Any], name: str) -> list[str]:
