@@ -53,10 +53,6 @@ OutputCallback = Callable[[str, str], None]
 ProgressCallback = Callable[[int], None]
 
 
-def _no_progress(_done: int) -> None:
-    """The progress callback that ignores progress."""
-
-
 class TransferError(Exception):
     """A file operation failed: ``message`` says what (host, path), ``hint`` how to fix it."""
 
@@ -334,7 +330,7 @@ class Executor(ABC):
         local_path: str,
         remote_path: str,
         offset: int = 0,
-        progress: ProgressCallback = _no_progress,
+        progress: ProgressCallback | None = None,
         cancel: Cancel | None = None,
     ) -> int:
         """Write the bytes of ``local_path`` from ``offset`` on into ``remote_path`` at ``offset``.
@@ -353,7 +349,7 @@ class Executor(ABC):
         remote_path: str,
         local_path: str,
         offset: int = 0,
-        progress: ProgressCallback = _no_progress,
+        progress: ProgressCallback | None = None,
         cancel: Cancel | None = None,
     ) -> int:
         """Append the bytes of ``remote_path`` from ``offset`` on to ``local_path``; return bytes received.

@@ -259,24 +259,6 @@ class TransferStop(Event):
     index: int = 0
 
 
-@dataclass(frozen=True)
-class TransferCheck(Event):
-    """Dry-run: whether a file operation would change the host, read only; ``diff`` holds a
-    unified diff against the current file for templates and small text files."""
-
-    name: ClassVar[str] = "transfer.check"
-    task: str
-    host: str
-    op: str
-    dest: str
-    changed: bool
-    files: int = 0
-    changed_files: int = 0
-    diff: tuple[str, ...] = ()
-    reason: str = ""
-    index: int = 0
-
-
 # --- handlers ------------------------------------------------------------------------------
 
 
@@ -335,7 +317,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     PipelineStart, PipelineStop, PipelineException, PipelineInterrupt,
     TaskStart, TaskStop, TaskRetry, HostStart, HostStop,
     CommandStart, CommandOutput, CommandStop, Log,
-    TransferStart, TransferProgress, TransferStop, TransferCheck,
+    TransferStart, TransferProgress, TransferStop,
     HandlerNotify, HandlerStart, HandlerStop,
 )  # fmt: skip
 """The core's events. Plugins add theirs (connections, pools...) through ``nexus_event_types``:

@@ -353,36 +353,80 @@ def write_over_primitives(
         if not made.ok:
             reason = f"could not create the staging folder {base} on {host.label}: {made.reason}"
             return [TransferResult("failed", w.dest, reason=reason) for w in writes]
-    with executor.file_session(host):
+    unclear: list[tuple[int, FileWrite, str]] = []
+    try:
+        with executor.file_session(host):
+            for i, w in enumerate(writes):
+                if _cancelled(cancel):
+                    results[i] = TransferResult("interrupted", w.dest, reason="interrupted before this file")
+                    continue
+                staged = staging_path(w, base)
+                offset = 0
+                try:
+                    if w.size >= RESUME_MIN_BYTES:
+                        have = executor.file_size(host, staged)
+                        if have is not None and 0 < have <= w.size:
+                            offset = have
+                    report = _per_file(progress, w)
+                    count = (
+                        0 if offset == w.size else executor.send_file(host, w.source, staged, offset, report, cancel)
+                    )
+                    if w.size >= RESUME_MIN_BYTES:  # some servers accept short writes silently
+                        landed = executor.file_size(host, staged)
+                        if landed != w.size:
+                            unclear.append((i, w, staged))
+                            results[i] = TransferResult(
+                                "failed", w.dest, reason=f"only {landed or 0} of {w.size} bytes of {w.dest} "
+                                f"reached {host.label}; nothing was replaced")  # fmt: skip
+                            continue
+                    sent[i] = (count, offset)
+                except TransferInterrupted as exc:
+                    results[i] = TransferResult("interrupted", w.dest, reason=str(exc) or "interrupted")
+                except ConnectionError:
+                    raise
+                except OSError as exc:
+                    if getattr(exc, "errno", None) is None:  # SFTP says "Failure": look at the disk after
+                        unclear.append((i, w, staged))
+                    reason, hint = _why(exc, host, w.dest, w.sudo, host.user or "")
+                    if getattr(exc, "errno", None) == errno.ENOSPC:
+                        unclear.append((i, w, staged))
+                    results[i] = TransferResult("failed", w.dest, reason=reason, hint=hint)
+                except TransferError as exc:
+                    results[i] = TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint)
+    except TransferError as exc:
         for i, w in enumerate(writes):
-            if _cancelled(cancel):
-                results[i] = TransferResult("interrupted", w.dest, reason="interrupted before this file")
-                continue
-            staged = staging_path(w, base)
-            offset = 0
-            try:
-                if w.size >= RESUME_MIN_BYTES:
-                    have = executor.file_size(host, staged)
-                    if have is not None and 0 < have <= w.size:
-                        offset = have
-                report = _per_file(progress, w)
-                count = 0 if offset == w.size else executor.send_file(host, w.source, staged, offset, report, cancel)
-                sent[i] = (count, offset)
-            except TransferInterrupted as exc:
-                results[i] = TransferResult("interrupted", w.dest, reason=str(exc) or "interrupted")
-            except OSError as exc:
-                reason, hint = _why(exc, host, w.dest, w.sudo, host.user or "")
-                if getattr(exc, "errno", None) == errno.ENOSPC:
-                    _remove(executor, host, staged)
-                results[i] = TransferResult("failed", w.dest, reason=reason, hint=hint)
-            except TransferError as exc:
-                results[i] = TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint)
+            results.setdefault(i, TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint))
+    except Exception as exc:  # noqa: BLE001 - the connection broke (paramiko, EOF, a refused channel)
+        reason = f"connection to {host.label} lost during the transfer: {exc or type(exc).__name__}"
+        hint = "- run again: the transfer resumes where it stopped"
+        for i, w in enumerate(writes):
+            if i not in results or i in sent:
+                results[i] = TransferResult("unreachable", w.dest, reason=reason, hint=hint)
+                sent.pop(i, None)
+    for i, w, staged in unclear:
+        results[i] = _disk_full(executor, host, w, staged) or results[i]
     staged_ok = [(i, w) for i, w in enumerate(writes) if i not in results]
     for sudo in (False, True):
         group = [(i, w) for i, w in staged_ok if w.sudo == sudo]
         if group:
             _finish(executor, host, group, sudo, sent, results)
     return [results[i] for i in range(len(writes))]
+
+
+def _disk_full(executor: Executor, host: Host, write: FileWrite, staged: str) -> TransferResult | None:
+    """A failed write on a full file system, said so, its temporary file removed; None when not full."""
+    folder = _split(staged)[0]
+    probe, lines = _run_script(executor, host, f"df -Pk -- {shlex.quote(folder)} | awk 'NR==2 {{print $4}}'", False, 30)
+    free = next((int(x) for x in lines if x.strip().isdigit()), None) if probe.ok else None
+    if free is None or free * 1024 > max(write.size, 1) // 50 + 65536:
+        return None
+    _remove(executor, host, staged)
+    return TransferResult(
+        "failed",
+        write.dest,
+        reason=f"no space left on the device holding {write.dest} on {host.label}; nothing was replaced",
+        hint=f"- free space on that file system (df -h {folder} there), then run again",
+    )
 
 
 def _per_file(progress: Callable[[FileWrite, int], None] | None, write: FileWrite) -> Callable[[int], None]:
@@ -429,8 +473,9 @@ def _finish(
                                         hint=result.hint, tail=tail)  # fmt: skip
             continue
         step = verdict[2] if len(verdict) > 2 else "?"
-        results[i] = TransferResult("failed", w.dest, reason=_step_reason(step, verdict, w, host, tail),
-                                    hint=_step_hint(step, w, tail), tail=tail)  # fmt: skip
+        full = _disk_full(executor, host, w, staging_path(w, executor.staging_dir)) if step == "checksum" else None
+        results[i] = full or TransferResult("failed", w.dest, reason=_step_reason(step, verdict, w, host, tail),
+                                            hint=_step_hint(step, w, tail), tail=tail)  # fmt: skip
 
 
 def _step_reason(step: str, verdict: list[str], w: FileWrite, host: Host, tail: tuple[str, ...]) -> str:
@@ -887,3 +932,73 @@ def _diff(executor: Executor, host: Host, item: _Item, source: str) -> list[str]
         lineterm="",
     )
     return list(lines)
+
+
+@dataclass(frozen=True)
+class DryCheck:
+    """What a dry run found out about one file operation on one host (read only)."""
+
+    task: str
+    host: str
+    index: int
+    op: str
+    dest: str
+    changed: bool
+    files: int
+    changed_files: int
+    diff: tuple[str, ...] = ()
+    problem: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for ``--format json``."""
+        return {
+            "task": self.task, "host": self.host, "index": self.index, "op": self.op, "dest": self.dest,
+            "changed": self.changed, "files": self.files, "changed_files": self.changed_files,
+            "diff": list(self.diff), "problem": self.problem,
+        }  # fmt: skip
+
+
+def dry_run(plan: Any, registry: Any, workers: int = 10) -> dict[tuple[str, str, int], DryCheck]:
+    """Check every file operation of ``plan`` on its host without changing anything.
+
+    Each host is asked what is at each destination (one read-only script) and, for
+    templates and small text files that would change, the current file is read for a
+    diff. A host that cannot be asked gets a :attr:`DryCheck.problem` instead.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nexus_core.api import ExecutorContext
+
+    jobs: list[tuple[str, Host, int, Transfer]] = []
+    for name in plan.order:
+        for hp in plan.tasks[name].hosts:
+            jobs.extend((name, hp.host, i, op) for i, op in enumerate(hp.commands) if isinstance(op, Transfer))
+    if not jobs:
+        return {}
+    executors: dict[str, Executor] = {}
+    lock = threading.Lock()
+
+    def executor_for(transport: str) -> Executor:
+        with lock:
+            if transport not in executors:
+                cls = registry.executors[transport]
+                context = ExecutorContext(config=plan.config, root=plan.root, emit=lambda _e: None, run_id="dry-run")
+                executors[transport] = cls(context)
+            return executors[transport]
+
+    def one(job: tuple[str, Host, int, Transfer]) -> DryCheck:
+        name, host, index, op = job
+        try:
+            changed, files, changing, diff, problem = check(executor_for(host.transport), host, op)
+        except Exception as exc:  # noqa: BLE001 - a dry run reports, never fails on a host
+            changed, files, changing, diff, problem = True, 0, 0, [], f"could not check: {exc}"
+        return DryCheck(name, host.label, index, op.kind, op.dest, changed, files, changing, tuple(diff), problem)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs))), thread_name_prefix="nexus-dry") as pool:
+            found = list(pool.map(one, jobs))
+    finally:
+        for ex in executors.values():
+            with contextlib.suppress(Exception):
+                ex.close()
+    return {(c.task, c.host, c.index): c for c in found}

@@ -224,6 +224,14 @@ def _can_prompt() -> bool:
         return False
 
 
+def _file_checks(plan: Plan) -> dict[tuple[str, str, int], Any]:
+    """What each file operation would change on its host (read only; see nexus_core.transfer)."""
+    from nexus_core import transfer
+
+    limit = int(plan.config.get("parallel_limit") or 10)
+    return transfer.dry_run(plan, plugin_manager().registry, workers=limit)
+
+
 def _dry_run(plan: Plan, fmt: str) -> None:
     """Print the plan after the pre-flight checks; exit as ``nexus preflight`` would when one fails.
 
@@ -234,19 +242,19 @@ def _dry_run(plan: Plan, fmt: str) -> None:
 
     checks = run_checks(plan, {"dry_run": True})
     code = preflight_exit_code(preflight_failures(checks))
+    files = _file_checks(plan) if code == 0 else {}
     if fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "event": "plan",
-                    "dry_run": True,
-                    "plan": plan.to_dict(),
-                    "preflight": [c.to_dict() for c in checks],
-                    "preflight_passed": code == 0,
-                }
-            )
-        )
+        out: dict[str, Any] = {
+            "event": "plan",
+            "dry_run": True,
+            "plan": plan.to_dict(),
+            "preflight": [c.to_dict() for c in checks],
+            "preflight_passed": code == 0,
+        }
+        if files:
+            out["files"] = [c.to_dict() for c in files.values()]
+        click.echo(json.dumps(out))
     else:
-        click.echo(plan_text(Style.detect(), plan, checks))
+        click.echo(plan_text(Style.detect(), plan, checks, files))
     if code:
         raise Exit(code)

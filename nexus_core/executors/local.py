@@ -34,7 +34,6 @@ from nexus_core.api import (
     ExecutorContext,
     OutputCallback,
     ProgressCallback,
-    _no_progress,
 )
 from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
@@ -208,7 +207,7 @@ class LocalExecutor(Executor):
         local_path: str,
         remote_path: str,
         offset: int = 0,
-        progress: ProgressCallback = _no_progress,
+        progress: ProgressCallback | None = None,
         cancel: Cancel | None = None,
     ) -> int:
         """Copy ``local_path`` from ``offset`` into ``remote_path`` (a path on this machine)."""
@@ -220,7 +219,7 @@ class LocalExecutor(Executor):
         remote_path: str,
         local_path: str,
         offset: int = 0,
-        progress: ProgressCallback = _no_progress,
+        progress: ProgressCallback | None = None,
         cancel: Cancel | None = None,
     ) -> int:
         """Copy ``remote_path`` (a path on this machine) from ``offset`` into ``local_path``."""
@@ -360,7 +359,7 @@ class LocalExecutor(Executor):
         self._watchdog.close()
 
 
-def _copy(source: str, target: str, offset: int, progress: ProgressCallback, cancel: Cancel | None) -> int:
+def _copy(source: str, target: str, offset: int, progress: ProgressCallback | None, cancel: Cancel | None) -> int:
     """Copy ``source`` from ``offset`` into ``target`` at ``offset`` (created or truncated at 0)."""
     from nexus_core.api import TransferInterrupted
 
@@ -377,7 +376,8 @@ def _copy(source: str, target: str, offset: int, progress: ProgressCallback, can
                 break
             dst.write(chunk)
             done += len(chunk)
-            progress(offset + done)
+            if progress is not None:
+                progress(offset + done)
     return done
 
 

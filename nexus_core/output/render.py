@@ -82,6 +82,8 @@ class TreeRenderer(Renderer):
         super().__init__(style, out, err)
         self.tasks: dict[str, _TaskState] = {}
         self._live: Any = None
+        #: Big files moving now, by (task, host, path): (bytes done, total), for the live view.
+        self._transfers: dict[tuple[str, str, str], tuple[int, int]] = {}
         if style.live and not self.verbose:
             self._start_live()
 
@@ -120,7 +122,28 @@ class TreeRenderer(Renderer):
                 f"{spin} {name} {fmt_duration(now - state.started)}"
                 f" [{done}/{len(state.order) or len(state.hosts)} hosts done] {detail}{more}"
             )
-        return Text("\n".join(lines[:20]))
+        for (_task, host, path), (done, total) in list(self._transfers.items())[:8]:
+            share = done / total if total else 1.0
+            width = 24
+            full = int(share * width)
+            bar = ("█" if self.style.unicode else "#") * full + ("░" if self.style.unicode else ".") * (width - full)
+            lines.append(f"  {host} {clean(path)} {bar} {share:4.0%} {done >> 20}/{total >> 20} MB")
+        return Text("\n".join(lines[:28]))
+
+    def on_transfer_progress(self, e: ev.TransferProgress) -> None:
+        """A big file's progress: a bar in the live view (on a terminal only)."""
+        if self._live is None:
+            return
+        key = (e.task, e.host, e.path)
+        if e.done >= e.total:
+            self._transfers.pop(key, None)
+        else:
+            self._transfers[key] = (e.done, e.total)
+
+    def on_transfer_stop(self, e: ev.TransferStop) -> None:
+        """The operation's bars go when it ends."""
+        for key in [k for k in self._transfers if k[0] == e.task and k[1] == e.host]:
+            self._transfers.pop(key, None)
 
     def write(self, text: str) -> None:
         if self._live is not None:

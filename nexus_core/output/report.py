@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from nexus_core.exitcodes import ExitCode
 from nexus_core.model import Problem
@@ -170,7 +170,12 @@ def summary_line(style: Style, result: RunResult) -> str:
     return style.paint(f"{style.fail} Failed after {took}: " + ", ".join(parts), "red")
 
 
-def plan_text(style: Style, plan: Plan, checks: Sequence[CheckResult] = ()) -> str:
+def plan_text(
+    style: Style,
+    plan: Plan,
+    checks: Sequence[CheckResult] = (),
+    files: Mapping[tuple[str, str, int], Any] | None = None,
+) -> str:
     """The dry-run view: pre-flight, execution plan by phase, summary."""
     s = style
     rule = "═" if s.unicode else "="
@@ -185,7 +190,7 @@ def plan_text(style: Style, plan: Plan, checks: Sequence[CheckResult] = ()) -> s
         mode = "parallel" if len(phase) > 1 else next(iter(kinds))
         lines.append(f"  Phase {i} ({mode}):" if len(phase) > 1 else f"  Phase {i}:")
         for name in phase:
-            lines.extend(_task_plan_lines(s, plan, name))
+            lines.extend(_task_plan_lines(s, plan, name, files or {}))
     hosts = plan.hosts
     n_tasks, n_phases, n_cmds = len(plan.tasks), len(plan.phases), plan.command_count()
     lines += [
@@ -203,7 +208,7 @@ def plan_text(style: Style, plan: Plan, checks: Sequence[CheckResult] = ()) -> s
     return "\n".join(lines)
 
 
-def _task_plan_lines(s: Style, plan: Plan, name: str) -> list[str]:
+def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, str, int], Any]) -> list[str]:
     from nexus_core.guards import dry_run_note
 
     t = plan.tasks[name]
@@ -227,6 +232,11 @@ def _task_plan_lines(s: Style, plan: Plan, name: str) -> list[str]:
             note = dry_run_note(c, t.hosts[0].host, plan.root)
             note = "  " + s.paint(f"({note})", "dim") if note else ""
             lines.append(f"{indent}{s.branch(i == len(commands) - 1)} {c.cmd}" + (f"  {flags}" if flags else "") + note)
+            labels_here = [label] if label is not None else [hp.host.label for hp in t.hosts]
+            for host_label in labels_here:
+                found = files.get((name, host_label, i))
+                if found is not None:
+                    lines.extend(_file_check_lines(s, indent + "    ", found, label is None and len(labels_here) > 1))
     lines.extend(_handler_and_artifact_lines(s, plan, name))
     return lines
 
@@ -245,6 +255,23 @@ def _handler_and_artifact_lines(s: Style, plan: Plan, name: str) -> list[str]:
     paths = list(dict.fromkeys(p for hp in t.hosts for p in hp.artifacts))
     if paths:
         out.append("      " + s.paint("artifacts: " + ", ".join(paths), "dim"))
+    return out
+
+
+def _file_check_lines(s: Style, indent: str, found: Any, named: bool) -> list[str]:
+    """A dry run's verdict on one file operation for one host, and its diff."""
+    who = f"{found.host}: " if named else ""
+    if found.problem:
+        return [indent + s.paint(f"{who}{found.problem}", "red")]
+    if not found.changed:
+        text = "unchanged" if found.files <= 1 else f"unchanged ({found.files} files)"
+        return [indent + s.paint(f"{who}{text}", "dim")]
+    text = "would change" if found.files <= 1 else f"would change {found.changed_files} of {found.files} files"
+    out = [indent + s.paint(f"{who}{text}", "yellow")]
+    for line in found.diff:
+        color = "green" if line.startswith("+") and not line.startswith("+++") else (
+            "red" if line.startswith("-") and not line.startswith("---") else "dim")  # fmt: skip
+        out.append(indent + "  " + s.paint(line, color))
     return out
 
 

@@ -43,7 +43,7 @@ import random
 import shlex
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -400,6 +400,76 @@ class ExecutorConformance:
         for i, (result, lines) in results.items():
             assert result.ok, result
             assert lines.of("stdout") == [f"start-{i}", f"end-{i}"]
+
+    # --- files (nexus_core.transfer on the executor's primitives) --------------------------
+
+    @pytest.fixture
+    def remote_folder(self, executor: Executor, host: Host) -> Iterator[str]:
+        """A fresh folder on the host that the login user may write in (removed after)."""
+        if not executor.capabilities.file_transfer:
+            pytest.skip("the executor declares no file transfer")
+        folder = f"/tmp/nexus-conformance-{_token()}"
+        made, _ = self.run(executor, host, f"mkdir -p {folder} && chmod 777 {folder}")
+        assert made.ok, made
+        yield folder
+        self.run(executor, host, f"rm -rf {folder}")
+
+    def test_a_file_is_written_verified_and_then_left_unchanged(
+        self, executor: Executor, host: Host, tmp_path: Path, remote_folder: str
+    ) -> None:
+        """``write_files`` puts the bytes in place (no temporary file left); ``stat_files``
+        then finds the same sha256, which is what makes a second transfer unnecessary."""
+        from nexus_core import transfer
+
+        source = tmp_path / "data.bin"
+        source.write_bytes(os.urandom(100_000))
+        dest = f"{remote_folder}/data.bin"
+        result = transfer.put(executor, host, str(source), dest, mode=0o640)
+        assert result.ok and result.changed and result.sent == 100_000, result
+        [state] = transfer.stat_files(executor, host, [dest], [100_000])
+        assert state.kind == "file" and state.sha256 == transfer.local_sha256(str(source)) and state.mode == 0o640
+        listing, lines = self.run(executor, host, f"ls -A {remote_folder}")
+        assert listing.ok and lines.of("stdout") == ["data.bin"], "no temporary file stays behind"
+        back = tmp_path / "back.bin"
+        fetched = transfer.fetch(executor, host, dest, str(back))
+        assert fetched.ok and back.read_bytes() == source.read_bytes()
+        again = transfer.fetch(executor, host, dest, str(back))
+        assert again.ok and not again.changed
+
+    def test_a_partial_transfer_resumes_from_its_end(
+        self, executor: Executor, host: Host, tmp_path: Path, remote_folder: str
+    ) -> None:
+        """The temporary file an interrupted transfer left is extended, not sent again."""
+        from nexus_core import transfer
+
+        data = os.urandom(3 << 20)
+        source = tmp_path / "big.bin"
+        source.write_bytes(data)
+        write = transfer.file_write(str(source), f"{remote_folder}/big.bin")
+        half = tmp_path / "half.bin"
+        half.write_bytes(data[: 1 << 20])
+        with executor.file_session(host):
+            executor.send_file(host, str(half), transfer.staging_path(write))
+        [result] = transfer.write_files(executor, host, [write])
+        assert result.ok and result.resumed_from == 1 << 20 and result.sent == 2 << 20, result
+        [state] = transfer.stat_files(executor, host, [write.dest], [write.size])
+        assert state.sha256 == write.sha256
+
+    def test_a_write_that_fails_validation_leaves_the_old_file(
+        self, executor: Executor, host: Host, tmp_path: Path, remote_folder: str
+    ) -> None:
+        """``validate`` runs on the temporary file; a failure keeps the destination as it was."""
+        from nexus_core import transfer
+
+        dest = f"{remote_folder}/conf"
+        made, _ = self.run(executor, host, f"echo old > {dest}")
+        assert made.ok
+        source = tmp_path / "conf"
+        source.write_text("new\n")
+        result = transfer.put(executor, host, str(source), dest, validate="grep -q old {path}")
+        assert not result.ok and "validation" in result.reason, result
+        cat, lines = self.run(executor, host, f"cat {dest}; ls -A {remote_folder}")
+        assert cat.ok and lines.of("stdout") == ["old", "conf"]
 
     def test_file_transfer_round_trip(self, executor: Executor, host: Host, tmp_path: Path) -> None:
         """``put`` then ``get`` copies bytes unchanged (when the executor declares file transfer)."""

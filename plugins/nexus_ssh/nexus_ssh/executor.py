@@ -15,7 +15,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.plugin import (
@@ -53,6 +53,7 @@ from nexus_ssh.settings import (
     Resolver,
     SettingsError,
 )
+from nexus_ssh.transfer import SftpFiles
 
 if TYPE_CHECKING:
     from paramiko.channel import Channel
@@ -250,7 +251,7 @@ class _Follower:
         return self.out.lines, self.err.lines
 
 
-class SshExecutor(Executor):
+class SshExecutor(SftpFiles, Executor):
     """Runs commands over SSH with per-host pools, host key checks and jump hosts.
 
     Registered as ``ssh`` by :mod:`nexus_ssh.plugin` (which never imports this module).
@@ -999,32 +1000,21 @@ class SshExecutor(Executor):
 
         return pooled_connection(self, host, streams)
 
-    def put(self, host: Host, local_path: str, remote_path: str) -> None:
-        """Upload a file over SFTP on a pooled connection."""
-        self._sftp(host, lambda sftp: sftp.put(local_path, remote_path))
-
-    def get(self, host: Host, remote_path: str, local_path: str) -> None:
-        """Download a file over SFTP on a pooled connection."""
-        self._sftp(host, lambda sftp: sftp.get(remote_path, local_path))
-
-    def _sftp(self, host: Host, action: Callable[[Any], Any]) -> None:
-        from paramiko.sftp_client import SFTPClient
-
+    @contextlib.contextmanager
+    def _borrow(self, host: Host) -> Iterator[Any]:
+        """A pooled connection to ``host`` for one use that is not a command (SFTP)."""
         spec = self.spec_for(host)
         pool = self._pool(spec, host_label(host.name, spec.target.port))
-        cancel = self.context.cancel
-        got = self._checkout(pool, spec, host, cancel, None, time.monotonic())
+        got = self._checkout(pool, spec, host, self.context.cancel, None, time.monotonic())
         if isinstance(got, CommandResult):
             raise ConnectionError(got.reason)
         conn, _ = got
         try:
-            sftp = SFTPClient.from_transport(conn.transport)
-            if sftp is None:
-                raise ConnectionError(f"SFTP is not available on {host.name}")
-            try:
-                action(sftp)
-            finally:
-                sftp.close()
+            yield conn
+        except BaseException:
+            if not conn.transport.is_active():
+                conn.broken = True
+            raise
         finally:
             pool.checkin(conn)
 

@@ -1,0 +1,339 @@
+"""End to end: ``upload``, ``template`` and ``download`` through the real CLI over SFTP on the sshd bed.
+
+The bed's hosts are one machine: each test writes under a folder of its own, and a path per
+host (``hostname()`` in the path) when several hosts take part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nexus_core.testing import NexusProject, Outcome
+from nexus_core.testing.sshbed import USER_KEY, SshBed
+
+pytestmark = pytest.mark.ssh
+
+H1, H2, H3 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+@pytest.fixture
+def project(nexus_project: NexusProject, sshbed: SshBed) -> NexusProject:
+    nexus_project.env["NEXUS_SSH_CONFIG"] = ""
+    nexus_project.env.pop("SSH_AUTH_SOCK", None)
+    return nexus_project
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A folder on the bed's machine that the login user owns (removed after)."""
+    path = Path(f"/tmp/nexus-files-{uuid.uuid4().hex[:8]}")
+    path.mkdir()
+    shutil.chown(path, USER_KEY, USER_KEY)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def write(project: NexusProject, bed: SshBed, body: str) -> None:
+    import textwrap
+
+    head = (
+        "from nexus_core import config, download, hostname, run, task, template, upload\n"
+        f"config(ssh_user={USER_KEY!r}, ssh_identity={bed.key_path('ed25519')!r}, "
+        f"ssh_known_hosts_file={bed.known_hosts!r}, ssh_port={bed.port!r})\n"
+    )
+    project.write(head + textwrap.dedent(body).lstrip("\n"))
+
+
+def run(project: NexusProject, *args: str, timeout: float = 120) -> Outcome:
+    return project.run(*args, timeout=timeout)
+
+
+def sha(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def big_file(path: Path, megabytes: int) -> Path:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(megabytes):
+            f.write(block[:-8] + i.to_bytes(8, "big"))
+    return path
+
+
+def stops(out: Outcome) -> list[dict[str, Any]]:
+    return out.of("transfer.stop")
+
+
+def test_a_200_mb_upload_arrives_verified_and_a_rerun_sends_nothing(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    source = big_file(project.root / "big.bin", 200)
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def ship():
+            upload("big.bin", "{folder}/")
+    """,
+    )
+    first = run(project, "run", "ship", "--format", "json", timeout=300)
+    assert first.code == 0, first
+    assert sha(folder / "big.bin") == sha(source)
+    [stop] = stops(first)
+    assert stop["changed"] and stop["bytes"] == 200 << 20 and stop["sha256"] == sha(source)
+    assert first.of("transfer.progress"), "a 200 MB file reports progress"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")], "no temporary file is left"
+    again = run(project, "run", "ship", "--format", "json", timeout=300)
+    assert again.code == 0, again
+    [stop] = stops(again)
+    assert not stop["changed"] and stop["bytes"] == 0 and stop["unchanged_files"] == 1
+    [cmd] = again.of("command.stop")
+    assert cmd["changed"] is False and cmd["reason"] == "unchanged"
+
+
+def test_a_killed_upload_resumes_where_it_stopped(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    source = big_file(project.root / "big.bin", 200)
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def ship():
+            upload("big.bin", "{folder}/big.bin")
+    """,
+    )
+    env = {**os.environ, "NO_COLOR": "1", "CI": "1", **project.env}
+    for name in ("NEXUS_CONFIG", "NEXUS_LOAD_PLUGINS", "NEXUS_POLICY_FILE"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "ship", "--format", "json"],
+        cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    killed_at = 0
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "transfer.progress" and event["done"] >= 30 << 20:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = event["done"]
+                break
+            assert event["event"] != "transfer.stop", "the transfer ended before it could be killed"
+            assert time.monotonic() < deadline
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert killed_at
+    assert not (folder / "big.bin").exists(), "nothing at the destination until the file is complete"
+    parts = [p for p in folder.iterdir() if p.name.endswith(".part")]
+    assert len(parts) == 1 and 0 < parts[0].stat().st_size < 200 << 20
+    kept = parts[0].stat().st_size
+    again = run(project, "run", "ship", "--format", "json", timeout=300)
+    assert again.code == 0, again
+    [stop] = stops(again)
+    assert stop["resumed"] == kept and stop["bytes"] == (200 << 20) - kept, stop
+    assert sha(folder / "big.bin") == sha(source)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_sudo_writes_into_a_root_owned_folder_with_owner_and_mode(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    locked = folder / "etc"
+    locked.mkdir(mode=0o755)
+    shutil.chown(locked, "root", "root")
+    (project.root / "app.conf").write_text("key = 1\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def plain():
+            upload("app.conf", "{locked}/app.conf")
+
+        @task(on=["{H1}"])
+        def rooted():
+            upload("app.conf", "{locked}/app.conf", sudo=True, owner="nexus_nosudo", mode=0o640)
+    """,
+    )
+    denied = run(project, "run", "plain")
+    assert denied.code == 1, denied
+    assert (
+        "permission denied" in denied.stderr and str(locked) in denied.stderr and "sudo=True" in denied.stderr
+    )
+    assert H1 in denied.stderr
+    assert list(locked.iterdir()) == []
+    done = run(project, "run", "rooted", "--format", "json")
+    assert done.code == 0, done
+    st = (locked / "app.conf").stat()
+    assert (locked / "app.conf").read_text() == "key = 1\n"
+    assert oct(st.st_mode & 0o7777) == oct(0o640)
+    import pwd
+
+    assert pwd.getpwuid(st.st_uid).pw_name == "nexus_nosudo"
+    assert list(locked.iterdir()) == [locked / "app.conf"], "no temporary file is left"
+    again = run(project, "run", "rooted", "--format", "json")
+    assert again.code == 0 and not stops(again)[0]["changed"], again
+
+
+def test_a_template_dry_run_shows_the_diff_and_writes_nothing(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    project.write("port = {{ port }}\nname = {{ host.name }}\n", "app.conf.j2")
+    body = f"""
+        import os
+        @task(on=["{H1}", "{H2}"])
+        def conf():
+            port = int(os.environ.get("PORT", "1"))
+            template("app.conf.j2", f"{folder}/app-{{hostname()}}.conf", vars={{"port": port}})
+    """
+    write(project, sshbed, body)
+    first = run(project, "run", "conf")
+    assert first.code == 0, first
+    target = folder / f"app-{H1}.conf"
+    assert target.read_text() == f"port = 1\nname = {H1}\n"
+    before = (target.stat().st_mtime_ns, target.read_bytes())
+    dry = project.run("run", "conf", "-n", env={"PORT": "2"})
+    assert dry.code == 0, dry
+    assert "-port = 1" in dry.stdout and "+port = 2" in dry.stdout, dry
+    assert "would change" in dry.stdout
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    same = run(project, "run", "conf", "-n")
+    assert same.code == 0 and "unchanged" in same.stdout and "+port" not in same.stdout, same
+
+
+def test_a_failing_validation_keeps_the_old_file(project: NexusProject, sshbed: SshBed, folder: Path) -> None:
+    target = folder / "sudoers"
+    target.write_text("old\n")
+    project.write("{{ text }}\n", "rule.j2")
+    write(
+        project,
+        sshbed,
+        f"""
+        import os
+        @task(on=["{H1}"])
+        def rule():
+            template("rule.j2", "{target}", vars={{"text": os.environ.get("TEXT", "good")}},
+                     validate="grep -q good {{path}} || {{ echo 'rule is not good' >&2; exit 3; }}")
+    """,
+    )
+    bad = project.run("run", "rule", env={"TEXT": "bad"})
+    assert bad.code == 1, bad
+    assert target.read_text() == "old\n"
+    assert "validation" in bad.stderr and "rule is not good" in bad.stderr, bad
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    good = run(project, "run", "rule")
+    assert good.code == 0, good
+    assert target.read_text() == "good\n"
+
+
+def test_host_side_problems_are_named_and_nothing_is_half_written(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    (folder / "adir").mkdir()
+    shutil.chown(folder / "adir", USER_KEY, USER_KEY)
+    (project.root / "f.txt").write_text("x\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def into_dir():
+            upload("f.txt", "{folder}/adir")
+
+        @task(on=["{H1}"])
+        def no_parent():
+            upload("f.txt", "{folder}/missing/f.txt")
+    """,
+    )
+    out = run(project, "run", "into_dir")
+    assert out.code == 1 and f"{folder}/adir" in out.stderr and "is a folder" in out.stderr, out
+    assert "end `to` with /" in out.stderr
+    out = run(project, "run", "no_parent")
+    assert out.code == 1 and f"{folder}/missing does not exist" in out.stderr and "mkdir -p" in out.stderr, (
+        out
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["adir"] and list((folder / "adir").iterdir()) == []
+
+
+def test_a_full_disk_is_reported_and_leaves_nothing(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    small = folder / "small"
+    small.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=1777", "tmpfs", str(small)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        big_file(project.root / "big.bin", 3)
+        write(
+            project,
+            sshbed,
+            f"""
+            @task(on=["{H1}"])
+            def fill():
+                upload("big.bin", "{small}/big.bin")
+        """,
+        )
+        out = run(project, "run", "fill")
+        assert out.code == 1, out
+        assert "no space left" in out.stderr and str(small) in out.stderr and H1 in out.stderr, out
+        assert list(small.iterdir()) == [], "neither the file nor its temporary file stays"
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_tree_goes_to_three_hosts_and_comes_back(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    site = project.root / "site"
+    (site / "css").mkdir(parents=True)
+    for i in range(30):
+        (site / f"page{i}.html").write_text(f"<p>{i}</p>\n")
+    (site / "css" / "main.css").write_text("body {}\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}", "{H2}", "{H3}"])
+        def publish():
+            upload("site", f"{folder}/www-{{hostname()}}", recursive=True)
+            download(f"{folder}/www-{{hostname()}}/css/main.css", f"back/{{hostname()}}/main.css")
+    """,
+    )
+    out = run(project, "run", "publish", "--format", "json")
+    assert out.code == 0, out
+    for h in (H1, H2, H3):
+        root = folder / f"www-{h}"
+        assert sorted(p.name for p in root.iterdir()) == sorted(
+            [*(f"page{i}.html" for i in range(30)), "css"]
+        )
+        assert (root / "page7.html").read_text() == "<p>7</p>\n"
+        assert (project.root / "back" / h / "main.css").read_text() == "body {}\n"
+    (site / "page3.html").write_text("changed\n")
+    again = run(project, "run", "publish", "--format", "json")
+    assert again.code == 0, again
+    uploads = [s for s in stops(again) if s["op"] == "upload"]
+    assert [s["changed_files"] for s in uploads] == [1, 1, 1]
+    assert all(not s["changed"] for s in stops(again) if s["op"] == "download")

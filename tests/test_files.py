@@ -1,0 +1,163 @@
+"""``upload``, ``template`` and ``download`` on the local machine, through the real CLI.
+
+The SSH side (SFTP, sudo, resume after kill -9, a full disk) is tested on the sshd bed in
+plugins/nexus_ssh/tests/test_ssh_files.py; these tests hold for any executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from nexus_core.testing import NexusProject
+
+
+def nexusfile(project: NexusProject, body: str) -> None:
+    project.write("from nexus_core import download, run, task, template, upload\n" + body)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_upload_template_and_download_then_nothing_changes(nexus_project: NexusProject) -> None:
+    root = nexus_project.root
+    (root / "site" / "css").mkdir(parents=True)
+    (root / "site" / "index.html").write_text("<h1>hi</h1>\n")
+    (root / "site" / "css" / "a.css").write_text("a {}\n")
+    (root / "app.bin").write_bytes(bytes(range(256)) * 1000)
+    (root / "app.conf.j2").write_text("port = {{ port }}\ntask = {{ task.name }}\nhost = {{ host.name }}\n")
+    (root / "out").mkdir()
+    nexusfile(
+        nexus_project,
+        """
+@task
+def deploy():
+    upload("app.bin", "out/")
+    upload("site", "out/www", recursive=True)
+    template("app.conf.j2", "out/app.conf", vars={"port": 8080}, mode=0o600)
+    download("out/app.conf", "fetched/conf/app.conf")
+""",
+    )
+    first = nexus_project.run("run", "deploy", "--format", "json")
+    assert first.code == 0, first
+    assert sha(root / "out" / "app.bin") == sha(root / "app.bin")
+    assert (root / "out" / "www" / "css" / "a.css").read_text() == "a {}\n"
+    assert (root / "out" / "app.conf").read_text() == "port = 8080\ntask = deploy\nhost = local\n"
+    assert (root / "out" / "app.conf").stat().st_mode & 0o777 == 0o600
+    assert (root / "fetched" / "conf" / "app.conf").read_text() == (root / "out" / "app.conf").read_text()
+    stops = first.of("transfer.stop")
+    assert [s["op"] for s in stops] == ["upload", "upload", "template", "download"]
+    assert all(s["changed"] for s in stops) and stops[0]["sha256"] == sha(root / "app.bin")
+    assert stops[1]["files"] == 2 and stops[1]["changed_files"] == 2
+    assert all(c["changed"] for c in first.of("command.stop"))
+    assert not [p for p in (root / "out").rglob(".*")], "no temporary file stays behind"
+    again = nexus_project.run("run", "deploy", "--format", "json")
+    assert again.code == 0, again
+    assert [s["changed"] for s in again.of("transfer.stop")] == [False] * 4
+    assert sum(s["bytes"] for s in again.of("transfer.stop")) == 0
+    assert [c["reason"] for c in again.of("command.stop")] == ["unchanged"] * 4
+
+
+def test_mistakes_in_file_operations_are_all_reported_before_anything_runs(nexus_project: NexusProject) -> None:
+    root = nexus_project.root
+    (root / "folder").mkdir()
+    (root / "broken.j2").write_text("line one\n{% if x %}\nno end\n")
+    (root / "undefined.j2").write_text("fine\nport = {{ prot }}\n")
+    nexusfile(
+        nexus_project,
+        """
+@task
+def deploy():
+    run("touch ran")
+    upload("missing.txt", "/tmp/x")
+    upload("folder", "/tmp/y")
+    template("broken.j2", "/tmp/z")
+    template("undefined.j2", "/tmp/w", vars={"port": 1})
+    upload("folder", "/tmp/v", recursive=True, mode="rwx")
+""",
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 2, out
+    text = out.stdout + out.stderr
+    assert "missing.txt" in text and "does not exist" in text
+    assert "'folder' is a folder" in text and "recursive=True" in text
+    assert "broken.j2:" in text and "syntax error" in text
+    assert "undefined.j2:2" in text and "'prot' is undefined" in text
+    assert "mode must be permission bits" in text
+    assert not (root / "ran").exists()
+
+
+def test_a_dry_run_shows_the_diff_and_writes_nothing(nexus_project: NexusProject) -> None:
+    root = nexus_project.root
+    (root / "t.j2").write_text("a = {{ a }}\nsame\n")
+    nexusfile(
+        nexus_project,
+        """
+import os
+@task
+def conf():
+    template("t.j2", "out/t.conf", vars={"a": os.environ.get("A", "1")})
+""",
+    )
+    (root / "out").mkdir()
+    assert nexus_project.run("run", "conf").code == 0
+    target = root / "out" / "t.conf"
+    before = (target.stat().st_mtime_ns, target.read_bytes())
+    dry = nexus_project.run("run", "conf", "-n", env={"A": "2"})
+    assert dry.code == 0, dry
+    assert "would change" in dry.stdout and "-a = 1" in dry.stdout and "+a = 2" in dry.stdout
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["t.conf"]
+    as_json = nexus_project.run("run", "conf", "-n", "--format", "json", env={"A": "2"})
+    [plan] = [json.loads(line) for line in as_json.stdout.splitlines() if line.startswith("{")]
+    [found] = plan["files"]
+    assert found["changed"] and "+a = 2" in found["diff"] and found["op"] == "template"
+    same = nexus_project.run("run", "conf", "-n")
+    assert "unchanged" in same.stdout and "+a" not in same.stdout
+
+
+def test_validation_failure_keeps_the_old_file_and_shows_the_validator(nexus_project: NexusProject) -> None:
+    root = nexus_project.root
+    (root / "out").mkdir()
+    (root / "out" / "rule").write_text("old\n")
+    (root / "rule.j2").write_text("{{ text }}\n")
+    nexusfile(
+        nexus_project,
+        """
+import os
+@task
+def rule():
+    template("rule.j2", "out/rule", vars={"text": os.environ.get("TEXT", "good")},
+             validate="grep -q good {path} || { echo 'not good enough' >&2; exit 4; }")
+""",
+    )
+    bad = nexus_project.run("run", "rule", env={"TEXT": "bad"})
+    assert bad.code == 1, bad
+    assert "validation" in bad.stderr and "not good enough" in bad.stderr
+    assert (root / "out" / "rule").read_text() == "old\n"
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["rule"]
+    assert nexus_project.run("run", "rule").code == 0
+    assert (root / "out" / "rule").read_text() == "good\n"
+
+
+def test_notify_names_are_recorded_on_every_operation(nexus_project: NexusProject) -> None:
+    (nexus_project.root / "f").write_text("x")
+    nexusfile(
+        nexus_project,
+        """
+def restart_app():
+    pass
+
+@task
+def deploy():
+    upload("f", "out/f", notify=restart_app)
+    run("true", notify=["reload", restart_app])
+""",
+    )
+    out = nexus_project.run("run", "deploy", "-n", "--format", "json")
+    [plan] = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    ops = plan["plan"]["tasks"]["deploy"]["hosts"][0]["commands"]
+    assert ops[0]["notify"] == ["restart_app"] and ops[1]["notify"] == ["reload", "restart_app"]
+    assert ops[0]["op"] == "upload" and "op" not in ops[1]
