@@ -363,7 +363,7 @@ class Executor(ABC):
 
         What it yields has Fabric's ``Connection`` API (``run``, ``sudo``, ``put``, ``get``,
         ``cd``...) and rides the executor's own transport to the host: no second connection.
-        ``streams`` (:class:`nexus_core.calls.Streams`) holds ``stdout``/``stderr`` writers for
+        ``streams`` (:class:`nexus_core.calls.CallStreams`) holds ``stdout``/``stderr`` writers for
         command output (invoke's ``out_stream``/``err_stream``), the run's ``cancel`` and the
         call's ``timeout`` in seconds (0: none). Only called when
         ``capabilities.connection`` is true; the default says the transport has none.

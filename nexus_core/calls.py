@@ -256,7 +256,7 @@ class _Lines:
 
 
 @dataclass(frozen=True)
-class Streams:
+class CallStreams:
     """Where a connection given to ``call()`` writes command output: line writers for stdout
     and stderr (each a ``write(str)``/``flush()`` stream), and the cancel and time limit of
     the call. Executors pass the writers to their connection (invoke's ``out_stream``)."""
@@ -276,7 +276,7 @@ def _call(
         return CommandResult("error", None, 0.0, why, retryable=False)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     out, err = _Lines("stdout", on_output, tail), _Lines("stderr", on_output, tail)
-    streams = Streams(out, err, cancel, timeout)
+    streams = CallStreams(out, err, cancel, timeout)
     try:
         with executor.connection(host, streams) as conn:
             value = op.func(conn, *op.args, **dict(op.kwargs))

@@ -222,13 +222,24 @@ def evaluate_handler(project: Project, h: HandlerDef, t: TaskDef, host: Host) ->
         )
     finally:
         _RECORDER.reset(token)
+    from nexus_core.artifacts import Artifact
+
     root = project.root
-    cmds = [
-        c
-        if c.cwd is None or os.path.isabs(c.cwd) or not host.is_local
-        else _with_cwd(c, os.path.normpath(os.path.join(root, c.cwd)))
-        for c in rec.commands
-    ]
+    cmds: list[Command] = []
+    for c in rec.commands:
+        if isinstance(c, Artifact):
+            rec.problems.append(
+                Problem(
+                    f"artifact() is called in handler {h.name!r}",
+                    Location(project.path, c.line),
+                    "declare artifacts in the task body that produces the files",
+                    "bad-handler",
+                )
+            )
+            continue
+        if c.cwd is not None and not os.path.isabs(c.cwd) and host.is_local:
+            c = _with_cwd(c, os.path.normpath(os.path.join(root, c.cwd)))
+        cmds.append(c)
     return cmds, rec.problems
 
 
