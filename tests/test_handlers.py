@@ -345,3 +345,44 @@ def show():
     (event,) = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     cmd = event["plan"]["tasks"]["show"]["hosts"][0]["commands"][0]["cmd"]
     assert cmd.startswith("echo host=") and "at=20" in cmd
+
+
+def test_a_template_notifies_only_when_it_changed_the_file(nexus_project):
+    (nexus_project.root / "app.conf.j2").write_text("host={{ hostname() }} port={{ port }}\n")
+    nexus_project.write(
+        HEADER
+        + """
+from nexus_core import template
+
+@handler
+def reload():
+    run("echo reload >> log")
+
+@task
+def deploy(port="80"):
+    template("app.conf.j2", "app.conf", vars={"port": port}, notify=reload)
+"""
+    )
+    assert nexus_project.run("run", "deploy").code == 0
+    assert nexus_project.run("run", "deploy").code == 0  # unchanged: nothing to reload
+    assert lines(nexus_project.root / "log") == ["reload"]
+    assert nexus_project.run("run", "deploy", "port=81").code == 0
+    assert lines(nexus_project.root / "log") == ["reload", "reload"]
+    import socket
+
+    assert (nexus_project.root / "app.conf").read_text() == f"host={socket.gethostname()} port=81\n"
+
+
+def test_git_context_functions_in_a_task_body(nexus_project):
+    import subprocess
+
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=trunk"]
+    nexus_project.write(HEADER + '\nfrom nexus_core import git_branch, git_sha\n\n@task\ndef show():\n'
+                        '    run(f"echo {git_branch()} {git_sha()}")\n')  # fmt: skip
+    subprocess.run([*git, "init", "-q"], cwd=nexus_project.root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=nexus_project.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=nexus_project.root, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=nexus_project.root, capture_output=True, text=True).stdout
+    out = nexus_project.run("run", "show", "-v")
+    assert out.code == 0, out
+    assert f"trunk {sha.strip()}" in out.stdout
