@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nexus_core._version import API_VERSION, __version__
-from nexus_core.artifacts import artifact
-from nexus_core.calls import call, wait_for
 from nexus_core.dsl import (
     config,
     current_host,
@@ -31,7 +29,18 @@ from nexus_core.files import download, template, upload
 from nexus_core.handlers import handler
 
 if TYPE_CHECKING:
+    from nexus_core.artifacts import artifact
+    from nexus_core.calls import call, wait_for
     from nexus_core.plugin import hookimpl
+
+#: Names imported on first use, so that a nexusfile that does not use them does not pay for
+#: their modules (hashing, globbing, the executor API): name -> module.
+_LAZY = {
+    "artifact": "nexus_core.artifacts",
+    "call": "nexus_core.calls",
+    "wait_for": "nexus_core.calls",
+    "hookimpl": "nexus_core.plugin",
+}
 
 __all__ = [
     "API_VERSION",
@@ -61,12 +70,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import the plugin marker lazily so that a nexusfile's import stays cheap.
+    """Import ``artifact``, ``call``, ``wait_for`` and the plugin marker lazily (a cheap import).
 
     ``nexus_core.hookimpl`` is ``nexus_core.plugin.hookimpl``, the typed marker.
     """
-    if name == "hookimpl":
-        from nexus_core.plugin import hookimpl
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return hookimpl
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'nexus_core' has no attribute {name!r}")
