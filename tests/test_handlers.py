@@ -386,3 +386,16 @@ def test_git_context_functions_in_a_task_body(nexus_project):
     out = nexus_project.run("run", "show", "-v")
     assert out.code == 0, out
     assert f"trunk {sha.strip()}" in out.stdout
+
+
+def test_artifact_globs_reach_the_shell_with_their_literal_parts_quoted():
+    import subprocess
+
+    from nexus_core.artifacts import _glob_words, path_problem
+
+    assert _glob_words("dist/*.whl") == "dist/*.whl"
+    word = _glob_words("it's $(rm -rf x)/*.txt")
+    out = subprocess.run(["sh", "-c", f"printf '%s\\n' {word}"], capture_output=True, text=True, check=True)
+    assert out.stdout == "it's $(rm -rf x)/*.txt\n"  # nothing ran; no match leaves the pattern as written
+    assert path_problem("/etc/passwd") and path_problem("../x") and path_problem("")
+    assert path_problem("dist/sub/[ab]*.tar.gz") is None
