@@ -33,6 +33,8 @@ from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
 if TYPE_CHECKING:
+    from nexus_core.artifacts import RunArtifacts
+    from nexus_core.handlers import Pending
     from nexus_core.state.leftovers import HostPruner
     from nexus_core.state.resume import ResumePoint
 
@@ -164,7 +166,7 @@ class Engine:
         self._report = report or (lambda m: None)
         #: Tasks that declare artifacts (nexus_core.artifacts), and the run's store once needed.
         self._producers = {n for n, tp in plan.tasks.items() if any(hp.artifacts for hp in tp.hosts)}
-        self._store: Any = None
+        self._store: RunArtifacts | None = None
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -740,7 +742,7 @@ class Engine:
 
     # --- artifacts (nexus_core.artifacts) ------------------------------------------------------
 
-    def artifacts(self) -> Any:
+    def artifacts(self) -> RunArtifacts:
         """The run's artifact store (:class:`nexus_core.artifacts.RunArtifacts`)."""
         from nexus_core.artifacts import RunArtifacts
 
@@ -802,7 +804,7 @@ class Engine:
 
     # --- handlers (nexus_core.handlers) --------------------------------------------------------
 
-    def _pending_handlers(self, tp: TaskPlan, hp: HostPlan) -> Any:
+    def _pending_handlers(self, tp: TaskPlan, hp: HostPlan) -> Pending:
         """The handlers notified on this host for this task so far: by a resumed run, or left
         pending by the previous run of the same tasks (each re-recorded for this run)."""
         from nexus_core.handlers import Pending
@@ -815,7 +817,7 @@ class Engine:
         resume = self.options.resume
         earlier: list[tuple[str, str]] = []
         if resume is not None:
-            earlier += [(n, "") for n in getattr(resume, "notified", {}).get(key, ())]
+            earlier += [(n, "") for n in resume.notified.get(key, ())]
         if self.options.carried_from:
             earlier += [
                 (n, f"carried over from run {self.options.carried_from}") for n in self.options.carried.get(key, ())
@@ -826,7 +828,7 @@ class Engine:
                                                index=-1, by=why))  # fmt: skip
         return pending
 
-    def _notify(self, tp: TaskPlan, host: Host, index: int, cmd: Command, pending: Any) -> None:
+    def _notify(self, tp: TaskPlan, host: Host, index: int, cmd: Command, pending: Pending) -> None:
         """Record the notifications of an operation that changed something (checkpointed by the state)."""
         names = tuple(getattr(cmd, "notify", ()) or ())
         for name in pending.add(names):
@@ -834,7 +836,7 @@ class Engine:
                                            index=index, by=cmd.cmd))  # fmt: skip
 
     def _run_handlers(
-        self, tp: TaskPlan, hp: HostPlan, pending: Any, status: str, reason: str, deadline: float, done: list[str]
+        self, tp: TaskPlan, hp: HostPlan, pending: Pending, status: str, reason: str, deadline: float, done: list[str]
     ) -> tuple[str, str]:
         """Run the notified handlers once each, in definition order, at the end of the task on this host.
 
