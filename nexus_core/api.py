@@ -228,7 +228,7 @@ def unsupported_call(executor: type[Executor]) -> str | None:
     return (
         f"the {executor.name!r} transport gives no connection object for call() "
         f"(its executor declares no Fabric-style connection); run this task on hosts of a transport that "
-        f"does (ssh, local), or use run(...)"
+        f"does (e.g. the local machine), or use run(...)"
     )
 
 

@@ -6,7 +6,7 @@
 * ``call(fn, *args, **kwargs)`` runs a Python function at execution time, on the machine
   Nexus runs on, once per host, as ``fn(c, *args, **kwargs)`` where ``c`` is a Fabric-style
   connection to that host given by its executor (:meth:`~nexus_core.api.Executor.connection`):
-  nexus-ssh binds a Fabric ``Connection`` to the pooled SSH transport it already holds, the
+  a remote transport binds a Fabric ``Connection`` to the connection it already holds, the
   local executor gives an invoke ``Context`` with ``put``/``get``. Its return value is shown
   as output; an exception fails the operation like a failed command, with its message.
 
