@@ -44,6 +44,25 @@ def status_dir(run_id: str, host: str = "") -> str:
     return RUNS_DIR[:-1] + f'/{_name(run_id, host)}"'
 
 
+#: Shell text, with ``$nexus_d`` set to a run's status folder: when a status *file* from
+#: Nexus 0.1 is where the folder belongs (a run interrupted before an upgrade, now resumed),
+#: it becomes the folder's ``status`` file, keeping its lines (same format). False otherwise.
+OLD_LAYOUT = (
+    '{ [ -f "$nexus_d" ] && mv -f "$nexus_d" "$nexus_d.v1" && mkdir -p "$nexus_d" '
+    '&& mv -f "$nexus_d.v1" "$nexus_d/status"; }'
+)
+
+
+def adopt_old_layout(folder: str) -> None:
+    """:data:`OLD_LAYOUT` on this machine: a 0.1 status file at ``folder`` becomes ``folder/status``."""
+    import os
+
+    if os.path.isfile(folder):
+        os.replace(folder, folder + ".v1")
+        os.makedirs(folder, exist_ok=True)
+        os.replace(folder + ".v1", os.path.join(folder, "status"))
+
+
 def status_file(run_id: str, host: str = "") -> str:
     """The shell expression (double-quoted) of a run's status file for one host."""
     return status_dir(run_id, host)[:-1] + '/status"'
@@ -71,7 +90,7 @@ def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
     f = status_file(run_id, host)
     k = marker_key
     return (
-        f"f={f}; pid=; rc=\n"
+        f"f={f}; [ -f {status_dir(run_id, host)} ] && f={status_dir(run_id, host)}; pid=; rc=\n"
         f'if [ -f "$f" ]; then while read -r k w v; do if [ "$k" = "{k}" ]; then '
         f'if [ "$w" = pid ]; then pid=$v; rc=; elif [ "$w" = rc ]; then rc=$v; fi; fi; done < "$f"; fi\n'
         f'if [ -n "$rc" ]; then echo "finished $rc"; '

@@ -7,6 +7,7 @@ it and ``--format json`` serialises it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -227,8 +228,13 @@ def check_structure(
         where = cfg_where.get(key)
         package = packages.for_config_key(key) if spec is None else None
         if package is not None:
-            message = f"config() key {key!r} needs the {package} plugin, which is not loaded"
-            hint = f"pip install {package} (then check `nexus plugins`), or remove the key"
+            blocked = registry.unavailable.get(re.sub(r"[-_.]+", "-", package).lower())
+            if blocked is not None:  # installed, but not loaded: say why instead of "install it"
+                message = f"config() key {key!r} needs the {package} plugin: {package} is installed but {blocked}"
+                hint = f"see `nexus plugins`; allow {package} in NEXUS_LOAD_PLUGINS and the plugin policy"
+            else:
+                message = f"config() key {key!r} needs the {package} plugin, which is not loaded"
+                hint = f"pip install {package} (then check `nexus plugins`), or remove the key"
             if running is None:
                 _p(out, message, where, hint, "missing-plugin")
             elif warnings is not None:

@@ -42,7 +42,16 @@ def host_file(root: str, run_id: str, task: str, host: str) -> str:
 
 def redact(line: str, secrets: Iterable[str]) -> str:
     """``line`` with every secret value replaced by ``***`` (longest first, values of 3+ characters)."""
-    for value in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+    return _redact(line, _order(secrets))
+
+
+def _order(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The values :func:`redact` hides, longest first (so a value inside another is not half-hidden)."""
+    return tuple(sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True))
+
+
+def _redact(line: str, ordered: Sequence[str]) -> str:
+    for value in ordered:
         if value in line:
             line = line.replace(value, REDACTED)
     return line
@@ -82,14 +91,21 @@ def prune(root: str, retention_days: float, now: float | None = None, keep: Sequ
 
 
 class _File:
-    """One open task/host log: gzip stream, bytes written, last flush."""
+    """One open task/host log: gzip stream, lines not yet written, bytes kept."""
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.fh = gzip.GzipFile(path, "ab", compresslevel=6)  # closed by the writer
         self.size = 0
-        self.flushed = time.monotonic()
+        self.pending: list[bytes] = []
         self.truncated = False
+
+    def flush(self) -> None:
+        """Compress and write the pending lines, readable at once by ``nexus logs --follow``."""
+        if self.pending:
+            self.fh.write(b"".join(self.pending))
+            self.pending.clear()
+            self.fh.flush()
 
 
 class RunLogWriter:
@@ -100,9 +116,15 @@ class RunLogWriter:
         self.run_id = run_id
         self.max_bytes = max_bytes
         self.secrets = list(secrets)
+        self._ordered = _order(self.secrets)
         self._files: dict[tuple[str, str], _File] = {}
         self._lock = threading.Lock()
         self.failed = False
+        # Lines are collected and written by a flusher every FLUSH_EVERY seconds (and when a
+        # host's task ends): a gzip flush per command cost more than the command's own
+        # bookkeeping on short commands (docs/decisions.md).
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def __call__(self, event: Any) -> None:
         name = event.name
@@ -126,40 +148,61 @@ class RunLogWriter:
     def _write(self, task: str, host: str, line: str, flush: bool = False) -> None:
         if self.failed:
             return
-        text = redact(line, self.secrets) + "\n"
+        text = (_redact(line, self._ordered) if self._ordered else line) + "\n"
         data = text.encode("utf-8", "replace")
         with self._lock:
             try:
                 f = self._files.get((task, host))
                 if f is None:
                     f = self._files[(task, host)] = _File(host_file(self.root, self.run_id, task, host))
+                    self._start_flusher()
                 if f.truncated:
                     return
                 if f.size + len(data) > self.max_bytes:
                     f.truncated = True
                     data = f"[... output cut at {self.max_bytes} bytes (log_max_bytes) ...]\n".encode()
-                f.fh.write(data)
+                f.pending.append(data)
                 f.size += len(data)
-                now = time.monotonic()
-                if flush or f.truncated or now - f.flushed > FLUSH_EVERY:
-                    f.fh.flush()
-                    f.flushed = now
+                if f.truncated:
+                    f.flush()
             except OSError:
                 self.failed = True  # a full disk must not fail the run; the output is still printed
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None and not self._stop.is_set():
+            self._flusher = threading.Thread(target=self._flush_loop, name="nexus-run-logs", daemon=True)
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_EVERY):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what every open file has pending (the flusher does this every FLUSH_EVERY s)."""
+        with self._lock:
+            try:
+                for f in self._files.values():
+                    f.flush()
+            except OSError:
+                self.failed = True
 
     def _close(self, task: str, host: str) -> None:
         with self._lock:
             f = self._files.pop((task, host), None)
             if f is not None:
                 try:
+                    f.flush()
                     f.fh.close()
                 except OSError:
                     self.failed = True
 
     def close(self) -> None:
-        """Close every open file (end of the run)."""
+        """Write and close every open file, stop the flusher (end of the run)."""
+        self._stop.set()
         for task, host in list(self._files):
             self._close(task, host)
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=5)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ Three layers, each usable alone:
   that folder (``KEY.out``, ``KEY.err``) instead of to the transport's pipes: a command then
   outlives the controller (a pipe to a dead ``nexus`` would kill it with SIGPIPE at its next
   line), and its output is still there to show on resume. ``replay=True`` (remote
-  transports) ends the wrapper with ``exec cat KEY.out KEY.err``: no extra process per
-  command, the output reaches the controller at the end, after a line
+  transports) ends the wrapper by writing the spools to its stdout (a small one with the
+  shell's own ``read``, a larger one with ``exec cat``: see :func:`_replay`); the output
+  reaches the controller at the end, after a line
   ``\\x1eNEXUS-SPOOL RC`` that separates the two streams and carries the exit code
   (:class:`SpoolSplitter` reads it back). Controllers that can read the files themselves
   (the local executor) use ``replay=False`` and follow the files while the command runs.
@@ -139,7 +140,8 @@ def wrap(
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
-    pro = f'nexus_d={d}; [ -d "$nexus_d" ] || mkdir -p "$nexus_d"; echo "{k} pid $$" >> "$nexus_d/status"'
+    made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"'
+    pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
@@ -147,9 +149,8 @@ def wrap(
             return f'{pro}\n( {script}\n)\nnexus_rc=$?\n{record}; exit "$nexus_rc"'
         return f"{pro}; trap 'nexus_rc=$?; {record}' EXIT\n{script}"
     out, err = f'"$nexus_d/{k}.out"', f'"$nexus_d/{k}.err"'
-    if replay:  # nothing printed: only the end line, no cat
-        sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
-        end = f"if [ -s {out} ] || [ -s {err} ]; then {sep} >>{out}; exec cat {out} {err} >&4 4>&-; else {sep} >&4; fi"
+    if replay:
+        end = _replay(out, err)
     else:
         end = 'exit "$nexus_rc"'
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.
@@ -162,6 +163,41 @@ def wrap(
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
     return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"
+
+
+#: Largest stdout spool (in 512-byte blocks) replayed by the shell's own ``read``, without
+#: starting ``cat`` (see :func:`_replay`).
+SMALL_SPOOL_BLOCKS = 2
+
+
+def _replay(out: str, err: str) -> str:
+    """Shell text ending a spooled wrapper: the spools on fd 4, stdout's with its end line.
+
+    Nothing printed: only the end line. A small stdout spool (at most
+    :data:`SMALL_SPOOL_BLOCKS` blocks: the usual one-line answer) is replayed with the
+    shell's ``read``, which costs no process; ``cat`` would cost an ``exec`` per command,
+    about 1.4 ms of the host's CPU here (see docs/decisions.md). Its size is learnt without
+    a process too: under a soft file-size limit of that many blocks, appending one newline
+    (the first byte of the end line) fails when the file is larger. Larger spools, a shell
+    without ``ulimit -S``, or a hard limit that could not be lifted again: ``cat``. Either
+    way the stdout spool ends with the end line, as the follower and resume expect. The
+    shell's ``read`` drops NUL bytes: a small binary answer loses them. The file is complete
+    before anything is replayed: a reader gone (the controller killed) loses nothing.
+    """
+    sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
+    last = 'printf "\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
+    probe = (
+        f"ulimit -S -f unlimited 2>/dev/null && ulimit -S -f {SMALL_SPOOL_BLOCKS} 2>/dev/null"
+        f' && printf "\\n" 2>/dev/null >>{out} && ulimit -S -f unlimited 2>/dev/null'
+    )
+    small = f'{last} >>{out}; while IFS= read -r nexus_l; do printf "%s\\n" "$nexus_l"; done <{out} >&4'
+    large = f"ulimit -S -f unlimited 2>/dev/null; {sep} >>{out}; [ -s {err} ] || exec cat {out} >&4 4>&-; cat {out} >&4"
+    stdout = (
+        f'if [ -s {out} ]; then trap "" XFSZ; if {probe}; then {small}; else {large}; fi; '
+        f"else {sep} >>{out}; {sep} >&4; fi"
+    )
+    stderr = f"if [ -s {err} ]; then exec cat {err} >&4 4>&-; fi"
+    return f"if [ -s {out} ] || [ -s {err} ]; then {stdout}; {stderr}; else {sep} >&4; fi"
 
 
 def build(

@@ -101,3 +101,14 @@ def test_a_half_written_last_line_is_not_read_as_an_exit_code(env):
     status.parent.mkdir(parents=True)
     status.write_text(f"{m.key} pid 999999999\n{m.key} rc ")
     assert probe(env, m) == markers.ProbeResult("killed")
+
+
+def test_adopt_old_layout_turns_a_0_1_status_file_into_the_folder(tmp_path):
+    from nexus_core.markers import adopt_old_layout
+
+    folder = tmp_path / "RUN@web-1"
+    folder.write_text("k pid 1\nk rc 0\n")
+    adopt_old_layout(str(folder))
+    assert (folder / "status").read_text() == "k pid 1\nk rc 0\n"
+    adopt_old_layout(str(folder))  # a folder already: nothing to do
+    assert (folder / "status").exists() and not (tmp_path / "RUN@web-1.v1").exists()

@@ -40,6 +40,19 @@ def test_verbose_streams_each_line_tagged_with_task_and_host(nexus_project):
     assert "[ship local] > shipping" in out.stdout
 
 
+def test_verbose_tags_every_line_of_a_multi_line_command(nexus_project):
+    nexus_project.write(
+        'from nexus_core import task, run\n\n@task\ndef build():\n    run("""\n    echo one\n    echo two\n    """)\n'
+    )
+    out = nexus_project.run("run", "build", "-v")
+    assert out.code == 0, out
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("[build local] $ ") and "echo one" in line for line in lines), out
+    assert any(line.startswith("[build local]   ") and "echo two" in line for line in lines), out
+    assert not any("^J" in line for line in lines), out
+    assert "[build local] > one" in lines and "[build local] > two" in lines
+
+
 def test_quiet_prints_one_line_per_task(nexus_project):
     nexus_project.write(PIPE)
     out = nexus_project.run("run", "ship", "-q")

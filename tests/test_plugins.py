@@ -798,3 +798,23 @@ def test_the_same_error_on_many_hosts_is_reported_once_naming_them(project, site
     assert head and sorted(head[1].split(", ")) == ["alpha", "beta", "gamma"], out.stderr
     assert f"Hosts: {head[1]}\n" in out.stderr and "Host: " not in out.stderr
     assert "Reason: fake failure" in out.stderr
+
+
+@pytest.mark.skipif(not _installed("nexus-ssh"), reason="needs nexus-ssh installed (blocked by the test)")
+def test_a_config_key_of_a_blocked_plugin_says_blocked_not_install(project):
+    project.write("""
+from nexus_core import config, run, task
+
+config(ssh_user="deploy")
+
+@task
+def hello():
+    run("echo hi")
+""")
+    env = {"NEXUS_LOAD_PLUGINS": ""}
+    strict = project.run("validate", env=env)
+    assert strict.code == 2, strict
+    assert "'ssh_user' needs the nexus-ssh plugin: nexus-ssh is installed but blocked by policy" in strict.stderr
+    assert "pip install" not in strict.stderr
+    out = project.run("run", "hello", env=env)
+    assert out.code == 0 and "blocked by policy" in out.stderr, out

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from helpers import wait_for
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nexus_core import markers, shell
 from nexus_core.executors.lines import LineSplitter
@@ -129,3 +131,61 @@ def test_lines_are_split_in_linear_time_and_capped():
     (line,) = split.feed("\n")
     assert line.startswith("d" + "x" * 9) and line.endswith("[... 999991 more characters not shown]")
     assert split.feed("tail") == [] and split.finish() == ["tail"] and split.finish() == []
+
+
+@given(chunks=st.lists(st.text(alphabet="ab\r\n", max_size=30), max_size=12), cap=st.integers(1, 40))
+def test_line_splitter_matches_a_plain_split(chunks: list[str], cap: int) -> None:
+    """Whatever the chunking: the lines of the joined text, ``\r``-trimmed, each capped."""
+    split = LineSplitter(max_line=cap)
+    got = [line for chunk in chunks for line in split.feed(chunk)] + split.finish()
+    text = "".join(chunks)
+    pieces = text.split("\n")
+    if pieces[-1] == "":
+        pieces.pop()
+    want = []
+    for piece in pieces:
+        if len(piece) > cap:
+            want.append(piece[:cap].rstrip("\r") + f" [... {len(piece) - cap} more characters not shown]")
+        else:
+            want.append(piece.removesuffix("\r"))
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "echo one-line",
+        "printf 'no-newline'",
+        "printf 'a\\\\b  c \\n\\n'",  # backslashes, inner spaces, a blank last line
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",  # over the small size: cat
+        "printf '%01100d\\n' 0",  # one line just over it
+        "echo out; echo err >&2",
+    ],
+)
+def test_small_and_large_spools_replay_the_same_bytes(env: dict[str, str], script: str) -> None:
+    """The shell's own read (small spools) and cat (larger ones) give the same stream and file."""
+    m = marker(7)
+    done = subprocess.run(
+        ["/bin/sh", "-c", shell.wrap(shell.body(script), m, spool=True)], env=env, capture_output=True, timeout=30
+    )
+    direct = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, timeout=30)
+    sep = b"\n\x1eNEXUS-SPOOL 0\n"
+    assert done.stdout == direct.stdout + sep + direct.stderr
+    folder = Path(markers.local_status_dir(m.run_id, m.host))
+    assert (folder / f"{m.key}.out").read_bytes() == direct.stdout + sep
+
+
+def test_a_status_file_of_nexus_0_1_is_read_and_becomes_the_folder(env: dict[str, str]) -> None:
+    """A run interrupted under 0.1 kept one status *file* where the folder now goes: resume reads it."""
+    old, new = marker(0), marker(1)
+    folder = Path(markers.local_status_dir(old.run_id, old.host))
+    folder.parent.mkdir(parents=True)
+    folder.write_text(f"{old.key} pid 1\n{old.key} rc 0\n")
+    probe = sh(markers.probe_script(old.run_id, old.key, old.host), env)
+    assert markers.parse_probe(probe.stdout.splitlines()) == markers.ProbeResult("finished", 0)
+    done = sh(shell.wrap(shell.body("echo later"), new, spool=True), env)
+    assert done.returncode == 0 and replayed(done.stdout)[0] == ["later"], done
+    assert folder.is_dir() and (folder / "status").read_text().startswith(f"{old.key} pid 1\n{old.key} rc 0\n")
+    for m, code in ((old, 0), (new, 0)):
+        probe = sh(markers.probe_script(m.run_id, m.key, m.host), env)
+        assert markers.parse_probe(probe.stdout.splitlines()) == markers.ProbeResult("finished", code)

@@ -47,13 +47,24 @@ class LineSplitter:
                 self._keep(text)
             return []
         pieces = text.split("\n")
-        self._keep(pieces[0])
-        lines = [self._take()]
-        for piece in pieces[1:-1]:
-            self._keep(piece)
-            lines.append(self._take())
-        if pieces[-1]:
-            self._keep(pieces[-1])
+        rest = pieces.pop()
+        if self._parts or self._dropped:  # the first piece ends a line begun earlier
+            self._keep(pieces[0])
+            pieces[0] = self._take()
+            start = 1
+        else:
+            start = 0
+        if max(map(len, pieces[start:]), default=0) <= self.max_line:  # the usual case: short lines
+            lines = [p.removesuffix("\r") for p in pieces[start:]]
+        else:
+            lines = []
+            for piece in pieces[start:]:
+                self._keep(piece)
+                lines.append(self._take())
+        if start:
+            lines.insert(0, pieces[0])
+        if rest:
+            self._keep(rest)
         return lines
 
     @property

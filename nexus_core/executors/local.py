@@ -334,11 +334,12 @@ class LocalExecutor(Executor):
 
     def _status_dir(self, run_id: str, host: str) -> str:
         """The run's status folder for ``host`` on this machine, made once per run and host."""
-        from nexus_core.markers import local_status_dir
+        from nexus_core.markers import adopt_old_layout, local_status_dir
 
         folder = local_status_dir(run_id, host)
         with self._lock:
             if folder not in self._made:
+                adopt_old_layout(folder)
                 os.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
         return folder
@@ -350,6 +351,8 @@ class LocalExecutor(Executor):
         from nexus_core.markers import local_status_dir
 
         folder = local_status_dir(run_id, host.label)
+        if os.path.isfile(folder):  # a status file of Nexus 0.1
+            os.remove(folder)
         shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
             self._made.discard(folder)

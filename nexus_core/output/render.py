@@ -263,7 +263,12 @@ class VerboseRenderer(TreeRenderer):
     def on_command_start(self, e: ev.CommandStart) -> None:
         super().on_command_start(e)
         attempt = f" (attempt {e.attempt})" if e.attempt > 1 else ""
-        self.write(f"{self._tag(e.task, e.host)} $ {clean(e.command)}{attempt}")
+        tag = self._tag(e.task, e.host)
+        # A command of several lines: one output line per line, each tagged (a shell's "> ").
+        first, *more = e.command.strip("\n").split("\n")
+        self.write(f"{tag} $ {clean(first)}{attempt}")
+        for line in more:
+            self.write(f"{tag}   {clean(line)}")
 
     def on_command_output(self, e: ev.CommandOutput) -> None:
         text = clean(e.line)

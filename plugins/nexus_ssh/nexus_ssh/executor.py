@@ -159,16 +159,17 @@ class _Lines:
             complete += self._split.finish()
         hold = self._sentinel is not None or (self._spool and not self.spool_ended)
         for line in complete:
-            end = self._sentinel
-            if end is not None and line.startswith(end) and line[len(end) :].isdigit():
-                self.done, self.code = True, int(line[len(end) :])
-                return  # the held empty line, if any, was the sentinel's leading newline
-            if self._spool and not self.spool_ended:
-                ended, code = shell.parse_spool_end(line)
-                if ended:
-                    self.spool_ended, self.spool_code, self._blank = True, code, False
-                    hold = self._sentinel is not None
-                    continue
+            if line[:1] == "\x1e":  # every line of Nexus's own starts so: one test for the others
+                end = self._sentinel
+                if end is not None and line.startswith(end) and line[len(end) :].isdigit():
+                    self.done, self.code = True, int(line[len(end) :])
+                    return  # the held empty line, if any, was the sentinel's leading newline
+                if self._spool and not self.spool_ended:
+                    ended, code = shell.parse_spool_end(line)
+                    if ended:
+                        self.spool_ended, self.spool_code, self._blank = True, code, False
+                        hold = self._sentinel is not None
+                        continue
             if self._blank:
                 self._blank = False
                 self._line("")
@@ -178,7 +179,7 @@ class _Lines:
             self._line(line)
 
     def _line(self, line: str) -> None:
-        if line.startswith(shell.PG_MARKER):
+        if line[:1] == "\x1e" and line.startswith(shell.PG_MARKER):
             pg = shell.parse_pg(line)
             if pg is not None:
                 self._on_marker(pg)
@@ -860,6 +861,10 @@ class SshExecutor(SftpFiles, Executor):
                 finished = spooled and out.spool_ended
             out.feed(b"", final=True)
             err.feed(b"", final=True)
+            if 0 < signalled < Cancel.KILL and groups and conn.transport.is_active() and not conn.broken:
+                # The command's shell ended under SIGINT/SIGTERM, but what it started may ignore
+                # them (trap '' INT TERM) and live on in its process group: no orphans.
+                self._stop_remote(conn, groups, ["KILL"], sudo, command.user, "", grace=0.0)
         finally:
             if follow is not None:  # no replay came (killed, timed out): show what was followed
                 with contextlib.suppress(Exception):

@@ -222,3 +222,36 @@ def after():
     proc.wait(timeout=120)
     assert proc.returncode == 0
     assert len(list(shared_dir.glob("after-*"))) == 3
+
+
+@pytest.mark.parametrize("stubborn", [False, True], ids=["plain", "ignores-int-and-term"])
+def test_sighup_over_ssh_stops_every_host_exits_129_no_process_left(project, sshbed, shared_dir, stubborn):
+    """The terminal or the SSH session of the user closes: like SIGTERM, on every host.
+
+    ``stubborn``: the remote command ignores SIGINT and SIGTERM; the stop still ends it (KILL
+    after the grace), in session mode as in exec mode.
+    """
+    tag = "47.25" if stubborn else "47.5"
+    trap = "trap '' INT TERM; " if stubborn else ""
+    project.write(
+        header(sshbed)
+        + f"""
+@task(on="web")
+def long():
+    run("{trap}touch {shared_dir}/$(hostname)-$$; sleep {tag}; sleep {tag}")
+"""
+    )
+    proc = start_nexus(project, "run", "long", start_new_session=True)
+    try:
+        assert wait_for(lambda: len(list(shared_dir.iterdir())) >= len(sshbed.hosts), timeout=30)
+        assert wait_for(lambda: sshbed.processes_matching(USER_KEY, f"sleep {tag}"), timeout=10)
+        proc.send_signal(signal.SIGHUP)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 129, (out, err)
+    assert "SIGHUP (terminal closed)" in err and "Traceback" not in err, err
+    assert sshbed.wait_no_process(USER_KEY, f"sleep {tag}", timeout=10) == [], "a remote command lived on"
+    listed = project.run("pipelines", "--interrupted")
+    assert listed.code == 0 and " interrupted " in listed.stdout, listed
