@@ -103,6 +103,10 @@ def test_artifacts_of_a_local_build_reach_three_remote_hosts(project: NexusProje
     project.write(
         header(sshbed)
         + f"""
+# The bed's hosts are one machine with one home folder: one host at a time, or three
+# deliveries would race on the same temporary file (distinct hosts never share one).
+config(forks=1)
+
 @task
 def build():
     run("mkdir -p {folder}/lib && head -c 300000 /dev/urandom > {folder}/app.bin", creates="{folder}/app.bin")
