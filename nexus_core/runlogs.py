@@ -91,21 +91,46 @@ def prune(root: str, retention_days: float, now: float | None = None, keep: Sequ
 
 
 class _File:
-    """One open task/host log: gzip stream, lines not yet written, bytes kept."""
+    """One task/host log: lines not yet written, bytes kept, the gzip stream once it has one.
+
+    Nothing is opened until the first flush. The first batch is written as one gzip member
+    in one go (most task logs are a command line and its ``[ok]``: one small member, no
+    stream kept open); a log that grows after that gets a gzip stream, flushed per batch.
+    """
 
     def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.fh = gzip.GzipFile(path, "ab", compresslevel=6)  # closed by the writer
+        self.path = path
+        self.fh: gzip.GzipFile | None = None
+        self.written = False
         self.size = 0
         self.pending: list[bytes] = []
         self.truncated = False
 
-    def flush(self) -> None:
-        """Compress and write the pending lines, readable at once by ``nexus logs --follow``."""
-        if self.pending:
-            self.fh.write(b"".join(self.pending))
-            self.pending.clear()
-            self.fh.flush()
+    def take(self) -> bytes:
+        """The pending lines, as one block (the caller holds the writer's lock)."""
+        data = b"".join(self.pending)
+        self.pending.clear()
+        return data
+
+    def write_out(self, data: bytes) -> None:
+        """Compress and write ``data``, readable at once by ``nexus logs --follow``."""
+        if not data:
+            return
+        if not self.written:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(self.path, "ab") as fh:
+                fh.write(gzip.compress(data, compresslevel=6))
+            self.written = True
+            return
+        if self.fh is None:
+            self.fh = gzip.GzipFile(self.path, "ab", compresslevel=6)  # closed by close()
+        self.fh.write(data)
+        self.fh.flush()
+
+    def close(self) -> None:
+        """Close the stream (after the last :meth:`write_out`)."""
+        if self.fh is not None:
+            self.fh.close()
 
 
 class RunLogWriter:
@@ -125,6 +150,9 @@ class RunLogWriter:
         # bookkeeping on short commands (docs/decisions.md).
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
+        #: Logs whose host finished the task: written and closed by the flusher (or close()).
+        self._done: list[_File] = []
+        self._io = threading.Lock()  # one writer of the files at a time (flusher, close())
 
     def __call__(self, event: Any) -> None:
         name = event.name
@@ -163,8 +191,6 @@ class RunLogWriter:
                     data = f"[... output cut at {self.max_bytes} bytes (log_max_bytes) ...]\n".encode()
                 f.pending.append(data)
                 f.size += len(data)
-                if f.truncated:
-                    f.flush()
             except OSError:
                 self.failed = True  # a full disk must not fail the run; the output is still printed
 
@@ -178,31 +204,40 @@ class RunLogWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write what every open file has pending (the flusher does this every FLUSH_EVERY s)."""
+        """Write what every file has pending and close finished ones (the flusher's round).
+
+        The lines are taken under the lock, then compressed and written outside it (one
+        writer at a time): a task's thread never waits for the disk or for zlib.
+        """
         with self._lock:
+            done, self._done = self._done, []
+            batches = [(f, f.take()) for f in self._files.values() if f.pending]
+            batches += [(f, f.take()) for f in done]
+        with self._io:
             try:
-                for f in self._files.values():
-                    f.flush()
+                for f, data in batches:
+                    f.write_out(data)
+                for f in done:
+                    f.close()
             except OSError:
                 self.failed = True
 
     def _close(self, task: str, host: str) -> None:
+        """The host finished the task: its log is written and closed by the next flush."""
         with self._lock:
             f = self._files.pop((task, host), None)
             if f is not None:
-                try:
-                    f.flush()
-                    f.fh.close()
-                except OSError:
-                    self.failed = True
+                self._done.append(f)
 
     def close(self) -> None:
-        """Write and close every open file, stop the flusher (end of the run)."""
+        """Write and close every file, stop the flusher (end of the run)."""
         self._stop.set()
-        for task, host in list(self._files):
-            self._close(task, host)
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join(timeout=5)
+        with self._lock:
+            self._done.extend(self._files.values())
+            self._files.clear()
+        self.flush()
 
 
 # --- reading ------------------------------------------------------------------------------------

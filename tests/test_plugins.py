@@ -818,3 +818,19 @@ def hello():
     assert "pip install" not in strict.stderr
     out = project.run("run", "hello", env=env)
     assert out.code == 0 and "blocked by policy" in out.stderr, out
+
+
+def test_a_config_key_of_a_plugin_not_installed_names_the_package(project):
+    project.write("""
+from nexus_core import config, run, task
+
+config(aws_region="eu-west-1")
+
+@task
+def hello():
+    run("echo hi")
+""")
+    strict = project.run("validate")
+    assert strict.code == 2, strict
+    assert "config() key 'aws_region' needs the nexus-aws plugin, which is not loaded" in strict.stderr
+    assert "pip install nexus-aws" in strict.stderr

@@ -324,3 +324,27 @@ def test_a_command_that_failed_while_nexus_was_down_is_reported_not_run_again(ne
     assert out.returncode == 1, (stdout, stderr)
     assert log.read_text().split() == ["start", "done"]
     assert "exit code 4" in stdout + stderr and "broken" in stdout + stderr
+
+
+def test_an_unchanged_database_skips_the_integrity_check_and_a_changed_one_does_not(tmp_path):
+    from nexus_core.state.store import StateStore
+
+    path = str(tmp_path / "state.db")
+    StateStore(path).close()
+    assert os.path.exists(path + "-checked")
+    checks: list[str] = []
+    real = StateStore._quick_check
+
+    def counted(self: StateStore) -> str:
+        checks.append(self.path)
+        return real(self)
+
+    StateStore._quick_check = counted  # type: ignore[method-assign]
+    try:
+        StateStore(path).close()
+        assert checks == []  # nobody wrote it since the clean close
+        os.utime(path, ns=(1, 1))  # someone else wrote it
+        StateStore(path).close()
+        assert checks == [path]
+    finally:
+        StateStore._quick_check = real  # type: ignore[method-assign]

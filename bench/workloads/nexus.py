@@ -75,16 +75,21 @@ def exec_adhoc(root: Path, target: Target, n_hosts: int, command: str) -> Invoca
     )
 
 
-def local_dag(root: Path, n_tasks: int, jobs: int) -> Invocation:
-    """The diamond DAG of ``true`` tasks, ``jobs`` tasks at once."""
-    work = fresh_dir(root, f"nexus-dag{n_tasks}")
+def dag_nexusfile(n_tasks: int, jobs: int) -> tuple[str, str]:
+    """(nexusfile text, last task) of the diamond DAG of ``true`` tasks, ``jobs`` tasks at once."""
     dag = diamond_dag(n_tasks)
     out = ["from nexus_core import config, task, run", "", f"config(parallel_limit={jobs})", ""]
     for name, deps in dag.items():
         dep = f"deps=[{', '.join(deps)}]" if deps else ""
         out += [f"@task({dep})", f"def {name}():", '    run("true")', ""]
-    (work / "nexusfile.py").write_text("\n".join(out))
-    last = list(dag)[-1]
+    return "\n".join(out), list(dag)[-1]
+
+
+def local_dag(root: Path, n_tasks: int, jobs: int) -> Invocation:
+    """The diamond DAG of ``true`` tasks, ``jobs`` tasks at once."""
+    work = fresh_dir(root, f"nexus-dag{n_tasks}")
+    text, last = dag_nexusfile(n_tasks, jobs)
+    (work / "nexusfile.py").write_text(text)
     return Invocation(
         tool="nexus",
         argv=[*nexus_cmd(), "run", last, "-q"],

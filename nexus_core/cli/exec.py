@@ -38,6 +38,7 @@ from nexus_core.cli.application import (
     plugin_manager,
     setup_logs,
 )
+from nexus_core.cli.run import ask_sudo_pass_option
 from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
@@ -63,6 +64,7 @@ class ExecCommand(click.RichCommand):
 @click.argument("target", shell_complete=lambda *a: complete("hosts", *a))
 @click.argument("command", nargs=-1, metavar="-- COMMAND...")
 @click.option("--sudo", is_flag=True, help="Run the command with sudo on each host.")
+@ask_sudo_pass_option
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Hosts running the command at once.")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
@@ -80,6 +82,7 @@ def exec_command(
     target: str,
     command: tuple[str, ...],
     sudo: bool,
+    ask_sudo_pass: bool,
     parallel_limit: int | None,
     user: str | None,
     identity: str | None,
@@ -100,8 +103,12 @@ def exec_command(
     Hosts with the same result are shown once ("web-1, web-2 (2 hosts) | rc=0 >>").
     --format json prints one object per host, then a summary object. Exit codes: 0 all ok,
     1 a command failed, 3 a host unreachable, 4 a timeout, 2 a usage or config error.
+    -K asks for the sudo password once, as for nexus run (or set NEXUS_SUDO_PASSWORD).
     """
+    from nexus_core.cli.run import ask_sudo_password, check_can_ask_sudo_pass
+
     setup_logs(log_level, log_format)
+    check_can_ask_sudo_pass(ask_sudo_pass)
     ctx = click.get_current_context()
     after = ctx.meta.get("exec_after_dashes") if ctx is not None else None  # set by ExecCommand.parse_args
     usage = ["Usage: nexus exec TARGET -- COMMAND...", "Example: nexus exec web -- uptime"]
@@ -125,13 +132,14 @@ def exec_command(
     plan = _plan(project, items, line, sudo=sudo, timeout=timeout, fmt=fmt, overrides=overrides)
     if not log_level and plan.config.get("log_level"):
         setup_logs(str(plan.config["log_level"]), log_format)
+    sudo_extra = ask_sudo_password() if ask_sudo_pass else {}
     style = Style.detect()
     collector = Collector(plan, style if verbose and fmt != "json" else None)
     from nexus_core.session import RunSession
 
     session = RunSession(plan, plugins=plugin_manager(), store=None, subscribers=[("exec", collector)], fmt=fmt,
-                         mode="verbose" if verbose else "normal", report=lambda m: click.echo(m, err=True),
-                         markers=False)  # fmt: skip
+                         extra=sudo_extra, mode="verbose" if verbose else "normal",
+                         report=lambda m: click.echo(m, err=True), markers=False)  # fmt: skip
     result = session.run()
     if fmt == "json":
         for obj in collector.json_lines(result.run_id, result.status, result.exit_code, result.duration):

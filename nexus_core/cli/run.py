@@ -36,6 +36,16 @@ if TYPE_CHECKING:
     from nexus_core.plan import Plan
 
 
+#: ``-K/--ask-sudo-pass``, shared by ``nexus run`` and ``nexus exec``.
+ask_sudo_pass_option = click.option(
+    "-K",
+    "--ask-sudo-pass",
+    is_flag=True,
+    help="Ask once (on a terminal) for the sudo password of remote hosts. Without a terminal "
+    "set NEXUS_SUDO_PASSWORD instead.",
+)
+
+
 @main.command()
 @click.argument("tasks", nargs=-1, metavar="TASKS...", shell_complete=lambda *a: complete("tasks_and_params", *a))
 @click.option(
@@ -51,13 +61,7 @@ if TYPE_CHECKING:
 @click.option("--continue-on-error", is_flag=True, help="Run everything that does not depend on a failure.")
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
-@click.option(
-    "-K",
-    "--ask-sudo-pass",
-    is_flag=True,
-    help="Ask once (on a terminal) for the sudo password of remote hosts. Without a terminal "
-    "set NEXUS_SUDO_PASSWORD instead.",
-)
+@ask_sudo_pass_option
 @click.option("-p", "--parallel-limit", type=click.IntRange(min=1), help="Tasks running at once.")
 @hosts_option(
     "Run only on these of each task's hosts: names, addresses, groups, globs, !exclude, "
@@ -114,13 +118,7 @@ def run(
     setup_logs(log_level, log_format)
     if verbose and quiet:
         fail(ExitCode.CONFIG, "-v and -q cannot be used together", suggestions=["Pick one of them"])
-    if ask_sudo_pass and not _can_prompt():
-        fail(
-            ExitCode.CONFIG,
-            "-K/--ask-sudo-pass needs a terminal to ask for the password",
-            ["CI is set" if os.environ.get("CI") else "stdin is not a terminal"],
-            ["Set NEXUS_SUDO_PASSWORD in the environment for non-interactive runs"],
-        )
+    check_can_ask_sudo_pass(ask_sudo_pass)
     _tasks_or_nexusfile(tasks, config_path)
     project = load(config_path)
     tasks, params = run_words(project, tasks, param_words, fmt)
@@ -142,15 +140,7 @@ def run(
         if dry_run:
             _dry_run(plan, fmt)
             return
-        extra: dict[str, Any] = {}
-        if ask_sudo_pass:
-            import getpass
-
-            try:
-                extra["sudo_password"] = getpass.getpass("SUDO password: ")
-            except (EOFError, KeyboardInterrupt):
-                click.echo("", err=True)
-                raise Exit(ExitCode.INTERRUPTED) from None
+        extra: dict[str, Any] = ask_sudo_password() if ask_sudo_pass else {}
         if store is None:
             store = open_store()  # a second try, which says why the run is not recorded
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
@@ -214,6 +204,28 @@ def run_words(
     listing = ["Tasks:", *("  " + line for line in rows_text(rows).splitlines())] if rows else []
     fail(ExitCode.CONFIG, "No task given, and the nexusfile has no default task", listing,
          ["Run one: nexus run TASK", 'Or set one: config(default="build") or @task(default=True)'])  # fmt: skip
+
+
+def check_can_ask_sudo_pass(ask: bool) -> None:
+    """Exit 2 when -K/--ask-sudo-pass was given but no password can be asked for (no terminal, CI)."""
+    if ask and not _can_prompt():
+        fail(
+            ExitCode.CONFIG,
+            "-K/--ask-sudo-pass needs a terminal to ask for the password",
+            ["CI is set" if os.environ.get("CI") else "stdin is not a terminal"],
+            ["Set NEXUS_SUDO_PASSWORD in the environment for non-interactive runs"],
+        )
+
+
+def ask_sudo_password() -> dict[str, Any]:
+    """Ask for the sudo password once, without echo: the executors' ``sudo_password`` option."""
+    import getpass
+
+    try:
+        return {"sudo_password": getpass.getpass("SUDO password: ")}
+    except (EOFError, KeyboardInterrupt):
+        click.echo("", err=True)
+        raise Exit(ExitCode.INTERRUPTED) from None
 
 
 def _can_prompt() -> bool:

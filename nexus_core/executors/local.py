@@ -191,6 +191,7 @@ class LocalExecutor(Executor):
         self._watchdog = Watchdog(context.cancel)
         self._lock = threading.Lock()
         self._made: set[str] = set()
+        self._dirs: dict[tuple[str, str], str] = {}  # (run, host) -> its status folder, made
         self.shell = str(context.config.get("shell") or "/bin/sh")
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         self.staging_dir = os.path.join(cache, "nexus", "transfers")
@@ -334,6 +335,9 @@ class LocalExecutor(Executor):
 
     def _status_dir(self, run_id: str, host: str) -> str:
         """The run's status folder for ``host`` on this machine, made once per run and host."""
+        found = self._dirs.get((run_id, host))
+        if found is not None:
+            return found
         from nexus_core.markers import adopt_old_layout, local_status_dir
 
         folder = local_status_dir(run_id, host)
@@ -342,6 +346,7 @@ class LocalExecutor(Executor):
                 adopt_old_layout(folder)
                 os.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
+            self._dirs[(run_id, host)] = folder
         return folder
 
     def remove_markers(self, host: Host, run_id: str) -> None:
@@ -356,6 +361,7 @@ class LocalExecutor(Executor):
         shutil.rmtree(folder, ignore_errors=True)
         with self._lock:
             self._made.discard(folder)
+            self._dirs.pop((run_id, host.label), None)
 
     def close(self) -> None:
         """Stop the watchdog thread."""

@@ -80,6 +80,10 @@ def _move_aside(path: str) -> str:
             pass
         except OSError as exc:
             raise StateError(f"the state database {path} is damaged and cannot be moved aside: {exc.strerror}") from exc
+    try:  # the note of the last clean close (StateStore.close) describes the damaged file
+        os.remove(path + "-checked")
+    except OSError:
+        pass
     return target
 
 

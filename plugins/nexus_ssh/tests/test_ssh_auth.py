@@ -234,24 +234,13 @@ def _set_controlling_tty() -> None:  # runs in the child between fork and exec
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def test_ask_sudo_pass_prompts_once_on_a_terminal(project: NexusProject, sshbed: SshBed) -> None:
-    sudo_nexusfile(
-        project,
-        sshbed,
-        f"""
-        hosts("pw", "{USER_PW}@{H1}", "{USER_PW}@{H2}")
-
-        @task(on="pw")
-        def deploy():
-            run("id -u", sudo=True)
-            run("id -u", sudo=True)
-        """,
-    )
+def _answer_prompts(project: NexusProject, *args: str) -> tuple[int, str, int]:
+    """Run ``nexus ARGS`` on a terminal, typing the sudo password at each prompt: (exit, text, prompts)."""
     env = full_env(project)
     env.pop("CI", None)
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", "run", "deploy", "-K", "--format", "json"],
+        [sys.executable, "-m", "nexus_core", *args],
         cwd=project.root,
         env=env,
         stdin=slave,
@@ -286,12 +275,35 @@ def test_ask_sudo_pass_prompts_once_on_a_terminal(project: NexusProject, sshbed:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         os.close(master)
-    text = data.decode(errors="replace").replace("\r\n", "\n")
+    return code, data.decode(errors="replace").replace("\r\n", "\n"), prompts
+
+
+def test_ask_sudo_pass_prompts_once_on_a_terminal(project: NexusProject, sshbed: SshBed) -> None:
+    sudo_nexusfile(
+        project,
+        sshbed,
+        f"""
+        hosts("pw", "{USER_PW}@{H1}", "{USER_PW}@{H2}")
+
+        @task(on="pw")
+        def deploy():
+            run("id -u", sudo=True)
+            run("id -u", sudo=True)
+        """,
+    )
+    code, text, prompts = _answer_prompts(project, "run", "deploy", "-K", "--format", "json")
     assert code == 0, text
     assert prompts == 1, "one prompt per run, not per host or command"
     assert PASSWORD not in text, "getpass does not echo; nothing prints the password"
     events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert [e["line"] for e in events if e.get("event") == "command.output"] == ["0"] * 4
+    # nexus exec takes -K too: one prompt for every host
+    exec_args = ("exec", "pw", "--sudo", "-K", "--format", "json", "--", "id -u")
+    code, text, prompts = _answer_prompts(project, *exec_args)
+    assert code == 0 and prompts == 1, text
+    assert PASSWORD not in text
+    hosts = [json.loads(line) for line in text.splitlines() if line.startswith('{"event": "exec.host"')]
+    assert [h["stdout"] for h in hosts] == ["0\n", "0\n"], text
 
 
 # --- key search order: agent, then ~/.ssh/id_* ------------------------------------------------

@@ -1,0 +1,154 @@
+"""A/B of two Nexus builds on the same loopback SSH hosts, alternating round by round.
+
+Ratios from one sitting are what this shared machine can measure: a load that comes and goes
+hits both builds alike when their rounds alternate. Typical use, a change against v0.1 or
+against the last commit (a worktree with its own ``.venv``)::
+
+    python bench/ab.py --a /path/to/old/.venv/bin/nexus --b .venv/bin/nexus
+    python bench/ab.py --a OLD --b NEW --only W2 --rounds 7 --out ab-w2
+
+Workloads (the Nexus side of ``bench/run.py``'s): ``W3`` 1 host x 1 command, ``W1`` 100 hosts
+x 1 command, ``W2`` 10 hosts x 50 short commands (hosts in parallel), ``W5`` a local diamond
+DAG of 200 ``true`` tasks, 10 at once. Columns: median wall
+time and CPU (user+sys of the ``nexus`` process tree: the client), and B/A ratios of the
+medians. Needs root (it starts ``sshd`` for the bed's test users), as ``bench/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nexus_core.testing.sshbed import USER_KEY, SshBed  # noqa: E402
+
+#: name -> (hosts, commands, what)
+WORKLOADS = {
+    "W3": (1, 1, "1 host x 1 command"),
+    "W1": (100, 1, "100 hosts x 1 command, all in parallel"),
+    "W2": (10, 50, "10 hosts x 50 sequential commands, hosts in parallel"),
+    "W5": (0, 200, "local diamond DAG of 200 `true` tasks, 10 at once"),
+}
+
+
+def write_dag(folder: Path, n_tasks: int, jobs: int = 10) -> str:
+    """The diamond DAG of ``bench/run.py``'s W5; returns the last task's name."""
+    from bench.workloads.nexus import dag_nexusfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text, last = dag_nexusfile(n_tasks, jobs)
+    (folder / "nexusfile.py").write_text(text)
+    return last
+
+
+def write_project(folder: Path, bed: SshBed, n_hosts: int, n_commands: int) -> None:
+    """A nexusfile running ``n_commands`` echo commands on ``n_hosts`` bed hosts, all at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hosts = ",\n    ".join(repr(f"{USER_KEY}@{h.address}:{h.port}") for h in bed.hosts[:n_hosts])
+    body = "\n".join(f"    run('echo hello {i}')" for i in range(n_commands))
+    (folder / "nexusfile.py").write_text(
+        "from nexus_core import config, hosts, run, task\n\n"
+        f"config(ssh_identity={bed.key_path()!r}, ssh_known_hosts_file={bed.known_hosts!r},\n"
+        f"       parallel_limit={n_hosts}, forks={n_hosts})\n\n"
+        f"hosts('bench',\n    {hosts},\n)\n\n\n@task(on='bench')\ndef work():\n{body}\n"
+    )
+
+
+def measure(nexus: str, folder: Path, env: dict[str, str], task: str = "work") -> tuple[float, float]:
+    """(wall s, CPU s of the process tree) of one ``nexus run TASK -q``; exits on a failed run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run([nexus, "run", task, "-q"], cwd=folder, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"{nexus} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main(argv: list[str]) -> None:
+    """Run the A/B and print (and optionally write) a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", required=True, help="the `nexus` executable of build A (the baseline)")
+    parser.add_argument("--b", required=True, help="the `nexus` executable of build B")
+    parser.add_argument("--only", default="W3,W2,W1,W5", help="workloads, comma-separated (default all)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per build and workload (default 5)")
+    parser.add_argument("--mode", default="shell", choices=("shell", "exec"), help="ssh_session_mode")
+    parser.add_argument("--out", default="", help="also write bench/results/OUT.md")
+    args = parser.parse_args(argv)
+    chosen = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = [w for w in chosen if w not in WORKLOADS]
+    if unknown:
+        sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    if not 1 <= args.rounds <= 50:
+        sys.exit("--rounds must be within 1..50")
+    builds = {"A": os.path.abspath(args.a), "B": os.path.abspath(args.b)}
+    for name, path in builds.items():
+        if not os.access(path, os.X_OK):
+            sys.exit(f"--{name.lower()} {path}: not an executable")
+    env = {**os.environ, "NEXUS_SSH_CONFIG": "", "NO_COLOR": "1", "CI": "1", "NEXUS_SSH_SESSION_MODE": args.mode}
+    need = max(1, *(WORKLOADS[w][0] for w in chosen))
+    lines = [
+        f"# Nexus A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, session mode {args.mode})",
+        "",
+        f"A = `{args.a}`, B = `{args.b}`; {args.rounds} rounds each, alternating, after a warm-up;",
+        f"load average before: {os.getloadavg()[0]:.2f}.",
+        "",
+        "| workload | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    with SshBed(need, port=0, bastion=False) as bed, _work() as work:
+        for w in chosen:
+            n_hosts, n_commands, what = WORKLOADS[w]
+            folder = work / w
+            task = "work"
+            if n_hosts:
+                write_project(folder, bed, n_hosts, n_commands)
+            else:
+                task = write_dag(folder, n_commands)
+            for path in builds.values():
+                measure(path, folder, env, task)  # warm-up: connections, bytecode, page cache
+            got: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+            for r in range(args.rounds):
+                order = ("A", "B") if r % 2 == 0 else ("B", "A")
+                for name in order:
+                    got[name].append(measure(builds[name], folder, env, task))
+            wall = {n: statistics.median(x[0] for x in v) for n, v in got.items()}
+            cpu = {n: statistics.median(x[1] for x in v) for n, v in got.items()}
+            lines.append(
+                f"| {w} ({what}) | {wall['A']:.2f} | {wall['B']:.2f} | {wall['B'] / wall['A']:.2f} "
+                f"| {cpu['A']:.2f} | {cpu['B']:.2f} | {cpu['B'] / cpu['A']:.2f} |"
+            )
+            print(lines[-1], flush=True)
+    lines += ["", f"Load average after: {os.getloadavg()[0]:.2f}. A ratio below 1 means B was faster."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        (ROOT / "bench" / "results" / f"{args.out}.md").write_text(text)
+
+
+class _work:
+    """A temporary folder for the generated projects (removed at the end)."""
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self.path = Path(tempfile.mkdtemp(prefix="nexus-ab-"))
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
