@@ -29,6 +29,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -71,8 +72,14 @@ WORKLOADS = {
     "W6": "1,000-line nexusfile validate; 500 tasks x 100 commands dry-run plan",
     "W7": "W2 again right after the first run (connection reuse across runs)",
     "W8": "ad-hoc command: N hosts x `echo hello` (nexus exec / ansible -m shell / pyinfra exec)",
+    "W9": "one 10 MB file to 10 hosts (upload / files.put / copy / rsync)",
+    "W10": "a tree of 1,000 small files to 10 hosts (upload recursive / files.sync / copy / rsync)",
+    "W9R": "W9 again right after, nothing changed",
+    "W10R": "W10 again right after, nothing changed",
 }
-REMOTE_TOOLS = ["nexus", "fabric", "pyinfra", "ansible", "ansible-tuned", "ssh-loop", "ssh-joined"]
+REMOTE_TOOLS = ["nexus", "fabric", "pyinfra", "ansible", "ansible-tuned", "ssh-loop", "ssh-joined", "rsync"]
+#: The workloads that need the SSH bed.
+SSH_WORKLOADS = ("W1", "W2", "W3", "W4", "W7", "W8", "W9", "W10", "W9R", "W10R")
 
 
 def log(msg: str) -> None:
@@ -484,6 +491,8 @@ class Settings:
             need = max(need, *self.sweep)
         if "W8" in self.only:
             need = max(need, self.w1_hosts)
+        if any(w in self.only for w in ("W9", "W10", "W9R", "W10R")):
+            need = max(need, min(10, self.hosts_max))
         return need
 
 
@@ -645,6 +654,35 @@ class Bench:
                 invs[name] = ansible.exec_adhoc(work, t, n, cmd, playbook, tuned=tuned)
         run_rounds(c, invs, self.watch, self.s.runs, self.versions)
 
+    def w_files(self, key: str) -> None:
+        """W9 (one 10 MB file) or W10 (1,000 small files) to 10 hosts; W9R/W10R: the run right after."""
+        from bench.workloads import files
+
+        assert self.target is not None
+        n, t, tree = min(10, self.s.hosts_max), self.target, key == "W10"
+        big, folder = files.make_sources(WORK / "sources")
+        source = folder if tree else big
+        log(f"{key}/{key}R: {WORKLOADS[key]} ({self.s.runs} runs, each followed by a run with nothing changed)")
+        first = self.case(key, WORKLOADS[key], hosts=n, files=1000 if tree else 1)
+        again = self.case(key + "R", WORKLOADS[key + "R"], hosts=n, files=1000 if tree else 1)
+        work = WORK / key
+        invs: dict[str, Invocation] = {}
+        if self.wanted("nexus"):
+            invs["nexus"] = files.nexus_files(work, t, n, source, tree)
+        if self.wanted("pyinfra"):
+            invs["pyinfra"] = files.pyinfra_files(work, t, n, source, tree, self.peers["pyinfra"].script("pyinfra"))
+        playbook = self.peers["ansible"].script("ansible-playbook") if "ansible" in self.peers else ""
+        for name, tuned in (("ansible", False), ("ansible-tuned", True)):
+            if self.wanted(name):
+                invs[name] = files.ansible_files(work, t, n, source, tree, playbook, tuned=tuned)
+        if self.wanted("rsync") and shutil.which("rsync"):
+            invs["rsync"] = files.rsync_files(work, t, n, source, tree)
+        run_rounds(first, invs, self.watch, self.s.runs, self.versions, second=again)
+        if key not in self.s.only:
+            self.cases.remove(first)
+        if key + "R" not in self.s.only:
+            self.cases.remove(again)
+
     def w3(self) -> None:
         """W3: one host, one command."""
         self.remote_case("W3", WORKLOADS["W3"], 1, ["echo hello"], self.s.runs_cheap)
@@ -773,7 +811,7 @@ class Bench:
         self.install_peers()
         for name, why in self.skipped.items():
             log(f"peer {name} SKIPPED: {why}")
-        remote = [w for w in ("W1", "W2", "W3", "W4", "W7", "W8") if w in self.s.only]
+        remote = [w for w in SSH_WORKLOADS if w in self.s.only]
         try:
             if remote or self.s.profile:
                 self.start_bed()
@@ -787,6 +825,9 @@ class Bench:
                 self.w4()
             if "W8" in self.s.only:
                 self.w8()
+            for key in ("W9", "W10"):
+                if key in self.s.only or key + "R" in self.s.only:
+                    self.w_files(key)
             if self.s.profile:
                 self.profile()
         finally:
@@ -897,7 +938,7 @@ def target_lines(data: dict) -> list[str]:  # type: ignore[type-arg]
     out = ["## Targets", "", "| target | figure | met |", "|---|---|---|"]
     cases = data["cases"]
     for key, case in cases.items():
-        if not key.startswith(("W1", "W2", "W3", "W4", "W7", "W8")) or "(= W" in case["title"]:
+        if not key.startswith(SSH_WORKLOADS) or "(= W" in case["title"]:
             continue  # (a sweep point that is W1's or W3's own run is listed there)
         for tool, r in case["ratios"].items():
             if tool == "ssh-joined":  # a floor, not a peer (see bench/workloads/shell.py)
@@ -1071,7 +1112,7 @@ def compile_sources() -> None:
 def main() -> None:
     """Entry point."""
     settings = parse(sys.argv[1:])
-    if os.geteuid() != 0 and any(w in settings.only for w in ("W1", "W2", "W3", "W4", "W7", "W8")):
+    if os.geteuid() != 0 and any(w in settings.only for w in SSH_WORKLOADS):
         raise SystemExit("the SSH workloads start sshd for test users: run as root (or --only W5,W6)")
     os.chdir(ROOT)
     WORK.mkdir(parents=True, exist_ok=True)

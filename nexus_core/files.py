@@ -158,6 +158,8 @@ def _dest(to: str, src: str, host_is_local: bool, root: str) -> str:
         to = to + os.path.basename(src.rstrip("/"))
     if host_is_local:
         to = os.path.normpath(os.path.join(root, os.path.expanduser(to)))
+    elif to == "~" or to.startswith("~/"):  # the login user's home: where relative paths start
+        to = to[2:] or "."
     return to
 
 

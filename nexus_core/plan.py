@@ -810,6 +810,7 @@ def build_plan(
                 commands, kept = split_artifacts(commands)
                 handlers, more = plan_handlers(project, t, host, commands)
                 found = found + more + _check_operations(registry, t, host, commands, handlers)
+                found += _file_problems(registry, t, host, commands)
                 problems.extend(found)
                 body_problems += len(found)
                 host_plans.append(HostPlan(host, tuple(commands), handlers, kept))
@@ -1021,6 +1022,20 @@ def evaluate_body(
         for c in rec.commands
     ]
     return commands, rec.problems
+
+
+def _file_problems(registry: Registry, t: TaskDef, host: Host, commands: Sequence[Command]) -> list[Problem]:
+    """A file operation on a host whose executor cannot move files, as a problem (once per task)."""
+    from nexus_core.api import unsupported_files
+    from nexus_core.model import Transfer
+
+    if not any(isinstance(c, Transfer) for c in commands) or host.transport not in registry.executors:
+        return []
+    try:
+        why = unsupported_files(registry.executors[host.transport])
+    except Exception:  # noqa: BLE001 - a plugin that fails to load is reported elsewhere
+        return []
+    return [Problem(f"task {t.name!r}: {why}", t.location, "", "no-file-transfer")] if why else []
 
 
 def _with_cwd(c: Command, cwd: str) -> Command:

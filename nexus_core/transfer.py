@@ -37,8 +37,8 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nexus_core import events as ev
@@ -84,8 +84,6 @@ STAGING_DIR = ".cache/nexus/transfers"
 #: Seconds allowed to the scripts that look at and put files in place (per 1,000 files).
 SCRIPT_TIMEOUT = 120.0
 
-_MARK = "NXSTAT"
-
 
 # --- local side ------------------------------------------------------------------------------
 
@@ -124,54 +122,80 @@ _nx_dir() { case $1 in */*) _d=${1%/*}; [ -n "$_d" ] || _d=/;; *) _d=.;; esac; }
 """
 
 _STAT_LIB = r"""
-_nx_stat() {
+_nx_kind() {
   _nx_dir "$1"
   if [ -d "$_d" ]; then if [ -w "$_d" ]; then _pk=dir; else _pk=readonly; fi
   elif [ -e "$_d" ]; then _pk=other; else _pk=missing; fi
   if [ -d "$1" ]; then _k=dir; elif [ -f "$1" ]; then _k=file
   elif [ -e "$1" ] || [ -L "$1" ]; then _k=other; else _k=missing; fi
-  if [ $_k = missing ]; then echo "NXSTAT missing $_pk 0 - - - -"; return; fi
-  _st=$(stat -c '%s %a %U %G' -- "$1" 2>/dev/null || stat -f '%z %Lp %Su %Sg' -- "$1" 2>/dev/null || echo '0 - - -')
-  _h=-
-  if [ $_k = file ] && [ -r "$1" ]; then
-    case $2 in -1) _h=$(_nx_hash "$1");; *) [ "${_st%% *}" = "$2" ] && _h=$(_nx_hash "$1");; esac
-  fi
-  echo "NXSTAT $_k $_pk $_st ${_h:--}"
+  echo "NXKIND $_k $_pk"
+}
+_nx_stats() {
+  if stat -c %s / >/dev/null 2>&1; then stat -c 'NXST %s %a %U %G %n' -- "$@" 2>/dev/null || true
+  else stat -f 'NXST %z %Lp %Su %Sg %N' -- "$@" 2>/dev/null || true; fi
+}
+_nx_sums() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum -- "$@" 2>/dev/null || true
+  else shasum -a 256 -- "$@" 2>/dev/null || true; fi
 }
 """
 
 
-def stat_script(paths: Sequence[str], sizes: Sequence[int | None]) -> str:
-    """A POSIX shell script printing one ``NXSTAT`` line per path (see :func:`parse_stat`)."""
-    lines = [_SHELL_LIB, _STAT_LIB]
-    for i, path in enumerate(paths):
-        size = sizes[i] if i < len(sizes) else None
-        lines.append(f"_nx_stat {shlex.quote(path)} {'-2' if size is None else int(size)}")
+def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = ()) -> str:
+    """A POSIX shell script printing one ``NXKIND`` line per path (shell built-ins only), then
+    one ``NXST`` line per existing path from a single ``stat`` (see :func:`parse_stat`)."""
+    del sizes  # checksums are asked for by a second script, for the files whose size matched
+    quoted = [shlex.quote(p) for p in paths]
+    lines = [_SHELL_LIB, _STAT_LIB, *(f"_nx_kind {q}" for q in quoted), "_nx_stats " + " ".join(quoted)]
     return "\n".join(lines)
 
 
+def sums_script(paths: Sequence[str]) -> str:
+    """A POSIX shell script printing ``SHA256  PATH`` for each readable path, in one process."""
+    return "\n".join([_STAT_LIB, "_nx_sums " + " ".join(shlex.quote(p) for p in paths)])
+
+
+def _plain(path: str) -> bool:
+    """True for a path that ``stat``/``sha256sum`` print as it is (no newline, no backslash)."""
+    return "\n" not in path and "\\" not in path
+
+
 def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
-    """The :class:`FileState` of each path from the ``NXSTAT`` lines of :func:`stat_script`."""
-    found = [line.split() for line in lines if line.startswith(_MARK + " ")]
-    if len(found) != len(paths):
-        raise TransferError(f"the host answered {len(found)} of {len(paths)} file checks")
+    """The :class:`FileState` of each path from the ``NXKIND``/``NXST`` lines of :func:`stat_script`."""
+    kinds = [line.split() for line in lines if line.startswith("NXKIND ")]
+    if len(kinds) != len(paths):
+        raise TransferError(f"the host answered {len(kinds)} of {len(paths)} file checks")
+    facts: dict[str, list[str]] = {}
+    for line in lines:
+        if line.startswith("NXST "):
+            parts = line.split(" ", 5)
+            if len(parts) == 6:
+                facts[parts[5]] = parts[1:5]
     out: list[FileState] = []
-    for path, parts in zip(paths, found, strict=True):
-        parts = (parts + ["-"] * 8)[:8]
-        _, kind, parent, size, mode, owner, group, digest = parts
+    for path, kind in zip(paths, kinds, strict=True):
+        _, k, parent = [*kind, "-", "-"][:3]
+        size, mode, owner, group = facts.get(path, ["0", "-", "-", "-"]) if k != "missing" else ["0", "-", "-", "-"]
         out.append(
             FileState(
                 path=path,
-                kind=kind,
+                kind=k,
                 parent=parent,
                 size=int(size) if size.isdigit() else 0,
-                mode=int(mode, 8) if mode not in ("-", "") and mode.isdigit() else None,
+                mode=int(mode, 8) if mode.isdigit() else None,
                 owner="" if owner == "-" else owner,
                 group="" if group == "-" else group,
-                sha256="" if digest == "-" else digest,
             )
         )
     return out
+
+
+def parse_sums(lines: Sequence[str]) -> dict[str, str]:
+    """``{path: sha256}`` from ``sha256sum`` lines (``HASH  PATH``)."""
+    found: dict[str, str] = {}
+    for line in lines:
+        if len(line) > 66 and line[64:66] in ("  ", " *") and not line.startswith("\\"):
+            found[line[66:]] = line[:64]
+    return found
 
 
 def _run_script(
@@ -224,12 +248,49 @@ def stat_over_shell(
 
     A size of ``-1`` asks for the checksum whatever the size (a download).
     """
-    if not paths:
-        return []
-    result, lines = _run_script(executor, host, stat_script(paths, sizes), sudo, _script_timeout(len(paths)))
-    if not result.ok:
-        raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
-    return parse_stat(paths, lines)
+    out: list[FileState] = []
+    indexes = list(range(len(paths)))
+    for chunk in _chunks(indexes, lambda i: 2 * len(paths[i]) + 30):
+        some = [paths[i] for i in chunk]
+        result, lines = _run_script(executor, host, stat_script(some), sudo, _script_timeout(len(some)))
+        if not result.ok:
+            raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
+        out.extend(parse_stat(some, lines))
+    # checksums only where they can say "unchanged": files of the expected size (-1: always)
+    wanted = [
+        i
+        for i, st in enumerate(out)
+        if st.kind == "file" and i < len(sizes) and sizes[i] is not None and sizes[i] in (-1, st.size)
+    ]
+    sums: dict[str, str] = {}
+    for chunk in _chunks(wanted, lambda i: len(paths[i]) + 3):
+        result, lines = _run_script(executor, host, sums_script([paths[i] for i in chunk]), sudo,
+                                    _script_timeout(len(chunk)))  # fmt: skip
+        if not result.ok:
+            raise TransferError(f"could not read checksums on {host.label}: {result.reason}", result.hint)
+        sums.update(parse_sums(lines))
+    hashed = set(wanted)
+    return [replace(st, sha256=sums.get(st.path, "")) if i in hashed else st for i, st in enumerate(out)]
+
+
+#: Characters of one script at most: Linux takes no single argument (``sh -c SCRIPT``) over
+#: 128 KiB, so many files are looked at and put in place by a few scripts in a row.
+SCRIPT_MAX = 60_000
+
+
+def _chunks(items: Sequence[Any], size: Callable[[Any], int], limit: int = SCRIPT_MAX) -> Iterator[list[Any]]:
+    """``items`` in consecutive groups whose ``size`` adds up to at most ``limit`` (one item at least)."""
+    group: list[Any] = []
+    used = 0
+    for item in items:
+        cost = size(item)
+        if group and used + cost > limit:
+            yield group
+            group, used = [], 0
+        group.append(item)
+        used += cost
+    if group:
+        yield group
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -260,8 +321,10 @@ _FINISH_LIB = r"""
 _nx_out() { printf '%s\n' "$2" | sed "s/^/NXOUT $1 /"; }
 _nx_fin() {
   _i=$1 _s=$2 _t=$3 _p=$4 _want=$5 _mode=$6 _own=$7 _val=$8 _drop=$9
-  _got=$(_nx_hash "$_s" 2>&1) || { _nx_out $_i "$_got"; echo "NXFAIL $_i hash"; return; }
-  if [ "$_got" != "$_want" ]; then rm -f -- "$_s"; echo "NXFAIL $_i checksum $_got"; return; fi
+  if [ "${10}" != 1 ]; then  # 1: the checksum was verified already (one sha256sum for many files)
+    _got=$(_nx_hash "$_s" 2>&1) || { _nx_out $_i "$_got"; echo "NXFAIL $_i hash"; return; }
+    if [ "$_got" != "$_want" ]; then rm -f -- "$_s"; echo "NXFAIL $_i checksum $_got"; return; fi
+  fi
   if [ "$_t" != "$_s" ]; then
     _e=$(cp -- "$_s" "$_t" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i copy"; return; }
   fi
@@ -292,16 +355,39 @@ def _owner_arg(write: FileWrite) -> str:
     return "-"
 
 
-def finish_script(items: Sequence[tuple[int, FileWrite]], staging_dir: str = STAGING_DIR) -> str:
-    """The script that verifies, chowns, chmods, validates and renames each staged file."""
+def finish_script(
+    items: Sequence[tuple[int, FileWrite]], staging_dir: str = STAGING_DIR, verified: Collection[int] = ()
+) -> str:
+    """The script that verifies, chowns, chmods, validates and renames each staged file.
+
+    ``verified``: the items whose staged checksum was checked already (one ``sha256sum``
+    for many files, :func:`sums_script`). Files staged beside their destination get their
+    mode from one ``chmod`` per mode: per file, only the rename (and, for ``sudo``, the
+    copy) is a process of its own.
+    """
     lines = [_SHELL_LIB, _FINISH_LIB]
+    staged = {i: staging_path(w, staging_dir) for i, w in items}
+    modes: dict[int, list[int]] = {}
     for i, w in items:
-        staged = staging_path(w, staging_dir)
-        temp = _temp_beside(w) if w.sudo else staged
+        if not w.sudo and w.mode is not None:
+            modes.setdefault(w.mode, []).append(i)
+    for bits, members in modes.items():
+        files = " ".join(shlex.quote(staged[i]) for i in members)
+        lines.append(f"if chmod {bits:o} -- {files} 2>/dev/null; then _m{bits:o}=-; else _m{bits:o}={bits:o}; fi")
+    for i, w in items:
+        temp = _temp_beside(w) if w.sudo else staged[i]
         check = w.validate.replace("{path}", shlex.quote(temp)) if w.validate else ""
-        mode = "-" if w.mode is None else f"{w.mode:o}"
-        args = [str(i), staged, temp, w.dest, w.sha256, mode, _owner_arg(w), check, "1" if w.sudo else "0"]
-        lines.append("_nx_fin " + " ".join(shlex.quote(a) for a in args))
+        if w.mode is None:
+            mode = "-"
+        elif w.sudo:
+            mode = shlex.quote(f"{w.mode:o}")
+        else:
+            mode = f'"$_m{w.mode:o}"'
+        first = [str(i), staged[i], temp, w.dest, w.sha256]
+        rest = [_owner_arg(w), check, "1" if w.sudo else "0", "1" if i in verified else "0"]
+        lines.append(
+            "_nx_fin " + " ".join(shlex.quote(a) for a in first) + f" {mode} " + " ".join(shlex.quote(a) for a in rest)
+        )
     return "\n".join(lines)
 
 
@@ -368,9 +454,8 @@ def write_over_primitives(
                         if have is not None and 0 < have <= w.size:
                             offset = have
                     report = _per_file(progress, w)
-                    count = (
-                        0 if offset == w.size else executor.send_file(host, w.source, staged, offset, report, cancel)
-                    )
+                    done_before = offset == w.size and offset > 0  # a complete part: nothing to send
+                    count = 0 if done_before else executor.send_file(host, w.source, staged, offset, report, cancel)
                     if w.size >= RESUME_MIN_BYTES:  # some servers accept short writes silently
                         landed = executor.file_size(host, staged)
                         if landed != w.size:
@@ -448,10 +533,27 @@ def _finish(
     sent: dict[int, tuple[int, int]],
     results: dict[int, TransferResult],
 ) -> None:
-    script = finish_script(group, executor.staging_dir)
-    result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(group)))
     outputs: dict[int, list[str]] = {}
     verdicts: dict[int, list[str]] = {}
+    lines: list[str] = []
+    base = executor.staging_dir
+    staged = {i: staging_path(w, base) for i, w in group}
+    plain = [i for i, _ in group if _plain(staged[i])]
+    sums: dict[str, str] = {}
+    for chunk in _chunks(plain, lambda i: len(staged[i]) + 3):
+        got, found = _run_script(executor, host, sums_script([staged[i] for i in chunk]), sudo,
+                                 _script_timeout(len(chunk)))  # fmt: skip
+        if got.ok:
+            sums.update(parse_sums(found))
+    verified = {i for i, w in group if sums.get(staged[i]) == w.sha256}
+    # files not verified here are hashed one by one by the finish script (and a mismatch said)
+    result = CommandResult("ok", 0)
+    for chunk in _chunks(group, _finish_cost):
+        result, found = _run_script(executor, host, finish_script(chunk, base, verified), sudo,
+                                    _script_timeout(len(chunk)))  # fmt: skip
+        lines.extend(found)
+        if not result.ok and not found:
+            break
     for line in lines:
         if line.startswith("NXOUT "):
             _, num, *rest = line.split(" ", 2)
@@ -476,6 +578,11 @@ def _finish(
         full = _disk_full(executor, host, w, staging_path(w, executor.staging_dir)) if step == "checksum" else None
         results[i] = full or TransferResult("failed", w.dest, reason=_step_reason(step, verdict, w, host, tail),
                                             hint=_step_hint(step, w, tail), tail=tail)  # fmt: skip
+
+
+def _finish_cost(item: tuple[int, FileWrite]) -> int:
+    """About the characters one file adds to the finish script."""
+    return 3 * len(item[1].dest) + len(item[1].validate or "") + 200
 
 
 def _step_reason(step: str, verdict: list[str], w: FileWrite, host: Host, tail: tuple[str, ...]) -> str:
@@ -551,7 +658,9 @@ def fetch(
     os.makedirs(folder, exist_ok=True)
     part = os.path.join(folder, f".{os.path.basename(local_path)}.nexus-{found.sha256[:12]}.part")
     offset = 0
-    if os.path.exists(part):
+    if not os.path.exists(part):
+        open(part, "wb").close()  # an empty file, so that an empty source arrives too
+    else:
         have = os.path.getsize(part)
         if have <= found.size:
             offset = have
@@ -805,11 +914,14 @@ def _upload(
                                    files=len(to_write), bytes=sum(it.size for it in to_write),
                                    index=reporter.index))  # fmt: skip
     if op.recursive and to_write:
-        missing = [f for f in folders if any(it.dest.startswith(f + "/") for it in to_write)]
-        made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in missing),
-                              op.sudo, 60)  # fmt: skip
-        if not made.ok:
-            raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}", made.hint)
+        wanted = {_split(it.dest)[0] for it in to_write}
+        missing = [f for f in folders if f in wanted]
+        for chunk in _chunks(missing, lambda f: len(f) + 3):
+            made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
+                                  op.sudo, 60)  # fmt: skip
+            if not made.ok:
+                raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}",
+                                    made.hint)  # fmt: skip
     writes = [
         FileWrite(
             it.source,
@@ -830,8 +942,8 @@ def _upload(
         if writes
         else []
     )
-    if to_fix:
-        fixed, _ = _run_script(executor, host, _attrs_script(to_fix), op.sudo, 60)
+    for chunk in _chunks(to_fix, lambda it: 2 * len(it.dest) + 60):
+        fixed, _ = _run_script(executor, host, _attrs_script(chunk), op.sudo, 60)
         if not fixed.ok:
             raise TransferError(f"setting owner and mode of {op.dest} on {host.label} failed: {fixed.reason}",
                                 "- owner= and group= need sudo=True unless they are the login user's")  # fmt: skip

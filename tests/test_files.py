@@ -168,3 +168,34 @@ def deploy():
     ops = plan["plan"]["tasks"]["deploy"]["hosts"][0]["commands"]
     assert ops[0]["notify"] == ["restart_app"] and ops[1]["notify"] == ["reload", "restart_app"]
     assert ops[0]["op"] == "upload" and "op" not in ops[1]
+
+
+def test_a_big_tree_with_empty_files_goes_in_several_scripts(nexus_project: NexusProject) -> None:
+    """1,200 files with long names (scripts over one sh -c argument's 128 KiB go in chunks), some empty."""
+    root = nexus_project.root
+    long = "x" * 60
+    for d in range(4):
+        folder = root / "tree" / f"folder-{d}-{long}"
+        folder.mkdir(parents=True)
+        for f in range(300):
+            (folder / f"file-{f}-{long}.txt").write_text("" if f % 50 == 0 else f"{d}/{f}\n")
+    (root / "out").mkdir()
+    nexusfile(
+        nexus_project,
+        """
+@task
+def copy():
+    upload("tree", "out/tree", recursive=True, mode=0o640)
+""",
+    )
+    first = nexus_project.run("run", "copy", "--format", "json", timeout=600)
+    assert first.code == 0, first
+    [stop] = first.of("transfer.stop")
+    assert stop["files"] == 1200 and stop["changed_files"] == 1200
+    copied = sorted((root / "out" / "tree").rglob("*.txt"))
+    assert len(copied) == 1200 and all(p.stat().st_mode & 0o777 == 0o640 for p in copied)
+    assert (root / "out" / "tree" / f"folder-2-{long}" / f"file-7-{long}.txt").read_text() == "2/7\n"
+    assert (root / "out" / "tree" / f"folder-2-{long}" / f"file-50-{long}.txt").read_text() == ""
+    assert not [p for p in (root / "out").rglob(".*")]
+    again = nexus_project.run("run", "copy", "--format", "json", timeout=600)
+    assert again.code == 0 and again.of("transfer.stop")[0]["unchanged_files"] == 1200, again

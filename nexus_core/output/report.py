@@ -236,7 +236,9 @@ def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, 
             for host_label in labels_here:
                 found = files.get((name, host_label, i))
                 if found is not None:
-                    lines.extend(_file_check_lines(s, indent + "    ", found, label is None and len(labels_here) > 1))
+                    bar = ("│" if s.unicode else "|") if i < len(commands) - 1 else " "
+                    named = label is None and len(labels_here) > 1
+                    lines.extend(_file_check_lines(s, f"{indent}{bar}    ", found, named))
     lines.extend(_handler_and_artifact_lines(s, plan, name))
     return lines
 
