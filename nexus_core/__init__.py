@@ -29,13 +29,27 @@ from nexus_core.dsl import (
     timestamp,
 )
 from nexus_core.files import download, template, upload
+from nexus_core.handlers import handler
 
 if TYPE_CHECKING:
+    from nexus_core.artifacts import artifact
+    from nexus_core.calls import call, wait_for
     from nexus_core.plugin import hookimpl
+
+#: Names imported on first use, so that a nexusfile that does not use them does not pay for
+#: their modules (hashing, globbing, the executor API): name -> module.
+_LAZY = {
+    "artifact": "nexus_core.artifacts",
+    "call": "nexus_core.calls",
+    "wait_for": "nexus_core.calls",
+    "hookimpl": "nexus_core.plugin",
+}
 
 __all__ = [
     "API_VERSION",
     "__version__",
+    "artifact",
+    "call",
     "config",
     "current_host",
     "discover",
@@ -43,6 +57,7 @@ __all__ = [
     "env",
     "git_branch",
     "git_sha",
+    "handler",
     "hookimpl",
     "host",
     "host_tags",
@@ -56,16 +71,18 @@ __all__ = [
     "template",
     "timestamp",
     "upload",
+    "wait_for",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """Import the plugin marker lazily so that a nexusfile's import stays cheap.
+    """Import ``artifact``, ``call``, ``wait_for`` and the plugin marker lazily (a cheap import).
 
     ``nexus_core.hookimpl`` is ``nexus_core.plugin.hookimpl``, the typed marker.
     """
-    if name == "hookimpl":
-        from nexus_core.plugin import hookimpl
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return hookimpl
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'nexus_core' has no attribute {name!r}")

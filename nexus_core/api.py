@@ -53,6 +53,7 @@ __all__ = [
     "TransferInterrupted",
     "TransferResult",
     "skipped",
+    "unsupported_call",
     "unsupported_files",
 ]
 
@@ -216,6 +217,9 @@ class Capabilities:
     #: input and then closes it (``secret(..., to=PATH)`` needs it). With a sudo password on
     #: the same input, the password line goes first.
     stdin: bool = False
+    #: True when :meth:`Executor.connection` gives a Fabric-style connection to a host (what
+    #: ``call(fn)`` hands to ``fn``): ``run``, ``sudo``, ``put``, ``get``, ``cd``...
+    connection: bool = False
 
     def can_cancel(self, level: int) -> bool:
         """True when cancel ``level`` reaches a running command (STOP and below always do)."""
@@ -229,6 +233,17 @@ def unsupported_files(executor: type[Executor]) -> str | None:
     return (
         f"the {executor.name!r} transport cannot copy files (its executor declares no file transfer); "
         f"run this task on hosts of a transport that can (e.g. ssh), or copy with run(...)"
+    )
+
+
+def unsupported_call(executor: type[Executor]) -> str | None:
+    """Why ``executor`` cannot run ``call(fn)`` (validation message), or None when it can."""
+    if executor.capabilities.connection:
+        return None
+    return (
+        f"the {executor.name!r} transport gives no connection object for call() "
+        f"(its executor declares no Fabric-style connection); run this task on hosts of a transport that "
+        f"does (e.g. the local machine), or use run(...)"
     )
 
 
@@ -357,6 +372,18 @@ class Executor(ABC):
         The counterpart of :meth:`send_file` (same ``progress``, ``cancel`` and errors).
         """
         raise NotImplementedError(f"executor {self.name!r} cannot download files")
+
+    def connection(self, host: Host, streams: Any) -> AbstractContextManager[Any]:
+        """A Fabric-style connection to ``host`` for ``call(fn)``, as a context manager.
+
+        What it yields has Fabric's ``Connection`` API (``run``, ``sudo``, ``put``, ``get``,
+        ``cd``...) and rides the executor's own transport to the host: no second connection.
+        ``streams`` (:class:`nexus_core.calls.CallStreams`) holds ``stdout``/``stderr`` writers for
+        command output (invoke's ``out_stream``/``err_stream``), the run's ``cancel`` and the
+        call's ``timeout`` in seconds (0: none). Only called when
+        ``capabilities.connection`` is true; the default says the transport has none.
+        """
+        raise NotImplementedError(unsupported_call(type(self)))
 
     def file_session(self, host: Host) -> AbstractContextManager[Any]:
         """A context in which a series of ``send_file``/``receive_file``/``file_size`` calls on

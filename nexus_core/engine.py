@@ -33,6 +33,8 @@ from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.registry import Registry
 
 if TYPE_CHECKING:
+    from nexus_core.artifacts import RunArtifacts
+    from nexus_core.handlers import Pending
     from nexus_core.state.leftovers import HostPruner
     from nexus_core.state.resume import ResumePoint
 
@@ -62,6 +64,12 @@ class RunOptions:
     resume: ResumePoint | None = None
     #: Removes leftovers of other runs from hosts that are due (see nexus_core.state.leftovers).
     prune: HostPruner | None = None
+    #: Run notified handlers on a host even when a later command of the task failed there.
+    force_handlers: bool = False
+    #: Notifications an earlier run of the same tasks left pending, by (task, host label), with
+    #: that run's id: they run at the end of the task as if notified again (nexus_core.handlers).
+    carried: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    carried_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,9 @@ class Engine:
                 key = hp.host.key
                 self._left[key] = self._left.get(key, 0) + len(hp.commands)
         self._report = report or (lambda m: None)
+        #: Tasks that declare artifacts (nexus_core.artifacts), and the run's store once needed.
+        self._producers = {n for n, tp in plan.tasks.items() if any(hp.artifacts for hp in tp.hosts)}
+        self._store: RunArtifacts | None = None
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -239,6 +250,8 @@ class Engine:
         duration = time.monotonic() - started
         ordered = {n: results[n] for n in order if n in results}
         status, code = self._outcome(ordered)
+        if self._producers:
+            self._finish_artifacts(status)
         result = RunResult(rid, status, code, duration, ordered, list(self._failures))
         self.bus.emit(ev.PipelineStop(
             rid, duration=duration, status=status, exit_code=code,
@@ -386,7 +399,12 @@ class Engine:
             if o.status == "skipped" and o.host.label not in reported:
                 self.bus.emit(ev.HostStop(rid, task=tp.name, host=o.host.label, status="skipped", reason=o.reason))
         duration = time.monotonic() - started
-        if all(o.ok for o in outcomes):
+        collect_failed = ""
+        if all(o.ok for o in outcomes) and tp.name in self._producers:
+            collect_failed = self._collect_artifacts(tp)
+        if collect_failed:
+            status, reason = "failed", collect_failed
+        elif all(o.ok for o in outcomes):
             status, reason = "ok", ""
         elif any(o.status == "interrupted" for o in outcomes) or (
             self.cancel.requested and any(o.status == "skipped" for o in outcomes)
@@ -424,20 +442,25 @@ class Engine:
             self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status="ok", reason=reason))
             return HostOutcome(host, "ok", 0.0, reason)
         start = resume.start_at.get((tp.name, host.label), 0) if resume is not None else 0
+        pending = self._pending_handlers(tp, hp)
+        if start == 0 and self._producers:
+            failed = self._deliver_artifacts(tp, host, done)
+            if failed:
+                status, reason = "failed", failed
         for index, cmd in enumerate(hp.commands):
+            if status != "ok":  # artifacts could not be delivered: no command runs without its inputs
+                break
             if index < start:
                 done.append(cmd.cmd)
                 continue
             if self.cancel.requested:
                 status, reason = "interrupted", "interrupted before this command"
                 break
-            if (
-                resume is not None
-                and (tp.name, host.label, index) in resume.uncertain
-                and not isinstance(cmd, Transfer)
-            ):
+            if resume is not None and (tp.name, host.label, index) in resume.uncertain and not _not_shell(cmd):
                 earlier = self._finished_while_away(tp, host, index, cmd)
                 if earlier is not None and (earlier.ok or cmd.continue_on_error):
+                    if earlier.ok:
+                        self._notify(tp, host, index, cmd, pending)
                     done.append(cmd.cmd)
                     continue
                 if earlier is not None:  # it ran to its end and failed: not run a second time
@@ -464,6 +487,8 @@ class Engine:
                     key = (tp.name, host.label)
                     self._executed[key] = self._executed.get(key, 0) + 1
             if result.ok:
+                if result.changed:
+                    self._notify(tp, host, index, cmd, pending)
                 done.append(cmd.cmd)
                 continue
             if cmd.continue_on_error and result.status in ("failed", "timeout"):
@@ -476,6 +501,8 @@ class Engine:
             if status != "interrupted":
                 self._fail(tp, host, cmd, result, done, tp.timeout if task_limited else cmd.timeout)
             break
+        if hp.handlers and pending.notified:
+            status, reason = self._run_handlers(tp, hp, pending, status, reason, deadline, done)
         duration = time.monotonic() - started
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
         self._host_done(host, len(hp.commands))
@@ -592,7 +619,7 @@ class Engine:
         attempts = cmd.retries + 1
         state = {"attempt": 0}
         executor = self.executor(host.transport)
-        if self.options.markers and executor.supports_markers and not isinstance(cmd, Transfer):
+        if self.options.markers and executor.supports_markers and not _not_shell(cmd):
             from nexus_core import markers
 
             run_id = self.options.resume.run_id if self.options.resume is not None else rid
@@ -697,18 +724,180 @@ class Engine:
         self, executor: Executor, tp: TaskPlan, host: Host, index: int, cmd: Command, on_output: Any, timeout: float
     ) -> CommandResult:
         """One attempt of one operation: a file operation through :mod:`nexus_core.transfer`,
-        a command through ``executor.run``; the result says whether it ``changed`` anything."""
+        ``wait_for``/``call`` through :mod:`nexus_core.calls`, a command through ``executor.run``;
+        the result says whether it ``changed`` anything."""
+        from nexus_core import calls
+
         if isinstance(cmd, Transfer):
             from nexus_core import transfer
 
             return transfer.execute(executor, host, cmd, transfer.Reporter(self.bus.emit, self.options.run_id,
                                                                            tp.name, host.label, index),
                                     self.cancel, timeout)  # fmt: skip
+        if isinstance(cmd, calls.NOT_SHELL):
+            result = calls.execute(executor, host, cmd, on_output, self.cancel, timeout)
+            return replace(result, changed=True) if result.ok and isinstance(cmd, calls.Call) else result
         ready = _with_input(cmd, executor)  # a secret for the command's stdin, or why it cannot have one
         if isinstance(ready, CommandResult):
             return ready
         result = executor.run(host, ready, on_output, self.cancel, timeout)
         return replace(result, changed=True) if result.ok else result
+
+    # --- artifacts (nexus_core.artifacts) ------------------------------------------------------
+
+    def artifacts(self) -> RunArtifacts:
+        """The run's artifact store (:class:`nexus_core.artifacts.RunArtifacts`)."""
+        from nexus_core.artifacts import RunArtifacts
+
+        with self._lock:
+            if self._store is None:
+                rid = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
+                self._store = RunArtifacts(rid, self.plan.root)
+            return self._store
+
+    def _collect_artifacts(self, tp: TaskPlan) -> str:
+        """Collect a task's artifacts after it succeeded; the failure's reason, or ""."""
+        from nexus_core.artifacts import ArtifactError
+
+        sources = [(hp.host, hp.artifacts) for hp in tp.hosts if hp.artifacts]
+        try:
+            entries = self.artifacts().collect(tp.name, sources, lambda h: self.executor(h.transport), self.cancel)
+        except (ArtifactError, OSError) as exc:
+            reason = f"collecting artifacts: {exc}"
+            host = sources[0][0] if sources else tp.hosts[0].host
+            self._fail(tp, host, Command("artifact(" + ", ".join(sources[0][1] if sources else ()) + ")"),
+                       CommandResult("error", None, 0.0, reason, retryable=False), [], None)  # fmt: skip
+            return reason
+        size = sum(e.size for e in entries)
+        message = f"{tp.name}: collected {len(entries)} artifact file(s), {size} bytes"
+        self.bus.emit(ev.Log(self.options.run_id, level="info", source="artifacts", message=message))
+        return ""
+
+    def _deliver_artifacts(self, tp: TaskPlan, host: Host, done: list[str]) -> str:
+        """Put the artifacts of every task ``tp`` depends on onto ``host``; the failure's reason, or ""."""
+        from nexus_core.artifacts import ArtifactError, upstream
+
+        wanted = [n for n in upstream(self.plan.tasks, tp.name) if n in self._producers]
+        if not wanted:
+            return ""
+        store = self.artifacts()
+        entries = store.entries(wanted)
+        try:
+            written, same = store.deliver(entries, host, self.executor(host.transport), self.cancel)
+        except (ArtifactError, OSError) as exc:
+            reason = f"delivering artifacts: {exc}"
+            self._fail(tp, host, Command("deliver artifacts of " + ", ".join(wanted)),
+                       CommandResult("error", None, 0.0, reason, retryable=False), done, None)  # fmt: skip
+            return reason
+        self.bus.emit(ev.Log(self.options.run_id, level="info", source="artifacts",
+                             message=f"{tp.name} on {host.label}: {written} artifact file(s) delivered, "
+                                     f"{same} already there"))  # fmt: skip
+        return ""
+
+    def _finish_artifacts(self, status: str) -> None:
+        from nexus_core.artifacts import prune
+
+        cfg = self.plan.config
+        retention = float(cfg.get("artifact_retention") or 0)
+        try:
+            self.artifacts().finish(status, retention)
+            prune(retention, float(cfg.get("state_retention_days") or 7))
+        except OSError as exc:
+            self._report(f"nexus: could not tidy the artifact store: {exc}")
+
+    # --- handlers (nexus_core.handlers) --------------------------------------------------------
+
+    def _pending_handlers(self, tp: TaskPlan, hp: HostPlan) -> Pending:
+        """The handlers notified on this host for this task so far: by a resumed run, or left
+        pending by the previous run of the same tasks (each re-recorded for this run)."""
+        from nexus_core.handlers import Pending
+
+        pending = Pending()
+        if not hp.handlers:
+            return pending
+        key = (tp.name, hp.host.label)
+        planned = {h.name for h in hp.handlers}
+        resume = self.options.resume
+        earlier: list[tuple[str, str]] = []
+        if resume is not None:
+            earlier += [(n, "") for n in resume.notified.get(key, ())]
+        if self.options.carried_from:
+            earlier += [
+                (n, f"carried over from run {self.options.carried_from}") for n in self.options.carried.get(key, ())
+            ]
+        for name, why in earlier:
+            if name in planned and pending.add([name]) and why:
+                self.bus.emit(ev.HandlerNotify(self.options.run_id, task=tp.name, host=hp.host.label, handler=name,
+                                               index=-1, by=why))  # fmt: skip
+        return pending
+
+    def _notify(self, tp: TaskPlan, host: Host, index: int, cmd: Command, pending: Pending) -> None:
+        """Record the notifications of an operation that changed something (checkpointed by the state)."""
+        names = tuple(getattr(cmd, "notify", ()) or ())
+        for name in pending.add(names):
+            self.bus.emit(ev.HandlerNotify(self.options.run_id, task=tp.name, host=host.label, handler=name,
+                                           index=index, by=cmd.cmd))  # fmt: skip
+
+    def _run_handlers(
+        self, tp: TaskPlan, hp: HostPlan, pending: Pending, status: str, reason: str, deadline: float, done: list[str]
+    ) -> tuple[str, str]:
+        """Run the notified handlers once each, in definition order, at the end of the task on this host.
+
+        After a failure they stay pending (checkpointed, for ``nexus resume`` and the next run)
+        unless ``force_handlers`` is set and the host failed or timed out (not: unreachable,
+        interrupted). Returns the host's status and reason (a failing handler fails the host).
+        """
+        forced = status != "ok"
+        if forced and not (self.options.force_handlers and status in ("failed", "timeout")):
+            return status, reason
+        host = hp.host
+        rid = self.options.run_id
+        for _ in range(len(hp.handlers) + 1):  # each handler runs at most once
+            h = pending.next(hp.handlers)
+            if h is None:
+                break
+            if self.cancel.requested:
+                return (status, reason) if forced else ("interrupted", "interrupted before a handler")
+            pending.ran.add(h.name)
+            self.bus.emit(ev.HandlerStart(rid, task=tp.name, host=host.label, handler=h.name, forced=forced))
+            started = time.monotonic()
+            h_status, h_reason = "ok", ""
+            for j, cmd in enumerate(h.commands):
+                index = h.first_index + j
+                if self.cancel.requested:
+                    h_status, h_reason = "interrupted", "interrupted before this command"
+                    break
+                remaining = deadline - time.monotonic()
+                limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), remaining)
+                if limit <= 0:
+                    h_status, h_reason = "timeout", f"task timeout of {tp.timeout:g}s reached"
+                    self._fail(tp, host, cmd, CommandResult("timeout", None, 0.0, h_reason), done, tp.timeout)
+                    break
+                skip, guard_failure = self._check_guards(tp, host, index, cmd)
+                if skip:
+                    continue
+                result = guard_failure or self._run_command(
+                    tp, host, index, cmd, limit if limit != float("inf") else 0.0
+                )
+                if result.ok:
+                    if result.changed:
+                        self._notify(tp, host, index, cmd, pending)
+                    done.append(cmd.cmd)
+                    continue
+                if cmd.continue_on_error and result.status in ("failed", "timeout"):
+                    continue
+                h_status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
+                h_reason = result.reason
+                if h_status != "interrupted":
+                    self._fail(tp, host, cmd, result, done, cmd.timeout)
+                break
+            self.bus.emit(ev.HandlerStop(rid, task=tp.name, host=host.label, handler=h.name, status=h_status,
+                                         duration=time.monotonic() - started, reason=h_reason))  # fmt: skip
+            if h_status != "ok":
+                if not forced:
+                    return h_status, f"handler {h.name!r}: {h_reason}"
+                break
+        return status, reason
 
     def _host_slot(self, executor: Executor, host: Host) -> AbstractContextManager[Any]:
         """Hold one of the host's command slots when its executor declares a per-host limit."""
@@ -790,6 +979,13 @@ class Engine:
         if "timeout" in statuses:
             return "failed", int(ExitCode.TIMEOUT)
         return "failed", int(ExitCode.FAILED)
+
+
+def _not_shell(cmd: Command) -> bool:
+    """True for operations that are not one shell command (no status marker, not asked about on resume)."""
+    from nexus_core.calls import NOT_SHELL
+
+    return isinstance(cmd, (Transfer, *NOT_SHELL))
 
 
 def _last_result(retry_state: Any) -> CommandResult:

@@ -261,6 +261,47 @@ class TransferStop(Event):
     index: int = 0
 
 
+# --- handlers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandlerNotify(Event):
+    """An operation notified a handler on a host (``index``: the operation's; ``by`` says which,
+    or ``carried over from run ID`` for a notification a failed earlier run left pending).
+    Checkpointed at once: a resume runs the handler even after a crash."""
+
+    name: ClassVar[str] = "handler.notify"
+    task: str
+    host: str
+    handler: str
+    index: int = 0
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class HandlerStart(Event):
+    """A notified handler starts on a host, at the end of the task that notified it."""
+
+    name: ClassVar[str] = "handler.start"
+    task: str
+    host: str
+    handler: str
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class HandlerStop(Event):
+    """A handler ends on a host: ``status`` ok, failed, timeout, unreachable, error or interrupted."""
+
+    name: ClassVar[str] = "handler.stop"
+    task: str
+    host: str
+    handler: str
+    status: str
+    duration: float = 0.0
+    reason: str = ""
+
+
 # --- logs ----------------------------------------------------------------------------------
 
 
@@ -279,6 +320,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     TaskStart, TaskStop, TaskRetry, HostStart, HostStop,
     CommandStart, CommandOutput, CommandStop, Log,
     TransferStart, TransferProgress, TransferStop,
+    HandlerNotify, HandlerStart, HandlerStop,
 )  # fmt: skip
 """The core's events. Plugins add theirs (connections, pools...) through ``nexus_event_types``:
 the full catalogue of a run is ``Registry.event_types``."""

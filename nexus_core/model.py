@@ -308,6 +308,16 @@ class TaskDef:
 
 
 @dataclass(frozen=True)
+class HandlerDef:
+    """A handler as declared by ``@handler``: its name, body and place in the nexusfile."""
+
+    name: str
+    func: Any
+    location: Location
+    doc: str = ""
+
+
+@dataclass(frozen=True)
 class HostSpec:
     """A host with attributes, from ``host("web-1", tags=[...], vars={...})`` in a nexusfile.
 
@@ -402,6 +412,8 @@ class Project:
     path: str
     root: str
     tasks: dict[str, TaskDef] = field(default_factory=dict)
+    #: Handlers from ``@handler``, in definition order (see nexus_core.handlers).
+    handlers: dict[str, HandlerDef] = field(default_factory=dict)
     groups: dict[str, HostGroup] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     config_locations: dict[str, Location] = field(default_factory=dict)

@@ -195,6 +195,14 @@ CONFIG_OPTIONS: dict[str, Option] = {
             "seconds discovered hosts are reused from the state database (0: discover on every run)",
             minimum=0,
         ),
+        Option(
+            "artifact_retention",
+            _NUM,
+            0,
+            "days the artifacts of a successful run are kept (0: removed when it succeeds)",
+            minimum=0,
+        ),
+        Option("force_handlers", (bool,), False, "run notified handlers on a host even after a failure there"),
     ]
 }
 

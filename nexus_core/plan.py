@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from nexus_core import packages
 from nexus_core.dsl import _RECORDER, Recorder
+from nexus_core.handlers import HandlerPlan
 from nexus_core.hosts import HostParseError, assign_labels, parse_host
 from nexus_core.limit import Limit, LimitError, parse_limit
 from nexus_core.loader import exception_problem, in_project
@@ -52,14 +53,26 @@ class ValidationFailed(Exception):
 
 @dataclass(frozen=True)
 class HostPlan:
-    """The commands one task will run on one host."""
+    """The commands one task will run on one host.
+
+    ``handlers``: what the handlers its operations may notify would run there (in definition
+    order, see :mod:`nexus_core.handlers`); ``artifacts``: the paths and globs whose files are
+    collected from there after the task succeeded (see :mod:`nexus_core.artifacts`).
+    """
 
     host: Host
     commands: tuple[Command, ...]
+    handlers: tuple[HandlerPlan, ...] = ()
+    artifacts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form."""
-        return {"host": self.host.to_dict(), "commands": [c.to_dict() for c in self.commands]}
+        """Plain-data form (``handlers`` and ``artifacts`` only when there are some)."""
+        out: dict[str, Any] = {"host": self.host.to_dict(), "commands": [c.to_dict() for c in self.commands]}
+        if self.handlers:
+            out["handlers"] = [h.to_dict() for h in self.handlers]
+        if self.artifacts:
+            out["artifacts"] = list(self.artifacts)
+        return out
 
 
 @dataclass(frozen=True)
@@ -867,10 +880,13 @@ def build_plan(
             body_problems = 0
             for host in hosts:
                 commands, found = evaluate_body(project, t, host, kwargs)
+                commands, kept = split_artifacts(commands)
+                handlers, more = plan_handlers(project, t, host, commands)
+                found = found + more + _check_operations(registry, t, host, commands, handlers)
                 found += _file_problems(registry, t, host, commands)
                 problems.extend(found)
                 body_problems += len(found)
-                host_plans.append(HostPlan(host, tuple(commands)))
+                host_plans.append(HostPlan(host, tuple(commands), handlers, kept))
             if host_plans and not body_problems and not t.deps and all(not hp.commands for hp in host_plans):
                 problems.append(
                     Problem(
@@ -1102,6 +1118,45 @@ def _file_problems(registry: Registry, t: TaskDef, host: Host, commands: Sequenc
 
 def _with_cwd(c: Command, cwd: str) -> Command:
     return replace(c, cwd=cwd)
+
+
+def plan_handlers(
+    project: Project, t: TaskDef, host: Host, commands: Sequence[Command]
+) -> tuple[tuple[HandlerPlan, ...], list[Problem]]:
+    """The handlers one task's operations may notify on one host (see :mod:`nexus_core.handlers`)."""
+    from nexus_core import handlers
+
+    return handlers.plan_handlers(project, t, host, commands)
+
+
+def split_artifacts(recorded: Sequence[Command]) -> tuple[list[Command], tuple[str, ...]]:
+    """A body's operations without its ``artifact(...)`` declarations, and those paths (see
+    :mod:`nexus_core.artifacts`): they are collected after the task, not run in its order."""
+    from nexus_core.artifacts import Artifact
+
+    paths = tuple(dict.fromkeys(c.cmd for c in recorded if isinstance(c, Artifact)))
+    return [c for c in recorded if not isinstance(c, Artifact)], paths
+
+
+def _check_operations(
+    registry: Registry, t: TaskDef, host: Host, commands: Sequence[Command], handlers: Sequence[HandlerPlan]
+) -> list[Problem]:
+    """Operations the host's executor cannot run (``call()`` on a transport without a connection)."""
+    from nexus_core.calls import Call, check_executor
+
+    ops = [*commands, *(c for h in handlers for c in h.commands)]
+    calls = [c for c in ops if isinstance(c, Call)]
+    if not calls or host.transport not in registry.executors:
+        return []
+    try:
+        why = check_executor(calls, registry.executors[host.transport])
+    except Exception:  # noqa: BLE001 - a plugin that cannot load is reported with the task's transport
+        return []
+    if not why:
+        return []
+    return [
+        Problem(f"task {t.name!r} on {host.label}: {why}", Location(t.location.path, calls[0].line), "", "cannot-call")
+    ]
 
 
 def phases(tasks: Mapping[str, TaskPlan], cache: DagCache | None = None) -> tuple[tuple[str, ...], ...]:

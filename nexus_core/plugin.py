@@ -57,7 +57,9 @@ from nexus_core.api import (
     TransferInterrupted,
     TransferResult,
     skipped,
+    unsupported_call,
 )
+from nexus_core.calls import CallStreams
 from nexus_core.events import Event, Log, Subscriber
 from nexus_core.executors.lines import LineSplitter
 from nexus_core.exitcodes import ExitCode
@@ -88,6 +90,7 @@ __all__ = [
     "API_VERSION",
     "KINDS",
     "PUBLIC_MODULES",
+    "CallStreams",
     "Cancel",
     "Capabilities",
     "CheckResult",
@@ -150,6 +153,7 @@ __all__ = [
     "shell",
     "skipped",
     "to_host",
+    "unsupported_call",
 ]
 
 #: The core modules a plugin may import from.

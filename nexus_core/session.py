@@ -67,6 +67,9 @@ class RunSession:
     SIGINT, SIGTERM and SIGHUP during :meth:`run` (only possible in the main thread).
     ``markers``: leave a status file per command on the hosts (what makes a resume exact);
     ``False`` for runs that are never resumed, such as ``nexus exec``.
+    ``force_handlers``: run notified handlers on a host even after a failure there (also
+    ``config(force_handlers=True)``). A fresh recorded run takes over the handler notifications
+    the previous run of the same tasks left pending (see :mod:`nexus_core.handlers`).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class RunSession:
         report: Callable[[str], None] | None = None,
         handle_signals: bool = True,
         markers: bool = True,
+        force_handlers: bool = False,
     ) -> None:
         from nexus_core.engine import new_run_id
 
@@ -102,6 +106,7 @@ class RunSession:
         self.report = report or _stderr
         self.handle_signals = handle_signals
         self.markers = markers
+        self.force_handlers = force_handlers
         self.run_id = resume_record.id if resume_record is not None else new_run_id()
         self._plugins = plugins
         self.engine: Engine | None = None
@@ -191,7 +196,13 @@ class RunSession:
             resume=self.resume,
             extra=extra,
             markers=self.markers,
+            force_handlers=self.force_handlers or cfg.get("force_handlers") is True,
         )
+        if self.store is not None and self.resume_record is None:
+            earlier = self.store.previous_pending(plan.nexusfile, list(plan.requested), run_id)
+            if earlier is not None:
+                options.carried, options.carried_from = earlier.pending_handlers(), earlier.id
+                self.store.carry_notifications(earlier.id, run_id)  # kept if this run stops early too
         if self.store is not None:  # leftovers of other runs go with this run's clean-up, once a day per host
             from nexus_core.state.leftovers import DEFAULT_RETENTION_DAYS, HostPruner
 

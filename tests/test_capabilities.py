@@ -67,10 +67,10 @@ def _run(tmp_path: Path, executor: type[Executor]) -> int:
 def test_defaults_match_the_local_executor() -> None:
     caps = Capabilities()
     assert caps.commands_per_host is None and caps.streams_output and not caps.file_transfer
-    # stdin (secret(..., to=...)) is opt-in: an executor that does not write Command.input says nothing
-    assert not caps.stdin and LocalExecutor.capabilities.stdin
-    assert LocalExecutor.capabilities.file_transfer  # it copies files on this machine
-    assert replace(LocalExecutor.capabilities, stdin=False, file_transfer=False) == caps
+    # stdin (secret(..., to=...)) and connection (call(fn)) are opt-in
+    assert not caps.stdin and not caps.connection
+    # it copies files on this machine, writes a command's stdin, and call(fn) gets a local connection
+    assert LocalExecutor.capabilities == Capabilities(file_transfer=True, stdin=True, connection=True)
     assert Executor.capabilities == caps
     assert all(caps.can_cancel(level) for level in (Cancel.STOP, Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL))
     assert not Capabilities(cancel_levels=frozenset({Cancel.KILL})).can_cancel(Cancel.INTERRUPT)

@@ -147,8 +147,15 @@ def test_notify_names_are_recorded_on_every_operation(nexus_project: NexusProjec
     nexusfile(
         nexus_project,
         """
+from nexus_core import handler
+
+@handler
 def restart_app():
-    pass
+    run("true")
+
+@handler
+def reload():
+    run("true")
 
 @task
 def deploy():

@@ -72,6 +72,11 @@ ask_sudo_pass_option = click.option(
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
 @click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
 @click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
+@click.option(
+    "--force-handlers",
+    is_flag=True,
+    help="Run notified handlers on a host even when a later command of the task failed there.",
+)
 @config_option
 @format_option
 @log_options
@@ -99,6 +104,7 @@ def run(
     list_hosts: bool = False,
     param_words: tuple[str, ...] = (),
     refresh: bool = False,
+    force_handlers: bool = False,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -166,6 +172,7 @@ def run(
             continue_on_error=continue_on_error,
             parallel_limit=parallel_limit,
             extra=extra,
+            force_handlers=force_handlers,
         )
     finally:
         if store is not None:

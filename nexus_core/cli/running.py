@@ -115,6 +115,7 @@ def execute(
     resume_record: RunRecord | None = None,
     resume: ResumePoint | None = None,
     extra: Mapping[str, Any] | None = None,
+    force_handlers: bool = False,
 ) -> RunResult:
     """Run a plan as ``nexus run`` shows it: live output, then failures and the summary.
 
@@ -138,6 +139,7 @@ def execute(
         continue_on_error=continue_on_error,
         parallel_limit=parallel_limit,
         extra=extra,
+        force_handlers=force_handlers,
         subscribers=[("output", renderer)],
         fmt=fmt,
         mode=mode,

@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 @click.option("-v", "--verbose", is_flag=True, help="Stream every output line.")
 @click.option("-q", "--quiet", is_flag=True, help="One line per task.")
 @click.option("--continue-on-error", is_flag=True, help="Run everything that does not depend on a failure.")
+@click.option(
+    "--force-handlers",
+    is_flag=True,
+    help="Run notified handlers on a host even when a later command of the task failed there.",
+)
 @config_option
 @format_option
 @log_options
@@ -58,6 +63,7 @@ def resume(
     log_format: str = "text",
     no_wait: bool = False,
     lock_timeout: float | None = None,
+    force_handlers: bool = False,
 ) -> None:
     """Resume an interrupted run (by default the newest one of this nexusfile).
 
@@ -95,7 +101,7 @@ def resume(
         check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
         run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
                      mode="verbose" if verbose else "quiet" if quiet else "normal",
-                     continue_on_error=continue_on_error)  # fmt: skip
+                     continue_on_error=continue_on_error, force_handlers=force_handlers)  # fmt: skip
 
 
 def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | None) -> RunRecord:
@@ -111,7 +117,12 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
             path = find_nexusfile(config_path)
         except NexusfileNotFound as exc:
             fail(ExitCode.CONFIG, "No nexusfile found", [str(exc)], ["Pass a run id: nexus resume RUN_ID"])
-        candidates = [r for r in store.runs(limit=200, nexusfile=path) if r.interrupted]
+        recent = store.runs(limit=200, nexusfile=path)
+        candidates = [r for r in recent if r.interrupted]
+        if not candidates:  # a failed run that left notified handlers pending (nexus_core.handlers)
+            newest = recent[0] if recent else None
+            if newest is not None and newest.status == "failed" and newest.pending_handlers():
+                candidates = [newest]
         if not candidates:
             fail(
                 ExitCode.CONFIG,

@@ -22,7 +22,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import IO
+from contextlib import AbstractContextManager
+from typing import IO, Any
 
 from nexus_core import shell
 from nexus_core.api import (
@@ -180,8 +181,9 @@ class LocalExecutor(Executor):
     name = "local"
     supports_markers = True
     #: Any number of commands at once, streamed, every cancel level; files copied on this machine;
-    #: standard input for ``secret(..., to=...)``.
-    capabilities = Capabilities(file_transfer=True, stdin=True)
+    #: standard input for ``secret(..., to=...)``; call(fn) gets an invoke Context with
+    #: Fabric's put/get (nexus_core.executors.localconn).
+    capabilities = Capabilities(file_transfer=True, stdin=True, connection=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -231,6 +233,13 @@ class LocalExecutor(Executor):
             return os.stat(self._path(remote_path)).st_size
         except OSError:
             return None
+
+    def connection(self, host: Host, streams: Any) -> AbstractContextManager[Any]:
+        """An invoke ``Context`` working in the project's folder, with Fabric's ``put``/``get``."""
+        from nexus_core.executors.localconn import local_connection
+
+        password = self.context.options.get("sudo_password")
+        return local_connection(self.context.root, streams, password if isinstance(password, str) else None)
 
     def run(
         self,

@@ -22,6 +22,8 @@ class _HostState:
     reason: str = ""
     current: str = ""
     started: float = field(default_factory=time.monotonic)
+    #: Handlers running, with where their line goes among the commands.
+    handlers: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +180,15 @@ class TreeRenderer(Renderer):
             host.commands[-1] = entry
         else:
             host.commands.append(entry)
+
+    def on_handler_start(self, e: ev.HandlerStart) -> None:
+        host = self._host(e.task, e.host)
+        host.handlers[e.handler] = len(host.commands)
+
+    def on_handler_stop(self, e: ev.HandlerStop) -> None:
+        host = self._host(e.task, e.host)
+        at = host.handlers.pop(e.handler, len(host.commands))
+        host.commands.insert(at, (f"handler {e.handler}", e.status, e.duration, clean(e.reason)))
 
     def on_task_retry(self, e: ev.TaskRetry) -> None:
         s = self.style

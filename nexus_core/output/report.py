@@ -243,7 +243,25 @@ def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, 
                     bar = ("│" if s.unicode else "|") if i < len(commands) - 1 else " "
                     named = label is None and len(labels_here) > 1
                     lines.extend(_file_check_lines(s, f"{indent}{bar}    ", found, named))
+    lines.extend(_handler_and_artifact_lines(s, plan, name))
     return lines
+
+
+def _handler_and_artifact_lines(s: Style, plan: Plan, name: str) -> list[str]:
+    """The handlers a task may run at its end (when notified) and the artifacts it hands on."""
+    t = plan.tasks[name]
+    out: list[str] = []
+    handlers = list(dict.fromkeys(h.name for hp in t.hosts for h in hp.handlers))
+    for handler in handlers:
+        cmds = next(h.commands for hp in t.hosts for h in hp.handlers if h.name == handler)
+        out.append("      " + s.paint(f"handler {handler} (if notified):", "dim"))
+        for i, c in enumerate(cmds):
+            flags = " ".join(f"[{f}]" for f in c.flags())
+            out.append(f"        {s.branch(i == len(cmds) - 1)} {c.cmd}" + (f"  {flags}" if flags else ""))
+    paths = list(dict.fromkeys(p for hp in t.hosts for p in hp.artifacts))
+    if paths:
+        out.append("      " + s.paint("artifacts: " + ", ".join(paths), "dim"))
+    return out
 
 
 def _file_check_lines(s: Style, indent: str, found: Any, named: bool) -> list[str]:

@@ -103,6 +103,25 @@ class StateRecorder:
             ),
         )
 
+    # A notification is a checkpoint of its own: once the operation that notified is recorded
+    # as done, a resume will not run it again, so the notification must not be lost.
+
+    def on_handler_notify(self, e: ev.HandlerNotify) -> None:
+        self._defer(
+            "INSERT INTO notifications (run_id, task, host, handler, status, notified)"
+            " VALUES (?, ?, ?, ?, 'pending', ?)"
+            " ON CONFLICT (run_id, task, host, handler) DO UPDATE SET status = 'pending', ended = NULL",
+            (self.run_id, e.task, e.host, e.handler, e.ts),
+        )
+        self.flush()
+
+    def on_handler_stop(self, e: ev.HandlerStop) -> None:
+        self._defer(
+            "UPDATE notifications SET status = ?, ended = ? WHERE run_id = ? AND task = ? AND host = ? AND handler = ?",
+            (e.status, e.ts, self.run_id, e.task, e.host, e.handler),
+        )
+        self.flush()
+
     # No write on pipeline.interrupt: it is emitted from the signal handler, which may have
     # interrupted this very subscriber inside a transaction. Deferred rows wait for the next
     # checkpoint; nothing a resume needs is among them (the hosts' status files are).

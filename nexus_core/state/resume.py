@@ -24,6 +24,8 @@ class ResumePoint:
     start_at: dict[tuple[str, str], int] = field(default_factory=dict)
     #: (task, host, index) of commands that were running when the run stopped: ask the host.
     uncertain: set[tuple[str, str, int]] = field(default_factory=set)
+    #: Handlers notified but not run yet, by (task, host label): they run at the end of the task.
+    notified: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def in_progress(self) -> set[str]:
         """Tasks that had started on some host but not finished."""
@@ -48,6 +50,7 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
     """
     point = ResumePoint(record.id)
     old_labels = recorded_labels(record)
+    pending = record.pending_handlers()
     for name, tp in plan.tasks.items():
         task_row = record.tasks.get(name)
         if task_row and task_row["status"] == "ok":
@@ -56,6 +59,8 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
         for hp in tp.hosts:
             label = hp.host.label
             old = old_labels.get(hp.host.key, label)
+            if (name, old) in pending:
+                point.notified[(name, label)] = pending[(name, old)]
             host_row = record.hosts.get((name, old))
             if host_row and host_row["status"] == "ok":
                 point.done_hosts.add((name, label))

@@ -80,6 +80,16 @@ CREATE TABLE IF NOT EXISTS dag_cache (
     phases TEXT NOT NULL,             -- JSON list of lists
     used REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS notifications (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    host TEXT NOT NULL,               -- a host label
+    handler TEXT NOT NULL,
+    status TEXT NOT NULL,             -- pending, ok, failed, timeout, unreachable, error, interrupted
+    notified REAL NOT NULL,
+    ended REAL,
+    PRIMARY KEY (run_id, task, host, handler)
+);
 CREATE TABLE IF NOT EXISTS host_prunes (
     host TEXT PRIMARY KEY,            -- a host label
     at REAL NOT NULL                  -- when leftovers were last removed from it
@@ -129,6 +139,17 @@ class RunRecord:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     hosts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     commands: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    #: Handler notifications by (task, host label): handler name -> status (``pending`` until it ran).
+    notifications: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def pending_handlers(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Handlers notified but not run (or failed), by (task, host label)."""
+        out: dict[tuple[str, str], tuple[str, ...]] = {}
+        for key, found in self.notifications.items():
+            names = tuple(n for n, status in found.items() if status != "ok")
+            if names:
+                out[key] = names
+        return out
 
     @property
     def pipeline(self) -> str:
@@ -433,7 +454,37 @@ class StateStore:
             record.hosts[(h["task"], h["host"])] = dict(h)
         for c in self.db.execute("SELECT * FROM commands WHERE run_id = ?", (rid,)):
             record.commands[(c["task"], c["host"], c["idx"])] = dict(c)
+        for n in self.db.execute("SELECT * FROM notifications WHERE run_id = ? ORDER BY notified", (rid,)):
+            record.notifications.setdefault((n["task"], n["host"]), {})[n["handler"]] = n["status"]
         return record
+
+    def carry_notifications(self, from_run: str, to_run: str) -> None:
+        """Copy the handler notifications ``from_run`` left pending into ``to_run`` (a checkpoint)."""
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO notifications (run_id, task, host, handler, status, notified)"
+                " SELECT ?, task, host, handler, 'pending', ? FROM notifications WHERE run_id = ? AND status != 'ok'",
+                (to_run, time.time(), from_run),
+            )
+
+    def previous_pending(self, nexusfile: str, requested: list[str], run_id: str) -> RunRecord | None:
+        """The run of the same tasks before ``run_id`` when it did not succeed and left handlers pending."""
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE nexusfile = ? AND requested = ? AND id != ? ORDER BY started DESC LIMIT 1",
+            (nexusfile, json.dumps(sorted(requested)), run_id),
+        ).fetchone()
+        if row is None or row["status"] in ("ok", "discarded"):
+            return None
+        if row["status"] == "running" and _pid_alive(row["pid"]) and row["machine"] == os.uname().nodename:
+            return None
+        if (
+            self.db.execute(
+                "SELECT 1 FROM notifications WHERE run_id = ? AND status != 'ok' LIMIT 1", (row["id"],)
+            ).fetchone()
+            is None
+        ):
+            return None
+        return self._load(row)
 
     def integrity(self) -> list[str]:
         """Problems found by SQLite's integrity check and Nexus's own consistency rules."""

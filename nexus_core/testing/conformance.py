@@ -503,3 +503,42 @@ class ExecutorConformance:
             assert back.read_bytes() == data
         finally:
             self.run(executor, host, f"rm -rf {folder}")
+
+    # --- call(fn): a Fabric-style connection ----------------------------------------------------
+
+    def test_connection_runs_commands_and_streams_their_output(self, executor: Executor, host: Host) -> None:
+        """With ``capabilities.connection``: ``c.run`` works and its output reaches the streams;
+        without it, :meth:`Executor.connection` declines with a message naming the transport."""
+        from nexus_core.calls import CallStreams
+
+        got: list[tuple[str, str]] = []
+        out = _Writer("stdout", got)
+        err = _Writer("stderr", got)
+        streams = CallStreams(out, err, Cancel(), BOUND)
+        if not executor.capabilities.connection:
+            with pytest.raises(NotImplementedError, match=repr(executor.name)):
+                executor.connection(host, streams)
+            return
+        with executor.connection(host, streams) as c:
+            result = c.run("echo to-out; echo to-err >&2")
+            assert result.ok and result.stdout.strip() == "to-out"
+            failed = c.run("exit 3", warn=True)
+            assert failed.exited == 3
+        assert ("stdout", "to-out") in got and ("stderr", "to-err") in got
+
+
+class _Writer:
+    """A text stream that records complete lines with their stream name."""
+
+    def __init__(self, stream: str, into: list[tuple[str, str]]) -> None:
+        self.stream, self.into, self.buf = stream, into, ""
+
+    def write(self, data: str) -> int:
+        self.buf += data
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            self.into.append((self.stream, line))
+        return len(data)
+
+    def flush(self) -> None:
+        pass

@@ -263,7 +263,7 @@ class SshExecutor(SftpFiles, Executor):
     #: Commands at once per host are bounded by the connection pool itself (``ssh_pool_size``:
     #: a command waits for a free connection); every cancel level signals the remote process
     #: group; files go over SFTP.
-    capabilities = Capabilities(file_transfer=True, stdin=True)
+    capabilities = Capabilities(file_transfer=True, stdin=True, connection=True)
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -1010,6 +1010,12 @@ class SshExecutor(SftpFiles, Executor):
             return f"{what}; signalling the remote process group {groups} failed ({exc!r})"
         sig = "/".join(signals)
         return f"{what}; remote process group {' '.join(map(str, groups))} sent SIG{sig}"
+
+    def connection(self, host: Host, streams: Any) -> contextlib.AbstractContextManager[Any]:
+        """A Fabric ``Connection`` on a pooled transport to ``host`` (see :mod:`nexus_ssh.fabric_bridge`)."""
+        from nexus_ssh.fabric_bridge import pooled_connection
+
+        return pooled_connection(self, host, streams)
 
     @contextlib.contextmanager
     def _borrow(self, host: Host) -> Iterator[Any]:

@@ -1,0 +1,327 @@
+"""``wait_for(cmd)`` and ``call(fn)``: operations that are not one shell command.
+
+* ``wait_for(cmd, timeout=30, interval=1)`` polls a command on the host until it succeeds
+  (a health check between rolling batches), bounded by ``timeout``; when it never does, the
+  operation fails with the last attempt's output and exit code.
+* ``call(fn, *args, **kwargs)`` runs a Python function at execution time, on the machine
+  Nexus runs on, once per host, as ``fn(c, *args, **kwargs)`` where ``c`` is a Fabric-style
+  connection to that host given by its executor (:meth:`~nexus_core.api.Executor.connection`):
+  a remote transport binds a Fabric ``Connection`` to the connection it already holds, the
+  local executor gives an invoke ``Context`` with ``put``/``get``. Its return value is shown
+  as output; an exception fails the operation like a failed command, with its message.
+
+Both are recorded as :class:`~nexus_core.model.Command` subclasses, so the engine schedules,
+times out, reports and checkpoints them like every other operation; only the attempt itself
+(:func:`execute`) differs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core.api import Cancel, CommandResult, Executor, OutputCallback, unsupported_call
+from nexus_core.model import Command, Host
+from nexus_core.options import safe_repr
+
+TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class WaitFor(Command):
+    """A recorded ``wait_for(cmd, timeout, interval)``: ``cmd`` is the probe, ``timeout`` bounds the wait."""
+
+    interval: float = 1.0
+
+    def flags(self) -> list[str]:
+        """The dry-run flags: ``[wait_for:30s every 1s]``."""
+        return [f"wait_for:{self.timeout:g}s every {self.interval:g}s"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (``op`` tells it from a command)."""
+        data = super().to_dict()
+        data.update({"op": "wait_for", "interval": self.interval})
+        return data
+
+
+@dataclass(frozen=True)
+class Call(Command):
+    """A recorded ``call(fn, *args, **kwargs)``; ``cmd`` is what trees show (``call deploy()``)."""
+
+    func: Any = field(default=None, compare=False, repr=False)
+    args: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    kwargs: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: ``module.qualname`` of the function (what resume compares, with ``cmd``).
+    function: str = ""
+
+    def flags(self) -> list[str]:
+        """The dry-run flags: ``[python]``."""
+        return ["python"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (``op`` tells it from a command)."""
+        data = super().to_dict()
+        data.update({"op": "call", "function": self.function})
+        return data
+
+
+#: Operations that are not a shell command: no status marker, never asked about on resume.
+NOT_SHELL: tuple[type[Command], ...] = (WaitFor, Call)
+
+
+# --- the nexusfile functions ---------------------------------------------------------------
+
+
+def wait_for(cmd: str, timeout: float = 30, interval: float = 1, **unknown: Any) -> None:
+    """Poll ``cmd`` on the host every ``interval`` s until it succeeds; fail after ``timeout`` s.
+
+    ``wait_for("curl -fsS http://localhost:8080/health", timeout=60, interval=2)``.
+    """
+    from nexus_core import dsl
+
+    rec = _recorder("wait_for")
+    if rec is None:
+        return
+    line = dsl._caller(rec.project).line
+    bad = False
+    for key in unknown:
+        if key == "notify":
+            from nexus_core.handlers import cannot_notify
+
+            cannot_notify("wait_for", "it checks, it changes nothing")
+        else:
+            dsl._problem(
+                f"wait_for() has no option {key!r}", "options: timeout (seconds), interval (seconds)", "unknown-option"
+            )
+        bad = True
+    if not isinstance(cmd, str) or not cmd.strip():
+        dsl._problem(
+            f"wait_for() needs a non-empty command string, got {safe_repr(cmd)}",
+            'write wait_for("curl -fsS http://localhost:8080/health")',
+            "bad-value",
+        )
+        bad = True
+    for name, value, least in (("timeout", timeout, 0.0), ("interval", interval, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > least or value != value:
+            dsl._problem(
+                f"wait_for(): {name} must be a number of seconds above 0, not {safe_repr(value)}",
+                f"write wait_for(cmd, {name}=...)",
+                "bad-value",
+            )
+            bad = True
+    if bad:
+        return
+    rec.commands.append(WaitFor(cmd=cmd, timeout=float(timeout), interval=float(interval), line=line))
+
+
+def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run ``fn(c, *args, **kwargs)`` at execution time for each host, ``c`` a Fabric-style connection to it.
+
+    An existing fabfile task runs unchanged: ``def deploy(c): c.run("make"); c.put("app.tar", "/srv/")``
+    then ``call(deploy)`` in a task body. Its return value is shown; an exception fails it.
+    """
+    from nexus_core import dsl
+
+    rec = _recorder("call")
+    if rec is None:
+        return
+    line = dsl._caller(rec.project).line
+    if not callable(fn):
+        dsl._problem(
+            f"call() needs a function as its first argument, got {safe_repr(fn)}",
+            "write call(deploy) where `def deploy(c): ...` takes a connection first",
+            "bad-value",
+        )
+        return
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    module = getattr(fn, "__module__", None) or ""
+    shown = ", ".join([*(safe_repr(a, 40) for a in args), *(f"{k}={safe_repr(v, 40)}" for k, v in kwargs.items())])
+    rec.commands.append(
+        Call(
+            cmd=f"call {name}({shown})",
+            timeout=0,
+            line=line,
+            func=fn,
+            args=tuple(args),
+            kwargs=tuple(kwargs.items()),
+            function=f"{module}.{name}" if module else str(name),
+        )
+    )
+
+
+def _recorder(what: str) -> Any:
+    from nexus_core import dsl
+
+    rec = dsl._RECORDER.get()
+    if rec is None:
+        if dsl._PROJECT.get() is not None:
+            dsl._problem(f"{what}() is called outside a task body", "put it inside a function decorated with @task")
+            return None
+        raise dsl.NexusfileError(f"{what}() can only be called inside a task body, while Nexus plans a run")
+    return rec
+
+
+def check_executor(cmds: Any, executor: type[Executor]) -> str | None:
+    """Why ``executor`` cannot run these operations (a validation message), or None."""
+    if any(isinstance(c, Call) for c in cmds):
+        return unsupported_call(executor)
+    return None
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def execute(
+    executor: Executor, host: Host, op: Command, on_output: OutputCallback, cancel: Cancel, timeout: float
+) -> CommandResult:
+    """One attempt of a :class:`WaitFor` or :class:`Call` on ``host`` within ``timeout`` s (0: none)."""
+    if isinstance(op, WaitFor):
+        return _wait_for(executor, host, op, cancel, timeout)
+    assert isinstance(op, Call)
+    return _call(executor, host, op, on_output, cancel, timeout)
+
+
+def _wait_for(executor: Executor, host: Host, op: WaitFor, cancel: Cancel, timeout: float) -> CommandResult:
+    started = time.monotonic()
+    limit = timeout if timeout > 0 else op.timeout
+    deadline = started + limit
+    attempts = 0
+    last = CommandResult("failed", None, 0.0, "never ran")
+    lines: deque[str] = deque(maxlen=TAIL_LINES)
+    while attempts < 1_000_000:  # bounded by the deadline; the count only guards a zero interval
+        attempts += 1
+        lines.clear()
+        left = deadline - time.monotonic()
+        last = executor.run(host, Command(op.cmd, timeout=max(left, 0.1)), lambda _s, line: lines.append(line),
+                            cancel, max(left, 0.1))  # fmt: skip
+        if last.ok:
+            return CommandResult("ok", 0, time.monotonic() - started, "", tuple(lines))
+        if last.status in ("unreachable", "interrupted", "error"):
+            return last
+        if cancel.requested:
+            return CommandResult("interrupted", None, time.monotonic() - started, "interrupted", retryable=False)
+        if time.monotonic() + op.interval > deadline:
+            break
+        if not cancel.sleep(op.interval):
+            return CommandResult("interrupted", None, time.monotonic() - started, "interrupted", retryable=False)
+    how = f"exit code {last.exit_code}" if last.exit_code is not None else last.reason or last.status
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    return CommandResult(
+        "timeout",
+        last.exit_code,
+        time.monotonic() - started,
+        f"wait_for: still failing after {limit:g}s ({tries}, last: {how})",
+        tuple(lines) or last.tail,
+        retryable=False,
+        hint=f"- check `{op.cmd}` on {host.label} by hand\n- give it longer: wait_for(..., timeout=SECONDS)",
+        headline="Waiting for a command to succeed timed out",
+    )
+
+
+class _Lines:
+    """A writable text stream that hands complete lines to a callback (what invoke writes to)."""
+
+    def __init__(self, stream: str, on_output: OutputCallback, tail: deque[str]) -> None:
+        self.stream = stream
+        self.on_output = on_output
+        self.tail = tail
+        self._buf = ""
+
+    def write(self, data: str) -> int:
+        """Take ``data``; emit each line it completes."""
+        self._buf += data
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._emit(line.rstrip("\r"))
+        return len(data)
+
+    def _emit(self, line: str) -> None:
+        self.tail.append(line)
+        self.on_output(self.stream, line)
+
+    def flush(self) -> None:
+        """Nothing is buffered but a partial line (kept until its end or :meth:`close`)."""
+
+    def close(self) -> None:
+        """Emit a last line that had no newline."""
+        if self._buf:
+            self._emit(self._buf)
+            self._buf = ""
+
+
+@dataclass(frozen=True)
+class CallStreams:
+    """Where a connection given to ``call()`` writes command output: line writers for stdout
+    and stderr (each a ``write(str)``/``flush()`` stream), and the cancel and time limit of
+    the call. Executors pass the writers to their connection (invoke's ``out_stream``)."""
+
+    stdout: Any
+    stderr: Any
+    cancel: Cancel
+    timeout: float
+
+
+def _call(
+    executor: Executor, host: Host, op: Call, on_output: OutputCallback, cancel: Cancel, timeout: float
+) -> CommandResult:
+    started = time.monotonic()
+    why = unsupported_call(type(executor))
+    if why:
+        return CommandResult("error", None, 0.0, why, retryable=False)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    out, err = _Lines("stdout", on_output, tail), _Lines("stderr", on_output, tail)
+    streams = CallStreams(out, err, cancel, timeout)
+    try:
+        with executor.connection(host, streams) as conn:
+            value = op.func(conn, *op.args, **dict(op.kwargs))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - user code: reported like a failed command
+        out.close()
+        err.close()
+        return _failure(op, exc, tuple(tail), time.monotonic() - started)
+    out.close()
+    err.close()
+    if value is not None:
+        on_output("stdout", f"{op.function.rsplit('.', 1)[-1]}() returned {safe_repr(value, 400)}")
+    return CommandResult("ok", 0, time.monotonic() - started, "", tuple(tail))
+
+
+def _library(filename: str) -> bool:
+    """True for a frame of Nexus itself or an installed package (not the user's code)."""
+    return filename.startswith(_PKG_DIR) or "site-packages" in filename or "dist-packages" in filename
+
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: float) -> CommandResult:
+    """A failed call: the exception's type and message; a failed command inside it keeps its exit code."""
+    name = op.function.rsplit(".", 1)[-1]
+    kind = type(exc).__name__
+    code: int | None = None
+    result = getattr(exc, "result", None)  # invoke's UnexpectedExit / CommandTimedOut carry one
+    if result is not None and isinstance(getattr(result, "exited", None), int):
+        code = int(result.exited)
+        # A local connection's working folder is invoke's ``cd ROOT && `` prefix: not what was written.
+        command = re.sub(r"^cd \S+ && ", "", str(getattr(result, "command", "?")))
+        reason = f"{name}(): command `{command}` exited with {code}"
+    else:
+        try:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        except Exception:  # noqa: BLE001 - a user exception's __str__ can raise
+            text = ""
+        reason = f"{name}() raised {kind}" + (f": {text}" if text else "")
+    frames = [  # the user's frames: where in their function it failed, not inside invoke or Nexus
+        f"  at {f.filename}:{f.lineno} in {f.name}"
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename and not _library(f.filename)
+    ][-3:]
+    status = "timeout" if kind == "CommandTimedOut" else "failed"
+    return CommandResult(status, code, duration, reason[:500], (*tail, *frames)[-TAIL_LINES:], retryable=False)

@@ -1,0 +1,401 @@
+"""Handlers, wait_for, call() and artifacts on the local machine, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from tests.helpers import start_nexus, wait_for
+
+HEADER = """
+from nexus_core import artifact, call, config, handler, hostname, run, task, timestamp, wait_for
+"""
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_handler_notified_three_times_runs_once_at_the_end_of_the_task(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def restart():
+    run("echo restart >> log")
+
+@task
+def deploy():
+    run("echo one >> log", notify=restart)
+    run("echo two >> log", notify="restart")
+    run("echo three >> log", notify=[restart])
+    run("echo last >> log")
+"""
+    )
+    out = nexus_project.run("run", "deploy", "--format", "json")
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["one", "two", "three", "last", "restart"]
+    assert [e["handler"] for e in out.of("handler.stop")] == ["restart"]
+    assert len(out.of("handler.notify")) == 1  # later notifications of a pending handler add nothing
+
+
+def test_handlers_run_in_definition_order_and_may_notify_each_other(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def first():
+    run("echo first >> log", notify="third")
+
+@handler
+def second():
+    run("echo second >> log")
+
+@handler
+def third():
+    run("echo third >> log")
+
+@task
+def deploy():
+    run("true", notify=[second, first])
+"""
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["first", "second", "third"]
+
+
+def test_a_handler_is_not_notified_by_a_failed_or_skipped_command(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def restart():
+    run("echo restart >> log")
+
+@task
+def deploy():
+    run("false", notify=restart, continue_on_error=True)
+    run("echo never", creates="nexusfile.py", notify=restart)
+"""
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 0, out
+    assert not (nexus_project.root / "log").exists()
+
+
+FAILING = (
+    HEADER
+    + """
+@handler
+def restart():
+    run("echo restart >> log")
+
+@task
+def deploy():
+    run("echo changed >> log", notify=restart)
+    run("test -f fixed")
+"""
+)
+
+
+def test_a_handler_notified_before_a_failure_runs_after_nexus_resume(nexus_project):
+    nexus_project.write(FAILING)
+    out = nexus_project.run("run", "deploy", "--format", "json")
+    assert out.code == 1, out
+    assert lines(nexus_project.root / "log") == ["changed"]  # not run: the task failed on the host
+    (nexus_project.root / "fixed").write_text("")
+    out = nexus_project.run("resume", "--format", "json")
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["changed", "restart"]  # the command is not run again
+
+
+def test_force_handlers_runs_notified_handlers_on_a_host_that_failed(nexus_project):
+    nexus_project.write(FAILING)
+    out = nexus_project.run("run", "deploy", "--force-handlers", "--format", "json")
+    assert out.code == 1, out
+    assert lines(nexus_project.root / "log") == ["changed", "restart"]
+    assert [e["forced"] for e in out.of("handler.start")] == [True]
+
+
+def test_a_fresh_run_takes_over_the_handlers_a_failed_run_left_pending(nexus_project):
+    # Ansible forgets them (ansible/ansible#10498): the change is made, the restart never comes.
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def restart():
+    run("echo restart >> log")
+
+@task
+def deploy():
+    run("test -f made || (touch made && echo changed >> log)", notify=restart)
+    run("test -f fixed")
+"""
+    )
+    assert nexus_project.run("run", "deploy").code == 1
+    (nexus_project.root / "fixed").write_text("")
+    out = nexus_project.run("run", "deploy", "--no-resume", "--format", "json")
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["changed", "restart"]
+    assert any("carried over" in e["by"] for e in out.of("handler.notify"))
+
+
+def test_a_handler_notified_before_a_kill_runs_after_nexus_resume(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def restart():
+    run("echo restart >> log")
+
+@task
+def deploy():
+    run("echo changed >> log", notify=restart)
+    run("sleep 30")
+"""
+    )
+    proc = start_nexus(nexus_project, "run", "deploy")
+    assert wait_for(lambda: lines(nexus_project.root / "log") == ["changed"], timeout=20)
+    assert wait_for(lambda: False, timeout=0.5) is False  # let the notification's checkpoint land
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    nexus_project.write(FAILING.replace('run("test -f fixed")', 'run("sleep 30")'))  # same plan
+    out = nexus_project.run("resume", "--format", "json", timeout=90)
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["changed", "restart"]
+
+
+def test_handler_mistakes_are_reported_at_once_with_their_lines(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def restart():
+    run("echo restart")
+
+@task
+def deploy():
+    run("echo one", notify="restrat")
+    wait_for("true", notify=restart)
+    run("echo two", notify=deploy)
+"""
+    )
+    source = nexus_project.nexusfile.read_text().splitlines()
+    where = [i + 1 for i, line in enumerate(source) if "notify=" in line and "def" not in line]
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    text = out.stdout + out.stderr
+    assert "notify= names no handler 'restrat'" in text and "did you mean 'restart'?" in text
+    assert "wait_for() cannot notify handlers" in text
+    assert "'deploy' is a task" in text
+    assert len(where) == 3 and all(f"nexusfile.py:{n}:" in text for n in where), (where, text)
+
+
+def test_wait_for_polls_until_the_command_succeeds(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@task
+def deploy():
+    run("(sleep 1; touch ready) > /dev/null 2>&1 &")
+    wait_for("test -f ready", timeout=20, interval=0.2)
+    run("echo up")
+"""
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 0, out
+
+
+def test_wait_for_times_out_with_the_last_output(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@task
+def deploy():
+    wait_for("echo not yet; exit 3", timeout=1, interval=0.2)
+"""
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 4, out
+    text = out.stdout + out.stderr
+    assert "still failing after 1s" in text and "exit code 3" in text
+    assert "not yet" in text
+
+
+def test_call_runs_a_fabfile_function_locally(nexus_project):
+    (nexus_project.root / "fabfile.py").write_text(
+        "def deploy(c, version):\n"
+        "    c.run(f'echo deploying {version}')\n"
+        "    c.put('source.txt', 'copy.txt')\n"
+        "    return {'version': version}\n"
+        "def broken(c):\n"
+        "    c.run('echo before; exit 7')\n"
+    )
+    (nexus_project.root / "source.txt").write_text("payload\n")
+    nexus_project.write(
+        HEADER
+        + """
+from fabfile import broken, deploy
+
+@task
+def ship():
+    call(deploy, "1.2")
+
+@task(deps=[ship])
+def fail():
+    call(broken)
+"""
+    )
+    out = nexus_project.run("run", "fail", "-v")
+    assert out.code == 1, out
+    assert "deploying 1.2" in out.stdout
+    assert "deploy() returned {'version': '1.2'}" in out.stdout
+    assert (nexus_project.root / "copy.txt").read_text() == "payload\n"
+    text = out.stdout + out.stderr
+    assert "broken(): command `echo before; exit 7` exited with 7" in text
+
+
+def test_artifacts_of_a_local_task_reach_its_dependents_and_are_listed(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+config(artifact_retention=1)
+
+@task
+def build():
+    run("mkdir -p dist/sub && echo wheel > dist/app.whl && echo doc > dist/sub/readme")
+    artifact("dist/*.whl")
+    artifact("dist/sub")
+
+@task(deps=[build])
+def check():
+    run("rm -rf dist")
+
+@task(deps=[check])
+def ship():
+    run("cat dist/app.whl dist/sub/readme")
+"""
+    )
+    out = nexus_project.run("run", "ship", "-v")
+    assert out.code == 0, out
+    assert "wheel" in out.stdout and "doc" in out.stdout
+    listing = nexus_project.run("artifacts", "--format", "json")
+    assert listing.code == 0, listing
+    (run,) = listing.json()["runs"]
+    assert run["files"] == 2 and run["status"] == "ok"
+    files = nexus_project.run("artifacts", run["run_id"], "--format", "json").json()["files"]
+    assert sorted(f["path"] for f in files) == ["dist/app.whl", "dist/sub/readme"]
+    assert all(len(f["sha256"]) == 64 for f in files)
+
+
+def test_artifacts_are_removed_after_a_successful_run_and_kept_after_a_failed_one(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@task
+def build():
+    run("echo x > out.bin")
+    artifact("out.bin")
+
+@task(deps=[build])
+def ship():
+    run("test -f go")
+"""
+    )
+    assert nexus_project.run("run", "ship").code == 1
+    kept = nexus_project.run("artifacts", "--format", "json").json()["runs"]
+    assert [r["status"] for r in kept] == ["failed"]
+    (nexus_project.root / "go").write_text("")
+    out = nexus_project.run("resume", kept[0]["run_id"])
+    assert out.code == 0, out
+    assert nexus_project.run("artifacts", "--format", "json").json()["runs"] == []
+
+
+def test_an_artifact_that_matches_nothing_fails_the_task(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@task
+def build():
+    run("true")
+    artifact("dist/*.whl")
+"""
+    )
+    out = nexus_project.run("run", "build")
+    assert out.code == 1, out
+    assert "artifact('dist/*.whl') of task 'build' matched no file" in out.stdout + out.stderr
+
+
+def test_context_functions_work_in_task_bodies(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+import socket
+
+@task
+def show():
+    run(f"echo host={hostname()} at={timestamp()}")
+    assert hostname() == socket.gethostname()
+"""
+    )
+    out = nexus_project.run("run", "show", "-n", "--format", "json")
+    assert out.code == 0, out
+    (event,) = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    cmd = event["plan"]["tasks"]["show"]["hosts"][0]["commands"][0]["cmd"]
+    assert cmd.startswith("echo host=") and "at=20" in cmd
+
+
+def test_a_template_notifies_only_when_it_changed_the_file(nexus_project):
+    (nexus_project.root / "app.conf.j2").write_text("host={{ hostname() }} port={{ port }}\n")
+    nexus_project.write(
+        HEADER
+        + """
+from nexus_core import template
+
+@handler
+def reload():
+    run("echo reload >> log")
+
+@task
+def deploy(port="80"):
+    template("app.conf.j2", "app.conf", vars={"port": port}, notify=reload)
+"""
+    )
+    assert nexus_project.run("run", "deploy").code == 0
+    assert nexus_project.run("run", "deploy").code == 0  # unchanged: nothing to reload
+    assert lines(nexus_project.root / "log") == ["reload"]
+    assert nexus_project.run("run", "deploy", "port=81").code == 0
+    assert lines(nexus_project.root / "log") == ["reload", "reload"]
+    import socket
+
+    assert (nexus_project.root / "app.conf").read_text() == f"host={socket.gethostname()} port=81\n"
+
+
+def test_git_context_functions_in_a_task_body(nexus_project):
+    import subprocess
+
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=trunk"]
+    nexus_project.write(HEADER + '\nfrom nexus_core import git_branch, git_sha\n\n@task\ndef show():\n'
+                        '    run(f"echo {git_branch()} {git_sha()}")\n')  # fmt: skip
+    subprocess.run([*git, "init", "-q"], cwd=nexus_project.root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=nexus_project.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=nexus_project.root, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=nexus_project.root, capture_output=True, text=True).stdout
+    out = nexus_project.run("run", "show", "-v")
+    assert out.code == 0, out
+    assert f"trunk {sha.strip()}" in out.stdout
+
+
+def test_artifact_globs_reach_the_shell_with_their_literal_parts_quoted():
+    import subprocess
+
+    from nexus_core.artifacts import _glob_words, path_problem
+
+    assert _glob_words("dist/*.whl") == "dist/*.whl"
+    word = _glob_words("it's $(rm -rf x)/*.txt")
+    out = subprocess.run(["sh", "-c", f"printf '%s\\n' {word}"], capture_output=True, text=True, check=True)
+    assert out.stdout == "it's $(rm -rf x)/*.txt\n"  # nothing ran; no match leaves the pattern as written
+    assert path_problem("/etc/passwd") and path_problem("../x") and path_problem("")
+    assert path_problem("dist/sub/[ab]*.tar.gz") is None
