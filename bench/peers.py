@@ -209,6 +209,19 @@ def nexus_frozen(source: str, repo: Path) -> Peer:
     return peer
 
 
+def ensure_rsync() -> str:
+    """The path of ``rsync`` (a peer of W9/W10), installed with apt when missing and root; "" if none."""
+    found = shutil.which("rsync")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found or ""
+    _log("installing rsync (apt-get) for the file workloads")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "rsync"]):
+        if subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600).returncode != 0:
+            return ""
+    return shutil.which("rsync") or ""
+
+
 def _tail(text: str, n: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 

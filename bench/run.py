@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -675,7 +674,7 @@ class Bench:
         for name, tuned in (("ansible", False), ("ansible-tuned", True)):
             if self.wanted(name):
                 invs[name] = files.ansible_files(work, t, n, source, tree, playbook, tuned=tuned)
-        if self.wanted("rsync") and shutil.which("rsync"):
+        if self.wanted("rsync") and peers_mod.ensure_rsync():
             invs["rsync"] = files.rsync_files(work, t, n, source, tree)
         run_rounds(first, invs, self.watch, self.s.runs, self.versions, second=again)
         if key not in self.s.only:
