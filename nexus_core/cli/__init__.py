@@ -9,6 +9,7 @@
 - :mod:`~nexus_core.cli.preflight`: ``preflight``.
 - :mod:`~nexus_core.cli.state`: ``resume``, ``pipelines``.
 - :mod:`~nexus_core.cli.exec`: ``exec`` (one ad-hoc command on hosts).
+- :mod:`~nexus_core.cli.tui`: ``tui`` (the live dashboard of a recorded run; ``nexus_core.tui``).
 - :mod:`~nexus_core.cli.info`: ``version``, ``plugins``, ``completion``, ``plugin new``.
 
 The run itself is click-free: :mod:`nexus_core.session`.
@@ -17,7 +18,7 @@ The run itself is click-free: :mod:`nexus_core.session`.
 from __future__ import annotations
 
 # Each command module registers its commands on ``main`` when imported.
-from nexus_core.cli import exec, info, preflight, project, run, state  # noqa: F401
+from nexus_core.cli import exec, info, preflight, project, run, state, tui  # noqa: F401
 from nexus_core.cli.application import Exit, ExitCode, entry, fail, load, main, make_plan
 
 # The rest of the kit (option decorators, open_store, show_problems...) is in application.

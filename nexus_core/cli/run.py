@@ -71,6 +71,12 @@ ask_sudo_pass_option = click.option(
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
 @click.option("--no-resume", is_flag=True, help="Start fresh even if an interrupted run exists.")
 @click.option("--force", is_flag=True, help="With --resume: resume even if the remaining work changed.")
+@click.option(
+    "--tui/--no-tui",
+    "tui",
+    default=False,
+    help="Show the run on the live dashboard (needs a terminal and the tui extra; never under CI or TERM=dumb).",
+)
 @config_option
 @format_option
 @log_options
@@ -97,6 +103,7 @@ def run(
     lock_timeout: float | None = None,
     list_hosts: bool = False,
     param_words: tuple[str, ...] = (),
+    tui: bool = False,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -108,6 +115,9 @@ def run(
 
     -K/--ask-sudo-pass asks for the sudo password once; it is handed to the executors only
     (never printed, never in a command line). NEXUS_SUDO_PASSWORD does the same without a prompt.
+
+    --tui shows the run on the live dashboard (keys: ? for help); without a terminal, under
+    CI or with TERM=dumb it prints one line saying why and the plain output follows.
     """
     setup_logs(log_level, log_format)
     if verbose and quiet:
@@ -151,6 +161,7 @@ def run(
             continue_on_error=continue_on_error,
             parallel_limit=parallel_limit,
             extra=extra,
+            tui=_tui_wanted(tui, fmt) if tui else False,
         )
     finally:
         if store is not None:
@@ -219,6 +230,17 @@ def ask_sudo_password() -> dict[str, Any]:
     except (EOFError, KeyboardInterrupt):
         click.echo("", err=True)
         raise Exit(ExitCode.INTERRUPTED) from None
+
+
+def _tui_wanted(asked: bool, fmt: str) -> bool:
+    """``--tui`` where the dashboard can start; else a one-line note on stderr and plain output."""
+    from nexus_core.tui import tui_refusal
+
+    why = tui_refusal(fmt=fmt)
+    if why:
+        click.echo(f"nexus: --tui ignored: {why}; plain output follows", err=True)
+        return False
+    return asked
 
 
 def _can_prompt() -> bool:
