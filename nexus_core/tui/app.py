@@ -360,12 +360,12 @@ class Dashboard(App[str]):
             Text(fmt_duration(m.elapsed(now)), style="cyan"),
             f"  tasks {done}/{len(tasks)}  hosts {len(m.hosts)}",
         ]
-        if m.run_id:
-            parts.append(Text(f"  run {m.run_id}", style="bright_black"))
-        if self.controller is None:
-            parts.append(Text("  read-only", style="bright_black"))
         if m.finished:
             parts.append(Text("  (q to leave)", style="bright_black"))
+        if self.controller is None:
+            parts.append(Text("  read-only", style="bright_black"))
+        if m.run_id:
+            parts.append(Text(f"  run {m.run_id}", style="bright_black"))
         self.query_one("#header", Static).update(Text.assemble(*parts))
 
     def _show_notices(self) -> None:
