@@ -459,3 +459,60 @@ def test_smoke_nexus_run_tui_on_a_real_terminal(nexus_project):
     assert code == 0, screen
     assert "Completed" in screen
     assert "tasks" in screen and "hosts" in screen  # the dashboard's panels were drawn
+
+
+# --- fixed data: the screenshot of the docs, and size ------------------------------------------
+
+
+def _sample() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "gen_tui_screenshot.py"
+    spec = importlib.util.spec_from_file_location("gen_tui_screenshot", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_screenshot_of_fixed_data_shows_the_panels(tmp_path):
+    svg = asyncio.run(_sample().screenshot(tmp_path / "tui.svg"))
+    text = re.sub(r"<[^>]+>", "", svg).replace("&#160;", " ")
+    for expected in ("deploy", "web-4", "exit&#160;code&#160;1", "hosts", "log:&#160;task&#160;deploy"):
+        assert expected.replace("&#160;", " ") in text.replace("&#160;", " "), expected
+
+
+@pytest.mark.slow
+def test_a_thousand_hosts_and_a_hundred_thousand_lines():
+    from nexus_core.tui.app import Dashboard
+
+    feed = EventFeed(max_lines=200_000)
+    hosts = tuple(f"node-{i:04d}" for i in range(1000))
+    feed(ev.PipelineStart("r", tasks=("sweep",), hosts=hosts, requested=("sweep",)))
+    feed(ev.TaskStart("r", task="sweep", hosts=hosts))
+    for h in hosts:
+        feed(ev.HostStart("r", task="sweep", host=h))
+        feed(ev.CommandStart("r", task="sweep", host=h, command="scan"))
+        for i in range(100):
+            feed(ev.CommandOutput("r", task="sweep", host=h, stream="stdout", line=f"{h} item {i}"))
+    app = Dashboard(feed)
+
+    async def drive() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            assert await until(pilot, lambda: len(app.model.lines) >= 101_000)
+            assert app.w_log.line_count >= 101_000
+            assert len(app.model.hosts) == 1000 and app.w_table.row_count == 1000
+            for h in hosts:
+                feed(ev.CommandStop("r", task="sweep", host=h, command="scan", exit_code=0, duration=1.0, status="ok"))
+                feed(ev.HostStop("r", task="sweep", host=h, status="ok", duration=1.0))
+            assert await until(pilot, lambda: app.model.host_summary("node-0999").status == "ok")
+            await pilot.press("j")  # the task
+            assert await until(pilot, lambda: app.selection == ("task", "sweep"))
+            await pilot.press("right")  # open it (big tasks start closed)
+            assert await until(pilot, lambda: app.w_tree.cursor_node is not None and app.w_tree.cursor_node.is_expanded)
+            await pilot.press("j")  # its first host: the log shows that host only
+            assert await until(pilot, lambda: app.selection == ("host", "sweep", "node-0000")), app.selection
+            assert app.w_log.line_count == 102
+            await pilot.press("q")
+
+    asyncio.run(drive())

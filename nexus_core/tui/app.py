@@ -303,12 +303,22 @@ class Dashboard(App[str]):
 
     def on_mount(self) -> None:
         """Columns, first pull, then a pull every tick and the clock every second."""
-        table = self.query_one(HostTable)
+        # Widgets are kept: a query would look in the screen on top (a help page, a question).
+        self.w_header = self.query_one("#header", Static)
+        self.w_notice = self.query_one("#notice", Static)
+        self.w_tree = self.query_one(TaskTree)
+        self.w_table = self.query_one(HostTable)
+        self.w_log = self.query_one(Log)
+        self.w_switcher = self.query_one(ContentSwitcher)
+        self.w_failures = self.query_one("#failures", VerticalScroll)
+        self.w_failure_text = self.query_one("#failure-text", Static)
+        self.w_search = self.query_one("#search", Input)
+        table = self.w_table
         table.add_column("host", key="host")
         table.add_column("status", key="status")
         table.add_column("task", key="task")
         table.add_column("tasks", key="tasks")
-        self.query_one(TaskTree).focus()
+        self.w_tree.focus()
         self.pull()
         self.set_interval(self.tick, self.pull)
         self.set_interval(1.0, self._clock)
@@ -366,16 +376,16 @@ class Dashboard(App[str]):
             parts.append(Text("  read-only", style="bright_black"))
         if m.run_id:
             parts.append(Text(f"  run {m.run_id}", style="bright_black"))
-        self.query_one("#header", Static).update(Text.assemble(*parts))
+        self.w_header.update(Text.assemble(*parts))
 
     def _show_notices(self) -> None:
-        box = self.query_one("#notice", Static)
+        box = self.w_notice
         box.update(Text("\n".join(self.model.notices[-3:])))
         box.display = True
 
     def _grow(self) -> None:
         """Add tree nodes and host rows for tasks and hosts seen for the first time."""
-        tree = self.query_one(TaskTree)
+        tree = self.w_tree
         for name, t in self.model.tasks.items():
             node = self._task_nodes.get(name)
             if node is None:
@@ -385,7 +395,8 @@ class Dashboard(App[str]):
                     continue  # a local task's log is its own: no leaf
                 if (name, host) not in self._host_nodes:
                     self._host_nodes[(name, host)] = node.add_leaf(host, data=("host", name, host))
-        table = self.query_one(HostTable)
+            node.allow_expand = bool(node.children)
+        table = self.w_table
         for host in self.model.hosts:
             if host not in self._host_rows:
                 self._host_rows.add(host)
@@ -406,7 +417,7 @@ class Dashboard(App[str]):
         if host not in self._host_rows:
             return
         s = self.model.host_summary(host)
-        table = self.query_one(HostTable)
+        table = self.w_table
         table.update_cell(host, "status", Text.assemble(mark(s.status), " ", s.status))
         table.update_cell(host, "task", s.task)
         failed = f", {s.failed} failed" if s.failed else ""
@@ -431,9 +442,9 @@ class Dashboard(App[str]):
             return
         self._failures_key = key
         text = self.failure_text()
-        body = self.query_one("#failure-text", Static)
+        body = self.w_failure_text
         body.update(Text(text) if text else Text("No failures.", style="green"))
-        self.query_one("#failures").border_title = f"failures ({len(failures)})"
+        self.w_failures.border_title = f"failures ({len(failures)})"
 
     # --- the log panel ---------------------------------------------------------------------
 
@@ -468,10 +479,10 @@ class Dashboard(App[str]):
             self._log_title()
             return
         self._shown.extend(chosen)
-        self.query_one(Log).write_lines([self._format(line) for line in chosen])
+        self.w_log.write_lines([self._format(line) for line in chosen])
 
     def _rebuild_log(self) -> None:
-        log = self.query_one(Log)
+        log = self.w_log
         self._shown = [line for line in self.model.lines if self._matches(line)]
         self.held = 0
         log.clear()
@@ -487,9 +498,9 @@ class Dashboard(App[str]):
             "host": f"{sel[1]} on {sel[2]}" if len(sel) > 2 else "",
             "anyhost": f"host {sel[1]}" if len(sel) > 1 else "",
         }.get(sel[0], "")
-        following = "following" if self.query_one(Log).auto_scroll else ""
+        following = "following" if self.w_log.auto_scroll else ""
         state = f"paused, {self.held} new line(s)" if self.paused else following
-        self.query_one(Log).border_title = f"log: {what}" + (f" [{state}]" if state else "")
+        self.w_log.border_title = f"log: {what}" + (f" [{state}]" if state else "")
 
     def select(self, selection: tuple[str, ...]) -> None:
         """Make the log panel follow ``selection``: ("all",), ("task", t), ("host", t, h) or ("anyhost", h)."""
@@ -505,12 +516,12 @@ class Dashboard(App[str]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """The log follows the host under the hosts panel's cursor (all its tasks)."""
-        if event.row_key.value is not None and self.query_one(HostTable).has_focus:
+        if event.row_key.value is not None and self.w_table.has_focus:
             self.select(("anyhost", str(event.row_key.value)))
 
     def on_descendant_focus(self, event: Any) -> None:
         """Focusing the hosts panel makes the log follow its highlighted host."""
-        table = self.query_one(HostTable)
+        table = self.w_table
         if event.widget is table and table.row_count:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
             if key is not None:
@@ -520,32 +531,32 @@ class Dashboard(App[str]):
 
     def action_show_log(self) -> None:
         """Show the log panel and give it the keys."""
-        self.query_one(ContentSwitcher).current = "log"
-        self.query_one(Log).focus()
+        self.w_switcher.current = "log"
+        self.w_log.focus()
 
     def action_show_failures(self) -> None:
         """Show the failure panel (``f`` again: back to the log)."""
-        switcher = self.query_one(ContentSwitcher)
+        switcher = self.w_switcher
         if switcher.current == "failures":
             self.action_show_log()
             return
         self._refresh_failures()
         switcher.current = "failures"
-        self.query_one("#failures").focus()
+        self.w_failures.focus()
 
     def action_pause(self) -> None:
         """Freeze the log panel, or let it follow again."""
         self.paused = not self.paused
         if not self.paused:
             self._rebuild_log()
-            self.query_one(Log).scroll_end(animate=False)
+            self.w_log.scroll_end(animate=False)
         else:
-            self.query_one(Log).auto_scroll = False
+            self.w_log.auto_scroll = False
         self._log_title()
 
     def action_log_home(self) -> None:
         """Top of the log; it stops following."""
-        log = self.query_one(Log)
+        log = self.w_log
         log.auto_scroll = False
         log.scroll_home(animate=False)
         self._log_title()
@@ -554,14 +565,14 @@ class Dashboard(App[str]):
         """End of the log; it follows again."""
         if self.paused:
             self.action_pause()
-        log = self.query_one(Log)
+        log = self.w_log
         log.auto_scroll = True
         log.scroll_end(animate=False)
         self._log_title()
 
     def _jump(self, index: int, note: str) -> None:
-        self.query_one(ContentSwitcher).current = "log"
-        log = self.query_one(Log)
+        self.w_switcher.current = "log"
+        log = self.w_log
         log.auto_scroll = False
         log.scroll_to(y=max(0, index - 2), animate=False)
         log.border_subtitle = note
@@ -577,7 +588,7 @@ class Dashboard(App[str]):
 
     def action_search(self) -> None:
         """Open the search box."""
-        box = self.query_one("#search", Input)
+        box = self.w_search
         box.add_class("shown")
         box.value = self.search_text
         box.focus()
@@ -592,7 +603,7 @@ class Dashboard(App[str]):
         if not text:
             return None
         needle = text.lower()
-        log = self.query_one(Log)
+        log = self.w_log
         start = int(log.scroll_offset.y) + 3 if not log.auto_scroll else 0
         lines = [self._format(line).lower() for line in self._shown]
         order = list(range(start, len(lines))) + list(range(0, min(start, len(lines))))
@@ -606,10 +617,10 @@ class Dashboard(App[str]):
 
     def on_key(self, event: Any) -> None:
         """Esc closes the search box."""
-        box = self.query_one("#search", Input)
+        box = self.w_search
         if event.key == "escape" and box.has_class("shown"):
             box.remove_class("shown")
-            self.query_one(Log).focus()
+            self.w_log.focus()
             event.stop()
 
     def action_help(self) -> None:
