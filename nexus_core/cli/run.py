@@ -161,7 +161,7 @@ def run(
             continue_on_error=continue_on_error,
             parallel_limit=parallel_limit,
             extra=extra,
-            tui=_tui_wanted(tui, fmt) if tui else False,
+            tui=tui and _tui_can_start(fmt),
         )
     finally:
         if store is not None:
@@ -232,15 +232,15 @@ def ask_sudo_password() -> dict[str, Any]:
         raise Exit(ExitCode.INTERRUPTED) from None
 
 
-def _tui_wanted(asked: bool, fmt: str) -> bool:
-    """``--tui`` where the dashboard can start; else a one-line note on stderr and plain output."""
+def _tui_can_start(fmt: str) -> bool:
+    """For ``--tui``: True when the dashboard can start; else a one-line note on stderr (plain output follows)."""
     from nexus_core.tui import tui_refusal
 
     why = tui_refusal(fmt=fmt)
     if why:
         click.echo(f"nexus: --tui ignored: {why}; plain output follows", err=True)
         return False
-    return asked
+    return True
 
 
 def _can_prompt() -> bool:
