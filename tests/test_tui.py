@@ -219,6 +219,48 @@ def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatc
     assert any(line.startswith("✓ slow") for line in printed), printed
 
 
+def test_a_crash_of_the_dashboard_never_stops_the_run(nexus_project, monkeypatch):
+    from nexus_core.output.render import QuietRenderer
+    from nexus_core.output.style import Style
+    from nexus_core.tui import app as app_module
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(WAITING)
+    _env(nexus_project, monkeypatch)
+    said: list[str] = []
+    printed: list[str] = []
+
+    class Plain(QuietRenderer):
+        def write(self, text: str) -> None:
+            printed.append(text)
+
+    real_pull = app_module.Dashboard.pull
+
+    def pull(self: Any) -> None:
+        real_pull(self)
+        if "started" in _log_text(self):
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(app_module.Dashboard, "pull", pull)
+    dash = DashboardRun(lambda: Plain(Style(False, False, True, False)), say=said.append)
+    dash.start(_session(nexus_project, ["slow"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: bool(app.crash))
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(drive())
+    assert app.crash == "RuntimeError: boom"
+    assert dash.running()
+    Path(nexus_project.root, "go").write_text("")
+    result = dash.finish(None, app.crash)
+    assert result.status == "ok"
+    assert said == ["nexus: the dashboard stopped (RuntimeError: boom); the run goes on with plain output"]
+    assert any(line.startswith("✓ slow") for line in printed), printed
+
+
 # --- attach: nexus tui ----------------------------------------------------------------------
 
 
