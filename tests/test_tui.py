@@ -94,10 +94,11 @@ def _tree_labels(app: Any) -> list[str]:
     from nexus_core.tui.app import TaskTree
 
     out: list[str] = []
+    tree = app.query_one(TaskTree)
 
     def walk(node: Any) -> None:
         for child in node.children:
-            out.append(str(child.label))
+            out.append(str(tree.live_label(child) or child.label))
             walk(child)
 
     walk(app.query_one(TaskTree).root)

@@ -16,12 +16,14 @@ import time
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
+from rich.style import Style as RichStyle
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Log, Static, Tree
+from textual.widgets._tree import TOGGLE_STYLE
 from textual.widgets.tree import TreeNode
 
 from nexus_core.output.style import Style, fmt_duration
@@ -30,6 +32,8 @@ from nexus_core.tui.model import BAD, DashboardModel, HostRow, LogLine, TaskRow
 
 #: Seconds between two looks at the feed.
 TICK = 0.1
+#: Items applied per look at most: a burst is shown over a few ticks, the keys stay live.
+PULL_LIMIT = 20_000
 
 _MARKS = {
     "ok": ("✓", "green"),
@@ -118,7 +122,33 @@ def host_label(h: HostRow, now: float) -> Text:
 
 
 class TaskTree(Tree[tuple[str, ...]]):
-    """The task/host tree, with vi keys."""
+    """The task/host tree, with vi keys; labels are drawn from the model when a line is painted.
+
+    Drawing labels at paint time (only the lines on screen) instead of setting them on every
+    change keeps a status change cheap with a thousand hosts: the node is only repainted.
+    """
+
+    model: DashboardModel | None = None
+
+    def render_label(self, node: TreeNode[tuple[str, ...]], base_style: RichStyle, style: RichStyle) -> Text:
+        """The node's label from the model as it is now (task or host), with the open/close icon."""
+        label = self.live_label(node) or Text(str(node.label))
+        label.stylize(style)
+        if node.allow_expand:
+            icon = self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
+            return Text.assemble((icon, base_style + TOGGLE_STYLE), label)
+        return label
+
+    def live_label(self, node: TreeNode[tuple[str, ...]]) -> Text | None:
+        """The label of a task or host node as the model has it now (None for other nodes)."""
+        data, model = node.data, self.model
+        if model is None or not data:
+            return None
+        if data[0] == "task" and data[1] in model.tasks:
+            return task_label(model.tasks[data[1]], time.time())
+        if data[0] == "host" and data[1] in model.tasks and data[2] in model.tasks[data[1]].hosts:
+            return host_label(model.tasks[data[1]].hosts[data[2]], time.time())
+        return None
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False),
@@ -307,6 +337,7 @@ class Dashboard(App[str]):
         self.w_header = self.query_one("#header", Static)
         self.w_notice = self.query_one("#notice", Static)
         self.w_tree = self.query_one(TaskTree)
+        self.w_tree.model = self.model
         self.w_table = self.query_one(HostTable)
         self.w_log = self.query_one(Log)
         self.w_switcher = self.query_one(ContentSwitcher)
@@ -327,15 +358,17 @@ class Dashboard(App[str]):
 
     def pull(self) -> None:
         """Apply what the feed holds and redraw what it changed."""
-        items = self.feed.drain()
+        items = self.feed.drain(PULL_LIMIT)
         if items:
             self.model.apply_all(items)
-        tasks, hosts, structure, lines = self.model.take_changes()
+        tasks, hosts, pairs, structure, lines = self.model.take_changes()
         if structure:
             self._grow()
         now = time.time()
         for name in tasks:
             self._relabel_task(name, now)
+        for task, host in pairs:
+            self._relabel_host(task, host, now)
         for host in hosts:
             self._update_host(host, now)
         if lines:
@@ -353,6 +386,9 @@ class Dashboard(App[str]):
         for t in self.model.tasks.values():
             if t.status == "running":
                 self._relabel_task(t.name, now)
+                for h in t.hosts.values():
+                    if h.status == "running":
+                        self._relabel_host(t.name, h.host, now)
 
     def _header(self, now: float) -> None:
         m = self.model
@@ -407,11 +443,12 @@ class Dashboard(App[str]):
         node = self._task_nodes.get(name)
         if t is None or node is None:
             return
-        node.set_label(task_label(t, now))
-        for host, h in t.hosts.items():
-            leaf = self._host_nodes.get((name, host))
-            if leaf is not None:
-                leaf.set_label(host_label(h, now))
+        node.refresh()  # TaskTree.render_label draws it from the model
+
+    def _relabel_host(self, task: str, host: str, now: float) -> None:
+        leaf = self._host_nodes.get((task, host))
+        if leaf is not None:
+            leaf.refresh()
 
     def _update_host(self, host: str, now: float) -> None:
         if host not in self._host_rows:

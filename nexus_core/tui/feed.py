@@ -47,10 +47,15 @@ class EventFeed:
         """Same as calling the feed (for pollers and the run's end)."""
         self(item)
 
-    def drain(self) -> list[Any]:
-        """Everything queued since the last drain, in order, then one :class:`Dropped` per task/host that lost lines."""
+    def drain(self, limit: int | None = None) -> list[Any]:
+        """What was queued (the first ``limit`` items at most), in order, then one :class:`Dropped`
+        per task/host that lost lines; what is left stays queued (and counts against the bound)."""
         with self._lock:
-            items, self._items, self._lines = self._items, [], 0
+            if limit is None or len(self._items) <= limit:
+                items, self._items, self._lines = self._items, [], 0
+            else:
+                items, self._items = self._items[:limit], self._items[limit:]
+                self._lines -= sum(1 for i in items if isinstance(i, ev.CommandOutput))
             dropped, self._dropped = self._dropped, {}
         items.extend(Dropped(task, host, n) for (task, host), n in dropped.items())
         return items

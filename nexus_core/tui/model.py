@@ -200,6 +200,7 @@ class DashboardModel:
         self.final_failures: list[Failure] | None = None
         self.dirty_tasks: set[str] = set()
         self.dirty_hosts: set[str] = set()
+        self.dirty_pairs: set[tuple[str, str]] = set()
         self.structure_changed = False
         self.new_lines: list[LogLine] = []
         self._seq = 0
@@ -277,10 +278,11 @@ class DashboardModel:
 
     # --- changes ---------------------------------------------------------------------------
 
-    def take_changes(self) -> tuple[set[str], set[str], bool, list[LogLine]]:
-        """(tasks changed, hosts changed, tasks or hosts added, new log lines) since the last call."""
-        out = (self.dirty_tasks, self.dirty_hosts, self.structure_changed, self.new_lines)
-        self.dirty_tasks, self.dirty_hosts, self.structure_changed, self.new_lines = set(), set(), False, []
+    def take_changes(self) -> tuple[set[str], set[str], set[tuple[str, str]], bool, list[LogLine]]:
+        """(tasks, hosts, task/host pairs changed, tasks or hosts added, new log lines) since the last call."""
+        out = (self.dirty_tasks, self.dirty_hosts, self.dirty_pairs, self.structure_changed, self.new_lines)
+        self.dirty_tasks, self.dirty_hosts, self.dirty_pairs = set(), set(), set()
+        self.structure_changed, self.new_lines = False, []
         return out
 
     def apply_all(self, items: Iterable[Any]) -> None:
@@ -323,6 +325,7 @@ class DashboardModel:
         if host not in self._host_order:
             self._host_order[host] = None
         self.dirty_hosts.add(host)
+        self.dirty_pairs.add((task, host))
         return t.host(host)
 
     def _line(self, task: str, host: str, text: str, kind: str) -> None:
@@ -386,10 +389,18 @@ class DashboardModel:
         self._line(e.task, e.host, f"$ {e.command}{attempt}", "cmd")
 
     def _on_command_output(self, e: ev.CommandOutput) -> None:
-        h = self._host(e.task, e.host)
+        # The hot path (every output line): no change marks, one clean().
+        t = self.tasks.get(e.task)
+        h = t.hosts.get(e.host) if t is not None else None
+        if h is None:
+            h = self._host(e.task, e.host)
+        text = clean(e.line)
         if h.commands:
-            h.commands[-1].tail.append(clean(e.line))
-        self._line(e.task, e.host, e.line, "err" if e.stream == "stderr" else "out")
+            h.commands[-1].tail.append(text)
+        self._seq += 1
+        line = LogLine(self._seq, e.task, e.host, text, "err" if e.stream == "stderr" else "out")
+        self.lines.append(line)
+        self.new_lines.append(line)
 
     def _on_command_stop(self, e: ev.CommandStop) -> None:
         h = self._host(e.task, e.host)
@@ -408,6 +419,7 @@ class DashboardModel:
         self.status, self.exit_code, self.duration = result.status, result.exit_code, result.duration
         for t in self.tasks.values():
             self.dirty_tasks.add(t.name)
+            self.dirty_pairs.update((t.name, h) for h in t.hosts)
 
     # recorded state
 

@@ -61,7 +61,7 @@ def test_dashboard_follows_a_run_on_three_ssh_hosts(
         async with app.run_test(size=(140, 40)) as pilot:
             assert await until(pilot, lambda: app.model.final_failures is not None)
             await pilot.pause(0.2)
-            labels = [str(n.label) for n in app.w_tree.root.children[0].children]
+            labels = [str(app.w_tree.live_label(n)) for n in app.w_tree.root.children[0].children]
             assert [label.split()[:2] for label in labels] == [["✓", H1], ["✗", H2], ["✓", H3]], labels
             await pilot.press("j", "j", "j")  # deploy, H1, H2
             assert await until(pilot, lambda: app.selection == ("host", "deploy", H2)), app.selection
