@@ -57,7 +57,7 @@ def ensure_venv() -> None:
         sh(sys.executable, "-m", "virtualenv", VENV)
 
 
-def install(extras: str = "test,docs") -> None:
+def install(extras: str = "test,docs,tui") -> None:
     """Install nexus-core and every plugin, editable, into .venv."""
     ensure_venv()
     sh(PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip")

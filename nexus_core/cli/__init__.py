@@ -10,6 +10,7 @@
 - :mod:`~nexus_core.cli.state`: ``resume``, ``pipelines``.
 - :mod:`~nexus_core.cli.exec`: ``exec`` (one ad-hoc command on hosts).
 - :mod:`~nexus_core.cli.hosts`: ``hosts list`` (plugins add ``hosts`` subcommands).
+- :mod:`~nexus_core.cli.tui`: ``tui`` (the live dashboard of a recorded run; ``nexus_core.tui``).
 - :mod:`~nexus_core.cli.info`: ``version``, ``plugins``, ``completion``, ``plugin new``.
 - :mod:`~nexus_core.cli.secret`: ``secret set|get|list|delete|rotate-key|init|unlock``.
 - :mod:`~nexus_core.cli.artifacts`: ``artifacts`` (files tasks handed on).
@@ -20,7 +21,7 @@ The run itself is click-free: :mod:`nexus_core.session`.
 from __future__ import annotations
 
 # Each command module registers its commands on ``main`` when imported.
-from nexus_core.cli import artifacts, exec, hosts, info, preflight, project, run, secret, state  # noqa: F401
+from nexus_core.cli import artifacts, exec, hosts, info, preflight, project, run, secret, state, tui  # noqa: F401
 from nexus_core.cli.application import Exit, ExitCode, entry, fail, load, main, make_plan
 
 # The rest of the kit (option decorators, open_store, show_problems...) is in application.

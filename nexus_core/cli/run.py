@@ -77,6 +77,12 @@ ask_sudo_pass_option = click.option(
     is_flag=True,
     help="Run notified handlers on a host even when a later command of the task failed there.",
 )
+@click.option(
+    "--tui/--no-tui",
+    "tui",
+    default=False,
+    help="Show the run on the live dashboard (needs a terminal and the tui extra; never under CI or TERM=dumb).",
+)
 @config_option
 @format_option
 @log_options
@@ -105,6 +111,7 @@ def run(
     param_words: tuple[str, ...] = (),
     refresh: bool = False,
     force_handlers: bool = False,
+    tui: bool = False,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -116,6 +123,9 @@ def run(
 
     -K/--ask-sudo-pass asks for the sudo password once; it is handed to the executors only
     (never printed, never in a command line). NEXUS_SUDO_PASSWORD does the same without a prompt.
+
+    --tui shows the run on the live dashboard (keys: ? for help); without a terminal, under
+    CI or with TERM=dumb it prints one line saying why and the plain output follows.
     """
     setup_logs(log_level, log_format)
     if verbose and quiet:
@@ -173,6 +183,7 @@ def run(
             parallel_limit=parallel_limit,
             extra=extra,
             force_handlers=force_handlers,
+            tui=tui and _tui_can_start(fmt),
         )
     finally:
         if store is not None:
@@ -253,6 +264,17 @@ def ask_sudo_password() -> dict[str, Any]:
     except (EOFError, KeyboardInterrupt):
         click.echo("", err=True)
         raise Exit(ExitCode.INTERRUPTED) from None
+
+
+def _tui_can_start(fmt: str) -> bool:
+    """For ``--tui``: True when the dashboard can start; else a one-line note on stderr (plain output follows)."""
+    from nexus_core.tui import tui_refusal
+
+    why = tui_refusal(fmt=fmt)
+    if why:
+        click.echo(f"nexus: --tui ignored: {why}; plain output follows", err=True)
+        return False
+    return True
 
 
 def _can_prompt() -> bool:

@@ -116,12 +116,14 @@ def execute(
     resume: ResumePoint | None = None,
     extra: Mapping[str, Any] | None = None,
     force_handlers: bool = False,
+    tui: bool = False,
 ) -> RunResult:
     """Run a plan as ``nexus run`` shows it: live output, then failures and the summary.
 
     The run is a :class:`~nexus_core.session.RunSession` (state record, plugin subscribers,
     signals); see there for the arguments. After an interrupted, recorded run the summary
-    says how to resume it.
+    says how to resume it. ``tui``: show the run on the dashboard (``nexus_core.tui``; the
+    caller checked that it can start), the plain renderer taking over if it closes early.
     """
     from nexus_core.output.render import make_renderer
     from nexus_core.output.report import failures_text, summary_line
@@ -129,7 +131,14 @@ def execute(
     from nexus_core.session import RunSession
 
     style = Style.detect()
-    renderer = make_renderer(mode, fmt, style)
+    dashboard = None
+    if tui:
+        from nexus_core.logs import debug_enabled
+        from nexus_core.tui.live import DashboardRun
+
+        dashboard = DashboardRun(lambda: make_renderer(mode, fmt, style), say=lambda m: click.echo(m, err=True),
+                                 show_tracebacks=debug_enabled())  # fmt: skip
+    renderer: Any = dashboard or make_renderer(mode, fmt, style)
     session = RunSession(
         plan,
         plugins=plugin_manager(),
@@ -143,10 +152,10 @@ def execute(
         subscribers=[("output", renderer)],
         fmt=fmt,
         mode=mode,
-        report=lambda m: click.echo(m, err=True),
+        report=dashboard.report if dashboard else lambda m: click.echo(m, err=True),
     )
     try:
-        result = session.run()
+        result = dashboard.run(session) if dashboard else session.run()
     finally:
         renderer.close()
     if fmt != "json":

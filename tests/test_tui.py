@@ -1,0 +1,561 @@
+"""The live dashboard (nexus_core.tui): Textual's pilot drives the real app, fed by real runs.
+
+Live mode: a real RunSession of a real nexusfile runs in its worker thread while the pilot
+presses keys. Attach mode (``nexus tui``): the real ``nexus`` CLI runs the pipeline in a
+subprocess and the dashboard follows its recorded state and run logs. No timings are asserted:
+every wait is a bounded poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("textual")
+
+from helpers import start_nexus
+
+from nexus_core import events as ev
+from nexus_core.tui import tui_refusal
+from nexus_core.tui.feed import EventFeed
+from nexus_core.tui.model import DashboardModel, Dropped
+
+PIPELINE = """
+from nexus_core import task, run
+
+@task
+def build():
+    run("echo compiling; echo built")
+
+@task(deps=[build])
+def test():
+    run("echo running tests; echo boom >&2; exit 3")
+
+@task(deps=[build])
+def docs():
+    run("echo docs ok")
+"""
+
+# A task that waits (bounded) for a file the test creates: the run is "running" for as long
+# as the test needs, without any sleep in the test itself.
+WAITING = """
+from nexus_core import config, task, run
+
+config(interrupt_grace=1)
+
+@task
+def slow():
+    run("echo started; for i in $(seq 1 1200); do [ -f go ] && break; sleep 0.05; done; echo finished")
+"""
+
+
+async def until(pilot: Any, predicate: Any, steps: int = 600) -> bool:
+    """Let the app run until ``predicate()`` holds (bounded: ``steps`` pauses of 0.05 s)."""
+    for _ in range(steps):
+        if predicate():
+            return True
+        await pilot.pause(0.05)
+    return bool(predicate())
+
+
+def _env(project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in project.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(project.root)
+
+
+def _session(project: Any, tasks: list[str], dash: Any) -> Any:
+    from nexus_core.loader import load_project
+    from nexus_core.plan import build_plan
+    from nexus_core.plugins import PluginManager
+    from nexus_core.session import RunSession
+    from nexus_core.state.paths import state_db
+    from nexus_core.state.store import StateStore
+
+    pm = PluginManager()
+    plan = build_plan(load_project(str(project.nexusfile)), pm.registry, tasks)
+    store = StateStore(state_db())
+    return RunSession(plan, plugins=pm, store=store, subscribers=[("output", dash)], report=dash.report)
+
+
+def _log_text(app: Any) -> str:
+    from textual.widgets import Log
+
+    return "\n".join(app.query_one(Log).lines)
+
+
+def _tree_labels(app: Any) -> list[str]:
+    from nexus_core.tui.app import TaskTree
+
+    out: list[str] = []
+    tree = app.query_one(TaskTree)
+
+    def walk(node: Any) -> None:
+        for child in node.children:
+            out.append(str(tree.live_label(child) or child.label))
+            walk(child)
+
+    walk(app.query_one(TaskTree).root)
+    return out
+
+
+# --- live: nexus run --tui ------------------------------------------------------------------
+
+
+def test_live_dashboard_shows_a_real_run_and_its_failure_report(nexus_project, monkeypatch):
+    from nexus_core.output.report import failures_text
+    from nexus_core.output.style import Style
+    from nexus_core.runlogs import logs_command
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(PIPELINE)
+    _env(nexus_project, monkeypatch)
+    said: list[str] = []
+    dash = DashboardRun(lambda: pytest.fail("no plain output while the dashboard is open"), say=said.append)
+    dash.start(_session(nexus_project, ["test", "docs"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            assert await until(pilot, lambda: app.model.finished and app.model.final_failures is not None)
+            await pilot.pause(0.2)
+            labels = _tree_labels(app)
+            assert any(label.startswith("✓ build") for label in labels), labels
+            assert any(label.startswith("✗ test") and "exit code 3" in label for label in labels), labels
+            assert any(label.startswith("✓ docs") for label in labels), labels
+            assert "failed" in str(app.query_one("#header").render())
+            # the log panel follows the task under the cursor
+            assert "[build] $ echo compiling; echo built" in _log_text(app)
+            await pilot.press("j")  # the first task: build
+            assert app.selection == ("task", "build"), app.selection
+            await pilot.press("j")  # -> test
+            assert app.selection == ("task", "test"), app.selection
+            assert "boom" in _log_text(app) and "compiling" not in _log_text(app)
+            await pilot.press("e")
+            assert "first error" in str(app.query_one("Log").border_subtitle)
+            # the failure panel holds the plain report
+            await pilot.press("f")
+            assert app.query_one("ContentSwitcher").current == "failures"
+            style = Style(color=False, live=False, unicode=True, interactive=False)
+            result = dash.result
+            assert result is not None
+            plain = failures_text(style, result.failures, lambda f: logs_command(result.run_id, f.task, f.host))
+            assert app.failure_text() == plain
+            assert "Command: echo running tests; echo boom >&2; exit 3" in plain
+            await pilot.press("n")
+            assert len(app.screen_stack) == 2
+            await pilot.press("escape")
+            await pilot.press("q")
+        assert app.return_value == "quit"
+
+    asyncio.run(drive())
+    result = dash.finish(app.return_value)
+    assert result.status == "failed" and result.exit_code == 1
+    assert said == []  # the run ended on the dashboard: no fallback note
+
+
+def test_cancel_asks_then_stops_the_run_like_ctrl_c(nexus_project, monkeypatch):
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(WAITING)
+    _env(nexus_project, monkeypatch)
+    dash = DashboardRun(lambda: pytest.fail("no plain output"), say=lambda m: None)
+    dash.start(_session(nexus_project, ["slow"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await until(pilot, lambda: "started" in _log_text(app))
+            await pilot.press("c")
+            await pilot.press("n")  # no: the run goes on
+            assert dash.running()
+            await pilot.press("c")
+            await pilot.press("y")
+            assert await until(pilot, lambda: app.model.finished)
+            assert app.model.status == "interrupted"
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    result = dash.finish(app.return_value)
+    assert result.status == "interrupted" and result.exit_code == 130
+
+
+def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatch):
+    from nexus_core.output.render import QuietRenderer
+    from nexus_core.output.style import Style
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(WAITING)
+    _env(nexus_project, monkeypatch)
+    said: list[str] = []
+    printed: list[str] = []
+
+    class Plain(QuietRenderer):
+        def write(self, text: str) -> None:
+            printed.append(text)
+
+    dash = DashboardRun(lambda: Plain(Style(False, False, True, False)), say=said.append)
+    dash.start(_session(nexus_project, ["slow"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await until(pilot, lambda: "started" in _log_text(app))
+            await pilot.press("q")
+            await pilot.press("d")  # detach: the run goes on
+
+    asyncio.run(drive())
+    assert app.return_value == "detach"
+    assert dash.running()
+    Path(nexus_project.root, "go").write_text("")
+    result = dash.finish(app.return_value)
+    assert result.status == "ok"
+    assert said == ["nexus: dashboard closed; the run goes on with plain output"]
+    assert any(line.startswith("✓ slow") for line in printed), printed
+
+
+def test_a_crash_of_the_dashboard_never_stops_the_run(nexus_project, monkeypatch):
+    from nexus_core.output.render import QuietRenderer
+    from nexus_core.output.style import Style
+    from nexus_core.tui import app as app_module
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(WAITING)
+    _env(nexus_project, monkeypatch)
+    said: list[str] = []
+    printed: list[str] = []
+
+    class Plain(QuietRenderer):
+        def write(self, text: str) -> None:
+            printed.append(text)
+
+    real_pull = app_module.Dashboard.pull
+
+    def pull(self: Any) -> None:
+        real_pull(self)
+        if "started" in _log_text(self):
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(app_module.Dashboard, "pull", pull)
+    dash = DashboardRun(lambda: Plain(Style(False, False, True, False)), say=said.append)
+    dash.start(_session(nexus_project, ["slow"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: bool(app.crash))
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(drive())
+    assert app.crash == "RuntimeError: boom"
+    assert dash.running()
+    Path(nexus_project.root, "go").write_text("")
+    result = dash.finish(None, app.crash)
+    assert result.status == "ok"
+    assert said == ["nexus: the dashboard stopped (RuntimeError: boom); the run goes on with plain output"]
+    assert any(line.startswith("✓ slow") for line in printed), printed
+
+
+# --- attach: nexus tui ----------------------------------------------------------------------
+
+
+def _attach(nexus_project: Any, run_id: str) -> tuple[Any, Any]:
+    from nexus_core import runlogs
+    from nexus_core.state.paths import state_db, state_dir
+    from nexus_core.state.store import StateStore
+    from nexus_core.tui.app import Dashboard
+    from nexus_core.tui.attach import StatePoller
+
+    feed = EventFeed()
+    poller = StatePoller(StateStore(state_db()), run_id, runlogs.logs_dir(state_dir()), feed, interval=0.1)
+    return Dashboard(feed), poller
+
+
+def _failure_block(stderr: str) -> str:
+    """The plain failure report in a CLI run's stderr."""
+    start = stderr.index("Error: ")
+    return stderr[start:]
+
+
+def test_attach_shows_a_finished_run_with_the_same_failure_report(nexus_project, monkeypatch):
+    nexus_project.write(PIPELINE)
+    done = nexus_project.run("run", "test", "docs")
+    assert done.code == 1, done
+    _env(nexus_project, monkeypatch)
+    run_id = re.search(r"nexus logs (\S+) test", done.stderr).group(1)  # type: ignore[union-attr]
+    app, poller = _attach(nexus_project, run_id)
+    poller.start()
+
+    async def drive() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            assert await until(pilot, lambda: poller.done.is_set() and app.model.status == "failed")
+            await pilot.pause(0.3)
+            assert "read-only" in str(app.query_one("#header").render())
+            labels = _tree_labels(app)
+            assert any(label.startswith("✗ test") for label in labels), labels
+            await pilot.press("f")
+            assert app.failure_text().strip() == _failure_block(done.stderr).strip()
+            await pilot.press("l")
+            await pilot.press("tab")  # focus: log -> ... the hosts panel follows a host
+            app.select(("host", "test", "local"))
+            assert "boom" in _log_text(app)
+            await pilot.press("slash")
+            await pilot.press(*"boom", "enter")
+            assert "'boom'" in str(app.query_one("Log").border_subtitle)
+            await pilot.press("escape")
+            await pilot.press("c")  # read-only: nothing to cancel
+            await pilot.press("q")
+
+    try:
+        asyncio.run(drive())
+    finally:
+        poller.stop()
+    assert app.return_value == "quit"
+
+
+def test_attach_follows_a_running_pipeline_of_the_real_cli(nexus_project, monkeypatch):
+    nexus_project.write(WAITING)
+    proc = start_nexus(nexus_project, "run", "slow", "-v")
+    _env(nexus_project, monkeypatch)
+    try:
+        from nexus_core.state.paths import state_db
+        from nexus_core.state.store import StateStore
+
+        store = StateStore(state_db())
+        run_id = ""
+        for _ in range(400):
+            runs = store.runs(limit=1)
+            if runs and runs[0].status == "running":
+                run_id = runs[0].id
+                break
+            import time
+
+            time.sleep(0.05)
+        assert run_id, "the run did not start"
+        app, poller = _attach(nexus_project, run_id)
+        poller.start()
+
+        async def drive() -> None:
+            async with app.run_test(size=(120, 40)) as pilot:
+                assert await until(pilot, lambda: "started" in _log_text(app))
+                assert app.model.status == "running"
+                Path(nexus_project.root, "go").write_text("")
+                assert await until(pilot, lambda: app.model.status == "ok")
+                assert await until(pilot, lambda: "finished" in _log_text(app))
+                await pilot.press("q")
+
+        try:
+            asyncio.run(drive())
+        finally:
+            poller.stop()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# --- when the dashboard never starts -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [
+        ({"CI": "1"}, "CI is set"),
+        ({"CI": "", "TERM": "dumb"}, "TERM=dumb"),
+        ({"CI": "", "TERM": "xterm"}, "stdout is not a terminal"),
+    ],
+)
+def test_tui_never_starts_without_a_terminal_under_ci_or_dumb(nexus_project, env, why):
+    nexus_project.write(PIPELINE)
+    result = nexus_project.run("run", "build", "--tui", env=env)
+    assert result.code == 0, result
+    assert f"nexus: --tui ignored: {why}; plain output follows" in result.stderr
+    assert "✓ build" in result.stdout or "build" in result.stdout
+    assert "Completed" in result.stdout
+
+
+def test_no_tui_and_the_default_say_nothing(nexus_project):
+    nexus_project.write(PIPELINE)
+    for args in (("run", "build"), ("run", "build", "--no-tui")):
+        result = nexus_project.run(*args)
+        assert result.code == 0 and "--tui" not in result.stderr, result
+
+
+def test_nexus_tui_without_a_terminal_says_why(nexus_project):
+    result = nexus_project.run("tui", env={"CI": ""})
+    assert result.code == 2
+    assert "The dashboard cannot start: stdout is not a terminal" in result.stderr
+
+
+def test_refusal_reasons():
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    tty: Any = Tty()
+    assert tui_refusal(environ={}, stdin=tty, stdout=tty) == ""
+    assert tui_refusal(environ={"CI": "true"}, stdin=tty, stdout=tty) == "CI is set"
+    assert tui_refusal(environ={"TERM": "dumb"}, stdin=tty, stdout=tty) == "TERM=dumb"
+    assert "json" in tui_refusal(fmt="json", environ={}, stdin=tty, stdout=tty)
+    assert tui_refusal(environ={}, stdin=sys.stdin if not sys.stdin.isatty() else None, stdout=tty) in (
+        "stdin is not a terminal",
+        "",
+    )
+
+
+# --- the feed and the model, without a screen ------------------------------------------------
+
+
+def test_feed_drops_output_lines_never_status_events():
+    feed = EventFeed(max_lines=5)
+    feed(ev.TaskStart("r", task="t", hosts=("h",)))
+    for i in range(20):
+        feed(ev.CommandOutput("r", task="t", host="h", stream="stdout", line=f"line {i}"))
+    feed(ev.HostStop("r", task="t", host="h", status="ok"))
+    items = feed.drain()
+    names = [getattr(i, "name", type(i).__name__) for i in items]
+    assert names.count("command.output") == 5
+    assert "task.start" in names and "host.stop" in names
+    assert Dropped("t", "h", 15) in items and feed.dropped == 15
+    model = DashboardModel("r")
+    model.apply_all(items)
+    assert model.tasks["t"].hosts["h"].status == "ok"
+    assert any("15 output line(s) not shown" in line.text for line in model.lines)
+    assert feed.drain() == []
+
+
+def test_model_holds_a_thousand_hosts():
+    model = DashboardModel("r")
+    hosts = tuple(f"web-{i:04d}" for i in range(1000))
+    model.apply(ev.PipelineStart("r", tasks=("deploy",), hosts=hosts, requested=("deploy",)))
+    model.apply(ev.TaskStart("r", task="deploy", hosts=hosts))
+    for h in hosts:
+        model.apply(ev.HostStart("r", task="deploy", host=h))
+        model.apply(ev.CommandStart("r", task="deploy", host=h, command="restart"))
+        model.apply(ev.CommandOutput("r", task="deploy", host=h, stream="stdout", line="ok " + h))
+        status = "failed" if h.endswith("7") else "ok"
+        model.apply(ev.CommandStop("r", task="deploy", host=h, command="restart", exit_code=int(status != "ok"),
+                                   duration=0.1, status=status))  # fmt: skip
+        model.apply(ev.HostStop("r", task="deploy", host=h, status=status, reason="exit code 1" * (status != "ok")))
+    assert len(model.hosts) == 1000
+    assert len(model.failures()) == 100
+    assert model.host_summary("web-0007").status == "failed"
+    assert model.host_summary("web-0001").status == "ok"
+    assert [line.text for line in model.lines_for(host="web-0002")] == ["$ restart", "ok web-0002", "[ok]"]
+
+
+def _pty_run(args: list[str], cwd: Any, env: dict[str, str], answers: dict[bytes, bytes], timeout: float = 120):
+    """``nexus ARGS`` on a 120x40 pseudo-terminal; type each answer once its text shows; (code, screen)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    pending = dict(answers)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env,
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            screen += data
+            for prompt in [p for p in pending if p in screen]:
+                os.write(master, pending.pop(prompt))
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    try:
+        return proc.wait(timeout=30), screen.decode("utf-8", "replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_smoke_nexus_run_tui_on_a_real_terminal(nexus_project):
+    nexus_project.write(PIPELINE)
+    env = {**os.environ, **nexus_project.env, "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    env.pop("CI", None)
+    code, screen = _pty_run(["run", "build", "--tui"], nexus_project.root, env, {b"to leave": b"q"})
+    assert code == 0, screen
+    assert "Completed" in screen
+    assert "tasks" in screen and "hosts" in screen  # the dashboard's panels were drawn
+
+
+# --- fixed data: the screenshot of the docs, and size ------------------------------------------
+
+
+def _sample() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "gen_tui_screenshot.py"
+    spec = importlib.util.spec_from_file_location("gen_tui_screenshot", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_screenshot_of_fixed_data_shows_the_panels(tmp_path):
+    svg = asyncio.run(_sample().screenshot(tmp_path / "tui.svg"))
+    text = re.sub(r"<[^>]+>", "", svg).replace("&#160;", " ")
+    for expected in ("deploy", "web-4", "exit&#160;code&#160;1", "hosts", "log:&#160;task&#160;deploy"):
+        assert expected.replace("&#160;", " ") in text.replace("&#160;", " "), expected
+
+
+@pytest.mark.slow
+def test_a_thousand_hosts_and_a_hundred_thousand_lines():
+    from nexus_core.tui.app import Dashboard
+
+    feed = EventFeed(max_lines=200_000)
+    hosts = tuple(f"node-{i:04d}" for i in range(1000))
+    feed(ev.PipelineStart("r", tasks=("sweep",), hosts=hosts, requested=("sweep",)))
+    feed(ev.TaskStart("r", task="sweep", hosts=hosts))
+    for h in hosts:
+        feed(ev.HostStart("r", task="sweep", host=h))
+        feed(ev.CommandStart("r", task="sweep", host=h, command="scan"))
+        for i in range(100):
+            feed(ev.CommandOutput("r", task="sweep", host=h, stream="stdout", line=f"{h} item {i}"))
+    app = Dashboard(feed)
+
+    async def drive() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            assert await until(pilot, lambda: len(app.model.lines) >= 101_000)
+            assert app.w_log.line_count >= 101_000
+            assert len(app.model.hosts) == 1000 and app.w_table.row_count == 1000
+            for h in hosts:
+                feed(ev.CommandStop("r", task="sweep", host=h, command="scan", exit_code=0, duration=1.0, status="ok"))
+                feed(ev.HostStop("r", task="sweep", host=h, status="ok", duration=1.0))
+            assert await until(pilot, lambda: app.model.host_summary("node-0999").status == "ok")
+            await pilot.press("j")  # the task
+            assert await until(pilot, lambda: app.selection == ("task", "sweep"))
+            await pilot.press("right")  # open it (big tasks start closed)
+            assert await until(pilot, lambda: app.w_tree.cursor_node is not None and app.w_tree.cursor_node.is_expanded)
+            await pilot.press("j")  # its first host: the log shows that host only
+            assert await until(pilot, lambda: app.selection == ("host", "sweep", "node-0000")), app.selection
+            assert app.w_log.line_count == 102
+            await pilot.press("q")
+
+    asyncio.run(drive())
