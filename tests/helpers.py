@@ -26,11 +26,17 @@ def pgrep(pattern: str) -> list[int]:
 
 
 def run_in_pty(
-    args: list[str], cwd, env: dict[str, str], answers: dict[bytes, bytes] | None = None, timeout: float = 60
+    args: list[str],
+    cwd,
+    env: dict[str, str],
+    answers: dict[bytes, bytes] | None = None,
+    timeout: float = 60,
+    size: tuple[int, int] | None = None,
 ) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     """Run ``python -m nexus_core ARGS`` on a pseudo-terminal; answer prompts; return (code, screen).
 
-    ``answers`` maps text that may appear on the screen to what to type (once each).
+    ``answers`` maps text that may appear on the screen to what to type (once each);
+    ``size``: the terminal's (columns, rows).
     """
     import pty
     import select
@@ -38,6 +44,12 @@ def run_in_pty(
 
     pending = dict(answers or {})
     master, slave = pty.openpty()
+    if size is not None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env,
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
     os.close(slave)
@@ -58,7 +70,12 @@ def run_in_pty(
         elif proc.poll() is not None:
             break
     os.close(master)
-    return proc.wait(timeout=10), screen.decode("utf-8", "replace")
+    try:
+        return proc.wait(timeout=30), screen.decode("utf-8", "replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def start_nexus(project, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("textual")
 
-from helpers import start_nexus
+from helpers import run_in_pty, start_nexus
 
 from nexus_core import events as ev
 from nexus_core.tui import tui_refusal
@@ -453,43 +453,7 @@ def test_model_holds_a_thousand_hosts():
 
 def _pty_run(args: list[str], cwd: Any, env: dict[str, str], answers: dict[bytes, bytes], timeout: float = 120):
     """``nexus ARGS`` on a 120x40 pseudo-terminal; type each answer once its text shows; (code, screen)."""
-    import fcntl
-    import pty
-    import select
-    import struct
-    import subprocess
-    import termios
-    import time
-
-    pending = dict(answers)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env,
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
-    os.close(slave)
-    screen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            screen += data
-            for prompt in [p for p in pending if p in screen]:
-                os.write(master, pending.pop(prompt))
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    try:
-        return proc.wait(timeout=30), screen.decode("utf-8", "replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return run_in_pty(args, cwd, env, answers, timeout=timeout, size=(120, 40))
 
 
 @pytest.mark.slow
