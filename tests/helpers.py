@@ -32,11 +32,13 @@ def run_in_pty(
     answers: dict[bytes, bytes] | None = None,
     timeout: float = 60,
     size: tuple[int, int] | None = None,
+    controlling: bool = False,
 ) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     """Run ``python -m nexus_core ARGS`` on a pseudo-terminal; answer prompts; return (code, screen).
 
     ``answers`` maps text that may appear on the screen to what to type (once each);
-    ``size``: the terminal's (columns, rows).
+    ``size``: the terminal's (columns, rows). ``controlling``: the terminal becomes the
+    process's controlling terminal (``getpass`` reads ``/dev/tty``).
     """
     import pty
     import select
@@ -50,8 +52,17 @@ def run_in_pty(
         import termios
 
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+
+    def _take_terminal() -> None:  # in the child, between fork and exec
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     proc = subprocess.Popen([sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env,
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)  # fmt: skip
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            start_new_session=controlling,
+                            preexec_fn=_take_terminal if controlling else None)  # fmt: skip
     os.close(slave)
     screen = b""
     deadline = time.monotonic() + timeout

@@ -11,16 +11,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import pty
-import select
 import shutil
-import signal
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +25,7 @@ import pytest
 from nexus_core.testing import NexusProject, Outcome
 from nexus_core.testing.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
 from plugins.nexus_ssh.tests.test_ssh_cli import write
+from tests.helpers import run_in_pty
 
 pytestmark = pytest.mark.ssh
 
@@ -230,52 +226,18 @@ def test_ask_sudo_pass_without_a_terminal_is_a_usage_error(project: NexusProject
     assert "stdin is not a terminal" in piped.stderr
 
 
-def _set_controlling_tty() -> None:  # runs in the child between fork and exec
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
 def _answer_prompts(project: NexusProject, *args: str) -> tuple[int, str, int]:
-    """Run ``nexus ARGS`` on a terminal, typing the sudo password at each prompt: (exit, text, prompts)."""
+    """Run ``nexus ARGS`` on a terminal, typing the sudo password at its prompt: (exit, text, prompts).
+
+    The password is typed once; a second prompt is left unanswered (the run then times out).
+    """
     env = full_env(project)
     env.pop("CI", None)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", *args],
-        cwd=project.root,
-        env=env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=_set_controlling_tty,  # getpass reads /dev/tty: it must be our terminal
+    code, screen = run_in_pty(
+        list(args), project.root, env, {b"SUDO password:": PASSWORD.encode() + b"\n"}, controlling=True
     )
-    os.close(slave)
-    data = b""
-    prompts = 0
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                data += chunk
-                if data.count(b"SUDO password:") > prompts:
-                    prompts += 1
-                    os.write(master, PASSWORD.encode() + b"\n")
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        os.close(master)
-    return code, data.decode(errors="replace").replace("\r\n", "\n"), prompts
+    text = screen.replace("\r\n", "\n")
+    return code, text, text.count("SUDO password:")
 
 
 def test_ask_sudo_pass_prompts_once_on_a_terminal(project: NexusProject, sshbed: SshBed) -> None:
