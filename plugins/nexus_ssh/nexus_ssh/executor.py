@@ -13,7 +13,6 @@ import collections
 import contextlib
 import dataclasses
 import os
-import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +54,7 @@ from nexus_ssh.settings import (
     SettingsError,
 )
 from nexus_ssh.transfer import SftpFiles
+from nexus_ssh.wake import waker
 
 if TYPE_CHECKING:
     from paramiko.channel import Channel
@@ -768,6 +768,7 @@ class SshExecutor(SftpFiles, Executor):
         if session is not None:
             chan = session.chan
         assert chan is not None
+        wake = waker(chan)  # not select(): see nexus_ssh.wake
         status: str | None = None
         reason = ""
         signalled = 0
@@ -800,6 +801,8 @@ class SshExecutor(SftpFiles, Executor):
                     follow_at = None
                     assert command.marker is not None
                     follow = _Follower.start(conn, command.marker, emit, marker, tail, redact)
+                    if follow is not None:
+                        wake.watch(follow.chan)
                 while chan.recv_ready():
                     data = chan.recv(65536)
                     if follow is not None and data:  # the replay begins: it has everything
@@ -863,10 +866,7 @@ class SshExecutor(SftpFiles, Executor):
                 wait = 0.2 if limit is None else max(0.0, min(0.2, limit - now))
                 if exited is not None:
                     wait = min(wait, 0.02)
-                try:
-                    select.select([chan] if follow is None else [chan, follow.chan], [], [], wait)
-                except (OSError, ValueError):
-                    time.sleep(min(wait, 0.05))
+                wake.wait(wait)
             if finished and session is None and not conn.transport.is_active():
                 # A channel closed because the connection died (Paramiko then reports an exit
                 # status too): the host was lost, the command did not end.
@@ -999,8 +999,9 @@ class SshExecutor(SftpFiles, Executor):
                     chan.sendall((password + "\n").encode() * 2)
                     chan.shutdown_write()
                 limit = time.monotonic() + grace * len(signals) + 10
+                wake = waker(chan)
                 while not chan.exit_status_ready() and time.monotonic() < limit:
-                    select.select([chan], [], [], 0.1)
+                    wake.wait(0.1)
                     if chan.recv_ready():
                         chan.recv(4096)
             finally:

@@ -293,7 +293,7 @@ def _read_banner(stream: Any, timeout: float) -> str:
 
 
 def _exec(conn: Connection, cmd: str, timeout: float, pty: bool) -> tuple[int, str]:
-    import select
+    from nexus_ssh.wake import waker
 
     chan = conn.transport.open_session(timeout=timeout)
     try:
@@ -302,10 +302,11 @@ def _exec(conn: Connection, cmd: str, timeout: float, pty: bool) -> tuple[int, s
         chan.exec_command(cmd)
         deadline = time.monotonic() + timeout
         err = b""
+        wake = waker(chan)  # not select(): see nexus_ssh.wake
         while not chan.exit_status_ready():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no answer within {timeout:g}s")
-            select.select([chan], [], [], 0.1)
+            wake.wait(0.1)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(4096)
             while chan.recv_ready():

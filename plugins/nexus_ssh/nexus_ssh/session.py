@@ -31,10 +31,11 @@ In session mode (``ssh_session_mode = "shell"``) a connection opens one exec cha
 from __future__ import annotations
 
 import contextlib
-import select
 import shlex
 import time
 from typing import TYPE_CHECKING
+
+from nexus_ssh.wake import waker
 
 if TYPE_CHECKING:
     from paramiko.channel import Channel
@@ -181,6 +182,7 @@ def _read_ready(chan: Channel, prefix: str, timeout: float) -> str | None:
     deadline = time.monotonic() + max(1.0, timeout)
     buf = b""
     want = prefix.encode()
+    wake = waker(chan)  # not select(): see nexus_ssh.wake
     while time.monotonic() < deadline:
         while chan.recv_stderr_ready():
             chan.recv_stderr(65536)  # rc-file noise of the login shell
@@ -198,5 +200,5 @@ def _read_ready(chan: Channel, prefix: str, timeout: float) -> str | None:
             continue
         if chan.closed or chan.exit_status_ready() or chan.eof_received:
             return None
-        select.select([chan], [], [], 0.05)
+        wake.wait(0.05)
     return None

@@ -274,3 +274,45 @@ def test_spooled_commands_show_each_line_once(
     r, got = _run(ex, sshbed, Command(cmd, marker=marker))
     assert (r.exit_code, got.of("stdout"), got.of("stderr")) == (code, out, err), got.lines
     ex.remove_markers(host, run_id)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_followed_commands_closing_while_output_flows_keep_the_connection(
+    sshbed: SshBed, make_executor: MakeExecutor, mode: str
+) -> None:
+    """The follower channel is closed while the host still streams into it, on three hosts at
+    once: with ``select()`` on channels, Paramiko's per-channel pipe made that race kill a
+    healthy connection now and then ("the SSH connection was lost while the command ran")."""
+    ex, events = make_executor(ssh_session_mode=mode)
+    run_id = f"20261201-000001-{mode}"
+    cmd = "i=0; while [ $i -lt 60 ]; do echo line $i; i=$((i+1)); sleep 0.01; done"
+    failures: list[str] = []
+
+    def host_loop(i: int) -> None:
+        host = _host(sshbed, i)
+        for n in range(4):
+            marker = markers.Marker(run_id, markers.key("t", host.label, n), host.label)
+            out = Out()
+            r = ex.run(host, Command(cmd, marker=marker), out, Cancel(), 20)
+            if r.status != "ok" or out.of("stdout") != [f"line {k}" for k in range(60)]:
+                failures.append(f"{host.label} #{n}: {r.status} {r.reason} {len(out.of('stdout'))} lines")
+
+    threads = [threading.Thread(target=host_loop, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    assert not [e for e in events if getattr(e, "reason", "") == "broken"], "a connection broke"
+    for i in range(3):
+        ex.remove_markers(_host(sshbed, i), run_id)
+
+
+def test_waker_wakes_on_data_and_ignores_paramikos_clear() -> None:
+    from nexus_ssh.wake import Waker
+
+    w = Waker()
+    assert not w.wait(0.01)
+    w.set()
+    w.clear()  # one buffer drained: others may still hold data, so the waker stays set
+    assert w.wait(1) and not w.wait(0.01)
