@@ -95,6 +95,10 @@ def main(argv: list[str]) -> None:
         if not os.access(path, os.X_OK):
             sys.exit(f"--{name.lower()} {path}: not an executable")
     env = {**os.environ, "NEXUS_SSH_CONFIG": "", "NO_COLOR": "1", "CI": "1", "NEXUS_SSH_SESSION_MODE": args.mode}
+    # An installed Nexus has its bytecode compiled (pip does it): with PYTHONDONTWRITEBYTECODE
+    # set, a build whose sources changed since its last .pyc would recompile them at every
+    # start and lose by tens of milliseconds what has nothing to do with the change.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     need = max(1, *(WORKLOADS[w][0] for w in chosen))
     lines = [
         f"# Nexus A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, session mode {args.mode})",
@@ -114,13 +118,21 @@ def main(argv: list[str]) -> None:
                 write_project(folder, bed, n_hosts, n_commands)
             else:
                 task = write_dag(folder, n_commands)
-            for path in builds.values():
-                measure(path, folder, env, task)  # warm-up: connections, bytecode, page cache
+            # Each build keeps its own state, data and cache folders, as one user's install
+            # does: with one shared state database, each build's run would make the other's
+            # next start re-check the file it changed (and read a history twice as long).
+            envs = {
+                name: {**env, **{f"XDG_{kind}_HOME": str(work / f"xdg-{name}" / kind.lower())
+                                 for kind in ("STATE", "DATA", "CACHE")}}
+                for name in builds
+            }  # fmt: skip
+            for name, path in builds.items():
+                measure(path, folder, envs[name], task)  # warm-up: connections, bytecode, page cache
             got: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
             for r in range(args.rounds):
                 order = ("A", "B") if r % 2 == 0 else ("B", "A")
                 for name in order:
-                    got[name].append(measure(builds[name], folder, env, task))
+                    got[name].append(measure(builds[name], folder, envs[name], task))
             wall = {n: statistics.median(x[0] for x in v) for n, v in got.items()}
             cpu = {n: statistics.median(x[1] for x in v) for n, v in got.items()}
             lines.append(

@@ -8,6 +8,7 @@ command goes through the executor of its host's transport, with retries.
 from __future__ import annotations
 
 import heapq
+import sys
 import threading
 import time
 import uuid
@@ -983,6 +984,10 @@ class Engine:
 
 def _not_shell(cmd: Command) -> bool:
     """True for operations that are not one shell command (no status marker, not asked about on resume)."""
+    if isinstance(cmd, Transfer):
+        return True
+    if "nexus_core.calls" not in sys.modules:  # call() and wait_for() import it: none was used
+        return False
     from nexus_core.calls import NOT_SHELL
 
     return isinstance(cmd, (Transfer, *NOT_SHELL))

@@ -419,3 +419,32 @@ class Project:
     config_locations: dict[str, Location] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     source_hash: str = ""
+
+
+# --- discovery, as far as every run needs it (nexus_core.discovery does the rest) ------------
+
+
+def source_specs(project: Project) -> list[SourceSpec]:
+    """Every distinct ``discover(...)`` of the project (groups, then ``on=`` of tasks), in order."""
+    found: dict[str, SourceSpec] = {}
+    for g in project.groups.values():
+        for m in g.members:
+            if isinstance(m, SourceSpec):
+                found.setdefault(m.key, m)
+    for t in project.tasks.values():
+        for item in on_items(t.on):
+            if isinstance(item, SourceSpec):
+                found.setdefault(item.key, item)
+    return list(found.values())
+
+
+def has_sources(project: Project) -> bool:
+    """True when the project discovers hosts or filters a group with ``where=``."""
+    return bool(source_specs(project)) or any(g.where is not None for g in project.groups.values())
+
+
+def on_items(on: Any) -> list[Any]:
+    """The items of a task's ``on=`` (one source, or a list of them and host strings)."""
+    if isinstance(on, SourceSpec):
+        return [on]
+    return list(on) if isinstance(on, (list, tuple)) else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from nexus_core.model import (
     Project,
     SourceSpec,
     TaskDef,
+    source_specs,
 )
 from nexus_core.options import safe_repr, suggest
 from nexus_core.params import Param, bind, task_params
@@ -440,9 +442,11 @@ def with_attributes(host: Host, attributes: Mapping[HostKey, Attributes]) -> Hos
 
 def _check_sources(project: Project, registry: Registry) -> list[Problem]:
     """Problems with the ``discover(...)`` sources and their filters (see nexus_core.discovery)."""
-    from nexus_core.discovery import check, source_specs
+    if not source_specs(project):
+        return []
+    from nexus_core.discovery import check
 
-    return check(project, registry) if source_specs(project) else []
+    return check(project, registry)
 
 
 def _discovers(project: Project, name: str, seen: set[str] | None = None) -> bool:
@@ -1132,6 +1136,8 @@ def plan_handlers(
 def split_artifacts(recorded: Sequence[Command]) -> tuple[list[Command], tuple[str, ...]]:
     """A body's operations without its ``artifact(...)`` declarations, and those paths (see
     :mod:`nexus_core.artifacts`): they are collected after the task, not run in its order."""
+    if "nexus_core.artifacts" not in sys.modules:  # artifact() imports it: no module, no artifact
+        return list(recorded), ()
     from nexus_core.artifacts import Artifact
 
     paths = tuple(dict.fromkeys(c.cmd for c in recorded if isinstance(c, Artifact)))
@@ -1142,6 +1148,8 @@ def _check_operations(
     registry: Registry, t: TaskDef, host: Host, commands: Sequence[Command], handlers: Sequence[HandlerPlan]
 ) -> list[Problem]:
     """Operations the host's executor cannot run (``call()`` on a transport without a connection)."""
+    if "nexus_core.calls" not in sys.modules:  # call() and wait_for() import it: none was used
+        return []
     from nexus_core.calls import Call, check_executor
 
     ops = [*commands, *(c for h in handlers for c in h.commands)]

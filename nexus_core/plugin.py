@@ -59,9 +59,7 @@ from nexus_core.api import (
     skipped,
     unsupported_call,
 )
-from nexus_core.calls import CallStreams
 from nexus_core.events import Event, Log, Subscriber
-from nexus_core.executors.lines import LineSplitter
 from nexus_core.exitcodes import ExitCode
 from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.kinds import KINDS, Kind, Registration
@@ -70,6 +68,7 @@ from nexus_core.model import Command, Host
 from nexus_core.options import Option
 
 if TYPE_CHECKING:
+    from nexus_core.calls import CallStreams
     from nexus_core.cli.application import (
         Exit,
         config_option,
@@ -80,6 +79,7 @@ if TYPE_CHECKING:
         make_plan,
         open_store,
     )
+    from nexus_core.executors.lines import LineSplitter
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
     from nexus_core.output.report import error_block
     from nexus_core.output.style import Style
@@ -192,6 +192,8 @@ _LAZY = {
     "Plan": "nexus_core.plan",
     "to_host": "nexus_core.plan",
     "PluginManager": "nexus_core.plugins",
+    "CallStreams": "nexus_core.calls",
+    "LineSplitter": "nexus_core.executors.lines",
 }
 
 

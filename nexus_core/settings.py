@@ -83,8 +83,6 @@ def read_file(path: str, options: Mapping[str, Option], strict: bool = True) -> 
 
     ``strict=False`` ignores keys not in ``options`` (to read one key of a file).
     """
-    import tomllib
-
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -92,6 +90,8 @@ def read_file(path: str, options: Mapping[str, Option], strict: bool = True) -> 
         return {}
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror or exc}", path) from None
+    import tomllib  # only when there is a file
+
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)

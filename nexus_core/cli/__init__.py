@@ -15,13 +15,16 @@
 - :mod:`~nexus_core.cli.secret`: ``secret set|get|list|delete|rotate-key|init|unlock``.
 - :mod:`~nexus_core.cli.artifacts`: ``artifacts`` (files tasks handed on).
 
+Command modules are imported on demand: ``nexus run`` loads ``run`` and what it uses, not
+``secret`` or ``tui``.
+
 The run itself is click-free: :mod:`nexus_core.session`.
 """
 
 from __future__ import annotations
 
-# Each command module registers its commands on ``main`` when imported.
-from nexus_core.cli import artifacts, exec, hosts, info, preflight, project, run, secret, state, tui  # noqa: F401
+# Each command module registers its commands on ``main`` when imported, and ``main`` imports
+# a command's module only when that command is looked up (``application.BUILTIN_COMMANDS``).
 from nexus_core.cli.application import Exit, ExitCode, entry, fail, load, main, make_plan
 
 # The rest of the kit (option decorators, open_store, show_problems...) is in application.

@@ -13,6 +13,7 @@ This module is the documented kit for plugin commands (``docs/plugins/writing-pl
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -132,24 +133,60 @@ def wants_json(args: Sequence[str]) -> bool:
 # --- the group -----------------------------------------------------------------------------
 
 
+#: Each built-in command and the module that registers it on ``main`` when imported. A
+#: command's module is imported only when that command is looked up, so ``nexus run`` does not
+#: pay for ``secret``, ``exec``, ``tui``... at every start (``nexus --help`` and completion
+#: import them all). ``tests/test_cli_lazy.py`` checks this table against the modules.
+BUILTIN_COMMANDS: dict[str, str] = {
+    "artifacts": "nexus_core.cli.artifacts",
+    "completion": "nexus_core.cli.info",
+    "config": "nexus_core.cli.info",
+    "exec": "nexus_core.cli.exec",
+    "hosts": "nexus_core.cli.hosts",
+    "init": "nexus_core.cli.project",
+    "list": "nexus_core.cli.project",
+    "logs": "nexus_core.cli.state",
+    "pipelines": "nexus_core.cli.state",
+    "plugin": "nexus_core.cli.info",
+    "plugins": "nexus_core.cli.info",
+    "preflight": "nexus_core.cli.preflight",
+    "resume": "nexus_core.cli.state",
+    "run": "nexus_core.cli.run",
+    "secret": "nexus_core.cli.secret",
+    "tui": "nexus_core.cli.tui",
+    "validate": "nexus_core.cli.project",
+    "version": "nexus_core.cli.info",
+}
+
+
 class NexusGroup(click.RichGroup):
-    """Built-in commands first; plugin commands are loaded only when asked for."""
+    """Built-in commands first (their modules imported on demand); plugin commands are loaded
+    only when asked for."""
 
     #: Built-in groups a plugin's group of the same name adds subcommands to (``nexus hosts``).
     OPEN = ("hosts",)
 
+    def _builtin(self, name: str) -> click.Command | None:
+        """The built-in command ``name``, importing the module that registers it if needed."""
+        if name not in self.commands and name in BUILTIN_COMMANDS:
+            importlib.import_module(BUILTIN_COMMANDS[name])
+        return self.commands.get(name)
+
+    def _builtin_names(self) -> list[str]:
+        return sorted(set(self.commands) | set(BUILTIN_COMMANDS))
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = list(super().list_commands(ctx))
+        names = self._builtin_names()
         for _, cmd in plugin_manager().commands(reserved=[n for n in names if n not in self.OPEN]):
             if cmd.name and cmd.name not in names:
                 names.append(cmd.name)
         return sorted(names)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
+        found = self._builtin(cmd_name)
         if found is not None:
             return found
-        builtin = [n for n in super().list_commands(ctx) if n not in self.OPEN]
+        builtin = [n for n in self._builtin_names() if n not in self.OPEN]
         for _, cmd in plugin_manager().commands(reserved=builtin):
             if cmd.name == cmd_name:
                 return cmd
@@ -455,11 +492,13 @@ def _discover(
 ) -> Any:
     """The project with the sources its ``tasks`` (or ``groups``) need resolved (None when it
     has none), or exit with the source's error."""
-    from nexus_core.discovery import DiscoveryFailed, has_sources, resolve
-    from nexus_core.plan import closure
+    from nexus_core.model import has_sources
 
     if not has_sources(project):
         return None
+    from nexus_core.discovery import DiscoveryFailed, resolve
+    from nexus_core.plan import closure
+
     names = closure(project, tasks) if tasks else list(project.tasks)
     registry = plugin_manager().registry
     try:

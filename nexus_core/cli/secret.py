@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -56,12 +55,13 @@ def rotation_reminders(config: Mapping[str, Any], warn: Callable[[str], None] = 
     ``config(key_rotation_reminder=DAYS)`` (default 90) and ``secret_rotation_reminder``
     (default 30) set the ages; 0 turns one off; ``check_rotation_on_run=False`` both.
     """
-    from nexus_core.secrets.local import used_stores
     from nexus_core.secrets.resolve import active
 
     current = active()
-    if current is None or config.get("check_rotation_on_run") is False:
-        return []
+    if current is None or not current.used or config.get("check_rotation_on_run") is False:
+        return []  # no secret used: no store to look at (and its modules stay unloaded)
+    from nexus_core.secrets.local import used_stores
+
     key_days = config.get("key_rotation_reminder", 90)
     secret_days = config.get("secret_rotation_reminder", 30)
     now = datetime.datetime.now(datetime.UTC)
@@ -359,6 +359,8 @@ def rotate_key(new_keyfile: str | None, project: bool | None, keyfile: str | Non
                 )
             click.echo(f"  ✓ Decrypted {count} secrets with old key")
             backup = path + ".bak"
+            import shutil
+
             shutil.copy2(path, backup)
             os.chmod(backup, 0o600)
             if replace_keyfile:

@@ -35,7 +35,10 @@ from nexus_core.model import (
     Project,
     SourceSpec,
     TaskDef,
+    has_sources,  # pure functions of the model, read at every run without this module
+    source_specs,
 )
+from nexus_core.model import on_items as _on_items
 from nexus_core.options import Option, safe_repr, suggest
 from nexus_core.registry import PluginError, Registry
 
@@ -84,20 +87,6 @@ class DiscoveryFailed(Exception):
 # --- the sources a nexusfile names -------------------------------------------------------------
 
 
-def source_specs(project: Project) -> list[SourceSpec]:
-    """Every distinct ``discover(...)`` of the project (groups, then ``on=`` of tasks), in order."""
-    found: dict[str, SourceSpec] = {}
-    for g in project.groups.values():
-        for m in g.members:
-            if isinstance(m, SourceSpec):
-                found.setdefault(m.key, m)
-    for t in project.tasks.values():
-        for item in _on_items(t.on):
-            if isinstance(item, SourceSpec):
-                found.setdefault(item.key, item)
-    return list(found.values())
-
-
 def _walk_group(project: Project, name: str, found: dict[str, SourceSpec], seen: set[str]) -> None:
     if name in seen or name not in project.groups:
         return
@@ -134,17 +123,6 @@ def needed_specs(project: Project, tasks: Sequence[str]) -> list[SourceSpec]:
             if isinstance(item, SourceSpec):
                 found.setdefault(item.key, item)
     return list(found.values())
-
-
-def has_sources(project: Project) -> bool:
-    """True when the project discovers hosts or filters a group with ``where=``."""
-    return bool(source_specs(project)) or any(g.where is not None for g in project.groups.values())
-
-
-def _on_items(on: Any) -> list[Any]:
-    if isinstance(on, SourceSpec):
-        return [on]
-    return list(on) if isinstance(on, (list, tuple)) else []
 
 
 def source_names(registry: Registry) -> list[str]:

@@ -46,6 +46,7 @@ from nexus_ssh.events import (
     SshError,
     host_label,
 )
+from nexus_ssh.options import DEFAULT_MODE, MODES
 from nexus_ssh.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_POOL_SIZE,
@@ -85,7 +86,7 @@ FOLLOW_AFTER = 0.3
 
 def session_mode(config: Any, options: Any) -> tuple[str, str]:
     """(mode, problem): ``ssh_session_mode`` from the config, the executor options, env
-    ``NEXUS_SSH_SESSION_MODE``, else :data:`nexus_ssh.session.DEFAULT_MODE`; ``problem``
+    ``NEXUS_SSH_SESSION_MODE``, else :data:`nexus_ssh.options.DEFAULT_MODE`; ``problem``
     names an unknown value (then the default is used)."""
     for where, value in (
         ("ssh_session_mode", config.get("ssh_session_mode")),
@@ -95,10 +96,10 @@ def session_mode(config: Any, options: Any) -> tuple[str, str]:
         if value is None or str(value).strip() == "":
             continue
         mode = str(value).strip().lower()
-        if mode in sess.MODES:
+        if mode in MODES:
             return mode, ""
-        return sess.DEFAULT_MODE, f"{where}={value!r} is not one of {', '.join(sess.MODES)}"
-    return sess.DEFAULT_MODE, ""
+        return DEFAULT_MODE, f"{where}={value!r} is not one of {', '.join(MODES)}"
+    return DEFAULT_MODE, ""
 
 
 def sudo_password(options: Any) -> str | None:

@@ -11,7 +11,10 @@ from typing import Any
 
 from nexus_core.plugin import Option
 
-from nexus_ssh.session import DEFAULT_MODE, MODES
+MODES = ("exec", "shell")
+#: The default of ``ssh_session_mode``: one shell session per pooled connection (status files
+#: live in one folder per host, so hosts sharing a home never remove each other's).
+DEFAULT_MODE = "shell"
 
 _NUM = (int, float)
 #: ``ssh_host_key_verification`` values, strictest first.

@@ -35,16 +35,15 @@ import shlex
 import time
 from typing import TYPE_CHECKING
 
+from nexus_ssh.options import DEFAULT_MODE as DEFAULT_MODE  # re-exported: the mode names
+from nexus_ssh.options import MODES as MODES
 from nexus_ssh.wake import waker
 
 if TYPE_CHECKING:
     from paramiko.channel import Channel
     from paramiko.transport import Transport
 
-MODES = ("exec", "shell")
-#: The default of ``ssh_session_mode``: one shell session per pooled connection (status files
-#: live in one folder per host, so hosts sharing a home never remove each other's).
-DEFAULT_MODE = "shell"
+# MODES and DEFAULT_MODE live in nexus_ssh.options (read at every start, without this module).
 #: Environment variable read when ``ssh_session_mode`` is not configured (tests, benchmarks).
 MODE_ENV = "NEXUS_SSH_SESSION_MODE"
 
