@@ -12,7 +12,7 @@ thousand hosts. The decision and the reproduction are in ``docs/decisions.md``.
 
 from __future__ import annotations
 
-import threading
+import _thread
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,14 +20,24 @@ if TYPE_CHECKING:
 
 
 class Waker:
-    """An event set by Paramiko when any watched channel has data, is closed or ends."""
+    """An event set by Paramiko when any watched channel has data, is closed or ends.
+
+    A bare lock rather than a ``threading.Event``: the lock is held while the waker is clear,
+    ``set`` releases it, ``wait`` acquires it (with a timeout) and so clears it again — each a
+    single C call, where an ``Event`` goes through a ``Condition`` (a dozen Python calls per
+    set and per wait, on every read of every command).
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()  # clear
 
     def set(self) -> None:
         """Called by the transport thread: data arrived or a buffer was closed."""
-        self._event.set()
+        try:  # noqa: SIM105 - not contextlib.suppress: called for every packet, kept to C calls
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
 
     def clear(self) -> None:
         """Called by Paramiko when one buffer is drained: ignored, as the waker is shared by
@@ -40,9 +50,7 @@ class Waker:
         lost: what arrived before the clear is seen by that check, what arrives after it sets
         the event again.
         """
-        woken = self._event.wait(timeout)
-        self._event.clear()
-        return woken
+        return self._lock.acquire(timeout=max(0.0, timeout))
 
     def watch(self, *chans: Channel) -> Waker:
         """Be woken by the stdout and stderr buffers of ``chans``; returns self."""
