@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar, dataclass_transform
 
 from nexus_core.secrets.redact import REDACTOR
 
@@ -24,13 +24,44 @@ class Subscriber(Protocol):
         """Handle one event; raising drops this subscriber (reported by name), not the run."""
 
 
-@dataclass(frozen=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def event_type(cls: type[_T]) -> type[_T]:
+    """Make ``cls`` (a subclass of :class:`Event` with a ``name``) a frozen event dataclass.
+
+    Use it instead of ``@dataclass(frozen=True)``: the same class, but ``__eq__``,
+    ``__hash__`` and ``__repr__`` are :class:`Event`'s, written once, instead of three more
+    methods generated from source and compiled for every event class at every start (half of
+    the dataclass cost of the catalogue; see docs/decisions.md).
+    """
+    return dataclass(frozen=True, eq=False, repr=False)(cls)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Event:
     """Base of all events: the run id and a wall-clock timestamp (seconds since the epoch)."""
 
     name: ClassVar[str] = "event"
     run_id: str
     ts: float = field(default_factory=time.time, kw_only=True)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Event)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+        return f"{type(self).__qualname__}({shown})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (one JSON object per event in ``--format json``)."""
@@ -53,7 +84,7 @@ def _plain(value: Any) -> Any:
 # --- pipeline ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event_type
 class PipelineStart(Event):
     """A run begins: the tasks it will run (in order) and every host it touches."""
 
@@ -65,7 +96,7 @@ class PipelineStart(Event):
     dry_run: bool = False
 
 
-@dataclass(frozen=True)
+@event_type
 class PipelineStop(Event):
     """A run ends. ``status`` is ok, failed, interrupted or error; ``exit_code`` as the CLI exits."""
 
@@ -78,7 +109,7 @@ class PipelineStop(Event):
     tasks_skipped: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@event_type
 class PipelineException(Event):
     """Nexus itself failed unexpectedly during a run (a bug or a plugin error)."""
 
@@ -88,7 +119,7 @@ class PipelineException(Event):
     reason: str
 
 
-@dataclass(frozen=True)
+@event_type
 class PipelineInterrupt(Event):
     """A signal arrived: no new work starts; ``signal`` is SIGINT, SIGTERM or SIGHUP; ``level`` counts repeats."""
 
@@ -100,7 +131,7 @@ class PipelineInterrupt(Event):
 # --- tasks ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event_type
 class TaskStart(Event):
     """A task starts on its hosts, with the strategy that orders them."""
 
@@ -111,7 +142,7 @@ class TaskStart(Event):
     attempt: int = 1
 
 
-@dataclass(frozen=True)
+@event_type
 class TaskStop(Event):
     """A task ends. ``status``: ok, failed, skipped or interrupted."""
 
@@ -124,7 +155,7 @@ class TaskStop(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@event_type
 class TaskRetry(Event):
     """A command of a task failed and will be tried again after ``delay`` seconds."""
 
@@ -138,7 +169,7 @@ class TaskRetry(Event):
     reason: str
 
 
-@dataclass(frozen=True)
+@event_type
 class HostStart(Event):
     """A task starts on one host."""
 
@@ -147,7 +178,7 @@ class HostStart(Event):
     host: str
 
 
-@dataclass(frozen=True)
+@event_type
 class HostStop(Event):
     """A task ends on one host. ``status``: ok, failed, timeout, unreachable, skipped, interrupted."""
 
@@ -162,7 +193,7 @@ class HostStop(Event):
 # --- commands ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event_type
 class CommandStart(Event):
     """A command starts on a host (``index`` is its position in the task's commands)."""
 
@@ -175,7 +206,7 @@ class CommandStart(Event):
     attempt: int = 1
 
 
-@dataclass(frozen=True)
+@event_type
 class CommandOutput(Event):
     """One line of a command's output; ``stream`` is stdout or stderr."""
 
@@ -187,7 +218,7 @@ class CommandOutput(Event):
     index: int = 0
 
 
-@dataclass(frozen=True)
+@event_type
 class CommandStop(Event):
     """A command ends: ``status`` ok, failed, timeout, error or interrupted."""
 
@@ -208,7 +239,7 @@ class CommandStop(Event):
 # --- file transfers ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event_type
 class TransferStart(Event):
     """A file operation starts moving bytes: ``op`` upload, download or template; ``files`` and
     ``bytes`` to move (files already identical at the destination left out)."""
@@ -223,7 +254,7 @@ class TransferStart(Event):
     index: int = 0
 
 
-@dataclass(frozen=True)
+@event_type
 class TransferProgress(Event):
     """Bytes of one file done so far (at most a few per second, for files over a few MB)."""
 
@@ -236,7 +267,7 @@ class TransferProgress(Event):
     index: int = 0
 
 
-@dataclass(frozen=True)
+@event_type
 class TransferStop(Event):
     """A file operation ends: ``status`` ok, failed, error or interrupted; ``changed`` when a
     file was written (``unchanged`` files were identical: same sha256, mode and owner).
@@ -264,7 +295,7 @@ class TransferStop(Event):
 # --- handlers ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event_type
 class HandlerNotify(Event):
     """An operation notified a handler on a host (``index``: the operation's; ``by`` says which,
     or ``carried over from run ID`` for a notification a failed earlier run left pending).
@@ -278,7 +309,7 @@ class HandlerNotify(Event):
     by: str = ""
 
 
-@dataclass(frozen=True)
+@event_type
 class HandlerStart(Event):
     """A notified handler starts on a host, at the end of the task that notified it."""
 
@@ -289,7 +320,7 @@ class HandlerStart(Event):
     forced: bool = False
 
 
-@dataclass(frozen=True)
+@event_type
 class HandlerStop(Event):
     """A handler ends on a host: ``status`` ok, failed, timeout, unreachable, error or interrupted."""
 
@@ -305,7 +336,7 @@ class HandlerStop(Event):
 # --- logs ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event_type
 class Log(Event):
     """A log record meant for the user's stderr (``level``: debug, info, warning, error)."""
 

@@ -59,7 +59,7 @@ from nexus_core.api import (
     skipped,
     unsupported_call,
 )
-from nexus_core.events import Event, Log, Subscriber
+from nexus_core.events import Event, Log, Subscriber, event_type
 from nexus_core.exitcodes import ExitCode
 from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.kinds import KINDS, Kind, Registration
@@ -139,6 +139,7 @@ __all__ = [
     "cleanup_line",
     "config_option",
     "error_block",
+    "event_type",
     "fail",
     "find_nexusfile",
     "format_option",

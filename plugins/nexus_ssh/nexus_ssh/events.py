@@ -8,10 +8,9 @@ Cheap to import (the plugin manager asks for them at every start).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
-from nexus_core.plugin import Event
+from nexus_core.plugin import Event, event_type
 
 
 def host_label(name: str, port: int) -> str:
@@ -21,7 +20,7 @@ def host_label(name: str, port: int) -> str:
     return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
 
 
-@dataclass(frozen=True)
+@event_type
 class SshConnectStart(Event):
     """An SSH connection attempt begins."""
 
@@ -32,7 +31,7 @@ class SshConnectStart(Event):
     attempt: int = 1
 
 
-@dataclass(frozen=True)
+@event_type
 class SshConnect(Event):
     """An SSH connection is up (``duration`` of the handshake and authentication)."""
 
@@ -43,7 +42,7 @@ class SshConnect(Event):
     port: int = 22
 
 
-@dataclass(frozen=True)
+@event_type
 class SshDisconnect(Event):
     """An SSH connection was closed."""
 
@@ -53,7 +52,7 @@ class SshDisconnect(Event):
     port: int = 22
 
 
-@dataclass(frozen=True)
+@event_type
 class SshError(Event):
     """An SSH connection failed (refused, timeout, DNS, auth failed, host key changed)."""
 
@@ -63,7 +62,7 @@ class SshError(Event):
     port: int = 22
 
 
-@dataclass(frozen=True)
+@event_type
 class PoolCheckout(Event):
     """A pooled connection was taken (``queue_time`` waited for it)."""
 
@@ -75,7 +74,7 @@ class PoolCheckout(Event):
     port: int = 22
 
 
-@dataclass(frozen=True)
+@event_type
 class PoolCheckin(Event):
     """A pooled connection was given back (``use_time`` it was held)."""
 
