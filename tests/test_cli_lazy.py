@@ -39,3 +39,14 @@ def test_help_still_lists_every_command() -> None:
     ).stdout
     for name in BUILTIN_COMMANDS:
         assert f" {name} " in out, name
+
+
+def test_subgroups_list_only_their_own_commands() -> None:
+    """``nexus config``/``pipelines``/``secret`` are plain groups: nexus-ssh's ``hosts`` group
+    (or a built-in command) never shows up among their subcommands."""
+    for group in ("config", "pipelines", "secret"):
+        out = subprocess.run(
+            [sys.executable, "-m", "nexus_core", group, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        names = {line.split()[1] for line in out.split("Commands", 1)[1].splitlines() if line.startswith("│ ")}
+        assert names and not names & {"hosts", "run", "validate"}, (group, out)

@@ -165,6 +165,9 @@ class NexusGroup(click.RichGroup):
 
     #: Built-in groups a plugin's group of the same name adds subcommands to (``nexus hosts``).
     OPEN = ("hosts",)
+    #: Subgroups (``nexus config``, ``nexus pipelines``...) are plain groups: rich-click would
+    #: make them NexusGroups, which listed plugin commands (nexus-ssh's ``hosts``) among their own.
+    group_class = click.RichGroup
 
     def _builtin(self, name: str) -> click.Command | None:
         """The built-in command ``name``, importing the module that registers it if needed."""
