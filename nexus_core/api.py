@@ -47,6 +47,7 @@ __all__ = [
     "SecretInfo",
     "SecretNotFound",
     "SecretUnavailable",
+    "SmallFile",
     "Strategy",
     "StrategyContext",
     "TransferError",
@@ -112,6 +113,20 @@ class FileWrite:
     group: str | None = None
     sudo: bool = False
     validate: str | None = None
+    #: The modification time the destination gets (seconds since the epoch; ``upload(...,
+    #: preserve=True)`` keeps the source's), or None for "when it was written".
+    mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class SmallFile:
+    """One small file for :meth:`Executor.send_files`: written whole (never resumed) to
+    ``remote_path``, then given ``mode`` and ``mtime`` when they are set."""
+
+    local_path: str
+    remote_path: str
+    mode: int | None = None
+    mtime: float | None = None
 
 
 @dataclass(frozen=True)
@@ -393,6 +408,42 @@ class Executor(ABC):
     def file_size(self, host: Host, remote_path: str) -> int | None:
         """Size of ``remote_path`` on the host, None when there is no such file (a resume asks)."""
         raise NotImplementedError(f"executor {self.name!r} cannot read files")
+
+    def send_files(
+        self, host: Host, files: Sequence[SmallFile], cancel: Cancel | None = None
+    ) -> list[BaseException | None]:
+        """Write many small files whole, inside a :meth:`file_session`; one outcome per file
+        (None, or the ``OSError``/:class:`TransferInterrupted` it met), in order.
+
+        Modes and times are applied only when :attr:`sets_attributes` is true (otherwise
+        :mod:`nexus_core.transfer` applies them with a script). The default calls
+        :meth:`send_file` for each; an executor overrides it to pipeline the series (SFTP
+        sends every request without waiting for the previous answer). A broken connection
+        is raised, not returned.
+        """
+        out: list[BaseException | None] = []
+        for f in files:
+            try:
+                self.send_file(host, f.local_path, f.remote_path, 0, None, cancel)
+            except (OSError, TransferInterrupted) as exc:
+                if isinstance(exc, ConnectionError):
+                    raise
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
+
+    #: True when :meth:`send_files` applies each file's ``mode`` and ``mtime`` itself.
+    sets_attributes: ClassVar[bool] = False
+
+    def rename_files(self, host: Host, moves: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Rename each ``(temporary, destination)`` atomically over what is there, as the login
+        user, in one go; one outcome per move (None, or why it failed), in order (optional).
+
+        Raises ``NotImplementedError`` when the transport cannot (the default): the renames
+        are then done by a script through :meth:`run`.
+        """
+        raise NotImplementedError
 
     def stat_files(
         self, host: Host, paths: Sequence[str], sizes: Sequence[int | None] = (), sudo: bool = False

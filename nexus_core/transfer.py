@@ -49,6 +49,7 @@ from nexus_core.api import (
     Executor,
     FileState,
     FileWrite,
+    SmallFile,
     TransferError,
     TransferInterrupted,
     TransferResult,
@@ -328,6 +329,7 @@ _nx_fin() {
   fi
   if [ "$_t" != "$_s" ]; then
     _e=$(cp -- "$_s" "$_t" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i copy"; return; }
+    [ "${11}" = 1 ] && touch -c -r "$_s" -- "$_t" 2>/dev/null  # the staged file's time (preserve)
   fi
   if [ "$_own" != - ]; then
     _e=$(chown -- "$_own" "$_t" 2>&1) || { rm -f -- "$_t"; _nx_out $_i "$_e"; echo "NXFAIL $_i chown"; return; }
@@ -356,36 +358,53 @@ def _owner_arg(write: FileWrite) -> str:
     return "-"
 
 
+def _stamp(mtime: float) -> str:
+    """``mtime`` as ``touch -t`` takes it (``CCYYMMDDhhmm.SS``, read in UTC: ``TZ=UTC0``)."""
+    return time.strftime("%Y%m%d%H%M.%S", time.gmtime(int(mtime)))
+
+
 def finish_script(
-    items: Sequence[tuple[int, FileWrite]], staging_dir: str = STAGING_DIR, verified: Collection[int] = ()
+    items: Sequence[tuple[int, FileWrite]],
+    staging_dir: str = STAGING_DIR,
+    verified: Collection[int] = (),
+    attrs_done: Collection[int] = (),
 ) -> str:
     """The script that verifies, chowns, chmods, validates and renames each staged file.
 
     ``verified``: the items whose staged checksum was checked already (one ``sha256sum``
-    for many files, :func:`sums_script`). Files staged beside their destination get their
-    mode from one ``chmod`` per mode: per file, only the rename (and, for ``sudo``, the
-    copy) is a process of its own.
+    for many files, :func:`sums_script`). ``attrs_done``: the items whose staged file has
+    its mode and modification time already (set as it was written). Files staged beside
+    their destination get their mode from one ``chmod`` per mode and their time from one
+    ``touch`` per second: per file, only the rename (and, for ``sudo``, the copy) is a
+    process of its own.
     """
     lines = [_SHELL_LIB, _FINISH_LIB]
     staged = {i: staging_path(w, staging_dir) for i, w in items}
     modes: dict[int, list[int]] = {}
+    stamps: dict[str, list[int]] = {}
     for i, w in items:
-        if not w.sudo and w.mode is not None:
+        if not w.sudo and w.mode is not None and i not in attrs_done:
             modes.setdefault(w.mode, []).append(i)
+        if w.mtime is not None and i not in attrs_done:
+            stamps.setdefault(_stamp(w.mtime), []).append(i)
+    for when, members in stamps.items():
+        files = " ".join(shlex.quote(staged[i]) for i in members)
+        lines.append(f"TZ=UTC0 touch -c -t {when} -- {files} 2>/dev/null")
     for bits, members in modes.items():
         files = " ".join(shlex.quote(staged[i]) for i in members)
         lines.append(f"if chmod {bits:o} -- {files} 2>/dev/null; then _m{bits:o}=-; else _m{bits:o}={bits:o}; fi")
     for i, w in items:
         temp = _temp_beside(w) if w.sudo else staged[i]
         check = w.validate.replace("{path}", shlex.quote(temp)) if w.validate else ""
-        if w.mode is None:
+        if w.mode is None or (not w.sudo and i in attrs_done):
             mode = "-"
         elif w.sudo:
             mode = shlex.quote(f"{w.mode:o}")
         else:
             mode = f'"$_m{w.mode:o}"'
         first = [str(i), staged[i], temp, w.dest, w.sha256]
-        rest = [_owner_arg(w), check, "1" if w.sudo else "0", "1" if i in verified else "0"]
+        rest = [_owner_arg(w), check, "1" if w.sudo else "0", "1" if i in verified else "0",
+                "1" if w.sudo and w.mtime is not None else "0"]  # fmt: skip
         lines.append(
             "_nx_fin " + " ".join(shlex.quote(a) for a in first) + f" {mode} " + " ".join(shlex.quote(a) for a in rest)
         )
@@ -441,44 +460,62 @@ def write_over_primitives(
             reason = f"could not create the staging folder {base} on {host.label}: {made.reason}"
             return [TransferResult("failed", w.dest, reason=reason) for w in writes]
     unclear: list[tuple[int, FileWrite, str]] = []
+    attrs_done: set[int] = set()
+
+    def failed(i: int, w: FileWrite, staged: str, exc: BaseException) -> None:
+        if isinstance(exc, TransferInterrupted):
+            results[i] = TransferResult("interrupted", w.dest, reason=str(exc) or "interrupted")
+        elif isinstance(exc, TransferError):
+            results[i] = TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint)
+        elif isinstance(exc, OSError):
+            code = getattr(exc, "errno", None)
+            if code is None or code == errno.ENOSPC:  # SFTP says "Failure": look at the disk after
+                unclear.append((i, w, staged))
+            reason, hint = _why(exc, host, w.dest, w.sudo, host.user or "")
+            results[i] = TransferResult("failed", w.dest, reason=reason, hint=hint)
+        else:
+            raise exc
+
+    small = [i for i, w in enumerate(writes) if w.size < RESUME_MIN_BYTES]
     try:
         with executor.file_session(host):
+            if small:  # written whole, in one series the executor may pipeline
+                batch = [_small_file(writes[i], base) for i in small]
+                outcomes = executor.send_files(host, batch, cancel)
+                for i, f, outcome in zip(small, batch, outcomes, strict=True):
+                    if outcome is None:
+                        sent[i] = (writes[i].size, 0)
+                        if executor.sets_attributes and (f.mtime is not None or writes[i].mtime is None):
+                            attrs_done.add(i)
+                    else:
+                        failed(i, writes[i], f.remote_path, outcome)
             for i, w in enumerate(writes):
+                if w.size < RESUME_MIN_BYTES:
+                    continue
                 if _cancelled(cancel):
                     results[i] = TransferResult("interrupted", w.dest, reason="interrupted before this file")
                     continue
                 staged = staging_path(w, base)
                 offset = 0
                 try:
-                    if w.size >= RESUME_MIN_BYTES:
-                        have = executor.file_size(host, staged)
-                        if have is not None and 0 < have <= w.size:
-                            offset = have
+                    have = executor.file_size(host, staged)
+                    if have is not None and 0 < have <= w.size:
+                        offset = have
                     report = _per_file(progress, w)
                     done_before = offset == w.size and offset > 0  # a complete part: nothing to send
                     count = 0 if done_before else executor.send_file(host, w.source, staged, offset, report, cancel)
-                    if w.size >= RESUME_MIN_BYTES:  # some servers accept short writes silently
-                        landed = executor.file_size(host, staged)
-                        if landed != w.size:
-                            unclear.append((i, w, staged))
-                            results[i] = TransferResult(
-                                "failed", w.dest, reason=f"only {landed or 0} of {w.size} bytes of {w.dest} "
-                                f"reached {host.label}; nothing was replaced")  # fmt: skip
-                            continue
+                    landed = executor.file_size(host, staged)  # some servers accept short writes silently
+                    if landed != w.size:
+                        unclear.append((i, w, staged))
+                        results[i] = TransferResult(
+                            "failed", w.dest, reason=f"only {landed or 0} of {w.size} bytes of {w.dest} "
+                            f"reached {host.label}; nothing was replaced")  # fmt: skip
+                        continue
                     sent[i] = (count, offset)
-                except TransferInterrupted as exc:
-                    results[i] = TransferResult("interrupted", w.dest, reason=str(exc) or "interrupted")
                 except ConnectionError:
                     raise
-                except OSError as exc:
-                    if getattr(exc, "errno", None) is None:  # SFTP says "Failure": look at the disk after
-                        unclear.append((i, w, staged))
-                    reason, hint = _why(exc, host, w.dest, w.sudo, host.user or "")
-                    if getattr(exc, "errno", None) == errno.ENOSPC:
-                        unclear.append((i, w, staged))
-                    results[i] = TransferResult("failed", w.dest, reason=reason, hint=hint)
-                except TransferError as exc:
-                    results[i] = TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint)
+                except (OSError, TransferError) as exc:
+                    failed(i, w, staged, exc)
     except TransferError as exc:
         for i, w in enumerate(writes):
             results.setdefault(i, TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint))
@@ -495,8 +532,18 @@ def write_over_primitives(
     for sudo in (False, True):
         group = [(i, w) for i, w in staged_ok if w.sudo == sudo]
         if group:
-            _finish(executor, host, group, sudo, sent, results)
+            _finish(executor, host, group, sudo, sent, results, attrs_done)
     return [results[i] for i in range(len(writes))]
+
+
+def _small_file(write: FileWrite, base: str) -> SmallFile:
+    """What :meth:`Executor.send_files` is given for ``write``: its staged path, and the mode
+    and time the staged file may carry already (the mode only where the owner can still read
+    it, as the checksum is taken after; a ``sudo`` copy gets its mode as root)."""
+    mode = write.mode if not write.sudo and write.mode is not None and write.mode & 0o400 else None
+    if not write.sudo and write.mode is not None and mode is None:
+        return SmallFile(write.source, staging_path(write, base))  # the script sets both, after the checksum
+    return SmallFile(write.source, staging_path(write, base), mode, write.mtime)
 
 
 def _disk_full(executor: Executor, host: Host, write: FileWrite, staged: str) -> TransferResult | None:
@@ -533,6 +580,7 @@ def _finish(
     sudo: bool,
     sent: dict[int, tuple[int, int]],
     results: dict[int, TransferResult],
+    attrs_done: Collection[int] = (),
 ) -> None:
     outputs: dict[int, list[str]] = {}
     verdicts: dict[int, list[str]] = {}
@@ -548,9 +596,10 @@ def _finish(
             sums.update(parse_sums(found))
     verified = {i for i, w in group if sums.get(staged[i]) == w.sha256}
     # files not verified here are hashed one by one by the finish script (and a mismatch said)
+    group = _rename_ready(executor, host, group, sudo, verified, attrs_done, sent, results)
     result = CommandResult("ok", 0)
     for chunk in _chunks(group, _finish_cost):
-        result, found = _run_script(executor, host, finish_script(chunk, base, verified), sudo,
+        result, found = _run_script(executor, host, finish_script(chunk, base, verified, attrs_done), sudo,
                                     _script_timeout(len(chunk)))  # fmt: skip
         lines.extend(found)
         if not result.ok and not found:
@@ -579,6 +628,44 @@ def _finish(
         full = _disk_full(executor, host, w, staging_path(w, executor.staging_dir)) if step == "checksum" else None
         results[i] = full or TransferResult("failed", w.dest, reason=_step_reason(step, verdict, w, host, tail),
                                             hint=_step_hint(step, w, tail), tail=tail)  # fmt: skip
+
+
+def _rename_ready(
+    executor: Executor,
+    host: Host,
+    group: Sequence[tuple[int, FileWrite]],
+    sudo: bool,
+    verified: Collection[int],
+    attrs_done: Collection[int],
+    sent: dict[int, tuple[int, int]],
+    results: dict[int, TransferResult],
+) -> list[tuple[int, FileWrite]]:
+    """Rename into place, through :meth:`Executor.rename_files`, the verified files that need
+    nothing more (no owner, no validation; mode and time set as they were written); return
+    the files left for the finish script (all of them when the executor has no such renames)."""
+    if sudo:
+        return list(group)
+    ready = [
+        (i, w)
+        for i, w in group
+        if i in verified
+        and not (w.validate or w.owner or w.group)
+        and (i in attrs_done or (w.mode is None and w.mtime is None))
+    ]
+    if not ready:
+        return list(group)
+    base = executor.staging_dir
+    try:
+        outcomes = executor.rename_files(host, [(staging_path(w, base), w.dest) for _, w in ready])
+    except NotImplementedError:
+        return list(group)
+    except Exception:  # noqa: BLE001 - the script does them (and says what is wrong)
+        return list(group)
+    for (i, w), why in zip(ready, outcomes, strict=True):
+        if why is None:
+            count, offset = sent.get(i, (0, 0))
+            results[i] = TransferResult("ok", w.dest, True, count, offset, w.sha256)
+    return [(i, w) for i, w in group if i not in results]
 
 
 def _finish_cost(item: tuple[int, FileWrite]) -> int:
@@ -722,6 +809,7 @@ class _Item:
     mode: int | None
     state: FileState | None = None
     action: str = ""  # write, attrs, unchanged
+    mtime: float | None = None  # the source's, kept with ``preserve`` (uploads, not templates)
     problem: tuple[str, str] | None = None
     wanted: dict[str, Any] = field(default_factory=dict)
 
@@ -747,7 +835,8 @@ def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
     if not op.recursive:
         st = os.stat(source)
         mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
-        return [_Item(source, op.dest, st.st_size, local_sha256(source), mode)], []
+        mtime = st.st_mtime if op.preserve and op.content is None else None
+        return [_Item(source, op.dest, st.st_size, local_sha256(source), mode, mtime=mtime)], []
     items: list[_Item] = []
     folders: list[str] = [op.dest]
     root = op.dest.rstrip("/") or "/"
@@ -766,7 +855,8 @@ def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
                 else:
                     continue
             mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
-            items.append(_Item(full, f"{target}/{name}", st.st_size, local_sha256(full), mode))
+            mtime = st.st_mtime if op.preserve else None
+            items.append(_Item(full, f"{target}/{name}", st.st_size, local_sha256(full), mode, mtime=mtime))
     return items, folders
 
 
@@ -934,6 +1024,7 @@ def _upload(
             it.wanted.get("group"),
             op.sudo,
             op.validate,
+            it.mtime,
         )
         for it in to_write
     ]

@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import IO, Any
 
@@ -34,6 +35,8 @@ from nexus_core.api import (
     ExecutorContext,
     OutputCallback,
     ProgressCallback,
+    SmallFile,
+    TransferInterrupted,
 )
 from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
@@ -214,6 +217,42 @@ class LocalExecutor(Executor):
     ) -> int:
         """Copy ``local_path`` from ``offset`` into ``remote_path`` (a path on this machine)."""
         return _copy(local_path, self._path(remote_path), offset, progress, cancel)
+
+    #: :meth:`send_files` applies each file's mode and modification time itself.
+    sets_attributes = True
+
+    def send_files(
+        self, host: Host, files: Sequence[SmallFile], cancel: Cancel | None = None
+    ) -> list[BaseException | None]:
+        """Copy each small file, then give it its mode and modification time (in this process)."""
+        out: list[BaseException | None] = []
+        for f in files:
+            target = self._path(f.remote_path)
+            try:
+                _copy(f.local_path, target, 0, None, cancel)
+                if f.mode is not None:
+                    os.chmod(target, f.mode)
+                if f.mtime is not None:
+                    os.utime(target, (f.mtime, f.mtime))
+            except OSError as exc:
+                out.append(exc)
+            except TransferInterrupted as exc:
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
+
+    def rename_files(self, host: Host, moves: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Rename each ``(temporary, destination)`` with ``os.replace`` (atomic, in this process)."""
+        out: list[str | None] = []
+        for old, new in moves:
+            try:
+                os.replace(self._path(old), self._path(new))
+            except OSError as exc:
+                out.append(exc.strerror or str(exc))
+            else:
+                out.append(None)
+        return out
 
     def receive_file(
         self,
