@@ -218,17 +218,24 @@ def upload(
     )
 
 
-def download(src: str, to: str) -> None:
+def download(src: str, to: str, notify: Any = None) -> None:
     """Copy ``src`` from the current host to the local path ``to`` (folders are created as needed).
 
     ``to`` ending in ``/`` means "into this folder"; a relative ``to`` starts at the
     nexusfile's folder and may use context functions (``f"logs/app-{hostname()}.log"``).
-    The copy is verified by sha256 and renamed into place when complete.
+    The copy is verified by sha256 and renamed into place when complete. A download
+    changes nothing on the host, so it cannot notify handlers: ``notify=`` is reported
+    before anything runs.
     """
     rec = _recorder("download")
     if rec is None:
         return
     line = _caller(rec.project).line
+    if notify is not None:
+        from nexus_core.handlers import cannot_notify
+
+        cannot_notify("download", "it changes nothing on the host")
+        return
     src_s, to_s = _path_arg("download", "src", src), _path_arg("download", "to", to)
     if src_s is None or to_s is None:
         return

@@ -33,6 +33,7 @@ import difflib
 import errno
 import hashlib
 import os
+import re
 import shlex
 import stat
 import tempfile
@@ -66,6 +67,7 @@ __all__ = [
     "fetch",
     "file_write",
     "local_sha256",
+    "mask_secrets",
     "put",
     "stat_files",
     "stat_over_shell",
@@ -143,12 +145,34 @@ _nx_sums() {
 """
 
 
+def _hash_now(size: int | None) -> bool:
+    """Whether the stat script hashes a path at once: downloads (-1) and small files (an
+    existing small file is hashed whatever its size: cheaper than a second round trip)."""
+    return size is not None and (size == -1 or 0 <= size < RESUME_MIN_BYTES)
+
+
 def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = ()) -> str:
-    """A POSIX shell script printing one ``NXKIND`` line per path (shell built-ins only), then
-    one ``NXST`` line per existing path from a single ``stat`` (see :func:`parse_stat`)."""
-    del sizes  # checksums are asked for by a second script, for the files whose size matched
-    quoted = [shlex.quote(p) for p in paths]
-    lines = [_SHELL_LIB, _STAT_LIB, *(f"_nx_kind {q}" for q in quoted), "_nx_stats " + " ".join(quoted)]
+    """A POSIX shell script printing one ``NXKIND`` line per path (shell built-ins only), one
+    ``NXST`` line per existing path from a single ``stat`` (see :func:`parse_stat`), and the
+    ``sha256sum`` line of each existing path :func:`_hash_now` picks, from a single process.
+
+    Each path is written once (as an argument of ``set --``), so one script looks at about
+    a thousand files. The paths picked for hashing must come first (``NXKIND`` lines follow
+    the order of ``paths``).
+    """
+    picked = [p for i, p in enumerate(paths) if i < len(sizes) and _hash_now(sizes[i])]
+    rest = paths[len(picked) :]
+    if list(paths[: len(picked)]) != picked:
+        raise ValueError("stat_script: the paths to hash must come first")
+    lines = [_SHELL_LIB, _STAT_LIB]
+    for group, hashed in ((picked, True), (rest, False)):
+        if not group:
+            continue
+        lines.append("set -- " + " ".join(shlex.quote(p) for p in group))
+        lines.append('for _f; do _nx_kind "$_f"; done')
+        lines.append('_nx_stats "$@"')
+        if hashed:
+            lines.append('_nx_sums "$@"')
     return "\n".join(lines)
 
 
@@ -195,9 +219,12 @@ def parse_sums(lines: Sequence[str]) -> dict[str, str]:
     """``{path: sha256}`` from ``sha256sum`` lines (``HASH  PATH``)."""
     found: dict[str, str] = {}
     for line in lines:
-        if len(line) > 66 and line[64:66] in ("  ", " *") and not line.startswith("\\"):
+        if len(line) > 66 and line[64:66] in ("  ", " *") and _HEX64.fullmatch(line[:64]):
             found[line[66:]] = line[:64]
     return found
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _run_script(
@@ -246,26 +273,33 @@ def put(executor: Executor, host: Host, local_path: str, remote_path: str, **opt
 def stat_over_shell(
     executor: Executor, host: Host, paths: Sequence[str], sizes: Sequence[int | None], sudo: bool
 ) -> list[FileState]:
-    """:meth:`Executor.stat_files` through one shell script run by the executor.
+    """:meth:`Executor.stat_files` through shell scripts run by the executor.
 
-    A size of ``-1`` asks for the checksum whatever the size (a download).
+    A size of ``-1`` asks for the checksum whatever the size (a download). Small files are
+    hashed by the same script that looks at them; a big file only by a second script, when
+    its size is the expected one.
     """
-    out: list[FileState] = []
-    indexes = list(range(len(paths)))
-    for chunk in _chunks(indexes, lambda i: 2 * len(paths[i]) + 30):
+    order = sorted(range(len(paths)), key=lambda i: not (i < len(sizes) and _hash_now(sizes[i])))
+    found: dict[int, FileState] = {}
+    sums: dict[str, str] = {}
+    for chunk in _chunks(order, lambda i: len(paths[i]) + 8):
         some = [paths[i] for i in chunk]
-        result, lines = _run_script(executor, host, stat_script(some), sudo, _script_timeout(len(some)))
+        result, lines = _run_script(executor, host, stat_script(some, [sizes[i] if i < len(sizes) else None
+                                                                        for i in chunk]),
+                                    sudo, _script_timeout(len(some)))  # fmt: skip
         if not result.ok:
             raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
-        out.extend(parse_stat(some, lines))
+        found.update(zip(chunk, parse_stat(some, lines), strict=True))
+        sums.update(parse_sums(lines))
+    out = [found[i] for i in range(len(paths))]
     # checksums only where they can say "unchanged": files of the expected size (-1: always)
     wanted = [
         i
         for i, st in enumerate(out)
         if st.kind == "file" and i < len(sizes) and sizes[i] is not None and sizes[i] in (-1, st.size)
     ]
-    sums: dict[str, str] = {}
-    for chunk in _chunks(wanted, lambda i: len(paths[i]) + 3):
+    later = [i for i in wanted if not _hash_now(sizes[i])]
+    for chunk in _chunks(later, lambda i: len(paths[i]) + 3):
         result, lines = _run_script(executor, host, sums_script([paths[i] for i in chunk]), sudo,
                                     _script_timeout(len(chunk)))  # fmt: skip
         if not result.ok:
@@ -1128,14 +1162,59 @@ def _diff(executor: Executor, host: Host, item: _Item, source: str) -> list[str]
                 os.unlink(tmp)
         if b"\0" in old:
             return ["(binary file)"]
-    lines = difflib.unified_diff(
-        old.decode("utf-8", "replace").splitlines(),
-        new.decode("utf-8", "replace").splitlines(),
-        f"{host.label}:{item.dest}" if st is not None and st.kind == "file" else "/dev/null",
-        f"{host.label}:{item.dest} (new)",
-        lineterm="",
+    from nexus_core.secrets.redact import MASK, redact
+
+    old_lines = [redact(line) for line in old.decode("utf-8", "replace").splitlines()]
+    new_lines = new.decode("utf-8", "replace").splitlines()
+    secret = any(MASK in line for line in new_lines)
+    if secret:
+        old_lines = mask_secrets(old_lines, new_lines)
+    lines = list(
+        difflib.unified_diff(
+            old_lines,
+            new_lines,
+            f"{host.label}:{item.dest}" if st is not None and st.kind == "file" else "/dev/null",
+            f"{host.label}:{item.dest} (new)",
+            lineterm="",
+        )
     )
-    return list(lines)
+    if secret:
+        lines.append(f"(secret values show as {MASK} and are not compared in a dry run)")
+    return lines
+
+
+def mask_secrets(old: Sequence[str], new: Sequence[str], mask: str = "***") -> list[str]:
+    """``old`` (the current file on the host) with what stands where ``new`` holds ``mask``
+    (a secret a dry run does not decrypt) masked too, so that a diff neither prints the
+    host's secret values nor shows a line as changed only because of them.
+
+    An old line matching a new line with the mask read as a wildcard becomes that new line;
+    an old line paired by the diff with a new line holding the mask is masked after the
+    text they share.
+    """
+    patterns: list[tuple[re.Pattern[str], str]] = []
+    for line in new:
+        if mask in line and line.replace(mask, "").strip():
+            parts = line.split(mask)
+            patterns.append((re.compile(".*?".join(re.escape(p) for p in parts), re.S), line))
+    out = list(old)
+    for k, line in enumerate(out):
+        for rx, masked in patterns:
+            if rx.fullmatch(line):
+                out[k] = masked
+                break
+    matcher = difflib.SequenceMatcher(None, out, list(new), autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "replace":
+            continue
+        for k in range(i2 - i1):
+            paired = new[j1 + min(k, j2 - j1 - 1)]
+            if mask not in paired:
+                continue
+            prefix = paired.split(mask)[0]
+            line = out[i1 + k]
+            out[i1 + k] = (prefix if prefix and line.startswith(prefix) else "") + mask
+    return out
 
 
 @dataclass(frozen=True)

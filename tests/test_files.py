@@ -199,3 +199,94 @@ def copy():
     assert not [p for p in (root / "out").rglob(".*")]
     again = nexus_project.run("run", "copy", "--format", "json", timeout=600)
     assert again.code == 0 and again.of("transfer.stop")[0]["unchanged_files"] == 1200, again
+
+
+SECRET_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # 32 bytes, base64 (a test key)
+SECRET_VALUE = "s3cr3t-9f2a77-unique"
+
+
+def test_a_dry_run_diff_of_a_template_rendering_a_secret_shows_stars(nexus_project: NexusProject) -> None:
+    """The dry run decrypts nothing: the secret stands for ***, the remote file's value is
+    never printed, and a line differing only by the secret is not shown as a change."""
+    root = nexus_project.root
+    (root / "app.j2").write_text("user = app\npassword = {{ pw }}\nport = {{ port }}\n")
+    nexusfile(
+        nexus_project,
+        """
+import os
+from nexus_core import secret
+@task
+def conf():
+    template("app.j2", "out/app.conf", vars={"pw": secret("DB_PW"), "port": os.environ.get("PORT", "80")})
+""",
+    )
+    key = {"NEXUS_MASTER_KEY": SECRET_KEY}
+    assert nexus_project.run("secret", "set", "DB_PW", input=SECRET_VALUE, env=key).code == 0
+    (root / "out").mkdir()
+    done = nexus_project.run("run", "conf", env=key)
+    assert done.code == 0, done
+    target = root / "out" / "app.conf"
+    assert SECRET_VALUE in target.read_text()
+    before = (target.stat().st_mtime_ns, target.read_bytes())
+    for fmt in ("text", "json"):
+        dry = nexus_project.run("run", "conf", "-n", "--format", fmt, env={"PORT": "81"})
+        assert dry.code == 0, dry
+        out = dry.stdout + dry.stderr
+        assert SECRET_VALUE not in out, out
+        assert "+port = 81" in out and "-port = 80" in out, out
+        assert "password = ***" in out and "-password" not in out and "+password" not in out, out
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+
+
+def test_mask_secrets_hides_the_hosts_values_and_keeps_the_rest() -> None:
+    from nexus_core.transfer import mask_secrets
+
+    old = ["a = 1", "token: REAL1", "REAL2", "b = 2", "key=REAL3;x"]
+    new = ["a = 1", "token: ***", "***", "b = 3", "key=***;x"]
+    masked = mask_secrets(old, new)
+    assert masked == ["a = 1", "token: ***", "***", "b = 2", "key=***;x"]
+    # a renamed key: the old line is paired with the new secret line and masked
+    assert mask_secrets(["pass = REAL"], ["password = ***"]) == ["***"]
+    assert mask_secrets(["pass = REAL", "x"], ["pass: ***", "x"]) == ["***", "x"]
+
+
+def test_preserve_keeps_mode_and_mtime_of_files_and_trees(nexus_project: NexusProject) -> None:
+    import os
+
+    root = nexus_project.root
+    (root / "tree" / "sub").mkdir(parents=True)
+    one = root / "one.sh"
+    one.write_text("echo hi\n")
+    one.chmod(0o750)
+    (root / "tree" / "a.txt").write_text("a\n")
+    (root / "tree" / "sub" / "b.txt").write_text("b\n")
+    (root / "big.bin").write_bytes(os.urandom(1 << 20) * 2)  # over the small-file series: the other path
+    stamps = {one: 1_600_000_000, root / "tree" / "a.txt": 1_500_000_000, root / "tree" / "sub" / "b.txt": 1_400_000_007,
+              root / "big.bin": 1_300_000_000}  # fmt: skip
+    for path, when in stamps.items():
+        os.utime(path, (when, when))
+    nexusfile(
+        nexus_project,
+        """
+@task
+def put():
+    upload("one.sh", "out/")
+    upload("tree", "out/tree", recursive=True)
+    upload("big.bin", "out/")
+    upload("one.sh", "out/fresh.sh", preserve=False)
+""",
+    )
+    (root / "out").mkdir()
+    done = nexus_project.run("run", "put")
+    assert done.code == 0, done
+    out = root / "out"
+    assert int((out / "one.sh").stat().st_mtime) == 1_600_000_000
+    assert (out / "one.sh").stat().st_mode & 0o777 == 0o750
+    assert int((out / "tree" / "a.txt").stat().st_mtime) == 1_500_000_000
+    assert int((out / "tree" / "sub" / "b.txt").stat().st_mtime) == 1_400_000_007
+    assert int((out / "big.bin").stat().st_mtime) == 1_300_000_000
+    assert int((out / "fresh.sh").stat().st_mtime) > 1_700_000_000  # preserve=False: when it was written
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin", "fresh.sh", "one.sh", "tree"]  # no temporary left
+    again = nexus_project.run("run", "put", "--format", "json")
+    stops = [json.loads(line) for line in again.stdout.splitlines() if '"transfer.stop"' in line]
+    assert stops and all(not e["changed"] for e in stops), again.stdout

@@ -18,6 +18,7 @@ thousands, and no process on the host per file.
 from __future__ import annotations
 
 import contextlib
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,22 +37,117 @@ WINDOW = 64
 WRITE_MAX = 32768
 #: Requests in flight at once in :meth:`SftpFiles.rename_files`.
 RENAME_WINDOW = 512
+#: Queued requests are sent once they add up to this many bytes (or an answer is awaited).
+FLUSH_BYTES = 1 << 16
 
 
-class _Answers:
-    """Collects the answers to pipelined SFTP requests (paramiko hands each to ``_async_response``)."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[int, int, Any]] = []
-
-    def _async_response(self, t: int, msg: Any, num: int) -> None:
-        self.got.append((num, t, msg))
+class _Raw(bytes):
+    """Bytes sent as they are in a request (attributes packed beforehand)."""
 
 
-def _status_error(sftp: Any, msg: Any) -> OSError | None:
+#: An SFTP attributes block with no attribute set.
+NO_ATTRS = _Raw(struct.pack(">I", 0))
+
+
+def _attrs(mode: int | None, mtime: float | None) -> _Raw:
+    """An SFTP attributes block with permissions and/or times (SFTP v3 times are whole seconds)."""
+    from paramiko.message import Message
+    from paramiko.sftp_attr import SFTPAttributes
+
+    attrs = SFTPAttributes()
+    if mode is not None:
+        attrs.st_mode = mode
+    if mtime is not None:
+        attrs.st_atime = attrs.st_mtime = int(mtime)
+    msg = Message()
+    attrs._pack(msg)
+    return _Raw(msg.asbytes())
+
+
+class _Pipe:
+    """Pipelined SFTP requests on a paramiko ``SFTPClient`` this thread has to itself: requests
+    are packed into one buffer and sent together (one SSH packet carries many), answers are
+    read as they come and handed back with the request's tag.
+
+    Request numbers come from the client's counter; the answers are read here (no other
+    request is outstanding on the client while a pipe works), each as ``(tag, type, body)``.
+    """
+
+    def __init__(self, sftp: Any) -> None:
+        self.sftp = sftp
+        self.tags: dict[int, Any] = {}
+        self.out: list[bytes] = []
+        self.size = 0
+
+    def ask(self, tag: Any, kind: int, *args: Any) -> None:
+        """Queue one request (sent by :meth:`flush`): ``int`` (32 bits), paramiko's ``int64``,
+        ``str``/``bytes`` (a string) or :class:`_Raw`."""
+        from paramiko.sftp import int64
+
+        sftp = self.sftp
+        with sftp._lock:
+            num = sftp.request_number
+            sftp.request_number += 1
+        parts = [struct.pack(">I", num)]
+        for item in args:
+            if isinstance(item, _Raw):
+                parts.append(item)
+            elif isinstance(item, int64):
+                parts.append(struct.pack(">Q", item))
+            elif isinstance(item, int):
+                parts.append(struct.pack(">I", item))
+            else:
+                raw = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+                parts.append(struct.pack(">I", len(raw)))
+                parts.append(raw)
+        body = b"".join(parts)
+        self.tags[num] = tag
+        self.out.append(struct.pack(">IB", len(body) + 1, kind))
+        self.out.append(body)
+        self.size += len(body) + 5
+        if self.size >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is queued."""
+        if self.out:
+            data, self.out, self.size = b"".join(self.out), [], 0
+            self.sftp._write_all(data)
+
+    @property
+    def waiting(self) -> int:
+        """Requests sent or queued, not answered yet."""
+        return len(self.tags)
+
+    def _one(self) -> tuple[Any, int, bytes] | None:
+        t, data = self.sftp._read_packet()
+        num = struct.unpack(">I", data[:4])[0]
+        tag = self.tags.pop(num, None)
+        return None if tag is None else (tag, t, data[4:])
+
+    def answers(self) -> list[tuple[Any, int, bytes]]:
+        """The answers come so far: at least one (waiting for it), then all that are already here."""
+        self.flush()
+        got = [self._one()]
+        while self.tags and self.sftp.sock.recv_ready():
+            got.append(self._one())
+        return [g for g in got if g is not None]
+
+
+def _string(body: bytes) -> bytes:
+    """The SFTP string at the start of ``body`` (a handle)."""
+    size = struct.unpack(">I", body[:4])[0]
+    return body[4 : 4 + size]
+
+
+def _status_error(sftp: Any, body: bytes) -> OSError | None:
     """The ``OSError`` of an SFTP status answer (``errno`` set when the status says it), or None."""
+    if body[:4] == b"\0\0\0\0":  # SSH_FX_OK
+        return None
+    from paramiko.message import Message
+
     try:
-        sftp._convert_status(msg)
+        sftp._convert_status(Message(body))
     except EOFError as exc:
         return OSError(str(exc) or "end of file")
     except OSError as exc:
@@ -182,9 +278,10 @@ class SftpFiles:
     ) -> list[BaseException | None]:
         """Write each small file whole over one SFTP session, pipelined across files.
 
-        Up to :data:`WINDOW` files are in flight: each open is sent at once, and as its
+        Up to :data:`WINDOW` files are in flight: their opens go out together, and as each
         handle comes back the file's writes, its attributes (mode, times) and its close
-        follow without waiting. One outcome per file (None or the ``OSError`` met).
+        follow in one packet, without waiting. One outcome per file (None or the
+        ``OSError`` met).
         """
         from paramiko.sftp import (
             CMD_CLOSE,
@@ -197,18 +294,13 @@ class SftpFiles:
             SFTP_FLAG_WRITE,
             int64,
         )
-        from paramiko.sftp_attr import SFTPAttributes
 
         out: list[BaseException | None] = [None] * len(files)
         flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
         with self._client(host) as sftp:
-            answers = _Answers()
-            waiting: dict[int, tuple[str, int]] = {}  # request number -> (step, file index)
+            pipe = _Pipe(sftp)
             in_flight = 0
             following = 0
-
-            def ask(index: int, step: str, kind: int, *args: Any) -> None:
-                waiting[sftp._async_request(answers, kind, *args)] = (step, index)
 
             def opened(index: int, handle: bytes) -> None:
                 f = files[index]
@@ -219,17 +311,12 @@ class SftpFiles:
                     out[index] = exc
                     data = b""
                 for at in range(0, len(data), WRITE_MAX):
-                    ask(index, "write", CMD_WRITE, handle, int64(at), data[at : at + WRITE_MAX])
+                    pipe.ask(("write", index), CMD_WRITE, handle, int64(at), data[at : at + WRITE_MAX])
                 if f.mode is not None or f.mtime is not None:
-                    attrs = SFTPAttributes()
-                    if f.mode is not None:
-                        attrs.st_mode = f.mode
-                    if f.mtime is not None:
-                        attrs.st_atime = attrs.st_mtime = int(f.mtime)
-                    ask(index, "attrs", CMD_FSETSTAT, handle, attrs)
-                ask(index, "close", CMD_CLOSE, handle)
+                    pipe.ask(("attrs", index), CMD_FSETSTAT, handle, _attrs(f.mode, f.mtime))
+                pipe.ask(("close", index), CMD_CLOSE, handle)
 
-            while following < len(files) or waiting:
+            while following < len(files) or pipe.waiting:
                 while following < len(files) and in_flight < WINDOW:
                     if cancel is not None and cancel.level >= Cancel.INTERRUPT:
                         for rest in range(following, len(files)):
@@ -237,47 +324,40 @@ class SftpFiles:
                         following = len(files)
                         break
                     path = sftp._adjust_cwd(files[following].remote_path)
-                    ask(following, "open", CMD_OPEN, path, flags, SFTPAttributes())
+                    pipe.ask(("open", following), CMD_OPEN, path, flags, NO_ATTRS)
                     following += 1
                     in_flight += 1
-                if not waiting:
+                if not pipe.waiting:
                     break
-                sftp._read_response()  # one answer, handed to `answers`
-                for num, kind, msg in answers.got:
-                    step, index = waiting.pop(num)
+                for (step, index), kind, body in pipe.answers():
                     if step == "open" and kind == CMD_HANDLE:
-                        opened(index, msg.get_binary())
+                        opened(index, _string(body))
                         continue
-                    error = _status_error(sftp, msg)
+                    error = _status_error(sftp, body)
                     if error is not None and out[index] is None:
                         out[index] = error
                     if step in ("open", "close"):
                         in_flight -= 1
-                answers.got.clear()
         return out
 
     def rename_files(self, host: Host, moves: Sequence[tuple[str, str]]) -> list[str | None]:
         """Rename each ``(temporary, destination)`` with SFTP's ``posix-rename`` (atomic,
-        replacing the destination), every request sent before the first answer is read."""
+        replacing the destination), many requests to a packet, without waiting in between."""
         from paramiko.sftp import CMD_EXTENDED
 
         out: list[str | None] = [None] * len(moves)
         with self._client(host) as sftp:
-            answers = _Answers()
-            waiting: dict[int, int] = {}
+            pipe = _Pipe(sftp)
             following = 0
-            while following < len(moves) or waiting:
-                while following < len(moves) and len(waiting) < RENAME_WINDOW:
+            while following < len(moves) or pipe.waiting:
+                while following < len(moves) and pipe.waiting < RENAME_WINDOW:
                     old, new = moves[following]
-                    num = sftp._async_request(answers, CMD_EXTENDED, "posix-rename@openssh.com",
-                                              sftp._adjust_cwd(old), sftp._adjust_cwd(new))  # fmt: skip
-                    waiting[num] = following
+                    pipe.ask(following, CMD_EXTENDED, "posix-rename@openssh.com", sftp._adjust_cwd(old),
+                             sftp._adjust_cwd(new))  # fmt: skip
                     following += 1
-                sftp._read_response()
-                for num, _kind, msg in answers.got:
-                    error = _status_error(sftp, msg)
-                    out[waiting.pop(num)] = None if error is None else (str(error) or "rename failed")
-                answers.got.clear()
+                for index, _kind, body in pipe.answers():
+                    error = _status_error(sftp, body)
+                    out[index] = None if error is None else (str(error) or "rename failed")
         return out
 
     def file_size(self, host: Host, remote_path: str) -> int | None:
