@@ -93,21 +93,29 @@ SCRIPT_TIMEOUT = 120.0
 
 _HASHES: dict[tuple[str, int, int, int], str] = {}
 _HASH_LOCK = threading.Lock()
+_HASHING: dict[tuple[str, int, int, int], threading.Lock] = {}
 
 
 def local_sha256(path: str) -> str:
-    """The sha256 of a local file, computed once per run for a file that did not change."""
+    """The sha256 of a local file, computed once per run for a file that did not change
+    (hosts asking for the same file at the same time wait for the one computing it)."""
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
     with _HASH_LOCK:
         found = _HASHES.get(key)
-    if found is not None:
-        return found
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    with _HASH_LOCK:
-        _HASHES[key] = digest
-    return digest
+        if found is not None:
+            return found
+        busy = _HASHING.setdefault(key, threading.Lock())
+    with busy:
+        with _HASH_LOCK:
+            found = _HASHES.get(key)
+        if found is None:
+            with open(path, "rb") as f:
+                found = hashlib.file_digest(f, "sha256").hexdigest()
+            with _HASH_LOCK:
+                _HASHES[key] = found
+                _HASHING.pop(key, None)
+    return found
 
 
 def file_write(local_path: str, remote_path: str, **options: Any) -> FileWrite:
