@@ -6,14 +6,17 @@ The contract every executor keeps (the conformance suite tests it):
   computes the sha256 of the temporary file it received, and the file is renamed into
   place only when both agree (downloads: the other way round).
 - **Unchanged is skipped.** A destination with the same sha256, mode and owner (when these
-  are asked for) is not transferred again and is reported ``unchanged``. Checksums on the
-  host are only computed when the sizes agree, so a changed file costs no hashing there.
+  are asked for) is not transferred again and is reported ``unchanged``. Small files are
+  hashed by the script that looks at them; a big file only when its size agrees, so a
+  changed big file costs no hashing there.
 - **Never a partial file at the destination.** Bytes go to a temporary file in the
   destination's folder (``.NAME.nexus-SHA12.part``), get owner and mode, pass
-  ``validate``, and are renamed over the destination (``mv -f``: atomic on one file
-  system). With ``sudo`` the login user uploads to a staging file in its own cache
-  (``~/.cache/nexus/transfers/SHA256.part``) which root copies into the destination's
-  folder, then chowns, chmods, validates and renames.
+  ``validate``, and are renamed over the destination (``rename(2)`` through SFTP's
+  ``posix-rename`` or ``mv -f``: atomic on one file system). ``preserve`` also gives the
+  file the source's modification time (whole seconds). With ``sudo`` the login user
+  uploads to a staging file in its own cache (``~/.cache/nexus/transfers/SHA256.part``)
+  which root copies into the destination's folder, then chowns, chmods, validates and
+  renames.
 - **Resumed, not restarted.** The temporary file of an interrupted transfer keeps its name
   (it is named after the bytes' sha256): the next attempt, the next run or ``nexus resume``
   sends only what is missing. A failure of the host (a full disk, a failed validation)
@@ -21,9 +24,14 @@ The contract every executor keeps (the conformance suite tests it):
 
 Executors provide the byte movers (:meth:`Executor.send_file`, ``receive_file``,
 ``file_size``) and ``run``; everything else is here, in POSIX shell scripts that each
-handle a chunk of files with a few processes (one ``stat``, one ``sha256sum``, one
-``chmod`` per mode; only the rename is per file), so a tree of 1,000 files costs a handful
-of commands plus the bytes.
+handle about a thousand files with a few processes (one ``stat`` and one ``sha256sum`` to
+look; one ``sha256sum`` of the staged files, one ``chmod`` per mode, one ``touch`` per
+second to finish). Two optional primitives make a tree cheap: :meth:`Executor.send_files`
+writes a series of small files at once (SFTP pipelines it, mode and time included) and
+:meth:`Executor.rename_files` renames verified files into place without a process per
+file (SFTP ``posix-rename``, pipelined). Only files that need more (an owner, ``validate``,
+``sudo``) go through the finish script, one per ~1,000 files, run once as root with
+``sudo``; there only the rename (and for ``sudo`` the copy) is a process per file.
 """
 
 from __future__ import annotations

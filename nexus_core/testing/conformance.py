@@ -448,6 +448,33 @@ class ExecutorConformance:
         again = transfer.fetch(executor, host, dest, str(back))
         assert again.ok and not again.changed
 
+    def test_a_series_of_small_files_keeps_content_mode_and_time(
+        self, executor: Executor, host: Host, tmp_path: Path, remote_folder: str
+    ) -> None:
+        """A tree's many small files (``send_files``, then ``rename_files`` or the finish
+        script) arrive whole, with their mode and modification time, over older files,
+        and leave no temporary file."""
+        from nexus_core import transfer
+
+        writes = []
+        for i in range(80):
+            source = tmp_path / f"f{i}"
+            source.write_bytes(os.urandom(i * 997))
+            mode = 0o600 if i % 3 else 0o755
+            writes.append(transfer.file_write(str(source), f"{remote_folder}/f{i}", mode=mode,
+                                              mtime=1_500_000_000 + i))  # fmt: skip
+        made, _ = self.run(executor, host, f"echo old > {remote_folder}/f1 && echo old > {remote_folder}/f2")
+        assert made.ok
+        results = transfer.write_files(executor, host, writes)
+        assert all(r.ok and r.changed for r in results), [r for r in results if not r.ok]
+        states = transfer.stat_files(executor, host, [w.dest for w in writes], [w.size for w in writes])
+        assert [(s.sha256, s.mode) for s in states] == [(w.sha256, w.mode) for w in writes]
+        names = " ".join(w.dest for w in writes)
+        times, lines = self.run(executor, host, f"stat -c %Y {names} 2>/dev/null || stat -f %m {names}")
+        assert times.ok and lines.of("stdout") == [str(1_500_000_000 + i) for i in range(80)]
+        listing, lines = self.run(executor, host, f"ls -A {remote_folder} | wc -l")
+        assert listing.ok and lines.of("stdout") == ["80"], "no temporary file stays behind"
+
     def test_a_partial_transfer_resumes_from_its_end(
         self, executor: Executor, host: Host, tmp_path: Path, remote_folder: str
     ) -> None:
