@@ -104,10 +104,12 @@ _HASH_LOCK = threading.Lock()
 _HASHING: dict[tuple[str, int, int, int], threading.Lock] = {}
 
 
-def local_sha256(path: str) -> str:
+def local_sha256(path: str, st: os.stat_result | None = None) -> str:
     """The sha256 of a local file, computed once per run for a file that did not change
-    (hosts asking for the same file at the same time wait for the one computing it)."""
-    st = os.stat(path)
+    (hosts asking for the same file at the same time wait for the one computing it).
+    ``st``: the file's ``os.stat`` when the caller has it."""
+    if st is None:
+        st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
     with _HASH_LOCK:
         found = _HASHES.get(key)
@@ -119,7 +121,10 @@ def local_sha256(path: str) -> str:
             found = _HASHES.get(key)
         if found is None:
             with open(path, "rb") as f:
-                found = hashlib.file_digest(f, "sha256").hexdigest()
+                if st.st_size <= RESUME_MIN_BYTES:  # one read: file_digest's buffer costs more
+                    found = hashlib.sha256(f.read()).hexdigest()
+                else:
+                    found = hashlib.file_digest(f, "sha256").hexdigest()
             with _HASH_LOCK:
                 _HASHES[key] = found
                 _HASHING.pop(key, None)
@@ -906,7 +911,7 @@ def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
                     continue
             mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
             mtime = st.st_mtime if op.preserve else None
-            items.append(_Item(full, f"{target}/{name}", st.st_size, local_sha256(full), mode, mtime=mtime))
+            items.append(_Item(full, f"{target}/{name}", st.st_size, local_sha256(full, st), mode, mtime=mtime))
     return items, folders
 
 
