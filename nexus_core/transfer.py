@@ -540,8 +540,9 @@ def write_over_primitives(
                 for i, f, outcome in zip(small, batch, outcomes, strict=True):
                     if outcome is None:
                         sent[i] = (writes[i].size, 0)
-                        if executor.sets_attributes and (f.mtime is not None or writes[i].mtime is None):
-                            attrs_done.add(i)
+                        w = writes[i]
+                        if executor.sets_attributes and f.mtime == w.mtime and (w.sudo or f.mode == w.mode):
+                            attrs_done.add(i)  # the staged file has its time (and mode: a sudo copy's is set as root)
                     else:
                         failed(i, writes[i], f.remote_path, outcome)
             for i, w in enumerate(writes):

@@ -274,6 +274,7 @@ def put():
     upload("tree", "out/tree", recursive=True)
     upload("big.bin", "out/")
     upload("one.sh", "out/fresh.sh", preserve=False)
+    upload("one.sh", "out/wo.sh", preserve=False, mode=0o200)
 """,
     )
     (root / "out").mkdir()
@@ -286,7 +287,8 @@ def put():
     assert int((out / "tree" / "sub" / "b.txt").stat().st_mtime) == 1_400_000_007
     assert int((out / "big.bin").stat().st_mtime) == 1_300_000_000
     assert int((out / "fresh.sh").stat().st_mtime) > 1_700_000_000  # preserve=False: when it was written
-    assert sorted(p.name for p in out.iterdir()) == ["big.bin", "fresh.sh", "one.sh", "tree"]  # no temporary left
+    assert (out / "wo.sh").stat().st_mode & 0o777 == 0o200  # a mode the owner cannot read: set after the checksum
+    assert sorted(p.name for p in out.iterdir()) == ["big.bin", "fresh.sh", "one.sh", "tree", "wo.sh"]  # no temporary
     again = nexus_project.run("run", "put", "--format", "json")
     stops = [json.loads(line) for line in again.stdout.splitlines() if '"transfer.stop"' in line]
     assert stops and all(not e["changed"] for e in stops), again.stdout
