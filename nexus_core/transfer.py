@@ -893,27 +893,67 @@ def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
         mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
         mtime = st.st_mtime if op.preserve and op.content is None else None
         return [_Item(source, op.dest, st.st_size, local_sha256(source), mode, mtime=mtime)], []
-    items: list[_Item] = []
-    folders: list[str] = [op.dest]
+    files, rels = _scan_tree(source)
     root = op.dest.rstrip("/") or "/"
-    for base, dirs, files in os.walk(source):
-        dirs.sort()
-        rel = os.path.relpath(base, source)
-        target = root if rel == "." else f"{root}/{rel}"
-        if rel != ".":
-            folders.append(target)
-        for name in sorted(files):
-            full = os.path.join(base, name)
-            st = os.lstat(full)
-            if not stat.S_ISREG(st.st_mode):
-                if stat.S_ISLNK(st.st_mode) and os.path.isfile(full):
-                    st = os.stat(full)
-                else:
-                    continue
-            mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
-            mtime = st.st_mtime if op.preserve else None
-            items.append(_Item(full, f"{target}/{name}", st.st_size, local_sha256(full, st), mode, mtime=mtime))
+    folders = [op.dest, *(f"{root}/{rel}" for rel in rels)]
+    items: list[_Item] = []
+    for rel, full, size, sha, bits, mtime in files:
+        mode = op.mode if op.mode is not None else (bits if op.preserve else None)
+        items.append(_Item(full, f"{root}/{rel}", size, sha, mode, mtime=mtime if op.preserve else None))
     return items, folders
+
+
+#: A local tree as :func:`_scan_tree` finds it: (path relative to the tree, full path, size,
+#: sha256, permission bits, mtime) for each file, and the relative paths of the folders.
+_Tree = tuple[list[tuple[str, str, int, str, int, float]], list[str]]
+_SCANS: dict[str, tuple[threading.Event, list[_Tree | BaseException]]] = {}
+
+
+def _scan_tree(source: str) -> _Tree:
+    """The files and folders of the local tree ``source`` with their checksums, in order.
+
+    The hosts of an operation start together and ask for the same tree: one walks it, the
+    ones asking meanwhile wait and share its answer (a later call walks again).
+    """
+    with _HASH_LOCK:
+        running = _SCANS.get(source)
+        if running is None:
+            _SCANS[source] = (threading.Event(), [])
+    if running is not None:
+        done, box = running
+        done.wait()
+        if box and not isinstance(box[0], BaseException):
+            return box[0]
+        return _scan_tree(source)  # the walk failed for the other caller: its own error here
+    done, box = _SCANS[source]
+    try:
+        files: list[tuple[str, str, int, str, int, float]] = []
+        rels: list[str] = []
+        for base, dirs, names in os.walk(source):
+            dirs.sort()
+            rel = os.path.relpath(base, source)
+            prefix = "" if rel == "." else rel + "/"
+            if rel != ".":
+                rels.append(rel)
+            for name in sorted(names):
+                full = os.path.join(base, name)
+                st = os.lstat(full)
+                if not stat.S_ISREG(st.st_mode):
+                    if stat.S_ISLNK(st.st_mode) and os.path.isfile(full):
+                        st = os.stat(full)
+                    else:
+                        continue
+                files.append((prefix + name, full, st.st_size, local_sha256(full, st), stat.S_IMODE(st.st_mode),
+                              st.st_mtime))  # fmt: skip
+        box.append((files, rels))
+        return files, rels
+    except BaseException as exc:
+        box.append(exc)
+        raise
+    finally:
+        with _HASH_LOCK:
+            _SCANS.pop(source, None)
+        done.set()
 
 
 def _decide(op: Transfer, item: _Item, host: Host) -> None:
