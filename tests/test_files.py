@@ -261,8 +261,12 @@ def test_preserve_keeps_mode_and_mtime_of_files_and_trees(nexus_project: NexusPr
     (root / "tree" / "a.txt").write_text("a\n")
     (root / "tree" / "sub" / "b.txt").write_text("b\n")
     (root / "big.bin").write_bytes(os.urandom(1 << 20) * 2)  # over the small-file series: the other path
-    stamps = {one: 1_600_000_000, root / "tree" / "a.txt": 1_500_000_000, root / "tree" / "sub" / "b.txt": 1_400_000_007,
-              root / "big.bin": 1_300_000_000}  # fmt: skip
+    stamps = {
+        one: 1_600_000_000,
+        root / "tree" / "a.txt": 1_500_000_000,
+        root / "tree" / "sub" / "b.txt": 1_400_000_007,
+        root / "big.bin": 1_300_000_000,
+    }
     for path, when in stamps.items():
         os.utime(path, (when, when))
     nexusfile(

@@ -359,7 +359,8 @@ def test_a_tree_keeps_content_mode_and_mtime_with_and_without_sudo(
         expected[rel] = (data, mode, when)
 
     for i in range(150):
-        put(f"sub/f{i}.txt" if i % 2 else f"f{i}.txt", f"file {i}\n".encode() * (i + 1), 0o644, 1_500_000_000 + i)
+        name = f"sub/f{i}.txt" if i % 2 else f"f{i}.txt"
+        put(name, f"file {i}\n".encode() * (i + 1), 0o644, 1_500_000_000 + i)
     put("empty", b"", 0o600, 1_400_000_000)
     put("several-writes.bin", os.urandom(100_000), 0o755, 1_400_000_001)
     put("readonly.txt", b"read only\n", 0o444, 1_400_000_002)
