@@ -296,3 +296,27 @@ def put():
     again = nexus_project.run("run", "put", "--format", "json")
     stops = [json.loads(line) for line in again.stdout.splitlines() if '"transfer.stop"' in line]
     assert stops and all(not e["changed"] for e in stops), again.stdout
+
+
+def test_download_with_notify_is_refused_before_anything_runs(nexus_project: NexusProject) -> None:
+    nexusfile(
+        nexus_project,
+        """
+from nexus_core import handler
+
+@handler
+def restart():
+    run("echo restart")
+
+@task
+def fetch():
+    run("touch ran")
+    download("/etc/hostname", "got/", notify=restart)
+""",
+    )
+    line = next(i + 1 for i, text in enumerate(nexus_project.nexusfile.read_text().splitlines()) if "notify=" in text)
+    out = nexus_project.run("run", "fetch")
+    assert out.code == 2, out
+    assert f"nexusfile.py:{line}:" in out.stderr and "download() cannot notify handlers" in out.stderr, out
+    assert "drop notify= from download()" in out.stderr and "Traceback" not in out.stderr, out
+    assert not (nexus_project.root / "ran").exists()
