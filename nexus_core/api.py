@@ -748,6 +748,10 @@ class DiscoveredHost:
     hostname, when the address is a DNS name or an IP), shown by ``nexus hosts list``.
 
     A host that is not ``online`` is listed by ``nexus hosts list`` but not targeted.
+    ``targeted`` overrides that when a source decides itself (None: target exactly the
+    online hosts): ``False`` for an online machine that cannot be reached (no usable
+    address, an expired login), ``True`` for an offline one the user asked for anyway.
+    ``online`` always states the machine's own state, as the source reported it.
     """
 
     address: str
@@ -761,6 +765,12 @@ class DiscoveredHost:
     vars: Mapping[str, Any] = field(default=EMPTY)
     name: str = ""
     transport: str = ""
+    targeted: bool | None = None
+
+    @property
+    def target(self) -> bool:
+        """Whether a run targets this host: ``targeted`` when the source set it, else ``online``."""
+        return self.online if self.targeted is None else self.targeted
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON output, the discovery cache)."""
@@ -778,6 +788,7 @@ class DiscoveredHost:
             "vars": thaw(self.vars),
             "name": self.name,
             "transport": self.transport,
+            "targeted": self.targeted,
         }
 
     @classmethod
@@ -795,6 +806,7 @@ class DiscoveredHost:
             vars=dict(data.get("vars") or {}),
             name=str(data.get("name") or ""),
             transport=str(data.get("transport") or ""),
+            targeted=None if data.get("targeted") is None else bool(data["targeted"]),
         )
 
 
