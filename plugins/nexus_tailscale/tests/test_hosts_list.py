@@ -55,7 +55,9 @@ def test_offline_devices_targeted_with_online_false_still_show_offline(
     old = next(line for line in text.splitlines() if "old-box" in line)
     assert old.endswith("offline (targeted: its source was asked to)")
     plan = nexus_project.run("run", "hello", "-n")  # exit 3: the pre-flight cannot resolve the fake names
-    assert any("old-box" in line and "offline: targeted as asked" in line for line in plan.stdout.splitlines())
+    assert any(
+        "old-box" in line and "offline: targeted as asked" in line for line in plan.stdout.splitlines()
+    )
     assert "2 offline hosts targeted as asked (old-box, stale)" in plan.stderr + plan.stdout
 
 

@@ -94,3 +94,14 @@ def test_online_false_targets_offline_devices_that_still_say_they_are_offline(fa
     assert hosts["web-1"].target and hosts["web-1"].online
     again = {h.name: h for h in source().discover({"tags": ["web"]})}
     assert not again["old-box"].target and not again["old-box"].online
+
+
+def test_tailscale_ssh_host_keys_come_from_the_cli_not_the_api(fake_cli: Path, fake_api: FakeApi):
+    """The CLI reports sshHostKeys (used as known hosts); the API v2 devices list has none."""
+    from nexus_tailscale.testing import SAMPLE_SSH_HOST_KEY
+
+    (web2,) = source().discover({"hostname": "^web-2$"})
+    assert web2.facts["ssh_host_keys"] == [SAMPLE_SSH_HOST_KEY + " root@web-2"]
+    config = {"tailscale_api_url": fake_api.url, "tailscale_api_key": "tskey-api-test"}
+    (web2,) = source(config).discover({"hostname": "^web-2$"})
+    assert web2.facts["ssh_auth"] == "none" and "ssh_host_keys" not in web2.facts
