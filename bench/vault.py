@@ -174,6 +174,10 @@ def main() -> None:
     """Run the Vault benchmarks and write the results."""
     quick = "--quick" in sys.argv
     runs = 3 if quick else 10
+    sys.path.insert(0, str(HERE.parent))
+    from bench.run import compile_sources
+
+    compile_sources("nexus_vault")  # timed runs must not compile modules (PYTHONDONTWRITEBYTECODE)
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-vault-"))
     results: dict[str, dict[str, float]] = {}
     with VaultFake() as fake:

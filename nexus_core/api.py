@@ -640,7 +640,8 @@ class SecretContext:
     files in between runs ('' when it could not be made); anything it writes there must be
     encrypted. ``interactive``: True when a prompt may be shown on the
     terminal. ``warn``: reports one line to the user (a stale cache used, a token about to
-    expire), never a value.
+    expire), never a value. :meth:`cache_key` gives key material for what the backend
+    encrypts in ``cache_dir``.
     """
 
     config: Mapping[str, Any]
@@ -648,6 +649,20 @@ class SecretContext:
     cache_dir: str = ""
     interactive: bool = False
     warn: Callable[[str], None] = field(default=lambda _message: None)
+    #: Set by the core: ``purpose -> bytes | None`` behind :meth:`cache_key`.
+    key_source: Callable[[str], bytes | None] = field(default=lambda _purpose: None, repr=False, compare=False)
+
+    def cache_key(self, purpose: str) -> bytes | None:
+        """32 bytes to encrypt the backend's cache with, derived from the user's secret store master key.
+
+        ``purpose`` names what the key is for (``"nexus-vault cache"``): each purpose gets its
+        own key (HKDF-SHA256), and neither the master key nor the store's own keys are handed
+        out. The key is the same from run to run while the master key is (a rotated master key
+        makes old copies unreadable: a cache must then treat them as missing). None when no
+        master key can be had without a prompt (no store, no ``NEXUS_MASTER_KEY`` or keyfile,
+        a passphrase store the run did not unlock): keep a key of your own then.
+        """
+        return self.key_source(purpose)
 
 
 class SecretBackend(ABC):

@@ -27,7 +27,7 @@ from nexus_core.plugin import (
 
 from nexus_vault import reference as refs
 from nexus_vault import settings as vault_settings
-from nexus_vault.cache import SecretCache, entry_id, local_key
+from nexus_vault.cache import CACHE_PURPOSE, SecretCache, entry_id, local_key
 from nexus_vault.errors import headline, not_found
 from nexus_vault.reference import Reference
 from nexus_vault.session import VaultSession
@@ -88,10 +88,9 @@ class VaultBackend(SecretBackend):
         return self._session
 
     def _cache_key(self) -> bytes:
-        """Key material for the cache: the core's, when it offers one, else a local random key."""
-        offered = getattr(self.context, "cache_key", None)
-        if callable(offered):
-            offered = offered()
+        """Key material for the cache: from the user's store master key when the core can give
+        it without a prompt (``SecretContext.cache_key``), else a local random key."""
+        offered = self.context.cache_key(CACHE_PURPOSE)
         if isinstance(offered, bytes) and len(offered) >= 16:
             return offered
         return local_key(self.context.cache_dir)
