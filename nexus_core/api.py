@@ -594,12 +594,18 @@ class PreflightCheck(ABC):
 
 
 class SecretError(Exception):
-    """A secret could not be had; the message says which, where, and how to fix it.
+    """A secret could not be had; the message says what and where, ``hint`` how to fix it.
 
     A message never contains a secret value (it is shown, logged and recorded as is).
     The run stops with exit code 2 (configuration) and this message, without a traceback.
-    Raise one of the subclasses when it fits.
+    The core names the reference itself (``secret('vault:kv/app#key'): MESSAGE``, with the
+    hint under it), so a message need not repeat it. Without a hint the core shows a
+    generic one (or the fix may end the message). Raise one of the subclasses when it fits.
     """
+
+    def __init__(self, message: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class SecretNotFound(SecretError):

@@ -155,6 +155,8 @@ def test_vault_failures_are_one_clear_message_with_exit_2(
     clean(out, token)
     assert expected in out.stderr
     assert "vault:kv/app#db_password" in out.stderr and fake.url in out.stderr
+    assert out.stderr.count("kv/app#db_password") == 1  # what, where and the fix: each once
+    assert "exists there" not in out.stderr  # Vault's own fix, not a generic one besides it
     assert "password=" not in out.stdout  # nothing ran
 
 
@@ -192,10 +194,8 @@ def test_no_address_and_bad_settings_are_validation_errors(nexus_project: NexusP
     deploy(nexus_project)
     out = nexus_project.run("run", "deploy", env=vault_env())
     assert out.code == 2, out
-    assert (
-        "no Vault address; set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR"
-        in out.stderr
-    )
+    assert "secret('vault:kv/app#db_password'): no Vault address\n" in out.stderr  # the reference once
+    assert "set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR" in out.stderr  # the fix
     deploy(nexus_project, 'vault_auth="ldap"')
     out = nexus_project.run("validate", env=vault_env())
     assert out.code == 2, out
