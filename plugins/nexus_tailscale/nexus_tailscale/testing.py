@@ -58,6 +58,9 @@ class Peer:
     hostname: str = ""
     #: Only visible because we shared a device with its owner (CLI ``ShareeNode``: hidden).
     sharee: bool = False
+    #: The host keys its Tailscale SSH server presents (``ssh-ed25519 AAAA...``); a fixed fake
+    #: key when empty. Give a real server's key for a peer Nexus really connects to.
+    ssh_host_keys: tuple[str, ...] = ()
 
     @property
     def dns_name(self) -> str:
@@ -132,7 +135,7 @@ def _peer_status(p: Peer, *, user_id: int) -> dict[str, Any]:
     if p.expired:
         ps["Expired"] = True
     if p.ssh:
-        ps["sshHostKeys"] = [_SSH_KEY + " root@" + p.name]
+        ps["sshHostKeys"] = list(p.ssh_host_keys) or [_SSH_KEY + " root@" + p.name]
     if p.shared:
         ps["AltSharerUserID"] = 2002
     if p.sharee:

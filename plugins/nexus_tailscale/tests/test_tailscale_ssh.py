@@ -129,16 +129,12 @@ def test_nexus_run_reaches_a_tailscale_ssh_peer_with_no_key_and_no_known_hosts_e
     tailnet_sshd: TailnetSshd, tmp_path: Path, nexus_project: NexusProject
 ):
     """End to end: the fake ``tailscale`` reports the peer with its real host key."""
-    import json
 
     from nexus_tailscale.testing import Peer, write_fake_cli
 
     folder = tmp_path / "bin"
-    write_fake_cli(folder, [Peer("ts-box", tailnet_sshd.address, ssh=True)])
-    data = json.loads((folder / "tailscale.json").read_text())
-    for peer in data["status"]["Peer"].values():
-        peer["sshHostKeys"] = [tailnet_sshd.host_key_line + " root@ts-box"]
-    (folder / "tailscale.json").write_text(json.dumps(data))
+    keys = (tailnet_sshd.host_key_line + " root@ts-box",)
+    write_fake_cli(folder, [Peer("ts-box", tailnet_sshd.address, ssh=True, ssh_host_keys=keys)])
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     nexus_project.env.update(
