@@ -552,13 +552,3 @@ def test_cache_key_comes_from_the_master_key_without_a_prompt(tmp_path: Path, mo
     monkeypatch.setenv("NEXUS_PASSPHRASE", "not asked for a cache")
     assert context(root).cache_key("nexus-vault cache") is None  # a passphrase store is never opened for it
 
-
-def test_secret_help_lists_only_the_secret_commands():
-    """The group is not the main group's class, which would list every command (and plugins' hosts)."""
-    out = subprocess.run([sys.executable, "-m", "nexus_core", "secret", "--help"], capture_output=True, text=True,
-                         check=False, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "100"})  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    for name in ("set", "get", "list", "delete", "rotate-key", "init", "unlock"):
-        assert f" {name} " in out.stdout, name
-    for other in ("hosts", "run", "exec", "validate"):
-        assert f"│ {other} " not in out.stdout, other

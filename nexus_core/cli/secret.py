@@ -92,7 +92,7 @@ def rotation_reminders(config: Mapping[str, Any], warn: Callable[[str], None] = 
 # --- the command group ---------------------------------------------------------------------
 
 
-@main.group("secret", cls=click.RichGroup)  # not main's class: that would list every command
+@main.group("secret")
 def secret_group() -> None:
     """Manage encrypted secrets for secret("NAME") in the nexusfile.
 
