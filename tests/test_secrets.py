@@ -551,4 +551,3 @@ def test_cache_key_comes_from_the_master_key_without_a_prompt(tmp_path: Path, mo
     phrase.save()
     monkeypatch.setenv("NEXUS_PASSPHRASE", "not asked for a cache")
     assert context(root).cache_key("nexus-vault cache") is None  # a passphrase store is never opened for it
-
