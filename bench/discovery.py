@@ -99,6 +99,10 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE.parent))
+    from bench.run import compile_sources
+
+    compile_sources()  # timed runs must not compile modules (PYTHONDONTWRITEBYTECODE)
     results: dict[str, object] = {
         "hosts": args.hosts,
         "runs": args.runs,

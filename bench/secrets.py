@@ -160,6 +160,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE.parent))
+    from bench.run import compile_sources
+
+    compile_sources()  # timed runs must not compile modules (PYTHONDONTWRITEBYTECODE)
     with tempfile.TemporaryDirectory(prefix="nexus-bench-secrets-") as tmp:
         data = Path(tmp)
         keyed, phrase = make_stores(data)

@@ -211,6 +211,10 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(HERE.parent))
+    from bench.run import compile_sources
+
+    compile_sources("nexus_tailscale")  # timed runs must not compile modules (PYTHONDONTWRITEBYTECODE)
     try:
         from nexus_core import discover  # noqa: F401
     except ImportError:

@@ -645,12 +645,18 @@ class PreflightCheck(ABC):
 
 
 class SecretError(Exception):
-    """A secret could not be had; the message says which, where, and how to fix it.
+    """A secret could not be had; the message says what and where, ``hint`` how to fix it.
 
     A message never contains a secret value (it is shown, logged and recorded as is).
     The run stops with exit code 2 (configuration) and this message, without a traceback.
-    Raise one of the subclasses when it fits.
+    The core names the reference itself (``secret('vault:kv/app#key'): MESSAGE``, with the
+    hint under it), so a message need not repeat it. Without a hint the core shows a
+    generic one (or the fix may end the message). Raise one of the subclasses when it fits.
     """
+
+    def __init__(self, message: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class SecretNotFound(SecretError):
@@ -691,7 +697,8 @@ class SecretContext:
     files in between runs ('' when it could not be made); anything it writes there must be
     encrypted. ``interactive``: True when a prompt may be shown on the
     terminal. ``warn``: reports one line to the user (a stale cache used, a token about to
-    expire), never a value.
+    expire), never a value. :meth:`cache_key` gives key material for what the backend
+    encrypts in ``cache_dir``.
     """
 
     config: Mapping[str, Any]
@@ -699,6 +706,20 @@ class SecretContext:
     cache_dir: str = ""
     interactive: bool = False
     warn: Callable[[str], None] = field(default=lambda _message: None)
+    #: Set by the core: ``purpose -> bytes | None`` behind :meth:`cache_key`.
+    key_source: Callable[[str], bytes | None] = field(default=lambda _purpose: None, repr=False, compare=False)
+
+    def cache_key(self, purpose: str) -> bytes | None:
+        """32 bytes to encrypt the backend's cache with, derived from the user's secret store master key.
+
+        ``purpose`` names what the key is for (``"nexus-vault cache"``): each purpose gets its
+        own key (HKDF-SHA256), and neither the master key nor the store's own keys are handed
+        out. The key is the same from run to run while the master key is (a rotated master key
+        makes old copies unreadable: a cache must then treat them as missing). None when no
+        master key can be had without a prompt (no store, no ``NEXUS_MASTER_KEY`` or keyfile,
+        a passphrase store the run did not unlock): keep a key of your own then.
+        """
+        return self.key_source(purpose)
 
 
 class SecretBackend(ABC):
@@ -799,6 +820,10 @@ class DiscoveredHost:
     hostname, when the address is a DNS name or an IP), shown by ``nexus hosts list``.
 
     A host that is not ``online`` is listed by ``nexus hosts list`` but not targeted.
+    ``targeted`` overrides that when a source decides itself (None: target exactly the
+    online hosts): ``False`` for an online machine that cannot be reached (no usable
+    address, an expired login), ``True`` for an offline one the user asked for anyway.
+    ``online`` always states the machine's own state, as the source reported it.
     """
 
     address: str
@@ -812,6 +837,12 @@ class DiscoveredHost:
     vars: Mapping[str, Any] = field(default=EMPTY)
     name: str = ""
     transport: str = ""
+    targeted: bool | None = None
+
+    @property
+    def target(self) -> bool:
+        """Whether a run targets this host: ``targeted`` when the source set it, else ``online``."""
+        return self.online if self.targeted is None else self.targeted
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON output, the discovery cache)."""
@@ -829,6 +860,7 @@ class DiscoveredHost:
             "vars": thaw(self.vars),
             "name": self.name,
             "transport": self.transport,
+            "targeted": self.targeted,
         }
 
     @classmethod
@@ -846,6 +878,7 @@ class DiscoveredHost:
             vars=dict(data.get("vars") or {}),
             name=str(data.get("name") or ""),
             transport=str(data.get("transport") or ""),
+            targeted=None if data.get("targeted") is None else bool(data["targeted"]),
         )
 
 

@@ -644,7 +644,7 @@ def secret(
     except UnknownBackend as exc:
         _problem(f"secret({reference!r}): {exc}", exc.hint, code="secret-backend")
     except SecretError as exc:
-        _problem(f"secret({reference!r}): {exc}", _secret_hint(reference, secrets, exc), code="secret")
+        _problem(f"secret({reference!r}): {exc}", exc.hint or _secret_hint(reference, secrets, exc), code="secret")
     return PLACEHOLDER
 
 
@@ -718,7 +718,7 @@ def _secret_to_file(
         _problem(f"secret({reference!r}): {exc}", exc.hint, code="secret-backend")
         return None
     except SecretError as exc:
-        _problem(f"secret({reference!r}): {exc}", _secret_hint(reference, secrets, exc), code="secret")
+        _problem(f"secret({reference!r}): {exc}", exc.hint or _secret_hint(reference, secrets, exc), code="secret")
         return None
     try:
         script = write_script(reference, to, mode=mode, owner=owner, group=group)

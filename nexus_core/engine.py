@@ -1083,5 +1083,6 @@ def _with_input(cmd: Command, executor: Executor) -> Command | CommandResult:
     try:
         value = reveal(cmd.input_secret)
     except SecretError as exc:
-        return CommandResult("error", reason=f"secret {cmd.input_secret!r}: {exc}", retryable=False)
+        fix = f"; {exc.hint}" if exc.hint else ""
+        return CommandResult("error", reason=f"secret {cmd.input_secret!r}: {exc}{fix}", retryable=False)
     return replace(cmd, input=f"{marker(cmd.input_secret)}\n{value}")

@@ -556,3 +556,116 @@ def test_on_can_be_a_source_and_nexus_list_shows_it(project):
     out = project.run("run", "one", "-v")
     assert out.code == 0, out
     assert "tier front" in out.stdout
+
+
+# Group-level attributes: the same fleet written in the three formats. The file (or Ansible's
+# ``all``) gives every host user "base"; the parent group ``prod`` gives user, port, a tag and
+# variables; its child ``web`` overrides some of them; host ``web-1`` overrides some again.
+# Precedence is host > group > parent group > file; tags add up from the outside in.
+PRECEDENCE = {
+    "inventory.toml": """
+        user = "base"
+        vars = { tier = "file", app = "shop" }
+
+        [groups.prod]
+        children = ["web", "db"]
+        user = "prod-user"
+        port = 2200
+        tags = ["prod"]
+        vars = { tier = "prod", env = "production" }
+
+        [groups.web]
+        hosts = ["web-1", "web-2"]
+        user = "web-user"
+        tags = ["frontend"]
+        vars = { tier = "web" }
+
+        [groups.db]
+        hosts = ["db-1"]
+
+        [hosts.web-1]
+        port = 2201
+        tags = ["canary"]
+        vars = { tier = "own" }
+    """,
+    "hosts.ini": """
+        [all:vars]
+        ansible_user=base
+        tier=file
+        app=shop
+
+        [web]
+        web-1 ansible_port=2201 tags=canary tier=own
+        web-2
+
+        [db]
+        db-1
+
+        [prod:children]
+        web
+        db
+
+        [prod:vars]
+        ansible_user=prod-user
+        ansible_port=2200
+        tags=prod
+        tier=prod
+        env=production
+
+        [web:vars]
+        ansible_user=web-user
+        tags=frontend
+        tier=web
+    """,
+    "hosts.yml": """
+        all:
+          vars:
+            ansible_user: base
+            tier: file
+            app: shop
+          children:
+            prod:
+              vars:
+                ansible_user: prod-user
+                ansible_port: 2200
+                tags: [prod]
+                tier: prod
+                env: production
+              children:
+                web:
+                  vars:
+                    ansible_user: web-user
+                    tags: [frontend]
+                    tier: web
+                  hosts:
+                    web-1:
+                      ansible_port: 2201
+                      tags: [canary]
+                      tier: own
+                    web-2:
+                db:
+                  hosts:
+                    db-1:
+    """,
+}
+
+
+@pytest.mark.parametrize("name", list(PRECEDENCE))
+def test_group_attributes_apply_to_their_hosts_host_over_group_over_parent(project, name):
+    """user, port, tags and vars of a group (TOML tables, ``[group:vars]``, YAML ``vars:``) reach its hosts."""
+    import textwrap
+
+    project.write(textwrap.dedent(PRECEDENCE[name]).lstrip("\n"), name)
+    project.write(uses_inventory(name))
+    out = project.run("hosts", "list", "prod", "--format", "json")
+    assert out.code == 0, out
+    rows = {h["name"]: h for h in out.json()["groups"][0]["hosts"]}
+    got = {n: (h["user"], h["port"], sorted(h["tags"]), h["vars"]) for n, h in rows.items()}
+    common = {"app": "shop", "env": "production"}
+    assert got == {
+        # the host's port and tier over web's; web's user over prod's; prod's port where web has none
+        "web-1": ("web-user", 2201, ["canary", "frontend", "prod"], {**common, "tier": "own"}),
+        "web-2": ("web-user", 2200, ["frontend", "prod"], {**common, "tier": "web"}),
+        # db says nothing itself: everything from its parent prod, over the file's
+        "db-1": ("prod-user", 2200, ["prod"], {**common, "tier": "prod"}),
+    }

@@ -502,3 +502,52 @@ def test_an_exception_carrying_a_value_is_shown_redacted(keyed):
         assert out.code == 2, out
         assert "could not use ***" in out.stdout + out.stderr, out
         assert VALUE not in out.stdout + out.stderr
+
+
+# --- a key for plugins' caches: SecretContext.cache_key ----------------------------------------
+
+
+def test_cache_key_comes_from_the_master_key_without_a_prompt(tmp_path: Path, monkeypatch):
+    """Each purpose its own key from the master key; none without a key; never a prompt."""
+    from nexus_core.plugins import builtin_registry
+    from nexus_core.secrets.resolve import Secrets
+    from nexus_core.secrets.store import MasterKey, Store, key_from_text, purpose_key
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("NEXUS_SECRETS_FILE", raising=False)
+    monkeypatch.delenv("NEXUS_KEYFILE", raising=False)
+    monkeypatch.delenv("NEXUS_PASSPHRASE", raising=False)
+    monkeypatch.delenv("NEXUS_MASTER_KEY", raising=False)
+
+    def context(root: Path) -> SecretContext:
+        secrets = Secrets(builtin_registry(), {}, str(root))
+        return SecretContext({}, str(root), "", False, lambda m: None, secrets.purpose_key)
+
+    root = tmp_path / "project"
+    root.mkdir()
+    assert context(root).cache_key("nexus-vault cache") is None  # no store, no key
+    assert SecretContext({}).cache_key("x") is None  # a context the core did not make
+
+    monkeypatch.setenv("NEXUS_MASTER_KEY", KEY)  # no store yet: the key itself
+    material = key_from_text(KEY, "test").material
+    first = context(root).cache_key("nexus-vault cache")
+    assert first == purpose_key(material, "nexus-vault cache") and len(first) == 32
+    assert context(root).cache_key("another plugin") not in (None, first)
+    assert material not in (first,)
+
+    store_path = tmp_path / "data" / "nexus" / "secrets.enc"  # a store opened by that key: the same key
+    store_path.parent.mkdir(parents=True)
+    store = Store(str(store_path))
+    store.create(key_from_text(KEY, "test"))
+    store.save()
+    assert context(root).cache_key("nexus-vault cache") == first
+
+    monkeypatch.setenv("NEXUS_MASTER_KEY", OTHER_KEY)  # a key that does not open the store: none
+    assert context(root).cache_key("nexus-vault cache") is None
+
+    monkeypatch.delenv("NEXUS_MASTER_KEY")
+    phrase = Store(str(store_path))
+    phrase.create(MasterKey(bytes(32), "passphrase"), {"salt": "x", "t_cost": 1, "m_cost": 8, "parallelism": 1})
+    phrase.save()
+    monkeypatch.setenv("NEXUS_PASSPHRASE", "not asked for a cache")
+    assert context(root).cache_key("nexus-vault cache") is None  # a passphrase store is never opened for it

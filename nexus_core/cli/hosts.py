@@ -121,11 +121,14 @@ def hosts_list(
         return
     click.echo(_text(Style.detect(), rows))
     for note in resolution.notes:
-        if "offline" not in note:
+        if "`nexus hosts list` shows them" not in note:  # the rows say it
             click.echo(f"Note: {note}", err=True)
 
 
-def _host_row(entry: str | HostSpec, source: str, online: bool) -> dict[str, Any]:
+def _host_row(entry: str | HostSpec, source: str, targeted: bool) -> dict[str, Any]:
+    """One host: ``online`` is the machine's own state (as its source reported it), ``targeted``
+    whether a run would target it (an offline host a source was asked to target anyway is
+    ``online: false, targeted: true``)."""
     from nexus_core.hosts import format_host
     from nexus_core.plan import to_host
 
@@ -145,7 +148,8 @@ def _host_row(entry: str | HostSpec, source: str, online: bool) -> dict[str, Any
         "transport": host.transport,
         "source": source,
         "tags": list(tags),
-        "online": online,
+        "online": bool(facts.get("online", True)),
+        "targeted": targeted,
         "os": facts.get("os"),
         "vars": thaw(variables),
         "facts": thaw(facts),
@@ -188,14 +192,14 @@ def _group_row(project: Project, resolution: Any, name: str) -> dict[str, Any]:
                 if found is None:
                     pending = True
                     continue
-                items = [(entry, m.describe(), online) for entry, online in found]
+                items = [(entry, m.describe(), targeted) for entry, targeted in found]
             elif isinstance(m, (str, HostSpec)):
                 items = [(m, "nexusfile", True)]
-            for entry, source, online in items:
+            for entry, source, targeted in items:
                 if not _keeps(g.where, entry):
                     continue
                 try:
-                    row = _host_row(entry, source + via, online)
+                    row = _host_row(entry, source + via, targeted)
                 except (HostParseError, TypeError, ValueError):
                     continue
                 if row["host"] in seen:
@@ -213,7 +217,7 @@ def _group_row(project: Project, resolution: Any, name: str) -> dict[str, Any]:
         "line": g.location.line,
         "groups": [s for s in g.groups if isinstance(s, str)],
         "hosts": rows,
-        "targeted": sum(1 for r in rows if r["online"]),
+        "targeted": sum(1 for r in rows if r["targeted"]),
         "complete": not pending,
     }
 
@@ -223,8 +227,12 @@ def _text(s: Style, rows: Sequence[Mapping[str, Any]]) -> str:
     for row in rows:
         hosts = row["hosts"]
         n = len(hosts)
-        offline = n - row["targeted"]
+        offline = sum(1 for h in hosts if not h["online"])
+        forced = sum(1 for h in hosts if not h["online"] and h["targeted"])
+        idle = sum(1 for h in hosts if h["online"] and not h["targeted"])
         extra = f", {offline} offline" if offline else ""
+        extra += f" ({forced} targeted)" if forced else ""
+        extra += f", {idle} not targeted" if idle else ""
         includes = f"; includes {', '.join(row['groups'])}" if row["groups"] else ""
         lines.append(s.paint(f"{row['group']}", "bold") + f" ({n} host{'s' if n != 1 else ''}{extra}{includes})")
         width = max((len(h["name"]) for h in hosts), default=0)
@@ -235,7 +243,14 @@ def _text(s: Style, rows: Sequence[Mapping[str, Any]]) -> str:
                 parts.append("tags: " + ", ".join(h["tags"]))
             if h["os"]:
                 parts.append(f"os: {h['os']}")
-            state = s.paint("  offline (not targeted)", "yellow") if not h["online"] else ""
+            state = ""
+            if not h["targeted"]:
+                why = h["facts"].get("note")
+                state = "  offline (not targeted)" if not h["online"] else "  not targeted"
+                state += f": {why}" if isinstance(why, str) and h["online"] else ""
+            elif not h["online"]:
+                state = "  offline (targeted: its source was asked to)"
+            state = s.paint(state, "yellow") if state else ""
             lines.append(f"  {h['name'].ljust(width)}  {'  '.join(parts)}{state}")
         if not hosts:
             lines.append(s.paint("  (no hosts)", "dim"))

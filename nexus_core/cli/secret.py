@@ -144,14 +144,17 @@ def _backend(config_path: str | None, keyfile: str | None, interactive: bool | N
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Secret errors as Nexus errors: one message, exit 2, no traceback, no ciphertext."""
+def _errors(reference: str = "") -> Iterator[None]:
+    """Secret errors as Nexus errors: one message (naming ``reference`` once), exit 2, no traceback."""
     from nexus_core.api import SecretError
 
     try:
         yield
     except SecretError as exc:
-        fail(ExitCode.CONFIG, str(exc))
+        text = str(exc)
+        if reference and reference not in text:
+            text = f"{reference}: {text}"
+        fail(ExitCode.CONFIG, text, suggestions=[exc.hint] if exc.hint else [])
     except (EOFError, KeyboardInterrupt):
         click.echo("", err=True)
         fail(ExitCode.INTERRUPTED, "Interrupted; nothing was changed")
@@ -223,7 +226,7 @@ def get_secret(reference: str, reveal: bool, keyfile: str | None, config_path: s
         config["secret_keyfile"] = os.path.abspath(os.path.expanduser(keyfile))
     secrets = Secrets(plugin_manager().registry, config, root, resolve=True, interactive=_can_prompt(), warn=_warn)
     try:
-        with _errors():
+        with _errors(reference):
             value = secrets.get(reference)
     finally:
         secrets.close()

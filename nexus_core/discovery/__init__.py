@@ -289,7 +289,8 @@ class Resolution:
     notes: list[str] = field(default_factory=list)
     #: Host string of each discovered host -> the ``discover(...)`` calls it came from.
     origins: dict[str, list[str]] = field(default_factory=dict)
-    #: Every host each source found, by ``SourceSpec.key``: (entry, online), offline ones included.
+    #: Every host each source found, by ``SourceSpec.key``: (entry, targeted), hosts not targeted
+    #: included (the machine's own online state is the entry's ``online`` fact).
     entries: dict[str, list[tuple[HostSpec, bool]]] = field(default_factory=dict)
 
     def records(self) -> tuple[dict[str, Any], ...]:
@@ -557,7 +558,9 @@ def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Re
     failures: list[tuple[SourceSpec, DiscoveryError]] = []
     for item in found:
         entries: list[HostSpec] = []
-        offline: list[str] = []
+        offline: list[str] = []  # offline, not targeted
+        skipped: list[str] = []  # online, but the source says not to target it
+        forced: list[str] = []  # offline, targeted because the source was asked to
         call = item.spec.describe()
         for d in item.hosts:
             try:
@@ -566,17 +569,22 @@ def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Re
                 failures.append((item.spec, exc))
                 continue
             origins.setdefault(entry.text, []).append(call)
-            every.setdefault(item.spec.key, []).append((entry, d.online))
-            if d.online:
+            target = d.target
+            every.setdefault(item.spec.key, []).append((entry, target))
+            if target:
                 entries.append(entry)
+                if not d.online:
+                    forced.append(d.name or d.address)
+            elif d.online:
+                skipped.append(d.name or d.address)
             else:
                 offline.append(d.name or d.address)
-        if offline:
-            shown = ", ".join(offline[:8]) + (f" and {len(offline) - 8} more" if len(offline) > 8 else "")
-            notes.append(
-                f"{item.spec.describe()}: {len(offline)} offline host{'s' if len(offline) != 1 else ''} "
-                f"not targeted ({shown}); `nexus hosts list` shows them"
-            )
+        for names, what in ((offline, "offline host{s} not targeted"), (skipped, "host{s} not targeted"),
+                            (forced, "offline host{s} targeted as asked")):  # fmt: skip
+            if names:
+                shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+                label = what.format(s="s" if len(names) != 1 else "")
+                notes.append(f"{call}: {len(names)} {label} ({shown}); `nexus hosts list` shows them")
         hosts_of[item.spec.key] = entries
     if failures:
         raise DiscoveryFailed(failures)

@@ -52,8 +52,10 @@ def discovery_lines(style: Style, plan: Plan) -> list[str]:
             if h.os:
                 extra.append(f"os: {h.os}")
             state = ""
-            if not h.online:
-                state = style.paint("  offline: not targeted", "yellow")
+            if not h.target:
+                state = style.paint("  offline: not targeted" if not h.online else "  not targeted", "yellow")
+            elif not h.online:
+                state = style.paint("  offline: targeted as asked", "yellow")
             elif label is None:
                 state = style.paint("  not targeted by this run", "dim")
             detail = f"  ({'; '.join(extra)})" if extra else ""

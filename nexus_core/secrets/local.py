@@ -186,6 +186,37 @@ class LocalBackend(SecretBackend):
         )
         raise SecretDenied(f"{store.path} is locked: no key was given ({how})")
 
+    def purpose_key(self, purpose: str) -> bytes | None:
+        """Key material for ``purpose`` from the master key, when one can be had without asking.
+
+        The first store (project, then personal) already unlocked in this process, or opened
+        now by a key that needs no prompt (``NEXUS_MASTER_KEY``, a keyfile); without any store,
+        ``NEXUS_MASTER_KEY`` itself. A passphrase store lends its key only once the run has
+        unlocked it for a secret of its own: nobody is asked for a passphrase for a cache.
+        None when no master key is at hand (the caller then uses a key of its own).
+        """
+        from nexus_core.secrets.store import purpose_key
+
+        stores = [self.store(p) for p in self.paths()]
+        stores = [s for s in stores if s.exists]
+        for store in stores:
+            if store.unlocked:
+                return store.purpose_key(purpose)
+        for store in stores:
+            for make in self.candidates(store):
+                try:
+                    store.unlock(make())
+                except SecretError:  # not this key (or a damaged store): try the next
+                    continue
+                return store.purpose_key(purpose)
+        env_key = os.environ.get("NEXUS_MASTER_KEY")
+        if env_key and not stores:
+            try:
+                return purpose_key(key_from_text(env_key, "NEXUS_MASTER_KEY").material, purpose)
+            except SecretError:
+                return None
+        return None
+
     # --- the backend interface -----------------------------------------------------------
 
     def resolve(self, reference: str) -> str:

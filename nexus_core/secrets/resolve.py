@@ -107,7 +107,7 @@ class Secrets:
                     os.makedirs(folder, mode=0o700, exist_ok=True)
                 except OSError:
                     folder = ""  # no cache folder: a backend must work without one
-            context = SecretContext(self.config, self.root, folder, self.interactive, self.warn)
+            context = SecretContext(self.config, self.root, folder, self.interactive, self.warn, self.purpose_key)
             try:
                 found = cls(context)
             except SecretError:
@@ -119,6 +119,16 @@ class Secrets:
                 ) from None
             self._backends[name] = found
             return found
+
+    def purpose_key(self, purpose: str) -> bytes | None:
+        """What :meth:`SecretContext.cache_key` answers: a key from the local store's master key, or None."""
+        from nexus_core.secrets.local import LocalBackend
+
+        try:
+            local = self.backend(LOCAL)
+            return local.purpose_key(purpose) if isinstance(local, LocalBackend) else None
+        except SecretError:
+            return None
 
     def get(self, reference: str) -> str:
         """The value of ``reference``, fetched once per run and registered for redaction."""

@@ -129,6 +129,15 @@ def _canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps({k: v for k, v in doc.items() if k != "mac"}, sort_keys=True, separators=(",", ":")).encode()
 
 
+def purpose_key(master: bytes, purpose: str) -> bytes:
+    """32 bytes for ``purpose`` (a plugin's cache...) from a master key: HKDF-SHA256, two steps.
+
+    No salt, so the same master key gives the same key whatever store it opens (a rotated key
+    gives another one); the store's own keys (KEK, check, MAC) are never handed out.
+    """
+    return _hkdf(_hkdf(master, b"", b"nexus-secrets/purposes"), b"", b"nexus-secrets/purpose:" + purpose.encode())
+
+
 class Keys:
     """The keys HKDF derives from a master key for one store (derived once per unlock)."""
 
@@ -138,6 +147,11 @@ class Keys:
         self.kek = AESGCM(_hkdf(master, salt, b"nexus-secrets/kek"))
         self.check = AESGCM(_hkdf(master, salt, b"nexus-secrets/check"))
         self.mac_key = _hkdf(master, salt, b"nexus-secrets/mac")
+        self._purposes = _hkdf(master, b"", b"nexus-secrets/purposes")
+
+    def for_purpose(self, purpose: str) -> bytes:
+        """:func:`purpose_key` of the master key (which is not kept)."""
+        return _hkdf(self._purposes, b"", b"nexus-secrets/purpose:" + purpose.encode())
 
     def mac(self, doc: dict[str, Any]) -> str:
         """HMAC-SHA256 of everything in ``doc`` but its ``mac``."""
@@ -251,6 +265,11 @@ class Store:
     def unlocked(self) -> bool:
         """True once a key opened the store."""
         return self.keys is not None
+
+    def purpose_key(self, purpose: str) -> bytes:
+        """:func:`purpose_key` of the master key that opened the store (it must be unlocked)."""
+        assert self.keys is not None, "unlock the store first"
+        return self.keys.for_purpose(purpose)
 
     # --- values --------------------------------------------------------------------------
 

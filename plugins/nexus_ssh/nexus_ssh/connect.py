@@ -213,14 +213,15 @@ class Connector:
             t.auth_timeout = spec.connect_timeout
             opts = t.get_security_options()
             opts.ciphers = prefer_aead(tuple(opts.ciphers))
+            vouched = spec.host_keys if ep is spec.target else ()
             if spec.policy != "off":
                 opts.key_types = self.verifier.preferred_algorithms(
-                    ep, spec.known_hosts_files, tuple(opts.key_types)
+                    ep, spec.known_hosts_files, tuple(opts.key_types), vouched
                 )
             t.start_client(timeout=spec.connect_timeout)
             if not t.completion_event.is_set():  # Paramiko returns silently when the timeout passes
                 raise HandshakeTimeout(f"no SSH handshake within {spec.connect_timeout:g} s")
-            self.verifier.verify(ep, t.get_remote_server_key(), spec.policy, spec.known_hosts_files)
+            self.verifier.verify(ep, t.get_remote_server_key(), spec.policy, spec.known_hosts_files, vouched)
             auth = self._authenticate(t, spec, ep)
             if spec.keepalive:
                 t.set_keepalive(spec.keepalive)

@@ -329,6 +329,8 @@ class SshExecutor(SftpFiles, Executor):
             spec = resolver.resolve(host.name, host.user, host.port)
             if host.facts.get("ssh_auth") == "none":  # e.g. Tailscale SSH: the tailnet authenticates
                 spec = dataclasses.replace(spec, auth_none=True)
+            if host.facts.get("ssh_host_keys"):  # host keys its source vouches for (Tailscale SSH)
+                spec = dataclasses.replace(spec, host_keys=tuple(map(str, host.facts["ssh_host_keys"])))
             self._specs[key] = spec
             if spec.policy == "off" and not self._warned_off:
                 self._warned_off = True

@@ -7,6 +7,11 @@
   written; for short-lived hosts); a known host must still match, and a key that changes
   during the run is refused.
 - ``off``: no verification (a warning is logged once per run).
+
+Whatever the policy (but ``off``), host keys that the host's source vouches for (the fact
+``ssh_host_keys``: Tailscale reports each Tailscale SSH peer's keys from the tailnet's
+coordination server, as ``tailscale ssh`` itself uses them) count as known: a match is
+accepted with nothing written, a different key of the same type is refused as changed.
 """
 
 from __future__ import annotations
@@ -60,6 +65,28 @@ class _Index:
     by_name: dict[str, list[_Entry]] = field(default_factory=dict)
     hashed: list[tuple[str, _Entry]] = field(default_factory=list)
     hashed_hits: dict[str, list[_Entry]] = field(default_factory=dict)
+
+
+_VOUCHED = "(the host's source)"
+
+
+def _vouched_entries(lines: tuple[str, ...]) -> list[_Entry]:
+    """``TYPE BASE64 [comment]`` lines (a source's ``ssh_host_keys``) as known_hosts entries."""
+    out: list[_Entry] = []
+    for i, line in enumerate(lines, 1):
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith(("#", "@")):
+            out.append(_Entry(_VOUCHED, i, fields[0], fields[1]))
+    return out
+
+
+def _fingerprint_b64(key_b64: str) -> str:
+    """``SHA256:...`` of a base64 key blob (the fingerprint OpenSSH shows)."""
+    try:
+        blob = base64.b64decode(key_b64 + "=" * (-len(key_b64) % 4))
+    except ValueError:
+        return key_b64[:16] + "..."
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 class HostKeyVerifier:
@@ -139,10 +166,15 @@ class HostKeyVerifier:
         return out
 
     def preferred_algorithms(
-        self, endpoint: Endpoint, files: tuple[str, ...], default: tuple[str, ...]
+        self,
+        endpoint: Endpoint,
+        files: tuple[str, ...],
+        default: tuple[str, ...],
+        vouched: tuple[str, ...] = (),
     ) -> list[str]:
         """Host key algorithms with the types we already know for this host first (as OpenSSH)."""
-        known = {e.key_type for e in self.known_entries(endpoint.known_hosts_name, files)}
+        known = {e.key_type for e in _vouched_entries(vouched)}
+        known |= {e.key_type for e in self.known_entries(endpoint.known_hosts_name, files)}
         if not known:
             return list(default)
         first = [a for a in default if _key_family(a) in known]
@@ -150,12 +182,35 @@ class HostKeyVerifier:
 
     # --- verification -------------------------------------------------------------------
 
-    def verify(self, endpoint: Endpoint, key: PKey, policy: str, files: tuple[str, ...]) -> str:
-        """Accept the key or raise :class:`HostKeyError`; returns a short note of what happened."""
+    def verify(
+        self,
+        endpoint: Endpoint,
+        key: PKey,
+        policy: str,
+        files: tuple[str, ...],
+        vouched: tuple[str, ...] = (),
+    ) -> str:
+        """Accept the key or raise :class:`HostKeyError`; returns a short note of what happened.
+
+        ``vouched``: key lines the host's source reports for it (checked before known_hosts).
+        """
         if policy == "off":
             return "host key not verified (policy off)"
         name = endpoint.known_hosts_name
         key_type, key_b64 = key.get_name(), key.get_base64()
+        reported = [e for e in _vouched_entries(vouched) if e.key_type == key_type]
+        if any(e.key_b64 == key_b64 for e in reported):
+            return "host key matches the one its host source reports"
+        if reported:
+            shown = ", ".join(sorted({_fingerprint_b64(e.key_b64) for e in reported}))
+            raise HostKeyError(
+                f"HOST KEY MISMATCH for {name}: the server offered {key_type} {fingerprint(key)}, "
+                f"but the host's source (e.g. the tailnet) reports {shown} - possible man-in-the-middle "
+                f"attack!\n"
+                f"- If the machine was re-keyed a moment ago, discover again: nexus run --refresh\n"
+                f"- Otherwise do not connect: check the address Nexus reached ({endpoint.hostname})",
+                changed=True,
+            )
         entries = self.known_entries(name, files)
         same_type = [e for e in entries if e.key_type == key_type]
         if any(e.key_b64 == key_b64 for e in same_type):

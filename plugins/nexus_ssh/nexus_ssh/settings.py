@@ -65,6 +65,10 @@ class ConnectSpec:
     #: Offer SSH's "none" method first: the host's SSH server authenticates by network identity
     #: (a discovered host with the fact ``ssh_auth="none"``, e.g. Tailscale SSH); keys follow.
     auth_none: bool = False
+    #: Host keys of the target (``TYPE BASE64 [comment]``) that its host source vouches for
+    #: (the fact ``ssh_host_keys``, e.g. Tailscale's ``sshHostKeys``): they count as known_hosts
+    #: lines, so such a host needs no trust on first use and no ``nexus hosts scan``.
+    host_keys: tuple[str, ...] = ()
 
     @property
     def pool_key(self) -> tuple[object, ...]:

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nexus_tailscale import cli
 from nexus_tailscale.devices import Tailnet
 from nexus_tailscale.errors import CONFIG, TailscaleError
 from nexus_tailscale.options import setting
@@ -79,6 +78,8 @@ def resolve_backend(config: Mapping[str, Any], environ: Mapping[str, str] | None
                 exit_code=CONFIG,
             )
         return Backend("api", credentials=credentials, settings=settings, timeout=timeout)
+    from nexus_tailscale import cli
+
     configured = config.get("tailscale_cli")
     path = cli.find_cli(str(configured) if configured else None)
     if path is None:
@@ -119,6 +120,8 @@ class Answers:
 def ask(backend: Backend) -> Tailnet:
     """Ask ``backend`` for the tailnet's devices now."""
     if backend.kind == "cli":
+        from nexus_tailscale import cli  # each backend imports only its own transport
+
         return cli.status(backend.cli_path, backend.timeout)
     from nexus_tailscale.api import ApiClient  # the HTTP stack, only for the API backend
 

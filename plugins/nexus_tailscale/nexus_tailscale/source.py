@@ -89,7 +89,8 @@ def _host(s: Selected, backend: Backend) -> DiscoveredHost:
         address=s.address or d.name,
         tags=d.tags,
         os=d.os,
-        online=s.target,
+        online=d.online,  # the device's own state, shown by nexus hosts list
+        targeted=s.target,  # what the filters decided (online=False targets offline devices too)
         addresses=d.addresses,
         facts=facts,
         name=d.name,

@@ -37,7 +37,7 @@ SUFFIX = "tail1234.ts.net"
 _NOW = "2026-12-01T12:00:00Z"
 _PAST = "2026-11-01T12:00:00Z"
 _FUTURE = "2027-05-30T12:00:00Z"
-_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRhaWxzY2FsZS1zc2gtaG9zdC1rZXktZmFrZQ"
+SAMPLE_SSH_HOST_KEY = _SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRhaWxzY2FsZS1zc2gtaG9zdC1rZXktZmFrZQ"
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class Peer:
     hostname: str = ""
     #: Only visible because we shared a device with its owner (CLI ``ShareeNode``: hidden).
     sharee: bool = False
+    #: The host keys its Tailscale SSH server presents (``ssh-ed25519 AAAA...``); a fixed fake
+    #: key when empty. Give a real server's key for a peer Nexus really connects to.
+    ssh_host_keys: tuple[str, ...] = ()
 
     @property
     def dns_name(self) -> str:
@@ -132,7 +135,7 @@ def _peer_status(p: Peer, *, user_id: int) -> dict[str, Any]:
     if p.expired:
         ps["Expired"] = True
     if p.ssh:
-        ps["sshHostKeys"] = [_SSH_KEY + " root@" + p.name]
+        ps["sshHostKeys"] = list(p.ssh_host_keys) or [_SSH_KEY + " root@" + p.name]
     if p.shared:
         ps["AltSharerUserID"] = 2002
     if p.sharee:

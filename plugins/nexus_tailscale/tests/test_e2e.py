@@ -221,7 +221,10 @@ def test_tailscale_ssh_peers_log_in_without_a_key(project: NexusProject, sshbed:
 
     with TailnetSshd() as server:
         folder = Path(project.env["PATH"].split(":")[0])
-        write_fake_cli(folder, [Peer("ts-box", server.address, ssh=True, tags=("tag:ts",))])
+        keys = (server.host_key_line,)  # what tailscaled reports for the peer (sshHostKeys)
+        write_fake_cli(
+            folder, [Peer("ts-box", server.address, ssh=True, tags=("tag:ts",), ssh_host_keys=keys)]
+        )
         ssh_config = project.write(f"Host {server.address}\n  Port {server.port}\n", name="ssh_config")
         home = tmp_path / "home"
         home.mkdir()

@@ -27,6 +27,8 @@ def test_hosts_carry_tags_os_addresses_and_facts(fake_cli: Path):
     assert web1.facts["tailscale_backend"] == "cli" and "ssh_auth" not in web1.facts
     assert hosts["web-2"].facts["ssh_auth"] == "none" and hosts["web-2"].facts["tailscale_ssh"]
     assert not hosts["old-box"].online and not hosts["stale"].online
+    assert not hosts["old-box"].target and not hosts["stale"].target
+    assert web1.target
     assert notes == ["tailscale: node key expired on stale: log them in again (tailscale up)"]
 
 
@@ -56,7 +58,7 @@ def test_a_device_without_the_address_kind_is_not_targeted_with_a_note(tmp_path:
     (host,) = source({"tailscale_cli": str(script)}, notes).discover(
         {"hostname": "v4only", "address": "ipv6"}
     )
-    assert not host.online
+    assert host.online and not host.target  # the device is up; it just cannot be reached over IPv6
     assert notes == ["tailscale: v4only: no Tailscale IPv6 address: not targeted"]
 
 
@@ -82,3 +84,24 @@ def test_api_backend_through_the_source(fake_api: FakeApi):
     with pytest.raises(DiscoveryError) as err:
         source(config | {"tailscale_api_key": "tskey-api-old"}).discover({})
     assert "401" in err.value.message and err.value.exit_code == 2
+
+
+def test_online_false_targets_offline_devices_that_still_say_they_are_offline(fake_cli: Path):
+    """online= decides targeting only: the device's own state is what the host says."""
+    hosts = {h.name: h for h in source().discover({"tags": ["web"], "online": False})}
+    old = hosts["old-box"]
+    assert old.target and not old.online and old.facts["tailscale_online"] is False
+    assert hosts["web-1"].target and hosts["web-1"].online
+    again = {h.name: h for h in source().discover({"tags": ["web"]})}
+    assert not again["old-box"].target and not again["old-box"].online
+
+
+def test_tailscale_ssh_host_keys_come_from_the_cli_not_the_api(fake_cli: Path, fake_api: FakeApi):
+    """The CLI reports sshHostKeys (used as known hosts); the API v2 devices list has none."""
+    from nexus_tailscale.testing import SAMPLE_SSH_HOST_KEY
+
+    (web2,) = source().discover({"hostname": "^web-2$"})
+    assert web2.facts["ssh_host_keys"] == [SAMPLE_SSH_HOST_KEY + " root@web-2"]
+    config = {"tailscale_api_url": fake_api.url, "tailscale_api_key": "tskey-api-test"}
+    (web2,) = source(config).discover({"hostname": "^web-2$"})
+    assert web2.facts["ssh_auth"] == "none" and "ssh_host_keys" not in web2.facts

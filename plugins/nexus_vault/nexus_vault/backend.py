@@ -10,11 +10,12 @@ session (:mod:`nexus_vault.session`), and keeps an encrypted copy when
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from nexus_core.plugin import (
     SecretBackend,
@@ -27,8 +28,8 @@ from nexus_core.plugin import (
 
 from nexus_vault import reference as refs
 from nexus_vault import settings as vault_settings
-from nexus_vault.cache import SecretCache, entry_id, local_key
-from nexus_vault.errors import headline, not_found
+from nexus_vault.cache import CACHE_PURPOSE, SecretCache, entry_id, local_key
+from nexus_vault.errors import for_core, headline, not_found
 from nexus_vault.reference import Reference
 from nexus_vault.session import VaultSession
 
@@ -53,6 +54,22 @@ def _delete_latest(client: Any, path: str, mount: str) -> Any:
 def _text(value: Any) -> str:
     """A KV value as the string ``secret()`` returns: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _for_core(method: _F) -> _F:
+    """Errors leave the backend in the core's shape (:func:`nexus_vault.errors.for_core`)."""
+
+    @functools.wraps(method)
+    def explained(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except SecretError as err:
+            raise for_core(err) from None
+
+    return cast(_F, explained)
 
 
 class VaultBackend(SecretBackend):
@@ -88,10 +105,9 @@ class VaultBackend(SecretBackend):
         return self._session
 
     def _cache_key(self) -> bytes:
-        """Key material for the cache: the core's, when it offers one, else a local random key."""
-        offered = getattr(self.context, "cache_key", None)
-        if callable(offered):
-            offered = offered()
+        """Key material for the cache: from the user's store master key when the core can give
+        it without a prompt (``SecretContext.cache_key``), else a local random key."""
+        offered = self.context.cache_key(CACHE_PURPOSE)
         if isinstance(offered, bytes) and len(offered) >= 16:
             return offered
         return local_key(self.context.cache_dir)
@@ -103,6 +119,7 @@ class VaultBackend(SecretBackend):
 
     # --- reading --------------------------------------------------------------------------
 
+    @_for_core
     def resolve(self, reference: str) -> str:
         """The value of ``reference`` (``kv/app#db_password``, ``kv/app#db_password@3``, ``kv/app``)."""
         session = self._setup(f"vault:{reference}")
@@ -161,6 +178,7 @@ class VaultBackend(SecretBackend):
 
     # --- listing and writing ----------------------------------------------------------------
 
+    @_for_core
     def list_names(self) -> Sequence[SecretInfo]:
         """The secrets under ``vault_mount`` (or the ``secret`` mount), with their dates.
 
@@ -216,6 +234,7 @@ class VaultBackend(SecretBackend):
         body = reply.get("data") or {}
         return dict(body.get("data") or {}), int((body.get("metadata") or {}).get("version") or 0)
 
+    @_for_core
     def set(self, name: str, value: str) -> None:
         """Write ``value`` as key ``#KEY`` of the secret ``name`` (a new version; the other keys kept).
 
@@ -238,6 +257,7 @@ class VaultBackend(SecretBackend):
         )
         self._read.pop((ref.mount, ref.path, None), None)
 
+    @_for_core
     def delete(self, name: str) -> None:
         """Remove key ``#KEY`` (a new version without it), or without a key the latest version.
 

@@ -11,10 +11,15 @@ never used instead of a Vault that answers: a rotated or revoked secret is seen 
   an entry cannot be moved to stand for another secret. Entries hold the secret's whole
   KV data (all its keys), so every ``#KEY`` of a path is served from one read.
 - The key: derived (HKDF-SHA256, ``info=b"nexus-vault cache"``) from the key material the
-  backend passes: the core's store master key when the core offers one, else a random key
-  kept in ``vault-cache.key`` (mode 0600) beside the cache. The latter protects copies that
-  leave the machine without the key file (a backup of the cache folder, a pasted file), not
-  against someone who can read the user's files; docs/plugins/vault.md says so.
+  backend passes: the key the core derives from the user's secret store master key
+  (``SecretContext.cache_key("nexus-vault cache")``: the store already unlocked, or
+  ``NEXUS_MASTER_KEY`` / a keyfile, never a prompt), else a random key kept in
+  ``vault-cache.key`` (mode 0600) beside the cache. With the master key, a copy of the cache
+  folder is useless without that key; with the local key, it protects copies that leave the
+  machine without the key file (a backup of the cache folder, a pasted file), not against
+  someone who can read the user's files; docs/plugins/vault.md says so. A copy written under
+  one key and read under the other (the master key given in one run, not the next) is a
+  missed copy, as an expired one.
 - Writes are atomic (temporary file + ``os.replace``); expired entries are dropped on write.
   A damaged file or entry (wrong key, edited, truncated) is ignored and rewritten, never
   fatal: the cache is only ever a fallback.
@@ -33,6 +38,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+#: What the cache's key is for, as asked of the core (``SecretContext.cache_key``).
+CACHE_PURPOSE = "nexus-vault cache"
 CACHE_FILE = "vault-cache.json"
 KEY_FILE = "vault-cache.key"
 _FORMAT = 1

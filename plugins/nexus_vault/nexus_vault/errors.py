@@ -19,6 +19,24 @@ from nexus_vault.reference import Reference
 from nexus_vault.settings import VaultSettings
 
 
+def for_core(err: SecretError) -> SecretError:
+    """``err`` as the backend hands it to the core: the message without its subject, the fix as ``hint``.
+
+    Messages are built as ``SUBJECT: PROBLEM: WHERE; FIX`` (the subject being the reference,
+    or ``vault``), which reads well in the backend's own warnings; the core names the
+    reference itself (``secret('vault:kv/app#key'): ...``) and shows the hint under the
+    message, so each error says what, where and how to fix it once.
+    """
+    if err.hint:
+        return err
+    text = str(err)
+    head, sep, rest = text.partition(": ")
+    if sep and (head == "vault" or (head.startswith("vault:") and " " not in head)):
+        text = rest
+    problem, _, fix = text.partition("; ")
+    return type(err)(problem, fix)
+
+
 def headline(err: BaseException) -> str:
     """The problem part of one of our messages: between ``"REFERENCE: "`` and the first ``"; "``."""
     return str(err).partition("; ")[0].partition(": ")[2] or str(err)

@@ -155,6 +155,8 @@ def test_vault_failures_are_one_clear_message_with_exit_2(
     clean(out, token)
     assert expected in out.stderr
     assert "vault:kv/app#db_password" in out.stderr and fake.url in out.stderr
+    assert out.stderr.count("kv/app#db_password") == 1  # what, where and the fix: each once
+    assert "exists there" not in out.stderr  # Vault's own fix, not a generic one besides it
     assert "password=" not in out.stdout  # nothing ran
 
 
@@ -192,10 +194,8 @@ def test_no_address_and_bad_settings_are_validation_errors(nexus_project: NexusP
     deploy(nexus_project)
     out = nexus_project.run("run", "deploy", env=vault_env())
     assert out.code == 2, out
-    assert (
-        "no Vault address; set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR"
-        in out.stderr
-    )
+    assert "secret('vault:kv/app#db_password'): no Vault address\n" in out.stderr  # the reference once
+    assert "set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR" in out.stderr  # the fix
     deploy(nexus_project, 'vault_auth="ldap"')
     out = nexus_project.run("validate", env=vault_env())
     assert out.code == 2, out
@@ -283,3 +283,46 @@ def test_a_vault_secret_written_to_a_file_is_fetched_when_its_command_runs(
     clean(out)
     assert "is sealed" in out.stdout + out.stderr
     assert not target.exists()
+
+
+def test_the_cache_is_keyed_by_the_secret_store_master_key(nexus_project: NexusProject) -> None:
+    """With a master key at hand the cache needs no key file of its own, and only that key reads it."""
+    import base64
+    import os
+
+    key_one, key_two = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    with VaultFake() as server:
+        server.put("app", {"db_password": VALUE, "user": "u"}, mount="kv")
+        deploy(nexus_project, "vault_cache_ttl=600, vault_retries=0")
+        env = vault_env(server)
+        out = nexus_project.run("run", "deploy", env={**env, "NEXUS_MASTER_KEY": key_one})
+        assert out.code == 0, out
+    cache = Path(nexus_project.env["XDG_CACHE_HOME"])
+    assert list(cache.rglob("vault-cache.json")) and not list(cache.rglob("vault-cache.key"))
+    out = nexus_project.run("run", "deploy", env={**env, "NEXUS_MASTER_KEY": key_two})  # Vault is gone
+    assert out.code == 2, out  # another master key cannot read the copies: Vault's own error
+    assert "Vault cannot be reached" in out.stderr
+    clean(out)
+    out = nexus_project.run("run", "deploy", env=env)  # no master key at all: the copies stay unreadable
+    assert out.code == 2, out
+    out = nexus_project.run("run", "deploy", "-v", env={**env, "NEXUS_MASTER_KEY": key_one})
+    assert out.code == 0, out
+    assert "using encrypted local copies" in out.stderr and "password=***" in out.stdout
+    clean(out)
+
+
+def test_a_team_store_lends_the_cache_its_key(nexus_project: NexusProject) -> None:
+    """A project store opened by its team keyfile gives the cache key: no key file of the cache's own."""
+    with VaultFake() as server:
+        server.put("app", {"db_password": VALUE, "user": "u"}, mount="kv")
+        deploy(nexus_project, "vault_cache_ttl=600, vault_retries=0")
+        env = vault_env(server)
+        made = nexus_project.run("secret", "init", "--team", env=env)
+        assert made.code == 0, made
+        assert nexus_project.run("run", "deploy", env=env).code == 0
+    cache = Path(nexus_project.env["XDG_CACHE_HOME"])
+    assert list(cache.rglob("vault-cache.json")) and not list(cache.rglob("vault-cache.key"))
+    out = nexus_project.run("run", "deploy", env=env)  # Vault is gone
+    assert out.code == 0, out
+    assert "using encrypted local copies" in out.stderr
+    clean(out)

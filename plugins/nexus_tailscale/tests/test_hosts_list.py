@@ -1,0 +1,77 @@
+"""``nexus hosts list`` and ``nexus run -n`` on a tailnet: each device's own online state, and
+whether the run targets it, through the real CLI and the fake ``tailscale`` on PATH."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nexus_core.testing import NexusProject
+
+NEXUSFILE = """
+from nexus_core import discover, hosts, run, task
+
+hosts("web", discover("tailscale", tags=["web"]{extra}))
+
+
+@task(on="web")
+def hello():
+    run("true")
+"""
+
+
+def listed(project: NexusProject, extra: str = "") -> dict[str, dict[str, object]]:
+    project.write(NEXUSFILE.format(extra=extra))
+    out = project.run("hosts", "list", "--format", "json")
+    assert out.code == 0, out
+    return {h["name"]: h for h in out.json()["groups"][0]["hosts"]}
+
+
+def test_offline_devices_are_listed_offline_and_not_targeted(nexus_project: NexusProject, fake_cli: Path):
+    rows = listed(nexus_project)
+    state = {name: (h["online"], h["targeted"]) for name, h in rows.items()}
+    assert state == {
+        "old-box": (False, False),
+        "stale": (False, False),  # node key expired
+        "test-web-3": (True, True),
+        "web-1": (True, True),
+        "web-2": (True, True),
+    }
+    text = nexus_project.run("hosts", "list").stdout
+    assert "web (5 hosts, 2 offline)" in text
+    old = next(line for line in text.splitlines() if "old-box" in line)
+    assert old.endswith("offline (not targeted)")
+
+
+def test_offline_devices_targeted_with_online_false_still_show_offline(
+    nexus_project: NexusProject, fake_cli: Path
+):
+    """The bug this guards: a targeted offline device was listed as online."""
+    rows = listed(nexus_project, ", online=False")
+    assert (rows["old-box"]["online"], rows["old-box"]["targeted"]) == (False, True)
+    assert rows["old-box"]["facts"]["online"] is False
+    assert (rows["web-1"]["online"], rows["web-1"]["targeted"]) == (True, True)
+    text = nexus_project.run("hosts", "list").stdout
+    assert "web (5 hosts, 2 offline (2 targeted))" in text
+    old = next(line for line in text.splitlines() if "old-box" in line)
+    assert old.endswith("offline (targeted: its source was asked to)")
+    plan = nexus_project.run("run", "hello", "-n")  # exit 3: the pre-flight cannot resolve the fake names
+    assert any(
+        "old-box" in line and "offline: targeted as asked" in line for line in plan.stdout.splitlines()
+    )
+    assert "2 offline hosts targeted as asked (old-box, stale)" in plan.stderr + plan.stdout
+
+
+def test_an_online_device_without_the_address_asked_for_is_online_but_not_targeted(
+    nexus_project: NexusProject, fake_cli: Path
+):
+    import json
+
+    data = json.loads((fake_cli.parent / "tailscale.json").read_text())
+    for peer in data["status"]["Peer"].values():
+        peer["TailscaleIPs"] = peer["TailscaleIPs"][:1]  # no IPv6 anywhere
+    (fake_cli.parent / "tailscale.json").write_text(json.dumps(data))
+    rows = listed(nexus_project, ', address="ipv6"')
+    assert (rows["web-1"]["online"], rows["web-1"]["targeted"]) == (True, False)
+    text = nexus_project.run("hosts", "list").stdout
+    web1 = next(line for line in text.splitlines() if line.strip().startswith("web-1"))
+    assert "not targeted: no Tailscale IPv6 address" in web1
