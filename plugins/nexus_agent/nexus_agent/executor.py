@@ -263,11 +263,12 @@ class AgentExecutor(Executor):
         from nexus_agent.runner import signal_command
 
         with contextlib.suppress(Exception):
-            client.run(signal_command, cmd_id, int(signum), workers=[address], wait=False)
+            client.run(signal_command, cmd_id, int(signum), workers=[address])
 
     def close(self) -> None:
-        """Stop listening for this run's output (the client stays for the process)."""
-        client = self._client
+        """Stop listening for this run's output and close the process's client (the run is over)."""
+        client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
                 client.unsubscribe_topic(self._topic)
+            cluster.close_all()

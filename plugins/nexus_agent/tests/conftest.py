@@ -7,6 +7,7 @@ shared by every test (starting Dask processes costs seconds), stopped at the end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from nexus_core.testing import NexusProject
 
 #: The agents of the session's cluster and their tags.
@@ -85,10 +85,8 @@ class Cluster:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -115,13 +113,26 @@ def agent_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         assert out.returncode == 0, out.stderr
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "nexus_core", "agent", "start", "--name", name, "--tags", tags,
-                 "--join", f"127.0.0.1:{port}", "--max-concurrent-tasks", "2"],
+                [
+                    sys.executable,
+                    "-m",
+                    "nexus_core",
+                    "agent",
+                    "start",
+                    "--name",
+                    name,
+                    "--tags",
+                    tags,
+                    "--join",
+                    f"127.0.0.1:{port}",
+                    "--max-concurrent-tasks",
+                    "2",
+                ],
                 env={**os.environ, **env},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for name, tags in AGENTS.items()
         ]
         for proc in procs:
