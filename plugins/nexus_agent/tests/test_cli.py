@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import AGENTS, Cluster, nexus
+from agentbed import AGENTS, Cluster, nexus
 
 
 def test_status_lists_every_agent_with_its_tags(agent_cluster: Cluster) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Cluster
+from agentbed import Cluster
 from nexus_core.plugin import ExecutorContext, Host
 from nexus_core.testing.conformance import ExecutorConformance, MakeExecutor
 
