@@ -235,6 +235,8 @@ def start(foreground: bool, **kwargs: Any) -> None:
             role = "coordinator and agent" if settings.coordinator and settings.agent else (
                 "coordinator" if settings.coordinator else "agent")  # fmt: skip
             click.echo(f"started {role} {settings.name} (pid {proc.pid}) on {info.get('cluster')}")
+            if info.get("health"):
+                click.echo(f"health: {info['health']}")
             return
         time.sleep(0.1)
     proc.terminate()

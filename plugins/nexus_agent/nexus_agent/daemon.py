@@ -94,10 +94,10 @@ async def _worker(settings: Settings, security: Any, death_timeout: float | None
     return worker
 
 
-def _write_info(settings: Settings, scheduler: str, ready: bool) -> None:
+def _write_info(settings: Settings, scheduler: str, ready: bool, health: str = "") -> None:
     _, info, _ = agent_files(settings.name)
     os.makedirs(os.path.dirname(info), exist_ok=True)
-    data = {**asdict(settings), "pid": os.getpid(), "cluster": scheduler, "ready": ready}
+    data = {**asdict(settings), "pid": os.getpid(), "cluster": scheduler, "ready": ready, "health": health}
     tmp = info + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh)
@@ -122,7 +122,8 @@ async def serve(settings: Settings) -> int:
             protocol="tls",
             security=security,
             dashboard=False,
-            dashboard_address=None,
+            # Dask's HTTP server (``/health`` for monitoring) on a free port of the same address.
+            dashboard_address=f"{settings.host}:0",
         )
         await scheduler
     address = settings.cluster()
@@ -132,7 +133,10 @@ async def serve(settings: Settings) -> int:
             print(f"error: cannot join the cluster at {address}: {problem}", file=sys.stderr, flush=True)
             return 3
     worker = await _worker(settings, security, None) if settings.agent else None
-    _write_info(settings, address, True)
+    health = ""
+    if scheduler is not None and getattr(scheduler, "http_server", None) is not None:
+        health = f"http://{settings.host}:{scheduler.http_server.port}/health"
+    _write_info(settings, address, True, health)
     print(f"agent {settings.name} ready on {address}", flush=True)
     try:
         for _ in range(1 << 62):

@@ -61,3 +61,13 @@ def test_systemd_unit_restarts_on_failure(agent_cluster: Cluster) -> None:
     assert out.returncode == 0, out.stderr
     assert "Restart=on-failure" in out.stdout
     assert "agent start --foreground --name pi-1 --tags arm --join hub:7400" in out.stdout
+
+
+def test_the_coordinator_answers_health_checks(agent_cluster: Cluster) -> None:
+    import urllib.request
+
+    info = json.loads((agent_cluster.root / "state" / "coord.json").read_text())
+    assert info["health"].startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(info["health"], timeout=10) as answer:
+        assert answer.status == 200
+        assert answer.read().decode().strip() == "ok"

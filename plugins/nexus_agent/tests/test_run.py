@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from nexus_core.testing import NexusProject
 
 NEXUSFILE = """
@@ -142,3 +147,43 @@ def test_hosts_list_shows_agents_with_their_tags(project: NexusProject) -> None:
     out = project.run("hosts", "list", "--format", "json")
     assert out.code == 0, out
     assert "a1" in out.stdout and "fast" in out.stdout
+
+
+def test_resume_reruns_only_the_unfinished_shards(project: NexusProject, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    flag = marks / "go"
+    project.write(f"""
+        from nexus_core import all_agents, run, shard_id, task
+
+        @task(on=all_agents(), parallel="sharded", shards=3)
+        def work():
+            i = shard_id()
+            wait = "" if i == 0 else "for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; "
+            run(f"{{wait}}echo done >> {marks}/shard-{{i}}")
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "work", "-v"],
+        cwd=project.root,
+        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(1000):  # until shard 0 is recorded as done
+            line = proc.stdout.readline()
+            if not line or ("[work shard-0]" in line and "✓" in line):
+                break
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        flag.touch()  # the interrupted run's shards still on the agents end too
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    out = project.run("resume")
+    assert out.code == 0, out
+    assert (marks / "shard-0").read_text().split() == ["done"]
+    assert (marks / "shard-1").exists() and (marks / "shard-2").exists()
