@@ -22,11 +22,10 @@ from typing import Any
 
 from nexus_agent import certs
 from nexus_agent.paths import agent_files
+from nexus_agent.runner import SLOTS
 
 #: Seconds between two attempts to rejoin a coordinator that went away.
 RECONNECT_SECONDS = 1.0
-#: The Dask resource each command takes one of: an agent has ``max_concurrent_tasks`` of them.
-SLOTS = "nexus-slots"
 
 log = logging.getLogger("nexus_agent")
 

@@ -31,7 +31,7 @@ from typing import Any
 from nexus_core.plugin import Cancel, Capabilities, Command, CommandResult, Executor, ExecutorContext, Host
 
 from nexus_agent import cluster
-from nexus_agent.daemon import SLOTS
+from nexus_agent.runner import SLOTS
 
 TAIL_LINES = 20
 #: Seconds between checks that a pinned agent is still there while its command runs.
@@ -138,13 +138,15 @@ class AgentExecutor(Executor):
             resources={SLOTS: 1},
             pure=False,
         )
+        # Wake the loop below as soon as the result is in (not at its next poll).
+        future.add_done_callback(lambda _f: q.put({"id": cmd_id, "done": True}))
         level_sent = 0
         next_check = time.monotonic() + ALIVE_CHECK_SECONDS
         backstop = started + timeout + 30 if timeout > 0 else float("inf")
         try:
             for _ in range(1 << 62):
                 try:
-                    msg = q.get(timeout=0.05)
+                    msg = q.get(timeout=0.25)
                 except queue.Empty:
                     msg = None
                 while msg is not None:

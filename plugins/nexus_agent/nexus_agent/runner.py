@@ -31,6 +31,9 @@ FLUSH_LINES = 200
 #: Seconds between SIGTERM and SIGKILL when a command times out (as the local executor).
 TIMEOUT_KILL_GRACE = 2.0
 
+#: The Dask resource each command takes one of: an agent has ``max_concurrent_tasks`` of them.
+SLOTS = "nexus-slots"
+
 #: Running commands on this agent: command id -> process group id.
 RUNNING: dict[str, int] = {}
 _LOCK = threading.Lock()
@@ -248,8 +251,6 @@ async def set_draining(value: bool, dask_worker: Any = None) -> bool:
     Its command slots go to 0, so the scheduler gives it nothing new; commands running finish.
     """
     if dask_worker is not None:
-        from nexus_agent.daemon import SLOTS
-
         if value and not getattr(dask_worker, "nexus_draining", False):
             dask_worker.nexus_slots = dask_worker.state.total_resources.get(SLOTS, 1)
         dask_worker.nexus_draining = bool(value)
