@@ -317,6 +317,44 @@ def stop(names: tuple[str, ...]) -> None:
         click.echo(f"stopped agent {name} (pid {pid})")
 
 
+@agent.command()
+@click.argument("names", nargs=-1)
+def restart(names: tuple[str, ...]) -> None:
+    """Restart agents started on this machine, with the settings they were started with."""
+    import glob
+
+    from nexus_agent.paths import agent_files, state_dir
+
+    if not names:
+        names = tuple(sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(state_dir(), "*.json"))))
+    if not names:
+        _fail(1, "no agent runs on this machine", [], ["start one with `nexus agent start`"])
+    saved = {}
+    for name in names:
+        info = _read(agent_files(name)[1])
+        if not info:
+            _fail(1, f"agent {name} does not run on this machine", [], ["`nexus agent status` lists agents"])
+        saved[name] = info
+    ctx = click.get_current_context()
+    ctx.invoke(stop, names=names)
+    for name, info in saved.items():
+        ctx.invoke(
+            start,
+            foreground=False,
+            name=name,
+            tags=",".join(info.get("tags") or []),
+            join=info.get("join") or None,
+            port=info.get("port"),
+            host=info.get("host"),
+            coordinator=bool(info.get("coordinator")),
+            no_agent=not info.get("agent", True),
+            max_tasks=info.get("max_concurrent_tasks"),
+            max_memory=info.get("max_memory_percent") or None,
+            config=None,
+            cert_name=info.get("cert_name") or None,
+        )
+
+
 def _alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)

@@ -217,8 +217,9 @@ def test_agents_rejoin_a_restarted_coordinator(tmp_path: Path) -> None:
         assert nexus(env, *start).returncode == 0
         assert cluster.start("w1").returncode == 0
         cluster.wait_agents({"w1"})
-        assert nexus(env, "agent", "stop", "hub").returncode == 0
-        assert nexus(env, *start).returncode == 0
+        out = nexus(env, "agent", "restart", "hub")  # stop, then start with the same settings
+        assert out.returncode == 0, out.stderr
+        assert "stopped agent hub" in out.stdout and "started coordinator hub" in out.stdout
         cluster.wait_agents({"w1"}, seconds=60)
     finally:
         nexus(env, "agent", "stop", timeout=60)
