@@ -144,7 +144,15 @@ def client(addr: str, cert_name: str | None = None) -> Any:
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     try:
-        made = Client(addr, security=files.security(), set_as_default=False, timeout=CONNECT_TIMEOUT)
+        # Results come back through the scheduler: the client never connects to an agent
+        # itself (one TLS set-up per agent and run, and agents behind NAT stay reachable).
+        made = Client(
+            addr,
+            security=files.security(),
+            set_as_default=False,
+            timeout=CONNECT_TIMEOUT,
+            direct_to_workers=False,
+        )
     except (OSError, TimeoutError) as exc:
         raise ClusterError(
             f"cannot connect to the agent cluster at {addr}: {exc}",

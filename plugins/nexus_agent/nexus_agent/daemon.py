@@ -87,7 +87,6 @@ async def _worker(settings: Settings, security: Any, death_timeout: float | None
         dashboard=False,
         death_timeout=death_timeout,
         memory_limit=memory,
-        heartbeat_interval="1s",
     )
     await worker
     return worker

@@ -233,7 +233,10 @@ class AgentExecutor(Executor):
         usable = [n for n in wanted if n in by_name and not by_name[n].draining]
         if usable:
             return None
-        fresh = cluster.fresh_agents(client)  # the cached view may be a second old: ask once more
+        try:  # the cached view may be a second old: ask once more
+            fresh = cluster.fresh_agents(client)
+        except Exception as exc:
+            return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
         by_name = {a.name: a for a in fresh}
         if [n for n in wanted if n in by_name and not by_name[n].draining]:
             return None
