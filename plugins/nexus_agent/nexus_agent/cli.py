@@ -272,10 +272,9 @@ def _pid(path: str) -> int:
     try:
         with open(path, encoding="utf-8") as fh:
             pid = int(fh.read().strip())
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return 0
+    return pid if _alive(pid) else 0  # a zombie (killed, not yet reaped) does not run
 
 
 @agent.command()
