@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from nexus_core.testing import NexusProject
@@ -176,6 +177,9 @@ def test_resume_reruns_only_the_unfinished_shards(project: NexusProject, tmp_pat
             line = proc.stdout.readline()
             if not line or ("[work shard-0]" in line and "✓" in line):
                 break
+        # The state store records the shard just after the line is shown; shards 1 and 2
+        # wait for the flag (30 s at most), so this pause only lets the record land.
+        time.sleep(2)
         proc.kill()
         proc.communicate(timeout=30)
     finally:
