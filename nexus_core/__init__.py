@@ -35,6 +35,17 @@ if TYPE_CHECKING:
     from nexus_core.artifacts import artifact
     from nexus_core.calls import call, wait_for
     from nexus_core.plugin import hookimpl
+    from nexus_core.targets import (
+        all_agents,
+        any_of,
+        prefer,
+        shard_count,
+        shard_end,
+        shard_id,
+        shard_items,
+        shard_start,
+        tagged,
+    )
 
 #: Names imported on first use, so that a nexusfile that does not use them does not pay for
 #: their modules (hashing, globbing, the executor API): name -> module.
@@ -43,11 +54,27 @@ _LAZY = {
     "call": "nexus_core.calls",
     "wait_for": "nexus_core.calls",
     "hookimpl": "nexus_core.plugin",
+    **dict.fromkeys(
+        (
+            "all_agents",
+            "any_of",
+            "prefer",
+            "tagged",
+            "shard_id",
+            "shard_count",
+            "shard_items",
+            "shard_start",
+            "shard_end",
+        ),
+        "nexus_core.targets",
+    ),
 }
 
 __all__ = [
     "API_VERSION",
     "__version__",
+    "all_agents",
+    "any_of",
     "artifact",
     "call",
     "config",
@@ -65,8 +92,15 @@ __all__ = [
     "hostname",
     "hosts",
     "inventory",
+    "prefer",
     "run",
     "secret",
+    "shard_count",
+    "shard_end",
+    "shard_id",
+    "shard_items",
+    "shard_start",
+    "tagged",
     "task",
     "template",
     "timestamp",

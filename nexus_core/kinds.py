@@ -142,7 +142,13 @@ KINDS: tuple[Kind, ...] = (
         registry="host_sources",
         details=_frozen({"filters": ()}),
         packages=_frozen(
-            {"tailscale": "nexus-tailscale", "ssh_config": "nexus-ssh", "aws": "nexus-aws", "hetzner": "nexus-hetzner"}
+            {
+                "tailscale": "nexus-tailscale",
+                "ssh_config": "nexus-ssh",
+                "aws": "nexus-aws",
+                "hetzner": "nexus-hetzner",
+                "agent": "nexus-agent",
+            }
         ),
     ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),

@@ -158,6 +158,8 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0),
         Option("idempotent", (bool,), True, "safe to re-run on resume"),
         Option("default", (bool,), False, "run by `nexus run` when no task is named", allow_none=False),
+        Option("parallel", (str,), None, '"sharded": split the task into shards= parts', choices=("sharded",)),
+        Option("shards", (int,), None, 'with parallel="sharded": how many shards (default: one per host)', minimum=1),
     ]
 }
 

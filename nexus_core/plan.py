@@ -869,6 +869,8 @@ def build_plan(
                 if not hosts:
                     skipped[name] = f"no host of the task matches -H {host_limit.text}"
                     continue
+            if dict(t.extra).get("parallel") == "sharded":
+                hosts = shard_hosts(t, hosts, problems)
             kwargs, missing = bind(name, signatures[name], params or {})
             if missing and params is None:  # not a run (validate, list): bodies needing arguments wait
                 if not (structural or problems):
@@ -932,6 +934,47 @@ def build_plan(
         limit=host_limit.text if host_limit is not None else "",
         params=dict(params or {}),
     )
+
+
+def shard_hosts(t: TaskDef, hosts: Sequence[Host], out: list[Problem]) -> list[Host]:
+    """The shards of a ``parallel="sharded"`` task, as hosts of the plan (see nexus_core.targets).
+
+    On agents every shard may run on any target agent (``nexus_pool``: the scheduler picks
+    one that is free); on the local machine shards are ``shard-N`` runs of it; on other
+    transports shard ``i`` runs on host ``i`` (so at most one shard per host).
+    """
+    from nexus_core.model import FrozenMap
+    from nexus_core.targets import SHARD_COUNT, SHARD_ID, SHARD_POOL
+
+    if not hosts:
+        return []
+    count = dict(t.extra).get("shards") or len(hosts)
+    if all(h.transport == "agent" for h in hosts):
+        pool = tuple(h.name for h in hosts)
+        return [
+            Host(f"shard-{i}", transport="agent", facts=FrozenMap({SHARD_ID: i, SHARD_COUNT: count, SHARD_POOL: pool}))
+            for i in range(count)
+        ]
+    if all(h.is_local for h in hosts):
+        base = hosts[0]
+        return [
+            replace(
+                base, name=f"shard-{i}", display="", facts=FrozenMap({**base.facts, SHARD_ID: i, SHARD_COUNT: count})
+            )
+            for i in range(count)
+        ]
+    if count > len(hosts):
+        _p(
+            out,
+            f"task {t.name!r}: shards={count} is more than its {len(hosts)} host(s)",
+            t.location,
+            "on agents (or the local machine) shards queue; on other hosts give at most one shard per host",
+            "bad-value",
+        )
+        return []
+    return [
+        replace(h, facts=FrozenMap({**h.facts, SHARD_ID: i, SHARD_COUNT: count})) for i, h in enumerate(hosts[:count])
+    ]
 
 
 def _finished(host: Host, attributes: Mapping[HostKey, Attributes], labels: Mapping[HostKey, str]) -> Host:

@@ -1,0 +1,1 @@
+"""nexus-agent: Nexus agents on Dask distributed (mutual TLS, ``agent://`` hosts, selectors, sharding)."""

@@ -1,0 +1,233 @@
+"""The agent process: a Dask worker (and, on the coordinator, the scheduler) in one event loop.
+
+Started by ``nexus agent start`` (in the background: ``python -m nexus_agent.daemon SETTINGS``,
+its output in the agent's log file; with ``--foreground`` in the calling process). It
+writes an info file (pid, name, tags, address, cluster) once it is ready and removes it
+when it stops. When the coordinator goes away the worker closes; the daemon then starts a
+new one that waits for the coordinator to come back (every :data:`RECONNECT_SECONDS`), so
+agents rejoin a restarted coordinator by themselves. SIGTERM or SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nexus_agent import certs
+from nexus_agent.paths import agent_files
+from nexus_agent.runner import SLOTS
+
+#: Seconds between two attempts to rejoin a coordinator that went away.
+RECONNECT_SECONDS = 1.0
+
+log = logging.getLogger("nexus_agent")
+
+
+@dataclass
+class Settings:
+    """What ``nexus agent start`` was given (and the TOML file, if any)."""
+
+    name: str
+    tags: list[str] = field(default_factory=list)
+    port: int = 7400
+    host: str = "127.0.0.1"
+    join: str = ""
+    coordinator: bool = False
+    agent: bool = True
+    max_concurrent_tasks: int = 4
+    max_memory_percent: int = 0
+    cert_name: str = ""
+
+    def cluster(self) -> str:
+        """The scheduler's address this agent works for."""
+        if self.coordinator:
+            return f"tls://{self.host}:{self.port}"
+        join = self.join
+        return join if join.startswith("tls://") else f"tls://{join}"
+
+
+def _metrics(settings: Settings) -> dict[str, Any]:
+    from nexus_agent import runner
+
+    tags = ",".join(settings.tags)
+    draining = {"on": False}
+
+    def running(_worker: Any) -> int:
+        return len(runner.RUNNING)
+
+    return {
+        "nexus_tags": lambda _worker: tags,
+        "nexus_running": running,
+        "nexus_slots": lambda _worker: settings.max_concurrent_tasks,
+        "nexus_draining": lambda worker: bool(getattr(worker, "nexus_draining", draining["on"])),
+    }
+
+
+async def _worker(settings: Settings, security: Any, death_timeout: float | None) -> Any:
+    from distributed import Worker
+
+    slots = max(1, settings.max_concurrent_tasks)
+    # A fraction of the machine's memory (Dask pauses, then restarts, a worker above it).
+    memory: Any = settings.max_memory_percent / 100 if settings.max_memory_percent else "auto"
+    worker = Worker(
+        settings.cluster(),
+        name=settings.name,
+        nthreads=slots,
+        resources={SLOTS: slots},
+        security=security,
+        metrics=_metrics(settings),
+        host=settings.host if settings.coordinator or settings.host != "127.0.0.1" else "127.0.0.1",
+        dashboard=False,
+        death_timeout=death_timeout,
+        memory_limit=memory,
+    )
+    await worker
+    return worker
+
+
+def _write_info(settings: Settings, scheduler: str, ready: bool, health: str = "") -> None:
+    _, info, _ = agent_files(settings.name)
+    os.makedirs(os.path.dirname(info), exist_ok=True)
+    data = {**asdict(settings), "pid": os.getpid(), "cluster": scheduler, "ready": ready, "health": health}
+    tmp = info + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, info)
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code."""
+    from distributed import Scheduler
+
+    files = certs.find(settings.cert_name or settings.name)
+    security = files.security()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = None
+    if settings.coordinator:
+        scheduler = Scheduler(
+            host=settings.host,
+            port=settings.port,
+            protocol="tls",
+            security=security,
+            dashboard=False,
+            # Dask's HTTP server (``/health`` for monitoring) on a free port of the same address.
+            dashboard_address=f"{settings.host}:0",
+        )
+        await scheduler
+    address = settings.cluster()
+    if not settings.coordinator:
+        problem = await asyncio.to_thread(handshake, address, files)
+        if problem:
+            print(f"error: cannot join the cluster at {address}: {problem}", file=sys.stderr, flush=True)
+            return 3
+    worker = await _worker(settings, security, None) if settings.agent else None
+    health = ""
+    if scheduler is not None and getattr(scheduler, "http_server", None) is not None:
+        health = f"http://{settings.host}:{scheduler.http_server.port}/health"
+    _write_info(settings, address, True, health)
+    print(f"agent {settings.name} ready on {address}", flush=True)
+    try:
+        for _ in range(1 << 62):
+            waiters = [asyncio.ensure_future(stop.wait())]
+            if worker is not None:
+                waiters.append(asyncio.ensure_future(worker.finished()))
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+            if stop.is_set():
+                break
+            # The worker closed (coordinator gone): join again when it is back.
+            log.warning("agent %s lost the coordinator at %s; rejoining", settings.name, address)
+            worker = None
+            for _ in range(1 << 62):
+                if stop.is_set():
+                    break
+                try:
+                    worker = await asyncio.wait_for(_worker(settings, security, None), timeout=10)
+                    break
+                except (TimeoutError, OSError) as exc:
+                    log.warning("rejoin failed: %s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
+            if worker is not None:
+                log.warning("agent %s rejoined %s", settings.name, address)
+    finally:
+        if worker is not None:
+            await worker.close(timeout=5)
+        if scheduler is not None:
+            await scheduler.close()
+        pid, info, _ = agent_files(settings.name)
+        for path in (pid, info):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    return 0
+
+
+def handshake(address: str, files: certs.CertFiles, timeout: float = 5.0) -> str:
+    """'' when a mutual-TLS handshake with ``address`` succeeds, else why it failed (one line)."""
+    import socket
+    import ssl
+
+    hostport = address.removeprefix("tls://")
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(files.ca)
+    ctx.load_cert_chain(files.cert, files.key)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw, ctx.wrap_socket(raw) as tls:
+            # TLS 1.3: the server checks our certificate after the handshake; a read
+            # shows whether it refused it (an alert) or is waiting for us to talk.
+            tls.settimeout(0.3)
+            with contextlib.suppress(TimeoutError):
+                tls.recv(1)
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"the coordinator's certificate is not from this cluster's CA ({exc.verify_message}); "
+            "this machine's certificates belong to another cluster"
+        )
+    except ssl.SSLError as exc:
+        text = str(exc)
+        if "unknown ca" in text or "certificate" in text or "bad certificate" in text:
+            return (
+                "the coordinator refused this machine's certificate: it was not issued by the cluster's CA "
+                f"({exc.reason or text})"
+            )
+        return f"TLS failed: {exc.reason or text}"
+    except (OSError, ValueError) as exc:
+        return f"cannot connect: {exc}"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nexus_agent.daemon SETTINGS_JSON``."""
+    args = sys.argv[1:] if argv is None else argv
+    settings = Settings(**json.loads(args[0]))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    pid, _, _ = agent_files(settings.name)
+    os.makedirs(os.path.dirname(pid), exist_ok=True)
+    with open(pid, "w", encoding="utf-8") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        return asyncio.run(serve(settings))
+    except certs.CertError as exc:
+        print(f"error: {exc}\n  {exc.hint}", file=sys.stderr, flush=True)
+        return 2
+    except OSError as exc:
+        print(f"error: agent {settings.name} cannot start: {exc}", file=sys.stderr, flush=True)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""The ``agent`` executor: commands of ``agent://NAME`` hosts run on that agent's machine.
+
+Each command is one Dask task (:func:`nexus_agent.runner.run_command`) restricted to the
+agent (``workers=[NAME]``, one ``nexus-slots`` resource: an agent never runs more than its
+``max_concurrent_tasks``). Output lines come back while the command runs as worker events
+on one topic per run; the calling thread hands them to the engine. A cancel level is
+forwarded to the agent as a signal to the command's process group; a timeout is enforced
+on the agent (SIGTERM, then SIGKILL) and, as a backstop, here.
+
+A host that stands for a shard (``facts["nexus_pool"]``: the agents a selector allowed)
+runs on whichever of them the scheduler picks: more shards than agents queue, and a
+shard whose agent dies is run again on another one by the scheduler.
+
+Before a command is submitted, the agent must be known to the scheduler and not
+draining: a task restricted to a worker that does not exist would wait forever
+(dask/distributed#8256), so it fails at once instead, naming the agents there are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from nexus_core.plugin import Cancel, Capabilities, Command, CommandResult, Executor, ExecutorContext, Host
+
+from nexus_agent import cluster
+from nexus_agent.runner import SLOTS
+
+TAIL_LINES = 20
+#: Seconds between checks that a pinned agent is still there while its command runs.
+ALIVE_CHECK_SECONDS = 1.0
+#: Seconds to wait for output lines still on their way once the result is in.
+LATE_LINES_SECONDS = 2.0
+
+_SIGNALS = {Cancel.INTERRUPT: signal.SIGINT, Cancel.TERMINATE: signal.SIGTERM, Cancel.KILL: signal.SIGKILL}
+
+
+class AgentExecutor(Executor):
+    """Runs commands on agents of a Dask cluster joined with mutual TLS."""
+
+    name = "agent"
+    capabilities = Capabilities(stdin=True)
+
+    def __init__(self, context: ExecutorContext) -> None:
+        super().__init__(context)
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._topic = f"nexus-out-{uuid.uuid4().hex}"
+        self._queues: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
+        self._error: cluster.ClusterError | None = None
+
+    # --- connection -------------------------------------------------------------------------
+
+    def prepare(self, hosts: Sequence[Host]) -> None:
+        """Connect to the cluster once, before the first command (errors surface per command)."""
+        with contextlib.suppress(cluster.ClusterError):
+            self._connect()
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._client is not None:
+                return self._client
+            if self._error is not None:
+                raise self._error
+            try:
+                client = cluster.client(cluster.address(self.context.config))
+            except cluster.ClusterError as exc:
+                self._error = exc
+                raise
+            client.subscribe_topic(self._topic, self._on_event)
+            self._client = client
+            return client
+
+    def _on_event(self, event: Any) -> None:
+        msg = event[1] if isinstance(event, (tuple, list)) and len(event) == 2 else event
+        if not isinstance(msg, dict):
+            return
+        q = self._queues.get(str(msg.get("id")))
+        if q is not None:
+            q.put(msg)
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        host: Host,
+        command: Command,
+        on_output: Any,
+        cancel: Cancel,
+        timeout: float,
+    ) -> CommandResult:
+        """Run ``command`` on the agent ``host`` names (or on one of a shard's agents)."""
+        started = time.monotonic()
+        try:
+            client = self._connect()
+        except cluster.ClusterError as exc:
+            return CommandResult("unreachable", None, 0.0, exc.message, hint="- " + exc.hint if exc.hint else "")
+        pool = tuple(str(n) for n in (host.facts.get("nexus_pool") or ()))
+        wanted = pool or (host.name,)
+        problem = self._check_agents(client, host, wanted)
+        if problem is not None:
+            return problem
+        if cancel.requested:
+            return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+        cmd_id = uuid.uuid4().hex
+        q: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._queues[cmd_id] = q
+        spec = {
+            "id": cmd_id,
+            "topic": self._topic,
+            "cmd": command.cmd,
+            "sudo": command.sudo,
+            "user": command.user,
+            "env": [[k, str(v)] for k, v in command.env],
+            "cwd": command.cwd,
+            "timeout": timeout,
+            "input": command.input,
+        }
+        from nexus_agent.runner import run_command
+
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        received = 0
+        running_on = ""
+        running_at = ""  # the agent's Dask address (Client.run needs it)
+        future = client.submit(
+            run_command,
+            spec,
+            key=f"nexus-{cmd_id}",
+            workers=list(wanted),
+            allow_other_workers=False,
+            resources={SLOTS: 1},
+            pure=False,
+        )
+        # Wake the loop below as soon as the result is in (not at its next poll).
+        future.add_done_callback(lambda _f: q.put({"id": cmd_id, "done": True}))
+        level_sent = 0
+        next_check = time.monotonic() + ALIVE_CHECK_SECONDS
+        backstop = started + timeout + 30 if timeout > 0 else float("inf")
+        try:
+            for _ in range(1 << 62):
+                try:
+                    msg = q.get(timeout=0.25)
+                except queue.Empty:
+                    msg = None
+                while msg is not None:
+                    if msg.get("start"):
+                        if running_on and running_on != msg.get("agent"):
+                            line = f"[nexus] agent {running_on} was lost; running again on {msg.get('agent')}"
+                            tail.append(line)
+                            on_output("stderr", line)
+                        running_on = str(msg.get("agent") or "")
+                        running_at = str(msg.get("worker") or "")
+                    for stream, line in msg.get("lines") or ():
+                        received += 1
+                        tail.append(line)
+                        on_output(stream, line)
+                    try:
+                        msg = q.get_nowait()
+                    except queue.Empty:
+                        msg = None
+                if future.done():
+                    break
+                level = cancel.level
+                if level > level_sent:
+                    level_sent = level
+                    if level in _SIGNALS and running_at:
+                        self._signal(client, running_at, cmd_id, _SIGNALS[level])
+                    if level >= Cancel.INTERRUPT and not running_on:
+                        future.cancel()
+                        return CommandResult("interrupted", None, time.monotonic() - started, "not started: "
+                                             "the run is stopping")  # fmt: skip
+                now = time.monotonic()
+                if now >= backstop:
+                    future.cancel()
+                    return CommandResult("timeout", None, now - started, f"timed out after {timeout:.3g}s",
+                                         tuple(tail))  # fmt: skip
+                if now >= next_check:
+                    next_check = now + ALIVE_CHECK_SECONDS
+                    lost = self._lost(client, wanted)
+                    if lost is not None:
+                        future.cancel()
+                        return CommandResult("unreachable", None, now - started, lost, tuple(tail),
+                                             retryable=False)  # fmt: skip
+            try:
+                result = future.result()
+            except Exception as exc:
+                name = type(exc).__name__
+                if name == "KilledWorker":
+                    reason = f"the agents running this command kept dying ({', '.join(wanted)})"
+                else:
+                    reason = f"{name}: {exc}"
+                return CommandResult("unreachable", None, time.monotonic() - started, reason, tuple(tail),
+                                     retryable=False)  # fmt: skip
+            # Lines sent before the result may still be on their way: wait for them (bounded).
+            expected = int(result.get("lines") or 0)
+            deadline = time.monotonic() + LATE_LINES_SECONDS
+            while received < expected and time.monotonic() < deadline:
+                try:
+                    msg = q.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                for stream, line in msg.get("lines") or ():
+                    received += 1
+                    tail.append(line)
+                    on_output(stream, line)
+        finally:
+            self._queues.pop(cmd_id, None)
+            future.release()
+        status = str(result.get("status") or "error")
+        return CommandResult(
+            status,
+            result.get("exit_code"),
+            time.monotonic() - started,
+            str(result.get("reason") or ""),
+            tuple(tail),
+            retryable=status not in ("error", "interrupted"),
+        )
+
+    def _check_agents(self, client: Any, host: Host, wanted: Sequence[str]) -> CommandResult | None:
+        """A failed result when none of ``wanted`` is in the cluster (or all are draining)."""
+        try:
+            found = cluster.agents(client)
+        except Exception as exc:
+            return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
+        by_name = {a.name: a for a in found}
+        usable = [n for n in wanted if n in by_name and not by_name[n].draining]
+        if usable:
+            return None
+        try:  # the cached view may be a second old: ask once more
+            fresh = cluster.fresh_agents(client)
+        except Exception as exc:
+            return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
+        by_name = {a.name: a for a in fresh}
+        if [n for n in wanted if n in by_name and not by_name[n].draining]:
+            return None
+        what = f"agent {host.name!r}" if len(wanted) == 1 else "agents " + ", ".join(wanted)
+        state = "is draining" if any(n in by_name for n in wanted) else "is not in the cluster"
+        return CommandResult(
+            "unreachable",
+            None,
+            0.0,
+            f"{what} {state}",
+            hint=f"the agents there: {cluster.describe(fresh)}\n- start it with `nexus agent start --name "
+            f"{wanted[0]} --join HOST:PORT`, or pick another agent",
+            retryable=False,
+        )
+
+    def _lost(self, client: Any, wanted: Sequence[str]) -> str | None:
+        """Why the command can no longer run (every allowed agent gone), or None."""
+        try:
+            names = {a.name for a in cluster.fresh_agents(client)}
+        except Exception:
+            return "the agent cluster's coordinator stopped answering while the command ran"
+        if any(n in names for n in wanted):
+            return None
+        if len(wanted) == 1:
+            return f"agent {wanted[0]} was lost while the command ran (it did not finish)"
+        return f"every agent this command may run on was lost ({', '.join(wanted)})"
+
+    def _signal(self, client: Any, address: str, cmd_id: str, signum: int) -> None:
+        from nexus_agent.runner import signal_command
+
+        with contextlib.suppress(Exception):
+            client.run(signal_command, cmd_id, int(signum), workers=[address])
+
+    def close(self) -> None:
+        """Stop listening for this run's output and close the process's client (the run is over)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.unsubscribe_topic(self._topic)
+            cluster.close_all()

@@ -1,0 +1,54 @@
+"""Entry module of the ``nexus-agent`` plugin (entry point ``nexus: agent``).
+
+Cheap to import: the executor and the host source are registered as ``"module:Class"`` and
+imported (with Dask) only when a plan uses ``agent://`` hosts or a selector; the ``agent``
+command group imports Dask inside its callbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from nexus_core.plugin import Option, Registration, hookimpl
+
+if TYPE_CHECKING:
+    import click
+
+#: The core plugin API version this plugin was built for.
+NEXUS_API_VERSION = 1
+
+
+@hookimpl
+def nexus_executors() -> Sequence[Registration]:
+    """``agent://NAME`` hosts (and the hosts selectors pick) run through the agent executor."""
+    return [Registration("agent", "nexus_agent.executor:AgentExecutor")]
+
+
+@hookimpl
+def nexus_host_sources() -> Sequence[Registration]:
+    """``discover("agent", ...)``: what ``all_agents()``, ``any_of()``, ``tagged()``, ``prefer()`` ask."""
+    from nexus_agent.source import FILTERS
+
+    return [Registration("agent", "nexus_agent.source:AgentSource", {"filters": FILTERS})]
+
+
+@hookimpl
+def nexus_config_options() -> Sequence[Option]:
+    """``cluster``: the coordinator's address (``tls://HOST:7400``; ``NEXUS_CLUSTER`` when unset)."""
+    return [
+        Option(
+            "cluster",
+            (str,),
+            None,
+            "the agent cluster's coordinator, tls://HOST:7400 (default: NEXUS_CLUSTER, else a local coordinator)",
+        )
+    ]
+
+
+@hookimpl
+def nexus_commands() -> Sequence[click.Command]:
+    """``nexus agent init|cert|start|stop|status|drain|systemd-unit``."""
+    from nexus_agent.cli import agent
+
+    return [agent]

@@ -1,0 +1,258 @@
+"""What runs on an agent: one command as a subprocess, its output sent back line by line.
+
+:func:`run_command` is the Dask task the executor submits. The shell text comes from the
+core's builder (``nexus_core.plugin.shell``: the same ``sudo=``, ``env=``, ``cwd=`` as every
+shell transport), run by ``/bin/sh -c`` in a new session so that a timeout or a cancel
+reaches the whole process tree. Output lines go back while the command runs as worker
+events (``Worker.log_event``) on the topic the client subscribed to, in small batches
+(every :data:`FLUSH_SECONDS` or :data:`FLUSH_LINES` lines). :func:`signal_command` is what
+the client runs on the agent (``Client.run``) to forward a cancel level as a signal.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+from nexus_core.plugin import LineSplitter, shell
+
+#: Seconds between batches of output lines sent back while a command runs.
+FLUSH_SECONDS = 0.02
+#: Lines that make a batch go at once.
+FLUSH_LINES = 200
+#: Seconds between SIGTERM and SIGKILL when a command times out (as the local executor).
+TIMEOUT_KILL_GRACE = 2.0
+
+#: The Dask resource each command takes one of: an agent has ``max_concurrent_tasks`` of them.
+SLOTS = "nexus-slots"
+
+#: Running commands on this agent: command id -> process group id.
+RUNNING: dict[str, int] = {}
+_LOCK = threading.Lock()
+
+
+def _worker() -> Any:
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except ValueError:  # not inside a worker (a direct call from a test)
+        return None
+
+
+class _Sender:
+    """Batches (stream, line) pairs and sends them as events on ``topic``."""
+
+    def __init__(self, topic: str, cmd_id: str) -> None:
+        self.topic = topic
+        self.cmd_id = cmd_id
+        self.worker = _worker()
+        self.batch: list[list[str]] = []
+        self.sent = 0
+        self.last = time.monotonic()
+
+    def add(self, stream: str, line: str) -> None:
+        self.batch.append([stream, line])
+        if len(self.batch) >= FLUSH_LINES or time.monotonic() - self.last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        if not self.batch:
+            return
+        if self.worker is not None:
+            self.worker.log_event(self.topic, {"id": self.cmd_id, "lines": self.batch})
+        self.sent += len(self.batch)
+        self.batch = []
+
+    def note(self, kind: str, **data: Any) -> None:
+        if self.worker is not None:
+            self.worker.log_event(self.topic, {"id": self.cmd_id, kind: True, **data})
+
+
+def _agent_name() -> str:
+    worker = _worker()
+    if worker is not None and worker.name is not None:
+        return str(worker.name)
+    return socket.gethostname()
+
+
+def run_command(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one command on this agent; return its result as plain data.
+
+    ``spec``: ``id``, ``topic``, ``cmd``, ``sudo``, ``user``, ``env`` (pairs), ``cwd``,
+    ``timeout`` (seconds, 0: none), ``input`` (text for standard input or None).
+    The result: ``status`` (ok, failed, timeout, error, interrupted), ``exit_code``,
+    ``reason``, ``lines`` (how many output lines were sent), ``agent``.
+    """
+    cmd_id = str(spec["id"])
+    sender = _Sender(str(spec["topic"]), cmd_id)
+    agent = _agent_name()
+    sender.note("start", agent=agent)
+    started = time.monotonic()
+
+    def result(status: str, code: int | None = None, reason: str = "") -> dict[str, Any]:
+        sender.flush()
+        return {
+            "status": status,
+            "exit_code": code,
+            "reason": reason,
+            "lines": sender.sent,
+            "agent": agent,
+            "duration": time.monotonic() - started,
+        }
+
+    env_pairs = [(str(k), str(v)) for k, v in spec.get("env") or ()]
+    elevated = bool(spec.get("sudo")) or bool(spec.get("user"))
+    try:
+        text = shell.body(
+            str(spec["cmd"]),
+            sudo=bool(spec.get("sudo")),
+            user=spec.get("user"),
+            env=env_pairs if elevated else (),
+            cwd=spec.get("cwd") or None,
+        )
+    except shell.CommandError as exc:
+        return result("error", None, str(exc))
+    cwd = spec.get("cwd") or None
+    if cwd and not os.path.isdir(cwd):
+        return result("error", None, f"working directory {cwd} does not exist on agent {agent}")
+    env = {**os.environ, **dict(env_pairs)} if env_pairs else None
+    data = spec.get("input")
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", text],
+            env=env,
+            cwd=None,  # the body changes folder itself (cd -- DIR || exit 1)
+            stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return result("error", None, f"cannot start the command on agent {agent}: {exc.strerror or exc}")
+    with _LOCK:
+        RUNNING[cmd_id] = proc.pid
+    if data is not None and proc.stdin is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, str(data).encode()), daemon=True).start()
+    timeout = float(spec.get("timeout") or 0)
+    deadline = started + timeout if timeout > 0 else float("inf")
+    timed_out = False
+    kill_at: float | None = None
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        streams = {
+            proc.stdout.fileno(): (
+                "stdout",
+                LineSplitter(),
+                codecs.getincrementaldecoder("utf-8")("replace"),
+            ),
+            proc.stderr.fileno(): (
+                "stderr",
+                LineSplitter(),
+                codecs.getincrementaldecoder("utf-8")("replace"),
+            ),
+        }
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        open_fds = len(streams)
+        while open_fds:
+            now = time.monotonic()
+            if not timed_out and now >= deadline:
+                timed_out = True
+                kill_at = now + TIMEOUT_KILL_GRACE
+                _killpg(proc.pid, signal.SIGTERM)
+            if kill_at is not None and now >= kill_at:
+                _killpg(proc.pid, signal.SIGKILL)
+                kill_at = None
+            wait = min(0.1, max(0.0, (kill_at or deadline) - now)) if (kill_at or deadline) != float("inf") else 0.1
+            for fd, _ in poller.poll(wait * 1000 if sender.batch == [] else FLUSH_SECONDS * 1000):
+                chunk = os.read(fd, 65536)
+                name, splitter, decoder = streams[fd]
+                if not chunk:
+                    poller.unregister(fd)
+                    open_fds -= 1
+                    for line in splitter.feed(decoder.decode(b"", final=True)) + splitter.finish():
+                        sender.add(name, line)
+                    continue
+                for line in splitter.feed(decoder.decode(chunk)):
+                    sender.add(name, line)
+            if sender.batch and time.monotonic() - sender.last >= FLUSH_SECONDS:
+                sender.flush()
+        code = proc.wait()
+    finally:
+        with _LOCK:
+            RUNNING.pop(cmd_id, None)
+        if proc.returncode is None:
+            _killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if timed_out:
+        return result("timeout", code, f"timed out after {timeout:.3g}s")
+    if code == 0:
+        return result("ok", 0)
+    if spec.get("signalled") or _was_signalled(cmd_id):
+        return result("interrupted", code, "interrupted")
+    reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+    return result("failed", code, reason)
+
+
+_SIGNALLED: set[str] = set()
+
+
+def _was_signalled(cmd_id: str) -> bool:
+    with _LOCK:
+        return cmd_id in _SIGNALLED
+
+
+def signal_command(cmd_id: str, signum: int) -> bool:
+    """Send ``signum`` to the process group of running command ``cmd_id``; False when not running.
+
+    Run on the agent by the client (``Client.run``) when the run's cancel level rises.
+    """
+    with _LOCK:
+        pgid = RUNNING.get(cmd_id)
+        if pgid is None:
+            return False
+        _SIGNALLED.add(cmd_id)
+    _killpg(pgid, signum)
+    if signum != signal.SIGKILL:
+        _killpg(pgid, signal.SIGCONT)
+    return True
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _feed(pipe: Any, data: bytes) -> None:
+    try:
+        with pipe:
+            pipe.write(data)
+    except OSError:
+        pass
+
+
+async def set_draining(value: bool, dask_worker: Any = None) -> bool:
+    """Mark this agent as draining (no new commands) or not; run on the agent by ``nexus agent drain``.
+
+    Its command slots go to 0, so the scheduler gives it nothing new; commands running finish.
+    """
+    if dask_worker is not None:
+        if value and not getattr(dask_worker, "nexus_draining", False):
+            dask_worker.nexus_slots = dask_worker.state.total_resources.get(SLOTS, 1)
+        dask_worker.nexus_draining = bool(value)
+        await dask_worker.set_resources(**{SLOTS: 0 if value else getattr(dask_worker, "nexus_slots", 1)})
+    return bool(value)

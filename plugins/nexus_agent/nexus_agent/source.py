@@ -1,0 +1,121 @@
+"""The ``agent`` host source: the cluster's agents, and the selectors that pick among them.
+
+``all_agents()``, ``any_of(n, tag=...)``, ``tagged(tag)`` and ``prefer(tag)`` (from
+``nexus_core``) are ``discover("agent", select=..., ...)`` under the hood: this source asks
+the scheduler which agents exist (names, tags, load), keeps those a selector allows and
+returns them as ``agent://NAME`` hosts carrying their tags and load as facts. Among the
+agents a selector allows, the least loaded come first (running tasks per slot, then CPU,
+then memory, as the scheduler reports them). No agent matching is a
+:class:`~nexus_core.plugin.DiscoveryError` naming the selector and the agents that exist
+with their tags: the run stops before anything is submitted, instead of waiting for an
+agent that will never come (dask/distributed#8256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from nexus_core.plugin import DiscoveredHost, DiscoveryError, HostSource, Option
+
+from nexus_agent import cluster
+
+SELECTS = ("all", "any_of", "tagged", "prefer")
+
+FILTERS: tuple[Option, ...] = (
+    Option("select", (str,), "all", "which agents: all, any_of, tagged or prefer"),
+    Option("count", (int,), None, "how many agents any_of picks", minimum=1),
+    Option("tag", (str,), None, "only agents with this tag (prefer: agents with it first)"),
+    Option("name", (str,), None, "one agent by name"),
+)
+
+
+def describe(filters: Mapping[str, Any]) -> str:
+    """The selector as the nexusfile wrote it: ``any_of(2, tag='linux')``."""
+    select = filters.get("select") or "all"
+    tag = filters.get("tag")
+    if select == "any_of":
+        return f"any_of({filters.get('count')}" + (f", tag={tag!r})" if tag else ")")
+    if select == "tagged":
+        return f"tagged({tag!r})"
+    if select == "prefer":
+        return f"prefer({tag!r})"
+    if filters.get("name"):
+        return f"agent://{filters['name']}"
+    return "all_agents(" + (f"tag={tag!r})" if tag else ")")
+
+
+def pick(found: Sequence[cluster.Agent], filters: Mapping[str, Any]) -> list[cluster.Agent]:
+    """The agents ``filters`` select from ``found``, least loaded first; DiscoveryError when none."""
+    select = filters.get("select") or "all"
+    tag = filters.get("tag")
+    name = filters.get("name")
+    usable = [a for a in found if not a.draining]
+    if name:
+        usable = [a for a in usable if a.name == name]
+    ranked = sorted(usable, key=lambda a: (a.load, a.name))
+    if select == "prefer":
+        chosen = [a for a in ranked if tag in a.tags] or ranked
+        chosen = chosen[:1]
+    else:
+        chosen = [a for a in ranked if tag is None or tag in a.tags]
+        if select == "any_of":
+            count = int(filters.get("count") or 1)
+            if len(chosen) < count:
+                raise DiscoveryError(
+                    f"{describe(filters)} needs {count} agent(s), {len(chosen)} match; "
+                    f"the agents: {cluster.describe(list(found))}",
+                    "start more agents with that tag (`nexus agent start --tags ...`), or ask for fewer",
+                )
+            chosen = chosen[:count]
+        elif select == "all":
+            chosen = sorted(chosen, key=lambda a: a.name)
+    if not chosen:
+        drained = [a.name for a in found if a.draining]
+        extra = f" (draining: {', '.join(drained)})" if drained else ""
+        raise DiscoveryError(
+            f"no agent matches {describe(filters)}; the agents: {cluster.describe(list(found))}{extra}",
+            "start an agent with that tag (`nexus agent start --tags TAG --join HOST:PORT`), or change the selector",
+        )
+    return chosen
+
+
+class AgentSource(HostSource):
+    """Hosts from the agent cluster: ``discover("agent", select=..., count=..., tag=...)``."""
+
+    name: ClassVar[str] = "agent"
+    filters: ClassVar[tuple[Option, ...]] = FILTERS
+
+    def check(self, filters: Mapping[str, Any]) -> list[str]:
+        """The selector must be one of the known ones, with what it needs."""
+        select = filters.get("select") or "all"
+        if select not in SELECTS:
+            return [f"select={select!r} is not a selector; selectors: {', '.join(SELECTS)}"]
+        if select in ("tagged", "prefer") and not filters.get("tag"):
+            return [f"{select}() needs a tag"]
+        return []
+
+    def discover(self, filters: Mapping[str, Any]) -> Sequence[DiscoveredHost]:
+        """The agents the selector allows, as ``agent://NAME`` hosts (tags and load as facts)."""
+        try:
+            client = cluster.client(cluster.address(self.context.config))
+            found = cluster.fresh_agents(client)
+        except cluster.ClusterError as exc:
+            raise DiscoveryError(exc.message, exc.hint, exit_code=exc.exit_code) from None
+        return [
+            DiscoveredHost(
+                address=a.name,
+                name=a.name,
+                transport="agent",
+                tags=a.tags,
+                facts={
+                    "agent_address": a.address,
+                    "running": a.running,
+                    "slots": a.slots,
+                    "cpu": a.cpu,
+                    "memory": a.memory,
+                    "selector": describe(filters),
+                },
+            )
+            for a in pick(found, filters)
+        ]

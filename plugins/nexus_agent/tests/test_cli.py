@@ -1,0 +1,73 @@
+"""``nexus agent``: certificates, start, status, stop, errors; mutual TLS refuses strangers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agentbed import AGENTS, Cluster, nexus
+
+
+def test_status_lists_every_agent_with_its_tags(agent_cluster: Cluster) -> None:
+    out = agent_cluster.nexus("agent", "status", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    tags = {a["name"]: a["tags"] for a in data["agents"]}
+    assert tags == {"coord": ["hub"], **{n: t.split(",") for n, t in AGENTS.items()}}
+    assert all(a["slots"] == 2 for a in data["agents"])
+    text = agent_cluster.nexus("agent", "status")
+    assert text.returncode == 0 and "a2" in text.stdout and "linux,beefy" in text.stdout
+
+
+def test_init_refuses_to_replace_a_ca(agent_cluster: Cluster) -> None:
+    out = agent_cluster.nexus("agent", "init")
+    assert out.returncode == 2
+    assert "already exists" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_client_with_a_foreign_certificate_is_refused(agent_cluster: Cluster, tmp_path: Path) -> None:
+    other = {"NEXUS_AGENT_DIR": str(tmp_path / "other"), "NEXUS_AGENT_STATE": str(tmp_path / "state")}
+    assert nexus(other, "agent", "init", "--name", "stranger").returncode == 0
+    out = agent_cluster.nexus("agent", "status", **other)
+    assert out.returncode == 3, out
+    assert "certificate" in out.stderr and "CA" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_an_agent_with_a_foreign_certificate_cannot_join(agent_cluster: Cluster, tmp_path: Path) -> None:
+    other = {"NEXUS_AGENT_DIR": str(tmp_path / "other"), "NEXUS_AGENT_STATE": str(tmp_path / "state")}
+    assert nexus(other, "agent", "init", "--name", "stranger").returncode == 0
+    out = agent_cluster.nexus("agent", "start", "--name", "stranger", "--join",
+                              agent_cluster.address.removeprefix("tls://"), **other)  # fmt: skip
+    assert out.returncode == 3, out
+    assert "certificate" in out.stderr, out.stderr
+
+
+def test_start_without_a_coordinator_to_join_is_a_clear_error(agent_cluster: Cluster) -> None:
+    out = agent_cluster.nexus("agent", "start", "--name", "lonely")
+    assert out.returncode == 2
+    assert "--join" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_no_cluster_configured_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"NEXUS_AGENT_DIR": str(tmp_path / "c"), "NEXUS_AGENT_STATE": str(tmp_path / "s"), "NEXUS_CLUSTER": ""}
+    out = nexus(env, "agent", "status")
+    assert out.returncode == 2
+    assert "no agent cluster" in out.stderr
+
+
+def test_systemd_unit_restarts_on_failure(agent_cluster: Cluster) -> None:
+    out = agent_cluster.nexus("agent", "systemd-unit", "--name", "pi-1", "--tags", "arm", "--join", "hub:7400")
+    assert out.returncode == 0, out.stderr
+    assert "Restart=on-failure" in out.stdout
+    assert "agent start --foreground --name pi-1 --tags arm --join hub:7400" in out.stdout
+
+
+def test_the_coordinator_answers_health_checks(agent_cluster: Cluster) -> None:
+    import urllib.request
+
+    info = json.loads((agent_cluster.root / "state" / "coord.json").read_text())
+    assert info["health"].startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(info["health"], timeout=10) as answer:
+        assert answer.status == 200
+        assert answer.read().decode().strip() == "ok"

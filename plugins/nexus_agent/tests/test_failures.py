@@ -1,0 +1,226 @@
+"""Agents that die, drain, or lose their coordinator: runs fail clearly or move the work on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agentbed import Cluster, free_port, nexus
+from nexus_core.testing import NexusProject
+
+#: Extra agents of this module (killed or drained by its tests): name -> tags.
+VICTIMS = {"v1": "shardy", "v2": "shardy", "v3": "drainme"}
+
+
+@pytest.fixture(scope="module")
+def victims(agent_cluster: Cluster) -> Iterator[dict[str, int]]:
+    """Start the :data:`VICTIMS` (one command at a time each); their pids by name."""
+    for name in VICTIMS:
+        assert agent_cluster.nexus("agent", "cert", name).returncode == 0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nexus_core", "agent", "start", "--name", name, "--tags", tags,
+             "--join", agent_cluster.address.removeprefix("tls://"), "--max-concurrent-tasks", "1"],
+            env={**os.environ, **agent_cluster.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, tags in VICTIMS.items()
+    ]  # fmt: skip
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, err
+        agent_cluster.wait_agents(set(VICTIMS))
+        yield {n: p for n, p in agent_cluster.pids().items() if n in VICTIMS}
+    finally:
+        pids = agent_cluster.pids()
+        agent_cluster.nexus("agent", "stop", *[n for n in VICTIMS if n in pids], timeout=60)
+
+
+def _wait_file(path: Path, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a killed agent may stay a zombie: its parent is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _background(project: NexusProject, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", *args],
+        cwd=project.root,
+        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_shard_whose_agent_is_killed_runs_again_on_another(
+    project: NexusProject, victims: dict[str, int], tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    project.write(f"""
+        from nexus_core import run, shard_id, tagged, task
+
+        @task(on=tagged("shardy"), parallel="sharded", shards=2)
+        def work():
+            run(f"echo $PPID >> {marks}/shard-{{shard_id()}}.pid; sleep 2; echo done {{shard_id()}}")
+    """)
+    proc = _background(project, "run", "work", "--format", "json")
+    try:
+        first = int(_wait_file(marks / "shard-0.pid").splitlines()[0])
+        assert first in victims.values()
+        os.kill(first, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "done 0" in out and "done 1" in out
+    assert "was lost; running again on" in out
+    ran = (marks / "shard-0.pid").read_text().split()
+    assert len(ran) == 2 and ran[0] != ran[1]
+
+
+def test_an_agent_lost_mid_command_fails_the_run_clearly(
+    project: NexusProject, victims: dict[str, int], agent_cluster: Cluster
+) -> None:
+    alive = [n for n, pid in agent_cluster.pids().items() if n in ("v1", "v2") and _alive(pid)]
+    name = alive[0]
+    pid = agent_cluster.pids()[name]
+    project.write(f"""
+        from nexus_core import run, task
+
+        @task(on=["agent://{name}"])
+        def slow():
+            run("echo started; sleep 3; echo finished")
+    """)
+    proc = _background(project, "run", "slow", "-v")
+    try:
+        assert proc.stdout is not None
+        for _ in range(1000):
+            line = proc.stdout.readline()
+            if "> started" in line or not line:  # its output, not the command line shown first
+                break
+        os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, err
+    assert f"agent {name} was lost while the command ran" in err
+    assert "Traceback" not in err
+
+
+def test_a_draining_agent_takes_no_new_commands(
+    project: NexusProject, victims: dict[str, int], agent_cluster: Cluster
+) -> None:
+    out = agent_cluster.nexus("agent", "drain", "v3")
+    assert out.returncode == 0, out.stderr
+    project.write("""
+        from nexus_core import run, tagged, task
+
+        @task(on=tagged("drainme"))
+        def drained():
+            run("echo never")
+
+        @task(on=["agent://v3"])
+        def pinned():
+            run("echo never")
+    """)
+    out = project.run("run", "drained")
+    assert out.code == 3, out
+    assert "draining: v3" in out.stderr
+    out = project.run("run", "pinned")
+    assert out.code == 3, out
+    assert "v3" in out.stderr and "is draining" in out.stderr
+
+
+def test_an_unreachable_coordinator_fails_the_run_at_once(project: NexusProject) -> None:
+    port = free_port()  # nothing listens there: as after the coordinator stopped
+    project.write("""
+        from nexus_core import all_agents, run, task
+
+        @task(on=all_agents())
+        def hello():
+            run("echo hello")
+    """)
+    out = project.run("run", "hello", env={"NEXUS_CLUSTER": f"tls://127.0.0.1:{port}"})
+    assert out.code == 3, out
+    assert f"127.0.0.1:{port}" in out.stderr and "cannot connect" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_stopped_coordinator_fails_the_run_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "NEXUS_AGENT_DIR": str(tmp_path / "certs"),
+        "NEXUS_AGENT_STATE": str(tmp_path / "state"),
+        "NEXUS_CLUSTER": f"tls://127.0.0.1:{port}",
+    }
+    assert nexus(env, "agent", "init", "--name", "solo").returncode == 0
+    project = NexusProject(tmp_path, env)
+    project.write("""
+        from nexus_core import all_agents, run, task
+
+        @task(on=all_agents())
+        def hello():
+            run("echo hello")
+    """)
+    try:
+        out = nexus(env, "agent", "start", "--coordinator", "--name", "solo", "--port", str(port))
+        assert out.returncode == 0, out.stderr
+        assert project.run("run", "hello").code == 0
+    finally:
+        nexus(env, "agent", "stop", timeout=60)
+    out = project.run("run", "hello")
+    assert out.code == 3, out
+    assert f"127.0.0.1:{port}" in out.stderr and "cannot connect" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_agents_rejoin_a_restarted_coordinator(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "NEXUS_AGENT_DIR": str(tmp_path / "certs"),
+        "NEXUS_AGENT_STATE": str(tmp_path / "state"),
+        "NEXUS_CLUSTER": f"tls://127.0.0.1:{port}",
+    }
+    cluster = Cluster(env["NEXUS_CLUSTER"], tmp_path, env)
+    assert nexus(env, "agent", "init", "--name", "hub").returncode == 0
+    assert nexus(env, "agent", "cert", "w1").returncode == 0
+    try:
+        start = ("agent", "start", "--coordinator", "--no-agent", "--name", "hub", "--port", str(port))
+        assert nexus(env, *start).returncode == 0
+        assert cluster.start("w1").returncode == 0
+        cluster.wait_agents({"w1"})
+        out = nexus(env, "agent", "restart", "hub")  # stop, then start with the same settings
+        assert out.returncode == 0, out.stderr
+        assert "stopped agent hub" in out.stdout and "started coordinator hub" in out.stdout
+        cluster.wait_agents({"w1"}, seconds=60)
+    finally:
+        nexus(env, "agent", "stop", timeout=60)
