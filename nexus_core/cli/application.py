@@ -166,7 +166,7 @@ class NexusGroup(click.RichGroup):
     #: Built-in groups a plugin's group of the same name adds subcommands to (``nexus hosts``).
     OPEN = ("hosts",)
     #: Subgroups (``nexus config``, ``nexus pipelines``...) are plain groups: rich-click would
-    #: make them NexusGroups, which listed plugin commands (nexus-ssh's ``hosts``) among their own.
+    #: make them NexusGroups, which listed plugin commands (a plugin's ``hosts`` group) among their own.
     group_class = click.RichGroup
 
     def _builtin(self, name: str) -> click.Command | None:
