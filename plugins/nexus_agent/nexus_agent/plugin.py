@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 NEXUS_API_VERSION = 1
 
 
+#: The filters of the ``agent`` host source (here, not in nexus_agent.source: registering
+#: them at every start must not import the cluster and certificate modules).
+FILTERS: tuple[Option, ...] = (
+    Option("select", (str,), "all", "which agents: all, any_of, tagged or prefer"),
+    Option("count", (int,), None, "how many agents any_of picks", minimum=1),
+    Option("tag", (str,), None, "only agents with this tag (prefer: agents with it first)"),
+    Option("name", (str,), None, "one agent by name"),
+)
+
+
 @hookimpl
 def nexus_executors() -> Sequence[Registration]:
     """``agent://NAME`` hosts (and the hosts selectors pick) run through the agent executor."""
@@ -28,8 +38,6 @@ def nexus_executors() -> Sequence[Registration]:
 @hookimpl
 def nexus_host_sources() -> Sequence[Registration]:
     """``discover("agent", ...)``: what ``all_agents()``, ``any_of()``, ``tagged()``, ``prefer()`` ask."""
-    from nexus_agent.source import FILTERS
-
     return [Registration("agent", "nexus_agent.source:AgentSource", {"filters": FILTERS})]
 
 

@@ -19,15 +19,9 @@ from typing import Any, ClassVar
 from nexus_core.plugin import DiscoveredHost, DiscoveryError, HostSource, Option
 
 from nexus_agent import cluster
+from nexus_agent.plugin import FILTERS
 
 SELECTS = ("all", "any_of", "tagged", "prefer")
-
-FILTERS: tuple[Option, ...] = (
-    Option("select", (str,), "all", "which agents: all, any_of, tagged or prefer"),
-    Option("count", (int,), None, "how many agents any_of picks", minimum=1),
-    Option("tag", (str,), None, "only agents with this tag (prefer: agents with it first)"),
-    Option("name", (str,), None, "one agent by name"),
-)
 
 
 def describe(filters: Mapping[str, Any]) -> str:
