@@ -468,13 +468,11 @@ class Engine:
                     status, reason = "failed", earlier.reason
                     self._fail(tp, host, cmd, earlier, done, cmd.timeout)
                     break
-            remaining = deadline - time.monotonic()
-            limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), remaining)
-            if limit <= 0:
-                status, reason = "timeout", f"task timeout of {tp.timeout:g}s reached"
-                self._fail(tp, host, cmd, CommandResult("timeout", None, 0.0, reason), done, tp.timeout)
+            limit = self._command_limit(tp, host, cmd, deadline, done)
+            if limit is None:
+                status, reason = "timeout", _task_timeout(tp)
                 break
-            task_limited = remaining < cmd.timeout or cmd.timeout <= 0
+            task_limited = cmd.timeout <= 0 or limit < cmd.timeout  # the task's time ends first
             skip, guard_failure = self._check_guards(tp, host, index, cmd)
             if skip:
                 done.append(cmd.cmd)
@@ -508,6 +506,15 @@ class Engine:
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
         self._host_done(host, len(hp.commands))
         return HostOutcome(host, status, duration, reason)
+
+    def _command_limit(self, tp: TaskPlan, host: Host, cmd: Command, deadline: float, done: list[str]) -> float | None:
+        """The seconds ``cmd`` may run: its own timeout within what is left of the task's; None
+        (reported as the command's failure) when the task's time is already used up."""
+        limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), deadline - time.monotonic())
+        if limit > 0:
+            return limit
+        self._fail(tp, host, cmd, CommandResult("timeout", None, 0.0, _task_timeout(tp)), done, tp.timeout)
+        return None
 
     def _check_guards(self, tp: TaskPlan, host: Host, index: int, cmd: Command) -> tuple[bool, CommandResult | None]:
         """Evaluate ``creates``/``only_if``/``unless`` on the host: (skip?, failure of a guard that could not run)."""
@@ -868,11 +875,9 @@ class Engine:
                 if self.cancel.requested:
                     h_status, h_reason = "interrupted", "interrupted before this command"
                     break
-                remaining = deadline - time.monotonic()
-                limit = min(cmd.timeout if cmd.timeout > 0 else float("inf"), remaining)
-                if limit <= 0:
-                    h_status, h_reason = "timeout", f"task timeout of {tp.timeout:g}s reached"
-                    self._fail(tp, host, cmd, CommandResult("timeout", None, 0.0, h_reason), done, tp.timeout)
+                limit = self._command_limit(tp, host, cmd, deadline, done)
+                if limit is None:
+                    h_status, h_reason = "timeout", _task_timeout(tp)
                     break
                 skip, guard_failure = self._check_guards(tp, host, index, cmd)
                 if skip:
@@ -980,6 +985,10 @@ class Engine:
         if "timeout" in statuses:
             return "failed", int(ExitCode.TIMEOUT)
         return "failed", int(ExitCode.FAILED)
+
+
+def _task_timeout(tp: TaskPlan) -> str:
+    return f"task timeout of {tp.timeout:g}s reached"
 
 
 def _not_shell(cmd: Command) -> bool:

@@ -40,6 +40,7 @@ from nexus_core.api import (
 )
 from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
+from nexus_core.state.paths import cache_dir
 
 TAIL_LINES = 20
 _CHUNK = 65536
@@ -197,8 +198,7 @@ class LocalExecutor(Executor):
         self._made: set[str] = set()
         self._dirs: dict[tuple[str, str], str] = {}  # (run, host) -> its status folder, made
         self.shell = str(context.config.get("shell") or "/bin/sh")
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        self.staging_dir = os.path.join(cache, "nexus", "transfers")
+        self.staging_dir = os.path.join(cache_dir(), "transfers")
 
     # --- files: plain file I/O (nexus_core.transfer builds the rest on these) ------------------
 
