@@ -199,6 +199,14 @@ class Engine:
             timer.start()
             self._escalation.append(timer)
 
+    def stop_new_work(self, reason: str) -> None:
+        """Start no new task; running ones finish (a required audit sink stopped writing, say).
+
+        Thread-safe. The tasks not started are skipped as after a failure; ``reason`` is the
+        caller's to report.
+        """
+        self._stop_new_tasks = True
+
     def grace(self, signal_name: str) -> float:
         """Seconds running commands may go on after ``signal_name`` (SIGHUP counts as SIGTERM)."""
         if signal_name in ("SIGTERM", "SIGHUP"):

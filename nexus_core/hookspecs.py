@@ -27,7 +27,7 @@ from nexus_core.kinds import KINDS
 if TYPE_CHECKING:
     import click
 
-    from nexus_core.api import Executor, HostSource, PreflightCheck, SecretBackend, Strategy
+    from nexus_core.api import AuditSink, Executor, HostSource, PreflightCheck, SecretBackend, Strategy
     from nexus_core.events import Event, Subscriber
     from nexus_core.kinds import Registration
     from nexus_core.options import Option
@@ -140,6 +140,28 @@ def nexus_host_sources() -> Sequence[Registration | type[HostSource]]:
     :class:`nexus_core.plugin.DiscoveryError` (a message and a fix), which stops the run
     before anything executes. Results are cached in the state database for
     ``config(discovery_ttl=SECONDS)`` (default 0: discover on every run).
+
+    Added in plugin API 1.
+    """
+    raise NotImplementedError
+
+
+# --- audit sinks ---------------------------------------------------------------------------
+
+
+@hookspec
+def nexus_audit_sinks() -> Sequence[Registration | type[AuditSink]]:
+    """Return audit sinks (subclasses of :class:`nexus_core.plugin.AuditSink`), by registration.
+
+    The name is what a sink's table refers to with ``type = "NAME"`` in a configuration file
+    (``[audit.sinks.siem]`` with ``type = "splunk"``; the core's own are ``file``, ``syslog``,
+    ``splunk`` and ``azure_log_analytics``). The class is imported, and one instance created
+    with a :class:`nexus_core.plugin.AuditSinkContext`, only when a configured sink uses the
+    name: a run without sinks imports nothing of the audit machinery. Each instance gets its
+    own bounded queue and thread; ``open`` is called before anything runs, ``write`` with
+    batches of records in order, ``close`` at the end of the run. The ``options`` class
+    attribute declares the keys the sink's table accepts. A name registered twice is an
+    error naming both distributions; the built-in names are kept.
 
     Added in plugin API 1.
     """

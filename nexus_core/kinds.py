@@ -151,6 +151,14 @@ KINDS: tuple[Kind, ...] = (
             }
         ),
     ),
+    Kind(
+        "audit sink",
+        "nexus_audit_sinks",
+        "audit sinks",
+        "nexus_core.api:AuditSink",
+        'where audit records go: `[audit.sinks.NAME]` with `type = "file"`, "syslog", "splunk"...',
+        registry="audit_sinks",
+    ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),
     Kind(
         "subscriber",

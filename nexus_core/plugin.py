@@ -28,6 +28,9 @@ import nexus_core.markers as markers
 import nexus_core.shell as shell
 from nexus_core._version import API_VERSION
 from nexus_core.api import (
+    AuditSink,
+    AuditSinkContext,
+    AuditSinkError,
     Cancel,
     Capabilities,
     CheckResult,
@@ -91,6 +94,9 @@ __all__ = [
     "API_VERSION",
     "KINDS",
     "PUBLIC_MODULES",
+    "AuditSink",
+    "AuditSinkContext",
+    "AuditSinkError",
     "CallStreams",
     "Cancel",
     "Capabilities",

@@ -41,6 +41,22 @@ if TYPE_CHECKING:
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
+class RunRefused(Exception):
+    """The run must not start (a required audit sink cannot write...): nothing ran.
+
+    ``headline`` says what and why, ``context`` where (the file that declares it),
+    ``suggestions`` how to fix it; the CLI exits with ``code`` (2).
+    """
+
+    def __init__(self, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = (),
+                 code: int = 2) -> None:  # fmt: skip
+        super().__init__(headline)
+        self.headline = headline
+        self.context = list(context)
+        self.suggestions = list(suggestions)
+        self.code = code
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -121,15 +137,54 @@ class RunSession:
         return self._plugins
 
     def run(self) -> RunResult:
-        """Run the plan to its end, or until stopped by a signal or :meth:`interrupt`."""
-        engine = self.engine = self._make_engine()
+        """Run the plan to its end, or until stopped by a signal or :meth:`interrupt`.
+
+        Raises :class:`RunRefused` before anything runs when a required audit sink cannot
+        write (or a sink is misdeclared).
+        """
+        audit = self._start_audit()
+        try:
+            engine = self.engine = self._make_engine(audit)
+        except BaseException:
+            if audit is not None:
+                audit.close()
+            raise
         previous = self._install_signals() if self.handle_signals else {}
         try:
-            return engine.run()
+            result = engine.run()
         finally:
             _restore_signals(previous)
             if engine.options.prune is not None:
                 engine.options.prune.save()  # the recorder is done with the store now
+            if audit is not None:
+                audit.close()  # every sink drained (each within its flush_timeout)
+        if audit is not None and audit.required_failure is not None:
+            import dataclasses
+
+            from nexus_core.exitcodes import ExitCode
+
+            self._say(f"nexus: the audit trail of run {result.run_id} is incomplete: "
+                      f"{audit.required_failure.line()}")  # fmt: skip
+            result = dataclasses.replace(result, status="failed", exit_code=int(ExitCode.CONFIG))
+        return result
+
+    def _start_audit(self) -> Any:
+        """The run's audit (``nexus_core.audit``) when a configuration file declares sinks, else None.
+
+        Costs a few file reads when none is declared: the audit package is not imported.
+        """
+        from nexus_core.settings import section_files
+
+        root = os.path.dirname(os.path.abspath(self.plan.nexusfile)) if self.plan.nexusfile else None
+        if not section_files("audit", root):
+            return None
+        from nexus_core.audit.delivery import AuditRefused, start
+
+        try:
+            return start(root, self.plugins.registry, self.run_id, self._say)
+        except AuditRefused as exc:
+            raise RunRefused(exc.headline, [f"declared in {exc.where}"] if exc.where else [],
+                             [exc.hint] if exc.hint else []) from None  # fmt: skip
 
     def interrupt(self, signal_name: str = "SIGINT") -> None:
         """Stop as the signal would (callable from any thread); the first call says what follows."""
@@ -142,7 +197,7 @@ class RunSession:
 
     # --- wiring --------------------------------------------------------------------------------
 
-    def _make_engine(self) -> Engine:
+    def _make_engine(self, audit: Any = None) -> Engine:
         import json
 
         from nexus_core.engine import Engine, RunOptions
@@ -152,6 +207,8 @@ class RunSession:
 
         plan, run_id = self.plan, self.run_id
         bus = EventBus(run_id, report=self._say)
+        if audit is not None:
+            bus.subscribe("audit", audit)  # first: it sees every event before any other subscriber
         if self.store is not None:
             from nexus_core.state.recorder import StateRecorder
 
@@ -208,7 +265,10 @@ class RunSession:
 
             retention = float(cfg.get("state_retention_days") or DEFAULT_RETENTION_DAYS)
             options.prune = HostPruner(self.store, retention, run_id, [h.label for h in plan.hosts])
-        return Engine(plan, registry, bus, options, report=self._say)
+        engine = Engine(plan, registry, bus, options, report=self._say)
+        if audit is not None:
+            audit.stop_new_work = engine.stop_new_work
+        return engine
 
     def _say(self, message: str) -> None:
         try:

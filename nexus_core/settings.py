@@ -12,6 +12,10 @@ Precedence, highest first::
 Both are flat TOML tables of ``key = value``. An unknown key, a wrong type or bad TOML is
 an error naming the file and line (with a "did you mean"). Everything here is pure except
 reading the files; the CLI applies the result.
+
+Tables named in :data:`SECTIONS` (``[audit]``) are left to their own module
+(``nexus_core.audit.config``), which also reads them from the system file
+``/etc/nexus/config.toml``: what a platform team declares there, a user cannot switch off.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ CLI_OPTIONS: dict[str, Option] = {
 
 
 FILE_NAME = "config.toml"
+
+#: Tables of the configuration files that their own module reads (``[audit.sinks.NAME]``...):
+#: ignored by :func:`read_file`, never a "did you mean".
+SECTIONS = ("audit",)
+
+#: The machine-wide file a platform team owns (root-owned; users cannot edit or skip it).
+SYSTEM_FILE = "/etc/nexus/config.toml"
+
+#: A further machine-wide file (containers, tests): it only adds to :data:`SYSTEM_FILE`, so
+#: setting it never hides what that file declares.
+SYSTEM_FILE_ENV = "NEXUS_SYSTEM_CONFIG"
 
 
 class SettingsError(Exception):
@@ -66,6 +81,31 @@ def user_file(env: Mapping[str, str] | None = None) -> str:
     from nexus_core.state.paths import config_dir
 
     return os.path.join(config_dir(env), FILE_NAME)
+
+
+def system_files(env: Mapping[str, str] | None = None) -> list[str]:
+    """The machine-wide files, in order: :data:`SYSTEM_FILE`, then ``$NEXUS_SYSTEM_CONFIG`` if set."""
+    extra = (os.environ if env is None else env).get(SYSTEM_FILE_ENV, "")
+    return [SYSTEM_FILE, *([extra] if extra and extra != SYSTEM_FILE else [])]
+
+
+def section_files(section: str, root: str | None, env: Mapping[str, str] | None = None) -> list[str]:
+    """The configuration files (system, user, project) that may declare table ``section``.
+
+    Cheap on purpose (called before every run): a file counts when it exists and its text
+    mentions ``section`` at all; nothing is parsed, so a run without such a table pays a
+    few ``open`` calls and imports nothing more.
+    """
+    found = []
+    marker = section.encode()
+    for path in [*system_files(env), user_file(env), *([project_file(root)] if root else [])]:
+        try:
+            with open(path, "rb") as fh:
+                if marker in fh.read():
+                    found.append(path)
+        except OSError:
+            continue
+    return found
 
 
 def project_file(root: str) -> str:
@@ -110,7 +150,7 @@ def read_file(path: str, options: Mapping[str, Option], strict: bool = True) -> 
         line = _line_of(lines, key)
         where = _at(path, line)
         spec = options.get(key)
-        if spec is None and not strict:
+        if spec is None and (not strict or (key in SECTIONS and isinstance(value, dict))):
             continue
         if spec is None:
             close = suggest(key, options)

@@ -139,6 +139,7 @@ def wants_json(args: Sequence[str]) -> bool:
 #: import them all). ``tests/test_cli_lazy.py`` checks this table against the modules.
 BUILTIN_COMMANDS: dict[str, str] = {
     "artifacts": "nexus_core.cli.artifacts",
+    "audit": "nexus_core.cli.audit",
     "completion": "nexus_core.cli.info",
     "config": "nexus_core.cli.info",
     "exec": "nexus_core.cli.exec",

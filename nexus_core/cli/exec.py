@@ -138,12 +138,15 @@ def exec_command(
     sudo_extra = ask_sudo_password() if ask_sudo_pass else {}
     style = Style.detect()
     collector = Collector(plan, style if verbose and fmt != "json" else None)
-    from nexus_core.session import RunSession
+    from nexus_core.session import RunRefused, RunSession
 
     session = RunSession(plan, plugins=plugin_manager(), store=None, subscribers=[("exec", collector)], fmt=fmt,
                          extra=sudo_extra, mode="verbose" if verbose else "normal",
                          report=lambda m: click.echo(m, err=True), markers=False)  # fmt: skip
-    result = session.run()
+    try:
+        result = session.run()
+    except RunRefused as exc:
+        fail(exc.code, exc.headline, exc.context, exc.suggestions)
     if fmt == "json":
         for obj in collector.json_lines(result.run_id, result.status, result.exit_code, result.duration):
             click.echo(json.dumps(obj))

@@ -128,7 +128,7 @@ def execute(
     from nexus_core.output.render import make_renderer
     from nexus_core.output.report import failures_text, summary_line
     from nexus_core.runlogs import logs_command
-    from nexus_core.session import RunSession
+    from nexus_core.session import RunRefused, RunSession
 
     style = Style.detect()
     dashboard = None
@@ -156,6 +156,8 @@ def execute(
     )
     try:
         result = dashboard.run(session) if dashboard else session.run()
+    except RunRefused as exc:
+        fail(exc.code, exc.headline, exc.context, exc.suggestions)
     finally:
         renderer.close()
     if fmt != "json":
