@@ -56,8 +56,9 @@ FEATURES: dict[str, str] = {
         import click
 
         from nexus_core.plugin import (
-            CheckResult, CommandResult, DiscoveredHost, DiscoveryError, Executor, HostSource, Option, PreflightCheck,
-            Registration, SecretBackend, SecretInfo, SecretNotFound, Strategy, hookimpl, hookspec,
+            AuditSink, AuditSinkError, CheckResult, CommandResult, DiscoveredHost, DiscoveryError, Executor,
+            HostSource, Option, PreflightCheck, Registration, SecretBackend, SecretInfo, SecretNotFound, Strategy,
+            hookimpl, hookspec,
         )
     """,
     # nexus_executors: transport "fake" runs nothing; it records the command and echoes it.
@@ -71,6 +72,9 @@ FEATURES: dict[str, str] = {
                 declared = globals().get("FakeConnect")  # with the "event_type" feature
                 if declared is not None:
                     self.context.emit(declared(run_id=self.context.run_id, host=host.name, port=7))
+                audited = globals().get("FakeDecision")  # with the "audit_sink" feature
+                if audited is not None:
+                    self.context.emit(audited(run_id=self.context.run_id, subject=host.name, allowed=True))
                 on_output("stdout", f"fake[{{host.name}}] {{command.cmd}}")
                 if "fail" in command.cmd:
                     return CommandResult("failed", 1, 0.0, "fake failure")
@@ -161,6 +165,65 @@ FEATURES: dict[str, str] = {
         def nexus_host_sources():
             prefix = Option("prefix", (str,), None, "first part of each discovered host name")
             return [Registration("fakes", "{module}:FakeSource", {{"filters": (prefix,)}})]
+    """,
+    # nexus_audit_sinks: type "fake" records every record it gets; ``gate``: the first write
+    # waits (bounded) for that file to exist; ``fail_open``: open fails; ``fail_after``: write
+    # fails after that many records, creating the file ``broken`` names first. FakeDecision is
+    # an event audited by the generic convention (``audit = "code"``), its ``subject`` HMAC'd.
+    "audit_sink": """
+        from typing import ClassVar
+
+        from nexus_core.plugin import Event, event_type
+
+
+        @event_type
+        class FakeDecision(Event):
+            name: ClassVar[str] = "fake.decision"
+            audit: ClassVar[str] = "fake.decision"
+            audit_hmac: ClassVar[tuple[str, ...]] = ("subject",)
+            subject: str
+            allowed: bool = False
+
+
+        class FakeAuditSink(AuditSink):
+            options = (
+                Option("gate", (str,), None, "a file the first write waits for"),
+                Option("fail_open", (bool,), False, "open fails"),
+                Option("fail_after", (int,), 0, "write fails after this many records"),
+                Option("broken", (str,), None, "a file created when write fails"),
+            )
+
+            def open(self):
+                if self.context.options["fail_open"]:
+                    raise AuditSinkError("the fake sink is closed on purpose", "open the fake sink")
+                self.count = 0
+
+            def write(self, records):
+                gate = self.context.options["gate"]
+                if gate and self.count == 0:
+                    import time
+
+                    for _ in range(600):
+                        if os.path.exists(gate):
+                            break
+                        time.sleep(0.05)
+                    record("audit-gate", opened=os.path.exists(gate))
+                for r in records:
+                    self.count += 1
+                    limit = self.context.options["fail_after"]
+                    if limit and self.count > limit:
+                        if self.context.options["broken"]:
+                            open(self.context.options["broken"], "w").close()
+                        raise AuditSinkError("the fake sink broke on purpose")
+                    record("audit", sink=self.context.name, record=r)
+
+            def close(self):
+                record("audit-close", sink=self.context.name)
+
+
+        @hookimpl
+        def nexus_audit_sinks():
+            return [Registration("fake", "{module}:FakeAuditSink")]
     """,
     # nexus_commands: `nexus fake-hello [--name NAME]`.
     "command": """
@@ -326,6 +389,7 @@ FEATURE_OF_HOOK = {
     "nexus_preflight_checks": "preflight",
     "nexus_secret_backends": "secret_backend",
     "nexus_host_sources": "host_source",
+    "nexus_audit_sinks": "audit_sink",
     "nexus_commands": "command",
     "nexus_subscribers": "subscriber",
     "nexus_event_types": "event_type",
