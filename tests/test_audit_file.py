@@ -65,8 +65,9 @@ class Copy:
     def __init__(self, pristine: Path, tmp_path: Path) -> None:
         self.root = tmp_path / "copy"
         shutil.copytree(pristine, self.root, symlinks=True)
-        self.project = NexusProject(self.root / "project", {
-            f"XDG_{k}_HOME": str(self.root / ".xdg" / k.lower()) for k in ("STATE", "CONFIG", "DATA", "CACHE")})  # fmt: skip
+        xdg = self.root / ".xdg"
+        env = {f"XDG_{k}_HOME": str(xdg / k.lower()) for k in ("STATE", "CONFIG", "DATA", "CACHE")}
+        self.project = NexusProject(self.root / "project", env)
         self.log = self.root / "log" / "audit.log"
         _configure(self.project, self.log)
         keys = Path(self.project.env["XDG_CONFIG_HOME"]) / "nexus" / "audit"
@@ -186,7 +187,7 @@ def test_a_truncated_log_is_caught(copy: Copy):
     lines = copy.lines()
     copy.write(lines[:-2])  # the final checkpoint and the last record gone
     expect(copy.verify(), "truncated", copy.log, len(lines) - 2)
-    copy.write(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]], newline=False)  # cut mid-line
+    copy.write([*lines[:-1], lines[-1][: len(lines[-1]) // 2]], newline=False)  # cut mid-line
     expect(copy.verify(), "truncated", copy.log, len(lines))
 
 

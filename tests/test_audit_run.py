@@ -4,8 +4,8 @@ a slow sink, and where sinks are declared (a system file a user cannot override)
 from __future__ import annotations
 
 import json
-import pwd
 import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,7 @@ def test_a_run_is_audited_to_a_plugin_sink_in_the_documented_shape(project, logs
     assert codes.index("task.started") < codes.index("command.executed") < codes.index("task.completed")
     me = pwd.getpwuid(os.geteuid()).pw_name
     assert {r["user"] for r in records} == {me} and {r["correlation_id"] for r in records} == {run_id}
-    done = [r for r in records if r["event"] == "task.completed" and r["task"] == "build"][0]
+    done = next(r for r in records if r["event"] == "task.completed" and r["task"] == "build")
     assert done["hosts"] == ["alpha", "beta"] and done["status"] == "success" and isinstance(done["duration_ms"], int)
     assert done["timestamp"].endswith("Z")
     commands = [r for r in records if r["event"] == "command.executed"]
@@ -90,7 +90,8 @@ def test_a_run_is_audited_to_a_plugin_sink_in_the_documented_shape(project, logs
     # ...and an event class that declares ``audit = "code"`` is audited field by field.
     decisions = [r for r in records if r["event"] == "fake.decision"]
     assert len(decisions) == 2 and all(d["allowed"] is True for d in decisions)
-    assert {d["subject"] for d in decisions} == {project.run("audit", "hash", h).stdout.strip() for h in ("alpha", "beta")}
+    hashes = {project.run("audit", "hash", h).stdout.strip() for h in ("alpha", "beta")}
+    assert {d["subject"] for d in decisions} == hashes
     assert [r["kind"] for r in logs.records() if r["kind"].startswith("audit-")] == ["audit-close"]
 
 

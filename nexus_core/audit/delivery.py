@@ -89,6 +89,7 @@ class SinkWorker:
     def put(self, record: dict[str, Any]) -> None:
         """Queue ``record`` without waiting; a full queue fails the sink (records would be lost)."""
         if self.failed is not None:
+            self.dropped += 1
             return
         try:
             self.queue.put_nowait(record)

@@ -56,6 +56,11 @@ class SplunkSink(AuditSink):
         if resp.status != 200:
             raise AuditSinkError(f"the collector is not healthy: HTTP {resp.status} {resp.text()}",
                                  "check the HEC URL and that the collector is enabled")  # fmt: skip
+        # An empty batch checks the token: "No data" (400, code 5) means it was accepted.
+        resp = self.client.request("POST", "/services/collector/event", b"", self._headers())
+        if resp.status in (401, 403):
+            raise AuditSinkError(f"HEC refused the token: HTTP {resp.status} {resp.text()}",
+                                 "check the token (and that it is enabled)")  # fmt: skip
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Splunk {self.token}", "X-Splunk-Request-Channel": self.channel,
