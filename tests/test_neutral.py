@@ -236,6 +236,8 @@ ALLOWED_SSH_LINES: dict[str, str] = {
     r"transport that can \(e\.g\. ssh\)": "the message of a transport that cannot copy files",
     r'host\.get\("transport", "ssh"\)': "state records written before transports were stored: the default",
     r"nexus_core\.testing\.sshbed|``sshbed`` serves scripts too": "testing kit: the reusable sshd bed",
+    # Audit records: the address of the user's login session to this machine (set by its sshd).
+    r'env\.get\("SSH_CONNECTION"\)': "the audit records' source_ip",
     # Settings (config.toml / NEXUS_<KEY>): examples of a key.
     r"\(``ssh_user``, ``parallel_limit``|``NEXUS_SSH_USER`` for ``ssh_user``|e\.g\. ssh_user = ": "settings docs",
 }

@@ -2,7 +2,7 @@
 
 Every record has ``timestamp`` (ISO 8601, UTC), ``event`` (the record's code, such as
 ``task.completed``), ``user`` (the acting identity), ``source_ip`` (when known: the address
-the user's SSH session to this machine comes from), and ``correlation_id`` (the run id,
+the user's remote login session to this machine comes from), and ``correlation_id`` (the run id,
 shared by every record of one run); then the event's own fields: ``task``, ``hosts``,
 ``host``, ``command``, ``exit_code``, ``duration_ms``, ``status``...
 
@@ -81,9 +81,9 @@ def os_user() -> str:
 
 
 def source_ip(env: Mapping[str, str] | None = None) -> str:
-    """The address the user's SSH session to this machine comes from (``SSH_CONNECTION``); "" when local."""
+    """The address the user's remote login session to this machine comes from; "" when local."""
     env = os.environ if env is None else env
-    words = (env.get("SSH_CONNECTION") or env.get("SSH_CLIENT") or "").split()
+    words = (env.get("SSH_CONNECTION") or "").split()  # set by the machine's login daemon
     return words[0] if words else ""
 
 
@@ -137,7 +137,8 @@ def _plain(value: Any) -> Any:
 
 Fields = Callable[[Any], dict[str, Any]]
 
-#: The core's (and the SSH plugin's) events that are audited: event name -> (code, fields).
+#: The core's events that are audited: event name -> (code, fields). Plugins' events declare
+#: their code themselves (``audit = "auth.success"``).
 BUILTIN: dict[str, tuple[str, Fields]] = {
     "pipeline.start": ("run.started", lambda e: {
         "tasks": list(e.tasks), "hosts": list(e.hosts), "requested": list(e.requested), "nexusfile": e.nexusfile}),
@@ -159,10 +160,6 @@ BUILTIN: dict[str, tuple[str, Fields]] = {
     "transfer.stop": ("file.transferred", lambda e: {
         "task": e.task, "host": e.host, "op": e.op, "dest": e.dest, "status": _status(e.status),
         "changed": e.changed, "sha256": e.sha256, "duration_ms": _ms(e.duration)}),
-    "ssh.connect": ("auth.success", lambda e: {
-        "host": e.host, "method": getattr(e, "auth", "") or "ssh", "port": e.port}),
-    "ssh.error": ("auth.failure", lambda e: {
-        "host": e.host, "method": "ssh", "reason": e.reason, "port": e.port}),
 }  # fmt: skip
 
 

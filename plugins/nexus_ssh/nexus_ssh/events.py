@@ -36,6 +36,8 @@ class SshConnect(Event):
     """An SSH connection is up (``duration`` of the handshake and authentication)."""
 
     name: ClassVar[str] = "ssh.connect"
+    #: Audited as an authentication success (the audit sinks' generic convention).
+    audit: ClassVar[str] = "auth.success"
     host: str
     duration: float = 0.0
     auth: str = ""
@@ -57,6 +59,8 @@ class SshError(Event):
     """An SSH connection failed (refused, timeout, DNS, auth failed, host key changed)."""
 
     name: ClassVar[str] = "ssh.error"
+    #: Audited as an authentication (or connection) failure, with the reason.
+    audit: ClassVar[str] = "auth.failure"
     host: str
     reason: str
     port: int = 22
