@@ -64,3 +64,19 @@ def test_records_keep_their_order_and_matchable_values_are_hmacd_per_sink():
     assert [r["n"] for r in sink.got] == list(range(50))
     assert {r["value"] for r in sink.got} == {hmac_value(b"pepper", "hunter2")}
     assert "hunter2" not in repr(sink.got)
+
+
+def test_an_event_class_that_declares_a_code_is_audited_field_by_field():
+    from nexus_ssh.events import SshConnect, SshError
+
+    from nexus_core.audit.records import Actor, of_event
+    from nexus_core.events import CommandOutput
+
+    actor = Actor("alice", "10.0.1.50")
+    rec = of_event(SshConnect("run-1", host="web-1", duration=0.25, auth="publickey", port=2222, ts=0.0), actor)
+    assert rec == {"timestamp": "1970-01-01T00:00:00.000Z", "event": "auth.success", "user": "alice",
+                   "source_ip": "10.0.1.50", "host": "web-1", "duration_ms": 250, "auth": "publickey", "port": 2222,
+                   "correlation_id": "run-1"}  # fmt: skip
+    failed = of_event(SshError("run-1", host="web-2", reason="authentication failed"), actor)
+    assert failed is not None and failed["event"] == "auth.failure" and failed["reason"] == "authentication failed"
+    assert of_event(CommandOutput("run-1", task="t", host="h", stream="stdout", line="x"), actor) is None
