@@ -35,14 +35,3 @@ def nexus_preflight_checks() -> Sequence[Registration]:
 def nexus_secret_backends() -> Sequence[Registration]:
     """The ``local`` backend: the encrypted store files."""
     return [Registration("local", "nexus_core.secrets.local:LocalBackend")]
-
-
-@hookimpl
-def nexus_audit_sinks() -> Sequence[Registration]:
-    """The built-in audit sinks: a hash-chained file, syslog, Splunk HEC, Azure Log Analytics."""
-    return [
-        Registration("file", "nexus_core.audit.file:FileSink"),
-        Registration("syslog", "nexus_core.audit.syslog:SyslogSink"),
-        Registration("splunk", "nexus_core.audit.splunk:SplunkSink"),
-        Registration("azure_log_analytics", "nexus_core.audit.loganalytics:LogAnalyticsSink"),
-    ]

@@ -154,14 +154,15 @@ def nexus_audit_sinks() -> Sequence[Registration | type[AuditSink]]:
     """Return audit sinks (subclasses of :class:`nexus_core.plugin.AuditSink`), by registration.
 
     The name is what a sink's table refers to with ``type = "NAME"`` in a configuration file
-    (``[audit.sinks.siem]`` with ``type = "splunk"``; the core's own are ``file``, ``syslog``,
-    ``splunk`` and ``azure_log_analytics``). The class is imported, and one instance created
-    with a :class:`nexus_core.plugin.AuditSinkContext`, only when a configured sink uses the
-    name: a run without sinks imports nothing of the audit machinery. Each instance gets its
-    own bounded queue and thread; ``open`` is called before anything runs, ``write`` with
-    batches of records in order, ``close`` at the end of the run. The ``options`` class
-    attribute declares the keys the sink's table accepts. A name registered twice is an
-    error naming both distributions; the built-in names are kept.
+    (``[audit.sinks.kafka]`` with ``type = "kafka"``; the core's own ``file``, ``syslog``,
+    ``splunk`` and ``azure_log_analytics`` are looked up first and cannot be replaced). The
+    class is imported, and one instance created with a
+    :class:`nexus_core.plugin.AuditSinkContext`, only when a configured sink uses the name: a
+    run without sinks imports nothing of the audit machinery. Each instance gets its own
+    bounded queue and thread; ``open`` is called before anything runs, ``write`` with batches
+    of records in order, ``close`` at the end of the run. The ``options`` class attribute
+    declares the keys the sink's table accepts. A name registered twice is an error naming
+    both distributions.
 
     Added in plugin API 1.
     """

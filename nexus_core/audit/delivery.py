@@ -47,19 +47,43 @@ class SinkProblem:
         return f"audit sink {self.sink.describe()} {self.reason}"
 
 
-def make_sink(cfg: SinkConfig, registry: Any, warn: Callable[[str], None]) -> AuditSink:
-    """An instance of the sink ``cfg`` declares (its type looked up, its options checked)."""
-    from nexus_core.audit.config import audit_dir
+#: The built-in sink types (type -> "module:Class"), looked up before any plugin's: like the
+#: built-in host source, they are not registered through the hook, so ``nexus plugins`` shows
+#: nexus-core's hooks as it always has.
+BUILTIN_SINKS: dict[str, str] = {
+    "file": "nexus_core.audit.file:FileSink",
+    "syslog": "nexus_core.audit.syslog:SyslogSink",
+    "splunk": "nexus_core.audit.splunk:SplunkSink",
+    "azure_log_analytics": "nexus_core.audit.loganalytics:LogAnalyticsSink",
+}
 
+
+def sink_class(cfg: SinkConfig, registry: Any) -> type[AuditSink]:
+    """The class of ``cfg``'s type: a built-in, else a plugin's (raise :class:`AuditConfigError`)."""
+    import importlib
+
+    target = BUILTIN_SINKS.get(cfg.type)
+    if target is not None:
+        module, _, name = target.partition(":")
+        found: type[AuditSink] = getattr(importlib.import_module(module), name)
+        return found
     table = registry.audit_sinks
     if cfg.type not in table:
-        known = ", ".join(sorted(table))
+        known = ", ".join(sorted({*BUILTIN_SINKS, *table}))
         raise AuditConfigError(f"audit sink {cfg.name!r}: no sink type {cfg.type!r}", cfg.where,
                                f"known types: {known} (a plugin may add others)")  # fmt: skip
     problem = table.problem(cfg.type)
     if problem:
         raise AuditConfigError(f"audit sink {cfg.name!r}: {problem}", cfg.where, "reinstall or remove that plugin")
-    cls: type[AuditSink] = table[cfg.type]
+    plugin: type[AuditSink] = table[cfg.type]
+    return plugin
+
+
+def make_sink(cfg: SinkConfig, registry: Any, warn: Callable[[str], None]) -> AuditSink:
+    """An instance of the sink ``cfg`` declares (its type looked up, its options checked)."""
+    from nexus_core.audit.config import audit_dir
+
+    cls = sink_class(cfg, registry)
     options = check_options(cfg, tuple(getattr(cls, "options", ())))
     context = AuditSinkContext(cfg.name, options, cfg.required, os.path.dirname(audit_dir()), cfg.where, warn)
     return cls(context)

@@ -60,6 +60,7 @@ def load_or_create_key(path: str) -> Any:
 class FileSink(AuditSink):
     """JSON lines with a SHA-256 hash chain and Ed25519-signed checkpoints; rotated, gzipped, retained."""
 
+    name: ClassVar[str] = "file"
     options: ClassVar[tuple[Option, ...]] = (
         Option("path", (str,), None, "the log file (its folder is created)", allow_none=False),
         Option("max_bytes", (int,), 10 * 1024 * 1024, "rotate when the file reaches this size", minimum=256),

@@ -42,6 +42,7 @@ def signature(workspace_id: str, shared_key: str, date: str, length: int) -> str
 class LogAnalyticsSink(AuditSink):
     """Batches of records as a custom log of a Log Analytics workspace."""
 
+    name: ClassVar[str] = "azure_log_analytics"
     options: ClassVar[tuple[Option, ...]] = (
         Option("workspace_id", (str,), None, "the workspace (customer) ID", allow_none=False),
         Option("shared_key", (str,), None, "the workspace key, base64 (keep it in a root-owned file)"),

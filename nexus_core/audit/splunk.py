@@ -25,6 +25,7 @@ from nexus_core.options import Option
 class SplunkSink(AuditSink):
     """Batches of records as HEC events, with optional indexer acknowledgement."""
 
+    name: ClassVar[str] = "splunk"
     options: ClassVar[tuple[Option, ...]] = (
         Option("url", (str,), None, "the HEC base URL, e.g. https://splunk.example.com:8088", allow_none=False),
         Option("token", (str,), None, "the HEC token (keep it in a root-owned file) "),

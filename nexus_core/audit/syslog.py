@@ -41,6 +41,7 @@ def message(rec: Mapping[str, Any], facility: int, app: str, hostname: str) -> b
 class SyslogSink(AuditSink):
     """RFC 5424 over UDP, TCP (octet counting) or a unix socket (datagram, else stream)."""
 
+    name: ClassVar[str] = "syslog"
     options: ClassVar[tuple[Option, ...]] = (
         Option("address", (str,), "unix:///dev/log", "udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH"),
         Option("facility", (str,), "local0", "the syslog facility", choices=tuple(FACILITIES)),
