@@ -11,13 +11,15 @@ See :mod:`nexus_core.audit.chain` for the chain and ``nexus audit verify``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import gzip
 import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from nexus_core.api import AuditSink, AuditSinkError
@@ -87,13 +89,44 @@ class FileSink(AuditSink):
                                                           serialization.PublicFormat.Raw).hex()  # fmt: skip
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.seq, self.prev, self.first_seq, self.first_time = self._tail()
-            self.fh = open(self.path, "a", encoding="utf-8")
+            # Several runs (of several users) may share one log: each batch is written under
+            # an exclusive lock, after taking up the chain where the others left it.
+            self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+            with self._locked(sync=False):
+                self.seq, self.prev, self.first_seq, self.first_time = self._tail()
+                self.fh = open(self.path, "a", encoding="utf-8")
+                self.end = os.fstat(self.fh.fileno()).st_size
         except OSError as exc:
             raise AuditSinkError(f"cannot open {self.path}: {exc.strerror or exc}",
                                  "check that the folder exists and this user may write there") from None  # fmt: skip
         self.since_checkpoint = 0
         self.written = 0
+
+    @contextlib.contextmanager
+    def _locked(self, sync: bool = True) -> Iterator[None]:
+        """Hold the log's lock; with ``sync``, first take up records other writers appended."""
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            if sync:
+                self._sync()
+            yield
+            if sync:
+                self.fh.flush()
+                self.end = os.fstat(self.fh.fileno()).st_size
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+
+    def _sync(self) -> None:
+        try:
+            st: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        mine = os.fstat(self.fh.fileno())
+        if st is None or st.st_ino != mine.st_ino or st.st_size != self.end:  # another writer was here
+            self.fh.close()
+            self.seq, self.prev, self.first_seq, self.first_time = self._tail()
+            self.fh = open(self.path, "a", encoding="utf-8")
+            self.end = os.fstat(self.fh.fileno()).st_size
 
     def _tail(self) -> tuple[int, str, int, float]:
         """``(last seq, last hash, first seq of the current file, its first record's time)``."""
@@ -125,23 +158,26 @@ class FileSink(AuditSink):
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Append ``records`` to the chain (rotating first when the file is due)."""
         try:
-            for rec in records:
-                if self._due():
-                    self._rotate()
-                self.seq += 1
-                line, self.prev = chain.chained(rec, self.seq, self.prev)
-                self.fh.write(line + "\n")
-                self.written += 1
-                if not self.first_seq:
-                    self.first_seq, self.first_time = self.seq, time.time()
-                self.since_checkpoint += 1
-                if self.since_checkpoint >= int(self.context.options["checkpoint_every"]):
-                    self._checkpoint(final=False)
-            self.fh.flush()
+            with self._locked():
+                self._append(records)
         except OSError as exc:
             raise AuditSinkError(
                 f"cannot write {self.path}: {exc.strerror or exc}", "free space or fix permissions"
             ) from None
+
+    def _append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        for rec in records:
+            if self._due():
+                self._rotate()
+            self.seq += 1
+            line, self.prev = chain.chained(rec, self.seq, self.prev)
+            self.fh.write(line + "\n")
+            self.written += 1
+            if not self.first_seq:
+                self.first_seq, self.first_time = self.seq, time.time()
+            self.since_checkpoint += 1
+            if self.since_checkpoint >= int(self.context.options["checkpoint_every"]):
+                self._checkpoint(final=False)
 
     def _checkpoint(self, final: bool) -> None:
         signature = self.key.sign(chain.signed_text(self.seq, self.prev, final)).hex()
@@ -187,14 +223,16 @@ class FileSink(AuditSink):
     def close(self) -> None:
         """Sign the end of the run's records and leave the chain's head beside the key."""
         try:
-            if self.written:
-                self._checkpoint(final=True)
+            with self._locked():
+                if self.written:
+                    self._checkpoint(final=True)
+                head = chain.head_path(os.path.dirname(self.key_path), self.path)
+                os.makedirs(os.path.dirname(head), mode=0o700, exist_ok=True)
+                with open(f"{head}.{os.getpid()}.tmp", "w", encoding="utf-8") as fh:
+                    json.dump({"path": self.path, "seq": self.seq, "hash": self.prev}, fh)
+                os.replace(f"{head}.{os.getpid()}.tmp", head)
             self.fh.close()
-            head = chain.head_path(os.path.dirname(self.key_path), self.path)
-            os.makedirs(os.path.dirname(head), mode=0o700, exist_ok=True)
-            with open(head + ".tmp", "w", encoding="utf-8") as fh:
-                json.dump({"path": self.path, "seq": self.seq, "hash": self.prev}, fh)
-            os.replace(head + ".tmp", head)
+            os.close(self.lock_fd)
         except OSError as exc:
             raise AuditSinkError(
                 f"cannot finish {self.path}: {exc.strerror or exc}", "free space or fix permissions"
