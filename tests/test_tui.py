@@ -262,6 +262,115 @@ def test_a_crash_of_the_dashboard_never_stops_the_run(nexus_project, monkeypatch
     assert any(line.startswith("✓ slow") for line in printed), printed
 
 
+PROGRESS = """
+from nexus_core import run, shard_id, task, upload
+
+@task(parallel="sharded", shards=3)
+def crunch():
+    run(f"echo shard {shard_id()}")
+
+@task
+def ship():
+    upload("big.bin", "big.copy")
+"""
+
+
+def test_shards_and_transfers_show_their_progress_on_a_real_run(nexus_project, monkeypatch):
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(PROGRESS)
+    Path(nexus_project.root, "big.bin").write_bytes(b"x" * (5 << 20))  # over the size with progress events
+    _env(nexus_project, monkeypatch)
+    dash = DashboardRun(lambda: pytest.fail("no plain output"), say=lambda m: None)
+    dash.start(_session(nexus_project, ["crunch", "ship"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            assert await until(pilot, lambda: app.model.finished and app.model.final_failures is not None)
+            await pilot.pause()
+            labels = _tree_labels(app)
+            assert any(label.startswith("✓ crunch") and "[3/3 shards]" in label for label in labels), labels
+            assert any(label.startswith("✓ shard-2") for label in labels), labels
+            app.select(("host", "crunch", "shard-1"))
+            assert "Shard: 1 of 3" in app.details_text()
+            app.select(("task", "crunch"))
+            assert "Shards done: 3/3" in app.details_text()
+            app.select(("task", "ship"))
+            ship = app.model.tasks["ship"].hosts["local"]
+            transfer = ship.commands[-1].transfer
+            assert transfer is not None and transfer.status == "ok" and transfer.total == 5 << 20
+            assert transfer.share == 1.0 and transfer.sent == 5 << 20
+            app.select(("host", "ship", "local"))
+            assert "upload ok, 5.2 MB sent → " in app.details_text(), app.details_text()
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    assert dash.finish(app.return_value).status == "ok"
+
+
+def test_a_transfer_in_flight_shows_a_bar_and_its_share():
+    from nexus_core.tui.app import host_label, task_label
+
+    model = DashboardModel("r")
+    model.apply(ev.TaskStart("r", task="ship", hosts=("web-1",)))
+    model.apply(ev.HostStart("r", task="ship", host="web-1"))
+    model.apply(ev.CommandStart("r", task="ship", host="web-1", command="upload app.tar → /srv"))
+    model.apply(ev.TransferStart("r", task="ship", host="web-1", op="upload", dest="/srv/app.tar", files=2,
+                                 bytes=10_000_000))  # fmt: skip
+    model.apply(ev.TransferProgress("r", task="ship", host="web-1", path="a", done=3_000_000, total=6_000_000))
+    model.apply(ev.TransferProgress("r", task="ship", host="web-1", path="b", done=1_500_000, total=4_000_000))
+    row = model.tasks["ship"].hosts["web-1"]
+    label = host_label(row, 0.0).plain
+    assert "███░░░░░░░" not in label and "████░░░░░░ upload 45% 4.5/10.0 MB → /srv/app.tar" in label, label
+    model.apply(ev.TransferStop("r", task="ship", host="web-1", op="upload", dest="/srv/app.tar", status="failed",
+                                changed=False, bytes=4_500_000, reason="disk full"))  # fmt: skip
+    assert row.transfer is None  # not in flight any more
+    assert row.commands[-1].transfer is not None
+    assert row.commands[-1].transfer.describe() == "upload failed, 4.5 MB sent: disk full → /srv/app.tar"
+    model.apply(ev.TaskStart("r", task="many", hosts=("shard-0", "shard-1")))
+    model.apply(ev.HostStart("r", task="many", host="shard-0"))
+    assert "[0/2 shards, 1 running]" in task_label(model.tasks["many"], 0.0).plain
+
+
+def test_the_cluster_panel_shows_agents_with_their_load_and_hides_without_them():
+    from nexus_core.model import Host
+    from nexus_core.plugins import PluginManager
+    from nexus_core.tui.app import Dashboard
+    from nexus_core.tui.cluster import ClusterWatcher, Member, agent_lister
+
+    registry = PluginManager().registry
+    assert agent_lister(registry, {}, ".", [Host("local", transport="local")]) is None  # hosts, no cluster
+    feed = EventFeed()
+    members = (Member("a1", running=1, slots=2, cpu=12, memory=2**30, tags=("linux",)), Member("a2", slots=2))
+    answers: list[Any] = [members]
+
+    def lister() -> Any:
+        if isinstance(answers[0], Exception):
+            raise answers[0]
+        return answers[0]
+
+    watcher = ClusterWatcher(lister, feed, source="agent")
+    app = Dashboard(feed)
+
+    async def drive() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.pause()
+            assert not app.w_cluster.display  # no cluster: the hosts panel only
+            watcher.poll()
+            assert await until(pilot, lambda: app.w_cluster.display)
+            assert app.w_cluster.row_count == 2
+            assert app.w_cluster.border_title == "cluster: 2 agent(s), 1/4 slots busy"
+            row = [str(c) for c in app.w_cluster.get_row("a1")]
+            assert row[0] == "a1" and "50%" in row[1] and row[2:] == ["1/2", "12%", "1024 MiB", "linux"], row
+            answers[0] = RuntimeError("coordinator gone")
+            watcher.poll()
+            assert await until(pilot, lambda: app.w_cluster.border_subtitle == "coordinator gone")
+            assert app.w_cluster.row_count == 2  # the last answer stays on screen
+
+    asyncio.run(drive())
+
+
 # --- attach: nexus tui ----------------------------------------------------------------------
 
 

@@ -92,13 +92,16 @@ def _dur(seconds: float | None) -> str:
 
 def task_label(t: TaskRow, now: float) -> Text:
     """``✓ build 1.2s [3/3 hosts] ↻1 reason``."""
-    done = sum(1 for h in t.hosts.values() if h.status not in ("pending", "running"))
+    done, running, total = t.progress()
     parts: list[Any] = [mark(t.status), " ", Text(t.name, style="bold")]
     took = _dur(t.elapsed(now))
     if took:
         parts += ["  ", Text(took, style="cyan")]
-    if len(t.hosts) > 1 or (t.hosts and "local" not in t.hosts):
-        parts += ["  ", Text(f"[{done}/{len(t.hosts)} hosts]", style="bright_black")]
+    if t.sharded:
+        busy = f", {running} running" if running else ""
+        parts += ["  ", Text(f"[{done}/{total} shards{busy}]", style="bright_black")]
+    elif len(t.hosts) > 1 or (t.hosts and "local" not in t.hosts):
+        parts += ["  ", Text(f"[{done}/{total} hosts]", style="bright_black")]
     if t.retries:
         parts += ["  ", Text(f"↻{t.retries}", style="yellow")]
     if t.reason and (t.status in BAD or t.status in ("skipped", "interrupted")):
@@ -114,11 +117,22 @@ def host_label(h: HostRow, now: float) -> Text:
         parts += ["  ", Text(took, style="cyan")]
     if h.retries:
         parts += ["  ", Text(f"↻{h.retries}", style="yellow")]
-    if h.current:
+    transfer = h.transfer
+    if transfer is not None:
+        parts += ["  ", progress_bar(transfer.share), " ", Text(transfer.describe(), style="bright_black")]
+    elif h.current:
         parts += ["  ", Text("$ " + h.current.splitlines()[0], style="bright_black")]
     elif h.reason and h.status != "ok":
         parts += ["  ", Text(h.reason.splitlines()[0], style="red" if h.status in BAD else "bright_black")]
     return Text.assemble(*parts)
+
+
+def progress_bar(share: float | None, width: int = 10) -> Text:
+    """``███░░░░░░░`` for a share from 0 to 1 (dots when it is not known)."""
+    if share is None:
+        return Text("·" * width, style="bright_black")
+    full = max(0, min(width, int(share * width)))
+    return Text.assemble(("█" * full, "cyan"), ("░" * (width - full), "bright_black"))
 
 
 class TaskTree(Tree[tuple[str, ...]]):
@@ -254,6 +268,7 @@ class Dashboard(App[str]):
     #left { width: 45%; min-width: 30; }
     #tree { height: 2fr; border: round $primary; }
     #hosts { height: 1fr; border: round $primary; }
+    #cluster { height: auto; max-height: 12; border: round $primary; display: none; }
     #right { width: 1fr; }
     #log { height: 1fr; border: round $primary; }
     #failures { height: 1fr; border: round $error; }
@@ -319,6 +334,9 @@ class Dashboard(App[str]):
                 table = HostTable(id="hosts", cursor_type="row", zebra_stripes=True)
                 table.border_title = "hosts"
                 yield table
+                cluster = HostTable(id="cluster", cursor_type="row", zebra_stripes=True)
+                cluster.border_title = "cluster"
+                yield cluster
             with Vertical(id="right"):
                 with ContentSwitcher(initial="log", id="switcher"):
                     log = Log(id="log", max_lines=None, auto_scroll=True)
@@ -349,6 +367,9 @@ class Dashboard(App[str]):
         table.add_column("status", key="status")
         table.add_column("task", key="task")
         table.add_column("tasks", key="tasks")
+        self.w_cluster = self.query_one("#cluster", HostTable)
+        for column in ("agent", "load", "running", "cpu", "memory", "tags"):
+            self.w_cluster.add_column(column, key=column)
         self.w_tree.focus()
         self.pull()
         self.set_interval(self.tick, self.pull)
@@ -378,6 +399,27 @@ class Dashboard(App[str]):
         self._header(now)
         if self.model.notices:
             self._show_notices()
+        if self.model.cluster_changed:
+            self.model.cluster_changed = False
+            self._show_cluster()
+
+    def _show_cluster(self) -> None:
+        """The cluster panel: each agent with its load (running commands per slot), CPU and memory."""
+        view = self.model.cluster
+        table = self.w_cluster
+        if view is None:
+            return
+        table.display = True
+        table.clear()
+        for m in view.members:
+            load = Text.assemble(progress_bar(m.load, 6), f" {m.load:.0%}")
+            table.add_row(m.name, load, f"{m.running}/{m.slots}", f"{m.cpu:.0f}%", f"{m.memory / 2**20:.0f} MiB",
+                          ",".join(m.tags), key=m.name)  # fmt: skip
+        busy = sum(m.running for m in view.members)
+        slots = sum(m.slots for m in view.members)
+        title = f"cluster: {len(view.members)} agent(s), {busy}/{slots} slots busy"
+        table.border_title = title
+        table.border_subtitle = view.error
 
     def _clock(self) -> None:
         """Running durations and the elapsed time move on even without events."""
@@ -675,15 +717,20 @@ class Dashboard(App[str]):
             t = m.tasks[sel[1]]
             lines = [f"Task: {t.name}", f"Status: {t.status}", f"Strategy: {t.strategy or '-'}",
                      f"Duration: {_dur(t.elapsed(now)) or '-'}", f"Retries: {t.retries}"]  # fmt: skip
+            done, running, total = t.progress()
+            what = "Shards" if t.sharded else "Hosts"
+            lines.append(f"{what} done: {done}/{total}" + (f", {running} running" if running else ""))
             if t.reason:
                 lines.append(f"Reason: {t.reason}")
-            lines += ["", "Hosts:"]
+            lines += ["", f"{what}:"]
             lines += [f"  {h.host}: {h.status} {_dur(h.elapsed(now))} {h.reason}".rstrip() for h in t.hosts.values()]
             return "\n".join(lines)
         if sel[0] == "host" and sel[1] in m.tasks and sel[2] in m.tasks[sel[1]].hosts:
             h = m.tasks[sel[1]].hosts[sel[2]]
             lines = [f"Task: {h.task}", f"Host: {h.host}", f"Status: {h.status}",
                      f"Duration: {_dur(h.elapsed(now)) or '-'}", f"Retries: {h.retries}"]  # fmt: skip
+            if h.shard is not None:
+                lines.insert(2, f"Shard: {h.shard} of {len(m.tasks[sel[1]].hosts)}")
             if h.reason:
                 lines.append(f"Reason: {h.reason}")
             lines += ["", "Commands:"]
@@ -691,6 +738,8 @@ class Dashboard(App[str]):
                 code = f" exit {c.exit_code}" if c.exit_code is not None else ""
                 tries = f" attempt {c.attempt}" if c.attempt > 1 else ""
                 lines.append(f"  {c.status}{code}{tries} {_dur(c.duration)}  $ {c.command}")
+                if c.transfer is not None:
+                    lines.append(f"      {c.transfer.describe()}")
             return "\n".join(lines)
         if sel[0] == "anyhost":
             s = m.host_summary(sel[1])

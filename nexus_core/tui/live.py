@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from nexus_core.tui.cluster import ClusterWatcher
 from nexus_core.tui.feed import EventFeed
 from nexus_core.tui.model import Notice, RunDone
 
@@ -55,6 +56,7 @@ class DashboardRun:
         self.notices: list[str] = []
         self._worker: threading.Thread | None = None
         self._switch = threading.Lock()
+        self._cluster: ClusterWatcher | None = None
 
     # --- the bus side ------------------------------------------------------------------------
 
@@ -97,6 +99,21 @@ class DashboardRun:
         self.session = session
         self._worker = threading.Thread(target=self._work, name="nexus-run", daemon=True)
         self._worker.start()
+        self._watch_cluster(session)
+
+    def _watch_cluster(self, session: RunSession) -> None:
+        """The cluster panel: ask the agents' host source about their load, when the run uses agents."""
+        from nexus_core.tui.cluster import ClusterWatcher, agent_lister
+
+        try:
+            plan = session.plan
+            lister = agent_lister(session.plugins.registry, plan.config, plan.root, plan.hosts)
+        except Exception as exc:  # noqa: BLE001 - no cluster panel then; the run is not concerned
+            self.feed(Notice(f"no cluster panel: {type(exc).__name__}: {exc}"))
+            return
+        if lister is not None:
+            self._cluster = ClusterWatcher(lister, self.feed)
+            self._cluster.start()
 
     def _work(self) -> None:
         assert self.session is not None
@@ -125,6 +142,8 @@ class DashboardRun:
         for message in self.notices:
             if self._plain is None:
                 self._say(message)
+        if self._cluster is not None:
+            self._cluster.stop()
         worker = self._worker
         while worker is not None and worker.is_alive():
             worker.join(JOIN_STEP)

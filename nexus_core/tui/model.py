@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_core import events as ev
 from nexus_core.output.safe import clean
+from nexus_core.tui.cluster import ClusterView
 
 if TYPE_CHECKING:
     from nexus_core.engine import Failure, RunResult
@@ -48,8 +49,53 @@ class LogLine:
 
 
 @dataclass
+class TransferRow:
+    """A file operation of a command (upload, download, template): bytes to move and moved so far.
+
+    ``total`` comes from ``transfer.start``; ``transfer.progress`` events (sent for big files
+    only) say how far each file is, so ``done`` is known while they flow; ``transfer.stop``
+    ends it with the bytes really sent.
+    """
+
+    op: str
+    dest: str
+    files: int = 0
+    total: int = 0
+    status: str = "running"
+    sent: int = 0
+    reason: str = ""
+    per_file: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        """Bytes moved so far (all of them once it ended well)."""
+        if self.status == "ok":
+            return self.total
+        return min(self.total, sum(self.per_file.values()))
+
+    @property
+    def share(self) -> float | None:
+        """How far it is, from 0 to 1 (None when nothing is known: no bytes to move)."""
+        return self.done / self.total if self.total else None
+
+    def describe(self) -> str:
+        """``upload 45% 4.5/10.0 MB → /srv/app`` (or how it ended)."""
+        size = f"{_mb(self.done)}/{_mb(self.total)} MB" if self.total else f"{self.files} file(s)"
+        share = self.share
+        if self.status == "running":
+            shown = f"{share:.0%} {size}" if share is not None else size
+        else:
+            shown = f"{self.status}, {_mb(self.sent)} MB sent" + (f": {self.reason}" if self.reason else "")
+        return f"{self.op} {shown} → {self.dest}"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f}"
+
+
+@dataclass
 class CommandRow:
-    """One command of a task on a host."""
+    """One command of a task on a host (with its file transfer, for a file operation)."""
 
     command: str
     status: str = "running"
@@ -58,6 +104,7 @@ class CommandRow:
     attempt: int = 1
     reason: str = ""
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
+    transfer: TransferRow | None = None
 
 
 @dataclass
@@ -80,6 +127,19 @@ class HostRow:
         if self.commands and self.commands[-1].status == "running" and self.status == "running":
             return self.commands[-1].command
         return ""
+
+    @property
+    def transfer(self) -> TransferRow | None:
+        """The file transfer going on now (None when none)."""
+        if self.current and self.commands[-1].transfer is not None:
+            row = self.commands[-1].transfer
+            return row if row.status == "running" else None
+        return None
+
+    @property
+    def shard(self) -> int | None:
+        """The shard number when this "host" is a shard of a ``parallel="sharded"`` task (``shard-N``)."""
+        return shard_number(self.host)
 
     def elapsed(self, now: float) -> float | None:
         """Seconds so far (running) or in all (done); None before it starts."""
@@ -105,6 +165,17 @@ class TaskRow:
     strategy: str = ""
 
     @property
+    def sharded(self) -> bool:
+        """True for a ``parallel="sharded"`` task: its "hosts" are its shards (``shard-0`` ...)."""
+        return bool(self.hosts) and all(shard_number(h) is not None for h in self.hosts)
+
+    def progress(self) -> tuple[int, int, int]:
+        """(hosts or shards done, running, in all)."""
+        done = sum(1 for h in self.hosts.values() if h.status in DONE)
+        running = sum(1 for h in self.hosts.values() if h.status == "running")
+        return done, running, len(self.hosts)
+
+    @property
     def retries(self) -> int:
         """Command retries on all its hosts, plus repeated task attempts."""
         return sum(h.retries for h in self.hosts.values()) + max(0, self.attempts - 1)
@@ -123,6 +194,12 @@ class TaskRow:
         if row is None:
             row = self.hosts[name] = HostRow(self.name, name)
         return row
+
+
+def shard_number(host: str) -> int | None:
+    """N for a shard's host name (``shard-N``, as the planner names the shards of a sharded task)."""
+    prefix, _, number = host.partition("-")
+    return int(number) if prefix == "shard" and number.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -203,6 +280,9 @@ class DashboardModel:
         self.dirty_pairs: set[tuple[str, str]] = set()
         self.structure_changed = False
         self.new_lines: list[LogLine] = []
+        #: The cluster the run uses (agents and their load), when there is one.
+        self.cluster: ClusterView | None = None
+        self.cluster_changed = False
         self._seq = 0
         self._host_order: dict[str, None] = {}
 
@@ -309,6 +389,8 @@ class DashboardModel:
             self._done(item.result)
         elif isinstance(item, Notice):
             self.notices.append(clean(item.text, multiline=True))
+        elif isinstance(item, ClusterView):
+            self.cluster, self.cluster_changed = item, True
 
     def _task(self, name: str) -> TaskRow:
         row = self.tasks.get(name)
@@ -413,6 +495,28 @@ class DashboardModel:
         detail = e.reason or code
         shown = f": {detail}" if detail and e.status != "ok" else ""
         self._line(e.task, e.host, f"[{e.status}{shown}]", _end_kind(e.status))
+
+    def _transfer_of(self, task: str, host: str) -> tuple[HostRow, CommandRow | None]:
+        h = self._host(task, host)
+        row = h.commands[-1] if h.commands and h.commands[-1].status == "running" else None
+        return h, row
+
+    def _on_transfer_start(self, e: ev.TransferStart) -> None:
+        _h, row = self._transfer_of(e.task, e.host)
+        if row is not None:
+            row.transfer = TransferRow(e.op, clean(e.dest), e.files, e.bytes)
+
+    def _on_transfer_progress(self, e: ev.TransferProgress) -> None:
+        _h, row = self._transfer_of(e.task, e.host)
+        if row is not None and row.transfer is not None:
+            row.transfer.per_file[e.path] = e.done
+
+    def _on_transfer_stop(self, e: ev.TransferStop) -> None:
+        _h, row = self._transfer_of(e.task, e.host)
+        if row is None:
+            return
+        t = row.transfer or TransferRow(e.op, clean(e.dest), e.files)
+        t.status, t.sent, t.reason, row.transfer = e.status, e.bytes, clean(e.reason), t
 
     def _done(self, result: RunResult) -> None:
         self.final_failures = list(result.failures)
