@@ -85,9 +85,7 @@ def _session(project: Any, tasks: list[str], dash: Any) -> Any:
 
 
 def _log_text(app: Any) -> str:
-    from textual.widgets import Log
-
-    return "\n".join(app.query_one(Log).lines)
+    return "\n".join(app.w_log.lines)
 
 
 def _tree_labels(app: Any) -> list[str]:
@@ -138,7 +136,7 @@ def test_live_dashboard_shows_a_real_run_and_its_failure_report(nexus_project, m
             assert app.selection == ("task", "test"), app.selection
             assert "boom" in _log_text(app) and "compiling" not in _log_text(app)
             await pilot.press("e")
-            assert "first error" in str(app.query_one("Log").border_subtitle)
+            assert "first error" in str(app.w_log.border_subtitle)
             # the failure panel holds the plain report
             await pilot.press("f")
             assert app.query_one("ContentSwitcher").current == "failures"
@@ -416,7 +414,7 @@ def test_attach_shows_a_finished_run_with_the_same_failure_report(nexus_project,
             assert "boom" in _log_text(app)
             await pilot.press("slash")
             await pilot.press(*"boom", "enter")
-            assert "'boom'" in str(app.query_one("Log").border_subtitle)
+            assert "'boom'" in str(app.w_log.border_subtitle)
             await pilot.press("escape")
             await pilot.press("c")  # read-only: nothing to cancel
             await pilot.press("q")
@@ -558,6 +556,85 @@ def test_model_holds_a_thousand_hosts():
     assert model.host_summary("web-0007").status == "failed"
     assert model.host_summary("web-0001").status == "ok"
     assert [line.text for line in model.lines_for(host="web-0002")] == ["$ restart", "ok web-0002", "[ok]"]
+
+
+def test_switching_the_log_panel_formats_only_the_lines_on_screen():
+    from nexus_core.tui.app import Dashboard
+    from nexus_core.tui.model import LogLine
+
+    model = DashboardModel("r")
+    hosts = tuple(f"node-{i:03d}" for i in range(100))
+    model.apply(ev.TaskStart("r", task="sweep", hosts=hosts))
+    for h in hosts:
+        model.apply(ev.CommandStart("r", task="sweep", host=h, command="scan"))
+        for i in range(1000):  # the lines as the model files them (events would only take longer)
+            model.index.append(LogLine(0, "sweep", h, f"{h} item {i}"))
+    model.apply(ev.TaskStart("r", task="other", hosts=("local",)))
+    model.apply(ev.CommandOutput("r", task="other", host="local", stream="stdout", line="the other task"))
+    assert len(model.lines) == 100_101
+    app = Dashboard(EventFeed(), model=model)
+    formatted: list[Any] = []
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            real = app._format
+            app._format = lambda line: formatted.append(line) or real(line)  # type: ignore[method-assign]
+            for selection in (("task", "sweep"), ("host", "sweep", "node-050"), ("anyhost", "node-007"), ("all",)):
+                formatted.clear()
+                app.select(selection)
+                await pilot.pause()
+                assert (
+                    app.w_log.line_count
+                    == {"task": 100_100, "host": 1001, "anyhost": 1001, "all": 100_101}[selection[0]]
+                )
+                assert 0 < len(formatted) <= 2 * 40, (selection, len(formatted))  # the rows on screen, no more
+            assert _log_text(app).endswith("[other] the other task")
+            await pilot.press("p")  # paused: new lines are counted, not shown
+            model.apply(ev.CommandOutput("r", task="other", host="local", stream="stdout", line="later"))
+            app.pull()
+            assert app.w_log.line_count == 100_101 and app.held == 1
+            assert "paused, 1 new line(s)" in str(app.w_log.border_title)
+            await pilot.press("p")
+            assert app.w_log.line_count == 100_102 and app.held == 0
+
+    asyncio.run(drive())
+
+
+def test_the_line_index_keeps_the_newest_lines_and_every_selection_in_step():
+    from nexus_core.tui.model import LineIndex, LogLine
+
+    index = LineIndex(max_lines=100)
+    for i in range(250):
+        index.append(LogLine(i, f"t{i % 2}", f"h{i % 5}", str(i)))
+    assert 100 <= len(index) <= 110 and index.all[-1].text == "249" and index.generation > 0
+    assert [x.seq for x in index.select(("task", "t1"))] == [x.seq for x in index.all if x.task == "t1"]
+    assert [x.seq for x in index.select(("anyhost", "h3"))] == [x.seq for x in index.all if x.host == "h3"]
+    assert index.select(("host", "t0", "h9")) == [] and index.dropped == 250 - len(index)
+
+
+def test_attach_reads_only_what_a_run_log_gained(tmp_path):
+    import gzip
+
+    from nexus_core.tui.attach import GzipTail
+
+    path = tmp_path / "web-1.log.gz"
+    path.write_bytes(gzip.compress(b"$ deploy\nfirst\n"))  # the writer's first batch: one member
+    tail = GzipTail(str(path))
+    assert tail.read() == ["$ deploy", "first"]
+    assert tail.read() == []
+    with gzip.GzipFile(str(path), "ab") as fh:  # then a stream, flushed per batch
+        fh.write(b"second\nhalf a li")
+        fh.flush()
+        assert tail.read() == ["second"]  # the line being written waits
+        fh.write(b"ne\n[ok]\n")
+        fh.flush()
+        assert tail.read() == ["half a line", "[ok]"]
+    with open(path, "ab") as fh:
+        fh.write(gzip.compress(b"again\n"))  # reopened: a new member
+    assert tail.read() == ["again"]
+    path.write_bytes(gzip.compress(b"new\n"))  # rewritten from the start
+    assert tail.read() == ["new"]
 
 
 def _pty_run(args: list[str], cwd: Any, env: dict[str, str], answers: dict[bytes, bytes], timeout: float = 120):

@@ -22,12 +22,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Log, Static, Tree
+from textual.widgets import ContentSwitcher, DataTable, Footer, Input, Static, Tree
 from textual.widgets._tree import TOGGLE_STYLE
 from textual.widgets.tree import TreeNode
 
 from nexus_core.output.style import Style, fmt_duration
 from nexus_core.tui.feed import EventFeed
+from nexus_core.tui.logview import LogView
 from nexus_core.tui.model import BAD, DashboardModel, HostRow, LogLine, TaskRow
 
 #: Seconds between two looks at the feed.
@@ -274,7 +275,7 @@ class Dashboard(App[str]):
     #failures { height: 1fr; border: round $error; }
     #search { display: none; dock: bottom; }
     #search.shown { display: block; }
-    TaskTree:focus, HostTable:focus, Log:focus { border: round $accent; }
+    TaskTree:focus, HostTable:focus, LogView:focus { border: round $accent; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit_dashboard", "Quit"),
@@ -310,9 +311,8 @@ class Dashboard(App[str]):
         self.crash = ""
         self.selection: tuple[str, ...] = ("all",)
         self.paused = False
-        self.held = 0
         self.search_text = ""
-        self._shown: list[LogLine] = []
+        self._generation = 0
         self._task_nodes: dict[str, TreeNode[tuple[str, ...]]] = {}
         self._host_nodes: dict[tuple[str, str], TreeNode[tuple[str, ...]]] = {}
         self._host_rows: set[str] = set()
@@ -339,7 +339,7 @@ class Dashboard(App[str]):
                 yield cluster
             with Vertical(id="right"):
                 with ContentSwitcher(initial="log", id="switcher"):
-                    log = Log(id="log", max_lines=None, auto_scroll=True)
+                    log = LogView(id="log")
                     log.border_title = "log: all tasks"
                     yield log
                     failures = VerticalScroll(id="failures")
@@ -357,7 +357,7 @@ class Dashboard(App[str]):
         self.w_tree = self.query_one(TaskTree)
         self.w_tree.model = self.model
         self.w_table = self.query_one(HostTable)
-        self.w_log = self.query_one(Log)
+        self.w_log = self.query_one(LogView)
         self.w_switcher = self.query_one(ContentSwitcher)
         self.w_failures = self.query_one("#failures", VerticalScroll)
         self.w_failure_text = self.query_one("#failure-text", Static)
@@ -371,6 +371,7 @@ class Dashboard(App[str]):
         for column in ("agent", "load", "running", "cpu", "memory", "tags"):
             self.w_cluster.add_column(column, key=column)
         self.w_tree.focus()
+        self._rebuild_log()
         self.pull()
         self.set_interval(self.tick, self.pull)
         self.set_interval(1.0, self._clock)
@@ -489,7 +490,7 @@ class Dashboard(App[str]):
 
     def _relabel_host(self, task: str, host: str, now: float) -> None:
         leaf = self._host_nodes.get((task, host))
-        if leaf is not None:
+        if leaf is not None and (leaf.parent is None or leaf.parent.is_expanded):  # a closed task's hosts are not drawn
             leaf.refresh()
 
     def _update_host(self, host: str, now: float) -> None:
@@ -527,16 +528,6 @@ class Dashboard(App[str]):
 
     # --- the log panel ---------------------------------------------------------------------
 
-    def _matches(self, line: LogLine) -> bool:
-        sel = self.selection
-        if sel[0] == "task":
-            return line.task == sel[1]
-        if sel[0] == "host":
-            return line.task == sel[1] and line.host == sel[2]
-        if sel[0] == "anyhost":
-            return line.host == sel[1]
-        return True
-
     def _format(self, line: LogLine) -> str:
         sel = self.selection
         if sel[0] == "host":
@@ -549,24 +540,29 @@ class Dashboard(App[str]):
             prefix = f"[{line.task}] " if line.host == "local" else f"[{line.task} {line.host}] "
         return prefix + line.text
 
+    @property
+    def held(self) -> int:
+        """Lines of the selection that came in since the log was paused."""
+        return self.w_log.held
+
     def _append(self, lines: Iterable[LogLine]) -> None:
-        chosen = [line for line in lines if self._matches(line)]
-        if not chosen:
+        """New lines are in the model's lists already: the panel takes in the new length."""
+        if self.model.index.generation != self._generation:  # old lines went: the lists were rebuilt
+            self._rebuild_log()
             return
+        self.w_log.sync()
         if self.paused:
-            self.held += len(chosen)
             self._log_title()
-            return
-        self._shown.extend(chosen)
-        self.w_log.write_lines([self._format(line) for line in chosen])
 
     def _rebuild_log(self) -> None:
+        """Show the selection's list (taken as it is: nothing is copied or formatted here)."""
         log = self.w_log
-        self._shown = [line for line in self.model.lines if self._matches(line)]
-        self.held = 0
-        log.clear()
+        self._generation = self.model.index.generation
+        log.limit = None
         log.auto_scroll = not self.paused
-        log.write_lines([self._format(line) for line in self._shown])
+        log.show(self.model.index.select(self.selection), self._format)
+        if self.paused:
+            log.pause(True)
         self._log_title()
 
     def _log_title(self) -> None:
@@ -626,11 +622,11 @@ class Dashboard(App[str]):
     def action_pause(self) -> None:
         """Freeze the log panel, or let it follow again."""
         self.paused = not self.paused
+        log = self.w_log
+        log.auto_scroll = not self.paused
+        log.pause(self.paused)
         if not self.paused:
-            self._rebuild_log()
-            self.w_log.scroll_end(animate=False)
-        else:
-            self.w_log.auto_scroll = False
+            log.scroll_end(animate=False)
         self._log_title()
 
     def action_log_home(self) -> None:
@@ -659,7 +655,7 @@ class Dashboard(App[str]):
 
     def action_first_error(self) -> None:
         """Jump to the first failed command in the log panel."""
-        index = next((i for i, line in enumerate(self._shown) if line.is_error), None)
+        index = next((i for i, line in enumerate(self.w_log.shown()) if line.is_error), None)
         if index is None:
             self.notify("No error in this log.", timeout=3)
             return
@@ -684,7 +680,7 @@ class Dashboard(App[str]):
         needle = text.lower()
         log = self.w_log
         start = int(log.scroll_offset.y) + 3 if not log.auto_scroll else 0
-        lines = [self._format(line).lower() for line in self._shown]
+        lines = [self._format(line).lower() for line in self.w_log.shown()]
         order = list(range(start, len(lines))) + list(range(0, min(start, len(lines))))
         for i in order:
             if needle in lines[i]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import zlib
 from typing import TYPE_CHECKING, Any
 
 from nexus_core import runlogs
@@ -37,6 +38,54 @@ def _signature(record: RunRecord) -> tuple[Any, ...]:
     )
 
 
+class GzipTail:
+    """The new complete lines of a growing run log (gzip, one member per flush or reopening).
+
+    Each :meth:`read` reads only the bytes added since the last one and decompresses them
+    with the stream's own state: following a log costs what it grows, not its size at every
+    poll. (A gzip stream cannot be entered in the middle, so its lines are read once, in
+    order; the screen then draws only those it shows.)
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self._inflate: Any = None
+        self._partial = b""
+
+    def read(self) -> list[str]:
+        """Lines completed since the last call ('' lines included; a line being written waits)."""
+        try:
+            size = os.path.getsize(self.path)
+            if size == self.offset:  # nothing new: not even opened
+                return []
+            if size < self.offset:  # rewritten: start again
+                self.offset, self._inflate, self._partial = 0, None, b""
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        out: list[bytes] = [self._partial]
+        for _ in range(100_000):  # members: one per (re)opening of the file
+            if not data:
+                break
+            if self._inflate is None:
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                out.append(self._inflate.decompress(data))
+            except zlib.error:  # damaged: what was read stands, the rest is skipped
+                self._inflate, data = None, b""
+                break
+            if self._inflate.eof:
+                data, self._inflate = self._inflate.unused_data, None
+            else:
+                data = b""
+        *complete, self._partial = b"".join(out).split(b"\n")
+        return [line.decode("utf-8", "replace") for line in complete]
+
+
 class StatePoller:
     """Follows one recorded run: its state rows and its log files, into a feed."""
 
@@ -47,7 +96,7 @@ class StatePoller:
         self.feed = feed
         self.interval = interval
         self._stop = threading.Event()
-        self._seen: dict[str, tuple[int, int]] = {}  # path -> (size read, lines sent)
+        self._tails: dict[str, GzipTail] = {}  # path -> what was read of it
         self._signature: tuple[Any, ...] = ()
         self._thread: threading.Thread | None = None
         #: Set once the run has ended and its last state was read.
@@ -56,17 +105,12 @@ class StatePoller:
     def poll(self) -> bool:
         """One look: new log lines, then the state when it changed; False once the run has ended."""
         for f in runlogs.run_files(self.logs_root, self.run_id):
-            try:
-                size = os.path.getsize(f.path)
-            except OSError:
-                continue
-            read, sent = self._seen.get(f.path, (-1, 0))
-            if size == read:
-                continue
-            lines = runlogs.read_lines(f.path)
-            if len(lines) > sent:
-                self.feed(FileLines(f.task, f.host, tuple(lines[sent:])))
-            self._seen[f.path] = (size, max(sent, len(lines)))
+            tail = self._tails.get(f.path)
+            if tail is None:
+                tail = self._tails[f.path] = GzipTail(f.path)
+            lines = tail.read()
+            if lines:
+                self.feed(FileLines(f.task, f.host, tuple(lines)))
         record = self.store.get(self.run_id)
         if record is None:
             return False

@@ -214,6 +214,74 @@ class HostSummary:
     failed: int
 
 
+class LineIndex:
+    """Every kept line once, and the same lines per task, per host and per task/host (references).
+
+    Each list only grows (appends), so the log panel can hold one and draw from it while it
+    grows: showing another selection is taking another list, whatever the number of lines.
+    Past ``max_lines`` (plus a tenth, so that it happens rarely) the oldest lines go and the
+    lists are rebuilt, ``generation`` telling the panel to take its list again.
+    """
+
+    def __init__(self, max_lines: int = MAX_LINES) -> None:
+        self.max_lines = max_lines
+        self.all: list[LogLine] = []
+        self.by_task: dict[str, list[LogLine]] = {}
+        self.by_host: dict[str, list[LogLine]] = {}
+        self.by_pair: dict[tuple[str, str], list[LogLine]] = {}
+        self.generation = 0
+        #: Lines dropped to stay within ``max_lines``.
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return iter(self.all)
+
+    def append(self, line: LogLine) -> None:
+        """Keep ``line`` (in every list it belongs to)."""
+        self.all.append(line)
+        self._file(line)
+        if len(self.all) > self.max_lines + self.max_lines // 10:
+            self._trim()
+
+    def _file(self, line: LogLine) -> None:
+        by = self.by_task.get(line.task)
+        if by is None:
+            by = self.by_task[line.task] = []
+        by.append(line)
+        by = self.by_host.get(line.host)
+        if by is None:
+            by = self.by_host[line.host] = []
+        by.append(line)
+        key = (line.task, line.host)
+        by = self.by_pair.get(key)
+        if by is None:
+            by = self.by_pair[key] = []
+        by.append(line)
+
+    def _trim(self) -> None:
+        cut = len(self.all) - self.max_lines
+        self.dropped += cut
+        self.all = self.all[cut:]
+        self.by_task, self.by_host, self.by_pair = {}, {}, {}
+        for line in self.all:
+            self._file(line)
+        self.generation += 1
+
+    def select(self, selection: tuple[str, ...]) -> list[LogLine]:
+        """The (growing) list of ``("all",)``, ``("task", t)``, ``("host", t, h)`` or ``("anyhost", h)``."""
+        kind = selection[0]
+        if kind == "task":
+            return self.by_task.setdefault(selection[1], [])
+        if kind == "host":
+            return self.by_pair.setdefault((selection[1], selection[2]), [])
+        if kind == "anyhost":
+            return self.by_host.setdefault(selection[1], [])
+        return self.all
+
+
 # --- items a feed carries besides events ----------------------------------------------------
 
 
@@ -272,7 +340,7 @@ class DashboardModel:
         self.ended: float | None = None
         self.duration: float | None = None
         self.tasks: dict[str, TaskRow] = {}
-        self.lines: deque[LogLine] = deque(maxlen=max_lines)
+        self.index = LineIndex(max_lines)
         self.notices: list[str] = []
         self.final_failures: list[Failure] | None = None
         self.dirty_tasks: set[str] = set()
@@ -325,11 +393,20 @@ class DashboardModel:
             status, task = ("waiting" if started else "pending"), ""
         return HostSummary(host, status, task, done, len(rows), failed)
 
-    def lines_for(self, task: str | None = None, host: str | None = None) -> Iterator[LogLine]:
+    @property
+    def lines(self) -> list[LogLine]:
+        """Every kept log line, in order."""
+        return self.index.all
+
+    def lines_for(self, task: str | None = None, host: str | None = None) -> list[LogLine]:
         """Kept log lines of ``task`` and/or ``host`` (all when both are None)."""
-        for line in self.lines:
-            if (task is None or line.task == task) and (host is None or line.host == host):
-                yield line
+        if task is not None and host is not None:
+            return self.index.by_pair.get((task, host), [])
+        if task is not None:
+            return self.index.by_task.get(task, [])
+        if host is not None:
+            return self.index.by_host.get(host, [])
+        return self.index.all
 
     def failures(self) -> list[Failure]:
         """Failures in the plain report's terms: the engine's once the run ended, else built from what was seen."""
@@ -413,7 +490,7 @@ class DashboardModel:
     def _line(self, task: str, host: str, text: str, kind: str) -> None:
         self._seq += 1
         line = LogLine(self._seq, task, host, clean(text), kind)
-        self.lines.append(line)
+        self.index.append(line)
         self.new_lines.append(line)
 
     # events
@@ -481,7 +558,7 @@ class DashboardModel:
             h.commands[-1].tail.append(text)
         self._seq += 1
         line = LogLine(self._seq, e.task, e.host, text, "err" if e.stream == "stderr" else "out")
-        self.lines.append(line)
+        self.index.append(line)
         self.new_lines.append(line)
 
     def _on_command_stop(self, e: ev.CommandStop) -> None:
