@@ -68,16 +68,14 @@ def install(extras: str = "test,docs,tui") -> None:
 
 
 def ensure_system_packages() -> None:
-    """The SSH tests need Debian's openssh-server and sudo; install them when missing (root only)."""
-    missing = [
-        pkg
-        for pkg, path in (("openssh-server", "/usr/sbin/sshd"), ("sudo", "/usr/bin/sudo"))
-        if not os.path.exists(path)
-    ]
+    """The SSH tests need Debian's openssh-server and sudo, the dashboard's smoke test tmux;
+    install them when missing (root only)."""
+    wanted = (("openssh-server", "/usr/sbin/sshd"), ("sudo", "/usr/bin/sudo"), ("tmux", "/usr/bin/tmux"))
+    missing = [pkg for pkg, path in wanted if not os.path.exists(path)]
     if not missing:
         return
     if os.geteuid() != 0:
-        print(f"note: {', '.join(missing)} missing and not root: the SSH tests will be skipped", flush=True)
+        print(f"note: {', '.join(missing)} missing and not root: the tests needing them will be skipped", flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     sh("apt-get", "update", "-qq", env=env)

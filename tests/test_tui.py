@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def docs():
 WAITING = """
 from nexus_core import config, task, run
 
-config(interrupt_grace=1)
+config(interrupt_grace=1, terminate_grace=1)
 
 @task
 def slow():
@@ -216,6 +217,34 @@ def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatc
     assert result.status == "ok"
     assert said == ["nexus: dashboard closed; the run goes on with plain output"]
     assert any(line.startswith("✓ slow") for line in printed), printed
+
+
+def test_quit_while_running_can_cancel_the_run_instead(nexus_project, monkeypatch):
+    from nexus_core.output.render import QuietRenderer
+    from nexus_core.output.style import Style
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(WAITING)
+    _env(nexus_project, monkeypatch)
+    said: list[str] = []
+    dash = DashboardRun(lambda: QuietRenderer(Style(False, False, True, False)), say=said.append)
+    dash.start(_session(nexus_project, ["slow"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await until(pilot, lambda: "started" in _log_text(app))
+            await pilot.press("q")
+            await pilot.press("escape")  # stay: the question goes, the dashboard stays
+            assert app.return_value is None and len(app.screen_stack) == 1
+            await pilot.press("q")
+            await pilot.press("c")  # cancel it and leave
+
+    asyncio.run(drive())
+    assert app.return_value == "cancel"
+    result = dash.finish(app.return_value)
+    assert result.status == "interrupted" and result.exit_code == 130
+    assert "nexus: dashboard closed; cancelling the run as Ctrl+C does, plain output follows" in said, said
 
 
 def test_a_crash_of_the_dashboard_never_stops_the_run(nexus_project, monkeypatch):
@@ -507,7 +536,10 @@ def test_refusal_reasons():
             return True
 
     tty: Any = Tty()
-    assert tui_refusal(environ={}, stdin=tty, stdout=tty) == ""
+    assert tui_refusal(environ={}, stdin=tty, stdout=tty, stderr=tty) == ""
+    assert tui_refusal(environ={}, stdin=tty, stdout=tty, stderr=Path(__file__).open()).startswith(
+        "stderr is not a terminal"
+    )
     assert tui_refusal(environ={"CI": "true"}, stdin=tty, stdout=tty) == "CI is set"
     assert tui_refusal(environ={"TERM": "dumb"}, stdin=tty, stdout=tty) == "TERM=dumb"
     assert "json" in tui_refusal(fmt="json", environ={}, stdin=tty, stdout=tty)
@@ -654,6 +686,128 @@ def test_smoke_nexus_run_tui_on_a_real_terminal(nexus_project):
     assert "tasks" in screen and "hosts" in screen  # the dashboard's panels were drawn
 
 
+# --- under tmux: the real CLI on a real terminal ------------------------------------------------
+
+
+class Tmux:
+    """A private tmux server (own socket) with one 120x40 window running a shell command."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="nx-tmux-")  # a short path: sockets have a length limit
+        self.socket = os.path.join(self.dir, "s")
+        self.env = env
+
+    def __call__(self, *args: str) -> str:
+        import subprocess
+
+        done = subprocess.run(["tmux", "-S", self.socket, *args], env=self.env, capture_output=True, text=True,
+                              timeout=30)  # fmt: skip
+        return done.stdout
+
+    def start(self, command: str) -> None:
+        """Open the window running ``command`` (in sh)."""
+        self("new-session", "-d", "-s", "nx", "-x", "120", "-y", "40", command)
+
+    def screen(self) -> str:
+        """What the window shows, with its scrollback."""
+        return self("capture-pane", "-p", "-S", "-500", "-t", "nx")
+
+    def flag(self, name: str) -> str:
+        """A pane variable (``alternate_on``, ``cursor_flag``, ``pane_pid``)."""
+        return self("display-message", "-p", "-t", "nx", "#{" + name + "}").strip()
+
+    def wait(self, predicate: Any, steps: int = 600) -> bool:
+        """Until ``predicate(screen)`` holds (bounded: ``steps`` looks 0.1 s apart)."""
+        import time
+
+        for _ in range(steps):
+            if predicate(self.screen()):
+                return True
+            time.sleep(0.1)
+        return bool(predicate(self.screen()))
+
+    def close(self) -> None:
+        """Stop the server (the window's terminal closes)."""
+        self("kill-server")
+
+
+@pytest.fixture
+def tmux(nexus_project: Any) -> Any:
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (python3 dev.py test installs it)")
+    env = {**os.environ, **nexus_project.env, "TERM": "xterm-256color"}
+    for key in ("CI", "NO_COLOR", "TMUX"):
+        env.pop(key, None)
+    made = Tmux(env)
+    yield made
+    made.close()
+
+
+def _nexus_line(project: Any, *args: str) -> str:
+    import shlex
+
+    nexus = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "nexus_core", *args))
+    return f"cd {shlex.quote(str(project.root))} && {nexus}; echo EXIT=$?; sleep 600"
+
+
+def _child_of(pid: int) -> int:
+    """The one child of ``pid`` (the nexus the window's shell runs)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_smoke_under_tmux_draws_the_dashboard_and_q_gives_the_terminal_back(nexus_project, tmux):
+    nexus_project.write(PIPELINE)
+    tmux.start(_nexus_line(nexus_project, "run", "build", "--tui"))
+    assert tmux.wait(lambda s: "(q to leave)" in s and "╭─ tasks" in s and "hosts" in s), tmux.screen()
+    assert "✓ build" in tmux.screen()
+    assert tmux.flag("alternate_on") == "1"  # the dashboard has the screen
+    tmux("send-keys", "-t", "nx", "q")
+    assert tmux.wait(lambda s: "EXIT=0" in s), tmux.screen()
+    screen = tmux.screen()
+    assert "Completed" in screen and "Traceback" not in screen, screen
+    assert tmux.flag("alternate_on") == "0" and tmux.flag("cursor_flag") == "1"  # the terminal as it was
+
+
+def test_sighup_under_tmux_stops_the_run_as_plain_output_does_and_restores_the_terminal(nexus_project, tmux):
+    nexus_project.write(WAITING)
+    tmux.start(_nexus_line(nexus_project, "run", "slow", "--tui"))
+    assert tmux.wait(lambda s: "started" in s and "╭─ tasks" in s), tmux.screen()
+    nexus = _child_of(int(tmux.flag("pane_pid")))
+    os.kill(nexus, signal.SIGHUP)
+    assert tmux.wait(lambda s: "EXIT=" in s), tmux.screen()
+    screen = tmux.screen()
+    assert "EXIT=129" in screen, screen  # as plain output: a graceful stop, exit 129, resumable
+    assert "SIGHUP (terminal closed): stopping" in screen and "Resume with: nexus resume" in screen, screen
+    assert "nexus: terminal closed (SIGHUP); the run goes on with plain output" in screen, screen
+    assert "Traceback" not in screen, screen
+    assert tmux.flag("alternate_on") == "0" and tmux.flag("cursor_flag") == "1"
+
+
+def test_closing_the_terminal_under_the_dashboard_stops_the_run_with_129_no_traceback(nexus_project, tmux):
+    import json
+
+    nexus_project.write(WAITING)
+    tmux.start(_nexus_line(nexus_project, "run", "slow", "--tui"))
+    assert tmux.wait(lambda s: "started" in s and "╭─ tasks" in s), tmux.screen()
+    nexus = _child_of(int(tmux.flag("pane_pid")))
+    tmux.close()  # the terminal goes away: the kernel sends SIGHUP
+    for _ in range(600):  # bounded: nexus stops (grace 1 s, then the command is killed)
+        if not Path(f"/proc/{nexus}").exists() or "zombie" in Path(f"/proc/{nexus}/status").read_text():
+            break
+        import time
+
+        time.sleep(0.1)
+    assert not Path(f"/proc/{nexus}").exists() or "zombie" in Path(f"/proc/{nexus}/status").read_text()
+    runs = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"]
+    assert (runs[0]["status"], runs[0]["exit_code"]) == ("interrupted", 129), runs[0]  # as plain output
+
+
 # --- fixed data: the screenshot of the docs, and size ------------------------------------------
 
 
@@ -673,6 +827,39 @@ def test_screenshot_of_fixed_data_shows_the_panels(tmp_path):
     text = re.sub(r"<[^>]+>", "", svg).replace("&#160;", " ")
     for expected in ("deploy", "web-4", "exit&#160;code&#160;1", "hosts", "log:&#160;task&#160;deploy"):
         assert expected.replace("&#160;", " ") in text.replace("&#160;", " "), expected
+
+
+# Snapshot tests (pytest-textual-snapshot): the same fixed data as the docs' screenshots, a fixed
+# clock. After a deliberate change of the screen (or of Textual), review and accept the new
+# pictures with: pytest tests/test_tui.py -k snapshot --snapshot-update
+
+
+def test_snapshot_a_failed_deploy_with_its_log(snap_compare):
+    sample = _sample()
+    app = sample.dashboard(sample.sample_events(), sample.NOW)
+    assert snap_compare(app, press=["j", "j", "j"], terminal_size=(110, 32))
+
+
+def test_snapshot_the_failure_panel(snap_compare):
+    sample = _sample()
+    app = sample.dashboard(sample.sample_events(), sample.NOW)
+    assert snap_compare(app, press=["f"], terminal_size=(110, 32))
+
+
+def test_snapshot_a_run_on_agents_with_shards_a_transfer_and_the_cluster(snap_compare):
+    sample = _sample()
+    app = sample.dashboard(sample.running_items(), sample.NOW)
+    assert snap_compare(app, press=["j", "right"], terminal_size=(110, 32))
+
+
+def test_snapshot_the_details_of_a_host_in_a_transfer(snap_compare):
+    sample = _sample()
+    app = sample.dashboard(sample.running_items(), sample.NOW)
+
+    def select_web_1(pilot: Any) -> None:
+        pilot.app.select(("host", "ship", "web-1"))
+
+    assert snap_compare(app, press=["n"], terminal_size=(110, 32), run_before=select_web_1)
 
 
 @pytest.mark.slow

@@ -36,11 +36,13 @@ def tui_refusal(
     environ: Mapping[str, str] | None = None,
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
     check_installed: bool = True,
 ) -> str:
     """Why the dashboard cannot start here ('' when it can).
 
-    Never under ``CI``, with ``TERM=dumb``, without a terminal on stdin and stdout, with
+    Never under ``CI``, with ``TERM=dumb``, without a terminal on stdin, stdout and stderr
+    (Textual draws on stderr: ``2>file`` would fill the file with the screen), with
     ``--format json``, or without Textual installed.
     """
     environ = os.environ if environ is None else environ
@@ -54,6 +56,8 @@ def tui_refusal(
         return "stdout is not a terminal"
     if not _isatty(sys.stdin if stdin is None else stdin):
         return "stdin is not a terminal"
+    if not _isatty(sys.stderr if stderr is None else stderr):
+        return "stderr is not a terminal (the dashboard draws there)"
     if check_installed and not textual_installed():
         return f"Textual is not installed ({INSTALL_HINT})"
     return ""

@@ -13,7 +13,7 @@ running pipeline nor a poller ever waits for the screen.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol
 
 from rich.style import Style as RichStyle
@@ -80,6 +80,9 @@ class Controller(Protocol):
     def cancel(self) -> None:
         """Stop the run as Ctrl+C would (a second call stops harder)."""
 
+    def terminal_gone(self) -> bool:
+        """True when the terminal was closed (SIGHUP): the dashboard leaves, the run stops as in plain output."""
+
 
 def mark(status: str) -> Text:
     """The coloured mark of a status."""
@@ -144,6 +147,8 @@ class TaskTree(Tree[tuple[str, ...]]):
     """
 
     model: DashboardModel | None = None
+    #: Where "now" comes from (running durations count up): the wall clock, or a fixed one in tests.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     def render_label(self, node: TreeNode[tuple[str, ...]], base_style: RichStyle, style: RichStyle) -> Text:
         """The node's label from the model as it is now (task or host), with the open/close icon."""
@@ -160,9 +165,9 @@ class TaskTree(Tree[tuple[str, ...]]):
         if model is None or not data:
             return None
         if data[0] == "task" and data[1] in model.tasks:
-            return task_label(model.tasks[data[1]], time.time())
+            return task_label(model.tasks[data[1]], self.clock())
         if data[0] == "host" and data[1] in model.tasks and data[2] in model.tasks[data[1]].hosts:
-            return host_label(model.tasks[data[1]].hosts[data[2]], time.time())
+            return host_label(model.tasks[data[1]].hosts[data[2]], self.clock())
         return None
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -300,8 +305,11 @@ class Dashboard(App[str]):
         model: DashboardModel | None = None,
         tick: float = TICK,
         show_tracebacks: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
+        #: "Now" for running durations and the elapsed time (a fixed clock makes snapshots stable).
+        self.clock = clock
         self.feed = feed
         self.controller = controller
         self.model = model or DashboardModel()
@@ -356,6 +364,7 @@ class Dashboard(App[str]):
         self.w_notice = self.query_one("#notice", Static)
         self.w_tree = self.query_one(TaskTree)
         self.w_tree.model = self.model
+        self.w_tree.clock = self.clock
         self.w_table = self.query_one(HostTable)
         self.w_log = self.query_one(LogView)
         self.w_switcher = self.query_one(ContentSwitcher)
@@ -380,13 +389,16 @@ class Dashboard(App[str]):
 
     def pull(self) -> None:
         """Apply what the feed holds and redraw what it changed."""
+        if self.controller is not None and self.controller.terminal_gone():
+            self.exit("hangup")
+            return
         items = self.feed.drain(PULL_LIMIT)
         if items:
             self.model.apply_all(items)
         tasks, hosts, pairs, structure, lines = self.model.take_changes()
         if structure:
             self._grow()
-        now = time.time()
+        now = self.clock()
         for name in tasks:
             self._relabel_task(name, now)
         for task, host in pairs:
@@ -424,7 +436,7 @@ class Dashboard(App[str]):
 
     def _clock(self) -> None:
         """Running durations and the elapsed time move on even without events."""
-        now = time.time()
+        now = self.clock()
         self._header(now)
         for t in self.model.tasks.values():
             if t.status == "running":
@@ -708,7 +720,7 @@ class Dashboard(App[str]):
 
     def details_text(self) -> str:
         """Everything known about the selected task or host."""
-        sel, now, m = self.selection, time.time(), self.model
+        sel, now, m = self.selection, self.clock(), self.model
         if sel[0] == "task" and sel[1] in m.tasks:
             t = m.tasks[sel[1]]
             lines = [f"Task: {t.name}", f"Status: {t.status}", f"Strategy: {t.strategy or '-'}",

@@ -11,6 +11,7 @@ events and a line on stderr says so; the run itself is never stopped by the dash
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Seconds between looks at the worker while waiting for the run to end (signals stay handled).
 JOIN_STEP = 0.2
+#: After SIGHUP and the run's end, seconds the dashboard has to close before the process exits anyway.
+HANGUP_GRACE = 5.0
 
 
 class DashboardRun:
@@ -55,8 +58,12 @@ class DashboardRun:
         self.error: BaseException | None = None
         self.notices: list[str] = []
         self._worker: threading.Thread | None = None
-        self._switch = threading.Lock()
+        self._switch = threading.RLock()  # re-entered when a signal handler reports while finish() holds it
         self._cluster: ClusterWatcher | None = None
+        #: Set by SIGHUP: the terminal is gone (or going), the dashboard leaves it.
+        self.hung_up = False
+        #: Set once the dashboard has closed.
+        self.closed = threading.Event()
 
     # --- the bus side ------------------------------------------------------------------------
 
@@ -70,11 +77,14 @@ class DashboardRun:
 
     def report(self, message: str) -> None:
         """The session's notices: on the dashboard while it is shown, on stderr after."""
-        if self._plain is not None:
-            self._say(message)
-        else:
-            self.notices.append(message)
+        with self._switch:
+            shown = self._plain is None
+            if shown:
+                self.notices.append(message)
+        if shown:
             self.feed(Notice(message))
+        else:
+            self._tell(message)
 
     def close(self) -> None:
         """Stop the plain renderer's live view (if it took over)."""
@@ -91,6 +101,35 @@ class DashboardRun:
         """Stop the run as that signal would (again: harder)."""
         if self.session is not None:
             self.session.interrupt(signal_name)
+
+    def on_signal(self, signal_name: str) -> None:
+        """SIGINT, SIGTERM, SIGHUP: stop the run as in plain output; after SIGHUP the dashboard also leaves.
+
+        When the terminal is really gone (closed, not just a ``kill -HUP``), the standard
+        streams are pointed at /dev/null first: the dashboard's last writes and the plain
+        output that follows cannot fail or block on a dead terminal. A watchdog makes sure
+        the process ends with the run's exit code even if the screen library cannot let go.
+        """
+        if signal_name == "SIGHUP" and not self.hung_up:
+            self.hung_up = True
+            if not any(_isatty(fd) for fd in (0, 1, 2)):
+                _detach_from_terminal()
+            threading.Thread(target=self._watchdog, name="nexus-hangup", daemon=True).start()
+        self.cancel(signal_name)
+
+    def _watchdog(self) -> None:
+        """After SIGHUP: once the run has ended, the dashboard has HANGUP_GRACE seconds to close."""
+        worker = self._worker
+        while worker is not None and worker.is_alive():
+            worker.join(JOIN_STEP)
+        if self.closed.wait(HANGUP_GRACE):
+            return
+        code = self.result.exit_code if self.result is not None else 129
+        os._exit(code)  # the terminal is gone and the screen would not let go: the run's outcome is recorded
+
+    def terminal_gone(self) -> bool:
+        """True once SIGHUP came: the dashboard closes (the run's output goes on as plain output)."""
+        return self.hung_up
 
     # --- running -----------------------------------------------------------------------------
 
@@ -132,16 +171,22 @@ class DashboardRun:
 
     def finish(self, choice: str | None, crash: str = "") -> RunResult:
         """After the dashboard closed: plain output for the rest, cancel if asked, wait for the end."""
-        if self.running():
-            with self._switch:
-                self._plain = self._make_plain()
+        running = self.running()
+        with self._switch:
+            if running:
+                self._plain = self._make_plain()  # notices from now on go to stderr directly
+            shown = list(self.notices)
+        for message in shown:  # what the dashboard showed, kept on stderr
+            self._tell(message)
+        if running:
             why = f"the dashboard stopped ({crash})" if crash else "dashboard closed"
-            self._say(f"nexus: {why}; the run goes on with plain output")
+            if choice == "hangup":
+                why = "terminal closed (SIGHUP)"
             if choice == "cancel":
+                self._tell(f"nexus: {why}; cancelling the run as Ctrl+C does, plain output follows")
                 self.cancel()
-        for message in self.notices:
-            if self._plain is None:
-                self._say(message)
+            else:
+                self._tell(f"nexus: {why}; the run goes on with plain output")
         if self._cluster is not None:
             self._cluster.stop()
         worker = self._worker
@@ -152,9 +197,15 @@ class DashboardRun:
         assert self.result is not None
         return self.result
 
+    def _tell(self, message: str) -> None:
+        try:
+            self._say(message)
+        except (OSError, ValueError):  # the terminal is gone (SIGHUP): the run's outcome stands
+            pass
+
     def run(self, session: RunSession) -> RunResult:
         """Run ``session`` with the dashboard on this terminal; the run's result."""
-        previous = _install_signals(self.cancel)
+        previous = _install_signals(self.on_signal)
         try:
             self.start(session)
             choice: str | None = None
@@ -165,9 +216,28 @@ class DashboardRun:
                 crash = app.crash
             except Exception as exc:  # noqa: BLE001 - a dashboard failure must not stop the run
                 crash = f"{type(exc).__name__}: {exc}"
+            self.closed.set()
             return self.finish(choice, crash)
         finally:
             _restore_signals(previous)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _detach_from_terminal() -> None:
+    """Point stdin, stdout and stderr at /dev/null (the terminal was closed under us)."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _install_signals(cancel: Callable[[str], None]) -> dict[int, Any]:
