@@ -361,13 +361,12 @@ def test_a_transfer_in_flight_shows_a_bar_and_its_share():
 
 
 def test_the_cluster_panel_shows_agents_with_their_load_and_hides_without_them():
-    from nexus_core.model import Host
     from nexus_core.plugins import PluginManager
     from nexus_core.tui.app import Dashboard
     from nexus_core.tui.cluster import ClusterWatcher, Member, agent_lister
 
     registry = PluginManager().registry
-    assert agent_lister(registry, {}, ".", [Host("local", transport="local")]) is None  # hosts, no cluster
+    assert agent_lister(registry, {}, ".", ["local", "ssh"]) is None  # hosts, no cluster
     feed = EventFeed()
     members = (Member("a1", running=1, slots=2, cpu=12, memory=2**30, tags=("linux",)), Member("a2", slots=2))
     answers: list[Any] = [members]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import rich_click as click
 
@@ -46,11 +46,14 @@ def tui(run_id: str | None, log_level: str | None = None, log_format: str = "tex
         feed = EventFeed()
         poller = StatePoller(store, record.id, runlogs.logs_dir(state_dir()), feed)
         poller.start()
+        cluster = _cluster_watcher(record, feed)
         try:
             app = Dashboard(feed, show_tracebacks=debug_enabled())
             app.run()
         finally:
             poller.stop()
+            if cluster is not None:
+                cluster.stop()
         if app.crash:
             fail(ExitCode.FAILED, f"The dashboard stopped: {app.crash}",
                  suggestions=["Show the run's output with: nexus logs " + record.id])  # fmt: skip
@@ -63,3 +66,26 @@ def _newest(store: StateStore) -> RunRecord | None:
         if r.status == "running" and r.alive:
             return r
     return runs[0] if runs else None
+
+
+def _cluster_watcher(record: RunRecord, feed: Any) -> Any:
+    """The cluster panel of a running run on agents (the cluster's address from NEXUS_CLUSTER or a
+    local agent: the nexusfile's config is not recorded); None otherwise."""
+    import os
+
+    from nexus_core.tui.cluster import ClusterWatcher, agent_lister
+
+    if record.status != "running" or not record.alive:
+        return None
+    try:
+        from nexus_core.cli.application import plugin_manager
+
+        transports = [str(h.get("transport", "")) for h in record.plan.get("hosts", [])]
+        lister = agent_lister(plugin_manager().registry, {}, os.path.dirname(record.nexusfile), transports)
+    except Exception:  # noqa: BLE001 - no cluster panel then; watching the run is not concerned
+        return None
+    if lister is None:
+        return None
+    watcher = ClusterWatcher(lister, feed)
+    watcher.start()
+    return watcher

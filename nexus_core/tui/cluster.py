@@ -12,12 +12,11 @@ agent, there is no cluster and the panel shows the run's hosts as before.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nexus_core.model import Host
     from nexus_core.registry import Registry
     from nexus_core.tui.feed import EventFeed
 
@@ -76,21 +75,21 @@ def members_of(found: Iterable[Any]) -> tuple[Member, ...]:
     return tuple(sorted(out, key=lambda m: m.name))
 
 
-def uses_agents(hosts: Iterable[Host]) -> bool:
-    """True when some of ``hosts`` run on agents (their transport is the agent source's name)."""
+def uses_agents(transports: Iterable[str]) -> bool:
+    """True when some of the run's hosts run on agents (their transport is the agent source's name)."""
     from nexus_core.targets import SOURCE
 
-    return any(h.transport == SOURCE for h in hosts)
+    return any(t == SOURCE for t in transports)
 
 
 def agent_lister(
-    registry: Registry, config: Mapping[str, Any], root: str, hosts: Sequence[Host]
+    registry: Registry, config: Mapping[str, Any], root: str, transports: Iterable[str]
 ) -> Callable[[], tuple[Member, ...]] | None:
     """A function asking the agents' host source for every agent and its load; None when the run
-    uses no agent or no plugin provides that source."""
+    (the transports of its hosts) uses no agent or no plugin provides that source."""
     from nexus_core.targets import SOURCE
 
-    if not uses_agents(hosts) or SOURCE not in registry.host_sources:
+    if not uses_agents(transports) or SOURCE not in registry.host_sources:
         return None
     made: list[Any] = []
 

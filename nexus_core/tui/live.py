@@ -146,7 +146,7 @@ class DashboardRun:
 
         try:
             plan = session.plan
-            lister = agent_lister(session.plugins.registry, plan.config, plan.root, plan.hosts)
+            lister = agent_lister(session.plugins.registry, plan.config, plan.root, (h.transport for h in plan.hosts))
         except Exception as exc:  # noqa: BLE001 - no cluster panel then; the run is not concerned
             self.feed(Notice(f"no cluster panel: {type(exc).__name__}: {exc}"))
             return
