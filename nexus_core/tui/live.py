@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: Seconds between looks at the worker while waiting for the run to end (signals stay handled).
 JOIN_STEP = 0.2
 #: After SIGHUP and the run's end, seconds the dashboard has to close before the process exits anyway.
-HANGUP_GRACE = 5.0
+HANGUP_GRACE = 10.0
 
 
 class DashboardRun:
@@ -107,14 +107,14 @@ class DashboardRun:
 
         When the terminal is really gone (closed, not just a ``kill -HUP``), the standard
         streams are pointed at /dev/null first: the dashboard's last writes and the plain
-        output that follows cannot fail or block on a dead terminal. A watchdog makes sure
+        output that follows cannot fail or block on a dead terminal, and a watchdog makes sure
         the process ends with the run's exit code even if the screen library cannot let go.
         """
         if signal_name == "SIGHUP" and not self.hung_up:
             self.hung_up = True
-            if not any(_isatty(fd) for fd in (0, 1, 2)):
+            if not any(_isatty(fd) for fd in (0, 1, 2)):  # closed, not just signalled
                 _detach_from_terminal()
-            threading.Thread(target=self._watchdog, name="nexus-hangup", daemon=True).start()
+                threading.Thread(target=self._watchdog, name="nexus-hangup", daemon=True).start()
         self.cancel(signal_name)
 
     def _watchdog(self) -> None:
