@@ -27,7 +27,6 @@ def test_dashboard_follows_a_run_on_three_ssh_hosts(
     from nexus_core.runlogs import logs_command
     from nexus_core.session import RunSession
     from nexus_core.tui.live import DashboardRun
-    from textual.widgets import Log
 
     nexus_project.write(
         "from nexus_core import config, hosts, hostname, run, task\n"
@@ -65,7 +64,7 @@ def test_dashboard_follows_a_run_on_three_ssh_hosts(
             assert [label.split()[:2] for label in labels] == [["✓", H1], ["✗", H2], ["✓", H3]], labels
             await pilot.press("j", "j", "j")  # deploy, H1, H2
             assert await until(pilot, lambda: app.selection == ("host", "deploy", H2)), app.selection
-            text = "\n".join(app.query_one(Log).lines)
+            text = "\n".join(app.w_log.lines)  # the lazy log panel (nexus_core.tui.logview)
             assert f"deploying on {H2}" in text and "broken" in text and H1 not in text
             result = dash.result
             assert result is not None
