@@ -1,0 +1,42 @@
+"""Entry module of the ``nexus-azure`` plugin (entry point ``nexus: azure``).
+
+Cheap to import: the host source, the executor and the pre-flight check are registered as
+``"module:Class"`` and imported (with the Azure SDK) only when a plan uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nexus_core.plugin import Option, Registration, hookimpl
+
+#: The core plugin API version this plugin was built for.
+NEXUS_API_VERSION = 1
+
+
+@hookimpl
+def nexus_config_options() -> Sequence[Option]:
+    """The ``azure_*`` keys: subscription, authentication, endpoint, connection, Run Command, limits."""
+    from nexus_azure.options import config_options
+
+    return config_options()
+
+
+@hookimpl
+def nexus_host_sources() -> Sequence[Registration]:
+    """``discover("azure", **filters)``: VMs (Resource Graph, then ARM), or scale set instances."""
+    from nexus_azure.options import filter_options
+
+    return [Registration("azure", "nexus_azure.source:AzureSource", {"filters": filter_options()})]
+
+
+@hookimpl
+def nexus_executors() -> Sequence[Registration]:
+    """``azure://VM`` hosts run their commands through Run Command."""
+    return [Registration("azure", "nexus_azure.executor:AzureExecutor")]
+
+
+@hookimpl
+def nexus_preflight_checks() -> Sequence[Registration]:
+    """``nexus preflight``: Azure authentication, and Run Command availability per ``azure://`` host."""
+    return [Registration("azure", "nexus_azure.preflight:AzurePreflight")]

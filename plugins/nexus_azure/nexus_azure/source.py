@@ -1,0 +1,148 @@
+"""``discover("azure", **filters)``: Azure VMs (or a scale set's instances) as Nexus hosts.
+
+Each host carries the facts ``azure_id`` (the ARM resource ID), ``location``, ``size``,
+``zones``, ``power_state``, ``resource_group``, ``subscription``, ``private_ips``,
+``public_ips`` and ``azure_tags``; its Nexus tags are ``KEY=VALUE`` for each Azure tag
+(``-H tag:env=prod``). Running VMs are targeted; the others are listed, not targeted.
+
+How commands reach it (``connection=`` or ``azure_connection``): ``run_command`` (the
+``azure`` transport, no inbound port), ``ssh`` (nexus-ssh to the ``ip=`` private or public
+address) or ``bastion`` (needs the Azure CLI).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nexus_core.plugin import DiscoveredHost, DiscoveryError, HostSource, HostSourceContext
+
+from nexus_azure.arm import Arm
+from nexus_azure.discovery import VM, FilterError, Filters, find
+from nexus_azure.errors import CONFIG, AzureError
+
+_TAG_SAFE = re.compile(r"[^A-Za-z0-9_.:=/-]")
+
+
+class AzureSource(HostSource):
+    """Virtual machines of Azure subscriptions, from Resource Graph and ARM."""
+
+    def __init__(self, context: HostSourceContext, arm: Arm | None = None) -> None:
+        super().__init__(context)
+        self._arm = arm
+
+    @property
+    def arm(self) -> Arm:
+        """The ARM clients (made on first use)."""
+        if self._arm is None:
+            self._arm = Arm(self.context.config)
+        return self._arm
+
+    def check(self, filters: Mapping[str, Any]) -> list[str]:
+        """Filter values that cannot work (a bad regular expression...), without asking Azure."""
+        try:
+            Filters.parse(filters)
+        except FilterError as exc:
+            return [str(exc)]
+        return []
+
+    def discover(self, filters: Mapping[str, Any]) -> Sequence[DiscoveredHost]:
+        """The VMs ``filters`` select; raises :class:`DiscoveryError` with the fix."""
+        try:
+            wanted = Filters.parse(filters)
+        except FilterError as exc:
+            raise DiscoveryError(
+                str(exc), "see docs/plugins/azure.md for the filters", exit_code=CONFIG
+            ) from exc
+        connection = str(
+            filters.get("connection") or self.context.config.get("azure_connection") or "run_command"
+        )
+        if connection == "bastion":
+            _bastion_ready()
+        lag_value = self.context.config.get("azure_graph_lag")
+        lag = float(lag_value) if isinstance(lag_value, (int, float)) else 30.0
+        try:
+            vms = find(self.arm, self.context.config, wanted, lag)
+        except AzureError as exc:
+            raise DiscoveryError(exc.message, exc.hint, exit_code=exc.exit_code) from exc
+        late = [vm.name for vm in vms if vm.via == "arm"]
+        if late:
+            self.context.warn(f"azure: {', '.join(late)} not in Resource Graph yet: found through ARM")
+        ip = str(filters.get("ip") or "private")
+        user = filters.get("user")
+        return [_host(vm, connection, ip, user) for vm in vms]
+
+
+def _bastion_ready() -> None:
+    if shutil.which("az") is None:
+        raise DiscoveryError(
+            "connection='bastion' needs the Azure CLI (az), which is not installed here",
+            "install it (https://aka.ms/azure-cli) with its bastion and ssh extensions, or use "
+            "connection='run_command' (no inbound port needed) or 'ssh'",
+            exit_code=CONFIG,
+        )
+    raise DiscoveryError(
+        "connection='bastion' is not supported yet by nexus-azure",
+        "open a tunnel yourself (az network bastion tunnel --name BASTION --resource-group RG "
+        "--target-resource-id VM_ID --resource-port 22 --port 50022) and use ssh to 127.0.0.1:50022, "
+        "or use connection='run_command'",
+        exit_code=CONFIG,
+    )
+
+
+def facts_of(vm: VM) -> dict[str, Any]:
+    """The facts of a discovered VM (plain data)."""
+    facts: dict[str, Any] = {
+        "azure_id": vm.id,
+        "subscription": vm.subscription,
+        "resource_group": vm.resource_group,
+        "location": vm.location,
+        "size": vm.size,
+        "zones": list(vm.zones),
+        "power_state": vm.power_state,
+        "private_ips": list(vm.private_ips),
+        "public_ips": list(vm.public_ips),
+        "azure_tags": dict(vm.tags),
+        "azure_found_via": vm.via,
+    }
+    if vm.scale_set:
+        facts["scale_set"] = vm.scale_set
+        facts["instance_id"] = vm.instance_id
+    return facts
+
+
+def _host(vm: VM, connection: str, ip: str, user: Any) -> DiscoveredHost:
+    facts = facts_of(vm)
+    running = vm.power_state == "running"
+    tags = tuple(_TAG_SAFE.sub("_", f"{k}={v}" if v else k) for k, v in sorted(vm.tags.items()))
+    addresses = (*vm.private_ips, *vm.public_ips)
+    name = _TAG_SAFE.sub("-", vm.name).replace("=", "-").replace("/", "-").replace(":", "-")
+    if connection == "ssh":
+        pool = vm.public_ips if ip == "public" else vm.private_ips
+        address = pool[0] if pool else ""
+        targeted = None if address else False
+        if not address:
+            facts["note"] = f"no {ip} IP address: not targeted"
+        return DiscoveredHost(
+            address=address or name,
+            user=str(user) if user else None,
+            tags=tags,
+            os=vm.os.lower(),
+            online=running,
+            addresses=addresses,
+            facts=facts,
+            name=name,
+            targeted=targeted if running else None,
+        )
+    return DiscoveredHost(
+        address=name,
+        transport="azure",
+        tags=tags,
+        os=vm.os.lower(),
+        online=running,
+        addresses=addresses,
+        facts=facts,
+        name=name,
+    )
