@@ -234,11 +234,14 @@ class AzureExecutor(Executor):
 
     # --- managed run commands ---------------------------------------------------------------
 
-    def _ops(self, t: Target) -> tuple[Any, tuple[Any, ...]]:
+    def _ops(self, t: Target) -> tuple[Any, tuple[Any, ...], Any]:
+        """(operations, leading arguments, get method) of ``t``'s managed run commands."""
         compute = self.arm.compute(t.subscription)
         if t.instance:
-            return compute.virtual_machine_scale_set_vm_run_commands, (t.resource_group, t.name, t.instance)
-        return compute.virtual_machine_run_commands, (t.resource_group, t.name)
+            ops = compute.virtual_machine_scale_set_vm_run_commands
+            return ops, (t.resource_group, t.name, t.instance), ops.get
+        ops = compute.virtual_machine_run_commands
+        return ops, (t.resource_group, t.name), ops.get_by_virtual_machine
 
     def _managed(
         self,
@@ -254,7 +257,7 @@ class AzureExecutor(Executor):
         from azure.core.exceptions import HttpResponseError
         from azure.mgmt.compute import models
 
-        ops, args = self._ops(t)
+        ops, args, get = self._ops(t)
         name = f"nexus-{uuid.uuid4().hex[:20]}"
         body = models.VirtualMachineRunCommand(
             location=self._location(t),
@@ -309,10 +312,10 @@ class AzureExecutor(Executor):
                 doc = self.arm.call(
                     t.subscription,
                     what,
-                    lambda: ops.get(*args, name, expand="instanceView", api_version=COMPUTE_API),
+                    lambda: get(*args, name, expand="instanceView", api_version=COMPUTE_API),
                 )
                 view = doc.instance_view
-                state = str(getattr(view, "execution_state", "") or "Pending")
+                state = _text(getattr(view, "execution_state", None)) or "Pending"
                 final = state not in ("Pending", "Running", "Unknown")
                 out.update(str(getattr(view, "output", "") or ""), final)
                 err.update(str(getattr(view, "error", "") or ""), final)
@@ -506,7 +509,8 @@ class AzureExecutor(Executor):
             emit("stderr", "[nexus] the action Run Command kept only the last 4 KB of each stream")
         for line in lines:
             emit("stdout", line)
-        for line in err.split("\n") if err.strip("\n") else ():
+        err = err[:-1] if err.endswith("\n") else err
+        for line in err.split("\n") if err else ():
             emit("stderr", line)
         took = time.monotonic() - started
         if code is None:
@@ -531,6 +535,11 @@ class AzureExecutor(Executor):
 
     def close(self) -> None:
         """Nothing to release: the SDK clients close their sessions with the process."""
+
+
+def _text(value: Any) -> str:
+    """An SDK enum's value, or the string itself ("" for None)."""
+    return str(getattr(value, "value", value) or "")
 
 
 def _split_action_message(message: str) -> tuple[str, str]:
