@@ -186,8 +186,18 @@ class _Op:
 class FakeAzure:
     """The server; ``with FakeAzure(vms, cert, key) as az:`` then ``az.endpoint``."""
 
-    def __init__(self, vms: list[FakeVM], certfile: str, keyfile: str, *, page_size: int = 2) -> None:
+    def __init__(
+        self,
+        vms: list[FakeVM],
+        certfile: str,
+        keyfile: str,
+        *,
+        page_size: int = 2,
+        script_env: dict[str, str] | None = None,
+    ) -> None:
         self.vms = list(vms)
+        #: The environment scripts run with (None: this process's), e.g. a HOME of their own.
+        self.script_env = script_env
         self.page_size = page_size
         self.tokens = {TOKEN}
         self.forbidden: set[str] = set()
@@ -444,6 +454,12 @@ class FakeAzure:
     ) -> tuple[int, Any, dict[str, str]]:
         if not rest and method == "GET":
             return 200, vm.arm(), {}
+        if rest and rest[0].lower() == "instanceview" and method == "GET":
+            view = dict(vm.arm()["properties"]["instanceView"])
+            ready = "Ready" if vm.power == "running" else "Not Ready"
+            view["vmAgent"] = {"vmAgentVersion": "2.10.0.8", "statuses": [
+                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": ready}]}
+            return 200, view, {}
         if rest and rest[0].lower() == "runcommand" and method == "POST":
             return self._action(vm, body or {})
         if rest and rest[0].lower() == "runcommands" and len(rest) == 2:
@@ -463,6 +479,7 @@ class FakeAzure:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            env=self.script_env,
         )
         s = _Script(proc, timeout=timeout)
 

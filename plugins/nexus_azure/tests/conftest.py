@@ -96,10 +96,17 @@ def standard_vms() -> list[FakeVM]:
     ]
 
 
+def vm_env(home: Path) -> dict[str, str]:
+    """The environment of the fake VMs' scripts: a HOME of their own (status files go there)."""
+    home.mkdir(parents=True, exist_ok=True)
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "NEXUS_"))}
+    return {**keep, "HOME": str(home)}
+
+
 @pytest.fixture
-def fake(certificate: tuple[str, str]) -> Iterator[FakeAzure]:
+def fake(certificate: tuple[str, str], tmp_path: Path) -> Iterator[FakeAzure]:
     """A fresh fake Azure with :func:`standard_vms` (subscription ``sub-1``), pages of 2."""
-    with FakeAzure(standard_vms(), *certificate) as server:
+    with FakeAzure(standard_vms(), *certificate, script_env=vm_env(tmp_path / "vm-home")) as server:
         yield server
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import make_arm, standard_vms
+from conftest import make_arm, standard_vms, vm_env
 from nexus_core.plugin import Cancel, Command, ExecutorContext, Host
 from nexus_core.testing.conformance import ExecutorConformance
 
@@ -17,10 +17,11 @@ from nexus_azure.testing import FakeAzure, FakeVM
 
 
 @pytest.fixture(scope="module")
-def shared_fake(certificate: tuple[str, str]) -> Iterator[FakeAzure]:
+def shared_fake(certificate: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAzure]:
     """One fake Azure for the module (the conformance cases run many commands)."""
     vms = [*standard_vms(), FakeVM("old-agent", managed=False, private_ips=("10.0.0.20",))]
-    with FakeAzure(vms, *certificate) as server:
+    env = vm_env(tmp_path_factory.mktemp("vm-home"))
+    with FakeAzure(vms, *certificate, script_env=env) as server:
         yield server
 
 
