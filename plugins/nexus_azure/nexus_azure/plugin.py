@@ -39,6 +39,4 @@ def nexus_executors() -> Sequence[Registration]:
 @hookimpl
 def nexus_preflight_checks() -> Sequence[Registration]:
     """``nexus preflight``: Azure authentication, and Run Command availability per ``azure://`` host."""
-    return [
-        Registration("azure", "nexus_azure.preflight:AzurePreflight", {"category": "Azure", "order": 20})
-    ]
+    return [Registration("azure", "nexus_azure.preflight:AzurePreflight", {"category": "Azure", "order": 20})]

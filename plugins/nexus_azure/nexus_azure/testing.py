@@ -457,8 +457,12 @@ class FakeAzure:
         if rest and rest[0].lower() == "instanceview" and method == "GET":
             view = dict(vm.arm()["properties"]["instanceView"])
             ready = "Ready" if vm.power == "running" else "Not Ready"
-            view["vmAgent"] = {"vmAgentVersion": "2.10.0.8", "statuses": [
-                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": ready}]}
+            view["vmAgent"] = {
+                "vmAgentVersion": "2.10.0.8",
+                "statuses": [
+                    {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": ready}
+                ],
+            }
             return 200, view, {}
         if rest and rest[0].lower() == "runcommand" and method == "POST":
             return self._action(vm, body or {})

@@ -61,7 +61,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     folder = tmp_path_factory.mktemp("tls")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-azure")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -70,7 +70,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
@@ -89,9 +91,17 @@ def standard_vms() -> list[FakeVM]:
     return [
         FakeVM("web-1", tags={"env": "prod", "role": "web"}, zones=("1",), public_ips=("20.1.1.1",)),
         FakeVM("web-2", tags={"env": "prod", "role": "web"}, private_ips=("10.0.0.5",), zones=("2",)),
-        FakeVM("web-old", tags={"env": "prod", "role": "web"}, power="deallocated", private_ips=("10.0.0.6",)),
-        FakeVM("db-1", "rg-data", tags={"env": "prod", "role": "db"}, location="northeurope",
-               private_ips=("10.0.1.4",), size="Standard_E4s_v5"),  # fmt: skip
+        FakeVM(
+            "web-old", tags={"env": "prod", "role": "web"}, power="deallocated", private_ips=("10.0.0.6",)
+        ),
+        FakeVM(
+            "db-1",
+            "rg-data",
+            tags={"env": "prod", "role": "db"},
+            location="northeurope",
+            private_ips=("10.0.1.4",),
+            size="Standard_E4s_v5",
+        ),
         FakeVM("win-1", tags={"env": "dev"}, os="Windows", private_ips=("10.0.0.9",)),
     ]
 

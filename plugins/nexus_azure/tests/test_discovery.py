@@ -3,7 +3,7 @@ fallback, throttling, 401/403 and the breaker."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from conftest import make_arm
@@ -28,21 +28,37 @@ def test_every_page_of_resource_graph_is_read(fake: FakeAzure, certificate):  # 
     web1 = vms[1]
     assert web1.id.endswith("/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/web-1")
     assert (web1.private_ips, web1.public_ips, web1.zones) == (("10.0.0.4",), ("20.1.1.1",), ("1",))
-    assert (web1.size, web1.os, web1.power_state, web1.location) == ("Standard_B2s", "Linux", "running", "westeurope")
+    assert (web1.size, web1.os, web1.power_state, web1.location) == (
+        "Standard_B2s",
+        "Linux",
+        "running",
+        "westeurope",
+    )
     assert web1.tags == {"env": "prod", "role": "web"}
 
 
 def test_filters_narrow_the_query_and_the_answer(fake: FakeAzure, certificate):  # type: ignore[no-untyped-def]
     arm = make_arm(fake, certificate)
-    f = Filters.parse({"tags": {"env": "prod"}, "name": r"^web-", "power_state": "running", "location": "westeurope",
-                       "resource_group": "RG-APP"})  # fmt: skip
+    f = Filters.parse(
+        {
+            "tags": {"env": "prod"},
+            "name": r"^web-",
+            "power_state": "running",
+            "location": "westeurope",
+            "resource_group": "RG-APP",
+        }
+    )
     assert names(find(arm, arm.config, f, 0)) == ["web-1", "web-2"]
     query = fake.graph_queries[0]["query"]
     assert "tags['env'] =~ 'prod'" in query and "resourceGroup in~ ('RG-APP')" in query
     assert "location in~ ('westeurope')" in query
     assert names(find(arm, arm.config, Filters.parse({"os": "windows"}), 0)) == ["win-1"]
     assert names(find(arm, arm.config, Filters.parse({"tags": {"role": None}}), 0)) == [
-        "db-1", "web-1", "web-2", "web-old"]  # fmt: skip
+        "db-1",
+        "web-1",
+        "web-2",
+        "web-old",
+    ]
 
 
 def test_kql_quotes_values():
@@ -62,7 +78,7 @@ def test_bad_filter_values_are_reported():
 
 
 def test_vms_the_graph_has_not_seen_come_from_arm(fake: FakeAzure, certificate):  # type: ignore[no-untyped-def]
-    fake.vms.append(FakeVM("web-new", tags={"env": "prod"}, in_graph=False, created=datetime.now(timezone.utc)))
+    fake.vms.append(FakeVM("web-new", tags={"env": "prod"}, in_graph=False, created=datetime.now(UTC)))
     fake.vms.append(FakeVM("web-ghost", tags={"env": "prod"}, in_graph=False))  # created days ago: not added
     arm = make_arm(fake, certificate)
     vms = find(arm, arm.config, Filters.parse({"name": "^web-"}), 30)

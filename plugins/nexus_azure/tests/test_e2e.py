@@ -76,7 +76,9 @@ def test_run_on_discovered_vms_through_run_command(project: NexusProject, fake: 
 
 
 def test_ssh_connection_targets_the_private_ip(project: NexusProject, fake: FakeAzure):
-    project.write(nexusfile(fake, WEB.replace('name=r"^web-"', 'name=r"^web-", connection="ssh", user="ops"')))
+    project.write(
+        nexusfile(fake, WEB.replace('name=r"^web-"', 'name=r"^web-", connection="ssh", user="ops"'))
+    )
     listed = project.run("hosts", "list", "--format", "json")
     assert listed.code == 0, listed
     rows = {h["name"]: h for h in listed.json()["groups"][0]["hosts"]}
@@ -92,13 +94,18 @@ def test_bastion_without_the_azure_cli_says_so(project: NexusProject, fake: Fake
 
 
 def test_a_timeout_stops_the_running_command(project: NexusProject, fake: FakeAzure):
-    project.write(nexusfile(fake, """
+    project.write(
+        nexusfile(
+            fake,
+            """
         hosts("one", discover("azure", name="^web-1$"))
 
         @task(on="one")
         def slow():
             run("echo started; sleep 37; echo not-reached", timeout=2)
-    """))  # fmt: skip
+    """,
+        )
+    )
     out = project.run("run", "slow", "--format", "json")
     assert out.code == 4, out
     lines = [e["line"] for e in out.of("command.output")]
@@ -115,7 +122,10 @@ def test_resume_after_a_kill_never_repeats_a_finished_command(
     project: NexusProject, fake: FakeAzure, tmp_path: Path
 ):
     first, second, started = tmp_path / "first.log", tmp_path / "second.log", tmp_path / "second.started"
-    project.write(nexusfile(fake, f"""
+    project.write(
+        nexusfile(
+            fake,
+            f"""
         hosts("web", discover("azure", tags={{"env": "prod"}}, name=r"^web-"))
 
         @task(on="web")
@@ -125,7 +135,9 @@ def test_resume_after_a_kill_never_repeats_a_finished_command(
         @task(on="web", deps=[one])
         def two():
             run("echo y >> {second}; touch {started}; sleep 3")
-    """))  # fmt: skip
+    """,
+        )
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "nexus_core", "run", "two"],
         cwd=project.root,
@@ -163,7 +175,9 @@ def test_preflight_checks_auth_and_run_command_per_host(project: NexusProject, f
     assert azure[0]["message"] == "Azure authentication (cli)"
     assert all(c["message"] == "Run Command available (VM running)" for c in azure[1:])
     project.env["PATH"] = "/usr/bin:/bin"  # no az: the cli credential has no token to give
-    project.write(nexusfile(fake, 'hosts("web", "azure://web-1")\n@task(on="web")\ndef hello():\n    run("true")\n'))
+    project.write(
+        nexusfile(fake, 'hosts("web", "azure://web-1")\n@task(on="web")\ndef hello():\n    run("true")\n')
+    )
     out = project.run("preflight", "hello", "--format", "json")
     assert out.code == 2, out
     (report,) = out.of("preflight")

@@ -17,7 +17,9 @@ from nexus_azure.testing import FakeAzure, FakeVM
 
 
 @pytest.fixture(scope="module")
-def shared_fake(certificate: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeAzure]:
+def shared_fake(
+    certificate: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FakeAzure]:
     """One fake Azure for the module (the conformance cases run many commands)."""
     vms = [*standard_vms(), FakeVM("old-agent", managed=False, private_ips=("10.0.0.20",))]
     env = vm_env(tmp_path_factory.mktemp("vm-home"))
@@ -57,7 +59,9 @@ class TestAzureExecutorConformance(ExecutorConformance):
 def run(executor: AzureExecutor, host: Host, command: Command | str, timeout: float = 20) -> tuple[Any, list]:
     lines: list[tuple[str, str]] = []
     cmd = Command(command, timeout=timeout) if isinstance(command, str) else command
-    result = executor.run(host, cmd, lambda s, line: lines.append((s, line)), executor.context.cancel, timeout)
+    result = executor.run(
+        host, cmd, lambda s, line: lines.append((s, line)), executor.context.cancel, timeout
+    )
     return result, lines
 
 
@@ -67,7 +71,9 @@ def test_run_commands_are_deleted_after_use(shared_fake: FakeAzure, certificate,
     result, lines = run(ex, vm_host(shared_fake, "web-2"), "echo hi")
     assert result.ok and lines == [("stdout", "hi")]
     assert shared_fake.count("DELETE", "/runCommands/") == before + 1
-    put = [b for m, p, b in shared_fake.requests if m == "PUT" and "/virtualMachines/web-2/runCommands/" in p][-1]
+    put = [
+        b for m, p, b in shared_fake.requests if m == "PUT" and "/virtualMachines/web-2/runCommands/" in p
+    ][-1]
     assert put["properties"]["asyncExecution"] is True and put["properties"]["timeoutInSeconds"] == 20
 
 
