@@ -56,8 +56,13 @@ def ran_on(out: Outcome, task: str = "hello") -> list[str]:
     return sorted(e["host"] for e in out.of("host.start") if e.get("task") == task)
 
 
+SSH_GROUP = """
+hosts("web-ssh", discover("azure", name=r"^web-2$", connection="ssh", user="ops"))
+"""
+
+
 def test_run_on_discovered_vms_through_run_command(project: NexusProject, fake: FakeAzure):
-    project.write(nexusfile(fake, WEB))
+    project.write(nexusfile(fake, WEB + SSH_GROUP))
     fake.throttle, fake.retry_after = 2, 1  # the first two requests are throttled: waited out
     out = project.run("run", "hello", "--format", "json")
     assert out.code == 0, out
@@ -73,16 +78,10 @@ def test_run_on_discovered_vms_through_run_command(project: NexusProject, fake: 
     facts = rows["web-1"]["facts"]
     assert facts["azure_id"].endswith("/virtualMachines/web-1") and facts["public_ips"] == ["20.1.1.1"]
     assert facts["zones"] == ["1"] and facts["size"] == "Standard_B2s" and "env=prod" in rows["web-1"]["tags"]
-
-
-def test_ssh_connection_targets_the_private_ip(project: NexusProject, fake: FakeAzure):
-    project.write(
-        nexusfile(fake, WEB.replace('name=r"^web-"', 'name=r"^web-", connection="ssh", user="ops"'))
-    )
-    listed = project.run("hosts", "list", "--format", "json")
-    assert listed.code == 0, listed
-    rows = {h["name"]: h for h in listed.json()["groups"][0]["hosts"]}
-    assert rows["web-2"]["address"] == "10.0.0.5" and rows["web-2"]["transport"] in ("", "ssh")
+    # connection="ssh": the private IP, for nexus-ssh
+    (ssh,) = listed.json()["groups"][1]["hosts"]
+    assert (ssh["name"], ssh["address"], ssh["user"]) == ("web-2", "10.0.0.5", "ops")
+    assert ssh["transport"] in ("", "ssh")
 
 
 def test_bastion_without_the_azure_cli_says_so(project: NexusProject, fake: FakeAzure):
