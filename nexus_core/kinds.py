@@ -148,6 +148,7 @@ KINDS: tuple[Kind, ...] = (
                 "aws": "nexus-aws",
                 "hetzner": "nexus-hetzner",
                 "agent": "nexus-agent",
+                "azure": "nexus-azure",
             }
         ),
     ),

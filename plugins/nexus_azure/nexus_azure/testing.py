@@ -207,6 +207,8 @@ class FakeAzure:
         self.throttled = 0
         self.requests: list[tuple[str, str, Any]] = []
         self.graph_queries: list[dict[str, Any]] = []
+        #: ``api-version`` of every request, by provider ("compute", "graph").
+        self.api_versions: dict[str, set[str]] = {"compute": set(), "graph": set()}
         self.capacity: dict[str, int] = {}
         self.deleted: list[str] = []
         self._scripts: dict[str, _Script] = {}
@@ -317,6 +319,9 @@ class FakeAzure:
             return
         parts = [p for p in url.path.split("/") if p]
         low = [p.lower() for p in parts]
+        with self._lock:
+            kind = "graph" if "microsoft.resourcegraph" in low else "compute"
+            self.api_versions[kind].add(query["api-version"])
         if len(low) >= 2 and low[0] == "subscriptions" and parts[1] in self.forbidden:
             self._send(
                 h,

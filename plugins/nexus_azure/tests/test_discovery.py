@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from conftest import make_arm
 
+from nexus_azure.arm import GRAPH_API
 from nexus_azure.discovery import Filters, find, kql
 from nexus_azure.errors import AzureError
 from nexus_azure.testing import FakeAzure, FakeVM, TestCredential
@@ -35,6 +36,7 @@ def test_every_page_of_resource_graph_is_read(fake: FakeAzure, certificate):  # 
         "westeurope",
     )
     assert web1.tags == {"env": "prod", "role": "web"}
+    assert fake.api_versions["graph"] == {GRAPH_API}
 
 
 def test_filters_narrow_the_query_and_the_answer(fake: FakeAzure, certificate):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from conftest import make_arm, vm_env
 from nexus_core.plugin import Command, ExecutorContext, Host
 
 from nexus_azure import vmss
+from nexus_azure.arm import COMPUTE_API
 from nexus_azure.discovery import Filters, find
 from nexus_azure.errors import AzureError
 from nexus_azure.executor import AzureExecutor
@@ -82,3 +83,4 @@ def test_delete_instances_and_scale(scale_set: FakeAzure, certificate):  # type:
     with pytest.raises(AzureError, match="not found") as info:
         vmss.scale_vmss(arm.config, "rg-app", "nope", 2, arm=arm)
     assert info.value.exit_code == 2
+    assert scale_set.api_versions["compute"] == {COMPUTE_API}  # the pinned version, polls included
