@@ -158,7 +158,7 @@ class Arm:
             "connection_timeout": timeout,
             "read_timeout": timeout,
             "polling_interval": self.poll_interval,
-            "per_retry_policies": [_rate_policy(str(self.config.get("azure_api_rate") or "10/second"), key)],
+            "per_retry_policies": [_rate_policy(str(self.config.get("azure_api_rate") or "20/second"), key)],
             "logging_enable": False,
             **self.extra,
         }

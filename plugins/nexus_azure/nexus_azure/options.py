@@ -124,7 +124,7 @@ def config_options() -> list[Option]:
             "attempts per ARM request (retries on no answer, 5xx, and 429 after its Retry-After)",
             minimum=1,
         ),
-        Option("azure_api_rate", (str,), "10/second", "most ARM requests per subscription", check=_rate),
+        Option("azure_api_rate", (str,), "20/second", "most ARM requests per subscription", check=_rate),
         Option(
             "azure_poll_interval",
             num,

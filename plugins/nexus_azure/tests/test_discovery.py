@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import make_arm
+from azurebed import make_arm
 
 from nexus_azure.arm import GRAPH_API
 from nexus_azure.discovery import Filters, find, kql

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_fake_az
+from azurebed import write_fake_az
 from nexus_core.testing import NexusProject, Outcome
 
 from nexus_azure.testing import FakeAzure

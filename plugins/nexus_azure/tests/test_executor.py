@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import make_arm, standard_vms, vm_env
+from azurebed import make_arm, standard_vms, vm_env
 from nexus_core.plugin import Cancel, Command, ExecutorContext, Host
 from nexus_core.testing.conformance import ExecutorConformance
 

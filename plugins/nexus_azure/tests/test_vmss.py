@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_arm, vm_env
+from azurebed import make_arm, vm_env
 from nexus_core.plugin import Command, ExecutorContext, Host
 
 from nexus_azure import vmss
