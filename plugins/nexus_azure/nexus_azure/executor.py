@@ -205,6 +205,15 @@ class AzureExecutor(Executor):
 
         if cancel.level >= Cancel.INTERRUPT:
             return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+        if str(host.facts.get("os") or "").lower() == "windows":
+            return CommandResult(
+                "error",
+                None,
+                0.0,
+                f"{host.name} is a Windows VM: the azure transport runs POSIX shell scripts only",
+                hint='- leave Windows VMs out with discover("azure", os="linux", ...)',
+                retryable=False,
+            )
         try:
             t = self.target(host)
             mode = str(self.context.config.get("azure_run_command") or "auto")

@@ -145,3 +145,11 @@ def test_cancel_before_start(shared_fake: FakeAzure, certificate, tmp_path):  # 
     ex.context.cancel.raise_to(Cancel.INTERRUPT)
     result, _ = run(ex, vm_host(shared_fake, "web-1"), "echo x")
     assert result.status == "interrupted"
+
+
+def test_windows_vms_are_refused_with_the_fix(shared_fake: FakeAzure, certificate, tmp_path):  # type: ignore[no-untyped-def]
+    ex = executor_for(shared_fake, certificate, tmp_path)
+    vm = next(v for v in shared_fake.vms if v.name == "win-1")
+    host = Host("win-1", transport="azure", facts={"azure_id": vm.id, "os": "windows"})
+    result, _ = run(ex, host, "echo x")
+    assert result.status == "error" and "Windows VM" in result.reason and 'os="linux"' in result.hint
