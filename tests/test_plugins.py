@@ -609,19 +609,20 @@ def deploy():
 
 
 def test_a_local_task_runs_when_another_task_needs_a_plugin_that_is_not_installed(project):
-    # azure: a transport whose package is known but not in this repository (nexus-agent now is).
-    project.write(MIXED_PROJECT.format(transport="azure"))
+    # ssm (AWS Systems Manager, nexus-aws): a transport whose package is known but not in this
+    # repository (nexus-agent and nexus-azure now are).
+    project.write(MIXED_PROJECT.format(transport="ssm"))
     out = project.run("run", "hello")
     no_traceback(out)
     assert out.code == 0, out
     assert "hello-local" in out.stdout
-    warning = "Warning: task 'deploy' runs on remote hosts (azure), but no azure executor is installed"
-    assert warning in out.stderr and "pip install nexus-azure" in out.stderr
+    warning = "Warning: task 'deploy' runs on remote hosts (ssm), but no ssm executor is installed"
+    assert warning in out.stderr and "pip install nexus-aws" in out.stderr
     for args in (("validate",), ("run", "deploy")):
         strict = project.run(*args)
         no_traceback(strict)
         assert strict.code == 2, strict
-        assert "no azure executor is installed" in strict.stderr and "pip install nexus-azure" in strict.stderr
+        assert "no ssm executor is installed" in strict.stderr and "pip install nexus-aws" in strict.stderr
 
 
 def _installed(dist: str) -> bool:
