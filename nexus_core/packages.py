@@ -9,7 +9,12 @@ They are hints only: what is installed is always asked of the plugin manager fir
 from __future__ import annotations
 
 #: Transport (``NAME://host``, or the default transport of bare host strings) -> distribution.
-TRANSPORTS: dict[str, str] = {"ssh": "nexus-ssh", "agent": "nexus-agent", "azure": "nexus-azure"}
+TRANSPORTS: dict[str, str] = {
+    "ssh": "nexus-ssh",
+    "agent": "nexus-agent",
+    "azure": "nexus-azure",
+    "ssm": "nexus-aws",
+}
 
 #: Prefix of a ``config(...)`` key -> the distribution that declares the keys it starts.
 CONFIG_PREFIXES: dict[str, str] = {
