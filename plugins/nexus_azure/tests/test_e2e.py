@@ -145,11 +145,11 @@ def test_resume_after_a_kill_never_repeats_a_finished_command(
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(300):  # bounded: 30 s
-            if started.exists():
+        for _ in range(600):  # bounded: 60 s; both VMs' scripts of task two run
+            if second.exists() and len(second.read_text().split()) == 2:
                 break
             time.sleep(0.1)
-        assert started.exists(), "task two never started"
+        assert second.exists() and len(second.read_text().split()) == 2, "task two never started on both VMs"
         os.kill(proc.pid, signal.SIGKILL)  # the controller dies; the run commands go on in Azure
         proc.wait(10)
     finally:
