@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from nexus_core.artifacts import artifact
     from nexus_core.calls import call, wait_for
     from nexus_core.plugin import hookimpl
+    from nexus_core.policy.dsl import change_window, require_dry_run
     from nexus_core.targets import (
         all_agents,
         any_of,
@@ -54,6 +55,8 @@ _LAZY = {
     "call": "nexus_core.calls",
     "wait_for": "nexus_core.calls",
     "hookimpl": "nexus_core.plugin",
+    "change_window": "nexus_core.policy.dsl",
+    "require_dry_run": "nexus_core.policy.dsl",
     **dict.fromkeys(
         (
             "all_agents",
@@ -77,6 +80,7 @@ __all__ = [
     "any_of",
     "artifact",
     "call",
+    "change_window",
     "config",
     "current_host",
     "discover",
@@ -93,6 +97,7 @@ __all__ = [
     "hosts",
     "inventory",
     "prefer",
+    "require_dry_run",
     "run",
     "secret",
     "shard_count",

@@ -9,7 +9,7 @@ class ExitCode(IntEnum):
     """What ``nexus`` exits with; plugin commands use the same codes.
 
     ``HANGUP``, ``INTERRUPTED`` and ``TERMINATED`` follow the shell's 128 + signal number
-    (SIGHUP 1, SIGINT 2, SIGTERM 15).
+    (SIGHUP 1, SIGINT 2, SIGTERM 15); ``APPROVAL_PENDING`` and ``DENIED`` those of sysexits.h.
     """
 
     OK = 0
@@ -17,6 +17,11 @@ class ExitCode(IntEnum):
     CONFIG = 2
     CONNECTION = 3
     TIMEOUT = 4
+    #: An approval request is waiting for an approver (``nexus run --no-wait``); sysexits' EX_TEMPFAIL.
+    APPROVAL_PENDING = 75
+    #: The policy refused: a role without the permission, a closed change window, a missing
+    #: dry run, a rejected or expired approval; sysexits' EX_NOPERM.
+    DENIED = 77
     HANGUP = 129
     INTERRUPTED = 130
     TERMINATED = 143

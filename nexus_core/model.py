@@ -419,6 +419,8 @@ class Project:
     config_locations: dict[str, Location] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     source_hash: str = ""
+    #: ``change_window(...)`` and ``require_dry_run(...)`` of the nexusfile (nexus_core.policy).
+    compliance: dict[str, Any] = field(default_factory=dict)
 
 
 # --- discovery, as far as every run needs it (nexus_core.discovery does the rest) ------------

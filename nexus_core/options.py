@@ -160,6 +160,8 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("default", (bool,), False, "run by `nexus run` when no task is named", allow_none=False),
         Option("parallel", (str,), None, '"sharded": split the task into shards= parts', choices=("sharded",)),
         Option("shards", (int,), None, 'with parallel="sharded": how many shards (default: one per host)', minimum=1),
+        Option("approval", (str,), None, '"required": another identity must approve each run', choices=("required",)),
+        Option("change_window", (str,), None, "run only inside this change_window(...) (see docs/compliance.md)"),
     ]
 }
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from nexus_core.engine import Engine, RunResult
-    from nexus_core.events import Subscriber
+    from nexus_core.events import Event, Subscriber
     from nexus_core.plan import Plan
     from nexus_core.plugins import PluginManager
     from nexus_core.state.resume import ResumePoint
@@ -86,6 +86,8 @@ class RunSession:
     ``force_handlers``: run notified handlers on a host even after a failure there (also
     ``config(force_handlers=True)``). A fresh recorded run takes over the handler notifications
     the previous run of the same tasks left pending (see :mod:`nexus_core.handlers`).
+    ``run_id``: the id of a fresh run (default: a new one). ``events``: emitted on the run's bus
+    before anything else, with the run's id (the policy checks that let it start).
     """
 
     def __init__(
@@ -106,6 +108,8 @@ class RunSession:
         handle_signals: bool = True,
         markers: bool = True,
         force_handlers: bool = False,
+        run_id: str | None = None,
+        events: Sequence[Event] = (),
     ) -> None:
         from nexus_core.engine import new_run_id
 
@@ -123,7 +127,8 @@ class RunSession:
         self.handle_signals = handle_signals
         self.markers = markers
         self.force_handlers = force_handlers
-        self.run_id = resume_record.id if resume_record is not None else new_run_id()
+        self.run_id = resume_record.id if resume_record is not None else run_id or new_run_id()
+        self.first_events = list(events)
         self._plugins = plugins
         self.engine: Engine | None = None
 
@@ -229,6 +234,11 @@ class RunSession:
         full_cfg = resolved_config(plan, registry)
         for dist, sub in self.plugins.subscribers(full_cfg, {"format": self.fmt, "mode": self.mode}):
             bus.subscribe(dist, sub)
+        if self.first_events:
+            import dataclasses
+
+            for event in self.first_events:
+                bus.emit(dataclasses.replace(event, run_id=run_id))
         extra = dict(self.extra)
         # The sudo password must not reach local commands through their inherited environment.
         env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)

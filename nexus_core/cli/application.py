@@ -138,6 +138,7 @@ def wants_json(args: Sequence[str]) -> bool:
 #: pay for ``secret``, ``exec``, ``tui``... at every start (``nexus --help`` and completion
 #: import them all). ``tests/test_cli_lazy.py`` checks this table against the modules.
 BUILTIN_COMMANDS: dict[str, str] = {
+    "approve": "nexus_core.cli.policy",
     "artifacts": "nexus_core.cli.artifacts",
     "audit": "nexus_core.cli.audit",
     "completion": "nexus_core.cli.info",
@@ -150,7 +151,9 @@ BUILTIN_COMMANDS: dict[str, str] = {
     "pipelines": "nexus_core.cli.state",
     "plugin": "nexus_core.cli.info",
     "plugins": "nexus_core.cli.info",
+    "policy": "nexus_core.cli.policy",
     "preflight": "nexus_core.cli.preflight",
+    "reject": "nexus_core.cli.policy",
     "resume": "nexus_core.cli.state",
     "run": "nexus_core.cli.run",
     "secret": "nexus_core.cli.secret",
@@ -562,6 +565,22 @@ def open_store(required: bool = False, quiet: bool = False) -> StateStore | None
         if not quiet:
             click.echo(f"nexus: warning: {exc}; this run is not recorded and cannot be resumed", err=True)
         return None
+
+
+def policy_applies() -> bool:
+    """True when a policy may be in force (the system file exists or ``NEXUS_POLICY`` is set).
+
+    A cheap look, so that commands import ``nexus_core.policy`` only when there is one.
+    """
+    return bool(os.environ.get("NEXUS_POLICY")) or os.path.exists("/etc/nexus/policy.toml")
+
+
+def enforce(action: str, target: str = "") -> None:
+    """Exit 77 unless the policy in force (if any) allows ``action`` (list, status, logs); audited."""
+    if policy_applies():
+        from nexus_core.policy.gate import check
+
+        check(action, target)
 
 
 @contextmanager

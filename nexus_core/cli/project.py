@@ -11,6 +11,7 @@ from nexus_core.cli.application import (
     Exit,
     ExitCode,
     config_option,
+    enforce,
     fail,
     format_option,
     load,
@@ -72,6 +73,7 @@ def validate(
 def list_tasks(config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text") -> None:
     """List tasks: name and parameters, dependencies, where they run, and the first docstring line."""
     setup_logs(log_level, log_format)
+    enforce("list")
     from nexus_core.plan import check_structure, default_task
     from nexus_core.tasklist import rows_text, task_rows
 

@@ -24,6 +24,7 @@ from nexus_core.cli.application import (
     make_plan,
     open_store,
     plugin_manager,
+    policy_applies,
     setup_logs,
     show_problems,
 )
@@ -83,6 +84,12 @@ ask_sudo_pass_option = click.option(
     default=False,
     help="Show the run on the live dashboard (needs a terminal and the tui extra; never under CI or TERM=dumb).",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Emergency: run a task outside its change window (needs --reason; audited).",
+)
+@click.option("--reason", metavar="TEXT", default="", help="Why the change window is overridden (recorded).")
 @config_option
 @format_option
 @log_options
@@ -112,6 +119,8 @@ def run(
     refresh: bool = False,
     force_handlers: bool = False,
     tui: bool = False,
+    override_window: bool = False,
+    reason: str = "",
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -126,6 +135,9 @@ def run(
 
     --tui shows the run on the live dashboard (keys: ? for help); without a terminal, under
     CI or with TERM=dumb it prints one line saying why and the plain output follows.
+
+    A policy (docs/compliance.md) is enforced before anything runs: a denial exits 77; a
+    task that needs approval waits for it (exit 75 at once with --no-wait).
     """
     setup_logs(log_level, log_format)
     if verbose and quiet:
@@ -149,6 +161,14 @@ def run(
                          refresh=refresh)  # fmt: skip
         if not log_level and project.config.get("log_level"):
             setup_logs(str(project.config["log_level"]), log_format)
+        gated = policy_applies() or _uses_compliance(project)
+        gate = None
+        if gated:
+            from nexus_core.policy.gate import gate_run
+
+            mode = "list-hosts" if list_hosts else "dry-run" if dry_run else "run"
+            gate = gate_run(plan, project, mode=mode, override_window=override_window, reason=reason,
+                            no_wait=no_wait, fmt=fmt)  # fmt: skip
         if list_hosts:
             from nexus_core.hostlist import hosts_listing, hosts_text
 
@@ -156,6 +176,10 @@ def run(
             return
         if dry_run:
             _dry_run(plan, fmt)
+            if gated:
+                from nexus_core.policy.gate import record_dry_run
+
+                record_dry_run(plan, project)
             return
         from nexus_core.cli.secret import rotation_reminders
 
@@ -184,10 +208,18 @@ def run(
             extra=extra,
             force_handlers=force_handlers,
             tui=tui and _tui_can_start(fmt),
+            **({"run_id": gate.run_id if record is None else None, "events": gate.events} if gate else {}),
         )
     finally:
         if store is not None:
             store.close()
+
+
+def _uses_compliance(project: Any) -> bool:
+    """True when the nexusfile uses approvals, change windows or dry-run requirements."""
+    return bool(project.compliance) or any(
+        key in ("approval", "change_window") for t in project.tasks.values() for key, _ in t.extra
+    )
 
 
 def _with_saved_discovery(store: Any, plan: Plan, project: Any, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:

@@ -7,7 +7,7 @@ person sees around it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rich_click as click
@@ -17,6 +17,7 @@ from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
     from nexus_core.engine import RunResult
+    from nexus_core.events import Event
     from nexus_core.plan import Plan
     from nexus_core.state.resume import ResumePoint
     from nexus_core.state.store import RunRecord, StateStore
@@ -117,6 +118,8 @@ def execute(
     extra: Mapping[str, Any] | None = None,
     force_handlers: bool = False,
     tui: bool = False,
+    run_id: str | None = None,
+    events: Sequence[Event] = (),
 ) -> RunResult:
     """Run a plan as ``nexus run`` shows it: live output, then failures and the summary.
 
@@ -124,6 +127,7 @@ def execute(
     signals); see there for the arguments. After an interrupted, recorded run the summary
     says how to resume it. ``tui``: show the run on the dashboard (``nexus_core.tui``; the
     caller checked that it can start), the plain renderer taking over if it closes early.
+    ``run_id`` and ``events``: the id a policy gate chose and its checks, emitted first.
     """
     from nexus_core.output.render import make_renderer
     from nexus_core.output.report import failures_text, summary_line
@@ -153,6 +157,8 @@ def execute(
         fmt=fmt,
         mode=mode,
         report=dashboard.report if dashboard else lambda m: click.echo(m, err=True),
+        run_id=run_id,
+        events=events,
     )
     try:
         result = dashboard.run(session) if dashboard else session.run()

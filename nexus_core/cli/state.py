@@ -14,6 +14,7 @@ from nexus_core.cli.application import (
     ExitCode,
     closing,
     config_option,
+    enforce,
     fail,
     format_option,
     load,
@@ -155,6 +156,7 @@ def pipelines(
     setup_logs(log_level, log_format)
     if ctx.invoked_subcommand is not None:
         return
+    enforce("status")
     store = open_store(required=True)
     assert store is not None
     with closing(store):
@@ -264,4 +266,5 @@ def logs(run_id: str | None, task: str | None, host_patterns: tuple[str, ...], f
     """Print the output of a past (or running) run: RUN_ID (default: the newest), TASK, hosts."""
     from nexus_core.logview import show_logs
 
+    enforce("logs", task or "")
     show_logs(run_id, task, list(host_patterns), failed=failed, follow=follow)

@@ -1,0 +1,275 @@
+"""``nexus policy check|approvals``, ``nexus approve`` and ``nexus reject``: the compliance commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import rich_click as click
+
+from nexus_core.cli.application import ExitCode, config_option, fail, format_option, main
+
+
+@main.group()
+def policy() -> None:
+    """Explain the RBAC policy's decisions and list approval requests (see docs/compliance.md)."""
+
+
+@policy.command(name="check")
+@click.argument("task", required=False)
+@click.option("--user", "user", metavar="NAME", help="Check for this user (default: you); their Unix groups count.")
+@click.option(
+    "--action",
+    type=click.Choice(["run", "list", "status", "logs", "approve", "admin"]),
+    default="run",
+    show_default=True,
+    help="The permission to check.",
+)
+@click.option(
+    "--on", "targets", metavar="GROUP", multiple=True, help="Host groups the task runs on (default: the nexusfile's)."
+)
+@config_option
+@format_option
+def check_command(
+    task: str | None, user: str | None, action: str, targets: tuple[str, ...], config_path: str | None, fmt: str
+) -> None:
+    """Say whether USER may do ACTION (run TASK by default), and which rule decided it.
+
+    Exits 0 when allowed, 77 when denied, 2 when the policy file is wrong. The check is audited.
+    """
+    from nexus_core.policy.events import PolicyCheck
+    from nexus_core.policy.gate import audit, correlation_id, groups_of, identity, policy_in_force, task_targets
+
+    if action == "run" and not task:
+        fail(
+            ExitCode.CONFIG,
+            "nexus policy check needs a TASK for --action run",
+            [],
+            ["nexus policy check deploy", "nexus policy check --action logs"],
+        )
+    pol = policy_in_force()
+    if pol is None:
+        from nexus_core.policy import SYSTEM_POLICY
+        from nexus_core.policy.gate import POLICY_VARIABLE
+
+        fail(
+            ExitCode.CONFIG,
+            "No policy is in force",
+            [f"{SYSTEM_POLICY} does not exist ({POLICY_VARIABLE} not set or not trusted)"],
+            ["Without a policy every user may do everything; see docs/compliance.md"],
+        )
+    name, groups = identity() if not user else (user, groups_of(user))
+    where = list(targets)
+    if action == "run" and task and not where:
+        where = list(_targets(config_path, task, task_targets))
+    decision = pol.decide(name, groups, action, task or "", where)
+    audit(
+        [
+            PolicyCheck(
+                correlation_id(),
+                user=name,
+                action=action,
+                target=task or "",
+                allowed=decision.allowed,
+                rule=decision.rule,
+                reason="nexus policy check",
+            )
+        ]
+    )
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "event": "policy.check",
+                    "user": name,
+                    "groups": list(groups),
+                    "action": action,
+                    "task": task or "",
+                    "on": where,
+                    "allowed": decision.allowed,
+                    "rule": decision.rule,
+                    "roles": list(decision.roles),
+                    "assigned_by": list(decision.via),
+                }
+            )
+        )
+    else:
+        verdict = "ALLOWED" if decision.allowed else "DENIED"
+        what = f"{action} {task}" if task else action
+        click.echo(
+            f"{verdict}: {name} may{'' if decision.allowed else ' not'} {what}"
+            + (f" on {', '.join(where)}" if where else "")
+        )
+        click.echo(f"  rule:   {decision.rule}")
+        click.echo(f"  roles:  {', '.join(decision.roles) or 'none'}")
+        click.echo(f"  via:    {'; '.join(decision.via) or 'no assignment matches'}")
+        click.echo(f"  groups: {', '.join(groups) or 'none'}")
+        click.echo(f"  policy: {pol.path}")
+    raise SystemExit(0 if decision.allowed else int(ExitCode.DENIED))
+
+
+def _targets(config_path: str | None, task: str, task_targets: Any) -> tuple[str, ...]:
+    """The task's ``on=`` from the nexusfile, when there is one and it defines the task."""
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile, load_project
+
+    try:
+        project = load_project(find_nexusfile(config_path))
+    except (NexusfileNotFound, Exception):  # noqa: BLE001 - explaining needs no valid nexusfile
+        return ()
+    return tuple(task_targets(project, task)) if task in project.tasks else ()
+
+
+@policy.command(name="approvals")
+@click.argument("request_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every request, not only pending ones.")
+@format_option
+def approvals(request_id: str | None, everything: bool, fmt: str) -> None:
+    """List pending approval requests, or show one (REQUEST_ID) with its dry-run output."""
+    from nexus_core.policy.gate import _open, clock, policy_in_force
+
+    pol = policy_in_force()
+    store = _open(pol)
+    try:
+        now = clock(pol)
+        if request_id:
+            found = store.get(request_id)
+            if found is None:
+                _unknown(request_id, store.path)
+            if fmt == "json":
+                click.echo(json.dumps({**found.to_dict(now), "dry_run": found.dry_run}))
+                return
+            for line in _describe(found, now):
+                click.echo(line)
+            click.echo("")
+            click.echo(found.dry_run)
+            return
+        rows = store.listing(now, everything=everything)
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps({"approvals": [a.to_dict(now) for a in rows]}))
+        return
+    if not rows:
+        click.echo("No pending approval requests." if not everything else "No approval requests.")
+    for a in rows:
+        click.echo(f"{a.id}  {a.state(now):9}  {a.requester:12}  {', '.join(a.tasks)}")
+
+
+def _describe(found: Any, now: float) -> list[str]:
+    import datetime as dt
+
+    def stamp(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    lines = [
+        f"Request:   {found.id} ({found.state(now)})",
+        f"Requester: {found.requester}",
+        f"Tasks:     {', '.join(found.tasks)}",
+        f"Nexusfile: {found.nexusfile}",
+        f"Plan hash: {found.plan_hash}",
+        f"Requested: {stamp(found.created)}; expires {stamp(found.expires)}",
+    ]
+    if found.decided_by:
+        lines.append(f"Decided:   by {found.decided_by}" + (f": {found.comment}" if found.comment else ""))
+    return lines
+
+
+def _unknown(request_id: str, path: str) -> NoReturn:
+    fail(
+        ExitCode.CONFIG,
+        f"No approval request {request_id}",
+        [f"Approvals database: {path}"],
+        ["List them: nexus policy approvals"],
+    )
+
+
+def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
+    from nexus_core.policy.events import ApprovalGranted, ApprovalRejected, PolicyCheck
+    from nexus_core.policy.gate import _open, audit, clock, correlation_id, deny, identity, policy_in_force
+
+    pol = policy_in_force()
+    user, groups = identity()
+    store = _open(pol)
+    verb = "approve" if approve else "reject"
+    try:
+        found = store.get(request_id)
+        if found is None:
+            _unknown(request_id, store.path)
+        rid = correlation_id()
+        if pol is not None:
+            decision = pol.decide(user, groups, "approve", ",".join(found.tasks))
+            allowed, rule = decision.allowed, decision.rule
+        else:
+            allowed, rule = True, "no policy in force: any other user may approve"
+        if allowed and user == found.requester:
+            allowed, rule = False, "separation of duties: the requester cannot decide their own request"
+        audit([PolicyCheck(rid, user=user, action="approve", target=request_id, allowed=allowed, rule=rule)])
+        if not allowed:
+            deny(
+                f"{user} may not {verb} request {request_id}",
+                [f"Rule: {rule}", f"Requested by {found.requester}"],
+                ["Another user holding the approve permission must decide it"],
+            )
+        now = clock(pol)
+        state = found.state(now)
+        if state != "pending" or not store.decide(
+            request_id, "approved" if approve else "rejected", user, comment, now
+        ):
+            latest = store.get(request_id) or found
+            fail(
+                ExitCode.CONFIG,
+                f"Approval request {request_id} is {latest.state(now)}, not pending",
+                [f"Requested by {found.requester} for {', '.join(found.tasks)}"],
+                ["Only a pending, unexpired request can be approved or rejected"],
+            )
+        kind = ApprovalGranted if approve else ApprovalRejected
+        audit(
+            [
+                kind(
+                    rid,
+                    request_id=request_id,
+                    user=user,
+                    requester=found.requester,
+                    plan_hash=found.plan_hash,
+                    comment=comment,
+                )
+            ]
+        )
+    finally:
+        store.close()
+    done = "Approved" if approve else "Rejected"
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "event": f"approval.{'granted' if approve else 'rejected'}",
+                    "id": request_id,
+                    "by": user,
+                    "requester": found.requester,
+                    "comment": comment,
+                }
+            )
+        )
+    else:
+        click.echo(f"{done} request {request_id} of {found.requester} ({', '.join(found.tasks)}) as {user}.")
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--comment", default="", help="Why; recorded with the approval and shown to the requester.")
+@format_option
+def approve(request_id: str, comment: str, fmt: str) -> None:
+    """Approve the pending request REQUEST_ID (not your own; needs the approve permission).
+
+    See what it would do first: nexus policy approvals REQUEST_ID.
+    """
+    _decide(request_id, comment, True, fmt)
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--comment", default="", help="Why; recorded with the rejection and shown to the requester.")
+@format_option
+def reject(request_id: str, comment: str, fmt: str) -> None:
+    """Reject the pending request REQUEST_ID (not your own; needs the approve permission)."""
+    _decide(request_id, comment, False, fmt)
