@@ -204,6 +204,8 @@ def task_targets(project: Project, task: str) -> tuple[str, ...]:
     t = project.tasks.get(task)
     if t is None:
         return ("local",)
+    if isinstance(t.on, str):
+        return (t.on,)
     items = [i if isinstance(i, str) else getattr(i, "key", str(i)) for i in on_items(t.on)]
     return tuple(items) or ("local",)
 

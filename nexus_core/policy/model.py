@@ -199,7 +199,8 @@ def load_policy(path: str) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+)", str(exc))
-        where = f"{path}:{found.group(1)}" if found else path
+        line = found.group(1) if found else str(max(1, len(text.splitlines()))) if "end of document" in str(exc) else ""
+        where = f"{path}:{line}" if line else path
         raise PolicyError(f"not valid TOML: {exc}", where, "fix the TOML syntax (https://toml.io)") from None
     return _Reader(path, text).policy(data)
 

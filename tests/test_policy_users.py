@@ -1,0 +1,424 @@
+"""RBAC, approvals, change windows and dry-run enforcement through the real CLI, as real OS users.
+
+The module creates three users and a group (``useradd``/``groupadd``, removed at the end) and
+runs ``nexus`` as each of them with ``setpriv``. The interpreter lives under ``/root`` (mode
+0700) on the test machines, so the other users' processes get one capability,
+CAP_DAC_READ_SEARCH (read and traverse any path; writing stays governed by the ordinary
+permissions); their user and group ids, which are what the policy looks at, are theirs.
+
+The policy is a root-owned file named by ``NEXUS_POLICY`` (honoured only for such a file);
+it sets ``[testing] clock_override = true`` so that ``NEXUS_TEST_NOW`` injects the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import wait_for
+from plugin_fixtures import Logs, make_dist, plugin_env
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
+    reason="needs root, useradd and setpriv to create and become test users",
+)
+
+#: Wednesday 2026-12-02 16:00 UTC = 11:00 in New York; Thursday 15:00 UTC = 10:00 in New York.
+CLOSED = "2026-12-02T16:00:00+00:00"
+OPEN = "2026-12-03T15:30:00+00:00"
+
+NEXUSFILE = """\
+from nexus_core import change_window, hosts, require_dry_run, run, task
+
+hosts("staging", "local")
+change_window("prod", days=["tue", "thu"], hours="10-16", timezone="America/New_York")
+require_dry_run(tasks=["checked"], ttl=600)
+
+
+@task
+def build():
+    run("echo built > {out}/build")
+
+
+@task(on="staging")
+def deploy():
+    run("echo deployed > {out}/deploy")
+
+
+@task(approval="required")
+def migrate():
+    run("echo {marker} > {out}/migrate")
+
+
+@task(change_window="prod")
+def release():
+    run("echo released > {out}/release")
+
+
+@task
+def checked():
+    run("echo checked > {out}/checked")
+"""
+
+POLICY = """\
+[roles.viewer]
+can = ["list", "status", "logs"]
+
+[roles.deployer]
+inherit = ["viewer"]
+can = [
+  {{ action = "run", tasks = ["build", "migrate", "release", "checked"] }},
+  {{ action = "run", tasks = ["deploy"], on = ["staging"] }},
+  "approve",
+]
+
+[roles.approver]
+inherit = ["viewer"]
+can = ["approve", {{ action = "run", tasks = ["checked"] }}]
+
+[[assign]]
+user = "{alice}"
+role = "deployer"
+
+[[assign]]
+group = "{group}"
+role = "approver"
+
+[approvals]
+ttl = 3600
+database = "{shared}/approvals.db"
+
+[testing]
+clock_override = true
+"""
+
+
+@dataclass
+class Bed:
+    """The users, the project and the root-owned policy of this module."""
+
+    base: Path
+    project: Path
+    out: Path
+    shared: Path
+    policy: Path
+    users: dict[str, str]
+    group: str
+    logs: Logs
+    site: Path
+
+    def write_policy(self, text: str | None = None, mode: int = 0o644) -> None:
+        text = text if text is not None else POLICY.format(alice=self.users["alice"], group=self.group,
+                                                           shared=self.shared)  # fmt: skip
+        self.policy.write_text(text, encoding="utf-8")
+        self.policy.chmod(mode)
+
+    def write_nexusfile(self, marker: str = "one") -> None:
+        (self.project / "nexusfile.py").write_text(NEXUSFILE.format(out=self.out, marker=marker), encoding="utf-8")
+
+    def command(self, who: str, *args: str, now: str | None = None, **env: str) -> tuple[list[str], dict[str, str]]:
+        user = self.users[who] if who != "root" else "root"
+        home = self.base / "home" / user
+        environ = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "NEXUS_POLICY": str(self.policy),
+            "NO_COLOR": "1",
+            "NEXUS_STATE_DB": str(home / "state.db"),
+            **plugin_env(self.site, self.logs),
+            **({"NEXUS_TEST_NOW": now} if now else {}),
+            **env,
+        }
+        argv = [sys.executable, "-m", "nexus_core", *args]
+        if who != "root":
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                    "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--", *argv]  # fmt: skip
+        return argv, environ
+
+    def nexus(self, who: str, *args: str, now: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+        argv, environ = self.command(who, *args, now=now, **env)
+        return subprocess.run(argv, cwd=self.project, env=environ, capture_output=True, text=True, timeout=60)
+
+    def start(self, who: str, *args: str, now: str | None = None) -> subprocess.Popen[str]:
+        argv, environ = self.command(who, *args, now=now)
+        return subprocess.Popen(argv, cwd=self.project, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+
+    def approvals(self) -> list[dict[str, object]]:
+        db = sqlite3.connect(self.shared / "approvals.db")
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute("SELECT * FROM approvals ORDER BY created")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    def audited(self) -> list[str]:
+        return [r["event"] for r in self.logs.records("event")]
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Bed]:
+    base = Path(tempfile.mkdtemp(prefix="nexus-policy-"))
+    base.chmod(0o755)
+    suffix = str(os.getpid())[-6:]
+    users = {"alice": f"nxa{suffix}", "bob": f"nxb{suffix}", "carol": f"nxc{suffix}"}
+    group = f"nxg{suffix}"
+    made: list[str] = []
+    try:
+        subprocess.run(["groupadd", group], check=True, capture_output=True)
+        for role, name in users.items():
+            home = base / "home" / name
+            extra = ["-G", group] if role == "bob" else []
+            subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-U", *extra, name], check=True,
+                           capture_output=True)  # fmt: skip
+            made.append(name)
+            home.mkdir(parents=True)
+            shutil.chown(home, name, name)
+        (base / "home" / "root").mkdir()
+        project, out, shared, site = base / "project", base / "out", base / "shared", base / "site"
+        for folder in (project, out, shared):
+            folder.mkdir()
+        out.chmod(0o777)
+        shared.chmod(0o777)
+        make_dist(site, "nexus-auditspy", features=("api", "imports", "subscriber"))
+        logs = Logs(shared / "imports.log", shared / "events.log")
+        for f in (logs.imports, logs.runs):
+            f.touch()
+            f.chmod(0o666)
+        b = Bed(base, project, out, shared, base / "policy.toml", users, group, logs, site)
+        b.write_nexusfile()
+        b.write_policy()
+        yield b
+    finally:
+        for name in made:
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+        subprocess.run(["groupdel", group], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(bed: Bed) -> None:
+    bed.write_policy()
+    bed.write_nexusfile()
+    for f in bed.out.iterdir():
+        f.unlink()
+    bed.logs.runs.write_text("", encoding="utf-8")
+    if (bed.shared / "approvals.db").exists():  # each test starts with no requests and no dry runs
+        db = sqlite3.connect(bed.shared / "approvals.db")
+        with db:
+            db.execute("DELETE FROM approvals")
+            db.execute("DELETE FROM dry_runs")
+        db.close()
+
+
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+
+
+# --- RBAC ----------------------------------------------------------------------------------
+
+
+def test_policy_check_explains_each_decision(bed: Bed) -> None:
+    alice, bob = bed.users["alice"], bed.users["bob"]
+    ok = bed.nexus("alice", "policy", "check", "deploy")
+    assert ok.returncode == 0, ok.stderr
+    assert f"ALLOWED: {alice} may run deploy on staging" in ok.stdout
+    assert "roles.deployer.can[1]" in ok.stdout and f"user {alice}" in ok.stdout
+    denied = bed.nexus("alice", "policy", "check", "--on", "production", "deploy")
+    assert denied.returncode == 77 and "DENIED" in denied.stdout and "default deny" in denied.stdout
+    inherited = bed.nexus("root", "policy", "check", "--user", alice, "--action", "logs", "--format", "json")
+    data = json.loads(inherited.stdout)
+    assert (
+        data["allowed"]
+        and data["rule"].startswith("roles.viewer.can[2] (logs)")
+        and data["roles"] == ["deployer", "viewer"]
+    )
+    by_group = bed.nexus("root", "policy", "check", "--user", bob, "--action", "approve")
+    assert by_group.returncode == 0 and f"group {bed.group}" in by_group.stdout, by_group.stdout
+    assert bed.audited().count("policy.check") >= 4
+
+
+def test_denials_name_the_rule_exit_77_and_run_nothing(bed: Bed) -> None:
+    carol = bed.users["carol"]
+    run = bed.nexus("carol", "run", "build")
+    assert run.returncode == 77, run.stderr
+    assert f"Permission denied: {carol} may not run build" in run.stderr
+    assert "default deny (no role assigned)" in run.stderr and str(bed.policy) in run.stderr
+    assert not (bed.out / "build").exists()
+    for args, action in ((("list",), "list"), (("logs",), "logs"), (("pipelines",), "status")):
+        proc = bed.nexus("carol", *args)
+        assert proc.returncode == 77 and f"{action}: denied" in proc.stderr, (args, proc.stderr)
+    bob = bed.nexus("bob", "run", "build")  # approver: may approve and list, not run build
+    assert bob.returncode == 77 and "no rule of these roles allows it" in bob.stderr
+    alice = bed.nexus("alice", "run", "build")
+    assert alice.returncode == 0, alice.stderr
+    assert (bed.out / "build").read_text().strip() == "built"
+    assert "policy.check" in bed.audited() and "pipeline.start" in bed.audited()
+
+
+def test_only_a_root_owned_unwritable_policy_may_replace_the_system_one(bed: Bed) -> None:
+    own = bed.base / "home" / bed.users["carol"] / "mine.toml"
+    own.write_text('[roles.all]\ncan = ["*"]\n', encoding="utf-8")
+    shutil.chown(own, bed.users["carol"])
+    proc = bed.nexus("carol", "policy", "check", "build", NEXUS_POLICY=str(own))
+    assert f"NEXUS_POLICY={own} ignored: it is not owned by root" in proc.stderr
+    bed.write_policy(mode=0o664)
+    proc = bed.nexus("alice", "policy", "check", "build")
+    assert "ignored: its group or others can write it" in proc.stderr
+
+
+def test_a_bad_policy_exits_2_with_file_line_and_fix(bed: Bed) -> None:
+    cases = [
+        ('[roles.viewer]\ncan = ["list"\n', ":2", "not valid TOML"),
+        ('[roles.viewer]\ncan = ["lsit"]\n', ":2", "did you mean 'list'"),
+        ('[roles.a]\ncan = ["list"]\n\n[[assign]]\nuser = "x"\nrole = "nope"\n', ":4", "unknown role 'nope'"),
+        ('[change_windows.prod]\ndays = ["funday"]\n', ":1", "unknown day 'funday'"),
+        ('[change_windows.prod]\ntimezone = "Mars/Olympus"\n', ":1", "unknown timezone 'Mars/Olympus'"),
+    ]
+    for text, line, what in cases:
+        bed.write_policy(text)
+        proc = bed.nexus("alice", "run", "build")
+        assert proc.returncode == 2, (text, proc.stderr)
+        assert f"{bed.policy}{line}" in proc.stderr and what in proc.stderr, (text, proc.stderr)
+        no_traceback(proc)
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+def request_id(stderr: str) -> str:
+    found = re.search(r"Approval request (\w+) recorded", stderr)
+    assert found, stderr
+    return found.group(1)
+
+
+def test_approval_by_another_user_lets_the_run_continue(bed: Bed) -> None:
+    first = bed.nexus("alice", "run", "migrate", "--no-wait")
+    assert first.returncode == 75, first.stderr
+    rid = request_id(first.stderr)
+    assert not (bed.out / "migrate").exists()
+    self_approval = bed.nexus("alice", "approve", rid)  # alice holds approve, but it is her own request
+    assert self_approval.returncode == 77 and "separation of duties" in self_approval.stderr
+    carol = bed.nexus("carol", "approve", rid)
+    assert carol.returncode == 77 and "default deny" in carol.stderr
+    shown = bed.nexus("bob", "policy", "approvals", rid)
+    assert (
+        shown.returncode == 0 and "DRY RUN MODE" in shown.stdout and f"Requester: {bed.users['alice']}" in shown.stdout
+    )
+    ok = bed.nexus("bob", "approve", rid, "--comment", "maintenance window")
+    assert ok.returncode == 0, ok.stderr
+    run = bed.nexus("alice", "run", "migrate")
+    assert run.returncode == 0, run.stderr
+    assert f"Approved by {bed.users['bob']} (maintenance window)" in run.stderr
+    assert (bed.out / "migrate").read_text().strip() == "one"
+    row = next(r for r in bed.approvals() if r["id"] == rid)
+    assert row["status"] == "used" and row["decided_by"] == bed.users["bob"] and row["run_id"]
+    events = bed.audited()
+    assert {"approval.requested", "approval.granted", "approval.used"} <= set(events)
+    again = bed.nexus("alice", "run", "migrate", "--no-wait")  # an approval is used once
+    assert again.returncode == 75 and request_id(again.stderr) != rid
+
+
+def test_an_approval_is_bound_to_the_plan_and_expires(bed: Bed) -> None:
+    first = bed.nexus("alice", "run", "migrate", "--no-wait", now=CLOSED)
+    rid = request_id(first.stderr)
+    assert bed.nexus("bob", "approve", rid, now=CLOSED).returncode == 0
+    bed.write_nexusfile(marker="two")  # the plan changed after the approval
+    changed = bed.nexus("alice", "run", "migrate", "--no-wait", now=CLOSED)
+    assert changed.returncode == 75 and request_id(changed.stderr) != rid
+    assert not (bed.out / "migrate").exists()
+    late = bed.nexus("alice", "run", "migrate", "--no-wait", now=CLOSED)
+    stale = re.search(r"Approval request (\w+) for this plan is still pending", late.stderr)
+    assert stale, late.stderr
+    expired = bed.nexus("bob", "approve", stale.group(1), now="2026-12-02T18:00:00+00:00")
+    assert expired.returncode == 2 and "is expired, not pending" in expired.stderr
+
+
+def test_waiting_run_reacts_to_a_rejection_and_to_ctrl_c(bed: Bed) -> None:
+    waiting = bed.start("alice", "run", "migrate")
+    try:
+        assert wait_for(lambda: any(r["status"] == "pending" for r in bed.approvals()), timeout=30)
+        rid = next(r["id"] for r in bed.approvals() if r["status"] == "pending")
+        rejected = bed.nexus("bob", "reject", str(rid), "--comment", "not today")
+        assert rejected.returncode == 0, rejected.stderr
+        _, err = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 77, err
+    assert f"was rejected by {bed.users['bob']}" in err and "not today" in err
+    assert not (bed.out / "migrate").exists()
+    cancelled = bed.start("alice", "run", "migrate")
+    try:
+        assert wait_for(lambda: any(r["status"] == "pending" for r in bed.approvals()), timeout=30)
+        seen = [cancelled.stderr.readline() for _ in range(4)] if cancelled.stderr else []
+        assert any("Waiting for approval" in line for line in seen), seen
+        cancelled.send_signal(signal.SIGINT)
+        _, err = cancelled.communicate(timeout=30)
+    finally:
+        cancelled.kill()
+    assert cancelled.returncode == 130, err
+    assert "Cancelled approval request" in err and "Traceback" not in err
+    assert [r["status"] for r in bed.approvals()][-1] == "cancelled"
+
+
+# --- change windows and dry runs -----------------------------------------------------------
+
+
+def test_change_window_refuses_with_next_start_and_override_needs_a_reason(bed: Bed) -> None:
+    closed = bed.nexus("alice", "run", "release", now=CLOSED)
+    assert closed.returncode == 77, closed.stderr
+    assert "outside its change window prod" in closed.stderr
+    assert "Next window opens: Thu 2026-12-03 10:00 EST (2026-12-03T15:00Z)" in closed.stderr
+    assert not (bed.out / "release").exists()
+    no_reason = bed.nexus("alice", "run", "release", "--override-window", now=CLOSED)
+    assert no_reason.returncode == 2 and "--override-window needs --reason" in no_reason.stderr
+    forced = bed.nexus("alice", "run", "release", "--override-window", "--reason", "INC-7 hotfix", now=CLOSED)
+    assert forced.returncode == 0, forced.stderr
+    assert "change_window.override" in bed.audited()
+    (bed.out / "release").unlink()
+    inside = bed.nexus("alice", "run", "release", now=OPEN)
+    assert inside.returncode == 0 and (bed.out / "release").exists(), inside.stderr
+
+
+def test_injected_clock_needs_the_policys_consent(bed: Bed) -> None:
+    text = POLICY.format(alice=bed.users["alice"], group=bed.group, shared=bed.shared)
+    bed.write_policy(text.replace("clock_override = true", "clock_override = false"))
+    real = bed.nexus("alice", "policy", "check", "release", now=CLOSED)
+    assert real.returncode == 0
+    # The real clock decides: the run is refused or allowed as the real week says, never by NEXUS_TEST_NOW.
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    here = dt.datetime.now(ZoneInfo("America/New_York"))
+    is_open = here.weekday() in (1, 3) and 10 <= here.hour < 16
+    proc = bed.nexus("alice", "run", "release", now=OPEN if not is_open else CLOSED)
+    assert proc.returncode == (0 if is_open else 77), proc.stderr
+
+
+def test_require_dry_run_same_plan_same_user_within_ttl(bed: Bed) -> None:
+    cold = bed.nexus("alice", "run", "checked", now=CLOSED)
+    assert cold.returncode == 77 and "need a dry run of this exact plan" in cold.stderr
+    assert "nexus run --dry-run checked" in cold.stderr
+    dry = bed.nexus("alice", "run", "--dry-run", "checked", now=CLOSED)
+    assert dry.returncode == 0, dry.stderr
+    other = bed.nexus("bob", "run", "checked", now=CLOSED)  # bob may run it, but did not dry-run it
+    assert other.returncode == 77 and f"{bed.users['bob']} never dry-ran this plan" in other.stderr
+    ok = bed.nexus("alice", "run", "checked", now="2026-12-02T16:05:00+00:00")
+    assert ok.returncode == 0 and (bed.out / "checked").exists(), ok.stderr
+    stale = bed.nexus("alice", "run", "checked", now="2026-12-02T17:00:00+00:00")
+    assert stale.returncode == 77 and "last dry-ran this plan" in stale.stderr
+    assert "dry_run.recorded" in bed.audited()
