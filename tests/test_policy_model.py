@@ -1,0 +1,175 @@
+"""The policy file, change windows and the nexusfile's compliance functions, without other users."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexus_core.policy.model import PolicyError, load_policy
+from nexus_core.policy.windows import ChangeWindow, WindowError
+
+NY = "America/New_York"
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def test_window_open_closed_and_next_start_across_dst() -> None:
+    w = ChangeWindow.parse("prod", days=["tuesday", "thu"], hours="10-16", timezone=NY)
+    assert w.days == (1, 3) and (w.start, w.end) == (10, 16)
+    assert w.is_open(at("2026-12-03T15:00:00+00:00"))  # Thursday 10:00 EST
+    assert not w.is_open(at("2026-12-03T21:00:00+00:00"))  # Thursday 16:00 EST: the end hour is excluded
+    assert w.next_start(at("2026-12-02T16:00:00+00:00")) == dt.datetime(2026, 12, 3, 10, tzinfo=w.zone())
+    # Saturday before the switch to summer time (8 March 2026): the next Tuesday opens at 10:00 EDT (14:00Z)
+    nxt = w.next_start(at("2026-03-07T12:00:00+00:00"))
+    assert nxt.astimezone(dt.UTC) == at("2026-03-10T14:00:00+00:00")
+    assert w.describe() == "Tue, Thu 10:00-16:00 America/New_York"
+    assert ChangeWindow.parse("all").is_open(at("2026-01-01T03:00:00+00:00"))
+    assert (ChangeWindow.parse("r", hours=range(8, 18)).start, ChangeWindow.parse("r", hours=(8, 18)).end) == (8, 18)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"days": ["tuesdy"]}, "unknown day 'tuesdy'; did you mean 'tuesday'?"),
+        ({"days": []}, "days must be a list of day names"),
+        ({"hours": "16-10"}, "must satisfy 0 <= start < end <= 24"),
+        ({"hours": "ten-four"}, "hours must be two whole hours"),
+        ({"timezone": "Europe/Atlantis"}, "unknown timezone 'Europe/Atlantis'"),
+    ],
+)
+def test_window_values_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(WindowError) as caught:
+        ChangeWindow.parse("prod", **kwargs)  # type: ignore[arg-type]
+    assert message in caught.value.message and caught.value.hint
+
+
+POLICY = """\
+[roles.viewer]
+can = ["list", "status", "logs"]
+
+[roles.deployer]
+inherit = ["viewer"]
+can = [{ action = "run", tasks = ["deploy*"], on = ["staging", "web-*"] }]
+cannot = [{ action = "run", tasks = ["deploy-db"] }]
+
+[roles.root]
+can = ["admin"]
+
+[[assign]]
+user = "alice"
+role = "deployer"
+
+[[assign]]
+group = "ops"
+roles = ["root"]
+
+[approvals]
+tasks = ["migrate*"]
+ttl = 600
+
+[change_windows.prod]
+days = ["mon"]
+tasks = ["deploy*"]
+
+[require_dry_run]
+tasks = ["deploy"]
+"""
+
+
+def test_decisions_follow_inheritance_cannot_and_groups(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY, encoding="utf-8")
+    p = load_policy(str(path))
+    d = p.decide("alice", [], "run", "deploy-web", ["staging"])
+    assert d.allowed and d.rule.startswith("roles.deployer.can[0]") and d.rule.endswith(f"{path}:6")
+    assert not p.decide("alice", [], "run", "deploy-web", ["prod"]).allowed
+    denied = p.decide("alice", [], "run", "deploy-db", ["staging"])
+    assert not denied.allowed and denied.rule.startswith("roles.deployer.cannot[0]")
+    assert p.decide("alice", [], "logs").rule.startswith("roles.viewer.can[2]")
+    assert p.decide("bob", ["ops"], "approve").allowed
+    nobody = p.decide("carol", ["users"], "list")
+    assert not nobody.allowed and "no role assigned" in nobody.rule and "carol: list: denied" in nobody.explain()
+    assert p.approval_tasks == ("migrate*",) and p.approval_ttl == 600
+    assert p.window_tasks == {"prod": ("deploy*",)} and p.dry_run_tasks == ("deploy",)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ('[roles.a]\ncan = ["list"]\n[roles.b]\ninherit = ["c"]\n', 4, "inherits unknown role 'c'"),
+        ('[roles.a]\ncan = [{ action = "run", hosts = ["x"] }]\n', 2, "unknown key 'hosts'"),
+        ("[[assign]]\nrole = 'a'\n", 1, "exactly one of user"),
+        ("[audit]\n", 1, "unknown section 'audit'"),
+        ("[approvals]\nttl = -1\n", 2, "approvals.ttl must be a number of seconds > 0"),
+    ],
+)
+def test_policy_mistakes_name_their_line(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(str(path))
+    assert message in caught.value.message and caught.value.where == f"{path}:{line}" and caught.value.hint
+
+
+def test_the_names_are_public() -> None:
+    import nexus_core
+    from nexus_core import change_window, require_dry_run
+
+    assert callable(change_window) and callable(require_dry_run)
+    assert {"change_window", "require_dry_run"} <= set(nexus_core.__all__)
+
+
+def nexus(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NEXUS_STATE_DB": str(cwd / "state.db"), "NO_COLOR": "1"}
+    env.pop("NEXUS_POLICY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_nexusfile_mistakes_exit_2_with_file_line(tmp_path: Path) -> None:
+    (tmp_path / "nexusfile.py").write_text(
+        "from nexus_core import change_window, task, run\n\n"
+        'change_window("prod", days=["funday"])\n\n'
+        '@task(change_window="nope")\n'
+        "def a():\n    run('true')\n",
+        encoding="utf-8",
+    )
+    proc = nexus(tmp_path, "run", "a")
+    assert proc.returncode == 2 and "nexusfile.py:3" in proc.stderr and "unknown day 'funday'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "nexusfile.py").write_text(
+        "from nexus_core import task, run\n\n@task(change_window='nope')\ndef a():\n    run('true')\n",
+        encoding="utf-8",
+    )
+    proc = nexus(tmp_path, "run", "a")
+    assert proc.returncode == 2 and "unknown change window 'nope'" in proc.stderr and "nexusfile.py:3" in proc.stderr
+    (tmp_path / "nexusfile.py").write_text(
+        "from nexus_core import task, run\n\n@task(approval='maybe')\ndef a():\n    run('true')\n", encoding="utf-8"
+    )
+    proc = nexus(tmp_path, "run", "a")
+    assert proc.returncode == 2 and "approval must be one of required" in proc.stderr
+
+
+@pytest.mark.skipif(os.path.exists("/etc/nexus/policy.toml"), reason="a system policy is installed here")
+def test_a_plain_run_imports_nothing_of_the_policy(tmp_path: Path) -> None:
+    (tmp_path / "nexusfile.py").write_text("from nexus_core import task, run\n\n@task\ndef a():\n    run('true')\n")
+    env = {**os.environ, "NEXUS_STATE_DB": str(tmp_path / "state.db"), "PYTHONPROFILEIMPORTTIME": "1"}
+    env.pop("NEXUS_POLICY", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nexus_core", "run", "a"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nexus_core.policy" not in proc.stderr and "nexus_core.cli.policy" not in proc.stderr
