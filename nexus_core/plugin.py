@@ -89,6 +89,8 @@ if TYPE_CHECKING:
     from nexus_core.output.style import Style
     from nexus_core.plan import Plan, to_host
     from nexus_core.plugins import PluginManager
+    from nexus_core.policy.local import policy_decision
+    from nexus_core.policy.model import PolicyError
 
 __all__ = [
     "API_VERSION",
@@ -126,6 +128,7 @@ __all__ = [
     "OutputCallback",
     "Plan",
     "PluginManager",
+    "PolicyError",
     "PreflightCheck",
     "ProgressCallback",
     "Registration",
@@ -159,6 +162,7 @@ __all__ = [
     "markers",
     "open_store",
     "parse_host",
+    "policy_decision",
     "shell",
     "skipped",
     "to_host",
@@ -186,6 +190,8 @@ def hookspec(func: _F) -> _F:
 
 #: Names imported on first use, and where from.
 _LAZY = {
+    "policy_decision": "nexus_core.policy.local",
+    "PolicyError": "nexus_core.policy.model",
     "Exit": "nexus_core.cli.application",
     "fail": "nexus_core.cli.application",
     "load": "nexus_core.cli.application",

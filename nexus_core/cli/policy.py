@@ -38,7 +38,8 @@ def check_command(
     Exits 0 when allowed, 77 when denied, 2 when the policy file is wrong. The check is audited.
     """
     from nexus_core.policy.events import PolicyCheck
-    from nexus_core.policy.gate import audit, correlation_id, groups_of, identity, policy_in_force, task_targets
+    from nexus_core.policy.gate import audit, correlation_id, policy_in_force, task_targets
+    from nexus_core.policy.local import groups_of, identity
 
     if action == "run" and not task:
         fail(
@@ -50,7 +51,7 @@ def check_command(
     pol = policy_in_force()
     if pol is None:
         from nexus_core.policy import SYSTEM_POLICY
-        from nexus_core.policy.gate import POLICY_VARIABLE
+        from nexus_core.policy.local import POLICY_VARIABLE
 
         fail(
             ExitCode.CONFIG,
@@ -185,7 +186,8 @@ def _unknown(request_id: str, path: str) -> NoReturn:
 
 def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
     from nexus_core.policy.events import ApprovalGranted, ApprovalRejected, PolicyCheck
-    from nexus_core.policy.gate import _open, audit, clock, correlation_id, deny, identity, policy_in_force
+    from nexus_core.policy.gate import _open, audit, clock, correlation_id, deny, policy_in_force
+    from nexus_core.policy.local import identity
 
     pol = policy_in_force()
     user, groups = identity()

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import rich_click as click
 
 from nexus_core.cli.application import Exit, ExitCode, fail, plugin_manager
-from nexus_core.policy import SYSTEM_POLICY
 from nexus_core.policy.events import (
     ApprovalRequested,
     ApprovalUsed,
@@ -29,6 +28,8 @@ from nexus_core.policy.events import (
     DryRunRecorded,
     PolicyCheck,
 )
+from nexus_core.policy.local import groups_of, identity, trusted
+from nexus_core.policy.local import policy_path as _policy_path
 from nexus_core.policy.model import DEFAULT_TTL, Policy, PolicyError, load_policy
 from nexus_core.policy.windows import ChangeWindow, now
 
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from nexus_core.plan import Plan
     from nexus_core.policy.store import ApprovalStore
 
-#: The variable that points at another policy file (honoured only for a root-owned file).
-POLICY_VARIABLE = "NEXUS_POLICY"
 #: Seconds between two looks at a pending approval request while ``nexus run`` waits.
 POLL_SECONDS = 0.5
 
@@ -47,64 +46,9 @@ POLL_SECONDS = 0.5
 # --- who, which policy ---------------------------------------------------------------------
 
 
-def identity() -> tuple[str, tuple[str, ...]]:
-    """This process's user name and the names of its groups (via NSS: local or directory groups)."""
-    import pwd
-
-    try:
-        entry = pwd.getpwuid(os.getuid())
-    except KeyError:
-        return str(os.getuid()), ()
-    return entry.pw_name, groups_of(entry.pw_name, entry.pw_gid)
-
-
-def groups_of(user: str, gid: int | None = None) -> tuple[str, ...]:
-    """The group names of ``user`` (empty for a name the system does not know, e.g. a certificate's)."""
-    import grp
-    import pwd
-
-    if gid is None:
-        try:
-            gid = pwd.getpwnam(user).pw_gid
-        except KeyError:
-            return ()
-    names: list[str] = []
-    try:
-        ids = os.getgrouplist(user, gid)
-    except OSError:
-        ids = [gid]
-    for g in ids:
-        try:
-            names.append(grp.getgrgid(g).gr_name)
-        except KeyError:
-            names.append(str(g))
-    return tuple(dict.fromkeys(names))
-
-
-def trusted(path: str) -> str:
-    """Why ``path`` cannot be trusted as a policy ("" when it can): root must own it, and
-    neither its group nor others may write it."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"cannot read it ({exc.strerror or exc})"
-    if st.st_uid != 0:
-        return "it is not owned by root"
-    if st.st_mode & 0o022:
-        return "its group or others can write it"
-    return ""
-
-
 def policy_path(warn: bool = True) -> str | None:
-    """The policy in force: ``NEXUS_POLICY`` when trusted, else the system policy if it exists."""
-    override = os.environ.get(POLICY_VARIABLE)
-    if override:
-        why = trusted(override)
-        if not why:
-            return override
-        if warn:
-            click.echo(f"nexus: warning: {POLICY_VARIABLE}={override} ignored: {why}", err=True)
-    return SYSTEM_POLICY if os.path.exists(SYSTEM_POLICY) else None
+    """The policy in force (see :func:`nexus_core.policy.local.policy_path`), warnings on stderr."""
+    return _policy_path((lambda m: click.echo(m, err=True)) if warn else None)
 
 
 def policy_in_force() -> Policy | None:

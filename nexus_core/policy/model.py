@@ -172,8 +172,8 @@ class Policy:
             return Decision(ok, user, action, task, rule, roles, via)
 
         for name in roles:
-            for rule in self.roles[name].cannot:
-                if rule.matches(action, task, targets):
+            for rule in self.roles[name].cannot:  # without a task, only a rule for every task denies
+                if rule.matches(action, task, targets) and (task or rule.tasks == ("*",)):
                     return made(False, f"{rule.describe()} at {self.path}:{rule.line}")
         for name in roles:
             for rule in self.roles[name].can:

@@ -220,3 +220,54 @@ def find(name: str | None = None, folder: str | None = None) -> CertFiles:
         f"no certificate for {name or default_name()!r} in {folder}",
         f"issue one on the first machine with `nexus agent cert {name or default_name()}` and copy it here",
     )
+
+
+def sign_identity(files: CertFiles, payload: bytes) -> dict[str, str]:
+    """Proof of who sends ``payload``: the sender's certificate and its key's signature over it."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with open(files.key, "rb") as fh:
+        key = serialization.load_pem_private_key(fh.read(), password=None)
+    with open(files.cert, encoding="ascii") as fh:
+        cert = fh.read()
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertError(f"{files.key} is not an EC key made by `nexus agent cert`", "issue the certificate again")
+    signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    return {"cert": cert, "sig": base64.b64encode(signature).decode("ascii")}
+
+
+def verify_identity(stamp: Any, payload: bytes, ca_path: str) -> str:
+    """The common name of a :func:`sign_identity` stamp whose certificate the cluster CA issued,
+    is valid now, and whose key signed ``payload``; :class:`CertError` otherwise."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    if not isinstance(stamp, dict) or not stamp.get("cert") or not stamp.get("sig"):
+        raise CertError("the work carries no signed client identity", "upgrade nexus-agent on the coordinator")
+    try:
+        cert = x509.load_pem_x509_certificate(str(stamp["cert"]).encode("ascii"))
+        with open(ca_path, "rb") as fh:
+            ca = x509.load_pem_x509_certificate(fh.read())
+        ca_key = ca.public_key()
+        key = cert.public_key()
+        if not isinstance(ca_key, ec.EllipticCurvePublicKey) or not isinstance(key, ec.EllipticCurvePublicKey):
+            raise CertError("the client certificate or the CA is not an EC certificate of this cluster")
+        if cert.issuer != ca.subject:
+            raise CertError("the client certificate was not issued by this cluster's CA")
+        ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        now = _now()
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise CertError("the client certificate is not valid now")
+        key.verify(base64.b64decode(str(stamp["sig"])), payload, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, OSError) as exc:
+        raise CertError(f"the client identity does not verify ({type(exc).__name__})") from None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""

@@ -58,6 +58,16 @@ class AgentExecutor(Executor):
 
     # --- connection -------------------------------------------------------------------------
 
+    def _stamp(self, cmd_id: str, cmd: str) -> dict[str, str] | None:
+        """This client's certificate and its signature over the command: what an agent's policy checks."""
+        from nexus_agent import certs
+        from nexus_agent.runner import identity_payload
+
+        try:
+            return certs.sign_identity(certs.find(), identity_payload(cmd_id, cmd))
+        except (certs.CertError, OSError, ValueError):
+            return None  # an agent with a policy refuses the command, saying why
+
     def prepare(self, hosts: Sequence[Host]) -> None:
         """Connect to the cluster once, before the first command (errors surface per command)."""
         with contextlib.suppress(cluster.ClusterError):
@@ -122,6 +132,7 @@ class AgentExecutor(Executor):
             "cwd": command.cwd,
             "timeout": timeout,
             "input": command.input,
+            "identity": self._stamp(cmd_id, command.cmd),
         }
         from nexus_agent.runner import run_command
 

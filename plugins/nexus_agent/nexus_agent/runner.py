@@ -85,6 +85,44 @@ def _agent_name() -> str:
     return socket.gethostname()
 
 
+def identity_payload(cmd_id: str, cmd: str) -> bytes:
+    """What the client signs for each command (see ``certs.sign_identity``)."""
+    return f"nexus-agent-command\n{cmd_id}\n{cmd}".encode()
+
+
+def policy_refusal(spec: dict[str, Any], agent: str) -> str:
+    """Why this agent's policy refuses the command ("" when it runs).
+
+    Only with a policy in force on the agent's machine (``/etc/nexus/policy.toml``): the
+    client's certificate identity, proven by its signature over the command, must be allowed
+    to ``run`` on this agent (rules' ``on`` patterns are matched against the agent's name).
+    """
+    from nexus_core.plugin import PolicyError, policy_decision
+
+    from nexus_agent import certs
+
+    try:
+        if policy_decision("", "run") is None:  # no policy here: nothing to check
+            return ""
+    except PolicyError as exc:
+        return f"refused by the policy of agent {agent}: {exc}"
+    payload = identity_payload(str(spec["id"]), str(spec["cmd"]))
+    try:
+        user = certs.verify_identity(spec.get("identity"), payload, certs.find().ca)
+        problem = ""
+    except certs.CertError as exc:
+        user, problem = "", str(exc)
+    try:
+        decision = policy_decision(user or "(unverified)", "run", "", (agent,))
+    except PolicyError as exc:
+        return f"refused by the policy of agent {agent}: {exc}"
+    if decision is None:
+        return ""
+    if problem:
+        return f"refused by agent {agent}: {problem}"
+    return "" if decision.allowed else f"refused by the policy of agent {agent}: {decision.explain()}"
+
+
 def run_command(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one command on this agent; return its result as plain data.
 
@@ -98,6 +136,7 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
     agent = _agent_name()
     sender.note("start", agent=agent)
     started = time.monotonic()
+    refusal = policy_refusal(spec, agent)
 
     def result(status: str, code: int | None = None, reason: str = "") -> dict[str, Any]:
         sender.flush()
@@ -110,6 +149,8 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
             "duration": time.monotonic() - started,
         }
 
+    if refusal:
+        return result("error", None, refusal)
     env_pairs = [(str(k), str(v)) for k, v in spec.get("env") or ()]
     elevated = bool(spec.get("sudo")) or bool(spec.get("user"))
     try:
