@@ -16,30 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-#: The tables (the run-state schema carries the same statements).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS approvals (
-    id TEXT PRIMARY KEY,
-    requester TEXT NOT NULL,
-    tasks TEXT NOT NULL,
-    plan_hash TEXT NOT NULL,
-    nexusfile TEXT NOT NULL,
-    dry_run TEXT NOT NULL,
-    created REAL NOT NULL,
-    expires REAL NOT NULL,
-    status TEXT NOT NULL,
-    decided_by TEXT NOT NULL DEFAULT '',
-    decided_at REAL,
-    comment TEXT NOT NULL DEFAULT '',
-    run_id TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS dry_runs (
-    user TEXT NOT NULL,
-    plan_hash TEXT NOT NULL,
-    tasks TEXT NOT NULL,
-    at REAL NOT NULL
-);
-"""
+from nexus_core.state.store import POLICY_SCHEMA
+
+#: The tables (part of the run-state schema).
+SCHEMA = POLICY_SCHEMA
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,31 @@ SCHEMA_VERSION = 1
 #: Seconds the integrity check at open may take at most (see StateStore._quick_check).
 CHECK_BUDGET = 0.02
 
+#: Approval requests and dry runs of the compliance controls (nexus_core.policy.store).
+POLICY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS approvals (  -- nexus_core.policy: approval requests (docs/compliance.md)
+    id TEXT PRIMARY KEY,
+    requester TEXT NOT NULL,
+    tasks TEXT NOT NULL,              -- JSON list
+    plan_hash TEXT NOT NULL,          -- SHA-256 of the plan the approval is bound to
+    nexusfile TEXT NOT NULL,
+    dry_run TEXT NOT NULL,            -- the plan's dry-run text, for the approver
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    status TEXT NOT NULL,             -- pending, approved, rejected, cancelled, used
+    decided_by TEXT NOT NULL DEFAULT '',
+    decided_at REAL,
+    comment TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL DEFAULT ''   -- the run that used the approval
+);
+CREATE TABLE IF NOT EXISTS dry_runs (   -- nexus_core.policy: dry runs, for require_dry_run
+    user TEXT NOT NULL,
+    plan_hash TEXT NOT NULL,
+    tasks TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -95,6 +120,7 @@ CREATE TABLE IF NOT EXISTS host_prunes (
     at REAL NOT NULL                  -- when leftovers were last removed from it
 );
 """
+SCHEMA += POLICY_SCHEMA
 
 
 class StateError(Exception):
