@@ -570,17 +570,10 @@ def open_store(required: bool = False, quiet: bool = False) -> StateStore | None
 def policy_applies() -> bool:
     """True when a policy may be in force (the system file exists or ``NEXUS_POLICY`` is set).
 
-    A cheap look, so that commands import ``nexus_core.policy`` only when there is one.
+    A cheap look, so that commands import ``nexus_core.policy`` only when there is one; then
+    ``nexus_core.policy.gate.check(action)`` enforces it.
     """
     return bool(os.environ.get("NEXUS_POLICY")) or os.path.exists("/etc/nexus/policy.toml")
-
-
-def enforce(action: str, target: str = "") -> None:
-    """Exit 77 unless the policy in force (if any) allows ``action`` (list, status, logs); audited."""
-    if policy_applies():
-        from nexus_core.policy.gate import check
-
-        check(action, target)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from nexus_core.cli.application import (
     Exit,
     ExitCode,
     config_option,
-    enforce,
     fail,
     format_option,
     load,
@@ -19,6 +18,7 @@ from nexus_core.cli.application import (
     main,
     make_plan,
     plugin_manager,
+    policy_applies,
     setup_logs,
     show_problems,
 )
@@ -73,7 +73,10 @@ def validate(
 def list_tasks(config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text") -> None:
     """List tasks: name and parameters, dependencies, where they run, and the first docstring line."""
     setup_logs(log_level, log_format)
-    enforce("list")
+    if policy_applies():
+        from nexus_core.policy.gate import check
+
+        check("list")
     from nexus_core.plan import check_structure, default_task
     from nexus_core.tasklist import rows_text, task_rows
 

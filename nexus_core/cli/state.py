@@ -14,7 +14,6 @@ from nexus_core.cli.application import (
     ExitCode,
     closing,
     config_option,
-    enforce,
     fail,
     format_option,
     load,
@@ -24,6 +23,7 @@ from nexus_core.cli.application import (
     make_plan,
     open_store,
     plugin_manager,
+    policy_applies,
     setup_logs,
 )
 from nexus_core.cli.running import check_resumable, lock_project, run_recorded
@@ -156,7 +156,10 @@ def pipelines(
     setup_logs(log_level, log_format)
     if ctx.invoked_subcommand is not None:
         return
-    enforce("status")
+    if policy_applies():
+        from nexus_core.policy.gate import check
+
+        check("status")
     store = open_store(required=True)
     assert store is not None
     with closing(store):
@@ -266,5 +269,8 @@ def logs(run_id: str | None, task: str | None, host_patterns: tuple[str, ...], f
     """Print the output of a past (or running) run: RUN_ID (default: the newest), TASK, hosts."""
     from nexus_core.logview import show_logs
 
-    enforce("logs", task or "")
+    if policy_applies():
+        from nexus_core.policy.gate import check
+
+        check("logs", task or "")
     show_logs(run_id, task, list(host_patterns), failed=failed, follow=follow)
