@@ -93,6 +93,11 @@ def resume(
             limit=[saved["limit"]] if saved.get("limit") else None,
             saved_discovery=record.plan.get("discovery") or (),
         )  # the hosts that run found
+        gate = None
+        if policy_applies():  # the run permission again; windows, dry run and approval held at its start
+            from nexus_core.policy.gate import gate_run
+
+            gate = gate_run(plan, project, mode="resume", fmt=fmt)
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
         if fresh is not None and fresh.status != record.status and not fresh.interrupted:
@@ -102,7 +107,8 @@ def resume(
         check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
         run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
                      mode="verbose" if verbose else "quiet" if quiet else "normal",
-                     continue_on_error=continue_on_error, force_handlers=force_handlers)  # fmt: skip
+                     continue_on_error=continue_on_error, force_handlers=force_handlers,
+                     **({"events": gate.events} if gate else {}))  # fmt: skip
 
 
 def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | None) -> RunRecord:

@@ -187,8 +187,9 @@ def gate_run(
 ) -> RunGate:
     """Everything before ``nexus run`` starts: RBAC, change windows, dry runs, approvals.
 
-    ``mode``: ``run`` (a real run), ``dry-run`` or ``list-hosts``. Refusals exit 77 (2 for a
-    bad value), a pending approval under ``no_wait`` exits 75.
+    ``mode``: ``run`` (a real run), ``dry-run``, ``list-hosts``, or ``resume`` (``nexus
+    resume``: the run permission only; the rest was checked when the run started). Refusals
+    exit 77 (2 for a bad value), a pending approval under ``no_wait`` exits 75.
     """
     policy = policy_in_force()
     user, groups = identity()
@@ -197,7 +198,7 @@ def gate_run(
     config = dict(plan.config)
     tasks = [t for t in plan.order if t not in plan.skipped]
     if policy is not None:
-        action = "run" if mode == "run" else "list"
+        action = "run" if mode in ("run", "resume") else "list"
         for task in tasks if action == "run" else [", ".join(plan.requested)]:
             targets = task_targets(project, task) if action == "run" else ()
             decision = policy.decide(user, groups, action, task if action == "run" else "", targets)
@@ -215,6 +216,8 @@ def gate_run(
     if mode == "list-hosts":
         audit(gate.events, config)
         return gate
+    if mode == "resume":
+        return gate  # emitted by the resumed run
     moment = clock(policy)
     if mode == "run":
         _windows(plan, project, policy, user, tasks, moment, override_window, reason, gate)
