@@ -218,15 +218,14 @@ def gate_run(
         return gate
     if mode == "resume":
         return gate  # emitted by the resumed run
+    if mode == "dry-run":
+        audit(gate.events, config)
+        return gate
     moment = clock(policy)
-    if mode == "run":
-        _windows(plan, project, policy, user, tasks, moment, override_window, reason, gate)
+    _windows(plan, project, policy, user, tasks, moment, override_window, reason, gate)
     digest = plan_hash(plan)
     store = _open(policy)
     try:
-        if mode == "dry-run":
-            audit(gate.events, config)
-            return gate
         _dry_runs(project, policy, user, tasks, digest, moment, store, gate, config, plan)
         _approval(plan, project, policy, user, tasks, digest, store, gate, config, no_wait, fmt)
     finally:
