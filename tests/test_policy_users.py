@@ -156,6 +156,8 @@ class Bed:
                                 text=True)  # fmt: skip
 
     def approvals(self) -> list[dict[str, object]]:
+        if not (self.shared / "approvals.db").exists():  # connecting would create it, owned by root
+            return []
         db = sqlite3.connect(self.shared / "approvals.db")
         db.row_factory = sqlite3.Row
         try:
@@ -350,7 +352,9 @@ def test_an_approval_is_bound_to_the_plan_and_expires(bed: Bed) -> None:
 def test_waiting_run_reacts_to_a_rejection_and_to_ctrl_c(bed: Bed) -> None:
     waiting = bed.start("alice", "run", "migrate")
     try:
-        assert wait_for(lambda: any(r["status"] == "pending" for r in bed.approvals()), timeout=30)
+        if not wait_for(lambda: any(r["status"] == "pending" for r in bed.approvals()), timeout=90):
+            waiting.kill()
+            raise AssertionError(f"no pending request: {waiting.communicate(timeout=30)}")
         rid = next(r["id"] for r in bed.approvals() if r["status"] == "pending")
         rejected = bed.nexus("bob", "reject", str(rid), "--comment", "not today")
         assert rejected.returncode == 0, rejected.stderr
@@ -362,7 +366,7 @@ def test_waiting_run_reacts_to_a_rejection_and_to_ctrl_c(bed: Bed) -> None:
     assert not (bed.out / "migrate").exists()
     cancelled = bed.start("alice", "run", "migrate")
     try:
-        assert wait_for(lambda: any(r["status"] == "pending" for r in bed.approvals()), timeout=30)
+        assert wait_for(lambda: any(r["status"] == "pending" for r in bed.approvals()), timeout=90)
         seen = [cancelled.stderr.readline() for _ in range(4)] if cancelled.stderr else []
         assert any("Waiting for approval" in line for line in seen), seen
         cancelled.send_signal(signal.SIGINT)
