@@ -425,3 +425,23 @@ def test_require_dry_run_same_plan_same_user_within_ttl(bed: Bed) -> None:
     stale = bed.nexus("alice", "run", "checked", now="2026-12-02T17:00:00+00:00")
     assert stale.returncode == 77 and "last dry-ran this plan" in stale.stderr
     assert "dry_run.recorded" in bed.audited()
+
+
+def test_refusals_and_checks_reach_the_audit_file_sink(bed: Bed) -> None:
+    """Outside a run too: a refusal and ``nexus policy check`` are records of the declared sinks."""
+    log = bed.base / "audit.log"
+    conf = bed.project / ".nexus" / "config.toml"
+    conf.parent.mkdir(exist_ok=True)
+    conf.write_text(f'[audit.sinks.trail]\ntype = "file"\npath = "{log}"\n', encoding="utf-8")
+    try:
+        denied = bed.nexus("root", "run", "build")  # root holds no role in this policy
+        assert denied.returncode == 77, denied.stderr
+        checked = bed.nexus("root", "policy", "check", "--user", bed.users["alice"], "deploy")
+        assert checked.returncode == 0, checked.stderr
+        records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
+        checks = [r for r in records if r.get("event") == "policy.check"]
+        assert [c["allowed"] for c in checks] == [False, True], records
+        assert checks[0]["user"] == "root" and checks[0]["action"] == "run" and "default deny" in checks[0]["rule"]
+        assert checks[1]["subject"] == bed.users["alice"] and checks[1]["correlation_id"]
+    finally:
+        shutil.rmtree(conf.parent)

@@ -68,7 +68,7 @@ def check_command(
         [
             PolicyCheck(
                 correlation_id(),
-                user=name,
+                subject=name,
                 action=action,
                 target=task or "",
                 allowed=decision.allowed,
@@ -205,7 +205,7 @@ def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
             allowed, rule = True, "no policy in force: any other user may approve"
         if allowed and user == found.requester:
             allowed, rule = False, "separation of duties: the requester cannot decide their own request"
-        audit([PolicyCheck(rid, user=user, action="approve", target=request_id, allowed=allowed, rule=rule)])
+        audit([PolicyCheck(rid, subject=user, action="approve", target=request_id, allowed=allowed, rule=rule)])
         if not allowed:
             deny(
                 f"{user} may not {verb} request {request_id}",
@@ -225,7 +225,7 @@ def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
                 ["Only a pending, unexpired request can be approved or rejected"],
             )
         kind = ApprovalGranted if approve else ApprovalRejected
-        audit(
+        audit(  # a required audit sink that cannot write makes this exit 2
             [
                 kind(
                     rid,
@@ -235,7 +235,8 @@ def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
                     plan_hash=found.plan_hash,
                     comment=comment,
                 )
-            ]
+            ],
+            strict=True,
         )
     finally:
         store.close()

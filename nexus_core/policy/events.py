@@ -13,7 +13,7 @@ from nexus_core.events import Event, event_type
 
 @event_type
 class PolicyCheck(Event):
-    """One permission check: who asked to do what, the answer and the rule that gave it.
+    """One permission check: who may do what, the answer and the rule that gave it.
 
     ``action`` is list, status, logs, run, approve, admin, or one of the compliance checks
     change_window and dry_run.
@@ -21,7 +21,9 @@ class PolicyCheck(Event):
 
     name: ClassVar[str] = "policy.check"
     audit: ClassVar[str] = "policy.check"
-    user: str
+    #: Whom the decision is about (the acting user, or ``nexus policy check --user``'s);
+    #: the audit record's ``user`` is always the acting identity.
+    subject: str
     action: str
     target: str
     allowed: bool

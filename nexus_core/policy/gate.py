@@ -78,24 +78,77 @@ def clock(policy: Policy | None) -> float:
 # --- audit ---------------------------------------------------------------------------------
 
 
-def audit(events: Sequence[Event], config: Mapping[str, Any] | None = None) -> None:
-    """Deliver events outside a run (a denial, ``nexus approve``) to the plugins' subscribers."""
+def audit(
+    events: Sequence[Event], config: Mapping[str, Any] | None = None, root: str | None = None, strict: bool = False
+) -> None:
+    """Deliver events outside a run (a refusal, ``nexus approve``) to the audit sinks declared
+    for ``root``'s project (``nexus_core.audit``) and to the plugins' subscribers.
+
+    ``strict``: a required sink that cannot write stops the command (exit 2: fail closed), as
+    it stops a run; otherwise it is a warning (a refusal still says why it refused).
+    """
     if not events:
         return
     from nexus_core.events import EventBus
+    from nexus_core.settings import section_files
 
-    bus = EventBus(events[0].run_id, report=lambda m: click.echo(m, err=True))
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    root = root if root is not None else _ROOT or _project_root()
+    bus = EventBus(events[0].run_id, report=say)
+    sinks: Any = None
+    if section_files("audit", root):
+        from nexus_core.audit.delivery import AuditRefused, start
+
+        try:
+            sinks = start(root, plugin_manager().registry, events[0].run_id, say)
+        except AuditRefused as exc:
+            if strict:
+                fail(
+                    ExitCode.CONFIG,
+                    exc.headline,
+                    [f"declared in {exc.where}"] if exc.where else [],
+                    [exc.hint] if exc.hint else [],
+                )
+            say(f"nexus: warning: not audited: {exc.headline}")
+        if sinks is not None:
+            bus.subscribe("audit", sinks)
     for name, sub in plugin_manager().subscribers(dict(config or {}), {"format": "text", "mode": "normal"}):
         bus.subscribe(name, sub)
-    for event in events:
-        bus.emit(event)
-    for sub in {id(s): s for _, s in bus._subs}.values():  # sinks that buffer get their end of stream
-        close = getattr(sub, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - one subscriber's failure is not the command's
-                pass
+    try:
+        for event in events:
+            bus.emit(event)
+    finally:
+        for sub in {id(s): s for _, s in bus._subs}.values():  # sinks that buffer get their end of stream
+            close = getattr(sub, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - one subscriber's failure is not the command's
+                    pass
+    failure = getattr(sinks, "required_failure", None)
+    if failure is not None and strict:
+        fail(
+            ExitCode.CONFIG,
+            f"The audit trail is incomplete: {failure.line()}",
+            [],
+            ["Fix the required audit sink, then run the command again"],
+        )
+
+
+#: The project folder of the run being gated (its audit declarations apply to its refusals).
+_ROOT: str | None = None
+
+
+def _project_root() -> str | None:
+    """The folder of the nexusfile this command would use (None: none found)."""
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+
+    try:
+        return os.path.dirname(os.path.abspath(find_nexusfile(os.environ.get("NEXUS_CONFIG"))))
+    except (NexusfileNotFound, OSError):
+        return None
 
 
 def correlation_id() -> str:
@@ -116,7 +169,7 @@ def check(action: str, target: str = "", config: Mapping[str, Any] | None = None
     name, groups = identity() if user is None else (user, groups_of(user))
     decision = policy.decide(name, groups, action, target)
     event = PolicyCheck(
-        correlation_id(), user=name, action=action, target=target, allowed=decision.allowed, rule=decision.rule
+        correlation_id(), subject=name, action=action, target=target, allowed=decision.allowed, rule=decision.rule
     )
     audit([event], config)
     if not decision.allowed:
@@ -191,6 +244,8 @@ def gate_run(
     resume``: the run permission only; the rest was checked when the run started). Refusals
     exit 77 (2 for a bad value), a pending approval under ``no_wait`` exits 75.
     """
+    global _ROOT
+    _ROOT = os.path.dirname(os.path.abspath(plan.nexusfile)) if plan.nexusfile else None
     policy = policy_in_force()
     user, groups = identity()
     run_id = correlation_id()
@@ -203,7 +258,9 @@ def gate_run(
             targets = task_targets(project, task) if action == "run" else ()
             decision = policy.decide(user, groups, action, task if action == "run" else "", targets)
             gate.events.append(
-                PolicyCheck(run_id, user=user, action=action, target=task, allowed=decision.allowed, rule=decision.rule)
+                PolicyCheck(
+                    run_id, subject=user, action=action, target=task, allowed=decision.allowed, rule=decision.rule
+                )
             )
             if not decision.allowed:
                 audit(gate.events, config)
@@ -318,7 +375,7 @@ def _windows(
             gate.events.append(
                 PolicyCheck(
                     gate.run_id,
-                    user=user,
+                    subject=user,
                     action="change_window",
                     target=task,
                     allowed=is_open or override,
@@ -383,7 +440,7 @@ def _dry_runs(
     gate.events.append(
         PolicyCheck(
             gate.run_id,
-            user=user,
+            subject=user,
             action="dry_run",
             target=",".join(names),
             allowed=ok,
