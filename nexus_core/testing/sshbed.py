@@ -17,7 +17,11 @@ Typical use (as root)::
 
 Layout facts: one sshd binds at most 16 listen addresses, so hosts are
 spread over ``ceil(n/16)`` sshd processes; hosts live on 127.0.0.2 ... 127.0.0.(n+1) and
-the bastion on 127.0.0.250; nothing ever binds outside 127.0.0.0/8. ``authorized_keys``
+the bastion on 127.0.0.250; nothing ever binds outside 127.0.0.0/8. Beds of more than 240
+hosts (up to :data:`MAX_HOSTS`, 2,400) go on in 127.0.1.2 ... 127.0.1.241, 127.0.2.2 ...:
+Linux routes all of 127.0.0.0/8 to ``lo``, so no network namespace is needed (1,000 hosts:
+63 sshd processes). ``max_startups`` sets sshd's ``MaxStartups`` (default ``10000``, so the
+bed never drops a handshake; pass OpenSSH's default ``"10:30:100"`` to test pacing). ``authorized_keys``
 files live in the bed directory (under /tmp), hence ``StrictModes no``. Test users have
 ``/bin/sh`` and an empty home so no rc file costs CPU on each command.
 
@@ -60,6 +64,7 @@ __all__ = [
     "SshBed",
     "ensure_openssh",
     "ensure_users",
+    "host_address",
     "shared_bed",
 ]
 
@@ -70,8 +75,12 @@ SUDO = "/usr/bin/sudo"
 DEFAULT_PORT = 2222
 #: Listen addresses per sshd process ("Too many listen sockets" above 16).
 ADDRESSES_PER_SSHD = 16
-#: Hosts are 127.0.0.2 ... 127.0.0.(n+1); .250 is the bastion, so stay below it.
-MAX_HOSTS = 240
+#: sshd processes with host keys of their own; later ones reuse these (see SshBed.start).
+KEYED_GROUPS = 15
+#: Hosts per 127.0.X.0/24 block: 127.0.X.2 ... 127.0.X.241 (.250 of block 0 is the bastion).
+HOSTS_PER_BLOCK = 240
+#: Hosts are 127.0.0.2 ... 127.0.0.241, then 127.0.1.2 ... (see :func:`host_address`).
+MAX_HOSTS = 10 * HOSTS_PER_BLOCK
 BASTION_ADDRESS = "127.0.0.250"
 
 USER_KEY = "nexus_key"  # key auth, passwordless sudo
@@ -308,6 +317,7 @@ class SshBed:
         log_level: str = "VERBOSE",
         start_timeout: float = 20.0,
         install: bool = True,
+        max_startups: str = "10000",
     ) -> None:
         if not 1 <= n_hosts <= MAX_HOSTS:
             raise BedError(f"n_hosts must be within 1..{MAX_HOSTS}, not {n_hosts}")
@@ -317,7 +327,10 @@ class SshBed:
             )
         if port == 22:
             raise BedError("port 22 is the system sshd's; pick another (default 2222) or 0 for any free port")
+        if not re.fullmatch(r"\d+(:\d+:\d+)?", max_startups):
+            raise BedError(f"max_startups must look like '10' or '10:30:100' (sshd's MaxStartups), not {max_startups!r}")
         self.n_hosts = n_hosts
+        self.max_startups = max_startups
         self.port = port
         self.with_bastion = bastion
         self.log_level = log_level
@@ -359,7 +372,7 @@ class SshBed:
         # sshd reads authorized_keys as the target user: the directory must be traversable.
         os.chmod(self.base_dir, 0o755)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-        addresses = [str(ipaddress.IPv4Address("127.0.0.2") + i) for i in range(self.n_hosts)]
+        addresses = [host_address(i) for i in range(self.n_hosts)]
         all_addresses = addresses + ([BASTION_ADDRESS] if self.with_bastion else [])
         if self.port == 0:
             self.port = _free_port(all_addresses)
@@ -378,7 +391,10 @@ class SshBed:
             self._make_authorized_keys()
             groups = [addresses[i : i + ADDRESSES_PER_SSHD] for i in range(0, len(addresses), ADDRESSES_PER_SSHD)]
             for i, group in enumerate(groups):
-                self._sshds.append(self._make_sshd(f"hosts{i}", group, forwarding="local"))
+                # Beyond 240 hosts, groups share the host keys of the first 15 (an RSA key
+                # takes ~0.5 s to make; 1,000 hosts would spend half a minute on keys alone).
+                keys_of = f"hosts{i % KEYED_GROUPS}" if i >= KEYED_GROUPS else None
+                self._sshds.append(self._make_sshd(f"hosts{i}", group, forwarding="local", keys_of=keys_of))
             if self.bastion is not None:
                 self._sshds.append(self._make_sshd("bastion", [BASTION_ADDRESS], forwarding="local"))
             self._write_known_hosts()
@@ -581,10 +597,11 @@ class SshBed:
             path.write_text((pubs if user.key_auth else "") + own)
             os.chmod(path, 0o644)
 
-    def _make_sshd(self, name: str, addresses: list[str], forwarding: str) -> _Sshd:
+    def _make_sshd(self, name: str, addresses: list[str], forwarding: str, keys_of: str | None = None) -> _Sshd:
         d = self.base_dir / name
         d.mkdir(exist_ok=True)
-        keys = [d / "ssh_host_ed25519_key", d / "ssh_host_rsa_key"]
+        kd = self.base_dir / keys_of if keys_of else d
+        keys = [kd / "ssh_host_ed25519_key", kd / "ssh_host_rsa_key"]
         self._keygen(keys[0], ("-t", "ed25519"), comment=f"{name}-host")
         self._keygen(keys[1], ("-t", "rsa", "-b", "2048"), comment=f"{name}-host")
         sshd = _Sshd(name, addresses, self.port, d / "sshd_config", d / "sshd.log", d / "sshd.pid", keys, forwarding)
@@ -607,7 +624,7 @@ class SshBed:
             "PrintMotd no",
             "PrintLastLog no",
             "Banner none",
-            "MaxStartups 10000",
+            f"MaxStartups {self.max_startups}",
             "MaxSessions 1000",
             "MaxAuthTries 20",
             "LoginGraceTime 30",
@@ -715,6 +732,15 @@ def shared_bed(n_hosts: int = 3, *, bastion: bool = True) -> SshBed:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def host_address(index: int) -> str:
+    """The loopback address of the ``index``-th bed host (0-based): 127.0.0.2 ... 127.0.0.241,
+    then 127.0.1.2 ... 127.0.1.241, and so on (every 127.0.0.0/8 address is on ``lo``)."""
+    if not 0 <= index < MAX_HOSTS:
+        raise BedError(f"host index must be within 0..{MAX_HOSTS - 1}, not {index}")
+    block, offset = divmod(index, HOSTS_PER_BLOCK)
+    return str(ipaddress.IPv4Address("127.0.0.2") + block * 256 + offset)
 
 
 def _accepts(address: str, port: int, timeout: float) -> bool:
