@@ -328,7 +328,9 @@ class SshBed:
         if port == 22:
             raise BedError("port 22 is the system sshd's; pick another (default 2222) or 0 for any free port")
         if not re.fullmatch(r"\d+(:\d+:\d+)?", max_startups):
-            raise BedError(f"max_startups must look like '10' or '10:30:100' (sshd's MaxStartups), not {max_startups!r}")
+            raise BedError(
+                f"max_startups must look like '10' or '10:30:100' (sshd's MaxStartups), not {max_startups!r}"
+            )
         self.n_hosts = n_hosts
         self.max_startups = max_startups
         self.port = port

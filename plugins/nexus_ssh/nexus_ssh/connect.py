@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_ssh.errors import CancelledConnect, ConnectError, HandshakeTimeout, classify
 from nexus_ssh.hostkeys import HostKeyVerifier
+from nexus_ssh.pacing import Pacer, PacingCancelled
 from nexus_ssh.settings import ConnectSpec, Endpoint, Resolver
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class Connector:
         self._key_lock = threading.Lock()
         self._passwords: dict[str, str] = {}
         self._sleep = sleep
+        #: Connection pacing: ``ssh_connect_rate`` and ``ssh_jump_concurrency`` (pacing.py).
+        self.pacer = Pacer(options)
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -320,8 +323,25 @@ class Connector:
             before_sleep=None if on_retry is None else _announce,
             reraise=True,
         )
+
+        def _may_go(seconds: float) -> bool:
+            if sleep is None:
+                if seconds > 0:
+                    time.sleep(seconds)
+                return True
+            return sleep(seconds)
+
+        jump = str(spec.hops[0]) if spec.hops else ""
+
+        def _paced_once(spec: ConnectSpec) -> Connection:
+            try:
+                with self.pacer.turn(jump, _may_go):
+                    return self.connect_once(spec)
+            except PacingCancelled:
+                raise CancelledConnect() from None
+
         try:
-            return retrying(self.connect_once, spec)
+            return retrying(_paced_once, spec)
         except RetryError as exc:  # pragma: no cover - reraise=True makes this rare
             raise exc.last_attempt.exception() or ConnectError(
                 "error", "connect failed", transient=False, retryable=True

@@ -310,7 +310,11 @@ class SshExecutor(SftpFiles, Executor):
                 from nexus_ssh.connect import Connector
 
                 self._resolver = Resolver(self.context.config, self.context.options)
-                self._connector = Connector(self._resolver, self.context.options)
+                options = dict(self.context.options)
+                for key in ("ssh_connect_rate", "ssh_jump_concurrency"):  # config keys the connector reads
+                    if key not in options and self.context.config.get(key) is not None:
+                        options[key] = self.context.config.get(key)
+                self._connector = Connector(self._resolver, options)
             return self._resolver, self._connector
 
     def prepare(self, hosts: Sequence[Host]) -> None:

@@ -35,6 +35,12 @@ def _identity_here(value: Any) -> str | None:
     )
 
 
+def _rate(value: Any) -> str | None:
+    from nexus_ssh.pacing import rate_problem
+
+    return rate_problem(value)
+
+
 def config_options() -> list[Option]:
     """Every ``ssh_*`` key: names, types, defaults, choices and messages."""
     return [
@@ -65,6 +71,20 @@ def config_options() -> list[Option]:
             (str,),
             None,
             "OpenSSH client config to read (default ~/.ssh/config; '' reads none)",
+        ),
+        Option(
+            "ssh_connect_rate",
+            (str, int),
+            "200/second",
+            "new SSH connections per period, e.g. '200/second' ('0' for no limit)",
+            check=_rate,
+        ),
+        Option(
+            "ssh_jump_concurrency",
+            (int,),
+            8,
+            "connections opened at once through one jump host (0 for no cap)",
+            minimum=0,
         ),
         Option(
             "ssh_session_mode",

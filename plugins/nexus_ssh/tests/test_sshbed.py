@@ -151,3 +151,16 @@ def test_processes_matching(sshbed: SshBed, key_client: paramiko.SSHClient) -> N
         os.kill(pid, signal.SIGKILL)
     assert sshbed.wait_no_process(USER_KEY, "sleep 41.5") == []
     assert sshbed.processes_matching(USER_NOSUDO, "sleep 41.5") == []
+
+
+def test_large_beds_continue_in_the_next_127_blocks() -> None:
+    from nexus_core.testing.sshbed import MAX_HOSTS, BedError, host_address
+
+    firsts = [host_address(i) for i in (0, 239, 240, 999)]
+    assert firsts == ["127.0.0.2", "127.0.0.241", "127.0.1.2", "127.0.4.41"]
+    assert len({host_address(i) for i in range(1000)}) == 1000
+    assert "127.0.0.250" not in {host_address(i) for i in range(MAX_HOSTS)}  # the bastion's
+    with pytest.raises(BedError, match="host index"):
+        host_address(MAX_HOSTS)
+    with pytest.raises(BedError, match="max_startups"):
+        SshBed(2, max_startups="lots")

@@ -1,0 +1,144 @@
+"""Connection pacing against a real sshd that drops handshakes (a tiny ``MaxStartups``).
+
+The bed here has its own sshd processes with ``MaxStartups 3``: a fourth unauthenticated
+connection is dropped, as OpenSSH's default ``10:30:100`` drops from the tenth on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nexus_core.api import Cancel, CommandResult, ExecutorContext
+from nexus_core.events import Event, Log
+from nexus_core.model import Command, Host
+from nexus_core.testing.sshbed import USER_KEY, SshBed
+from tests.helpers import Out
+
+from nexus_ssh.executor import SshExecutor
+from nexus_ssh.options import config_options
+from nexus_ssh.pacing import DEFAULT_JUMP_CONCURRENCY, Pacer, rate_problem
+
+pytestmark = pytest.mark.ssh
+
+N_HOSTS = 6
+
+
+@pytest.fixture(scope="module")
+def tight_bed() -> Iterator[SshBed]:
+    """6 hosts and a bastion whose sshd refuse a 4th handshake in progress."""
+    if os.geteuid() != 0:
+        pytest.skip("the SSH test bed needs root (creates users, runs sshd)")
+    bed = SshBed(N_HOSTS, port=0, bastion=True, max_startups="3")
+    bed.start()
+    yield bed
+    bed.stop()
+
+
+def _executor(bed: SshBed, tmp_path: Path, **options: Any) -> tuple[SshExecutor, list[Event]]:
+    assert bed.bastion is not None
+    config = {
+        "ssh_user": USER_KEY,
+        "ssh_identity": bed.key_path("ed25519"),
+        "ssh_known_hosts_file": bed.known_hosts,
+        "ssh_jump": f"{USER_KEY}@{bed.bastion.address}:{bed.port}",
+    }
+    opts: dict[str, Any] = {
+        "ssh_config_file": "",
+        "ssh_retry_base": 0.01,
+        "ssh_no_agent": True,
+        "ssh_password_prompt": False,
+    }
+    opts.update(options)
+    events: list[Event] = []
+    ctx = ExecutorContext(config=config, root=str(tmp_path), emit=events.append, run_id="pace", options=opts)
+    return SshExecutor(ctx), events
+
+
+def _all_at_once(ex: SshExecutor, bed: SshBed) -> list[CommandResult]:
+    results: list[CommandResult | None] = [None] * N_HOSTS
+    barrier = threading.Barrier(N_HOSTS)
+
+    def one(i: int) -> None:
+        barrier.wait(timeout=10)
+        host = Host(bed.hosts[i].address, port=bed.port)
+        results[i] = ex.run(host, Command("true"), Out(), Cancel(), 30)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(N_HOSTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(r is not None for r in results), "a host thread did not finish"
+    return [r for r in results if r is not None]
+
+
+def _retries(events: list[Event]) -> list[str]:
+    return [e.message for e in events if isinstance(e, Log) and "connection attempt" in e.message]
+
+
+def test_jump_cap_keeps_a_fleet_under_the_jump_hosts_maxstartups(tight_bed: SshBed, tmp_path: Path) -> None:
+    # One try only: a dropped handshake would fail its host at once.
+    ex, events = _executor(tight_bed, tmp_path, ssh_jump_concurrency=1, ssh_connect_attempts=1)
+    try:
+        results = _all_at_once(ex, tight_bed)
+    finally:
+        ex.close()
+    assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
+    assert _retries(events) == []
+    assert ex._connector is not None and ex._connector.pacer.jump_concurrency == 1
+
+
+def test_dropped_handshakes_are_retried_and_reported_never_silent(tight_bed: SshBed, tmp_path: Path) -> None:
+    # No cap: 6 logins at once against MaxStartups 3. sshd may drop some (timing decides how
+    # many); each drop must show up as a retry warning or as the host's failure reason.
+    ex, events = _executor(tight_bed, tmp_path, ssh_jump_concurrency=0, ssh_connect_rate="0")
+    try:
+        results = _all_at_once(ex, tight_bed)
+    finally:
+        ex.close()
+    for r in results:
+        if not r.ok:
+            assert r.status == "unreachable" and "after 3 attempts" in r.reason, r
+            assert any(w in r.reason.lower() for w in ("reset", "banner", "closed")), r.reason
+    for message in _retries(events):
+        assert "failed (" in message and "retrying in" in message, message
+    # Every host either ran the command or said why not; with no failure, no silent gap either.
+    assert len(results) == N_HOSTS
+
+
+def test_pacer_defaults_and_rate_checks() -> None:
+    pacer = Pacer({})
+    assert pacer.rate == "200/second" and pacer.jump_concurrency == DEFAULT_JUMP_CONCURRENCY
+    assert Pacer({"ssh_connect_rate": "0"}).rate == ""
+    assert rate_problem("50/second") is None and rate_problem("0") is None
+    problem = rate_problem("fast")
+    assert problem is not None and "ssh_connect_rate" in problem and "200/second" in problem
+    names = {o.name for o in config_options()}
+    assert {"ssh_connect_rate", "ssh_jump_concurrency"} <= names
+    # The rate turns never block a connection that is within the rate (bounded by the loop).
+    calls: list[float] = []
+
+    def sleep(seconds: float) -> bool:
+        calls.append(seconds)
+        return True
+
+    paced = Pacer({"ssh_connect_rate": "1000/second"})
+    for _ in range(5):
+        with paced.turn("", sleep):
+            pass
+    assert calls == []
+
+
+def test_a_stop_while_waiting_for_the_rate_cancels_the_wait() -> None:
+    pacer = Pacer({"ssh_connect_rate": "1/hour"})
+    with pacer.turn("", lambda _s: True):
+        pass
+    from nexus_ssh.pacing import PacingCancelled
+
+    with pytest.raises(PacingCancelled), pacer.turn("", lambda _s: False):
+        pass
