@@ -152,3 +152,41 @@ def test_every_catalogue_event_serialises_to_json():
         data = cls(**kwargs).to_dict()
         assert data["event"] == cls.name
         json.dumps(data)
+
+
+def test_a_task_on_many_hosts_is_shown_grouped_by_outcome():
+    import io
+
+    from nexus_core import events as ev
+    from nexus_core.output.render import GROUP_HOSTS, TreeRenderer
+    from nexus_core.output.style import Style
+
+    out = io.StringIO()
+    r = TreeRenderer(Style(color=False, live=False, unicode=False, interactive=False), out=out)
+    names = tuple(f"web-{i}" for i in range(GROUP_HOSTS * 4))
+    r(ev.TaskStart("r", task="deploy", hosts=names))
+    for i, name in enumerate(names):
+        r(ev.HostStart("r", task="deploy", host=name))
+        failed = i % 5 == 4
+        reason = "exit code 1" if failed else ""
+        r(ev.HostStop("r", task="deploy", host=name, status="failed" if failed else "ok", duration=0.5, reason=reason))
+    r(ev.TaskStop("r", task="deploy", hosts=names, status="failed", duration=1.0))
+    text = out.getvalue()
+    assert f"deploy [{len(names)} hosts]" in text and "web-13," not in text.splitlines()[0]
+    assert "160 hosts ok" in text
+    assert "40 hosts failed: exit code 1 (web-4, web-9, web-14, web-19, web-24, +35 more)" in text
+    assert len(text.strip().splitlines()) == 3  # the header and one line per outcome
+
+
+def test_a_shared_error_names_its_first_hosts_in_the_headline_and_all_on_hosts():
+    from nexus_core.engine import Failure
+    from nexus_core.output.report import HEADLINE_HOSTS, failures_text
+    from nexus_core.output.style import Style
+
+    hosts = [f"db-{i}" for i in range(HEADLINE_HOSTS + 5)]
+    failures = [
+        Failure(task="t", host=h, command="false", status="failed", exit_code=1, reason="exit code 1") for h in hosts
+    ]
+    text = failures_text(Style(color=False, live=False, unicode=False, interactive=False), failures)
+    assert f"(same error on {len(hosts)} hosts: db-0, db-1," in text and "+5 more)" in text
+    assert "Hosts: " + ", ".join(hosts) in text

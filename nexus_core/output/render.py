@@ -212,8 +212,12 @@ class TreeRenderer(Renderer):
             self.write(f"{s.mark('skipped')} {e.task} {s.paint('skipped: ' + clean(e.reason), 'dim')}\n")
             return
         hosts = f" [{', '.join(e.hosts)}]" if e.hosts and e.hosts != ("local",) else ""
+        if len(e.hosts) > GROUP_HOSTS:
+            hosts = f" [{len(e.hosts)} hosts]"
         lines = [f"{s.paint(s.bullet, 'cyan')} {s.paint(e.task, 'bold')}{hosts}"]
-        if state is not None:
+        if state is not None and len(state.order or state.hosts) > GROUP_HOSTS:
+            lines.extend(self._grouped_lines(state))
+        elif state is not None:
             lines.extend(self._task_lines(state, e))
         elif e.reason:
             lines.append(f"  {s.branch(True)} {s.mark(e.status)} {s.paint(clean(e.reason), 'dim')}")
@@ -248,8 +252,57 @@ class TreeRenderer(Renderer):
             out.append(f"  {s.branch(last)} {name} {s.mark(found.status)} {fmt_duration(found.duration)}{extra}")
         return out
 
+    def _grouped_lines(self, state: _TaskState) -> list[str]:
+        """A task of many hosts: one line per distinct outcome (``812 hosts ok``, ``188 hosts
+        failed: REASON``) with the first hosts named, instead of one line per host."""
+        s = self.style
+        groups: dict[tuple[str, str], list[str]] = {}
+        durations: dict[tuple[str, str], list[float]] = {}
+        for name in state.order or list(state.hosts):
+            found = state.hosts.get(name)
+            status = found.status if found is not None else "skipped"
+            reason = (found.reason if found is not None else "not started") if status != "ok" else ""
+            key = (status, reason)
+            groups.setdefault(key, []).append(name)
+            if found is not None and status != "skipped":
+                durations.setdefault(key, []).append(found.duration)
+        order = sorted(groups, key=lambda k: (k[0] != "ok", -len(groups[k])))
+        out: list[str] = []
+        for i, key in enumerate(order):
+            status, reason = key
+            names = groups[key]
+            took = durations.get(key, [])
+            span = ""
+            if took:
+                lo, hi = min(took), max(took)
+                span = (
+                    f" {fmt_duration(lo)}"
+                    if fmt_duration(lo) == fmt_duration(hi)
+                    else (f" {fmt_duration(lo)}-{fmt_duration(hi)}")
+                )
+            count = f"{len(names)} host{'s' if len(names) != 1 else ''} {status}"
+            why = f": {reason}" if reason else ""
+            color = "dim" if status == "skipped" else "red"
+            text = count + (s.paint(why, color) if why else "")
+            if status != "ok":
+                text += s.paint(f" ({_some(names)})", "dim")
+            text += span
+            out.append(f"  {s.branch(i == len(order) - 1)} {s.mark(status)} {text}")
+        return out
+
     def _host(self, task: str, host: str) -> _HostState:
         return self.tasks.setdefault(task, _TaskState()).hosts.setdefault(host, _HostState())
+
+
+#: Tasks on more hosts than this are shown grouped by outcome ("812 hosts ok", "188 hosts
+#: failed: REASON"), not one line per host; their header counts the hosts instead of naming them.
+GROUP_HOSTS = 50
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` names, then how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f", +{more} more" if more > 0 else "")
 
 
 class VerboseRenderer(TreeRenderer):

@@ -113,8 +113,14 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
         )
     headline = f.headline or headline
     if alike:
-        headline += f" (same error on {len(hosts)} hosts: {', '.join(hosts)})"
+        more = [f"+{len(hosts) - HEADLINE_HOSTS} more"] if len(hosts) > HEADLINE_HOSTS else []
+        named = hosts[:HEADLINE_HOSTS] + more
+        headline += f" (same error on {len(hosts)} hosts: {', '.join(named)})"
     return terminal_safe(error_block(style, headline, ctx, list(dict.fromkeys(suggestions))))
+
+
+#: Hosts named in the headline of an error shared by many (all are on its ``Hosts:`` line).
+HEADLINE_HOSTS = 10
 
 
 def failures_text(
