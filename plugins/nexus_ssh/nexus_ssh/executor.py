@@ -517,6 +517,10 @@ class SshExecutor(SftpFiles, Executor):
                     self._drop_session(conn, session)
                 pool.discard(conn, f"stale ({type(exc).__name__})")
                 continue
+            # The command's own time starts now that it runs on the host: connecting has its
+            # own bound (ssh_connect_timeout per attempt). At 1,000 hosts the last handshakes of
+            # a busy client end a minute after the first, which ate whole 60 s command timeouts.
+            run_deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
             try:
                 return self._run_on(
                     conn,
@@ -530,7 +534,7 @@ class SshExecutor(SftpFiles, Executor):
                     on_output,
                     cancel,
                     timeout,
-                    deadline,
+                    run_deadline,
                     start,
                 )
             finally:
