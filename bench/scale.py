@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import dataclasses
 import json
 import resource
 import signal
@@ -38,9 +39,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import peers as peers_mod  # noqa: E402
-from bench.run import RESULTS, WORK, Case, SshdWatch, compile_sources, loadavg, log, run_rounds  # noqa: E402
-from bench.workloads import Invocation, Target, fresh_dir  # noqa: E402
-from bench.workloads import ansible, fabric, nexus, pyinfra  # noqa: E402
+from bench import run as run_mod  # noqa: E402
+from bench.run import RESULTS, WORK, Case, SshdWatch, ToolResult, compile_sources, loadavg, log, measure  # noqa: E402
+from bench.workloads import Invocation, Target, ansible, fabric, fresh_dir, nexus, pyinfra  # noqa: E402
 
 W4_COMMANDS = ["echo hello prepare", "echo hello build", "echo hello finish"]
 TOOLS = ("nexus", "pyinfra", "fabric", "ansible-tuned")
@@ -54,6 +55,20 @@ def raise_nofile() -> tuple[int, int]:
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return soft, target
+
+
+def sized(target: Target, n: int) -> Target:
+    """``target`` with a known_hosts file of its first ``n`` hosts only.
+
+    Every tool gets the file a fleet of that size would have: Paramiko's ``HostKeys.load``
+    (Fabric, pyinfra) checks each line against those read before, so a 2,000-line file of
+    the whole 1,000-host bed made each of Fabric's 100 connections spend seconds on it.
+    """
+    wanted = {f"[{a}]:{target.port}" for a in target.take(n)}
+    lines = [ln for ln in Path(target.known_hosts).read_text().splitlines(True) if ln.split(" ", 1)[0] in wanted]
+    path = Path(target.known_hosts).with_name(f"known_hosts-{n}")
+    path.write_text("".join(lines))
+    return dataclasses.replace(target, known_hosts=str(path))
 
 
 def nexus_pipeline(root: Path, target: Target, n_hosts: int) -> Invocation:
@@ -99,6 +114,34 @@ def invocations(
         playbook = peers["ansible"].script("ansible-playbook")
         out["ansible-tuned"] = ansible.remote(work, target, n, commands, playbook, tuned=True)
     return out
+
+
+def rounds(case: Case, invs: dict[str, Invocation], watch: SshdWatch, runs: int, versions: dict[str, str]) -> None:
+    """``runs`` rounds, every tool once per round in rotating order, all recorded (no warm-up:
+    the smaller sizes ran every tool before, and a 1,000-host Fabric run takes minutes)."""
+    order = list(invs)
+    case.load.append(loadavg())
+    for tool, inv in invs.items():
+        case.tools[tool] = ToolResult(tool, versions.get(tool, ""), inv.note)
+    failed: set[str] = set()
+    try:
+        for rnd in range(runs):
+            walls: dict[str, float] = {}
+            for tool in order[rnd % len(order) :] + order[: rnd % len(order)]:
+                if tool in failed:
+                    continue
+                sample = measure(invs[tool], watch)
+                if sample.error:
+                    failed.add(tool)
+                    case.tools[tool].error = f"run {rnd + 1}: {sample.error}"
+                    log(f"{case.key} {tool} FAILED: {sample.error}")
+                    continue
+                walls[tool] = sample.wall
+                case.tools[tool].samples.append(sample)
+                log(f"{case.key} {tool}: {sample.wall:.2f}s wall, {sample.cpu:.2f}s CPU, {sample.rss_mb:.0f} MB")
+            case.rounds.append(walls)
+    finally:
+        case.load.append(loadavg())
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -179,17 +222,14 @@ def svg_plot(data: dict[str, object]) -> str:
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="black"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
         f'<text x="{width / 2}" y="{height - 15}" text-anchor="middle">hosts</text>',
-        f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" text-anchor="middle">'
-        "wall s</text>",
+        f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" text-anchor="middle">wall s</text>',
     ]
     for n in sorted(set(xs)):
         out.append(f'<text x="{px(n):.1f}" y="{height - pad + 16}" text-anchor="middle">{n}</text>')
     for w in (0.5, 1, 2, 5, 10, 20, 50, 100, 200):
         if y0 <= math.log10(w) <= y1:
             out.append(f'<text x="{pad - 6}" y="{py(w) + 4:.1f}" text-anchor="end">{w:g}</text>')
-            out.append(
-                f'<line x1="{pad}" y1="{py(w):.1f}" x2="{width - pad}" y2="{py(w):.1f}" stroke="#ddd"/>'
-            )
+            out.append(f'<line x1="{pad}" y1="{py(w):.1f}" x2="{width - pad}" y2="{py(w):.1f}" stroke="#ddd"/>')
     legend_y = pad
     for (wl, tool), pts in sorted(series.items()):
         pts.sort()
@@ -231,6 +271,7 @@ def main() -> None:
     # an exit too, so that the bed's atexit stop runs whichever way the bench is ended.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    run_mod.RUN_TIMEOUT = 900.0  # one run's bound: Fabric on 1,000 hosts takes minutes
     before, nofile = raise_nofile()
     log(f"open-files limit: {before} -> {nofile}")
     t_start = time.monotonic()
@@ -261,25 +302,33 @@ def main() -> None:
                 title = f"{key}: {n} hosts x " + ("1 command" if key == "W1" else "a 3-step pipeline")
                 log(title)
                 case = Case(f"{key}@{n}", title, {"hosts": n})
-                invs = invocations(key, WORK / "scale" / f"{key}-{n}", target, n, peers, tools)
-                run_rounds(case, invs, watch, args.runs, versions)
+                invs = invocations(key, WORK / "scale" / f"{key}-{n}", sized(target, n), n, peers, tools)
+                rounds(case, invs, watch, args.runs, versions)
                 cases.append(case)
+                write(args.out, cases, t_start, args.runs, nofile, versions)  # kept as it goes
     finally:
         bed.stop()
+    print(render(write(args.out, cases, t_start, args.runs, nofile, versions)))
+
+
+def write(
+    out: str, cases: list[Case], t_start: float, runs: int, nofile: int, versions: dict[str, str]
+) -> dict[str, object]:
+    """Write results/OUT.{json,md,svg} with the cases so far; returns the data."""
     data: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.monotonic() - t_start,
-        "runs": args.runs,
+        "runs": runs,
         "nofile": nofile,
         "load_end": loadavg(),
         "versions": versions,
         "cases": {c.key: c.as_json() for c in cases},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(data, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(render(data))
-    (RESULTS / f"{args.out}.svg").write_text(svg_plot(data))
-    print(render(data))
+    (RESULTS / f"{out}.json").write_text(json.dumps(data, indent=1) + "\n")
+    (RESULTS / f"{out}.md").write_text(render(data))
+    (RESULTS / f"{out}.svg").write_text(svg_plot(data))
+    return data
 
 
 if __name__ == "__main__":
