@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-#: Default of ``ssh_connect_rate``: well above what one client core completes (about 120
-#: handshakes a second on the bench machine), so it only bounds bursts of a large fleet.
+#: Default of ``ssh_connect_rate``: well above what one client completes (about 70 logins a
+#: second on the 2-core bench machine, idle), so it only bounds the burst of a large fleet.
 DEFAULT_RATE = "200/second"
 #: Default of ``ssh_jump_concurrency``: under the 10 unauthenticated connections from which
 #: sshd's default ``MaxStartups 10:30:100`` starts dropping handshakes.
