@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_core._version import API_VERSION, __version__
 from nexus_core.dsl import (
+    cloud,
     config,
     current_host,
     discover,
@@ -81,6 +82,7 @@ __all__ = [
     "artifact",
     "call",
     "change_window",
+    "cloud",
     "config",
     "current_host",
     "discover",

@@ -235,6 +235,42 @@ def discover(source: str, **filters: Any) -> SourceSpec:
     return SourceSpec(source, dict(filters), where)
 
 
+def cloud(provider: str, **settings: Any) -> None:
+    """Machines Nexus may start for this project: ``cloud("aws", instance_type="c6i.large", count=(0, 10))``.
+
+    ``provider`` names a cloud provider: ``local`` (agents as processes on this machine, from
+    nexus-agent), ``aws`` (nexus-aws), ``hetzner`` (nexus-hetzner). Common settings:
+    ``count=(MIN, MAX)``, ``idle_timeout`` and ``max_runtime`` (seconds), ``max_hourly_cost``
+    (US dollars per hour, a hard limit) and ``max_instances`` (a hard limit), ``tags`` (the
+    agent tags the machines join with, default ``["burst"]``); the provider declares its own
+    (``region``, ``instance_type``, ``spot_fallback``...). Started machines join the agent
+    cluster: tasks reach them with ``tagged("burst")``. See the "Burst to the cloud" guide.
+    """
+    from nexus_core.model import CloudSpec
+
+    if _RECORDER.get() is not None:
+        _problem("cloud() is called inside a task body", "call cloud() at the top level of the nexusfile")
+        return
+    project = _loading("cloud")
+    location = _caller(project)
+    if not isinstance(provider, str) or not provider:
+        _problem(
+            f"cloud() needs the name of a cloud provider, got {safe_repr(provider)}",
+            'write cloud("aws", instance_type="t3.micro", count=(0, 10))',
+            code="bad-value",
+        )
+        return
+    if provider in project.clouds:
+        first = project.clouds[provider].location
+        _problem(
+            f"cloud({provider!r}) is declared twice" + (f" (first at line {first.line})" if first else ""),
+            "merge the two declarations into one",
+            code="duplicate-cloud",
+        )
+        return
+    project.clouds[provider] = CloudSpec(provider, dict(settings), location)
+
+
 def inventory(path: str) -> None:
     """Declare every group of an inventory file as a host group of the same name.
 

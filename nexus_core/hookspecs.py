@@ -27,7 +27,7 @@ from nexus_core.kinds import KINDS
 if TYPE_CHECKING:
     import click
 
-    from nexus_core.api import AuditSink, Executor, HostSource, PreflightCheck, SecretBackend, Strategy
+    from nexus_core.api import AuditSink, CloudProvider, Executor, HostSource, PreflightCheck, SecretBackend, Strategy
     from nexus_core.events import Event, Subscriber
     from nexus_core.kinds import Registration
     from nexus_core.options import Option
@@ -163,6 +163,34 @@ def nexus_audit_sinks() -> Sequence[Registration | type[AuditSink]]:
     of records in order, ``close`` at the end of the run. The ``options`` class attribute
     declares the keys the sink's table accepts. A name registered twice is an error naming
     both distributions.
+
+    Added in plugin API 1.
+    """
+    raise NotImplementedError
+
+
+# --- cloud providers -----------------------------------------------------------------------
+
+
+@hookspec
+def nexus_cloud_providers() -> Sequence[Registration | type[CloudProvider]]:
+    """Return cloud providers (subclasses of :class:`nexus_core.plugin.CloudProvider`), by registration.
+
+    The name is what ``cloud("NAME", ...)`` in a nexusfile and ``nexus cloud scale NAME=N``
+    refer to. The ``settings`` detail (a class attribute, or the registration detail of that
+    name) declares the provider's own ``cloud(...)`` parameters beyond the common ones
+    (``count``, ``idle_timeout``, ``max_runtime``, ``max_hourly_cost``, ``max_instances``,
+    ``tags``...), as :class:`nexus_core.plugin.Option`: an unknown one is a validation error
+    with a "did you mean", without importing the provider. A name nobody registers is a
+    validation error naming the package to install (``nexus-aws`` for ``aws``).
+
+    The class is imported, and one instance created with a
+    :class:`nexus_core.plugin.CloudContext`, only when a command or a run needs the provider.
+    The core calls ``provision``, ``list`` and ``terminate`` through its controller, which
+    checks the hard cost limits before every ``provision``, puts the ``nexus:*`` ownership
+    tags on every request, retries ``CloudError(retryable=True)``, rate-limits the calls and
+    opens a circuit breaker when the provider keeps failing. ``close`` is called at the end.
+    A family member's own hooks (regions, images) go through ``nexus_addhooks``.
 
     Added in plugin API 1.
     """

@@ -160,6 +160,18 @@ KINDS: tuple[Kind, ...] = (
         'where audit records go: `[audit.sinks.NAME]` with `type = "file"`, "syslog", "splunk"...',
         registry="audit_sinks",
     ),
+    Kind(
+        "cloud provider",
+        "nexus_cloud_providers",
+        "cloud providers",
+        "nexus_core.api:CloudProvider",
+        "machines started on demand that join the agent cluster: `cloud(NAME, ...)` (aws, hetzner, local, ...)",
+        registry="cloud_providers",
+        details=_frozen({"settings": ()}),
+        packages=_frozen(
+            {"aws": "nexus-aws", "hetzner": "nexus-hetzner", "local": "nexus-agent", "azure": "nexus-azure"}
+        ),
+    ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),
     Kind(
         "subscriber",

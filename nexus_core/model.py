@@ -333,6 +333,19 @@ class HostSpec:
     facts: FrozenMap = EMPTY
 
 
+@dataclass(frozen=True)
+class CloudSpec:
+    """A ``cloud(provider, **settings)`` in a nexusfile: machines Nexus may start for the run.
+
+    ``settings`` are the values the user wrote (defaults are filled in by
+    :mod:`nexus_core.clouds`); ``location`` is the line of the declaration.
+    """
+
+    provider: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    location: Location | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class SourceSpec:
     """A ``discover(source, **filters)`` in a nexusfile: hosts a host source finds at plan time.
@@ -421,6 +434,8 @@ class Project:
     source_hash: str = ""
     #: ``change_window(...)`` and ``require_dry_run(...)`` of the nexusfile (nexus_core.policy).
     compliance: dict[str, Any] = field(default_factory=dict)
+    #: ``cloud(provider, ...)`` declarations by provider name (see nexus_core.clouds).
+    clouds: dict[str, CloudSpec] = field(default_factory=dict)
 
 
 # --- discovery, as far as every run needs it (nexus_core.discovery does the rest) ------------

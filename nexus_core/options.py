@@ -193,6 +193,12 @@ CONFIG_OPTIONS: dict[str, Option] = {
         ),
         Option("check_rotation_on_run", (bool,), True, "give the rotation warnings on `nexus run`"),
         Option(
+            "cloud_api_rate",
+            (str,),
+            "10/second",
+            "calls per period to a cloud provider's API (a `limits` rate: 10/second, 100/minute)",
+        ),
+        Option(
             "discovery_ttl",
             _NUM,
             0,

@@ -280,6 +280,11 @@ def check_structure(
             _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
     _guarded(out, project.path, "while checking host sources", lambda: out.extend(_check_sources(project, registry)))
+    if project.clouds:
+        from nexus_core import clouds
+
+        check_clouds = lambda: out.extend(clouds.check(project, registry))  # noqa: E731
+        _guarded(out, project.path, "while checking cloud declarations", check_clouds)
     _guarded(out, project.path, "while checking host attributes", lambda: out.extend(declared_attributes(project)[1]))
     _guarded(out, project.path, "while checking the default task", lambda: out.extend(default_task(project)[1]))
     for t in project.tasks.values():
@@ -951,10 +956,11 @@ def shard_hosts(t: TaskDef, hosts: Sequence[Host], out: list[Problem]) -> list[H
     count = dict(t.extra).get("shards") or len(hosts)
     if all(h.transport == "agent" for h in hosts):
         pool = tuple(h.name for h in hosts)
-        return [
-            Host(f"shard-{i}", transport="agent", facts=FrozenMap({SHARD_ID: i, SHARD_COUNT: count, SHARD_POOL: pool}))
-            for i in range(count)
-        ]
+        facts: dict[str, Any] = {SHARD_COUNT: count, SHARD_POOL: pool}
+        tags = {h.facts.get("selector_tag") for h in hosts}
+        if len(tags) == 1 and None not in tags:  # tagged("burst"): agents joining later may take shards too
+            facts["nexus_pool_tag"] = tags.pop()
+        return [Host(f"shard-{i}", transport="agent", facts=FrozenMap({SHARD_ID: i, **facts})) for i in range(count)]
     if all(h.is_local for h in hosts):
         base = hosts[0]
         return [

@@ -19,7 +19,7 @@ from nexus_core.options import CONFIG_OPTIONS, TASK_OPTIONS, Option
 from nexus_core.packages import TRANSPORTS as TRANSPORT_PACKAGES  # noqa: F401 - the old name
 
 if TYPE_CHECKING:
-    from nexus_core.api import AuditSink, Executor, HostSource, PreflightCheck, SecretBackend, Strategy
+    from nexus_core.api import AuditSink, CloudProvider, Executor, HostSource, PreflightCheck, SecretBackend, Strategy
 
 T = TypeVar("T")
 
@@ -212,6 +212,11 @@ class Registry:
     def audit_sinks(self) -> Classes[AuditSink]:
         """Audit sink classes by type name (what ``type = "NAME"`` of ``[audit.sinks.X]`` refers to)."""
         return self.classes["audit sink"]
+
+    @property
+    def cloud_providers(self) -> Classes[CloudProvider]:
+        """Cloud provider classes by name (what ``cloud("NAME", ...)`` refers to)."""
+        return self.classes["cloud provider"]
 
     #: Every event a run can emit, by name: the core's, then those of ``nexus_event_types``.
     event_types: dict[str, type[Event]] = field(default_factory=lambda: {c.name: c for c in CATALOGUE})

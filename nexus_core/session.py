@@ -86,8 +86,9 @@ class RunSession:
     ``force_handlers``: run notified handlers on a host even after a failure there (also
     ``config(force_handlers=True)``). A fresh recorded run takes over the handler notifications
     the previous run of the same tasks left pending (see :mod:`nexus_core.handlers`).
-    ``run_id``: the id of a fresh run (default: a new one). ``events``: emitted on the run's bus
-    before anything else, with the run's id (the policy checks that let it start).
+    ``run_id``: the id of a fresh run (default: a new one; cloud bursting picks it before
+    planning, to tag the machines it starts). ``events``: emitted on the run's bus before
+    anything else, with the run's id (the policy checks that let it start).
     """
 
     def __init__(

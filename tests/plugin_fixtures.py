@@ -60,6 +60,7 @@ FEATURES: dict[str, str] = {
             HostSource, Option, PreflightCheck, Registration, SecretBackend, SecretInfo, SecretNotFound, Strategy,
             hookimpl, hookspec,
         )
+        from nexus_core.plugin import CloudError, CloudInstance, CloudProvider
     """,
     # nexus_executors: transport "fake" runs nothing; it records the command and echoes it.
     "executor": """
@@ -224,6 +225,62 @@ FEATURES: dict[str, str] = {
         @hookimpl
         def nexus_audit_sinks():
             return [Registration("fake", "{module}:FakeAuditSink")]
+    """,
+    # nexus_cloud_providers: "fakecloud" keeps its instances in the JSON file $NEXUS_FAKE_CLOUD;
+    # fake_mode="flaky" fails every call as transient, "sold-out" has no capacity.
+    "cloud_provider": """
+        class FakeCloud(CloudProvider):
+            def _load(self):
+                path = os.environ["NEXUS_FAKE_CLOUD"]
+                if not os.path.exists(path):
+                    return {{}}
+                with open(path, encoding="utf-8") as fh:
+                    return json.load(fh)
+
+            def _save(self, data):
+                with open(os.environ["NEXUS_FAKE_CLOUD"], "w", encoding="utf-8") as fh:
+                    json.dump(data, fh)
+
+            def _check(self, what):
+                mode = self.context.settings.get("fake_mode")
+                record("cloud", what=what, mode=mode)
+                if mode == "flaky":
+                    raise CloudError("fakecloud: 503 Service Unavailable", retryable=True)
+
+            def hourly_price(self, settings):
+                self._check("price")
+                return settings.get("fake_price", 0.5)
+
+            def provision(self, request):
+                self._check("provision")
+                if self.context.settings.get("fake_mode") == "sold-out":
+                    raise CloudError("fakecloud: no capacity", "try another zone", capacity=True)
+                data = self._load()
+                data[request.name] = {{"tags": dict(request.tags), "launched": 1.0e9,
+                                      "price": request.settings.get("fake_price", 0.5)}}
+                self._save(data)
+                return CloudInstance(request.name, request.name, "pending", "fake.small", 1.0e9,
+                                     tags=dict(request.tags))
+
+            def list(self, tags):
+                self._check("list")
+                return [CloudInstance(k, k, "running", "fake.small", v["launched"], v["price"], tags=v["tags"])
+                        for k, v in sorted(self._load().items())
+                        if all(v["tags"].get(a) == b for a, b in tags.items())]
+
+            def terminate(self, ids):
+                self._check("terminate")
+                data = self._load()
+                for i in ids:
+                    data.pop(i, None)
+                self._save(data)
+
+
+        @hookimpl
+        def nexus_cloud_providers():
+            mode = Option("fake_mode", (str,), None, "how the fake cloud misbehaves: flaky, sold-out")
+            price = Option("fake_price", (float, int), 0.5, "the fake price per hour")
+            return [Registration("fakecloud", "{module}:FakeCloud", {{"settings": (mode, price)}})]
     """,
     # nexus_commands: `nexus fake-hello [--name NAME]`.
     "command": """
@@ -390,6 +447,7 @@ FEATURE_OF_HOOK = {
     "nexus_secret_backends": "secret_backend",
     "nexus_host_sources": "host_source",
     "nexus_audit_sinks": "audit_sink",
+    "nexus_cloud_providers": "cloud_provider",
     "nexus_commands": "command",
     "nexus_subscribers": "subscriber",
     "nexus_event_types": "event_type",

@@ -141,6 +141,7 @@ BUILTIN_COMMANDS: dict[str, str] = {
     "approve": "nexus_core.cli.policy",
     "artifacts": "nexus_core.cli.artifacts",
     "audit": "nexus_core.cli.audit",
+    "cloud": "nexus_core.cli.cloud",
     "completion": "nexus_core.cli.info",
     "config": "nexus_core.cli.info",
     "exec": "nexus_core.cli.exec",

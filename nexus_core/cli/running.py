@@ -7,7 +7,7 @@ person sees around it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rich_click as click
@@ -120,6 +120,7 @@ def execute(
     tui: bool = False,
     run_id: str | None = None,
     events: Sequence[Event] = (),
+    on_session: Callable[[Any], None] | None = None,
 ) -> RunResult:
     """Run a plan as ``nexus run`` shows it: live output, then failures and the summary.
 
@@ -160,6 +161,8 @@ def execute(
         run_id=run_id,
         events=events,
     )
+    if on_session is not None:  # cloud bursting: emits its events on this run's bus
+        on_session(session)
     try:
         result = dashboard.run(session) if dashboard else session.run()
     except RunRefused as exc:

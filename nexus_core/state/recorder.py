@@ -126,6 +126,21 @@ class StateRecorder:
     # interrupted this very subscriber inside a transaction. Deferred rows wait for the next
     # checkpoint; nothing a resume needs is among them (the hosts' status files are).
 
+    def on_cloud_provisioned(self, e: Any) -> None:
+        self._defer(
+            "INSERT OR REPLACE INTO cloud_instances (run_id, provider, instance, agent, hourly_price, launched) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self.run_id, e.provider, e.instance, e.agent, e.hourly_price, e.ts),
+        )
+        self.flush()  # money is being spent: on disk at once
+
+    def on_cloud_terminated(self, e: Any) -> None:
+        self._defer(
+            "UPDATE cloud_instances SET ended = ?, cost = ? WHERE run_id = ? AND provider = ? AND instance = ?",
+            (e.ts, e.cost, self.run_id, e.provider, e.instance),
+        )
+        self.flush()
+
     def on_pipeline_exception(self, e: ev.PipelineException) -> None:
         self.flush()
 

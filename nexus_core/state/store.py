@@ -115,6 +115,17 @@ CREATE TABLE IF NOT EXISTS notifications (
     ended REAL,
     PRIMARY KEY (run_id, task, host, handler)
 );
+CREATE TABLE IF NOT EXISTS cloud_instances (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    hourly_price REAL,                -- US dollars per hour; NULL when unknown
+    launched REAL NOT NULL,
+    ended REAL,
+    cost REAL,                        -- US dollars from launch to end
+    PRIMARY KEY (run_id, provider, instance)
+);
 CREATE TABLE IF NOT EXISTS host_prunes (
     host TEXT PRIMARY KEY,            -- a host label
     at REAL NOT NULL                  -- when leftovers were last removed from it
@@ -392,6 +403,15 @@ class StateStore:
             if row["status"] == "running" and (row["machine"] != here or _pid_alive(row["pid"])):
                 continue  # still running somewhere: not ours to supersede
             self.execute("UPDATE runs SET status = 'superseded' WHERE id = ?", (row["id"],))
+
+    def cloud_instances(self, run_id: str) -> list[dict[str, Any]]:
+        """The cloud instances a run started, with what each cost (see nexus_core.clouds)."""
+        rows = self.db.execute(
+            "SELECT provider, instance, agent, hourly_price, launched, ended, cost FROM cloud_instances "
+            "WHERE run_id = ? ORDER BY launched",
+            (run_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
 
     def discard(self, run_id: str) -> bool:
         """Mark a run discarded (never offered for resume again); False when unknown."""

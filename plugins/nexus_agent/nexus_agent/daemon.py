@@ -66,6 +66,7 @@ def _metrics(settings: Settings) -> dict[str, Any]:
         "nexus_tags": lambda _worker: tags,
         "nexus_running": running,
         "nexus_slots": lambda _worker: settings.max_concurrent_tasks,
+        "nexus_idle_since": lambda _worker: 0.0 if runner.RUNNING else runner.IDLE_SINCE[0],
         "nexus_draining": lambda worker: bool(getattr(worker, "nexus_draining", draining["on"])),
     }
 

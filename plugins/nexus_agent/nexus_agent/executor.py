@@ -39,6 +39,12 @@ ALIVE_CHECK_SECONDS = 1.0
 #: Seconds to wait for output lines still on their way once the result is in.
 LATE_LINES_SECONDS = 2.0
 
+#: Commands waiting for a free agent of a tag (cloud bursting): key -> (tag, since). The
+#: autoscaler of the same process reads it (nexus_agent.burst.AgentCloudCluster.demand).
+WAITING: dict[str, tuple[str, float]] = {}
+#: How long a shard waits for a free agent when its command has no timeout.
+BURST_WAIT_SECONDS = 3600.0
+
 _SIGNALS = {Cancel.INTERRUPT: signal.SIGINT, Cancel.TERMINATE: signal.SIGTERM, Cancel.KILL: signal.SIGKILL}
 
 
@@ -55,6 +61,14 @@ class AgentExecutor(Executor):
         self._topic = f"nexus-out-{uuid.uuid4().hex}"
         self._queues: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
         self._error: cluster.ClusterError | None = None
+        self._inflight: dict[str, int] = {}
+
+    @staticmethod
+    def cloud_cluster(config: Any) -> Any:
+        """The cluster cloud instances join, for the core's cloud controller (see nexus_agent.burst)."""
+        from nexus_agent.burst import AgentCloudCluster
+
+        return AgentCloudCluster(config)
 
     # --- connection -------------------------------------------------------------------------
 
@@ -114,6 +128,64 @@ class AgentExecutor(Executor):
             return CommandResult("unreachable", None, 0.0, exc.message, hint="- " + exc.hint if exc.hint else "")
         pool = tuple(str(n) for n in (host.facts.get("nexus_pool") or ()))
         wanted = pool or (host.name,)
+        claimed = ""
+        pool_tag = host.facts.get("nexus_pool_tag")
+        if pool and pool_tag and self.context.options.get("cloud_burst"):
+            # Cloud bursting: the shard waits here (where the autoscaler sees it) until an agent
+            # with the tag has a free slot, agents that joined after planning included.
+            found = self._free_agent(client, str(pool_tag), cancel, timeout)
+            if isinstance(found, CommandResult):
+                return found
+            claimed = found
+            wanted = (found,)
+        try:
+            return self._submit(client, host, command, on_output, cancel, timeout, wanted, started)
+        finally:
+            if claimed:
+                with self._lock:
+                    self._inflight[claimed] -= 1
+
+    def _free_agent(self, client: Any, tag: str, cancel: Cancel, timeout: float) -> str | CommandResult:
+        """The name of an agent with ``tag`` and a free slot (claimed), waiting for one as long as needed."""
+        key = uuid.uuid4().hex
+        WAITING[key] = (tag, time.time())
+        deadline = time.monotonic() + (timeout if timeout > 0 else BURST_WAIT_SECONDS)
+        try:
+            while time.monotonic() < deadline:
+                if cancel.requested:
+                    return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+                try:
+                    found = cluster.agents(client)
+                except Exception as exc:  # the scheduler gone: say so, as elsewhere
+                    return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
+                with self._lock:
+                    free = [
+                        a
+                        for a in found
+                        if tag in a.tags and not a.draining and self._inflight.get(a.name, 0) < max(a.slots, 1)
+                    ]
+                    if free:
+                        best = min(free, key=lambda a: (self._inflight.get(a.name, 0) / max(a.slots, 1), a.load))
+                        self._inflight[best.name] = self._inflight.get(best.name, 0) + 1
+                        return best.name
+                cancel.sleep(0.2)
+            why = f"no agent tagged {tag!r} had a free slot in time"
+            hint = "- raise the cloud's count maximum or the task's timeout"
+            return CommandResult("unreachable", None, 0.0, why, hint=hint, retryable=False)
+        finally:
+            WAITING.pop(key, None)
+
+    def _submit(
+        self,
+        client: Any,
+        host: Host,
+        command: Command,
+        on_output: Any,
+        cancel: Cancel,
+        timeout: float,
+        wanted: Sequence[str],
+        started: float,
+    ) -> CommandResult:
         problem = self._check_agents(client, host, wanted)
         if problem is not None:
             return problem

@@ -29,6 +29,12 @@ FILTERS: tuple[Option, ...] = (
 )
 
 
+#: The ``local`` cloud provider's own settings (here for the same reason as FILTERS).
+CLOUD_SETTINGS: tuple[Option, ...] = (
+    Option("max_concurrent_tasks", (int,), 1, "commands each local instance runs at once", minimum=1),
+)
+
+
 @hookimpl
 def nexus_executors() -> Sequence[Registration]:
     """``agent://NAME`` hosts (and the hosts selectors pick) run through the agent executor."""
@@ -39,6 +45,12 @@ def nexus_executors() -> Sequence[Registration]:
 def nexus_host_sources() -> Sequence[Registration]:
     """``discover("agent", ...)``: what ``all_agents()``, ``any_of()``, ``tagged()``, ``prefer()`` ask."""
     return [Registration("agent", "nexus_agent.source:AgentSource", {"filters": FILTERS})]
+
+
+@hookimpl
+def nexus_cloud_providers() -> Sequence[Registration]:
+    """``cloud("local", ...)``: agents as processes on this machine (tests, laptops)."""
+    return [Registration("local", "nexus_agent.burst:LocalProvider", {"settings": CLOUD_SETTINGS})]
 
 
 @hookimpl

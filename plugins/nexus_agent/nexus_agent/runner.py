@@ -36,6 +36,8 @@ SLOTS = "nexus-slots"
 
 #: Running commands on this agent: command id -> process group id.
 RUNNING: dict[str, int] = {}
+#: Since when (seconds since the epoch) this agent runs nothing: the autoscaler's idle time.
+IDLE_SINCE: list[float] = [time.time()]
 _LOCK = threading.Lock()
 
 
@@ -233,6 +235,8 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         with _LOCK:
             RUNNING.pop(cmd_id, None)
+            if not RUNNING:
+                IDLE_SINCE[0] = time.time()
         if proc.returncode is None:
             _killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -109,6 +109,7 @@ class AgentSource(HostSource):
                     "cpu": a.cpu,
                     "memory": a.memory,
                     "selector": describe(filters),
+                    "selector_tag": filters.get("tag") if (filters.get("select") or "all") == "tagged" else None,
                 },
             )
             for a in pick(found, filters)

@@ -1,0 +1,281 @@
+"""Cloud bursting in the core: the cloud-provider hook family, ``cloud(...)``, the controller's
+hard limits, tags, retries and breaker, the autoscaling policy and ``nexus cloud``.
+
+Providers here are a fake *installed* distribution (``tests/plugin_fixtures.py``, feature
+``cloud_provider``: instances in a JSON file) driven through the real ``nexus`` CLI; the
+real providers have their own tests (nexus-agent's ``local``, nexus-aws against moto).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plugin_fixtures import Logs, make_dist, plugin_env
+
+from nexus_core.api import CloudContext, CloudDemand, CloudError, CloudInstance, CloudProvider, CloudRequest
+from nexus_core.clouds import MANUAL, TAG_CLUSTER, TAG_MANAGED, TAG_OWNER, TAG_RUN
+from nexus_core.clouds.autoscale import Autoscaler
+from nexus_core.clouds.controller import Controller, bootstrap_script, reset_state
+
+FEATURES = ("cloud_provider",)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return tmp_path / "site"
+
+
+@pytest.fixture
+def project(nexus_project, site, tmp_path):
+    """A project whose ``nexus`` sees the fake cloud (instances in ``fakecloud.json``)."""
+    site.mkdir()
+    make_dist(site, features=FEATURES)
+    nexus_project.env.update(plugin_env(site, Logs(tmp_path / "imports.log", tmp_path / "runs.log")))
+    nexus_project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake"
+    nexus_project.env["NEXUS_FAKE_CLOUD"] = str(tmp_path / "fakecloud.json")
+    nexus_project.env["NEXUS_CLUSTER"] = "tls://hub.test:7400"
+    return nexus_project
+
+
+def fake_instances(project) -> dict[str, Any]:
+    path = Path(project.env["NEXUS_FAKE_CLOUD"])
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# --- the nexusfile ------------------------------------------------------------------------------
+
+
+def test_cloud_is_part_of_the_nexusfile_language_and_not_shadowed_by_the_package():
+    import nexus_core
+    import nexus_core.clouds  # importing the package must not replace the function
+
+    assert callable(nexus_core.cloud)
+    assert "cloud" in nexus_core.__all__
+
+
+@pytest.mark.hook("nexus_cloud_providers")
+def test_declarations_are_validated_without_asking_the_provider(project):
+    """nexus_cloud_providers: unknown providers name the package; settings are checked by name and type."""
+    project.write(
+        """
+        from nexus_core import cloud, run, task
+
+        cloud("aws", instance_type="t3.micro")
+        cloud("fakecloud", count=(3, 1), max_hourly_cost="lots", fake_mod="flaky")
+
+        @task
+        def hello():
+            run("true")
+        """
+    )
+    out = project.run("validate")
+    assert out.code == 2, out
+    assert "no 'aws' cloud provider is installed" in out.stderr
+    assert "pip install nexus-aws" in out.stderr
+    assert "count must be (MIN, MAX)" in out.stderr
+    assert "max_hourly_cost must be" in out.stderr
+    assert "did you mean 'fake_mode'?" in out.stderr
+
+
+# --- nexus cloud: scale, status, terminate, reap -------------------------------------------------
+
+
+@pytest.mark.hook("nexus_cloud_providers")
+def test_scale_stops_at_the_hard_limits_and_tags_every_instance(project):
+    """The hard limits are checked before every start: max_instances and max_hourly_cost."""
+    project.write(
+        """
+        from nexus_core import cloud
+
+        cloud("fakecloud", count=(0, 10), max_instances=3, max_hourly_cost=1.2, fake_price=0.5,
+              tags={"team": "ml"})
+        """
+    )
+    out = project.run("cloud", "scale", "fakecloud=5")
+    assert out.code == 1, out
+    assert "fakecloud: 0 -> 2 instance(s)" in out.stdout
+    assert "max_hourly_cost=$1.2/h would be passed" in out.stderr
+    made = fake_instances(project)
+    assert len(made) == 2
+    for item in made.values():
+        tags = item["tags"]
+        assert tags[TAG_MANAGED] == "true" and tags[TAG_CLUSTER] == "tls://hub.test:7400"
+        assert tags[TAG_RUN] == MANUAL and tags["team"] == "ml" and tags[TAG_OWNER]
+
+    status = project.run("cloud", "status", "--format", "json")
+    assert status.code == 0, status
+    data = json.loads(status.stdout)
+    assert len(data["instances"]) == 2 and data["hourly_cost"] == 1.0
+    assert all(i["cost"] > 0 and i["provider"] == "fakecloud" for i in data["instances"])
+    text = project.run("cloud", "status")
+    assert "2 instance(s), $1.0000/h" in text.stdout, text
+
+    down = project.run("cloud", "scale", "fakecloud=1")
+    assert down.code == 0 and "fakecloud: 2 -> 1 instance(s), terminated" in down.stdout, down
+    one = next(iter(fake_instances(project)))
+    gone = project.run("cloud", "terminate", one)
+    assert gone.code == 0 and f"terminated {one}" in gone.stdout, gone
+    assert fake_instances(project) == {}
+    missing = project.run("cloud", "terminate", "i-nothere")
+    assert missing.code == 1 and "No such instance: i-nothere" in missing.stderr, missing
+
+
+def test_max_instances_and_usage_mistakes(project):
+    project.write('from nexus_core import cloud\ncloud("fakecloud", max_instances=1)\n')
+    out = project.run("cloud", "scale", "fakecloud=2")
+    assert out.code == 1 and "max_instances=1 reached (1 running)" in out.stderr, out
+    bad = project.run("cloud", "scale", "fakecloud")
+    assert bad.code == 2 and "is not PROVIDER=COUNT" in bad.stderr, bad
+    unknown = project.run("cloud", "scale", "aws=1")
+    assert unknown.code == 2 and "pip install nexus-aws" in unknown.stderr, unknown
+    both = project.run("cloud", "terminate")
+    assert both.code == 2 and "IDs, or --all" in both.stderr, both
+    assert project.run("cloud", "terminate", "--all").code == 0
+    assert fake_instances(project) == {}
+
+
+def test_reap_ends_instances_of_dead_runs_and_keeps_manual_ones(project):
+    project.write('from nexus_core import cloud\ncloud("fakecloud")\n')
+    base = {TAG_MANAGED: "true", TAG_CLUSTER: "tls://hub.test:7400", "nexus:provider": "fakecloud"}
+    import os
+
+    me = os.uname().nodename
+    Path(project.env["NEXUS_FAKE_CLOUD"]).write_text(
+        json.dumps(
+            {
+                "orphan": {"tags": {**base, TAG_RUN: "r-dead", TAG_OWNER: f"{me}:999999"}, "launched": 1e9, "price": 1},
+                "alive": {"tags": {**base, TAG_RUN: "r-live", TAG_OWNER: f"{me}:{os.getpid()}"}, "launched": 1e9,
+                          "price": 1},
+                "manual": {"tags": {**base, TAG_RUN: MANUAL, TAG_OWNER: f"{me}:999999"}, "launched": 1e9, "price": 1},
+                "elsewhere": {"tags": {**base, TAG_RUN: "r-x", TAG_OWNER: "other-machine:1"}, "launched": 1e9,
+                              "price": 1},
+            }
+        )
+    )  # fmt: skip
+    dry = project.run("cloud", "reap", "--dry-run")
+    assert dry.code == 0 and "would terminate orphan" in dry.stdout, dry
+    assert "orphan" in fake_instances(project)
+    out = project.run("cloud", "reap")
+    assert out.code == 0, out
+    assert "terminated orphan (orphan, run r-dead)" in out.stdout
+    assert "kept 1 instance(s) started by `nexus cloud scale`" in out.stdout
+    assert sorted(fake_instances(project)) == ["alive", "elsewhere", "manual"]
+
+
+def test_status_without_any_provider_says_how_to_name_one(project):
+    out = project.run("cloud", "status")
+    assert out.code == 2 and "nexus cloud status local" in out.stderr, out
+
+
+# --- the controller, in process -------------------------------------------------------------------
+
+
+class Flaky(CloudProvider):
+    """Fails ``failures`` calls as transient, then works."""
+
+    name = "flaky"
+
+    def __init__(self, context: CloudContext, failures: int = 0) -> None:
+        super().__init__(context)
+        self.failures = failures
+        self.calls = 0
+        self.made: dict[str, CloudInstance] = {}
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise CloudError("503 from the API", retryable=True)
+
+    def provision(self, request: CloudRequest) -> CloudInstance:
+        self._call()
+        made = CloudInstance(request.name, request.name, "running", launched=1.0, tags=request.tags)
+        self.made[made.id] = made
+        return made
+
+    def list(self, tags: Mapping[str, str]) -> Sequence[CloudInstance]:
+        self._call()
+        return [i for i in self.made.values() if all(i.tags.get(k) == v for k, v in tags.items())]
+
+    def terminate(self, ids: Sequence[str]) -> None:
+        self._call()
+        for i in ids:
+            self.made.pop(i, None)
+
+
+def controller(failures: int = 0, **settings: Any) -> tuple[Controller, list[str]]:
+    reset_state()
+    said: list[str] = []
+    values = {"count": (0, 5), "tags": ("burst",), "max_runtime": 60, **settings}
+    provider = Flaky(CloudContext(config={}, settings=values), failures)
+    return Controller(provider, values, cluster="tls://c:1", run_id="r1", warn=said.append,
+                      sleep=lambda _s: None), said  # fmt: skip
+
+
+def test_transient_failures_are_retried_and_a_provider_that_keeps_failing_is_not_asked_again():
+    ctl, said = controller(failures=2)
+    assert ctl.instances() == []  # two 503s, then an answer
+    ctl, said = controller(failures=1000)
+    for _ in range(3):
+        with pytest.raises(CloudError, match="503 from the API"):
+            ctl.instances()
+    calls = ctl.provider.calls  # type: ignore[attr-defined]
+    for _ in range(2):
+        with pytest.raises(CloudError, match="keeps failing"):
+            ctl.instances()
+    assert ctl.provider.calls == calls  # type: ignore[attr-defined]  # the breaker: not asked
+    assert len(said) == 1 and "keeps failing" in said[0]
+    reset_state()
+
+
+def test_an_unknown_price_with_a_cost_limit_is_refused():
+    ctl, _ = controller(max_hourly_cost=5)
+    with pytest.raises(CloudError, match="reports no price"):
+        ctl.provision()
+    ctl, _ = controller(max_hourly_cost=1, price=0.4)
+    ctl.scale_to(5)
+    assert len(ctl.instances()) == 2
+
+
+def test_the_boot_script_destructs_first_then_installs_and_joins():
+    script = bootstrap_script("aws-1", {"ca.pem": "CA", "aws-1.pem": "CERT"}, cluster="tls://hub:7400",
+                              tags=("burst", "gpu"), max_runtime=3600)  # fmt: skip
+    lines = script.splitlines()
+    assert lines[2].startswith("shutdown -h +60")
+    assert "pip install -q nexus-agent" in script
+    assert "CERT" in script and "chmod 600 /root/.config/nexus/agent/aws-1.pem" in script
+    assert lines[-1].endswith("--tags burst,gpu --join hub:7400")
+
+
+# --- the autoscaling policy -----------------------------------------------------------------------
+
+
+def instance(name: str) -> CloudInstance:
+    return CloudInstance(name, name, "running")
+
+
+def test_scale_up_on_a_deep_queue_or_a_long_wait_within_count():
+    scaler = Autoscaler({"count": (0, 3), "scale_up_wait": 30, "scale_up_queue": 4})
+    assert scaler.decide(CloudDemand(waiting=2, oldest_wait=5), [], 100).start == 0
+    assert scaler.decide(CloudDemand(waiting=2, oldest_wait=31), [], 100).start == 2
+    assert scaler.decide(CloudDemand(waiting=9, oldest_wait=1), [], 100).start == 3  # count maximum
+    # one instance started and not joined yet absorbs one waiting command
+    assert scaler.decide(CloudDemand(waiting=2, oldest_wait=31), [instance("a")], 100).start == 1
+    assert scaler.decide(CloudDemand(), [], 100).start == 0
+    assert Autoscaler({"count": (2, 3)}).decide(CloudDemand(), [], 0).start == 2  # the minimum
+
+
+def test_scale_down_only_after_idle_timeout_and_the_cooldown_never_below_the_minimum():
+    scaler = Autoscaler({"count": (1, 5), "idle_timeout": 60, "scale_down_cooldown": 100})
+    live = [instance("a"), instance("b"), instance("c")]
+    idle = CloudDemand(idle_since={"a": 0.0, "b": 0.0, "c": None})
+    scaler.last_up = 50.0
+    assert scaler.decide(idle, live, 120).stop == ()  # idle long enough, but a scale-up was recent
+    assert set(scaler.decide(idle, live, 200).stop) == {"a", "b"}  # c is busy
+    assert scaler.decide(CloudDemand(idle_since={"a": 0.0}), [instance("a")], 500).stop == ()  # the minimum
+    waiting = CloudDemand(waiting=1, oldest_wait=1, idle_since={"a": 0.0, "b": 0.0})
+    assert scaler.decide(waiting, live[:2], 500).stop == ()  # work waits: nobody leaves
