@@ -156,6 +156,7 @@ def run(
     overrides = config_overrides(known, identity=identity, user=user, parallel_limit=parallel_limit)
     limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
+    burst = _burst(project, dry_run or list_hosts)
     try:
         plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store,
                          refresh=refresh)  # fmt: skip
@@ -196,11 +197,20 @@ def run(
             record, point = decide_resume(store, plan, resume=resume, force=force, fmt=fmt)
             if record is None:
                 plan = fresh  # starting fresh: on the hosts discovered now
+        if burst is not None:
+            extra["cloud_burst"] = True  # shards on tagged agents wait where the autoscaler sees them
+            burst.start()
+        ids: dict[str, Any] = {}
+        if burst is not None and record is None:
+            ids["run_id"] = burst.cloud.run_id  # the id its machines are tagged with
+        if gate:  # a policy gate's id wins (its checks were recorded under it); the machines keep theirs
+            ids.update(run_id=gate.run_id if record is None else None, events=gate.events)
         run_recorded(
             plan,
             store=store,
             record=record,
             point=point,
+            on_session=burst.attach if burst is not None else None,
             fmt=fmt,
             mode="verbose" if verbose else "quiet" if quiet else "normal",
             continue_on_error=continue_on_error,
@@ -208,9 +218,11 @@ def run(
             extra=extra,
             force_handlers=force_handlers,
             tui=tui and _tui_can_start(fmt),
-            **({"run_id": gate.run_id if record is None else None, "events": gate.events} if gate else {}),
+            **ids,
         )
     finally:
+        if burst is not None:
+            burst.finish()  # before the store closes: the costs go into the run's record
         if store is not None:
             store.close()
 
@@ -220,6 +232,30 @@ def _uses_compliance(project: Any) -> bool:
     return bool(project.compliance) or any(
         key in ("approval", "change_window") for t in project.tasks.values() for key, _ in t.extra
     )
+
+
+def _burst(project: Any, dry: bool) -> Any:
+    """The cloud bursting of a real run when the nexusfile declares ``cloud(...)`` (else None);
+    its machines are started here, before the plan looks for agents."""
+    if dry or not project.clouds:
+        return None
+    from nexus_core import clouds
+    from nexus_core.api import CloudError
+    from nexus_core.clouds.burst import BurstRun
+    from nexus_core.engine import new_run_id
+
+    registry = plugin_manager().registry
+    problems = clouds.check(project, registry)
+    if problems:
+        show_problems(problems, "text")
+        raise Exit(ExitCode.CONFIG)
+    burst = BurstRun(registry, project, new_run_id(), say=lambda m: click.echo(m, err=True))
+    try:
+        burst.before_plan()
+    except CloudError as exc:
+        burst.finish()
+        fail(exc.exit_code, f"Cloud bursting failed: {exc.message}", [], [exc.hint] if exc.hint else [])
+    return burst
 
 
 def _with_saved_discovery(store: Any, plan: Plan, project: Any, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:

@@ -63,6 +63,8 @@ COMMON: tuple[Option, ...] = (
     Option("scale_up_wait", (int, float), 30, "scale up when tasks wait this many seconds for an agent", minimum=0),
     Option("scale_up_queue", (int,), 4, "scale up when more commands than this wait for an agent", minimum=0),
     Option("scale_down_cooldown", (int, float), 60, "seconds after a scale-up before any scale-down", minimum=0),
+    Option("autoscale_interval", (int, float), 5, "seconds between two looks of the autoscaler", minimum=0.1),
+    Option("join_timeout", (int, float), 300, "seconds a run waits for new instances to join", minimum=1),
 )
 
 COMMON_NAMES = frozenset(o.name for o in COMMON)

@@ -12,7 +12,7 @@ the hard cost limits on every start).
 - **Down** (hysteresis): an instance is terminated only when it has been idle for
   ``idle_timeout`` seconds, nothing waits, and no scale-up happened in the last
   ``scale_down_cooldown`` seconds; never below ``count``'s minimum. An instance that has
-  not joined yet is never idle.
+  not joined yet is never idle, and idle time counts from the run's start at the earliest.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class Autoscaler:
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = settings
         self.last_up = float("-inf")
+        #: Idle time counts from here at the earliest (the run's start: an agent that was idle
+        #: before the run had work to give is not idle for the run).
+        self.started = float("-inf")
 
     def decide(self, demand: Demand, instances: Sequence[CloudInstance], now: float) -> Decision:
         """What to do now, given the demand and the live instances (pure; see the module doc)."""
@@ -72,7 +75,7 @@ class Autoscaler:
         idle = sorted(
             (since, name) for name, since in demand.idle_since.items() if since is not None and name in joined
         )
-        stop = [name for since, name in idle if now - since >= idle_timeout][: max(0, live - low)]
+        stop = [name for since, name in idle if now - max(since, self.started) >= idle_timeout][: max(0, live - low)]
         if stop:
             return Decision(stop=tuple(stop), why=f"idle for {idle_timeout:g} s")
         return Decision()

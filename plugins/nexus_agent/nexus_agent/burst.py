@@ -130,6 +130,7 @@ class LocalProvider(CloudProvider):
             "launched": launched,
             "hourly_price": price,
             "folder": folder,
+            "records": records_dir(),
         }
         with open(os.path.join(folder, "supervisor.log"), "ab") as log:
             proc = subprocess.Popen(
@@ -198,10 +199,11 @@ def _instance(record: Mapping[str, Any]) -> CloudInstance:
     )
 
 
-def _forget(instance_id: str) -> None:
+def _forget(instance_id: str, folder: str = "") -> None:
+    folder = folder or records_dir()
     with contextlib.suppress(OSError):
-        os.remove(os.path.join(records_dir(), f"{instance_id}.json"))
-    shutil.rmtree(os.path.join(records_dir(), instance_id), ignore_errors=True)
+        os.remove(os.path.join(folder, f"{instance_id}.json"))
+    shutil.rmtree(os.path.join(folder, instance_id), ignore_errors=True)
 
 
 # --- the cluster, as the core's cloud controller sees it ----------------------------------------
@@ -259,7 +261,7 @@ class AgentCloudCluster(CloudCluster):
     def demand(self, tags: Sequence[str]) -> CloudDemand:
         """Shards of this process waiting for an agent with one of ``tags``, and idle agents."""
         from nexus_agent import cluster
-        from nexus_agent.executor import WAITING
+        from nexus_agent.executor import BUSY, LAST_USED, WAITING
 
         now = time.time()
         wanted = set(tags)
@@ -269,11 +271,20 @@ class AgentCloudCluster(CloudCluster):
             with contextlib.suppress(cluster.ClusterError, OSError):
                 for a in cluster.fresh_agents(self._connect()):
                     since = float(a.facts.get("idle_since") or 0.0)
+                    if BUSY.get(a.name, 0) > 0:
+                        since = 0.0  # a command of this run is on its way there
+                    elif since:
+                        since = max(since, LAST_USED.get(a.name, 0.0))
                     idle[a.name] = since or None
         return CloudDemand(waiting=len(waits), oldest_wait=now - min(waits) if waits else 0.0, idle_since=idle)
 
     def close(self) -> None:
-        """Nothing to do: the process's Dask client is shared with the executor and closed with it."""
+        """Close the process's Dask client if this view opened it (the run's executor is done by now)."""
+        from nexus_agent import cluster
+
+        if self._client is not None:
+            self._client = None
+            cluster.close_all()
 
 
 # --- the supervisor of one local instance --------------------------------------------------------
@@ -308,12 +319,12 @@ def supervise(spec: Mapping[str, Any]) -> int:
     print(f"nexus-burst {name}: {why}", flush=True)
     if agent.poll() is None:
         agent.terminate()
-        try:
-            agent.wait(STOP_GRACE)
+        try:  # terminated: a cloud machine is gone at once, so a short grace only
+            agent.wait(3.0 if stop["signal"] else STOP_GRACE)
         except subprocess.TimeoutExpired:
             agent.kill()
             agent.wait()
-    _forget(name)
+    _forget(name, str(spec["records"]))  # its own environment points into the instance's folder
     return 0
 
 

@@ -44,6 +44,10 @@ LATE_LINES_SECONDS = 2.0
 WAITING: dict[str, tuple[str, float]] = {}
 #: How long a shard waits for a free agent when its command has no timeout.
 BURST_WAIT_SECONDS = 3600.0
+#: Commands this process has handed to each agent and not seen finish (name -> count), and
+#: when it last saw one finish there: an agent with a command on its way is not idle.
+BUSY: dict[str, int] = {}
+LAST_USED: dict[str, float] = {}
 
 _SIGNALS = {Cancel.INTERRUPT: signal.SIGINT, Cancel.TERMINATE: signal.SIGTERM, Cancel.KILL: signal.SIGKILL}
 
@@ -138,12 +142,17 @@ class AgentExecutor(Executor):
                 return found
             claimed = found
             wanted = (found,)
+        for name in wanted:
+            BUSY[name] = BUSY.get(name, 0) + 1
         try:
             return self._submit(client, host, command, on_output, cancel, timeout, wanted, started)
         finally:
-            if claimed:
-                with self._lock:
+            with self._lock:
+                if claimed:
                     self._inflight[claimed] -= 1
+                for name in wanted:
+                    BUSY[name] = BUSY.get(name, 1) - 1
+                    LAST_USED[name] = time.time()
 
     def _free_agent(self, client: Any, tag: str, cancel: Cancel, timeout: float) -> str | CommandResult:
         """The name of an agent with ``tag`` and a free slot (claimed), waiting for one as long as needed."""

@@ -1,0 +1,153 @@
+"""Cloud bursting for real with the ``local`` provider: agents started as processes that join
+the session's cluster with a certificate issued for each, through the real ``nexus`` CLI.
+
+The whole loop: scale from zero when a task targets ``tagged("burst")``, scale up while shards
+wait, scale down idle instances, terminate at the end with the cost recorded; manual
+``nexus cloud scale``/``status``/``terminate``; an instance's own ``max_runtime``
+self-destruct; ``nexus cloud reap`` after the coordinator process was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agentbed import Cluster
+from nexus_core.testing import NexusProject
+
+
+@pytest.fixture
+def burst(project: NexusProject, agent_cluster: Cluster) -> Iterator[NexusProject]:
+    """The cluster's project; every local instance left is terminated afterwards."""
+    yield project
+    project.run("cloud", "terminate", "--all", "--provider", "local")
+
+
+def status(project: NexusProject) -> list[dict[str, object]]:
+    out = project.run("cloud", "status", "local", "--format", "json")
+    assert out.code == 0, out
+    return list(json.loads(out.stdout)["instances"])
+
+
+def records(cluster: Cluster) -> list[dict[str, object]]:
+    """The local instances' records (what ``list`` reads), without a CLI call."""
+    folder = cluster.root / "state" / "cloud"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(check, seconds: float = 60, step: float = 0.3) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(step)
+    raise AssertionError("the condition did not come true in time")
+
+
+def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst: NexusProject) -> None:
+    burst.write(
+        """
+        from nexus_core import cloud, run, shard_id, tagged, task
+
+        cloud("local", count=(0, 2), idle_timeout=2, scale_up_wait=0.5, scale_up_queue=1,
+              scale_down_cooldown=4, autoscale_interval=0.3, max_runtime=300, price=0.36)
+
+        @task(on=tagged("burst"), parallel="sharded", shards=4)
+        def crunch():
+            run(f"sleep 2; echo shard {shard_id()} in $(basename $NEXUS_AGENT_DIR)")
+
+        @task(deps=[crunch])
+        def settle():
+            run("sleep 8")
+        """
+    )
+    out = burst.run("run", "settle", "-v", timeout=180)
+    assert out.code == 0, out
+    assert "cloud: started local instance" in out.stderr  # from zero, before the plan
+    assert "cloud: local +1 (" in out.stderr  # shards waited
+    assert "(idle for 2 s)" in out.stderr  # and the idle ones went during settle
+    assert "cloud: 2 instance(s) started, cost so far $" in out.stderr
+    for i in range(4):
+        assert f"shard {i} in local-" in out.stdout
+    assert status(burst) == []  # nothing left running
+    db = sqlite3.connect(Path(burst.env["XDG_STATE_HOME"]) / "nexus" / "state.db")
+    rows = db.execute("SELECT agent, hourly_price, ended, cost FROM cloud_instances").fetchall()
+    assert len(rows) == 2
+    assert all(price == 0.36 and ended is not None and cost is not None for _, price, ended, cost in rows)
+
+
+def test_manual_scale_status_and_terminate(burst: NexusProject, agent_cluster: Cluster) -> None:
+    burst.write('from nexus_core import cloud\ncloud("local", tags=["burst", "manual"], max_concurrent_tasks=2)\n')
+    out = burst.run("cloud", "scale", "local=2")
+    assert out.code == 0 and "local: 0 -> 2 instance(s), started local-" in out.stdout, out
+    names = {str(r["name"]) for r in records(agent_cluster)}
+    assert len(names) == 2
+    agent_cluster.wait_agents(names)
+    rows = status(burst)
+    assert {r["run"] for r in rows} == {"manual"} and all(r["joined"] for r in rows)
+    agents = json.loads(agent_cluster.nexus("agent", "status", "--format", "json").stdout)["agents"]
+    tags = {a["name"]: a["tags"] for a in agents if a["name"] in names}
+    assert all(t == ["burst", "manual"] for t in tags.values()), tags
+    # the certificate issued for each instance is not left behind on the coordinator's machine
+    assert not [n for n in names if (agent_cluster.root / "certs" / f"{n}.pem").exists()]
+    gone = burst.run("cloud", "terminate", "--all")
+    assert gone.code == 0 and gone.stdout.count("terminated local-") == 2, gone
+    agent_cluster.wait_agents(names, present=False)
+    assert status(burst) == []
+
+
+def test_an_instance_destructs_itself_after_max_runtime(burst: NexusProject, agent_cluster: Cluster) -> None:
+    burst.write('from nexus_core import cloud\ncloud("local", max_runtime=4)\n')
+    assert burst.run("cloud", "scale", "local=1").code == 0
+    (row,) = records(agent_cluster)
+    wait_for(lambda: records(agent_cluster) == [], seconds=40)  # nobody terminated it
+    wait_for(lambda: not alive(int(str(row["pid"]))), seconds=20)
+    agent_cluster.wait_agents({str(row["name"])}, present=False)
+
+
+def test_reap_after_the_coordinator_process_was_killed(burst: NexusProject, agent_cluster: Cluster) -> None:
+    burst.write(
+        """
+        from nexus_core import cloud, run, tagged, task
+
+        cloud("local", count=(0, 1), max_runtime=300)
+
+        @task(on=tagged("burst"))
+        def long():
+            run("sleep 60")
+        """
+    )
+    env = {**os.environ, "NO_COLOR": "1", "CI": "1", **burst.env}
+    env.pop("NEXUS_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "run", "long"], cwd=burst.root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(records(agent_cluster)) == 1, seconds=90)
+        (row,) = records(agent_cluster)
+        agent_cluster.wait_agents({str(row["name"])})
+        assert burst.run("cloud", "reap").stdout.strip() == "nothing to reap"  # its run is alive
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = burst.run("cloud", "reap")
+    assert out.code == 0 and f"terminated {row['id']}" in out.stdout and "its run" not in out.stderr, out
+    agent_cluster.wait_agents({str(row["name"])}, present=False)
