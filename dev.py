@@ -47,6 +47,15 @@ def ssh_test_dirs() -> list[str]:
     return found
 
 
+def _has_test_extra(folder: str) -> bool:
+    """True when the plugin's pyproject.toml declares a ``test`` optional dependency group."""
+    import tomllib
+
+    with open(os.path.join(folder, "pyproject.toml"), "rb") as fh:
+        data = tomllib.load(fh)
+    return "test" in (data.get("project", {}).get("optional-dependencies") or {})
+
+
 def ensure_venv() -> None:
     """Create .venv when missing (falls back to `virtualenv` if the venv module lacks pip)."""
     if os.path.exists(PY):
@@ -62,8 +71,8 @@ def install(extras: str = "test,docs,tui") -> None:
     ensure_venv()
     sh(PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip")
     args = ["-e", f"{ROOT}[{extras}]" if extras else ROOT]
-    for folder in plugin_dirs():
-        args += ["-e", folder]
+    for folder in plugin_dirs():  # a plugin's own test extra (moto for nexus-aws) comes with "test"
+        args += ["-e", f"{folder}[test]" if "test" in extras.split(",") and _has_test_extra(folder) else folder]
     sh(PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args)
 
 

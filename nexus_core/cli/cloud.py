@@ -123,7 +123,8 @@ def cloud_scale(
             if result.error is not None:
                 if result.error.exit_code != 1:
                     _cloud_fail(result.error)
-                click.echo(f"nexus: {result.refused}", err=True)
+                hint = f"\n  {result.error.hint}" if result.error.hint else ""
+                click.echo(f"nexus: {result.refused}{hint}", err=True)
                 refused = True
     if refused:
         from nexus_core.cli.application import Exit

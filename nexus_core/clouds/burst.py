@@ -140,6 +140,7 @@ class BurstRun:
         now = time.time()
         for scaler in self.scalers.values():
             scaler.started = now
+            scaler.last_up = max(scaler.last_up, now)  # the cooldown also starts with the run
         self._thread = threading.Thread(target=self._loop, name="nexus-autoscaler", daemon=True)
         self._thread.start()
 

@@ -255,7 +255,7 @@ class AgentCloudCluster(CloudCluster):
             return {}
         try:
             return {a.name: a.tags for a in cluster.fresh_agents(self._connect())}
-        except (cluster.ClusterError, OSError):
+        except Exception:  # unreachable, refused, or the client closed at the end of the run
             return {}
 
     def demand(self, tags: Sequence[str]) -> CloudDemand:
@@ -268,7 +268,7 @@ class AgentCloudCluster(CloudCluster):
         waits = [since for tag, since in list(WAITING.values()) if not wanted or tag in wanted]
         idle: dict[str, float | None] = {}
         if self.address:
-            with contextlib.suppress(cluster.ClusterError, OSError):
+            with contextlib.suppress(Exception):  # unreachable, or the client closed as the run ends
                 for a in cluster.fresh_agents(self._connect()):
                     since = float(a.facts.get("idle_since") or 0.0)
                     if BUSY.get(a.name, 0) > 0:

@@ -66,7 +66,7 @@ def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst
         from nexus_core import cloud, run, shard_id, tagged, task
 
         cloud("local", count=(0, 2), idle_timeout=2, scale_up_wait=0.5, scale_up_queue=1,
-              scale_down_cooldown=4, autoscale_interval=0.3, max_runtime=300, price=0.36)
+              scale_down_cooldown=6, autoscale_interval=0.3, max_runtime=300, price=0.36)
 
         @task(on=tagged("burst"), parallel="sharded", shards=4)
         def crunch():
@@ -74,7 +74,7 @@ def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst
 
         @task(deps=[crunch])
         def settle():
-            run("sleep 8")
+            run("sleep 10")
         """
     )
     out = burst.run("run", "settle", "-v", timeout=180)
