@@ -166,6 +166,32 @@ def test_reap_ends_instances_of_dead_runs_and_keeps_manual_ones(project):
     assert sorted(fake_instances(project)) == ["alive", "elsewhere", "manual"]
 
 
+def test_a_dry_run_with_scale_prices_the_instances_and_starts_nothing(project, tmp_path):
+    project.write(
+        """
+        from nexus_core import cloud, run, task
+
+        cloud("fakecloud", max_instances=3, fake_price=0.5, max_runtime=7200)
+
+        @task
+        def hello():
+            run("echo hi")
+        """
+    )
+    out = project.run("run", "hello", "-n", "--scale", "fakecloud=5")
+    assert out.code == 0, out
+    assert "the limits allow 3: max_instances=3 reached (3 running)" in out.stdout
+    assert "estimated $1.5000/h for 3 instance(s); $1.5000 to $3.0000" in out.stdout
+    calls = [json.loads(line) for line in (tmp_path / "runs.log").read_text().splitlines()]
+    assert {c["what"] for c in calls if c["kind"] == "cloud"} <= {"price", "list"}
+    assert fake_instances(project) == {}
+    data = project.run("run", "hello", "-n", "--scale", "fakecloud=1", "--format", "json")
+    first = json.loads(data.stdout.splitlines()[0])
+    assert first["event"] == "cloud.dry_run" and first["clouds"][0]["allowed"] == 1, data
+    refused = project.run("run", "hello", "--scale", "fakecloud=1")
+    assert refused.code == 2 and "--scale only goes with --dry-run" in refused.stderr, refused
+
+
 def test_status_without_any_provider_says_how_to_name_one(project):
     out = project.run("cloud", "status")
     assert out.code == 2 and "nexus cloud status local" in out.stderr, out

@@ -68,6 +68,13 @@ ask_sudo_pass_option = click.option(
     "Run only on these of each task's hosts: names, addresses, groups, globs, !exclude, "
     "&intersect, @file; comma-separated or repeated (like Ansible's --limit)."
 )
+@click.option(
+    "--scale",
+    "scale",
+    metavar="PROVIDER=N",
+    multiple=True,
+    help="With --dry-run: the cloud instances N of PROVIDER would be, with an estimated cost; nothing is started.",
+)
 @click.option("--list-hosts", is_flag=True, help="Print the hosts each task would run on; connect to nothing.")
 @click.option("--refresh", is_flag=True, help="Discover hosts afresh, ignoring config(discovery_ttl=...)'s cache.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
@@ -121,6 +128,7 @@ def run(
     tui: bool = False,
     override_window: bool = False,
     reason: str = "",
+    scale: tuple[str, ...] = (),
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -149,6 +157,9 @@ def run(
 
         run_secrets(interactive=_can_prompt())
     project = load(config_path)
+    if scale and not dry_run:
+        fail(ExitCode.CONFIG, "--scale only goes with --dry-run", [],
+             ["nexus run TASK --dry-run --scale aws=5", "To start instances: nexus cloud scale aws=5"])  # fmt: skip
     tasks, params = run_words(project, tasks, param_words, fmt)
     from nexus_core.options import config_overrides  # -u/-i: the keys their plugin declares
 
@@ -176,6 +187,8 @@ def run(
             click.echo(json.dumps(hosts_listing(plan)) if fmt == "json" else hosts_text(plan))
             return
         if dry_run:
+            if scale:
+                _dry_scale(project, scale, fmt)
             _dry_run(plan, fmt)
             if gated:
                 from nexus_core.policy.gate import record_dry_run
@@ -256,6 +269,73 @@ def _burst(project: Any, dry: bool) -> Any:
         burst.finish()
         fail(exc.exit_code, f"Cloud bursting failed: {exc.message}", [], [exc.hint] if exc.hint else [])
     return burst
+
+
+def _dry_scale(project: Any, words: Sequence[str], fmt: str) -> None:
+    """What ``--scale PROVIDER=N`` would start and cost, asking providers only read-only things."""
+    from nexus_core.api import CloudError
+    from nexus_core.clouds import parse_scale
+    from nexus_core.clouds.session import CloudSession
+
+    try:
+        wanted = parse_scale(list(words))
+    except ValueError as exc:
+        fail(ExitCode.CONFIG, f"--scale {exc}", [], ["Write PROVIDER=COUNT, for example: --scale aws=5"])
+    rows: list[dict[str, Any]] = []
+    with CloudSession(plugin_manager().registry, project, warn=lambda m: click.echo(m, err=True)) as session:
+        for name, count in wanted.items():
+            try:
+                row = _dry_row(session, name, count)
+            except CloudError as exc:
+                fail(exc.exit_code, f"--scale {name}={count}: {exc.message}", [], [exc.hint] if exc.hint else [])
+            rows.append(row)
+    if fmt == "json":
+        click.echo(json.dumps({"event": "cloud.dry_run", "clouds": rows}))
+        return
+    click.echo("Cloud (dry run: nothing is started or changed)")
+    for r in rows:
+        click.echo(f"  {r['provider']}: {r['count']} x {r['describe']}")
+        if r["refused"]:
+            click.echo(f"    the limits allow {r['allowed']}: {r['refused']}")
+        if r["hourly_price"] is None:
+            click.echo("    price unknown (declare price=... in cloud(...))")
+        else:
+            click.echo(f"    estimated ${r['cost_per_hour']:.4f}/h for {r['allowed']} instance(s); "
+                       f"${r['cost_low']:.4f} to ${r['cost_high']:.4f} from one hour to max_runtime "
+                       f"({r['max_runtime']:g} s)")  # fmt: skip
+    click.echo("")
+
+
+def _dry_row(session: Any, name: str, count: int) -> dict[str, Any]:
+    """One provider's part of the ``--scale`` dry run (list and prices: read only)."""
+    from nexus_core.api import CloudInstance
+
+    ctl = session.controller(name)
+    settings = ctl.settings
+    price = ctl.hourly_price()
+    allowed, refused = 0, ""
+    planned: list[CloudInstance] = list(ctl.instances())  # those running count against the limits
+    for i in range(count):
+        why = ctl.refusal(planned)
+        if why is not None:
+            refused = why
+            break
+        planned.append(CloudInstance(f"planned-{i}", f"planned-{i}", "pending", hourly_price=price))
+        allowed += 1
+    runtime = float(settings.get("max_runtime") or 3600)
+    per_hour = (price or 0.0) * allowed
+    return {
+        "provider": name,
+        "count": count,
+        "allowed": allowed,
+        "refused": refused,
+        "describe": ctl.provider.describe(settings),
+        "hourly_price": price,
+        "cost_per_hour": round(per_hour, 6),
+        "cost_low": round(per_hour * min(1.0, runtime / 3600), 6),
+        "cost_high": round(per_hour * runtime / 3600, 6),
+        "max_runtime": runtime,
+    }
 
 
 def _with_saved_discovery(store: Any, plan: Plan, project: Any, tasks: Sequence[str], fmt: str, **kwargs: Any) -> Plan:
