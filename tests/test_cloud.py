@@ -21,7 +21,7 @@ from nexus_core.clouds import MANUAL, TAG_CLUSTER, TAG_MANAGED, TAG_OWNER, TAG_R
 from nexus_core.clouds.autoscale import Autoscaler
 from nexus_core.clouds.controller import Controller, bootstrap_script, reset_state
 
-FEATURES = ("cloud_provider",)
+FEATURES = ("cloud_provider", "executor")
 
 
 @pytest.fixture
@@ -190,6 +190,35 @@ def test_a_dry_run_with_scale_prices_the_instances_and_starts_nothing(project, t
     assert first["event"] == "cloud.dry_run" and first["clouds"][0]["allowed"] == 1, data
     refused = project.run("run", "hello", "--scale", "fakecloud=1")
     assert refused.code == 2 and "--scale only goes with --dry-run" in refused.stderr, refused
+
+
+def test_simulate_failure_says_who_runs_fails_and_is_skipped(project):
+    project.write(
+        """
+        from nexus_core import run, task
+
+        WEB = ["fake://web-1", "fake://web-2", "fake://web-3"]
+
+        @task(on=WEB, strategy="rolling", batch=1)
+        def deploy():
+            run("deploy")
+
+        @task(deps=[deploy], on=["fake://lb"])
+        def announce():
+            run("announce")
+        """
+    )
+    out = project.run("run", "announce", "-n", "--simulate-failure", "web-2")
+    assert out.code == 0, out
+    assert "  • web-1: would execute normally" in out.stdout
+    assert "  • web-2: ✗ SIMULATED FAILURE" in out.stdout
+    assert "  • web-3: would be SKIPPED" in out.stdout
+    assert "With parallel strategy (announce): depends on deploy, which would fail" in out.stdout
+    assert "deploy: 1 of 3 host(s) would run it" in out.stdout and "--continue-on-error" in out.stdout
+    keep = project.run("run", "announce", "-n", "--simulate-failure", "web-2", "--continue-on-error")
+    assert "web-3: would execute normally" in keep.stdout and "lb: would execute normally" in keep.stdout, keep
+    nobody = project.run("run", "announce", "-n", "--simulate-failure", "db-9")
+    assert nobody.code == 2 and "no task of this run uses that host" in nobody.stderr, nobody
 
 
 def test_status_without_any_provider_says_how_to_name_one(project):

@@ -75,6 +75,12 @@ ask_sudo_pass_option = click.option(
     multiple=True,
     help="With --dry-run: the cloud instances N of PROVIDER would be, with an estimated cost; nothing is started.",
 )
+@click.option(
+    "--simulate-failure",
+    "simulate_failure",
+    metavar="HOST",
+    help="With --dry-run: what-if analysis of HOST failing (who runs, who fails, who is skipped).",
+)
 @click.option("--list-hosts", is_flag=True, help="Print the hosts each task would run on; connect to nothing.")
 @click.option("--refresh", is_flag=True, help="Discover hosts afresh, ignoring config(discovery_ttl=...)'s cache.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of these tasks without asking.")
@@ -129,6 +135,7 @@ def run(
     override_window: bool = False,
     reason: str = "",
     scale: tuple[str, ...] = (),
+    simulate_failure: str | None = None,
 ) -> None:
     """Run TASKS and their dependencies, each once, in parallel where the DAG allows.
 
@@ -157,6 +164,9 @@ def run(
 
         run_secrets(interactive=_can_prompt())
     project = load(config_path)
+    if simulate_failure and not dry_run:
+        fail(ExitCode.CONFIG, "--simulate-failure only goes with --dry-run", [],
+             [f"nexus run TASK --dry-run --simulate-failure {simulate_failure}"])  # fmt: skip
     if scale and not dry_run:
         fail(ExitCode.CONFIG, "--scale only goes with --dry-run", [],
              ["nexus run TASK --dry-run --scale aws=5", "To start instances: nexus cloud scale aws=5"])  # fmt: skip
@@ -189,6 +199,8 @@ def run(
         if dry_run:
             if scale:
                 _dry_scale(project, scale, fmt)
+            if simulate_failure:
+                _what_if(plan, simulate_failure, continue_on_error, fmt)
             _dry_run(plan, fmt)
             if gated:
                 from nexus_core.policy.gate import record_dry_run
@@ -269,6 +281,71 @@ def _burst(project: Any, dry: bool) -> Any:
         burst.finish()
         fail(exc.exit_code, f"Cloud bursting failed: {exc.message}", [], [exc.hint] if exc.hint else [])
     return burst
+
+
+def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str) -> None:
+    """The what-if analysis of ``target`` failing: per task in run order, who runs, fails, is skipped."""
+
+    def matches(label: str) -> bool:
+        return target in (label, label.rpartition("@")[2])
+
+    tasks: list[dict[str, Any]] = []
+    failed: set[str] = set()
+    known = False
+    for phase in plan.phases:
+        for name in phase:
+            tp = plan.tasks[name]
+            order = [label for batch in tp.batches for label in batch] or [h.host.label for h in tp.hosts]
+            blocked = sorted(d for d in tp.deps if d in failed)
+            row: dict[str, Any] = {"task": name, "strategy": tp.strategy, "hosts": {}}
+            if blocked and not continue_on_error:
+                row["hosts"] = dict.fromkeys(order, "skipped")
+                row["why"] = f"depends on {', '.join(blocked)}, which would fail"
+                failed.add(name)
+                tasks.append(row)
+                continue
+            batches = [list(b) for b in tp.batches] or [order]
+            stopped = False
+            for batch in batches:
+                hit = any(matches(label) for label in batch)
+                for label in batch:
+                    row["hosts"][label] = "skipped" if stopped else ("failed" if matches(label) else "ok")
+                if hit:
+                    known = True
+                    failed.add(name)
+                    stopped = not continue_on_error
+            tasks.append(row)
+    if not known:
+        fail(ExitCode.CONFIG, f"--simulate-failure {target}: no task of this run uses that host", [],
+             ["Pick one of the hosts the plan shows (nexus run TASK --list-hosts)"])  # fmt: skip
+    skipped = sum(1 for t in tasks for s in t["hosts"].values() if s == "skipped")
+    advice = []
+    if skipped:
+        advice.append("Use --continue-on-error to run what does not depend on the failure")
+        if any(t["strategy"] != "parallel" for t in tasks if "failed" in t["hosts"].values()):
+            advice.append("Or a strategy with a failure tolerance (canary, rolling with max_fail) plus health checks")
+    advice.append("Re-run just the failed host later with -H " + target)
+    if fmt == "json":
+        click.echo(json.dumps({"event": "what_if", "host": target, "tasks": tasks, "recommendations": advice}))
+        return
+    marks = {"ok": "would execute normally", "failed": "✗ SIMULATED FAILURE", "skipped": "would be SKIPPED"}
+    click.echo("WHAT-IF ANALYSIS")
+    click.echo(f"Simulating failure of: {target}")
+    click.echo("")
+    for t in tasks:
+        click.echo(f"With {t['strategy']} strategy ({t['task']})" + (f": {t['why']}" if t.get("why") else ":"))
+        for label, state in t["hosts"].items():
+            click.echo(f"  • {label}: {marks[state]}")
+    click.echo("")
+    click.echo("Impact:")
+    for t in tasks:
+        states = list(t["hosts"].values())
+        click.echo(f"  • {t['task']}: {states.count('ok')} of {len(states)} host(s) would run it")
+    click.echo("")
+    click.echo("Recommendations:")
+    for line in advice:
+        click.echo(f"  • {line}")
+    click.echo("")
 
 
 def _dry_scale(project: Any, words: Sequence[str], fmt: str) -> None:
