@@ -104,7 +104,7 @@ KINDS: tuple[Kind, ...] = (
         "nexus_core.api:Executor",
         "transports that run commands on hosts (local, ssh, ...)",
         registry="executors",
-        packages=_frozen({"ssh": "nexus-ssh", "agent": "nexus-agent", "azure": "nexus-azure", "ssm": "nexus-aws"}),
+        packages=_frozen({"ssh": "nexus-ssh", "agent": "nexus-agent", "azure": "nexus-azure"}),
     ),
     Kind(
         "strategy",

@@ -13,7 +13,6 @@ TRANSPORTS: dict[str, str] = {
     "ssh": "nexus-ssh",
     "agent": "nexus-agent",
     "azure": "nexus-azure",
-    "ssm": "nexus-aws",
 }
 
 #: Prefix of a ``config(...)`` key -> the distribution that declares the keys it starts.

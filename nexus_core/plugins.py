@@ -73,6 +73,11 @@ class PluginInfo:
 # --- policy --------------------------------------------------------------------------------
 
 
+#: Top-level tables of the access policy (``nexus_core.policy``), which may share
+#: ``/etc/nexus/policy.toml`` with the plugin allowlist.
+ACCESS_SECTIONS = frozenset({"roles", "assign", "approvals", "change_windows", "require_dry_run", "testing"})
+
+
 @dataclass
 class Policy:
     """Which plugin distributions may be imported.
@@ -105,8 +110,7 @@ class Policy:
             policy._refuse(explicit, "NEXUS_POLICY_FILE names a file that does not exist")
             return policy
         for path in _policy_paths(environ):
-            if os.path.isfile(path):
-                policy._read_file(path)
+            if os.path.isfile(path) and policy._read_file(path):
                 break
         return policy
 
@@ -121,7 +125,14 @@ class Policy:
         self.broken = True
         self.problems.append(f"plugin policy {path}: {why}; no plugin is loaded")
 
-    def _read_file(self, path: str) -> None:
+    def _read_file(self, path: str) -> bool:
+        """Read the plugin allowlist of ``path``; False when the file is an access policy only.
+
+        The same file may hold the access policy (roles, assignments, approvals: the
+        ``[roles]``... tables of ``nexus_core.policy``): a file with those tables and no
+        ``allow`` list does not restrict plugins, and the next file is looked at. Any other
+        file without ``allow`` (a typo such as ``alow``) still allows nothing.
+        """
         import tomllib
 
         from packaging.requirements import InvalidRequirement, Requirement
@@ -133,17 +144,19 @@ class Policy:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             # A broken policy must not open the door: allow nothing and say why.
             self._refuse(path, f"cannot be read ({exc})")
-            return
-        unknown = sorted(set(data) - {"allow"})
+            return True
+        if "allow" not in data and data and set(data) <= ACCESS_SECTIONS:
+            return False
+        unknown = sorted(set(data) - {"allow"} - ACCESS_SECTIONS)
         if unknown:
             self.problems.append(f"plugin policy {path}: unknown key(s) {', '.join(unknown)} (only 'allow' is read)")
         if "allow" not in data:
             self._refuse(path, 'has no allow list (write allow = ["nexus-ssh>=0.1,<1"], or allow = [] for none)')
-            return
+            return True
         entries = data["allow"]
         if not isinstance(entries, list):
             self._refuse(path, "'allow' must be a list of requirement strings")
-            return
+            return True
         self.allow = []
         for entry in entries:
             try:
@@ -152,6 +165,7 @@ class Policy:
                 self.allow.append(Requirement(entry))
             except InvalidRequirement as exc:
                 self.problems.append(f"plugin policy {path}: ignoring allow entry {entry!r}: {exc}")
+        return True
 
     def check(self, distribution: str, version: str) -> tuple[bool, str]:
         """Whether ``distribution`` at ``version`` may load, and why not."""

@@ -167,12 +167,13 @@ def test_only_the_sources_of_the_tasks_being_run_are_asked(project, site, logs):
 
 
 def test_unknown_source_names_the_package_to_install(project, site):
-    # aws: a known source (nexus-aws) that is not installed here (nexus-tailscale is, in this repository)
-    setup_source(project, site, SOURCE_PROJECT.replace('discover("fakes", prefix="n"))', 'discover("aws"))'))
+    # hetzner: a known source (nexus-hetzner) that is not installed here (nexus-tailscale,
+    # nexus-aws and nexus-azure are, in this repository)
+    setup_source(project, site, SOURCE_PROJECT.replace('discover("fakes", prefix="n"))', 'discover("hetzner"))'))
     out = project.run("run", "deploy")
     assert out.code == 2, out
-    assert "no 'aws' host source is installed" in out.stderr
-    assert "pip install nexus-aws" in out.stderr
+    assert "no 'hetzner' host source is installed" in out.stderr
+    assert "pip install nexus-hetzner" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -173,3 +173,32 @@ def test_a_plain_run_imports_nothing_of_the_policy(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "nexus_core.policy" not in proc.stderr and "nexus_core.cli.policy" not in proc.stderr
+
+
+def test_the_access_policy_and_the_plugin_allowlist_share_one_file(tmp_path: Path) -> None:
+    # /etc/nexus/policy.toml is both the plugin allowlist's file (allow = [...]) and the access
+    # policy's: each side reads its own keys, and a file with only the other's is not its policy.
+    from nexus_core.plugins import Policy as PluginPolicy
+    from nexus_core.policy.local import declares_access
+
+    roles = '[roles.viewer]\ncan = ["list"]\n\n[[assign]]\nuser = "alice"\nrole = "viewer"\n'
+    both = tmp_path / "both.toml"
+    both.write_text('allow = ["nexus-ssh"]\n' + roles)
+    only_roles = tmp_path / "roles.toml"
+    only_roles.write_text(roles)
+    only_allow = tmp_path / "allow.toml"
+    only_allow.write_text('allow = ["nexus-ssh"]\n')
+    typo = tmp_path / "typo.toml"
+    typo.write_text('alow = ["nexus-ssh"]\n')
+
+    plugins = PluginPolicy.from_environment({"NEXUS_POLICY_FILE": str(both)})
+    assert plugins.restricts and not plugins.broken and not plugins.problems
+    assert plugins.check("nexus-ssh", "0.1.0")[0] and not plugins.check("nexus-aws", "0.1.0")[0]
+    assert load_policy(str(both)).decide("alice", [], "list").allowed
+    assert declares_access(str(both)) and declares_access(str(only_roles)) and declares_access(str(typo))
+    assert not declares_access(str(only_allow))  # an allowlist alone does not deny every command
+
+    alone = PluginPolicy.from_environment({"NEXUS_POLICY_FILE": str(only_roles)})
+    assert not alone.restricts and not alone.broken  # roles alone do not block every plugin
+    broken = PluginPolicy.from_environment({"NEXUS_POLICY_FILE": str(typo)})
+    assert broken.broken  # a typo still fails closed

@@ -72,7 +72,21 @@ def policy_path(warn: Callable[[str], None] | None = None) -> str | None:
             return override
         if warn is not None:
             warn(f"nexus: warning: {POLICY_VARIABLE}={override} ignored: {why}")
-    return SYSTEM_POLICY if os.path.exists(SYSTEM_POLICY) else None
+    return SYSTEM_POLICY if os.path.exists(SYSTEM_POLICY) and declares_access(SYSTEM_POLICY) else None
+
+
+def declares_access(path: str) -> bool:
+    """Whether ``path`` holds an access policy, not only the plugin allowlist (``allow = [...]``,
+    docs/plugins/policy.md) that may share ``/etc/nexus/policy.toml``. A file that cannot be
+    read or parsed counts (the policy's loader then refuses, naming the problem: fail closed)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True
+    return any(key != "allow" for key in data)
 
 
 def policy_decision(user: str, action: str, task: str = "", targets: Sequence[str] = ()) -> Decision | None:

@@ -225,8 +225,11 @@ class _Reader:
         return PolicyError(message, f"{self.path}:{line}" if line else self.path, hint)
 
     def policy(self, data: Mapping[str, Any]) -> Policy:
-        known = {"roles", "assign", "approvals", "change_windows", "require_dry_run", "testing"}
+        from nexus_core.plugins import ACCESS_SECTIONS as known
+
         for key in data:
+            if key == "allow":
+                continue  # the plugin allowlist sharing the file (docs/plugins/policy.md)
             if key not in known:
                 raise self.fail(f"unknown section {key!r}", "sections: " + ", ".join(sorted(known)), key)
         roles = {name: self.role(name, spec) for name, spec in self.table(data, "roles").items()}
