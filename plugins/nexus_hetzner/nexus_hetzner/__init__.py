@@ -1,0 +1,1 @@
+"""nexus-hetzner: Hetzner Cloud servers that join the Nexus agent cluster (``cloud("hetzner", ...)``)."""
