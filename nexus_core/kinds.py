@@ -146,7 +146,7 @@ KINDS: tuple[Kind, ...] = (
                 "tailscale": "nexus-tailscale",
                 "ssh_config": "nexus-ssh",
                 "aws": "nexus-aws",
-                "hetzner": "nexus-hetzner",
+                # no "hetzner": nexus-hetzner is a cloud provider only (no host source)
                 "agent": "nexus-agent",
                 "azure": "nexus-azure",
             }
