@@ -152,7 +152,6 @@ class HetznerProvider(CloudProvider):
         return self._client
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
-        import requests
         from hcloud import APIException
 
         try:
@@ -170,7 +169,7 @@ class HetznerProvider(CloudProvider):
                 raise CloudError(f"Hetzner Cloud could not {what}: {code}: {exc.message}", capacity=True) from None
             retryable = code in TRANSIENT or (isinstance(code, int) and code >= 500) or code == 429
             raise CloudError(f"Hetzner Cloud could not {what}: {code}: {exc.message}", retryable=retryable) from None
-        except requests.RequestException as exc:
+        except OSError as exc:  # requests' connection errors and timeouts are OSErrors
             raise CloudError(f"Hetzner Cloud could not be reached to {what}: {exc}", retryable=True) from None
 
     # --- read only ----------------------------------------------------------------------------

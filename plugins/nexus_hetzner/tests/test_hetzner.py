@@ -95,3 +95,5 @@ def test_rate_limits_are_retried_and_the_token_is_explained(hetzner: NexusProjec
     assert out.code == 2 and "Hetzner Cloud rejected the token from HCLOUD_TOKEN (unauthorized" in out.stderr, out
     out = hetzner.run("cloud", "status", env={"HCLOUD_TOKEN": ""})
     assert out.code == 2 and "no Hetzner Cloud API token: looked in HCLOUD_TOKEN" in out.stderr, out
+    out = hetzner.run("cloud", "status", env={"HCLOUD_ENDPOINT": "http://127.0.0.1:9/v1"})
+    assert out.code == 3 and "Hetzner Cloud could not be reached to list servers" in out.stderr, out
