@@ -145,8 +145,7 @@ KINDS: tuple[Kind, ...] = (
             {
                 "tailscale": "nexus-tailscale",
                 "ssh_config": "nexus-ssh",
-                "aws": "nexus-aws",
-                # no "hetzner": nexus-hetzner is a cloud provider only (no host source)
+                # no "aws" or "hetzner": nexus-aws and nexus-hetzner are cloud providers only
                 "agent": "nexus-agent",
                 "azure": "nexus-azure",
             }
