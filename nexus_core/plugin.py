@@ -98,6 +98,7 @@ if TYPE_CHECKING:
     from nexus_core.plan import Plan, to_host
     from nexus_core.plugins import PluginManager
     from nexus_core.policy.events import PolicyCheck
+    from nexus_core.policy.gate import config_changed
     from nexus_core.policy.local import policy_decision
     from nexus_core.policy.model import PolicyError
 
@@ -165,6 +166,7 @@ __all__ = [
     "TransferInterrupted",
     "TransferResult",
     "cleanup_line",
+    "config_changed",
     "config_option",
     "error_block",
     "event_type",
@@ -210,6 +212,7 @@ def hookspec(func: _F) -> _F:
 _LAZY = {
     "policy_decision": "nexus_core.policy.local",
     "PolicyCheck": "nexus_core.policy.events",
+    "config_changed": "nexus_core.policy.gate",
     "set_identity": "nexus_core.audit.records",
     "PolicyError": "nexus_core.policy.model",
     "Exit": "nexus_core.cli.application",

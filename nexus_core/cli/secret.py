@@ -310,13 +310,9 @@ def _store_path(backend: Any, name: str) -> str:
 
 def _config_changed(config_path: str | None, change_type: str, target: str, diff: dict[str, Any]) -> None:
     """A ``config.changed`` audit record of what ``change_type`` changed (names only, never a value)."""
-    from nexus_core.audit.records import os_user
-    from nexus_core.policy.events import ConfigChanged
-    from nexus_core.policy.gate import audit, correlation_id
+    from nexus_core.policy.gate import config_changed
 
-    root = _root(config_path)
-    event = ConfigChanged(correlation_id(), user=os_user(), change_type=change_type, target=target, diff=diff)
-    audit([event], root=root or None)
+    config_changed(change_type, target, diff, root=_root(config_path) or None)
 
 
 @secret_group.command("rotate-key")

@@ -137,6 +137,18 @@ def audit(
         )
 
 
+def config_changed(change_type: str, target: str, diff: Mapping[str, Any], root: str | None = None) -> None:
+    """Audit a change Nexus made to configuration for the user (``config.changed``): what made
+    it (``change_type``, the command), the file (``target``) and ``diff`` (names, never a secret's
+    value). Delivered to the sinks of ``root``'s project (default: the current folder's); a sink
+    that cannot write is a warning, since the change is already made."""
+    from nexus_core.audit.records import os_user
+    from nexus_core.policy.events import ConfigChanged
+
+    event = ConfigChanged(correlation_id(), user=os_user(), change_type=change_type, target=target, diff=dict(diff))
+    audit([event], root=root)
+
+
 #: The project folder of the run being gated (its audit declarations apply to its refusals).
 _ROOT: str | None = None
 
