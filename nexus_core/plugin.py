@@ -79,6 +79,7 @@ from nexus_core.model import Command, Host
 from nexus_core.options import Option
 
 if TYPE_CHECKING:
+    from nexus_core.audit.records import set_identity
     from nexus_core.calls import CallStreams
     from nexus_core.cli.application import (
         Exit,
@@ -96,6 +97,8 @@ if TYPE_CHECKING:
     from nexus_core.output.style import Style
     from nexus_core.plan import Plan, to_host
     from nexus_core.plugins import PluginManager
+    from nexus_core.policy.events import PolicyCheck
+    from nexus_core.policy.gate import config_changed
     from nexus_core.policy.local import policy_decision
     from nexus_core.policy.model import PolicyError
 
@@ -142,6 +145,7 @@ __all__ = [
     "OutputCallback",
     "Plan",
     "PluginManager",
+    "PolicyCheck",
     "PolicyError",
     "PreflightCheck",
     "ProgressCallback",
@@ -162,6 +166,7 @@ __all__ = [
     "TransferInterrupted",
     "TransferResult",
     "cleanup_line",
+    "config_changed",
     "config_option",
     "error_block",
     "event_type",
@@ -177,6 +182,7 @@ __all__ = [
     "open_store",
     "parse_host",
     "policy_decision",
+    "set_identity",
     "shell",
     "skipped",
     "to_host",
@@ -205,6 +211,9 @@ def hookspec(func: _F) -> _F:
 #: Names imported on first use, and where from.
 _LAZY = {
     "policy_decision": "nexus_core.policy.local",
+    "PolicyCheck": "nexus_core.policy.events",
+    "config_changed": "nexus_core.policy.gate",
+    "set_identity": "nexus_core.audit.records",
     "PolicyError": "nexus_core.policy.model",
     "Exit": "nexus_core.cli.application",
     "fail": "nexus_core.cli.application",

@@ -445,3 +445,53 @@ def test_refusals_and_checks_reach_the_audit_file_sink(bed: Bed) -> None:
         assert checks[1]["subject"] == bed.users["alice"] and checks[1]["correlation_id"]
     finally:
         shutil.rmtree(conf.parent)
+
+
+RESUMABLE = """\
+from nexus_core import change_window, require_dry_run, run, task
+
+change_window("prod", days=["tue", "thu"], hours="10-16", timezone="America/New_York")
+require_dry_run(tasks=["checked"], ttl=600)
+
+
+@task(change_window="prod")
+def release():
+    run("test -f {out}/go")
+    run("echo released > {out}/release")
+
+
+@task
+def checked():
+    run("test -f {out}/go")
+    run("echo checked > {out}/checked")
+"""
+
+
+def _run_id(proc: subprocess.CompletedProcess[str]) -> str:
+    found = re.search(r'"run_id": ?"([^"]+)"', proc.stdout)
+    assert found, proc.stdout + proc.stderr
+    return found.group(1)
+
+
+def test_resume_rechecks_the_change_window_and_the_dry_run(bed: Bed) -> None:
+    (bed.project / "nexusfile.py").write_text(RESUMABLE.format(out=bed.out), encoding="utf-8")
+    failed = bed.nexus("alice", "run", "release", "--format", "json", now=OPEN)  # inside: runs, fails
+    assert failed.returncode == 1, failed.stderr
+    rid = _run_id(failed)
+    (bed.out / "go").touch()
+    (bed.out / "go").chmod(0o666)
+    closed = bed.nexus("alice", "resume", rid, now=CLOSED)
+    assert closed.returncode == 77 and "outside its change window prod" in closed.stderr, closed.stderr
+    assert not (bed.out / "release").exists()
+    inside = bed.nexus("alice", "resume", rid, now=OPEN)
+    assert inside.returncode == 0 and (bed.out / "release").exists(), inside.stderr
+    (bed.out / "go").unlink()
+    assert bed.nexus("alice", "run", "--dry-run", "checked", now=CLOSED).returncode == 0
+    checked = bed.nexus("alice", "run", "checked", "--format", "json", now="2026-12-02T16:05:00+00:00")
+    assert checked.returncode == 1, checked.stderr
+    (bed.out / "go").touch()
+    stale = bed.nexus("alice", "resume", _run_id(checked), now="2026-12-02T17:00:00+00:00")  # past the TTL
+    assert stale.returncode == 77 and "last dry-ran this plan" in stale.stderr, stale.stderr
+    assert not (bed.out / "checked").exists()
+    fresh = bed.nexus("alice", "resume", _run_id(checked), now="2026-12-02T16:08:00+00:00")
+    assert fresh.returncode == 0 and (bed.out / "checked").exists(), fresh.stderr

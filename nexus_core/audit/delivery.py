@@ -25,7 +25,7 @@ from typing import Any
 
 from nexus_core.api import AuditSink, AuditSinkContext, AuditSinkError
 from nexus_core.audit.config import AuditConfigError, SinkConfig, check_options, salt_of
-from nexus_core.audit.records import Actor, of_event, secret_records, with_hmacs
+from nexus_core.audit.records import Actor, clear_identity, of_event, secret_records, with_hmacs
 from nexus_core.events import Event
 
 #: Records handed to ``write`` at most at once.
@@ -210,12 +210,18 @@ class RunAudit:
         self.registry = registry
         self.run_id = run_id
         self.report = report
-        self.actor = actor or Actor.current()
+        self._actor = actor
         self.workers: list[SinkWorker] = []
         self.required_failure: SinkProblem | None = None
         self.stop_new_work: Callable[[str], None] = lambda _reason: None
         self._secrets_seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts: the identity given, else this process's at the time of the event (an
+        executor sets its client certificate's identity when the run's commands go to agents)."""
+        return self._actor or Actor.current()
 
     def open(self) -> None:
         """Create and open every sink; raise :class:`AuditRefused` when a required one (or any
@@ -279,6 +285,7 @@ class RunAudit:
         """Drain every queue and close every sink (each within its ``flush_timeout``)."""
         for worker in self.workers:
             worker.finish(time.monotonic() + worker.cfg.flush_timeout)
+        clear_identity()  # the identity an executor set was this run's
 
     def abort(self) -> None:
         """Close the sinks already opened (the run is not starting)."""

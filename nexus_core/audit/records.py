@@ -112,6 +112,12 @@ def set_identity(user: str, via: str = "certificate", source: str = "") -> None:
     _IDENTITY = Actor(user, source, via)
 
 
+def clear_identity() -> None:
+    """Forget the identity :func:`set_identity` recorded (the OS user acts again)."""
+    global _IDENTITY
+    _IDENTITY = None
+
+
 def _ms(seconds: Any) -> int:
     try:
         return round(float(seconds) * 1000)
@@ -168,6 +174,7 @@ def record(code: str, ts: float, run_id: str, actor: Actor, fields: Mapping[str,
     out: dict[str, Any] = {"timestamp": timestamp(ts), "event": code, "user": actor.user}
     if actor.via != "os":
         out["user_via"] = actor.via
+        out["os_user"] = os_user()  # who started the process that acts with that identity
     if actor.source_ip:
         out["source_ip"] = actor.source_ip
     for key, value in fields.items():

@@ -199,7 +199,9 @@ def set_secret(name: str, from_file: str | None, project: bool | None, keyfile: 
         value = _read_value(name, from_file)
         if not value:
             fail(ExitCode.CONFIG, f"Empty value for {name}; nothing was stored")
+        replaced = name in backend.store(path)
         backend.set(name, value, project)
+    _config_changed(config_path, "secret set", path, {"secrets": {"replaced" if replaced else "added": [name]}})
     click.echo(f"Stored {name} in {path}")
 
 
@@ -295,8 +297,22 @@ def delete_secret(name: str, project: bool | None, keyfile: str | None, config_p
     """Remove NAME from the store that holds it (the project's first)."""
     with _errors():
         backend = _backend(config_path, keyfile)
+        path = _store_path(backend, name) if project is None else backend.target(project)
         backend.delete(name, project)
+    _config_changed(config_path, "secret delete", path, {"secrets": {"removed": [name]}})
     click.echo(f"Deleted {name}")
+
+
+def _store_path(backend: Any, name: str) -> str:
+    """The file of the store that holds ``name`` ("" when none does)."""
+    return str(getattr(backend.where(name), "path", "") or "")
+
+
+def _config_changed(config_path: str | None, change_type: str, target: str, diff: dict[str, Any]) -> None:
+    """A ``config.changed`` audit record of what ``change_type`` changed (names only, never a value)."""
+    from nexus_core.policy.gate import config_changed
+
+    config_changed(change_type, target, diff, root=_root(config_path) or None)
 
 
 @secret_group.command("rotate-key")

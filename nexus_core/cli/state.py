@@ -94,7 +94,9 @@ def resume(
             saved_discovery=record.plan.get("discovery") or (),
         )  # the hosts that run found
         gate = None
-        if policy_applies():  # the run permission again; windows, dry run and approval held at its start
+        from nexus_core.cli.run import _uses_compliance
+
+        if policy_applies() or _uses_compliance(project):  # permission, windows, dry runs again
             from nexus_core.policy.gate import gate_run
 
             gate = gate_run(plan, project, mode="resume", fmt=fmt)

@@ -6,7 +6,8 @@ audit sinks write any event with an ``audit`` class attribute, generically from 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import field
+from typing import Any, ClassVar
 
 from nexus_core.events import Event, event_type
 
@@ -103,3 +104,19 @@ class DryRunRecorded(Event):
     user: str
     tasks: tuple[str, ...]
     plan_hash: str
+
+
+@event_type
+class ConfigChanged(Event):
+    """Nexus changed configuration on the user's behalf (``nexus secret set``, ``delete``...).
+
+    ``diff`` names what changed, never a secret's value: ``{"secrets": {"set": [NAME]}}``.
+    """
+
+    name: ClassVar[str] = "config.changed"
+    audit: ClassVar[str] = "config.changed"
+    user: str
+    #: What changed it (the command: ``secret set``) and the file it changed.
+    change_type: str
+    target: str
+    diff: dict[str, Any] = field(default_factory=dict)

@@ -137,6 +137,18 @@ def audit(
         )
 
 
+def config_changed(change_type: str, target: str, diff: Mapping[str, Any], root: str | None = None) -> None:
+    """Audit a change Nexus made to configuration for the user (``config.changed``): what made
+    it (``change_type``, the command), the file (``target``) and ``diff`` (names, never a secret's
+    value). Delivered to the sinks of ``root``'s project (default: the current folder's); a sink
+    that cannot write is a warning, since the change is already made."""
+    from nexus_core.audit.records import os_user
+    from nexus_core.policy.events import ConfigChanged
+
+    event = ConfigChanged(correlation_id(), user=os_user(), change_type=change_type, target=target, diff=dict(diff))
+    audit([event], root=root)
+
+
 #: The project folder of the run being gated (its audit declarations apply to its refusals).
 _ROOT: str | None = None
 
@@ -241,7 +253,8 @@ def gate_run(
     """Everything before ``nexus run`` starts: RBAC, change windows, dry runs, approvals.
 
     ``mode``: ``run`` (a real run), ``dry-run``, ``list-hosts``, or ``resume`` (``nexus
-    resume``: the run permission only; the rest was checked when the run started). Refusals
+    resume``: the run permission, change windows and dry-run requirements again, since the
+    resumed commands are changes made now; the approval of the run it continues holds). Refusals
     exit 77 (2 for a bad value), a pending approval under ``no_wait`` exits 75.
     """
     global _ROOT
@@ -273,8 +286,6 @@ def gate_run(
     if mode == "list-hosts":
         audit(gate.events, config)
         return gate
-    if mode == "resume":
-        return gate  # emitted by the resumed run
     if mode == "dry-run":
         audit(gate.events, config)
         return gate
@@ -284,10 +295,11 @@ def gate_run(
     store = _open(policy)
     try:
         _dry_runs(project, policy, user, tasks, digest, moment, store, gate, config, plan)
-        _approval(plan, project, policy, user, tasks, digest, store, gate, config, no_wait, fmt)
+        if mode != "resume":  # a resumed run continues the approved run: its approval holds
+            _approval(plan, project, policy, user, tasks, digest, store, gate, config, no_wait, fmt)
     finally:
         store.close()
-    return gate
+    return gate  # its events are emitted by the run (or the resumed run)
 
 
 def record_dry_run(plan: Plan, project: Project) -> None:

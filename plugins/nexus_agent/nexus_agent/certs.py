@@ -222,6 +222,17 @@ def find(name: str | None = None, folder: str | None = None) -> CertFiles:
     )
 
 
+def common_name(files: CertFiles) -> str:
+    """The identity (common name) of ``files``' certificate: what agents verify and audit."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    with open(files.cert, "rb") as fh:
+        cert = x509.load_pem_x509_certificate(fh.read())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
 def sign_identity(files: CertFiles, payload: bytes) -> dict[str, str]:
     """Proof of who sends ``payload``: the sender's certificate and its key's signature over it."""
     import base64

@@ -87,7 +87,19 @@ class AgentExecutor(Executor):
             return None  # an agent with a policy refuses the command, saying why
 
     def prepare(self, hosts: Sequence[Host]) -> None:
-        """Connect to the cluster once, before the first command (errors surface per command)."""
+        """Connect to the cluster once, before the first command (errors surface per command).
+
+        The run's audit records from here on name this client's certificate identity (the
+        one the agents verify on every command), with ``user_via: "certificate"``.
+        """
+        from nexus_core.plugin import set_identity
+
+        from nexus_agent import certs
+
+        with contextlib.suppress(certs.CertError, OSError, ValueError):
+            name = certs.common_name(certs.find())
+            if name:
+                set_identity(name, "certificate")
         with contextlib.suppress(cluster.ClusterError):
             self._connect()
 
@@ -306,6 +318,14 @@ class AgentExecutor(Executor):
             self._queues.pop(cmd_id, None)
             future.release()
         status = str(result.get("status") or "error")
+        check = result.get("policy")
+        if isinstance(check, dict):  # the agent's policy refused: audited in this run
+            from nexus_core.plugin import PolicyCheck
+
+            self.context.emit(PolicyCheck(
+                self.context.run_id, subject=str(check.get("subject") or ""), action="run",
+                target=str(check.get("target") or host.name), allowed=False, rule=str(check.get("rule") or ""),
+                reason=str(check.get("reason") or "")))  # fmt: skip
         return CommandResult(
             status,
             result.get("exit_code"),

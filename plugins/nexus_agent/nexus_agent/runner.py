@@ -93,21 +93,33 @@ def identity_payload(cmd_id: str, cmd: str) -> bytes:
 
 
 def policy_refusal(spec: dict[str, Any], agent: str) -> str:
-    """Why this agent's policy refuses the command ("" when it runs).
+    """Why this agent's policy refuses the command ("" when it runs); see :func:`policy_check`."""
+    return policy_check(spec, agent)[0]
+
+
+def policy_check(spec: dict[str, Any], agent: str) -> tuple[str, dict[str, Any] | None]:
+    """Why this agent's policy refuses the command ("" when it runs), and the refusal as the
+    fields of a ``policy.check`` audit record (None when it runs: no policy, or allowed).
 
     Only with a policy in force on the agent's machine (``/etc/nexus/policy.toml``): the
     client's certificate identity, proven by its signature over the command, must be allowed
     to ``run`` on this agent (rules' ``on`` patterns are matched against the agent's name).
+    The agent has no audit sinks: the client records the refusal in its run's audit.
     """
     from nexus_core.plugin import PolicyError, policy_decision
 
     from nexus_agent import certs
 
+    def refused(subject: str, rule: str, reason: str) -> tuple[str, dict[str, Any]]:
+        check = {"subject": subject, "action": "run", "target": agent, "allowed": False, "rule": rule,
+                 "reason": reason}  # fmt: skip
+        return reason, check
+
     try:
         if policy_decision("", "run") is None:  # no policy here: nothing to check
-            return ""
+            return "", None
     except PolicyError as exc:
-        return f"refused by the policy of agent {agent}: {exc}"
+        return refused("", "policy error", f"refused by the policy of agent {agent}: {exc}")
     payload = identity_payload(str(spec["id"]), str(spec["cmd"]))
     try:
         user = certs.verify_identity(spec.get("identity"), payload, certs.find().ca)
@@ -117,12 +129,14 @@ def policy_refusal(spec: dict[str, Any], agent: str) -> str:
     try:
         decision = policy_decision(user or "(unverified)", "run", "", (agent,))
     except PolicyError as exc:
-        return f"refused by the policy of agent {agent}: {exc}"
+        return refused(user, "policy error", f"refused by the policy of agent {agent}: {exc}")
     if decision is None:
-        return ""
+        return "", None
     if problem:
-        return f"refused by agent {agent}: {problem}"
-    return "" if decision.allowed else f"refused by the policy of agent {agent}: {decision.explain()}"
+        return refused("(unverified)", "client identity", f"refused by agent {agent}: {problem}")
+    if decision.allowed:
+        return "", None
+    return refused(user, decision.rule, f"refused by the policy of agent {agent}: {decision.explain()}")
 
 
 def run_command(spec: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +152,7 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
     agent = _agent_name()
     sender.note("start", agent=agent)
     started = time.monotonic()
-    refusal = policy_refusal(spec, agent)
+    refusal, check = policy_check(spec, agent)
 
     def result(status: str, code: int | None = None, reason: str = "") -> dict[str, Any]:
         sender.flush()
@@ -151,8 +165,8 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
             "duration": time.monotonic() - started,
         }
 
-    if refusal:
-        return result("error", None, refusal)
+    if refusal:  # the client's run audits the refusal (the agent has no sinks of its own)
+        return {**result("error", None, refusal), "policy": check}
     env_pairs = [(str(k), str(v)) for k, v in spec.get("env") or ()]
     elevated = bool(spec.get("sudo")) or bool(spec.get("user"))
     try:

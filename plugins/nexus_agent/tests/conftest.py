@@ -62,7 +62,9 @@ def agent_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
                     "--max-concurrent-tasks",
                     "2",
                 ],
-                env={**os.environ, **env},
+                # The agents (not the coordinator, not the CLI) obey this policy while a test
+                # writes it (test_policy_agent): absent, nothing is enforced.
+                env={**os.environ, **env, "NEXUS_POLICY": str(root / "agent-policy.toml")},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

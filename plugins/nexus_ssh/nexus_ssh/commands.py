@@ -90,6 +90,16 @@ def _fail(code: int, headline: str, context: Sequence[str] = (), suggestions: Se
     fail(code, headline, context, suggestions)
 
 
+def _root(config_path: str | None) -> str | None:
+    """The project folder (its audit sinks apply), or None without a nexusfile."""
+    from nexus_core.plugin import NexusfileNotFound, find_nexusfile
+
+    try:
+        return os.path.dirname(os.path.abspath(find_nexusfile(config_path)))
+    except NexusfileNotFound:
+        return None
+
+
 def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host], Mapping[str, Any]]:
     """The hosts to look at and the project's config (empty without a nexusfile)."""
     from nexus_core.plugin import HostParseError, NexusfileNotFound, find_nexusfile, parse_host
@@ -342,13 +352,23 @@ def hosts_group() -> click.Group:
 
         rows = _for_each(_distinct(resolver, targets), parallel, one)
         added: dict[str, int] = {}
+        recorded: dict[str, list[str]] = {}
         if add:
+            from nexus_core.plugin import config_changed
+
             for row in rows:
                 for k in row.keys:
                     if k.status == "new":
                         connector.verifier._append(row.file, row.known_hosts_name, k.key_type, k.base64)
                         k.status = "added"
                         added[row.file] = added.get(row.file, 0) + 1
+                        recorded.setdefault(row.file, []).append(
+                            f"{row.known_hosts_name} {k.key_type} {k.fingerprint}"
+                        )
+            for file, keys in recorded.items():  # audited (public keys: nothing secret in the diff)
+                config_changed(
+                    "hosts scan --add", file, {"known_hosts": {"added": keys}}, root=_root(config_path)
+                )
         changed = [(r, k) for r in rows for k in r.keys if k.status == "changed"]
         failed = [r for r in rows if r.error]
         _emit_rows(rows, fmt, {"event": "hosts.scan", "added": added})

@@ -646,10 +646,22 @@ def test_hosts_scan_add_and_verify(project: NexusProject, sshbed: SshBed, tmp_pa
     assert re.search(rf"{re.escape(H1)}  ssh-ed25519  SHA256:\S+  new", scan.stdout), scan.stdout
     assert "ssh-rsa" in scan.stdout and not kh.exists()
 
+    trail = tmp_path / "audit.log"  # what --add changes is audited (config.changed)
+    user_conf = Path(project.env["XDG_CONFIG_HOME"]) / "nexus" / "config.toml"
+    user_conf.parent.mkdir(parents=True, exist_ok=True)
+    user_conf.write_text(f'[audit.sinks.trail]\ntype = "file"\npath = "{trail}"\n', encoding="utf-8")
     added = run(project, "hosts", "scan", "--add")
     assert added.code == 0, added
     assert f"Added 4 keys to {kh}" in added.stdout
     assert kh.read_text().count(f"[{H1}]:{sshbed.port} ") == 2
+    changes = [
+        r for r in map(json.loads, trail.read_text().splitlines()) if r.get("event") == "config.changed"
+    ]
+    assert [(r["change_type"], r["target"]) for r in changes] == [("hosts scan --add", str(kh))], changes
+    assert (
+        len(changes[0]["diff"]["known_hosts"]["added"]) == 4
+        and "SHA256:" in changes[0]["diff"]["known_hosts"]["added"][0]
+    )
 
     ok = run(project, "hosts", "verify", "--format", "json")
     assert ok.code == 0, ok

@@ -1,0 +1,37 @@
+"""``config.changed`` audit records: what Nexus changes on the user's behalf, through the real
+CLI into a file sink, with names and never a secret's value."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from nexus_core.testing import NexusProject
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+VALUE = "s3cr3t-value-never-logged"
+
+
+def test_secret_set_and_delete_are_audited_without_the_value(nexus_project: NexusProject, tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    config = Path(nexus_project.env["XDG_CONFIG_HOME"]) / "nexus" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[audit.sinks.trail]\ntype = "file"\npath = "{log}"\n', encoding="utf-8")
+    nexus_project.env["NEXUS_MASTER_KEY"] = KEY
+    nexus_project.write("from nexus_core import task\n\n@task\ndef noop():\n    pass\n")
+    for _ in range(2):
+        out = nexus_project.run("secret", "set", "DB_PASSWORD", input=VALUE + "\n")
+        assert out.code == 0, out
+    out = nexus_project.run("secret", "delete", "DB_PASSWORD")
+    assert out.code == 0, out
+    text = log.read_text(encoding="utf-8")
+    assert VALUE not in text
+    changes = [r for r in map(json.loads, text.splitlines()) if r.get("event") == "config.changed"]
+    assert [(r["change_type"], r["diff"]) for r in changes] == [
+        ("secret set", {"secrets": {"added": ["DB_PASSWORD"]}}),
+        ("secret set", {"secrets": {"replaced": ["DB_PASSWORD"]}}),
+        ("secret delete", {"secrets": {"removed": ["DB_PASSWORD"]}}),
+    ], changes
+    assert all(r["target"].endswith("secrets.enc") and r["user"] and r["correlation_id"] for r in changes), changes
+    assert nexus_project.run("audit", "verify", str(log)).code == 0
