@@ -168,7 +168,13 @@ KINDS: tuple[Kind, ...] = (
         registry="cloud_providers",
         details=_frozen({"settings": ()}),
         packages=_frozen(
-            {"aws": "nexus-aws", "hetzner": "nexus-hetzner", "local": "nexus-agent", "azure": "nexus-azure"}
+            {
+                "aws": "nexus-aws",
+                "hetzner": "nexus-hetzner",
+                "local": "nexus-agent",
+                "azure": "nexus-azure",
+                "azure-vmss": "nexus-azure",
+            }
         ),
     ),
     Kind("command", "nexus_commands", "CLI commands", "click:Command", "subcommands of `nexus`"),

@@ -36,6 +36,20 @@ def nexus_executors() -> Sequence[Registration]:
     return [Registration("azure", "nexus_azure.executor:AzureExecutor")]
 
 
+#: ``cloud("azure-vmss", ...)``'s own settings (the names are promises).
+VMSS_SETTINGS: tuple[Option, ...] = (
+    Option("subscription", (str,), None, "the scale set's subscription (default: azure_subscription)"),
+    Option("resource_group", (str,), None, "the scale set's resource group (required)"),
+    Option("scale_set", (str,), None, "the scale set's name (required)"),
+)
+
+
+@hookimpl
+def nexus_cloud_providers() -> Sequence[Registration]:
+    """``cloud("azure-vmss", ...)``: a VM Scale Set's capacity (``nexus cloud scale azure-vmss=N``)."""
+    return [Registration("azure-vmss", "nexus_azure.provider:VmssProvider", {"settings": VMSS_SETTINGS})]
+
+
 @hookimpl
 def nexus_preflight_checks() -> Sequence[Registration]:
     """``nexus preflight``: Azure authentication, and Run Command availability per ``azure://`` host."""
