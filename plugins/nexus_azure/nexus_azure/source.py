@@ -7,7 +7,8 @@ Each host carries the facts ``azure_id`` (the ARM resource ID), ``location``, ``
 
 How commands reach it (``connection=`` or ``azure_connection``): ``run_command`` (the
 ``azure`` transport, no inbound port), ``ssh`` (nexus-ssh to the ``ip=`` private or public
-address) or ``bastion`` (needs the Azure CLI).
+address) or ``bastion`` (nexus-ssh to ``127.0.0.1:PORT``, an ``az network bastion tunnel``
+per running VM, opened here and stopped when the process ends).
 """
 
 from __future__ import annotations
@@ -59,8 +60,7 @@ class AzureSource(HostSource):
         connection = str(
             filters.get("connection") or self.context.config.get("azure_connection") or "run_command"
         )
-        if connection == "bastion":
-            _bastion_ready()
+        bastion = _bastion_ready(self.context.config) if connection == "bastion" else ""
         lag_value = self.context.config.get("azure_graph_lag")
         lag = float(lag_value) if isinstance(lag_value, (int, float)) else 30.0
         try:
@@ -72,10 +72,12 @@ class AzureSource(HostSource):
             self.context.warn(f"azure: {', '.join(late)} not in Resource Graph yet: found through ARM")
         ip = str(filters.get("ip") or "private")
         user = filters.get("user")
-        return [_host(vm, connection, ip, user) for vm in vms]
+        ports = _tunnels(vms, bastion) if bastion else {}
+        return [_host(vm, connection, ip, user, ports.get(vm.id)) for vm in vms]
 
 
-def _bastion_ready() -> None:
+def _bastion_ready(config: Mapping[str, Any]) -> str:
+    """The ``azure_bastion`` setting, once the Azure CLI is known to be installed."""
     if shutil.which("az") is None:
         raise DiscoveryError(
             "connection='bastion' needs the Azure CLI (az), which is not installed here",
@@ -83,13 +85,31 @@ def _bastion_ready() -> None:
             "connection='run_command' (no inbound port needed) or 'ssh'",
             exit_code=CONFIG,
         )
-    raise DiscoveryError(
-        "connection='bastion' is not supported yet by nexus-azure",
-        "open a tunnel yourself (az network bastion tunnel --name BASTION --resource-group RG "
-        "--target-resource-id VM_ID --resource-port 22 --port 50022) and use ssh to 127.0.0.1:50022, "
-        "or use connection='run_command'",
-        exit_code=CONFIG,
-    )
+    setting = config.get("azure_bastion")
+    if not setting:
+        raise DiscoveryError(
+            "connection='bastion' needs config(azure_bastion=...): which Azure Bastion to tunnel through",
+            "set azure_bastion to the bastion's resource ID (or its name, when it is in the VMs' "
+            "resource group)",
+            exit_code=CONFIG,
+        )
+    return str(setting)
+
+
+def _tunnels(vms: Sequence[VM], setting: str) -> dict[str, int]:
+    """A bastion tunnel per running VM: VM id -> local port on 127.0.0.1."""
+    from nexus_azure.bastion import bastion_of, open_tunnel
+
+    ports: dict[str, int] = {}
+    for vm in vms:
+        if vm.power_state != "running":
+            continue
+        try:
+            name, group = bastion_of(setting, vm.resource_group)
+            ports[vm.id] = open_tunnel(name, group, vm.id).port
+        except AzureError as exc:
+            raise DiscoveryError(exc.message, exc.hint, exit_code=exc.exit_code) from exc
+    return ports
 
 
 def facts_of(vm: VM) -> dict[str, Any]:
@@ -113,12 +133,26 @@ def facts_of(vm: VM) -> dict[str, Any]:
     return facts
 
 
-def _host(vm: VM, connection: str, ip: str, user: Any) -> DiscoveredHost:
+def _host(vm: VM, connection: str, ip: str, user: Any, tunnel: int | None = None) -> DiscoveredHost:
     facts = facts_of(vm)
     running = vm.power_state == "running"
     tags = tuple(_TAG_SAFE.sub("_", f"{k}={v}" if v else k) for k, v in sorted(vm.tags.items()))
     addresses = (*vm.private_ips, *vm.public_ips)
     name = _TAG_SAFE.sub("-", vm.name).replace("=", "-").replace("/", "-").replace(":", "-")
+    if connection == "bastion":
+        if tunnel is not None:
+            facts["bastion_tunnel"] = f"127.0.0.1:{tunnel}"
+        return DiscoveredHost(
+            address="127.0.0.1" if tunnel is not None else name,
+            port=tunnel,
+            user=str(user) if user else None,
+            tags=tags,
+            os=vm.os.lower(),
+            online=running,
+            addresses=addresses,
+            facts=facts,
+            name=name,
+        )
     if connection == "ssh":
         pool = vm.public_ips if ip == "public" else vm.private_ips
         address = pool[0] if pool else ""

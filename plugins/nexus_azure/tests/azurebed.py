@@ -64,9 +64,11 @@ def make_arm(server: FakeAzure, certificate: tuple[str, str], cred: Any = None, 
 
 
 def write_fake_az(folder: Path, token: str = TOKEN) -> Path:
-    """A fake ``az`` answering ``az account get-access-token`` (what AzureCliCredential runs)."""
+    """A fake ``az`` answering ``az account get-access-token`` (what AzureCliCredential runs) and
+    ``az network bastion tunnel`` (``fake_bastion.py``: a TCP relay to ``FAKE_BASTION_TARGET``)."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "az"
+    relay = str(Path(__file__).resolve().parent / "fake_bastion.py")
     answer = {
         "accessToken": token,
         "expiresOn": "2099-01-01 00:00:00.000000",
@@ -80,6 +82,10 @@ def write_fake_az(folder: Path, token: str = TOKEN) -> Path:
         "import sys\n"
         "if sys.argv[1:3] == ['account', 'get-access-token']:\n"
         f"    print({json.dumps(json.dumps(answer))})\n"
+        "    sys.exit(0)\n"
+        "if sys.argv[1:4] == ['network', 'bastion', 'tunnel']:\n"
+        "    import runpy\n"
+        f"    runpy.run_path({relay!r}, run_name='__main__')\n"
         "    sys.exit(0)\n"
         "print('fake az: unsupported ' + ' '.join(sys.argv[1:]), file=sys.stderr)\n"
         "sys.exit(2)\n"
