@@ -115,7 +115,13 @@ def config_options() -> list[Option]:
             "time, last 4 KB of output), 'auto' (managed, falling back to action where refused)",
             choices=RUN_COMMAND_KINDS,
         ),
-        Option("azure_bastion", (str,), None, "resource ID of the Azure Bastion for connection='bastion'"),
+        Option(
+            "azure_bastion",
+            (str,),
+            None,
+            "the Azure Bastion of connection='bastion': its resource ID, or its name "
+            "in the VMs' resource group",
+        ),
         Option("azure_timeout", num, 30, "seconds to wait for one ARM request", minimum=1),
         Option(
             "azure_api_attempts",

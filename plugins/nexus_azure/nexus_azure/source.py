@@ -97,19 +97,24 @@ def _bastion_ready(config: Mapping[str, Any]) -> str:
 
 
 def _tunnels(vms: Sequence[VM], setting: str) -> dict[str, int]:
-    """A bastion tunnel per running VM: VM id -> local port on 127.0.0.1."""
+    """A bastion tunnel per running VM, opened side by side: VM id -> local port on 127.0.0.1."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from nexus_azure.bastion import bastion_of, open_tunnel
 
-    ports: dict[str, int] = {}
-    for vm in vms:
-        if vm.power_state != "running":
-            continue
-        try:
-            name, group = bastion_of(setting, vm.resource_group)
-            ports[vm.id] = open_tunnel(name, group, vm.id).port
-        except AzureError as exc:
-            raise DiscoveryError(exc.message, exc.hint, exit_code=exc.exit_code) from exc
-    return ports
+    running = [vm for vm in vms if vm.power_state == "running"]
+    if not running:
+        return {}
+
+    def one(vm: VM) -> int:
+        name, group = bastion_of(setting, vm.resource_group)
+        return open_tunnel(name, group, vm.id).port
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
+            return dict(zip((vm.id for vm in running), pool.map(one, running), strict=True))
+    except AzureError as exc:
+        raise DiscoveryError(exc.message, exc.hint, exit_code=exc.exit_code) from exc
 
 
 def facts_of(vm: VM) -> dict[str, Any]:
