@@ -93,12 +93,16 @@ class Copy:
     def rotated(self) -> list[Path]:
         return [Path(p) for p in chain.rotated_files(str(self.log))]
 
-    def records_run(self, length: int = 3) -> int:
-        """Index of the first of ``length`` consecutive record lines (no checkpoint) of the current file."""
-        lines = self.lines()
-        for i in range(len(lines) - length):
-            if all('"checkpoint"' not in line for line in lines[i : i + length]):
-                return i
+    def records_run(self, length: int = 3) -> tuple[Path, list[str], int]:
+        """A file, its lines and the index of the first of ``length`` consecutive record lines
+        (no checkpoint) in it: the current file when it has such a run, else the newest
+        rotated one that does. Where rotation falls depends on the records' sizes (paths,
+        durations), so the current file may hold only a few lines."""
+        for path in [self.log, *reversed(self.rotated())]:
+            lines = self.lines(path)
+            for i in range(len(lines) - length):
+                if all('"checkpoint"' not in line for line in lines[i : i + length]):
+                    return path, lines, i
         raise AssertionError("no run of consecutive records")
 
     def verify(self) -> dict:
@@ -149,44 +153,40 @@ def test_the_log_of_real_runs_verifies_and_its_signing_key_is_private(copy: Copy
 
 
 def test_an_altered_record_is_caught_at_its_line(copy: Copy):
-    lines = copy.lines()
-    i = copy.records_run()
+    path, lines, i = copy.records_run()
     lines[i + 1] = lines[i + 1].replace('"user":"', '"user":"x', 1)
-    copy.write(lines)
-    expect(copy.verify(), "altered", copy.log, i + 2)
+    copy.write(lines, path)
+    expect(copy.verify(), "altered", path, i + 2)
 
 
 def test_a_deleted_record_is_caught_where_it_is_missing(copy: Copy):
-    lines = copy.lines()
-    i = copy.records_run()
+    path, lines, i = copy.records_run()
     del lines[i + 1]
-    copy.write(lines)
+    copy.write(lines, path)
     found = copy.verify()
-    expect(found, "deleted", copy.log, i + 2)
+    expect(found, "deleted", path, i + 2)
     assert "missing before this line" in found["message"]
 
 
 def test_an_inserted_record_is_caught_at_its_line(copy: Copy):
-    lines = copy.lines()
-    i = copy.records_run()
+    path, lines, i = copy.records_run()
     forged = json.loads(lines[i])
     forged["user"] = "mallory"
     lines.insert(i + 1, json.dumps(forged))  # its old seq and hash: a second record of that number
-    copy.write(lines)
-    expect(copy.verify(), "inserted", copy.log, i + 2)
-    lines = copy.lines()
+    copy.write(lines, path)
+    expect(copy.verify(), "inserted", path, i + 2)
+    lines = copy.lines(path)
     lines[i + 1] = json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", "event": "task.started", "user": "mallory"})
-    copy.write(lines)
-    expect(copy.verify(), "inserted", copy.log, i + 2)
+    copy.write(lines, path)
+    expect(copy.verify(), "inserted", path, i + 2)
 
 
 def test_reordered_records_are_caught_at_the_first_out_of_place(copy: Copy):
-    lines = copy.lines()
-    i = copy.records_run()
+    path, lines, i = copy.records_run()
     lines[i], lines[i + 1] = lines[i + 1], lines[i]
-    copy.write(lines)
+    copy.write(lines, path)
     found = copy.verify()
-    expect(found, "reordered", copy.log, i + 1)
+    expect(found, "reordered", path, i + 1)
 
 
 def test_a_truncated_log_is_caught(copy: Copy):
@@ -227,8 +227,7 @@ def test_a_deleted_rotated_file_is_caught_at_the_next_files_first_record(copy: C
 
 def test_a_rewritten_chain_without_the_key_is_caught_by_the_signed_checkpoint(copy: Copy):
     """An attacker who edits a record and recomputes every hash after it cannot sign the checkpoints."""
-    lines = copy.lines()
-    i = copy.records_run()
+    path, lines, i = copy.records_run()
     prev = json.loads(lines[i])["prev"]
     out = lines[:i]
     checkpoint_line = None
@@ -244,9 +243,9 @@ def test_a_rewritten_chain_without_the_key_is_caught_by_the_signed_checkpoint(co
             record["user"] = "mallory"
         text, prev = chain.chained(record, obj["seq"], prev)
         out.append(text)
-    copy.write(out)
+    copy.write(out, path)
     found = copy.verify()
-    expect(found, "altered", copy.log, checkpoint_line)
+    expect(found, "altered", path, checkpoint_line)
     assert "bad signature" in found["message"]
 
 
