@@ -261,7 +261,7 @@ class AgentCloudCluster(CloudCluster):
     def demand(self, tags: Sequence[str]) -> CloudDemand:
         """Shards of this process waiting for an agent with one of ``tags``, and idle agents."""
         from nexus_agent import cluster
-        from nexus_agent.executor import BUSY, LAST_USED, WAITING
+        from nexus_agent.demand import BUSY, LAST_USED, WAITING
 
         now = time.time()
         wanted = set(tags)

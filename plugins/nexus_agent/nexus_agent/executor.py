@@ -31,6 +31,7 @@ from typing import Any
 from nexus_core.plugin import Cancel, Capabilities, Command, CommandResult, Executor, ExecutorContext, Host
 
 from nexus_agent import cluster
+from nexus_agent.demand import BUSY, LAST_USED, WAITING
 from nexus_agent.runner import SLOTS
 
 TAIL_LINES = 20
@@ -39,15 +40,8 @@ ALIVE_CHECK_SECONDS = 1.0
 #: Seconds to wait for output lines still on their way once the result is in.
 LATE_LINES_SECONDS = 2.0
 
-#: Commands waiting for a free agent of a tag (cloud bursting): key -> (tag, since). The
-#: autoscaler of the same process reads it (nexus_agent.burst.AgentCloudCluster.demand).
-WAITING: dict[str, tuple[str, float]] = {}
 #: How long a shard waits for a free agent when its command has no timeout.
 BURST_WAIT_SECONDS = 3600.0
-#: Commands this process has handed to each agent and not seen finish (name -> count), and
-#: when it last saw one finish there: an agent with a command on its way is not idle.
-BUSY: dict[str, int] = {}
-LAST_USED: dict[str, float] = {}
 
 _SIGNALS = {Cancel.INTERRUPT: signal.SIGINT, Cancel.TERMINATE: signal.SIGTERM, Cancel.KILL: signal.SIGKILL}
 
