@@ -1,4 +1,4 @@
-"""Settings shared by every test under ``tests/``."""
+"""Settings shared by every test of the repository (core and plugins)."""
 
 import signal
 
