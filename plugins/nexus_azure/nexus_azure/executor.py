@@ -293,27 +293,24 @@ class AzureExecutor(Executor):
             raise
         out, err = _Lines("stdout", emit), _Lines("stderr", emit)
         deadline = started + timeout if timeout and timeout > 0 else math.inf
+
+        def stopped() -> CommandResult | None:
+            """The result when a cancel or the timeout ends the command (its run command deleted)."""
+            if cancel.level >= Cancel.INTERRUPT:
+                status, reason, retry = "interrupted", "interrupted", False
+            elif time.monotonic() >= deadline:
+                status, reason, retry = "timeout", f"timed out after {timeout:.3g}s", True
+            else:
+                return None
+            self._delete(ops, args, name, wait=True)
+            took = time.monotonic() - started
+            return CommandResult(status, None, took, reason, tuple(tail), retryable=retry)
+
         try:
             for _ in range(1 << 40):  # ends with the command, its timeout or a cancel
-                if cancel.level >= Cancel.INTERRUPT:
-                    self._delete(ops, args, name, wait=True)
-                    return CommandResult(
-                        "interrupted",
-                        None,
-                        time.monotonic() - started,
-                        "interrupted",
-                        tuple(tail),
-                        retryable=False,
-                    )
-                if time.monotonic() >= deadline:
-                    self._delete(ops, args, name, wait=True)
-                    return CommandResult(
-                        "timeout",
-                        None,
-                        time.monotonic() - started,
-                        f"timed out after {timeout:.3g}s",
-                        tuple(tail),
-                    )
+                ended = stopped()
+                if ended is not None:
+                    return ended
                 if poller.done():
                     break
                 poller.wait(min(FIRST_POLL, max(0.0, deadline - time.monotonic())))
@@ -337,25 +334,9 @@ class AzureExecutor(Executor):
                     if cancel.level >= Cancel.INTERRUPT or time.monotonic() >= deadline:
                         break
                     time.sleep(0.05)
-                if cancel.level >= Cancel.INTERRUPT:
-                    self._delete(ops, args, name, wait=True)
-                    return CommandResult(
-                        "interrupted",
-                        None,
-                        time.monotonic() - started,
-                        "interrupted",
-                        tuple(tail),
-                        retryable=False,
-                    )
-                if time.monotonic() >= deadline:
-                    self._delete(ops, args, name, wait=True)
-                    return CommandResult(
-                        "timeout",
-                        None,
-                        time.monotonic() - started,
-                        f"timed out after {timeout:.3g}s",
-                        tuple(tail),
-                    )
+                ended = stopped()
+                if ended is not None:
+                    return ended
             raise AssertionError("unreachable")
         finally:
             self._delete(ops, args, name, wait=False)
