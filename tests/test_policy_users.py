@@ -483,6 +483,8 @@ def test_resume_rechecks_the_change_window_and_the_dry_run(bed: Bed) -> None:
     closed = bed.nexus("alice", "resume", rid, now=CLOSED)
     assert closed.returncode == 77 and "outside its change window prod" in closed.stderr, closed.stderr
     assert not (bed.out / "release").exists()
+    hint = bed.nexus("alice", "resume", rid, "--override-window", now=CLOSED)  # the refusal's hint works here too
+    assert hint.returncode == 2 and "--override-window needs --reason" in hint.stderr, hint.stderr
     inside = bed.nexus("alice", "resume", rid, now=OPEN)
     assert inside.returncode == 0 and (bed.out / "release").exists(), inside.stderr
     (bed.out / "go").unlink()

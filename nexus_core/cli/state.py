@@ -48,6 +48,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Run notified handlers on a host even when a later command of the task failed there.",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Emergency: resume a task outside its change window (needs --reason; audited).",
+)
+@click.option("--reason", metavar="TEXT", default="", help="Why the change window is overridden (recorded).")
 @config_option
 @format_option
 @log_options
@@ -65,6 +71,8 @@ def resume(
     no_wait: bool = False,
     lock_timeout: float | None = None,
     force_handlers: bool = False,
+    override_window: bool = False,
+    reason: str = "",
 ) -> None:
     """Resume an interrupted run (by default the newest one of this nexusfile).
 
@@ -99,7 +107,7 @@ def resume(
         if policy_applies() or _uses_compliance(project):  # permission, windows, dry runs again
             from nexus_core.policy.gate import gate_run
 
-            gate = gate_run(plan, project, mode="resume", fmt=fmt)
+            gate = gate_run(plan, project, mode="resume", fmt=fmt, override_window=override_window, reason=reason)
         lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
         fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
         if fresh is not None and fresh.status != record.status and not fresh.interrupted:
