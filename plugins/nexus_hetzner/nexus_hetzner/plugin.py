@@ -38,6 +38,21 @@ SETTINGS: tuple[Option, ...] = (
         "US dollars per euro: Hetzner reports prices in euros, the cost limits are in dollars",
         minimum=0,
     ),
+    Option(
+        "self_destruct",
+        (str,),
+        "poweroff",
+        'at max_runtime a server powers off ("poweroff": still billed until deleted) or deletes itself '
+        '("delete": needs self_destruct_token, a project-wide API token)',
+        choices=("poweroff", "delete"),
+    ),
+    Option(
+        "self_destruct_token",
+        (str,),
+        None,
+        'the API token servers delete themselves with (self_destruct="delete"): use secret(...); '
+        "default: env HCLOUD_SELF_DESTRUCT_TOKEN",
+    ),
 )
 
 

@@ -12,6 +12,12 @@
   is skipped with a warning.
 - **User data**: the core's bootstrap (self-destruct, nexus-agent install, certificate,
   join) as cloud-init user data, then the user's own ``user_data``.
+- **Self-destruct**: Hetzner bills a server that is off, and has no delete-on-shutdown. By
+  default a server only powers off at ``max_runtime`` (and the first start of a command says,
+  once, that such servers keep billing until ``nexus cloud reap`` deletes them). The opt-in
+  ``self_destruct="delete"`` gives each server a token and a script that deletes the server
+  itself (:mod:`nexus_hetzner.selfdestruct`); the token is checked against the first server
+  made, and a token that cannot see it stops the scale-up before more servers start.
 - **Credentials**: ``HCLOUD_TOKEN`` (the SDK's and the hcloud CLI's variable), the API at
   ``HCLOUD_ENDPOINT`` when set. A missing or rejected token is an exit-2 error saying so.
 
@@ -22,6 +28,7 @@ times with backoff before the error reaches here; it has no public switch for th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -31,6 +38,7 @@ from typing import Any, ClassVar
 
 from nexus_core.plugin import CloudError, CloudInstance, CloudProvider, CloudRequest, Option
 
+from nexus_hetzner import selfdestruct
 from nexus_hetzner.plugin import SETTINGS
 
 TOKEN_VARIABLE = "HCLOUD_TOKEN"
@@ -131,6 +139,8 @@ class HetznerProvider(CloudProvider):
         super().__init__(context)
         self._client: Any = None
         self._types: dict[str, Any] = {}
+        self._warned = False
+        self._checked_tokens: set[str] = set()
 
     def client(self) -> Any:
         """The hcloud client (made once), or CloudError saying where the token was looked for."""
@@ -146,10 +156,89 @@ class HetznerProvider(CloudProvider):
             )
         from hcloud import Client
 
-        endpoint = os.environ.get(ENDPOINT_VARIABLE) or "https://api.hetzner.cloud/v1"
-        self._client = Client(token=token, api_endpoint=endpoint, application_name="nexus-hetzner",
+        self._client = Client(token=token, api_endpoint=self.endpoint(), application_name="nexus-hetzner",
                               timeout=(10, 30))  # fmt: skip
         return self._client
+
+    @staticmethod
+    def endpoint() -> str:
+        """The API's base URL: ``HCLOUD_ENDPOINT``, else Hetzner's."""
+        return os.environ.get(ENDPOINT_VARIABLE) or "https://api.hetzner.cloud/v1"
+
+    # --- the self-destruct ----------------------------------------------------------------------
+
+    @staticmethod
+    def self_destruct_token(settings: Mapping[str, Any]) -> str | None:
+        """The token servers delete themselves with (None: ``self_destruct`` is not ``delete``);
+        CloudError (exit 2) when the opt-in is set and no token is found."""
+        if settings.get("self_destruct") != "delete":
+            return None
+        given = settings.get("self_destruct_token")
+        value = str(given).strip() if given else ""
+        hidden = value == "***"  # secret(...) in a command that decrypts no secrets
+        if value and not hidden:
+            return value
+        found = os.environ.get(selfdestruct.TOKEN_VARIABLE, "").strip()
+        if found:
+            return found
+        why = (
+            "self_destruct_token is a secret(...), which only `nexus run` decrypts, and "
+            if hidden
+            else "looked in self_destruct_token and "
+        )
+        raise CloudError(
+            f'self_destruct="delete" needs the API token servers delete themselves with: {why}'
+            f"{selfdestruct.TOKEN_VARIABLE} is not set",
+            f"export {selfdestruct.TOKEN_VARIABLE}=... (a read/write token of the servers' project: it can change "
+            'anything in that project, so give burst servers a project of their own), or use self_destruct="poweroff"',
+            exit_code=2,
+        )
+
+    def _warn_poweroff(self, settings: Mapping[str, Any]) -> None:
+        if self._warned or settings.get("self_destruct") == "delete":
+            return
+        self._warned = True
+        self.context.warn(
+            f"nexus: hetzner: WARNING: at max_runtime ({float(settings.get('max_runtime') or 3600):g} s) these servers "
+            "only power off, and Hetzner bills a server that is off until it is deleted: if this nexus stops before "
+            'deleting them, run `nexus cloud reap` (or terminate); self_destruct="delete" makes them delete '
+            "themselves (see the nexus-hetzner docs)"
+        )
+
+    def _check_token(self, token: str, server: CloudInstance) -> None:
+        """The self-destruct token must see the server just made (same project, accepted):
+        else the server is deleted again and CloudError says why (once per token and command)."""
+        if token in self._checked_tokens:
+            return
+        from hcloud import APIException, Client
+
+        probe = Client(token=token, api_endpoint=self.endpoint(), application_name="nexus-hetzner",
+                       timeout=(10, 30))  # fmt: skip
+        problem = ""
+        try:
+            probe.servers.get_by_id(int(server.id))
+        except APIException as exc:
+            if exc.code in REJECTED or exc.code == 401:
+                problem = f"the API rejects it ({exc.code}: {exc.message})"
+            elif exc.code == "not_found":
+                problem = "it cannot see the server just started (a token of another project?)"
+            elif exc.code in TRANSIENT or exc.code == 429:
+                return  # not checked now: the next server's start checks it again
+            else:
+                problem = f"{exc.code}: {exc.message}"
+        except OSError:
+            return
+        if not problem:
+            self._checked_tokens.add(token)
+            return
+        with contextlib.suppress(CloudError):
+            self.terminate([server.id])
+        raise CloudError(
+            f"the self-destruct token from self_destruct_token/{selfdestruct.TOKEN_VARIABLE} is not usable: {problem}; "
+            f"server {server.id} was deleted again",
+            "use a read/write API token of the project the servers start in (HCLOUD_TOKEN's project)",
+            exit_code=2,
+        )
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         from hcloud import APIException
@@ -229,6 +318,8 @@ class HetznerProvider(CloudProvider):
     def provision(self, request: CloudRequest) -> CloudInstance:
         """One server in ``location``, or the first fallback location with capacity."""
         settings = request.settings
+        token = self.self_destruct_token(settings)  # before anything starts
+        self._warn_poweroff(settings)
         offered = self.prices(settings)
         tried: list[str] = []
         for location in self._locations(settings):
@@ -238,7 +329,7 @@ class HetznerProvider(CloudProvider):
                 tried.append(f"{location}: type not offered")
                 continue
             try:
-                return self._create(request, location, offered.get(location))
+                made = self._create(request, location, offered.get(location), token)
             except CloudError as exc:
                 if not exc.capacity:
                     raise
@@ -246,6 +337,10 @@ class HetznerProvider(CloudProvider):
                 self.context.warn(
                     f"nexus: hetzner: no capacity in {location} ({exc.message}); trying the next location"
                 )
+                continue
+            if token:
+                self._check_token(token, made)
+            return made
         raise CloudError(
             "no Hetzner server could start: " + "; ".join(tried),
             'add locations to cloud("hetzner", fallback_locations=[...]) or pick another server_type',
@@ -253,7 +348,7 @@ class HetznerProvider(CloudProvider):
             exit_code=1,
         )
 
-    def _create(self, request: CloudRequest, location: str, price: float | None) -> CloudInstance:
+    def _create(self, request: CloudRequest, location: str, price: float | None, token: str | None) -> CloudInstance:
         from hcloud.images import Image
         from hcloud.locations import Location
         from hcloud.server_types import ServerType
@@ -261,6 +356,10 @@ class HetznerProvider(CloudProvider):
 
         settings = request.settings
         user_data = request.bootstrap
+        if token:
+            block = selfdestruct.user_data_block(name=request.name, endpoint=self.endpoint(), token=token,
+                                                 max_runtime=request.max_runtime)  # fmt: skip
+            user_data = selfdestruct.with_self_destruct(user_data, block)
         if settings.get("user_data"):
             user_data += "\n# the user's own user_data\n" + str(settings["user_data"]) + "\n"
         image = str(settings.get("image") or "ubuntu-24.04")

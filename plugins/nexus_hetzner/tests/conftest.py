@@ -23,6 +23,8 @@ import pytest
 from nexus_core.testing import NexusProject
 
 TOKEN = "test-token-0123456789"
+#: A second token of the same project (the servers' self-destruct token).
+SELF_TOKEN = "self-destruct-token-9876543210"
 LOCATIONS = [
     {"id": 1, "name": "fsn1", "description": "Falkenstein DC Park 1", "country": "DE", "city": "Falkenstein",
      "latitude": 50.47612, "longitude": 12.370071, "network_zone": "eu-central"},
@@ -70,6 +72,12 @@ class HetznerApi:
     #: "METHOD /path" -> how many more answers are 429 rate_limit_exceeded
     throttled: dict[str, int] = field(default_factory=dict)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
+    #: the token of each request, in order (None: none sent)
+    tokens: list[str | None] = field(default_factory=list)
+    #: what the metadata service (``/hetzner/v1/metadata/instance-id``) says this server is
+    metadata_id: str = ""
+    token: str = TOKEN
+    self_token: str = SELF_TOKEN
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: Any = field(default_factory=lambda: itertools.count(4242))
 
@@ -79,6 +87,8 @@ class HetznerApi:
             self.sold_out.clear()
             self.throttled.clear()
             self.requests.clear()
+            self.tokens.clear()
+            self.metadata_id = ""
 
     def live(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -150,9 +160,19 @@ def _handler(api: HetznerApi) -> type[http.server.BaseHTTPRequestHandler]:
             body: Any = None
             if method == "POST":
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            if method == "GET" and url.path == "/hetzner/v1/metadata/instance-id":  # no token: link-local
+                raw = api.metadata_id.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+                return None
             path = url.path.removeprefix("/v1")
             api.requests.append((method, path, body))
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            auth = self.headers.get("Authorization") or ""
+            api.tokens.append(auth.removeprefix("Bearer ") if auth else None)
+            if auth not in (f"Bearer {TOKEN}", f"Bearer {SELF_TOKEN}"):
                 return self._error(401, "unauthorized", "unable to authenticate")
             key = f"{method} {path.rstrip('0123456789')}"
             with api.lock:
@@ -172,6 +192,12 @@ def _handler(api: HetznerApi) -> type[http.server.BaseHTTPRequestHandler]:
                 with api.lock:
                     found = [s for s in api.servers.values() if _matches(s["labels"], selector)]
                 return self._send(200, {"servers": found, "meta": _meta(len(found))})
+            if method == "GET" and path.startswith("/servers/"):
+                with api.lock:
+                    found_server = api.servers.get(int(path.rsplit("/", 1)[1]))
+                if found_server is None:
+                    return self._error(404, "not_found", f"server with ID '{path.rsplit('/', 1)[1]}' not found")
+                return self._send(200, {"server": found_server})
             if method == "POST" and path == "/servers":
                 kinds = {t["name"] for t in SERVER_TYPES}
                 if body.get("server_type") not in kinds:
