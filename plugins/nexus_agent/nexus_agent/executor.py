@@ -60,6 +60,9 @@ class AgentExecutor(Executor):
         self._queues: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
         self._error: cluster.ClusterError | None = None
         self._inflight: dict[str, int] = {}
+        #: Cloud bursting: the agent each shard's commands run on (id of the shard's host ->
+        #: (host, agent)), so that a shard's second command finds what its first one left.
+        self._shard_agent: dict[int, tuple[Host, str]] = {}
 
     @staticmethod
     def cloud_cluster(config: Any) -> Any:
@@ -143,10 +146,12 @@ class AgentExecutor(Executor):
         if pool and pool_tag and self.context.options.get("cloud_burst"):
             # Cloud bursting: the shard waits here (where the autoscaler sees it) until an agent
             # with the tag has a free slot, agents that joined after planning included.
-            found = self._free_agent(client, str(pool_tag), cancel, timeout)
+            earlier = self._shard_agent.get(id(host))
+            found = self._free_agent(client, str(pool_tag), cancel, timeout, earlier[1] if earlier else "")
             if isinstance(found, CommandResult):
                 return found
             claimed = found
+            self._shard_agent[id(host)] = (host, found)
             wanted = (found,)
         for name in wanted:
             BUSY[name] = BUSY.get(name, 0) + 1
@@ -160,8 +165,11 @@ class AgentExecutor(Executor):
                     BUSY[name] = BUSY.get(name, 1) - 1
                     LAST_USED[name] = time.time()
 
-    def _free_agent(self, client: Any, tag: str, cancel: Cancel, timeout: float) -> str | CommandResult:
-        """The name of an agent with ``tag`` and a free slot (claimed), waiting for one as long as needed."""
+    def _free_agent(
+        self, client: Any, tag: str, cancel: Cancel, timeout: float, prefer: str = ""
+    ) -> str | CommandResult:
+        """The name of an agent with ``tag`` and a free slot (claimed), waiting for one as long as needed;
+        only ``prefer`` (where the shard's earlier commands ran) while that agent is there."""
         key = uuid.uuid4().hex
         WAITING[key] = (tag, time.time())
         deadline = time.monotonic() + (timeout if timeout > 0 else BURST_WAIT_SECONDS)
@@ -173,12 +181,11 @@ class AgentExecutor(Executor):
                     found = cluster.agents(client)
                 except Exception as exc:  # the scheduler gone: say so, as elsewhere
                     return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
+                usable = [a for a in found if tag in a.tags and not a.draining]
+                if prefer and any(a.name == prefer for a in usable):
+                    usable = [a for a in usable if a.name == prefer]
                 with self._lock:
-                    free = [
-                        a
-                        for a in found
-                        if tag in a.tags and not a.draining and self._inflight.get(a.name, 0) < max(a.slots, 1)
-                    ]
+                    free = [a for a in usable if self._inflight.get(a.name, 0) < max(a.slots, 1)]
                     if free:
                         best = min(free, key=lambda a: (self._inflight.get(a.name, 0) / max(a.slots, 1), a.load))
                         self._inflight[best.name] = self._inflight.get(best.name, 0) + 1

@@ -65,7 +65,7 @@ def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst
         """
         from nexus_core import cloud, run, shard_id, tagged, task
 
-        cloud("local", count=(0, 2), idle_timeout=2, scale_up_wait=0.5, scale_up_queue=1,
+        cloud("local", count=(0, 2), idle_timeout=2, scale_up_wait=0.5, scale_up_queue=10,
               scale_down_cooldown=6, autoscale_interval=0.3, max_runtime=300, price=0.36)
 
         @task(on=tagged("burst"), parallel="sharded", shards=4)
@@ -80,7 +80,7 @@ def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst
     out = burst.run("run", "settle", "-v", timeout=180)
     assert out.code == 0, out
     assert "cloud: started local instance" in out.stderr  # from zero, before the plan
-    assert "cloud: local +1 (" in out.stderr  # shards waited
+    assert "cloud: local +1 (" in out.stderr and " waiting for " in out.stderr  # shards waited 0.5 s
     assert "(idle for 2 s)" in out.stderr  # and the idle ones went during settle
     assert "cloud: 2 instance(s) started, cost so far $" in out.stderr
     for i in range(4):
@@ -90,6 +90,50 @@ def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst
     rows = db.execute("SELECT agent, hourly_price, ended, cost FROM cloud_instances").fetchall()
     assert len(rows) == 2
     assert all(price == 0.36 and ended is not None and cost is not None for _, price, ended, cost in rows)
+
+
+def test_a_deep_queue_of_shards_scales_up_mid_run_and_the_shards_move_to_the_new_agents(
+    burst: NexusProject,
+) -> None:
+    # Each shard's first command waits (bounded) until three different agents have started a
+    # shard: only agents that join after the plan can get there (Dask would keep the shards on
+    # the one agent planned, dask#3264). Its second command must run where the first did.
+    barrier = burst.root / "started-on"
+    first = (
+        f"me=$(basename $NEXUS_AGENT_DIR); echo $me >> {barrier}; "
+        f"for i in $(seq 900); do [ $(sort -u {barrier} | wc -l) -ge 3 ] && break; sleep 0.1; done; "
+        "echo shard SHARD first on $me"
+    )
+    burst.write(
+        f"""
+        from nexus_core import cloud, run, shard_id, tagged, task
+
+        cloud("local", count=(0, 3), scale_up_wait=600, scale_up_queue=1, autoscale_interval=0.3,
+              idle_timeout=600, scale_down_cooldown=600, max_runtime=300)
+
+        @task(on=tagged("burst"), parallel="sharded", shards=4)
+        def crunch():
+            run({first!r}.replace("SHARD", str(shard_id())))
+            run(f"echo shard {{shard_id()}} second on $(basename $NEXUS_AGENT_DIR)")
+        """
+    )
+    out = burst.run("run", "crunch", "-v", timeout=240)
+    assert out.code == 0, out
+    planned = {line.rsplit("(", 1)[1].rstrip(")") for line in out.stderr.splitlines()
+               if line.startswith("cloud: started local instance")}  # fmt: skip
+    assert len(planned) == 1, out.stderr  # one instance before the plan (scale from zero)
+    assert "cloud: local +" in out.stderr and "(more than 1)" in out.stderr, out.stderr  # the queue, not the wait
+    where: dict[tuple[str, str], str] = {}
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if "shard" in words and "on" in words:
+            i = words.index("shard")
+            where[(words[i + 1], words[i + 2])] = words[i + 4]
+    assert len(where) == 8, out.stdout
+    agents = set(where.values())
+    assert len(agents) == 3 and planned < agents, where  # two agents that joined mid-run took shards
+    assert all(where[(n, "first")] == where[(n, "second")] for n in "0123"), where  # a shard stays put
+    assert "cloud: 3 instance(s) started" in out.stderr and status(burst) == []
 
 
 def test_manual_scale_status_and_terminate(burst: NexusProject, agent_cluster: Cluster) -> None:
