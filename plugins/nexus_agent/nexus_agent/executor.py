@@ -9,7 +9,10 @@ on the agent (SIGTERM, then SIGKILL) and, as a backstop, here.
 
 A host that stands for a shard (``facts["nexus_pool"]``: the agents a selector allowed)
 runs on whichever of them the scheduler picks: more shards than agents queue, and a
-shard whose agent dies is run again on another one by the scheduler.
+shard whose agent dies is run again on another one by the scheduler. While the run bursts
+to a cloud (``cloud_burst``) a shard of ``tagged(TAG)`` waits here instead, for any agent
+with the tag (those that joined after planning included), and stays on the agent its first
+command claimed.
 
 Before a command is submitted, the agent must be known to the scheduler and not
 draining: a task restricted to a worker that does not exist would wait forever
