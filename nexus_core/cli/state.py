@@ -79,8 +79,6 @@ def resume(
     Nothing that finished is run again; tasks that were in progress continue on each host
     from the first command that did not finish.
     """
-    from nexus_core.state.resume import resume_point
-
     setup_logs(log_level, log_format)
     store = open_store(required=True)
     assert store is not None
@@ -91,34 +89,69 @@ def resume(
 
         run_secrets(interactive=_can_prompt())  # the resumed commands need the secrets' values again
         project = load(record.nexusfile if config_path is None else config_path)  # with the config files
-        saved = record.options  # the task arguments and -H of the interrupted run apply again
-        plan = make_plan(
-            project,
-            record.requested,
-            fmt,
-            cache=store,
-            params=saved.get("params") or {},
-            limit=[saved["limit"]] if saved.get("limit") else None,
-            saved_discovery=record.plan.get("discovery") or (),
-        )  # the hosts that run found
-        gate = None
-        from nexus_core.cli.run import _uses_compliance
+        from nexus_core.cli.run import _burst
 
-        if policy_applies() or _uses_compliance(project):  # permission, windows, dry runs again
-            from nexus_core.policy.gate import gate_run
+        burst = _burst(project, False)  # the run's clouds again: its shards wait for tagged agents
+        try:
+            _resume(store, record, project, burst, fmt, force, verbose, quiet, continue_on_error,
+                    no_wait, lock_timeout, force_handlers, override_window, reason)  # fmt: skip
+        finally:
+            if burst is not None:
+                burst.finish()  # before the store closes: the costs go into the run's record
 
-            gate = gate_run(plan, project, mode="resume", fmt=fmt, override_window=override_window, reason=reason)
-        lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
-        fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
-        if fresh is not None and fresh.status != record.status and not fresh.interrupted:
-            fail(ExitCode.CONFIG, f"Run {record.id} cannot be resumed: it is {fresh.display_status}")
-        record = fresh or record
-        point = resume_point(record, plan)
-        check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
-        run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
-                     mode="verbose" if verbose else "quiet" if quiet else "normal",
-                     continue_on_error=continue_on_error, force_handlers=force_handlers,
-                     **({"events": gate.events} if gate else {}))  # fmt: skip
+
+def _resume(
+    store: StateStore,
+    record: RunRecord,
+    project: Any,
+    burst: Any,
+    fmt: str,
+    force: bool,
+    verbose: bool,
+    quiet: bool,
+    continue_on_error: bool,
+    no_wait: bool,
+    lock_timeout: float | None,
+    force_handlers: bool,
+    override_window: bool,
+    reason: str,
+) -> None:
+    """``nexus resume`` once the run and its nexusfile are known: plan, gate, lock, run."""
+    from nexus_core.state.resume import resume_point
+
+    saved = record.options  # the task arguments and -H of the interrupted run apply again
+    plan = make_plan(
+        project,
+        record.requested,
+        fmt,
+        cache=store,
+        params=saved.get("params") or {},
+        limit=[saved["limit"]] if saved.get("limit") else None,
+        saved_discovery=record.plan.get("discovery") or (),
+    )  # the hosts that run found
+    gate = None
+    from nexus_core.cli.run import _uses_compliance
+
+    if policy_applies() or _uses_compliance(project):  # permission, windows, dry runs again
+        from nexus_core.policy.gate import gate_run
+
+        gate = gate_run(plan, project, mode="resume", fmt=fmt, override_window=override_window, reason=reason)
+    lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
+    fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
+    if fresh is not None and fresh.status != record.status and not fresh.interrupted:
+        fail(ExitCode.CONFIG, f"Run {record.id} cannot be resumed: it is {fresh.display_status}")
+    record = fresh or record
+    point = resume_point(record, plan)
+    check_resumable(record, plan, point, force, Style.detect(sys.stderr).interactive)
+    extra: dict[str, Any] = {}
+    if burst is not None:
+        extra["cloud_burst"] = True  # shards on tagged agents wait where the autoscaler sees them
+        burst.start()
+    run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
+                 mode="verbose" if verbose else "quiet" if quiet else "normal",
+                 continue_on_error=continue_on_error, force_handlers=force_handlers, extra=extra,
+                 on_session=burst.attach if burst is not None else None,
+                 **({"events": gate.events} if gate else {}))  # fmt: skip
 
 
 def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | None) -> RunRecord:

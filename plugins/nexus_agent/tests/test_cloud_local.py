@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -134,6 +135,30 @@ def test_a_deep_queue_of_shards_scales_up_mid_run_and_the_shards_move_to_the_new
     assert len(agents) == 3 and planned < agents, where  # two agents that joined mid-run took shards
     assert all(where[(n, "first")] == where[(n, "second")] for n in "0123"), where  # a shard stays put
     assert "cloud: 3 instance(s) started" in out.stderr and status(burst) == []
+
+
+def test_nexus_resume_starts_the_runs_cloud_again(burst: NexusProject) -> None:
+    marker = burst.root / "go"
+    burst.write(
+        f"""
+        from nexus_core import cloud, run, shard_id, tagged, task
+
+        cloud("local", count=(0, 1), scale_up_wait=0.5, autoscale_interval=0.3, max_runtime=300)
+
+        @task(on=tagged("burst"), parallel="sharded", shards=2)
+        def crunch():
+            run(f"test -f {marker} && echo shard {{shard_id()}} done")
+        """
+    )
+    failed = burst.run("run", "crunch", "--format", "json", timeout=180)
+    assert failed.code == 1, failed
+    found = re.search(r'"run_id": ?"([^"]+)"', failed.stdout)
+    assert found, failed
+    marker.touch()
+    resumed = burst.run("resume", found.group(1), timeout=180)
+    assert resumed.code == 0, resumed  # the shards found a burst agent: the cloud started again
+    assert "cloud: started local instance" in resumed.stderr, resumed.stderr
+    assert status(burst) == []
 
 
 def test_manual_scale_status_and_terminate(burst: NexusProject, agent_cluster: Cluster) -> None:
