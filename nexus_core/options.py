@@ -183,6 +183,13 @@ CONFIG_OPTIONS: dict[str, Option] = {
         ),
         Option("default", (str,), None, "task run by `nexus run` when no task is named"),
         Option("log_max_bytes", (int,), 1_000_000, "output kept per task and host for `nexus logs`", minimum=0),
+        Option(
+            "spool_max_bytes",
+            (int,),
+            4 << 20,
+            "disk each command's output spool may use on a host while the command runs",
+            minimum=256 << 10,
+        ),
         Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
         # secrets (nexus_core.secrets): where secret("NAME") looks, the local store's keyfile, reminders
         Option("secret_backend", (str,), "local", 'where secret("NAME") looks: "local" or a plugin\'s backend'),

@@ -39,6 +39,16 @@ from nexus_core.markers import Marker
 
 #: Start of the line that ends a replayed stdout spool; the exit code follows (``-``: unknown).
 SPOOL_END = "\x1eNEXUS-SPOOL "
+#: Start of the line that stands for the front of a spool the keeper cut; the offset of what
+#: follows it in the spool file comes after (see :func:`keeper_script`).
+SPOOL_CUT = "\x1eNEXUS-CUT "
+#: Default of the ``spool_max_bytes`` config key: each spool file on a host holds at most about
+#: this much while its command runs (the keeper cuts the front, keeping the last half).
+SPOOL_MAX_BYTES = 4 << 20
+#: Seconds between two looks of the keeper at a run's spools.
+KEEPER_TICK = 1
+#: Ticks without a live command of the run after which the keeper leaves.
+KEEPER_IDLE = 10
 #: Start of the process-group line a remote command prints first (see :func:`body`).
 PG_MARKER = "\x1eNEXUS-PG "
 
@@ -127,6 +137,7 @@ def wrap(
     replay: bool = True,
     status_dir: str | None = None,
     pg: bool = False,
+    spool_max: int | None = None,
 ) -> str:
     """``script`` (complete shell text) run by a wrapper that records pid and exit code.
 
@@ -140,11 +151,16 @@ def wrap(
     run's status folder as a shell word (default: :func:`markers.status_dir`, under the
     host user's cache). ``pg``: print ``\\x1eNEXUS-PG PID PID`` on stderr before the output
     moves to the spool, so a controller can signal the command while it runs.
+    ``spool_max``: bound the run's spools on the host to about that many bytes each while
+    the command runs, whatever becomes of the controller (see :func:`keeper_script`): the
+    wrapper starts the run's keeper when none is alive (two built-ins per command).
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
     made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"'
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
+    if spool_max:
+        pro += "; " + keeper_start(spool_max)
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
@@ -153,7 +169,7 @@ def wrap(
         return f"{pro}; trap 'nexus_rc=$?; {record}' EXIT\n{script}"
     out, err = f'"$nexus_d/{k}.out"', f'"$nexus_d/{k}.err"'
     if replay:
-        end = _replay(out, err)
+        end = _replay(out, err, f'"$nexus_d/{k}.out.cut"', f'"$nexus_d/{k}.err.cut"')
     else:
         end = 'exit "$nexus_rc"'
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.
@@ -173,7 +189,17 @@ def wrap(
 SMALL_SPOOL_BLOCKS = 2
 
 
-def _replay(out: str, err: str) -> str:
+def _from_cut(path: str, cut: str, fd: str) -> str:
+    """Shell text writing ``path`` to ``fd``: all of it, or, once the keeper cut its front
+    (a ``.cut`` file holds the offset), a :data:`SPOOL_CUT` line and what follows the cut."""
+    return (
+        f"if [ -f {cut} ] && read nexus_c <{cut}; then "
+        f'printf "\\036NEXUS-CUT %s\\n" "$nexus_c" >&{fd}; exec tail -c +$((nexus_c+1)) {path} >&{fd} 4>&-; '
+        f"else exec cat {path} >&{fd} 4>&-; fi"
+    )
+
+
+def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
     """Shell text ending a spooled wrapper: the spools on fd 4, stdout's with its end line.
 
     Nothing printed: only the end line. A small stdout spool (at most
@@ -194,13 +220,60 @@ def _replay(out: str, err: str) -> str:
         f' && printf "\\n" 2>/dev/null >>{out} && ulimit -S -f unlimited 2>/dev/null'
     )
     small = f'{last} >>{out}; while IFS= read -r nexus_l; do printf "%s\\n" "$nexus_l"; done <{out} >&4'
-    large = f"ulimit -S -f unlimited 2>/dev/null; {sep} >>{out}; [ -s {err} ] || exec cat {out} >&4 4>&-; cat {out} >&4"
+    # A spool the keeper cut (longer than spool_max_bytes) is replayed from the cut.
+    whole = _from_cut(out, out_cut, "4")
+    large = f"ulimit -S -f unlimited 2>/dev/null; {sep} >>{out}; [ -s {err} ] || {{ {whole}; }}; ( {whole} )"
     stdout = (
         f'if [ -s {out} ]; then trap "" XFSZ; if {probe}; then {small}; else {large}; fi; '
         f"else {sep} >>{out}; {sep} >&4; fi"
     )
-    stderr = f"if [ -s {err} ]; then exec cat {err} >&4 4>&-; fi"
+    stderr = f"if [ -s {err} ]; then {_from_cut(err, err_cut, '4')}; fi"
     return f"if [ -s {out} ] || [ -s {err} ]; then {stdout}; {stderr}; else {sep} >&4; fi"
+
+
+def keeper_script() -> str:
+    """Shell text of a run's spool keeper on one host (``$1`` the status folder, ``$2`` the bound).
+
+    One process per run and host, started by the first command's wrapper (and again by a
+    later one when it is gone), in a session of its own so that signals to a command's
+    process group never reach it. Every :data:`KEEPER_TICK` s one ``find`` lists the spools
+    whose disk use passed the bound; each has its front given back to the file system
+    (``fallocate --punch-hole``: the size and every reader's offset stay, the blocks go),
+    keeping the last half of the bound, and the offset of the cut is written to
+    ``KEY.out.cut`` / ``KEY.err.cut`` for the readers (:func:`follow_script`, the replay).
+    It leaves when the folder is gone (the host's end of the run, or pruning) or when no
+    command recorded in the status file has been alive for :data:`KEEPER_IDLE` ticks.
+    Needs GNU ``find`` and util-linux ``fallocate`` (without them, nothing is bounded).
+    """
+    return (
+        'd=$1; max=$2; keep=$((max / 2)); idle=0; trap "" HUP INT TERM PIPE; echo $$ >"$d/.keeper"\n'
+        f'while [ -d "$d" ] && [ "$idle" -lt {KEEPER_IDLE} ]; do\n'
+        f"  sleep {KEEPER_TICK} || exit 0\n"
+        "  find \"$d\" -maxdepth 1 -type f \\( -name '*.out' -o -name '*.err' \\) -size +\"$max\"c"
+        " -printf '%s %b %p\\n' 2>/dev/null | while read -r s b f; do\n"
+        '    [ "$((b * 512))" -gt "$max" ] || continue\n'
+        "    c=$(((s - keep) / 65536 * 65536))\n"
+        '    [ "$c" -gt 0 ] && fallocate -p -o 0 -l "$c" "$f" 2>/dev/null && echo "$c" >"$f.cut"\n'
+        "  done\n"
+        "  live=0\n"
+        '  while read -r k w n; do [ "$w" = pid ] && kill -0 "$n" 2>/dev/null && live=1 && break; done <"$d/status"\n'
+        '  if [ "$live" = 1 ]; then idle=0; else idle=$((idle + 1)); fi\n'
+        "done\n"
+        'rm -f "$d/.keeper"'
+    )
+
+
+def keeper_start(spool_max: int) -> str:
+    """Wrapper text starting the run's spool keeper unless it is alive (``$nexus_d`` set).
+
+    Two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
+    away from the command's process group and from every descriptor of the command.
+    """
+    script = quote(keeper_script())
+    return (
+        '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
+        f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)} </dev/null >/dev/null 2>&1 4>&- & }}'
+    )
 
 
 def build(
@@ -214,6 +287,7 @@ def build(
     sudo_password: bool = False,
     spool: bool = False,
     stdin: bool = False,
+    spool_max: int | None = None,
 ) -> str:
     """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
 
@@ -229,7 +303,7 @@ def build(
         # The session leader writes the exit code (an EXIT trap, or a subshell when the
         # body says exec): same process group, and $$ still names the leader, so the kill
         # handle is unchanged.
-        text = wrap(text, marker, spool=spool, replay=True, pg=spool)
+        text = wrap(text, marker, spool=spool, replay=True, pg=spool, spool_max=spool_max if spool else None)
     return "exec /bin/sh -c " + quote(text)
 
 
@@ -255,12 +329,19 @@ def follow_script(marker: Marker, status_dir: str | None = None) -> str:
     """Shell text streaming a running command's spool: stdout's file on stdout, stderr's on stderr.
 
     For a remote controller that wants a long command's output while it runs (the replay
-    only comes at its end): ``tail -f`` from the first byte, until the reader goes away
+    only comes at its end): ``tail -f`` from the first byte (or from the keeper's cut, after
+    a :data:`SPOOL_CUT` line), until the reader goes away
     (GNU tail then exits at once; others at their next write).
     """
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
     k = marker.key
-    return (
-        f'nexus_d={d}; exec 3>&2 2>/dev/null; tail -c +1 -f "$nexus_d/{k}.out" & '
-        f'exec tail -c +1 -f "$nexus_d/{k}.err" >&3'
-    )
+
+    def one(name: str) -> str:
+        # From the keeper's cut, if any (a SPOOL_CUT line first): the front is a hole.
+        cut = f'"$nexus_d/{name}.cut"'
+        return (
+            f"c=0; [ -f {cut} ] && read -r c <{cut} && "
+            f'printf "\\036NEXUS-CUT %s\\n" "$c"; exec tail -c +$((c+1)) -f "$nexus_d/{name}"'
+        )
+
+    return f"nexus_d={d}; exec 3>&2 2>/dev/null; ( {one(k + '.out')} ) & exec >&3 3>&-; {one(k + '.err')}"

@@ -103,8 +103,9 @@ _ROUND_CHUNKS = 64  # chunks read per file before the process is checked again
 class _Spool:
     """One spool file followed by the controller while the command writes it."""
 
-    def __init__(self, path: str, stream: LineStream) -> None:
+    def __init__(self, path: str, stream: LineStream, keep: int = SPOOL_KEEP) -> None:
         self.stream = stream
+        self.keep = keep
         # Created here (empty) so it can be opened before the command starts writing.
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self.offset = 0
@@ -120,8 +121,8 @@ class _Spool:
             self.offset += len(data)
             self.stream.feed(data)
             got = True
-        if self.offset - self.freed > 2 * SPOOL_KEEP:
-            self.freed = _free(self.fd, self.offset - SPOOL_KEEP) or self.freed
+        if self.offset - self.freed > 2 * self.keep:
+            self.freed = _free(self.fd, self.offset - self.keep) or self.freed
         return got
 
     def close(self) -> None:
@@ -198,6 +199,10 @@ class LocalExecutor(Executor):
         self._made: set[str] = set()
         self._dirs: dict[tuple[str, str], str] = {}  # (run, host) -> its status folder, made
         self.shell = str(context.config.get("shell") or "/bin/sh")
+        #: Bound of each spool while its command runs, followed or not (``spool_max_bytes``):
+        #: the follower frees what it read behind the last quarter; the run's keeper process
+        #: (nexus_core.shell.keeper_script) holds the bound when nobody follows.
+        self.spool_max = int(context.config.get("spool_max_bytes") or shell.SPOOL_MAX_BYTES)
         self.staging_dir = os.path.join(cache_dir(), "transfers")
 
     # --- files: plain file I/O (nexus_core.transfer builds the rest on these) ------------------
@@ -315,13 +320,14 @@ class LocalExecutor(Executor):
         try:
             if marker is not None:
                 folder = self._status_dir(marker.run_id, marker.host)
+                keep = min(SPOOL_KEEP, self.spool_max // 4)
                 spools = [
-                    _Spool(os.path.join(folder, f"{marker.key}.out"), out),
-                    _Spool(os.path.join(folder, f"{marker.key}.err"), err),
+                    _Spool(os.path.join(folder, f"{marker.key}.out"), out, keep),
+                    _Spool(os.path.join(folder, f"{marker.key}.err"), err, keep),
                 ]
                 # The spool files are the shell's stdout and stderr from the start: the same
                 # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
-                text = shell.wrap(text, marker, status_dir=shell.quote(folder))
+                text = shell.wrap(text, marker, status_dir=shell.quote(folder), spool_max=self.spool_max)
             proc = subprocess.Popen(
                 [self.shell, "-c", text],
                 env=env,

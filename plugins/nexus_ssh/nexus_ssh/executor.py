@@ -128,6 +128,7 @@ class _Lines:
         redact: Callable[[str], str] | None = None,
         sentinel: str | None = None,
         spool: bool = False,
+        follower: bool = False,
     ) -> None:
         self.stream = stream
         self._redact = redact
@@ -150,6 +151,14 @@ class _Lines:
         #: Lines of each part of a replayed spool already shown by a follower (not shown again).
         self.skip_out = 0
         self.skip_err = 0
+        #: Spool offsets: where a follower's shown lines end, per part (replay: lines ending
+        #: before it are skipped once a part starts at the keeper's cut, see _cut).
+        self.upto_out = 0
+        self.upto_err = 0
+        #: Offset in the spool of the next line, counted in a follower (always) and in a
+        #: replayed part that starts at a cut (``None``: not counted).
+        self.pos: int | None = 0 if follower else None
+        self._follower = follower
 
     def feed(self, data: bytes, final: bool = False) -> None:
         if self.done:
@@ -170,8 +179,12 @@ class _Lines:
                     ended, code = shell.parse_spool_end(line)
                     if ended:
                         self.spool_ended, self.spool_code, self._blank = True, code, False
+                        self.pos = self.pos if self._follower else None
                         hold = self._sentinel is not None
                         continue
+                if line.startswith(shell.SPOOL_CUT) and line[len(shell.SPOOL_CUT) :].isdigit():
+                    self._cut(int(line[len(shell.SPOOL_CUT) :]))
+                    continue
             if self._blank:
                 self._blank = False
                 self._line("")
@@ -180,11 +193,30 @@ class _Lines:
                 continue
             self._line(line)
 
+    def _cut(self, offset: int) -> None:
+        """The spool's front up to ``offset`` was given back by the keeper (spool_max_bytes):
+        count offsets from there, skip what a follower showed, say what nobody will see."""
+        err = self._spool and self.spool_ended
+        upto = self.upto_err if err else self.upto_out
+        if err:
+            self.skip_err = 0
+        else:
+            self.skip_out = 0
+        self.pos = offset
+        if offset > upto:
+            note = f"[... {offset - upto} bytes of output dropped (spool_max_bytes) ...]"
+            self._emit("stderr" if err else self.stream, note)
+
     def _line(self, line: str) -> None:
         if line[:1] == "\x1e" and line.startswith(shell.PG_MARKER):
             pg = shell.parse_pg(line)
             if pg is not None:
                 self._on_marker(pg)
+                return
+        if self.pos is not None:
+            # Same count in the follower and in the replay: both see the same lines.
+            self.pos += len(line.encode("utf-8", "replace")) + 1
+            if self.pos <= (self.upto_err if self._spool and self.spool_ended else self.upto_out):
                 return
         if self._spool:
             if self.spool_ended and self.skip_err > 0:
@@ -224,8 +256,8 @@ class _Follower:
         except Exception:
             return None
         # The stdout spool ends with the replay's end line once the command is done.
-        out = _Lines("stdout", emit, on_marker, tail, redact, spool=True)
-        return cls(chan, out, _Lines("stderr", emit, on_marker, tail, redact))
+        out = _Lines("stdout", emit, on_marker, tail, redact, spool=True, follower=True)
+        return cls(chan, out, _Lines("stderr", emit, on_marker, tail, redact, follower=True))
 
     def pump(self) -> bool:
         """Hand on what arrived; True when something did."""
@@ -274,6 +306,8 @@ class SshExecutor(SftpFiles, Executor):
             opts.get("ssh_idle_timeout", cfg.get("ssh_idle_timeout")) or DEFAULT_IDLE_TIMEOUT
         )
         self.kill_grace = float(opts.get("ssh_kill_grace", 2.0))
+        #: Bound of each output spool on a host (``spool_max_bytes``; see nexus_core.shell).
+        self.spool_max = int(cfg.get("spool_max_bytes") or shell.SPOOL_MAX_BYTES)
         self._sudo_password = sudo_password(opts)
         self._lock = threading.Lock()
         self._resolver: Resolver | None = None
@@ -484,6 +518,7 @@ class SshExecutor(SftpFiles, Executor):
                 spool=command.marker is not None,
                 sudo_password=self._sudo_password is not None,
                 stdin=command.input is not None,
+                spool_max=self.spool_max,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
@@ -822,6 +857,7 @@ class SshExecutor(SftpFiles, Executor):
                     data = chan.recv(65536)
                     if follow is not None and data:  # the replay begins: it has everything
                         out.skip_out, out.skip_err = follow.stop()
+                        out.upto_out, out.upto_err = follow.out.pos or 0, follow.err.pos or 0
                         follow = None
                     out.feed(data)
                     progressed = True

@@ -1,0 +1,105 @@
+"""Output spools on hosts stay bounded on disk (``spool_max_bytes``) while a command runs, whether
+Nexus follows it or was killed; resume shows the end of the output and never reruns it."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from nexus_core.testing import NexusProject
+from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
+from tests.helpers import start_nexus, wait_for
+
+pytestmark = pytest.mark.ssh
+
+RUNS = HOME_ROOT / USER_KEY / ".cache" / "nexus" / "runs"
+#: spool_max_bytes of these tests, and what the keeper may overshoot by: one tick (1 s) of
+#: the command's output (~2 MB/s here) plus the 64 KiB rounding of the cut.
+CAP = 512 << 10
+SLACK = 3 << 20
+#: A line of 200 kB every ~0.1 s, 8 MB in all, then a last line (one process).
+BIG = (
+    "echo once >> {count}; python3 -u -c 'import sys, time\n"
+    'for i in range(40): sys.stdout.write("x" * 200000 + "\\n"); sys.stdout.flush(); time.sleep(0.1)\'; '
+    "echo the-last-line"
+)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder the remote test user can write (the bed's hosts are this machine)."""
+    path = Path(tempfile.mkdtemp(prefix="nexus-spool-bound-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def project(nexus_project: NexusProject, sshbed: SshBed, shared_dir: Path) -> NexusProject:
+    nexus_project.env["NEXUS_SSH_CONFIG"] = ""
+    nexus_project.env.pop("SSH_AUTH_SOCK", None)
+    h1 = sshbed.hosts[0].address
+    nexus_project.write(
+        "from nexus_core import config, run, task\n"
+        f"config(ssh_user={USER_KEY!r}, ssh_identity={sshbed.key_path('ed25519')!r}, "
+        f"ssh_known_hosts_file={sshbed.known_hosts!r}, ssh_port={sshbed.port}, spool_max_bytes={CAP})\n\n"
+        f"@task(on=[{h1!r}])\n"
+        f"def big():\n    run({BIG.format(count=shared_dir / 'count')!r})\n"
+    )
+    return nexus_project
+
+
+def watch_spools(run_id: Callable[[], list[Path]], done: Callable[[], bool]) -> int:
+    """The largest disk use (allocated bytes) of the spool files in the run's folders until ``done()``."""
+    most = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not done():
+        for folder in run_id():
+            for f in folder.glob("*.*"):
+                if f.suffix in (".out", ".err"):
+                    with contextlib.suppress(FileNotFoundError):
+                        most = max(most, f.stat().st_blocks * 512)
+        time.sleep(0.05)
+    return most
+
+
+def _folders() -> list[Path]:
+    return [p for p in RUNS.iterdir() if p.is_dir()] if RUNS.exists() else []
+
+
+def test_a_followed_spool_on_a_host_stays_bounded(project, shared_dir):
+    before = set(_folders())
+    proc = start_nexus(project, "run", "big", "-v")
+    most = watch_spools(lambda: [p for p in _folders() if p not in before], lambda: proc.poll() is not None)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out[-2000:], err[-2000:])
+    assert most <= CAP + SLACK, most
+    assert "the-last-line" in out and "^@" not in out  # no hole read as NUL bytes
+    assert (shared_dir / "count").read_text() == "once\n"
+
+
+def test_a_spool_on_a_host_stays_bounded_after_kill_9_and_resume_shows_its_end(project, shared_dir):
+    count = shared_dir / "count"
+    before = set(_folders())
+    proc = start_nexus(project, "run", "big")
+    assert wait_for(count.exists, timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    mine = [p for p in _folders() if p not in before]
+
+    def ended() -> bool:
+        return any(" rc " in (p / "status").read_text() for p in mine if (p / "status").exists())
+
+    most = watch_spools(lambda: mine, ended)
+    assert ended(), "the command did not outlive Nexus"
+    assert most <= CAP + SLACK, most
+    result = project.run("resume")
+    assert result.code == 0, result
+    assert "the-last-line" in result.stdout + result.stderr
+    assert count.read_text() == "once\n"  # never run again
