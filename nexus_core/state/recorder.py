@@ -4,13 +4,14 @@ Checkpoints are transactions at the moments a crash could make them matter:
 
 * before a command starts (``command.start``): its task and host are marked running, so
   that a resume asks the host what became of the command;
-* when a host is done with a task (``host.stop``), before its status files are removed;
+* when a host is done with a task (``host.stop``), before its status files are removed
+  (with its commands' outcomes, in the same transaction);
 * when a task ends (``task.stop``) and when the run ends.
 
 Other rows (a task or host starting, a command's outcome) join the next checkpoint: until
 then the host's status files (nexus_core.markers) say how the command ended, so a crash
-loses at most what was running, never what a resume needs. A one-command task costs three
-transactions instead of five.
+loses at most what was running, never what a resume needs. A one-command task costs two
+transactions per host (its start, its end).
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ class StateRecorder:
         )
 
     def on_host_stop(self, e: ev.HostStop) -> None:
-        self.store.execute(
+        # One transaction with the host's deferred rows (its commands' outcomes), not one for
+        # the host row and another for them: a checkpoint fewer per host and task, and the
+        # host is never recorded as done without its commands.
+        self._defer(
             "INSERT INTO hosts (run_id, task, host, status, ended, reason) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, task, host) DO UPDATE SET status = excluded.status, ended = excluded.ended,"
             " reason = excluded.reason",

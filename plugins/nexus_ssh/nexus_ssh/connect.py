@@ -39,6 +39,65 @@ IDLE_POLL = 2.0
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+def handshake(t: Transport, timeout: float) -> None:
+    """Negotiate ``t`` as a client, waiting at most ``timeout`` s; raises as Paramiko does.
+
+    Paramiko's ``start_client(timeout=...)`` waits in steps of 0.1 s (each a wake-up taking the
+    GIL, for every connection being opened); given an event, it returns at once and sets the
+    event when negotiation ends, fails or the transport dies, so one wait does.
+    """
+    from paramiko.ssh_exception import SSHException
+
+    done = threading.Event()
+    t.start_client(event=done)
+    done.wait(timeout)
+    if not t.active:
+        exc = t.get_exception()
+        if exc is not None:
+            raise exc
+        raise SSHException("Negotiation failed.")
+    if not done.is_set():  # Paramiko returns silently when the timeout passes
+        raise HandshakeTimeout(f"no SSH handshake within {timeout:g} s")
+
+
+def _still_open(t: Transport) -> None:
+    """Raise ``EOFError`` (a dropped handshake: retried) when the server closed the connection.
+
+    sshd drops a login that takes longer than its ``LoginGraceTime`` (or, past ``MaxStartups``,
+    at random): on a client with a thousand handshakes queued, the key exchange can end just
+    before, and the key then "fails" with "No existing session". That is not a wrong key.
+    """
+    if not t.is_active():
+        raise EOFError("the server closed the connection during login (LoginGraceTime, MaxStartups)")
+
+
+def auth_publickey(t: Transport, user: str, key: Any) -> list[str]:
+    """``t.auth_publickey(user, key)`` with one wait instead of Paramiko's 0.1 s steps.
+
+    Same results: the auth types still allowed after a partial success, else ``[]``; raises
+    ``AuthenticationException`` (refused, timed out, transport gone) or the transport's error.
+    """
+    from paramiko.ssh_exception import AuthenticationException, PartialAuthentication
+
+    done = threading.Event()
+    t.auth_publickey(user, key, event=done)  # returns at once; the handler sets ``done``
+    timeout = t.auth_timeout
+    done.wait(timeout)  # also set when the transport dies (Paramiko aborts the auth handler)
+    if not t.is_active():
+        exc = t.get_exception()
+        if exc is None or isinstance(exc, EOFError):
+            exc = AuthenticationException("Authentication failed: transport shut down or saw EOF")
+        raise exc
+    if not done.is_set():
+        raise AuthenticationException("Authentication timeout.")
+    if not t.is_authenticated():
+        exc = t.get_exception() or AuthenticationException("Authentication failed.")
+        if isinstance(exc, PartialAuthentication):
+            return list(exc.allowed_types)
+        raise exc
+    return []
+
+
 @dataclass
 class Connection:
     """One authenticated connection to a target (owning the hop transports it rides on)."""
@@ -160,6 +219,7 @@ class Connector:
 
         tried: list[str] = []
         allowed: list[str] | None = None
+        _still_open(t)
         if spec.auth_none and ep is spec.target:
             try:
                 t.auth_none(ep.user)
@@ -174,15 +234,17 @@ class Connector:
             if allowed is not None and "publickey" not in allowed:
                 break
             try:
-                t.auth_publickey(ep.user, key)
+                auth_publickey(t, ep.user, key)
             except BadAuthenticationType as exc:
                 allowed = list(exc.allowed_types)
                 tried.append(label)
                 continue
             except AuthenticationException:
+                _still_open(t)
                 tried.append(label)
                 continue
             except SSHException as exc:  # e.g. key type the server refuses outright
+                _still_open(t)
                 tried.append(f"{label} ({exc})")
                 continue
             if t.is_authenticated():
@@ -227,9 +289,7 @@ class Connector:
                 opts.key_types = self.verifier.preferred_algorithms(
                     ep, spec.known_hosts_files, tuple(opts.key_types), vouched
                 )
-            t.start_client(timeout=spec.connect_timeout)
-            if not t.completion_event.is_set():  # Paramiko returns silently when the timeout passes
-                raise HandshakeTimeout(f"no SSH handshake within {spec.connect_timeout:g} s")
+            handshake(t, spec.connect_timeout)
             self.verifier.verify(ep, t.get_remote_server_key(), spec.policy, spec.known_hosts_files, vouched)
             auth = self._authenticate(t, spec, ep)
             if spec.keepalive:
