@@ -142,3 +142,33 @@ def test_a_stop_while_waiting_for_the_rate_cancels_the_wait() -> None:
 
     with pytest.raises(PacingCancelled), pacer.turn("", lambda _s: False):
         pass
+
+
+def test_a_login_the_server_dropped_is_a_retried_reset(tight_bed: SshBed, tmp_path: Path) -> None:
+    """sshd dropping a connection between the key exchange and the key (its LoginGraceTime,
+    reached on a client with hundreds of handshakes queued) is a reset, retried: not a wrong
+    key ("No existing session"), which fails the host at once."""
+    import socket
+
+    from paramiko.transport import Transport
+
+    from nexus_ssh.connect import handshake
+    from nexus_ssh.errors import classify
+
+    ex, _ = _executor(tight_bed, tmp_path)
+    try:
+        spec = ex.spec_for(Host(tight_bed.hosts[0].address, port=tight_bed.port))
+        _, connector = ex._setup()
+        t = Transport(socket.create_connection((spec.target.hostname, spec.target.port), timeout=10))
+        try:
+            handshake(t, 10.0)  # one wait, not Paramiko's 0.1 s steps: still a full key exchange
+            assert t.is_active() and t.initial_kex_done
+            t.close()  # what the server's drop looks like from here
+            with pytest.raises(EOFError) as err:
+                connector._authenticate(t, spec, spec.target)
+        finally:
+            t.close()
+        failure = classify(err.value, spec.target)
+        assert failure.kind == "reset" and failure.transient and failure.retryable
+    finally:
+        ex.close()
