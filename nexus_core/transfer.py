@@ -51,6 +51,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from nexus_core import checksum_cache
 from nexus_core import events as ev
 from nexus_core.api import (
     Cancel,
@@ -99,18 +100,29 @@ SCRIPT_TIMEOUT = 120.0
 
 # --- local side ------------------------------------------------------------------------------
 
-_HASHES: dict[tuple[str, int, int, int], str] = {}
+_HASHES: dict[tuple[str, int, int, int, int, int], str] = {}
 _HASH_LOCK = threading.Lock()
-_HASHING: dict[tuple[str, int, int, int], threading.Lock] = {}
+_HASHING: dict[tuple[str, int, int, int, int, int], threading.Lock] = {}
 
 
-def local_sha256(path: str, st: os.stat_result | None = None) -> str:
+def local_sha256(
+    path: str,
+    st: os.stat_result | None = None,
+    known: dict[str, tuple[checksum_cache.Signature, str]] | None = None,
+    pending: list[tuple[str, checksum_cache.Signature, str]] | None = None,
+) -> str:
     """The sha256 of a local file, computed once per run for a file that did not change
-    (hosts asking for the same file at the same time wait for the one computing it).
-    ``st``: the file's ``os.stat`` when the caller has it."""
+    (hosts asking for the same file at the same time wait for the one computing it), and
+    once for all runs while it keeps its stat signature (:mod:`nexus_core.checksum_cache`).
+
+    ``st``: the file's ``os.stat`` when the caller has it; ``known``: cache entries the
+    caller read already (a tree's, in one query); ``pending``: where to put new entries
+    for the caller to store in one go (else each is stored at once).
+    """
     if st is None:
         st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    sig = checksum_cache.signature(st)
+    key = (path, *sig)
     with _HASH_LOCK:
         found = _HASHES.get(key)
         if found is not None:
@@ -120,11 +132,24 @@ def local_sha256(path: str, st: os.stat_result | None = None) -> str:
         with _HASH_LOCK:
             found = _HASHES.get(key)
         if found is None:
-            with open(path, "rb") as f:
-                if st.st_size <= RESUME_MIN_BYTES:  # one read: file_digest's buffer costs more
-                    found = hashlib.sha256(f.read()).hexdigest()
-                else:
-                    found = hashlib.file_digest(f, "sha256").hexdigest()
+            full = path if os.path.isabs(path) else os.path.abspath(path)
+            stored = known.get(full) if known is not None else None
+            if stored is not None:
+                found = stored[1] if stored[0] == sig else ""
+            else:
+                found = checksum_cache.lookup(full, sig)
+            if not found:
+                looked = checksum_cache.now_ns()
+                with open(path, "rb") as f:
+                    if st.st_size <= RESUME_MIN_BYTES:  # one read: file_digest's buffer costs more
+                        found = hashlib.sha256(f.read()).hexdigest()
+                    else:
+                        found = hashlib.file_digest(f, "sha256").hexdigest()
+                if checksum_cache.settled(sig, looked):
+                    if pending is None:
+                        checksum_cache.remember([(full, sig, found)])
+                    else:
+                        pending.append((full, sig, found))
             with _HASH_LOCK:
                 _HASHES[key] = found
                 _HASHING.pop(key, None)
@@ -166,13 +191,36 @@ _nx_sums() {
 """
 
 
+_SIG_LIB = r"""
+_nx_now() { echo "NXNOW $(date +%s.%N 2>/dev/null)"; }
+_nx_sigs() { stat -c 'NXSIG %i %d %s %.9Y %.9Z %n' -- "$@" 2>/dev/null || true; }
+"""
+_SIG_TIME = re.compile(r"\d+\.\d{9}")
+
+
+def parse_signatures(lines: Sequence[str]) -> tuple[dict[str, str], str]:
+    """``{path: "INODE DEV SIZE MTIME CTIME"}`` from ``NXSIG`` lines and the host's clock from
+    the ``NXNOW`` line ("" when the host's ``stat``/``date`` cannot print nanoseconds)."""
+    sigs: dict[str, str] = {}
+    now = ""
+    for line in lines:
+        if line.startswith("NXSIG "):
+            parts = line.split(" ", 6)
+            if len(parts) == 7 and _SIG_TIME.fullmatch(parts[4]) and _SIG_TIME.fullmatch(parts[5]):
+                sigs[parts[6]] = " ".join(parts[1:6])
+        elif line.startswith("NXNOW "):
+            value = line[6:].strip()
+            now = value if _SIG_TIME.fullmatch(value) else ""
+    return sigs, now
+
+
 def _hash_now(size: int | None) -> bool:
     """Whether the stat script hashes a path at once: downloads (-1) and small files (an
     existing small file is hashed whatever its size: cheaper than a second round trip)."""
     return size is not None and (size == -1 or 0 <= size < RESUME_MIN_BYTES)
 
 
-def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = ()) -> str:
+def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = (), signatures: bool = False) -> str:
     """A POSIX shell script printing one ``NXKIND`` line per path (shell built-ins only), one
     ``NXST`` line per existing path from a single ``stat`` (see :func:`parse_stat`), and the
     ``sha256sum`` line of each existing path :func:`_hash_now` picks, from a single process.
@@ -186,12 +234,16 @@ def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = ()) -> str:
     if list(paths[: len(picked)]) != picked:
         raise ValueError("stat_script: the paths to hash must come first")
     lines = [_SHELL_LIB, _STAT_LIB]
+    if signatures:  # the clock first: a signature counts only if taken after it (checksum_cache)
+        lines += [_SIG_LIB, "_nx_now"]
     for group, hashed in ((picked, True), (rest, False)):
         if not group:
             continue
         lines.append("set -- " + " ".join(shlex.quote(p) for p in group))
         lines.append('for _f; do _nx_kind "$_f"; done')
         lines.append('_nx_stats "$@"')
+        if signatures:
+            lines.append('_nx_sigs "$@"')
         if hashed:
             lines.append('_nx_sums "$@"')
     return "\n".join(lines)
@@ -300,18 +352,42 @@ def stat_over_shell(
     hashed by the same script that looks at them; a big file only by a second script, when
     its size is the expected one.
     """
-    order = sorted(range(len(paths)), key=lambda i: not (i < len(sizes) and _hash_now(sizes[i])))
+    return _stat_shell(executor, host, paths, sizes, sudo)[0]
+
+
+def _stat_shell(
+    executor: Executor,
+    host: Host,
+    paths: Sequence[str],
+    sizes: Sequence[int | None],
+    sudo: bool,
+    known: dict[str, tuple[str, str]] | None = None,
+) -> tuple[list[FileState], dict[str, str], str]:
+    """:func:`stat_over_shell`, and with ``known`` (``{path: (signature, sha256)}`` kept
+    from earlier runs, :mod:`nexus_core.checksum_cache`) the signature of each file and the
+    host's clock: a file whose signature is the one kept is not hashed again (its kept sum
+    stands), the others are hashed as without ``known``."""
+
+    def hash_now(i: int) -> bool:
+        return i < len(sizes) and _hash_now(sizes[i]) and not (known and paths[i] in known)
+
+    order = sorted(range(len(paths)), key=lambda i: not hash_now(i))
     found: dict[int, FileState] = {}
     sums: dict[str, str] = {}
+    sigs: dict[str, str] = {}
+    now = ""
     for chunk in _chunks(order, lambda i: len(paths[i]) + 8):
         some = [paths[i] for i in chunk]
-        result, lines = _run_script(executor, host, stat_script(some, [sizes[i] if i < len(sizes) else None
-                                                                        for i in chunk]),
-                                    sudo, _script_timeout(len(some)))  # fmt: skip
+        script = stat_script(some, [sizes[i] if hash_now(i) else None for i in chunk], known is not None)
+        result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(some)))
         if not result.ok:
             raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
         found.update(zip(chunk, parse_stat(some, lines), strict=True))
         sums.update(parse_sums(lines))
+        if known is not None:
+            got, clock = parse_signatures(lines)
+            sigs.update(got)
+            now = now or clock
     out = [found[i] for i in range(len(paths))]
     # checksums only where they can say "unchanged": files of the expected size (-1: always)
     wanted = [
@@ -319,7 +395,13 @@ def stat_over_shell(
         for i, st in enumerate(out)
         if st.kind == "file" and i < len(sizes) and sizes[i] is not None and sizes[i] in (-1, st.size)
     ]
-    later = [i for i in wanted if not _hash_now(sizes[i])]
+    later: list[int] = []
+    for i in wanted:
+        kept = known.get(paths[i]) if known else None
+        if kept is not None and sigs.get(paths[i]) == kept[0]:
+            sums[paths[i]] = kept[1]  # the same file as when it was hashed: not read again
+        elif paths[i] not in sums:
+            later.append(i)
     for chunk in _chunks(later, lambda i: len(paths[i]) + 3):
         result, lines = _run_script(executor, host, sums_script([paths[i] for i in chunk]), sudo,
                                     _script_timeout(len(chunk)))  # fmt: skip
@@ -327,7 +409,59 @@ def stat_over_shell(
             raise TransferError(f"could not read checksums on {host.label}: {result.reason}", result.hint)
         sums.update(parse_sums(lines))
     hashed = set(wanted)
-    return [replace(st, sha256=sums.get(st.path, "")) if i in hashed else st for i, st in enumerate(out)]
+    states = [replace(st, sha256=sums.get(st.path, "")) if i in hashed else st for i, st in enumerate(out)]
+    return states, sigs, now
+
+
+def _host_key(host: Host) -> str:
+    """A host's identity in the checksum cache (transport, user, name, port)."""
+    return f"{host.transport}:{host.user or ''}@{host.name}:{host.port or ''}"
+
+
+def _remember_host_sums(host: Host, states: Sequence[FileState], sigs: dict[str, str], now: str,
+                        known: dict[str, tuple[str, str]]) -> None:  # fmt: skip
+    """Keep the signature and sum of each file the host just hashed (and whose signature is settled)."""
+    fresh = [
+        (st.path, sigs[st.path], st.sha256)
+        for st in states
+        if st.sha256
+        and st.path in sigs
+        and known.get(st.path) != (sigs[st.path], st.sha256)
+        and checksum_cache.remote_settled(sigs[st.path], now)
+    ]
+    checksum_cache.remember_remote(_host_key(host), fresh)
+
+
+#: Seconds the host waits after writing before taking the signatures of what it wrote: one
+#: clock tick, so that a signature is "settled" (see ``checksum_cache.remote_settled``).
+SETTLE_WAIT = 0.06
+
+
+def _remember_written(executor: Executor, host: Host, done: Sequence[tuple[str, str]], sudo: bool) -> None:
+    """After writing, keep the signature of each file written (``(dest, sha256)``), hashed
+    once more by the host after its signature was taken: the signature then stands for
+    exactly those bytes (a file changed by someone else meanwhile is not kept). Best effort:
+    a failure only means the next run hashes the files."""
+    if not done or type(executor).stat_files is not Executor.stat_files:
+        return
+    expected = dict(done)
+    for chunk in _chunks(list(expected), lambda p: 2 * len(p) + 6):
+        script = "\n".join([
+            f"sleep {SETTLE_WAIT} 2>/dev/null || sleep 1", _STAT_LIB, _SIG_LIB, "_nx_now",
+            "set -- " + " ".join(shlex.quote(p) for p in chunk), '_nx_sigs "$@"', '_nx_sums "$@"',
+        ])  # fmt: skip
+        try:
+            result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(chunk)))
+        except Exception:  # noqa: BLE001 - a cache: the next run hashes
+            return
+        if not result.ok:
+            return
+        sigs, now = parse_signatures(lines)
+        sums = parse_sums(lines)
+        checksum_cache.remember_remote(_host_key(host), [
+            (p, sigs[p], expected[p]) for p in chunk
+            if p in sigs and sums.get(p) == expected[p] and checksum_cache.remote_settled(sigs[p], now)
+        ])  # fmt: skip
 
 
 #: Characters of one script at most: Linux takes no single argument (``sh -c SCRIPT``) over
@@ -929,6 +1063,8 @@ def _scan_tree(source: str) -> _Tree:
     try:
         files: list[tuple[str, str, int, str, int, float]] = []
         rels: list[str] = []
+        known = checksum_cache.lookup_tree(os.path.abspath(source))
+        pending: list[tuple[str, checksum_cache.Signature, str]] = []
         for base, dirs, names in os.walk(source):
             dirs.sort()
             rel = os.path.relpath(base, source)
@@ -943,8 +1079,9 @@ def _scan_tree(source: str) -> _Tree:
                         st = os.stat(full)
                     else:
                         continue
-                files.append((prefix + name, full, st.st_size, local_sha256(full, st), stat.S_IMODE(st.st_mode),
-                              st.st_mtime))  # fmt: skip
+                sha = local_sha256(full, st, known, pending)
+                files.append((prefix + name, full, st.st_size, sha, stat.S_IMODE(st.st_mode), st.st_mtime))
+        checksum_cache.remember(pending)
         box.append((files, rels))
         return files, rels
     except BaseException as exc:
@@ -1021,7 +1158,12 @@ def _look(executor: Executor, host: Host, op: Transfer, source: str) -> tuple[li
     if op.recursive:  # the tree's root: its parent must exist (the rest is created)
         paths.append(op.dest.rstrip("/") or "/")
         sizes.append(None)
-    states = stat_files(executor, host, paths, sizes, op.sudo)
+    if type(executor).stat_files is Executor.stat_files:
+        known = checksum_cache.lookup_remote(_host_key(host), set(paths))
+        states, sigs, now = _stat_shell(executor, host, paths, sizes, op.sudo, known)
+        _remember_host_sums(host, states, sigs, now, known)
+    else:
+        states = executor.stat_files(host, paths, sizes, op.sudo)
     if op.recursive:
         top = states.pop()
         if top.kind not in ("dir", "missing"):
@@ -1138,6 +1280,9 @@ def _upload(
     failed = [r for r in results if not r.ok]
     written = [r for r in results if r.ok]
     changed = bool(written or to_fix)
+    if changed:
+        _remember_written(executor, host, [(r.path, r.sha256) for r in written if r.sha256]
+                          + [(it.dest, it.sha256) for it in to_fix], op.sudo)  # fmt: skip
     sha = items[0].sha256 if len(items) == 1 else ""
     status = "ok"
     if failed:

@@ -320,3 +320,65 @@ def fetch():
     assert f"nexusfile.py:{line}:" in out.stderr and "download() cannot notify handlers" in out.stderr, out
     assert "drop notify= from download()" in out.stderr and "Traceback" not in out.stderr, out
     assert not (nexus_project.root / "ran").exists()
+
+
+def test_local_checksums_are_kept_between_runs_and_any_change_is_seen(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    from nexus_core import checksum_cache, transfer
+
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", str(tmp_path / "sums.db"))
+    monkeypatch.setattr(checksum_cache, "SETTLED_NS", 0)
+    checksum_cache.forget()
+    try:
+        f = tmp_path / "a.txt"
+        f.write_text("one\n")
+        assert transfer.local_sha256(str(f)) == sha(f)
+        assert checksum_cache.lookup(str(f), checksum_cache.signature(f.stat())) == sha(f)
+        assert checksum_cache.lookup_tree(str(tmp_path)) == {str(f): (checksum_cache.signature(f.stat()), sha(f))}
+        time.sleep(0.05)  # past the clock tick of the first write
+        before = f.stat()
+        f.write_text("two\n")  # same size, mtime put back: the change time still moves
+        os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+        transfer._HASHES.clear()
+        assert transfer.local_sha256(str(f)) == sha(f) == hashlib.sha256(b"two\n").hexdigest()
+    finally:
+        checksum_cache.forget()
+
+
+def test_a_file_changed_within_the_last_seconds_is_hashed_but_not_kept(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from nexus_core import checksum_cache, transfer
+
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", str(tmp_path / "sums.db"))
+    checksum_cache.forget()
+    try:
+        f = tmp_path / "fresh.txt"
+        f.write_text("new\n")
+        assert transfer.local_sha256(str(f)) == sha(f)
+        assert checksum_cache.lookup(str(f), checksum_cache.signature(f.stat())) == ""
+    finally:
+        checksum_cache.forget()
+
+
+def test_a_host_signature_counts_only_one_clock_tick_after_it_was_taken() -> None:
+    from nexus_core.checksum_cache import remote_settled
+    from nexus_core.transfer import parse_signatures, stat_script
+
+    fine = "12 2049 5 1700000000.123456789 1700000000.123456789"
+    assert remote_settled(fine, "1700000000.200000000")
+    assert not remote_settled(fine, "1700000000.150000000")  # within 50 ms: a write could share the tick
+    coarse = "12 2049 5 1700000000.000000000 1700000000.000000000"  # whole seconds: a coarse file system
+    assert not remote_settled(coarse, "1700000001.500000000")
+    assert remote_settled(coarse, "1700000002.000000000")
+    assert not remote_settled(fine, "") and not remote_settled("junk", "1700000009.000000000")
+    sigs, now = parse_signatures([
+        "NXNOW 1700000001.000000000",
+        "NXSIG 12 2049 5 1700000000.123456789 1700000000.123456789 /srv/a b.txt",
+        "NXSIG 13 2049 5 1700000000 1700000000 /srv/old-stat",  # no nanoseconds: no signature
+    ])  # fmt: skip
+    assert sigs == {"/srv/a b.txt": fine} and now == "1700000001.000000000"
+    assert parse_signatures(["NXNOW 1700000001.N"])[1] == ""  # a date without %N
+    script = stat_script(["/srv/a"], [10], signatures=True)
+    assert script.index("_nx_now\n") < script.index('_nx_stats "$@"') < script.index('_nx_sigs "$@"')
+    assert "_nx_sigs" not in stat_script(["/srv/a"], [10])

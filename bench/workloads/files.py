@@ -7,7 +7,9 @@ after it (nothing changed) shows how much each tool does for nothing.
 The bed's hosts are one machine, so each tool and host gets its own destination folder,
 ``/tmp/nxb-files/TOOL/HOST/``, created (owned by the bed user) before each cold run:
 
-* ``nexus``: ``upload(...)`` (``recursive=True`` for the tree), over SFTP on pooled connections.
+* ``nexus``: ``upload(...)`` (``recursive=True`` for the tree), over SFTP on pooled connections;
+  its checksum cache (``NEXUS_CHECKSUM_CACHE``) is emptied with the destinations, so a cold
+  run hashes everything on both sides and only the re-run finds kept checksums.
 * ``pyinfra``: ``files.put`` / ``files.sync``.
 * ``ansible``: the ``copy`` module (defaults; ``ansible-tuned``: forks = hosts, pipelining).
 * ``rsync``: ``rsync -a`` over OpenSSH, one background job per host.
@@ -79,13 +81,25 @@ def nexus_files(root: Path, target: Target, n_hosts: int, source: Path, tree: bo
         f"hosts(\n    'bench',\n    {host_list},\n)\n\n\n"
         f"@task(on='bench')\ndef work():\n    {op}\n"
     )
+    sums = work / "checksums.db"  # the checksum cache kept between runs: emptied for each cold run
     inv = Invocation(
         tool="nexus",
         argv=[*nexus.nexus_cmd(), "run", "work", "-q"],
         cwd=str(work),
-        env={"NEXUS_SSH_CONFIG": "", "NO_COLOR": "1", "CI": "1"},
+        env={"NEXUS_SSH_CONFIG": "", "NO_COLOR": "1", "CI": "1", "NEXUS_CHECKSUM_CACHE": str(sums)},
     )
-    return _with_cold(inv, "nexus", hosts, target.user)
+    _with_cold(inv, "nexus", hosts, target.user)
+    dest_only = inv.cold
+
+    def cold() -> None:
+        if dest_only is not None:
+            dest_only()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{sums}{suffix}").unlink(missing_ok=True)
+
+    inv.cold = cold
+    cold()
+    return inv
 
 
 def pyinfra_files(root: Path, target: Target, n_hosts: int, source: Path, tree: bool, pyinfra_bin: str) -> Invocation:

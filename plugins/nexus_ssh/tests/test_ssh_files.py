@@ -401,3 +401,61 @@ def test_a_tree_keeps_content_mode_and_mtime_with_and_without_sudo(
         counts = {k: stop[k] for k in ("changed_files", "unchanged_files", "files")}
         assert counts == {"changed_files": unreadable, "unchanged_files": len(expected) - unreadable,
                           "files": len(expected)}, counts  # fmt: skip
+
+
+def test_a_rerun_trusts_kept_checksums_yet_sees_changes_made_on_either_side(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """Checksums kept between runs (nexus_core.checksum_cache) skip re-hashing an unchanged
+    tree, while a file changed on the host behind Nexus's back (same size, old mtime put
+    back) and one changed locally are both sent again, and notify."""
+    import sqlite3
+
+    site = project.root / "site"
+    site.mkdir()
+    for i in range(6):
+        (site / f"f{i}.txt").write_text(f"file {i}\n")
+    dest = folder / "www"
+    write(
+        project,
+        sshbed,
+        f"""
+        from nexus_core import handler
+
+        @handler
+        def reload():
+            run("echo reloaded")
+
+        @task(on=["{H1}"])
+        def publish():
+            upload("site", "{dest}", recursive=True, notify=reload)
+    """,
+    )
+    first = run(project, "run", "publish", "--format", "json")
+    assert first.code == 0, first
+    assert [s["changed_files"] for s in stops(first)] == [6]
+    cache = Path(project.env["XDG_CACHE_HOME"]) / "nexus" / "checksums.db"
+    with sqlite3.connect(cache) as db:
+        kept = dict(db.execute("SELECT path, sha256 FROM remote"))
+    assert kept == {str(dest / f"f{i}.txt"): sha(site / f"f{i}.txt") for i in range(6)}
+
+    again = run(project, "run", "publish", "--format", "json")
+    assert again.code == 0, again
+    assert [(s["changed"], s["changed_files"], s["unchanged_files"]) for s in stops(again)] == [(False, 0, 6)]
+    assert again.of("handler.stop") == []
+
+    on_host = dest / "f1.txt"
+    before = on_host.stat()
+    on_host.write_text("FILE 1\n")  # same size, other bytes, mtime put back: only the ctime moved
+    os.utime(on_host, ns=(before.st_atime_ns, before.st_mtime_ns))
+    (site / "f4.txt").write_text("file 4!\n")
+    third = run(project, "run", "publish", "--format", "json")
+    assert third.code == 0, third
+    assert [(s["changed"], s["changed_files"]) for s in stops(third)] == [(True, 2)]
+    assert on_host.read_text() == "file 1\n" and (dest / "f4.txt").read_text() == "file 4!\n"
+    assert [e["handler"] for e in third.of("handler.stop")] == ["reload"]
+
+    fourth = run(project, "run", "publish", "--format", "json", "--dry-run")
+    assert fourth.code == 0, fourth
+    fifth = run(project, "run", "publish", "--format", "json")
+    assert [s["changed"] for s in stops(fifth)] == [False] and fifth.of("handler.stop") == []

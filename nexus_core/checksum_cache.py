@@ -1,0 +1,222 @@
+"""Checksums kept between runs, so that a re-run with nothing changed hashes nothing again.
+
+Like git's index: the sha256 of a file is stored with the file's stat signature (size,
+modification and change times in nanoseconds, inode, device). A later run that finds the
+same signature takes the stored sum instead of reading the file. Any write to a file moves
+its change time (``ctime``), which no user-space call can set back, so a file changed in
+place, replaced, or touched back to its old modification time never matches a stored
+signature.
+
+The one blind spot of such a signature is a write within the same clock tick as the
+signature was taken (file systems keep times at a granularity: a few milliseconds on
+Linux, whole seconds or two on some). A signature is therefore stored only for a file
+whose change time is at least :data:`SETTLED_NS` older than the moment it was looked at
+("racily clean" files, as git calls them, are hashed again next time).
+
+The cache is a small SQLite file, ``$XDG_CACHE_HOME/nexus/checksums.db``; it is a cache
+only: any error reading or writing it is ignored and the file is hashed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterable
+
+__all__ = [
+    "SETTLED_NS",
+    "Signature",
+    "cache_path",
+    "forget",
+    "lookup",
+    "lookup_remote",
+    "lookup_tree",
+    "remember",
+    "remember_remote",
+    "remote_settled",
+    "settled",
+    "signature",
+]
+
+#: A stat signature: (size, mtime_ns, ctime_ns, inode, device).
+Signature = tuple[int, int, int, int, int]
+
+#: How much older than the moment it was looked at a file's change time must be for its
+#: signature to be stored (covers file systems with 2-second timestamps).
+SETTLED_NS = 2_000_000_000
+#: Rows kept at most; past this the cache starts over (a cache, not a record).
+MAX_ROWS = 200_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS local (
+  path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER, dev INTEGER,
+  sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS remote (  -- files on hosts: the signature a host's stat printed, the sha256 it hashed
+  host TEXT NOT NULL, path TEXT NOT NULL, sig TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (host, path)
+);
+"""
+
+_lock = threading.Lock()
+_db: sqlite3.Connection | None = None
+_db_path = ""
+_broken = False
+
+
+def cache_path() -> str:
+    """Where the cache lives: ``$XDG_CACHE_HOME/nexus/checksums.db``."""
+    from nexus_core.state.paths import cache_dir
+
+    return os.environ.get("NEXUS_CHECKSUM_CACHE") or os.path.join(cache_dir(), "checksums.db")
+
+
+def signature(st: os.stat_result) -> Signature:
+    """The stat signature of a file."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def settled(sig: Signature, now_ns: int) -> bool:
+    """True when a signature taken at ``now_ns`` may be stored (see :data:`SETTLED_NS`)."""
+    return now_ns - max(sig[1], sig[2]) >= SETTLED_NS
+
+
+def _connect() -> sqlite3.Connection | None:
+    """The cache's connection (opened once per process and cache path), or None when unusable."""
+    global _db, _db_path, _broken
+    path = cache_path()
+    if path == "off":
+        return None
+    if _db is not None and _db_path == path:
+        return _db
+    if _broken and _db_path == path:
+        return None
+    _db_path = path
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        db = sqlite3.connect(path, timeout=2.0, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")
+        db.executescript(_SCHEMA)
+        for table in ("local", "remote"):
+            (rows,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
+            if rows > MAX_ROWS:
+                db.execute(f"DELETE FROM {table}")
+    except (sqlite3.Error, OSError):
+        _broken = True
+        return None
+    _db = db
+    return db
+
+
+def lookup(path: str, sig: Signature) -> str:
+    """The stored sha256 of ``path`` when it had signature ``sig``; "" when not known."""
+    with _lock:
+        db = _connect()
+        if db is None:
+            return ""
+        try:
+            row = db.execute(
+                "SELECT sha256 FROM local WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? AND ino=? AND dev=?",
+                (path, *sig),
+            ).fetchone()
+        except sqlite3.Error:
+            return ""
+    return str(row[0]) if row else ""
+
+
+def lookup_tree(root: str) -> dict[str, tuple[Signature, str]]:
+    """Every stored entry under the folder ``root``, as ``{path: (signature, sha256)}`` (one query)."""
+    base = root.rstrip("/") + "/"
+    with _lock:
+        db = _connect()
+        if db is None:
+            return {}
+        try:
+            rows = db.execute(
+                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, sha256 FROM local WHERE path >= ? AND path < ?",
+                (base, base[:-1] + "0"),  # "0" follows "/": every path starting with base
+            ).fetchall()
+        except sqlite3.Error:
+            return {}
+    return {str(r[0]): ((int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])), str(r[6])) for r in rows}
+
+
+def remember(entries: Iterable[tuple[str, Signature, str]]) -> None:
+    """Store ``(path, signature, sha256)`` entries (best effort)."""
+    rows = [(path, *sig, sha) for path, sig, sha in entries]
+    if not rows:
+        return
+    with _lock:
+        db = _connect()
+        if db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+
+
+def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str]]:
+    """What is stored of ``paths`` on ``host`` (a host's identity), as ``{path: (signature, sha256)}``."""
+    if not paths:
+        return {}
+    with _lock:
+        db = _connect()
+        if db is None:
+            return {}
+        try:
+            rows = db.execute("SELECT path, sig, sha256 FROM remote WHERE host=?", (host,)).fetchall()
+        except sqlite3.Error:
+            return {}
+    wanted = paths if isinstance(paths, set | frozenset | dict) else set(paths)
+    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows if r[0] in wanted}
+
+
+def remember_remote(host: str, entries: Iterable[tuple[str, str, str]]) -> None:
+    """Store ``(path, signature, sha256)`` entries of files on ``host`` (best effort)."""
+    rows = [(host, path, sig, sha) for path, sig, sha in entries]
+    if not rows:
+        return
+    with _lock:
+        db = _connect()
+        if db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+
+
+def remote_settled(sig: str, now: str) -> bool:
+    """True when a host's file signature (``INODE DEV SIZE MTIME CTIME``, times as
+    ``SECONDS.NANOSECONDS``) taken after the host's clock read ``now`` may be stored: its
+    change time is older than ``now`` by one clock tick at least (50 ms; 2 s when the
+    times have no fraction, as on file systems with coarse timestamps)."""
+    try:
+        ctime = sig.split()[4]
+        whole, _, frac = ctime.partition(".")
+        changed = int(whole) * 1_000_000_000 + int(frac or "0")
+        n_whole, _, n_frac = now.partition(".")
+        now_ns = int(n_whole) * 1_000_000_000 + int(n_frac or "0")
+    except (IndexError, ValueError):
+        return False
+    margin = 50_000_000 if int(frac or "0") else SETTLED_NS
+    return now_ns - changed >= margin
+
+
+def forget() -> None:
+    """Close the cache (tests; a later call opens it again, at the current path)."""
+    global _db, _broken
+    with _lock:
+        if _db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                _db.close()
+        _db, _broken = None, False
+
+
+def now_ns() -> int:
+    """The wall clock in nanoseconds (what file times are compared with)."""
+    return time.time_ns()
