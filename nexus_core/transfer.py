@@ -193,7 +193,7 @@ _nx_sums() {
 
 _SIG_LIB = r"""
 _nx_now() { echo "NXNOW $(date +%s.%N 2>/dev/null)"; }
-_nx_sigs() { stat -c 'NXSIG %i %d %s %.9Y %.9Z %n' -- "$@" 2>/dev/null || true; }
+_nx_sigs() { stat -L -c 'NXSIG %i %d %s %.9Y %.9Z %n' -- "$@" 2>/dev/null || true; }
 """
 _SIG_TIME = re.compile(r"\d+\.\d{9}")
 
