@@ -29,12 +29,12 @@ from nexus_core.dsl import (
     task,
     timestamp,
 )
-from nexus_core.files import download, template, upload
-from nexus_core.handlers import handler
 
 if TYPE_CHECKING:
     from nexus_core.artifacts import artifact
     from nexus_core.calls import call, wait_for
+    from nexus_core.files import download, template, upload
+    from nexus_core.handlers import handler
     from nexus_core.plugin import hookimpl
     from nexus_core.policy.dsl import change_window, require_dry_run
     from nexus_core.targets import (
@@ -50,12 +50,16 @@ if TYPE_CHECKING:
     )
 
 #: Names imported on first use, so that a nexusfile that does not use them does not pay for
-#: their modules (hashing, globbing, the executor API): name -> module.
+#: their modules (hashing, globbing, the executor API, handlers): name -> module.
 _LAZY = {
     "artifact": "nexus_core.artifacts",
     "call": "nexus_core.calls",
     "wait_for": "nexus_core.calls",
     "hookimpl": "nexus_core.plugin",
+    "download": "nexus_core.files",
+    "template": "nexus_core.files",
+    "upload": "nexus_core.files",
+    "handler": "nexus_core.handlers",
     "change_window": "nexus_core.policy.dsl",
     "require_dry_run": "nexus_core.policy.dsl",
     **dict.fromkeys(
@@ -117,7 +121,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``artifact``, ``call``, ``wait_for`` and the plugin marker lazily (a cheap import).
+    """Import ``artifact``, ``call``, ``upload``, ``handler``... and the plugin marker on first use.
 
     ``nexus_core.hookimpl`` is ``nexus_core.plugin.hookimpl``, the typed marker.
     """

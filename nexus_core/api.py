@@ -15,10 +15,30 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core._version import API_VERSION
 from nexus_core.events import Event
-from nexus_core.model import EMPTY, Command, Host, Problem
+from nexus_core.model import Command, Host
 from nexus_core.options import Option
 
 if TYPE_CHECKING:
+    from nexus_core.contracts.audit import AuditSink, AuditSinkContext, AuditSinkError
+    from nexus_core.contracts.clouds import (
+        CloudCluster,
+        CloudContext,
+        CloudDemand,
+        CloudError,
+        CloudInstance,
+        CloudProvider,
+        CloudRequest,
+    )
+    from nexus_core.contracts.discovery import DiscoveredHost, DiscoveryError, HostSource, HostSourceContext
+    from nexus_core.contracts.secrets import (
+        SecretBackend,
+        SecretContext,
+        SecretDenied,
+        SecretError,
+        SecretInfo,
+        SecretNotFound,
+        SecretUnavailable,
+    )
     from nexus_core.plan import Plan
 
 __all__ = [
@@ -651,572 +671,40 @@ class PreflightCheck(ABC):
         """
 
 
-# --- secret backends -------------------------------------------------------------------------
-
-
-class SecretError(Exception):
-    """A secret could not be had; the message says what and where, ``hint`` how to fix it.
-
-    A message never contains a secret value (it is shown, logged and recorded as is).
-    The run stops with exit code 2 (configuration) and this message, without a traceback.
-    The core names the reference itself (``secret('vault:kv/app#key'): MESSAGE``, with the
-    hint under it), so a message need not repeat it. Without a hint the core shows a
-    generic one (or the fix may end the message). Raise one of the subclasses when it fits.
-    """
-
-    def __init__(self, message: str = "", hint: str = "") -> None:
-        super().__init__(message)
-        self.hint = hint
-
-
-class SecretNotFound(SecretError):
-    """The backend has no secret of that name (``nexus secret set NAME`` / the Vault path)."""
-
-
-class SecretDenied(SecretError):
-    """The backend refused: wrong key or passphrase, permission denied, expired credentials."""
-
-
-class SecretUnavailable(SecretError):
-    """The backend could not be reached or used (network, sealed Vault, locked store, damaged file)."""
-
-
-@dataclass(frozen=True)
-class SecretInfo:
-    """What ``nexus secret list`` shows of one secret: never its value.
-
-    ``created_at``/``updated_at`` are ISO 8601 UTC strings ('' when the backend does not know);
-    ``location`` says where it lives (a store file, a Vault path).
-    """
-
-    name: str
-    backend: str
-    created_at: str = ""
-    updated_at: str = ""
-    location: str = ""
-
-
-@dataclass(frozen=True)
-class SecretContext:
-    """What a secret backend gets when it is created (once per run, or per ``nexus secret`` command).
-
-    ``config``: the ``config(...)`` values as the user set them (defaults not filled in; read
-    ``config.get(key, default)``), the backend's own keys included (declared through
-    ``nexus_config_options``). ``root``: the project folder (the nexusfile's). ``cache_dir``:
-    a private folder (mode 0700, ``$XDG_CACHE_HOME/nexus/secrets/NAME``) the backend may keep
-    files in between runs ('' when it could not be made); anything it writes there must be
-    encrypted. ``interactive``: True when a prompt may be shown on the
-    terminal. ``warn``: reports one line to the user (a stale cache used, a token about to
-    expire), never a value. :meth:`cache_key` gives key material for what the backend
-    encrypts in ``cache_dir``.
-    """
-
-    config: Mapping[str, Any]
-    root: str = "."
-    cache_dir: str = ""
-    interactive: bool = False
-    warn: Callable[[str], None] = field(default=lambda _message: None)
-    #: Set by the core: ``purpose -> bytes | None`` behind :meth:`cache_key`.
-    key_source: Callable[[str], bytes | None] = field(default=lambda _purpose: None, repr=False, compare=False)
-
-    def cache_key(self, purpose: str) -> bytes | None:
-        """32 bytes to encrypt the backend's cache with, derived from the user's secret store master key.
-
-        ``purpose`` names what the key is for (``"nexus-vault cache"``): each purpose gets its
-        own key (HKDF-SHA256), and neither the master key nor the store's own keys are handed
-        out. The key is the same from run to run while the master key is (a rotated master key
-        makes old copies unreadable: a cache must then treat them as missing). None when no
-        master key can be had without a prompt (no store, no ``NEXUS_MASTER_KEY`` or keyfile,
-        a passphrase store the run did not unlock): keep a key of your own then.
-        """
-        return self.key_source(purpose)
-
-
-class SecretBackend(ABC):
-    """Where ``secret(...)`` values come from: the local encrypted store, Vault, SOPS...
-
-    The interface is kept small on purpose: ``resolve`` is all a read-only backend needs.
-
-    - A nexusfile's ``secret("NAME")`` goes to the default backend (``config(secret_backend=...)``,
-      ``"local"`` when unset) with the reference ``"NAME"``; ``secret("vault:kv/app#db_password")``
-      goes to the backend registered as ``vault`` with the reference ``"kv/app#db_password"``
-      (everything after the first colon; what it means is the backend's business).
-    - One instance serves a whole run (created before the first ``resolve``, from one thread
-      at a time), and ``close`` is called once at its end, also after a failure.
-    - The core remembers every value ``resolve`` returns and replaces it with ``***`` in all
-      output, logs and state: a backend never needs to redact, and must never put a value in
-      an exception message.
-    """
-
-    #: The prefix references use (``vault`` for ``secret("vault:...")``); set from the registration.
-    name: ClassVar[str]
-    #: True when the backend keeps values between runs (an encrypted local cache): shown by
-    #: ``nexus plugins`` and ``nexus secret list`` so that users know copies exist.
-    caches: ClassVar[bool] = False
-    #: True when :meth:`set` and :meth:`delete` work (``nexus secret set --backend NAME``).
-    writable: ClassVar[bool] = False
-
-    def __init__(self, context: SecretContext) -> None:
-        self.context = context
-
-    @abstractmethod
-    def resolve(self, reference: str) -> str:
-        """The value of ``reference``; raise :class:`SecretNotFound`, :class:`SecretDenied` or
-        :class:`SecretUnavailable` (never another exception, never the value in a message)."""
-
-    def exists(self, reference: str) -> bool | None:
-        """Whether ``reference`` exists, told without fetching its value; None when the backend cannot tell.
-
-        ``nexus validate``, ``--dry-run`` and ``nexus list`` call it for every ``secret(...)``
-        (they decrypt nothing): False is reported as a missing secret at its ``file:line``.
-        """
-        return None
-
-    def list_names(self) -> Sequence[SecretInfo]:
-        """The secrets this backend knows (names and dates only); optional.
-
-        The default says the backend cannot list: ``nexus secret list`` then shows it as such.
-        """
-        raise NotImplementedError(f"secret backend {self.name!r} cannot list its secrets")
-
-    def set(self, name: str, value: str) -> None:
-        """Store ``value`` under ``name`` (only when :attr:`writable`)."""
-        raise NotImplementedError(f"secret backend {self.name!r} is read-only")
-
-    def delete(self, name: str) -> None:
-        """Remove ``name``; :class:`SecretNotFound` when absent (only when :attr:`writable`)."""
-        raise NotImplementedError(f"secret backend {self.name!r} is read-only")
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections and forget keys; called once when the run ends."""
-
-
-# --- host sources ----------------------------------------------------------------------------
-
-
-class DiscoveryError(Exception):
-    """A host source could not discover: the message says what failed, ``hint`` how to fix it.
-
-    ``discover(...)`` raises it for every failure the user can act on (not on the tailnet,
-    an expired API key, a missing inventory file...). The run stops before anything
-    executes, with exit code 3 (a host source that cannot be reached) unless ``exit_code``
-    says otherwise (2 for a configuration mistake such as a bad inventory file).
-    ``problems`` carries several findings at once (every mistake of an inventory file), as
-    strings or, with their file and line, as :class:`nexus_core.model.Problem`.
-    """
-
-    def __init__(
-        self, message: str, hint: str = "", *, exit_code: int = 3, problems: Sequence[str | Problem] = ()
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.exit_code = exit_code
-        self.problems = tuple(problems)
-
-
-@dataclass(frozen=True)
-class DiscoveredHost:
-    """One host a source found: where to connect, and what is known about the machine.
-
-    ``address`` is what Nexus connects to (a DNS name or an IP address); ``user``,
-    ``port`` and ``transport`` (empty: the default transport of host strings) complete the
-    connection.
-    ``tags`` are labels for grouping and ``-H tag:NAME``; ``os``, ``online`` and
-    ``addresses`` (every address of the machine) are common facts; ``facts`` holds anything
-    source-specific (plain data: strings, numbers, booleans, None, lists and dicts of
-    these); ``vars`` holds per-host variables (what an inventory file sets, read in task
-    bodies with ``host_var``). ``name`` is the source's own name for the machine (its
-    hostname, when the address is a DNS name or an IP), shown by ``nexus hosts list``.
-
-    A host that is not ``online`` is listed by ``nexus hosts list`` but not targeted.
-    ``targeted`` overrides that when a source decides itself (None: target exactly the
-    online hosts): ``False`` for an online machine that cannot be reached (no usable
-    address, an expired login), ``True`` for an offline one the user asked for anyway.
-    ``online`` always states the machine's own state, as the source reported it.
-    """
-
-    address: str
-    user: str | None = None
-    port: int | None = None
-    tags: tuple[str, ...] = ()
-    os: str = ""
-    online: bool = True
-    addresses: tuple[str, ...] = ()
-    facts: Mapping[str, Any] = field(default=EMPTY)
-    vars: Mapping[str, Any] = field(default=EMPTY)
-    name: str = ""
-    transport: str = ""
-    targeted: bool | None = None
-
-    @property
-    def target(self) -> bool:
-        """Whether a run targets this host: ``targeted`` when the source set it, else ``online``."""
-        return self.online if self.targeted is None else self.targeted
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (JSON output, the discovery cache)."""
-        from nexus_core.model import thaw
-
-        return {
-            "address": self.address,
-            "user": self.user,
-            "port": self.port,
-            "tags": list(self.tags),
-            "os": self.os,
-            "online": self.online,
-            "addresses": list(self.addresses),
-            "facts": thaw(self.facts),
-            "vars": thaw(self.vars),
-            "name": self.name,
-            "transport": self.transport,
-            "targeted": self.targeted,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DiscoveredHost:
-        """The inverse of :meth:`to_dict`."""
-        return cls(
-            address=str(data["address"]),
-            user=data.get("user"),
-            port=data.get("port"),
-            tags=tuple(data.get("tags") or ()),
-            os=str(data.get("os") or ""),
-            online=bool(data.get("online", True)),
-            addresses=tuple(data.get("addresses") or ()),
-            facts=dict(data.get("facts") or {}),
-            vars=dict(data.get("vars") or {}),
-            name=str(data.get("name") or ""),
-            transport=str(data.get("transport") or ""),
-            targeted=None if data.get("targeted") is None else bool(data["targeted"]),
-        )
-
-
-@dataclass(frozen=True)
-class HostSourceContext:
-    """What a host source gets when it is created, once per run (or ``nexus hosts`` command).
-
-    ``config``: the nexusfile's ``config(...)`` values as the user set them (defaults not
-    filled in: ``config.get(key, default)``; keys the source reads are declared with
-    ``nexus_config_options``). ``root``: the project folder (relative paths are relative to
-    it). ``warn``: report something the user should know that does not stop discovery (a
-    rate limit waited out, a peer skipped), one line, shown before the run.
-    """
-
-    config: Mapping[str, Any]
-    root: str = "."
-    warn: Callable[[str], None] = field(default=lambda _message: None)
-
-
-class HostSource(ABC):
-    """Discovers hosts: ``discover("NAME", **filters)`` in a nexusfile (a mesh VPN, a cloud, a CMDB).
-
-    One instance is created per run with a :class:`HostSourceContext`; ``discover`` is called
-    once for each distinct ``discover(...)`` of the nexusfile, at plan time, from a worker
-    thread (sources run concurrently with each other). Keep it about *what* hosts exist:
-    the core turns each :class:`DiscoveredHost` into a target host, applies ``online``,
-    caches results (``config(discovery_ttl=...)``) and shows where each host came from.
-    """
-
-    #: What ``discover("NAME")`` refers to; set from the registration.
-    name: ClassVar[str]
-    #: The filters ``discover(NAME, **filters)`` accepts, as :class:`Option` (name, types,
-    #: default, help): an unknown filter is a validation error with a "did you mean", a value
-    #: of the wrong type is reported with the option's help. A registration gives them as its
-    #: ``filters`` detail, so that validation does not import the source's module.
-    filters: ClassVar[tuple[Option, ...]] = ()
-
-    def __init__(self, context: HostSourceContext) -> None:
-        self.context = context
-
-    def check(self, filters: Mapping[str, Any]) -> list[str]:
-        """Problems with these filter values beyond their types (a bad regex...); no network.
-
-        Called when the nexusfile is validated; each string is one problem. Default: none.
-        """
-        return []
-
-    @abstractmethod
-    def discover(self, filters: Mapping[str, Any]) -> Sequence[DiscoveredHost]:
-        """The hosts matching ``filters`` (only the filters the user gave; defaults are the
-        source's to apply). Raise :class:`DiscoveryError` with a message and a fix when the
-        source cannot answer."""
-
-
-# --- audit sinks -----------------------------------------------------------------------------
-
-
-class AuditSinkError(Exception):
-    """An audit sink cannot open or write: ``message`` says what, ``hint`` how to fix it.
-
-    Never put a secret value (a token, a shared key) in either: the message is shown and
-    audited.
-    """
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-@dataclass(frozen=True)
-class AuditSinkContext:
-    """What an audit sink gets when it is created, once per run (or ``nexus audit`` command).
-
-    ``name``: the sink's name in the configuration (``[audit.sinks.NAME]``); ``options``: the
-    sink's own keys from that table, already checked against :attr:`AuditSink.options` and
-    with their defaults filled in; ``required``: the run stops when this sink cannot write;
-    ``config_dir``: the user's Nexus configuration folder (keys and salts the sink keeps
-    live there, 0600); ``where``: the file (and line) that declared the sink, for messages;
-    ``warn``: report one line to the user without failing.
-    """
-
-    name: str
-    options: Mapping[str, Any]
-    required: bool = False
-    config_dir: str = "."
-    where: str = ""
-    warn: Callable[[str], None] = field(default=lambda _message: None)
-
-
-class AuditSink(ABC):
-    """A destination of audit records: a file, syslog, a SIEM (``[audit.sinks.NAME]`` with ``type = "..."``).
-
-    The core creates one instance per configured sink and run, calls :meth:`open` before
-    anything runs, then :meth:`write` from the sink's own thread with batches of records
-    taken from its own bounded queue (a slow sink never stalls the hosts), and :meth:`close`
-    once at the end of the run after the queue is drained. Records are plain JSON-able dicts
-    (``timestamp``, ``event``, ``user``, ``correlation_id``...); secret values are already
-    redacted and values that must stay matchable are already HMAC'd with the sink's salt.
-    Raise :class:`AuditSinkError` when the destination cannot take the records: a
-    ``required`` sink then stops the run (it does not start, or starts no new work), any
-    other sink is reported once and dropped.
-    """
-
-    #: What ``type = "NAME"`` refers to; set from the registration.
-    name: ClassVar[str]
-    #: The keys of the sink's table (besides ``type``, ``required``, ``queue_size``, ``salt``,
-    #: ``salt_file`` and ``flush_timeout``, which the core reads), as :class:`Option`: an unknown
-    #: key is an error with a "did you mean", a wrong type is reported with the option's help.
-    options: ClassVar[tuple[Option, ...]] = ()
-
-    def __init__(self, context: AuditSinkContext) -> None:
-        self.context = context
-
-    def open(self) -> None:  # noqa: B027 - optional hook
-        """Check that the destination can take records (open the file, connect...); raise :class:`AuditSinkError`."""
-
-    @abstractmethod
-    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Deliver ``records`` (in order, at least one); raise :class:`AuditSinkError` when they cannot be."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Finish: flush, wait for acknowledgements, sign, release connections (called once)."""
-
-
-# --- cloud providers -------------------------------------------------------------------------
-
-
-class CloudError(Exception):
-    """A cloud provider call failed: the message says what, ``hint`` how to fix it.
-
-    ``retryable`` marks a failure worth another try (a timeout, a 5xx, a throttle): the core
-    retries those with backoff and counts them against the provider's circuit breaker.
-    ``capacity`` marks "no capacity or price for this request" (spot capacity, a sold-out
-    location) so that the caller can fall back. ``exit_code`` is 3 (the provider cannot be
-    reached or refuses) unless it says otherwise (2 for a configuration mistake such as a
-    missing credential).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        hint: str = "",
-        *,
-        retryable: bool = False,
-        capacity: bool = False,
-        exit_code: int = 3,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.retryable = retryable
-        self.capacity = capacity
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class CloudInstance:
-    """One machine a provider runs for Nexus, as ``list`` reports it.
-
-    ``id`` is the provider's identifier (``i-0abc...``, a server id, a pid); ``name`` the
-    agent name it joins the cluster under; ``state`` one of ``pending``, ``running``,
-    ``stopping``, ``terminated``; ``launched`` seconds since the epoch; ``hourly_price`` in
-    US dollars (None when unknown); ``tags`` every tag/label on the resource (the core's
-    ``nexus:*`` tags included); ``market`` ``spot`` or ``on_demand``.
-    """
-
-    id: str
-    name: str
-    state: str
-    instance_type: str = ""
-    launched: float = 0.0
-    hourly_price: float | None = None
-    tags: Mapping[str, str] = field(default=EMPTY)
-    address: str = ""
-    market: str = "on_demand"
-    zone: str = ""
-
-    @property
-    def live(self) -> bool:
-        """True while the instance runs or is about to (it costs money)."""
-        return self.state in ("pending", "running")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (``nexus cloud status --format json``)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "state": self.state,
-            "instance_type": self.instance_type,
-            "launched": self.launched,
-            "hourly_price": self.hourly_price,
-            "tags": dict(self.tags),
-            "address": self.address,
-            "market": self.market,
-            "zone": self.zone,
-        }
-
-
-@dataclass(frozen=True)
-class CloudRequest:
-    """What the core asks a provider to start: one instance.
-
-    ``settings``: the ``cloud(...)`` declaration's values (the common ones and the
-    provider's own, defaults filled in). ``tags``: put every one of them on the instance
-    and on everything created with it (volumes, network interfaces). ``name``: the agent
-    name the instance joins under. ``bootstrap``: a shell script that installs
-    ``nexus-agent``, writes the certificate issued for this instance and joins the cluster
-    (empty when no agent cluster is configured); a provider runs it at boot (user data,
-    cloud-init) or, for local processes, uses ``credentials``/``cluster`` directly.
-    ``max_runtime``: seconds after which the instance must stop and go away by itself (a
-    shutdown that terminates), whatever happens to the coordinator.
-    """
-
-    name: str
-    settings: Mapping[str, Any]
-    tags: Mapping[str, str]
-    bootstrap: str = ""
-    cluster: str = ""
-    credentials: Mapping[str, str] = field(default=EMPTY)
-    max_runtime: float = 3600.0
-
-
-@dataclass(frozen=True)
-class CloudDemand:
-    """What the agent cluster says about the agents a cloud serves, at one moment.
-
-    ``waiting``: commands queued for an agent with the cloud's tags and not running;
-    ``oldest_wait``: seconds the longest of them has waited; ``idle_since``: for each
-    joined agent (by name), the time (seconds since the epoch) since which it runs nothing
-    (None while it is busy). The autoscaler (``nexus_core.clouds.autoscale``) decides from it.
-    """
-
-    waiting: int = 0
-    oldest_wait: float = 0.0
-    idle_since: Mapping[str, float | None] = field(default=EMPTY)
-
-
-@dataclass(frozen=True)
-class CloudContext:
-    """What a cloud provider gets when it is created (once per command or run).
-
-    ``config``: the nexusfile's ``config(...)`` values as the user set them. ``settings``: the
-    ``cloud(...)`` declaration for this provider (defaults filled in). ``root``: the project
-    folder. ``warn``: one line the user should see that does not stop the work (a fallback
-    taken, a rate limit waited out).
-    """
-
-    config: Mapping[str, Any]
-    settings: Mapping[str, Any]
-    root: str = "."
-    warn: Callable[[str], None] = field(default=lambda _message: None)
-
-
-class CloudCluster(ABC):
-    """The agent cluster cloud instances join, as the core's cloud controller needs it.
-
-    An agent transport offers one: its executor class has a static method
-    ``cloud_cluster(config) -> CloudCluster | None`` (nexus-agent's ``agent`` executor does),
-    so that the core issues certificates and reads demand without knowing the cluster's
-    implementation. ``address`` is the coordinator's (``tls://HOST:PORT``).
-    """
-
-    address: str = ""
-
-    @abstractmethod
-    def credentials(self, name: str) -> Mapping[str, str]:
-        """The files an instance called ``name`` needs to join (file name -> content): the
-        cluster's CA certificate and a certificate and key issued for that instance."""
-
-    @abstractmethod
-    def demand(self, tags: Sequence[str]) -> CloudDemand:
-        """Waiting commands and idle agents among the agents carrying every tag of ``tags``."""
-
-    @abstractmethod
-    def agents(self) -> Mapping[str, tuple[str, ...]]:
-        """The agents in the cluster now: name -> tags."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the connection."""
-
-
-class CloudProvider(ABC):
-    """Starts, lists and terminates machines that join the agent cluster: ``cloud("NAME", ...)``.
-
-    Keep it about *what* machines exist: the core decides how many (``nexus cloud scale``,
-    the autoscaler), enforces ``max_instances`` and ``max_hourly_cost`` before every
-    ``provision`` call, tags every resource with the owning cluster and run, retries calls
-    that raise a ``retryable`` :class:`CloudError` (tenacity), rate-limits them (``limits``)
-    and stops asking a provider that keeps failing (``pybreaker``). A provider only talks to
-    its API. Calls come from one thread at a time.
-    """
-
-    #: What ``cloud("NAME")`` refers to; set from the registration.
-    name: ClassVar[str]
-    #: The provider's own ``cloud(NAME, ...)`` parameters beyond the common ones, as
-    #: :class:`Option` (an unknown one is a validation error, without importing the provider).
-    settings: ClassVar[tuple[Option, ...]] = ()
-
-    def __init__(self, context: CloudContext) -> None:
-        self.context = context
-
-    @abstractmethod
-    def provision(self, request: CloudRequest) -> CloudInstance:
-        """Start one instance with ``request.tags`` on it and return it (``pending`` is fine).
-
-        Raise :class:`CloudError` (``capacity=True`` when the provider has no capacity or the
-        price is over the limit, after any fallback the settings allow)."""
-
-    @abstractmethod
-    def list(self, tags: Mapping[str, str]) -> Sequence[CloudInstance]:
-        """The instances carrying every tag of ``tags`` that are not terminated (read only)."""
-
-    @abstractmethod
-    def terminate(self, ids: Sequence[str]) -> None:
-        """Terminate these instances (unknown or already gone ids are not an error)."""
-
-    def hourly_price(self, settings: Mapping[str, Any]) -> float | None:
-        """The price of one instance of these settings per hour in US dollars, from the
-        provider's own figures (spot price history, server-type prices); None when unknown.
-        Read only. Default: None (then ``config(cloud_prices={...})`` must give it)."""
-        return None
-
-    def describe(self, settings: Mapping[str, Any]) -> str:
-        """One line saying what one instance would be (``t3.micro spot in eu-west-1``), for
-        the dry run. Read only, no network needed."""
-        kind = settings.get("instance_type") or settings.get("server_type") or "instance"
-        return f"{kind} ({self.name})"
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release clients and connections; called once when the command or run ends."""
+#: The contracts of the newer plugin kinds, imported on first use (a plain run builds none of
+#: their classes): name -> module.
+_LAZY = {
+    "SecretBackend": "nexus_core.contracts.secrets",
+    "SecretContext": "nexus_core.contracts.secrets",
+    "SecretDenied": "nexus_core.contracts.secrets",
+    "SecretError": "nexus_core.contracts.secrets",
+    "SecretInfo": "nexus_core.contracts.secrets",
+    "SecretNotFound": "nexus_core.contracts.secrets",
+    "SecretUnavailable": "nexus_core.contracts.secrets",
+    "DiscoveredHost": "nexus_core.contracts.discovery",
+    "DiscoveryError": "nexus_core.contracts.discovery",
+    "HostSource": "nexus_core.contracts.discovery",
+    "HostSourceContext": "nexus_core.contracts.discovery",
+    "AuditSink": "nexus_core.contracts.audit",
+    "AuditSinkContext": "nexus_core.contracts.audit",
+    "AuditSinkError": "nexus_core.contracts.audit",
+    "CloudCluster": "nexus_core.contracts.clouds",
+    "CloudContext": "nexus_core.contracts.clouds",
+    "CloudDemand": "nexus_core.contracts.clouds",
+    "CloudError": "nexus_core.contracts.clouds",
+    "CloudInstance": "nexus_core.contracts.clouds",
+    "CloudProvider": "nexus_core.contracts.clouds",
+    "CloudRequest": "nexus_core.contracts.clouds",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the contract types of secret backends, host sources, audit sinks and cloud providers."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nexus_core.api' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -236,9 +236,11 @@ def nexus_subscribers(config: Mapping[str, Any], options: Mapping[str, Any]) -> 
 
 
 @hookspec
-def nexus_event_types() -> Sequence[type[Event]]:
+def nexus_event_types() -> Sequence[type[Event] | Registration]:
     """Return the event classes this plugin emits (frozen dataclasses subclassing
-    :class:`nexus_core.events.Event`, each with a unique dotted ``name``).
+    :class:`nexus_core.events.Event`, each with a unique dotted ``name``), or
+    ``Registration(NAME, "module:Class")`` for each, so that their module is imported only
+    when an event class is first asked for (not at every start).
 
     They join the core's events in the catalogue (``Registry.event_types``), in the
     ``--format json`` stream (one object per event: ``event``, ``run_id``, ``ts`` and the

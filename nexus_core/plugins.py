@@ -447,13 +447,17 @@ class PluginManager:
     def _register_event_types(self, reg: Registry) -> None:
         """Add the event classes of ``nexus_event_types`` to the catalogue (names are unique)."""
         from nexus_core.events import Event
+        from nexus_core.kinds import TARGET, Registration
 
         for dist, cls in self._collect("nexus_event_types"):
-            name = getattr(cls, "name", None) if isinstance(cls, type) else None
-            if not (isinstance(cls, type) and issubclass(cls, Event)) or not isinstance(name, str) or not name:
+            if isinstance(cls, Registration):  # "module:Class", imported when first asked for
+                name = cls.name if TARGET.match(cls.target) else None
+            else:
+                name = getattr(cls, "name", None) if isinstance(cls, type) and issubclass(cls, Event) else None
+            if not isinstance(name, str) or not name:
                 self._error(
                     f"plugin {dist}: nexus_event_types returned {cls!r}, which is not a subclass of "
-                    "nexus_core.events.Event with a name",
+                    "nexus_core.events.Event with a name (nor a Registration of one)",
                     dist,
                 )
                 continue
@@ -466,7 +470,7 @@ class PluginManager:
                 )
                 continue
             reg.owners[f"event:{name}"] = dist
-            reg.event_types[name] = cls
+            reg.event_types.declare(name, cls)
 
     def commands(self, reserved: Collection[str] = ()) -> list[tuple[str, click.Command]]:
         """CLI commands added by plugins, with their distribution (collected once).

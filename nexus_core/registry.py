@@ -30,6 +30,52 @@ class PluginError(Exception):
     """A plugin could not be loaded or registered something invalid; names the distribution."""
 
 
+class EventTypes(MutableMapping[str, type[Event]]):
+    """The event catalogue by name: the core's classes, and plugins' classes imported on first use.
+
+    A plugin may declare an event as ``Registration("ssh.connect", "nexus_ssh.events:SshConnect")``:
+    the name is known (and checked for duplicates) at start-up, the module is imported the first
+    time the class is asked for.
+    """
+
+    def __init__(self, classes: Mapping[str, type[Event] | Registration] = ()) -> None:  # type: ignore[assignment]
+        self._items: dict[str, type[Event] | Registration] = dict(classes)
+
+    def declare(self, name: str, item: type[Event] | Registration) -> None:
+        """Add ``item`` (a class, or a registration imported on first use) as event ``name``."""
+        self._items[name] = item
+
+    def __getitem__(self, name: str) -> type[Event]:
+        item = self._items[name]
+        if isinstance(item, type):
+            return item
+        try:
+            loaded = _import_target(item.target)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(f"event {name!r} ({item.target}) cannot be imported: {exc}") from exc
+        if not (isinstance(loaded, type) and issubclass(loaded, Event) and getattr(loaded, "name", None) == name):
+            raise PluginError(
+                f"event {name!r} ({item.target}) is not a subclass of nexus_core.events.Event named {name!r}"
+            )
+        self._items[name] = loaded
+        return loaded
+
+    def __setitem__(self, name: str, cls: type[Event]) -> None:
+        self._items[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._items[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 @dataclass
 class Entry:
     """One registered name: where its class lives, who registered it, what the core knows up front."""
@@ -219,7 +265,7 @@ class Registry:
         return self.classes["cloud provider"]
 
     #: Every event a run can emit, by name: the core's, then those of ``nexus_event_types``.
-    event_types: dict[str, type[Event]] = field(default_factory=lambda: {c.name: c for c in CATALOGUE})
+    event_types: EventTypes = field(default_factory=lambda: EventTypes({c.name: c for c in CATALOGUE}))
 
     def strategy(self, name: str) -> Strategy:
         """A fresh instance of the named strategy."""

@@ -48,11 +48,23 @@ def nexus_config_options() -> Sequence[Option]:
 
 
 @hookimpl
-def nexus_event_types() -> Sequence[Any]:
-    """``ssh.connect.start``, ``ssh.connect``, ``ssh.disconnect``, ``ssh.error``, ``ssh.pool.*``."""
-    from nexus_ssh.events import EVENT_TYPES
+def nexus_event_types() -> Sequence[Registration]:
+    """``ssh.connect.start``, ``ssh.connect``, ``ssh.disconnect``, ``ssh.error``, ``ssh.pool.*``.
 
-    return EVENT_TYPES
+    By name: ``nexus_ssh.events`` is imported when a class is first asked for, not at every start.
+    """
+    return [Registration(name, f"nexus_ssh.events:{cls}") for name, cls in _EVENTS.items()]
+
+
+#: nexus-ssh's events: name -> class in ``nexus_ssh.events`` (a test checks they match).
+_EVENTS = {
+    "ssh.connect.start": "SshConnectStart",
+    "ssh.connect": "SshConnect",
+    "ssh.disconnect": "SshDisconnect",
+    "ssh.error": "SshError",
+    "ssh.pool.checkout": "PoolCheckout",
+    "ssh.pool.checkin": "PoolCheckin",
+}
 
 
 @hookimpl

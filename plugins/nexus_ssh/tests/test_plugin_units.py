@@ -160,3 +160,16 @@ def test_invoke_is_imported_only_for_match_exec(tmp_path, config, user, invoke_l
     code = _LOOKUP + "; import invoke; print(invoke.__name__)"
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and out.stdout.split()[-1] == "invoke", out.stderr
+
+
+def test_the_event_types_are_registered_by_name_and_load_on_first_use() -> None:
+    """nexus_event_types names ``nexus_ssh.events``' classes: a start imports none of them."""
+    code = (
+        "import sys; from nexus_core.plugin import PluginManager; "
+        "reg = PluginManager().registry; "
+        "assert 'nexus_ssh.events' not in sys.modules; "
+        "from nexus_ssh.events import EVENT_TYPES; "
+        "assert [reg.event_types[c.name] for c in EVENT_TYPES] == list(EVENT_TYPES); "
+        "assert reg.owners['event:ssh.connect'] == 'nexus-ssh'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
