@@ -33,7 +33,7 @@ class PluginError(Exception):
 class EventTypes(MutableMapping[str, type[Event]]):
     """The event catalogue by name: the core's classes, and plugins' classes imported on first use.
 
-    A plugin may declare an event as ``Registration("ssh.connect", "nexus_ssh.events:SshConnect")``:
+    A plugin may declare an event as ``Registration("acme.deployed", "nexus_acme.events:Deployed")``:
     the name is known (and checked for duplicates) at start-up, the module is imported the first
     time the class is asked for.
     """
