@@ -94,12 +94,14 @@ if TYPE_CHECKING:
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
     from nexus_core.output.report import error_block
     from nexus_core.output.style import Style
+    from nexus_core.pids import pid_alive
     from nexus_core.plan import Plan, to_host
     from nexus_core.plugins import PluginManager
     from nexus_core.policy.events import PolicyCheck
     from nexus_core.policy.gate import config_changed
     from nexus_core.policy.local import policy_decision
     from nexus_core.policy.model import PolicyError
+    from nexus_core.service_errors import ServiceError
 
 __all__ = [
     "API_VERSION",
@@ -156,6 +158,7 @@ __all__ = [
     "SecretInfo",
     "SecretNotFound",
     "SecretUnavailable",
+    "ServiceError",
     "SmallFile",
     "Strategy",
     "StrategyContext",
@@ -180,6 +183,7 @@ __all__ = [
     "markers",
     "open_store",
     "parse_host",
+    "pid_alive",
     "policy_decision",
     "set_identity",
     "shell",
@@ -252,6 +256,8 @@ _LAZY = {
     "PluginManager": "nexus_core.plugins",
     "CallStreams": "nexus_core.calls",
     "LineSplitter": "nexus_core.executors.lines",
+    "ServiceError": "nexus_core.service_errors",
+    "pid_alive": "nexus_core.pids",
 }
 
 

@@ -45,11 +45,9 @@ class ApprovalRequested(Event):
 
 
 @event_type
-class ApprovalGranted(Event):
-    """An approver approved a request (``comment`` as given)."""
+class _ApprovalDecision(Event):
+    """The fields of an approver's answer to a request (granted or rejected; not an event itself)."""
 
-    name: ClassVar[str] = "approval.granted"
-    audit: ClassVar[str] = "approval.granted"
     request_id: str
     user: str
     requester: str
@@ -58,16 +56,19 @@ class ApprovalGranted(Event):
 
 
 @event_type
-class ApprovalRejected(Event):
+class ApprovalGranted(_ApprovalDecision):
+    """An approver approved a request (``comment`` as given)."""
+
+    name: ClassVar[str] = "approval.granted"
+    audit: ClassVar[str] = "approval.granted"
+
+
+@event_type
+class ApprovalRejected(_ApprovalDecision):
     """An approver rejected a request (``comment`` as given)."""
 
     name: ClassVar[str] = "approval.rejected"
     audit: ClassVar[str] = "approval.rejected"
-    request_id: str
-    user: str
-    requester: str
-    plan_hash: str
-    comment: str = ""
 
 
 @event_type

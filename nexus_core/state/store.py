@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexus_core.pids import pid_alive as _pid_alive
 from nexus_core.secrets.redact import redact_data
 
 SCHEMA_VERSION = 1
@@ -575,14 +576,3 @@ def _truncated(path: str) -> str:
     return ""
 
 
-def _pid_alive(pid: int | None) -> bool:
-    """True when process ``pid`` exists on this machine (or cannot be asked about)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -39,6 +39,7 @@ from nexus_core.plugin import (
     CloudProvider,
     CloudRequest,
     Option,
+    pid_alive,
 )
 
 from nexus_agent.paths import state_dir
@@ -54,18 +55,7 @@ def records_dir() -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process counts as gone.
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
+    return pid_alive(pid, reap=True)  # a zombie child of this process counts as gone
 
 
 def _read(path: str) -> dict[str, Any]:

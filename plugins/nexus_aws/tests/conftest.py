@@ -5,7 +5,6 @@ reach boto3 exactly as AWS sends them. Nothing in boto3 is patched."""
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 import urllib.error
 import urllib.parse
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from nexus_core.testing import NexusProject
+from nexus_core.testing.servers import agent_ca as make_agent_ca
+from nexus_core.testing.servers import serve_in_thread
 
 ERROR = """<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>
@@ -110,28 +111,17 @@ def ec2() -> Iterator[Ec2]:
     host, port = server.get_host_and_port()
     moto_url = f"http://{host}:{port}"
     faults = Faults()
-    proxy = _proxy(moto_url, faults)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield Ec2(f"http://127.0.0.1:{proxy.server_address[1]}", moto_url, faults)
+        with serve_in_thread(_proxy(moto_url, faults)) as proxy:
+            yield Ec2(f"http://127.0.0.1:{proxy.server_address[1]}", moto_url, faults)
     finally:
-        proxy.shutdown()
         server.stop()
 
 
 @pytest.fixture(scope="session")
 def agent_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cluster CA (``nexus agent init``): instances get certificates issued by it."""
-    import subprocess
-    import sys
-
-    folder = tmp_path_factory.mktemp("agent-ca")
-    out = subprocess.run([sys.executable, "-m", "nexus_core", "agent", "init", "--name", "hub"],
-                         env={**os.environ, "NEXUS_AGENT_DIR": str(folder)}, capture_output=True, text=True,
-                         check=False)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return folder
+    return make_agent_ca(tmp_path_factory.mktemp("agent-ca"))
 
 
 @pytest.fixture

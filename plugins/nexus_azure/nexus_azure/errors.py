@@ -10,27 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nexus_core.plugin import ServiceError
+
 #: Exit codes (the values of ``nexus_core.plugin.ExitCode``).
 CONFIG = 2
 CONNECTION = 3
 
 
-class AzureError(Exception):
+class AzureError(ServiceError):
     """A call to Azure failed: ``headline``, ``context`` lines, ``hint``, ``exit_code``."""
 
     def __init__(
         self, headline: str, *, hint: str = "", context: Sequence[str] = (), exit_code: int = CONNECTION
     ) -> None:
-        super().__init__(headline)
-        self.headline = headline
-        self.hint = hint
-        self.context = tuple(context)
-        self.exit_code = exit_code
-
-    def __str__(self) -> str:
-        return "\n".join([self.headline, *self.context, *([self.hint] if self.hint else [])])
-
-    @property
-    def message(self) -> str:
-        """Headline and context lines (no hint)."""
-        return "\n".join([self.headline, *self.context])
+        super().__init__(headline, hint=hint, context=context, exit_code=exit_code)

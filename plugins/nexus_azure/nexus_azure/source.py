@@ -141,47 +141,28 @@ def facts_of(vm: VM) -> dict[str, Any]:
 def _host(vm: VM, connection: str, ip: str, user: Any, tunnel: int | None = None) -> DiscoveredHost:
     facts = facts_of(vm)
     running = vm.power_state == "running"
-    tags = tuple(_TAG_SAFE.sub("_", f"{k}={v}" if v else k) for k, v in sorted(vm.tags.items()))
-    addresses = (*vm.private_ips, *vm.public_ips)
     name = _TAG_SAFE.sub("-", vm.name).replace("=", "-").replace("/", "-").replace(":", "-")
+    where: dict[str, Any]  # how to reach it: address, and port, user, transport, targeted
     if connection == "bastion":
         if tunnel is not None:
             facts["bastion_tunnel"] = f"127.0.0.1:{tunnel}"
-        return DiscoveredHost(
-            address="127.0.0.1" if tunnel is not None else name,
-            port=tunnel,
-            user=str(user) if user else None,
-            tags=tags,
-            os=vm.os.lower(),
-            online=running,
-            addresses=addresses,
-            facts=facts,
-            name=name,
-        )
-    if connection == "ssh":
+        where = {"address": "127.0.0.1" if tunnel is not None else name, "port": tunnel}
+        where["user"] = str(user) if user else None
+    elif connection == "ssh":
         pool = vm.public_ips if ip == "public" else vm.private_ips
         address = pool[0] if pool else ""
-        targeted = None if address else False
         if not address:
             facts["note"] = f"no {ip} IP address: not targeted"
-        return DiscoveredHost(
-            address=address or name,
-            user=str(user) if user else None,
-            tags=tags,
-            os=vm.os.lower(),
-            online=running,
-            addresses=addresses,
-            facts=facts,
-            name=name,
-            targeted=targeted if running else None,
-        )
+        where = {"address": address or name, "user": str(user) if user else None}
+        where["targeted"] = (None if address else False) if running else None
+    else:
+        where = {"address": name, "transport": "azure"}
     return DiscoveredHost(
-        address=name,
-        transport="azure",
-        tags=tags,
+        **where,
+        tags=tuple(_TAG_SAFE.sub("_", f"{k}={v}" if v else k) for k, v in sorted(vm.tags.items())),
         os=vm.os.lower(),
         online=running,
-        addresses=addresses,
+        addresses=(*vm.private_ips, *vm.public_ips),
         facts=facts,
         name=name,
     )

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from azurebed import vm_env, write_fake_az
 from nexus_core.testing import NexusProject
+from nexus_core.testing.servers import agent_ca as make_agent_ca
 
 from nexus_azure.testing import FakeAzure, FakeVM
 
@@ -27,12 +26,7 @@ def scale_set(certificate: tuple[str, str], tmp_path: Path):  # type: ignore[no-
 @pytest.fixture(scope="session")
 def agent_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cluster CA (``nexus agent init``): the core issues a certificate per new instance."""
-    folder = tmp_path_factory.mktemp("agent-ca")
-    out = subprocess.run([sys.executable, "-m", "nexus_core", "agent", "init", "--name", "hub"],
-                         env={**os.environ, "NEXUS_AGENT_DIR": str(folder)}, capture_output=True, text=True,
-                         check=False)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return folder
+    return make_agent_ca(tmp_path_factory.mktemp("agent-ca"))
 
 
 def declare(  # type: ignore[no-untyped-def]

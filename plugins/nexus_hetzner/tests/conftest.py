@@ -9,9 +9,6 @@ from __future__ import annotations
 import http.server
 import itertools
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -21,6 +18,8 @@ from typing import Any
 
 import pytest
 from nexus_core.testing import NexusProject
+from nexus_core.testing.servers import agent_ca as make_agent_ca
+from nexus_core.testing.servers import serve_in_thread
 
 TOKEN = "test-token-0123456789"
 #: A second token of the same project (the servers' self-destruct token).
@@ -243,25 +242,15 @@ def _handler(api: HetznerApi) -> type[http.server.BaseHTTPRequestHandler]:
 def hetzner_api() -> Iterator[HetznerApi]:
     """The fake Hetzner Cloud API on 127.0.0.1 (one per session)."""
     api = HetznerApi()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    api.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))) as server:
+        api.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         yield api
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture(scope="session")
 def agent_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cluster CA (``nexus agent init``): servers get certificates issued by it."""
-    folder = tmp_path_factory.mktemp("agent-ca")
-    out = subprocess.run([sys.executable, "-m", "nexus_core", "agent", "init", "--name", "hub"],
-                         env={**os.environ, "NEXUS_AGENT_DIR": str(folder)}, capture_output=True, text=True,
-                         check=False)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return folder
+    return make_agent_ca(tmp_path_factory.mktemp("agent-ca"))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from nexus_core.model import Host
 from nexus_core.testing.conformance import ExecutorConformance, MakeExecutor
 from nexus_core.testing.sshbed import USER_KEY, SshBed
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
 #: The conftest's factory: ``make_executor(options=None, **config) -> (executor, events)``.
 MakeSshExecutor = Callable[..., tuple[Executor, list[Any]]]

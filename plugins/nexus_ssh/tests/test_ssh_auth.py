@@ -27,7 +27,7 @@ from nexus_core.testing.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
 from plugins.nexus_ssh.tests.test_ssh_cli import write
 from tests.helpers import run_in_pty
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
 H1, H2 = "127.0.0.2", "127.0.0.3"
 NEEDS_PASSWORD = f"sudo on {H1} needs a password: pass -K/--ask-sudo-pass"

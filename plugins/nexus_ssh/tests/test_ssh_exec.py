@@ -10,7 +10,7 @@ from nexus_core.testing import NexusProject, Outcome
 from nexus_core.testing.sshbed import USER_KEY, SshBed
 from test_ssh_cli import H1, H2, H3, REFUSED, header
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
 GROUPS = """
 hosts("web", "{h1}", "{h2}")

@@ -16,7 +16,7 @@ from tests.helpers import Out
 
 from nexus_ssh.events import SshDisconnect, SshError
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
 MakeExecutor = Callable[..., Any]
 

@@ -27,7 +27,7 @@ from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import PASSWORD, USER_KEY, USER_PW, SshBed
 from tests.helpers import start_nexus, wait_for
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
 H1, H2 = "127.0.0.2", "127.0.0.3"
 KEY = base64.b64encode(bytes(range(32))).decode()

@@ -10,29 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: Exit codes (the values of ``nexus_core.plugin.ExitCode``; kept literal so this module
-#: imports nothing from the core and stays usable from scripts).
+from nexus_core.plugin import ServiceError
+
+#: Exit codes (the values of ``nexus_core.plugin.ExitCode``).
 CONFIG = 2
 CONNECTION = 3
 
 
-class TailscaleError(Exception):
+class TailscaleError(ServiceError):
     """Discovery from the tailnet failed: ``headline``, ``context`` lines, ``hint``, ``exit_code``."""
 
     def __init__(
         self, headline: str, *, hint: str = "", context: Sequence[str] = (), exit_code: int = CONNECTION
     ) -> None:
-        super().__init__(headline)
-        self.headline = headline
-        self.hint = hint
-        self.context = tuple(context)
-        self.exit_code = exit_code
-
-    def __str__(self) -> str:
-        lines = [self.headline, *self.context]
-        if self.hint:
-            lines.append(self.hint)
-        return "\n".join(lines)
+        super().__init__(headline, hint=hint, context=context, exit_code=exit_code)
 
 
 class ApiError(TailscaleError):
