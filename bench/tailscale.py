@@ -8,12 +8,17 @@ shared and wall times swing with the load. Results go to bench/results/tailscale
 1. ``discover``: in-process, a fresh ``TailscaleSource`` asking the local API server for the
    1,000 devices and filtering them (HTTP round trip, JSON parsing, filters): the work a run
    does at plan time for its ``discover("tailscale", ...)`` groups.
-2. ``hosts list`` and ``run -n``: ``nexus hosts list`` (a group of 214 of the 1,000 devices)
-   and ``nexus run -n`` (one device picked by name out of the 1,000) on a nexusfile whose
-   group is written out by hand, then discovered, alternating the two so that both see the
-   same load: the difference is what discovery adds end to end, imports included (a new
-   process each time, as a user runs it). The devices' addresses are on loopback port 1,
-   refused at once, so the dry run's connectivity check costs the same both ways.
+2. ``run --list-hosts``: the figure of the target. ``nexus run hello --list-hosts`` (plans
+   the run, connects to nothing) on all 1,000 devices (``discover("tailscale",
+   online=False)``: offline ones targeted too), against the same run with the same 1,000
+   hosts written out in ``hosts(...)``, alternating the two so that both see the same load:
+   the difference is what discovery of 1,000 devices adds to a run, end to end (imports,
+   HTTP, JSON, filters, the plan's record of the discovery; a new process each time, as a
+   user runs it).
+3. ``hosts list`` and ``run -n``: ``nexus hosts list`` (a group of 214 of the 1,000 devices)
+   and ``nexus run -n`` (one device picked by name out of the 1,000), the same way. The
+   devices' addresses are on loopback port 1, refused at once, so the dry run's
+   connectivity check costs the same both ways.
 
 Usage: ``python bench/tailscale.py [--runs N]`` (default 15).
 """
@@ -107,7 +112,7 @@ def _variants(api_url: str, filters: str) -> tuple[int, list[tuple[str, str, str
 
     config = {"tailscale_api_url": api_url, "tailscale_api_key": "tskey-api-bench"}
     found = TailscaleSource(HostSourceContext(config=config)).discover(eval(f"dict({filters})"))
-    online = [h.address for h in found if h.online]
+    online = [h.address for h in found if (h.online if h.targeted is None else h.targeted)]
     literal = ", ".join(repr(a) for a in online)
     return len(online), [("literal", literal, ""), ("discovered", f'discover("tailscale", {filters})', ", discover")]
 
@@ -178,7 +183,7 @@ def report(results: dict[str, Any]) -> str:
         f"| {_ms(d['wall']['median'])} ({_ms(d['wall']['min'])}-{_ms(d['wall']['max'])}) "
         f"| {_ms(d['cpu']['median'])} ({_ms(d['cpu']['min'])}-{_ms(d['cpu']['max'])}) |",
     ]
-    for key in ("hosts_list", "run"):
+    for key in ("run_all", "hosts_list", "run"):
         r = results[key]
         for variant in ("literal", "discovered"):
             v = r[variant]
@@ -196,7 +201,7 @@ def report(results: dict[str, Any]) -> str:
     )
     scale = IDLE_VERSION_S / y["cpu"]["median"]
     lines.append("")
-    for key in ("hosts_list", "run"):
+    for key in ("run_all", "hosts_list", "run"):
         r = results[key]
         lines.append(
             f"- `{r['command']}`: discovery adds {_ms(r['added_wall'])} wall, {_ms(r['added_cpu'])} CPU; "
@@ -229,6 +234,7 @@ def main(argv: list[str]) -> None:
             "runs": args.runs,
             "load": load(),
             "discover": measure_discover(server.url, args.runs),
+            "run_all": measure_cli(server.url, args.runs, ["run", "hello", "--list-hosts"], "online=False", (0,)),
             "hosts_list": measure_cli(server.url, args.runs, ["hosts", "list"], 'tags=["tag:web"]', (0,)),
             "run": measure_cli(server.url, args.runs, ["run", "-n", "hello"], 'hostname="^node-0001$"', (0, 3)),
             "yardstick": measure_yardstick(args.runs),

@@ -574,5 +574,3 @@ def _truncated(path: str) -> str:
     if pages and header[24:28] == header[92:96] and size < pages * page_size:
         return f"the file is {size} bytes, its header says {pages * page_size} (truncated)"
     return ""
-
-
