@@ -21,6 +21,11 @@ shared and wall times swing with the load. Results go to bench/results/tailscale
    connectivity check costs the same both ways.
 
 Usage: ``python bench/tailscale.py [--runs N]`` (default 15).
+
+``--callgrind`` instead counts instructions (``valgrind --tool=callgrind``: deterministic,
+whatever the load) of one warm ``nexus run hello --list-hosts`` on the 1,000 hosts written
+out and discovered, and of ``nexus --version``; the difference is turned into milliseconds
+at the rate ``nexus --version`` runs when the machine is idle (55 ms).
 """
 
 from __future__ import annotations
@@ -156,6 +161,39 @@ def measure_cli(api_url: str, runs: int, argv: list[str], filters: str, ok: tupl
     return out
 
 
+def _instructions(cmd: list[str], folder: Path, ok: tuple[int, ...]) -> int:
+    """Instructions of one ``nexus`` process under callgrind (its threads included)."""
+    import re
+
+    env = {**os.environ, "XDG_STATE_HOME": str(folder / "state"), "NEXUS_SSH_CONFIG": "", "NO_COLOR": "1"}
+    out = folder / "callgrind.out"
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, *cmd]
+    proc = subprocess.run(valgrind, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    got = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode not in ok or not got:
+        raise SystemExit(f"{' '.join(valgrind)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(got.group(1))
+
+
+def measure_callgrind(api_url: str) -> dict[str, Any]:
+    """Instructions of ``run --list-hosts`` on 1,000 hosts written out and discovered, and of ``--version``."""
+    nexus = str(Path(sys.executable).parent / "nexus")
+    argv = [nexus, "run", "hello", "--list-hosts"]
+    with tempfile.TemporaryDirectory() as tmp:
+        hosts, variants = _variants(api_url, "online=False")
+        counts: dict[str, int] = {}
+        for name, members, extra in variants:
+            folder = Path(tmp) / name
+            folder.mkdir()
+            (folder / "nexusfile.py").write_text(NEXUSFILE.format(url=api_url, members=members, extra_import=extra))
+            _run_once(argv, folder, (0,))  # warm: the state database exists, as at a user's second run
+            counts[name] = _instructions(argv, folder, (0,))
+        counts["version"] = _instructions([nexus, "--version"], Path(tmp), (0,))
+    per_ms = counts["version"] / (IDLE_VERSION_S * 1000)
+    added = counts["discovered"] - counts["literal"]
+    return {"hosts": hosts, "instructions": counts, "added_instructions": added, "added_ms": added / per_ms}
+
+
 def measure_yardstick(runs: int) -> dict[str, Any]:
     """``nexus --version`` in the same session: 55 ms wall and CPU on this machine when idle
     (bench/results/core.md), so the figures above can be scaled when the machine is loaded."""
@@ -215,6 +253,7 @@ def report(results: dict[str, Any]) -> str:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--callgrind", action="store_true", help="count instructions instead (needs valgrind)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     from bench.run import compile_sources
@@ -227,6 +266,17 @@ def main(argv: list[str]) -> None:
     from nexus_tailscale.testing import FakeApi
 
     load: Callable[[], str] = lambda: " ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
+    if args.callgrind:
+        with FakeApi(fleet(), api_keys={"tskey-api-bench"}) as server:
+            got = measure_callgrind(server.url)
+        (RESULTS / "tailscale-callgrind.json").write_text(json.dumps(got, indent=2) + "\n")
+        n = got["instructions"]
+        print(
+            f"nexus run hello --list-hosts, {got['hosts']} hosts: written out {n['literal'] / 1e6:.1f} M instructions, "
+            f"discovered {n['discovered'] / 1e6:.1f} M; nexus --version {n['version'] / 1e6:.1f} M (55 ms idle): "
+            f"discovery adds {got['added_instructions'] / 1e6:.1f} M = {got['added_ms']:.1f} ms"
+        )
+        return
     with FakeApi(fleet(), api_keys={"tskey-api-bench"}) as server:
         results = {
             "devices": DEVICES,

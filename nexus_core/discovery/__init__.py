@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -404,7 +403,11 @@ def _discover_all(
     # meanwhile: threads would only add their start-up to work the GIL serialises anyway.
     remote = [s for s in runnable if s.source not in BUILTIN_SOURCES]
     answers: dict[str, Found | DiscoveryError] = {}
-    pool = ThreadPoolExecutor(max_workers=min(8, len(remote))) if len(remote) > 1 else None
+    pool = None
+    if len(remote) > 1:  # imported here: one source (the usual case) needs no pool, nor its imports
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=min(8, len(remote)))
     try:
         futures = {s.key: pool.submit(one, s) for s in remote} if pool is not None else {}
         for spec in runnable:
