@@ -16,7 +16,7 @@ from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
 from tests.helpers import start_nexus, wait_for
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
 RUNS = HOME_ROOT / USER_KEY / ".cache" / "nexus" / "runs"
 #: spool_max_bytes of these tests, and what the keeper may overshoot by: one tick (1 s) of
