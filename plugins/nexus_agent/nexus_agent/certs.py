@@ -14,6 +14,7 @@ import datetime
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,19 +236,29 @@ def common_name(files: CertFiles) -> str:
 
 def sign_identity(files: CertFiles, payload: bytes) -> dict[str, str]:
     """Proof of who sends ``payload``: the sender's certificate and its key's signature over it."""
+    return signer(files)(payload)
+
+
+def signer(files: CertFiles) -> Callable[[bytes], dict[str, str]]:
+    """:func:`sign_identity` with ``files`` read once (the executor signs every command)."""
     import base64
 
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    with open(files.key, "rb") as fh:
-        key = serialization.load_pem_private_key(fh.read(), password=None)
-    with open(files.cert, encoding="ascii") as fh:
-        cert = fh.read()
+    with open(files.key, "rb") as raw:
+        key = serialization.load_pem_private_key(raw.read(), password=None)
+    with open(files.cert, encoding="ascii") as text:
+        cert = text.read()
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertError(f"{files.key} is not an EC key made by `nexus agent cert`", "issue the certificate again")
-    signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
-    return {"cert": cert, "sig": base64.b64encode(signature).decode("ascii")}
+    ec_key = key
+
+    def sign(payload: bytes) -> dict[str, str]:
+        signature = ec_key.sign(payload, ec.ECDSA(hashes.SHA256()))
+        return {"cert": cert, "sig": base64.b64encode(signature).decode("ascii")}
+
+    return sign
 
 
 def verify_identity(stamp: Any, payload: bytes, ca_path: str) -> str:

@@ -192,7 +192,10 @@ def _agents(info: Mapping[str, Any]) -> list[Agent]:
                 memory_limit=int(w.get("memory_limit") or 0),
                 draining=bool(metrics.get("nexus_draining")),
                 host=str(w.get("host") or ""),
-                facts={"idle_since": float(metrics.get("nexus_idle_since") or 0.0)},
+                facts={
+                    "idle_since": float(metrics.get("nexus_idle_since") or 0.0),
+                    "relay": bool(metrics.get("nexus_relay")),
+                },
             )
         )
     return sorted(out, key=lambda a: a.name)

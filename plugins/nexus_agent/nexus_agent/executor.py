@@ -49,6 +49,16 @@ BURST_WAIT_SECONDS = 3600.0
 _SIGNALS = {Cancel.INTERRUPT: signal.SIGINT, Cancel.TERMINATE: signal.SIGTERM, Cancel.KILL: signal.SIGKILL}
 
 
+def _relays(client: Any) -> bool:
+    """True when the cluster's coordinator relays commands to named agents (asked once per connection)."""
+    from nexus_agent import relay
+
+    try:
+        return bool(client.run_on_scheduler(relay.ready))
+    except Exception:  # an older coordinator, or one that cannot say: Dask tasks only
+        return False
+
+
 class AgentExecutor(Executor):
     """Runs commands on agents of a Dask cluster joined with mutual TLS."""
 
@@ -66,6 +76,11 @@ class AgentExecutor(Executor):
         #: Cloud bursting: the agent each shard's commands run on (id of the shard's host ->
         #: (host, agent)), so that a shard's second command finds what its first one left.
         self._shard_agent: dict[int, tuple[Host, str]] = {}
+        self._relay = False  # the coordinator relays commands to named agents (nexus_agent.relay)
+        self._view: dict[str, cluster.Agent] = {}
+        self._view_at = float("-inf")
+        self._view_lock = threading.Lock()
+        self._sign: Any = None
 
     @staticmethod
     def cloud_cluster(config: Any) -> Any:
@@ -82,7 +97,9 @@ class AgentExecutor(Executor):
         from nexus_agent.runner import identity_payload
 
         try:
-            return certs.sign_identity(certs.find(), identity_payload(cmd_id, cmd))
+            if self._sign is None:  # the key is read once per run, not per command
+                self._sign = certs.signer(certs.find())
+            return self._sign(identity_payload(cmd_id, cmd))  # type: ignore[no-any-return]
         except (certs.CertError, OSError, ValueError):
             return None  # an agent with a policy refuses the command, saying why
 
@@ -115,6 +132,7 @@ class AgentExecutor(Executor):
                 self._error = exc
                 raise
             client.subscribe_topic(self._topic, self._on_event)
+            self._relay = _relays(client)
             self._client = client
             return client
 
@@ -231,30 +249,76 @@ class AgentExecutor(Executor):
             "input": command.input,
             "identity": self._stamp(cmd_id, command.cmd),
         }
-        from nexus_agent.runner import run_command
+        try:
+            return self._wait(client, host, spec, on_output, cancel, timeout, wanted, started, q)
+        finally:
+            self._queues.pop(cmd_id, None)
 
+    def _relayed(self, host: Host, data: str | None, wanted: Sequence[str]) -> bool:
+        """True when this command goes to its agent directly (nexus_agent.relay), not as a Dask task."""
+        from nexus_agent import relay
+
+        if not self._relay or host.facts.get("nexus_pool") or len(wanted) != 1:
+            return False  # a shard: the scheduler picks the agent and reruns it if that agent dies
+        if data is not None and len(data) > relay.MAX_INPUT:
+            return False
+        agent = self._view.get(wanted[0])
+        return agent is not None and bool(agent.facts.get("relay"))
+
+    def _wait(
+        self,
+        client: Any,
+        host: Host,
+        spec: dict[str, Any],
+        on_output: Any,
+        cancel: Cancel,
+        timeout: float,
+        wanted: Sequence[str],
+        started: float,
+        q: queue.SimpleQueue[dict[str, Any]],
+    ) -> CommandResult:
+        """Send the command (relayed, or as a Dask task) and hand its lines on until it ends."""
+        from nexus_agent import relay
+
+        cmd_id = str(spec["id"])
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         received = 0
         running_on = ""
         running_at = ""  # the agent's Dask address (Client.run needs it)
-        future = client.submit(
-            run_command,
-            spec,
-            key=f"nexus-{cmd_id}",
-            workers=list(wanted),
-            allow_other_workers=False,
-            resources={SLOTS: 1},
-            pure=False,
-        )
-        # Wake the loop below as soon as the result is in (not at its next poll).
-        future.add_done_callback(lambda _f: q.put({"id": cmd_id, "done": True}))
+        future: Any = None
+        result: dict[str, Any] | None = None
+        if self._relayed(host, spec["input"], wanted):
+            # Lines, then the result, come back in order on the run's topic: no gather.
+            client.log_event(relay.TOPIC, {"agent": wanted[0], "run": spec})
+        else:
+            from nexus_agent.runner import run_command
+
+            future = client.submit(
+                run_command,
+                spec,
+                key=f"nexus-{cmd_id}",
+                workers=list(wanted),
+                allow_other_workers=False,
+                resources={SLOTS: 1},
+                pure=False,
+            )
+            # Wake the loop below as soon as the result is in (not at its next poll).
+            future.add_done_callback(lambda _f: q.put({"id": cmd_id, "done": True}))
         level_sent = 0
         next_check = time.monotonic() + ALIVE_CHECK_SECONDS
+        # A backstop to the agent's own timeout, which counts from the command's start there.
         backstop = started + timeout + 30 if timeout > 0 else float("inf")
+
+        def stop(signum: int) -> None:
+            if future is None:  # relayed: the agent also drops a command not started yet
+                client.log_event(relay.TOPIC, {"agent": running_on or wanted[0], "id": cmd_id, "signal": int(signum)})
+            elif running_at:
+                self._signal(client, running_at, cmd_id, signum)
+
         try:
             for _ in range(1 << 62):
                 try:
-                    msg = q.get(timeout=0.25)
+                    msg: dict[str, Any] | None = q.get(timeout=0.25)
                 except queue.Empty:
                     msg = None
                 while msg is not None:
@@ -265,62 +329,74 @@ class AgentExecutor(Executor):
                             on_output("stderr", line)
                         running_on = str(msg.get("agent") or "")
                         running_at = str(msg.get("worker") or "")
+                        if timeout > 0:
+                            backstop = time.monotonic() + timeout + 30
                     for stream, line in msg.get("lines") or ():
                         received += 1
                         tail.append(line)
                         on_output(stream, line)
+                    if isinstance(msg.get("end"), dict):
+                        result = msg["end"]
                     try:
                         msg = q.get_nowait()
                     except queue.Empty:
                         msg = None
-                if future.done():
+                if result is not None or (future is not None and future.done()):
                     break
                 level = cancel.level
                 if level > level_sent:
                     level_sent = level
-                    if level in _SIGNALS and running_at:
-                        self._signal(client, running_at, cmd_id, _SIGNALS[level])
+                    if level in _SIGNALS:
+                        with contextlib.suppress(Exception):
+                            stop(_SIGNALS[level])
                     if level >= Cancel.INTERRUPT and not running_on:
-                        future.cancel()
+                        if future is not None:
+                            future.cancel()
                         return CommandResult("interrupted", None, time.monotonic() - started, "not started: "
                                              "the run is stopping")  # fmt: skip
                 now = time.monotonic()
                 if now >= backstop:
-                    future.cancel()
+                    if future is not None:
+                        future.cancel()
+                    else:
+                        with contextlib.suppress(Exception):
+                            stop(signal.SIGKILL)
                     return CommandResult("timeout", None, now - started, f"timed out after {timeout:.3g}s",
                                          tuple(tail))  # fmt: skip
                 if now >= next_check:
                     next_check = now + ALIVE_CHECK_SECONDS
-                    lost = self._lost(client, wanted)
+                    lost = self._lost(client, wanted if not running_on or future is not None else (running_on,))
                     if lost is not None:
-                        future.cancel()
+                        if future is not None:
+                            future.cancel()
                         return CommandResult("unreachable", None, now - started, lost, tuple(tail),
                                              retryable=False)  # fmt: skip
-            try:
-                result = future.result()
-            except Exception as exc:
-                name = type(exc).__name__
-                if name == "KilledWorker":
-                    reason = f"the agents running this command kept dying ({', '.join(wanted)})"
-                else:
-                    reason = f"{name}: {exc}"
-                return CommandResult("unreachable", None, time.monotonic() - started, reason, tuple(tail),
-                                     retryable=False)  # fmt: skip
-            # Lines sent before the result may still be on their way: wait for them (bounded).
-            expected = int(result.get("lines") or 0)
-            deadline = time.monotonic() + LATE_LINES_SECONDS
-            while received < expected and time.monotonic() < deadline:
+            if result is None:
                 try:
-                    msg = q.get(timeout=0.05)
-                except queue.Empty:
-                    continue
-                for stream, line in msg.get("lines") or ():
-                    received += 1
-                    tail.append(line)
-                    on_output(stream, line)
+                    result = future.result()
+                except Exception as exc:
+                    name = type(exc).__name__
+                    if name == "KilledWorker":
+                        reason = f"the agents running this command kept dying ({', '.join(wanted)})"
+                    else:
+                        reason = f"{name}: {exc}"
+                    return CommandResult("unreachable", None, time.monotonic() - started, reason, tuple(tail),
+                                         retryable=False)  # fmt: skip
+                # Lines sent before the result may still be on their way: wait for them (bounded).
+                expected = int(result.get("lines") or 0)
+                deadline = time.monotonic() + LATE_LINES_SECONDS
+                while received < expected and time.monotonic() < deadline:
+                    try:
+                        msg = q.get(timeout=0.05)
+                    except queue.Empty:
+                        continue
+                    for stream, line in msg.get("lines") or ():
+                        received += 1
+                        tail.append(line)
+                        on_output(stream, line)
         finally:
-            self._queues.pop(cmd_id, None)
-            future.release()
+            if future is not None:
+                future.release()
         status = str(result.get("status") or "error")
         check = result.get("policy")
         if isinstance(check, dict):  # the agent's policy refused: audited in this run
@@ -336,24 +412,34 @@ class AgentExecutor(Executor):
             time.monotonic() - started,
             str(result.get("reason") or ""),
             tuple(tail),
-            retryable=status not in ("error", "interrupted"),
+            retryable=status not in ("error", "interrupted") and not result.get("gone"),
         )
+
+    def _agents(self, client: Any, fresh: bool = False) -> dict[str, cluster.Agent]:
+        """The agents by name as the scheduler reported them at most a second ago (``fresh``: now).
+
+        One question to the scheduler per second for all the run's commands, not one per
+        command: with 50 agents each answer is the whole worker table.
+        """
+        with self._view_lock:
+            if fresh or time.monotonic() - self._view_at >= ALIVE_CHECK_SECONDS:
+                self._view = {a.name: a for a in cluster.fresh_agents(client)}
+                self._view_at = time.monotonic()
+            return self._view
 
     def _check_agents(self, client: Any, host: Host, wanted: Sequence[str]) -> CommandResult | None:
         """A failed result when none of ``wanted`` is in the cluster (or all are draining)."""
         try:
-            found = cluster.agents(client)
+            by_name = self._agents(client)
         except Exception as exc:
             return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
-        by_name = {a.name: a for a in found}
         usable = [n for n in wanted if n in by_name and not by_name[n].draining]
         if usable:
             return None
-        try:  # the cached view may be a second old: ask once more
-            fresh = cluster.fresh_agents(client)
+        try:  # the view may be a second old: ask once more
+            by_name = self._agents(client, fresh=True)
         except Exception as exc:
             return CommandResult("unreachable", None, 0.0, f"the agent cluster does not answer: {exc}")
-        by_name = {a.name: a for a in fresh}
         if [n for n in wanted if n in by_name and not by_name[n].draining]:
             return None
         what = f"agent {host.name!r}" if len(wanted) == 1 else "agents " + ", ".join(wanted)
@@ -363,15 +449,15 @@ class AgentExecutor(Executor):
             None,
             0.0,
             f"{what} {state}",
-            hint=f"the agents there: {cluster.describe(fresh)}\n- start it with `nexus agent start --name "
-            f"{wanted[0]} --join HOST:PORT`, or pick another agent",
+            hint=f"the agents there: {cluster.describe(sorted(by_name.values(), key=lambda a: a.name))}\n"
+            f"- start it with `nexus agent start --name {wanted[0]} --join HOST:PORT`, or pick another agent",
             retryable=False,
         )
 
     def _lost(self, client: Any, wanted: Sequence[str]) -> str | None:
         """Why the command can no longer run (every allowed agent gone), or None."""
         try:
-            names = {a.name for a in cluster.fresh_agents(client)}
+            names = self._agents(client)
         except Exception:
             return "the agent cluster's coordinator stopped answering while the command ran"
         if any(n in names for n in wanted):

@@ -39,6 +39,29 @@ RUNNING: dict[str, int] = {}
 #: Since when (seconds since the epoch) this agent runs nothing: the autoscaler's idle time.
 IDLE_SINCE: list[float] = [time.time()]
 _LOCK = threading.Lock()
+#: The agent's command slots (``max_concurrent_tasks``), shared by Dask tasks and relayed
+#: commands (see :mod:`nexus_agent.relay`); None: no limit (a direct call from a test).
+_GATE: list[threading.Semaphore | None] = [None]
+_GATE_SIZE: list[int] = [0]
+#: Commands signalled before they started (they never start): id -> None, oldest first.
+_CANCELLED: dict[str, None] = {}
+_CANCELLED_MAX = 10_000
+#: Running commands that a cancel signalled (their end is "interrupted", not "failed").
+_SIGNALLED: set[str] = set()
+#: Seconds between checks for a cancel while a command waits for a slot.
+SLOT_POLL_SECONDS = 0.1
+
+
+def set_slots(count: int) -> None:
+    """Let at most ``count`` commands run at once on this agent (the daemon calls it at start).
+
+    Called again when the agent rejoins a coordinator: the same count keeps the same gate,
+    so commands still running from before hold their slots.
+    """
+    count = max(1, count)
+    if _GATE[0] is None or _GATE_SIZE[0] != count:
+        _GATE[0] = threading.Semaphore(count)
+        _GATE_SIZE[0] = count
 
 
 def _worker() -> Any:
@@ -53,10 +76,10 @@ def _worker() -> Any:
 class _Sender:
     """Batches (stream, line) pairs and sends them as events on ``topic``."""
 
-    def __init__(self, topic: str, cmd_id: str) -> None:
+    def __init__(self, topic: str, cmd_id: str, worker: Any = None) -> None:
         self.topic = topic
         self.cmd_id = cmd_id
-        self.worker = _worker()
+        self.worker = worker if worker is not None else _worker()
         self.batch: list[list[str]] = []
         self.sent = 0
         self.last = time.monotonic()
@@ -80,8 +103,8 @@ class _Sender:
             self.worker.log_event(self.topic, {"id": self.cmd_id, kind: True, **data})
 
 
-def _agent_name() -> str:
-    worker = _worker()
+def _agent_name(worker: Any = None) -> str:
+    worker = worker if worker is not None else _worker()
     if worker is not None and worker.name is not None:
         return str(worker.name)
     return socket.gethostname()
@@ -139,17 +162,48 @@ def policy_check(spec: dict[str, Any], agent: str) -> tuple[str, dict[str, Any] 
     return refused(user, decision.rule, f"refused by the policy of agent {agent}: {decision.explain()}")
 
 
-def run_command(spec: dict[str, Any]) -> dict[str, Any]:
+def run_command(spec: dict[str, Any], worker: Any = None) -> dict[str, Any]:
     """Run one command on this agent; return its result as plain data.
 
     ``spec``: ``id``, ``topic``, ``cmd``, ``sudo``, ``user``, ``env`` (pairs), ``cwd``,
     ``timeout`` (seconds, 0: none), ``input`` (text for standard input or None).
+    ``worker``: the Dask worker to send output through (default: the one running this task).
     The result: ``status`` (ok, failed, timeout, error, interrupted), ``exit_code``,
     ``reason``, ``lines`` (how many output lines were sent), ``agent``.
+
+    The command waits for one of the agent's slots first (a cancel reaches it there too);
+    its timeout counts from when it starts.
     """
     cmd_id = str(spec["id"])
-    sender = _Sender(str(spec["topic"]), cmd_id)
-    agent = _agent_name()
+    sender = _Sender(str(spec["topic"]), cmd_id, worker)
+    agent = _agent_name(sender.worker)
+    gate = _GATE[0]
+    if gate is not None and not _acquire(gate, cmd_id):
+        return {"status": "interrupted", "exit_code": None, "reason": "not started: cancelled", "lines": 0,
+                "agent": agent, "duration": 0.0}  # fmt: skip
+    try:
+        return _run_started(spec, cmd_id, sender, agent)
+    finally:
+        if gate is not None:
+            gate.release()
+
+
+def _acquire(gate: threading.Semaphore, cmd_id: str) -> bool:
+    """Take a slot (False: the command was cancelled while it waited)."""
+    for _ in range(1 << 62):
+        with _LOCK:
+            if cmd_id in _CANCELLED:
+                return False
+        if gate.acquire(timeout=SLOT_POLL_SECONDS):
+            with _LOCK:
+                if cmd_id not in _CANCELLED:
+                    return True
+            gate.release()
+            return False
+    return False
+
+
+def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str) -> dict[str, Any]:
     sender.note("start", agent=agent)
     started = time.monotonic()
     refusal, check = policy_check(spec, agent)
@@ -198,12 +252,16 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
         return result("error", None, f"cannot start the command on agent {agent}: {exc.strerror or exc}")
     with _LOCK:
         RUNNING[cmd_id] = proc.pid
+        if cmd_id in _CANCELLED:  # signalled between the slot and the start: stop it now
+            _SIGNALLED.add(cmd_id)
+            _killpg(proc.pid, signal.SIGKILL)
     if data is not None and proc.stdin is not None:
         threading.Thread(target=_feed, args=(proc.stdin, str(data).encode()), daemon=True).start()
     timeout = float(spec.get("timeout") or 0)
     deadline = started + timeout if timeout > 0 else float("inf")
     timed_out = False
     kill_at: float | None = None
+    signalled = False
     try:
         assert proc.stdout is not None and proc.stderr is not None
         streams = {
@@ -249,6 +307,9 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         with _LOCK:
             RUNNING.pop(cmd_id, None)
+            _CANCELLED.pop(cmd_id, None)
+            signalled = cmd_id in _SIGNALLED
+            _SIGNALLED.discard(cmd_id)
             if not RUNNING:
                 IDLE_SINCE[0] = time.time()
         if proc.returncode is None:
@@ -261,28 +322,24 @@ def run_command(spec: dict[str, Any]) -> dict[str, Any]:
         return result("timeout", code, f"timed out after {timeout:.3g}s")
     if code == 0:
         return result("ok", 0)
-    if spec.get("signalled") or _was_signalled(cmd_id):
+    if spec.get("signalled") or signalled:
         return result("interrupted", code, "interrupted")
     reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
     return result("failed", code, reason)
 
 
-_SIGNALLED: set[str] = set()
-
-
-def _was_signalled(cmd_id: str) -> bool:
-    with _LOCK:
-        return cmd_id in _SIGNALLED
-
-
 def signal_command(cmd_id: str, signum: int) -> bool:
     """Send ``signum`` to the process group of running command ``cmd_id``; False when not running.
 
-    Run on the agent by the client (``Client.run``) when the run's cancel level rises.
+    Run on the agent when the run's cancel level rises (``Client.run``, or relayed). A
+    command not started yet (waiting for a slot, or on its way) is marked so that it never starts.
     """
     with _LOCK:
         pgid = RUNNING.get(cmd_id)
         if pgid is None:
+            _CANCELLED[cmd_id] = None
+            while len(_CANCELLED) > _CANCELLED_MAX:
+                del _CANCELLED[next(iter(_CANCELLED))]
             return False
         _SIGNALLED.add(cmd_id)
     _killpg(pgid, signum)
