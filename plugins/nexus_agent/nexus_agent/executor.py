@@ -289,7 +289,11 @@ class AgentExecutor(Executor):
         result: dict[str, Any] | None = None
         if self._relayed(host, spec["input"], wanted):
             # Lines, then the result, come back in order on the run's topic: no gather.
-            client.log_event(relay.TOPIC, {"agent": wanted[0], "run": spec})
+            try:
+                client.log_event(relay.TOPIC, {"agent": wanted[0], "run": spec})
+            except Exception as exc:  # the coordinator went away between two commands
+                return CommandResult("unreachable", None, time.monotonic() - started,
+                                     f"the agent cluster does not answer: {exc}", retryable=False)  # fmt: skip
         else:
             from nexus_agent.runner import run_command
 

@@ -1,0 +1,71 @@
+"""The agent side without a cluster: slots shared by every command, and a cancel before the start."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nexus_agent import runner
+
+
+@pytest.fixture
+def one_slot() -> Iterator[None]:
+    saved = runner._GATE[0], runner._GATE_SIZE[0]
+    runner._GATE[0] = None
+    runner.set_slots(1)
+    yield
+    runner._GATE[0], runner._GATE_SIZE[0] = saved
+
+
+def _spec(cmd_id: str, cmd: str) -> dict[str, Any]:
+    return {"id": cmd_id, "topic": "t", "cmd": cmd, "timeout": 30}
+
+
+def _wait_for(path: Path, cmd_id: str) -> None:
+    """Until the command has written ``path`` and the agent has it as running."""
+    for _ in range(600):
+        if path.exists() and cmd_id in runner.RUNNING:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_a_command_waits_for_a_slot_and_a_cancel_there_keeps_it_from_starting(one_slot: None, tmp_path: Path) -> None:
+    started, release, never = tmp_path / "started", tmp_path / "release", tmp_path / "never"
+    results: dict[str, dict[str, Any]] = {}
+    first = threading.Thread(
+        target=lambda: results.__setitem__(
+            "first",
+            runner.run_command(_spec("first", f"touch {started}; while [ ! -e {release} ]; do sleep 0.05; done")),
+        )
+    )
+    first.start()
+    _wait_for(started, "first")
+    second = threading.Thread(
+        target=lambda: results.__setitem__("second", runner.run_command(_spec("second", f"touch {never}")))
+    )
+    second.start()
+    assert runner.signal_command("second", 2) is False  # waiting for the slot: marked, not signalled
+    second.join(30)
+    release.touch()
+    first.join(30)
+    assert results["second"]["status"] == "interrupted" and "not started" in results["second"]["reason"]
+    assert not never.exists()
+    assert results["first"]["status"] == "ok"
+
+
+def test_a_signalled_running_command_is_interrupted_not_failed(one_slot: None, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    results: list[dict[str, Any]] = []
+    t = threading.Thread(target=lambda: results.append(runner.run_command(_spec("sig", f"touch {started}; sleep 30"))))
+    t.start()
+    _wait_for(started, "sig")
+    assert runner.signal_command("sig", 15) is True
+    t.join(30)
+    assert results[0]["status"] == "interrupted"
+    assert "sig" not in runner.RUNNING
