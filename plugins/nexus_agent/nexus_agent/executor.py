@@ -290,7 +290,7 @@ class AgentExecutor(Executor):
         if self._relayed(host, spec["input"], wanted):
             # Lines, then the result, come back in order on the run's topic: no gather.
             try:
-                client.log_event(relay.TOPIC, {"agent": wanted[0], "run": spec})
+                client.log_event(relay.TOPIC, {"agent": wanted[0], "client": client.id, "run": spec})
             except Exception as exc:  # the coordinator went away between two commands
                 return CommandResult("unreachable", None, time.monotonic() - started,
                                      f"the agent cluster does not answer: {exc}", retryable=False)  # fmt: skip

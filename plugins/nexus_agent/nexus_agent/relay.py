@@ -9,7 +9,9 @@ scheduler); :class:`Relay`, a scheduler plugin of the coordinator, hands it to t
 on the scheduler's open stream to it (``Scheduler.worker_send``), and the agent's handler
 (:func:`install`) runs it in a thread of its own. Lines and the result come back as the
 Dask-task path sends its lines (worker events on the run's topic), in order, so the result
-arrives after the last line.
+arrives after the last line. The command names the client, which the plugin subscribes
+to the run's topic before forwarding: the client's own subscription travels on another
+connection (its batched stream) and may arrive after a quick command's result.
 
 Only between parts that have it: the coordinator answers :func:`ready` (asked once per
 connection), and agents that install the handlers say so in a heartbeat metric
@@ -48,13 +50,18 @@ class Relay(SchedulerPlugin):  # type: ignore[misc]
         self.scheduler = scheduler
 
     def log_event(self, topic: str, msg: Any) -> None:
-        """Forward ``{"agent": NAME, "run": SPEC}`` or ``{"agent": NAME, "signal": N, "id": ID}``."""
+        """Forward ``{"agent": NAME, "client": ID, "run": SPEC}`` or ``{"agent": NAME, "signal": N, "id": ID}``."""
         if topic != TOPIC or not isinstance(msg, dict):
             return
         name = str(msg.get("agent") or "")
         address = self.scheduler.aliases.get(name)
         ws = self.scheduler.workers.get(address) if address is not None else None
         run = msg.get("run")
+        if isinstance(run, dict) and run.get("topic") and msg.get("client"):
+            # The client's own subscription travels on its batched stream, this event on an RPC
+            # comm: either may arrive first. Subscribe it here, before anything is sent on its
+            # topic, or a quick command's start and end could be published to nobody.
+            self.scheduler.subscribe_topic(str(run["topic"]), str(msg["client"]))
         if ws is None or not (ws.metrics or {}).get(METRIC):
             if isinstance(run, dict) and run.get("topic"):
                 why = f"agent {name} is not in the cluster" if ws is None else f"agent {name} takes no relayed commands"
