@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterable
+from typing import Any
 
 __all__ = [
     "SETTLED_NS",
@@ -146,7 +147,11 @@ def lookup_tree(root: str) -> dict[str, tuple[Signature, str]]:
 
 def remember(entries: Iterable[tuple[str, Signature, str]]) -> None:
     """Store ``(path, signature, sha256)`` entries (best effort)."""
-    rows = [(path, *sig, sha) for path, sig, sha in entries]
+    _write("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)", [(p, *sig, sha) for p, sig, sha in entries])
+
+
+def _write(sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run ``sql`` for every row in one transaction (best effort: a cache that cannot be written is skipped)."""
     if not rows:
         return
     with _lock:
@@ -155,7 +160,7 @@ def remember(entries: Iterable[tuple[str, Signature, str]]) -> None:
             return
         with contextlib.suppress(sqlite3.Error):
             db.execute("BEGIN")
-            db.executemany("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(sql, rows)
             db.execute("COMMIT")
 
 
@@ -177,17 +182,7 @@ def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str
 
 def remember_remote(host: str, entries: Iterable[tuple[str, str, str]]) -> None:
     """Store ``(path, signature, sha256)`` entries of files on ``host`` (best effort)."""
-    rows = [(host, path, sig, sha) for path, sig, sha in entries]
-    if not rows:
-        return
-    with _lock:
-        db = _connect()
-        if db is None:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("BEGIN")
-            db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?)", rows)
-            db.execute("COMMIT")
+    _write("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?)", [(host, p, sig, sha) for p, sig, sha in entries])
 
 
 def remote_settled(sig: str, now: str) -> bool:
