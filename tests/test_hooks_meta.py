@@ -17,6 +17,7 @@ from types import ModuleType
 import plugin_fixtures
 import pytest
 
+import nexus_core.api
 from nexus_core import hookspecs
 from nexus_core.kinds import KINDS, NAMED
 from nexus_core.registry import load_base
@@ -113,5 +114,7 @@ def test_every_kind_has_a_hook_and_a_fake_plugin_implementation():
     for k in KINDS:
         assert f"def {k.hook}(" in source, f"tests/plugin_fixtures.py has no fake implementation of {k.hook}"
     for k in NAMED:
-        assert load_base(k).__module__ == "nexus_core.api", f"{k.name}: the base class lives in nexus_core.api"
+        base = load_base(k)  # defined in nexus_core.api, or in nexus_core.contracts and loaded by it on first use
+        assert base.__module__ == "nexus_core.api" or base.__module__.startswith("nexus_core.contracts."), k.name
+        assert getattr(nexus_core.api, base.__name__) is base, f"{k.name}: importable from nexus_core.api"
         assert k.details.keys() <= set(vars(load_base(k))), f"{k.name}: every detail is a base class attribute"
