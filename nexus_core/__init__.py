@@ -7,7 +7,7 @@ A nexusfile imports its language from here::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nexus_core._version import API_VERSION, __version__
 from nexus_core.dsl import (
@@ -29,6 +29,7 @@ from nexus_core.dsl import (
     task,
     timestamp,
 )
+from nexus_core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nexus_core.artifacts import artifact
@@ -120,14 +121,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``artifact``, ``call``, ``upload``, ``handler``... and the plugin marker on first use.
-
-    ``nexus_core.hookimpl`` is ``nexus_core.plugin.hookimpl``, the typed marker.
-    """
-    module = _LAZY.get(name)
-    if module is not None:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module 'nexus_core' has no attribute {name!r}")
+# ``artifact``, ``call``, ``upload``, ``handler``... and the plugin marker (``nexus_core.hookimpl`` is
+# ``nexus_core.plugin.hookimpl``, the typed marker), imported on first use.
+__getattr__ = lazy_getattr("nexus_core", _LAZY, globals())

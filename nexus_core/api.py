@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core._version import API_VERSION
 from nexus_core.events import Event
+from nexus_core.lazy import lazy_getattr
 from nexus_core.model import Command, Host
 from nexus_core.options import Option
 
@@ -698,13 +699,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the contract types of secret backends, host sources, audit sinks and cloud providers."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus_core.api' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# The contract types of secret backends, host sources, audit sinks and cloud providers, on first use.
+__getattr__ = lazy_getattr("nexus_core.api", _LAZY, globals())

@@ -53,6 +53,7 @@ from nexus_core.events import Event, Log, Subscriber, event_type
 from nexus_core.exitcodes import ExitCode
 from nexus_core.hosts import HostParseError, parse_host
 from nexus_core.kinds import KINDS, Kind, Registration
+from nexus_core.lazy import lazy_getattr
 from nexus_core.markers import Marker, cleanup_line
 from nexus_core.model import Command, Host
 from nexus_core.options import Option
@@ -261,13 +262,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the CLI kit and the heavier types when a plugin first asks for them."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus_core.plugin' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# The CLI kit and the heavier types, imported when a plugin first asks for them.
+__getattr__ = lazy_getattr("nexus_core.plugin", _LAZY, globals())

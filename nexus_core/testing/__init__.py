@@ -31,8 +31,7 @@ and the conformance suite are imported when used.
 
 from __future__ import annotations
 
-from typing import Any
-
+from nexus_core.lazy import lazy_getattr
 from nexus_core.testing.project import ISOLATED_VARIABLES, NexusProject, Outcome
 
 __all__ = ["ISOLATED_VARIABLES", "ExecutorConformance", "NexusProject", "Outcome", "nexus_project"]
@@ -46,11 +45,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the pytest-based parts (fixture, conformance suite) on first access."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus_core.testing' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+# The pytest-based parts (fixture, conformance suite), imported on first access.
+__getattr__ = lazy_getattr("nexus_core.testing", _LAZY, globals())
