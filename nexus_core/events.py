@@ -364,19 +364,28 @@ class EventBus:
     the state store never disagree about what happened first), each called by one thread
     at a time. A subscriber that raises is reported on stderr by its name and receives no
     more events; the run and the other subscribers go on.
+
+    A subscriber may also give an ``after`` callable: the emitting thread calls it once every
+    subscriber has the event, outside the bus's lock, before :meth:`emit` returns. That is
+    where a subscriber waits for what the event must make durable (the state store's group
+    commit): a thousand hosts' checkpoints then share a few transactions instead of queueing
+    one by one behind the bus's lock.
     """
 
     def __init__(self, run_id: str, report: Callable[[str], None] | None = None) -> None:
         self.run_id = run_id
         self._subs: tuple[tuple[str, Subscriber], ...] = ()
+        self._after: tuple[tuple[str, Subscriber], ...] = ()
         self._lock = threading.RLock()
         self._report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.failures: dict[str, str] = {}
 
-    def subscribe(self, name: str, callback: Subscriber) -> None:
-        """Add a subscriber under a name used when reporting its failures."""
+    def subscribe(self, name: str, callback: Subscriber, after: Subscriber | None = None) -> None:
+        """Add a subscriber under a name used when reporting its failures (``after``: see the class)."""
         with self._lock:
             self._subs = (*self._subs, (name, callback))
+            if after is not None:
+                self._after = (*self._after, (name, after))
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every healthy subscriber, with every secret value shown as ``***``."""
@@ -384,14 +393,22 @@ class EventBus:
             event = REDACTOR.data(event)
         with self._lock:
             for name, callback in self._subs:
+                self._call(name, callback, event)
+        for name, after in self._after:
+            self._call(name, after, event)
+
+    def _call(self, name: str, callback: Subscriber, event: Event) -> None:
+        if name in self.failures:
+            return
+        try:
+            callback(event)
+        except Exception as exc:  # noqa: BLE001 - isolate subscribers from each other
+            reason = f"{type(exc).__name__}: {exc}"
+            with self._lock:
                 if name in self.failures:
-                    continue
-                try:
-                    callback(event)
-                except Exception as exc:  # noqa: BLE001 - isolate subscribers from each other
-                    reason = f"{type(exc).__name__}: {exc}"
-                    self.failures[name] = reason
-                    self._report(
-                        f"nexus: event subscriber '{name}' failed on {event.name} ({reason}); "
-                        "it gets no more events, the run goes on"
-                    )
+                    return
+                self.failures[name] = reason
+            self._report(
+                f"nexus: event subscriber '{name}' failed on {event.name} ({reason}); "
+                "it gets no more events, the run goes on"
+            )

@@ -226,7 +226,8 @@ class RunSession:
                 self.store.supersede(plan.nexusfile, list(plan.requested))
                 self.store.begin_run(run_id, plan.nexusfile, plan.source_hash, list(plan.requested), seen,
                                      plan.to_dict())  # fmt: skip
-            bus.subscribe("state", StateRecorder(self.store, run_id))
+            recorder = StateRecorder(self.store, run_id)
+            bus.subscribe("state", recorder, after=recorder.after)
         for name, callback in self.subscribers:
             bus.subscribe(name, callback)
         if LOGGER.isEnabledFor(10):

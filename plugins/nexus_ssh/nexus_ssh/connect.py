@@ -278,6 +278,14 @@ class Connector:
 
         sock = self._open_socket(spec, ep, via)
         t = Transport(sock)
+        # Paramiko's transport thread wakes every 0.1 s (its socket timeout) to see whether it
+        # was closed or a timeout passed: with a thousand handshakes queued on a busy client
+        # that is 10,000 wake-ups a second, each taking the GIL (and two context switches)
+        # from the threads doing work. Data wakes the thread at once whatever the timeout;
+        # Nexus times the handshake and login itself (``handshake``, ``auth_publickey``), and
+        # ``close`` does not wait for the thread. So it may sleep longer from the start.
+        with contextlib.suppress(Exception):
+            t.sock.settimeout(IDLE_POLL)
         try:
             t.banner_timeout = spec.connect_timeout
             t.handshake_timeout = spec.connect_timeout
@@ -294,12 +302,6 @@ class Connector:
             auth = self._authenticate(t, spec, ep)
             if spec.keepalive:
                 t.set_keepalive(spec.keepalive)
-            # Paramiko's transport thread wakes every 0.1 s (its socket timeout) to see whether
-            # it was closed: with 1,000 pooled connections that is 10,000 wake-ups a second,
-            # each taking the GIL from the threads doing work. Once logged in, data wakes it at
-            # once and close() shuts the socket down (Connection.close), so it may sleep longer.
-            with contextlib.suppress(Exception):
-                t.sock.settimeout(IDLE_POLL)
             return t, auth
         except BaseException:
             t.close()

@@ -100,9 +100,11 @@ class HostKeyVerifier:
     # --- known_hosts reading ------------------------------------------------------------
 
     def _parsed(self, path: str) -> _Index:
-        """Each usable line of a file, indexed by plain host name (cached while unchanged)."""
-        from paramiko.hostkeys import HostKeyEntry
+        """Each usable line of a file, indexed by plain host name (cached while unchanged).
 
+        The lock is taken only to parse: a ``stat`` under it made a thousand connecting
+        threads queue behind each other's system call (each one a GIL hand-off).
+        """
         try:
             mtime = os.stat(path).st_mtime
         except OSError:
@@ -110,6 +112,18 @@ class HostKeyVerifier:
         cached = self._cache.get(path)
         if cached and cached[0] == mtime:
             return cached[1]
+        with self._lock:  # parsed once, by the first thread to need it
+            cached = self._cache.get(path)
+            if cached and cached[0] == mtime:
+                return cached[1]
+            index = self._parse(path)
+            self._cache[path] = (mtime, index)
+            return index
+
+    @staticmethod
+    def _parse(path: str) -> _Index:
+        from paramiko.hostkeys import HostKeyEntry
+
         index = _Index()
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
@@ -133,7 +147,6 @@ class HostKeyVerifier:
                             index.by_name.setdefault(pattern, []).append(row)
         except OSError:
             return _Index()
-        self._cache[path] = (mtime, index)
         return index
 
     def known_entries(self, name: str, files: tuple[str, ...]) -> list[_Entry]:
@@ -145,24 +158,24 @@ class HostKeyVerifier:
         from paramiko.hostkeys import HostKeys
 
         out: list[_Entry] = []
-        with self._lock:
-            for path in files:
-                index = self._parsed(path)
-                found = {e.line: e for e in index.by_name.get(name, ())}
-                if index.hashed:
-                    hashed = index.hashed_hits.get(name)
-                    if hashed is None:
-                        hashed = [
-                            row
-                            for pattern, row in index.hashed
-                            if HostKeys.hash_host(name, pattern.split("|")[2]) == pattern
-                        ]
-                        index.hashed_hits[name] = hashed
-                    found.update((e.line, e) for e in hashed)
-                out += [found[line] for line in sorted(found)]
-            if name in self._tofu:
-                key_type, key_b64 = self._tofu[name]
-                out.append(_Entry("(trusted on first use in this run)", 0, key_type, key_b64))
+        for path in files:
+            index = self._parsed(path)
+            found = {e.line: e for e in index.by_name.get(name, ())}
+            if index.hashed:
+                hashed = index.hashed_hits.get(name)
+                if hashed is None:  # computed at most a few times per name; one answer kept
+                    hashed = [
+                        row
+                        for pattern, row in index.hashed
+                        if HostKeys.hash_host(name, pattern.split("|")[2]) == pattern
+                    ]
+                    index.hashed_hits[name] = hashed
+                found.update((e.line, e) for e in hashed)
+            out += [found[line] for line in sorted(found)]
+        tofu = self._tofu.get(name)
+        if tofu is not None:
+            key_type, key_b64 = tofu
+            out.append(_Entry("(trusted on first use in this run)", 0, key_type, key_b64))
         return out
 
     def preferred_algorithms(

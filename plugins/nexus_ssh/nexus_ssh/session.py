@@ -199,5 +199,6 @@ def _read_ready(chan: Channel, prefix: str, timeout: float) -> str | None:
             continue
         if chan.closed or chan.exit_status_ready() or chan.eof_received:
             return None
-        wake.wait(0.05)
+        # Data, EOF and a close wake it (the channel's buffers); 1 s only bounds the rest.
+        wake.wait(min(1.0, max(0.0, deadline - time.monotonic())))
     return None
