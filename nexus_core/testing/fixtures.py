@@ -23,3 +23,18 @@ def nexus_project(tmp_path: Path) -> Iterator[NexusProject]:
     project = tmp_path / "project"
     project.mkdir()
     yield NexusProject(project, env)
+
+
+#: The markers Nexus's own suites use, known to every suite that loads this plugin (a
+#: plugin's tests run on their own, from the plugin's folder, or in the root's exec-mode pass).
+MARKERS = (
+    "ssh: needs the real sshd test bed (root, openssh-server)",
+    "slow: long soak tests, excluded from the default run (run with -m slow)",
+    "session_mode: behaviour depends on nexus-ssh's session mode; dev.py test runs these again in exec mode",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register :data:`MARKERS` (``--strict-markers`` then accepts them in any plugin's tests)."""
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
