@@ -15,7 +15,7 @@
   test bed (``nexus_core.testing.sshbed``; root only; ``--no-ssh`` skips it).
 
 Results: bench/results/agents.{json,md}. ``--agents N`` (default 50), ``--runs R`` (default 3),
-``--quick`` (10 agents, 1 run).
+``--quick`` (10 agents, 1 run), ``--no-cli`` (warm and dispatch only), ``--no-ssh``.
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-ssh", action="store_true")
+    parser.add_argument("--no-cli", action="store_true", help="warm and dispatch figures only")
     args = parser.parse_args()
     n = 10 if args.quick else args.agents
     runs = 1 if args.quick else args.runs
@@ -226,7 +227,7 @@ def main() -> int:
         "XDG_CACHE_HOME": str(tmp / "xdg-cache"),
         "NEXUS_CLUSTER": f"tls://127.0.0.1:{port}",
     }
-    results: dict[str, object] = {"agents": n, "wide": wide, "runs": runs}
+    results: dict[str, object] = {"agents": n, "wide": wide, "runs": runs, "load_before": os.getloadavg()[0]}
     try:
         t0 = time.perf_counter()
         pids = start_cluster(env, n, port)
@@ -237,12 +238,15 @@ def main() -> int:
         project = tmp / "project"
         project.mkdir()
         (project / "nexusfile.py").write_text(nexusfile(n, wide, per_host, env["NEXUS_CLUSTER"]))
-        must(nexus(env, "run", "one", "-q", cwd=str(project)), "warm-up run")
-        results["cli"] = {
-            "one_s": summary([timed(env, str(project), "run", "one", "-q") for _ in range(runs)]),
-            "many_s": summary([timed(env, str(project), "run", "many", "-q") for _ in range(runs)]),
-        }
+        if not args.no_cli:
+            must(nexus(env, "run", "one", "-q", cwd=str(project)), "warm-up run")
+            results["cli"] = {
+                "one_s": summary([timed(env, str(project), "run", "one", "-q") for _ in range(runs)]),
+                "many_s": summary([timed(env, str(project), "run", "many", "-q") for _ in range(runs)]),
+            }
+        results["load_warm"] = os.getloadavg()[0]
         results["warm"] = warm(env, env["NEXUS_CLUSTER"], n, wide, per_host, runs)
+        results["load_after"] = os.getloadavg()[0]
     finally:
         nexus(env, "agent", "stop", timeout=300)
     RESULTS.mkdir(exist_ok=True)
@@ -259,6 +263,9 @@ def main() -> int:
     return 0
 
 
+LOAD_KEYS = ("load_before", "load_warm", "load_after")
+
+
 def report(r: dict[str, object]) -> str:
     def med(d: object, key: str) -> str:
         v = (d or {}).get(key) if isinstance(d, dict) else None
@@ -273,6 +280,8 @@ def report(r: dict[str, object]) -> str:
         f"Cluster start (coordinator + {n} agents, 5 at a time): {r.get('start_s', 0):.1f} s",
         f"Memory: {mem.get('per_agent', {}).get('median', 0):.0f} MiB per idle agent (VmRSS), "
         f"coordinator {mem.get('coordinator', 0):.0f} MiB",
+        "Load average (1 min) before the cluster started, before the warm part, after it: "
+        + ", ".join(f"{r[k]:.1f}" if isinstance(r.get(k), float) else "-" for k in LOAD_KEYS),
         "",
         "| workload | nexus run (agents, cold CLI) | warm executor (agents) | nexus run (SSH) |",
         "|---|---|---|---|",

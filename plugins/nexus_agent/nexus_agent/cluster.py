@@ -166,16 +166,17 @@ def client(addr: str, cert_name: str | None = None) -> Any:
 def agents(connection: Any) -> list[Agent]:
     """Every agent (worker) the scheduler knows, in name order."""
     info = connection.scheduler_info(n_workers=-1)
-    return _agents(info)
+    return agents_of(info)
 
 
 def fresh_agents(connection: Any) -> list[Agent]:
     """Like :func:`agents`, asking the scheduler now (not the client's cached view)."""
     info = connection.sync(connection.scheduler.identity, n_workers=-1)
-    return _agents(info)
+    return agents_of(info)
 
 
-def _agents(info: Mapping[str, Any]) -> list[Agent]:
+def agents_of(info: Mapping[str, Any]) -> list[Agent]:
+    """The agents of a scheduler's ``identity`` answer, in name order."""
     out = []
     for addr, w in (info.get("workers") or {}).items():
         metrics = w.get("metrics") or {}

@@ -1,9 +1,12 @@
 """The ``agent`` executor: commands of ``agent://NAME`` hosts run on that agent's machine.
 
-Each command is one Dask task (:func:`nexus_agent.runner.run_command`) restricted to the
-agent (``workers=[NAME]``, one ``nexus-slots`` resource: an agent never runs more than its
-``max_concurrent_tasks``). Output lines come back while the command runs as worker events
-on one topic per run; the calling thread hands them to the engine. A cancel level is
+A command for one named agent is relayed (:mod:`nexus_agent.relay`): sent on the client's
+stream to the coordinator, which hands it to the agent on its stream; the agent runs it
+(:func:`nexus_agent.runner.run_command`) within its ``max_concurrent_tasks`` slots. Anything
+else (a shard, large standard input, an older agent or coordinator) is one Dask task
+restricted to the agents allowed (``workers=[...]``, one ``nexus-slots`` resource). Output
+lines come back while the command runs as worker events on one topic per run; the calling
+thread hands them to the engine. A cancel level is
 forwarded to the agent as a signal to the command's process group; a timeout is enforced
 on the agent (SIGTERM, then SIGKILL) and, as a backstop, here.
 
@@ -40,6 +43,8 @@ from nexus_agent.runner import SLOTS
 TAIL_LINES = 20
 #: Seconds between checks that a pinned agent is still there while its command runs.
 ALIVE_CHECK_SECONDS = 1.0
+#: Seconds after which the executor's view of the agents is too old to use without asking.
+STALE_VIEW_SECONDS = 5.0
 #: Seconds to wait for output lines still on their way once the result is in.
 LATE_LINES_SECONDS = 2.0
 
@@ -49,14 +54,22 @@ BURST_WAIT_SECONDS = 3600.0
 _SIGNALS = {Cancel.INTERRUPT: signal.SIGINT, Cancel.TERMINATE: signal.SIGTERM, Cancel.KILL: signal.SIGKILL}
 
 
-def _relays(client: Any) -> bool:
-    """True when the cluster's coordinator relays commands to named agents (asked once per connection)."""
+def _relays(client: Any) -> int:
+    """How the cluster's coordinator relays commands to named agents (``relay.VERSION``; 0: it
+    does not), asked once per connection."""
     from nexus_agent import relay
 
     try:
-        return bool(client.run_on_scheduler(relay.ready))
+        return int(client.run_on_scheduler(relay.ready))
     except Exception:  # an older coordinator, or one that cannot say: Dask tasks only
-        return False
+        return 0
+
+
+def _send_now(client: Any, msg: dict[str, Any]) -> None:
+    """On the client's event loop: ``msg`` onto its stream to the scheduler (a gone stream: the
+    executor's check of the agents, once a second, says the coordinator stopped answering)."""
+    with contextlib.suppress(Exception):
+        client.scheduler_comm.send(msg)
 
 
 class AgentExecutor(Executor):
@@ -76,10 +89,12 @@ class AgentExecutor(Executor):
         #: Cloud bursting: the agent each shard's commands run on (id of the shard's host ->
         #: (host, agent)), so that a shard's second command finds what its first one left.
         self._shard_agent: dict[int, tuple[Host, str]] = {}
-        self._relay = False  # the coordinator relays commands to named agents (nexus_agent.relay)
+        self._relay = 0  # how the coordinator relays commands to named agents (nexus_agent.relay.VERSION)
         self._view: dict[str, cluster.Agent] = {}
         self._view_at = float("-inf")
         self._view_lock = threading.Lock()
+        self._view_refreshing = False  # a refresh of the view is under way on the client's loop
+        self._view_error: Exception | None = None  # why the last refresh failed
         self._sign: Any = None
 
     @staticmethod
@@ -254,6 +269,28 @@ class AgentExecutor(Executor):
         finally:
             self._queues.pop(cmd_id, None)
 
+    def _dispatch(self, client: Any, msg: dict[str, Any]) -> str:
+        """Send a relayed command or signal (``msg``) to the coordinator; why it cannot be sent, or "".
+
+        On the client's own stream to the scheduler (``relay.DISPATCH_OP``): no round trip per
+        command, several commands at once go in one write, and the run's topic subscription,
+        sent on the same stream when the run connected, is always in before them. A
+        coordinator of the first relay takes them as events (``Client.log_event``, one RPC each).
+        """
+        from nexus_agent import relay
+
+        try:
+            if self._relay >= 2:
+                if client.status != "running" or client.scheduler_comm is None:
+                    return f"the agent cluster does not answer (the client is {client.status})"
+                relay.prompt(client.scheduler_comm)  # again after a reconnection (a new stream)
+                client.loop.add_callback(_send_now, client, {"op": relay.DISPATCH_OP, **msg})
+            else:
+                client.log_event(relay.TOPIC, {**msg, "client": client.id})
+        except Exception as exc:  # the coordinator went away between two commands
+            return f"the agent cluster does not answer: {exc}"
+        return ""
+
     def _relayed(self, host: Host, data: str | None, wanted: Sequence[str]) -> bool:
         """True when this command goes to its agent directly (nexus_agent.relay), not as a Dask task."""
         from nexus_agent import relay
@@ -278,8 +315,6 @@ class AgentExecutor(Executor):
         q: queue.SimpleQueue[dict[str, Any]],
     ) -> CommandResult:
         """Send the command (relayed, or as a Dask task) and hand its lines on until it ends."""
-        from nexus_agent import relay
-
         cmd_id = str(spec["id"])
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         received = 0
@@ -287,13 +322,13 @@ class AgentExecutor(Executor):
         running_at = ""  # the agent's Dask address (Client.run needs it)
         future: Any = None
         result: dict[str, Any] | None = None
+        sent_on = None  # the client's stream to the scheduler the relayed command went on
         if self._relayed(host, spec["input"], wanted):
             # Lines, then the result, come back in order on the run's topic: no gather.
-            try:
-                client.log_event(relay.TOPIC, {"agent": wanted[0], "client": client.id, "run": spec})
-            except Exception as exc:  # the coordinator went away between two commands
-                return CommandResult("unreachable", None, time.monotonic() - started,
-                                     f"the agent cluster does not answer: {exc}", retryable=False)  # fmt: skip
+            sent_on = getattr(client, "scheduler_comm", None)
+            problem = self._dispatch(client, {"agent": wanted[0], "run": spec})
+            if problem:
+                return CommandResult("unreachable", None, time.monotonic() - started, problem, retryable=False)
         else:
             from nexus_agent.runner import run_command
 
@@ -315,7 +350,7 @@ class AgentExecutor(Executor):
 
         def stop(signum: int) -> None:
             if future is None:  # relayed: the agent also drops a command not started yet
-                client.log_event(relay.TOPIC, {"agent": running_on or wanted[0], "id": cmd_id, "signal": int(signum)})
+                self._dispatch(client, {"agent": running_on or wanted[0], "id": cmd_id, "signal": int(signum)})
             elif running_at:
                 self._signal(client, running_at, cmd_id, signum)
 
@@ -353,11 +388,12 @@ class AgentExecutor(Executor):
                     if level in _SIGNALS:
                         with contextlib.suppress(Exception):
                             stop(_SIGNALS[level])
-                    if level >= Cancel.INTERRUPT and not running_on:
-                        if future is not None:
-                            future.cancel()
+                    if level >= Cancel.INTERRUPT and not running_on and future is not None:
+                        future.cancel()
                         return CommandResult("interrupted", None, time.monotonic() - started, "not started: "
                                              "the run is stopping")  # fmt: skip
+                    # Relayed: the agent answers either way (not started, or stopped), and a
+                    # quick command's start note comes with its result, so wait for that.
                 now = time.monotonic()
                 if now >= backstop:
                     if future is not None:
@@ -370,6 +406,10 @@ class AgentExecutor(Executor):
                 if now >= next_check:
                     next_check = now + ALIVE_CHECK_SECONDS
                     lost = self._lost(client, wanted if not running_on or future is not None else (running_on,))
+                    if lost is None and sent_on is not None and getattr(client, "scheduler_comm", None) is not sent_on:
+                        # The client connected again: what was on the old stream (this command,
+                        # its output or its result) may be lost, and nothing would say so.
+                        lost = "the connection to the agent cluster's coordinator was reset while the command ran"
                     if lost is not None:
                         if future is not None:
                             future.cancel()
@@ -420,16 +460,47 @@ class AgentExecutor(Executor):
         )
 
     def _agents(self, client: Any, fresh: bool = False) -> dict[str, cluster.Agent]:
-        """The agents by name as the scheduler reported them at most a second ago (``fresh``: now).
+        """The agents by name as the scheduler reported them about a second ago (``fresh``: now).
 
         One question to the scheduler per second for all the run's commands, not one per
-        command: with 50 agents each answer is the whole worker table.
+        command: with 50 agents each answer is the whole worker table. The question goes on
+        the client's event loop while commands go on with the table they have (a command
+        whose agent is not in it asks again, ``fresh``); only a table older than
+        :data:`STALE_VIEW_SECONDS` (answers stopped coming) makes the caller wait for one.
         """
-        with self._view_lock:
-            if fresh or time.monotonic() - self._view_at >= ALIVE_CHECK_SECONDS:
-                self._view = {a.name: a for a in cluster.fresh_agents(client)}
-                self._view_at = time.monotonic()
-            return self._view
+        now = time.monotonic()
+        if self._view_error is not None:
+            error, self._view_error = self._view_error, None
+            raise error
+        age = now - self._view_at
+        if fresh or age >= STALE_VIEW_SECONDS:
+            with self._view_lock:
+                if fresh or time.monotonic() - self._view_at >= STALE_VIEW_SECONDS:
+                    self._view = {a.name: a for a in cluster.fresh_agents(client)}
+                    self._view_at = time.monotonic()
+                return self._view
+        if age >= ALIVE_CHECK_SECONDS:
+            with self._view_lock:
+                start = not self._view_refreshing
+                self._view_refreshing = True
+            if start:
+                try:
+                    client.loop.add_callback(self._refresh, client)
+                except Exception:
+                    self._view_refreshing = False
+                    raise
+        return self._view
+
+    async def _refresh(self, client: Any) -> None:
+        """Ask the scheduler for its worker table (on the client's loop) and keep it as the view."""
+        try:
+            info = await client.scheduler.identity(n_workers=-1)
+            self._view = {a.name: a for a in cluster.agents_of(info)}
+            self._view_at = time.monotonic()
+        except Exception as exc:  # the next caller raises it (the coordinator stopped answering)
+            self._view_error = exc
+        finally:
+            self._view_refreshing = False
 
     def _check_agents(self, client: Any, host: Host, wanted: Sequence[str]) -> CommandResult | None:
         """A failed result when none of ``wanted`` is in the cluster (or all are draining)."""

@@ -3,64 +3,97 @@
 A Dask task costs a trip through the scheduler's task machinery and, for its result, a
 gather (client → scheduler → worker and back): ~40 ms per command on an idle machine,
 which a host's 50 commands in a row pay 50 times. A command for one named agent needs none
-of it (the agent is chosen; nothing is to be scheduled), so the client sends it as a
-worker-style event on :data:`TOPIC` (``Client.log_event``: the client's open stream to the
-scheduler); :class:`Relay`, a scheduler plugin of the coordinator, hands it to that agent
-on the scheduler's open stream to it (``Scheduler.worker_send``), and the agent's handler
-(:func:`install`) runs it in a thread of its own. Lines and the result come back as the
-Dask-task path sends its lines (worker events on the run's topic), in order, so the result
-arrives after the last line. The command names the client, which the plugin subscribes
-to the run's topic before forwarding: the client's own subscription travels on another
-connection (its batched stream) and may arrive after a quick command's result.
+of it (the agent is chosen; nothing is to be scheduled), so the client sends it on its
+open stream to the scheduler as a :data:`DISPATCH_OP` message; :class:`Relay`, a scheduler
+plugin of the coordinator, hands it to that agent on the scheduler's open stream to it
+(``Scheduler.worker_send``), and the agent's handler (:func:`install`) runs it in a thread
+of its own. Lines and the result come back as the Dask-task path sends its lines (worker
+events on the run's topic), in order, so the result arrives after the last line; a quick
+command's start note and last lines ride with its result (one event). The client's
+subscription to the run's topic goes on the same stream before its first command; the
+plugin subscribes the client again before forwarding, for clients of the first relay,
+which sent commands as events (``Client.log_event`` on :data:`TOPIC`, an RPC connection
+that could overtake the subscription).
 
 Only between parts that have it: the coordinator answers :func:`ready` (asked once per
-connection), and agents that install the handlers say so in a heartbeat metric
-(:data:`METRIC`); an unknown stream message would make the other side drop the
+connection: :data:`VERSION`), and agents that install the handlers say so in a heartbeat
+metric (:data:`METRIC`); an unknown stream message would make the other side drop the
 connection. Anything else (shards, large standard input, older agents) stays a Dask task.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from functools import partial
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-#: The event topic commands for agents travel on (client → coordinator).
+log = logging.getLogger("nexus_agent")
+
+#: The event topic commands for agents travel on from clients of the first relay (client → coordinator).
 TOPIC = "nexus-dispatch"
+#: The stream operation commands for agents travel on (the client's batched stream → coordinator).
+DISPATCH_OP = "nexus-dispatch"
+#: What :func:`ready` answers: 1, commands as events on :data:`TOPIC` only; 2, also
+#: :data:`DISPATCH_OP` on the client's stream.
+VERSION = 2
 #: The scheduler plugin's name (what :func:`ready` looks for).
 PLUGIN = "nexus-relay"
 #: The heartbeat metric of an agent that takes relayed commands.
 METRIC = "nexus_relay"
 #: Standard input larger than this goes as a Dask task (it would sit in the scheduler's event log).
 MAX_INPUT = 64 * 1024
+#: Let the Dask streams a relayed command travels on write each message as soon as the one
+#: before is written (see :func:`prompt`).
+PROMPT = True
 #: The stream operations an agent handles.
 RUN_OP = "nexus-run"
 SIGNAL_OP = "nexus-signal"
 
 
 class Relay(SchedulerPlugin):  # type: ignore[misc]
-    """Scheduler plugin: hands each command event on :data:`TOPIC` to the agent it names."""
+    """Scheduler plugin: hands each command (:data:`DISPATCH_OP` on a client's stream, or an
+    event on :data:`TOPIC`) to the agent it names."""
 
     name = PLUGIN
 
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
+        # Commands on the client's own stream: no RPC round trip per command, and the same
+        # stream as its subscription to the run's topic (which then always arrives first).
+        scheduler.stream_handlers[DISPATCH_OP] = self.dispatch
+
+    def dispatch(self, client: str = "", agent: str = "", run: Any = None, id: Any = None, signal: Any = 0,
+                 **_: Any) -> None:  # fmt: skip
+        """The :data:`DISPATCH_OP` stream handler: a command (``run``) or a signal for one (``id``, ``signal``)."""
+        msg: dict[str, Any] = {"agent": agent, "client": client}
+        if isinstance(run, dict):
+            msg["run"] = run
+        else:
+            msg.update(id=id, signal=signal)
+        try:  # an exception here would end the client's stream (and its connection)
+            self._forward(msg)
+        except Exception:
+            log.exception("cannot relay a command to agent %s", agent)
 
     def log_event(self, topic: str, msg: Any) -> None:
         """Forward ``{"agent": NAME, "client": ID, "run": SPEC}`` or ``{"agent": NAME, "signal": N, "id": ID}``."""
-        if topic != TOPIC or not isinstance(msg, dict):
-            return
+        if topic == TOPIC and isinstance(msg, dict):
+            self._forward(msg)
+
+    def _forward(self, msg: dict[str, Any]) -> None:
         name = str(msg.get("agent") or "")
         address = self.scheduler.aliases.get(name)
         ws = self.scheduler.workers.get(address) if address is not None else None
         run = msg.get("run")
         if isinstance(run, dict) and run.get("topic") and msg.get("client"):
-            # The client's own subscription travels on its batched stream, this event on an RPC
-            # comm: either may arrive first. Subscribe it here, before anything is sent on its
-            # topic, or a quick command's start and end could be published to nobody.
+            # A client of the first relay sends the command as an event (an RPC comm) and its
+            # subscription on its batched stream: either may arrive first. Subscribe it here,
+            # before anything is sent on its topic, or a quick command's start and end could be
+            # published to nobody. (On the stream, the subscription is already in; a set.)
             self.scheduler.subscribe_topic(str(run["topic"]), str(msg["client"]))
         if ws is None or not (ws.metrics or {}).get(METRIC):
             if isinstance(run, dict) and run.get("topic"):
@@ -70,6 +103,9 @@ class Relay(SchedulerPlugin):  # type: ignore[misc]
                     {"id": run.get("id"), "end": {"status": "unreachable", "reason": why, "lines": 0, "gone": True}},
                 )
             return
+        prompt(self.scheduler.stream_comms.get(address))
+        if msg.get("client"):  # its lines and result: the run's topic goes to the client on this stream
+            prompt(self.scheduler.client_comms.get(str(msg["client"])))
         if isinstance(run, dict):
             self.scheduler.worker_send(address, {"op": RUN_OP, "spec": run})
         elif msg.get("id") is not None:
@@ -77,15 +113,29 @@ class Relay(SchedulerPlugin):  # type: ignore[misc]
             self.scheduler.worker_send(address, {"op": SIGNAL_OP, "id": str(msg["id"]), "signum": signum})
 
 
-def ready(dask_scheduler: Any = None) -> bool:
-    """True on a scheduler that relays commands (run there with ``Client.run_on_scheduler``)."""
-    return dask_scheduler is not None and PLUGIN in getattr(dask_scheduler, "plugins", {})
+def prompt(stream: Any) -> None:
+    """Let a Dask batched stream (``BatchedSend``) write each message as soon as the previous
+    write is done, instead of at most one write per interval (10 ms client → scheduler, 5 ms
+    scheduler → worker, 2 ms back).
+
+    The interval pays off for many small task messages; a relayed command is one message each
+    way, and commands in a row on one agent waited for it every time (a 10 ms floor per
+    command). Messages that come while a write is under way still go together in the next one.
+    """
+    if PROMPT and stream is not None and getattr(stream, "interval", 0) > 0:
+        stream.interval = 0.0
+
+
+def ready(dask_scheduler: Any = None) -> int:
+    """:data:`VERSION` on a scheduler that relays commands, else 0 (run there with ``Client.run_on_scheduler``)."""
+    return VERSION if dask_scheduler is not None and PLUGIN in getattr(dask_scheduler, "plugins", {}) else 0
 
 
 def install(worker: Any) -> None:
     """Give ``worker`` (before it starts) the handlers for relayed commands and signals."""
     worker.stream_handlers[RUN_OP] = partial(_on_run, worker)
     worker.stream_handlers[SIGNAL_OP] = _on_signal
+    prompt(getattr(worker, "batched_stream", None))  # lines and results back to the scheduler
 
 
 def _on_run(worker: Any, spec: Any = None, **_: Any) -> None:
@@ -101,17 +151,20 @@ def _on_signal(id: Any = None, signum: Any = 0, **_: Any) -> None:
 
 
 def _serve(worker: Any, spec: dict[str, Any]) -> None:
-    from nexus_agent.runner import run_command
+    from nexus_agent.runner import relayed_sender, run_command
 
     topic, cmd_id = str(spec.get("topic")), spec.get("id")
     name = str(worker.name)
+    sender = relayed_sender(spec, worker)
     try:
         if getattr(worker, "nexus_draining", False):
             result: dict[str, Any] = {"status": "unreachable", "reason": f"agent {name} is draining", "lines": 0,
                                       "gone": True}  # fmt: skip
         else:
-            result = run_command(spec, worker=worker)
+            result = run_command(spec, worker=worker, sender=sender)
     except Exception as exc:  # never leave the client waiting without an answer
-        result = {"status": "error", "reason": f"{type(exc).__name__} on agent {name}: {exc}", "lines": 0}
+        result = {"status": "error", "reason": f"{type(exc).__name__} on agent {name}: {exc}",
+                  "lines": sender.sent + len(sender.batch)}  # fmt: skip
+    # The last lines (and the start note of a quick command) go with the result: one event.
     with contextlib.suppress(Exception):
-        worker.log_event(topic, {"id": cmd_id, "end": result})
+        worker.log_event(topic, {"id": cmd_id, **sender.rest(), "end": result})

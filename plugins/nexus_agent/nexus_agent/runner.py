@@ -74,33 +74,64 @@ def _worker() -> Any:
 
 
 class _Sender:
-    """Batches (stream, line) pairs and sends them as events on ``topic``."""
+    """Batches (stream, line) pairs and sends them as events on ``topic``.
 
-    def __init__(self, topic: str, cmd_id: str, worker: Any = None) -> None:
+    ``relayed``: the caller sends the result itself (:mod:`nexus_agent.relay`), so the last
+    lines and a start note not sent yet go with it (:meth:`rest`), one event instead of
+    three for a quick command. The start note waits :data:`FLUSH_SECONDS` (or the first
+    lines) for that.
+    """
+
+    def __init__(self, topic: str, cmd_id: str, worker: Any = None, relayed: bool = False) -> None:
         self.topic = topic
         self.cmd_id = cmd_id
         self.worker = worker if worker is not None else _worker()
+        self.relayed = relayed
         self.batch: list[list[str]] = []
         self.sent = 0
         self.last = time.monotonic()
+        self.start: dict[str, Any] | None = None  # the start note, while it waits (relayed)
+
+    @property
+    def waiting(self) -> bool:
+        """True while something waits to go (lines, or a start note)."""
+        return bool(self.batch) or self.start is not None
 
     def add(self, stream: str, line: str) -> None:
         self.batch.append([stream, line])
         if len(self.batch) >= FLUSH_LINES or time.monotonic() - self.last >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Send the lines batched (``final``: the command ended; relayed, they go with the result)."""
         self.last = time.monotonic()
-        if not self.batch:
+        if final and self.relayed:
             return
+        if not self.batch and self.start is None:
+            return
+        msg: dict[str, Any] = {"id": self.cmd_id, **(self.start or {})}
+        if self.batch:
+            msg["lines"] = self.batch
         if self.worker is not None:
-            self.worker.log_event(self.topic, {"id": self.cmd_id, "lines": self.batch})
+            self.worker.log_event(self.topic, msg)
         self.sent += len(self.batch)
         self.batch = []
+        self.start = None
 
     def note(self, kind: str, **data: Any) -> None:
+        if kind == "start" and self.relayed:
+            self.start = {kind: True, **data}
+            self.last = time.monotonic()
+            return
         if self.worker is not None:
             self.worker.log_event(self.topic, {"id": self.cmd_id, kind: True, **data})
+
+    def rest(self) -> dict[str, Any]:
+        """What is left to send with the result (relayed): the last lines and the start note, if any."""
+        rest: dict[str, Any] = {**(self.start or {})}
+        if self.batch:
+            rest["lines"] = self.batch
+        return rest
 
 
 def _agent_name(worker: Any = None) -> str:
@@ -162,12 +193,13 @@ def policy_check(spec: dict[str, Any], agent: str) -> tuple[str, dict[str, Any] 
     return refused(user, decision.rule, f"refused by the policy of agent {agent}: {decision.explain()}")
 
 
-def run_command(spec: dict[str, Any], worker: Any = None) -> dict[str, Any]:
+def run_command(spec: dict[str, Any], worker: Any = None, sender: _Sender | None = None) -> dict[str, Any]:
     """Run one command on this agent; return its result as plain data.
 
     ``spec``: ``id``, ``topic``, ``cmd``, ``sudo``, ``user``, ``env`` (pairs), ``cwd``,
     ``timeout`` (seconds, 0: none), ``input`` (text for standard input or None).
     ``worker``: the Dask worker to send output through (default: the one running this task).
+    ``sender``: what sends the lines (:func:`relayed_sender`: the caller sends the result).
     The result: ``status`` (ok, failed, timeout, error, interrupted), ``exit_code``,
     ``reason``, ``lines`` (how many output lines were sent), ``agent``.
 
@@ -175,7 +207,7 @@ def run_command(spec: dict[str, Any], worker: Any = None) -> dict[str, Any]:
     its timeout counts from when it starts.
     """
     cmd_id = str(spec["id"])
-    sender = _Sender(str(spec["topic"]), cmd_id, worker)
+    sender = sender or _Sender(str(spec["topic"]), cmd_id, worker)
     agent = _agent_name(sender.worker)
     gate = _GATE[0]
     if gate is not None and not _acquire(gate, cmd_id):
@@ -186,6 +218,11 @@ def run_command(spec: dict[str, Any], worker: Any = None) -> dict[str, Any]:
     finally:
         if gate is not None:
             gate.release()
+
+
+def relayed_sender(spec: dict[str, Any], worker: Any) -> _Sender:
+    """The sender of a relayed command: its last lines and start note go with the result (``rest()``)."""
+    return _Sender(str(spec["topic"]), str(spec["id"]), worker, relayed=True)
 
 
 def _acquire(gate: threading.Semaphore, cmd_id: str) -> bool:
@@ -209,12 +246,12 @@ def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str)
     refusal, check = policy_check(spec, agent)
 
     def result(status: str, code: int | None = None, reason: str = "") -> dict[str, Any]:
-        sender.flush()
+        sender.flush(final=True)
         return {
             "status": status,
             "exit_code": code,
             "reason": reason,
-            "lines": sender.sent,
+            "lines": sender.sent + len(sender.batch),
             "agent": agent,
             "duration": time.monotonic() - started,
         }
@@ -290,7 +327,7 @@ def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str)
                 _killpg(proc.pid, signal.SIGKILL)
                 kill_at = None
             wait = min(0.1, max(0.0, (kill_at or deadline) - now)) if (kill_at or deadline) != float("inf") else 0.1
-            for fd, _ in poller.poll(wait * 1000 if sender.batch == [] else FLUSH_SECONDS * 1000):
+            for fd, _ in poller.poll(FLUSH_SECONDS * 1000 if sender.waiting else wait * 1000):
                 chunk = os.read(fd, 65536)
                 name, splitter, decoder = streams[fd]
                 if not chunk:
@@ -301,7 +338,7 @@ def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str)
                     continue
                 for line in splitter.feed(decoder.decode(chunk)):
                     sender.add(name, line)
-            if sender.batch and time.monotonic() - sender.last >= FLUSH_SECONDS:
+            if sender.waiting and time.monotonic() - sender.last >= FLUSH_SECONDS:
                 sender.flush()
         code = proc.wait()
     finally:

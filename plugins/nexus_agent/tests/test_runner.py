@@ -69,3 +69,54 @@ def test_a_signalled_running_command_is_interrupted_not_failed(one_slot: None, t
     t.join(30)
     assert results[0]["status"] == "interrupted"
     assert "sig" not in runner.RUNNING
+
+
+class _Events:
+    """What a relayed command sends through its worker (the agent's events), in order."""
+
+    name = "rec"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def log_event(self, topic: str, msg: dict[str, Any]) -> None:
+        self.sent.append(msg)
+
+
+def test_a_relayed_command_sends_its_start_once_before_its_lines_and_the_rest_with_its_result() -> None:
+    events = _Events()
+    spec = _spec("quick", "echo one; echo two >&2; echo three")
+    sender = runner.relayed_sender(spec, events)
+    result = runner.run_command(spec, sender=sender)
+    messages = [*events.sent, sender.rest()]  # the relay sends the rest with the result
+    assert result["status"] == "ok"
+    assert sum(1 for m in messages if m.get("start")) == 1
+    first_lines = next(i for i, m in enumerate(messages) if m.get("lines"))
+    assert next(i for i, m in enumerate(messages) if m.get("start")) <= first_lines
+    lines = [tuple(pair) for m in messages for pair in m.get("lines", ())]
+    # Each stream in its order (the two pipes are read as their data comes).
+    assert [line for stream, line in lines if stream == "stdout"] == ["one", "three"]
+    assert [line for stream, line in lines if stream == "stderr"] == ["two"]
+    assert result["lines"] == 3
+
+
+def test_a_relayed_command_that_runs_on_says_it_started_while_it_runs(tmp_path: Path) -> None:
+    events = _Events()
+    release = tmp_path / "release"
+    spec = _spec("long", f"while [ ! -e {release} ]; do sleep 0.05; done; echo done")
+    sender = runner.relayed_sender(spec, events)
+    results: list[dict[str, Any]] = []
+    t = threading.Thread(target=lambda: results.append(runner.run_command(spec, sender=sender)))
+    t.start()
+    try:
+        for _ in range(600):
+            if any(m.get("start") for m in events.sent):
+                break
+            time.sleep(0.05)
+        assert [m for m in events.sent if m.get("start")] == [{"id": "long", "start": True, "agent": "rec"}]
+    finally:
+        release.touch()
+        t.join(30)
+    assert results[0]["status"] == "ok"
+    assert "start" not in sender.rest()
+    assert [pair for m in [*events.sent, sender.rest()] for pair in m.get("lines", ())] == [["stdout", "done"]]
