@@ -25,7 +25,9 @@ Usage: ``python bench/tailscale.py [--runs N]`` (default 15).
 ``--callgrind`` instead counts instructions (``valgrind --tool=callgrind``: deterministic,
 whatever the load) of one warm ``nexus run hello --list-hosts`` on the 1,000 hosts written
 out and discovered, and of ``nexus --version``; the difference is turned into milliseconds
-at the rate ``nexus --version`` runs when the machine is idle (55 ms).
+at the rate ``nexus --version`` runs when the machine is idle (55 ms). ``--keep DIR`` keeps
+the three ``callgrind.out`` files there (``callgrind_annotate DIR/discovered.out`` shows where
+the instructions go).
 """
 
 from __future__ import annotations
@@ -161,12 +163,13 @@ def measure_cli(api_url: str, runs: int, argv: list[str], filters: str, ok: tupl
     return out
 
 
-def _instructions(cmd: list[str], folder: Path, ok: tuple[int, ...]) -> int:
-    """Instructions of one ``nexus`` process under callgrind (its threads included)."""
+def _instructions(cmd: list[str], folder: Path, ok: tuple[int, ...], out: Path | None = None) -> int:
+    """Instructions of one ``nexus`` process under callgrind (its threads included); the
+    callgrind output goes to ``out`` (default: the folder)."""
     import re
 
     env = {**os.environ, "XDG_STATE_HOME": str(folder / "state"), "NEXUS_SSH_CONFIG": "", "NO_COLOR": "1"}
-    out = folder / "callgrind.out"
+    out = out or folder / "callgrind.out"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, *cmd]
     proc = subprocess.run(valgrind, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     got = re.search(r"Collected : (\d+)", proc.stderr)
@@ -175,8 +178,9 @@ def _instructions(cmd: list[str], folder: Path, ok: tuple[int, ...]) -> int:
     return int(got.group(1))
 
 
-def measure_callgrind(api_url: str) -> dict[str, Any]:
-    """Instructions of ``run --list-hosts`` on 1,000 hosts written out and discovered, and of ``--version``."""
+def measure_callgrind(api_url: str, keep: Path | None = None) -> dict[str, Any]:
+    """Instructions of ``run --list-hosts`` on 1,000 hosts written out and discovered, and of
+    ``--version``; ``keep``: a folder for the callgrind outputs (``NAME.out``)."""
     nexus = str(Path(sys.executable).parent / "nexus")
     argv = [nexus, "run", "hello", "--list-hosts"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,8 +191,8 @@ def measure_callgrind(api_url: str) -> dict[str, Any]:
             folder.mkdir()
             (folder / "nexusfile.py").write_text(NEXUSFILE.format(url=api_url, members=members, extra_import=extra))
             _run_once(argv, folder, (0,))  # warm: the state database exists, as at a user's second run
-            counts[name] = _instructions(argv, folder, (0,))
-        counts["version"] = _instructions([nexus, "--version"], Path(tmp), (0,))
+            counts[name] = _instructions(argv, folder, (0,), keep / f"{name}.out" if keep else None)
+        counts["version"] = _instructions([nexus, "--version"], Path(tmp), (0,), keep / "version.out" if keep else None)
     per_ms = counts["version"] / (IDLE_VERSION_S * 1000)
     added = counts["discovered"] - counts["literal"]
     return {"hosts": hosts, "instructions": counts, "added_instructions": added, "added_ms": added / per_ms}
@@ -254,6 +258,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead (needs valgrind)")
+    parser.add_argument("--keep", type=Path, help="with --callgrind: keep the callgrind outputs in this folder")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     from bench.run import compile_sources
@@ -268,7 +273,9 @@ def main(argv: list[str]) -> None:
     load: Callable[[], str] = lambda: " ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
     if args.callgrind:
         with FakeApi(fleet(), api_keys={"tskey-api-bench"}) as server:
-            got = measure_callgrind(server.url)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+            got = measure_callgrind(server.url, args.keep.resolve() if args.keep else None)
         (RESULTS / "tailscale-callgrind.json").write_text(json.dumps(got, indent=2) + "\n")
         n = got["instructions"]
         print(
