@@ -17,20 +17,21 @@ failure of the API. A run whose one request succeeds imports none of them (toget
 ``asyncio``, which ``limits`` and ``tenacity`` import, that is most of what discovery would
 add to a run's start; docs/decisions.md has the figures).
 
-HTTP goes through :mod:`urllib.request` (one or two requests per run need no client library).
+HTTP goes through :mod:`http.client` (one or two requests per run need no client library);
+:mod:`urllib.request`, which adds some twenty modules to a run, only when the environment names
+a proxy (``HTTPS_PROXY``...: urllib honours them and ``NO_PROXY``), on macOS and Windows (whose
+system proxy settings urllib reads), and to follow a redirect.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import random
+import os
+import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ from nexus_tailscale.errors import CONFIG, CONNECTION, ApiError, TailscaleError
 from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
 
 if TYPE_CHECKING:
+    from email.message import Message
+
     import pybreaker
     from limits.strategies import MovingWindowRateLimiter
     from tenacity import RetryCallState
@@ -209,6 +212,8 @@ class ApiClient:
         """Seconds before the attempt after ``attempt``: ``Retry-After``, else backoff with jitter."""
         if isinstance(exc, ApiError) and exc.retry_after is not None:
             return exc.retry_after
+        import random
+
         return float(random.uniform(0, self.settings.backoff * 2 ** (attempt - 1)))
 
     def _attempts(self, url: str) -> Any:
@@ -257,6 +262,8 @@ class ApiClient:
                 "client_secret": self.credentials.client_secret,
             }
         ).encode()
+        import base64
+
         pair = f"{self.credentials.client_id}:{self.credentials.client_secret}".encode()
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
@@ -298,24 +305,14 @@ class ApiClient:
             raise
 
     def _request(self, url: str, *, body: bytes | None = None, headers: Mapping[str, str]) -> Any:
-        req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
-        req.add_header("Accept", "application/json")
-        req.add_header("User-Agent", USER_AGENT)
-        for k, v in headers.items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=self.settings.timeout) as resp:
-                raw = resp.read(MAX_BODY)
-        except urllib.error.HTTPError as exc:
-            raise self._http_error(exc) from exc
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ApiError(
-                f"the Tailscale API at {self.base} does not answer ({reason})",
-                hint="check the network (or a proxy) and tailscale_api_url; "
-                "or use this machine's tailscale: config(tailscale_backend='cli')",
-                exit_code=CONNECTION,
-            ) from exc
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **headers}
+        status, raw, answer_headers = (
+            self._urllib(url, body, headers) if _proxied() else self._direct(url, body, headers)
+        )
+        if 300 <= status < 400 and answer_headers.get("Location"):  # urllib follows redirects
+            status, raw, answer_headers = self._urllib(url, body, headers)
+        if not 200 <= status < 300:
+            raise self._http_error(status, raw, answer_headers)
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -325,15 +322,68 @@ class ApiClient:
                 exit_code=CONFIG,
             ) from exc
 
-    def _http_error(self, exc: urllib.error.HTTPError) -> ApiError:
-        status = exc.code
+    def _no_answer(self, reason: object) -> ApiError:
+        return ApiError(
+            f"the Tailscale API at {self.base} does not answer ({reason})",
+            hint="check the network (or a proxy) and tailscale_api_url; "
+            "or use this machine's tailscale: config(tailscale_backend='cli')",
+            exit_code=CONNECTION,
+        )
+
+    def _direct(self, url: str, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, bytes, Message]:
+        """One request through :mod:`http.client`: (status, body, headers), whatever the status."""
+        import http.client
+
+        parts = urllib.parse.urlsplit(url)
+        https = parts.scheme == "https"
+        kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn = kind(parts.hostname or "", parts.port, timeout=self.settings.timeout)
+        except (ValueError, http.client.HTTPException) as exc:  # a port that is not a number...
+            raise self._no_answer(exc) from exc
+        try:
+            conn.request(
+                "POST" if body is not None else "GET",
+                target or "/",
+                body=body,
+                headers={**headers, "Connection": "close"},
+            )
+            resp = conn.getresponse()
+            raw = resp.read(MAX_BODY)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._no_answer(getattr(exc, "reason", exc)) from exc
+        finally:
+            conn.close()
+        return resp.status, raw, resp.headers
+
+    def _urllib(self, url: str, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, bytes, Message]:
+        """One request through :mod:`urllib.request` (proxies, redirects): (status, body, headers)."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+        for k, v in headers.items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=self.settings.timeout) as resp:
+                return resp.status, resp.read(MAX_BODY), resp.headers
+        except urllib.error.HTTPError as exc:
+            try:
+                raw = exc.read(64 * 1024)
+            except OSError:
+                raw = b""
+            return exc.code, raw, exc.headers
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise self._no_answer(getattr(exc, "reason", exc)) from exc
+
+    def _http_error(self, status: int, raw: bytes, headers: Message | None) -> ApiError:
         message = ""
         try:
-            raw = exc.read(64 * 1024)
             data = json.loads(raw) if raw else {}
             if isinstance(data, Mapping):
                 message = str(data.get("message") or "")
-        except (ValueError, OSError):
+        except ValueError:
             pass
         context = [f"the API said: {message}"] if message else []
         what = "OAuth token" if self.credentials.oauth else "API key"
@@ -366,7 +416,7 @@ class ApiClient:
                 exit_code=CONFIG,
             )
         if status == 429:
-            after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            after = _retry_after(headers.get("Retry-After") if headers is not None else None)
             when = f"; retry after {after:g} s" if after is not None else ""
             return ApiError(
                 f"the Tailscale API is rate-limiting requests (429 Too Many Requests{when})",
@@ -391,6 +441,14 @@ class ApiClient:
             hint="check tailscale_api_url and tailscale_tailnet",
             exit_code=CONFIG,
         )
+
+
+def _proxied() -> bool:
+    """True when urllib would find a proxy to use: a ``*_proxy`` variable, or macOS or Windows,
+    whose system settings it reads (requests then go through urllib, exactly as before)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return any(value and name.lower().endswith("_proxy") for name, value in os.environ.items())
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -14,15 +14,36 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from nexus_tailscale.errors import CONFIG, CONNECTION, TailscaleError
 
 
-@dataclass(frozen=True)
 class Device:
-    """A device of the tailnet, as Nexus needs it (whichever backend found it)."""
+    """A device of the tailnet, as Nexus needs it (whichever backend found it). Read-only by
+    convention.
+
+    A plain class with ``__slots__``, not a dataclass: one is made per device of the tailnet
+    at every run, and a class made by ``dataclass`` costs its generated source's compilation
+    at import (docs/decisions.md, "Tailscale discovery of 1,000 devices").
+    """
+
+    __slots__ = (
+        "addresses",
+        "dns_name",
+        "expired",
+        "hostname",
+        "id",
+        "is_self",
+        "name",
+        "online",
+        "os",
+        "owner",
+        "shared",
+        "ssh_host_keys",
+        "tags",
+        "tailscale_ssh",
+    )
 
     #: The MagicDNS short name (first label of the DNS name), or the OS host name.
     name: str
@@ -32,31 +53,81 @@ class Device:
     hostname: str
     #: Tailscale addresses (IPv4 first, then IPv6).
     addresses: tuple[str, ...]
-    tags: tuple[str, ...] = ()
-    os: str = ""
-    online: bool = False
+    tags: tuple[str, ...]
+    os: str
+    online: bool
     #: The node key has expired: the device cannot join until someone logs it in again.
-    expired: bool = False
+    expired: bool
     #: Shared in from another tailnet.
-    shared: bool = False
+    shared: bool
     #: The device runs Tailscale SSH (the tailnet, not a key, authenticates SSH logins).
-    tailscale_ssh: bool = False
+    tailscale_ssh: bool
     #: The machine Nexus runs on (the CLI's ``Self``).
-    is_self: bool = False
-    id: str = ""
-    owner: str = ""
+    is_self: bool
+    id: str
+    owner: str
     #: SSH host keys the device advertises (Tailscale SSH), as ``known_hosts`` key fields.
-    ssh_host_keys: tuple[str, ...] = ()
+    ssh_host_keys: tuple[str, ...]
+
+    def __init__(
+        self,
+        name: str,
+        dns_name: str,
+        hostname: str,
+        addresses: tuple[str, ...],
+        tags: tuple[str, ...] = (),
+        os: str = "",
+        online: bool = False,
+        expired: bool = False,
+        shared: bool = False,
+        tailscale_ssh: bool = False,
+        is_self: bool = False,
+        id: str = "",
+        owner: str = "",
+        ssh_host_keys: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.dns_name = dns_name
+        self.hostname = hostname
+        self.addresses = addresses
+        self.tags = tags
+        self.os = os
+        self.online = online
+        self.expired = expired
+        self.shared = shared
+        self.tailscale_ssh = tailscale_ssh
+        self.is_self = is_self
+        self.id = id
+        self.owner = owner
+        self.ssh_host_keys = ssh_host_keys
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Device(name={self.name!r}, dns_name={self.dns_name!r}, addresses={self.addresses!r})"
 
     @property
     def ipv4(self) -> str | None:
         """The first IPv4 Tailscale address, if any."""
-        return next((a for a in self.addresses if ":" not in a), None)
+        for a in self.addresses:
+            if ":" not in a:
+                return a
+        return None
 
     @property
     def ipv6(self) -> str | None:
         """The first IPv6 Tailscale address, if any."""
-        return next((a for a in self.addresses if ":" in a), None)
+        for a in self.addresses:
+            if ":" in a:
+                return a
+        return None
 
     def facts(self) -> dict[str, Any]:
         """What a task body can read about the device (``host.facts``)."""
@@ -78,17 +149,28 @@ class Device:
         return facts
 
 
-@dataclass(frozen=True)
 class Tailnet:
-    """What one backend call returned: the devices, and what is worth a note."""
+    """What one backend call returned: the devices, and what is worth a note. Read-only by convention."""
 
-    devices: tuple[Device, ...]
-    #: The tailnet's MagicDNS suffix (``example.ts.net``), when known.
-    magic_dns_suffix: str = ""
-    #: False when the tailnet (or this machine, ``--accept-dns=false``) has MagicDNS off.
-    magic_dns: bool = True
-    #: The backend that answered: ``"cli"`` or ``"api"``.
-    backend: str = ""
+    __slots__ = ("backend", "devices", "magic_dns", "magic_dns_suffix")
+
+    def __init__(
+        self,
+        devices: tuple[Device, ...],
+        magic_dns_suffix: str = "",
+        magic_dns: bool = True,
+        backend: str = "",
+    ) -> None:
+        self.devices = devices
+        #: The tailnet's MagicDNS suffix (``example.ts.net``), when known.
+        self.magic_dns_suffix = magic_dns_suffix
+        #: False when the tailnet (or this machine, ``--accept-dns=false``) has MagicDNS off.
+        self.magic_dns = magic_dns
+        #: The backend that answered: ``"cli"`` or ``"api"``.
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return f"Tailnet({len(self.devices)} devices, backend={self.backend!r})"
 
 
 # --- helpers ---------------------------------------------------------------------------------

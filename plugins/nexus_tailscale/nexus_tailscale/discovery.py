@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_tailscale.devices import Tailnet
@@ -20,15 +19,27 @@ from nexus_tailscale.options import setting
 from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
 
 
-@dataclass(frozen=True)
 class Backend:
-    """A resolved backend: ``kind`` is ``"cli"`` or ``"api"``, with what it needs."""
+    """A resolved backend: ``kind`` is ``"cli"`` or ``"api"``, with what it needs. Read-only by convention."""
 
-    kind: str
-    cli_path: str = ""
-    credentials: Credentials = field(default_factory=Credentials)
-    settings: ApiSettings = field(default_factory=ApiSettings)
-    timeout: float = 10.0
+    __slots__ = ("cli_path", "credentials", "kind", "settings", "timeout")
+
+    def __init__(
+        self,
+        kind: str,
+        cli_path: str = "",
+        credentials: Credentials | None = None,
+        settings: ApiSettings | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.kind = kind
+        self.cli_path = cli_path
+        self.credentials = credentials if credentials is not None else Credentials()
+        self.settings = settings if settings is not None else ApiSettings()
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Backend({self.kind!r}: {self.describe()})"
 
     @property
     def cache_key(self) -> tuple[str, ...]:

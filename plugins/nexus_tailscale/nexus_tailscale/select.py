@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_tailscale.devices import Device, Tailnet
@@ -35,17 +34,36 @@ class FilterError(ValueError):
     """A filter value that cannot work; the message names the filter and what it takes."""
 
 
-@dataclass(frozen=True)
 class Filters:
-    """Checked filter values (see :data:`FILTERS`)."""
+    """Checked filter values (see :data:`FILTERS`). Read-only by convention.
 
-    tags: tuple[str, ...] = ()
-    os: tuple[str, ...] = ()
-    hostname: re.Pattern[str] | None = None
-    exclude_hostname: re.Pattern[str] | None = None
-    exclude: frozenset[str] = field(default_factory=frozenset)
-    online: bool = True
-    address: str = "dns"
+    A plain class, like :class:`Selected`: classes made by ``dataclass`` compile generated
+    source at import, which every run that discovers from the tailnet would pay.
+    """
+
+    __slots__ = ("address", "exclude", "exclude_hostname", "hostname", "online", "os", "tags")
+
+    def __init__(
+        self,
+        tags: tuple[str, ...] = (),
+        os: tuple[str, ...] = (),
+        hostname: re.Pattern[str] | None = None,
+        exclude_hostname: re.Pattern[str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+        online: bool = True,
+        address: str = "dns",
+    ) -> None:
+        self.tags = tags
+        self.os = os
+        self.hostname = hostname
+        self.exclude_hostname = exclude_hostname
+        self.exclude = exclude
+        self.online = online
+        self.address = address
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Filters({shown})"
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> Filters:
@@ -101,16 +119,21 @@ def _address(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
 class Selected:
     """A device the filters kept: where to connect, whether to target it, and why not."""
 
-    device: Device
-    address: str
-    #: False for a device listed but not targeted (offline, expired, no usable address).
-    target: bool
-    #: Why it is not targeted ("" when it is).
-    note: str = ""
+    __slots__ = ("address", "device", "note", "target")
+
+    def __init__(self, device: Device, address: str, target: bool, note: str = "") -> None:
+        self.device = device
+        self.address = address
+        #: False for a device listed but not targeted (offline, expired, no usable address).
+        self.target = target
+        #: Why it is not targeted ("" when it is).
+        self.note = note
+
+    def __repr__(self) -> str:
+        return f"Selected({self.device.name!r}, {self.address!r}, target={self.target}, note={self.note!r})"
 
 
 def matches(device: Device, f: Filters) -> bool:

@@ -1,24 +1,43 @@
 """Where the Tailscale API is, how patient to be with it, and the credentials (plain data).
 
 Kept apart from :mod:`nexus_tailscale.api` so that choosing a backend imports nothing of the
-HTTP stack (``urllib``, ``tenacity``, ``limits``, ``pybreaker``): a run on the CLI backend
-never pays for them.
+HTTP stack (``http.client``, ``tenacity``, ``limits``, ``pybreaker``): a run on the CLI backend
+never pays for them. Plain classes rather than dataclasses, which compile generated source at
+import (docs/decisions.md, "Tailscale discovery of 1,000 devices").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_API_URL = "https://api.tailscale.com"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """An API key, or an OAuth client (id and secret). Never printed."""
+class _Plain:
+    """Equality and a repr over ``__slots__`` (what the dataclasses these replace gave)."""
 
-    api_key: str = ""
-    client_id: str = ""
-    client_secret: str = ""
+    __slots__ = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        names: tuple[str, ...] = self.__slots__
+        return tuple(getattr(self, name) for name in names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Plain) and type(other) is type(self) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+
+class Credentials(_Plain):
+    """An API key, or an OAuth client (id and secret). Never printed. Read-only by convention."""
+
+    __slots__ = ("api_key", "client_id", "client_secret")
+
+    def __init__(self, api_key: str = "", client_id: str = "", client_secret: str = "") -> None:
+        self.api_key = api_key
+        self.client_id = client_id
+        self.client_secret = client_secret
 
     @property
     def oauth(self) -> bool:
@@ -33,20 +52,39 @@ class Credentials:
         return f"Credentials({kind})"
 
 
-@dataclass(frozen=True)
-class ApiSettings:
-    """Where the API is and how patient to be with it."""
+class ApiSettings(_Plain):
+    """Where the API is and how patient to be with it. Read-only by convention.
 
-    api_url: str = DEFAULT_API_URL
-    tailnet: str = "-"
-    timeout: float = 10.0
-    #: Attempts per request (tenacity), the first included.
-    attempts: int = 3
-    #: Longest ``Retry-After`` worth waiting for; a longer one fails at once and says when to retry.
-    max_wait: float = 30.0
-    #: Base of the exponential backoff between attempts, in seconds.
-    backoff: float = 0.5
-    #: Requests allowed to the API from this process (``limits`` notation: ``"10/second"``).
-    rate: str = "10/second"
-    #: Seconds an open breaker stays open before the API is asked again.
-    breaker_reset: float = 30.0
+    ``attempts``: attempts per request (tenacity), the first included. ``max_wait``: the
+    longest ``Retry-After`` worth waiting for (a longer one fails at once and says when to
+    retry). ``backoff``: base of the exponential backoff between attempts, in seconds.
+    ``rate``: requests allowed to the API from this process (``limits`` notation:
+    ``"10/second"``). ``breaker_reset``: seconds an open breaker stays open before the API is
+    asked again.
+    """
+
+    __slots__ = ("api_url", "attempts", "backoff", "breaker_reset", "max_wait", "rate", "tailnet", "timeout")
+
+    def __init__(
+        self,
+        api_url: str = DEFAULT_API_URL,
+        tailnet: str = "-",
+        timeout: float = 10.0,
+        attempts: int = 3,
+        max_wait: float = 30.0,
+        backoff: float = 0.5,
+        rate: str = "10/second",
+        breaker_reset: float = 30.0,
+    ) -> None:
+        self.api_url = api_url
+        self.tailnet = tailnet
+        self.timeout = timeout
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self.backoff = backoff
+        self.rate = rate
+        self.breaker_reset = breaker_reset
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ApiSettings({shown})"

@@ -371,10 +371,19 @@ class FakeApi:
     # -- control -----------------------------------------------------------------------------
 
     def fail_next(
-        self, status: int, *, retry_after: str | None = None, message: str = "", times: int = 1
+        self,
+        status: int,
+        *,
+        retry_after: str | None = None,
+        message: str = "",
+        times: int = 1,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next ``times`` API requests with ``status`` (and ``Retry-After``)."""
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        """Answer the next ``times`` API requests with ``status`` (and ``Retry-After``, and
+        ``headers``: a 307 with its ``Location``...)."""
+        headers = dict(headers or {})
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
         with self._lock:
             for _ in range(times):
                 self._queue.append(_Reply(status, {"message": message or f"fake error {status}"}, headers))

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from nexus_tailscale import api
 from nexus_tailscale.api import ApiClient, ApiSettings, Credentials
 from nexus_tailscale.discovery import ask, resolve_backend
 from nexus_tailscale.errors import ApiError, TailscaleError
@@ -138,6 +139,23 @@ def test_rate_limit_spaces_requests(fake_api: FakeApi):
     # the third request of the minute waits; the fake sleep does not free the window, so cap it
     with pytest.raises(TailscaleError, match="never freed a slot"):
         ApiClient(KEY, ApiSettings(api_url=fake_api.url, rate="2/minute"), sleep=lambda s: None).devices()
+
+
+def test_a_proxy_named_by_the_environment_is_honoured(fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch):
+    """http.client, or urllib (which honours proxies and NO_PROXY) when a *_proxy variable is set."""
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")  # a proxy that is not there
+    with pytest.raises(ApiError, match="does not answer"):
+        client(fake_api, attempts=1).devices()
+    api.reset_state()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # urllib bypasses the proxy for the local server
+    assert client(fake_api).devices().devices
+
+
+def test_a_redirect_is_followed(fake_api: FakeApi):
+    url = client(fake_api).devices_url()
+    fake_api.fail_next(307, headers={"Location": url})
+    assert client(fake_api).devices().devices
+    assert fake_api.count("/devices") == 2
 
 
 def test_backend_choice(fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_path):
