@@ -172,7 +172,7 @@ def check_tags(value: object) -> tuple[str, ...]:
         raise HostAttributeError(f"tags= must be a list of strings, not {type(value).__name__} ({safe_repr(value)})")
     out: list[str] = []
     for tag in value:
-        if not isinstance(tag, str) or not tag.strip() or any(c.isspace() for c in tag):
+        if not isinstance(tag, str) or tag.split() != [tag]:  # empty, or with whitespace
             raise HostAttributeError(f"tag {safe_repr(tag)} is not a non-empty string without spaces")
         if tag not in out:
             out.append(tag)

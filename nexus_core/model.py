@@ -317,7 +317,7 @@ class HandlerDef:
     doc: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class HostSpec:
     """A host with attributes, from ``host("web-1", tags=[...], vars={...})`` in a nexusfile.
 
@@ -331,6 +331,17 @@ class HostSpec:
     location: Location | None = None
     #: What a host source found out about the machine (set for discovered hosts only).
     facts: FrozenMap = EMPTY
+
+    def __init__(
+        self,
+        text: str,
+        tags: tuple[str, ...] = (),
+        vars: FrozenMap = EMPTY,
+        location: Location | None = None,
+        facts: FrozenMap = EMPTY,
+    ) -> None:
+        # The generated __init__ of a frozen dataclass in one step (one entry per discovered host).
+        self.__dict__.update({"text": text, "tags": tags, "vars": vars, "location": location, "facts": facts})
 
 
 @dataclass(frozen=True)

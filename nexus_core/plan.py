@@ -135,7 +135,7 @@ class Plan:
     params: Mapping[str, str] = field(default_factory=dict)
     #: What each ``discover(...)`` of the nexusfile found (see ``nexus_core.discovery``):
     #: saved with the run, so that resume targets the same hosts.
-    discovery: tuple[Mapping[str, Any], ...] = ()
+    discovery: Sequence[Mapping[str, Any]] = ()
 
     @property
     def hosts(self) -> list[Host]:

@@ -76,6 +76,21 @@ def test_a_discovered_host_round_trips_through_plain_data():
     assert DiscoveredHost.from_dict(host.to_dict()).to_dict() == host.to_dict()
 
 
+def test_the_plans_discovery_record_is_built_when_first_read(monkeypatch: pytest.MonkeyPatch):
+    from nexus_core.discovery import Found, Records
+    from nexus_core.model import SourceSpec
+
+    built: list[str] = []
+    to_dict = DiscoveredHost.to_dict
+    monkeypatch.setattr(DiscoveredHost, "to_dict", lambda h: built.append(h.address) or to_dict(h))
+    found = Found(SourceSpec("pets", {"kind": "cat"}), [DiscoveredHost("cat.lan", tags=("indoor",))], 12.0)
+    records = Records([found])
+    assert len(records) == 1 and records and built == []  # --list-hosts reads no more than this
+    assert records == (found.to_dict(),) and built == ["cat.lan", "cat.lan"]
+    assert [r["hosts"][0]["address"] for r in records] == ["cat.lan"] and records[0]["call"] == found.spec.describe()
+    assert built == ["cat.lan", "cat.lan"] and not Records([])
+
+
 def test_a_registration_with_a_filter_detail_needs_no_import():
     from nexus_core.kinds import Registration
 
