@@ -25,13 +25,9 @@ def nexus_project(tmp_path: Path) -> Iterator[NexusProject]:
     yield NexusProject(project, env)
 
 
-#: The markers Nexus's own suites use, known to every suite that loads this plugin (a
-#: plugin's tests run on their own, from the plugin's folder, or in the root's exec-mode pass).
-MARKERS = (
-    "ssh: needs the real sshd test bed (root, openssh-server)",
-    "slow: long soak tests, excluded from the default run (run with -m slow)",
-    "session_mode: behaviour depends on nexus-ssh's session mode; dev.py test runs these again in exec mode",
-)
+#: Markers every suite loading this plugin knows, whichever folder it runs from (a plugin's
+#: own markers are declared in its pyproject.toml).
+MARKERS = ("slow: long soak tests, excluded from the default run (run with -m slow)",)
 
 
 def pytest_configure(config: pytest.Config) -> None:
