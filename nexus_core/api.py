@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core._version import API_VERSION
@@ -18,6 +18,7 @@ from nexus_core.events import Event
 from nexus_core.lazy import lazy_getattr
 from nexus_core.model import Command, Host
 from nexus_core.options import Option
+from nexus_core.records import Record
 
 if TYPE_CHECKING:
     from nexus_core.contracts.audit import AuditSink, AuditSinkContext, AuditSinkError
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         CloudRequest,
     )
     from nexus_core.contracts.discovery import DiscoveredHost, DiscoveryError, HostSource, HostSourceContext
+    from nexus_core.contracts.files import FileState, FileWrite, SmallFile, TransferResult
     from nexus_core.contracts.secrets import (
         SecretBackend,
         SecretContext,
@@ -108,83 +110,6 @@ class TransferInterrupted(TransferError):
     """A transfer stopped because the run is being stopped (what was sent stays for a resume)."""
 
 
-@dataclass(frozen=True)
-class FileState:
-    """What is at a path on a host, as :meth:`Executor.stat_files` finds it.
-
-    ``kind``: ``file``, ``dir``, ``missing`` or ``other`` (a socket, a device...).
-    ``parent``: the folder that holds the path: ``dir`` (the login user may write in it),
-    ``readonly`` (it exists, the login user may not write in it), ``missing``, ``other``
-    (not a folder). ``sha256`` is set for a file whose size was the expected one (checksums
-    are only computed when they can say "unchanged"); ``mode`` holds the permission bits.
-    """
-
-    path: str
-    kind: str
-    size: int = 0
-    mode: int | None = None
-    owner: str = ""
-    group: str = ""
-    sha256: str = ""
-    parent: str = "dir"
-
-
-@dataclass(frozen=True)
-class FileWrite:
-    """One file to write on a host: local bytes with their size and sha256, and how the
-    destination must end up (mode, owner, group; as root with ``sudo``; checked first by
-    ``validate``, a command where ``{path}`` stands for the temporary file)."""
-
-    source: str
-    dest: str
-    size: int
-    sha256: str
-    mode: int | None = None
-    owner: str | None = None
-    group: str | None = None
-    sudo: bool = False
-    validate: str | None = None
-    #: The modification time the destination gets (seconds since the epoch; ``upload(...,
-    #: preserve=True)`` keeps the source's), or None for "when it was written".
-    mtime: float | None = None
-
-
-@dataclass(frozen=True)
-class SmallFile:
-    """One small file for :meth:`Executor.send_files`: written whole (never resumed) to
-    ``remote_path``, then given ``mode`` and ``mtime`` when they are set."""
-
-    local_path: str
-    remote_path: str
-    mode: int | None = None
-    mtime: float | None = None
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    """How one file moved: ``status`` ok, failed, unreachable, error or interrupted.
-
-    ``changed``: a file was written (or its mode or owner set); ``sent``: bytes that went
-    over the wire this time; ``resumed_from``: bytes of an earlier interrupted transfer
-    that were kept; ``sha256``: the checksum verified at the destination.
-    """
-
-    status: str
-    path: str
-    changed: bool = False
-    sent: int = 0
-    resumed_from: int = 0
-    sha256: str = ""
-    reason: str = ""
-    hint: str = ""
-    tail: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True when the file is in place (written, or found unchanged)."""
-        return self.status == "ok"
-
-
 class Cancel:
     """Shared cancellation state of a run, raised step by step by signals.
 
@@ -240,8 +165,7 @@ class Cancel:
         return False
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Record):
     """What an executor can do, declared as :attr:`Executor.capabilities`.
 
     The engine respects it (no more commands at once on one host than
@@ -249,23 +173,35 @@ class Capabilities:
     and the conformance suite (:mod:`nexus_core.testing.conformance`) tests what it declares.
     """
 
+    __slots__ = ("commands_per_host", "streams_output", "cancel_levels", "file_transfer", "stdin", "connection")
     #: Commands one host runs at once through this executor; None: no limit of its own.
-    commands_per_host: int | None = None
+    commands_per_host: int | None
     #: True when output lines reach ``on_output`` while the command runs, not only at its end.
-    streams_output: bool = True
+    streams_output: bool
     #: The :class:`Cancel` levels that signal a running command (INTERRUPT: SIGINT, TERMINATE:
     #: SIGTERM, KILL: SIGKILL). STOP needs nothing of an executor: the engine starts nothing new.
-    cancel_levels: frozenset[int] = frozenset({Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL})
+    cancel_levels: frozenset[int]
     #: True when the executor moves files: :meth:`Executor.send_file` and
     #: :meth:`Executor.receive_file` (and so ``write_files``, ``put``, ``get``) work.
-    file_transfer: bool = False
+    file_transfer: bool
     #: True when the executor writes ``Command.input`` (when set) on the command's standard
     #: input and then closes it (``secret(..., to=PATH)`` needs it). With a sudo password on
     #: the same input, the password line goes first.
-    stdin: bool = False
+    stdin: bool
     #: True when :meth:`Executor.connection` gives a Fabric-style connection to a host (what
     #: ``call(fn)`` hands to ``fn``): ``run``, ``sudo``, ``put``, ``get``, ``cd``...
-    connection: bool = False
+    connection: bool
+
+    def __init__(
+        self,
+        commands_per_host: int | None = None,
+        streams_output: bool = True,
+        cancel_levels: frozenset[int] = frozenset({Cancel.INTERRUPT, Cancel.TERMINATE, Cancel.KILL}),
+        file_transfer: bool = False,
+        stdin: bool = False,
+        connection: bool = False,
+    ) -> None:
+        self._init(commands_per_host, streams_output, cancel_levels, file_transfer, stdin, connection)
 
     def can_cancel(self, level: int) -> bool:
         """True when cancel ``level`` reaches a running command (STOP and below always do)."""
@@ -324,16 +260,29 @@ class CommandResult:
         return self.status == "ok"
 
 
-@dataclass(frozen=True)
-class ExecutorContext:
+class ExecutorContext(Record):
     """What an executor gets when the engine creates it for a run."""
 
+    __slots__ = ("config", "root", "emit", "run_id", "cancel", "options")
     config: Mapping[str, Any]
     root: str
     emit: Callable[[Event], None]
     run_id: str
-    cancel: Cancel = field(default_factory=Cancel)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    cancel: Cancel
+    options: Mapping[str, Any]
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        root: str,
+        emit: Callable[[Event], None],
+        run_id: str,
+        cancel: Cancel | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._init(
+            config, root, emit, run_id, Cancel() if cancel is None else cancel, {} if options is None else options
+        )
 
 
 class Executor(ABC):
@@ -528,14 +477,17 @@ class Executor(ABC):
         """Release every connection and process this executor holds."""
 
 
-@dataclass(frozen=True)
-class HostOutcome:
+class HostOutcome(Record):
     """How one host did in a task: ``status`` ok, failed, timeout, unreachable, skipped, interrupted."""
 
+    __slots__ = ("host", "status", "duration", "reason")
     host: Host
     status: str
-    duration: float = 0.0
-    reason: str = ""
+    duration: float
+    reason: str
+
+    def __init__(self, host: Host, status: str, duration: float = 0.0, reason: str = "") -> None:
+        self._init(host, status, duration, reason)
 
     @property
     def ok(self) -> bool:
@@ -619,8 +571,7 @@ def skipped(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]
     return [HostOutcome(h, "skipped", reason=reason) for b in batches for h in b]
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Record):
     """One pre-flight finding: ``status`` ok, warn, fail or skipped, in a category, for a host or not.
 
     ``hint``: lines of advice shown under a failure (``- `` prefixes optional).
@@ -628,14 +579,28 @@ class CheckResult:
     2 configuration, 1 anything else; None: 3 for a host, 2 otherwise).
     """
 
+    __slots__ = ("category", "status", "message", "host", "duration", "blocking", "hint", "exit_code")
     category: str
     status: str
     message: str
-    host: str | None = None
-    duration: float | None = None
-    blocking: bool = True
-    hint: str = ""
-    exit_code: int | None = None
+    host: str | None
+    duration: float | None
+    blocking: bool
+    hint: str
+    exit_code: int | None
+
+    def __init__(
+        self,
+        category: str,
+        status: str,
+        message: str,
+        host: str | None = None,
+        duration: float | None = None,
+        blocking: bool = True,
+        hint: str = "",
+        exit_code: int | None = None,
+    ) -> None:
+        self._init(category, status, message, host, duration, blocking, hint, exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output."""
@@ -675,6 +640,10 @@ class PreflightCheck(ABC):
 #: The contracts of the newer plugin kinds, imported on first use (a plain run builds none of
 #: their classes): name -> module.
 _LAZY = {
+    "FileState": "nexus_core.contracts.files",
+    "FileWrite": "nexus_core.contracts.files",
+    "SmallFile": "nexus_core.contracts.files",
+    "TransferResult": "nexus_core.contracts.files",
     "SecretBackend": "nexus_core.contracts.secrets",
     "SecretContext": "nexus_core.contracts.secrets",
     "SecretDenied": "nexus_core.contracts.secrets",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from click.shell_completion import CompletionItem
+if TYPE_CHECKING:  # click imports its completion module only when completing; so do we
+    from click.shell_completion import CompletionItem
 
 
 def _project(ctx: Any) -> Any:
@@ -24,6 +25,8 @@ def _project(ctx: Any) -> Any:
 
 def tasks_and_params(ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     """Task names, and ``NAME=`` for the parameters of the tasks already on the line."""
+    from click.shell_completion import CompletionItem
+
     from nexus_core.params import task_params
 
     try:
@@ -40,6 +43,8 @@ def tasks_and_params(ctx: Any, _param: Any, incomplete: str) -> list[CompletionI
 
 def hosts(ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     """Group names and host labels for ``-H`` (after the last comma of the word)."""
+    from click.shell_completion import CompletionItem
+
     from nexus_core.plan import _inventory
 
     head, _, last = incomplete.rpartition(",")
@@ -56,6 +61,8 @@ def hosts(ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
 
 def run_ids(_ctx: Any, _param: Any, incomplete: str) -> list[CompletionItem]:
     """Ids of recorded runs, newest first."""
+    from click.shell_completion import CompletionItem
+
     try:
         from nexus_core.state.paths import state_db
         from nexus_core.state.store import StateStore

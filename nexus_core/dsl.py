@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 # Import the ``nexus_core.hosts`` submodule *before* ``nexus_core/__init__`` binds the ``hosts()``
@@ -37,16 +36,18 @@ class NexusfileError(Exception):
     """A mistake in how the nexusfile uses the DSL, raised where it cannot be recorded."""
 
 
-@dataclass
 class Recorder:
     """Collects the operations of one task body on one host at plan time."""
 
-    project: Project
-    task: str
-    host: Host
-    commands: list[Command] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
+    __slots__ = ("project", "task", "host", "commands", "problems", "started")
+
+    def __init__(self, project: Project, task: str, host: Host) -> None:
+        self.project = project
+        self.task = task
+        self.host = host
+        self.commands: list[Command] = []
+        self.problems: list[Problem] = []
+        self.started = time.time()
 
 
 def current_project() -> Project | None:

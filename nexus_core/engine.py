@@ -742,15 +742,15 @@ class Engine:
         """One attempt of one operation: a file operation through :mod:`nexus_core.transfer`,
         ``wait_for``/``call`` through :mod:`nexus_core.calls`, a command through ``executor.run``;
         the result says whether it ``changed`` anything."""
-        from nexus_core import calls
-
         if isinstance(cmd, Transfer):
             from nexus_core import transfer
 
             return transfer.execute(executor, host, cmd, transfer.Reporter(self.bus.emit, self.options.run_id,
                                                                            tp.name, host.label, index),
                                     self.cancel, timeout)  # fmt: skip
-        if isinstance(cmd, calls.NOT_SHELL):
+        if _not_shell(cmd):  # call() or wait_for(): their module is loaded (a run of commands never loads it)
+            from nexus_core import calls
+
             result = calls.execute(executor, host, cmd, on_output, self.cancel, timeout)
             return replace(result, changed=True) if result.ok and isinstance(cmd, calls.Call) else result
         ready = _with_input(cmd, executor)  # a secret for the command's stdin, or why it cannot have one

@@ -22,26 +22,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from nexus_core.model import Command, HandlerDef, Host, Location, Problem, Project, TaskDef
+from nexus_core.records import Record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class HandlerPlan:
+class HandlerPlan(Record):
     """What one handler would run on one host at the end of one task, if notified.
 
     ``first_index`` is the command index of its first operation in the host's events and
     state rows: a task's handlers number their operations after the task's own commands.
     """
 
+    __slots__ = ("name", "commands", "first_index", "line")
     name: str
     commands: tuple[Command, ...]
-    first_index: int = 0
-    line: int = 0
+    first_index: int
+    line: int
+
+    def __init__(self, name: str, commands: tuple[Command, ...], first_index: int = 0, line: int = 0) -> None:
+        self._init(name, commands, first_index, line)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -258,12 +261,17 @@ def notifies(cmd: Command, changed: bool) -> tuple[str, ...]:
     return names if changed else ()
 
 
-@dataclass
 class Pending:
     """The handlers notified on one host during one task, and those that already ran there."""
 
-    notified: list[str] = field(default_factory=list)
-    ran: set[str] = field(default_factory=set)
+    __slots__ = ("notified", "ran")
+
+    def __init__(self, notified: list[str] | None = None, ran: set[str] | None = None) -> None:
+        self.notified: list[str] = [] if notified is None else notified
+        self.ran: set[str] = set() if ran is None else ran
+
+    def __repr__(self) -> str:
+        return f"Pending(notified={self.notified!r}, ran={self.ran!r})"
 
     def add(self, names: Iterable[str]) -> list[str]:
         """Record notifications; return the names that are new (not notified before)."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from nexus_core.records import Record
 
 #: ``package.module:Class`` (the class may be nested: ``module:Outer.Inner``).
 TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -27,8 +28,7 @@ def _frozen(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(data or {}))
 
 
-@dataclass(frozen=True)
-class Registration:
+class Registration(Record):
     """A class registered by name and imported only when first needed.
 
     ``target`` is ``"package.module:Class"``; nothing is imported until a plan uses the
@@ -45,9 +45,13 @@ class Registration:
             return [Registration("ssh", "nexus_ssh.executor:SshExecutor")]
     """
 
+    __slots__ = ("name", "target", "details")
     name: str
     target: str
-    details: Mapping[str, Any] = field(default_factory=_frozen)
+    details: Mapping[str, Any]
+
+    def __init__(self, name: str, target: str, details: Mapping[str, Any] | None = None) -> None:
+        self._init(name, target, _frozen() if details is None else details)
 
     @property
     def module(self) -> str:
@@ -60,8 +64,7 @@ class Registration:
         return self.target.partition(":")[2]
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(Record):
     """One plugin kind: its hook, what each item must be, and what the core reads up front.
 
     ``base`` is ``"module:Class"`` of the interface every item implements (imported only to
@@ -72,14 +75,37 @@ class Kind:
     provide to the distribution, for install hints when the name is missing.
     """
 
+    __slots__ = ("name", "hook", "family", "base", "summary", "registry", "details", "packages")
     name: str
     hook: str
     family: str
     base: str
     summary: str
-    registry: str = ""
-    details: Mapping[str, Any] = field(default_factory=_frozen)
-    packages: Mapping[str, str] = field(default_factory=_frozen)
+    registry: str
+    details: Mapping[str, Any]
+    packages: Mapping[str, str]
+
+    def __init__(
+        self,
+        name: str,
+        hook: str,
+        family: str,
+        base: str,
+        summary: str,
+        registry: str = "",
+        details: Mapping[str, Any] | None = None,
+        packages: Mapping[str, str] | None = None,
+    ) -> None:
+        self._init(
+            name,
+            hook,
+            family,
+            base,
+            summary,
+            registry,
+            _frozen() if details is None else details,
+            _frozen() if packages is None else packages,
+        )
 
     @property
     def by_name(self) -> bool:

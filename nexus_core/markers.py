@@ -22,7 +22,8 @@ the connecting user. Public API for executor plugins.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from nexus_core.records import Record
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -73,13 +74,16 @@ def key(task: str, host: str, index: int) -> str:
     return _SAFE.sub("_", f"{task}.{host}.{index}")
 
 
-@dataclass(frozen=True)
-class Marker:
+class Marker(Record):
     """Where a command's status lines go: its ``run_id`` and ``host`` file, under its ``key``."""
 
+    __slots__ = ("run_id", "key", "host")
     run_id: str
     key: str
-    host: str = ""
+    host: str
+
+    def __init__(self, run_id: str, key: str, host: str = "") -> None:
+        self._init(run_id, key, host)
 
 
 def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
@@ -138,12 +142,15 @@ def local_status_file(run_id: str, host: str = "") -> str:
     return os.path.join(local_status_dir(run_id, host), "status")
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Record):
     """What a host says about a command: ``state`` finished, running, killed, never or unknown."""
 
+    __slots__ = ("state", "exit_code")
     state: str
-    exit_code: int | None = None
+    exit_code: int | None
+
+    def __init__(self, state: str, exit_code: int | None = None) -> None:
+        self._init(state, exit_code)
 
 
 def parse_probe(lines: list[str]) -> ProbeResult:

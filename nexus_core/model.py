@@ -1,20 +1,27 @@
-"""The data model shared by the loader, validator, planner and engine: frozen dataclasses."""
+"""The data model shared by the loader, validator, planner and engine: frozen dataclasses,
+and records (:class:`nexus_core.records.Record`) for the pure records every start builds."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nexus_core.markers import Marker
+from nexus_core.records import Record
+
+if TYPE_CHECKING:
+    from nexus_core.markers import Marker
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(Record):
     """A place in a user's file: path and 1-based line (0 when unknown)."""
 
+    __slots__ = ("path", "line")
     path: str
-    line: int = 0
+    line: int
+
+    def __init__(self, path: str, line: int = 0) -> None:
+        self._init(path, line)
 
     def __str__(self) -> str:
         import os
@@ -307,30 +314,33 @@ class TaskDef:
         return self.doc.strip().splitlines()[0].strip() if self.doc.strip() else ""
 
 
-@dataclass(frozen=True)
-class HandlerDef:
+class HandlerDef(Record):
     """A handler as declared by ``@handler``: its name, body and place in the nexusfile."""
 
+    __slots__ = ("name", "func", "location", "doc")
     name: str
     func: Any
     location: Location
-    doc: str = ""
+    doc: str
+
+    def __init__(self, name: str, func: Any, location: Location, doc: str = "") -> None:
+        self._init(name, func, location, doc)
 
 
-@dataclass(frozen=True, init=False)
-class HostSpec:
+class HostSpec(Record):
     """A host with attributes, from ``host("web-1", tags=[...], vars={...})`` in a nexusfile.
 
     Usable wherever a host string is (``hosts(...)`` members, ``on=[...]``). ``tags`` and
     ``vars`` are already checked and frozen; ``text`` is checked by the planner.
+    ``facts``: what a host source found out about the machine (set for discovered hosts only).
     """
 
+    __slots__ = ("text", "tags", "vars", "location", "facts")
     text: str
-    tags: tuple[str, ...] = ()
-    vars: FrozenMap = EMPTY
-    location: Location | None = None
-    #: What a host source found out about the machine (set for discovered hosts only).
-    facts: FrozenMap = EMPTY
+    tags: tuple[str, ...]
+    vars: FrozenMap
+    location: Location | None
+    facts: FrozenMap
 
     def __init__(
         self,
@@ -340,25 +350,34 @@ class HostSpec:
         location: Location | None = None,
         facts: FrozenMap = EMPTY,
     ) -> None:
-        # The generated __init__ of a frozen dataclass in one step (one entry per discovered host).
-        self.__dict__.update({"text": text, "tags": tags, "vars": vars, "location": location, "facts": facts})
+        # Field by field, without _init's loop: one HostSpec per discovered host.
+        put = object.__setattr__
+        put(self, "text", text)
+        put(self, "tags", tags)
+        put(self, "vars", vars)
+        put(self, "location", location)
+        put(self, "facts", facts)
 
 
-@dataclass(frozen=True)
-class CloudSpec:
+class CloudSpec(Record):
     """A ``cloud(provider, **settings)`` in a nexusfile: machines Nexus may start for the run.
 
     ``settings`` are the values the user wrote (defaults are filled in by
     :mod:`nexus_core.clouds`); ``location`` is the line of the declaration.
     """
 
+    __slots__ = ("provider", "settings", "location")
     provider: str
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    location: Location | None = None
+    settings: Mapping[str, Any]
+    location: Location | None
+
+    def __init__(
+        self, provider: str, settings: Mapping[str, Any] | None = None, location: Location | None = None
+    ) -> None:
+        self._init(provider, {} if settings is None else settings, location)
 
 
-@dataclass(frozen=True, eq=False)
-class SourceSpec:
+class SourceSpec(Record):
     """A ``discover(source, **filters)`` in a nexusfile: hosts a host source finds at plan time.
 
     Usable wherever hosts are (``hosts(...)`` members, ``on=[...]``); the planner replaces it
@@ -366,19 +385,24 @@ class SourceSpec:
     source and filters are one discovery (:attr:`key`).
     """
 
+    __slots__ = ("source", "filters", "location", "_key")
     source: str
-    filters: Mapping[str, Any] = field(default_factory=dict)
-    location: Location | None = None
+    filters: Mapping[str, Any]
+    location: Location | None
+    _key: str | None
+
+    def __init__(self, source: str, filters: Mapping[str, Any] | None = None, location: Location | None = None) -> None:
+        self._init(source, {} if filters is None else filters, location, None)
 
     @property
     def key(self) -> str:
         """Source and filters as canonical JSON: equal keys are discovered once."""
-        cached = self.__dict__.get("_key")
+        cached = self._key
         if cached is None:
             import json
 
             cached = json.dumps([self.source, self.filters], sort_keys=True, default=repr, separators=(",", ":"))
-            self.__dict__["_key"] = cached  # frozen: computed once, kept out of eq/hash fields
+            object.__setattr__(self, "_key", cached)  # computed once, kept out of eq/hash
         return str(cached)
 
     def __eq__(self, other: object) -> bool:
@@ -386,6 +410,12 @@ class SourceSpec:
 
     def __hash__(self) -> int:
         return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"SourceSpec(source={self.source!r}, filters={self.filters!r}, location={self.location!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SourceSpec, (self.source, self.filters, self.location))
 
     def __str__(self) -> str:
         return self.describe()
@@ -409,14 +439,17 @@ class HostGroup:
     where: Any = None
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Record):
     """One validation problem: where, what, and how to fix it."""
 
+    __slots__ = ("message", "location", "hint", "code")
     message: str
-    location: Location | None = None
-    hint: str = ""
-    code: str = "invalid"
+    location: Location | None
+    hint: str
+    code: str
+
+    def __init__(self, message: str, location: Location | None = None, hint: str = "", code: str = "invalid") -> None:
+        self._init(message, location, hint, code)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON output."""

@@ -8,33 +8,64 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from nexus_core.records import Record
 
-@dataclass(frozen=True)
-class Option:
-    """One named option: its accepted types, a range/choice check and a description."""
 
+class Option(Record):
+    """One named option: its accepted types, a range/choice check and a description.
+
+    ``cli_override``: the ``nexus run``/``preflight`` option (its long name, e.g. ``"user"``
+    for ``-u/--user``) whose value overrides this config key; empty when none does. Declared
+    by the option's owner, so the CLI names no plugin's keys (see :func:`config_overrides`).
+    ``cli_check``: a check of the value given on the command line only (e.g. a key file must
+    exist on this machine, which a nexusfile validated elsewhere need not): None when fine,
+    else the problem, optionally followed by a line with the hint. ``from_env``: whether
+    ``NEXUS_<KEY>`` sets this key (config files and the environment, docs/cli.md); False for
+    a key whose variable already means something else to its owner.
+    """
+
+    __slots__ = (
+        "name",
+        "types",
+        "default",
+        "help",
+        "choices",
+        "minimum",
+        "allow_none",
+        "check",
+        "cli_override",
+        "cli_check",
+        "from_env",
+    )
     name: str
     types: tuple[type, ...]
-    default: Any = None
-    help: str = ""
-    choices: tuple[Any, ...] = ()
-    minimum: float | None = None
-    allow_none: bool = True
-    check: Callable[[Any], str | None] | None = None
-    #: The ``nexus run``/``preflight`` option (its long name, e.g. ``"user"`` for ``-u/--user``)
-    #: whose value overrides this config key; empty when none does. Declared by the option's
-    #: owner, so the CLI names no plugin's keys (see :func:`config_overrides`).
-    cli_override: str = ""
-    #: A check of the value given on the command line only (e.g. a key file must exist on this
-    #: machine, which a nexusfile validated elsewhere need not): None when fine, else the
-    #: problem, optionally followed by a line with the hint.
-    cli_check: Callable[[Any], str | None] | None = None
-    #: Whether ``NEXUS_<KEY>`` sets this key (config files and the environment, docs/cli.md).
-    #: False for a key whose variable already means something else to its owner.
-    from_env: bool = True
+    default: Any
+    help: str
+    choices: tuple[Any, ...]
+    minimum: float | None
+    allow_none: bool
+    check: Callable[[Any], str | None] | None
+    cli_override: str
+    cli_check: Callable[[Any], str | None] | None
+    from_env: bool
+
+    def __init__(
+        self,
+        name: str,
+        types: tuple[type, ...],
+        default: Any = None,
+        help: str = "",
+        choices: tuple[Any, ...] = (),
+        minimum: float | None = None,
+        allow_none: bool = True,
+        check: Callable[[Any], str | None] | None = None,
+        cli_override: str = "",
+        cli_check: Callable[[Any], str | None] | None = None,
+        from_env: bool = True,
+    ) -> None:
+        self._init(name, types, default, help, choices, minimum, allow_none, check, cli_override, cli_check, from_env)
 
     def problem(self, value: Any) -> str | None:
         """Return why ``value`` is not acceptable for this option, or None when it is.

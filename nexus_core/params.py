@@ -12,12 +12,13 @@ pulled in as dependencies included), as Make's ``VAR=value`` reaches every rule.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from nexus_core.options import safe_repr
+from nexus_core.records import Record
 
 #: Annotation (object or string form under ``from __future__ import annotations``) -> type.
 TYPES: dict[Any, type] = {
@@ -34,14 +35,17 @@ class ParamError(ValueError):
     """A value that does not fit a parameter's type; the message says what was expected."""
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(Record):
     """One parameter of a task: name, type, and its default when it has one."""
 
+    __slots__ = ("name", "type", "required", "default")
     name: str
     type: type
     required: bool
-    default: Any = None
+    default: Any
+
+    def __init__(self, name: str, type: builtins.type, required: bool, default: Any = None) -> None:
+        self._init(name, type, required, default)
 
     def describe(self) -> str:
         """``version: str`` or ``canary: bool = False`` (as in the function's signature)."""

@@ -12,13 +12,11 @@ import re
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nexus_core import packages
 from nexus_core.dsl import _RECORDER, Recorder
-from nexus_core.handlers import HandlerPlan
 from nexus_core.hosts import HostParseError, assign_labels, parse_host
-from nexus_core.limit import Limit, LimitError, parse_limit
 from nexus_core.loader import exception_problem, in_project
 from nexus_core.model import (
     EMPTY,
@@ -38,6 +36,10 @@ from nexus_core.model import (
 from nexus_core.options import safe_repr, suggest
 from nexus_core.params import Param, bind, task_params
 from nexus_core.registry import Registry
+
+if TYPE_CHECKING:  # imported when a run has -H or handlers
+    from nexus_core.handlers import HandlerPlan
+    from nexus_core.limit import Limit
 
 DEFAULT_TASK_TIMEOUT = 300.0
 
@@ -1051,6 +1053,8 @@ def _parse_limit(
     """The parsed ``-H`` limit, or None; its problems (bad pattern, no match, local-only run) go to ``out``."""
     if limit is None:
         return None
+    from nexus_core.limit import LimitError, parse_limit
+
     try:
         parsed = parse_limit(limit)
     except LimitError as exc:
@@ -1177,6 +1181,8 @@ def plan_handlers(
     project: Project, t: TaskDef, host: Host, commands: Sequence[Command]
 ) -> tuple[tuple[HandlerPlan, ...], list[Problem]]:
     """The handlers one task's operations may notify on one host (see :mod:`nexus_core.handlers`)."""
+    if not project.handlers and not any(getattr(c, "notify", ()) for c in commands):
+        return (), []  # nothing to notify, nothing to check: the handlers module stays unloaded
     from nexus_core import handlers
 
     return handlers.plan_handlers(project, t, host, commands)

@@ -34,18 +34,14 @@ from nexus_core.api import (
     CommandResult,
     Executor,
     ExecutorContext,
-    FileState,
-    FileWrite,
     HostOutcome,
     OutputCallback,
     PreflightCheck,
     ProgressCallback,
-    SmallFile,
     Strategy,
     StrategyContext,
     TransferError,
     TransferInterrupted,
-    TransferResult,
     skipped,
     unsupported_call,
 )
@@ -82,6 +78,7 @@ if TYPE_CHECKING:
         CloudRequest,
     )
     from nexus_core.contracts.discovery import DiscoveredHost, DiscoveryError, HostSource, HostSourceContext
+    from nexus_core.contracts.files import FileState, FileWrite, SmallFile, TransferResult
     from nexus_core.contracts.secrets import (
         SecretBackend,
         SecretContext,
@@ -228,6 +225,10 @@ _LAZY = {
     "DiscoveryError": "nexus_core.contracts.discovery",
     "HostSource": "nexus_core.contracts.discovery",
     "HostSourceContext": "nexus_core.contracts.discovery",
+    "FileState": "nexus_core.contracts.files",
+    "FileWrite": "nexus_core.contracts.files",
+    "SmallFile": "nexus_core.contracts.files",
+    "TransferResult": "nexus_core.contracts.files",
     "SecretBackend": "nexus_core.contracts.secrets",
     "SecretContext": "nexus_core.contracts.secrets",
     "SecretDenied": "nexus_core.contracts.secrets",

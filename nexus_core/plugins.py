@@ -11,7 +11,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import pluggy
 from nexus_core import hookspecs
 from nexus_core._version import API_VERSION, __version__
 from nexus_core.kinds import NAMED
+from nexus_core.records import Record
 from nexus_core.registry import PluginError, Registry, register
 
 if TYPE_CHECKING:
@@ -39,20 +39,48 @@ BUILTINS = (
 __all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "PluginManager", "Policy", "builtin_registry"]
 
 
-@dataclass
 class PluginInfo:
-    """One installed plugin as ``nexus plugins`` shows it."""
+    """One installed plugin as ``nexus plugins`` shows it (filled in as it loads)."""
 
-    name: str
-    distribution: str
-    version: str
-    module: str
-    allowed: bool
-    reason: str = ""
-    loaded: bool = False
-    hooks: list[str] = field(default_factory=list)
-    error: str = ""
-    builtin: bool = False
+    __slots__ = (
+        "name",
+        "distribution",
+        "version",
+        "module",
+        "allowed",
+        "reason",
+        "loaded",
+        "hooks",
+        "error",
+        "builtin",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        distribution: str,
+        version: str,
+        module: str,
+        allowed: bool,
+        reason: str = "",
+        loaded: bool = False,
+        hooks: list[str] | None = None,
+        error: str = "",
+        builtin: bool = False,
+    ) -> None:
+        self.name = name
+        self.distribution = distribution
+        self.version = version
+        self.module = module
+        self.allowed = allowed
+        self.reason = reason
+        self.loaded = loaded
+        self.hooks: list[str] = [] if hooks is None else hooks
+        self.error = error
+        self.builtin = builtin
+
+    def __repr__(self) -> str:
+        return f"PluginInfo({self.distribution!r}, {self.module!r}, loaded={self.loaded!r}, error={self.error!r})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for ``--format json``."""
@@ -78,7 +106,6 @@ class PluginInfo:
 ACCESS_SECTIONS = frozenset({"roles", "assign", "approvals", "change_windows", "require_dry_run", "testing"})
 
 
-@dataclass
 class Policy:
     """Which plugin distributions may be imported.
 
@@ -90,11 +117,24 @@ class Policy:
     unreadable, invalid TOML, no ``allow`` list) allows nothing, and says why.
     """
 
-    env_names: set[str] | None = None
-    allow: list[Any] | None = None
-    source: str = ""
-    problems: list[str] = field(default_factory=list)
-    broken: bool = False
+    __slots__ = ("env_names", "allow", "source", "problems", "broken")
+
+    def __init__(
+        self,
+        env_names: set[str] | None = None,
+        allow: list[Any] | None = None,
+        source: str = "",
+        problems: list[str] | None = None,
+        broken: bool = False,
+    ) -> None:
+        self.env_names = env_names
+        self.allow = allow
+        self.source = source
+        self.problems: list[str] = [] if problems is None else problems
+        self.broken = broken
+
+    def __repr__(self) -> str:
+        return f"Policy(env_names={self.env_names!r}, allow={self.allow!r}, source={self.source!r})"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Policy:
@@ -554,14 +594,17 @@ def _api_compatible(declared: object) -> bool:
     return major.isdigit() and int(major) == API_VERSION
 
 
-@dataclass(frozen=True)
-class FoundEntryPoint:
+class FoundEntryPoint(Record):
     """An entry point of the ``nexus`` group and the distribution that declares it."""
 
+    __slots__ = ("name", "value", "distribution", "version")
     name: str
     value: str
     distribution: str
     version: str
+
+    def __init__(self, name: str, value: str, distribution: str, version: str) -> None:
+        self._init(name, value, distribution, version)
 
     def load(self) -> Any:
         """Import the module (and attribute, for ``module:attr``) the entry point names."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from nexus_core.events import CATALOGUE, Event
@@ -76,17 +75,34 @@ class EventTypes(MutableMapping[str, type[Event]]):
         return len(self._items)
 
 
-@dataclass
 class Entry:
-    """One registered name: where its class lives, who registered it, what the core knows up front."""
+    """One registered name: where its class lives, who registered it, what the core knows up front.
 
-    kind: Kind
-    name: str
-    target: str
-    distribution: str
-    details: Mapping[str, Any]
-    cls: type | None = None
-    error: str = ""
+    ``cls`` is set once the class is imported, ``error`` when it cannot be.
+    """
+
+    __slots__ = ("kind", "name", "target", "distribution", "details", "cls", "error")
+
+    def __init__(
+        self,
+        kind: Kind,
+        name: str,
+        target: str,
+        distribution: str,
+        details: Mapping[str, Any],
+        cls: type | None = None,
+        error: str = "",
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.target = target
+        self.distribution = distribution
+        self.details = details
+        self.cls = cls
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Entry({self.kind.name!r}, {self.name!r}, {self.target!r}, {self.distribution!r})"
 
     def detail(self, key: str) -> Any:
         """A registration detail, or the kind's default for it."""
@@ -211,23 +227,35 @@ def _own_attribute(cls: type, base: type, key: str) -> Any:
     return _MISSING
 
 
-@dataclass
 class Registry:
     """Executors, strategies, checks and options by name, with the distribution of each.
 
     ``classes`` holds one :class:`Classes` table per kind of :data:`nexus_core.kinds.KINDS`
     that registers classes by name. ``unavailable`` maps distributions that are installed
     but not loaded (blocked by policy, failed to import) to why, for messages about a name
-    nobody provides.
+    nobody provides. ``event_types``: every event a run can emit, by name: the core's, then
+    those of ``nexus_event_types``.
     """
 
-    classes: dict[str, Classes[Any]] = field(
-        default_factory=lambda: {k.name: Classes[Any](k) for k in KINDS if k.by_name}
-    )
-    config_options: dict[str, Option] = field(default_factory=lambda: dict(CONFIG_OPTIONS))
-    task_options: dict[str, Option] = field(default_factory=lambda: dict(TASK_OPTIONS))
-    owners: dict[str, str] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
+    def __init__(
+        self,
+        classes: dict[str, Classes[Any]] | None = None,
+        config_options: dict[str, Option] | None = None,
+        task_options: dict[str, Option] | None = None,
+        owners: dict[str, str] | None = None,
+        unavailable: dict[str, str] | None = None,
+        event_types: EventTypes | None = None,
+    ) -> None:
+        self.classes: dict[str, Classes[Any]] = (
+            {k.name: Classes[Any](k) for k in KINDS if k.by_name} if classes is None else classes
+        )
+        self.config_options: dict[str, Option] = dict(CONFIG_OPTIONS) if config_options is None else config_options
+        self.task_options: dict[str, Option] = dict(TASK_OPTIONS) if task_options is None else task_options
+        self.owners: dict[str, str] = {} if owners is None else owners
+        self.unavailable: dict[str, str] = {} if unavailable is None else unavailable
+        self.event_types: EventTypes = (
+            EventTypes({c.name: c for c in CATALOGUE}) if event_types is None else event_types
+        )
 
     @property
     def executors(self) -> Classes[Executor]:
@@ -263,9 +291,6 @@ class Registry:
     def cloud_providers(self) -> Classes[CloudProvider]:
         """Cloud provider classes by name (what ``cloud("NAME", ...)`` refers to)."""
         return self.classes["cloud provider"]
-
-    #: Every event a run can emit, by name: the core's, then those of ``nexus_event_types``.
-    event_types: EventTypes = field(default_factory=lambda: EventTypes({c.name: c for c in CATALOGUE}))
 
     def strategy(self, name: str) -> Strategy:
         """A fresh instance of the named strategy."""

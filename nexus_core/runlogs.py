@@ -10,16 +10,18 @@ Runs older than ``log_retention_days`` are removed when a new run starts.
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
+
+from nexus_core.records import Record
+
+if TYPE_CHECKING:
+    import gzip
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_RETENTION_DAYS = 14
@@ -83,6 +85,8 @@ def prune(root: str, retention_days: float, now: float | None = None, keep: Sequ
         path = os.path.join(root, name)
         try:
             if name not in keep and os.path.isdir(path) and os.path.getmtime(path) < limit:
+                import shutil  # with bz2 and lzma: only when there is an old run to remove
+
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(name)
         except OSError:
@@ -118,11 +122,14 @@ class _File:
             return
         if not self.written:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # one gzip member
             with open(self.path, "ab") as fh:
-                fh.write(gzip.compress(data, compresslevel=6))
+                fh.write(packer.compress(data) + packer.flush())
             self.written = True
             return
         if self.fh is None:
+            import gzip  # a log that grows past its first batch
+
             self.fh = gzip.GzipFile(self.path, "ab", compresslevel=6)  # closed by close()
         self.fh.write(data)
         self.fh.flush()
@@ -243,14 +250,17 @@ class RunLogWriter:
 # --- reading ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LogFile:
+class LogFile(Record):
     """One task/host log of a run."""
 
+    __slots__ = ("run_id", "task", "host", "path")
     run_id: str
     task: str
     host: str
     path: str
+
+    def __init__(self, run_id: str, task: str, host: str, path: str) -> None:
+        self._init(run_id, task, host, path)
 
 
 def inflate(data: bytes) -> str:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from nexus_core.options import Option, suggest
+from nexus_core.records import Record
 
 #: CLI options whose defaults the files and environment may set (they are not config() keys).
 CLI_OPTIONS: dict[str, Option] = {
@@ -62,14 +62,17 @@ class SettingsError(Exception):
         self.hint = hint
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Record):
     """One effective value and where it came from (``source``: built-in, user file...)."""
 
+    __slots__ = ("key", "value", "source", "where")
     key: str
     value: Any
     source: str
-    where: str = ""
+    where: str
+
+    def __init__(self, key: str, value: Any, source: str, where: str = "") -> None:
+        self._init(key, value, source, where)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for ``nexus config show --format json``."""
@@ -213,15 +216,25 @@ def convert(text: str, spec: Option) -> Any:
     return text
 
 
-@dataclass(frozen=True)
-class Layers:
+class Layers(Record):
     """The user file, project file and environment, read and checked."""
 
+    __slots__ = ("user_path", "user", "project_path", "project", "env")
     user_path: str
     user: dict[str, tuple[Any, int]]
     project_path: str
     project: dict[str, tuple[Any, int]]
     env: dict[str, tuple[Any, str]]
+
+    def __init__(
+        self,
+        user_path: str,
+        user: dict[str, tuple[Any, int]],
+        project_path: str,
+        project: dict[str, tuple[Any, int]],
+        env: dict[str, tuple[Any, str]],
+    ) -> None:
+        self._init(user_path, user, project_path, project, env)
 
 
 def read_layers(

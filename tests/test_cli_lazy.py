@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -50,3 +51,34 @@ def test_subgroups_list_only_their_own_commands() -> None:
         ).stdout
         names = {line.split()[1] for line in out.split("Commands", 1)[1].splitlines() if line.startswith("│ ")}
         assert names and not names & {"hosts", "run", "validate"}, (group, out)
+
+
+def test_a_run_of_one_local_command_imports_only_what_it_uses(tmp_path) -> None:
+    """``nexus run`` of a plain task loads no secret-backend contract, no ``call()``, no ``-H``
+    parser, no file-transfer types, no ``nexus secret`` commands and no shell completion
+    (start-up cost; see docs/decisions.md, "Start-up")."""
+    (tmp_path / "nexusfile.py").write_text("from nexus_core import task, run\n\n@task\ndef hello():\n    run('true')\n")
+    listing = tmp_path / "modules.txt"
+    code = (
+        "import atexit, sys\n"
+        "from nexus_core.cli import entry\n"
+        f"atexit.register(lambda: open({str(listing)!r}, 'w').write(' '.join(sorted(sys.modules))))\n"
+        "sys.argv = ['nexus', 'run', 'hello']\n"
+        "entry()\n"
+    )
+    env = {**os.environ, **{f"XDG_{k}_HOME": str(tmp_path / k.lower()) for k in ("STATE", "DATA", "CACHE", "CONFIG")}}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = set(listing.read_text().split())
+    assert "nexus_core.engine" in loaded  # it did run
+    unused = {
+        "nexus_core.cli.secret",
+        "nexus_core.cli.preflight",
+        "nexus_core.calls",
+        "nexus_core.limit",
+        "nexus_core.contracts.secrets",
+        "nexus_core.contracts.files",
+        "nexus_core.secrets.errors",
+        "click.shell_completion",
+    }
+    assert not unused & loaded, sorted(unused & loaded)

@@ -28,7 +28,6 @@ from nexus_core.cli.application import (
     setup_logs,
     show_problems,
 )
-from nexus_core.cli.preflight import run_checks
 from nexus_core.cli.running import decide_resume, lock_project, run_recorded
 from nexus_core.complete import complete
 from nexus_core.output.style import Style
@@ -160,7 +159,7 @@ def run(
     check_can_ask_sudo_pass(ask_sudo_pass)
     _tasks_or_nexusfile(tasks, config_path)
     if not (dry_run or list_hosts):  # only a real run decrypts secrets (a dry run shows ***)
-        from nexus_core.cli.secret import run_secrets
+        from nexus_core.cli.running import run_secrets
 
         run_secrets(interactive=_can_prompt())
     project = load(config_path)
@@ -207,7 +206,7 @@ def run(
 
                 record_dry_run(plan, project)
             return
-        from nexus_core.cli.secret import rotation_reminders
+        from nexus_core.cli.running import rotation_reminders
 
         rotation_reminders(plan.config)
         extra: dict[str, Any] = ask_sudo_password() if ask_sudo_pass else {}
@@ -524,6 +523,7 @@ def _dry_run(plan: Plan, fmt: str) -> None:
     Checks connect and authenticate but run nothing on a host (``dry_run`` option): the sudo
     check, which has to execute ``sudo -n true``, is left to ``nexus preflight``.
     """
+    from nexus_core.cli.preflight import run_checks  # registers `nexus preflight`: only a dry run needs it
     from nexus_core.output.report import plan_text, preflight_exit_code, preflight_failures
 
     checks = run_checks(plan, {"dry_run": True})

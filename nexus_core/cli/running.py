@@ -16,11 +16,77 @@ from nexus_core.cli.application import Exit, ExitCode, fail, plugin_manager
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
+    import datetime
+
     from nexus_core.engine import RunResult
     from nexus_core.events import Event
     from nexus_core.plan import Plan
     from nexus_core.state.resume import ResumePoint
     from nexus_core.state.store import RunRecord, StateStore
+
+
+def secret_warning(message: str) -> None:
+    """A secrets warning on stderr (yellow on a terminal)."""
+    click.echo(Style.detect(sys.stderr).paint(f"Warning: {message}", "yellow"), err=True)
+
+
+def run_secrets(interactive: bool) -> None:
+    """Make this process resolve ``secret()`` values (``nexus run``, ``nexus resume``)."""
+    from nexus_core.secrets.resolve import start
+
+    start(plugin_manager().registry, resolve=True, interactive=interactive, warn=secret_warning)
+
+
+def _age_days(stamp: str, now: datetime.datetime) -> float | None:
+    import datetime
+
+    try:
+        then = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except (TypeError, ValueError):
+        return None
+    return (now - then).total_seconds() / 86400
+
+
+def rotation_reminders(config: Mapping[str, Any], warn: Callable[[str], None] = secret_warning) -> list[str]:
+    """Warn about old master keys and old secrets of the stores this run unlocked; return the warnings.
+
+    ``config(key_rotation_reminder=DAYS)`` (default 90) and ``secret_rotation_reminder``
+    (default 30) set the ages; 0 turns one off; ``check_rotation_on_run=False`` both.
+    """
+    from nexus_core.secrets.resolve import active
+
+    current = active()
+    if current is None or not current.used or config.get("check_rotation_on_run") is False:
+        return []  # no secret used: no store to look at (and its modules stay unloaded)
+    import datetime
+
+    from nexus_core.secrets.local import used_stores
+
+    key_days = config.get("key_rotation_reminder", 90)
+    secret_days = config.get("secret_rotation_reminder", 30)
+    now = datetime.datetime.now(datetime.UTC)
+    said: list[str] = []
+    backends = dict(current._backends)
+    for store in used_stores(backends.get("local")):
+        assert store.doc is not None
+        age = _age_days(str(store.doc.get("key_created_at", "")), now)
+        if key_days and age is not None and age > key_days:
+            said.append(
+                f"the master key of {store.path} is {int(age)} days old (key_rotation_reminder={key_days}); "
+                "rotate it with `nexus secret rotate-key`"
+            )
+        for name, _rest in sorted(current.used):
+            if name != "local" or _rest not in store:
+                continue
+            age = _age_days(str(store.entry(_rest).get("updated_at", "")), now)
+            if secret_days and age is not None and age > secret_days:
+                said.append(
+                    f"secret {_rest!r} in {store.path} was last set {int(age)} days ago "
+                    f"(secret_rotation_reminder={secret_days}); set a new value with `nexus secret set {_rest}`"
+                )
+    for message in said:
+        warn(message)
+    return said
 
 
 def lock_project(

@@ -6,22 +6,22 @@ message in Nexus's shape with exit code 2, never a traceback and never ciphertex
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import rich_click as click
 
 from nexus_core.cli.application import ExitCode, config_option, fail, format_option, main, plugin_manager
-from nexus_core.output.style import Style
 
-
-def _warn(message: str) -> None:
-    click.echo(Style.detect(sys.stderr).paint(f"Warning: {message}", "yellow"), err=True)
+# What a run needs of secrets (``nexus run`` and ``resume`` call them) lives in the module
+# every run imports anyway, so that a run does not register this module's commands.
+from nexus_core.cli.running import rotation_reminders as rotation_reminders
+from nexus_core.cli.running import run_secrets as run_secrets
+from nexus_core.cli.running import secret_warning as _warn
 
 
 def _can_prompt() -> bool:
@@ -29,64 +29,6 @@ def _can_prompt() -> bool:
         return not os.environ.get("CI") and sys.stdin is not None and sys.stdin.isatty()
     except ValueError:
         return False
-
-
-def run_secrets(interactive: bool) -> None:
-    """Make this process resolve ``secret()`` values (``nexus run``, ``nexus resume``)."""
-    from nexus_core.secrets.resolve import start
-
-    start(plugin_manager().registry, resolve=True, interactive=interactive, warn=_warn)
-
-
-# --- rotation reminders --------------------------------------------------------------------
-
-
-def _age_days(stamp: str, now: datetime.datetime) -> float | None:
-    try:
-        then = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except (TypeError, ValueError):
-        return None
-    return (now - then).total_seconds() / 86400
-
-
-def rotation_reminders(config: Mapping[str, Any], warn: Callable[[str], None] = _warn) -> list[str]:
-    """Warn about old master keys and old secrets of the stores this run unlocked; return the warnings.
-
-    ``config(key_rotation_reminder=DAYS)`` (default 90) and ``secret_rotation_reminder``
-    (default 30) set the ages; 0 turns one off; ``check_rotation_on_run=False`` both.
-    """
-    from nexus_core.secrets.resolve import active
-
-    current = active()
-    if current is None or not current.used or config.get("check_rotation_on_run") is False:
-        return []  # no secret used: no store to look at (and its modules stay unloaded)
-    from nexus_core.secrets.local import used_stores
-
-    key_days = config.get("key_rotation_reminder", 90)
-    secret_days = config.get("secret_rotation_reminder", 30)
-    now = datetime.datetime.now(datetime.UTC)
-    said: list[str] = []
-    backends = dict(current._backends)
-    for store in used_stores(backends.get("local")):
-        assert store.doc is not None
-        age = _age_days(str(store.doc.get("key_created_at", "")), now)
-        if key_days and age is not None and age > key_days:
-            said.append(
-                f"the master key of {store.path} is {int(age)} days old (key_rotation_reminder={key_days}); "
-                "rotate it with `nexus secret rotate-key`"
-            )
-        for name, _rest in sorted(current.used):
-            if name != "local" or _rest not in store:
-                continue
-            age = _age_days(str(store.entry(_rest).get("updated_at", "")), now)
-            if secret_days and age is not None and age > secret_days:
-                said.append(
-                    f"secret {_rest!r} in {store.path} was last set {int(age)} days ago "
-                    f"(secret_rotation_reminder={secret_days}); set a new value with `nexus secret set {_rest}`"
-                )
-    for message in said:
-        warn(message)
-    return said
 
 
 # --- the command group ---------------------------------------------------------------------

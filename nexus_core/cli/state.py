@@ -85,7 +85,7 @@ def resume(
     with closing(store):
         record = _record_to_resume(store, run_id, config_path)
         from nexus_core.cli.run import _can_prompt
-        from nexus_core.cli.secret import run_secrets
+        from nexus_core.cli.running import run_secrets
 
         run_secrets(interactive=_can_prompt())  # the resumed commands need the secrets' values again
         project = load(record.nexusfile if config_path is None else config_path)  # with the config files

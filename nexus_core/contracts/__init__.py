@@ -1,4 +1,5 @@
-"""The contracts of the plugin kinds a plain run does not use (secrets, discovery, audit, clouds).
+"""The contracts a plain run does not use: plugin kinds (secrets, discovery, audit, clouds) and
+the executors' file types.
 
 Internal: plugins import these names from :mod:`nexus_core.plugin` (or ``nexus_core.api``),
 which load these modules on first use.

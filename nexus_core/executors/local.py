@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from nexus_core import shell
 from nexus_core.api import (
@@ -35,12 +35,14 @@ from nexus_core.api import (
     ExecutorContext,
     OutputCallback,
     ProgressCallback,
-    SmallFile,
     TransferInterrupted,
 )
 from nexus_core.executors.lines import LineSplitter
 from nexus_core.model import Command, Host
 from nexus_core.state.paths import cache_dir
+
+if TYPE_CHECKING:
+    from nexus_core.api import SmallFile
 
 TAIL_LINES = 20
 _CHUNK = 65536

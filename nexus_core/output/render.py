@@ -6,7 +6,6 @@ import json
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from nexus_core import events as ev
@@ -14,24 +13,32 @@ from nexus_core.output.safe import clean, json_safe, terminal_safe
 from nexus_core.output.style import Style, fmt_duration
 
 
-@dataclass
 class _HostState:
-    commands: list[tuple[str, str, float, str]] = field(default_factory=list)  # cmd, status, dur, reason
-    status: str = "running"
-    duration: float = 0.0
-    reason: str = ""
-    current: str = ""
-    started: float = field(default_factory=time.monotonic)
-    #: Handlers running, with where their line goes among the commands.
-    handlers: dict[str, int] = field(default_factory=dict)
+    """What the tree shows of one host of a task (a plain class: built at every start, never compared)."""
+
+    __slots__ = ("commands", "status", "duration", "reason", "current", "started", "handlers")
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str, float, str]] = []  # cmd, status, dur, reason
+        self.status = "running"
+        self.duration = 0.0
+        self.reason = ""
+        self.current = ""
+        self.started = time.monotonic()
+        #: Handlers running, with where their line goes among the commands.
+        self.handlers: dict[str, int] = {}
 
 
-@dataclass
 class _TaskState:
-    hosts: dict[str, _HostState] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    strategy: str = "parallel"
+    """What the tree shows of one task: its hosts in order."""
+
+    __slots__ = ("hosts", "order", "started", "strategy")
+
+    def __init__(self, order: list[str] | None = None, strategy: str = "parallel") -> None:
+        self.hosts: dict[str, _HostState] = {}
+        self.order: list[str] = [] if order is None else order
+        self.started = time.monotonic()
+        self.strategy = strategy
 
 
 class Renderer:

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import IO
 
+from nexus_core.records import Record
 
-@dataclass(frozen=True)
-class Style:
+
+class Style(Record):
     """What the output may use: ANSI colour, a live view, Unicode symbols."""
 
+    __slots__ = ("color", "live", "unicode", "interactive")
     color: bool
     live: bool
     unicode: bool
     interactive: bool
+
+    def __init__(self, color: bool, live: bool, unicode: bool, interactive: bool) -> None:
+        self._init(color, live, unicode, interactive)
 
     @classmethod
     def detect(cls, stream: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> Style:

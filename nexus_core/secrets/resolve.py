@@ -20,23 +20,22 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.api import SecretBackend, SecretContext, SecretError, SecretNotFound, SecretUnavailable
+from nexus_core.lazy import lazy_getattr
 from nexus_core.secrets import LOCAL, split_reference
 from nexus_core.secrets.redact import MASK, register
 
 if TYPE_CHECKING:
+    from nexus_core.contracts.secrets import SecretBackend
     from nexus_core.registry import Registry
+    from nexus_core.secrets.errors import UnknownBackend as UnknownBackend
+
+# Every command that loads a nexusfile starts a Secrets (check mode): the contract of secret
+# backends (nexus_core.contracts.secrets, with UnknownBackend) is imported when a secret is
+# used, not at each start. Methods import the names they raise or catch.
+__getattr__ = lazy_getattr(__name__, {"UnknownBackend": "nexus_core.secrets.errors"}, globals())
 
 #: What ``secret(...)`` stands for when nothing is decrypted (check mode).
 PLACEHOLDER = MASK
-
-
-class UnknownBackend(SecretUnavailable):
-    """A reference names a backend no installed plugin registers; ``hint`` says what to install."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 class Secrets:
@@ -82,6 +81,9 @@ class Secrets:
 
     def backend_class(self, name: str) -> type[SecretBackend]:
         """The class registered as ``name`` (imported now); UnknownBackend naming the package when none."""
+        from nexus_core.contracts.secrets import SecretUnavailable
+        from nexus_core.secrets.errors import UnknownBackend
+
         table = self.registry.secret_backends
         if name not in table:
             why, hint = self.registry.missing("secret backend", name, f"the {name!r} secret backend")
@@ -94,6 +96,8 @@ class Secrets:
 
     def backend(self, name: str) -> SecretBackend:
         """The run's instance of backend ``name`` (created on first use); UnknownBackend when none."""
+        from nexus_core.contracts.secrets import SecretContext, SecretError, SecretUnavailable
+
         with self._lock:
             found = self._backends.get(name)
             if found is not None:
@@ -122,6 +126,7 @@ class Secrets:
 
     def purpose_key(self, purpose: str) -> bytes | None:
         """What :meth:`SecretContext.cache_key` answers: a key from the local store's master key, or None."""
+        from nexus_core.contracts.secrets import SecretError
         from nexus_core.secrets.local import LocalBackend
 
         try:
@@ -132,6 +137,8 @@ class Secrets:
 
     def get(self, reference: str) -> str:
         """The value of ``reference``, fetched once per run and registered for redaction."""
+        from nexus_core.contracts.secrets import SecretError, SecretUnavailable
+
         name, rest = self.route(reference)
         key = (name, rest)
         with self._lock:
@@ -160,6 +167,8 @@ class Secrets:
 
     def check(self, reference: str) -> None:
         """Raise what :meth:`get` would for a missing name or backend, without decrypting anything."""
+        from nexus_core.contracts.secrets import SecretBackend, SecretNotFound
+
         name, rest = self.route(reference)
         with self._lock:
             cls = self.backend_class(name)
@@ -220,6 +229,8 @@ def reveal(reference: str) -> str:
     """The value of a ``to=`` reference at execution time (SecretUnavailable outside a resolving run)."""
     current = _ACTIVE
     if current is None or not current.resolving:
+        from nexus_core.contracts.secrets import SecretUnavailable
+
         raise SecretUnavailable(f"secret {reference!r} cannot be read here: this is not a run that resolves secrets")
     return current.get(reference)
 

@@ -23,8 +23,9 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from nexus_core.records import Record
 
 if TYPE_CHECKING:
     from nexus_core.state.store import StateStore
@@ -42,16 +43,27 @@ class LockBusy(Exception):
         self.waited = waited
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(Record):
     """Who holds (or last held) a project lock, as its lock file says."""
 
-    pid: int | None = None
-    machine: str = ""
-    tasks: tuple[str, ...] = ()
-    started: float | None = None
-    nexusfile: str = ""
-    run_id: str = ""
+    __slots__ = ("pid", "machine", "tasks", "started", "nexusfile", "run_id")
+    pid: int | None
+    machine: str
+    tasks: tuple[str, ...]
+    started: float | None
+    nexusfile: str
+    run_id: str
+
+    def __init__(
+        self,
+        pid: int | None = None,
+        machine: str = "",
+        tasks: tuple[str, ...] = (),
+        started: float | None = None,
+        nexusfile: str = "",
+        run_id: str = "",
+    ) -> None:
+        self._init(pid, machine, tasks, started, nexusfile, run_id)
 
     def describe(self) -> str:
         """``run 20261201-1415-ab12 (deploy, pid 4242, started 14:15:02)``."""
