@@ -365,7 +365,42 @@ class Connector:
 
         Each try is bounded by ``ssh_connect_timeout``. ``on_retry(failed_attempt, attempts,
         reason, delay)`` is called before each new try, so the output can show them.
+
+        The first try runs before ``tenacity`` is imported: a connection that succeeds at once
+        (the usual case) does not pay for the library's import, which brings ``asyncio`` and,
+        where ``tornado`` is installed (nexus-agent's Dask has it), ``tornado`` too: about
+        40 ms of a one-host run's start. A first failure is handed to ``tenacity`` as its own
+        first attempt, so the retries, their waits and their announcements are unchanged.
         """
+        sleep = cancel_sleep or self._sleep
+        jump = str(spec.hops[0]) if spec.hops else ""
+
+        def _may_go(seconds: float) -> bool:
+            if sleep is None:
+                if seconds > 0:
+                    time.sleep(seconds)
+                return True
+            return sleep(seconds)
+
+        def _paced_once(spec: ConnectSpec) -> Connection:
+            try:
+                with self.pacer.turn(jump, _may_go):
+                    return self.connect_once(spec)
+            except PacingCancelled:
+                raise CancelledConnect() from None
+
+        try:
+            return _paced_once(spec)
+        except ConnectError as exc:
+            if not exc.transient or self.attempts <= 1:
+                raise
+            first: list[BaseException] = [exc]
+
+        def _attempt(spec: ConnectSpec) -> Connection:
+            if first:  # tenacity's attempt 1 is the try made above
+                raise first.pop()
+            return _paced_once(spec)
+
         from tenacity import (
             RetryError,
             Retrying,
@@ -373,8 +408,6 @@ class Connector:
             stop_after_attempt,
             wait_random_exponential,
         )
-
-        sleep = cancel_sleep or self._sleep
 
         def _sleep(seconds: float) -> None:
             if sleep is None:
@@ -398,24 +431,8 @@ class Connector:
             reraise=True,
         )
 
-        def _may_go(seconds: float) -> bool:
-            if sleep is None:
-                if seconds > 0:
-                    time.sleep(seconds)
-                return True
-            return sleep(seconds)
-
-        jump = str(spec.hops[0]) if spec.hops else ""
-
-        def _paced_once(spec: ConnectSpec) -> Connection:
-            try:
-                with self.pacer.turn(jump, _may_go):
-                    return self.connect_once(spec)
-            except PacingCancelled:
-                raise CancelledConnect() from None
-
         try:
-            return retrying(_paced_once, spec)
+            return retrying(_attempt, spec)
         except RetryError as exc:  # pragma: no cover - reraise=True makes this rare
             raise exc.last_attempt.exception() or ConnectError(
                 "error", "connect failed", transient=False, retryable=True

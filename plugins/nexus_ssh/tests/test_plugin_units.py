@@ -173,3 +173,34 @@ def test_the_event_types_are_registered_by_name_and_load_on_first_use() -> None:
         "assert reg.owners['event:ssh.connect'] == 'nexus-ssh'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_first_connections_under_the_rate_do_not_load_limits() -> None:
+    code = (
+        "import sys\n"
+        "from nexus_ssh.pacing import Pacer\n"
+        "p = Pacer({})\n"
+        "for _ in range(5):\n"
+        "    p._rate_turn(lambda s: True)\n"
+        "print('limits' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_limiter_counts_the_connections_made_before_it_existed() -> None:
+    from nexus_ssh.pacing import Pacer, PacingCancelled
+
+    pacer = Pacer({"ssh_connect_rate": "3/minute"})
+    waits: list[float] = []
+
+    def no_wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return False  # a stop request: the turn is refused instead of waiting
+
+    for _ in range(3):  # two let through at once, the third by the limiter (with the two counted)
+        pacer._rate_turn(no_wait)
+    assert waits == []
+    with pytest.raises(PacingCancelled):
+        pacer._rate_turn(no_wait)  # the window is full: 3 in the last minute
+    assert len(waits) == 1 and 0 < waits[0] <= 5.0
