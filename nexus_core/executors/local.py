@@ -401,14 +401,12 @@ class LocalExecutor(Executor):
 
     def remove_markers(self, host: Host, run_id: str) -> None:
         """Remove the run's status folder (status file and spools) in-process."""
-        import shutil
-
         from nexus_core.markers import local_status_dir
 
         folder = local_status_dir(run_id, host.label)
         if os.path.isfile(folder):  # a status file of Nexus 0.1
             os.remove(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_flat(folder)
         with self._lock:
             self._made.discard(folder)
             self._dirs.pop((run_id, host.label), None)
@@ -416,6 +414,28 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         """Stop the watchdog thread."""
         self._watchdog.close()
+
+
+def _remove_flat(folder: str) -> None:
+    """Remove ``folder``, whose entries are files (a status folder), quietly.
+
+    ``shutil.rmtree`` does the same, but importing ``shutil`` loads ``bz2`` and ``lzma`` at
+    every local run's end; it is still used if a subfolder turns up.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    os.unlink(entry.path)
+                except IsADirectoryError:
+                    import shutil
+
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                except OSError:
+                    pass
+        os.rmdir(folder)
+    except OSError:
+        pass  # gone already, or left for a later prune
 
 
 def _copy(source: str, target: str, offset: int, progress: ProgressCallback | None, cancel: Cancel | None) -> int:
