@@ -122,7 +122,9 @@ class _File:
             return
         if not self.written:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # one gzip member
+            # One gzip member. memLevel 2 (a 1 KiB match table instead of 64 KiB): zlib clears
+            # the table for every stream, which cost more than compressing a short log.
+            packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 2)
             with open(self.path, "ab") as fh:
                 fh.write(packer.compress(data) + packer.flush())
             self.written = True
