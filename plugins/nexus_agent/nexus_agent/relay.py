@@ -6,14 +6,14 @@ which a host's 50 commands in a row pay 50 times. A command for one named agent 
 of it (the agent is chosen; nothing is to be scheduled), so the client sends it on its
 open stream to the scheduler as a :data:`DISPATCH_OP` message; :class:`Relay`, a scheduler
 plugin of the coordinator, hands it to that agent on the scheduler's open stream to it
-(``Scheduler.worker_send``), and the agent's handler (:func:`install`) runs it in a thread
-of its own. Lines and the result come back as the Dask-task path sends its lines (worker
-events on the run's topic), in order, so the result arrives after the last line; a quick
-command's start note and last lines ride with its result (one event). The client's
-subscription to the run's topic goes on the same stream before its first command; the
-plugin subscribes the client again before forwarding, for clients of the first relay,
-which sent commands as events (``Client.log_event`` on :data:`TOPIC`, an RPC connection
-that could overtake the subscription).
+(``Scheduler.worker_send``), and the agent's handler (:func:`install`) runs it on a thread
+of a small pool the agent keeps (:class:`_Pool`). Lines and the result come back as the
+Dask-task path sends its lines (worker events on the run's topic), in order, so the result
+arrives after the last line; a quick command's start note and last lines ride with its
+result (one event). The client's subscription to the run's topic goes on the same stream
+before its first command; the plugin subscribes the client again before forwarding, for
+clients of the first relay, which sent commands as events (``Client.log_event`` on
+:data:`TOPIC`, an RPC connection that could overtake the subscription).
 
 Only between parts that have it: the coordinator answers :func:`ready` (asked once per
 connection: :data:`VERSION`), and agents that install the handlers say so in a heartbeat
@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -138,9 +140,72 @@ def install(worker: Any) -> None:
     prompt(getattr(worker, "batched_stream", None))  # lines and results back to the scheduler
 
 
+#: Threads kept for relayed commands beyond the agent's slots (commands waiting for a slot hold one).
+SPARE_THREADS = 32
+
+
+class _Pool:
+    """Daemon threads that run relayed commands, started on demand and then reused.
+
+    A new thread per command cost the agent's event loop a wait at every command:
+    ``Thread.start`` blocks until the new thread runs, and the new thread then holds the GIL
+    (it starts the shell) while the loop waits to get it back. An idle thread here is woken
+    by a queue instead. Not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined
+    at interpreter exit, so an agent stopping would wait for its running commands (a
+    ``sleep infinity`` forever); these are daemon threads, as the thread per command was.
+    At most ``limit`` threads (the agent's slots plus :data:`SPARE_THREADS`): a command beyond
+    them waits in the queue instead of at the slot gate, and a cancel reaches it there as
+    well (:func:`nexus_agent.runner.signal_command` marks it; it never starts).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = 0
+        self.idle = 0  # threads waiting for a job, minus jobs queued for them
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on an idle thread, a new one if none is idle and the limit allows."""
+        self.jobs.put((fn, args))
+        with self.lock:
+            if self.idle > 0:
+                self.idle -= 1
+                return
+            if self.threads >= self.limit:
+                return
+            self.threads += 1
+        threading.Thread(target=self._work, name="nexus-command", daemon=True).start()
+
+    def _work(self) -> None:
+        for _ in range(1 << 62):  # until the process ends (a daemon thread)
+            fn, args = self.jobs.get()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a relayed command failed on this agent")
+            with self.lock:
+                self.idle += 1
+
+
+_POOL: list[_Pool | None] = [None]
+
+
+def _commands() -> _Pool:
+    """The agent's threads for relayed commands (made at the first command; called on its loop)."""
+    pool = _POOL[0]
+    if pool is None:
+        from nexus_agent.runner import _GATE_SIZE
+
+        pool = _POOL[0] = _Pool(_GATE_SIZE[0] + SPARE_THREADS)
+    return pool
+
+
 def _on_run(worker: Any, spec: Any = None, **_: Any) -> None:
     if isinstance(spec, dict):
-        threading.Thread(target=_serve, args=(worker, spec), name="nexus-command", daemon=True).start()
+        # Draining is decided when the command arrives, not when a pool thread takes it.
+        draining = bool(getattr(worker, "nexus_draining", False))
+        _commands().submit(_serve, worker, spec, draining)
 
 
 def _on_signal(id: Any = None, signum: Any = 0, **_: Any) -> None:
@@ -150,14 +215,14 @@ def _on_signal(id: Any = None, signum: Any = 0, **_: Any) -> None:
         signal_command(str(id), int(signum))
 
 
-def _serve(worker: Any, spec: dict[str, Any]) -> None:
+def _serve(worker: Any, spec: dict[str, Any], draining: bool = False) -> None:
     from nexus_agent.runner import relayed_sender, run_command
 
     topic, cmd_id = str(spec.get("topic")), spec.get("id")
     name = str(worker.name)
     sender = relayed_sender(spec, worker)
     try:
-        if getattr(worker, "nexus_draining", False):
+        if draining:
             result: dict[str, Any] = {"status": "unreachable", "reason": f"agent {name} is draining", "lines": 0,
                                       "gone": True}  # fmt: skip
         else:

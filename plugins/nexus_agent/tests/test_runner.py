@@ -120,3 +120,35 @@ def test_a_relayed_command_that_runs_on_says_it_started_while_it_runs(tmp_path: 
     assert results[0]["status"] == "ok"
     assert "start" not in sender.rest()
     assert [pair for m in [*events.sent, sender.rest()] for pair in m.get("lines", ())] == [["stdout", "done"]]
+
+
+def test_relayed_commands_reuse_a_bounded_pool_of_daemon_threads() -> None:
+    """Every job runs, a failing job does not lose its thread, and no more threads than the limit start."""
+    from nexus_agent.relay import _Pool
+
+    pool = _Pool(2)
+    done: list[int] = []
+    names: set[str] = set()
+    release = threading.Event()
+    lock = threading.Lock()
+
+    def job(i: int) -> None:
+        release.wait(30)
+        with lock:
+            done.append(i)
+            names.add(threading.current_thread().name + str(threading.get_ident()))
+            assert threading.current_thread().daemon
+        if i == 0:
+            raise RuntimeError("a failing job")
+
+    for i in range(6):
+        pool.submit(job, i)
+    assert pool.threads == 2  # the other four wait in the queue
+    release.set()
+    for _ in range(3000):  # bounded: 30 s
+        with lock:
+            if len(done) == 6:
+                break
+        time.sleep(0.01)
+    assert sorted(done) == list(range(6))
+    assert len(names) <= 2 and pool.threads == 2
