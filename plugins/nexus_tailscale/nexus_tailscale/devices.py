@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from nexus_tailscale.errors import CONFIG, CONNECTION, TailscaleError
+from nexus_tailscale.plain import Plain
 
 
-class Device:
+class Device(Plain):
     """A device of the tailnet, as Nexus needs it (whichever backend found it). Read-only by
     convention.
 
@@ -100,15 +101,6 @@ class Device:
         self.id = id
         self.owner = owner
         self.ssh_host_keys = ssh_host_keys
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Device) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
 
     def __repr__(self) -> str:
         return f"Device(name={self.name!r}, dns_name={self.dns_name!r}, addresses={self.addresses!r})"

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nexus_tailscale.devices import Device, Tailnet
+from nexus_tailscale.plain import Plain
 
 ADDRESS_KINDS = ("dns", "ipv4", "ipv6")
 
@@ -34,7 +35,7 @@ class FilterError(ValueError):
     """A filter value that cannot work; the message names the filter and what it takes."""
 
 
-class Filters:
+class Filters(Plain):
     """Checked filter values (see :data:`FILTERS`). Read-only by convention.
 
     A plain class, like :class:`Selected`: classes made by ``dataclass`` compile generated
@@ -60,10 +61,6 @@ class Filters:
         self.exclude = exclude
         self.online = online
         self.address = address
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"Filters({shown})"
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> Filters:

@@ -8,28 +8,12 @@ import (docs/decisions.md, "Tailscale discovery of 1,000 devices").
 
 from __future__ import annotations
 
-from typing import Any
+from nexus_tailscale.plain import Plain
 
 DEFAULT_API_URL = "https://api.tailscale.com"
 
 
-class _Plain:
-    """Equality and a repr over ``__slots__`` (what the dataclasses these replace gave)."""
-
-    __slots__ = ()
-
-    def _fields(self) -> tuple[Any, ...]:
-        names: tuple[str, ...] = self.__slots__
-        return tuple(getattr(self, name) for name in names)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Plain) and type(other) is type(self) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-
-class Credentials(_Plain):
+class Credentials(Plain):
     """An API key, or an OAuth client (id and secret). Never printed. Read-only by convention."""
 
     __slots__ = ("api_key", "client_id", "client_secret")
@@ -52,7 +36,7 @@ class Credentials(_Plain):
         return f"Credentials({kind})"
 
 
-class ApiSettings(_Plain):
+class ApiSettings(Plain):
     """Where the API is and how patient to be with it. Read-only by convention.
 
     ``attempts``: attempts per request (tenacity), the first included. ``max_wait``: the
@@ -84,7 +68,3 @@ class ApiSettings(_Plain):
         self.backoff = backoff
         self.rate = rate
         self.breaker_reset = breaker_reset
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"ApiSettings({shown})"
