@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""nexus-agent benchmark: N agents on this machine, against Nexus over SSH on the same work.
+"""nexus-agent benchmark: N agents on this machine, against Nexus over SSH and the peers on the same work.
 
 - **memory per agent**: the resident memory (VmRSS) of each agent process once idle, and of
   the coordinator (scheduler only, ``--no-agent``).
@@ -12,7 +12,9 @@
   engine runs them; and **dispatch per command**: 200 ``true`` in sequence on one agent,
   wall time per command minus the command's own run time on the agent.
 - **SSH**: the same two workloads through ``nexus run`` on loopback sshd hosts of the
-  test bed (``nexus_core.testing.sshbed``; root only; ``--no-ssh`` skips it).
+  test bed (``nexus_core.testing.sshbed``; root only; ``--no-ssh`` skips it), and through
+  pyinfra and Fabric on the same hosts (installed by ``bench/peers.py``, inputs from
+  ``bench/workloads`` as ``bench/run.py`` uses them).
 
 Results: bench/results/agents.{json,md}. ``--agents N`` (default 50), ``--runs R`` (default 3),
 ``--quick`` (10 agents, 1 run), ``--no-cli`` (warm and dispatch only), ``--no-ssh``.
@@ -32,6 +34,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -195,12 +198,63 @@ def ssh(n1: int, wide: int, per_host: int, runs: int, work: Path) -> dict[str, o
             f"@task(on='wide')\ndef many():\n{body}\n"
         )
         env = {"NEXUS_SSH_CONFIG": ""}
-        return {
+        out: dict[str, object] = {
             "one_s": summary([timed(env, str(work), "run", "one", "-q") for _ in range(runs)]),
             "many_s": summary([timed(env, str(work), "run", "many", "-q") for _ in range(runs)]),
         }
+        out["peers"] = peers_on(bed, n1, wide, per_host, runs, work)
+        return out
     finally:
         bed.stop()
+
+
+def peers_on(bed: Any, n1: int, wide: int, per_host: int, runs: int, work: Path) -> dict[str, object]:
+    """pyinfra and Fabric on the same two workloads and hosts (``bench/peers.py`` installs them).
+
+    The inputs are ``bench/run.py``'s (``bench/workloads``): pyinfra one ``server.shell`` of the
+    commands per host, ``--parallel`` = hosts; Fabric a ``ThreadingGroup``. A peer that cannot
+    be installed is left out (reported as such), never faked.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench import peers as peers_mod
+    from bench.workloads import Target, fabric, pyinfra
+    from nexus_core.testing.sshbed import USER_KEY
+
+    target = Target(
+        user=USER_KEY,
+        key=bed.key_path(),
+        known_hosts=bed.known_hosts,
+        port=bed.port,
+        addresses=tuple(h.address for h in bed.hosts),
+    )
+    found = peers_mod.ensure_all(["pyinfra", "fabric"])
+    results: dict[str, object] = {}
+    cases = (("one_s", n1, ["echo hello"]), ("many_s", wide, [f"echo hello {i}" for i in range(per_host)]))
+    for name, peer in found.items():
+        if not peer.ok:
+            results[name] = {"error": "not installed"}
+            continue
+        row: dict[str, object] = {"version": peer.version}
+        for key, n, commands in cases:
+            root = work / f"{name}-{key}"
+            root.mkdir(exist_ok=True)
+            if name == "pyinfra":
+                inv = pyinfra.remote(root, target, n, commands, peer.script("pyinfra"))
+            else:
+                inv = fabric.remote(root, target, n, commands, peer.python)
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                proc = subprocess.run(
+                    inv.argv, cwd=inv.cwd, env={**os.environ, **inv.env}, capture_output=True, text=True,
+                    timeout=900, check=False,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name} failed on {key}: {(proc.stdout + proc.stderr)[-800:]}")
+                times.append(time.perf_counter() - started)
+            row[key] = summary(times)
+        results[name] = row
+    return results
 
 
 def main() -> int:
@@ -283,12 +337,17 @@ def report(r: dict[str, object]) -> str:
         "Load average (1 min) before the cluster started, before the warm part, after it: "
         + ", ".join(f"{r[k]:.1f}" if isinstance(r.get(k), float) else "-" for k in LOAD_KEYS),
         "",
-        "| workload | nexus run (agents, cold CLI) | warm executor (agents) | nexus run (SSH) |",
-        "|---|---|---|---|",
-        f"| {n} × 1 | {med(cli, 'one_s')} | {med(warm_, 'one_s')} | {med(ssh_, 'one_s')} |",
-        f"| {r.get('wide', 10)} × 50 | {med(cli, 'many_s')} | {med(warm_, 'many_s')} | {med(ssh_, 'many_s')} |",
-        "",
+        "| workload | nexus run (agents, cold CLI) | warm executor (agents) | nexus run (SSH) "
+        "| pyinfra (SSH) | Fabric (SSH) |",
+        "|---|---|---|---|---|---|",
     ]
+    peers = ssh_.get("peers", {}) if isinstance(ssh_, dict) else {}
+    for label, key in ((f"{n} × 1", "one_s"), (f"{r.get('wide', 10)} × 50", "many_s")):
+        lines.append(
+            f"| {label} | {med(cli, key)} | {med(warm_, key)} | {med(ssh_, key)} "
+            f"| {med(peers.get('pyinfra'), key)} | {med(peers.get('fabric'), key)} |"
+        )
+    lines.append("")
     if isinstance(warm_, dict) and "dispatch_ms" in warm_:
         lines.append(
             f"Dispatch per command (warm, one agent, 200 × `true` in sequence): round trip "
