@@ -535,8 +535,7 @@ class Engine:
             try:
                 result = executor.run(host, guard.probe, lambda _s, _l: None, self.cancel, guard.probe.timeout)
             except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
-                owner = self.registry.owners.get(f"executor:{host.transport}", "?")
-                why = f"{guard.kind} check: executor {host.transport!r} ({owner}) failed: {type(exc).__name__}: {exc}"
+                why = f"{guard.kind} check: {self._executor_failed(host, exc)}"
                 return False, CommandResult("error", None, 0.0, why, retryable=False)
             if result.status not in ("ok", "failed"):
                 return False, replace(result, reason=f"{guard.kind} check: {result.reason}")
@@ -670,13 +669,8 @@ class Engine:
                 with self._host_slot(executor, host):
                     result = self._operate(executor, tp, host, index, cmd, on_output, timeout)
             except Exception as exc:  # noqa: BLE001 - an executor plugin failed: report by name
-                owner = self.registry.owners.get(f"executor:{host.transport}", "?")
                 result = CommandResult(
-                    "error",
-                    None,
-                    time.monotonic() - started,
-                    f"executor {host.transport!r} ({owner}) failed: {type(exc).__name__}: {exc}",
-                    retryable=False,
+                    "error", None, time.monotonic() - started, self._executor_failed(host, exc), retryable=False
                 )
             emit(
                 ev.CommandStop(
@@ -974,6 +968,15 @@ class Engine:
     def _pause(self, seconds: float) -> None:
         """Sleep between retries; wakes early when the run is being stopped."""
         self.cancel.sleep(seconds)
+
+    def _executor_failed(self, host: Host, exc: Exception) -> str:
+        """The reason shown when an executor plugin raised: the plugin by name, the error in
+        one line; the traceback, which its maintainer needs, goes to the debug log."""
+        from nexus_core.logs import LOGGER
+
+        LOGGER.debug("executor %r raised on %s", host.transport, host.label, exc_info=True)
+        owner = self.registry.owners.get(f"executor:{host.transport}", "?")
+        return f"executor {host.transport!r} ({owner}) failed: {type(exc).__name__}: {exc}"
 
     def _close_executors(self) -> None:
         for name, executor in list(self._executors.items()):

@@ -79,6 +79,8 @@ FEATURES: dict[str, str] = {
                 on_output("stdout", f"fake[{{host.name}}] {{command.cmd}}")
                 if "fail" in command.cmd:
                     return CommandResult("failed", 1, 0.0, "fake failure")
+                if "crash" in command.cmd:
+                    raise RuntimeError("the fake executor crashed on purpose")
                 return CommandResult("ok", 0, 0.0)
 
             def prepare(self, hosts):

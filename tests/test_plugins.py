@@ -463,6 +463,22 @@ def test_raising_subscriber_is_reported_by_name_and_the_run_succeeds(project, si
     assert "command.stop" in seen
 
 
+def test_an_executor_that_raises_fails_its_command_by_name_with_the_traceback_in_the_debug_log(project, site):
+    make_dist(site)
+    project.write(FAKE_PROJECT.replace('run("echo deploying")', 'run("crash now")'))
+    out = project.run("run", "deploy")
+    no_traceback(out)
+    assert out.code == 1, out
+    assert (
+        "executor 'fake' (nexus-fake) failed: RuntimeError: the fake executor crashed on purpose"
+        in out.stdout + out.stderr
+    )
+    debug = project.run("run", "deploy", "--log-level", "debug")
+    assert debug.code == 1, debug
+    assert "executor 'fake' raised on alpha" in debug.stderr
+    assert "Traceback (most recent call last)" in debug.stderr and "crashed on purpose" in debug.stderr
+
+
 def test_subscriber_sees_every_event_of_a_json_run(project, site, logs):
     make_dist(site, features=("executor", "options", "subscriber"))
     project.write(FAKE_PROJECT.replace(', strategy="reverse"', ""))
