@@ -25,7 +25,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 #: (tests/test_plugin_template.py checks they still match the root pyproject.toml).
 RUFF_LINE_LENGTH = 120
 RUFF_SELECT = ("E", "F", "W", "I", "B", "UP", "BLE", "S102", "RUF")
-RUFF_IGNORE = ("RUF001", "RUF002", "RUF003", "RUF012")
+RUFF_IGNORE = ("RUF001", "RUF002", "RUF003", "RUF012", "RUF023")
 
 
 class TemplateError(ValueError):

@@ -366,7 +366,9 @@ class ApiClient:
         for k, v in headers.items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=self.settings.timeout) as resp:
+            # An opener of its own: ``urlopen`` keeps the first one it builds for the whole
+            # process, with the proxy variables of that moment.
+            with urllib.request.build_opener().open(req, timeout=self.settings.timeout) as resp:
                 return resp.status, resp.read(MAX_BODY), resp.headers
         except urllib.error.HTTPError as exc:
             try:
