@@ -417,25 +417,20 @@ class LocalExecutor(Executor):
 
 
 def _remove_flat(folder: str) -> None:
-    """Remove ``folder``, whose entries are files (a status folder), quietly.
+    """Remove ``folder`` (a status folder: files only), quietly.
 
     ``shutil.rmtree`` does the same, but importing ``shutil`` loads ``bz2`` and ``lzma`` at
-    every local run's end; it is still used if a subfolder turns up.
+    every local run's end; it is still what removes anything else found there.
     """
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                try:
-                    os.unlink(entry.path)
-                except IsADirectoryError:
-                    import shutil
-
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                except OSError:
-                    pass
+                os.unlink(entry.path)
         os.rmdir(folder)
-    except OSError:
-        pass  # gone already, or left for a later prune
+    except OSError:  # a file removed meanwhile (the keeper's pid file), a subfolder, gone already
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _copy(source: str, target: str, offset: int, progress: ProgressCallback | None, cancel: Cancel | None) -> int:

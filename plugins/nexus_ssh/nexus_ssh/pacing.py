@@ -78,7 +78,7 @@ class Pacer:
         self._limiter: Any = None
         self._item: Any = None
         self._caps: dict[str, threading.BoundedSemaphore] = {}
-        self._started = 0  # connections let through before the limiter existed
+        self._let_through = 0  # connections started before the limiter existed
         #: Seconds connections spent waiting for the rate limit and for a jump host's cap.
         self.waited_rate = 0.0
         self.waited_jump = 0.0
@@ -95,9 +95,8 @@ class Pacer:
         if not self.rate:
             return
         with self._lock:
-            if self._free > 0:
-                self._free -= 1
-                self._started += 1
+            if self._let_through < self._free:
+                self._let_through += 1
                 return
             if self._limiter is None:
                 from limits import parse
@@ -106,7 +105,7 @@ class Pacer:
 
                 self._item = parse(self.rate)
                 self._limiter = MovingWindowRateLimiter(MemoryStorage())
-                for _ in range(self._started):
+                for _ in range(self._let_through):
                     self._limiter.hit(self._item, "nexus-ssh-connect")
             limiter, item = self._limiter, self._item
         t0 = time.monotonic()
