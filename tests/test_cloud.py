@@ -334,3 +334,11 @@ def test_scale_down_only_after_idle_timeout_and_the_cooldown_never_below_the_min
     assert scaler.decide(CloudDemand(idle_since={"a": 0.0}), [instance("a")], 500).stop == ()  # the minimum
     waiting = CloudDemand(waiting=1, oldest_wait=1, idle_since={"a": 0.0, "b": 0.0})
     assert scaler.decide(waiting, live[:2], 500).stop == ()  # work waits: nobody leaves
+
+
+def test_instance_names_never_repeat_within_a_millisecond():
+    """Two instances started in the same millisecond still get different names."""
+    from nexus_core.clouds.controller import _stamp
+
+    stamps = [_stamp() for _ in range(2000)]
+    assert len(set(stamps)) == len(stamps)

@@ -52,6 +52,16 @@ _LOCK = threading.Lock()
 _LIMITER: list[MovingWindowRateLimiter] = []
 _BREAKERS: dict[str, pybreaker.CircuitBreaker] = {}
 _SAID: set[str] = set()
+_LAST_STAMP = [0]
+
+
+def _stamp() -> int:
+    """A millisecond clock reading that never repeats in this process (instance names must differ
+    even when a fast provider starts two within the same millisecond)."""
+    with _LOCK:
+        stamp = max(int(time.time() * 1000) % 10**10, _LAST_STAMP[0] + 1)
+        _LAST_STAMP[0] = stamp
+        return stamp
 
 
 def reset_state() -> None:
@@ -269,7 +279,7 @@ class Controller:
         why = self.refusal(live)
         if why is not None:
             raise CloudError(f"not starting another {self.name!r} instance: {why}", exit_code=1)
-        name = f"{self.name}-{int(time.time() * 1000) % 10**10:010d}-{os.getpid() % 1000:03d}"
+        name = f"{self.name}-{_stamp():010d}-{os.getpid() % 1000:03d}"
         creds = dict(self.credentials(name)) if self.credentials is not None else {}
         request = CloudRequest(
             name=name,
