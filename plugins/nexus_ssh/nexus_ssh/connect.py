@@ -39,6 +39,46 @@ IDLE_POLL = 2.0
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+_PACKETIZER: list[type] = []
+
+
+def timerless_packetizer() -> type:
+    """Paramiko's ``Packetizer`` with a handshake deadline instead of a timer thread.
+
+    For every connection Paramiko starts a ``threading.Timer`` -- one more OS thread per host,
+    started (the caller waits for it to run) and cancelled (it wakes to exit) -- only to set a
+    flag that its reader checks between reads. Reading the clock at those same checks gives
+    the same timeout with no thread: at 100 hosts, 100 fewer threads and their wake-ups.
+    ``packetizer_class`` is Paramiko's own hook for this (3.4 and later).
+    """
+    if not _PACKETIZER:
+        from paramiko.packet import Packetizer
+
+        class TimerlessPacketizer(Packetizer):  # type: ignore[misc]  # paramiko is untyped
+            """A ``Packetizer`` whose handshake timeout is a deadline read between reads."""
+
+            _nexus_deadline: float | None = None
+            _nexus_done = False
+
+            def start_handshake(self, timeout: float) -> None:
+                """Note when the handshake must have ended (the first call counts, as in Paramiko)."""
+                if self._nexus_deadline is None:
+                    self._nexus_deadline = time.monotonic() + float(timeout)
+
+            def handshake_timed_out(self) -> bool:
+                """True once the deadline has passed with the handshake still under way."""
+                deadline = self._nexus_deadline
+                return deadline is not None and not self._nexus_done and time.monotonic() > deadline
+
+            def complete_handshake(self) -> None:
+                """The handshake ended: no timeout from now on."""
+                if self._nexus_deadline is not None:
+                    self._nexus_done = True
+
+        _PACKETIZER.append(TimerlessPacketizer)
+    return _PACKETIZER[0]
+
+
 def handshake(t: Transport, timeout: float) -> None:
     """Negotiate ``t`` as a client, waiting at most ``timeout`` s; raises as Paramiko does.
 
@@ -277,7 +317,7 @@ class Connector:
         from paramiko.transport import Transport
 
         sock = self._open_socket(spec, ep, via)
-        t = Transport(sock)
+        t = Transport(sock, packetizer_class=timerless_packetizer())
         # Paramiko's transport thread wakes every 0.1 s (its socket timeout) to see whether it
         # was closed or a timeout passed: with a thousand handshakes queued on a busy client
         # that is 10,000 wake-ups a second, each taking the GIL (and two context switches)
@@ -556,7 +596,7 @@ def prefer_aead(ciphers: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class LowLatencySocket:
-    """A TCP socket for Paramiko that never waits on TCP's delayed acknowledgements.
+    """A TCP socket for Paramiko that never waits on TCP's delayed acknowledgements, and reads ahead.
 
     sshd leaves Nagle's algorithm on for sessions without a terminal, so when it sends two
     small messages in a row (after login: a ``hostkeys-00`` global request, then the reply
@@ -567,26 +607,50 @@ class LowLatencySocket:
     re-armed after every read (it is not sticky), 2 ms and 18 ms. The cost is one more
     small ACK per received segment and one ``setsockopt`` per read.
 
+    Paramiko reads each packet in two or more ``recv`` calls of exactly the bytes it wants
+    next (the first block, then the rest); with a timeout set, each is a ``poll`` and a
+    ``recv``, and each releases and retakes the GIL -- with hundreds of hosts, a futex wait
+    and a context switch for the transport thread every time. So one ``recv`` asks the
+    kernel for everything that is there (up to ``READ_AHEAD`` bytes) and later calls are
+    served from what was read: at 100 hosts, a third fewer context switches for the whole
+    run (docs/decisions.md, Scale). Nothing selects on the socket's descriptor (Paramiko
+    only calls ``recv``), so data held here is never missed.
+
     Everything but ``recv`` is the wrapped socket's own (Paramiko only needs a socket-like
     object). ``TCP_QUICKACK`` exists on Linux only; elsewhere only ``TCP_NODELAY`` is set.
     """
 
-    __slots__ = ("_quickack", "_sock")
+    __slots__ = ("_ahead", "_at", "_quickack", "_sock")
+
+    #: Bytes asked of the kernel at least: a few small SSH packets (a blocked reader holds a
+    #: buffer of this size, so a thousand hosts hold 4 MB; larger packets ask for more).
+    READ_AHEAD = 4096
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._quickack: int | None = getattr(socket, "TCP_QUICKACK", None)
+        self._ahead = b""
+        self._at = 0
 
     def recv(self, size: int) -> bytes:
-        """Read like ``socket.recv``, then acknowledge at once what was read."""
-        data = self._sock.recv(size)
+        """Read like ``socket.recv`` (at most ``size`` bytes), then acknowledge at once what was read."""
+        ahead, at = self._ahead, self._at
+        if at < len(ahead):
+            end = at + size
+            self._at = end
+            return ahead[at:end] if at or end < len(ahead) else ahead
+        data = self._sock.recv(max(size, self.READ_AHEAD))
         if self._quickack is not None:
             try:
                 self._sock.setsockopt(socket.IPPROTO_TCP, self._quickack, 1)
             except OSError:
                 self._quickack = None
+        if len(data) > size:
+            self._ahead, self._at = data, size
+            return data[:size]
+        self._ahead, self._at = b"", 0
         return data
 
     def __getattr__(self, name: str) -> Any:

@@ -87,6 +87,11 @@ _NO_CHANNEL = "could not signal"
 #: Seconds after which a spooled command's output is followed while it runs (shorter
 #: commands show theirs at once when they end, at no cost on the host).
 FOLLOW_AFTER = 0.3
+#: ... plus this for every command under way at the time (on any host): with hundreds of hosts
+#: a short command's output comes back later than 0.3 s only because the client is busy, and
+#: following it would open a second channel and start a reader on every host. 1,000 running
+#: commands: live output from 10.3 s on (the follower replays the spool from its start).
+FOLLOW_PER_RUNNING = 0.01
 
 
 def session_mode(config: Any, options: Any) -> tuple[str, str]:
@@ -315,6 +320,9 @@ class SshExecutor(SftpFiles, Executor):
         self.spool_max = int(cfg.get("spool_max_bytes") or shell.SPOOL_MAX_BYTES)
         self._sudo_password = sudo_password(opts)
         self._lock = threading.Lock()
+        #: One item per command under way now (connecting or running), on all hosts: sets how
+        #: soon a spooled command's output is followed.
+        self._under_way: list[None] = []
         self._resolver: Resolver | None = None
         self._connector: Connector | None = None
         self._specs: dict[tuple[str, str | None, int | None], ConnectSpec] = {}
@@ -344,6 +352,9 @@ class SshExecutor(SftpFiles, Executor):
             self.context.emit(event)
 
     def _setup(self) -> tuple[Resolver, Connector]:
+        resolver, connector = self._resolver, self._connector
+        if resolver is not None and connector is not None:  # set once (below, under the lock)
+            return resolver, connector
         with self._lock:
             if self._resolver is None or self._connector is None:
                 from nexus_ssh.connect import Connector
@@ -387,6 +398,11 @@ class SshExecutor(SftpFiles, Executor):
         return spec
 
     def _pool(self, spec: ConnectSpec, label: str) -> HostPool:
+        # Every host asks at the same moment at the start of a run: a lock taken here made
+        # them queue, each hand-over waiting for the GIL. Reading a dict needs none.
+        pool = self._pools.get(spec.pool_key)
+        if pool is not None and not self._closed:
+            return pool
         from nexus_ssh.pool import HostPool
 
         with self._lock:
@@ -496,6 +512,22 @@ class SshExecutor(SftpFiles, Executor):
         ``raw``: Nexus's own short command (no sudo, env, cwd or marker), run in session mode
         by the session shell itself (:func:`nexus_ssh.session.raw_input`).
         """
+        self._under_way.append(None)  # list appends and pops are atomic: no lock to queue on
+        try:
+            return self._run_command(host, command, on_output, cancel, timeout, raw=raw)
+        finally:
+            self._under_way.pop()
+
+    def _run_command(
+        self,
+        host: Host,
+        command: Command,
+        on_output: OutputCallback,
+        cancel: Cancel,
+        timeout: float,
+        *,
+        raw: bool,
+    ) -> CommandResult:
         start = time.monotonic()
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
@@ -660,10 +692,9 @@ class SshExecutor(SftpFiles, Executor):
         """The connection's shell session (opened now if it has none or it died), or None when
         the host cannot run one. Raises when the connection cannot open a channel (stale)."""
         key = id(conn)
-        with self._lock:
-            if key in self._no_session:
-                return None
-            session = self._sessions.get(key)
+        if key in self._no_session:  # reads need no lock (writes take it)
+            return None
+        session = self._sessions.get(key)
         if session is not None:
             if session.usable():
                 return session
@@ -829,7 +860,9 @@ class SshExecutor(SftpFiles, Executor):
         signalled = 0
         # A spooled command still running after a moment: follow its spool on a second channel.
         follow: _Follower | None = None
-        soon = min(FOLLOW_AFTER, timeout / 3) if timeout and timeout > 0 else FOLLOW_AFTER
+        soon = FOLLOW_AFTER + FOLLOW_PER_RUNNING * len(self._under_way)
+        if timeout and timeout > 0:
+            soon = min(soon, timeout / 3)
         follow_at = time.monotonic() + soon if spooled else None
         finished = False
         settle: float | None = None  # session mode, after a kill: wait this long for the sentinels

@@ -122,8 +122,9 @@ class HostKeyVerifier:
 
     @staticmethod
     def _parse(path: str) -> _Index:
-        from paramiko.hostkeys import HostKeyEntry
-
+        """Index the lines of ``path`` by host name. Keys are read (base64) only when compared:
+        decoding every line's key as Paramiko's ``HostKeyEntry`` does took the first connecting
+        thread long enough, on a busy client, for the rest of a fleet to queue behind it."""
         index = _Index()
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
@@ -134,13 +135,8 @@ class HostKeyVerifier:
                     fields = text.split()
                     if len(fields) < 3:
                         continue
-                    try:
-                        entry = HostKeyEntry.from_line(text, i)
-                    except Exception:
-                        entry = None
-                    hostnames = entry.hostnames if entry is not None else fields[0].split(",")
                     row = _Entry(path, i, fields[1], fields[2])
-                    for pattern in hostnames:
+                    for pattern in fields[0].split(","):
                         if pattern.startswith("|1|"):
                             index.hashed.append((pattern, row))
                         else:

@@ -18,6 +18,7 @@ caller's ``sleep(seconds) -> bool`` returns False when a stop was requested.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -78,7 +79,10 @@ class Pacer:
         self._limiter: Any = None
         self._item: Any = None
         self._caps: dict[str, threading.BoundedSemaphore] = {}
-        self._let_through = 0  # connections started before the limiter existed
+        #: Hands out turn numbers without a lock (``next`` on it is atomic): the first
+        #: ``_free`` turns go at once. A lock here made a fleet's connections queue behind
+        #: each other at the start of a run, each hand-over waiting for the GIL.
+        self._tickets = itertools.count()
         #: Seconds connections spent waiting for the rate limit and for a jump host's cap.
         self.waited_rate = 0.0
         self.waited_jump = 0.0
@@ -94,10 +98,9 @@ class Pacer:
         """
         if not self.rate:
             return
+        if next(self._tickets) < self._free:
+            return
         with self._lock:
-            if self._let_through < self._free:
-                self._let_through += 1
-                return
             if self._limiter is None:
                 from limits import parse
                 from limits.storage import MemoryStorage
@@ -105,7 +108,7 @@ class Pacer:
 
                 self._item = parse(self.rate)
                 self._limiter = MovingWindowRateLimiter(MemoryStorage())
-                for _ in range(self._let_through):
+                for _ in range(self._free):  # every free turn was taken before this one
                     self._limiter.hit(self._item, "nexus-ssh-connect")
             limiter, item = self._limiter, self._item
         t0 = time.monotonic()

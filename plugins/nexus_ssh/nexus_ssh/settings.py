@@ -264,6 +264,10 @@ class Resolver:
         self.options = options
         self.ssh_config_path = default_config_path(options, config)
         self.ssh_config = load_ssh_config(self.ssh_config_path)
+        # No ``Host`` entries: every lookup would answer only the name (and Paramiko reads the
+        # passwd database for ``%u`` on each one, whether or not anything uses it).
+        self._ssh_config_empty = not self.ssh_config.get_hostnames()
+        self._default_keys: tuple[str, ...] | None = None
         policy = _set(config, "ssh_host_key_verification")
         if policy is not None and policy not in POLICIES:
             raise SettingsError(
@@ -271,6 +275,8 @@ class Resolver:
             )
 
     def _lookup(self, name: str) -> dict[str, Any]:
+        if self._ssh_config_empty:
+            return {"hostname": name}
         return dict(self.ssh_config.lookup(name))
 
     def endpoint(self, name: str, user: str | None, port: int | None) -> tuple[Endpoint, dict[str, Any]]:
@@ -338,9 +344,15 @@ class Resolver:
         )
 
     def default_keys(self) -> Sequence[str]:
-        """``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa`` (in that order) that exist."""
-        base = os.path.expanduser("~/.ssh")
-        return [p for p in (os.path.join(base, n) for n in DEFAULT_KEY_NAMES) if os.path.exists(p)]
+        """``~/.ssh/id_ed25519``, ``id_ecdsa``, ``id_rsa`` (in that order) that exist.
+
+        Looked for once per resolver (one run), not once per host: three ``stat`` calls a host
+        add up on a large fleet."""
+        if self._default_keys is None:
+            base = os.path.expanduser("~/.ssh")
+            names = (os.path.join(base, n) for n in DEFAULT_KEY_NAMES)
+            self._default_keys = tuple(p for p in names if os.path.exists(p))
+        return self._default_keys
 
 
 def _local_user() -> str:

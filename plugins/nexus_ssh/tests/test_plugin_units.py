@@ -204,3 +204,51 @@ def test_the_limiter_counts_the_connections_made_before_it_existed() -> None:
     with pytest.raises(PacingCancelled):
         pacer._rate_turn(no_wait)  # the window is full: 3 in the last minute
     assert len(waits) == 1 and 0 < waits[0] <= 5.0
+
+
+def test_the_socket_reads_ahead_and_never_returns_more_than_asked() -> None:
+    """One kernel read serves several of Paramiko's exact-size reads, in order."""
+    from nexus_ssh.connect import LowLatencySocket
+
+    a, b = socket.socketpair()
+    try:
+        sock = LowLatencySocket(a)
+        payload = bytes(range(256)) * 64  # 16 KiB: more than one read-ahead
+        b.sendall(payload)
+        got = b""
+        for size in (16, 1, 4000, 5, 100_000, 7) * 20:
+            if len(got) == len(payload):
+                break
+            part = sock.recv(size)
+            assert 0 < len(part) <= size
+            got += part
+        assert got == payload
+        b.sendall(b"xy")
+        assert sock.recv(1) == b"x" and sock.recv(10) == b"y"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_handshake_timeout_is_a_deadline_not_a_thread() -> None:
+    """Paramiko's packetizer hook: no ``threading.Timer`` per connection, same timeout."""
+    import threading
+    import time
+
+    from nexus_ssh.connect import timerless_packetizer
+
+    a, b = socket.socketpair()
+    try:
+        before = threading.active_count()
+        pk = timerless_packetizer()(a)
+        assert not pk.handshake_timed_out()
+        pk.start_handshake(0.05)
+        assert threading.active_count() == before
+        assert not pk.handshake_timed_out()
+        time.sleep(0.06)
+        assert pk.handshake_timed_out()
+        pk.complete_handshake()
+        assert not pk.handshake_timed_out()
+    finally:
+        a.close()
+        b.close()

@@ -160,6 +160,7 @@ def test_connections_never_wait_for_delayed_acks(sshbed: SshBed, make_executor: 
     assert isinstance(sock, LowLatencySocket)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     assert conn.transport.remote_cipher == "aes128-gcm@openssh.com"  # AEAD: no per-packet HMAC in Python
+    assert type(conn.transport.packetizer).__name__ == "TimerlessPacketizer"  # no Timer thread per host
 
 
 @pytest.mark.parametrize("mode", MODES)
