@@ -361,7 +361,11 @@ class SshExecutor(SftpFiles, Executor):
 
                 self._resolver = Resolver(self.context.config, self.context.options)
                 options = dict(self.context.options)
-                for key in ("ssh_connect_rate", "ssh_jump_concurrency"):  # config keys the connector reads
+                for key in (
+                    "ssh_connect_rate",
+                    "ssh_jump_concurrency",
+                    "ssh_connect_concurrency",
+                ):  # config keys the connector reads
                     if key not in options and self.context.config.get(key) is not None:
                         options[key] = self.context.config.get(key)
                 self._connector = Connector(self._resolver, options)

@@ -87,6 +87,13 @@ def config_options() -> list[Option]:
             minimum=0,
         ),
         Option(
+            "ssh_connect_concurrency",
+            (int,),
+            128,
+            "connections opened at once by one run, whatever their route (0 for no cap)",
+            minimum=0,
+        ),
+        Option(
             "ssh_session_mode",
             (str,),
             DEFAULT_MODE,

@@ -61,10 +61,12 @@ def test_config_option_declared() -> None:
         "ssh_config_file",
         "ssh_connect_rate",
         "ssh_jump_concurrency",
+        "ssh_connect_concurrency",
         "ssh_session_mode",
     }
     assert opts["ssh_connect_rate"].problem("fast") and opts["ssh_connect_rate"].problem("50/second") is None
     assert opts["ssh_jump_concurrency"].default == 8
+    assert opts["ssh_connect_concurrency"].default == 128
     mode = opts["ssh_session_mode"]
     assert mode.choices == ("exec", "shell") and mode.default == "shell" and mode.help
     assert mode.problem("shell") is None and "one of" in (mode.problem("pty") or "")

@@ -21,7 +21,7 @@ from tests.helpers import Out
 
 from nexus_ssh.executor import SshExecutor
 from nexus_ssh.options import config_options
-from nexus_ssh.pacing import DEFAULT_JUMP_CONCURRENCY, Pacer, rate_problem
+from nexus_ssh.pacing import DEFAULT_CONNECT_CONCURRENCY, DEFAULT_JUMP_CONCURRENCY, Pacer, rate_problem
 
 pytestmark = pytest.mark.ssh
 
@@ -93,10 +93,27 @@ def test_jump_cap_keeps_a_fleet_under_the_jump_hosts_maxstartups(tight_bed: SshB
     assert ex._connector is not None and ex._connector.pacer.jump_concurrency == 1
 
 
+def test_the_process_cap_alone_keeps_logins_in_bounds(tight_bed: SshBed, tmp_path: Path) -> None:
+    # No jump-host cap, one try: only ssh_connect_concurrency keeps the bastion's sshd from
+    # seeing more logins at once than its MaxStartups 3.
+    ex, events = _executor(
+        tight_bed, tmp_path, ssh_jump_concurrency=0, ssh_connect_concurrency=2, ssh_connect_attempts=1
+    )
+    try:
+        results = _all_at_once(ex, tight_bed)
+    finally:
+        ex.close()
+    assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
+    assert _retries(events) == []
+    assert ex._connector is not None and ex._connector.pacer.connect_concurrency == 2
+
+
 def test_dropped_handshakes_are_retried_and_reported_never_silent(tight_bed: SshBed, tmp_path: Path) -> None:
     # No cap: 6 logins at once against MaxStartups 3. sshd may drop some (timing decides how
     # many); each drop must show up as a retry warning or as the host's failure reason.
-    ex, events = _executor(tight_bed, tmp_path, ssh_jump_concurrency=0, ssh_connect_rate="0")
+    ex, events = _executor(
+        tight_bed, tmp_path, ssh_jump_concurrency=0, ssh_connect_concurrency=0, ssh_connect_rate="0"
+    )
     try:
         results = _all_at_once(ex, tight_bed)
     finally:
@@ -115,11 +132,13 @@ def test_pacer_defaults_and_rate_checks() -> None:
     pacer = Pacer({})
     assert pacer.rate == "200/second" and pacer.jump_concurrency == DEFAULT_JUMP_CONCURRENCY
     assert Pacer({"ssh_connect_rate": "0"}).rate == ""
+    assert pacer.connect_concurrency == DEFAULT_CONNECT_CONCURRENCY == 128
+    assert Pacer({"ssh_connect_concurrency": 0})._opening is None
     assert rate_problem("50/second") is None and rate_problem("0") is None
     problem = rate_problem("fast")
     assert problem is not None and "ssh_connect_rate" in problem and "200/second" in problem
     names = {o.name for o in config_options()}
-    assert {"ssh_connect_rate", "ssh_jump_concurrency"} <= names
+    assert {"ssh_connect_rate", "ssh_jump_concurrency", "ssh_connect_concurrency"} <= names
     # The rate turns never block a connection that is within the rate (bounded by the loop).
     calls: list[float] = []
 
