@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nexus_ssh.errors import CancelledConnect, ConnectError, HandshakeTimeout, classify
+from nexus_ssh.errors import CancelledConnect, ConnectError, HandshakeTimeout, LoginTimeout, classify
 from nexus_ssh.hostkeys import HostKeyVerifier
 from nexus_ssh.pacing import Pacer, PacingCancelled
 from nexus_ssh.settings import ConnectSpec, Endpoint, Resolver
@@ -115,7 +115,8 @@ def auth_publickey(t: Transport, user: str, key: Any) -> list[str]:
     """``t.auth_publickey(user, key)`` with one wait instead of Paramiko's 0.1 s steps.
 
     Same results: the auth types still allowed after a partial success, else ``[]``; raises
-    ``AuthenticationException`` (refused, timed out, transport gone) or the transport's error.
+    ``AuthenticationException`` (refused, transport gone), :class:`LoginTimeout` (no answer
+    in time: retried, where Paramiko would call it a failed login) or the transport's error.
     """
     from paramiko.ssh_exception import AuthenticationException, PartialAuthentication
 
@@ -128,8 +129,8 @@ def auth_publickey(t: Transport, user: str, key: Any) -> list[str]:
         if exc is None or isinstance(exc, EOFError):
             exc = AuthenticationException("Authentication failed: transport shut down or saw EOF")
         raise exc
-    if not done.is_set():
-        raise AuthenticationException("Authentication timeout.")
+    if not done.is_set():  # no answer: not a refusal (on a loaded client, one came too late)
+        raise LoginTimeout(f"no answer to the login within {timeout:g} s")
     if not t.is_authenticated():
         exc = t.get_exception() or AuthenticationException("Authentication failed.")
         if isinstance(exc, PartialAuthentication):

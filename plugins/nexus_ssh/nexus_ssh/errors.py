@@ -29,6 +29,11 @@ class HandshakeTimeout(TimeoutError):
     """The server accepted the TCP connection but did not finish the SSH handshake in time."""
 
 
+class LoginTimeout(HandshakeTimeout):
+    """The handshake ended but the server did not answer the login in time (a busy client or
+    server, not a wrong key: retried like a slow handshake)."""
+
+
 class CancelledConnect(Exception):
     """A stop was requested while connecting."""
 

@@ -103,6 +103,11 @@ def test_classify_dns_and_refused() -> None:
     assert ref.kind == "refused" and ref.transient and ref.reason.startswith("Connection refused")
     to = classify(TimeoutError(), ep)
     assert to.kind == "timeout" and to.transient
+    # A login the server did not answer in time is a slow handshake (retried), not a wrong key.
+    from nexus_ssh.errors import LoginTimeout
+
+    login = classify(LoginTimeout("no answer to the login within 10 s"), ep)
+    assert login.kind == "timeout" and login.transient and "Authentication" not in login.reason
 
 
 def test_resolver_precedence(tmp_path: Path) -> None:
