@@ -191,3 +191,39 @@ def test_a_login_the_server_dropped_is_a_retried_reset(tight_bed: SshBed, tmp_pa
         assert failure.kind == "reset" and failure.transient and failure.retryable
     finally:
         ex.close()
+
+
+def test_the_gate_bounds_the_slots_hands_them_on_and_lets_a_stop_leave() -> None:
+    from nexus_ssh.pacing import Gate, PacingCancelled
+
+    gate = Gate(3)
+    inside = [0]
+    most = [0]
+    guard = threading.Lock()
+
+    def worker() -> None:
+        gate.enter(lambda _s: True)
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        threading.Event().wait(0.002)
+        with guard:
+            inside[0] -= 1
+        gate.leave()
+
+    threads = [threading.Thread(target=worker) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert most[0] == 3 and gate._free == 3 and not gate._waiters
+
+    # A waiter asked to stop leaves the line; the slot it may have been handed goes on.
+    full = Gate(1)
+    full.enter(lambda _s: True)
+    with pytest.raises(PacingCancelled):
+        full.enter(lambda _s: False)
+    assert not full._waiters
+    full.leave()
+    assert full._free == 1
