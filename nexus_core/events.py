@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, dataclass_transform
 
+from nexus_core.records import init_on_first_use
 from nexus_core.secrets.redact import REDACTOR
 
 
@@ -34,9 +35,15 @@ def event_type(cls: type[_T]) -> type[_T]:
     Use it instead of ``@dataclass(frozen=True)``: the same class, but ``__eq__``,
     ``__hash__`` and ``__repr__`` are :class:`Event`'s, written once, instead of three more
     methods generated from source and compiled for every event class at every start (half of
-    the dataclass cost of the catalogue; see docs/decisions.md).
+    the dataclass cost of the catalogue; see docs/decisions.md), and ``__init__`` is compiled
+    when the class is first instantiated (:func:`nexus_core.records.init_on_first_use`): a
+    run creates a few of the event types it defines.
     """
-    return dataclass(frozen=True, eq=False, repr=False)(cls)
+    if not cls.__doc__:  # dataclasses writes the docstring from __init__'s signature
+        return dataclass(frozen=True, eq=False, repr=False)(cls)
+    made = dataclass(frozen=True, eq=False, repr=False, init=False)(cls)
+    made.__init__ = init_on_first_use(made)  # type: ignore[method-assign]
+    return made
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import pickle
+from dataclasses import field
+from typing import Any, ClassVar
 
 import pytest
 
+from nexus_core import events
+from nexus_core.clouds import events as cloud_events
+from nexus_core.events import Event, event_type
 from nexus_core.kinds import Registration
 from nexus_core.model import Location, Problem, SourceSpec
 from nexus_core.options import Option
+from nexus_core.policy import events as policy_events
+from nexus_core.records import _frozen_init
 
 
 def test_a_record_compares_hashes_and_prints_as_a_frozen_dataclass_would() -> None:
@@ -41,3 +49,69 @@ def test_a_record_survives_copy_and_pickle() -> None:
         assert pickle.loads(pickle.dumps(value)) == value
         assert copy.copy(value) == value and copy.deepcopy(value) == value
     assert SourceSpec("tailscale", {"tags": ["web"]}) == spec  # one discovery: same source and filters
+
+
+def _event_classes() -> list[type[Event]]:
+    found = [*events.CATALOGUE]
+    for module in (policy_events, cloud_events):
+        found += [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Event) and c is not Event]
+    return found
+
+
+@pytest.mark.parametrize("cls", _event_classes(), ids=lambda c: c.__name__)
+def test_an_event_init_compiled_on_first_use_is_the_one_dataclasses_writes(cls: type[Event]) -> None:
+    """``event_type`` compiles ``__init__`` on first use: same parameters, defaults and fields set."""
+    twin: Any = dataclasses.dataclass(frozen=True, eq=False, repr=False)(
+        type(cls.__name__, (cls,), {"__doc__": "twin", "__module__": __name__})
+    )
+
+    def shape(init: Any) -> list[tuple[str, Any, Any]]:
+        """Each parameter's name, kind and default (a default factory's sentinel as "factory")."""
+        params = list(inspect.signature(init).parameters.values())[1:]
+        kept = (str, int, float, bool, tuple)
+        return [(p.name, p.kind, p.default if isinstance(p.default, kept) or p.default is p.empty else "factory")
+                for p in params]  # fmt: skip
+
+    assert shape(_frozen_init(cls)) == shape(twin.__init__)
+    required = [p.name for p in list(inspect.signature(twin.__init__).parameters.values())[1:]
+                if p.default is inspect.Parameter.empty]  # fmt: skip
+    args = {name: f"value-{i}" for i, name in enumerate(required)}
+    made, expected = cls(**args, ts=1.5), twin(**args, ts=1.5)
+    assert made.to_dict() == expected.to_dict()
+    assert cls(**args) != made  # ts from its default factory: now, not 1.5
+    assert type(cls.__init__).__name__ == "function" and cls.__init__.__qualname__ == f"{cls.__qualname__}.__init__"
+
+
+def test_an_event_type_stays_a_frozen_dataclass() -> None:
+    """Immutability, ``replace``, ``__post_init__``, fields without ``__init__``, definition-time errors."""
+
+    @event_type
+    class Probe(Event):
+        """A probe."""
+
+        name: ClassVar[str] = "test.probe"
+        host: str
+        tries: int = 1
+        seen: tuple[str, ...] = field(default_factory=tuple)
+        note: str = field(default="n", init=False)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "host", self.host.lower())
+
+    probe = Probe("r1", "WEB", ts=2.0)
+    assert (probe.host, probe.tries, probe.seen, probe.note, probe.ts) == ("web", 1, (), "n", 2.0)
+    assert dataclasses.is_dataclass(probe) and Probe.__match_args__ == ("run_id", "host", "tries", "seen")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        probe.host = "x"  # type: ignore[misc]
+    assert dataclasses.replace(probe, tries=3) == Probe("r1", "web", 3, ts=2.0)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'host'"):
+        Probe("r1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+
+        @event_type
+        class Bad(Event):
+            """Bad."""
+
+            name: ClassVar[str] = "test.bad"
+            a: int = 0
+            b: int  # type: ignore[misc]
