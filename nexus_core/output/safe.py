@@ -21,15 +21,23 @@ JSON keeps the text exact but escaped: :func:`json_safe` turns the characters th
 
 from __future__ import annotations
 
+import functools
 import re
 
 # C0 controls except TAB and LF, DEL, the C1 range, and the Unicode bidirectional controls.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
-_CONTROL_OR_LF = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_BIDI}]")
+_CONTROL = f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]"
+_CONTROL_OR_LF = f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{_BIDI}]"
 # In a block about to be printed: any control except TAB/LF, unless it starts an SGR sequence.
-_UNSAFE = re.compile(f"\\x1b(?!\\[[0-9;]*m)|[\\x00-\\x08\\x0b-\\x1a\\x1c-\\x1f\\x7f-\\x9f{_BIDI}]")
-_JSON_RAW = re.compile(f"[\\x7f-\\x9f{_BIDI}]")
+_UNSAFE = f"\\x1b(?!\\[[0-9;]*m)|[\\x00-\\x08\\x0b-\\x1a\\x1c-\\x1f\\x7f-\\x9f{_BIDI}]"
+_JSON_RAW = f"[\\x7f-\\x9f{_BIDI}]"
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled on first use: each of these classes costs about 3 M instructions
+    to compile (a set beyond Latin-1 becomes a bitmap), and a text run uses two of the four."""
+    return re.compile(pattern)
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -58,7 +66,7 @@ def clean(text: str, *, multiline: bool = False) -> str:
     """
     if "\r" in text:
         text = "\n".join(_last_frame(line) for line in text.split("\n"))
-    pattern = _CONTROL if multiline else _CONTROL_OR_LF
+    pattern = _compiled(_CONTROL if multiline else _CONTROL_OR_LF)
     if pattern.search(text) is None:
         return text
     return pattern.sub(_visible, text)
@@ -66,9 +74,10 @@ def clean(text: str, *, multiline: bool = False) -> str:
 
 def terminal_safe(text: str) -> str:
     """A block about to be printed, with Nexus's colour codes kept and every other control visible."""
-    if _UNSAFE.search(text) is None:
+    unsafe = _compiled(_UNSAFE)
+    if unsafe.search(text) is None:
         return text
-    return _UNSAFE.sub(_visible, text)
+    return unsafe.sub(_visible, text)
 
 
 def json_safe(text: str) -> str:
@@ -78,6 +87,7 @@ def json_safe(text: str) -> str:
     leaves the rest raw. Raw characters can only be inside JSON strings, so the escape is
     always valid JSON and decodes to the same text.
     """
-    if _JSON_RAW.search(text) is None:
+    raw = _compiled(_JSON_RAW)
+    if raw.search(text) is None:
         return text
-    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return raw.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
