@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.records import Record
+from nexus_core.records import Record, frozen_dataclass
 
 if TYPE_CHECKING:
     from nexus_core.markers import Marker
@@ -223,7 +223,7 @@ class Command:
 TRANSFER_KINDS = ("upload", "download", "template")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Transfer(Command):
     """One recorded file operation: ``upload(...)``, ``download(...)`` or ``template(...)``.
 
@@ -426,7 +426,7 @@ class SourceSpec(Record):
         return f"discover({', '.join(args)})"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class HostGroup:
     """A named group from ``hosts(name, ...)``: host strings, :class:`HostSpec` and
     :class:`SourceSpec` members; ``where`` (a callable taking a :class:`Host`) keeps only

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import MISSING, FrozenInstanceError
-from typing import Any
+from dataclasses import MISSING, FrozenInstanceError, field
+from typing import Any, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
 
 
 class Record:
@@ -66,6 +68,18 @@ class Record:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, self._values())
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def frozen_dataclass(cls: type[_T]) -> type[_T]:
+    """``@dataclass(frozen=True)``, with ``__init__`` compiled when ``cls`` is first
+    instantiated (:func:`init_on_first_use`): for the model's types a plain run never
+    creates (file transfers, host groups)."""
+    if not cls.__doc__:  # dataclasses writes the docstring from __init__'s signature
+        return dataclasses.dataclass(frozen=True)(cls)
+    made = dataclasses.dataclass(frozen=True, init=False)(cls)
+    made.__init__ = init_on_first_use(made)  # type: ignore[method-assign]
+    return made
 
 
 def init_on_first_use(cls: type) -> Callable[..., None]:

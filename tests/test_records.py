@@ -15,7 +15,7 @@ from nexus_core import events
 from nexus_core.clouds import events as cloud_events
 from nexus_core.events import Event, event_type
 from nexus_core.kinds import Registration
-from nexus_core.model import Location, Problem, SourceSpec
+from nexus_core.model import HostGroup, Location, Problem, SourceSpec, Transfer
 from nexus_core.options import Option
 from nexus_core.policy import events as policy_events
 from nexus_core.records import _frozen_init
@@ -51,6 +51,21 @@ def test_a_record_survives_copy_and_pickle() -> None:
     assert SourceSpec("tailscale", {"tags": ["web"]}) == spec  # one discovery: same source and filters
 
 
+def _shape(init: Any) -> list[tuple[str, Any, Any]]:
+    """Each parameter's name, kind and default (a default factory's sentinel as "factory")."""
+    params = list(inspect.signature(init).parameters.values())[1:]
+    kept = (str, int, float, bool, tuple)
+    return [(p.name, p.kind, p.default if isinstance(p.default, kept) or p.default is p.empty else "factory")
+            for p in params]  # fmt: skip
+
+
+def _twin(cls: type) -> Any:
+    """A subclass of ``cls`` with no fields of its own whose ``__init__`` dataclasses writes."""
+    return dataclasses.dataclass(frozen=True, eq=False, repr=False)(
+        type(cls.__name__, (cls,), {"__doc__": "twin", "__module__": __name__})
+    )
+
+
 def _event_classes() -> list[type[Event]]:
     found = [*events.CATALOGUE]
     for module in (policy_events, cloud_events):
@@ -61,18 +76,8 @@ def _event_classes() -> list[type[Event]]:
 @pytest.mark.parametrize("cls", _event_classes(), ids=lambda c: c.__name__)
 def test_an_event_init_compiled_on_first_use_is_the_one_dataclasses_writes(cls: type[Event]) -> None:
     """``event_type`` compiles ``__init__`` on first use: same parameters, defaults and fields set."""
-    twin: Any = dataclasses.dataclass(frozen=True, eq=False, repr=False)(
-        type(cls.__name__, (cls,), {"__doc__": "twin", "__module__": __name__})
-    )
-
-    def shape(init: Any) -> list[tuple[str, Any, Any]]:
-        """Each parameter's name, kind and default (a default factory's sentinel as "factory")."""
-        params = list(inspect.signature(init).parameters.values())[1:]
-        kept = (str, int, float, bool, tuple)
-        return [(p.name, p.kind, p.default if isinstance(p.default, kept) or p.default is p.empty else "factory")
-                for p in params]  # fmt: skip
-
-    assert shape(_frozen_init(cls)) == shape(twin.__init__)
+    twin = _twin(cls)
+    assert _shape(_frozen_init(cls)) == _shape(twin.__init__)
     required = [p.name for p in list(inspect.signature(twin.__init__).parameters.values())[1:]
                 if p.default is inspect.Parameter.empty]  # fmt: skip
     args = {name: f"value-{i}" for i, name in enumerate(required)}
@@ -115,3 +120,21 @@ def test_an_event_type_stays_a_frozen_dataclass() -> None:
             name: ClassVar[str] = "test.bad"
             a: int = 0
             b: int  # type: ignore[misc]
+
+
+def test_model_types_made_on_first_use_keep_the_init_and_equality_of_a_dataclass() -> None:
+    """``Transfer`` and ``HostGroup`` (``records.frozen_dataclass``): same ``__init__``, eq, hash, repr."""
+    for cls in (Transfer, HostGroup):
+        assert _shape(_frozen_init(cls)) == _shape(_twin(cls).__init__)
+    where = Location("f.py", 3)
+    group = HostGroup("web", ("a", "b"), (), where)
+    assert group == HostGroup("web", ("a", "b"), (), where, None) and hash(group) == hash(
+        HostGroup("web", ("a", "b"), (), where)
+    )
+    assert repr(group) == f"HostGroup(name='web', members=('a', 'b'), groups=(), location={where!r}, where=None)"
+    t = Transfer(cmd="upload a -> /b", timeout=0, line=2, kind="upload", src="a", dest="/b")
+    twin = _twin(Transfer)(cmd="upload a -> /b", timeout=0, line=2, kind="upload", src="a", dest="/b")
+    assert [getattr(t, f.name) for f in dataclasses.fields(t)] == [getattr(twin, f.name) for f in dataclasses.fields(t)]
+    assert dataclasses.replace(t, dest="/c").dest == "/c" and t.dest == "/b"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.dest = "/x"  # type: ignore[misc]
