@@ -10,7 +10,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core._version import API_VERSION
@@ -18,7 +17,7 @@ from nexus_core.events import Event
 from nexus_core.lazy import lazy_getattr
 from nexus_core.model import Command, Host
 from nexus_core.options import Option
-from nexus_core.records import Record
+from nexus_core.records import Record, frozen_dataclass
 
 if TYPE_CHECKING:
     from nexus_core.contracts.audit import AuditSink, AuditSinkContext, AuditSinkError
@@ -229,7 +228,7 @@ def unsupported_call(executor: type[Executor]) -> str | None:
     )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class CommandResult:
     """What one command attempt produced.
 

@@ -64,7 +64,7 @@ EMPTY = FrozenMap()
 HostKey = tuple[str, str | None, str, int | None]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Host:
     """One target machine. ``transport`` picks the executor (``local``, ``ssh``, ...).
 
@@ -143,7 +143,7 @@ def thaw(value: Any) -> Any:
 LOCAL = Host(name="local", transport="local", source="local")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Command:
     """One recorded ``run(...)`` operation, with every option resolved."""
 
@@ -294,7 +294,7 @@ def _fmt_seconds(value: float) -> str:
     return f"{int(value)}s" if float(value).is_integer() else f"{value}s"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TaskDef:
     """A task as declared by ``@task``: its options as given, not yet resolved."""
 

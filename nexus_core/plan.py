@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nexus_core import packages
@@ -35,6 +35,7 @@ from nexus_core.model import (
 )
 from nexus_core.options import safe_repr, suggest
 from nexus_core.params import Param, bind, task_params
+from nexus_core.records import frozen_dataclass
 from nexus_core.registry import Registry
 
 if TYPE_CHECKING:  # imported when a run has -H or handlers
@@ -55,7 +56,7 @@ class ValidationFailed(Exception):
         super().__init__(f"{len(self.problems)} problem(s)")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class HostPlan:
     """The commands one task will run on one host.
 
@@ -79,7 +80,7 @@ class HostPlan:
         return out
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TaskPlan:
     """One task of a plan: its hosts (in declaration order), their batches in strategy order, its options."""
 
@@ -115,7 +116,7 @@ class TaskPlan:
         }
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Plan:
     """Everything a run will do, in order."""
 

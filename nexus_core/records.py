@@ -15,6 +15,7 @@ compiling of ``__init__`` until the class is first instantiated.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from collections.abc import Callable
 from dataclasses import MISSING, FrozenInstanceError, field
 from typing import Any, TypeVar, dataclass_transform
@@ -72,14 +73,26 @@ class Record:
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen_dataclass(cls: type[_T]) -> type[_T]:
-    """``@dataclass(frozen=True)``, with ``__init__`` compiled when ``cls`` is first
-    instantiated (:func:`init_on_first_use`): for the model's types a plain run never
-    creates (file transfers, host groups)."""
+    """``@dataclass(frozen=True)`` with two of its six generated methods not compiled when the
+    class is defined: ``__init__`` is compiled when ``cls`` is first instantiated
+    (:func:`init_on_first_use`; never, for the model's types a plain run does not create:
+    file transfers, host groups) and ``__repr__`` is :func:`dataclass_repr`, written once.
+    """
     if not cls.__doc__:  # dataclasses writes the docstring from __init__'s signature
         return dataclasses.dataclass(frozen=True)(cls)
-    made = dataclasses.dataclass(frozen=True, init=False)(cls)
+    made = dataclasses.dataclass(frozen=True, init=False, repr=False)(cls)
     made.__init__ = init_on_first_use(made)  # type: ignore[method-assign]
+    if "__repr__" not in cls.__dict__:
+        made.__repr__ = dataclass_repr  # type: ignore[method-assign]
     return made
+
+
+@reprlib.recursive_repr()
+def dataclass_repr(self: Any) -> str:
+    """The ``repr`` dataclasses generates (``Name(field=value, ...)`` over the fields shown,
+    ``...`` for a value that contains itself), for any dataclass instance."""
+    shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+    return f"{self.__class__.__qualname__}({shown})"
 
 
 def init_on_first_use(cls: type) -> Callable[..., None]:

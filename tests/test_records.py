@@ -12,11 +12,13 @@ from typing import Any, ClassVar
 import pytest
 
 from nexus_core import events
+from nexus_core.api import CommandResult
 from nexus_core.clouds import events as cloud_events
 from nexus_core.events import Event, event_type
 from nexus_core.kinds import Registration
-from nexus_core.model import HostGroup, Location, Problem, SourceSpec, Transfer
+from nexus_core.model import Command, Host, HostGroup, Location, Problem, SourceSpec, TaskDef, Transfer
 from nexus_core.options import Option
+from nexus_core.plan import HostPlan, Plan, TaskPlan
 from nexus_core.policy import events as policy_events
 from nexus_core.records import _frozen_init
 
@@ -61,7 +63,7 @@ def _shape(init: Any) -> list[tuple[str, Any, Any]]:
 
 def _twin(cls: type) -> Any:
     """A subclass of ``cls`` with no fields of its own whose ``__init__`` dataclasses writes."""
-    return dataclasses.dataclass(frozen=True, eq=False, repr=False)(
+    return dataclasses.dataclass(frozen=True, eq=False)(
         type(cls.__name__, (cls,), {"__doc__": "twin", "__module__": __name__})
     )
 
@@ -122,19 +124,34 @@ def test_an_event_type_stays_a_frozen_dataclass() -> None:
             b: int  # type: ignore[misc]
 
 
-def test_model_types_made_on_first_use_keep_the_init_and_equality_of_a_dataclass() -> None:
-    """``Transfer`` and ``HostGroup`` (``records.frozen_dataclass``): same ``__init__``, eq, hash, repr."""
-    for cls in (Transfer, HostGroup):
-        assert _shape(_frozen_init(cls)) == _shape(_twin(cls).__init__)
+@pytest.mark.parametrize("cls", [Host, Command, Transfer, TaskDef, HostGroup, HostPlan, TaskPlan, Plan, CommandResult])
+def test_a_frozen_dataclass_made_on_first_use_has_the_init_dataclasses_writes(cls: type) -> None:
+    """``records.frozen_dataclass``: the same ``__init__`` parameters as ``@dataclass(frozen=True)``."""
+    assert _shape(_frozen_init(cls)) == _shape(_twin(cls).__init__)
+    assert "__eq__" in cls.__dict__ and "__hash__" in cls.__dict__ and "__setattr__" in cls.__dict__
+
+
+def test_model_types_made_on_first_use_keep_the_init_equality_and_repr_of_a_dataclass() -> None:
+    """``Transfer``, ``HostGroup``, ``Host``: same fields, eq, hash and repr as dataclasses gives."""
     where = Location("f.py", 3)
     group = HostGroup("web", ("a", "b"), (), where)
     assert group == HostGroup("web", ("a", "b"), (), where, None) and hash(group) == hash(
         HostGroup("web", ("a", "b"), (), where)
     )
     assert repr(group) == f"HostGroup(name='web', members=('a', 'b'), groups=(), location={where!r}, where=None)"
-    t = Transfer(cmd="upload a -> /b", timeout=0, line=2, kind="upload", src="a", dest="/b")
-    twin = _twin(Transfer)(cmd="upload a -> /b", timeout=0, line=2, kind="upload", src="a", dest="/b")
+    kwargs: dict[str, Any] = {
+        "cmd": "upload a -> /b",
+        "timeout": 0,
+        "line": 2,
+        "kind": "upload",
+        "src": "a",
+        "dest": "/b",
+    }
+    t, twin = Transfer(**kwargs), _twin(Transfer)(**kwargs)
     assert [getattr(t, f.name) for f in dataclasses.fields(t)] == [getattr(twin, f.name) for f in dataclasses.fields(t)]
+    assert repr(t) == repr(twin) and "content=" not in repr(t)  # a field with repr=False stays out
     assert dataclasses.replace(t, dest="/c").dest == "/c" and t.dest == "/b"
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.dest = "/x"  # type: ignore[misc]
+    host = Host("web-1")
+    assert repr(host) == repr(_twin(Host)("web-1")) and host == Host("web-1") and {host: 1}[Host("web-1")] == 1
