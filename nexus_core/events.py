@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, dataclass_transform
 
-from nexus_core.records import init_on_first_use
+from nexus_core.records import dataclass_repr, init_on_first_use
 from nexus_core.secrets.redact import REDACTOR
 
 
@@ -66,9 +66,7 @@ class Event:
     def __hash__(self) -> int:
         return hash((self.__class__, self._values()))
 
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
-        return f"{type(self).__qualname__}({shown})"
+    __repr__ = dataclass_repr
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (one JSON object per event in ``--format json``)."""
