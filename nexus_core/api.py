@@ -465,6 +465,14 @@ class Executor(ABC):
             pass
         self.receive_file(host, remote_path, local_path)
 
+    def host_done(self, host: Host) -> None:  # noqa: B027 - optional hook
+        """The run has no more commands for ``host`` (all ended or skipped); optional.
+
+        Until then an executor may keep what ``host`` will need again (nexus-ssh keeps one
+        connection open however long the host waits for the next task); after it, it may
+        let go of it at once.
+        """
+
     def remove_markers(self, host: Host, run_id: str) -> None:
         """Remove the run's status files from ``host`` (only called when ``supports_markers``)."""
         from nexus_core.markers import cleanup_script

@@ -933,6 +933,11 @@ class Engine:
                 self._cleaned.add(key)
         if ready and not self.cancel.requested:
             self._clean_host(host)
+        if left <= 0:
+            try:
+                self.executor(host.transport).host_done(host)
+            except Exception as exc:  # noqa: BLE001 - an optional hook must never fail a run
+                self._report(f"nexus: the {host.transport} executor failed to let go of {host.label}: {exc!r}")
 
     def _clean_host(self, host: Host) -> None:
         run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id

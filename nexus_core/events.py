@@ -10,6 +10,7 @@ import dataclasses
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, dataclass_transform
@@ -363,16 +364,16 @@ the full catalogue of a run is ``Registry.event_types``."""
 
 
 class _Ticket:
-    """An event waiting in the bus's queue, and how its emitter learns it was delivered."""
+    """An event waiting in the bus's queue, and the lock its emitter waits on until delivered."""
 
-    __slots__ = ("done", "event", "lead", "owner", "wake")
+    __slots__ = ("done", "event", "owner", "wake")
 
-    def __init__(self, event: Event, owner: int, wake: threading.Event | None) -> None:
+    def __init__(self, event: Event, owner: int) -> None:
         self.event = event
         self.owner = owner
-        self.wake = wake  # None for the emitter that delivers the queue itself
+        self.wake = threading.Lock()  # held until the event is delivered (then released once)
+        self.wake.acquire()
         self.done = False
-        self.lead = False  # set instead of done: deliver the queue yourself (see _combine)
 
 
 class EventBus:
@@ -384,13 +385,14 @@ class EventBus:
     more events; the run and the other subscribers go on. :meth:`emit` returns once every
     subscriber has the event.
 
-    Events are queued in the order they are emitted, and whichever emitter finds nobody
-    delivering delivers the whole queue -- its own event and those that arrive meanwhile --
-    while the others wait for theirs (flat combining). With a lock around the delivery
-    instead, a thousand hosts' threads queued on it one by one, each hand-over also waiting
-    for the GIL: at 1,000 hosts, 700 threads were found waiting there and the run spent
-    five times its user time in the kernel (docs/decisions.md, Scale). A subscriber that
-    emits while it is called is delivered to at once, nested, as before.
+    Events join a queue in the order they are emitted (an atomic ``deque.append``: no lock),
+    and whichever emitter takes the delivery lock delivers the whole queue -- its own event
+    and those that arrive meanwhile -- while the others each wait on a lock of their own,
+    released when their event is delivered (flat combining). With a lock around each
+    delivery instead, a thousand hosts' threads queued on it one by one, each hand-over also
+    waiting for the GIL: at 1,000 hosts, 700 threads were found waiting there and the run
+    spent five times its user time in the kernel (docs/decisions.md, Scale). A subscriber
+    that emits while it is called is delivered to at once, nested, as before.
 
     A subscriber may also give an ``after`` callable: the emitting thread calls it once every
     subscriber has the event, outside the bus's locks, before :meth:`emit` returns. That is
@@ -399,13 +401,17 @@ class EventBus:
     one by one.
     """
 
+    #: Longest wait for one's event before looking again whether anyone delivers (only an
+    #: interrupted deliverer leaves events behind; every other case wakes the emitter at once).
+    RECHECK = 1.0
+
     def __init__(self, run_id: str, report: Callable[[str], None] | None = None) -> None:
         self.run_id = run_id
         self._subs: tuple[tuple[str, Subscriber], ...] = ()
         self._after: tuple[tuple[str, Subscriber], ...] = ()
         self._lock = threading.RLock()  # subscribing and failures
-        self._queue_lock = threading.Lock()  # held only to queue or take events, never to deliver
-        self._queue: list[_Ticket] = []
+        self._delivering = threading.Lock()  # held by the thread delivering the queue
+        self._queue: deque[_Ticket] = deque()
         self._combiner: int | None = None  # the thread delivering the queue now
         self._report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.failures: dict[str, str] = {}
@@ -425,17 +431,15 @@ class EventBus:
         if self._combiner == me:  # a subscriber emitting while it is called
             self._deliver(event)
         else:
-            with self._queue_lock:
-                lead = self._combiner is None
-                if lead:
-                    self._combiner = me
-                ticket = _Ticket(event, me, None if lead else threading.Event())
-                self._queue.append(ticket)
-            if ticket.wake is not None:
-                ticket.wake.wait()
-                lead = ticket.lead  # the deliverer stopped early: deliver the rest
-            if lead:
-                self._combine(me)
+            ticket = _Ticket(event, me)
+            self._queue.append(ticket)
+            for _ in range(1_000_000):  # bounded; each round delivers or waits up to RECHECK
+                if ticket.done:
+                    break
+                if self._delivering.acquire(blocking=False):
+                    self._combine(me)
+                else:
+                    ticket.wake.acquire(timeout=self.RECHECK)
         for name, after in self._after:
             self._call(name, after, event)
 
@@ -444,41 +448,26 @@ class EventBus:
             self._call(name, callback, event)
 
     def _combine(self, me: int) -> None:
-        """Deliver the queue until it is empty (this thread is ``_combiner``)."""
-        batch: list[_Ticket] = []
-        at = 0
-        try:
-            while True:
-                with self._queue_lock:
-                    if not self._queue:
-                        self._combiner = None
-                        return
-                    batch, self._queue = self._queue, []
-                at = 0
-                for ticket in batch:
-                    self._deliver(ticket.event)
-                    ticket.done = True
-                    if ticket.wake is not None and ticket.owner != me:
-                        ticket.wake.set()
-                    at += 1
-                batch = []
-        except BaseException:
-            # Interrupted (a KeyboardInterrupt in this thread): the event being delivered is
-            # not delivered again (some subscribers have it; its emitter goes on), and what is
-            # left goes to a waiting emitter instead of leaving its thread waiting forever.
-            if batch:
-                cut = batch[at]
-                cut.done = True
-                if cut.wake is not None and cut.owner != me:
-                    cut.wake.set()
-            with self._queue_lock:
-                self._queue[:0] = batch[at + 1 :]
-                heir = next((t for t in self._queue if t.owner != me and t.wake is not None), None)
-                self._combiner = heir.owner if heir is not None else None
-            if heir is not None and heir.wake is not None:
-                heir.lead = True
-                heir.wake.set()
-            raise
+        """Deliver the queue until it is empty; called holding ``_delivering``, which it releases.
+
+        After letting go it looks once more: an emitter that queued its event and found the
+        lock taken just before the release would otherwise wait for a deliverer that left."""
+        while True:
+            self._combiner = me
+            try:
+                while self._queue:
+                    ticket = self._queue.popleft()
+                    try:
+                        self._deliver(ticket.event)
+                    finally:  # delivered, or cut short by an interrupt: its emitter goes on
+                        ticket.done = True
+                        if ticket.owner != me:
+                            ticket.wake.release()
+            finally:
+                self._combiner = None
+                self._delivering.release()
+            if not self._queue or not self._delivering.acquire(blocking=False):
+                return
 
     def _call(self, name: str, callback: Subscriber, event: Event) -> None:
         if name in self.failures:

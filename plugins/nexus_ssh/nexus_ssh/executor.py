@@ -15,7 +15,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.plugin import (
@@ -323,6 +323,9 @@ class SshExecutor(SftpFiles, Executor):
         #: One item per command under way now (connecting or running), on all hosts: sets how
         #: soon a spooled command's output is followed.
         self._under_way: list[None] = []
+        #: Hosts of the run (``prepare``) with commands still to come, and the pool of each.
+        self._pending: set[Hashable] = set()
+        self._pool_of: dict[Hashable, HostPool] = {}
         self._resolver: Resolver | None = None
         self._connector: Connector | None = None
         self._specs: dict[tuple[str, str | None, int | None], ConnectSpec] = {}
@@ -372,7 +375,9 @@ class SshExecutor(SftpFiles, Executor):
             return self._resolver, self._connector
 
     def prepare(self, hosts: Sequence[Host]) -> None:
-        """Import Paramiko and read the ssh config once, before the hosts' threads start."""
+        """Import Paramiko and read the ssh config once, before the hosts' threads start; note
+        the run's hosts, whose idle connection is kept until :meth:`host_done`."""
+        self._pending = {h.key for h in hosts}
         self._setup()
         import nexus_ssh.hostkeys
         import nexus_ssh.pool
@@ -481,6 +486,14 @@ class SshExecutor(SftpFiles, Executor):
 
     # --- the Executor interface ------------------------------------------------------------
 
+    def host_done(self, host: Host) -> None:
+        """The run has no more commands for ``host``: its pool's last idle connection may go
+        after ``ssh_idle_timeout`` like any other."""
+        self._pending.discard(host.key)
+        pool = self._pool_of.pop(host.key, None)
+        if pool is not None:
+            pool.pending.discard(host.key)
+
     def remove_markers(self, host: Host, run_id: str) -> None:
         """Remove the run's status file from ``host``.
 
@@ -564,6 +577,9 @@ class SshExecutor(SftpFiles, Executor):
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
         pool = self._pool(spec, host_label(host.name, spec.target.port))
+        if host.key in self._pending and host.key not in self._pool_of:
+            self._pool_of[host.key] = pool
+            pool.pending.add(host.key)
         # A sudo that reads its password on stdin needs the channel's stdin: exec mode.
         use_session = (
             self.session_mode == "shell"

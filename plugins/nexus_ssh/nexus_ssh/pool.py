@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from nexus_ssh.connect import Connection
 
@@ -42,6 +42,9 @@ class HostPool:
         self._total = 0  # open + being opened
         self._cond = threading.Condition()
         self._closed = False
+        #: Hosts of the run that still have commands to run through this pool: while there
+        #: are any, the sweep keeps one idle connection however old (see :meth:`sweep`).
+        self.pending: set[Hashable] = set()
 
     @property
     def available(self) -> int:
@@ -118,10 +121,20 @@ class HostPool:
         self._on_close(conn, reason)
 
     def sweep(self, idle_timeout: float, now: float | None = None) -> int:
-        """Close idle connections unused for ``idle_timeout`` s; return how many."""
+        """Close idle connections unused for ``idle_timeout`` s (or dead); return how many.
+
+        While :attr:`pending` names a host, the most recently used idle connection stays: a
+        host that finished a task early waits for the fleet's slowest before the next one,
+        and at 1,000 hosts on a loaded client that wait passed the 60 s default, so every
+        such host logged in again for the next task, all at once."""
         now = time.monotonic() if now is None else now
         with self._cond:
-            old = [c for c in self._idle if now - c.last_used >= idle_timeout or not c.alive()]
+            keep = max(self._idle, key=lambda c: c.last_used) if self.pending and self._idle else None
+            old = [
+                c
+                for c in self._idle
+                if not c.alive() or (c is not keep and now - c.last_used >= idle_timeout)
+            ]
             self._idle = [c for c in self._idle if c not in old]
             self._total -= len(old)
             if old:

@@ -14,7 +14,7 @@ from nexus_core.model import Command, Host
 from nexus_core.testing.sshbed import KEY_PASSPHRASE, PASSWORD, USER_KEY, USER_NOSUDO, USER_PW, SshBed
 from tests.helpers import Out
 
-from nexus_ssh.events import SshDisconnect, SshError
+from nexus_ssh.events import SshConnect, SshDisconnect, SshError
 
 pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
@@ -155,6 +155,27 @@ def test_idle_connections_are_closed(sshbed: SshBed, make_executor: MakeExecutor
     assert ex.connection_count() == 0
     assert any(isinstance(e, SshDisconnect) and e.reason == "idle" for e in events)
     assert ex.run(_host(sshbed), Command("true"), Out(), Cancel(), 10).ok  # reconnects
+
+
+def test_a_host_with_work_left_keeps_one_connection_until_it_is_done(
+    sshbed: SshBed, make_executor: MakeExecutor
+) -> None:
+    """Between two tasks a host may wait longer than ssh_idle_timeout: it is not logged in again."""
+    ex, events = make_executor(options={"ssh_idle_timeout": 0.3})
+    host = _host(sshbed)
+    ex.prepare([host])
+    assert ex.run(host, Command("true"), Out(), Cancel(), 10).ok
+    time.sleep(1.0)  # past the idle timeout, with the sweeper's period of 0.075 s
+    assert ex.connection_count() == 1
+    assert not any(isinstance(e, SshDisconnect) for e in events)
+    assert ex.run(host, Command("true"), Out(), Cancel(), 10).ok
+    assert sum(isinstance(e, SshConnect) for e in events) == 1  # the same connection
+    ex.host_done(host)
+    deadline = time.monotonic() + 5
+    while ex.connection_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ex.connection_count() == 0
+    assert any(isinstance(e, SshDisconnect) and e.reason == "idle" for e in events)
 
 
 # --- timeouts and cancellation -----------------------------------------------------------------
