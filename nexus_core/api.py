@@ -480,6 +480,12 @@ class Executor(ABC):
         script = cleanup_script(run_id, host.label)
         self.run(host, Command(script, timeout=30), lambda _s, _l: None, Cancel(), 30.0)
 
+    def settled(self, host: Host, run_id: str, keys: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """The commands with these marker ``keys`` of ``run_id`` on ``host`` are recorded as
+        finished (called when the host is done with a task): a resume will never ask about
+        them, so their status-folder files may serve later commands (the local executor
+        renames their spools for the next command instead of making new files)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release every connection and process this executor holds."""
 

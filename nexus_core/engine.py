@@ -512,6 +512,8 @@ class Engine:
             status, reason = self._run_handlers(tp, hp, pending, status, reason, deadline, done)
         duration = time.monotonic() - started
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
+        if host.key in self._marked_hosts:  # host.stop is a checkpoint: the commands are on disk now
+            self._settled(tp, host, len(hp.commands))
         self._host_done(host, len(hp.commands))
         return HostOutcome(host, status, duration, reason)
 
@@ -918,6 +920,18 @@ class Engine:
             if slot is None:
                 slot = self._host_slots[key] = threading.Semaphore(max(1, limit))
         return slot
+
+    def _settled(self, tp: TaskPlan, host: Host, commands: int) -> None:
+        """Tell the host's executor that the task's commands there are recorded (their status
+        files will not be asked about again: see ``Executor.settled``)."""
+        from nexus_core import markers
+
+        run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
+        keys = [markers.key(tp.name, host.label, i) for i in range(commands)]
+        try:
+            self.executor(host.transport).settled(host, run_id, keys)
+        except Exception as exc:  # noqa: BLE001 - an executor plugin's bookkeeping must not fail a run
+            self._report(f"nexus: {host.transport} executor failed in settled() on {host.label}: {exc!r}")
 
     def _host_done(self, host: Host, commands: int) -> None:
         """Count a host's finished (or skipped) commands; when none are left, clean it at once.

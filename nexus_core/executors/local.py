@@ -16,6 +16,7 @@ and its import alone cost 33 ms, which was a third of a small local run's time a
 from __future__ import annotations
 
 import codecs
+import fcntl
 import os
 import select
 import subprocess
@@ -103,15 +104,34 @@ _ROUND_CHUNKS = 64  # chunks read per file before the process is checked again
 
 
 class _Spool:
-    """One spool file followed by the controller while the command writes it."""
+    """One spool file followed by the controller while the command writes it.
+
+    Two open file descriptions of the file: ``writer``, the command's stdout or stderr
+    (closed here once the command has it), and ``fd``, the controller's own, read-only. Once
+    the command ended, a read lease on ``fd`` is granted only when no process still has the
+    file open for writing (a background job the command left behind): that is what lets an
+    executor give the file to a later command (:meth:`LocalExecutor.settled`).
+    """
 
     def __init__(self, path: str, stream: LineStream, keep: int = SPOOL_KEEP) -> None:
+        self.path = path
         self.stream = stream
         self.keep = keep
         # Created here (empty) so it can be opened before the command starts writing.
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self.writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(self.writer)
+            raise
         self.offset = 0
         self.freed = 0
+
+    def handed_over(self) -> None:
+        """The command has its copy of the writing end: close ours."""
+        if self.writer >= 0:
+            os.close(self.writer)
+            self.writer = -1
 
     def drain(self, limit: int) -> bool:
         """Read what is new (at most ``limit`` chunks); True when something was read."""
@@ -124,23 +144,55 @@ class _Spool:
             self.stream.feed(data)
             got = True
         if self.offset - self.freed > 2 * self.keep:
-            self.freed = _free(self.fd, self.offset - self.keep) or self.freed
+            self.freed = _free(self.path, self.offset - self.keep) or self.freed
         return got
 
+    def unwritten(self) -> bool:
+        """True when no process has the file open for writing any more (Linux read lease)."""
+        return _lease_free(self.fd)
+
     def close(self) -> None:
-        """Stop following (the file stays until the status folder goes)."""
+        """Stop following (the file stays until the status folder goes, or serves a later command)."""
+        self.handed_over()
         os.close(self.fd)
 
 
-def _free(fd: int, upto: int) -> int:
+def _lease_free(fd: int) -> bool:
+    """True when a read lease on ``fd`` (read-only) is granted: no process has its file open
+    for writing. False too where there are no leases (not Linux, some network file systems)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except (OSError, AttributeError):
+        return False
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return True
+
+
+def _unwritten(path: str) -> bool:
+    """:func:`_lease_free` for a path (False when it cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return _lease_free(fd)
+    finally:
+        os.close(fd)
+
+
+def _free(path: str, upto: int) -> int:
     """Give the disk blocks of ``[0, upto)`` back (a hole; the size stays). 0 when not supported."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         punch = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-        if libc.fallocate(fd, punch, ctypes.c_longlong(0), ctypes.c_longlong(upto)) == 0:
-            return upto
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # fallocate needs a writable descriptor
+        try:
+            if libc.fallocate(fd, punch, ctypes.c_longlong(0), ctypes.c_longlong(upto)) == 0:
+                return upto
+        finally:
+            os.close(fd)
     except (OSError, AttributeError):
         pass
     return 0
@@ -200,6 +252,11 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._made: set[str] = set()
         self._dirs: dict[tuple[str, str], str] = {}  # (run, host) -> its status folder, made
+        #: Spool pairs of finished commands not yet recorded, by folder and marker key, and
+        #: those recorded (settled), which later commands of the folder take over (_reuse).
+        #: Each entry: (stdout spool, stderr spool, True when something still wrote to them).
+        self._settling: dict[str, dict[str, tuple[str, str, bool]]] = {}
+        self._spare: dict[str, list[tuple[str, str, bool]]] = {}
         self.shell = str(context.config.get("shell") or "/bin/sh")
         #: Bound of each spool while its command runs, followed or not (``spool_max_bytes``):
         #: the follower frees what it read behind the last quarter; the run's keeper process
@@ -323,10 +380,10 @@ class LocalExecutor(Executor):
             if marker is not None:
                 folder = self._status_dir(marker.run_id, marker.host)
                 keep = min(SPOOL_KEEP, self.spool_max // 4)
-                spools = [
-                    _Spool(os.path.join(folder, f"{marker.key}.out"), out, keep),
-                    _Spool(os.path.join(folder, f"{marker.key}.err"), err, keep),
-                ]
+                paths = (os.path.join(folder, f"{marker.key}.out"), os.path.join(folder, f"{marker.key}.err"))
+                self._reuse(folder, paths)
+                spools = [_Spool(paths[0], out, keep)]
+                spools.append(_Spool(paths[1], err, keep))
                 # The spool files are the shell's stdout and stderr from the start: the same
                 # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
                 text = shell.wrap(text, marker, status_dir=shell.quote(folder), spool_max=self.spool_max)
@@ -335,10 +392,12 @@ class LocalExecutor(Executor):
                 env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL if command.input is None else subprocess.PIPE,
-                stdout=spools[0].fd if spools else subprocess.PIPE,
-                stderr=spools[1].fd if spools else subprocess.PIPE,
+                stdout=spools[0].writer if spools else subprocess.PIPE,
+                stderr=spools[1].writer if spools else subprocess.PIPE,
                 start_new_session=True,
             )
+            for spool in spools:
+                spool.handed_over()
         except OSError as exc:
             for spool in spools:
                 spool.close()
@@ -369,15 +428,22 @@ class LocalExecutor(Executor):
                 _kill_group(proc.pid)
                 proc.wait()
             self._watchdog.remove(watched)
+            # Once the command is recorded, a later command may have its spools (settled()):
+            # unless something still writes to them (a job the command left running, or for
+            # a moment a child another thread is starting), which _reuse() then checks again.
+            written = not all([s.unwritten() for s in spools])
             for spool in spools:
                 spool.close()
             out.finish()
             err.finish()
         duration = time.monotonic() - started
+        if watched.signalled and code != 0 and not watched.timed_out:
+            return CommandResult("interrupted", code, duration, "interrupted", tuple(tail), retryable=False)
+        if marker is not None:
+            with self._lock:
+                self._settling.setdefault(folder, {})[marker.key] = (*paths, written)
         if watched.timed_out:
             return CommandResult("timeout", code, duration, f"timed out after {timeout:.3g}s", tuple(tail))
-        if watched.signalled and code != 0:
-            return CommandResult("interrupted", code, duration, "interrupted", tuple(tail), retryable=False)
         if code == 0:
             return CommandResult("ok", 0, duration, "", tuple(tail))
         reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
@@ -399,11 +465,49 @@ class LocalExecutor(Executor):
             self._dirs[(run_id, host)] = folder
         return folder
 
+    def _reuse(self, folder: str, paths: tuple[str, str]) -> None:
+        """Give ``paths`` the spool files of a settled command of the folder, when there is one.
+
+        A rename instead of a new file: creating a file and removing it at the end cost more
+        than the rest of a short command's bookkeeping (docs/decisions.md, "Spool files
+        reused"). The spool is truncated when opened, as a new one would be.
+        """
+        for _ in range(8):  # bounded: a pair still written to is left where it is
+            with self._lock:
+                spare = self._spare.get(folder)
+                if not spare:
+                    return
+                out, err, written = spare.pop()
+            if written and not (_unwritten(out) and _unwritten(err)):
+                continue
+            try:
+                os.rename(out, paths[0])
+                os.rename(err, paths[1])
+            except OSError:  # gone (the folder was removed by hand): the spools are made afresh
+                pass
+            return
+
+    def settled(self, host: Host, run_id: str, keys: Sequence[str]) -> None:
+        """The commands ``keys`` of ``run_id`` on ``host`` are recorded as done: a resume will
+        never ask for their spools, so later commands of the run may have the files."""
+        folder = self._dirs.get((run_id, host.label))
+        if folder is None:
+            return
+        with self._lock:
+            waiting = self._settling.get(folder)
+            if not waiting:
+                return
+            found = [pair for pair in map(waiting.pop, keys, [None] * len(keys)) if pair is not None]
+            self._spare.setdefault(folder, []).extend(found)
+
     def remove_markers(self, host: Host, run_id: str) -> None:
         """Remove the run's status folder (status file and spools) in-process."""
         from nexus_core.markers import local_status_dir
 
         folder = local_status_dir(run_id, host.label)
+        with self._lock:  # first: a spare spool handed out now is made afresh, not lost
+            self._spare.pop(folder, None)
+            self._settling.pop(folder, None)
         if os.path.isfile(folder):  # a status file of Nexus 0.1
             os.remove(folder)
         _remove_flat(folder)
