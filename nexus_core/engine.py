@@ -927,9 +927,12 @@ class Engine:
         from nexus_core import markers
 
         run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
-        keys = [markers.key(tp.name, host.label, i) for i in range(commands)]
         try:
-            self.executor(host.transport).settled(host, run_id, keys)
+            executor = self.executor(host.transport)
+            if type(executor).settled is Executor.settled:
+                return  # the executor keeps nothing per command
+            stem = markers.key(tp.name, host.label, 0)[:-1]  # the index is digits: never rewritten
+            executor.settled(host, run_id, [f"{stem}{i}" for i in range(commands)])
         except Exception as exc:  # noqa: BLE001 - an executor plugin's bookkeeping must not fail a run
             self._report(f"nexus: {host.transport} executor failed in settled() on {host.label}: {exc!r}")
 

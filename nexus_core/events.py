@@ -409,6 +409,10 @@ class EventBus:
         self.run_id = run_id
         self._subs: tuple[tuple[str, Subscriber], ...] = ()
         self._after: tuple[tuple[str, Subscriber], ...] = ()
+        #: (name, callback, after, event names it wants or None for all), in subscription order.
+        self._entries: tuple[tuple[str, Subscriber, Subscriber | None, frozenset[str] | None], ...] = ()
+        #: Per event name: its subscribers and its ``after`` callables (made on first use).
+        self._routes: dict[str, tuple[tuple[tuple[str, Subscriber], ...], tuple[tuple[str, Subscriber], ...]]] = {}
         self._lock = threading.RLock()  # subscribing and failures
         self._delivering = threading.Lock()  # held by the thread delivering the queue
         self._queue: deque[_Ticket] = deque()
@@ -417,11 +421,31 @@ class EventBus:
         self.failures: dict[str, str] = {}
 
     def subscribe(self, name: str, callback: Subscriber, after: Subscriber | None = None) -> None:
-        """Add a subscriber under a name used when reporting its failures (``after``: see the class)."""
+        """Add a subscriber under a name used when reporting its failures (``after``: see the class).
+
+        A subscriber with a ``subscribed_events`` attribute (a frozenset of event names) gets
+        only those events, and so does its ``after``: a run's many ``command.output`` events
+        then skip the subscribers that ignore them.
+        """
+        wanted = getattr(callback, "subscribed_events", None)
         with self._lock:
             self._subs = (*self._subs, (name, callback))
             if after is not None:
                 self._after = (*self._after, (name, after))
+            names = wanted if isinstance(wanted, frozenset) else None
+            self._entries = (*self._entries, (name, callback, after, names))
+            self._routes = {}
+
+    def _route(self, event_name: str) -> tuple[tuple[tuple[str, Subscriber], ...], tuple[tuple[str, Subscriber], ...]]:
+        """The subscribers and the ``after`` callables that want events named ``event_name``."""
+        found = self._routes.get(event_name)
+        if found is None:
+            with self._lock:
+                wants = [e for e in self._entries if e[3] is None or event_name in e[3]]
+                subs = tuple((e[0], e[1]) for e in wants)
+                after = tuple((e[0], e[2]) for e in wants if e[2] is not None)
+                found = self._routes[event_name] = (subs, after)
+        return found
 
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every healthy subscriber, with every secret value shown as ``***``."""
@@ -440,11 +464,11 @@ class EventBus:
                     self._combine(me)
                 else:
                     ticket.wake.acquire(timeout=self.RECHECK)
-        for name, after in self._after:
+        for name, after in self._route(event.name)[1]:
             self._call(name, after, event)
 
     def _deliver(self, event: Event) -> None:
-        for name, callback in self._subs:
+        for name, callback in self._route(event.name)[0]:
             self._call(name, callback, event)
 
     def _combine(self, me: int) -> None:

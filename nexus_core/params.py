@@ -62,8 +62,28 @@ class Param(Record):
         }
 
 
+#: task_params' answers by function: planning asks twice per task, and inspect.signature
+#: costs more than the rest of a one-command task's plan.
+_PARAMS: dict[Any, tuple[tuple[Param, ...], tuple[str, ...]]] = {}
+
+
 def task_params(fn: Any) -> tuple[list[Param], list[str]]:
     """The parameters of a task function, and why any of them cannot be given from the CLI."""
+    try:
+        found = _PARAMS.get(fn)
+    except TypeError:  # not hashable: not cached
+        found = None
+    if found is None:
+        params, problems = _task_params(fn)
+        found = (tuple(params), tuple(problems))
+        try:
+            _PARAMS[fn] = found
+        except TypeError:
+            pass
+    return list(found[0]), list(found[1])
+
+
+def _task_params(fn: Any) -> tuple[list[Param], list[str]]:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -163,6 +163,9 @@ class RunLogWriter:
         self._done: list[_File] = []
         self._io = threading.Lock()  # one writer of the files at a time (flusher, close())
 
+    #: The events it handles (``EventBus.subscribe`` hands it no other).
+    subscribed_events = frozenset({"command.start", "command.output", "command.stop", "host.stop", "pipeline.stop"})
+
     def __call__(self, event: Any) -> None:
         name = event.name
         if name == "command.start":

@@ -105,3 +105,34 @@ def test_hosts_reaching_their_checkpoint_together_share_transactions(tmp_path: P
     assert other.execute("SELECT status FROM hosts WHERE host = 'web-0'").fetchone()[0] == "ok"
     other.close()
     store.close()
+
+
+def test_a_subscriber_naming_its_events_gets_only_those_and_so_does_its_after() -> None:
+    bus = ev.EventBus(RUN)
+    picky: list[str] = []
+    after: list[str] = []
+    everything: list[str] = []
+
+    class Picky:
+        subscribed_events = frozenset({"task.start"})
+
+        def __call__(self, event: ev.Event) -> None:
+            picky.append(event.name)
+
+    class Listing:  # an attribute of another type (here a list) is not a filter
+        subscribed_events = ["task.stop"]
+
+        def __call__(self, event: ev.Event) -> None:
+            everything.append(event.name)
+
+    bus.subscribe("picky", Picky(), after=lambda e: after.append(e.name))
+    bus.subscribe("all", Listing())
+    bus.emit(ev.TaskStart(RUN, task="t", hosts=()))
+    bus.emit(ev.TaskStop(RUN, task="t", hosts=(), status="ok"))
+    assert picky == after == ["task.start"]
+    assert everything == ["task.start", "task.stop"]
+
+
+def test_the_recorder_names_every_event_it_writes_or_checkpoints_on() -> None:
+    handled = {m[3:].replace("_", ".", 1) for m in dir(StateRecorder) if m.startswith("on_")}
+    assert handled | StateRecorder.GROUP_COMMIT <= StateRecorder.subscribed_events

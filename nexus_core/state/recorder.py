@@ -40,6 +40,20 @@ class StateRecorder:
     #: Events whose rows must be on disk before their emitter goes on (see :meth:`after`).
     GROUP_COMMIT = frozenset({"command.start", "host.stop", "task.stop"})
 
+    #: What the bus hands this subscriber (and :meth:`after`): the events it writes rows for or
+    #: checkpoints on (``EventBus.subscribe``); every other event skips it.
+    subscribed_events = GROUP_COMMIT | {
+        "task.start",
+        "host.start",
+        "command.stop",
+        "handler.notify",
+        "handler.stop",
+        "cloud.provisioned",
+        "cloud.terminated",
+        "pipeline.exception",
+        "pipeline.stop",
+    }
+
     def __init__(self, store: StateStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id

@@ -104,6 +104,8 @@ def nexus_subscribers(config: Mapping[str, Any], options: Mapping[str, Any]) -> 
 class _FdLimitGuard:
     """On ``pipeline.start``: compare the hosts x pool size with ``RLIMIT_NOFILE``."""
 
+    subscribed_events = frozenset({"pipeline.start"})  # the bus hands it no other event
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
 
