@@ -366,7 +366,101 @@ def _stat_shell(
     """:func:`stat_over_shell`, and with ``known`` (``{path: (signature, sha256)}`` kept
     from earlier runs, :mod:`nexus_core.checksum_cache`) the signature of each file and the
     host's clock: a file whose signature is the one kept is not hashed again (its kept sum
-    stands), the others are hashed as without ``known``."""
+    stands), the others are hashed as without ``known``.
+
+    When most paths are known (a re-run), a first script looks at them all with one
+    ``stat`` line each (:func:`quick_script`); only what it cannot settle (a new or changed
+    file, a missing path, a link) goes through the full look. Signatures are returned for
+    the files the full look saw (the quick ones match what is kept already)."""
+    quick: dict[int, FileState] = {}
+    if known and 2 * len(known) >= len(paths):
+        quick = _quick_look(executor, host, paths, sizes, sudo, known)
+    if not quick:
+        return _stat_full(executor, host, paths, sizes, sudo, known)
+    rest = [i for i in range(len(paths)) if i not in quick]
+    if rest:
+        states, sigs, now = _stat_full(executor, host, [paths[i] for i in rest],
+                                       [sizes[i] if i < len(sizes) else None for i in rest], sudo, known)  # fmt: skip
+        quick.update(zip(rest, states, strict=True))
+    else:
+        sigs, now = {}, ""
+    return [quick[i] for i in range(len(paths))], sigs, now
+
+
+def quick_script(paths: Sequence[str]) -> str:
+    """A POSIX shell script for GNU hosts printing, from a single ``stat`` (not following
+    links), one ``NXQ RAWMODE INODE DEV SIZE MTIME CTIME OWNER GROUP PATH`` line per
+    existing path, and an ``NXRO FOLDER`` line for each folder holding one of ``paths``
+    that the user running it may not write in (shell built-ins only)."""
+    folders = sorted({_split(p)[0] for p in paths})
+    return "\n".join([
+        "set -- " + " ".join(shlex.quote(f) for f in folders),
+        'for _f; do [ -w "$_f" ] || echo "NXRO $_f"; done',
+        "set -- " + " ".join(shlex.quote(p) for p in paths),
+        "stat -c 'NXQ %f %i %d %s %.9Y %.9Z %U %G %n' -- \"$@\" 2>/dev/null || true",
+    ])  # fmt: skip
+
+
+def _quick_look(
+    executor: Executor,
+    host: Host,
+    paths: Sequence[str],
+    sizes: Sequence[int | None],
+    sudo: bool,
+    known: dict[str, tuple[str, str]],
+) -> dict[int, FileState]:
+    """The states :func:`quick_script` settles: folders, and regular files whose signature
+    is the one kept in ``known`` (their kept sum stands, as in the full look). Anything
+    else (and everything, should the script fail) is left out, for the full look."""
+    index = {p: i for i, p in enumerate(paths) if _plain(p)}
+    out: dict[int, FileState] = {}
+    for chunk in _chunks(list(index), lambda p: 2 * len(p) + 8):
+        result, lines = _run_script(executor, host, quick_script(chunk), sudo, _script_timeout(len(chunk)))
+        if not result.ok:
+            return {}
+        readonly = {line[5:] for line in lines if line.startswith("NXRO ")}
+        for line in lines:
+            if not line.startswith("NXQ "):
+                continue
+            parts = line.split(" ", 9)
+            if len(parts) != 10:
+                continue
+            _, raw, ino, dev, size, mtime, ctime, owner, group, path = parts
+            i = index.get(path)
+            if i is None or not size.isdigit():
+                continue
+            try:
+                bits = int(raw, 16)
+            except ValueError:
+                continue
+            sha = ""
+            if stat.S_ISREG(bits):
+                kept = known.get(path)
+                if kept is None or kept[0] != f"{ino} {dev} {size} {mtime} {ctime}":
+                    continue  # new or changed: the full look hashes it
+                want = sizes[i] if i < len(sizes) else None
+                if want is not None and want in (-1, int(size)):
+                    sha = kept[1]
+                kind = "file"
+            elif stat.S_ISDIR(bits):
+                kind = "dir"
+            else:
+                continue
+            parent = "readonly" if _split(path)[0] in readonly else "dir"
+            out[i] = FileState(path, kind, int(size), stat.S_IMODE(bits), "" if owner == "-" else owner,
+                               "" if group == "-" else group, sha, parent)  # fmt: skip
+    return out
+
+
+def _stat_full(
+    executor: Executor,
+    host: Host,
+    paths: Sequence[str],
+    sizes: Sequence[int | None],
+    sudo: bool,
+    known: dict[str, tuple[str, str]] | None = None,
+) -> tuple[list[FileState], dict[str, str], str]:
+    """:func:`_stat_shell` without the quick look."""
 
     def hash_now(i: int) -> bool:
         return i < len(sizes) and _hash_now(sizes[i]) and not (known and paths[i] in known)
