@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
+import weakref
 from typing import Any
 
 from nexus_core.dsl import _RECORDER, NexusfileError, _caller, _problem, notify_names
-from nexus_core.model import Transfer
+from nexus_core.model import Project, Transfer
 from nexus_core.options import safe_repr
 
 __all__ = ["download", "template", "upload"]
@@ -89,8 +91,11 @@ def _path_arg(what: str, key: str, value: Any) -> str | None:
     return None
 
 
-def _local_source(what: str, src: str, root: str, recursive: bool) -> tuple[str, str] | None:
-    """The absolute local source and its kind (``file``/``dir``), or None after a problem."""
+def _local_source(
+    what: str, src: str, root: str, recursive: bool, project: Project | None = None
+) -> tuple[str, str] | None:
+    """The absolute local source and its kind (``file``/``dir``), or None after a problem
+    (a folder's files are checked once per plan of ``project``, not once per host)."""
     path = os.path.normpath(os.path.join(root, os.path.expanduser(src)))
     try:
         st = os.stat(path)
@@ -115,7 +120,7 @@ def _local_source(what: str, src: str, root: str, recursive: bool) -> tuple[str,
         if not os.access(path, os.R_OK | os.X_OK):
             _problem(f"{what}(): folder {src!r} cannot be read", "check its permissions", code="bad-source")
             return None
-        unreadable = _unreadable_files(path)
+        unreadable = _unreadable_in_plan(path, project)
         if unreadable:
             shown = ", ".join(os.path.relpath(p, path) for p in unreadable[:5])
             more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
@@ -134,6 +139,28 @@ def _local_source(what: str, src: str, root: str, recursive: bool) -> tuple[str,
         )
         return None
     return path, "file"
+
+
+#: Folders checked by :func:`_unreadable_in_plan`: ``{folder: (the plan's project, unreadable files)}``.
+_CHECKED: dict[str, tuple[weakref.ref[Project], list[str]]] = {}
+_CHECKED_LOCK = threading.Lock()
+
+
+def _unreadable_in_plan(folder: str, project: Project | None) -> list[str]:
+    """:func:`_unreadable_files` of ``folder``, walked once while ``project`` is planned
+    (every host of a task uploads the same folder; a new plan walks again)."""
+    if project is None:
+        return _unreadable_files(folder)
+    with _CHECKED_LOCK:
+        kept = _CHECKED.get(folder)
+    if kept is not None and kept[0]() is project:
+        return kept[1]
+    found = _unreadable_files(folder)
+    with _CHECKED_LOCK:
+        for key in [k for k, (ref, _) in _CHECKED.items() if ref() is not project]:
+            del _CHECKED[key]  # another plan's: of no use now
+        _CHECKED[folder] = (weakref.ref(project), found)
+    return found
 
 
 def _unreadable_files(folder: str) -> list[str]:
@@ -194,7 +221,7 @@ def upload(
     names = notify_names("upload", notify)
     if src_s is None or to_s is None or not (flags_ok and mode_ok and names_ok) or names is None:
         return
-    found = _local_source("upload", src_s, rec.project.root, bool(recursive))
+    found = _local_source("upload", src_s, rec.project.root, bool(recursive), rec.project)
     if found is None:
         return
     path, kind = found

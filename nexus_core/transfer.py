@@ -47,7 +47,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -414,7 +414,7 @@ def _quick_look(
     else (and everything, should the script fail) is left out, for the full look."""
     index = {p: i for i, p in enumerate(paths) if _plain(p)}
     out: dict[int, FileState] = {}
-    for chunk in _chunks(list(index), lambda p: 2 * len(p) + 8):
+    for chunk in _quick_chunks(index):
         result, lines = _run_script(executor, host, quick_script(chunk), sudo, _script_timeout(len(chunk)))
         if not result.ok:
             return {}
@@ -446,10 +446,30 @@ def _quick_look(
                 kind = "dir"
             else:
                 continue
-            parent = "readonly" if _split(path)[0] in readonly else "dir"
+            parent = "readonly" if readonly and _split(path)[0] in readonly else "dir"
             out[i] = FileState(path, kind, int(size), stat.S_IMODE(bits), "" if owner == "-" else owner,
                                "" if group == "-" else group, sha, parent)  # fmt: skip
     return out
+
+
+def _quick_chunks(paths: Iterable[str]) -> Iterator[list[str]]:
+    """``paths`` in groups whose :func:`quick_script` stays within :data:`SCRIPT_MAX`
+    characters (each path once, each of their folders once)."""
+    group: list[str] = []
+    seen: set[str] = set()
+    used = 0
+    for path in paths:
+        folder = _split(path)[0]
+        cost = len(path) + 3 + (0 if folder in seen else len(folder) + 3)
+        if group and used + cost > SCRIPT_MAX:
+            yield group
+            group, seen, used = [], set(), 0
+            cost = len(path) + len(folder) + 6
+        group.append(path)
+        seen.add(folder)
+        used += cost
+    if group:
+        yield group
 
 
 def _stat_full(
@@ -1114,14 +1134,15 @@ def _source(op: Transfer) -> Iterator[str]:
             os.unlink(path)
 
 
-def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
-    """The files of an upload or template, and (for a folder) the folders to create."""
+def _items(op: Transfer, source: str, share: tuple[str, str, int] | None = None) -> tuple[list[_Item], list[str]]:
+    """The files of an upload or template, and (for a folder) the folders to create
+    (``share``: see :func:`_scan_tree`)."""
     if not op.recursive:
         st = os.stat(source)
         mode = op.mode if op.mode is not None else (stat.S_IMODE(st.st_mode) if op.preserve else None)
         mtime = st.st_mtime if op.preserve and op.content is None else None
         return [_Item(source, op.dest, st.st_size, local_sha256(source), mode, mtime=mtime)], []
-    files, rels = _scan_tree(source)
+    files, rels = _scan_tree(source, share)
     root = op.dest.rstrip("/") or "/"
     folders = [op.dest, *(f"{root}/{rel}" for rel in rels)]
     items: list[_Item] = []
@@ -1135,14 +1156,38 @@ def _items(op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
 #: sha256, permission bits, mtime) for each file, and the relative paths of the folders.
 _Tree = tuple[list[tuple[str, str, int, str, int, float]], list[str]]
 _SCANS: dict[str, tuple[threading.Event, list[_Tree | BaseException]]] = {}
+#: Trees walked for one operation of a run, by ``(run id, task, operation index, source)``.
+_SHARED: dict[tuple[str, str, int, str], _Tree] = {}
+#: Operations whose trees are kept at most (the oldest goes first).
+SHARED_MAX = 16
 
 
-def _scan_tree(source: str) -> _Tree:
+def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
     """The files and folders of the local tree ``source`` with their checksums, in order.
 
     The hosts of an operation start together and ask for the same tree: one walks it, the
-    ones asking meanwhile wait and share its answer (a later call walks again).
+    ones asking meanwhile wait and share its answer. With ``share`` (the run's id, the task
+    and the operation's index in it) every host of that one operation in that run takes
+    the same walk, also later ones (rolling batches, retries): one snapshot of the tree
+    per operation, like rsync's file list for many destinations. What a host is sent is
+    still verified against that snapshot's sums, so a file changed locally while the
+    operation runs fails there rather than arriving unverified; the next run sees it.
+    Any other call walks again.
     """
+    if share is not None:
+        key = (*share, source)
+        with _HASH_LOCK:
+            kept = _SHARED.get(key)
+        if kept is not None:
+            return kept
+        tree = _scan_tree(source)
+        with _HASH_LOCK:
+            if any(k[0] != share[0] for k in _SHARED):
+                _SHARED.clear()  # another run: its trees are of no use
+            while len(_SHARED) >= SHARED_MAX:
+                _SHARED.pop(next(iter(_SHARED)))
+            _SHARED[key] = tree
+        return tree
     with _HASH_LOCK:
         running = _SCANS.get(source)
         if running is None:
@@ -1191,30 +1236,10 @@ def _decide(op: Transfer, item: _Item, host: Host) -> None:
     """What to do with one file, from what is at its destination."""
     st = item.state
     assert st is not None
-    folder = _split(item.dest)[0]
-    if st.kind == "dir":
-        item.problem = (f"destination {item.dest} on {host.label} is a folder",
-                        "- end `to` with / to copy into it, or give the file's full path")  # fmt: skip
-        return
-    if st.kind == "other":
-        item.problem = (
-            f"destination {item.dest} on {host.label} is not a regular file",
-            "- remove it or choose another path",
-        )
-        return
-    if st.parent == "missing":
-        again = ", sudo=True)" if op.sudo else ")"
-        item.problem = (f"folder {folder} does not exist on {host.label}",
-                        f'- create it first: run("mkdir -p {folder}"{again}')  # fmt: skip
-        return
-    if st.parent == "other":
-        item.problem = (f"{folder} on {host.label} is not a folder", "- fix the destination path")
-        return
-    if st.parent == "readonly" and not op.sudo:
-        who = host.user or "the login user"
-        item.problem = (f"permission denied: {who} may not write in {folder} on {host.label}",
-                        f"- pass sudo=True to write as root\n- or choose a folder {who} may write in")  # fmt: skip
-        return
+    if st.kind != "file" or st.parent != "dir":  # the usual file in a folder it may write in is fine
+        item.problem = _destination_problem(op, item.dest, st, host)
+        if item.problem is not None:
+            return
     mode = item.mode
     owner, group = op.owner, op.group
     if st.kind == "file":
@@ -1233,6 +1258,26 @@ def _decide(op: Transfer, item: _Item, host: Host) -> None:
     item.action = "unchanged"
 
 
+def _destination_problem(op: Transfer, dest: str, st: FileState, host: Host) -> tuple[str, str] | None:
+    """Why ``dest`` cannot be written as it is on the host (reason, hint), or None."""
+    folder = _split(dest)[0]
+    if st.kind == "dir":
+        return (f"destination {dest} on {host.label} is a folder",
+                "- end `to` with / to copy into it, or give the file's full path")  # fmt: skip
+    if st.kind == "other":
+        return f"destination {dest} on {host.label} is not a regular file", "- remove it or choose another path"
+    if st.parent == "missing":
+        again = ", sudo=True)" if op.sudo else ")"
+        return f"folder {folder} does not exist on {host.label}", f'- create it first: run("mkdir -p {folder}"{again}'
+    if st.parent == "other":
+        return f"{folder} on {host.label} is not a folder", "- fix the destination path"
+    if st.parent == "readonly" and not op.sudo:
+        who = host.user or "the login user"
+        return (f"permission denied: {who} may not write in {folder} on {host.label}",
+                f"- pass sudo=True to write as root\n- or choose a folder {who} may write in")  # fmt: skip
+    return None
+
+
 def _attrs_script(items: Sequence[_Item]) -> str:
     lines = ["set -e"]
     for it in items:
@@ -1245,8 +1290,10 @@ def _attrs_script(items: Sequence[_Item]) -> str:
     return "\n".join(lines)
 
 
-def _look(executor: Executor, host: Host, op: Transfer, source: str) -> tuple[list[_Item], list[str]]:
-    items, folders = _items(op, source)
+def _look(
+    executor: Executor, host: Host, op: Transfer, source: str, share: tuple[str, str, int] | None = None
+) -> tuple[list[_Item], list[str]]:
+    items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
     sizes: list[int | None] = [it.size for it in items]
     if op.recursive:  # the tree's root: its parent must exist (the rest is created)
@@ -1324,7 +1371,7 @@ def _download(
 def _upload(
     executor: Executor, host: Host, op: Transfer, source: str, reporter: Reporter, cancel: Cancel, started: float
 ) -> CommandResult:
-    items, folders = _look(executor, host, op, source)
+    items, folders = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index))
     problems = [it for it in items if it.problem is not None]
     if problems:
         first = problems[0].problem
