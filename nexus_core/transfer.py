@@ -239,7 +239,7 @@ def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = (), signatur
     for group, hashed in ((picked, True), (rest, False)):
         if not group:
             continue
-        lines.append("set -- " + " ".join(shlex.quote(p) for p in group))
+        lines.append("set -- " + _quote_all(group))
         lines.append('for _f; do _nx_kind "$_f"; done')
         lines.append('_nx_stats "$@"')
         if signatures:
@@ -387,16 +387,17 @@ def _stat_shell(
     return [quick[i] for i in range(len(paths))], sigs, now
 
 
-def quick_script(paths: Sequence[str]) -> str:
+def quick_script(paths: Sequence[str], folders: Collection[str] = ()) -> str:
     """A POSIX shell script for GNU hosts printing, from a single ``stat`` (not following
     links), one ``NXQ RAWMODE INODE DEV SIZE MTIME CTIME OWNER GROUP PATH`` line per
     existing path, and an ``NXRO FOLDER`` line for each folder holding one of ``paths``
-    that the user running it may not write in (shell built-ins only)."""
-    folders = sorted({_split(p)[0] for p in paths})
+    (``folders``: these folders when the caller has them) that the user running it may
+    not write in (shell built-ins only)."""
+    folders = sorted(folders or {_split(p)[0] for p in paths})
     return "\n".join([
-        "set -- " + " ".join(shlex.quote(f) for f in folders),
+        "set -- " + _quote_all(folders),
         'for _f; do [ -w "$_f" ] || echo "NXRO $_f"; done',
-        "set -- " + " ".join(shlex.quote(p) for p in paths),
+        "set -- " + _quote_all(paths),
         "stat -c 'NXQ %f %i %d %s %.9Y %.9Z %U %G %n' -- \"$@\" 2>/dev/null || true",
     ])  # fmt: skip
 
@@ -412,10 +413,11 @@ def _quick_look(
     """The states :func:`quick_script` settles: folders, and regular files whose signature
     is the one kept in ``known`` (their kept sum stands, as in the full look). Anything
     else (and everything, should the script fail) is left out, for the full look."""
-    index = {p: i for i, p in enumerate(paths) if _plain(p)}
+    index = {p: i for i, p in enumerate(paths) if "\n" not in p and "\\" not in p}  # as _plain
     out: dict[int, FileState] = {}
-    for chunk in _quick_chunks(index):
-        result, lines = _run_script(executor, host, quick_script(chunk), sudo, _script_timeout(len(chunk)))
+    for chunk, folders in _quick_chunks(index):
+        result, lines = _run_script(executor, host, quick_script(chunk, folders), sudo,
+                                    _script_timeout(len(chunk)))  # fmt: skip
         if not result.ok:
             return {}
         readonly = {line[5:] for line in lines if line.startswith("NXRO ")}
@@ -452,9 +454,9 @@ def _quick_look(
     return out
 
 
-def _quick_chunks(paths: Iterable[str]) -> Iterator[list[str]]:
+def _quick_chunks(paths: Iterable[str]) -> Iterator[tuple[list[str], set[str]]]:
     """``paths`` in groups whose :func:`quick_script` stays within :data:`SCRIPT_MAX`
-    characters (each path once, each of their folders once)."""
+    characters (each path once, each of their folders once), with their folders."""
     group: list[str] = []
     seen: set[str] = set()
     used = 0
@@ -462,14 +464,24 @@ def _quick_chunks(paths: Iterable[str]) -> Iterator[list[str]]:
         folder = _split(path)[0]
         cost = len(path) + 3 + (0 if folder in seen else len(folder) + 3)
         if group and used + cost > SCRIPT_MAX:
-            yield group
+            yield group, seen
             group, seen, used = [], set(), 0
             cost = len(path) + len(folder) + 6
         group.append(path)
         seen.add(folder)
         used += cost
     if group:
-        yield group
+        yield group, seen
+
+
+_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search  # what shlex.quote leaves as it is
+
+
+def _quote_all(words: Sequence[str]) -> str:
+    """``words`` quoted for the shell and joined by spaces (one test for the usual plain paths)."""
+    if all(words) and _UNSAFE("".join(words)) is None:
+        return " ".join(words)
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _stat_full(
