@@ -34,6 +34,7 @@ __all__ = [
     "forget",
     "lookup",
     "lookup_remote",
+    "lookup_remote_tree",
     "lookup_tree",
     "remember",
     "remember_remote",
@@ -178,6 +179,24 @@ def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str
             return {}
     wanted = paths if isinstance(paths, set | frozenset | dict) else set(paths)
     return {str(r[0]): (str(r[1]), str(r[2])) for r in rows if r[0] in wanted}
+
+
+def lookup_remote_tree(host: str, root: str) -> dict[str, tuple[str, str]]:
+    """What is stored of the files under the folder ``root`` on ``host``, as
+    ``{path: (signature, sha256)}`` (one query)."""
+    base = root.rstrip("/") + "/"
+    with _lock:
+        db = _connect()
+        if db is None:
+            return {}
+        try:
+            rows = db.execute(
+                "SELECT path, sig, sha256 FROM remote WHERE host=? AND path >= ? AND path < ?",
+                (host, base, base[:-1] + "0"),  # "0" follows "/": every path starting with base
+            ).fetchall()
+        except sqlite3.Error:
+            return {}
+    return {p: (sig, sha) for p, sig, sha in rows}
 
 
 def remember_remote(host: str, entries: Iterable[tuple[str, str, str]]) -> None:

@@ -1307,18 +1307,37 @@ def _attrs_script(items: Sequence[_Item]) -> str:
 def _look(
     executor: Executor, host: Host, op: Transfer, source: str, share: tuple[str, str, int] | None = None
 ) -> tuple[list[_Item], list[str]]:
+    own = type(executor).stat_files is not Executor.stat_files
+    root = op.dest.rstrip("/") or "/"
+    seen: dict[str, FileState] = {}
+    known: dict[str, tuple[str, str]] | None = None
+    if op.recursive and not own:
+        # A re-run: look first at what was written there before (the kept paths), then walk
+        # the local tree while the other hosts wait on theirs (the client's work is serial).
+        known = checksum_cache.lookup_remote_tree(_host_key(host), root)
+        if known:
+            listed = [*known, root]
+            found = _quick_look(executor, host, listed, [-1] * len(known) + [None], op.sudo, known)
+            seen = {listed[i]: st for i, st in found.items()}
     items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
     sizes: list[int | None] = [it.size for it in items]
     if op.recursive:  # the tree's root: its parent must exist (the rest is created)
-        paths.append(op.dest.rstrip("/") or "/")
+        paths.append(root)
         sizes.append(None)
-    if type(executor).stat_files is Executor.stat_files:
+    if own:
+        states = executor.stat_files(host, paths, sizes, op.sudo)
+    elif known is None:
         known = checksum_cache.lookup_remote(_host_key(host), set(paths))
         states, sigs, now = _stat_shell(executor, host, paths, sizes, op.sudo, known)
         _remember_host_sums(host, states, sigs, now, known)
-    else:
-        states = executor.stat_files(host, paths, sizes, op.sudo)
+    else:  # settled by the quick look (its sums stand for the files' own sizes), or looked at now
+        rest = [i for i, p in enumerate(paths) if p not in seen]
+        looked, sigs, now = _stat_full(executor, host, [paths[i] for i in rest], [sizes[i] for i in rest],
+                                       op.sudo, known) if rest else ([], {}, "")  # fmt: skip
+        _remember_host_sums(host, looked, sigs, now, known)
+        more = dict(zip(rest, looked, strict=True))
+        states = [more[i] if i in more else seen[p] for i, p in enumerate(paths)]
     if op.recursive:
         top = states.pop()
         if top.kind not in ("dir", "missing"):
