@@ -460,17 +460,20 @@ def test_a_rerun_trusts_kept_checksums_yet_sees_changes_made_on_either_side(
     fifth = run(project, "run", "publish", "--format", "json")
     assert [s["changed"] for s in stops(fifth)] == [False] and fifth.of("handler.stop") == []
 
-    # a re-run settles known files with one stat line each: it still sees a mode changed
-    # on the host, a file gone, and a folder where a file was
+    # a re-run first looks at the files it wrote there before (one stat record each): it
+    # still sees a mode changed on the host, a file gone, a new local file in a new
+    # folder, and a folder where a file was
     (dest / "f2.txt").chmod(0o600)
     (dest / "f3.txt").unlink()
+    (site / "new").mkdir()
+    (site / "new" / "f7.txt").write_text("file 7\n")
     dry = run(project, "run", "publish", "--dry-run")
-    assert dry.code == 0 and "would change 2 of 6 files" in dry.stdout, dry
+    assert dry.code == 0 and "would change 3 of 7 files" in dry.stdout, dry
     assert not (dest / "f3.txt").exists() and (dest / "f2.txt").stat().st_mode & 0o777 == 0o600
     sixth = run(project, "run", "publish", "--format", "json")
-    assert [(s["changed"], s["changed_files"]) for s in stops(sixth)] == [(True, 2)]
+    assert [(s["changed"], s["changed_files"]) for s in stops(sixth)] == [(True, 3)]
     assert (dest / "f2.txt").stat().st_mode & 0o777 == (site / "f2.txt").stat().st_mode & 0o777
-    assert (dest / "f3.txt").read_text() == "file 3\n"
+    assert (dest / "f3.txt").read_text() == "file 3\n" and (dest / "new" / "f7.txt").read_text() == "file 7\n"
     assert [e["handler"] for e in sixth.of("handler.stop")] == ["reload"]
     (dest / "f5.txt").unlink()
     (dest / "f5.txt").mkdir()
