@@ -401,9 +401,11 @@ class EventBus:
     one by one.
     """
 
-    #: Longest wait for one's event before looking again whether anyone delivers (only an
-    #: interrupted deliverer leaves events behind; every other case wakes the emitter at once).
-    RECHECK = 1.0
+    #: Longest wait for one's event before looking again whether anyone delivers. Only an
+    #: interrupted deliverer leaves events behind; every other case wakes the emitter at once.
+    #: Long on purpose: with a thousand emitters waiting, a 1 s look-again was a thousand
+    #: wake-ups a second, each a thread wanting the GIL the deliverer needs.
+    RECHECK = 30.0
 
     def __init__(self, run_id: str, report: Callable[[str], None] | None = None) -> None:
         self.run_id = run_id

@@ -79,6 +79,7 @@ def test_a_subscriber_may_emit_while_it_is_called() -> None:
 
 def test_an_interrupted_deliverer_hands_the_queue_to_a_waiting_emitter() -> None:
     bus = ev.EventBus(RUN)
+    bus.RECHECK = 0.2  # how soon a waiting emitter looks again (30 s in a run)
     seen: list[str] = []
     in_first = threading.Event()
     queued = threading.Event()
