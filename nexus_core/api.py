@@ -468,9 +468,9 @@ class Executor(ABC):
     def host_done(self, host: Host) -> None:  # noqa: B027 - optional hook
         """The run has no more commands for ``host`` (all ended or skipped); optional.
 
-        Until then an executor may keep what ``host`` will need again (nexus-ssh keeps one
-        connection open however long the host waits for the next task); after it, it may
-        let go of it at once.
+        Until then an executor may keep what ``host`` will need again (a remote transport
+        can keep one connection open however long the host waits for its next task); after
+        it, it may let go of it at once.
         """
 
     def remove_markers(self, host: Host, run_id: str) -> None:
