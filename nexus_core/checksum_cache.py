@@ -113,36 +113,38 @@ def _connect() -> sqlite3.Connection | None:
     return db
 
 
-def lookup(path: str, sig: Signature) -> str:
-    """The stored sha256 of ``path`` when it had signature ``sig``; "" when not known."""
+def _read(sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """The rows ``sql`` selects (best effort: a cache that cannot be read has no rows)."""
     with _lock:
         db = _connect()
         if db is None:
-            return ""
+            return []
         try:
-            row = db.execute(
-                "SELECT sha256 FROM local WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? AND ino=? AND dev=?",
-                (path, *sig),
-            ).fetchone()
+            return db.execute(sql, args).fetchall()
         except sqlite3.Error:
-            return ""
-    return str(row[0]) if row else ""
+            return []
+
+
+def _under(root: str) -> tuple[str, str]:
+    """The range of paths under the folder ``root``: ``path >= low AND path < high``."""
+    base = root.rstrip("/") + "/"
+    return base, base[:-1] + "0"  # "0" follows "/": every path starting with base
+
+
+def lookup(path: str, sig: Signature) -> str:
+    """The stored sha256 of ``path`` when it had signature ``sig``; "" when not known."""
+    rows = _read(
+        "SELECT sha256 FROM local WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? AND ino=? AND dev=?",
+        (path, *sig),
+    )
+    return str(rows[0][0]) if rows else ""
 
 
 def lookup_tree(root: str) -> dict[str, tuple[Signature, str]]:
     """Every stored entry under the folder ``root``, as ``{path: (signature, sha256)}`` (one query)."""
-    base = root.rstrip("/") + "/"
-    with _lock:
-        db = _connect()
-        if db is None:
-            return {}
-        try:
-            rows = db.execute(
-                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, sha256 FROM local WHERE path >= ? AND path < ?",
-                (base, base[:-1] + "0"),  # "0" follows "/": every path starting with base
-            ).fetchall()
-        except sqlite3.Error:
-            return {}
+    rows = _read(
+        "SELECT path, size, mtime_ns, ctime_ns, ino, dev, sha256 FROM local WHERE path >= ? AND path < ?", _under(root)
+    )
     return {str(r[0]): ((int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])), str(r[6])) for r in rows}
 
 
@@ -169,14 +171,7 @@ def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str
     """What is stored of ``paths`` on ``host`` (a host's identity), as ``{path: (signature, sha256)}``."""
     if not paths:
         return {}
-    with _lock:
-        db = _connect()
-        if db is None:
-            return {}
-        try:
-            rows = db.execute("SELECT path, sig, sha256 FROM remote WHERE host=?", (host,)).fetchall()
-        except sqlite3.Error:
-            return {}
+    rows = _read("SELECT path, sig, sha256 FROM remote WHERE host=?", (host,))
     wanted = paths if isinstance(paths, set | frozenset | dict) else set(paths)
     return {str(r[0]): (str(r[1]), str(r[2])) for r in rows if r[0] in wanted}
 
@@ -184,18 +179,7 @@ def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str
 def lookup_remote_tree(host: str, root: str) -> dict[str, tuple[str, str]]:
     """What is stored of the files under the folder ``root`` on ``host``, as
     ``{path: (signature, sha256)}`` (one query)."""
-    base = root.rstrip("/") + "/"
-    with _lock:
-        db = _connect()
-        if db is None:
-            return {}
-        try:
-            rows = db.execute(
-                "SELECT path, sig, sha256 FROM remote WHERE host=? AND path >= ? AND path < ?",
-                (host, base, base[:-1] + "0"),  # "0" follows "/": every path starting with base
-            ).fetchall()
-        except sqlite3.Error:
-            return {}
+    rows = _read("SELECT path, sig, sha256 FROM remote WHERE host=? AND path >= ? AND path < ?", (host, *_under(root)))
     return {p: (sig, sha) for p, sig, sha in rows}
 
 
