@@ -96,20 +96,19 @@ class Gate:
         self._mutex = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
 
-    def enter(self, sleep: Callable[[float], bool]) -> float:
+    def enter(self, sleep: Callable[[float], bool]) -> None:
         """Take a slot, waiting for one (and looking every ``_LINE_POLL`` s whether the run is
-        stopping: ``sleep(0)`` False raises :class:`PacingCancelled`); return the seconds waited."""
+        stopping: ``sleep(0)`` False raises :class:`PacingCancelled`)."""
         with self._mutex:
             if self._free > 0:
                 self._free -= 1
-                return 0.0
+                return
             mine = threading.Lock()
             mine.acquire()
             self._waiters.append(mine)
-        t0 = time.monotonic()
         for _ in range(_MAX_WAITS):
             if mine.acquire(timeout=_LINE_POLL):  # released by leave(): the slot is ours
-                return time.monotonic() - t0
+                return
             if not sleep(0):
                 with self._mutex:
                     try:
@@ -164,10 +163,6 @@ class Pacer:
         #: ``_free`` turns go at once. A lock here made a fleet's connections queue behind
         #: each other at the start of a run, each hand-over waiting for the GIL.
         self._tickets = itertools.count()
-        #: Seconds connections spent waiting for the rate limit and for a jump host's cap.
-        self.waited_rate = 0.0
-        self.waited_jump = 0.0
-        self.waited_opening = 0.0
 
     def _rate_turn(self, sleep: Callable[[float], bool]) -> None:
         """Wait until the rate allows one more connection.
@@ -201,7 +196,6 @@ class Pacer:
         # every waiting connection watched the limiter itself, all of them woke at each window
         # reset for one to get through: 800 paced connections of a 1,000-host run made about
         # 300,000 wake-ups, each a GIL hand-over.
-        t0 = time.monotonic()
         for _ in range(_MAX_WAITS):
             if self._line.acquire(timeout=_LINE_POLL):
                 break
@@ -218,10 +212,6 @@ class Pacer:
                     raise PacingCancelled()
         finally:
             self._line.release()
-        waited = time.monotonic() - t0
-        if waited > 0.001:
-            with self._lock:
-                self.waited_rate += waited
 
     @contextmanager
     def turn(self, jump: str, sleep: Callable[[float], bool]) -> Iterator[None]:
@@ -234,17 +224,11 @@ class Pacer:
                     gate = self._caps.get(jump)
                     if gate is None:
                         gate = self._caps[jump] = Gate(self.jump_concurrency)
-                waited = gate.enter(sleep)
+                gate.enter(sleep)
                 held.append(gate)
-                if waited > 0.001:
-                    with self._lock:
-                        self.waited_jump += waited
             if self._opening is not None:
-                waited = self._opening.enter(sleep)
+                self._opening.enter(sleep)
                 held.append(self._opening)
-                if waited > 0.001:
-                    with self._lock:
-                        self.waited_opening += waited
             self._rate_turn(sleep)
             yield
         finally:
