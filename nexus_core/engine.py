@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,38 @@ if TYPE_CHECKING:
 
 #: Seconds between SIGINT, SIGTERM and SIGKILL once a shutdown grace period is over.
 ESCALATION_STEP = 2.0
+
+#: Hosts a task may run at once from which a run raises the interpreter's switch interval
+#: to :data:`BUSY_SWITCH_INTERVAL` (see :func:`busy_switch_interval`).
+MANY_HOSTS = 64
+#: The switch interval (seconds) of a run with :data:`MANY_HOSTS` or more hosts at once.
+BUSY_SWITCH_INTERVAL = 0.05
+
+
+@contextmanager
+def busy_switch_interval(hosts_at_once: int) -> Iterator[None]:
+    """Raise CPython's switch interval from 5 ms to :data:`BUSY_SWITCH_INTERVAL` while a run
+    with ``hosts_at_once >= MANY_HOSTS`` is under way (unchanged below that).
+
+    Every thread waiting for the GIL wakes at each interval to ask for it, so with a few
+    hundred hosts' threads (each host's worker and its transport's reader) busy at once, the
+    5 ms default made tens of thousands of wake-ups a second and the run collapsed into the
+    kernel: at 1,000 hosts, runs of 130-180 s with 140-230 s of system time and 5-7 million
+    context switches, against 50-66 s and ~20 s of CPU with 20-50 ms (docs/decisions.md,
+    Scale). Threads that block on I/O or locks still let go of the GIL at once; only a thread
+    computing without a pause may now keep it up to 50 ms before another gets a turn.
+    """
+    before = sys.getswitchinterval()  # (kept in microseconds: 0.05 reads back as 0.0499...)
+    if hosts_at_once < MANY_HOSTS or before >= BUSY_SWITCH_INTERVAL * 0.99:
+        yield
+        return
+    sys.setswitchinterval(BUSY_SWITCH_INTERVAL)
+    mine = sys.getswitchinterval()
+    try:
+        yield
+    finally:
+        if sys.getswitchinterval() == mine:  # nobody else changed it since
+            sys.setswitchinterval(before)
 
 
 def new_run_id() -> str:
@@ -244,10 +276,11 @@ class Engine:
             self.bus.emit(ev.TaskStop(rid, task=name, hosts=(), status="skipped", reason=why))
         results: dict[str, TaskResult] = {}
         try:
-            self._prepare_executors()
-            self._schedule(order, results)
-            if not self.cancel.requested:  # nothing is left running: no command is uncertain
-                self._clean_markers()
+            with busy_switch_interval(self._hosts_at_once()):
+                self._prepare_executors()
+                self._schedule(order, results)
+                if not self.cancel.requested:  # nothing is left running: no command is uncertain
+                    self._clean_markers()
         except Exception as exc:  # a bug in Nexus or a plugin: tell the subscribers, then fail loudly
             self.bus.emit(ev.PipelineException(rid, duration=time.monotonic() - started,
                                                kind=type(exc).__name__, reason=str(exc)))  # fmt: skip
@@ -267,6 +300,17 @@ class Engine:
             tasks_completed=tuple(result.names("ok")), tasks_failed=tuple(result.names("failed")),
             tasks_skipped=tuple(result.names("skipped"))))  # fmt: skip
         return result
+
+    def forks(self) -> int:
+        """How many hosts of one task run at once: ``--forks``, else ``config(forks=...)``,
+        else ``parallel_limit``."""
+        forks = self.options.forks or int(self.plan.config.get("forks") or 0) or self.options.parallel_limit
+        return max(1, forks)
+
+    def _hosts_at_once(self) -> int:
+        """The most hosts one task of the plan may run at once (its hosts, at most ``forks``)."""
+        widest = max((len(tp.hosts) for tp in self.plan.tasks.values()), default=0)
+        return min(widest, self.forks())
 
     def _prepare_executors(self) -> None:
         """Let each executor of the plan do its one-time set-up before the hosts' threads start."""
@@ -1058,10 +1102,7 @@ class _TaskContext(StrategyContext):
         self.by_host = {id(hp.host): hp for hp in tp.hosts}
         self.outcomes: list[HostOutcome] = []
         self.commands_executed = 0
-        forks = (
-            engine.options.forks or int(engine.plan.config.get("forks") or 0) or max(engine.options.parallel_limit, 1)
-        )
-        self.forks = max(1, forks)
+        self.forks = engine.forks()
 
     def stopping(self) -> bool:
         return self.engine.cancel.requested
