@@ -43,30 +43,43 @@ if TYPE_CHECKING:
 ESCALATION_STEP = 2.0
 
 #: Hosts a task may run at once from which a run raises the interpreter's switch interval
-#: to :data:`BUSY_SWITCH_INTERVAL` (see :func:`busy_switch_interval`).
+#: (see :func:`busy_switch_interval`).
 MANY_HOSTS = 64
-#: The switch interval (seconds) of a run with :data:`MANY_HOSTS` or more hosts at once.
+#: The switch interval (seconds) of a run with :data:`MANY_HOSTS` hosts at once; it grows by
+#: :data:`SWITCH_PER_HOST` per host at once, up to :data:`MAX_SWITCH_INTERVAL`.
 BUSY_SWITCH_INTERVAL = 0.05
+SWITCH_PER_HOST = 0.00025
+MAX_SWITCH_INTERVAL = 0.5
+
+
+def switch_interval_for(hosts_at_once: int) -> float:
+    """The switch interval a run with ``hosts_at_once`` hosts at once uses (0: unchanged)."""
+    if hosts_at_once < MANY_HOSTS:
+        return 0.0
+    return min(MAX_SWITCH_INTERVAL, max(BUSY_SWITCH_INTERVAL, hosts_at_once * SWITCH_PER_HOST))
 
 
 @contextmanager
 def busy_switch_interval(hosts_at_once: int) -> Iterator[None]:
-    """Raise CPython's switch interval from 5 ms to :data:`BUSY_SWITCH_INTERVAL` while a run
-    with ``hosts_at_once >= MANY_HOSTS`` is under way (unchanged below that).
+    """Raise CPython's switch interval from 5 ms to :func:`switch_interval_for` while a run
+    with ``hosts_at_once >= MANY_HOSTS`` is under way (unchanged below that): 50 ms up to
+    200 hosts at once, 250 ms at 1,000, at most 0.5 s.
 
-    Every thread waiting for the GIL wakes at each interval to ask for it, so with a few
-    hundred hosts' threads (each host's worker and its transport's reader) busy at once, the
-    5 ms default made tens of thousands of wake-ups a second and the run collapsed into the
-    kernel: at 1,000 hosts, runs of 130-180 s with 140-230 s of system time and 5-7 million
-    context switches, against 50-66 s and ~20 s of CPU with 20-50 ms (docs/decisions.md,
-    Scale). Threads that block on I/O or locks still let go of the GIL at once; only a thread
-    computing without a pause may now keep it up to 50 ms before another gets a turn.
+    Every thread waiting for the GIL wakes at each interval to ask for it, so with hundreds
+    of hosts' threads (each host's worker and its transport's reader) wanting it at once,
+    the 5 ms default made tens of thousands of wake-ups a second and runs collapsed into the
+    kernel: W1 at 1,000 hosts now and then took 90-180 s with 80-260 s of CPU, mostly system
+    time, against 50-70 s and ~20 s with 20-100 ms; W4 (three tasks) at 1,000 hosts took
+    474 s with 536 s of CPU at 50 ms, 130 s and 29 s at 250 ms (docs/decisions.md, Scale).
+    Threads that block on I/O or a lock still let go of the GIL at once; only a thread
+    computing without a pause may now keep it that long before another gets a turn.
     """
+    wanted = switch_interval_for(hosts_at_once)
     before = sys.getswitchinterval()  # (kept in microseconds: 0.05 reads back as 0.0499...)
-    if hosts_at_once < MANY_HOSTS or before >= BUSY_SWITCH_INTERVAL * 0.99:
+    if not wanted or before >= wanted * 0.99:
         yield
         return
-    sys.setswitchinterval(BUSY_SWITCH_INTERVAL)
+    sys.setswitchinterval(wanted)
     mine = sys.getswitchinterval()
     try:
         yield

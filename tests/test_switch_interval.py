@@ -10,7 +10,15 @@ import pytest
 
 from nexus_core import events as ev
 from nexus_core.api import Cancel, CommandResult, Executor, OutputCallback
-from nexus_core.engine import BUSY_SWITCH_INTERVAL, MANY_HOSTS, Engine, RunOptions, busy_switch_interval
+from nexus_core.engine import (
+    BUSY_SWITCH_INTERVAL,
+    MANY_HOSTS,
+    MAX_SWITCH_INTERVAL,
+    Engine,
+    RunOptions,
+    busy_switch_interval,
+    switch_interval_for,
+)
 from nexus_core.loader import load_project
 from nexus_core.model import Command, Host
 from nexus_core.plan import build_plan
@@ -64,15 +72,26 @@ def test_few_hosts_at_once_leave_the_switch_interval_alone(tmp_path: Path) -> No
     assert sys.getswitchinterval() == before
 
 
+def test_the_interval_grows_with_the_hosts_at_once_up_to_a_bound() -> None:
+    assert switch_interval_for(MANY_HOSTS - 1) == 0.0
+    assert switch_interval_for(MANY_HOSTS) == BUSY_SWITCH_INTERVAL
+    assert switch_interval_for(200) == BUSY_SWITCH_INTERVAL
+    assert switch_interval_for(1000) == pytest.approx(0.25, abs=1e-4)
+    assert switch_interval_for(100_000) == MAX_SWITCH_INTERVAL
+
+
 def test_a_value_changed_during_the_run_is_kept() -> None:
     before = sys.getswitchinterval()
     try:
         with busy_switch_interval(MANY_HOSTS):
             assert sys.getswitchinterval() == pytest.approx(BUSY_SWITCH_INTERVAL)
             sys.setswitchinterval(0.2)  # someone else's choice: not undone
-        assert sys.getswitchinterval() == pytest.approx(0.2)
+        assert sys.getswitchinterval() == pytest.approx(0.2, abs=1e-4)
         with busy_switch_interval(MANY_HOSTS):  # already at least as long: unchanged
-            assert sys.getswitchinterval() == pytest.approx(0.2)
-        assert sys.getswitchinterval() == pytest.approx(0.2)
+            assert sys.getswitchinterval() == pytest.approx(0.2, abs=1e-4)
+        assert sys.getswitchinterval() == pytest.approx(0.2, abs=1e-4)
+        with busy_switch_interval(1000):  # longer than 0.2 s for 1,000 hosts at once
+            assert sys.getswitchinterval() == pytest.approx(0.25, abs=1e-4)
+        assert sys.getswitchinterval() == pytest.approx(0.2, abs=1e-4)
     finally:
         sys.setswitchinterval(before)
