@@ -219,7 +219,12 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
         f"ulimit -S -f unlimited 2>/dev/null && ulimit -S -f {SMALL_SPOOL_BLOCKS} 2>/dev/null"
         f' && printf "\\n" 2>/dev/null >>{out} && ulimit -S -f unlimited 2>/dev/null'
     )
-    small = f'{last} >>{out}; while IFS= read -r nexus_l; do printf "%s\\n" "$nexus_l"; done <{out} >&4'
+    # The lines are gathered and written at once: one write, one SSH packet to the controller
+    # (a printf per line cost a packet each: three for a one-line answer).
+    small = (
+        f'{last} >>{out}; nexus_s=; while IFS= read -r nexus_l; do nexus_s="$nexus_s$nexus_l\n"; done <{out}; '
+        'printf %s "$nexus_s" >&4'
+    )
     # A spool the keeper cut (longer than spool_max_bytes) is replayed from the cut.
     whole = _from_cut(out, out_cut, "4")
     large = f"ulimit -S -f unlimited 2>/dev/null; {sep} >>{out}; [ -s {err} ] || {{ {whole}; }}; ( {whole} )"
@@ -242,24 +247,38 @@ def keeper_script() -> str:
     keeping the last half of the bound, and the offset of the cut is written to
     ``KEY.out.cut`` / ``KEY.err.cut`` for the readers (:func:`follow_script`, the replay).
     It leaves when the folder is gone (the host's end of the run, or pruning) or when no
-    command recorded in the status file has been alive for :data:`KEEPER_IDLE` ticks.
+    command recorded in the status file has been alive for :data:`KEEPER_IDLE` ticks. A
+    tick's cost while commands come and go: ``sleep`` and one ``find``, which also says
+    whether the status file changed in the last two ticks (a command started or ended: the
+    run is alive); only otherwise is the status file read to ``kill -0`` each command's pid.
     Needs GNU ``find`` and util-linux ``fallocate`` (without them, nothing is bounded).
     """
+    recent = f"{2 * KEEPER_TICK / 60:.3f}"  # minutes: the status file changed in the last two ticks
     return (
         'd=$1; max=$2; keep=$((max / 2)); idle=0; trap "" HUP INT TERM PIPE; echo $$ >"$d/.keeper"\n'
         f'while [ -d "$d" ] && [ "$idle" -lt {KEEPER_IDLE} ]; do\n'
         f"  sleep {KEEPER_TICK} || exit 0\n"
-        "  find \"$d\" -maxdepth 1 -type f \\( -name '*.out' -o -name '*.err' \\) -size +\"$max\"c"
-        " -printf '%s %b %p\\n' 2>/dev/null | while read -r s b f; do\n"
+        "  live=0\n"
+        # One find a tick, read without a pipeline (no subshell): the spools over the bound, and
+        # "S" when a command started or ended lately (its pid or rc line was just written).
+        '  found=$(find "$d" -maxdepth 1 -type f \\( -name status -mmin -' + recent + " -printf 'S 0 -\\n'"
+        " -o \\( -name '*.out' -o -name '*.err' \\) -size +\"$max\"c -printf '%s %b %p\\n' \\) 2>/dev/null)\n"
+        '  [ -z "$found" ] || while read -r s b f; do\n'
+        '    [ "$s" = S ] && live=1 && continue\n'
         '    [ "$((b * 512))" -gt "$max" ] || continue\n'
         "    c=$(((s - keep) / 65536 * 65536))\n"
         '    [ "$c" -gt 0 ] && fallocate -p -o 0 -l "$c" "$f" 2>/dev/null && echo "$c" >"$f.cut"\n'
-        "  done\n"
-        "  live=0\n"
-        '  while read -r k w n; do [ "$w" = pid ] && kill -0 "$n" 2>/dev/null && live=1 && break; done <"$d/status"\n'
+        "  done <<NEXUS_FOUND\n"
+        "$found\n"
+        "NEXUS_FOUND\n"
+        # Otherwise: is any command of the run alive? (dash reads the file a byte per call.)
+        '  [ "$live" = 1 ] || while read -r k w n; do\n'
+        '    [ "$w" = pid ] && kill -0 "$n" 2>/dev/null && live=1 && break\n'
+        '  done <"$d/status"\n'
         '  if [ "$live" = 1 ]; then idle=0; else idle=$((idle + 1)); fi\n'
         "done\n"
-        'rm -f "$d/.keeper"'
+        # The folder gone (the run's end on this host): nothing to remove, no rm to start.
+        '[ ! -d "$d" ] || rm -f "$d/.keeper"'
     )
 
 
@@ -269,11 +288,18 @@ def keeper_start(spool_max: int) -> str:
     Two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
     away from the command's process group and from every descriptor of the command.
     """
-    script = quote(keeper_script())
-    return (
-        '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
-        f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)} </dev/null >/dev/null 2>&1 4>&- & }}'
-    )
+    text = _KEEPER_START.get(spool_max)
+    if text is None:  # the same for every command of a run: quoted once, not per command
+        script = quote(keeper_script())
+        text = _KEEPER_START[spool_max] = (
+            '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
+            f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
+            " </dev/null >/dev/null 2>&1 4>&- & }"
+        )
+    return text
+
+
+_KEEPER_START: dict[int, str] = {}
 
 
 def build(
