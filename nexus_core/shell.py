@@ -167,15 +167,18 @@ def wrap(
         if own:
             return f'{pro}\n( {script}\n)\nnexus_rc=$?\n{record}; exit "$nexus_rc"'
         return f"{pro}; trap 'nexus_rc=$?; {record}' EXIT\n{script}"
-    out, err = f'"$nexus_d/{k}.out"', f'"$nexus_d/{k}.err"'
+    # The spools' paths are named once: the replay names them a dozen times (a shorter text
+    # for the host's shells to read, twice per command in session mode).
+    out, err = '"$nexus_o"', '"$nexus_e"'
     if replay:
-        end = _replay(out, err, f'"$nexus_d/{k}.out.cut"', f'"$nexus_d/{k}.err.cut"')
+        end = _replay(out, err, '"$nexus_o.cut"', '"$nexus_e.cut"')
     else:
         end = 'exit "$nexus_rc"'
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.
     redirect = f"4>&1 >{out} 2>{err}"
     start = (
         pro
+        + f'; nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
         + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
         + f'; command exec 2>/dev/null {redirect} || {{ mkdir -p "$nexus_d"; exec {redirect}; }}'
     )
@@ -261,8 +264,9 @@ def keeper_script() -> str:
         "  live=0\n"
         # One find a tick, read without a pipeline (no subshell): the spools over the bound, and
         # "S" when a command started or ended lately (its pid or rc line was just written).
-        '  found=$(find "$d" -maxdepth 1 -type f \\( -name status -mmin -' + recent + " -printf 'S 0 -\\n'"
-        " -o \\( -name '*.out' -o -name '*.err' \\) -size +\"$max\"c -printf '%s %b %p\\n' \\) 2>/dev/null)\n"
+        # (No single quote in the keeper's text: quoted twice, each would cost 17 characters.)
+        '  found=$(find "$d" -maxdepth 1 -type f \\( -name status -mmin -' + recent + ' -printf "S 0 -\\n"'
+        ' -o \\( -name "*.out" -o -name "*.err" \\) -size +"$max"c -printf "%s %b %p\\n" \\) 2>/dev/null)\n'
         '  [ -z "$found" ] || while read -r s b f; do\n'
         '    [ "$s" = S ] && live=1 && continue\n'
         '    [ "$((b * 512))" -gt "$max" ] || continue\n'
