@@ -20,7 +20,8 @@ shared and wall times swing with the load. Results go to bench/results/tailscale
    devices' addresses are on loopback port 1, refused at once, so the dry run's
    connectivity check costs the same both ways.
 
-Usage: ``python bench/tailscale.py [--runs N]`` (default 15).
+Usage: ``python bench/tailscale.py [--runs N] [--name NAME]`` (default 15 runs; results in
+``bench/results/NAME.{json,md}``, default ``tailscale``).
 
 ``--callgrind`` instead counts instructions (``valgrind --tool=callgrind``: deterministic,
 whatever the load) of one warm ``nexus run hello --list-hosts`` on the 1,000 hosts written
@@ -259,6 +260,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead (needs valgrind)")
     parser.add_argument("--keep", type=Path, help="with --callgrind: keep the callgrind outputs in this folder")
+    parser.add_argument(
+        "--name",
+        default="tailscale",
+        help="results go to NAME.{json,md} or NAME-callgrind.json (default tailscale; a session's own: tailscale-s5)",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
     from bench.run import compile_sources
@@ -276,7 +282,9 @@ def main(argv: list[str]) -> None:
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
             got = measure_callgrind(server.url, args.keep.resolve() if args.keep else None)
-        (RESULTS / "tailscale-callgrind.json").write_text(json.dumps(got, indent=2) + "\n")
+        got["load"] = load()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.name}-callgrind.json").write_text(json.dumps(got, indent=2) + "\n")
         n = got["instructions"]
         print(
             f"nexus run hello --list-hosts, {got['hosts']} hosts: written out {n['literal'] / 1e6:.1f} M instructions, "
@@ -298,9 +306,9 @@ def main(argv: list[str]) -> None:
         }
     results["load_end"] = load()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tailscale.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results)
-    (RESULTS / "tailscale.md").write_text(text)
+    (RESULTS / f"{args.name}.md").write_text(text)
     print(text)
 
 

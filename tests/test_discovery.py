@@ -6,6 +6,7 @@ the real ``nexus`` CLI, as in ``test_plugins.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -687,3 +688,211 @@ def test_group_attributes_apply_to_their_hosts_host_over_group_over_parent(proje
         # db says nothing itself: everything from its parent prod, over the file's
         "db-1": ("prod-user", 2200, ["prod"], {**common, "tier": "prod"}),
     }
+
+
+# --- what the issue lists, each through the real CLI ---------------------------------------------
+
+# A plugin whose two sources meet: each leaves a mark and waits (bounded) for the other's, so
+# discovery succeeds only when the two are asked at the same time, whatever the machine's speed.
+MEET_PLUGIN = """
+import os
+import time
+
+from nexus_core.plugin import DiscoveredHost, DiscoveryError, HostSource, Option, Registration, hookimpl
+
+NEXUS_API_VERSION = 1
+
+
+class MeetSource(HostSource):
+    def discover(self, filters):
+        side = filters["side"]
+        other = "b" if side == "a" else "a"
+        open(os.path.join(self.context.root, "meet-" + side), "w").close()
+        for _ in range(400):  # at most 20 s
+            if os.path.exists(os.path.join(self.context.root, "meet-" + other)):
+                return [DiscoveredHost(side + "-1", transport="fake")]
+            time.sleep(0.05)
+        raise DiscoveryError("source " + side + " never met source " + other + ": they were asked one after another")
+
+
+@hookimpl
+def nexus_host_sources():
+    return [Registration("meet", "nexus_meet:MeetSource", {"filters": (Option("side", (str,), None, "a or b"),)})]
+"""
+
+
+def test_sources_are_asked_at_the_same_time(project, site):
+    make_dist(site, features=FEATURES)
+    info = site / "nexus_meet-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nexus-meet\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[nexus]\nmeet = nexus_meet\n", encoding="utf-8")
+    (info / "RECORD").write_text("", encoding="utf-8")
+    (site / "nexus_meet.py").write_text(MEET_PLUGIN, encoding="utf-8")
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake,nexus-meet"
+    project.write("""
+        from nexus_core import discover, hosts, run, task
+
+        hosts("both", discover("meet", side="a"), discover("meet", side="b"))
+
+        @task(on="both")
+        def hello():
+            run("echo hi")
+    """)
+    out = project.run("hosts", "list", "--format", "json")
+    assert out.code == 0, out
+    assert [h["name"] for h in out.json()["groups"][0]["hosts"]] == ["a-1", "b-1"]
+
+
+def test_a_group_of_groups_includes_discovered_hosts(project, site, logs):
+    """Discovered groups mix with other groups (``groups=[...]``) like any group."""
+    setup_source(project, site, SOURCE_PROJECT + '\nhosts("fleet", "fake://solo", groups=["nodes", "mixed"])\n'
+                 '\n@task(on="fleet")\ndef everywhere():\n    run("echo all")\n')  # fmt: skip
+    out = project.run("run", "everywhere")
+    assert out.code == 0, out
+    assert sorted(r["host"] for r in logs.records("run")) == ["extra", "m-1", "m-2", "n-1", "n-2", "solo"]
+    listed = project.run("hosts", "list", "fleet", "--format", "json").json()["groups"][0]
+    sources = {h["name"]: h["source"] for h in listed["hosts"]}
+    assert sources["n-one"] == "discover('fakes', prefix='n') (via group nodes)" and sources["solo"] == "nexusfile"
+
+
+def test_templates_read_the_attributes_of_discovered_hosts(project, tmp_path):
+    out_file = tmp_path / "motd"
+    project.write("[web]\nme ansible_connection=local tier=front tags=blue,eu\n", "hosts.ini")
+    project.write(
+        "{{ host.facts.name }} from {{ host.facts.source }}: tags {{ host.tags | join(',') }}, "
+        "tier {{ host.vars.tier }}, groups {{ host.facts.groups | join(',') }}\n",
+        "motd.j2",
+    )
+    project.write(f"""
+        from nexus_core import inventory, task, template
+
+        inventory("hosts.ini")
+
+        @task(on="web")
+        def motd():
+            template("motd.j2", {str(out_file)!r})
+    """)
+    out = project.run("run", "motd")
+    assert out.code == 0, out
+    assert out_file.read_text() == "me from file: tags blue,eu, tier front, groups all,web\n"
+
+
+def test_every_mistake_of_a_yaml_or_toml_inventory_is_reported_at_once(project):
+    project.write(
+        """
+        all:
+          children:
+            web:
+              hosts:
+                web-1:
+                web-1:
+                web-2:
+                  ansible_port: 99999
+              hostz:
+                web-3:
+        """,
+        "hosts.yml",
+    )
+    project.write(uses_inventory("hosts.yml"))
+    out = project.run("validate", "--format", "json")
+    assert out.code == 2, out
+    found = [(p["line"], p["message"]) for p in out.json()["problems"] if p["code"] == "bad-inventory"]
+    assert found == [
+        (6, "host 'web-1' is listed twice in group 'web'"),
+        (7, "host 'web-2': port must be a number from 1 to 65535, not 99999"),
+        (9, "group 'web': unknown key 'hostz'"),
+    ]
+    ran = project.run("run", "t")
+    assert ran.code == 2 and "hosts.yml:6" in ran.stderr and "hosts.yml:9" in ran.stderr, ran
+    assert "did you mean 'hosts'?" in ran.stderr and "Traceback" not in ran.stderr
+    project.write('[groups.web]\nhosts = ["a", "b", "a"]\nprot = 22\n', "inv.toml")
+    project.write(uses_inventory("inv.toml"))
+    toml = project.run("run", "t", "--format", "json")
+    assert toml.code == 2, toml
+    problems = sorted((p["line"], p["message"]) for p in json.loads(toml.stdout.splitlines()[-1])["problems"])
+    assert problems == [(2, "host 'a' is listed twice in group 'web'"), (3, "group 'web': unknown key 'prot'")]
+
+
+def test_an_unknown_source_names_its_package_before_it_is_installed():
+    """discover("tailscale") with no nexus-tailscale: "pip install nexus-tailscale" (nexus_core/kinds.py)."""
+    from nexus_core.discovery import check
+    from nexus_core.model import HostGroup, Location, Project, SourceSpec
+
+    def problems(source: str) -> list:
+        where = Location("nexusfile.py", 3)
+        group = HostGroup("web", (SourceSpec(source, {"tags": ["tag:web"]}, where),), (), where)
+        return check(Project(path="nexusfile.py", root=".", groups={"web": group}), Registry())
+
+    [problem] = problems("tailscale")
+    assert problem.message == "discover('tailscale', tags=['tag:web']): no 'tailscale' host source is installed"
+    assert problem.hint == "pip install nexus-tailscale (then check `nexus plugins`)"
+    assert problem.location.line == 3
+
+
+def test_the_worked_example_of_the_host_source_reference_works(project, site):
+    """docs/plugins/host-sources.md: its nexus-cmdb plugin, as printed, against a local CMDB."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins" / "host-sources.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(# nexus_cmdb/(\w+)\.py.*?)```", doc, re.S)
+    assert [name for _, name in blocks] == ["plugin", "source"]
+    package = site / "nexus_cmdb"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    for code, name in blocks:
+        (package / f"{name}.py").write_text(code, encoding="utf-8")
+    info = site / "nexus_cmdb-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nexus-cmdb\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[nexus]\ncmdb = nexus_cmdb.plugin\n", encoding="utf-8")
+    (info / "RECORD").write_text("", encoding="utf-8")
+    rows = [
+        {"fqdn": "web-1.example.com", "role": "web", "rack": "r1", "up": True},
+        {"fqdn": "web-2.example.com", "role": "web", "rack": "r2", "up": True},
+        {"fqdn": "web-3.example.com", "role": "web", "rack": "r1", "up": False},
+        {"fqdn": "db-1.example.com", "role": "db", "rack": "r1", "up": True},
+    ]
+
+    class Cmdb(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            role = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("role", [None])[0]
+            body = json.dumps([r for r in rows if role in (None, r["role"])]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cmdb)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        project.write(f"""
+            from nexus_core import config, current_host, discover, hosts, run, task
+
+            config(cmdb_url="http://127.0.0.1:{server.server_address[1]}")
+            hosts("web", discover("cmdb", role="web"))
+            hosts("rack1", discover("cmdb", role="web", rack="r1"))
+
+            @task(on="web")
+            def deploy():
+                run(f"./deploy --rack {{current_host().facts['rack']}}")
+        """)
+        out = project.run("hosts", "list", "--format", "json")
+        assert out.code == 0, out
+        groups = {g["group"]: {h["name"]: (h["online"], h["facts"]["rack"]) for h in g["hosts"]}
+                  for g in out.json()["groups"]}  # fmt: skip
+        assert groups == {
+            "web": {"web-1": (True, "r1"), "web-2": (True, "r2"), "web-3": (False, "r1")},
+            "rack1": {"web-1": (True, "r1"), "web-3": (False, "r1")},
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+    project.write(project.nexusfile.read_text().replace('role="web")', 'rol="web")', 1))
+    typo = project.run("validate", "--format", "json")
+    assert typo.code == 2 and "did you mean 'role'?" in typo.stdout, typo

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import USER_KEY, SshBed
@@ -106,6 +108,35 @@ def test_ssh_config_filter_typo_gets_a_did_you_mean(project: NexusProject, sshbe
     assert out.code == 2, out
     [problem] = out.json()["problems"]
     assert "has no filter 'patern'" in problem["message"] and problem["hint"] == "did you mean 'pattern'?"
+
+
+def test_ssh_config_reads_the_users_own_config_by_default(
+    nexus_project: NexusProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``discover("ssh_config", pattern="web-*")`` as the issue writes it: ``~/.ssh/config``."""
+    monkeypatch.delenv("NEXUS_SSH_CONFIG", raising=False)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        "Host web-a\n  HostName 192.0.2.1\n  User deploy\n  Port 2222\n"
+        "Host web-b db-1\n  HostName 192.0.2.2\n"
+    )
+    nexus_project.write(
+        "from nexus_core import discover, hosts, run, task\n"
+        'hosts("web", discover("ssh_config", pattern="web-*"))\n\n'
+        '@task(on="web")\ndef t():\n    run("true")\n'
+    )
+    out = nexus_project.run("hosts", "list", "--format", "json", env={"HOME": str(home)})
+    assert out.code == 0, out
+    rows = {h["name"]: h for h in out.json()["groups"][0]["hosts"]}
+    assert list(rows) == ["web-a", "web-b"]
+    assert (
+        rows["web-a"]["facts"]["hostname"] == "192.0.2.1" and rows["web-a"]["facts"]["ssh_user"] == "deploy"
+    )
+    assert (
+        rows["web-a"]["facts"]["ssh_port"] == 2222
+        and rows["web-a"]["source"] == "discover('ssh_config', pattern='web-*')"
+    )
 
 
 def test_host_aliases_skip_patterns_and_keep_file_order() -> None:

@@ -146,6 +146,7 @@ class ApiClient:
         settings: ApiSettings | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         if not credentials:
             raise TailscaleError(
@@ -158,6 +159,8 @@ class ApiClient:
         self.settings = settings or ApiSettings()
         self.base = self.settings.api_url.rstrip("/")
         self._sleep = sleep
+        #: Told (one line) each time a failed request is retried: a run that waits says why.
+        self._warn = warn
 
     # -- public ------------------------------------------------------------------------------
 
@@ -216,6 +219,21 @@ class ApiClient:
 
         return float(random.uniform(0, self.settings.backoff * 2 ** (attempt - 1)))
 
+    def _retrying(self, exc: BaseException | None, attempt: int, seconds: float) -> None:
+        """Say that attempt ``attempt`` failed and the next one comes in ``seconds`` (only when
+        it does come: tenacity computes a wait before it decides to stop)."""
+        if self._warn is None or not isinstance(exc, ApiError):
+            return
+        why = (
+            f"rate-limited this run (429, Retry-After {seconds:g} s)"
+            if exc.status == 429
+            else exc.headline.removeprefix("the Tailscale API ").removeprefix(f"at {self.base} ")
+        )
+        attempts = max(1, self.settings.attempts)
+        self._warn(
+            f"tailscale: the API {why}: asking again in {seconds:.1f} s (attempt {attempt + 1} of {attempts})"
+        )
+
     def _attempts(self, url: str) -> Any:
         """The first attempt directly; tenacity takes over when it failed in a way worth retrying."""
         attempts = max(1, self.settings.attempts)
@@ -224,18 +242,26 @@ class ApiClient:
         except ApiError as exc:
             if attempts == 1 or not self._retryable(exc):
                 raise
-            self._sleep(self._wait(exc, 1))
+            seconds = self._wait(exc, 1)
+            self._retrying(exc, 1, seconds)
+            self._sleep(seconds)
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             return self._wait(exc, state.attempt_number + 1)
 
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            seconds = state.next_action.sleep if state.next_action is not None else 0.0
+            self._retrying(exc, state.attempt_number + 1, seconds)
+
         retrying = Retrying(
             stop=stop_after_attempt(attempts - 1),
             wait=wait,
             retry=retry_if_exception(self._retryable),
             sleep=self._sleep,
+            before_sleep=before_sleep,
             reraise=True,
         )
         return retrying(self._get_json, url)

@@ -10,7 +10,7 @@ instance) per backend and endpoint, and each group's filters are applied to it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nexus_tailscale.devices import Tailnet
@@ -111,8 +111,8 @@ class Answers:
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
-    def fetch(self, backend: Backend) -> Tailnet:
-        """The devices from ``backend`` (asked on the first call only)."""
+    def fetch(self, backend: Backend, warn: Callable[[str], None] | None = None) -> Tailnet:
+        """The devices from ``backend`` (asked on the first call only); ``warn`` hears of retries."""
         key = backend.cache_key
         with self._lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
@@ -121,19 +121,19 @@ class Answers:
                 raise self._failures[key]
             if key not in self._answers:
                 try:
-                    self._answers[key] = ask(backend)
+                    self._answers[key] = ask(backend, warn)
                 except TailscaleError as exc:
                     self._failures[key] = exc
                     raise
             return self._answers[key]
 
 
-def ask(backend: Backend) -> Tailnet:
-    """Ask ``backend`` for the tailnet's devices now."""
+def ask(backend: Backend, warn: Callable[[str], None] | None = None) -> Tailnet:
+    """Ask ``backend`` for the tailnet's devices now (``warn``: told of each API retry)."""
     if backend.kind == "cli":
         from nexus_tailscale import cli  # each backend imports only its own transport
 
         return cli.status(backend.cli_path, backend.timeout)
     from nexus_tailscale.api import ApiClient  # the HTTP stack, only for the API backend
 
-    return ApiClient(backend.credentials, backend.settings).devices()
+    return ApiClient(backend.credentials, backend.settings, warn=warn).devices()

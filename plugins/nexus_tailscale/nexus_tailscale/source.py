@@ -56,7 +56,7 @@ class TailscaleSource(HostSource):
             ) from exc
         backend = self.backend()
         try:
-            tailnet = self._answers.fetch(backend)
+            tailnet = self._answers.fetch(backend, self.context.warn)
         except TailscaleError as exc:
             raise _discovery_error(exc) from exc
         chosen = select(tailnet, wanted)

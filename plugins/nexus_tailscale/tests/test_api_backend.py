@@ -173,3 +173,20 @@ def test_backend_choice(fake_api: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_
         resolve_backend({})
     backend = resolve_backend({"tailscale_oauth_client_secret": "tskey-client-secret"})
     assert backend.credentials.oauth and "secret" not in repr(backend.credentials)
+
+
+def test_each_retry_is_announced_and_only_a_retry(fake_api: FakeApi):
+    """One line per retry that happens (tenacity computes a wait before it decides to stop)."""
+    notes: list[str] = []
+    fake_api.fail_next(429, retry_after="2", times=2)
+    c = ApiClient(KEY, ApiSettings(api_url=fake_api.url), sleep=lambda s: None, warn=notes.append)
+    assert c.devices().devices
+    waited = "tailscale: the API rate-limited this run (429, Retry-After 2 s): asking again in 2.0 s"
+    assert notes == [f"{waited} (attempt 2 of 3)", f"{waited} (attempt 3 of 3)"]
+    notes.clear()
+    fake_api.fail_next(503, times=3)
+    with pytest.raises(ApiError, match="HTTP 503"):
+        ApiClient(KEY, ApiSettings(api_url=fake_api.url, backoff=0.01), sleep=lambda s: None,
+                  warn=notes.append).devices()  # fmt: skip
+    assert [n.split(": asking again")[0] for n in notes] == ["tailscale: the API failed (HTTP 503)"] * 2
+    assert [n[-len("(attempt 2 of 3)") :] for n in notes] == ["(attempt 2 of 3)", "(attempt 3 of 3)"]

@@ -243,3 +243,29 @@ def test_tailscale_ssh_peers_log_in_without_a_key(project: NexusProject, sshbed:
         assert out.code == 0, out
         assert USER in out.stdout
         assert server.logins("none") >= 1
+
+
+def test_a_tailscale_ssh_peer_whose_server_wants_a_key_gets_the_key(project: NexusProject, sshbed: SshBed):
+    """Tailscale SSH advertised (the API's sshEnabled) but the server refuses "none" (a plain
+    sshd answering on that address): nexus-ssh goes on with the configured key, as for any host."""
+    peers = [Peer("ts-web", H2, tags=("tag:ts",), ssh=True)]
+    with FakeApi(peers, api_keys={"tskey-api-e2e"}) as server:
+        project.write(
+            nexusfile(
+                sshbed,
+                """
+                hosts("ts", discover("tailscale", tags=["ts"], address="ipv4"))
+
+                @task(on="ts")
+                def hello():
+                    run("id -un")
+                """,
+                tailscale_api_url=server.url,
+            )
+        )
+        listed = project.run("hosts", "list", "--format", "json", env={"TS_API_KEY": "tskey-api-e2e"})
+        assert listed.json()["groups"][0]["hosts"][0]["facts"]["ssh_auth"] == "none"
+        out = project.run("run", "hello", "--format", "json", env={"TS_API_KEY": "tskey-api-e2e"}, timeout=90)
+    assert out.code == 0, out
+    assert ran_on(out) == [H2]
+    assert [e["line"] for e in out.of("command.output")] == [USER_KEY]

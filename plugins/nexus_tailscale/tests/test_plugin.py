@@ -65,3 +65,25 @@ def test_one_successful_api_request_imports_no_retry_limiter_or_breaker(fake_api
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_discover_tailscale_without_the_plugin_loaded_names_the_package(nexus_project: NexusProject):
+    """Installed but not loaded (NEXUS_LOAD_PLUGINS): the message names nexus-tailscale, exit 2.
+
+    (Not installed at all, the hint is ``pip install nexus-tailscale``: tests/test_discovery.py.)
+    """
+    nexus_project.write(
+        """
+        from nexus_core import discover, hosts, run, task
+        hosts("web", discover("tailscale", tags=["tag:web"]))
+
+        @task(on="web")
+        def hello():
+            run("true")
+        """
+    )
+    for command in (("validate",), ("run", "hello"), ("hosts", "list")):
+        out = nexus_project.run(*command, env={"NEXUS_LOAD_PLUGINS": "nexus-ssh"})
+        assert out.code == 2, out
+        assert "no 'tailscale' host source is loaded: nexus-tailscale is installed but" in out.stderr, out
+        assert "Traceback" not in out.stderr
