@@ -103,22 +103,27 @@ def test_tailscale_cli_names_the_executable(project: NexusProject, tmp_path: Pat
 # --- filters and addresses ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("filters", "names"),
-    [
-        ('tags=["tag:web", "prod"]', ["web-1", "web-2"]),
-        ('tags=["web"], exclude_hostname=r"^test-"', ["old-box", "stale", "web-1", "web-2"]),
-        ('hostname=r"^web-\\d$"', ["web-1", "web-2"]),
-        (
-            'tags=["web"], exclude=["web-1", "100.64.0.12", "test-web-3.tail1234.ts.net"]',
-            ["old-box", "stale"],
-        ),
-        ('os=["windows", "MACOS"]', ["laptop", "win"]),
-    ],
-)
-def test_filters_select_the_devices(project: NexusProject, filters: str, names: list[str]):
-    project.write(nexusfile(f'hosts("web", discover("tailscale", {filters}))'))
-    assert sorted(rows(project.run("hosts", "list", "--format", "json"))) == names
+FILTERED = {  # group: (filters, the devices they select)
+    "web": ('tags=["tag:web", "prod"]', ["web-1", "web-2"]),
+    "notest": ('tags=["web"], exclude_hostname=r"^test-"', ["old-box", "stale", "web-1", "web-2"]),
+    "named": ('hostname=r"^web-\\d$"', ["web-1", "web-2"]),
+    "left": (
+        'tags=["web"], exclude=["web-1", "100.64.0.12", "test-web-3.tail1234.ts.net"]',
+        ["old-box", "stale"],
+    ),
+    "desktops": ('os=["windows", "MACOS"]', ["laptop", "win"]),
+}
+
+
+def test_filters_select_the_devices(project: NexusProject, fake_cli: Path):
+    """tags (all of them, 'tag:' optional), exclude_hostname and hostname (regexes), exclude
+    (names, addresses, MagicDNS names), os (any case); one question for every group."""
+    project.write(
+        nexusfile("\n".join(f'hosts("{g}", discover("tailscale", {f}))' for g, (f, _) in FILTERED.items()))
+    )
+    out = project.run("hosts", "list", "--format", "json")
+    assert {g: sorted(rows(out, g)) for g in FILTERED} == {g: names for g, (_, names) in FILTERED.items()}
+    assert calls(fake_cli) == ["status --json"]
 
 
 def test_address_chooses_what_nexus_connects_to(project: NexusProject, fake_cli: Path):
