@@ -17,7 +17,8 @@
   ``bench/workloads`` as ``bench/run.py`` uses them).
 
 Results: bench/results/agents.{json,md}. ``--agents N`` (default 50), ``--runs R`` (default 3),
-``--quick`` (10 agents, 1 run), ``--no-cli`` (warm and dispatch only), ``--no-ssh``.
+``--quick`` (10 agents, 1 run), ``--no-cli`` (warm and dispatch only), ``--no-ssh``,
+``--out NAME`` (results as bench/results/NAME.{json,md}).
 """
 
 from __future__ import annotations
@@ -264,6 +265,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-ssh", action="store_true")
     parser.add_argument("--no-cli", action="store_true", help="warm and dispatch figures only")
+    parser.add_argument("--out", default=None, metavar="NAME",
+                        help="results as bench/results/NAME.{json,md} (default agents, agents-quick)")  # fmt: skip
     args = parser.parse_args()
     n = 10 if args.quick else args.agents
     runs = 1 if args.quick else args.runs
@@ -292,6 +295,7 @@ def main() -> int:
         project = tmp / "project"
         project.mkdir()
         (project / "nexusfile.py").write_text(nexusfile(n, wide, per_host, env["NEXUS_CLUSTER"]))
+        results["load_cli"] = os.getloadavg()[0]
         if not args.no_cli:
             must(nexus(env, "run", "one", "-q", cwd=str(project)), "warm-up run")
             results["cli"] = {
@@ -304,12 +308,14 @@ def main() -> int:
     finally:
         nexus(env, "agent", "stop", timeout=300)
     RESULTS.mkdir(exist_ok=True)
-    stem = "agents-quick" if args.quick else "agents"
+    stem = args.out or ("agents-quick" if args.quick else "agents")
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_ssh and os.geteuid() == 0:
         ssh_dir = tmp / "ssh"
         ssh_dir.mkdir()
+        results["load_ssh"] = os.getloadavg()[0]
         results["ssh"] = ssh(n, wide, per_host, runs, ssh_dir)
+        results["load_end"] = os.getloadavg()[0]
     shutil.rmtree(tmp, ignore_errors=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{stem}.md").write_text(report(results))
@@ -336,6 +342,10 @@ def report(r: dict[str, object]) -> str:
         f"coordinator {mem.get('coordinator', 0):.0f} MiB",
         "Load average (1 min) before the cluster started, before the warm part, after it: "
         + ", ".join(f"{r[k]:.1f}" if isinstance(r.get(k), float) else "-" for k in LOAD_KEYS),
+        "Load average (1 min) before the cold CLI part, before the SSH and peers part, after it: "
+        + ", ".join(
+            f"{r[k]:.1f}" if isinstance(r.get(k), float) else "-" for k in ("load_cli", "load_ssh", "load_end")
+        ),
         "",
         "| workload | nexus run (agents, cold CLI) | warm executor (agents) | nexus run (SSH) "
         "| pyinfra (SSH) | Fabric (SSH) |",

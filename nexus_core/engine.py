@@ -701,6 +701,8 @@ class Engine:
             cmd = replace(cmd, marker=marker)
             with self._lock:
                 self._marked_hosts.setdefault(host.key, host)
+        if tp.options.get("idempotent") is False:
+            cmd = replace(cmd, idempotent=False)
         emit = self.bus.emit
         label = host.label
 

@@ -172,6 +172,10 @@ class Command:
     #: command's standard input, after :func:`nexus_core.secrets.files.marker`'s line. Never
     #: shown, recorded or compared.
     input: str | None = field(default=None, compare=False, repr=False)
+    #: Set by the engine at execution time: False when the command's task is declared
+    #: ``idempotent=False``. A transport that can move a host's work to another machine when
+    #: the first one is lost mid-task moves the work of idempotent tasks only.
+    idempotent: bool = field(default=True, compare=False, repr=False)
 
     def flags(self) -> list[str]:
         """The dry-run flags of this command, e.g. ``[sudo]``, ``[retries:5]``."""

@@ -87,6 +87,7 @@ def _settings(
     max_tasks: int | None,
     max_memory: int | None,
     cert_name: str | None,
+    agent_timeout: float | None = None,
 ) -> Any:
     from nexus_agent import certs
     from nexus_agent.daemon import Settings
@@ -110,6 +111,7 @@ def _settings(
             "coordinator",
             "max_concurrent_tasks",
             "max_memory_percent",
+            "agent_timeout",
         }
         for key, value in raw.items():
             if key not in known:
@@ -125,6 +127,7 @@ def _settings(
         "host": host,
         "max_concurrent_tasks": max_tasks,
         "max_memory_percent": max_memory,
+        "agent_timeout": agent_timeout,
     }
     data.update({k: v for k, v in given.items() if v is not None})
     if coordinator:
@@ -153,6 +156,9 @@ def _settings(
             _fail(2, f"invalid tag {tag!r}", [], ["tags are words separated by commas: --tags web,prod"])
     if int(data.get("max_concurrent_tasks") or 4) < 1:
         _fail(2, "--max-concurrent-tasks must be at least 1", [], [])
+    timeout = data.get("agent_timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        _fail(2, f"agent_timeout must be a number of seconds above 0, not {timeout!r}", [], ["e.g. --agent-timeout 30"])
     return Settings(**data)
 
 
@@ -181,6 +187,14 @@ def _start_options(f: Any) -> Any:
         ),
         click.option("--config", "config", default=None, metavar="FILE", help="Settings from a TOML file."),
         click.option("--cert", "cert_name", default=None, help="The certificate to use (default: --name's)."),
+        click.option(
+            "--agent-timeout",
+            "agent_timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="With --coordinator: drop an agent silent this long (no heartbeat; default 30).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -351,6 +365,7 @@ def restart(names: tuple[str, ...]) -> None:
             max_memory=info.get("max_memory_percent") or None,
             config=None,
             cert_name=info.get("cert_name") or None,
+            agent_timeout=info.get("agent_timeout"),
         )
 
 
@@ -431,17 +446,27 @@ def drain(name: str, cluster_address: str | None) -> None:
 @_start_options
 def systemd_unit(**kwargs: Any) -> None:
     """Print a systemd unit that runs this agent and restarts it when it crashes."""
+    from nexus_agent.daemon import AGENT_TIMEOUT
+
     settings = _settings(**kwargs)
     args = ["agent", "start", "--foreground", "--name", settings.name]
     if settings.tags:
         args += ["--tags", ",".join(settings.tags)]
     if settings.coordinator:
         args += ["--coordinator", "--port", str(settings.port)]
+        if not settings.agent:
+            args += ["--no-agent"]
+        if float(settings.agent_timeout) != AGENT_TIMEOUT:
+            args += ["--agent-timeout", f"{settings.agent_timeout:g}"]
     else:
         args += ["--join", settings.join]
     if settings.host != "127.0.0.1":
         args += ["--host", settings.host]
     args += ["--max-concurrent-tasks", str(settings.max_concurrent_tasks)]
+    if settings.max_memory_percent:
+        args += ["--max-memory-percent", str(settings.max_memory_percent)]
+    if settings.cert_name:
+        args += ["--cert", settings.cert_name]
     nexus = os.path.join(os.path.dirname(sys.executable), "nexus")
     command = " ".join(shlex.quote(a) for a in [nexus, *args])
     click.echo(

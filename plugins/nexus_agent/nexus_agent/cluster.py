@@ -138,11 +138,9 @@ def client(addr: str, cert_name: str | None = None) -> Any:
             "check that the coordinator runs (`nexus agent status` on it) and that this machine's certificate "
             "comes from the cluster's CA (`nexus agent cert NAME` on the coordinator's machine)",
         )
-    import logging
-
     from distributed import Client
 
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    quiet_dask_logs()
     try:
         # Results come back through the scheduler: the client never connects to an agent
         # itself (one TLS set-up per agent and run, and agents behind NAT stay reachable).
@@ -161,6 +159,21 @@ def client(addr: str, cert_name: str | None = None) -> Any:
     with _LOCK:
         _CLIENTS[addr] = made
     return made
+
+
+def quiet_dask_logs() -> None:
+    """Keep Dask's own log records out of a run's output (after ``import distributed``).
+
+    A lost coordinator is reported by the executor in one sentence; Dask's client would add
+    its reconnection traceback (an ERROR record of ``distributed.client``, whose level Dask's
+    logging configuration sets itself, written by the handler Dask puts on ``distributed``).
+    """
+    import logging
+
+    for name in ("distributed", "distributed.client", "distributed.utils", "distributed.comm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for handler in logging.getLogger("distributed").handlers:
+        handler.setLevel(logging.CRITICAL)
 
 
 def agents(connection: Any) -> list[Agent]:

@@ -26,6 +26,9 @@ from nexus_agent.runner import SLOTS
 
 #: Seconds between two attempts to rejoin a coordinator that went away.
 RECONNECT_SECONDS = 1.0
+#: Seconds without a heartbeat after which the coordinator drops an agent (Dask's
+#: ``worker-ttl``, 5 minutes by default; agents heartbeat every 0.5-2 s, by cluster size).
+AGENT_TIMEOUT = 30.0
 
 log = logging.getLogger("nexus_agent")
 
@@ -44,6 +47,9 @@ class Settings:
     max_concurrent_tasks: int = 4
     max_memory_percent: int = 0
     cert_name: str = ""
+    #: Coordinator: seconds without a heartbeat after which an agent is dropped (one that
+    #: died without closing its connection: a power cut, a hung machine).
+    agent_timeout: float = AGENT_TIMEOUT
 
     def cluster(self) -> str:
         """The scheduler's address this agent works for."""
@@ -99,6 +105,17 @@ async def _worker(settings: Settings, security: Any, death_timeout: float | None
     return worker
 
 
+def _health(settings: Settings, scheduler: Any, worker: Any) -> str:
+    """The URL of this process's ``/health`` endpoint (Dask's HTTP server: the scheduler's on
+    the coordinator, else the worker's, each on a free port), or ''."""
+    if scheduler is not None and getattr(scheduler, "http_server", None) is not None:
+        return f"http://{settings.host}:{scheduler.http_server.port}/health"
+    if worker is not None and getattr(worker, "http_server", None) is not None:
+        host = str(worker.address).removeprefix("tls://").rsplit(":", 1)[0]
+        return f"http://{host}:{worker.http_server.port}/health"
+    return ""
+
+
 def _write_info(settings: Settings, scheduler: str, ready: bool, health: str = "") -> None:
     _, info, _ = agent_files(settings.name)
     os.makedirs(os.path.dirname(info), exist_ok=True)
@@ -128,6 +145,9 @@ async def serve(settings: Settings) -> int:
     import dask
 
     dask.config.set(QUIET)
+    if settings.coordinator:
+        # Checked every agent_timeout seconds; Dask never uses less than 10 heartbeats.
+        dask.config.set({"distributed.scheduler.worker-ttl": f"{float(settings.agent_timeout)}s"})
     return await _serve(settings)
 
 
@@ -162,10 +182,7 @@ async def _serve(settings: Settings) -> int:
             print(f"error: cannot join the cluster at {address}: {problem}", file=sys.stderr, flush=True)
             return 3
     worker = await _worker(settings, security, None) if settings.agent else None
-    health = ""
-    if scheduler is not None and getattr(scheduler, "http_server", None) is not None:
-        health = f"http://{settings.host}:{scheduler.http_server.port}/health"
-    _write_info(settings, address, True, health)
+    _write_info(settings, address, True, _health(settings, scheduler, worker))
     print(f"agent {settings.name} ready on {address}", flush=True)
     try:
         for _ in range(1 << 62):
@@ -192,6 +209,7 @@ async def _serve(settings: Settings) -> int:
                         await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
             if worker is not None:
                 log.warning("agent %s rejoined %s", settings.name, address)
+                _write_info(settings, address, True, _health(settings, scheduler, worker))  # a new port
     finally:
         if worker is not None:
             await worker.close(timeout=5)

@@ -17,6 +17,13 @@ to a cloud (``cloud_burst``) a shard of ``tagged(TAG)`` waits here instead, for 
 with the tag (those that joined after planning included), and stays on the agent its first
 command claimed.
 
+A host a selector picked (``tagged``, ``any_of``, ...; not ``agent://NAME`` written by
+hand) whose agent leaves the cluster mid-task moves, when the task is idempotent, to the
+least loaded other agent the selector allows: the task's commands so far run there again,
+then the rest of the run's commands for that host. Commands on one agent carry the core's
+status-file wrapper (resume asks the agent); file operations are Dask tasks on the agent
+(:func:`nexus_agent.runner.write_chunk` and its siblings), 1 MiB at a time.
+
 Before a command is submitted, the agent must be known to the scheduler and not
 draining: a task restricted to a worker that does not exist would wait forever
 (dask/distributed#8256), so it fails at once instead, naming the agents there are.
@@ -25,6 +32,7 @@ draining: a task restricted to a worker that does not exist would wait forever
 from __future__ import annotations
 
 import contextlib
+import errno
 import queue
 import signal
 import threading
@@ -32,6 +40,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from nexus_core.plugin import Cancel, Capabilities, Command, CommandResult, Executor, ExecutorContext, Host
@@ -41,6 +50,8 @@ from nexus_agent.demand import BUSY, LAST_USED, WAITING
 from nexus_agent.runner import SLOTS
 
 TAIL_LINES = 20
+#: Bytes per Dask task of a file operation (they travel through the coordinator).
+FILE_CHUNK = 1 << 20
 #: Seconds between checks that a pinned agent is still there while its command runs.
 ALIVE_CHECK_SECONDS = 1.0
 #: Seconds after which the executor's view of the agents is too old to use without asking.
@@ -65,6 +76,11 @@ def _relays(client: Any) -> int:
         return 0
 
 
+def _movable(host: Host) -> bool:
+    """True for a host a selector picked (not one named by hand): its work may move to another agent."""
+    return bool(host.facts.get("selector")) and not host.facts.get("selector_name")
+
+
 def _send_now(client: Any, msg: dict[str, Any]) -> None:
     """On the client's event loop: ``msg`` onto its stream to the scheduler (a gone stream: the
     executor's check of the agents, once a second, says the coordinator stopped answering)."""
@@ -76,7 +92,12 @@ class AgentExecutor(Executor):
     """Runs commands on agents of a Dask cluster joined with mutual TLS."""
 
     name = "agent"
-    capabilities = Capabilities(stdin=True)
+    capabilities = Capabilities(stdin=True, file_transfer=True)
+    #: Commands on one agent record pid and exit code in the run's status file on the agent's
+    #: machine (the core's wrapper, :mod:`nexus_core.markers`): a resume asks the agent what
+    #: became of a command that was running, instead of running it again. Not for shards (the
+    #: scheduler picks their agent: a later probe could ask another machine).
+    supports_markers = True
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
@@ -96,6 +117,13 @@ class AgentExecutor(Executor):
         self._view_refreshing = False  # a refresh of the view is under way on the client's loop
         self._view_error: Exception | None = None  # why the last refresh failed
         self._sign: Any = None
+        #: Hosts a selector picked whose agent was lost, and the agent their work moved to
+        #: (host key -> agent name); see :meth:`_move`.
+        self._moved: dict[Any, str] = {}
+        #: The commands run so far on each host a selector picked, by task ((host key, the
+        #: markers' task prefix) -> marker key -> command): when the host moves to another
+        #: agent, those of the task under way run there again first.
+        self._history: dict[tuple[Any, str], dict[str, Command]] = {}
 
     @staticmethod
     def cloud_cluster(config: Any) -> Any:
@@ -189,17 +217,212 @@ class AgentExecutor(Executor):
             claimed = found
             self._shard_agent[id(host)] = (host, found)
             wanted = (found,)
+        elif not pool:
+            wanted = (self._moved.get(host.key, host.name),)
+        movable = not pool and _movable(host)
+        if movable:
+            self._remember(host, command)
+        try:
+            result = self._on(client, host, command, on_output, cancel, timeout, wanted, started)
+        finally:
+            if claimed:
+                with self._lock:
+                    self._inflight[claimed] -= 1
+        if movable and result.status == "unreachable" and not cancel.requested:
+            return self._move(client, host, command, on_output, cancel, timeout, wanted[0], result)
+        return result
+
+    def _on(
+        self,
+        client: Any,
+        host: Host,
+        command: Command,
+        on_output: Any,
+        cancel: Cancel,
+        timeout: float,
+        wanted: Sequence[str],
+        started: float,
+    ) -> CommandResult:
+        """Run ``command`` on one of ``wanted`` (the agents' busy counts kept for the autoscaler)."""
         for name in wanted:
             BUSY[name] = BUSY.get(name, 0) + 1
         try:
             return self._submit(client, host, command, on_output, cancel, timeout, wanted, started)
         finally:
             with self._lock:
-                if claimed:
-                    self._inflight[claimed] -= 1
                 for name in wanted:
                     BUSY[name] = BUSY.get(name, 1) - 1
                     LAST_USED[name] = time.time()
+
+    # --- an agent lost under a host a selector picked -----------------------------------------
+
+    def _remember(self, host: Host, command: Command) -> None:
+        """Keep ``command`` among those of its task on ``host`` (by its marker: task, host, index)."""
+        marker = command.marker
+        if marker is None:
+            return
+        task = marker.key.rsplit(".", 1)[0]
+        with self._lock:
+            self._history.setdefault((host.key, task), {})[marker.key] = command
+
+    def _move(
+        self,
+        client: Any,
+        host: Host,
+        command: Command,
+        on_output: Any,
+        cancel: Cancel,
+        timeout: float,
+        agent: str,
+        failed: CommandResult,
+    ) -> CommandResult:
+        """After an unreachable result on ``agent``: when it left the cluster (or drains) and the
+        task is idempotent, run the task's commands so far again on another agent the host's
+        selector allows (the least loaded), and keep the host there for the rest of the run.
+        Otherwise ``failed``, saying why the work did not move."""
+        from nexus_agent import source
+
+        try:
+            found = cluster.fresh_agents(client)
+        except Exception:
+            return failed  # the coordinator does not answer: nothing to move to
+        if any(a.name == agent and not a.draining for a in found):
+            return failed  # the agent is there: unreachable for another reason
+        if not command.idempotent:
+            return replace(failed, reason=f"{failed.reason}; not run again on another agent: the task is not "
+                           "idempotent (idempotent=False)")  # fmt: skip
+        other = source.replacement(found, host.facts, exclude=agent)
+        if other is None:
+            selector = host.facts.get("selector") or "its selector"
+            return replace(failed, reason=f"{failed.reason}; no other agent matches {selector} to run it again")
+        marker = command.marker
+        with self._lock:
+            self._moved[host.key] = other.name
+            done = self._history.get((host.key, marker.key.rsplit(".", 1)[0]), {}) if marker is not None else {}
+            again = [c for key, c in done.items() if marker is None or key != marker.key]
+        line = f"[nexus] agent {agent} was lost; running again on {other.name}"
+        on_output("stderr", line)
+        for i, earlier in enumerate(again, 1):
+            on_output("stderr", f"[nexus] {other.name}: the task's command {i} of {len(again)} before this one")
+            limit = float(earlier.timeout) if earlier.timeout and earlier.timeout > 0 else 0.0
+            redone = self._on(client, host, earlier, on_output, cancel, limit, (other.name,), time.monotonic())
+            if not redone.ok:
+                return replace(redone, reason=f"running the task's earlier command again on {other.name}: "
+                               f"{redone.reason}")  # fmt: skip
+        return self._on(client, host, command, on_output, cancel, timeout, (other.name,), time.monotonic())
+
+    # --- files (nexus_core.transfer builds puts, gets, templates and artifacts on these) ------
+
+    def _file_agent(self, host: Host) -> str:
+        """The agent a file operation on ``host`` goes to."""
+        if host.facts.get("nexus_pool"):
+            earlier = self._shard_agent.get(id(host))
+            if earlier is not None:
+                return earlier[1]
+            raise OSError(
+                errno.EINVAL,
+                f"{host.name} is a shard: it runs on whichever agent is free, so files cannot follow it; "
+                "copy files in a task on the agents (agent://NAME or a selector without parallel='sharded')",
+            )
+        return self._moved.get(host.key, host.name)
+
+    def _on_agent(self, host: Host, cancel: Cancel | None, fn: Any, *args: Any) -> Any:
+        """Call ``fn(*args)`` on the agent of ``host`` (a Dask task there) and return its value.
+
+        The agent's ``OSError`` comes back as it was raised; the agent or the cluster gone is a
+        ``ConnectionError``; a cancel at INTERRUPT or above is :class:`TransferInterrupted`.
+        """
+        from nexus_core.plugin import TransferInterrupted
+
+        try:
+            client = self._connect()
+        except cluster.ClusterError as exc:
+            raise ConnectionError(errno.ECONNREFUSED, exc.message) from None
+        name = self._file_agent(host)
+        problem = self._check_agents(client, Host(name, transport="agent"), (name,))
+        if problem is not None:
+            raise ConnectionError(errno.EHOSTUNREACH, problem.reason)
+        future = client.submit(fn, *args, key=f"nexus-file-{uuid.uuid4().hex}", workers=[name],
+                               allow_other_workers=False, pure=False)  # fmt: skip
+        try:
+            for _ in range(1 << 62):
+                if cancel is not None and cancel.level >= Cancel.INTERRUPT:
+                    future.cancel()
+                    raise TransferInterrupted("the run is stopping")
+                try:
+                    return future.result(timeout=ALIVE_CHECK_SECONDS)
+                except TimeoutError:
+                    if future.status == "error":  # the function's own exception, not our wait
+                        raise
+                lost = self._lost(client, (name,))
+                if lost is not None:
+                    future.cancel()
+                    raise ConnectionError(errno.EHOSTUNREACH, lost)
+        finally:
+            future.release()
+        raise AssertionError("unreachable")
+
+    def send_file(
+        self,
+        host: Host,
+        local_path: str,
+        remote_path: str,
+        offset: int = 0,
+        progress: Any = None,
+        cancel: Cancel | None = None,
+    ) -> int:
+        """Write ``local_path`` (from ``offset`` on) into ``remote_path`` on the agent, a chunk at a time."""
+        from nexus_agent.runner import write_chunk
+
+        sent = 0
+        with open(local_path, "rb") as fh:
+            fh.seek(offset)
+            for _ in range(1 << 62):
+                data = fh.read(FILE_CHUNK)
+                if not data and (sent or offset):
+                    break
+                self._on_agent(host, cancel, write_chunk, remote_path, offset + sent, data)
+                sent += len(data)
+                if progress is not None:
+                    progress(offset + sent)
+                if len(data) < FILE_CHUNK:
+                    break
+        return sent
+
+    def receive_file(
+        self,
+        host: Host,
+        remote_path: str,
+        local_path: str,
+        offset: int = 0,
+        progress: Any = None,
+        cancel: Cancel | None = None,
+    ) -> int:
+        """Append ``remote_path`` on the agent (from ``offset`` on) to ``local_path``, a chunk at a time."""
+        from nexus_agent.runner import read_chunk
+
+        got = 0
+        with open(local_path, "ab") as fh:
+            for _ in range(1 << 62):
+                data = self._on_agent(host, cancel, read_chunk, remote_path, offset + got, FILE_CHUNK)
+                fh.write(data)
+                got += len(data)
+                if progress is not None:
+                    progress(offset + got)
+                if len(data) < FILE_CHUNK:
+                    break
+        return got
+
+    def file_size(self, host: Host, remote_path: str) -> int | None:
+        """The size of ``remote_path`` on the agent, None when there is no such file."""
+        from nexus_agent.runner import file_size
+
+        return self._on_agent(host, None, file_size, remote_path)  # type: ignore[no-any-return]
+
+    def remove_markers(self, host: Host, run_id: str) -> None:
+        """Remove the run's status files from the agent (shards keep none)."""
+        if not host.facts.get("nexus_pool"):
+            super().remove_markers(host, run_id)
 
     def _free_agent(
         self, client: Any, tag: str, cancel: Cancel, timeout: float, prefer: str = ""
@@ -264,6 +487,9 @@ class AgentExecutor(Executor):
             "input": command.input,
             "identity": self._stamp(cmd_id, command.cmd),
         }
+        marker = command.marker
+        if marker is not None and not host.facts.get("nexus_pool"):
+            spec["marker"] = [marker.run_id, marker.key, marker.host]
         try:
             return self._wait(client, host, spec, on_output, cancel, timeout, wanted, started, q)
         finally:

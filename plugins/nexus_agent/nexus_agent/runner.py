@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from nexus_core.plugin import LineSplitter, shell
+from nexus_core.plugin import LineSplitter, Marker, shell
 
 #: Seconds between batches of output lines sent back while a command runs.
 FLUSH_SECONDS = 0.02
@@ -197,7 +197,9 @@ def run_command(spec: dict[str, Any], worker: Any = None, sender: _Sender | None
     """Run one command on this agent; return its result as plain data.
 
     ``spec``: ``id``, ``topic``, ``cmd``, ``sudo``, ``user``, ``env`` (pairs), ``cwd``,
-    ``timeout`` (seconds, 0: none), ``input`` (text for standard input or None).
+    ``timeout`` (seconds, 0: none), ``input`` (text for standard input or None), ``marker``
+    (``[run_id, key, host]``: record pid and exit code in the run's status file on this
+    machine, :mod:`nexus_core.markers`, so that a resume can ask what became of it).
     ``worker``: the Dask worker to send output through (default: the one running this task).
     ``sender``: what sends the lines (:func:`relayed_sender`: the caller sends the result).
     The result: ``status`` (ok, failed, timeout, error, interrupted), ``exit_code``,
@@ -270,6 +272,9 @@ def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str)
         )
     except shell.CommandError as exc:
         return result("error", None, str(exc))
+    marker = spec.get("marker")
+    if marker:  # the core's status-file wrapper: pid and exit code in the run's status file here
+        text = shell.wrap(text, Marker(str(marker[0]), str(marker[1]), str(marker[2])))
     cwd = spec.get("cwd") or None
     if cwd and not os.path.isdir(cwd):
         return result("error", None, f"working directory {cwd} does not exist on agent {agent}")
@@ -409,3 +414,36 @@ async def set_draining(value: bool, dask_worker: Any = None) -> bool:
         dask_worker.nexus_draining = bool(value)
         await dask_worker.set_resources(**{SLOTS: 0 if value else getattr(dask_worker, "nexus_slots", 1)})
     return bool(value)
+
+
+# --- files (the agent executor's send_file, receive_file and file_size run these here) -------
+
+
+def write_chunk(path: str, offset: int, data: bytes) -> int:
+    """Write ``data`` at ``offset`` of ``path`` on this agent; return the bytes written.
+
+    Offset 0 creates or truncates the file; a larger offset extends it from there (what an
+    interrupted transfer resumes), dropping anything beyond. A relative path is relative to
+    the agent's working folder, as its commands' are. Errors are ``OSError`` with ``errno``.
+    """
+    with open(path, "r+b" if offset else "wb") as fh:
+        if offset:
+            fh.seek(offset)
+            fh.truncate()
+        fh.write(data)
+    return len(data)
+
+
+def read_chunk(path: str, offset: int, size: int) -> bytes:
+    """At most ``size`` bytes of ``path`` on this agent from ``offset`` on (b"" at its end)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(size)
+
+
+def file_size(path: str) -> int | None:
+    """The size of the file ``path`` on this agent, None when there is none."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None

@@ -74,6 +74,22 @@ def pick(found: Sequence[cluster.Agent], filters: Mapping[str, Any]) -> list[clu
     return chosen
 
 
+def replacement(found: Sequence[cluster.Agent], facts: Mapping[str, Any], exclude: str) -> cluster.Agent | None:
+    """Another agent the selector of a discovered host allows (its ``selector_*`` facts), least
+    loaded first, for work whose agent ``exclude`` was lost; None when there is none.
+
+    ``tagged``, ``all_agents`` and ``any_of`` keep their tag; ``prefer`` takes any agent, one
+    with its tag first; a selector of one agent by name never moves.
+    """
+    if facts.get("selector_name"):
+        return None
+    tag = facts.get("selector_filter_tag")
+    usable = sorted((a for a in found if not a.draining and a.name != exclude), key=lambda a: (a.load, a.name))
+    if facts.get("selector_select") == "prefer":
+        return next((a for a in usable if tag in a.tags), usable[0] if usable else None)
+    return next((a for a in usable if tag is None or tag in a.tags), None)
+
+
 class AgentSource(HostSource):
     """Hosts from the agent cluster: ``discover("agent", select=..., count=..., tag=...)``."""
 
@@ -110,6 +126,10 @@ class AgentSource(HostSource):
                     "memory": a.memory,
                     "selector": describe(filters),
                     "selector_tag": filters.get("tag") if (filters.get("select") or "all") == "tagged" else None,
+                    # What the executor needs to pick another agent when this one is lost mid-task.
+                    "selector_select": filters.get("select") or "all",
+                    "selector_filter_tag": filters.get("tag"),
+                    "selector_name": filters.get("name"),
                 },
             )
             for a in pick(found, filters)

@@ -24,11 +24,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def nexus(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    """Run the real ``nexus`` CLI with ``env`` added to this process's environment."""
+def nexus(
+    env: dict[str, str], *args: str, timeout: float = 90, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``nexus`` CLI with ``env`` added to this process's environment (in ``cwd``)."""
     return subprocess.run(
         [sys.executable, "-m", "nexus_core", *args],
         env={**os.environ, "NO_COLOR": "1", "CI": "1", **env},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -44,9 +47,17 @@ class Cluster:
     root: Path
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def work(self) -> Path:
+        """The agents' working folder (where they were started): relative paths of their
+        commands and files start there."""
+        folder = self.root / "work"
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def nexus(self, *args: str, timeout: float = 90, **extra: str) -> subprocess.CompletedProcess[str]:
-        """``nexus ARGS`` against this cluster."""
-        return nexus({**self.env, **extra}, *args, timeout=timeout)
+        """``nexus ARGS`` against this cluster (from the agents' working folder)."""
+        return nexus({**self.env, **extra}, *args, timeout=timeout, cwd=str(self.work))
 
     def pids(self) -> dict[str, int]:
         """The pid of each running agent started here, by name."""

@@ -65,6 +65,7 @@ def agent_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
                 # The agents (not the coordinator, not the CLI) obey this policy while a test
                 # writes it (test_policy_agent): absent, nothing is enforced.
                 env={**os.environ, **env, "NEXUS_POLICY": str(root / "agent-policy.toml")},
+                cwd=str(made.work),  # relative paths of their commands and files start here
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -71,3 +71,56 @@ def test_the_coordinator_answers_health_checks(agent_cluster: Cluster) -> None:
     with urllib.request.urlopen(info["health"], timeout=10) as answer:
         assert answer.status == 200
         assert answer.read().decode().strip() == "ok"
+
+
+def test_a_foreground_agent_from_a_toml_file_joins_with_its_settings_and_answers_health_checks(
+    agent_cluster: Cluster, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    assert agent_cluster.nexus("agent", "cert", "t1").returncode == 0
+    join = agent_cluster.address.removeprefix("tls://")
+    conf = tmp_path / "agent.toml"
+    conf.write_text(
+        f'[agent]\nname = "t1"\ntags = ["toml", "edge"]\njoin = "{join}"\n'
+        "max_concurrent_tasks = 3\nmax_memory_percent = 50\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "agent", "start", "--config", str(conf), "--foreground"],
+        env={**os.environ, **agent_cluster.env},
+        cwd=agent_cluster.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        agent_cluster.wait_agents({"t1"}, seconds=60)
+        info = json.loads((agent_cluster.root / "state" / "t1.json").read_text())
+        assert info["pid"] == proc.pid
+        with urllib.request.urlopen(info["health"], timeout=10) as answer:  # the agent's own endpoint
+            assert answer.status == 200 and answer.read().decode().strip() == "ok"
+        listed = json.loads(agent_cluster.nexus("agent", "status", "--format", "json").stdout)["agents"]
+        [t1] = [a for a in listed if a["name"] == "t1"]
+        assert t1["tags"] == ["toml", "edge"] and t1["slots"] == 3
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        assert 0 < t1["memory_limit"] <= total // 2 + (1 << 20), t1
+        out = agent_cluster.nexus("agent", "stop", "t1", timeout=60)
+        assert out.returncode == 0 and "stopped agent t1" in out.stdout, out
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output
+        agent_cluster.wait_agents({"t1"}, present=False)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    unit = agent_cluster.nexus("agent", "systemd-unit", "--config", str(conf))
+    assert unit.returncode == 0, unit.stderr
+    assert (f"agent start --foreground --name t1 --tags toml,edge --join {join} --max-concurrent-tasks 3 "
+            "--max-memory-percent 50") in unit.stdout, unit.stdout  # fmt: skip
+    bad = tmp_path / "bad.toml"
+    bad.write_text('nmae = "t1"\n')
+    out = agent_cluster.nexus("agent", "start", "--config", str(bad))
+    assert out.returncode == 2 and "unknown key 'nmae'" in out.stderr and "Traceback" not in out.stderr, out

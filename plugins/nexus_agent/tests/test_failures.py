@@ -15,7 +15,7 @@ from agentbed import Cluster, free_port, nexus
 from nexus_core.testing import NexusProject
 
 #: Extra agents of this module (killed or drained by its tests): name -> tags.
-VICTIMS = {"v1": "shardy", "v2": "shardy", "v3": "drainme"}
+VICTIMS = {"v1": "shardy", "v2": "shardy", "v3": "drainme", "v4": "movable", "v5": "movable", "v6": "movable"}
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,67 @@ def test_an_agent_lost_mid_command_fails_the_run_clearly(
     assert "Traceback" not in err
 
 
+def test_an_idempotent_task_whose_agent_is_lost_moves_to_another(
+    project: NexusProject, victims: dict[str, int], tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    project.write(f"""
+        from nexus_core import any_of, run, task
+
+        @task(on=any_of(1, tag="movable"))
+        def work():
+            run("echo $PPID >> {marks}/first")
+            run("echo $PPID >> {marks}/second; sleep 3; echo finished")
+    """)
+    proc = _background(project, "run", "work", "--format", "json")
+    try:
+        lost = int(_wait_file(marks / "second").splitlines()[0])
+        assert lost in victims.values()
+        os.kill(lost, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "was lost; running again on" in out and "finished" in out
+    first, second = (marks / "first").read_text().split(), (marks / "second").read_text().split()
+    # The task's first command ran again on the new agent before the one that was cut off.
+    assert len(first) == 2 and first[0] == str(lost) and first[1] != first[0], first
+    assert second == first, second
+
+
+def test_a_task_not_idempotent_whose_agent_is_lost_fails_saying_what_ran(
+    project: NexusProject, victims: dict[str, int], tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    project.write(f"""
+        from nexus_core import any_of, run, task
+
+        @task(on=any_of(1, tag="movable"), idempotent=False)
+        def once():
+            run("echo first step")
+            run("echo $PPID >> {marks}/pid; sleep 3; echo finished")
+            run("echo never")
+    """)
+    proc = _background(project, "run", "once", "-v")
+    try:
+        os.kill(int(_wait_file(marks / "pid").splitlines()[0]), signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, out + err
+    assert "was lost while the command ran (it did not finish)" in err, err
+    assert "not run again on another agent: the task is not idempotent" in err, err
+    assert "echo first step" in err, err  # what ran before the loss
+    assert (marks / "pid").read_text().count("\n") == 1  # never moved
+    assert "Traceback" not in err
+
+
 def test_a_draining_agent_takes_no_new_commands(
     project: NexusProject, victims: dict[str, int], agent_cluster: Cluster
 ) -> None:
@@ -224,3 +285,69 @@ def test_agents_rejoin_a_restarted_coordinator(tmp_path: Path) -> None:
         cluster.wait_agents({"w1"}, seconds=60)
     finally:
         nexus(env, "agent", "stop", timeout=60)
+
+
+def test_a_pipeline_cut_by_a_coordinator_restart_fails_clearly_and_resumes(tmp_path: Path) -> None:
+    """The coordinator restarts while a command runs: the run fails saying so, the agent
+    rejoins by itself (the command goes on there meanwhile), and ``nexus resume`` finishes
+    the pipeline (the command the run lost sight of runs again, as any unreachable one)."""
+    port = free_port()
+    env = {
+        "NEXUS_AGENT_DIR": str(tmp_path / "certs"),
+        "NEXUS_AGENT_STATE": str(tmp_path / "state"),
+        "NEXUS_CLUSTER": f"tls://127.0.0.1:{port}",
+    }
+    cluster = Cluster(env["NEXUS_CLUSTER"], tmp_path, env)
+    flag, marks = tmp_path / "go", tmp_path / "marks"
+    assert cluster.nexus("agent", "init", "--name", "hub").returncode == 0
+    assert cluster.nexus("agent", "cert", "w1").returncode == 0
+    project = NexusProject(tmp_path / "project", env)
+    project.root.mkdir()
+    project.write(f"""
+        from nexus_core import run, task
+
+        @task(on=["agent://w1"])
+        def long():
+            run("echo started; for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; echo ran >> {marks}")
+            run("echo after >> {marks}")
+    """)
+    try:
+        start = ("agent", "start", "--coordinator", "--no-agent", "--name", "hub", "--port", str(port),
+                 "--agent-timeout", "10")  # fmt: skip
+        assert cluster.nexus(*start).returncode == 0
+        assert cluster.start("w1").returncode == 0
+        cluster.wait_agents({"w1"})
+        proc = _background(project, "run", "long", "-v")
+        try:
+            assert proc.stdout is not None
+            for _ in range(1000):
+                line = proc.stdout.readline()
+                if not line or "> started" in line:
+                    break
+            out = cluster.nexus("agent", "restart", "hub")
+            assert out.returncode == 0, out.stderr
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 3, err
+        assert "coordinator" in err and "Traceback" not in err, err
+        cluster.wait_agents({"w1"}, seconds=60)
+        flag.touch()  # the command still running on w1 ends now, while no run waits for it
+        _wait_file(marks)
+        run_id = project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+        resumed = project.run("resume", run_id)  # a failed run is resumed by its id
+        assert resumed.code == 0, resumed
+        assert marks.read_text().split() == ["ran", "ran", "after"]
+        # An agent that stops answering without closing its connection (a hung machine, a power
+        # cut) is dropped once it has missed its heartbeats for the timeout (Dask: 10 at least).
+        pid = cluster.pids()["w1"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            cluster.wait_agents({"w1"}, present=False, seconds=40)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        flag.touch()
+        cluster.nexus("agent", "stop", timeout=60)

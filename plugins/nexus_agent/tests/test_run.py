@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from agentbed import Cluster
 from nexus_core.testing import NexusProject
 
 NEXUSFILE = """
-    from nexus_core import all_agents, any_of, hosts, prefer, run, shard_count, shard_id, shard_items, tagged, task
+    from nexus_core import (all_agents, any_of, hosts, prefer, run, shard_count, shard_end, shard_id, shard_items,
+                            shard_start, tagged, task)
 
     hosts("fleet", all_agents(tag="linux"))
 
@@ -58,6 +60,7 @@ NEXUSFILE = """
     @task(on=tagged("linux"), parallel="sharded", shards=5)
     def sharded():
         run(f"echo shard {shard_id()} of {shard_count()} items {shard_items(list(range(10)))}")
+        run(f"echo range {shard_start(100)}-{shard_end(100)} of {shard_id()} {shard_end():.1f}")
 
     @task(on="fleet")
     def grouped():
@@ -113,6 +116,11 @@ def test_more_shards_than_agents_queue_and_each_runs_once(project: NexusProject)
     assert out.code == 0, out
     lines = sorted(e["line"] for e in out.of("command.output") if e.get("task") == "sharded")
     assert lines == [
+        "range 0-20 of 0 0.2",
+        "range 20-40 of 1 0.4",
+        "range 40-60 of 2 0.6",
+        "range 60-80 of 3 0.8",
+        "range 80-100 of 4 1.0",
         "shard 0 of 5 items [0, 1]",
         "shard 1 of 5 items [2, 3]",
         "shard 2 of 5 items [4, 5]",
@@ -148,6 +156,75 @@ def test_hosts_list_shows_agents_with_their_tags(project: NexusProject) -> None:
     out = project.run("hosts", "list", "--format", "json")
     assert out.code == 0, out
     assert "a1" in out.stdout and "fast" in out.stdout
+    # With their load and running commands, as the scheduler reports them.
+    assert '"running"' in out.stdout and '"slots"' in out.stdout and '"cpu"' in out.stdout, out.stdout
+
+
+def test_a_limit_names_agents_by_their_name(project: NexusProject) -> None:
+    out = _run(project, "everywhere", "-H", "a1")
+    assert out.code == 0, out
+    assert _hosts(out, "everywhere") == {"a1"}
+
+
+def test_the_cluster_comes_from_the_nexusfile(project: NexusProject, agent_cluster: Cluster, tmp_path: Path) -> None:
+    address = agent_cluster.address
+    project.write(f"""
+        from nexus_core import config, run, tagged, task
+
+        config(cluster="{address}")
+
+        @task(on=tagged("beefy"))
+        def heavy():
+            run("echo heavy")
+    """)
+    # No NEXUS_CLUSTER (it would win: the environment comes before the nexusfile), and no info
+    # file of a coordinator started here to fall back on: the address is the nexusfile's.
+    project.env.pop("NEXUS_CLUSTER")
+    out = project.run("run", "heavy", "--format", "json", env={"NEXUS_AGENT_STATE": str(tmp_path / "none")})
+    assert out.code == 0, out
+    assert _hosts(out, "heavy") == {"a2"}
+
+
+def test_resume_asks_the_agent_what_became_of_a_running_command(project: NexusProject, tmp_path: Path) -> None:
+    flag, marks = tmp_path / "go", tmp_path / "marks"
+    project.write(f"""
+        from nexus_core import run, task
+
+        @task(on=["agent://a1"])
+        def once():
+            run("echo started; for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; echo ran >> {marks}")
+            run("echo second >> {marks}")
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "once", "-v"],
+        cwd=project.root,
+        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(1000):  # until the command runs on the agent
+            line = proc.stdout.readline()
+            if not line or "> started" in line:
+                break
+        proc.kill()  # Nexus goes; the command goes on on the agent, which records its end
+        proc.communicate(timeout=30)
+    finally:
+        flag.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    for _ in range(300):  # bounded: 30 s
+        if marks.exists():
+            break
+        time.sleep(0.1)
+    out = project.run("resume", "--format", "json")
+    assert out.code == 0, out
+    assert marks.read_text().split() == ["ran", "second"]  # the first command did not run again
+    logs = [e.get("message", "") for e in out.of("log")]
+    assert any("once on a1: command #1 finished (exit code 0)" in m for m in logs), logs
 
 
 def test_resume_reruns_only_the_unfinished_shards(project: NexusProject, tmp_path: Path) -> None:
@@ -191,3 +268,66 @@ def test_resume_reruns_only_the_unfinished_shards(project: NexusProject, tmp_pat
     assert out.code == 0, out
     assert (marks / "shard-0").read_text().split() == ["done"]
     assert (marks / "shard-1").exists() and (marks / "shard-2").exists()
+
+
+def test_the_least_loaded_agent_is_picked(project: NexusProject, agent_cluster: Cluster, tmp_path: Path) -> None:
+    import json
+
+    flag = tmp_path / "go"
+    other = NexusProject(tmp_path / "busy", dict(project.env))  # a run of its own (its own project lock)
+    other.root.mkdir()
+    other.write(f"""
+        from nexus_core import run, task
+
+        @task(on=["agent://a1"])
+        def busy():
+            run("for n in $(seq 600); do [ -e {flag} ] && break; sleep 0.1; done")
+    """)
+    project.write("""
+        from nexus_core import any_of, run, task
+
+        @task(on=any_of(1, tag="linux"))
+        def pick():
+            run("echo picked")
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "busy", "-q"],
+        cwd=other.root,
+        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):  # bounded: until the scheduler reports a1's running command
+            out = agent_cluster.nexus("agent", "status", "--format", "json")
+            agents = {a["name"]: a for a in json.loads(out.stdout)["agents"]} if out.returncode == 0 else {}
+            if agents.get("a1", {}).get("running"):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("a1 never reported its running command")
+        picked = project.run("run", "pick", "--format", "json")
+        assert picked.code == 0, picked
+        assert _hosts(picked, "pick") == {"a2"}  # a1 has one of its two slots taken
+    finally:
+        flag.touch()
+        proc.wait(timeout=60)
+
+
+def test_an_agent_runs_at_most_its_max_concurrent_tasks(project: NexusProject, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    project.write(f"""
+        from nexus_core import run, tagged, task
+
+        @task(on=tagged("beefy"), parallel="sharded", shards=6)
+        def crowd():
+            run("echo start >> {log}; sleep 0.4; echo end >> {log}")
+    """)
+    out = project.run("run", "crowd")
+    assert out.code == 0, out
+    running, most = 0, 0
+    for line in log.read_text().split():  # in the order the commands wrote them
+        running += 1 if line == "start" else -1
+        most = max(most, running)
+    assert log.read_text().split().count("start") == 6
+    assert 1 <= most <= 2  # a2 was started with --max-concurrent-tasks 2
