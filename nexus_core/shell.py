@@ -222,8 +222,8 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
         f"ulimit -S -f unlimited 2>/dev/null && ulimit -S -f {SMALL_SPOOL_BLOCKS} 2>/dev/null"
         f' && printf "\\n" 2>/dev/null >>{out} && ulimit -S -f unlimited 2>/dev/null'
     )
-    # The lines are gathered and written at once: one write, one SSH packet to the controller
-    # (a printf per line cost a packet each: three for a one-line answer).
+    # The lines are gathered and written at once: one write, one message of a remote transport
+    # to the controller (a printf per line cost a message each: three for a one-line answer).
     small = (
         f'{last} >>{out}; nexus_s=; while IFS= read -r nexus_l; do nexus_s="$nexus_s$nexus_l\n"; done <{out}; '
         'printf %s "$nexus_s" >&4'
