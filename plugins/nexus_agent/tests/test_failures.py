@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,6 +74,26 @@ def _background(project: NexusProject, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _run_killing_agent(
+    project: NexusProject, pid_file: Path, args: tuple[str, ...], agents: Collection[int] | None = None
+) -> tuple[subprocess.Popen[str], str, str, int]:
+    """``nexus ARGS`` in the background; once ``pid_file`` names the agent running a command
+    (one of ``agents``, when given), SIGKILL it and wait for the run (90 s at most). Returns
+    the finished process, its stdout and stderr, and the killed pid."""
+    proc = _background(project, *args)
+    try:
+        pid = int(_wait_file(pid_file).splitlines()[0])
+        if agents is not None:
+            assert pid in agents
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc, out, err, pid
+
+
 def test_a_shard_whose_agent_is_killed_runs_again_on_another(
     project: NexusProject, victims: dict[str, int], tmp_path: Path
 ) -> None:
@@ -86,16 +106,9 @@ def test_a_shard_whose_agent_is_killed_runs_again_on_another(
         def work():
             run(f"echo $PPID >> {marks}/shard-{{shard_id()}}.pid; sleep 2; echo done {{shard_id()}}")
     """)
-    proc = _background(project, "run", "work", "--format", "json")
-    try:
-        first = int(_wait_file(marks / "shard-0.pid").splitlines()[0])
-        assert first in victims.values()
-        os.kill(first, signal.SIGKILL)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, out, err, _ = _run_killing_agent(
+        project, marks / "shard-0.pid", ("run", "work", "--format", "json"), victims.values()
+    )
     assert proc.returncode == 0, err
     assert "done 0" in out and "done 1" in out
     assert "was lost; running again on" in out
@@ -147,16 +160,9 @@ def test_an_idempotent_task_whose_agent_is_lost_moves_to_another(
             run("echo $PPID >> {marks}/first")
             run("echo $PPID >> {marks}/second; sleep 3; echo finished")
     """)
-    proc = _background(project, "run", "work", "--format", "json")
-    try:
-        lost = int(_wait_file(marks / "second").splitlines()[0])
-        assert lost in victims.values()
-        os.kill(lost, signal.SIGKILL)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, out, err, lost = _run_killing_agent(
+        project, marks / "second", ("run", "work", "--format", "json"), victims.values()
+    )
     assert proc.returncode == 0, err
     assert "was lost; running again on" in out and "finished" in out
     first, second = (marks / "first").read_text().split(), (marks / "second").read_text().split()
@@ -179,14 +185,7 @@ def test_a_task_not_idempotent_whose_agent_is_lost_fails_saying_what_ran(
             run("echo $PPID >> {marks}/pid; sleep 3; echo finished")
             run("echo never")
     """)
-    proc = _background(project, "run", "once", "-v")
-    try:
-        os.kill(int(_wait_file(marks / "pid").splitlines()[0]), signal.SIGKILL)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, out, err, _ = _run_killing_agent(project, marks / "pid", ("run", "once", "-v"))
     assert proc.returncode == 3, out + err
     assert "was lost while the command ran (it did not finish)" in err, err
     assert "not run again on another agent: the task is not idempotent" in err, err
