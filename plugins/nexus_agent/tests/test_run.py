@@ -77,6 +77,18 @@ def _hosts(out, task: str) -> set[str]:  # type: ignore[no-untyped-def]
     return {e["host"] for e in out.of("command.stop") if e.get("task") == task}
 
 
+def _streaming(project: NexusProject, *args: str) -> subprocess.Popen[str]:
+    """``nexus ARGS`` in the background, its output (stdout and stderr) readable line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", *args],
+        cwd=project.root,
+        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def test_selectors_pick_agents_by_tag_count_and_preference(project: NexusProject) -> None:
     out = _run(project, "everywhere", "heavy", "two", "quick", "fallback", "grouped")
     assert out.code == 0, out
@@ -195,14 +207,7 @@ def test_resume_asks_the_agent_what_became_of_a_running_command(project: NexusPr
             run("echo started; for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; echo ran >> {marks}")
             run("echo second >> {marks}")
     """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", "run", "once", "-v"],
-        cwd=project.root,
-        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _streaming(project, "run", "once", "-v")
     try:
         assert proc.stdout is not None
         for _ in range(1000):  # until the command runs on the agent
@@ -240,14 +245,7 @@ def test_resume_reruns_only_the_unfinished_shards(project: NexusProject, tmp_pat
             wait = "" if i == 0 else "for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; "
             run(f"{{wait}}echo done >> {marks}/shard-{{i}}")
     """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", "run", "work", "-v"],
-        cwd=project.root,
-        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _streaming(project, "run", "work", "-v")
     try:
         assert proc.stdout is not None
         for _ in range(1000):  # until shard 0 is recorded as done
