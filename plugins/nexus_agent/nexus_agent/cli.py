@@ -90,7 +90,7 @@ def _settings(
     agent_timeout: float | None = None,
 ) -> Any:
     from nexus_agent import certs
-    from nexus_agent.daemon import Settings
+    from nexus_agent.daemon import AGENT_TIMEOUT, Settings
 
     data: dict[str, Any] = {}
     if config:
@@ -156,7 +156,7 @@ def _settings(
             _fail(2, f"invalid tag {tag!r}", [], ["tags are words separated by commas: --tags web,prod"])
     if int(data.get("max_concurrent_tasks") or 4) < 1:
         _fail(2, "--max-concurrent-tasks must be at least 1", [], [])
-    timeout = data.get("agent_timeout", 30)
+    timeout = data.get("agent_timeout", AGENT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         _fail(2, f"agent_timeout must be a number of seconds above 0, not {timeout!r}", [], ["e.g. --agent-timeout 30"])
     return Settings(**data)
