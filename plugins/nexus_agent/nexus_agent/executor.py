@@ -81,6 +81,11 @@ def _movable(host: Host) -> bool:
     return bool(host.facts.get("selector")) and not host.facts.get("selector_name")
 
 
+def _task_of(marker_key: str) -> str:
+    """The task-and-host part of a status marker's key (``nexus_core.markers.key`` without its index)."""
+    return marker_key.rsplit(".", 1)[0]
+
+
 def _send_now(client: Any, msg: dict[str, Any]) -> None:
     """On the client's event loop: ``msg`` onto its stream to the scheduler (a gone stream: the
     executor's check of the agents, once a second, says the coordinator stopped answering)."""
@@ -261,9 +266,8 @@ class AgentExecutor(Executor):
         marker = command.marker
         if marker is None:
             return
-        task = marker.key.rsplit(".", 1)[0]
         with self._lock:
-            self._history.setdefault((host.key, task), {})[marker.key] = command
+            self._history.setdefault((host.key, _task_of(marker.key)), {})[marker.key] = command
 
     def _move(
         self,
@@ -298,7 +302,7 @@ class AgentExecutor(Executor):
         marker = command.marker
         with self._lock:
             self._moved[host.key] = other.name
-            done = self._history.get((host.key, marker.key.rsplit(".", 1)[0]), {}) if marker is not None else {}
+            done = self._history.get((host.key, _task_of(marker.key)), {}) if marker is not None else {}
             again = [c for key, c in done.items() if marker is None or key != marker.key]
         line = f"[nexus] agent {agent} was lost; running again on {other.name}"
         on_output("stderr", line)
