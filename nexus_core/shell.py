@@ -138,6 +138,7 @@ def wrap(
     status_dir: str | None = None,
     pg: bool = False,
     spool_max: int | None = None,
+    keeper_arg: bool = False,
 ) -> str:
     """``script`` (complete shell text) run by a wrapper that records pid and exit code.
 
@@ -154,13 +155,16 @@ def wrap(
     ``spool_max``: bound the run's spools on the host to about that many bytes each while
     the command runs, whatever becomes of the controller (see :func:`keeper_script`): the
     wrapper starts the run's keeper when none is alive (two built-ins per command).
+    ``keeper_arg``: the keeper's text is not in the wrapper but its first argument (``$1``,
+    shifted away before the command runs): a session shell holding it passes it to every
+    command (:func:`keeper_start`).
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
     made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"'
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     if spool_max:
-        pro += "; " + keeper_start(spool_max)
+        pro += "; " + keeper_start(spool_max, from_arg=keeper_arg)
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
@@ -286,24 +290,46 @@ def keeper_script() -> str:
     )
 
 
-def keeper_start(spool_max: int) -> str:
+def keeper_start(spool_max: int, from_arg: bool = False) -> str:
     """Wrapper text starting the run's spool keeper unless it is alive (``$nexus_d`` set).
 
     Two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
     away from the command's process group and from every descriptor of the command.
+    ``from_arg``: the keeper's text is the wrapper's ``$1`` (:data:`KEEPER_VAR` of a session
+    shell, see :func:`keeper_assignment`), shifted away before the command runs. The text
+    (1.2 KB quoted) is then sent and parsed once per session, not with every command: that
+    cost 4 % of the wall time of 10 hosts x 50 short commands (docs/decisions.md).
     """
-    text = _KEEPER_START.get(spool_max)
+    text = _KEEPER_START.get((spool_max, from_arg))
     if text is None:  # the same for every command of a run: quoted once, not per command
-        script = quote(keeper_script())
-        text = _KEEPER_START[spool_max] = (
+        script = '"$1"' if from_arg else quote(keeper_script())
+        text = (
             '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
             f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
             " </dev/null >/dev/null 2>&1 4>&- & }"
         )
+        if from_arg:
+            text += '; [ "$#" -eq 0 ] || shift'
+        _KEEPER_START[(spool_max, from_arg)] = text
     return text
 
 
-_KEEPER_START: dict[int, str] = {}
+#: The session shell's variable holding the keeper's text (see :func:`keeper_start`).
+KEEPER_VAR = "nexus_keeper"
+
+
+def keeper_assignment() -> str:
+    """Shell text setting :data:`KEEPER_VAR` (not exported: only passed as an argument)."""
+    return f"{KEEPER_VAR}={quote(keeper_script())}"
+
+
+def with_keeper_arg(script: str) -> str:
+    """``script`` (from :func:`build` with ``keeper_arg``) made whole for a transport without a
+    session shell holding the keeper's text: the text follows as the argument."""
+    return f"{script} nexus {quote(keeper_script())}"
+
+
+_KEEPER_START: dict[tuple[int, bool], str] = {}
 
 
 def build(
@@ -318,12 +344,15 @@ def build(
     spool: bool = False,
     stdin: bool = False,
     spool_max: int | None = None,
+    keeper_arg: bool = False,
 ) -> str:
     """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
 
     The body prints its process groups first (``pg``), and with ``marker`` the status-file
     wrapper runs it outside any sudo (with ``spool``: replaying the spool at the end).
     The login shell may not be sh (bash, zsh, fish...): everything is handed to /bin/sh.
+    ``keeper_arg``: the spool keeper's text comes as the script's first argument (see
+    :func:`keeper_start`); the caller appends it (a session shell's ``"$nexus_keeper"``).
     """
     # A spooled wrapper prints the outer group itself; the body's line only adds the shell
     # behind sudo.
@@ -333,7 +362,15 @@ def build(
         # The session leader writes the exit code (an EXIT trap, or a subshell when the
         # body says exec): same process group, and $$ still names the leader, so the kill
         # handle is unchanged.
-        text = wrap(text, marker, spool=spool, replay=True, pg=spool, spool_max=spool_max if spool else None)
+        text = wrap(
+            text,
+            marker,
+            spool=spool,
+            replay=True,
+            pg=spool,
+            spool_max=spool_max if spool else None,
+            keeper_arg=keeper_arg,
+        )
     return "exec /bin/sh -c " + quote(text)
 
 

@@ -560,6 +560,15 @@ class SshExecutor(SftpFiles, Executor):
                 f"not started: {host.name} stopped answering earlier in this run",
                 retryable=False,
             )
+        # A sudo that reads its password on stdin needs the channel's stdin: exec mode.
+        use_session = (
+            self.session_mode == "shell"
+            and command.input is None  # the command's own input: exec mode
+            and not ((command.sudo or command.user) and self._sudo_password is not None)
+        )
+
+        # In a session the spool keeper's text is the session shell's (shell.keeper_start).
+        keeper = use_session and command.marker is not None
         try:
             spec = self.spec_for(host)
             script = remote.build(
@@ -573,6 +582,7 @@ class SshExecutor(SftpFiles, Executor):
                 sudo_password=self._sudo_password is not None,
                 stdin=command.input is not None,
                 spool_max=self.spool_max,
+                keeper_arg=keeper,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
@@ -580,12 +590,6 @@ class SshExecutor(SftpFiles, Executor):
         if host.key in self._pending and host.key not in self._pool_of:
             self._pool_of[host.key] = pool
             pool.pending.add(host.key)
-        # A sudo that reads its password on stdin needs the channel's stdin: exec mode.
-        use_session = (
-            self.session_mode == "shell"
-            and command.input is None  # the command's own input: exec mode
-            and not ((command.sudo or command.user) and self._sudo_password is not None)
-        )
         for _ in range(self.pool_size + 2):  # each round drops one stale connection
             got = self._checkout(pool, spec, host, cancel, deadline, start)
             if isinstance(got, CommandResult):
@@ -601,8 +605,10 @@ class SshExecutor(SftpFiles, Executor):
                     if raw:
                         session.start_raw(command.cmd, token)
                     else:
-                        session.start(script, token)
+                        session.start(script, token, keeper)
                 else:
+                    if keeper:  # no session on this host after all: the text goes with the script
+                        keeper, script = False, shell.with_keeper_arg(script)
                     chan = self._open_channel(conn, spec)
             except Exception as exc:
                 if session is not None:
@@ -628,6 +634,7 @@ class SshExecutor(SftpFiles, Executor):
                     timeout,
                     run_deadline,
                     start,
+                    keeper,
                 )
             finally:
                 self._emit(
@@ -759,7 +766,13 @@ class SshExecutor(SftpFiles, Executor):
         timeout: float,
         deadline: float | None,
         start: float,
+        keeper: bool = False,
     ) -> CommandResult:
+        """Run ``script`` on ``session`` (or ``chan``), again on a PTY channel when sudo wants one.
+
+        ``keeper``: ``script`` was built with ``keeper_arg`` for the session shell; a PTY
+        channel has none, so the keeper's text is appended there.
+        """
         result, needs_tty = self._exec(
             conn,
             chan,
@@ -785,7 +798,7 @@ class SshExecutor(SftpFiles, Executor):
                 "",
                 host,
                 command,
-                script,
+                shell.with_keeper_arg(script) if keeper else script,
                 on_output,
                 cancel,
                 timeout,

@@ -35,6 +35,8 @@ import shlex
 import time
 from typing import TYPE_CHECKING
 
+from nexus_core.shell import KEEPER_VAR, keeper_assignment
+
 from nexus_ssh.options import DEFAULT_MODE as DEFAULT_MODE  # re-exported: the mode names
 from nexus_ssh.options import MODES as MODES
 from nexus_ssh.wake import waker
@@ -78,14 +80,21 @@ def _then_sentinels(token: str) -> str:
     return f"nexus_rc=$?; {end}; {end} >&3\n"
 
 
-def command_input(script: str, token: str, setsid: str) -> bytes:
-    """What is written on the session shell's stdin to run ``script`` (from :func:`remote.build`)."""
+def command_input(script: str, token: str, setsid: str, keeper: bool = False) -> bytes:
+    """What is written on the session shell's stdin to run ``script`` (from :func:`remote.build`).
+
+    ``keeper``: the script was built with ``keeper_arg`` (its wrapper starts the spool keeper
+    from its first argument): the session shell passes the keeper's text it holds (set by
+    :func:`handshake_input`), so the text crosses the connection once per session.
+    """
     if not script.startswith(_EXEC_PREFIX):
         raise ValueError("session mode runs scripts made by nexus_ssh.remote.build")
     # fd 3 is the channel's stderr (see handshake_input). The command's sh moves it back to
     # its fd 2 itself: a ``2>&3`` on the command line would also apply to the session shell
     # while it waits, and its ``Terminated`` would reach the output.
-    line = f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{script[len(_EXEC_PREFIX) :]} </dev/null; "
+    args = f' nexus "${KEEPER_VAR}"' if keeper else ""
+    body = script[len(_EXEC_PREFIX) :]
+    line = f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{body}{args} </dev/null; "
     return (line + _then_sentinels(token)).encode()
 
 
@@ -104,10 +113,13 @@ def handshake_input(token: str) -> bytes:
 
     It first moves the channel's stderr to fd 3 and points its own fd 2 at ``/dev/null``: the
     shell's own messages (``Terminated`` when a command is killed) are not the command's output.
-    ``command -v`` prints the path itself: no command substitution, so no fork.
+    ``command -v`` prints the path itself: no command substitution, so no fork. It also keeps
+    the spool keeper's text in a variable of its own, passed to the commands that start the
+    keeper (:func:`command_input`).
     """
     return (
-        f"exec 3>&2 2>/dev/null\nprintf '\\036NEXUS-READY {token} '; command -v setsid || echo -\n"
+        f"exec 3>&2 2>/dev/null\n{keeper_assignment()}\n"
+        f"printf '\\036NEXUS-READY {token} '; command -v setsid || echo -\n"
     ).encode()
 
 
@@ -157,12 +169,13 @@ class Session:
         while self.chan.recv_stderr_ready():
             self.chan.recv_stderr(65536)
 
-    def start(self, script: str, token: str) -> None:
+    def start(self, script: str, token: str, keeper: bool = False) -> None:
         """Start ``script`` (from :func:`remote.build`) with sentinel nonce ``token``, after
-        dropping output left from an earlier command (a background process it left behind)."""
+        dropping output left from an earlier command (a background process it left behind).
+        ``keeper``: the script was built with ``keeper_arg`` (see :func:`command_input`)."""
         self.discard_pending()
         self.commands += 1
-        self.chan.sendall(command_input(script, token, self.setsid))
+        self.chan.sendall(command_input(script, token, self.setsid, keeper))
 
     def start_raw(self, line: str, token: str) -> None:
         """Run ``line`` in the session shell itself (see :func:`raw_input`)."""

@@ -6,6 +6,8 @@ the plugin's default); these tests pin the mode with the config key so both are 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections import deque
@@ -14,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nexus_core import markers
+from nexus_core import markers, shell
 from nexus_core.api import Cancel
 from nexus_core.events import Log
 from nexus_core.model import Command, Host
-from nexus_core.testing.sshbed import USER_KEY, SshBed
+from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
 from tests.helpers import Out
 
 from nexus_ssh import session as sess
@@ -85,6 +87,18 @@ def test_command_input_quotes_and_frames() -> None:
         sess.command_input("echo hi", "n", "/usr/bin/setsid")
 
 
+def test_the_keepers_text_crosses_once_per_session() -> None:
+    hello = sess.handshake_input("n0nce").decode()
+    assert f"{shell.KEEPER_VAR}=" in hello and "nexus-keeper" not in hello  # the text, not a start
+    line = sess.command_input("exec /bin/sh -c 'echo hi'", "n0nce", "/usr/bin/setsid", keeper=True).decode()
+    assert f"'echo hi' nexus \"${shell.KEEPER_VAR}\" </dev/null;" in line
+    built = shell.build(
+        "echo hi", marker=markers.Marker("r", "k", "h"), spool=True, spool_max=1 << 20, keeper_arg=True
+    )
+    inline = shell.build("echo hi", marker=markers.Marker("r", "k", "h"), spool=True, spool_max=1 << 20)
+    assert "fallocate" not in built and "fallocate" in inline and len(built) < len(inline) - 800
+
+
 # --- against sshd, both modes ---------------------------------------------------------------
 
 
@@ -145,6 +159,45 @@ def test_status_files_are_written(sshbed: SshBed, make_executor: MakeExecutor, m
     ex.remove_markers(_host(sshbed), run_id)
     probe, out = _run(ex, sshbed, markers.probe_script(run_id, marker.key, label))
     assert probe.ok and markers.parse_probe(out.of("stdout")) == markers.ProbeResult("never")
+
+
+def _keeper_of(run_id: str, label: str) -> int:
+    """The pid of the run's spool keeper on the bed host (0: none), waiting up to 5 s."""
+    name = Path(markers.local_status_dir(run_id, label)).name
+    folder = HOME_ROOT / USER_KEY / ".cache" / "nexus" / "runs" / name
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((folder / ".keeper").read_text())
+            os.kill(pid, 0)
+            return pid
+        time.sleep(0.05)
+    return 0
+
+
+@pytest.mark.parametrize("mode", [*MODES, "no-setsid"])
+def test_spooled_commands_start_the_keeper_and_see_no_arguments(
+    sshbed: SshBed, make_executor: MakeExecutor, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a session the keeper's text is the shell's argument, shifted away before the command
+    runs; on exec channels (and hosts without setsid) it is in the script: either way the
+    keeper starts and the command's ``$#`` is 0."""
+    if mode == "no-setsid":
+        monkeypatch.setattr(
+            sess, "handshake_input", lambda token: f"printf '\\036NEXUS-READY {token} -\\n'\n".encode()
+        )
+    ex, _ = make_executor(ssh_session_mode="exec" if mode == "exec" else "shell")
+    run_id = f"keeper-{mode}-{time.time_ns()}"
+    label = _host(sshbed).label
+    try:
+        for i in range(2):
+            marker = markers.Marker(run_id, markers.key("t", "h", i), label)
+            r, out = _run(ex, sshbed, Command('echo "[$#][$1]"', marker=marker))
+            assert r.ok and out.of("stdout") == ["[0][]"], (mode, out.lines)
+        pid = _keeper_of(run_id, label)
+        assert pid, f"no keeper in {mode} mode"
+    finally:
+        ex.remove_markers(_host(sshbed), run_id)  # the folder gone, the keeper leaves at its next tick
 
 
 def test_connections_never_wait_for_delayed_acks(sshbed: SshBed, make_executor: MakeExecutor) -> None:
