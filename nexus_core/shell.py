@@ -222,9 +222,11 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
     """
     sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
     last = 'printf "\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
+    # One redirection of stderr for the four steps, not one each: each costs the shell an
+    # open of /dev/null and five calls to save and restore the descriptor.
     probe = (
-        f"ulimit -S -f unlimited 2>/dev/null && ulimit -S -f {SMALL_SPOOL_BLOCKS} 2>/dev/null"
-        f' && printf "\\n" 2>/dev/null >>{out} && ulimit -S -f unlimited 2>/dev/null'
+        f"{{ ulimit -S -f unlimited && ulimit -S -f {SMALL_SPOOL_BLOCKS}"
+        f' && printf "\\n" >>{out} && ulimit -S -f unlimited; }} 2>/dev/null'
     )
     # The lines are gathered and written at once: one write, one message of a remote transport
     # to the controller (a printf per line cost a message each: three for a one-line answer).
