@@ -17,12 +17,14 @@ medians. Needs root (it starts ``sshd`` for the bed's test users), as ``bench/ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +85,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per build and workload (default 5)")
     parser.add_argument("--mode", default="shell", choices=("shell", "exec"), help="ssh_session_mode")
     parser.add_argument("--out", default="", help="also write bench/results/OUT.md")
+    parser.add_argument(
+        "--journaled",
+        action="store_true",
+        help="the hosts' homes and the builds' state/cache folders on an ext4 with a journal (a loop"
+        " device made for the sitting), as on a server: see _journaled()",
+    )
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in WORKLOADS]
@@ -104,12 +112,14 @@ def main(argv: list[str]) -> None:
         f"# Nexus A/B ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, session mode {args.mode})",
         "",
         f"A = `{args.a}`, B = `{args.b}`; {args.rounds} rounds each, alternating, after a warm-up;",
-        f"load average before: {os.getloadavg()[0]:.2f}.",
+        f"load average before: {os.getloadavg()[0]:.2f}."
+        + (" Hosts' homes and state folders on a journaled ext4 (`--journaled`)." if args.journaled else ""),
         "",
         "| workload | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU |",
         "|---|---|---|---|---|---|---|",
     ]
-    with SshBed(need, port=0, bastion=False) as bed, _work() as work:
+    fs = _journaled() if args.journaled else contextlib.nullcontext(None)
+    with fs as root, SshBed(need, port=0, bastion=False) as bed, _work(root) as work:
         for w in chosen:
             n_hosts, n_commands, what = WORKLOADS[w]
             folder = work / w
@@ -148,18 +158,59 @@ def main(argv: list[str]) -> None:
 
 
 class _work:
-    """A temporary folder for the generated projects (removed at the end)."""
+    """A temporary folder for the generated projects (removed at the end), in ``root`` if given."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
 
     def __enter__(self) -> Path:
         import tempfile
 
-        self.path = Path(tempfile.mkdtemp(prefix="nexus-ab-"))
+        self.path = Path(tempfile.mkdtemp(prefix="nexus-ab-", dir=self.root))
         return self.path
 
     def __exit__(self, *exc: object) -> None:
         import shutil
 
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _journaled(size: str = "4G") -> Iterator[Path]:
+    """A fresh ext4 *with* a journal on a loop device for the sitting; the bed's homes
+    (``HOME_ROOT``, bind-mounted from it, existing content copied) and the work folder live
+    there. Why: an ext4 without a journal (this kind of VM's root) makes every new file skip
+    the inodes freed in the last minutes one by one (``recently_deleted``), so back-to-back
+    rounds that make and remove spool files measure that quirk, not Nexus
+    (docs/decisions.md, "The spool's own cost"). Root only; everything is undone at the end.
+    """
+    import shutil
+    import tempfile
+
+    from nexus_core.testing.sshbed import HOME_ROOT
+
+    if os.geteuid() != 0:
+        sys.exit("--journaled needs root (mkfs.ext4, mount)")
+    base = Path(tempfile.mkdtemp(prefix="nexus-ab-fs-", dir="/var/tmp"))
+    image, mnt = base / "fs.img", base / "mnt"
+    mnt.mkdir()
+    mounted: list[Path] = []
+    try:
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "has_journal", str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+        mounted.append(mnt)
+        HOME_ROOT.mkdir(parents=True, exist_ok=True)
+        (mnt / "home").mkdir()
+        subprocess.run(["cp", "-a", f"{HOME_ROOT}/.", str(mnt / "home")], check=True)  # owners kept
+        subprocess.run(["mount", "--bind", str(mnt / "home"), str(HOME_ROOT)], check=True)
+        mounted.append(HOME_ROOT)
+        (mnt / "work").mkdir()
+        yield mnt / "work"
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", str(path)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
