@@ -35,7 +35,7 @@ import shlex
 import time
 from typing import TYPE_CHECKING
 
-from nexus_core.shell import KEEPER_VAR, keeper_assignment
+from nexus_core.plugin import shell
 
 from nexus_ssh.options import DEFAULT_MODE as DEFAULT_MODE  # re-exported: the mode names
 from nexus_ssh.options import MODES as MODES
@@ -92,7 +92,7 @@ def command_input(script: str, token: str, setsid: str, keeper: bool = False) ->
     # fd 3 is the channel's stderr (see handshake_input). The command's sh moves it back to
     # its fd 2 itself: a ``2>&3`` on the command line would also apply to the session shell
     # while it waits, and its ``Terminated`` would reach the output.
-    args = f' nexus "${KEEPER_VAR}"' if keeper else ""
+    args = f' nexus "${shell.KEEPER_VAR}"' if keeper else ""
     body = script[len(_EXEC_PREFIX) :]
     line = f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{body}{args} </dev/null; "
     return (line + _then_sentinels(token)).encode()
@@ -118,7 +118,7 @@ def handshake_input(token: str) -> bytes:
     keeper (:func:`command_input`).
     """
     return (
-        f"exec 3>&2 2>/dev/null\n{keeper_assignment()}\n"
+        f"exec 3>&2 2>/dev/null\n{shell.keeper_assignment()}\n"
         f"printf '\\036NEXUS-READY {token} '; command -v setsid || echo -\n"
     ).encode()
 
