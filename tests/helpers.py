@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
@@ -96,6 +98,32 @@ def start_nexus(project, *args: str, env: dict[str, str] | None = None, **kwargs
     return subprocess.Popen(
         [sys.executable, "-m", "nexus_core", *args], cwd=project.root, env=full, text=True, **streams
     )
+
+
+@contextlib.contextmanager
+def stopped(proc: subprocess.Popen[str], first: Callable[[], object] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed and reaped on leaving the block if it still runs (a failing assertion
+    included); ``first`` runs before that (e.g. lets a command the test holds back finish)."""
+    try:
+        yield proc
+    finally:
+        if first is not None:
+            first()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def read_until(proc: subprocess.Popen[str], wanted: Callable[[str], bool], lines: int = 1000) -> str:
+    """Read ``proc``'s stdout line by line until ``wanted(line)``, its end, or ``lines`` lines;
+    return the last line read ("" at the end)."""
+    assert proc.stdout is not None
+    line = ""
+    for _ in range(lines):
+        line = proc.stdout.readline()
+        if not line or wanted(line):
+            break
+    return line
 
 
 class Out:

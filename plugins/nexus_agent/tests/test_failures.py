@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from agentbed import Cluster, free_port, nexus
 from nexus_core.testing import NexusProject
+from tests.helpers import read_until, start_nexus, stopped
 
 #: Extra agents of this module (killed or drained by its tests): name -> tags.
 VICTIMS = {"v1": "shardy", "v2": "shardy", "v3": "drainme", "v4": "movable", "v5": "movable", "v6": "movable"}
@@ -63,34 +64,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _background(project: NexusProject, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", *args],
-        cwd=project.root,
-        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _run_killing_agent(
     project: NexusProject, pid_file: Path, args: tuple[str, ...], agents: Collection[int] | None = None
 ) -> tuple[subprocess.Popen[str], str, str, int]:
     """``nexus ARGS`` in the background; once ``pid_file`` names the agent running a command
     (one of ``agents``, when given), SIGKILL it and wait for the run (90 s at most). Returns
     the finished process, its stdout and stderr, and the killed pid."""
-    proc = _background(project, *args)
-    try:
+    with stopped(start_nexus(project, *args)) as proc:
         pid = int(_wait_file(pid_file).splitlines()[0])
         if agents is not None:
             assert pid in agents
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     return proc, out, err, pid
 
 
@@ -129,19 +114,10 @@ def test_an_agent_lost_mid_command_fails_the_run_clearly(
         def slow():
             run("echo started; sleep 3; echo finished")
     """)
-    proc = _background(project, "run", "slow", "-v")
-    try:
-        assert proc.stdout is not None
-        for _ in range(1000):
-            line = proc.stdout.readline()
-            if "> started" in line or not line:  # its output, not the command line shown first
-                break
+    with stopped(start_nexus(project, "run", "slow", "-v")) as proc:
+        read_until(proc, lambda line: "> started" in line)  # its output, not the command line shown first
         os.kill(pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 3, err
     assert f"agent {name} was lost while the command ran" in err
     assert "Traceback" not in err
@@ -316,20 +292,11 @@ def test_a_pipeline_cut_by_a_coordinator_restart_fails_clearly_and_resumes(tmp_p
         assert cluster.nexus(*start).returncode == 0
         assert cluster.start("w1").returncode == 0
         cluster.wait_agents({"w1"})
-        proc = _background(project, "run", "long", "-v")
-        try:
-            assert proc.stdout is not None
-            for _ in range(1000):
-                line = proc.stdout.readline()
-                if not line or "> started" in line:
-                    break
+        with stopped(start_nexus(project, "run", "long", "-v")) as proc:
+            read_until(proc, lambda line: "> started" in line)
             out = cluster.nexus("agent", "restart", "hub")
             assert out.returncode == 0, out.stderr
             _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
         assert proc.returncode == 3, err
         assert "coordinator" in err and "Traceback" not in err, err
         cluster.wait_agents({"w1"}, seconds=60)

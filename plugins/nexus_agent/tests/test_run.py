@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agentbed import Cluster
 from nexus_core.testing import NexusProject
+from tests.helpers import read_until, start_nexus, stopped
 
 NEXUSFILE = """
     from nexus_core import (all_agents, any_of, hosts, prefer, run, shard_count, shard_end, shard_id, shard_items,
@@ -75,18 +76,6 @@ def _run(project: NexusProject, *args: str):  # type: ignore[no-untyped-def]
 
 def _hosts(out, task: str) -> set[str]:  # type: ignore[no-untyped-def]
     return {e["host"] for e in out.of("command.stop") if e.get("task") == task}
-
-
-def _streaming(project: NexusProject, *args: str) -> subprocess.Popen[str]:
-    """``nexus ARGS`` in the background, its output (stdout and stderr) readable line by line."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", *args],
-        cwd=project.root,
-        env={**os.environ, "NO_COLOR": "1", "CI": "1", **project.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def test_selectors_pick_agents_by_tag_count_and_preference(project: NexusProject) -> None:
@@ -207,20 +196,10 @@ def test_resume_asks_the_agent_what_became_of_a_running_command(project: NexusPr
             run("echo started; for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; echo ran >> {marks}")
             run("echo second >> {marks}")
     """)
-    proc = _streaming(project, "run", "once", "-v")
-    try:
-        assert proc.stdout is not None
-        for _ in range(1000):  # until the command runs on the agent
-            line = proc.stdout.readline()
-            if not line or "> started" in line:
-                break
+    with stopped(start_nexus(project, "run", "once", "-v", stderr=subprocess.STDOUT), first=flag.touch) as proc:
+        read_until(proc, lambda line: "> started" in line)  # until the command runs on the agent
         proc.kill()  # Nexus goes; the command goes on on the agent, which records its end
         proc.communicate(timeout=30)
-    finally:
-        flag.touch()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     for _ in range(300):  # bounded: 30 s
         if marks.exists():
             break
@@ -245,23 +224,14 @@ def test_resume_reruns_only_the_unfinished_shards(project: NexusProject, tmp_pat
             wait = "" if i == 0 else "for n in $(seq 300); do [ -e {flag} ] && break; sleep 0.1; done; "
             run(f"{{wait}}echo done >> {marks}/shard-{{i}}")
     """)
-    proc = _streaming(project, "run", "work", "-v")
-    try:
-        assert proc.stdout is not None
-        for _ in range(1000):  # until shard 0 is recorded as done
-            line = proc.stdout.readline()
-            if not line or ("[work shard-0]" in line and "✓" in line):
-                break
+    # On leaving: the flag lets the interrupted run's shards still on the agents end too.
+    with stopped(start_nexus(project, "run", "work", "-v", stderr=subprocess.STDOUT), first=flag.touch) as proc:
+        read_until(proc, lambda line: "[work shard-0]" in line and "✓" in line)  # shard 0 recorded as done
         # The state store records the shard just after the line is shown; shards 1 and 2
         # wait for the flag (30 s at most), so this pause only lets the record land.
         time.sleep(2)
         proc.kill()
         proc.communicate(timeout=30)
-    finally:
-        flag.touch()  # the interrupted run's shards still on the agents end too
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     out = project.run("resume")
     assert out.code == 0, out
     assert (marks / "shard-0").read_text().split() == ["done"]
