@@ -30,6 +30,7 @@ Three layers, each usable alone:
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Sequence
@@ -304,7 +305,7 @@ def keeper_start(spool_max: int, from_arg: bool = False) -> str:
     """
     text = _KEEPER_START.get((spool_max, from_arg))
     if text is None:  # the same for every command of a run: quoted once, not per command
-        script = '"$1"' if from_arg else quote(keeper_script())
+        script = '"$1"' if from_arg else _quoted_keeper()
         text = (
             '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
             f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
@@ -320,15 +321,21 @@ def keeper_start(spool_max: int, from_arg: bool = False) -> str:
 KEEPER_VAR = "nexus_keeper"
 
 
+@functools.cache
+def _quoted_keeper() -> str:
+    """:func:`keeper_script` as one shell word, quoted once per process."""
+    return quote(keeper_script())
+
+
 def keeper_assignment() -> str:
     """Shell text setting :data:`KEEPER_VAR` (not exported: only passed as an argument)."""
-    return f"{KEEPER_VAR}={quote(keeper_script())}"
+    return f"{KEEPER_VAR}={_quoted_keeper()}"
 
 
 def with_keeper_arg(script: str) -> str:
     """``script`` (from :func:`build` with ``keeper_arg``) made whole for a transport without a
     session shell holding the keeper's text: the text follows as the argument."""
-    return f"{script} nexus {quote(keeper_script())}"
+    return f"{script} nexus {_quoted_keeper()}"
 
 
 _KEEPER_START: dict[tuple[int, bool], str] = {}
