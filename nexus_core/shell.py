@@ -48,8 +48,9 @@ SPOOL_CUT = "\x1eNEXUS-CUT "
 SPOOL_MAX_BYTES = 4 << 20
 #: Seconds between two looks of the keeper at a run's spools.
 KEEPER_TICK = 1
-#: Ticks without a live command of the run after which the keeper leaves.
-KEEPER_IDLE = 10
+#: Looks in a row without a running command of the run after which the keeper leaves (its
+#: first look, as it starts, counts as the last but one: see :func:`keeper_script`).
+KEEPER_IDLE = 2
 #: Start of the process-group line a remote command prints first (see :func:`body`).
 PG_MARKER = "\x1eNEXUS-PG "
 
@@ -249,47 +250,68 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
 def keeper_script() -> str:
     """Shell text of a run's spool keeper on one host (``$1`` the status folder, ``$2`` the bound).
 
-    One process per run and host, started by the first command's wrapper (and again by a
-    later one when it is gone), in a session of its own so that signals to a command's
-    process group never reach it. Every :data:`KEEPER_TICK` s one ``find`` lists the spools
-    whose disk use passed the bound; each has its front given back to the file system
-    (``fallocate --punch-hole``: the size and every reader's offset stay, the blocks go),
-    keeping the last half of the bound, and the offset of the cut is written to
+    One process per run and host, started by the wrapper of a command when none is alive, in
+    a session of its own so that signals to a command's process group never reach it. It
+    keeps the status file open and reads only the lines added since its last look (a
+    command's ``pid`` line when it starts, its ``rc`` line when it ends), so it knows which
+    commands of the run are running without reading the file again; ``kill -0`` drops one
+    killed before its ``rc`` line. While one runs, every :data:`KEEPER_TICK` s one ``find``
+    lists the spools whose disk use passed the bound; each has its front given back to the
+    file system (``fallocate --punch-hole``: the size and every reader's offset stay, the
+    blocks go), keeping the last half of the bound, and the offset of the cut is written to
     ``KEY.out.cut`` / ``KEY.err.cut`` for the readers (:func:`follow_script`, the replay).
-    It leaves when the folder is gone (the host's end of the run, or pruning) or when no
-    command recorded in the status file has been alive for :data:`KEEPER_IDLE` ticks. A
-    tick's cost while commands come and go: ``sleep`` and one ``find``, which also says
-    whether the status file changed in the last two ticks (a command started or ended: the
-    run is alive); only otherwise is the status file read to ``kill -0`` each command's pid.
-    Needs GNU ``find`` and util-linux ``fallocate`` (without them, nothing is bounded).
+
+    It looks once as soon as it starts: started by the run's first command on the host and
+    that command already over (one short command per host: most runs over a fleet), it
+    leaves at once, having started nothing (no ``sleep``, no ``find``); started again later
+    in the run (commands one after another), it stays as after any command. It leaves when
+    the folder is gone (the host's end of the run, or pruning) or after :data:`KEEPER_IDLE`
+    looks in a row without a running command. Leaving, it empties its pid file and looks
+    once more: a command that started meanwhile saw it alive and started no other, so it
+    stays for that one. Needs GNU ``find`` and util-linux
+    ``fallocate`` (without them, nothing is bounded).
     """
-    recent = f"{2 * KEEPER_TICK / 60:.3f}"  # minutes: the status file changed in the last two ticks
+    # (No single quote in the keeper's text: quoted twice, each would cost 17 characters.)
     return (
-        'd=$1; max=$2; keep=$((max / 2)); idle=0; trap "" HUP INT TERM PIPE; echo $$ >"$d/.keeper"\n'
-        f'while [ -d "$d" ] && [ "$idle" -lt {KEEPER_IDLE} ]; do\n'
+        'd=$1; max=$2; keep=$((max / 2)); idle=-1; seen=0; live=; trap "" HUP INT TERM PIPE\n'
+        'exec 5<"$d/status" || exit 0\n'
+        'echo $$ >"$d/.keeper"\n'
+        "while :; do\n"
+        # What started or ended since the last look (dash reads a byte per call: each once).
+        "  while read -r k w n <&5; do\n"
+        "    seen=$((seen + 1))\n"
+        '    if [ "$w" = pid ]; then live="$live $k:$n"\n'
+        '    elif [ "$w" = rc ]; then l=; for e in $live; do [ "${e%%:*}" = "$k" ] || l="$l $e"; done; live=$l\n'
+        "    fi\n"
+        "  done\n"
+        '  l=; for e in $live; do kill -0 "${e#*:}" 2>/dev/null && l="$l $e"; done; live=$l\n'
+        # The first look: the first command of the run here (its own lines only) leaves at once
+        # when over; started again in a run of several commands, it waits as after a command.
+        f'  [ "$idle" -ge 0 ] || if [ "$seen" -gt 2 ]; then idle=0; else idle={KEEPER_IDLE - 1}; fi\n'
+        '  if [ -n "$live" ]; then idle=0\n'
+        f'  elif [ "$((idle += 1))" -ge {KEEPER_IDLE} ]; then\n'
+        # Leaving: give the claim up, then look once more (see the docstring).
+        '    [ -d "$d" ] && : >"$d/.keeper" || exit 0\n'
+        "    while read -r k w n <&5; do\n"
+        '      [ "$w" = pid ] && kill -0 "$n" 2>/dev/null && live="$live $k:$n"\n'
+        "    done\n"
+        '    [ -n "$live" ] && [ ! -s "$d/.keeper" ] || exit 0\n'
+        '    echo $$ >"$d/.keeper"; idle=0\n'
+        "  fi\n"
         f"  sleep {KEEPER_TICK} || exit 0\n"
-        "  live=0\n"
-        # One find a tick, read without a pipeline (no subshell): the spools over the bound, and
-        # "S" when a command started or ended lately (its pid or rc line was just written).
-        # (No single quote in the keeper's text: quoted twice, each would cost 17 characters.)
-        '  found=$(find "$d" -maxdepth 1 -type f \\( -name status -mmin -' + recent + ' -printf "S 0 -\\n"'
-        ' -o \\( -name "*.out" -o -name "*.err" \\) -size +"$max"c -printf "%s %b %p\\n" \\) 2>/dev/null)\n'
+        '  [ -d "$d" ] || exit 0\n'
+        '  [ -z "$live" ] && continue\n'
+        # One find a tick while a command runs, read without a pipeline (no subshell).
+        '  found=$(find "$d" -maxdepth 1 -type f \\( -name "*.out" -o -name "*.err" \\)'
+        ' -size +"$max"c -printf "%s %b %p\\n" 2>/dev/null)\n'
         '  [ -z "$found" ] || while read -r s b f; do\n'
-        '    [ "$s" = S ] && live=1 && continue\n'
         '    [ "$((b * 512))" -gt "$max" ] || continue\n'
         "    c=$(((s - keep) / 65536 * 65536))\n"
         '    [ "$c" -gt 0 ] && fallocate -p -o 0 -l "$c" "$f" 2>/dev/null && echo "$c" >"$f.cut"\n'
         "  done <<NEXUS_FOUND\n"
         "$found\n"
         "NEXUS_FOUND\n"
-        # Otherwise: is any command of the run alive? (dash reads the file a byte per call.)
-        '  [ "$live" = 1 ] || while read -r k w n; do\n'
-        '    [ "$w" = pid ] && kill -0 "$n" 2>/dev/null && live=1 && break\n'
-        '  done <"$d/status"\n'
-        '  if [ "$live" = 1 ]; then idle=0; else idle=$((idle + 1)); fi\n'
-        "done\n"
-        # The folder gone (the run's end on this host): nothing to remove, no rm to start.
-        '[ ! -d "$d" ] || rm -f "$d/.keeper"'
+        "done"
     )
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,15 @@ def test_spooled_commands_start_the_keeper_and_see_no_arguments(
     run_id = f"keeper-{mode}-{time.time_ns()}"
     label = _host(sshbed).label
     try:
-        for i in range(2):
+        # The first command is over before its keeper looks: that keeper leaves at once. The
+        # second one's keeper stays while it runs (looked for meanwhile, from this thread).
+        for i, cmd in enumerate(['echo "[$#][$1]"', 'sleep 2; echo "[$#][$1]"']):
             marker = markers.Marker(run_id, markers.key("t", "h", i), label)
-            r, out = _run(ex, sshbed, Command('echo "[$#][$1]"', marker=marker))
+            with ThreadPoolExecutor(1) as pool:
+                running = pool.submit(_run, ex, sshbed, Command(cmd, marker=marker))
+                pid = _keeper_of(run_id, label) if i == 1 else 0
+                r, out = running.result()
             assert r.ok and out.of("stdout") == ["[0][]"], (mode, out.lines)
-        pid = _keeper_of(run_id, label)
         assert pid, f"no keeper in {mode} mode"
     finally:
         ex.remove_markers(_host(sshbed), run_id)  # the folder gone, the keeper leaves at its next tick
