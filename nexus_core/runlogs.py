@@ -15,13 +15,10 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from nexus_core.records import Record
-
-if TYPE_CHECKING:
-    import gzip
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_RETENTION_DAYS = 14
@@ -95,16 +92,17 @@ def prune(root: str, retention_days: float, now: float | None = None, keep: Sequ
 
 
 class _File:
-    """One task/host log: lines not yet written, bytes kept, the gzip stream once it has one.
+    """One task/host log: lines not yet written, bytes kept.
 
-    Nothing is opened until the first flush. The first batch is written as one gzip member
-    in one go (most task logs are a command line and its ``[ok]``: one small member, no
-    stream kept open); a log that grows after that gets a gzip stream, flushed per batch.
+    Nothing is opened until the first flush. Each flush appends its batch as one gzip member
+    of its own (a gzip file may hold many; :func:`inflate` reads them all), so no zlib stream
+    stays open between batches: an open stream held ~260 KB of zlib state per log while its
+    host's task ran, which at 1,000 hosts whose commands outlast a flush was most of the
+    run's memory above one command per host (docs/decisions.md, "Scale").
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fh: gzip.GzipFile | None = None
         self.written = False
         self.size = 0
         self.pending: list[bytes] = []
@@ -122,24 +120,17 @@ class _File:
             return
         if not self.written:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            # One gzip member. memLevel 2 (a 1 KiB match table instead of 64 KiB): zlib clears
-            # the table for every stream, which cost more than compressing a short log.
-            packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 2)
-            with open(self.path, "ab") as fh:
-                fh.write(packer.compress(data) + packer.flush())
             self.written = True
-            return
-        if self.fh is None:
-            import gzip  # a log that grows past its first batch
-
-            self.fh = gzip.GzipFile(self.path, "ab", compresslevel=6)  # closed by close()
-        self.fh.write(data)
-        self.fh.flush()
+        # memLevel 2 (a 1 KiB match table instead of 64 KiB) and a window no larger than the
+        # batch (at least 512 bytes): zlib allocates and clears both for every stream, which
+        # cost more than compressing a short batch; a window the batch's size loses nothing.
+        bits = max(9, min(zlib.MAX_WBITS, (len(data) - 1).bit_length()))
+        packer = zlib.compressobj(6, zlib.DEFLATED, 16 + bits, 2)
+        with open(self.path, "ab") as fh:
+            fh.write(packer.compress(data) + packer.flush())
 
     def close(self) -> None:
-        """Close the stream (after the last :meth:`write_out`)."""
-        if self.fh is not None:
-            self.fh.close()
+        """Nothing stays open between batches (kept for the writer's end-of-log step)."""
 
 
 class RunLogWriter:
@@ -271,9 +262,7 @@ class LogFile(Record):
 def inflate(data: bytes) -> str:
     """The text of a (possibly still growing, possibly multi-member) gzip file."""
     out: list[bytes] = []
-    for _ in range(10_000):  # members: one per (re)opening of the file
-        if not data:
-            break
+    while data:  # members: one per batch written; each is at least 18 bytes, so this ends
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             out.append(d.decompress(data))

@@ -120,3 +120,17 @@ def test_inflate_reads_growing_and_multi_member_files(tmp_path: Path):
     assert runlogs.inflate(path.read_bytes()) == "a\nb\npartial"
     assert runlogs.read_lines(str(path)) == ["a", "b"]
     fh2.close()
+
+
+def test_each_batch_is_a_member_of_its_own_and_nothing_stays_open(tmp_path: Path):
+    """A log written in many batches (a long command's output, flushed as it comes) keeps no
+    zlib stream between them, and every batch reads back, past ten thousand of them."""
+    log = runlogs._File(str(tmp_path / "logs" / "r1" / "t" / "h.log.gz"))
+    batches = [f"line {i} {'x' * (i % 700)}\n".encode() for i in range(12_000)]
+    for data in batches:
+        log.write_out(data)
+    assert vars(log).keys() == {"path", "written", "size", "pending", "truncated"}  # no stream kept
+    raw = Path(log.path).read_bytes()
+    assert runlogs.inflate(raw) == b"".join(batches).decode()
+    with gzip.open(log.path, "rb") as fh:  # an ordinary gzip reader sees one file too
+        assert fh.read() == b"".join(batches)
