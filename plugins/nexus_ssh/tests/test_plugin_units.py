@@ -213,6 +213,31 @@ def test_the_limiter_counts_the_connections_made_before_it_existed() -> None:
     assert len(waits) == 1 and 0 < waits[0] <= 5.0
 
 
+def test_the_limiter_forgets_the_connections_made_before_its_window() -> None:
+    """Connections let through before the limiter existed count only while inside its window:
+    two made 2 s before a 3/second limiter is needed leave it room for three more at once."""
+    import time
+
+    from nexus_ssh.pacing import Pacer, PacingCancelled
+
+    pacer = Pacer({"ssh_connect_rate": "3/second"})
+    waits: list[float] = []
+
+    def no_wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return False
+
+    for _ in range(2):
+        pacer._rate_turn(no_wait)
+    pacer._stamps[:] = [time.time() - 2.0] * len(pacer._stamps)  # as if they started 2 s ago
+    for _ in range(3):
+        pacer._rate_turn(no_wait)
+    assert waits == []
+    with pytest.raises(PacingCancelled):
+        pacer._rate_turn(no_wait)  # now the window is full: 3 in the last second
+    assert len(waits) == 1
+
+
 def test_the_socket_reads_ahead_and_never_returns_more_than_asked() -> None:
     """One kernel read serves several of Paramiko's exact-size reads, in order."""
     from nexus_ssh.connect import LowLatencySocket
