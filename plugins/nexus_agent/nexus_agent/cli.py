@@ -439,6 +439,15 @@ def drain(name: str, cluster_address: str | None) -> None:
             [f"agents: {cluster.describe(list(found.values()))}"],
         )
     client.run(set_draining, True, workers=[found[name].address])
+    # The agent heartbeats at once; wait (bounded) until the coordinator reports it draining,
+    # so that a run started next never picks it.
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if any(a.name == name and a.draining for a in cluster.fresh_agents(client)):
+            break
+        time.sleep(0.1)
+    else:
+        click.echo(f"warning: the coordinator does not report {name} as draining yet", err=True)
     click.echo(f"agent {name} is draining: it takes no new commands")
 
 

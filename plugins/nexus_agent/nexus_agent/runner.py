@@ -413,6 +413,9 @@ async def set_draining(value: bool, dask_worker: Any = None) -> bool:
             dask_worker.nexus_slots = dask_worker.state.total_resources.get(SLOTS, 1)
         dask_worker.nexus_draining = bool(value)
         await dask_worker.set_resources(**{SLOTS: 0 if value else getattr(dask_worker, "nexus_slots", 1)})
+        # The coordinator learns of the change at the agent's next heartbeat (0.5-2 s away):
+        # send one now, so a run started right after ``nexus agent drain`` already sees it.
+        await dask_worker.heartbeat()
     return bool(value)
 
 
