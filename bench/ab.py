@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
         "--journaled",
         action="store_true",
         help="the hosts' homes and the builds' state/cache folders on an ext4 with a journal (a loop"
-        " device made for the sitting), as on a server: see _journaled()",
+        " device made for the sitting), as on a server: see journaled()",
     )
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> None:
         "| workload | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU |",
         "|---|---|---|---|---|---|---|",
     ]
-    fs = _journaled() if args.journaled else contextlib.nullcontext(None)
+    fs = journaled() if args.journaled else contextlib.nullcontext(None)
     with fs as root, SshBed(need, port=0, bastion=False) as bed, _work(root) as work:
         for w in chosen:
             n_hosts, n_commands, what = WORKLOADS[w]
@@ -176,13 +176,14 @@ class _work:
 
 
 @contextlib.contextmanager
-def _journaled(size: str = "4G") -> Iterator[Path]:
+def journaled(size: str = "4G", extra: tuple[Path, ...] = ()) -> Iterator[Path]:
     """A fresh ext4 *with* a journal on a loop device for the sitting; the bed's homes
     (``HOME_ROOT``, bind-mounted from it, existing content copied) and the work folder live
     there. Why: an ext4 without a journal (this kind of VM's root) makes every new file skip
     the inodes freed in the last minutes one by one (``recently_deleted``), so back-to-back
     rounds that make and remove spool files measure that quirk, not Nexus
-    (docs/decisions.md, "The spool's own cost"). Root only; everything is undone at the end.
+    (docs/decisions.md, "The spool's own cost"). ``extra``: more folders to bind-mount from
+    it (the file workloads' destinations). Root only; everything is undone at the end.
     """
     import shutil
     import tempfile
@@ -205,6 +206,12 @@ def _journaled(size: str = "4G") -> Iterator[Path]:
         subprocess.run(["cp", "-a", f"{HOME_ROOT}/.", str(mnt / "home")], check=True)  # owners kept
         subprocess.run(["mount", "--bind", str(mnt / "home"), str(HOME_ROOT)], check=True)
         mounted.append(HOME_ROOT)
+        for i, path in enumerate(extra):
+            (mnt / f"extra-{i}").mkdir(mode=0o1777)
+            os.chmod(mnt / f"extra-{i}", 0o1777)  # as /tmp: every bed user writes there
+            path.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "--bind", str(mnt / f"extra-{i}"), str(path)], check=True)
+            mounted.append(path)
         (mnt / "work").mkdir()
         yield mnt / "work"
     finally:

@@ -462,6 +462,7 @@ class Settings:
     tools: list[str]
     nexus: str = "installed"
     out: str = "peers"
+    journaled: bool = False
 
     @property
     def w1_hosts(self) -> int:
@@ -849,6 +850,7 @@ class Bench:
             "quick": self.s.quick,
             "runs": self.s.runs,
             "runs_cheap": self.s.runs_cheap,
+            "journaled": self.s.journaled,
             "elapsed_s": round(elapsed, 1),
             "versions": self.versions,
             "skipped": self.skipped,
@@ -891,7 +893,8 @@ def render_markdown(data: dict) -> str:  # type: ignore[type-arg]
         f"{meta['when']}; Python {meta['python']}, {meta['cpus']} CPUs shared by the tools and every sshd; "
         f"{'QUICK mode, ' if meta['quick'] else ''}"
         f"{meta['runs']} rounds per remote workload ({meta['runs_cheap']} for cheap ones) after a warm-up; "
-        f"{meta['elapsed_s']:.0f} s in all.",
+        f"{meta['elapsed_s']:.0f} s in all."
+        + (" The hosts' homes on a journaled ext4 (`--journaled`)." if meta.get("journaled") else ""),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v and k != "ssh") + ".",
         "",
@@ -1075,6 +1078,13 @@ def parse(argv: list[str]) -> Settings:
         help="which Nexus: 'installed' (the nexus CLI next to this Python, default), 'snapshot' (a non-editable "
         "copy of the working tree, immune to edits made during the run), 'head' (git HEAD), or a path to a nexus CLI",
     )
+    p.add_argument(
+        "--journaled",
+        action="store_true",
+        help="the hosts' homes and the file workloads' destinations on an ext4 with a journal (a loop device"
+        " made for the sitting), as on a server: this VM's root ext4 has none and discards on every delete,"
+        " which makes the first run after a clean-up slow (bench/ab.py)",
+    )
     p.add_argument("--out", default="peers", metavar="STEM",
                    help="write results/STEM.{md,json} (default peers), e.g. --only W8 --out exec")  # fmt: skip
     a = p.parse_args(argv)
@@ -1100,6 +1110,7 @@ def parse(argv: list[str]) -> Settings:
         tools=tools,
         nexus=a.nexus,
         out=a.out,
+        journaled=a.journaled,
     )
 
 
@@ -1129,7 +1140,15 @@ def main() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)
-    bench.run()
+    if settings.journaled:
+        from ab import journaled  # the bench's folder is the script's: importable as is
+
+        from bench.workloads.files import DEST_ROOT
+
+        with journaled(extra=(DEST_ROOT,)):
+            bench.run()
+    else:
+        bench.run()
 
 
 if __name__ == "__main__":

@@ -174,10 +174,15 @@ _nx_dir() { case $1 in */*) _d=${1%/*}; [ -n "$_d" ] || _d=/;; *) _d=.;; esac; }
 _STAT_LIB = r"""
 _nx_kind() {
   _nx_dir "$1"
-  if [ -d "$_d" ]; then if [ -w "$_d" ]; then _pk=dir; else _pk=readonly; fi
-  elif [ -e "$_d" ]; then _pk=other; else _pk=missing; fi
-  if [ -d "$1" ]; then _k=dir; elif [ -f "$1" ]; then _k=file
+  if [ "$_d" != "$_nx_pd" ]; then
+    _nx_pd=$_d
+    if [ -d "$_d" ]; then if [ -w "$_d" ]; then _pk=dir; else _pk=readonly; fi
+    elif [ -e "$_d" ]; then _pk=other; else _pk=missing; fi
+  fi
+  if [ "$_pk" = missing ] || [ "$_pk" = other ]; then _k=missing
+  elif [ -d "$1" ]; then _k=dir; elif [ -f "$1" ]; then _k=file
   elif [ -e "$1" ] || [ -L "$1" ]; then _k=other; else _k=missing; fi
+  [ "$_k" = missing ] || _nx_n=$((_nx_n + 1))
   echo "NXKIND $_k $_pk"
 }
 _nx_stats() {
@@ -240,12 +245,15 @@ def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = (), signatur
         if not group:
             continue
         lines.append("set -- " + _quote_all(group))
-        lines.append('for _f; do _nx_kind "$_f"; done')
+        lines.append('_nx_n=0; _nx_pd=; for _f; do _nx_kind "$_f"; done')
+        # Nothing there (a first upload into a new folder): no process looks at the paths.
+        lines.append('if [ "$_nx_n" -gt 0 ]; then')
         lines.append('_nx_stats "$@"')
         if signatures:
             lines.append('_nx_sigs "$@"')
         if hashed:
             lines.append('_nx_sums "$@"')
+        lines.append("fi")
     return "\n".join(lines)
 
 
@@ -387,19 +395,25 @@ def _stat_shell(
     return [quick[i] for i in range(len(paths))], sigs, now
 
 
-def quick_script(paths: Sequence[str], folders: Collection[str] = ()) -> str:
+def quick_script(paths: Sequence[str], folders: Collection[str] = (), names: bool = True) -> str:
     """A POSIX shell script for GNU hosts printing an ``NXRO FOLDER`` line for each folder
     holding one of ``paths`` (``folders``: these folders when the caller has them) that
     the user running it may not write in (shell built-ins only), then one line holding,
     from a single ``stat`` (not following links), an ``NXQ RAWMODE INODE DEV SIZE MTIME
     CTIME OWNER GROUP PATH`` record for each existing path, each record ended by ``\\037``
-    (one line rather than a thousand: the client's cost is per line)."""
+    (one line rather than a thousand: the client's cost is per line).
+
+    ``names=False``: OWNER and GROUP are the numeric ids. GNU ``stat`` looks a name up for
+    each file, and glibc reads ``/etc/passwd`` and ``/etc/group`` again for each lookup:
+    for a tree of 1,000 files that is 2,000 opens and five times the work of the ``stat``
+    itself (docs/decisions.md, "Files: the re-run's look")."""
     folders = sorted(folders or {_split(p)[0] for p in paths})
+    ids = "%U %G" if names else "%u %g"
     return "\n".join([
         "set -- " + _quote_all(folders),
         'for _f; do [ -w "$_f" ] || echo "NXRO $_f"; done',
         "set -- " + _quote_all(paths),
-        "stat --printf 'NXQ %f %i %d %s %.9Y %.9Z %U %G %n\\037' -- \"$@\" 2>/dev/null; echo",
+        f"stat --printf 'NXQ %f %i %d %s %.9Y %.9Z {ids} %n\\037' -- \"$@\" 2>/dev/null; echo",
     ])  # fmt: skip
 
 
@@ -410,14 +424,16 @@ def _quick_look(
     sizes: Sequence[int | None],
     sudo: bool,
     known: dict[str, tuple[str, str]],
+    names: bool = True,
 ) -> dict[int, FileState]:
     """The states :func:`quick_script` settles: folders, and regular files whose signature
     is the one kept in ``known`` (their kept sum stands, as in the full look). Anything
-    else (and everything, should the script fail) is left out, for the full look."""
+    else (and everything, should the script fail) is left out, for the full look.
+    ``names=False``: owner and group are left empty (for a caller that compares neither)."""
     index = {p: i for i, p in enumerate(paths) if _plain(p) and "\037" not in p}
     out: dict[int, FileState] = {}
     for chunk, folders in _quick_chunks(index):
-        result, lines = _run_script(executor, host, quick_script(chunk, folders), sudo,
+        result, lines = _run_script(executor, host, quick_script(chunk, folders, names), sudo,
                                     _script_timeout(len(chunk)))  # fmt: skip
         if not result.ok:
             return {}
@@ -451,8 +467,11 @@ def _quick_look(
             else:
                 continue
             parent = "readonly" if readonly and _split(path)[0] in readonly else "dir"
-            out[i] = FileState(path, kind, int(size), stat.S_IMODE(bits), "" if owner == "-" else owner,
-                               "" if group == "-" else group, sha, parent)  # fmt: skip
+            if not names or owner == "-":
+                owner = ""
+            if not names or group == "-":
+                group = ""
+            out[i] = FileState(path, kind, int(size), stat.S_IMODE(bits), owner, group, sha, parent)
     return out
 
 
@@ -1317,7 +1336,9 @@ def _look(
         known = checksum_cache.lookup_remote_tree(_host_key(host), root)
         if known:
             listed = [*known, root]
-            found = _quick_look(executor, host, listed, [-1] * len(known) + [None], op.sudo, known)
+            # Names only when they are compared (owner=, group=) or kept (sudo keeps the owner).
+            names = bool(op.owner or op.group or op.sudo)
+            found = _quick_look(executor, host, listed, [-1] * len(known) + [None], op.sudo, known, names)
             seen = {listed[i]: st for i, st in found.items()}
     items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
