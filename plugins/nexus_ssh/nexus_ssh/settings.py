@@ -177,23 +177,71 @@ _MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
 
 
 def import_paramiko(match_exec: bool = False) -> None:
-    """Import Paramiko, without invoke unless ``match_exec``.
+    """Import Paramiko, without invoke unless ``match_exec``, and without ``importlib.metadata``.
 
     Paramiko imports invoke (when installed, as it is with Fabric) only to run the commands
     of ``Match exec`` blocks in an ssh config, and that import is a third of Paramiko's own
     (30 of 95 ms here, on the way to every SSH connection). So it is left out unless the
     config has such a block. A later ``import invoke`` by anyone still works.
+
+    Paramiko also imports ``importlib.metadata`` (with ``email``, ``zipfile``, ``csv``...)
+    for one call, ``metadata.version("paramiko")``: 11-20 ms of every SSH run's start-up,
+    before the first connection. When nothing has imported it yet, a stand-in answering
+    that one question from Paramiko's ``dist-info`` folder name is in its place for the
+    import only (docs/decisions.md, "Files: the re-run's look"); without that folder, the
+    real module is imported as before.
     """
     if "paramiko" in sys.modules:
         return
     block = not match_exec and "invoke" not in sys.modules
     if block:
         sys.modules["invoke"] = None  # type: ignore[assignment]  # makes `import invoke` fail
+    stand_in = _metadata_stand_in()
+    if stand_in is not None:
+        sys.modules["importlib.metadata"] = stand_in
     try:
         import paramiko.transport  # noqa: F401
     finally:
         if block and sys.modules.get("invoke", 0) is None:
             del sys.modules["invoke"]
+        if stand_in is not None and sys.modules.get("importlib.metadata") is stand_in:
+            del sys.modules["importlib.metadata"]
+
+
+def paramiko_version() -> str | None:
+    """Paramiko's version from the name of its ``dist-info`` folder, or None when not found."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("paramiko")
+    if spec is None or not spec.origin:
+        return None
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        names = os.listdir(site)
+    except OSError:
+        return None
+    found = [n[len("paramiko-") : -len(".dist-info")] for n in names
+             if n.startswith("paramiko-") and n.endswith(".dist-info")]  # fmt: skip
+    return found[0] if len(found) == 1 else None
+
+
+def _metadata_stand_in() -> Any:
+    """A module answering ``version("paramiko")`` (see :func:`import_paramiko`), or None."""
+    if "importlib.metadata" in sys.modules:
+        return None
+    version = paramiko_version()
+    if version is None:
+        return None
+    import types
+
+    def answer(name: str) -> str:
+        if name.lower() != "paramiko":
+            raise LookupError(f"{name}: only Paramiko's version is known while it is imported")
+        return version
+
+    module = types.ModuleType("importlib.metadata")
+    module.version = answer  # type: ignore[attr-defined]
+    return module
 
 
 # --- resolution --------------------------------------------------------------------------

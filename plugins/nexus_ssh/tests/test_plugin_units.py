@@ -169,6 +169,21 @@ def test_invoke_is_imported_only_for_match_exec(tmp_path, config, user, invoke_l
     assert out.returncode == 0 and out.stdout.split()[-1] == "invoke", out.stderr
 
 
+def test_paramiko_is_imported_without_importlib_metadata_and_knows_its_version() -> None:
+    code = (
+        "import sys; from nexus_ssh.settings import import_paramiko; import_paramiko(); "
+        "import paramiko; print(paramiko.__version__); print('importlib.metadata' in sys.modules); "
+        "from importlib import metadata; print(metadata.version('paramiko')); "
+        "print(type(metadata.distribution('paramiko')).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    version, loaded, real, dist = out.stdout.split()
+    assert loaded == "False"  # the stand-in is gone, nothing else pulled the module in
+    assert version == real  # the banner's version is Paramiko's own
+    assert dist == "PathDistribution"  # the real module answers everything afterwards
+
+
 def test_the_event_types_are_registered_by_name_and_load_on_first_use() -> None:
     """nexus_event_types names ``nexus_ssh.events``' classes: a start imports none of them."""
     code = (
