@@ -592,9 +592,11 @@ def _remember_written(executor: Executor, host: Host, done: Sequence[tuple[str, 
     if not done or type(executor).stat_files is not Executor.stat_files:
         return
     expected = dict(done)
-    for chunk in _chunks(list(expected), lambda p: 2 * len(p) + 6):
+    for n, chunk in enumerate(_chunks(list(expected), lambda p: len(shlex.quote(p)) + 1)):
+        # One wait for all chunks: a later chunk's files were renamed before the first's wait.
+        wait = f"sleep {SETTLE_WAIT} 2>/dev/null || sleep 1" if n == 0 else ""
         script = "\n".join([
-            f"sleep {SETTLE_WAIT} 2>/dev/null || sleep 1", _STAT_LIB, _SIG_LIB, "_nx_now",
+            wait, _STAT_LIB, _SIG_LIB, "_nx_now",
             "set -- " + " ".join(shlex.quote(p) for p in chunk), '_nx_sigs "$@"', '_nx_sums "$@"',
         ])  # fmt: skip
         try:

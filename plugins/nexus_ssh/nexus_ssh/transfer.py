@@ -39,6 +39,8 @@ WRITE_MAX = 32768
 RENAME_WINDOW = 512
 #: Queued requests are sent once they add up to this many bytes (or an answer is awaited).
 FLUSH_BYTES = 1 << 16
+#: Bytes asked of the channel at once when answers are read (what is there comes back).
+READ_BYTES = 1 << 16
 
 
 class _Raw(bytes):
@@ -78,6 +80,11 @@ class _Pipe:
         self.tags: dict[int, Any] = {}
         self.out: list[bytes] = []
         self.size = 0
+        #: Bytes read from the channel and not parsed yet (from ``pos``): answers are read a
+        #: buffer at a time, not with two ``recv`` calls each as Paramiko's ``_read_packet``
+        #: does (four answers per small file: docs/decisions.md, "Files: the re-run's look").
+        self.buf = b""
+        self.pos = 0
 
     def ask(self, tag: Any, kind: int, *args: Any) -> None:
         """Queue one request (sent by :meth:`flush`): ``int`` (32 bits), paramiko's ``int64``,
@@ -119,17 +126,38 @@ class _Pipe:
         """Requests sent or queued, not answered yet."""
         return len(self.tags)
 
+    def _complete(self) -> bool:
+        """Whether a whole answer is in the buffer."""
+        have = len(self.buf) - self.pos
+        return have >= 4 and have >= 4 + struct.unpack_from(">I", self.buf, self.pos)[0]
+
     def _one(self) -> tuple[Any, int, bytes] | None:
-        t, data = self.sftp._read_packet()
-        num = struct.unpack(">I", data[:4])[0]
+        """The next answer (read from the channel when the buffer holds none whole)."""
+        while not self._complete():
+            more = self.sftp.sock.recv(READ_BYTES)
+            if not more:
+                raise EOFError()
+            self.buf = self.buf[self.pos :] + more if self.pos < len(self.buf) else more
+            self.pos = 0
+        at = self.pos
+        if self.buf[at]:  # more than 16 MB: not an SFTP answer (as Paramiko checks)
+            from paramiko.sftp import SFTPError
+
+            raise SFTPError("Garbage packet received")
+        size = struct.unpack_from(">I", self.buf, at)[0]
+        self.pos = at + 4 + size
+        if size < 5:
+            return None
+        kind = self.buf[at + 4]
+        num = struct.unpack_from(">I", self.buf, at + 5)[0]
         tag = self.tags.pop(num, None)
-        return None if tag is None else (tag, t, data[4:])
+        return None if tag is None else (tag, kind, self.buf[at + 9 : self.pos])
 
     def answers(self) -> list[tuple[Any, int, bytes]]:
         """The answers come so far: at least one (waiting for it), then all that are already here."""
         self.flush()
         got = [self._one()]
-        while self.tags and self.sftp.sock.recv_ready():
+        while self.tags and (self._complete() or self.sftp.sock.recv_ready()):
             got.append(self._one())
         return [g for g in got if g is not None]
 
