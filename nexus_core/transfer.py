@@ -439,13 +439,15 @@ def _quick_look(
             return {}
         readonly = {line[5:] for line in lines if line.startswith("NXRO ")}
         records = [r for line in lines if line.startswith("NXQ ") for r in line.split("\037")]
+        is_file, is_dir, perms, n_sizes = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE, len(sizes)
         for record in records:
             if not record.startswith("NXQ "):
                 continue  # the end of the line, or a record cut short (a line is capped)
+            # NXQ RAW | INODE DEV SIZE MTIME CTIME | OWNER GROUP PATH: the middle is the signature.
             parts = record.split(" ", 9)
             if len(parts) != 10:
                 continue
-            _, raw, ino, dev, size, mtime, ctime, owner, group, path = parts
+            raw, size, owner, group, path = parts[1], parts[4], parts[7], parts[8], parts[9]
             i = index.get(path)
             if i is None or not size.isdigit():
                 continue
@@ -454,15 +456,15 @@ def _quick_look(
             except ValueError:
                 continue
             sha = ""
-            if stat.S_ISREG(bits):
+            if is_file(bits):
                 kept = known.get(path)
-                if kept is None or kept[0] != f"{ino} {dev} {size} {mtime} {ctime}":
+                if kept is None or kept[0] != " ".join(parts[2:7]):
                     continue  # new or changed: the full look hashes it
-                want = sizes[i] if i < len(sizes) else None
+                want = sizes[i] if i < n_sizes else None
                 if want is not None and want in (-1, int(size)):
                     sha = kept[1]
                 kind = "file"
-            elif stat.S_ISDIR(bits):
+            elif is_dir(bits):
                 kind = "dir"
             else:
                 continue
@@ -471,13 +473,20 @@ def _quick_look(
                 owner = ""
             if not names or group == "-":
                 group = ""
-            out[i] = FileState(path, kind, int(size), stat.S_IMODE(bits), owner, group, sha, parent)
+            out[i] = FileState(path, kind, int(size), perms(bits), owner, group, sha, parent)
     return out
 
 
 def _quick_chunks(paths: Iterable[str]) -> Iterator[tuple[list[str], set[str]]]:
     """``paths`` in groups whose :func:`quick_script` stays within :data:`SCRIPT_MAX`
     characters (each path once, each of their folders once), with their folders."""
+    paths = list(paths)
+    # The usual tree fits in one script: its folders from one pass, no bookkeeping per path.
+    folders = {_split(p)[0] if p.count("/") < 2 else p.rpartition("/")[0] for p in paths}
+    if sum(map(len, paths)) + 3 * len(paths) + sum(map(len, folders)) + 3 * len(folders) <= SCRIPT_MAX:
+        if paths:
+            yield paths, folders
+        return
     group: list[str] = []
     seen: set[str] = set()
     used = 0

@@ -143,8 +143,14 @@ def test_a_killed_upload_resumes_where_it_stopped(
     assert killed_at, "the transfer ended before it could be killed"
     assert not (folder / "big.bin").exists(), "nothing at the destination until the file is complete"
     parts = [p for p in folder.iterdir() if p.name.endswith(".part")]
-    assert len(parts) == 1 and 0 < parts[0].stat().st_size < 200 << 20
-    kept = parts[0].stat().st_size
+    assert len(parts) == 1
+    # The host's sftp-server still writes what it had received when the client died: wait
+    # (bounded) until the temporary file stops growing before taking its size.
+    kept, deadline = -1, time.monotonic() + 15
+    while time.monotonic() < deadline and parts[0].stat().st_size != kept:
+        kept = parts[0].stat().st_size
+        time.sleep(0.3)
+    assert 0 < kept < 200 << 20
     again = run(project, "run", "ship", "--format", "json", timeout=300)
     assert again.code == 0, again
     [stop] = stops(again)
