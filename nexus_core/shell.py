@@ -180,13 +180,15 @@ def wrap(
         end = _replay(out, err, '"$nexus_o.cut"', '"$nexus_e.cut"')
     else:
         end = 'exit "$nexus_rc"'
-    # `command exec`: a folder removed under a running run (by hand) is made again, not fatal.
+    # `command exec`: a folder removed under a running run (by hand) is made again, not fatal
+    # (the shell's one-line complaint then reaches the command's stderr; silencing it would
+    # cost every command an open of /dev/null and five calls to save and restore fd 2).
     redirect = f"4>&1 >{out} 2>{err}"
     start = (
         pro
         + f'; nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
         + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
-        + f'; command exec 2>/dev/null {redirect} || {{ mkdir -p "$nexus_d"; exec {redirect}; }}'
+        + f'; command exec {redirect} || {{ mkdir -p "$nexus_d"; exec {redirect}; }}'
     )
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
@@ -221,30 +223,33 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
     way the stdout spool ends with the end line, as the follower and resume expect. The
     shell's ``read`` drops NUL bytes: a small binary answer loses them. The file is complete
     before anything is replayed: a reader gone (the controller killed) loses nothing.
+
+    The replay's own messages (a refused ``ulimit``, a write over the limit) go nowhere: fd 2
+    is pointed at ``/dev/null`` once for the rest of the wrapper (the command is over; its
+    stderr spool is replayed on fd 4), not around each step. A small spool is read before its
+    end line is appended, and the end line printed from memory: ``read`` takes one system
+    call per byte, and the end line is 15 bytes (docs/decisions.md, "The spool's replay").
     """
     sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
     last = 'printf "\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
-    # One redirection of stderr for the four steps, not one each: each costs the shell an
-    # open of /dev/null and five calls to save and restore the descriptor.
     probe = (
-        f"{{ ulimit -S -f unlimited && ulimit -S -f {SMALL_SPOOL_BLOCKS}"
-        f' && printf "\\n" >>{out} && ulimit -S -f unlimited; }} 2>/dev/null'
+        f'ulimit -S -f unlimited && ulimit -S -f {SMALL_SPOOL_BLOCKS} && printf "\\n" >>{out} && ulimit -S -f unlimited'
     )
     # The lines are gathered and written at once: one write, one message of a remote transport
     # to the controller (a printf per line cost a message each: three for a one-line answer).
     small = (
-        f'{last} >>{out}; nexus_s=; while IFS= read -r nexus_l; do nexus_s="$nexus_s$nexus_l\n"; done <{out}; '
-        'printf %s "$nexus_s" >&4'
+        f'nexus_s=; while IFS= read -r nexus_l; do nexus_s="$nexus_s$nexus_l\n"; done <{out}; '
+        f'{last} >>{out}; printf "%s\\036NEXUS-SPOOL %s\\n" "$nexus_s" "$nexus_rc" >&4'
     )
     # A spool the keeper cut (longer than spool_max_bytes) is replayed from the cut.
     whole = _from_cut(out, out_cut, "4")
-    large = f"ulimit -S -f unlimited 2>/dev/null; {sep} >>{out}; [ -s {err} ] || {{ {whole}; }}; ( {whole} )"
+    large = f"ulimit -S -f unlimited; {sep} >>{out}; [ -s {err} ] || {{ {whole}; }}; ( {whole} )"
     stdout = (
         f'if [ -s {out} ]; then trap "" XFSZ; if {probe}; then {small}; else {large}; fi; '
         f"else {sep} >>{out}; {sep} >&4; fi"
     )
     stderr = f"if [ -s {err} ]; then {_from_cut(err, err_cut, '4')}; fi"
-    return f"if [ -s {out} ] || [ -s {err} ]; then {stdout}; {stderr}; else {sep} >&4; fi"
+    return f"command exec 2>/dev/null; if [ -s {out} ] || [ -s {err} ]; then {stdout}; {stderr}; else {sep} >&4; fi"
 
 
 def keeper_script() -> str:
@@ -318,7 +323,7 @@ def keeper_script() -> str:
 def keeper_start(spool_max: int, from_arg: bool = False) -> str:
     """Wrapper text starting the run's spool keeper unless it is alive (``$nexus_d`` set).
 
-    Two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
+    A test and two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
     away from the command's process group and from every descriptor of the command.
     ``from_arg``: the keeper's text is the wrapper's ``$1`` (:data:`KEEPER_VAR` of a session
     shell, see :func:`keeper_assignment`), shifted away before the command runs. The text
@@ -329,6 +334,8 @@ def keeper_start(spool_max: int, from_arg: bool = False) -> str:
     if text is None:  # the same for every command of a run: quoted once, not per command
         script = '"$1"' if from_arg else _quoted_keeper()
         text = (
+            # An empty or missing pid file (no keeper yet, or it left): one stat, no redirection.
+            '[ -s "$nexus_d/.keeper" ] && '
             '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
             f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
             " </dev/null >/dev/null 2>&1 4>&- & }"
