@@ -221,7 +221,13 @@ CONFIG_OPTIONS: dict[str, Option] = {
             "disk each command's output spool may use on a host while the command runs",
             minimum=256 << 10,
         ),
-        Option("log_retention_days", _NUM, 14, "days the logs of a run are kept (0: forever)", minimum=0),
+        Option(
+            "log_retention_days",
+            _NUM,
+            14,
+            "days the logs and records of a finished run are kept (0: forever)",
+            minimum=0,
+        ),
         # secrets (nexus_core.secrets): where secret("NAME") looks, the local store's keyfile, reminders
         Option("secret_backend", (str,), "local", 'where secret("NAME") looks: "local" or a plugin\'s backend'),
         Option("secret_keyfile", (str,), None, "keyfile that opens the local secret stores (relative: to the project)"),

@@ -348,3 +348,32 @@ def test_an_unchanged_database_skips_the_integrity_check_and_a_changed_one_does_
         assert checks == [path]
     finally:
         StateStore._quick_check = real  # type: ignore[method-assign]
+
+
+def test_records_of_old_finished_runs_go_with_their_logs(nexus_project):
+    # An interrupted run (kept: it can be resumed), then two runs that succeed.
+    stop_during(nexus_project, final_pause(30), "final-0", signal.SIGINT)
+    other = "@task\ndef other():\n    run('true')\n\n@task\ndef a1():"
+    nexus_project.write(PIPELINE.replace("@task\ndef a1():", other))
+    assert nexus_project.run("run", "other").code == 0
+    assert nexus_project.run("run", "other").code == 0
+    store = StateStore(db(nexus_project))
+    try:
+        runs = {r["id"]: r["status"] for r in store.db.execute("SELECT id, status FROM runs")}
+        assert sorted(runs.values()) == ["interrupted", "ok", "ok"]
+        # Fifteen days pass (log_retention_days is 14 by default).
+        store.execute("UPDATE runs SET started = started - 15 * 86400, ended = ended - 15 * 86400", ())
+    finally:
+        store.close()
+    assert nexus_project.run("run", "other").code == 0
+    store = StateStore(db(nexus_project))
+    try:
+        left = {r["id"]: r["status"] for r in store.db.execute("SELECT id, status FROM runs")}
+        orphans = store.db.execute("SELECT count(*) FROM commands WHERE run_id NOT IN (SELECT id FROM runs)")
+        assert orphans.fetchone()[0] == 0  # their commands went with them
+    finally:
+        store.close()
+    old_ok = [r for r, s in runs.items() if s == "ok"]
+    assert not set(old_ok) & set(left), left
+    assert [s for r, s in left.items() if r in runs] == ["interrupted"]  # still offered for resume
+    assert sorted(left.values()) == ["interrupted", "ok"]  # and the run just made

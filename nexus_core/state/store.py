@@ -414,6 +414,31 @@ class StateStore:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    #: Records of old finished runs removed by one call of :meth:`forget_finished` at most:
+    #: a first run after an upgrade over years of history stays quick; later runs take the rest.
+    FORGET_BATCH = 200
+
+    def forget_finished(self, days: float, keep: str = "") -> int:
+        """Remove the records (with their tasks, hosts, commands and notifications) of runs that
+        ended ``days`` ago or more and that nothing will resume: ``ok``, ``discarded`` and
+        ``superseded``. Failed and interrupted runs stay, to be resumed or discarded. ``keep``:
+        a run id never removed. 0 days keeps everything. Best effort: a busy or read-only
+        database only leaves the records for the next run. Returns how many runs went."""
+        if days <= 0:
+            return 0
+        limit = time.time() - days * 86400
+        try:
+            with self.transaction() as cur:
+                cur.execute(
+                    "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE status IN"
+                    " ('ok', 'discarded', 'superseded') AND COALESCE(ended, started) < ? AND id != ?"
+                    " ORDER BY started LIMIT ?)",
+                    (limit, keep, self.FORGET_BATCH),
+                )
+                return max(0, cur.rowcount)
+        except sqlite3.Error:
+            return 0
+
     def discard(self, run_id: str) -> bool:
         """Mark a run discarded (never offered for resume again); False when unknown."""
         with self.transaction() as cur:
