@@ -256,7 +256,7 @@ class RunSession:
         runlogs.start(bus, plan, run_id, state_dir(), extra)  # every command's output, for `nexus logs`
         cfg = plan.config
         if self.store is not None:  # the records of old finished runs go with their logs
-            self.store.forget_finished(float(cfg.get("log_retention_days", runlogs.DEFAULT_RETENTION_DAYS)), run_id)
+            self.store.forget_finished(float(cfg.get("log_retention_days", runlogs.DEFAULT_RETENTION_DAYS)))
         options = RunOptions(
             parallel_limit=int(self.parallel_limit or cfg.get("parallel_limit") or 10),
             forks=cfg.get("forks"),

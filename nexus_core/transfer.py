@@ -482,7 +482,7 @@ def _quick_chunks(paths: Iterable[str]) -> Iterator[tuple[list[str], set[str]]]:
     characters (each path once, each of their folders once), with their folders."""
     paths = list(paths)
     # The usual tree fits in one script: its folders from one pass, no bookkeeping per path.
-    folders = {_split(p)[0] if p.count("/") < 2 else p.rpartition("/")[0] for p in paths}
+    folders = {_split(p)[0] for p in paths}
     if sum(map(len, paths)) + 3 * len(paths) + sum(map(len, folders)) + 3 * len(folders) <= SCRIPT_MAX:
         if paths:
             yield paths, folders

@@ -418,23 +418,23 @@ class StateStore:
     #: a first run after an upgrade over years of history stays quick; later runs take the rest.
     FORGET_BATCH = 200
 
-    def forget_finished(self, days: float, keep: str = "") -> int:
+    def forget_finished(self, days: float) -> int:
         """Remove the records (with their tasks, hosts, commands and notifications) of runs that
         ended ``days`` ago or more and that nothing will resume: ``ok``, ``discarded`` and
-        ``superseded``. Failed and interrupted runs stay, to be resumed or discarded. ``keep``:
-        a run id never removed. 0 days keeps everything. Best effort: a busy or read-only
-        database only leaves the records for the next run. Returns how many runs went."""
+        ``superseded`` (a run under way is ``running``: never one of them). Failed and
+        interrupted runs stay, to be resumed or discarded. 0 days keeps everything. A read
+        first: a run with nothing to forget takes no write lock. Best effort: a busy or
+        read-only database only leaves the records for the next run. Returns how many runs went."""
         if days <= 0:
             return 0
+        old = "SELECT id FROM runs WHERE status IN ('ok', 'discarded', 'superseded') AND COALESCE(ended, started) < ?"
         limit = time.time() - days * 86400
         try:
+            if self.db.execute(old + " LIMIT 1", (limit,)).fetchone() is None:
+                return 0
             with self.transaction() as cur:
-                cur.execute(
-                    "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE status IN"
-                    " ('ok', 'discarded', 'superseded') AND COALESCE(ended, started) < ? AND id != ?"
-                    " ORDER BY started LIMIT ?)",
-                    (limit, keep, self.FORGET_BATCH),
-                )
+                batch = f"DELETE FROM runs WHERE id IN ({old} ORDER BY started LIMIT ?)"
+                cur.execute(batch, (limit, self.FORGET_BATCH))
                 return max(0, cur.rowcount)
         except sqlite3.Error:
             return 0

@@ -208,7 +208,7 @@ def import_paramiko(match_exec: bool = False) -> None:
             del sys.modules["importlib.metadata"]
 
 
-def paramiko_version() -> str | None:
+def _paramiko_version() -> str | None:
     """Paramiko's version from the name of its ``dist-info`` folder, or None when not found."""
     import importlib.util
 
@@ -229,7 +229,7 @@ def _metadata_stand_in() -> Any:
     """A module answering ``version("paramiko")`` (see :func:`import_paramiko`), or None."""
     if "importlib.metadata" in sys.modules:
         return None
-    version = paramiko_version()
+    version = _paramiko_version()
     if version is None:
         return None
     import types

@@ -127,9 +127,16 @@ class _Pipe:
         return len(self.tags)
 
     def _complete(self) -> bool:
-        """Whether a whole answer is in the buffer."""
+        """Whether a whole answer is in the buffer (its length read, it is checked first)."""
         have = len(self.buf) - self.pos
-        return have >= 4 and have >= 4 + struct.unpack_from(">I", self.buf, self.pos)[0]
+        if have < 4:
+            return False
+        if self.buf[self.pos]:  # more than 16 MB: not an SFTP answer (as Paramiko checks)
+            from paramiko.sftp import SFTPError
+
+            raise SFTPError("Garbage packet received")
+        size: int = struct.unpack_from(">I", self.buf, self.pos)[0]
+        return have >= 4 + size
 
     def _one(self) -> tuple[Any, int, bytes] | None:
         """The next answer (read from the channel when the buffer holds none whole)."""
@@ -140,10 +147,6 @@ class _Pipe:
             self.buf = self.buf[self.pos :] + more if self.pos < len(self.buf) else more
             self.pos = 0
         at = self.pos
-        if self.buf[at]:  # more than 16 MB: not an SFTP answer (as Paramiko checks)
-            from paramiko.sftp import SFTPError
-
-            raise SFTPError("Garbage packet received")
         size = struct.unpack_from(">I", self.buf, at)[0]
         self.pos = at + 4 + size
         if size < 5:
