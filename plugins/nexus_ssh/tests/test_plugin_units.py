@@ -176,7 +176,9 @@ def test_paramiko_is_imported_without_importlib_metadata_and_knows_its_version()
         "from importlib import metadata; print(metadata.version('paramiko')); "
         "print(type(metadata.distribution('paramiko')).__name__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     version, loaded, real, dist = out.stdout.split()
     assert loaded == "False"  # the stand-in is gone, nothing else pulled the module in
