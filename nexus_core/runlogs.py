@@ -77,8 +77,14 @@ def prune(root: str, retention_days: float, now: float | None = None, keep: Sequ
     if retention_days <= 0 or not os.path.isdir(root):
         return []
     limit = (now if now is not None else time.time()) - retention_days * 86400
+    # A run id starts with its local start time (YYYYmmdd-HHMMSS): a folder named a day (any
+    # time zone) after the limit was made after it, so it needs no stat. With a long history
+    # that is nearly every folder (1,200 runs: 2,400 stats, 4-5 ms of every run's start).
+    newer = time.strftime("%Y%m%d-%H%M%S", time.localtime(limit + 86400))
     removed: list[str] = []
     for name in sorted(os.listdir(root)):
+        if name > newer and name[:8].isdigit() and name[8:9] == "-" and name[9:15].isdigit():
+            continue
         path = os.path.join(root, name)
         try:
             if name not in keep and os.path.isdir(path) and os.path.getmtime(path) < limit:

@@ -21,6 +21,7 @@ as a subscriber to see the run as ``nexus run`` shows it.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -156,9 +157,14 @@ class RunSession:
                 audit.close()
             raise
         previous = self._install_signals() if self.handle_signals else {}
+        # What exists now (modules, the plan, the engine) lives until the run ends: left out of
+        # the cyclic collector's full passes, which otherwise walk all of it again mid-run
+        # (10-18 ms of a tree's re-run: docs/decisions.md, "The run's heap and the collector").
+        gc.freeze()
         try:
             result = engine.run()
         finally:
+            gc.unfreeze()
             _restore_signals(previous)
             if engine.options.prune is not None:
                 engine.options.prune.save()  # the recorder is done with the store now

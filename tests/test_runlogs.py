@@ -134,3 +134,17 @@ def test_each_batch_is_a_member_of_its_own_and_nothing_stays_open(tmp_path: Path
     assert runlogs.inflate(raw) == b"".join(batches).decode()
     with gzip.open(log.path, "rb") as fh:  # an ordinary gzip reader sees one file too
         assert fh.read() == b"".join(batches)
+
+
+def test_prune_goes_by_the_run_ids_time_and_still_removes_old_runs(tmp_path):
+    # Run ids start with their local start time: a folder named within the retention period
+    # is not looked at; one named before it goes when it was not modified since.
+    root = tmp_path / "logs"
+    now = time.time()
+    old_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now - 30 * 86400)) + "-abc123"
+    new_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now - 3600)) + "-def456"
+    for name in (old_id, new_id, "not-a-run"):
+        (root / name).mkdir(parents=True)
+        os.utime(root / name, (now - 30 * 86400,) * 2)
+    assert sorted(runlogs.prune(str(root), 14, now=now)) == sorted([old_id, "not-a-run"])
+    assert (root / new_id).is_dir()
