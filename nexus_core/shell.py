@@ -159,7 +159,9 @@ def wrap(
     wrapper starts the run's keeper when none is alive (two built-ins per command).
     ``keeper_arg``: the keeper's text is not in the wrapper but its first argument (``$1``,
     shifted away before the command runs): a session shell holding it passes it to every
-    command (:func:`keeper_start`).
+    command (:func:`keeper_start`); so is the replay's, the second (eval'd by the ``EXIT``
+    trap): 1.5 KB that each command's line no longer carries to the host, where the session
+    shell and the command's ``sh`` each read it (docs/decisions.md, "The replay's text").
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
@@ -176,7 +178,9 @@ def wrap(
     # The spools' paths are named once: the replay names them a dozen times (a shorter text
     # for the host's shells to read, twice per command in session mode).
     out, err = '"$nexus_o"', '"$nexus_e"'
-    if replay:
+    if replay and keeper_arg and spool_max:
+        end = 'eval "$nexus_r"'  # the text came as the second argument (keeper_start)
+    elif replay:
         end = _replay(out, err, '"$nexus_o.cut"', '"$nexus_e.cut"')
     else:
         end = 'exit "$nexus_rc"'
@@ -340,14 +344,16 @@ def keeper_start(spool_max: int, from_arg: bool = False) -> str:
             f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
             " </dev/null >/dev/null 2>&1 4>&- & }"
         )
-        if from_arg:
-            text += '; [ "$#" -eq 0 ] || shift'
+        if from_arg:  # the replay's text is the second argument (see wrap)
+            text += '; nexus_r=$2; [ "$#" -lt 2 ] || shift 2'
         _KEEPER_START[(spool_max, from_arg)] = text
     return text
 
 
 #: The session shell's variable holding the keeper's text (see :func:`keeper_start`).
 KEEPER_VAR = "nexus_keeper"
+#: The session shell's variable holding a spooled wrapper's replay (see :func:`wrap`).
+REPLAY_VAR = "nexus_replay"
 
 
 @functools.cache
@@ -356,15 +362,22 @@ def _quoted_keeper() -> str:
     return quote(keeper_script())
 
 
+@functools.cache
+def _quoted_replay() -> str:
+    """The end of every spooled wrapper (:func:`_replay`) as one shell word, quoted once."""
+    return quote(_replay('"$nexus_o"', '"$nexus_e"', '"$nexus_o.cut"', '"$nexus_e.cut"'))
+
+
 def keeper_assignment() -> str:
-    """Shell text setting :data:`KEEPER_VAR` (not exported: only passed as an argument)."""
-    return f"{KEEPER_VAR}={_quoted_keeper()}"
+    """Shell text setting :data:`KEEPER_VAR` and :data:`REPLAY_VAR` (not exported: only
+    passed as arguments)."""
+    return f"{KEEPER_VAR}={_quoted_keeper()}\n{REPLAY_VAR}={_quoted_replay()}"
 
 
 def with_keeper_arg(script: str) -> str:
     """``script`` (from :func:`build` with ``keeper_arg``) made whole for a transport without a
-    session shell holding the keeper's text: the text follows as the argument."""
-    return f"{script} nexus {_quoted_keeper()}"
+    session shell holding the keeper's and the replay's texts: they follow as the arguments."""
+    return f"{script} nexus {_quoted_keeper()} {_quoted_replay()}"
 
 
 _KEEPER_START: dict[tuple[int, bool], str] = {}

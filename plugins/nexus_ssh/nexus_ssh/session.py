@@ -84,15 +84,16 @@ def command_input(script: str, token: str, setsid: str, keeper: bool = False) ->
     """What is written on the session shell's stdin to run ``script`` (from :func:`remote.build`).
 
     ``keeper``: the script was built with ``keeper_arg`` (its wrapper starts the spool keeper
-    from its first argument): the session shell passes the keeper's text it holds (set by
-    :func:`handshake_input`), so the text crosses the connection once per session.
+    from its first argument and replays its spool with the second): the session shell passes
+    the texts it holds (set by :func:`handshake_input`), so they cross the connection once per
+    session.
     """
     if not script.startswith(_EXEC_PREFIX):
         raise ValueError("session mode runs scripts made by nexus_ssh.remote.build")
     # fd 3 is the channel's stderr (see handshake_input). The command's sh moves it back to
     # its fd 2 itself: a ``2>&3`` on the command line would also apply to the session shell
     # while it waits, and its ``Terminated`` would reach the output.
-    args = f' nexus "${shell.KEEPER_VAR}"' if keeper else ""
+    args = f' nexus "${shell.KEEPER_VAR}" "${shell.REPLAY_VAR}"' if keeper else ""
     body = script[len(_EXEC_PREFIX) :]
     line = f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{body}{args} </dev/null; "
     return (line + _then_sentinels(token)).encode()

@@ -92,12 +92,14 @@ def test_the_keepers_text_crosses_once_per_session() -> None:
     hello = sess.handshake_input("n0nce").decode()
     assert f"{shell.KEEPER_VAR}=" in hello and "nexus-keeper" not in hello  # the text, not a start
     line = sess.command_input("exec /bin/sh -c 'echo hi'", "n0nce", "/usr/bin/setsid", keeper=True).decode()
-    assert f"'echo hi' nexus \"${shell.KEEPER_VAR}\" </dev/null;" in line
+    assert f'\'echo hi\' nexus "${shell.KEEPER_VAR}" "${shell.REPLAY_VAR}" </dev/null;' in line
+    assert f"{shell.REPLAY_VAR}=" in hello and "NEXUS-SPOOL" not in line
     built = shell.build(
         "echo hi", marker=markers.Marker("r", "k", "h"), spool=True, spool_max=1 << 20, keeper_arg=True
     )
     inline = shell.build("echo hi", marker=markers.Marker("r", "k", "h"), spool=True, spool_max=1 << 20)
-    assert "fallocate" not in built and "fallocate" in inline and len(built) < len(inline) - 800
+    assert "fallocate" not in built and "fallocate" in inline and len(built) < len(inline) - 2000
+    assert "NEXUS-SPOOL" not in built and "NEXUS-SPOOL" in inline  # the replay's text too
 
 
 # --- against sshd, both modes ---------------------------------------------------------------
