@@ -169,6 +169,8 @@ def wrap(
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     if spool_max:
         pro += "; " + keeper_start(spool_max, from_arg=keeper_arg)
+    if keeper_arg:  # the keeper's text ($1) and the replay's ($2): kept from the command
+        pro += '; nexus_r=$2; [ "$#" -lt 2 ] || shift 2'
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
@@ -178,10 +180,8 @@ def wrap(
     # The spools' paths are named once: the replay names them a dozen times (a shorter text
     # for the host's shells to read, twice per command in session mode).
     out, err = '"$nexus_o"', '"$nexus_e"'
-    if replay and keeper_arg and spool_max:
-        end = 'eval "$nexus_r"'  # the text came as the second argument (keeper_start)
-    elif replay:
-        end = _replay(out, err, '"$nexus_o.cut"', '"$nexus_e.cut"')
+    if replay:
+        end = 'eval "$nexus_r"' if keeper_arg else _replay_text()
     else:
         end = 'exit "$nexus_rc"'
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal
@@ -330,7 +330,7 @@ def keeper_start(spool_max: int, from_arg: bool = False) -> str:
     A test and two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
     away from the command's process group and from every descriptor of the command.
     ``from_arg``: the keeper's text is the wrapper's ``$1`` (:data:`KEEPER_VAR` of a session
-    shell, see :func:`keeper_assignment`), shifted away before the command runs. The text
+    shell, see :func:`keeper_assignment`; :func:`wrap` shifts it away). The text
     (1.2 KB quoted) is then sent and parsed once per session, not with every command: that
     cost 4 % of the wall time of 10 hosts x 50 short commands (docs/decisions.md).
     """
@@ -344,8 +344,6 @@ def keeper_start(spool_max: int, from_arg: bool = False) -> str:
             f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
             " </dev/null >/dev/null 2>&1 4>&- & }"
         )
-        if from_arg:  # the replay's text is the second argument (see wrap)
-            text += '; nexus_r=$2; [ "$#" -lt 2 ] || shift 2'
         _KEEPER_START[(spool_max, from_arg)] = text
     return text
 
@@ -363,9 +361,15 @@ def _quoted_keeper() -> str:
 
 
 @functools.cache
+def _replay_text() -> str:
+    """The end of every spooled wrapper (:func:`_replay` over ``$nexus_o``/``$nexus_e``)."""
+    return _replay('"$nexus_o"', '"$nexus_e"', '"$nexus_o.cut"', '"$nexus_e.cut"')
+
+
+@functools.cache
 def _quoted_replay() -> str:
-    """The end of every spooled wrapper (:func:`_replay`) as one shell word, quoted once."""
-    return quote(_replay('"$nexus_o"', '"$nexus_e"', '"$nexus_o.cut"', '"$nexus_e.cut"'))
+    """:func:`_replay_text` as one shell word, quoted once per process."""
+    return quote(_replay_text())
 
 
 def keeper_assignment() -> str:
