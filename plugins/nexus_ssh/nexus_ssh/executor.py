@@ -3,7 +3,7 @@
 Paramiko is imported on first use, never when the plugin loads. The hot path uses
 Paramiko's transport directly (one exec channel per command, read in the calling thread)
 rather than Fabric's ``Connection.run``, whose runner starts threads per command and costs
-7-10x the SSH floor (DESIGN §8).
+7-10x the SSH floor (docs/decisions.md, "Speed").
 """
 
 from __future__ import annotations

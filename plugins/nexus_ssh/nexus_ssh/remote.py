@@ -1,8 +1,9 @@
 """The shell text sent to the server: env, cwd, sudo, and a process-group handle for kills.
 
 Closing an exec channel does not stop the remote command when no PTY was allocated
-(DESIGN §8). So every command runs under a tiny ``/bin/sh`` wrapper that first prints its
-process-group ids on stderr, on one marker line the executor strips from the output::
+(sshd sends no signal without a terminal). So every command runs under a tiny ``/bin/sh``
+wrapper that first prints its process-group ids on stderr, on one marker line the executor
+strips from the output::
 
     \\x1eNEXUS-PG <outer> <inner>
 

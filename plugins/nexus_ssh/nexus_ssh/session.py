@@ -1,7 +1,7 @@
 """Session mode: one long-lived ``/bin/sh`` per pooled connection runs the commands in turn.
 
 In exec mode every command opens an exec channel, so the server forks an sshd session and
-starts the user's login shell each time (DESIGN §8: that is most of a short command's cost).
+starts the user's login shell each time (that is most of a short command's cost: docs/decisions.md, "Speed").
 In session mode (``ssh_session_mode = "shell"``) a connection opens one exec channel running
 ``exec /bin/sh`` (handed to the login shell, whatever it is, which replaces itself with
 ``sh``), and the executor writes each command on that shell's stdin::
