@@ -20,6 +20,7 @@ only: any error reading or writing it is ignored and the file is hashed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -125,6 +126,21 @@ def _read(sql: str, args: tuple[Any, ...]) -> list[Any]:
             return []
 
 
+def _joined(sql: str, args: tuple[Any, ...], width: int) -> list[str]:
+    """The fields of the rows ``sql`` selects as one ``group_concat`` of NUL-separated fields
+    (``width`` per row), split again; [] when there are none or the text does not split evenly.
+
+    One row instead of one per file: Python's ``sqlite3`` lets the GIL go and takes it back
+    for every row it steps to, and with ten hosts' threads running each take-back waits its
+    turn; a tree of 1,000 files was 1,000 such waits per host (docs/decisions.md, "The
+    checksum cache read in one row"). Paths hold no NUL, nor do signatures and sums."""
+    rows = _read(sql, args)
+    if not rows or not rows[0][0]:
+        return []
+    fields = str(rows[0][0]).split("\0")
+    return fields if len(fields) % width == 0 else []
+
+
 def _under(root: str) -> tuple[str, str]:
     """The range of paths under the folder ``root``: ``path >= low AND path < high``."""
     base = root.rstrip("/") + "/"
@@ -142,28 +158,47 @@ def lookup(path: str, sig: Signature) -> str:
 
 def lookup_tree(root: str) -> dict[str, tuple[Signature, str]]:
     """Every stored entry under the folder ``root``, as ``{path: (signature, sha256)}`` (one query)."""
-    rows = _read(
-        "SELECT path, size, mtime_ns, ctime_ns, ino, dev, sha256 FROM local WHERE path >= ? AND path < ?", _under(root)
+    fields = _joined(
+        "SELECT group_concat(path || char(0) || size || char(0) || mtime_ns || char(0) || ctime_ns || char(0)"
+        " || ino || char(0) || dev || char(0) || sha256, char(0)) FROM local WHERE path >= ? AND path < ?",
+        _under(root),
+        7,
     )
-    return {str(r[0]): ((int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])), str(r[6])) for r in rows}
+    out: dict[str, tuple[Signature, str]] = {}
+    for i in range(0, len(fields), 7):
+        size, mtime, ctime, ino, dev = map(int, fields[i + 1 : i + 6])
+        out[fields[i]] = ((size, mtime, ctime, ino, dev), fields[i + 6])
+    return out
 
 
 def remember(entries: Iterable[tuple[str, Signature, str]]) -> None:
     """Store ``(path, signature, sha256)`` entries (best effort)."""
-    _write("INSERT OR REPLACE INTO local VALUES (?, ?, ?, ?, ?, ?, ?)", [(p, *sig, sha) for p, sig, sha in entries])
+    _write("local", 7, [(p, *sig, sha) for p, sig, sha in entries])
 
 
-def _write(sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Run ``sql`` for every row in one transaction (best effort: a cache that cannot be written is skipped)."""
+def _write(table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+    """Store ``rows`` (``width`` values each) in ``table``, replacing rows of the same key, in
+    one transaction (best effort: a cache that cannot be written is skipped).
+
+    One statement over the rows as a JSON array (``json_each``), not ``executemany``: like a
+    read row by row (:func:`_joined`), each row of ``executemany`` lets the GIL go and waits
+    to take it back behind the other threads. An SQLite without its JSON functions (older
+    than 3.38 and built without them) gets ``executemany``."""
     if not rows:
         return
+    marks = ", ".join("?" * width)
+    picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(width))
     with _lock:
         db = _connect()
         if db is None:
             return
         with contextlib.suppress(sqlite3.Error):
             db.execute("BEGIN")
-            db.executemany(sql, rows)
+            try:
+                db.execute(f"INSERT OR REPLACE INTO {table} SELECT {picks} FROM json_each(?)",
+                           (json.dumps(rows),))  # fmt: skip
+            except sqlite3.DatabaseError:  # no JSON functions (or not allowed)
+                db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
             db.execute("COMMIT")
 
 
@@ -171,21 +206,27 @@ def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str
     """What is stored of ``paths`` on ``host`` (a host's identity), as ``{path: (signature, sha256)}``."""
     if not paths:
         return {}
-    rows = _read("SELECT path, sig, sha256 FROM remote WHERE host=?", (host,))
+    fields = _joined("SELECT group_concat(path || char(0) || sig || char(0) || sha256, char(0)) FROM remote"
+                     " WHERE host=?", (host,), 3)  # fmt: skip
     wanted = paths if isinstance(paths, set | frozenset | dict) else set(paths)
-    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows if r[0] in wanted}
+    return {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3) if fields[i] in wanted}
 
 
 def lookup_remote_tree(host: str, root: str) -> dict[str, tuple[str, str]]:
     """What is stored of the files under the folder ``root`` on ``host``, as
     ``{path: (signature, sha256)}`` (one query)."""
-    rows = _read("SELECT path, sig, sha256 FROM remote WHERE host=? AND path >= ? AND path < ?", (host, *_under(root)))
-    return {p: (sig, sha) for p, sig, sha in rows}
+    fields = _joined(
+        "SELECT group_concat(path || char(0) || sig || char(0) || sha256, char(0))"
+        " FROM remote WHERE host=? AND path >= ? AND path < ?",
+        (host, *_under(root)),
+        3,
+    )
+    return {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3)}
 
 
 def remember_remote(host: str, entries: Iterable[tuple[str, str, str]]) -> None:
     """Store ``(path, signature, sha256)`` entries of files on ``host`` (best effort)."""
-    _write("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?)", [(host, p, sig, sha) for p, sig, sha in entries])
+    _write("remote", 4, [(host, p, sig, sha) for p, sig, sha in entries])
 
 
 def remote_settled(sig: str, now: str) -> bool:

@@ -361,6 +361,45 @@ def test_a_file_changed_within_the_last_seconds_is_hashed_but_not_kept(tmp_path:
         checksum_cache.forget()
 
 
+def test_the_checksum_cache_reads_and_writes_many_rows_at_once_and_keeps_all(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A tree's rows go in as one JSON array and come back as one joined row (each row of a
+    plain ``executemany`` or ``fetchall`` hands the GIL over: docs/decisions.md, "The checksum
+    cache read in one row"); odd paths, large integers and replaced rows survive, and an SQLite
+    refusing the JSON functions still stores everything row by row."""
+    import sqlite3
+
+    from nexus_core import checksum_cache
+
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", str(tmp_path / "sums.db"))
+    checksum_cache.forget()
+    try:
+        odd = ["/t/a b", "/t/line\nbreak", "/t/quote'\"", "/t/ünï", "/t/tab\tx"]
+        checksum_cache.remember([(p, (i, 2**62 + i, 3, 4, 5), f"sum{i}") for i, p in enumerate(odd)])
+        assert checksum_cache.lookup_tree("/t") == {p: ((i, 2**62 + i, 3, 4, 5), f"sum{i}") for i, p in enumerate(odd)}
+        assert checksum_cache.lookup(odd[1], (1, 2**62 + 1, 3, 4, 5)) == "sum1"
+        checksum_cache.remember_remote("h", [(f"/r/{i}", f"{i} 1 2 3.4 5.6", f"s{i}") for i in range(1000)])
+        checksum_cache.remember_remote("h", [("/r/7", "new", "s-new"), ("/elsewhere", "x", "y")])
+        tree = checksum_cache.lookup_remote_tree("h", "/r")
+        assert len(tree) == 1000 and tree["/r/7"] == ("new", "s-new") and tree["/r/8"] == ("8 1 2 3.4 5.6", "s8")
+        assert checksum_cache.lookup_remote("h", {"/elsewhere", "/r/9", "/nope"}) == {
+            "/elsewhere": ("x", "y"), "/r/9": ("9 1 2 3.4 5.6", "s9")}  # fmt: skip
+        assert checksum_cache.lookup_remote_tree("other", "/r") == {} == checksum_cache.lookup_tree("/none")
+
+        db = checksum_cache._connect()
+        assert db is not None
+
+        def no_json(action: int, _arg: object, function: object, *_: object) -> int:
+            denied = action == sqlite3.SQLITE_FUNCTION and function == "json_extract"
+            return sqlite3.SQLITE_DENY if denied else sqlite3.SQLITE_OK
+
+        db.set_authorizer(no_json)
+        checksum_cache.remember_remote("h2", [("/r/a", "sig a", "sa"), ("/r/b", "sig b", "sb")])
+        db.set_authorizer(None)
+        assert checksum_cache.lookup_remote_tree("h2", "/r") == {"/r/a": ("sig a", "sa"), "/r/b": ("sig b", "sb")}
+    finally:
+        checksum_cache.forget()
+
+
 def test_a_host_signature_counts_only_one_clock_tick_after_it_was_taken() -> None:
     from nexus_core.checksum_cache import remote_settled
     from nexus_core.transfer import parse_signatures, stat_script
