@@ -188,6 +188,10 @@ def _write(table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
         return
     marks = ", ".join("?" * width)
     picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(width))
+    try:
+        text: str | None = json.dumps(rows)  # outside the lock: the other threads' reads go on
+    except (TypeError, ValueError):
+        text = None
     with _lock:
         db = _connect()
         if db is None:
@@ -195,8 +199,9 @@ def _write(table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
         with contextlib.suppress(sqlite3.Error):
             db.execute("BEGIN")
             try:
-                db.execute(f"INSERT OR REPLACE INTO {table} SELECT {picks} FROM json_each(?)",
-                           (json.dumps(rows),))  # fmt: skip
+                if text is None:
+                    raise sqlite3.DatabaseError("rows JSON cannot hold")
+                db.execute(f"INSERT OR REPLACE INTO {table} SELECT {picks} FROM json_each(?)", (text,))
             except sqlite3.DatabaseError:  # no JSON functions (or not allowed)
                 db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
             db.execute("COMMIT")
