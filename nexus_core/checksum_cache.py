@@ -198,11 +198,12 @@ def _write(table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
             return
         with contextlib.suppress(sqlite3.Error):
             db.execute("BEGIN")
-            try:
-                if text is None:
-                    raise sqlite3.DatabaseError("rows JSON cannot hold")
-                db.execute(f"INSERT OR REPLACE INTO {table} SELECT {picks} FROM json_each(?)", (text,))
-            except sqlite3.DatabaseError:  # no JSON functions (or not allowed)
+            if text is not None:
+                try:
+                    db.execute(f"INSERT OR REPLACE INTO {table} SELECT {picks} FROM json_each(?)", (text,))
+                except sqlite3.DatabaseError:  # no JSON functions (or not allowed)
+                    text = None
+            if text is None:
                 db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
             db.execute("COMMIT")
 
@@ -211,21 +212,20 @@ def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str
     """What is stored of ``paths`` on ``host`` (a host's identity), as ``{path: (signature, sha256)}``."""
     if not paths:
         return {}
-    fields = _joined("SELECT group_concat(path || char(0) || sig || char(0) || sha256, char(0)) FROM remote"
-                     " WHERE host=?", (host,), 3)  # fmt: skip
     wanted = paths if isinstance(paths, set | frozenset | dict) else set(paths)
-    return {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3) if fields[i] in wanted}
+    return {p: kept for p, kept in _remote("host=?", (host,)).items() if p in wanted}
 
 
 def lookup_remote_tree(host: str, root: str) -> dict[str, tuple[str, str]]:
     """What is stored of the files under the folder ``root`` on ``host``, as
     ``{path: (signature, sha256)}`` (one query)."""
-    fields = _joined(
-        "SELECT group_concat(path || char(0) || sig || char(0) || sha256, char(0))"
-        " FROM remote WHERE host=? AND path >= ? AND path < ?",
-        (host, *_under(root)),
-        3,
-    )
+    return _remote("host=? AND path >= ? AND path < ?", (host, *_under(root)))
+
+
+def _remote(where: str, args: tuple[Any, ...]) -> dict[str, tuple[str, str]]:
+    """The ``remote`` rows ``where`` selects, as ``{path: (signature, sha256)}`` (one joined row)."""
+    fields = _joined(f"SELECT group_concat(path || char(0) || sig || char(0) || sha256, char(0)) FROM remote"
+                     f" WHERE {where}", args, 3)  # fmt: skip
     return {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3)}
 
 
