@@ -147,7 +147,12 @@ class Cancel:
             listener()
 
     def wait_change(self, seen: int, timeout: float | None) -> int:
-        """Block until the level differs from ``seen`` or ``timeout`` passes; return the level."""
+        """Block until the level differs from ``seen`` or ``timeout`` passes; return the level.
+
+        A timeout past what the platform's clock holds (``threading.TIMEOUT_MAX``) waits that
+        long instead of raising ``OverflowError`` (options are bounded far below it)."""
+        if timeout is not None:
+            timeout = min(timeout, threading.TIMEOUT_MAX)
         with self._cond:
             if self._level == seen:
                 self._cond.wait(timeout)

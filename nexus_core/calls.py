@@ -28,7 +28,7 @@ from typing import Any
 
 from nexus_core.api import Cancel, CommandResult, Executor, OutputCallback, unsupported_call
 from nexus_core.model import Command, Host
-from nexus_core.options import safe_repr
+from nexus_core.options import MAX_SECONDS, safe_repr
 
 TAIL_LINES = 20
 
@@ -108,9 +108,16 @@ def wait_for(cmd: str, timeout: float = 30, interval: float = 1, **unknown: Any)
         )
         bad = True
     for name, value, least in (("timeout", timeout, 0.0), ("interval", interval, 0.0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > least or value != value:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value > least
+            or value != value
+            or value > MAX_SECONDS
+        ):
             dsl._problem(
-                f"wait_for(): {name} must be a number of seconds above 0, not {safe_repr(value)}",
+                f"wait_for(): {name} must be a number of seconds above 0 and at most {MAX_SECONDS:,}"
+                f" (a year), not {safe_repr(value)}",
                 f"write wait_for(cmd, {name}=...)",
                 "bad-value",
             )

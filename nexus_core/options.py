@@ -23,7 +23,10 @@ class Option(Record):
     exist on this machine, which a nexusfile validated elsewhere need not): None when fine,
     else the problem, optionally followed by a line with the hint. ``from_env``: whether
     ``NEXUS_<KEY>`` sets this key (config files and the environment, docs/cli.md); False for
-    a key whose variable already means something else to its owner.
+    a key whose variable already means something else to its owner. ``maximum``: the largest
+    number accepted (None: no bound beyond being finite); every option counted in seconds has
+    one, :data:`MAX_SECONDS` when not given (see :meth:`most`), so a typo of a few zeros is a
+    validation error, not a wait that the platform's clock cannot hold.
     """
 
     __slots__ = (
@@ -38,6 +41,7 @@ class Option(Record):
         "cli_override",
         "cli_check",
         "from_env",
+        "maximum",
     )
     name: str
     types: tuple[type, ...]
@@ -50,6 +54,7 @@ class Option(Record):
     cli_override: str
     cli_check: Callable[[Any], str | None] | None
     from_env: bool
+    maximum: float | None
 
     def __init__(
         self,
@@ -64,8 +69,11 @@ class Option(Record):
         cli_override: str = "",
         cli_check: Callable[[Any], str | None] | None = None,
         from_env: bool = True,
+        maximum: float | None = None,
     ) -> None:
-        self._init(name, types, default, help, choices, minimum, allow_none, check, cli_override, cli_check, from_env)
+        self._init(
+            name, types, default, help, choices, minimum, allow_none, check, cli_override, cli_check, from_env, maximum
+        )
 
     def problem(self, value: Any) -> str | None:
         """Return why ``value`` is not acceptable for this option, or None when it is.
@@ -93,6 +101,9 @@ class Option(Record):
             return f"{self.name} must be one of {options}, not {safe_repr(value)}{extra}"
         if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
             return f"{self.name} must be >= {self.minimum:g}, not {safe_repr(value)}"
+        most = self.most()
+        if most is not None and isinstance(value, (int, float)) and value > most:
+            return f"{self.name} must be at most {_number(most)}{self.unit()}, not {safe_repr(value)}"
         if self.check is not None:
             return self.check(value)
         return None
@@ -102,11 +113,33 @@ class Option(Record):
         text = f"{self.name}= takes {self.type_names()}"
         if self.choices:
             text = f"{self.name}= takes one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.minimum is not None and self.most() is not None:
+            text += f" from {self.minimum:g} to {_number(self.most() or 0)}"
         elif self.minimum is not None:
             text += f" >= {self.minimum:g}"
         if self.help:
             text += f" ({self.help})"
         return text
+
+    def most(self) -> float | None:
+        """The largest number accepted: :attr:`maximum`, else for an option counted in seconds
+        (its help says "seconds") :data:`MAX_SECONDS` and in days (it says "days") a century."""
+        if self.maximum is not None:
+            return self.maximum
+        words = self.help.lower()
+        if "second" in words and "/second" not in words:
+            return MAX_SECONDS
+        if "days" in words:
+            return MAX_DAYS
+        return None
+
+    def unit(self) -> str:
+        """`` s (N days)`` for a bound in seconds of a day or more, else ``""``."""
+        most = self.most()
+        if most is not None and "second" in self.help and most >= 86400:
+            days = most / 86400
+            return f" s ({_number(days)} day{'' if days == 1 else 's'})"
+        return ""
 
     def type_names(self) -> str:
         """Human names of the accepted types."""
@@ -123,6 +156,11 @@ class Option(Record):
         if int in self.types and float in self.types:
             parts = [p for p in parts if p not in ("an integer", "a number")] + ["a number"]
         return " or ".join(dict.fromkeys(parts))
+
+
+def _number(value: float) -> str:
+    """``value`` for a message: ``31,536,000``, ``0.5``."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
@@ -147,6 +185,13 @@ def safe_repr(value: Any, limit: int = 80) -> str:
 #: The types of a number of seconds or a percentage.
 NUMBER = (int, float)
 _NUM = NUMBER
+#: The largest number of seconds an option takes (a year): beyond it a value is a typo, and
+#: waits that long overflow the platform's clock (``threading`` refuses more than ~292 years).
+MAX_SECONDS = 365 * 86400
+#: The largest number of days an option takes (a century).
+MAX_DAYS = 36_500
+#: The most extra attempts ``retries=`` takes.
+MAX_RETRIES = 10_000
 
 
 def _str_dict(value: Any) -> str | None:
@@ -164,10 +209,26 @@ RUN_OPTIONS: dict[str, Option] = {
     for o in [
         Option("sudo", (bool,), False, "run with sudo", allow_none=False),
         Option("user", (str,), None, "run as this user (through sudo)"),
-        Option("timeout", _NUM, 60, "seconds before the command is killed", minimum=0, allow_none=False),
-        Option("retries", (int,), 0, "extra attempts after a failure", minimum=0, allow_none=False),
         Option(
-            "retry_delay", _NUM, 1, "base seconds between attempts (exponential, jittered)", minimum=0, allow_none=False
+            "timeout",
+            _NUM,
+            60,
+            "seconds before the command is killed",
+            minimum=0,
+            allow_none=False,
+            maximum=MAX_SECONDS,
+        ),
+        Option(
+            "retries", (int,), 0, "extra attempts after a failure", minimum=0, allow_none=False, maximum=MAX_RETRIES
+        ),
+        Option(
+            "retry_delay",
+            _NUM,
+            1,
+            "base seconds between attempts (exponential, jittered)",
+            minimum=0,
+            allow_none=False,
+            maximum=86400,
         ),
         Option("continue_on_error", (bool,), False, "a failure does not fail the task", allow_none=False),
         Option("env", (dict,), None, "extra environment variables", check=_str_dict),
@@ -186,7 +247,7 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("deps", (list, tuple, str), (), "tasks that must finish first (functions or names)"),
         Option("on", (str, list, tuple), "local", '"local", a host group, or a list of host strings'),
         Option("strategy", (str,), "parallel", "how the task's hosts are scheduled"),
-        Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0),
+        Option("timeout", _NUM, None, "seconds for the whole task on one host", minimum=0, maximum=MAX_SECONDS),
         Option("idempotent", (bool,), True, "safe to re-run on resume"),
         Option("default", (bool,), False, "run by `nexus run` when no task is named", allow_none=False),
         Option("parallel", (str,), None, '"sharded": split the task into shards= parts', choices=("sharded",)),
@@ -203,8 +264,15 @@ CONFIG_OPTIONS: dict[str, Option] = {
         Option("forks", (int,), None, "hosts of one task running at once (default parallel_limit)", minimum=1),
         Option("log_level", (str,), "info", "log level", choices=("debug", "info", "warning", "error")),
         Option("shell", (str,), "/bin/sh", "shell for local commands"),
-        Option("interrupt_grace", _NUM, 10, "seconds between SIGINT, SIGTERM and SIGKILL after Ctrl+C", minimum=0),
-        Option("terminate_grace", _NUM, 30, "the same after SIGTERM", minimum=0),
+        Option(
+            "interrupt_grace",
+            _NUM,
+            10,
+            "seconds between SIGINT, SIGTERM and SIGKILL after Ctrl+C",
+            minimum=0,
+            maximum=86400,
+        ),
+        Option("terminate_grace", _NUM, 30, "the same after SIGTERM (seconds)", minimum=0, maximum=86400),
         Option(
             "state_retention_days",
             _NUM,

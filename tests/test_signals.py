@@ -170,3 +170,19 @@ def test_closing_the_terminal_stops_the_run_with_129_and_no_orphan(nexus_project
     assert wait_for(lambda: not pgrep("sleep 48.5"), timeout=5), "the command outlived Nexus"
     runs = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"]
     assert runs[0]["status"] == "interrupted" and runs[0]["exit_code"] == 129
+
+
+def test_a_stop_ends_a_wait_longer_than_the_clock_can_hold() -> None:
+    """A retry pause of any length is cut short by a stop: ``Cancel.sleep`` never raises
+    ``OverflowError`` for a wait past ``threading.TIMEOUT_MAX`` (options stop far below it)."""
+    import threading
+
+    from nexus_core.api import Cancel
+
+    cancel = Cancel()
+    timer = threading.Timer(0.05, cancel.raise_to, (Cancel.STOP,))
+    timer.start()
+    try:
+        assert cancel.sleep(1e300) is False
+    finally:
+        timer.cancel()

@@ -19,7 +19,7 @@ from nexus_core.testing import NexusProject, Outcome
 
 EXIT_CONFIG = 2
 CORE_DIR = os.path.dirname(os.path.abspath(nexus_core.__file__))
-HEADER = "from nexus_core import config, env, hosts, run, task\n"
+HEADER = "from nexus_core import config, env, hosts, run, task, wait_for\n"
 
 
 def write(project: NexusProject, source: str) -> str:
@@ -294,6 +294,12 @@ def test_wrong_task_option_values(nexus_project: NexusProject, code: str, fragme
         ("run('make', env=['A=1'])", ("env must be a dict, not list",)),
         ("run('')", ("run() needs a non-empty command string", 'run("the shell command")')),
         ("run(['make'])", ("run() needs a non-empty command string, got ['make']",)),
+        # A few zeros too many: a validation error, not a retry wait the clock cannot hold
+        # (it raised OverflowError mid-run) or a run that sleeps for a century.
+        ("run('make', retries=1, retry_delay=1e12)", ("retry_delay must be at most 86,400 s (1 day)",)),
+        ("run('make', retries=10**30)", ("retries must be at most 10,000",)),
+        ("run('make', timeout=10**300)", ("timeout must be at most 31,536,000 s (365 days)",)),
+        ("wait_for('true', timeout=1e20)", ("wait_for(): timeout must be a number of seconds above 0 and at most",)),
     ],
 )
 def test_wrong_run_option_values(nexus_project: NexusProject, call: str, fragments: tuple[str, ...]) -> None:
@@ -317,6 +323,8 @@ def test_wrong_run_option_values(nexus_project: NexusProject, call: str, fragmen
         ("ssh_port=70000", ("ssh_port must be <= 65535",)),
         ("ssh_host_key_verification='strikt'", ("must be one of strict, accept_new, tofu, off", "'strict'")),
         ("log_level=True", ("log_level must be a string, not a bool",)),
+        ("interrupt_grace=1e30", ("interrupt_grace must be at most 86,400 s (1 day)",)),
+        ("log_retention_days=1e300", ("log_retention_days must be at most 36,500",)),
     ],
 )
 def test_wrong_config_values(nexus_project: NexusProject, setting: str, fragments: tuple[str, ...]) -> None:
