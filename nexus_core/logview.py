@@ -13,6 +13,7 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
     """Print the logs of ``run_id`` (default: the newest run); exit 2 when there is nothing to show."""
     from nexus_core.cli.application import ExitCode, fail, open_store
     from nexus_core.options import suggest
+    from nexus_core.output.safe import clean  # kept output is a host's: its escapes shown, never obeyed
     from nexus_core.state.paths import state_dir
 
     store = open_store(required=True)
@@ -44,7 +45,7 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
             return fresh is not None and fresh.status == "running" and fresh.alive
 
         for line in runlogs.follow(root, record.id, lambda fs: runlogs.select(fs, task, hosts, only), running):
-            click.echo(line)
+            click.echo(clean(line))
         return
     chosen = runlogs.select(files, task, hosts, only)
     if not chosen:
@@ -52,4 +53,4 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
         fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: {why}",
              suggestions=["Logs are kept from this version on, for log_retention_days (default 14)"])  # fmt: skip
     for line in runlogs.render(chosen):
-        click.echo(line)
+        click.echo(clean(line))

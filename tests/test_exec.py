@@ -67,6 +67,13 @@ def test_verbose_streams_lines_tagged_with_the_host(nexus_project: NexusProject)
     assert out.stdout.splitlines() == ["local | one", "local | two", "local | rc=0"]
 
 
+def test_verbose_lines_show_a_hosts_control_sequences_instead_of_obeying_them(nexus_project: NexusProject):
+    out = nexus_project.run("exec", "local", "-v", "--", r"printf '\033]0;x\007t\n'")
+    assert out.code == 0, out
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout, out
+    assert out.stdout.splitlines()[0] == "local | ^[]0;x^Gt"
+
+
 def test_usage_errors_exit_2(nexus_project: NexusProject):
     no_dashes = nexus_project.run("exec", "local", "echo", "hi")
     assert no_dashes.code == 2 and "put the command after --" in no_dashes.stderr, no_dashes

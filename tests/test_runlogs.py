@@ -148,3 +148,24 @@ def test_prune_goes_by_the_run_ids_time_and_still_removes_old_runs(tmp_path):
         os.utime(root / name, (now - 30 * 86400,) * 2)
     assert sorted(runlogs.prune(str(root), 14, now=now)) == sorted([old_id, "not-a-run"])
     assert (root / new_id).is_dir()
+
+
+def test_logs_show_a_hosts_control_sequences_instead_of_obeying_them(nexus_project: NexusProject):
+    """`nexus logs` (and `--follow`) print a host's kept output as `clean()` shows it: an OSC
+    window title, a clear-screen CSI, an 8-bit CSI and a bidi override reach no terminal."""
+    nexus_project.write(
+        """
+from nexus_core import run, task
+
+@task
+def noisy():
+    run(r"printf '\\033]0;pwned\\007title\\n\\033[2Jclear\\n\\302\\233C1\\n\\342\\200\\256rtl\\n'")
+"""
+    )
+    assert nexus_project.run("run", "noisy").code == 0
+    logs = nexus_project.run("logs")
+    assert logs.code == 0, logs
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in logs.stdout, (raw, logs.stdout)
+    assert "^[]0;pwned^Gtitle" in logs.stdout and "^[[2Jclear" in logs.stdout
+    assert "<U+009B>C1" in logs.stdout and "<U+202E>rtl" in logs.stdout

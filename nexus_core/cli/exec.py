@@ -349,8 +349,11 @@ class Collector:
             if isinstance(event, ev.CommandOutput):
                 res.lines.append((event.stream, event.line))
                 if self.stream is not None:
-                    tag = self.stream.paint(f"{res.host.label} |", "dim")
-                    text = event.line if event.stream == "stdout" else self.stream.paint(event.line, "yellow")
+                    from nexus_core.output.safe import clean
+
+                    tag = self.stream.paint(f"{clean(res.host.label)} |", "dim")
+                    line = clean(event.line)  # a host's escapes shown, never obeyed (docs/when-things-go-wrong.md)
+                    text = line if event.stream == "stdout" else self.stream.paint(line, "yellow")
                     click.echo(f"{tag} {text}")
             elif isinstance(event, ev.CommandStop):
                 res.exit_code = event.exit_code
