@@ -130,6 +130,21 @@ def _shadowed_modules(folder: str) -> dict[str, ModuleType]:
     return out
 
 
+@contextmanager
+def user_output() -> Iterator[None]:
+    """While the user's code runs at load or plan time, its ``print()`` goes to stderr.
+
+    Nexus's stdout holds results only: a nexusfile's or a task body's own prints (debugging,
+    mostly) would otherwise land among them, and break ``--format json``'s one JSON object
+    per line. Only ever used in the main thread before the engine starts (nothing else
+    writes to stdout meanwhile).
+    """
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def load_project(path: str) -> Project:
     """Execute the nexusfile at ``path`` and return what it declared.
 
@@ -153,7 +168,7 @@ def load_project(path: str) -> Project:
     namespace = {"__name__": "nexusfile", "__file__": path, "__builtins__": builtins}
     token = _PROJECT.set(project)
     try:
-        with in_project(project):
+        with in_project(project), user_output():
             exec(code, namespace)  # noqa: S102 - running the user's nexusfile is the point
     except KeyboardInterrupt:
         raise

@@ -1140,10 +1140,13 @@ def evaluate_body(
     project: Project, t: TaskDef, host: Host, kwargs: Mapping[str, Any] | None = None
 ) -> tuple[list[Command], list[Problem]]:
     """Run a task body for one host (with its arguments) and return the commands it recorded and its problems."""
+    from nexus_core.loader import user_output
+
     rec = Recorder(project=project, task=t.name, host=host)
     token = _RECORDER.set(rec)
     try:
-        t.func(**(kwargs or {}))
+        with user_output():  # a body's print() goes to stderr: stdout holds results only
+            t.func(**(kwargs or {}))
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - user code

@@ -64,3 +64,32 @@ def test_a_format_json_after_double_dash_is_not_an_option(nexus_project):
     out = nexus_project.run("run", "--", "--format", "json")
     assert out.code == 2 and out.stdout == ""
     assert "No nexusfile found" in out.stderr
+
+
+def test_the_format_setting_and_the_last_format_option_decide_errors_too(nexus_project):
+    """``NEXUS_FORMAT`` / config.toml's ``format`` are ``--format``'s default for errors before a
+    run as for the run itself, and the last ``--format`` given wins."""
+    out = nexus_project.run("run", "deploy", env={"NEXUS_FORMAT": "json"})
+    assert out.code == 2 and one_error(out)["headline"] == "No nexusfile found"
+    usage = nexus_project.run("run", "--bogus", env={"NEXUS_FORMAT": "json"})
+    assert usage.code == 2 and one_error(usage)["headline"].startswith("No such option")
+    config = nexus_project.root / "xdg-config" / "nexus"
+    config.mkdir(parents=True)
+    (config / "config.toml").write_text('format = "json"\n')
+    from_file = nexus_project.run("run", "deploy", env={"XDG_CONFIG_HOME": str(config.parent)})
+    assert from_file.code == 2 and one_error(from_file)["headline"] == "No nexusfile found"
+    last = nexus_project.run("run", "deploy", "--format", "json", "--format", "text")
+    assert last.code == 2 and last.stdout == "" and "No nexusfile found" in last.stderr
+
+
+def test_prints_of_the_nexusfile_go_to_stderr_so_json_stays_json(nexus_project):
+    nexus_project.write(
+        'from nexus_core import run, task\nprint("hello from import")\n\n'
+        '@task\ndef a():\n    print("hello from body")\n    run("true")\n'
+    )
+    for args in (("run", "a"), ("validate",), ("list",), ("run", "a", "-n")):
+        out = nexus_project.run(*args, "--format", "json")
+        assert out.code == 0, out
+        assert [json.loads(line) for line in out.stdout.splitlines()], out
+        assert "hello from import" in out.stderr, out
+    assert "hello from body" in nexus_project.run("run", "a", "--format", "json").stderr

@@ -121,13 +121,24 @@ def error_json(code: int, headline: str, context: Sequence[str] = (), suggestion
 
 
 def wants_json(args: Sequence[str]) -> bool:
-    """True when the command line asks for ``--format json`` (read before click parses it)."""
+    """True when errors are to be one JSON object: the command line's last ``--format`` says
+    ``json`` (read before click parses it, which may be what failed), or, with none given,
+    the ``format`` setting does (``NEXUS_FORMAT``, the config files), as for ``--format``'s
+    own default."""
+    given: str | None = None
     for i, arg in enumerate(args):
         if arg == "--":
-            return False
-        if arg == "--format=json" or (arg == "--format" and i + 1 < len(args) and args[i + 1] == "json"):
-            return True
-    return False
+            break
+        if arg.startswith("--format="):
+            given = arg.partition("=")[2]
+        elif arg == "--format" and i + 1 < len(args):
+            given = args[i + 1]
+    if given is not None:
+        return given == "json"
+    try:
+        return bool(setting_default("format") == "json")
+    except Exception:  # noqa: BLE001 - a broken config file is reported by the command itself
+        return False
 
 
 # --- the group -----------------------------------------------------------------------------
@@ -239,10 +250,12 @@ def entry() -> None:
     from nexus_core.output.pipes import guard_std_streams
 
     guard_std_streams()  # a closed output pipe never stops or fails a run
-    as_json = wants_json(sys.argv[1:])
+
+    def as_json() -> bool:  # decided when an error is shown: the settings are read only then
+        return wants_json(sys.argv[1:])
 
     def error(code: int, headline: str, text: str, context: Sequence[str] = (), hints: Sequence[str] = ()) -> None:
-        if as_json:
+        if as_json():
             click.echo(error_json(code, headline, context, hints))
         else:
             click.echo(text, err=True)
@@ -258,7 +271,7 @@ def entry() -> None:
         error(ExitCode.INTERRUPTED, "Interrupted", "Interrupted.")
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
-        if as_json:
+        if as_json():
             ctx = getattr(exc, "ctx", None)
             pieces = ctx.command.collect_usage_pieces(ctx) if ctx is not None else []
             usage = [f"Usage: {ctx.command_path} {' '.join(pieces)}"] if ctx is not None else []
