@@ -199,6 +199,9 @@ class Engine:
         self._escalation: list[threading.Timer] = []
         self._marked_hosts: dict[HostKey, Host] = {}
         self._cleaned: set[HostKey] = set()
+        #: Hosts whose last command of the run could not reach them (connection failed or
+        #: lost): their clean-up is not attempted, which would only try to connect again.
+        self._unreachable: set[HostKey] = set()
         #: Commands that really started, per (task, host label): what ``task.stop`` counts as executed.
         self._executed: dict[tuple[str, str], int] = {}
         #: Commands each host still has to run in this plan; at 0 its status files can go.
@@ -733,6 +736,10 @@ class Engine:
                 result = CommandResult(
                     "error", None, time.monotonic() - started, self._executor_failed(host, exc), retryable=False
                 )
+            if result.status == "unreachable":  # its clean-up is left to a later run's prune
+                self._unreachable.add(host.key)
+            elif result.ok:
+                self._unreachable.discard(host.key)
             emit(
                 ev.CommandStop(
                     rid,
@@ -1016,6 +1023,11 @@ class Engine:
                 self._report(f"nexus: the {host.transport} executor failed to let go of {host.label}: {exc!r}")
 
     def _clean_host(self, host: Host) -> None:
+        if host.key in self._unreachable:
+            # Connecting again to clean up after a host that could not be reached would repeat
+            # every connection attempt (twice: prune, then the status file): a later run's prune
+            # removes what this run may have left there.
+            return
         run_id = self.options.resume.run_id if self.options.resume is not None else self.options.run_id
         prune = self.options.prune
         try:

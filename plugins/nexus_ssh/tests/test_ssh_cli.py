@@ -221,6 +221,11 @@ def test_refused_port_exits_3_with_host_reason_and_suggestions(project: NexusPro
     assert re.search(rf"{re.escape(H1)} \S+ ", out.stdout), "the host that connected is listed too"
     js = run(project, "run", "deploy", "--format", "json")
     assert js.code == 3 and host_status(js, "deploy") == {H1: "ok", REFUSED: "unreachable"}
+    # One round of connection attempts to the host, not three: no clean-up (prune, status file)
+    # tries it again after its command could not reach it.
+    starts = [e for e in js.events if e.get("event") == "ssh.connect.start" and e.get("host", "").startswith(REFUSED)]
+    assert len(starts) == 1, starts
+    assert len([e for e in js.events if e.get("event") == "ssh.error" and REFUSED in e.get("host", "")]) == 1
 
 
 def test_auth_failure_exits_3_and_says_what_was_tried(project: NexusProject, sshbed: SshBed) -> None:
