@@ -812,8 +812,11 @@ def build_plan(
     warnings: list[Problem] = []
     problems = check_structure(project, registry, cache, running=None if every_plugin else names, warnings=warnings)
     problems += _check_overrides(registry, config_override or {})
+    # A nexusfile that stopped loading half-way (a syntax error, an exception at its top level)
+    # may define the requested tasks after the line that failed: that line is the problem.
+    loaded = not any(p.code in ("syntax", "exception") for p in project.problems)
     for name in requested:
-        if name not in project.tasks:
+        if loaded and name not in project.tasks:
             problems.append(
                 Problem(
                     f"no task named {safe_repr(name)}",

@@ -87,6 +87,15 @@ def test_init_writes_a_working_starter_and_refuses_to_overwrite(nexus_project):
     assert nexus_project.nexusfile.read_text() == before
 
 
+def test_init_where_nexusfile_py_is_a_folder_says_so_even_with_force(nexus_project):
+    nexus_project.nexusfile.mkdir()
+    for args in (("init",), ("init", "--force")):
+        out = nexus_project.run(*args)
+        assert out.code == 2, out
+        assert "nexusfile.py is a folder here" in out.stderr and "internal error" not in out.stderr, out
+    assert nexus_project.nexusfile.is_dir()
+
+
 def test_version_shows_core_version(nexus_project):
     from nexus_core import __version__
 

@@ -441,6 +441,11 @@ def test_exception_while_loading_is_located_in_the_nexusfile(nexus_project: Nexu
     )
     out = validate(nexus_project)
     assert_reported(out, line_of(src, "# here"), "KeyError: 'zone'", "while loading the nexusfile")
+    # `nexus run build`: the load's failure alone, not also "no task named 'build'" (the
+    # task is defined after the line that failed).
+    ran = nexus_project.run("run", "build", env={"NEXUS_LOAD_PLUGINS": ""})
+    assert ran.code == EXIT_CONFIG and "KeyError: 'zone'" in ran.stderr, ran
+    assert "no task named" not in ran.stderr, ran
 
 
 def test_exception_in_a_helper_module_points_at_the_calling_line(nexus_project: NexusProject) -> None:

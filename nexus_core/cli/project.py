@@ -137,13 +137,28 @@ def deploy():
 def init(force: bool) -> None:
     """Write a commented starter nexusfile.py in this folder (never overwrites one)."""
     path = os.path.join(os.getcwd(), "nexusfile.py")
-    if os.path.exists(path) and not force:
+    if os.path.isdir(path):
+        fail(
+            ExitCode.CONFIG,
+            "nexusfile.py is a folder here",
+            [f"Folder: {path}"],
+            ["Rename or remove that folder, then run nexus init again (--force only replaces a file)"],
+        )
+    if os.path.lexists(path) and not force:
         fail(
             ExitCode.CONFIG,
             "nexusfile.py already exists",
             [f"File: {path}"],
             ["Edit it, or remove it first (or pass --force to overwrite)"],
         )
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(STARTER)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(STARTER)
+    except OSError as exc:
+        fail(
+            ExitCode.CONFIG,
+            f"cannot write nexusfile.py: {exc.strerror or exc}",
+            [f"File: {path}"],
+            ["Check the folder's permissions, or run nexus init in a folder you can write to"],
+        )
     click.echo(f"Created {path}\nNext: nexus list, then nexus run deploy --dry-run")
