@@ -11,7 +11,7 @@ from nexus_core import runlogs
 
 def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, failed: bool, follow: bool) -> None:
     """Print the logs of ``run_id`` (default: the newest run); exit 2 when there is nothing to show."""
-    from nexus_core.cli.application import ExitCode, fail, open_store
+    from nexus_core.cli.application import ExitCode, fail, no_run, open_store
     from nexus_core.options import suggest
     from nexus_core.output.safe import clean  # kept output is a host's: its escapes shown, never obeyed
     from nexus_core.state.paths import state_dir
@@ -26,8 +26,9 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
             if newest is not None and run_id in newest.plan.get("tasks", {}):
                 record, task = newest, run_id
         if record is None:
-            what = f"No run {run_id!r}" if run_id else "No runs recorded yet"
-            fail(ExitCode.CONFIG, what, suggestions=["List runs with: nexus pipelines"])
+            if run_id:
+                no_run(store, run_id)
+            fail(ExitCode.CONFIG, "No runs recorded yet", suggestions=["List runs with: nexus pipelines"])
     root = runlogs.logs_dir(state_dir())
     files = runlogs.run_files(root, record.id)
     tasks = list(record.plan.get("tasks", {}))

@@ -169,3 +169,17 @@ def noisy():
         assert raw not in logs.stdout, (raw, logs.stdout)
     assert "^[]0;pwned^Gtitle" in logs.stdout and "^[[2Jclear" in logs.stdout
     assert "<U+009B>C1" in logs.stdout and "<U+202E>rtl" in logs.stdout
+
+
+def test_a_run_id_prefix_of_several_runs_is_called_ambiguous_and_lists_them(nexus_project: NexusProject):
+    nexus_project.write(PIPELINE)
+    for _ in range(2):
+        nexus_project.run("run", "build")
+    ids = [line.split()[0] for line in nexus_project.run("pipelines").stdout.splitlines() if line[:4].isdigit()]
+    assert len(ids) >= 2, ids
+    for args in (("logs", "20"), ("resume", "20"), ("pipelines", "discard", "20")):
+        out = nexus_project.run(*args)
+        assert out.code == 2, out
+        assert "Run id '20' is ambiguous" in out.stderr and ids[0] in out.stderr, out
+    unknown = nexus_project.run("logs", "nope")
+    assert unknown.code == 2 and "No run 'nope'" in unknown.stderr, unknown

@@ -104,6 +104,20 @@ class Exit(Exception):
         self.suggestions = list(suggestions)
 
 
+def no_run(store: Any, run_id: str, suggestions: Sequence[str] = ("List runs with: nexus pipelines",)) -> NoReturn:
+    """Exit 2 for a RUN_ID that names no single run: none matches, or (a prefix) several do."""
+    matches = store.ids_like(run_id)
+    if len(matches) > 1:
+        more = ", ..." if len(matches) > 5 else ""
+        fail(
+            ExitCode.CONFIG,
+            f"Run id {run_id!r} is ambiguous: it starts {'more than 5' if more else len(matches)} runs' ids",
+            ["Matching: " + ", ".join(matches[:5]) + more],
+            ["Give more of the id (or all of it): nexus pipelines lists them"],
+        )
+    fail(ExitCode.CONFIG, f"No run {run_id!r}", suggestions=list(suggestions))
+
+
 def fail(code: int, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> NoReturn:
     """Raise :class:`Exit` with an error in Nexus's shape: headline, context lines, suggestions."""
     from nexus_core.output.report import error_block

@@ -21,6 +21,7 @@ from nexus_core.cli.application import (
     log_options,
     main,
     make_plan,
+    no_run,
     open_store,
     plugin_manager,
     policy_applies,
@@ -161,7 +162,7 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
     if run_id:
         record = store.get(run_id)
         if record is None:
-            fail(ExitCode.CONFIG, f"No run {run_id!r}", suggestions=["List runs with: nexus pipelines"])
+            no_run(store, run_id)
     else:
         try:
             path = find_nexusfile(config_path)
@@ -247,7 +248,7 @@ def discard(run_id: str, log_level: str | None = None, log_format: str = "text")
     with closing(store):
         record = store.get(run_id)
         if record is None:
-            fail(ExitCode.CONFIG, f"No run {run_id!r}", suggestions=["List runs with: nexus pipelines"])
+            no_run(store, run_id)
         store.discard(record.id)
     click.echo(f"Discarded run {record.id}.")
 

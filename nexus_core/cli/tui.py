@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import rich_click as click
 
-from nexus_core.cli.application import ExitCode, closing, fail, log_options, main, open_store, setup_logs
+from nexus_core.cli.application import ExitCode, closing, fail, log_options, main, no_run, open_store, setup_logs
 from nexus_core.complete import complete
 
 if TYPE_CHECKING:
@@ -36,7 +36,9 @@ def tui(run_id: str | None, log_level: str | None = None, log_format: str = "tex
         record = store.get(run_id) if run_id else _newest(store)
         if record is None:
             hints = ["List runs with: nexus pipelines", "Start one on the dashboard: nexus run TASK --tui"]
-            fail(ExitCode.CONFIG, f"No run {run_id!r}" if run_id else "No runs recorded yet", suggestions=hints)
+            if run_id:
+                no_run(store, run_id, hints)
+            fail(ExitCode.CONFIG, "No runs recorded yet", suggestions=hints)
         from nexus_core import runlogs
         from nexus_core.state.paths import state_dir
         from nexus_core.tui.app import Dashboard

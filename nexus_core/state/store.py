@@ -499,6 +499,14 @@ class StateStore:
             return self._load(exact[0])
         return self._load(rows[0]) if len(rows) == 1 else None
 
+    def ids_like(self, prefix: str, limit: int = 6) -> list[str]:
+        """Ids of the runs whose id starts with ``prefix``, newest first, at most ``limit``."""
+        rows = self.db.execute(
+            "SELECT id FROM runs WHERE id LIKE ? ORDER BY started DESC LIMIT ?",
+            (prefix.replace("%", "").replace("_", "") + "%", limit),
+        ).fetchall()
+        return [str(r["id"]) for r in rows if str(r["id"]).startswith(prefix)]
+
     def last_interrupted(self, nexusfile: str, requested: list[str]) -> RunRecord | None:
         """The newest interrupted (or crashed) run of this nexusfile and these tasks."""
         rows = self.db.execute(
