@@ -190,3 +190,20 @@ def test_a_shared_error_names_its_first_hosts_in_the_headline_and_all_on_hosts()
     text = failures_text(Style(color=False, live=False, unicode=False, interactive=False), failures)
     assert f"(same error on {len(hosts)} hosts: db-0, db-1," in text and "+5 more)" in text
     assert "Hosts: " + ", ".join(hosts) in text
+
+
+def test_a_file_operation_with_nothing_to_write_says_unchanged_in_the_tree(nexus_project):
+    (nexus_project.root / "app.conf").write_text("port = 8080\n")
+    (nexus_project.root / "out").mkdir()
+    nexus_project.write(
+        "from nexus_core import task, upload\n\n"
+        "@task\ndef deploy():\n    upload('app.conf', 'out/')\n"
+    )
+    first = nexus_project.run("run", "deploy")
+    assert first.code == 0 and "unchanged" not in first.stdout, first
+    again = nexus_project.run("run", "deploy")
+    assert again.code == 0, again
+    line = next(ln for ln in again.stdout.splitlines() if "upload app.conf" in ln)
+    assert line.rstrip().endswith("unchanged"), line
+    verbose = nexus_project.run("run", "deploy", "-v")
+    assert re.search(r"\S+ \d+ms unchanged$", verbose.stdout, re.M), verbose

@@ -239,7 +239,8 @@ class TreeRenderer(Renderer):
             host = state.hosts[names[0]]
             for i, (cmd, status, dur, reason) in enumerate(host.commands):
                 last = i == len(host.commands) - 1
-                extra = "" if status == "ok" else " " + s.paint(reason, "dim" if status == "skipped" else "red")
+                # an ok operation's note ("unchanged", "3 of 1000 files changed") in dim
+                extra = "" if not reason else " " + s.paint(reason, "dim" if status in ("ok", "skipped") else "red")
                 out.append(f"  {s.branch(last)} {cmd} {s.mark(status)} {fmt_duration(dur)}{extra}")
             if not host.commands:
                 out.append(f"  {s.branch(True)} {s.mark(host.status)} {host.reason}")
@@ -256,6 +257,9 @@ class TreeRenderer(Renderer):
             guarded = [c for c in found.commands if c[1] == "skipped"]
             if guarded:  # commands their guards skipped (creates=, only_if=, unless=)
                 extra += " " + s.paint(f"({len(guarded)} skipped: {guarded[0][3]})", "dim")
+            same = sum(1 for c in found.commands if c[1] == "ok" and c[3] == "unchanged")
+            if same:  # file operations with nothing to write
+                extra += " " + s.paint("(unchanged)" if same == len(found.commands) else f"({same} unchanged)", "dim")
             out.append(f"  {s.branch(last)} {name} {s.mark(found.status)} {fmt_duration(found.duration)}{extra}")
         return out
 
@@ -337,7 +341,7 @@ class VerboseRenderer(TreeRenderer):
 
     def on_command_stop(self, e: ev.CommandStop) -> None:
         super().on_command_stop(e)
-        extra = "" if e.status == "ok" else f" {clean(e.reason)}"
+        extra = f" {clean(e.reason)}" if e.reason else ""
         self.write(f"{self._tag(e.task, e.host)} {self.style.mark(e.status)} {fmt_duration(e.duration)}{extra}")
 
     def on_task_stop(self, e: ev.TaskStop) -> None:
