@@ -828,15 +828,19 @@ class SshExecutor(SftpFiles, Executor):
         """(reason, hint) when sudo itself refused to start the command, else None."""
         text = "\n".join(tail)
         if not have_password and any(t in text for t in _SUDO_WANTS_PASSWORD):
+            # `sudo -n` says "a password is required" before it looks at sudoers, so a user with
+            # no sudo rights at all gets the same answer: both causes are named.
             return (
-                f"sudo on {host.name} needs a password: pass -K/--ask-sudo-pass",
-                "- sudo needs a password here: pass -K/--ask-sudo-pass to type it once per run, "
+                f"sudo on {host.label} asked for a password (or this user may not use sudo there)",
+                "- If the user may use sudo with a password: pass -K/--ask-sudo-pass to type it once per run, "
                 "or set NEXUS_SUDO_PASSWORD where no terminal is available\n"
-                "- Or let this user run sudo without a password (NOPASSWD in sudoers)",
+                "- Or let this user run sudo without a password (NOPASSWD in sudoers)\n"
+                "- If the user is not in sudoers: log in as a user who is (-u/--user, ssh_user), "
+                "or drop sudo=True",
             )
         if have_password and any(t in text for t in _SUDO_BAD_PASSWORD):
             return (
-                f"sudo on {host.name} rejected the password",
+                f"sudo on {host.label} rejected the password",
                 "- Check the sudo password given with -K/--ask-sudo-pass or NEXUS_SUDO_PASSWORD\n"
                 "- Check that this user may use sudo on the host (sudoers)",
             )
