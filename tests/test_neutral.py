@@ -126,9 +126,19 @@ def test_identity_naming_a_folder_or_an_existing_key(nexus_project, tmp_path):
     folder = nexus_project.run("run", "hello", "-i", str(tmp_path))
     assert folder.code == 2 and f"key file {tmp_path} is not a file" in folder.stderr, folder
     key = tmp_path / "id_test"
-    key.write_text("not really a key\n")
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot really a key\n-----END OPENSSH PRIVATE KEY-----\n")
     ok = nexus_project.run("run", "hello", "-i", str(key), "-u", "someone", "--format", "json")
     assert ok.code == 0, ok
+    # A file that is no private key says so (exit 2), instead of a later "no key found".
+    public = tmp_path / "id_test.pub"
+    public.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI user@host\n")
+    pub = nexus_project.run("run", "hello", "-i", str(public))
+    assert pub.code == 2 and f"key file {public} is a public key" in pub.stderr, pub
+    assert "without .pub" in pub.stderr, pub
+    script = tmp_path / "deploy.py"
+    script.write_text("print('hello')\n")
+    other = nexus_project.run("run", "hello", "-i", str(script))
+    assert other.code == 2 and f"key file {script} is not a private key" in other.stderr, other
     bad = nexus_project.run("run", "hello", "-i", str(tmp_path / "nope"), "--format", "json")
     assert bad.code == 2 and bad.json()["problems"][0]["code"] == "bad-value"
 

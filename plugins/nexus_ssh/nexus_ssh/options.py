@@ -24,10 +24,26 @@ POLICIES = ("strict", "accept_new", "tofu", "off")
 def _identity_here(value: Any) -> str | None:
     """``-i PATH``: the key file must exist on this machine (first line: problem; second: hint)."""
     path = os.path.expanduser(str(value))
-    if os.path.isfile(path):
-        return None
-    what = "is not a file" if os.path.exists(path) else "does not exist"
     shown = path if path == str(value) else f"{value} ({path})"
+    if os.path.isfile(path):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+        except OSError as exc:
+            return f"key file {shown} cannot be read: {exc.strerror or exc}\ncheck its permissions"
+        if b"PRIVATE KEY-----" in head or b"PuTTY-User-Key-File" in head:
+            return None
+        first = head.split(b"\n", 1)[0]
+        if first.startswith((b"ssh-", b"ecdsa-", b"sk-")):
+            return (
+                f"key file {shown} is a public key\n"
+                "pass the private key: the same path without .pub, e.g. -i ~/.ssh/id_ed25519"
+            )
+        return (
+            f"key file {shown} is not a private key (no '-----BEGIN ... PRIVATE KEY-----' line)\n"
+            "pass the path of a private key, e.g. -i ~/.ssh/id_ed25519"
+        )
+    what = "is not a file" if os.path.exists(path) else "does not exist"
     return (
         f"key file {shown} {what}\n"
         "pass the path of an existing private key, e.g. -i ~/.ssh/id_ed25519 "
