@@ -888,8 +888,7 @@ def build_plan(
                     tasks[name] = _task_plan(registry, t, [HostPlan(h, ()) for h in hosts])
                 continue
             if missing:
-                hint = "pass " + " ".join(f"{p.name}=VALUE" for p in signatures[name] if p.required)
-                problems.extend(Problem(m, t.location, hint, "bad-param") for m in missing)
+                problems.extend(Problem(m, t.location, _param_hint(m, signatures[name]), "bad-param") for m in missing)
                 continue
             # Bodies run even when the structure has problems, so that every problem
             # (a bad run() option, an unset env(), an empty task...) is reported at once.
@@ -998,12 +997,25 @@ def _finished(host: Host, attributes: Mapping[HostKey, Attributes], labels: Mapp
     return host if label == host.label else replace(host, display=label)
 
 
+def _param_hint(message: str, params: Sequence[Param]) -> str:
+    """The fix for one parameter problem: the parameter it names with a value of its type,
+    else every required parameter."""
+    import re
+
+    named = re.search(r"parameter '([A-Za-z_][A-Za-z0-9_]*)'", message)
+    found = next((p for p in params if named and p.name == named.group(1)), None)
+    if found is not None:
+        example = {bool: "true", int: "3", float: "1.5"}.get(found.type)
+        return f"pass {found.name}=VALUE" + (f", e.g. {found.name}={example}" if example else "")
+    return "pass " + " ".join(f"{p.name}=VALUE" for p in params if p.required)
+
+
 def _check_args(args: Mapping[str, str], signatures: Mapping[str, Sequence[Param]], out: list[Problem]) -> None:
     """Every ``key=value`` word must name a parameter of some task of the run."""
     known = list(dict.fromkeys(p.name for ps in signatures.values() for p in ps))
     for key in args:
         if not key.isidentifier():
-            out.append(Problem(f"argument {key + '=' !r}: {key!r} is not a parameter name", None,
+            out.append(Problem(f"argument {key + '=' + str(args[key])!r}: {key!r} is not a parameter name", None,
                                "write NAME=VALUE, e.g. version=1.2", "bad-param"))  # fmt: skip
         elif key not in known:
             takers = ", ".join(f"{n}({', '.join(p.name for p in ps)})" for n, ps in signatures.items() if ps)

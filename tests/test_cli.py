@@ -134,3 +134,14 @@ def test_exit_code_0_on_success_and_1_on_failure(nexus_project):
     nexus_project.write(SIMPLE + '\n@task\ndef bad():\n    run("false")\n')
     assert nexus_project.run("run", "build").code == 0
     assert nexus_project.run("run", "bad").code == 1
+
+
+def test_run_options_that_contradict_each_other_are_usage_errors(nexus_project):
+    nexus_project.write("from nexus_core import task, run\n\n@task\ndef a():\n    run('true')\n")
+    both = nexus_project.run("run", "a", "--resume", "--no-resume")
+    assert both.code == 2 and "--resume and --no-resume cannot be used together" in both.stderr, both
+    window = nexus_project.run("run", "a", "--override-window")
+    assert window.code == 2 and "--override-window needs --reason" in window.stderr, window
+    assert nexus_project.run("run", "a", "--override-window", "--reason", "INC-1").code == 0
+    twice = nexus_project.run("run", "a", "x=1", "--param", "x=2")
+    assert twice.code == 2 and "x= is given twice, with different values ('1' and '2')" in twice.stderr, twice

@@ -49,6 +49,10 @@ def test_missing_or_mistyped_arguments_are_validation_errors(nexus_project: Nexu
     assert bad.code == 2, bad
     assert "task 'build': parameter 'jobs' (int): expected an integer, not 'many'" in bad.stderr
     assert "parameter 'canary' (bool): expected true/false" in bad.stderr
+    # each problem's hint names its own parameter (not the first required one)
+    assert "pass jobs=VALUE, e.g. jobs=3" in bad.stderr and "pass canary=VALUE, e.g. canary=true" in bad.stderr
+    empty = nexus_project.run("run", "build", "=5")
+    assert empty.code == 2 and "argument '=5'" in empty.stderr, empty
     typo = nexus_project.run("run", "build", "version=1", "verison=2")
     assert typo.code == 2 and "no task of this run takes a parameter 'verison'" in typo.stderr
     assert "did you mean 'version'?" in typo.stderr

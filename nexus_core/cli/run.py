@@ -156,6 +156,11 @@ def run(
     setup_logs(log_level, log_format)
     if verbose and quiet:
         fail(ExitCode.CONFIG, "-v and -q cannot be used together", suggestions=["Pick one of them"])
+    if resume and no_resume:
+        fail(ExitCode.CONFIG, "--resume and --no-resume cannot be used together", suggestions=["Pick one of them"])
+    if override_window and not reason.strip():
+        fail(ExitCode.CONFIG, "--override-window needs --reason",
+             suggestions=['Say why, for the audit trail: --override-window --reason "TEXT"'])  # fmt: skip
     check_can_ask_sudo_pass(ask_sudo_pass)
     _tasks_or_nexusfile(tasks, config_path)
     if not (dry_run or list_hosts):  # only a real run decrypts secrets (a dry run shows ***)
@@ -452,6 +457,14 @@ def run_words(
         if "=" not in word:
             fail(ExitCode.CONFIG, f"--param {word}: expected KEY=VALUE", suggestions=[f"--param {word}=VALUE"])
     names, params = split_words([*words, *param_words])
+    given: dict[str, str] = {}
+    for word in [*words, *param_words]:
+        key, eq, value = word.partition("=")
+        if eq and key in given and given[key] != value:
+            fail(ExitCode.CONFIG, f"{key}= is given twice, with different values ({given[key]!r} and {value!r})",
+                 suggestions=[f"Give {key}= once"])  # fmt: skip
+        if eq:
+            given[key] = value
     if names:
         return tuple(names), params
     chosen, problems = default_task(project)

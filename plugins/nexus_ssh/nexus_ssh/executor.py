@@ -832,8 +832,8 @@ class SshExecutor(SftpFiles, Executor):
             # no sudo rights at all gets the same answer: both causes are named.
             return (
                 f"sudo on {host.label} asked for a password (or this user may not use sudo there)",
-                "- If the user may use sudo with a password: pass -K/--ask-sudo-pass to type it once per run, "
-                "or set NEXUS_SUDO_PASSWORD where no terminal is available\n"
+                "- If the user may use sudo with a password: pass -K/--ask-sudo-pass to type it once per "
+                "run, or set NEXUS_SUDO_PASSWORD where no terminal is available\n"
                 "- Or let this user run sudo without a password (NOPASSWD in sudoers)\n"
                 "- If the user is not in sudoers: log in as a user who is (-u/--user, ssh_user), "
                 "or drop sudo=True",
