@@ -913,6 +913,7 @@ def build_plan(
                         "empty-task",
                     )
                 )
+            problems.extend(_shared_downloads(name, project.path, host_plans))
             if structural or problems:
                 continue
             try:
@@ -944,6 +945,35 @@ def build_plan(
         limit=host_limit.text if host_limit is not None else "",
         params=dict(params or {}),
     )
+
+
+def _shared_downloads(task: str, path: str, host_plans: Sequence[HostPlan]) -> list[Problem]:
+    """A ``download()`` that several hosts of a task would write to the same local path: each
+    would replace the last one's file, silently. One problem per such operation."""
+    from nexus_core.model import Transfer
+
+    seen: dict[tuple[int, str], list[str]] = {}
+    lines: dict[tuple[int, str], int] = {}
+    for hp in host_plans:
+        for i, cmd in enumerate(hp.commands):
+            if isinstance(cmd, Transfer) and cmd.kind == "download":
+                key = (i, os.path.normpath(cmd.dest))
+                seen.setdefault(key, []).append(hp.host.label)
+                lines[key] = cmd.line
+    out = []
+    for key, hosts in seen.items():
+        dest = key[1]
+        if len(hosts) > 1:
+            out.append(
+                Problem(
+                    f"task {task!r}: download() writes {dest} from {len(hosts)} hosts ({', '.join(hosts[:3])}"
+                    f"{', ...' if len(hosts) > 3 else ''}): each host's file would replace the last one's",
+                    Location(path, lines[key]),
+                    'put the host in the local path, e.g. download(src, f"logs/{hostname()}/app.log")',
+                    "shared-download",
+                )
+            )
+    return out
 
 
 def shard_hosts(t: TaskDef, hosts: Sequence[Host], out: list[Problem]) -> list[Host]:

@@ -803,3 +803,24 @@ def test_run_validates_everything_before_running(nexus_project: NexusProject) ->
     assert_clean(out)
     assert_reported(out, line_of(src, "# here"), "timeout must be >= 0")
     assert not (nexus_project.root / "ran.txt").exists()
+
+
+def test_a_download_every_host_would_write_to_one_local_path_is_a_problem(nexus_project: NexusProject) -> None:
+    src = write(
+        nexus_project,
+        """
+        from nexus_core import download, hostname
+
+        hosts("web", "a.example", "b.example")
+
+        @task(on="web")
+        def collect():
+            download("/var/log/app.log", "logs/app.log")  # here
+            download("/var/log/app.log", f"logs/{hostname()}.log")
+        """,
+    )
+    out = nexus_project.run("validate")
+    assert out.code == EXIT_CONFIG, out
+    assert_clean(out)
+    assert_reported(out, line_of(src, "# here"), "download() writes", "from 2 hosts", "hostname()")
+    assert "logs/a.example.log" not in out.stderr
