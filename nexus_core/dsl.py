@@ -451,10 +451,10 @@ def run(cmd: str, **options: Any) -> None:
     for key, value in options.items():
         spec = RUN_OPTIONS.get(key)
         if spec is None:
-            close = suggest(key, RUN_OPTIONS)
+            close = suggest(key, [*RUN_OPTIONS, "notify"])
             _problem(
                 f"run() has no option {key!r}",
-                f"did you mean {close!r}?" if close else "options: " + ", ".join(RUN_OPTIONS),
+                f"did you mean {close!r}?" if close else "options: " + ", ".join([*RUN_OPTIONS, "notify"]),
                 code="unknown-option",
             )
             bad = True

@@ -31,7 +31,9 @@ def find_nexusfile(explicit: str | None = None, start: str | None = None) -> str
         if os.path.isdir(path):
             folder, path = path, os.path.join(path, NEXUSFILE)
             if not os.path.exists(path):
-                raise NexusfileNotFound(f"{explicit} is a folder without a {NEXUSFILE} ({folder})")
+                same = os.path.abspath(os.path.expanduser(explicit)) == folder
+                shown = explicit if same else f"{explicit} ({folder})"
+                raise NexusfileNotFound(f"{shown} is a folder without a {NEXUSFILE}")
         if not os.path.exists(path):
             raise NexusfileNotFound(f"{explicit} does not exist")
         if not os.path.isfile(path):

@@ -336,6 +336,7 @@ def test_a_folder_without_a_nexusfile_is_not_reported_as_missing(nexus_project, 
     assert result.code == 2
     assert "does not exist" not in result.stderr
     assert "is a folder without a nexusfile.py" in result.stderr
+    assert result.stderr.count(str(empty)) == 1, result.stderr  # the folder named once
     devnull = nexus_project.run("validate", env={"NEXUS_CONFIG": "/dev/null"})
     assert devnull.code == 2
     assert "does not exist" not in devnull.stderr and "not a regular file" in devnull.stderr

@@ -108,7 +108,9 @@ def lock_project(
         waited = f" after waiting {exc.waited:.1f}s" if exc.waited else ""
         fail(ExitCode.CONFIG, f"Another run of this project is in progress{waited}: {exc.holder.describe()}",
              [f"Nexusfile: {nexusfile}"],
-             ["Wait for it to finish (run again without --no-wait), or stop it first"])  # fmt: skip
+             ["Wait for it to finish (run again without --no-wait)" if no_wait
+              else "Wait longer for it (a larger --lock-timeout, or none to wait until it ends)",
+              "Or stop it first"])  # fmt: skip
 
 
 def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bool, interactive: bool) -> None:

@@ -100,7 +100,9 @@ def _root(config_path: str | None) -> str | None:
         return None
 
 
-def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host], Mapping[str, Any]]:
+def _targets(
+    hosts: Sequence[str], config_path: str | None, command: str = "scan"
+) -> tuple[list[Host], Mapping[str, Any]]:
     """The hosts to look at and the project's config (empty without a nexusfile)."""
     from nexus_core.plugin import HostParseError, NexusfileNotFound, find_nexusfile, parse_host
 
@@ -116,7 +118,10 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
                 ExitCode.CONFIG,
                 "No hosts to look at",
                 ["No host was given and no nexusfile was found"],
-                ["Name hosts: nexus hosts scan web-1 deploy@web-2:2222", "Or run it in a project folder"],
+                [
+                    f"Name hosts: nexus hosts {command} web-1 deploy@web-2:2222",
+                    "Or run it in a project folder",
+                ],
             )
     if found:
         from nexus_core.plugin import load, make_plan, to_host
@@ -146,7 +151,7 @@ def _targets(hosts: Sequence[str], config_path: str | None) -> tuple[list[Host],
         _fail(
             ExitCode.CONFIG,
             "No SSH hosts in this project",
-            suggestions=["Name hosts: nexus hosts scan HOST..."],
+            suggestions=[f"Name hosts: nexus hosts {command} HOST..."],
         )
     return list(unique.values()), config
 
@@ -404,7 +409,7 @@ def hosts_group() -> click.Group:
 
         Exit 0 when every host matches; 3 when a host is unreachable, unknown, or its key changed.
         """
-        targets, config = _targets(names, config_path)
+        targets, config = _targets(names, config_path, "verify")
         resolver, connector = _setup(config, timeout)
 
         def one(host: Host) -> HostRow:
