@@ -1,14 +1,17 @@
 """``wait_for(cmd)`` and ``call(fn)``: operations that are not one shell command.
 
 * ``wait_for(cmd, timeout=30, interval=1)`` polls a command on the host until it succeeds
-  (a health check between rolling batches), bounded by ``timeout``; when it never does, the
-  operation fails with the last attempt's output and exit code.
+  (a health check between rolling batches), bounded by ``timeout``: the last probe starts at
+  the deadline. When none succeeds, the operation fails with the last attempt's output and
+  exit code, saying how long it waited and how many probes ran.
 * ``call(fn, *args, **kwargs)`` runs a Python function at execution time, on the machine
   Nexus runs on, once per host, as ``fn(c, *args, **kwargs)`` where ``c`` is a Fabric-style
   connection to that host given by its executor (:meth:`~nexus_core.api.Executor.connection`):
   a remote transport binds a Fabric ``Connection`` to the connection it already holds, the
   local executor gives an invoke ``Context`` with ``put``/``get``. Its return value is shown
-  as output; an exception fails the operation like a failed command, with its message.
+  as output; an exception fails the operation like a failed command, with its message
+  (``KeyboardInterrupt`` and ``SystemExit`` raised by the function too: it runs in a worker
+  thread, where a real Ctrl+C never arrives; a run that is stopping reports it interrupted).
 
 Both are recorded as :class:`~nexus_core.model.Command` subclasses, so the engine schedules,
 times out, reports and checkpoints them like every other operation; only the attempt itself
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import traceback
 from collections import deque
@@ -81,7 +85,8 @@ NOT_SHELL: tuple[type[Command], ...] = (WaitFor, Call)
 def wait_for(cmd: str, timeout: float = 30, interval: float = 1, **unknown: Any) -> None:
     """Poll ``cmd`` on the host every ``interval`` s until it succeeds; fail after ``timeout`` s.
 
-    ``wait_for("curl -fsS http://localhost:8080/health", timeout=60, interval=2)``.
+    ``wait_for("curl -fsS http://localhost:8080/health", timeout=60, interval=2)``. The last
+    probe starts at ``timeout`` (the pause before it is what is left, if under ``interval``).
     """
     from nexus_core import dsl
 
@@ -131,7 +136,8 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Run ``fn(c, *args, **kwargs)`` at execution time for each host, ``c`` a Fabric-style connection to it.
 
     An existing fabfile task runs unchanged: ``def deploy(c): c.run("make"); c.put("app.tar", "/srv/")``
-    then ``call(deploy)`` in a task body. Its return value is shown; an exception fails it.
+    then ``call(deploy)`` in a task body. Its return value is shown; an exception fails it
+    (``KeyboardInterrupt`` and ``SystemExit`` included: they fail the host, not the run).
     """
     from nexus_core import dsl
 
@@ -194,36 +200,52 @@ def execute(
     return _call(executor, host, op, on_output, cancel, timeout)
 
 
+#: Seconds a probe may always take, even one that starts at the deadline (the last one does):
+#: it gets the time left or this, whichever is more (never more than the whole wait's limit).
+PROBE_FLOOR = 1.0
+
+
 def _wait_for(executor: Executor, host: Host, op: WaitFor, cancel: Cancel, timeout: float) -> CommandResult:
+    """Probe ``op.cmd`` until it succeeds or the wait's limit (``timeout``, else the op's) passes.
+
+    A failed probe is followed by a pause of ``op.interval`` seconds or of what is left of the
+    limit, whichever is shorter, so the last probe starts at the deadline rather than up to one
+    interval before it. A timeout says how long the wait really took and how many probes ran.
+    """
+    from nexus_core.output.style import fmt_duration
+
     started = time.monotonic()
     limit = timeout if timeout > 0 else op.timeout
     deadline = started + limit
+    floor = min(PROBE_FLOOR, limit)
     attempts = 0
     last = CommandResult("failed", None, 0.0, "never ran")
     lines: deque[str] = deque(maxlen=TAIL_LINES)
     while attempts < 1_000_000:  # bounded by the deadline; the count only guards a zero interval
         attempts += 1
         lines.clear()
-        left = deadline - time.monotonic()
-        last = executor.run(host, Command(op.cmd, timeout=max(left, 0.1)), lambda _s, line: lines.append(line),
-                            cancel, max(left, 0.1))  # fmt: skip
+        allowed = max(deadline - time.monotonic(), floor)
+        last = executor.run(host, Command(op.cmd, timeout=allowed), lambda _s, line: lines.append(line),
+                            cancel, allowed)  # fmt: skip
         if last.ok:
             return CommandResult("ok", 0, time.monotonic() - started, "", tuple(lines))
         if last.status in ("unreachable", "interrupted", "error"):
             return last
         if cancel.requested:
             return CommandResult("interrupted", None, time.monotonic() - started, "interrupted", retryable=False)
-        if time.monotonic() + op.interval > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             break
-        if not cancel.sleep(op.interval):
+        if not cancel.sleep(min(op.interval, left)):
             return CommandResult("interrupted", None, time.monotonic() - started, "interrupted", retryable=False)
     how = f"exit code {last.exit_code}" if last.exit_code is not None else last.reason or last.status
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    took = time.monotonic() - started
     return CommandResult(
         "timeout",
         last.exit_code,
-        time.monotonic() - started,
-        f"wait_for: still failing after {limit:g}s ({tries}, last: {how})",
+        took,
+        f"wait_for: still failing after {fmt_duration(took)} ({tries}, last: {how})",
         tuple(lines) or last.tail,
         retryable=False,
         hint=f"- check `{op.cmd}` on {host.label} by hand\n- give it longer: wait_for(..., timeout=SECONDS)",
@@ -287,8 +309,16 @@ def _call(
     try:
         with executor.connection(host, streams) as conn:
             value = op.func(conn, *op.args, **dict(op.kwargs))
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt as exc:
+        out.close()
+        err.close()
+        if threading.current_thread() is threading.main_thread():
+            raise  # Python delivers a real Ctrl+C there: it stops the run, it is not the function's failure
+        if cancel.requested:  # the run is stopping: the function ended with it
+            return CommandResult("interrupted", None, time.monotonic() - started, "interrupted", tuple(tail),
+                                 retryable=False)  # fmt: skip
+        # Raised by the function itself (a worker thread never receives Ctrl+C): fails this host.
+        return _failure(op, exc, tuple(tail), time.monotonic() - started, _OWN_INTERRUPT)
     except BaseException as exc:  # noqa: BLE001 - user code: reported like a failed command
         out.close()
         err.close()
@@ -308,8 +338,18 @@ def _library(filename: str) -> bool:
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: float) -> CommandResult:
-    """A failed call: the exception's type and message; a failed command inside it keeps its exit code."""
+#: What a failure report says under a ``KeyboardInterrupt`` the function raised itself.
+_OWN_INTERRUPT = (
+    "the function raised KeyboardInterrupt itself: that fails this host like any exception "
+    "(Ctrl+C on Nexus stops the whole run)"
+)
+
+
+def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: float, hint: str = "") -> CommandResult:
+    """A failed call: the exception's type and message; a failed command inside it keeps its exit code.
+
+    ``hint``: detail lines shown under the reason (``- `` lines: suggestions).
+    """
     name = op.function.rsplit(".", 1)[-1]
     kind = type(exc).__name__
     code: int | None = None
@@ -331,4 +371,6 @@ def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: floa
         if f.filename and not _library(f.filename)
     ][-3:]
     status = "timeout" if kind == "CommandTimedOut" else "failed"
-    return CommandResult(status, code, duration, reason[:500], (*tail, *frames)[-TAIL_LINES:], retryable=False)
+    return CommandResult(
+        status, code, duration, reason[:500], (*tail, *frames)[-TAIL_LINES:], retryable=False, hint=hint
+    )

@@ -136,6 +136,11 @@ class Failure:
     headline: str = ""
     #: The command's ``cwd=`` (remote: relative to the login directory), when it had one.
     cwd: str | None = None
+    #: The handler whose command failed ("" for a command of the task itself).
+    handler: str = ""
+    #: The handlers notified on the host in this task and not run to success (definition
+    #: order): what ``nexus resume`` runs there.
+    pending_handlers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -143,7 +148,7 @@ class Failure:
             "task": self.task, "host": self.host, "command": self.command, "status": self.status,
             "exit_code": self.exit_code, "reason": self.reason, "output": list(self.tail),
             "succeeded_before": list(self.succeeded_before), "timeout": self.timeout, "hint": self.hint,
-            "cwd": self.cwd,
+            "cwd": self.cwd, "handler": self.handler or None, "pending_handlers": list(self.pending_handlers),
         }  # fmt: skip
 
 
@@ -570,6 +575,9 @@ class Engine:
             break
         if hp.handlers and pending.notified:
             status, reason = self._run_handlers(tp, hp, pending, status, reason, deadline, done)
+            left = pending.left(hp.handlers) if status != "ok" else ()
+            if left:
+                self._left_pending(tp, host, left)
         duration = time.monotonic() - started
         self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status=status, duration=duration, reason=reason))
         if host.key in self._marked_hosts:  # host.stop is a checkpoint: the commands are on disk now
@@ -682,14 +690,29 @@ class Engine:
         return tuple(line for _, line in spooled[-20:])
 
     def _fail(
-        self, tp: TaskPlan, host: Host, cmd: Command, result: CommandResult, done: list[str], timeout: float | None
+        self,
+        tp: TaskPlan,
+        host: Host,
+        cmd: Command,
+        result: CommandResult,
+        done: list[str],
+        timeout: float | None,
+        handler: str = "",
     ) -> None:
         with self._lock:
             self._failures.append(Failure(
                 task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
                 exit_code=result.exit_code, reason=result.reason, tail=result.tail,
                 succeeded_before=tuple(done), timeout=timeout, transport=host.transport,
-                hint=result.hint, headline=result.headline, cwd=cmd.cwd))  # fmt: skip
+                hint=result.hint, headline=result.headline, cwd=cmd.cwd, handler=handler))  # fmt: skip
+
+    def _left_pending(self, tp: TaskPlan, host: Host, names: tuple[str, ...]) -> None:
+        """Name the handlers left pending on the failures of this task on this host."""
+        with self._lock:
+            self._failures = [
+                replace(f, pending_handlers=names) if f.task == tp.name and f.host == host.label else f
+                for f in self._failures
+            ]
 
     def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
         rid = self.options.run_id
@@ -965,10 +988,12 @@ class Engine:
                 h_status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
                 h_reason = result.reason
                 if h_status != "interrupted":
-                    self._fail(tp, host, cmd, result, done, cmd.timeout)
+                    self._fail(tp, host, cmd, result, done, cmd.timeout, handler=h.name)
                 break
             self.bus.emit(ev.HandlerStop(rid, task=tp.name, host=host.label, handler=h.name, status=h_status,
                                          duration=time.monotonic() - started, reason=h_reason))  # fmt: skip
+            if h_status == "ok":
+                pending.succeeded.add(h.name)
             if h_status != "ok":
                 if not forced:
                     return h_status, f"handler {h.name!r}: {h_reason}"

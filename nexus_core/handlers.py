@@ -66,7 +66,8 @@ def handler(func: Any = None, /) -> Any:
     """Declare a handler: ``@handler`` above ``def restart_app(): run("systemctl restart app", sudo=True)``.
 
     Operations notify it with ``notify=restart_app`` (or ``notify="restart_app"``); it then runs
-    once per host at the end of the notifying task, on that host.
+    once per host at the end of the notifying task, on that host. It is called with no
+    arguments: one it cannot be called without is a validation problem at its line.
     """
     from nexus_core import dsl
 
@@ -108,6 +109,18 @@ def handler(func: Any = None, /) -> Any:
                 code="duplicate-handler",
             )
             return fn
+        needs = required_arguments(fn)
+        if needs:  # kept as a handler all the same: notify= naming it is not a second mistake
+            listed = ", ".join(needs)
+            project.problems.append(
+                Problem(
+                    f"handler {name!r} must take no arguments (it is called once per host with none)",
+                    where,
+                    f"remove the parameter{'s' if len(needs) > 1 else ''} {listed}; read what differs by host "
+                    "with hostname() or host_var() in its body",
+                    "bad-handler",
+                )
+            )
         found[name] = HandlerDef(name, fn, where, dsl._doc(fn))
         return fn
 
@@ -132,6 +145,41 @@ def cannot_notify(what: str, why: str = "") -> None:
         "notify from run(), upload() or template() (they say when they changed something), "
         f"or drop notify= from {what}()",
         code="cannot-notify",
+    )
+
+
+#: required_arguments' answers by function: planning asks once per handler, task and host.
+_REQUIRED: dict[Any, tuple[str, ...]] = {}
+
+
+def required_arguments(fn: Any) -> tuple[str, ...]:
+    """The parameters ``fn`` cannot be called without (a handler is called with none); ``()``
+    when it takes none, or only ones with defaults, ``*args`` or ``**kwargs``, or when its
+    signature cannot be read."""
+    try:
+        found = _REQUIRED.get(fn)
+    except TypeError:  # not hashable: not cached
+        found = None
+    if found is None:
+        found = _required_arguments(fn)
+        try:
+            _REQUIRED[fn] = found
+        except TypeError:
+            pass
+    return found
+
+
+def _required_arguments(fn: Any) -> tuple[str, ...]:
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return ()
+    return tuple(
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     )
 
 
@@ -170,6 +218,7 @@ def plan_handlers(
     problems: list[Problem] = []
     wanted: list[str] = []
     bodies: dict[str, list[Command]] = {}
+    faulty: set[str] = set()  # their problems are reported: "runs no commands" would only repeat them
 
     def want(cmds: Sequence[Command], what: str) -> None:
         for c in cmds:
@@ -187,6 +236,8 @@ def plan_handlers(
         found, more = evaluate_handler(project, known[name], t, host)
         problems.extend(more)
         bodies[name] = found
+        if more or required_arguments(known[name].func):
+            faulty.add(name)
         want(found, f"handler {name!r}")
     order = list(known)
     plans: list[HandlerPlan] = []
@@ -196,7 +247,7 @@ def plan_handlers(
         plans.append(HandlerPlan(name, cmds, index, known[name].location.line))
         index += len(cmds)
     for name in wanted:
-        if not bodies.get(name):
+        if not bodies.get(name) and name not in faulty:
             problems.append(
                 Problem(
                     f"handler {name!r} runs no commands",
@@ -209,14 +260,20 @@ def plan_handlers(
 
 
 def evaluate_handler(project: Project, h: HandlerDef, t: TaskDef, host: Host) -> tuple[list[Command], list[Problem]]:
-    """Run a handler's body for one host of task ``t``; return what it recorded and its problems."""
-    from nexus_core.dsl import _RECORDER, Recorder
-    from nexus_core.loader import exception_problem
+    """Run a handler's body for one host of task ``t``; return what it recorded and its problems.
 
+    A handler that needs arguments is not called (@handler reported it, once, at its line).
+    """
+    from nexus_core.dsl import _RECORDER, Recorder
+    from nexus_core.loader import exception_problem, user_output
+
+    if required_arguments(h.func):
+        return [], []
     rec = Recorder(project=project, task=t.name, host=host)
     token = _RECORDER.set(rec)
     try:
-        h.func()
+        with user_output():  # its print() goes to stderr, as a task body's
+            h.func()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - user code
@@ -262,16 +319,20 @@ def notifies(cmd: Command, changed: bool) -> tuple[str, ...]:
 
 
 class Pending:
-    """The handlers notified on one host during one task, and those that already ran there."""
+    """The handlers notified on one host during one task, those that already ran there, and
+    those of them that ran to success (``succeeded``)."""
 
-    __slots__ = ("notified", "ran")
+    __slots__ = ("notified", "ran", "succeeded")
 
-    def __init__(self, notified: list[str] | None = None, ran: set[str] | None = None) -> None:
+    def __init__(
+        self, notified: list[str] | None = None, ran: set[str] | None = None, succeeded: set[str] | None = None
+    ) -> None:
         self.notified: list[str] = [] if notified is None else notified
         self.ran: set[str] = set() if ran is None else ran
+        self.succeeded: set[str] = set() if succeeded is None else succeeded
 
     def __repr__(self) -> str:
-        return f"Pending(notified={self.notified!r}, ran={self.ran!r})"
+        return f"Pending(notified={self.notified!r}, ran={self.ran!r}, succeeded={self.succeeded!r})"
 
     def add(self, names: Iterable[str]) -> list[str]:
         """Record notifications; return the names that are new (not notified before)."""
@@ -282,3 +343,9 @@ class Pending:
     def next(self, plans: Sequence[HandlerPlan]) -> HandlerPlan | None:
         """The first handler in definition order that was notified and has not run yet."""
         return next((hp for hp in plans if hp.name in self.notified and hp.name not in self.ran), None)
+
+    def left(self, plans: Sequence[HandlerPlan]) -> tuple[str, ...]:
+        """The notified handlers that did not run to success (not run, or failed), in definition
+        order: what the run's state keeps pending for ``nexus resume``, and what a failure
+        report lists (``Failure.pending_handlers``)."""
+        return tuple(hp.name for hp in plans if hp.name in self.notified and hp.name not in self.succeeded)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
+from nexus_core.engine import Failure
+from nexus_core.output.report import failures_text
+from nexus_core.output.style import Style
 from tests.helpers import start_nexus, wait_for
 
 HEADER = """
@@ -220,7 +225,9 @@ def deploy():
     out = nexus_project.run("run", "deploy")
     assert out.code == 4, out
     text = out.stdout + out.stderr
-    assert "still failing after 1s" in text and "exit code 3" in text
+    # how long it really waited (up to the timeout: the last probe starts there) and how often it tried
+    found = re.search(r"still failing after (\d+\.\d)s \((\d+) attempts, last: exit code 3\)", text)
+    assert found and float(found[1]) >= 1.0 and int(found[2]) >= 3, text
     assert "not yet" in text
 
 
@@ -255,6 +262,131 @@ def fail():
     assert (nexus_project.root / "copy.txt").read_text() == "payload\n"
     text = out.stdout + out.stderr
     assert "broken(): command `echo before; exit 7` exited with 7" in text
+
+
+def test_a_keyboard_interrupt_raised_by_a_called_function_fails_its_host_not_the_run(nexus_project):
+    # call() functions run in worker threads, where a real Ctrl+C never arrives: this one is the function's.
+    nexus_project.write(
+        HEADER
+        + """
+def stop(c):
+    raise KeyboardInterrupt()
+
+@task
+def deploy():
+    call(stop)
+"""
+    )
+    out = nexus_project.run("run", "deploy", "--format", "json")
+    assert out.code == 1, out
+    (stop,) = out.of("command.stop")
+    assert stop["status"] == "failed" and stop["reason"] == "stop() raised KeyboardInterrupt", stop
+    (end,) = out.of("pipeline.stop")  # the run ended and was recorded: not "crashed", not "Interrupted."
+    assert end["status"] == "failed" and end["exit_code"] == 1
+    assert out.of("error") == [] and out.of("pipeline.interrupt") == []
+    text = nexus_project.run("run", "deploy")
+    assert text.code == 1 and "raised KeyboardInterrupt itself" in text.stderr, text
+
+
+def test_a_handler_that_takes_arguments_is_one_problem_at_its_line(nexus_project):
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def witharg(x):
+    run("echo hi")
+
+@handler
+def defaults(x=1, *more, **named):
+    run("echo fine")
+
+@task
+def deploy():
+    run("echo", notify=[witharg, defaults])
+"""
+    )
+    line = nexus_project.nexusfile.read_text().splitlines().index("def witharg(x):")  # the @handler line
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    text = out.stdout + out.stderr
+    assert (
+        f"nexusfile.py:{line}: handler 'witharg' must take no arguments (it is called once per host with none)"
+    ) in text
+    assert "Validation failed\n" in text  # one problem: no TypeError, no "runs no commands" after it
+    assert "TypeError" not in text and "runs no commands" not in text and "defaults" not in text
+
+
+@dataclass(frozen=True)
+class HandlerFailure(Failure):
+    """A failure with the two fields the report reads about handlers (nexus_core.output.report)."""
+
+    handler: str = ""
+    pending_handlers: tuple[str, ...] = ()
+
+
+PLAIN = Style(color=False, live=False, unicode=False, interactive=False)
+
+
+def test_the_failure_report_lists_the_handlers_a_failure_left_pending():
+    def failed(host: str, pending: tuple[str, ...], status: str = "failed") -> HandlerFailure:
+        return HandlerFailure("deploy", host, "test -f fixed", status, 1, "exit code 1",
+                              succeeded_before=("echo changed",), pending_handlers=pending)  # fmt: skip
+
+    text = failures_text(PLAIN, [failed("web-1", ("restart",)), failed("web-2", ("restart",)), failed("web-3", ())])
+    shared, alone = text.split("Error: Command failed")[1:]
+    assert "same error on 2 hosts: web-1, web-2" in shared  # hosts that left the same handlers pending
+    assert "Handlers notified and not run: restart" in shared
+    assert "`nexus resume` runs the handlers notified and not run, or re-run with --force-handlers" in shared
+    assert "Handlers" not in alone and "nexus resume" not in alone
+    lost = failures_text(PLAIN, [failed("web-1", ("restart",), status="unreachable")])
+    assert "Handlers notified and not run: restart" in lost and "--force-handlers" not in lost  # it would not apply
+
+
+def test_the_failure_report_names_the_handler_whose_command_failed():
+    f = HandlerFailure("deploy", "local", "exit 5", "failed", 5, "exit code 5", succeeded_before=("echo",),
+                       handler="boom", pending_handlers=("boom", "third"))  # fmt: skip
+    text = failures_text(PLAIN, [f])
+    assert "Command: exit 5 (in handler 'boom')" in text
+    assert "Handlers notified and not run: third" in text
+    assert "`nexus resume` runs handler 'boom' again and the handlers notified and not run" in text
+
+
+def test_the_handlers_left_pending_are_those_not_run_to_success_in_definition_order():
+    from nexus_core.handlers import HandlerPlan, Pending
+
+    plans = [HandlerPlan(name, ()) for name in ("first", "boom", "third", "never")]
+    pending = Pending(notified=["third", "boom", "first"], ran={"first", "boom"}, succeeded={"first"})
+    assert pending.left(plans) == ("boom", "third")  # boom failed, third did not run; never was not notified
+    assert Pending(notified=["first"]).left(plans) == ("first",)
+
+
+# The engine fills them: Failure.handler for a handler's failed command, Failure.pending_handlers
+# with Pending.left() at the end of the host (after handlers forced by --force-handlers ran).
+def test_a_failed_run_reports_the_handlers_it_left_pending(nexus_project):
+    nexus_project.write(FAILING)
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 1, out
+    assert "Handlers notified and not run: restart" in out.stderr, out
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def boom():
+    run("exit 5")
+
+@handler
+def third():
+    run("echo third")
+
+@task
+def deploy():
+    run("true", notify=[boom, third])
+"""
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 1, out
+    assert "Command: exit 5 (in handler 'boom')" in out.stderr, out
+    assert "Handlers notified and not run: third" in out.stderr, out
 
 
 def test_artifacts_of_a_local_task_reach_its_dependents_and_are_listed(nexus_project):

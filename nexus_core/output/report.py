@@ -67,12 +67,15 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
 
     ``logs`` is the ``nexus logs ...`` command that shows the full output; ``verbose`` (the
     output was streamed already) leaves the advice out. ``alike``: other hosts where the
-    same error happened; they share this block.
+    same error happened; they share this block. A failed command of a handler is named as
+    such (``in handler 'restart'``), and the handlers notified on the host and left pending
+    are listed with how to run them (see :func:`_handler_of`).
     """
     hosts = [f.host, *alike]
     ctx: list[str] = [f"Hosts: {', '.join(hosts)}" if alike else f"Host: {f.host}", f"Task: {f.task}"]
     reason, details, suggestions = _split_reason(clean(f.reason, multiline=True), clean(f.hint, multiline=True))
-    command = clean(f.command)
+    handler = _handler_of(f)
+    command = clean(f.command) + (f" (in handler {clean(handler)!r})" if handler else "")
     if f.status == "unreachable":
         headline = f"Connection to {f.host} failed"
         ctx.append(f"Reason: {reason}")
@@ -101,6 +104,9 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
         if f.status == "error" or (reason and reason != f"exit code {f.exit_code}") or details:
             ctx.append(f"Reason: {reason}")
         ctx += [f"  {d}" for d in details]
+    ctx_pending, advice = _pending_lines(f, handler)
+    ctx += ctx_pending
+    suggestions += advice
     if f.tail:
         ctx += ["", "Output:" if f.status != "timeout" else "Partial output:"]
         ctx += [f"  {clean(line)}" for line in f.tail[-10:]]
@@ -121,6 +127,43 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
 
 #: Hosts named in the headline of an error shared by many (all are on its ``Hosts:`` line).
 HEADLINE_HOSTS = 10
+
+
+def _handler_of(f: Failure) -> str:
+    """The handler whose command failed (``f.handler``), or "" for a command of the task itself.
+
+    Read with ``getattr``, as is :func:`_pending_of`: a failure put together from events (the
+    dashboard's, while the run goes on) or by an engine that does not fill them has neither.
+    """
+    name = getattr(f, "handler", "")
+    return name if isinstance(name, str) else ""
+
+
+def _pending_of(f: Failure) -> list[str]:
+    """The handlers notified on the failure's host in its task and not run to success
+    (``f.pending_handlers``, in definition order): what ``nexus resume`` runs there."""
+    names = getattr(f, "pending_handlers", ())
+    if not isinstance(names, (list, tuple)):
+        return []
+    return [n for n in names if isinstance(n, str)]
+
+
+def _pending_lines(f: Failure, handler: str) -> tuple[list[str], list[str]]:
+    """Context lines and suggestions about the handlers a failure leaves pending on its host.
+
+    Those not run are listed; ``nexus resume`` runs them (a failed handler again, too), and
+    ``--force-handlers`` runs them on a re-run even when a command fails there again (only
+    after a failure or a timeout: that is when the option applies).
+    """
+    waiting = [clean(n) for n in _pending_of(f) if n != handler]
+    ctx = [f"Handlers notified and not run: {', '.join(waiting)}"] if waiting else []
+    if handler:
+        then = " and the handlers notified and not run" if waiting else ""
+        return ctx, [f"Once it is fixed, `nexus resume` runs handler {clean(handler)!r} again{then}"]
+    if not waiting:
+        return ctx, []
+    force = ", or re-run with --force-handlers" if f.status in ("failed", "timeout") else ""
+    return ctx, [f"`nexus resume` runs the handlers notified and not run{force}"]
 
 
 def failures_text(
