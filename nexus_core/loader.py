@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from nexus_core.dsl import _PROJECT
 from nexus_core.model import Location, Problem, Project
@@ -147,6 +147,38 @@ def user_output() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def user_code() -> Iterator[dict[str, bool]]:
+    """:func:`user_output`, and a record of whether Ctrl+C (SIGINT) arrived meanwhile.
+
+    The yielded dict's ``"sigint"`` stays False when a ``KeyboardInterrupt`` was raised by the
+    user's code itself: that is a mistake in the nexusfile to report at its line (exit 2),
+    not the user stopping Nexus (exit 130). Outside the main thread (no signal arrives there)
+    only the output is redirected.
+    """
+    import signal
+    import threading
+
+    seen = {"sigint": False}
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            seen["sigint"] = True
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with user_output():
+            yield seen
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def load_project(path: str) -> Project:
     """Execute the nexusfile at ``path`` and return what it declared.
 
@@ -169,11 +201,14 @@ def load_project(path: str) -> Project:
         return project
     namespace = {"__name__": "nexusfile", "__file__": path, "__builtins__": builtins}
     token = _PROJECT.set(project)
+    seen = {"sigint": False}
     try:
-        with in_project(project), user_output():
+        with in_project(project), user_code() as seen:
             exec(code, namespace)  # noqa: S102 - running the user's nexusfile is the point
-    except KeyboardInterrupt:
-        raise
+    except KeyboardInterrupt as exc:
+        if seen["sigint"]:
+            raise  # Ctrl+C while loading: the user stops Nexus
+        project.problems.append(exception_problem(exc, path, "while loading the nexusfile"))
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is a problem, not a crash
         project.problems.append(exception_problem(exc, path, "while loading the nexusfile"))
     finally:

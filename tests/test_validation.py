@@ -824,3 +824,39 @@ def test_a_download_every_host_would_write_to_one_local_path_is_a_problem(nexus_
     assert_clean(out)
     assert_reported(out, line_of(src, "# here"), "download() writes", "from 2 hosts", "hostname()")
     assert "logs/a.example.log" not in out.stderr
+
+
+def test_a_keyboard_interrupt_the_nexusfile_raises_is_its_mistake_not_ctrl_c(nexus_project: NexusProject) -> None:
+    src = write(
+        nexus_project,
+        """
+        @task
+        def build():
+            raise KeyboardInterrupt  # here
+        """,
+    )
+    out = validate(nexus_project)
+    assert_reported(out, line_of(src, "# here"), "KeyboardInterrupt", "raised in task 'build'")
+    ran = nexus_project.run("run", "build", env={"NEXUS_LOAD_PLUGINS": ""})
+    assert ran.code == EXIT_CONFIG and "KeyboardInterrupt" in ran.stderr, ran
+
+
+def test_ctrl_c_while_the_nexusfile_loads_still_stops_nexus(nexus_project: NexusProject) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nexus_project.write("import time\nfrom nexus_core import task, run\ntime.sleep(20)\n")
+    env = {**os.environ, **nexus_project.env, "NEXUS_LOAD_PLUGINS": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_core", "validate"], cwd=nexus_project.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(2.0)  # loading: inside time.sleep(20)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "KeyboardInterrupt" not in err
