@@ -195,10 +195,7 @@ def test_a_shared_error_names_its_first_hosts_in_the_headline_and_all_on_hosts()
 def test_a_file_operation_with_nothing_to_write_says_unchanged_in_the_tree(nexus_project):
     (nexus_project.root / "app.conf").write_text("port = 8080\n")
     (nexus_project.root / "out").mkdir()
-    nexus_project.write(
-        "from nexus_core import task, upload\n\n"
-        "@task\ndef deploy():\n    upload('app.conf', 'out/')\n"
-    )
+    nexus_project.write("from nexus_core import task, upload\n\n@task\ndef deploy():\n    upload('app.conf', 'out/')\n")
     first = nexus_project.run("run", "deploy")
     assert first.code == 0 and "unchanged" not in first.stdout, first
     again = nexus_project.run("run", "deploy")
@@ -207,3 +204,15 @@ def test_a_file_operation_with_nothing_to_write_says_unchanged_in_the_tree(nexus
     assert line.rstrip().endswith("unchanged"), line
     verbose = nexus_project.run("run", "deploy", "-v")
     assert re.search(r"\S+ \d+ms unchanged$", verbose.stdout, re.M), verbose
+
+
+def test_the_plan_shows_a_secret_write_by_what_it_does_and_keeps_multi_line_commands_in_the_tree():
+    from nexus_core.model import Command
+    from nexus_core.output.report import _shown
+    from nexus_core.secrets.files import write_script
+
+    script = write_script("DB_PASSWORD", "/etc/app/db.pass")
+    secret = Command(script, input_secret="DB_PASSWORD")
+    assert _shown(secret, "      ") == "write secret DB_PASSWORD to /etc/app/db.pass"
+    assert _shown(Command("echo one\necho two"), "  │ ") == "echo one\n  │  echo two"
+    assert _shown(Command("printf '\x1b[2J'"), "") == "printf '^[[2J'"

@@ -400,7 +400,8 @@ def test_secret_to_a_file_writes_it_atomically_with_its_mode_and_never_in_the_co
     )
     assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
     dry = keyed.run("run", "place", "--dry-run")
-    assert f"# write secret TOKEN to {target}" in dry.stdout and VALUE not in dry.stdout, dry
+    assert f"write secret TOKEN to {target}" in dry.stdout and VALUE not in dry.stdout, dry
+    assert "NEXUS-SECRET-" not in dry.stdout, "the plan shows what the write does, not its script"
     out = keyed.run("run", "place", "-v", "--format", "json")
     assert out.code == 0, out
     assert target.read_text() == VALUE

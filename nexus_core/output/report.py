@@ -284,7 +284,8 @@ def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, 
             flags = " ".join(f"[{f}]" for f in c.flags())
             note = dry_run_note(c, t.hosts[0].host, plan.root)
             note = "  " + s.paint(f"({note})", "dim") if note else ""
-            lines.append(f"{indent}{s.branch(i == len(commands) - 1)} {c.cmd}" + (f"  {flags}" if flags else "") + note)
+            shown = _shown(c, indent + ("   " if i == len(commands) - 1 else (" │ " if s.unicode else " | ")))
+            lines.append(f"{indent}{s.branch(i == len(commands) - 1)} {shown}" + (f"  {flags}" if flags else "") + note)
             labels_here = [label] if label is not None else [hp.host.label for hp in t.hosts]
             for host_label in labels_here:
                 found = files.get((name, host_label, i))
@@ -294,6 +295,16 @@ def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, 
                     lines.extend(_file_check_lines(s, f"{indent}{bar}    ", found, named))
     lines.extend(_handler_and_artifact_lines(s, plan, name))
     return lines
+
+
+def _shown(c: Any, indent: str) -> str:
+    """A command as the plan shows it: the user's text exactly, a line of several under the
+    one before (``indent``); a ``secret(..., to=PATH)`` write by what it does, not by the
+    script Nexus runs for it."""
+    text = c.cmd
+    if getattr(c, "input_secret", None) and text.startswith("# "):
+        return clean(text.split("\n", 1)[0][2:])
+    return "\n".join(clean(line) for line in text.split("\n")).replace("\n", "\n" + indent + " ")
 
 
 def _handler_and_artifact_lines(s: Style, plan: Plan, name: str) -> list[str]:
@@ -306,7 +317,9 @@ def _handler_and_artifact_lines(s: Style, plan: Plan, name: str) -> list[str]:
         out.append("      " + s.paint(f"handler {handler} (if notified):", "dim"))
         for i, c in enumerate(cmds):
             flags = " ".join(f"[{f}]" for f in c.flags())
-            out.append(f"        {s.branch(i == len(cmds) - 1)} {c.cmd}" + (f"  {flags}" if flags else ""))
+            last = i == len(cmds) - 1
+            shown = _shown(c, "        " + ("   " if last else (" │ " if s.unicode else " | ")))
+            out.append(f"        {s.branch(last)} {shown}" + (f"  {flags}" if flags else ""))
     paths = list(dict.fromkeys(p for hp in t.hosts for p in hp.artifacts))
     if paths:
         out.append("      " + s.paint("artifacts: " + ", ".join(paths), "dim"))
