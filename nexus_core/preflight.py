@@ -61,7 +61,9 @@ class ConfigurationCheck(PreflightCheck):
         if remote and not broken:
             results.append(CheckResult(self.category, "ok", "Executors installed for " + ", ".join(remote)))
         if len(plan.order) > 1:
-            results.append(CheckResult(self.category, "ok", "Dependencies resolved: " + " -> ".join(plan.order)))
+            # phase by phase: tasks of one phase run in parallel, "[test, lint] -> build"
+            steps = [p[0] if len(p) == 1 else "[" + ", ".join(p) + "]" for p in plan.phases if p]
+            results.append(CheckResult(self.category, "ok", "Dependencies resolved: " + " -> ".join(steps)))
         return results
 
 

@@ -145,3 +145,14 @@ def test_run_options_that_contradict_each_other_are_usage_errors(nexus_project):
     assert nexus_project.run("run", "a", "--override-window", "--reason", "INC-1").code == 0
     twice = nexus_project.run("run", "a", "x=1", "--param", "x=2")
     assert twice.code == 2 and "x= is given twice, with different values ('1' and '2')" in twice.stderr, twice
+
+
+def test_preflight_shows_tasks_that_run_together_as_one_step(nexus_project):
+    nexus_project.write(
+        "from nexus_core import task, run\n\n"
+        "@task\ndef lint():\n    run('true')\n\n@task\ndef test():\n    run('true')\n\n"
+        "@task(deps=[lint, test])\ndef build():\n    run('true')\n"
+    )
+    out = nexus_project.run("preflight", "build")
+    assert out.code == 0, out
+    assert "Dependencies resolved: [lint, test] -> build" in out.stdout + out.stderr, out
