@@ -165,6 +165,14 @@ def test_every_state_command_reports_a_damaged_database_without_a_bug_message(ne
         assert "damaged" in result.stderr, result
 
 
+def test_a_state_database_that_is_a_folder_is_named_as_such(nexus_project, tmp_path):
+    folder = tmp_path / "state.db"
+    folder.mkdir()
+    result = nexus_project.run("pipelines", env={"NEXUS_STATE_DB": str(folder)})
+    assert result.code == 2, result
+    assert f"{folder} is a folder, not a database" in result.stderr and "permission" not in result.stderr, result
+
+
 @pytest.mark.parametrize(
     "args",
     [["pipelines"], ["resume"], ["validate"], ["list"], ["run", "hello", "-n"], ["preflight", "hello"]],

@@ -588,7 +588,11 @@ def open_store(required: bool = False, quiet: bool = False) -> StateStore | None
         return open_state(state_db(), warn=lambda m: click.echo(m, err=True))
     except StateError as exc:
         if required:
-            hint = "Check the permissions of $XDG_STATE_HOME/nexus (or set NEXUS_STATE_DB)"
+            path = state_db()
+            if os.path.isdir(path):
+                hint = f"{path} is a folder, not a database: move it away (or set NEXUS_STATE_DB)"
+            else:
+                hint = "Check the permissions of $XDG_STATE_HOME/nexus (or set NEXUS_STATE_DB)"
             fail(ExitCode.CONFIG, "Cannot open the run-state database", [str(exc)], [] if exc.damaged else [hint])
         if not quiet:
             click.echo(f"nexus: warning: {exc}; this run is not recorded and cannot be resumed", err=True)
