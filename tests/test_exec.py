@@ -85,6 +85,11 @@ def test_usage_errors_exit_2(nexus_project: NexusProject):
     assert glob.code == 2 and "without a nexusfile" in glob.stderr, glob
     missing = nexus_project.run("exec", "-c", "nope.py", "local", "--", "id")
     assert missing.code == 2 and "No nexusfile found" in missing.stderr, missing
+    # a bad host string says what is wrong with it, as in a nexusfile, naming it once
+    bracket = nexus_project.run("exec", "[::1", "--", "id")
+    assert bracket.code == 2 and "opens '[' but never closes it" in bracket.stderr, bracket
+    no_name = nexus_project.run("exec", "user@", "--", "id")
+    assert no_name.code == 2 and "TARGET 'user@': host 'user@' has no host name" in no_name.stderr, no_name
 
 
 def test_unknown_group_is_a_did_you_mean_error(nexus_project: NexusProject):

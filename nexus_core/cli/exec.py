@@ -251,7 +251,8 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
             for host, item in found:
                 chosen.setdefault(host.key, (host, item))
             continue
-        if _GLOB & set(term.pattern) or (inventory and not _looks_like_host(term.pattern)):
+        bracketed = term.pattern.startswith("[") or "@[" in term.pattern  # an IPv6 address, not a glob
+        if not bracketed and (_GLOB & set(term.pattern) or (inventory and not _looks_like_host(term.pattern))):
             nothing(term, "" if inventory else " (without a nexusfile, TARGET names hosts: no globs or groups)")
             if inventory and not _GLOB & set(term.pattern):
                 hints.append(f"A host by that name: add it to hosts(...) or write it as user@{term.pattern}")
@@ -259,7 +260,7 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
         try:
             host = parse_host(term.pattern)
         except HostParseError as exc:
-            problems.append(f"{term.pattern!r}: {exc}")
+            problems.append(str(exc) if term.pattern == target else f"{term.pattern!r}: {exc}")
             hints.append('Write "host", "user@host", "user@host:port" or "[2001:db8::1]:port"')
             continue
         chosen.setdefault(host.key, (host, host.source or format_host(host)))
