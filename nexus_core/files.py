@@ -36,19 +36,31 @@ def _recorder(what: str) -> Any:
     return rec
 
 
+#: The sticky bit: Linux ignores it on a file, so on an upload it is a mistake (mostly
+#: ``mode=644`` written in decimal: 0o1204).
+_STICKY = 0o1000
+
+
 def _mode(what: str, mode: Any) -> tuple[bool, int | None]:
-    """``mode=`` as permission bits: an int (``0o644``) or an octal string (``"0644"``)."""
+    """``mode=`` as permission bits: an int (``0o644``) or an octal string (``"644"``,
+    ``"0644"``, ``"0o644"``). Set-user-ID and set-group-ID (``0o4000``, ``0o2000``) are
+    kept; the sticky bit, meaningless on a file, is refused (an int written in decimal,
+    ``mode=644``, has it: 0o1204)."""
     if mode is None:
         return True, None
     value: int | None = None
     if isinstance(mode, int) and not isinstance(mode, bool):
         value = mode
-    elif isinstance(mode, str) and mode.strip():
+    elif isinstance(mode, str) and mode.strip() and "_" not in mode:
         try:
             value = int(mode.strip(), 8)
         except ValueError:
             value = None
-    if value is None or not 0 <= value <= 0o7777:
+    if value is not None and value >= 0 and (value > 0o7777 or value & _STICKY):
+        why = "has bits beyond 0o7777" if value > 0o7777 else "sets the sticky bit (0o1000), which a file cannot use"
+        _problem(f"{what}(): mode={safe_repr(mode)} {why}", _mode_fix(mode, value), code="bad-value")
+        return False, None
+    if value is None or value < 0:
         _problem(
             f'{what}(): mode must be permission bits like 0o644 or "0644", not {safe_repr(mode)}',
             f'write {what}(..., mode=0o644) or mode="0644"',
@@ -56,6 +68,18 @@ def _mode(what: str, mode: Any) -> tuple[bool, int | None]:
         )
         return False, None
     return True, value
+
+
+def _mode_fix(mode: Any, value: int) -> str:
+    """The hint for a ``mode`` with bits a file cannot use: an int whose decimal digits read
+    as an octal mode was most likely meant in octal (``mode=644`` -> ``0o644``)."""
+    digits = str(value)
+    if isinstance(mode, int) and len(digits) <= 4 and set(digits) <= set("01234567") and not int(digits, 8) & _STICKY:
+        return f"mode={digits} is {value:#o}; write mode=0o{digits} (octal) or mode='{digits}'"
+    if value > 0o7777:
+        return f"mode={safe_repr(mode)} is {value:#o}; write permission bits in octal: mode=0o644 or mode='644'"
+    meant = value & ~_STICKY
+    return f"drop the sticky bit: write mode={meant:#o} or mode='{meant:o}'"
 
 
 def _name(what: str, key: str, value: Any) -> bool:
@@ -305,6 +329,11 @@ def template(
     if vars is not None and not isinstance(vars, dict):
         _problem(f"template(): vars must be a dict, not {safe_repr(vars)}", 'write vars={"port": 8080}',
                  code="bad-value")  # fmt: skip
+        return
+    bad_keys = [k for k in vars if not isinstance(k, str)] if vars else []
+    if bad_keys:
+        _problem(f"template(): vars keys must be strings (names usable in the template), not {safe_repr(bad_keys[0])}",
+                 'write vars={"port": 8080} ({{ port }} in the template)', code="bad-value")  # fmt: skip
         return
     if validate is not None and (not isinstance(validate, str) or "{path}" not in validate):
         _problem(

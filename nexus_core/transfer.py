@@ -189,7 +189,20 @@ _nx_stats() {
   if stat -c %s / >/dev/null 2>&1; then stat -c 'NXST %s %a %U %G %n' -- "$@" 2>/dev/null || true
   else stat -f 'NXST %z %Lp %Su %Sg %N' -- "$@" 2>/dev/null || true; fi
 }
-_nx_sums() {
+_nx_sums() {  # regular files only (or links to them): a FIFO, socket or device is never read
+  [ "$#" -gt 0 ] || return 0
+  for _f; do
+    if [ -e "$_f" ] && [ ! -f "$_f" ]; then _nx_sums_regular "$@"; return 0; fi
+  done
+  _nx_sha "$@"
+}
+_nx_sums_regular() {
+  _nx_c=$#
+  for _f; do if [ -f "$_f" ]; then set -- "$@" "$_f"; fi; done
+  shift "$_nx_c"
+  if [ "$#" -gt 0 ]; then _nx_sha "$@"; fi
+}
+_nx_sha() {
   if command -v sha256sum >/dev/null 2>&1; then sha256sum -- "$@" 2>/dev/null || true
   else shasum -a 256 -- "$@" 2>/dev/null || true; fi
 }
@@ -262,6 +275,67 @@ def sums_script(paths: Sequence[str]) -> str:
     return "\n".join([_STAT_LIB, "_nx_sums " + " ".join(shlex.quote(p) for p in paths)])
 
 
+#: What :func:`what_script` finds at a path that is neither a regular file nor a folder.
+_WHAT = {
+    "fifo": "a FIFO",
+    "socket": "a socket",
+    "char": "a character device",
+    "block": "a block device",
+    "link": "a broken symbolic link",
+}
+
+
+def what_script(paths: Sequence[str]) -> str:
+    """A POSIX shell script printing one ``NXWHAT KIND`` line per path, in order (``fifo``,
+    ``socket``, ``char``, ``block``, ``link`` for a broken symbolic link, else ``other``),
+    with shell built-ins only: nothing is opened, so a FIFO or a device cannot block it."""
+    return "\n".join([
+        "set -- " + _quote_all(paths),
+        "for _f; do",
+        '  if [ -p "$_f" ]; then _w=fifo; elif [ -S "$_f" ]; then _w=socket',
+        '  elif [ -c "$_f" ]; then _w=char; elif [ -b "$_f" ]; then _w=block',
+        '  elif [ -L "$_f" ] && [ ! -e "$_f" ]; then _w=link; else _w=other; fi',
+        '  echo "NXWHAT $_w"',
+        "done",
+    ])  # fmt: skip
+
+
+def _what(executor: Executor, host: Host, paths: Sequence[str], sudo: bool, cancel: Cancel | None = None) -> list[str]:
+    """What each of ``paths`` (found neither a regular file nor a folder) is on the host, as
+    :data:`_WHAT` says it ("a FIFO"), or "" when the host does not tell (best effort: only
+    asked when an operation fails on such a path, to say why)."""
+    found: list[str] = []
+    for chunk in _chunks(list(paths), lambda p: len(p) + 3):
+        try:
+            result, lines = _run_script(executor, host, what_script(chunk), sudo, 30, cancel)
+        except Exception:  # noqa: BLE001 - the failure is said anyway, only less precisely
+            result, lines = CommandResult("failed", None), []
+        kinds = [line[7:].strip() for line in lines if line.startswith("NXWHAT ")]
+        if not result.ok or len(kinds) != len(chunk):
+            kinds = [""] * len(chunk)
+        found.extend(_WHAT.get(k, "") for k in kinds)
+    return found
+
+
+def _not_regular(path: str, host: Host, what: str) -> str:
+    """``PATH on HOST is a FIFO (not a regular file)`` (``what``: see :func:`_what`)."""
+    if what:
+        return f"{path} on {host.label} is {what} (not a regular file)"
+    return f"{path} on {host.label} is not a regular file"
+
+
+def _source_problem(executor: Executor, host: Host, path: str, cancel: Cancel | None) -> tuple[str, str]:
+    """Why the download source ``path``, neither a file nor a folder, is refused (reason, hint):
+    it is never read (a FIFO would block the reader, a device never end)."""
+    what = _what(executor, host, [path], False, cancel)[0]
+    if what == _WHAT["link"]:
+        return f"{_not_regular(path, host, what)}: it points to nothing", "- check the path, or the link's target"
+    return (
+        f"{_not_regular(path, host, what)}: only regular files are downloaded (reading it could block or never end)",
+        "- give the path of a regular file (copy what you need into one with run() first)",
+    )
+
+
 def _plain(path: str) -> bool:
     """True for a path that ``stat``/``sha256sum`` print as it is (no newline, no backslash)."""
     return "\n" not in path and "\\" not in path
@@ -309,15 +383,47 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _run_script(
-    executor: Executor, host: Host, script: str, sudo: bool, timeout: float
+    executor: Executor, host: Host, script: str, sudo: bool, timeout: float, cancel: Cancel | None = None
 ) -> tuple[CommandResult, list[str]]:
+    """Run one of the operation's scripts on ``host`` and collect its output lines.
+
+    The script stops on the run's ``cancel`` (the executor's when None is given) as any
+    command does, from ``INTERRUPT`` on: see :func:`_following`."""
     lines: list[str] = []
 
     def collect(_stream: str, line: str) -> None:
         lines.append(line)
 
-    result = executor.run(host, Command(script, sudo=sudo, timeout=timeout), collect, Cancel(), timeout)
+    run_cancel = cancel if cancel is not None else getattr(getattr(executor, "context", None), "cancel", None)
+    with _following(run_cancel) as own:
+        result = executor.run(host, Command(script, sudo=sudo, timeout=timeout), collect, own, timeout)
     return result, lines
+
+
+@contextlib.contextmanager
+def _following(cancel: Cancel | None) -> Iterator[Cancel]:
+    """A cancel for one script of a file operation that is already running: it takes the
+    run's ``cancel`` levels from ``INTERRUPT`` on (the script gets SIGINT, SIGTERM, SIGKILL
+    as a command does, a second SIGTERM stopping it at once), but not ``STOP``, which lets
+    running work finish: an operation that started goes on to its end, its scripts
+    included, rather than failing half-way with "not started"."""
+    own = Cancel()
+    if cancel is None:
+        yield own
+        return
+
+    def follow() -> None:
+        level = cancel.level
+        if level >= Cancel.INTERRUPT:
+            own.raise_to(level)
+
+    cancel.listeners.append(follow)
+    try:
+        follow()  # a level raised before the listener was there
+        yield own
+    finally:
+        with contextlib.suppress(ValueError):
+            cancel.listeners.remove(follow)
 
 
 def _script_timeout(files: int) -> float:
@@ -325,12 +431,18 @@ def _script_timeout(files: int) -> float:
 
 
 def stat_files(
-    executor: Executor, host: Host, paths: Sequence[str], sizes: Sequence[int | None] = (), sudo: bool = False
+    executor: Executor,
+    host: Host,
+    paths: Sequence[str],
+    sizes: Sequence[int | None] = (),
+    sudo: bool = False,
+    cancel: Cancel | None = None,
 ) -> list[FileState]:
-    """:meth:`Executor.stat_files` of ``executor`` when it has its own, else :func:`stat_over_shell`."""
+    """:meth:`Executor.stat_files` of ``executor`` when it has its own, else :func:`stat_over_shell`
+    (its scripts stop on the run's ``cancel``, the executor's when None)."""
     if type(executor).stat_files is not Executor.stat_files:
         return executor.stat_files(host, paths, sizes, sudo)
-    return stat_over_shell(executor, host, paths, sizes, sudo)
+    return stat_over_shell(executor, host, paths, sizes, sudo, cancel)
 
 
 def write_files(
@@ -352,15 +464,22 @@ def put(executor: Executor, host: Host, local_path: str, remote_path: str, **opt
 
 
 def stat_over_shell(
-    executor: Executor, host: Host, paths: Sequence[str], sizes: Sequence[int | None], sudo: bool
+    executor: Executor,
+    host: Host,
+    paths: Sequence[str],
+    sizes: Sequence[int | None],
+    sudo: bool,
+    cancel: Cancel | None = None,
 ) -> list[FileState]:
     """:meth:`Executor.stat_files` through shell scripts run by the executor.
 
     A size of ``-1`` asks for the checksum whatever the size (a download). Small files are
     hashed by the same script that looks at them; a big file only by a second script, when
-    its size is the expected one.
+    its size is the expected one. Only regular files (and links to them) are hashed: a
+    FIFO, a socket or a device is never opened (its ``kind`` is ``other``). The scripts stop
+    on the run's ``cancel`` (the executor's when None) like any command.
     """
-    return _stat_shell(executor, host, paths, sizes, sudo)[0]
+    return _stat_shell(executor, host, paths, sizes, sudo, cancel=cancel)[0]
 
 
 def _stat_shell(
@@ -370,6 +489,7 @@ def _stat_shell(
     sizes: Sequence[int | None],
     sudo: bool,
     known: dict[str, tuple[str, str]] | None = None,
+    cancel: Cancel | None = None,
 ) -> tuple[list[FileState], dict[str, str], str]:
     """:func:`stat_over_shell`, and with ``known`` (``{path: (signature, sha256)}`` kept
     from earlier runs, :mod:`nexus_core.checksum_cache`) the signature of each file and the
@@ -382,13 +502,14 @@ def _stat_shell(
     the files the full look saw (the quick ones match what is kept already)."""
     quick: dict[int, FileState] = {}
     if known and 2 * len(known) >= len(paths):
-        quick = _quick_look(executor, host, paths, sizes, sudo, known)
+        quick = _quick_look(executor, host, paths, sizes, sudo, known, cancel=cancel)
     if not quick:
-        return _stat_full(executor, host, paths, sizes, sudo, known)
+        return _stat_full(executor, host, paths, sizes, sudo, known, cancel)
     rest = [i for i in range(len(paths)) if i not in quick]
     if rest:
         states, sigs, now = _stat_full(executor, host, [paths[i] for i in rest],
-                                       [sizes[i] if i < len(sizes) else None for i in rest], sudo, known)  # fmt: skip
+                                       [sizes[i] if i < len(sizes) else None for i in rest], sudo, known,
+                                       cancel)  # fmt: skip
         quick.update(zip(rest, states, strict=True))
     else:
         sigs, now = {}, ""
@@ -425,6 +546,7 @@ def _quick_look(
     sudo: bool,
     known: dict[str, tuple[str, str]],
     names: bool = True,
+    cancel: Cancel | None = None,
 ) -> dict[int, FileState]:
     """The states :func:`quick_script` settles: folders, and regular files whose signature
     is the one kept in ``known`` (their kept sum stands, as in the full look). Anything
@@ -434,7 +556,7 @@ def _quick_look(
     out: dict[int, FileState] = {}
     for chunk, folders in _quick_chunks(index):
         result, lines = _run_script(executor, host, quick_script(chunk, folders, names), sudo,
-                                    _script_timeout(len(chunk)))  # fmt: skip
+                                    _script_timeout(len(chunk)), cancel)  # fmt: skip
         if not result.ok:
             return {}
         readonly = {line[5:] for line in lines if line.startswith("NXRO ")}
@@ -521,6 +643,7 @@ def _stat_full(
     sizes: Sequence[int | None],
     sudo: bool,
     known: dict[str, tuple[str, str]] | None = None,
+    cancel: Cancel | None = None,
 ) -> tuple[list[FileState], dict[str, str], str]:
     """:func:`_stat_shell` without the quick look."""
 
@@ -535,9 +658,10 @@ def _stat_full(
     for chunk in _chunks(order, lambda i: len(paths[i]) + 8):
         some = [paths[i] for i in chunk]
         script = stat_script(some, [sizes[i] if hash_now(i) else None for i in chunk], known is not None)
-        result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(some)))
+        result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(some)), cancel)
         if not result.ok:
-            raise TransferError(f"could not look at the destination on {host.label}: {result.reason}", result.hint)
+            what = paths[0] if len(paths) == 1 else "the destination"
+            raise TransferError(f"could not look at {what} on {host.label}: {result.reason}", result.hint)
         found.update(zip(chunk, parse_stat(some, lines), strict=True))
         sums.update(parse_sums(lines))
         if known is not None:
@@ -560,7 +684,7 @@ def _stat_full(
             later.append(i)
     for chunk in _chunks(later, lambda i: len(paths[i]) + 3):
         result, lines = _run_script(executor, host, sums_script([paths[i] for i in chunk]), sudo,
-                                    _script_timeout(len(chunk)))  # fmt: skip
+                                    _script_timeout(len(chunk)), cancel)  # fmt: skip
         if not result.ok:
             raise TransferError(f"could not read checksums on {host.label}: {result.reason}", result.hint)
         sums.update(parse_sums(lines))
@@ -802,7 +926,7 @@ def write_over_primitives(
     base = executor.staging_dir
     if any(w.sudo for w in writes):
         quoted = shlex.quote(base)
-        made, _ = _run_script(executor, host, f"mkdir -p {quoted} && chmod 700 {quoted}", False, 30)
+        made, _ = _run_script(executor, host, f"mkdir -p {quoted} && chmod 700 {quoted}", False, 30, cancel)
         if not made.ok:
             reason = f"could not create the staging folder {base} on {host.label}: {made.reason}"
             return [TransferResult("failed", w.dest, reason=reason) for w in writes]
@@ -880,7 +1004,7 @@ def write_over_primitives(
     for sudo in (False, True):
         group = [(i, w) for i, w in staged_ok if w.sudo == sudo]
         if group:
-            _finish(executor, host, group, sudo, sent, results, attrs_done)
+            _finish(executor, host, group, sudo, sent, results, attrs_done, cancel)
     return [results[i] for i in range(len(writes))]
 
 
@@ -929,6 +1053,7 @@ def _finish(
     sent: dict[int, tuple[int, int]],
     results: dict[int, TransferResult],
     attrs_done: Collection[int] = (),
+    cancel: Cancel | None = None,
 ) -> None:
     outputs: dict[int, list[str]] = {}
     verdicts: dict[int, list[str]] = {}
@@ -939,7 +1064,7 @@ def _finish(
     sums: dict[str, str] = {}
     for chunk in _chunks(plain, lambda i: len(staged[i]) + 3):
         got, found = _run_script(executor, host, sums_script([staged[i] for i in chunk]), sudo,
-                                 _script_timeout(len(chunk)))  # fmt: skip
+                                 _script_timeout(len(chunk)), cancel)  # fmt: skip
         if got.ok:
             sums.update(parse_sums(found))
     verified = {i for i, w in group if sums.get(staged[i]) == w.sha256}
@@ -948,7 +1073,7 @@ def _finish(
     result = CommandResult("ok", 0)
     for chunk in _chunks(group, _finish_cost):
         result, found = _run_script(executor, host, finish_script(chunk, base, verified, attrs_done), sudo,
-                                    _script_timeout(len(chunk)))  # fmt: skip
+                                    _script_timeout(len(chunk)), cancel)  # fmt: skip
         lines.extend(found)
         if not result.ok and not found:
             break
@@ -1069,15 +1194,25 @@ def fetch(
     """Copy a file from the host to ``local_path``, verified by sha256, renamed into place.
 
     An identical local file is left alone (``changed`` False); an interrupted download
-    resumes from its ``.part`` file. Local folders are created as needed.
+    resumes from its ``.part`` file. Local folders are created as needed. Only a regular
+    file is read on the host and only a regular file is replaced here: a local ``to`` that
+    is a folder, a FIFO, a socket or a device is refused before anything is transferred,
+    as is a host path that is not a regular file; a local path that cannot be created (a
+    folder on its way is a file, permission denied) fails with the path and the fix.
     """
+    problem = _local_target_problem(local_path)
+    if problem is not None:
+        return TransferResult("failed", local_path, reason=problem[0], hint=problem[1])
     try:
-        found = state or stat_files(executor, host, [remote_path], [-1])[0]
+        found = state or stat_files(executor, host, [remote_path], [-1], cancel=cancel)[0]
     except TransferError as exc:
         return TransferResult("failed", local_path, reason=str(exc), hint=exc.hint)
     if found.kind == "missing":
         return TransferResult("failed", local_path, reason=f"{remote_path} does not exist on {host.label}",
                               hint="- check the path (relative paths start in the login user's home)")  # fmt: skip
+    if found.kind == "other":
+        reason, hint = _source_problem(executor, host, remote_path, cancel)
+        return TransferResult("failed", local_path, reason=reason, hint=hint)
     if found.kind != "file":
         return TransferResult(
             "failed", local_path, reason=f"{remote_path} on {host.label} is not a file ({found.kind})"
@@ -1085,23 +1220,23 @@ def fetch(
     if not found.sha256:
         return TransferResult("failed", local_path, reason=f"{remote_path} on {host.label} cannot be read",
                               hint="- check its permissions")  # fmt: skip
-    if os.path.isdir(local_path):
-        return TransferResult("failed", local_path, reason=f"local path {local_path} is a folder",
-                              hint="- end `to` with / to download into it")  # fmt: skip
-    if os.path.isfile(local_path) and local_sha256(local_path) == found.sha256:
+    if _same_local(local_path, found.sha256):
         return TransferResult("ok", local_path, False, sha256=found.sha256)
     folder = os.path.dirname(os.path.abspath(local_path))
-    os.makedirs(folder, exist_ok=True)
     part = os.path.join(folder, f".{os.path.basename(local_path)}.nexus-{found.sha256[:12]}.part")
     offset = 0
-    if not os.path.exists(part):
-        open(part, "wb").close()  # an empty file, so that an empty source arrives too
-    else:
-        have = os.path.getsize(part)
-        if have <= found.size:
-            offset = have
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.path.exists(part):
+            open(part, "wb").close()  # an empty file, so that an empty source arrives too
         else:
-            os.unlink(part)
+            have = os.path.getsize(part)
+            if have <= found.size:
+                offset = have
+            else:
+                os.unlink(part)
+    except OSError as exc:
+        return _local_failure(exc, local_path, folder)
     try:
         with executor.file_session(host):
             count = (
@@ -1112,16 +1247,116 @@ def fetch(
     except TransferInterrupted as exc:
         return TransferResult("interrupted", local_path, reason=str(exc) or "interrupted")
     except OSError as exc:
+        if getattr(exc, "filename", None) == part:  # the local side: the temporary file
+            return _local_failure(exc, local_path, folder)
         return TransferResult("failed", local_path, reason=f"reading {remote_path} on {host.label} failed: {exc}")
-    got = hashlib.sha256()
-    with open(part, "rb") as f:
-        got = hashlib.file_digest(f, "sha256")
-    if got.hexdigest() != found.sha256:
-        os.unlink(part)
-        return TransferResult("failed", local_path, reason=f"checksum mismatch downloading {remote_path} from "
-                              f"{host.label} (the file changed while it was read?)", hint="- run again")  # fmt: skip
-    os.replace(part, local_path)
+    try:
+        with open(part, "rb") as f:
+            got = hashlib.file_digest(f, "sha256")
+        if got.hexdigest() != found.sha256:
+            os.unlink(part)
+            return TransferResult("failed", local_path, hint="- run again", reason=f"checksum mismatch downloading "
+                                  f"{remote_path} from {host.label} (the file changed while it was read?)")  # fmt: skip
+        problem = _local_target_problem(local_path)  # what may have appeared there meanwhile
+        if problem is not None:
+            return TransferResult("failed", local_path, reason=problem[0], hint=problem[1])
+        os.replace(part, local_path)
+    except OSError as exc:
+        return _local_failure(exc, local_path, folder)
     return TransferResult("ok", local_path, True, count, offset, found.sha256)
+
+
+def _same_local(local_path: str, sha256: str) -> bool:
+    """Whether ``local_path`` is a regular file holding the bytes of ``sha256`` (an unreadable one is not)."""
+    try:
+        return os.path.isfile(local_path) and local_sha256(local_path) == sha256
+    except OSError:
+        return False
+
+
+#: How :func:`_local_target_problem` names a local path that is not a regular file.
+_LOCAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _local_target_problem(local_path: str) -> tuple[str, str] | None:
+    """Why the local path ``local_path`` cannot take a download (reason, hint), or None.
+
+    A folder, or anything else that is not a regular file (a FIFO, a socket, a device,
+    also behind a symbolic link), is never replaced; a folder on the way that is a file
+    cannot hold it."""
+    try:
+        st = os.stat(local_path)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None  # a new file (a folder on its way that is a file is found below)
+    except OSError as exc:
+        return (f"local path {local_path} cannot be checked: {exc.strerror or exc}",
+                "- check the path given as `to` and the permissions of its folders")  # fmt: skip
+    if st is None:
+        blocker = _file_on_the_way(os.path.dirname(os.path.abspath(local_path)))
+        if blocker is None:
+            return None
+        return (f"local path {local_path} cannot be created: {blocker} is a file, not a folder",
+                "- fix `to` (a folder on its way is a file), or move that file out of the way")  # fmt: skip
+    if stat.S_ISDIR(st.st_mode):
+        return f"local path {local_path} is a folder", "- end `to` with / to download into it"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    what = next((name for test, name in _LOCAL_KINDS if test(st.st_mode)), "")
+    shown = f"is {what} (not a regular file)" if what else "is not a regular file"
+    return (f"local path {local_path} {shown}: a download replaces only a regular file",
+            "- give `to` the path of a regular file (or remove what is there first, if nothing uses it)")  # fmt: skip
+
+
+def _file_on_the_way(folder: str) -> str | None:
+    """The nearest existing path at or above ``folder`` when it is not a folder, else None."""
+    path = folder
+    while True:
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None
+            path = parent
+            continue
+        except OSError:
+            return None
+        return None if stat.S_ISDIR(st.st_mode) else path
+
+
+def _local_failure(exc: OSError, local_path: str, folder: str) -> TransferResult:
+    """A local failure of a download (creating ``folder``, writing or renaming the file) as a
+    failed result naming the local path, what is wrong and the fix."""
+    code = exc.errno
+    text = exc.strerror or str(exc)
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        blocker = _file_on_the_way(folder)
+        if blocker is not None:
+            return TransferResult("failed", local_path, hint="- fix `to` (a folder on its way is a file), or move "
+                                  "that file out of the way", reason=f"local path {local_path} cannot be created: "
+                                  f"{blocker} is a file, not a folder")  # fmt: skip
+    if code in (errno.EACCES, errno.EPERM):
+        doing = f"writing local path {local_path}" if os.path.isdir(folder) else (
+            f"creating the local folder {folder} for {local_path}")  # fmt: skip
+        return TransferResult("failed", local_path, reason=f"permission denied {doing}",
+                              hint="- choose a `to` you may write in, or fix its folders' permissions")  # fmt: skip
+    if code == errno.ENOSPC:
+        return TransferResult("failed", local_path, reason=f"no space left on the local device holding {local_path}",
+                              hint=f"- free space there (df -h {folder}), then run again")  # fmt: skip
+    if code == errno.EROFS:
+        return TransferResult("failed", local_path, reason=f"local path {local_path} is on a read-only file system",
+                              hint="- choose a `to` on a writable file system")  # fmt: skip
+    if not os.path.isdir(folder):
+        return TransferResult("failed", local_path, reason=f"cannot create the local folder {folder} for "
+                              f"{local_path}: {text}", hint="- check the path given as `to`; create the folder "
+                              "first, or choose one you may write in")  # fmt: skip
+    return TransferResult("failed", local_path, reason=f"writing local path {local_path} failed: {text}",
+                          hint="- check the path given as `to` and its folder's permissions")  # fmt: skip
 
 
 # --- one operation -------------------------------------------------------------------------------
@@ -1276,12 +1511,13 @@ def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
         done.set()
 
 
-def _decide(op: Transfer, item: _Item, host: Host) -> None:
-    """What to do with one file, from what is at its destination."""
+def _decide(op: Transfer, item: _Item, host: Host, what: str = "") -> None:
+    """What to do with one file, from what is at its destination (``what``: what a
+    destination that is neither a file nor a folder is, see :func:`_what`)."""
     st = item.state
     assert st is not None
     if st.kind != "file" or st.parent != "dir":  # the usual file in a folder it may write in is fine
-        item.problem = _destination_problem(op, item.dest, st, host)
+        item.problem = _destination_problem(op, item.dest, st, host, what)
         if item.problem is not None:
             return
     mode = item.mode
@@ -1302,14 +1538,17 @@ def _decide(op: Transfer, item: _Item, host: Host) -> None:
     item.action = "unchanged"
 
 
-def _destination_problem(op: Transfer, dest: str, st: FileState, host: Host) -> tuple[str, str] | None:
-    """Why ``dest`` cannot be written as it is on the host (reason, hint), or None."""
+def _destination_problem(op: Transfer, dest: str, st: FileState, host: Host, what: str = "") -> tuple[str, str] | None:
+    """Why ``dest`` cannot be written as it is on the host (reason, hint), or None
+    (``what``: what a destination that is neither a file nor a folder is, see :func:`_what`)."""
     folder = _split(dest)[0]
     if st.kind == "dir":
         return (f"destination {dest} on {host.label} is a folder",
                 "- end `to` with / to copy into it, or give the file's full path")  # fmt: skip
     if st.kind == "other":
-        return f"destination {dest} on {host.label} is not a regular file", "- remove it or choose another path"
+        return (f"destination {_not_regular(dest, host, what)}: only a regular file is replaced, and this "
+                "one is neither read nor replaced", "- give `to` the path of a regular file (or remove what is "
+                "there first, if nothing uses it)")  # fmt: skip
     if st.parent == "missing":
         again = ", sudo=True)" if op.sudo else ")"
         return f"folder {folder} does not exist on {host.label}", f'- create it first: run("mkdir -p {folder}"{again}'
@@ -1335,8 +1574,16 @@ def _attrs_script(items: Sequence[_Item]) -> str:
 
 
 def _look(
-    executor: Executor, host: Host, op: Transfer, source: str, share: tuple[str, str, int] | None = None
+    executor: Executor,
+    host: Host,
+    op: Transfer,
+    source: str,
+    share: tuple[str, str, int] | None = None,
+    cancel: Cancel | None = None,
 ) -> tuple[list[_Item], list[str]]:
+    """The files of an upload or template with what is at each destination and what to do
+    (:func:`_decide`), and for a tree the folders to create. Read only; its scripts stop
+    on the run's ``cancel`` (the executor's when None)."""
     own = type(executor).stat_files is not Executor.stat_files
     root = op.dest.rstrip("/") or "/"
     seen: dict[str, FileState] = {}
@@ -1349,7 +1596,7 @@ def _look(
             listed = [*known, root]
             # Names only when they are compared (owner=, group=) or kept (sudo keeps the owner).
             names = bool(op.owner or op.group or op.sudo)
-            found = _quick_look(executor, host, listed, [-1] * len(known) + [None], op.sudo, known, names)
+            found = _quick_look(executor, host, listed, [-1] * len(known) + [None], op.sudo, known, names, cancel)
             seen = {listed[i]: st for i, st in found.items()}
     items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
@@ -1361,12 +1608,12 @@ def _look(
         states = executor.stat_files(host, paths, sizes, op.sudo)
     elif known is None:
         known = checksum_cache.lookup_remote(_host_key(host), set(paths))
-        states, sigs, now = _stat_shell(executor, host, paths, sizes, op.sudo, known)
+        states, sigs, now = _stat_shell(executor, host, paths, sizes, op.sudo, known, cancel)
         _remember_host_sums(host, states, sigs, now, known)
     else:  # settled by the quick look (its sums stand for the files' own sizes), or looked at now
         rest = [i for i, p in enumerate(paths) if p not in seen]
         looked, sigs, now = _stat_full(executor, host, [paths[i] for i in rest], [sizes[i] for i in rest],
-                                       op.sudo, known) if rest else ([], {}, "")  # fmt: skip
+                                       op.sudo, known, cancel) if rest else ([], {}, "")  # fmt: skip
         _remember_host_sums(host, looked, sigs, now, known)
         more = dict(zip(rest, looked, strict=True))
         states = [more[i] if i in more else seen[p] for i, p in enumerate(paths)]
@@ -1382,11 +1629,13 @@ def _look(
         if top.kind == "missing" and top.parent == "readonly" and not op.sudo:
             raise TransferError(f"permission denied: cannot create {op.dest} on {host.label}",
                                 "- pass sudo=True to write as root")  # fmt: skip
+    odd = [it.dest for it, st in zip(items, states, strict=True) if st.kind == "other"]
+    what = dict(zip(odd, _what(executor, host, odd, op.sudo, cancel), strict=True)) if odd else {}
     for it, st in zip(items, states, strict=True):
         if op.recursive and st.parent == "missing":
             st = FileState(st.path, st.kind, st.size, st.mode, st.owner, st.group, st.sha256, "dir")
         it.state = st
-        _decide(op, it, host)
+        _decide(op, it, host, what.get(it.dest, ""))
     return items, folders
 
 
@@ -1401,10 +1650,11 @@ def execute(
         with _source(op) as source:
             return _upload(executor, host, op, source, reporter, cancel, started)
     except TransferError as exc:
+        status = "interrupted" if _cancelled(cancel) else "failed"  # a script stopped by the run's cancel
         reporter.emit(ev.TransferStop(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
-                                      dest=op.dest, status="failed", changed=False, reason=str(exc),
+                                      dest=op.dest, status=status, changed=False, reason=str(exc),
                                       duration=time.monotonic() - started, index=reporter.index))  # fmt: skip
-        return CommandResult("failed", None, time.monotonic() - started, str(exc), hint=exc.hint, retryable=False)
+        return CommandResult(status, None, time.monotonic() - started, str(exc), hint=exc.hint, retryable=False)
 
 
 def _stop(reporter: Reporter, op: Transfer, status: str, changed: bool, started: float, **fields: Any) -> None:
@@ -1416,10 +1666,15 @@ def _stop(reporter: Reporter, op: Transfer, status: str, changed: bool, started:
 def _download(
     executor: Executor, host: Host, op: Transfer, reporter: Reporter, cancel: Cancel, started: float
 ) -> CommandResult:
+    problem = _local_target_problem(op.dest)  # before the host is asked: nothing is transferred
+    if problem is not None:
+        raise TransferError(*problem)
     try:
-        state = stat_files(executor, host, [op.src], [-1])[0]
+        state = stat_files(executor, host, [op.src], [-1], cancel=cancel)[0]
     except TransferError as exc:
-        raise TransferError(f"could not look at {op.src} on {host.label}: {exc}", exc.hint) from exc
+        said = str(exc)  # the look names the path already, unless an executor's own stat_files failed
+        raise TransferError(said if op.src in said else f"could not look at {op.src} on {host.label}: {said}",
+                            exc.hint) from exc  # fmt: skip
     reporter.emit(ev.TransferStart(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
                                    dest=op.dest, files=1, bytes=state.size, index=reporter.index))  # fmt: skip
     result = fetch(executor, host, op.src, op.dest, lambda done: reporter.progress(op.src, done, state.size),
@@ -1436,7 +1691,7 @@ def _download(
 def _upload(
     executor: Executor, host: Host, op: Transfer, source: str, reporter: Reporter, cancel: Cancel, started: float
 ) -> CommandResult:
-    items, folders = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index))
+    items, folders = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index), cancel)
     problems = [it for it in items if it.problem is not None]
     if problems:
         first = problems[0].problem
@@ -1453,7 +1708,7 @@ def _upload(
         missing = [f for f in folders if f in wanted]
         for chunk in _chunks(missing, lambda f: len(f) + 3):
             made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
-                                  op.sudo, 60)  # fmt: skip
+                                  op.sudo, 60, cancel)  # fmt: skip
             if not made.ok:
                 raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}",
                                     made.hint)  # fmt: skip
@@ -1479,7 +1734,7 @@ def _upload(
         else []
     )
     for chunk in _chunks(to_fix, lambda it: 2 * len(it.dest) + 60):
-        fixed, _ = _run_script(executor, host, _attrs_script(chunk), op.sudo, 60)
+        fixed, _ = _run_script(executor, host, _attrs_script(chunk), op.sudo, 60, cancel)
         if not fixed.ok:
             raise TransferError(f"setting owner and mode of {op.dest} on {host.label} failed: {fixed.reason}",
                                 "- owner= and group= need sudo=True unless they are the login user's")  # fmt: skip
@@ -1516,10 +1771,15 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
     """Dry run of one file operation, read only: (would change, files, files that would
     change, unified diff lines, a problem found on the host or "")."""
     if op.kind == "download":
+        local = _local_target_problem(op.dest)
+        if local is not None:
+            return False, 1, 0, [], local[0]
         try:
             state = stat_files(executor, host, [op.src], [-1])[0]
         except TransferError as exc:
             return False, 1, 0, [], str(exc)
+        if state.kind == "other":
+            return False, 1, 0, [], _source_problem(executor, host, op.src, None)[0]
         if state.kind != "file":
             return (
                 False,
@@ -1528,7 +1788,7 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
                 [],
                 f"{op.src} on {host.label} is {'missing' if state.kind == 'missing' else 'not a file'}",
             )
-        same = os.path.isfile(op.dest) and local_sha256(op.dest) == state.sha256
+        same = _same_local(op.dest, state.sha256)
         return not same, 1, 0 if same else 1, [], ""
     with _source(op) as source:
         try:

@@ -421,3 +421,234 @@ def test_a_host_signature_counts_only_one_clock_tick_after_it_was_taken() -> Non
     script = stat_script(["/srv/a"], [10], signatures=True)
     assert script.index("_nx_now\n") < script.index('_nx_stats "$@"') < script.index('_nx_sigs "$@"')
     assert "_nx_sigs" not in stat_script(["/srv/a"], [10])
+
+
+def test_a_fifo_at_a_destination_or_source_is_refused_at_once_and_never_read(nexus_project: NexusProject) -> None:
+    """Reading a FIFO blocks until a writer comes: the look neither hashes it nor replaces it,
+    and says what it is (a dry run too) instead of waiting for the script's timeout."""
+    import os
+    import stat
+    import time
+
+    root = nexus_project.root
+    (root / "out").mkdir()
+    fifo = root / "out" / "fifo"
+    os.mkfifo(fifo)
+    (root / "f.txt").write_text("x\n")
+    (root / "t.j2").write_text("a = {{ a }}\n")
+    nexusfile(
+        nexus_project,
+        """
+@task
+def up():
+    upload("f.txt", "out/fifo")
+
+@task
+def tpl():
+    template("t.j2", "out/fifo", vars={"a": 1})
+
+@task
+def down():
+    download("out/fifo", "got.txt")
+""",
+    )
+    for name, said in (("up", f"destination {fifo} on local is a FIFO (not a regular file)"),
+                       ("tpl", f"destination {fifo} on local is a FIFO (not a regular file)"),
+                       ("down", "out/fifo on local is a FIFO (not a regular file)")):  # fmt: skip
+        started = time.monotonic()
+        out = nexus_project.run("run", name, timeout=30)
+        assert out.code == 1, out
+        assert time.monotonic() - started < 15, "refused at once, not after the look's timeout"
+        assert said in out.stderr and "could not look" not in out.stderr, out
+        assert "regular file" in out.stderr.split("Suggestions:")[-1], out  # the fix
+        dry = nexus_project.run("run", name, "-n", timeout=30)
+        assert said in dry.stdout, dry
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "left as it was"
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["fifo"] and not (root / "got.txt").exists()
+
+
+def test_the_look_hashes_regular_files_only_and_names_what_else_is_there(tmp_path: Path) -> None:
+    """The stat and checksum scripts never open a FIFO, a socket or a device (also behind a
+    link); ``what_script`` says what such a path is with shell built-ins only."""
+    import os
+    import socket
+    import subprocess
+
+    from nexus_core import transfer
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("plain\n")
+    fifo, sock, link, dangling = tmp_path / "fifo", tmp_path / "sock", tmp_path / "link", tmp_path / "dangling"
+    os.mkfifo(fifo)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    link.symlink_to(fifo)
+    dangling.symlink_to(tmp_path / "nothing")
+    paths = [str(p) for p in (plain, fifo, sock, link, dangling)] + ["/dev/null"]
+
+    def sh(script: str) -> list[str]:
+        done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=10, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    try:
+        lines = sh(transfer.stat_script(paths, [-1] * len(paths)))
+        assert [s.kind for s in transfer.parse_stat(paths, lines)] == ["file"] + ["other"] * 5
+        assert transfer.parse_sums(lines) == {str(plain): sha(plain)}
+        assert transfer.parse_sums(sh(transfer.sums_script([str(fifo), str(plain), "/dev/zero"]))) == {
+            str(plain): sha(plain)}  # fmt: skip
+        named = [line.split()[1] for line in sh(transfer.what_script(paths[1:])) if line.startswith("NXWHAT ")]
+        assert named == ["fifo", "socket", "fifo", "link", "char"]
+    finally:
+        server.close()
+
+
+def test_a_look_stops_on_the_runs_cancel_like_any_command(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A look that does not answer (a hung file system) is part of a running operation:
+    STOP lets it go on, INTERRUPT and above reach its script at once (not a cancel of its own)."""
+    import threading
+    import time
+
+    from nexus_core import checksum_cache, transfer
+    from nexus_core.api import Cancel, CommandResult, Executor, ExecutorContext
+    from nexus_core.model import Host, Transfer
+
+    class Stuck(Executor):
+        """Its scripts block until the cancel they were given reaches INTERRUPT (10 s at most)."""
+
+        name = "stuck"
+        started = threading.Event()
+
+        def run(self, host, command, on_output, cancel, timeout):  # type: ignore[no-untyped-def]
+            if cancel.requested:
+                return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+            self.started.set()
+            deadline = time.monotonic() + 10
+            while cancel.level < Cancel.INTERRUPT and time.monotonic() < deadline:
+                cancel.wait_change(cancel.level, 0.05)
+            if cancel.level >= Cancel.INTERRUPT:
+                return CommandResult("interrupted", None, 0.0, "interrupted (SIGINT)")
+            return CommandResult("timeout", None, 10.0, "timed out after 10s")
+
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", "off")
+    checksum_cache.forget()
+    source = tmp_path / "f.txt"
+    source.write_text("x\n")
+    executor = Stuck(ExecutorContext(config={}, root=str(tmp_path), emit=lambda _e: None, run_id="t"))
+    op = Transfer(cmd="upload f.txt -> /srv/f.txt", kind="upload", src=str(source), dest="/srv/f.txt")
+    events: list[object] = []
+    reporter = transfer.Reporter(events.append, "t", "deploy", "web", 0)
+
+    def upload(cancel: Cancel, got: list[CommandResult]) -> None:
+        got.append(transfer.execute(executor, Host("web"), op, reporter, cancel, 60))
+
+    for level in (Cancel.INTERRUPT, Cancel.KILL):  # the grace's end; a second SIGTERM
+        cancel = Cancel()
+        Stuck.started.clear()
+        got: list[CommandResult] = []
+        worker = threading.Thread(target=upload, args=(cancel, got))
+        worker.start()
+        assert Stuck.started.wait(5)
+        cancel.raise_to(Cancel.STOP)
+        worker.join(0.3)
+        assert worker.is_alive(), "STOP lets the running operation go on"
+        stopped = time.monotonic()
+        cancel.raise_to(level)
+        worker.join(5)
+        assert not worker.is_alive() and time.monotonic() - stopped < 3
+        [result] = got
+        assert result.status == "interrupted" and "could not look at /srv/f.txt on web" in result.reason, result
+    checksum_cache.forget()
+
+
+def test_a_download_never_replaces_a_local_fifo_and_says_what_is_wrong_locally(nexus_project: NexusProject) -> None:
+    import os
+    import stat
+
+    root = nexus_project.root
+    (root / "src.txt").write_text("bytes\n")
+    (root / "plain").write_text("a file, not a folder\n")
+    os.mkfifo(root / "local-fifo")
+    (root / "to-fifo").symlink_to(root / "local-fifo")
+    nexusfile(
+        nexus_project,
+        """
+@task
+def into_fifo():
+    download("src.txt", "local-fifo")
+
+@task
+def through_link():
+    download("src.txt", "to-fifo")
+
+@task
+def under_a_file():
+    download("src.txt", "plain/x.txt")
+
+@task
+def nowhere():
+    download("src.txt", "/proc/nx-no/x.txt")
+""",
+    )
+    fifo = root / "local-fifo"
+    for name, said in (("into_fifo", f"local path {fifo} is a FIFO (not a regular file)"),
+                       ("through_link", f"local path {root / 'to-fifo'} is a FIFO (not a regular file)"),
+                       ("under_a_file", f"local path {root / 'plain' / 'x.txt'} cannot be created: "
+                                        f"{root / 'plain'} is a file, not a folder"),
+                       ("nowhere", "cannot create the local folder /proc/nx-no for /proc/nx-no/x.txt")):  # fmt: skip
+        out = nexus_project.run("run", name)
+        assert out.code == 1, out
+        assert said in out.stderr and "executor 'local'" not in out.stderr, out
+        assert "FileExistsError" not in out.stderr and "FileNotFoundError" not in out.stderr, out
+        assert "Suggestions:" in out.stderr, out
+    dry = nexus_project.run("run", "into_fifo", "-n")
+    assert f"local path {fifo} is a FIFO" in dry.stdout, dry
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (root / "to-fifo").is_symlink()
+    assert (root / "plain").read_text() == "a file, not a folder\n"
+    assert not [p for p in root.iterdir() if ".nexus-" in p.name], "nothing was transferred"
+
+
+def test_template_vars_keys_must_be_names_and_mode_must_be_octal_bits(nexus_project: NexusProject) -> None:
+    root = nexus_project.root
+    (root / "app.conf.j2").write_text("a = {{ a }}\n")
+    (root / "f.txt").write_text("x\n")
+    (root / "out").mkdir()
+    nexusfile(
+        nexus_project,
+        """
+@task
+def bad():
+    template("app.conf.j2", "out/app.conf", vars={1: "a"})
+    upload("f.txt", "out/a.txt", mode=644)
+    template("app.conf.j2", "out/b.conf", vars={"a": 1}, mode=0o1644)
+    upload("f.txt", "out/c.txt", mode=6755)
+
+@task
+def good():
+    upload("f.txt", "out/octal.txt", mode="0o640")
+    upload("f.txt", "out/plain.txt", mode="644")
+    upload("f.txt", "out/setuid.txt", mode=0o4750)
+    upload("f.txt", "out/decimal.txt", mode=420)
+""",
+    )
+    lines = nexus_project.nexusfile.read_text().splitlines()
+
+    def line(text: str) -> int:
+        return next(i + 1 for i, t in enumerate(lines) if text in t)
+
+    out = nexus_project.run("run", "bad")
+    assert out.code == 2, out
+    text = out.stdout + out.stderr
+    assert f"nexusfile.py:{line('vars={1:')}: template(): vars keys must be strings (names usable in the " \
+           "template), not 1" in text, text  # fmt: skip
+    assert "TypeError" not in text and ":0:" not in text, text
+    assert f"nexusfile.py:{line('mode=644')}: upload(): mode=644 sets the sticky bit" in text, text
+    assert "mode=644 is 0o1204; write mode=0o644 (octal) or mode='644'" in text, text
+    assert f"nexusfile.py:{line('mode=0o1644')}: template(): mode=932 sets the sticky bit" in text, text
+    assert "drop the sticky bit: write mode=0o644" in text, text
+    assert "mode=6755 is 0o15143; write mode=0o6755 (octal) or mode='6755'" in text, text
+    assert list((root / "out").iterdir()) == []
+    done = nexus_project.run("run", "good")
+    assert done.code == 0, done
+    modes = {p.name: p.stat().st_mode & 0o7777 for p in (root / "out").iterdir()}
+    assert modes == {"octal.txt": 0o640, "plain.txt": 0o644, "setuid.txt": 0o4750, "decimal.txt": 0o644}

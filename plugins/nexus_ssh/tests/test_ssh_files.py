@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -486,3 +487,116 @@ def test_a_rerun_trusts_kept_checksums_yet_sees_changes_made_on_either_side(
     seventh = run(project, "run", "publish")
     said = seventh.stdout + seventh.stderr
     assert seventh.code != 0 and f"{dest / 'f5.txt'} on" in said and "is a folder" in said, seventh
+
+
+def test_a_fifo_on_the_host_is_refused_at_once_and_never_read(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """A FIFO at an upload's or a template's destination, or as a download's source, is
+    never opened on the host (a reader would block until the look's timeout): each is
+    refused at once, naming host and path, and a dry run says so too."""
+    fifo = folder / "fifo"
+    os.mkfifo(fifo)
+    shutil.chown(fifo, USER_KEY, USER_KEY)
+    (project.root / "f.txt").write_text("x\n")
+    project.write("a = {{ a }}\n", "t.j2")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def up():
+            upload("f.txt", "{fifo}")
+
+        @task(on=["{H1}"])
+        def tpl():
+            template("t.j2", "{fifo}", vars={{"a": 1}}, sudo=True)
+
+        @task(on=["{H1}"])
+        def down():
+            download("{fifo}", "got.txt")
+    """,
+    )
+    said = f"{fifo} on {H1} is a FIFO (not a regular file)"
+    for name in ("up", "tpl", "down"):
+        started = time.monotonic()
+        out = run(project, "run", name, timeout=60)
+        assert out.code == 1, out
+        assert time.monotonic() - started < 20, "refused at once, not after the look's timeout"
+        assert said in out.stderr and "could not look" not in out.stderr, out
+        dry = run(project, "run", name, "-n", timeout=60)
+        assert said in dry.stdout, dry
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and sorted(p.name for p in folder.iterdir()) == ["fifo"]
+    assert not (project.root / "got.txt").exists()
+
+
+def test_a_look_that_does_not_answer_stops_on_the_runs_cancel(
+    make_executor: Any, sshbed: SshBed, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look at an upload's destination (its script made to hang here, as on a stuck
+    file system) gets the run's cancel as any command does: STOP lets it go on, a second
+    SIGTERM's KILL stops it on the host at once, not after the script's 120 s timeout."""
+    import threading
+
+    from nexus_core import checksum_cache, transfer
+    from nexus_core.api import Cancel, CommandResult
+    from nexus_core.model import Host, Transfer
+
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", "off")
+    checksum_cache.forget()
+    monkeypatch.setattr(transfer, "_STAT_LIB", "sleep 30\n" + transfer._STAT_LIB)
+    executor, _ = make_executor()
+    host = Host(H1, port=sshbed.port)
+    source = tmp_path / "f.txt"
+    source.write_text("x\n")
+    dest = f"{folder}/f.txt"
+    op = Transfer(cmd=f"upload f.txt -> {dest}", kind="upload", src=str(source), dest=dest)
+    reporter = transfer.Reporter(lambda _e: None, "t", "ship", H1, 0)
+    cancel = Cancel()
+    got: list[CommandResult] = []
+    worker = threading.Thread(
+        target=lambda: got.append(transfer.execute(executor, host, op, reporter, cancel, 60))
+    )
+    worker.start()
+    time.sleep(1.0)  # the look is running on the host
+    cancel.raise_to(Cancel.STOP)
+    worker.join(0.5)
+    assert worker.is_alive(), "STOP lets the running operation go on"
+    stopped = time.monotonic()
+    cancel.raise_to(Cancel.KILL)
+    worker.join(10)
+    assert not worker.is_alive() and time.monotonic() - stopped < 5
+    [result] = got
+    assert result.status == "interrupted" and f"could not look at {dest} on {H1}" in result.reason, result
+    assert not (folder / "f.txt").exists()
+    checksum_cache.forget()
+
+
+@pytest.mark.parametrize("where", ["fifo", "under_a_file"])
+def test_a_download_refuses_a_local_fifo_and_a_file_on_the_way(
+    project: NexusProject, sshbed: SshBed, folder: Path, where: str
+) -> None:
+    """Over SSH as locally: a local `to` that is a FIFO is never replaced, and a folder of
+    `to` that is a file fails naming both paths, not as an executor's Python exception."""
+    (folder / "src.txt").write_text("bytes\n")
+    os.mkfifo(project.root / "fifo")
+    (project.root / "plain").write_text("a file\n")
+    to = "fifo" if where == "fifo" else "plain/x.txt"
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def get():
+            download("{folder}/src.txt", "{to}")
+    """,
+    )
+    out = run(project, "run", "get")
+    assert out.code == 1, out
+    if where == "fifo":
+        assert f"local path {project.root / 'fifo'} is a FIFO (not a regular file)" in out.stderr, out
+    else:
+        assert f"{project.root / 'plain'} is a file, not a folder" in out.stderr, out
+    assert "executor 'ssh'" not in out.stderr and "FileExistsError" not in out.stderr, out
+    assert stat.S_ISFIFO(os.lstat(project.root / "fifo").st_mode)
+    assert (project.root / "plain").read_text() == "a file\n"
