@@ -172,6 +172,23 @@ def deploy():
     assert lines(nexus_project.root / "log") == ["changed", "restart"]
 
 
+def test_nexus_resume_takes_the_newest_failed_run_with_pending_handlers_over_an_older_interrupted_one(
+    nexus_project,
+):
+    nexus_project.write(FAILING + '\n@task\ndef slow():\n    run("touch slow.started; sleep 30")\n')
+    proc = start_nexus(nexus_project, "run", "slow")
+    assert wait_for(lambda: (nexus_project.root / "slow.started").exists(), timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    failed = nexus_project.run("run", "deploy", "--no-resume")
+    assert failed.code == 1 and "Handlers notified and not run: restart" in failed.stderr, failed
+    (nexus_project.root / "fixed").write_text("")
+    out = nexus_project.run("resume", "--format", "json", timeout=60)
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["changed", "restart"]
+    assert not any(e.get("task") == "slow" for e in out.events), "the older interrupted run is not the one resumed"
+
+
 def test_handler_mistakes_are_reported_at_once_with_their_lines(nexus_project):
     nexus_project.write(
         HEADER

@@ -169,11 +169,13 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
         except NexusfileNotFound as exc:
             fail(ExitCode.CONFIG, "No nexusfile found", [str(exc)], ["Pass a run id: nexus resume RUN_ID"])
         recent = store.runs(limit=200, nexusfile=path)
-        candidates = [r for r in recent if r.interrupted]
-        if not candidates:  # a failed run that left notified handlers pending (nexus_core.handlers)
-            newest = recent[0] if recent else None
-            if newest is not None and newest.status == "failed" and newest.pending_handlers():
-                candidates = [newest]
+        newest = recent[0] if recent else None
+        if newest is not None and newest.status == "failed" and newest.pending_handlers():
+            # the newest run failed leaving notified handlers pending (nexus_core.handlers): its
+            # failure report said "nexus resume" runs them, whatever older run was interrupted
+            candidates = [newest]
+        else:
+            candidates = [r for r in recent if r.interrupted]
         if not candidates:
             fail(
                 ExitCode.CONFIG,
