@@ -621,12 +621,13 @@ def _targets(
                 "undefined-group",
             )
             return []
+        unparsed = False
         for member in _group_members(project, on, set()):
             try:
                 hosts.append(to_host(member))
             except HostParseError:
-                pass  # reported with the group
-        if not hosts and not out_has_group_problem(out, on) and not _discovers(project, on):
+                unparsed = True  # reported with the group: "no hosts" would only repeat it
+        if not hosts and not unparsed and not out_has_group_problem(out, on) and not _discovers(project, on):
             _p(
                 out,
                 f"task {t.name!r} runs on host group {on!r}, which has no hosts",

@@ -860,3 +860,19 @@ def test_ctrl_c_while_the_nexusfile_loads_still_stops_nexus(nexus_project: Nexus
             proc.kill()
     assert proc.returncode == 130, err
     assert "KeyboardInterrupt" not in err
+
+
+def test_a_group_whose_only_host_is_unparsable_is_reported_once(nexus_project: NexusProject) -> None:
+    src = write(
+        nexus_project,
+        """
+        hosts("weird", "-oProxyCommand=id")  # group
+
+        @task(on="weird")
+        def deploy():
+            run("echo deploy")
+        """,
+    )
+    out = validate(nexus_project)
+    assert_reported(out, line_of(src, "# group"), "host group 'weird'", "is not a valid host name")
+    assert "which has no hosts" not in out.stderr, out
