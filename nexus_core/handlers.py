@@ -121,7 +121,7 @@ def handler(func: Any = None, /) -> Any:
                     "bad-handler",
                 )
             )
-        found[name] = HandlerDef(name, fn, where, dsl._doc(fn))
+        found[name] = HandlerDef(name, fn, where, dsl._doc(fn), needs)
         return fn
 
     if func is None:
@@ -148,28 +148,10 @@ def cannot_notify(what: str, why: str = "") -> None:
     )
 
 
-#: required_arguments' answers by function: planning asks once per handler, task and host.
-_REQUIRED: dict[Any, tuple[str, ...]] = {}
-
-
 def required_arguments(fn: Any) -> tuple[str, ...]:
     """The parameters ``fn`` cannot be called without (a handler is called with none); ``()``
     when it takes none, or only ones with defaults, ``*args`` or ``**kwargs``, or when its
     signature cannot be read."""
-    try:
-        found = _REQUIRED.get(fn)
-    except TypeError:  # not hashable: not cached
-        found = None
-    if found is None:
-        found = _required_arguments(fn)
-        try:
-            _REQUIRED[fn] = found
-        except TypeError:
-            pass
-    return found
-
-
-def _required_arguments(fn: Any) -> tuple[str, ...]:
     import inspect
 
     try:
@@ -236,7 +218,7 @@ def plan_handlers(
         found, more = evaluate_handler(project, known[name], t, host)
         problems.extend(more)
         bodies[name] = found
-        if more or required_arguments(known[name].func):
+        if more or known[name].needs:
             faulty.add(name)
         want(found, f"handler {name!r}")
     order = list(known)
@@ -267,7 +249,7 @@ def evaluate_handler(project: Project, h: HandlerDef, t: TaskDef, host: Host) ->
     from nexus_core.dsl import _RECORDER, Recorder
     from nexus_core.loader import exception_problem, user_output
 
-    if required_arguments(h.func):
+    if h.needs:
         return [], []
     rec = Recorder(project=project, task=t.name, host=host)
     token = _RECORDER.set(rec)

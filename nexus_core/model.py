@@ -321,14 +321,16 @@ class TaskDef:
 class HandlerDef(Record):
     """A handler as declared by ``@handler``: its name, body and place in the nexusfile."""
 
-    __slots__ = ("name", "func", "location", "doc")
+    __slots__ = ("name", "func", "location", "doc", "needs")
     name: str
     func: Any
     location: Location
     doc: str
+    #: Parameters the body cannot be called without (a mistake: handlers are called with none).
+    needs: tuple[str, ...]
 
-    def __init__(self, name: str, func: Any, location: Location, doc: str = "") -> None:
-        self._init(name, func, location, doc)
+    def __init__(self, name: str, func: Any, location: Location, doc: str = "", needs: tuple[str, ...] = ()) -> None:
+        self._init(name, func, location, doc, needs)
 
 
 class HostSpec(Record):

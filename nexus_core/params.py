@@ -163,18 +163,19 @@ def bad_keys(args: Mapping[str, str]) -> list[str]:
     return [k for k in args if not k.isidentifier()]
 
 
-def bind(task: str, params: Sequence[Param], args: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """The keyword arguments for ``task`` from ``args``, and every problem (missing, mistyped)."""
+def bind(task: str, params: Sequence[Param], args: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[Param, str]]]:
+    """The keyword arguments for ``task`` from ``args``, and every problem (missing, mistyped)
+    with the parameter it is about."""
     kwargs: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: list[tuple[Param, str]] = []
     for p in params:
         if p.name in args:
             try:
                 kwargs[p.name] = convert(args[p.name], p.type)
             except ParamError as exc:
-                problems.append(f"task {task!r}: parameter {p.name!r} ({TYPE_NAMES[p.type]}): {exc}")
+                problems.append((p, f"task {task!r}: parameter {p.name!r} ({TYPE_NAMES[p.type]}): {exc}"))
         elif p.required:
-            problems.append(f"task {task!r} needs parameter {p.name!r} ({TYPE_NAMES[p.type]})")
+            problems.append((p, f"task {task!r} needs parameter {p.name!r} ({TYPE_NAMES[p.type]})"))
     return kwargs, problems
 
 

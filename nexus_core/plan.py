@@ -889,7 +889,7 @@ def build_plan(
                     tasks[name] = _task_plan(registry, t, [HostPlan(h, ()) for h in hosts])
                 continue
             if missing:
-                problems.extend(Problem(m, t.location, _param_hint(m, signatures[name]), "bad-param") for m in missing)
+                problems.extend(Problem(m, t.location, _param_hint(p), "bad-param") for p, m in missing)
                 continue
             # Bodies run even when the structure has problems, so that every problem
             # (a bad run() option, an unset env(), an empty task...) is reported at once.
@@ -1028,17 +1028,10 @@ def _finished(host: Host, attributes: Mapping[HostKey, Attributes], labels: Mapp
     return host if label == host.label else replace(host, display=label)
 
 
-def _param_hint(message: str, params: Sequence[Param]) -> str:
-    """The fix for one parameter problem: the parameter it names with a value of its type,
-    else every required parameter."""
-    import re
-
-    named = re.search(r"parameter '([A-Za-z_][A-Za-z0-9_]*)'", message)
-    found = next((p for p in params if named and p.name == named.group(1)), None)
-    if found is not None:
-        example = {bool: "true", int: "3", float: "1.5"}.get(found.type)
-        return f"pass {found.name}=VALUE" + (f", e.g. {found.name}={example}" if example else "")
-    return "pass " + " ".join(f"{p.name}=VALUE" for p in params if p.required)
+def _param_hint(p: Param) -> str:
+    """The fix for a problem with parameter ``p``: ``pass NAME=VALUE``, with an example value."""
+    example = {bool: "true", int: "3", float: "1.5"}.get(p.type)
+    return f"pass {p.name}=VALUE" + (f", e.g. {p.name}={example}" if example else "")
 
 
 def _check_args(args: Mapping[str, str], signatures: Mapping[str, Sequence[Param]], out: list[Problem]) -> None:
