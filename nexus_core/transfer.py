@@ -1298,10 +1298,7 @@ def _local_target_problem(local_path: str) -> tuple[str, str] | None:
                 "- check the path given as `to` and the permissions of its folders")  # fmt: skip
     if st is None:
         blocker = _file_on_the_way(os.path.dirname(os.path.abspath(local_path)))
-        if blocker is None:
-            return None
-        return (f"local path {local_path} cannot be created: {blocker} is a file, not a folder",
-                "- fix `to` (a folder on its way is a file), or move that file out of the way")  # fmt: skip
+        return None if blocker is None else _blocked(local_path, blocker)
     if stat.S_ISDIR(st.st_mode):
         return f"local path {local_path} is a folder", "- end `to` with / to download into it"
     if stat.S_ISREG(st.st_mode):
@@ -1310,6 +1307,12 @@ def _local_target_problem(local_path: str) -> tuple[str, str] | None:
     shown = f"is {what} (not a regular file)" if what else "is not a regular file"
     return (f"local path {local_path} {shown}: a download replaces only a regular file",
             "- give `to` the path of a regular file (or remove what is there first, if nothing uses it)")  # fmt: skip
+
+
+def _blocked(local_path: str, blocker: str) -> tuple[str, str]:
+    """(reason, hint) for a local path that cannot be created: ``blocker``, on its way, is a file."""
+    return (f"local path {local_path} cannot be created: {blocker} is a file, not a folder",
+            "- fix `to` (a folder on its way is a file), or move that file out of the way")  # fmt: skip
 
 
 def _file_on_the_way(folder: str) -> str | None:
@@ -1337,9 +1340,8 @@ def _local_failure(exc: OSError, local_path: str, folder: str) -> TransferResult
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = _file_on_the_way(folder)
         if blocker is not None:
-            return TransferResult("failed", local_path, hint="- fix `to` (a folder on its way is a file), or move "
-                                  "that file out of the way", reason=f"local path {local_path} cannot be created: "
-                                  f"{blocker} is a file, not a folder")  # fmt: skip
+            reason, hint = _blocked(local_path, blocker)
+            return TransferResult("failed", local_path, reason=reason, hint=hint)
     if code in (errno.EACCES, errno.EPERM):
         doing = f"writing local path {local_path}" if os.path.isdir(folder) else (
             f"creating the local folder {folder} for {local_path}")  # fmt: skip
