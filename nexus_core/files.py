@@ -60,6 +60,15 @@ def _mode(what: str, mode: Any) -> tuple[bool, int | None]:
         why = "has bits beyond 0o7777" if value > 0o7777 else "sets the sticky bit (0o1000), which a file cannot use"
         _problem(f"{what}(): mode={safe_repr(mode)} {why}", _mode_fix(mode, value), code="bad-value")
         return False, None
+    if isinstance(mode, int) and value is not None and _misread(value):
+        meant = int(str(value), 8)
+        _problem(
+            f"{what}(): mode={value} is the decimal number {value}, mode {value:#o} ({_rwx(value)}), which lets "
+            f"{_who_writes(value & ~meant)} write; read as octal it would be 0o{value} ({_rwx(meant)})",
+            f"write mode=0o{value} (octal) or mode='{value}'; for {value:#o} write mode={value:#o}",
+            code="bad-value",
+        )
+        return False, None
     if value is None or value < 0:
         _problem(
             f'{what}(): mode must be permission bits like 0o644 or "0644", not {safe_repr(mode)}',
@@ -68,6 +77,28 @@ def _mode(what: str, mode: Any) -> tuple[bool, int | None]:
         )
         return False, None
     return True, value
+
+
+def _misread(value: int) -> bool:
+    """An int written as an octal mode without ``0o`` (``mode=400``), caught where the
+    decimal value grants a write the octal reading does not: 400 is 0o620 (the group may
+    write), meant 0o400. Decimal values such as 420 (0o644) grant no such write and stay
+    valid; from 512 up the sticky bit already gives the mistake away."""
+    digits = str(value)
+    if len(digits) != 3 or not set(digits) <= set("01234567") or value > 0o777:
+        return False
+    return bool(value & 0o022 & ~int(digits, 8))
+
+
+def _rwx(bits: int) -> str:
+    """``0o640`` as ``rw-r-----``."""
+    return "".join(c if bits & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+
+
+def _who_writes(bits: int) -> str:
+    """Who the write bits in ``bits`` are for: "the group", "others" or both."""
+    who = [name for bit, name in ((0o020, "the group"), (0o002, "others")) if bits & bit]
+    return " and ".join(who)
 
 
 def _mode_fix(mode: Any, value: int) -> str:

@@ -622,6 +622,7 @@ def bad():
     upload("f.txt", "out/a.txt", mode=644)
     template("app.conf.j2", "out/b.conf", vars={"a": 1}, mode=0o1644)
     upload("f.txt", "out/c.txt", mode=6755)
+    upload("f.txt", "out/d.txt", mode=400)
 
 @task
 def good():
@@ -647,6 +648,10 @@ def good():
     assert f"nexusfile.py:{line('mode=0o1644')}: template(): mode=932 sets the sticky bit" in text, text
     assert "drop the sticky bit: write mode=0o644" in text, text
     assert "mode=6755 is 0o15143; write mode=0o6755 (octal) or mode='6755'" in text, text
+    # Below 512 no sticky bit gives it away: refused where the decimal value lets others write.
+    assert f"nexusfile.py:{line('mode=400')}: upload(): mode=400 is the decimal number 400, mode 0o620 " \
+           "(rw--w----), which lets the group write; read as octal it would be 0o400 (r--------)" in text, text  # fmt: skip
+    assert "write mode=0o400 (octal) or mode='400'; for 0o620 write mode=0o620" in text, text
     assert list((root / "out").iterdir()) == []
     done = nexus_project.run("run", "good")
     assert done.code == 0, done
