@@ -649,8 +649,8 @@ def good():
     assert "drop the sticky bit: write mode=0o644" in text, text
     assert "mode=6755 is 0o15143; write mode=0o6755 (octal) or mode='6755'" in text, text
     # Below 512 no sticky bit gives it away: refused where the decimal value lets others write.
-    assert f"nexusfile.py:{line('mode=400')}: upload(): mode=400 is the decimal number 400, mode 0o620 " \
-           "(rw--w----), which lets the group write; read as octal it would be 0o400 (r--------)" in text, text  # fmt: skip
+    misread = "mode=400 is the decimal number 400, mode 0o620 (rw--w----), which lets the group write; "
+    assert f"nexusfile.py:{line('mode=400')}: upload(): {misread}read as octal it would be 0o400" in text, text
     assert "write mode=0o400 (octal) or mode='400'; for 0o620 write mode=0o620" in text, text
     assert list((root / "out").iterdir()) == []
     done = nexus_project.run("run", "good")
