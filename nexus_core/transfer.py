@@ -10,11 +10,12 @@ The contract every executor keeps (the conformance suite tests it):
   hashed by the script that looks at them; a big file only when its size agrees, so a
   changed big file costs no hashing there.
 - **Never a partial file at the destination.** Bytes go to a temporary file in the
-  destination's folder (``.NAME.nexus-SHA12.part``), get owner and mode, pass
+  destination's folder (``.NAME.nexus-SHA12-HOST.part``, HOST a tag of the host: hosts
+  sharing a file system never share one), get owner and mode, pass
   ``validate``, and are renamed over the destination (``rename(2)`` through SFTP's
   ``posix-rename`` or ``mv -f``: atomic on one file system). ``preserve`` also gives the
   file the source's modification time (whole seconds). With ``sudo`` the login user
-  uploads to a staging file in its own cache (``~/.cache/nexus/transfers/SHA256.part``)
+  uploads to a staging file in its own cache (``~/.cache/nexus/transfers/SHA256-HOST.part``)
   which root copies into the destination's folder, then chowns, chmods, validates and
   renames.
 - **Resumed, not restarted.** The temporary file of an interrupted transfer keeps its name
@@ -452,7 +453,11 @@ def write_files(
     progress: Callable[[FileWrite, int], None] | None = None,
     cancel: Cancel | None = None,
 ) -> list[TransferResult]:
-    """:meth:`Executor.write_files` of ``executor`` when it has its own, else :func:`write_over_primitives`."""
+    """:meth:`Executor.write_files` of ``executor`` when it has its own, else :func:`write_over_primitives`.
+
+    Each write is tagged with the host (:func:`host_tag`) for its temporary files' names."""
+    tag = host_tag(host)
+    writes = [w if w.tag == tag else replace(w, tag=tag) for w in writes]
     if type(executor).write_files is not Executor.write_files:
         return executor.write_files(host, writes, progress, cancel)
     return write_over_primitives(executor, host, writes, progress, cancel or executor.context.cancel)
@@ -776,18 +781,28 @@ def _split(path: str) -> tuple[str, str]:
     return folder or "/", name
 
 
+def host_tag(host: Host) -> str:
+    """Eight hex digits naming ``host`` (its label) in temporary files' names: the same
+    on every run (an interrupted transfer is found again), different for two hosts that
+    share a file system (their transfers of the same bytes never meet)."""
+    return hashlib.sha256(host.label.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
 def staging_path(write: FileWrite, staging_dir: str = STAGING_DIR) -> str:
     """Where the bytes of ``write`` land first: beside the destination, or in the staging
-    folder for ``sudo`` (the login user cannot write beside it)."""
+    folder for ``sudo`` (the login user cannot write beside it). Named after the bytes'
+    sha256 and the host's tag (:attr:`FileWrite.tag`)."""
+    tag = f"-{write.tag}" if write.tag else ""
     if write.sudo:
-        return f"{staging_dir}/{write.sha256}.part"
+        return f"{staging_dir}/{write.sha256}{tag}.part"
     folder, name = _split(write.dest)
-    return f"{folder}/.{name}.nexus-{write.sha256[:12]}.part"
+    return f"{folder}/.{name}.nexus-{write.sha256[:12]}{tag}.part"
 
 
 def _temp_beside(write: FileWrite) -> str:
     folder, name = _split(write.dest)
-    return f"{folder}/.{name}.nexus-{write.sha256[:12]}.tmp"
+    tag = f"-{write.tag}" if write.tag else ""
+    return f"{folder}/.{name}.nexus-{write.sha256[:12]}{tag}.tmp"
 
 
 _FINISH_LIB = r"""

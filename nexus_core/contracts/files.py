@@ -49,6 +49,10 @@ class FileWrite:
     #: The modification time the destination gets (seconds since the epoch; ``upload(...,
     #: preserve=True)`` keeps the source's), or None for "when it was written".
     mtime: float | None = None
+    #: Short name of the host the write is for, in its temporary files' names (set by
+    #: :func:`nexus_core.transfer.write_files`): hosts sharing a file system (an NFS home,
+    #: one machine as two users) never share a temporary file.
+    tag: str = ""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -487,8 +488,8 @@ class ExecutorConformance:
         write = transfer.file_write(str(source), f"{remote_folder}/big.bin")
         half = tmp_path / "half.bin"
         half.write_bytes(data[: 1 << 20])
-        with executor.file_session(host):
-            executor.send_file(host, str(half), transfer.staging_path(write))
+        with executor.file_session(host):  # where an interrupted transfer to this host left it
+            executor.send_file(host, str(half), transfer.staging_path(replace(write, tag=transfer.host_tag(host))))
         [result] = transfer.write_files(executor, host, [write])
         assert result.ok and result.resumed_from == 1 << 20 and result.sent == 2 << 20, result
         [state] = transfer.stat_files(executor, host, [write.dest], [write.size])

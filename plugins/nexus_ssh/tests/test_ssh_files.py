@@ -200,6 +200,36 @@ def test_sudo_writes_into_a_root_owned_folder_with_owner_and_mode(
     assert again.code == 0 and not stops(again)[0]["changed"], again
 
 
+def test_hosts_sharing_a_file_system_never_share_a_temporary_file(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """The bed's three hosts are one machine, one home: as an NFS home, or one server reached
+    as two users. The same bytes to each (sudo: through the one staging folder of that home)
+    and to one shared path, all at once: each host had its own temporary file."""
+    locked = folder / "etc"
+    locked.mkdir(mode=0o755)
+    shutil.chown(locked, "root", "root")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}", "{H2}", "{H3}"])
+        def ship():
+            upload("shared.txt", f"{locked}/app-{{hostname()}}.txt", sudo=True)
+            upload("shared.txt", "{folder}/one.txt")
+            upload("shared.txt", f"{folder}/mine-{{hostname()}}.txt")
+    """,
+    )
+    for round_ in range(4):  # new bytes each round: nothing is unchanged, every host writes
+        (project.root / "shared.txt").write_text(f"round {round_}\n" * 5000)
+        out = run(project, "run", "ship", "--format", "json")
+        assert out.code == 0, out
+        wanted = sha(project.root / "shared.txt")
+        written = [*locked.iterdir(), *folder.glob("*.txt")]
+        assert len(written) == 7 and all(sha(p) == wanted for p in written), written
+        assert not [p for p in [*folder.iterdir(), *locked.iterdir()] if p.name.startswith(".")]
+
+
 def test_a_template_dry_run_shows_the_diff_and_writes_nothing(
     project: NexusProject, sshbed: SshBed, folder: Path
 ) -> None:
