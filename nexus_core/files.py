@@ -136,8 +136,16 @@ def _path_arg(what: str, key: str, value: Any) -> str | None:
         value = os.fspath(value)
     if isinstance(value, str) and value.strip() and "\0" not in value and "\n" not in value:
         return value
+    if isinstance(value, str) and value.strip() and ("\0" in value or "\n" in value):
+        char = "a NUL character" if "\0" in value else "a newline"
+        _problem(
+            f"{what}(): {key} {safe_repr(value)} has {char}, which Nexus does not transfer in a path given to it",
+            "rename the file (or copy it to a name without one with run() first)",
+            code="bad-value",
+        )
+        return None
     _problem(
-        f"{what}() needs {key} as a non-empty path string, got {safe_repr(value)}",
+        f"{what}(): {key} must be a non-empty path string, not {safe_repr(value)}",
         f'write {what}("app.conf", "/etc/app/app.conf")'
         if what != "download"
         else 'write download("/var/log/app.log", "logs/")',

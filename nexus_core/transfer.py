@@ -166,8 +166,8 @@ def file_write(local_path: str, remote_path: str, **options: Any) -> FileWrite:
 
 _SHELL_LIB = r"""
 _nx_hash() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum -- "$1" | cut -d' ' -f1
-  else shasum -a 256 -- "$1" | cut -d' ' -f1; fi
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum <"$1" | cut -d' ' -f1
+  else shasum -a 256 <"$1" | cut -d' ' -f1; fi
 }
 _nx_dir() { case $1 in */*) _d=${1%/*}; [ -n "$_d" ] || _d=/;; *) _d=.;; esac; }
 """
@@ -189,6 +189,10 @@ _nx_kind() {
 _nx_stats() {
   if stat -c %s / >/dev/null 2>&1; then stat -c 'NXST %s %a %U %G %n' -- "$@" 2>/dev/null || true
   else stat -f 'NXST %z %Lp %Su %Sg %N' -- "$@" 2>/dev/null || true; fi
+}
+_nx_stat1() {  # one path whose name stat cannot print on one line: by its index
+  if _o=$(stat -c '%s %a %U %G' -- "$2" 2>/dev/null); then echo "NXSTI $1 $_o"
+  elif _o=$(stat -f '%z %Lp %Su %Sg' -- "$2" 2>/dev/null); then echo "NXSTI $1 $_o"; fi
 }
 _nx_sums() {  # regular files only (or links to them): a FIFO, socket or device is never read
   [ "$#" -gt 0 ] || return 0
@@ -262,11 +266,24 @@ def stat_script(paths: Sequence[str], sizes: Sequence[int | None] = (), signatur
         lines.append('_nx_n=0; _nx_pd=; for _f; do _nx_kind "$_f"; done')
         # Nothing there (a first upload into a new folder): no process looks at the paths.
         lines.append('if [ "$_nx_n" -gt 0 ]; then')
+        odd = [p for p in group if not _plain(p)]
+        if odd:  # `stat` prints a name as it is: a newline in one would split its line
+            plain = [p for p in group if _plain(p)]
+            lines.append(f"set -- {_quote_all(plain)}" if plain else "set --")
+            start = 0 if hashed else len(picked)
+            for i, p in enumerate(group):
+                if not _plain(p):
+                    lines.append(f"_nx_stat1 {start + i} {shlex.quote(p)}")
+            lines.append('if [ "$#" -gt 0 ]; then')
         lines.append('_nx_stats "$@"')
         if signatures:
             lines.append('_nx_sigs "$@"')
         if hashed:
             lines.append('_nx_sums "$@"')
+        if odd:
+            lines.append("fi")
+            if hashed:  # sha256sum escapes such a name (parse_sums reads it back)
+                lines.append(f"_nx_sums {_quote_all(odd)}")
         lines.append("fi")
     return "\n".join(lines)
 
@@ -348,15 +365,21 @@ def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
     if len(kinds) != len(paths):
         raise TransferError(f"the host answered {len(kinds)} of {len(paths)} file checks")
     facts: dict[str, list[str]] = {}
+    by_index: dict[int, list[str]] = {}  # NXSTI: a path with a newline or backslash, by its index
     for line in lines:
         if line.startswith("NXST "):
             parts = line.split(" ", 5)
             if len(parts) == 6:
                 facts[parts[5]] = parts[1:5]
+        elif line.startswith("NXSTI "):
+            parts = line.split(" ")
+            if len(parts) == 6 and parts[1].isdigit():
+                by_index[int(parts[1])] = parts[2:6]
     out: list[FileState] = []
-    for path, kind in zip(paths, kinds, strict=True):
+    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
         _, k, parent = [*kind, "-", "-"][:3]
-        size, mode, owner, group = facts.get(path, ["0", "-", "-", "-"]) if k != "missing" else ["0", "-", "-", "-"]
+        found = by_index.get(i) if by_index and not _plain(path) else facts.get(path)
+        size, mode, owner, group = found or ["0", "-", "-", "-"] if k != "missing" else ["0", "-", "-", "-"]
         out.append(
             FileState(
                 path=path,
@@ -372,15 +395,20 @@ def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
 
 
 def parse_sums(lines: Sequence[str]) -> dict[str, str]:
-    """``{path: sha256}`` from ``sha256sum`` lines (``HASH  PATH``)."""
+    """``{path: sha256}`` from ``sha256sum`` lines (``HASH  PATH``). A name with a backslash
+    or a newline comes escaped, on a line that starts with a backslash (GNU coreutils)."""
     found: dict[str, str] = {}
     for line in lines:
         if len(line) > 66 and line[64:66] in ("  ", " *") and _HEX64.fullmatch(line[:64]):
             found[line[66:]] = line[:64]
+        elif line.startswith("\\") and len(line) > 67 and line[65:67] in ("  ", " *") and _HEX64.fullmatch(line[1:65]):
+            found[_ESCAPED.sub(lambda m: _UNESCAPE[m.group(0)], line[67:])] = line[1:65]
     return found
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_ESCAPED = re.compile(r"\\[\\nr]")
+_UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r"}
 
 
 def _run_script(
@@ -1639,10 +1667,8 @@ def _look(
         if top.kind not in ("dir", "missing"):
             raise TransferError(f"destination {op.dest} on {host.label} exists and is not a folder",
                                 "- remove it, or upload into another folder")  # fmt: skip
-        if top.kind == "missing" and top.parent == "missing":
-            parent = _split(op.dest.rstrip("/"))[0]
-            raise TransferError(f"folder {parent} does not exist on {host.label}",
-                                f'- create it first: run("mkdir -p {parent}")')  # fmt: skip
+        # A missing `to` is made with its missing parents (mkdir -p), as the docs' first
+        # deploy (`upload("dist/", "/srv/app/releases/", recursive=True)`) expects.
         if top.kind == "missing" and top.parent == "readonly" and not op.sudo:
             raise TransferError(f"permission denied: cannot create {op.dest} on {host.label}",
                                 "- pass sudo=True to write as root")  # fmt: skip

@@ -230,6 +230,44 @@ def test_hosts_sharing_a_file_system_never_share_a_temporary_file(
         assert not [p for p in [*folder.iterdir(), *locked.iterdir()] if p.name.startswith(".")]
 
 
+def test_names_with_a_backslash_or_a_newline_go_and_come_back(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """``sha256sum`` escapes such names (its line then starts with a backslash). A tree's
+    missing destination is made, with its missing parents."""
+    tree = project.root / "tree"
+    tree.mkdir()
+    (tree / "back\\slash").write_text("one\n")
+    (tree / "nl\nname").write_text("two\n")
+    (tree / "plain").write_text("three\n")
+    (project.root / "back\\slash").write_text("four\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def ship():
+            upload("back\\\\slash", "{folder}/single\\\\name")
+            upload("tree", "{folder}/new/tree", recursive=True)  # `to` and its parent are made
+
+        @task(on=["{H1}"], deps=[ship])
+        def fetch():
+            download("{folder}/single\\\\name", "got/back\\\\slash")
+    """,
+    )
+    for _ in range(2):  # the second run finds everything in place
+        out = run(project, "run", "fetch", "--format", "json")
+        assert out.code == 0, out
+    assert (folder / "single\\name").read_text() == "four\n"
+    assert {p.name: p.read_text() for p in (folder / "new" / "tree").iterdir()} == {
+        "back\\slash": "one\n",
+        "nl\nname": "two\n",
+        "plain": "three\n",
+    }
+    assert (project.root / "got" / "back\\slash").read_text() == "four\n"
+    assert [s["changed"] for s in stops(out)][:2] == [False, False], stops(out)
+
+
 def test_a_template_dry_run_shows_the_diff_and_writes_nothing(
     project: NexusProject, sshbed: SshBed, folder: Path
 ) -> None:
