@@ -170,6 +170,7 @@ class RunSession:
                 engine.options.prune.save()  # the recorder is done with the store now
             if audit is not None:
                 audit.close()  # every sink drained (each within its flush_timeout)
+        self._say_held(engine)
         if audit is not None and audit.required_failure is not None:
             import dataclasses
 
@@ -179,6 +180,21 @@ class RunSession:
                       f"{audit.required_failure.line()}")  # fmt: skip
             result = dataclasses.replace(result, status="failed", exit_code=int(ExitCode.CONFIG))
         return result
+
+    def _say_held(self, engine: Engine) -> None:
+        """Name the handlers taken over from an earlier run for hosts this run left out (-H):
+        they stay pending, for the next run of these tasks on those hosts."""
+        carried = engine.options.carried
+        if not carried:
+            return
+        planned = {(name, hp.host.label) for name, tp in self.plan.tasks.items() for hp in tp.hosts}
+        held = sorted({(name, host) for (task, host), names in carried.items() if (task, host) not in planned
+                       for name in names})  # fmt: skip
+        if held:
+            shown = ", ".join(f"{name} on {host}" for name, host in held[:5])
+            more = f" and {len(held) - 5} more" if len(held) > 5 else ""
+            self._say(f"nexus: handlers still pending from run {engine.options.carried_from} on hosts this run "
+                      f"left out: {shown}{more}; the next run of these tasks on them runs them")  # fmt: skip
 
     def _start_audit(self) -> Any:
         """The run's audit (``nexus_core.audit``) when a configuration file declares sinks, else None.

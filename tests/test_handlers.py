@@ -453,12 +453,15 @@ def ship():
     run("test -f go")
 """
     )
-    assert nexus_project.run("run", "ship").code == 1
+    failed = nexus_project.run("run", "ship")
+    assert failed.code == 1
     kept = nexus_project.run("artifacts", "--format", "json").json()["runs"]
     assert [r["status"] for r in kept] == ["failed"]
+    assert f"Resume with: nexus resume {kept[0]['run_id']} (it delivers the artifacts" in failed.stdout, failed
     (nexus_project.root / "go").write_text("")
-    out = nexus_project.run("resume", kept[0]["run_id"])
+    out = nexus_project.run("resume")  # the newest run, failed with artifacts kept: as the report said
     assert out.code == 0, out
+    assert "● build\n  └─ ✓ done before" in out.stdout, out  # the kept artifact, not a new build
     assert nexus_project.run("artifacts", "--format", "json").json()["runs"] == []
 
 

@@ -6,6 +6,7 @@ person sees around it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -247,9 +248,19 @@ def execute(
                 click.echo(summary_line(style, result))
             if result.status == "interrupted" and store is not None:
                 click.echo(f"Resume with: nexus resume {result.run_id}")
+            elif result.status == "failed" and store is not None and _kept_artifacts(result.run_id):
+                click.echo(f"Resume with: nexus resume {result.run_id} (it delivers the artifacts this run kept "
+                           "instead of building them again)")  # fmt: skip
         except OSError:  # the terminal is gone (SIGHUP) or the pipe closed: the run's outcome stands
             pass
     return result
+
+
+def _kept_artifacts(run_id: str) -> bool:
+    """True when the run kept artifacts (read from its manifest only when it has one)."""
+    from nexus_core import artifacts
+
+    return os.path.isdir(artifacts.run_dir(run_id)) and bool(artifacts.read_manifest(run_id))
 
 
 def run_recorded(

@@ -170,9 +170,10 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
             fail(ExitCode.CONFIG, "No nexusfile found", [str(exc)], ["Pass a run id: nexus resume RUN_ID"])
         recent = store.runs(limit=200, nexusfile=path)
         newest = recent[0] if recent else None
-        if newest is not None and newest.status == "failed" and newest.pending_handlers():
-            # the newest run failed leaving notified handlers pending (nexus_core.handlers): its
-            # failure report said "nexus resume" runs them, whatever older run was interrupted
+        if newest is not None and newest.status == "failed" and (newest.pending_handlers() or _kept(newest.id)):
+            # the newest run failed leaving notified handlers pending (nexus_core.handlers) or
+            # artifacts kept (nexus_core.artifacts): its report said "nexus resume" picks them
+            # up, whatever older run was interrupted
             candidates = [newest]
         else:
             candidates = [r for r in recent if r.interrupted]
@@ -188,6 +189,13 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
         state = "still running" if record.status == "running" else record.status
         fail(ExitCode.CONFIG, f"Run {record.id} cannot be resumed: it is {state}")
     return record
+
+
+def _kept(run_id: str) -> bool:
+    """True when the run kept artifacts (a failed run keeps them for its resume)."""
+    from nexus_core import artifacts
+
+    return bool(artifacts.read_manifest(run_id))
 
 
 # --- nexus pipelines -----------------------------------------------------------------------

@@ -114,7 +114,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     task TEXT NOT NULL,
     host TEXT NOT NULL,               -- a host label
     handler TEXT NOT NULL,
-    status TEXT NOT NULL,             -- pending, ok, failed, timeout, unreachable, error, interrupted
+    status TEXT NOT NULL,             -- pending, ok, failed, timeout, unreachable, error, interrupted,
+                                      -- carried (taken over by a later run)
     notified REAL NOT NULL,
     ended REAL,
     PRIMARY KEY (run_id, task, host, handler)
@@ -187,7 +188,7 @@ class RunRecord:
         """Handlers notified but not run (or failed), by (task, host label)."""
         out: dict[tuple[str, str], tuple[str, ...]] = {}
         for key, found in self.notifications.items():
-            names = tuple(n for n, status in found.items() if status != "ok")
+            names = tuple(n for n, status in found.items() if status not in ("ok", "carried"))
             if names:
                 out[key] = names
         return out
@@ -424,7 +425,9 @@ class StateStore:
     #: ``started < ?1`` lets the ``runs_by_status`` index answer without reading any plan.
     OLD_FINISHED = (
         "SELECT id FROM runs WHERE status IN ('ok', 'discarded', 'superseded') "
-        "AND started < ?1 AND COALESCE(ended, started) < ?1"
+        "AND started < ?1 AND COALESCE(ended, started) < ?1 "
+        # an ok run of some hosts (-H) holding notifications for the others stays for them
+        "AND id NOT IN (SELECT run_id FROM notifications WHERE status NOT IN ('ok', 'carried'))"
     )
 
     def forget_finished(self, days: float) -> int:
@@ -548,27 +551,39 @@ class StateStore:
         return record
 
     def carry_notifications(self, from_run: str, to_run: str) -> None:
-        """Copy the handler notifications ``from_run`` left pending into ``to_run`` (a checkpoint)."""
+        """Move the handler notifications ``from_run`` left pending into ``to_run`` (a checkpoint).
+
+        Every pending one moves, also those of hosts ``to_run`` does not run on (``-H``): they
+        stay pending there for the run after it. In ``from_run`` they become ``carried``, so
+        resuming it later does not run a handler twice."""
         with self.transaction() as cur:
             cur.execute(
                 "INSERT OR IGNORE INTO notifications (run_id, task, host, handler, status, notified)"
-                " SELECT ?, task, host, handler, 'pending', ? FROM notifications WHERE run_id = ? AND status != 'ok'",
+                " SELECT ?, task, host, handler, 'pending', ? FROM notifications WHERE run_id = ?"
+                " AND status NOT IN ('ok', 'carried')",
                 (to_run, time.time(), from_run),
+            )
+            cur.execute(
+                "UPDATE notifications SET status = 'carried' WHERE run_id = ? AND status NOT IN ('ok', 'carried')",
+                (from_run,),
             )
 
     def previous_pending(self, nexusfile: str, requested: list[str], run_id: str) -> RunRecord | None:
-        """The run of the same tasks before ``run_id`` when it did not succeed and left handlers pending."""
+        """The run of the same tasks before ``run_id`` when it left handlers pending: it
+        failed or was stopped, or it succeeded on some hosts only (``-H``) and holds the
+        notifications it took over for the others."""
         row = self.db.execute(
             "SELECT * FROM runs WHERE nexusfile = ? AND requested = ? AND id != ? ORDER BY started DESC LIMIT 1",
             (nexusfile, json.dumps(sorted(requested)), run_id),
         ).fetchone()
-        if row is None or row["status"] in ("ok", "discarded"):
+        if row is None or row["status"] == "discarded":
             return None
         if row["status"] == "running" and _pid_alive(row["pid"]) and row["machine"] == os.uname().nodename:
             return None
         if (
             self.db.execute(
-                "SELECT 1 FROM notifications WHERE run_id = ? AND status != 'ok' LIMIT 1", (row["id"],)
+                "SELECT 1 FROM notifications WHERE run_id = ? AND status NOT IN ('ok', 'carried') LIMIT 1",
+                (row["id"],),
             ).fetchone()
             is None
         ):

@@ -99,6 +99,45 @@ def deploy():
         assert log(shared_dir, host.address) == ["changed", "restart"]
 
 
+def test_handlers_left_pending_survive_a_run_on_some_hosts_and_never_run_twice(
+    project: NexusProject, sshbed: SshBed, shared_dir: Path
+):
+    """A failed run leaves `restart` pending on every host; a run with -H of one host runs it
+    there and holds the others' for the next run; resuming the first run later runs none twice."""
+    (project.root / "app.conf").write_text("v2\n")
+    project.write(
+        header(sshbed)
+        + f"""
+from nexus_core import upload
+
+@handler
+def restart():
+    run(f"echo restart >> {shared_dir}/log-{{hostname()}}")
+
+@task(on="web")
+def deploy():
+    upload("app.conf", f"{shared_dir}/app-{{hostname()}}.conf", notify=restart)
+    run(f"test -f {shared_dir}/fixed")
+"""
+    )
+    hosts = [h.address for h in sshbed.hosts[:3]]
+    failed = project.run("run", "deploy", "--format", "json", timeout=120)
+    assert failed.code == 1, failed
+    failed_id = failed.of("pipeline.start")[0]["run_id"]
+    (shared_dir / "fixed").write_text("")
+    some = project.run("run", "deploy", "-H", hosts[0], "--no-resume", timeout=120)
+    assert some.code == 0, some
+    assert [log(shared_dir, h) for h in hosts] == [["restart"], [], []]
+    held = f"handlers still pending from run {failed_id} on hosts this run left out: restart on"
+    assert held in some.stderr, some
+    rest = project.run("run", "deploy", "--no-resume", timeout=120)
+    assert rest.code == 0, rest
+    assert [log(shared_dir, h) for h in hosts] == [["restart"]] * 3
+    again = project.run("resume", failed_id, timeout=120)  # its handlers were taken over: none runs
+    assert again.code == 0, again
+    assert [log(shared_dir, h) for h in hosts] == [["restart"]] * 3
+
+
 def test_artifacts_of_a_local_build_reach_three_remote_hosts(project: NexusProject, sshbed: SshBed):
     folder = f"nexus-art-{uuid.uuid4().hex[:8]}"
     project.write(
