@@ -27,4 +27,17 @@ def pid_alive(pid: int | None, *, reap: bool = False) -> bool:
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done == pid:
                 return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True when ``pid`` is a zombie: dead, waiting for its parent to collect it (Linux's
+    ``/proc``; elsewhere False). A ``nexus`` killed with ``kill -9`` whose parent (a
+    script, a CI runner) has not waited for it yet is one: it holds no lock, runs nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read(512)
+    except OSError:
+        return False
+    state = data.rpartition(b")")[2].split(None, 1)  # the name in parentheses may hold anything
+    return bool(state) and state[0] == b"Z"

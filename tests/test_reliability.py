@@ -241,6 +241,27 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(nexus_project):
     (nexus_project.root / "go").touch()  # let the orphaned command end
 
 
+def test_a_killed_run_not_yet_collected_by_its_parent_is_crashed_not_running(nexus_project):
+    """Killed with kill -9, nexus stays a zombie until its parent waits for it (a script, a CI
+    runner): it holds no lock and runs nothing, so it must not count as running."""
+    nexus_project.write(GATED)
+    root = nexus_project.root
+    crashed = start_nexus(nexus_project, "run", "slow")
+    assert wait_for(lambda: (root / "started").exists(), timeout=30)
+    crashed.send_signal(signal.SIGKILL)
+    assert wait_for(lambda: Path(f"/proc/{crashed.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    try:
+        listed = nexus_project.run("pipelines", "--format", "json").json()["runs"][0]
+        assert listed["status"] == "crashed", listed
+        (root / "go").touch()  # the orphaned command ends
+        assert wait_for(lambda: "slow-end" in (root / "order.txt").read_text(), timeout=30)
+        resumed = nexus_project.run("resume")
+        assert resumed.code == 0, resumed
+        assert (root / "order.txt").read_text().split() == ["slow-start", "slow-end"]  # not started again
+    finally:
+        crashed.communicate(timeout=30)
+
+
 def test_resume_takes_the_lock_too(nexus_project):
     nexus_project.write(GATED + HOLD)
     root = nexus_project.root
