@@ -221,6 +221,30 @@ def test_discard_forgets_an_interrupted_run(nexus_project):
     assert out.code == 0 and "Discarded" in out.stdout
     assert nexus_project.run("resume").code == 2
     assert nexus_project.run("pipelines", "discard", "no-such-run").code == 2
+    again = nexus_project.run("pipelines", "discard", run_id)
+    assert again.code == 0 and "discarded already" in again.stdout, again
+    empty = nexus_project.run("pipelines", "discard", "")
+    assert empty.code == 2 and "No run id given" in empty.stderr, empty
+
+
+def test_a_running_or_successful_run_is_not_discarded(nexus_project):
+    """Discarding a run under way let `nexus pipelines prune` remove its status files."""
+    nexus_project.write(final_pause(30))
+    proc = start_nexus(nexus_project, "run", "final")
+    try:
+        assert wait_for(lambda: "final-0" in log_lines(nexus_project), timeout=20)
+        run_id = nexus_project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+        refused = nexus_project.run("pipelines", "discard", run_id)
+        assert refused.code == 2 and f"Run {run_id} is still running (pid {proc.pid}" in refused.stderr, refused
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    nexus_project.write(PIPELINE)
+    ok = nexus_project.run("run", "final", "--no-resume")
+    assert ok.code == 0, ok
+    ok_id = nexus_project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+    refused = nexus_project.run("pipelines", "discard", ok_id)
+    assert refused.code == 2 and "succeeded: there is nothing to discard" in refused.stderr, refused
 
 
 def test_concurrent_runs_in_different_projects_share_the_store_safely(nexus_project, tmp_path):

@@ -253,12 +253,24 @@ def pipelines(
 def discard(run_id: str, log_level: str | None = None, log_format: str = "text") -> None:
     """Forget an interrupted run: it will not be offered for resume again."""
     setup_logs(log_level, log_format)
+    if not run_id.strip():
+        fail(ExitCode.CONFIG, "No run id given", [], ["List runs with: nexus pipelines"])
     store = open_store(required=True)
     assert store is not None
     with closing(store):
         record = store.get(run_id)
         if record is None:
             no_run(store, run_id)
+        if record.status == "running" and record.alive:
+            # its status files on the hosts are in use: `nexus pipelines prune` would remove them
+            fail(ExitCode.CONFIG, f"Run {record.id} is still running (pid {record.pid} on {record.machine})", [],
+                 ["Stop it first (Ctrl+C where it runs, or kill " f"{record.pid}), then discard it"])  # fmt: skip
+        if record.status == "ok":
+            fail(ExitCode.CONFIG, f"Run {record.id} succeeded: there is nothing to discard", [],
+                 ["Discard interrupted or failed runs (nexus pipelines --interrupted lists them)"])  # fmt: skip
+        if record.status == "discarded":
+            click.echo(f"Run {record.id} was discarded already.")
+            return
         store.discard(record.id)
     click.echo(f"Discarded run {record.id}.")
 
