@@ -28,6 +28,7 @@ from nexus_core.api import (
     HostOutcome,
     StrategyContext,
 )
+from nexus_core.executors.watchdog import TIMEOUT_KILL_GRACE
 from nexus_core.exitcodes import ExitCode, for_signal
 from nexus_core.model import Command, Host, HostKey, Transfer
 from nexus_core.plan import HostPlan, Plan, TaskPlan
@@ -532,14 +533,18 @@ class Engine:
                 break
             if resume is not None and (tp.name, host.label, index) in resume.uncertain and not _not_shell(cmd):
                 earlier = self._finished_while_away(tp, host, index, cmd)
-                if earlier is not None and (earlier.ok or cmd.continue_on_error):
+                if earlier is not None and (earlier.ok or (cmd.continue_on_error and earlier.status != "interrupted")):
                     if earlier.ok:
                         self._notify(tp, host, index, cmd, pending)
                     done.append(cmd.cmd)
                     continue
-                if earlier is not None:  # it ran to its end and failed: not run a second time
-                    status, reason = "failed", earlier.reason
-                    self._fail(tp, host, cmd, earlier, done, cmd.timeout)
+                if earlier is not None and earlier.status == "failed" and earlier.exit_code is not None and cmd.retries:
+                    cmd = replace(cmd, retries=cmd.retries - 1)  # that was its first attempt: the rest follow
+                elif earlier is not None:  # it ran to its end and failed (or was stopped): not run a second time
+                    status = earlier.status if earlier.status in ("timeout", "interrupted") else "failed"
+                    reason = earlier.reason
+                    if status != "interrupted":
+                        self._fail(tp, host, cmd, earlier, done, cmd.timeout)
                     break
             limit = self._command_limit(tp, host, cmd, deadline, done)
             if limit is None:
@@ -633,16 +638,25 @@ class Engine:
             return None  # the host cannot tell: run the command again
         run_id = self.options.resume.run_id
         key = markers.key(tp.name, host.label, index)
-        deadline = time.monotonic() + (cmd.timeout if cmd.timeout > 0 else 3600.0)
+        began = time.monotonic()
+        deadline = began + (cmd.timeout if cmd.timeout > 0 else 3600.0)
         probe = Command(markers.probe_script(run_id, key, host.label), timeout=30)
         lines: list[str] = []
+        quiet = Cancel()  # the probes and signals must run while this run is being stopped
 
         def collect(_stream: str, line: str) -> None:
             lines.append(line)
 
+        def send(name: str) -> None:
+            executor.run(host, Command(markers.signal_script(run_id, key, name, host.label), timeout=30),
+                         lambda _s, _l: None, quiet, 30.0)  # fmt: skip
+
+        # Still running, it is this run's command now: stopped as a running one would be when
+        # the run is (SIGINT, SIGTERM, SIGKILL by level), and at the end of its timeout.
+        signalled, timed_out = 0, 0.0
         while True:
             lines.clear()
-            result = executor.run(host, probe, collect, self.cancel, 30.0)
+            result = executor.run(host, probe, collect, quiet, 30.0)
             found = markers.parse_probe(lines) if result.ok else markers.ProbeResult("unknown")
             self.bus.emit(
                 ev.Log(
@@ -650,11 +664,34 @@ class Engine:
                     level="info",
                     source="resume",
                     message=f"{tp.name} on {host.label}: command #{index + 1} {found.state}"
-                    + (f" (exit code {found.exit_code})" if found.exit_code is not None else ""),
+                    + (f" (exit code {found.exit_code})" if found.exit_code is not None else "")
+                    + ("" if result.ok else f" ({result.reason or result.status})"),
                 )
             )
-            if found.state != "running" or time.monotonic() > deadline or not self.cancel.sleep(1.0):
+            if found.state != "running":
                 break
+            level, now = self.cancel.level, time.monotonic()
+            if level >= Cancel.INTERRUPT and level > signalled:
+                send({Cancel.INTERRUPT: "INT", Cancel.TERMINATE: "TERM"}.get(level, "KILL"))
+                signalled = level
+            elif not timed_out and now > deadline:
+                send("TERM")
+                timed_out = now
+            elif timed_out and now > timed_out + TIMEOUT_KILL_GRACE:
+                send("KILL")
+            elif signalled >= Cancel.KILL or (timed_out and now > timed_out + TIMEOUT_KILL_GRACE + 5):
+                break  # it does not end even so: reported below, never started again
+            self.cancel.wait_change(level, 1.0)
+        waited = time.monotonic() - began
+        if timed_out:
+            why = f"timed out after {cmd.timeout:g}s: started by the interrupted run, it still ran at the resume"
+            return CommandResult("timeout", None, waited, f"{why}, and was stopped")
+        if signalled:
+            return CommandResult("interrupted", None, waited, "interrupted while this resume waited for the command "
+                                 "the interrupted run started; it was sent the run's signals")  # fmt: skip
+        if found.state == "running":  # the probe kept answering "running" and nothing stopped it
+            return CommandResult("failed", None, waited, "still running on the host (started by the interrupted "
+                                 "run): not started a second time")  # fmt: skip
         if found.state != "finished" or found.exit_code is None:
             return None
         tail = self._replay_spool(executor, host, tp.name, index, run_id, key)

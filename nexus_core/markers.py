@@ -94,12 +94,30 @@ def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
     f = status_file(run_id, host)
     k = marker_key
     return (
-        f"f={f}; [ -f {status_dir(run_id, host)} ] && f={status_dir(run_id, host)}; pid=; rc=\n"
+        # A resume probes while the run is being stopped too: the run's signals do not end it.
+        f"trap '' INT TERM HUP; f={f}; [ -f {status_dir(run_id, host)} ] && f={status_dir(run_id, host)}; pid=; rc=\n"
         f'if [ -f "$f" ]; then while read -r k w v; do if [ "$k" = "{k}" ]; then '
         f'if [ "$w" = pid ]; then pid=$v; rc=; elif [ "$w" = rc ]; then rc=$v; fi; fi; done < "$f"; fi\n'
         f'if [ -n "$rc" ]; then echo "finished $rc"; '
         f'elif [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running; '
         f'elif [ -n "$pid" ]; then echo killed; else echo never; fi'
+    )
+
+
+def signal_script(run_id: str, marker_key: str, signal_name: str, host: str = "") -> str:
+    """Shell text sending ``signal_name`` (INT, TERM, KILL) to a command of the run that is
+    still running: to its process group (its wrapper started it in a session of its own),
+    else to its wrapper. Built-ins only; a finished or unknown command is left alone."""
+    if signal_name not in ("INT", "TERM", "KILL"):
+        raise ValueError(f"signal_script: no signal {signal_name!r}")
+    f = status_file(run_id, host)
+    k = marker_key
+    return (
+        f"trap '' INT TERM HUP; f={f}; [ -f {status_dir(run_id, host)} ] && f={status_dir(run_id, host)}; pid=; rc=\n"
+        f'if [ -f "$f" ]; then while read -r k w v; do if [ "$k" = "{k}" ]; then '
+        f'if [ "$w" = pid ]; then pid=$v; rc=; elif [ "$w" = rc ]; then rc=$v; fi; fi; done < "$f"; fi\n'
+        f'if [ -z "$rc" ] && [ -n "$pid" ]; then kill -{signal_name} "-$pid" 2>/dev/null || '
+        f'kill -{signal_name} "$pid" 2>/dev/null; fi; exit 0'
     )
 
 

@@ -3,6 +3,7 @@ of one project at once, control sequences from hosts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_in_pty, start_nexus, wait_for
+from helpers import read_until, run_in_pty, start_nexus, wait_for
 
 from nexus_core.output.safe import clean, json_safe, terminal_safe
 
@@ -410,3 +411,70 @@ def t():
     assert result.code == 1
     (stop,) = result.of("task.stop")
     assert stop["commands_executed"] == 2
+
+
+ADOPTED = """
+from nexus_core import config, task, run
+
+config(interrupt_grace=1, terminate_grace=1)
+
+@task
+def slow():
+    run("echo A >> count; sleep 31.7; echo B >> count", timeout=3)
+
+@task
+def retried():
+    run("echo A >> count; sleep 1.3; exit 7", retries=2, retry_delay=0)
+"""
+
+
+def _killed_during(nexus_project, task: str) -> None:  # type: ignore[no-untyped-def]
+    """``nexus run TASK`` killed with kill -9 once its command started (and reaped)."""
+    nexus_project.write(ADOPTED)
+    proc = start_nexus(nexus_project, "run", task)
+    assert wait_for(lambda: (nexus_project.root / "count").exists(), timeout=30)
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
+def _sleeping(value: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if f"sleep {value}" in line and "sh -c" not in line]
+
+
+def test_a_command_still_running_at_the_resume_is_stopped_at_its_timeout_not_started_again(nexus_project):
+    _killed_during(nexus_project, "slow")
+    try:
+        out = nexus_project.run("resume", timeout=60)
+        assert out.code == 4, out
+        assert "still ran at the resume, and was stopped" in out.stdout + out.stderr, out
+        assert (nexus_project.root / "count").read_text().split() == ["A"]
+        assert wait_for(lambda: not _sleeping("31.7"), timeout=10), _sleeping("31.7")
+    finally:
+        for line in _sleeping("31.7"):
+            with contextlib.suppress(OSError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def test_ctrl_c_while_a_resume_waits_for_a_command_stops_that_command(nexus_project):
+    _killed_during(nexus_project, "slow")
+    try:
+        resumed = start_nexus(nexus_project, "resume", "--format", "json")
+        assert "command #1 running" in read_until(resumed, lambda line: "command #1 running" in line)
+        resumed.send_signal(signal.SIGINT)
+        rest, err = resumed.communicate(timeout=60)
+        assert resumed.returncode == 130, (rest, err)
+        assert wait_for(lambda: not _sleeping("31.7"), timeout=10), (_sleeping("31.7"), rest)
+        assert (nexus_project.root / "count").read_text().split() == ["A"]
+    finally:
+        for line in _sleeping("31.7"):
+            with contextlib.suppress(OSError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def test_a_command_that_failed_while_nexus_was_down_keeps_its_retries(nexus_project):
+    _killed_during(nexus_project, "retried")
+    assert wait_for(lambda: not _sleeping("1.3"), timeout=30)  # it failed with nobody watching
+    out = nexus_project.run("resume", timeout=60)
+    assert out.code == 1, out
+    assert (nexus_project.root / "count").read_text().split() == ["A", "A", "A"]  # 1 + 2 retries

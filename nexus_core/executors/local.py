@@ -410,7 +410,7 @@ class LocalExecutor(Executor):
             )
         if command.input is not None and proc.stdin is not None:
             threading.Thread(target=_feed, args=(proc.stdin, command.input.encode("utf-8")), daemon=True).start()
-        watched = self._watchdog.add(proc.pid, timeout)
+        watched = self._watchdog.add(proc.pid, timeout, cancel)
         try:
             if spools:
                 code = follow(proc, spools)

@@ -27,6 +27,8 @@ class Watched:
     level_sent: int = 0
     signalled: bool = False
     done: bool = False
+    #: Whose cancel levels it follows (the command's own; None: the watchdog's, the run's).
+    cancel: Cancel | None = None
 
 
 class Watchdog:
@@ -45,9 +47,14 @@ class Watchdog:
         with self._cond:
             self._cond.notify_all()
 
-    def add(self, pgid: int, timeout: float) -> Watched:
-        """Watch process group ``pgid`` for ``timeout`` seconds (0 = no limit)."""
+    def add(self, pgid: int, timeout: float, cancel: Cancel | None = None) -> Watched:
+        """Watch process group ``pgid`` for ``timeout`` seconds (0 = no limit), signalling it
+        as ``cancel`` (default: the run's) rises: a resume's probes, given a cancel of their
+        own, must not die of the run's stop they help with."""
         item = Watched(pgid, time.monotonic() + timeout if timeout > 0 else float("inf"))
+        if cancel is not None and cancel is not self._cancel:
+            item.cancel = cancel
+            cancel.listeners.append(self._wake)
         with self._cond:
             self._items[id(item)] = item
             if self._thread is None:
@@ -55,7 +62,7 @@ class Watchdog:
                 self._thread.start()
             elif item.deadline < self._due:  # otherwise the thread is awake by then anyway
                 self._cond.notify_all()
-        if self._cancel.level:
+        if (item.cancel or self._cancel).level:
             self._wake()
         return item
 
@@ -77,9 +84,10 @@ class Watchdog:
                 if self._closed:
                     return
                 now = time.monotonic()
-                level = self._cancel.level
+                run_level = self._cancel.level
                 due = float("inf")
                 for item in list(self._items.values()):
+                    level = run_level if item.cancel is None else item.cancel.level
                     if level > item.level_sent:
                         if level in _LEVEL_SIGNALS:
                             _signal(item.pgid, _LEVEL_SIGNALS[level])

@@ -73,8 +73,9 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
                 if row is not None and row["status"] == "ok":
                     first = index + 1
                     continue
-                # Not recorded as finished: it may have been running when the run stopped.
-                if row is None or row["status"] in ("running", "interrupted"):
+                # Not recorded as finished: it may have been running when the run stopped, or
+                # when the connection to its host was lost (it may have ended since, or still run).
+                if row is None or row["status"] in ("running", "interrupted", "unreachable", "error"):
                     point.uncertain.add((name, label, index))
                 break
             point.start_at[(name, label)] = first
