@@ -156,3 +156,28 @@ def test_preflight_shows_tasks_that_run_together_as_one_step(nexus_project):
     out = nexus_project.run("preflight", "build")
     assert out.code == 0, out
     assert "Dependencies resolved: [lint, test] -> build" in out.stdout + out.stderr, out
+
+
+LIMIT_HOSTS = """
+from nexus_core import hosts, run, task
+hosts("web", "web-1.invalid", "web-2.invalid")
+
+@task(on="web")
+def deploy():
+    run("echo deploy")
+"""
+
+
+def test_limit_is_the_hosts_option_under_ansibles_name(nexus_project):
+    """`--limit` (docs/inventories.md: Ansible's `--limit` becomes `-H`) is `-H/--hosts` itself."""
+    nexus_project.write(LIMIT_HOSTS)
+    by_h = nexus_project.run("run", "deploy", "--list-hosts", "-H", "web-2*")
+    by_limit = nexus_project.run("run", "deploy", "--list-hosts", "--limit", "web-2*")
+    assert by_limit.code == 0, by_limit
+    assert by_limit.stdout == by_h.stdout and "web-1" not in by_limit.stdout and "web-2.invalid" in by_limit.stdout
+    both = nexus_project.run("run", "deploy", "--list-hosts", "--limit", "web-1*", "-H", "web-2*")
+    assert both.code == 0 and "web-1.invalid" in both.stdout and "web-2.invalid" in both.stdout, both
+    typo = nexus_project.run("run", "deploy", "--limit", "wbe", "--list-hosts")
+    assert typo.code == 2 and "'wbe' matches no host or group" in typo.stderr, typo
+    assert "--limit" in nexus_project.run("run", "--help").stdout
+    assert "--limit" in nexus_project.run("preflight", "--help").stdout

@@ -158,3 +158,83 @@ def test_a_parsed_inventory_is_reused_until_the_file_changes(tmp_path: Path, mon
     assert list((tmp_path / "cache" / "nexus" / "inventories").iterdir())
     path.write_text('[groups.web]\nhosts = ["a", "b"]\n', encoding="utf-8")
     assert read_inventory(str(path)).groups["web"].hosts == ["a", "b"]
+
+
+def test_an_ini_child_group_the_file_does_not_define_is_reported_at_its_line():
+    found = problems(
+        """
+        [web]
+        web-1
+        [db]
+        db-1
+        [prod:children]
+        web
+        dbb
+        nosuch
+        """,
+        "hosts.ini",
+    )
+    assert found == [
+        (7, "group 'prod' has child group 'dbb', which the file does not define", "did you mean 'db'?"),
+        (8, "group 'prod' has child group 'nosuch', which the file does not define",
+         "add a [nosuch] section, or remove it from [prod:children]"),
+    ]  # fmt: skip
+    # A child defined further down the file, or by its vars or children section alone, is defined.
+    inv = parse(
+        """
+        [prod:children]
+        web
+        empty
+        [web]
+        web-1
+        [empty:vars]
+        role=none
+        """,
+        "hosts.ini",
+    )
+    assert sorted(by_name(inv, "prod")) == ["web-1"]
+
+
+def test_a_yaml_child_group_named_but_never_defined_is_reported_at_its_line():
+    found = problems(
+        """
+        all:
+          children:
+            web:
+              hosts:
+                web-1:
+            prod:
+              children:
+                web:
+                dbb:
+        """,
+        "hosts.yml",
+    )
+    hint = "give dbb its hosts: (or children:) somewhere in the file, or remove it from prod's children"
+    assert found == [(9, "group 'prod' has child group 'dbb', which the file does not define", hint)]
+    # A child given its hosts elsewhere in the file (before or after) is defined.
+    inv = parse(
+        """
+        prod:
+          children:
+            db:
+        db:
+          hosts:
+            db-1:
+        """,
+        "hosts.yml",
+    )
+    assert sorted(by_name(inv, "prod")) == ["db-1"]
+
+
+def test_validate_refuses_an_ini_inventory_with_a_misspelt_child_group(nexus_project):
+    nexus_project.write("[web]\nweb-1\n[db]\ndb-1\n[prod:children]\nweb\ndbb\n", "hosts.ini")
+    nexus_project.write(
+        'from nexus_core import inventory, run, task\ninventory("hosts.ini")\n\n'
+        '@task(on="prod")\ndef t():\n    run("true")\n'
+    )
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    assert "hosts.ini:7" in out.stderr, out
+    assert "group 'prod' has child group 'dbb', which the file does not define" in out.stderr
+    assert "did you mean 'db'?" in out.stderr and "Traceback" not in out.stderr

@@ -368,7 +368,10 @@ def format_option(f: F) -> F:
 
 
 def hosts_option(help: str) -> Callable[[F], F]:
-    """``-H/--hosts PATTERN`` (repeatable, completed with host and group names), passed as ``hosts_override``."""
+    """``-H/--hosts PATTERN`` (repeatable, completed with host and group names), passed as ``hosts_override``.
+
+    ``--limit`` is the same option, under the name Ansible users type (docs/inventories.md).
+    """
 
     def decorate(f: F) -> F:
         from nexus_core.complete import complete
@@ -376,6 +379,7 @@ def hosts_option(help: str) -> Callable[[F], F]:
         return click.option(
             "-H",
             "--hosts",
+            "--limit",
             "hosts_override",
             metavar="PATTERN",
             multiple=True,

@@ -603,8 +603,26 @@ class _Reader:
 
     # --- Ansible INI ---------------------------------------------------------------------------
 
+    def undefined_children(self, defined: set[str], listed: list[tuple[str, str, int]], how: str) -> None:
+        """Report each child group of ``listed`` (parent, child, line) that is not in ``defined``.
+
+        Ansible would make such a group silently, with no hosts: a misspelt child (``dbb`` for
+        ``db``) dropped its hosts from the parent without a word. ``how``: how to define one.
+        """
+        for parent, child, number in listed:
+            if child in defined or child in ("all", "ungrouped"):
+                continue
+            close = suggest(child, defined)
+            self.problem(
+                number,
+                f"group {parent!r} has child group {child!r}, which the file does not define",
+                f"did you mean {close!r}?" if close else how.format(child=child, parent=parent),
+            )
+
     def ini(self) -> None:
         section: tuple[str, str] = ("ungrouped", "hosts")
+        defined: set[str] = set()  # groups with a section of their own ([g], [g:vars], [g:children])
+        listed: list[tuple[str, str, int]] = []  # (parent, child, line) of [parent:children]
         for number, raw in enumerate(self.text.splitlines(), 1):
             line = raw.strip()
             if not line or line.startswith(("#", ";")):
@@ -623,6 +641,7 @@ class _Reader:
                     continue
                 section = (name, kind)
                 self.group(name, number)
+                defined.add(name)
                 continue
             name, kind = section
             if kind == "skip":
@@ -635,6 +654,7 @@ class _Reader:
                 else:
                     entry.children.append(child)
                     self.group(child, number)
+                    listed.append((name, child, number))
             elif kind == "vars":
                 key, sep, value = line.partition("=")
                 if not sep or not key.strip():
@@ -643,6 +663,7 @@ class _Reader:
                 self._ini_var(self.group(name, number), key.strip(), value.strip(), number, f"group {name!r}")
             else:
                 self._ini_host(name, line, number)
+        self.undefined_children(defined, listed, "add a [{child}] section, or remove it from [{parent}:children]")
 
     def _ini_host(self, group: str, line: str, number: int) -> None:
         if "'" in line or '"' in line:
@@ -710,19 +731,32 @@ class _Reader:
                          "start with `all:` and its hosts: / children:")  # fmt: skip
             return
         self._constructor = yaml.SafeLoader("")
+        self._yaml_defined: set[str] = set()
+        self._yaml_listed: list[tuple[str, str, int]] = []
         for key_node, body in root.value:
             self._yaml_group(str(key_node.value), body, key_node.start_mark.line + 1)
+        self.undefined_children(
+            self._yaml_defined,
+            self._yaml_listed,
+            "give {child} its hosts: (or children:) somewhere in the file, or remove it from {parent}'s children",
+        )
 
     def _value(self, node: Any) -> Any:
         return self._constructor.construct_object(node, deep=True)
 
-    def _yaml_group(self, name: str, node: Any, line: int) -> None:
+    def _yaml_group(self, name: str, node: Any, line: int, parent: str = "") -> None:
+        """One group's mapping; a child with an empty body names a group defined elsewhere."""
         import yaml
 
         entry = self.group(name, line)
         what = f"group {name!r}"
         if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+            if parent:
+                self._yaml_listed.append((parent, name, line))
+            else:
+                self._yaml_defined.add(name)  # a top-level group with nothing in it yet
             return
+        self._yaml_defined.add(name)
         if not isinstance(node, yaml.MappingNode):
             self.problem(line, f"{what} must be a mapping with hosts:, children: or vars:")
             return
@@ -743,7 +777,7 @@ class _Reader:
                         self.problem(child_key.start_mark.line + 1, f"{what}: child group {child!r} is listed twice")
                         continue
                     entry.children.append(child)
-                    self._yaml_group(child, child_body, child_key.start_mark.line + 1)
+                    self._yaml_group(child, child_body, child_key.start_mark.line + 1, name)
             elif key == "vars":
                 values = self._value(body)
                 if values is None:

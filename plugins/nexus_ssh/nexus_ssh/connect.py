@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_ssh.errors import CancelledConnect, ConnectError, HandshakeTimeout, LoginTimeout, classify
 from nexus_ssh.hostkeys import HostKeyVerifier
+from nexus_ssh.options import DEFAULT_CONNECT_ATTEMPTS, MAX_CONNECT_ATTEMPTS
 from nexus_ssh.pacing import Pacer, PacingCancelled
 from nexus_ssh.settings import ConnectSpec, Endpoint, Resolver
 
@@ -166,6 +167,19 @@ class Connection:
                 t.close()
 
 
+def connect_attempts(options: Mapping[str, Any], config: Mapping[str, Any]) -> int:
+    """How many times a connection is tried: the option (``ssh_connect_attempts``, which
+    ``nexus hosts`` and preflight set to 1), else the config key (nexusfile, config files,
+    ``NEXUS_SSH_CONNECT_ATTEMPTS``), else 3; kept within 1..100."""
+    for value in (options.get("ssh_connect_attempts"), config.get("ssh_connect_attempts")):
+        if value is not None and not isinstance(value, bool):
+            try:
+                return min(max(int(value), 1), MAX_CONNECT_ATTEMPTS)
+            except (TypeError, ValueError):
+                continue
+    return DEFAULT_CONNECT_ATTEMPTS
+
+
 class Connector:
     """Opens connections for a :class:`ConnectSpec`; one per executor, thread-safe."""
 
@@ -175,7 +189,7 @@ class Connector:
         self.resolver = resolver
         self.options = options
         self.verifier = HostKeyVerifier()
-        self.attempts = int(options.get("ssh_connect_attempts", 3))
+        self.attempts = connect_attempts(options, getattr(resolver, "config", None) or {})
         self.backoff_base = float(options.get("ssh_retry_base", 0.5))
         self.backoff_max = float(options.get("ssh_retry_max", 8.0))
         self._keys: dict[str, PKey | None] = {}

@@ -51,6 +51,25 @@ def _identity_here(value: Any) -> str | None:
     )
 
 
+#: Default of ``ssh_connect_attempts``: a connection is tried this many times on transient
+#: failures (refused, reset, timed out, unreachable) before its host fails.
+DEFAULT_CONNECT_ATTEMPTS = 3
+#: The most tries ``ssh_connect_attempts`` takes: more is a typo. 100 tries of an unanswering
+#: host already take up to half an hour (``ssh_connect_timeout`` each, up to 8 s between).
+MAX_CONNECT_ATTEMPTS = 100
+
+
+def _positive(name: str, example: str) -> Any:
+    """A check refusing 0 and negative numbers of seconds (0 would not mean "no limit")."""
+
+    def check(value: Any) -> str | None:
+        if value > 0:
+            return None
+        return f"{name} must be more than 0 seconds, not {value!r} ({example})"
+
+    return check
+
+
 def _rate(value: Any) -> str | None:
     from nexus_ssh.pacing import rate_problem
 
@@ -81,7 +100,28 @@ def config_options() -> list[Option]:
         Option("ssh_host_key_verification", (str,), "strict", "host key policy", choices=POLICIES),
         Option("ssh_jump", (str, list), None, "jump host(s)"),
         Option("ssh_pool_size", (int,), 4, "connections per host", minimum=1),
-        Option("ssh_connect_timeout", _NUM, 10, "seconds to connect", minimum=0),
+        Option(
+            "ssh_connect_timeout",
+            _NUM,
+            10,
+            "seconds one connection try may take (more than 0)",
+            check=_positive("ssh_connect_timeout", "e.g. ssh_connect_timeout=10"),
+        ),
+        Option(
+            "ssh_connect_attempts",
+            (int,),
+            DEFAULT_CONNECT_ATTEMPTS,
+            "times a connection is tried on transient failures before its host fails (1: no retry)",
+            minimum=1,
+            maximum=MAX_CONNECT_ATTEMPTS,
+        ),
+        Option(
+            "ssh_idle_timeout",
+            _NUM,
+            60,
+            "seconds an unused pooled connection stays open (more than 0)",
+            check=_positive("ssh_idle_timeout", "e.g. ssh_idle_timeout=60"),
+        ),
         Option(
             "ssh_config_file",
             (str,),
@@ -92,7 +132,8 @@ def config_options() -> list[Option]:
             "ssh_connect_rate",
             (str, int),
             "200/second",
-            "new SSH connections per period, e.g. '200/second' ('0' for no limit)",
+            "new SSH connections per period: a rate such as '200/second' or '1000/minute', "
+            "an integer N for N a second, or 0 / '0' for no limit",
             check=_rate,
         ),
         Option(

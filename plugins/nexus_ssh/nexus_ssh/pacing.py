@@ -7,7 +7,8 @@ same moment, and a fleet behind one jump host sends every one of them to that on
 Two knobs keep that in bounds:
 
 - ``ssh_connect_rate`` (default ``"200/second"``): new TCP connections this process starts,
-  over a moving window (the ``limits`` package). ``"0"`` or ``""`` turns it off.
+  over a moving window (the ``limits`` package); an integer N is N a second. ``0``, ``"0"``
+  or ``""`` turns it off; a count of 0 in ``"N/period"`` is refused (it would start none).
 - ``ssh_jump_concurrency`` (default 8): connections being opened (TCP, key exchange, login
   to the jump host and to the target) at once through one jump host; below the 10 of
   ``MaxStartups 10:30:100``, so a jump host with sshd's defaults never drops one of ours.
@@ -50,23 +51,72 @@ _MAX_WAITS = 10_000
 #: is a wake-up wanting the GIL: 900 queued connections looking twice a second starved the
 #: threads doing the work (a stop is still seen within 2 s; running commands get 10).
 _LINE_POLL = 2.0
+#: A connection the rate makes wait longer than this many seconds is announced (once a run):
+#: a rate such as ``"1/day"`` must not look like a hang.
+WAIT_WARNING = 3.0
 
 
 class PacingCancelled(Exception):
     """A stop was requested while a connection waited for its turn."""
 
 
-def rate_problem(value: Any) -> str | None:
-    """Why ``value`` is not a valid ``ssh_connect_rate`` (None when it is)."""
+def rate_text(value: Any) -> str:
+    """``ssh_connect_rate`` as a ``limits`` rate: "" for no limit (None, "", 0, "0"),
+    ``"N/second"`` for an integer N (or its digits, as ``NEXUS_SSH_CONNECT_RATE=50`` gives),
+    else the text as written (``"200/second"``, ``"1000/minute"``)."""
     if value in (None, "", 0, "0"):
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value}/second"
+    text = str(value).strip()
+    if text.isdigit():
+        return "" if int(text) == 0 else f"{int(text)}/second"
+    return text
+
+
+def rate_problem(value: Any) -> str | None:
+    """Why ``value`` is not a valid ``ssh_connect_rate`` (None when it is).
+
+    A count of 0 in ``N/period`` is refused: it would let no connection start, and the run
+    would wait for ever; "no limit" is ``0`` or ``"0"`` alone.
+    """
+    fix = "write 0 or '0' for no limit, or a rate such as '20/second'"
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return f"ssh_connect_rate must not be negative, not {value!r}: {fix}"
+    text = rate_text(value)
+    if not text:
         return None
-    from limits import parse
+    from limits import parse_many
 
     try:
-        parse(str(value))
+        items = parse_many(text)
     except ValueError:
-        return f"ssh_connect_rate must read like '200/second' ('0': no limit), not {value!r}"
+        return (
+            f"ssh_connect_rate must read like '200/second' or '1000/minute' (an integer N: N a "
+            f"second; 0 or '0': no limit), not {value!r}"
+        )
+    if any(item.amount <= 0 for item in items):
+        return f"ssh_connect_rate {value!r} lets no connection start (a count of 0 per period): {fix}"
     return None
+
+
+def wait_text(seconds: float) -> str:
+    """A wait for a message: ``12s``, ``4m 10s``, ``23h 59m``."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _log_warning(message: str) -> None:
+    """Say ``message`` as a warning on the ``nexus`` logger (stderr: ``nexus: WARNING: ...``)."""
+    import logging
+
+    logging.getLogger("nexus").warning(message)
 
 
 def _free_hits(rate: str) -> int:
@@ -144,9 +194,11 @@ class Gate:
 class Pacer:
     """Hands out turns to open connections: the rate limit first, then the jump host's cap."""
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        rate = options.get("ssh_connect_rate", DEFAULT_RATE)
-        self.rate = "" if rate in (None, "", 0, "0") else str(rate)
+    def __init__(self, options: Mapping[str, Any], warn: Callable[[str], None] | None = None) -> None:
+        self.rate = rate_text(options.get("ssh_connect_rate", DEFAULT_RATE))
+        #: Says a warning (default: the ``nexus`` logger); called at most once, see :meth:`_waiting`.
+        self._warn = warn or _log_warning
+        self._warned = False
         cap = options.get("ssh_jump_concurrency", DEFAULT_JUMP_CONCURRENCY)
         self.jump_concurrency = max(0, int(cap if cap is not None else DEFAULT_JUMP_CONCURRENCY))
         opening = options.get("ssh_connect_concurrency", DEFAULT_CONNECT_CONCURRENCY)
@@ -223,10 +275,24 @@ class Pacer:
                 if limiter.hit(item, "nexus-ssh-connect"):
                     break
                 stats = limiter.get_window_stats(item, "nexus-ssh-connect")
-                if not sleep(min(max(stats.reset_time - time.time(), 0.005), 5.0)):
+                wait = stats.reset_time - time.time()
+                if wait > WAIT_WARNING:
+                    self._waiting(wait)
+                if not sleep(min(max(wait, 0.005), 5.0)):
                     raise PacingCancelled()
         finally:
             self._line.release()
+
+    def _waiting(self, seconds: float) -> None:
+        """Tell the user, once, that the rate holds the next connection back ``seconds`` s."""
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        self._warn(
+            f"waiting for ssh_connect_rate ({self.rate}): next connection in {wait_text(seconds)} "
+            "(raise the rate, e.g. ssh_connect_rate='200/second', or set it to '0' for no limit)"
+        )
 
     @contextmanager
     def turn(self, jump: str, sleep: Callable[[float], bool]) -> Iterator[None]:

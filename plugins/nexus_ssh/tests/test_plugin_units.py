@@ -58,6 +58,8 @@ def test_config_option_declared() -> None:
         "ssh_jump",
         "ssh_pool_size",
         "ssh_connect_timeout",
+        "ssh_connect_attempts",
+        "ssh_idle_timeout",
         "ssh_config_file",
         "ssh_connect_rate",
         "ssh_jump_concurrency",

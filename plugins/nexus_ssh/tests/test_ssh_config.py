@@ -423,3 +423,74 @@ def test_connect_timeout_bounds_a_silent_server(
     assert out.code == 3, out
     assert elapsed < 20, f"took {elapsed:.1f} s"
     assert f"Connection timed out during the SSH handshake ({address} port {port})" in out.stderr, out
+
+
+def test_connect_settings_that_cannot_work_are_refused_by_validate(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """ssh_connect_timeout=0 made every try fail with 'Operation now in progress' (and retry):
+    a timeout, an idle timeout or a number of tries that cannot work is a validation error."""
+    cases = [
+        ("ssh_connect_timeout=0", "ssh_connect_timeout must be more than 0 seconds, not 0"),
+        ("ssh_connect_timeout=-1", "ssh_connect_timeout must be more than 0 seconds, not -1"),
+        ("ssh_idle_timeout=0", "ssh_idle_timeout must be more than 0 seconds, not 0"),
+        ("ssh_connect_attempts=0", "ssh_connect_attempts must be >= 1, not 0"),
+        ("ssh_connect_attempts=101", "ssh_connect_attempts must be at most 100, not 101"),
+    ]
+    for setting, message in cases:
+        project.write(
+            f"from nexus_core import config, run, task\nconfig({setting})\n@task\ndef t():\n    run('true')\n"
+        )
+        out = run(project, "validate")
+        assert out.code == 2, out
+        assert "nexusfile.py:2" in out.stderr and message in out.stderr, out
+    env = run(project, "validate", env={"NEXUS_SSH_CONNECT_TIMEOUT": "0"})
+    assert env.code == 2 and "NEXUS_SSH_CONNECT_TIMEOUT" in env.stderr and "more than 0" in env.stderr, env
+    fine = "config(ssh_connect_timeout=0.5, ssh_idle_timeout=5, ssh_connect_attempts=1)"
+    project.write(f"from nexus_core import config, run, task\n{fine}\n@task\ndef t():\n    run('true')\n")
+    assert run(project, "validate").code == 0
+
+
+def test_ssh_connect_attempts_sets_the_tries_from_the_nexusfile_and_the_environment(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{REFUSED}"])
+        def deploy():
+            run("echo never")
+        """,
+        ssh_connect_attempts=1,
+    )
+    once = run(project, "run", "deploy")
+    assert once.code == 3, once
+    assert "connection attempt" not in once.stderr and " attempts" not in once.stderr, once
+    twice = run(project, "run", "deploy", env={"NEXUS_SSH_CONNECT_ATTEMPTS": "2"})
+    assert twice.code == 3, twice
+    assert twice.stderr.count("connection attempt 1/2 failed") == 1, twice
+    assert "connection attempt 2/" not in twice.stderr and "after 2 attempts" in twice.stderr, twice
+
+
+def test_the_connector_and_the_pool_read_their_config_keys() -> None:
+    from nexus_core.api import ExecutorContext
+
+    from nexus_ssh.connect import Connector, connect_attempts
+    from nexus_ssh.executor import SshExecutor
+    from nexus_ssh.settings import Resolver
+
+    assert connect_attempts({}, {}) == 3 and connect_attempts({}, {"ssh_connect_attempts": 5}) == 5
+    # `nexus hosts` and preflight give the option: it wins over the config.
+    assert connect_attempts({"ssh_connect_attempts": 1}, {"ssh_connect_attempts": 5}) == 1
+    assert connect_attempts({}, {"ssh_connect_attempts": 10_000}) == 100
+    resolver = Resolver({"ssh_connect_attempts": 7}, {"ssh_config_file": ""})
+    assert Connector(resolver, {}).attempts == 7
+    ctx = ExecutorContext(
+        config={"ssh_idle_timeout": 5}, root=".", emit=lambda _e: None, run_id="t", options={}
+    )
+    ex = SshExecutor(ctx)
+    try:
+        assert ex.idle_timeout == 5.0
+    finally:
+        ex.close()

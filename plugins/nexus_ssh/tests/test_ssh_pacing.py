@@ -227,3 +227,89 @@ def test_the_gate_bounds_the_slots_hands_them_on_and_lets_a_stop_leave() -> None
     assert not full._waiters
     full.leave()
     assert full._free == 1
+
+
+def test_an_integer_rate_is_that_many_a_second_and_a_count_of_0_is_refused() -> None:
+    from nexus_ssh.pacing import rate_text
+
+    assert Pacer({"ssh_connect_rate": 50}).rate == "50/second" and rate_text("50") == "50/second"
+    assert Pacer({"ssh_connect_rate": 0}).rate == "" and rate_text("0") == "" and rate_text(None) == ""
+    assert rate_problem(50) is None and rate_problem("50") is None and rate_problem("1/day") is None
+    for zero in ("0/second", "0 per minute", "10/second;0/minute"):
+        problem = rate_problem(zero)
+        assert problem is not None and "lets no connection start" in problem, zero
+        assert "'0' for no limit" in problem and "'20/second'" in problem
+    negative = rate_problem(-5)
+    assert negative is not None and "negative" in negative
+    option = {o.name: o for o in config_options()}["ssh_connect_rate"]
+    assert option.problem(50) is None and option.problem("0/second")
+    assert "an integer N for N a second" in option.hint()
+
+
+def test_a_long_wait_for_the_rate_is_told_once() -> None:
+    from nexus_ssh.pacing import PacingCancelled, wait_text
+
+    told: list[str] = []
+    pacer = Pacer({"ssh_connect_rate": "1/hour"}, warn=told.append)
+    with pacer.turn("", lambda _s: True):  # the hour's one connection
+        pass
+    for _ in range(3):  # each next one waits (then stops: the sleep says the run is stopping)
+        with pytest.raises(PacingCancelled), pacer.turn("", lambda _s: False):
+            pass
+    assert len(told) == 1, told
+    import re
+
+    assert re.match(r"waiting for ssh_connect_rate \(1/hour\): next connection in (1h 0m|59m \d+s) ", told[0])
+    assert "'0' for no limit" in told[0]
+    assert (wait_text(12.2), wait_text(250), wait_text(86399)) == ("12s", "4m 10s", "23h 59m")
+    # A short wait is not worth a warning.
+    quiet: list[str] = []
+    short = Pacer({"ssh_connect_rate": "1/second"}, warn=quiet.append)
+    for _ in range(2):
+        with short.turn("", lambda s: True):
+            pass
+    assert quiet == []
+
+
+def _bed_project(nexus_project: Any, bed: SshBed, rate: Any, hosts: list[str]) -> Any:
+    nexus_project.env["NEXUS_SSH_CONFIG"] = ""
+    nexus_project.env.pop("SSH_AUTH_SOCK", None)
+    nexus_project.write(
+        "from nexus_core import config, run, task\n"
+        f"config(ssh_user={USER_KEY!r}, ssh_identity={bed.key_path('ed25519')!r}, "
+        f"ssh_known_hosts_file={bed.known_hosts!r}, ssh_port={bed.port}, ssh_connect_rate={rate!r})\n"
+        f"@task(on={hosts!r})\n"
+        "def deploy():\n"
+        "    run('true')\n"
+    )
+    return nexus_project
+
+
+def test_validate_refuses_a_rate_of_0_per_period_and_takes_an_integer(nexus_project: Any) -> None:
+    nexus_project.write(
+        'from nexus_core import config, run, task\nconfig(ssh_connect_rate="0/second")\n'
+        "@task\ndef t():\n    run('true')\n"
+    )
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    assert "nexusfile.py:2" in out.stderr and "lets no connection start" in out.stderr, out
+    assert "'0' for no limit" in out.stderr and "'20/second'" in out.stderr
+    env = nexus_project.run("validate", env={"NEXUS_SSH_CONNECT_RATE": "0/minute"})
+    assert env.code == 2 and "NEXUS_SSH_CONNECT_RATE" in env.stderr, env
+    nexus_project.write(
+        "from nexus_core import config, run, task\nconfig(ssh_connect_rate=50)\n"
+        "@task\ndef t():\n    run('true')\n"
+    )
+    assert nexus_project.run("validate").code == 0
+    assert nexus_project.run("validate", env={"NEXUS_SSH_CONNECT_RATE": "50"}).code == 0
+
+
+def test_a_run_held_back_by_the_rate_says_so(nexus_project: Any, sshbed: SshBed) -> None:
+    """`1/5 seconds` over two hosts: the second connection waits about 5 s, and the run says
+    why instead of looking stuck (once), then finishes."""
+    hosts = [f"{h.address}" for h in sshbed.hosts[:2]]
+    project = _bed_project(nexus_project, sshbed, "1/5 seconds", hosts)
+    out = project.run("run", "deploy", timeout=60)
+    assert out.code == 0, out
+    said = out.stderr.count("waiting for ssh_connect_rate (1/5 seconds): next connection in ")
+    assert said == 1, out
