@@ -216,3 +216,115 @@ def test_the_plan_shows_a_secret_write_by_what_it_does_and_keeps_multi_line_comm
     assert _shown(secret, "      ") == "write secret DB_PASSWORD to /etc/app/db.pass"
     assert _shown(Command("echo one\necho two"), "  │ ") == "echo one\n  │  echo two"
     assert _shown(Command("printf '\x1b[2J'"), "") == "printf '^[[2J'"
+
+
+def _plain_style():
+    from nexus_core.output.style import Style
+
+    return Style(color=False, live=False, unicode=False, interactive=False)
+
+
+def test_connection_errors_naming_each_host_are_one_block_in_the_plans_host_order():
+    from nexus_core.engine import Failure
+    from nexus_core.output.report import failures_text
+
+    def refused(host: str, port: int = 2222) -> Failure:
+        address = host.split(":")[0]
+        return Failure(task="t", host=host, command="true", status="unreachable", exit_code=None,
+                       reason=f"Connection refused ({address} port {port}) after 3 attempts",
+                       hint=f"- Verify the host is reachable: ping {address}\n- nc -zv {address} {port}",
+                       headline="SSH connection failed")  # fmt: skip
+
+    plan = [f"10.0.0.{i}:2222" for i in (9, 10, 2, 11)]
+    done = [plan[2], plan[0], plan[3], plan[1]]  # the order they failed in
+    failures = [refused(h) for h in done] + [refused("10.0.0.12", port=22)]  # another port: another error
+    text = failures_text(_plain_style(), failures, order=[*plan, "10.0.0.12"])
+    assert text.count("Error: ") == 2, text
+    assert f"Error: SSH connection failed (same error on 4 hosts: {', '.join(plan)})" in text
+    assert "Hosts: " + ", ".join(plan) in text
+    # the details are the first host's (in the plan's order)
+    assert "Reason: Connection refused (10.0.0.9 port 2222) after 3 attempts" in text
+    assert "ping 10.0.0.9" in text and "nc -zv 10.0.0.9 2222" in text
+    assert "Host: 10.0.0.12" in text
+    assert "Reason: Connection refused (10.0.0.12 port 22) after 3 attempts" in text
+    # without the plan's order: in the order given
+    assert "Hosts: " + ", ".join(done) in failures_text(_plain_style(), failures)
+
+
+def test_host_keys_interrupts_and_timeouts_group_without_their_host_pgid_and_fingerprint():
+    from nexus_core.engine import Failure
+    from nexus_core.output.report import failures_text
+
+    def fail(host: str, reason: str, status: str = "unreachable", code: int | None = None) -> Failure:
+        return Failure(task="t", host=host, command="sleep 9", status=status, exit_code=code, reason=reason)
+
+    key = "Host key not known for [{h}]:2222 ({kind} SHA256:{fp}); strict host key verification is on."
+    failures = [
+        fail(f"{h}:2222", key.format(h=h, kind="ssh-ed25519", fp=fp))
+        for h, fp in (("10.0.0.1", "A" * 43), ("10.0.0.2", "B" * 43))
+    ]
+    failures.append(fail("10.0.0.3:2222", key.format(h="10.0.0.3", kind="ssh-rsa", fp="C" * 43)))
+    for i, h in enumerate(("web-1", "web-2", "web-3")):
+        failures.append(fail(h, f"interrupted (SIGINT); remote process group {340 + i} sent SIGINT ({h})",
+                             status="interrupted"))  # fmt: skip
+    for code, h in ((1, "db-1"), (1, "db-2"), (2, "db-3")):
+        failures.append(fail(h, f"exit code {code}", status="failed", code=code))
+    text = failures_text(_plain_style(), failures)
+    assert text.count("Error: ") == 5, text  # ed25519 (2 hosts), rsa, interrupted (3), exit 1 (2), exit 2
+    assert f"Reason: Host key not known for [10.0.0.1]:2222 (ssh-ed25519 SHA256:{'A' * 43})" in text
+    assert "(same error on 2 hosts: 10.0.0.1:2222, 10.0.0.2:2222)" in text
+    rsa = f"Reason: Host key not known for [10.0.0.3]:2222 (ssh-rsa SHA256:{'C' * 43})"
+    assert f"Host: 10.0.0.3:2222\n  Task: t\n  {rsa}" in text
+    assert "(same error on 3 hosts: web-1, web-2, web-3)" in text
+    assert "Reason: interrupted (SIGINT); remote process group 340 sent SIGINT (web-1)" in text
+    assert "(same error on 2 hosts: db-1, db-2)" in text and "Host: db-3" in text
+
+
+def test_many_hosts_failing_alike_but_for_their_address_and_pgid_are_one_outcome_line():
+    import io
+
+    from nexus_core import events as ev
+    from nexus_core.output.render import TreeRenderer
+
+    out = io.StringIO()
+    r = TreeRenderer(_plain_style(), out=out)
+    names = tuple(f"10.0.{i // 200}.{i % 200 + 1}:56393" for i in range(200))
+    r(ev.TaskStart("r", task="deploy", hosts=names))
+    for i, name in reversed(list(enumerate(names))):
+        address = name.split(":")[0]
+        if i < 100:
+            reason, status = f"Connection refused ({address} port 56393) after 3 attempts", "unreachable"
+        elif i < 150:
+            status = "stopped"
+            reason = f"interrupted (SIGINT); remote process group {1000 + i} sent SIGINT ({name})"
+        else:
+            status = "timeout"
+            reason = f"timed out after 5s; remote process group {i} {i + 1} sent SIGTERM/KILL"
+        r(ev.HostStart("r", task="deploy", host=name))
+        r(ev.HostStop("r", task="deploy", host=name, status=status, duration=0.5, reason=reason))
+    r(ev.TaskStop("r", task="deploy", hosts=names, status="failed", duration=1.0))
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 4, lines  # the header and one line per outcome
+    refused = "100 hosts unreachable: Connection refused (<host> port 56393) after 3 attempts"
+    assert f"{refused} (10.0.0.1:56393, 10.0.0.2:56393," in lines[1], lines
+    stopped = "50 hosts stopped: interrupted (SIGINT); remote process group <pgid> sent SIGINT (<host>)"
+    assert stopped in lines[2], lines
+    assert "50 hosts timeout: timed out after 5s; remote process group <pgid> sent SIGTERM/KILL" in lines[3]
+
+
+def test_a_hosts_own_name_is_set_aside_but_ports_users_and_other_names_are_not():
+    from nexus_core.output.alike import merged, names_of, shape
+
+    def key(text: str, label: str) -> str:
+        return shape(text, names_of(label)).key
+
+    assert names_of("deploy@web-1:2222") == ("deploy@web-1:2222", "web-1")
+    assert names_of("[2001:db8::1]:22") == ("[2001:db8::1]:22", "2001:db8::1")
+    assert key("refused (web-1 port 22)", "web-1") == key("refused (web-2 port 22)", "web-2")
+    assert key("refused (web-1 port 22)", "web-1") != key("refused (web-2 port 2222)", "web-2")
+    assert key("auth failed for deploy@web-1", "web-1") != key("auth failed for root@web-2", "web-2")
+    assert key("web-12 is down", "web-1") != key("web-13 is down", "web-2")  # another host, named
+    assert key("via web-1.example.com", "web-1") != key("via web-2.example.com", "web-2")
+    assert key("exit code 1", "a") != key("exit code 2", "b")
+    alike = [shape(f"group {g} on {h}", names_of(h)) for g, h in ((7, "x-1"), (7, "x-2"))]
+    assert merged(alike) == "group 7 on <host>" and merged(alike[:1]) == "group 7 on x-1"

@@ -326,9 +326,20 @@ class HostResult:
     duration: float = 0.0
     lines: list[tuple[str, str]] = field(default_factory=list)
 
+    def names(self) -> tuple[str, ...]:
+        """The forms of this host's identity its reason may name (label, address)."""
+        from nexus_core.output.alike import names_of
+
+        return tuple(dict.fromkeys((*names_of(self.host.label), self.host.name)))
+
     def fold_key(self) -> tuple[Any, ...]:
-        """Hosts with equal keys are shown once."""
-        return (self.status, self.exit_code, self.reason if self.status != "ok" else "", tuple(self.lines))
+        """Hosts with equal keys are shown once: the same status, exit code and output, and
+        a reason that is the same but for the host's own name and volatile values such as the
+        remote process group id (:mod:`nexus_core.output.alike`)."""
+        from nexus_core.output.alike import shape
+
+        reason = shape(self.reason, self.names()).key if self.status != "ok" else ""
+        return (self.status, self.exit_code, reason, tuple(self.lines))
 
 
 class Collector:
@@ -371,20 +382,27 @@ class Collector:
         return list(groups.values())
 
     def text(self, style: Style, bodies: bool = True) -> list[str]:
-        """The folded report: a header per group of hosts, then (``bodies``) their output once."""
-        from nexus_core.output.safe import clean
+        """The folded report: a header per group of hosts, then (``bodies``) their output once.
+
+        A group's reason is the first host's, with ``<host>`` (``<pgid>``...) where the hosts'
+        own values differ. Text from hosts (labels, output, reasons) is shown, never obeyed.
+        """
+        from nexus_core.output.alike import merged_texts
+        from nexus_core.output.safe import clean, terminal_safe
 
         out: list[str] = []
         for group in self.folds():
             first = group[0]
-            names = ", ".join(r.host.label for r in group) + (f" ({len(group)} hosts)" if len(group) > 1 else "")
+            names = ", ".join(clean(r.host.label) for r in group)
+            names += f" ({len(group)} hosts)" if len(group) > 1 else ""
             header, color = _header(first)
             out.append(style.paint(f"{names} | {header}" + (" >>" if bodies else ""), color))
             if bodies:
                 out.extend(clean(line) for _, line in first.lines)
                 if first.status in ("unreachable", "timeout", "interrupted", "skipped") and first.reason:
-                    out.append(clean(first.reason))
-        return out
+                    reason = merged_texts([(r.reason, r.names()) for r in group])
+                    out.append(clean(reason))
+        return [terminal_safe(text) for text in out]
 
     def summary(self, duration: float) -> str:
         """One line for stderr: how many hosts ended how."""

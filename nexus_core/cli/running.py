@@ -243,7 +243,8 @@ def execute(
             err_style = Style.detect(sys.stderr)
             if result.failures:  # one block per distinct error (hosts that failed alike share one)
                 see = lambda f: logs_command(result.run_id, f.task, f.host)  # noqa: E731
-                click.echo(failures_text(err_style, result.failures, see, mode == "verbose"), err=True)
+                order = [h.label for h in plan.hosts]  # hosts named in the plan's order, not as they failed
+                click.echo(failures_text(err_style, result.failures, see, mode == "verbose", order), err=True)
             if mode != "quiet" or result.status != "ok":
                 click.echo(summary_line(style, result))
             if result.status == "interrupted" and store is not None:

@@ -265,22 +265,32 @@ class TreeRenderer(Renderer):
 
     def _grouped_lines(self, state: _TaskState) -> list[str]:
         """A task of many hosts: one line per distinct outcome (``812 hosts ok``, ``188 hosts
-        failed: REASON``) with the first hosts named, instead of one line per host."""
+        failed: REASON``) with the first hosts named, instead of one line per host.
+
+        Reasons that differ only in each host's own name or a volatile value (a remote process
+        group id) are one outcome, its reason read with ``<host>`` (``<pgid>``) where they differ
+        (:func:`nexus_core.output.alike.merged`)."""
+        from nexus_core.output.alike import Shape, merged, names_of, shape
+
         s = self.style
         groups: dict[tuple[str, str], list[str]] = {}
+        shapes: dict[tuple[str, str], list[Shape]] = {}
         durations: dict[tuple[str, str], list[float]] = {}
         for name in state.order or list(state.hosts):
             found = state.hosts.get(name)
             status = found.status if found is not None else "skipped"
             reason = (found.reason if found is not None else "not started") if status != "ok" else ""
-            key = (status, reason)
+            # alike when equal but for the host's own name and volatile values (docs/output.md)
+            shaped = shape(reason, names_of(name))
+            key = (status, shaped.key)
             groups.setdefault(key, []).append(name)
+            shapes.setdefault(key, []).append(shaped)
             if found is not None and status != "skipped":
                 durations.setdefault(key, []).append(found.duration)
         order = sorted(groups, key=lambda k: (k[0] != "ok", -len(groups[k])))
         out: list[str] = []
         for i, key in enumerate(order):
-            status, reason = key
+            status, reason = key[0], merged(shapes[key])
             names = groups[key]
             took = durations.get(key, [])
             span = ""

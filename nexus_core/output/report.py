@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -167,36 +166,37 @@ def _pending_lines(f: Failure, handler: str) -> tuple[list[str], list[str]]:
 
 
 def failures_text(
-    style: Style, failures: Sequence[Failure], logs: Callable[[Failure], str] | None = None, verbose: bool = False
+    style: Style,
+    failures: Sequence[Failure],
+    logs: Callable[[Failure], str] | None = None,
+    verbose: bool = False,
+    order: Sequence[str] = (),
 ) -> str:
     """Every failure's block, one per distinct error: hosts that failed alike share one block.
 
-    Two failures are alike when their blocks are identical once each one's host name is set
-    aside (the same task, command, exit code, reason, output and advice). The shared block
-    says ``same error on 3 hosts: a, b, c`` in its headline and lists them on its ``Hosts:``
-    line, in the order they failed; the details shown are the first host's. Blocks end with a
-    blank line. ``logs`` gives each failure's ``nexus logs ...`` command; ``verbose`` as for
-    :func:`failure_block`.
+    Two failures are alike when their blocks are identical once each one's own host identity
+    (its label and address, also in ``user@address`` and ``[address]:port``) and volatile values
+    (a remote process group id, a key fingerprint) are set aside (:mod:`nexus_core.output.alike`):
+    the same task, command, exit code, reason, port, output and advice. The shared block says
+    ``same error on 3 hosts: a, b, c`` in its headline and lists them on its ``Hosts:`` line, in
+    the plan's host order when ``order`` (host labels) is given, else in the order of
+    ``failures``; the details shown are the first host's. Blocks end with a blank line.
+    ``logs`` gives each failure's ``nexus logs ...`` command; ``verbose`` as for :func:`failure_block`.
     """
+    from nexus_core.output.alike import host_rank, names_of, shape
+
     groups: dict[str, list[Failure]] = {}
     for f in failures:
         see = logs(f) if logs else ""
-        groups.setdefault(_without_host(failure_block(style, f, see, verbose), f.host), []).append(f)
-    return "\n".join(
-        failure_block(style, a[0], logs(a[0]) if logs else "", verbose, [f.host for f in a[1:]]) + "\n"
-        for a in groups.values()
-    )
-
-
-def _without_host(block: str, host: str) -> str:
-    """``block`` with every mention of ``host`` (as a whole name) set aside, to compare hosts.
-
-    ``web-1`` is found in ``deploy@web-1`` and ``web-1:22`` but not in ``web-12`` or
-    ``web-1.example.com``.
-    """
-    if not host:
-        return block
-    return re.sub(rf"(?<![\w.-]){re.escape(host)}(?![\w-]|\.\w)", "\0", block)
+        groups.setdefault(shape(failure_block(style, f, see, verbose), names_of(f.host)).key, []).append(f)
+    rank = host_rank(order)
+    blocks = []
+    for alike in groups.values():
+        if order:
+            alike = sorted(alike, key=lambda f: rank(f.host))
+        first = alike[0]
+        blocks.append(failure_block(style, first, logs(first) if logs else "", verbose, [f.host for f in alike[1:]]))
+    return "\n".join(block + "\n" for block in blocks)
 
 
 def summary_line(style: Style, result: RunResult) -> str:

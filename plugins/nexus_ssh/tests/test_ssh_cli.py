@@ -827,6 +827,55 @@ def test_a_host_that_hangs_or_dies_mid_run_is_a_connection_failure_within_second
         assert ("stopped answering" if how == "hang" else "was lost") in text, text
 
 
+def test_a_command_whose_connection_was_lost_is_not_run_again_by_resume(project: NexusProject) -> None:
+    """The connection dies (its sshd killed), the command goes on and ends on the host: the
+    resume asks the host instead of starting it a second time."""
+    import shutil
+    import signal
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="nexus-lost-"))
+    shared.chmod(0o777)  # the bed's login user writes there
+    with SshBed(1, port=0, bastion=False) as bed:
+        address = bed.hosts[0].address
+        log = shared / "log"
+        write(
+            project,
+            bed,
+            f"""
+            @task(on=["{address}"])
+            def work():
+                run("echo A >> {log}; sleep 2.71; echo B >> {log}")
+                run("echo second >> {log}")
+            """,
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nexus_core", "run", "work", "--format", "json"],
+            cwd=project.root,
+            env={**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert wait_until(lambda: log.exists() and log.read_text() == "A\n", timeout=30)
+            listeners = set(bed.sshd_pids())
+            for pid in [p for p in _sshd_tree(bed) if p not in listeners]:  # the sessions, not the server
+                with_suppress(lambda pid=pid: os.kill(pid, signal.SIGKILL))
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 3 and "was lost" in stdout + stderr, (stdout, stderr)
+        run_id = json.loads(stdout.splitlines()[0])["run_id"]
+        assert wait_until(lambda: log.read_text() == "A\nB\n", timeout=30)  # it ended on the host
+        resumed = project.run("resume", run_id, timeout=120)
+        assert resumed.code == 0, resumed
+        assert log.read_text().split() == ["A", "B", "second"]
+    shutil.rmtree(shared, ignore_errors=True)
+
+
 def with_suppress(action: Callable[[], object]) -> None:
     with contextlib.suppress(OSError):
         action()
@@ -883,3 +932,48 @@ def test_remote_cwd_is_used_and_shown_in_the_failure_report(project: NexusProjec
     assert "> /tmp" in out.stdout, out
     assert "Working directory: no-such-folder-here" in out.stderr, out
     assert "no-such-folder-here" in out.stderr.split("Output:")[-1], out  # the shell's message
+
+
+RAW_ESCAPE = re.compile(r"\x1b(?!\[[0-9;]*m)|\x07|\x9b")
+
+
+def test_hosts_refused_alike_are_one_error_and_one_outcome_line(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """60 hosts (more than the tree names one by one) where nothing listens: each reason names
+    its own address and port, yet they are one error block and one outcome line."""
+    port = sshbed.port
+    many = [f"127.0.0.{i}:{port}" for i in range(20, 80)]
+    write(project, sshbed, f"@task(on={many!r})\ndef t():\n    run('true')\n", forks=len(many))
+    out = run(project, "run", "t")
+    assert out.code == 3, out
+    assert out.stderr.count("Error: ") == 1, out
+    shown = re.search(r"\n  Hosts: (.*)\n", out.stderr)
+    assert shown and sorted(shown[1].split(", ")) == sorted(many), out
+    first = shown[1].split(", ")[0]
+    assert f"(same error on 60 hosts: {first}, " in out.stderr and ", +50 more)" in out.stderr, out
+    assert f"Reason: Connection refused ({first.split(':')[0]} port {port})" in out.stderr, out  # the first's
+    outcomes = [line for line in out.stdout.splitlines() if "Connection refused" in line]
+    assert len(outcomes) == 1, out
+    assert f"60 hosts unreachable: Connection refused (<host> port {port})" in outcomes[0], out
+
+
+def test_timeouts_alike_but_for_the_remote_process_group_are_one_error(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """Each host's reason names its own remote process group; the output's escapes stay inert."""
+    nasty = r"printf 'a\\033]0;pwned\\007\\033[2Jb\\n'; sleep 30"
+    task = f'@task(on="web")\ndef slow():\n    run("{nasty}", timeout=1)\n'
+    write(project, sshbed, f'hosts("web", "{H1}", "{H2}", "{H3}")\n' + task)
+    out = run(project, "run", "slow", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert out.code == 4, out
+    assert out.stderr.count("Error: ") == 1, out
+    assert "Command timed out (same error on 3 hosts: " in out.stderr, out
+    shown = re.search(r"\n  Hosts: (.*)\n", out.stderr)
+    assert shown and sorted(shown[1].split(", ")) == [H1, H2, H3], out
+    assert re.search(r"remote process group \d+ sent SIGTERM/KILL", out.stderr), out  # the first host's
+    assert "a^[]0;pwned^G^[[2Jb" in out.stderr, out  # the Partial output tail, shown, not obeyed
+    verbose = run(project, "run", "slow", "-v", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert verbose.code == 4 and "a^[]0;pwned^G^[[2Jb" in verbose.stdout, verbose
+    for text in (out.stdout, out.stderr, verbose.stdout, verbose.stderr):
+        assert not RAW_ESCAPE.search(text), repr(text)

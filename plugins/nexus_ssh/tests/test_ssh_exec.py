@@ -128,3 +128,55 @@ def test_c_points_at_a_nexusfile_elsewhere(project: NexusProject, sshbed: SshBed
     )
     assert out.code == 0, out
     assert out.stdout.splitlines() == [f"{H3} | rc=0 >>", "there"]
+
+
+def test_hosts_refused_alike_are_one_group_though_each_reason_names_its_address(
+    project: NexusProject, sshbed: SshBed
+):
+    grouped(project, sshbed)
+    refused = [f"127.0.0.{i}:{sshbed.port}" for i in (30, 31, 32)]  # nothing listens there
+    out = ex(project, ",".join(refused), "--", "true")
+    assert out.code == 3, out
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{', '.join(refused)} (3 hosts) | UNREACHABLE >>", out
+    assert lines[1].startswith(f"Connection refused (<host> port {sshbed.port})") and len(lines) == 2, out
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_interrupted_hosts_are_one_group_and_their_escapes_stay_inert(
+    project: NexusProject, sshbed: SshBed, verbose: bool
+):
+    """Each host's reason names its own remote process group (``interrupted (SIGINT); remote
+    process group 340 sent SIGINT``); the output's escapes are shown, never obeyed."""
+    import re
+    import signal
+
+    from tests.helpers import start_nexus, stopped, wait_for
+
+    grouped(project, sshbed)
+    nasty = "printf 'a\\033]0;pwned\\007\\033[2Jb\\n'; sleep 41.5"
+    proc = start_nexus(
+        project, "exec", *(["-v"] if verbose else []), "all", "--", nasty, env={"FORCE_COLOR": "1"}
+    )
+    with stopped(proc):
+        assert wait_for(lambda: len(sshbed.processes_matching(USER_KEY, "sleep 41.5")) >= 3, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stdout)
+    headers = [line for line in plain.splitlines() if "INTERRUPTED" in line]
+    assert headers == [f"{H1}, {H2}, {H3} (3 hosts) | INTERRUPTED" + ("" if verbose else " >>")], stdout
+    assert "a^[]0;pwned^G^[[2Jb" in plain, stdout
+    assert not re.search(r"\x1b(?!\[[0-9;]*m)|\x07|\x9b", stdout + stderr), repr(stdout + stderr)
+
+
+def test_hosts_with_unknown_keys_are_one_group(project: NexusProject, sshbed: SshBed, tmp_path: Any):
+    """``Host key not known for [ADDRESS]:PORT (KIND SHA256:...)``: one group, the address generic."""
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    grouped(project, sshbed, ssh_known_hosts_file=str(empty), ssh_host_key_verification="strict")
+    out = ex(project, "all", "--", "true")
+    assert out.code == 3, out
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{H1}, {H2}, {H3} (3 hosts) | UNREACHABLE >>" and len(lines) == 2, out
+    assert lines[1].startswith(f"Host key not known for [<host>]:{sshbed.port} ("), out
