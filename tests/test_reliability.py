@@ -75,6 +75,22 @@ def test_with_a_closed_pipe_the_exit_code_is_the_tasks(nexus_project):
     assert _state(nexus_project)["bad"] == "failed"
 
 
+@pytest.mark.parametrize("closed", [">&-", ">&- 2>&-", "<&- >&-"])
+@pytest.mark.parametrize("mode", ["", "-v"])
+def test_closed_standard_descriptors_are_output_dropped_not_a_failure(nexus_project, closed, mode):
+    """`nexus run >&-`: Python has no sys.stdout at all; the run's outcome stands."""
+    nexus_project.write(CHATTY)
+    env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}
+    script = f'"$@" {mode} {closed}'
+    for task, code in (("after", 0), ("bad", 1)):
+        proc = subprocess.run(["sh", "-c", script, "sh", sys.executable, "-m", "nexus_core", "run", task],
+                              cwd=nexus_project.root, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == code, (task, proc.stderr)
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+        assert "subscriber 'output' failed" not in proc.stderr, proc.stderr
+    assert _state(nexus_project) == {"talk": "ok", "after": "ok", "bad": "failed"}
+
+
 def test_head_in_a_shell_pipeline(nexus_project):
     nexus_project.write(CHATTY)
     env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}

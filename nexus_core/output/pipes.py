@@ -80,7 +80,30 @@ def _is_closed_pipe(exc: OSError) -> bool:
 
 
 def guard_std_streams() -> None:
-    """Wrap ``sys.stdout`` and ``sys.stderr`` (once) so that a closed pipe is dropped quietly."""
+    """Wrap ``sys.stdout`` and ``sys.stderr`` (once) so that a closed pipe is dropped quietly.
+
+    A standard descriptor that is closed (``nexus run >&-``) is first given ``/dev/null``:
+    Python has no stream for it (``None``), and the next file Nexus opens (its state
+    database) would otherwise take that number, where a child's output would land."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                got = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                continue
+            if got != fd:  # a lower one was free after all: put it where it belongs
+                os.dup2(got, fd)
+                os.close(got)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is None:
+            try:
+                setattr(sys, name, open(fd, "w", encoding="utf-8", errors="replace", closefd=False))
+            except OSError:
+                continue
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, PipeSafeStream):
