@@ -189,6 +189,35 @@ def test_nexus_resume_takes_the_newest_failed_run_with_pending_handlers_over_an_
     assert not any(e.get("task") == "slow" for e in out.events), "the older interrupted run is not the one resumed"
 
 
+def test_nexus_resume_takes_the_newest_failed_run_over_an_older_interrupted_one(nexus_project):
+    """Whatever made it fail: its summary said `Resume with: nexus resume ID`."""
+    nexus_project.write(HEADER + """
+@task
+def slow():
+    run("touch slow.started; sleep 30")
+
+@task
+def two():
+    run("echo one >> log")
+    run("test -f fixed && echo two >> log")
+""")  # fmt: skip
+    proc = start_nexus(nexus_project, "run", "slow")
+    assert wait_for(lambda: (nexus_project.root / "slow.started").exists(), timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    failed = nexus_project.run("run", "two", "--no-resume", "--format", "json")
+    assert failed.code == 1, failed
+    run_id = failed.of("pipeline.start")[0]["run_id"]
+    text = nexus_project.run("run", "two", "--no-resume")  # the text summary says how to resume
+    assert "Resume with: nexus resume " in text.stdout, text
+    (nexus_project.root / "fixed").write_text("")
+    out = nexus_project.run("resume", "--format", "json", timeout=60)
+    assert out.code == 0, out
+    assert out.of("pipeline.start")[0]["run_id"] != run_id  # the newest failed run: the text one
+    assert not any(e.get("task") == "slow" for e in out.events), "the older interrupted run is not the one resumed"
+    assert lines(nexus_project.root / "log") == ["one", "one", "two"]  # "one" not run again
+
+
 def test_handler_mistakes_are_reported_at_once_with_their_lines(nexus_project):
     nexus_project.write(
         HEADER

@@ -249,9 +249,9 @@ def execute(
                 click.echo(summary_line(style, result))
             if result.status == "interrupted" and store is not None:
                 click.echo(f"Resume with: nexus resume {result.run_id}")
-            elif result.status == "failed" and store is not None and _kept_artifacts(result.run_id):
-                click.echo(f"Resume with: nexus resume {result.run_id} (it delivers the artifacts this run kept "
-                           "instead of building them again)")  # fmt: skip
+            elif result.status == "failed" and store is not None:  # what succeeded is not run again
+                kept = " (it delivers the artifacts this run kept instead of building them again)"
+                click.echo(f"Resume with: nexus resume {result.run_id}{kept if _kept_artifacts(result.run_id) else ''}")
         except OSError:  # the terminal is gone (SIGHUP) or the pipe closed: the run's outcome stands
             pass
     return result

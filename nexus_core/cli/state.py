@@ -75,7 +75,7 @@ def resume(
     override_window: bool = False,
     reason: str = "",
 ) -> None:
-    """Resume an interrupted run (by default the newest one of this nexusfile).
+    """Resume an interrupted or failed run (default: the newest if it failed, else the newest interrupted).
 
     Nothing that finished is run again; tasks that were in progress continue on each host
     from the first command that did not finish.
@@ -170,10 +170,10 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
             fail(ExitCode.CONFIG, "No nexusfile found", [str(exc)], ["Pass a run id: nexus resume RUN_ID"])
         recent = store.runs(limit=200, nexusfile=path)
         newest = recent[0] if recent else None
-        if newest is not None and newest.status == "failed" and (newest.pending_handlers() or _kept(newest.id)):
-            # the newest run failed leaving notified handlers pending (nexus_core.handlers) or
-            # artifacts kept (nexus_core.artifacts): its report said "nexus resume" picks them
-            # up, whatever older run was interrupted
+        if newest is not None and newest.status == "failed":
+            # the newest run failed: its summary said "Resume with: nexus resume ID" (pending
+            # handlers, kept artifacts and commands cut off with their connection included);
+            # an older interrupted run is not taken over it
             candidates = [newest]
         else:
             candidates = [r for r in recent if r.interrupted]
@@ -189,13 +189,6 @@ def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | 
         state = "still running" if record.status == "running" else record.status
         fail(ExitCode.CONFIG, f"Run {record.id} cannot be resumed: it is {state}")
     return record
-
-
-def _kept(run_id: str) -> bool:
-    """True when the run kept artifacts (a failed run keeps them for its resume)."""
-    from nexus_core import artifacts
-
-    return bool(artifacts.read_manifest(run_id))
 
 
 # --- nexus pipelines -----------------------------------------------------------------------
