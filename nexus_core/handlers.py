@@ -323,8 +323,16 @@ class Pending:
         return new
 
     def next(self, plans: Sequence[HandlerPlan]) -> HandlerPlan | None:
-        """The first handler in definition order that was notified and has not run yet."""
-        return next((hp for hp in plans if hp.name in self.notified and hp.name not in self.ran), None)
+        """The first handler in definition order that was notified and has not run yet, and
+        that no other such handler notifies: a handler notified by another runs after it (a
+        resume finding both pending, or a task notifying both), once. In a cycle, definition
+        order decides."""
+        waiting = [hp for hp in plans if hp.name in self.notified and hp.name not in self.ran]
+        if len(waiting) < 2:
+            return waiting[0] if waiting else None
+        later = {name for hp in waiting for cmd in hp.commands for name in (getattr(cmd, "notify", ()) or ())
+                 if name != hp.name}  # fmt: skip
+        return next((hp for hp in waiting if hp.name not in later), waiting[0])
 
     def left(self, plans: Sequence[HandlerPlan]) -> tuple[str, ...]:
         """The notified handlers that did not run to success (not run, or failed), in definition

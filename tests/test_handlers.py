@@ -218,6 +218,38 @@ def two():
     assert lines(nexus_project.root / "log") == ["one", "one", "two"]  # "one" not run again
 
 
+def test_a_handler_notified_by_another_runs_after_it_also_after_a_resume(nexus_project):
+    """`second` notifies `first`: with both pending (a resume, or a task notifying both),
+    `first` runs after `second`, never before it (a reload before the restart it follows)."""
+    nexus_project.write(HEADER + """
+@handler
+def first():
+    run("echo first >> log")
+
+@handler
+def second():
+    run("echo second >> log", notify=first)
+    run("test -f fixed")
+
+@task
+def deploy():
+    run("echo task >> log", notify=second)
+
+@task
+def both():
+    run("echo task >> log", notify=[first, second])
+""")  # fmt: skip
+    assert nexus_project.run("run", "deploy").code == 1
+    assert lines(nexus_project.root / "log") == ["task", "second"]
+    (nexus_project.root / "fixed").write_text("")
+    out = nexus_project.run("resume")
+    assert out.code == 0, out
+    assert lines(nexus_project.root / "log") == ["task", "second", "second", "first"]
+    (nexus_project.root / "log").unlink()
+    assert nexus_project.run("run", "both").code == 0
+    assert lines(nexus_project.root / "log") == ["task", "second", "first"]
+
+
 def test_handler_mistakes_are_reported_at_once_with_their_lines(nexus_project):
     nexus_project.write(
         HEADER
