@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 #: Seconds between SIGINT, SIGTERM and SIGKILL once a shutdown grace period is over.
 ESCALATION_STEP = 2.0
+#: How a failure report's list of a task's earlier commands marks one skipped by its guard
+#: (``creates=``...) and one that failed under ``continue_on_error`` (after its status).
+SKIPPED_NOTE = " (skipped)"
+ALLOWED_NOTE = ", continue_on_error)"
 
 #: Hosts a task may run at once from which a run raises the interpreter's switch interval
 #: (see :func:`busy_switch_interval`).
@@ -536,7 +540,7 @@ class Engine:
                 if earlier is not None and (earlier.ok or (cmd.continue_on_error and earlier.status != "interrupted")):
                     if earlier.ok:
                         self._notify(tp, host, index, cmd, pending)
-                    done.append(cmd.cmd)
+                    done.append(cmd.cmd if earlier.ok else f"{cmd.cmd} ({earlier.status}{ALLOWED_NOTE}")
                     continue
                 if earlier is not None and earlier.status == "failed" and earlier.exit_code is not None and cmd.retries:
                     cmd = replace(cmd, retries=cmd.retries - 1)  # that was its first attempt: the rest follow
@@ -553,7 +557,7 @@ class Engine:
             task_limited = cmd.timeout <= 0 or limit < cmd.timeout  # the task's time ends first
             skip, guard_failure = self._check_guards(tp, host, index, cmd)
             if skip:
-                done.append(cmd.cmd)
+                done.append(cmd.cmd + SKIPPED_NOTE)
                 continue
             if guard_failure is not None:
                 result = guard_failure
@@ -569,7 +573,7 @@ class Engine:
                 done.append(cmd.cmd)
                 continue
             if cmd.continue_on_error and result.status in ("failed", "timeout"):
-                done.append(cmd.cmd)
+                done.append(f"{cmd.cmd} ({result.status}{ALLOWED_NOTE}")
                 continue
             status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
             if result.status == "timeout" and task_limited:

@@ -137,6 +137,29 @@ def test_previous_commands_are_listed_when_a_later_one_fails(nexus_project):
     assert "never" not in out.stdout
 
 
+def test_earlier_commands_skipped_or_failed_are_not_listed_as_succeeded(nexus_project):
+    nexus_project.write("""
+        from nexus_core import task, run
+
+        @task
+        def deploy():
+            run("echo made", creates="/")
+            run("echo oops; exit 2", continue_on_error=True)
+            run("echo fine")
+            run("exit 1")
+    """)
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 1
+    assert "Previous commands in this task succeeded:" not in out.stderr, out.stderr
+    assert "Previous commands in this task:" in out.stderr
+    listed = out.stderr.split("Previous commands in this task:")[1].splitlines()[1:4]
+    assert [line.strip() for line in listed] == [
+        "○ echo made (skipped)",
+        "✗ echo oops; exit 2 (failed, continue_on_error)",
+        "✓ echo fine",
+    ], listed
+
+
 def test_retries_with_backoff_are_events_and_visible_lines(nexus_project):
     nexus_project.write("""
         from nexus_core import task, run

@@ -110,8 +110,9 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
         ctx += ["", "Output:" if f.status != "timeout" else "Partial output:"]
         ctx += [f"  {clean(line)}" for line in f.tail[-10:]]
     if f.succeeded_before:
-        ctx += ["", "Previous commands in this task succeeded:"]
-        ctx += [f"  {style.ok} {clean(c)}" for c in f.succeeded_before]
+        ctx += ["", "Previous commands in this task succeeded:" if all(map(_plain_ok, f.succeeded_before))
+                else "Previous commands in this task:"]  # fmt: skip
+        ctx += [f"  {_before_mark(style, c)} {clean(c)}" for c in f.succeeded_before]
     if f.status == "failed" and not verbose:
         suggestions.append(
             f"See every output line: {logs}" if logs else "Re-run with -v to see every output line as it happens"
@@ -163,6 +164,22 @@ def _pending_lines(f: Failure, handler: str) -> tuple[list[str], list[str]]:
         return ctx, []
     force = ", or re-run with --force-handlers" if f.status in ("failed", "timeout") else ""
     return ctx, [f"`nexus resume` runs the handlers notified and not run{force}"]
+
+
+def _plain_ok(command: str) -> bool:
+    """An earlier command that ran and succeeded (not skipped, not a failure let through)."""
+    from nexus_core.engine import ALLOWED_NOTE, SKIPPED_NOTE
+
+    return not (command.endswith(SKIPPED_NOTE) or command.endswith(ALLOWED_NOTE))
+
+
+def _before_mark(style: Style, command: str) -> str:
+    """The mark of an earlier command in a failure report: ok, skipped, or failed (let through)."""
+    from nexus_core.engine import ALLOWED_NOTE, SKIPPED_NOTE
+
+    if command.endswith(SKIPPED_NOTE):
+        return style.skip
+    return style.fail if command.endswith(ALLOWED_NOTE) else style.ok
 
 
 def failures_text(
