@@ -199,6 +199,22 @@ def _did_you_mean(name: str, candidates: Iterable[str], kind: str) -> str:
     return f"no {kind} are defined"
 
 
+def _other_strategy_options(registry: Registry, strategy: str, extra: Any) -> list[tuple[str, str]]:
+    """The task options in ``extra`` that another strategy declares and ``strategy`` does not,
+    with that strategy's name (``batch=`` on a parallel task, say)."""
+    owners: dict[str, str] = {}
+    own: set[str] = set()
+    for name in registry.strategies:
+        for opt in registry.strategies.entry(name).detail("task_options") or ():
+            key = getattr(opt, "name", None)
+            if isinstance(key, str):
+                if name == strategy:
+                    own.add(key)
+                else:
+                    owners.setdefault(key, name)
+    return [(key, owners[key]) for key in dict(extra) if key in owners and key not in own]
+
+
 def _dep_name(dep: Any) -> str | None:
     if isinstance(dep, str):
         return dep
@@ -573,6 +589,10 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
         strategy = registry.strategy(t.strategy)
         for why in strategy.check(dict(t.extra)):
             _p(out, f"task {t.name!r}: {why}", where, code="bad-value")
+        for key, owner in _other_strategy_options(registry, t.strategy, t.extra):
+            unused = f"{key}= is an option of the {owner!r} strategy, which this task does not use"
+            _p(out, f"task {t.name!r}: {unused} (its strategy is {t.strategy!r}): it would change nothing", where,
+               f"add strategy={owner!r} to @task, or remove {key}=", "bad-value")  # fmt: skip
     for dep in t.deps:
         name = _dep_name(dep)
         if name is None:

@@ -64,7 +64,7 @@ class RollingStrategy(Strategy):
     name = "rolling"
     task_options = (
         Option("batch", (int, str), None, 'rolling strategy: hosts per batch (2 or "25%")'),
-        Option("max_fail_percentage", NUMBER, None, "rolling strategy: tolerated failures", minimum=0),
+        Option("max_fail_percentage", NUMBER, None, "rolling strategy: tolerated failures", minimum=0, maximum=100),
     )
 
     def check(self, options: Mapping[str, Any]) -> list[str]:
@@ -114,7 +114,11 @@ class RollingStrategy(Strategy):
                 break
             failures += sum(1 for r in results if not r.ok and r.status != "skipped")
             if failures and not context.continue_on_error and failures * 100 / len(hosts) > tolerance:
-                outcomes += skipped(plan[i + 1 :], f"not started: batch {i + 1} failed")
+                why = f"batch {i + 1} failed"
+                if tolerance:  # the batches before may have failed too: the threshold is the reason
+                    share = f"{failures * 100 / len(hosts):.0f}%"
+                    why = f"{failures} of {len(hosts)} hosts failed ({share}), over max_fail_percentage={tolerance:g}"
+                outcomes += skipped(plan[i + 1 :], f"not started: {why}")
                 break
         return outcomes
 

@@ -270,6 +270,13 @@ def test_unknown_config_key_suggests(nexus_project: NexusProject) -> None:
         ("@task(on=42)", ('on= must be "local", a group name or a list of hosts', 'on="web"')),
         ("@task(on=[])", ("on= is an empty list", "host strings")),
         ("@task(deps=[42])", ("depends on 42, which is not a task", "task names")),
+        # An option of another strategy would change nothing: said, not silently ignored.
+        (
+            "@task(max_fail_percentage=50)",
+            ("max_fail_percentage= is an option of the 'rolling' strategy", "add strategy='rolling' to @task"),
+        ),
+        ("@task(strategy='canary', batch=3)", ("batch= is an option of the 'rolling' strategy",)),
+        ("@task(strategy='rolling', max_fail_percentage=150)", ("max_fail_percentage must be at most 100",)),
     ],
 )
 def test_wrong_task_option_values(nexus_project: NexusProject, code: str, fragments: tuple[str, ...]) -> None:

@@ -443,6 +443,24 @@ def test_rolling_goes_in_order_and_stops_at_the_first_failing_batch(
     assert reasons[H3] == "not started: batch 2 failed"
 
 
+def test_a_rolling_stop_over_max_fail_percentage_names_the_threshold(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """The first two batches fail; 1 of 3 is within 40 %, 2 of 3 is not: the reason is the
+    threshold, not "batch 2 failed" (batch 1 failed too)."""
+    body = ROLLING.replace("batch=1)", "batch=1, max_fail_percentage=40)")
+    write(
+        project,
+        sshbed,
+        body.replace('run("test " + hostname() + " != FAIL_ON")', f'run("test " + hostname() + " = {H3}")'),
+    )
+    bad = run(project, "run", "deploy", "--format", "json")
+    assert bad.code == 1, bad
+    assert host_status(bad, "deploy") == {H1: "failed", H2: "failed", H3: "skipped"}
+    reasons = {e["host"]: e["reason"] for e in bad.of("host.stop")}
+    assert reasons[H3] == "not started: 2 of 3 hosts failed (67%), over max_fail_percentage=40", reasons
+
+
 def test_canary_first_then_the_rest(project: NexusProject, sshbed: SshBed) -> None:
     body = f"""
         hosts("web", "{H1}", "{H2}", "{H3}")
