@@ -10,6 +10,7 @@ own file:line), a bad ``mode``. Templates are rendered here, once per host.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -58,7 +59,9 @@ def _mode(what: str, mode: Any) -> tuple[bool, int | None]:
             value = None
     if value is not None and value >= 0 and (value > 0o7777 or value & _STICKY):
         why = "has bits beyond 0o7777" if value > 0o7777 else "sets the sticky bit (0o1000), which a file cannot use"
-        _problem(f"{what}(): mode={safe_repr(mode)} {why}", _mode_fix(mode, value), code="bad-value")
+        # an int's digits do not say whether it was written in octal: show it both ways
+        shown = f"{value} ({value:#o})" if isinstance(mode, int) else safe_repr(mode)
+        _problem(f"{what}(): mode={shown} {why}", _mode_fix(mode, value), code="bad-value")
         return False, None
     if isinstance(mode, int) and value is not None and _misread(value):
         meant = int(str(value), 8)
@@ -174,21 +177,26 @@ def _local_source(
         return None
     if stat.S_ISDIR(st.st_mode):
         if not recursive:
-            _problem(
-                f"{what}(): source {src!r} is a folder",
-                f"write {what}({src!r}, ..., recursive=True) to copy the folder and everything in it",
-                code="bad-source",
+            fix = (
+                f"write {what}({src!r}, ..., recursive=True) to copy the folder and everything in it"
+                if what != "template"
+                else "give the path of one template file: template() renders a single file "
+                f"(to copy a folder as it is, use upload({src!r}, ..., recursive=True))"
             )
+            _problem(f"{what}(): source {src!r} is a folder", fix, code="bad-source")
             return None
         if not os.access(path, os.R_OK | os.X_OK):
             _problem(f"{what}(): folder {src!r} cannot be read", "check its permissions", code="bad-source")
             return None
-        unreadable = _unreadable_in_plan(path, project)
-        if unreadable:
-            shown = ", ".join(os.path.relpath(p, path) for p in unreadable[:5])
-            more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
-            _problem(f"{what}(): {len(unreadable)} file(s) of {src!r} cannot be read: {shown}{more}",
-                     "check their permissions", code="bad-source")  # fmt: skip
+        found = _tree_problems_in_plan(path, project)
+        for kind, entries in found.items():
+            shown = ", ".join(entries[:5])
+            more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+            one, many, hint = _TREE_PROBLEMS[kind]
+            message = (one if len(entries) == 1 else many).format(src=repr(src))
+            _problem(f"{what}(): {len(entries)} {message}: {shown}{more}", hint,
+                     code="bad-source")  # fmt: skip
+        if found:
             return None
         return path, "dir"
     if not stat.S_ISREG(st.st_mode):
@@ -204,21 +212,54 @@ def _local_source(
     return path, "file"
 
 
-#: Folders checked by :func:`_unreadable_in_plan`: ``{folder: (the plan's project, unreadable files)}``.
-_CHECKED: dict[str, tuple[weakref.ref[Project], list[str]]] = {}
+#: What a recursive upload refuses in a local tree, by kind: (message after the count, hint).
+#: A tree is sent as regular files and folders: a link to a file inside the tree is
+#: followed (its target's bytes); anything else is named before anything runs.
+_TREE_PROBLEMS: dict[str, tuple[str, str, str]] = {
+    "unreadable": ("file of {src} cannot be read", "files of {src} cannot be read", "check their permissions"),
+    "special": (
+        "entry of {src} is neither a regular file nor a folder and is never read",
+        "entries of {src} are neither regular files nor folders and are never read",
+        "remove them from the folder, or upload a folder without them: a FIFO, a socket or a device "
+        "is not copied (reading it could block or never end)",
+    ),
+    "dangling": (
+        "symbolic link in {src} points to nothing (dangling)",
+        "symbolic links in {src} point to nothing (dangling)",
+        "fix the link's target, or remove the link",
+    ),
+    "loop": ("symbolic link in {src} is a loop", "symbolic links in {src} are loops", "fix or remove the link"),
+    "outside": (
+        "symbolic link in {src} points outside the folder and is not followed",
+        "symbolic links in {src} point outside the folder and are not followed",
+        "copy the file into the folder, or upload it with an upload() of its own: a recursive upload "
+        "sends only what is inside the tree",
+    ),
+    "dirlink": (
+        "symbolic link to a folder in {src} is not followed",
+        "symbolic links to folders in {src} are not followed",
+        "replace the link with the folder itself, or upload its target with an upload(..., recursive=True) "
+        "of its own (links to folders could copy a folder twice or loop)",
+    ),
+}
+
+#: Trees checked by :func:`_tree_problems_in_plan`: ``{folder: (the plan's project, problems)}``.
+_CHECKED: dict[str, tuple[weakref.ref[Project], dict[str, list[str]]]] = {}
 _CHECKED_LOCK = threading.Lock()
+#: Entries named at most per tree (the walk stops there).
+_TREE_PROBLEMS_MAX = 50
 
 
-def _unreadable_in_plan(folder: str, project: Project | None) -> list[str]:
-    """:func:`_unreadable_files` of ``folder``, walked once while ``project`` is planned
+def _tree_problems_in_plan(folder: str, project: Project | None) -> dict[str, list[str]]:
+    """:func:`tree_problems` of ``folder``, walked once while ``project`` is planned
     (every host of a task uploads the same folder; a new plan walks again)."""
     if project is None:
-        return _unreadable_files(folder)
+        return tree_problems(folder)
     with _CHECKED_LOCK:
         kept = _CHECKED.get(folder)
     if kept is not None and kept[0]() is project:
         return kept[1]
-    found = _unreadable_files(folder)
+    found = tree_problems(folder)
     with _CHECKED_LOCK:
         for key in [k for k, (ref, _) in _CHECKED.items() if ref() is not project]:
             del _CHECKED[key]  # another plan's: of no use now
@@ -226,20 +267,75 @@ def _unreadable_in_plan(folder: str, project: Project | None) -> list[str]:
     return found
 
 
-def _unreadable_files(folder: str) -> list[str]:
-    bad: list[str] = []
-    for base, dirs, files in os.walk(folder):
-        for name in files:
-            full = os.path.join(base, name)
-            if not os.access(full, os.R_OK):
-                bad.append(full)
-        for name in dirs:
-            full = os.path.join(base, name)
-            if not os.access(full, os.R_OK | os.X_OK):
-                bad.append(full + "/")
-        if len(bad) > 50:
-            break
-    return bad
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))  # fmt: skip
+
+
+def _special(mode: int) -> str:
+    return next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+
+
+def tree_problems(folder: str) -> dict[str, list[str]]:
+    """What a recursive upload of ``folder`` refuses, by kind (see :data:`_TREE_PROBLEMS`),
+    each entry shown relative to the folder (``pipe (a FIFO)``, ``out -> /etc/hostname``).
+
+    Nothing is opened: entries are ``lstat``-ed, links resolved. A link to a regular file
+    inside the tree is fine; one to a file outside, to a folder, to nothing or in a loop is
+    named, as is a FIFO, socket or device and what cannot be read. The walk stops after
+    :data:`_TREE_PROBLEMS_MAX` entries."""
+    found: dict[str, list[str]] = {}
+    count = 0
+    prefix = os.path.realpath(folder).rstrip(os.sep) + os.sep
+
+    def add(kind: str, path: str, shown: str = "") -> None:
+        nonlocal count
+        found.setdefault(kind, []).append(os.path.relpath(path, folder) + shown)
+        count += 1
+
+    # os.scandir's entries know their kind without a system call (d_type): a tree of 1,000
+    # plain files costs one access() each, as the readability check alone did before.
+    todo = [folder]
+    while todo and count <= _TREE_PROBLEMS_MAX:
+        base = todo.pop()
+        try:
+            entries = list(os.scandir(base))
+        except OSError:
+            add("unreadable", base, "/")
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if os.access(e.path, os.R_OK | os.X_OK):
+                    todo.append(e.path)
+                else:
+                    add("unreadable", e.path, "/")
+            elif e.is_file(follow_symlinks=False):
+                if not os.access(e.path, os.R_OK):
+                    add("unreadable", e.path)
+            elif e.is_symlink():
+                target = os.readlink(e.path)
+                try:
+                    st = os.stat(e.path)
+                except FileNotFoundError:
+                    add("dangling", e.path, f" -> {target}")
+                    continue
+                except OSError as exc:
+                    add("loop" if exc.errno == errno.ELOOP else "unreadable", e.path)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    add("dirlink", e.path, f" -> {target}")
+                elif not os.path.realpath(e.path).startswith(prefix):
+                    add("outside", e.path, f" -> {target}")
+                elif not stat.S_ISREG(st.st_mode):
+                    add("special", e.path, f" ({_special(st.st_mode)})")
+                elif not os.access(e.path, os.R_OK):
+                    add("unreadable", e.path)
+            else:
+                try:
+                    mode = e.stat(follow_symlinks=False).st_mode
+                except OSError:
+                    mode = 0
+                add("special", e.path, f" ({_special(mode)})")
+    return {kind: sorted(entries) for kind, entries in found.items()}
 
 
 def _dest(to: str, src: str, host_is_local: bool, root: str) -> str:
@@ -373,6 +469,19 @@ def template(
     if bad_keys:
         _problem(f"template(): vars keys must be strings (names usable in the template), not {safe_repr(bad_keys[0])}",
                  'write vars={"port": 8080} ({{ port }} in the template)', code="bad-value")  # fmt: skip
+        return
+    from nexus_core.templates import RESERVED
+
+    taken = [k for k in RESERVED if vars and k in vars]
+    if taken:
+        names_s = ", ".join(repr(k) for k in taken)
+        _problem(
+            f"template(): vars {'keys' if len(taken) > 1 else 'key'} {names_s} "
+            f"{'are names' if len(taken) > 1 else 'is a name'} Nexus sets in every template "
+            f"({', '.join(RESERVED)}): the template would see Nexus's value, not yours",
+            f'rename the key: vars={{"app_{taken[0]}": ...}} and {{{{ app_{taken[0]} }}}} in the template',
+            code="bad-value",
+        )
         return
     if validate is not None and (not isinstance(validate, str) or "{path}" not in validate):
         _problem(

@@ -16,14 +16,19 @@ from typing import Any
 from nexus_core.dsl import Recorder, _problem, git_branch, git_sha, hostname, timestamp
 from nexus_core.model import thaw
 
-__all__ = ["context", "render"]
+__all__ = ["RESERVED", "context", "render"]
+
+#: The names Nexus sets in every template: a ``vars`` key with one of them would be hidden
+#: by Nexus's value, so it is refused at the ``template()`` line (see :func:`context`).
+RESERVED = ("host", "task", "env", "vars", "hostname", "timestamp", "git_sha", "git_branch")
 
 _ENVIRONMENTS: dict[str, Any] = {}
 
 
 def context(rec: Recorder, variables: Mapping[str, Any]) -> dict[str, Any]:
     """What a template sees for the host ``rec`` is planned for: ``vars`` (also as top-level
-    names), ``host``, ``task``, ``env`` and the context functions."""
+    names; a key named as one of :data:`RESERVED` is refused by ``template()``), ``host``,
+    ``task``, ``env`` and the context functions."""
     h = rec.host
     host = {
         "name": h.name,
@@ -38,18 +43,17 @@ def context(rec: Recorder, variables: Mapping[str, Any]) -> dict[str, Any]:
         "attributes": {**thaw(h.facts), **thaw(h.vars)},
     }
     out: dict[str, Any] = dict(variables)
-    out.update(
-        {
-            "vars": dict(variables),
-            "host": host,
-            "task": {"name": rec.task},
-            "env": dict(os.environ),
-            "hostname": hostname,
-            "timestamp": timestamp,
-            "git_sha": git_sha,
-            "git_branch": git_branch,
-        }
-    )
+    builtins: dict[str, Any] = {
+        "vars": dict(variables),
+        "host": host,
+        "task": {"name": rec.task},
+        "env": dict(os.environ),
+        "hostname": hostname,
+        "timestamp": timestamp,
+        "git_sha": git_sha,
+        "git_branch": git_branch,
+    }
+    out.update(builtins)
     return out
 
 

@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from nexus_core import checksum_cache
 from nexus_core import events as ev
@@ -950,7 +950,7 @@ def _why(exc: BaseException, host: Host, path: str, sudo: bool, user: str) -> tu
         )
     if code == errno.ENOENT:
         folder = _split(path)[0]
-        return f"folder {folder} does not exist on {host.label}", f'- create it first: run("mkdir -p {folder}")'
+        return f"folder {folder} does not exist on {host.label}", f"- create it first: run({_mkdir(folder)})"
     if code == errno.EISDIR:
         return f"{path} on {host.label} is a folder", "- end `to` with / to copy into it, or give a file name"
     return f"writing {path} on {host.label} failed: {text}", ""
@@ -1527,6 +1527,7 @@ def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
         files: list[tuple[str, str, int, str, int, float]] = []
         rels: list[str] = []
         known = checksum_cache.lookup_tree(os.path.abspath(source))
+        top = os.path.realpath(source).rstrip(os.sep) + os.sep
         pending: list[tuple[str, checksum_cache.Signature, str]] = []
         for base, dirs, names in os.walk(source):
             dirs.sort()
@@ -1534,14 +1535,18 @@ def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
             prefix = "" if rel == "." else rel + "/"
             if rel != ".":
                 rels.append(rel)
+            for name in dirs:
+                if os.path.islink(os.path.join(base, name)):
+                    _changed_since_plan(source, prefix + name, "a symbolic link to a folder")
             for name in sorted(names):
                 full = os.path.join(base, name)
                 st = os.lstat(full)
                 if not stat.S_ISREG(st.st_mode):
-                    if stat.S_ISLNK(st.st_mode) and os.path.isfile(full):
-                        st = os.stat(full)
-                    else:
-                        continue
+                    if not (stat.S_ISLNK(st.st_mode) and os.path.isfile(full)):
+                        _changed_since_plan(source, prefix + name, "neither a regular file nor a link to one")
+                    if not os.path.realpath(full).startswith(top):
+                        _changed_since_plan(source, prefix + name, "a symbolic link out of the folder")
+                    st = os.stat(full)
                 sha = local_sha256(full, st, known, pending)
                 files.append((prefix + name, full, st.st_size, sha, stat.S_IMODE(st.st_mode), st.st_mtime))
         checksum_cache.remember(pending)
@@ -1554,6 +1559,13 @@ def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
         with _HASH_LOCK:
             _SCANS.pop(source, None)
         done.set()
+
+
+def _changed_since_plan(source: str, rel: str, what: str) -> NoReturn:
+    """Refuse a tree entry the plan's check (``nexus_core.files.tree_problems``) would have
+    named: the tree changed since. It is never read nor silently left out."""
+    raise TransferError(f"{os.path.join(source, rel)} is {what}: the folder changed since the run was planned",
+                        "- run again: the plan names what a recursive upload cannot send, with the fix")  # fmt: skip
 
 
 def _decide(op: Transfer, item: _Item, host: Host, what: str = "") -> None:
@@ -1596,7 +1608,7 @@ def _destination_problem(op: Transfer, dest: str, st: FileState, host: Host, wha
                 "there first, if nothing uses it)")  # fmt: skip
     if st.parent == "missing":
         again = ", sudo=True)" if op.sudo else ")"
-        return f"folder {folder} does not exist on {host.label}", f'- create it first: run("mkdir -p {folder}"{again}'
+        return f"folder {folder} does not exist on {host.label}", f"- create it first: run({_mkdir(folder)}{again}"
     if st.parent == "other":
         return f"{folder} on {host.label} is not a folder", "- fix the destination path"
     if st.parent == "readonly" and not op.sudo:
@@ -1604,6 +1616,13 @@ def _destination_problem(op: Transfer, dest: str, st: FileState, host: Host, wha
         return (f"permission denied: {who} may not write in {folder} on {host.label}",
                 f"- pass sudo=True to write as root\n- or choose a folder {who} may write in")  # fmt: skip
     return None
+
+
+def _mkdir(folder: str) -> str:
+    """``"mkdir -p FOLDER"``: the Python string of the command a hint suggests to create
+    ``folder``, the path quoted for the shell (``'weird/missing dir'``)."""
+    cmd = f"mkdir -p {shlex.quote(folder)}"
+    return f'"{cmd}"' if '"' not in cmd and "\\" not in cmd else repr(cmd)
 
 
 def _attrs_script(items: Sequence[_Item]) -> str:
@@ -1625,10 +1644,10 @@ def _look(
     source: str,
     share: tuple[str, str, int] | None = None,
     cancel: Cancel | None = None,
-) -> tuple[list[_Item], list[str]]:
+) -> tuple[list[_Item], list[str], list[str]]:
     """The files of an upload or template with what is at each destination and what to do
-    (:func:`_decide`), and for a tree the folders to create. Read only; its scripts stop
-    on the run's ``cancel`` (the executor's when None)."""
+    (:func:`_decide`), and for a tree its folders and the empty ones missing on the host.
+    Read only; its scripts stop on the run's ``cancel`` (the executor's when None)."""
     own = type(executor).stat_files is not Executor.stat_files
     root = op.dest.rstrip("/") or "/"
     seen: dict[str, FileState] = {}
@@ -1646,9 +1665,12 @@ def _look(
     items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
     sizes: list[int | None] = [it.size for it in items]
+    leaves = _empty_folders(items, folders) if op.recursive else []
     if op.recursive:  # the tree's root: its parent must exist (the rest is created)
         paths.append(root)
         sizes.append(None)
+        paths.extend(leaves)  # empty folders are created too (as rsync -r and Ansible's copy do)
+        sizes.extend([None] * len(leaves))
     if own:
         states = executor.stat_files(host, paths, sizes, op.sudo)
     elif known is None:
@@ -1662,7 +1684,15 @@ def _look(
         _remember_host_sums(host, looked, sigs, now, known)
         more = dict(zip(rest, looked, strict=True))
         states = [more[i] if i in more else seen[p] for i, p in enumerate(paths)]
+    new_folders: list[str] = []
     if op.recursive:
+        for folder, st in zip(leaves, states[len(states) - len(leaves) :], strict=True):
+            if st.kind == "missing":
+                new_folders.append(folder)
+            elif st.kind != "dir":
+                raise TransferError(f"destination {folder} on {host.label} exists and is not a folder",
+                                    "- remove it, or upload into another folder")  # fmt: skip
+        del states[len(states) - len(leaves) :]
         top = states.pop()
         if top.kind not in ("dir", "missing"):
             raise TransferError(f"destination {op.dest} on {host.label} exists and is not a folder",
@@ -1679,7 +1709,19 @@ def _look(
             st = FileState(st.path, st.kind, st.size, st.mode, st.owner, st.group, st.sha256, "dir")
         it.state = st
         _decide(op, it, host, what.get(it.dest, ""))
-    return items, folders
+    return items, folders, new_folders
+
+
+def _empty_folders(items: Sequence[_Item], folders: Sequence[str]) -> list[str]:
+    """The folders of a tree (``folders[0]`` is its root) with neither a file nor a folder in
+    them: the ones ``mkdir -p`` of the files' folders does not create."""
+    above: set[str] = set()
+    for path in [*(it.dest for it in items), *folders]:
+        parent = _split(path)[0]
+        while parent and parent not in above:
+            above.add(parent)
+            parent = _split(parent)[0] if parent not in ("/", ".") else ""
+    return [f for f in folders[1:] if f not in above]
 
 
 def execute(
@@ -1734,7 +1776,8 @@ def _download(
 def _upload(
     executor: Executor, host: Host, op: Transfer, source: str, reporter: Reporter, cancel: Cancel, started: float
 ) -> CommandResult:
-    items, folders = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index), cancel)
+    looked = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index), cancel)
+    items, folders, new_folders = looked
     problems = [it for it in items if it.problem is not None]
     if problems:
         first = problems[0].problem
@@ -1746,9 +1789,9 @@ def _upload(
     reporter.emit(ev.TransferStart(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind, dest=op.dest,
                                    files=len(to_write), bytes=sum(it.size for it in to_write),
                                    index=reporter.index))  # fmt: skip
-    if op.recursive and to_write:
+    if op.recursive and (to_write or new_folders):
         wanted = {_split(it.dest)[0] for it in to_write}
-        missing = [f for f in folders if f in wanted]
+        missing = [f for f in folders if f in wanted] + new_folders
         for chunk in _chunks(missing, lambda f: len(f) + 3):
             made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
                                   op.sudo, 60, cancel)  # fmt: skip
@@ -1783,8 +1826,8 @@ def _upload(
                                 "- owner= and group= need sudo=True unless they are the login user's")  # fmt: skip
     failed = [r for r in results if not r.ok]
     written = [r for r in results if r.ok]
-    changed = bool(written or to_fix)
-    if changed:
+    changed = bool(written or to_fix or new_folders)
+    if written or to_fix:
         _remember_written(executor, host, [(r.path, r.sha256) for r in written if r.sha256]
                           + [(it.dest, it.sha256) for it in to_fix], op.sudo)  # fmt: skip
     sha = items[0].sha256 if len(items) == 1 else ""
@@ -1804,6 +1847,8 @@ def _upload(
     note = "" if changed else "unchanged"
     if op.recursive and changed:
         note = f"{len(written) + len(to_fix)} of {len(items)} files changed"
+        if new_folders:
+            note += f", {len(new_folders)} empty folder{'s' if len(new_folders) > 1 else ''} created"
     return CommandResult("ok", 0, duration, note, changed=changed)
 
 
@@ -1835,14 +1880,14 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
         return not same, 1, 0 if same else 1, [], ""
     with _source(op) as source:
         try:
-            items, _ = _look(executor, host, op, source)
+            items, _, new_folders = _look(executor, host, op, source)
         except TransferError as exc:
             return True, 0, 0, [], str(exc)
         problems = [it.problem for it in items if it.problem is not None]
         changing = [it for it in items if it.action in ("write", "attrs")]
         diff: list[str] = []
         if not op.recursive and items and items[0].action == "write" and items[0].size <= DIFF_MAX_BYTES:
-            diff = _diff(executor, host, items[0], source)
+            diff = _diff(executor, host, items[0], source, op.sudo)
         elif not op.recursive and items and items[0].action == "attrs":
             want = items[0].wanted
             st = items[0].state
@@ -1850,11 +1895,16 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
             diff = [f"mode/owner: {st.mode or 0:04o} {st.owner}:{st.group} -> "
                     f"{(want.get('mode') or st.mode or 0):04o} {want.get('owner') or st.owner}:"
                     f"{want.get('group') or st.group}"]  # fmt: skip
-        return bool(changing), len(items), len(changing), diff, problems[0][0] if problems else ""
+        changes = bool(changing or new_folders)
+        return changes, len(items), len(changing), diff, problems[0][0] if problems else ""
 
 
-def _diff(executor: Executor, host: Host, item: _Item, source: str) -> list[str]:
-    """A unified diff of the current file on the host against the new bytes (text only)."""
+def _diff(executor: Executor, host: Host, item: _Item, source: str, sudo: bool = False) -> list[str]:
+    """A unified diff of the current file on the host against the new bytes (text only).
+
+    A current file the login user may not read is read as root when the operation has
+    ``sudo=True`` (read only: :func:`_read_as_root`); without sudo, or when sudo needs a
+    password that was not given, the diff is left out with a note."""
     with open(source, "rb") as f:
         new = f.read()
     if b"\0" in new:
@@ -1872,7 +1922,10 @@ def _diff(executor: Executor, host: Host, item: _Item, source: str) -> list[str]
             with open(tmp, "rb") as f:
                 old = f.read()
         except (OSError, TransferError, NotImplementedError):
-            return ["(the current file cannot be read without sudo: no diff)"]
+            as_root = _read_as_root(executor, host, item.dest) if sudo else None
+            if as_root is None:
+                return ["(the current file cannot be read without sudo: no diff)"]
+            old = as_root
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -1897,6 +1950,29 @@ def _diff(executor: Executor, host: Host, item: _Item, source: str) -> list[str]
     if secret:
         lines.append(f"(secret values show as {MASK} and are not compared in a dry run)")
     return lines
+
+
+def _read_as_root(executor: Executor, host: Host, path: str) -> bytes | None:
+    """The text of the regular file ``path`` on the host read as root for a dry run's diff,
+    or None when sudo does not let it be read (a password that was not given: ``sudo -n``
+    never prompts). Only ``cat`` runs: nothing is written; a path that is no longer a
+    regular file is not opened."""
+    quoted = shlex.quote(path)
+    lines: list[str] = []
+
+    def collect(stream: str, line: str) -> None:
+        if stream == "stdout":
+            lines.append(line)
+
+    try:
+        with _following(getattr(getattr(executor, "context", None), "cancel", None)) as own:
+            result = executor.run(host, Command(f"[ -f {quoted} ] && [ ! -p {quoted} ] && cat -- {quoted}", sudo=True,
+                                                timeout=30), collect, own, 30)  # fmt: skip
+    except Exception:  # noqa: BLE001 - no diff then, as without sudo
+        return None
+    if not result.ok:
+        return None
+    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
 
 
 def mask_secrets(old: Sequence[str], new: Sequence[str], mask: str = "***") -> list[str]:

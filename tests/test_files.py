@@ -643,9 +643,9 @@ def good():
     assert f"nexusfile.py:{line('vars={1:')}: template(): vars keys must be strings (names usable in the " \
            "template), not 1" in text, text  # fmt: skip
     assert "TypeError" not in text and ":0:" not in text, text
-    assert f"nexusfile.py:{line('mode=644')}: upload(): mode=644 sets the sticky bit" in text, text
+    assert f"nexusfile.py:{line('mode=644')}: upload(): mode=644 (0o1204) sets the sticky bit" in text, text
     assert "mode=644 is 0o1204; write mode=0o644 (octal) or mode='644'" in text, text
-    assert f"nexusfile.py:{line('mode=0o1644')}: template(): mode=932 sets the sticky bit" in text, text
+    assert f"nexusfile.py:{line('mode=0o1644')}: template(): mode=932 (0o1644) sets the sticky bit" in text, text
     assert "drop the sticky bit: write mode=0o644" in text, text
     assert "mode=6755 is 0o15143; write mode=0o6755 (octal) or mode='6755'" in text, text
     # Below 512 no sticky bit gives it away: refused where the decimal value lets others write.
@@ -657,3 +657,111 @@ def good():
     assert done.code == 0, done
     modes = {p.name: p.stat().st_mode & 0o7777 for p in (root / "out").iterdir()}
     assert modes == {"octal.txt": 0o640, "plain.txt": 0o644, "setuid.txt": 0o4750, "decimal.txt": 0o644}
+
+
+def _line_of(project: NexusProject, text: str) -> int:
+    return next(i + 1 for i, t in enumerate(project.nexusfile.read_text().splitlines()) if text in t)
+
+
+def test_a_tree_with_links_fifos_and_empty_folders_follows_documented_rules(nexus_project: NexusProject) -> None:
+    """A recursive upload sends regular files and folders (empty ones too) and follows a
+    link to a file inside the tree; a FIFO, a link out of the tree, to a folder, to nothing
+    or in a loop is named at the upload's line before anything runs, never silently dropped."""
+    import os
+
+    root = nexus_project.root
+    tree = root / "ltree"
+    (tree / "real").mkdir(parents=True)
+    (tree / "real" / "file").write_text("inside\n")
+    (tree / "empty" / "deeper").mkdir(parents=True)
+    os.symlink("real/file", tree / "filelink")
+    (root / "bad").mkdir()
+    os.symlink("../ltree/real", root / "bad" / "dirlink")
+    os.symlink("/etc/hostname", root / "bad" / "link_out")
+    os.symlink("nowhere", root / "bad" / "dangling")
+    os.symlink("loop", root / "bad" / "loop")
+    os.mkfifo(root / "bad" / "pipe")
+    (root / "bad" / "ok.txt").write_text("ok\n")
+    nexusfile(
+        nexus_project,
+        """
+@task
+def good():
+    upload("ltree", "out/", recursive=True)
+
+@task
+def bad():
+    upload("bad", "out2/", recursive=True)
+""",
+    )
+    out = nexus_project.run("run", "good", "--format", "json")
+    assert out.code == 0, out
+    got = root / "out" / "ltree"
+    assert (got / "filelink").read_text() == "inside\n" and not (got / "filelink").is_symlink()
+    assert (got / "real" / "file").read_text() == "inside\n"
+    assert (got / "empty" / "deeper").is_dir(), "an empty folder is created on the host"
+    assert "1 empty folder created" in out.of("command.stop")[0]["reason"], out
+    again = nexus_project.run("run", "good", "--format", "json")
+    assert again.code == 0 and not again.of("transfer.stop")[0]["changed"], again
+    refused = nexus_project.run("run", "bad")
+    assert refused.code == 2, refused
+    text = refused.stdout + refused.stderr
+    where = f"nexusfile.py:{_line_of(nexus_project, 'out2/')}"
+    assert f"{where}: upload(): 1 entry of 'bad' is neither a regular file nor a folder and is never read: " \
+           "pipe (a FIFO)" in text, text  # fmt: skip
+    assert f"{where}: upload(): 1 symbolic link in 'bad' points outside the folder and is not followed: " \
+           "link_out -> /etc/hostname" in text, text  # fmt: skip
+    assert "1 symbolic link to a folder in 'bad' is not followed: dirlink -> ../ltree/real" in text, text
+    assert "1 symbolic link in 'bad' points to nothing (dangling): dangling -> nowhere" in text, text
+    assert "1 symbolic link in 'bad' is a loop: loop" in text, text
+    assert "check their permissions" not in text, text
+    assert not (root / "out2").exists()
+
+
+def test_template_hints_quoted_mkdir_and_reserved_vars_names(nexus_project: NexusProject) -> None:
+    """template() of a folder says to give a file (it has no recursive=); a missing folder's
+    hint quotes the path for the shell; a vars key named as a built-in is refused."""
+    root = nexus_project.root
+    (root / "sub").mkdir()
+    (root / "c.j2").write_text("{{ host }}\n")
+    (root / "f.txt").write_text("x\n")
+    nexusfile(
+        nexus_project,
+        """
+@task
+def folder():
+    template("sub", "out/c")
+
+@task
+def taken():
+    template("c.j2", "out/c", vars={"host": "myhost", "task": "x", "port": 1})
+
+@task
+def missing():
+    upload("f.txt", "weird/missing dir/f.txt")
+""",
+    )
+    out = nexus_project.run("run", "folder")
+    assert out.code == 2, out
+    assert "template(): source 'sub' is a folder" in out.stderr and "recursive=True)" not in out.stderr.replace(
+        "upload('sub', ..., recursive=True)", ""
+    ), out
+    assert "give the path of one template file" in out.stderr, out
+    out = nexus_project.run("run", "taken")
+    assert out.code == 2, out
+    assert f"nexusfile.py:{_line_of(nexus_project, 'myhost')}: template(): vars keys 'host', 'task' are names " \
+           "Nexus sets in every template" in out.stderr, out  # fmt: skip
+    assert "rename the key" in out.stderr and not (root / "out").exists(), out
+    out = nexus_project.run("run", "missing")
+    assert out.code == 1, out
+    assert f"run(\"mkdir -p '{root}/weird/missing dir'\")" in out.stderr, out
+
+
+def test_an_empty_path_is_reported_in_plain_words(nexus_project: NexusProject) -> None:
+    """``upload(..., "")`` says which argument is wrong in a sentence (no "needs to as")."""
+    (nexus_project.root / "f.txt").write_text("x\n")
+    nexusfile(nexus_project, '\n@task\ndef up():\n    upload("f.txt", "")\n')
+    out = nexus_project.run("run", "up")
+    assert out.code == 2, out
+    assert "upload(): to must be a non-empty path string, not ''" in out.stderr, out
+    assert "needs to as" not in out.stderr, out

@@ -668,3 +668,68 @@ def test_a_download_refuses_a_local_fifo_and_a_file_on_the_way(
     assert "executor 'ssh'" not in out.stderr and "FileExistsError" not in out.stderr, out
     assert stat.S_ISFIFO(os.lstat(project.root / "fifo").st_mode)
     assert (project.root / "plain").read_text() == "a file\n"
+
+
+def test_a_sudo_template_dry_run_reads_a_root_only_file_to_show_the_diff(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """With sudo=True a dry run reads the current root-only file as root (read only) and
+    shows the diff, secrets redacted as ever; without sudo the note stays."""
+    locked = folder / "x"
+    locked.mkdir(mode=0o755)
+    shutil.chown(locked, "root", "root")
+    target = locked / "validated.conf"
+    target.write_text("port = 1\nname = old\n")
+    shutil.chown(target, "root", "root")
+    target.chmod(0o600)
+    other = folder / "other.conf"  # in a folder the login user may write in: no other problem
+    shutil.copy(target, other)
+    shutil.chown(other, "root", "root")
+    other.chmod(0o600)
+    project.write("port = {{ port }}\nname = old\n", "v.j2")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def rooted():
+            template("v.j2", "{target}", vars={{"port": 2}}, sudo=True, mode=0o600)
+
+        @task(on=["{H1}"])
+        def plain():
+            template("v.j2", "{other}", vars={{"port": 2}}, mode=0o600)
+    """,
+    )
+    before = (target.stat().st_mtime_ns, target.read_bytes())
+    dry = run(project, "run", "rooted", "-n")
+    assert dry.code == 0, dry
+    assert "-port = 1" in dry.stdout and "+port = 2" in dry.stdout, dry
+    assert "cannot be read without sudo" not in dry.stdout, dry
+    assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+    assert sorted(p.name for p in locked.iterdir()) == ["validated.conf"]
+    plain = run(project, "run", "plain", "-n")
+    assert "(the current file cannot be read without sudo: no diff)" in plain.stdout, plain
+    assert "-port = 1" not in plain.stdout, plain
+
+
+def test_a_tree_with_an_empty_folder_and_inner_links_arrives_over_ssh(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """Empty folders are created on the host; a link to a file inside the tree arrives as
+    that file's bytes; a link out of the tree is refused before anything runs."""
+    tree = project.root / "ltree"
+    (tree / "real").mkdir(parents=True)
+    (tree / "real" / "file").write_text("inside\n")
+    (tree / "empty").mkdir()
+    os.symlink("real/file", tree / "filelink")
+    write(
+        project, sshbed, f'@task(on=["{H1}"])\ndef up():\n    upload("ltree", "{folder}/", recursive=True)\n'
+    )
+    done = run(project, "run", "up")
+    assert done.code == 0, done
+    assert (folder / "ltree" / "empty").is_dir() and (folder / "ltree" / "filelink").read_text() == "inside\n"
+    os.symlink("/etc/hostname", tree / "link_out")
+    refused = run(project, "run", "up")
+    assert refused.code == 2, refused
+    assert "link_out -> /etc/hostname" in refused.stderr and "outside the folder" in refused.stderr, refused
+    assert not (folder / "ltree" / "link_out").exists()
