@@ -28,6 +28,7 @@ import nexus_core.markers as markers
 import nexus_core.shell as shell
 from nexus_core._version import API_VERSION
 from nexus_core.api import (
+    INTERRUPTED,
     Cancel,
     Capabilities,
     CheckResult,
@@ -103,6 +104,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSION",
+    "INTERRUPTED",
     "KINDS",
     "PUBLIC_MODULES",
     "AuditSink",

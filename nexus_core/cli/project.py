@@ -59,11 +59,16 @@ def validate(
         s = Style.detect()
         click.echo(
             s.paint(
-                f"{s.ok} {os.path.basename(plan.nexusfile)} is valid: {len(plan.tasks)} tasks, "
-                f"{len(plan.phases)} phases, {plan.command_count()} commands",
+                f"{s.ok} {os.path.basename(plan.nexusfile)} is valid: {_count(len(plan.tasks), 'task')}, "
+                f"{_count(len(plan.phases), 'phase')}, {_count(plan.command_count(), 'command')}",
                 "green",
             )
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 task``, ``3 tasks``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @main.command(name="list")

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from nexus_core import shell
 from nexus_core.api import (
+    INTERRUPTED,
     Cancel,
     Capabilities,
     CommandResult,
@@ -370,7 +371,7 @@ class LocalExecutor(Executor):
         except shell.CommandError as exc:
             return CommandResult("error", None, 0.0, str(exc), retryable=False)
         if cancel.requested:
-            return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+            return CommandResult("interrupted", None, 0.0, INTERRUPTED)
         env = {**os.environ, **{k: str(v) for k, v in command.env}} if command.env else None
         out = LineStream("stdout", on_output, tail)
         err = LineStream("stderr", on_output, tail)

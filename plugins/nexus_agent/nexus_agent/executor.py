@@ -43,7 +43,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from nexus_core.plugin import Cancel, Capabilities, Command, CommandResult, Executor, ExecutorContext, Host
+from nexus_core.plugin import (
+    INTERRUPTED,
+    Cancel,
+    Capabilities,
+    Command,
+    CommandResult,
+    Executor,
+    ExecutorContext,
+    Host,
+)
 
 from nexus_agent import cluster
 from nexus_agent.demand import BUSY, LAST_USED, WAITING
@@ -439,7 +448,7 @@ class AgentExecutor(Executor):
         try:
             while time.monotonic() < deadline:
                 if cancel.requested:
-                    return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+                    return CommandResult("interrupted", None, 0.0, INTERRUPTED)
                 try:
                     found = cluster.agents(client)
                 except Exception as exc:  # the scheduler gone: say so, as elsewhere
@@ -475,7 +484,7 @@ class AgentExecutor(Executor):
         if problem is not None:
             return problem
         if cancel.requested:
-            return CommandResult("interrupted", None, 0.0, "not started: the run is stopping")
+            return CommandResult("interrupted", None, 0.0, INTERRUPTED)
         cmd_id = uuid.uuid4().hex
         q: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._queues[cmd_id] = q
