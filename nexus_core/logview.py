@@ -21,9 +21,9 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
     record = store.get(run_id) if run_id else next(iter(store.runs(limit=1)), None)
     if record is None:
         if run_id and store.get(run_id) is None and not task:
-            # `nexus logs TASK` for the newest run: the word is a task, not a run id
-            newest = next(iter(store.runs(limit=1)), None)
-            if newest is not None and run_id in newest.plan.get("tasks", {}):
+            # `nexus logs TASK`: the word is a task, not a run id; the newest run that has it
+            newest = next((r for r in store.runs(limit=50) if run_id in r.plan.get("tasks", {})), None)
+            if newest is not None:
                 record, task = newest, run_id
         if record is None:
             if run_id:
@@ -50,8 +50,17 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
         return
     chosen = runlogs.select(files, task, hosts, only)
     if not chosen:
-        why = "no output was kept for it" if not files else "nothing matches these filters"
-        fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: {why}",
-             suggestions=["Logs are kept from this version on, for log_retention_days (default 14)"])  # fmt: skip
+        if not files:
+            fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: no output was kept for it",
+                 suggestions=["Logs are kept for log_retention_days (default 14)"])  # fmt: skip
+        if only is not None and not only:
+            fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: nothing failed in it",
+                 suggestions=["Drop --failed to see every host's output"])  # fmt: skip
+        seen = sorted({f.host for f in files if task is None or f.task == task})
+        what = f"no host of task {task!r} matches" if task else "no host matches"
+        pattern = " ".join(f"-H {h!r}" for h in hosts) if hosts else "these filters"
+        fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: {what} {pattern}",
+             suggestions=["hosts with logs: " + ", ".join(seen[:10]) + (" ..." if len(seen) > 10 else "")]
+             if seen else [])  # fmt: skip
     for line in runlogs.render(chosen):
         click.echo(clean(line))

@@ -58,7 +58,11 @@ def test_logs_errors(nexus_project: NexusProject):
     typo = nexus_project.run("logs", run_id, "biuld")
     assert typo.code == 2 and "did you mean 'build'?" in typo.stderr
     nohost = nexus_project.run("logs", run_id, "-H", "web-*")
-    assert nohost.code == 2 and "nothing matches these filters" in nohost.stderr
+    assert nohost.code == 2 and "no host matches -H 'web-*'" in nohost.stderr, nohost
+    assert "hosts with logs: local" in nohost.stderr and "this version" not in nohost.stderr, nohost
+    nothing_failed = nexus_project.run("logs", run_id, "--failed")
+    assert nothing_failed.code == 2 and "nothing failed in it" in nothing_failed.stderr, nothing_failed
+    assert "Drop --failed" in nothing_failed.stderr
 
 
 def test_follow_prints_a_running_run_until_it_ends(nexus_project: NexusProject):
