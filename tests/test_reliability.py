@@ -157,6 +157,8 @@ def test_a_damaged_state_database_is_moved_aside_and_replaced(nexus_project, dam
     assert "internal error" not in result.stderr and "This is a bug" not in result.stderr
     assert "permission" not in result.stderr.lower()
     assert "damaged" in result.stderr and "moved it to" in result.stderr
+    warning = next(line for line in result.stderr.splitlines() if "moved it to" in line)
+    assert "was damaged (" in warning and "***" not in result.stderr, result.stderr  # one line, SQLite's words
     moved = [p for p in db.parent.iterdir() if p.name.startswith("state.db.damaged-")]
     assert len(moved) == 1
     assert re.fullmatch(r"state\.db\.damaged-\d{8}T\d{6}Z", moved[0].name)
@@ -494,3 +496,11 @@ def test_a_command_that_failed_while_nexus_was_down_keeps_its_retries(nexus_proj
     out = nexus_project.run("resume", timeout=60)
     assert out.code == 1, out
     assert (nexus_project.root / "count").read_text().split() == ["A", "A", "A"]  # 1 + 2 retries
+
+
+def test_sqlites_own_words_about_damage_are_shown_on_one_line():
+    from nexus_core.state.recover import _one_line
+
+    text = "*** in database main ***\nPage 7: btreeInitPage() returns error code 11\nPage 9: free space corruption"
+    assert _one_line(text) == "Page 7: btreeInitPage() returns error code 11; Page 9: free space corruption"
+    assert _one_line("file is not a database") == "file is not a database"

@@ -51,7 +51,7 @@ def open_state(path: str, warn: Callable[[str], None]) -> StateStore:
             first = exc
         moved = _move_aside(path)
         store = StateStore(path)
-    reason = str(first).split(": ", 1)[-1] if ": " in str(first) else str(first)
+    reason = _one_line(str(first).split(": ", 1)[-1] if ": " in str(first) else str(first))
     store.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('recovered', ?)",
         (json.dumps({"at": time.time(), "moved_to": moved, "reason": reason}),),
@@ -61,6 +61,14 @@ def open_state(path: str, warn: Callable[[str], None]) -> StateStore:
         "and started a fresh one. Runs recorded there can no longer be listed or resumed."
     )
     return store
+
+
+def _one_line(reason: str) -> str:
+    """SQLite's own words, on one line: its integrity check reports several (``*** in
+    database main ***``, ``Page 7: btreeInitPage() returns error code 11``)."""
+    parts = [p.strip() for p in reason.replace("*** in database main ***", "").splitlines() if p.strip()]
+    text = "; ".join(parts[:3]) + ("; ..." if len(parts) > 3 else "")
+    return text or "damaged"
 
 
 def _move_aside(path: str) -> str:
