@@ -21,6 +21,9 @@ from urllib.parse import quote, unquote
 from nexus_core.records import Record
 
 DEFAULT_MAX_BYTES = 1_000_000
+#: Bytes of one log held before they are written (by the thread adding the line) rather than
+#: at the flusher's next round: 200 hosts printing 1 MB each within a round held 200 MB.
+PENDING_MAX = 64 << 10
 DEFAULT_RETENTION_DAYS = 14
 #: Seconds between flushes of a file while its command keeps printing.
 FLUSH_EVERY = 0.5
@@ -112,12 +115,17 @@ class _File:
         self.written = False
         self.size = 0
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.truncated = False
+        #: Held from taking a batch until it is written: batches reach the file in order,
+        #: whichever thread writes them (the flusher, or a host's thread over PENDING_MAX).
+        self.io = threading.Lock()
 
     def take(self) -> bytes:
         """The pending lines, as one block (the caller holds the writer's lock)."""
         data = b"".join(self.pending)
         self.pending.clear()
+        self.pending_bytes = 0
         return data
 
     def write_out(self, data: bytes) -> None:
@@ -200,8 +208,21 @@ class RunLogWriter:
                     data = f"[... output cut at {self.max_bytes} bytes (log_max_bytes) ...]\n".encode()
                 f.pending.append(data)
                 f.size += len(data)
+                f.pending_bytes += len(data)
+                batch = b""
+                if f.pending_bytes > PENDING_MAX:
+                    batch = f.take()
+                    f.io.acquire()  # taken with the batch: no later batch of this file overtakes it
             except OSError:
                 self.failed = True  # a full disk must not fail the run; the output is still printed
+                return
+        if batch:  # a host printing fast writes its own batch: memory stays bounded by hosts x PENDING_MAX
+            try:
+                f.write_out(batch)
+            except OSError:
+                self.failed = True
+            finally:
+                f.io.release()
 
     def _start_flusher(self) -> None:
         if self._flusher is None and not self._stop.is_set():
@@ -222,6 +243,8 @@ class RunLogWriter:
             done, self._done = self._done, []
             batches = [(f, f.take()) for f in self._files.values() if f.pending]
             batches += [(f, f.take()) for f in done]
+            for f, _ in batches:
+                f.io.acquire()  # a host thread may be writing its own batch of it: in order
         with self._io:
             try:
                 for f, data in batches:
@@ -230,6 +253,9 @@ class RunLogWriter:
                     f.close()
             except OSError:
                 self.failed = True
+            finally:
+                for f, _ in batches:
+                    f.io.release()
 
     def _close(self, task: str, host: str) -> None:
         """The host finished the task: its log is written and closed by the next flush."""

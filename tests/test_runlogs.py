@@ -187,3 +187,33 @@ def test_a_run_id_prefix_of_several_runs_is_called_ambiguous_and_lists_them(nexu
         assert "Run id '20' is ambiguous" in out.stderr and ids[0] in out.stderr, out
     unknown = nexus_project.run("logs", "nope")
     assert unknown.code == 2 and "No run 'nope'" in unknown.stderr, unknown
+
+
+def test_a_log_written_fast_stays_in_order_and_holds_little_in_memory(tmp_path):
+    """A host printing faster than the flusher's rounds writes its own batches (memory stays
+    bounded per log); batches reach the file in order whichever thread writes them."""
+    import threading
+
+    writer = runlogs.RunLogWriter(str(tmp_path), "r1", max_bytes=50_000_000)
+    done = threading.Event()
+    most = [0]
+
+    def flusher() -> None:
+        while not done.is_set():
+            writer.flush()
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        for i in range(60_000):
+            writer._write("t", "h", f"line {i:06d} " + "x" * 40)
+            f = writer._files[("t", "h")]
+            most[0] = max(most[0], f.pending_bytes)
+    finally:
+        done.set()
+        thread.join(30)
+    writer.close()
+    path = runlogs.host_file(str(tmp_path), "r1", "t", "h")
+    lines = runlogs.read_lines(path)
+    assert [int(line.split()[1]) for line in lines] == list(range(60_000))
+    assert most[0] <= runlogs.PENDING_MAX + 100
