@@ -209,6 +209,7 @@ class Engine:
         self._escalation: list[threading.Timer] = []
         self._marked_hosts: dict[HostKey, Host] = {}
         self._cleaned: set[HostKey] = set()
+        self._said_no_files = False  # "too many open files" said once for the clean-up
         #: Hosts whose last command of the run could not reach them (connection failed or
         #: lost): their clean-up is not attempted, which would only try to connect again.
         self._unreachable: set[HostKey] = set()
@@ -1107,6 +1108,13 @@ class Engine:
                     return
             self.executor(host.transport).remove_markers(host, run_id)
         except Exception as exc:  # noqa: BLE001 - cleanup must never fail a run
+            if _out_of_files(exc):  # said once for the run, not once per host
+                with self._lock:
+                    said, self._said_no_files = self._said_no_files, True
+                if not said:
+                    self._report(f"nexus: could not remove status files on some hosts: {_no_files_text()}; "
+                                 "a later run's clean-up removes them")  # fmt: skip
+                return
             self._report(f"nexus: could not remove status files on {host.label}: {exc!r}")
 
     def _clean_markers(self) -> None:
@@ -1134,6 +1142,8 @@ class Engine:
         from nexus_core.logs import LOGGER
 
         LOGGER.debug("executor %r raised on %s", host.transport, host.label, exc_info=True)
+        if _out_of_files(exc):  # the same on every host: no module path or host in the text
+            return _no_files_text()
         owner = self.registry.owners.get(f"executor:{host.transport}", "?")
         return f"executor {host.transport!r} ({owner}) failed: {type(exc).__name__}: {exc}"
 
@@ -1155,6 +1165,23 @@ class Engine:
         if "timeout" in statuses:
             return "failed", int(ExitCode.TIMEOUT)
         return "failed", int(ExitCode.FAILED)
+
+
+def _out_of_files(exc: BaseException) -> bool:
+    """True for the process's (or the system's) limit of open files reached."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
+
+
+def _no_files_text() -> str:
+    """Why a host failed when no file could be opened any more, with the fix."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = "no limit" if soft == resource.RLIM_INFINITY else str(soft)
+    return (f"too many open files (this process may open {limit}: ulimit -n); raise the limit "
+            "(ulimit -n 65536) or run on fewer hosts at once (forks=, -p)")  # fmt: skip
 
 
 def _task_timeout(tp: TaskPlan) -> str:
