@@ -133,7 +133,7 @@ def test_each_batch_is_a_member_of_its_own_and_nothing_stays_open(tmp_path: Path
     batches = [f"line {i} {'x' * (i % 700)}\n".encode() for i in range(12_000)]
     for data in batches:
         log.write_out(data)
-    assert vars(log).keys() == {"path", "written", "size", "pending", "truncated"}  # no stream kept
+    assert vars(log).keys() == {"path", "written", "size", "pending", "pending_bytes", "truncated", "io"}  # no stream
     raw = Path(log.path).read_bytes()
     assert runlogs.inflate(raw) == b"".join(batches).decode()
     with gzip.open(log.path, "rb") as fh:  # an ordinary gzip reader sees one file too
