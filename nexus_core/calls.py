@@ -284,6 +284,35 @@ class _Lines:
             self._buf = ""
 
 
+class _Discard:
+    """A text stream that keeps nothing (what a hidden stream is written to)."""
+
+    def write(self, data: str) -> int:
+        """Drop ``data``."""
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush."""
+
+
+def honour_hide(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``hide=True``/``"both"``, ``"out"``/``"stdout"``, ``"err"``/``"stderr"`` as Fabric users
+    expect: that output is not shown (the result still holds it). invoke ignores ``hide`` for
+    a stream given explicitly, and the run's output streams are given explicitly in the
+    configuration, so a hidden stream gets one that discards instead."""
+    hide = kwargs.get("hide")
+    if not hide:
+        return kwargs
+    out = hide in (True, "both", "out", "stdout")
+    err = hide in (True, "both", "err", "stderr")
+    extra: dict[str, Any] = {}
+    if out and kwargs.get("out_stream") is None:
+        extra["out_stream"] = _Discard()
+    if err and kwargs.get("err_stream") is None:
+        extra["err_stream"] = _Discard()
+    return {**kwargs, **extra}
+
+
 @dataclass(frozen=True)
 class CallStreams:
     """Where a connection given to ``call()`` writes command output: line writers for stdout

@@ -57,7 +57,7 @@ from nexus_core.options import Option
 
 if TYPE_CHECKING:
     from nexus_core.audit.records import set_identity
-    from nexus_core.calls import CallStreams
+    from nexus_core.calls import CallStreams, honour_hide
     from nexus_core.cli.application import (
         Exit,
         config_option,
@@ -175,6 +175,7 @@ __all__ = [
     "fail",
     "find_nexusfile",
     "format_option",
+    "honour_hide",
     "hookimpl",
     "hookspec",
     "load",
@@ -259,6 +260,7 @@ _LAZY = {
     "to_host": "nexus_core.plan",
     "PluginManager": "nexus_core.plugins",
     "CallStreams": "nexus_core.calls",
+    "honour_hide": "nexus_core.calls",
     "LineSplitter": "nexus_core.executors.lines",
     "ServiceError": "nexus_core.service_errors",
     "pid_alive": "nexus_core.pids",

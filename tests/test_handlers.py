@@ -313,6 +313,8 @@ def test_call_runs_a_fabfile_function_locally(nexus_project):
     (nexus_project.root / "fabfile.py").write_text(
         "def deploy(c, version):\n"
         "    c.run(f'echo deploying {version}')\n"
+        "    assert c.run('echo quiet-out; echo quiet-err >&2', hide=True).stdout == 'quiet-out\\n'\n"
+        "    c.run('echo half-out; echo half-err >&2', hide='stdout')\n"
         "    c.put('source.txt', 'copy.txt')\n"
         "    return {'version': version}\n"
         "def broken(c):\n"
@@ -336,6 +338,8 @@ def fail():
     out = nexus_project.run("run", "fail", "-v")
     assert out.code == 1, out
     assert "deploying 1.2" in out.stdout
+    assert "quiet-" not in out.stdout and "half-out" not in out.stdout, out.stdout  # hide= is honoured
+    assert "half-err" in out.stdout
     assert "deploy() returned {'version': '1.2'}" in out.stdout
     assert (nexus_project.root / "copy.txt").read_text() == "payload\n"
     text = out.stdout + out.stderr

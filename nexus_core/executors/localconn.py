@@ -27,6 +27,8 @@ def local_connection(root: str, streams: Any, sudo_password: str | None = None) 
     from invoke.config import Config
     from invoke.context import Context
 
+    from nexus_core.calls import honour_hide
+
     class LocalConnection(Context):
         """invoke's ``Context`` with what a fabfile expects of a Fabric ``Connection``."""
 
@@ -69,6 +71,14 @@ def local_connection(root: str, streams: Any, sudo_password: str | None = None) 
         def sftp(self) -> Any:
             """There is no SFTP to this machine: say what to use instead."""
             raise NotImplementedError("call() on the local machine has no SFTP: use c.put/c.get or Python's files")
+
+        def run(self, command: str, **kwargs: Any) -> Any:
+            """invoke's ``run``, honouring ``hide=`` (see :func:`nexus_core.calls.honour_hide`)."""
+            return super().run(command, **honour_hide(kwargs))
+
+        def sudo(self, command: str, **kwargs: Any) -> Any:
+            """invoke's ``sudo``, honouring ``hide=`` (see :func:`nexus_core.calls.honour_hide`)."""
+            return super().sudo(command, **honour_hide(kwargs))
 
     overrides: dict[str, Any] = {
         "run": {"out_stream": streams.stdout, "err_stream": streams.stderr, "in_stream": False, "echo": False},

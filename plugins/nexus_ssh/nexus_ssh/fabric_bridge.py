@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from nexus_core.plugin import Host
+from nexus_core.plugin import Host, honour_hide
 
 
 def _connection_class() -> type[Any]:
@@ -41,6 +41,14 @@ def _connection_class() -> type[Any]:
             if sftp is not None:
                 sftp.close()
                 self._sftp = None
+
+        def run(self, command: str, **kwargs: Any) -> Any:
+            """Fabric's ``run``, honouring ``hide=`` (see ``nexus_core.plugin.honour_hide``)."""
+            return super().run(command, **honour_hide(kwargs))
+
+        def sudo(self, command: str, **kwargs: Any) -> Any:
+            """Fabric's ``sudo``, honouring ``hide=`` (see ``nexus_core.plugin.honour_hide``)."""
+            return super().sudo(command, **honour_hide(kwargs))
 
     return PooledConnection
 

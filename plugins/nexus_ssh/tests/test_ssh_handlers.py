@@ -211,6 +211,9 @@ def deploy():
     for e in out.of("ssh.connect"):
         connects[e["host"]] = connects.get(e["host"], 0) + 1
     assert connects and all(n == 1 for n in connects.values()), connects  # no second connection per host
+    # hide=True is honoured (invoke ignores it for a stream given explicitly, as ours are)
+    lines = [e["line"] for e in out.of("command.output")]
+    assert not any(line == USER_KEY for line in lines), lines
 
 
 def test_call_failure_over_ssh_is_reported_like_a_command(project: NexusProject, sshbed: SshBed):
