@@ -116,6 +116,15 @@ def test_a_handler_notified_before_a_failure_runs_after_nexus_resume(nexus_proje
     assert lines(nexus_project.root / "log") == ["changed", "restart"]  # the command is not run again
 
 
+def test_a_dry_run_after_a_failure_says_the_pending_handler_will_run(nexus_project):
+    nexus_project.write(FAILING)
+    failed = nexus_project.run("run", "deploy", "--format", "json")
+    assert failed.code == 1, failed
+    run_id = failed.of("pipeline.start")[0]["run_id"]
+    dry = nexus_project.run("run", "deploy", "-n")
+    assert f"handler restart (if notified; pending from run {run_id} on local: it runs):" in dry.stdout, dry
+
+
 def test_force_handlers_runs_notified_handlers_on_a_host_that_failed(nexus_project):
     nexus_project.write(FAILING)
     out = nexus_project.run("run", "deploy", "--force-handlers", "--format", "json")

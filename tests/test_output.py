@@ -328,3 +328,17 @@ def test_a_hosts_own_name_is_set_aside_but_ports_users_and_other_names_are_not()
     assert key("exit code 1", "a") != key("exit code 2", "b")
     alike = [shape(f"group {g} on {h}", names_of(h)) for g, h in ((7, "x-1"), (7, "x-2"))]
     assert merged(alike) == "group 7 on <host>" and merged(alike[:1]) == "group 7 on x-1"
+
+
+def test_a_dry_run_of_a_fleet_names_its_size_not_every_host(nexus_project):
+    hosts = ", ".join(f"'127.0.0.{n}:1'" for n in range(2, 14))
+    nexus_project.write(
+        "from nexus_core import config, hosts, run, task, handler, hostname\n"
+        "config(ssh_connect_timeout=2, ssh_connect_attempts=1)\n"
+        f"hosts('fleet', {hosts})\n"
+        "@handler\ndef restart():\n    run('echo restart ' + hostname())\n"
+        "@task(on='fleet')\ndef check():\n    run('uptime', notify=restart)\n"
+    )
+    dry = nexus_project.run("run", "check", "-n")
+    assert "check [12 hosts: 127.0.0.2:1, 127.0.0.3:1, 127.0.0.4:1, +9 more]" in dry.stdout, dry
+    assert "handler restart (if notified; as on 127.0.0.2:1):" in dry.stdout, dry

@@ -205,7 +205,7 @@ def run(
                 _dry_scale(project, scale, fmt)
             if simulate_failure:
                 _what_if(plan, simulate_failure, continue_on_error, fmt)
-            _dry_run(plan, fmt)
+            _dry_run(plan, fmt, _held_handlers(store, plan))
             if gated:
                 from nexus_core.policy.gate import record_dry_run
 
@@ -530,7 +530,25 @@ def _file_checks(plan: Plan) -> dict[tuple[str, str, int], Any]:
     return transfer.dry_run(plan, plugin_manager().registry, workers=limit)
 
 
-def _dry_run(plan: Plan, fmt: str) -> None:
+def _held_handlers(store: Any, plan: Plan) -> tuple[str, dict[str, dict[str, list[str]]]]:
+    """The handlers an earlier run of these tasks left pending, which a run now takes over:
+    (that run's id, {task: {handler: [host labels]}}); ("", {}) when none."""
+    if store is None:
+        return "", {}
+    try:
+        earlier = store.previous_pending(plan.nexusfile, list(plan.requested), "")
+    except Exception:  # noqa: BLE001 - a dry run shows the plan whatever the store says
+        return "", {}
+    if earlier is None:
+        return "", {}
+    held: dict[str, dict[str, list[str]]] = {}
+    for (task, host), names in earlier.pending_handlers().items():
+        for name in names:
+            held.setdefault(task, {}).setdefault(name, []).append(host)
+    return earlier.id, held
+
+
+def _dry_run(plan: Plan, fmt: str, held: tuple[str, dict[str, dict[str, list[str]]]] = ("", {})) -> None:
     """Print the plan after the pre-flight checks; exit as ``nexus preflight`` would when one fails.
 
     Checks connect and authenticate but run nothing on a host (``dry_run`` option): the sudo
@@ -554,6 +572,6 @@ def _dry_run(plan: Plan, fmt: str) -> None:
             out["files"] = [c.to_dict() for c in files.values()]
         click.echo(json.dumps(out))
     else:
-        click.echo(plan_text(Style.detect(), plan, checks, files))
+        click.echo(plan_text(Style.detect(), plan, checks, files, held))
     if code:
         raise Exit(code)

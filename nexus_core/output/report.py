@@ -241,8 +241,10 @@ def plan_text(
     plan: Plan,
     checks: Sequence[CheckResult] = (),
     files: Mapping[tuple[str, str, int], Any] | None = None,
+    held: tuple[str, Mapping[str, Mapping[str, Sequence[str]]]] = ("", {}),
 ) -> str:
-    """The dry-run view: pre-flight, execution plan by phase, summary."""
+    """The dry-run view: pre-flight, execution plan by phase, summary. ``held``: the handlers
+    an earlier run left pending, which the run takes over (its id, {task: {handler: hosts}})."""
     s = style
     rule = "═" if s.unicode else "="
     lines = [rule * 66, "DRY RUN MODE: no commands will be executed".center(66), rule * 66, ""]
@@ -256,7 +258,7 @@ def plan_text(
         mode = "parallel" if len(phase) > 1 else next(iter(kinds))
         lines.append(f"  Phase {i} ({mode}):" if len(phase) > 1 else f"  Phase {i}:")
         for name in phase:
-            lines.extend(_task_plan_lines(s, plan, name, files or {}))
+            lines.extend(_task_plan_lines(s, plan, name, files or {}, held))
     if plan.discovery:  # where each discovered host came from
         from nexus_core.discovery.report import discovery_lines
 
@@ -278,12 +280,23 @@ def plan_text(
     return "\n".join(lines)
 
 
-def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, str, int], Any]) -> list[str]:
+def _task_plan_lines(
+    s: Style,
+    plan: Plan,
+    name: str,
+    files: Mapping[tuple[str, str, int], Any],
+    held: tuple[str, Mapping[str, Mapping[str, Sequence[str]]]] = ("", {}),
+) -> list[str]:
     from nexus_core.guards import dry_run_note
 
     t = plan.tasks[name]
     labels = [hp.host.label for hp in t.hosts]
-    where = "[local]" if labels == ["local"] else f"[{', '.join(labels)}]"
+    if labels == ["local"]:
+        where = "[local]"
+    elif len(labels) > 10:  # a fleet: its size and the first few (--list-hosts has them all)
+        where = f"[{len(labels)} hosts: {', '.join(labels[:3])}, +{len(labels) - 3} more]"
+    else:
+        where = f"[{', '.join(labels)}]"
     strategy = f" ({t.strategy_text})" if len(t.hosts) > 1 or t.strategy != "parallel" else ""
     deps = f" after {', '.join(t.deps)}" if t.deps else ""
     lines = [f"    {s.bullet} {name} {where}{strategy}{deps}"]
@@ -310,7 +323,7 @@ def _task_plan_lines(s: Style, plan: Plan, name: str, files: Mapping[tuple[str, 
                     bar = ("│" if s.unicode else "|") if i < len(commands) - 1 else " "
                     named = label is None and len(labels_here) > 1
                     lines.extend(_file_check_lines(s, f"{indent}{bar}    ", found, named))
-    lines.extend(_handler_and_artifact_lines(s, plan, name))
+    lines.extend(_handler_and_artifact_lines(s, plan, name, held))
     return lines
 
 
@@ -324,14 +337,27 @@ def _shown(c: Any, indent: str) -> str:
     return "\n".join(clean(line) for line in text.split("\n")).replace("\n", "\n" + indent + " ")
 
 
-def _handler_and_artifact_lines(s: Style, plan: Plan, name: str) -> list[str]:
-    """The handlers a task may run at its end (when notified) and the artifacts it hands on."""
+def _handler_and_artifact_lines(
+    s: Style, plan: Plan, name: str, held: tuple[str, Mapping[str, Mapping[str, Sequence[str]]]] = ("", {})
+) -> list[str]:
+    """The handlers a task may run at its end (when notified, or left pending by an earlier
+    run: ``held``) and the artifacts it hands on."""
     t = plan.tasks[name]
     out: list[str] = []
     handlers = list(dict.fromkeys(h.name for hp in t.hosts for h in hp.handlers))
+    run_id, pending = held[0], held[1].get(name, {})
+    here = {hp.host.label for hp in t.hosts}
     for handler in handlers:
-        cmds = next(h.commands for hp in t.hosts for h in hp.handlers if h.name == handler)
-        out.append("      " + s.paint(f"handler {handler} (if notified):", "dim"))
+        bodies = [h.commands for hp in t.hosts for h in hp.handlers if h.name == handler]
+        cmds = bodies[0]
+        when = "if notified"
+        waiting = [host for host in pending.get(handler, ()) if host in here]
+        if waiting:
+            on = waiting[0] if len(waiting) == 1 else f"{len(waiting)} hosts"
+            when = f"if notified; pending from run {run_id} on {on}: it runs"
+        if len(set(bodies)) > 1:  # hostname() and the like: each host runs its own
+            when += f"; as on {t.hosts[0].host.label}"
+        out.append("      " + s.paint(f"handler {handler} ({when}):", "dim"))
         for i, c in enumerate(cmds):
             flags = " ".join(f"[{f}]" for f in c.flags())
             last = i == len(cmds) - 1
