@@ -101,6 +101,17 @@ def test_unknown_group_is_a_did_you_mean_error(nexus_project: NexusProject):
     assert excluded.code == 2 and "'!web-9' matches no host or group" in excluded.stderr, excluded
     nothing_left = nexus_project.run("exec", "web,!web-*", "--", "id")
     assert nothing_left.code == 2 and "leaves no host" in nothing_left.stderr, nothing_left
+
+
+def test_a_target_of_exclusions_only_starts_from_every_host(nexus_project: NexusProject):
+    """As -H does: `!pattern` alone is every host of the nexusfile but those."""
+    nexus_project.write(
+        "from nexus_core import config, hosts\nconfig(ssh_connect_timeout=2, ssh_connect_attempts=1)\n"
+        'hosts("web", "127.0.0.1:9", "127.0.0.1:7")\n'
+    )
+    out = nexus_project.run("exec", "!127.0.0.1:9", "--format", "json", "--", "true")
+    assert out.code == 3, out  # nothing listens there: unreachable, but chosen
+    assert [e["host"] for e in out.of("exec.host")] == ["127.0.0.1:7"], out
     as_json = nexus_project.run("exec", "wbe", "--format", "json", "--", "id")
     assert as_json.code == 2 and as_json.of("error"), as_json
 

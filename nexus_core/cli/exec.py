@@ -137,7 +137,7 @@ def exec_command(
         setup_logs(str(plan.config["log_level"]), log_format)
     sudo_extra = ask_sudo_password() if ask_sudo_pass else {}
     style = Style.detect()
-    collector = Collector(plan, style if verbose and fmt != "json" else None)
+    collector = Collector(plan, style if verbose and fmt != "json" else None, warnings=style, fmt=fmt)
     from nexus_core.session import RunRefused, RunSession
 
     session = RunSession(plan, plugins=plugin_manager(), store=None, subscribers=[("exec", collector)], fmt=fmt,
@@ -233,6 +233,11 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
         if close:
             hints.append(f"Did you mean {close!r}?")
 
+    if not any(term.kind == "+" for term in limit.terms):  # only ! and &: from every host, as -H does
+        if not inventory:
+            problems.append("exclusions (!) and intersections (&) alone need a nexusfile that declares hosts")
+        for host, item in declared.values():
+            chosen.setdefault(host.key, (host, item))
     for term in limit.terms:
         if term.kind != "+":
             continue
@@ -345,14 +350,23 @@ class HostResult:
 class Collector:
     """An event subscriber that gathers each host's output and result (and streams it with ``-v``)."""
 
-    def __init__(self, plan: Plan, stream: Style | None = None) -> None:
+    def __init__(
+        self, plan: Plan, stream: Style | None = None, *, warnings: Style | None = None, fmt: str = "text"
+    ) -> None:
         task = plan.tasks[TASK]
         self.results = {hp.host.label: HostResult(hp.host) for hp in task.hosts}
         self.stream = stream
+        #: With a style: warnings and errors the executors publish (a connection attempt retried,
+        #: say) are shown as ``nexus run`` shows them: on stderr, or as ``log`` objects with JSON.
+        self.warnings = warnings
+        self.fmt = fmt
         self._lock = threading.Lock()
 
     def __call__(self, event: ev.Event, /) -> None:
         """Take one event of the run."""
+        if isinstance(event, ev.Log):
+            self._log(event)
+            return
         host = getattr(event, "host", None)
         res = self.results.get(host) if isinstance(host, str) else None
         if res is None or getattr(event, "task", TASK) != TASK:
@@ -373,6 +387,19 @@ class Collector:
             elif isinstance(event, ev.HostStop):
                 res.status, res.duration = event.status, event.duration
                 res.reason = event.reason or res.reason
+
+    def _log(self, event: ev.Log) -> None:
+        """A warning or error of the run, as ``nexus run`` shows it (output.render's ``on_log``)."""
+        if self.warnings is None or event.level not in ("warning", "error"):
+            return
+        from nexus_core.output.safe import clean, json_safe, terminal_safe
+
+        with self._lock:
+            if self.fmt == "json":
+                click.echo(json_safe(json.dumps(event.to_dict(), default=str, ensure_ascii=False)))
+            else:
+                text = f"nexus: {event.level}: {clean(event.message, multiline=True)}"
+                click.echo(terminal_safe(self.warnings.paint(text, "yellow")), err=True)
 
     def folds(self) -> list[list[HostResult]]:
         """Hosts grouped by identical result and output, in the order of their first host."""

@@ -19,9 +19,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from nexus_ssh.errors import CancelledConnect, ConnectError, HandshakeTimeout, LoginTimeout, classify
+from nexus_ssh.errors import (
+    CancelledConnect,
+    ConnectError,
+    DroppedBeforeBanner,
+    HandshakeTimeout,
+    LoginTimeout,
+    classify,
+)
 from nexus_ssh.hostkeys import HostKeyVerifier
 from nexus_ssh.options import DEFAULT_CONNECT_ATTEMPTS, MAX_CONNECT_ATTEMPTS
 from nexus_ssh.pacing import Pacer, PacingCancelled
@@ -32,6 +39,12 @@ if TYPE_CHECKING:
     from paramiko.transport import Transport
 
 _PROMPT_LOCK = threading.Lock()
+#: Config keys of connection pacing, read from the options, else from the config (pacing.py).
+PACING_KEYS = ("ssh_connect_rate", "ssh_jump_concurrency", "ssh_connect_concurrency")
+#: Bytes a probe reads at most while waiting for the server's banner line.
+_BANNER_LIMIT = 4096
+#: ``watch(abort) -> forget``: calls ``abort`` when the run stops (at once if it has), until ``forget()``.
+Watch = Callable[[Callable[[], None]], Callable[[], None]]
 #: Seconds between a logged-in transport thread's checks for close (Paramiko's default 0.1).
 IDLE_POLL = 2.0
 
@@ -140,6 +153,62 @@ def auth_publickey(t: Transport, user: str, key: Any) -> list[str]:
     return []
 
 
+class Abort:
+    """The streams one connection attempt has open, so that a stop can close them from another thread.
+
+    Paramiko's banner read, key exchange and login block their thread until the server answers
+    or ``ssh_connect_timeout`` passes (a minute, say, with a server that accepts TCP and never
+    speaks). :meth:`abort` shuts the attempt's sockets down, which wakes those reads at once:
+    the attempt then ends as :class:`CancelledConnect`. A finished attempt (:meth:`finish`)
+    is no longer touched: its connection belongs to the caller.
+    """
+
+    def __init__(self, watched: bool = True) -> None:
+        #: False when nothing can call :meth:`abort` (no ``watch``): plain blocking calls do.
+        self.watched = watched
+        self.aborted = False
+        self._done = False
+        self._held: list[Any] = []
+        self._lock = threading.Lock()
+
+    def hold(self, stream: Any) -> bool:
+        """Note ``stream`` (a socket, jump-host channel or ProxyCommand); when the attempt was
+        aborted already, shut it at once and return False."""
+        with self._lock:
+            if not self.aborted:
+                self._held.append(stream)
+                return True
+        _shut(stream)
+        return False
+
+    def abort(self) -> None:
+        """Stop the attempt: shut down every stream it holds (idempotent, any thread)."""
+        with self._lock:
+            if self.aborted or self._done:
+                return
+            self.aborted = True
+            held, self._held = self._held, []
+        for stream in held:
+            _shut(stream)
+
+    def finish(self) -> bool:
+        """End the attempt: True when it may keep what it opened, False when it was aborted."""
+        with self._lock:
+            self._done = True
+            self._held = []
+            return not self.aborted
+
+
+def _shut(stream: Any) -> None:
+    """Wake whatever reads ``stream``: shut a socket down (its owner closes it), close anything else."""
+    if isinstance(stream, LowLatencySocket | socket.socket):
+        with contextlib.suppress(OSError):
+            stream.shutdown(socket.SHUT_RDWR)
+        return
+    with contextlib.suppress(Exception):
+        stream.close()
+
+
 @dataclass
 class Connection:
     """One authenticated connection to a target (owning the hop transports it rides on)."""
@@ -189,15 +258,22 @@ class Connector:
         self.resolver = resolver
         self.options = options
         self.verifier = HostKeyVerifier()
-        self.attempts = connect_attempts(options, getattr(resolver, "config", None) or {})
+        config: Mapping[str, Any] = getattr(resolver, "config", None) or {}
+        self.attempts = connect_attempts(options, config)
+        #: Tries for a handshake the server dropped before its banner (sshd's MaxStartups): the
+        #: configured ``ssh_connect_attempts`` (default 3) even where an option asks for 1 try
+        #: (preflight, ``nexus hosts``): a throttled server says nothing of the host's health.
+        self.drop_attempts = max(self.attempts, connect_attempts({}, config))
         self.backoff_base = float(options.get("ssh_retry_base", 0.5))
         self.backoff_max = float(options.get("ssh_retry_max", 8.0))
         self._keys: dict[str, PKey | None] = {}
         self._key_lock = threading.Lock()
         self._passwords: dict[str, str] = {}
         self._sleep = sleep
-        #: Connection pacing: ``ssh_connect_rate`` and ``ssh_jump_concurrency`` (pacing.py).
-        self.pacer = Pacer(options)
+        #: Connection pacing: ``ssh_connect_rate`` and ``ssh_jump_concurrency`` (pacing.py),
+        #: from the options, else the config (so every command that connects is paced alike).
+        pacing = {k: options.get(k, config.get(k)) for k in PACING_KEYS}
+        self.pacer = Pacer({k: v for k, v in pacing.items() if v is not None})
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -318,7 +394,9 @@ class Connector:
 
     # --- sockets & transports ------------------------------------------------------------
 
-    def _open_socket(self, spec: ConnectSpec, ep: Endpoint, via: Transport | None) -> Any:
+    def _open_socket(
+        self, spec: ConnectSpec, ep: Endpoint, via: Transport | None, attempt: Abort | None = None
+    ) -> Any:
         if via is not None:
             return via.open_channel(
                 "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=spec.connect_timeout
@@ -328,13 +406,20 @@ class Connector:
         # An ASCII name goes to getaddrinfo as bytes: given a str, CPython encodes it with the
         # "idna" codec, whose first use imports stringprep and unicodedata (2 ms of every run).
         host: str | bytes = ep.hostname.encode("ascii") if ep.hostname.isascii() else ep.hostname
-        sock = socket.create_connection((host, ep.port), timeout=spec.connect_timeout)  # type: ignore[arg-type]
+        if attempt is None or not attempt.watched:
+            sock = socket.create_connection((host, ep.port), timeout=spec.connect_timeout)  # type: ignore[arg-type]
+        else:
+            sock = _tcp_connect(host, ep.port, spec.connect_timeout, attempt)
         return LowLatencySocket(sock)
 
-    def _transport(self, spec: ConnectSpec, ep: Endpoint, via: Transport | None) -> tuple[Transport, str]:
+    def _transport(
+        self, spec: ConnectSpec, ep: Endpoint, via: Transport | None, attempt: Abort | None = None
+    ) -> tuple[Transport, str]:
         from paramiko.transport import Transport
 
-        sock = self._open_socket(spec, ep, via)
+        sock = self._open_socket(spec, ep, via, attempt)
+        if attempt is not None:
+            attempt.hold(sock)
         t = Transport(sock, packetizer_class=timerless_packetizer())
         # Paramiko's transport thread wakes every 0.1 s (its socket timeout) to see whether it
         # was closed or a timeout passed: with a thousand handshakes queued on a busy client
@@ -365,8 +450,10 @@ class Connector:
             t.close()
             raise
 
-    def connect_once(self, spec: ConnectSpec) -> Connection:
-        """One attempt through every hop; raises :class:`ConnectError` when it fails."""
+    def connect_once(self, spec: ConnectSpec, attempt: Abort | None = None) -> Connection:
+        """One attempt through every hop; raises :class:`ConnectError` when it fails.
+
+        ``attempt`` notes the streams opened, so that :meth:`Abort.abort` can end the attempt."""
         hops: list[Transport] = []
         via: Transport | None = None
         chain = [*spec.hops, spec.target]
@@ -374,7 +461,7 @@ class Connector:
             for i, ep in enumerate(chain):
                 via_label = str(chain[i - 1]) if i else ""
                 try:
-                    t, auth = self._transport(spec, ep, via)
+                    t, auth = self._transport(spec, ep, via, attempt)
                 except Exception as exc:
                     raise classify(exc, ep, via_label) from exc
                 if ep is spec.target:
@@ -387,42 +474,87 @@ class Connector:
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def open_to_target(self, spec: ConnectSpec) -> tuple[Any, list[Transport]]:
-        """A raw byte stream to the target's SSH port, through the (authenticated) hops.
-
-        For probes that must not log in to the target (banner reads, host key scans). The
-        caller closes the stream, then the hop transports (innermost first).
-        """
+    def _probe_once(self, spec: ConnectSpec, attempt: Abort | None = None) -> tuple[Any, list[Transport]]:
+        """One try of :meth:`open_to_target`: the stream once the server said its first line."""
         hops: list[Transport] = []
         via: Transport | None = None
         try:
             for i, ep in enumerate(spec.hops):
                 try:
-                    t, _ = self._transport(spec, ep, via)
+                    t, _ = self._transport(spec, ep, via, attempt)
                 except Exception as exc:
                     raise classify(exc, ep, str(spec.hops[i - 1]) if i else "") from exc
                 hops.append(t)
                 via = t
+            last_hop = str(spec.hops[-1]) if spec.hops else ""
             try:
-                sock = self._open_socket(spec, spec.target, via)
+                sock = self._open_socket(spec, spec.target, via, attempt)
             except Exception as exc:
-                raise classify(exc, spec.target, str(spec.hops[-1]) if spec.hops else "") from exc
-            return sock, hops
+                raise classify(exc, spec.target, last_hop) from exc
+            if attempt is not None:
+                attempt.hold(sock)
+            try:
+                return await_banner(sock, spec.connect_timeout), hops
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    sock.close()
+                raise classify(exc, spec.target, last_hop) from exc
         except BaseException:
             for h in reversed(hops):
                 h.close()
             raise
+
+    def open_to_target(
+        self,
+        spec: ConnectSpec,
+        cancel_sleep: Callable[[float], bool] | None = None,
+        on_retry: Callable[[int, int, str, float], None] | None = None,
+        watch: Watch | None = None,
+    ) -> tuple[Any, list[Transport]]:
+        """A raw byte stream to the target's SSH port, through the (authenticated) hops.
+
+        For probes that must not log in to the target (banner reads, host key scans). Paced
+        and retried as :meth:`connect` is: the stream is handed over once the server has sent
+        its first line (kept in the stream for the caller to read), so that a handshake the
+        server dropped before its banner (sshd's ``MaxStartups``) is retried here. Without
+        ``on_retry`` each retry is a warning on the ``nexus`` logger. The caller closes the
+        stream, then the hop transports (innermost first).
+        """
+        if on_retry is None:
+            on_retry = retry_warning(spec)
+        return self._retried(spec, self._probe_once, cancel_sleep, on_retry, watch)
 
     def connect(
         self,
         spec: ConnectSpec,
         cancel_sleep: Callable[[float], bool] | None = None,
         on_retry: Callable[[int, int, str, float], None] | None = None,
+        watch: Watch | None = None,
     ) -> Connection:
         """Connect with up to ``attempts`` tries on transient failures (exp. backoff, full jitter).
 
         Each try is bounded by ``ssh_connect_timeout``. ``on_retry(failed_attempt, attempts,
         reason, delay)`` is called before each new try, so the output can show them.
+        ``watch(abort)`` (see :data:`Watch`) lets a stop end a try under way at once: its
+        sockets are shut, and the call raises :class:`CancelledConnect`.
+        """
+        return self._retried(spec, self.connect_once, cancel_sleep, on_retry, watch)
+
+    def tries(self, exc: BaseException) -> int:
+        """How many tries a failure like ``exc`` gets in all (1: it is not retried)."""
+        if not isinstance(exc, ConnectError) or not exc.transient:
+            return 1
+        return max(1, self.drop_attempts if exc.kind == "dropped" else self.attempts)
+
+    def _retried(
+        self,
+        spec: ConnectSpec,
+        once: Callable[[ConnectSpec, Abort], _T],
+        cancel_sleep: Callable[[float], bool] | None,
+        on_retry: Callable[[int, int, str, float], None] | None,
+        watch: Watch | None,
+    ) -> _T:
+        """``once(spec, attempt)`` paced (:class:`Pacer`), and tried again on transient failures.
 
         The first try runs before ``tenacity`` is imported: a connection that succeeds at once
         (the usual case) does not pay for the library's import, which brings ``asyncio`` and,
@@ -440,21 +572,37 @@ class Connector:
                 return True
             return sleep(seconds)
 
-        def _paced_once(spec: ConnectSpec) -> Connection:
+        def _paced_once(spec: ConnectSpec) -> _T:
+            attempt = Abort(watched=watch is not None)
+            forget = watch(attempt.abort) if watch is not None else None
             try:
-                with self.pacer.turn(jump, _may_go):
-                    return self.connect_once(spec)
-            except PacingCancelled:
-                raise CancelledConnect() from None
+                try:
+                    with self.pacer.turn(jump, _may_go):
+                        if attempt.aborted:
+                            raise CancelledConnect()
+                        got = once(spec, attempt)
+                except PacingCancelled:
+                    raise CancelledConnect() from None
+                except ConnectError:
+                    if attempt.aborted:  # the stop shut its sockets: not the host's failure
+                        raise CancelledConnect() from None
+                    raise
+                if not attempt.finish():  # stopped just as it succeeded
+                    _discard(got)
+                    raise CancelledConnect()
+                return got
+            finally:
+                if forget is not None:
+                    forget()
 
         try:
             return _paced_once(spec)
         except ConnectError as exc:
-            if not exc.transient or self.attempts <= 1:
+            if self.tries(exc) <= 1:
                 raise
             first: list[BaseException] = [exc]
 
-        def _attempt(spec: ConnectSpec) -> Connection:
+        def _attempt(spec: ConnectSpec) -> _T:
             if first:  # tenacity's attempt 1 is the try made above
                 raise first.pop()
             return _paced_once(spec)
@@ -463,7 +611,6 @@ class Connector:
             RetryError,
             Retrying,
             retry_if_exception,
-            stop_after_attempt,
             wait_random_exponential,
         )
 
@@ -473,17 +620,21 @@ class Connector:
             elif not sleep(seconds):
                 raise CancelledConnect()
 
+        def _stop(state: Any) -> bool:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            return bool(state.attempt_number >= (self.tries(exc) if exc is not None else 1))
+
         def _announce(state: Any) -> None:
             assert on_retry is not None and state.outcome is not None
             exc = state.outcome.exception()
             why = exc.reason.partition("\n")[0] if isinstance(exc, ConnectError) else str(exc)
             delay = state.next_action.sleep if state.next_action else 0.0
-            on_retry(state.attempt_number, max(1, self.attempts), why, float(delay))
+            on_retry(state.attempt_number, self.tries(exc), why, float(delay))
 
         retrying = Retrying(
-            stop=stop_after_attempt(max(1, self.attempts)),
+            stop=_stop,
             wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
-            retry=retry_if_exception(lambda e: isinstance(e, ConnectError) and e.transient),
+            retry=retry_if_exception(lambda e: self.tries(e) > 1),
             sleep=_sleep,
             before_sleep=None if on_retry is None else _announce,
             reraise=True,
@@ -495,6 +646,116 @@ class Connector:
             raise exc.last_attempt.exception() or ConnectError(
                 "error", "connect failed", transient=False, retryable=True
             ) from exc
+
+
+_T = TypeVar("_T")
+
+
+def _tcp_connect(host: str | bytes, port: int, timeout: float, attempt: Abort) -> socket.socket:
+    """``socket.create_connection`` whose socket ``attempt`` holds while it connects: on Linux,
+    shutting down a socket still waiting for the server's SYN-ACK ends the wait at once."""
+    last: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        if not attempt.hold(sock):
+            sock.close()
+            raise ConnectionAbortedError("the run is stopping")
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            last = exc
+            sock.close()
+    raise last or OSError(f"getaddrinfo found no address for {host!r}")
+
+
+def _discard(got: Any) -> None:
+    """Close what an attempt stopped as it succeeded had opened (a connection, or a stream and hops)."""
+    if isinstance(got, Connection):
+        got.close()
+        return
+    stream, hops = got
+    with contextlib.suppress(Exception):
+        stream.close()
+    for hop in reversed(hops):
+        with contextlib.suppress(Exception):
+            hop.close()
+
+
+def retry_warning(spec: ConnectSpec) -> Callable[[int, int, str, float], None]:
+    """An ``on_retry`` that says each retry as a warning on the ``nexus`` logger (``nexus: WARNING: ...``)."""
+    from nexus_ssh.events import host_label
+
+    label = host_label(spec.target.hostname, spec.target.port)
+
+    def say(failed: int, attempts: int, why: str, delay: float) -> None:
+        logging.getLogger("nexus").warning(
+            "%s: connection attempt %d/%d failed (%s); retrying in %.1fs", label, failed, attempts, why, delay
+        )
+
+    return say
+
+
+def await_banner(stream: Any, timeout: float) -> Any:
+    """``stream`` once the server has sent its first line, which stays in it for the caller to read.
+
+    Raises :class:`DroppedBeforeBanner` when the server closes (or resets) the connection before
+    saying anything, or says ``Exceeded MaxStartups`` (what sshd writes before closing a
+    connection it drops), and :class:`HandshakeTimeout` when it says nothing in ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while len(buf) < _BANNER_LIMIT:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        with contextlib.suppress(Exception):
+            stream.settimeout(left)
+        try:
+            chunk: bytes = stream.recv(256)
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+            if buf and b"MaxStartups" not in buf:
+                raise
+            raise DroppedBeforeBanner(f"the server closed the connection before its banner ({exc})") from exc
+        except TimeoutError:
+            break
+        if not chunk:
+            if buf and b"MaxStartups" not in buf:
+                break  # a line that is not a banner: the caller says what it is
+            said = buf.decode("utf-8", "replace").strip()
+            raise DroppedBeforeBanner(f"the server closed the connection before its banner {said!r}".strip())
+        buf += chunk
+        lines = buf.split(b"\n")[:-1]
+        if any(b"MaxStartups" in line for line in lines):
+            raise DroppedBeforeBanner(buf.decode("utf-8", "replace").strip())
+        if lines:
+            break
+    if not buf:
+        raise HandshakeTimeout(f"no SSH banner within {timeout:g} s")
+    return _Prefetched(stream, buf)
+
+
+class _Prefetched:
+    """A stream whose first bytes were read already (a probe's banner): ``recv`` serves them first."""
+
+    __slots__ = ("_data", "_stream")
+
+    def __init__(self, stream: Any, data: bytes) -> None:
+        self._stream = stream
+        self._data = data
+
+    def recv(self, size: int) -> bytes:
+        """What was read ahead first, then the stream's own ``recv``."""
+        data = self._data
+        if data:
+            self._data = data[size:]
+            return data[:size]
+        got: bytes = self._stream.recv(size)
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def open_proxy_command(command: str) -> Any:

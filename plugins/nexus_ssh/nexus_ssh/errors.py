@@ -19,7 +19,7 @@ class ConnectError(Exception):
 
     def __init__(self, kind: str, reason: str, *, transient: bool, retryable: bool) -> None:
         super().__init__(reason)
-        self.kind = kind  # refused, timeout, reset, dns, unreachable, auth, hostkey, protocol, proxy
+        self.kind = kind  # refused, timeout, reset, dropped, dns, unreachable, auth, hostkey, protocol, proxy
         self.reason = reason
         self.transient = transient  # retried by the connect loop
         self.retryable = retryable  # CommandResult.retryable
@@ -36,6 +36,30 @@ class LoginTimeout(HandshakeTimeout):
 
 class CancelledConnect(Exception):
     """A stop was requested while connecting."""
+
+
+class DroppedBeforeBanner(EOFError):
+    """The server closed the TCP connection before its SSH banner (sshd's ``MaxStartups``
+    sends ``Exceeded MaxStartups`` and closes; a per-source penalty closes silently)."""
+
+
+def dropped_before_banner(exc: BaseException) -> bool:
+    """True when ``exc`` says the server closed the connection before sending its banner.
+
+    Paramiko reads the banner itself: sshd's ``Exceeded MaxStartups`` line is skipped as a
+    pre-banner line, then the close is an ``EOFError`` (or a reset) that it raises as
+    ``SSHException("Error reading SSH protocol banner")`` with that error as its context.
+    """
+    from paramiko.ssh_exception import SSHException
+
+    if isinstance(exc, DroppedBeforeBanner):
+        return True
+    closed = (EOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+    return (
+        isinstance(exc, SSHException)
+        and "protocol banner" in str(exc)
+        and isinstance(exc.__context__, closed)
+    )
 
 
 def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
@@ -85,6 +109,17 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
         )
     # Paramiko turns a silent server (TCP accepted, no SSH banner within the connect timeout)
     # into SSHException("Error reading SSH protocol banner") raised while handling the timeout.
+    if dropped_before_banner(exc):
+        return ConnectError(
+            "dropped",
+            f"The server dropped the connection before its banner ({where}): sshd's MaxStartups "
+            f"limit? lower the rate (ssh_connect_rate) or raise MaxStartups\n"
+            f"- Pace new connections: config(ssh_connect_rate='20/second') (and ssh_jump_concurrency "
+            f"behind a jump host)\n"
+            f"- Or raise MaxStartups in the server's sshd_config (OpenSSH's default: 10:30:100)",
+            transient=True,
+            retryable=True,
+        )
     timed_out = isinstance(exc.__context__, (TimeoutError, socket.timeout))
     handshake = isinstance(exc, HandshakeTimeout) or (isinstance(exc, SSHException) and timed_out)
     if isinstance(exc, (TimeoutError, socket.timeout)) or handshake:

@@ -446,7 +446,10 @@ class SshExecutor(SftpFiles, Executor):
             )
             self._emit(Log(run_id=self.context.run_id, level="warning", message=message))
 
-        conn = connector.connect(spec, cancel.sleep if cancel is not None else None, retrying)
+        if cancel is None:
+            conn = connector.connect(spec, None, retrying)
+        else:  # a stop abandons a connection still being opened at once (docs/cli.md)
+            conn = connector.connect(spec, cancel.sleep, retrying, _watch(cancel))
         self._emit(
             SshConnect(
                 run_id=self.context.run_id,
@@ -677,7 +680,7 @@ class SshExecutor(SftpFiles, Executor):
                 "interrupted", reason="stopped while connecting", duration=time.monotonic() - start
             )
         except ConnectError as exc:
-            attempts = self._connector.attempts if self._connector and exc.transient else 1
+            attempts = self._connector.tries(exc) if self._connector else 1
             head, _, rest = exc.reason.partition("\n")
             if attempts > 1:
                 head = f"{head} after {attempts} attempts"
@@ -1180,3 +1183,26 @@ class SshExecutor(SftpFiles, Executor):
             sweeper.join(timeout=5)
         for pool in pools:
             pool.close()
+
+
+def _watch(cancel: Cancel) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """A ``watch`` for :meth:`Connector.connect`: ``abort`` runs when ``cancel`` rises (at once if
+    a stop was asked already), until the returned ``forget`` is called.
+
+    The first stop (STOP: start nothing new) abandons connections still being opened: none of
+    them runs a command yet, so none is cut short, and a server that accepted TCP but stays
+    silent no longer holds the run until ``ssh_connect_timeout``.
+    """
+
+    def watch(abort: Callable[[], None]) -> Callable[[], None]:
+        cancel.listeners.append(abort)
+        if cancel.requested:
+            abort()
+
+        def forget() -> None:
+            with contextlib.suppress(ValueError):
+                cancel.listeners.remove(abort)
+
+        return forget
+
+    return watch

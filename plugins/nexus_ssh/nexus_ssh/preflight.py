@@ -14,6 +14,11 @@ For every SSH host a plan touches, in parallel (at most ``parallel`` hosts at on
    that executes something on a host, so ``--dry-run`` (which executes nothing on any
    host) leaves it to ``nexus preflight``.
 
+Connections (steps 1 and 2) are paced as a run's are (``ssh_connect_rate``,
+``ssh_jump_concurrency``, ``ssh_connect_concurrency``: :mod:`nexus_ssh.pacing`), and a handshake
+the server dropped before its banner (sshd's ``MaxStartups``) is tried again, each retry a
+warning; other failures are reported at once (a check tries once).
+
 A host that fails a step is skipped by the later steps. Results are grouped by category
 for ``nexus preflight``'s output. Plus **Resources**: the open-files limit against the
 number of hosts (see :mod:`nexus_ssh.limits`), shown only when it matters.
@@ -135,6 +140,9 @@ class _HostWorker:
         self.dry_run = dry_run
 
     def check(self, host: Host, sudo_targets: Sequence[str | None]) -> _HostReport:
+        """Connectivity, then authentication, then sudo for ``host`` (a failed step skips the rest)."""
+        from nexus_ssh.connect import retry_warning
+
         report = _HostReport()
         label = host.label
         try:
@@ -160,7 +168,9 @@ class _HostWorker:
             return report
         t0 = time.monotonic()
         try:
-            conn = self.connector.connect_once(spec)
+            # Paced and retried as a run's connections are (ssh_connect_rate, the jump host's
+            # cap); only a handshake the server dropped is tried again (see Connector.tries).
+            conn = self.connector.connect(spec, on_retry=retry_warning(spec))
         except ConnectError as exc:
             head, rest = _first_line(exc.reason)
             failed = CheckResult(AUTH, "fail", head, host=label, hint=rest, exit_code=3)
@@ -195,7 +205,7 @@ class _HostWorker:
     def _connectivity(self, spec: ConnectSpec, label: str, where: str) -> CheckResult:
         t0 = time.monotonic()
         try:
-            stream, hops = self.connector.open_to_target(spec)
+            stream, hops = self.connector.open_to_target(spec)  # paced; a dropped handshake is retried
         except ConnectError as exc:
             head, rest = _first_line(exc.reason)
             return CheckResult(CONNECTIVITY, "fail", head, host=label, hint=rest, exit_code=3)

@@ -180,3 +180,24 @@ def test_hosts_with_unknown_keys_are_one_group(project: NexusProject, sshbed: Ss
     lines = out.stdout.splitlines()
     assert lines[0] == f"{H1}, {H2}, {H3} (3 hosts) | UNREACHABLE >>" and len(lines) == 2, out
     assert lines[1].startswith(f"Host key not known for [<host>]:{sshbed.port} ("), out
+
+
+def test_retried_connections_are_warnings_as_in_nexus_run(project: NexusProject, sshbed: SshBed):
+    """A server that drops the handshake (sshd's ``Exceeded MaxStartups``): each retry is a
+    warning on stderr (with --format json: a ``log`` object, as ``nexus run`` prints)."""
+    from test_ssh_pacing import fake_server
+
+    with fake_server(["127.0.0.213"], "drop") as server:
+        project.write(header(sshbed, ssh_port=server.port) + GROUPS.format(h1=H1, h2=H2, h3=H3))
+        out = ex(project, "127.0.0.213", "--", "true")
+        as_json = ex(project, "127.0.0.213", "--format", "json", "--", "true")
+    assert out.code == 3, out
+    for n in (1, 2):
+        assert (
+            f"127.0.0.213:{server.port}: connection attempt {n}/3 failed (The server dropped" in out.stderr
+        ), out
+    assert "lower the rate (ssh_connect_rate)" in out.stderr, out
+    assert as_json.code == 3, as_json
+    logs = [e for e in as_json.of("log") if "connection attempt" in e["message"]]
+    assert len(logs) == 2 and all(e["level"] == "warning" for e in logs), as_json
+    assert [e["status"] for e in as_json.of("exec.host")] == ["unreachable"], as_json

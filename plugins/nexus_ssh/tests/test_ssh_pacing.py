@@ -6,6 +6,8 @@ connection is dropped, as OpenSSH's default ``10:30:100`` drops from the tenth o
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -313,3 +315,207 @@ def test_a_run_held_back_by_the_rate_says_so(nexus_project: Any, sshbed: SshBed)
     assert out.code == 0, out
     said = out.stderr.count("waiting for ssh_connect_rate (1/5 seconds): next connection in ")
     assert said == 1, out
+
+
+# --- stops while connecting, probes paced and retried (preflight, hosts scan, exec) ---------
+
+SILENT_HOSTS = ["127.0.0.210", "127.0.0.211", "127.0.0.212"]
+
+
+class FakeServer:
+    """A TCP listener on some loopback addresses (one port) that never speaks SSH.
+
+    ``mode``: ``"silent"`` accepts and says nothing (a hung sshd); ``"drop"`` writes sshd's
+    ``Exceeded MaxStartups`` and closes, as sshd does past its ``MaxStartups``; ``"full"``
+    never accepts and has its one-place queue filled, so that the kernel ignores new SYNs (a
+    host that never answers the TCP connect). One thread serves every address; :meth:`stop`
+    closes the listeners and every connection held.
+    """
+
+    def __init__(self, addresses: list[str], mode: str) -> None:
+        import selectors
+        import socket
+
+        self.mode = mode
+        self.accepted = 0
+        self._conns: list[Any] = []
+        self._stop = threading.Event()
+        self._sel = selectors.DefaultSelector()
+        self._listeners: list[socket.socket] = []
+        self.port = 0
+        for address in addresses:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((address, self.port))
+            self.port = s.getsockname()[1]
+            self._listeners.append(s)
+            if mode == "full":
+                s.listen(0)
+                for _ in range(2):  # the queue holds one (or two): the next SYN is dropped
+                    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    c.setblocking(False)
+                    c.connect_ex((address, self.port))
+                    self._conns.append(c)
+                continue
+            s.listen(64)
+            s.setblocking(False)
+            self._sel.register(s, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._serve, name="fake-sshd", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():  # bounded by stop(): the test always calls it
+            for key, _ in self._sel.select(timeout=0.1):
+                try:
+                    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+                except OSError:
+                    continue
+                self.accepted += 1
+                if self.mode == "drop":
+                    with contextlib.suppress(OSError):
+                        conn.sendall(b"Exceeded MaxStartups\r\n")
+                    conn.close()
+                else:
+                    self._conns.append(conn)
+
+    def stop(self) -> None:
+        """Stop serving; close the listeners and the connections held."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for s in [*self._listeners, *self._conns]:
+            with contextlib.suppress(OSError):
+                s.close()
+        self._sel.close()
+
+
+def _syn_sent(port: int) -> int:
+    """TCP connections of this machine waiting for a SYN-ACK from ``port`` (/proc/net/tcp)."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "02" and int(fields[2].split(":")[1], 16) == port:
+                count += 1
+    return count
+
+
+@contextlib.contextmanager
+def fake_server(addresses: list[str], mode: str) -> Iterator[FakeServer]:
+    """A :class:`FakeServer` for the block."""
+    server = FakeServer(addresses, mode)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _fake_project(nexus_project: Any, bed: SshBed, hosts: list[str], port: int, **config: Any) -> Any:
+    nexus_project.env["NEXUS_SSH_CONFIG"] = ""
+    nexus_project.env.pop("SSH_AUTH_SOCK", None)
+    extra = "".join(f", {k}={v!r}" for k, v in config.items())
+    nexus_project.write(
+        "from nexus_core import config, hosts, run, task\n"
+        f"config(ssh_user={USER_KEY!r}, ssh_identity={bed.key_path('ed25519')!r}, "
+        f"ssh_known_hosts_file={bed.known_hosts!r}, ssh_port={port}{extra})\n"
+        f"hosts('fleet', *{hosts!r})\n"
+        "@task(on='fleet')\n"
+        "def deploy():\n"
+        "    run('true')\n"
+    )
+    return nexus_project
+
+
+@pytest.mark.parametrize("mode", ["silent", "full"])
+def test_a_stop_abandons_connections_stuck_before_the_banner(
+    nexus_project: Any, sshbed: SshBed, mode: str
+) -> None:
+    """Servers that accept TCP and never send a banner (or never answer the TCP connect),
+    ssh_connect_timeout=60: one Ctrl+C ends the run within seconds (not a minute), each host
+    "stopped while connecting"."""
+    import signal
+    import time
+
+    from tests.helpers import start_nexus, stopped, wait_for
+
+    with fake_server(SILENT_HOSTS, mode) as server:
+        fillers = _syn_sent(server.port)  # the server's own, filling its queue ("full")
+        project = _fake_project(nexus_project, sshbed, SILENT_HOSTS, server.port, ssh_connect_timeout=60)
+        proc = start_nexus(project, "run", "deploy")
+        with stopped(proc):
+            if mode == "silent":
+                assert wait_for(lambda: server.accepted >= len(SILENT_HOSTS), timeout=30), server.accepted
+                time.sleep(0.5)  # Paramiko now waits for the banner
+            else:  # the connects wait for a SYN-ACK that never comes
+                assert wait_for(lambda: _syn_sent(server.port) >= fillers + len(SILENT_HOSTS), timeout=30)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+            took = time.monotonic() - t0
+    assert took < 8, (took, stdout, stderr)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "stopped while connecting" in stdout + stderr, (stdout, stderr)
+
+
+def test_preflight_names_a_dropped_handshake_and_retries_it(nexus_project: Any, sshbed: SshBed) -> None:
+    """A server that answers ``Exceeded MaxStartups`` and closes (sshd past MaxStartups):
+    preflight tries again (saying so), then names the drop, not "not an SSH server"."""
+    with fake_server(SILENT_HOSTS[:1], "drop") as server:
+        project = _fake_project(nexus_project, sshbed, SILENT_HOSTS[:1], server.port)
+        out = project.run("preflight", "deploy", timeout=60)
+        assert server.accepted == 3, (server.accepted, out)  # ssh_connect_attempts' default
+        assert out.code == 3, out
+        dry = project.run("run", "deploy", "--dry-run", timeout=60)  # its checks connect too
+    assert dry.code == 3 and "dropped the connection before its banner" in dry.stdout + dry.stderr, dry
+    text = out.stdout + out.stderr
+    assert "dropped the connection before its banner" in text and "MaxStartups" in text, out
+    assert "ssh_connect_rate" in text, out
+    assert "not as an SSH server" not in text and "Check the port" not in text, out
+    assert "connection attempt 1/3 failed" in out.stderr, out
+
+
+@pytest.fixture(scope="module")
+def default_throttle_bed() -> Iterator[SshBed]:
+    """30 hosts on two sshd with OpenSSH's default ``MaxStartups 10:30:100``."""
+    if os.geteuid() != 0:
+        pytest.skip("the SSH test bed needs root (creates users, runs sshd)")
+    bed = SshBed(30, port=0, bastion=False, max_startups="10:30:100")
+    bed.start()
+    yield bed
+    bed.stop()
+
+
+def _throttled_project(nexus_project: Any, bed: SshBed) -> Any:
+    return _fake_project(
+        nexus_project, bed, [h.address for h in bed.hosts], bed.port, ssh_connect_rate="40/second"
+    )
+
+
+def test_preflight_is_paced_and_reports_healthy_hosts_healthy(
+    nexus_project: Any, default_throttle_bed: SshBed
+) -> None:
+    """30 healthy hosts checked 30 at once against sshd's default MaxStartups: every one passes
+    (before, the burst made sshd drop some, reported as "not an SSH server")."""
+    project = _throttled_project(nexus_project, default_throttle_bed)
+    out = project.run("preflight", "deploy", "--parallel", "30", timeout=120)
+    assert out.code == 0, out
+    assert "not as an SSH server" not in out.stdout + out.stderr, out
+
+
+def test_hosts_scan_is_paced_and_scans_every_host(nexus_project: Any, default_throttle_bed: SshBed) -> None:
+    """``nexus hosts scan`` over 30 hosts at once: every host's keys, no error row."""
+    project = _throttled_project(nexus_project, default_throttle_bed)
+    out = project.run("hosts", "scan", "--parallel", "30", "--format", "json", timeout=120)
+    assert out.code == 0, out
+    (scan,) = [json.loads(line) for line in out.stdout.splitlines() if '"hosts.scan"' in line]
+    rows = scan["hosts"]
+    assert len(rows) == len(default_throttle_bed.hosts), out
+    assert [r for r in rows if r["error"] or not r["keys"]] == [], out
+
+
+def test_preflight_keeps_to_ssh_connect_rate(nexus_project: Any, sshbed: SshBed) -> None:
+    """`1/4 seconds`: preflight's second connection to a host (the login after the banner
+    probe) waits for the rate, and says so, as a run does."""
+    project = _bed_project(nexus_project, sshbed, "1/4 seconds", [sshbed.hosts[0].address])
+    out = project.run("preflight", "deploy", timeout=60)
+    assert out.code == 0, out
+    assert out.stderr.count("waiting for ssh_connect_rate (1/4 seconds)") == 1, out
