@@ -11,6 +11,7 @@ The agent is used when ``SSH_AUTH_SOCK`` is set and not empty (and ``ssh_no_agen
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -294,7 +295,11 @@ class Connector:
                         key = PKey.from_path(path, str(passphrase).encode())
                     except (OSError, SSHException, ValueError, TypeError):
                         key = None
-            except (OSError, SSHException, ValueError):
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    raise  # out of descriptors, not a missing key: said as such, and not kept
+                key = None
+            except (SSHException, ValueError):
                 key = None
             self._keys[path] = key
             return key
