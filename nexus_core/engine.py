@@ -493,7 +493,7 @@ class Engine:
         else:
             status = "failed"
             bad = [o for o in outcomes if not o.ok and o.status != "skipped"]
-            reason = "; ".join(f"{o.host.label}: {o.reason}" for o in bad[:3]) or "failed"
+            reason = _failed_reason(bad) or "failed"
         self.bus.emit(
             ev.TaskStop(
                 rid,
@@ -1165,6 +1165,29 @@ class Engine:
         if "timeout" in statuses:
             return "failed", int(ExitCode.TIMEOUT)
         return "failed", int(ExitCode.FAILED)
+
+
+def _failed_reason(bad: Sequence[HostOutcome]) -> str:
+    """A failed task's reason over its hosts: each distinct failure once (failures alike but
+    for their host count as one, see ``nexus_core.output.alike``), with its hosts; the
+    commonest first, at most five."""
+    if len(bad) == 1:
+        return f"{bad[0].host.label}: {bad[0].reason}"
+    from nexus_core.output.alike import merged, names_of, shape
+
+    groups: dict[str, list[tuple[Any, str]]] = {}
+    for o in bad:
+        form = shape(o.reason or o.status, names_of(o.host.label) + ((o.host.name,) if o.host.name else ()))
+        groups.setdefault(form.key, []).append((form, o.host.label))
+    parts = []
+    for members in sorted(groups.values(), key=len, reverse=True)[:5]:
+        hosts = [label for _, label in members]
+        shown = ", ".join(hosts[:3]) + (f", +{len(hosts) - 3} more" if len(hosts) > 3 else "")
+        what = merged([form for form, _ in members])
+        parts.append(f"{what} ({shown})" if len(hosts) > 1 else f"{hosts[0]}: {what}")
+    if len(groups) > 5:
+        parts.append(f"and {len(groups) - 5} other failures")
+    return "; ".join(parts)
 
 
 def _out_of_files(exc: BaseException) -> bool:

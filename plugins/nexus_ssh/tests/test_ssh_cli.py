@@ -974,6 +974,10 @@ def test_hosts_refused_alike_are_one_error_and_one_outcome_line(
     outcomes = [line for line in out.stdout.splitlines() if "Connection refused" in line]
     assert len(outcomes) == 1, out
     assert f"60 hosts unreachable: Connection refused (<host> port {port})" in outcomes[0], out
+    as_json = run(project, "run", "t", "--format", "json")
+    [stop] = as_json.of("task.stop")  # its reason: the one failure, with how many hosts had it
+    assert stop["reason"].startswith(f"Connection refused (<host> port {port})"), stop
+    assert stop["reason"].endswith(", +57 more)") and stop["reason"].count("Connection refused") == 1, stop
 
 
 def test_timeouts_alike_but_for_the_remote_process_group_are_one_error(
