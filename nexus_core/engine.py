@@ -658,7 +658,7 @@ class Engine:
 
         # Still running, it is this run's command now: stopped as a running one would be when
         # the run is (SIGINT, SIGTERM, SIGKILL by level), and at the end of its timeout.
-        signalled, timed_out = 0, 0.0
+        signalled, timed_out, waited_for = 0, 0.0, False
         while True:
             lines.clear()
             result = executor.run(host, probe, collect, quiet, 30.0)
@@ -675,6 +675,7 @@ class Engine:
             )
             if found.state != "running":
                 break
+            waited_for = True
             level, now = self.cancel.level, time.monotonic()
             if level >= Cancel.INTERRUPT and level > signalled:
                 send({Cancel.INTERRUPT: "INT", Cancel.TERMINATE: "TERM"}.get(level, "KILL"))
@@ -701,12 +702,13 @@ class Engine:
             return None
         tail = self._replay_spool(executor, host, tp.name, index, run_id, key)
         code = found.exit_code
-        why = "finished while Nexus was not running"
+        why = "finished while this resume waited for it" if waited_for else "finished while Nexus was not running"
         status = "ok" if code == 0 else "failed"
+        spent = time.monotonic() - began if waited_for else 0.0
         self.bus.emit(ev.CommandStop(
-            self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd, exit_code=code, duration=0.0,
+            self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd, exit_code=code, duration=spent,
             status=status, index=index, reason=why if code == 0 else f"exit code {code} ({why})"))  # fmt: skip
-        return CommandResult(status, code, 0.0, "" if code == 0 else f"exit code {code} ({why})", tail)
+        return CommandResult(status, code, spent, "" if code == 0 else f"exit code {code} ({why})", tail)
 
     def _replay_spool(self, executor: Any, host: Host, task: str, index: int, run_id: str, key: str) -> tuple[str, ...]:
         """Show the end of a finished command's spooled output (as its output); return its tail."""

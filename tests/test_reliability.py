@@ -443,6 +443,10 @@ def slow():
 @task
 def retried():
     run("echo A >> count; sleep 1.3; exit 7", retries=2, retry_delay=0)
+
+@task
+def waited():
+    run("echo A >> count; sleep 2.3; echo B >> count")
 """
 
 
@@ -504,3 +508,12 @@ def test_sqlites_own_words_about_damage_are_shown_on_one_line():
     text = "*** in database main ***\nPage 7: btreeInitPage() returns error code 11\nPage 9: free space corruption"
     assert _one_line(text) == "Page 7: btreeInitPage() returns error code 11; Page 9: free space corruption"
     assert _one_line("file is not a database") == "file is not a database"
+
+
+def test_a_command_the_resume_waited_for_says_so(nexus_project):
+    _killed_during(nexus_project, "waited")
+    out = nexus_project.run("resume", "--format", "json", timeout=60)
+    assert out.code == 0, out
+    [stop] = [e for e in out.of("command.stop") if e["index"] == 0]
+    assert stop["reason"] == "finished while this resume waited for it" and stop["duration"] > 0.5, stop
+    assert (nexus_project.root / "count").read_text().split() == ["A", "B"]
