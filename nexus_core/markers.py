@@ -124,13 +124,20 @@ def signal_script(run_id: str, marker_key: str, signal_name: str, host: str = ""
 def spool_script(run_id: str, marker_key: str, host: str = "", cap: int = 65536) -> str:
     """Shell text printing the last ``cap`` bytes of a command's stdout spool, then a line
     ``\\x1eNEXUS-SPOOL -``, then the end of its stderr spool (the format a wrapper with
-    ``replay`` ends with; read it with :class:`nexus_core.shell.SpoolReader`)."""
+    ``replay`` ends with; read it with :class:`nexus_core.shell.SpoolReader`). A spool longer
+    than ``cap`` starts with a line saying how much was left out, and at a whole line."""
     d = status_dir(run_id, host)[:-1]
     k = marker_key
+    cap = int(cap)
+    end = (  # one spool's end: its size (one `wc`), the note, then whole lines only
+        f'n=$(wc -c <"$f"); if [ "$n" -gt {cap} ]; then '
+        f'echo "[... $((n - {cap})) bytes of output before this were not kept for the resume ...]"; '
+        f'tail -c {cap} "$f" | tail -n +2; else cat "$f"; fi'
+    )
     return (
-        f'o={d}/{k}.out"; e={d}/{k}.err"; [ -f "$o" ] && tail -c {int(cap)} "$o"; '
+        f'o={d}/{k}.out"; e={d}/{k}.err"; if [ -f "$o" ]; then f=$o; {end}; fi; '
         f"printf '\\n\\036NEXUS-SPOOL -\\n'; "
-        f'[ -f "$e" ] && tail -c {int(cap)} "$e"; exit 0'
+        f'if [ -f "$e" ]; then f=$e; {end}; fi; exit 0'
     )
 
 

@@ -447,6 +447,10 @@ def retried():
 @task
 def waited():
     run("echo A >> count; sleep 2.3; echo B >> count")
+
+@task
+def loud():
+    run("echo A >> count; head -c 200000 /dev/zero | tr '\\\\0' y | fold -w 100; sleep 1.9")
 """
 
 
@@ -517,3 +521,13 @@ def test_a_command_the_resume_waited_for_says_so(nexus_project):
     [stop] = [e for e in out.of("command.stop") if e["index"] == 0]
     assert stop["reason"] == "finished while this resume waited for it" and stop["duration"] > 0.5, stop
     assert (nexus_project.root / "count").read_text().split() == ["A", "B"]
+
+
+def test_output_a_resume_shows_only_in_part_says_how_much_was_left_out(nexus_project):
+    _killed_during(nexus_project, "loud")
+    assert wait_for(lambda: not _sleeping("1.9"), timeout=30)  # it ended with nobody watching
+    out = nexus_project.run("resume", "-v", timeout=60)
+    assert out.code == 0, out
+    lines = [line.rsplit("] ", 1)[-1].removeprefix("> ") for line in out.stdout.splitlines() if "y" * 20 in line]
+    assert lines and all(line == "y" * 100 for line in lines), lines[:3]  # whole lines only
+    assert "bytes of output before this were not kept for the resume ...]" in out.stdout, out
