@@ -176,6 +176,15 @@ def test_without_a_terminal_a_run_starts_fresh_unless_resume_is_given(nexus_proj
     assert log_lines(nexus_project).count("a1-0") == 2
 
 
+def test_a_fresh_run_after_a_crash_warns_that_its_command_may_still_run(nexus_project):
+    assert stop_during(nexus_project, final_pause(3), "final-0", signal.SIGKILL) == -signal.SIGKILL
+    fresh = nexus_project.run("run", "final", "-q")
+    assert fresh.code == 0, fresh
+    assert "crashed; starting fresh (use --resume to continue it)" in fresh.stderr, fresh
+    assert "final on local was running a command when run" in fresh.stderr
+    assert "it may still be running there (--resume waits for it" in fresh.stderr
+
+
 def test_resume_refuses_when_the_remaining_plan_changed_unless_forced(nexus_project):
     stop_during(nexus_project, final_pause(4), "final-0", signal.SIGKILL)
     nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-CHANGED", 0.02)'))

@@ -152,11 +152,14 @@ def decide_resume(
     interactive = style.interactive and fmt != "json"
     if not resume:
         if not interactive:
-            click.echo(
-                f"nexus: run {previous.id} of this pipeline was interrupted; starting fresh "
-                "(use --resume to continue it)",
-                err=True,
-            )
+            how = "crashed" if previous.status == "running" else "was interrupted"
+            click.echo(f"nexus: run {previous.id} of this pipeline {how}; starting fresh (use --resume to "
+                       "continue it)", err=True)  # fmt: skip
+            if previous.status == "running" and point.uncertain:  # crashed: a command may still run
+                task, host, _ = sorted(point.uncertain)[0]
+                click.echo(f"nexus: warning: {task} on {host} was running a command when run {previous.id} "
+                           "stopped; it may still be running there (--resume waits for it instead of "
+                           "starting it again)", err=True)  # fmt: skip
             return None, None
         for line in describe(previous, point, plan):
             click.echo(line, err=True)
