@@ -320,6 +320,8 @@ class SshExecutor(SftpFiles, Executor):
         self.spool_max = int(cfg.get("spool_max_bytes") or shell.SPOOL_MAX_BYTES)
         self._sudo_password = sudo_password(opts)
         self._lock = threading.Lock()
+        #: Retry warnings said, by attempt and failure with the host set aside (see _open).
+        self._retries_said: set[tuple[int, str]] = set()
         #: One item per command under way now (connecting or running), on all hosts: sets how
         #: soon a spooled command's output is followed.
         self._under_way: list[None] = []
@@ -441,6 +443,14 @@ class SshExecutor(SftpFiles, Executor):
         t0 = time.monotonic()
 
         def retrying(failed: int, attempts: int, why: str, delay: float) -> None:
+            # The same failure on many hosts (a dead jump host, a throttled server) is said once
+            # per attempt: 200 hosts behind one dead hop made 400 lines (the report groups them).
+            alike = (failed, why.replace(label, "<host>").replace(spec.target.hostname, "<host>"))
+            with self._lock:
+                said = alike in self._retries_said
+                self._retries_said.add(alike)
+            if said:
+                return
             message = (
                 f"{label}: connection attempt {failed}/{attempts} failed ({why}); retrying in {delay:.1f}s"
             )

@@ -974,6 +974,9 @@ def test_hosts_refused_alike_are_one_error_and_one_outcome_line(
     outcomes = [line for line in out.stdout.splitlines() if "Connection refused" in line]
     assert len(outcomes) == 1, out
     assert f"60 hosts unreachable: Connection refused (<host> port {port})" in outcomes[0], out
+    # their retries alike are said once per attempt, not 120 lines
+    assert out.stderr.count("connection attempt 1/3 failed") == 1, out
+    assert out.stderr.count("connection attempt 2/3 failed") == 1, out
     as_json = run(project, "run", "t", "--format", "json")
     [stop] = as_json.of("task.stop")  # its reason: the one failure, with how many hosts had it
     assert stop["reason"].startswith(f"Connection refused (<host> port {port})"), stop
