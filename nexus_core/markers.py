@@ -86,21 +86,24 @@ class Marker(Record):
         self._init(run_id, key, host)
 
 
-def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
-    """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command.
-
-    Built-ins only. The last attempt counts: a ``pid`` line forgets an earlier ``rc``.
-    """
-    f = status_file(run_id, host)
-    k = marker_key
+def _read_marker(run_id: str, marker_key: str, host: str) -> str:
+    """Shell text setting ``$pid`` and ``$rc`` of a command from the run's status file
+    (built-ins only; the last attempt counts: a ``pid`` line forgets an earlier ``rc``).
+    A resume runs it while the run is being stopped too: the run's signals do not end it."""
+    f, d, k = status_file(run_id, host), status_dir(run_id, host), marker_key
     return (
-        # A resume probes while the run is being stopped too: the run's signals do not end it.
-        f"trap '' INT TERM HUP; f={f}; [ -f {status_dir(run_id, host)} ] && f={status_dir(run_id, host)}; pid=; rc=\n"
+        f"trap '' INT TERM HUP; f={f}; [ -f {d} ] && f={d}; pid=; rc=\n"
         f'if [ -f "$f" ]; then while read -r k w v; do if [ "$k" = "{k}" ]; then '
         f'if [ "$w" = pid ]; then pid=$v; rc=; elif [ "$w" = rc ]; then rc=$v; fi; fi; done < "$f"; fi\n'
-        f'if [ -n "$rc" ]; then echo "finished $rc"; '
-        f'elif [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running; '
-        f'elif [ -n "$pid" ]; then echo killed; else echo never; fi'
+    )
+
+
+def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
+    """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command."""
+    return _read_marker(run_id, marker_key, host) + (
+        'if [ -n "$rc" ]; then echo "finished $rc"; '
+        'elif [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running; '
+        'elif [ -n "$pid" ]; then echo killed; else echo never; fi'
     )
 
 
@@ -110,12 +113,7 @@ def signal_script(run_id: str, marker_key: str, signal_name: str, host: str = ""
     else to its wrapper. Built-ins only; a finished or unknown command is left alone."""
     if signal_name not in ("INT", "TERM", "KILL"):
         raise ValueError(f"signal_script: no signal {signal_name!r}")
-    f = status_file(run_id, host)
-    k = marker_key
-    return (
-        f"trap '' INT TERM HUP; f={f}; [ -f {status_dir(run_id, host)} ] && f={status_dir(run_id, host)}; pid=; rc=\n"
-        f'if [ -f "$f" ]; then while read -r k w v; do if [ "$k" = "{k}" ]; then '
-        f'if [ "$w" = pid ]; then pid=$v; rc=; elif [ "$w" = rc ]; then rc=$v; fi; fi; done < "$f"; fi\n'
+    return _read_marker(run_id, marker_key, host) + (
         f'if [ -z "$rc" ] && [ -n "$pid" ]; then kill -{signal_name} "-$pid" 2>/dev/null || '
         f'kill -{signal_name} "$pid" 2>/dev/null; fi; exit 0'
     )
