@@ -435,8 +435,12 @@ class Engine:
                     try:
                         results[name] = fut.result()
                     except Exception as exc:  # noqa: BLE001 - a bug must not lose the summary
-                        results[name] = TaskResult(name, "failed", reason=f"internal error: {exc!r}")
-                        self._report(f"nexus: internal error in task {name!r}: {exc!r}")
+                        if _out_of_files(exc):  # the machine's limit, not a bug: said with its fix
+                            results[name] = TaskResult(name, "failed", reason=_no_files_text())
+                            self._report(f"nexus: task {name!r} stopped: {_no_files_text()}")
+                        else:
+                            results[name] = TaskResult(name, "failed", reason=f"internal error: {exc!r}")
+                            self._report(f"nexus: internal error in task {name!r}: {exc!r}")
                     if results[name].status != "ok" and not self.options.continue_on_error:
                         self._stop_new_tasks = True
                     finished(name)

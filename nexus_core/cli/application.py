@@ -310,6 +310,12 @@ def entry() -> None:
             sys.exit(ExitCode.CONFIG)
         if debug_enabled():
             raise
+        import errno
+
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):  # a limit, not a bug
+            why = "Too many open files: raise the limit (ulimit -n 65536) or run on fewer hosts at once (forks=, -p)"
+            error(ExitCode.FAILED, why, f"Error: {why}")
+            sys.exit(ExitCode.FAILED)
         bug = f"internal error: {type(exc).__name__}: {exc}"
         why = "This is a bug in Nexus or a plugin. Re-run with --log-level debug for the traceback and report it."
         error(ExitCode.FAILED, bug, f"Error: {bug}\n\n  {why}", hints=[why])
