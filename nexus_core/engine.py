@@ -340,7 +340,15 @@ class Engine:
         return min(widest, self.forks())
 
     def _prepare_executors(self) -> None:
-        """Let each executor of the plan do its one-time set-up before the hosts' threads start."""
+        """Let each executor of the plan do its one-time set-up before the hosts' threads start.
+
+        The modules every host's thread imports are imported here first, in one thread: an
+        import that fails half-way (out of open files, say) would leave the others a partial
+        module (``partially initialized module 'tenacity'``)."""
+        import tenacity  # noqa: F401 - each command's retries (_run_command)
+
+        from nexus_core import markers  # noqa: F401 - each command's status marker
+
         by_transport: dict[str, list[Host]] = {}
         for host in self.plan.hosts:
             by_transport.setdefault(host.transport, []).append(host)

@@ -381,6 +381,11 @@ class SshExecutor(SftpFiles, Executor):
         the run's hosts, whose idle connection is kept until :meth:`host_done`."""
         self._pending = {h.key for h in hosts}
         self._setup()
+        # Every module the hosts' threads import, imported here, once: an import that fails
+        # half-way in one thread (out of open files, say) leaves a partial module the others
+        # then trip over ("partially initialized module 'tenacity'").
+        import tenacity  # noqa: F401 - the connection retries (connect.py)
+
         import nexus_ssh.hostkeys
         import nexus_ssh.pool
         import nexus_ssh.session  # noqa: F401
