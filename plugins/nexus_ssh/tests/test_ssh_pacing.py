@@ -504,6 +504,9 @@ def test_preflight_is_paced_and_reports_healthy_hosts_healthy(
 def test_hosts_scan_is_paced_and_scans_every_host(nexus_project: Any, default_throttle_bed: SshBed) -> None:
     """``nexus hosts scan`` over 30 hosts at once: every host's keys, no error row."""
     project = _throttled_project(nexus_project, default_throttle_bed)
+    # sshd drops at random above 10 handshakes: 30 at once on a loaded machine may drop one
+    # host's three times in a row; six tries keep the test about pacing and retrying, not luck.
+    project.env["NEXUS_SSH_CONNECT_ATTEMPTS"] = "6"
     out = project.run("hosts", "scan", "--parallel", "30", "--format", "json", timeout=120)
     assert out.code == 0, out
     (scan,) = [json.loads(line) for line in out.stdout.splitlines() if '"hosts.scan"' in line]
