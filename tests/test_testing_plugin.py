@@ -162,3 +162,37 @@ def test_tests_support_sshbed_still_imports():
     from tests.support import sshbed as old
 
     assert old.SshBed is sshbed.SshBed and old.USER_KEY == sshbed.USER_KEY
+
+
+NAMELESS_CONFORMANCE = """
+import pytest
+
+from nexus_core.plugin import CommandResult, Executor, ExecutorContext, Host
+from nexus_core.testing.conformance import ExecutorConformance
+
+
+class Nameless(Executor):  # no name on the class: Nexus would set it from the registration
+    def run(self, host, command, on_output, cancel, timeout):
+        return CommandResult("ok", exit_code=0)
+
+
+class TestNameless(ExecutorConformance):
+    @pytest.fixture
+    def make_executor(self, tmp_path):
+        def make():
+            return Nameless(ExecutorContext(config={}, root=str(tmp_path), emit=lambda e: None, run_id="t"))
+
+        return make
+
+    @pytest.fixture
+    def host(self):
+        return Host("box-1", transport="fake")
+"""
+
+
+def test_the_conformance_suite_names_an_executor_built_as_the_docs_show(pytester):
+    """The docs build the executor directly (no registration gives its class a name): the
+    suite names it after the host's transport, so the cases that mention the name run."""
+    pytester.makepyfile(test_nameless=NAMELESS_CONFORMANCE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "connection")
+    result.assert_outcomes(passed=1)

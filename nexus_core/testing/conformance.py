@@ -114,9 +114,9 @@ class ExecutorConformance:
         return "nobody"
 
     @pytest.fixture
-    def executor(self, make_executor: MakeExecutor) -> Executor:
+    def executor(self, make_executor: MakeExecutor, host: Host) -> Executor:
         """One executor for the case."""
-        return make_executor()
+        return _named(make_executor(), host)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class ExecutorConformance:
     @classmethod
     def processes(cls, make_executor: MakeExecutor, host: Host, token: str) -> list[str]:
         """Processes on ``host`` whose command line holds ``sleep TOKEN`` (checked by a new executor)."""
-        checker = make_executor()
+        checker = _named(make_executor(), host)
         pattern = "[s]leep " + token.replace(".", "[.]")  # the brackets keep ps's own shell out
         result, lines = cls.run(checker, host, f"ps -eo pid,args | grep -e {shlex.quote(pattern)} || true")
         assert result.ok, f"ps on the host failed: {result}"
@@ -146,7 +146,7 @@ class ExecutorConformance:
     @classmethod
     def wait_for_sleep(cls, make_executor: MakeExecutor, host: Host, token: str) -> None:
         """Wait (a few seconds at most) until the ``sleep TOKEN`` process itself runs on ``host``."""
-        checker = make_executor()
+        checker = _named(make_executor(), host)
         pattern = "^sleep +sleep " + token.replace(".", "[.]")  # the comm column: not the shell
         for _ in range(40):  # bounded: about 8 s
             result, lines = cls.run(checker, host, f"ps -eo comm,args | grep -E {shlex.quote(pattern)} || true")
@@ -553,6 +553,18 @@ class ExecutorConformance:
             failed = c.run("exit 3", warn=True)
             assert failed.exited == 3
         assert ("stdout", "to-out") in got and ("stderr", "to-err") in got
+
+
+def _named(executor: Executor, host: Host) -> Executor:
+    """``executor``, its class named after ``host``'s transport when it has no name yet.
+
+    Nexus names an executor class from its registration when it loads the plugin; a test that
+    builds the executor itself gets the same name here (the host's transport is the name the
+    executor serves).
+    """
+    if not getattr(type(executor), "name", None):
+        type(executor).name = host.transport
+    return executor
 
 
 class _Writer:
