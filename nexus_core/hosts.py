@@ -14,7 +14,8 @@ from typing import Any
 from nexus_core.model import EMPTY, FrozenMap, Host, HostKey
 from nexus_core.options import safe_repr
 
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\$?")
+#: A user name of a host string (``deploy``, ``svc.app``, ``MACHINE$``).
+USER_NAME = _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\$?")
 _LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)://")
 

@@ -238,3 +238,64 @@ def test_validate_refuses_an_ini_inventory_with_a_misspelt_child_group(nexus_pro
     assert "hosts.ini:7" in out.stderr, out
     assert "group 'prod' has child group 'dbb', which the file does not define" in out.stderr
     assert "did you mean 'db'?" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_host_whose_address_is_not_a_host_is_reported_at_its_line():
+    found = problems(
+        """
+        [web]
+        h1 ansible_host=héllo
+        h2 ansible_host=10.0.0.2:2222 ansible_port=2200
+        h3 ansible_host=root@10.0.0.3 ansible_user=pi
+        hé
+        ok ansible_host=10.0.0.5 ansible_user=pi ansible_port=2222
+        """,
+        "hosts.ini",
+    )
+    assert [line for line, _, _ in found] == [2, 3, 4, 5], found
+    assert found[0][1].startswith("host 'h1': host 'héllo'") and "not a valid host name" in found[0][1]
+    assert "give the user and the port with ansible_user and ansible_port" in found[1][2]
+    assert "invalid user name 'pi@root'" in found[2][1]
+    assert found[3][1].startswith("host 'hé': 'hé' is not a valid host name")
+    assert "give it ansible_host=ADDRESS" in found[3][2]
+    [(line, message, hint)] = problems('[groups.web]\nhosts = ["a"]\n[hosts.a]\naddress = "a b"\n', "inv.toml")
+    assert line == 3 and message.startswith("host 'a': ") and "user and port" in hint
+
+
+def test_two_names_for_one_machine_are_reported_not_merged():
+    found = problems(
+        """
+        [web]
+        nas ansible_host=192.168.1.5 role=nas
+        [media]
+        plex ansible_host=192.168.1.5 role=plex
+        other ansible_host=192.168.1.5 ansible_port=2222
+        l1 ansible_connection=local
+        l2 ansible_connection=local
+        """,
+        "hosts.ini",
+    )
+    assert [(line, message) for line, message, _ in found] == [
+        (4, "hosts 'nas' (line 2) and 'plex' both connect to '192.168.1.5': "
+            "Nexus runs a machine once, so 'plex' would be merged into 'nas'"),
+        (7, "hosts 'l1' (line 6) and 'l2' both connect to 'local': "
+            "Nexus runs a machine once, so 'l2' would be merged into 'l1'"),
+    ]  # fmt: skip
+    assert "list it in each group" in found[0][2]
+    inv = parse("[web]\nnas ansible_host=192.168.1.5\n[media]\nnas\n", "hosts.ini")  # one name, two groups
+    assert sorted(by_name(inv, "media")) == ["nas"] and by_name(inv)["nas"].address == "192.168.1.5"
+
+
+def test_validate_and_hosts_list_report_an_unusable_address_with_its_line(nexus_project):
+    nexus_project.write("[web]\npi-1 ansible_host=127.0.0.2\npi-2 ansible_host=127.0.0.300\n", "hosts.ini")
+    nexus_project.write(
+        'from nexus_core import inventory, run, task\ninventory("hosts.ini")\n\n'
+        '@task(on="web")\ndef t():\n    run("true")\n'
+    )
+    for args in (("validate",), ("hosts", "list"), ("run", "t", "--list-hosts")):
+        out = nexus_project.run(*args)
+        assert out.code == 2, (args, out)
+        assert (
+            "hosts.ini:3: host 'pi-2': host '127.0.0.300': '127.0.0.300' is not a valid IPv4 address" in out.stderr
+        ), (args, out)
+        assert "Traceback" not in out.stderr

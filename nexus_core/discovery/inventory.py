@@ -499,6 +499,51 @@ class _Reader:
             if cycle and cycle[0] == name and name == min(cycle[:-1]):
                 self.problem(self.inv.groups[name].line, "child groups include each other: " + " -> ".join(cycle),
                              "remove one of the children")  # fmt: skip
+        if not self.problems:
+            self._check_connections()
+
+    def _check_connections(self) -> None:
+        """Each host, settings resolved, must be a usable host, and no two hosts the same one.
+
+        Checked once per change of the file (the parsed copy is cached): otherwise a host
+        whose address is not a host name (``ansible_host=web-1:2222``, ``héllo``) stopped the
+        run at the nexusfile's ``inventory(...)`` line and vanished from ``nexus hosts list``,
+        and a second name for the same address, user and port (``nas`` and ``plex`` at
+        ``192.168.1.5``) was silently merged into the first.
+        """
+        from nexus_core.discovery import host_text
+        from nexus_core.hosts import HostParseError, parse_host
+
+        key = "ansible_host" if self.inv.format != "toml" else "address"
+        owners: dict[str, str] = {}
+        for found in self.inv.select(None):
+            name = found.name or found.address
+            line = self.inv.hosts[name].line if name in self.inv.hosts else 0
+            text = ""
+            try:
+                text = host_text(found)
+                if text != "local" and not _plain(found):
+                    parse_host(text)
+            except (HostParseError, TypeError, ValueError) as exc:
+                settings = (
+                    ("ansible_user and ansible_port", f"{key}=")
+                    if key == "ansible_host"
+                    else ("user and port", f"{key} = ")
+                )
+                if found.address == name:  # no address given: the name is what Nexus connects to
+                    hint = f"a host without {key} is connected to by its name: give it {settings[1]}ADDRESS"
+                else:
+                    hint = f"{key} is a host name or an IP address alone: give the user and the port with {settings[0]}"
+                self.problem(line, str(exc) if text == name else f"host {name!r}: {exc}", hint)
+                continue
+            first = owners.setdefault(text, name)
+            if first != name:
+                self.problem(
+                    line,
+                    f"hosts {first!r} (line {self.inv.hosts[first].line}) and {name!r} both connect to {text!r}: "
+                    f"Nexus runs a machine once, so {name!r} would be merged into {first!r}",
+                    "keep one name for the machine and list it in each group it belongs to",
+                )
 
     def _cycle(self, name: str, stack: list[str]) -> list[str] | None:
         if name in stack:
@@ -810,6 +855,27 @@ class _Reader:
                     continue
                 for var, value in values.items():
                     self._var(entry, str(var), value, at, f"host {host!r}")
+
+
+#: A DNS name with a letter (no IPv4 address to check), as ``parse_host`` accepts it.
+_PLAIN_NAME = re.compile(
+    r"(?=[0-9._-]*[A-Za-z_])[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?"
+)
+
+
+def _plain(found: DiscoveredHost) -> bool:
+    """True when ``found`` is a usable host without parsing its host string (most hosts of an
+    inventory: a DNS name, maybe a user): parsing each of 10,000 hosts tripled the parse."""
+    from nexus_core.hosts import USER_NAME
+
+    address, user = found.address, found.user
+    return (
+        not found.transport
+        and isinstance(address, str)
+        and len(address) <= 253
+        and _PLAIN_NAME.fullmatch(address) is not None
+        and (user is None or (isinstance(user, str) and USER_NAME.fullmatch(user) is not None))
+    )
 
 
 def _scalar(text: str) -> Any:
