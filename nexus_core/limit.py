@@ -91,6 +91,8 @@ def host_forms(host: Host, pattern: str = "@://") -> set[str]:
     ``user@name`` forms when the pattern has an ``@`` and ``transport://`` forms when it has
     ``://`` (so that ``d*`` never matches ``deploy@web-2`` through its user)."""
     forms = {host.label, host.name}
+    if ":" in host.name:  # an IPv6 address, also as written in brackets: [::1]
+        forms.add(f"[{host.name}]")
     if "@" in pattern and host.user:
         forms |= {f"{host.user}@{host.name}", f"{host.user}@{host.label}"}
     if "://" in pattern:
@@ -114,7 +116,10 @@ def matches(pattern: str, host: Host, groups: Mapping[str, set[HostKey]]) -> boo
     if pattern.startswith(TAG_PREFIX):
         wanted = pattern[len(TAG_PREFIX) :]
         return any(fnmatch.fnmatchcase(tag, wanted) or fnmatch.fnmatchcase(tag, pattern) for tag in host.tags)
-    if any(fnmatch.fnmatchcase(form, pattern) for form in host_forms(host, pattern)):
+    forms = host_forms(host, pattern)
+    # as written first: '[' opens a character class in a glob, so '[::1]:2222' (a host's own
+    # label) or 'deploy@[::2]' would match nothing as globs
+    if pattern in forms or any(fnmatch.fnmatchcase(form, pattern) for form in forms):
         return True
     key = host_key(host)
     return any(key in keys and fnmatch.fnmatchcase(name, pattern) for name, keys in groups.items())

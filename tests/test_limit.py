@@ -143,3 +143,14 @@ def test_star_keeps_everything_and_a_group_is_its_members(hosts: list[Host]):
     groups = {"G": {host_key(h) for h in half}}
     assert parse_limit(["*"]).select(hosts, groups) == hosts
     assert parse_limit(["G"]).select(hosts, groups) == half
+
+
+def test_ipv6_hosts_match_as_written_with_their_brackets():
+    v6 = [parse_host(h) for h in ("[::1]:2222", "deploy@[::2]", "::3", "[fe80::1]:22")]
+    groups = {"v6": {host_key(h) for h in v6}}
+    for pattern, label in (("[::1]:2222", "[::1]:2222"), ("::1", "[::1]:2222"), ("deploy@[::2]", "::2"),
+                           ("[::2]", "::2"), ("[::3]", "::3"), ("[fe80::1]:22", "[fe80::1]:22")):  # fmt: skip
+        assert [h.label for h in parse_limit([pattern]).select(v6, groups)] == [label], pattern
+        assert parse_limit([pattern]).unmatched(v6, groups) == [], pattern
+    assert [h.label for h in parse_limit(["v6,![::1]:2222,!::3"]).select(v6, groups)] == ["::2", "[fe80::1]:22"]
+    assert [h.label for h in parse_limit(["[::9]"]).select(v6, groups)] == []
