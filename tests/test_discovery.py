@@ -241,6 +241,21 @@ def test_discovery_is_cached_for_the_ttl_and_refresh_bypasses_it(project, site, 
     assert len(logs.records("discover")) == 2
 
 
+def test_a_cache_entry_from_the_future_is_not_reused(project, site, logs):
+    """A clock that went back (a Raspberry Pi before its NTP sync) made a cached answer look
+    fresh for the ttl plus the clock's error: a day behind, a day of stale hosts."""
+    import sqlite3
+
+    setup_source(project, site, SOURCE_PROJECT.replace('config(fake_endpoint="lab")', "config(discovery_ttl=600)"))
+    assert project.run("run", "deploy").code == 0
+    db = sqlite3.connect(Path(project.env["XDG_STATE_HOME"]) / "nexus" / "state.db")
+    with db:
+        assert db.execute("UPDATE discovery_cache SET at = at + 86400").rowcount == 1
+    db.close()
+    assert project.run("run", "deploy").code == 0
+    assert len(logs.records("discover")) == 2
+
+
 def test_without_a_ttl_every_run_discovers(project, site, logs):
     setup_source(project, site)
     for _ in range(2):

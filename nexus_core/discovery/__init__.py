@@ -494,7 +494,9 @@ def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float) -> Found
         row = db.execute("SELECT hosts, at FROM discovery_cache WHERE key = ?", (_cache_key(project, spec),)).fetchone()
     except Exception:  # noqa: BLE001 - a busy or damaged cache only costs a discovery
         return None
-    if row is None or time.time() - float(row[1]) > ttl:
+    # an entry from the future (the clock went back: a Raspberry Pi without its time yet) is
+    # as stale as an old one: it would otherwise be reused for as long as the clock is behind
+    if row is None or not 0 <= time.time() - float(row[1]) <= ttl:
         return None
     try:
         return Found(spec, _hosts(json.loads(row[0])), float(row[1]), "cache")
