@@ -159,6 +159,33 @@ def test_live_dashboard_shows_a_real_run_and_its_failure_report(nexus_project, m
     assert said == []  # the run ended on the dashboard: no fallback note
 
 
+def test_no_color_draws_the_dashboard_with_the_log_shorter_than_its_panel(nexus_project, monkeypatch):
+    """NO_COLOR makes Textual read the style of every segment drawn: the log panel's empty
+    rows (below its last line) had none, and the dashboard stopped at its first frame."""
+    from nexus_core.tui.live import DashboardRun
+
+    nexus_project.write(PIPELINE)
+    _env(nexus_project, monkeypatch)
+    monkeypatch.setenv("NO_COLOR", "1")
+    dash = DashboardRun(lambda: pytest.fail("no plain output while the dashboard is open"), say=lambda m: None)
+    dash.start(_session(nexus_project, ["test", "docs"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert app.no_color
+            assert await until(pilot, lambda: app.model.finished and app.model.final_failures is not None)
+            await pilot.pause(0.2)
+            assert 0 < len(_log_text(app).splitlines()) < 30  # empty rows below the log's lines
+            for key in ("j", "j", "f", "f", "tab", "tab"):
+                await pilot.press(key)
+            await pilot.press("q")
+        assert app.return_value == "quit"
+
+    asyncio.run(drive())
+    assert dash.finish(app.return_value).exit_code == 1
+
+
 def test_cancel_asks_then_stops_the_run_like_ctrl_c(nexus_project, monkeypatch):
     from nexus_core.tui.live import DashboardRun
 

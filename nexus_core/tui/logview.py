@@ -100,16 +100,17 @@ class LogView(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.scrollable_content_region.width
+        base = self._styles.get("")
+        if base is None:  # the widget's style, once per theme (it walks the ancestors' styles)
+            base = self._styles[""] = self.rich_style
         if index >= self.line_count:
-            return Strip.blank(width)
+            # styled, as every segment must be: NO_COLOR's filter reads each segment's style
+            return Strip.blank(width, base)
         line = self.source[index]
         text = self.fmt(line)
         if len(text) > self._widest:
             self._widest = len(text)
             self.call_later(self._grow_width)
-        base = self._styles.get("")
-        if base is None:  # the widget's style, once per theme (it walks the ancestors' styles)
-            base = self._styles[""] = self.rich_style
         style = self._styles.get(line.kind)
         if style is None:
             style = self._styles[line.kind] = base + _KIND_STYLES[line.kind] if line.kind in _KIND_STYLES else base
