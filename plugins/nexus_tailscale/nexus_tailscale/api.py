@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -485,9 +486,11 @@ def _retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # 'nan' and 'inf' are floats too, not a time to wait: as if no Retry-After was sent
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     from email.utils import parsedate_to_datetime
 
     try:

@@ -97,6 +97,14 @@ def test_429_is_retried_after_retry_after(fake_api: FakeApi):
     assert sleeps == [2.0, 2.0] and fake_api.count("/devices") == 3
 
 
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf", "soon"])
+def test_429_with_a_retry_after_that_is_no_time_is_retried_with_backoff(fake_api: FakeApi, header: str):
+    sleeps: list[float] = []
+    fake_api.fail_next(429, retry_after=header)
+    assert client(fake_api, sleeps=sleeps).devices().devices
+    assert len(sleeps) == 1 and 0 <= sleeps[0] <= 0.01 and fake_api.count("/devices") == 2
+
+
 def test_429_for_too_long_fails_at_once_and_says_when(fake_api: FakeApi):
     sleeps: list[float] = []
     fake_api.fail_next(429, retry_after="120")
