@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nexus_core.hosts import format_host
 from nexus_core.model import Host, HostKey
@@ -36,10 +36,16 @@ class LimitError(ValueError):
 
 @dataclass(frozen=True)
 class Term:
-    """One pattern: ``kind`` is ``+`` (include), ``&`` (intersect) or ``!`` (exclude)."""
+    """One pattern: ``kind`` is ``+`` (include), ``&`` (intersect) or ``!`` (exclude).
+
+    ``where`` is ``FILE:LINE`` for a pattern read from an ``@file`` (empty when given on the
+    command line): messages name that line instead of repeating the file's text, which may be
+    anything (``-H @.env`` by mistake).
+    """
 
     kind: str
     pattern: str
+    where: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return self.pattern if self.kind == "+" else self.kind + self.pattern
@@ -69,15 +75,19 @@ class Limit:
 
     def unmatched(self, hosts: Iterable[Host], groups: Mapping[str, Iterable[HostKey]]) -> list[str]:
         """Patterns that match no host and no group of the inventory (each one a likely typo)."""
+        return [str(t) for t in self.unmatched_terms(hosts, groups)]
+
+    def unmatched_terms(self, hosts: Iterable[Host], groups: Mapping[str, Iterable[HostKey]]) -> list[Term]:
+        """The terms that match no host and no group of the inventory, in order."""
         members = {name: set(keys) for name, keys in groups.items()}
         universe = list(hosts)
-        out: list[str] = []
+        out: list[Term] = []
         for t in self.terms:
             if any(matches(t.pattern, h, members) for h in universe):
                 continue
             if any(fnmatch.fnmatchcase(name, t.pattern) for name in members):
                 continue  # a group that exists but is empty (validation reports it) or unused
-            out.append(str(t))
+            out.append(t)
         return out
 
 
@@ -156,8 +166,12 @@ def _terms(value: str, read: Callable[[str], str], depth: int, where: str) -> li
         if not item:
             raise LimitError(f"{where}: {kind!r} needs a pattern after it, e.g. {kind}web-2")
         if any(c.isspace() for c in item):
+            if where != "-H":  # a file's line is not repeated: it may hold anything
+                raise LimitError(
+                    f"-H @{where}: a pattern with whitespace; write one pattern a line, or separate them with commas"
+                )
             raise LimitError(f"{where}: pattern {item!r} contains whitespace; separate patterns with commas")
-        out.append(Term(kind, item))
+        out.append(Term(kind, item, "" if where == "-H" else where))
     return out
 
 

@@ -1136,12 +1136,34 @@ def _parse_limit(
     inventory = _inventory(project)
     groups = _membership(project)
     candidates = list(dict.fromkeys([*groups, *(h.label for h in inventory), *(h.name for h in inventory)]))
-    for pattern in parsed.unmatched(inventory, groups):
-        bare = pattern.lstrip("!&")
-        close = suggest(bare, candidates)
-        hint = f"did you mean {close!r}?" if close else _did_you_mean(bare, candidates, "hosts and groups")
-        out.append(Problem(f"-H/--hosts: {pattern!r} matches no host or group", None, hint, "bad-limit"))
+    from_files: list[str] = []
+    for term in parsed.unmatched_terms(inventory, groups):
+        close = suggest(term.pattern, candidates)
+        if term.where:  # a line of an @file: named, not repeated (the file may hold anything)
+            from_files.append(term.where)
+            if len(from_files) <= _FILE_LINES_SHOWN:
+                hint = f"did you mean {close!r}?" if close else "write one host, group or pattern a line"
+                message = f"-H @{term.where}: the pattern on this line matches no host or group"
+                out.append(Problem(message, None, hint, "bad-limit"))
+            continue
+        hint = f"did you mean {close!r}?" if close else _did_you_mean(term.pattern, candidates, "hosts and groups")
+        out.append(Problem(f"-H/--hosts: {str(term)!r} matches no host or group", None, hint, "bad-limit"))
+    if len(from_files) > _FILE_LINES_SHOWN:
+        rest = from_files[_FILE_LINES_SHOWN:]
+        lines = ", ".join(rest[:3]) + (", ..." if len(rest) > 3 else "")
+        out.append(
+            Problem(
+                f"-H @: {len(rest)} more lines match no host or group ({lines})",
+                None,
+                "is it the file of hosts you meant? It holds one host, group or pattern a line",
+                "bad-limit",
+            )
+        )
     return parsed
+
+
+#: Lines of an ``-H @file`` that match nothing, reported one by one before the rest are counted.
+_FILE_LINES_SHOWN = 5
 
 
 def _is_remote(project: Project, registry: Registry, t: TaskDef, scratch: list[Problem]) -> bool:

@@ -332,6 +332,26 @@ def test_h_from_a_file(nexus_project: NexusProject):
     assert "migrate: skipped (no host of the task matches -H @limit.txt)" in out.stdout
 
 
+def test_h_from_the_wrong_file_names_its_lines_without_repeating_them(nexus_project: NexusProject):
+    """``-H @.env`` by mistake: each line that matches nothing is named by FILE:LINE, never
+    printed (a secret would be), and past five the rest are counted."""
+    nexus_project.write(HOSTS)
+    secrets = [f"TOKEN_{n}=s3cr3t-{n}" for n in range(8)]
+    nexus_project.write("\n".join(["web-1.invalid", *secrets, "api key", ""]), name=".env")
+    out = nexus_project.run("run", "deploy", "--list-hosts", "-H", "@.env")
+    assert out.code == 2, out
+    assert "s3cr3t" not in out.stdout + out.stderr and "api key" not in out.stdout + out.stderr
+    assert "-H @.env:10: a pattern with whitespace" in out.stderr, out
+    nexus_project.write("\n".join(["web-1.invalid", *secrets, ""]), name=".env")
+    out = nexus_project.run("run", "deploy", "--list-hosts", "-H", "@.env", "--format", "json")
+    assert out.code == 2 and "s3cr3t" not in out.stdout + out.stderr, out
+    messages = [p["message"] for p in json.loads(out.stdout)["problems"]]
+    assert messages == [
+        *(f"-H @.env:{n}: the pattern on this line matches no host or group" for n in range(2, 7)),
+        "-H @: 3 more lines match no host or group (.env:7, .env:8, .env:9)",
+    ]
+
+
 # --- completion -----------------------------------------------------------------------------------
 
 
