@@ -188,6 +188,12 @@ def _p(out: list[Problem], message: str, where: Location | None, hint: str = "",
     out.append(Problem(message, where, hint, code))
 
 
+def _inventory_failed(project: Project) -> bool:
+    """True when an ``inventory(...)`` file of the nexusfile did not load: its groups are
+    missing, so "undefined host group" would only repeat the inventory's own error."""
+    return any(p.code == "bad-inventory" for p in project.problems)
+
+
 def _did_you_mean(name: str, candidates: Iterable[str], kind: str) -> str:
     names = list(candidates)
     close = suggest(name, names)
@@ -496,6 +502,8 @@ def _check_groups(project: Project, out: list[Problem]) -> None:
                 where = member.location if isinstance(member, HostSpec) and member.location else g.location
                 _p(out, f"host group {g.name!r}: {exc}", where, HOST_HINT, "bad-host")
         for sub in g.groups:
+            if isinstance(sub, str) and sub not in project.groups and _inventory_failed(project):
+                continue  # the group may be in the inventory that did not load: its error says why
             if not isinstance(sub, str) or sub not in project.groups:
                 _p(
                     out,
@@ -633,13 +641,14 @@ def _targets(
     hosts: list[Host] = []
     if isinstance(on, str):
         if on not in project.groups:
-            _p(
-                out,
-                f"task {t.name!r} runs on undefined host group {safe_repr(on)}",
-                where,
-                _did_you_mean(on, project.groups, "groups"),
-                "undefined-group",
-            )
+            if not _inventory_failed(project):  # else the group may be in it: its error says why
+                _p(
+                    out,
+                    f"task {t.name!r} runs on undefined host group {safe_repr(on)}",
+                    where,
+                    _did_you_mean(on, project.groups, "groups"),
+                    "undefined-group",
+                )
             return []
         unparsed = False
         for member in _group_members(project, on, set()):

@@ -299,3 +299,18 @@ def test_validate_and_hosts_list_report_an_unusable_address_with_its_line(nexus_
             "hosts.ini:3: host 'pi-2': host '127.0.0.300': '127.0.0.300' is not a valid IPv4 address" in out.stderr
         ), (args, out)
         assert "Traceback" not in out.stderr
+
+
+def test_an_inventory_that_did_not_load_is_the_only_error_of_its_groups(nexus_project):
+    """Its groups are missing because it did not load: "undefined host group 'web'" for each
+    task and group that uses them only repeated the inventory's own error, misleadingly."""
+    nexus_project.write("all:\n  children:\n    web:\n      hosts:\n        a: {ansible_host: 127.0.0.2\n", "inv.yml")
+    nexus_project.write(
+        'from nexus_core import hosts, inventory, run, task\ninventory("inv.yml")\n'
+        'hosts("prod", groups=["web"])\n\n@task(on="web")\ndef t():\n    run("true")\n'
+    )
+    for args in (("validate",), ("run", "t", "--list-hosts")):
+        out = nexus_project.run(*args)
+        assert out.code == 2, (args, out)
+        assert "inv.yml:6: YAML syntax error" in out.stderr, (args, out)
+        assert "undefined" not in out.stderr, (args, out)
