@@ -183,7 +183,8 @@ class RunLogWriter:
             detail = event.reason or code
             if event.status == "skipped":
                 self._write(event.task, event.host, f"$ {event.command}")
-            shown = f": {detail}" if detail and event.status != "ok" else ""
+            # the reason after the status, unless it only repeats it ("[interrupted: interrupted]")
+            shown = f": {detail}" if detail and event.status not in ("ok", detail) else ""
             self._write(event.task, event.host, f"[{event.status}{shown}]", flush=True)
         elif name == "host.stop":
             self._close(event.task, event.host)

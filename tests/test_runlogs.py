@@ -114,6 +114,25 @@ def test_size_cap_and_retention(tmp_path: Path):
     assert runlogs.prune(root, 0) == []
 
 
+def test_a_stop_says_its_reason_once(tmp_path: Path):
+    """The reason follows the status unless it only repeats it: ``[interrupted]``, not
+    ``[interrupted: interrupted]``; ``[failed: exit code 3]`` and ``[timeout: ...]`` keep theirs."""
+    from nexus_core.events import CommandStop
+
+    root = str(tmp_path / "logs")
+    writer = runlogs.RunLogWriter(root, "r1")
+    for status, code, reason in (
+        ("interrupted", None, "interrupted"),
+        ("failed", 3, ""),
+        ("timeout", None, "timed out after 2s"),
+    ):
+        stop = dict(run_id="r1", task="t", host="local", command="sleep 9", duration=1.0)
+        writer(CommandStop(**stop, exit_code=code, status=status, reason=reason))
+    writer.close()
+    (found,) = runlogs.run_files(root, "r1")
+    assert runlogs.read_lines(found.path) == ["[interrupted]", "[failed: exit code 3]", "[timeout: timed out after 2s]"]
+
+
 def test_inflate_reads_growing_and_multi_member_files(tmp_path: Path):
     path = tmp_path / "x.gz"
     with gzip.GzipFile(path, "ab") as fh:
