@@ -91,6 +91,7 @@ if TYPE_CHECKING:
     )
     from nexus_core.executors.lines import LineSplitter
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.output.alike import alike_key
     from nexus_core.output.report import error_block
     from nexus_core.output.style import Style
     from nexus_core.pids import pid_alive
@@ -167,6 +168,7 @@ __all__ = [
     "TransferError",
     "TransferInterrupted",
     "TransferResult",
+    "alike_key",
     "cleanup_line",
     "config_changed",
     "config_option",
@@ -255,6 +257,7 @@ _LAZY = {
     "NexusfileNotFound": "nexus_core.loader",
     "find_nexusfile": "nexus_core.loader",
     "error_block": "nexus_core.output.report",
+    "alike_key": "nexus_core.output.alike",
     "Style": "nexus_core.output.style",
     "Plan": "nexus_core.plan",
     "to_host": "nexus_core.plan",

@@ -44,8 +44,9 @@ class Shape:
         return merged([self])
 
 
-def names_of(label: str) -> tuple[str, ...]:
-    """The forms of a host's identity found in a text about it: its label and its name.
+def names_of(label: str, *others: str) -> tuple[str, ...]:
+    """The forms of a host's identity found in a text about it: its label and its name, then
+    ``others`` (its address, say), each once.
 
     ``deploy@web-1:2222`` gives ``deploy@web-1:2222`` and ``web-1``; ``[2001:db8::1]:22``
     gives the label and ``2001:db8::1``. A port or user next to the name stays in the text.
@@ -57,7 +58,7 @@ def names_of(label: str) -> tuple[str, ...]:
         name = rest.partition(":")[0]
     else:
         name = rest
-    return tuple(n for n in dict.fromkeys((label, name)) if n)
+    return tuple(n for n in dict.fromkeys((label, name, *others)) if n)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -65,7 +66,7 @@ def _pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     """One pattern for the names (longest first, whole names only) and the volatile values."""
     forms = sorted(names, key=len, reverse=True)
     # A whole name: ``web-1`` in ``deploy@web-1``, ``[web-1]:22`` and ``web-1:22`` but not
-    # in ``web-12`` or ``web-1.example.com`` (as ``_without_host`` did).
+    # in ``web-12`` or ``web-1.example.com``.
     hosts = "|".join(re.escape(n) for n in forms)
     parts = [f"(?P<pgid>{_PGID})", f"(?P<fingerprint>{_FINGERPRINT})"]
     if hosts:
@@ -86,6 +87,13 @@ def shape(text: str, names: Iterable[str]) -> Shape:
 
     key = _pattern(tuple(n for n in names if n)).sub(mark, text)
     return Shape(key, tuple(values))
+
+
+def alike_key(text: str, label: str, *names: str) -> str:
+    """``text`` with the identity of the host it is about set aside: its ``label`` (in the forms
+    :func:`names_of` finds), its other ``names`` (an address) and volatile values. Texts about
+    different hosts that say the same thing have equal keys (:attr:`Shape.key`)."""
+    return shape(text, names_of(label, *names)).key
 
 
 def merged(shapes: Sequence[Shape]) -> str:

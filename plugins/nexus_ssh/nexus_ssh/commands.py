@@ -171,6 +171,8 @@ def _server_key(connector: Connector, spec: ConnectSpec, key_types: Sequence[str
     """Complete the key exchange only (no login on the target) and return the server's key."""
     from paramiko.transport import Transport
 
+    from nexus_ssh.connect import close_probe
+
     stream, hops = connector.open_to_target(spec)
     t = Transport(stream)
     try:
@@ -180,10 +182,7 @@ def _server_key(connector: Connector, spec: ConnectSpec, key_types: Sequence[str
         t.start_client(timeout=spec.connect_timeout)
         return t.get_remote_server_key()
     finally:
-        t.close()
-        for hop in reversed(hops):
-            with contextlib.suppress(Exception):
-                hop.close()
+        close_probe(t, hops)
 
 
 def _for_each(hosts: Sequence[Host], parallel: int, fn: Callable[[Host], HostRow]) -> list[HostRow]:

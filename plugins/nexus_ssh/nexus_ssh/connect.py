@@ -46,6 +46,7 @@ PACING_KEYS = ("ssh_connect_rate", "ssh_jump_concurrency", "ssh_connect_concurre
 _BANNER_LIMIT = 4096
 #: ``watch(abort) -> forget``: calls ``abort`` when the run stops (at once if it has), until ``forget()``.
 Watch = Callable[[Callable[[], None]], Callable[[], None]]
+_T = TypeVar("_T")
 #: Seconds between a logged-in transport thread's checks for close (Paramiko's default 0.1).
 IDLE_POLL = 2.0
 
@@ -202,12 +203,19 @@ class Abort:
 
 def _shut(stream: Any) -> None:
     """Wake whatever reads ``stream``: shut a socket down (its owner closes it), close anything else."""
-    if isinstance(stream, LowLatencySocket | socket.socket):
-        with contextlib.suppress(OSError):
-            stream.shutdown(socket.SHUT_RDWR)
-        return
-    with contextlib.suppress(Exception):
-        stream.close()
+    if not _shut_socket(stream):
+        with contextlib.suppress(Exception):
+            stream.close()
+
+
+def _shut_socket(stream: Any) -> bool:
+    """Shut ``stream`` down for reading and writing when it is a TCP socket, which wakes a
+    thread blocked reading it at once (closing it would not); False when it is not one."""
+    if not isinstance(stream, LowLatencySocket | socket.socket):
+        return False
+    with contextlib.suppress(OSError):
+        stream.shutdown(socket.SHUT_RDWR)
+    return True
 
 
 @dataclass
@@ -229,10 +237,7 @@ class Connection:
     def close(self) -> None:
         """Close the target transport, then the hops (innermost first)."""
         for t in [self.transport, *reversed(self.hops)]:
-            # Wake the transport thread out of its recv() now rather than at its next poll.
-            if isinstance(t.sock, LowLatencySocket | socket.socket):
-                with contextlib.suppress(OSError):
-                    t.sock.shutdown(socket.SHUT_RDWR)
+            _shut_socket(t.sock)  # wake the transport thread out of its recv() now, not at its next poll
             with contextlib.suppress(Exception):  # best effort
                 t.close()
 
@@ -402,18 +407,25 @@ class Connector:
     def _open_socket(
         self, spec: ConnectSpec, ep: Endpoint, via: Transport | None, attempt: Abort | None = None
     ) -> Any:
+        """A byte stream to ``ep``'s SSH port: a channel through ``via``, the ProxyCommand, or
+        a TCP socket; ``attempt`` holds it (see :class:`Abort`)."""
+        stream: Any = None
         if via is not None:
-            return via.open_channel(
+            stream = via.open_channel(
                 "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=spec.connect_timeout
             )
-        if spec.proxy_command and ep == spec.target:
-            return open_proxy_command(spec.proxy_command)
+        elif spec.proxy_command and ep == spec.target:
+            stream = open_proxy_command(spec.proxy_command)
+        if stream is not None:
+            if attempt is not None:
+                attempt.hold(stream)
+            return stream
         # An ASCII name goes to getaddrinfo as bytes: given a str, CPython encodes it with the
         # "idna" codec, whose first use imports stringprep and unicodedata (2 ms of every run).
         host: str | bytes = ep.hostname.encode("ascii") if ep.hostname.isascii() else ep.hostname
         if attempt is None or not attempt.watched:
             sock = socket.create_connection((host, ep.port), timeout=spec.connect_timeout)  # type: ignore[arg-type]
-        else:
+        else:  # held by the attempt from before it connects
             sock = _tcp_connect(host, ep.port, spec.connect_timeout, attempt)
         return LowLatencySocket(sock)
 
@@ -423,8 +435,6 @@ class Connector:
         from paramiko.transport import Transport
 
         sock = self._open_socket(spec, ep, via, attempt)
-        if attempt is not None:
-            attempt.hold(sock)
         t = Transport(sock, packetizer_class=timerless_packetizer())
         # Paramiko's transport thread wakes every 0.1 s (its socket timeout) to see whether it
         # was closed or a timeout passed: with a thousand handshakes queued on a busy client
@@ -455,49 +465,46 @@ class Connector:
             t.close()
             raise
 
+    def _open_hops(self, spec: ConnectSpec, attempt: Abort | None) -> list[Transport]:
+        """The authenticated transports of ``spec``'s jump hosts, in order (each through the one
+        before); raises :class:`ConnectError` when one fails, having closed those opened."""
+        hops: list[Transport] = []
+        try:
+            for i, ep in enumerate(spec.hops):
+                try:
+                    t, _ = self._transport(spec, ep, hops[-1] if hops else None, attempt)
+                except Exception as exc:
+                    raise classify(exc, ep, str(spec.hops[i - 1]) if i else "") from exc
+                hops.append(t)
+        except BaseException:
+            _close_all(hops)
+            raise
+        return hops
+
     def connect_once(self, spec: ConnectSpec, attempt: Abort | None = None) -> Connection:
         """One attempt through every hop; raises :class:`ConnectError` when it fails.
 
         ``attempt`` notes the streams opened, so that :meth:`Abort.abort` can end the attempt."""
-        hops: list[Transport] = []
-        via: Transport | None = None
-        chain = [*spec.hops, spec.target]
+        hops = self._open_hops(spec, attempt)
         try:
-            for i, ep in enumerate(chain):
-                via_label = str(chain[i - 1]) if i else ""
-                try:
-                    t, auth = self._transport(spec, ep, via, attempt)
-                except Exception as exc:
-                    raise classify(exc, ep, via_label) from exc
-                if ep is spec.target:
-                    return Connection(spec=spec, transport=t, hops=hops, auth=auth)
-                hops.append(t)
-                via = t
+            try:
+                t, auth = self._transport(spec, spec.target, hops[-1] if hops else None, attempt)
+            except Exception as exc:
+                raise classify(exc, spec.target, str(spec.hops[-1]) if spec.hops else "") from exc
         except BaseException:
-            for h in reversed(hops):
-                h.close()
+            _close_all(hops)
             raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return Connection(spec=spec, transport=t, hops=hops, auth=auth)
 
     def _probe_once(self, spec: ConnectSpec, attempt: Abort | None = None) -> tuple[Any, list[Transport]]:
         """One try of :meth:`open_to_target`: the stream once the server said its first line."""
-        hops: list[Transport] = []
-        via: Transport | None = None
+        hops = self._open_hops(spec, attempt)
+        last_hop = str(spec.hops[-1]) if spec.hops else ""
         try:
-            for i, ep in enumerate(spec.hops):
-                try:
-                    t, _ = self._transport(spec, ep, via, attempt)
-                except Exception as exc:
-                    raise classify(exc, ep, str(spec.hops[i - 1]) if i else "") from exc
-                hops.append(t)
-                via = t
-            last_hop = str(spec.hops[-1]) if spec.hops else ""
             try:
-                sock = self._open_socket(spec, spec.target, via, attempt)
+                sock = self._open_socket(spec, spec.target, hops[-1] if hops else None, attempt)
             except Exception as exc:
                 raise classify(exc, spec.target, last_hop) from exc
-            if attempt is not None:
-                attempt.hold(sock)
             try:
                 return await_banner(sock, spec.connect_timeout), hops
             except Exception as exc:
@@ -505,29 +512,20 @@ class Connector:
                     sock.close()
                 raise classify(exc, spec.target, last_hop) from exc
         except BaseException:
-            for h in reversed(hops):
-                h.close()
+            _close_all(hops)
             raise
 
-    def open_to_target(
-        self,
-        spec: ConnectSpec,
-        cancel_sleep: Callable[[float], bool] | None = None,
-        on_retry: Callable[[int, int, str, float], None] | None = None,
-        watch: Watch | None = None,
-    ) -> tuple[Any, list[Transport]]:
+    def open_to_target(self, spec: ConnectSpec) -> tuple[Any, list[Transport]]:
         """A raw byte stream to the target's SSH port, through the (authenticated) hops.
 
         For probes that must not log in to the target (banner reads, host key scans). Paced
         and retried as :meth:`connect` is: the stream is handed over once the server has sent
         its first line (kept in the stream for the caller to read), so that a handshake the
-        server dropped before its banner (sshd's ``MaxStartups``) is retried here. Without
-        ``on_retry`` each retry is a warning on the ``nexus`` logger. The caller closes the
-        stream, then the hop transports (innermost first).
+        server dropped before its banner (sshd's ``MaxStartups``) is retried here. Each retry
+        is a warning on the ``nexus`` logger (:func:`retry_warning`). The caller closes the
+        stream, then the hop transports (:func:`close_probe`).
         """
-        if on_retry is None:
-            on_retry = retry_warning(spec)
-        return self._retried(spec, self._probe_once, cancel_sleep, on_retry, watch)
+        return self._retried(spec, self._probe_once, None, retry_warning(spec), None)
 
     def connect(
         self,
@@ -549,7 +547,7 @@ class Connector:
         """How many tries a failure like ``exc`` gets in all (1: it is not retried)."""
         if not isinstance(exc, ConnectError) or not exc.transient:
             return 1
-        return max(1, self.drop_attempts if exc.kind == "dropped" else self.attempts)
+        return self.drop_attempts if exc.kind == "dropped" else self.attempts
 
     def _retried(
         self,
@@ -571,6 +569,7 @@ class Connector:
         jump = str(spec.hops[0]) if spec.hops else ""
 
         def _may_go(seconds: float) -> bool:
+            """Wait ``seconds``: False when a stop came first (only with a cancellable sleep)."""
             if sleep is None:
                 if seconds > 0:
                     time.sleep(seconds)
@@ -620,9 +619,7 @@ class Connector:
         )
 
         def _sleep(seconds: float) -> None:
-            if sleep is None:
-                time.sleep(seconds)
-            elif not sleep(seconds):
+            if not _may_go(seconds):
                 raise CancelledConnect()
 
         def _stop(state: Any) -> bool:
@@ -653,9 +650,6 @@ class Connector:
             ) from exc
 
 
-_T = TypeVar("_T")
-
-
 def _tcp_connect(host: str | bytes, port: int, timeout: float, attempt: Abort) -> socket.socket:
     """``socket.create_connection`` whose socket ``attempt`` holds while it connects: on Linux,
     shutting down a socket still waiting for the server's SYN-ACK ends the wait at once."""
@@ -679,10 +673,20 @@ def _discard(got: Any) -> None:
     """Close what an attempt stopped as it succeeded had opened (a connection, or a stream and hops)."""
     if isinstance(got, Connection):
         got.close()
-        return
-    stream, hops = got
+    else:
+        close_probe(*got)
+
+
+def close_probe(stream: Any, hops: list[Transport]) -> None:
+    """Close what :meth:`Connector.open_to_target` gave (or a transport over its stream), then
+    the hop transports, innermost first; best effort."""
     with contextlib.suppress(Exception):
         stream.close()
+    _close_all(hops)
+
+
+def _close_all(hops: list[Transport]) -> None:
+    """Close hop transports, innermost first (best effort)."""
     for hop in reversed(hops):
         with contextlib.suppress(Exception):
             hop.close()
@@ -695,11 +699,14 @@ def retry_warning(spec: ConnectSpec) -> Callable[[int, int, str, float], None]:
     label = host_label(spec.target.hostname, spec.target.port)
 
     def say(failed: int, attempts: int, why: str, delay: float) -> None:
-        logging.getLogger("nexus").warning(
-            "%s: connection attempt %d/%d failed (%s); retrying in %.1fs", label, failed, attempts, why, delay
-        )
+        logging.getLogger("nexus").warning("%s", retry_text(label, failed, attempts, why, delay))
 
     return say
+
+
+def retry_text(label: str, failed: int, attempts: int, why: str, delay: float) -> str:
+    """The warning for a connection try that failed and is made again (an ``on_retry``'s words)."""
+    return f"{label}: connection attempt {failed}/{attempts} failed ({why}); retrying in {delay:.1f}s"
 
 
 def await_banner(stream: Any, timeout: float) -> Any:

@@ -107,8 +107,6 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
             transient=True,
             retryable=True,
         )
-    # Paramiko turns a silent server (TCP accepted, no SSH banner within the connect timeout)
-    # into SSHException("Error reading SSH protocol banner") raised while handling the timeout.
     if dropped_before_banner(exc):
         return ConnectError(
             "dropped",
@@ -120,6 +118,8 @@ def classify(exc: BaseException, ep: Endpoint, via: str = "") -> ConnectError:
             transient=True,
             retryable=True,
         )
+    # Paramiko turns a silent server (TCP accepted, no SSH banner within the connect timeout)
+    # into SSHException("Error reading SSH protocol banner") raised while handling the timeout.
     timed_out = isinstance(exc.__context__, (TimeoutError, socket.timeout))
     handshake = isinstance(exc, HandshakeTimeout) or (isinstance(exc, SSHException) and timed_out)
     if isinstance(exc, (TimeoutError, socket.timeout)) or handshake:

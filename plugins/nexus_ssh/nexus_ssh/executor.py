@@ -60,7 +60,7 @@ from nexus_ssh.wake import waker
 if TYPE_CHECKING:
     from paramiko.channel import Channel
 
-    from nexus_ssh.connect import Connection, Connector
+    from nexus_ssh.connect import Connection, Connector, Watch
     from nexus_ssh.pool import HostPool
     from nexus_ssh.session import Session
 
@@ -439,6 +439,8 @@ class SshExecutor(SftpFiles, Executor):
             return pool
 
     def _open(self, spec: ConnectSpec, label: str, cancel: Cancel | None) -> Connection:
+        from nexus_ssh.connect import retry_text
+
         _, connector = self._setup()
         self._emit(
             SshConnectStart(
@@ -450,15 +452,15 @@ class SshExecutor(SftpFiles, Executor):
         def retrying(failed: int, attempts: int, why: str, delay: float) -> None:
             # The same failure on many hosts (a dead jump host, a throttled server) is said once
             # per attempt: 200 hosts behind one dead hop made 400 lines (the report groups them).
-            alike = (failed, why.replace(label, "<host>").replace(spec.target.hostname, "<host>"))
+            from nexus_core.plugin import alike_key
+
+            alike = (failed, alike_key(why, label, spec.target.hostname))
             with self._lock:
                 said = alike in self._retries_said
                 self._retries_said.add(alike)
             if said:
                 return
-            message = (
-                f"{label}: connection attempt {failed}/{attempts} failed ({why}); retrying in {delay:.1f}s"
-            )
+            message = retry_text(label, failed, attempts, why, delay)
             self._emit(Log(run_id=self.context.run_id, level="warning", message=message))
 
         if cancel is None:
@@ -1200,7 +1202,7 @@ class SshExecutor(SftpFiles, Executor):
             pool.close()
 
 
-def _watch(cancel: Cancel) -> Callable[[Callable[[], None]], Callable[[], None]]:
+def _watch(cancel: Cancel) -> Watch:
     """A ``watch`` for :meth:`Connector.connect`: ``abort`` runs when ``cancel`` rises (at once if
     a stop was asked already), until the returned ``forget`` is called.
 

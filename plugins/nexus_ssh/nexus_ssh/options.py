@@ -7,6 +7,7 @@ Cheap to import (the plugin manager asks for them at every start): no Paramiko h
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from nexus_core.plugin import Option
@@ -59,7 +60,7 @@ DEFAULT_CONNECT_ATTEMPTS = 3
 MAX_CONNECT_ATTEMPTS = 100
 
 
-def _positive(name: str, example: str) -> Any:
+def _positive(name: str, example: str) -> Callable[[Any], str | None]:
     """A check refusing 0 and negative numbers of seconds (0 would not mean "no limit")."""
 
     def check(value: Any) -> str | None:

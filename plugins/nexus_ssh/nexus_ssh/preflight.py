@@ -203,6 +203,8 @@ class _HostWorker:
         return report
 
     def _connectivity(self, spec: ConnectSpec, label: str, where: str) -> CheckResult:
+        from nexus_ssh.connect import close_probe
+
         t0 = time.monotonic()
         try:
             stream, hops = self.connector.open_to_target(spec)  # paced; a dropped handshake is retried
@@ -217,11 +219,7 @@ class _HostWorker:
             head, rest = _first_line(err.reason)
             return CheckResult(CONNECTIVITY, "fail", f"{where} {head}", host=label, hint=rest, exit_code=3)
         finally:
-            with contextlib.suppress(Exception):
-                stream.close()
-            for hop in reversed(hops):
-                with contextlib.suppress(Exception):
-                    hop.close()
+            close_probe(stream, hops)
         if not banner.startswith("SSH-"):
             return CheckResult(
                 CONNECTIVITY,
