@@ -553,7 +553,7 @@ class Engine:
                 if earlier is not None and (earlier.ok or (cmd.continue_on_error and earlier.status != "interrupted")):
                     if earlier.ok:
                         self._notify(tp, host, index, cmd, pending)
-                    done.append(cmd.cmd if earlier.ok else f"{cmd.cmd} ({earlier.status}{ALLOWED_NOTE}")
+                    done.append(cmd.cmd if earlier.ok else _let_through(cmd.cmd, earlier.status))
                     continue
                 if earlier is not None and earlier.status == "failed" and earlier.exit_code is not None and cmd.retries:
                     cmd = replace(cmd, retries=cmd.retries - 1)  # that was its first attempt: the rest follow
@@ -586,7 +586,7 @@ class Engine:
                 done.append(cmd.cmd)
                 continue
             if cmd.continue_on_error and result.status in ("failed", "timeout"):
-                done.append(f"{cmd.cmd} ({result.status}{ALLOWED_NOTE}")
+                done.append(_let_through(cmd.cmd, result.status))
                 continue
             status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
             if result.status == "timeout" and task_limited:
@@ -1191,7 +1191,7 @@ def _failed_reason(bad: Sequence[HostOutcome]) -> str:
 
     groups: dict[str, list[tuple[Any, str]]] = {}
     for o in bad:
-        form = shape(o.reason or o.status, names_of(o.host.label) + ((o.host.name,) if o.host.name else ()))
+        form = shape(o.reason or o.status, names_of(o.host.label, o.host.name))
         groups.setdefault(form.key, []).append((form, o.host.label))
     parts = []
     for members in sorted(groups.values(), key=len, reverse=True)[:5]:
@@ -1202,6 +1202,12 @@ def _failed_reason(bad: Sequence[HostOutcome]) -> str:
     if len(groups) > 5:
         parts.append(f"and {len(groups) - 5} other failures")
     return "; ".join(parts)
+
+
+def _let_through(command: str, status: str) -> str:
+    """An earlier command that failed under ``continue_on_error``, as a failure report lists
+    it: ``make test (failed, continue_on_error)`` (see :data:`ALLOWED_NOTE`)."""
+    return f"{command} ({status}{ALLOWED_NOTE}"
 
 
 def _out_of_files(exc: BaseException) -> bool:

@@ -137,9 +137,9 @@ def _flag(what: str, key: str, value: Any) -> bool:
 def _path_arg(what: str, key: str, value: Any) -> str | None:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if isinstance(value, str) and value.strip() and "\0" not in value and "\n" not in value:
-        return value
-    if isinstance(value, str) and value.strip() and ("\0" in value or "\n" in value):
+    if isinstance(value, str) and value.strip():
+        if "\0" not in value and "\n" not in value:
+            return value
         char = "a NUL character" if "\0" in value else "a newline"
         _problem(
             f"{what}(): {key} {safe_repr(value)} has {char}, which Nexus does not transfer in a path given to it",

@@ -43,17 +43,18 @@ def context(rec: Recorder, variables: Mapping[str, Any]) -> dict[str, Any]:
         "attributes": {**thaw(h.facts), **thaw(h.vars)},
     }
     out: dict[str, Any] = dict(variables)
-    builtins: dict[str, Any] = {
-        "vars": dict(variables),
-        "host": host,
-        "task": {"name": rec.task},
-        "env": dict(os.environ),
-        "hostname": hostname,
-        "timestamp": timestamp,
-        "git_sha": git_sha,
-        "git_branch": git_branch,
-    }
-    out.update(builtins)
+    out.update(  # the names of RESERVED, over any vars key of the same name
+        {
+            "vars": dict(variables),
+            "host": host,
+            "task": {"name": rec.task},
+            "env": dict(os.environ),
+            "hostname": hostname,
+            "timestamp": timestamp,
+            "git_sha": git_sha,
+            "git_branch": git_branch,
+        }
+    )
     return out
 
 

@@ -335,7 +335,7 @@ class HostResult:
         """The forms of this host's identity its reason may name (label, address)."""
         from nexus_core.output.alike import names_of
 
-        return tuple(dict.fromkeys((*names_of(self.host.label), self.host.name)))
+        return names_of(self.host.label, self.host.name)
 
     def fold_key(self) -> tuple[Any, ...]:
         """Hosts with equal keys are shown once: the same status, exit code and output, and
@@ -392,14 +392,13 @@ class Collector:
         """A warning or error of the run, as ``nexus run`` shows it (output.render's ``on_log``)."""
         if self.warnings is None or event.level not in ("warning", "error"):
             return
-        from nexus_core.output.safe import clean, json_safe, terminal_safe
+        from nexus_core.output.render import event_json, log_text
 
         with self._lock:
             if self.fmt == "json":
-                click.echo(json_safe(json.dumps(event.to_dict(), default=str, ensure_ascii=False)))
+                click.echo(event_json(event))
             else:
-                text = f"nexus: {event.level}: {clean(event.message, multiline=True)}"
-                click.echo(terminal_safe(self.warnings.paint(text, "yellow")), err=True)
+                click.echo(log_text(self.warnings, event), err=True)
 
     def folds(self) -> list[list[HostResult]]:
         """Hosts grouped by identical result and output, in the order of their first host."""

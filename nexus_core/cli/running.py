@@ -6,7 +6,6 @@ person sees around it.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -261,10 +260,10 @@ def execute(
 
 
 def _kept_artifacts(run_id: str) -> bool:
-    """True when the run kept artifacts (read from its manifest only when it has one)."""
+    """True when the run kept artifacts (its manifest names files; none without one)."""
     from nexus_core import artifacts
 
-    return os.path.isdir(artifacts.run_dir(run_id)) and bool(artifacts.read_manifest(run_id))
+    return bool(artifacts.read_manifest(run_id))
 
 
 def run_recorded(

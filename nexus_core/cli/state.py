@@ -257,7 +257,7 @@ def discard(run_id: str, log_level: str | None = None, log_format: str = "text")
         if record.status == "running" and record.alive:
             # its status files on the hosts are in use: `nexus pipelines prune` would remove them
             fail(ExitCode.CONFIG, f"Run {record.id} is still running (pid {record.pid} on {record.machine})", [],
-                 ["Stop it first (Ctrl+C where it runs, or kill " f"{record.pid}), then discard it"])  # fmt: skip
+                 [f"Stop it first (Ctrl+C where it runs, or kill {record.pid}), then discard it"])  # fmt: skip
         if record.status == "ok":
             fail(ExitCode.CONFIG, f"Run {record.id} succeeded: there is nothing to discard", [],
                  ["Discard interrupted or failed runs (nexus pipelines --interrupted lists them)"])  # fmt: skip

@@ -71,10 +71,10 @@ class Renderer:
     def on_log(self, e: ev.Log) -> None:
         """Warnings and errors that executors and plugins publish go to stderr."""
         if e.level in ("warning", "error"):
-            text = self.style.paint(f"nexus: {e.level}: {clean(e.message, multiline=True)}", "yellow")
+            text = log_text(self.style, e)
             with self._lock:
                 try:
-                    self.err.write(terminal_safe(text) + "\n")
+                    self.err.write(text + "\n")
                     self.err.flush()
                 except BrokenPipeError:
                     pass
@@ -379,7 +379,17 @@ class JsonRenderer(Renderer):
     """``--format json``: one JSON object per event (NDJSON) on stdout."""
 
     def __call__(self, event: ev.Event) -> None:
-        self.write(json_safe(json.dumps(event.to_dict(), default=str, ensure_ascii=False)))
+        self.write(event_json(event))
+
+
+def event_json(event: ev.Event) -> str:
+    """``event`` as one line of ``--format json`` output (one JSON object)."""
+    return json_safe(json.dumps(event.to_dict(), default=str, ensure_ascii=False))
+
+
+def log_text(style: Style, e: ev.Log) -> str:
+    """A warning or error that an executor or plugin published, as stderr shows it."""
+    return terminal_safe(style.paint(f"nexus: {e.level}: {clean(e.message, multiline=True)}", "yellow"))
 
 
 def make_renderer(mode: str, fmt: str, style: Style) -> Renderer:

@@ -166,20 +166,24 @@ def _pending_lines(f: Failure, handler: str) -> tuple[list[str], list[str]]:
     return ctx, [f"`nexus resume` runs the handlers notified and not run{force}"]
 
 
-def _plain_ok(command: str) -> bool:
-    """An earlier command that ran and succeeded (not skipped, not a failure let through)."""
+def _before_kind(command: str) -> str:
+    """How an earlier command in a failure report ended, read from the note the engine adds:
+    ``"ok"``, ``"skip"`` (skipped by its guard) or ``"fail"`` (a failure let through)."""
     from nexus_core.engine import ALLOWED_NOTE, SKIPPED_NOTE
 
-    return not (command.endswith(SKIPPED_NOTE) or command.endswith(ALLOWED_NOTE))
+    if command.endswith(SKIPPED_NOTE):
+        return "skip"
+    return "fail" if command.endswith(ALLOWED_NOTE) else "ok"
+
+
+def _plain_ok(command: str) -> bool:
+    """An earlier command that ran and succeeded (not skipped, not a failure let through)."""
+    return _before_kind(command) == "ok"
 
 
 def _before_mark(style: Style, command: str) -> str:
     """The mark of an earlier command in a failure report: ok, skipped, or failed (let through)."""
-    from nexus_core.engine import ALLOWED_NOTE, SKIPPED_NOTE
-
-    if command.endswith(SKIPPED_NOTE):
-        return style.skip
-    return style.fail if command.endswith(ALLOWED_NOTE) else style.ok
+    return {"skip": style.skip, "fail": style.fail}.get(_before_kind(command), style.ok)
 
 
 def failures_text(
