@@ -379,7 +379,7 @@ def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
     for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
         _, k, parent = [*kind, "-", "-"][:3]
         found = by_index.get(i) if by_index and not _plain(path) else facts.get(path)
-        size, mode, owner, group = found or ["0", "-", "-", "-"] if k != "missing" else ["0", "-", "-", "-"]
+        size, mode, owner, group = (found if k != "missing" else None) or ["0", "-", "-", "-"]
         out.append(
             FileState(
                 path=path,
@@ -1966,7 +1966,7 @@ def _read_as_root(executor: Executor, host: Host, path: str) -> bytes | None:
 
     try:
         with _following(getattr(getattr(executor, "context", None), "cancel", None)) as own:
-            result = executor.run(host, Command(f"[ -f {quoted} ] && [ ! -p {quoted} ] && cat -- {quoted}", sudo=True,
+            result = executor.run(host, Command(f"[ -f {quoted} ] && cat -- {quoted}", sudo=True,
                                                 timeout=30), collect, own, 30)  # fmt: skip
     except Exception:  # noqa: BLE001 - no diff then, as without sudo
         return None

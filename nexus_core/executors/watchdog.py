@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -71,6 +72,9 @@ class Watchdog:
         with self._cond:
             item.done = True
             self._items.pop(id(item), None)
+        if item.cancel is not None:  # its own cancel (see add) no longer wakes the thread for it
+            with contextlib.suppress(ValueError):
+                item.cancel.listeners.remove(self._wake)
 
     def close(self) -> None:
         """Stop the thread."""
