@@ -656,7 +656,8 @@ class Engine:
         run_id = self.options.resume.run_id
         key = markers.key(tp.name, host.label, index)
         began = time.monotonic()
-        deadline = began + (cmd.timeout if cmd.timeout > 0 else 3600.0)
+        limit = cmd.timeout if cmd.timeout > 0 else 3600.0  # a command without a timeout: an hour at most
+        deadline = began + limit
         probe = Command(markers.probe_script(run_id, key, host.label), timeout=30)
         lines: list[str] = []
         quiet = Cancel()  # the probes and signals must run while this run is being stopped
@@ -670,7 +671,7 @@ class Engine:
 
         # Still running, it is this run's command now: stopped as a running one would be when
         # the run is (SIGINT, SIGTERM, SIGKILL by level), and at the end of its timeout.
-        signalled, timed_out, waited_for = 0, 0.0, False
+        signalled, timed_out, killed, waited_for = 0, 0.0, False, False
         while True:
             lines.clear()
             result = executor.run(host, probe, collect, quiet, 30.0)
@@ -689,27 +690,29 @@ class Engine:
                 break
             waited_for = True
             level, now = self.cancel.level, time.monotonic()
+            if signalled >= Cancel.KILL or (killed and now > timed_out + TIMEOUT_KILL_GRACE + 5):
+                break  # sent SIGKILL and it does not end even so: reported below, never started again
             if level >= Cancel.INTERRUPT and level > signalled:
                 send({Cancel.INTERRUPT: "INT", Cancel.TERMINATE: "TERM"}.get(level, "KILL"))
                 signalled = level
             elif not timed_out and now > deadline:
                 send("TERM")
                 timed_out = now
-            elif timed_out and now > timed_out + TIMEOUT_KILL_GRACE:
+            elif timed_out and not killed and now > timed_out + TIMEOUT_KILL_GRACE:
                 send("KILL")
-            elif signalled >= Cancel.KILL or (timed_out and now > timed_out + TIMEOUT_KILL_GRACE + 5):
-                break  # it does not end even so: reported below, never started again
+                killed = True
             self.cancel.wait_change(level, 1.0)
         waited = time.monotonic() - began
+        if found.state == "running":  # still running after SIGKILL (a process stuck in the kernel)
+            return CommandResult("timeout" if timed_out else "interrupted", None, waited,
+                                 "started by the interrupted run, it was still running on the host after SIGKILL: "
+                                 "not started a second time")  # fmt: skip
         if timed_out:
-            why = f"timed out after {cmd.timeout:g}s: started by the interrupted run, it still ran at the resume"
+            why = f"timed out after {limit:g}s: started by the interrupted run, it still ran at the resume"
             return CommandResult("timeout", None, waited, f"{why}, and was stopped")
         if signalled:
             return CommandResult("interrupted", None, waited, "interrupted while this resume waited for the command "
                                  "the interrupted run started; it was sent the run's signals")  # fmt: skip
-        if found.state == "running":  # the probe kept answering "running" and nothing stopped it
-            return CommandResult("failed", None, waited, "still running on the host (started by the interrupted "
-                                 "run): not started a second time")  # fmt: skip
         if found.state != "finished" or found.exit_code is None:
             return None
         tail = self._replay_spool(executor, host, tp.name, index, run_id, key)

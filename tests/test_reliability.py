@@ -482,6 +482,29 @@ def test_a_command_still_running_at_the_resume_is_stopped_at_its_timeout_not_sta
                 os.kill(int(line.split()[0]), signal.SIGKILL)
 
 
+def test_a_command_that_survives_sigkill_at_the_resume_is_reported_not_waited_for_forever(nexus_project):
+    """The status file names a process that SIGKILL does not end (here a zombie; on a host, one
+    stuck in the kernel): the resume sends TERM at the timeout, KILL once after the grace, then
+    gives up and reports it, never started again (it sent KILL every second, for ever)."""
+    _killed_during(nexus_project, "slow")
+    stuck = subprocess.Popen(["true"])  # never waited for: a zombie, which kill -0 still finds
+    try:
+        assert wait_for(lambda: Path(f"/proc/{stuck.pid}/stat").read_text().split(") ")[1][0] == "Z", timeout=10)
+        (status,) = Path(nexus_project.env["XDG_CACHE_HOME"]).glob("nexus/runs/*/status")
+        key = status.read_text().split()[0]
+        with status.open("a") as fh:
+            fh.write(f"{key} pid {stuck.pid}\n")
+        out = nexus_project.run("resume", timeout=90)
+        assert out.code == 4, out
+        assert "it was still running on the host after SIGKILL: not started a second time" in out.stdout + out.stderr
+        assert (nexus_project.root / "count").read_text().split() == ["A"]
+    finally:
+        stuck.wait(timeout=10)
+        for line in _sleeping("31.7"):
+            with contextlib.suppress(OSError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
 def test_ctrl_c_while_a_resume_waits_for_a_command_stops_that_command(nexus_project):
     _killed_during(nexus_project, "slow")
     try:
