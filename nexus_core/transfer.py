@@ -1975,6 +1975,10 @@ def _read_as_root(executor: Executor, host: Host, path: str) -> bytes | None:
     return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
 
 
+#: The key of a ``KEY=value`` or ``key: value`` line, with its separator.
+_KEY = re.compile(r"\s*[^\s=:][^=:]*[=:]\s*")
+
+
 def mask_secrets(old: Sequence[str], new: Sequence[str], mask: str = "***") -> list[str]:
     """``old`` (the current file on the host) with what stands where ``new`` holds ``mask``
     (a secret a dry run does not decrypt) masked too, so that a diff neither prints the
@@ -1982,7 +1986,9 @@ def mask_secrets(old: Sequence[str], new: Sequence[str], mask: str = "***") -> l
 
     An old line matching a new line with the mask read as a wildcard becomes that new line;
     an old line paired by the diff with a new line holding the mask is masked after the
-    text they share.
+    text they share. An old line the new file drops (a deletion, or more old lines than new
+    in a changed block) keeps only its key (``OLD_PASS=***``): a file that now holds secrets
+    may have held others under names the new one no longer uses.
     """
     patterns: list[tuple[re.Pattern[str], str]] = []
     for line in new:
@@ -1997,10 +2003,14 @@ def mask_secrets(old: Sequence[str], new: Sequence[str], mask: str = "***") -> l
                 break
     matcher = difflib.SequenceMatcher(None, out, list(new), autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "replace":
+        if tag not in ("replace", "delete"):
             continue
         for k in range(i2 - i1):
-            paired = new[j1 + min(k, j2 - j1 - 1)]
+            if k >= j2 - j1:  # dropped: no new line stands for it
+                key = _KEY.match(out[i1 + k])
+                out[i1 + k] = (key.group(0) if key else "") + mask
+                continue
+            paired = new[j1 + k]
             if mask not in paired:
                 continue
             prefix = paired.split(mask)[0]

@@ -236,6 +236,11 @@ def conf():
         assert "+port = 81" in out and "-port = 80" in out, out
         assert "password = ***" in out and "-password" not in out and "+password" not in out, out
     assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+    # a secret the file held under a name the template no longer writes: its key is shown, not its value
+    target.write_text(f"user = app\nOLD_PASS={SECRET_VALUE}-old\npassword = x\nport = 80\n")
+    dry = nexus_project.run("run", "conf", "-n")
+    assert dry.code == 0 and SECRET_VALUE not in dry.stdout + dry.stderr, dry
+    assert "-OLD_PASS=***" in dry.stdout, dry
 
 
 def test_mask_secrets_hides_the_hosts_values_and_keeps_the_rest() -> None:
@@ -248,6 +253,9 @@ def test_mask_secrets_hides_the_hosts_values_and_keeps_the_rest() -> None:
     # a renamed key: the old line is paired with the new secret line and masked
     assert mask_secrets(["pass = REAL"], ["password = ***"]) == ["***"]
     assert mask_secrets(["pass = REAL", "x"], ["pass: ***", "x"]) == ["***", "x"]
+    # a line the new file drops keeps its key only; one without a key is masked whole
+    assert mask_secrets(["a", "OLD_PASS=REAL", "b"], ["a", "b", "NEW=***"]) == ["a", "OLD_PASS=***", "b"]
+    assert mask_secrets(["x", "REAL", "y: REAL"], ["***"]) == ["***", "***", "y: ***"]
 
 
 def test_preserve_keeps_mode_and_mtime_of_files_and_trees(nexus_project: NexusProject) -> None:
