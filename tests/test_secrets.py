@@ -195,6 +195,20 @@ def test_a_tampered_or_truncated_file_is_a_clear_error_naming_the_file(keyed, da
     no_traceback(out)
 
 
+@pytest.mark.parametrize(("cost", "value"), [("t_cost", 10**9), ("m_cost", 2**32 - 1), ("m_cost", 8)])
+def test_argon2_costs_edited_beyond_reason_are_a_damaged_file_not_a_hang(nexus_project, cost, value):
+    p = nexus_project
+    assert p.run("secret", "set", "A", input=VALUE, env={"NEXUS_PASSPHRASE": "pp"}).code == 0
+    doc = json.loads(personal(p).read_text())
+    doc["kdf_params"][cost] = value
+    personal(p).write_text(json.dumps(doc))
+    started = time.monotonic()
+    out = p.run("secret", "get", "A", "--reveal", env={"NEXUS_PASSPHRASE": "pp"}, timeout=60)
+    assert out.code == 2 and f"{personal(p)} is damaged" in out.stderr, out
+    assert time.monotonic() - started < 30 and "MemoryError" not in out.stderr
+    no_traceback(out)
+
+
 def test_a_passphrase_store_and_its_key_rotation_keep_a_backup(nexus_project):
     p = nexus_project
     env = {"NEXUS_PASSPHRASE": "correct horse"}
@@ -413,6 +427,25 @@ def test_secret_to_a_file_writes_it_atomically_with_its_mode_and_never_in_the_co
     assert [f.name for f in target.parent.iterdir() if ".nexus-" in f.name] == []  # no temporary left
 
 
+def test_secret_to_a_folder_fails_and_leaves_no_copy_in_it(keyed, tmp_path):
+    """`mv` into an existing folder would succeed and leave the value there under a temporary name."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    keyed.write(
+        f"""
+        from nexus_core import secret, task
+
+        @task
+        def place():
+            secret("TOKEN", to="{folder}")
+        """
+    )
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    out = keyed.run("run", "place")
+    assert out.code == 1 and f"nexus: {folder} is a folder: to= names the file to write" in out.stderr, out
+    assert list(folder.iterdir()) == [] and VALUE not in out.stdout + out.stderr
+
+
 def test_remote_only_is_refused_on_this_machine_and_without_to(keyed):
     keyed.write(
         """
@@ -473,6 +506,8 @@ def test_the_redactor_hides_values_whole_and_line_by_line():
     assert r.text(cert) == "***"
     assert r.text("line MIIBOgIBAAJBAK printed alone") == "line *** printed alone"
     assert r.text("xyz stays: lines under 4 characters are not registered alone").startswith("xyz")
+    r.add("tab\there")  # escaped as a JSON string or a Python repr shows it
+    assert r.text(json.dumps({"v": "tab\there"})) == '{"v": "***"}' and r.text(repr("tab\there")) == "'***'"
 
     @dataclass(frozen=True)
     class Ev:
@@ -484,6 +519,70 @@ def test_the_redactor_hides_values_whole_and_line_by_line():
     assert r.data(ev) == Ev("got ***", ("***", "ok"), 3)
     clean = Ev("fine", ("ok",))
     assert r.data(clean) is clean
+
+
+def _state_text(project) -> str:
+    """Every file of the project's run state (database, gzipped run logs), as text."""
+    import gzip
+
+    texts = []
+    for path in Path(project.env["XDG_STATE_HOME"]).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            texts.append((gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8", "replace"))
+    return "\n".join(texts)
+
+
+def test_a_value_shell_quoted_or_printed_without_its_blanks_is_hidden_everywhere(keyed, tmp_path):
+    """shlex.quote() rewrites a quote in the value; `echo $PW` drops its trailing blank: both stay hidden."""
+    quoted, padded = "pa'ss\"w\\rd-7Kq", "Hunter2-Zq9 "
+    assert keyed.run("secret", "set", "QUOTED", input=quoted).code == 0
+    assert keyed.run("secret", "set", "PADDED", input=padded).code == 0
+    audit = tmp_path / "audit" / "audit.log"
+    (keyed.root / ".nexus").mkdir(exist_ok=True)
+    (keyed.root / ".nexus" / "config.toml").write_text(
+        f'[audit.sinks.trail]\ntype = "file"\npath = "{audit}"\nkey = "{tmp_path / "audit" / "s.key"}"\n'
+    )
+    keyed.write(
+        """
+        import shlex
+        from nexus_core import run, secret, task
+
+        @task
+        def show():
+            run(f"printf 'q=%s\\n' {shlex.quote(secret('QUOTED'))}")
+            run(f"echo p={secret('PADDED')}")
+            run(f"printf '%s\\n' {shlex.quote(secret('QUOTED'))} >&2; exit 3")
+        """
+    )
+    leaks = ("pa'", 'ss"w', "'\"'\"'ss", "Hunter2")
+    for args in (("run", "show", "-v"), ("run", "show", "--format", "json")):
+        out = keyed.run(*args)
+        assert out.code == 1, out
+        assert not [leak for leak in leaks if leak in out.stdout + out.stderr], out
+    assert "q=***" in keyed.run("logs").stdout
+    stored = _state_text(keyed) + audit.read_text()
+    assert not [leak for leak in leaks if leak in stored]
+
+
+def test_the_master_key_and_passphrase_a_command_inherits_are_hidden(keyed):
+    """Commands inherit NEXUS_MASTER_KEY / NEXUS_PASSPHRASE: printing the environment shows ***."""
+    keyed.write(
+        """
+        from nexus_core import run, task
+
+        @task
+        def show():
+            run("env | grep -E '^NEXUS_(MASTER_KEY|PASSPHRASE)=' | sort")
+        """
+    )
+    phrase = "long-enough-phrase-81"
+    for args in (("run", "show", "-v"), ("run", "show", "--format", "json")):
+        out = keyed.run(*args, env={"NEXUS_PASSPHRASE": phrase})
+        assert out.code == 0, out
+        assert KEY not in out.stdout + out.stderr and phrase not in out.stdout + out.stderr, out
+    assert keyed.run("logs").stdout.count("=***") == 2
+    assert KEY not in _state_text(keyed) and phrase not in _state_text(keyed)
 
 
 def test_an_exception_carrying_a_value_is_shown_redacted(keyed):

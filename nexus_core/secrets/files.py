@@ -6,7 +6,8 @@ password reads its line first from the same input, and one that does not leaves 
 unread; the script skips every line up to the marker, so the file gets exactly the value in
 both cases. The file is written next to its destination under a temporary name (``umask
 077``), given its mode, owner and group, then renamed over the destination: readers see the
-old file or the new one, never a part. Without the marker (input cut short) nothing changes.
+old file or the new one, never a part. Without the marker (input cut short) nothing changes,
+nor when the destination is a folder.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def write_script(reference: str, path: str, *, mode: int = 0o600, owner: str | N
         who = (owner or "") + (f":{group}" if group else "")
         steps.append(f'chown {quote(who)} "$t"')
     steps.append(f'mv -f "$t" {quote(path)}')
+    where = quote(path)
     return "\n".join(
         [
             f"# write secret {reference} to {path}",
+            # `mv` would put the file inside a folder (under its temporary name) and succeed
+            f"[ -d {where} ] && {{ echo {quote(f'nexus: {path} is a folder: to= names the file to write')} >&2; "
+            "exit 1; }",
             f"umask 077; t=$(mktemp {tmp}) || exit 1",
             f'f=; while IFS= read -r l; do [ "$l" = {marker(reference)} ] && {{ f=1; break; }}; done',
             '[ -n "$f" ] || { rm -f "$t"; echo "nexus: the secret did not arrive on standard input" >&2; exit 1; }',

@@ -10,11 +10,14 @@ A value of several lines is also registered line by line (lines of 4 characters 
 that a certificate printed by a host line by line is hidden too. Output from hosts is
 redacted as whole lines (after :class:`nexus_core.executors.lines.LineSplitter` has joined the
 pieces of a line that came in separate reads), so a value split across two reads is caught.
+The forms a value takes in commands and messages are registered too (see :func:`forms`):
+without its surrounding blanks, and escaped for single shell quotes, JSON and ``repr``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import threading
 from collections.abc import Mapping
@@ -40,9 +43,7 @@ class Redactor:
         """Hide ``value`` from now on (empty and whitespace-only values are ignored)."""
         if not isinstance(value, str) or not value.strip():
             return
-        found = {value}
-        if "\n" in value or "\r" in value:
-            found |= {line.strip() for line in re.split(r"\r?\n|\r", value) if len(line.strip()) >= MIN_LINE}
+        found = forms(value)
         with self._lock:
             if found <= self._values:
                 return
@@ -75,6 +76,25 @@ class Redactor:
         if self._pattern is None:
             return value
         return _walk(value, self.text, 0)  # type: ignore[no-any-return]
+
+
+def forms(value: str) -> set[str]:
+    """Every text ``value`` may show up as: itself, without surrounding blanks, line by line,
+    and escaped the usual ways (in single shell quotes as :func:`shlex.quote` writes them,
+    in a JSON string, in a Python ``repr``).
+    """
+    bare = {value}
+    if value.strip() != value and len(value.strip()) >= MIN_LINE:
+        bare.add(value.strip())  # `echo $PW` drops the blanks around a value
+    if "\n" in value or "\r" in value:
+        bare |= {line.strip() for line in re.split(r"\r?\n|\r", value) if len(line.strip()) >= MIN_LINE}
+    found = set(bare)
+    for text in bare:
+        found.add(text.replace("'", "'\"'\"'"))  # inside shlex.quote(...) of the value or of a longer text
+        found.add(json.dumps(text)[1:-1])
+        found.add(json.dumps(text, ensure_ascii=False)[1:-1])
+        found.add(repr(text)[1:-1])
+    return {f for f in found if f.strip()}
 
 
 def _walk(value: Any, text: Any, depth: int) -> Any:

@@ -250,6 +250,23 @@ def for_project(project: Any) -> Secrets:
 
 _CLOSE_AT_EXIT: list[bool] = []
 
+#: Passphrases shorter than this are not hidden in output (they would hide common words).
+MIN_PASSPHRASE = 8
+
+
+def register_credentials(environ: Mapping[str, str]) -> None:
+    """Hide the credentials this process was given in its environment, in every mode (dry runs too).
+
+    The sudo password, the secret stores' master key and passphrases: commands inherit the
+    environment, so a command that prints it (``env``, ``set -x``) shows them as ``***``.
+    """
+    register(environ.get("NEXUS_SUDO_PASSWORD", ""))
+    register(environ.get("NEXUS_MASTER_KEY", "").strip())
+    for name in ("NEXUS_PASSPHRASE", "NEXUS_NEW_PASSPHRASE"):
+        phrase = environ.get(name, "")
+        if len(phrase) >= MIN_PASSPHRASE:
+            register(phrase)
+
 
 def start(
     registry: Registry,
@@ -265,7 +282,7 @@ def start(
     """
     import atexit
 
-    register(os.environ.get("NEXUS_SUDO_PASSWORD", ""))  # hidden in every mode, dry runs included
+    register_credentials(os.environ)
     current = _ACTIVE
     if current is not None and not replace:
         return current

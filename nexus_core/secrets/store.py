@@ -48,6 +48,9 @@ KEY_BYTES = 32
 _CHECK_TEXT = b"nexus secrets key check v2"
 #: Argon2id parameters for new passphrase-protected stores (RFC 9106's second choice: 64 MiB).
 ARGON2_PARAMS = {"t_cost": 3, "m_cost": 65536, "parallelism": 4}
+#: The most a store may ask of Argon2id (4 GiB, 64 passes, 64 lanes): costs an edited file puts
+#: beyond these would stall or exhaust the machine before the integrity check could run.
+ARGON2_LIMITS = {"t_cost": 64, "m_cost": 4 * 1024 * 1024, "parallelism": 64}
 
 
 def now() -> str:
@@ -373,9 +376,11 @@ def _parse(path: str, raw: bytes) -> dict[str, Any]:
         if doc["kdf"] == "argon2id":
             params = doc["kdf_params"]
             _unb64(params["salt"])
-            for k in ARGON2_PARAMS:
-                if not isinstance(params[k], int) or params[k] < 1:
+            for k, most in ARGON2_LIMITS.items():
+                if not isinstance(params[k], int) or not 1 <= params[k] <= most:
                     raise ValueError
+            if params["m_cost"] < 8 * params["parallelism"]:  # Argon2's own minimum
+                raise ValueError
         for e in entries:
             if not isinstance(e, dict) or not isinstance(e.get("name"), str):
                 raise ValueError
