@@ -11,6 +11,7 @@ are told apart by class name (``SSLError``, ``Timeout``, ``ConnectionError``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from nexus_core.plugin import SecretDenied, SecretError, SecretNotFound, SecretUnavailable
@@ -187,15 +188,25 @@ def _denied_fix(settings: VaultSettings) -> str:
 
 
 def explain(
-    exc: BaseException, settings: VaultSettings, ref: Reference | None = None, *, login: bool = False
+    exc: BaseException,
+    settings: VaultSettings,
+    ref: Reference | None = None,
+    *,
+    login: bool = False,
+    hide: Iterable[str] = (),
 ) -> SecretError:
-    """A ``SecretError`` for ``exc`` raised while logging in (``login``) or reading ``ref``."""
+    """A ``SecretError`` for ``exc`` raised while logging in (``login``) or reading ``ref``.
+
+    Vault's own words are quoted, with the credentials (the token, the secret ID, and what
+    ``hide`` adds: a service account token, a token a login returned) replaced by ``***``: a
+    proxy or a plugin in front of Vault may echo what it was sent.
+    """
     if isinstance(exc, SecretError):
         return exc
     subject = ref.shown if ref is not None else "vault"
     where = settings.where
     names = _names(exc)
-    errors = _errors(exc)
+    errors = [_scrub(e, (settings.token, settings.secret_id, *hide)) for e in _errors(exc)]
     said = ", ".join(errors)
     if is_network_error(exc):
         problem, fix = _network(exc, settings)
@@ -237,6 +248,28 @@ def explain(
     return SecretUnavailable(
         f"{subject}: Vault answered with an error ({said or status}): {where}; "
         "try again; if it persists, Vault's operators can tell from its logs"
+    )
+
+
+def _scrub(text: str, hidden: Iterable[str | None]) -> str:
+    for value in sorted({h for h in hidden if h}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+def not_vault(reply: Any, settings: VaultSettings, ref: Reference | None) -> SecretError:
+    """``SecretUnavailable`` for an answer that is not Vault's JSON object (a proxy, a login page)."""
+    subject = ref.shown if ref is not None else "vault"
+    status = getattr(reply, "status_code", None)
+    headers = getattr(reply, "headers", None) or {}
+    if status is not None:
+        what = f"HTTP {status}, {headers.get('Content-Type') or 'no content type'}"
+    else:
+        what = f"JSON {type(reply).__name__}"
+    return SecretUnavailable(
+        f"{subject}: the answer from {settings.where} is not Vault's ({what}, not a JSON object); "
+        "check that vault_addr / VAULT_ADDR is Vault's API address (https://HOST:8200), "
+        "not a proxy, a login page or the web UI"
     )
 
 

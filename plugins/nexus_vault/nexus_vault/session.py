@@ -70,6 +70,8 @@ class VaultSession:
         self._renewer: threading.Thread | None = None
         self._first_failure: SecretError | None = None
         self._warned: set[str] = set()
+        #: Credentials besides the settings' that Vault's error texts must not show.
+        self._hidden: set[str] = set()
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=1,
             reset_timeout=RESET_SECONDS,
@@ -90,8 +92,16 @@ class VaultSession:
 
     def _call(self, action: Callable[[], Any], ref: Reference | None, *, login: bool = False) -> Any:
         """Run ``action`` with retries inside the circuit breaker; explain any failure."""
+
+        def checked() -> Any:
+            reply = action()
+            # hvac hands back the HTTP response itself when the body is not JSON (or empty)
+            if reply is None or isinstance(reply, dict) or getattr(reply, "status_code", None) == 204:
+                return reply
+            raise errors.not_vault(reply, self.settings, ref)
+
         try:
-            return self._breaker.call(lambda: self._retrying()(action))
+            return self._breaker.call(lambda: self._retrying()(checked))
         except pybreaker.CircuitBreakerError:
             first = self._first_failure
             headline = errors.headline(first) if first else "Vault could not be used"
@@ -104,7 +114,7 @@ class VaultSession:
         except SecretError:
             raise
         except Exception as exc:  # hvac and requests errors: explained, never a traceback
-            err = errors.explain(exc, self.settings, ref, login=login)
+            err = errors.explain(exc, self.settings, ref, login=login, hide=self._hidden)
             if errors.is_unavailable(exc):
                 self._first_failure = err  # what the open circuit will repeat
             raise err from None
@@ -157,6 +167,7 @@ class VaultSession:
 
             else:
                 jwt = self._jwt(ref)
+                self._hidden.add(jwt)
 
                 def action() -> Any:
                     return client.auth.kubernetes.login(role=s.k8s_role, jwt=jwt, mount_point=s.auth_mount)
@@ -164,6 +175,8 @@ class VaultSession:
             auth = self._call(action, ref, login=True).get("auth") or {}
             ttl, renewable = float(auth.get("lease_duration") or 0), bool(auth.get("renewable"))
         self.logins += 1
+        if client.token:
+            self._hidden.add(str(client.token))
         self._client = client
         self._expires_at = time.monotonic() + ttl if ttl > 0 else None
         log.debug("vault: logged in to %s with %s (ttl %ss, renewable %s)", s.where, s.auth, ttl, renewable)
@@ -213,7 +226,7 @@ class VaultSession:
                 self._warn_once(
                     "renew",
                     f"vault: could not renew the token at {self.settings.where} "
-                    f"({errors.headline(errors.explain(exc, self.settings))})",
+                    f"({errors.headline(errors.explain(exc, self.settings, hide=self._hidden))})",
                 )
                 return
             new_ttl = float((reply.get("auth") or {}).get("lease_duration") or 0)

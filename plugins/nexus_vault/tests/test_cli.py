@@ -160,6 +160,41 @@ def test_vault_failures_are_one_clear_message_with_exit_2(
     assert "password=" not in out.stdout  # nothing ran
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "shown"),
+    [
+        ("text/html", b"<html>Sign in to the proxy</html>", "HTTP 200, text/html"),
+        ("application/json", b"[1, 2]", "JSON list"),
+    ],
+)
+def test_an_answer_that_is_not_vaults_json_is_named_with_exit_2(
+    nexus_project: NexusProject, fake: VaultFake, content_type: str, body: bytes, shown: str
+) -> None:
+    """A proxy or a login page at vault_addr: said so, not a plugin's AttributeError."""
+    fake.override = (200, content_type, body)
+    deploy(nexus_project)
+    out = nexus_project.run("run", "deploy", env=vault_env(fake))
+    assert out.code == 2, out
+    clean(out, fake.root_token)
+    assert f"the answer from {fake.url} is not Vault's ({shown}, not a JSON object)" in out.stderr, out
+    assert "vault_addr" in out.stderr and "Error" not in out.stderr.replace("Error: Validation failed", "")
+
+
+@pytest.mark.parametrize("auth", ["token", "approle"])
+def test_vault_error_texts_that_echo_a_credential_do_not_show_it(
+    nexus_project: NexusProject, fake: VaultFake, auth: str
+) -> None:
+    """What a proxy in front of Vault echoes back (the token, the login body) is shown as ***."""
+    secret_id = "s3cret-id-Unique-5e1d"
+    fake.override = (400, "application/json", b'{"errors": ["refused {token} {body}"]}')
+    deploy(nexus_project, 'vault_auth="approle"' if auth == "approle" else "")
+    env = vault_env(fake, VAULT_ROLE_ID="role-1", VAULT_SECRET_ID=secret_id)
+    out = nexus_project.run("run", "deploy", env=env)
+    assert out.code == 2, out
+    clean(out, fake.root_token, secret_id)
+    assert ("refused ***" if auth == "token" else "***") in out.stderr, out
+
+
 def test_an_unreachable_vault_is_one_timeout_not_one_per_secret(nexus_project: NexusProject) -> None:
     url, accepted, close = blackhole()
     try:

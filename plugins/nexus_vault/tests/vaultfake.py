@@ -109,6 +109,10 @@ class VaultFake:
         self.approles: dict[tuple[str, str, str], Role] = {}  # (namespace, mount, role_id)
         self.k8s_roles: dict[tuple[str, str, str], Role] = {}  # (namespace, mount, role)
         self.sealed = False
+        #: (status, content type, body) every request gets instead of Vault's answer (a proxy,
+        #: a login page); ``{token}`` and ``{body}`` in the body echo the request's token and
+        #: (JSON-escaped) body.
+        self.override: tuple[int, str, bytes] | None = None
         self.logins = 0
         self.renewals = 0
         self.reads = 0
@@ -274,9 +278,21 @@ def _handler(fake: VaultFake) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             length = int(self.headers.get("Content-Length") or 0)
             payload: dict[str, Any] = {}
+            raw = self.rfile.read(length) if length else b""
+            if fake.override is not None:
+                status, content_type, body = fake.override
+                token = (self.headers.get("X-Vault-Token") or "").encode()
+                echoed = json.dumps(raw.decode("utf-8", "replace"))[1:-1].encode()  # inside a JSON string
+                body = body.replace(b"{token}", token).replace(b"{body}", echoed)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if length:
                 try:
-                    payload = json.loads(self.rfile.read(length) or b"{}")
+                    payload = json.loads(raw or b"{}")
                 except ValueError:
                     self._answer(400, {"errors": ["failed to parse JSON input"]})
                     return
