@@ -205,6 +205,20 @@ def test_cutting_back_to_an_earlier_end_is_caught_by_the_writers_head(copy: Copy
     assert "missing at the end" in found["message"]
 
 
+def test_a_run_does_not_take_up_the_chain_from_a_cut_so_the_cut_stays_visible(copy: Copy):
+    """Appending after a cut would rewrite the writer's head and hide the records removed."""
+    copy.log.write_text("")  # the current file emptied: the chain now ends in the last rotated file
+    out = copy.project.run("run", "deploy")
+    assert out.code == 2 and "but its writer last wrote record" in out.stderr, out
+    assert "move the log and" in out.stderr and "echo deploying" not in out.stdout
+    assert copy.log.read_text() == "" and copy.verify()["kind"] == "truncated"
+    for path in copy.rotated():  # every record gone: the empty log is not "intact: 0 records"
+        path.unlink()
+    found = copy.verify()
+    expect(found, "truncated", copy.log, 1)
+    assert found["message"].startswith("records 1-") and found["records"] == 0, found
+
+
 def test_tampering_inside_a_rotated_gzipped_file_is_caught_there(copy: Copy):
     first = copy.rotated()[0]
     lines = copy.lines(first)

@@ -220,14 +220,16 @@ def verify(path: str, public_key: Any = None, head: Mapping[str, Any] | None = N
         return Finding(False, f"the log ends after line {last.number} without a final checkpoint: truncated "
                        "(or a run is writing now, or its writer was killed)", last.file, last.number, "truncated",
                        records, checkpoints, tuple(notes))  # fmt: skip
-    if head is not None and expected is not None:
-        hseq = int(head.get("seq", 0))
-        if hseq >= expected:
-            assert last is not None
-            return Finding(False, f"records {expected}-{hseq} are missing at the end: truncated "
+    if head is not None:
+        hseq = head.get("seq", 0)
+        hseq = hseq if isinstance(hseq, int) else 0
+        first = expected if expected is not None else 1
+        if hseq >= first:
+            where, number = (last.file, last.number) if last is not None else (files[-1], 1)
+            return Finding(False, f"records {first}-{hseq} are missing at the end: truncated "
                            "(the writer's last record was {hseq})".replace("{hseq}", str(hseq)),
-                           last.file, last.number, "truncated", records, checkpoints, tuple(notes))  # fmt: skip
-        if hseq == expected - 1 and head.get("hash") not in (None, prev):
+                           where, number, "truncated", records, checkpoints, tuple(notes))  # fmt: skip
+        if expected is not None and hseq == expected - 1 and head.get("hash") not in (None, prev):
             assert last is not None
             return Finding(False, "the last record differs from the one the writer wrote: the chain was rewritten",
                            last.file, last.number, "altered", records, checkpoints, tuple(notes))  # fmt: skip

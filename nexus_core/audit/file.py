@@ -94,6 +94,7 @@ class FileSink(AuditSink):
             self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o666)
             with self._locked(sync=False):
                 self.seq, self.prev, self.first_seq, self.first_time = self._tail()
+                self._check_head()
                 self.fh = open(self.path, "a", encoding="utf-8")
                 self.end = os.fstat(self.fh.fileno()).st_size
         except OSError as exc:
@@ -154,6 +155,31 @@ class FileSink(AuditSink):
             hint = "run nexus audit verify; move the file away to start a new chain"
             raise AuditSinkError(f"the end of {source} is not a chained record", hint) from None
         return seq, digest, first_seq, first_time
+
+    def _check_head(self) -> None:
+        """Refuse to go on from a log that lost records its writers wrote (cut short, emptied, replaced).
+
+        Appending would take up the chain from the cut and overwrite the head file, so that
+        ``nexus audit verify`` could no longer see the records removed.
+        """
+        head_file = chain.head_path(os.path.dirname(self.key_path), self.path)
+        try:
+            with open(head_file, encoding="utf-8") as fh:
+                head = json.load(fh)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise AuditSinkError(f"cannot read the chain's head {head_file}: {exc}",
+                                 f"run nexus audit verify {self.path}") from None  # fmt: skip
+        seq, digest = (head.get("seq"), head.get("hash")) if isinstance(head, dict) else (None, None)
+        if not isinstance(seq, int) or seq > self.seq or (seq == self.seq and seq and digest != self.prev):
+            ends = f"ends at record {self.seq}" if self.seq else "has no records"
+            raise AuditSinkError(
+                f"{self.path} {ends}, but its writer last wrote record {seq} "
+                "(records were removed, or the log was emptied or replaced)",
+                f"run nexus audit verify {self.path}; to start a new chain on purpose, "
+                f"move the log and {head_file} away",
+            )
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Append ``records`` to the chain (rotating first when the file is due)."""
