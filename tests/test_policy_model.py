@@ -39,7 +39,8 @@ def test_window_open_closed_and_next_start_across_dst() -> None:
     [
         ({"days": ["tuesdy"]}, "unknown day 'tuesdy'; did you mean 'tuesday'?"),
         ({"days": []}, "days must be a list of day names"),
-        ({"hours": "16-10"}, "must satisfy 0 <= start < end <= 24"),
+        ({"hours": "10-10"}, "must be two different hours"),
+        ({"hours": "24-4"}, "the start 0-23 and the end 0-24"),
         ({"hours": "ten-four"}, "hours must be two whole hours"),
         ({"timezone": "Europe/Atlantis"}, "unknown timezone 'Europe/Atlantis'"),
     ],
@@ -126,8 +127,8 @@ def test_the_names_are_public() -> None:
     assert {"change_window", "require_dry_run"} <= set(nexus_core.__all__)
 
 
-def nexus(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NEXUS_STATE_DB": str(cwd / "state.db"), "NO_COLOR": "1"}
+def nexus(cwd: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NEXUS_STATE_DB": str(cwd / "state.db"), "NO_COLOR": "1", **extra}
     env.pop("NEXUS_POLICY", None)
     return subprocess.run(
         [sys.executable, "-m", "nexus_core", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
@@ -156,6 +157,37 @@ def test_nexusfile_mistakes_exit_2_with_file_line(tmp_path: Path) -> None:
     )
     proc = nexus(tmp_path, "run", "a")
     assert proc.returncode == 2 and "approval must be one of required" in proc.stderr
+
+
+OVERNIGHT = """\
+from nexus_core import change_window, task, run
+
+change_window("night", days=["sat"], hours="22-4", timezone="Europe/Berlin")
+
+@task(change_window="night")
+def patch():
+    run("echo patched")
+"""
+
+
+@pytest.mark.skipif(os.path.exists("/etc/nexus/policy.toml"), reason="a system policy is installed here")
+def test_a_window_across_midnight_and_a_clock_that_is_no_time(tmp_path: Path) -> None:
+    """Saturday 22:00 to Sunday 04:00 Berlin time; a mistyped NEXUS_TEST_NOW is exit 2, not an internal error."""
+    (tmp_path / "nexusfile.py").write_text(OVERNIGHT, encoding="utf-8")
+    for when, code in (
+        ("2026-12-05T21:30:00+00:00", 0),  # Saturday 22:30 in Berlin
+        ("2026-12-06T02:59:00+00:00", 0),  # Sunday 03:59
+        ("2026-12-06T03:00:00+00:00", 77),  # Sunday 04:00: closed
+        ("2026-12-04T22:00:00+00:00", 77),  # Friday 23:00: the window's day is Saturday
+    ):
+        proc = nexus(tmp_path, "run", "patch", NEXUS_TEST_NOW=when)
+        assert proc.returncode == code, (when, proc.stdout, proc.stderr)
+    assert "Sat 22:00-04:00 (to the next day) Europe/Berlin" in proc.stderr
+    assert "Next window opens: Sat 2026-12-05 22:00 CET" in proc.stderr, proc.stderr
+    for wrong in ("yesterday", "1e400", "nan"):
+        proc = nexus(tmp_path, "run", "patch", NEXUS_TEST_NOW=wrong)
+        assert proc.returncode == 2 and f"NEXUS_TEST_NOW={wrong!r} is not a time" in proc.stderr, proc.stderr
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(os.path.exists("/etc/nexus/policy.toml"), reason="a system policy is installed here")

@@ -31,7 +31,7 @@ from nexus_core.policy.events import (
 from nexus_core.policy.local import groups_of, identity, trusted
 from nexus_core.policy.local import policy_path as _policy_path
 from nexus_core.policy.model import DEFAULT_TTL, Policy, PolicyError, load_policy
-from nexus_core.policy.windows import ChangeWindow, now
+from nexus_core.policy.windows import ChangeWindow, WindowError, now
 
 if TYPE_CHECKING:
     from nexus_core.events import Event
@@ -71,8 +71,11 @@ def policy_in_force() -> Policy | None:
 
 
 def clock(policy: Policy | None) -> float:
-    """Now, in seconds since the epoch (the injected test clock only where allowed)."""
-    return now(policy is None or policy.clock_override).timestamp()
+    """Now, in seconds since the epoch (the injected test clock only where allowed; exit 2 when it is no time)."""
+    try:
+        return now(policy is None or policy.clock_override).timestamp()
+    except WindowError as exc:
+        fail(ExitCode.CONFIG, f"Configuration error: {exc.message}", [], [exc.hint])
 
 
 # --- audit ---------------------------------------------------------------------------------

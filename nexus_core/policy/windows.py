@@ -2,6 +2,8 @@
 
 ``ChangeWindow("production", days=["tue", "thu"], hours="10-16", timezone="America/New_York")``
 is open on Tuesdays and Thursdays from 10:00 to 16:00 New York time (the end hour excluded).
+An end before the start crosses midnight: ``days=["sat"], hours="22-4"`` is open from
+Saturday 22:00 to Sunday 04:00.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ class WindowError(ValueError):
 
 @dataclass(frozen=True)
 class ChangeWindow:
-    """A named weekly window: ``days`` (0=Monday), hours ``start`` <= h < ``end`` in ``timezone``."""
+    """A named weekly window: ``days`` (0=Monday), hours ``start`` <= h < ``end`` in ``timezone``.
+
+    ``end`` < ``start``: the window opens on each of its days at ``start`` and closes the next
+    day at ``end``.
+    """
 
     name: str
     days: tuple[int, ...]
@@ -59,7 +65,10 @@ class ChangeWindow:
     def is_open(self, when: dt.datetime) -> bool:
         """True when ``when`` (aware) falls inside the window."""
         local = when.astimezone(self.zone())
-        return local.weekday() in self.days and self.start <= local.hour < self.end
+        day, hour = local.weekday(), local.hour
+        if self.start < self.end:
+            return day in self.days and self.start <= hour < self.end
+        return (day in self.days and hour >= self.start) or ((day - 1) % 7 in self.days and hour < self.end)
 
     def next_start(self, when: dt.datetime) -> dt.datetime:
         """The next moment the window opens after ``when`` (in the window's time zone)."""
@@ -76,7 +85,8 @@ class ChangeWindow:
     def describe(self) -> str:
         """``Tue, Thu 10:00-16:00 America/New_York``."""
         days = ", ".join(_DAY_NAMES[d] for d in self.days)
-        return f"{days} {self.start:02d}:00-{self.end:02d}:00 {self.timezone}"
+        overnight = " (to the next day)" if self.end < self.start else ""
+        return f"{days} {self.start:02d}:00-{self.end:02d}:00{overnight} {self.timezone}"
 
 
 def _days(name: str, value: Any) -> tuple[int, ...]:
@@ -105,7 +115,7 @@ def _days(name: str, value: Any) -> tuple[int, ...]:
 
 
 def _hours(name: str, value: Any) -> tuple[int, int]:
-    hint = 'hours="10-16" (10:00 to 16:00) or hours=(10, 16); 0-24 is the whole day'
+    hint = 'hours="10-16" (10:00 to 16:00) or hours=(10, 16); 0-24 is the whole day; "22-4" ends at 04:00 the next day'
     if value is None:
         return 0, 24
     pair: Sequence[Any]
@@ -121,8 +131,13 @@ def _hours(name: str, value: Any) -> tuple[int, int]:
         start, end = (int(str(p).strip()) for p in pair)
     except ValueError:
         raise WindowError(f"change window {name!r}: hours must be two whole hours, not {value!r}", hint) from None
-    if not (0 <= start < end <= 24):
-        raise WindowError(f"change window {name!r}: hours {value!r} must satisfy 0 <= start < end <= 24", hint)
+    if end == 0 and start > 0:
+        end = 24  # "22-0": until midnight
+    if not (0 <= start <= 23 and 0 <= end <= 24 and start != end):
+        raise WindowError(
+            f"change window {name!r}: hours {value!r} must be two different hours, the start 0-23 and the end 0-24",
+            hint,
+        )
     return start, end
 
 
@@ -148,13 +163,21 @@ def now(clock_allowed: bool = False) -> dt.datetime:
 
     The injected clock is for tests: it is honoured only when no system policy is in force or
     the policy allows it (``[testing] clock_override = true``), so a user cannot move a
-    root-owned policy's windows by setting a variable.
+    root-owned policy's windows by setting a variable. A value that is not a time is a
+    :class:`WindowError`.
     """
     text = os.environ.get(CLOCK_VARIABLE) if clock_allowed else None
     if text:
         try:
             when = dt.datetime.fromisoformat(text)
         except ValueError:
-            when = dt.datetime.fromtimestamp(float(text), dt.UTC)
+            try:
+                when = dt.datetime.fromtimestamp(float(text), dt.UTC)
+            except (ValueError, OverflowError, OSError):
+                raise WindowError(
+                    f"{CLOCK_VARIABLE}={text!r} is not a time",
+                    f"give ISO 8601 ({CLOCK_VARIABLE}=2026-12-02T16:00:00+00:00) or seconds since the epoch, "
+                    f"or unset {CLOCK_VARIABLE}",
+                ) from None
         return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
     return dt.datetime.now(dt.UTC)
