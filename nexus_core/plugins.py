@@ -112,12 +112,14 @@ class Policy:
     ``NEXUS_LOAD_PLUGINS`` (comma-separated distribution names; set but empty = none) and
     the first policy file found (``$XDG_CONFIG_HOME/nexus/policy.toml``, then
     ``/etc/nexus/policy.toml``; ``NEXUS_POLICY_FILE`` overrides) each restrict; a plugin
-    loads only when every configured source allows it. With neither, every installed plugin
-    loads. A policy file that cannot be used (missing when named by ``NEXUS_POLICY_FILE``,
-    unreadable, invalid TOML, no ``allow`` list) allows nothing, and says why.
+    loads only when every configured source allows it. The system file's ``allow`` list
+    applies even when a user's file or ``NEXUS_POLICY_FILE`` is read first (``outer``): those
+    narrow it, never widen it. With none, every installed plugin loads. A policy file that
+    cannot be used (missing when named by ``NEXUS_POLICY_FILE``, unreadable, invalid TOML, no
+    ``allow`` list) allows nothing, and says why.
     """
 
-    __slots__ = ("env_names", "allow", "source", "problems", "broken")
+    __slots__ = ("env_names", "allow", "source", "problems", "broken", "outer")
 
     def __init__(
         self,
@@ -132,6 +134,8 @@ class Policy:
         self.source = source
         self.problems: list[str] = [] if problems is None else problems
         self.broken = broken
+        #: The system file's allowlist when another file was read first: it still applies.
+        self.outer: Policy | None = None
 
     def __repr__(self) -> str:
         return f"Policy(env_names={self.env_names!r}, allow={self.allow!r}, source={self.source!r})"
@@ -149,15 +153,23 @@ class Policy:
             # Naming a policy that is not there must not open the door to every plugin.
             policy._refuse(explicit, "NEXUS_POLICY_FILE names a file that does not exist")
             return policy
+        chosen = ""
         for path in _policy_paths(environ):
             if os.path.isfile(path) and policy._read_file(path):
+                chosen = path
                 break
+        if chosen and chosen != SYSTEM_POLICY and os.path.isfile(SYSTEM_POLICY):
+            # the machine's limit holds whatever file a user or a job points at
+            outer = cls()
+            if outer._read_file(SYSTEM_POLICY):
+                policy.outer = outer
+                policy.problems.extend(outer.problems)
         return policy
 
     @property
     def restricts(self) -> bool:
         """True when ``NEXUS_LOAD_PLUGINS`` or a policy file limits what may load."""
-        return self.env_names is not None or self.allow is not None
+        return self.env_names is not None or self.allow is not None or self.outer is not None
 
     def _refuse(self, path: str, why: str) -> None:
         self.source = path
@@ -209,6 +221,10 @@ class Policy:
 
     def check(self, distribution: str, version: str) -> tuple[bool, str]:
         """Whether ``distribution`` at ``version`` may load, and why not."""
+        if self.outer is not None:
+            ok, why = self.outer.check(distribution, version)
+            if not ok:
+                return False, why
         name = _norm(distribution)
         if self.env_names is not None and name not in self.env_names:
             return False, "not in NEXUS_LOAD_PLUGINS"
@@ -233,12 +249,16 @@ class Policy:
         return True, "no policy (all installed plugins load)"
 
 
+#: The machine's policy file (root's): its ``allow`` list bounds every other policy file.
+SYSTEM_POLICY = "/etc/nexus/policy.toml"
+
+
 def _policy_paths(environ: Mapping[str, str]) -> list[str]:
     if environ.get("NEXUS_POLICY_FILE"):
         return [environ["NEXUS_POLICY_FILE"]]
     from nexus_core.state.paths import config_dir
 
-    return [os.path.join(config_dir(environ), "policy.toml"), "/etc/nexus/policy.toml"]
+    return [os.path.join(config_dir(environ), "policy.toml"), SYSTEM_POLICY]
 
 
 def _norm(name: str) -> str:

@@ -711,6 +711,33 @@ def test_policy_without_any_source_allows_everything(tmp_path):
     assert policy.check("anything", "1.0") == (True, "no policy (all installed plugins load)")
 
 
+def test_a_users_policy_file_narrows_the_system_allowlist_never_widens_it(tmp_path, monkeypatch):
+    """A user's own policy file, or NEXUS_POLICY_FILE, was read instead of the machine's
+    /etc/nexus/policy.toml and so could allow any plugin: the system list still applies."""
+    from nexus_core import plugins
+
+    system = tmp_path / "etc-policy.toml"
+    system.write_text('allow = ["nexus-ssh", "nexus-vault>=1"]\n')
+    monkeypatch.setattr(plugins, "SYSTEM_POLICY", str(system))
+    mine = tmp_path / "config" / "nexus" / "policy.toml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text('allow = ["nexus-ssh", "nexus-vault", "nexus-evil"]\n')
+    for environ in ({"XDG_CONFIG_HOME": str(tmp_path / "config")}, {"NEXUS_POLICY_FILE": str(mine)}):
+        policy = Policy.from_environment(environ)
+        assert policy.check("nexus-ssh", "0.1.0") == (True, f"allowed by {mine}")
+        assert policy.check("nexus-evil", "1.0") == (False, f"not allowed by {system}")
+        assert policy.check("nexus-vault", "0.5") == (False, f"version 0.5 not allowed by {system} (nexus-vault>=1)")
+    mine.write_text('allow = ["nexus-vault"]\n')  # narrower: it holds
+    assert Policy.from_environment({"NEXUS_POLICY_FILE": str(mine)}).check("nexus-ssh", "0.1.0") == (
+        False,
+        f"not allowed by {mine}",
+    )
+    system.write_text('alow = ["nexus-ssh"]\n')  # a broken system list still fails closed
+    assert Policy.from_environment({"NEXUS_POLICY_FILE": str(mine)}).check("nexus-vault", "1.0")[0] is False
+    system.write_text("[roles.ops]\ncan = []\n")  # an access policy only: no plugin limit of its own
+    assert Policy.from_environment({"NEXUS_POLICY_FILE": str(mine)}).check("nexus-vault", "1.0")[0] is True
+
+
 # --- the entry-point cache -------------------------------------------------------------------
 
 
