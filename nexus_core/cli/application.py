@@ -552,13 +552,7 @@ def _discover(
         if exc.exit_code == ExitCode.CONFIG:
             show_problems(exc.problems(), fmt)
             raise Exit(ExitCode.CONFIG) from None
-        first = exc.failures[0]
-        fail(
-            exc.exit_code,
-            f"Host discovery failed: {first[0].describe()}",
-            [err.message for _, err in exc.failures],
-            [err.hint for _, err in exc.failures if err.hint],
-        )
+        fail(exc.exit_code, *exc.report())
 
 
 def discover_groups(project: Project, fmt: str) -> Project:

@@ -107,8 +107,7 @@ def hosts_list(
         if exc.exit_code == ExitCode.CONFIG:
             show_problems(exc.problems(), fmt)
             raise Exit(ExitCode.CONFIG) from None
-        fail(exc.exit_code, f"Host discovery failed: {exc.failures[0][0].describe()}",
-             [err.message for _, err in exc.failures], [err.hint for _, err in exc.failures if err.hint])  # fmt: skip
+        fail(exc.exit_code, *exc.report())
     except ValidationFailed as exc:  # pragma: no cover - resolve reports through DiscoveryFailed
         show_problems(exc.problems, fmt)
         raise Exit(ExitCode.CONFIG) from None

@@ -71,6 +71,14 @@ class DiscoveryFailed(Exception):
         codes = [err.exit_code for _, err in self.failures]
         return 2 if all(c == 2 for c in codes) else next(c for c in codes if c != 2)
 
+    def report(self) -> tuple[str, list[str], list[str]]:
+        """Headline, context lines and suggestions of the failure, each said once (two groups
+        that discover from the same source fail alike)."""
+        first = self.failures[0][0]
+        messages = list(dict.fromkeys(err.message for _, err in self.failures))
+        hints = list(dict.fromkeys(err.hint for _, err in self.failures if err.hint))
+        return f"Host discovery failed: {first.describe()}", messages, hints
+
     def problems(self) -> list[Problem]:
         """Each failure (and each finding of a failure, e.g. every mistake of an inventory) as a problem."""
         out: list[Problem] = []

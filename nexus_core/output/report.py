@@ -21,10 +21,13 @@ def error_block(style: Style, headline: str, context: Sequence[str] = (), sugges
     lines = [style.paint(f"Error: {headline}", "red")]
     if context:
         lines.append("")
-        lines.extend(f"  {line}" if line else "" for line in context)
+        for line in context:  # a line of several (a server's own words) stays indented
+            lines.extend(f"  {part}" if part else "" for part in line.split("\n"))
     if suggestions:
         lines += ["", "  Suggestions:"]
-        lines.extend(f"    - {s}" for s in suggestions)
+        for s in suggestions:
+            first, *rest = s.split("\n")
+            lines += [f"    - {first}", *(f"      {part}" for part in rest)]
     return "\n".join(lines)
 
 
@@ -35,9 +38,10 @@ def problems_block(style: Style, problems: Sequence[Problem], headline: str = "V
     context: list[str] = []
     for p in problems:
         where = f"{p.location}: " if p.location else ""
-        context.append(f"{where}{p.message}")
+        context.append(f"{where}{p.message}".replace("\n", "\n" + " " * len(where)))
         if p.hint:
-            context.append(" " * len(where) + "  " + style.paint(p.hint, "dim"))
+            pad = " " * len(where) + "  "
+            context.append(pad + style.paint(p.hint.replace("\n", "\n" + pad), "dim"))
         context.append("")
     return error_block(style, head, context[:-1])
 

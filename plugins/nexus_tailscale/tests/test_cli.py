@@ -223,6 +223,8 @@ def test_api_failures(project: NexusProject, server: FakeApi, status: int, extra
     for word in words:
         assert word in out.stderr, (word, out)
     assert KEY not in out.stderr + out.stdout
+    # the API's own words, on lines of their own, stay inside the error's indented block
+    assert all(line.startswith(("Error:", "  ")) for line in out.stderr.splitlines() if line), out
 
 
 def test_an_unknown_tailnet(project: NexusProject, server: FakeApi):
@@ -247,6 +249,7 @@ def test_an_api_that_does_not_answer_fails_once_for_every_group(project: NexusPr
     assert out.code == 3, out
     assert server.count("/devices") == 3  # tailscale_api_attempts (3), not 3 per group
     assert "the Tailscale API failed (HTTP 503)" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.count("the Tailscale API failed (HTTP 503)") == 1, out  # not once per group
     server.stop()
     dead = project.run("run", "hello", env={"TS_API_KEY": KEY})
     assert dead.code == 3, dead
