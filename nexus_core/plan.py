@@ -182,6 +182,11 @@ class Plan:
 
 
 HOST_HINT = 'write "host", "user@host", "user@host:port" or "[2001:db8::1]:port"'
+#: The hint for a host a source discovered (its string is not the user's to rewrite).
+DISCOVERED_HINT = (
+    'a host source found it: have the source give another address (discover("tailscale", address="ipv4")), '
+    "or leave it out with hosts(..., where=lambda h: ...)"
+)
 
 
 def _p(out: list[Problem], message: str, where: Location | None, hint: str = "", code: str = "invalid") -> None:
@@ -500,7 +505,8 @@ def _check_groups(project: Project, out: list[Problem]) -> None:
                 to_host(member)
             except HostParseError as exc:
                 where = member.location if isinstance(member, HostSpec) and member.location else g.location
-                _p(out, f"host group {g.name!r}: {exc}", where, HOST_HINT, "bad-host")
+                found = isinstance(member, HostSpec) and bool(member.facts)  # a host source gave it
+                _p(out, f"host group {g.name!r}: {exc}", where, DISCOVERED_HINT if found else HOST_HINT, "bad-host")
         for sub in g.groups:
             if isinstance(sub, str) and sub not in project.groups and _inventory_failed(project):
                 continue  # the group may be in the inventory that did not load: its error says why

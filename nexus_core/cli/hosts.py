@@ -27,7 +27,7 @@ from nexus_core.cli.application import (
     setup_logs,
     show_problems,
 )
-from nexus_core.model import Host, HostSpec, Project, SourceSpec, thaw
+from nexus_core.model import EMPTY, Host, HostSpec, Project, SourceSpec, thaw
 from nexus_core.output.style import Style
 
 #: Built-in command groups that plugins may add subcommands to (``nexus hosts scan``).
@@ -155,6 +155,21 @@ def _host_row(entry: str | HostSpec, source: str, targeted: bool) -> dict[str, A
     }
 
 
+def _unusable_row(entry: str | HostSpec, source: str, targeted: bool, exc: Exception) -> dict[str, Any]:
+    """A host whose string Nexus cannot connect to (a discovered name that is not a host
+    name, say): listed with ``problem``, the reason a run on it stops, instead of left out."""
+    text = entry.text if isinstance(entry, HostSpec) else str(entry)
+    facts = entry.facts if isinstance(entry, HostSpec) else EMPTY
+    name = facts.get("name") if isinstance(facts.get("name"), str) else None
+    return {
+        "host": text, "name": name or text, "address": None, "user": None, "port": None, "transport": None,
+        "source": source, "tags": list(entry.tags) if isinstance(entry, HostSpec) else [],
+        "online": bool(facts.get("online", True)), "targeted": targeted, "os": facts.get("os"),
+        "vars": thaw(entry.vars) if isinstance(entry, HostSpec) else {}, "facts": thaw(facts),
+        "problem": str(exc),
+    }  # fmt: skip
+
+
 def _keeps(where: Any, entry: str | HostSpec) -> bool:
     """What a group's ``where=`` says of a host (True when it has none or it raises)."""
     if where is None:
@@ -199,8 +214,8 @@ def _group_row(project: Project, resolution: Any, name: str) -> dict[str, Any]:
                     continue
                 try:
                     row = _host_row(entry, source + via, targeted)
-                except (HostParseError, TypeError, ValueError):
-                    continue
+                except (HostParseError, TypeError, ValueError) as exc:
+                    row = _unusable_row(entry, source + via, targeted, exc)  # shown, with why
                 if row["host"] in seen:
                     continue
                 seen.add(row["host"])
@@ -249,6 +264,8 @@ def _text(s: Style, rows: Sequence[Mapping[str, Any]]) -> str:
                 state += f": {why}" if isinstance(why, str) and h["online"] else ""
             elif not h["online"]:
                 state = "  offline (targeted: its source was asked to)"
+            if h.get("problem"):
+                state = f"  unusable: {h['problem']}"
             state = s.paint(state, "yellow") if state else ""
             lines.append(f"  {h['name'].ljust(width)}  {'  '.join(parts)}{state}")
         if not hosts:

@@ -75,3 +75,20 @@ def test_an_online_device_without_the_address_asked_for_is_online_but_not_target
     text = nexus_project.run("hosts", "list").stdout
     web1 = next(line for line in text.splitlines() if line.strip().startswith("web-1"))
     assert "not targeted: no Tailscale IPv6 address" in web1
+
+
+def test_a_device_nexus_cannot_connect_to_is_listed_with_why(nexus_project: NexusProject, fake_cli: Path):
+    """A device whose MagicDNS name is no host name was left out of the list without a word
+    (a run on it stops): it is listed, with the reason."""
+    from nexus_tailscale.testing import SAMPLE, Peer, write_fake_cli
+
+    write_fake_cli(fake_cli.parent, (*SAMPLE, Peer("héllo", "100.64.0.91", tags=("tag:web",))))
+    rows = listed(nexus_project)
+    assert "web-1" in rows and "problem" not in rows["web-1"]
+    odd = next(h for h in rows.values() if "héllo" in h["host"])
+    assert odd["problem"] and odd["targeted"], odd
+    text = nexus_project.run("hosts", "list").stdout
+    line = next(line for line in text.splitlines() if "héllo" in line)
+    assert "unusable: " in line, text
+    run = nexus_project.run("run", "hello", "--list-hosts")  # a run stops, saying how to leave it out
+    assert run.code == 2 and "address=" in run.stderr and "where=" in run.stderr, run
