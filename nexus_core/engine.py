@@ -543,7 +543,7 @@ class Engine:
             if status != "ok":  # artifacts could not be delivered: no command runs without its inputs
                 break
             if index < start:
-                done.append(cmd.cmd)
+                done.append(cmd.shown)
                 continue
             if self.cancel.requested:
                 status, reason = "interrupted", "interrupted before this command"
@@ -553,7 +553,7 @@ class Engine:
                 if earlier is not None and (earlier.ok or (cmd.continue_on_error and earlier.status != "interrupted")):
                     if earlier.ok:
                         self._notify(tp, host, index, cmd, pending)
-                    done.append(cmd.cmd if earlier.ok else _let_through(cmd.cmd, earlier.status))
+                    done.append(cmd.shown if earlier.ok else _let_through(cmd.shown, earlier.status))
                     continue
                 if earlier is not None and earlier.status == "failed" and earlier.exit_code is not None and cmd.retries:
                     cmd = replace(cmd, retries=cmd.retries - 1)  # that was its first attempt: the rest follow
@@ -570,7 +570,7 @@ class Engine:
             task_limited = cmd.timeout <= 0 or limit < cmd.timeout  # the task's time ends first
             skip, guard_failure = self._check_guards(tp, host, index, cmd)
             if skip:
-                done.append(cmd.cmd + SKIPPED_NOTE)
+                done.append(cmd.shown + SKIPPED_NOTE)
                 continue
             if guard_failure is not None:
                 result = guard_failure
@@ -583,10 +583,10 @@ class Engine:
             if result.ok:
                 if result.changed:
                     self._notify(tp, host, index, cmd, pending)
-                done.append(cmd.cmd)
+                done.append(cmd.shown)
                 continue
             if cmd.continue_on_error and result.status in ("failed", "timeout"):
-                done.append(_let_through(cmd.cmd, result.status))
+                done.append(_let_through(cmd.shown, result.status))
                 continue
             status = result.status if result.status in ("timeout", "unreachable", "interrupted") else "failed"
             if result.status == "timeout" and task_limited:
@@ -633,7 +633,7 @@ class Engine:
                 return False, replace(result, reason=f"{guard.kind} check: {result.reason}")
             skip = guard.skip_reason(result.exit_code)
             if skip:
-                self.bus.emit(ev.CommandStop(self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd,
+                self.bus.emit(ev.CommandStop(self.options.run_id, task=tp.name, host=host.label, command=cmd.shown,
                                              exit_code=None, duration=result.duration, status="skipped",
                                              index=index, reason=skip))  # fmt: skip
                 return True, None
@@ -721,7 +721,7 @@ class Engine:
         status = "ok" if code == 0 else "failed"
         spent = time.monotonic() - began if waited_for else 0.0
         self.bus.emit(ev.CommandStop(
-            self.options.run_id, task=tp.name, host=host.label, command=cmd.cmd, exit_code=code, duration=spent,
+            self.options.run_id, task=tp.name, host=host.label, command=cmd.shown, exit_code=code, duration=spent,
             status=status, index=index, reason=why if code == 0 else f"exit code {code} ({why})"))  # fmt: skip
         return CommandResult(status, code, spent, "" if code == 0 else f"exit code {code} ({why})", tail)
 
@@ -760,7 +760,7 @@ class Engine:
     ) -> None:
         with self._lock:
             self._failures.append(Failure(
-                task=tp.name, host=host.label, command=cmd.cmd, status=result.status,
+                task=tp.name, host=host.label, command=cmd.shown, status=result.status,
                 exit_code=result.exit_code, reason=result.reason, tail=result.tail,
                 succeeded_before=tuple(done), timeout=timeout, transport=host.transport,
                 hint=result.hint, headline=result.headline, cwd=cmd.cwd, handler=handler))  # fmt: skip
@@ -804,7 +804,7 @@ class Engine:
                     rid,
                     task=tp.name,
                     host=label,
-                    command=cmd.cmd,
+                    command=cmd.shown,
                     index=index,
                     sudo=cmd.sudo or bool(cmd.user),
                     attempt=n,
@@ -827,7 +827,7 @@ class Engine:
                     rid,
                     task=tp.name,
                     host=label,
-                    command=cmd.cmd,
+                    command=cmd.shown,
                     exit_code=result.exit_code,
                     duration=result.duration,
                     status=result.status,
@@ -861,7 +861,7 @@ class Engine:
                     rid,
                     task=tp.name,
                     host=label,
-                    command=cmd.cmd,
+                    command=cmd.shown,
                     attempt=retry_state.attempt_number + 1,
                     max_attempts=attempts,
                     delay=float(delay),
@@ -996,7 +996,7 @@ class Engine:
         names = tuple(getattr(cmd, "notify", ()) or ())
         for name in pending.add(names):
             self.bus.emit(ev.HandlerNotify(self.options.run_id, task=tp.name, host=host.label, handler=name,
-                                           index=index, by=cmd.cmd))  # fmt: skip
+                                           index=index, by=cmd.shown))  # fmt: skip
 
     def _run_handlers(
         self, tp: TaskPlan, hp: HostPlan, pending: Pending, status: str, reason: str, deadline: float, done: list[str]
@@ -1040,7 +1040,7 @@ class Engine:
                 if result.ok:
                     if result.changed:
                         self._notify(tp, host, index, cmd, pending)
-                    done.append(cmd.cmd)
+                    done.append(cmd.shown)
                     continue
                 if cmd.continue_on_error and result.status in ("failed", "timeout"):
                     continue

@@ -177,6 +177,15 @@ class Command:
     #: the first one is lost mid-task moves the work of idempotent tasks only.
     idempotent: bool = field(default=True, compare=False, repr=False)
 
+    @property
+    def shown(self) -> str:
+        """The command as output, events and records name it: the user's text; for a
+        ``secret(..., to=PATH)`` write, what it does (``write secret NAME to PATH``), not the
+        script Nexus runs for it."""
+        if self.input_secret is not None and self.cmd.startswith("# "):
+            return self.cmd.split("\n", 1)[0][2:]
+        return self.cmd
+
     def flags(self) -> list[str]:
         """The dry-run flags of this command, e.g. ``[sudo]``, ``[retries:5]``."""
         out: list[str] = []

@@ -444,6 +444,9 @@ def test_secret_to_a_folder_fails_and_leaves_no_copy_in_it(keyed, tmp_path):
     out = keyed.run("run", "place")
     assert out.code == 1 and f"nexus: {folder} is a folder: to= names the file to write" in out.stderr, out
     assert list(folder.iterdir()) == [] and VALUE not in out.stdout + out.stderr
+    # the tree and the failure report name the write by what it does, not by Nexus's script
+    assert f"write secret TOKEN to {folder}" in out.stdout and f"Command: write secret TOKEN to {folder}" in out.stderr
+    assert "mktemp" not in out.stdout + out.stderr and "NEXUS-SECRET" not in out.stdout + out.stderr, out
 
 
 def test_remote_only_is_refused_on_this_machine_and_without_to(keyed):

@@ -339,9 +339,9 @@ def _shown(c: Any, indent: str) -> str:
     """A command as the plan shows it: the user's text exactly, a line of several under the
     one before (``indent``); a ``secret(..., to=PATH)`` write by what it does, not by the
     script Nexus runs for it."""
-    text = c.cmd
-    if getattr(c, "input_secret", None) and text.startswith("# "):
-        return clean(text.split("\n", 1)[0][2:])
+    text = c.shown
+    if getattr(c, "input_secret", None):
+        return clean(text)
     return "\n".join(clean(line) for line in text.split("\n")).replace("\n", "\n" + indent + " ")
 
 
