@@ -251,6 +251,12 @@ def test_policy_check_explains_each_decision(bed: Bed) -> None:
     by_group = bed.nexus("root", "policy", "check", "--user", bob, "--action", "approve")
     assert by_group.returncode == 0 and f"group {bed.group}" in by_group.stdout, by_group.stdout
     assert bed.audited().count("policy.check") >= 4
+    # a name the machine does not know, and a task the nexusfile does not have, are said, not passed over
+    ghost = bed.nexus("root", "policy", "check", "--user", "ghost-user-x", "--action", "logs")
+    assert "'ghost-user-x' is not a user of this machine" in ghost.stderr, ghost.stderr
+    typo = bed.nexus("alice", "policy", "check", "deplyo")
+    assert "the nexusfile has no task 'deplyo' (did you mean 'deploy'?)" in typo.stderr, typo.stderr
+    assert "not a user of this machine" not in ok.stderr + typo.stderr and "no task" not in ok.stderr
 
 
 def test_denials_name_the_rule_exit_77_and_run_nothing(bed: Bed) -> None:

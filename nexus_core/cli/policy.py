@@ -60,9 +60,18 @@ def check_command(
             ["Without a policy every user may do everything; see docs/compliance.md"],
         )
     name, groups = identity() if not user else (user, groups_of(user))
+    if user and not _known_user(user):  # a certificate's name, or a typo: say which rules count
+        click.echo(f"Note: {user!r} is not a user of this machine: only rules and assignments naming "
+                   "that user count, no Unix group", err=True)  # fmt: skip
     where = list(targets)
     if action == "run" and task and not where:
-        where = list(_targets(config_path, task, task_targets))
+        found, where = _targets(config_path, task, task_targets)
+        if found is not None and task not in found:
+            from nexus_core.options import suggest
+
+            close = suggest(task, found)
+            click.echo(f"Note: the nexusfile has no task {task!r}" + (f" (did you mean {close!r}?)" if close else "")
+                       + ": checked as named, with no host groups", err=True)  # fmt: skip
     decision = pol.decide(name, groups, action, task or "", where)
     audit(
         [
@@ -109,15 +118,27 @@ def check_command(
     raise SystemExit(0 if decision.allowed else int(ExitCode.DENIED))
 
 
-def _targets(config_path: str | None, task: str, task_targets: Any) -> tuple[str, ...]:
-    """The task's ``on=`` from the nexusfile, when there is one and it defines the task."""
+def _targets(config_path: str | None, task: str, task_targets: Any) -> tuple[list[str] | None, list[str]]:
+    """The nexusfile's task names (None without a nexusfile that loads) and the task's ``on=``
+    (empty when the nexusfile does not define it)."""
     from nexus_core.loader import NexusfileNotFound, find_nexusfile, load_project
 
     try:
         project = load_project(find_nexusfile(config_path))
     except (NexusfileNotFound, Exception):  # noqa: BLE001 - explaining needs no valid nexusfile
-        return ()
-    return tuple(task_targets(project, task)) if task in project.tasks else ()
+        return None, []
+    return list(project.tasks), list(task_targets(project, task)) if task in project.tasks else []
+
+
+def _known_user(name: str) -> bool:
+    """True when ``name`` is a user of this machine."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 @policy.command(name="approvals")
