@@ -229,7 +229,8 @@ FEATURES: dict[str, str] = {
             return [Registration("fake", "{module}:FakeAuditSink")]
     """,
     # nexus_cloud_providers: "fakecloud" keeps its instances in the JSON file $NEXUS_FAKE_CLOUD;
-    # fake_mode="flaky" fails every call as transient, "sold-out" has no capacity.
+    # fake_mode="flaky" fails every call as transient, "sold-out" has no capacity, "slow-terminate"
+    # takes 3 s to terminate.
     "cloud_provider": """
         class FakeCloud(CloudProvider):
             def _load(self):
@@ -272,6 +273,10 @@ FEATURES: dict[str, str] = {
 
             def terminate(self, ids):
                 self._check("terminate")
+                if self.context.settings.get("fake_mode") == "slow-terminate":
+                    import time
+
+                    time.sleep(3)  # a slow API: the window in which a signal may arrive
                 data = self._load()
                 for i in ids:
                     data.pop(i, None)
@@ -280,7 +285,7 @@ FEATURES: dict[str, str] = {
 
         @hookimpl
         def nexus_cloud_providers():
-            mode = Option("fake_mode", (str,), None, "how the fake cloud misbehaves: flaky, sold-out")
+            mode = Option("fake_mode", (str,), None, "how the fake cloud misbehaves: flaky, sold-out, slow-terminate")
             price = Option("fake_price", (float, int), 0.5, "the fake price per hour")
             return [Registration("fakecloud", "{module}:FakeCloud", {{"settings": (mode, price)}})]
     """,

@@ -9,6 +9,8 @@ real providers have their own tests (nexus-agent's ``local``, nexus-aws against 
 from __future__ import annotations
 
 import json
+import signal
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from nexus_core.api import CloudContext, CloudDemand, CloudError, CloudInstance,
 from nexus_core.clouds import MANUAL, TAG_CLUSTER, TAG_MANAGED, TAG_OWNER, TAG_RUN
 from nexus_core.clouds.autoscale import Autoscaler
 from nexus_core.clouds.controller import Controller, bootstrap_script, reset_state
+from tests.helpers import start_nexus, stopped
 
 FEATURES = ("cloud_provider", "executor")
 
@@ -65,7 +68,7 @@ def test_declarations_are_validated_without_asking_the_provider(project):
         from nexus_core import cloud, run, task
 
         cloud("aws", instance_type="t3.micro")
-        cloud("fakecloud", count=(3, 1), max_hourly_cost="lots", fake_mod="flaky")
+        cloud("fakecloud", count=(3, 1), max_hourly_cost="lots", fake_mod="flaky", tags=["burst", "gpu,arm"])
 
         @task
         def hello():
@@ -79,6 +82,7 @@ def test_declarations_are_validated_without_asking_the_provider(project):
     assert "count must be (MIN, MAX)" in out.stderr
     assert "max_hourly_cost must be" in out.stderr
     assert "did you mean 'fake_mode'?" in out.stderr
+    assert "agent tags are single words without commas or spaces, not 'gpu,arm'" in out.stderr
 
 
 # --- nexus cloud: scale, status, terminate, reap -------------------------------------------------
@@ -226,6 +230,14 @@ def test_status_without_any_provider_says_how_to_name_one(project):
     assert out.code == 2 and "nexus cloud status local" in out.stderr, out
 
 
+@pytest.mark.parametrize(("rate", "why"), [("lots", "is not a rate"), ("0/second", "allows no call at all")])
+def test_a_cloud_api_rate_that_is_no_rate_is_a_configuration_error(project, rate, why):
+    project.write(f'from nexus_core import cloud, config\nconfig(cloud_api_rate="{rate}")\ncloud("fakecloud")\n')
+    out = project.run("cloud", "status", timeout=30)  # "0/second" waited for a free slot for hours
+    assert out.code == 2 and f"cloud_api_rate='{rate}' {why}" in out.stderr, out
+    assert 'config(cloud_api_rate="10/second")' in out.stderr and "internal error" not in out.stderr
+
+
 # --- the controller, in process -------------------------------------------------------------------
 
 
@@ -342,3 +354,32 @@ def test_instance_names_never_repeat_within_a_millisecond():
 
     stamps = [_stamp() for _ in range(2000)]
     assert len(set(stamps)) == len(stamps)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_run_terminates_its_instances_does_not_stop_that(project, tmp_path, sig):
+    """A second Ctrl+C, or the SIGTERM a CI runner sends, must not leave a billed instance behind."""
+    project.write(
+        """
+        from nexus_core import cloud, run, task
+
+        cloud("fakecloud", count=(1, 2), fake_mode="slow-terminate")
+
+        @task
+        def hello():
+            run("true")
+        """
+    )
+    runs = tmp_path / "runs.log"
+    with stopped(start_nexus(project, "run", "hello")) as proc:
+        for _ in range(300):  # 30 s at most: until the run asks to terminate its instance
+            if runs.exists() and '"what": "terminate"' in runs.read_text():
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the run never terminated its instance: {proc.communicate(timeout=30)}")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert fake_instances(project) == {}, (proc.returncode, out, err)  # terminated all the same
+    assert "cloud: 1 instance(s) started" in err and "Traceback" not in err, err
+    assert f"cloud: {signal.Signals(sig).name} waited until this run's instances were terminated" in err

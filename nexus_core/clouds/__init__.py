@@ -45,7 +45,9 @@ def _count(value: Any) -> str | None:
 
 def _tags(value: Any) -> str | None:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
-        return None
+        bad = [v for v in value if "," in v or any(c.isspace() for c in v)]
+        # an agent's tags are one comma-separated word list: "a,b" would join as two tags
+        return f"agent tags are single words without commas or spaces, not {bad[0]!r}" if bad else None
     if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return None
     return 'tags must be a list of agent tags (["burst", "gpu"]) or a dict of resource tags ({"team": "ml"})'

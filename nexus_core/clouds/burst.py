@@ -19,18 +19,22 @@ A coordinator that dies skips step 3: the instances' own ``max_runtime`` self-de
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.api import CloudError
 from nexus_core.clouds.autoscale import Autoscaler
 from nexus_core.clouds.controller import cost_of
 from nexus_core.clouds.session import CloudSession
+from nexus_core.exitcodes import for_signal
 from nexus_core.model import SourceSpec, source_specs
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from nexus_core.events import Event
     from nexus_core.model import Project
     from nexus_core.registry import Registry
@@ -100,11 +104,22 @@ class BurstRun:
     # --- 1. before the plan --------------------------------------------------------------------
 
     def before_plan(self) -> None:
-        """Bring each cloud to its minimum, scale from zero for targeted tags, wait for joins."""
+        """Bring each cloud to its minimum, scale from zero for targeted tags, wait for joins.
+
+        An instance of the cluster that is still joining (this run's, or one another run
+        started) is waited for as well. SIGINT, SIGTERM and SIGHUP meanwhile stop the wait
+        with a CloudError of the signal's exit code, after the provider call under way: the
+        caller's :meth:`finish` then terminates what this run started.
+        """
+        with _signals() as caught:
+            self._before_plan(caught)
+
+    def _before_plan(self, caught: list[str]) -> None:
         view = self.cloud.cluster()
         present = view.agents() if view is not None else {}
         wanted_tags = targeted_tags(self.project)
-        started: list[str] = []
+        waits: list[tuple[int, list[str]]] = []  # per cloud: how many must join, of which instances
+        mine: list[str] = []  # the instances this run started
         for name in self.cloud.declared:
             settings = self.cloud.settings(name)
             tags = set(settings.get("tags") or ())
@@ -116,22 +131,40 @@ class BurstRun:
                 continue
             ctl = self.cloud.controller(name)
             live = ctl.instances()
+            joining = [i.name for i in live if i.name not in present]
+            need = want - (len(live) - len(joining))  # instances that still have to join
             for _ in range(want - len(live)):
+                _stop_if(caught, "starting the cloud's instances")
                 instance = ctl.provision(self.cloud.bootstrap(name))
                 self.say(f"cloud: started {name} instance {instance.id} ({instance.name})")
-                started.append(instance.name)
+                joining.append(instance.name)
+                mine.append(instance.name)
                 self.scalers[name].last_up = time.time()  # the cooldown starts now: no thrash at start
-        if started and view is not None:
-            timeout = max(float(self.cloud.settings(n).get("join_timeout") or 300) for n in self.cloud.declared)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if set(started) <= set(view.agents()):
-                    return
-                time.sleep(0.3)
-            raise CloudError(
-                f"instance(s) {', '.join(started)} did not join the cluster within {timeout:g} s",
-                "see the instance's log (console output, cloud-init log) and `nexus cloud status`",
-            )
+            if need > 0:
+                waits.append((need, joining))
+        if not waits or view is None:
+            return
+        timeout = max(float(self.cloud.settings(n).get("join_timeout") or 300) for n in self.cloud.declared)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _stop_if(caught, "waiting for the cloud's instances to join")
+            there = set(view.agents())
+            if all(len(there.intersection(names)) >= count for count, names in waits):
+                return
+            time.sleep(0.3)
+        _stop_if(caught, "waiting for the cloud's instances to join")
+        there = set(view.agents())
+        late = [n for _, names in waits for n in names if n not in there]
+        others = [n for n in late if n not in mine]
+        raise CloudError(
+            f"instance(s) {', '.join(late)} did not join the cluster within {timeout:g} s",
+            "see the instance's log (console output, cloud-init log) and `nexus cloud status`"
+            + (
+                f"; {', '.join(others)} did not start with this run: `nexus cloud terminate ID` ends it"
+                if others
+                else ""
+            ),
+        )
 
     # --- 2. during the run ---------------------------------------------------------------------
 
@@ -168,7 +201,17 @@ class BurstRun:
     # --- 3. at the end ---------------------------------------------------------------------------
 
     def finish(self) -> None:
-        """Stop the autoscaler, terminate this run's instances, record and show the cost."""
+        """Stop the autoscaler, terminate this run's instances, record and show the cost.
+
+        SIGINT, SIGTERM and SIGHUP meanwhile are noted and do not stop it (a second Ctrl+C,
+        a CI runner's SIGTERM): the instances are billed until it is done.
+        """
+        with _signals() as caught:
+            self._finish()
+        if caught:
+            self.say(f"cloud: {caught[0]} waited until this run's instances were terminated")
+
+    def _finish(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
@@ -200,3 +243,37 @@ class BurstRun:
         self._stop.set()
         with contextlib.suppress(Exception):
             self.cloud.close()
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[list[str]]:
+    """While the block runs, SIGINT, SIGTERM and SIGHUP are noted (by name) in the yielded
+    list instead of stopping the process (a signal already ignored stays ignored; outside the
+    main thread nothing changes)."""
+    from nexus_core.session import STOP_SIGNALS
+
+    caught: list[str] = []
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        caught.append(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig_name in STOP_SIGNALS:
+            sig = getattr(signal, sig_name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, note)
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_if(caught: list[str], doing: str) -> None:
+    """Raise a CloudError with the exit code of the first signal in ``caught``, if any."""
+    if caught:
+        raise CloudError(
+            f"interrupted ({caught[0]}) while {doing}: no task ran",
+            exit_code=int(for_signal(caught[0])),
+        )

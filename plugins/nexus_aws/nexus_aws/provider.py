@@ -43,6 +43,20 @@ CAPACITY = frozenset(
 #: EC2 error codes worth another try.
 TRANSIENT = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "Unavailable",
                        "ServiceUnavailable", "RequestTimeout"})  # fmt: skip
+#: EC2 error codes of an account quota (vCPUs, instances) that a start would pass.
+QUOTA = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded"})
+#: EC2 (and IAM) error codes of a ``cloud("aws", ...)`` setting naming nothing in the region.
+SETTING_ERRORS = {
+    "InvalidInstanceType": "instance_type",
+    "InvalidAMIID.NotFound": "ami",
+    "InvalidAMIID.Malformed": "ami",
+    "InvalidSubnetID.NotFound": "subnet",
+    "InvalidSubnetID.Malformed": "subnet",
+    "InvalidGroup.NotFound": "security_group",
+    "InvalidGroupId.Malformed": "security_group",
+    "InvalidKeyPair.NotFound": "key_name",
+    "NoSuchEntity": "iam_role",
+}
 #: EC2 error codes of a credential the API rejected.
 REJECTED = frozenset({"AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
                       "ExpiredToken", "RequestExpired"})  # fmt: skip
@@ -119,6 +133,21 @@ class AwsProvider(CloudProvider):
                     f"AWS rejected the credentials from {self._source} ({code}: {message})",
                     "check them with `aws sts get-caller-identity`; looked in " + _where_looked(),
                     exit_code=2,
+                ) from None
+            setting = SETTING_ERRORS.get(code)
+            if setting:
+                region = getattr(getattr(self._client, "meta", None), "region_name", None) or "?"
+                raise CloudError(
+                    f"EC2 could not {what}: {code}: {message}",
+                    f'fix {setting}= in cloud("aws", ...): it must name one that exists in region {region}',
+                    exit_code=2,
+                ) from None
+            if code in QUOTA:
+                raise CloudError(
+                    f"EC2 could not {what}: {code}: {message}",
+                    "an account quota of this region: ask for more in the Service Quotas console (Amazon EC2, "
+                    "Running On-Demand or All Standard Spot Instance Requests), or lower count/max_instances",
+                    exit_code=1,
                 ) from None
             if code in CAPACITY:
                 raise CloudError(f"EC2 could not {what}: {code}: {message}", capacity=True) from None

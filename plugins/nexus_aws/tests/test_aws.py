@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import time
 from typing import Any
 
+import pytest
 from nexus_core.testing import NexusProject
+from tests.helpers import start_nexus, stopped
 
 BASE = 'from nexus_core import cloud\ncloud("aws", region="us-east-1", instance_type="t3.micro"{extra})\n'
 
@@ -96,3 +100,68 @@ def test_throttling_is_retried_and_credentials_are_explained(aws: NexusProject, 
     out = aws.run("cloud", "status", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
     assert out.code == 2 and "no AWS credentials found; looked in AWS_ACCESS_KEY_ID" in out.stderr, out
     assert "none-credentials" in out.stderr
+
+
+TAGGED_TASK = """
+from nexus_core import run, tagged, task
+
+@task(on=tagged("burst"), parallel="sharded", shards=2)
+def encode():
+    run("true")
+"""
+
+
+def _wait_live(ec2: Any, count: int, seconds: float = 60) -> list[dict]:  # type: ignore[type-arg]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = live(ec2)
+        if len(found) >= count:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{count} instance(s) never ran: {live(ec2)}")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_run_waits_for_its_instance_to_join_terminates_it(
+    aws: NexusProject, ec2: Any, sig: int, code: int
+) -> None:
+    aws.write(BASE.format(extra=', spot_fallback="fail", join_timeout=120') + TAGGED_TASK)
+    with stopped(start_nexus(aws, "run", "encode")) as proc:
+        _wait_live(ec2, 1)  # started, and never joins (nothing listens at the cluster's address)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, (out, err)
+    assert f"interrupted ({signal.Signals(sig).name}) while waiting for the cloud's instances to join" in err
+    assert "cloud: 1 instance(s) started" in err and "Traceback" not in err
+    assert live(ec2) == []  # nothing left running, and billed
+
+
+def test_a_run_waits_for_an_instance_another_run_left_joining(aws: NexusProject, ec2: Any) -> None:
+    aws.write(BASE.format(extra=', spot_fallback="fail", join_timeout=2') + TAGGED_TASK)
+    assert aws.run("cloud", "scale", "aws=1").code == 0
+    (left,) = live(ec2)
+    name = {t["Key"]: t["Value"] for t in left["Tags"]}["Name"]
+    out = aws.run("run", "encode")
+    assert out.code == 3 and f"instance(s) {name} did not join the cluster within 2 s" in out.stderr, out
+    assert f"{name} did not start with this run: `nexus cloud terminate ID`" in out.stderr, out
+    assert "no agent matches" not in out.stderr and len(live(ec2)) == 1  # none started beside it
+
+
+def test_a_quota_error_says_which_quota_and_how_to_raise_it(aws: NexusProject, ec2: Any) -> None:
+    declare(aws)
+    ec2.faults.add("RunInstances", "VcpuLimitExceeded", 400)
+    out = aws.run("cloud", "scale", "aws=1")
+    assert out.code == 1 and "EC2 could not start an instance: VcpuLimitExceeded" in out.stderr, out
+    assert "Service Quotas console" in out.stderr and "Traceback" not in out.stderr
+    assert live(ec2) == []
+
+
+def test_a_setting_that_names_nothing_in_the_region_is_a_configuration_error(aws: NexusProject, ec2: Any) -> None:
+    for extra, setting in ((', instance_type="t3.mega"', "instance_type"), (', subnet="subnet-nope"', "subnet"),
+                           (', security_group="sg-nope"', "security_group")):  # fmt: skip
+        aws.write(BASE.replace(', instance_type="t3.micro"', "").format(extra=', spot_fallback="fail"' + extra))
+        out = aws.run("cloud", "scale", "aws=1")
+        assert out.code == 2, (extra, out)
+        assert f'fix {setting}= in cloud("aws", ...): it must name one that exists in region us-east-1' in out.stderr
+        assert live(ec2) == []
