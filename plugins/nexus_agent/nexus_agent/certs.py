@@ -191,8 +191,9 @@ def issue(name: str, folder: str | None = None) -> CertFiles:
     return files
 
 
-def find(name: str | None = None, folder: str | None = None) -> CertFiles:
-    """The certificate files to connect with: ``name``'s, else this machine's, else the only one.
+def find(name: str | None = None, folder: str | None = None, exact: bool = False) -> CertFiles:
+    """The certificate files to connect with: ``name``'s, else this machine's, else the only one
+    (``exact``: ``name``'s or none, for a certificate the user named).
 
     ``NEXUS_AGENT_CERT`` / ``NEXUS_AGENT_KEY`` / ``NEXUS_AGENT_CA`` point at files elsewhere.
     """
@@ -208,7 +209,8 @@ def find(name: str | None = None, folder: str | None = None) -> CertFiles:
             "`nexus agent cert NAME` on the first machine into that folder",
         )
     candidates = [name] if name else []
-    candidates.append(default_name())
+    if not (exact and name):
+        candidates.append(default_name())
     for candidate in candidates:
         cert = os.path.join(folder, f"{candidate}.pem")
         key = os.path.join(folder, f"{candidate}-key.pem")
@@ -217,8 +219,9 @@ def find(name: str | None = None, folder: str | None = None) -> CertFiles:
     owned = sorted(f[: -len("-key.pem")] for f in os.listdir(folder) if f.endswith("-key.pem") and f != "ca-key.pem")
     if len(owned) >= 1 and not name:
         return CertFiles(ca, os.path.join(folder, f"{owned[0]}.pem"), os.path.join(folder, f"{owned[0]}-key.pem"))
+    there = f" (there: {', '.join(owned)})" if exact and owned else ""
     raise CertError(
-        f"no certificate for {name or default_name()!r} in {folder}",
+        f"no certificate for {name or default_name()!r} in {folder}{there}",
         f"issue one on the first machine with `nexus agent cert {name or default_name()}` and copy it here",
     )
 

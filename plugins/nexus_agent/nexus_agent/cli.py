@@ -75,6 +75,34 @@ def cert(name: str) -> None:
     )
 
 
+#: The keys of ``--config FILE``: their TOML types and what they must be.
+CONFIG_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a name (a string)"),
+    "tags": ((list, str), 'a list of tags (["arm", "home"]) or "arm,home"'),
+    "port": ((int,), "a port number (1 to 65535)"),
+    "host": ((str,), "an address to listen on (a string)"),
+    "join": ((str,), 'the coordinator\'s "HOST:PORT"'),
+    "coordinator": ((bool,), "true or false"),
+    "max_concurrent_tasks": ((int,), "a whole number of at least 1"),
+    "max_memory_percent": ((int,), "a whole number from 1 to 100"),
+    "agent_timeout": ((int, float), "a number of seconds above 0"),
+}
+
+
+def _config_value_ok(key: str, value: Any) -> bool:
+    """True when ``value`` has the TOML type (and range) ``CONFIG_KEYS`` gives ``key``."""
+    kinds = CONFIG_KEYS[key][0]
+    if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+        return False  # true/false where a number goes, or the other way round
+    if key == "tags" and isinstance(value, list):
+        return all(isinstance(t, str) for t in value)
+    if key == "port":
+        return isinstance(value, int) and 0 < value < 65536
+    if key == "max_memory_percent":
+        return isinstance(value, int) and 1 <= value <= 100
+    return True
+
+
 def _settings(
     config: str | None,
     name: str | None,
@@ -102,20 +130,11 @@ def _settings(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             _fail(2, f"cannot read the agent configuration {config}: {exc}", [], ["fix the TOML file"])
         raw = raw.get("agent", raw)
-        known = {
-            "name",
-            "tags",
-            "port",
-            "host",
-            "join",
-            "coordinator",
-            "max_concurrent_tasks",
-            "max_memory_percent",
-            "agent_timeout",
-        }
         for key, value in raw.items():
-            if key not in known:
-                _fail(2, f"{config}: unknown key {key!r}", [], ["keys: " + ", ".join(sorted(known))])
+            if key not in CONFIG_KEYS:
+                _fail(2, f"{config}: unknown key {key!r}", [], ["keys: " + ", ".join(sorted(CONFIG_KEYS))])
+            if not _config_value_ok(key, value):
+                _fail(2, f"{config}: {key} must be {CONFIG_KEYS[key][1]}, not {value!r}", [], ["fix the TOML file"])
             data[key] = value
         if isinstance(data.get("tags"), str):
             data["tags"] = [t for t in data["tags"].split(",") if t]
@@ -149,13 +168,22 @@ def _settings(
                 "or start the coordinator here with --coordinator",
             ],
         )
+    if data.get("join"):
+        from nexus_agent import cluster
+
+        try:
+            cluster.address({"cluster": str(data["join"])})  # checked here; kept as written
+        except cluster.ClusterError as exc:
+            _fail(exc.exit_code, f"--join: {exc.message}", [], [exc.hint])
     if not data.get("agent", True) and not data.get("coordinator"):
         _fail(2, "--no-agent only makes sense with --coordinator", [], ["drop --no-agent"])
     for tag in data.get("tags") or []:
-        if not isinstance(tag, str) or not tag or "," in tag:
+        if not isinstance(tag, str) or not tag or "," in tag or any(c.isspace() for c in tag):
             _fail(2, f"invalid tag {tag!r}", [], ["tags are words separated by commas: --tags web,prod"])
-    if int(data.get("max_concurrent_tasks") or 4) < 1:
-        _fail(2, "--max-concurrent-tasks must be at least 1", [], [])
+    slots = data.get("max_concurrent_tasks", 4)
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        _fail(2, f"--max-concurrent-tasks must be a whole number of at least 1, not {slots!r}", [],
+              ["e.g. --max-concurrent-tasks 2 (max_concurrent_tasks = 2 in --config)"])  # fmt: skip
     timeout = data.get("agent_timeout", AGENT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         _fail(2, f"agent_timeout must be a number of seconds above 0, not {timeout!r}", [], ["e.g. --agent-timeout 30"])
@@ -213,7 +241,7 @@ def start(foreground: bool, **kwargs: Any) -> None:
 
     settings = _settings(**kwargs)
     try:
-        certs.find(settings.cert_name or settings.name)
+        settings.cert_files()
     except certs.CertError as exc:
         _cert_error(exc)
     pid_file, info_file, log_file = agent_files(settings.name)

@@ -116,6 +116,13 @@ def address(config: Mapping[str, Any] | None = None) -> str:
         )
     if ":" not in text.removeprefix("tls://").rsplit("]", 1)[-1]:
         text += ":7400"
+    host, _, port = text.removeprefix("tls://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(
+            f"cluster address {value!r} is not HOST:PORT (the port must be a number from 1 to 65535)",
+            "write tls://HOST:PORT, e.g. tls://hub.lan:7400",
+            exit_code=2,
+        )
     return text
 
 

@@ -51,6 +51,10 @@ class Settings:
     #: died without closing its connection: a power cut, a hung machine).
     agent_timeout: float = AGENT_TIMEOUT
 
+    def cert_files(self) -> certs.CertFiles:
+        """The certificate to connect with: ``--cert``'s exactly, else the name's (or this machine's)."""
+        return certs.find(self.cert_name or self.name, exact=bool(self.cert_name))
+
     def cluster(self) -> str:
         """The scheduler's address this agent works for."""
         if self.coordinator:
@@ -154,7 +158,7 @@ async def serve(settings: Settings) -> int:
 async def _serve(settings: Settings) -> int:
     from distributed import Scheduler
 
-    files = certs.find(settings.cert_name or settings.name)
+    files = settings.cert_files()
     security = files.security()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -85,6 +85,20 @@ def _relays(client: Any) -> int:
         return 0
 
 
+#: How to write an agent host, for :func:`_address_problem`'s message.
+ADDRESS_HINT = '- write agent://NAME; to run a command as another user: run(..., user="NAME")'
+
+
+def _address_problem(host: Host) -> str:
+    """Why ``host`` is no agent address ('' when it is one): an agent takes no user or port
+    (the commands run as the agent's user; ``agent://bob@pi-1`` would not run them as bob)."""
+    if host.user is None and host.port is None:
+        return ""
+    given = f"{host.user}@" if host.user else ""
+    given += host.short_label
+    return f"agent://{given}: an agent host takes no user or port (its commands run as the agent's user)"
+
+
 def _movable(host: Host) -> bool:
     """True for a host a selector picked (not one named by hand): its work may move to another agent."""
     return bool(host.facts.get("selector")) and not host.facts.get("selector_name")
@@ -212,6 +226,9 @@ class AgentExecutor(Executor):
         timeout: float,
     ) -> CommandResult:
         """Run ``command`` on the agent ``host`` names (or on one of a shard's agents)."""
+        wrong = _address_problem(host)
+        if wrong:
+            return CommandResult("error", None, 0.0, wrong, retryable=False, hint=ADDRESS_HINT)
         started = time.monotonic()
         try:
             client = self._connect()
@@ -347,6 +364,9 @@ class AgentExecutor(Executor):
         """
         from nexus_core.plugin import TransferInterrupted
 
+        wrong = _address_problem(host)
+        if wrong:
+            raise OSError(errno.EINVAL, wrong)
         try:
             client = self._connect()
         except cluster.ClusterError as exc:

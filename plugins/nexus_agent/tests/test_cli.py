@@ -124,3 +124,50 @@ def test_a_foreground_agent_from_a_toml_file_joins_with_its_settings_and_answers
     bad.write_text('nmae = "t1"\n')
     out = agent_cluster.nexus("agent", "start", "--config", str(bad))
     assert out.returncode == 2 and "unknown key 'nmae'" in out.stderr and "Traceback" not in out.stderr, out
+
+
+def test_start_refuses_bad_settings_before_anything_starts(agent_cluster: Cluster, tmp_path: Path) -> None:
+    import shutil
+
+    from nexus_agent.certs import default_name
+
+    # a copy of the cluster's certificates with one for bad1 and one for this machine (the
+    # certificate a name without one of its own would fall back to)
+    env = {"NEXUS_AGENT_DIR": str(tmp_path / "certs")}
+    shutil.copytree(agent_cluster.root / "certs", tmp_path / "certs")
+    for name in ("bad1", default_name()):
+        assert agent_cluster.nexus("agent", "cert", name, **env).returncode == 0
+    join = agent_cluster.address.removeprefix("tls://")
+    cases = [
+        (("--join", "hub.lan:abc"), "--join: cluster address 'hub.lan:abc' is not HOST:PORT"),
+        (("--join", join, "--max-concurrent-tasks", "0"), "--max-concurrent-tasks must be"),
+        (("--join", join, "--tags", "arm,home lab"), "invalid tag 'home lab'"),
+        (("--join", join, "--cert", "a1x"), "no certificate for 'a1x'"),  # not this machine's instead
+    ]
+    try:
+        for args, message in cases:
+            out = agent_cluster.nexus("agent", "start", "--name", "bad1", *args, **env)
+            assert out.returncode == 2, (args, out)
+            assert message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+            assert "bad1" not in agent_cluster.pids()  # nothing started
+    finally:
+        if "bad1" in agent_cluster.pids():
+            agent_cluster.nexus("agent", "stop", "bad1", timeout=60, **env)
+    out = agent_cluster.nexus("agent", "status", "--cluster", "tls://127.0.0.1:notaport")
+    assert out.returncode == 2 and "is not HOST:PORT" in out.stderr, out
+
+
+def test_a_toml_value_of_the_wrong_type_is_named_before_anything_starts(agent_cluster: Cluster, tmp_path: Path) -> None:
+    join = agent_cluster.address.removeprefix("tls://")
+    conf = tmp_path / "agent.toml"
+    for line, message in (
+        ("tags = 5", 'tags must be a list of tags (["arm", "home"]) or "arm,home", not 5'),
+        ('coordinator = "yes"', "coordinator must be true or false, not 'yes'"),  # not a coordinator on 7400
+        ("max_memory_percent = 500", "max_memory_percent must be a whole number from 1 to 100, not 500"),
+        ('port = "x"', "port must be a port number (1 to 65535), not 'x'"),
+    ):
+        conf.write_text(f'[agent]\nname = "t2"\njoin = "{join}"\n{line}\n')
+        out = agent_cluster.nexus("agent", "start", "--config", str(conf))
+        assert out.returncode == 2, (line, out)
+        assert f"{conf}: {message}" in out.stderr and "internal error" not in out.stderr, (line, out.stderr)
+        assert "t2" not in agent_cluster.pids()

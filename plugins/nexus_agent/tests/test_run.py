@@ -145,6 +145,24 @@ def test_an_unknown_agent_fails_at_once(project: NexusProject) -> None:
     assert "a1 [linux, fast]" in out.stderr
 
 
+def test_an_agent_host_with_a_user_or_a_port_runs_nothing(project: NexusProject, tmp_path: Path) -> None:
+    mark = tmp_path / "ran"
+    project.write(
+        f"""
+        from nexus_core import run, task
+
+        @task(on=["agent://nobody@a1", "agent://a2:22"])
+        def as_nobody():
+            run("id -un > {mark}")
+        """
+    )
+    out = project.run("run", "as_nobody")
+    assert out.code == 1 and not mark.exists(), out  # not as the agent's user instead of nobody
+    assert "agent://nobody@a1: an agent host takes no user or port" in out.stderr, out
+    assert "agent://a2:22: an agent host takes no user or port" in out.stderr
+    assert 'run(..., user="NAME")' in out.stderr
+
+
 def test_dry_run_shows_the_agents_each_task_would_use(project: NexusProject) -> None:
     project.write(NEXUSFILE)
     out = project.run("run", "-n", "heavy", "two")
