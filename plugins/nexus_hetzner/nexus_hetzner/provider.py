@@ -321,6 +321,7 @@ class HetznerProvider(CloudProvider):
         token = self.self_destruct_token(settings)  # before anything starts
         self._warn_poweroff(settings)
         offered = self.prices(settings)
+        self._check_locations(settings, offered)
         tried: list[str] = []
         for location in self._locations(settings):
             if offered and location not in offered:
@@ -347,6 +348,21 @@ class HetznerProvider(CloudProvider):
             capacity=True,
             exit_code=1,
         )
+
+    def _check_locations(self, settings: Mapping[str, Any], offered: Mapping[str, float]) -> None:
+        """CloudError (exit 2) when ``location`` or ``fallback_locations`` names a location the
+        API does not know (asked only when one is not among those the type is offered in)."""
+        asked = [loc for loc in self._locations(settings) if loc not in offered]
+        if not asked:
+            return
+        known = sorted(str(loc.name) for loc in self._call("list locations", self.client().locations.get_all))
+        unknown = [loc for loc in asked if loc not in known]
+        if unknown:
+            raise CloudError(
+                f"Hetzner Cloud has no location {', '.join(map(repr, unknown))}",
+                'fix location= or fallback_locations= in cloud("hetzner", ...): locations are ' + ", ".join(known),
+                exit_code=2,
+            )
 
     def _create(self, request: CloudRequest, location: str, price: float | None, token: str | None) -> CloudInstance:
         from hcloud.images import Image

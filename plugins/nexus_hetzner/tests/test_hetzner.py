@@ -94,6 +94,17 @@ def test_cost_limit_uses_the_worst_location_price_and_unknown_types_are_named(
     assert out.code == 2 and "Hetzner Cloud has no server type 'cx99'" in out.stderr and "cx22" in out.stderr, out
 
 
+def test_an_unknown_location_is_named_with_the_locations_there_are(hetzner: NexusProject, hetzner_api: Any) -> None:
+    hetzner.write('from nexus_core import cloud\ncloud("hetzner", location="fsn9", fallback_locations=["hel1"])\n')
+    out = hetzner.run("cloud", "scale", "hetzner=1")
+    assert out.code == 2 and "Hetzner Cloud has no location 'fsn9'" in out.stderr, out
+    assert "locations are fsn1, hel1, nbg1" in out.stderr and "Traceback" not in out.stderr
+    assert hetzner_api.live() == []  # not started in the fallback location either
+    hetzner.write('from nexus_core import cloud\ncloud("hetzner", server_type="ccx13", location="fsn1")\n')
+    out = hetzner.run("cloud", "scale", "hetzner=1")  # a location that exists, without the type
+    assert out.code == 1 and "ccx13 is not offered in fsn1" in out.stderr, out
+
+
 def test_rate_limits_are_retried_and_the_token_is_explained(hetzner: NexusProject, hetzner_api: Any) -> None:
     declare(hetzner)
     hetzner_api.throttled["GET /servers"] = 1
