@@ -48,6 +48,9 @@ class VM:
     scale_set: str = ""
     instance_id: str = ""
     via: str = "graph"
+    #: Its host name (``osProfile.computerName``; "" when unknown): what an agent there is
+    #: named by default.
+    computer_name: str = ""
 
 
 class FilterError(ValueError):
@@ -232,6 +235,7 @@ def from_arm(doc: Any, via: str = "arm") -> VM:
         scale_set=p.get("virtualmachinescalesets", ""),
         instance_id=str(getattr(doc, "instance_id", "") or ""),
         via=via,
+        computer_name=_text(getattr(getattr(props, "os_profile", None), "computer_name", None)),
     )
 
 

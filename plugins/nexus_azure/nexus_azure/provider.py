@@ -85,7 +85,9 @@ class VmssProvider(CloudProvider):
         price = self.context.settings.get("price")
         return CloudInstance(
             id=vm.instance_id,
-            name=vm.name,
+            # the agent name: `nexus agent start` in the model's custom data is named after the
+            # host (ss-web000003), not after the instance (ss-web_3)
+            name=vm.computer_name or vm.name,
             state=_STATES.get(vm.power_state, "pending"),
             instance_type=vm.size,
             launched=launched,

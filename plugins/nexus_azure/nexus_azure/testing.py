@@ -98,6 +98,18 @@ class FakeVM:
     instance_id: str = ""
 
     @property
+    def computer_name(self) -> str:
+        """The host name Azure gives it: a scale set's first 9 characters and the instance ID in
+        six base-36 digits (``ss-web000003``), else the VM's name."""
+        if not self.scale_set:
+            return self.name
+        number, digits = int(self.instance_id or 0), ""
+        for _ in range(6):
+            number, rest = divmod(number, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+        return self.scale_set[:9] + digits
+
+    @property
     def id(self) -> str:
         """The ARM resource ID."""
         rg = f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
@@ -130,6 +142,7 @@ class FakeVM:
             "vmId": str(uuid.uuid5(uuid.NAMESPACE_URL, self.id)),
             "hardwareProfile": {"vmSize": self.size},
             "storageProfile": {"osDisk": {"osType": self.os}},
+            "osProfile": {"computerName": self.computer_name},
             "timeCreated": self.created.isoformat(),
             "provisioningState": "Succeeded",
             "instanceView": {

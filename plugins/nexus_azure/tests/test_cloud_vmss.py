@@ -70,6 +70,20 @@ def test_scale_status_and_terminate_through_the_cli(  # type: ignore[no-untyped-
     assert scale_set.capacity["rg-app/ss-web"] == 0
 
 
+def test_instances_are_named_as_the_agents_on_them_are(  # type: ignore[no-untyped-def]
+    nexus_project: NexusProject, scale_set: FakeAzure, tmp_path: Path, certificate, agent_ca
+) -> None:
+    """`nexus agent start` in the model's custom data names the agent after the host (Azure's
+    computer name), so that is the name a run waits for and the autoscaler idles."""
+    declare(nexus_project, scale_set, tmp_path, certificate, agent_ca, ", price=0.05")
+    out = nexus_project.run("cloud", "scale", "azure-vmss=3")
+    assert out.code == 0 and "started ss-web000002" in out.stdout, out
+    rows = json.loads(nexus_project.run("cloud", "status", "--format", "json").stdout)["instances"]
+    assert sorted(r["name"] for r in rows) == ["ss-web000000", "ss-web000001", "ss-web000002"]
+    out = nexus_project.run("cloud", "terminate", "ss-web000001")
+    assert out.code == 0 and scale_set.capacity["rg-app/ss-web"] == 2, out
+
+
 def test_a_missing_scale_set_is_a_clear_error(  # type: ignore[no-untyped-def]
     nexus_project: NexusProject, scale_set: FakeAzure, tmp_path: Path, certificate, agent_ca
 ) -> None:
