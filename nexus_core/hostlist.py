@@ -23,6 +23,8 @@ def hosts_listing(plan: Plan) -> dict[str, Any]:
         )
     for name, why in plan.skipped.items():
         tasks.append({"task": name, "hosts": [], "addresses": [], "skipped": why})
+    for name, why in plan.waiting.items():
+        tasks.append({"task": name, "hosts": [], "addresses": [], "skipped": None, "waiting": why})
     return {
         "event": "hosts",
         "limit": plan.limit or None,
@@ -38,6 +40,9 @@ def hosts_text(plan: Plan) -> str:
     for t in data["tasks"]:
         if t["skipped"]:
             lines.append(f"{t['task']}: skipped ({t['skipped']})")
+            continue
+        if t.get("waiting"):
+            lines.append(f"{t['task']}: {t['waiting']}")
             continue
         n = len(t["hosts"])
         lines.append(f"{t['task']} ({n} host{'s' if n != 1 else ''}):")

@@ -133,6 +133,9 @@ class Plan:
     warnings: tuple[Problem, ...] = ()
     #: Tasks left out of the run, with why (``-H`` matched none of their hosts).
     skipped: Mapping[str, str] = field(default_factory=dict)
+    #: Tasks of a dry run whose hosts are not there yet, with why (agents a declared cloud
+    #: starts with the run): shown, not planned.
+    waiting: Mapping[str, str] = field(default_factory=dict)
     #: ``-H`` as given ("" without one), and the task arguments (``key=value`` words).
     limit: str = ""
     params: Mapping[str, str] = field(default_factory=dict)
@@ -170,6 +173,7 @@ class Plan:
         }
         extra = {
             "skipped": dict(self.skipped),
+            "waiting": dict(self.waiting),
             "limit": self.limit,
             "params": dict(self.params),
             "discovery": [dict(d) for d in self.discovery],
@@ -264,11 +268,13 @@ def check_structure(
     *,
     running: Collection[str] | None = None,
     warnings: list[Problem] | None = None,
+    waiting: Collection[str] = (),
 ) -> list[Problem]:
     """Every problem that can be found without running task bodies.
 
     ``running``: the tasks that will run (None: all). A task outside it whose executor is
-    not installed is not a problem but a warning, appended to ``warnings``.
+    not installed is not a problem but a warning, appended to ``warnings``. ``waiting``:
+    tasks whose hosts are not there yet (a dry run's cloud agents): their targets are not checked.
 
     A ``config(...)`` key that a well-known plugin declares (:mod:`nexus_core.packages`), set
     while that plugin is not loaded, names the package to install: a problem when every task
@@ -328,6 +334,7 @@ def check_structure(
             t,
             out if running is None or t.name in running else _Optional(out, warnings),
             running is None or t.name in running,
+            t.name not in waiting,
             where=t.location,
         )
     _guarded(out, project.path, "while checking the dependencies", lambda: out.extend(find_cycles(project, cache)))
@@ -547,7 +554,9 @@ def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | N
     return None
 
 
-def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Problem], runs: bool = True) -> None:
+def _check_task(
+    project: Project, registry: Registry, t: TaskDef, out: list[Problem], runs: bool = True, targets: bool = True
+) -> None:
     """Check one task's options, strategy, deps and targets.
 
     A plugin strategy is imported only for a task that ``runs`` (its options are still
@@ -624,7 +633,8 @@ def _check_task(project: Project, registry: Registry, t: TaskDef, out: list[Prob
             )
         elif name == t.name:
             pass  # reported as a cycle
-    _targets(project, registry, t, out, None)
+    if targets:
+        _targets(project, registry, t, out, None)
 
 
 def _targets(
@@ -829,8 +839,12 @@ def build_plan(
     every_plugin: bool = False,
     limit: Sequence[str] | None = None,
     params: Mapping[str, str] | None = None,
+    waiting: Mapping[str, str] | None = None,
 ) -> Plan:
     """Validate ``project`` and plan ``requested`` tasks (all tasks when None or empty).
+
+    ``waiting``: tasks whose hosts are not there yet, with why (a dry run's cloud agents,
+    which start with the run): not planned but kept in ``Plan.waiting``, their bodies not evaluated.
 
     Raises :class:`ValidationFailed` with every problem found. ``cache`` remembers the
     phases of graph shapes already planned (see :class:`DagCache`). A task that will not
@@ -846,7 +860,10 @@ def build_plan(
     requested = list(requested or [])
     names = closure(project, requested) if requested else list(project.tasks)
     warnings: list[Problem] = []
-    problems = check_structure(project, registry, cache, running=None if every_plugin else names, warnings=warnings)
+    waiting = dict(waiting or {})
+    problems = check_structure(
+        project, registry, cache, running=None if every_plugin else names, warnings=warnings, waiting=waiting
+    )
     problems += _check_overrides(registry, config_override or {})
     # A nexusfile that stopped loading half-way (a syntax error, an exception at its top level)
     # may define the requested tasks after the line that failed: that line is the problem.
@@ -899,6 +916,8 @@ def build_plan(
         targets: dict[str, list[Host]] = {}
         for name in names:
             t = project.tasks[name]
+            if name in waiting:
+                continue
             try:
                 targets[name] = _targets(project, registry, t, problems, override, load=True)
             except Exception as exc:  # noqa: BLE001 - reported by check_structure already
@@ -966,8 +985,9 @@ def build_plan(
                 )
     if problems:
         raise ValidationFailed(problems)
-    if skipped:  # dependents of a task left out by -H run without waiting for it (as Ansible's --limit)
-        tasks = {n: replace(tp, deps=tuple(d for d in tp.deps if d not in skipped)) for n, tp in tasks.items()}
+    left = {*skipped, *waiting}
+    if left:  # dependents of a task left out by -H run without waiting for it (as Ansible's --limit)
+        tasks = {n: replace(tp, deps=tuple(d for d in tp.deps if d not in left)) for n, tp in tasks.items()}
     return Plan(
         nexusfile=project.path,
         root=project.root,
@@ -978,6 +998,7 @@ def build_plan(
         source_hash=project.source_hash,
         warnings=tuple(warnings),
         skipped=skipped,
+        waiting={n: why for n, why in waiting.items() if n in names},
         limit=host_limit.text if host_limit is not None else "",
         params=dict(params or {}),
     )

@@ -17,7 +17,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -496,15 +496,19 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     refresh = bool(kwargs.pop("refresh", False))
     saved = kwargs.pop("saved_discovery", None) or ()
     quiet_notes = bool(kwargs.pop("quiet_notes", False))
+    dry_clouds = bool(kwargs.pop("dry_clouds", False))
     own = None
     if "cache" not in kwargs:
         own = kwargs["cache"] = open_store(quiet=True)
     resolution = None
     try:
         if not kwargs.get("every_plugin"):
-            resolution = _discover(project, tasks, fmt, kwargs.get("cache"), refresh, saved)
+            declared = project
+            resolution = _discover(project, tasks, fmt, kwargs.get("cache"), refresh, saved, dry_clouds=dry_clouds)
             if resolution is not None:
                 project = resolution.project
+                if resolution.waiting:
+                    kwargs["waiting"] = _waiting_tasks(declared, resolution.waiting)
         plan = build_plan(project, plugin_manager().registry, tasks, **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)
@@ -534,9 +538,11 @@ def _discover(
     refresh: bool,
     saved: Any,
     groups: Sequence[str] | None = None,
+    dry_clouds: bool = False,
 ) -> Any:
     """The project with the sources its ``tasks`` (or ``groups``) need resolved (None when it
-    has none), or exit with the source's error."""
+    has none), or exit with the source's error. ``dry_clouds``: a dry run, where agents that
+    a declared cloud starts with the run are not there yet (see :func:`_cloud_agents`)."""
     from nexus_core.model import has_sources
 
     if not has_sources(project):
@@ -546,13 +552,51 @@ def _discover(
 
     names = closure(project, tasks) if tasks else list(project.tasks)
     registry = plugin_manager().registry
+    waiting = _cloud_agents(project, registry) if dry_clouds and project.clouds else None
     try:
-        return resolve(project, registry, store=store, refresh=refresh, saved=saved, tasks=names, groups=groups)
+        return resolve(project, registry, store=store, refresh=refresh, saved=saved, tasks=names, groups=groups,
+                       waiting=waiting)  # fmt: skip
     except DiscoveryFailed as exc:
         if exc.exit_code == ExitCode.CONFIG:
             show_problems(exc.problems(), fmt)
             raise Exit(ExitCode.CONFIG) from None
         fail(exc.exit_code, *exc.report())
+
+
+def _cloud_agents(project: Project, registry: Any) -> Callable[[Any], str | None]:
+    """For a dry run: why an agent selector finds no agent when a declared cloud's instances
+    join with its tag (they start only when the run does), else None."""
+    from nexus_core import clouds
+
+    by_tag: dict[str, str] = {}
+    for name, spec in project.clouds.items():
+        try:
+            tags = clouds.resolved(registry, spec)["tags"]
+        except Exception:  # noqa: BLE001 - a bad declaration is reported by validation
+            continue
+        for tag in tags:
+            by_tag.setdefault(str(tag), name)
+
+    def why(spec: Any) -> str | None:
+        tag = spec.filters.get("tag") if spec.source == "agent" else None
+        cloud = by_tag.get(tag) if isinstance(tag, str) else None
+        if cloud is None:
+            return None
+        return f"runs on the instances cloud({cloud!r}) starts with the run (agents tagged {tag!r}: none yet)"
+
+    return why
+
+
+def _waiting_tasks(project: Project, waiting: Mapping[str, str]) -> dict[str, str]:
+    """The tasks whose every host source is one of ``waiting`` (a dry run's cloud agents): why."""
+    from nexus_core.discovery import needed_specs
+
+    out: dict[str, str] = {}
+    for name, t in project.tasks.items():
+        specs = needed_specs(project, [name])
+        if specs and all(s.key in waiting for s in specs) and t.on is not None:
+            out[name] = waiting[specs[0].key]
+    return out
 
 
 def discover_groups(project: Project, fmt: str) -> Project:

@@ -184,7 +184,7 @@ def run(
     burst = _burst(project, dry_run or list_hosts)
     try:
         plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store,
-                         refresh=refresh)  # fmt: skip
+                         refresh=refresh, dry_clouds=dry_run or list_hosts)  # fmt: skip
         if not log_level and project.config.get("log_level"):
             setup_logs(str(project.config["log_level"]), log_format)
         gated = policy_applies() or _uses_compliance(project)

@@ -299,6 +299,8 @@ class Resolution:
     #: Every host each source found, by ``SourceSpec.key``: (entry, targeted), hosts not targeted
     #: included (the machine's own online state is the entry's ``online`` fact).
     entries: dict[str, list[tuple[HostSpec, bool]]] = field(default_factory=dict)
+    #: Sources that could not answer, as expected (see :func:`resolve`'s ``waiting``): key -> why.
+    waiting: dict[str, str] = field(default_factory=dict)
 
     def records(self) -> Records:
         """Plain data of every discovery, for the plan (``Plan.discovery``), built when first read."""
@@ -357,8 +359,13 @@ def resolve(
     warn: Callable[[str], None] | None = None,
     tasks: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
+    waiting: Callable[[SourceSpec], str | None] | None = None,
 ) -> Resolution:
     """Discover every source of ``project`` (concurrently) and replace it by the hosts found.
+
+    ``waiting``: for a source that cannot answer, why that is expected (a dry run's agents
+    that a declared cloud starts only when the run does); such a source counts as having
+    found no host, and the reason is kept in :attr:`Resolution.waiting`.
 
     ``store``: the state database (a :class:`~nexus_core.state.store.StateStore`), the cache
     for ``config(discovery_ttl=...)``; ``refresh`` ignores the cache. ``saved``: the
@@ -392,16 +399,23 @@ def resolve(
             found[spec.key] = cached
             continue
         todo.append(spec)
+    expected: dict[str, str] = {}
     if todo:
         fresh, failures = _discover_all(todo, registry, context)
-        if failures:
-            raise DiscoveryFailed(failures)
+        for spec, _err in failures:
+            why = waiting(spec) if waiting is not None else None
+            if why:
+                expected[spec.key] = why
+        if len(expected) < len(failures):
+            raise DiscoveryFailed([(spec, err) for spec, err in failures if spec.key not in expected])
+        fresh += [Found(spec, [], time.time(), "waiting") for spec, _ in failures]
         for item in fresh:
             found[item.spec.key] = item
-            if ttl > 0 and item.spec.source not in BUILTIN_SOURCES:
+            if ttl > 0 and item.spec.source not in BUILTIN_SOURCES and item.origin != "waiting":
                 _store(store, project, item)
     resolution = _expand(project, [found[s.key] for s in specs if s.key in found], specs)
     resolution.notes[:0] = messages
+    resolution.waiting = expected
     return resolution
 
 

@@ -267,6 +267,10 @@ def plan_text(
         lines.append(f"  Phase {i} ({mode}):" if len(phase) > 1 else f"  Phase {i}:")
         for name in phase:
             lines.extend(_task_plan_lines(s, plan, name, files or {}, held))
+    for name, why in plan.waiting.items():  # hosts that start with the run: nothing to show yet
+        lines.append(f"  {s.paint('●', 'dim') if s.unicode else '*'} {name}: {why}")
+    for name, why in plan.skipped.items():
+        lines.append(f"  {name}: skipped ({why})")
     if plan.discovery:  # where each discovered host came from
         from nexus_core.discovery.report import discovery_lines
 

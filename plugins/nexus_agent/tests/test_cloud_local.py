@@ -220,3 +220,31 @@ def test_reap_after_the_coordinator_process_was_killed(burst: NexusProject, agen
     out = burst.run("cloud", "reap")
     assert out.code == 0 and f"terminated {row['id']}" in out.stdout and "its run" not in out.stderr, out
     agent_cluster.wait_agents({str(row["name"])}, present=False)
+
+
+def test_a_dry_run_of_a_burst_task_from_zero_shows_it_waiting_for_the_clouds_instances(burst: NexusProject) -> None:
+    """No agent has the tag yet (the normal case before a burst run): the dry run and
+    --list-hosts show the task as waiting for the instances the cloud starts with the run, and
+    the rest of the plan, instead of failing with "no agent matches tagged('burst')"."""
+    burst.write(
+        """
+        from nexus_core import cloud, run, tagged, task
+
+        cloud("local", count=(0, 2), max_runtime=300, price=0.36)
+
+        @task
+        def build():
+            run("echo built")
+
+        @task(on=tagged("burst"), deps=[build], parallel="sharded", shards=4)
+        def crunch():
+            run("echo crunch")
+        """
+    )
+    for args in (("-n",), ("-n", "--scale", "local=2"), ("--list-hosts",)):
+        out = burst.run("run", "crunch", *args)
+        assert out.code == 0, (args, out)
+        assert "no agent matches" not in out.stdout + out.stderr
+        assert "runs on the instances cloud('local') starts with the run" in out.stdout, (args, out)
+    assert "echo built" in burst.run("run", "crunch", "-n").stdout
+    assert status(burst) == []  # a dry run starts nothing
