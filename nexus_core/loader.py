@@ -147,6 +147,23 @@ def user_output() -> Iterator[None]:
         yield
 
 
+#: The stop signal (SIGTERM, SIGHUP) that :func:`stop_as_interrupt` turned into a KeyboardInterrupt.
+_STOPPED: list[str] = []
+
+
+def stop_as_interrupt(signal_name: str) -> NoReturn:
+    """Stop the command as Ctrl+C does, for the stop signal ``signal_name`` (from a signal
+    handler): code of the nexusfile running meanwhile does not take it for its own
+    ``KeyboardInterrupt``, and the command exits with that signal's code."""
+    _STOPPED.append(signal_name)
+    raise KeyboardInterrupt
+
+
+def stopped_by() -> str | None:
+    """The stop signal :func:`stop_as_interrupt` was called for, if any."""
+    return _STOPPED[0] if _STOPPED else None
+
+
 @contextmanager
 def user_code() -> Iterator[dict[str, bool]]:
     """:func:`user_output`, and a record of whether Ctrl+C (SIGINT) arrived meanwhile.
@@ -206,8 +223,8 @@ def load_project(path: str) -> Project:
         with in_project(project), user_code() as seen:
             exec(code, namespace)  # noqa: S102 - running the user's nexusfile is the point
     except KeyboardInterrupt as exc:
-        if seen["sigint"]:
-            raise  # Ctrl+C while loading: the user stops Nexus
+        if seen["sigint"] or stopped_by():
+            raise  # Ctrl+C (or SIGTERM...) while loading: the user stops Nexus
         project.problems.append(exception_problem(exc, path, "while loading the nexusfile"))
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is a problem, not a crash
         project.problems.append(exception_problem(exc, path, "while loading the nexusfile"))

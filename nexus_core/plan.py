@@ -1257,7 +1257,7 @@ def evaluate_body(
     project: Project, t: TaskDef, host: Host, kwargs: Mapping[str, Any] | None = None
 ) -> tuple[list[Command], list[Problem]]:
     """Run a task body for one host (with its arguments) and return the commands it recorded and its problems."""
-    from nexus_core.loader import user_code
+    from nexus_core.loader import stopped_by, user_code
 
     rec = Recorder(project=project, task=t.name, host=host)
     token = _RECORDER.set(rec)
@@ -1266,8 +1266,8 @@ def evaluate_body(
         with user_code() as seen:  # a body's print() goes to stderr: stdout holds results only
             t.func(**(kwargs or {}))
     except KeyboardInterrupt as exc:
-        if seen["sigint"]:
-            raise  # Ctrl+C while planning: the user stops Nexus
+        if seen["sigint"] or stopped_by():
+            raise  # Ctrl+C (or SIGTERM...) while planning: the user stops Nexus
         rec.problems.append(exception_problem(exc, project.path, f"in task {t.name!r} (host {host.label})", t.location))
     except BaseException as exc:  # noqa: BLE001 - user code
         rec.problems.append(exception_problem(exc, project.path, f"in task {t.name!r} (host {host.label})", t.location))

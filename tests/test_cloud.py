@@ -383,3 +383,37 @@ def test_a_signal_while_the_run_terminates_its_instances_does_not_stop_that(proj
     assert fake_instances(project) == {}, (proc.returncode, out, err)  # terminated all the same
     assert "cloud: 1 instance(s) started" in err and "Traceback" not in err, err
     assert f"cloud: {signal.Signals(sig).name} waited until this run's instances were terminated" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_the_run_is_planned_terminates_the_instances_it_started(project, tmp_path, sig):
+    """Between the machines' start and the run's own signal handlers (the plan, which runs the
+    task bodies), SIGTERM or SIGHUP killed the process on the spot and left the machine billed."""
+    planning = tmp_path / "planning"
+    project.write(
+        f"""
+        import pathlib, time
+        from nexus_core import cloud, run, task
+
+        cloud("fakecloud", count=(1, 2))
+
+        @task
+        def hello():
+            pathlib.Path("{planning}").touch()
+            time.sleep(20)  # the body runs while the run is planned
+            run("true")
+        """
+    )
+    with stopped(start_nexus(project, "run", "hello")) as proc:
+        for _ in range(300):  # 30 s at most: until the plan runs the body
+            if planning.exists():
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the plan never ran the body: {proc.communicate(timeout=30)}")
+        assert len(fake_instances(project)) == 1
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert fake_instances(project) == {}, (proc.returncode, out, err)
+    assert proc.returncode == 128 + sig, (proc.returncode, err)
+    assert f"nexus: {signal.Signals(sig).name} before the run started: stopping" in err and "Traceback" not in err

@@ -118,6 +118,16 @@ def no_run(store: Any, run_id: str, suggestions: Sequence[str] = ("List runs wit
     fail(ExitCode.CONFIG, f"No run {run_id!r}", suggestions=list(suggestions))
 
 
+def _interrupted_by() -> tuple[int, str]:
+    """The exit code and word of a command stopped by Ctrl+C, or by the SIGTERM or SIGHUP a
+    handler turned into one (:func:`nexus_core.loader.stop_as_interrupt`)."""
+    from nexus_core.exitcodes import for_signal
+    from nexus_core.loader import stopped_by
+
+    by = stopped_by()
+    return (int(for_signal(by)), f"Stopped ({by})") if by else (int(ExitCode.INTERRUPTED), "Interrupted")
+
+
 def fail(code: int, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> NoReturn:
     """Raise :class:`Exit` with an error in Nexus's shape: headline, context lines, suggestions."""
     from nexus_core.output.report import error_block
@@ -281,9 +291,10 @@ def entry() -> None:
             headline = exc.headline or exc.message.strip()
             error(exc.code, headline, exc.message, exc.context, exc.suggestions)
         _finish(exc.code)
-    except Abort:
-        error(ExitCode.INTERRUPTED, "Interrupted", "Interrupted.")
-        sys.exit(ExitCode.INTERRUPTED)
+    except Abort:  # click's form of a KeyboardInterrupt
+        code, what = _interrupted_by()
+        error(code, what, f"{what}.")
+        sys.exit(code)
     except click.ClickException as exc:
         if as_json():
             ctx = getattr(exc, "ctx", None)
@@ -295,8 +306,9 @@ def entry() -> None:
             exc.show()
         sys.exit(ExitCode.CONFIG)
     except KeyboardInterrupt:
-        error(ExitCode.INTERRUPTED, "Interrupted before anything ran", "Interrupted before anything ran.")
-        sys.exit(ExitCode.INTERRUPTED)
+        code, what = _interrupted_by()
+        error(code, f"{what} before anything ran", f"{what} before anything ran.")
+        sys.exit(code)
     except ClickExit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # never show a traceback unless asked

@@ -284,7 +284,31 @@ def _burst(project: Any, dry: bool) -> Any:
     except CloudError as exc:
         burst.finish()
         fail(exc.exit_code, f"Cloud bursting failed: {exc.message}", [], [exc.hint] if exc.hint else [])
+    _stop_through_clean_up()
     return burst
+
+
+def _stop_through_clean_up() -> None:
+    """Until the run installs its own handlers: SIGTERM and SIGHUP (a CI runner, a closed
+    terminal) end the command through its clean-up, which terminates the machines just
+    started, as Ctrl+C already does, instead of killing it on the spot and leaving them
+    billed (``nexus cloud reap`` would have to find them)."""
+    import signal
+    import threading
+
+    from nexus_core.loader import stop_as_interrupt
+
+    def stop(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        click.echo(f"nexus: {name} before the run started: stopping", err=True)
+        stop_as_interrupt(name)  # as Ctrl+C: through the clean-up, even from a task body being planned
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, stop)
 
 
 def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str) -> None:
