@@ -417,3 +417,25 @@ def test_a_signal_while_the_run_is_planned_terminates_the_instances_it_started(p
     assert fake_instances(project) == {}, (proc.returncode, out, err)
     assert proc.returncode == 128 + sig, (proc.returncode, err)
     assert f"nexus: {signal.Signals(sig).name} before the run started: stopping" in err and "Traceback" not in err
+
+
+def test_machines_of_a_run_that_fails_before_it_starts_are_in_its_json_output(project):
+    """The plan fails after the cloud's machine started (a task body raises): the machine is
+    terminated, and its cloud.provisioned and cloud.terminated events are printed, not dropped."""
+    project.write(
+        """
+        from nexus_core import cloud, run, task
+
+        cloud("fakecloud", count=(1, 2))
+
+        @task
+        def hello():
+            raise RuntimeError("broken body")
+        """
+    )
+    out = project.run("run", "hello", "--format", "json")
+    assert out.code == 2, out
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert "cloud.provisioned" in names and "cloud.terminated" in names, out
+    assert fake_instances(project) == {}

@@ -181,7 +181,7 @@ def run(
     overrides = config_overrides(known, identity=identity, user=user, parallel_limit=parallel_limit)
     limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
-    burst = _burst(project, dry_run or list_hosts)
+    burst = _burst(project, dry_run or list_hosts, fmt)
     try:
         plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store,
                          refresh=refresh, dry_clouds=dry_run or list_hosts)  # fmt: skip
@@ -263,7 +263,7 @@ def _uses_compliance(project: Any) -> bool:
     )
 
 
-def _burst(project: Any, dry: bool) -> Any:
+def _burst(project: Any, dry: bool, fmt: str = "text") -> Any:
     """The cloud bursting of a real run when the nexusfile declares ``cloud(...)`` (else None);
     its machines are started here, before the plan looks for agents."""
     if dry or not project.clouds:
@@ -279,6 +279,14 @@ def _burst(project: Any, dry: bool) -> Any:
         show_problems(problems, "text")
         raise Exit(ExitCode.CONFIG)
     burst = BurstRun(registry, project, new_run_id(), say=lambda m: click.echo(m, err=True))
+    if fmt == "json":  # a run that ends before its own output starts still shows its machines
+        from nexus_core.output.render import event_json
+
+        def show(events: list[Any]) -> None:
+            for event in events:
+                click.echo(event_json(event))
+
+        burst.on_unsent = show
     try:
         burst.before_plan()
     except CloudError as exc:

@@ -66,6 +66,8 @@ class BurstRun:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._said: set[str] = set()
+        #: Called with the events no run's bus took (see :meth:`_deliver_unsent`).
+        self.on_unsent: Callable[[list[Event]], None] | None = None
 
     # --- events: buffered until the run's bus exists ---------------------------------------------
 
@@ -232,11 +234,29 @@ class BurstRun:
             count += len(ctl.started)
             total += sum(costs)
         self._flush()
+        self._deliver_unsent()
         self.cloud.close()
         if count:
             lines.append(f"cloud: {count} instance(s) started, cost so far ${total:.4f}")
         for line in lines:
             self.say(line)
+
+    def _deliver_unsent(self) -> None:
+        """The events of a run that ended before its bus existed (a join that timed out, a
+        limit, a signal while planning): to the audit sinks and subscribers, as outside a run,
+        and to :attr:`on_unsent` (``--format json`` prints them), not dropped."""
+        with self._lock:
+            if self._bus() is not None or not self._pending:
+                return
+            pending, self._pending = self._pending, []
+        from nexus_core.policy.gate import audit
+
+        try:
+            audit(pending, dict(self.project.config), self.project.root)
+        except Exception as exc:  # noqa: BLE001 - the instances are terminated either way
+            self.say(f"cloud: the instances' events could not be delivered: {exc}")
+        if self.on_unsent is not None:
+            self.on_unsent(pending)
 
     def close(self) -> None:
         """Stop without terminating (the caller failed before the run)."""
