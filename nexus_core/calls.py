@@ -241,6 +241,10 @@ def _wait_for(executor: Executor, host: Host, op: WaitFor, cancel: Cancel, timeo
     how = f"exit code {last.exit_code}" if last.exit_code is not None else last.reason or last.status
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     took = time.monotonic() - started
+    longer = "give it longer: wait_for(..., timeout=SECONDS)"
+    if 0 < timeout < op.timeout:  # what was left of the task's time ended the wait, not its own timeout
+        longer = (f"the task's timeout ended the wait before wait_for's own timeout={op.timeout:g}: "
+                  "give the task longer with @task(timeout=SECONDS)")  # fmt: skip
     return CommandResult(
         "timeout",
         last.exit_code,
@@ -248,7 +252,7 @@ def _wait_for(executor: Executor, host: Host, op: WaitFor, cancel: Cancel, timeo
         f"wait_for: still failing after {fmt_duration(took)} ({tries}, last: {how})",
         tuple(lines) or last.tail,
         retryable=False,
-        hint=f"- check `{op.cmd}` on {host.label} by hand\n- give it longer: wait_for(..., timeout=SECONDS)",
+        hint=f"- check `{op.cmd}` on {host.label} by hand\n- {longer}",
         headline="Waiting for a command to succeed timed out",
     )
 

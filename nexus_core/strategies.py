@@ -70,8 +70,8 @@ class RollingStrategy(Strategy):
     def check(self, options: Mapping[str, Any]) -> list[str]:
         """``batch`` must be a positive integer or a percentage between 1% and 100%."""
         value = options.get("batch")
-        if value is None or isinstance(value, bool):
-            return [] if value is None else ['batch must be a number of hosts or a percentage like "25%"']
+        if value is None or isinstance(value, bool):  # a bool: the option's own check reports it
+            return []
         if isinstance(value, int):
             return [] if value >= 1 else [f"batch must be at least 1, not {value}"]
         if isinstance(value, str):
@@ -80,10 +80,13 @@ class RollingStrategy(Strategy):
                 percent = float(text[:-1]) if text.endswith("%") else None
             except ValueError:
                 percent = None
+            if percent is None and text.isdigit():  # "2" (e.g. from env()): a count written as text
+                return [f'batch {value!r} is text: write batch={int(text)} for {int(text)} hosts at a time, '
+                        f'or batch="{int(text)}%" for a percentage of the hosts']  # fmt: skip
             if percent is None or not 0 < percent <= 100:
                 return [f'batch {value!r} must be a number of hosts or a percentage like "25%" (1-100%)']
             return []
-        return [f"batch must be a number of hosts or a percentage, not {type(value).__name__}"]
+        return []  # another type: the option's own check reports it, with the types it takes
 
     def batches(self, hosts: Sequence[Host], options: Mapping[str, Any]) -> list[list[Host]]:
         """Consecutive slices of ``batch`` hosts."""
@@ -103,17 +106,22 @@ class RollingStrategy(Strategy):
         plan = self.batches(hosts, context.options)
         outcomes: list[HostOutcome] = []
         failures = 0
+        # The most failures within the tolerance: ``failures * 100 / len(hosts) <= tolerance``.
+        allowed = math.floor(tolerance * len(hosts) / 100 + 1e-9)
         for i, batch in enumerate(plan):
             if context.stopping():
                 outcomes += skipped(plan[i:], INTERRUPTED)
                 break
-            results = context.run_batch(batch, stop_on_failure=not context.continue_on_error and not tolerance)
+            # When no failure is left to tolerate, the next one is over the threshold: the
+            # batch's hosts not started yet (``forks`` below the batch size) must not start.
+            stop = not context.continue_on_error and failures >= allowed
+            results = context.run_batch(batch, stop_on_failure=stop)
             outcomes += results
             if context.stopping():  # hosts stopped by the interrupt did not fail the batch
                 outcomes += skipped(plan[i + 1 :], INTERRUPTED)
                 break
             failures += sum(1 for r in results if not r.ok and r.status != "skipped")
-            if failures and not context.continue_on_error and failures * 100 / len(hosts) > tolerance:
+            if failures > allowed and not context.continue_on_error:
                 why = f"batch {i + 1} failed"
                 if tolerance:  # the batches before may have failed too: the threshold is the reason
                     share = f"{failures * 100 / len(hosts):.0f}%"

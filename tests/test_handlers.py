@@ -625,3 +625,14 @@ def test_artifact_globs_reach_the_shell_with_their_literal_parts_quoted():
     assert out.stdout == "it's $(rm -rf x)/*.txt\n"  # nothing ran; no match leaves the pattern as written
     assert path_problem("/etc/passwd") and path_problem("../x") and path_problem("")
     assert path_problem("dist/sub/[ab]*.tar.gz") is None
+
+
+def test_a_wait_for_cut_short_by_the_task_timeout_says_to_give_the_task_longer(nexus_project):
+    """wait_for(timeout=30) in a task of timeout=1: the task's time ended the wait, so the
+    advice is @task(timeout=...), not wait_for(..., timeout=...) (which was already 30)."""
+    nexus_project.write(HEADER + '\n@task(timeout=1)\ndef deploy():\n    wait_for("false", timeout=30, interval=0.2)\n')
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 4, out
+    assert "task timeout of 1s reached" in out.stderr, out
+    assert "before wait_for's own timeout=30: give the task longer with @task(timeout=SECONDS)" in out.stderr, out
+    assert "give it longer: wait_for(..., timeout=SECONDS)" not in out.stderr, out

@@ -459,3 +459,20 @@ def daemon():
     pids = pgrep("sleep 20.17")
     for pid in pids:
         __import__("os").kill(pid, 9)
+
+
+def test_a_rolling_batch_given_as_text_says_how_to_write_it_and_each_problem_is_said_once(nexus_project):
+    """batch="2" (as env() returns it) is neither a count nor a percentage: the message says
+    both ways to write it; a batch of another type is reported once, by the option's check."""
+    task = '@task(strategy="rolling", batch={})\ndef deploy():\n    run("true")\n'
+    nexus_project.write("from nexus_core import run, task\n\n" + task.format('"2"'))
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    said = out.stdout + out.stderr
+    assert "batch '2' is text: write batch=2 for 2 hosts at a time, or batch=\"2%\" for a percentage" in said, out
+    for value in ("2.5", "True"):
+        nexus_project.write("from nexus_core import run, task\n\n" + task.format(value))
+        out = nexus_project.run("validate")
+        assert out.code == 2, out
+        said = out.stdout + out.stderr
+        assert "Validation failed\n" in said and said.count("task 'deploy'") == 1, out  # not "(2 problems)"

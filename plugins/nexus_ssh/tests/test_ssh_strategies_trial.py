@@ -1,0 +1,63 @@
+"""Deploy strategies and their failure paths over the real sshd bed, through the real CLI."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from nexus_core.testing import NexusProject, Outcome
+from nexus_core.testing.sshbed import USER_KEY, SshBed
+
+pytestmark = pytest.mark.ssh
+
+H1, H2, H3 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+@pytest.fixture
+def project(nexus_project: NexusProject, sshbed: SshBed) -> NexusProject:
+    """A project that never reads ~/.ssh/config and never prompts."""
+    nexus_project.env["NEXUS_SSH_CONFIG"] = ""
+    nexus_project.env.pop("SSH_AUTH_SOCK", None)
+    return nexus_project
+
+
+def write(project: NexusProject, bed: SshBed, body: str, **config: object) -> None:
+    """A nexusfile aimed at the bed (its config() plus ``config``) with ``body`` after it."""
+    cfg = {
+        "ssh_user": USER_KEY,
+        "ssh_identity": bed.key_path("ed25519"),
+        "ssh_known_hosts_file": bed.known_hosts,
+        "ssh_port": bed.port,
+        **config,
+    }
+    args = ", ".join(f"{k}={v!r}" for k, v in cfg.items())
+    head = f"from nexus_core import config, hosts, hostname, run, task\nconfig({args})\n"
+    project.write(head + textwrap.dedent(body).lstrip("\n"))
+
+
+def host_status(out: Outcome, task: str) -> dict[str, str]:
+    return {e["host"]: e["status"] for e in out.of("host.stop") if e["task"] == task}
+
+
+def test_a_rolling_tolerance_that_allows_no_failure_starts_no_host_of_the_batch_after_one(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """max_fail_percentage=30 of 3 hosts tolerates no failure (1 of 3 is 33 %). With forks=1 a
+    batch of 3 starts its hosts one after the other: once the first failed, the threshold is
+    crossed and the other two must not start (they did, as if the tolerance had no limit)."""
+    write(
+        project,
+        sshbed,
+        f"""
+        hosts("web", "{H1}", "{H2}", "{H3}")
+
+        @task(on="web", strategy="rolling", batch=3, max_fail_percentage=30)
+        def deploy():
+            run("test " + hostname() + " != {H1}")
+        """,
+        forks=1,
+    )
+    out = project.run("run", "deploy", "--format", "json", timeout=60)
+    assert out.code == 1, out
+    assert host_status(out, "deploy") == {H1: "failed", H2: "skipped", H3: "skipped"}, out
+    assert [e["host"] for e in out.of("host.start")] == [H1]
