@@ -268,11 +268,13 @@ class RunSession:
         env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
         if env_sudo_password and "sudo_password" not in extra:
             extra["sudo_password"] = env_sudo_password
-        if isinstance(extra.get("sudo_password"), str):
-            from nexus_core.secrets.redact import register
-
-            register(extra["sudo_password"])  # never shown, logged or recorded: *** everywhere
         from nexus_core import runlogs
+        from nexus_core.secrets.redact import register
+
+        # never shown, logged or recorded: *** everywhere (output, events, reports, state,
+        # logs): the sudo password and run(env=...) values named like secrets (DB_PASSWORD)
+        for value in runlogs.plan_secrets(plan, extra):
+            register(value)
         from nexus_core.state.paths import state_dir
 
         runlogs.start(bus, plan, run_id, state_dir(), extra)  # every command's output, for `nexus logs`

@@ -236,3 +236,22 @@ def test_a_log_written_fast_stays_in_order_and_holds_little_in_memory(tmp_path):
     lines = runlogs.read_lines(path)
     assert [int(line.split()[1]) for line in lines] == list(range(60_000))
     assert most[0] <= runlogs.PENDING_MAX + 100
+
+
+def test_env_values_named_like_secrets_are_hidden_on_screen_too(nexus_project: NexusProject):
+    """`nexus logs` hid run(env={"DB_PASSWORD": ...}); -v, --format json and the failure
+    report printed the value."""
+    nexus_project.write(
+        """
+from nexus_core import run, task
+
+@task
+def t():
+    run("echo pw=$DB_PASSWORD; exit 3", env={"DB_PASSWORD": "s3cr3tval-77"})
+"""
+    )
+    for args in (("-v",), ("--format", "json"), ()):
+        out = nexus_project.run("run", "t", *args)
+        assert out.code == 1, out
+        assert "s3cr3tval-77" not in out.stdout + out.stderr, (args, out)
+        assert "pw=***" in out.stdout + out.stderr, (args, out)
