@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         log_options,
         make_plan,
         open_store,
+        setup_logs,
     )
     from nexus_core.contracts.audit import AuditSink, AuditSinkContext, AuditSinkError
     from nexus_core.contracts.clouds import (
@@ -189,6 +190,7 @@ __all__ = [
     "pid_alive",
     "policy_decision",
     "set_identity",
+    "setup_logs",
     "shell",
     "skipped",
     "to_host",
@@ -253,6 +255,7 @@ _LAZY = {
     "config_option": "nexus_core.cli.application",
     "format_option": "nexus_core.cli.application",
     "log_options": "nexus_core.cli.application",
+    "setup_logs": "nexus_core.cli.application",
     "open_store": "nexus_core.cli.application",
     "NexusfileNotFound": "nexus_core.loader",
     "find_nexusfile": "nexus_core.loader",

@@ -194,9 +194,10 @@ def test_a_state_database_that_is_a_folder_is_named_as_such(nexus_project, tmp_p
 
 @pytest.mark.parametrize(
     "args",
-    [["pipelines"], ["resume"], ["validate"], ["list"], ["run", "hello", "-n"], ["preflight", "hello"]],
-    ids=lambda a: a[0],
-)
+    [["pipelines"], ["resume"], ["validate"], ["list"], ["run", "hello", "-n"], ["preflight", "hello"], ["logs"],
+     ["artifacts"], ["config", "show"], ["policy", "check", "hello"], ["hosts", "scan"], ["hosts", "verify"]],
+    ids=lambda a: "-".join(a[:2]),
+)  # fmt: skip
 def test_log_level_is_accepted_by_every_command_that_opens_the_state(nexus_project, args):
     nexus_project.write(SIMPLE)
     result = nexus_project.run(*args, "--log-level", "debug")

@@ -7,14 +7,15 @@ import time
 
 import rich_click as click
 
-from nexus_core.cli.application import ExitCode, fail, format_option, main
+from nexus_core.cli.application import ExitCode, fail, format_option, log_options, main, setup_logs
 from nexus_core.complete import complete
 
 
 @main.command("artifacts")
 @click.argument("run_id", required=False, shell_complete=lambda *a: complete("run_ids", *a))
 @format_option
-def artifacts_command(run_id: str | None, fmt: str) -> None:
+@log_options
+def artifacts_command(run_id: str | None, fmt: str, log_level: str | None = None, log_format: str = "text") -> None:
     """List the artifacts of RUN_ID (a unique prefix is enough), or every run that kept some.
 
     Artifacts live in $XDG_DATA_HOME/nexus/artifacts/RUN_ID/TASK/PATH; a successful run's are
@@ -22,6 +23,7 @@ def artifacts_command(run_id: str | None, fmt: str) -> None:
     """
     from nexus_core import artifacts as store
 
+    setup_logs(log_level, log_format)
     ids = store.runs()
     if run_id is None:
         rows = []

@@ -8,7 +8,16 @@ import sys
 import rich_click as click
 
 from nexus_core._version import API_VERSION, __version__
-from nexus_core.cli.application import ExitCode, config_option, fail, format_option, main, plugin_manager
+from nexus_core.cli.application import (
+    ExitCode,
+    config_option,
+    fail,
+    format_option,
+    log_options,
+    main,
+    plugin_manager,
+    setup_logs,
+)
 from nexus_core.output.style import Style
 
 
@@ -105,8 +114,10 @@ def config_group() -> None:
 @config_group.command(name="show")
 @config_option
 @format_option
-def config_show(config_path: str | None, fmt: str) -> None:
+@log_options
+def config_show(config_path: str | None, fmt: str, log_level: str | None = None, log_format: str = "text") -> None:
     """Print every effective setting and where it came from (user file, project file, nexusfile...)."""
+    setup_logs(log_level, log_format)
     from nexus_core.settings import SettingsError, show
 
     try:

@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import rich_click as click
 
-from nexus_core.cli.application import ExitCode, config_option, fail, format_option, main
+from nexus_core.cli.application import ExitCode, config_option, fail, format_option, log_options, main, setup_logs
 
 
 @main.group()
@@ -30,8 +30,16 @@ def policy() -> None:
 )
 @config_option
 @format_option
+@log_options
 def check_command(
-    task: str | None, user: str | None, action: str, targets: tuple[str, ...], config_path: str | None, fmt: str
+    task: str | None,
+    user: str | None,
+    action: str,
+    targets: tuple[str, ...],
+    config_path: str | None,
+    fmt: str,
+    log_level: str | None = None,
+    log_format: str = "text",
 ) -> None:
     """Say whether USER may do ACTION (run TASK by default), and which rule decided it.
 
@@ -41,6 +49,7 @@ def check_command(
     from nexus_core.policy.gate import audit, correlation_id, policy_in_force, task_targets
     from nexus_core.policy.local import groups_of, identity
 
+    setup_logs(log_level, log_format)
     if action == "run" and not task:
         fail(
             ExitCode.CONFIG,

@@ -330,9 +330,20 @@ def prune(
 @click.option("-H", "--hosts", "host_patterns", metavar="HOST", multiple=True, help="Only these hosts (globs).")
 @click.option("--failed", is_flag=True, help="Only the task/host pairs that did not succeed.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends.")
-def logs(run_id: str | None, task: str | None, host_patterns: tuple[str, ...], failed: bool, follow: bool) -> None:
+@log_options
+def logs(
+    run_id: str | None,
+    task: str | None,
+    host_patterns: tuple[str, ...],
+    failed: bool,
+    follow: bool,
+    log_level: str | None = None,
+    log_format: str = "text",
+) -> None:
     """Print the output of a past (or running) run: RUN_ID (default: the newest), TASK, hosts."""
     from nexus_core.logview import show_logs
+
+    setup_logs(log_level, log_format)
 
     if policy_applies():
         from nexus_core.policy.gate import check

@@ -290,12 +290,13 @@ def _emit_rows(rows: Sequence[HostRow], fmt: str, extra: Mapping[str, Any]) -> N
 
 def hosts_group() -> click.Group:
     """The ``nexus hosts`` group (built on each call: cheap, nothing imported until invoked)."""
+    from nexus_core.plugin import log_options, setup_logs
 
     @click.group("hosts")
     def hosts() -> None:
         """SSH host keys of the project's hosts: scan (and add) them, verify them."""
 
-    common = [
+    common: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
         click.argument("names", nargs=-1, metavar="[HOST]..."),
         click.option(
             "-c",
@@ -312,6 +313,7 @@ def hosts_group() -> click.Group:
         click.option(
             "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
         ),
+        log_options,
     ]
 
     def with_common(f: Callable[..., None]) -> Callable[..., None]:
@@ -323,13 +325,21 @@ def hosts_group() -> click.Group:
     @with_common
     @click.option("--add", is_flag=True, help="Append new keys to the known_hosts file (never replaces one).")
     def scan(
-        names: tuple[str, ...], config_path: str | None, timeout: float, parallel: int, fmt: str, add: bool
+        names: tuple[str, ...],
+        config_path: str | None,
+        timeout: float,
+        parallel: int,
+        fmt: str,
+        add: bool,
+        log_level: str | None = None,
+        log_format: str = "text",
     ) -> None:
         """Fetch each host's keys and show their fingerprints; --add records the new ones.
 
         HOSTs default to every SSH host of the nexusfile. Check the fingerprints against
         what the host's administrator (or the cloud console) shows before adding them.
         """
+        setup_logs(log_level, log_format)
         targets, config = _targets(names, config_path)
         resolver, connector = _setup(config, timeout)
 
@@ -402,12 +412,19 @@ def hosts_group() -> click.Group:
     @hosts.command("verify")
     @with_common
     def verify(
-        names: tuple[str, ...], config_path: str | None, timeout: float, parallel: int, fmt: str
+        names: tuple[str, ...],
+        config_path: str | None,
+        timeout: float,
+        parallel: int,
+        fmt: str,
+        log_level: str | None = None,
+        log_format: str = "text",
     ) -> None:
         """Check the key each host presents against known_hosts (strictly, whatever the policy).
 
         Exit 0 when every host matches; 3 when a host is unreachable, unknown, or its key changed.
         """
+        setup_logs(log_level, log_format)
         targets, config = _targets(names, config_path, "verify")
         resolver, connector = _setup(config, timeout)
 
