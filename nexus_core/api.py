@@ -520,11 +520,15 @@ class StrategyContext(ABC):
     options: Mapping[str, Any]
 
     @abstractmethod
-    def run_batch(self, hosts: Sequence[Host], stop_on_failure: bool | None = None) -> list[HostOutcome]:
+    def run_batch(
+        self, hosts: Sequence[Host], stop_on_failure: bool | None = None, max_failures: int | None = None
+    ) -> list[HostOutcome]:
         """Run the task on ``hosts`` concurrently (bounded by ``forks``); return their outcomes.
 
         When a host fails and ``stop_on_failure`` is true (default: unless the run continues
-        on error), hosts of the batch that have not started yet are skipped.
+        on error), hosts of the batch that have not started yet are skipped. ``max_failures``:
+        the failures the batch tolerates; once more hosts than that have failed, its hosts not
+        started yet are skipped (a failure threshold such as ``max_fail_percentage``).
         """
 
     @abstractmethod

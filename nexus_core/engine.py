@@ -1280,7 +1280,7 @@ class _TaskContext(StrategyContext):
         self.engine.bus.emit(event)
 
     def _one(self, host: Host, batch: _Batch) -> HostOutcome:
-        if self.stopping() or (batch.failed and batch.stop_on_failure):
+        if self.stopping() or batch.stops():
             reason = INTERRUPTED if self.stopping() else "not started: another host failed"
             outcome = HostOutcome(host, "skipped", reason=reason)
             self.engine.bus.emit(
@@ -1293,12 +1293,15 @@ class _TaskContext(StrategyContext):
             with self.engine._lock:  # hosts of a batch finish in parallel
                 self.commands_executed += self.engine._executed.get((self.tp.name, host.label), 0)
             if not outcome.ok:
-                batch.failed = True
+                with self.engine._lock:
+                    batch.failures += 1
         self.outcomes.append(outcome)
         return outcome
 
-    def run_batch(self, hosts: Sequence[Host], stop_on_failure: bool | None = None) -> list[HostOutcome]:
-        batch = _Batch(not self.continue_on_error if stop_on_failure is None else stop_on_failure)
+    def run_batch(
+        self, hosts: Sequence[Host], stop_on_failure: bool | None = None, max_failures: int | None = None
+    ) -> list[HostOutcome]:
+        batch = _Batch(not self.continue_on_error if stop_on_failure is None else stop_on_failure, max_failures)
         if len(hosts) == 1 or self.forks == 1:
             return [self._one(h, batch) for h in hosts]
         # Every worker thread is started before any host's work begins. A thread's start waits
@@ -1329,10 +1332,17 @@ class _TaskContext(StrategyContext):
 
 @dataclass
 class _Batch:
-    """Shared state of one batch of hosts: whether one failed, and whether that stops the rest."""
+    """Shared state of one batch of hosts: how many failed, and whether that stops the rest."""
 
     stop_on_failure: bool
-    failed: bool = False
+    max_failures: int | None = None
+    failures: int = 0
+
+    def stops(self) -> bool:
+        """True when the hosts of the batch not started yet must not start."""
+        if self.stop_on_failure and self.failures:
+            return True
+        return self.max_failures is not None and self.failures > self.max_failures
 
 
 def _with_input(cmd: Command, executor: Executor) -> Command | CommandResult:

@@ -115,7 +115,8 @@ class RollingStrategy(Strategy):
             # When no failure is left to tolerate, the next one is over the threshold: the
             # batch's hosts not started yet (``forks`` below the batch size) must not start.
             stop = not context.continue_on_error and failures >= allowed
-            results = context.run_batch(batch, stop_on_failure=stop)
+            most = None if context.continue_on_error else allowed - failures  # failures this batch may add
+            results = context.run_batch(batch, stop_on_failure=stop, max_failures=most)
             outcomes += results
             if context.stopping():  # hosts stopped by the interrupt did not fail the batch
                 outcomes += skipped(plan[i + 1 :], INTERRUPTED)

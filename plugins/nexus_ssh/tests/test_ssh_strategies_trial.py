@@ -61,3 +61,25 @@ def test_a_rolling_tolerance_that_allows_no_failure_starts_no_host_of_the_batch_
     assert out.code == 1, out
     assert host_status(out, "deploy") == {H1: "failed", H2: "skipped", H3: "skipped"}, out
     assert [e["host"] for e in out.of("host.start")] == [H1]
+
+
+def test_a_rolling_tolerance_stops_the_batch_at_the_failure_that_crosses_it(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """max_fail_percentage=34 of 3 hosts tolerates one failure: the second failure crosses it,
+    and the batch's host not started yet must not start (it did: only the batch's end was checked)."""
+    write(
+        project,
+        sshbed,
+        f"""
+        hosts("web", "{H1}", "{H2}", "{H3}")
+
+        @task(on="web", strategy="rolling", batch=3, max_fail_percentage=34)
+        def deploy():
+            run("test " + hostname() + " = {H3}")
+        """,
+        forks=1,
+    )
+    out = project.run("run", "deploy", "--format", "json", timeout=60)
+    assert out.code == 1, out
+    assert host_status(out, "deploy") == {H1: "failed", H2: "failed", H3: "skipped"}, out
