@@ -354,6 +354,11 @@ class VerboseRenderer(TreeRenderer):
         extra = f" {clean(e.reason)}" if e.reason else ""
         self.write(f"{self._tag(e.task, e.host)} {self.style.mark(e.status)} {fmt_duration(e.duration)}{extra}")
 
+    def on_host_stop(self, e: ev.HostStop) -> None:
+        super().on_host_stop(e)
+        if e.status == "skipped":  # a host the strategy or a stop left out: said, not left unmentioned
+            self.write(f"{self._tag(e.task, e.host)} {self.style.mark('skipped')} {clean(e.reason)}")
+
     def on_task_stop(self, e: ev.TaskStop) -> None:
         s = self.style
         if e.status == "skipped":
@@ -363,16 +368,27 @@ class VerboseRenderer(TreeRenderer):
 
 
 class QuietRenderer(Renderer):
-    """``-q``: one line per task."""
+    """``-q``: one line per task (with the hosts it left out, if any)."""
+
+    def __init__(self, style: Style, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+        super().__init__(style, out, err)
+        self._not_started: dict[str, int] = {}  # hosts of a task left out (a strategy, a stop)
+
+    def on_host_stop(self, e: ev.HostStop) -> None:
+        if e.status == "skipped":
+            with self._lock:
+                self._not_started[e.task] = self._not_started.get(e.task, 0) + 1
 
     def on_task_stop(self, e: ev.TaskStop) -> None:
         s = self.style
+        left = self._not_started.get(e.task, 0)
+        more = f", {left} host{'s' if left != 1 else ''} not started" if left else ""
         if e.status == "skipped":
             self.write(f"{s.mark('skipped')} {e.task} (skipped)")
         elif e.status == "ok" and e.reason:
-            self.write(f"{s.mark(e.status)} {e.task} ({clean(e.reason)})")
+            self.write(f"{s.mark(e.status)} {e.task} ({clean(e.reason)}{more})")
         else:
-            self.write(f"{s.mark(e.status)} {e.task} ({fmt_duration(e.duration)})")
+            self.write(f"{s.mark(e.status)} {e.task} ({fmt_duration(e.duration)}{more})")
 
 
 class JsonRenderer(Renderer):

@@ -83,3 +83,28 @@ def test_a_rolling_tolerance_stops_the_batch_at_the_failure_that_crosses_it(
     out = project.run("run", "deploy", "--format", "json", timeout=60)
     assert out.code == 1, out
     assert host_status(out, "deploy") == {H1: "failed", H2: "failed", H3: "skipped"}, out
+
+
+def test_hosts_a_rollout_left_out_are_named_with_v_and_counted_with_q(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """-v and -q never mentioned the hosts a stopped rollout did not start."""
+    write(
+        project,
+        sshbed,
+        f"""
+        hosts("web", "{H1}", "{H2}", "{H3}")
+
+        @task(on="web", strategy="rolling", batch=1)
+        def deploy():
+            run("test " + hostname() + " != {H1}")
+        """,
+    )
+    verbose = project.run("run", "deploy", "-v", timeout=60)
+    assert verbose.code == 1, verbose
+    for host in (H2, H3):
+        assert any(
+            host in line and "not started: batch 1 failed" in line for line in verbose.stdout.splitlines()
+        ), verbose
+    quiet = project.run("run", "deploy", "-q", timeout=60)
+    assert quiet.code == 1 and "2 hosts not started" in quiet.stdout, quiet
