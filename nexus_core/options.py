@@ -262,7 +262,7 @@ CONFIG_OPTIONS: dict[str, Option] = {
     for o in [
         Option("parallel_limit", (int,), 10, "tasks running at once", minimum=1, cli_override="parallel_limit"),
         Option("forks", (int,), None, "hosts of one task running at once (default parallel_limit)", minimum=1),
-        Option("log_level", (str,), "info", "log level", choices=("debug", "info", "warning", "error")),
+        Option("log_level", (str,), "warning", "log level", choices=("debug", "info", "warning", "error")),
         Option("shell", (str,), "/bin/sh", "shell for local commands"),
         Option(
             "interrupt_grace",

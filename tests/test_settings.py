@@ -41,6 +41,7 @@ def test_precedence_env_over_nexusfile_over_project_over_user(nexus_project: Nex
     assert found["ssh_port"]["value"] == 2200 and found["ssh_port"]["source"] == "nexusfile"
     assert found["shell"] == {"key": "shell", "value": "/bin/dash", "source": "environment", "where": "NEXUS_SHELL"}
     assert found["ssh_host_key_verification"]["source"] == "built-in"
+    assert (found["log_level"]["value"], found["log_level"]["source"]) == ("warning", "built-in")  # what applies
     text = nexus_project.run("config", "show")
     assert text.code == 0, text
     assert "precedence:   command line > environment" in text.stdout
