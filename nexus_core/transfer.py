@@ -1793,11 +1793,14 @@ def _upload(
         wanted = {_split(it.dest)[0] for it in to_write}
         missing = [f for f in folders if f in wanted] + new_folders
         for chunk in _chunks(missing, lambda f: len(f) + 3):
-            made, _ = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
-                                  op.sudo, 60, cancel)  # fmt: skip
-            if not made.ok:
-                raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {made.reason}",
-                                    made.hint)  # fmt: skip
+            made, said = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
+                                     op.sudo, 60, cancel)  # fmt: skip
+            if not made.ok:  # mkdir's own words say which folder and why (permission denied...)
+                why = said[-1].strip() if said else made.reason
+                hint = made.hint
+                if "permission denied" in why.lower() and not op.sudo:
+                    hint = "- pass sudo=True to write as root\n- or choose a folder the login user may write in"
+                raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {why}", hint)
     writes = [
         FileWrite(
             it.source,

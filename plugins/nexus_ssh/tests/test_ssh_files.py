@@ -733,3 +733,28 @@ def test_a_tree_with_an_empty_folder_and_inner_links_arrives_over_ssh(
     assert refused.code == 2, refused
     assert "link_out -> /etc/hostname" in refused.stderr and "outside the folder" in refused.stderr, refused
     assert not (folder / "ltree" / "link_out").exists()
+
+
+def test_a_tree_into_folders_the_login_user_may_not_make_says_why(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """A recursive upload whose folders cannot be made said only 'exit code 1': mkdir's own
+    words (permission denied, which folder) and the sudo advice are in the report."""
+    locked = folder / "locked"
+    locked.mkdir(mode=0o755)
+    shutil.chown(locked, "root", "root")
+    (project.root / "dist").mkdir()
+    (project.root / "dist" / "app.py").write_text("print(1)\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def ship():
+            upload("dist/", "{locked}/app/", recursive=True)
+    """,
+    )
+    out = run(project, "run", "ship")
+    assert out.code == 1, out
+    assert "Permission denied" in out.stderr and f"{locked}/app" in out.stderr and "sudo=True" in out.stderr, out
+    assert list(locked.iterdir()) == []
