@@ -158,14 +158,20 @@ def _path_arg(what: str, key: str, value: Any) -> str | None:
 
 
 def _local_source(
-    what: str, src: str, root: str, recursive: bool, project: Project | None = None
+    what: str, src: str, root: str, recursive: bool, project: Project | None = None, made_before: bool = False
 ) -> tuple[str, str] | None:
     """The absolute local source and its kind (``file``/``dir``), or None after a problem
-    (a folder's files are checked once per plan of ``project``, not once per host)."""
+    (a folder's files are checked once per plan of ``project``, not once per host).
+
+    ``made_before``: a task this one depends on runs first and may make the source (a build
+    making ``dist/``): a source not there yet is then checked when the upload runs.
+    """
     path = os.path.normpath(os.path.join(root, os.path.expanduser(src)))
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if made_before:
+            return path, "dir" if recursive else "file"
         _problem(
             f"{what}(): source {src!r} does not exist ({path})",
             "check the path; relative paths start at the nexusfile's folder",
@@ -380,7 +386,9 @@ def upload(
     names = notify_names("upload", notify)
     if src_s is None or to_s is None or not (flags_ok and mode_ok and names_ok) or names is None:
         return
-    found = _local_source("upload", src_s, rec.project.root, bool(recursive), rec.project)
+    task = rec.project.tasks.get(rec.task)
+    made_before = task is not None and bool(task.deps)
+    found = _local_source("upload", src_s, rec.project.root, bool(recursive), rec.project, made_before)
     if found is None:
         return
     path, kind = found

@@ -89,6 +89,38 @@ def deploy():
     assert not (root / "ran").exists()
 
 
+def test_an_upload_of_what_a_task_before_makes_waits_for_it(nexus_project: NexusProject) -> None:
+    """The deploying guide's first example, in a fresh checkout: build makes dist/, deploy
+    uploads it. The plan stopped with "source 'dist/' does not exist" before build could run;
+    a source not there yet is now checked when the upload runs (a task without deps still
+    gets the plan-time error, above), and a dry run says it is not there yet."""
+    root = nexus_project.root
+    nexusfile(
+        nexus_project,
+        f"""
+@task
+def build():
+    run("mkdir -p dist && echo hi > dist/app.txt")
+
+@task(deps=[build])
+def deploy():
+    upload("dist/", "{root}/out/", recursive=True)
+
+@task(deps=[build])
+def broken():
+    upload("nothere.txt", "{root}/out/x.txt")
+""",
+    )
+    dry = nexus_project.run("run", "deploy", "-n")
+    assert dry.code == 0 and "is not there yet: a task this one depends on is to make it" in dry.stdout, dry
+    assert not (root / "dist").exists()
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 0, out
+    assert (root / "out" / "dist" / "app.txt").read_text() == "hi\n"
+    bad = nexus_project.run("run", "broken")
+    assert bad.code == 1 and "nothere.txt does not exist on this machine" in bad.stderr, bad
+
+
 def test_a_dry_run_shows_the_diff_and_writes_nothing(nexus_project: NexusProject) -> None:
     root = nexus_project.root
     (root / "t.j2").write_text("a = {{ a }}\nsame\n")
