@@ -59,6 +59,7 @@ def test_timeout_exits_4(nexus_project: NexusProject):
     out = nexus_project.run("exec", "local", "--timeout", "0.5", "--", "sleep 30")
     assert out.code == 4, out
     assert out.stdout.startswith("local | TIMEOUT >>"), out
+    assert "task timeout" not in out.stdout + out.stderr, out  # exec has no task the user set a timeout on
 
 
 def test_verbose_streams_lines_tagged_with_the_host(nexus_project: NexusProject):

@@ -420,7 +420,7 @@ def test_injected_clock_needs_the_policys_consent(bed: Bed) -> None:
 
 def test_require_dry_run_same_plan_same_user_within_ttl(bed: Bed) -> None:
     cold = bed.nexus("alice", "run", "checked", now=CLOSED)
-    assert cold.returncode == 77 and "need a dry run of this exact plan" in cold.stderr
+    assert cold.returncode == 77 and "needs a dry run of this exact plan" in cold.stderr
     assert "nexus run --dry-run checked" in cold.stderr
     dry = bed.nexus("alice", "run", "--dry-run", "checked", now=CLOSED)
     assert dry.returncode == 0, dry.stderr

@@ -312,7 +312,10 @@ def _plan(
         run(line, **options)
 
     on: Any = "local" if list(items) == ["local"] else list(items)
-    task = TaskDef(TASK, body, Location(project.path, 0), on=on, timeout=timeout, doc=f"nexus exec: {line}")
+    # --timeout is the command's limit; the synthetic task only gets a margin over it, so that a
+    # timeout is reported as the command's ("timed out after 1s"), not as a task's the user never set
+    limit = None if timeout is None else timeout + 1
+    task = TaskDef(TASK, body, Location(project.path, 0), on=on, timeout=limit, doc=f"nexus exec: {line}")
     synthetic = replace(project, tasks={TASK: task})
     return make_plan(synthetic, [TASK], fmt, config_override=overrides, cache=None)
 

@@ -132,7 +132,7 @@ def build():
 
 @task(deps=[build])
 def deploy():
-    """Ship it (change on= to a host group once nexus-ssh is installed)."""
+    """Ship it (add on="web", a host group, once nexus-ssh is installed)."""
     run("echo deploying", retries=2, retry_delay=1)
 '''
 

@@ -359,7 +359,10 @@ def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str) -> None
     if skipped:
         advice.append("Use --continue-on-error to run what does not depend on the failure")
         if any(t["strategy"] != "parallel" for t in tasks if "failed" in t["hosts"].values()):
-            advice.append("Or a strategy with a failure tolerance (canary, rolling with max_fail) plus health checks")
+            advice.append(
+                "Or a rolling rollout that tolerates some failures (max_fail_percentage=) with wait_for() "
+                "health checks, or a canary first (strategy='canary')"
+            )
     advice.append("Re-run just the failed host later with -H " + target)
     if fmt == "json":
         click.echo(json.dumps({"event": "what_if", "host": target, "tasks": tasks, "recommendations": advice}))

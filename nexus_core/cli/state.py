@@ -156,7 +156,8 @@ def _resume(
 
 
 def _record_to_resume(store: StateStore, run_id: str | None, config_path: str | None) -> RunRecord:
-    """The run ``nexus resume`` continues: RUN_ID, else the newest interrupted one of the nexusfile."""
+    """The run ``nexus resume`` continues: RUN_ID, else the newest run of the nexusfile when it
+    failed, else its newest interrupted one."""
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
 
     if run_id:

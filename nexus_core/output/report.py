@@ -96,7 +96,8 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
         if f.timeout and reason:
             ctx.append(f"Reason: {reason}")
         ctx += [f"  {d}" for d in details]
-        suggestions.append("Raise the limit with run(..., timeout=SECONDS) or @task(timeout=SECONDS)")
+        if "timeout=" not in f.hint:  # a wait_for's own advice names its limit already
+            suggestions.append("Raise the limit with run(..., timeout=SECONDS) or @task(timeout=SECONDS)")
     else:
         headline = "Command failed"
         ctx.append(f"Command: {command}")

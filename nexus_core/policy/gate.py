@@ -469,7 +469,8 @@ def _dry_runs(
     seen = "never dry-ran this plan" if last is None else f"last dry-ran this plan {moment - last:.0f} s ago"
     words = " ".join(plan.requested)
     deny(
-        f"{', '.join(names)} need a dry run of this exact plan by {user} within {ttl:.0f} s",
+        f"{', '.join(names)} need{'s' if len(names) == 1 else ''} a dry run of this exact plan by {user} "
+        f"within {ttl:.0f} s",
         [f"Rule: {needing[0][2]}", f"{user} {seen}", f"Plan hash: {digest[:16]}"],
         [f"Run first: nexus run --dry-run {words}", "A changed nexusfile, task argument or -H needs a new dry run"],
     )
