@@ -691,6 +691,18 @@ def _targets(
                 'give host strings, a group name, or "local"',
                 "bad-value",
             )
+        named = [i for i in on if isinstance(i, str) and i in project.groups]
+        if named:  # a group's name in a list of hosts would be taken for a host of that name
+            both = "', '".join(named)
+            _p(
+                out,
+                f"task {t.name!r}: on=[...] lists host group{'s' if len(named) > 1 else ''} '{both}' among hosts",
+                where,
+                f'for one group write on={named[0]!r}; for several, define hosts("both", groups=[...]) '
+                'and write on="both"',
+                "group-in-list",
+            )
+            return []
         for item in on:
             if isinstance(item, SourceSpec):
                 continue  # discovered when a run is planned

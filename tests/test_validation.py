@@ -175,6 +175,24 @@ def test_undefined_group_suggests_the_closest_name(nexus_project: NexusProject) 
     assert_reported(out, line_of(src, "# here"), "undefined host group 'wbe'", "did you mean 'web'?")
 
 
+def test_group_names_in_a_list_of_hosts_are_named_as_groups(nexus_project: NexusProject) -> None:
+    """on=["web", "db"] was taken as two hosts called web and db (the dry run then could not
+    resolve the host name 'web')."""
+    src = write(
+        nexus_project,
+        """
+        hosts("web", "web-1.example.com")
+        hosts("db", "db-1.example.com")
+
+        @task(on=["web", "db"])  # here
+        def deploy():
+            run("echo deploy")
+        """,
+    )
+    out = validate(nexus_project)
+    assert_reported(out, line_of(src, "# here"), "lists host groups 'web', 'db' among hosts", "on='web'")
+
+
 def test_undefined_group_inside_a_group(nexus_project: NexusProject) -> None:
     src = write(
         nexus_project,
