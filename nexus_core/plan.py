@@ -995,6 +995,16 @@ def build_plan(
                         "strategy-error",
                     )
                 )
+    if host_limit is not None and skipped and not tasks and not waiting and not problems:
+        problems.append(
+            Problem(
+                f"-H/--hosts {host_limit.text}: no host of this run's tasks is left, so nothing would run",
+                None,
+                "the patterns together exclude every host (see them with --list-hosts without -H); "
+                "drop an exclusion (!NAME) or name a host to keep",
+                "bad-limit",
+            )
+        )
     if problems:
         raise ValidationFailed(problems)
     left = {*skipped, *waiting}
