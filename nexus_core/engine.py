@@ -329,8 +329,8 @@ class Engine:
         return result
 
     def forks(self) -> int:
-        """How many hosts of one task run at once: ``--forks``, else ``config(forks=...)``,
-        else ``parallel_limit``."""
+        """How many hosts of one task run at once: :attr:`RunOptions.forks` (the API's), else
+        ``config(forks=...)``, else ``parallel_limit``."""
         forks = self.options.forks or int(self.plan.config.get("forks") or 0) or self.options.parallel_limit
         return max(1, forks)
 
@@ -973,8 +973,6 @@ class Engine:
         from nexus_core.handlers import Pending
 
         pending = Pending()
-        if not hp.handlers:
-            return pending
         key = (tp.name, hp.host.label)
         planned = {h.name for h in hp.handlers}
         resume = self.options.resume
@@ -985,6 +983,11 @@ class Engine:
             earlier += [
                 (n, f"carried over from run {self.options.carried_from}") for n in self.options.carried.get(key, ())
             ]
+        gone = sorted({name for name, _ in earlier if name not in planned})
+        if gone:  # renamed or removed since it was notified: said, not dropped without a word
+            self.bus.emit(ev.Log(self.options.run_id, level="warning", message=(
+                f"{tp.name} on {hp.host.label}: handler{'s' if len(gone) > 1 else ''} {', '.join(map(repr, gone))} "
+                "notified by an earlier run no longer defined for this task: not run")))  # fmt: skip
         for name, why in earlier:
             if name in planned and pending.add([name]) and why:
                 self.bus.emit(ev.HandlerNotify(self.options.run_id, task=tp.name, host=hp.host.label, handler=name,

@@ -156,6 +156,30 @@ def deploy():
     assert any("carried over" in e["by"] for e in out.of("handler.notify"))
 
 
+def test_a_pending_handler_removed_since_is_said_not_dropped(nexus_project):
+    """A failed run left 'restart' pending; the nexusfile then lost the handler (renamed): the
+    next run dropped the notification without a word."""
+    nexus_project.write(
+        HEADER
+        + """
+@handler
+def restart():
+    run("echo restart >> log")
+
+@task
+def deploy():
+    run("echo changed >> log", notify=restart)
+    run("test -f fixed")
+"""
+    )
+    assert nexus_project.run("run", "deploy").code == 1
+    (nexus_project.root / "fixed").write_text("")
+    nexus_project.write(HEADER + '\n@task\ndef deploy():\n    run("echo again >> log")\n')
+    out = nexus_project.run("run", "deploy", "--no-resume")
+    assert out.code == 0, out
+    assert "handler 'restart' notified by an earlier run no longer defined for this task: not run" in out.stderr, out
+
+
 def test_a_handler_notified_before_a_kill_runs_after_nexus_resume(nexus_project):
     nexus_project.write(
         HEADER
