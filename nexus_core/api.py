@@ -535,6 +535,11 @@ class StrategyContext(ABC):
     def stopping(self) -> bool:
         """True when no new host should start because the run is being stopped."""
 
+    def resumed(self, host: Host) -> bool:
+        """True when the interrupted run this one resumes had already started this task on
+        ``host`` (a canary's wait is not made a second time once the rest had begun)."""
+        return False
+
     @abstractmethod
     def wait(self, seconds: float) -> bool:
         """Pause (e.g. canary wait); return False if the run is being stopped."""

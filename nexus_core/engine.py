@@ -1276,6 +1276,13 @@ class _TaskContext(StrategyContext):
     def stopping(self) -> bool:
         return self.engine.cancel.requested
 
+    def resumed(self, host: Host) -> bool:
+        resume = self.engine.options.resume
+        if resume is None:
+            return False
+        key = (self.tp.name, host.label)
+        return key in resume.done_hosts or key in resume.start_at or any(k[:2] == key for k in resume.uncertain)
+
     def wait(self, seconds: float) -> bool:
         return self.engine.cancel.sleep(seconds)
 

@@ -167,6 +167,8 @@ class CanaryStrategy(Strategy):
         if any(not o.ok for o in outcomes) and not context.continue_on_error:
             return outcomes + skipped(rest, "not started: a canary host failed")
         wait = float(context.options.get("canary_wait") or 0)
+        if any(context.resumed(h) for h in rest[0]):
+            wait = 0  # the interrupted run had waited and begun the rest: no second wait on resume
         if context.stopping() or (wait and not context.wait(wait)):
             return outcomes + skipped(rest, INTERRUPTED)
         return outcomes + context.run_batch(rest[0])

@@ -108,3 +108,57 @@ def test_hosts_a_rollout_left_out_are_named_with_v_and_counted_with_q(
         ), verbose
     quiet = project.run("run", "deploy", "-q", timeout=60)
     assert quiet.code == 1 and "2 hosts not started" in quiet.stdout, quiet
+
+
+def test_a_resumed_canary_rollout_does_not_wait_a_second_time(project: NexusProject, sshbed: SshBed) -> None:
+    """Ctrl+C while the hosts after the canary run, then `nexus resume`: the canary wait was
+    made again before the rest continued (ten minutes with canary_wait=600)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    go = f"/tmp/nexus-canary-go-{uuid.uuid4().hex}"
+    write(
+        project,
+        sshbed,
+        f"""
+        hosts("web", "{H1}", "{H2}", "{H3}")
+
+        @task(on="web", strategy="canary", canary_hosts=1, canary_wait=10)
+        def deploy():
+            run("test " + hostname() + " = {H1} || test -f {go} || sleep 60")
+        """,
+    )
+    env = {**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "deploy", "--format", "json"],
+        cwd=project.root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for _ in range(2000):  # until a host after the canary starts (after the 10 s wait)
+            line = proc.stdout.readline()
+            if not line or (line.startswith("{") and json.loads(line).get("event") == "command.start"
+                            and json.loads(line).get("host") != H1):  # fmt: skip
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, proc.returncode
+    try:
+        with open(go, "w"):
+            pass
+        os.chmod(go, 0o644)
+        resumed = project.run("resume", "--format", "json", timeout=120)
+    finally:
+        os.unlink(go)
+    assert resumed.code == 0, resumed
+    began = resumed.of("pipeline.start")[0]["ts"]
+    rest = [e["ts"] for e in resumed.of("host.start") if e["host"] in (H2, H3)]
+    assert rest and min(rest) - began < 10, (min(rest) - began, resumed)  # the 10 s wait was not made again
