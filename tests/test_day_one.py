@@ -322,7 +322,7 @@ def test_h_mistakes_are_validation_errors(nexus_project: NexusProject):
     js = nexus_project.run("run", "deploy", "-H", "nope", "--list-hosts", "--format", "json")
     assert js.code == 2 and json.loads(js.stdout)["problems"][0]["code"] == "bad-limit"
     # every pattern matches something, yet together they leave the run nothing: said, not "Completed (0 tasks)"
-    nexus_project.write(HOSTS.replace("@task(on=\"db\", deps=[build])", "@task(on=\"db\")"))
+    nexus_project.write(HOSTS.replace('@task(on="db", deps=[build])', '@task(on="db")'))
     nothing = nexus_project.run("run", "migrate", "-H", "web")
     assert nothing.code == 2 and "no host of this run's tasks is left" in nothing.stderr, nothing
 
