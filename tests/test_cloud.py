@@ -220,9 +220,44 @@ def test_simulate_failure_says_who_runs_fails_and_is_skipped(project):
     assert "With parallel strategy (announce): depends on deploy, which would fail" in out.stdout
     assert "deploy: 1 of 3 host(s) would run it" in out.stdout and "--continue-on-error" in out.stdout
     keep = project.run("run", "announce", "-n", "--simulate-failure", "web-2", "--continue-on-error")
-    assert "web-3: would execute normally" in keep.stdout and "lb: would execute normally" in keep.stdout, keep
+    # a run with --continue-on-error runs web-3, and still skips what depends on the failed deploy
+    assert "web-3: would execute normally" in keep.stdout and "lb: would be SKIPPED" in keep.stdout, keep
     nobody = project.run("run", "announce", "-n", "--simulate-failure", "db-9")
     assert nobody.code == 2 and "no task of this run uses that host" in nobody.stderr, nobody
+
+
+def test_simulate_failure_asks_the_task_s_own_strategy(project):
+    """The what-if drives the strategy itself: a rolling rollout tolerating 40% failures goes
+    on after 1 failed host of 3 (33%), as a real run does; with forks=1 a parallel task's
+    hosts start one by one, so those after the failing host would not start."""
+    project.write(
+        """
+        from nexus_core import config, hosts, run, task
+
+        config(forks=1)
+        hosts("web", "fake://web-1", "fake://web-2", "fake://web-3")
+
+        @task(on="web", strategy="rolling", batch=1, max_fail_percentage=40)
+        def deploy():
+            run("deploy")
+
+        @task(on="web")
+        def check():
+            run("check")
+        """
+    )
+    out = project.run("run", "deploy", "-n", "--simulate-failure", "web-1")
+    assert out.code == 0, out
+    assert "  • web-1: ✗ SIMULATED FAILURE" in out.stdout
+    assert "  • web-2: would execute normally" in out.stdout and "  • web-3: would execute normally" in out.stdout, out
+    assert "deploy: 2 of 3 host(s) would run it" in out.stdout, out
+    data = project.run("run", "check", "-n", "--simulate-failure", "web-1", "--format", "json")
+    what_if = json.loads(data.stdout.splitlines()[0])
+    assert what_if["event"] == "what_if", data
+    assert what_if["tasks"][0]["hosts"] == {"web-1": "failed", "web-2": "skipped", "web-3": "skipped"}, what_if
+    keep = project.run("run", "check", "-n", "--simulate-failure", "web-1", "--continue-on-error", "--format", "json")
+    hosts = json.loads(keep.stdout.splitlines()[0])["tasks"][0]["hosts"]
+    assert hosts == {"web-1": "failed", "web-2": "ok", "web-3": "ok"}, keep
 
 
 def test_status_without_any_provider_says_how_to_name_one(project):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import rich_click as click
@@ -33,7 +33,9 @@ from nexus_core.complete import complete
 from nexus_core.output.style import Style
 
 if TYPE_CHECKING:
-    from nexus_core.plan import Plan
+    from nexus_core.events import Event
+    from nexus_core.model import Host
+    from nexus_core.plan import Plan, TaskPlan
 
 
 #: ``-K/--ask-sudo-pass``, shared by ``nexus run`` and ``nexus exec``.
@@ -204,7 +206,7 @@ def run(
             if scale:
                 _dry_scale(project, scale, fmt)
             if simulate_failure:
-                _what_if(plan, simulate_failure, continue_on_error, fmt)
+                _what_if(plan, simulate_failure, continue_on_error, fmt, parallel_limit)
             _dry_run(plan, fmt, _held_handlers(store, plan))
             if gated:
                 from nexus_core.policy.gate import record_dry_run
@@ -319,12 +321,16 @@ def _stop_through_clean_up() -> None:
             signal.signal(sig, stop)
 
 
-def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str) -> None:
-    """The what-if analysis of ``target`` failing: per task in run order, who runs, fails, is skipped."""
+def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str, parallel_limit: int | None) -> None:
+    """The what-if analysis of ``target`` failing: per task in run order, who runs, fails, is skipped.
+
+    Each task's own strategy (a plugin's too) decides, driven by :func:`_simulate_task`."""
 
     def matches(label: str) -> bool:
         return target in (label, label.rpartition("@")[2])
 
+    cfg = plan.config  # hosts of one task at once, as the engine counts them (its ``forks()``)
+    forks = max(1, int(cfg.get("forks") or 0) or int(parallel_limit or cfg.get("parallel_limit") or 10))
     tasks: list[dict[str, Any]] = []
     failed: set[str] = set()
     known = False
@@ -332,24 +338,21 @@ def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str) -> None
         for name in phase:
             tp = plan.tasks[name]
             order = [label for batch in tp.batches for label in batch] or [h.host.label for h in tp.hosts]
+            known = known or any(matches(label) for label in order)
             blocked = sorted(d for d in tp.deps if d in failed)
             row: dict[str, Any] = {"task": name, "strategy": tp.strategy, "hosts": {}}
-            if blocked and not continue_on_error:
+            if blocked:  # a task whose dependency fails is skipped, --continue-on-error or not
                 row["hosts"] = dict.fromkeys(order, "skipped")
                 row["why"] = f"depends on {', '.join(blocked)}, which would fail"
                 failed.add(name)
                 tasks.append(row)
                 continue
-            batches = [list(b) for b in tp.batches] or [order]
-            stopped = False
-            for batch in batches:
-                hit = any(matches(label) for label in batch)
-                for label in batch:
-                    row["hosts"][label] = "skipped" if stopped else ("failed" if matches(label) else "ok")
-                if hit:
-                    known = True
-                    failed.add(name)
-                    stopped = not continue_on_error
+            simulated, why = _simulate_task(tp, lambda h: matches(h.label), continue_on_error, forks)
+            row["hosts"] = dict.fromkeys(order, "skipped") | simulated  # in the planned order
+            if why:
+                row["why"] = why
+            if any(state != "ok" for state in simulated.values()):
+                failed.add(name)
             tasks.append(row)
     if not known:
         fail(ExitCode.CONFIG, f"--simulate-failure {target}: no task of this run uses that host", [],
@@ -385,6 +388,67 @@ def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str) -> None
     for line in advice:
         click.echo(f"  • {line}")
     click.echo("")
+
+
+def _simulate_task(
+    tp: TaskPlan, fails: Callable[[Host], bool], continue_on_error: bool, forks: int
+) -> tuple[dict[str, str], str]:
+    """Drive the task's strategy with hosts that succeed except where ``fails``; nothing runs.
+
+    Returns each host's state (``ok``, ``failed``, ``skipped``: also a host the strategy did
+    not schedule) and why the strategy itself failed (empty when it did not). A batch starts
+    its hosts in order, ``forks`` at a time, all taking as long as each other: the hosts
+    started in the same wave as a failing host run; those of later waves are skipped when
+    the failures stop the batch (``stop_on_failure``, or more of them than ``max_failures``),
+    as the engine would.
+    """
+    from nexus_core.api import HostOutcome, StrategyContext
+
+    class Simulated(StrategyContext):
+        def __init__(self) -> None:
+            self.continue_on_error = continue_on_error
+            self.options = dict(tp.options)
+            self.outcomes: list[HostOutcome] = []
+
+        def run_batch(
+            self, hosts: Sequence[Host], stop_on_failure: bool | None = None, max_failures: int | None = None
+        ) -> list[HostOutcome]:
+            stop = not self.continue_on_error if stop_on_failure is None else stop_on_failure
+            results: list[HostOutcome] = []
+            failures = 0
+            for start in range(0, len(hosts), forks):
+                stops = failures > 0 and (stop or (max_failures is not None and failures > max_failures))
+                for host in hosts[start : start + forks]:
+                    if stops:
+                        results.append(HostOutcome(host, "skipped", reason="not started: another host failed"))
+                    elif fails(host):
+                        failures += 1
+                        results.append(HostOutcome(host, "failed", reason="simulated failure"))
+                    else:
+                        results.append(HostOutcome(host, "ok"))
+            self.outcomes += results
+            return results
+
+        def stopping(self) -> bool:
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            return True
+
+        def emit(self, event: Event) -> None:
+            return None
+
+    hosts = [hp.host for hp in tp.hosts]
+    context = Simulated()
+    why = ""
+    try:
+        outcomes = plugin_manager().registry.strategy(tp.strategy).execute(hosts, context)
+    except Exception as exc:  # noqa: BLE001 - a plugin strategy failed: the engine fails the rest of its hosts
+        why = f"strategy {tp.strategy!r} would fail: {type(exc).__name__}: {exc}"
+        done = {o.host.label for o in context.outcomes}
+        outcomes = context.outcomes + [HostOutcome(h, "failed", reason=why) for h in hosts if h.label not in done]
+    states = {o.host.label: o.status if o.status in ("ok", "skipped") else "failed" for o in outcomes}
+    return dict.fromkeys((h.label for h in hosts), "skipped") | states, why
 
 
 def _dry_scale(project: Any, words: Sequence[str], fmt: str) -> None:
