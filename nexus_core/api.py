@@ -309,6 +309,13 @@ class Executor(ABC):
     def __init__(self, context: ExecutorContext) -> None:
         self.context = context
 
+    @classmethod
+    def host_problem(cls, host: Host) -> str:
+        """Why this transport cannot serve ``host`` as written ("" when it can): checked when a
+        run is planned, so the mistake is a validation error (exit 2) naming the task's line,
+        not a failure mid-run (an agent address with a user, say). Optional."""
+        return ""
+
     @abstractmethod
     def run(
         self,

@@ -736,7 +736,23 @@ def _targets(
         elif load and (why := registry.executors.problem(transport)):
             _p(out, f"task {t.name!r}: {why}", where, "reinstall or upgrade that plugin (see `nexus plugins`)",
                "plugin-error")  # fmt: skip
+        elif load:
+            for host in (h for h in hosts if h.transport == transport):
+                wrong = _host_problem(registry.executors[transport], host)
+                if wrong:
+                    message, _, hint = wrong.partition("\n")
+                    _p(out, f"task {t.name!r}: {message}", where, hint.removeprefix("- "), "bad-host")
     return _dedupe(hosts)
+
+
+def _host_problem(executor: Any, host: Host) -> str:
+    """What the executor class says is wrong with ``host`` ("" when nothing; a plugin's hook
+    that raises is not the user's mistake, and surfaces when the host runs)."""
+    try:
+        check = getattr(executor, "host_problem", None)
+        return str(check(host) or "") if callable(check) else ""
+    except Exception:  # noqa: BLE001 - plugin code
+        return ""
 
 
 def out_has_group_problem(out: list[Problem], group: str) -> bool:

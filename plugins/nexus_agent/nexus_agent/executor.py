@@ -127,6 +127,12 @@ class AgentExecutor(Executor):
     #: scheduler picks their agent: a later probe could ask another machine).
     supports_markers = True
 
+    @classmethod
+    def host_problem(cls, host: Host) -> str:
+        """An agent host takes no user or port: said when the run is planned (exit 2)."""
+        wrong = _address_problem(host)
+        return f"{wrong}\n{ADDRESS_HINT}" if wrong else ""
+
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
         self._lock = threading.Lock()

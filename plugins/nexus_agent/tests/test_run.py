@@ -157,7 +157,8 @@ def test_an_agent_host_with_a_user_or_a_port_runs_nothing(project: NexusProject,
         """
     )
     out = project.run("run", "as_nobody")
-    assert out.code == 1 and not mark.exists(), out  # not as the agent's user instead of nobody
+    assert out.code == 2 and not mark.exists(), out  # refused when planned, not run as the agent's user
+    assert "nexusfile.py:3: task 'as_nobody'" in out.stderr, out
     assert "agent://nobody@a1: an agent host takes no user or port" in out.stderr, out
     assert "agent://a2:22: an agent host takes no user or port" in out.stderr
     assert 'run(..., user="NAME")' in out.stderr
