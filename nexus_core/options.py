@@ -257,6 +257,14 @@ TASK_OPTIONS: dict[str, Option] = {
     ]
 }
 
+def _rate(value: Any) -> str | None:
+    """A ``limits`` rate of at least one call (``10/second``), checked when the nexusfile is."""
+    from nexus_core.clouds.controller import rate_problem
+
+    why = rate_problem(str(value))
+    return f'{why}: write a count per period, e.g. "10/second" or "100/minute"' if why else None
+
+
 CONFIG_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
@@ -309,6 +317,7 @@ CONFIG_OPTIONS: dict[str, Option] = {
             (str,),
             "10/second",
             "calls per period to a cloud provider's API (a `limits` rate: 10/second, 100/minute)",
+            check=_rate,
         ),
         Option(
             "discovery_ttl",

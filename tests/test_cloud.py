@@ -271,6 +271,8 @@ def test_a_cloud_api_rate_that_is_no_rate_is_a_configuration_error(project, rate
     out = project.run("cloud", "status", timeout=30)  # "0/second" waited for a free slot for hours
     assert out.code == 2 and f"cloud_api_rate='{rate}' {why}" in out.stderr, out
     assert 'config(cloud_api_rate="10/second")' in out.stderr and "internal error" not in out.stderr
+    checked = project.run("validate")  # and before any cloud call, with the nexusfile's line
+    assert checked.code == 2 and f"nexusfile.py:2: config(): cloud_api_rate='{rate}' {why}" in checked.stderr, checked
 
 
 # --- the controller, in process -------------------------------------------------------------------
