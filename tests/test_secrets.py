@@ -586,6 +586,15 @@ def test_the_master_key_and_passphrase_a_command_inherits_are_hidden(keyed):
         assert KEY not in out.stdout + out.stderr and phrase not in out.stdout + out.stderr, out
     assert keyed.run("logs").stdout.count("=***") == 2
     assert KEY not in _state_text(keyed) and phrase not in _state_text(keyed)
+    # nexus exec too, with or without a nexusfile; and the Vault token a command inherits
+    token = "hvs.inherited-token-5521"
+    elsewhere = keyed.root.parent / "no-nexusfile"  # beside the project: no nexusfile above it
+    elsewhere.mkdir()
+    for folder in (keyed.root, elsewhere):
+        out = keyed.run("exec", "local", "--", "env | grep -E '^(NEXUS_MASTER_KEY|VAULT_TOKEN)='",
+                        env={"VAULT_TOKEN": token}, cwd=folder)  # fmt: skip
+        assert out.code == 0 and "NEXUS_MASTER_KEY=***" in out.stdout, out
+        assert KEY not in out.stdout + out.stderr and token not in out.stdout + out.stderr, out
 
 
 def test_an_exception_carrying_a_value_is_shown_redacted(keyed):

@@ -108,6 +108,9 @@ def exec_command(
     from nexus_core.cli.run import ask_sudo_password, check_can_ask_sudo_pass
 
     setup_logs(log_level, log_format)
+    from nexus_core.secrets.resolve import register_credentials
+
+    register_credentials(os.environ)  # with or without a nexusfile: `env` must not print the store's key
     check_can_ask_sudo_pass(ask_sudo_pass)
     ctx = click.get_current_context()
     after = ctx.meta.get("exec_after_dashes") if ctx is not None else None  # set by ExecCommand.parse_args

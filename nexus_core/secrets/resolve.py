@@ -262,6 +262,9 @@ def register_credentials(environ: Mapping[str, str]) -> None:
     """
     register(environ.get("NEXUS_SUDO_PASSWORD", ""))
     register(environ.get("NEXUS_MASTER_KEY", "").strip())
+    # HashiCorp's own variables, which nexus-vault reads (and the `vault` CLI a command runs)
+    for name in ("VAULT_TOKEN", "VAULT_SECRET_ID"):
+        register(environ.get(name, "").strip())
     for name in ("NEXUS_PASSPHRASE", "NEXUS_NEW_PASSPHRASE"):
         phrase = environ.get(name, "")
         if len(phrase) >= MIN_PASSPHRASE:
