@@ -133,11 +133,10 @@ def test_force_handlers_runs_notified_handlers_on_a_host_that_failed(nexus_proje
     assert [e["forced"] for e in out.of("handler.start")] == [True]
 
 
-def test_a_fresh_run_takes_over_the_handlers_a_failed_run_left_pending(nexus_project):
-    # Ansible forgets them (ansible/ansible#10498): the change is made, the restart never comes.
-    nexus_project.write(
-        HEADER
-        + """
+#: A change that notifies restart, then a command that fails until the file ``fixed`` exists.
+LEFT_PENDING = (
+    HEADER
+    + """
 @handler
 def restart():
     run("echo restart >> log")
@@ -147,7 +146,12 @@ def deploy():
     run("test -f made || (touch made && echo changed >> log)", notify=restart)
     run("test -f fixed")
 """
-    )
+)
+
+
+def test_a_fresh_run_takes_over_the_handlers_a_failed_run_left_pending(nexus_project):
+    # Ansible forgets them (ansible/ansible#10498): the change is made, the restart never comes.
+    nexus_project.write(LEFT_PENDING)
     assert nexus_project.run("run", "deploy").code == 1
     (nexus_project.root / "fixed").write_text("")
     out = nexus_project.run("run", "deploy", "--no-resume", "--format", "json")
@@ -159,19 +163,7 @@ def deploy():
 def test_a_pending_handler_removed_since_is_said_not_dropped(nexus_project):
     """A failed run left 'restart' pending; the nexusfile then lost the handler (renamed): the
     next run dropped the notification without a word."""
-    nexus_project.write(
-        HEADER
-        + """
-@handler
-def restart():
-    run("echo restart >> log")
-
-@task
-def deploy():
-    run("echo changed >> log", notify=restart)
-    run("test -f fixed")
-"""
-    )
+    nexus_project.write(LEFT_PENDING)
     assert nexus_project.run("run", "deploy").code == 1
     (nexus_project.root / "fixed").write_text("")
     nexus_project.write(HEADER + '\n@task\ndef deploy():\n    run("echo again >> log")\n')
