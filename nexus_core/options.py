@@ -257,6 +257,7 @@ TASK_OPTIONS: dict[str, Option] = {
     ]
 }
 
+
 def _rate(value: Any) -> str | None:
     """A ``limits`` rate of at least one call (``10/second``), checked when the nexusfile is."""
     from nexus_core.clouds.controller import rate_problem
