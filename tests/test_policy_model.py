@@ -109,6 +109,8 @@ def test_decisions_follow_inheritance_cannot_and_groups(tmp_path: Path) -> None:
         ("[[assign]]\nrole = 'a'\n", 1, "exactly one of user"),
         ("[audit]\n", 1, "unknown section 'audit'"),
         ("[approvals]\nttl = -1\n", 2, "approvals.ttl must be a number of seconds > 0"),
+        ('[testing]\nclock_override = "yes"\n', 1, "clock_override must be true or false"),  # was read as false
+        ("[testing]\nclock_overide = true\n", 1, "unknown key 'clock_overide'"),
     ],
 )
 def test_policy_mistakes_name_their_line(tmp_path: Path, text: str, line: int, message: str) -> None:

@@ -270,6 +270,12 @@ class _Reader:
             window_tasks[name] = self.patterns(spec.get("tasks", []), f"change_windows.{name}.tasks", name)
         dry = self.table(data, "require_dry_run")
         testing = self.table(data, "testing")
+        extra = set(testing) - {"clock_override"}
+        if extra or not isinstance(testing.get("clock_override", False), bool):
+            # a typo here must not switch the clock override on, nor leave it off without a word
+            what = f"unknown key {sorted(extra)[0]!r}" if extra else "clock_override must be true or false"
+            raise self.fail(f"testing: {what}", "write clock_override = true (tests only) or leave [testing] out",
+                            "[testing]")  # fmt: skip
         return Policy(
             path=self.path,
             roles=roles,
