@@ -35,3 +35,16 @@ def test_secret_set_and_delete_are_audited_without_the_value(nexus_project: Nexu
     ], changes
     assert all(r["target"].endswith("secrets.enc") and r["user"] and r["correlation_id"] for r in changes), changes
     assert nexus_project.run("audit", "verify", str(log)).code == 0
+
+
+def test_a_file_sink_under_a_path_that_is_a_file_says_so(nexus_project: NexusProject, tmp_path: Path) -> None:
+    """The sink's folder path runs through a regular file: the error said only 'File exists'."""
+    blocker = tmp_path / "logs"
+    blocker.write_text("not a folder\n")
+    config = Path(nexus_project.env["XDG_CONFIG_HOME"]) / "nexus" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[audit.sinks.trail]\ntype = "file"\nrequired = true\npath = "{blocker}/audit/audit.log"\n')
+    nexus_project.write('from nexus_core import run, task\n\n@task\ndef t():\n    run("true")\n')
+    out = nexus_project.run("run", "t")
+    assert out.code == 2, out
+    assert f"{blocker} is a file, not a folder" in out.stderr and "File exists" not in out.stderr, out

@@ -98,6 +98,11 @@ class FileSink(AuditSink):
                 self.fh = open(self.path, "a", encoding="utf-8")
                 self.end = os.fstat(self.fh.fileno()).st_size
         except OSError as exc:
+            folder = os.path.dirname(self.path)
+            blocked = next((p for p in _parents(folder) if os.path.lexists(p) and not os.path.isdir(p)), None)
+            if blocked is not None:  # makedirs says only "File exists"
+                hint = f"point the sink's path to a folder, or move {blocked} away"
+                raise AuditSinkError(f"cannot open {self.path}: {blocked} is a file, not a folder", hint) from None
             raise AuditSinkError(f"cannot open {self.path}: {exc.strerror or exc}",
                                  "check that the folder exists and this user may write there") from None  # fmt: skip
         self.since_checkpoint = 0
@@ -274,3 +279,12 @@ def _epoch(text: str) -> float:
         return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return time.time()
+
+
+def _parents(folder: str) -> list[str]:
+    """``folder`` and the folders above it, nearest first."""
+    out: list[str] = []
+    while folder and folder not in out:
+        out.append(folder)
+        folder = os.path.dirname(folder)
+    return out
