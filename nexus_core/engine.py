@@ -1284,6 +1284,9 @@ class _TaskContext(StrategyContext):
         return key in resume.done_hosts or key in resume.start_at or any(k[:2] == key for k in resume.uncertain)
 
     def wait(self, seconds: float) -> bool:
+        if seconds > 0:  # said, so that a pipe or CI log does not fall silent for the wait
+            self.emit(ev.TaskWait(self.engine.options.run_id, task=self.tp.name, strategy=self.tp.strategy,
+                                  seconds=seconds))  # fmt: skip
         return self.engine.cancel.sleep(seconds)
 
     def emit(self, event: ev.Event) -> None:

@@ -176,6 +176,16 @@ class TaskRetry(Event):
 
 
 @event_type
+class TaskWait(Event):
+    """A task's strategy pauses before its next hosts (a canary's ``canary_wait``)."""
+
+    name: ClassVar[str] = "task.wait"
+    task: str
+    strategy: str
+    seconds: float
+
+
+@event_type
 class HostStart(Event):
     """A task starts on one host."""
 
@@ -354,7 +364,7 @@ class Log(Event):
 
 CATALOGUE: tuple[type[Event], ...] = (
     PipelineStart, PipelineStop, PipelineException, PipelineInterrupt,
-    TaskStart, TaskStop, TaskRetry, HostStart, HostStop,
+    TaskStart, TaskStop, TaskRetry, TaskWait, HostStart, HostStop,
     CommandStart, CommandOutput, CommandStop, Log,
     TransferStart, TransferProgress, TransferStop,
     HandlerNotify, HandlerStart, HandlerStop,

@@ -208,6 +208,12 @@ class TreeRenderer(Renderer):
             )
         )
 
+    def on_task_wait(self, e: ev.TaskWait) -> None:
+        s = self.style
+        self.write(
+            s.paint(f"  {e.task}: waiting {fmt_duration(e.seconds)} before its next hosts ({e.strategy})", "dim")
+        )
+
     def on_host_stop(self, e: ev.HostStop) -> None:
         host = self._host(e.task, e.host)
         host.status, host.duration, host.reason = e.status, e.duration, clean(e.reason)

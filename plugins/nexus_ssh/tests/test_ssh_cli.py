@@ -1103,11 +1103,15 @@ def test_a_resumed_canary_rollout_does_not_wait_a_second_time(project: NexusProj
     )  # fmt: skip
     try:
         assert proc.stdout is not None
+        seen: list[str] = []
         for _ in range(2000):  # until a host after the canary starts (after the 10 s wait)
             line = proc.stdout.readline()
+            seen.append(line)
             if not line or (line.startswith("{") and json.loads(line).get("event") == "command.start"
                             and json.loads(line).get("host") != H1):  # fmt: skip
                 break
+        # the wait is said (a CI log does not fall silent for canary_wait seconds)
+        assert any('"event": "task.wait"' in x and '"seconds": 10' in x for x in seen), seen
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     finally:
