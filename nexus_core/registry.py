@@ -303,8 +303,15 @@ class Registry:
         known provider is not loaded: ``"nexus-ssh is installed but blocked by policy
         (...)"``. ``provides`` names the thing in the hint (``"the 'ssh' transport"``).
         """
-        package = kind(kind_name).package_for(name)
+        k = kind(kind_name)
+        package = k.package_for(name)
         if package is None:
+            from nexus_core.options import suggest
+
+            known = [*self.classes[k.name], *k.packages]  # installed, and provided by a known package
+            close = suggest(name, [n for n in dict.fromkeys(known) if n != name])
+            if close:
+                return "", f"did you mean {close!r}? Else install a plugin providing {provides}"
             return "", f"install a plugin providing {provides} (then check `nexus plugins`)"
         why = self.unavailable.get(_norm(package))
         if why is not None:

@@ -193,6 +193,19 @@ def test_group_names_in_a_list_of_hosts_are_named_as_groups(nexus_project: Nexus
     assert_reported(out, line_of(src, "# here"), "lists host groups 'web', 'db' among hosts", "on='web'")
 
 
+def test_a_misspelt_transport_suggests_the_right_one(nexus_project: NexusProject) -> None:
+    src = write(
+        nexus_project,
+        """
+        @task(on=["agnet://pi-1"])  # here
+        def deploy():
+            run("echo deploy")
+        """,
+    )
+    out = validate(nexus_project)
+    assert_reported(out, line_of(src, "# here"), "no agnet executor is installed", "did you mean 'agent'?")
+
+
 def test_undefined_group_inside_a_group(nexus_project: NexusProject) -> None:
     src = write(
         nexus_project,
