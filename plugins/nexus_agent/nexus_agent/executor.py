@@ -127,6 +127,12 @@ class AgentExecutor(Executor):
     #: scheduler picks their agent: a later probe could ask another machine).
     supports_markers = True
 
+    def _warn(self, message: str) -> None:
+        """A warning of the run (shown in every output mode, not only with -v)."""
+        from nexus_core.plugin import Log
+
+        self.context.emit(Log(run_id=self.context.run_id, level="warning", message=message, source="nexus-agent"))
+
     @classmethod
     def host_problem(cls, host: Host) -> str:
         """An agent host takes no user or port: said when the run is planned (exit 2)."""
@@ -338,6 +344,7 @@ class AgentExecutor(Executor):
             again = [c for key, c in done.items() if marker is None or key != marker.key]
         line = f"[nexus] agent {agent} was lost; running again on {other.name}"
         on_output("stderr", line)
+        self._warn(f"{host.label}: agent {agent} was lost; running again on {other.name}")
         for i, earlier in enumerate(again, 1):
             on_output("stderr", f"[nexus] {other.name}: the task's command {i} of {len(again)} before this one")
             limit = float(earlier.timeout) if earlier.timeout and earlier.timeout > 0 else 0.0
@@ -631,6 +638,7 @@ class AgentExecutor(Executor):
                             line = f"[nexus] agent {running_on} was lost; running again on {msg.get('agent')}"
                             tail.append(line)
                             on_output("stderr", line)
+                            self._warn(line.removeprefix("[nexus] "))
                         running_on = str(msg.get("agent") or "")
                         running_at = str(msg.get("worker") or "")
                         if timeout > 0:

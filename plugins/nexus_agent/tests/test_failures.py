@@ -97,6 +97,8 @@ def test_a_shard_whose_agent_is_killed_runs_again_on_another(
     assert proc.returncode == 0, err
     assert "done 0" in out and "done 1" in out
     assert "was lost; running again on" in out
+    # a warning of the run, not only an output line (-v would be needed to see it in text mode)
+    assert any('"event": "log"' in line and "was lost; running again on" in line for line in out.splitlines()), out
     ran = (marks / "shard-0.pid").read_text().split()
     assert len(ran) == 2 and ran[0] != ran[1]
 
