@@ -329,10 +329,8 @@ class Engine:
         return result
 
     def forks(self) -> int:
-        """How many hosts of one task run at once: :attr:`RunOptions.forks` (the API's), else
-        ``config(forks=...)``, else ``parallel_limit``."""
-        forks = self.options.forks or int(self.plan.config.get("forks") or 0) or self.options.parallel_limit
-        return max(1, forks)
+        """How many hosts of one task run at once (see :func:`forks_of`)."""
+        return forks_of(self.plan.config, self.options.parallel_limit, self.options.forks)
 
     def _hosts_at_once(self) -> int:
         """The most hosts one task of the plan may run at once (its hosts, at most ``forks``)."""
@@ -1208,6 +1206,12 @@ def _failed_reason(bad: Sequence[HostOutcome]) -> str:
     if len(groups) > 5:
         parts.append(f"and {len(groups) - 5} other failures")
     return "; ".join(parts)
+
+
+def forks_of(config: Mapping[str, Any], parallel_limit: int, forks: int | None = None) -> int:
+    """How many hosts of one task run at once: ``forks`` (the API's :attr:`RunOptions.forks`),
+    else ``config(forks=...)``, else ``parallel_limit`` (the run's: ``-p``, else the config's)."""
+    return max(1, forks or int(config.get("forks") or 0) or parallel_limit)
 
 
 def _let_through(command: str, status: str) -> str:

@@ -329,8 +329,9 @@ def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str, paralle
     def matches(label: str) -> bool:
         return target in (label, label.rpartition("@")[2])
 
-    cfg = plan.config  # hosts of one task at once, as the engine counts them (its ``forks()``)
-    forks = max(1, int(cfg.get("forks") or 0) or int(parallel_limit or cfg.get("parallel_limit") or 10))
+    from nexus_core.engine import forks_of
+
+    forks = forks_of(plan.config, int(parallel_limit or plan.config.get("parallel_limit") or 10))
     tasks: list[dict[str, Any]] = []
     failed: set[str] = set()
     known = False
