@@ -258,10 +258,21 @@ TASK_OPTIONS: dict[str, Option] = {
 }
 
 
+def rate_problem(rate: str) -> str | None:
+    """Why ``rate`` is no usable ``config(cloud_api_rate=...)`` (None: it is one)."""
+    from limits import parse
+
+    try:
+        item = parse(rate)
+    except ValueError:
+        return f"cloud_api_rate={rate!r} is not a rate"
+    if item.amount < 1:
+        return f"cloud_api_rate={rate!r} allows no call at all"
+    return None
+
+
 def _rate(value: Any) -> str | None:
     """A ``limits`` rate of at least one call (``10/second``), checked when the nexusfile is."""
-    from nexus_core.clouds.controller import rate_problem
-
     why = rate_problem(str(value))
     return f'{why}: write a count per period, e.g. "10/second" or "100/minute"' if why else None
 

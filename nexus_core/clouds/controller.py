@@ -120,23 +120,12 @@ def _breaker(provider: str) -> pybreaker.CircuitBreaker:
         return found
 
 
-def rate_problem(rate: str) -> str | None:
-    """Why ``rate`` is no usable ``config(cloud_api_rate=...)`` (None: it is one)."""
-    from limits import parse
-
-    try:
-        item = parse(rate)
-    except ValueError:
-        return f"cloud_api_rate={rate!r} is not a rate"
-    if item.amount < 1:
-        return f"cloud_api_rate={rate!r} allows no call at all"
-    return None
-
-
 def _wait_for_rate(rate: str, key: str) -> None:
     from limits import parse
     from limits.storage import MemoryStorage
     from limits.strategies import MovingWindowRateLimiter
+
+    from nexus_core.options import rate_problem
 
     problem = rate_problem(rate)
     if problem:
