@@ -534,7 +534,8 @@ class _Reader:
                     hint = f"a host without {key} is connected to by its name: give it {settings[1]}ADDRESS"
                 else:
                     hint = f"{key} is a host name or an IP address alone: give the user and the port with {settings[0]}"
-                self.problem(line, str(exc) if text == name else f"host {name!r}: {exc}", hint)
+                why = str(exc).removeprefix(f"host {text!r}: ")  # said once: the name, then what is wrong
+                self.problem(line, f"host {name!r}: {why}", hint)
                 continue
             first = owners.setdefault(text, name)
             if first != name:
