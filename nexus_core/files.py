@@ -16,6 +16,7 @@ import os
 import stat
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from nexus_core.dsl import _RECORDER, NexusfileError, _caller, _problem, notify_names
@@ -158,25 +159,24 @@ def _path_arg(what: str, key: str, value: Any) -> str | None:
 
 
 def _local_source(
-    what: str, src: str, root: str, recursive: bool, project: Project | None = None, made_before: bool = False
+    what: str, src: str, root: str, recursive: bool, project: Project | None = None, deps: Sequence[str] = ()
 ) -> tuple[str, str] | None:
     """The absolute local source and its kind (``file``/``dir``), or None after a problem
     (a folder's files are checked once per plan of ``project``, not once per host).
 
-    ``made_before``: a task this one depends on runs first and may make the source (a build
-    making ``dist/``): a source not there yet is then checked when the upload runs.
+    ``deps``: the tasks the current one depends on. Sources are checked before anything
+    runs, so a file one of them would make is not there yet: the hint says how to hand it
+    over (``artifact()``) instead of only "check the path".
     """
     path = os.path.normpath(os.path.join(root, os.path.expanduser(src)))
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        if made_before:
-            return path, "dir" if recursive else "file"
-        _problem(
-            f"{what}(): source {src!r} does not exist ({path})",
-            "check the path; relative paths start at the nexusfile's folder",
-            code="missing-source",
-        )
+        hint = "check the path; relative paths start at the nexusfile's folder"
+        if deps:
+            hint = (f"sources are checked before any task runs: if {', '.join(deps)} makes it, declare it there "
+                    f"with artifact({src!r}) (it then reaches this task's hosts), or run that task first")  # fmt: skip
+        _problem(f"{what}(): source {src!r} does not exist ({path})", hint, code="missing-source")
         return None
     except OSError as exc:
         _problem(f"{what}(): source {src!r} cannot be read: {exc.strerror}", "check its permissions", code="bad-source")
@@ -387,8 +387,8 @@ def upload(
     if src_s is None or to_s is None or not (flags_ok and mode_ok and names_ok) or names is None:
         return
     task = rec.project.tasks.get(rec.task)
-    made_before = task is not None and bool(task.deps)
-    found = _local_source("upload", src_s, rec.project.root, bool(recursive), rec.project, made_before)
+    deps = [d if isinstance(d, str) else str(getattr(d, "__nexus_task__", d)) for d in (task.deps if task else ())]
+    found = _local_source("upload", src_s, rec.project.root, bool(recursive), rec.project, deps)
     if found is None:
         return
     path, kind = found

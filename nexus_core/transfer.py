@@ -1777,11 +1777,8 @@ def _download(
 def _upload(
     executor: Executor, host: Host, op: Transfer, source: str, reporter: Reporter, cancel: Cancel, started: float
 ) -> CommandResult:
-    if not os.path.lexists(source):  # the plan let it wait for a task before this one, which did not make it
-        raise TransferError(
-            f"the source {op.src} does not exist on this machine",
-            "- check the path, and that the task this one depends on makes it (its output, its working folder)",
-        )
+    if not os.path.lexists(source):  # removed since the plan checked it
+        raise TransferError(f"the source {op.src} does not exist on this machine", "- check the path")
     looked = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index), cancel)
     items, folders, new_folders = looked
     problems = [it for it in items if it.problem is not None]
@@ -1887,8 +1884,8 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
             )
         same = _same_local(op.dest, state.sha256)
         return not same, 1, 0 if same else 1, [], ""
-    if op.kind == "upload" and not os.path.lexists(op.src):  # the plan let it wait for an earlier task
-        return True, 0, 0, [f"({op.src} is not there yet: a task this one depends on is to make it)"], ""
+    if op.kind == "upload" and not os.path.lexists(op.src):  # removed since the plan checked it
+        return True, 0, 0, [], f"the source {op.src} does not exist on this machine"
     with _source(op) as source:
         try:
             items, _, new_folders = _look(executor, host, op, source)

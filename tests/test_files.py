@@ -89,11 +89,10 @@ def deploy():
     assert not (root / "ran").exists()
 
 
-def test_an_upload_of_what_a_task_before_makes_waits_for_it(nexus_project: NexusProject) -> None:
-    """The deploying guide's first example, in a fresh checkout: build makes dist/, deploy
-    uploads it. The plan stopped with "source 'dist/' does not exist" before build could run;
-    a source not there yet is now checked when the upload runs (a task without deps still
-    gets the plan-time error, above), and a dry run says it is not there yet."""
+def test_a_missing_upload_source_in_a_task_with_deps_says_how_to_hand_it_over(nexus_project: NexusProject) -> None:
+    """The deploying guide's first shape, in a fresh checkout: build makes dist/, deploy
+    uploads it. Sources are checked before anything runs (exit 2, nothing runs); the hint
+    said only "check the path", now it names artifact() in the task that makes it."""
     root = nexus_project.root
     nexusfile(
         nexus_project,
@@ -105,20 +104,13 @@ def build():
 @task(deps=[build])
 def deploy():
     upload("dist/", "{root}/out/", recursive=True)
-
-@task(deps=[build])
-def broken():
-    upload("nothere.txt", "{root}/out/x.txt")
 """,
     )
-    dry = nexus_project.run("run", "deploy", "-n")
-    assert dry.code == 0 and "is not there yet: a task this one depends on is to make it" in dry.stdout, dry
-    assert not (root / "dist").exists()
     out = nexus_project.run("run", "deploy")
-    assert out.code == 0, out
-    assert (root / "out" / "dist" / "app.txt").read_text() == "hi\n"
-    bad = nexus_project.run("run", "broken")
-    assert bad.code == 1 and "nothere.txt does not exist on this machine" in bad.stderr, bad
+    assert out.code == 2, out
+    assert "upload(): source 'dist/' does not exist" in out.stderr, out
+    assert "if build makes it, declare it there with artifact('dist/')" in out.stderr, out
+    assert not (root / "dist").exists()  # nothing ran
 
 
 def test_a_dry_run_shows_the_diff_and_writes_nothing(nexus_project: NexusProject) -> None:
