@@ -602,11 +602,23 @@ def _cloud_agents(project: Project, registry: Any) -> Callable[[Any], str | None
 def _waiting_tasks(project: Project, waiting: Mapping[str, str]) -> dict[str, str]:
     """The tasks whose every host source is one of ``waiting`` (a dry run's cloud agents): why."""
     from nexus_core.discovery import needed_specs
+    from nexus_core.model import SourceSpec, on_items
+
+    def only_sources(on: Any, seen: set[str]) -> bool:  # no host written out: nothing to plan yet
+        if isinstance(on, str):
+            g = project.groups.get(on)
+            if g is None or on in seen:
+                return g is not None
+            seen.add(on)
+            return all(isinstance(m, SourceSpec) for m in g.members) and all(
+                only_sources(sub, seen) for sub in g.groups if isinstance(sub, str)
+            )
+        return all(isinstance(i, SourceSpec) or only_sources(i, seen) for i in on_items(on))
 
     out: dict[str, str] = {}
     for name, t in project.tasks.items():
         specs = needed_specs(project, [name])
-        if specs and all(s.key in waiting for s in specs) and t.on is not None:
+        if specs and all(s.key in waiting for s in specs) and t.on is not None and only_sources(t.on, set()):
             out[name] = waiting[specs[0].key]
     return out
 

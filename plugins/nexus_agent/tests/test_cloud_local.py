@@ -228,7 +228,7 @@ def test_a_dry_run_of_a_burst_task_from_zero_shows_it_waiting_for_the_clouds_ins
     the rest of the plan, instead of failing with "no agent matches tagged('burst')"."""
     burst.write(
         """
-        from nexus_core import cloud, run, tagged, task
+        from nexus_core import cloud, hosts, run, tagged, task
 
         cloud("local", count=(0, 2), max_runtime=300, price=0.36)
 
@@ -239,6 +239,12 @@ def test_a_dry_run_of_a_burst_task_from_zero_shows_it_waiting_for_the_clouds_ins
         @task(on=tagged("burst"), deps=[build], parallel="sharded", shards=4)
         def crunch():
             run("echo crunch")
+
+        hosts("mixed", "local", tagged("burst"))
+
+        @task(on="mixed")
+        def mixed():
+            run("echo mixed")
         """
     )
     for args in (("-n",), ("-n", "--scale", "local=2"), ("--list-hosts",)):
@@ -247,4 +253,6 @@ def test_a_dry_run_of_a_burst_task_from_zero_shows_it_waiting_for_the_clouds_ins
         assert "no agent matches" not in out.stdout + out.stderr
         assert "runs on the instances cloud('local') starts with the run" in out.stdout, (args, out)
     assert "echo built" in burst.run("run", "crunch", "-n").stdout
+    both = burst.run("run", "mixed", "-n")  # hosts written out besides the cloud's: planned, not waiting
+    assert both.code == 0 and "echo mixed" in both.stdout and "starts with the run" not in both.stdout, both
     assert status(burst) == []  # a dry run starts nothing
