@@ -1252,8 +1252,8 @@ def fetch(
         return TransferResult("failed", local_path, reason=str(exc), hint=exc.hint)
     if found.kind == "missing":
         return TransferResult("failed", local_path, reason=f"{remote_path} does not exist on {host.label}",
-                              hint="- check the path (a relative path starts where the host's commands run: the "
-                                   "login user's home over SSH, the agent's working folder on an agent)")  # fmt: skip
+                              hint="- check the path (a relative path starts where the host's commands run: "
+                                   "the login folder of a remote host, an agent's own working folder)")  # fmt: skip
     if found.kind == "other":
         reason, hint = _source_problem(executor, host, remote_path, cancel)
         return TransferResult("failed", local_path, reason=reason, hint=hint)
