@@ -15,8 +15,9 @@ from nexus_core.model import EMPTY, FrozenMap, Host, HostKey
 from nexus_core.options import safe_repr
 
 #: A user name of a host string (``deploy``, ``svc.app``, ``MACHINE$``).
-USER_NAME = _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\$?")
-_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\$?")
+#: One dot-separated label of a host name.
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)://")
 
 
@@ -51,7 +52,7 @@ def parse_host(text: object, transport: str = "ssh") -> Host:
     user: str | None = None
     if "@" in text:
         user, _, text = text.rpartition("@")
-        if not user or not _USER.fullmatch(user):
+        if not user or not USER_NAME.fullmatch(user):
             raise HostParseError(f"host {raw!r} has an invalid user name {user!r} ({FORMS})")
     port: int | None = None
     if text.startswith("["):
@@ -98,7 +99,7 @@ def _check_name(raw: str, name: str) -> None:
     if len(name) > 253:
         raise HostParseError(f"host {raw!r}: name longer than 253 characters")
     labels = name.removesuffix(".").split(".")
-    if not all(_LABEL.fullmatch(label) for label in labels):
+    if not all(LABEL.fullmatch(label) for label in labels):
         raise HostParseError(
             f"host {raw!r}: {name!r} is not a valid host name (letters, digits, '-', '_' and '.' only)"
         )

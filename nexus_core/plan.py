@@ -749,8 +749,7 @@ def _host_problem(executor: Any, host: Host) -> str:
     """What the executor class says is wrong with ``host`` ("" when nothing; a plugin's hook
     that raises is not the user's mistake, and surfaces when the host runs)."""
     try:
-        check = getattr(executor, "host_problem", None)
-        return str(check(host) or "") if callable(check) else ""
+        return str(executor.host_problem(host) or "")  # registered executors subclass Executor
     except Exception:  # noqa: BLE001 - plugin code
         return ""
 

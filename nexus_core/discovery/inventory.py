@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_core.api import DiscoveredHost
+from nexus_core.hosts import LABEL
 from nexus_core.model import Host, Location, Problem
 from nexus_core.options import safe_repr, suggest
 
@@ -859,9 +860,7 @@ class _Reader:
 
 
 #: A DNS name with a letter (no IPv4 address to check), as ``parse_host`` accepts it.
-_PLAIN_NAME = re.compile(
-    r"(?=[0-9._-]*[A-Za-z_])[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?"
-)
+_PLAIN_NAME = re.compile(rf"(?=[0-9._-]*[A-Za-z_]){LABEL.pattern}(?:\.{LABEL.pattern})*\.?")
 
 
 def _plain(found: DiscoveredHost) -> bool:
