@@ -337,13 +337,27 @@ class Engine:
         widest = max((len(tp.hosts) for tp in self.plan.tasks.values()), default=0)
         return min(widest, self.forks())
 
+    def _has_retries(self) -> bool:
+        """True when some command of the plan (its handlers' too) may be tried more than once."""
+        for tp in self.plan.tasks.values():
+            for hp in tp.hosts:
+                if any(c.retries for c in hp.commands):
+                    return True
+                if any(c.retries for h in hp.handlers for c in h.commands):
+                    return True
+        return False
+
     def _prepare_executors(self) -> None:
         """Let each executor of the plan do its one-time set-up before the hosts' threads start.
 
         The modules every host's thread imports are imported here first, in one thread: an
         import that fails half-way (out of open files, say) would leave the others a partial
-        module (``partially initialized module 'tenacity'``)."""
-        import tenacity  # noqa: F401 - each command's retries (_run_command)
+        module (``partially initialized module 'tenacity'``). tenacity only when a command of
+        the plan has retries (the only use of it here): importing it costs a run ~50 ms of
+        CPU where ``tornado`` is installed (nexus-agent's Dask brings it), which tenacity then
+        imports too (docs/decisions.md, "Start-up: tenacity only when retried")."""
+        if self._has_retries():
+            import tenacity  # noqa: F401 - each command's retries (_run_command)
 
         from nexus_core import markers  # noqa: F401 - each command's status marker
 

@@ -80,5 +80,32 @@ def test_a_run_of_one_local_command_imports_only_what_it_uses(tmp_path) -> None:
         "nexus_core.contracts.files",
         "nexus_core.secrets.errors",
         "click.shell_completion",
+        "tenacity",  # no command with retries (with Dask installed it imports tornado: ~80 ms)
     }
     assert not unused & loaded, sorted(unused & loaded)
+
+
+def test_a_run_with_retries_imports_tenacity_before_the_hosts_threads_start(tmp_path) -> None:
+    """The retries' module is imported once, up front, when a command of the plan has retries."""
+    (tmp_path / "nexusfile.py").write_text(
+        "from nexus_core import task, run\n\n@task\ndef hello():\n    run('true', retries=2)\n"
+    )
+    listing = tmp_path / "modules.txt"
+    code = (
+        "import atexit, sys, threading\n"
+        "from nexus_core import engine\n"
+        "seen = []\n"
+        "prepare = engine.Engine._prepare_executors\n"
+        "def spy(self):\n"
+        "    prepare(self)\n"
+        "    seen.append('tenacity' in sys.modules)\n"
+        "engine.Engine._prepare_executors = spy\n"
+        "from nexus_core.cli import entry\n"
+        f"atexit.register(lambda: open({str(listing)!r}, 'w').write(repr(seen)))\n"
+        "sys.argv = ['nexus', 'run', 'hello']\n"
+        "entry()\n"
+    )
+    env = {**os.environ, **{f"XDG_{k}_HOME": str(tmp_path / k.lower()) for k in ("STATE", "DATA", "CACHE", "CONFIG")}}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert listing.read_text() == "[True]"

@@ -296,6 +296,16 @@ class _Follower:
         return self.out.lines, self.err.lines
 
 
+def _may_run_out_of_files(hosts: int, pool_size: int) -> bool:
+    """True when ``hosts`` hosts' connections could use up this process's open-files limit."""
+    import resource
+
+    from nexus_ssh.limits import fds_needed
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft != resource.RLIM_INFINITY and fds_needed(hosts, pool_size, hosts) > soft
+
+
 class SshExecutor(SftpFiles, Executor):
     """Runs commands over SSH with per-host pools, host key checks and jump hosts.
 
@@ -383,8 +393,11 @@ class SshExecutor(SftpFiles, Executor):
         self._setup()
         # Every module the hosts' threads import, imported here, once: an import that fails
         # half-way in one thread (out of open files, say) leaves a partial module the others
-        # then trip over ("partially initialized module 'tenacity'").
-        import tenacity  # noqa: F401 - the connection retries (connect.py)
+        # then trip over ("partially initialized module 'tenacity'"). tenacity (connection
+        # retries, after a failed connect only) when the run may run out of open files: its
+        # import costs ~50 ms of CPU where tornado is installed (docs/decisions.md).
+        if _may_run_out_of_files(len(hosts), self.pool_size):
+            import tenacity  # noqa: F401 - the connection retries (connect.py)
 
         import nexus_ssh.hostkeys
         import nexus_ssh.pool

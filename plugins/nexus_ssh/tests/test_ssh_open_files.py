@@ -48,3 +48,21 @@ def test_running_out_of_open_files_is_named_with_its_fix(tmp_path: Path) -> None
     assert "no key found" not in text, text  # a key file that could not be opened is not a missing key
     assert "(nexus-ssh) failed: OSError" not in text and "site-packages" not in text, text
     assert text.count("could not remove status files") <= 1, text
+
+
+def test_the_connection_retries_module_is_imported_up_front_only_when_files_may_run_out() -> None:
+    """``tenacity`` is imported before the hosts' threads start only when their connections could
+    use up the open-files limit (a partial import under EMFILE); otherwise it waits for a retry."""
+    from nexus_ssh.executor import _may_run_out_of_files
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (4096 if hard == resource.RLIM_INFINITY else min(4096, hard), hard)
+        )
+        assert not _may_run_out_of_files(10, 4)
+        assert _may_run_out_of_files(2000, 4)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, hard))
+        assert _may_run_out_of_files(10, 4)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
