@@ -128,6 +128,36 @@ def test_scale_stops_at_the_hard_limits_and_tags_every_instance(project):
     assert missing.code == 1 and "No such instance: i-nothere" in missing.stderr, missing
 
 
+def test_scale_and_terminate_outside_a_run_are_audited_and_a_sink_that_cannot_write_refuses(project, tmp_path):
+    """`nexus cloud scale` / `terminate` start and end paid machines: their records reach the
+    audit sinks as a run's do (the documented codes and fields), and a required sink that
+    cannot write refuses the command before any machine starts."""
+    project.write('from nexus_core import cloud\ncloud("fakecloud", max_instances=3, fake_price=0.5)\n')
+    trail = tmp_path / "audit.log"
+    config = Path(project.env["XDG_CONFIG_HOME"]) / "nexus" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[audit.sinks.trail]\ntype = "file"\nrequired = true\npath = "{trail}"\n')
+    up = project.run("cloud", "scale", "fakecloud=2")
+    assert up.code == 0, up
+    gone = project.run("cloud", "terminate", "--all")
+    assert gone.code == 0, gone
+    records = [r for r in map(json.loads, trail.read_text().splitlines()) if "event" in r]  # not checkpoints
+    started = [r for r in records if r["event"] == "cloud.instance.provisioned"]
+    ended = [r for r in records if r["event"] == "cloud.instance.terminated"]
+    assert len(started) == 2 and len(ended) == 2, records
+    assert {r["instance_id"] for r in started} == {r["instance_id"] for r in ended}
+    first = started[0]
+    assert first["provider"] == "fakecloud" and first["cost_per_hour"] == 0.5 and first["currency"] == "USD"
+    assert first["user"] and first["correlation_id"] == MANUAL and "size" in first and "region" in first
+    assert all(r["reason"] == "terminated by hand" and r["cost"] is not None for r in ended)
+
+    config.write_text(f'[audit.sinks.trail]\ntype = "file"\nrequired = true\npath = "{trail}/x.log"\n')
+    refused = project.run("cloud", "scale", "fakecloud=1")
+    assert refused.code == 2, refused
+    assert "trail" in refused.stderr and "Traceback" not in refused.stderr, refused
+    assert fake_instances(project) == {}  # nothing started without its record
+
+
 def test_max_instances_and_usage_mistakes(project):
     project.write('from nexus_core import cloud\ncloud("fakecloud", max_instances=1)\n')
     out = project.run("cloud", "scale", "fakecloud=2")

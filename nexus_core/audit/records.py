@@ -166,6 +166,12 @@ BUILTIN: dict[str, tuple[str, Fields]] = {
     "transfer.stop": ("file.transferred", lambda e: {
         "task": e.task, "host": e.host, "op": e.op, "dest": e.dest, "status": _status(e.status),
         "changed": e.changed, "sha256": e.sha256, "duration_ms": _ms(e.duration)}),
+    # Prices and costs are in US dollars (what every provider's price list gives).
+    "cloud.provisioned": ("cloud.instance.provisioned", lambda e: {
+        "provider": e.provider, "instance_id": e.instance, "agent": e.agent, "region": e.region,
+        "size": e.instance_type, "market": e.market, "cost_per_hour": e.hourly_price, "currency": "USD"}),
+    "cloud.terminated": ("cloud.instance.terminated", lambda e: {
+        "provider": e.provider, "instance_id": e.instance, "reason": e.reason, "cost": e.cost, "currency": "USD"}),
 }  # fmt: skip
 
 

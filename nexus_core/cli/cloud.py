@@ -9,9 +9,10 @@ their own ``max_runtime`` self-destruct ends them if nobody does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import rich_click as click
@@ -63,6 +64,46 @@ def _session(config_path: str | None) -> Any:
     return CloudSession(plugin_manager().registry, _project(config_path), warn=lambda m: click.echo(m, err=True))
 
 
+@contextlib.contextmanager
+def _audited_session(config_path: str | None) -> Iterator[Any]:
+    """A cloud session whose instance events (``cloud.instance.provisioned`` / ``terminated``)
+    go to the project's audit sinks, as a run's do: a required sink that cannot write refuses
+    the command before any machine starts or ends (exit 2)."""
+    from nexus_core.clouds import MANUAL
+    from nexus_core.clouds.session import CloudSession
+    from nexus_core.settings import section_files
+
+    project = _project(config_path)
+    root = project.root if project is not None else None
+    sinks: Any = None
+    if section_files("audit", root):
+        from nexus_core.audit.delivery import AuditRefused, start
+
+        try:
+            sinks = start(root, plugin_manager().registry, MANUAL, lambda m: click.echo(m, err=True))
+        except AuditRefused as exc:
+            fail(ExitCode.CONFIG, exc.headline, [f"declared in {exc.where}"] if exc.where else [],
+                 [exc.hint] if exc.hint else [])  # fmt: skip
+    emit = None
+    if sinks is not None:
+        from nexus_core.events import EventBus
+
+        bus = EventBus(MANUAL, report=lambda m: click.echo(m, err=True))
+        bus.subscribe("audit", sinks)
+        emit = bus.emit
+    try:
+        with CloudSession(plugin_manager().registry, project, emit=emit,
+                          warn=lambda m: click.echo(m, err=True)) as session:  # fmt: skip
+            yield session
+    finally:
+        if sinks is not None:
+            sinks.close()
+    failure = getattr(sinks, "required_failure", None)
+    if failure is not None:
+        fail(ExitCode.CONFIG, f"The audit trail is incomplete: {failure.line()}", [],
+             ["Fix the required audit sink; `nexus cloud status` shows the instances as they are"])  # fmt: skip
+
+
 def _cloud_fail(exc: Any) -> None:
     fail(exc.exit_code, exc.message, [], [exc.hint] if exc.hint else [])
 
@@ -105,7 +146,7 @@ def cloud_scale(
         fail(ExitCode.CONFIG, str(exc), [],
              ["Write PROVIDER=COUNT, for example: nexus cloud scale local=3"])  # fmt: skip
     refused = False
-    with _session(config_path) as session:
+    with _audited_session(config_path) as session:
         for name, count in wanted.items():
             try:
                 controller = session.controller(name)
@@ -222,7 +263,7 @@ def cloud_terminate(
              ["nexus cloud terminate i-0abc123", "nexus cloud terminate --all"])  # fmt: skip
     left = set(ids)
     done = 0
-    with _session(config_path) as session:
+    with _audited_session(config_path) as session:
         for name in _providers(session, only):
             try:
                 controller = session.controller(name)
@@ -265,7 +306,7 @@ def cloud_reap(
 
     setup_logs(log_level, log_format)
     reaped = kept_manual = 0
-    with _session(config_path) as session:
+    with _audited_session(config_path) as session:
         for name in _providers(session, providers):
             try:
                 controller = session.controller(name)

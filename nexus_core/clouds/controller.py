@@ -296,10 +296,15 @@ class Controller:
             max_runtime=float(self.settings.get("max_runtime") or 3600),
         )
         instance = self.call("start an instance", self.provider.provision, request)
-        if instance.hourly_price is None and self._price is not None and self._price[0] is not None:
-            from dataclasses import replace
+        if instance.hourly_price is None:  # its cost and audit record need one (asked once per controller)
+            try:
+                price = self.hourly_price()
+            except CloudError:  # the machine runs: a price list that cannot be read costs only the figure
+                price = None
+            if price is not None:
+                from dataclasses import replace
 
-            instance = replace(instance, hourly_price=self._price[0])
+                instance = replace(instance, hourly_price=price)
         self.started.append(instance)
         if self._emit is not None:
             self._emit(
@@ -311,6 +316,7 @@ class Controller:
                     instance_type=instance.instance_type,
                     market=instance.market,
                     hourly_price=instance.hourly_price,
+                    region=_region(instance, self.settings),
                 )
             )
         return instance
@@ -397,3 +403,13 @@ def bootstrap_script(
         start += ["--join", join]
     lines.append(" ".join(shlex.quote(w) for w in start))
     return "\n".join(lines) + "\n"
+
+
+def _region(instance: CloudInstance, settings: Mapping[str, Any]) -> str:
+    """Where an instance runs, for its audit record: the region or location it was started in
+    (a provider's setting), else its zone as the provider reports it, else ""."""
+    for key in ("region", "location"):
+        value = settings.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return instance.zone

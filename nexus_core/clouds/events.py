@@ -1,7 +1,8 @@
 """The events of cloud bursting: an instance started (with its price) and an instance gone.
 
-``CloudProvisioned`` carries ``audit = "cloud.provisioned"``: audit sinks record every event
-class with an ``audit`` name generically ("cloud instance provisioned, with its cost").
+Audit sinks record both (``nexus_core.audit.records``): ``cloud.instance.provisioned`` (provider,
+instance id, region, size, price per hour) and ``cloud.instance.terminated`` (with its cost), in a
+run and from ``nexus cloud scale``, ``terminate`` and ``reap``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ class CloudProvisioned(Event):
     """A cloud provider started an instance for this run (or for ``nexus cloud scale``)."""
 
     name: ClassVar[str] = "cloud.provisioned"
-    audit: ClassVar[str] = "cloud.provisioned"
     provider: str
     instance: str
     agent: str
     instance_type: str = ""
     market: str = "on_demand"
     hourly_price: float | None = None
+    region: str = ""
 
 
 @event_type
