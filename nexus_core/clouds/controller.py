@@ -300,7 +300,8 @@ class Controller:
             try:
                 price = self.hourly_price()
             except CloudError:  # the machine runs: a price list that cannot be read costs only the figure
-                price = None
+                price = None  # and is not asked again (no budget here: refusal() never asked it)
+                self._price = (None,)
             if price is not None:
                 from dataclasses import replace
 
