@@ -53,23 +53,29 @@ def test_subgroups_list_only_their_own_commands() -> None:
         assert names and not names & {"hosts", "run", "validate"}, (group, out)
 
 
-def test_a_run_of_one_local_command_imports_only_what_it_uses(tmp_path) -> None:
-    """``nexus run`` of a plain task loads no secret-backend contract, no ``call()``, no ``-H``
-    parser, no file-transfer types, no ``nexus secret`` commands and no shell completion
-    (start-up cost; see docs/decisions.md, "Start-up")."""
-    (tmp_path / "nexusfile.py").write_text("from nexus_core import task, run\n\n@task\ndef hello():\n    run('true')\n")
-    listing = tmp_path / "modules.txt"
+def _run_hello(tmp_path, body: str, before: str, after: str) -> str:
+    """``nexus run hello`` (task body ``body``) in this interpreter with ``before`` run first;
+    at exit ``after`` (an expression) is written to a file, whose text is returned."""
+    (tmp_path / "nexusfile.py").write_text(f"from nexus_core import task, run\n\n@task\ndef hello():\n    {body}\n")
+    listing = tmp_path / "out.txt"
     code = (
-        "import atexit, sys\n"
+        f"import atexit, sys\n{before}"
         "from nexus_core.cli import entry\n"
-        f"atexit.register(lambda: open({str(listing)!r}, 'w').write(' '.join(sorted(sys.modules))))\n"
+        f"atexit.register(lambda: open({str(listing)!r}, 'w').write({after}))\n"
         "sys.argv = ['nexus', 'run', 'hello']\n"
         "entry()\n"
     )
     env = {**os.environ, **{f"XDG_{k}_HOME": str(tmp_path / k.lower()) for k in ("STATE", "DATA", "CACHE", "CONFIG")}}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    loaded = set(listing.read_text().split())
+    return listing.read_text()
+
+
+def test_a_run_of_one_local_command_imports_only_what_it_uses(tmp_path) -> None:
+    """``nexus run`` of a plain task loads no secret-backend contract, no ``call()``, no ``-H``
+    parser, no file-transfer types, no ``nexus secret`` commands, no shell completion and no
+    retries' module (start-up cost; see docs/decisions.md, "Start-up")."""
+    loaded = set(_run_hello(tmp_path, "run('true')", "", "' '.join(sorted(sys.modules))").split())
     assert "nexus_core.engine" in loaded  # it did run
     unused = {
         "nexus_core.cli.secret",
@@ -87,12 +93,7 @@ def test_a_run_of_one_local_command_imports_only_what_it_uses(tmp_path) -> None:
 
 def test_a_run_with_retries_imports_tenacity_before_the_hosts_threads_start(tmp_path) -> None:
     """The retries' module is imported once, up front, when a command of the plan has retries."""
-    (tmp_path / "nexusfile.py").write_text(
-        "from nexus_core import task, run\n\n@task\ndef hello():\n    run('true', retries=2)\n"
-    )
-    listing = tmp_path / "modules.txt"
-    code = (
-        "import atexit, sys, threading\n"
+    spy = (
         "from nexus_core import engine\n"
         "seen = []\n"
         "prepare = engine.Engine._prepare_executors\n"
@@ -100,12 +101,5 @@ def test_a_run_with_retries_imports_tenacity_before_the_hosts_threads_start(tmp_
         "    prepare(self)\n"
         "    seen.append('tenacity' in sys.modules)\n"
         "engine.Engine._prepare_executors = spy\n"
-        "from nexus_core.cli import entry\n"
-        f"atexit.register(lambda: open({str(listing)!r}, 'w').write(repr(seen)))\n"
-        "sys.argv = ['nexus', 'run', 'hello']\n"
-        "entry()\n"
     )
-    env = {**os.environ, **{f"XDG_{k}_HOME": str(tmp_path / k.lower()) for k in ("STATE", "DATA", "CACHE", "CONFIG")}}
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert listing.read_text() == "[True]"
+    assert _run_hello(tmp_path, "run('true', retries=2)", spy, "repr(seen)") == "[True]"
