@@ -156,6 +156,9 @@ def test_scale_and_terminate_outside_a_run_are_audited_and_a_sink_that_cannot_wr
     assert refused.code == 2, refused
     assert "trail" in refused.stderr and "Traceback" not in refused.stderr, refused
     assert fake_instances(project) == {}  # nothing started without its record
+    looked = project.run("cloud", "reap", "-n")  # a dry run ends nothing: no sink needed
+    assert looked.code == 0 and "nothing to reap" in looked.stdout, looked
+    assert project.run("cloud", "reap").code == 2
 
 
 def test_max_instances_and_usage_mistakes(project):

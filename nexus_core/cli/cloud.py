@@ -306,7 +306,8 @@ def cloud_reap(
 
     setup_logs(log_level, log_format)
     reaped = kept_manual = 0
-    with _audited_session(config_path) as session:
+    # A dry run ends nothing: it needs no audit sink (and is not refused when one cannot write).
+    with _session(config_path) if dry_run else _audited_session(config_path) as session:
         for name in _providers(session, providers):
             try:
                 controller = session.controller(name)
