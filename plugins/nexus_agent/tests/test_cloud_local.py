@@ -78,8 +78,20 @@ def test_the_whole_loop_in_a_run_scale_from_zero_up_idle_down_and_the_bill(burst
             run("sleep 10")
         """
     )
+    trail = Path(burst.env["XDG_STATE_HOME"]) / "audit.log"
+    config = Path(burst.env["XDG_CONFIG_HOME"]) / "nexus" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[audit.sinks.trail]\ntype = "file"\npath = "{trail}"\n')
     out = burst.run("run", "settle", "-v", timeout=180)
     assert out.code == 0, out
+    audited = [r for r in map(json.loads, trail.read_text().splitlines()) if "event" in r]
+    started = [r for r in audited if r["event"] == "cloud.instance.provisioned"]
+    ended = [r for r in audited if r["event"] == "cloud.instance.terminated"]
+    assert len(started) == 2 and {r["instance_id"] for r in started} == {r["instance_id"] for r in ended}
+    run_id = next(r["correlation_id"] for r in audited if r["event"] == "run.started")
+    assert all(r["correlation_id"] == run_id and r["cost_per_hour"] == 0.36 for r in started), started
+    assert all(r["cost"] is not None and r["currency"] == "USD" for r in ended), ended
+    config.unlink()
     assert "cloud: started local instance" in out.stderr  # from zero, before the plan
     assert "cloud: local +1 (" in out.stderr and " waiting for " in out.stderr  # shards waited 0.5 s
     assert "(idle for 2 s)" in out.stderr  # and the idle ones went during settle
