@@ -496,6 +496,7 @@ def test_preflight_is_paced_and_reports_healthy_hosts_healthy(
     """30 healthy hosts checked 30 at once against sshd's default MaxStartups: every one passes
     (before, the burst made sshd drop some, reported as "not an SSH server")."""
     project = _throttled_project(nexus_project, default_throttle_bed)
+    project.env["NEXUS_SSH_CONNECT_ATTEMPTS"] = "6"  # as for hosts scan below: not luck under load
     out = project.run("preflight", "deploy", "--parallel", "30", timeout=120)
     assert out.code == 0, out
     assert "not as an SSH server" not in out.stdout + out.stderr, out
