@@ -76,21 +76,16 @@ def _audited_session(config_path: str | None) -> Iterator[Any]:
     project = _project(config_path)
     root = project.root if project is not None else None
     sinks: Any = None
-    if section_files("audit", root):
-        from nexus_core.audit.delivery import AuditRefused, start
-
-        try:
-            sinks = start(root, plugin_manager().registry, MANUAL, lambda m: click.echo(m, err=True))
-        except AuditRefused as exc:
-            fail(ExitCode.CONFIG, exc.headline, [f"declared in {exc.where}"] if exc.where else [],
-                 [exc.hint] if exc.hint else [])  # fmt: skip
     emit = None
-    if sinks is not None:
+    if section_files("audit", root):
         from nexus_core.events import EventBus
+        from nexus_core.policy.gate import open_sinks
 
-        bus = EventBus(MANUAL, report=lambda m: click.echo(m, err=True))
-        bus.subscribe("audit", sinks)
-        emit = bus.emit
+        sinks = open_sinks(root, MANUAL, strict=True)
+        if sinks is not None:
+            bus = EventBus(MANUAL, report=lambda m: click.echo(m, err=True))
+            bus.subscribe("audit", sinks)
+            emit = bus.emit
     try:
         with CloudSession(plugin_manager().registry, project, emit=emit,
                           warn=lambda m: click.echo(m, err=True)) as session:  # fmt: skip
@@ -98,10 +93,10 @@ def _audited_session(config_path: str | None) -> Iterator[Any]:
     finally:
         if sinks is not None:
             sinks.close()
-    failure = getattr(sinks, "required_failure", None)
-    if failure is not None:
-        fail(ExitCode.CONFIG, f"The audit trail is incomplete: {failure.line()}", [],
-             ["Fix the required audit sink; `nexus cloud status` shows the instances as they are"])  # fmt: skip
+    if sinks is not None:
+        from nexus_core.policy.gate import refuse_incomplete
+
+        refuse_incomplete(sinks)
 
 
 def _cloud_fail(exc: Any) -> None:

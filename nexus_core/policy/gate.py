@@ -100,23 +100,9 @@ def audit(
 
     root = root if root is not None else _ROOT or _project_root()
     bus = EventBus(events[0].run_id, report=say)
-    sinks: Any = None
-    if section_files("audit", root):
-        from nexus_core.audit.delivery import AuditRefused, start
-
-        try:
-            sinks = start(root, plugin_manager().registry, events[0].run_id, say)
-        except AuditRefused as exc:
-            if strict:
-                fail(
-                    ExitCode.CONFIG,
-                    exc.headline,
-                    [f"declared in {exc.where}"] if exc.where else [],
-                    [exc.hint] if exc.hint else [],
-                )
-            say(f"nexus: warning: not audited: {exc.headline}")
-        if sinks is not None:
-            bus.subscribe("audit", sinks)
+    sinks = open_sinks(root, events[0].run_id, strict) if section_files("audit", root) else None
+    if sinks is not None:
+        bus.subscribe("audit", sinks)
     for name, sub in plugin_manager().subscribers(dict(config or {}), {"format": "text", "mode": "normal"}):
         bus.subscribe(name, sub)
     try:
@@ -130,8 +116,30 @@ def audit(
                     close()
                 except Exception:  # noqa: BLE001 - one subscriber's failure is not the command's
                     pass
+    if strict:
+        refuse_incomplete(sinks)
+
+
+def open_sinks(root: str | None, run_id: str, strict: bool) -> Any:
+    """The audit sinks declared for ``root``'s project, open (a ``RunAudit``), for events
+    outside a run; None when none could be opened. ``strict``: a required sink that cannot
+    write stops the command (exit 2: fail closed); otherwise that is a warning."""
+    from nexus_core.audit.delivery import AuditRefused, start
+
+    try:
+        return start(root, plugin_manager().registry, run_id, lambda m: click.echo(m, err=True))
+    except AuditRefused as exc:
+        if strict:
+            fail(ExitCode.CONFIG, exc.headline, [f"declared in {exc.where}"] if exc.where else [],
+                 [exc.hint] if exc.hint else [])  # fmt: skip
+        click.echo(f"nexus: warning: not audited: {exc.headline}", err=True)
+        return None
+
+
+def refuse_incomplete(sinks: Any) -> None:
+    """Exit 2 when a required sink of :func:`open_sinks` stopped writing (its records are lost)."""
     failure = getattr(sinks, "required_failure", None)
-    if failure is not None and strict:
+    if failure is not None:
         fail(
             ExitCode.CONFIG,
             f"The audit trail is incomplete: {failure.line()}",
