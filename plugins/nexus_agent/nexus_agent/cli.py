@@ -232,7 +232,7 @@ def _start_options(f: Any) -> Any:
 @agent.command()
 @_start_options
 @click.option("--foreground", is_flag=True, help="Run in this process (for systemd and containers).")
-def start(foreground: bool, **kwargs: Any) -> None:
+def start(foreground: bool, wait: float = 0.0, **kwargs: Any) -> None:
     """Start an agent (and, with --coordinator, the cluster's scheduler)."""
     from dataclasses import asdict
 
@@ -249,6 +249,10 @@ def start(foreground: bool, **kwargs: Any) -> None:
     if running:
         _fail(1, f"agent {settings.name} already runs here (pid {running})", [],
               [f"stop it first: nexus agent stop {settings.name}"])  # fmt: skip
+    if settings.coordinator and not _port_free(settings.host, settings.port, wait):
+        _fail(2, f"port {settings.port} on {settings.host} is in use by another process", [],
+              ["choose another with --port (agents then --join HOST:THAT_PORT)",
+               f"or stop what listens there (`ss -ltnp 'sport = :{settings.port}'` names it)"])  # fmt: skip
     payload = json.dumps(asdict(settings))
     if foreground:
         from nexus_agent.daemon import main
@@ -351,6 +355,9 @@ def stop(names: tuple[str, ...]) -> None:
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5.0  # until its sockets are closed: a restart binds them again
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
         pid_file, info_file, _ = agent_files(name)
         for path in (pid_file, info_file):
             if os.path.exists(path):
@@ -382,6 +389,9 @@ def restart(names: tuple[str, ...]) -> None:
         ctx.invoke(
             start,
             foreground=False,
+            # The coordinator's port may still be held for a moment after the old process
+            # ended (a socket its child or a client left behind): wait for it, then bind again.
+            wait=STOP_TIMEOUT,
             name=name,
             tags=",".join(info.get("tags") or []),
             join=info.get("join") or None,
@@ -395,6 +405,34 @@ def restart(names: tuple[str, ...]) -> None:
             cert_name=info.get("cert_name") or None,
             agent_timeout=info.get("agent_timeout"),
         )
+
+
+def _port_free(host: str, port: int, wait: float = 0.0) -> bool:
+    """Whether a listener can bind ``host:port`` now (as Dask's does, with SO_REUSEADDR, so a
+    closed connection's TIME_WAIT does not count), retrying for up to ``wait`` seconds. An
+    address that does not resolve counts as free: the agent's own start reports it."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError):
+        return True
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _alive(pid: int) -> bool:

@@ -171,3 +171,33 @@ def test_a_toml_value_of_the_wrong_type_is_named_before_anything_starts(agent_cl
         assert out.returncode == 2, (line, out)
         assert f"{conf}: {message}" in out.stderr and "internal error" not in out.stderr, (line, out.stderr)
         assert "t2" not in agent_cluster.pids()
+
+
+def test_a_coordinator_on_a_port_in_use_is_refused_naming_it(agent_cluster: Cluster, tmp_path: Path) -> None:
+    """Before this, the daemon died on Dask's 'Address already in use' and `start` showed a log tail."""
+    env = {"NEXUS_AGENT_DIR": str(tmp_path / "c"), "NEXUS_AGENT_STATE": str(tmp_path / "s")}
+    assert nexus(env, "agent", "init", "--name", "hub2").returncode == 0
+    port = agent_cluster.address.rsplit(":", 1)[1]  # the bed's coordinator listens there
+    out = nexus(env, "agent", "start", "--coordinator", "--no-agent", "--name", "hub2", "--port", port)
+    assert out.returncode == 2, out
+    assert f"port {port} on 127.0.0.1 is in use by another process" in out.stderr, out.stderr
+    assert "--port" in out.stderr and "Traceback" not in out.stderr
+    assert not list((tmp_path / "s").glob("*.pid"))  # nothing started
+
+
+def test_restart_waits_for_the_old_coordinator_s_port_to_be_released() -> None:
+    """`nexus agent restart` binds the port again as soon as it is free, not while the old
+    process (or a socket it left) still holds it: CI saw 'Address already in use' there."""
+    import socket
+    import threading
+
+    from nexus_agent.cli import _port_free
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    assert not _port_free("127.0.0.1", port, wait=0.3)
+    threading.Timer(0.5, holder.close).start()
+    assert _port_free("127.0.0.1", port, wait=10)
+    assert _port_free("no-such-host.invalid", port)  # the agent's own start reports that one
