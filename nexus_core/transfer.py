@@ -1804,6 +1804,7 @@ def _upload(
                 if "permission denied" in why.lower() and not op.sudo:
                     hint = "- pass sudo=True to write as root\n- or choose a folder the login user may write in"
                 raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {why}", hint)
+    tag = host_tag(host)
     writes = [
         FileWrite(
             it.source,
@@ -1816,6 +1817,7 @@ def _upload(
             op.sudo,
             op.validate,
             it.mtime,
+            tag,  # as write_files would set it: a dataclasses.replace per file and host saved
         )
         for it in to_write
     ]

@@ -13,6 +13,16 @@ keeps up to :data:`WINDOW` files in flight (open, writes, attributes, close all 
 waiting for an answer), and :meth:`SftpFiles.rename_files` sends every ``posix-rename``
 before reading the first answer. A tree of 1,000 files then costs a few round trips, not
 thousands, and no process on the host per file.
+
+A larger series (at least :data:`TAR_MIN_FILES` files that carry their mode and time) goes
+as one tar stream instead, into GNU tar on the host, on a channel of the same connection:
+five SFTP requests and answers per file (each parsed by the server and the client, each
+answer a wake-up of the client's thread) become one byte stream, about 1.6 s of the host's
+CPU less for 1,000 files to 10 hosts (docs/decisions.md, "Files: a tree as one tar
+stream"). The files land at the same temporary paths as over SFTP, with the same mode and
+time, so the core's checksum and rename steps are unchanged. A host without GNU tar, or a
+stream that failed for any reason (a full disk, a folder it cannot write), gets the SFTP
+path for the whole series, which reports each file's own error.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import contextlib
 import struct
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nexus_core.plugin import Cancel, Host, ProgressCallback, SmallFile, TransferInterrupted
 
@@ -41,6 +51,30 @@ RENAME_WINDOW = 512
 FLUSH_BYTES = 1 << 16
 #: Bytes asked of the channel at once when answers are read (what is there comes back).
 READ_BYTES = 1 << 16
+#: Fewest files of one :meth:`SftpFiles.send_files` call sent as a tar stream (fewer: SFTP,
+#: which costs no process on the host).
+TAR_MIN_FILES = 8
+#: Bytes of a tar stream gathered before they are sent (a few SSH packets at once).
+TAR_SEND_BYTES = 1 << 18
+#: Seconds a tar stream may stall (the host not reading, or not answering at the end)
+#: before the series goes over SFTP instead.
+TAR_STALL = 60.0
+#: Exit code of :data:`TAR_EXTRACT` when the host's ``tar`` is not GNU tar.
+_NOT_GNU_TAR = 97
+#: The host's side of a tar stream. Only GNU tar: it keeps absolute names (``-P``; BusyBox
+#: and bsdtar would strip the ``/`` or refuse), applies the archive's modes exactly and
+#: never changes an owner (as root too). Members are regular files only.
+TAR_EXTRACT = (
+    f'case "$(tar --version 2>/dev/null)" in *"GNU tar"*) ;; *) exit {_NOT_GNU_TAR};; esac; '
+    "exec tar --extract --file=- --absolute-names --preserve-permissions --no-same-owner"
+)
+
+
+def _quote(text: str) -> str:
+    """``text`` as one shell word."""
+    import shlex
+
+    return shlex.quote(text)
 
 
 class _Raw(bytes):
@@ -193,6 +227,8 @@ class SftpFiles:
     """
 
     _sftp_local = threading.local()
+    #: Hosts (by key) found without GNU tar: their series go over SFTP from then on.
+    _no_tar: ClassVar[set[Any]] = set()
 
     def _borrow(self, host: Host) -> AbstractContextManager[Any]:  # pragma: no cover - the executor's
         raise NotImplementedError
@@ -305,6 +341,94 @@ class SftpFiles:
     sets_attributes = True
 
     def send_files(
+        self, host: Host, files: Sequence[SmallFile], cancel: Cancel | None = None
+    ) -> list[BaseException | None]:
+        """Write each small file whole, then give it its mode and time; one outcome per file
+        (None, the ``OSError`` met, or :class:`TransferInterrupted`).
+
+        A series of at least :data:`TAR_MIN_FILES` files with mode and time goes as one tar
+        stream (:meth:`_tar_files`); the rest, and everything when the stream could not be
+        used, over SFTP (:meth:`_sftp_files`).
+        """
+        out: list[BaseException | None] = [None] * len(files)
+        rest = list(range(len(files)))
+        if len(files) >= TAR_MIN_FILES and host.key not in self._no_tar:
+            tarred = [i for i in rest if files[i].mode is not None and files[i].mtime is not None]
+            if len(tarred) >= TAR_MIN_FILES:
+                done = self._tar_files(host, [files[i] for i in tarred], cancel)
+                if done is not None:
+                    for i, outcome in zip(tarred, done, strict=True):
+                        out[i] = outcome
+                    rest = [i for i in rest if files[i].mode is None or files[i].mtime is None]
+        if rest:
+            sent = self._sftp_files(host, [files[i] for i in rest], cancel)
+            for i, outcome in zip(rest, sent, strict=True):
+                out[i] = outcome
+        return out
+
+    def _tar_files(
+        self, host: Host, files: Sequence[SmallFile], cancel: Cancel | None
+    ) -> list[BaseException | None] | None:
+        """Write ``files`` (each with mode and time) as one tar stream into the host's GNU tar.
+
+        One outcome per file: None, the ``OSError`` of a local file that could not be read (left
+        out of the stream), or :class:`TransferInterrupted` for those not sent once the run
+        began to stop. None when the stream did not work out as a whole (no GNU tar, tar
+        failed, the channel failed or stalled): the caller sends the series over SFTP.
+        """
+        import tarfile
+
+        out: list[BaseException | None] = [None] * len(files)
+        with self._client(host) as sftp:
+            try:
+                chan = sftp.sock.get_transport().open_session(timeout=TAR_STALL)
+            except Exception:  # the SFTP path then meets (and reports) the same trouble
+                return None
+            try:
+                chan.settimeout(TAR_STALL)
+                chan.exec_command("exec /bin/sh -c " + _quote(TAR_EXTRACT))
+                buf = bytearray()
+                sent = 0
+                for index, f in enumerate(files):
+                    if cancel is not None and cancel.level >= Cancel.INTERRUPT:
+                        for rest in range(index, len(files)):
+                            out[rest] = TransferInterrupted("interrupted: the run is stopping")
+                        break
+                    try:
+                        with open(f.local_path, "rb") as src:
+                            data = src.read()
+                    except OSError as exc:
+                        out[index] = exc
+                        continue
+                    info = tarfile.TarInfo(f.remote_path)
+                    info.size, info.mode, info.mtime = len(data), int(f.mode or 0), int(f.mtime or 0)
+                    buf += info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+                    buf += data
+                    buf += bytes(-len(data) % tarfile.BLOCKSIZE)
+                    if len(buf) >= TAR_SEND_BYTES:
+                        chan.sendall(bytes(buf))
+                        sent += len(buf)
+                        buf.clear()
+                # The end: two zero blocks, then up to a whole record, as tar writes it.
+                buf += bytes(2 * tarfile.BLOCKSIZE)
+                buf += bytes(-(sent + len(buf)) % tarfile.RECORDSIZE)
+                chan.sendall(bytes(buf))
+                chan.shutdown_write()
+                while not chan.status_event.wait(1.0):
+                    if not chan.get_transport().is_active():
+                        return None
+                    while chan.recv_stderr_ready():
+                        chan.recv_stderr(READ_BYTES)  # tar's complaints: the SFTP path reports each
+                code = chan.recv_exit_status()
+            except Exception:  # a failed or stalled stream: SFTP sends the series
+                return None
+            finally:
+                chan.close()
+        if code == _NOT_GNU_TAR:
+            self._no_tar.add(host.key)
+        return out if code == 0 else None
+
+    def _sftp_files(
         self, host: Host, files: Sequence[SmallFile], cancel: Cancel | None = None
     ) -> list[BaseException | None]:
         """Write each small file whole over one SFTP session, pipelined across files.
