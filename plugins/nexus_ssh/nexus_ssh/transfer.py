@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -414,8 +415,11 @@ class SftpFiles:
                 buf += bytes(-(sent + len(buf)) % tarfile.RECORDSIZE)
                 chan.sendall(bytes(buf))
                 chan.shutdown_write()
+                deadline = time.monotonic() + TAR_STALL
                 while not chan.status_event.wait(1.0):
-                    if not chan.get_transport().is_active():
+                    if not chan.get_transport().is_active() or time.monotonic() > deadline:
+                        return None
+                    if cancel is not None and cancel.level >= Cancel.KILL:
                         return None
                     while chan.recv_stderr_ready():
                         chan.recv_stderr(READ_BYTES)  # tar's complaints: the SFTP path reports each
