@@ -24,7 +24,7 @@ from nexus_core.testing.sshbed import USER_KEY, SshBed
 
 from nexus_ssh import transfer
 
-pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]
+pytestmark = pytest.mark.ssh  # file transfer: runs once (not per session mode)
 
 #: Names a tar header must carry whole: long, non-ASCII, a backslash, a newline, spaces.
 NAMES = ["plain.txt", "é-ü.txt", "back\\slash", "new\nline", "with space", "x" * 150]
