@@ -31,6 +31,7 @@ Three layers, each usable alone:
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import shlex
 from collections.abc import Sequence
@@ -467,3 +468,24 @@ def follow_script(marker: Marker, status_dir: str | None = None) -> str:
         )
 
     return f"nexus_d={d}; exec 3>&2 2>/dev/null; ( {one(k + '.out')} ) & exec >&3 3>&-; {one(k + '.err')}"
+
+
+#: Bytes of a file name at most (``NAME_MAX`` of Linux's and the BSDs' file systems).
+NAME_MAX = 255
+
+
+def temp_name(name: str, tail: str) -> str:
+    """The hidden temporary name ``.NAME`` + ``tail`` beside the file ``name``; when that
+    would pass :data:`NAME_MAX` bytes, ``name`` is cut and followed by ``~`` and 8 hex
+    digits of its sha256 (two long names that begin alike still get two temporary files)."""
+    full = f".{name}{tail}"
+    if len(full) <= NAME_MAX // 4:  # no character takes more than 4 bytes in UTF-8
+        return full
+    raw = full.encode("utf-8", "surrogateescape")
+    if len(raw) <= NAME_MAX:
+        return full
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    room = NAME_MAX - len(tail.encode("utf-8", "surrogateescape")) - len(digest) - 2
+    # a character cut in two stays two bytes, which surrogateescape gives back as they were
+    short = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "surrogateescape")
+    return f".{short}~{digest}{tail}"

@@ -66,6 +66,7 @@ from nexus_core.api import (
     TransferResult,
 )
 from nexus_core.model import Command, Host, Transfer
+from nexus_core.shell import temp_name
 
 __all__ = [
     "PROGRESS_MIN_BYTES",
@@ -323,7 +324,7 @@ def _what(executor: Executor, host: Host, paths: Sequence[str], sudo: bool, canc
     :data:`_WHAT` says it ("a FIFO"), or "" when the host does not tell (best effort: only
     asked when an operation fails on such a path, to say why)."""
     found: list[str] = []
-    for chunk in _chunks(list(paths), lambda p: len(p) + 3):
+    for chunk in _chunks(list(paths), _word):
         try:
             result, lines = _run_script(executor, host, what_script(chunk), sudo, 30, cancel)
         except Exception:  # noqa: BLE001 - the failure is said anyway, only less precisely
@@ -638,7 +639,7 @@ def _quick_chunks(paths: Iterable[str]) -> Iterator[tuple[list[str], set[str]]]:
     paths = list(paths)
     # The usual tree fits in one script: its folders from one pass, no bookkeeping per path.
     folders = {_split(p)[0] for p in paths}
-    if sum(map(len, paths)) + 3 * len(paths) + sum(map(len, folders)) + 3 * len(folders) <= SCRIPT_MAX:
+    if sum(map(_word, paths)) + sum(map(_word, folders)) <= SCRIPT_MAX:
         if paths:
             yield paths, folders
         return
@@ -647,11 +648,11 @@ def _quick_chunks(paths: Iterable[str]) -> Iterator[tuple[list[str], set[str]]]:
     used = 0
     for path in paths:
         folder = _split(path)[0]
-        cost = len(path) + 3 + (0 if folder in seen else len(folder) + 3)
+        cost = _word(path) + (0 if folder in seen else _word(folder))
         if group and used + cost > SCRIPT_MAX:
             yield group, seen
             group, seen, used = [], set(), 0
-            cost = len(path) + len(folder) + 6
+            cost = _word(path) + _word(folder)
         group.append(path)
         seen.add(folder)
         used += cost
@@ -688,7 +689,7 @@ def _stat_full(
     sums: dict[str, str] = {}
     sigs: dict[str, str] = {}
     now = ""
-    for chunk in _chunks(order, lambda i: len(paths[i]) + 8):
+    for chunk in _chunks(order, lambda i: _word(paths[i]) + 5):
         some = [paths[i] for i in chunk]
         script = stat_script(some, [sizes[i] if hash_now(i) else None for i in chunk], known is not None)
         result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(some)), cancel)
@@ -715,7 +716,7 @@ def _stat_full(
             sums[paths[i]] = kept[1]  # the same file as when it was hashed: not read again
         elif paths[i] not in sums:
             later.append(i)
-    for chunk in _chunks(later, lambda i: len(paths[i]) + 3):
+    for chunk in _chunks(later, lambda i: _word(paths[i])):
         result, lines = _run_script(executor, host, sums_script([paths[i] for i in chunk]), sudo,
                                     _script_timeout(len(chunk)), cancel)  # fmt: skip
         if not result.ok:
@@ -758,7 +759,7 @@ def _remember_written(executor: Executor, host: Host, done: Sequence[tuple[str, 
     if not done or type(executor).stat_files is not Executor.stat_files:
         return
     expected = dict(done)
-    for n, chunk in enumerate(_chunks(list(expected), lambda p: len(shlex.quote(p)) + 1)):
+    for n, chunk in enumerate(_chunks(list(expected), _word)):
         # One wait for all chunks: a later chunk's files were renamed before the first's wait.
         wait = f"sleep {SETTLE_WAIT} 2>/dev/null || sleep 1" if n == 0 else ""
         script = "\n".join([
@@ -782,6 +783,13 @@ def _remember_written(executor: Executor, host: Host, done: Sequence[tuple[str, 
 #: Characters of one script at most: Linux takes no single argument (``sh -c SCRIPT``) over
 #: 128 KiB, so many files are looked at and put in place by a few scripts in a row.
 SCRIPT_MAX = 60_000
+
+
+def _word(text: str) -> int:
+    """Characters ``text`` can take in a script at most: quoted for the shell in the script,
+    then once more when an executor passes the whole script as one argument (``sh -c``),
+    each ``'`` growing to ``'"'"'`` at each level (a name made of quotes is 17 times longer)."""
+    return len(text) + 3 + 16 * text.count("'")
 
 
 def _chunks(items: Sequence[Any], size: Callable[[Any], int], limit: int = SCRIPT_MAX) -> Iterator[list[Any]]:
@@ -824,13 +832,13 @@ def staging_path(write: FileWrite, staging_dir: str = STAGING_DIR) -> str:
     if write.sudo:
         return f"{staging_dir}/{write.sha256}{tag}.part"
     folder, name = _split(write.dest)
-    return f"{folder}/.{name}.nexus-{write.sha256[:12]}{tag}.part"
+    return f"{folder}/{temp_name(name, f'.nexus-{write.sha256[:12]}{tag}.part')}"
 
 
 def _temp_beside(write: FileWrite) -> str:
     folder, name = _split(write.dest)
     tag = f"-{write.tag}" if write.tag else ""
-    return f"{folder}/.{name}.nexus-{write.sha256[:12]}{tag}.tmp"
+    return f"{folder}/{temp_name(name, f'.nexus-{write.sha256[:12]}{tag}.tmp')}"
 
 
 _FINISH_LIB = r"""
@@ -1105,7 +1113,7 @@ def _finish(
     staged = {i: staging_path(w, base) for i, w in group}
     plain = [i for i, _ in group if _plain(staged[i])]
     sums: dict[str, str] = {}
-    for chunk in _chunks(plain, lambda i: len(staged[i]) + 3):
+    for chunk in _chunks(plain, lambda i: _word(staged[i])):
         got, found = _run_script(executor, host, sums_script([staged[i] for i in chunk]), sudo,
                                  _script_timeout(len(chunk)), cancel)  # fmt: skip
         if got.ok:
@@ -1186,7 +1194,7 @@ def _rename_ready(
 
 def _finish_cost(item: tuple[int, FileWrite]) -> int:
     """About the characters one file adds to the finish script."""
-    return 3 * len(item[1].dest) + len(item[1].validate or "") + 200
+    return 3 * _word(item[1].dest) + _word(item[1].validate or "") + 200
 
 
 def _step_reason(step: str, verdict: list[str], w: FileWrite, host: Host, tail: tuple[str, ...]) -> str:
@@ -1267,7 +1275,7 @@ def fetch(
     if _same_local(local_path, found.sha256):
         return TransferResult("ok", local_path, False, sha256=found.sha256)
     folder = os.path.dirname(os.path.abspath(local_path))
-    part = os.path.join(folder, f".{os.path.basename(local_path)}.nexus-{found.sha256[:12]}.part")
+    part = os.path.join(folder, temp_name(os.path.basename(local_path), f".nexus-{found.sha256[:12]}.part"))
     offset = 0
     try:
         os.makedirs(folder, exist_ok=True)
@@ -1795,7 +1803,7 @@ def _upload(
     if op.recursive and (to_write or new_folders):
         wanted = {_split(it.dest)[0] for it in to_write}
         missing = [f for f in folders if f in wanted] + new_folders
-        for chunk in _chunks(missing, lambda f: len(f) + 3):
+        for chunk in _chunks(missing, _word):
             made, said = _run_script(executor, host, "mkdir -p -- " + " ".join(shlex.quote(f) for f in chunk),
                                      op.sudo, 60, cancel)  # fmt: skip
             if not made.ok:  # mkdir's own words say which folder and why (permission denied...)
@@ -1827,7 +1835,7 @@ def _upload(
         if writes
         else []
     )
-    for chunk in _chunks(to_fix, lambda it: 2 * len(it.dest) + 60):
+    for chunk in _chunks(to_fix, lambda it: 2 * _word(it.dest) + 54):
         fixed, _ = _run_script(executor, host, _attrs_script(chunk), op.sudo, 60, cancel)
         if not fixed.ok:
             raise TransferError(f"setting owner and mode of {op.dest} on {host.label} failed: {fixed.reason}",

@@ -797,3 +797,52 @@ def test_an_empty_path_is_reported_in_plain_words(nexus_project: NexusProject) -
     assert out.code == 2, out
     assert "upload(): to must be a non-empty path string, not ''" in out.stderr, out
     assert "needs to as" not in out.stderr, out
+
+
+def test_names_as_long_as_the_file_system_takes_and_paths_full_of_quotes(nexus_project: NexusProject) -> None:
+    """A temporary name beside a 250-byte name would pass the 255-byte limit: it is cut and
+    given a digest of the name. Quotes grow twice when a script is quoted for the shell and
+    then passed as one argument: 300 names of 240 quotes once made one script past Linux's
+    128 KiB argument limit ("Argument list too long")."""
+    root = nexus_project.root
+    tree = root / "tree"
+    tree.mkdir()
+    for i in range(300):
+        (tree / ("'" * 240 + f"{i:03d}")).write_text(f"{i}\n")
+    long_a, long_b = "a" * 240 + "é" * 5, "a" * 240 + "é" * 4 + "e"  # 250 bytes, alike for 248
+    (root / long_a).write_text("A\n")
+    (root / long_b).write_text("B\n")
+    (root / "out").mkdir()
+    nexusfile(
+        nexus_project,
+        f"""
+@task
+def ship():
+    upload("tree", "out/tree", recursive=True)
+    upload({long_a!r}, "out/")
+    upload({long_b!r}, "out/")
+    download("out/" + {long_a!r}, "back/" + {long_a!r})
+""",
+    )
+    for changed in (True, False):
+        out = nexus_project.run("run", "ship", "--format", "json")
+        assert out.code == 0, out
+        assert [s["changed"] for s in out.of("transfer.stop")] == [changed] * 4
+    assert {p.name: p.read_text() for p in (root / "out" / "tree").iterdir()} == {
+        "'" * 240 + f"{i:03d}": f"{i}\n" for i in range(300)
+    }
+    assert (root / "out" / long_a).read_text() == "A\n" and (root / "out" / long_b).read_text() == "B\n"
+    assert (root / "back" / long_a).read_text() == "A\n"
+    assert not [p for p in root.rglob(".*") if "nexus-" in p.name], "no temporary file stays behind"
+
+
+def test_a_temporary_name_stays_within_255_bytes_and_apart_for_every_name() -> None:
+    from nexus_core.shell import temp_name
+
+    tail = ".nexus-0123456789ab-0a1b2c3d.part"
+    assert temp_name("app.conf", tail) == ".app.conf" + tail
+    names = ["x" * n for n in range(200, 256)] + ["é" * 127, "é" * 126 + "e", "\udcff" * 250, "日本" * 42]
+    made = [temp_name(n, tail) for n in names]
+    assert all(len(m.encode("utf-8", "surrogateescape")) <= 255 for m in made)
+    assert all(m.startswith(".") and m.endswith(tail) for m in made)
+    assert len(set(made)) == len(made)

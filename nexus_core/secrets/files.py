@@ -16,7 +16,7 @@ import hashlib
 import posixpath
 import re
 
-from nexus_core.shell import quote
+from nexus_core.shell import quote, temp_name
 
 _ACCOUNT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
 
@@ -34,7 +34,7 @@ def write_script(reference: str, path: str, *, mode: int = 0o600, owner: str | N
         if value is not None and not _ACCOUNT.match(value):
             raise ValueError(f"{what}={value!r} is not a valid {what} name")
     folder, base = posixpath.split(path)
-    tmp = quote(posixpath.join(folder or "/", f".{base}.nexus-XXXXXX"))
+    tmp = quote(posixpath.join(folder or "/", temp_name(base, ".nexus-XXXXXX")))
     steps = [f'chmod {mode:o} "$t"']
     if owner or group:
         who = (owner or "") + (f":{group}" if group else "")

@@ -759,3 +759,41 @@ def test_a_tree_into_folders_the_login_user_may_not_make_says_why(
     assert "Permission denied" in out.stderr and f"{locked}/app" in out.stderr, out
     assert "sudo=True" in out.stderr, out
     assert list(locked.iterdir()) == []
+
+
+def test_long_names_and_paths_full_of_quotes_go_and_come_back(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """A 250-byte name gets a temporary name within the 255-byte limit (cut, with a digest);
+    300 names of 240 quotes, each quote growing to 17 characters once a script is quoted
+    for the shell and then for ``sh -c``, are spread over scripts within Linux's 128 KiB
+    argument limit. Both as a tree (one tar stream) and file by file."""
+    tree = project.root / "tree"
+    tree.mkdir()
+    for i in range(300):
+        (tree / ("'" * 240 + f"{i:03d}")).write_text(f"{i}\n")
+    long = "b" * 240 + "é" * 5
+    (project.root / long).write_text("long\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def ship():
+            upload("tree", "{folder}/tree", recursive=True)
+            upload({long!r}, "{folder}/")
+
+        @task(on=["{H1}"], deps=[ship])
+        def fetch():
+            download("{folder}/" + {long!r}, "got/" + {long!r})
+    """,
+    )
+    for changed in (True, False):
+        out = run(project, "run", "fetch", "--format", "json")
+        assert out.code == 0, out
+        assert [s["changed"] for s in stops(out)] == [changed] * 3, stops(out)
+    got = {p.name: p.read_text() for p in (folder / "tree").iterdir()}
+    assert got == {"'" * 240 + f"{i:03d}": f"{i}\n" for i in range(300)}
+    assert (folder / long).read_text() == "long\n"
+    assert (project.root / "got" / long).read_text() == "long\n"
+    assert not [p for p in folder.rglob(".*") if "nexus-" in p.name], "no temporary file stays behind"
