@@ -28,6 +28,8 @@ path for the whole series, which reports each file's own error.
 from __future__ import annotations
 
 import contextlib
+import posixpath
+import re
 import struct
 import threading
 import time
@@ -69,6 +71,63 @@ TAR_EXTRACT = (
     f'case "$(tar --version 2>/dev/null)" in *"GNU tar"*) ;; *) exit {_NOT_GNU_TAR};; esac; '
     "exec tar --extract --file=- --absolute-names --preserve-permissions --no-same-owner"
 )
+
+
+#: A temporary file's name ends with its host's tag (``-TAG.part``: see
+#: ``nexus_core.transfer.staging_path``); the rest of it is the same on every host.
+_HOST_SUFFIX = re.compile(r"-[0-9a-f]{8}\.part\Z")
+#: Bytes of tar headers kept for the other hosts of an upload (all dropped when full).
+HEADER_CACHE_BYTES = 8 << 20
+
+
+class _Headers:
+    """Tar headers of small files, built once (``tarfile``: about 24 µs each) and sent to
+    every host of an upload. A member's name is relative to the series' common folder
+    (``tar --directory``) and without the host's tag (``tar --transform`` adds it), so the
+    same tree sent to many hosts, under one path or one folder per host, has one header per
+    file. Keyed by name, size, mode and time; bounded in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.items: dict[tuple[str, int, int, int], bytes] = {}
+        self.lock = threading.Lock()
+
+    def header(self, name: str, size: int, mode: int, mtime: int) -> bytes:
+        """The GNU tar header of a regular file ``name``."""
+        key = (name, size, mode, mtime)
+        found = self.items.get(key)
+        if found is not None:
+            return found
+        import tarfile
+
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, mode, mtime
+        made = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+        with self.lock:
+            if self.size + len(made) > self.limit:
+                self.items.clear()
+                self.size = 0
+            if key not in self.items:
+                self.items[key] = made
+                self.size += len(made)
+        return made
+
+
+_HEADERS = _Headers(HEADER_CACHE_BYTES)
+
+
+def _layout(paths: Sequence[str]) -> tuple[str, str, list[str]]:
+    """``(folder, suffix, names)``: the folder all ``paths`` are in (cut at a ``/``; "" for
+    none), the host's tag they all end with ("" if not), and each path without both."""
+    found = _HOST_SUFFIX.search(paths[0]) if paths else None
+    suffix = found.group() if found is not None else ""
+    if suffix and not all(p.endswith(suffix) for p in paths):
+        suffix = ""
+    cut = posixpath.commonprefix(list(paths)).rfind("/")
+    folder = "" if cut < 0 else paths[0][:cut] or "/"
+    end = len(suffix)
+    return folder, suffix, [p[cut + 1 : len(p) - end] for p in paths]
 
 
 def _quote(text: str) -> str:
@@ -387,7 +446,13 @@ class SftpFiles:
                 return None
             try:
                 chan.settimeout(TAR_STALL)
-                chan.exec_command("exec /bin/sh -c " + _quote(TAR_EXTRACT))
+                folder, suffix, names = _layout([f.remote_path for f in files])
+                command = TAR_EXTRACT
+                if folder:
+                    command += f" --directory={_quote(folder)}"
+                if suffix:
+                    command += f" --transform={_quote(f's,$,{suffix},')}"
+                chan.exec_command("exec /bin/sh -c " + _quote(command))
                 buf = bytearray()
                 sent = 0
                 for index, f in enumerate(files):
@@ -401,9 +466,7 @@ class SftpFiles:
                     except OSError as exc:
                         out[index] = exc
                         continue
-                    info = tarfile.TarInfo(f.remote_path)
-                    info.size, info.mode, info.mtime = len(data), int(f.mode or 0), int(f.mtime or 0)
-                    buf += info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+                    buf += _HEADERS.header(names[index], len(data), int(f.mode or 0), int(f.mtime or 0))
                     buf += data
                     buf += bytes(-len(data) % tarfile.BLOCKSIZE)
                     if len(buf) >= TAR_SEND_BYTES:

@@ -164,3 +164,43 @@ def test_an_unreadable_source_is_its_own_error_and_a_stopping_run_sends_nothing_
         outcomes = ex.send_files(host, again, cancel)
     assert all(isinstance(o, transfer.TransferInterrupted) for o in outcomes), outcomes
     assert not list((folder / "again").iterdir())
+
+
+def test_headers_are_built_once_for_hosts_with_folders_and_tags_of_their_own(
+    make_executor: Any, sshbed: SshBed, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each host's files sit under a folder of its own (``tar --directory``) and carry its tag
+    (``-TAG.part``, added by ``tar --transform``): the headers, relative and untagged, are
+    the same for every host and built once."""
+    sources = _sources(tmp_path)
+    ex, _ = make_executor()
+    hosts = [Host(h.address, user=USER_KEY, port=sshbed.port) for h in sshbed.hosts[:2]]
+    series = []
+    for n, tag in enumerate(("0a1b2c3d", "4e5f6a7b")):
+        (folder / f"h{n}" / "sub").mkdir(parents=True)
+        shutil.chown(folder / f"h{n}" / "sub", USER_KEY, USER_KEY)
+        shutil.chown(folder / f"h{n}", USER_KEY, USER_KEY)
+        series.append([
+            SmallFile(str(p), f"{folder}/h{n}/{'sub/' * (i % 2)}.{p.name}.nexus-0123456789ab-{tag}.part",
+                      0o640, 1_600_000_000)
+            for i, p in enumerate(sources)
+        ])  # fmt: skip
+    headers = transfer._Headers(transfer.HEADER_CACHE_BYTES)
+    monkeypatch.setattr(transfer, "_HEADERS", headers)
+    for host, files in zip(hosts, series, strict=True):
+        with ex.file_session(host):
+            assert ex.send_files(host, files) == [None] * len(files)
+        _arrived(files)
+    assert len(headers.items) == len(sources)
+    assert not any(name.endswith(".part") or name.startswith("/") for name, *_ in headers.items)
+
+
+def test_a_series_layout_is_cut_at_a_slash_and_keeps_odd_paths_whole() -> None:
+    tag = "-0a1b2c3d.part"
+    assert transfer._layout([f"/srv/app/a{tag}", f"/srv/app/b/c{tag}"]) == ("/srv/app", tag, ["a", "b/c"])
+    assert transfer._layout([f"/srv/ab{tag}", f"/srv/ac{tag}"]) == ("/srv", tag, ["ab", "ac"])
+    assert transfer._layout([f"/a{tag}", f"/b{tag}"]) == ("/", tag, ["a", "b"])
+    assert transfer._layout(["x.part", "y"]) == ("", "", ["x.part", "y"])
+    assert transfer._layout(["app/./x", "app/./y-0a1b2c3d.part"]) == ("app/.", "", ["x", "y-0a1b2c3d.part"])
+    mixed = ["/x/a-4e5f6a7b.part", f"/x/b{tag}"]
+    assert transfer._layout(mixed) == ("/x", "", ["a-4e5f6a7b.part", f"b{tag}"])
