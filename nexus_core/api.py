@@ -98,11 +98,14 @@ ProgressCallback = Callable[[int], None]
 
 
 class TransferError(Exception):
-    """A file operation failed: ``message`` says what (host, path), ``hint`` how to fix it."""
+    """A file operation failed: ``message`` says what (host, path), ``hint`` how to fix it,
+    ``status`` how the host ends (``"unreachable"`` or ``"timeout"`` when a script of the
+    operation could not reach the host or did not answer in time: exit 3 or 4, not 1)."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", status: str = "failed") -> None:
         super().__init__(message)
         self.hint = hint
+        self.status = status
 
 
 class TransferInterrupted(TransferError):

@@ -20,8 +20,10 @@ times out, reports and checkpoints them like every other operation; only the att
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -339,8 +341,10 @@ def _call(
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     out, err = _Lines("stdout", on_output, tail), _Lines("stderr", on_output, tail)
     streams = CallStreams(out, err, cancel, timeout)
+    entered = False
     try:
         with executor.connection(host, streams) as conn:
+            entered = True
             value = op.func(conn, *op.args, **dict(op.kwargs))
     except KeyboardInterrupt as exc:
         out.close()
@@ -355,6 +359,8 @@ def _call(
     except BaseException as exc:  # noqa: BLE001 - user code: reported like a failed command
         out.close()
         err.close()
+        if not entered:  # no connection: the function never ran, the host is the trouble
+            return _no_connection(op, host, exc, cancel, time.monotonic() - started)
         return _failure(op, exc, tuple(tail), time.monotonic() - started)
     out.close()
     err.close()
@@ -363,12 +369,51 @@ def _call(
     return CommandResult("ok", 0, time.monotonic() - started, "", tuple(tail))
 
 
+def _no_connection(op: Call, host: Host, exc: BaseException, cancel: Cancel, duration: float) -> CommandResult:
+    """The result of a call whose connection could not be opened (the function never ran):
+    unreachable (exit 3) for a connection error, interrupted when the run is stopping."""
+    if cancel.requested:
+        return CommandResult("interrupted", None, duration, "interrupted", retryable=False)
+    name = op.function.rsplit(".", 1)[-1]
+    try:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception:  # noqa: BLE001 - an exception's __str__ can raise
+        text = type(exc).__name__
+    if isinstance(exc, ConnectionError):
+        return CommandResult("unreachable", None, duration, text, retryable=False)
+    return CommandResult("failed", None, duration, f"{name}() did not run: no connection to {host.label}: {text}",
+                         retryable=False)  # fmt: skip
+
+
 def _library(filename: str) -> bool:
-    """True for a frame of Nexus itself or an installed package (not the user's code)."""
-    return filename.startswith(_PKG_DIR) or "site-packages" in filename or "dist-packages" in filename
+    """True for a frame of Nexus itself, of a Nexus plugin, of Python's standard library or of
+    an installed package (not the user's code)."""
+    if filename.startswith(_library_dirs()) or "site-packages" in filename or "dist-packages" in filename:
+        return True
+    return filename.startswith(_plugin_dirs())
 
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Nexus's own folder and Python's standard library's."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return (os.path.join(_PKG_DIR, ""), *{os.path.join(paths[k], "") for k in ("stdlib", "platstdlib") if k in paths})
+
+
+def _plugin_dirs() -> tuple[str, ...]:
+    """The folders of the Nexus packages imported so far (``nexus_*`` packages: plugins
+    installed from a checkout, not under site-packages)."""
+    found = []
+    for name, mod in list(sys.modules.items()):
+        where = getattr(mod, "__file__", None)
+        if name.startswith("nexus_") and "." not in name and hasattr(mod, "__path__") and isinstance(where, str):
+            found.append(os.path.join(os.path.dirname(os.path.abspath(where)), ""))
+    return tuple(found)
 
 
 #: What a failure report says under a ``KeyboardInterrupt`` the function raised itself.

@@ -412,6 +412,12 @@ _ESCAPED = re.compile(r"\\[\\nr]")
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r"}
 
 
+def _carried(result: CommandResult) -> str:
+    """How a host ends when one of an operation's scripts ended with ``result``: unreachable
+    or timed out as the script was, failed otherwise."""
+    return result.status if result.status in ("unreachable", "timeout") else "failed"
+
+
 def _run_script(
     executor: Executor, host: Host, script: str, sudo: bool, timeout: float, cancel: Cancel | None = None
 ) -> tuple[CommandResult, list[str]]:
@@ -695,7 +701,8 @@ def _stat_full(
         result, lines = _run_script(executor, host, script, sudo, _script_timeout(len(some)), cancel)
         if not result.ok:
             what = paths[0] if len(paths) == 1 else "the destination"
-            raise TransferError(f"could not look at {what} on {host.label}: {result.reason}", result.hint)
+            raise TransferError(f"could not look at {what} on {host.label}: {result.reason}", result.hint,
+                                _carried(result))  # fmt: skip
         found.update(zip(chunk, parse_stat(some, lines), strict=True))
         sums.update(parse_sums(lines))
         if known is not None:
@@ -720,7 +727,8 @@ def _stat_full(
         result, lines = _run_script(executor, host, sums_script([paths[i] for i in chunk]), sudo,
                                     _script_timeout(len(chunk)), cancel)  # fmt: skip
         if not result.ok:
-            raise TransferError(f"could not read checksums on {host.label}: {result.reason}", result.hint)
+            raise TransferError(f"could not read checksums on {host.label}: {result.reason}", result.hint,
+                                _carried(result))  # fmt: skip
         sums.update(parse_sums(lines))
     hashed = set(wanted)
     states = [replace(st, sha256=sums.get(st.path, "")) if i in hashed else st for i, st in enumerate(out)]
@@ -1041,7 +1049,7 @@ def write_over_primitives(
                     failed(i, w, staged, exc)
     except TransferError as exc:
         for i, w in enumerate(writes):
-            results.setdefault(i, TransferResult("failed", w.dest, reason=str(exc), hint=exc.hint))
+            results.setdefault(i, TransferResult(exc.status, w.dest, reason=str(exc), hint=exc.hint))
     except Exception as exc:  # noqa: BLE001 - the connection broke (paramiko, EOF, a refused channel)
         reason = f"connection to {host.label} lost during the transfer: {exc or type(exc).__name__}"
         hint = "- run again: the transfer resumes where it stopped"
@@ -1257,7 +1265,7 @@ def fetch(
     try:
         found = state or stat_files(executor, host, [remote_path], [-1], cancel=cancel)[0]
     except TransferError as exc:
-        return TransferResult("failed", local_path, reason=str(exc), hint=exc.hint)
+        return TransferResult(exc.status, local_path, reason=str(exc), hint=exc.hint)
     if found.kind == "missing":
         return TransferResult("failed", local_path, reason=f"{remote_path} does not exist on {host.label}",
                               hint="- check the path (a relative path starts where the host's commands run: "
@@ -1744,7 +1752,7 @@ def execute(
         with _source(op) as source:
             return _upload(executor, host, op, source, reporter, cancel, started)
     except TransferError as exc:
-        status = "interrupted" if _cancelled(cancel) else "failed"  # a script stopped by the run's cancel
+        status = "interrupted" if _cancelled(cancel) else exc.status  # a script stopped by the run's cancel
         reporter.emit(ev.TransferStop(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
                                       dest=op.dest, status=status, changed=False, reason=str(exc),
                                       duration=time.monotonic() - started, index=reporter.index))  # fmt: skip
@@ -1768,7 +1776,7 @@ def _download(
     except TransferError as exc:
         said = str(exc)  # the look names the path already, unless an executor's own stat_files failed
         raise TransferError(said if op.src in said else f"could not look at {op.src} on {host.label}: {said}",
-                            exc.hint) from exc  # fmt: skip
+                            exc.hint, exc.status) from exc  # fmt: skip
     reporter.emit(ev.TransferStart(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
                                    dest=op.dest, files=1, bytes=state.size, index=reporter.index))  # fmt: skip
     result = fetch(executor, host, op.src, op.dest, lambda done: reporter.progress(op.src, done, state.size),
@@ -1811,7 +1819,8 @@ def _upload(
                 hint = made.hint
                 if "permission denied" in why.lower() and not op.sudo:
                     hint = "- pass sudo=True to write as root\n- or choose a folder the login user may write in"
-                raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {why}", hint)
+                raise TransferError(f"could not create the folders of {op.dest} on {host.label}: {why}", hint,
+                                    _carried(made))  # fmt: skip
     tag = host_tag(host)
     writes = [
         FileWrite(
@@ -1839,7 +1848,8 @@ def _upload(
         fixed, _ = _run_script(executor, host, _attrs_script(chunk), op.sudo, 60, cancel)
         if not fixed.ok:
             raise TransferError(f"setting owner and mode of {op.dest} on {host.label} failed: {fixed.reason}",
-                                "- owner= and group= need sudo=True unless they are the login user's")  # fmt: skip
+                                "- owner= and group= need sudo=True unless they are the login user's",
+                                _carried(fixed))  # fmt: skip
     failed = [r for r in results if not r.ok]
     written = [r for r in results if r.ok]
     changed = bool(written or to_fix or new_folders)

@@ -253,3 +253,63 @@ def never():
     assert out.code == 4, out
     assert re.search(r"still failing after 1\.\ds \(\d+ attempts", out.stdout + out.stderr), out
     assert all((shared_dir / f"ready-{h.address}").exists() for h in sshbed.hosts)
+
+
+def test_a_host_no_one_answers_is_a_connection_failure_for_files_and_call_too(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """Exit 3 and "Connection to HOST failed", as for ``run()``: the file operations' first
+    look at the host and ``call()``'s connection failed on a closed port, and were reported
+    as a failed command (exit 1), ``call()`` blaming the user's function for it."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on (bound, then freed)
+        probe.bind(("127.0.0.9", 0))
+        port = probe.getsockname()[1]
+    (project.root / "site.conf.j2").write_text("x={{ 1 }}\n")
+    project.write(
+        f"""
+from nexus_core import call, config, download, task, template, upload
+
+config(ssh_connect_attempts=1, ssh_port={port})
+
+
+def deploy(c):
+    c.run("true")
+
+
+@task(on=["127.0.0.9"])
+def up():
+    upload("site.conf.j2", "/tmp/nowhere/site.conf")
+
+
+@task(on=["127.0.0.9"])
+def down():
+    download("/etc/hostname", "got/hostname")
+
+
+@task(on=["127.0.0.9"])
+def tpl():
+    template("site.conf.j2", "/tmp/nowhere/site.conf")
+
+
+@task(on=["127.0.0.9"])
+def fab():
+    call(deploy)
+"""
+    )
+    for name in ("up", "down", "tpl", "fab"):
+        out = project.run("run", name, timeout=60)
+        assert out.code == 3, (name, out)
+        assert "Connection to 127.0.0.9 failed" in out.stdout + out.stderr, (name, out)
+        assert "raised" not in out.stdout + out.stderr, (name, out)
+
+
+def test_a_failure_inside_call_shows_the_users_frames_only(project: NexusProject, sshbed: SshBed) -> None:
+    (project.root / "fabfile.py").write_text("def broken(c):\n    c.run('exit 5')\n")
+    project.write(header(sshbed) + "\nfrom fabfile import broken\n\n@task(on=['127.0.0.2'])\ndef d():\n    call(broken)\n")
+    out = project.run("run", "d", timeout=120)
+    assert out.code == 1, out
+    text = out.stdout + out.stderr
+    assert "fabfile.py:2 in broken" in text, text
+    assert "fabric_bridge" not in text and "contextlib" not in text, text
