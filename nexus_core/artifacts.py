@@ -226,13 +226,13 @@ class RunArtifacts:
         wanted = None if tasks is None else set(tasks)
         return [e for e in read_manifest(self.run_id) if wanted is None or e.task in wanted]
 
-    def _record(self, new: Sequence[Entry], status: str | None = None) -> None:
+    def _record(self, new: Sequence[Entry], status: str | None = None, extra: dict[str, Any] | None = None) -> None:
         with self._lock:
             current = {(e.task, e.path): e for e in read_manifest(self.run_id)}
             for e in new:
                 current[(e.task, e.path)] = e
             info = run_info(self.run_id)
-            info.update({"run_id": self.run_id, "updated": time.time()})
+            info.update({"run_id": self.run_id, "updated": time.time(), **(extra or {})})
             if status:
                 info["status"] = status
             data = {**info, "files": [e.to_dict() for e in current.values()]}
@@ -242,14 +242,19 @@ class RunArtifacts:
                 json.dump(data, fh, indent=1)
             os.replace(tmp, os.path.join(self.dir, MANIFEST))
 
-    def finish(self, status: str, retention_days: float) -> None:
-        """At the end of the run: note its status; after success remove its store unless retained."""
+    def finish(self, status: str, retention_days: float, failed_days: float | None = None) -> None:
+        """At the end of the run: note its status and how long its project keeps it (the store
+        is shared by every project: :func:`prune` keeps each run as its own project says);
+        after success remove its store unless retained."""
         if not os.path.isdir(self.dir):
             return
         if status == "ok" and retention_days <= 0:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
-            self._record((), status)
+            keep = {"retention_days": retention_days}
+            if failed_days is not None:
+                keep["failed_days"] = failed_days
+            self._record((), status, keep)
 
     # --- collecting ----------------------------------------------------------------------------
 
@@ -407,20 +412,29 @@ def upstream(tasks: Mapping[str, Any], name: str) -> list[str]:
 
 
 def prune(retention_days: float, failed_days: float, now: float | None = None) -> int:
-    """Remove stores of successful runs older than ``retention_days`` and of others older than
-    ``failed_days`` (by last update); return how many were removed."""
+    """Remove stores of successful runs older than their retention and of others older than
+    their failed runs' retention (by last update); return how many were removed. Each run is
+    kept as long as its own project said when it ended (the store is shared by every project);
+    ``retention_days`` and ``failed_days`` stand for runs that recorded neither."""
     now = time.time() if now is None else now
     removed = 0
     for rid in runs():
         info = run_info(rid)
         updated = float(info.get("updated") or 0) or _mtime(run_dir(rid))
-        keep = retention_days if info.get("status") == "ok" else max(failed_days, retention_days)
+        own, own_failed = _days(info, "retention_days", retention_days), _days(info, "failed_days", failed_days)
+        keep = own if info.get("status") == "ok" else max(own_failed, own)
         if info.get("status") in (None, "running"):
-            keep = max(failed_days, retention_days)
+            keep = max(own_failed, own)
         if now - updated > keep * 86400:
             shutil.rmtree(run_dir(rid), ignore_errors=True)
             removed += 1
     return removed
+
+
+def _days(info: dict[str, Any], key: str, default: float) -> float:
+    """A run's own retention in days from its manifest, ``default`` when it has none."""
+    value = info.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _mtime(path: str) -> float:

@@ -971,9 +971,10 @@ class Engine:
 
         cfg = self.plan.config
         retention = float(cfg.get("artifact_retention") or 0)
+        failed_days = float(cfg.get("state_retention_days") or 7)
         try:
-            self.artifacts().finish(status, retention)
-            prune(retention, float(cfg.get("state_retention_days") or 7))
+            self.artifacts().finish(status, retention, failed_days)
+            prune(retention, failed_days)
         except OSError as exc:
             self._report(f"nexus: could not tidy the artifact store: {exc}")
 

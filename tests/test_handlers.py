@@ -652,3 +652,27 @@ def test_a_wait_for_cut_short_by_the_task_timeout_says_to_give_the_task_longer(n
     assert "task timeout of 1s reached" in out.stderr, out
     assert "before wait_for's own timeout=30: give the task longer with @task(timeout=SECONDS)" in out.stderr, out
     assert "give it longer: wait_for(..., timeout=SECONDS)" not in out.stderr, out
+
+
+def test_a_successful_run_of_another_project_keeps_the_artifacts_this_one_retains(nexus_project):
+    """The artifact store is shared by every project ($XDG_DATA_HOME): each run is kept as
+    long as its own project says (`artifact_retention`), not as long as the project that
+    happens to run next says (its default, 0, removed every other project's runs)."""
+    keeper = """
+@task
+def build():
+    run("echo x > out.bin")
+    artifact("out.bin")
+
+@task(deps=[build])
+def ship():
+    run("test -f out.bin")
+"""
+    nexus_project.write(HEADER + "config(artifact_retention=1)\n" + keeper)
+    assert nexus_project.run("run", "ship").code == 0
+    other = nexus_project.root / "other"
+    other.mkdir()
+    (other / "nexusfile.py").write_text(HEADER + keeper)
+    assert nexus_project.run("run", "ship", cwd=other).code == 0
+    kept = nexus_project.run("artifacts", "--format", "json").json()["runs"]
+    assert [r["status"] for r in kept] == ["ok"], kept
