@@ -932,6 +932,8 @@ def build_plan(
         # The file stopped half-way: its bodies would only add errors caused by the first one.
         raise ValidationFailed(problems)
     structural = bool(problems)
+    from nexus_core.templates import planning as templates_see
+
     # Only what the user set (nexusfile + CLI overrides): an executor must be able to tell
     # "not set" from "set to the default", e.g. so that a transport's own client config
     # applies when its port key was not given. Consumers read ``config.get(key, default)``;
@@ -954,6 +956,7 @@ def build_plan(
         except Exception:  # noqa: BLE001 - reported by check_structure already
             attributes = {}
         labels = assign_labels(h for hosts in targets.values() for h in hosts)
+        templates_see(config)
         for name, targeted in targets.items():
             t = project.tasks[name]
             hosts = [_finished(h, attributes, labels) for h in targeted]

@@ -8,9 +8,11 @@ anything runs. Jinja2 is imported only when a nexusfile uses a template.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from nexus_core.dsl import Recorder, _problem, git_branch, git_sha, hostname, timestamp
@@ -24,6 +26,49 @@ RESERVED = ("host", "task", "env", "vars", "hostname", "timestamp", "git_sha", "
 
 _ENVIRONMENTS: dict[str, Any] = {}
 
+#: The run's config keys (nexusfile and command line) while hosts are planned: the login
+#: user and port a host string leaves out come from ``ssh_user`` and ``ssh_port``.
+_CONFIG: ContextVar[Mapping[str, Any] | None] = ContextVar("nexus_template_config", default=None)
+
+
+def planning(config: Mapping[str, Any]) -> None:
+    """Templates rendered from now on in this context (the plan being made) see ``config``
+    (``ssh_user``, ``ssh_port``: ``host.user`` and ``host.port`` of hosts whose strings
+    leave them out). Each plan sets its own before its bodies run."""
+    _CONFIG.set(dict(config))
+
+
+def _login(h: Any) -> dict[str, Any]:
+    """``user`` and ``port`` as the host is logged in to, where the plan knows them: the host
+    string's, else the ``ssh_user``/``ssh_port`` config keys for an SSH host, the local
+    user for ``local``. Left out when unknown (an SSH client config may set them): a
+    template using them then fails at its line saying so, instead of writing ``None``."""
+    import jinja2
+
+    found: dict[str, Any] = {}
+    if h.is_local:
+        import getpass
+
+        found["port"] = jinja2.StrictUndefined(hint="host.port: the local machine is not reached over a port")
+        with contextlib.suppress(Exception):
+            found["user"] = h.user or getpass.getuser()
+        return found
+    config = _CONFIG.get() or {}
+    ssh = h.transport == "ssh"
+    user = h.user or (config.get("ssh_user") if ssh else None)
+    port = h.port or (config.get("ssh_port") if ssh else None)
+    for key, value, how in (("user", user, "USER@HOST or config(ssh_user=...)"),
+                            ("port", port, "HOST:PORT or config(ssh_port=...)")):  # fmt: skip
+        found[key] = (
+            (int(value) if key == "port" else value)
+            if value
+            else jinja2.StrictUndefined(
+                hint=f"host.{key} of {h.label} is not known when the plan is made (an SSH client config may "
+                f"set it): write {how}"
+            )
+        )
+    return found
+
 
 def context(rec: Recorder, variables: Mapping[str, Any]) -> dict[str, Any]:
     """What a template sees for the host ``rec`` is planned for: ``vars`` (also as top-level
@@ -33,8 +78,7 @@ def context(rec: Recorder, variables: Mapping[str, Any]) -> dict[str, Any]:
     host = {
         "name": h.name,
         "address": h.name,
-        "user": h.user,
-        "port": h.port,
+        **_login(h),
         "label": h.label,
         "transport": h.transport,
         "tags": list(h.tags),

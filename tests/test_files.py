@@ -846,3 +846,19 @@ def test_a_temporary_name_stays_within_255_bytes_and_apart_for_every_name() -> N
     assert all(len(m.encode("utf-8", "surrogateescape")) <= 255 for m in made)
     assert all(m.startswith(".") and m.endswith(tail) for m in made)
     assert len(set(made)) == len(made)
+
+
+def test_a_template_on_the_local_machine_sees_its_user_and_has_no_port(nexus_project: NexusProject) -> None:
+    import getpass
+
+    root = nexus_project.root
+    (root / "user.j2").write_text("user={{ host.user }}\n")
+    (root / "port.j2").write_text("\nport={{ host.port }}\n")
+    nexusfile(nexus_project, '@task\ndef who():\n    template("user.j2", "out/user.txt")\n')
+    (root / "out").mkdir()
+    assert nexus_project.run("run", "who").code == 0
+    assert (root / "out" / "user.txt").read_text() == f"user={getpass.getuser()}\n"
+    nexusfile(nexus_project, '@task\ndef port():\n    template("port.j2", "out/port.txt")\n')
+    out = nexus_project.run("run", "port")
+    assert out.code == 2, out
+    assert "template port.j2:2: host.port: the local machine is not reached over a port" in out.stdout + out.stderr

@@ -797,3 +797,24 @@ def test_long_names_and_paths_full_of_quotes_go_and_come_back(
     assert (folder / long).read_text() == "long\n"
     assert (project.root / "got" / long).read_text() == "long\n"
     assert not [p for p in folder.rglob(".*") if "nexus-" in p.name], "no temporary file stays behind"
+
+
+def test_a_template_sees_the_login_user_and_port_from_config_or_the_host_string(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """``host.user`` and ``host.port`` are what the host is logged in as: the host string's,
+    else ``ssh_user``/``ssh_port`` (they rendered as ``None`` when only config() set them)."""
+    (project.root / "who.j2").write_text("user={{ host.user }} port={{ host.port }}\n")
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}", "{USER_KEY}@{H2}:{sshbed.port}"])
+        def who():
+            template("who.j2", f"{folder}/who-{{hostname()}}")
+    """,
+    )
+    out = run(project, "run", "who")
+    assert out.code == 0, out
+    texts = {p.read_text() for p in folder.iterdir()}
+    assert texts == {f"user={USER_KEY} port={sshbed.port}\n"}, texts
