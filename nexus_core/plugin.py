@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from nexus_core.calls import CallStreams, honour_hide
     from nexus_core.cli.application import (
         Exit,
+        Number,
         config_option,
         fail,
         format_option,
@@ -144,6 +145,7 @@ __all__ = [
     "Log",
     "Marker",
     "NexusfileNotFound",
+    "Number",
     "Option",
     "OutputCallback",
     "Plan",
@@ -249,6 +251,7 @@ _LAZY = {
     "set_identity": "nexus_core.audit.records",
     "PolicyError": "nexus_core.policy.model",
     "Exit": "nexus_core.cli.application",
+    "Number": "nexus_core.cli.application",
     "fail": "nexus_core.cli.application",
     "load": "nexus_core.cli.application",
     "make_plan": "nexus_core.cli.application",

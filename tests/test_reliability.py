@@ -555,3 +555,27 @@ def test_output_a_resume_shows_only_in_part_says_how_much_was_left_out(nexus_pro
     lines = [line.rsplit("] ", 1)[-1].removeprefix("> ") for line in out.stdout.splitlines() if "y" * 20 in line]
     assert lines and all(line == "y" * 100 for line in lines), lines[:3]  # whole lines only
     assert "bytes of output before this were not kept for the resume ...]" in out.stdout, out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("pipelines", "prune", "--older-than", "nan"),
+        ("pipelines", "prune", "--older-than", "1e308"),
+        ("exec", "local", "--timeout", "nan", "--", "echo"),
+        ("exec", "local", "--timeout", "1e9", "--", "echo"),
+        ("run", "quick", "--lock-timeout", "nan"),
+        ("run", "quick", "--lock-timeout", "inf"),
+        ("preflight", "quick", "--timeout", "inf"),
+    ],
+)
+def test_numbers_of_seconds_or_days_on_the_command_line_are_finite_and_bounded(nexus_project, args):
+    """``nan``, ``inf`` and absurd values are usage errors naming the option (exit 2): they
+    were an internal error (prune), a problem blamed on the nexusfile (exec) or a wait that
+    never ended (--lock-timeout nan)."""
+    nexus_project.write('from nexus_core import task, run\n\n@task\ndef quick():\n    run("true")\n')
+    out = nexus_project.run(*args, timeout=30)
+    assert out.code == 2, out
+    option = next(a for a in args if a.startswith("--") and a != "--")
+    assert f"Invalid value for '{option}'" in out.stdout + out.stderr, out
+    assert "internal error" not in out.stdout + out.stderr

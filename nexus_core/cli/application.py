@@ -425,11 +425,35 @@ def log_options(f: F) -> F:
     )(f)
 
 
+class Number(click.FloatRange):
+    """A finite number of seconds (``unit="s"``) or days (``unit="days"``) for a CLI option:
+    above ``minimum`` (or at it, unless ``min_open``) and at most ``maximum`` (a year of
+    seconds, a century of days by default, as the config keys). ``nan`` and ``inf`` are
+    usage errors (exit 2), not a wait that never ends or an internal error."""
+
+    def __init__(self, minimum: float = 0, *, min_open: bool = False, unit: str = "s",
+                 maximum: float | None = None) -> None:  # fmt: skip
+        from nexus_core.options import MAX_DAYS, MAX_SECONDS
+
+        top = maximum if maximum is not None else (MAX_DAYS if unit == "days" else MAX_SECONDS)
+        super().__init__(min=minimum, max=top, min_open=min_open)
+        self.unit = unit
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of {'days' if self.unit == 'days' else 'seconds'}",
+                      param, ctx)  # fmt: skip
+        return super().convert(number, param, ctx)
+
+
 def lock_options(f: F) -> F:
     """``--no-wait`` and ``--lock-timeout`` for commands that take the project's run lock."""
     f = click.option(
         "--lock-timeout",
-        type=click.FloatRange(min=0),
+        type=Number(0),
         metavar="SECONDS",
         default=None,
         help="Give up (exit 2) if another run of this project still holds the lock after SECONDS.",

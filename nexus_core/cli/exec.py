@@ -28,6 +28,7 @@ import rich_click as click
 from nexus_core import events as ev
 from nexus_core.cli.application import (
     ExitCode,
+    Number,
     config_option,
     fail,
     format_option,
@@ -70,7 +71,7 @@ class ExecCommand(click.RichCommand):
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Number(0, min_open=True),
     metavar="SECONDS",
     help="Stop the command on a host after SECONDS (exit 4). Default: the task timeout, 300 s.",
 )

@@ -11,6 +11,7 @@ import rich_click as click
 from nexus_core.cli.application import (
     Exit,
     ExitCode,
+    Number,
     config_option,
     format_option,
     hosts_option,
@@ -55,7 +56,7 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 @click.option("--skip-sudo-check", is_flag=True, help="Do not check sudo for tasks that use it.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Number(0, min_open=True),
     default=5.0,
     show_default=True,
     help="Seconds per host for each check.",

@@ -12,6 +12,7 @@ import rich_click as click
 from nexus_core.cli.application import (
     Exit,
     ExitCode,
+    Number,
     closing,
     config_option,
     fail,
@@ -272,7 +273,7 @@ def discard(run_id: str, log_level: str | None = None, log_format: str = "text")
 @pipelines.command()
 @click.option(
     "--older-than",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Number(0, min_open=True, unit="days"),
     metavar="DAYS",
     help="Remove entries of runs idle for DAYS (default: config state_retention_days, else 7).",
 )

@@ -185,8 +185,9 @@ def _settings(
         _fail(2, f"--max-concurrent-tasks must be a whole number of at least 1, not {slots!r}", [],
               ["e.g. --max-concurrent-tasks 2 (max_concurrent_tasks = 2 in --config)"])  # fmt: skip
     timeout = data.get("agent_timeout", AGENT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        _fail(2, f"agent_timeout must be a number of seconds above 0, not {timeout!r}", [], ["e.g. --agent-timeout 30"])
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        _fail(2, f"agent_timeout must be a number of seconds above 0 and at most a day (86400), not {timeout!r}", [],
+              ["e.g. --agent-timeout 30"])  # fmt: skip
     return Settings(**data)
 
 

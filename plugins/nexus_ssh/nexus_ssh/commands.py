@@ -290,7 +290,7 @@ def _emit_rows(rows: Sequence[HostRow], fmt: str, extra: Mapping[str, Any]) -> N
 
 def hosts_group() -> click.Group:
     """The ``nexus hosts`` group (built on each call: cheap, nothing imported until invoked)."""
-    from nexus_core.plugin import log_options, setup_logs
+    from nexus_core.plugin import Number, log_options, setup_logs
 
     @click.group("hosts")
     def hosts() -> None:
@@ -306,7 +306,13 @@ def hosts_group() -> click.Group:
             envvar="NEXUS_CONFIG",
             help="Path to nexusfile.py.",
         ),
-        click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per host."),
+        click.option(
+            "--timeout",
+            type=Number(0, min_open=True),
+            default=5.0,
+            show_default=True,
+            help="Seconds per host.",
+        ),
         click.option(
             "--parallel", type=click.IntRange(min=1), default=10, show_default=True, help="Hosts at once."
         ),

@@ -307,7 +307,8 @@ def fab():
 
 def test_a_failure_inside_call_shows_the_users_frames_only(project: NexusProject, sshbed: SshBed) -> None:
     (project.root / "fabfile.py").write_text("def broken(c):\n    c.run('exit 5')\n")
-    project.write(header(sshbed) + "\nfrom fabfile import broken\n\n@task(on=['127.0.0.2'])\ndef d():\n    call(broken)\n")
+    body = "\nfrom fabfile import broken\n\n@task(on=['127.0.0.2'])\ndef d():\n    call(broken)\n"
+    project.write(header(sshbed) + body)
     out = project.run("run", "d", timeout=120)
     assert out.code == 1, out
     text = out.stdout + out.stderr
