@@ -156,6 +156,8 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         return
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     module = getattr(fn, "__module__", None) or ""
+    if _misfit(rec.project, fn, name, args, kwargs):
+        return
     shown = ", ".join([*(safe_repr(a, 40) for a in args), *(f"{k}={safe_repr(v, 40)}" for k, v in kwargs.items())])
     rec.commands.append(
         Call(
@@ -168,6 +170,41 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
             function=f"{module}.{name}" if module else str(name),
         )
     )
+
+
+def _misfit(project: Any, fn: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Record a problem (and return True) when ``fn`` is a task or a handler, or cannot take a
+    connection followed by ``args`` and ``kwargs``: found at the ``call()`` line before
+    anything runs, not as a ``TypeError`` on every host."""
+    import inspect
+
+    from nexus_core import dsl
+
+    for kind, defs in (("task", getattr(project, "tasks", {})), ("handler", getattr(project, "handlers", {}))):
+        for d in defs.values():
+            if getattr(d, "func", None) is fn:
+                how = "name it in deps=[...]" if kind == "task" else "pass it to notify=..."
+                dsl._problem(f"call() is given the {kind} {name!r}: a {kind} is not a function to call with a "
+                             f"connection", how, "bad-value")  # fmt: skip
+                return True
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or a callable without one: its call tells
+        return False
+    try:
+        signature.bind(object(), *args, **kwargs)
+    except TypeError as exc:
+        short = name.rsplit(".", 1)[-1]
+        if str(exc).startswith("missing"):
+            hint = f"pass the other arguments after the function: call({short}, value, name=value)"
+        elif str(exc).startswith("got an unexpected"):
+            hint = f"pass only the parameters {short} takes, or add that one to it"
+        else:
+            hint = f"give {short} a first parameter for the connection: def {short}(c, ...)"
+        dsl._problem(f"call({short}, ...): {exc} (it is called as {short}(c, ...), c the connection to the host)",
+                     hint, "bad-value")  # fmt: skip
+        return True
+    return False
 
 
 def _recorder(what: str) -> Any:

@@ -676,3 +676,53 @@ def ship():
     assert nexus_project.run("run", "ship", cwd=other).code == 0
     kept = nexus_project.run("artifacts", "--format", "json").json()["runs"]
     assert [r["status"] for r in kept] == ["ok"], kept
+
+
+def test_a_call_whose_function_cannot_take_its_arguments_is_found_before_anything_runs(nexus_project):
+    """``call(f, ...)`` calls ``f(c, ...)``: a function without a parameter for the connection,
+    missing or unknown arguments, a task or a handler given to call() are problems at the
+    call() line (exit 2), not a TypeError on every host."""
+    nexus_project.write(
+        HEADER
+        + """
+def noconn():
+    pass
+
+def needs(c, version):
+    pass
+
+@handler
+def restart():
+    run("true")
+
+@task
+def other():
+    run("true")
+
+@task
+def deploy():
+    run("touch ran")
+    call(noconn)  # noconn
+    call(needs)  # needs
+    call(needs, "1", extra=2)  # extra
+    call(restart)  # restart
+    call(other)  # other
+    call(needs, "1.0")
+    call(print)
+"""
+    )
+    out = nexus_project.run("run", "deploy")
+    assert out.code == 2, out
+    text = out.stdout + out.stderr
+    lines = nexus_project.nexusfile.read_text().splitlines()
+
+    def at(mark: str) -> str:
+        return f"nexusfile.py:{next(i for i, line in enumerate(lines, 1) if line.endswith('# ' + mark))}: "
+
+    assert at("noconn") + "call(noconn, ...): too many positional arguments" in text, text
+    assert at("needs") + "call(needs, ...): missing a required argument: 'version'" in text, text
+    assert at("extra") + "call(needs, ...): got an unexpected keyword argument 'extra'" in text, text
+    assert at("restart") + "call() is given the handler 'restart'" in text, text
+    assert at("other") + "call() is given the task 'other'" in text, text
+    assert "5 problems" in text, text
+    assert not (nexus_project.root / "ran").exists()
