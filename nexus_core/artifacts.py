@@ -398,6 +398,20 @@ class RunArtifacts:
         return len(writes), len(entries) - len(writes)
 
 
+def clash(entries: Sequence[Entry]) -> str:
+    """Why ``entries`` (the artifacts one task gets) cannot all be delivered: a path collected
+    from two tasks with different bytes (which one arrived would depend on which task finished
+    last); "" when none."""
+    seen: dict[str, Entry] = {}
+    for e in entries:
+        other = seen.setdefault(e.path, e)
+        if other.task != e.task and other.sha256 != e.sha256:
+            first, second = sorted((other.task, e.task))
+            return (f"artifact {e.path} comes from tasks {first!r} and {second!r} with different content; "
+                    "give each task's artifact a path of its own")  # fmt: skip
+    return ""
+
+
 def upstream(tasks: Mapping[str, Any], name: str) -> list[str]:
     """Every task ``name`` depends on, directly or through other tasks (plan order not implied)."""
     seen: list[str] = []

@@ -947,7 +947,7 @@ class Engine:
 
     def _deliver_artifacts(self, tp: TaskPlan, host: Host, done: list[str]) -> str:
         """Put the artifacts of every task ``tp`` depends on onto ``host``; the failure's reason, or ""."""
-        from nexus_core.artifacts import ArtifactError, upstream
+        from nexus_core.artifacts import ArtifactError, clash, upstream
 
         wanted = [n for n in upstream(self.plan.tasks, tp.name) if n in self._producers]
         if not wanted:
@@ -955,6 +955,9 @@ class Engine:
         store = self.artifacts()
         entries = store.entries(wanted)
         try:
+            why = clash(entries)
+            if why:
+                raise ArtifactError(why)
             written, same = store.deliver(entries, host, self.executor(host.transport), self.cancel)
         except (ArtifactError, OSError) as exc:
             reason = f"delivering artifacts: {exc}"

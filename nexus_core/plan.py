@@ -1013,6 +1013,7 @@ def build_plan(
                         "strategy-error",
                     )
                 )
+    problems.extend(_shared_artifacts(project, tasks))
     if host_limit is not None and skipped and not tasks and not waiting and not problems:
         problems.append(
             Problem(
@@ -1042,6 +1043,45 @@ def build_plan(
         limit=host_limit.text if host_limit is not None else "",
         params=dict(params or {}),
     )
+
+
+def _shared_artifacts(project: Project, tasks: Mapping[str, TaskPlan]) -> list[Problem]:
+    """The same ``artifact(path)`` (a path, not a pattern) declared by two tasks that one task
+    depends on: which file it would get would depend on which finished last. One problem per
+    path and dependent task (pattern matches are checked when delivered)."""
+    if "nexus_core.artifacts" not in sys.modules:  # artifact() imports it: none was declared
+        return []
+    from nexus_core.artifacts import upstream
+
+    declared = {
+        name: {p for hp in tp.hosts for p in hp.artifacts if not any(c in p for c in "*?[")}
+        for name, tp in tasks.items()
+    }
+    if sum(1 for paths in declared.values() if paths) < 2:
+        return []
+    out: list[Problem] = []
+    said: set[tuple[str, ...]] = set()
+    for name in tasks:
+        by_path: dict[str, list[str]] = {}
+        for dep in upstream(tasks, name):
+            for path in declared.get(dep, ()):
+                by_path.setdefault(path, []).append(dep)
+        for path, producers in sorted(by_path.items()):
+            key = (path, *sorted(producers))
+            if len(producers) < 2 or key in said:
+                continue
+            said.add(key)
+            first, second = sorted(producers)[:2]
+            out.append(
+                Problem(
+                    f"tasks {first!r} and {second!r} both declare artifact({path!r}), and task {name!r} depends "
+                    "on both: it would get the file of whichever finished last",
+                    project.tasks[second].location if second in project.tasks else None,
+                    "give each task's artifact a path of its own (e.g. dist/a/app.txt and dist/b/app.txt)",
+                    "bad-value",
+                )
+            )
+    return out
 
 
 def _shared_downloads(task: str, path: str, host_plans: Sequence[HostPlan]) -> list[Problem]:

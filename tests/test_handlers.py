@@ -726,3 +726,37 @@ def deploy():
     assert at("other") + "call() is given the task 'other'" in text, text
     assert "5 problems" in text, text
     assert not (nexus_project.root / "ran").exists()
+
+
+def test_one_artifact_path_from_two_tasks_that_a_task_depends_on_is_refused(nexus_project):
+    """Which file the dependent got depended on which producer finished last: the same path
+    is a problem before anything runs; the same file matched by two patterns with different
+    bytes fails the dependent, naming both tasks."""
+    nexus_project.write(
+        HEADER
+        + """
+@task
+def two():
+    run("mkdir -p dist && echo two > dist/app.txt")
+    artifact("dist/app.txt")
+
+@task(deps=[two])
+def one():
+    run("mkdir -p dist && echo one > dist/app.txt")  # after two's was collected
+    artifact("dist/app.txt")
+
+@task(deps=[one, two])
+def ship():
+    run("cat dist/app.txt")
+"""
+    )
+    out = nexus_project.run("run", "ship")
+    assert out.code == 2, out
+    assert "tasks 'one' and 'two' both declare artifact('dist/app.txt'), and task 'ship' depends on both" in (
+        out.stdout + out.stderr
+    ), out
+    text = nexus_project.nexusfile.read_text()
+    nexus_project.write(text.replace('artifact("dist/app.txt")', 'artifact("dist/*.txt")'))
+    out = nexus_project.run("run", "ship")
+    assert out.code == 1, out
+    assert "artifact dist/app.txt comes from tasks 'one' and 'two' with different content" in out.stdout + out.stderr
