@@ -25,7 +25,11 @@ class NexusfileNotFound(Exception):
 
 def find_nexusfile(explicit: str | None = None, start: str | None = None) -> str:
     """The nexusfile to use: ``explicit`` (``-c``), ``$NEXUS_CONFIG``, or the nearest ``nexusfile.py``."""
-    explicit = explicit or os.environ.get("NEXUS_CONFIG") or None
+    env = os.environ.get("NEXUS_CONFIG") or None
+    # where the path came from, for the messages (-c may also read NEXUS_CONFIG itself)
+    source = "" if not explicit else " (-c, or NEXUS_CONFIG)" if explicit == env else ""
+    if not explicit and env:
+        explicit, source = env, " (NEXUS_CONFIG)"
     if explicit:
         path = os.path.abspath(os.path.expanduser(explicit))
         if os.path.isdir(path):
@@ -33,11 +37,11 @@ def find_nexusfile(explicit: str | None = None, start: str | None = None) -> str
             if not os.path.exists(path):
                 same = os.path.abspath(os.path.expanduser(explicit)) == folder
                 shown = explicit if same else f"{explicit} ({folder})"
-                raise NexusfileNotFound(f"{shown} is a folder without a {NEXUSFILE}")
+                raise NexusfileNotFound(f"{shown}{source} is a folder without a {NEXUSFILE}")
         if not os.path.exists(path):
-            raise NexusfileNotFound(f"{explicit} does not exist")
+            raise NexusfileNotFound(f"{explicit}{source} does not exist")
         if not os.path.isfile(path):
-            raise NexusfileNotFound(f"{path} is not a regular file (a nexusfile is a Python file)")
+            raise NexusfileNotFound(f"{path}{source} is not a regular file (a nexusfile is a Python file)")
         return path
     folder = os.path.abspath(start or os.getcwd())
     for _ in range(256):

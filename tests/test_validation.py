@@ -800,7 +800,7 @@ def test_not_found_suggests_nexus_init(nexus_project: NexusProject, tmp_path: Pa
     assert "does not exist" in out.stderr
     out = nexus_project.run("run", "build", cwd=empty, env={"NEXUS_CONFIG": str(empty / "gone.py")})
     assert out.code == EXIT_CONFIG, str(out)
-    assert "does not exist" in out.stderr
+    assert f"{empty / 'gone.py'} (-c, or NEXUS_CONFIG) does not exist" in out.stderr  # where the path came from
 
 
 # --- nexus run checks the same, before running anything -------------------------------------------
