@@ -579,3 +579,16 @@ def test_numbers_of_seconds_or_days_on_the_command_line_are_finite_and_bounded(n
     option = next(a for a in args if a.startswith("--") and a != "--")
     assert f"Invalid value for '{option}'" in out.stdout + out.stderr, out
     assert "internal error" not in out.stdout + out.stderr
+
+
+def test_a_cache_folder_that_is_a_file_is_named_with_the_fix(nexus_project, tmp_path):
+    """The run's status folders live under $XDG_CACHE_HOME: when it is a file, the failure
+    names the folder and the setting, not just 'cannot start the command: Not a directory'."""
+    nexus_project.write('from nexus_core import task, run\n\n@task\ndef quick():\n    run("true")\n')
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out = nexus_project.run("run", "quick", env={"XDG_CACHE_HOME": str(afile)})
+    assert out.code == 1, out
+    text = out.stdout + out.stderr
+    assert f"cannot make the run's status folder {afile}" in text, text
+    assert f"XDG_CACHE_HOME={afile} must be a folder you can write in" in text, text

@@ -235,6 +235,21 @@ def follow(proc: subprocess.Popen[bytes], spools: list[_Spool]) -> int:
             os.close(pidfd)
 
 
+def _no_status_dir(exc: OSError, duration: float) -> CommandResult:
+    """The result of a command whose run status folder could not be made (a setting of the
+    environment, not the command: it names the folder and what to change)."""
+    where = exc.filename or "the status folder"
+    cache = os.environ.get("XDG_CACHE_HOME")
+    hint = (
+        f"- XDG_CACHE_HOME={cache} must be a folder you can write in (or unset it: ~/.cache is used)"
+        if cache
+        else "- ~/.cache must be a folder you can write in (or set XDG_CACHE_HOME to one)"
+    )
+    return CommandResult("error", None, duration,
+                         f"cannot make the run's status folder {where}: {exc.strerror or exc}", hint=hint,
+                         retryable=False)  # fmt: skip
+
+
 class LocalExecutor(Executor):
     """Runs commands on the machine Nexus runs on, in the nexusfile's folder by default."""
 
@@ -377,9 +392,13 @@ class LocalExecutor(Executor):
         err = LineStream("stderr", on_output, tail)
         spools: list[_Spool] = []
         marker = command.marker
+        if marker is not None:
+            try:
+                folder = self._status_dir(marker.run_id, marker.host)
+            except OSError as exc:
+                return _no_status_dir(exc, time.monotonic() - started)
         try:
             if marker is not None:
-                folder = self._status_dir(marker.run_id, marker.host)
                 keep = min(SPOOL_KEEP, self.spool_max // 4)
                 paths = (os.path.join(folder, f"{marker.key}.out"), os.path.join(folder, f"{marker.key}.err"))
                 self._reuse(folder, paths)
