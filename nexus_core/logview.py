@@ -57,6 +57,15 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
             fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: nothing failed in it",
                  suggestions=["Drop --failed to see every host's output"])  # fmt: skip
         seen = sorted({f.host for f in files if task is None or f.task == task})
+        if task is not None and not seen and not hosts:  # the task left no output at all
+            row = record.tasks.get(task) or {}
+            status, reason = str(row.get("status") or ""), str(row.get("reason") or "")
+            if status in ("skipped", "pending", ""):
+                why = "it did not run" + (f" ({reason})" if reason else f" ({status})" if status else "")
+            else:
+                why = f"it {status} without printing anything" + (f" ({reason})" if reason else "")
+            fail(ExitCode.CONFIG, f"No logs to show for task {task!r} of run {record.id}: {why}",
+                 suggestions=[f"See the run's tasks: nexus logs {record.id}"])  # fmt: skip
         what = f"no host of task {task!r} matches" if task else "no host matches"
         pattern = " ".join(f"-H {h!r}" for h in hosts) if hosts else "these filters"
         fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: {what} {pattern}",

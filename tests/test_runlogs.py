@@ -255,3 +255,15 @@ def t():
         assert out.code == 1, out
         assert "s3cr3tval-77" not in out.stdout + out.stderr, (args, out)
         assert "pw=***" in out.stdout + out.stderr, (args, out)
+
+
+def test_logs_of_a_task_that_never_ran_say_so(nexus_project: NexusProject):
+    nexus_project.write(
+        'from nexus_core import run, task\n\n@task\ndef a():\n    run("false")\n\n@task(deps=[a])\ndef dep():\n'
+        '    run("true")\n'
+    )
+    assert nexus_project.run("run", "dep").code == 1
+    out = nexus_project.run("logs", "dep")
+    assert out.code == 2, out
+    assert "No logs to show for task 'dep' of run " in out.stderr and "it did not run (skipped)" in out.stderr, out
+    assert "filters" not in out.stderr
