@@ -1916,6 +1916,9 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
         diff: list[str] = []
         if not op.recursive and items and items[0].action == "write" and items[0].size <= DIFF_MAX_BYTES:
             diff = _diff(executor, host, items[0], source, op.sudo)
+            if len(diff) == 1 and diff[0] == SECRET_NOTE and _attrs_kept(items[0]):
+                # the same text but for secret values, which a dry run does not decrypt
+                return False, 1, 0, diff, problems[0][0] if problems else ""
         elif not op.recursive and items and items[0].action == "attrs":
             want = items[0].wanted
             st = items[0].state
@@ -1976,8 +1979,25 @@ def _diff(executor: Executor, host: Host, item: _Item, source: str, sudo: bool =
         )
     )
     if secret:
-        lines.append(f"(secret values show as {MASK} and are not compared in a dry run)")
+        lines.append(SECRET_NOTE)
     return lines
+
+
+#: The last line of a dry run's diff of a file rendering secrets (``***``): alone, the text
+#: is the same but for them.
+SECRET_NOTE = "(secret values show as *** and are not compared in a dry run)"
+
+
+def _attrs_kept(item: _Item) -> bool:
+    """True when the destination already has the mode, owner and group the operation wants."""
+    st, want = item.state, item.wanted
+    return (
+        st is not None
+        and st.kind == "file"
+        and (want.get("mode") is None or st.mode == want.get("mode"))
+        and (not want.get("owner") or st.owner == want.get("owner"))
+        and (not want.get("group") or st.group == want.get("group"))
+    )
 
 
 def _read_as_root(executor: Executor, host: Host, path: str) -> bytes | None:

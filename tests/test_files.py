@@ -260,6 +260,13 @@ def conf():
         assert "+port = 81" in out and "-port = 80" in out, out
         assert "password = ***" in out and "-password" not in out and "+password" not in out, out
     assert (target.stat().st_mtime_ns, target.read_bytes()) == before
+    # the same file but for the secret: unchanged (it said "would change" after every real run)
+    same = nexus_project.run("run", "conf", "-n", "--format", "json")
+    assert same.code == 0, same
+    files = same.of("plan")[0]["files"]
+    assert [f["changed"] for f in files] == [False], files
+    text = nexus_project.run("run", "conf", "-n").stdout
+    assert "unchanged" in text and "would change" not in text and "not compared in a dry run" in text, text
     # a secret the file held under a name the template no longer writes: its key is shown, not its value
     target.write_text(f"user = app\nOLD_PASS={SECRET_VALUE}-old\npassword = x\nport = 80\n")
     dry = nexus_project.run("run", "conf", "-n")

@@ -389,7 +389,7 @@ def _file_check_lines(s: Style, indent: str, found: Any, named: bool) -> list[st
         return [indent + s.paint(f"{who}{found.problem}", "red")]
     if not found.changed:
         text = "unchanged" if found.files <= 1 else f"unchanged ({found.files} files)"
-        return [indent + s.paint(f"{who}{text}", "dim")]
+        return [indent + s.paint(f"{who}{text}", "dim"), *(indent + "  " + s.paint(line, "dim") for line in found.diff)]
     text = "would change" if found.files <= 1 else f"would change {found.changed_files} of {found.files} files"
     out = [indent + s.paint(f"{who}{text}", "yellow")]
     for line in found.diff:
