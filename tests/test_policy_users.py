@@ -503,3 +503,49 @@ def test_resume_rechecks_the_change_window_and_the_dry_run(bed: Bed) -> None:
     assert not (bed.out / "checked").exists()
     fresh = bed.nexus("alice", "resume", _run_id(checked), now="2026-12-02T16:08:00+00:00")
     assert fresh.returncode == 0 and (bed.out / "checked").exists(), fresh.stderr
+
+
+def test_an_approval_a_required_sink_could_not_record_is_not_kept(bed: Bed) -> None:
+    """Fail closed: `nexus approve` exits 2 when a required audit sink cannot write, and the
+    request stays pending (it used to be approved all the same, and usable, unaudited)."""
+    first = bed.nexus("alice", "run", "migrate", "--no-wait")
+    assert first.returncode == 75, first.stderr
+    rid = request_id(first.stderr)
+    locked = bed.base / "locked"
+    locked.mkdir(mode=0o755, exist_ok=True)  # root's: bob cannot write the sink's file there
+    conf = bed.project / ".nexus" / "config.toml"
+    conf.parent.mkdir(exist_ok=True)
+    conf.write_text(f'[audit.sinks.trail]\ntype = "file"\nrequired = true\npath = "{locked}/audit.log"\n')
+    try:
+        refused = bed.nexus("bob", "approve", rid, "--comment", "not recorded")
+        assert refused.returncode == 2, refused.stderr
+        no_traceback(refused)
+    finally:
+        shutil.rmtree(conf.parent)
+    row = next(r for r in bed.approvals() if r["id"] == rid)
+    assert row["status"] == "pending" and not row["decided_by"], row
+    still = bed.nexus("alice", "run", "migrate", "--no-wait")
+    assert still.returncode == 75 and f"Approval request {rid} for this plan is still pending" in still.stderr
+    assert not (bed.out / "migrate").exists()
+
+
+def test_an_approval_request_never_holds_a_secret_value(bed: Bed) -> None:
+    """The request keeps the plan's text for the approvers; a real run's plan holds the secret
+    values it resolved: they are masked there, in the approvals database and on screen."""
+    value = "s3cr3t-approval-7c1e"
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    (bed.project / "nexusfile.py").write_text(
+        'from nexus_core import run, secret, task\n\n\n@task(approval="required")\ndef migrate():\n'
+        f"    run(f\"echo {{secret('DB_PW')}} > {bed.out}/migrate\")\n"
+    )
+    argv, environ = bed.command("alice", "secret", "set", "DB_PW", NEXUS_MASTER_KEY=key)
+    stored = subprocess.run(argv, env=environ, cwd=bed.project, input=value, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert stored.returncode == 0, stored.stderr
+    first = bed.nexus("alice", "run", "migrate", "--no-wait", NEXUS_MASTER_KEY=key)
+    assert first.returncode == 75, first.stderr
+    rid = request_id(first.stderr)
+    shown = bed.nexus("bob", "policy", "approvals", rid)
+    assert shown.returncode == 0 and "echo *** >" in shown.stdout, shown.stdout + shown.stderr
+    assert value not in shown.stdout + shown.stderr + first.stdout + first.stderr
+    assert all(value not in str(r["dry_run"]) for r in bed.approvals())

@@ -244,30 +244,39 @@ def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
             )
         now = clock(pol)
         state = found.state(now)
-        if state != "pending" or not store.decide(
-            request_id, "approved" if approve else "rejected", user, comment, now
-        ):
-            latest = store.get(request_id) or found
-            fail(
-                ExitCode.CONFIG,
-                f"Approval request {request_id} is {latest.state(now)}, not pending",
-                [f"Requested by {found.requester} for {', '.join(found.tasks)}"],
-                ["Only a pending, unexpired request can be approved or rejected"],
-            )
-        kind = ApprovalGranted if approve else ApprovalRejected
-        audit(  # a required audit sink that cannot write makes this exit 2
-            [
-                kind(
-                    rid,
-                    request_id=request_id,
-                    user=user,
-                    requester=found.requester,
-                    plan_hash=found.plan_hash,
-                    comment=comment,
+        # The decision and its audit record stand or fall together: written in a transaction
+        # that is committed only once a required audit sink took the record (fail closed: an
+        # approval that was never audited can never be used).
+        store.db.execute("BEGIN IMMEDIATE")
+        try:
+            if state != "pending" or not store.decide(
+                request_id, "approved" if approve else "rejected", user, comment, now
+            ):
+                latest = store.get(request_id) or found
+                fail(
+                    ExitCode.CONFIG,
+                    f"Approval request {request_id} is {latest.state(now)}, not pending",
+                    [f"Requested by {found.requester} for {', '.join(found.tasks)}"],
+                    ["Only a pending, unexpired request can be approved or rejected"],
                 )
-            ],
-            strict=True,
-        )
+            kind = ApprovalGranted if approve else ApprovalRejected
+            audit(  # a required audit sink that cannot write makes this exit 2
+                [
+                    kind(
+                        rid,
+                        request_id=request_id,
+                        user=user,
+                        requester=found.requester,
+                        plan_hash=found.plan_hash,
+                        comment=comment,
+                    )
+                ],
+                strict=True,
+            )
+        except BaseException:
+            store.db.execute("ROLLBACK")
+            raise
+        store.db.execute("COMMIT")
     finally:
         store.close()
     done = "Approved" if approve else "Rejected"

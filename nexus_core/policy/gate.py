@@ -510,8 +510,11 @@ def _approval(
     if found is None:
         from nexus_core.output.report import plan_text
         from nexus_core.output.style import Style
+        from nexus_core.secrets.redact import redact
 
-        dry = plan_text(Style(color=False, live=False, unicode=False, interactive=False), plan)
+        # The plan of a real run holds the secret values it resolved: never in the request,
+        # which the approvers (and the approvals database) see.
+        dry = redact(plan_text(Style(color=False, live=False, unicode=False, interactive=False), plan))
         found = store.create(user, tasks, digest, plan.nexusfile, dry, clock(policy), ttl)
         audit(
             [ApprovalRequested(gate.run_id, request_id=found.id, user=user, tasks=tuple(tasks), plan_hash=digest)],
