@@ -892,6 +892,7 @@ def build_plan(
         project, registry, cache, running=None if every_plugin else names, warnings=warnings, waiting=waiting
     )
     problems += _check_overrides(registry, config_override or {})
+    problems += _unknown_windows(project, names)
     # A nexusfile that stopped loading half-way (a syntax error, an exception at its top level)
     # may define the requested tasks after the line that failed: that line is the problem.
     loaded = not any(p.code in ("syntax", "exception") for p in project.problems)
@@ -1043,6 +1044,44 @@ def build_plan(
         limit=host_limit.text if host_limit is not None else "",
         params=dict(params or {}),
     )
+
+
+def _unknown_windows(project: Project, names: Iterable[str]) -> list[Problem]:
+    """``@task(change_window=NAME)`` naming no window of the nexusfile nor of the system policy
+    (a validation error, as any undefined name; a dry run used to pass and the real run fail).
+    A policy that cannot be read is left to the run's gate, which says why."""
+    wanted: dict[str, str] = {}
+    for n in names:
+        window = dict(project.tasks[n].extra).get("change_window") if n in project.tasks else None
+        if isinstance(window, str):
+            wanted[n] = window
+    if not wanted:
+        return []
+    known = set(project.compliance.get("windows", {}))
+    if any(w not in known for w in wanted.values()):
+        try:
+            from nexus_core.policy.local import policy_path, trusted
+            from nexus_core.policy.model import load_policy
+
+            path = policy_path(None)
+            if path is not None and not trusted(path):
+                known |= set(load_policy(path).windows)
+            elif path is not None:
+                return []  # an untrusted policy: the gate refuses the run and says why
+        except Exception:  # noqa: BLE001 - a policy that cannot be read: the gate says why
+            return []
+    return [
+        Problem(
+            f"task {n!r}: unknown change window {w!r}",
+            project.tasks[n].location,
+            _did_you_mean(w, known, "windows")
+            if known
+            else f'declare it: change_window({w!r}, days=[...], hours="10-16", timezone="UTC")',
+            "undefined-window",
+        )
+        for n, w in wanted.items()
+        if w not in known
+    ]
 
 
 def _shared_artifacts(project: Project, tasks: Mapping[str, TaskPlan]) -> list[Problem]:

@@ -152,8 +152,10 @@ def test_nexusfile_mistakes_exit_2_with_file_line(tmp_path: Path) -> None:
         "from nexus_core import task, run\n\n@task(change_window='nope')\ndef a():\n    run('true')\n",
         encoding="utf-8",
     )
-    proc = nexus(tmp_path, "run", "a")
-    assert proc.returncode == 2 and "unknown change window 'nope'" in proc.stderr and "nexusfile.py:3" in proc.stderr
+    for args in (("run", "a"), ("validate",), ("run", "a", "--dry-run")):  # validate and -n said it was valid
+        proc = nexus(tmp_path, *args)
+        assert proc.returncode == 2 and "unknown change window 'nope'" in proc.stderr, (args, proc.stderr)
+        assert "nexusfile.py:3" in proc.stderr, (args, proc.stderr)
     (tmp_path / "nexusfile.py").write_text(
         "from nexus_core import task, run\n\n@task(approval='maybe')\ndef a():\n    run('true')\n", encoding="utf-8"
     )
