@@ -268,3 +268,24 @@ def test_verify_exit_codes_for_a_missing_log_and_the_declared_path(copy: Copy):
     assert out.code == 2 and "no audit log at" in out.stderr, out
     out = copy.project.run("audit", "verify")  # the declared file sink's path
     assert out.code == 0 and "intact" in out.stdout, out
+
+
+def test_a_key_written_twice_in_a_record_is_caught_at_its_line(copy: Copy):
+    """Python's parser keeps the last of two equal keys, so the hash matched while a reader
+    of the file (grep, a log shipper) saw the first: a record with a key twice is altered."""
+    path, lines, i = copy.records_run()
+    lines[i + 1] = lines[i + 1].replace("{", '{"user":"mallory",', 1)
+    copy.write(lines, path)
+    found = copy.verify()
+    expect(found, "altered", path, i + 2)
+    assert "a key appears twice" in found["message"], found
+
+
+def test_a_rotated_file_replaced_by_garbage_is_damage_exit_1(copy: Copy):
+    """Damage (exit 1), not a log that cannot be read (exit 2): the file is there, its bytes
+    are not gzip."""
+    first = copy.rotated()[0]
+    first.write_bytes(b"garbage")
+    found = copy.verify()
+    assert found["code"] == 1 and found["ok"] is False and found["kind"] == "damaged", found
+    assert str(first) in found["message"], found

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -113,18 +114,38 @@ class _Line:
     partial: bool
 
 
+class _Twice(ValueError):
+    """A JSON object with a key written twice (Python keeps the last; other readers the first)."""
+
+
+#: What a line with a key written twice reads as.
+_TWICE = object()
+
+
+def _no_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _Twice("a key appears twice")
+    return found
+
+
 def _load(files: list[str]) -> tuple[list[_Line], Finding | None]:
     out: list[_Line] = []
     for path in files:
         try:
             lines, complete = read_lines(path)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            return out, Finding(False, f"cannot read {path}: {exc} (damaged or truncated)", path, 0, "unreadable")
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # the file is there: its bytes are not a log's
+            return out, Finding(False, f"{path} is damaged: {exc} (a rotated file that was replaced or cut)",
+                                path, 0, "damaged")  # fmt: skip
+        except OSError as exc:
+            return out, Finding(False, f"cannot read {path}: {exc}", path, 0, "unreadable")
         for n, text in enumerate(lines, 1):
             try:
-                obj: Any = json.loads(text)
+                obj: Any = json.loads(text, object_pairs_hook=_no_twice)
             except json.JSONDecodeError:
                 obj = None
+            except _Twice:
+                obj = _TWICE  # a key written twice: what a reader sees is not what was hashed
             last = n == len(lines)
             out.append(_Line(path, n, text, obj, last, last and not complete))
     return out, None
@@ -162,6 +183,8 @@ def verify(path: str, public_key: Any = None, head: Mapping[str, Any] | None = N
 
     for ln in lines:
         obj = ln.obj
+        if obj is _TWICE:
+            return bad(ln, "altered", "a key appears twice in the record: the line was altered")
         if obj is None or not isinstance(obj, dict):
             if ln.partial:
                 return bad(ln, "truncated", "the last line is cut short: the file was truncated")
