@@ -33,7 +33,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from nexus_vault import errors
 from nexus_vault.reference import Reference
-from nexus_vault.settings import VaultConfigError, VaultSettings
+from nexus_vault.settings import VaultConfigError, VaultSettings, pem_certificates
 
 log = logging.getLogger("nexus.vault")
 
@@ -144,7 +144,7 @@ class VaultSession:
         return hvac.Client(
             url=s.addr,
             token=s.token or "",
-            verify=s.verify,
+            verify=ca_bundle(s.verify),
             cert=s.cert,
             timeout=s.timeout,
             namespace=s.namespace or None,
@@ -282,3 +282,39 @@ class VaultSession:
                 except Exception:  # closing is best effort
                     log.debug("vault: closing the HTTP session failed", exc_info=True)
                 self._client = None
+
+
+_BUNDLES: dict[str, str] = {}
+
+
+def ca_bundle(verify: bool | str) -> bool | str:
+    """What to give requests for ``verify``: a CA folder (``VAULT_CAPATH``) becomes one bundle
+    file of every PEM certificate in it, as Vault's own CLI reads such a folder (OpenSSL alone
+    would want its files named by their hash, ``openssl rehash``); anything else as it is."""
+    import os
+
+    if not isinstance(verify, str) or not os.path.isdir(verify):
+        return verify
+    found = _BUNDLES.get(verify)
+    if found is not None and os.path.exists(found):
+        return found
+    import atexit
+    import tempfile
+
+    pems = pem_certificates(verify)
+    if not pems:  # settings refused such a folder already
+        return verify
+    fd, bundle = tempfile.mkstemp(prefix="nexus-vault-ca-", suffix=".pem")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("".join(p if p.endswith("\n") else p + "\n" for p in pems))
+    atexit.register(_remove, bundle)
+    _BUNDLES[verify] = bundle
+    return bundle
+
+
+def _remove(path: str) -> None:
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):
+        os.unlink(path)

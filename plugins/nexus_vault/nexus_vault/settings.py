@@ -155,6 +155,15 @@ def load(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) ->
     ):
         if path and not os.path.exists(os.path.expanduser(str(path))):
             raise VaultConfigError(f"{key}: {path} does not exist; pass the path of an existing PEM file")
+    if (
+        ca
+        and os.path.isdir(os.path.expanduser(str(ca)))
+        and not pem_certificates(os.path.expanduser(str(ca)))
+    ):
+        raise VaultConfigError(
+            f"vault_ca_cert: the folder {ca} holds no PEM certificate; put the CA there "
+            "(a file with -----BEGIN CERTIFICATE-----) or pass the CA file itself"
+        )
     return VaultSettings(
         addr=str(addr).rstrip("/"),
         auth=auth,
@@ -174,3 +183,17 @@ def load(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) ->
         retries=int(config.get("vault_retries", 2) or 0),
         cache_ttl=float(config.get("vault_cache_ttl") or 0),
     )
+
+
+def pem_certificates(folder: str) -> list[str]:
+    """The text of each file in ``folder`` that holds a PEM certificate (in name order)."""
+    found: list[str] = []
+    for name in sorted(os.listdir(folder)):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as fh:
+                text = fh.read(1 << 20)
+        except OSError:  # a subfolder, an unreadable file: not a certificate of ours
+            continue
+        if "-----BEGIN CERTIFICATE-----" in text:
+            found.append(text)
+    return found

@@ -630,3 +630,25 @@ def test_list_names_walks_the_mount_with_dates(
     assert all(VALUE not in repr(i) for i in infos)
     scoped, _ = make_backend(vault_mount="secret")
     assert scoped.list_names()[0].name == "top"
+
+
+def test_tls_with_a_ca_folder_whose_files_are_not_hashed(
+    tls_vault: VaultFake, pki: Pki, make_backend: MakeBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A VAULT_CAPATH folder is read as Vault's CLI reads it: every PEM file in it, without the
+    hash-named links OpenSSL wants (`openssl rehash`); a folder without one is said at once."""
+    monkeypatch.setenv("VAULT_TOKEN", tls_vault.root_token)
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    (folder / "README").write_text("our CAs\n")
+    (folder / "other.pem").write_bytes(Path(pki.other_ca).read_bytes())
+    (folder / "ca.crt").write_bytes(Path(pki.ca).read_bytes())
+    backend, _ = make_backend(vault_addr=tls_vault.url, vault_ca_cert=str(folder))
+    assert backend.resolve("secret/app#pw") == VALUE
+    monkeypatch.setenv("VAULT_CAPATH", str(folder))
+    from_env, _ = make_backend(vault_addr=tls_vault.url)
+    assert from_env.resolve("secret/app#pw") == VALUE
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SecretError, match="holds no PEM certificate"):
+        make_backend(vault_addr=tls_vault.url, vault_ca_cert=str(empty))[0].resolve("secret/app#pw")
