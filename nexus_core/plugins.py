@@ -151,7 +151,14 @@ class Policy:
         explicit = environ.get("NEXUS_POLICY_FILE")
         if explicit and not os.path.isfile(explicit):
             # Naming a policy that is not there must not open the door to every plugin.
-            policy._refuse(explicit, "NEXUS_POLICY_FILE names a file that does not exist")
+            what = (
+                "a folder, not a policy file"
+                if os.path.isdir(explicit)
+                else (
+                    "something that is not a regular file" if os.path.exists(explicit) else "a file that does not exist"
+                )
+            )
+            policy._refuse(explicit, f"NEXUS_POLICY_FILE names {what}")
             return policy
         chosen = ""
         for path in _policy_paths(environ):

@@ -198,6 +198,11 @@ def test_missing_NEXUS_POLICY_FILE_loads_nothing(project, site, logs):
     assert not plugin_rows(out)["nexus-fake"]["loaded"]
     assert f"plugin policy {missing}: NEXUS_POLICY_FILE names a file that does not exist" in out.stderr
     assert logs.imported() == []
+    folder = project.root / "policies"
+    folder.mkdir()
+    out = project.run("plugins", "--format", "json", env={"NEXUS_POLICY_FILE": str(folder)})
+    assert not plugin_rows(out)["nexus-fake"]["loaded"]
+    assert f"plugin policy {folder}: NEXUS_POLICY_FILE names a folder, not a policy file" in out.stderr
 
 
 def test_invalid_allow_entry_is_reported_and_blocks_only_that_entry(project, site, logs):
