@@ -562,7 +562,10 @@ class Engine:
                 break
             if resume is not None and (tp.name, host.label, index) in resume.uncertain and not _not_shell(cmd):
                 earlier = self._finished_while_away(tp, host, index, cmd)
-                if earlier is not None and (earlier.ok or (cmd.continue_on_error and earlier.status != "interrupted")):
+                lost = earlier is not None and earlier.status in ("unreachable", "error")  # the host did not say
+                if earlier is not None and (
+                    earlier.ok or (cmd.continue_on_error and earlier.status != "interrupted" and not lost)
+                ):
                     if earlier.ok:
                         self._notify(tp, host, index, cmd, pending)
                     done.append(cmd.shown if earlier.ok else _let_through(cmd.shown, earlier.status))
@@ -570,7 +573,7 @@ class Engine:
                 if earlier is not None and earlier.status == "failed" and earlier.exit_code is not None and cmd.retries:
                     cmd = replace(cmd, retries=cmd.retries - 1)  # that was its first attempt: the rest follow
                 elif earlier is not None:  # it ran to its end and failed (or was stopped): not run a second time
-                    status = earlier.status if earlier.status in ("timeout", "interrupted") else "failed"
+                    status = earlier.status if earlier.status in ("timeout", "interrupted", "unreachable") else "failed"
                     reason = earlier.reason
                     if status != "interrupted":
                         self._fail(tp, host, cmd, earlier, done, cmd.timeout)
@@ -698,6 +701,19 @@ class Engine:
                     + ("" if result.ok else f" ({result.reason or result.status})"),
                 )
             )
+            if not result.ok and result.status in ("unreachable", "timeout", "error"):
+                # The host cannot say whether the command ended: starting it again could run it
+                # twice (it may have finished, or still run), so this host stops here.
+                return CommandResult(
+                    "unreachable" if result.status != "error" else "error",
+                    None,
+                    time.monotonic() - began,
+                    f"cannot ask {host.label} whether command #{index + 1}, started by the interrupted run, "
+                    f"ended ({result.reason or result.status}): not started again",
+                    hint="- run `nexus resume` again once the host answers: a command that finished is not "
+                    "started again, one still running is waited for",
+                    retryable=False,
+                )
             if found.state != "running":
                 break
             waited_for = True

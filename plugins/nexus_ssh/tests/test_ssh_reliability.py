@@ -255,3 +255,37 @@ def long():
     assert sshbed.wait_no_process(USER_KEY, f"sleep {tag}", timeout=10) == [], "a remote command lived on"
     listed = project.run("pipelines", "--interrupted")
     assert listed.code == 0 and " interrupted " in listed.stdout, listed
+
+
+def test_a_resume_that_cannot_ask_the_host_never_starts_its_command_again(project, sshbed, shared_dir):
+    """The command the killed run started may have finished or may still run: when the host
+    cannot be asked (no answer), the resume fails the host as unreachable instead of running
+    the command a second time; the next resume asks again and finds it finished."""
+    import socket
+
+    h1 = sshbed.hosts[0].address
+    log = shared_dir / "log"
+    project.write(
+        header(sshbed).replace(f"ssh_port={sshbed.port}", "ssh_port=int(__import__('os').environ['PORT'])")
+        + "config(ssh_connect_attempts=1, ssh_connect_timeout=3)\n"
+        + f"""
+@task(on=["{h1}"])
+def once():
+    run("echo start >> {log}; sleep 2; echo done >> {log}")
+    run("echo next >> {log}")
+"""
+    )
+    proc = start_nexus(project, "run", "once", env={"PORT": str(sshbed.port)})
+    assert wait_for(lambda: log.exists() and "start" in log.read_text(), timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind((h1, 0))
+        closed = probe.getsockname()[1]
+    away = project.run("resume", env={"PORT": str(closed)}, timeout=60)
+    assert away.code == 3, away
+    assert "not started again" in away.stdout + away.stderr, away
+    assert wait_for(lambda: "done" in log.read_text(), timeout=30)  # the first run's command ends on its own
+    back = project.run("resume", env={"PORT": str(sshbed.port)}, timeout=60)
+    assert back.code == 0, back
+    assert log.read_text().split() == ["start", "done", "next"], log.read_text()
