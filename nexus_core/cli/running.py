@@ -146,6 +146,21 @@ def decide_resume(
         if resume:
             click.echo("nexus: no interrupted run of this pipeline to resume; starting fresh", err=True)
         return None, None
+    before = str(previous.options.get("limit") or "")
+    if before != (plan.limit or ""):
+        # -H names other hosts than the interrupted run's: resuming would close that run on
+        # these hosts alone, the others never run nor checked.
+        said = f"-H {before}" if before else "all of its hosts"
+        if resume:
+            fail(ExitCode.CONFIG,
+                 f"Run {previous.id} of this pipeline ran on {said}; -H {plan.limit or '(none)'} would resume it on "
+                 "other hosts", [],
+                 [f"Resume it as it was: nexus resume {previous.id}",
+                  "Or start a fresh run on these hosts: drop --resume (or pass --no-resume)"])  # fmt: skip
+        click.echo(f"nexus: run {previous.id} of this pipeline was interrupted on {said}; starting fresh on "
+                   f"-H {plan.limit or '(none)'} (nexus resume {previous.id} first would continue it)",
+                   err=True)  # fmt: skip
+        return None, None
     point = resume_point(previous, plan)
     style = Style.detect(sys.stderr)
     interactive = style.interactive and fmt != "json"
@@ -155,10 +170,11 @@ def decide_resume(
             click.echo(f"nexus: run {previous.id} of this pipeline {how}; starting fresh (use --resume to "
                        "continue it)", err=True)  # fmt: skip
             if previous.status == "running" and point.uncertain:  # crashed: a command may still run
-                task, host, _ = sorted(point.uncertain)[0]
-                click.echo(f"nexus: warning: {task} on {host} was running a command when run {previous.id} "
-                           "stopped; it may still be running there (--resume waits for it instead of "
-                           "starting it again)", err=True)  # fmt: skip
+                where = sorted({f"{task} on {host}" for task, host, _ in point.uncertain})
+                shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+                click.echo(f"nexus: warning: {shown} {'was' if len(where) == 1 else 'were'} running a command when "
+                           f"run {previous.id} stopped; it may still be running there (--resume waits for it "
+                           "instead of starting it again)", err=True)  # fmt: skip
             return None, None
         for line in describe(previous, point, plan):
             click.echo(line, err=True)

@@ -151,7 +151,8 @@ def _resume(
         burst.start()
     run_recorded(plan, store=store, record=record, point=point, fmt=fmt,
                  mode="verbose" if verbose else "quiet" if quiet else "normal",
-                 continue_on_error=continue_on_error, force_handlers=force_handlers, extra=extra,
+                 continue_on_error=continue_on_error or bool(saved.get("continue_on_error")),
+                 force_handlers=force_handlers, extra=extra,
                  on_session=burst.attach if burst is not None else None,
                  **({"events": gate.events} if gate else {}))  # fmt: skip
 

@@ -289,3 +289,36 @@ def once():
     back = project.run("resume", env={"PORT": str(sshbed.port)}, timeout=60)
     assert back.code == 0, back
     assert log.read_text().split() == ["start", "done", "next"], log.read_text()
+
+
+def test_a_resume_keeps_the_interrupted_runs_hosts_and_its_continue_on_error(project, sshbed, shared_dir):
+    """`run --resume -H ONE` closed a crashed run "ok" on that host alone (the others never ran
+    nor were checked): refused, naming `nexus resume`. `nexus resume` keeps the run's
+    --continue-on-error (a task after a failed one ran only when it was given again)."""
+    h1, h2 = sshbed.hosts[0].address, sshbed.hosts[1].address
+    project.write(
+        header(sshbed)
+        + f"""
+@task(on=["{h1}", "{h2}"])
+def slow():
+    run(f"touch {shared_dir}/started-{{hostname()}}; sleep 2")
+
+@task(on=["{h1}"])
+def bad():
+    run("false")
+
+@task(on=["{h1}"], deps=[slow])
+def after():
+    run("touch {shared_dir}/after")
+"""
+    )
+    proc = start_nexus(project, "run", "bad", "after", "--continue-on-error")
+    assert wait_for(lambda: len(list(shared_dir.glob("started-*"))) == 2, timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    cut = project.run("run", "bad", "after", "--resume", "-H", h1, timeout=60)
+    assert cut.code == 2, cut
+    assert "would resume it on other hosts" in cut.stderr and "nexus resume " in cut.stderr, cut
+    resumed = project.run("resume", timeout=60)
+    assert resumed.code == 1, resumed  # bad failed, and after ran all the same
+    assert (shared_dir / "after").exists(), resumed
