@@ -306,7 +306,11 @@ class Engine:
             with busy_switch_interval(self._hosts_at_once()):
                 self._prepare_executors()
                 self._schedule(order, results)
-                if not self.cancel.requested:  # nothing is left running: no command is uncertain
+                # Nothing is left running, no command is uncertain: not stopped, or stopped after
+                # every task went through all the same (a signal during the last commands).
+                if not self.cancel.requested or (
+                    len(results) == len(order) and all(r.status == "ok" for r in results.values())
+                ):
                     self._clean_markers()
         except Exception as exc:  # a bug in Nexus or a plugin: tell the subscribers, then fail loudly
             self.bus.emit(ev.PipelineException(rid, duration=time.monotonic() - started,
@@ -671,6 +675,8 @@ class Engine:
         run_id = self.options.resume.run_id
         key = markers.key(tp.name, host.label, index)
         began = time.monotonic()
+        with self._lock:  # its status folder is this run's: removed with the others at the end
+            self._marked_hosts.setdefault(host.key, host)
         limit = cmd.timeout if cmd.timeout > 0 else 3600.0  # a command without a timeout: an hour at most
         deadline = began + limit
         probe = Command(markers.probe_script(run_id, key, host.label), timeout=30)
@@ -1130,10 +1136,12 @@ class Engine:
         key = host.key
         with self._lock:
             self._left[key] = left = self._left.get(key, 0) - commands
-            ready = left <= 0 and key in self._marked_hosts and key not in self._cleaned
+            # Once the run is stopping a host's commands may have ended interrupted: its status
+            # files stay for a resume (the run's end cleans every host when all went through).
+            ready = left <= 0 and key in self._marked_hosts and key not in self._cleaned and not self.cancel.requested
             if ready:
                 self._cleaned.add(key)
-        if ready and not self.cancel.requested:
+        if ready:
             self._clean_host(host)
         if left <= 0:
             try:

@@ -322,3 +322,38 @@ def after():
     resumed = project.run("resume", timeout=60)
     assert resumed.code == 1, resumed  # bad failed, and after ran all the same
     assert (shared_dir / "after").exists(), resumed
+
+
+def test_a_run_that_ends_ok_leaves_no_status_folder_after_a_signal_or_a_resume(project, sshbed, shared_dir):
+    """A Ctrl+C whose grace lets the last command finish ends the run ok: its status folders
+    were left on the hosts; so were those a resume asked about (the command had finished
+    while Nexus was down)."""
+    h1 = sshbed.hosts[0].address
+    project.write(
+        header(sshbed).replace("interrupt_grace=0.3", "interrupt_grace=20")
+        + f"""
+@task(on=["{h1}"])
+def nap():
+    run("touch {shared_dir}/started; sleep 1.5")
+"""
+    )
+
+    def ours() -> list[Path]:
+        run_id = project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+        return [p for p in RUNS.iterdir() if p.name.startswith(run_id)] if RUNS.exists() else []
+
+    proc = start_nexus(project, "run", "nap")
+    assert wait_for(lambda: (shared_dir / "started").exists(), timeout=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert ours() == []
+    (shared_dir / "started").unlink()
+    proc = start_nexus(project, "run", "nap")
+    assert wait_for(lambda: (shared_dir / "started").exists(), timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert ours(), "the killed run left its status folder"
+    resumed = project.run("resume", timeout=60)
+    assert resumed.code == 0, resumed
+    assert ours() == []
