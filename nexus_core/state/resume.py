@@ -65,8 +65,8 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
             if host_row and host_row["status"] == "ok":
                 point.done_hosts.add((name, label))
                 continue
-            if host_row is None:
-                continue  # never started on this host: run it from the start
+            if host_row is None or host_row["status"] == "skipped":
+                continue  # never started on this host (a strategy left it out): run it from the start
             first = 0
             for index in range(len(hp.commands)):
                 row = record.commands.get((name, old, index))

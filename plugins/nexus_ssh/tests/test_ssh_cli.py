@@ -1130,3 +1130,38 @@ def test_a_resumed_canary_rollout_does_not_wait_a_second_time(project: NexusProj
     began = resumed.of("pipeline.start")[0]["ts"]
     rest = [e["ts"] for e in resumed.of("host.start") if e["host"] in (H2, H3)]
     assert rest and min(rest) - began < 10, (min(rest) - began, resumed)  # the 10 s wait was not made again
+
+
+def test_a_resumed_canary_rollout_whose_rest_never_began_waits_after_the_canary(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """The canary failed, so the rest never started: resumed once it is fixed, the canary wait
+    is made before the rest (the hosts' 'not started' records counted as begun, and the
+    rest started at once)."""
+    import uuid
+
+    fail = f"/tmp/nexus-canary-fail-{uuid.uuid4().hex}"
+    with open(fail, "w"):
+        pass
+    os.chmod(fail, 0o666)
+    write(
+        project,
+        sshbed,
+        f"""
+        hosts("web", "{H1}", "{H2}")
+
+        @task(on="web", strategy="canary", canary_hosts=1, canary_wait=1.5)
+        def deploy():
+            run("test ! -e {fail}")
+        """,
+    )
+    try:
+        failed = run(project, "run", "deploy", "--format", "json")
+        assert failed.code == 1, failed
+        assert host_status(failed, "deploy") == {H1: "failed", H2: "skipped"}
+    finally:
+        os.unlink(fail)
+    resumed = run(project, "resume", "--format", "json")
+    assert resumed.code == 0, resumed
+    assert [e["seconds"] for e in resumed.of("task.wait")] == [1.5], resumed.of("task.wait")
+    assert host_order(resumed, "deploy") == [H1, H2]
