@@ -312,3 +312,29 @@ def test_an_inventory_that_did_not_load_is_the_only_error_of_its_groups(nexus_pr
         assert out.code == 2, (args, out)
         assert "inv.yml:6: YAML syntax error" in out.stderr, (args, out)
         assert "undefined" not in out.stderr, (args, out)
+
+
+def test_an_address_mistake_is_reported_with_the_files_other_mistakes():
+    """Every mistake at once: two names for one machine and an unusable address were only
+    looked for once the rest of the file was right."""
+    found = problems(
+        """
+        [web]
+        w1 ansible_host=127.0.0.2
+        w2 ansible_host=127.0.0.3 ansible_port=abc
+        [web:oops]
+        [db]
+        x ansible_host=127.0.0.2
+        """,
+        "hosts.ini",
+    )
+    messages = [message for _, message, _ in found]
+    assert any("port must be a number" in m for m in messages), messages
+    assert any("unknown section [web:oops]" in m for m in messages), messages
+    assert any("hosts 'w1' (line 2) and 'x' both connect to '127.0.0.2'" in m for m in messages), messages
+    toml = problems(
+        '[groups.web]\nhosts = ["a", "b"]\nchildren = ["nope"]\n[hosts.a]\naddress = "a b"\n[hosts.b]\nusr = "x"\n',
+        "inv.toml",
+    )
+    texts = [message for _, message, _ in toml]
+    assert any(m.startswith("host 'a': ") for m in texts) and len(texts) >= 3, texts

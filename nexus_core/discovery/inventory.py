@@ -495,13 +495,23 @@ class _Reader:
                         f"group {name!r} has child group {child!r}, which the file does not define",
                         f"did you mean {close!r}?" if close else f"define group {child!r} or remove it from children",
                     )
+        cycles = False
         for name in self.inv.groups:
             cycle = self._cycle(name, [])
+            cycles = cycles or bool(cycle)
             if cycle and cycle[0] == name and name == min(cycle[:-1]):
                 self.problem(self.inv.groups[name].line, "child groups include each other: " + " -> ".join(cycle),
                              "remove one of the children")  # fmt: skip
-        if not self.problems:
+        if cycles:  # the hosts' settings cannot be resolved through a cycle
+            return
+        # Every mistake at once: the hosts' addresses too, beside the file's other problems.
+        before = len(self.problems)
+        try:
             self._check_connections()
+        except Exception:
+            if not before:
+                raise
+            del self.problems[before:]  # what the file's other mistakes made unreadable: said once they are fixed
 
     def _check_connections(self) -> None:
         """Each host, settings resolved, must be a usable host, and no two hosts the same one.
