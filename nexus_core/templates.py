@@ -27,22 +27,24 @@ RESERVED = ("host", "task", "env", "vars", "hostname", "timestamp", "git_sha", "
 _ENVIRONMENTS: dict[str, Any] = {}
 
 #: The run's config keys (nexusfile and command line) while hosts are planned: the login
-#: user and port a host string leaves out come from ``ssh_user`` and ``ssh_port``.
+#: user and port a host string leaves out come from its transport's ``TRANSPORT_user`` and
+#: ``TRANSPORT_port`` keys.
 _CONFIG: ContextVar[Mapping[str, Any] | None] = ContextVar("nexus_template_config", default=None)
 
 
 def planning(config: Mapping[str, Any]) -> None:
     """Templates rendered from now on in this context (the plan being made) see ``config``
-    (``ssh_user``, ``ssh_port``: ``host.user`` and ``host.port`` of hosts whose strings
-    leave them out). Each plan sets its own before its bodies run."""
+    (its ``TRANSPORT_user`` and ``TRANSPORT_port`` keys: ``host.user`` and ``host.port`` of
+    hosts whose strings leave them out). Each plan sets its own before its bodies run."""
     _CONFIG.set(dict(config))
 
 
 def _login(h: Any) -> dict[str, Any]:
     """``user`` and ``port`` as the host is logged in to, where the plan knows them: the host
-    string's, else the ``ssh_user``/``ssh_port`` config keys for an SSH host, the local
-    user for ``local``. Left out when unknown (an SSH client config may set them): a
-    template using them then fails at its line saying so, instead of writing ``None``."""
+    string's, else the config keys its transport names so (``TRANSPORT_user``,
+    ``TRANSPORT_port``), the local user for ``local``. Left out when unknown (the transport's
+    own client config may set them): a template using them then fails at its line saying so,
+    instead of writing ``None``."""
     import jinja2
 
     found: dict[str, Any] = {}
@@ -54,17 +56,16 @@ def _login(h: Any) -> dict[str, Any]:
             found["user"] = h.user or getpass.getuser()
         return found
     config = _CONFIG.get() or {}
-    ssh = h.transport == "ssh"
-    user = h.user or (config.get("ssh_user") if ssh else None)
-    port = h.port or (config.get("ssh_port") if ssh else None)
-    for key, value, how in (("user", user, "USER@HOST or config(ssh_user=...)"),
-                            ("port", port, "HOST:PORT or config(ssh_port=...)")):  # fmt: skip
+    user = h.user or config.get(f"{h.transport}_user")
+    port = h.port or config.get(f"{h.transport}_port")
+    for key, value, how in (("user", user, f"USER@HOST or config({h.transport}_user=...)"),
+                            ("port", port, f"HOST:PORT or config({h.transport}_port=...)")):  # fmt: skip
         found[key] = (
-            (int(value) if key == "port" else value)
+            (int(value) if key == "port" and isinstance(value, int | str) else value)
             if value
             else jinja2.StrictUndefined(
-                hint=f"host.{key} of {h.label} is not known when the plan is made (an SSH client config may "
-                f"set it): write {how}"
+                hint=f"host.{key} of {h.label} is not known when the plan is made (its transport's own "
+                f"client config may set it): write {how}"
             )
         )
     return found
