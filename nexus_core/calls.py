@@ -412,14 +412,20 @@ def _no_connection(op: Call, host: Host, exc: BaseException, cancel: Cancel, dur
     if cancel.requested:
         return CommandResult("interrupted", None, duration, "interrupted", retryable=False)
     name = op.function.rsplit(".", 1)[-1]
-    try:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    except Exception:  # noqa: BLE001 - an exception's __str__ can raise
-        text = type(exc).__name__
+    text = _first_line(exc) or type(exc).__name__
     if isinstance(exc, ConnectionError):
         return CommandResult("unreachable", None, duration, text, retryable=False)
     return CommandResult("failed", None, duration, f"{name}() did not run: no connection to {host.label}: {text}",
                          retryable=False)  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message ("" when it has none, or its ``__str__`` raises)."""
+    try:
+        text = str(exc).strip()
+    except Exception:  # noqa: BLE001 - a user exception's __str__ can raise
+        return ""
+    return text.splitlines()[0] if text else ""
 
 
 def _library(filename: str) -> bool:
@@ -475,10 +481,7 @@ def _failure(op: Call, exc: BaseException, tail: tuple[str, ...], duration: floa
         command = re.sub(r"^cd \S+ && ", "", str(getattr(result, "command", "?")))
         reason = f"{name}(): command `{command}` exited with {code}"
     else:
-        try:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        except Exception:  # noqa: BLE001 - a user exception's __str__ can raise
-            text = ""
+        text = _first_line(exc)
         reason = f"{name}() raised {kind}" + (f": {text}" if text else "")
     frames = [  # the user's frames: where in their function it failed, not inside invoke or Nexus
         f"  at {f.filename}:{f.lineno} in {f.name}"
