@@ -462,6 +462,29 @@ def test_a_host_signature_counts_only_one_clock_tick_after_it_was_taken() -> Non
     assert "_nx_sigs" not in stat_script(["/srv/a"], [10])
 
 
+def test_a_written_file_keeps_its_signature_by_its_time_or_by_a_second_hash() -> None:
+    """After an upload, a file whose whole-second time was set before its checksum was
+    verified keeps its signature while that time still stands (nanosecond file system); a
+    time that moved (someone wrote it since), coarse timestamps or no such time need the
+    host's second hash to match (nexus_core.transfer.signature_stands)."""
+    from nexus_core.transfer import signature_stands
+
+    now = "1700000100.000000000"
+    set_then = "12 2049 5 1600000000.000000000 1700000000.123456789"
+    assert signature_stands(set_then, now, "s", 1600000000, None)
+    assert not signature_stands(set_then, now, "s", 1600000001, None)  # another time was set
+    written_since = "12 2049 5 1700000000.120000000 1700000000.123456789"
+    assert not signature_stands(written_since, now, "s", 1600000000, None)
+    coarse = "12 2049 5 1600000000.000000000 1700000000.000000000"
+    assert not signature_stands(coarse, now, "s", 1600000000, None)
+    assert not signature_stands(set_then, "1700000000.150000000", "s", 1600000000, None)  # not settled
+    assert signature_stands(written_since, now, "s", None, "s") and signature_stands(coarse, now, "s", None, "s")
+    assert not signature_stands(set_then, now, "s", None, "other")
+    assert not signature_stands(set_then, now, "s", None, None)
+    assert signature_stands(written_since, now, "s", 1600000000, "s")  # hashed again: the hash decides
+    assert not signature_stands("junk", now, "s", 1600000000, None)
+
+
 def test_a_fifo_at_a_destination_or_source_is_refused_at_once_and_never_read(nexus_project: NexusProject) -> None:
     """Reading a FIFO blocks until a writer comes: the look neither hashes it nor replaces it,
     and says what it is (a dry run too) instead of waiting for the script's timeout."""

@@ -72,7 +72,10 @@ class TransferResult:
 
     ``changed``: a file was written (or its mode or owner set); ``sent``: bytes that went
     over the wire this time; ``resumed_from``: bytes of an earlier interrupted transfer
-    that were kept; ``sha256``: the checksum verified at the destination.
+    that were kept; ``sha256``: the checksum verified at the destination;
+    ``verified_mtime``: the whole second the file's modification time was set to before that
+    checksum was verified (None when it was not, or was set after): a signature of the file
+    still showing that time stands for the verified bytes (no second read).
     """
 
     status: str
@@ -84,6 +87,7 @@ class TransferResult:
     reason: str = ""
     hint: str = ""
     tail: tuple[str, ...] = ()
+    verified_mtime: int | None = None
 
     @property
     def ok(self) -> bool:

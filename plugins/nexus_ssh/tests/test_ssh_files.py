@@ -557,6 +557,41 @@ def test_a_rerun_trusts_kept_checksums_yet_sees_changes_made_on_either_side(
     assert seventh.code != 0 and f"{dest / 'f5.txt'} on" in said and "is a folder" in said, seventh
 
 
+def test_signatures_after_a_write_stand_by_their_set_time_or_by_a_second_hash(
+    make_executor: Any, sshbed: SshBed, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After writing, a file still showing the whole-second time it was given before its
+    checksum was verified keeps its signature without being read again; one whose time
+    moved since (written behind Nexus's back) is hashed once more: kept when the bytes are
+    still the verified ones, not kept when they are not (the next run then hashes it)."""
+    import sqlite3
+
+    from nexus_core import checksum_cache, transfer
+    from nexus_core.model import Host
+
+    db = tmp_path / "sums.db"
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", str(db))
+    checksum_cache.forget()
+    executor, _ = make_executor()
+    host = Host(H1, port=sshbed.port)
+    paths = {name: folder / f"{name}.txt" for name in ("kept", "touched", "rewritten")}
+    for p in paths.values():
+        p.write_text("verified bytes\n")
+        os.utime(p, (1_600_000_000, 1_600_000_000))
+    good = hashlib.sha256(b"verified bytes\n").hexdigest()
+    os.utime(paths["touched"])  # the time moved, the bytes did not
+    paths["rewritten"].write_text("other  bytes\n")  # same size, other bytes, a new time
+    time.sleep(0.1)  # every change time one clock tick old
+    try:
+        done = [(str(p), good, 1_600_000_000) for p in paths.values()]
+        transfer._remember_written(executor, host, done, False)
+        with sqlite3.connect(db) as con:
+            kept = dict(con.execute("SELECT path, sha256 FROM remote"))
+        assert kept == {str(paths["kept"]): good, str(paths["touched"]): good}
+    finally:
+        checksum_cache.forget()
+
+
 def test_a_fifo_on_the_host_is_refused_at_once_and_never_read(
     project: NexusProject, sshbed: SshBed, folder: Path
 ) -> None:
