@@ -198,7 +198,7 @@ _nx_stat1() {  # one path whose name stat cannot print on one line: by its index
 _nx_sums() {  # regular files only (or links to them): a FIFO, socket or device is never read
   [ "$#" -gt 0 ] || return 0
   for _f; do
-    if [ -e "$_f" ] && [ ! -f "$_f" ]; then _nx_sums_regular "$@"; return 0; fi
+    [ -f "$_f" ] || [ ! -e "$_f" ] || { _nx_sums_regular "$@"; return 0; }  # one test per regular file
   done
   _nx_sha "$@"
 }
