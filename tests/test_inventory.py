@@ -338,3 +338,31 @@ def test_an_address_mistake_is_reported_with_the_files_other_mistakes():
     )
     texts = [message for _, message, _ in toml]
     assert any(m.startswith("host 'a': ") for m in texts) and len(texts) >= 3, texts
+
+
+def test_h_names_an_inventory_group_the_task_does_not_use(nexus_project):
+    """`-H web` / `-H '!web'` over a task on `prod` (web + db, from an inventory): the groups
+    -H names are discovered with the task's, so their members decide what is kept (the
+    exclusion kept every host, the inclusion said nothing was left)."""
+    nexus_project.write(
+        'user = "deploy"\nport = 2222\n[groups.web]\nhosts = ["web-[1:2]"]\n[groups.db]\nhosts = ["db-1"]\n'
+        '[groups.prod]\nchildren = ["web", "db"]\n[hosts.web-1]\naddress = "127.0.0.2"\n'
+        '[hosts.web-2]\naddress = "127.0.0.3"\n[hosts.db-1]\naddress = "127.0.0.5"\n',
+        "inventory.toml",
+    )
+    nexus_project.write(
+        'from nexus_core import inventory, run, task\ninventory("inventory.toml")\n\n'
+        '@task(on="prod")\ndef report():\n    run("true")\n'
+    )
+    expected = {
+        "!web": ["127.0.0.5:2222"],
+        "web": ["127.0.0.2:2222", "127.0.0.3:2222"],
+        "db": ["127.0.0.5:2222"],
+        "w*,!web-2": ["127.0.0.2:2222"],
+    }
+    for limit, hosts in expected.items():
+        out = nexus_project.run("run", "report", "--list-hosts", "-H", limit)
+        assert out.code == 0, (limit, out)
+        assert [line.strip() for line in out.stdout.splitlines() if line.startswith("  ")] == hosts, (limit, out)
+    out = nexus_project.run("run", "report", "--list-hosts", "-H", "web,&db")
+    assert out.code == 2 and "no host of this run's tasks is left" in out.stderr, out

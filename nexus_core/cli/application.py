@@ -540,7 +540,9 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     try:
         if not kwargs.get("every_plugin"):
             declared = project
-            resolution = _discover(project, tasks, fmt, kwargs.get("cache"), refresh, saved, dry_clouds=dry_clouds)
+            named = _limit_groups(project, kwargs.get("limit"))
+            resolution = _discover(project, tasks, fmt, kwargs.get("cache"), refresh, saved, groups=named,
+                                   dry_clouds=dry_clouds)  # fmt: skip
             if resolution is not None:
                 project = resolution.project
                 if resolution.waiting:
@@ -564,6 +566,23 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
         text = f"Warning: {warning.message} (not needed by this run)" + (f"; {warning.hint}" if warning.hint else "")
         click.echo(style.paint(text, "yellow"), err=True)
     return plan
+
+
+def _limit_groups(project: Project, limit: Sequence[str] | None) -> list[str] | None:
+    """The host groups a ``-H`` limit names (globs included): their discovered members decide
+    which hosts it keeps (``-H '!web'`` over an inventory's ``web``), so they are discovered
+    with the run's own sources. None without a limit (or one the planner reports as bad)."""
+    if not limit:
+        return None
+    import fnmatch
+
+    from nexus_core.limit import LimitError, parse_limit
+
+    try:
+        terms = parse_limit(limit).terms
+    except LimitError:
+        return None
+    return [g for g in project.groups if any(fnmatch.fnmatchcase(g, t.pattern) for t in terms)] or None
 
 
 def _discover(

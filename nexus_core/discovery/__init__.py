@@ -371,7 +371,7 @@ def resolve(
     for ``config(discovery_ttl=...)``; ``refresh`` ignores the cache. ``saved``: the
     discoveries of an interrupted run (``Plan.discovery``), reused as they were. ``tasks``:
     discover only what the hosts of these tasks need (None: every source of the project);
-    ``groups``: only what these host groups need.
+    ``groups``: only what these host groups need (with ``tasks``: what both need).
     Sources with problems (unknown, bad filters) are left in place for validation to report.
     Raises :class:`DiscoveryFailed` when a source cannot answer.
     """
@@ -380,10 +380,12 @@ def resolve(
     messages: list[str] = []
     say = warn or messages.append
     context = HostSourceContext(config=dict(project.config), root=project.root, warn=say)
-    if groups is not None:
+    if groups is not None and tasks is None:
         wanted = group_specs(project, groups)
     else:
         wanted = source_specs(project) if tasks is None else needed_specs(project, tasks)
+        if groups:  # the groups a run's -H names: their members decide which hosts it keeps
+            wanted = list({s.key: s for s in [*wanted, *group_specs(project, groups)]}.values())
     specs = [s for s in wanted if not _check_spec(s, registry, context, {})]
     reused = {str(r.get("key")): r for r in saved if isinstance(r, Mapping)}
     ttl = _ttl(project.config.get("discovery_ttl"))
