@@ -509,3 +509,33 @@ def test_machines_of_a_run_that_fails_before_it_starts_are_in_its_json_output(pr
     names = [e["event"] for e in events]
     assert "cloud.provisioned" in names and "cloud.terminated" in names, out
     assert fake_instances(project) == {}
+
+
+def test_a_run_that_does_not_include_the_tagged_task_starts_no_machine(project):
+    """Scaling from zero follows the run's tasks: a task on tagged(TAG) elsewhere in the
+    nexusfile started a billed machine (and waited for it to join) for a local task's run."""
+    project.write(
+        """
+        from nexus_core import cloud, run, tagged, task
+
+        cloud("fakecloud", count=(0, 2), tags=["burst"], join_timeout=5)
+
+        @task(on=tagged("burst"))
+        def work():
+            run("true")
+
+        @task
+        def build():
+            run("true")
+
+        @task(deps=[build])
+        def loc():
+            run("echo local")
+        """
+    )
+    project.env["NEXUS_LOAD_PLUGINS"] = "nexus-fake,nexus-agent"  # tagged(...) runs on agents
+    out = project.run("run", "loc", "--format", "json")
+    assert out.code == 0, out
+    events = [json.loads(line)["event"] for line in out.stdout.splitlines() if line.startswith("{")]
+    assert "cloud.provisioned" not in events and "cloud: started" not in out.stderr, out
+    assert fake_instances(project) == {}

@@ -183,7 +183,7 @@ def run(
     overrides = config_overrides(known, identity=identity, user=user, parallel_limit=parallel_limit)
     limit = list(hosts_override) or None
     store = open_store(quiet=True)  # opened once: the plan cache now, the run's record later
-    burst = _burst(project, dry_run or list_hosts, fmt)
+    burst = _burst(project, dry_run or list_hosts, fmt, tasks)
     try:
         plan = make_plan(project, tasks, fmt, limit=limit, params=params, config_override=overrides, cache=store,
                          refresh=refresh, dry_clouds=dry_run or list_hosts)  # fmt: skip
@@ -265,11 +265,16 @@ def _uses_compliance(project: Any) -> bool:
     )
 
 
-def _burst(project: Any, dry: bool, fmt: str = "text") -> Any:
+def _burst(project: Any, dry: bool, fmt: str = "text", tasks: Sequence[str] | None = None) -> Any:
     """The cloud bursting of a real run when the nexusfile declares ``cloud(...)`` (else None);
-    its machines are started here, before the plan looks for agents."""
+    its machines are started here, before the plan looks for agents. ``tasks``: the run's
+    requested tasks (their dependencies count too; None or empty: every task)."""
     if dry or not project.clouds:
         return None
+    from nexus_core.plan import closure
+
+    names = [t for t in tasks or () if t in project.tasks]
+    run_tasks = closure(project, names) if names else None
     from nexus_core import clouds
     from nexus_core.api import CloudError
     from nexus_core.clouds.burst import BurstRun
@@ -280,7 +285,7 @@ def _burst(project: Any, dry: bool, fmt: str = "text") -> Any:
     if problems:
         show_problems(problems, "text")
         raise Exit(ExitCode.CONFIG)
-    burst = BurstRun(registry, project, new_run_id(), say=lambda m: click.echo(m, err=True))
+    burst = BurstRun(registry, project, new_run_id(), say=lambda m: click.echo(m, err=True), tasks=run_tasks)
     if fmt == "json":  # a run that ends before its own output starts still shows its machines
         from nexus_core.output.render import event_json
 

@@ -93,7 +93,9 @@ def resume(
         project = load(record.nexusfile if config_path is None else config_path)  # with the config files
         from nexus_core.cli.run import _burst
 
-        burst = _burst(project, False)  # the run's clouds again: its shards wait for tagged agents
+        burst = _burst(
+            project, False, tasks=record.requested
+        )  # the run's clouds again: its shards wait for tagged agents
         try:
             _resume(store, record, project, burst, fmt, force, verbose, quiet, continue_on_error,
                     no_wait, lock_timeout, force_handlers, override_window, reason)  # fmt: skip

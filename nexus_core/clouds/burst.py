@@ -22,7 +22,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.api import CloudError
@@ -40,10 +40,15 @@ if TYPE_CHECKING:
     from nexus_core.registry import Registry
 
 
-def targeted_tags(project: Project) -> set[str]:
-    """Tags that tasks target with ``tagged(TAG)`` (or ``discover("agent", select="tagged", ...)``)."""
+def targeted_tags(project: Project, tasks: Sequence[str] | None = None) -> set[str]:
+    """Tags that tasks target with ``tagged(TAG)`` (or ``discover("agent", select="tagged", ...)``).
+
+    ``tasks``: only these tasks (a run's, with their dependencies) count; None: every task.
+    A task the run does not include must not start a billed machine."""
+    from nexus_core.discovery import needed_specs
+
     out: set[str] = set()
-    for spec in source_specs(project):
+    for spec in source_specs(project) if tasks is None else needed_specs(project, tasks):
         if isinstance(spec, SourceSpec) and spec.source == "agent" and spec.filters.get("select") == "tagged":
             tag = spec.filters.get("tag")
             if isinstance(tag, str):
@@ -54,8 +59,17 @@ def targeted_tags(project: Project) -> set[str]:
 class BurstRun:
     """The clouds of one run (see the module doc); ``say`` prints a line for the user."""
 
-    def __init__(self, registry: Registry, project: Project, run_id: str, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        project: Project,
+        run_id: str,
+        say: Callable[[str], None],
+        tasks: Sequence[str] | None = None,
+    ) -> None:
         self.project = project
+        #: The run's tasks with their dependencies (None: every task): only their tags scale from zero.
+        self.tasks = tasks
         self.say = say
         self.cloud = CloudSession(registry, project, run_id=run_id, emit=self._emit, warn=say)
         self.scalers = {name: Autoscaler(self.cloud.settings(name)) for name in self.cloud.declared}
@@ -119,7 +133,7 @@ class BurstRun:
     def _before_plan(self, caught: list[str]) -> None:
         view = self.cloud.cluster()
         present = view.agents() if view is not None else {}
-        wanted_tags = targeted_tags(self.project)
+        wanted_tags = targeted_tags(self.project, self.tasks)
         waits: list[tuple[int, list[str]]] = []  # per cloud: how many must join, of which instances
         mine: list[str] = []  # the instances this run started
         for name in self.cloud.declared:
