@@ -123,3 +123,18 @@ def test_exec_runs_are_not_recorded_as_pipelines(nexus_project: NexusProject):
     out = nexus_project.run("pipelines", "--format", "json")
     assert out.code == 0, out
     assert "exec" not in out.stdout
+
+
+def test_an_at_file_that_holds_no_hosts_is_named_by_its_lines_never_printed(nexus_project: NexusProject):
+    """`nexus exec @.env -- id` by mistake: its lines are named by file and line, as -H does;
+    the values (a password) were printed in the error, its hints and the JSON error."""
+    nexus_project.write("SECRET=hunter2\nTOKEN=abc\n", ".env")
+    for with_nexusfile in (False, True):
+        if with_nexusfile:
+            nexus_project.write(GROUPS)
+        for fmt in ("text", "json"):
+            out = nexus_project.run("exec", "@.env", "--format", fmt, "--", "id")
+            said = out.stdout + out.stderr
+            assert out.code == 2, out
+            assert ".env:1: the pattern on this line" in said, out
+            assert "hunter2" not in said and "TOKEN" not in said, out

@@ -229,11 +229,16 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
     problems: list[str] = []
     hints: list[str] = []
 
+    def named(term: Term) -> str:
+        """A pattern as messages show it: a line of an @file by its place, never its text (the
+        file may hold anything: `nexus exec @.env` by mistake must show no secret)."""
+        return f"{term.where}: the pattern on this line" if term.where else repr(str(term))
+
     def nothing(term: Term, why: str = "") -> None:
         from nexus_core.options import suggest
 
         close = suggest(term.pattern, candidates)
-        problems.append(f"{str(term)!r} matches no host or group{why}")
+        problems.append(f"{named(term)} matches no host or group{why}")
         if close:
             hints.append(f"Did you mean {close!r}?")
 
@@ -263,13 +268,16 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
         bracketed = term.pattern.startswith("[") or "@[" in term.pattern  # an IPv6 address, not a glob
         if not bracketed and (_GLOB & set(term.pattern) or (inventory and not _looks_like_host(term.pattern))):
             nothing(term, "" if inventory else " (without a nexusfile, TARGET names hosts: no globs or groups)")
-            if inventory and not _GLOB & set(term.pattern):
+            if inventory and not _GLOB & set(term.pattern) and not term.where:
                 hints.append(f"A host by that name: add it to hosts(...) or write it as user@{term.pattern}")
             continue
         try:
             host = parse_host(term.pattern)
         except HostParseError as exc:
-            problems.append(str(exc) if term.pattern == target else f"{term.pattern!r}: {exc}")
+            if term.where:
+                problems.append(f"{named(term)} is not a host string")
+            else:
+                problems.append(str(exc) if term.pattern == target else f"{term.pattern!r}: {exc}")
             hints.append('Write "host", "user@host", "user@host:port" or "[2001:db8::1]:port"')
             continue
         chosen.setdefault(host.key, (host, host.source or format_host(host)))
