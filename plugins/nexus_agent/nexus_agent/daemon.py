@@ -59,8 +59,9 @@ class Settings:
         """The scheduler's address this agent works for."""
         if self.coordinator:
             return f"tls://{self.host}:{self.port}"
-        join = self.join
-        return join if join.startswith("tls://") else f"tls://{join}"
+        from nexus_agent import cluster  # HOST alone joins HOST:7400, as config(cluster=...) does
+
+        return cluster.address({"cluster": self.join})
 
 
 def _metrics(settings: Settings) -> dict[str, Any]:
@@ -208,7 +209,7 @@ async def _serve(settings: Settings) -> int:
                     worker = await asyncio.wait_for(_worker(settings, security, None), timeout=10)
                     break
                 except (TimeoutError, OSError) as exc:
-                    log.warning("rejoin failed: %s", exc)
+                    log.warning("rejoin failed: %s", str(exc) or f"{type(exc).__name__} (no answer within 10 s)")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
             if worker is not None:

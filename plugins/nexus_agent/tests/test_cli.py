@@ -201,3 +201,13 @@ def test_restart_waits_for_the_old_coordinator_s_port_to_be_released() -> None:
     threading.Timer(0.5, holder.close).start()
     assert _port_free("127.0.0.1", port, wait=10)
     assert _port_free("no-such-host.invalid", port)  # the agent's own start reports that one
+
+
+def test_join_without_a_port_joins_the_default_port_as_the_cluster_setting_does() -> None:
+    """`--join hub` passed the check (config(cluster="hub") means hub:7400) but the agent then
+    failed on int('hub') with exit 3; it joins tls://hub:7400 now."""
+    from nexus_agent.daemon import Settings
+
+    assert Settings(name="pi", join="hub").cluster() == "tls://hub:7400"
+    assert Settings(name="pi", join="hub:7500").cluster() == "tls://hub:7500"
+    assert Settings(name="pi", join="tls://[::1]:7401").cluster() == "tls://[::1]:7401"
