@@ -366,3 +366,19 @@ def test_h_names_an_inventory_group_the_task_does_not_use(nexus_project):
         assert [line.strip() for line in out.stdout.splitlines() if line.startswith("  ")] == hosts, (limit, out)
     out = nexus_project.run("run", "report", "--list-hosts", "-H", "web,&db")
     assert out.code == 2 and "no host of this run's tasks is left" in out.stderr, out
+
+
+def test_a_json_inventory_is_read_as_ansible_s_yaml_and_an_empty_host_name_is_refused(tmp_path):
+    """A `.json` inventory (or one that starts with `{`) is Ansible's YAML inventory written as
+    JSON: it was read as INI ("expected NAME=VALUE"). Empty and blank host names were kept."""
+    text = '{"all": {"hosts": {"a": {"ansible_host": "127.0.0.2"}}, "children": {"web": {"hosts": {"b": null}}}}}\n'
+    for name in ("inv.json", "inv.txt"):
+        found = parse_inventory(text, str(tmp_path / name))
+        assert sorted(found.hosts) == ["a", "b"] and found.groups["web"].hosts == ["b"], name
+    assert parse_inventory("[web]\nweb-1\n", str(tmp_path / "hosts.txt")).groups["web"].hosts == ["web-1"]
+    for bad in ('all:\n  hosts:\n    "": {ansible_host: 127.0.0.2}\n', 'all:\n  hosts:\n    "  ":\n'):
+        with pytest.raises(InventoryError) as caught:
+            parse_inventory(bad, str(tmp_path / "e.yml"))
+        assert any("a host's name cannot be empty or hold spaces" in p.message for p in caught.value.problems), bad
+    with pytest.raises(InventoryError):
+        parse_inventory('[groups.web]\nhosts = [""]\n', str(tmp_path / "e.toml"))

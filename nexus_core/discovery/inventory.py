@@ -62,7 +62,15 @@ ANSIBLE_SETTINGS = {
 #: Ansible connections that mean Nexus's default transport (that of a bare host string).
 _DEFAULT_CONNECTIONS = frozenset({"smart", "paramiko", Host(name="-").transport})
 
-_FORMATS = {".toml": "toml", ".yml": "yaml", ".yaml": "yaml", ".ini": "ini", ".cfg": "ini", "": "ini"}
+_FORMATS = {
+    ".toml": "toml",
+    ".yml": "yaml",
+    ".yaml": "yaml",
+    ".json": "yaml",  # Ansible's JSON inventory is its YAML one written as JSON (YAML reads JSON)
+    ".ini": "ini",
+    ".cfg": "ini",
+    "": "ini",
+}
 
 
 class InventoryError(Exception):
@@ -203,9 +211,13 @@ def _merge(
 _CACHE: dict[str, tuple[tuple[int, int], Inventory]] = {}
 
 
-def inventory_format(path: str) -> str:
-    """``toml``, ``yaml`` or ``ini``, from the file's extension (Ansible's ``hosts`` has none: INI)."""
-    return _FORMATS.get(os.path.splitext(path)[1].lower(), "ini")
+def inventory_format(path: str, text: str = "") -> str:
+    """``toml``, ``yaml`` or ``ini``, from the file's extension (Ansible's ``hosts`` has none:
+    INI; ``.json``: YAML). Another extension is INI unless ``text`` starts with ``{`` (JSON)."""
+    found = _FORMATS.get(os.path.splitext(path)[1].lower())
+    if found is None:
+        return "yaml" if text.lstrip().startswith("{") else "ini"
+    return found
 
 
 def read_inventory(path: str) -> Inventory:
@@ -309,7 +321,7 @@ def _save_parsed(path: str, stamp: tuple[int, int], found: Inventory) -> None:
 
 def parse_inventory(text: str, path: str, fmt: str | None = None) -> Inventory:
     """Parse inventory ``text`` (read from ``path``); raise :class:`InventoryError` with every problem."""
-    fmt = fmt or inventory_format(path)
+    fmt = fmt or inventory_format(path, text)
     reader = _Reader(path, text, fmt)
     if fmt == "toml":
         reader.toml()
@@ -569,6 +581,10 @@ class _Reader:
         return None
 
     def names(self, raw: str, line: int) -> list[str]:
+        if not raw.strip() or any(c.isspace() for c in raw):
+            self.problem(line, f"host {raw!r}: a host's name cannot be empty or hold spaces",
+                         "give each host a name, e.g. web-1 (its address goes in ansible_host, or address)")  # fmt: skip
+            return []
         try:
             return expand_range(raw)
         except ValueError as exc:
