@@ -582,8 +582,8 @@ class _Reader:
 
     def names(self, raw: str, line: int) -> list[str]:
         if not raw.strip() or any(c.isspace() for c in raw):
-            self.problem(line, f"host {raw!r}: a host's name cannot be empty or hold spaces",
-                         "give each host a name, e.g. web-1 (its address goes in ansible_host, or address)")  # fmt: skip
+            why = f"host {raw!r}: a host's name cannot be empty or hold spaces"
+            self.problem(line, why, "give each host a name, e.g. web-1 (its address goes in ansible_host or address)")
             return []
         try:
             return expand_range(raw)
