@@ -547,6 +547,12 @@ class Engine:
         resume = self.options.resume
         if resume is not None and (tp.name, host.label) in resume.done_hosts:
             reason = "done before the interruption"
+            # Done while the interrupted run was stopping, its status folder stayed there (the
+            # run cleans no host once stopping): this run's end removes it with the others.
+            if self.options.markers and any(not _not_shell(c) for c in hp.commands):
+                if self.executor(host.transport).supports_markers:
+                    with self._lock:
+                        self._marked_hosts.setdefault(host.key, host)
             self.bus.emit(ev.HostStop(rid, task=tp.name, host=host.label, status="ok", reason=reason))
             return HostOutcome(host, "ok", 0.0, reason)
         start = resume.start_at.get((tp.name, host.label), 0) if resume is not None else 0

@@ -357,3 +357,31 @@ def nap():
     resumed = project.run("resume", timeout=60)
     assert resumed.code == 0, resumed
     assert ours() == []
+
+
+def test_a_host_done_while_the_run_stopped_loses_its_status_folder_at_the_resume(project, sshbed, shared_dir):
+    """Ctrl+C during a rolling batch: the host whose command finished in the grace is done,
+    but a stopping run cleans no host, and the resume skipped it: its folder stayed for good."""
+    h1, h2, h3 = (h.address for h in sshbed.hosts[:3])
+    project.write(
+        header(sshbed).replace("interrupt_grace=0.3", "interrupt_grace=20")
+        + f"""
+@task(on=["{h1}", "{h2}", "{h3}"], strategy="rolling", batch=1)
+def roll():
+    run(f"touch {shared_dir}/started-{{hostname()}}; sleep 1")
+"""
+    )
+
+    def ours() -> list[str]:
+        run_id = project.run("pipelines", "--format", "json").json()["runs"][0]["id"]
+        return sorted(p.name for p in RUNS.iterdir() if p.name.startswith(run_id)) if RUNS.exists() else []
+
+    proc = start_nexus(project, "run", "roll")
+    assert wait_for(lambda: (shared_dir / f"started-{h2}").exists(), timeout=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert [name.rpartition("@")[2].split("_")[0] for name in ours()] == [h2], ours()
+    resumed = project.run("resume", timeout=60)
+    assert resumed.code == 0 and (shared_dir / f"started-{h3}").exists(), resumed
+    assert ours() == []
