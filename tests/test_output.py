@@ -342,3 +342,20 @@ def test_a_dry_run_of_a_fleet_names_its_size_not_every_host(nexus_project):
     dry = nexus_project.run("run", "check", "-n")
     assert "check [12 hosts: 127.0.0.2:1, 127.0.0.3:1, 127.0.0.4:1, +9 more]" in dry.stdout, dry
     assert "handler restart (if notified; as on 127.0.0.2:1):" in dry.stdout, dry
+
+
+def test_many_problems_of_one_kind_at_one_line_are_counted_after_the_first_three() -> None:
+    """A variable missing on every host of a large inventory printed one block per host
+    (300,000 lines for 100,000 hosts); the others of a line and kind are counted now."""
+    from nexus_core.model import Location, Problem
+    from nexus_core.output.report import problems_block
+    from nexus_core.output.style import Style
+
+    at, other = Location("nexusfile.py", 5), Location("nexusfile.py", 9)
+    problems = [Problem(f"host web-{i} has no variable 'env'", at, "set it", "host-var") for i in range(1, 101)]
+    problems += [Problem("task 'x' runs no commands", other, "add run(...)", "empty-task")]
+    text = problems_block(Style(color=False, live=False, unicode=True, interactive=False), problems)
+    assert "Validation failed (101 problems)" in text
+    assert "web-3 has" in text and "web-4 has" not in text
+    assert "nexusfile.py:5: ... and 97 more problems like these (--format json lists them all)" in text
+    assert "nexusfile.py:9: task 'x' runs no commands" in text
