@@ -261,6 +261,18 @@ def dag_key(graph: Mapping[str, Iterable[str]]) -> str:
     return hashlib.sha256(json.dumps(shape, ensure_ascii=True).encode()).hexdigest()
 
 
+def config_value_problems(project: Project, registry: Registry) -> list[Problem]:
+    """The ``config(...)`` values of known keys that their option refuses (a ``cluster=123``):
+    checked before host discovery, which would otherwise act on them (connect to ``123``)."""
+    out: list[Problem] = []
+    for key, value in project.config.items():
+        spec = registry.config_options.get(key)
+        why = spec.problem(value) if spec is not None else None
+        if why and spec is not None:
+            _p(out, f"config(): {why}", project.config_locations.get(key), spec.hint(), "bad-value")
+    return out
+
+
 def check_structure(
     project: Project,
     registry: Registry,

@@ -911,3 +911,19 @@ def test_the_worked_example_of_the_host_source_reference_works(project, site):
     project.write(project.nexusfile.read_text().replace('role="web")', 'rol="web")', 1))
     typo = project.run("validate", "--format", "json")
     assert typo.code == 2 and "did you mean 'role'?" in typo.stdout, typo
+
+
+def test_a_config_value_of_the_wrong_type_stops_the_run_before_any_source_is_asked(nexus_project):
+    """`config(cluster=123)` made the agent source connect to tls://123:7400 (exit 3) before
+    validation said cluster takes a string; config values are checked first now (exit 2)."""
+    nexus_project.write(
+        "from nexus_core import config, discover, hosts, run, task\n"
+        'config(parallel_limit="many")\n'
+        'hosts("web", discover("file", path="no-such-inventory.toml"))\n\n'
+        '@task(on="web")\ndef t():\n    run("true")\n'
+    )
+    for args in (("run", "t"), ("run", "t", "-n"), ("run", "t", "--list-hosts")):
+        out = nexus_project.run(*args)
+        assert out.code == 2, (args, out)
+        assert "config(): parallel_limit must be" in out.stderr, (args, out)
+        assert "no-such-inventory" not in out.stderr, (args, out)

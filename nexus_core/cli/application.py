@@ -607,6 +607,12 @@ def _discover(
 
     names = closure(project, tasks) if tasks else list(project.tasks)
     registry = plugin_manager().registry
+    from nexus_core.plan import config_value_problems
+
+    wrong = config_value_problems(project, registry)  # before a source acts on them (cluster=123)
+    if wrong:
+        show_problems(wrong, fmt)
+        raise Exit(ExitCode.CONFIG)
     waiting = _cloud_agents(project, registry) if dry_clouds and project.clouds else None
     try:
         return resolve(project, registry, store=store, refresh=refresh, saved=saved, tasks=names, groups=groups,
