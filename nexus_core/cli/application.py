@@ -618,6 +618,9 @@ def _discover(
         return resolve(project, registry, store=store, refresh=refresh, saved=saved, tasks=names, groups=groups,
                        waiting=waiting)  # fmt: skip
     except DiscoveryFailed as exc:
+        style = Style.detect(sys.stderr)
+        for note in exc.notes:  # the retries that came before the failure
+            click.echo(style.paint(f"Note: {note}", "yellow"), err=True)
         if exc.exit_code == ExitCode.CONFIG:
             show_problems(exc.problems(), fmt)
             raise Exit(ExitCode.CONFIG) from None

@@ -104,6 +104,8 @@ def hosts_list(
     try:
         resolution = resolve(project, registry, store=store, refresh=refresh, groups=chosen)
     except DiscoveryFailed as exc:
+        for note in exc.notes:  # the retries that came before the failure
+            click.echo(f"Note: {note}", err=True)
         if exc.exit_code == ExitCode.CONFIG:
             show_problems(exc.problems(), fmt)
             raise Exit(ExitCode.CONFIG) from None

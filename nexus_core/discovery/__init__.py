@@ -61,8 +61,11 @@ BUILTIN_SOURCES: dict[str, str] = {"file": "nexus_core.discovery.sources:FileSou
 class DiscoveryFailed(Exception):
     """Discovery could not give the hosts of a run: what failed, the fix, the exit code."""
 
-    def __init__(self, failures: Sequence[tuple[SourceSpec, DiscoveryError]]) -> None:
+    def __init__(self, failures: Sequence[tuple[SourceSpec, DiscoveryError]], notes: Sequence[str] = ()) -> None:
         self.failures = list(failures)
+        #: What the sources said while they were asked (each retry of a failing API): shown
+        #: before the error, as a run that succeeds shows them.
+        self.notes = list(notes)
         super().__init__("; ".join(str(err) for _, err in failures))
 
     @property
@@ -409,7 +412,7 @@ def resolve(
             if why:
                 expected[spec.key] = why
         if len(expected) < len(failures):
-            raise DiscoveryFailed([(spec, err) for spec, err in failures if spec.key not in expected])
+            raise DiscoveryFailed([(spec, err) for spec, err in failures if spec.key not in expected], messages)
         fresh += [Found(spec, [], time.time(), "waiting") for spec, _ in failures]
         for item in fresh:
             found[item.spec.key] = item

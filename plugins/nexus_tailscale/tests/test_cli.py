@@ -250,6 +250,9 @@ def test_an_api_that_does_not_answer_fails_once_for_every_group(project: NexusPr
     assert server.count("/devices") == 3  # tailscale_api_attempts (3), not 3 per group
     assert "the Tailscale API failed (HTTP 503)" in out.stderr and "Traceback" not in out.stderr
     assert out.stderr.count("the Tailscale API failed (HTTP 503)") == 1, out  # not once per group
+    # the retries are said before the failure too (they were said only when a retry succeeded)
+    assert out.stderr.count("Note: tailscale: the API failed (HTTP 503): asking again") == 2, out
+    assert out.stderr.index("(attempt 3 of 3)") < out.stderr.index("Host discovery failed"), out
     server.stop()
     dead = project.run("run", "hello", env={"TS_API_KEY": KEY})
     assert dead.code == 3, dead
