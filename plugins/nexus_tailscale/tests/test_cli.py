@@ -224,7 +224,8 @@ def test_api_failures(project: NexusProject, server: FakeApi, status: int, extra
         assert word in out.stderr, (word, out)
     assert KEY not in out.stderr + out.stdout
     # the API's own words, on lines of their own, stay inside the error's indented block
-    assert all(line.startswith(("Error:", "  ")) for line in out.stderr.splitlines() if line), out
+    # (before it, a "Note:" line per retry)
+    assert all(line.startswith(("Error:", "  ", "Note: ")) for line in out.stderr.splitlines() if line), out
 
 
 def test_an_unknown_tailnet(project: NexusProject, server: FakeApi):
