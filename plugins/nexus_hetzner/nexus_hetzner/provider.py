@@ -297,6 +297,7 @@ class HetznerProvider(CloudProvider):
     def hourly_price(self, settings: Mapping[str, Any]) -> float | None:
         """The worst case over ``location`` and ``fallback_locations`` (gross, in dollars)."""
         prices = self.prices(settings)
+        self._check_locations(settings, prices)  # a misspelt location is said as such, not as "no price"
         found = [prices[loc] for loc in self._locations(settings) if loc in prices]
         return max(found) if found else None
 

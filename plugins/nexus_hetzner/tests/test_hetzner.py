@@ -100,6 +100,11 @@ def test_an_unknown_location_is_named_with_the_locations_there_are(hetzner: Nexu
     assert out.code == 2 and "Hetzner Cloud has no location 'fsn9'" in out.stderr, out
     assert "locations are fsn1, hel1, nbg1" in out.stderr and "Traceback" not in out.stderr
     assert hetzner_api.live() == []  # not started in the fallback location either
+    # with a cost limit the price is looked up first: it said "reports no price" (exit 1)
+    hetzner.write('from nexus_core import cloud\ncloud("hetzner", location="fsn9", max_hourly_cost=1.0)\n')
+    out = hetzner.run("cloud", "scale", "hetzner=1")
+    assert out.code == 2 and "Hetzner Cloud has no location 'fsn9'" in out.stderr, out
+    assert "no price" not in out.stderr and hetzner_api.live() == []
     hetzner.write('from nexus_core import cloud\ncloud("hetzner", server_type="ccx13", location="fsn1")\n')
     out = hetzner.run("cloud", "scale", "hetzner=1")  # a location that exists, without the type
     assert out.code == 1 and "ccx13 is not offered in fsn1" in out.stderr, out
