@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,31 +33,40 @@ def error_block(style: Style, headline: str, context: Sequence[str] = (), sugges
     return "\n".join(lines)
 
 
-#: Problems of one kind at one line shown in full before the rest are counted (a variable
+#: Problems of one shape at one line shown in full before the rest are counted (a variable
 #: missing on every host of a 100,000-host inventory was 300,000 lines).
 ALIKE_SHOWN = 3
+_NUMBERED = re.compile(r"\S*\d\S*")
+
+
+def _shape(p: Problem) -> tuple[str, str, str] | None:
+    """What makes problems alike: their line, their kind and their message with every word
+    holding a digit blanked out (``host web-7 has no variable 'env'``); None without a line."""
+    if p.location is None:
+        return None
+    return str(p.location), p.code, _NUMBERED.sub("#", p.message)
 
 
 def problems_block(style: Style, problems: Sequence[Problem], headline: str = "Validation failed") -> str:
     """Every validation problem with ``file:line`` and its hint; past :data:`ALIKE_SHOWN`
-    problems of one kind (code) at one line, the others of that line are counted, not shown
-    (``--format json`` keeps them all)."""
+    problems of one shape at one line (the same message for another host), the others are
+    counted, not shown (``--format json`` keeps them all)."""
     count = len(problems)
     head = f"{headline} ({count} problem{'s' if count != 1 else ''})" if count > 1 else headline
     context: list[str] = []
-    alike: dict[tuple[str, str], int] = {}
+    alike: dict[tuple[str, str, str], int] = {}
     for p in problems:
-        if p.location is not None:
-            key = (str(p.location), p.code)
-            alike[key] = alike.get(key, 0) + 1
-    shown: dict[tuple[str, str], int] = {}
+        shape = _shape(p)
+        if shape is not None:
+            alike[shape] = alike.get(shape, 0) + 1
+    shown: dict[tuple[str, str, str], int] = {}
     for p in problems:
-        if p.location is not None:
-            key = (str(p.location), p.code)
-            seen = shown[key] = shown.get(key, 0) + 1
+        shape = _shape(p)
+        if shape is not None:
+            seen = shown[shape] = shown.get(shape, 0) + 1
             if seen > ALIKE_SHOWN:
                 if seen == ALIKE_SHOWN + 1:
-                    more = alike[key] - ALIKE_SHOWN
+                    more = alike[shape] - ALIKE_SHOWN
                     context += [f"{p.location}: ... and {more} more problem{'s' if more != 1 else ''} like these "
                                 "(--format json lists them all)", ""]  # fmt: skip
                 continue
