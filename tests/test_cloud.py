@@ -217,7 +217,7 @@ def test_a_dry_run_with_scale_prices_the_instances_and_starts_nothing(project, t
     )
     out = project.run("run", "hello", "-n", "--scale", "fakecloud=5")
     assert out.code == 0, out
-    assert "the limits allow 3: max_instances=3 reached (3 running)" in out.stdout
+    assert "the limits allow 3: max_instances=3 reached (0 running, 3 planned)" in out.stdout, out
     assert "estimated $1.5000/h for 3 instance(s); $1.5000 to $3.0000" in out.stdout
     calls = [json.loads(line) for line in (tmp_path / "runs.log").read_text().splitlines()]
     assert {c["what"] for c in calls if c["kind"] == "cloud"} <= {"price", "list"}

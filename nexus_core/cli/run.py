@@ -501,10 +501,12 @@ def _dry_row(session: Any, name: str, count: int) -> dict[str, Any]:
     price = ctl.hourly_price()
     allowed, refused = 0, ""
     planned: list[CloudInstance] = list(ctl.instances())  # those running count against the limits
+    running = len(planned)
     for i in range(count):
         why = ctl.refusal(planned)
         if why is not None:
-            refused = why
+            # the limit counts the planned ones too: say how many really run (not "3 running")
+            refused = why.replace(f"({len(planned)} running)", f"({running} running, {allowed} planned)")
             break
         planned.append(CloudInstance(f"planned-{i}", f"planned-{i}", "pending", hourly_price=price))
         allowed += 1
