@@ -492,8 +492,9 @@ def status(cluster_address: str | None, fmt: str) -> None:
 @agent.command()
 @click.argument("name")
 @click.option("--cluster", "cluster_address", default=None, help="The coordinator (default: NEXUS_CLUSTER or local).")
-def drain(name: str, cluster_address: str | None) -> None:
-    """Stop agent NAME from taking new commands; the ones it runs finish."""
+@click.option("--off", is_flag=True, help="Undo a drain: the agent takes new commands again.")
+def drain(name: str, cluster_address: str | None, off: bool) -> None:
+    """Stop agent NAME from taking new commands; the ones it runs finish (--off: take them again)."""
     from nexus_agent import cluster
     from nexus_agent.runner import set_draining
 
@@ -505,17 +506,21 @@ def drain(name: str, cluster_address: str | None) -> None:
             f"no agent named {name!r} in the cluster",
             [f"agents: {cluster.describe(list(found.values()))}"],
         )
-    client.run(set_draining, True, workers=[found[name].address])
-    # The agent heartbeats at once; wait (bounded) until the coordinator reports it draining,
-    # so that a run started next never picks it.
+    client.run(set_draining, not off, workers=[found[name].address])
+    # The agent heartbeats at once; wait (bounded) until the coordinator reports the change,
+    # so that a run started next never picks a draining agent (or may pick it again).
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        if any(a.name == name and a.draining for a in cluster.fresh_agents(client)):
+        if any(a.name == name and a.draining is not off for a in cluster.fresh_agents(client)):
             break
         time.sleep(0.1)
     else:
-        click.echo(f"warning: the coordinator does not report {name} as draining yet", err=True)
-    click.echo(f"agent {name} is draining: it takes no new commands")
+        click.echo(f"warning: the coordinator does not report {name} as {'taking commands' if off else 'draining'} yet",
+                   err=True)  # fmt: skip
+    if off:
+        click.echo(f"agent {name} takes new commands again")
+    else:
+        click.echo(f"agent {name} is draining: it takes no new commands (undo: nexus agent drain {name} --off)")
 
 
 @agent.command("systemd-unit")

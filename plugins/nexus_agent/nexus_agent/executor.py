@@ -791,14 +791,19 @@ class AgentExecutor(Executor):
         if [n for n in wanted if n in by_name and not by_name[n].draining]:
             return None
         what = f"agent {host.name!r}" if len(wanted) == 1 else "agents " + ", ".join(wanted)
-        state = "is draining" if any(n in by_name for n in wanted) else "is not in the cluster"
+        draining = [n for n in wanted if n in by_name]
+        state = "is draining" if draining else "is not in the cluster"
+        fix = (
+            f"- let it take commands again with `nexus agent drain {draining[0]} --off`, or pick another agent"
+            if draining
+            else f"- start it with `nexus agent start --name {wanted[0]} --join HOST:PORT`, or pick another agent"
+        )
         return CommandResult(
             "unreachable",
             None,
             0.0,
             f"{what} {state}",
-            hint=f"the agents there: {cluster.describe(sorted(by_name.values(), key=lambda a: a.name))}\n"
-            f"- start it with `nexus agent start --name {wanted[0]} --join HOST:PORT`, or pick another agent",
+            hint=f"the agents there: {cluster.describe(sorted(by_name.values(), key=lambda a: a.name))}\n{fix}",
             retryable=False,
         )
 

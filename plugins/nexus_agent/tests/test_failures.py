@@ -194,6 +194,18 @@ def test_a_draining_agent_takes_no_new_commands(
     out = project.run("run", "pinned")
     assert out.code == 3, out
     assert "v3" in out.stderr and "is draining" in out.stderr
+    assert "nexus agent drain v3 --off" in out.stderr and "agent start" not in out.stderr, out
+    back = agent_cluster.nexus("agent", "drain", "v3", "--off")  # the drain undone: it works again
+    assert back.returncode == 0 and "takes new commands again" in back.stdout, back.stderr
+    project.write("""
+        from nexus_core import run, task
+
+        @task(on=["agent://v3"])
+        def pinned():
+            run("echo again")
+    """)
+    out = project.run("run", "pinned")
+    assert out.code == 0, out
 
 
 def test_an_unreachable_coordinator_fails_the_run_at_once(project: NexusProject) -> None:
