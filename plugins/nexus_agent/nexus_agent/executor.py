@@ -238,6 +238,20 @@ class AgentExecutor(Executor):
         timeout: float,
     ) -> CommandResult:
         """Run ``command`` on the agent ``host`` names (or on one of a shard's agents)."""
+        result = self._run(host, command, on_output, cancel, timeout)
+        if result.status == "unreachable" and not result.hint:
+            # `nexus preflight` (the generic advice) does not look at agents: the cluster's view does.
+            return replace(result, hint="- see the cluster's agents and their state: nexus agent status")
+        return result
+
+    def _run(
+        self,
+        host: Host,
+        command: Command,
+        on_output: Any,
+        cancel: Cancel,
+        timeout: float,
+    ) -> CommandResult:
         wrong = _address_problem(host)
         if wrong:
             return CommandResult("error", None, 0.0, wrong, retryable=False, hint=ADDRESS_HINT)

@@ -123,6 +123,8 @@ def test_an_agent_lost_mid_command_fails_the_run_clearly(
     assert proc.returncode == 3, err
     assert f"agent {name} was lost while the command ran" in err
     assert "Traceback" not in err
+    # the advice looks at the cluster (nexus preflight does not check agents)
+    assert "nexus agent status" in err and "nexus preflight" not in err, err
 
 
 def test_an_idempotent_task_whose_agent_is_lost_moves_to_another(
