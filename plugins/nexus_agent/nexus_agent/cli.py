@@ -171,10 +171,13 @@ def _settings(
     if data.get("join"):
         from nexus_agent import cluster
 
+        written = str(data["join"])
         try:
-            cluster.address({"cluster": str(data["join"])})  # checked here; kept as written
+            full = cluster.address({"cluster": written})  # checked here; kept as written...
         except cluster.ClusterError as exc:
             _fail(exc.exit_code, f"--join: {exc.message}", [], [exc.hint])
+        if not full.endswith(written.removeprefix("tls://")):  # ...but HOST alone: HOST:7400, as cluster= says
+            data["join"] = full if written.startswith("tls://") else full.removeprefix("tls://")
     if not data.get("agent", True) and not data.get("coordinator"):
         _fail(2, "--no-agent only makes sense with --coordinator", [], ["drop --no-agent"])
     for tag in data.get("tags") or []:

@@ -59,9 +59,8 @@ class Settings:
         """The scheduler's address this agent works for."""
         if self.coordinator:
             return f"tls://{self.host}:{self.port}"
-        from nexus_agent import cluster  # HOST alone joins HOST:7400, as config(cluster=...) does
-
-        return cluster.address({"cluster": self.join})
+        join = self.join
+        return join if join.startswith("tls://") else f"tls://{join}"
 
 
 def _metrics(settings: Settings) -> dict[str, Any]:

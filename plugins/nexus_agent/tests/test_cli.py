@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from agentbed import AGENTS, Cluster, nexus
@@ -203,11 +204,10 @@ def test_restart_waits_for_the_old_coordinator_s_port_to_be_released() -> None:
     assert _port_free("no-such-host.invalid", port)  # the agent's own start reports that one
 
 
-def test_join_without_a_port_joins_the_default_port_as_the_cluster_setting_does() -> None:
+def test_join_without_a_port_joins_the_default_port_as_the_cluster_setting_does(agent_cluster: Cluster) -> None:
     """`--join hub` passed the check (config(cluster="hub") means hub:7400) but the agent then
-    failed on int('hub') with exit 3; it joins tls://hub:7400 now."""
-    from nexus_agent.daemon import Settings
-
-    assert Settings(name="pi", join="hub").cluster() == "tls://hub:7400"
-    assert Settings(name="pi", join="hub:7500").cluster() == "tls://hub:7500"
-    assert Settings(name="pi", join="tls://[::1]:7401").cluster() == "tls://[::1]:7401"
+    failed on int('hub') with exit 3; it joins hub:7400 now (a port given is kept as written)."""
+    for given, used in (("hub", "hub:7400"), ("hub:7500", "hub:7500"), ("tls://[::1]", "tls://[::1]:7400")):
+        out = agent_cluster.nexus("agent", "systemd-unit", "--name", "pi-1", "--join", given)
+        assert out.returncode == 0, out.stderr
+        assert f"--join {shlex.quote(used)}" in out.stdout, (given, out.stdout)
