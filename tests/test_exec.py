@@ -80,6 +80,8 @@ def test_usage_errors_exit_2(nexus_project: NexusProject):
     assert no_dashes.code == 2 and "put the command after --" in no_dashes.stderr, no_dashes
     empty = nexus_project.run("exec", "local", "--")
     assert empty.code == 2 and "no command after --" in empty.stderr, empty
+    no_target = nexus_project.run("exec", "--", "id")  # it said "one TARGET before --, got 'id' and ''"
+    assert no_target.code == 2 and "no TARGET before --" in no_target.stderr, no_target
     two_targets = nexus_project.run("exec", "web", "db", "--", "id")
     assert two_targets.code == 2 and "web,db" in two_targets.stderr, two_targets
     glob = nexus_project.run("exec", "web-*", "--", "id")

@@ -382,3 +382,12 @@ def test_a_json_inventory_is_read_as_ansible_s_yaml_and_an_empty_host_name_is_re
         assert any("a host's name cannot be empty or hold spaces" in p.message for p in caught.value.problems), bad
     with pytest.raises(InventoryError):
         parse_inventory('[groups.web]\nhosts = [""]\n', str(tmp_path / "e.toml"))
+
+
+def test_an_address_holding_a_port_is_said_so(tmp_path):
+    """`ansible_host=web-1:2222` with a port of its own was "'web-1:2222' is not an IPv6 address"."""
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory("[web]\nweb-1 ansible_host=web-1:2222 ansible_port=22\n", str(tmp_path / "h.ini"))
+    [problem] = caught.value.problems
+    assert problem.message == "host 'web-1': ansible_host 'web-1:2222' holds a port", problem
+    assert "ansible_port" in problem.hint

@@ -543,6 +543,15 @@ def test_tui_never_starts_without_a_terminal_under_ci_or_dumb(nexus_project, env
     assert "Completed" in result.stdout
 
 
+def test_tui_with_json_says_json_follows(nexus_project):
+    """--tui --format json said "plain output follows", then printed JSON."""
+    nexus_project.write(PIPELINE)
+    result = nexus_project.run("run", "build", "--tui", "--format", "json", env={"CI": ""})
+    assert result.code == 0, result
+    assert "--tui ignored" in result.stderr and "; JSON output follows" in result.stderr, result
+    assert result.stdout.lstrip().startswith("{"), result
+
+
 def test_no_tui_and_the_default_say_nothing(nexus_project):
     nexus_project.write(PIPELINE)
     for args in (("run", "build"), ("run", "build", "--no-tui")):

@@ -118,6 +118,8 @@ def exec_command(
     usage = ["Usage: nexus exec TARGET -- COMMAND...", "Example: nexus exec web -- uptime"]
     if after is None:
         fail(ExitCode.CONFIG, "nexus exec: put the command after --", [f"TARGET: {target}"], usage)
+    if len(after) > len(command):  # `nexus exec -- id`: the TARGET was taken from the command
+        fail(ExitCode.CONFIG, "nexus exec: no TARGET before --", [f"after --: {' '.join(after)}"], usage)
     if list(command) != list(after):
         extra = " ".join(command[: len(command) - len(after)])
         fail(ExitCode.CONFIG, f"nexus exec: one TARGET before --, got {target!r} and {extra!r}",

@@ -616,7 +616,7 @@ def _tui_can_start(fmt: str) -> bool:
 
     why = tui_refusal(fmt=fmt)
     if why:
-        click.echo(f"nexus: --tui ignored: {why}; plain output follows", err=True)
+        click.echo(f"nexus: --tui ignored: {why}; {'JSON' if fmt == 'json' else 'plain'} output follows", err=True)
         return False
     return True
 

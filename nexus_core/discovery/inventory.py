@@ -558,6 +558,9 @@ class _Reader:
                 else:
                     hint = f"{key} is a host name or an IP address alone: give the user and the port with {settings[0]}"
                 why = str(exc).removeprefix(f"host {text!r}: ")  # said once: the name, then what is wrong
+                head, colon, tail = found.address.rpartition(":")
+                if colon and tail.isdigit() and ":" not in head:  # web-1:2222 (not an IPv6 address)
+                    why = f"{key} {found.address!r} holds a port"
                 self.problem(line, f"host {name!r}: {why}", hint)
                 continue
             first = owners.setdefault(text, name)
