@@ -225,11 +225,11 @@ class ApiClient:
         it does come: tenacity computes a wait before it decides to stop)."""
         if self._warn is None or not isinstance(exc, ApiError):
             return
-        why = (
-            f"rate-limited this run (429, Retry-After {seconds:g} s)"
-            if exc.status == 429
-            else exc.headline.removeprefix("the Tailscale API ").removeprefix(f"at {self.base} ")
-        )
+        if exc.status == 429:  # a Retry-After that is no time ("nan") leaves the wait to the backoff
+            asked = f"Retry-After {seconds:g} s" if exc.retry_after is not None else "no usable Retry-After"
+            why = f"rate-limited this run (429, {asked})"
+        else:
+            why = exc.headline.removeprefix("the Tailscale API ").removeprefix(f"at {self.base} ")
         attempts = max(1, self.settings.attempts)
         self._warn(
             f"tailscale: the API {why}: asking again in {seconds:.1f} s (attempt {attempt + 1} of {attempts})"

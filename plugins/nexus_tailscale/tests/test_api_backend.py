@@ -103,6 +103,11 @@ def test_429_with_a_retry_after_that_is_no_time_is_retried_with_backoff(fake_api
     fake_api.fail_next(429, retry_after=header)
     assert client(fake_api, sleeps=sleeps).devices().devices
     assert len(sleeps) == 1 and 0 <= sleeps[0] <= 0.01 and fake_api.count("/devices") == 2
+    notes: list[str] = []  # the note does not call the backoff a Retry-After
+    fake_api.fail_next(429, retry_after=header)
+    settings = ApiSettings(api_url=fake_api.url, backoff=0.01)
+    ApiClient(KEY, settings, sleep=lambda s: None, warn=notes.append).devices()
+    assert notes and "(429, no usable Retry-After)" in notes[0], notes
 
 
 def test_429_for_too_long_fails_at_once_and_says_when(fake_api: FakeApi):
