@@ -92,3 +92,14 @@ def test_a_device_nexus_cannot_connect_to_is_listed_with_why(nexus_project: Nexu
     assert "unusable: " in line, text
     run = nexus_project.run("run", "hello", "--list-hosts")  # a run stops, saying how to leave it out
     assert run.code == 2 and "address=" in run.stderr and "where=" in run.stderr, run
+
+
+def test_h_naming_an_offline_device_says_it_is_not_targeted(nexus_project: NexusProject, fake_cli: Path):
+    """`-H old-box` (listed offline by `nexus hosts list`) said it matched no host or group."""
+    nexus_project.write(NEXUSFILE.format(extra=""))
+    out = nexus_project.run("run", "hello", "--list-hosts", "-H", "old-box")
+    assert out.code == 2, out
+    assert "'old-box' names discovered hosts this run does not target (old-box: offline" in out.stderr, out
+    assert "nexus hosts list" in out.stderr
+    typo = nexus_project.run("run", "hello", "--list-hosts", "-H", "wbe-1")
+    assert typo.code == 2 and "'wbe-1' matches no host or group" in typo.stderr, typo
