@@ -38,6 +38,15 @@ def test_ranges_expand_as_in_ansible(pattern, names):
     assert expand_range(pattern) == names
 
 
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [("web-[3:1]", "it ends before it starts"), ("web-[1:10000000]", "more than 100,000 hosts in one range")],
+)
+def test_a_range_that_cannot_be_built_says_why(pattern, why):
+    with pytest.raises(ValueError, match=why):
+        expand_range(pattern)
+
+
 def test_toml_settings_and_vars_are_inherited_child_over_parent_host_over_all():
     inv = parse(
         """

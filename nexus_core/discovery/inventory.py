@@ -345,6 +345,10 @@ _TOML_STRING = re.compile(r'"([^"\\]*)"')
 _RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
 
 
+#: Hosts one range may name at most (a typo such as [1:10000000] would build millions of hosts).
+RANGE_MAX = 100_000
+
+
 def expand_range(name: str) -> list[str]:
     """Ansible's host ranges: ``web-[01:03]`` is web-01, web-02, web-03; ``db-[a:c]`` too."""
     match = _RANGE.search(name)
@@ -357,8 +361,10 @@ def expand_range(name: str) -> list[str]:
     if start.isdigit():
         width = len(start) if start.startswith("0") else 0
         lo, hi = int(start), int(end)
-        if hi < lo or hi - lo > 100_000:
-            raise ValueError(f"bad range [{start}:{end}] in {name!r}")
+        if hi < lo:
+            raise ValueError(f"bad range [{start}:{end}] in {name!r}: it ends before it starts")
+        if hi - lo > RANGE_MAX:
+            raise ValueError(f"bad range [{start}:{end}] in {name!r}: more than {RANGE_MAX:,} hosts in one range")
         items = [str(i).zfill(width) for i in range(lo, hi + 1, step)]
     else:
         if end < start:
