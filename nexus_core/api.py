@@ -531,7 +531,11 @@ class StrategyContext(ABC):
 
     @abstractmethod
     def run_batch(
-        self, hosts: Sequence[Host], stop_on_failure: bool | None = None, max_failures: int | None = None
+        self,
+        hosts: Sequence[Host],
+        stop_on_failure: bool | None = None,
+        max_failures: int | None = None,
+        stop_reason: Callable[[int], str] | None = None,
     ) -> list[HostOutcome]:
         """Run the task on ``hosts`` concurrently (bounded by ``forks``); return their outcomes.
 
@@ -539,6 +543,8 @@ class StrategyContext(ABC):
         on error), hosts of the batch that have not started yet are skipped. ``max_failures``:
         the failures the batch tolerates; once more hosts than that have failed, its hosts not
         started yet are skipped (a failure threshold such as ``max_fail_percentage``).
+        ``stop_reason``: why such a host is not started, given the batch's failures so far
+        (``not started: `` is put before it; default ``another host failed``).
         """
 
     @abstractmethod

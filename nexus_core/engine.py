@@ -1346,7 +1346,7 @@ class _TaskContext(StrategyContext):
 
     def _one(self, host: Host, batch: _Batch) -> HostOutcome:
         if self.stopping() or batch.stops():
-            reason = INTERRUPTED if self.stopping() else "not started: another host failed"
+            reason = INTERRUPTED if self.stopping() else batch.reason()
             outcome = HostOutcome(host, "skipped", reason=reason)
             self.engine.bus.emit(
                 ev.HostStop(self.engine.options.run_id, task=self.tp.name, host=host.label, status="skipped",
@@ -1364,9 +1364,14 @@ class _TaskContext(StrategyContext):
         return outcome
 
     def run_batch(
-        self, hosts: Sequence[Host], stop_on_failure: bool | None = None, max_failures: int | None = None
+        self,
+        hosts: Sequence[Host],
+        stop_on_failure: bool | None = None,
+        max_failures: int | None = None,
+        stop_reason: Callable[[int], str] | None = None,
     ) -> list[HostOutcome]:
-        batch = _Batch(not self.continue_on_error if stop_on_failure is None else stop_on_failure, max_failures)
+        batch = _Batch(not self.continue_on_error if stop_on_failure is None else stop_on_failure, max_failures,
+                       stop_reason=stop_reason)  # fmt: skip
         if len(hosts) == 1 or self.forks == 1:
             return [self._one(h, batch) for h in hosts]
         # Every worker thread is started before any host's work begins. A thread's start waits
@@ -1402,6 +1407,12 @@ class _Batch:
     stop_on_failure: bool
     max_failures: int | None = None
     failures: int = 0
+    #: Why a host is left out, given the failures so far (see StrategyContext.run_batch).
+    stop_reason: Callable[[int], str] | None = None
+
+    def reason(self) -> str:
+        """What a host the batch leaves out says."""
+        return "not started: " + (self.stop_reason(self.failures) if self.stop_reason else "another host failed")
 
     def stops(self) -> bool:
         """True when the hosts of the batch not started yet must not start."""

@@ -116,7 +116,12 @@ class RollingStrategy(Strategy):
             # batch's hosts not started yet (``forks`` below the batch size) must not start.
             stop = not context.continue_on_error and failures >= allowed
             most = None if context.continue_on_error else allowed - failures  # failures this batch may add
-            results = context.run_batch(batch, stop_on_failure=stop, max_failures=most)
+            before = failures
+
+            def over(in_batch: int, before: int = before) -> str:  # hosts left out inside the batch
+                return _over(before + in_batch, len(hosts), tolerance) if tolerance else "another host failed"
+
+            results = context.run_batch(batch, stop_on_failure=stop, max_failures=most, stop_reason=over)
             outcomes += results
             if context.stopping():  # hosts stopped by the interrupt did not fail the batch
                 outcomes += skipped(plan[i + 1 :], INTERRUPTED)
@@ -125,11 +130,15 @@ class RollingStrategy(Strategy):
             if failures > allowed and not context.continue_on_error:
                 why = f"batch {i + 1} failed"
                 if tolerance:  # the batches before may have failed too: the threshold is the reason
-                    share = f"{failures * 100 / len(hosts):.0f}%"
-                    why = f"{failures} of {len(hosts)} hosts failed ({share}), over max_fail_percentage={tolerance:g}"
+                    why = _over(failures, len(hosts), tolerance)
                 outcomes += skipped(plan[i + 1 :], f"not started: {why}")
                 break
         return outcomes
+
+
+def _over(failures: int, hosts: int, tolerance: float) -> str:
+    """``3 of 10 hosts failed (30%), over max_fail_percentage=25``."""
+    return f"{failures} of {hosts} hosts failed ({failures * 100 / hosts:.0f}%), over max_fail_percentage={tolerance:g}"
 
 
 class CanaryStrategy(Strategy):

@@ -417,7 +417,11 @@ def _simulate_task(
             self.outcomes: list[HostOutcome] = []
 
         def run_batch(
-            self, hosts: Sequence[Host], stop_on_failure: bool | None = None, max_failures: int | None = None
+            self,
+            hosts: Sequence[Host],
+            stop_on_failure: bool | None = None,
+            max_failures: int | None = None,
+            stop_reason: Callable[[int], str] | None = None,
         ) -> list[HostOutcome]:
             stop = not self.continue_on_error if stop_on_failure is None else stop_on_failure
             results: list[HostOutcome] = []
@@ -426,7 +430,8 @@ def _simulate_task(
                 stops = failures > 0 and (stop or (max_failures is not None and failures > max_failures))
                 for host in hosts[start : start + forks]:
                     if stops:
-                        results.append(HostOutcome(host, "skipped", reason="not started: another host failed"))
+                        why = stop_reason(failures) if stop_reason else "another host failed"
+                        results.append(HostOutcome(host, "skipped", reason=f"not started: {why}"))
                     elif fails(host):
                         failures += 1
                         results.append(HostOutcome(host, "failed", reason="simulated failure"))

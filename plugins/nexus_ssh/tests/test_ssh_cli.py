@@ -1051,6 +1051,9 @@ def test_a_rolling_tolerance_stops_the_batch_at_the_failure_that_crosses_it(
     out = project.run("run", "deploy", "--format", "json", timeout=60)
     assert out.code == 1, out
     assert host_status(out, "deploy") == {H1: "failed", H2: "failed", H3: "skipped"}, out
+    # left out inside the batch, it names the threshold as a host left out at a batch's end does
+    reasons = {e["host"]: e["reason"] for e in out.of("host.stop")}
+    assert reasons[H3] == "not started: 2 of 3 hosts failed (67%), over max_fail_percentage=34", reasons
 
 
 def test_hosts_a_rollout_left_out_are_named_with_v_and_counted_with_q(
