@@ -29,7 +29,11 @@ def discovery_lines(style: Style, plan: Plan) -> list[str]:
 
     from nexus_core.discovery import host_text
 
+    from nexus_core.targets import SHARD_POOL
+
     targeted = {("local" if h.is_local else format_host(h)): h.label for h in plan.hosts}
+    # A sharded task's shards run on any host of their pool: those hosts are targeted too.
+    pooled = {f"{h.transport}://{name}" for h in plan.hosts for name in (h.facts.get(SHARD_POOL) or ())}
     lines = ["HOST DISCOVERY"]
     now = time.time()
     for record in plan.discovery:
@@ -56,6 +60,8 @@ def discovery_lines(style: Style, plan: Plan) -> list[str]:
                 state = style.paint("  offline: not targeted" if not h.online else "  not targeted", "yellow")
             elif not h.online:
                 state = style.paint("  offline: targeted as asked", "yellow")
+            elif label is None and text in pooled:
+                state = style.paint("  takes this run's shards", "dim")
             elif label is None:
                 state = style.paint("  not targeted by this run", "dim")
             detail = f"  ({'; '.join(extra)})" if extra else ""

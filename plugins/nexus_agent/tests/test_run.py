@@ -169,6 +169,11 @@ def test_dry_run_shows_the_agents_each_task_would_use(project: NexusProject) -> 
     out = project.run("run", "-n", "heavy", "two")
     assert out.code == 0, out
     assert "a2" in out.stdout and "a1" in out.stdout
+    # a sharded task's agents take its shards: they were listed as "not targeted by this run"
+    sharded = project.run("run", "-n", "sharded")
+    assert sharded.code == 0, sharded
+    lines = [line for line in sharded.stdout.splitlines() if "(agent://a1" in line or "(agent://a2" in line]
+    assert lines and all("takes this run's shards" in line for line in lines), sharded.stdout
 
 
 def test_hosts_list_shows_agents_with_their_tags(project: NexusProject) -> None:
