@@ -28,7 +28,6 @@ def discovery_lines(style: Style, plan: Plan) -> list[str]:
     import time
 
     from nexus_core.discovery import host_text
-
     from nexus_core.targets import SHARD_POOL
 
     targeted = {("local" if h.is_local else format_host(h)): h.label for h in plan.hosts}
