@@ -307,9 +307,17 @@ def inventory(path: str) -> None:
         return
     for group in found.groups:
         if group in project.groups or group == "local":
-            first = project.groups[group].location.line if group in project.groups else 0
+            earlier = project.groups.get(group)
+            first = earlier.location.line if earlier is not None else 0
+            specs = [m for m in earlier.members if isinstance(m, SourceSpec)] if earlier is not None else []
+            read = [str(m.filters.get("path")) for m in specs if m.source == "file" and m.filters.get("group") == group]
+            if read == [path]:  # the same file again: said once, not once per group
+                _problem(f"inventory {path!r} is read twice (line {first} and here)", "read each inventory once",
+                         code="duplicate-group")  # fmt: skip
+                return
+            where = f"inventory {read[0]!r}" if read else "the nexusfile"
             _problem(
-                f"inventory {path!r} declares group {group!r}, which the nexusfile already defines"
+                f"inventory {path!r} declares group {group!r}, which {where} already defines"
                 + (f" (line {first})" if first else ""),
                 'rename one of them, or use discover("file", path=..., group=...) in your own hosts(...)',
                 code="duplicate-group",

@@ -400,3 +400,18 @@ def test_an_address_holding_a_port_is_said_so(tmp_path):
     [problem] = caught.value.problems
     assert problem.message == "host 'web-1': ansible_host 'web-1:2222' holds a port", problem
     assert "ansible_port" in problem.hint
+
+
+def test_an_inventory_read_twice_is_said_once_and_a_clash_names_the_other_inventory(nexus_project):
+    """Reading one inventory twice said, for each group, that "the nexusfile" defined it."""
+    nexus_project.write('[groups.web]\nhosts = ["a"]\n[groups.db]\nhosts = ["b"]\n', "inv.toml")
+    nexus_project.write('[groups.web]\nhosts = ["c"]\n', "other.toml")
+    nexus_project.write(
+        'from nexus_core import inventory, run, task\ninventory("inv.toml")\ninventory("inv.toml")\n'
+        'inventory("other.toml")\n\n@task(on="web")\ndef t():\n    run("true")\n'
+    )
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    assert out.stderr.count("is read twice") == 1 and "inventory 'inv.toml' is read twice (line 2" in out.stderr
+    assert "declares group 'web', which inventory 'inv.toml' already defines (line 2)" in out.stderr, out
+    assert "the nexusfile already defines" not in out.stderr
