@@ -6,6 +6,7 @@ it and ``--format json`` serialises it.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import re
@@ -33,7 +34,7 @@ from nexus_core.model import (
     TaskDef,
     source_specs,
 )
-from nexus_core.options import safe_repr, suggest
+from nexus_core.options import Option, safe_repr, suggest
 from nexus_core.params import Param, bind, task_params
 from nexus_core.records import frozen_dataclass
 from nexus_core.registry import Registry
@@ -267,10 +268,16 @@ def config_value_problems(project: Project, registry: Registry) -> list[Problem]
     out: list[Problem] = []
     for key, value in project.config.items():
         spec = registry.config_options.get(key)
-        why = spec.problem(value) if spec is not None else None
-        if why and spec is not None:
-            _p(out, f"config(): {why}", project.config_locations.get(key), spec.hint(), "bad-value")
+        if spec is not None:
+            _bad_value(out, spec, value, project.config_locations.get(key))
     return out
+
+
+def _bad_value(out: list[Problem], spec: Option, value: Any, where: Location | None) -> None:
+    """Append the problem of a ``config(...)`` value its option refuses, if it does."""
+    why = spec.problem(value)
+    if why:
+        _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
 
 
 def check_structure(
@@ -323,9 +330,7 @@ def check_structure(
                 "unknown-option",
             )
             continue
-        why = spec.problem(value)
-        if why:
-            _p(out, f"config(): {why}", where, spec.hint(), "bad-value")
+        _bad_value(out, spec, value, where)
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
     _guarded(out, project.path, "while checking host sources", lambda: out.extend(_check_sources(project, registry)))
     if project.clouds:
@@ -879,6 +884,7 @@ def build_plan(
     limit: Sequence[str] | None = None,
     params: Mapping[str, str] | None = None,
     waiting: Mapping[str, str] | None = None,
+    untargeted: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> Plan:
     """Validate ``project`` and plan ``requested`` tasks (all tasks when None or empty).
 
@@ -894,7 +900,9 @@ def build_plan(
     a task left with none is not run (``Plan.skipped``). ``host_override`` (API only)
     replaces the hosts of remote tasks instead. ``config_override``: values given on the
     command line (see :func:`nexus_core.options.config_overrides`), checked by their
-    option's ``cli_check``.
+    option's ``cli_check``. ``untargeted``: hosts a source found but does not target (offline,
+    or left out by it), each as its shown name and its spellings: a ``-H`` pattern naming only
+    them is said to, instead of "matches no host".
     """
     requested = list(requested or [])
     names = closure(project, requested) if requested else list(project.tasks)
@@ -935,7 +943,7 @@ def build_plan(
                 override.append(parse_host(text))
             except HostParseError as exc:
                 problems.append(Problem(f"--hosts: {exc}", None, "pass comma-separated host strings", "bad-host"))
-    host_limit = _parse_limit(project, registry, limit, names, problems)
+    host_limit = _parse_limit(project, registry, limit, names, problems, untargeted)
     signatures = {n: task_params(project.tasks[n].func)[0] for n in names}
     if params:
         _check_args(params, signatures, problems)
@@ -1275,9 +1283,15 @@ def _inventory(project: Project) -> list[Host]:
 
 
 def _parse_limit(
-    project: Project, registry: Registry, limit: Sequence[str] | None, names: Sequence[str], out: list[Problem]
+    project: Project,
+    registry: Registry,
+    limit: Sequence[str] | None,
+    names: Sequence[str],
+    out: list[Problem],
+    untargeted: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> Limit | None:
-    """The parsed ``-H`` limit, or None; its problems (bad pattern, no match, local-only run) go to ``out``."""
+    """The parsed ``-H`` limit, or None; its problems (bad pattern, no match, local-only run) go to ``out``.
+    ``untargeted``: as in :func:`build_plan`."""
     if limit is None:
         return None
     from nexus_core.limit import LimitError, parse_limit
@@ -1312,6 +1326,13 @@ def _parse_limit(
                 hint = f"did you mean {close!r}?" if close else "write one host, group or pattern a line"
                 message = f"-H @{term.where}: the pattern on this line matches no host or group"
                 out.append(Problem(message, None, hint, "bad-limit"))
+            continue
+        left = [name for name, forms in untargeted if any(fnmatch.fnmatchcase(f, term.pattern) for f in forms)]
+        if left:
+            shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            message = (f"-H/--hosts: {term.pattern!r} names discovered hosts this run does not target "
+                       f"({shown}: offline or left out by their source)")  # fmt: skip
+            out.append(Problem(message, None, "`nexus hosts list` shows them and why", "bad-limit"))
             continue
         hint = f"did you mean {close!r}?" if close else _did_you_mean(term.pattern, candidates, "hosts and groups")
         out.append(Problem(f"-H/--hosts: {str(term)!r} matches no host or group", None, hint, "bad-limit"))

@@ -547,9 +547,9 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
                 project = resolution.project
                 if resolution.waiting:
                     kwargs["waiting"] = _waiting_tasks(declared, resolution.waiting)
-        plan = build_plan(project, plugin_manager().registry, tasks, **kwargs)
+        plan = build_plan(project, plugin_manager().registry, tasks, untargeted=_untargeted(resolution), **kwargs)
     except ValidationFailed as exc:
-        show_problems(_not_targeted(exc.problems, resolution), fmt)
+        show_problems(exc.problems, fmt)
         raise Exit(ExitCode.CONFIG) from None
     finally:
         if own is not None:
@@ -568,30 +568,13 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
     return plan
 
 
-def _not_targeted(problems: Sequence[Any], resolution: Any) -> list[Any]:
-    """``problems`` with a ``-H`` pattern that names only hosts a source found but does not
-    target (offline, or left out by the source) said so, instead of "matches no host"."""
-    if resolution is None or not resolution.entries:
-        return list(problems)
-    import fnmatch
-    import re
-
-    left = [(e.text, str(e.facts.get("name") or "")) for found in resolution.entries.values()
-            for e, targeted in found if not targeted]  # fmt: skip
-    out: list[Any] = []
-    for p in problems:
-        said = re.fullmatch(r"-H/--hosts: '!?&?(.+)' matches no host or group", p.message)
-        if p.code == "bad-limit" and said:
-            pattern = said.group(1)
-            names = [name or text for text, name in left
-                     if any(fnmatch.fnmatchcase(x, pattern) for x in (text, name) if x)]  # fmt: skip
-            if names:
-                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-                p = type(p)(f"-H/--hosts: {said.group(1)!r} names discovered hosts this run does not target "
-                            f"({shown}: offline or left out by their source)", p.location,
-                            "`nexus hosts list` shows them and why", p.code)  # fmt: skip
-        out.append(p)
-    return out
+def _untargeted(resolution: Any) -> list[tuple[str, tuple[str, ...]]]:
+    """The hosts a source found but does not target (offline, or left out by the source), each
+    as its shown name and its spellings, for the planner's ``-H`` problems."""
+    if resolution is None:
+        return []
+    return [(str(e.facts.get("name") or "") or e.text, tuple(x for x in (e.text, str(e.facts.get("name") or "")) if x))
+            for found in resolution.entries.values() for e, targeted in found if not targeted]  # fmt: skip
 
 
 def _limit_groups(project: Project, limit: Sequence[str] | None) -> list[str] | None:
