@@ -600,7 +600,8 @@ class Engine:
             if guard_failure is not None:
                 result = guard_failure
             else:
-                result = self._run_command(tp, host, index, cmd, limit if limit != float("inf") else 0.0)
+                more = index < len(hp.commands) - 1
+                result = self._run_command(tp, host, index, cmd, limit if limit != float("inf") else 0.0, more)
             if not (result.status == "interrupted" and result.reason.startswith("not started")):
                 with self._lock:
                     key = (tp.name, host.label)
@@ -813,7 +814,11 @@ class Engine:
                 for f in self._failures
             ]
 
-    def _run_command(self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float) -> CommandResult:
+    def _run_command(
+        self, tp: TaskPlan, host: Host, index: int, cmd: Command, timeout: float, more: bool = False
+    ) -> CommandResult:
+        """Run ``cmd`` (the ``index``-th of its task on ``host``) with its retries; ``more``:
+        commands of the task follow on the host (:attr:`Command.more`)."""
         rid = self.options.run_id
         attempts = cmd.retries + 1
         state = {"attempt": 0}
@@ -823,7 +828,7 @@ class Engine:
 
             run_id = self.options.resume.run_id if self.options.resume is not None else rid
             marker = markers.Marker(run_id, markers.key(tp.name, host.label, index), host.label)
-            cmd = replace(cmd, marker=marker)
+            cmd = replace(cmd, marker=marker, more=more)
             with self._lock:
                 self._marked_hosts.setdefault(host.key, host)
         if tp.options.get("idempotent") is False:

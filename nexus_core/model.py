@@ -176,6 +176,10 @@ class Command:
     #: ``idempotent=False``. A transport that can move a host's work to another machine when
     #: the first one is lost mid-task moves the work of idempotent tasks only.
     idempotent: bool = field(default=True, compare=False, repr=False)
+    #: Set by the engine at execution time: True when more commands of its task follow on its
+    #: host. A hint: a shell transport's spool keeper then stays for them instead of leaving
+    #: when this one is over (see :func:`nexus_core.shell.keeper_script`).
+    more: bool = field(default=False, compare=False, repr=False)
 
     @property
     def shown(self) -> str:

@@ -142,6 +142,7 @@ def wrap(
     pg: bool = False,
     spool_max: int | None = None,
     keeper_arg: bool = False,
+    keeper_stay: bool = False,
 ) -> str:
     """``script`` (complete shell text) run by a wrapper that records pid and exit code.
 
@@ -163,13 +164,15 @@ def wrap(
     command (:func:`keeper_start`); so is the replay's, the second (eval'd by the ``EXIT``
     trap): 1.5 KB that each command's line no longer carries to the host, where the session
     shell and the command's ``sh`` each read it (docs/decisions.md, "The replay's text").
+    ``keeper_stay``: more commands of the run follow on the host; a keeper this command starts
+    stays for them instead of leaving at its first look (see :func:`keeper_script`).
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
     made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"'
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     if spool_max:
-        pro += "; " + keeper_start(spool_max, from_arg=keeper_arg)
+        pro += "; " + keeper_start(spool_max, from_arg=keeper_arg, stay=keeper_stay)
     if keeper_arg:  # the keeper's text ($1) and the replay's ($2): kept from the command
         pro += '; nexus_r=$2; [ "$#" -lt 2 ] || shift 2'
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
@@ -258,7 +261,8 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
 
 
 def keeper_script() -> str:
-    """Shell text of a run's spool keeper on one host (``$1`` the status folder, ``$2`` the bound).
+    """Shell text of a run's spool keeper on one host (``$1`` the status folder, ``$2`` the bound,
+    ``$3`` non-empty when more commands of the run follow on the host).
 
     One process per run and host, started by the wrapper of a command when none is alive, in
     a session of its own so that signals to a command's process group never reach it. It
@@ -273,8 +277,10 @@ def keeper_script() -> str:
 
     It looks once as soon as it starts: started by the run's first command on the host and
     that command already over (one short command per host: most runs over a fleet), it
-    leaves at once, having started nothing (no ``sleep``, no ``find``); started again later
-    in the run (commands one after another), it stays as after any command. It leaves when
+    leaves at once, having started nothing (no ``sleep``, no ``find``), unless ``$3`` says
+    that more commands follow (the task has more on the host: they would start it again, two
+    programs more per host); started again later in the run (commands one after another), it
+    stays as after any command. It leaves when
     the folder is gone (the host's end of the run, or pruning) or after :data:`KEEPER_IDLE`
     looks in a row without a running command. Leaving, it empties its pid file and looks
     once more: a command that started meanwhile saw it alive and started no other, so it
@@ -283,7 +289,7 @@ def keeper_script() -> str:
     """
     # (No single quote in the keeper's text: quoted twice, each would cost 17 characters.)
     return (
-        'd=$1; max=$2; keep=$((max / 2)); idle=-1; seen=0; live=; trap "" HUP INT TERM PIPE\n'
+        'd=$1; max=$2; stay=$3; keep=$((max / 2)); idle=-1; seen=0; live=; trap "" HUP INT TERM PIPE\n'
         'exec 5<"$d/status" || exit 0\n'
         'echo $$ >"$d/.keeper"\n'
         "while :; do\n"
@@ -297,7 +303,7 @@ def keeper_script() -> str:
         '  l=; for e in $live; do kill -0 "${e#*:}" 2>/dev/null && l="$l $e"; done; live=$l\n'
         # The first look: the first command of the run here (its own lines only) leaves at once
         # when over; started again in a run of several commands, it waits as after a command.
-        f'  [ "$idle" -ge 0 ] || if [ "$seen" -gt 2 ]; then idle=0; else idle={KEEPER_IDLE - 1}; fi\n'
+        f'  [ "$idle" -ge 0 ] || if [ "$seen" -gt 2 ] || [ -n "$stay" ]; then idle=0; else idle={KEEPER_IDLE - 1}; fi\n'
         '  if [ -n "$live" ]; then idle=0\n'
         f'  elif [ "$((idle += 1))" -ge {KEEPER_IDLE} ]; then\n'
         # Leaving: give the claim up, then look once more (see the docstring).
@@ -325,27 +331,32 @@ def keeper_script() -> str:
     )
 
 
-def keeper_start(spool_max: int, from_arg: bool = False) -> str:
+def keeper_start(spool_max: int, from_arg: bool = False, stay: bool = False) -> str:
     """Wrapper text starting the run's spool keeper unless it is alive (``$nexus_d`` set).
 
     A test and two built-ins when it is (``read`` of its pid file, ``kill -0``); else ``setsid`` runs it
-    away from the command's process group and from every descriptor of the command.
+    away from the command's process group and from every descriptor of the command, and the
+    wrapper writes its pid (``$!``: ``setsid`` in a background job is no group leader, so it
+    does not fork) to the pid file at once. The keeper's own write came a few milliseconds
+    later, after ``setsid`` and ``sh`` had started: a session's next command, sent as soon as
+    the first ended, found no pid and started a second keeper (two extra programs per host
+    for every run of several commands; docs/decisions.md, "One keeper per host").
     ``from_arg``: the keeper's text is the wrapper's ``$1`` (:data:`KEEPER_VAR` of a session
     shell, see :func:`keeper_assignment`; :func:`wrap` shifts it away). The text
     (1.2 KB quoted) is then sent and parsed once per session, not with every command: that
     cost 4 % of the wall time of 10 hosts x 50 short commands (docs/decisions.md).
     """
-    text = _KEEPER_START.get((spool_max, from_arg))
+    text = _KEEPER_START.get((spool_max, from_arg, stay))
     if text is None:  # the same for every command of a run: quoted once, not per command
         script = '"$1"' if from_arg else _quoted_keeper()
         text = (
             # An empty or missing pid file (no keeper yet, or it left): one stat, no redirection.
             '[ -s "$nexus_d/.keeper" ] && '
             '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
-            f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}'
-            " </dev/null >/dev/null 2>&1 4>&- & }"
+            f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}{" 1" if stay else ""}'
+            ' </dev/null >/dev/null 2>&1 4>&- & echo $! >"$nexus_d/.keeper"; }'
         )
-        _KEEPER_START[(spool_max, from_arg)] = text
+        _KEEPER_START[(spool_max, from_arg, stay)] = text
     return text
 
 
@@ -385,7 +396,7 @@ def with_keeper_arg(script: str) -> str:
     return f"{script} nexus {_quoted_keeper()} {_quoted_replay()}"
 
 
-_KEEPER_START: dict[tuple[int, bool], str] = {}
+_KEEPER_START: dict[tuple[int, bool, bool], str] = {}
 
 
 def build(
@@ -401,6 +412,7 @@ def build(
     stdin: bool = False,
     spool_max: int | None = None,
     keeper_arg: bool = False,
+    keeper_stay: bool = False,
 ) -> str:
     """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
 
@@ -409,6 +421,7 @@ def build(
     The login shell may not be sh (bash, zsh, fish...): everything is handed to /bin/sh.
     ``keeper_arg``: the spool keeper's text comes as the script's first argument (see
     :func:`keeper_start`); the caller appends it (a session shell's ``"$nexus_keeper"``).
+    ``keeper_stay``: as in :func:`wrap` (:attr:`~nexus_core.model.Command.more`).
     """
     # A spooled wrapper prints the outer group itself; the body's line only adds the shell
     # behind sudo.
@@ -426,6 +439,7 @@ def build(
             pg=spool,
             spool_max=spool_max if spool else None,
             keeper_arg=keeper_arg,
+            keeper_stay=keeper_stay,
         )
     return "exec /bin/sh -c " + quote(text)
 

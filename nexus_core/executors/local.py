@@ -406,7 +406,9 @@ class LocalExecutor(Executor):
                 spools.append(_Spool(paths[1], err, keep))
                 # The spool files are the shell's stdout and stderr from the start: the same
                 # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
-                text = shell.wrap(text, marker, status_dir=shell.quote(folder), spool_max=self.spool_max)
+                text = shell.wrap(
+                    text, marker, status_dir=shell.quote(folder), spool_max=self.spool_max, keeper_stay=command.more
+                )
             proc = subprocess.Popen(
                 [self.shell, "-c", text],
                 env=env,

@@ -616,6 +616,7 @@ class SshExecutor(SftpFiles, Executor):
                 stdin=command.input is not None,
                 spool_max=self.spool_max,
                 keeper_arg=keeper,
+                keeper_stay=command.more,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
