@@ -549,3 +549,35 @@ def test_an_approval_request_never_holds_a_secret_value(bed: Bed) -> None:
     assert shown.returncode == 0 and "echo *** >" in shown.stdout, shown.stdout + shown.stderr
     assert value not in shown.stdout + shown.stderr + first.stdout + first.stderr
     assert all(value not in str(r["dry_run"]) for r in bed.approvals())
+
+
+EXEC_POLICY_RULE = '  {{ action = "run", tasks = ["exec"], on = ["web"] }},\n'
+
+
+def test_exec_is_a_run_of_a_task_named_exec_on_its_target(bed: Bed) -> None:
+    """`nexus exec` ran any command on any host whatever the policy said (a viewer ran commands on
+    prod): it is now checked as `run` of a task named `exec` on the group TARGET names, or on
+    each host's string: naming a host by its address is not a way round a group's rule."""
+    project = bed.base / "execproj"
+    project.mkdir(exist_ok=True)
+    (project / "nexusfile.py").write_text(
+        'from nexus_core import hosts\n\nhosts("web", "nobody@127.0.0.1:9")\nhosts("db", "nobody@127.0.0.2:9")\n',
+        encoding="utf-8",
+    )
+    text = POLICY.replace('  "approve",\n]', EXEC_POLICY_RULE + '  "approve",\n]')
+    assert text != POLICY
+    bed.write_policy(text.format(alice=bed.users["alice"], group=bed.group, shared=bed.shared))
+    try:
+        carol = bed.nexus("carol", "exec", "-c", str(project), "local", "--", f"touch {bed.out}/exec-carol")
+        assert carol.returncode == 77, carol.stderr
+        assert "may not run exec on local" in carol.stderr and "Traceback" not in carol.stderr
+        assert not (bed.out / "exec-carol").exists()
+        for target in ("db", "nobody@127.0.0.2:9", "*", "nobody@127.0.0.1:9", "local"):
+            proc = bed.nexus("alice", "exec", "-c", str(project), target, "--", "true")
+            assert proc.returncode == 77, (target, proc.stderr)
+            assert "Permission denied" in proc.stderr and "may not run exec on" in proc.stderr, proc.stderr
+        allowed = bed.nexus("alice", "exec", "-c", str(project), "web", "--", "true")  # nothing listens on :9
+        assert allowed.returncode == 3 and "Permission denied" not in allowed.stderr, allowed.stderr
+        assert "policy.check" in bed.audited()
+    finally:
+        bed.write_policy()

@@ -141,6 +141,7 @@ def exec_command(
     plan = _plan(project, items, line, sudo=sudo, timeout=timeout, fmt=fmt, overrides=overrides)
     if not log_level and plan.config.get("log_level"):
         setup_logs(str(plan.config["log_level"]), log_format)
+    gate = _gate(project, plan, target, items, fmt)
     sudo_extra = ask_sudo_password() if ask_sudo_pass else {}
     style = Style.detect()
     collector = Collector(plan, style if verbose and fmt != "json" else None, warnings=style, fmt=fmt)
@@ -148,7 +149,9 @@ def exec_command(
 
     session = RunSession(plan, plugins=plugin_manager(), store=None, subscribers=[("exec", collector)], fmt=fmt,
                          extra=sudo_extra, mode="verbose" if verbose else "normal",
-                         report=lambda m: click.echo(m, err=True), markers=False)  # fmt: skip
+                         report=lambda m: click.echo(m, err=True), markers=False,
+                         run_id=gate.run_id if gate is not None else None,
+                         events=gate.events if gate is not None else ())  # fmt: skip
     try:
         result = session.run()
     except RunRefused as exc:
@@ -332,6 +335,47 @@ def _plan(
     task = TaskDef(TASK, body, Location(project.path, 0), on=on, timeout=limit, doc=f"nexus exec: {line}")
     synthetic = replace(project, tasks={TASK: task})
     return make_plan(synthetic, [TASK], fmt, config_override=overrides, cache=None)
+
+
+def _gate(project: Project, plan: Plan, target: str, items: Sequence[str | HostSpec], fmt: str) -> Any:
+    """The policy's gate (None without a policy): ``nexus exec`` is a ``run`` of a task named
+    ``exec`` on what TARGET names (docs/compliance.md): exits 77 when the policy says no."""
+    from nexus_core.cli.application import policy_applies
+
+    if not policy_applies():
+        return None
+    from nexus_core.model import Location, TaskDef
+    from nexus_core.policy.gate import gate_run
+
+    on = policy_targets(project, target, items)
+    checked = TaskDef(TASK, lambda: None, Location(project.path, 0), on=on)
+    return gate_run(plan, replace(project, tasks={TASK: checked}), mode="run", fmt=fmt)
+
+
+def policy_targets(project: Project, target: str, items: Sequence[str | HostSpec]) -> list[str]:
+    """What the policy's ``on`` patterns are matched with for ``nexus exec TARGET``: a group
+    TARGET names for its hosts (``nexus exec staging`` as a task with ``on="staging"``), the
+    host string for any other host (a pattern, an address, ``all``), ``local`` for the local
+    machine. Naming a prod host by its address is checked as that address, which a rule for
+    ``on=["staging"]`` does not allow."""
+    from nexus_core.hosts import format_host
+    from nexus_core.limit import LimitError, parse_limit
+    from nexus_core.plan import _membership, to_host
+
+    groups = _membership(project)
+    try:
+        named = [t.pattern for t in parse_limit([target]).terms if t.kind == "+" and t.pattern in groups]
+    except LimitError:
+        named = []
+    out: list[str] = []
+    for item in items:
+        if item == "local":
+            out.append("local")
+            continue
+        host = to_host(item)
+        group = next((g for g in named if host.key in groups[g]), None)
+        out.append(group or host.source or format_host(host))
+    return list(dict.fromkeys(out))
 
 
 # --- output --------------------------------------------------------------------------------
