@@ -49,7 +49,7 @@ def status_dir(run_id: str, host: str = "") -> str:
 #: Nexus 0.1 is where the folder belongs (a run interrupted before an upgrade, now resumed),
 #: it becomes the folder's ``status`` file, keeping its lines (same format). False otherwise.
 OLD_LAYOUT = (
-    '{ [ -f "$nexus_d" ] && mv -f "$nexus_d" "$nexus_d.v1" && mkdir -p "$nexus_d" '
+    '{ [ -f "$nexus_d" ] && mv -f "$nexus_d" "$nexus_d.v1" && mkdir -p -m 700 "$nexus_d" '
     '&& mv -f "$nexus_d.v1" "$nexus_d/status"; }'
 )
 
@@ -60,7 +60,7 @@ def adopt_old_layout(folder: str) -> None:
 
     if os.path.isfile(folder):
         os.replace(folder, folder + ".v1")
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         os.replace(folder + ".v1", os.path.join(folder, "status"))
 
 

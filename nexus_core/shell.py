@@ -169,7 +169,10 @@ def wrap(
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
-    made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p "$nexus_d"'
+    # Mode 0700 for the run's folder and the runs folder: the spools hold what commands print
+    # (a `sudo` command's output, a secret's value before it is masked), and homes are often
+    # 0755 (docs/decisions.md, "Status folders only their user reads").
+    made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p -m 700 "${{nexus_d%/*}}" "$nexus_d"'
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     if spool_max:
         pro += "; " + keeper_start(spool_max, from_arg=keeper_arg, stay=keeper_stay)
@@ -196,7 +199,7 @@ def wrap(
         pro
         + f'; nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
         + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
-        + f'; command exec {redirect} || {{ mkdir -p "$nexus_d"; exec {redirect}; }}'
+        + f'; command exec {redirect} || {{ mkdir -p -m 700 "$nexus_d"; exec {redirect}; }}'
     )
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"

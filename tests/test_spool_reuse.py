@@ -42,3 +42,16 @@ def test_spools_a_background_job_still_writes_to_are_not_given_to_a_later_comman
     result = nexus_project.run("run", "c", "--format", "json")
     assert result.code == 0, result.stderr
     assert _outputs(result.stdout) == [("a", "stdout", "started-a"), ("b", "stdout", "out-b"), ("c", "stdout", "out-c")]
+
+
+def test_the_runs_folders_are_the_users_alone(nexus_project):
+    """What commands print stays in the spools until the run ends: the runs folder and the run's
+    own are 0700 (they were 0755, readable by every user of a shared machine)."""
+    nexus_project.write(
+        "from nexus_core import run, task\n\n"
+        "@task\ndef a():\n"
+        '    run(\'stat -c %a "$XDG_CACHE_HOME"/nexus/runs "$XDG_CACHE_HOME"/nexus/runs/*/\')\n'
+    )
+    result = nexus_project.run("run", "a", "--format", "json")
+    assert result.code == 0, result.stderr
+    assert [line for _, _, line in _outputs(result.stdout)] == ["700", "700"]

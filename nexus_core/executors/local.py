@@ -482,7 +482,10 @@ class LocalExecutor(Executor):
         with self._lock:
             if folder not in self._made:
                 adopt_old_layout(folder)
-                os.makedirs(folder, exist_ok=True)
+                # Only the user reads what commands printed (see shell.wrap): the runs folder and
+                # the run's own are made 0700 (makedirs' mode applies to the last one only).
+                os.makedirs(os.path.dirname(folder), mode=0o700, exist_ok=True)
+                os.makedirs(folder, mode=0o700, exist_ok=True)
                 self._made.add(folder)
             self._dirs[(run_id, host)] = folder
         return folder

@@ -228,3 +228,26 @@ def slow():
 def test_sigkill_soak_on_many_hosts(nexus_project, sshbed, shared_dir, monkeypatch):
     monkeypatch.setenv("NEXUS_KILL_ITERATIONS_SSH", "20")
     test_sigkill_at_random_points_on_many_hosts(nexus_project, sshbed, shared_dir)
+
+
+def test_a_runs_status_folder_on_the_host_is_its_users_alone(nexus_project, sshbed, shared_dir):
+    """The spools hold what commands print (a sudo command's output, a secret before it is
+    masked): the run's folder on the host was 0755 in a 0755 home, readable by every user."""
+    import json
+    import stat
+
+    from tests.helpers import stopped
+
+    nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=2)))
+    proc = start_nexus(nexus_project, "run", "deploy", "--format", "json", env=run_env(nexus_project))
+    with stopped(proc):
+        assert proc.stdout is not None
+        run_id = json.loads(proc.stdout.readline())["run_id"]
+        assert wait_for(lambda: all("two" in lines(shared_dir, h.address) for h in sshbed.hosts), timeout=20)
+        home = Path(f"/var/lib/nexus-sshbed/home/{USER_KEY}/.cache/nexus/runs")
+        folders = list(home.glob(f"{run_id}@*"))
+        assert len(folders) == len(sshbed.hosts), folders
+        modes = [oct(stat.S_IMODE(f.stat().st_mode)) for f in folders]
+        assert modes == ["0o700"] * len(folders), modes
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
