@@ -65,6 +65,8 @@ class _Index:
     by_name: dict[str, list[_Entry]] = field(default_factory=dict)
     hashed: list[tuple[str, _Entry]] = field(default_factory=list)
     hashed_hits: dict[str, list[_Entry]] = field(default_factory=dict)
+    #: Why the file exists but could not be read ("" when it was read or does not exist).
+    unreadable: str = ""
 
 
 _VOUCHED = "(the host's source)"
@@ -107,8 +109,10 @@ class HostKeyVerifier:
         """
         try:
             mtime = os.stat(path).st_mtime
-        except OSError:
+        except FileNotFoundError:
             return _Index()
+        except OSError as exc:
+            return _Index(unreadable=exc.strerror or str(exc))
         cached = self._cache.get(path)
         if cached and cached[0] == mtime:
             return cached[1]
@@ -141,8 +145,10 @@ class HostKeyVerifier:
                             index.hashed.append((pattern, row))
                         else:
                             index.by_name.setdefault(pattern, []).append(row)
-        except OSError:
+        except FileNotFoundError:
             return _Index()
+        except OSError as exc:  # a folder, no permission: not "no known hosts" (see verify)
+            return _Index(unreadable=exc.strerror or str(exc))
         return index
 
     def known_entries(self, name: str, files: tuple[str, ...]) -> list[_Entry]:
@@ -226,6 +232,17 @@ class HostKeyVerifier:
             return "host key matches known_hosts"
         if same_type:
             raise HostKeyError(self._changed_message(endpoint, key, same_type), changed=True)
+        unreadable = [(path, self._parsed(path).unreadable) for path in files]
+        unreadable = [(path, why) for path, why in unreadable if why]
+        if unreadable:  # its lines could name this host with another key: never trust on first use
+            path, why = unreadable[0]
+            raise HostKeyError(
+                f"Cannot verify the host key of {name}: the known_hosts file {path} cannot be read "
+                f"({why})\n"
+                f"- Make it a readable file, or point ssh_known_hosts_file at one\n"
+                f"- The server offered {key_type} {fingerprint(key)}",
+                changed=False,
+            )
         if entries and policy == "strict":
             types = ", ".join(sorted({e.key_type for e in entries}))
             raise HostKeyError(

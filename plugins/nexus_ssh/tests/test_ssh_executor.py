@@ -284,6 +284,22 @@ def test_tofu_and_off_do_not_write(sshbed: SshBed, make_executor: MakeExecutor, 
     assert not kh.exists()
 
 
+def test_an_unreadable_known_hosts_file_is_never_trusted_on_first_use(
+    sshbed: SshBed, make_executor: MakeExecutor, tmp_path: Path
+) -> None:
+    """tofu connected silently when ssh_known_hosts_file could not be read (a folder): its lines
+    might have named the host with another key. Every policy but off now refuses, naming the file."""
+    folder = tmp_path / "known_hosts.d"
+    folder.mkdir()
+    for policy in ("strict", "accept_new", "tofu"):
+        ex, _ = make_executor(ssh_known_hosts_file=str(folder), ssh_host_key_verification=policy)
+        r = ex.run(_host(sshbed), Command("true"), Out(), Cancel(), 10)
+        assert r.status == "unreachable" and not r.retryable, (policy, r)
+        assert f"the known_hosts file {folder} cannot be read (Is a directory)" in r.reason, policy
+    ex, _ = make_executor(ssh_known_hosts_file=str(folder), ssh_host_key_verification="off")
+    assert ex.run(_host(sshbed), Command("true"), Out(), Cancel(), 10).ok
+
+
 def test_changed_key_is_loud(sshbed: SshBed, make_executor: MakeExecutor, tmp_path: Path) -> None:
     import paramiko
 
