@@ -39,7 +39,7 @@ CLOSED = "2026-12-02T16:00:00+00:00"
 OPEN = "2026-12-03T15:30:00+00:00"
 
 NEXUSFILE = """\
-from nexus_core import change_window, hosts, require_dry_run, run, task
+from nexus_core import change_window, hosts, require_dry_run, run, task, upload
 
 hosts("staging", "local")
 change_window("prod", days=["tue", "thu"], hours="10-16", timezone="America/New_York")
@@ -69,6 +69,12 @@ def release():
 @task
 def checked():
     run("echo checked > {out}/checked")
+
+
+@task(approval="required")
+def ship():
+    upload("payload.sh", "{out}/payload.sh")
+    run("sh {out}/payload.sh > {out}/shipped")
 """
 
 POLICY = """\
@@ -78,7 +84,7 @@ can = ["list", "status", "logs"]
 [roles.deployer]
 inherit = ["viewer"]
 can = [
-  {{ action = "run", tasks = ["build", "migrate", "release", "checked"] }},
+  {{ action = "run", tasks = ["build", "migrate", "release", "checked", "ship"] }},
   {{ action = "run", tasks = ["deploy"], on = ["staging"] }},
   "approve",
 ]
@@ -353,6 +359,25 @@ def test_an_approval_is_bound_to_the_plan_and_expires(bed: Bed) -> None:
     assert stale, late.stderr
     expired = bed.nexus("bob", "approve", stale.group(1), now="2026-12-02T18:00:00+00:00")
     assert expired.returncode == 2 and "is expired, not pending" in expired.stderr
+
+
+def test_an_approval_covers_the_contents_of_the_files_a_task_uploads(bed: Bed) -> None:
+    """The plan hash named the upload's path, not its bytes: a payload changed after the
+    approval ran under it."""
+    payload = bed.project / "payload.sh"
+    payload.write_text("echo SAFE\n", encoding="utf-8")
+    first = bed.nexus("alice", "run", "ship", "--no-wait")
+    assert first.returncode == 75, first.stderr
+    rid = request_id(first.stderr)
+    assert bed.nexus("bob", "approve", rid).returncode == 0
+    payload.write_text("echo EVIL\n", encoding="utf-8")
+    changed = bed.nexus("alice", "run", "ship", "--no-wait")
+    assert changed.returncode == 75 and request_id(changed.stderr) != rid, changed.stderr
+    assert not (bed.out / "shipped").exists()
+    payload.write_text("echo SAFE\n", encoding="utf-8")  # the approved bytes again: the approval holds
+    run = bed.nexus("alice", "run", "ship")
+    assert run.returncode == 0, run.stderr
+    assert (bed.out / "shipped").read_text().strip() == "SAFE"
 
 
 def test_waiting_run_reacts_to_a_rejection_and_to_ctrl_c(bed: Bed) -> None:

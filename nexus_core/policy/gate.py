@@ -212,9 +212,45 @@ def deny(headline: str, context: Sequence[str], hints: Sequence[str]) -> None:
 
 
 def plan_hash(plan: Plan) -> str:
-    """SHA-256 of the plan as it would run (every command, host and option) and the nexusfile's hash."""
-    data = json.dumps({"source": plan.source_hash, "plan": plan.to_dict()}, sort_keys=True, default=str)
+    """SHA-256 of the plan as it would run (every command, host and option), the nexusfile's
+    hash and the contents of the local files it uploads (an approved plan whose upload's file
+    was changed afterwards is another plan: its approval does not hold)."""
+    whole: dict[str, Any] = {"source": plan.source_hash, "plan": plan.to_dict()}
+    uploads = upload_digests(plan)
+    if uploads:  # plans without uploads keep the hash they had
+        whole["uploads"] = uploads
+    data = json.dumps(whole, sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()
+
+
+def upload_digests(plan: Plan) -> dict[str, str]:
+    """The sha256 of each local file ``upload(...)`` sends (for a folder, of its files' paths,
+    modes and sha256 in order), by source path. Templates are in the plan already (their
+    rendered bytes' sha256); a file a command reads by itself is not an input Nexus knows."""
+    from nexus_core.model import Transfer
+    from nexus_core.transfer import local_sha256
+
+    sources = {(c.src, c.recursive) for tp in plan.tasks.values() for hp in tp.hosts
+               for c in hp.commands if isinstance(c, Transfer) and c.kind == "upload"}  # fmt: skip
+    out: dict[str, str] = {}
+    for src, recursive in sorted(sources):
+        try:
+            if not (recursive and os.path.isdir(src)):
+                out[src] = local_sha256(src)
+                continue
+            lines: list[str] = []
+            for root, dirs, files in os.walk(src):
+                dirs.sort()
+                for name in sorted(files):
+                    path = os.path.join(root, name)
+                    st = os.lstat(path)
+                    rel = os.path.relpath(path, src)
+                    what = os.readlink(path) if os.path.islink(path) else local_sha256(path, os.stat(path))
+                    lines.append(f"{rel}\0{st.st_mode:o}\0{what}")
+            out[src] = hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+        except OSError as exc:  # validation reported it; the run will fail on it
+            out[src] = f"unreadable: {exc.strerror or exc}"
+    return out
 
 
 def task_targets(project: Project, task: str) -> tuple[str, ...]:
