@@ -2128,12 +2128,19 @@ class DryCheck:
     diff: tuple[str, ...] = ()
     problem: str = ""
 
+    @property
+    def secrets_unknown(self) -> bool:
+        """Unchanged but for secret values, which a dry run does not decrypt: the real run
+        rewrites the file when a secret's value differs from what it holds."""
+        return not self.changed and self.diff == (SECRET_NOTE,)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for ``--format json``."""
+        """Plain-data form for ``--format json`` (``secrets_compared``: False when the verdict
+        leaves secret values out, see :attr:`secrets_unknown`)."""
         return {
             "task": self.task, "host": self.host, "index": self.index, "op": self.op, "dest": self.dest,
             "changed": self.changed, "files": self.files, "changed_files": self.changed_files,
-            "diff": list(self.diff), "problem": self.problem,
+            "diff": list(self.diff), "problem": self.problem, "secrets_compared": not self.secrets_unknown,
         }  # fmt: skip
 
 

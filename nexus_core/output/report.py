@@ -419,6 +419,10 @@ def _file_check_lines(s: Style, indent: str, found: Any, named: bool) -> list[st
     who = f"{found.host}: " if named else ""
     if found.problem:
         return [indent + s.paint(f"{who}{found.problem}", "red")]
+    if not found.changed and getattr(found, "secrets_unknown", False):
+        # an approver must not read "unchanged" when a secret's value may be what changes
+        text = "unchanged but for its secret values, which a dry run does not decrypt: the run may rewrite them"
+        return [indent + s.paint(f"{who}{text}", "yellow")]
     if not found.changed:
         text = "unchanged" if found.files <= 1 else f"unchanged ({found.files} files)"
         return [indent + s.paint(f"{who}{text}", "dim"), *(indent + "  " + s.paint(line, "dim") for line in found.diff)]
