@@ -166,6 +166,22 @@ def test_a_wrong_key_is_a_clear_error_naming_the_file(keyed):
     no_traceback(out)
 
 
+def test_a_secret_renamed_by_hand_is_a_changed_file_not_a_missing_secret(keyed):
+    """Editing TOKEN's name in the file made `nexus run` say "no secret 'TOKEN' ... add it with
+    nexus secret set": the run now opens the store with the key at hand and says it was changed."""
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    path = personal(keyed)
+    doc = json.loads(path.read_text())
+    doc["secrets"][0]["name"] = "TOKEX"
+    path.write_text(json.dumps(doc))
+    keyed.write(NEXUSFILE_ECHO)
+    out = keyed.run("run", "show")
+    assert out.code == 2, out
+    assert "was changed outside Nexus" in out.stderr and str(path) in out.stderr, out
+    assert "add it with" not in out.stderr and VALUE not in out.stdout + out.stderr, out
+    no_traceback(out)
+
+
 @pytest.mark.parametrize("damage", ["ciphertext", "renamed", "removed", "truncated", "garbage"])
 def test_a_tampered_or_truncated_file_is_a_clear_error_naming_the_file(keyed, damage):
     for name in ("A", "B"):

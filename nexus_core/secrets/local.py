@@ -224,10 +224,31 @@ class LocalBackend(SecretBackend):
         check_name(reference)
         store = self.where(reference)
         if store is None:
+            for path in self.paths():  # a name edited by hand is a changed file, not a missing secret
+                self._check_unattended(self.store(path))
             places = " or ".join(self.paths())
             raise SecretNotFound(f"no secret {reference!r} in {places}; add it with `nexus secret set {reference}`")
         self.unlock(store)
         return store.get(reference)
+
+    def _check_unattended(self, store: Store) -> None:
+        """Raise the store's SecretUnavailable when a key at hand without asking (the key
+        sources, ``NEXUS_PASSPHRASE``) opens it and finds it changed outside Nexus."""
+        if not store.exists or store.unlocked:
+            return
+        makers = list(self.candidates(store))
+        passphrase = os.environ.get("NEXUS_PASSPHRASE")
+        if store.kdf == "argon2id" and passphrase is not None:
+            params = dict(store.doc["kdf_params"]) if store.doc else {}
+            makers.append(lambda: MasterKey(derive_passphrase(passphrase, params), "NEXUS_PASSPHRASE"))
+        for make in makers:
+            try:
+                store.unlock(make())
+                return
+            except SecretUnavailable:
+                raise
+            except SecretError:  # not this key, an unreadable keyfile: the next one
+                continue
 
     def list_names(self) -> Sequence[SecretInfo]:
         """Every name of both stores (a name in both shows once, from the project store)."""
