@@ -48,3 +48,20 @@ def test_a_file_sink_under_a_path_that_is_a_file_says_so(nexus_project: NexusPro
     out = nexus_project.run("run", "t")
     assert out.code == 2, out
     assert f"{blocker} is a file, not a folder" in out.stderr and "File exists" not in out.stderr, out
+
+
+def test_a_missing_salt_file_names_it_and_the_file_declaring_the_sink(
+    nexus_project: NexusProject, tmp_path: Path
+) -> None:
+    """It said "declared in SALT_PATH": the declaration is in the config file."""
+    salt = tmp_path / "keys" / "audit.salt"
+    config = Path(nexus_project.env["XDG_CONFIG_HOME"]) / "nexus" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'[audit.sinks.trail]\ntype = "file"\nrequired = true\npath = "{tmp_path}/audit.log"\nsalt_file = "{salt}"\n'
+    )
+    nexus_project.write('from nexus_core import run, task\n\n@task\ndef t():\n    run("true")\n')
+    out = nexus_project.run("run", "t")
+    assert out.code == 2, out
+    assert f"the salt file {salt} of audit sink 'trail' does not exist" in out.stderr, out
+    assert str(config) in out.stderr, out

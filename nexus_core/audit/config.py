@@ -182,10 +182,12 @@ def salt_of(sink: SinkConfig, env: Mapping[str, str] | None = None, create: bool
             return value
     except FileNotFoundError:
         if not create or sink.salt_file:
-            raise AuditConfigError(f"the salt file of audit sink {sink.name!r} does not exist", path,
+            raise AuditConfigError(f"the salt file {path} of audit sink {sink.name!r} does not exist",
+                                   sink.where or path,
                                    "create it (a long random line, mode 0600) or set salt_file") from None  # fmt: skip
     except OSError as exc:
-        raise AuditConfigError(f"cannot read the salt of audit sink {sink.name!r}: {exc.strerror or exc}", path,
+        raise AuditConfigError(f"cannot read the salt file {path} of audit sink {sink.name!r}: "
+                               f"{exc.strerror or exc}", sink.where or path,
                                "run as a user allowed to read it") from None  # fmt: skip
     value = secrets.token_hex(32).encode()
     write_private(path, value + b"\n")
