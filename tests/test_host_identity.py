@@ -465,3 +465,21 @@ def test_a_new_label_on_a_host_with_no_work_left_does_not_stop_a_resume(tmp_path
     point = resume_point(record, after)
     assert point.done_tasks == {"a"}
     assert plan_changes(record, after, point) == ["task 'b' now also runs on root@web-1"]
+
+
+def test_resume_refuses_a_host_left_out_of_an_unfinished_task(tmp_path: Path) -> None:
+    """A host removed from the nexusfile after its command failed was skipped by the resume,
+    which marked the run ok (the rest of the task never ran there) and ran its dependants."""
+    from nexus_core.state.resume import plan_changes, resume_point
+
+    before = plan_of(write(tmp_path, '@task(on=["web-1", "web-2", "web-3"])\ndef t():\n    run("one")\n'))
+    record = _record(before, {("t", "web-1"): "ok", ("t", "web-2"): "failed", ("t", "web-3"): "ok"}, {})
+    after = plan_of(write(tmp_path, '@task(on=["web-1", "web-2"])\ndef t():\n    run("one")\n'))
+    assert plan_changes(record, after, resume_point(record, after)) == []  # web-3 had finished: fine
+    after = plan_of(write(tmp_path, '@task(on=["web-1", "web-3"])\ndef t():\n    run("one")\n'))
+    changes = plan_changes(record, after, resume_point(record, after))
+    assert changes == ["task 't' no longer runs on web-2, where it has not finished"]
+    after = plan_of(write(tmp_path, '@task\ndef t():\n    run("one")\n'))  # on= made local
+    changes = plan_changes(record, after, resume_point(record, after))
+    assert "task 't' now also runs on local" in changes
+    assert "task 't' no longer runs on web-2, where it has not finished" in changes

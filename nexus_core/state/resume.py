@@ -94,6 +94,14 @@ def plan_changes(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]
             reasons.append(f"task {name!r} is new")
             continue
         old_hosts = {_key(h["host"]): h["commands"] for h in old["hosts"]}
+        now_keys = {hp.host.key for hp in tp.hosts}
+        for h in old["hosts"]:  # a host left out with work left: that work would never be done
+            if _key(h["host"]) in now_keys:
+                continue
+            label = h["host"].get("label") or _label(h["host"])
+            row = record.hosts.get((name, label))
+            if row is None or row["status"] != "ok":
+                reasons.append(f"task {name!r} no longer runs on {label}, where it has not finished")
         for hp in tp.hosts:
             label = hp.host.label
             if (name, label) in point.done_hosts:
