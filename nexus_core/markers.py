@@ -99,10 +99,14 @@ def _read_marker(run_id: str, marker_key: str, host: str) -> str:
 
 
 def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
-    """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command."""
+    """Shell text printing ``finished CODE``, ``running``, ``killed`` or ``never`` for a command.
+
+    Without an exit code, a command runs while its wrapper or any process of its group (the
+    wrapper leads it) is alive: a signal can end the wrapper and leave the command that
+    ignores it running, which a look at the wrapper alone took for stopped."""
     return _read_marker(run_id, marker_key, host) + (
         'if [ -n "$rc" ]; then echo "finished $rc"; '
-        'elif [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running; '
+        'elif [ -n "$pid" ] && { kill -0 "$pid" || kill -0 "-$pid"; } 2>/dev/null; then echo running; '
         'elif [ -n "$pid" ]; then echo killed; else echo never; fi'
     )
 

@@ -452,6 +452,10 @@ def waited():
 @task
 def loud():
     run("echo A >> count; head -c 200000 /dev/zero | tr '\\\\0' y | fold -w 100; sleep 1.9")
+
+@task
+def trapped():
+    run("trap '' INT TERM; echo A >> count; sleep 31.9; echo B >> count", timeout=3)
 """
 
 
@@ -479,6 +483,31 @@ def test_a_command_still_running_at_the_resume_is_stopped_at_its_timeout_not_sta
         assert wait_for(lambda: not _sleeping("31.7"), timeout=10), _sleeping("31.7")
     finally:
         for line in _sleeping("31.7"):
+            with contextlib.suppress(OSError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["timeout", "ctrl-c"])
+def test_a_command_ignoring_term_at_the_resume_is_killed_not_left_running(nexus_project, how):
+    """SIGTERM ended the command's wrapper but not the command (it ignores TERM and INT): the
+    resume, seeing the wrapper gone, said "was stopped" and left the command running for
+    good. The process group is what is asked and signalled now, up to SIGKILL."""
+    _killed_during(nexus_project, "trapped")
+    try:
+        if how == "timeout":
+            out = nexus_project.run("resume", timeout=60)
+            assert out.code == 4, out
+            assert "still ran at the resume, and was stopped" in out.stdout + out.stderr, out
+        else:
+            resumed = start_nexus(nexus_project, "resume", "--format", "json")
+            assert "command #1 running" in read_until(resumed, lambda line: "command #1 running" in line)
+            resumed.send_signal(signal.SIGINT)
+            rest, err = resumed.communicate(timeout=60)
+            assert resumed.returncode == 130, (rest, err)
+        assert wait_for(lambda: not _sleeping("31.9"), timeout=10), _sleeping("31.9")
+        assert (nexus_project.root / "count").read_text().split() == ["A"]
+    finally:
+        for line in _sleeping("31.9"):
             with contextlib.suppress(OSError):
                 os.kill(int(line.split()[0]), signal.SIGKILL)
 

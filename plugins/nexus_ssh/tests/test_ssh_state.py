@@ -251,3 +251,24 @@ def test_a_runs_status_folder_on_the_host_is_its_users_alone(nexus_project, sshb
         assert modes == ["0o700"] * len(folders), modes
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_a_command_ignoring_term_at_the_resume_is_killed_on_the_host(nexus_project, sshbed, shared_dir):
+    """SIGTERM at the resume's timeout ended the command's wrapper, not the command: the resume
+    said "was stopped" and the command ran on. Its process group is asked and killed now."""
+    body = f"""
+@task(on="web")
+def trapped():
+    run("trap '' INT TERM; echo A >> {shared_dir}/log-$(hostname); sleep 31.9; echo B >> {shared_dir}/log-x",
+        timeout=3)
+"""
+    nexus_project.write(nexusfile(sshbed, shared_dir, body))
+    proc = start_nexus(nexus_project, "run", "trapped", env=run_env(nexus_project))
+    assert wait_for(lambda: len(list(shared_dir.glob("log-*"))) >= 1, timeout=20)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    out = nexus_project.run("resume", env=run_env(nexus_project), timeout=90)
+    assert out.code == 4, out
+    assert sshbed.wait_no_process(USER_KEY, "sleep 31.9", 10) == []
+    assert not (shared_dir / "log-x").exists()
