@@ -142,8 +142,15 @@ def _text(path: Path) -> None:
     path.write_text("this is not a database\n")
 
 
-@pytest.mark.parametrize("damage", [_truncate, _overwrite_middle, _random_bytes, _text],
-                         ids=["truncated", "overwritten", "random-bytes", "text"])  # fmt: skip
+def _emptied(path: Path) -> None:
+    """`: > state.db`: SQLite took an empty file for a new database (every run gone, no word)."""
+    path.write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _overwrite_middle, _random_bytes, _text, _emptied],
+                         ids=["truncated", "overwritten", "random-bytes", "text", "emptied"])  # fmt: skip
 def test_a_damaged_state_database_is_moved_aside_and_replaced(nexus_project, damage):
     nexus_project.write(SIMPLE)
     for _ in range(6):  # a database of several pages

@@ -8,9 +8,11 @@ event subscriber; the engine never writes here itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -247,6 +249,8 @@ class StateStore:
         unchanged = self._unchanged_since_checked()  # before opening: that makes a WAL
         try:
             os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+            if not os.path.lexists(path):
+                _create(path)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA busy_timeout = 30000")
@@ -610,6 +614,28 @@ class StateStore:
         return problems
 
 
+def _create(path: str) -> None:
+    """Make a new, empty database at ``path`` whole or not at all: built beside it, then linked
+    into place (``link`` fails when another process made one meanwhile: theirs stays). So an
+    empty file at ``path`` is never a database being made, and :func:`_truncated` calls it
+    damaged (``: > state.db`` lost every run without a word)."""
+    tmp = f"{path}.new-{os.getpid()}-{threading.get_ident()}"
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")  # writes the header: the file is a database
+        finally:
+            db.close()
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    except (OSError, sqlite3.Error):
+        pass  # a file system without hard links, a folder it cannot write: SQLite makes (or fails) in place
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp + suffix)
+
+
 def _truncated(path: str) -> str:
     """Why the file is shorter than its header says ("" when it is not, or cannot tell).
 
@@ -623,8 +649,10 @@ def _truncated(path: str) -> str:
             size = os.fstat(fh.fileno()).st_size
     except OSError:
         return ""
+    if not header and size == 0:
+        return "the file is empty (0 bytes)"  # never a new one: those are made whole (see _create)
     if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
-        return ""  # empty (new) or not SQLite at all: SQLite itself says so
+        return ""  # not SQLite at all: SQLite itself says so
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
