@@ -25,6 +25,10 @@ DEFAULT_MAX_BYTES = 1_000_000
 #: at the flusher's next round: 200 hosts printing 1 MB each within a round held 200 MB.
 PENDING_MAX = 64 << 10
 DEFAULT_RETENTION_DAYS = 14
+#: Bytes past ``log_max_bytes`` still given to the lines naming each command and how it ended
+#: (``$ cmd``, ``[failed: exit code 5]``) once the output was cut: the failure a report points
+#: to stays in the log whatever its commands printed before it.
+MARKS_EXTRA = 64 << 10
 #: Seconds between flushes of a file while its command keeps printing.
 FLUSH_EVERY = 0.5
 REDACTED = "***"
@@ -117,6 +121,8 @@ class _File:
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.truncated = False
+        #: Past :data:`MARKS_EXTRA` more: not even the commands and how they ended are kept.
+        self.marks_cut = False
         #: Held from taking a batch until it is written: batches reach the file in order,
         #: whichever thread writes them (the flusher, or a host's thread over PENDING_MAX).
         self.io = threading.Lock()
@@ -175,23 +181,26 @@ class RunLogWriter:
         name = event.name
         if name == "command.start":
             attempt = f" (attempt {event.attempt})" if getattr(event, "attempt", 1) > 1 else ""
-            self._write(event.task, event.host, f"$ {event.command}{attempt}")
+            self._write(event.task, event.host, f"$ {event.command}{attempt}", mark=True)
         elif name == "command.output":
             self._write(event.task, event.host, event.line)
         elif name == "command.stop":
             code = f"exit code {event.exit_code}" if event.exit_code is not None else ""
             detail = event.reason or code
             if event.status == "skipped":
-                self._write(event.task, event.host, f"$ {event.command}")
+                self._write(event.task, event.host, f"$ {event.command}", mark=True)
             # the reason after the status, unless it only repeats it ("[interrupted: interrupted]")
             shown = f": {detail}" if detail and event.status not in ("ok", detail) else ""
-            self._write(event.task, event.host, f"[{event.status}{shown}]", flush=True)
+            self._write(event.task, event.host, f"[{event.status}{shown}]", flush=True, mark=True)
         elif name == "host.stop":
             self._close(event.task, event.host)
         elif name == "pipeline.stop":
             self.close()
 
-    def _write(self, task: str, host: str, line: str, flush: bool = False) -> None:
+    def _write(self, task: str, host: str, line: str, flush: bool = False, mark: bool = False) -> None:
+        """Keep ``line`` in its task/host log. Output stops at ``log_max_bytes`` (a line across
+        the cap keeps its front); ``mark`` lines (a command, how it ended) go on for
+        :data:`MARKS_EXTRA` more bytes."""
         if self.failed:
             return
         text = (_redact(line, self._ordered) if self._ordered else line) + "\n"
@@ -202,11 +211,21 @@ class RunLogWriter:
                 if f is None:
                     f = self._files[(task, host)] = _File(host_file(self.root, self.run_id, task, host))
                     self._start_flusher()
-                if f.truncated:
+                if mark:
+                    if f.marks_cut:
+                        return
+                    if f.size + len(data) > self.max_bytes + MARKS_EXTRA:
+                        f.marks_cut = True
+                        data = b"[... later commands not kept either (log_max_bytes) ...]\n"
+                elif f.truncated:
                     return
-                if f.size + len(data) > self.max_bytes:
+                elif f.size + len(data) > self.max_bytes:
                     f.truncated = True
-                    data = f"[... output cut at {self.max_bytes} bytes (log_max_bytes) ...]\n".encode()
+                    room = self.max_bytes - f.size
+                    front = data[:room].decode("utf-8", "ignore").encode() + b"\n" if room > 0 else b""
+                    note = (f"[... output cut at {self.max_bytes} bytes (log_max_bytes): the commands that "
+                            "follow and how they ended are kept, not their output ...]\n")  # fmt: skip
+                    data = front + note.encode()
                 f.pending.append(data)
                 f.size += len(data)
                 f.pending_bytes += len(data)

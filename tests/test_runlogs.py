@@ -152,7 +152,8 @@ def test_each_batch_is_a_member_of_its_own_and_nothing_stays_open(tmp_path: Path
     batches = [f"line {i} {'x' * (i % 700)}\n".encode() for i in range(12_000)]
     for data in batches:
         log.write_out(data)
-    assert vars(log).keys() == {"path", "written", "size", "pending", "pending_bytes", "truncated", "io"}  # no stream
+    fields = {"path", "written", "size", "pending", "pending_bytes", "truncated", "marks_cut", "io"}
+    assert vars(log).keys() == fields  # no stream
     raw = Path(log.path).read_bytes()
     assert runlogs.inflate(raw) == b"".join(batches).decode()
     with gzip.open(log.path, "rb") as fh:  # an ordinary gzip reader sees one file too
@@ -267,3 +268,29 @@ def test_logs_of_a_task_that_never_ran_say_so(nexus_project: NexusProject):
     assert out.code == 2, out
     assert "No logs to show for task 'dep' of run " in out.stderr and "it did not run (skipped)" in out.stderr, out
     assert "filters" not in out.stderr
+
+
+def test_past_the_cap_the_log_keeps_each_command_and_how_it_ended(nexus_project):
+    """The cap dropped everything after it: the failing command a report points to (`See every
+    output line: nexus logs ...`) was not in the log, and `--failed` showed no failure."""
+    nexus_project.write(
+        "from nexus_core import config, run, task\n\nconfig(log_max_bytes=1000)\n\n"
+        "@task\ndef t():\n"
+        '    run("seq 1 1000")\n'
+        '    run("echo second")\n'
+        '    run("echo third; exit 5")\n'
+        "    \n"
+        "@task\ndef long():\n"
+        "    run(\"yes x | head -n 3000 | tr -d '[:space:]'; echo; echo after\")\n"
+    )
+    assert nexus_project.run("run", "t").code == 1
+    shown = nexus_project.run("logs", "t").stdout
+    lines = [line.split("] ", 1)[-1] for line in shown.splitlines()]
+    assert "$ echo second" in lines and "$ echo third; exit 5" in lines, shown
+    assert "[failed: exit code 5]" in lines and "second" not in lines, shown  # the output stays cut
+    assert any("output cut at 1000 bytes" in line for line in lines), shown
+    assert nexus_project.run("run", "long").code == 0
+    shown = nexus_project.run("logs", "long").stdout
+    lines = [line.split("] ", 1)[-1] for line in shown.splitlines()]
+    assert any(line.startswith("xxxxxxxx") for line in lines), shown  # the front of the long line
+    assert "[ok]" in lines, shown
