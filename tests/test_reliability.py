@@ -241,6 +241,10 @@ def test_a_second_run_of_the_project_waits_for_the_first(nexus_project):
 
         timed_out = nexus_project.run("run", "quick", "--lock-timeout", "0.3")
         assert timed_out.code == 2 and "after waiting" in timed_out.stderr, timed_out
+        # another state database (NEXUS_STATE_DB) is still the same project on the same hosts
+        other = nexus_project.run("run", "quick", "--no-wait",
+                                  env={"NEXUS_STATE_DB": str(nexus_project.root / "other.db")})  # fmt: skip
+        assert other.code == 2 and "Another run of this project is in progress" in other.stderr, other
 
         err_file = nexus_project.root / "second.err"
         with open(err_file, "w") as err:

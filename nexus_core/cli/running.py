@@ -93,13 +93,13 @@ def lock_project(
     store: StateStore | None, nexusfile: str, tasks: list[str], no_wait: bool, timeout: float | None
 ) -> None:
     """Hold this project's run lock until the process ends; wait for it, or exit 2 (``--no-wait``)."""
-    import os
-
     from nexus_core.state.lock import LockBusy, acquire_project
-    from nexus_core.state.paths import state_db
+    from nexus_core.state.paths import state_dir
 
     try:
-        acquire_project(os.path.dirname(state_db()), nexusfile, tasks, wait=not no_wait, timeout=timeout,
+        # Under the user's state folder whatever NEXUS_STATE_DB says: two runs of one nexusfile
+        # recorded in two databases would still meet on the same hosts.
+        acquire_project(state_dir(), nexusfile, tasks, wait=not no_wait, timeout=timeout,
                         say=lambda m: click.echo(m, err=True), store=store)  # fmt: skip
     except OSError as exc:  # a read-only or odd state folder: run, but say what is not guarded
         click.echo(f"nexus: warning: cannot lock this project ({exc.strerror or exc}); "
