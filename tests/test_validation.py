@@ -914,3 +914,13 @@ def test_a_group_whose_only_host_is_unparsable_is_reported_once(nexus_project: N
     out = validate(nexus_project)
     assert_reported(out, line_of(src, "# group"), "host group 'weird'", "is not a valid host name")
     assert "which has no hosts" not in out.stderr, out
+
+
+def test_control_characters_in_a_nexusfiles_exception_are_shown_not_obeyed(nexus_project):
+    """An exception's text reached the terminal raw: an OSC sequence set the window title."""
+    nexus_project.write('from nexus_core import task\nraise RuntimeError("top level \\x1b]0;evil\\x07")\n')
+    for args in (("list",), ("validate",), ("run", "x"), ("run",)):  # `run`: not "no task given"
+        out = nexus_project.run(*args)
+        assert out.code == 2, out
+        assert "\x1b]" not in out.stderr and "\x07" not in out.stderr, (args, out.stderr)
+        assert "top level ^[]0;evil^G" in out.stderr, (args, out.stderr)

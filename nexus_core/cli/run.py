@@ -580,6 +580,9 @@ def run_words(
     if names:
         return tuple(names), params
     chosen, problems = default_task(project)
+    loading = [p for p in project.problems if p.code in ("syntax", "exception")]
+    if loading and not chosen:  # the file stopped half-way: that is the problem, not a missing task
+        problems = [*loading, *problems]
     if problems:
         show_problems(problems, fmt)
         raise Exit(ExitCode.CONFIG)

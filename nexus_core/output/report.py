@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def error_block(style: Style, headline: str, context: Sequence[str] = (), suggestions: Sequence[str] = ()) -> str:
-    """``Error: headline``, indented context lines, then ``Suggestions:``."""
+    """``Error: headline``, indented context lines, then ``Suggestions:``; every control
+    character but Nexus's colours made visible (a nexusfile's exception text may hold any)."""
     lines = [style.paint(f"Error: {headline}", "red")]
     if context:
         lines.append("")
@@ -29,7 +30,7 @@ def error_block(style: Style, headline: str, context: Sequence[str] = (), sugges
         for s in suggestions:
             first, *rest = s.split("\n")
             lines += [f"    - {first}", *(f"      {part}" for part in rest)]
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 #: Problems of one shape at one line shown in full before the rest are counted (a variable
