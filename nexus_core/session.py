@@ -156,6 +156,9 @@ class RunSession:
             if audit is not None:
                 audit.close()
             raise
+        from nexus_core.output import pipes
+
+        pipes.TASKS_RAN = True  # the exit code is the tasks' now, whatever becomes of stdout
         previous = self._install_signals() if self.handle_signals else {}
         # What exists now (modules, the plan, the engine) lives until the run ends: left out of
         # the cyclic collector's full passes, which otherwise walk all of it again mid-run

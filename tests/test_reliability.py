@@ -91,6 +91,24 @@ def test_closed_standard_descriptors_are_output_dropped_not_a_failure(nexus_proj
     assert _state(nexus_project) == {"talk": "ok", "after": "ok", "bad": "failed"}
 
 
+def test_a_full_disk_under_stdout_is_said_not_called_a_bug(nexus_project):
+    """`nexus pipelines > /dev/full` said "internal error ... This is a bug in Nexus"; a run
+    told "event subscriber 'output' failed". A command that ran no task now exits 1 saying its
+    output is lost; a run keeps its tasks' exit code."""
+    nexus_project.write(CHATTY)
+    env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}
+    for args, code in ((["pipelines"], 1), (["pipelines", "--format", "json"], 1), (["list"], 1),
+                       (["run", "after", "-v"], 0), (["run", "bad"], 1)):  # fmt: skip
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "nexus_core", *args], cwd=nexus_project.root, env=env,
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == code, (args, proc.stderr)
+        assert "could not write to standard output (No space left on device)" in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, (args, proc.stderr)
+        assert "subscriber" not in proc.stderr, (args, proc.stderr)
+    assert (nexus_project.root / "after.txt").exists()
+
+
 def test_head_in_a_shell_pipeline(nexus_project):
     nexus_project.write(CHATTY)
     env = {**os.environ, **nexus_project.env, "NO_COLOR": "1", "CI": "1"}

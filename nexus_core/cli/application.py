@@ -13,6 +13,7 @@ This module is the documented kit for plugin commands (``docs/plugins/writing-pl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -332,7 +333,23 @@ def entry() -> None:
         why = "This is a bug in Nexus or a plugin. Re-run with --log-level debug for the traceback and report it."
         error(ExitCode.FAILED, bug, f"Error: {bug}\n\n  {why}", hints=[why])
         sys.exit(ExitCode.FAILED)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(_with_lost_output(code if isinstance(code, int) else 0))
+
+
+def _with_lost_output(code: int) -> int:
+    """``code``, or 1 for a command that ran no task and could not write its output (a full
+    disk under ``> file``), said on stderr: what it printed is not there, and it is no bug."""
+    from nexus_core.output import pipes
+
+    for stream in (sys.stdout, sys.stderr):  # what is buffered meets the error now
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    lost = pipes.lost_output()
+    if not lost:
+        return code
+    with contextlib.suppress(OSError, ValueError):
+        os.write(2, f"nexus: could not write to {lost}: the output is lost\n".encode())
+    return ExitCode.FAILED if code == 0 and not pipes.TASKS_RAN else code
 
 
 def _finish(code: int) -> NoReturn:
@@ -342,6 +359,7 @@ def _finish(code: int) -> NoReturn:
     milliseconds and does nothing a finished run needs. ``NEXUS_SLOW_EXIT=1`` keeps the
     ordinary ``sys.exit`` (e.g. under coverage tools).
     """
+    code = _with_lost_output(code)
     if os.environ.get("NEXUS_SLOW_EXIT") or "coverage" in sys.modules:
         sys.exit(code)
     import atexit

@@ -7,6 +7,11 @@ exit, and the run would stop or end with a wrong exit code. :func:`guard_std_str
 wraps ``sys.stdout`` and ``sys.stderr`` so that the first failed write points the file
 descriptor at ``/dev/null``: every task still runs to completion, the state store records
 the truth, and the exit code is the run's.
+
+A standard stream that cannot take more (``nexus pipelines > /dev/full``: a full disk, a
+device error) is dropped the same way and remembered (:func:`lost_output`): the command
+ends with one line on stderr saying so, and exit 1 unless tasks ran (then the exit code is
+still the tasks'; see :data:`TASKS_RAN`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from typing import IO, Any
 
 from nexus_core.secrets.redact import REDACTOR
 
+#: Write errors that lose the output but are no bug: no space, a quota, a device error.
+LOST = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+#: Set when a run's tasks start: from then on the exit code is theirs, whatever a stream did.
+TASKS_RAN = False
+
 
 class PipeSafeStream:
     """A text stream that, once its reader is gone, writes into ``/dev/null`` instead."""
@@ -25,6 +35,8 @@ class PipeSafeStream:
     def __init__(self, inner: IO[str]) -> None:
         self._inner = inner
         self.closed_reader = False
+        #: Why output written here was lost (a full disk...), None while it was not.
+        self.lost: OSError | None = None
 
     def write(self, text: str) -> int:
         """Write ``text``; a closed reader makes this (and every later write) a no-op."""
@@ -37,9 +49,8 @@ class PipeSafeStream:
             self._inner.write(text)
             return size
         except OSError as exc:
-            if not _is_closed_pipe(exc):
+            if not self._dropped(exc):
                 raise
-            self._drop()
             return len(text)
 
     def flush(self) -> None:
@@ -49,9 +60,17 @@ class PipeSafeStream:
         try:
             self._inner.flush()
         except OSError as exc:
-            if not _is_closed_pipe(exc):
+            if not self._dropped(exc):
                 raise
-            self._drop()
+
+    def _dropped(self, exc: OSError) -> bool:
+        """Drop the stream for a closed reader or a lost write (remembered); False for other errors."""
+        if exc.errno in LOST:
+            self.lost = self.lost or exc
+        elif not _is_closed_pipe(exc):
+            return False
+        self._drop()
+        return True
 
     def _drop(self) -> None:
         """Point the descriptor at /dev/null so buffered bytes and later writes go nowhere, quietly."""
@@ -77,6 +96,15 @@ class PipeSafeStream:
 
 def _is_closed_pipe(exc: OSError) -> bool:
     return isinstance(exc, BrokenPipeError) or exc.errno in (errno.EPIPE, errno.EINVAL)
+
+
+def lost_output() -> str:
+    """What lost output and why (``standard output (No space left on device)``), else ""."""
+    for name, said in (("stdout", "standard output"), ("stderr", "standard error")):
+        stream = getattr(sys, name, None)
+        if isinstance(stream, PipeSafeStream) and stream.lost is not None:
+            return f"{said} ({stream.lost.strerror or stream.lost})"
+    return ""
 
 
 def guard_std_streams() -> None:
