@@ -385,7 +385,7 @@ class Engine:
             for name in [n for n in pending if n in resume.done_tasks]:
                 pending.remove(name)
                 hosts = tuple(hp.host.label for hp in tasks[name].hosts)
-                reason = "done before the interruption"
+                reason = f"done before the {resume.ended_by}"
                 self.bus.emit(ev.TaskStop(self.options.run_id, task=name, hosts=hosts, status="ok", reason=reason))
                 results[name] = TaskResult(name, "ok", reason=reason)
         limit = max(1, self.options.parallel_limit)
@@ -546,7 +546,7 @@ class Engine:
         done: list[str] = []
         resume = self.options.resume
         if resume is not None and (tp.name, host.label) in resume.done_hosts:
-            reason = "done before the interruption"
+            reason = f"done before the {resume.ended_by}"
             # Done while the interrupted run was stopping, its status folder stayed there (the
             # run cleans no host once stopping): this run's end removes it with the others.
             if self.options.markers and any(not _not_shell(c) for c in hp.commands):

@@ -190,7 +190,8 @@ def test_resume_refuses_when_the_remaining_plan_changed_unless_forced(nexus_proj
     nexus_project.write(PIPELINE.replace('step("final-0", 0.02)', 'step("final-CHANGED", 0.02)'))
     refused = nexus_project.run("run", "final", "--resume")
     assert refused.code == 2, refused
-    assert "the nexusfile changed the remaining work" in refused.stderr
+    assert "its remaining work changed (the nexusfile, task arguments or hosts)" in refused.stderr
+    assert "Start fresh: nexus run " in refused.stderr and "--no-resume" in refused.stderr
     assert "task 'final'" in refused.stderr
     forced = nexus_project.run("run", "final", "--resume", "--force")
     assert forced.code == 0, forced
@@ -423,3 +424,18 @@ def test_the_look_for_old_finished_runs_reads_no_plan(tmp_path):
         assert "USING INDEX runs_by_status (status=? AND started<?)" in details, details
     finally:
         store.close()
+
+
+def test_resuming_a_failed_run_says_what_was_done_before_the_failure(nexus_project):
+    """Tasks finished in a failed run were "done before the interruption" when it was resumed."""
+    nexus_project.write(
+        "from nexus_core import run, task\n\n"
+        "@task\ndef a():\n    run('echo a >> ran.txt')\n\n"
+        "@task(deps=[a])\ndef b():\n    run('test -f fixed && echo b >> ran.txt')\n"
+    )
+    assert nexus_project.run("run", "b").code == 1
+    (nexus_project.root / "fixed").touch()
+    out = nexus_project.run("resume")
+    assert out.code == 0, out
+    assert "done before the failure" in out.stdout and "interruption" not in out.stdout, out.stdout
+    assert (nexus_project.root / "ran.txt").read_text().split() == ["a", "b"]

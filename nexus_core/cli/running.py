@@ -118,9 +118,11 @@ def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bo
     from nexus_core.state.resume import plan_changes
 
     changes = plan_changes(record, plan, point)
+    fresh = f"nexus run {' '.join(plan.requested)} --no-resume".replace("  ", " ")
     if changes and not force:
-        fail(ExitCode.CONFIG, f"Cannot resume run {record.id}: the nexusfile changed the remaining work",
-             changes, ["Start fresh with --no-resume (or discard it: nexus pipelines discard " + record.id + ")",
+        fail(ExitCode.CONFIG,
+             f"Cannot resume run {record.id}: its remaining work changed (the nexusfile, task arguments or hosts)",
+             changes, [f"Start fresh: {fresh} (or discard it: nexus pipelines discard {record.id})",
                        "Or resume anyway with --force"])  # fmt: skip
     risky = sorted(t for t in point.in_progress() if plan.tasks[t].options.get("idempotent") is False)
     if risky and not force:
@@ -131,7 +133,7 @@ def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bo
                 ExitCode.CONFIG,
                 f"Not resuming: {names} declared idempotent=False and may have run partly",
                 [f"Run {record.id} stopped inside {names}"],
-                ["Check the hosts by hand, then resume with --force", "Or start fresh with --no-resume"],
+                ["Check the hosts by hand, then resume with --force", f"Or start fresh: {fresh}"],
             )
 
 
@@ -179,7 +181,7 @@ def decide_resume(
         for line in describe(previous, point, plan):
             click.echo(line, err=True)
         answer = click.prompt("Resume? [Y/n/discard]", default="y", show_default=False, err=True,
-                              type=click.Choice(["y", "n", "discard", "Y", "N"], case_sensitive=False),
+                              type=click.Choice(["y", "n", "discard"], case_sensitive=False),
                               show_choices=False)  # fmt: skip
         answer = answer.lower()
         if answer == "discard":

@@ -26,6 +26,8 @@ class ResumePoint:
     uncertain: set[tuple[str, str, int]] = field(default_factory=set)
     #: Handlers notified but not run yet, by (task, host label): they run at the end of the task.
     notified: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    #: How the resumed run ended, as work done in it is described ("done before the failure").
+    ended_by: str = "interruption"
 
     def in_progress(self) -> set[str]:
         """Tasks that had started on some host but not finished."""
@@ -48,7 +50,7 @@ def resume_point(record: RunRecord, plan: Plan) -> ResumePoint:
     The point is keyed by the new plan's labels; the stored rows are read under the
     label each host had in the stored run.
     """
-    point = ResumePoint(record.id)
+    point = ResumePoint(record.id, ended_by="failure" if record.status == "failed" else "interruption")
     old_labels = recorded_labels(record)
     pending = record.pending_handlers()
     for name, tp in plan.tasks.items():

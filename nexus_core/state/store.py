@@ -226,6 +226,7 @@ class RunRecord:
             counts[t["status"]] = counts.get(t["status"], 0) + 1
         return {
             "id": self.id,
+            "run_id": self.id,  # as events name it
             "pipeline": self.pipeline,
             "nexusfile": self.nexusfile,
             "status": self.display_status,
