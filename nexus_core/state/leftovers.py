@@ -204,7 +204,7 @@ def prune_hosts(
         try:
             ex = executor(host.transport)
             result = ex.run(  # type: ignore[attr-defined]
-                host, Command(script, timeout=60), lambda _s, line: lines.append(line), Cancel(), 60.0
+                host, Command(script, timeout=60), lambda _s, line: lines.append(line), cancel, 60.0
             )
         except Exception as exc:  # noqa: BLE001 - a plugin executor failed: report, go on
             return PruneResult(host.label, [], f"{type(exc).__name__}: {exc}")
@@ -212,10 +212,15 @@ def prune_hosts(
             return PruneResult(host.label, removed(lines), result.reason or result.status)
         return PruneResult(host.label, removed(lines))
 
+    cancel = Cancel()  # Ctrl+C stops hosts still connecting at once (it waited for their timeouts)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts))))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
-            return list(pool.map(one, hosts))
+        return list(pool.map(one, hosts))
+    except KeyboardInterrupt:
+        cancel.raise_to(Cancel.KILL)
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         for ex in made.values():
             try:
                 ex.close()  # type: ignore[attr-defined]

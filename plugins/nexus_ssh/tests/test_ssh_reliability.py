@@ -385,3 +385,28 @@ def roll():
     resumed = project.run("resume", timeout=60)
     assert resumed.code == 0 and (shared_dir / f"started-{h3}").exists(), resumed
     assert ours() == []
+
+
+def test_ctrl_c_stops_a_prune_waiting_for_a_host_that_never_answers(project, sshbed):
+    """The first Ctrl+C did nothing while a host was connecting: the prune ended a minute later,
+    at the connection's timeouts. Hosts still connecting are stopped at once now."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts (the kernel does), never says a word
+    port = silent.getsockname()[1]
+    try:
+        target = f"{USER_KEY}@127.0.0.1:{port}"
+        body = f'\nconfig(ssh_connect_timeout=30)\n\n@task(on=["{target}"])\ndef t():\n    run("true")\n'
+        project.write(header(sshbed) + body)
+        proc = start_nexus(project, "pipelines", "prune")
+        time.sleep(2)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, (out, err)
+        assert time.monotonic() - began < 10, (out, err)
+        assert "Traceback" not in err
+    finally:
+        silent.close()
