@@ -26,6 +26,11 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
             if newest is not None:
                 record, task = newest, run_id
         if record is None:
+            looks_like_id = all(c in "0123456789abcdef-" for c in run_id or "x")
+            if run_id and not task and not looks_like_id and not store.ids_like(run_id):
+                fail(ExitCode.CONFIG, f"No run id starts with {run_id!r}, and no recorded run has a task "
+                     f"{run_id!r}", suggestions=["Runs and their tasks: nexus pipelines",
+                                                 "A task's logs: nexus logs TASK (once it ran)"])  # fmt: skip
             if run_id:
                 no_run(store, run_id)
             fail(ExitCode.CONFIG, "No runs recorded yet", suggestions=["List runs with: nexus pipelines"])
@@ -71,5 +76,7 @@ def show_logs(run_id: str | None, task: str | None, hosts: Sequence[str], *, fai
         fail(ExitCode.CONFIG, f"No logs to show for run {record.id}: {what} {pattern}",
              suggestions=["hosts with logs: " + ", ".join(seen[:10]) + (" ..." if len(seen) > 10 else "")]
              if seen else [])  # fmt: skip
+    if not run_id:  # the newest run of any project: say which one it is
+        click.echo(clean(f"# run {record.id} of {record.nexusfile}"), err=True)
     for line in runlogs.render(chosen):
         click.echo(clean(line))

@@ -205,8 +205,13 @@ def test_a_run_id_prefix_of_several_runs_is_called_ambiguous_and_lists_them(nexu
         out = nexus_project.run(*args)
         assert out.code == 2, out
         assert "Run id '20' is ambiguous" in out.stderr and ids[0] in out.stderr, out
-    unknown = nexus_project.run("logs", "nope")
-    assert unknown.code == 2 and "No run 'nope'" in unknown.stderr, unknown
+    unknown = nexus_project.run("logs", "nope")  # a word that is no id: a task no run had
+    assert unknown.code == 2, unknown
+    assert "No run id starts with 'nope', and no recorded run has a task 'nope'" in unknown.stderr, unknown
+    unknown = nexus_project.run("logs", "ab12")
+    assert unknown.code == 2 and "No run 'ab12'" in unknown.stderr, unknown
+    newest = nexus_project.run("logs")  # the newest run of any project: named on stderr
+    assert newest.code == 0 and f"# run {ids[0]} of " in newest.stderr, newest
 
 
 def test_a_log_written_fast_stays_in_order_and_holds_little_in_memory(tmp_path):
