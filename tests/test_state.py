@@ -439,3 +439,15 @@ def test_resuming_a_failed_run_says_what_was_done_before_the_failure(nexus_proje
     assert out.code == 0, out
     assert "done before the failure" in out.stdout and "interruption" not in out.stdout, out.stdout
     assert (nexus_project.root / "ran.txt").read_text().split() == ["a", "b"]
+
+
+def test_discarding_a_crashed_run_warns_that_its_command_may_still_run(nexus_project):
+    """`pipelines discard` of a run killed mid-command said only "Discarded run ...": the
+    command went on, and nobody would wait for it any more."""
+    stop_during(nexus_project, final_pause(2.5), "final-0", signal.SIGKILL)
+    run_id = json.loads(nexus_project.run("pipelines", "--format", "json").stdout)["runs"][0]["id"]
+    out = nexus_project.run("pipelines", "discard", run_id)
+    assert out.code == 0 and "Discarded" in out.stdout, out
+    assert "final on local was running a command when the run stopped" in out.stderr, out
+    assert "discarding the run does not stop it" in out.stderr, out
+    time.sleep(3)  # the orphan ends before the test's folder goes
