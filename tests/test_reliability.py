@@ -497,6 +497,16 @@ def _killed_during(nexus_project, task: str) -> None:  # type: ignore[no-untyped
     proc.communicate(timeout=30)
 
 
+def _interrupt_the_resume(nexus_project) -> str:  # type: ignore[no-untyped-def]
+    """``nexus resume`` stopped with Ctrl+C once it waits for command #1; its JSON output."""
+    resumed = start_nexus(nexus_project, "resume", "--format", "json")
+    assert "command #1 running" in read_until(resumed, lambda line: "command #1 running" in line)
+    resumed.send_signal(signal.SIGINT)
+    rest, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 130, (rest, err)
+    return rest
+
+
 def _sleeping(value: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     return [line for line in ps.splitlines() if f"sleep {value}" in line and "sh -c" not in line]
@@ -528,11 +538,7 @@ def test_a_command_ignoring_term_at_the_resume_is_killed_not_left_running(nexus_
             assert out.code == 4, out
             assert "still ran at the resume, and was stopped" in out.stdout + out.stderr, out
         else:
-            resumed = start_nexus(nexus_project, "resume", "--format", "json")
-            assert "command #1 running" in read_until(resumed, lambda line: "command #1 running" in line)
-            resumed.send_signal(signal.SIGINT)
-            rest, err = resumed.communicate(timeout=60)
-            assert resumed.returncode == 130, (rest, err)
+            _interrupt_the_resume(nexus_project)
         assert wait_for(lambda: not _sleeping("31.9"), timeout=10), _sleeping("31.9")
         assert (nexus_project.root / "count").read_text().split() == ["A"]
     finally:
@@ -567,11 +573,7 @@ def test_a_command_that_survives_sigkill_at_the_resume_is_reported_not_waited_fo
 def test_ctrl_c_while_a_resume_waits_for_a_command_stops_that_command(nexus_project):
     _killed_during(nexus_project, "slow")
     try:
-        resumed = start_nexus(nexus_project, "resume", "--format", "json")
-        assert "command #1 running" in read_until(resumed, lambda line: "command #1 running" in line)
-        resumed.send_signal(signal.SIGINT)
-        rest, err = resumed.communicate(timeout=60)
-        assert resumed.returncode == 130, (rest, err)
+        rest = _interrupt_the_resume(nexus_project)
         assert wait_for(lambda: not _sleeping("31.7"), timeout=10), (_sleeping("31.7"), rest)
         assert (nexus_project.root / "count").read_text().split() == ["A"]
     finally:
