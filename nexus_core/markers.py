@@ -103,12 +103,28 @@ def probe_script(run_id: str, marker_key: str, host: str = "") -> str:
 
     Without an exit code, a command runs while its wrapper or any process of its group (the
     wrapper leads it) is alive: a signal can end the wrapper and leave the command that
-    ignores it running, which a look at the wrapper alone took for stopped."""
-    return _read_marker(run_id, marker_key, host) + (
-        'if [ -n "$rc" ]; then echo "finished $rc"; '
-        'elif [ -n "$pid" ] && { kill -0 "$pid" || kill -0 "-$pid"; } 2>/dev/null; then echo running; '
-        'elif [ -n "$pid" ]; then echo killed; else echo never; fi'
+    ignores it running, which a look at the wrapper alone took for stopped. Zombies do not
+    count (a killed child its new parent has not reaped yet): where ``/proc`` is, a group
+    that ``kill -0`` still finds is looked for a process that is not one."""
+    return (
+        _read_marker(run_id, marker_key, host)
+        + _LIVE_GROUP
+        + (
+            'if [ -n "$rc" ]; then echo "finished $rc"; '
+            'elif [ -n "$pid" ] && { kill -0 "$pid" 2>/dev/null || live_group "$pid"; }; then echo running; '
+            'elif [ -n "$pid" ]; then echo killed; else echo never; fi'
+        )
     )
+
+
+#: Shell function: whether process group ``$1`` holds a process that is not a zombie
+#: (``kill -0`` alone, where there is no ``/proc``). Fields of ``/proc/PID/stat`` after the
+#: command's name: state, parent, group.
+_LIVE_GROUP = (
+    'live_group() { kill -0 "-$1" 2>/dev/null || return 1; [ -r /proc/self/stat ] || return 0; '
+    'for f in /proc/[0-9]*/stat; do read -r s <"$f" 2>/dev/null || continue; s=${s##*") "}; '
+    'set -- "$1" $s; [ "$2" != Z ] && [ "$4" = "$1" ] && return 0; done; return 1; }\n'
+)
 
 
 def signal_script(run_id: str, marker_key: str, signal_name: str, host: str = "") -> str:
