@@ -230,8 +230,9 @@ def upload_digests(plan: Plan) -> dict[str, str]:
     from nexus_core.model import Transfer
     from nexus_core.transfer import local_sha256
 
-    sources = {(c.src, c.recursive) for tp in plan.tasks.values() for hp in tp.hosts
-               for c in hp.commands if isinstance(c, Transfer) and c.kind == "upload"}  # fmt: skip
+    ops = [c for tp in plan.tasks.values() for hp in tp.hosts
+           for c in [*hp.commands, *(c for h in hp.handlers for c in h.commands)]]  # fmt: skip
+    sources = {(c.src, c.recursive) for c in ops if isinstance(c, Transfer) and c.kind == "upload"}
     out: dict[str, str] = {}
     for src, recursive in sorted(sources):
         try:
