@@ -150,8 +150,9 @@ class LocalBackend(SecretBackend):
             out.append(lambda path=path: key_from_file(path))  # type: ignore[misc]
         return out
 
-    def unlock(self, store: Store) -> None:
-        """Open ``store`` with the first key source that fits; SecretDenied saying how to give one."""
+    def unlock(self, store: Store, ask: bool = True) -> None:
+        """Open ``store`` with the first key source that fits; SecretDenied saying how to give one.
+        ``ask``: a passphrase may be asked for (else only the key sources and ``NEXUS_PASSPHRASE``)."""
         if store.unlocked:
             return
         first: SecretError | None = None
@@ -169,7 +170,7 @@ class LocalBackend(SecretBackend):
         if store.kdf == "argon2id":
             passphrase = os.environ.get("NEXUS_PASSPHRASE")
             source = "NEXUS_PASSPHRASE"
-            if passphrase is None and self.prompt is not None:
+            if passphrase is None and self.prompt is not None and ask:
                 passphrase = self.prompt(f"Passphrase for {store.path}: ", False)
                 source = "the passphrase"
             if passphrase is not None:
@@ -234,21 +235,14 @@ class LocalBackend(SecretBackend):
     def _check_unattended(self, store: Store) -> None:
         """Raise the store's SecretUnavailable when a key at hand without asking (the key
         sources, ``NEXUS_PASSPHRASE``) opens it and finds it changed outside Nexus."""
-        if not store.exists or store.unlocked:
+        if not store.exists:
             return
-        makers = list(self.candidates(store))
-        passphrase = os.environ.get("NEXUS_PASSPHRASE")
-        if store.kdf == "argon2id" and passphrase is not None:
-            params = dict(store.doc["kdf_params"]) if store.doc else {}
-            makers.append(lambda: MasterKey(derive_passphrase(passphrase, params), "NEXUS_PASSPHRASE"))
-        for make in makers:
-            try:
-                store.unlock(make())
-                return
-            except SecretUnavailable:
-                raise
-            except SecretError:  # not this key, an unreadable keyfile: the next one
-                continue
+        try:
+            self.unlock(store, ask=False)
+        except SecretUnavailable:
+            raise
+        except SecretError:  # no key at hand, or not this one: nothing more to say
+            pass
 
     def list_names(self) -> Sequence[SecretInfo]:
         """Every name of both stores (a name in both shows once, from the project store)."""
