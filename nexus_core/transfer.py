@@ -1624,6 +1624,17 @@ def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
         done.set()
 
 
+def source_digest(source: str, recursive: bool = False) -> str:
+    """The sha256 of what an upload of ``source`` sends: the file's bytes, or for a folder
+    (``recursive``) each file's path, permission bits and sha256 and each folder's path, as
+    :func:`_scan_tree` reads them (the checksum cache spares files that did not change)."""
+    if not (recursive and os.path.isdir(source)):
+        return local_sha256(source)
+    files, folders = _scan_tree(source)
+    lines = [f"{rel}\0{bits:o}\0{sha}" for rel, _full, _size, sha, bits, _mtime in files] + folders
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def _changed_since_plan(source: str, rel: str, what: str) -> NoReturn:
     """Refuse a tree entry the plan's check (``nexus_core.files.tree_problems``) would have
     named: the tree changed since. It is never read nor silently left out."""

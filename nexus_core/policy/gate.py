@@ -228,7 +228,7 @@ def upload_digests(plan: Plan) -> dict[str, str]:
     modes and sha256 in order), by source path. Templates are in the plan already (their
     rendered bytes' sha256); a file a command reads by itself is not an input Nexus knows."""
     from nexus_core.model import Transfer
-    from nexus_core.transfer import local_sha256
+    from nexus_core.transfer import TransferError, source_digest
 
     ops = [c for tp in plan.tasks.values() for hp in tp.hosts
            for c in [*hp.commands, *(c for h in hp.handlers for c in h.commands)]]  # fmt: skip
@@ -236,21 +236,9 @@ def upload_digests(plan: Plan) -> dict[str, str]:
     out: dict[str, str] = {}
     for src, recursive in sorted(sources):
         try:
-            if not (recursive and os.path.isdir(src)):
-                out[src] = local_sha256(src)
-                continue
-            lines: list[str] = []
-            for root, dirs, files in os.walk(src):
-                dirs.sort()
-                for name in sorted(files):
-                    path = os.path.join(root, name)
-                    st = os.lstat(path)
-                    rel = os.path.relpath(path, src)
-                    what = os.readlink(path) if os.path.islink(path) else local_sha256(path, os.stat(path))
-                    lines.append(f"{rel}\0{st.st_mode:o}\0{what}")
-            out[src] = hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
-        except OSError as exc:  # validation reported it; the run will fail on it
-            out[src] = f"unreadable: {exc.strerror or exc}"
+            out[src] = source_digest(src, recursive)
+        except (OSError, TransferError) as exc:  # validation reported it; the run will fail on it
+            out[src] = f"unreadable: {getattr(exc, 'strerror', None) or exc}"
     return out
 
 
