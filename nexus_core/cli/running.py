@@ -7,7 +7,7 @@ person sees around it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import rich_click as click
@@ -137,6 +137,15 @@ def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bo
             )
 
 
+def may_still_run(where: Iterable[str], run: str, then: str) -> str:
+    """The warning that commands of a crashed ``run`` (``where``: "TASK on HOST") may still run
+    on their hosts, ending with ``then`` (what follows from it)."""
+    names = sorted(set(where))
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"nexus: warning: {shown} {'was' if len(names) == 1 else 'were'} running a command when {run} "
+            f"stopped; it may still be running there{then}")  # fmt: skip
+
+
 def decide_resume(
     store: StateStore, plan: Plan, *, resume: bool, force: bool, fmt: str
 ) -> tuple[RunRecord | None, ResumePoint | None]:
@@ -172,11 +181,9 @@ def decide_resume(
             click.echo(f"nexus: run {previous.id} of this pipeline {how}; starting fresh (use --resume to "
                        "continue it)", err=True)  # fmt: skip
             if previous.status == "running" and point.uncertain:  # crashed: a command may still run
-                where = sorted({f"{task} on {host}" for task, host, _ in point.uncertain})
-                shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
-                click.echo(f"nexus: warning: {shown} {'was' if len(where) == 1 else 'were'} running a command when "
-                           f"run {previous.id} stopped; it may still be running there (--resume waits for it "
-                           "instead of starting it again)", err=True)  # fmt: skip
+                where = {f"{task} on {host}" for task, host, _ in point.uncertain}
+                then = " (--resume waits for it instead of starting it again)"
+                click.echo(may_still_run(where, f"run {previous.id}", then), err=True)
             return None, None
         for line in describe(previous, point, plan):
             click.echo(line, err=True)

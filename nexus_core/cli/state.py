@@ -271,13 +271,13 @@ def discard(run_id: str, log_level: str | None = None, log_format: str = "text")
             return
         store.discard(record.id)
         # Crashed mid-command: the commands may still run on their hosts; nobody waits for them now.
-        busy = sorted({f"{task} on {host}" for (task, host), row in record.hosts.items()
-                       if row.get("status") == "running"}) if record.status == "running" else []  # fmt: skip
+        busy = [f"{task} on {host}" for (task, host), row in record.hosts.items()
+                if row.get("status") == "running"] if record.status == "running" else []  # fmt: skip
     click.echo(f"Discarded run {record.id}.")
     if busy:
-        shown = ", ".join(busy[:5]) + (f" and {len(busy) - 5} more" if len(busy) > 5 else "")
-        click.echo(f"nexus: warning: {shown} {'was' if len(busy) == 1 else 'were'} running a command when the run "
-                   "stopped; it may still be running there: discarding the run does not stop it", err=True)  # fmt: skip
+        from nexus_core.cli.running import may_still_run
+
+        click.echo(may_still_run(busy, "the run", ": discarding the run does not stop it"), err=True)
 
 
 @pipelines.command()
