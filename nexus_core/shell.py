@@ -171,7 +171,7 @@ def wrap(
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
     # Mode 0700 for the run's folder and the runs folder: the spools hold what commands print
     # (a `sudo` command's output, a secret's value before it is masked), and homes are often
-    # 0755 (docs/decisions.md, "Status folders only their user reads").
+    # 0755 (docs/decisions.md, "A sixth black-box trial": spools readable by every user).
     made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p -m 700 "${{nexus_d%/*}}" "$nexus_d"'
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     if spool_max:
@@ -343,7 +343,7 @@ def keeper_start(spool_max: int, from_arg: bool = False, stay: bool = False) -> 
     does not fork) to the pid file at once. The keeper's own write came a few milliseconds
     later, after ``setsid`` and ``sh`` had started: a session's next command, sent as soon as
     the first ended, found no pid and started a second keeper (two extra programs per host
-    for every run of several commands; docs/decisions.md, "One keeper per host").
+    for every run of several commands; docs/decisions.md, "One spool keeper per host").
     ``from_arg``: the keeper's text is the wrapper's ``$1`` (:data:`KEEPER_VAR` of a session
     shell, see :func:`keeper_assignment`; :func:`wrap` shifts it away). The text
     (1.2 KB quoted) is then sent and parsed once per session, not with every command: that

@@ -589,10 +589,13 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
 def _untargeted(resolution: Any) -> list[tuple[str, tuple[str, ...]]]:
     """The hosts a source found but does not target (offline, or left out by the source), each
     as its shown name and its spellings, for the planner's ``-H`` problems."""
-    if resolution is None:
-        return []
-    return [(str(e.facts.get("name") or "") or e.text, tuple(x for x in (e.text, str(e.facts.get("name") or "")) if x))
-            for found in resolution.entries.values() for e, targeted in found if not targeted]  # fmt: skip
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for found in resolution.entries.values() if resolution is not None else ():
+        for entry, targeted in found:
+            name = str(entry.facts.get("name") or "")
+            if not targeted:
+                out.append((name or entry.text, (entry.text, name) if name else (entry.text,)))
+    return out
 
 
 def _limit_groups(project: Project, limit: Sequence[str] | None) -> list[str] | None:

@@ -420,7 +420,7 @@ def _file_check_lines(s: Style, indent: str, found: Any, named: bool) -> list[st
     who = f"{found.host}: " if named else ""
     if found.problem:
         return [indent + s.paint(f"{who}{found.problem}", "red")]
-    if not found.changed and getattr(found, "secrets_unknown", False):
+    if found.secrets_unknown:
         # an approver must not read "unchanged" when a secret's value may be what changes
         text = "unchanged but for its secret values, which a dry run does not decrypt: the run may rewrite them"
         return [indent + s.paint(f"{who}{text}", "yellow")]
