@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
-from tests.helpers import start_nexus, wait_for
+from tests.helpers import start_nexus, stopped, wait_for
 
 pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
@@ -400,13 +400,13 @@ def test_ctrl_c_stops_a_prune_waiting_for_a_host_that_never_answers(project, ssh
         target = f"{USER_KEY}@127.0.0.1:{port}"
         body = f'\nconfig(ssh_connect_timeout=30)\n\n@task(on=["{target}"])\ndef t():\n    run("true")\n'
         project.write(header(sshbed) + body)
-        proc = start_nexus(project, "pipelines", "prune")
-        time.sleep(2)
-        began = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130, (out, err)
-        assert time.monotonic() - began < 10, (out, err)
-        assert "Traceback" not in err
+        with stopped(start_nexus(project, "pipelines", "prune")) as proc:  # killed if an assertion fails
+            time.sleep(2)
+            began = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 130, (out, err)
+            assert time.monotonic() - began < 10, (out, err)
+            assert "Traceback" not in err
     finally:
         silent.close()

@@ -15,7 +15,7 @@ import pytest
 from nexus_core.state.store import StateStore
 from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import USER_KEY, SshBed
-from tests.helpers import start_nexus, wait_for
+from tests.helpers import start_nexus, stopped, wait_for
 
 pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
@@ -236,8 +236,6 @@ def test_a_runs_status_folder_on_the_host_is_its_users_alone(nexus_project, sshb
     import json
     import stat
 
-    from tests.helpers import stopped
-
     nexus_project.write(nexusfile(sshbed, shared_dir, SLOW_MIDDLE.format(pause=2)))
     proc = start_nexus(nexus_project, "run", "deploy", "--format", "json", env=run_env(nexus_project))
     with stopped(proc):
@@ -263,11 +261,11 @@ def trapped():
         timeout=3)
 """
     nexus_project.write(nexusfile(sshbed, shared_dir, body))
-    proc = start_nexus(nexus_project, "run", "trapped", env=run_env(nexus_project))
-    assert wait_for(lambda: len(list(shared_dir.glob("log-*"))) >= 1, timeout=20)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    with stopped(start_nexus(nexus_project, "run", "trapped", env=run_env(nexus_project))) as proc:
+        assert wait_for(lambda: len(list(shared_dir.glob("log-*"))) >= 1, timeout=20)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
     out = nexus_project.run("resume", env=run_env(nexus_project), timeout=90)
     assert out.code == 4, out
     assert sshbed.wait_no_process(USER_KEY, "sleep 31.9", 10) == []
