@@ -139,11 +139,33 @@ def signal_script(run_id: str, marker_key: str, signal_name: str, host: str = ""
     )
 
 
+def spool_name(marker_key: str, status: str) -> str:
+    """Shell text setting ``$name`` to the name of a command's spool files (``NAME.out``, ``NAME.err``)
+    and ``$gone`` non-empty when a later command of the run took them over.
+
+    A command's spool is ``KEY.out``/``KEY.err``, unless its wrapper took the files of an
+    earlier command whose output the controller had read (``reuse`` of
+    :func:`nexus_core.shell.wrap`): it then wrote ``KEY out NAME`` to the status file
+    ``status`` (a shell word), and a later command taking the same files writes such a line
+    with its own key. Built-ins only; the last attempt of a command counts."""
+    k = marker_key
+    return (
+        f'name={k}; gone=; if [ -f {status} ]; then while read -r a w v; do if [ "$a" = "{k}" ]; then '
+        f'if [ "$w" = pid ]; then name={k}; gone=; elif [ "$w" = out ]; then name=$v; gone=; fi; '
+        f'elif [ "$w" = out ] && [ "$v" = "$name" ]; then gone=1; fi; done < {status}; fi\n'
+    )
+
+
+#: What :func:`spool_script` prints for a command whose spool files a later command took.
+SPOOL_TAKEN = "[output not kept on the host: it was shown when the command ran]"
+
+
 def spool_script(run_id: str, marker_key: str, host: str = "", cap: int = 65536) -> str:
     """Shell text printing the last ``cap`` bytes of a command's stdout spool, then a line
     ``\\x1eNEXUS-SPOOL -``, then the end of its stderr spool (the format a wrapper with
     ``replay`` ends with; read it with :class:`nexus_core.shell.SpoolReader`). A spool longer
-    than ``cap`` starts with a line saying how much was left out, and at a whole line."""
+    than ``cap`` starts with a line saying how much was left out, and at a whole line. A spool
+    a later command took over (:func:`spool_name`): :data:`SPOOL_TAKEN` instead."""
     d = status_dir(run_id, host)[:-1]
     k = marker_key
     cap = int(cap)
@@ -153,7 +175,9 @@ def spool_script(run_id: str, marker_key: str, host: str = "", cap: int = 65536)
         f'tail -c {cap} "$f" | tail -n +2; else cat "$f"; fi'
     )
     return (
-        f'o={d}/{k}.out"; e={d}/{k}.err"; if [ -f "$o" ]; then f=$o; {end}; fi; '
+        spool_name(k, status_file(run_id, host))
+        + f'if [ -n "$gone" ]; then echo "{SPOOL_TAKEN}"; printf \'\\n\\036NEXUS-SPOOL -\\n\'; exit 0; fi\n'
+        + f'o={d}/$name.out"; e={d}/$name.err"; if [ -f "$o" ]; then f=$o; {end}; fi; '
         f"printf '\\n\\036NEXUS-SPOOL -\\n'; "
         f'if [ -f "$e" ]; then f=$e; {end}; fi; exit 0'
     )

@@ -54,12 +54,17 @@ KEEPER_TICK = 1
 KEEPER_IDLE = 2
 #: Start of the process-group line a remote command prints first (see :func:`body`).
 PG_MARKER = "\x1eNEXUS-PG "
+#: Last word of a spooled wrapper's process-group line when its spool went to an earlier
+#: command's files (``reuse`` of :func:`wrap`).
+PG_REUSED = "reused"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
 # Scripts that could replace the wrapper shell (exec) or take its EXIT trap over (trap).
 _OWN_SHELL = re.compile(r"\b(?:exec|trap)\b")
 _PG_PRINTF = "printf '\\036NEXUS-PG %s %s\\n'"
+_PG_REUSED_PRINTF = f"printf '\\036NEXUS-PG %s %s {PG_REUSED}\\n'"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class CommandError(ValueError):
@@ -143,6 +148,8 @@ def wrap(
     spool_max: int | None = None,
     keeper_arg: bool = False,
     keeper_stay: bool = False,
+    reuse: tuple[str, int] | None = None,
+    null_stdin: bool = False,
 ) -> str:
     """``script`` (complete shell text) run by a wrapper that records pid and exit code.
 
@@ -166,6 +173,17 @@ def wrap(
     shell and the command's ``sh`` each read it (docs/decisions.md, "The replay's text").
     ``keeper_stay``: more commands of the run follow on the host; a keeper this command starts
     stays for them instead of leaving at its first look (see :func:`keeper_script`).
+    ``reuse``: (``NAME``, ``PGID``) the spool files ``NAME.out``/``NAME.err`` of an earlier
+    command of the run on the host, whose output the controller has read whole, and that
+    command's process group: when nothing of that group is left (a job it started in the
+    background could still write to them), the spool goes to those files, truncated, instead
+    of two new ones; a line ``KEY out NAME`` in the status file says so (:func:`spool_name`),
+    and the process-group line ends with :data:`PG_REUSED`. New files cost the host more than
+    the rest of a short command's spool together (ext4's inode allocation: docs/decisions.md,
+    "Spool files reused on hosts").
+    ``null_stdin``: with ``spool``, the script reads ``/dev/null``: a job it leaves in the
+    background then holds nothing of the transport's (OpenSSH's exec channel has one socket
+    for stdin and stdout: the channel stayed open until the job ended).
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
@@ -194,13 +212,20 @@ def wrap(
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal
     # (the shell's one-line complaint then reaches the command's stderr; silencing it would
     # cost every command an open of /dev/null and five calls to save and restore fd 2).
-    redirect = f"4>&1 >{out} 2>{err}"
-    start = (
-        pro
-        + f'; nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
-        + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
-        + f'; command exec {redirect} || {{ mkdir -p -m 700 "$nexus_d"; exec {redirect}; }}'
-    )
+    redirect = f"4>&1 >{out} 2>{err}" + (" </dev/null" if null_stdin else "")
+    files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
+    pg_line = f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else ""
+    if reuse is not None:
+        name, group = _SAFE_NAME.sub("_", reuse[0]), int(reuse[1])
+        taken = f'nexus_o="$nexus_d/{name}.out"; nexus_e="$nexus_d/{name}.err"'
+        taken += f'; echo "{k} out {name}" >>"$nexus_d/status"'
+        if pg:
+            taken += f'; {_PG_REUSED_PRINTF} "$$" "$$" >&2'
+        # Built-ins only: `kill -0` fails once no process of the group is left (or none of it
+        # is ours, which only a sudo command's could be: those are never offered).
+        files = f"if [ {group} -gt 1 ] && ! kill -0 -{group} 2>/dev/null; then {taken}; else {files}{pg_line}; fi"
+        pg_line = ""
+    start = pro + f'; {files}{pg_line}; command exec {redirect} || {{ mkdir -p -m 700 "$nexus_d"; exec {redirect}; }}'
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
     return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"
@@ -416,6 +441,8 @@ def build(
     spool_max: int | None = None,
     keeper_arg: bool = False,
     keeper_stay: bool = False,
+    reuse: tuple[str, int] | None = None,
+    null_stdin: bool = False,
 ) -> str:
     """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
 
@@ -425,6 +452,8 @@ def build(
     ``keeper_arg``: the spool keeper's text comes as the script's first argument (see
     :func:`keeper_start`); the caller appends it (a session shell's ``"$nexus_keeper"``).
     ``keeper_stay``: as in :func:`wrap` (:attr:`~nexus_core.model.Command.more`).
+    ``reuse``: an earlier command's spool files to take, as in :func:`wrap` (with ``spool``).
+    ``null_stdin``: as in :func:`wrap`, for a command without input nor sudo (exec channels).
     """
     # A spooled wrapper prints the outer group itself; the body's line only adds the shell
     # behind sudo.
@@ -443,18 +472,29 @@ def build(
             spool_max=spool_max if spool else None,
             keeper_arg=keeper_arg,
             keeper_stay=keeper_stay,
+            reuse=reuse if spool else None,
+            null_stdin=null_stdin and spool and not (stdin or sudo or user),
         )
     return "exec /bin/sh -c " + quote(text)
 
 
 def parse_pg(line: str) -> tuple[int, int] | None:
-    """(outer, inner) process groups from a :data:`PG_MARKER` line, or None."""
+    """(outer, inner) process groups from a :data:`PG_MARKER` line, or None (a last word
+    :data:`PG_REUSED` is allowed: see :func:`pg_reused`)."""
     if not line.startswith(PG_MARKER):
         return None
     parts = line[len(PG_MARKER) :].split()
+    if len(parts) == 3 and parts[2] == PG_REUSED:
+        parts.pop()
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         return None
     return int(parts[0]), int(parts[1])
+
+
+def pg_reused(line: str) -> bool:
+    """Whether a :data:`PG_MARKER` line says the command's spool took an earlier command's
+    files (``reuse`` of :func:`wrap`)."""
+    return line.startswith(PG_MARKER) and line.endswith(" " + PG_REUSED)
 
 
 def parse_spool_end(line: str) -> tuple[bool, int | None]:
@@ -471,20 +511,21 @@ def follow_script(marker: Marker, status_dir: str | None = None) -> str:
     For a remote controller that wants a long command's output while it runs (the replay
     only comes at its end): ``tail -f`` from the first byte (or from the keeper's cut, after
     a :data:`SPOOL_CUT` line), until the reader goes away
-    (GNU tail then exits at once; others at their next write).
+    (GNU tail then exits at once; others at their next write). The spool is the command's
+    own files or an earlier command's it took (:func:`markers.spool_name`).
     """
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
-    k = marker.key
 
-    def one(name: str) -> str:
+    def one(ext: str) -> str:
         # From the keeper's cut, if any (a SPOOL_CUT line first): the front is a hole.
-        cut = f'"$nexus_d/{name}.cut"'
+        cut = f'"$nexus_d/$name.{ext}.cut"'
         return (
             f"c=0; [ -f {cut} ] && read -r c <{cut} && "
-            f'printf "\\036NEXUS-CUT %s\\n" "$c"; exec tail -c +$((c+1)) -f "$nexus_d/{name}"'
+            f'printf "\\036NEXUS-CUT %s\\n" "$c"; exec tail -c +$((c+1)) -f "$nexus_d/$name.{ext}"'
         )
 
-    return f"nexus_d={d}; exec 3>&2 2>/dev/null; ( {one(k + '.out')} ) & exec >&3 3>&-; {one(k + '.err')}"
+    name = markers.spool_name(marker.key, '"$nexus_d/status"')
+    return f"nexus_d={d}; {name}exec 3>&2 2>/dev/null; ( {one('out')} ) & exec >&3 3>&-; {one('err')}"
 
 
 #: Bytes of a file name at most (``NAME_MAX`` of Linux's and the BSDs' file systems).

@@ -112,3 +112,39 @@ def test_adopt_old_layout_turns_a_0_1_status_file_into_the_folder(tmp_path):
     assert (folder / "status").read_text() == "k pid 1\nk rc 0\n"
     adopt_old_layout(str(folder))  # a folder already: nothing to do
     assert (folder / "status").exists() and not (tmp_path / "RUN@web-1.v1").exists()
+
+
+def _spooled(m: markers.Marker, script: str, env: dict[str, str], reuse: tuple[str, int] | None) -> str:
+    """Run ``script`` as a remote transport would (spool, replay, process-group line); its stderr."""
+    text = wrap(script, m, spool=True, pg=True, reuse=reuse)
+    done = subprocess.run(["/bin/sh", "-c", text], env=env, capture_output=True, text=True, check=True)
+    return done.stderr
+
+
+def _spool_of(env: dict[str, str], m: markers.Marker) -> str:
+    script = markers.spool_script(m.run_id, m.key, m.host)
+    return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_a_command_takes_an_earlier_spool_only_when_nothing_of_its_group_is_left(env):
+    first, second, third = marker(0), marker(1), marker(2)
+    _spooled(first, "echo one", env, None)
+    gone = subprocess.run(["/bin/sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout
+    # The first command's group is gone: the second writes into its files and says so.
+    assert shell_pg_line(_spooled(second, "echo two", env, (first.key, int(gone)))).endswith(" reused")
+    folder = Path(markers.local_status_dir(first.run_id, first.host))
+    assert sorted(p.name for p in folder.glob("*.out")) == [f"{first.key}.out"]
+    assert f"{second.key} out {first.key}" in (folder / "status").read_text()
+    assert "two" in _spool_of(env, second)  # resume finds the output in the files it took
+    assert markers.SPOOL_TAKEN in _spool_of(env, first)  # and the first command's is not shown as its
+    # A live group (this test's own) may still write to the files: the third makes its own.
+    line = shell_pg_line(_spooled(third, "echo three", env, (first.key, os.getpgrp())))
+    assert not line.endswith(" reused")
+    assert (folder / f"{third.key}.out").exists()
+    assert "three" in _spool_of(env, third) and "two" in _spool_of(env, second)
+
+
+def shell_pg_line(stderr: str) -> str:
+    """The process-group line a spooled wrapper printed on stderr."""
+    (line,) = [x for x in stderr.split("\n") if x.startswith("\x1eNEXUS-PG ")]  # not splitlines(): \x1e splits
+    return line

@@ -169,12 +169,18 @@ class _Lines:
         #: replayed part that starts at a cut (``None``: not counted).
         self.pos: int | None = 0 if follower else None
         self._follower = follower
+        #: Bytes received; the keeper cut the spool (a SPOOL_CUT line); the wrapper took an
+        #: earlier command's spool files (its process-group line said so): see _SpoolUse.
+        self.size = 0
+        self.cut = False
+        self.reused = False
 
     def feed(self, data: bytes, final: bool = False) -> None:
         if self.done:
             return  # after the sentinel: nothing of this command's
         if data:
             self.received = True
+            self.size += len(data)
         complete = self._split.feed(self._decoder.decode(data, final))
         if final:
             complete += self._split.finish()
@@ -207,6 +213,7 @@ class _Lines:
         """The spool's front up to ``offset`` was given back by the keeper (spool_max_bytes):
         count offsets from there, skip what a follower showed, say what nobody will see."""
         err = self._spool and self.spool_ended
+        self.cut = True
         upto = self.upto_err if err else self.upto_out
         if err:
             self.skip_err = 0
@@ -221,6 +228,7 @@ class _Lines:
         if line[:1] == "\x1e" and line.startswith(shell.PG_MARKER):
             pg = shell.parse_pg(line)
             if pg is not None:
+                self.reused = self.reused or shell.pg_reused(line)
                 self._on_marker(pg)
                 return
         if self.pos is not None:
@@ -240,6 +248,23 @@ class _Lines:
         self.lines += 1
         self._tail.append(line)
         self._emit("stderr" if self.spool_ended else self.stream, line)
+
+
+class _SpoolUse:
+    """What a command did with its spool files, for later commands of the run on the host.
+
+    ``sent``: its script may have reached the host; ``started``: its wrapper's process-group
+    line came (``group``), saying whether it took the earlier command's files offered to it
+    (``reused``); ``clean``: it ended normally, its output read whole and small enough that
+    the keeper never cut it, and nothing of it ran as another user. See
+    ``SshExecutor._spool_done``.
+    """
+
+    __slots__ = ("clean", "group", "reused", "sent", "started")
+
+    def __init__(self) -> None:
+        self.sent = self.started = self.reused = self.clean = False
+        self.group = 0
 
 
 class _Follower:
@@ -343,6 +368,10 @@ class SshExecutor(SftpFiles, Executor):
         self._specs: dict[tuple[str, str | None, int | None], ConnectSpec] = {}
         self._pools: dict[tuple[object, ...], HostPool] = {}
         self._stop = threading.Event()
+        #: Per run and host folder: spool files of finished commands that later commands of
+        #: the run may take, with the process group of their last writer (see shell.wrap's
+        #: ``reuse`` and docs/decisions.md, "Spool files reused on hosts").
+        self._spare: dict[tuple[str, str], list[tuple[str, int]]] = {}
         self._sweeper: threading.Thread | None = None
         self._warned_off = False
         self._closed = False
@@ -544,6 +573,8 @@ class SshExecutor(SftpFiles, Executor):
                 )
             )
             return
+        with self._lock:  # first: a command starting now makes its own files
+            self._spare.pop((run_id, host.label), None)
         line = cleanup_line(run_id, host.label)
         self.run(host, Command(line, timeout=30), lambda _s, _l: None, Cancel(), 30.0, raw=True)
 
@@ -563,10 +594,40 @@ class SshExecutor(SftpFiles, Executor):
         by the session shell itself (:func:`nexus_ssh.session.raw_input`).
         """
         self._under_way.append(None)  # list appends and pops are atomic: no lock to queue on
+        marker = command.marker
+        donor = self._spool_take(marker.run_id, marker.host) if marker is not None and not raw else None
+        use = _SpoolUse()
         try:
-            return self._run_command(host, command, on_output, cancel, timeout, raw=raw)
+            return self._run_command(host, command, on_output, cancel, timeout, raw=raw, donor=donor, use=use)
         finally:
             self._under_way.pop()
+            if marker is not None and not raw:
+                self._spool_done(marker.run_id, marker.host, marker.key, donor, use)
+
+    def _spool_take(self, run_id: str, folder: str) -> tuple[str, int] | None:
+        """An earlier command's spool files for the next command of the run in ``folder``."""
+        with self._lock:
+            spare = self._spare.get((run_id, folder))
+            return spare.pop() if spare else None
+
+    def _spool_done(
+        self, run_id: str, folder: str, key: str, donor: tuple[str, int] | None, use: _SpoolUse
+    ) -> None:
+        """Offer what the command ``key`` leaves to the run's later commands on the host.
+
+        The files it was offered go back when it certainly left them alone (never sent, or its
+        wrapper found their last writer's process group alive); its own spool (its files or
+        the ones it took) when ``use.clean``, with its own process group to check. Otherwise
+        they are not offered again: a command may still write to them.
+        """
+        back: list[tuple[str, int]] = []
+        if donor is not None and (not use.sent or (use.started and not use.reused)):
+            back.append(donor)
+        if use.clean and use.group > 1:
+            back.append((donor[0] if donor is not None and use.reused else key, use.group))
+        if back:
+            with self._lock:
+                self._spare.setdefault((run_id, folder), []).extend(back)
 
     def _run_command(
         self,
@@ -577,8 +638,11 @@ class SshExecutor(SftpFiles, Executor):
         timeout: float,
         *,
         raw: bool,
+        donor: tuple[str, int] | None = None,
+        use: _SpoolUse | None = None,
     ) -> CommandResult:
         start = time.monotonic()
+        use = use if use is not None else _SpoolUse()
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
             return CommandResult("interrupted", reason="not started: the run is stopping")
@@ -617,6 +681,8 @@ class SshExecutor(SftpFiles, Executor):
                 spool_max=self.spool_max,
                 keeper_arg=keeper,
                 keeper_stay=command.more,
+                reuse=donor,
+                null_stdin=not use_session,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
@@ -634,6 +700,7 @@ class SshExecutor(SftpFiles, Executor):
             token = ""
             try:
                 session = self._session_for(conn, spec, host) if use_session else None
+                use.sent = True  # from here on the script may reach the host
                 if session is not None:
                     token = sess.nonce()
                     if raw:
@@ -669,6 +736,7 @@ class SshExecutor(SftpFiles, Executor):
                     run_deadline,
                     start,
                     keeper,
+                    use,
                 )
             finally:
                 self._emit(
@@ -801,12 +869,15 @@ class SshExecutor(SftpFiles, Executor):
         deadline: float | None,
         start: float,
         keeper: bool = False,
+        use: _SpoolUse | None = None,
     ) -> CommandResult:
         """Run ``script`` on ``session`` (or ``chan``), again on a PTY channel when sudo wants one.
 
         ``keeper``: ``script`` was built with ``keeper_arg`` for the session shell; a PTY
-        channel has none, so the keeper's text is appended there.
+        channel has none, so the keeper's text is appended there. ``use``: filled in with what
+        the command did with its spool files.
         """
+        use = use if use is not None else _SpoolUse()
         result, needs_tty = self._exec(
             conn,
             chan,
@@ -820,6 +891,7 @@ class SshExecutor(SftpFiles, Executor):
             timeout,
             deadline,
             start,
+            use,
             pty=False,
         )
         if needs_tty and command.input is None:  # sudo demands a terminal: an exec channel with a PTY
@@ -838,6 +910,7 @@ class SshExecutor(SftpFiles, Executor):
                 timeout,
                 deadline,
                 start,
+                use,
                 pty=True,
             )
         return result
@@ -894,6 +967,7 @@ class SshExecutor(SftpFiles, Executor):
         timeout: float,
         deadline: float | None,
         start: float,
+        use: _SpoolUse,
         pty: bool,
     ) -> tuple[CommandResult, bool]:
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -931,6 +1005,7 @@ class SshExecutor(SftpFiles, Executor):
         signalled = 0
         # A spooled command still running after a moment: follow its spool on a second channel.
         follow: _Follower | None = None
+        followed = False
         soon = FOLLOW_AFTER + FOLLOW_PER_RUNNING * len(self._under_way)
         if timeout and timeout > 0:
             soon = min(soon, timeout / 3)
@@ -959,11 +1034,16 @@ class SshExecutor(SftpFiles, Executor):
                 progressed = False
                 if follow is not None:
                     progressed = follow.pump() or progressed
+                elif follow_at is not None and (exited is not None or out.spool_ended):
+                    # The command ended and its replay came: what still holds the channel open
+                    # (a background job on the channel's stdin, exec mode) is not followed.
+                    follow_at = None
                 elif follow_at is not None and time.monotonic() >= follow_at:
                     follow_at = None
                     assert command.marker is not None
                     follow = _Follower.start(conn, command.marker, emit, marker, tail, redact)
                     if follow is not None:
+                        followed = True
                         wake.watch(follow.chan)
                 while chan.recv_ready():
                     data = chan.recv(65536)
@@ -1077,6 +1157,20 @@ class SshExecutor(SftpFiles, Executor):
             exit_code = code if code >= 0 else None
             if spooled:
                 exit_code = out.spool_code if out.spool_ended else None
+        use.started, use.reused = bool(groups), out.reused or err.reused
+        use.group = groups[0] if len(groups) == 1 else 0
+        # Offered to later commands only when nothing can write to its files any more and the
+        # keeper never cut them (a .cut file would be read as the next command's).
+        use.clean = (
+            spooled
+            and finished
+            and status is None
+            and out.spool_ended
+            and not sudo
+            and not followed
+            and not (out.cut or err.cut)
+            and out.size + err.size < self.spool_max // 2
+        )
         if sudo and not pty and exit_code == 1 and held:
             return CommandResult("error", reason="sudo needs a tty"), True
         for stream, line in held:
