@@ -182,8 +182,8 @@ def wrap(
     the rest of a short command's spool together (ext4's inode allocation: docs/decisions.md,
     "Spool files reused on hosts").
     ``null_stdin``: with ``spool``, the script reads ``/dev/null``: a job it leaves in the
-    background then holds nothing of the transport's (OpenSSH's exec channel has one socket
-    for stdin and stdout: the channel stayed open until the job ended).
+    background then holds nothing of the transport's (a remote channel whose one socket
+    serves as stdin and stdout stayed open until such a job ended).
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
