@@ -151,6 +151,31 @@ def test_commands_take_the_spool_files_of_earlier_ones_and_show_only_their_own_o
     assert all(words[2].endswith(".0") for words in took), status  # the first command's spool, over and over
 
 
+def test_tasks_running_at_once_on_a_host_never_share_a_spool(nexus_project, sshbed):
+    """Two tasks on one host at once, commands of different lengths: files freed by one task's
+    commands serve the other's too, and every line stays its own command's."""
+    body = "".join(f"    run('sleep 0.0{i % 3}; echo a-{i}; echo a-err-{i} >&2')\n" for i in range(10))
+    project = _project(nexus_project, sshbed, body)
+    h1 = sshbed.hosts[0].address
+    other = "".join(f"    run('echo b-{i}; sleep 0.0{(i + 1) % 3}; echo b-err-{i} >&2')\n" for i in range(10))
+    project.write(project.nexusfile.read_text() + f"\n\n@task(on=[{h1!r}])\ndef other():\n{other}")
+    result = project.run("run", "work", "other", "--format", "json")
+    assert result.code == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    outputs = [e for e in events if e["event"] == "command.output"]
+    shown = sorted((e["task"], e["index"], e["stream"], e["line"]) for e in outputs)
+    expected = sorted(
+        [("work", i, "stdout", f"a-{i}") for i in range(10)]
+        + [("work", i, "stderr", f"a-err-{i}") for i in range(10)]
+        + [("other", i, "stdout", f"b-{i}") for i in range(10)]
+        + [("other", i, "stderr", f"b-err-{i}") for i in range(10)]
+    )
+    assert shown == expected
+    starts = {e["task"]: e["ts"] for e in events if e["event"] == "task.start"}
+    stops = {e["task"]: e["ts"] for e in events if e["event"] == "task.stop"}
+    assert starts["work"] < stops["other"] and starts["other"] < stops["work"]  # they ran at once
+
+
 def test_files_a_background_job_still_writes_to_are_not_taken(nexus_project, sshbed):
     project = _project(
         nexus_project,
