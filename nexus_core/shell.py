@@ -149,7 +149,6 @@ def wrap(
     keeper_arg: bool = False,
     keeper_stay: bool = False,
     reuse: tuple[str, int] | None = None,
-    null_stdin: bool = False,
 ) -> str:
     """``script`` (complete shell text) run by a wrapper that records pid and exit code.
 
@@ -181,9 +180,6 @@ def wrap(
     and the process-group line ends with :data:`PG_REUSED`. New files cost the host more than
     the rest of a short command's spool together (ext4's inode allocation: docs/decisions.md,
     "Spool files reused on hosts").
-    ``null_stdin``: with ``spool``, the script reads ``/dev/null``: a job it leaves in the
-    background then holds nothing of the transport's (a remote channel whose one socket
-    serves as stdin and stdout stayed open until such a job ended).
     """
     k = marker.key
     d = status_dir or markers.status_dir(marker.run_id, marker.host)
@@ -212,7 +208,7 @@ def wrap(
     # `command exec`: a folder removed under a running run (by hand) is made again, not fatal
     # (the shell's one-line complaint then reaches the command's stderr; silencing it would
     # cost every command an open of /dev/null and five calls to save and restore fd 2).
-    redirect = f"4>&1 >{out} 2>{err}" + (" </dev/null" if null_stdin else "")
+    redirect = f"4>&1 >{out} 2>{err}"
     files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
     pg_line = f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else ""
     if reuse is not None:
@@ -442,7 +438,6 @@ def build(
     keeper_arg: bool = False,
     keeper_stay: bool = False,
     reuse: tuple[str, int] | None = None,
-    null_stdin: bool = False,
 ) -> str:
     """The string a remote transport executes for ``cmd``: ``exec /bin/sh -c '...'``.
 
@@ -453,7 +448,6 @@ def build(
     :func:`keeper_start`); the caller appends it (a session shell's ``"$nexus_keeper"``).
     ``keeper_stay``: as in :func:`wrap` (:attr:`~nexus_core.model.Command.more`).
     ``reuse``: an earlier command's spool files to take, as in :func:`wrap` (with ``spool``).
-    ``null_stdin``: as in :func:`wrap`, for a command without input nor sudo (exec channels).
     """
     # A spooled wrapper prints the outer group itself; the body's line only adds the shell
     # behind sudo.
@@ -473,7 +467,6 @@ def build(
             keeper_arg=keeper_arg,
             keeper_stay=keeper_stay,
             reuse=reuse if spool else None,
-            null_stdin=null_stdin and spool and not (stdin or sudo or user),
         )
     return "exec /bin/sh -c " + quote(text)
 

@@ -682,7 +682,6 @@ class SshExecutor(SftpFiles, Executor):
                 keeper_arg=keeper,
                 keeper_stay=command.more,
                 reuse=donor,
-                null_stdin=not use_session,
             )
         except (SettingsError, remote.CommandError) as exc:
             return CommandResult("error", reason=str(exc), retryable=False, duration=time.monotonic() - start)
@@ -1035,8 +1034,9 @@ class SshExecutor(SftpFiles, Executor):
                 if follow is not None:
                     progressed = follow.pump() or progressed
                 elif follow_at is not None and (exited is not None or out.spool_ended):
-                    # The command ended and its replay came: what still holds the channel open
-                    # (a background job on the channel's stdin, exec mode) is not followed.
+                    # The command ended and its replay came: a background job that still holds
+                    # the channel open (exec mode: its shell kept the wrapper's saved copy of
+                    # the channel's stdout, see docs/decisions.md) is not followed.
                     follow_at = None
                 elif follow_at is not None and time.monotonic() >= follow_at:
                     follow_at = None
