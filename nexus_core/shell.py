@@ -64,7 +64,6 @@ _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
 _OWN_SHELL = re.compile(r"\b(?:exec|trap)\b")
 _PG_PRINTF = "printf '\\036NEXUS-PG %s %s\\n'"
 _PG_REUSED_PRINTF = f"printf '\\036NEXUS-PG %s %s {PG_REUSED}\\n'"
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class CommandError(ValueError):
@@ -209,19 +208,17 @@ def wrap(
     # (the shell's one-line complaint then reaches the command's stderr; silencing it would
     # cost every command an open of /dev/null and five calls to save and restore fd 2).
     redirect = f"4>&1 >{out} 2>{err}"
-    files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"'
-    pg_line = f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else ""
+    files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"' + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
     if reuse is not None:
-        name, group = _SAFE_NAME.sub("_", reuse[0]), int(reuse[1])
-        taken = f'nexus_o="$nexus_d/{name}.out"; nexus_e="$nexus_d/{name}.err"'
-        taken += f'; echo "{k} out {name}" >>"$nexus_d/status"'
-        if pg:
-            taken += f'; {_PG_REUSED_PRINTF} "$$" "$$" >&2'
+        name, group = markers._SAFE.sub("_", reuse[0]), int(reuse[1])
+        taken = (
+            f'nexus_o="$nexus_d/{name}.out"; nexus_e="$nexus_d/{name}.err"; echo "{k} out {name}" >>"$nexus_d/status"'
+        )
+        taken += f'; {_PG_REUSED_PRINTF} "$$" "$$" >&2' if pg else ""
         # Built-ins only: `kill -0` fails once no process of the group is left (or none of it
         # is ours, which only a sudo command's could be: those are never offered).
-        files = f"if [ {group} -gt 1 ] && ! kill -0 -{group} 2>/dev/null; then {taken}; else {files}{pg_line}; fi"
-        pg_line = ""
-    start = pro + f'; {files}{pg_line}; command exec {redirect} || {{ mkdir -p -m 700 "$nexus_d"; exec {redirect}; }}'
+        files = f"if [ {group} -gt 1 ] && ! kill -0 -{group} 2>/dev/null; then {taken}; else {files}; fi"
+    start = pro + f'; {files}; command exec {redirect} || {{ mkdir -p -m 700 "$nexus_d"; exec {redirect}; }}'
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
     return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"

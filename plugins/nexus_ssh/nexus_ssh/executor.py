@@ -638,11 +638,10 @@ class SshExecutor(SftpFiles, Executor):
         timeout: float,
         *,
         raw: bool,
-        donor: tuple[str, int] | None = None,
-        use: _SpoolUse | None = None,
+        donor: tuple[str, int] | None,
+        use: _SpoolUse,
     ) -> CommandResult:
         start = time.monotonic()
-        use = use if use is not None else _SpoolUse()
         deadline = start + timeout if timeout and timeout > 0 else None
         if cancel.requested:
             return CommandResult("interrupted", reason="not started: the run is stopping")
@@ -867,8 +866,8 @@ class SshExecutor(SftpFiles, Executor):
         timeout: float,
         deadline: float | None,
         start: float,
-        keeper: bool = False,
-        use: _SpoolUse | None = None,
+        keeper: bool,
+        use: _SpoolUse,
     ) -> CommandResult:
         """Run ``script`` on ``session`` (or ``chan``), again on a PTY channel when sudo wants one.
 
@@ -876,7 +875,6 @@ class SshExecutor(SftpFiles, Executor):
         channel has none, so the keeper's text is appended there. ``use``: filled in with what
         the command did with its spool files.
         """
-        use = use if use is not None else _SpoolUse()
         result, needs_tty = self._exec(
             conn,
             chan,
