@@ -415,3 +415,32 @@ def test_an_inventory_read_twice_is_said_once_and_a_clash_names_the_other_invent
     assert out.stderr.count("is read twice") == 1 and "inventory 'inv.toml' is read twice (line 2" in out.stderr
     assert "declares group 'web', which inventory 'inv.toml' already defines (line 2)" in out.stderr, out
     assert "the nexusfile already defines" not in out.stderr
+
+
+def test_a_toml_host_entry_no_group_lists_is_reported_with_the_name_it_likely_meant(nexus_project):
+    # [hosts.web1] meant for web-1: its address and port were dropped without a word, and the
+    # run connected to web-1 by name on port 22.
+    nexus_project.write('[groups.web]\nhosts = ["web-1"]\n\n[hosts.web1]\naddress = "10.0.0.11"\nport = 2222\n',
+                        "hosts.toml")  # fmt: skip
+    nexus_project.write(
+        'from nexus_core import inventory, run, task\ninventory("hosts.toml")\n\n'
+        '@task(on="web")\ndef t():\n    run("true")\n'
+    )
+    for args in (("validate",), ("hosts", "list"), ("run", "t", "-n")):
+        out = nexus_project.run(*args)
+        assert out.code == 2, (args, out)
+        assert "hosts.toml:4: host 'web1' ([hosts.web1]) is in no group" in out.stderr, (args, out)
+        assert "did you mean [hosts.web-1]?" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_toml_file_of_host_entries_only_is_a_plain_list_and_a_stray_one_beside_groups_is_not():
+    flat = parse('[hosts.a]\naddress = "10.0.0.1"\n[hosts.b]\n', "flat.toml")
+    assert [h.name for h in flat.select()] == ["a", "b"]
+    assert problems('[groups.db]\nhosts = ["db-1"]\n\n[hosts.cache]\nport = 6379\n', "mixed.toml") == [
+        (4, "host 'cache' ([hosts.cache]) is in no group, so inventory() and group selections never use it",
+         'list it in a group (hosts = ["cache"] under [groups.NAME]) or remove the entry'),
+    ]  # fmt: skip
+    # A host listed by a child group only is in a group; the table may come before the group.
+    inv = parse('[hosts.web-1]\nport = 2200\n\n[groups.web]\nhosts = ["web-1"]\n\n[groups.prod]\nchildren = ["web"]\n',
+                "order.toml")  # fmt: skip
+    assert by_name(inv, "prod")["web-1"].port == 2200

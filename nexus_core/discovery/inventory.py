@@ -252,8 +252,10 @@ def read_inventory(path: str) -> Inventory:
 
 # A valid inventory, once parsed, is kept as JSON in the cache folder until the file changes
 # (its mtime and size): reading 1,000 hosts back costs a few ms, parsing them again (TOML and
-# YAML parsers in Python) tens of ms. An unreadable or stale copy is ignored.
-_PARSED_VERSION = 1
+# YAML parsers in Python) tens of ms. An unreadable or stale copy is ignored. The version
+# goes up whenever the reader's checks change: a file kept as valid under the old checks is
+# read (and checked) again.
+_PARSED_VERSION = 2
 
 
 def _parsed_path(path: str) -> str:
@@ -504,6 +506,8 @@ class _Reader:
             everyone = self.group("all", 0)
             everyone.children = []
             everyone.hosts = list(self.inv.hosts)
+        elif self.inv.groups:
+            self._ungrouped()
         for name, entry in self.inv.groups.items():
             for child in entry.children:
                 if child not in self.inv.groups:
@@ -530,6 +534,24 @@ class _Reader:
             if not before:
                 raise
             del self.problems[before:]  # what the file's other mistakes made unreadable: said once they are fixed
+
+    def _ungrouped(self) -> None:
+        """In a TOML file with groups, a ``[hosts.NAME]`` that no group lists is a mistake:
+        ``inventory()`` and every group selection leave it out, so its settings were silently
+        dropped (``[hosts.web1]`` meant for ``web-1`` connected to ``web-1`` by name, on the
+        default port). A file of ``[hosts.NAME]`` tables only is a plain list of hosts."""
+        grouped = {host for entry in self.inv.groups.values() for host in entry.hosts}
+        for name, entry in self.inv.hosts.items():
+            if name in grouped:
+                continue
+            close = suggest(name, grouped)
+            self.problem(
+                entry.line,
+                f"host {name!r} ([hosts.{name}]) is in no group, so inventory() and group selections never use it",
+                f"did you mean [hosts.{close}]?"
+                if close
+                else f'list it in a group (hosts = ["{name}"] under [groups.NAME]) or remove the entry',
+            )
 
     def _check_connections(self) -> None:
         """Each host, settings resolved, must be a usable host, and no two hosts the same one.
