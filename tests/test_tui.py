@@ -246,6 +246,45 @@ def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatc
     assert any(line.startswith("✓ slow") for line in printed), printed
 
 
+def test_plain_output_taking_over_first_shows_what_the_dashboard_showed(nexus_project, monkeypatch):
+    """Leaving the dashboard mid-run (q, d) printed only what came after: a task that had
+    ended while it was open never appeared in the terminal's output."""
+    from nexus_core.output.render import TreeRenderer
+    from nexus_core.output.style import Style
+    from nexus_core.tui.live import DashboardRun
+
+    early = '@task\ndef early():\n    run("echo early-output")\n\n@task(deps=[early])\ndef slow'
+    nexus_project.write(WAITING.replace("@task\ndef slow", early))
+    _env(nexus_project, monkeypatch)
+    said: list[str] = []
+    printed: list[str] = []
+
+    class Plain(TreeRenderer):
+        def write(self, text: str) -> None:
+            printed.append(text)
+
+    dash = DashboardRun(lambda: Plain(Style(False, False, True, False)), say=said.append)
+    dash.start(_session(nexus_project, ["slow"], dash))
+    app = dash.make_app()
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await until(pilot, lambda: "started" in _log_text(app))
+            await pilot.press("q")
+            await pilot.press("d")
+
+    asyncio.run(drive())
+    assert dash.running()
+    Path(nexus_project.root, "go").write_text("")
+    result = dash.finish(app.return_value)
+    assert result.status == "ok"
+    assert said == ["nexus: dashboard closed; the run goes on with plain output"]
+    text = "\n".join(printed)
+    assert "early" in text and "slow" in text, printed
+    assert text.index("early") < text.index("slow"), printed  # in the order they happened
+    assert text.count("● early") == 1, printed  # once: nothing replayed twice
+
+
 def test_quit_while_running_can_cancel_the_run_instead(nexus_project, monkeypatch):
     from nexus_core.output.render import QuietRenderer
     from nexus_core.output.style import Style

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 JOIN_STEP = 0.2
 #: After SIGHUP and the run's end, seconds the dashboard has to close before the process exits anyway.
 HANGUP_GRACE = 10.0
+#: Events kept while the dashboard is shown, for the plain output that takes over when it
+#: closes before the run ends (it first shows what happened so far); past these counts the
+#: earliest are not repeated. Command output lines (what ``-v`` prints) count apart.
+KEEP_EVENTS = 50_000
+KEEP_OUTPUT = 10_000
 
 
 class DashboardRun:
@@ -64,16 +69,37 @@ class DashboardRun:
         self.hung_up = False
         #: Set once the dashboard has closed.
         self.closed = threading.Event()
+        #: What the dashboard was fed (bounded, transfers' progress left out): the plain
+        #: renderer starts from it (:meth:`finish`).
+        self._kept: list[Any] = []
+        self._kept_output = 0
+        self._not_kept = 0
 
     # --- the bus side ------------------------------------------------------------------------
 
     def __call__(self, event: Any, /) -> None:
         """The ``output`` subscriber: to the dashboard, or to the plain renderer once it took over."""
         plain = self._plain
-        if plain is not None:
-            plain(event)
-        else:
-            self.feed(event)
+        if plain is None:
+            with self._switch:  # the hand-over (finish) replays what was kept, then takes the rest
+                plain = self._plain
+                if plain is None:
+                    self._keep(event)
+                    self.feed(event)
+                    return
+        plain(event)
+
+    def _keep(self, event: Any) -> None:
+        """Keep ``event`` for the plain output that may take over (see :data:`KEEP_EVENTS`)."""
+        name = getattr(event, "name", "")
+        if name == "transfer.progress":  # a bar's steps: only the live view's, long gone
+            return
+        output = name == "command.output"
+        if len(self._kept) >= KEEP_EVENTS or (output and self._kept_output >= KEEP_OUTPUT):
+            self._not_kept += 1
+            return
+        self._kept.append(event)
+        self._kept_output += output
 
     def report(self, message: str) -> None:
         """The session's notices: on the dashboard while it is shown, on stderr after."""
@@ -173,20 +199,27 @@ class DashboardRun:
         """After the dashboard closed: plain output for the rest, cancel if asked, wait for the end."""
         running = self.running()
         with self._switch:
-            if running:
-                self._plain = self._make_plain()  # notices from now on go to stderr directly
             shown = list(self.notices)
-        for message in shown:  # what the dashboard showed, kept on stderr
+            if running:
+                # The plain output starts with what the dashboard showed so far (a task that
+                # ended while it was open, the hosts done), then takes the rest: events that
+                # come meanwhile wait for the lock, so nothing is shown twice or out of order.
+                plain = self._make_plain()  # notices from now on go to stderr directly
+                for message in shown:  # what the dashboard showed, kept on stderr
+                    self._tell(message)
+                shown = []
+                why = f"the dashboard stopped ({crash})" if crash else "dashboard closed"
+                if choice == "hangup":
+                    why = "terminal closed (SIGHUP)"
+                follows = "cancelling the run as Ctrl+C does, plain output follows"
+                self._tell(f"nexus: {why}; " + (follows if choice == "cancel" else "the run goes on with plain output"))
+                self._catch_up(plain)
+                self._plain = plain
+            self._kept = []
+        for message in shown:
             self._tell(message)
-        if running:
-            why = f"the dashboard stopped ({crash})" if crash else "dashboard closed"
-            if choice == "hangup":
-                why = "terminal closed (SIGHUP)"
-            if choice == "cancel":
-                self._tell(f"nexus: {why}; cancelling the run as Ctrl+C does, plain output follows")
-                self.cancel()
-            else:
-                self._tell(f"nexus: {why}; the run goes on with plain output")
+        if running and choice == "cancel":
+            self.cancel()
         if self._cluster is not None:
             self._cluster.stop()
         worker = self._worker
@@ -196,6 +229,16 @@ class DashboardRun:
             raise self.error
         assert self.result is not None
         return self.result
+
+    def _catch_up(self, plain: Renderer) -> None:
+        """Show on ``plain`` what the dashboard was fed so far (what was not kept: said)."""
+        if self._not_kept:
+            self._tell(f"nexus: {self._not_kept} earlier events not repeated here (`nexus logs` shows the output)")
+        for event in self._kept:
+            try:
+                plain(event)
+            except Exception:  # noqa: BLE001 - a renderer's failure must not stop the hand-over
+                continue
 
     def _tell(self, message: str) -> None:
         try:
