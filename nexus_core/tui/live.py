@@ -34,7 +34,8 @@ JOIN_STEP = 0.2
 HANGUP_GRACE = 10.0
 #: Events kept while the dashboard is shown, for the plain output that takes over when it
 #: closes before the run ends (it first shows what happened so far); past these counts the
-#: earliest are not repeated. Command output lines (what ``-v`` prints) count apart.
+#: later ones are not repeated (a line says how many). Command output lines (what ``-v``
+#: prints) count apart.
 KEEP_EVENTS = 50_000
 KEEP_OUTPUT = 10_000
 
@@ -233,7 +234,8 @@ class DashboardRun:
     def _catch_up(self, plain: Renderer) -> None:
         """Show on ``plain`` what the dashboard was fed so far (what was not kept: said)."""
         if self._not_kept:
-            self._tell(f"nexus: {self._not_kept} earlier events not repeated here (`nexus logs` shows the output)")
+            self._tell(f"nexus: {self._not_kept} events of the run so far not repeated below, past the first"
+                       f" {KEEP_OUTPUT:,} output lines (`nexus logs` shows all the output)")  # fmt: skip
         for event in self._kept:
             try:
                 plain(event)
