@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from nexus_core.plan import Plan
 
 __all__ = [
+    "ANOTHER_HOST_FAILED",
     "API_VERSION",
     "INTERRUPTED",
     "AuditSink",
@@ -544,7 +545,7 @@ class StrategyContext(ABC):
         the failures the batch tolerates; once more hosts than that have failed, its hosts not
         started yet are skipped (a failure threshold such as ``max_fail_percentage``).
         ``stop_reason``: why such a host is not started, given the batch's failures so far
-        (``not started: `` is put before it; default ``another host failed``).
+        (``not started: `` is put before it; default :data:`ANOTHER_HOST_FAILED`).
         """
 
     @abstractmethod
@@ -607,6 +608,9 @@ class Strategy(ABC):
 
 #: Why hosts a strategy did not start once the run was interrupted (SIGINT, SIGTERM, SIGHUP).
 INTERRUPTED = "not started: the run was interrupted"
+#: Why a batch leaves hosts out after a failure, unless its ``stop_reason`` says more
+#: (``not started: `` is put before it).
+ANOTHER_HOST_FAILED = "another host failed"
 
 
 def skipped(batches: Sequence[Sequence[Host]], reason: str) -> list[HostOutcome]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_core import events as ev
 from nexus_core.api import (
+    ANOTHER_HOST_FAILED,
     INTERRUPTED,
     Cancel,
     CommandResult,
@@ -1417,7 +1418,7 @@ class _Batch:
 
     def reason(self) -> str:
         """What a host the batch leaves out says."""
-        return "not started: " + (self.stop_reason(self.failures) if self.stop_reason else "another host failed")
+        return "not started: " + (self.stop_reason(self.failures) if self.stop_reason else ANOTHER_HOST_FAILED)
 
     def stops(self) -> bool:
         """True when the hosts of the batch not started yet must not start."""

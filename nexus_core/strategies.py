@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nexus_core.api import INTERRUPTED, HostOutcome, Strategy, StrategyContext, skipped
+from nexus_core.api import ANOTHER_HOST_FAILED, INTERRUPTED, HostOutcome, Strategy, StrategyContext, skipped
 from nexus_core.model import Host
 from nexus_core.options import NUMBER, Option
 from nexus_core.plugin import hookimpl
@@ -119,7 +119,7 @@ class RollingStrategy(Strategy):
             before = failures
 
             def over(in_batch: int, before: int = before) -> str:  # hosts left out inside the batch
-                return _over(before + in_batch, len(hosts), tolerance) if tolerance else "another host failed"
+                return _over(before + in_batch, len(hosts), tolerance) if tolerance else ANOTHER_HOST_FAILED
 
             results = context.run_batch(batch, stop_on_failure=stop, max_failures=most, stop_reason=over)
             outcomes += results

@@ -408,7 +408,7 @@ def _simulate_task(
     the failures stop the batch (``stop_on_failure``, or more of them than ``max_failures``),
     as the engine would.
     """
-    from nexus_core.api import HostOutcome, StrategyContext
+    from nexus_core.api import ANOTHER_HOST_FAILED, HostOutcome, StrategyContext
 
     class Simulated(StrategyContext):
         def __init__(self) -> None:
@@ -430,7 +430,7 @@ def _simulate_task(
                 stops = failures > 0 and (stop or (max_failures is not None and failures > max_failures))
                 for host in hosts[start : start + forks]:
                     if stops:
-                        why = stop_reason(failures) if stop_reason else "another host failed"
+                        why = stop_reason(failures) if stop_reason else ANOTHER_HOST_FAILED
                         results.append(HostOutcome(host, "skipped", reason=f"not started: {why}"))
                     elif fails(host):
                         failures += 1
