@@ -475,7 +475,7 @@ class Problem(Record):
         return {
             "message": self.message,
             "file": self.location.path if self.location else None,
-            "line": self.location.line if self.location else None,
+            "line": self.location.line if self.location and self.location.line else None,  # 0: no line
             "hint": self.hint,
             "code": self.code,
         }

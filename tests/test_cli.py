@@ -181,3 +181,19 @@ def test_limit_is_the_hosts_option_under_ansibles_name(nexus_project):
     assert typo.code == 2 and "'wbe' matches no host or group" in typo.stderr, typo
     assert "--limit" in nexus_project.run("run", "--help").stdout
     assert "--limit" in nexus_project.run("preflight", "--help").stdout
+
+
+def test_nexus_help_shows_the_help_of_nexus_or_of_a_command(nexus_project):
+    """`nexus help [command]` was "No such command 'help'" (exit 2)."""
+    top = nexus_project.run("help")
+    assert top.code == 0 and "Usage: nexus [OPTIONS] COMMAND" in top.stdout, top
+    run = nexus_project.run("help", "run")
+    assert run.code == 0 and "Usage: nexus run [OPTIONS] [TASKS]..." in run.stdout, run
+    assert "--dry-run" in run.stdout
+    sub = nexus_project.run("help", "pipelines", "discard")
+    assert sub.code == 0 and "Usage: nexus pipelines discard" in sub.stdout, sub
+    typo = nexus_project.run("help", "rnu")
+    assert typo.code == 2 and "No such command 'rnu' in `nexus`. Did you mean 'run'?" in typo.stderr, typo
+    deeper = nexus_project.run("help", "run", "extra")
+    assert deeper.code == 2 and "`nexus run` has no subcommands" in deeper.stderr, deeper
+    assert "Traceback" not in typo.stderr + deeper.stderr

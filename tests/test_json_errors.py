@@ -17,9 +17,12 @@ def one_error(out) -> dict:  # type: ignore[no-untyped-def,type-arg]
     return error
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "list", "preflight"])
+@pytest.mark.parametrize("command", ["run", "validate", "list", "preflight", "run-no-task"])
 def test_no_nexusfile_is_one_json_error(nexus_project, command):
-    out = nexus_project.run(command, *(["deploy"] if command in ("run", "preflight") else []), "--format", "json")
+    # `nexus run` alone in a folder without a nexusfile said "Missing argument 'TASKS...'":
+    # no task runs the default one, and the missing nexusfile is what to fix.
+    words = ["run"] if command == "run-no-task" else [command, *(["deploy"] if command in ("run", "preflight") else [])]
+    out = nexus_project.run(*words, "--format", "json")
     assert out.code == 2, out
     error = one_error(out)
     assert error["headline"] == "No nexusfile found"
@@ -30,7 +33,6 @@ def test_no_nexusfile_is_one_json_error(nexus_project, command):
 @pytest.mark.parametrize(
     ("args", "headline"),
     [
-        (["run", "--format", "json"], "Missing argument 'TASKS...'."),
         (["run", "deploy", "--format=json", "--bogus"], "No such option '--bogus'"),
         (["run", "deploy", "--format", "json", "-p", "0"], "Invalid value for '-p'"),
         (["frobnicate", "--format", "json"], "No such command 'frobnicate'."),
@@ -55,9 +57,9 @@ def test_text_errors_are_unchanged(nexus_project):
     out = nexus_project.run("run", "deploy")
     assert out.code == 2 and out.stdout == ""
     assert out.stderr.startswith("Error: No nexusfile found")
-    usage = nexus_project.run("run")
-    assert usage.code == 2 and usage.stdout == ""
-    assert "Missing argument 'TASKS...'" in usage.stderr
+    alone = nexus_project.run("run")
+    assert alone.code == 2 and alone.stdout == ""
+    assert alone.stderr.startswith("Error: No nexusfile found") and "nexus init" in alone.stderr
 
 
 def test_a_format_json_after_double_dash_is_not_an_option(nexus_project):
@@ -93,3 +95,12 @@ def test_prints_of_the_nexusfile_go_to_stderr_so_json_stays_json(nexus_project):
         assert [json.loads(line) for line in out.stdout.splitlines()], out
         assert "hello from import" in out.stderr, out
     assert "hello from body" in nexus_project.run("run", "a", "--format", "json").stderr
+
+
+def test_a_problem_without_a_line_has_a_null_line_not_line_0(nexus_project):
+    nexus_project.write('from nexus_core import run, task\n\n@task\ndef build():\n    run("true")\n')
+    out = nexus_project.run("run", "buidl", "--format", "json")
+    assert out.code == 2, out
+    (problem,) = json.loads(out.stdout.strip().splitlines()[-1])["problems"]
+    assert problem["message"] == "no task named 'buidl'" and problem["hint"] == "did you mean 'build'?"
+    assert problem["file"].endswith("nexusfile.py") and problem["line"] is None

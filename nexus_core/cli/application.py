@@ -181,6 +181,7 @@ BUILTIN_COMMANDS: dict[str, str] = {
     "completion": "nexus_core.cli.info",
     "config": "nexus_core.cli.info",
     "exec": "nexus_core.cli.exec",
+    "help": "nexus_core.cli.info",
     "hosts": "nexus_core.cli.hosts",
     "init": "nexus_core.cli.project",
     "list": "nexus_core.cli.project",

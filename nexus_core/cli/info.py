@@ -1,4 +1,5 @@
-"""``nexus version``, ``nexus plugins``, ``nexus completion``, ``nexus config show``: about the installation."""
+"""``nexus version``, ``nexus plugins``, ``nexus completion``, ``nexus config show``, ``nexus help``:
+about the installation."""
 
 from __future__ import annotations
 
@@ -85,6 +86,28 @@ def plugins(fmt: str) -> None:
             click.echo(f"    error: {p.error}")
     builtin = sorted({h for p in pm.plugins if p.builtin for h in p.hooks})
     click.echo(f"nexus-core {__version__}  [built-in]  hooks: {', '.join(builtin)}")
+
+
+@main.command(name="help")
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Show the help of nexus, or of COMMAND (`nexus help run`, `nexus help pipelines discard`)."""
+    from nexus_core.options import suggest
+
+    here = ctx.find_root()
+    for name in command:
+        group = here.command
+        found = group.get_command(here, name) if isinstance(group, click.Group) else None
+        if found is None:
+            where = " ".join(["nexus", *command[: command.index(name)]])
+            if not isinstance(group, click.Group):
+                raise click.UsageError(f"`{where}` has no subcommands: `nexus help {where[6:]}` shows its help.", ctx)
+            close = suggest(name, group.list_commands(here))
+            more = f" Did you mean '{close}'?" if close else f" See `{where} --help` for its commands."
+            raise click.UsageError(f"No such command '{name}' in `{where}`.{more}", ctx)
+        here = found.context_class(found, info_name=name, parent=here)
+    click.echo(here.get_help())
 
 
 @main.command()

@@ -49,7 +49,7 @@ ask_sudo_pass_option = click.option(
 
 
 @main.command()
-@click.argument("tasks", nargs=-1, metavar="TASKS...", shell_complete=lambda *a: complete("tasks_and_params", *a))
+@click.argument("tasks", nargs=-1, metavar="[TASKS]...", shell_complete=lambda *a: complete("tasks_and_params", *a))
 @click.option(
     "--param",
     "param_words",
@@ -164,7 +164,6 @@ def run(
         fail(ExitCode.CONFIG, "--override-window needs --reason",
              suggestions=['Say why, for the audit trail: --override-window --reason "TEXT"'])  # fmt: skip
     check_can_ask_sudo_pass(ask_sudo_pass)
-    _tasks_or_nexusfile(tasks, config_path)
     if not (dry_run or list_hosts):  # only a real run decrypts secrets (a dry run shows ***)
         from nexus_core.cli.running import run_secrets
 
@@ -541,21 +540,6 @@ def _with_saved_discovery(store: Any, plan: Plan, project: Any, tasks: Sequence[
     if not saved:
         return plan
     return make_plan(project, tasks, fmt, cache=store, saved_discovery=saved, quiet_notes=True, **kwargs)
-
-
-def _tasks_or_nexusfile(words: Sequence[str], config_path: str | None) -> None:
-    """No task named and no nexusfile (so no default task): the usage error it always was."""
-    from nexus_core.loader import NexusfileNotFound, find_nexusfile
-
-    if any("=" not in w for w in words):
-        return
-    try:
-        find_nexusfile(config_path)
-    except NexusfileNotFound:
-        ctx = click.get_current_context()
-        assert ctx is not None
-        param = next(p for p in ctx.command.params if p.name == "tasks")
-        raise click.MissingParameter(ctx=ctx, param=param) from None
 
 
 def run_words(
