@@ -271,7 +271,10 @@ def test_team_init_unlock_and_the_project_store_wins(nexus_project, tmp_path):
     out = p.run("secret", "init", "--team")
     assert out.code == 0, out
     assert "Generated keyfile: .nexus/team.key" in out.stdout and "DO NOT commit team.key to git." in out.stdout
-    assert (p.root / ".gitignore").read_text().splitlines() == [".nexus/team.key"]
+    # the old key a rotation keeps (team.key.bak opens every secrets.enc committed before it),
+    # the old store and the lock file stay out of git too
+    ignored = [".nexus/team.key", ".nexus/team.key.bak", ".nexus/secrets.enc.bak", ".nexus/secrets.enc.lock"]
+    assert (p.root / ".gitignore").read_text().splitlines() == ignored
     assert stat.S_IMODE((p.root / ".nexus" / "team.key").stat().st_mode) == 0o600
     again = p.run("secret", "init", "--team")
     assert again.code == 2 and "already exists" in again.stderr
@@ -297,6 +300,25 @@ def test_team_init_unlock_and_the_project_store_wins(nexus_project, tmp_path):
     ok = p.run("secret", "unlock", "--keyfile", str(moved))
     assert ok.code == 0 and "Keyfile loaded successfully." in ok.stdout, ok
     assert p.run("run", "show").code == 0
+
+
+def test_a_team_key_rotation_keeps_the_old_key_out_of_git(nexus_project):
+    """A project made before init listed them: rotate-key left .nexus/team.key.bak (the old key,
+    which opens every committed copy of secrets.enc) for `git add -A` to take."""
+    p = nexus_project
+    p.write(NEXUSFILE_ECHO)
+    assert p.run("secret", "init", "--team").code == 0
+    (p.root / ".gitignore").write_text("node_modules/\n.nexus/team.key\n")  # as an older init left it
+    assert p.run("secret", "set", "TOKEN", input="project-value").code == 0
+    out = p.run("secret", "rotate-key")
+    assert out.code == 0, out
+    assert (p.root / ".nexus" / "team.key.bak").exists()
+    assert "Added to .gitignore:" in out.stdout and ".nexus/team.key.bak" in out.stdout, out
+    lines = (p.root / ".gitignore").read_text().splitlines()
+    assert lines == ["node_modules/", ".nexus/team.key", ".nexus/team.key.bak", ".nexus/secrets.enc.bak",
+                     ".nexus/secrets.enc.lock"]  # fmt: skip
+    again = p.run("secret", "rotate-key")
+    assert again.code == 0 and "Added to .gitignore" not in again.stdout, again
 
 
 NEXUSFILE_ECHO = """
@@ -679,3 +701,19 @@ def test_cache_key_comes_from_the_master_key_without_a_prompt(tmp_path: Path, mo
     phrase.save()
     monkeypatch.setenv("NEXUS_PASSPHRASE", "not asked for a cache")
     assert context(root).cache_key("nexus-vault cache") is None  # a passphrase store is never opened for it
+
+
+def test_a_team_store_is_the_project_store_before_the_nexusfile_exists(nexus_project):
+    """`secret init --team` in a new folder, then `secret set` (as docs/secrets.md shows) wrote to
+    the personal store, and `secret unlock` in a fresh clone said there was no secrets file:
+    without a nexusfile the folder holding .nexus/secrets.enc was not taken as the project."""
+    p = nexus_project
+    assert not (p.root / "nexusfile.py").exists()
+    assert p.run("secret", "init", "--team").code == 0
+    stored = p.run("secret", "set", "FOO", input="v1")
+    assert stored.code == 0 and ".nexus/secrets.enc" in stored.stdout, stored
+    assert p.run("secret", "get", "FOO", "--reveal").stdout == "v1\n"
+    key = p.root / "team.key"
+    (p.root / ".nexus" / "team.key").rename(key)  # a clone: the store without its key
+    opened = p.run("secret", "unlock", "--keyfile", str(key))
+    assert opened.code == 0 and "Keyfile loaded successfully." in opened.stdout, opened

@@ -63,15 +63,26 @@ def _store_options(f: Any) -> Any:
 
 
 def _root(config_path: str | None) -> str:
-    """The project folder (the nexusfile's), or '' when there is no project here."""
+    """The project folder: the nexusfile's, else the nearest folder (this one or a parent) that
+    holds a team store (``.nexus/secrets.enc``: ``nexus secret init --team`` in a project
+    without a nexusfile yet, or a clone of one); '' when there is no project here."""
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.secrets.local import project_path
 
     try:
         return os.path.dirname(os.path.abspath(find_nexusfile(config_path)))
     except NexusfileNotFound:
         if config_path:
             fail(ExitCode.CONFIG, f"No nexusfile at {config_path}", suggestions=["Check -c/--config or NEXUS_CONFIG"])
-        return ""
+    folder = os.getcwd()
+    for _ in range(256):  # bounded: a path has fewer parts
+        if os.path.isfile(project_path(folder)):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return ""
 
 
 def _backend(config_path: str | None, keyfile: str | None, interactive: bool | None = None) -> Any:
@@ -267,7 +278,7 @@ def rotate_key(new_keyfile: str | None, project: bool | None, keyfile: str | Non
     A store opened with a keyfile gets a new key in that keyfile (the old one kept as .bak),
     unless --new-keyfile names another file.
     """
-    from nexus_core.secrets.local import TEAM_KEY
+    from nexus_core.secrets.local import PROJECT_DIR, TEAM_KEY
     from nexus_core.secrets.store import (
         MasterKey,
         Store,
@@ -340,6 +351,11 @@ def rotate_key(new_keyfile: str | None, project: bool | None, keyfile: str | Non
         click.echo(f"New key in {replace_keyfile} (old one: {replace_keyfile}.bak).")
         if os.path.basename(replace_keyfile) == TEAM_KEY:
             click.echo("Distribute the new team.key to the team securely.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(folder) == PROJECT_DIR:  # a team store: the old key must not reach git
+        added = _ignore_team(os.path.dirname(folder))
+        if added:
+            click.echo("Added to .gitignore:\n  " + "\n  ".join(added))
 
 
 @secret_group.command("init")
@@ -372,27 +388,38 @@ def init(team: bool, config_path: str | None) -> None:
         store = Store(store_path)
         store.create(key_from_file(key_path))
         store.save()
-        ignored = _ignore(root, f"{PROJECT_DIR}/{TEAM_KEY}")
+        ignored = _ignore_team(root)
     rel = os.path.relpath(key_path, os.getcwd())
     click.echo(f"Generated keyfile: {rel}")
     click.echo(f"Generated secrets file: {os.path.relpath(store_path, os.getcwd())}")
-    click.echo(f"\n{'Added to' if ignored else 'Already in'} .gitignore:\n  {PROJECT_DIR}/{TEAM_KEY}")
+    click.echo(f"\n{'Added to' if ignored else 'Already in'} .gitignore:\n  " + "\n  ".join(ignored or _team_ignored()))
     click.echo(f"\nDistribute {TEAM_KEY} securely to team members.\nDO NOT commit {TEAM_KEY} to git.")
 
 
-def _ignore(root: str, entry: str) -> bool:
-    """Add ``entry`` to ROOT/.gitignore unless a line already says it; True when added."""
+def _team_ignored() -> list[str]:
+    """What a team store's project keeps out of git: the key, the old key a rotation keeps
+    (``team.key.bak`` opens every copy of ``secrets.enc`` committed before it), the old
+    store's copy and the lock file."""
+    from nexus_core.secrets.local import PROJECT_DIR, STORE_FILE, TEAM_KEY
+
+    return [f"{PROJECT_DIR}/{TEAM_KEY}", f"{PROJECT_DIR}/{TEAM_KEY}.bak", f"{PROJECT_DIR}/{STORE_FILE}.bak",
+            f"{PROJECT_DIR}/{STORE_FILE}.lock"]  # fmt: skip
+
+
+def _ignore_team(root: str) -> list[str]:
+    """Add :func:`_team_ignored` to ROOT/.gitignore, each unless a line already says it; the ones added."""
     path = os.path.join(root, ".gitignore")
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:
         text = ""
-    if entry in (line.strip().lstrip("/") for line in text.splitlines()):
-        return False
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(("" if not text or text.endswith("\n") else "\n") + entry + "\n")
-    return True
+    there = {line.strip().lstrip("/") for line in text.splitlines()}
+    added = [entry for entry in _team_ignored() if entry not in there]
+    if added:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(("" if not text or text.endswith("\n") else "\n") + "".join(e + "\n" for e in added))
+    return added
 
 
 @secret_group.command("unlock")
