@@ -13,13 +13,13 @@ from nexus_core.cli.application import (
     ExitCode,
     Number,
     config_option,
-    format_option,
     hosts_option,
     load,
     log_options,
     main,
     make_plan,
     plugin_manager,
+    setting_default,
     setup_logs,
 )
 from nexus_core.output.style import Style
@@ -54,6 +54,7 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 @click.option("--skip-connectivity", is_flag=True, help="Do not check that hosts accept TCP connections.")
 @click.option("--skip-auth", is_flag=True, help="Do not check SSH authentication.")
 @click.option("--skip-sudo-check", is_flag=True, help="Do not check sudo for tasks that use it.")
+@click.option("--skip-disk-check", is_flag=True, help="Do not check the hosts' free space for the files uploaded.")
 @click.option(
     "--timeout",
     type=Number(0, min_open=True),
@@ -66,7 +67,14 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @config_option
-@format_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "quiet"]),
+    default=lambda: setting_default("format"),
+    show_default="text",
+    help="For people (text), scripts (json), or only the errors (quiet: nothing when all passed).",
+)
 @log_options
 def preflight(
     tasks: tuple[str, ...],
@@ -74,6 +82,7 @@ def preflight(
     skip_connectivity: bool,
     skip_auth: bool,
     skip_sudo_check: bool,
+    skip_disk_check: bool,
     timeout: float,
     parallel: int,
     force: bool,
@@ -87,11 +96,11 @@ def preflight(
     """Run the pre-flight checks for TASKS (config, connectivity, auth, sudo, local files).
 
     Exit codes: 0 passed (or --force with hosts left), 3 a host is unreachable or refuses
-    authentication, 2 configuration or local files, 1 anything else (e.g. sudo).
+    authentication, 2 configuration or local files, 1 anything else (e.g. sudo, disk space).
     """
     import time
 
-    from nexus_core.output.report import preflight_exit_code, preflight_failures, preflight_text
+    from nexus_core.output.report import preflight_errors, preflight_exit_code, preflight_failures, preflight_text
 
     setup_logs(log_level, log_format)
     project = load(config_path)
@@ -109,6 +118,7 @@ def preflight(
         "skip_connectivity": skip_connectivity,
         "skip_auth": skip_auth,
         "skip_sudo_check": skip_sudo_check,
+        "skip_disk_check": skip_disk_check,
         "timeout": timeout,
         "parallel": parallel,
         "force": force,
@@ -148,6 +158,10 @@ def preflight(
                 }
             )
         )
+    elif fmt == "quiet":
+        s = Style.detect()
+        if failures:
+            click.echo(preflight_errors(s, failures), err=True)
     else:
         s = Style.detect()
         text = preflight_text(s, tasks, checks, duration, force=force and code == ExitCode.OK, unavailable=unavailable)

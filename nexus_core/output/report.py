@@ -477,6 +477,27 @@ def preflight_exit_code(failures: Sequence[CheckResult]) -> int:
     return max(codes) if codes else int(ExitCode.OK)
 
 
+def _error_lines(s: Style, failures: Sequence[CheckResult]) -> list[str]:
+    lines: list[str] = []
+    for i, c in enumerate(failures, 1):
+        who = f"{c.host}: " if c.host else ""
+        lines.append(f"  {i}. {who}{clean(c.message)}")
+        for h in clean(c.hint, multiline=True).splitlines():
+            text = h.strip().removeprefix("- ").strip()
+            if text:
+                lines.append(f"     {'→' if s.unicode else '->'} {text}")
+        lines.append("")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def preflight_errors(style: Style, failures: Sequence[CheckResult]) -> str:
+    """``nexus preflight --format quiet``: the failed checks only, numbered, with their fixes."""
+    n = len(failures)
+    return "\n".join([f"Pre-flight checks failed ({n} error{'s' if n != 1 else ''}):", *_error_lines(style, failures)])
+
+
 def preflight_text(
     style: Style,
     tasks: Sequence[str],
@@ -513,17 +534,7 @@ def preflight_text(
         n = len(failures)
         lines.append(s.paint(f"{s.fail} Pre-flight checks failed ({n} error{'s' if n != 1 else ''})", "red"))
     if failures:
-        lines += ["", "Errors:"]
-        for i, c in enumerate(failures, 1):
-            who = f"{c.host}: " if c.host else ""
-            lines.append(f"  {i}. {who}{clean(c.message)}")
-            for h in clean(c.hint, multiline=True).splitlines():
-                text = h.strip().removeprefix("- ").strip()
-                if text:
-                    lines.append(f"     {'→' if s.unicode else '->'} {text}")
-            lines.append("")
-        if lines[-1] == "":
-            lines.pop()
+        lines += ["", "Errors:", *_error_lines(s, failures)]
     if warnings:
         lines += ["", "Warnings:"]
         for c in warnings:

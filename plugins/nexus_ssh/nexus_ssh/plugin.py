@@ -21,6 +21,7 @@ NEXUS_API_VERSION = 1
 CONNECTIVITY = "Host Connectivity"
 AUTH = "SSH Authentication"
 SUDO = "Sudo Access"
+DISK = "Disk Space"
 RESOURCES = "Resources"
 
 

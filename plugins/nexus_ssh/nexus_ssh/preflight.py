@@ -10,9 +10,15 @@ For every SSH host a plan touches, in parallel (at most ``parallel`` hosts at on
    ``~/.ssh/config``, host key policy). The host key is verified here, so a changed key shows
    up as a failure. ``accept_new`` is checked as ``tofu``: checks never write known_hosts.
 3. **Sudo Access**, only for hosts with ``sudo=True`` / ``user=`` commands: runs
-   ``sudo -n true`` (``sudo -n -u USER true``) on that connection. This is the one check
-   that executes something on a host, so ``--dry-run`` (which executes nothing on any
-   host) leaves it to ``nexus preflight``.
+   ``sudo -n true`` (``sudo -n -u USER true``) on that connection.
+4. **Disk Space**, only for hosts that files are uploaded to (``upload``, ``template``):
+   ``df -Pk`` of each destination folder (its nearest existing parent) on that connection;
+   a file system with less free space than the uploads to it need fails the check (the
+   local files' sizes: an upload that finds its file unchanged needs less, never more).
+   ``--skip-disk-check`` leaves it out.
+
+Steps 3 and 4 execute something on the host, so ``--dry-run`` (which executes nothing on
+any host) leaves them to ``nexus preflight``.
 
 Connections (steps 1 and 2) are paced as a run's are (``ssh_connect_rate``,
 ``ssh_jump_concurrency``, ``ssh_connect_concurrency``: :mod:`nexus_ssh.pacing`), and a handshake
@@ -27,6 +33,8 @@ number of hosts (see :mod:`nexus_ssh.limits`), shown only when it matters.
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -37,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from nexus_core.plugin import CheckResult, PreflightCheck
 
 from nexus_ssh.errors import ConnectError, classify
-from nexus_ssh.plugin import AUTH, CONNECTIVITY, RESOURCES, SUDO
+from nexus_ssh.plugin import AUTH, CONNECTIVITY, DISK, RESOURCES, SUDO
 from nexus_ssh.settings import DEFAULT_POOL_SIZE, ConnectSpec, Resolver, SettingsError
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ class _HostReport:
     connectivity: CheckResult | None = None
     auth: CheckResult | None = None
     sudo: list[CheckResult] = field(default_factory=list)
+    disk: list[CheckResult] = field(default_factory=list)
 
 
 def _sudo_targets(plan: Any) -> dict[tuple[str, str | None, int | None], list[str | None]]:
@@ -70,6 +79,60 @@ def _sudo_targets(plan: Any) -> dict[tuple[str, str | None, int | None], list[st
                     if cmd.user not in targets:
                         targets.append(cmd.user)
     return out
+
+
+def _upload_needs(plan: Any) -> dict[tuple[str, str | None, int | None], dict[str, int]]:
+    """For each SSH host (name, user, port): the bytes each destination folder receives from
+    the plan's uploads and templates (the local files' sizes; each source measured once)."""
+    sizes: dict[tuple[str, bool], int] = {}
+    out: dict[tuple[str, str | None, int | None], dict[str, int]] = {}
+    for name in plan.order:
+        for hp in plan.tasks[name].hosts:
+            if hp.host.transport != "ssh":
+                continue
+            for op in hp.commands:
+                if getattr(op, "kind", "") not in ("upload", "template"):  # a file operation (Transfer)
+                    continue
+                if op.kind == "template":
+                    size = len(op.content or b"")
+                elif (op.src, op.recursive) in sizes:
+                    size = sizes[(op.src, op.recursive)]
+                else:
+                    size = sizes[(op.src, op.recursive)] = _local_size(op.src, op.recursive)
+                into = op.recursive or op.dest.endswith("/")
+                folder = (op.dest.rstrip("/") or "/") if into else (posixpath.dirname(op.dest) or ".")
+                needs = out.setdefault((hp.host.name, hp.host.user, hp.host.port), {})
+                needs[folder] = needs.get(folder, 0) + size
+    return out
+
+
+def _local_size(path: str, recursive: bool) -> int:
+    """Bytes of a local file, or of the files of a folder (``recursive``); 0 when unreadable
+    (the plan's own checks report a missing source)."""
+    try:
+        if not recursive:
+            return os.path.getsize(path)
+        total = 0
+        for top, _dirs, files in os.walk(path):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(top, f)).st_size
+        return total
+    except OSError:
+        return 0
+
+
+def _df_script(folders: Sequence[str]) -> str:
+    """``NXDF FOLDER<TAB>`` then ``df -Pk``'s line for the nearest existing parent of each folder."""
+    return (
+        "for d in " + " ".join(shlex.quote(f) for f in folders) + "; do p=$d; n=0; "
+        'while [ ! -e "$p" ] && [ "$n" -lt 256 ]; do p=$(dirname -- "$p"); n=$((n+1)); done; '
+        'printf "NXDF %s\\t" "$d"; df -Pk -- "$p" 2>&1 | tail -n 1; done'
+    )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_048_576:.1f} MB" if n < 10 * 1_073_741_824 else f"{n / 1_073_741_824:.1f} GB"
 
 
 def _first_line(text: str) -> tuple[str, str]:
@@ -99,11 +162,17 @@ class SshHostsCheck(PreflightCheck):
 
         connector = Connector(resolver, {"ssh_connect_attempts": 1, "ssh_password_prompt": not dry_run})
         sudo = {} if options.get("skip_sudo_check") else _sudo_targets(plan)
+        disk = {} if options.get("skip_disk_check") else _upload_needs(plan)
         worker = _HostWorker(resolver, connector, options, timeout, dry_run)
+
+        def check(h: Host) -> _HostReport:
+            key = (h.name, h.user, h.port)
+            return worker.check(h, sudo.get(key, []), {} if dry_run else disk.get(key, {}))
+
         with ThreadPoolExecutor(
             max_workers=min(parallel, len(hosts)), thread_name_prefix="nexus-preflight"
         ) as pool:
-            reports = list(pool.map(lambda h: worker.check(h, sudo.get((h.name, h.user, h.port), [])), hosts))
+            reports = list(pool.map(check, hosts))
         results: list[CheckResult] = [r.connectivity for r in reports if r.connectivity is not None]
         results += [r.auth for r in reports if r.auth is not None]
         if sudo and dry_run:
@@ -118,6 +187,17 @@ class SshHostsCheck(PreflightCheck):
             )
         else:
             results += [c for r in reports for c in r.sudo]
+        if disk and dry_run:
+            results.append(
+                CheckResult(
+                    DISK,
+                    "skipped",
+                    "not checked: a dry run executes nothing on hosts (`nexus preflight TASK` runs df)",
+                    blocking=False,
+                )
+            )
+        else:
+            results += [c for r in reports for c in r.disk]
         results += _resources(plan, len(hosts))
         return results
 
@@ -139,8 +219,9 @@ class _HostWorker:
         self.timeout = timeout
         self.dry_run = dry_run
 
-    def check(self, host: Host, sudo_targets: Sequence[str | None]) -> _HostReport:
-        """Connectivity, then authentication, then sudo for ``host`` (a failed step skips the rest)."""
+    def check(self, host: Host, sudo_targets: Sequence[str | None], needs: Mapping[str, int]) -> _HostReport:
+        """Connectivity, then authentication, then sudo and disk space (``needs``: bytes by
+        destination folder) for ``host`` (a failed step skips the rest)."""
         from nexus_ssh.connect import retry_warning
 
         report = _HostReport()
@@ -163,7 +244,7 @@ class _HostWorker:
                     CheckResult(SUDO, "skipped", why, host=label, blocking=False) for _ in sudo_targets[:1]
                 ]
                 return report
-        need_connection = not self.options.get("skip_auth") or (sudo_targets and not self.dry_run)
+        need_connection = not self.options.get("skip_auth") or ((sudo_targets or needs) and not self.dry_run)
         if not need_connection:
             return report
         t0 = time.monotonic()
@@ -198,6 +279,8 @@ class _HostWorker:
                 )
             if not self.dry_run:
                 report.sudo = [self._sudo(conn, spec, label, target) for target in sudo_targets]
+                if needs:
+                    report.disk = self._disk(conn, label, needs)
         finally:
             conn.close()
         return report
@@ -244,6 +327,46 @@ class _HostWorker:
             host=label,
             duration=latency,
         )
+
+    def _disk(self, conn: Connection, label: str, needs: Mapping[str, int]) -> list[CheckResult]:
+        """Free space of the file systems the uploads go to, against what they need (by file system)."""
+        folders = sorted(needs)
+        t0 = time.monotonic()
+        try:
+            _code, text = _exec(conn, _df_script(folders), self.timeout, pty=False)
+        except Exception as exc:
+            why = f"could not read the free space: {exc}"
+            return [CheckResult(DISK, "warn", why, host=label, blocking=False)]
+        took = time.monotonic() - t0
+        found: dict[str, tuple[int, str]] = {}  # folder -> (free bytes, mount point)
+        for line in text.split("\n"):
+            if not line.startswith("NXDF "):
+                continue
+            folder, _, df = line[5:].partition("\t")
+            fields = df.split()
+            if len(fields) >= 6 and fields[3].isdigit():
+                found[folder] = (int(fields[3]) * 1024, fields[5])
+        by_mount: dict[str, list[Any]] = {}  # mount -> [free, needed, folders]
+        for folder in folders:
+            if folder not in found:
+                why = f"could not read the free space of {folder}"
+                hint = "- is df on the host's PATH?"
+                return [CheckResult(DISK, "warn", why, host=label, hint=hint, blocking=False)]
+            free, mount = found[folder]
+            entry = by_mount.setdefault(mount, [free, 0, []])
+            entry[1] += needs[folder]
+            entry[2].append(folder)
+        out: list[CheckResult] = []
+        for mount, (free, need, where) in by_mount.items():
+            shown = ", ".join(where[:3]) + (f" (+{len(where) - 3} more)" if len(where) > 3 else "")
+            if free < need:
+                why = f"{_mb(free)} free on {mount}, the uploads to {shown} need {_mb(need)}"
+                hint = "- free space on the host, or upload less\n- or skip the check: --skip-disk-check"
+                out.append(CheckResult(DISK, "fail", why, host=label, hint=hint, duration=took, exit_code=1))
+            else:
+                why = f"{_mb(free)} free on {mount} (uploads: {_mb(need)})"
+                out.append(CheckResult(DISK, "ok", why, host=label, duration=took))
+        return out
 
     def _sudo(self, conn: Connection, spec: ConnectSpec, label: str, target: str | None) -> CheckResult:
         cmd = "sudo -n true" if target is None else f"sudo -n -u {shlex.quote(target)} true"
