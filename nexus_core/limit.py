@@ -195,8 +195,9 @@ def _file_terms(path: str, read: Callable[[str], str], depth: int) -> list[Term]
 
 
 def _read_file(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
+    from nexus_core.userfiles import read_small
+
+    return read_small(path).decode("utf-8")
 
 
 def rerun_command(tasks: Sequence[str], hosts: Sequence[str], options: Mapping[str, str | None]) -> str:

@@ -40,7 +40,11 @@ def test_ranges_expand_as_in_ansible(pattern, names):
 
 @pytest.mark.parametrize(
     ("pattern", "why"),
-    [("web-[3:1]", "it ends before it starts"), ("web-[1:10000000]", "more than 100,000 hosts in one range")],
+    [
+        ("web-[3:1]", "it ends before it starts"),
+        ("web-[1:10000000]", "more than 100,000 hosts in one range"),
+        ("y-[0:99999]-[0:99999]", "holds more than 100,000 hosts"),  # 10^10: filled the memory
+    ],
 )
 def test_a_range_that_cannot_be_built_says_why(pattern, why):
     with pytest.raises(ValueError, match=why):
@@ -444,3 +448,47 @@ def test_a_toml_file_of_host_entries_only_is_a_plain_list_and_a_stray_one_beside
     inv = parse('[hosts.web-1]\nport = 2200\n\n[groups.web]\nhosts = ["web-1"]\n\n[groups.prod]\nchildren = ["web"]\n',
                 "order.toml")  # fmt: skip
     assert by_name(inv, "prod")["web-1"].port == 2200
+
+
+def test_a_yaml_alias_bomb_and_a_recursive_alias_are_refused_at_once():
+    """Ten anchors of ten aliases each (10^10 values in a dozen lines) filled the memory."""
+    lines = ["all:", "  vars:", "    v0: &v0 [" + ", ".join(["x"] * 10) + "]"]
+    lines += [f"    v{i}: &v{i} [" + ", ".join([f"*v{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    lines += ["  hosts:", "    a:"]
+    ((line, message, hint),) = problems("\n".join(lines) + "\n", "bomb.yml")
+    assert (line, hint) == (1, "write the values out, or use fewer aliases")
+    assert message == "the file expands to more than 2,000,000 values once its YAML aliases (*name) are written out"
+    assert problems("all:\n  vars:\n    loop: &l [1, *l]\n  hosts:\n    a:\n", "loop.yml")[0][1].startswith(
+        "a YAML alias (*name) is inside the value it names"
+    )
+    # aliases the usual way stay fine
+    inv = parse("all:\n  vars:\n    base: &b {port: 2222}\n  hosts:\n    a:\n      extra: *b\n", "ok.yml")
+    assert by_name(inv)["a"].vars["extra"] == {"port": 2222}
+
+
+def test_special_files_and_deep_nesting_are_refused_not_read_forever(tmp_path: Path):
+    """/dev/zero and a FIFO as an inventory hung `nexus validate`; deep TOML nesting was a RecursionError."""
+    import os
+
+    fifo = tmp_path / "hosts.toml"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        with pytest.raises(InventoryError, match="not a regular file"):
+            read_inventory(path)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(InventoryError) as err:
+        read_inventory(str(deep))
+    assert [p.message for p in err.value.problems] == ["TOML syntax error: values nested too deeply"]
+
+
+def test_a_limit_file_that_is_a_device_or_a_fifo_is_refused(tmp_path: Path):
+    import os
+
+    from nexus_core.limit import LimitError, parse_limit
+
+    fifo = tmp_path / "hosts.txt"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        with pytest.raises(LimitError, match="not a regular file"):
+            parse_limit([f"@{path}"])

@@ -238,9 +238,10 @@ def read_inventory(path: str) -> Inventory:
         return cached[1]
     found = _load_parsed(path, stamp)
     if found is None:
+        from nexus_core.userfiles import read_small
+
         try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            text = read_small(path).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "the file is not UTF-8 text"
             raise InventoryError(f"cannot read the inventory file {path}: {why}") from None
@@ -356,6 +357,20 @@ def expand_range(name: str) -> list[str]:
     match = _RANGE.search(name)
     if match is None:
         return [name]
+    # Several ranges in one name multiply: y-[0:99999]-[0:99999] is 10^10 names, each range
+    # within the bound on its own (that name filled the memory while being expanded).
+    total = 1
+    for found in _RANGE.finditer(name):
+        lo_text, hi_text, step_text = found.group(1), found.group(2), found.group(3)
+        if lo_text.isdigit() and hi_text.isdigit():
+            lo, hi = int(lo_text), int(hi_text)
+        elif not lo_text.isdigit() and not hi_text.isdigit():
+            lo, hi = ord(lo_text), ord(hi_text)
+        else:
+            break  # said below, for the range it is in
+        total *= max(1, (hi - lo) // max(1, int(step_text or 1)) + 1)
+        if total > RANGE_MAX and found.start() > match.start():  # one range alone: said below
+            raise ValueError(f"{name!r} holds more than {RANGE_MAX:,} hosts (its ranges multiply)")
     start, end, step_text = match.group(1), match.group(2), match.group(3)
     step = int(step_text) if step_text else 1
     if start.isdigit() != end.isdigit() or step < 1:
@@ -374,6 +389,41 @@ def expand_range(name: str) -> list[str]:
         items = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
     head, tail = name[: match.start()], name[match.end() :]
     return [expanded for item in items for expanded in expand_range(head + item + tail)]
+
+
+#: Values a YAML inventory may hold once its aliases are written out: ten anchors of ten
+#: aliases each are 10^10 values in a few lines, which filled the memory (a billion laughs).
+YAML_NODES_MAX = 2_000_000
+_RECURSIVE = YAML_NODES_MAX + 2
+
+
+def _expanded_size(root: Any, limit: int) -> int:
+    """The nodes of a composed YAML document with every alias written out (one walk over its
+    distinct nodes; counts stop past ``limit``); ``_RECURSIVE`` for an alias inside itself."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    for _ in range(50_000_000):  # bounded: each distinct node is pushed twice at most
+        if not stack:
+            break
+        node, done = stack.pop()
+        value = node.value
+        children = ([n for pair in value for n in pair] if value and isinstance(value[0], tuple) else value) if (
+            isinstance(value, list)) else []  # fmt: skip
+        if not done:
+            if id(node) in sizes:
+                continue
+            visiting.add(id(node))
+            stack.append((node, True))
+            for child in children:
+                if id(child) in visiting:
+                    return _RECURSIVE
+                if id(child) not in sizes:
+                    stack.append((child, False))
+            continue
+        visiting.discard(id(node))
+        sizes[id(node)] = min(limit + 1, 1 + sum(sizes.get(id(c), 1) for c in children))
+    return sizes.get(id(root), 0)
 
 
 class _Reader:
@@ -634,6 +684,9 @@ class _Reader:
             found = re.search(r"line (\d+)", str(exc))
             self.problem(int(found.group(1)) if found else 0, f"TOML syntax error: {exc}")
             return
+        except RecursionError:  # tomllib parses nested arrays and tables recursively
+            self.problem(0, "TOML syntax error: values nested too deeply", "an inventory needs a few levels at most")
+            return
         for key, value in data.items():
             if key == "groups":
                 if not isinstance(value, dict):
@@ -829,6 +882,14 @@ class _Reader:
             self.problem(where, f"YAML syntax error: {getattr(exc, 'problem', None) or exc}")
             return
         if root is None:
+            return
+        size = _expanded_size(root, YAML_NODES_MAX)
+        if size > YAML_NODES_MAX:
+            why = (f"the file expands to more than {YAML_NODES_MAX:,} values once its YAML aliases (*name) are"
+                   " written out")  # fmt: skip
+            if size == _RECURSIVE:
+                why = "a YAML alias (*name) is inside the value it names: written out, the file never ends"
+            self.problem(root.start_mark.line + 1, why, "write the values out, or use fewer aliases")
             return
         if not isinstance(root, yaml.MappingNode):
             self.problem(root.start_mark.line + 1, "an Ansible YAML inventory is a mapping of groups",

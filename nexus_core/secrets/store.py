@@ -89,8 +89,11 @@ def key_from_text(text: str, source: str) -> MasterKey:
 
 def key_from_file(path: str) -> MasterKey:
     """The master key of a keyfile: its base64 key (as ``init --team`` writes), else SHA-256 of its bytes."""
+    from nexus_core.userfiles import check_regular
+
     source = f"keyfile {path}"
     try:
+        check_regular(path)
         with open(path, "rb") as fh:
             data = fh.read(1 << 20)
     except OSError as exc:
@@ -178,9 +181,10 @@ class Store:
     @classmethod
     def read(cls, path: str) -> Store:
         """The store at ``path`` (an empty, not yet created one when the file does not exist)."""
+        from nexus_core.userfiles import read_small
+
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
+            raw = read_small(path)
         except FileNotFoundError:
             return cls(path)
         except OSError as exc:
