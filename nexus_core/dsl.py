@@ -454,6 +454,10 @@ def run(cmd: str, **options: Any) -> None:
             code="bad-value",
         )
         return
+    if "\0" in cmd:
+        _problem("run(): the command holds a NUL byte, which no shell command can carry",
+                 "remove it (a file's bytes go through upload(), not the command line)", code="bad-value")  # fmt: skip
+        return
     values: dict[str, Any] = {}
     bad = False
     for key, value in options.items():
@@ -736,8 +740,6 @@ def _secret_to_file(
         ("to", to, isinstance(to, str) and to.startswith("/") and "\0" not in to and not to.endswith("/"),
          'an absolute file path, e.g. to="/etc/app/token"'),
         ("sudo", sudo, isinstance(sudo, bool), "True or False"),
-        ("mode", mode, isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777,
-         "file permissions as an octal number, e.g. mode=0o600"),
         ("owner", owner, owner is None or (isinstance(owner, str) and bool(owner)), "a user name"),
         ("group", group, group is None or (isinstance(group, str) and bool(group)), "a group name"),
         ("remote_only", remote_only, isinstance(remote_only, bool), "True or False"),
@@ -746,6 +748,14 @@ def _secret_to_file(
         if not ok:
             _problem(f"secret(): {key}={safe_repr(value)} is not valid", f"{key}= takes {what}", code="bad-value")
             bad = True
+    from nexus_core.files import _mode
+
+    # as upload()'s: 0o600 or "600"; mode=600 (decimal: 0o1130, the owner cannot read) is refused
+    mode_ok, bits = _mode("secret", mode) if mode is not None else (False, None)
+    if mode is None:
+        _problem("secret(): mode=None is not valid", "mode= takes file permissions, e.g. mode=0o600", code="bad-value")
+    bad = bad or not mode_ok
+    mode = bits
     if remote_only and rec.host.is_local:
         _problem(
             f"secret({reference!r}, remote_only=True) is used in task {rec.task!r}, which runs on this machine",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -197,18 +198,37 @@ MAX_RETRIES = 10_000
 def _str_dict(value: Any) -> str | None:
     if not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
         return "env must map names (str) to values (str, int or float)"
+    for key, item in value.items():
+        # Caught here, not by the executor half-way through the run ("illegal environment
+        # variable name", "embedded null byte"), after earlier commands had run.
+        if not key or "=" in key or "\0" in key:
+            return f"env name {safe_repr(key)} is not a variable name (empty, or holds '=' or a NUL byte)"
+        if "\0" in str(item):
+            return f"env value of {key} holds a NUL byte, which no environment can carry"
     return None
 
 
 def _not_blank(value: Any) -> str | None:
+    if "\0" in str(value):
+        return "the guard holds a NUL byte, which no shell command can carry"
     return "the guard must not be empty" if not str(value).strip() else None
+
+
+#: A user name sudo's ``-u`` takes (and a shell word needs no quoting for).
+USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
+
+
+def _user_name(value: Any) -> str | None:
+    if not USER_NAME.match(str(value)):
+        return f"user must be a user name (letters, digits, '.', '_', '-'), not {safe_repr(value)}"
+    return None
 
 
 RUN_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
         Option("sudo", (bool,), False, "run with sudo", allow_none=False),
-        Option("user", (str,), None, "run as this user (through sudo)"),
+        Option("user", (str,), None, "run as this user (through sudo)", check=_user_name),
         Option(
             "timeout",
             _NUM,

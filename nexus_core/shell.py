@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from nexus_core import markers
 from nexus_core.markers import Marker
+from nexus_core.options import USER_NAME
 
 #: Start of the line that ends a replayed stdout spool; the exit code follows (``-``: unknown).
 SPOOL_END = "\x1eNEXUS-SPOOL "
@@ -59,7 +60,6 @@ PG_MARKER = "\x1eNEXUS-PG "
 PG_REUSED = "reused"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$")
 # Scripts that could replace the wrapper shell (exec) or take its EXIT trap over (trap).
 _OWN_SHELL = re.compile(r"\b(?:exec|trap)\b")
 _PG_PRINTF = "printf '\\036NEXUS-PG %s %s\\n'"
@@ -77,7 +77,7 @@ def quote(value: str) -> str:
 
 def sudo_words(password: bool, user: str | None = None) -> str:
     """``sudo -n`` (never prompt) or ``sudo -S -p ''`` (password on stdin), with ``-u USER``."""
-    if user is not None and not _USER.match(user):
+    if user is not None and not USER_NAME.match(user):
         raise CommandError(f"invalid user name {user!r} for sudo")
     words = "sudo -S -p ''" if password else "sudo -n"
     return words + (f" -u {quote(user)}" if user else "")

@@ -465,6 +465,30 @@ def test_secret_to_a_file_writes_it_atomically_with_its_mode_and_never_in_the_co
     assert [f.name for f in target.parent.iterdir() if ".nexus-" in f.name] == []  # no temporary left
 
 
+def test_a_secret_file_mode_is_checked_as_an_upload_s_and_may_be_a_string(keyed, tmp_path):
+    """mode=600 (decimal: 0o1130, the owner could not read the file) was taken as it was."""
+    keyed.write(
+        f"""
+        from nexus_core import secret, task
+
+        @task
+        def place():
+            secret("TOKEN", to="{tmp_path}/a", mode=600)
+            secret("TOKEN", to="{tmp_path}/b", mode="640")
+        """
+    )
+    assert keyed.run("secret", "set", "TOKEN", input=VALUE).code == 0
+    out = keyed.run("validate")
+    assert out.code == 2, out
+    assert "nexusfile.py:5: secret(): mode=600 (0o1130) sets the sticky bit" in out.stderr, out
+    assert "write mode=0o600 (octal)" in out.stderr and "nexusfile.py:6" not in out.stderr, out
+    keyed.write(out_text := keyed.nexusfile.read_text().replace("mode=600", "mode=0o600"))
+    assert "mode=0o600" in out_text
+    ran = keyed.run("run", "place")
+    assert ran.code == 0, ran
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o640
+
+
 def test_secret_to_a_folder_fails_and_leaves_no_copy_in_it(keyed, tmp_path):
     """`mv` into an existing folder would succeed and leave the value there under a temporary name."""
     folder = tmp_path / "conf"

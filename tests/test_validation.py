@@ -924,3 +924,34 @@ def test_control_characters_in_a_nexusfiles_exception_are_shown_not_obeyed(nexus
         assert out.code == 2, out
         assert "\x1b]" not in out.stderr and "\x07" not in out.stderr, (args, out.stderr)
         assert "top level ^[]0;evil^G" in out.stderr, (args, out.stderr)
+
+
+def test_run_arguments_that_no_host_could_take_are_validation_errors(nexus_project: NexusProject) -> None:
+    """A user name with shell characters, an empty user, an env name with '=' and NUL bytes
+    passed `nexus validate` and failed half-way through the run (exit 1, after the earlier
+    commands had run), or were ignored (user="")."""
+    text = write(
+        nexus_project,
+        """
+        @task
+        def t():
+            run("echo FIRST")
+            run("id -un", user="root; touch X")  # shell
+            run("true", user="")  # empty
+            run("true", env={"AB=C": "y"})  # envname
+            run("echo a\\x00b")  # nulcmd
+            run("true", env={"A": "x\\x00y"})  # nulvalue
+            run("true", only_if="test -f a\\x00b")  # nulguard
+            run("id -un", user="postgres")
+        """,
+    )
+    out = validate(nexus_project)
+    assert_reported(out, line_of(text, "# shell"), "user must be a user name", "'root; touch X'")
+    assert_reported(out, line_of(text, "# empty"), "user must be a user name", "not ''")
+    assert_reported(out, line_of(text, "# envname"), "env name 'AB=C' is not a variable name")
+    assert_reported(out, line_of(text, "# nulcmd"), "the command holds a NUL byte")
+    assert_reported(out, line_of(text, "# nulvalue"), "env value of A holds a NUL byte")
+    assert_reported(out, line_of(text, "# nulguard"), "the guard holds a NUL byte")
+    assert len(problem_lines(out)) == 6, out
+    ran = nexus_project.run("run", "t", env={"NEXUS_LOAD_PLUGINS": ""})
+    assert ran.code == EXIT_CONFIG and "FIRST" not in ran.stdout, ran  # nothing ran
