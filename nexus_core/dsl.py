@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, TypeVar, overload
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
 # Import the ``nexus_core.hosts`` submodule *before* ``nexus_core/__init__`` binds the ``hosts()``
 # function below: importing a submodule sets it as an attribute of its package, so a later first
@@ -178,7 +178,7 @@ def hosts(
 _HOST_OPTIONS = ("tags", "vars")
 
 
-def host(text: str, *, tags: Any = None, vars: Any = None, **unknown: Any) -> HostSpec:
+def host(address: str, tags: Any = None, vars: Any = None, **unknown: Any) -> HostSpec:
     """A host with attributes, usable wherever a host string is (``hosts(...)``, ``on=[...]``).
 
     ``host("web-1", tags=["blue"], vars={"port": 8080})``: ``tags`` is a list of strings,
@@ -202,14 +202,14 @@ def host(text: str, *, tags: Any = None, vars: Any = None, **unknown: Any) -> Ho
     try:
         tag_tuple = check_tags(tags)
     except HostAttributeError as exc:
-        _problem(f"host({safe_repr(text)}): {exc}", 'write tags=["blue", "eu"]', code="bad-value")
+        _problem(f"host({safe_repr(address)}): {exc}", 'write tags=["blue", "eu"]', code="bad-value")
         tag_tuple = ()
     try:
         var_map = check_vars(vars)
     except HostAttributeError as exc:
-        _problem(f"host({safe_repr(text)}): {exc}", 'write vars={"port": 8080, "role": "primary"}', code="bad-value")
+        _problem(f"host({safe_repr(address)}): {exc}", 'write vars={"port": 8080, "role": "primary"}', code="bad-value")
         var_map = EMPTY
-    return HostSpec(text, tag_tuple, var_map, where)
+    return HostSpec(address, tag_tuple, var_map, where)
 
 
 def discover(source: str, **filters: Any) -> SourceSpec:
@@ -432,12 +432,33 @@ def _doc(fn: Any) -> str:
     return doc if isinstance(doc, str) else ""
 
 
-def run(cmd: str, **options: Any) -> None:
+class RunOptions(TypedDict, total=False):
+    """The options of :func:`run`, typed so that editors complete and check them (the
+    defaults: ``sudo=False, user=None, timeout=60, retries=0, retry_delay=1,
+    continue_on_error=False, env=None, cwd=None``; the guards and ``notify`` none)."""
+
+    sudo: bool
+    user: str | None
+    timeout: float
+    retries: int
+    retry_delay: float
+    continue_on_error: bool
+    env: Mapping[str, str | int | float] | None
+    cwd: str | None
+    creates: str | None
+    only_if: str | None
+    unless: str | None
+    notify: Any
+
+
+def run(cmd: str, **options: Unpack[RunOptions]) -> None:
     """Record a shell command for the current host: ``run("make", sudo=False, timeout=60, ...)``.
 
     Options: ``sudo``, ``user``, ``timeout``, ``retries``, ``retry_delay``,
     ``continue_on_error``, ``env``, ``cwd``, and the idempotence guards ``creates=PATH``,
-    ``only_if=CMD``, ``unless=CMD`` (checked on the host right before the command).
+    ``only_if=CMD``, ``unless=CMD`` (checked on the host right before the command);
+    ``notify=`` a handler (see :class:`RunOptions`). An option it does not have is a
+    validation error naming the closest one.
     """
     rec = _RECORDER.get()
     if rec is None:

@@ -105,10 +105,10 @@ def shard_count() -> int:
     return _shard()[1]
 
 
-def shard_items(items: Sequence[T]) -> list[T]:
-    """This shard's part of ``items``: a contiguous slice, the shards together cover each item once."""
-    start, end = _bounds(len(items))
-    return list(items[start:end])
+def shard_items(seq: Sequence[T]) -> list[T]:
+    """This shard's part of ``seq``: a contiguous slice, the shards together cover each item once."""
+    start, end = _bounds(len(seq))
+    return list(seq[start:end])
 
 
 def _bounds(total: int) -> tuple[int, int]:

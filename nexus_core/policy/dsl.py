@@ -21,7 +21,7 @@ from nexus_core.policy.model import DEFAULT_TTL
 from nexus_core.policy.windows import ChangeWindow, WindowError
 
 
-def change_window(name: str, *, days: Any = None, hours: Any = None, timezone: str = "UTC") -> str:
+def change_window(name: str, days: Any = None, hours: Any = None, timezone: str = "UTC") -> str:
     """Declare a weekly change window; ``@task(change_window=name)`` runs only inside it.
 
     ``days``: day names (``"monday"`` or ``"mon"``; default every day); ``hours``: ``"10-16"``,
