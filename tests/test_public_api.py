@@ -77,3 +77,21 @@ def test_hookimpl_keeps_the_function_type_under_mypy(tmp_path):
         cwd=ROOT,
     )
     assert 'Revealed type is "def () -> typing.Sequence[nexus_core.kinds.Registration]"' in out.stdout, out.stdout
+
+
+def test_the_documented_signatures_hold() -> None:
+    """docs/nexusfile.md names host(address, ...), shard_items(seq) and change_window(name, days,
+    hours, timezone); run()'s options are typed for editors and are exactly the ones it takes."""
+    import inspect
+    import typing
+
+    import nexus_core
+    from nexus_core.dsl import RunOptions
+    from nexus_core.options import RUN_OPTIONS
+
+    assert next(iter(inspect.signature(nexus_core.host).parameters)) == "address"
+    assert list(inspect.signature(nexus_core.shard_items).parameters) == ["seq"]
+    window = inspect.signature(nexus_core.change_window).parameters
+    assert [p.kind for p in window.values()] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 4
+    assert list(window) == ["name", "days", "hours", "timezone"]
+    assert set(typing.get_type_hints(RunOptions)) == {*RUN_OPTIONS, "notify"}
