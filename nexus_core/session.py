@@ -257,6 +257,11 @@ class RunSession:
             bus.subscribe(name, callback)
         if LOGGER.isEnabledFor(10):
             bus.subscribe("debug-log", lambda e: LOGGER.debug("event %s", json.dumps(e.to_dict(), default=str)))
+        from nexus_core.logs import milestones
+
+        milestones_log = milestones()
+        if milestones_log is not None:  # --log-level: the run's milestones on stderr
+            bus.subscribe("log", milestones_log)
         registry = self.plugins.registry
         full_cfg = resolved_config(plan, registry)
         for dist, sub in self.plugins.subscribers(full_cfg, {"format": self.fmt, "mode": self.mode}):

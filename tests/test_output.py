@@ -359,3 +359,27 @@ def test_many_problems_of_one_kind_at_one_line_are_counted_after_the_first_three
     assert "web-3 has" in text and "web-4 has" not in text
     assert "nexusfile.py:5: ... and 97 more problems like these (--format json lists them all)" in text
     assert "nexusfile.py:9: task 'x' runs no commands" in text
+
+
+def test_log_levels_info_and_warning_log_the_run_s_milestones_on_stderr(nexus_project):
+    """--log-level info and warning printed nothing at all: info is each task's start and end
+    (and each connection), warning each retry."""
+    nexus_project.write(
+        "from nexus_core import run, task\n\n@task\ndef b():\n    run('echo hi')\n\n"
+        "@task(deps=[b])\ndef r():\n    run('exit 1', retries=1, retry_delay=0.1)\n"
+    )
+    info = nexus_project.run("run", "r", "--log-level", "info")
+    assert info.code == 1, info
+    lines = [line for line in info.stderr.splitlines() if line.startswith("nexus: ")]
+    assert lines[0].startswith("nexus: INFO: run ") and lines[0].endswith("started: b, r (1 host)"), lines
+    assert "nexus: INFO: task b started on local" in lines and any(
+        line.startswith("nexus: INFO: task b ok in ") for line in lines
+    ), lines
+    assert "nexus: WARNING: task r on local failed (exit code 1): attempt 2 of 2 in" in info.stderr, info
+    assert any(line.startswith("nexus: INFO: run ") and "failed in" in line for line in lines), lines
+    assert "● b" not in info.stderr  # results stay on stdout
+    warning = nexus_project.run("run", "r", "--log-level", "warning", "--log-format", "json")
+    logged = [json.loads(line) for line in warning.stderr.splitlines() if line.startswith("{")]
+    assert [entry["level"] for entry in logged] == ["warning"], logged
+    plain = nexus_project.run("run", "r")
+    assert "nexus: WARNING" not in plain.stderr and "nexus: INFO" not in plain.stderr, plain

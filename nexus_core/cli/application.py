@@ -500,7 +500,7 @@ def setup_logs(level: str | None, fmt: str) -> None:
     """Send logs to stderr at ``level`` (default warning) in ``fmt`` (text or json)."""
     from nexus_core import logs
 
-    logs.setup(level or "warning", fmt)
+    logs.setup(level or "warning", fmt, asked=level is not None)
 
 
 # --- nexusfile, plan, state ----------------------------------------------------------------

@@ -1227,3 +1227,21 @@ def test_preflight_checks_the_free_space_the_uploads_need(project: NexusProject,
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_log_level_info_names_each_connection(project: NexusProject, sshbed: SshBed) -> None:
+    """--log-level info logs connections (REQ: info is task start/complete and connections)."""
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}", "{REFUSED}"])
+        def t():
+            run("true")
+        """,
+        ssh_connect_timeout=3,
+    )
+    out = run(project, "run", "t", "--log-level", "info")
+    assert out.code == 3, out
+    assert re.search(rf"nexus: INFO: connected to {re.escape(H1)}:\d+ in \d+\.\d+s", out.stderr), out
+    assert f"nexus: WARNING: connection to {REFUSED}" in out.stderr, out
