@@ -257,6 +257,15 @@ def test_simulate_failure_says_who_runs_fails_and_is_skipped(project):
     assert "web-3: would execute normally" in keep.stdout and "lb: would be SKIPPED" in keep.stdout, keep
     nobody = project.run("run", "announce", "-n", "--simulate-failure", "db-9")
     assert nobody.code == 2 and "no task of this run uses that host" in nobody.stderr, nobody
+    assert "Re-run just the failed host later with -H web-2" in out.stdout
+
+
+def test_simulate_failure_of_a_local_run_does_not_advise_a_refused_h(nexus_project):
+    """It advised `-H local`, which a run of local tasks only refuses (exit 2)."""
+    nexus_project.write("from nexus_core import run, task\n\n@task\ndef build():\n    run('make')\n")
+    out = nexus_project.run("run", "build", "-n", "--simulate-failure", "local")
+    assert out.code == 0, out
+    assert "-H local" not in out.stdout and "`nexus resume` skips what already succeeded" in out.stdout, out
 
 
 def test_simulate_failure_asks_the_task_s_own_strategy(project):

@@ -371,7 +371,10 @@ def _what_if(plan: Plan, target: str, continue_on_error: bool, fmt: str, paralle
                 "Or a rolling rollout that tolerates some failures (max_fail_percentage=) with wait_for() "
                 "health checks, or a canary first (strategy='canary')"
             )
-    advice.append("Re-run just the failed host later with -H " + target)
+    if any(not hp.host.is_local for tp in plan.tasks.values() for hp in tp.hosts):
+        advice.append("Re-run just the failed host later with -H " + target)
+    else:  # -H on a run of local tasks only is refused: there is no host to choose
+        advice.append("Fix the failure, then run again: `nexus resume` skips what already succeeded")
     if fmt == "json":
         click.echo(json.dumps({"event": "what_if", "host": target, "tasks": tasks, "recommendations": advice}))
         return
