@@ -645,7 +645,9 @@ def _check_task(
                 out,
                 f"task {t.name!r} depends on undefined task {safe_repr(name)}",
                 where,
-                _did_you_mean(name, [n for n in project.tasks if n != t.name], "tasks"),
+                _did_you_mean(name, [n for n in project.tasks if n != t.name], "tasks")
+                if len(project.tasks) > 1
+                else f"no other task is defined: define a task {safe_repr(name)} or remove it from deps",
                 "undefined-task",
             )
         elif name == t.name:

@@ -955,3 +955,11 @@ def test_run_arguments_that_no_host_could_take_are_validation_errors(nexus_proje
     assert len(problem_lines(out)) == 6, out
     ran = nexus_project.run("run", "t", env={"NEXUS_LOAD_PLUGINS": ""})
     assert ran.code == EXIT_CONFIG and "FIRST" not in ran.stdout, ran  # nothing ran
+
+
+def test_the_only_task_depending_on_a_missing_one_is_not_told_no_tasks_are_defined(nexus_project: NexusProject) -> None:
+    text = write(nexus_project, '@task(deps=["build"])  # dep\ndef deploy():\n    run("true")\n')
+    out = validate(nexus_project)
+    assert_reported(out, line_of(text, "# dep"), "depends on undefined task 'build'",
+                    "no other task is defined: define a task 'build' or remove it from deps")  # fmt: skip
+    assert "no tasks are defined" not in out.stderr
