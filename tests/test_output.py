@@ -383,3 +383,15 @@ def test_log_levels_info_and_warning_log_the_run_s_milestones_on_stderr(nexus_pr
     assert [entry["level"] for entry in logged] == ["warning"], logged
     plain = nexus_project.run("run", "r")
     assert "nexus: WARNING" not in plain.stderr and "nexus: INFO" not in plain.stderr, plain
+
+
+def test_a_multi_line_command_reads_as_lines_in_the_tree_and_the_failure_report(nexus_project):
+    """It was one line joined by ^J: `Command: ^Jecho one^Jfalse^Jecho three^J`."""
+    nexus_project.write(
+        'from nexus_core import run, task\n\n@task\ndef t():\n    run("""\necho one\nfalse\necho three\n""")\n'
+    )
+    out = nexus_project.run("run", "t")
+    assert out.code == 1, out
+    assert "^J" not in out.stdout + out.stderr, out
+    assert "└─ echo one … (+2 lines) ✗" in out.stdout, out
+    assert "  Command: (3 lines)\n    echo one\n    false\n    echo three\n  Exit code: 1" in out.stderr, out

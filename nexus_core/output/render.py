@@ -9,7 +9,7 @@ import time
 from typing import IO, Any
 
 from nexus_core import events as ev
-from nexus_core.output.safe import clean, json_safe, terminal_safe
+from nexus_core.output.safe import brief_command, clean, json_safe, terminal_safe
 from nexus_core.output.style import Style, fmt_duration
 
 
@@ -177,12 +177,12 @@ class TreeRenderer(Renderer):
 
     def on_command_start(self, e: ev.CommandStart) -> None:
         host = self._host(e.task, e.host)
-        host.current = clean(e.command)
+        host.current = brief_command(e.command)
 
     def on_command_stop(self, e: ev.CommandStop) -> None:
         host = self._host(e.task, e.host)
         host.current = ""
-        entry = (clean(e.command), e.status, e.duration, clean(e.reason))
+        entry = (brief_command(e.command), e.status, e.duration, clean(e.reason))
         if host.commands and host.commands[-1][0] == e.command and e.attempt > 1:
             host.commands[-1] = entry
         else:

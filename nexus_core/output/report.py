@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus_core.exitcodes import ExitCode
 from nexus_core.model import Problem
-from nexus_core.output.safe import clean, terminal_safe
+from nexus_core.output.safe import clean, command_lines, terminal_safe
 from nexus_core.output.style import Style, fmt_duration
 
 if TYPE_CHECKING:
@@ -111,18 +111,19 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
     ctx: list[str] = [f"Hosts: {', '.join(hosts)}" if alike else f"Host: {f.host}", f"Task: {f.task}"]
     reason, details, suggestions = _split_reason(clean(f.reason, multiline=True), clean(f.hint, multiline=True))
     handler = _handler_of(f)
-    command = clean(f.command) + (f" (in handler {clean(handler)!r})" if handler else "")
+    in_handler = f" (in handler {clean(handler)!r})" if handler else ""
+    command = command_lines(f.command, in_handler)
     if f.status == "unreachable":
         headline = f"Connection to {f.host} failed"
         ctx.append(f"Reason: {reason}")
         ctx += [f"  {d}" for d in details]
         if f.succeeded_before:  # the connection was lost part-way: say which command was next
-            ctx.append(f"Command: {command}")
+            ctx += command
         if not suggestions:
             suggestions.append("Check the host with: nexus preflight " + f.task)
     elif f.status == "timeout":
         headline = "Command timed out"
-        ctx.append(f"Command: {command}")
+        ctx += command
         if f.cwd:
             ctx.append(f"Working directory: {f.cwd}")
         ctx.append(f"Timeout: {f.timeout:g}s" if f.timeout else f"Reason: {reason}")
@@ -133,7 +134,7 @@ def failure_block(style: Style, f: Failure, logs: str = "", verbose: bool = Fals
             suggestions.append("Raise the limit with run(..., timeout=SECONDS) or @task(timeout=SECONDS)")
     else:
         headline = "Command failed"
-        ctx.append(f"Command: {command}")
+        ctx += command
         if f.cwd:
             ctx.append(f"Working directory: {f.cwd}")
         if f.exit_code is not None:

@@ -72,6 +72,29 @@ def clean(text: str, *, multiline: bool = False) -> str:
     return pattern.sub(_visible, text)
 
 
+def brief_command(command: str) -> str:
+    """A command as one line of a tree: its first line, and how many more a multi-line
+    ``run()`` holds (``echo one … (+2 lines)``; shown whole, its line feeds were ``^J``)."""
+    lines = [line for line in command.strip("\n").split("\n") if line.strip()]
+    if len(lines) <= 1:
+        return clean(command.strip("\n"))
+    more = len(lines) - 1
+    return f"{clean(lines[0].strip())} … (+{more} line{'s' if more > 1 else ''})"
+
+
+def command_lines(command: str, suffix: str = "", limit: int = 20) -> list[str]:
+    """``Command: ...`` lines of a failure report: a multi-line command one line each, indented
+    under ``Command: (N lines)`` (at most ``limit``), instead of one line joined by ``^J``."""
+    lines = command.strip("\n").split("\n")
+    if len(lines) <= 1:
+        return [f"Command: {clean(command.strip(chr(10)))}{suffix}"]
+    out = [f"Command: ({len(lines)} lines){suffix}"]
+    out += [f"  {clean(line)}" for line in lines[:limit]]
+    if len(lines) > limit:
+        out.append(f"  ... (+{len(lines) - limit} more lines)")
+    return out
+
+
 def terminal_safe(text: str) -> str:
     """A block about to be printed, with Nexus's colour codes kept and every other control visible."""
     unsafe = _compiled(_UNSAFE)
