@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -289,6 +290,11 @@ def exception_problem(exc: BaseException, path: str, when: str, fallback: Locati
         message = f"the nexusfile called exit({safe_repr(exc.code)})"
     elif isinstance(exc, RecursionError):
         message = "RecursionError: maximum recursion depth exceeded"
+    elif isinstance(exc, TypeError):
+        fix = _api_call_fix(text)
+        if fix:  # a Nexus function called with a name it does not take: say which ones it does
+            return Problem(f"{message.removeprefix('TypeError: ')}", Location(path, line) if line else fallback,
+                           fix, "unknown-option")  # fmt: skip
     hint = f"raised {when}"
     if other is not None and line:
         hint += f" (in {other.path}:{other.line}, called from here)"
@@ -301,3 +307,27 @@ def exception_problem(exc: BaseException, path: str, when: str, fallback: Locati
 
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_UNEXPECTED = re.compile(r"^(\w+)\(\) got an unexpected keyword argument '(\w+)'$")
+
+
+def _api_call_fix(text: str) -> str:
+    """For ``upload() got an unexpected keyword argument 'recurse'`` about a function of the
+    nexusfile API: the nearest parameter it takes (``did you mean 'recursive'?``), else its
+    parameters; "" for anything else (the user's own functions keep Python's words)."""
+    import inspect
+
+    import nexus_core
+    from nexus_core.options import suggest
+
+    found = _UNEXPECTED.match(text)
+    if found is None or found.group(1) not in nexus_core.__all__:
+        return ""
+    try:
+        params = inspect.signature(getattr(nexus_core, found.group(1))).parameters.values()
+    except (TypeError, ValueError, AttributeError):
+        return ""
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    close = suggest(found.group(2), names)
+    if close:
+        return f"did you mean {close!r}?"
+    return f"{found.group(1)}() takes: " + ", ".join(names) if names else ""

@@ -963,3 +963,17 @@ def test_the_only_task_depending_on_a_missing_one_is_not_told_no_tasks_are_defin
     assert_reported(out, line_of(text, "# dep"), "depends on undefined task 'build'",
                     "no other task is defined: define a task 'build' or remove it from deps")  # fmt: skip
     assert "no tasks are defined" not in out.stderr
+
+
+def test_a_misspelt_keyword_of_any_api_function_gets_the_nearest_name(nexus_project: NexusProject) -> None:
+    """upload(recurse=True) was `TypeError: upload() got an unexpected keyword argument 'recurse'`
+    with no suggestion, unlike run(sudoo=) or @task(stratgy=)."""
+    nexus_project.write(
+        'from nexus_core import task, upload\n\n@task\ndef t():\n    upload("nexusfile.py", "/tmp/x/", recurse=True)\n'
+    )
+    out = validate(nexus_project)
+    assert_reported(out, 5, "upload() got an unexpected keyword argument 'recurse'", "did you mean 'recursive'?")
+    assert "TypeError" not in out.stderr
+    nexus_project.write("def helper():\n    pass\n\nhelper(nope=1)\n")  # the user's own function: Python's words
+    own = validate(nexus_project)
+    assert "TypeError: helper() got an unexpected keyword argument 'nope'" in own.stderr, own
