@@ -71,6 +71,24 @@ def _positive(name: str, example: str) -> Callable[[Any], str | None]:
     return check
 
 
+def _jumps(value: Any) -> str | None:
+    """Each hop of ``ssh_jump`` must be ``[user@]host[:port]`` (a list, or commas, for several):
+    a bad one passed ``nexus validate`` and failed every host of the run."""
+    from nexus_ssh.settings import SettingsError, _jump_list, parse_hop
+
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        return f"ssh_jump must be a host string or a list of host strings, not {value!r}"
+    hops = _jump_list(value)
+    if not hops and not (isinstance(value, str) and value.strip().lower() == "none"):
+        return "ssh_jump is empty: give [user@]host[:port], or leave the key out"
+    for hop in hops:
+        try:
+            parse_hop(hop)
+        except SettingsError as exc:
+            return str(exc)
+    return None
+
+
 def _rate(value: Any) -> str | None:
     from nexus_ssh.pacing import rate_problem
 
@@ -99,7 +117,7 @@ def config_options() -> list[Option]:
         ),
         Option("ssh_known_hosts_file", (str,), None, "known_hosts file"),
         Option("ssh_host_key_verification", (str,), "strict", "host key policy", choices=POLICIES),
-        Option("ssh_jump", (str, list), None, "jump host(s)"),
+        Option("ssh_jump", (str, list), None, "jump host(s)", check=_jumps),
         Option("ssh_pool_size", (int,), 4, "connections per host", minimum=1),
         Option(
             "ssh_connect_timeout",

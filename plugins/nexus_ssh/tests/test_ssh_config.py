@@ -436,6 +436,11 @@ def test_connect_settings_that_cannot_work_are_refused_by_validate(
         ("ssh_idle_timeout=0", "ssh_idle_timeout must be more than 0 seconds, not 0"),
         ("ssh_connect_attempts=0", "ssh_connect_attempts must be >= 1, not 0"),
         ("ssh_connect_attempts=101", "ssh_connect_attempts must be at most 100, not 101"),
+        # jump hosts were not checked at all: each passed validate and failed every host
+        ("ssh_jump=[5]", "ssh_jump must be a host string or a list of host strings, not [5]"),
+        ("ssh_jump='[::1'", "jump host '[::1': '[' without ']'"),
+        ("ssh_jump=''", "ssh_jump is empty"),
+        ("ssh_jump='a@b:99999'", "jump host 'a@b:99999': port 99999 out of range"),
     ]
     for setting, message in cases:
         project.write(
@@ -446,7 +451,7 @@ def test_connect_settings_that_cannot_work_are_refused_by_validate(
         assert "nexusfile.py:2" in out.stderr and message in out.stderr, out
     env = run(project, "validate", env={"NEXUS_SSH_CONNECT_TIMEOUT": "0"})
     assert env.code == 2 and "NEXUS_SSH_CONNECT_TIMEOUT" in env.stderr and "more than 0" in env.stderr, env
-    fine = "config(ssh_connect_timeout=0.5, ssh_idle_timeout=5, ssh_connect_attempts=1)"
+    fine = "config(ssh_connect_timeout=0.5, ssh_idle_timeout=5, ssh_connect_attempts=1, ssh_jump='u@[::1]:2,b')"
     project.write(f"from nexus_core import config, run, task\n{fine}\n@task\ndef t():\n    run('true')\n")
     assert run(project, "validate").code == 0
 
