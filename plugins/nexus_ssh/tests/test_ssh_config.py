@@ -451,7 +451,7 @@ def test_connect_settings_that_cannot_work_are_refused_by_validate(
         assert "nexusfile.py:2" in out.stderr and message in out.stderr, out
     env = run(project, "validate", env={"NEXUS_SSH_CONNECT_TIMEOUT": "0"})
     assert env.code == 2 and "NEXUS_SSH_CONNECT_TIMEOUT" in env.stderr and "more than 0" in env.stderr, env
-    fine = "config(ssh_connect_timeout=0.5, ssh_idle_timeout=5, ssh_connect_attempts=1, ssh_jump='u@[::1]:2,b')"
+    fine = "config(ssh_connect_timeout=0.5, ssh_idle_timeout=5, ssh_connect_attempts=1, ssh_jump='[::1]:2,b')"
     project.write(f"from nexus_core import config, run, task\n{fine}\n@task\ndef t():\n    run('true')\n")
     assert run(project, "validate").code == 0
 
