@@ -11,6 +11,7 @@ Nexus, so every problem is reported at once.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -110,6 +111,10 @@ def config(**options: Any) -> None:
         project.config_locations[key] = where
 
 
+#: A host group's name: what ``-H`` can name without reading it as a pattern.
+_GROUP_NAME = re.compile(r"^\w[\w.:-]*$")
+
+
 def hosts(
     name: str,
     *members: str | HostSpec | SourceSpec | list[str | HostSpec | SourceSpec],
@@ -139,6 +144,15 @@ def hosts(
         return
     if name == "local":
         _problem('"local" is reserved for the machine Nexus runs on', "give the group another name")
+        return
+    if not _GROUP_NAME.match(name) or name.startswith("tag:"):
+        # "!web", "web,db", "a b", "web*", "tag:web", "@file" are -H syntax: such a group could never be chosen
+        _problem(
+            f"host group name {safe_repr(name)} is not usable: -H reads !, &, @, commas, spaces, * ? [ ]"
+            " and tag: as patterns",
+            "use letters, digits, '_', '-', '.' and ':', starting with a letter, a digit or '_'",
+            code="bad-value",
+        )
         return
     if name in project.groups:
         _problem(

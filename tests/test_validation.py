@@ -977,3 +977,20 @@ def test_a_misspelt_keyword_of_any_api_function_gets_the_nearest_name(nexus_proj
     nexus_project.write("def helper():\n    pass\n\nhelper(nope=1)\n")  # the user's own function: Python's words
     own = validate(nexus_project)
     assert "TypeError: helper() got an unexpected keyword argument 'nope'" in own.stderr, own
+
+
+@pytest.mark.parametrize("name", ["!web", "web,db", "a b", "web*", "tag:web", "@file", "x\x1b[31m"])
+def test_a_group_name_that_h_would_read_as_a_pattern_is_refused(nexus_project: NexusProject, name: str) -> None:
+    """hosts("!web", ...) was accepted, and `-H '!web'` then said it matched nothing."""
+    nexus_project.write(f"from nexus_core import hosts, run, task\nhosts({name!r}, 'local')\n")
+    out = validate(nexus_project)
+    assert_reported(out, 2, "is not usable: -H reads", "use letters, digits")
+    assert "\x1b" not in out.stderr
+
+
+def test_group_names_with_dashes_dots_and_colons_stay_valid(nexus_project: NexusProject) -> None:
+    nexus_project.write(
+        "from nexus_core import hosts, run, task\nhosts('web-1', 'local')\nhosts('eu.prod:a', 'local')\n"
+        "\n@task(on='web-1')\ndef t():\n    run('true')\n"
+    )
+    assert nexus_project.run("validate").code == 0
