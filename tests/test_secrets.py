@@ -741,3 +741,16 @@ def test_a_team_store_is_the_project_store_before_the_nexusfile_exists(nexus_pro
     (p.root / ".nexus" / "team.key").rename(key)  # a clone: the store without its key
     opened = p.run("secret", "unlock", "--keyfile", str(key))
     assert opened.code == 0 and "Keyfile loaded successfully." in opened.stdout, opened
+
+
+def test_secret_list_lines_up_short_names_and_shows_controls_in_names(keyed):
+    assert keyed.run("secret", "set", "DB", input=VALUE).code == 0
+    listed = keyed.run("secret", "list")
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.index("UPDATED") == row.index(row.split()[1]), listed  # NAME was wider than "DB"
+    store = personal(keyed)
+    text = store.read_text()
+    assert '"DB"' in text
+    store.write_text(text.replace('"DB"', '"D\\u001b[31mB"'))  # a name edited by hand
+    odd = keyed.run("secret", "list")
+    assert "\x1b" not in odd.stdout + odd.stderr, odd

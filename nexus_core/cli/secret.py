@@ -237,10 +237,14 @@ def list_secrets(backend_name: str | None, fmt: str, config_path: str | None) ->
     if not infos:
         click.echo("No secrets. Add one with: nexus secret set NAME")
         return
-    width = max(len(i.name) for i in infos)
+    from nexus_core.output.safe import clean
+
+    # The names and dates are the file's, read without its key: shown with controls made visible.
+    rows = [(clean(i.name), clean(str(i.updated_at or "-")), clean(i.backend), clean(i.location)) for i in infos]
+    width = max(len("NAME"), *(len(r[0]) for r in rows))
     click.echo(f"{'NAME':<{width}}  {'UPDATED':<20}  {'BACKEND':<8}  WHERE")
-    for i in infos:
-        click.echo(f"{i.name:<{width}}  {i.updated_at or '-':<20}  {i.backend:<8}  {i.location}")
+    for name, updated, backend_name, where in rows:
+        click.echo(f"{name:<{width}}  {updated:<20}  {backend_name:<8}  {where}")
 
 
 @secret_group.command("delete")
