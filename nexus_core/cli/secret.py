@@ -116,9 +116,10 @@ def _errors(reference: str = "") -> Iterator[None]:
 def _read_value(name: str, from_file: str | None) -> str:
     """The value to store: a file's content, standard input (not a terminal) or a prompt without echo."""
     if from_file is not None:
+        from nexus_core.userfiles import read_small
+
         try:
-            with open(from_file, "rb") as fh:
-                data = fh.read()
+            data = read_small(from_file, 16 << 20)  # never /dev/zero or a FIFO read forever
         except OSError as exc:
             fail(ExitCode.CONFIG, f"Cannot read {from_file}: {exc.strerror or exc}")
         try:
