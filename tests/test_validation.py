@@ -994,3 +994,11 @@ def test_group_names_with_dashes_dots_and_colons_stay_valid(nexus_project: Nexus
         "\n@task(on='web-1')\ndef t():\n    run('true')\n"
     )
     assert nexus_project.run("validate").code == 0
+
+
+def test_validate_runs_a_where_over_written_out_hosts(nexus_project: NexusProject) -> None:
+    """validate said valid; the run then refused `where= raised ZeroDivisionError`."""
+    text = write(nexus_project, "hosts('g', 'local', where=lambda h: 1 / 0)  # where\n\n@task(on='g')\ndef t():\n"
+                                "    run('true')\n")  # fmt: skip
+    out = validate(nexus_project)
+    assert_reported(out, line_of(text, "# where"), "where= raised ZeroDivisionError", "return True or False")

@@ -566,6 +566,14 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
                 project = resolution.project
                 if resolution.waiting:
                     kwargs["waiting"] = _waiting_tasks(declared, resolution.waiting)
+        else:  # nexus validate: nothing discovered, but a where= over written-out hosts runs
+            from dataclasses import replace as with_
+
+            from nexus_core.discovery import static_where_problems
+
+            wrong = static_where_problems(project)
+            if wrong:
+                project = with_(project, problems=[*project.problems, *wrong])
         plan = build_plan(project, plugin_manager().registry, tasks, untargeted=_untargeted(resolution), **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)

@@ -181,6 +181,17 @@ def check(project: Project, registry: Registry, context: HostSourceContext | Non
     return out
 
 
+def static_where_problems(project: Project) -> list[Problem]:
+    """For ``nexus validate``, which discovers nothing: a ``where=`` of a group whose members
+    are all written out (no source) runs on them as a run would, so a function that raises is
+    reported (validate said valid, the run then refused it)."""
+    out: list[Problem] = []
+    for g in project.groups.values():
+        if callable(g.where) and g.members and not any(isinstance(m, SourceSpec) for m in g.members):
+            _where(g, g.members, out)
+    return out
+
+
 def _check_spec(
     spec: SourceSpec, registry: Registry, context: HostSourceContext, instances: dict[str, HostSource | None]
 ) -> list[Problem]:
