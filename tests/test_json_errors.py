@@ -104,3 +104,9 @@ def test_a_problem_without_a_line_has_a_null_line_not_line_0(nexus_project):
     (problem,) = json.loads(out.stdout.strip().splitlines()[-1])["problems"]
     assert problem["message"] == "no task named 'buidl'" and problem["hint"] == "did you mean 'build'?"
     assert problem["file"].endswith("nexusfile.py") and problem["line"] is None
+
+
+@pytest.mark.parametrize("command", ["resume", "logs"])
+def test_an_empty_run_id_is_refused_not_taken_as_the_newest_run(nexus_project, command):
+    out = nexus_project.run(command, "")
+    assert out.code == 2 and "An empty RUN_ID" in out.stderr, out

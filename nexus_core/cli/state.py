@@ -82,6 +82,8 @@ def resume(
     from the first command that did not finish.
     """
     setup_logs(log_level, log_format)
+    if run_id is not None and not run_id.strip():  # "" quietly meant the newest run
+        fail(ExitCode.CONFIG, "An empty RUN_ID", [], ["Leave it out for the newest run, or list runs: nexus pipelines"])
     store = open_store(required=True)
     assert store is not None
     with closing(store):
@@ -356,6 +358,8 @@ def logs(
     from nexus_core.logview import show_logs
 
     setup_logs(log_level, log_format)
+    if run_id is not None and not run_id.strip():  # "" quietly meant the newest run
+        fail(ExitCode.CONFIG, "An empty RUN_ID", [], ["Leave it out for the newest run, or list runs: nexus pipelines"])
 
     if policy_applies():
         from nexus_core.policy.gate import check
