@@ -915,6 +915,7 @@ def build_plan(
     )
     problems += _check_overrides(registry, config_override or {})
     problems += _unknown_windows(project, names)
+    problems += _unmatched_dry_run_rules(project)
     # A nexusfile that stopped loading half-way (a syntax error, an exception at its top level)
     # may define the requested tasks after the line that failed: that line is the problem.
     loaded = not any(p.code in ("syntax", "exception") for p in project.problems)
@@ -1066,6 +1067,28 @@ def build_plan(
         limit=host_limit.text if host_limit is not None else "",
         params=dict(params or {}),
     )
+
+
+def _unmatched_dry_run_rules(project: Project) -> list[Problem]:
+    """``require_dry_run(tasks=[...])`` names or patterns that match no task: a misspelt name
+    left the task it meant without the rule, and nothing said so."""
+    import fnmatch
+
+    rule = project.compliance.get("dry_run")
+    if not rule:
+        return []
+    names, _ttl = rule
+    where = project.compliance.get("dry_run_at")
+    return [
+        Problem(
+            f"require_dry_run: {name!r} matches no task",
+            where if isinstance(where, Location) else None,
+            _did_you_mean(name, project.tasks, "tasks"),
+            "undefined-task",
+        )
+        for name in names
+        if not any(fnmatch.fnmatchcase(t, name) for t in project.tasks)
+    ]
 
 
 def _unknown_windows(project: Project, names: Iterable[str]) -> list[Problem]:

@@ -1002,3 +1002,14 @@ def test_validate_runs_a_where_over_written_out_hosts(nexus_project: NexusProjec
                                 "    run('true')\n")  # fmt: skip
     out = validate(nexus_project)
     assert_reported(out, line_of(text, "# where"), "where= raised ZeroDivisionError", "return True or False")
+
+
+def test_a_require_dry_run_name_that_matches_no_task_is_reported(nexus_project: NexusProject) -> None:
+    """require_dry_run(tasks=["deplyo"]) was accepted: the task it meant ran without the rule."""
+    nexus_project.write(
+        "from nexus_core import require_dry_run, run, task\nrequire_dry_run(tasks=['deplyo', 'b*'])\n\n"
+        "@task\ndef deploy():\n    run('true')\n\n@task\ndef build():\n    run('true')\n"
+    )
+    out = validate(nexus_project)
+    assert_reported(out, 2, "require_dry_run: 'deplyo' matches no task", "did you mean 'deploy'?")
+    assert "'b*'" not in out.stderr  # a pattern that matches a task is fine

@@ -70,3 +70,6 @@ def require_dry_run(tasks: Sequence[Any] = (), ttl: float = DEFAULT_TTL) -> None
         _problem(f"require_dry_run: ttl must be a number of seconds > 0, not {ttl!r}", "ttl=3600", code="bad-value")
         return
     project.compliance["dry_run"] = (tuple(names), float(ttl))
+    from nexus_core.dsl import _caller
+
+    project.compliance["dry_run_at"] = _caller(project)  # where a name matching no task is reported
