@@ -331,6 +331,14 @@ def check_structure(
             )
             continue
         _bad_value(out, spec, value, where)
+    backend = project.config.get("secret_backend")
+    if isinstance(backend, str) and backend and backend not in registry.secret_backends:
+        # Said now, not at the first secret() of a run (which may be half-way through it).
+        why, hint = registry.missing("secret backend", backend, f"the {backend!r} secret backend")
+        known = ", ".join(sorted(registry.secret_backends)) or "none"
+        message = f"config(secret_backend={backend!r}): no such secret backend is installed"
+        _p(out, f"{message} ({why or f'installed: {known}'})", project.config_locations.get("secret_backend"),
+           hint or _did_you_mean(backend, registry.secret_backends, "backends"), "missing-plugin")  # fmt: skip
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
     _guarded(out, project.path, "while checking host sources", lambda: out.extend(_check_sources(project, registry)))
     if project.clouds:

@@ -409,6 +409,11 @@ def test_an_unknown_backend_names_the_package_to_install(keyed):
                 + '\nconfig(secret_backend="sops")\n')  # fmt: skip
     out = keyed.run("validate")
     assert out.code == 2 and "pip install nexus-sops" in out.stderr, out
+    # with no secret() at all, the setting is still checked (it was: only at the first secret())
+    keyed.write("from nexus_core import config, run, task\nconfig(secret_backend='vaul')\n\n@task\ndef t():\n"
+                "    run('true')\n")  # fmt: skip
+    unused = keyed.run("validate")
+    assert unused.code == 2 and "nexusfile.py:2: config(secret_backend='vaul'): no such secret backend" in unused.stderr
 
 
 @pytest.mark.hook("nexus_secret_backends")
