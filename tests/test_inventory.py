@@ -492,3 +492,12 @@ def test_a_limit_file_that_is_a_device_or_a_fifo_is_refused(tmp_path: Path):
     for path in ("/dev/zero", str(fifo)):
         with pytest.raises(LimitError, match="not a regular file"):
             parse_limit([f"@{path}"])
+
+
+def test_an_empty_ini_header_and_an_open_range_say_what_they_are():
+    assert problems("[]\nweb-1\n", "hosts.ini")[0][:2] == (1, "an empty section header")
+    # "x-[1:" read as host x-[1 and port '': "port '' is not a number"
+    assert problems('[groups.web]\nhosts = ["x-[1:"]\n', "h.toml")[0][:2] == (
+        2, "host 'x-[1:': a range is not closed or not of the form [01:20] or [a:f]")  # fmt: skip
+    assert [h.name for h in parse('[groups.web]\nhosts = ["[::1]", "y[a:b]z"]\n', "ok.toml").select()] == [
+        "[::1]", "yaz", "ybz"]  # fmt: skip

@@ -666,6 +666,11 @@ class _Reader:
             why = f"host {raw!r}: a host's name cannot be empty or hold spaces"
             self.problem(line, why, "give each host a name, e.g. web-1 (its address goes in ansible_host or address)")
             return []
+        if raw.count("[") != raw.count("]") or (("[" in raw) and not _RANGE.search(raw) and not raw.startswith("[")):
+            # web-[1: (a range left open) read as a host and a port: "port '' is not a number"
+            self.problem(line, f"host {raw!r}: a range is not closed or not of the form [01:20] or [a:f]",
+                         "write a range as web-[01:20] or db-[a:f]")  # fmt: skip
+            return []
         try:
             return expand_range(raw)
         except ValueError as exc:
@@ -786,8 +791,10 @@ class _Reader:
                 continue
             if line.startswith("["):
                 if not line.endswith("]") or len(line) < 3:
-                    self.problem(number, f"unclosed section header {line!r}", "write [group], [group:vars] or "
-                                 "[group:children]")  # fmt: skip
+                    what = f"unclosed section header {line!r}"
+                    if line.replace(" ", "") == "[]":
+                        what = "an empty section header"
+                    self.problem(number, what, "write [group], [group:vars] or [group:children]")
                     continue
                 name, _, kind = line[1:-1].strip().partition(":")
                 kind = kind or "hosts"
