@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from nexus_core.options import Option, suggest
+from nexus_core.options import Option, safe_repr, suggest
 from nexus_core.records import Record
 
 #: CLI options whose defaults the files and environment may set (they are not config() keys).
@@ -155,6 +155,9 @@ def read_file(path: str, options: Mapping[str, Option], strict: bool = True) -> 
         spec = options.get(key)
         if spec is None and (not strict or (key in SECTIONS and isinstance(value, dict))):
             continue
+        if spec is None and key in SECTIONS:  # `audit = 5`: a section given as a value
+            raise SettingsError(f"{key} must be a table ([{key}.sinks.NAME] ...), not {safe_repr(value)}", where,
+                                f"see docs/compliance.md for the [{key}] tables")  # fmt: skip
         if spec is None:
             close = suggest(key, options)
             hint = f"did you mean {close!r}?" if close else "known keys: " + ", ".join(sorted(options))

@@ -73,6 +73,10 @@ def test_bad_files_and_variables_are_clear_errors(nexus_project: NexusProject):
     nexus_project.write("parallel_limit = 0\n", name=".nexus/config.toml")
     low = nexus_project.run("run", "hello")
     assert low.code == 2 and "parallel_limit must be >= 1" in low.stderr and f"{path}:1" in low.stderr
+    nexus_project.write("audit = 5\n", name=".nexus/config.toml")  # said "unknown key" and listed 80 keys
+    section = nexus_project.run("run", "hello")
+    assert section.code == 2 and "audit must be a table ([audit.sinks.NAME] ...), not 5" in section.stderr, section
+    assert "known keys" not in section.stderr
     (nexus_project.root / ".nexus" / "config.toml").unlink()
     env = nexus_project.run("run", "hello", env={"NEXUS_PARALLEL_LIMIT": "many"})
     assert env.code == 2 and "environment variable NEXUS_PARALLEL_LIMIT" in env.stderr
