@@ -99,6 +99,10 @@ def _check_name(raw: str, name: str) -> None:
     if len(name) > 253:
         raise HostParseError(f"host {raw!r}: name longer than 253 characters")
     labels = name.removesuffix(".").split(".")
+    long = next((label for label in labels if len(label) > 63), None)
+    if long is not None:
+        raise HostParseError(f"host {raw!r} is not a valid host name: its part {long[:20] + '...'!r} is"
+                             f" {len(long)} characters long (63 at most between dots)")  # fmt: skip
     if not all(LABEL.fullmatch(label) for label in labels):
         raise HostParseError(
             f"host {raw!r}: {name!r} is not a valid host name (letters, digits, '-', '_' and '.' only)"

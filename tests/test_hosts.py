@@ -81,7 +81,7 @@ def test_transport_argument_and_prefix() -> None:
         ("-web", "not a valid host name"),
         ("web/1", "not a valid host name"),
         ("wéb", "not a valid host name"),
-        ("a" * 64, "not a valid host name"),
+        ("a" * 64, "not a valid host name: its part 'aaaaaaaaaaaaaaaaaaaa...' is 64 characters long"),
         ("a." * 130, "longer than 253"),
         ("999.1.1.1", "not a valid IPv4 address"),
         ("1.2.3", "not a valid IPv4 address"),
