@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import traceback
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -138,11 +139,15 @@ def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
         return None
     except jinja2.UndefinedError as exc:
         file, line = _template_frame(exc, path)
-        _problem(
-            f"template {_short(file, root)}:{line}: {exc.message}",
-            "pass it in vars={...}, or give a default: {{ name | default('...') }}",
-            code="template-undefined",
-        )
+        said = exc.message or "undefined"
+        hint = "pass it in vars={...}, or give a default: {{ name | default('...') }}"
+        attr = re.search(r"has no attribute '([^']+)'", said)
+        if attr is not None:  # {{ host.vars.role }}: Jinja says "'dict object' has no attribute 'role'"
+            key = attr.group(1)
+            said = f"{key!r} is not defined ({said})"
+            hint = (f"give {key!r} where that value comes from (vars={{...}}, the host's vars in host(...) or the"
+                    f" inventory), or a default: {{{{ ... .{key} | default('...') }}}}")  # fmt: skip
+        _problem(f"template {_short(file, root)}:{line}: {said}", hint, code="template-undefined")
         return None
     except UnicodeDecodeError as exc:
         _problem(f"template {shown}: not UTF-8 text ({exc.reason})", "save the template as UTF-8", code="bad-source")

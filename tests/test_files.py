@@ -894,3 +894,14 @@ def test_a_template_on_the_local_machine_sees_its_user_and_has_no_port(nexus_pro
     out = nexus_project.run("run", "port")
     assert out.code == 2, out
     assert "template port.j2:2: host.port: the local machine is not reached over a port" in out.stdout + out.stderr
+
+
+def test_an_undefined_host_variable_in_a_template_is_named(nexus_project: NexusProject) -> None:
+    """It said "'dict object' has no attribute 'role'" and advised vars={...}, which does not apply."""
+    (nexus_project.root / "app.j2").write_text("role={{ host.vars.role }}\n")
+    body = "template('app.j2', '/tmp/x/app')"
+    nexus_project.write(f"from nexus_core import task, template\n\n@task\ndef t():\n    {body}\n")
+    out = nexus_project.run("validate")
+    assert out.code == 2, out
+    assert "template app.j2:1: 'role' is not defined ('dict object' has no attribute 'role')" in out.stderr, out
+    assert "the host's vars in host(...) or the inventory" in out.stderr and "| default(" in out.stderr
