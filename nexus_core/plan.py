@@ -1198,7 +1198,9 @@ def _shared_downloads(task: str, path: str, host_plans: Sequence[HostPlan]) -> l
                     f"task {task!r}: download() writes {dest} from {len(hosts)} hosts ({', '.join(hosts[:3])}"
                     f"{', ...' if len(hosts) > 3 else ''}): each host's file would replace the last one's",
                     Location(path, lines[key]),
-                    'put the host in the local path, e.g. download(src, f"logs/{hostname()}/app.log")',
+                    'put the shard in the local path, e.g. download(src, f"logs/shard-{shard_id()}/app.log")'
+                    if len(set(hosts)) < len(hosts) or any(h.startswith("shard") for h in hosts)
+                    else 'put the host in the local path, e.g. download(src, f"logs/{hostname()}/app.log")',
                     "shared-download",
                 )
             )

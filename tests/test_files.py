@@ -905,3 +905,14 @@ def test_an_undefined_host_variable_in_a_template_is_named(nexus_project: NexusP
     assert out.code == 2, out
     assert "template app.j2:1: 'role' is not defined ('dict object' has no attribute 'role')" in out.stderr, out
     assert "the host's vars in host(...) or the inventory" in out.stderr and "| default(" in out.stderr
+
+
+def test_a_shared_download_hint_fits_the_task(nexus_project: NexusProject) -> None:
+    """In a sharded task every shard's hostname() is this machine's: the hint must name shard_id()."""
+    nexus_project.write(
+        "from nexus_core import download, task\n\n@task(parallel='sharded', shards=3)\ndef t():\n"
+        "    download('/etc/hostname', 'dl/h.txt')\n"
+    )
+    out = nexus_project.run("validate")
+    assert out.code == 2 and "download() writes" in out.stderr and "from 3 hosts (shard-0" in out.stderr, out
+    assert 'f"logs/shard-{shard_id()}/app.log"' in out.stderr and "hostname()" not in out.stderr, out
