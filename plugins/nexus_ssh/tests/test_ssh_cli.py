@@ -1176,56 +1176,51 @@ def test_preflight_checks_the_free_space_the_uploads_need(project: NexusProject,
     import shutil
     import tempfile
 
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
+    from nexus_core.testing.tmpfs import small_tmpfs
+
     tmp_path = Path(tempfile.mkdtemp(prefix="nexus-disk-", dir="/tmp"))  # the login user can look in it
     tmp_path.chmod(0o755)
-    small = tmp_path / "small"
-    small.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=1777", "tmpfs", str(small)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
     try:
-        (project.root / "big.bin").write_bytes(b"x" * (3 << 20))
-        (project.root / "small.txt").write_text("hello\n")
-        write(
-            project,
-            sshbed,
-            f"""
-            from nexus_core import upload
+        with small_tmpfs(tmp_path / "small") as small:
+            (project.root / "big.bin").write_bytes(b"x" * (3 << 20))
+            (project.root / "small.txt").write_text("hello\n")
+            write(
+                project,
+                sshbed,
+                f"""
+                from nexus_core import upload
 
-            @task(on=["{H1}"])
-            def fill():
-                upload("big.bin", "{small}/deeper/big.bin")
+                @task(on=["{H1}"])
+                def fill():
+                    upload("big.bin", "{small}/deeper/big.bin")
 
-            @task(on=["{H1}"])
-            def fits():
-                upload("small.txt", "{tmp_path}/not-yet/small.txt")
-            """,
-        )
-        full = run(project, "preflight", "fill")
-        assert full.code == 1, full  # neither a connection nor a configuration problem
-        assert "Disk Space" in full.stdout and f"{H1}: " in full.stdout, full
-        assert f"free on {small}, the uploads to {small}/deeper need 3.0 MB" in full.stdout, full
-        assert "--skip-disk-check" in full.stdout
-        assert not (small / "deeper").exists(), "a check creates nothing"
-        as_json = run(project, "preflight", "fill", "--format", "json")
-        assert as_json.code == 1, as_json
-        assert json.loads(as_json.stdout)["errors"][0]["category"] == "Disk Space", as_json
-        quiet = run(project, "preflight", "fill", "--format", "quiet")
-        assert quiet.code == 1 and quiet.stdout == "", quiet
-        assert "Pre-flight checks failed (1 error):" in quiet.stderr and "uploads to" in quiet.stderr, quiet
-        skipped = run(project, "preflight", "fill", "--skip-disk-check")
-        assert skipped.code == 0 and "Disk Space" not in skipped.stdout, skipped
-        fits = run(project, "preflight", "fits")
-        assert fits.code == 0 and "(uploads: 0.0 MB)" in fits.stdout, fits
-        assert run(project, "preflight", "fits", "--format", "quiet").stdout == ""
-        dry = run(project, "run", "fill", "-n")
-        said = "not checked: a dry run executes nothing on hosts (`nexus preflight TASK` runs df)"
-        assert said in dry.stdout, dry
+                @task(on=["{H1}"])
+                def fits():
+                    upload("small.txt", "{tmp_path}/not-yet/small.txt")
+                """,
+            )
+            full = run(project, "preflight", "fill")
+            assert full.code == 1, full  # neither a connection nor a configuration problem
+            assert "Disk Space" in full.stdout and f"{H1}: " in full.stdout, full
+            assert f"free on {small}, the uploads to {small}/deeper need 3.0 MB" in full.stdout, full
+            assert "--skip-disk-check" in full.stdout
+            assert not (small / "deeper").exists(), "a check creates nothing"
+            as_json = run(project, "preflight", "fill", "--format", "json")
+            assert as_json.code == 1, as_json
+            assert json.loads(as_json.stdout)["errors"][0]["category"] == "Disk Space", as_json
+            quiet = run(project, "preflight", "fill", "--format", "quiet")
+            assert quiet.code == 1 and quiet.stdout == "", quiet
+            assert "Pre-flight checks failed (1 error):" in quiet.stderr, quiet
+            assert "uploads to" in quiet.stderr, quiet
+            skipped = run(project, "preflight", "fill", "--skip-disk-check")
+            assert skipped.code == 0 and "Disk Space" not in skipped.stdout, skipped
+            fits = run(project, "preflight", "fits")
+            assert fits.code == 0 and "(uploads: 0.0 MB)" in fits.stdout, fits
+            assert run(project, "preflight", "fits", "--format", "quiet").stdout == ""
+            dry = run(project, "run", "fill", "-n")
+            said = "not checked: a dry run executes nothing on hosts (`nexus preflight TASK` runs df)"
+            assert said in dry.stdout, dry
     finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -352,15 +352,9 @@ def test_host_side_problems_are_named_and_nothing_is_half_written(
 def test_a_full_disk_is_reported_and_leaves_nothing(
     project: NexusProject, sshbed: SshBed, folder: Path
 ) -> None:
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    small = folder / "small"
-    small.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=1777", "tmpfs", str(small)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    try:
+    from nexus_core.testing.tmpfs import small_tmpfs
+
+    with small_tmpfs(folder / "small") as small:
         big_file(project.root / "big.bin", 3)
         write(
             project,
@@ -375,8 +369,6 @@ def test_a_full_disk_is_reported_and_leaves_nothing(
         assert out.code == 1, out
         assert "no space left" in out.stderr and str(small) in out.stderr and H1 in out.stderr, out
         assert list(small.iterdir()) == [], "neither the file nor its temporary file stays"
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_a_tree_goes_to_three_hosts_and_comes_back(
