@@ -212,17 +212,18 @@ def test_cancel_asks_then_stops_the_run_like_ctrl_c(nexus_project, monkeypatch):
     assert result.status == "interrupted" and result.exit_code == 130
 
 
-def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatch):
-    from nexus_core.output.render import QuietRenderer
+def _detach(nexus_project: Any, monkeypatch: pytest.MonkeyPatch, source: str, renderer: Any) -> Any:
+    """Run the ``slow`` task of ``source`` on the dashboard, leave it with q then d while the
+    task waits, let the run end: (the run's result, what was said, what ``renderer`` printed)."""
     from nexus_core.output.style import Style
     from nexus_core.tui.live import DashboardRun
 
-    nexus_project.write(WAITING)
+    nexus_project.write(source)
     _env(nexus_project, monkeypatch)
     said: list[str] = []
     printed: list[str] = []
 
-    class Plain(QuietRenderer):
+    class Plain(renderer):  # type: ignore[misc,valid-type]
         def write(self, text: str) -> None:
             printed.append(text)
 
@@ -240,7 +241,13 @@ def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatc
     assert app.return_value == "detach"
     assert dash.running()
     Path(nexus_project.root, "go").write_text("")
-    result = dash.finish(app.return_value)
+    return dash.finish(app.return_value), said, printed
+
+
+def test_quit_while_running_hands_over_to_plain_output(nexus_project, monkeypatch):
+    from nexus_core.output.render import QuietRenderer
+
+    result, said, printed = _detach(nexus_project, monkeypatch, WAITING, QuietRenderer)
     assert result.status == "ok"
     assert said == ["nexus: dashboard closed; the run goes on with plain output"]
     assert any(line.startswith("✓ slow") for line in printed), printed
@@ -250,33 +257,9 @@ def test_plain_output_taking_over_first_shows_what_the_dashboard_showed(nexus_pr
     """Leaving the dashboard mid-run (q, d) printed only what came after: a task that had
     ended while it was open never appeared in the terminal's output."""
     from nexus_core.output.render import TreeRenderer
-    from nexus_core.output.style import Style
-    from nexus_core.tui.live import DashboardRun
 
     early = '@task\ndef early():\n    run("echo early-output")\n\n@task(deps=[early])\ndef slow'
-    nexus_project.write(WAITING.replace("@task\ndef slow", early))
-    _env(nexus_project, monkeypatch)
-    said: list[str] = []
-    printed: list[str] = []
-
-    class Plain(TreeRenderer):
-        def write(self, text: str) -> None:
-            printed.append(text)
-
-    dash = DashboardRun(lambda: Plain(Style(False, False, True, False)), say=said.append)
-    dash.start(_session(nexus_project, ["slow"], dash))
-    app = dash.make_app()
-
-    async def drive() -> None:
-        async with app.run_test(size=(120, 40)) as pilot:
-            assert await until(pilot, lambda: "started" in _log_text(app))
-            await pilot.press("q")
-            await pilot.press("d")
-
-    asyncio.run(drive())
-    assert dash.running()
-    Path(nexus_project.root, "go").write_text("")
-    result = dash.finish(app.return_value)
+    result, said, printed = _detach(nexus_project, monkeypatch, WAITING.replace("@task\ndef slow", early), TreeRenderer)
     assert result.status == "ok"
     assert said == ["nexus: dashboard closed; the run goes on with plain output"]
     text = "\n".join(printed)
