@@ -783,13 +783,15 @@ def _secret_to_file(
         if not ok:
             _problem(f"secret(): {key}={safe_repr(value)} is not valid", f"{key}= takes {what}", code="bad-value")
             bad = True
-    from nexus_core.files import _mode
+    from nexus_core.modes import check_mode
 
     # as upload()'s: 0o600 or "600"; mode=600 (decimal: 0o1130, the owner cannot read) is refused
-    mode_ok, bits = _mode("secret", mode) if mode is not None else (False, None)
+    bits, wrong = check_mode("secret", mode)
     if mode is None:
-        _problem("secret(): mode=None is not valid", "mode= takes file permissions, e.g. mode=0o600", code="bad-value")
-    bad = bad or not mode_ok
+        wrong = ("secret(): mode=None is not valid", "mode= takes file permissions, e.g. mode=0o600")
+    if wrong is not None:
+        _problem(wrong[0], wrong[1], code="bad-value")
+        bad = True
     mode = bits
     if remote_only and rec.host.is_local:
         _problem(

@@ -74,11 +74,11 @@ def _positive(name: str, example: str) -> Callable[[Any], str | None]:
 def _jumps(value: Any) -> str | None:
     """Each hop of ``ssh_jump`` must be ``[user@]host[:port]`` (a list, or commas, for several):
     a bad one passed ``nexus validate`` and failed every host of the run."""
-    from nexus_ssh.settings import SettingsError, _jump_list, parse_hop
+    from nexus_ssh.hops import SettingsError, jump_list, parse_hop
 
     if isinstance(value, list) and not all(isinstance(v, str) for v in value):
         return f"ssh_jump must be a host string or a list of host strings, not {value!r}"
-    hops = _jump_list(value)
+    hops = jump_list(value)
     if not hops and not (isinstance(value, str) and value.strip().lower() == "none"):
         return "ssh_jump is empty: give [user@]host[:port], or leave the key out"
     for hop in hops:

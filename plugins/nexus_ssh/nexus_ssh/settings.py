@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nexus_ssh.hops import SettingsError as SettingsError  # re-exported: raised by the resolver
+from nexus_ssh.hops import jump_list as _jump_list
+from nexus_ssh.hops import parse_hop as parse_hop
 from nexus_ssh.options import POLICIES
 
 if TYPE_CHECKING:
@@ -74,10 +77,6 @@ class ConnectSpec:
     def pool_key(self) -> tuple[object, ...]:
         """Connections with equal keys are interchangeable."""
         return (self.target, self.hops, self.proxy_command)
-
-
-class SettingsError(ValueError):
-    """A setting that cannot be used (bad jump host string, unreadable ssh config...)."""
 
 
 # --- OpenSSH client config ---------------------------------------------------------------
@@ -250,51 +249,6 @@ def _metadata_stand_in() -> Any:
 def _set(config: Mapping[str, Any], key: str) -> Any:
     value = config.get(key)
     return None if value is None else value
-
-
-def parse_hop(text: str) -> tuple[str | None, str, int | None]:
-    """Split ``[user@]host[:port]`` (``[v6]:port`` too) into (user, host, port)."""
-    raw = text
-    text = text.strip()
-    if not text:
-        raise SettingsError("empty jump host")
-    user: str | None = None
-    if "@" in text:
-        user, _, text = text.rpartition("@")
-    port: int | None = None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise SettingsError(f"jump host {raw!r}: '[' without ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise SettingsError(f"jump host {raw!r}: bad port after ']'")
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        if not port_text.isdigit():
-            raise SettingsError(f"jump host {raw!r}: port {port_text!r} is not a number")
-        port = int(port_text)
-    else:
-        host = text
-    if port is not None and not 1 <= port <= 65535:
-        raise SettingsError(f"jump host {raw!r}: port {port} out of range")
-    if not host:
-        raise SettingsError(f"jump host {raw!r} has no host name")
-    return user or None, host, port
-
-
-def _jump_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else list(value)
-    out: list[str] = []
-    for item in items:
-        out += [p.strip() for p in str(item).split(",") if p.strip()]
-    if len(out) == 1 and out[0].lower() == "none":
-        return []
-    return out
 
 
 def _policy_from_ssh(value: str | None) -> str | None:
