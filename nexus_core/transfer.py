@@ -1776,6 +1776,13 @@ def _look(
         if top.kind == "missing" and top.parent == "readonly" and not op.sudo:
             raise TransferError(f"permission denied: cannot create {op.dest} on {host.label}",
                                 "- pass sudo=True to write as root")  # fmt: skip
+        if top.kind == "missing" and top.parent == "missing" and not op.sudo:
+            # Several folders to make: mkdir -p needs the nearest one that exists to be writable
+            # (a dry run said "would change" where the run then failed with mkdir's words).
+            above = _nearest_unwritable(executor, host, root, cancel)
+            if above:
+                raise TransferError(f"permission denied: cannot create {op.dest} on {host.label}: the login user"
+                                    f" may not write in {above}", "- pass sudo=True to write as root")  # fmt: skip
     odd = [it.dest for it, st in zip(items, states, strict=True) if st.kind == "other"]
     what = dict(zip(odd, _what(executor, host, odd, op.sudo, cancel), strict=True)) if odd else {}
     for it, st in zip(items, states, strict=True):
@@ -1784,6 +1791,19 @@ def _look(
         it.state = st
         _decide(op, it, host, what.get(it.dest, ""))
     return items, folders, new_folders
+
+
+def _nearest_unwritable(executor: Executor, host: Host, path: str, cancel: Cancel | None) -> str:
+    """The nearest existing folder above ``path`` on ``host`` when the login user may not write
+    in it (so ``mkdir -p`` would fail); "" when it is writable or cannot be told."""
+    script = (f"p={shlex.quote(path)}; n=0; while [ ! -e \"$p\" ] && [ \"$n\" -lt 256 ]; do "
+              'p=$(dirname -- "$p"); n=$((n+1)); done; [ -w "$p" ] || printf "NXRO %s\\n" "$p"')  # fmt: skip
+    try:
+        result, lines = _run_script(executor, host, script, False, 30, cancel)
+    except Exception:  # noqa: BLE001 - a look only: the writes say why they fail
+        return ""
+    found = [line[5:] for line in lines if line.startswith("NXRO ")] if result.ok else []
+    return found[0] if found else ""
 
 
 def _empty_folders(items: Sequence[_Item], folders: Sequence[str]) -> list[str]:

@@ -765,8 +765,9 @@ def test_a_tree_with_an_empty_folder_and_inner_links_arrives_over_ssh(
 def test_a_tree_into_folders_the_login_user_may_not_make_says_why(
     project: NexusProject, sshbed: SshBed, folder: Path
 ) -> None:
-    """A recursive upload whose folders cannot be made said only 'exit code 1': mkdir's own
-    words (permission denied, which folder) and the sudo advice are in the report."""
+    """A recursive upload whose folders cannot be made said only 'exit code 1': which folder
+    and the sudo advice are in the report. The dry run says so too: it said "would change"
+    (only the destination's direct parent was looked at, and it did not exist either)."""
     locked = folder / "locked"
     locked.mkdir(mode=0o755)
     shutil.chown(locked, "root", "root")
@@ -781,9 +782,12 @@ def test_a_tree_into_folders_the_login_user_may_not_make_says_why(
             upload("dist/", "{locked}/app/", recursive=True)
     """,
     )
+    said = f"on {H1}: the login user may not write in {locked}"
+    dry = run(project, "run", "ship", "-n")
+    assert f"permission denied: cannot create {locked}/app/" in dry.stdout and said in dry.stdout, dry
     out = run(project, "run", "ship")
     assert out.code == 1, out
-    assert "Permission denied" in out.stderr and f"{locked}/app" in out.stderr, out
+    assert f"permission denied: cannot create {locked}/app" in out.stderr and said in out.stderr, out
     assert "sudo=True" in out.stderr, out
     assert list(locked.iterdir()) == []
 
