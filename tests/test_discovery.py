@@ -927,3 +927,12 @@ def test_a_config_value_of_the_wrong_type_stops_the_run_before_any_source_is_ask
         assert out.code == 2, (args, out)
         assert "config(): parallel_limit must be" in out.stderr, (args, out)
         assert "no-such-inventory" not in out.stderr, (args, out)
+
+
+def test_discover_without_a_source_name_is_said_once(nexus_project) -> None:
+    """discover(5) said "needs the name of a host source", then "no '5' host source is installed"."""
+    nexus_project.write("from nexus_core import discover, hosts, run, task\nhosts('g', discover(5))\n\n"
+                        "@task(on='g')\ndef t():\n    run('true')\n")  # fmt: skip
+    out = nexus_project.run("validate")
+    assert out.code == 2 and "discover() needs the name of a host source, got 5" in out.stderr, out
+    assert "host source is installed" not in out.stderr and "Validation failed\n" in out.stderr, out

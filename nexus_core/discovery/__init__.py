@@ -198,6 +198,8 @@ def _check_spec(
     out: list[Problem] = []
     where = spec.location
     name = spec.source
+    if not name:  # discover() without a source name: reported where it was called
+        return out
     if name not in BUILTIN_SOURCES and name not in registry.host_sources:
         why, hint = registry.missing("host source", name, f"the {name!r} host source")
         close = suggest(name, source_names(registry))
