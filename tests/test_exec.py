@@ -140,3 +140,12 @@ def test_an_at_file_that_holds_no_hosts_is_named_by_its_lines_never_printed(nexu
             assert out.code == 2, out
             assert ".env:1: the pattern on this line" in said, out
             assert "hunter2" not in said and "TOKEN" not in said, out
+
+
+def test_a_bare_word_in_a_project_without_hosts_says_it_is_tried_as_a_host(nexus_project):
+    """README's `nexus exec web -- uptime` in a project declaring no hosts said only
+    "Cannot resolve host name 'web'" (exit 3): nothing told that no group 'web' exists."""
+    nexus_project.write("from nexus_core import run, task\n\n@task\ndef t():\n    run('true')\n")
+    out = nexus_project.run("exec", "nexus-no-such-group", "--", "uptime")
+    assert out.code == 3, out
+    assert "Note: 'nexus-no-such-group' is not a group of the nexusfile (it declares no hosts)" in out.stderr, out

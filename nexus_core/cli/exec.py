@@ -276,6 +276,14 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
             if inventory and not _GLOB & set(term.pattern) and not term.where:
                 hints.append(f"A host by that name: add it to hosts(...) or write it as user@{term.pattern}")
             continue
+        if (
+            not inventory
+            and not term.where
+            and not project.path.endswith("(nexus exec)")
+            and not (bracketed or _looks_like_host(term.pattern))
+        ):  # a nexusfile without hosts: a bare word may have meant a group (README: `nexus exec web`)
+            click.echo(f"Note: {term.pattern!r} is not a group of the nexusfile (it declares no hosts): "
+                       "trying it as a host name", err=True)  # fmt: skip
         try:
             host = parse_host(term.pattern)
         except HostParseError as exc:
