@@ -22,6 +22,7 @@ from typing import Any
 from nexus_core.dsl import _RECORDER, NexusfileError, _caller, _problem, notify_names
 from nexus_core.model import Project, Transfer
 from nexus_core.options import safe_repr
+from nexus_core.userfiles import special_kind
 
 __all__ = ["download", "template", "upload"]
 
@@ -205,14 +206,6 @@ def _tree_problems_in_plan(folder: str, project: Project | None) -> dict[str, li
     return found
 
 
-_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-            (stat.S_ISBLK, "a block device"))  # fmt: skip
-
-
-def _special(mode: int) -> str:
-    return next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
-
-
 def tree_problems(folder: str) -> dict[str, list[str]]:
     """What a recursive upload of ``folder`` refuses, by kind (see :data:`_TREE_PROBLEMS`),
     each entry shown relative to the folder (``pipe (a FIFO)``, ``out -> /etc/hostname``).
@@ -264,7 +257,7 @@ def tree_problems(folder: str) -> dict[str, list[str]]:
                 elif not os.path.realpath(e.path).startswith(prefix):
                     add("outside", e.path, f" -> {target}")
                 elif not stat.S_ISREG(st.st_mode):
-                    add("special", e.path, f" ({_special(st.st_mode)})")
+                    add("special", e.path, f" ({special_kind(st.st_mode)})")
                 elif not os.access(e.path, os.R_OK):
                     add("unreadable", e.path)
             else:
@@ -272,7 +265,7 @@ def tree_problems(folder: str) -> dict[str, list[str]]:
                     mode = e.stat(follow_symlinks=False).st_mode
                 except OSError:
                     mode = 0
-                add("special", e.path, f" ({_special(mode)})")
+                add("special", e.path, f" ({special_kind(mode)})")
     return {kind: sorted(entries) for kind, entries in found.items()}
 
 

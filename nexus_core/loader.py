@@ -44,16 +44,25 @@ def find_nexusfile(explicit: str | None = None, start: str | None = None) -> str
         if not os.path.isfile(path):
             raise NexusfileNotFound(f"{path}{source} is not a regular file (a nexusfile is a Python file)")
         return path
+    found = nearest_file(NEXUSFILE, start)
+    if found is None:
+        raise NexusfileNotFound(f"no {NEXUSFILE} in {os.path.abspath(start or os.getcwd())} or its parents")
+    return found
+
+
+def nearest_file(name: str, start: str | None = None) -> str | None:
+    """The file ``name`` (a relative path) in ``start`` (default: here) or its nearest parent
+    that holds it; None when none does."""
     folder = os.path.abspath(start or os.getcwd())
-    for _ in range(256):
-        candidate = os.path.join(folder, NEXUSFILE)
+    for _ in range(256):  # bounded: a path has fewer parts
+        candidate = os.path.join(folder, name)
         if os.path.isfile(candidate):
             return candidate
         parent = os.path.dirname(folder)
         if parent == folder:
             break
         folder = parent
-    raise NexusfileNotFound(f"no {NEXUSFILE} in {os.path.abspath(start or os.getcwd())} or its parents")
+    return None
 
 
 @contextmanager
@@ -293,8 +302,8 @@ def exception_problem(exc: BaseException, path: str, when: str, fallback: Locati
     elif isinstance(exc, TypeError):
         fix = _api_call_fix(text)
         if fix:  # a Nexus function called with a name it does not take: say which ones it does
-            return Problem(f"{message.removeprefix('TypeError: ')}", Location(path, line) if line else fallback,
-                           fix, "unknown-option")  # fmt: skip
+            return Problem(message.removeprefix("TypeError: "), Location(path, line) if line else fallback, fix,
+                           "unknown-option")  # fmt: skip
     hint = f"raised {when}"
     if other is not None and line:
         hint += f" (in {other.path}:{other.line}, called from here)"

@@ -334,11 +334,11 @@ def check_structure(
     backend = project.config.get("secret_backend")
     if isinstance(backend, str) and backend and backend not in registry.secret_backends:
         # Said now, not at the first secret() of a run (which may be half-way through it).
-        why, hint = registry.missing("secret backend", backend, f"the {backend!r} secret backend")
-        known = ", ".join(sorted(registry.secret_backends)) or "none"
-        message = f"config(secret_backend={backend!r}): no such secret backend is installed"
-        _p(out, f"{message} ({why or f'installed: {known}'})", project.config_locations.get("secret_backend"),
-           hint or _did_you_mean(backend, registry.secret_backends, "backends"), "missing-plugin")  # fmt: skip
+        from nexus_core.secrets.resolve import missing_backend
+
+        detail, hint = missing_backend(registry, backend) or ("", "")
+        _p(out, f"config(secret_backend={backend!r}): no such secret backend is installed ({detail})",
+           project.config_locations.get("secret_backend"), hint, "missing-plugin")  # fmt: skip
     _guarded(out, project.path, "while checking the host groups", _check_groups, project, out)
     _guarded(out, project.path, "while checking host sources", lambda: out.extend(_check_sources(project, registry)))
     if project.clouds:
@@ -1030,7 +1030,8 @@ def build_plan(
                         "empty-task",
                     )
                 )
-            problems.extend(_shared_downloads(name, project.path, host_plans))
+            sharded = dict(t.extra).get("parallel") == "sharded"
+            problems.extend(_shared_downloads(name, project.path, host_plans, sharded))
             if structural or problems:
                 continue
             try:
@@ -1176,7 +1177,7 @@ def _shared_artifacts(project: Project, tasks: Mapping[str, TaskPlan]) -> list[P
     return out
 
 
-def _shared_downloads(task: str, path: str, host_plans: Sequence[HostPlan]) -> list[Problem]:
+def _shared_downloads(task: str, path: str, host_plans: Sequence[HostPlan], sharded: bool) -> list[Problem]:
     """A ``download()`` that several hosts of a task would write to the same local path: each
     would replace the last one's file, silently. One problem per such operation."""
     from nexus_core.model import Transfer
@@ -1199,7 +1200,7 @@ def _shared_downloads(task: str, path: str, host_plans: Sequence[HostPlan]) -> l
                     f"{', ...' if len(hosts) > 3 else ''}): each host's file would replace the last one's",
                     Location(path, lines[key]),
                     'put the shard in the local path, e.g. download(src, f"logs/shard-{shard_id()}/app.log")'
-                    if len(set(hosts)) < len(hosts) or any(h.startswith("shard") for h in hosts)
+                    if sharded  # every local shard's hostname() is this machine's
                     else 'put the host in the local path, e.g. download(src, f"logs/{hostname()}/app.log")',
                     "shared-download",
                 )

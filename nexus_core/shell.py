@@ -537,3 +537,9 @@ def temp_name(name: str, tail: str) -> str:
     # a character cut in two stays two bytes, which surrogateescape gives back as they were
     short = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "surrogateescape")
     return f".{short}~{digest}{tail}"
+
+
+def nearest_existing(var: str) -> str:
+    """Shell text moving ``$VAR`` up, one ``dirname`` at a time (256 at most), to the nearest
+    path that exists: the folder ``mkdir -p`` would start from, and one ``df`` can look at."""
+    return f'n=0; while [ ! -e "${var}" ] && [ "$n" -lt 256 ]; do {var}=$(dirname -- "${var}"); n=$((n+1)); done'

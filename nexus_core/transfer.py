@@ -66,7 +66,7 @@ from nexus_core.api import (
     TransferResult,
 )
 from nexus_core.model import Command, Host, Transfer
-from nexus_core.shell import temp_name
+from nexus_core.shell import nearest_existing, temp_name
 
 __all__ = [
     "PROGRESS_MIN_BYTES",
@@ -1796,8 +1796,7 @@ def _look(
 def _nearest_unwritable(executor: Executor, host: Host, path: str, cancel: Cancel | None) -> str:
     """The nearest existing folder above ``path`` on ``host`` when the login user may not write
     in it (so ``mkdir -p`` would fail); "" when it is writable or cannot be told."""
-    script = (f"p={shlex.quote(path)}; n=0; while [ ! -e \"$p\" ] && [ \"$n\" -lt 256 ]; do "
-              'p=$(dirname -- "$p"); n=$((n+1)); done; [ -w "$p" ] || printf "NXRO %s\\n" "$p"')  # fmt: skip
+    script = f'p={shlex.quote(path)}; {nearest_existing("p")}; [ -w "$p" ] || printf "NXRO %s\\n" "$p"'
     try:
         result, lines = _run_script(executor, host, script, False, 30, cancel)
     except Exception:  # noqa: BLE001 - a look only: the writes say why they fail

@@ -13,19 +13,27 @@ import errno
 import os
 import stat
 
-__all__ = ["MAX_BYTES", "check_regular", "read_small"]
+__all__ = ["MAX_BYTES", "check_regular", "read_small", "special_kind"]
 
 #: The largest file :func:`read_small` reads by default (an inventory of 100,000 hosts with
 #: their variables is a few MB).
 MAX_BYTES = 64 << 20
 
 
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))  # fmt: skip
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is not a regular one is (``a FIFO``, ``a character device``...), from its mode."""
+    return next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+
+
 def check_regular(path: str) -> None:
     """``OSError`` unless ``path`` is a regular file (looked at without opening it, so a FIFO never blocks)."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        what = "a folder" if stat.S_ISDIR(mode) else "a device, a FIFO or a socket"
-        raise OSError(errno.EINVAL, f"it is {what}, not a regular file", path)
+        raise OSError(errno.EINVAL, f"it is {special_kind(mode)}, not a regular file", path)
 
 
 def read_small(path: str, max_bytes: int = MAX_BYTES) -> bytes:

@@ -394,14 +394,21 @@ def config_option(f: F) -> F:
 
 def format_option(f: F) -> F:
     """``--format text|json``, passed to the command as ``fmt``."""
+    return formats("text", "json", help="Output for people (text) or scripts (json); default from NEXUS_FORMAT or "
+                   "config.toml.")(f)  # fmt: skip
+
+
+def formats(*choices: str, help: str) -> Callable[[F], F]:
+    """``--format`` with these ``choices`` (``nexus preflight`` adds ``quiet``), passed as ``fmt``;
+    the default from ``NEXUS_FORMAT`` or config.toml, else text."""
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(["text", "json"]),
+        type=click.Choice(list(choices)),
         default=lambda: setting_default("format"),
         show_default="text",
-        help="Output for people (text) or scripts (json); default from NEXUS_FORMAT or config.toml.",
-    )(f)
+        help=help,
+    )
 
 
 def hosts_option(help: str) -> Callable[[F], F]:
@@ -567,13 +574,13 @@ def make_plan(project: Project, tasks: Sequence[str], fmt: str, **kwargs: Any) -
                 if resolution.waiting:
                     kwargs["waiting"] = _waiting_tasks(declared, resolution.waiting)
         else:  # nexus validate: nothing discovered, but a where= over written-out hosts runs
-            from dataclasses import replace as with_
+            from dataclasses import replace
 
             from nexus_core.discovery import static_where_problems
 
             wrong = static_where_problems(project)
             if wrong:
-                project = with_(project, problems=[*project.problems, *wrong])
+                project = replace(project, problems=[*project.problems, *wrong])
         plan = build_plan(project, plugin_manager().registry, tasks, untargeted=_untargeted(resolution), **kwargs)
     except ValidationFailed as exc:
         show_problems(exc.problems, fmt)

@@ -171,6 +171,10 @@ def exec_command(
 # --- the target ----------------------------------------------------------------------------
 
 
+#: The file name of the empty project ``nexus exec`` uses where there is no nexusfile.
+NO_NEXUSFILE = "(nexus exec)"
+
+
 def _project(config_path: str | None) -> Project:
     """The nexusfile's project, or an empty one (config files and NEXUS_* still apply) without one."""
     from nexus_core.loader import NexusfileNotFound, find_nexusfile
@@ -181,7 +185,7 @@ def _project(config_path: str | None) -> Project:
     except NexusfileNotFound:
         if config_path or os.environ.get("NEXUS_CONFIG"):
             return load(config_path)  # says what is wrong with the path given
-        project = Project(path=os.path.join(os.getcwd(), "(nexus exec)"), root="")
+        project = Project(path=os.path.join(os.getcwd(), NO_NEXUSFILE), root="")
         from nexus_core.settings import SettingsError, apply
 
         try:
@@ -279,7 +283,7 @@ def resolve_target(project: Project, target: str) -> list[str | HostSpec]:
         if (
             not inventory
             and not term.where
-            and not project.path.endswith("(nexus exec)")
+            and os.path.basename(project.path) != NO_NEXUSFILE
             and not (bracketed or _looks_like_host(term.pattern))
         ):  # a nexusfile without hosts: a bare word may have meant a group (README: `nexus exec web`)
             click.echo(f"Note: {term.pattern!r} is not a group of the nexusfile (it declares no hosts): "

@@ -96,13 +96,14 @@ def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
     from nexus_core.options import suggest
 
     here = ctx.find_root()
-    for name in command:
+    for depth, name in enumerate(command):
         group = here.command
         found = group.get_command(here, name) if isinstance(group, click.Group) else None
         if found is None:
-            where = " ".join(["nexus", *command[: command.index(name)]])
+            before = " ".join(command[:depth])
+            where = f"nexus {before}".rstrip()
             if not isinstance(group, click.Group):
-                raise click.UsageError(f"`{where}` has no subcommands: `nexus help {where[6:]}` shows its help.", ctx)
+                raise click.UsageError(f"`{where}` has no subcommands: `nexus help {before}` shows its help.", ctx)
             close = suggest(name, group.list_commands(here))
             more = f" Did you mean '{close}'?" if close else f" See `{where} --help` for its commands."
             raise click.UsageError(f"No such command '{name}' in `{where}`.{more}", ctx)

@@ -13,13 +13,13 @@ from nexus_core.cli.application import (
     ExitCode,
     Number,
     config_option,
+    formats,
     hosts_option,
     load,
     log_options,
     main,
     make_plan,
     plugin_manager,
-    setting_default,
     setup_logs,
 )
 from nexus_core.output.style import Style
@@ -67,14 +67,7 @@ def run_checks(plan: Plan, options: dict[str, Any]) -> list[Any]:
 @click.option("-i", "--identity", metavar="PATH", help="SSH private key (overrides ssh_identity).")
 @click.option("-u", "--user", metavar="NAME", help="SSH user (overrides ssh_user).")
 @config_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "quiet"]),
-    default=lambda: setting_default("format"),
-    show_default="text",
-    help="For people (text), scripts (json), or only the errors (quiet: nothing when all passed).",
-)
+@formats("text", "json", "quiet", help="For people (text), scripts (json), or the errors only (quiet).")
 @log_options
 def preflight(
     tasks: tuple[str, ...],

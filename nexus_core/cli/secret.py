@@ -66,7 +66,7 @@ def _root(config_path: str | None) -> str:
     """The project folder: the nexusfile's, else the nearest folder (this one or a parent) that
     holds a team store (``.nexus/secrets.enc``: ``nexus secret init --team`` in a project
     without a nexusfile yet, or a clone of one); '' when there is no project here."""
-    from nexus_core.loader import NexusfileNotFound, find_nexusfile
+    from nexus_core.loader import NexusfileNotFound, find_nexusfile, nearest_file
     from nexus_core.secrets.local import project_path
 
     try:
@@ -74,15 +74,8 @@ def _root(config_path: str | None) -> str:
     except NexusfileNotFound:
         if config_path:
             fail(ExitCode.CONFIG, f"No nexusfile at {config_path}", suggestions=["Check -c/--config or NEXUS_CONFIG"])
-    folder = os.getcwd()
-    for _ in range(256):  # bounded: a path has fewer parts
-        if os.path.isfile(project_path(folder)):
-            return folder
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    return ""
+    store = nearest_file(project_path(""))
+    return os.path.dirname(os.path.dirname(store)) if store else ""
 
 
 def _backend(config_path: str | None, keyfile: str | None, interactive: bool | None = None) -> Any:

@@ -31,6 +31,8 @@ a child's override its parent's, a host's own override them all; tags add up.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -354,23 +356,27 @@ RANGE_MAX = 100_000
 
 def expand_range(name: str) -> list[str]:
     """Ansible's host ranges: ``web-[01:03]`` is web-01, web-02, web-03; ``db-[a:c]`` too."""
+    # Several ranges in one name multiply: y-[0:99999]-[0:99999] is 10^10 names, each range
+    # within the bound on its own (that name filled the memory while being expanded).
+    sizes = list(itertools.takewhile(bool, map(_range_size, _RANGE.finditer(name))))
+    if len(sizes) > 1 and math.prod(sizes) > RANGE_MAX:
+        raise ValueError(f"{name!r} holds more than {RANGE_MAX:,} hosts (its ranges multiply)")
+    return _expand(name)
+
+
+def _range_size(found: re.Match[str]) -> int:
+    """The names one range stands for; 0 for a range of a digit and a letter (:func:`_expand` says why)."""
+    lo, hi, step = found.group(1), found.group(2), max(1, int(found.group(3) or 1))
+    if lo.isdigit() != hi.isdigit():
+        return 0
+    first, last = (int(lo), int(hi)) if lo.isdigit() else (ord(lo), ord(hi))
+    return max(1, (last - first) // step + 1)
+
+
+def _expand(name: str) -> list[str]:
     match = _RANGE.search(name)
     if match is None:
         return [name]
-    # Several ranges in one name multiply: y-[0:99999]-[0:99999] is 10^10 names, each range
-    # within the bound on its own (that name filled the memory while being expanded).
-    total = 1
-    for found in _RANGE.finditer(name):
-        lo_text, hi_text, step_text = found.group(1), found.group(2), found.group(3)
-        if lo_text.isdigit() and hi_text.isdigit():
-            lo, hi = int(lo_text), int(hi_text)
-        elif not lo_text.isdigit() and not hi_text.isdigit():
-            lo, hi = ord(lo_text), ord(hi_text)
-        else:
-            break  # said below, for the range it is in
-        total *= max(1, (hi - lo) // max(1, int(step_text or 1)) + 1)
-        if total > RANGE_MAX and found.start() > match.start():  # one range alone: said below
-            raise ValueError(f"{name!r} holds more than {RANGE_MAX:,} hosts (its ranges multiply)")
     start, end, step_text = match.group(1), match.group(2), match.group(3)
     step = int(step_text) if step_text else 1
     if start.isdigit() != end.isdigit() or step < 1:
@@ -388,7 +394,7 @@ def expand_range(name: str) -> list[str]:
             raise ValueError(f"bad range [{start}:{end}] in {name!r}")
         items = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
     head, tail = name[: match.start()], name[match.end() :]
-    return [expanded for item in items for expanded in expand_range(head + item + tail)]
+    return [expanded for item in items for expanded in _expand(head + item + tail)]
 
 
 #: Values a YAML inventory may hold once its aliases are written out: ten anchors of ten
@@ -407,9 +413,7 @@ def _expanded_size(root: Any, limit: int) -> int:
         if not stack:
             break
         node, done = stack.pop()
-        value = node.value
-        children = ([n for pair in value for n in pair] if value and isinstance(value[0], tuple) else value) if (
-            isinstance(value, list)) else []  # fmt: skip
+        children = _yaml_children(node)
         if not done:
             if id(node) in sizes:
                 continue
@@ -424,6 +428,13 @@ def _expanded_size(root: Any, limit: int) -> int:
         visiting.discard(id(node))
         sizes[id(node)] = min(limit + 1, 1 + sum(sizes.get(id(c), 1) for c in children))
     return sizes.get(id(root), 0)
+
+
+def _yaml_children(node: Any) -> list[Any]:
+    """A composed YAML node's children: a sequence's items, a mapping's keys and values."""
+    if not isinstance(node.value, list):
+        return []  # a scalar
+    return [part for item in node.value for part in (item if isinstance(item, tuple) else (item,))]
 
 
 class _Reader:

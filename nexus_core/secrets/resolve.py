@@ -38,6 +38,15 @@ __getattr__ = lazy_getattr(__name__, {"UnknownBackend": "nexus_core.secrets.erro
 PLACEHOLDER = MASK
 
 
+def missing_backend(registry: Registry, name: str) -> tuple[str, str] | None:
+    """When no secret backend ``name`` is installed: why (blocked by policy, or the ones that
+    are) and the fix (the package to install, the nearest name); None when it is."""
+    if name in registry.secret_backends:
+        return None
+    why, hint = registry.missing("secret backend", name, f"the {name!r} secret backend")
+    return why or "installed: " + (", ".join(sorted(registry.secret_backends)) or "none"), hint
+
+
 class Secrets:
     """The backends and values of one run (thread-safe: the engine reveals ``to=`` values from many threads)."""
 
@@ -85,10 +94,9 @@ class Secrets:
         from nexus_core.secrets.errors import UnknownBackend
 
         table = self.registry.secret_backends
-        if name not in table:
-            why, hint = self.registry.missing("secret backend", name, f"the {name!r} secret backend")
-            known = ", ".join(sorted(table)) or "none"
-            raise UnknownBackend(f"no secret backend {name!r} is installed ({why or f'installed: {known}'})", hint)
+        missing = missing_backend(self.registry, name)
+        if missing is not None:
+            raise UnknownBackend(f"no secret backend {name!r} is installed ({missing[0]})", missing[1])
         try:
             return table[name]
         except Exception as exc:  # noqa: BLE001 - PluginError: a broken registration, named

@@ -199,16 +199,14 @@ class DashboardRun:
     def finish(self, choice: str | None, crash: str = "") -> RunResult:
         """After the dashboard closed: plain output for the rest, cancel if asked, wait for the end."""
         running = self.running()
+        # The plain output starts with what the dashboard showed so far (a task that ended
+        # while it was open, the hosts done), then takes the rest: events that come meanwhile
+        # wait for the lock, so nothing is shown twice or out of order.
         with self._switch:
-            shown = list(self.notices)
-            if running:
-                # The plain output starts with what the dashboard showed so far (a task that
-                # ended while it was open, the hosts done), then takes the rest: events that
-                # come meanwhile wait for the lock, so nothing is shown twice or out of order.
-                plain = self._make_plain()  # notices from now on go to stderr directly
-                for message in shown:  # what the dashboard showed, kept on stderr
-                    self._tell(message)
-                shown = []
+            plain = self._make_plain() if running else None  # notices from now on go to stderr directly
+            for message in self.notices:  # what the dashboard showed, kept on stderr
+                self._tell(message)
+            if plain is not None:
                 why = f"the dashboard stopped ({crash})" if crash else "dashboard closed"
                 if choice == "hangup":
                     why = "terminal closed (SIGHUP)"
@@ -217,8 +215,6 @@ class DashboardRun:
                 self._catch_up(plain)
                 self._plain = plain
             self._kept = []
-        for message in shown:
-            self._tell(message)
         if running and choice == "cancel":
             self.cancel()
         if self._cluster is not None:

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from nexus_core.plugin import CheckResult, PreflightCheck
+from nexus_core.plugin import CheckResult, PreflightCheck, shell
 
 from nexus_ssh.errors import ConnectError, classify
 from nexus_ssh.plugin import AUTH, CONNECTIVITY, DISK, RESOURCES, SUDO
@@ -125,8 +125,7 @@ def _local_size(path: str, recursive: bool) -> int:
 def _df_script(folders: Sequence[str]) -> str:
     """``NXDF FOLDER<TAB>`` then ``df -Pk``'s line for the nearest existing parent of each folder."""
     return (
-        "for d in " + " ".join(shlex.quote(f) for f in folders) + "; do p=$d; n=0; "
-        'while [ ! -e "$p" ] && [ "$n" -lt 256 ]; do p=$(dirname -- "$p"); n=$((n+1)); done; '
+        f"for d in {' '.join(shlex.quote(f) for f in folders)}; do p=$d; {shell.nearest_existing('p')}; "
         'printf "NXDF %s\\t" "$d"; df -Pk -- "$p" 2>&1 | tail -n 1; done'
     )
 
