@@ -25,20 +25,24 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Collection, Iterable
 from typing import Any
 
 __all__ = [
     "SETTLED_NS",
     "Signature",
+    "TreePrint",
     "cache_path",
     "forget",
     "lookup",
     "lookup_remote",
     "lookup_remote_tree",
     "lookup_tree",
+    "lookup_tree_print",
     "remember",
     "remember_remote",
+    "remember_tree_print",
     "remote_settled",
     "settled",
     "signature",
@@ -60,6 +64,10 @@ CREATE TABLE IF NOT EXISTS local (
 );
 CREATE TABLE IF NOT EXISTS remote (  -- files on hosts: the signature a host's stat printed, the sha256 it hashed
   host TEXT NOT NULL, path TEXT NOT NULL, sig TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (host, path)
+);
+CREATE TABLE IF NOT EXISTS trees (  -- an upload's whole tree on a host as last confirmed (see TreePrint)
+  host TEXT NOT NULL, root TEXT NOT NULL, op TEXT NOT NULL, source TEXT NOT NULL, look TEXT NOT NULL,
+  files INTEGER NOT NULL, listing BLOB NOT NULL, PRIMARY KEY (host, root, op)
 );
 """
 
@@ -103,7 +111,7 @@ def _connect() -> sqlite3.Connection | None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")
         db.executescript(_SCHEMA)
-        for table in ("local", "remote"):
+        for table in ("local", "remote", "trees"):
             (rows,) = db.execute(f"SELECT count(*) FROM {table}").fetchone()
             if rows > MAX_ROWS:
                 db.execute(f"DELETE FROM {table}")
@@ -232,6 +240,46 @@ def _remote(where: str, args: tuple[Any, ...]) -> dict[str, tuple[str, str]]:
 def remember_remote(host: str, entries: Iterable[tuple[str, str, str]]) -> None:
     """Store ``(path, signature, sha256)`` entries of files on ``host`` (best effort)."""
     _write("remote", 4, [(host, p, sig, sha) for p, sig, sha in entries])
+
+
+#: An upload's tree on a host as last confirmed whole: ``(source, look, files, listing)``: the
+#: digest of the local tree it was confirmed against, the digest of what the host's look
+#: printed over ``listing`` (the destination paths, in the order looked at), and the number of
+#: files. A later look printing the same (inodes, sizes, modification and change times, modes,
+#: owners) over the same paths, with the same local tree, finds every file as it was.
+TreePrint = tuple[str, str, int, list[str]]
+
+
+def lookup_tree_print(host: str, root: str, op: str) -> TreePrint | None:
+    """The :data:`TreePrint` kept for the operation ``op`` (its fingerprint) into the folder
+    ``root`` on ``host``; None when there is none (or it cannot be read)."""
+    rows = _read("SELECT source, look, files, listing FROM trees WHERE host=? AND root=? AND op=?", (host, root, op))
+    if not rows:
+        return None
+    source, look, files, blob = rows[0]
+    try:
+        listing = zlib.decompress(blob).decode("utf-8", "surrogateescape").split("\0")
+    except (zlib.error, TypeError, ValueError):
+        return None
+    return str(source), str(look), int(files), listing
+
+
+def remember_tree_print(host: str, root: str, op: str, kept: TreePrint | None) -> None:
+    """Keep ``kept`` for the operation ``op`` into ``root`` on ``host``; None forgets it
+    (best effort). The listing is stored compressed (paths share their folders)."""
+    with _lock:
+        db = _connect()
+        if db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            if kept is None:
+                db.execute("DELETE FROM trees WHERE host=? AND root=? AND op=?", (host, root, op))
+                return
+            source, look, files, listing = kept
+            blob = zlib.compress("\0".join(listing).encode("utf-8", "surrogateescape"), 1)
+            db.execute(
+                "INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?)", (host, root, op, source, look, files, blob)
+            )
 
 
 def remote_settled(sig: str, now: str) -> bool:

@@ -593,12 +593,35 @@ def _quick_look(
     else (and everything, should the script fail) is left out, for the full look.
     ``names=False``: owner and group are left empty (for a caller that compares neither)."""
     index = {p: i for i, p in enumerate(paths) if _plain(p) and "\037" not in p}
-    out: dict[int, FileState] = {}
-    for chunk, folders in _quick_chunks(index):
+    said = _quick_lines(executor, host, list(index), sudo, names, cancel)
+    return {} if said is None else _quick_states(said, index, sizes, known, names)
+
+
+def _quick_lines(
+    executor: Executor, host: Host, paths: Sequence[str], sudo: bool, names: bool, cancel: Cancel | None
+) -> list[list[str]] | None:
+    """What :func:`quick_script` prints over ``paths`` (plain paths only), chunk by chunk;
+    None when a chunk's script fails."""
+    said: list[list[str]] = []
+    for chunk, folders in _quick_chunks(paths):
         result, lines = _run_script(executor, host, quick_script(chunk, folders, names), sudo,
                                     _script_timeout(len(chunk)), cancel)  # fmt: skip
         if not result.ok:
-            return {}
+            return None
+        said.append(lines)
+    return said
+
+
+def _quick_states(
+    said: Sequence[Sequence[str]],
+    index: dict[str, int],
+    sizes: Sequence[int | None],
+    known: dict[str, tuple[str, str]],
+    names: bool,
+) -> dict[int, FileState]:
+    """The states settled by :func:`quick_script`'s output ``said`` (see :func:`_quick_look`)."""
+    out: dict[int, FileState] = {}
+    for lines in said:
         readonly = {line[5:] for line in lines if line.startswith("NXRO ")}
         records = [r for line in lines if line.startswith("NXQ ") for r in line.split("\037")]
         is_file, is_dir, perms, n_sizes = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE, len(sizes)
@@ -1624,15 +1647,219 @@ def _scan_tree(source: str, share: tuple[str, str, int] | None = None) -> _Tree:
         done.set()
 
 
+def _walk_soon(source: str, share: tuple[str, str, int]) -> None:
+    """Start walking the local tree ``source`` for ``share`` in the background, unless a walk
+    of it is kept or under way: the hosts' connections and first look then overlap the walk,
+    whose answer :func:`_scan_tree` hands to every host of the operation as before (a failed
+    walk is walked again by the host that asks, which then meets the error itself)."""
+    key = (*share, source)
+    with _HASH_LOCK:
+        if key in _SHARED or source in _SCANS or key in _WALKING:
+            return
+        _WALKING.add(key)
+
+    def walk() -> None:
+        try:
+            _scan_tree(source, share)
+        except Exception:  # noqa: BLE001 - the host that asks walks again and reports it
+            pass
+        finally:
+            with _HASH_LOCK:
+                _WALKING.discard(key)
+
+    threading.Thread(target=walk, name="nexus-tree-walk", daemon=True).start()
+
+
+#: Walks :func:`_walk_soon` started and not yet over.
+_WALKING: set[tuple[str, str, int, str]] = set()
+
+
 def source_digest(source: str, recursive: bool = False) -> str:
     """The sha256 of what an upload of ``source`` sends: the file's bytes, or for a folder
     (``recursive``) each file's path, permission bits and sha256 and each folder's path, as
     :func:`_scan_tree` reads them (the checksum cache spares files that did not change)."""
     if not (recursive and os.path.isdir(source)):
         return local_sha256(source)
-    files, folders = _scan_tree(source)
+    return _tree_digest(_scan_tree(source))
+
+
+def _tree_digest(tree: _Tree) -> str:
+    """The sha256 of a walked tree: each file's path, permission bits and sha256, each folder's path."""
+    files, folders = tree
     lines = [f"{rel}\0{bits:o}\0{sha}" for rel, _full, _size, sha, bits, _mtime in files] + folders
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _shared_digest(source: str, share: tuple[str, str, int]) -> str:
+    """:func:`_tree_digest` of the tree the hosts of ``share`` take (:func:`_scan_tree`),
+    computed once for them all."""
+    tree = _scan_tree(source, share)
+    key = (*share, source)
+    with _HASH_LOCK:
+        kept = _DIGESTS.get(key)
+        if kept is not None and kept[0] is tree:
+            return kept[1]
+    digest = _tree_digest(tree)
+    with _HASH_LOCK:
+        if len(_DIGESTS) >= SHARED_MAX:
+            _DIGESTS.clear()
+        _DIGESTS[key] = (tree, digest)
+    return digest
+
+
+#: :func:`_shared_digest`'s answers, by the key of :data:`_SHARED` (with the tree they are of).
+_DIGESTS: dict[tuple[str, str, int, str], tuple[_Tree, str]] = {}
+
+
+# --- a tree's print: a re-run of an unchanged tree confirmed by one look -----------------------
+
+
+#: What a tree's print is while the tree changes between runs (see :func:`_upload`): kept, so
+#: that no first-upload look is taken again, and never compared.
+NO_PRINT: checksum_cache.TreePrint = ("", "", 0, [])
+
+
+def _printable(executor: Executor, op: Transfer) -> bool:
+    """Whether the upload ``op`` keeps a print of its tree on the host (see :func:`_confirmed`):
+    a folder's upload through a shell-scripted executor (one whose look is :func:`quick_script`)."""
+    return (
+        op.kind == "upload" and op.recursive and op.content is None and type(executor).stat_files is Executor.stat_files
+    )
+
+
+def _op_print(op: Transfer) -> str:
+    """What a tree's print is kept under besides host and folder: everything of the operation
+    that the decision of each file depends on, other than the two trees themselves."""
+    what = ("tree-print 1", op.src, op.dest, op.preserve, op.mode, op.owner, op.group, op.sudo, op.user)
+    return hashlib.sha256(repr(what).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _said_digest(said: Sequence[Sequence[str]]) -> str:
+    """The sha256 of what :func:`quick_script` printed, chunk by chunk."""
+    text = "\x1e".join("\n".join(lines) for lines in said)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _names(op: Transfer) -> bool:
+    """Whether a look at ``op``'s tree prints owner names: only when they are compared
+    (``owner=``, ``group=``) or kept (``sudo=True`` keeps the destination's owner)."""
+    return bool(op.owner or op.group or op.sudo)
+
+
+def _confirmed(
+    host: Host,
+    executor: Executor,
+    op: Transfer,
+    source: str,
+    share: tuple[str, str, int],
+    kept: checksum_cache.TreePrint,
+    cancel: Cancel | None,
+) -> tuple[bool, tuple[list[str], list[list[str]]] | None]:
+    """Whether the tree of ``op`` on ``host`` is exactly as its print ``kept`` says, so that
+    every file is unchanged; with the look taken (the print's paths and what the host printed
+    over them: :func:`_look` uses it again when the paths are the tree's), or None.
+
+    One look as :func:`quick_script` prints it, over the print's paths, compared as one digest
+    with what the same look printed when every file there was last found (or written) with
+    the local tree's sums: the same inodes, sizes, modification and change times, modes and
+    owners, the same folders and the same writable folders. Any write moves a file's change
+    time, which nothing sets back, so no file changed; the local tree's digest (paths, modes,
+    sums) and the operation's options are the same too. What a re-run of an unchanged tree
+    costs the client then no longer grows with its files (docs/decisions.md, "A tree's print")."""
+    source_sum, look, _files, listing = kept
+    lines = _quick_lines(executor, host, listing, op.sudo, _names(op), cancel)
+    if lines is None:
+        return False, None
+    same = _said_digest(lines) == look and _shared_digest(source, share) == source_sum
+    return same, (listing, lines)
+
+
+def _remember_print(
+    host: Host,
+    op: Transfer,
+    source: str,
+    share: tuple[str, str, int],
+    listing: list[str],
+    lines: list[list[str]],
+    files: int,
+) -> None:
+    """Keep the print of ``op``'s tree on ``host``: ``lines``, what a look over ``listing`` (the
+    tree's files, its root, its empty folders, as :func:`_look` lists them) printed while it
+    found every file unchanged, and the local tree's digest."""
+    root = op.dest.rstrip("/") or "/"
+    kept = (_shared_digest(source, share), _said_digest(lines), files, listing)
+    checksum_cache.remember_tree_print(_host_key(host), root, _op_print(op), kept)
+
+
+def _keep_print(
+    executor: Executor,
+    host: Host,
+    op: Transfer,
+    source: str,
+    share: tuple[str, str, int],
+    items: Sequence[_Item],
+    folders: Sequence[str],
+    cancel: Cancel | None,
+) -> None:
+    """After the first upload of a tree to a host (it wrote files, and no print was kept for
+    it there), look once more and keep the print :func:`_confirmed` compares the next run with:
+    only when that look finds every file with its kept signature and the local sum, its mode
+    and owner as wanted, and every folder (best effort: anything else keeps no print, and a
+    later run that finds the tree unchanged file by file keeps one from its own look)."""
+    root = op.dest.rstrip("/") or "/"
+    listing = [it.dest for it in items] + [root] + _empty_folders(items, folders)
+    joined = "".join(listing)
+    if "\n" in joined or "\\" in joined or "\037" in joined:  # not every path as _plain: looked at file by file
+        return
+    known = checksum_cache.lookup_remote_tree(_host_key(host), root)
+    want: dict[str, tuple[str, int | None] | None] = {root: None}
+    for it in items:  # each file: its kept signature must stand for the local sum
+        kept = known.get(it.dest)
+        if kept is None or kept[1] != it.sha256:
+            return
+        want[it.dest] = (kept[0], it.mode)
+    want.update(dict.fromkeys(listing[len(items) + 1 :]))
+    said = _quick_lines(executor, host, listing, op.sudo, _names(op), cancel)
+    if said is not None and _print_holds(said, want, op):
+        _remember_print(host, op, source, share, listing, said, len(items))
+
+
+def _print_holds(said: Sequence[Sequence[str]], want: dict[str, tuple[str, int | None] | None], op: Transfer) -> bool:
+    """Whether :func:`quick_script`'s output ``said`` finds each path of ``want`` as a re-run
+    would leave it: a folder (None), or a regular file with its kept signature, the mode
+    asked for (None: any), the owner and group asked for, in a folder it may be written in
+    (what :func:`_decide` calls unchanged, without a :class:`FileState` per file)."""
+    left = dict(want)
+    readonly: set[str] = set()
+    is_file, is_dir, perms = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE
+    for lines in said:
+        readonly.update(line[5:] for line in lines if line.startswith("NXRO "))
+        for line in lines:
+            if not line.startswith("NXQ "):
+                continue
+            for record in line.split("\037"):
+                if not record.startswith("NXQ "):
+                    continue
+                parts = record.split(" ", 9)
+                if len(parts) != 10 or parts[9] not in left:
+                    return False
+                wanted = left.pop(parts[9])
+                try:
+                    bits = int(parts[1], 16)
+                except ValueError:
+                    return False
+                if wanted is None:
+                    if not is_dir(bits):
+                        return False
+                    continue
+                sig, mode = wanted
+                if not is_file(bits) or " ".join(parts[2:7]) != sig or (mode is not None and perms(bits) != mode):
+                    return False
+                if (op.owner and parts[7] != op.owner) or (op.group and parts[8] != op.group):
+                    return False
+                if not op.sudo and readonly and _split(parts[9])[0] in readonly:
+                    return False
+    return not left
 
 
 def _changed_since_plan(source: str, rel: str, what: str) -> NoReturn:
@@ -1718,24 +1945,16 @@ def _look(
     source: str,
     share: tuple[str, str, int] | None = None,
     cancel: Cancel | None = None,
-) -> tuple[list[_Item], list[str], list[str]]:
+    said: tuple[list[str], list[list[str]]] | None = None,
+) -> tuple[list[_Item], list[str], list[str], tuple[list[str], list[list[str]]] | None]:
     """The files of an upload or template with what is at each destination and what to do
-    (:func:`_decide`), and for a tree its folders and the empty ones missing on the host.
-    Read only; its scripts stop on the run's ``cancel`` (the executor's when None)."""
+    (:func:`_decide`), for a tree its folders and the empty ones missing on the host, and
+    when the quick look settled every path of a tree, those paths and what it printed (what
+    a print is kept from, see :func:`_confirmed`; else None). Read only; its scripts stop on the run's
+    ``cancel`` (the executor's when None). ``said``: a quick look already taken over some
+    paths (the print's, when it did not match), used again when they are this tree's."""
     own = type(executor).stat_files is not Executor.stat_files
     root = op.dest.rstrip("/") or "/"
-    seen: dict[str, FileState] = {}
-    known: dict[str, tuple[str, str]] | None = None
-    if op.recursive and not own:
-        # A re-run: look first at what was written there before (the kept paths), then walk
-        # the local tree while the other hosts wait on theirs (the client's work is serial).
-        known = checksum_cache.lookup_remote_tree(_host_key(host), root)
-        if known:
-            listed = [*known, root]
-            # Names only when they are compared (owner=, group=) or kept (sudo keeps the owner).
-            names = bool(op.owner or op.group or op.sudo)
-            found = _quick_look(executor, host, listed, [-1] * len(known) + [None], op.sudo, known, names, cancel)
-            seen = {listed[i]: st for i, st in found.items()}
     items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
     sizes: list[int | None] = [it.size for it in items]
@@ -1745,19 +1964,35 @@ def _look(
         sizes.append(None)
         paths.extend(leaves)  # empty folders are created too (as rsync -r and Ansible's copy do)
         sizes.extend([None] * len(leaves))
+    whole: tuple[list[str], list[list[str]]] | None = None
     if own:
         states = executor.stat_files(host, paths, sizes, op.sudo)
-    elif known is None:
+    elif not op.recursive:
         known = checksum_cache.lookup_remote(_host_key(host), set(paths))
         states, sigs, now = _stat_shell(executor, host, paths, sizes, op.sudo, known, cancel)
         _remember_host_sums(host, states, sigs, now, known)
-    else:  # settled by the quick look (its sums stand for the files' own sizes), or looked at now
-        rest = [i for i, p in enumerate(paths) if p not in seen]
+    else:
+        # A re-run: the files written there before (kept signatures) are settled by one quick
+        # look; anything else (new or changed files, a missing path) gets the full look.
+        known = checksum_cache.lookup_remote_tree(_host_key(host), root)
+        found: dict[int, FileState] = {}
+        if known:
+            index = {p: i for i, p in enumerate(paths) if _plain(p) and "\037" not in p}
+            listing = list(index)
+            if said is not None and said[0] == listing:
+                lines: list[list[str]] | None = said[1]
+            else:
+                lines = _quick_lines(executor, host, listing, op.sudo, _names(op), cancel)
+            if lines is not None:
+                found = _quick_states(lines, index, sizes, known, _names(op))
+                if len(found) == len(paths):
+                    whole = (paths, lines)
+        rest = [i for i in range(len(paths)) if i not in found]
         looked, sigs, now = _stat_full(executor, host, [paths[i] for i in rest], [sizes[i] for i in rest],
                                        op.sudo, known, cancel) if rest else ([], {}, "")  # fmt: skip
         _remember_host_sums(host, looked, sigs, now, known)
         more = dict(zip(rest, looked, strict=True))
-        states = [more[i] if i in more else seen[p] for i, p in enumerate(paths)]
+        states = [more[i] if i in more else found[i] for i in range(len(paths))]
     new_folders: list[str] = []
     if op.recursive:
         for folder, st in zip(leaves, states[len(states) - len(leaves) :], strict=True):
@@ -1790,7 +2025,7 @@ def _look(
             st = FileState(st.path, st.kind, st.size, st.mode, st.owner, st.group, st.sha256, "dir")
         it.state = st
         _decide(op, it, host, what.get(it.dest, ""))
-    return items, folders, new_folders
+    return items, folders, new_folders, whole
 
 
 def _nearest_unwritable(executor: Executor, host: Host, path: str, cancel: Cancel | None) -> str:
@@ -1871,8 +2106,26 @@ def _upload(
 ) -> CommandResult:
     if not os.path.lexists(source):  # removed since the plan checked it
         raise TransferError(f"the source {op.src} does not exist on this machine", "- check the path")
-    looked = _look(executor, host, op, source, (reporter.run_id, reporter.task, reporter.index), cancel)
-    items, folders, new_folders = looked
+    share = (reporter.run_id, reporter.task, reporter.index)
+    if op.recursive and os.path.isdir(source):
+        _walk_soon(source, share)
+    printable = _printable(executor, op)
+    kept: checksum_cache.TreePrint | None = None
+    looked: tuple[list[str], list[list[str]]] | None = None
+    if printable:
+        kept = checksum_cache.lookup_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op))
+        if kept is not None and kept[1]:
+            confirmed, looked = _confirmed(host, executor, op, source, share, kept, cancel)
+            if confirmed:
+                from nexus_core.logs import LOGGER
+
+                LOGGER.debug("upload into %s on %s: as its print says (one look)", op.dest, host.label)
+                reporter.emit(ev.TransferStart(reporter.run_id, task=reporter.task, host=reporter.host, op=op.kind,
+                                               dest=op.dest, files=0, bytes=0, index=reporter.index))  # fmt: skip
+                _stop(reporter, op, "ok", False, started, files=kept[2], changed_files=0, unchanged_files=kept[2],
+                      bytes=0, resumed=0, sha256="", reason="")  # fmt: skip
+                return CommandResult("ok", 0, time.monotonic() - started, "unchanged", changed=False)
+    items, folders, new_folders, whole = _look(executor, host, op, source, share, cancel, looked)
     problems = [it for it in items if it.problem is not None]
     if problems:
         first = problems[0].problem
@@ -1946,6 +2199,17 @@ def _upload(
         more = f" (and {len(failed) - 1} more files)" if len(failed) > 1 else ""
         status = bad.status if bad.status in ("interrupted", "unreachable", "timeout") else "failed"
         return CommandResult(status, None, duration, bad.reason + more, bad.tail, retryable=False, hint=bad.hint)
+    if printable and not cancel.requested:
+        if whole is not None and not changed:  # found unchanged file by file: the print from that look
+            _remember_print(host, op, source, share, *whole, len(items))
+        elif changed and kept is None:  # the tree's first upload here: its next run is confirmed at once
+            _keep_print(executor, host, op, source, share, items, folders, cancel)
+        elif changed and kept is not None and kept[1]:
+            # A tree that changes between runs: no print until a run finds it unchanged (which
+            # keeps one from its own look), so that deploys that change files every time (new
+            # file names at each build) do not look twice.
+            checksum_cache.remember_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op),
+                                               NO_PRINT)  # fmt: skip
     note = "" if changed else "unchanged"
     if op.recursive and changed:
         note = f"{len(written) + len(to_fix)} of {len(items)} files changed"
@@ -1984,7 +2248,7 @@ def check(executor: Executor, host: Host, op: Transfer) -> tuple[bool, int, int,
         return True, 0, 0, [], f"the source {op.src} does not exist on this machine"
     with _source(op) as source:
         try:
-            items, _, new_folders = _look(executor, host, op, source)
+            items, _, new_folders, _ = _look(executor, host, op, source)
         except TransferError as exc:
             return True, 0, 0, [], str(exc)
         problems = [it.problem for it in items if it.problem is not None]

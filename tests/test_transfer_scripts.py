@@ -71,3 +71,43 @@ def test_the_quick_look_gives_numeric_owners_unless_names_are_asked_for(tmp_path
     uid, name = os.getuid(), pwd.getpwuid(os.getuid()).pw_name
     assert f" {uid} " in numeric.split("\037")[0].split(str(tmp_path))[0]
     assert f" {name} " in named.split(str(tmp_path))[0]
+
+
+def test_a_print_holds_only_for_what_a_rerun_would_leave_unchanged(tmp_path: Path) -> None:
+    """The check before a tree's print is kept (transfer._print_holds) over the real quick
+    look: every file with its kept signature and the mode and owner asked for, in a folder
+    it may be written in (or with sudo), every folder a folder, nothing missing or more."""
+    from nexus_core.model import Transfer
+
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "empty").mkdir()
+    for name in ("a", "sub/b"):
+        (tree / name).write_text(name)
+        (tree / name).chmod(0o644)
+    files, folders = [str(tree / "a"), str(tree / "sub" / "b")], [str(tree), str(tree / "empty")]
+    listing = files + folders
+    said = [_sh(transfer.quick_script(listing, names=True))]
+    me = pwd.getpwuid(os.getuid()).pw_name
+
+    # the signatures as the look printed them (what _remember_written keeps after a write)
+    kept = {p: " ".join(r.split(" ", 9)[2:7]) for p in files for r in said[0][-1].split("\037") if r.endswith(" " + p)}
+    assert len(kept) == 2 and all(str(os.stat(p).st_ino) == kept[p].split()[0] for p in files)
+    want: dict[str, tuple[str, int | None] | None] = {p: (kept[p], 0o644) for p in files}
+    want.update(dict.fromkeys(folders))
+    op = Transfer("upload", kind="upload", src=str(tmp_path), dest=str(tree), recursive=True)
+    assert transfer._print_holds(said, want, op)
+    assert transfer._print_holds(said, {**want, files[0]: (kept[files[0]], None)}, op)  # any mode
+    assert not transfer._print_holds(said, {**want, files[0]: (kept[files[0]], 0o600)}, op)
+    assert not transfer._print_holds(said, {**want, files[0]: ("1 2 3 4.000000000 5.000000000", 0o644)}, op)
+    assert not transfer._print_holds(said, {**want, str(tree / "c"): None}, op)  # a path the look did not find
+    assert not transfer._print_holds(said, {k: v for k, v in want.items() if k != files[1]}, op)  # one more found
+    assert not transfer._print_holds(said, {**want, str(tree / "empty"): (kept[files[0]], None)}, op)  # a folder
+    assert not transfer._print_holds(said, {**want, files[0]: None}, op)  # a file where a folder is wanted
+    assert transfer._print_holds(said, want, Transfer("upload", kind="upload", dest=str(tree), owner=me))
+    assert not transfer._print_holds(said, want, Transfer("upload", kind="upload", dest=str(tree), owner="nobody"))
+    assert not transfer._print_holds(said, want, Transfer("upload", kind="upload", dest=str(tree), group="nogroup"))
+    # a folder the login user may not write in: the file there could not be written without sudo
+    readonly = [[f"NXRO {tree / 'sub'}", *said[0]]]
+    assert not transfer._print_holds(readonly, want, op)
+    assert transfer._print_holds(readonly, want, Transfer("upload", kind="upload", dest=str(tree), sudo=True))

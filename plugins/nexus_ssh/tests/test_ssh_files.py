@@ -849,3 +849,82 @@ def test_a_template_sees_the_login_user_and_port_from_config_or_the_host_string(
     assert out.code == 0, out
     texts = {p.read_text() for p in folder.iterdir()}
     assert texts == {f"user={USER_KEY} port={sshbed.port}\n"}, texts
+
+
+def test_an_unchanged_tree_is_confirmed_by_its_print_and_every_change_is_still_seen(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """After the first upload of a tree, the host's look is kept as one digest (the tree's
+    print): the next run with nothing changed is confirmed by one look compared as a whole,
+    no file compared. Whatever changed since, on either side or in the operation, is seen and
+    done as before; the run after that finds the tree unchanged file by file and keeps a new
+    print from its own look, and the next is confirmed again."""
+    import sqlite3
+
+    site = project.root / "site"
+    (site / "css").mkdir(parents=True)
+    (site / "empty").mkdir()
+    for i in range(5):
+        (site / f"p{i}.html").write_text(f"page {i}\n")
+    (site / "css" / "a.css").write_text("body {}\n")
+    dest = folder / "www"
+    body = f'@task(on=["{H1}"])\ndef publish():\n    upload("site", "{dest}", recursive=True{{extra}})\n'
+    write(project, sshbed, body.format(extra=""))
+
+    def publish() -> tuple[tuple[bool, int, int], bool]:
+        out = run(project, "run", "publish", "--format", "json", "--log-level", "debug")
+        assert out.code == 0, out
+        [stop] = stops(out)
+        confirmed = "as its print says" in out.stderr
+        return (stop["changed"], stop["changed_files"], stop["unchanged_files"]), confirmed
+
+    def settled(files: int) -> None:
+        """The first run after a change looks file by file (and keeps a print); the next is confirmed."""
+        assert publish() == ((False, 0, files), False)
+        assert publish() == ((False, 0, files), True)
+
+    assert publish() == ((True, 6, 0), False)
+    cache = Path(project.env["XDG_CACHE_HOME"]) / "nexus" / "checksums.db"
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT files FROM trees").fetchall() == [(6,)]
+    assert publish() == ((False, 0, 6), True)
+    assert publish() == ((False, 0, 6), True)
+
+    # on the host: other bytes of the same size with the old time put back (only the ctime moved)
+    page = dest / "p1.html"
+    before = page.stat()
+    page.write_text("PAGE 1\n")
+    os.utime(page, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert publish() == ((True, 1, 5), False) and page.read_text() == "page 1\n"
+    with sqlite3.connect(cache) as db:  # a tree that changed keeps no print until found unchanged
+        assert db.execute("SELECT look FROM trees").fetchall() == [("",)]
+    settled(6)
+    # on the host: a mode changed, a file removed, the empty folder removed
+    (dest / "p2.html").chmod(0o600)
+    assert publish()[0] == (True, 1, 5)
+    assert (dest / "p2.html").stat().st_mode & 0o777 == (site / "p2.html").stat().st_mode & 0o777
+    settled(6)
+    (dest / "css" / "a.css").unlink()
+    assert publish()[0] == (True, 1, 5) and (dest / "css" / "a.css").read_text() == "body {}\n"
+    settled(6)
+    (dest / "empty").rmdir()
+    changed, confirmed = publish()
+    assert changed[0] and not confirmed and (dest / "empty").is_dir()
+    settled(6)
+    # locally: a file changed, a file added
+    (site / "p3.html").write_text("page 3, again\n")
+    (site / "css" / "b.css").write_text("p {}\n")
+    assert publish() == ((True, 2, 5), False)
+    assert (dest / "p3.html").read_text() == "page 3, again\n" and (dest / "css" / "b.css").exists()
+    settled(7)
+    # the operation: a mode asked for is another print, kept from its first upload
+    write(project, sshbed, body.format(extra=", mode=0o640"))
+    assert publish() == ((True, 7, 0), False)
+    assert all((dest / p).stat().st_mode & 0o777 == 0o640 for p in ("p0.html", "css/b.css"))
+    assert publish() == ((False, 0, 7), True)
+    # a dry run never keeps or uses a print, and says what would change
+    (dest / "p4.html").write_text("changed on the host\n")
+    dry = run(project, "run", "publish", "--dry-run")
+    assert dry.code == 0 and "would change 1 of 7 files" in dry.stdout, dry
+    assert publish() == ((True, 1, 6), False) and (dest / "p4.html").read_text() == "page 4\n"
+    settled(7)
