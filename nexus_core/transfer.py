@@ -1714,11 +1714,6 @@ _DIGESTS: dict[tuple[str, str, int, str], tuple[_Tree, str]] = {}
 # --- a tree's print: a re-run of an unchanged tree confirmed by one look -----------------------
 
 
-#: What a tree's print is while the tree changes between runs (see :func:`_upload`): kept, so
-#: that no first-upload look is taken again, and never compared.
-NO_PRINT: checksum_cache.TreePrint = ("", "", 0, [])
-
-
 def _printable(executor: Executor, op: Transfer) -> bool:
     """Whether the upload ``op`` keeps a print of its tree on the host (see :func:`_confirmed`):
     a folder's upload through a shell-scripted executor (one whose look is :func:`quick_script`)."""
@@ -1789,77 +1784,6 @@ def _remember_print(
     root = op.dest.rstrip("/") or "/"
     kept = (_shared_digest(source, share), _said_digest(lines), files, listing)
     checksum_cache.remember_tree_print(_host_key(host), root, _op_print(op), kept)
-
-
-def _keep_print(
-    executor: Executor,
-    host: Host,
-    op: Transfer,
-    source: str,
-    share: tuple[str, str, int],
-    items: Sequence[_Item],
-    folders: Sequence[str],
-    cancel: Cancel | None,
-) -> None:
-    """After the first upload of a tree to a host (it wrote files, and no print was kept for
-    it there), look once more and keep the print :func:`_confirmed` compares the next run with:
-    only when that look finds every file with its kept signature and the local sum, its mode
-    and owner as wanted, and every folder (best effort: anything else keeps no print, and a
-    later run that finds the tree unchanged file by file keeps one from its own look)."""
-    root = op.dest.rstrip("/") or "/"
-    listing = [it.dest for it in items] + [root] + _empty_folders(items, folders)
-    joined = "".join(listing)
-    if "\n" in joined or "\\" in joined or "\037" in joined:  # not every path as _plain: looked at file by file
-        return
-    known = checksum_cache.lookup_remote_tree(_host_key(host), root)
-    want: dict[str, tuple[str, int | None] | None] = {root: None}
-    for it in items:  # each file: its kept signature must stand for the local sum
-        kept = known.get(it.dest)
-        if kept is None or kept[1] != it.sha256:
-            return
-        want[it.dest] = (kept[0], it.mode)
-    want.update(dict.fromkeys(listing[len(items) + 1 :]))
-    said = _quick_lines(executor, host, listing, op.sudo, _names(op), cancel)
-    if said is not None and _print_holds(said, want, op):
-        _remember_print(host, op, source, share, listing, said, len(items))
-
-
-def _print_holds(said: Sequence[Sequence[str]], want: dict[str, tuple[str, int | None] | None], op: Transfer) -> bool:
-    """Whether :func:`quick_script`'s output ``said`` finds each path of ``want`` as a re-run
-    would leave it: a folder (None), or a regular file with its kept signature, the mode
-    asked for (None: any), the owner and group asked for, in a folder it may be written in
-    (what :func:`_decide` calls unchanged, without a :class:`FileState` per file)."""
-    left = dict(want)
-    readonly: set[str] = set()
-    is_file, is_dir, perms = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE
-    for lines in said:
-        readonly.update(line[5:] for line in lines if line.startswith("NXRO "))
-        for line in lines:
-            if not line.startswith("NXQ "):
-                continue
-            for record in line.split("\037"):
-                if not record.startswith("NXQ "):
-                    continue
-                parts = record.split(" ", 9)
-                if len(parts) != 10 or parts[9] not in left:
-                    return False
-                wanted = left.pop(parts[9])
-                try:
-                    bits = int(parts[1], 16)
-                except ValueError:
-                    return False
-                if wanted is None:
-                    if not is_dir(bits):
-                        return False
-                    continue
-                sig, mode = wanted
-                if not is_file(bits) or " ".join(parts[2:7]) != sig or (mode is not None and perms(bits) != mode):
-                    return False
-                if (op.owner and parts[7] != op.owner) or (op.group and parts[8] != op.group):
-                    return False
-                if not op.sudo and readonly and _split(parts[9])[0] in readonly:
-                    return False
-    return not left
 
 
 def _changed_since_plan(source: str, rel: str, what: str) -> NoReturn:
@@ -2114,7 +2038,7 @@ def _upload(
     looked: tuple[list[str], list[list[str]]] | None = None
     if printable:
         kept = checksum_cache.lookup_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op))
-        if kept is not None and kept[1]:
+        if kept is not None:
             confirmed, looked = _confirmed(host, executor, op, source, share, kept, cancel)
             if confirmed:
                 from nexus_core.logs import LOGGER
@@ -2202,14 +2126,11 @@ def _upload(
     if printable and not cancel.requested:
         if whole is not None and not changed:  # found unchanged file by file: the print from that look
             _remember_print(host, op, source, share, *whole, len(items))
-        elif changed and kept is None:  # the tree's first upload here: its next run is confirmed at once
-            _keep_print(executor, host, op, source, share, items, folders, cancel)
-        elif changed and kept is not None and kept[1]:
-            # A tree that changes between runs: no print until a run finds it unchanged (which
-            # keeps one from its own look), so that deploys that change files every time (new
-            # file names at each build) do not look twice.
-            checksum_cache.remember_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op),
-                                               NO_PRINT)  # fmt: skip
+        elif kept is not None:
+            # The tree changed since its print: none until a run finds it unchanged again (and
+            # keeps one from its own look), so that a tree that changes at every run (new file
+            # names at each build) is not looked at twice.
+            checksum_cache.remember_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op), None)
     note = "" if changed else "unchanged"
     if op.recursive and changed:
         note = f"{len(written) + len(to_fix)} of {len(items)} files changed"
