@@ -129,6 +129,10 @@ def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
     try:
         tmpl = env.get_template(name.replace(os.sep, "/"))
         text: str = tmpl.render(**variables)
+    except jinja2.UndefinedError as exc:
+        _undefined(exc, path, root)
+        _more_undefined(tmpl, variables, exc, path, root)
+        return None
     except jinja2.TemplateSyntaxError as exc:
         where = _short(exc.filename or path, root)
         _problem(
@@ -136,18 +140,6 @@ def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
             "fix the template (Jinja2 syntax: {{ name }}, {% if ... %}...{% endif %})",
             code="template-syntax",
         )
-        return None
-    except jinja2.UndefinedError as exc:
-        file, line = _template_frame(exc, path)
-        said = exc.message or "undefined"
-        hint = "pass it in vars={...}, or give a default: {{ name | default('...') }}"
-        attr = re.search(r"has no attribute '([^']+)'", said)
-        if attr is not None:  # {{ host.vars.role }}: Jinja says "'dict object' has no attribute 'role'"
-            key = attr.group(1)
-            said = f"{key!r} is not defined ({said})"
-            hint = (f"give {key!r} where that value comes from (vars={{...}}, the host's vars in host(...) or the"
-                    f" inventory), or a default: {{{{ ... .{key} | default('...') }}}}")  # fmt: skip
-        _problem(f"template {_short(file, root)}:{line}: {said}", hint, code="template-undefined")
         return None
     except UnicodeDecodeError as exc:
         _problem(f"template {shown}: not UTF-8 text ({exc.reason})", "save the template as UTF-8", code="bad-source")
@@ -165,6 +157,60 @@ def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
         )
         return None
     return text.encode("utf-8")
+
+
+def _undefined(exc: Exception, path: str, root: str) -> None:
+    """Record the problem of a template's undefined name or attribute (``exc``, Jinja's
+    ``UndefinedError``), at the template's file and line."""
+    import jinja2
+
+    assert isinstance(exc, jinja2.UndefinedError)
+    file, line = _template_frame(exc, path)
+    said = exc.message or "undefined"
+    hint = "pass it in vars={...}, or give a default: {{ name | default('...') }}"
+    attr = re.search(r"has no attribute '([^']+)'", said)
+    if attr is not None:  # {{ host.vars.role }}: Jinja says "'dict object' has no attribute 'role'"
+        key = attr.group(1)
+        said = f"{key!r} is not defined ({said})"
+        hint = (f"give {key!r} where that value comes from (vars={{...}}, the host's vars in host(...) or the"
+                f" inventory), or a default: {{{{ ... .{key} | default('...') }}}}")  # fmt: skip
+    _problem(f"template {_short(file, root)}:{line}: {said}", hint, code="template-undefined")
+
+
+#: Renders tried at most to find a template's other undefined names (see :func:`_more_undefined`).
+UNDEFINED_MAX = 20
+
+
+def _more_undefined(tmpl: Any, variables: Mapping[str, Any], first: Exception, path: str, root: str) -> None:
+    """Record the template's other undefined names after the ``first``, so that one validation
+    names them all: render again with each name found so far standing for an empty value
+    (Jinja's ``ChainableUndefined``), until the template renders, fails otherwise, or after
+    :data:`UNDEFINED_MAX` names. Only the names a render reaches are named (a name under an
+    ``{% if %}`` that is false is not needed); an undefined attribute stops the search."""
+    import jinja2
+
+    values = dict(variables)
+    name = _undefined_name(first)
+    for _ in range(UNDEFINED_MAX):
+        if name is None or name in values:
+            return
+        values[name] = jinja2.ChainableUndefined(name=name)
+        try:
+            tmpl.render(**values)
+            return
+        except jinja2.UndefinedError as again:
+            name = _undefined_name(again)
+            if name is None or name in values:
+                return  # an attribute of a stand-in or of a value given: the first problem says it
+            _undefined(again, path, root)
+        except Exception:  # noqa: BLE001 - a stand-in met a filter or an operation: nothing more to tell
+            return
+
+
+def _undefined_name(exc: Exception) -> str | None:
+    """The top-level name Jinja's ``UndefinedError`` says is undefined (None for an attribute)."""
+    found = re.fullmatch(r"'([^']+)' is undefined", getattr(exc, "message", None) or "")
+    return found.group(1) if found else None
 
 
 def _short(path: str, root: str) -> str:

@@ -89,6 +89,27 @@ def deploy():
     assert not (root / "ran").exists()
 
 
+def test_every_undefined_name_a_template_needs_is_named_at_once(nexus_project: NexusProject) -> None:
+    """Not only the first: each name a render reaches, with its line; a name under an
+    {% if %} that stays false is not needed; an undefined attribute (said when it comes
+    first) ends the search."""
+    root = nexus_project.root
+    (root / "app.j2").write_text(
+        "port = {{ port }}\nname = {{ nme }}\n{% for u in users %}user = {{ u.name }}\n{% endfor %}"
+        "{% if debug %}{{ trace }}{% endif %}\nlevel = {{ loglevel | upper }}\nrole = {{ host.vars.role }}\n"
+    )
+    nexusfile(nexus_project, '@task\ndef conf():\n    template("app.j2", "/tmp/nx-app.conf", vars={"port": 1})\n')
+    out = nexus_project.run("validate", "--format", "json")
+    assert out.code == 2, out
+    problems = [p["message"] for p in out.json()["problems"]]
+    assert problems == [
+        "template app.j2:2: 'nme' is undefined",
+        "template app.j2:3: 'users' is undefined",
+        "template app.j2:4: 'debug' is undefined",
+        "template app.j2:5: 'loglevel' is undefined",
+    ], problems
+
+
 def test_a_missing_upload_source_in_a_task_with_deps_says_how_to_hand_it_over(nexus_project: NexusProject) -> None:
     """The deploying guide's first shape, in a fresh checkout: build makes dist/, deploy
     uploads it. Sources are checked before anything runs (exit 2, nothing runs); the hint
