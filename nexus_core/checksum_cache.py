@@ -130,7 +130,7 @@ def _read(sql: str, args: tuple[Any, ...]) -> list[Any]:
             return []
         try:
             return db.execute(sql, args).fetchall()
-        except sqlite3.Error:
+        except (sqlite3.Error, ValueError):  # ValueError: a path that is not UTF-8 (never kept)
             return []
 
 
@@ -192,6 +192,7 @@ def _write(table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
     read row by row (:func:`_joined`), each row of ``executemany`` lets the GIL go and waits
     to take it back behind the other threads. An SQLite without its JSON functions (older
     than 3.38 and built without them) gets ``executemany``."""
+    rows = [r for r in rows if all(_storable(v) for v in r)]
     if not rows:
         return
     marks = ", ".join("?" * width)
@@ -214,6 +215,18 @@ def _write(table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
             if text is None:
                 db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
             db.execute("COMMIT")
+
+
+def _storable(value: Any) -> bool:
+    """Whether SQLite can store ``value``: a path that is not UTF-8 (a file name's bytes kept
+    as surrogates) cannot, and is not cached (its file is hashed each time)."""
+    if not isinstance(value, str):
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def lookup_remote(host: str, paths: Collection[str]) -> dict[str, tuple[str, str]]:
@@ -256,12 +269,12 @@ def lookup_tree_print(host: str, root: str, op: str) -> TreePrint | None:
     rows = _read("SELECT source, look, files, listing FROM trees WHERE host=? AND root=? AND op=?", (host, root, op))
     if not rows:
         return None
-    source, look, files, blob = rows[0]
     try:
+        source, look, files, blob = rows[0]
         listing = zlib.decompress(blob).decode("utf-8", "surrogateescape").split("\0")
-    except (zlib.error, TypeError, ValueError):
+        return str(source), str(look), int(files), listing
+    except (zlib.error, TypeError, ValueError):  # a damaged row: no print (the files are looked at)
         return None
-    return str(source), str(look), int(files), listing
 
 
 def remember_tree_print(host: str, root: str, op: str, kept: TreePrint | None) -> None:
@@ -271,7 +284,7 @@ def remember_tree_print(host: str, root: str, op: str, kept: TreePrint | None) -
         db = _connect()
         if db is None:
             return
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, ValueError):  # ValueError: a name not UTF-8
             if kept is None:
                 db.execute("DELETE FROM trees WHERE host=? AND root=? AND op=?", (host, root, op))
                 return

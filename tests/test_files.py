@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from nexus_core.testing import NexusProject
@@ -460,6 +461,51 @@ def test_the_checksum_cache_reads_and_writes_many_rows_at_once_and_keeps_all(tmp
         assert checksum_cache.lookup_remote_tree("h2", "/r") == {"/r/a": ("sig a", "sa"), "/r/b": ("sig b", "sb")}
     finally:
         checksum_cache.forget()
+
+
+def test_a_damaged_print_or_a_name_that_is_not_utf8_is_only_a_cache_miss(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The checksum cache is a cache: a print row with a bad count or listing is no print, and
+    a file name that is not UTF-8 (its bytes kept as surrogates) is neither looked up nor kept
+    (SQLite refuses it) instead of failing the upload; through the CLI the tree still goes."""
+    import sqlite3
+
+    from nexus_core import checksum_cache
+
+    monkeypatch.setenv("NEXUS_CHECKSUM_CACHE", str(tmp_path / "sums.db"))
+    checksum_cache.forget()
+    try:
+        checksum_cache.remember_tree_print("h", "/r", "op", ("src", "look", 2, ["/r/a", "/r"]))
+        assert checksum_cache.lookup_tree_print("h", "/r", "op") == ("src", "look", 2, ["/r/a", "/r"])
+        with sqlite3.connect(tmp_path / "sums.db") as db:
+            db.execute("UPDATE trees SET files = 'many'")
+        assert checksum_cache.lookup_tree_print("h", "/r", "op") is None
+        with sqlite3.connect(tmp_path / "sums.db") as db:
+            db.execute("UPDATE trees SET files = 2, listing = 'not zlib'")
+        assert checksum_cache.lookup_tree_print("h", "/r", "op") is None
+        bad = os.fsdecode(b"/t/bad\xff")
+        assert checksum_cache.lookup(bad, (1, 2, 3, 4, 5)) == ""
+        checksum_cache.remember([(bad, (1, 2, 3, 4, 5), "s"), ("/t/good", (1, 2, 3, 4, 5), "g")])
+        checksum_cache.remember_remote("h", [(bad, "sig", "s"), ("/t/good", "sig", "g")])
+        checksum_cache.remember_tree_print("h", bad, "op", ("src", "look", 1, [bad]))
+        assert checksum_cache.lookup_tree("/t") == {"/t/good": ((1, 2, 3, 4, 5), "g")}
+        assert checksum_cache.lookup_remote_tree("h", "/t") == {"/t/good": ("sig", "g")}
+    finally:
+        checksum_cache.forget()
+
+
+def test_a_local_tree_with_a_name_that_is_not_utf8_is_uploaded(nexus_project: NexusProject, tmp_path: Path) -> None:
+    site = nexus_project.root / "site"
+    site.mkdir()
+    (site / "ok.txt").write_text("ok\n")
+    with open(os.path.join(os.fsencode(site), b"bad\xff"), "w") as f:
+        f.write("x\n")
+    dest = tmp_path / "out"
+    nexusfile(nexus_project, f'@task\ndef up():\n    upload("site", "{dest}", recursive=True)\n')
+    for _ in range(3):
+        out = nexus_project.run("run", "up")
+        assert out.code == 0, out
+    assert (dest / "ok.txt").read_text() == "ok\n"
+    assert open(os.path.join(os.fsencode(dest), b"bad\xff")).read() == "x\n"
 
 
 def test_a_host_signature_counts_only_one_clock_tick_after_it_was_taken() -> None:
