@@ -188,12 +188,12 @@ _nx_kind() {
   echo "NXKIND $_k $_pk"
 }
 _nx_stats() {
-  if stat -c %s / >/dev/null 2>&1; then stat -c 'NXST %s %a %U %G %n' -- "$@" 2>/dev/null || true
-  else stat -f 'NXST %z %Lp %Su %Sg %N' -- "$@" 2>/dev/null || true; fi
+  if stat -c %s / >/dev/null 2>&1; then stat -c 'NXST %s %a %U:%u %G:%g %n' -- "$@" 2>/dev/null || true
+  else stat -f 'NXST %z %Lp %Su:%u %Sg:%g %N' -- "$@" 2>/dev/null || true; fi
 }
 _nx_stat1() {  # one path whose name stat cannot print on one line: by its index
-  if _o=$(stat -c '%s %a %U %G' -- "$2" 2>/dev/null); then echo "NXSTI $1 $_o"
-  elif _o=$(stat -f '%z %Lp %Su %Sg' -- "$2" 2>/dev/null); then echo "NXSTI $1 $_o"; fi
+  if _o=$(stat -c '%s %a %U:%u %G:%g' -- "$2" 2>/dev/null); then echo "NXSTI $1 $_o"
+  elif _o=$(stat -f '%z %Lp %Su:%u %Sg:%g' -- "$2" 2>/dev/null); then echo "NXSTI $1 $_o"; fi
 }
 _nx_sums() {  # regular files only (or links to them): a FIFO, socket or device is never read
   [ "$#" -gt 0 ] || return 0
@@ -381,6 +381,7 @@ def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
         _, k, parent = [*kind, "-", "-"][:3]
         found = by_index.get(i) if by_index and not _plain(path) else facts.get(path)
         size, mode, owner, group = (found if k != "missing" else None) or ["0", "-", "-", "-"]
+        (owner, uid), (group, gid) = _who(owner), _who(group)
         out.append(
             FileState(
                 path=path,
@@ -388,11 +389,33 @@ def parse_stat(paths: Sequence[str], lines: Sequence[str]) -> list[FileState]:
                 parent=parent,
                 size=int(size) if size.isdigit() else 0,
                 mode=int(mode, 8) if mode.isdigit() else None,
-                owner="" if owner == "-" else owner,
-                group="" if group == "-" else group,
+                owner=owner,
+                group=group,
+                uid=uid,
+                gid=gid,
             )
         )
     return out
+
+
+def _who(field: str) -> tuple[str, str]:
+    """(name, numeric id) from a look's ``NAME:ID`` owner or group field ("" for what is not there)."""
+    name, sep, ident = field.rpartition(":")
+    if not sep or not ident.isdigit():
+        name, ident = field, ""
+    return ("" if name == "-" else name), ident
+
+
+def _is_who(wanted: str, name: str, ident: str) -> bool:
+    """Whether a file's owner (or group) ``name`` / ``ident`` is the ``wanted`` one, given by
+    name or, all digits, by number (``owner="65534"``)."""
+    return wanted == name or (wanted.isdigit() and wanted == ident)
+
+
+def _keep_who(name: str, ident: str) -> str:
+    """How a file's owner (or group) is given back to ``chown``: its name, or its number when
+    it has none (GNU ``stat`` says ``UNKNOWN`` for an id without a name)."""
+    return ident if ident and (not name or name == "UNKNOWN") else name
 
 
 def parse_sums(lines: Sequence[str]) -> dict[str, str]:
@@ -569,7 +592,7 @@ def quick_script(paths: Sequence[str], folders: Collection[str] = (), names: boo
     for a tree of 1,000 files that is 2,000 opens and five times the work of the ``stat``
     itself (docs/decisions.md, "Files: the re-run's look")."""
     folders = sorted(folders or {_split(p)[0] for p in paths})
-    ids = "%U %G" if names else "%u %g"
+    ids = "%U:%u %G:%g" if names else "%u %g"
     return "\n".join([
         "set -- " + _quote_all(folders),
         'for _f; do [ -w "$_f" ] || echo "NXRO $_f"; done',
@@ -654,11 +677,8 @@ def _quick_states(
             else:
                 continue
             parent = "readonly" if readonly and _split(path)[0] in readonly else "dir"
-            if not names or owner == "-":
-                owner = ""
-            if not names or group == "-":
-                group = ""
-            out[i] = FileState(path, kind, int(size), perms(bits), owner, group, sha, parent)
+            (owner, uid), (group, gid) = (_who(owner), _who(group)) if names else (("", ""), ("", ""))
+            out[i] = FileState(path, kind, int(size), perms(bits), owner, group, sha, parent, uid, gid)
     return out
 
 
@@ -1808,13 +1828,17 @@ def _decide(op: Transfer, item: _Item, host: Host, what: str = "") -> None:
         # keep what the destination has when nothing is asked for (a template over /etc/sudoers.d/x)
         if mode is None:
             mode = st.mode
-        if op.sudo and owner is None and group is None and st.owner:
-            owner, group = st.owner, st.group
+        if op.sudo and owner is None and group is None and (st.owner or st.uid):
+            owner, group = _keep_who(st.owner, st.uid), _keep_who(st.group, st.gid)
     item.wanted = {"mode": mode, "owner": owner, "group": group}
     if st.kind != "file" or st.sha256 != item.sha256:
         item.action = "write"
         return
-    if (mode is not None and st.mode != mode) or (owner and st.owner != owner) or (group and st.group != group):
+    if (
+        (mode is not None and st.mode != mode)
+        or (owner and not _is_who(owner, st.owner, st.uid))
+        or (group and not _is_who(group, st.group, st.gid))
+    ):
         item.action = "attrs"
         return
     item.action = "unchanged"
@@ -1946,7 +1970,7 @@ def _look(
     what = dict(zip(odd, _what(executor, host, odd, op.sudo, cancel), strict=True)) if odd else {}
     for it, st in zip(items, states, strict=True):
         if op.recursive and st.parent == "missing":
-            st = FileState(st.path, st.kind, st.size, st.mode, st.owner, st.group, st.sha256, "dir")
+            st = replace(st, parent="dir")
         it.state = st
         _decide(op, it, host, what.get(it.dest, ""))
     return items, folders, new_folders, whole
@@ -2256,8 +2280,8 @@ def _attrs_kept(item: _Item) -> bool:
         st is not None
         and st.kind == "file"
         and (want.get("mode") is None or st.mode == want.get("mode"))
-        and (not want.get("owner") or st.owner == want.get("owner"))
-        and (not want.get("group") or st.group == want.get("group"))
+        and (not want.get("owner") or _is_who(want["owner"], st.owner, st.uid))
+        and (not want.get("group") or _is_who(want["group"], st.group, st.gid))
     )
 
 

@@ -70,4 +70,4 @@ def test_the_quick_look_gives_numeric_owners_unless_names_are_asked_for(tmp_path
     named = " ".join(_sh(transfer.quick_script(paths)))
     uid, name = os.getuid(), pwd.getpwuid(os.getuid()).pw_name
     assert f" {uid} " in numeric.split("\037")[0].split(str(tmp_path))[0]
-    assert f" {name} " in named.split(str(tmp_path))[0]
+    assert f" {name}:{uid} " in named.split(str(tmp_path))[0]  # names with their ids

@@ -19,6 +19,8 @@ class FileState:
     ``readonly`` (it exists, the login user may not write in it), ``missing``, ``other``
     (not a folder). ``sha256`` is set for a file whose size was the expected one (checksums
     are only computed when they can say "unchanged"); ``mode`` holds the permission bits.
+    ``owner``/``group`` are names, ``uid``/``gid`` the numeric ids when the look printed them
+    (an ``owner=`` given as a number is compared with those).
     """
 
     path: str
@@ -29,6 +31,8 @@ class FileState:
     group: str = ""
     sha256: str = ""
     parent: str = "dir"
+    uid: str = ""
+    gid: str = ""
 
 
 @dataclass(frozen=True)

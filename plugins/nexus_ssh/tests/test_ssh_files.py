@@ -200,6 +200,42 @@ def test_sudo_writes_into_a_root_owned_folder_with_owner_and_mode(
     assert again.code == 0 and not stops(again)[0]["changed"], again
 
 
+def test_an_owner_given_as_a_number_is_compared_by_number_and_a_nameless_owner_is_kept(
+    project: NexusProject, sshbed: SshBed, folder: Path
+) -> None:
+    """owner="65534" was compared with the owner's name (nobody) and so written again at every
+    run, notifying its handlers each time; a file owned by an id without a name (stat says
+    UNKNOWN) is given back that id under sudo=True, not the word UNKNOWN."""
+    (project.root / "app.conf").write_text("key = 1\n")
+    (project.root / "site").mkdir()
+    (project.root / "site" / "a.txt").write_text("a\n")
+    nameless = folder / "nameless.conf"
+    nameless.write_text("old\n")
+    os.chown(nameless, 54321, 54321)
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{H1}"])
+        def owned():
+            upload("app.conf", "{folder}/app.conf", sudo=True, owner="65534", group="65534")
+            upload("site", "{folder}/site", recursive=True, sudo=True, owner="65534")
+            upload("app.conf", "{nameless}", sudo=True)
+    """,
+    )
+    first = run(project, "run", "owned", "--format", "json")
+    assert first.code == 0, first
+    assert [s["changed"] for s in stops(first)] == [True, True, True]
+    assert (folder / "app.conf").stat().st_uid == 65534 and (folder / "app.conf").stat().st_gid == 65534
+    assert (folder / "site" / "a.txt").stat().st_uid == 65534
+    kept = nameless.stat()
+    assert nameless.read_text() == "key = 1\n" and (kept.st_uid, kept.st_gid) == (54321, 54321)
+    for _ in range(2):
+        again = run(project, "run", "owned", "--format", "json")
+        assert again.code == 0, again
+        assert [s["changed"] for s in stops(again)] == [False, False, False], again
+
+
 def test_hosts_sharing_a_file_system_never_share_a_temporary_file(
     project: NexusProject, sshbed: SshBed, folder: Path
 ) -> None:
