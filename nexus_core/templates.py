@@ -149,6 +149,8 @@ def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
                  "paths in {% include %} start at the nexusfile's folder", code="missing-source")  # fmt: skip
         return None
     except Exception as exc:  # noqa: BLE001 - a filter or a value raised: report, never crash
+        if "Undefined" in str(exc) and _undeclared(env, variables, path, root):
+            return None  # an undefined value met a filter ({{ x | tojson }}): the names are said
         file, line = _template_frame(exc, path)
         _problem(
             f"template {_short(file, root)}:{line}: {type(exc).__name__}: {exc}",
@@ -205,6 +207,32 @@ def _more_undefined(tmpl: Any, variables: Mapping[str, Any], first: Exception, p
             _undefined(again, path, root)
         except Exception:  # noqa: BLE001 - a stand-in met a filter or an operation: nothing more to tell
             return
+
+
+def _undeclared(env: Any, variables: Mapping[str, Any], path: str, root: str) -> bool:
+    """Record each name the template's source uses that neither ``variables`` nor Jinja's
+    globals give, at its first line (a filter that raised on an undefined value, such as
+    ``tojson``, names no variable itself); False when there is none to name."""
+    import jinja2
+    from jinja2 import meta, nodes
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            ast = env.parse(f.read())
+    except (OSError, UnicodeDecodeError, jinja2.TemplateError):
+        return False
+    names = sorted(meta.find_undeclared_variables(ast) - set(variables) - set(env.globals))
+    if not names:
+        return False
+    lines: dict[str, int] = {}
+    for node in ast.find_all(nodes.Name):
+        if node.name in names and node.ctx == "load":
+            lines.setdefault(node.name, node.lineno)
+    for name in sorted(names, key=lambda n: lines.get(n, 0)):
+        _problem(f"template {_short(path, root)}:{lines.get(name, 0)}: {name!r} is undefined",
+                 "pass it in vars={...}, or give a default: {{ name | default('...') }}",
+                 code="template-undefined")  # fmt: skip
+    return True
 
 
 def _undefined_name(exc: Exception) -> str | None:

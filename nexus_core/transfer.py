@@ -408,8 +408,10 @@ def _who(field: str) -> tuple[str, str]:
 
 def _is_who(wanted: str, name: str, ident: str) -> bool:
     """Whether a file's owner (or group) ``name`` / ``ident`` is the ``wanted`` one, given by
-    name or, all digits, by number (``owner="65534"``)."""
-    return wanted == name or (wanted.isdigit() and wanted == ident)
+    name or by number (``owner="65534"``, also ``"065534"`` and ``"+65534"``, which ``chown``
+    takes for the same id)."""
+    number = wanted[1:] if wanted.startswith("+") else wanted
+    return wanted == name or (number.isdigit() and ident.isdigit() and int(number) == int(ident))
 
 
 def _keep_who(name: str, ident: str) -> str:

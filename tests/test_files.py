@@ -109,6 +109,17 @@ def test_every_undefined_name_a_template_needs_is_named_at_once(nexus_project: N
         "template app.j2:4: 'debug' is undefined",
         "template app.j2:5: 'loglevel' is undefined",
     ], problems
+    # a filter that fails on an undefined value names no variable itself; names with digits
+    # are different variables, each shown (not "more problems like these")
+    (root / "f.j2").write_text(
+        't = {{ obj | tojson }}\nq = {{ name | replace("a", "b") }}\n{{ v1 }}{{ v2 }}\n{{ v3 }}{{ v4 }}\n'
+    )
+    nexusfile(nexus_project, '@task\ndef conf():\n    template("f.j2", "/tmp/nx-f.conf", vars={"port": 1})\n')
+    text = nexus_project.run("validate")
+    assert text.code == 2 and "more problems" not in text.stderr + text.stdout, text
+    for said in ("f.j2:1: 'obj'", "f.j2:2: 'name'", "f.j2:3: 'v1'", "f.j2:3: 'v2'", "f.j2:4: 'v3'", "f.j2:4: 'v4'"):
+        assert said in text.stderr + text.stdout, (said, text)
+    assert "TypeError" not in text.stderr + text.stdout
 
 
 def test_a_missing_upload_source_in_a_task_with_deps_says_how_to_hand_it_over(nexus_project: NexusProject) -> None:

@@ -39,11 +39,19 @@ ALIKE_SHOWN = 3
 _NUMBERED = re.compile(r"\S*\d\S*")
 
 
+_QUOTED_OR_NUMBERED = re.compile(r"'[^']*'|\S*\d\S*")
+
+
 def _shape(p: Problem) -> tuple[str, str, str] | None:
     """What makes problems alike: their line, their kind and their message with every word
-    holding a digit blanked out (``host web-7 has no variable 'env'``); None without a line."""
+    holding a digit blanked out (``host web-7 has no variable 'env'``); None without a line.
+    A template's problems keep their quoted names (``'v1'`` and ``'v2'`` are two variables a
+    template misses, not the same one for another host)."""
     if p.location is None:
         return None
+    if p.code.startswith("template-"):
+        message = _QUOTED_OR_NUMBERED.sub(lambda m: m[0] if m[0].startswith("'") else "#", p.message)
+        return str(p.location), p.code, message
     return str(p.location), p.code, _NUMBERED.sub("#", p.message)
 
 

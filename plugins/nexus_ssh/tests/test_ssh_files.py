@@ -221,11 +221,12 @@ def test_an_owner_given_as_a_number_is_compared_by_number_and_a_nameless_owner_i
             upload("app.conf", "{folder}/app.conf", sudo=True, owner="65534", group="65534")
             upload("site", "{folder}/site", recursive=True, sudo=True, owner="65534")
             upload("app.conf", "{nameless}", sudo=True)
+            upload("app.conf", "{folder}/zeros.conf", sudo=True, owner="+65534", group="065534")
     """,
     )
     first = run(project, "run", "owned", "--format", "json")
     assert first.code == 0, first
-    assert [s["changed"] for s in stops(first)] == [True, True, True]
+    assert [s["changed"] for s in stops(first)] == [True, True, True, True]
     assert (folder / "app.conf").stat().st_uid == 65534 and (folder / "app.conf").stat().st_gid == 65534
     assert (folder / "site" / "a.txt").stat().st_uid == 65534
     kept = nameless.stat()
@@ -233,7 +234,7 @@ def test_an_owner_given_as_a_number_is_compared_by_number_and_a_nameless_owner_i
     for _ in range(2):
         again = run(project, "run", "owned", "--format", "json")
         assert again.code == 0, again
-        assert [s["changed"] for s in stops(again)] == [False, False, False], again
+        assert [s["changed"] for s in stops(again)] == [False, False, False, False], again
 
 
 def test_hosts_sharing_a_file_system_never_share_a_temporary_file(
