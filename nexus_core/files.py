@@ -55,7 +55,7 @@ def _name(what: str, key: str, value: Any) -> bool:
         return True
     _problem(
         f"{what}(): {key} must be a user or group name, not {safe_repr(value)}",
-        f'write {key}="www-data"',
+        f'write {key}="www-data", or a number as a string: {key}="33"',
         code="bad-value",
     )
     return False

@@ -187,8 +187,9 @@ def _more_undefined(tmpl: Any, variables: Mapping[str, Any], first: Exception, p
     """Record the template's other undefined names after the ``first``, so that one validation
     names them all: render again with each name found so far standing for an empty value
     (Jinja's ``ChainableUndefined``), until the template renders, fails otherwise, or after
-    :data:`UNDEFINED_MAX` names. Only the names a render reaches are named (a name under an
-    ``{% if %}`` that is false is not needed); an undefined attribute stops the search."""
+    :data:`UNDEFINED_MAX` more names (then says that more may follow). Only the names a render
+    reaches are named (a name under an ``{% if %}`` that is false is not needed); an undefined
+    attribute of a value given (``host.vars.role``) is named and ends the search."""
     import jinja2
 
     values = dict(variables)
@@ -202,11 +203,12 @@ def _more_undefined(tmpl: Any, variables: Mapping[str, Any], first: Exception, p
             return
         except jinja2.UndefinedError as again:
             name = _undefined_name(again)
-            if name is None or name in values:
-                return  # an attribute of a stand-in or of a value given: the first problem says it
-            _undefined(again, path, root)
+            if name is None or name not in values:  # a new name, or an attribute of a value given
+                _undefined(again, path, root)
         except Exception:  # noqa: BLE001 - a stand-in met a filter or an operation: nothing more to tell
             return
+    _problem(f"template {_short(path, root)}: more undefined names may follow (the search stops after "
+             f"{UNDEFINED_MAX + 1})", "give these, then validate again", code="template-undefined")  # fmt: skip
 
 
 def _undeclared(env: Any, variables: Mapping[str, Any], path: str, root: str) -> bool:

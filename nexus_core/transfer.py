@@ -1313,7 +1313,9 @@ def _step_reason(step: str, verdict: list[str], w: FileWrite, host: Host, tail: 
     if any("ermission denied" in t or "not permitted" in t for t in tail):
         return f"permission denied on {host.label} ({step} {w.dest}){detail}"
     if step == "chown" and any("invalid user" in t or "invalid group" in t for t in tail):
-        return f"owner {_owner_arg(w)!r} does not exist on {host.label}{detail}"
+        if any("invalid group" in t for t in tail) or not w.owner:  # chown names the part it refused
+            return f"group {w.group!r} does not exist on {host.label}{detail}"
+        return f"owner {w.owner!r} does not exist on {host.label}{detail}"
     return f"{step} {w.dest} on {host.label} failed{detail}"
 
 

@@ -92,8 +92,8 @@ def deploy():
 
 def test_every_undefined_name_a_template_needs_is_named_at_once(nexus_project: NexusProject) -> None:
     """Not only the first: each name a render reaches, with its line; a name under an
-    {% if %} that stays false is not needed; an undefined attribute (said when it comes
-    first) ends the search."""
+    {% if %} that stays false is not needed; an undefined attribute of a value given is named
+    and ends the search; past 21 names the list says that more may follow."""
     root = nexus_project.root
     (root / "app.j2").write_text(
         "port = {{ port }}\nname = {{ nme }}\n{% for u in users %}user = {{ u.name }}\n{% endfor %}"
@@ -108,7 +108,13 @@ def test_every_undefined_name_a_template_needs_is_named_at_once(nexus_project: N
         "template app.j2:3: 'users' is undefined",
         "template app.j2:4: 'debug' is undefined",
         "template app.j2:5: 'loglevel' is undefined",
+        "template app.j2:6: 'role' is not defined ('dict object' has no attribute 'role')",
     ], problems
+    (root / "many.j2").write_text("".join(f"{{{{ n{i} }}}}\n" for i in range(25)))
+    nexusfile(nexus_project, '@task\ndef conf():\n    template("many.j2", "/tmp/nx-many.conf")\n')
+    many = [p["message"] for p in nexus_project.run("validate", "--format", "json").json()["problems"]]
+    assert len(many) == 22, many
+    assert many[-1] == "template many.j2: more undefined names may follow (the search stops after 21)"
     # a filter that fails on an undefined value names no variable itself; names with digits
     # are different variables, each shown (not "more problems like these")
     (root / "f.j2").write_text(
@@ -472,6 +478,29 @@ def test_the_checksum_cache_reads_and_writes_many_rows_at_once_and_keeps_all(tmp
         assert checksum_cache.lookup_remote_tree("h2", "/r") == {"/r/a": ("sig a", "sa"), "/r/b": ("sig b", "sb")}
     finally:
         checksum_cache.forget()
+
+
+def test_a_missing_group_is_named_as_a_group_and_a_missing_owner_as_an_owner(
+    nexus_project: NexusProject, tmp_path: Path
+) -> None:
+    (nexus_project.root / "f.txt").write_text("hi\n")
+    nexusfile(
+        nexus_project,
+        f"""
+@task
+def g():
+    upload("f.txt", "{tmp_path}/g.txt", sudo=True, owner="root", group="no_such_group_x")
+
+@task
+def o():
+    upload("f.txt", "{tmp_path}/o.txt", sudo=True, owner="no_such_user_x")
+""",
+    )
+    group = nexus_project.run("run", "g")
+    assert group.code == 1 and "group 'no_such_group_x' does not exist on local" in group.stdout, group
+    owner = nexus_project.run("run", "o")
+    assert owner.code == 1 and "owner 'no_such_user_x' does not exist on local" in owner.stdout, owner
+    assert not (tmp_path / "g.txt").exists() and not (tmp_path / "o.txt").exists()
 
 
 def test_a_damaged_print_or_a_name_that_is_not_utf8_is_only_a_cache_miss(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
