@@ -161,6 +161,10 @@ def render(path: str, root: str, variables: Mapping[str, Any]) -> bytes | None:
     return text.encode("utf-8")
 
 
+#: The hint of a template's undefined name.
+_UNDEFINED_HINT = "pass it in vars={...}, or give a default: {{ name | default('...') }}"
+
+
 def _undefined(exc: Exception, path: str, root: str) -> None:
     """Record the problem of a template's undefined name or attribute (``exc``, Jinja's
     ``UndefinedError``), at the template's file and line."""
@@ -169,7 +173,7 @@ def _undefined(exc: Exception, path: str, root: str) -> None:
     assert isinstance(exc, jinja2.UndefinedError)
     file, line = _template_frame(exc, path)
     said = exc.message or "undefined"
-    hint = "pass it in vars={...}, or give a default: {{ name | default('...') }}"
+    hint = _UNDEFINED_HINT
     attr = re.search(r"has no attribute '([^']+)'", said)
     if attr is not None:  # {{ host.vars.role }}: Jinja says "'dict object' has no attribute 'role'"
         key = attr.group(1)
@@ -223,17 +227,16 @@ def _undeclared(env: Any, variables: Mapping[str, Any], path: str, root: str) ->
             ast = env.parse(f.read())
     except (OSError, UnicodeDecodeError, jinja2.TemplateError):
         return False
-    names = sorted(meta.find_undeclared_variables(ast) - set(variables) - set(env.globals))
+    names = meta.find_undeclared_variables(ast) - set(variables) - set(env.globals)
     if not names:
         return False
     lines: dict[str, int] = {}
     for node in ast.find_all(nodes.Name):
         if node.name in names and node.ctx == "load":
             lines.setdefault(node.name, node.lineno)
-    for name in sorted(names, key=lambda n: lines.get(n, 0)):
+    for name in sorted(names, key=lambda n: (lines.get(n, 0), n)):
         _problem(f"template {_short(path, root)}:{lines.get(name, 0)}: {name!r} is undefined",
-                 "pass it in vars={...}, or give a default: {{ name | default('...') }}",
-                 code="template-undefined")  # fmt: skip
+                 _UNDEFINED_HINT, code="template-undefined")  # fmt: skip
     return True
 
 

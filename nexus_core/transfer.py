@@ -617,9 +617,14 @@ def _quick_look(
     is the one kept in ``known`` (their kept sum stands, as in the full look). Anything
     else (and everything, should the script fail) is left out, for the full look.
     ``names=False``: owner and group are left empty (for a caller that compares neither)."""
-    index = {p: i for i, p in enumerate(paths) if _plain(p) and "\037" not in p}
+    index = _quick_index(paths)
     said = _quick_lines(executor, host, list(index), sudo, names, cancel)
     return {} if said is None else _quick_states(said, index, sizes, known, names)
+
+
+def _quick_index(paths: Sequence[str]) -> dict[str, int]:
+    """The paths :func:`quick_script` can look at (printed on one line each), by their index."""
+    return {p: i for i, p in enumerate(paths) if _plain(p) and "\037" not in p}
 
 
 def _quick_lines(
@@ -1577,7 +1582,7 @@ def _items(op: Transfer, source: str, share: tuple[str, str, int] | None = None)
         mtime = st.st_mtime if op.preserve and op.content is None else None
         return [_Item(source, op.dest, st.st_size, local_sha256(source), mode, mtime=mtime)], []
     files, rels = _scan_tree(source, share)
-    root = op.dest.rstrip("/") or "/"
+    root = _tree_root(op)
     folders = [op.dest, *(f"{root}/{rel}" for rel in rels)]
     items: list[_Item] = []
     for rel, full, size, sha, bits, mtime in files:
@@ -1738,6 +1743,11 @@ _DIGESTS: dict[tuple[str, str, int, str], tuple[_Tree, str]] = {}
 # --- a tree's print: a re-run of an unchanged tree confirmed by one look -----------------------
 
 
+def _tree_root(op: Transfer) -> str:
+    """The folder a tree's upload writes into, without its trailing slash."""
+    return op.dest.rstrip("/") or "/"
+
+
 def _printable(executor: Executor, op: Transfer) -> bool:
     """Whether the upload ``op`` keeps a print of its tree on the host (see :func:`_confirmed`):
     a folder's upload through a shell-scripted executor (one whose look is :func:`quick_script`)."""
@@ -1766,8 +1776,8 @@ def _names(op: Transfer) -> bool:
 
 
 def _confirmed(
-    host: Host,
     executor: Executor,
+    host: Host,
     op: Transfer,
     source: str,
     share: tuple[str, str, int],
@@ -1805,7 +1815,7 @@ def _remember_print(
     """Keep the print of ``op``'s tree on ``host``: ``lines``, what a look over ``listing`` (the
     tree's files, its root, its empty folders, as :func:`_look` lists them) printed while it
     found every file unchanged, and the local tree's digest."""
-    root = op.dest.rstrip("/") or "/"
+    root = _tree_root(op)
     kept = (_shared_digest(source, share), _said_digest(lines), files, listing)
     checksum_cache.remember_tree_print(_host_key(host), root, _op_print(op), kept)
 
@@ -1906,7 +1916,7 @@ def _look(
     ``cancel`` (the executor's when None). ``said``: a quick look already taken over some
     paths (the print's, when it did not match), used again when they are this tree's."""
     own = type(executor).stat_files is not Executor.stat_files
-    root = op.dest.rstrip("/") or "/"
+    root = _tree_root(op)
     items, folders = _items(op, source, share)
     paths = [it.dest for it in items]
     sizes: list[int | None] = [it.size for it in items]
@@ -1929,7 +1939,7 @@ def _look(
         known = checksum_cache.lookup_remote_tree(_host_key(host), root)
         found: dict[int, FileState] = {}
         if known:
-            index = {p: i for i, p in enumerate(paths) if _plain(p) and "\037" not in p}
+            index = _quick_index(paths)
             listing = list(index)
             if said is not None and said[0] == listing:
                 lines: list[list[str]] | None = said[1]
@@ -2065,9 +2075,9 @@ def _upload(
     kept: checksum_cache.TreePrint | None = None
     looked: tuple[list[str], list[list[str]]] | None = None
     if printable:
-        kept = checksum_cache.lookup_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op))
+        kept = checksum_cache.lookup_tree_print(_host_key(host), _tree_root(op), _op_print(op))
         if kept is not None:
-            confirmed, looked = _confirmed(host, executor, op, source, share, kept, cancel)
+            confirmed, looked = _confirmed(executor, host, op, source, share, kept, cancel)
             if confirmed:
                 from nexus_core.logs import LOGGER
 
@@ -2158,7 +2168,7 @@ def _upload(
             # The tree changed since its print: none until a run finds it unchanged again (and
             # keeps one from its own look), so that a tree that changes at every run (new file
             # names at each build) is not looked at twice.
-            checksum_cache.remember_tree_print(_host_key(host), op.dest.rstrip("/") or "/", _op_print(op), None)
+            checksum_cache.remember_tree_print(_host_key(host), _tree_root(op), _op_print(op), None)
     note = "" if changed else "unchanged"
     if op.recursive and changed:
         note = f"{len(written) + len(to_fix)} of {len(items)} files changed"
