@@ -21,6 +21,24 @@ LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)://")
 
 
+#: An inventory-style range (``web-[1:3]``, ``[a:f]``), which host strings do not expand.
+_RANGE = re.compile(r"\[(?:\d+:\d+|[A-Za-z]:[A-Za-z])\]")
+
+
+def _bracketed_v6(text: str) -> bool:
+    """True when ``text`` (after any user) is an IPv6 address in brackets (``[::1]:22``)."""
+    rest = text.rpartition("@")[2]
+    if "://" in rest:
+        rest = rest.partition("://")[2]
+    if not rest.startswith("[") or "]" not in rest:
+        return False
+    try:
+        ipaddress.IPv6Address(rest[1 : rest.index("]")])
+    except ValueError:
+        return False
+    return True
+
+
 class HostParseError(ValueError):
     """A host string that cannot be understood; the message says why and what is expected."""
 
@@ -41,6 +59,13 @@ def parse_host(text: object, transport: str = "ssh") -> Host:
         raise HostParseError(f"empty host string ({FORMS})")
     if any(c.isspace() for c in text):
         raise HostParseError(f"host {raw!r} contains whitespace ({FORMS})")
+    ranged = _RANGE.search(text)
+    if ranged and not _bracketed_v6(text):
+        raise HostParseError(
+            f"host {raw!r}: a range such as {ranged.group()} is expanded in inventory files "
+            "only (docs/inventories.md); in a nexusfile, list the hosts, e.g. "
+            "[f'web-{i}' for i in range(1, 4)]"
+        )
     scheme = _SCHEME.match(text)
     if scheme:
         transport = scheme.group(1).lower()

@@ -100,7 +100,9 @@ def host_forms(host: Host, pattern: str = "@://") -> set[str]:
     """The spellings of ``host`` that ``pattern`` is compared with: label and name, plus
     ``user@name`` forms when the pattern has an ``@`` and ``transport://`` forms when it has
     ``://`` (so that ``d*`` never matches ``deploy@web-2`` through its user)."""
-    forms = {host.label, host.name}
+    # The short label (name:port) too: a host whose label carries its user, as when two users
+    # share an address and port, is still named by ``-H 10.0.0.5:2222``.
+    forms = {host.label, host.name, host.short_label}
     if ":" in host.name:  # an IPv6 address, also as written in brackets: [::1]
         forms.add(f"[{host.name}]")
     if "@" in pattern and host.user:

@@ -563,6 +563,20 @@ def _check_groups(project: Project, out: list[Problem]) -> None:
             )
 
 
+def _no_host_left_hint(limit: Limit) -> str:
+    """The fix for a ``-H`` limit that leaves none of the run's hosts: its exclusions (``!``,
+    ``&``) when it has any, else that its patterns name hosts other tasks run on."""
+    if any(t.kind != "+" for t in limit.terms):
+        return (
+            "the patterns together exclude every host (see them with --list-hosts without -H); "
+            "drop an exclusion (!NAME, &NAME) or name a host to keep"
+        )
+    return (
+        "the patterns name hosts, but none that the tasks asked for run on; see each task's hosts "
+        "with --list-hosts without -H, and name one of them (or ask for a task that runs there)"
+    )
+
+
 def _group_cycle(project: Project, name: str, stack: list[str]) -> list[str] | None:
     if name in stack:
         return [*stack[stack.index(name) :], name]
@@ -1052,8 +1066,7 @@ def build_plan(
             Problem(
                 f"-H/--hosts {host_limit.text}: no host of this run's tasks is left, so nothing would run",
                 None,
-                "the patterns together exclude every host (see them with --list-hosts without -H); "
-                "drop an exclusion (!NAME) or name a host to keep",
+                _no_host_left_hint(host_limit),
                 "bad-limit",
             )
         )

@@ -228,6 +228,30 @@ class RunSession:
 
     # --- wiring --------------------------------------------------------------------------------
 
+    def _record_start(self, run_id: str) -> bool:
+        """Record the run's start (or a resume's); False, having said why, when the database
+        cannot be written (read-only, immutable, a full disk): the run goes on unrecorded."""
+        import sqlite3
+
+        assert self.store is not None
+        plan = self.plan
+        try:
+            if self.resume_record is not None:
+                self.store.reopen_run(run_id, plan.to_dict(), plan.source_hash)
+            else:
+                seen = {"continue_on_error": self.continue_on_error, "parallel_limit": self.parallel_limit,
+                        "mode": self.mode, "params": dict(plan.params), "limit": plan.limit}  # fmt: skip
+                self.store.supersede(plan.nexusfile, list(plan.requested))
+                self.store.begin_run(run_id, plan.nexusfile, plan.source_hash, list(plan.requested), seen,
+                                     plan.to_dict())  # fmt: skip
+        except sqlite3.OperationalError as exc:
+            self._say(
+                f"nexus: warning: cannot write the run-state database {self.store.path} ({exc}); this run is "
+                "not recorded and cannot be resumed (check the file's permissions, attributes and free space)"
+            )
+            return False
+        return True
+
     def _make_engine(self, audit: Any = None) -> Engine:
         import json
 
@@ -240,17 +264,11 @@ class RunSession:
         bus = EventBus(run_id, report=self._say)
         if audit is not None:
             bus.subscribe("audit", audit)  # first: it sees every event before any other subscriber
+        if self.store is not None and not self._record_start(run_id):
+            self.store = None  # the caller closes it
         if self.store is not None:
             from nexus_core.state.recorder import StateRecorder
 
-            if self.resume_record is not None:
-                self.store.reopen_run(run_id, plan.to_dict(), plan.source_hash)
-            else:
-                seen = {"continue_on_error": self.continue_on_error, "parallel_limit": self.parallel_limit,
-                        "mode": self.mode, "params": dict(plan.params), "limit": plan.limit}  # fmt: skip
-                self.store.supersede(plan.nexusfile, list(plan.requested))
-                self.store.begin_run(run_id, plan.nexusfile, plan.source_hash, list(plan.requested), seen,
-                                     plan.to_dict())  # fmt: skip
             recorder = StateRecorder(self.store, run_id)
             bus.subscribe("state", recorder, after=recorder.after)
         for name, callback in self.subscribers:

@@ -325,6 +325,10 @@ def test_h_mistakes_are_validation_errors(nexus_project: NexusProject):
     nexus_project.write(HOSTS.replace('@task(on="db", deps=[build])', '@task(on="db")'))
     nothing = nexus_project.run("run", "migrate", "-H", "web")
     assert nothing.code == 2 and "no host of this run's tasks is left" in nothing.stderr, nothing
+    # no exclusion was given: the fix is to name one of the task's hosts, not to drop one
+    assert "none that the tasks asked for run on" in nothing.stderr and "drop an exclusion" not in nothing.stderr
+    excluded = nexus_project.run("run", "migrate", "-H", "!db-1.invalid")
+    assert excluded.code == 2 and "drop an exclusion (!NAME, &NAME)" in excluded.stderr, excluded
 
 
 def test_h_from_a_file(nexus_project: NexusProject):

@@ -189,3 +189,17 @@ def test_any_text_parses_or_raises_host_parse_error(text: str) -> None:
 def test_any_non_string_raises_host_parse_error(value: object) -> None:
     with pytest.raises(HostParseError):
         parse_host(value)
+
+
+@pytest.mark.parametrize("text", ["web-[1:3]", "web-[01:20].example.com", "deploy@db-[a:f]:2222", "ssh://web-[1:3]"])
+def test_an_inventory_range_in_a_host_string_says_where_ranges_are_expanded(text: str) -> None:
+    with pytest.raises(HostParseError) as err:
+        parse_host(text)
+    message = str(err.value)
+    assert "is expanded in inventory files only" in message and "docs/inventories.md" in message, message
+    assert "is not a number" not in message
+
+
+def test_bracketed_ipv6_addresses_are_not_taken_for_ranges() -> None:
+    assert parse_host("[::1]:22").name == "::1"
+    assert parse_host("u@[2001:db8::1]:2222").port == 2222

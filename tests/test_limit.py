@@ -39,6 +39,19 @@ def test_user_and_port_forms_match():
     assert names(parse_limit(["other@web-2.example.com"])) == []
 
 
+def test_address_and_port_name_every_user_of_them_even_when_their_labels_carry_the_users():
+    from dataclasses import replace
+
+    two = [parse_host("deploy@10.0.0.7:2222"), parse_host("ops@10.0.0.7:2222"), parse_host("deploy@10.0.0.8:2222")]
+    # Two users on one address and port: the planner labels them with their users.
+    two = [replace(h, display=h.source) if h.name == "10.0.0.7" else h for h in two]
+    groups = {"fleet": {host_key(h) for h in two}}
+    for form in ("10.0.0.7:2222", "10.0.0.7:22*", "10.0.0.7"):
+        kept = parse_limit([form]).select(two, groups)
+        assert [h.label for h in kept] == ["deploy@10.0.0.7:2222", "ops@10.0.0.7:2222"], form
+    assert [h.label for h in parse_limit(["ops@10.0.0.7:2222"]).select(two, groups)] == ["ops@10.0.0.7:2222"]
+
+
 def test_comma_separated_repeated_exclusion_and_intersection():
     assert names(parse_limit(["web,db", "!web-3"])) == [
         "web-1.example.com",

@@ -312,6 +312,29 @@ def test_many_hosts_failing_alike_but_for_their_address_and_pgid_are_one_outcome
     assert "50 hosts timeout: timed out after 5s; remote process group <pgid> sent SIGTERM/KILL" in lines[3]
 
 
+def test_a_changed_host_key_on_many_hosts_is_one_error_whatever_line_of_known_hosts_held_each():
+    from nexus_core.output.alike import merged, names_of, shape
+
+    def changed(address: str, line: int, old: str) -> str:
+        name = f"[{address}]:2222"
+        return (
+            f"HOST KEY CHANGED for {name} - possible man-in-the-middle attack!\n"
+            f"Expected: ssh-ed25519 SHA256:{old * 43} (from /home/u/kh line {line})\n"
+            f"Got:      ssh-ed25519 SHA256:{'Z' * 43}\n"
+            f"- If the change is expected (host reinstalled), remove the old key: "
+            f"ssh-keygen -R '{name}' -f /home/u/kh   (or delete line {line} of /home/u/kh)"
+        )
+
+    a = shape(changed("10.0.0.1", 1, "A"), names_of("10.0.0.1:2222"))
+    b = shape(changed("10.0.0.2", 2, "B"), names_of("10.0.0.2:2222"))
+    assert a.key == b.key
+    text = merged([a, b])
+    assert "(from /home/u/kh line <line>)" in text and "delete line <line> of /home/u/kh" in text, text
+    # Other numbers stay: a different known_hosts file, or another key type, is another error.
+    c = shape(changed("10.0.0.3", 3, "C").replace("/home/u/kh", "/etc/kh"), names_of("10.0.0.3:2222"))
+    assert c.key != a.key
+
+
 def test_a_hosts_own_name_is_set_aside_but_ports_users_and_other_names_are_not():
     from nexus_core.output.alike import merged, names_of, shape
 

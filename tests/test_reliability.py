@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,45 @@ def test_a_state_database_that_is_a_folder_is_named_as_such(nexus_project, tmp_p
     result = nexus_project.run("pipelines", env={"NEXUS_STATE_DB": str(folder)})
     assert result.code == 2, result
     assert f"{folder} is a folder, not a database" in result.stderr and "permission" not in result.stderr, result
+
+
+def test_a_state_path_that_is_no_database_file_of_ours_is_never_moved(nexus_project, tmp_path):
+    # NEXUS_STATE_DB=/dev/null (as root, moving it broke the machine's /dev/null), a named pipe
+    # (reading it waits for a writer) or the nexusfile itself: left as they are; the run goes
+    # on unrecorded, and commands that need the database say why and how to fix it.
+    nexus_project.write(SIMPLE)
+    nexusfile = nexus_project.root / "nexusfile.py"
+    pipe = tmp_path / "state.db"
+    os.mkfifo(pipe)
+    for path, why in ((pipe, "it is a named pipe"), (nexusfile, "it is not an SQLite database")):
+        before = nexusfile.read_bytes()
+        result = nexus_project.run("run", "hello", env={"NEXUS_STATE_DB": str(path)}, timeout=60)
+        assert result.code == 0, result
+        assert f"{path} cannot be the run-state database: {why}" in result.stderr, result.stderr
+        assert "this run is not recorded" in result.stderr and "moved it to" not in result.stderr
+        assert nexusfile.read_bytes() == before and path.exists()
+        assert not [p for p in path.parent.iterdir() if ".damaged-" in p.name or p.name.endswith(".lock")]
+        listing = nexus_project.run("pipelines", env={"NEXUS_STATE_DB": str(path)}, timeout=60)
+        assert listing.code == 2 and "point NEXUS_STATE_DB at a file of its own" in listing.stderr, listing
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+def test_a_state_database_that_cannot_be_written_leaves_the_run_unrecorded_with_a_warning(nexus_project):
+    nexus_project.write(SIMPLE)
+    assert nexus_project.run("run", "hello").code == 0
+    db = _db(nexus_project)
+    _settle(db)
+    made = subprocess.run(["chattr", "+i", str(db)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not available here: {made.stderr.decode().strip()}")
+    try:
+        result = nexus_project.run("run", "hello")
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=False)
+    assert result.code == 0, result
+    assert "This is a bug" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    assert "cannot write the run-state database" in result.stderr and "not recorded" in result.stderr
+    assert "hello" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -451,3 +451,32 @@ def test_discarding_a_crashed_run_warns_that_its_command_may_still_run(nexus_pro
     assert "final on local was running a command when the run stopped" in out.stderr, out
     assert "discarding the run does not stop it" in out.stderr, out
     time.sleep(3)  # the orphan ends before the test's folder goes
+
+
+def test_the_resume_prompt_counts_a_fleets_hosts_in_one_state_instead_of_listing_each():
+    from types import SimpleNamespace
+
+    from nexus_core.model import Host
+    from nexus_core.state.resume import ResumePoint, describe
+
+    labels = [f"10.0.0.{i}:2222" for i in range(1, 61)]
+    hosts = [SimpleNamespace(host=Host(name=lb.split(":")[0], port=2222), commands=(1, 2, 3)) for lb in labels]
+    plan = SimpleNamespace(
+        order=["build", "deploy", "notify"],
+        tasks={"deploy": SimpleNamespace(hosts=hosts), "notify": SimpleNamespace(hosts=[])},
+    )
+    record = SimpleNamespace(started=0.0, display_status="interrupted", pipeline="deploy", id="r1")
+    point = ResumePoint(
+        "r1",
+        done_tasks={"build"},
+        done_hosts={("deploy", lb) for lb in labels[:57]},
+        start_at={("deploy", labels[57]): 1, ("deploy", labels[58]): 2, ("deploy", labels[59]): 2},
+    )
+    lines = describe(record, point, plan)  # type: ignore[arg-type]
+    progress = next(line for line in lines if "In progress:" in line)
+    assert progress == (
+        "  In progress: deploy on 57 hosts (10.0.0.1:2222, 10.0.0.2:2222, 10.0.0.3:2222 and 54 more): done; "
+        "deploy on 10.0.0.58:2222: 1/3 commands done; deploy on 10.0.0.59:2222: 2/3 commands done; "
+        "deploy on 10.0.0.60:2222: 2/3 commands done"
+    ), lines
+    assert lines[-1] == "  Pending:     notify"

@@ -759,7 +759,9 @@ def open_store(required: bool = False, quiet: bool = False) -> StateStore | None
     except StateError as exc:
         if required:
             path = state_db()
-            if os.path.isdir(path):
+            if exc.hint:
+                hint = exc.hint
+            elif os.path.isdir(path):
                 hint = f"{path} is a folder, not a database: move it away (or set NEXUS_STATE_DB)"
             else:
                 hint = "Check the permissions of $XDG_STATE_HOME/nexus (or set NEXUS_STATE_DB)"

@@ -5,14 +5,15 @@ The same connection error on 200 hosts reads differently on each: ``Connection r
 a stopped command names its remote process group (``remote process group 340 sent SIGINT``).
 To explain such an error once, naming every host (docs/output.md), a text is reduced to
 its :class:`Shape`: the host's own name (its label, its address, in ``[address]`` and
-``user@address`` forms) and volatile values (remote process group ids, key fingerprints)
-become placeholders; everything else, ports, users, key types, exit codes and counts
-included, stays as it is, so distinct errors stay distinct. The failure report shows the
+``user@address`` forms) and volatile values (remote process group ids, key fingerprints,
+the line of a ``known_hosts`` file that holds the host's key) become placeholders;
+everything else, ports, users, key types, exit codes and counts included, stays as it is,
+so distinct errors stay distinct. The failure report shows the
 first host's text; one-line views (the tree by outcome, ``nexus exec``) show :func:`merged`.
 
 :func:`merged` gives the text shown for a group of alike texts: each placeholder shows its
-value where every host has the same one, and a generic ``<host>``, ``<pgid>`` or
-``<fingerprint>`` where they differ.
+value where every host has the same one, and a generic ``<host>``, ``<pgid>``,
+``<fingerprint>`` or ``<line>`` where they differ.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 #: What each kind of placeholder reads as when the hosts' values differ.
-GENERIC = {"host": "<host>", "pgid": "<pgid>", "fingerprint": "<fingerprint>"}
+GENERIC = {"host": "<host>", "pgid": "<pgid>", "fingerprint": "<fingerprint>", "line": "<line>"}
 
 # A remote process group id or ids (``340``, ``340 341``, ``[340, 341]``) after its words.
 _PGID = r"(?<=process group )(?:\[\d+(?:, \d+)*\]|\d+(?: \d+)*)(?!\w)"
 # A key fingerprint's value (its kind, SHA256 or MD5, stays in the text).
 _FINGERPRINT = r"(?<=SHA256:)[A-Za-z0-9+/]{16,}={0,2}|(?<=MD5:)[0-9a-f]{2}(?::[0-9a-f]{2}){15}"
-_MARK = re.compile("\0(host|pgid|fingerprint)\0")
+# The line of a known_hosts file that holds a host's key, as a changed host key's message
+# gives it: ``(from PATH line 12)`` and ``(or delete line 12 of PATH)``.
+_KNOWN_LINE = r"(?<= line )\d+(?=\))|(?<=delete line )\d+(?= of )"
+_MARK = re.compile("\0(host|pgid|fingerprint|line)\0")
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def _pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     # A whole name: ``web-1`` in ``deploy@web-1``, ``[web-1]:22`` and ``web-1:22`` but not
     # in ``web-12`` or ``web-1.example.com``.
     hosts = "|".join(re.escape(n) for n in forms)
-    parts = [f"(?P<pgid>{_PGID})", f"(?P<fingerprint>{_FINGERPRINT})"]
+    parts = [f"(?P<pgid>{_PGID})", f"(?P<fingerprint>{_FINGERPRINT})", f"(?P<line>{_KNOWN_LINE})"]
     if hosts:
         parts.insert(0, rf"(?P<host>(?<![\w.-])(?:{hosts})(?![\w-]|\.\w))")
     return re.compile("|".join(parts))
@@ -98,7 +102,7 @@ def alike_key(text: str, label: str, *names: str) -> str:
 
 def merged(shapes: Sequence[Shape]) -> str:
     """The text shown once for alike shapes (equal keys): a value all of them share is shown,
-    one that differs reads ``<host>``, ``<pgid>`` or ``<fingerprint>``. Shapes that are not
+    one that differs reads ``<host>``, ``<pgid>``, ``<fingerprint>`` or ``<line>``. Shapes that are not
     alike give the first one's text."""
     if not shapes:
         return ""

@@ -12,6 +12,13 @@ still there.
 Recovery happens under an exclusive lock on ``state.db.lock`` and re-checks the file
 first: two processes that find the same damage move it once, and neither moves away the
 fresh database the other one just made.
+
+Only what can be Nexus's own database is moved: a regular file (or a symbolic link, which
+moves without its target) that starts as an SQLite file, is empty, is named as a database
+(``.db``, ``.sqlite``, ``.sqlite3``) or sits where Nexus keeps it by default.
+``NEXUS_STATE_DB=/dev/null`` (a device: as root, moving it broke the machine's
+``/dev/null``) or a path naming some other file (a nexusfile) is left as it is: the run goes
+unrecorded with a warning, and commands that need the database say why.
 """
 
 from __future__ import annotations
@@ -34,12 +41,24 @@ def open_state(path: str, warn: Callable[[str], None]) -> StateStore:
     Raises :class:`StateError` for what moving the file would not fix (permissions, a
     database written by a newer Nexus).
     """
+    device = _not_a_file(path)
+    if device:  # never opened: reading a FIFO would wait for a writer, a device is not ours
+        raise StateError(
+            f"{path} cannot be the run-state database: {device}; it was left as it is",
+            hint="point NEXUS_STATE_DB at a file of its own (a path that does not exist yet), or unset it",
+        )
     try:
         return StateStore(path)
     except StateError as exc:
         if not exc.damaged:
             raise
         first = exc
+    foreign = not_ours(path)
+    if foreign:
+        raise StateError(
+            f"{path} cannot be the run-state database: {foreign}; it was left as it is",
+            hint="point NEXUS_STATE_DB at a file of its own (a path that does not exist yet), or unset it",
+        ) from first
     from nexus_core.state.lock import exclusive
 
     with exclusive(path + ".lock"):
@@ -61,6 +80,57 @@ def open_state(path: str, warn: Callable[[str], None]) -> StateStore:
         "and started a fresh one. Runs recorded there can no longer be listed or resumed."
     )
     return store
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: Endings of a file name that says the file is a database (moved aside when damaged).
+_DATABASE_NAMES = (".db", ".sqlite", ".sqlite3")
+
+
+def _not_a_file(path: str) -> str:
+    """What ``path`` (followed) is when it exists and is neither a regular file nor a folder."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ""
+    if stat.S_ISCHR(mode):
+        return "it is a character device"
+    return "it is a named pipe" if stat.S_ISFIFO(mode) else "it is not a regular file"
+
+
+def not_ours(path: str) -> str:
+    """Why the file at ``path`` is not one Nexus may move aside as its damaged database ("" when
+    it may): see the module docstring."""
+    import stat
+
+    from nexus_core.state.paths import state_dir
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return ""  # gone meanwhile: nothing to move
+    if stat.S_ISLNK(st.st_mode):
+        return ""  # the link moves; what it points at stays
+    if stat.S_ISDIR(st.st_mode):
+        return "it is a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return _not_a_file(path) or "it is not a regular file"
+    if st.st_size == 0 or os.path.abspath(path) == os.path.abspath(os.path.join(state_dir(), "state.db")):
+        return ""
+    if path.lower().endswith(_DATABASE_NAMES):
+        return ""  # named as a database: NEXUS_STATE_DB=/srv/ci/state.db overwritten by mistake
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(_SQLITE_HEADER))
+    except OSError:
+        return ""
+    if header == _SQLITE_HEADER:
+        return ""
+    return "it is not an SQLite database (nor named as one: .db), and Nexus moves aside only its own files"
 
 
 def _one_line(reason: str) -> str:
@@ -132,7 +202,7 @@ def damage_found_late(exc: BaseException, path: str) -> str | None:
 
     if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.OperationalError):
         return None
-    if not is_damage(exc) or not os.path.exists(path):
+    if not is_damage(exc) or not os.path.exists(path) or not_ours(path):
         return None
     with exclusive(path + ".lock"):
         try:

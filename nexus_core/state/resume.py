@@ -166,6 +166,10 @@ def _compared(command: dict[str, Any]) -> dict[str, Any]:
     return redact_data({k: command.get(k) for k in _COMPARED})
 
 
+#: Hosts named one by one in the resume prompt for a task's hosts in one state; more are counted.
+_HOSTS_NAMED = 3
+
+
 def describe(record: RunRecord, point: ResumePoint, plan: Plan) -> list[str]:
     """Lines for the resume prompt: completed, in progress (per host) and pending work."""
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
@@ -178,13 +182,23 @@ def describe(record: RunRecord, point: ResumePoint, plan: Plan) -> list[str]:
     for name in plan.order:
         if name in point.done_tasks:
             continue
+        # Each host's state, hosts in the same state together (a fleet reads as a few parts).
+        states: dict[str, list[str]] = {}
         for hp in plan.tasks[name].hosts:
             label = hp.host.label
             if (name, label) in point.done_hosts:
-                progress.append(f"{name} on {label}: done")
+                states.setdefault("done", []).append(label)
             elif (name, label) in point.start_at:
                 start = point.start_at[(name, label)]
-                progress.append(f"{name} on {label}: {start}/{len(hp.commands)} commands done")
+                states.setdefault(f"{start}/{len(hp.commands)} commands done", []).append(label)
+        for state, labels in states.items():
+            if len(labels) <= _HOSTS_NAMED:
+                progress.extend(f"{name} on {label}: {state}" for label in labels)
+            else:
+                shown = ", ".join(labels[:_HOSTS_NAMED])
+                progress.append(
+                    f"{name} on {len(labels)} hosts ({shown} and {len(labels) - _HOSTS_NAMED} more): {state}"
+                )
     if progress:
         lines.append("  In progress: " + "; ".join(progress))
     pending = [n for n in plan.order if n not in point.done_tasks and n not in point.in_progress()]

@@ -149,9 +149,11 @@ class StateError(Exception):
     aside. Otherwise the cause is access (permissions, a folder in the way) or a newer schema.
     """
 
-    def __init__(self, message: str, damaged: bool = False) -> None:
+    def __init__(self, message: str, damaged: bool = False, hint: str = "") -> None:
         super().__init__(message)
         self.damaged = damaged
+        #: How to fix it, when the message alone does not say ("" = the caller's usual advice).
+        self.hint = hint
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:

@@ -280,6 +280,10 @@ class Connector:
         #: from the options, else the config (so every command that connects is paced alike).
         pacing = {k: options.get(k, config.get(k)) for k in PACING_KEYS}
         self.pacer = Pacer({k: v for k, v in pacing.items() if v is not None})
+        #: A jump host's refusal that another try cannot change (its host key, the login), by
+        #: the hops up to it and what the login offers: every other host behind it fails at
+        #: once with the same reason instead of logging in again (see :meth:`_open_hops`).
+        self._hop_refusals: dict[tuple[object, ...], ConnectError] = {}
 
     # --- keys ----------------------------------------------------------------------------
 
@@ -471,10 +475,29 @@ class Connector:
         hops: list[Transport] = []
         try:
             for i, ep in enumerate(spec.hops):
+                # What the hop's login depends on besides the hop itself (see _authenticate).
+                key = (
+                    spec.hops[: i + 1],
+                    spec.identities,
+                    spec.identities_only,
+                    spec.policy,
+                    spec.known_hosts_files,
+                )
+                refused = self._hop_refusals.get(key)
+                if refused is not None:
+                    # A jump host that refused a login or failed its host key check refuses every
+                    # host behind it alike: a fleet of 60 made 60 failed logins there (sshd logs,
+                    # fail2ban) and, failing fast, overran its MaxStartups (docs/ssh.md).
+                    raise ConnectError(
+                        refused.kind, refused.reason, transient=refused.transient, retryable=refused.retryable
+                    )
                 try:
                     t, _ = self._transport(spec, ep, hops[-1] if hops else None, attempt)
                 except Exception as exc:
-                    raise classify(exc, ep, str(spec.hops[i - 1]) if i else "") from exc
+                    error = classify(exc, ep, str(spec.hops[i - 1]) if i else "")
+                    if error.kind in ("auth", "hostkey") and not error.transient:
+                        self._hop_refusals.setdefault(key, error)
+                    raise error from exc
                 hops.append(t)
         except BaseException:
             _close_all(hops)

@@ -492,6 +492,17 @@ class SshExecutor(SftpFiles, Executor):
         t0 = time.monotonic()
 
         def retrying(failed: int, attempts: int, why: str, delay: float) -> None:
+            # Every host's next attempt is an event of its own (JSON shows which hosts were
+            # retried); it starts once the retry's wait (``delay``) has passed.
+            self._emit(
+                SshConnectStart(
+                    run_id=self.context.run_id,
+                    host=label,
+                    user=spec.target.user,
+                    port=spec.target.port,
+                    attempt=failed + 1,
+                )
+            )
             # The same failure on many hosts (a dead jump host, a throttled server) is said once
             # per attempt: 200 hosts behind one dead hop made 400 lines (the report groups them).
             from nexus_core.plugin import alike_key
@@ -1128,7 +1139,10 @@ class SshExecutor(SftpFiles, Executor):
                     follow.pump()
                     follow.finish()
                 follow.stop()
-            if not finished and status is None:
+            shell_gone = (
+                session is not None and not finished and status is None and _shell_ended(session, conn)
+            )
+            if not finished and status is None and not shell_gone:
                 # Leaving abnormally (callback raised, connection lost): do not leave the command running.
                 if conn.transport.is_active():
                     try:
@@ -1191,15 +1205,20 @@ class SshExecutor(SftpFiles, Executor):
         if status == "interrupted":
             return CommandResult("interrupted", exit_code, duration, reason, tail_t, retryable=False), False
         if not finished:
-            if session is not None and conn.transport.is_active() and not conn.broken:
-                # The shell session ended under the command; the connection stays usable.
+            if shell_gone:
+                # The session shell ended under the command (killed on the host), but the command
+                # runs in a session of its own and may well finish: as for a lost connection, it
+                # is not retried and its status files stay, so that a resume asks the host what
+                # became of it instead of running it again.
+                self._lost.add(host.name)
                 return CommandResult(
-                    "error",
+                    "unreachable",
                     None,
                     duration,
-                    "the remote shell session ended while the command ran",
+                    "the remote shell session ended while the command ran; the command may still be "
+                    "running there (a resume asks the host what became of it, and never runs it again)",
                     tail_t,
-                    retryable=True,
+                    retryable=False,
                 ), False
             conn.broken = True
             self._lost.add(host.name)
@@ -1306,6 +1325,14 @@ class SshExecutor(SftpFiles, Executor):
             sweeper.join(timeout=5)
         for pool in pools:
             pool.close()
+
+
+def _shell_ended(session: Session, conn: Connection) -> bool:
+    """The session shell ended (its channel closed, EOF or an exit status) while the connection
+    itself is up: the shell was killed on the host, not the connection lost."""
+    chan = session.chan
+    ended = chan.closed or chan.eof_received or chan.exit_status_ready()
+    return bool(ended) and conn.transport.is_active() and not conn.broken
 
 
 def _watch(cancel: Cancel) -> Watch:

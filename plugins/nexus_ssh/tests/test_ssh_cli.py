@@ -223,8 +223,9 @@ def test_refused_port_exits_3_with_host_reason_and_suggestions(project: NexusPro
     assert js.code == 3 and host_status(js, "deploy") == {H1: "ok", REFUSED: "unreachable"}
     # One round of connection attempts to the host, not three: no clean-up (prune, status file)
     # tries it again after its command could not reach it.
+    # Each attempt of that round is an event (attempt 1, 2, 3).
     starts = [e for e in js.of("ssh.connect.start") if e.get("host", "").startswith(REFUSED)]
-    assert len(starts) == 1, starts
+    assert [e["attempt"] for e in starts] == [1, 2, 3], starts
     assert len([e for e in js.events if e.get("event") == "ssh.error" and REFUSED in e.get("host", "")]) == 1
 
 
@@ -891,6 +892,65 @@ def test_a_command_whose_connection_was_lost_is_not_run_again_by_resume(project:
         resumed = project.run("resume", run_id, timeout=120)
         assert resumed.code == 0, resumed
         assert log.read_text().split() == ["A", "B", "second"]
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_command_whose_session_shell_was_killed_is_not_run_again_by_resume(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """The session shell dies under a command (killed on the host, the connection fine): the
+    command goes on in its own session and ends. The run says so and keeps the host's status
+    files, and the resume asks the host instead of starting the command a second time (it
+    was reported as an error, retried, and its status files removed at the run's end)."""
+    import shutil
+    import signal
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="nexus-shell-"))
+    shared.chmod(0o777)  # the bed's login user writes there
+    address = sshbed.hosts[0].address
+    log = shared / "log"
+    write(
+        project,
+        sshbed,
+        f"""
+        @task(on=["{address}"])
+        def work():
+            run("echo A >> {log}; sleep 2.73; echo B >> {log}", retries=2)
+            run("echo second >> {log}")
+        """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nexus_core", "run", "work", "--format", "json"],
+        cwd=project.root,
+        env={**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: log.exists() and log.read_text() == "A\n", timeout=30)
+        found = sshbed.processes_matching(USER_KEY, "sleep 2.73")  # the sleep and its shells
+        sleeps = [p for p in found if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep\0")]
+        assert len(sleeps) == 1, found
+        shell = _parent(_parent(sleeps[0]))  # sleep <- the command's sh <- the session shell
+        assert Path(f"/proc/{shell}/cmdline").read_bytes().split(b"\0")[0] == b"/bin/sh"
+        os.kill(shell, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3 and "remote shell session ended" in stdout + stderr, (stdout, stderr)
+    run_id = json.loads(stdout.splitlines()[0])["run_id"]
+    assert wait_until(lambda: log.read_text() == "A\nB\n", timeout=30)  # it ended on the host, once
+    resumed = project.run("resume", run_id, timeout=120)
+    assert resumed.code == 0, resumed
+    assert log.read_text().split() == ["A", "B", "second"]
     shutil.rmtree(shared, ignore_errors=True)
 
 

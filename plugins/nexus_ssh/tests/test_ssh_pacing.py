@@ -41,13 +41,16 @@ def tight_bed() -> Iterator[SshBed]:
     bed.stop()
 
 
-def _executor(bed: SshBed, tmp_path: Path, **options: Any) -> tuple[SshExecutor, list[Event]]:
+def _executor(
+    bed: SshBed, tmp_path: Path, config_: dict[str, Any] | None = None, **options: Any
+) -> tuple[SshExecutor, list[Event]]:
     assert bed.bastion is not None
     config = {
         "ssh_user": USER_KEY,
         "ssh_identity": bed.key_path("ed25519"),
         "ssh_known_hosts_file": bed.known_hosts,
         "ssh_jump": f"{USER_KEY}@{bed.bastion.address}:{bed.port}",
+        **(config_ or {}),
     }
     opts: dict[str, Any] = {
         "ssh_config_file": "",
@@ -128,6 +131,63 @@ def test_dropped_handshakes_are_retried_and_reported_never_silent(tight_bed: Ssh
         assert "failed (" in message and "retrying in" in message, message
     # Every host either ran the command or said why not; with no failure, no silent gap either.
     assert len(results) == N_HOSTS
+
+
+def test_every_attempt_of_a_retried_connection_is_an_event_of_its_own(
+    tight_bed: SshBed, tmp_path: Path
+) -> None:
+    # The same crowd as above: whatever sshd drops, each host's ssh.connect.start events count
+    # its attempts 1, 2, 3... and a host that failed after 3 attempts shows all three.
+    from nexus_ssh.events import SshConnectStart
+
+    ex, events = _executor(
+        tight_bed, tmp_path, ssh_jump_concurrency=0, ssh_connect_concurrency=0, ssh_connect_rate="0"
+    )
+    try:
+        results = _all_at_once(ex, tight_bed)
+    finally:
+        ex.close()
+    starts: dict[str, list[int]] = {}
+    for e in events:
+        if isinstance(e, SshConnectStart):
+            starts.setdefault(e.host, []).append(e.attempt)
+    assert len(starts) == N_HOSTS, starts
+    assert all(seq == list(range(1, len(seq) + 1)) for seq in starts.values()), starts
+    for i, r in enumerate(results):
+        label = f"{tight_bed.hosts[i].address}:{tight_bed.port}"
+        if not r.ok:
+            assert starts[label] == [1, 2, 3], (label, starts[label], r.reason)
+    assert sum(len(seq) - 1 for seq in starts.values()) >= len(_retries(events))
+
+
+@pytest.mark.parametrize("why", ["login", "host key"])
+def test_a_jump_host_that_refuses_is_asked_once_not_once_per_host_behind_it(
+    tight_bed: SshBed, tmp_path: Path, why: str
+) -> None:
+    # A wrong jump user, or a jump host whose key is not known: another login there cannot
+    # help, so the hosts behind it fail at once with the same reason. Each login made is a
+    # failed login in the jump host's logs (fail2ban) and, failing fast, a fleet of them
+    # overran its MaxStartups although ssh_jump_concurrency capped the logins in progress.
+    assert tight_bed.bastion is not None
+    bastion = tight_bed.bastion.address
+    if why == "login":
+        changed = {"ssh_jump": f"nexus_nosuchuser@{bastion}:{tight_bed.port}"}
+    else:
+        known = tmp_path / "known_hosts"
+        lines = Path(tight_bed.known_hosts).read_text().splitlines()
+        known.write_text("".join(f"{line}\n" for line in lines if bastion not in line))
+        changed = {"ssh_known_hosts_file": str(known)}
+    ex, _ = _executor(tight_bed, tmp_path, changed, ssh_jump_concurrency=1, ssh_connect_attempts=1)
+    before = tight_bed.connection_count(bastion)
+    try:
+        results = _all_at_once(ex, tight_bed)
+    finally:
+        ex.close()
+    assert all(r.status == "unreachable" for r in results), [(r.status, r.reason) for r in results]
+    reasons = {r.reason for r in results}
+    assert len(reasons) == 1, reasons
+    assert ("Authentication failed" if why == "login" else "not known") in reasons.pop()
+    assert tight_bed.connection_count(bastion) - before == 1
 
 
 def test_pacer_defaults_and_rate_checks() -> None:
