@@ -184,13 +184,20 @@ def spool_script(run_id: str, marker_key: str, host: str = "", cap: int = 65536)
 
 
 def cleanup_line(run_id: str, host: str = "") -> str:
-    """Shell text removing a run's status folder for a host, to run inside a shell that goes on."""
-    return f"rm -rf {status_dir(run_id, host)}"
+    """Shell text removing a run's status folder for a host, to run inside a shell that goes on.
+
+    A second ``rm`` only when the first left the folder: the run's spool keeper, leaving as
+    the clean-up runs, may have written its pid file between the first's unlinks and its
+    ``rmdir`` (a folder left behind on a few percent of hosts)."""
+    d = status_dir(run_id, host)
+    return f"rm -rf {d} 2>/dev/null || rm -rf {d}"
 
 
 def cleanup_script(run_id: str, host: str = "") -> str:
-    """Shell text removing a run's status folder for a host (one process: ``rm``)."""
-    return f"exec {cleanup_line(run_id, host)}"
+    """Shell text removing a run's status folder for a host (``rm``, and again when needed,
+    as :func:`cleanup_line`)."""
+    d = status_dir(run_id, host)
+    return f"rm -rf {d} 2>/dev/null || exec rm -rf {d}"
 
 
 def local_status_dir(run_id: str, host: str = "") -> str:

@@ -312,7 +312,9 @@ def keeper_script() -> str:
     return (
         'd=$1; max=$2; stay=$3; keep=$((max / 2)); idle=-1; seen=0; live=; trap "" HUP INT TERM PIPE\n'
         'exec 5<"$d/status" || exit 0\n'
-        'echo $$ >"$d/.keeper"\n'
+        # Never a pid file in a folder being removed: a file made there between the clean-up's
+        # unlinks and its rmdir left the run's folder behind (the wrapper wrote one already).
+        '[ -f "$d/.keeper" ] || exit 0; echo $$ >"$d/.keeper"\n'
         "while :; do\n"
         # What started or ended since the last look (dash reads a byte per call: each once).
         "  while read -r k w n <&5; do\n"
@@ -328,7 +330,7 @@ def keeper_script() -> str:
         '  if [ -n "$live" ]; then idle=0\n'
         f'  elif [ "$((idle += 1))" -ge {KEEPER_IDLE} ]; then\n'
         # Leaving: give the claim up, then look once more (see the docstring).
-        '    [ -d "$d" ] && : >"$d/.keeper" || exit 0\n'
+        '    [ -f "$d/.keeper" ] && : >"$d/.keeper" || exit 0\n'
         "    while read -r k w n <&5; do\n"
         '      [ "$w" = pid ] && kill -0 "$n" 2>/dev/null && live="$live $k:$n"\n'
         "    done\n"

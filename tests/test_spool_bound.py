@@ -80,3 +80,22 @@ def test_a_local_spool_stays_bounded_after_kill_9_and_resume_shows_its_end(nexus
     # the command's own last line, read back from its spool (the command's text holds it too)
     assert "> the-last-line" in result.stdout, result
     assert count.read_text() == "once\n"  # never run again
+
+
+def test_a_keeper_starting_in_a_folder_being_removed_makes_no_pid_file(tmp_path):
+    """Started by the run's last command as the clean-up removes the run's folder, the keeper
+    found its pid file gone and made it again, which left the folder behind (its rmdir
+    failed): it leaves instead. The clean-up also tries again when its first rm left it."""
+    import subprocess
+
+    from nexus_core import markers
+    from nexus_core.shell import keeper_script
+
+    folder = tmp_path / "run@host"
+    folder.mkdir()
+    (folder / "status").write_text("k1 pid 1\nk1 rc 0\n")
+    subprocess.run(["/bin/sh", "-c", keeper_script(), "nexus-keeper", str(folder), "4096"], timeout=30, check=True)
+    assert not (folder / ".keeper").exists()
+    line = markers.cleanup_line("r1", "h1")
+    assert line.count("rm -rf") == 2 and " || " in line
+    assert markers.cleanup_script("r1", "h1").count("rm -rf") == 2

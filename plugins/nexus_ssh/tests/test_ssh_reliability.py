@@ -359,6 +359,18 @@ def nap():
     assert ours() == []
 
 
+def test_runs_that_end_ok_leave_no_status_folder_whatever_the_keeper_is_doing(project, sshbed):
+    """The run's spool keeper, leaving as the clean-up removed the folder, wrote its pid file
+    between the clean-up's unlinks and its rmdir: a few percent of the hosts' folders stayed
+    (with an empty .keeper), and pruning keeps young folders of runs that ended ok."""
+    project.write(header(sshbed) + "\n@task(on='web')\ndef q():\n    run('true')\n")
+    before = set(RUNS.iterdir()) if RUNS.exists() else set()
+    for _ in range(15):
+        assert project.run("run", "q", "-q", timeout=60).code == 0
+    left = (set(RUNS.iterdir()) if RUNS.exists() else set()) - before
+    assert not left, sorted((p.name, [c.name for c in p.iterdir()]) for p in left)
+
+
 def test_a_host_done_while_the_run_stopped_loses_its_status_folder_at_the_resume(project, sshbed, shared_dir):
     """Ctrl+C during a rolling batch: the host whose command finished in the grace is done,
     but a stopping run cleans no host, and the resume skipped it: its folder stayed for good."""
