@@ -140,3 +140,18 @@ class Out:
     def of(self, stream: str) -> list[str]:
         """The lines of one stream, in order."""
         return [line for s, line in self.lines if s == stream]
+
+
+#: Output faster than a -v follower shows it: the keeper cuts what was not read yet.
+FAST = "for i in 0 1 2 3 4 5; do seq $((i*700000+1)) $((i*700000+700000)); sleep 0.6; done; echo the-last-line"
+
+
+def check_fast_output(out: str) -> None:
+    """What a follower that fell behind the keeper shows: never the hole it read as NUL bytes,
+    and the numbers it did not show said as dropped."""
+    assert "\x00" not in out and "^@" not in out, "a hole the keeper made was shown as output"
+    assert "the-last-line" in out
+    shown = [line.rpartition("> ")[2] for line in out.splitlines() if "> " in line]
+    numbers = [int(x) for x in shown if x.isdigit()]
+    if len(numbers) < 4_200_000:
+        assert "bytes of output dropped (spool_max_bytes)" in out, out[-3000:]

@@ -692,3 +692,16 @@ def test_a_cache_folder_that_is_a_file_is_named_with_the_fix(nexus_project, tmp_
     text = out.stdout + out.stderr
     assert f"cannot make the run's status folder {afile}" in text, text
     assert f"XDG_CACHE_HOME={afile} must be a folder you can write in" in text, text
+
+
+def test_a_local_command_that_removes_the_runs_status_folder_does_not_fail_the_next_ones(nexus_project):
+    # A task that cleans ~/.cache takes Nexus's status folders with it: the next command's
+    # spool files could not be made ("cannot start the command"), over SSH they were.
+    nexus_project.write(
+        "from nexus_core import task, run\n\n@task\ndef clean():\n"
+        "    run('echo before; rm -rf \"${XDG_CACHE_HOME:-$HOME/.cache}/nexus/runs/\"*; echo after')\n"
+        '    run("echo next-ok")\n    run("echo last-ok")\n'
+    )
+    result = nexus_project.run("run", "clean", "-v")
+    assert result.code == 0, result
+    assert "next-ok" in result.stdout and "last-ok" in result.stdout, result.stdout

@@ -133,6 +133,18 @@ def test_lines_are_split_in_linear_time_and_capped():
     assert split.feed("tail") == [] and split.finish() == ["tail"] and split.finish() == []
 
 
+def test_a_progress_bar_redrawn_past_the_cap_shows_its_last_frame():
+    split = LineSplitter(max_line=1000)
+    bar = "".join(f"\r{i:7d} [=====>    ]" for i in range(60_000))
+    (line,) = split.feed(bar + "\n")
+    frame = "  59999 [=====>    ]"
+    assert line.endswith(f"\r{frame} [... {len(bar) - 1000 - len(frame)} more characters not shown]"), line[-80:]
+    assert line.rpartition("\r")[2].startswith(frame)  # what a terminal (and Nexus's display) shows
+    # a last frame longer than MAX_FRAME is not kept: the line is cut as any other
+    (long,) = LineSplitter(max_line=10).feed("\r" + "y" * 10_000 + "\n")
+    assert "\r" not in long.removeprefix("\r") and long.endswith("[... 9991 more characters not shown]")
+
+
 @given(chunks=st.lists(st.text(alphabet="ab\r\n", max_size=30), max_size=12), cap=st.integers(1, 40))
 def test_line_splitter_matches_a_plain_split(chunks: list[str], cap: int) -> None:
     """Whatever the chunking: the lines of the joined text, ``\r``-trimmed, each capped."""
@@ -145,7 +157,11 @@ def test_line_splitter_matches_a_plain_split(chunks: list[str], cap: int) -> Non
     want = []
     for piece in pieces:
         if len(piece) > cap:
-            want.append(piece[:cap].rstrip("\r") + f" [... {len(piece) - cap} more characters not shown]")
+            dropped = piece[cap:].removesuffix("\r")
+            frame = dropped[dropped.rfind("\r") + 1 :] if "\r" in dropped else ""
+            shown = f"\r{frame}" if frame else ""
+            more = len(piece) - cap - len(frame)
+            want.append(piece[:cap].rstrip("\r") + shown + f" [... {more} more characters not shown]")
         else:
             want.append(piece.removesuffix("\r"))
     assert got == want

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from helpers import start_nexus, wait_for
+from helpers import FAST, check_fast_output, start_nexus, wait_for
 
 #: spool_max_bytes of these tests, and what the keeper may overshoot by: one tick (1 s) of
 #: the command's output (~2 MB/s here) plus the 64 KiB rounding of the cut.
@@ -99,3 +99,17 @@ def test_a_keeper_starting_in_a_folder_being_removed_makes_no_pid_file(tmp_path)
     line = markers.cleanup_line("r1", "h1")
     assert line.count("rm -rf") == 2 and " || " in line
     assert markers.cleanup_script("r1", "h1").count("rm -rf") == 2
+
+
+def test_a_followed_local_spool_the_keeper_cut_shows_no_hole(nexus_project, tmp_path):
+    nexus_project.write(
+        f"from nexus_core import config, run, task\nconfig(spool_max_bytes={CAP})\n\n"
+        f"@task\ndef fast():\n    run({FAST!r})\n"
+    )
+    with (tmp_path / "out").open("w+") as sink:
+        proc = start_nexus(nexus_project, "run", "fast", "-v", stdout=sink)
+        _, err = proc.communicate(timeout=120)
+        sink.seek(0)
+        out = sink.read()
+    assert proc.returncode == 0, (out[-2000:], err[-2000:])
+    check_fast_output(out)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 #: Characters kept of one output line; the rest is counted and dropped.
 MAX_LINE = 1 << 20
+#: Characters kept of a cut line's last ``\r`` frame (a progress bar's last state).
+MAX_FRAME = 4096
 
 
 class LineSplitter:
@@ -21,23 +23,41 @@ class LineSplitter:
         self._parts: list[str] = []
         self._size = 0
         self._dropped = 0
+        # The end of the dropped characters (at most 2 * MAX_FRAME): a progress bar redrawn
+        # past the cap shows its last frame, what follows the last "\r" (see _take).
+        self._tail = ""
 
     def _keep(self, text: str) -> None:
         room = self.max_line - self._size
         if room <= 0:
-            self._dropped += len(text)
+            self._drop(text)
             return
         if len(text) > room:
-            self._dropped += len(text) - room
+            self._drop(text[room:])
             text = text[:room]
         self._parts.append(text)
         self._size += len(text)
 
+    def _drop(self, text: str) -> None:
+        self._dropped += len(text)
+        self._tail = (self._tail + text[-2 * MAX_FRAME :])[-2 * MAX_FRAME :]
+
+    def _frame(self) -> str:
+        """The cut line's last frame: the dropped text after its last ``\\r`` (a trailing one,
+        of a ``\\r\\n`` ending, aside), when that is within :data:`MAX_FRAME` characters; else ""."""
+        tail = self._tail.removesuffix("\r")
+        cr = tail.rfind("\r")
+        if cr < 0 or len(tail) - cr - 1 > MAX_FRAME:
+            return ""
+        return tail[cr + 1 :]
+
     def _take(self) -> str:
         line = "".join(self._parts)
         if self._dropped:
-            line = line.rstrip("\r") + f" [... {self._dropped} more characters not shown]"
-        self._parts, self._size, self._dropped = [], 0, 0
+            frame = self._frame()
+            shown = f"\r{frame}" if frame else ""  # the display shows what follows the last \r
+            line = line.rstrip("\r") + shown + f" [... {self._dropped - len(frame)} more characters not shown]"
+        self._parts, self._size, self._dropped, self._tail = [], 0, 0, ""
         return line.removesuffix("\r")
 
     def feed(self, text: str) -> list[str]:

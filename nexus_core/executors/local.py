@@ -16,6 +16,7 @@ and its import alone cost 33 ms, which was a third of a small local run's time a
 from __future__ import annotations
 
 import codecs
+import errno
 import fcntl
 import os
 import select
@@ -73,6 +74,12 @@ class LineStream:
     def _emit(self, line: str) -> None:
         self.tail.append(line)
         self.on_output(self.stream, line)
+
+    def gap(self, size: int) -> None:
+        """``size`` bytes of the output are gone (the spool keeper gave them back before they
+        were read): end the line they cut and say so."""
+        self.finish()
+        self._emit(f"[... {size} bytes of output dropped (spool_max_bytes) ...]")
 
     def finish(self) -> None:
         """Emit the last line when the output did not end with a newline."""
@@ -141,12 +148,31 @@ class _Spool:
             data = os.pread(self.fd, _CHUNK, self.offset)
             if not data:
                 break
+            if data[0] == 0 and self._skip_hole():  # read as zeros: what the keeper gave back
+                got = True
+                continue
             self.offset += len(data)
             self.stream.feed(data)
             got = True
         if self.offset - self.freed > 2 * self.keep:
             self.freed = _free(self.path, self.offset - self.keep) or self.freed
         return got
+
+    def _skip_hole(self) -> bool:
+        """Skip a hole at the read offset: the front of the file the run's spool keeper gave
+        back (``spool_max_bytes``) while the command wrote faster than it was read. True when
+        there was one (said on the stream); NUL bytes the command printed are not a hole."""
+        try:
+            data = os.lseek(self.fd, self.offset, os.SEEK_DATA)
+        except OSError as exc:  # ENXIO: only a hole up to the end; else no SEEK_DATA here
+            if exc.errno != errno.ENXIO:
+                return False
+            data = os.fstat(self.fd).st_size
+        if data <= self.offset:
+            return False
+        self.stream.gap(data - self.offset)
+        self.offset = data
+        return True
 
     def unwritten(self) -> bool:
         """True when no process has the file open for writing any more (Linux read lease)."""
@@ -402,7 +428,11 @@ class LocalExecutor(Executor):
                 keep = min(SPOOL_KEEP, self.spool_max // 4)
                 paths = (os.path.join(folder, f"{marker.key}.out"), os.path.join(folder, f"{marker.key}.err"))
                 self._reuse(folder, paths)
-                spools = [_Spool(paths[0], out, keep)]
+                try:
+                    spools = [_Spool(paths[0], out, keep)]
+                except FileNotFoundError:  # an earlier command removed the run's folder: made again
+                    folder = self._status_dir(marker.run_id, marker.host, again=True)
+                    spools = [_Spool(paths[0], out, keep)]
                 spools.append(_Spool(paths[1], err, keep))
                 # The spool files are the shell's stdout and stderr from the start: the same
                 # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
@@ -471,16 +501,17 @@ class LocalExecutor(Executor):
         reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
         return CommandResult("failed", code, duration, reason, tuple(tail))
 
-    def _status_dir(self, run_id: str, host: str) -> str:
-        """The run's status folder for ``host`` on this machine, made once per run and host."""
+    def _status_dir(self, run_id: str, host: str, again: bool = False) -> str:
+        """The run's status folder for ``host`` on this machine, made once per run and host
+        (``again``: made again, a command having removed it)."""
         found = self._dirs.get((run_id, host))
-        if found is not None:
+        if found is not None and not again:
             return found
         from nexus_core.markers import adopt_old_layout, local_status_dir
 
         folder = local_status_dir(run_id, host)
         with self._lock:
-            if folder not in self._made:
+            if folder not in self._made or again:
                 adopt_old_layout(folder)
                 # Only the user reads what commands printed (see shell.wrap): the runs folder and
                 # the run's own are made 0700 (makedirs' mode applies to the last one only).

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -174,6 +175,8 @@ class _Lines:
         self.size = 0
         self.cut = False
         self.reused = False
+        #: A follower's NUL bytes at the end of the last data (see _feed_holes).
+        self._held = b""
 
     def feed(self, data: bytes, final: bool = False) -> None:
         if self.done:
@@ -181,6 +184,36 @@ class _Lines:
         if data:
             self.received = True
             self.size += len(data)
+        if (self._held or b"\0" in data) and (self._follower or self.cut or _CUT in data):
+            self._feed_holes(data, final)
+            return
+        self._feed(data, final)
+
+    def _feed_holes(self, data: bytes, final: bool) -> None:
+        """Data of a spool the keeper cut with runs of at least :data:`_HOLE_MIN` NUL bytes:
+        ``tail`` read the front the keeper gave back (a hole reads as zeros), a follower
+        behind the command or a replay that began at a cut the keeper moved on from. Each
+        run is said once as dropped output, not shown as NUL "lines"; the offsets count it
+        (the replay's skip relies on them). A run at the end of ``data`` waits for the next
+        data, which may go on with it."""
+        data, self._held = self._held + data, b""
+        start = 0
+        for run in _NULS.finditer(data):
+            if run.end() == len(data) and not final:
+                self._feed(data[start : run.start()], False)
+                self._held = data[run.start() :]
+                return
+            if run.end() - run.start() < _HOLE_MIN:
+                continue
+            self._feed(data[start : run.start()], False)
+            size = run.end() - run.start()
+            if self.pos is not None:
+                self.pos += size
+            self._emit(self.stream, f"[... {size} bytes of output dropped (spool_max_bytes) ...]")
+            start = run.end()
+        self._feed(data[start:], final)
+
+    def _feed(self, data: bytes, final: bool) -> None:
         complete = self._split.feed(self._decoder.decode(data, final))
         if final:
             complete += self._split.finish()
@@ -248,6 +281,13 @@ class _Lines:
         self.lines += 1
         self._tail.append(line)
         self._emit("stderr" if self.spool_ended else self.stream, line)
+
+
+#: NUL bytes in a row that a follower takes for a hole the spool keeper made (tail reads one
+#: as zeros); shorter runs are output (``find -print0``).
+_HOLE_MIN = 64
+_NULS = re.compile(rb"\0+")
+_CUT = shell.SPOOL_CUT.encode()
 
 
 class _SpoolUse:
@@ -1205,6 +1245,15 @@ class SshExecutor(SftpFiles, Executor):
         if status == "interrupted":
             return CommandResult("interrupted", exit_code, duration, reason, tail_t, retryable=False), False
         if not finished:
+            if shell_gone and command.marker is None:  # nothing on the host tells its end
+                return CommandResult(
+                    "error",
+                    None,
+                    duration,
+                    "the remote shell session ended while the command ran",
+                    tail_t,
+                    retryable=False,  # it may still run: never started a second time
+                ), False
             if shell_gone:
                 # The session shell ended under the command (killed on the host), but the command
                 # runs in a session of its own and may well finish: as for a lost connection, it
