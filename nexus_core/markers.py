@@ -227,6 +227,13 @@ class ProbeResult(Record):
         self._init(state, exit_code)
 
 
+def exit_status(code: int) -> int:
+    """The exit status a process gets for a shell's ``$?``: ``dash`` keeps ``exit 300`` as 300
+    in ``$?`` (an EXIT trap sees it), the process exits 44, as ``ssh`` and the local machine
+    report it."""
+    return code & 0xFF if code > 255 else code
+
+
 def parse_probe(lines: list[str]) -> ProbeResult:
     """Read the output of :func:`probe_script`."""
     for line in lines:
@@ -234,7 +241,7 @@ def parse_probe(lines: list[str]) -> ProbeResult:
         if not words:
             continue
         if words[0] == "finished" and len(words) == 2 and words[1].lstrip("-").isdigit():
-            return ProbeResult("finished", int(words[1]))
+            return ProbeResult("finished", exit_status(int(words[1])))
         if words[0] in ("running", "killed", "never"):
             return ProbeResult(words[0])
     return ProbeResult("unknown")

@@ -494,7 +494,7 @@ def parse_spool_end(line: str) -> tuple[bool, int | None]:
     if not line.startswith(SPOOL_END):
         return False, None
     rest = line[len(SPOOL_END) :].strip()
-    return True, int(rest) if rest.lstrip("-").isdigit() else None
+    return True, markers.exit_status(int(rest)) if rest.lstrip("-").isdigit() else None
 
 
 def follow_script(marker: Marker, status_dir: str | None = None) -> str:

@@ -480,3 +480,16 @@ def test_the_resume_prompt_counts_a_fleets_hosts_in_one_state_instead_of_listing
         "deploy on 10.0.0.60:2222: 2/3 commands done"
     ), lines
     assert lines[-1] == "  Pending:     notify"
+
+
+def test_a_refused_resume_names_the_command_that_changed_not_the_first_left_to_run():
+    from nexus_core.state.resume import _what_changed
+
+    then = [{"cmd": f"step {i}"} for i in range(1, 6)]
+    now = [*then[:4], {"cmd": "step 5, edited"}]
+    assert _what_changed(now, then, 0) == "command #5 changed"
+    assert _what_changed(now[2:], then[2:], 2) == "command #5 changed"
+    both = [{"cmd": "x"}, *now[1:]]
+    assert _what_changed(both, then, 0) == "commands #1, #5 changed"
+    assert _what_changed(now[:3], then, 0) == "commands were removed (it had 5, now 3)"
+    assert _what_changed([*then, {"cmd": "6"}], then, 0) == "commands were added (it had 5, now 6)"

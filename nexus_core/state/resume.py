@@ -116,7 +116,7 @@ def plan_changes(record: RunRecord, plan: Plan, point: ResumePoint) -> list[str]
             now = [_compared(c.to_dict()) for c in hp.commands[start:]]
             then = [_compared(c) for c in before[start:]]
             if now != then:
-                reasons.append(f"task {name!r} on {label}: the commands from #{start + 1} on changed")
+                reasons.append(f"task {name!r} on {label}: {_what_changed(now, then, start)}")
     for name in old_tasks:
         if name not in plan.tasks and record.tasks.get(name, {}).get("status") != "ok":
             reasons.append(f"task {name!r} is gone from the plan")
@@ -157,6 +157,19 @@ def _label(host: dict[str, Any]) -> str:
     if port is None:
         return str(name)
     return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+
+
+def _what_changed(now: list[dict[str, Any]], then: list[dict[str, Any]], start: int) -> str:
+    """Which of the commands a resume would run differ from the stored run's (numbered from 1)."""
+    changed = [start + i + 1 for i, (a, b) in enumerate(zip(now, then, strict=False)) if a != b]
+    if len(now) != len(then):
+        more = "added" if len(now) > len(then) else "removed"
+        return f"commands were {more} (it had {start + len(then)}, now {start + len(now)})" + (
+            f"; command #{changed[0]} changed" if changed else ""
+        )
+    if len(changed) == 1:
+        return f"command #{changed[0]} changed"
+    return "commands " + ", ".join(f"#{n}" for n in changed) + " changed"
 
 
 def _compared(command: dict[str, Any]) -> dict[str, Any]:

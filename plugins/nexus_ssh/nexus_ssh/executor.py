@@ -1284,9 +1284,14 @@ class SshExecutor(SftpFiles, Executor):
         if exit_code == 0:
             return CommandResult("ok", 0, duration, "", tail_t), False
         if exit_code is None:
-            return CommandResult(
-                "failed", None, duration, "the command was killed by a signal", tail_t
-            ), False
+            # Its shell died before its replay (kill -9): the session shell saw 128 + the signal.
+            signal = out.code - 128 if finished and session is not None and out.code and out.code > 128 else 0
+            why = (
+                f"the command was killed by signal {signal}"
+                if signal
+                else "the command was killed by a signal"
+            )
+            return CommandResult("failed", None, duration, why, tail_t), False
         if sudo and exit_code == 1 and not started[0]:  # no marker: sudo never started the command
             refused = self._sudo_failure(host, tail_t, self._sudo_password is not None)
             if refused is not None:

@@ -199,6 +199,29 @@ def test_command_error_has_the_req_0132_shape(project: NexusProject, sshbed: Ssh
         assert piece in err, (piece, err)
 
 
+def test_an_exit_status_past_255_is_reported_as_the_process_exits(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    # dash keeps `exit 300` as 300 in $? (the wrapper's trap saw 300); the process exits 44, as
+    # on the local machine and with plain ssh
+    write(project, sshbed, f'\n@task(on=["{H1}"])\ndef bad():\n    run("exit 300")\n')
+    out = run(project, "run", "bad", "--format", "json")
+    assert out.code == 1, out
+    stops = [e for e in out.events if e.get("event") == "command.stop"]
+    assert stops and stops[-1]["exit_code"] == 44, stops
+
+
+def test_a_command_whose_shell_is_killed_names_the_signal_in_session_mode(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    write(project, sshbed, f'\n@task(on=["{H1}"])\ndef bad():\n    run("echo hi; kill -9 $$")\n')
+    out = run(project, "run", "bad")
+    assert out.code == 1, out
+    mode = os.environ.get("NEXUS_SSH_SESSION_MODE", "shell")
+    said = "killed by signal 9" if mode != "exec" else "killed by a signal"
+    assert said in out.stdout + out.stderr, out
+
+
 # --- connection errors, exit 3 ---------------------------------------------------------------------
 
 
