@@ -418,3 +418,31 @@ def test_a_multi_line_command_reads_as_lines_in_the_tree_and_the_failure_report(
     assert "^J" not in out.stdout + out.stderr, out
     assert "└─ echo one … (+2 lines) ✗" in out.stdout, out
     assert "  Command: (3 lines)\n    echo one\n    false\n    echo three\n  Exit code: 1" in out.stderr, out
+
+
+def test_preflight_errors_alike_on_many_hosts_are_one_entry_naming_them():
+    from nexus_core.api import CheckResult
+    from nexus_core.output.report import preflight_errors
+
+    def refused(i: int) -> CheckResult:
+        address = f"10.0.0.{i}"
+        return CheckResult(
+            "Connectivity",
+            "fail",
+            f"Connection refused ({address} port 2222)",
+            host=f"{address}:2222",
+            hint=f"- Check if SSH is running: nc -zv {address} 2222",
+        )
+
+    auth = CheckResult("Authentication", "fail", "Authentication failed for deploy@db-1", host="db-1", hint="")
+    text = preflight_errors(_plain_style(), [refused(i) for i in range(1, 9)] + [auth])
+    lines = text.splitlines()
+    assert lines[0] == "Pre-flight checks failed (9 errors):", text
+    assert lines[1] == (
+        "  1. 8 hosts (10.0.0.1:2222, 10.0.0.2:2222, 10.0.0.3:2222, 10.0.0.4:2222, 10.0.0.5:2222 and 3 more): "
+        "Connection refused (<host> port 2222)"
+    ), text
+    assert text.count("nc -zv") == 1 and "  2. db-1: Authentication failed for deploy@db-1" in text, text
+    # one host: as before
+    single = preflight_errors(_plain_style(), [refused(7)])
+    assert "  1. 10.0.0.7:2222: Connection refused (10.0.0.7 port 2222)" in single, single

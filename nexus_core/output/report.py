@@ -486,11 +486,38 @@ def preflight_exit_code(failures: Sequence[CheckResult]) -> int:
     return max(codes) if codes else int(ExitCode.OK)
 
 
+#: Hosts named in a pre-flight error shared by several; the others are counted.
+PREFLIGHT_HOSTS_NAMED = 5
+
+
+def _alike_checks(checks: Sequence[CheckResult]) -> list[tuple[str, str, CheckResult]]:
+    """``(who, message, first)`` per distinct finding: the same one on several hosts (it differs
+    only by the host, :mod:`nexus_core.output.alike`) once, naming them (``who`` ends with ": ")."""
+    from nexus_core.output.alike import merged, names_of, shape
+
+    groups: dict[tuple[str, str, str], list[CheckResult]] = {}
+    for c in checks:
+        names = names_of(c.host) if c.host else ()
+        groups.setdefault((c.category, shape(c.message, names).key, shape(c.hint, names).key), []).append(c)
+    found = []
+    for alike in groups.values():
+        c = alike[0]
+        hosts = [a.host for a in alike if a.host]
+        if len(alike) > 1 and hosts:
+            named = ", ".join(hosts[:PREFLIGHT_HOSTS_NAMED])
+            more = len(hosts) - PREFLIGHT_HOSTS_NAMED
+            who = f"{len(hosts)} hosts ({named}{f' and {more} more' if more > 0 else ''}): "
+            found.append((who, merged([shape(a.message, names_of(a.host or "")) for a in alike]), c))
+        else:
+            found.append((f"{c.host}: " if c.host else "", c.message, c))
+    return found
+
+
 def _error_lines(s: Style, failures: Sequence[CheckResult]) -> list[str]:
+    """The numbered errors with their fixes (alike ones on several hosts once)."""
     lines: list[str] = []
-    for i, c in enumerate(failures, 1):
-        who = f"{c.host}: " if c.host else ""
-        lines.append(f"  {i}. {who}{clean(c.message)}")
+    for i, (who, message, c) in enumerate(_alike_checks(failures), 1):
+        lines.append(f"  {i}. {who}{clean(message)}")
         for h in clean(c.hint, multiline=True).splitlines():
             text = h.strip().removeprefix("- ").strip()
             if text:
@@ -502,7 +529,8 @@ def _error_lines(s: Style, failures: Sequence[CheckResult]) -> list[str]:
 
 
 def preflight_errors(style: Style, failures: Sequence[CheckResult]) -> str:
-    """``nexus preflight --format quiet``: the failed checks only, numbered, with their fixes."""
+    """``nexus preflight --format quiet``: the failed checks only, numbered (alike ones on
+    several hosts once), with their fixes."""
     n = len(failures)
     return "\n".join([f"Pre-flight checks failed ({n} error{'s' if n != 1 else ''}):", *_error_lines(style, failures)])
 
@@ -546,9 +574,8 @@ def preflight_text(
         lines += ["", "Errors:", *_error_lines(s, failures)]
     if warnings:
         lines += ["", "Warnings:"]
-        for c in warnings:
-            who = f"{c.host}: " if c.host else ""
-            lines.append(f"  - {who}{clean(c.message)}")
+        for who, message, c in _alike_checks(warnings):
+            lines.append(f"  - {who}{clean(message)}")
             lines += [f"    {h.strip()}" for h in clean(c.hint, multiline=True).splitlines() if h.strip()]
     if force and unavailable:
         lines += ["", f"Unavailable hosts (skipped by --force): {', '.join(unavailable)}"]
