@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
@@ -155,3 +156,15 @@ def check_fast_output(out: str) -> None:
     numbers = [int(x) for x in shown if x.isdigit()]
     if len(numbers) < 4_200_000:
         assert "bytes of output dropped (spool_max_bytes)" in out, out[-3000:]
+
+
+def check_fast_run(project, task: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Run ``task`` (a :data:`FAST` command) with ``-v``, its output to a file (a pipe nobody
+    reads would stall Nexus on its own stdout), and :func:`check_fast_output` what it showed."""
+    with (tmp_path / "out").open("w+") as sink:
+        proc = start_nexus(project, "run", task, "-v", stdout=sink)
+        _, err = proc.communicate(timeout=120)
+        sink.seek(0)
+        out = sink.read()
+    assert proc.returncode == 0, (out[-2000:], err[-2000:])
+    check_fast_output(out)

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from helpers import FAST, check_fast_output, start_nexus, wait_for
+from helpers import FAST, check_fast_run, start_nexus, wait_for
 
 #: spool_max_bytes of these tests, and what the keeper may overshoot by: one tick (1 s) of
 #: the command's output (~2 MB/s here) plus the 64 KiB rounding of the cut.
@@ -106,10 +106,4 @@ def test_a_followed_local_spool_the_keeper_cut_shows_no_hole(nexus_project, tmp_
         f"from nexus_core import config, run, task\nconfig(spool_max_bytes={CAP})\n\n"
         f"@task\ndef fast():\n    run({FAST!r})\n"
     )
-    with (tmp_path / "out").open("w+") as sink:
-        proc = start_nexus(nexus_project, "run", "fast", "-v", stdout=sink)
-        _, err = proc.communicate(timeout=120)
-        sink.seek(0)
-        out = sink.read()
-    assert proc.returncode == 0, (out[-2000:], err[-2000:])
-    check_fast_output(out)
+    check_fast_run(nexus_project, "fast", tmp_path)

@@ -869,81 +869,26 @@ def test_a_host_that_hangs_or_dies_mid_run_is_a_connection_failure_within_second
         assert ("stopped answering" if how == "hang" else "was lost") in text, text
 
 
-def test_a_command_whose_connection_was_lost_is_not_run_again_by_resume(project: NexusProject) -> None:
-    """The connection dies (its sshd killed), the command goes on and ends on the host: the
-    resume asks the host instead of starting it a second time."""
+def _lost_under_a_command_then_resumed(
+    project: NexusProject, bed: SshBed, pause: str, kill: Callable[[], None], said: str
+) -> None:
+    """A run whose first command (``sleep PAUSE`` between two lines of a log) loses something
+    under it (``kill``): the run exits 3 saying ``said``, the command ends on the host once,
+    and the resume asks the host instead of starting it again, then runs the second."""
     import shutil
-    import signal
     import tempfile
 
     shared = Path(tempfile.mkdtemp(prefix="nexus-lost-"))
     shared.chmod(0o777)  # the bed's login user writes there
-    with SshBed(1, port=0, bastion=False) as bed:
-        address = bed.hosts[0].address
-        log = shared / "log"
-        write(
-            project,
-            bed,
-            f"""
-            @task(on=["{address}"])
-            def work():
-                run("echo A >> {log}; sleep 2.71; echo B >> {log}")
-                run("echo second >> {log}")
-            """,
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nexus_core", "run", "work", "--format", "json"],
-            cwd=project.root,
-            env={**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert wait_until(lambda: log.exists() and log.read_text() == "A\n", timeout=30)
-            listeners = set(bed.sshd_pids())
-            for pid in [p for p in _sshd_tree(bed) if p not in listeners]:  # the sessions, not the server
-                with_suppress(lambda pid=pid: os.kill(pid, signal.SIGKILL))
-            stdout, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert proc.returncode == 3 and "was lost" in stdout + stderr, (stdout, stderr)
-        run_id = json.loads(stdout.splitlines()[0])["run_id"]
-        assert wait_until(lambda: log.read_text() == "A\nB\n", timeout=30)  # it ended on the host
-        resumed = project.run("resume", run_id, timeout=120)
-        assert resumed.code == 0, resumed
-        assert log.read_text().split() == ["A", "B", "second"]
-    shutil.rmtree(shared, ignore_errors=True)
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-
-
-def test_a_command_whose_session_shell_was_killed_is_not_run_again_by_resume(
-    project: NexusProject, sshbed: SshBed
-) -> None:
-    """The session shell dies under a command (killed on the host, the connection fine): the
-    command goes on in its own session and ends. The run says so and keeps the host's status
-    files, and the resume asks the host instead of starting the command a second time (it
-    was reported as an error, retried, and its status files removed at the run's end)."""
-    import shutil
-    import signal
-    import tempfile
-
-    shared = Path(tempfile.mkdtemp(prefix="nexus-shell-"))
-    shared.chmod(0o777)  # the bed's login user writes there
-    address = sshbed.hosts[0].address
+    address = bed.hosts[0].address
     log = shared / "log"
     write(
         project,
-        sshbed,
+        bed,
         f"""
         @task(on=["{address}"])
         def work():
-            run("echo A >> {log}; sleep 2.73; echo B >> {log}", retries=2)
+            run("echo A >> {log}; sleep {pause}; echo B >> {log}", retries=2)
             run("echo second >> {log}")
         """,
     )
@@ -957,24 +902,58 @@ def test_a_command_whose_session_shell_was_killed_is_not_run_again_by_resume(
     )
     try:
         assert wait_until(lambda: log.exists() and log.read_text() == "A\n", timeout=30)
-        found = sshbed.processes_matching(USER_KEY, "sleep 2.73")  # the sleep and its shells
-        sleeps = [p for p in found if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep\0")]
-        assert len(sleeps) == 1, found
-        shell = _parent(_parent(sleeps[0]))  # sleep <- the command's sh <- the session shell
-        assert Path(f"/proc/{shell}/cmdline").read_bytes().split(b"\0")[0] == b"/bin/sh"
-        os.kill(shell, signal.SIGKILL)
+        kill()
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 3 and "remote shell session ended" in stdout + stderr, (stdout, stderr)
+    assert proc.returncode == 3 and said in stdout + stderr, (stdout, stderr)
     run_id = json.loads(stdout.splitlines()[0])["run_id"]
     assert wait_until(lambda: log.read_text() == "A\nB\n", timeout=30)  # it ended on the host, once
     resumed = project.run("resume", run_id, timeout=120)
     assert resumed.code == 0, resumed
     assert log.read_text().split() == ["A", "B", "second"]
     shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_command_whose_connection_was_lost_is_not_run_again_by_resume(project: NexusProject) -> None:
+    """The connection dies (its sshd killed), the command goes on and ends on the host: the
+    resume asks the host instead of starting it a second time."""
+    import signal
+
+    with SshBed(1, port=0, bastion=False) as bed:
+
+        def kill() -> None:
+            listeners = set(bed.sshd_pids())
+            for pid in [p for p in _sshd_tree(bed) if p not in listeners]:  # the sessions, not the server
+                with_suppress(lambda pid=pid: os.kill(pid, signal.SIGKILL))
+
+        _lost_under_a_command_then_resumed(project, bed, "2.71", kill, "was lost")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_command_whose_session_shell_was_killed_is_not_run_again_by_resume(
+    project: NexusProject, sshbed: SshBed
+) -> None:
+    """The session shell dies under a command (killed on the host, the connection fine): the
+    command goes on in its own session and ends. The run says so and keeps the host's status
+    files, and the resume asks the host instead of starting the command a second time (it
+    was reported as an error, retried, and its status files removed at the run's end)."""
+    import signal
+
+    def kill() -> None:
+        found = sshbed.processes_matching(USER_KEY, "sleep 2.73")  # the sleep and its shells
+        sleeps = [p for p in found if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep\0")]
+        assert len(sleeps) == 1, found
+        shell = _parent(_parent(sleeps[0]))  # sleep <- the command's sh <- the session shell
+        assert Path(f"/proc/{shell}/cmdline").read_bytes().split(b"\0")[0] == b"/bin/sh"
+        os.kill(shell, signal.SIGKILL)
+
+    _lost_under_a_command_then_resumed(project, sshbed, "2.73", kill, "remote shell session ended")
 
 
 def with_suppress(action: Callable[[], object]) -> None:

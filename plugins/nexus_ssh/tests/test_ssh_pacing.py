@@ -131,22 +131,10 @@ def test_dropped_handshakes_are_retried_and_reported_never_silent(tight_bed: Ssh
         assert "failed (" in message and "retrying in" in message, message
     # Every host either ran the command or said why not; with no failure, no silent gap either.
     assert len(results) == N_HOSTS
-
-
-def test_every_attempt_of_a_retried_connection_is_an_event_of_its_own(
-    tight_bed: SshBed, tmp_path: Path
-) -> None:
-    # The same crowd as above: whatever sshd drops, each host's ssh.connect.start events count
-    # its attempts 1, 2, 3... and a host that failed after 3 attempts shows all three.
+    # Each host's ssh.connect.start events count its attempts 1, 2, 3...: a host that failed
+    # after 3 attempts shows all three.
     from nexus_ssh.events import SshConnectStart
 
-    ex, events = _executor(
-        tight_bed, tmp_path, ssh_jump_concurrency=0, ssh_connect_concurrency=0, ssh_connect_rate="0"
-    )
-    try:
-        results = _all_at_once(ex, tight_bed)
-    finally:
-        ex.close()
     starts: dict[str, list[int]] = {}
     for e in events:
         if isinstance(e, SshConnectStart):
@@ -154,9 +142,8 @@ def test_every_attempt_of_a_retried_connection_is_an_event_of_its_own(
     assert len(starts) == N_HOSTS, starts
     assert all(seq == list(range(1, len(seq) + 1)) for seq in starts.values()), starts
     for i, r in enumerate(results):
-        label = f"{tight_bed.hosts[i].address}:{tight_bed.port}"
         if not r.ok:
-            assert starts[label] == [1, 2, 3], (label, starts[label], r.reason)
+            assert starts[f"{tight_bed.hosts[i].address}:{tight_bed.port}"] == [1, 2, 3], r.reason
     assert sum(len(seq) - 1 for seq in starts.values()) >= len(_retries(events))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from nexus_core.testing import NexusProject
 from nexus_core.testing.sshbed import HOME_ROOT, USER_KEY, SshBed
-from tests.helpers import FAST, check_fast_output, start_nexus, stopped, wait_for
+from tests.helpers import FAST, check_fast_run, start_nexus, stopped, wait_for
 
 pytestmark = [pytest.mark.ssh, pytest.mark.session_mode]  # session_mode: run again in exec mode (dev.py)
 
@@ -220,10 +220,4 @@ def test_a_followed_spool_the_keeper_cut_on_a_host_shows_no_hole(nexus_project, 
     gave back as NUL bytes, which -v and JSON showed as a "line" of megabytes of ^@, and
     dropped millions of lines without a word."""
     project = _project(nexus_project, sshbed, f"    run({FAST!r})\n", spool_max_bytes=CAP)
-    with (tmp_path / "out").open("w+") as sink:
-        proc = start_nexus(project, "run", "work", "-v", stdout=sink)
-        _, err = proc.communicate(timeout=120)
-        sink.seek(0)
-        out = sink.read()
-    assert proc.returncode == 0, (out[-2000:], err[-2000:])
-    check_fast_output(out)
+    check_fast_run(project, "work", tmp_path)
