@@ -331,7 +331,7 @@ class RunSession:
             options.prune = HostPruner(self.store, retention, run_id, [h.label for h in plan.hosts])
         engine = Engine(plan, registry, bus, options, report=self._say)
         if audit is not None:
-            audit.stop_new_work = engine.stop_new_work
+            audit.connect(engine.stop_new_work)
         return engine
 
     def _say(self, message: str) -> None:

@@ -201,3 +201,45 @@ def test_no_sink_no_audit_import(nexus_project):
     out = nexus_project.run("run", "t", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert out.code == 0, out
     assert "nexus_core.audit" not in out.stderr
+
+
+def test_a_required_sink_that_opens_but_cannot_write_runs_nothing(project, tmp_path):
+    # A file on a full disk (/dev/full) opens fine and fails at its first write: that write
+    # comes with the run's start, before any task (the engine was not yet told to stop: a
+    # chain of tasks ran whole, "unaudited", and the run exited 2 at the end).
+    log = tmp_path / "audit.log"
+    log.symlink_to("/dev/full")
+    user_config(project, f'[audit.sinks.trail]\ntype = "file"\nrequired = true\npath = "{log}"\n')
+    ran = tmp_path / "ran"
+    project.write(
+        f"""
+        from nexus_core import run, task
+
+        @task
+        def a():
+            run("echo a >> {ran}")
+
+        @task(deps=[a])
+        def b():
+            run("echo b >> {ran}")
+        """
+    )
+    out = project.run("run", "b")
+    assert out.code == 2, out
+    assert "audit sink 'trail' (file, required) cannot write" in out.stderr, out.stderr
+    assert not ran.exists(), ran.read_text()
+
+
+def test_a_required_sink_that_failed_before_the_engine_existed_stops_it_as_it_is_connected():
+    # The first records (written before the run's engine is made) may fail first: the stop was
+    # sent to nobody, and the whole run went on.
+    from nexus_core.audit.config import SinkConfig
+    from nexus_core.audit.delivery import RunAudit, SinkProblem
+
+    said: list[str] = []
+    audit = RunAudit([], None, "r1", said.append)
+    audit._failed(SinkProblem(SinkConfig("trail", "file", required=True), "cannot write: disk full"))
+    stopped: list[str] = []
+    audit.connect(stopped.append)
+    assert stopped == ["audit sink 'trail' (file, required) cannot write: disk full"], stopped
+    assert said and "no new work starts" in said[0]

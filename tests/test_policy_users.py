@@ -530,6 +530,89 @@ def test_resume_rechecks_the_change_window_and_the_dry_run(bed: Bed) -> None:
     assert fresh.returncode == 0 and (bed.out / "checked").exists(), fresh.stderr
 
 
+APPROVED_RESUME = """\
+from nexus_core import run, task
+
+
+@task(approval="required")
+def migrate():
+    run("test -f {out}/go")
+    run("{second} > {out}/migrate")
+
+
+@task(approval="required", deps=[migrate])
+def deploy_all():
+    run("echo deployed > {out}/deployed")
+"""
+
+
+def test_a_resume_holds_its_approval_for_the_approved_plan_only(bed: Bed) -> None:
+    """`nexus resume --force` of an approved run whose commands changed ran the changed
+    commands, never approved; a resume of the same plan needs no new approval."""
+
+    def write(second: str) -> None:
+        text = APPROVED_RESUME.format(out=bed.out, second=second)
+        (bed.project / "nexusfile.py").write_text(text, encoding="utf-8")
+
+    write("echo migrated")
+    first = bed.nexus("alice", "run", "migrate", "--no-wait")
+    rid = request_id(first.stderr)
+    assert bed.nexus("bob", "approve", rid).returncode == 0
+    failed = bed.nexus("alice", "run", "migrate", "--format", "json")
+    assert failed.returncode == 1, failed.stderr
+    run_id = _run_id(failed)
+    (bed.out / "go").touch()
+    (bed.out / "go").chmod(0o666)
+    write("echo UNAPPROVED")
+    forced = bed.nexus("alice", "resume", run_id, "--force", "--no-wait")
+    assert forced.returncode == 75, forced.stderr  # a new request for the changed plan
+    assert not (bed.out / "migrate").exists()
+    write("echo migrated")
+    same = bed.nexus("alice", "resume", run_id)  # the plan approved: its approval holds
+    assert same.returncode == 0, same.stderr
+    assert (bed.out / "migrate").read_text().strip() == "migrated"
+
+
+def test_an_approver_of_some_tasks_cannot_approve_a_request_that_holds_others(bed: Bed) -> None:
+    (bed.project / "nexusfile.py").write_text(
+        APPROVED_RESUME.format(out=bed.out, second="echo migrated"), encoding="utf-8"
+    )
+    bed.write_policy(
+        POLICY.format(alice=bed.users["alice"], group=bed.group, shared=bed.shared)
+        .replace(
+            'can = ["approve", {{ action = "run", tasks = ["checked"] }}]'.replace("{{", "{").replace("}}", "}"),
+            'can = [{ action = "approve", tasks = ["migrate*"] }]',
+        )
+        .replace('tasks = ["build", "migrate",', 'tasks = ["build", "migrate", "deploy_all",')
+    )
+    first = bed.nexus("alice", "run", "deploy_all", "--no-wait")  # the request holds migrate, deploy_all
+    assert first.returncode == 75, first.stderr
+    denied = bed.nexus("bob", "approve", request_id(first.stderr))
+    assert denied.returncode == 77, denied.stderr
+    assert "task 'deploy_all'" in denied.stderr, denied.stderr
+
+
+def test_a_cannot_rule_on_a_host_denies_wherever_the_task_names_it(bed: Bed) -> None:
+    """A forbidden host beside a harmless one, or inside a group of another name, is still that
+    host: a `cannot ... on=[prod*]` rule denied only when every target matched."""
+    (bed.project / "nexusfile.py").write_text(
+        'from nexus_core import hosts, run, task\nhosts("staging", "prod-db.invalid")\n\n'
+        '@task(on=["prod-db.invalid", "harmless.invalid"])\ndef mixed():\n    run("true")\n\n'
+        '@task(on="staging")\ndef hidden():\n    run("true")\n',
+        encoding="utf-8",
+    )
+    bed.write_policy(
+        f'[roles.dev]\ncan = [{{ action = "run" }}, "list"]\ncannot = [{{ action = "run", on = ["prod*"] }}]\n\n'
+        f'[[assign]]\nuser = "{bed.users["alice"]}"\nrole = "dev"\n'
+    )
+    for task, more in (("mixed", ()), ("mixed", ("-H", "prod-db.invalid")), ("hidden", ())):
+        out = bed.nexus("alice", "run", task, *more)
+        assert out.returncode == 77, (task, more, out.stdout, out.stderr)
+        assert "cannot[0]" in out.stderr, out.stderr
+    harmless = bed.nexus("alice", "run", "mixed", "-H", "harmless.invalid")  # allowed: it fails to connect
+    assert harmless.returncode == 3 and "Cannot resolve host name" in harmless.stdout + harmless.stderr, harmless
+
+
 def test_an_approval_a_required_sink_could_not_record_is_not_kept(bed: Bed) -> None:
     """Fail closed: `nexus approve` exits 2 when a required audit sink cannot write, and the
     request stays pending (it used to be approved all the same, and usable, unaudited)."""

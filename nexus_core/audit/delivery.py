@@ -101,6 +101,7 @@ class SinkWorker:
         self.on_failure = on_failure
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.queue_size)
         self.failed: SinkProblem | None = None
+        self.queued = 0
         self.delivered = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._loop, name=f"nexus-audit-{cfg.name}", daemon=True)
@@ -117,6 +118,7 @@ class SinkWorker:
             return
         try:
             self.queue.put_nowait(record)
+            self.queued += 1
         except queue.Full:
             self.dropped += 1
             self._fail(f"fell behind: its queue of {self.cfg.queue_size} records is full, records are lost",
@@ -159,6 +161,16 @@ class SinkWorker:
             self._fail(f"cannot finish: {exc.message}", exc.hint)
         except Exception as exc:  # noqa: BLE001
             self._fail(f"failed to close: {type(exc).__name__}: {exc}")
+
+    def settle(self, deadline: float) -> None:
+        """Wait until every record queued so far is written, the sink failed, or ``deadline``."""
+        while (
+            self.failed is None
+            and self.delivered < self.queued
+            and self._thread.is_alive()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
 
     def finish(self, deadline: float) -> None:
         """Drain the queue and close the sink, by ``deadline`` (``time.monotonic()``)."""
@@ -254,6 +266,15 @@ class RunAudit:
             worker.start()
             self.workers.append(worker)
 
+    def connect(self, stop_new_work: Callable[[str], None]) -> None:
+        """Call ``stop_new_work`` when a required sink fails: at once if one already did (its
+        first records, written before the run's engine existed)."""
+        self.stop_new_work = stop_new_work
+        with self._lock:
+            failed = self.required_failure
+        if failed is not None:
+            stop_new_work(failed.line())
+
     def _failed(self, problem: SinkProblem) -> None:
         if problem.sink.required:
             with self._lock:
@@ -278,6 +299,12 @@ class RunAudit:
             for rec in records:
                 for worker in self.workers:
                     worker.put(rec)
+            if event.name == "pipeline.start":
+                # The run's first records written before its first task: a required sink that
+                # opens but cannot write (a full disk) stops the run before anything starts.
+                for worker in self.workers:
+                    if worker.cfg.required:
+                        worker.settle(time.monotonic() + worker.cfg.flush_timeout)
         except Exception as exc:  # noqa: BLE001 - never lose the bus subscription over one event
             self.report(f"nexus: warning: audit could not record {event.name}: {type(exc).__name__}: {exc}")
 

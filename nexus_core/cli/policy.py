@@ -229,8 +229,13 @@ def _decide(request_id: str, comment: str, approve: bool, fmt: str) -> None:
             _unknown(request_id, store.path)
         rid = correlation_id()
         if pol is not None:
-            decision = pol.decide(user, groups, "approve", ",".join(found.tasks))
+            # Each task of the request on its own: matched against the tasks joined by commas,
+            # an approver of migrate* could approve "migrate_db, deploy_prod".
+            decisions = [pol.decide(user, groups, "approve", task) for task in found.tasks or ("",)]
+            decision = next((d for d in decisions if not d.allowed), decisions[0])
             allowed, rule = decision.allowed, decision.rule
+            if not allowed and decision.target:
+                rule = f"{rule} (task {decision.target!r})"
         else:
             allowed, rule = True, "no policy in force: any other user may approve"
         if allowed and user == found.requester:

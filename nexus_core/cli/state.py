@@ -141,7 +141,16 @@ def _resume(
     if policy_applies() or _uses_compliance(project):  # permission, windows, dry runs again
         from nexus_core.policy.gate import gate_run
 
-        gate = gate_run(plan, project, mode="resume", fmt=fmt, override_window=override_window, reason=reason)
+        gate = gate_run(
+            plan,
+            project,
+            mode="resume",
+            fmt=fmt,
+            override_window=override_window,
+            reason=reason,
+            no_wait=no_wait,
+            resumes=record.id,
+        )
     lock_project(store, plan.nexusfile, list(plan.requested), no_wait, lock_timeout)
     fresh = store.get(record.id)  # what the run reached, now that no other run of the project is going
     if fresh is not None and fresh.status != record.status and not fresh.interrupted:

@@ -255,6 +255,20 @@ def task_targets(project: Project, task: str) -> tuple[str, ...]:
     return tuple(items) or ("local",)
 
 
+def _host_names(plan: Plan, task: str) -> tuple[str, ...]:
+    """Every name of the hosts ``task`` runs on in ``plan`` (after ``-H``): label, name, the host
+    string as written, and a discovered host's own name; ``cannot`` rules look at each."""
+    found: dict[str, None] = {}
+    tp = plan.tasks.get(task)
+    for hp in tp.hosts if tp is not None else ():
+        host = hp.host
+        own = host.facts.get("name") if host.facts else None
+        for name in (host.label, host.short_label, host.name, host.source, own):
+            if isinstance(name, str) and name:
+                found[name] = None
+    return tuple(found)
+
+
 def _matches(task: str, patterns: Sequence[str]) -> bool:
     import fnmatch
 
@@ -285,13 +299,16 @@ def gate_run(
     reason: str = "",
     no_wait: bool = False,
     fmt: str = "text",
+    resumes: str = "",
 ) -> RunGate:
     """Everything before ``nexus run`` starts: RBAC, change windows, dry runs, approvals.
 
     ``mode``: ``run`` (a real run), ``dry-run``, ``list-hosts``, or ``resume`` (``nexus
-    resume``: the run permission, change windows and dry-run requirements again, since the
-    resumed commands are changes made now; the approval of the run it continues holds). Refusals
-    exit 77 (2 for a bad value), a pending approval under ``no_wait`` exits 75.
+    resume`` of the run ``resumes``: the run permission, change windows and dry-run
+    requirements again, since the resumed commands are changes made now; the approval of the
+    run it continues holds for the plan it approved, and a plan changed since (``--force``,
+    another nexusfile) needs one of its own). Refusals exit 77 (2 for a bad value), a pending
+    approval under ``no_wait`` exits 75.
     """
     global _ROOT
     _ROOT = os.path.dirname(os.path.abspath(plan.nexusfile)) if plan.nexusfile else None
@@ -305,7 +322,10 @@ def gate_run(
         action = "run" if mode in ("run", "resume") else "list"
         for task in tasks if action == "run" else [", ".join(plan.requested)]:
             targets = task_targets(project, task) if action == "run" else ()
-            decision = policy.decide(user, groups, action, task if action == "run" else "", targets)
+            # Where the task really runs, for cannot rules: its hosts after -H, and the groups
+            # its on= names (a group's name is what a rule may forbid).
+            places = (*(t for t in targets if t in project.groups), *_host_names(plan, task)) if targets else ()
+            decision = policy.decide(user, groups, action, task if action == "run" else "", targets, places)
             gate.events.append(
                 PolicyCheck(
                     run_id, subject=user, action=action, target=task, allowed=decision.allowed, rule=decision.rule
@@ -331,7 +351,8 @@ def gate_run(
     store = _open(policy)
     try:
         _dry_runs(project, policy, user, tasks, digest, moment, store, gate, config, plan)
-        if mode != "resume":  # a resumed run continues the approved run: its approval holds
+        # A resumed run continues the approved run: its approval holds for the plan approved.
+        if mode != "resume" or not store.used_for(resumes, digest):
             _approval(plan, project, policy, user, tasks, digest, store, gate, config, no_wait, fmt)
     finally:
         store.close()

@@ -60,15 +60,18 @@ class Rule:
     name: str = ""
     line: int = 0
 
-    def matches(self, action: str, task: str = "", targets: Sequence[str] = ()) -> bool:
-        """True when this rule covers ``action`` on ``task`` running on ``targets``."""
+    def matches(self, action: str, task: str = "", targets: Sequence[str] = (), every: bool = True) -> bool:
+        """True when this rule covers ``action`` on ``task`` running on ``targets``: on every
+        one of them (``every``: a ``can`` rule must allow each place the task runs), or on any
+        (a ``cannot`` rule: one forbidden place is enough)."""
         if self.action not in ("*", "admin", action):
             return False
         if action != "run" or self.action in ("*", "admin"):
             return not task or any(fnmatch.fnmatchcase(task, p) for p in self.tasks)
         if task and not any(fnmatch.fnmatchcase(task, p) for p in self.tasks):
             return False
-        return all(any(fnmatch.fnmatchcase(t, p) for p in self.on) for t in targets or ("local",))
+        covered = (any(fnmatch.fnmatchcase(t, p) for p in self.on) for t in targets or ("local",))
+        return all(covered) if every else any(covered)
 
     def describe(self) -> str:
         """``roles.deployer.can[1] (run tasks=build,deploy* on=staging)``."""
@@ -163,17 +166,31 @@ class Policy:
         return tuple(out), tuple(via)
 
     def decide(
-        self, user: str, groups: Sequence[str], action: str, task: str = "", targets: Sequence[str] = ()
+        self,
+        user: str,
+        groups: Sequence[str],
+        action: str,
+        task: str = "",
+        targets: Sequence[str] = (),
+        hosts: Sequence[str] = (),
     ) -> Decision:
-        """Whether ``user`` (member of ``groups``) may do ``action`` (on ``task`` and ``targets``)."""
+        """Whether ``user`` (member of ``groups``) may do ``action`` (on ``task`` and ``targets``).
+
+        ``targets``: the groups and hosts the task's ``on=`` names; ``hosts``: where it would
+        really run (its hosts' names and addresses after ``-H``, and its groups), when known.
+        A ``cannot`` rule denies when any of them matches it (a production host inside a group
+        of another name, or beside a harmless one, is still that host), or any target when
+        ``hosts`` is not given; a ``can`` rule must cover every target.
+        """
         roles, via = self.roles_of(user, groups)
 
         def made(ok: bool, rule: str) -> Decision:
             return Decision(ok, user, action, task, rule, roles, via)
 
+        places = hosts or targets
         for name in roles:
             for rule in self.roles[name].cannot:  # without a task, only a rule for every task denies
-                if rule.matches(action, task, targets) and (task or rule.tasks == ("*",)):
+                if rule.matches(action, task, places, every=False) and (task or rule.tasks == ("*",)):
                     return made(False, f"{rule.describe()} at {self.path}:{rule.line}")
         for name in roles:
             for rule in self.roles[name].can:

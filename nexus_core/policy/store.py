@@ -137,6 +137,14 @@ class ApprovalStore:
         )
         return cur.rowcount == 1
 
+    def used_for(self, run_id: str, plan_hash: str) -> bool:
+        """True when ``run_id`` started with an approval of ``plan_hash``."""
+        row = self.db.execute(
+            "SELECT 1 FROM approvals WHERE run_id = ? AND plan_hash = ? AND status = 'used' LIMIT 1",
+            (run_id, plan_hash),
+        ).fetchone()
+        return row is not None
+
     def cancel(self, rid: str) -> None:
         """The requester gave up waiting (Ctrl+C): the request can no longer be approved."""
         self.db.execute("UPDATE approvals SET status = 'cancelled' WHERE id = ? AND status = 'pending'", (rid,))
