@@ -111,6 +111,10 @@ def test_decisions_follow_inheritance_cannot_and_groups(tmp_path: Path) -> None:
         ("[approvals]\nttl = -1\n", 2, "approvals.ttl must be a number of seconds > 0"),
         ('[testing]\nclock_override = "yes"\n', 1, "clock_override must be true or false"),  # was read as false
         ("[testing]\nclock_overide = true\n", 1, "unknown key 'clock_overide'"),
+        # a misspelt key left the control off without a word
+        ('[approvals]\ntask = ["deploy*"]\n', 1, "approvals: unknown key 'task'"),
+        ("[approvals]\nTTL = 5\n", 1, "approvals: unknown key 'TTL'"),
+        ('[require_dry_run]\ntaks = ["deploy"]\n', 1, "require_dry_run: unknown key 'taks'"),
     ],
 )
 def test_policy_mistakes_name_their_line(tmp_path: Path, text: str, line: int, message: str) -> None:
@@ -238,3 +242,26 @@ def test_the_access_policy_and_the_plugin_allowlist_share_one_file(tmp_path: Pat
     assert not alone.restricts and not alone.broken  # roles alone do not block every plugin
     broken = PluginPolicy.from_environment({"NEXUS_POLICY_FILE": str(typo)})
     assert broken.broken  # a typo still fails closed
+
+
+def test_each_rule_is_named_at_its_own_line(tmp_path: Path) -> None:
+    # Denials cited the first line after the role's header that named the rule's action.
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        '# access\n[roles.viewer]\ncan = ["list", \'status\', "logs"]  # read only\n\n[roles.deployer]\n'
+        'inherit = ["viewer"]\ncan = [\n  {action="run", tasks=["build", "deploy*"]},\n'
+        '  {action="run", on=["staging"]},\n  "approve",\n]\ncannot = [{action="run", tasks=["drop*"]}]\n',
+        encoding="utf-8",
+    )
+    p = load_policy(str(path))
+    lines = {r.name: r.line for role in p.roles.values() for r in (*role.can, *role.cannot)}
+    assert lines == {
+        "roles.viewer.can[0]": 3, "roles.viewer.can[1]": 3, "roles.viewer.can[2]": 3,
+        "roles.deployer.can[0]": 8, "roles.deployer.can[1]": 9, "roles.deployer.can[2]": 10,
+        "roles.deployer.cannot[0]": 12,
+    }  # fmt: skip
+    misspelt = tmp_path / "misspelt.toml"
+    misspelt.write_text('[roles.a]\ncan = ["list"]\n\n[role.viewer]\ncan = ["list"]\n', encoding="utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(str(misspelt))
+    assert caught.value.where == f"{misspelt}:4", caught.value.where

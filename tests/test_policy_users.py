@@ -346,6 +346,17 @@ def test_approval_by_another_user_lets_the_run_continue(bed: Bed) -> None:
     assert again.returncode == 75 and request_id(again.stderr) != rid
 
 
+def test_a_user_without_a_role_reads_no_request_and_runs_no_preflight(bed: Bed) -> None:
+    first = bed.nexus("alice", "run", "migrate", "--no-wait")
+    rid = request_id(first.stderr)
+    for args in (("policy", "approvals", "--all"), ("policy", "approvals", rid), ("preflight", "build")):
+        out = bed.nexus("carol", *args)
+        assert out.returncode == 77, (args, out.stdout, out.stderr)
+        assert bed.users["alice"] not in out.stdout, out.stdout
+    mine = bed.nexus("alice", "policy", "approvals", rid)  # alice may approve (others' requests)
+    assert mine.returncode == 0 and rid in mine.stdout, mine.stderr
+
+
 def test_an_approval_is_bound_to_the_plan_and_expires(bed: Bed) -> None:
     first = bed.nexus("alice", "run", "migrate", "--no-wait", now=CLOSED)
     rid = request_id(first.stderr)
@@ -657,6 +668,25 @@ def test_an_approval_request_never_holds_a_secret_value(bed: Bed) -> None:
     assert shown.returncode == 0 and "echo *** >" in shown.stdout, shown.stdout + shown.stderr
     assert value not in shown.stdout + shown.stderr + first.stdout + first.stderr
     assert all(value not in str(r["dry_run"]) for r in bed.approvals())
+
+
+def test_a_dry_run_of_a_plan_with_a_secret_lets_that_plan_run(bed: Bed) -> None:
+    """A real run's plan holds the secret's value, its dry run ***: their hashes never matched,
+    and a require_dry_run task using secret() could never run."""
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    (bed.project / "nexusfile.py").write_text(
+        'from nexus_core import require_dry_run, run, secret, task\n\nrequire_dry_run(tasks=["checked"], ttl=600)\n\n'
+        f"@task\ndef checked():\n    run(f\"echo {{secret('API_TOKEN')}} > /dev/null; touch {bed.out}/checked\")\n"
+    )
+    argv, environ = bed.command("alice", "secret", "set", "API_TOKEN", NEXUS_MASTER_KEY=key)
+    stored = subprocess.run(argv, env=environ, cwd=bed.project, input="tok-9f1e", capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert stored.returncode == 0, stored.stderr
+    dry = bed.nexus("alice", "run", "--dry-run", "checked", now=CLOSED, NEXUS_MASTER_KEY=key)
+    assert dry.returncode == 0, dry.stderr
+    real = bed.nexus("alice", "run", "checked", now="2026-12-02T16:05:00+00:00", NEXUS_MASTER_KEY=key)
+    assert real.returncode == 0, real.stderr
+    assert (bed.out / "checked").exists()
 
 
 EXEC_POLICY_RULE = '  {{ action = "run", tasks = ["exec"], on = ["web"] }},\n'

@@ -683,6 +683,28 @@ def test_an_exception_carrying_a_value_is_shown_redacted(keyed):
         assert VALUE not in out.stdout + out.stderr
 
 
+def test_a_value_with_quotes_in_an_exceptions_repr_is_hidden_in_json_too(keyed):
+    # int(value) fails with the value's repr (quotes escaped) in its message; inside the JSON
+    # error object that repr is escaped once more, and the value was printed.
+    quoted = "Qu0te'd\"Val$ue-ZZQ"
+    keyed.write(
+        """
+        from nexus_core import secret, task
+
+        @task
+        def boomq():
+            int(secret("QSEC"))
+        """
+    )
+    assert keyed.run("secret", "set", "QSEC", input=quoted).code == 0
+    for args in (("run", "boomq"), ("run", "boomq", "--format", "json"), ("validate", "--format", "json")):
+        out = keyed.run(*args)
+        text = out.stdout + out.stderr
+        assert out.code == 2, out
+        assert "ZZQ" not in text and "Val$ue" not in text, (args, text)
+        assert "***" in text, (args, text)
+
+
 # --- a key for plugins' caches: SecretContext.cache_key ----------------------------------------
 
 

@@ -155,10 +155,18 @@ def _known_user(name: str) -> bool:
 @click.option("--all", "everything", is_flag=True, help="Every request, not only pending ones.")
 @format_option
 def approvals(request_id: str | None, everything: bool, fmt: str) -> None:
-    """List pending approval requests, or show one (REQUEST_ID) with its dry-run output."""
-    from nexus_core.policy.gate import _open, clock, policy_in_force
+    """List pending approval requests, or show one (REQUEST_ID) with its dry-run output.
+
+    Under a policy, for users who may approve (every request) or list (their own requests,
+    and any request by its id); no role at all is refused (exit 77)."""
+    from nexus_core.policy.gate import _open, check, clock, policy_in_force
+    from nexus_core.policy.local import identity
 
     pol = policy_in_force()
+    user, groups = identity()
+    approver = pol is None or pol.decide(user, groups, "approve").allowed
+    if not approver:
+        check("list")  # the plans and requesters of others' requests are no one's business
     store = _open(pol)
     try:
         now = clock(pol)
@@ -175,6 +183,8 @@ def approvals(request_id: str | None, everything: bool, fmt: str) -> None:
             click.echo(found.dry_run)
             return
         rows = store.listing(now, everything=everything)
+        if not approver:
+            rows = [a for a in rows if a.requester == user]
     finally:
         store.close()
     if fmt == "json":

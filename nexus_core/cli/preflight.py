@@ -106,6 +106,12 @@ def preflight(
 
     overrides = config_overrides(plugin_manager().registry.config_options, identity=identity, user=user)
     plan = make_plan(project, tasks, fmt, limit=list(hosts_override) or None, params=params, config_override=overrides)
+    from nexus_core.cli.application import policy_applies
+
+    if policy_applies():  # it logs in to the hosts: the permission a dry run needs
+        from nexus_core.policy.gate import check
+
+        check("list", ", ".join(tasks), plan.config)
     options = {
         "dry_run": False,
         "skip_connectivity": skip_connectivity,

@@ -212,10 +212,14 @@ def deny(headline: str, context: Sequence[str], hints: Sequence[str]) -> None:
 
 
 def plan_hash(plan: Plan) -> str:
-    """SHA-256 of the plan as it would run (every command, host and option), the nexusfile's
-    hash and the contents of the local files it uploads (an approved plan whose upload's file
+    """SHA-256 of the plan as it would run (every command, host and option, secret values as
+    ``***``), the nexusfile's hash and the contents of the local files it uploads (an approved plan whose upload's file
     was changed afterwards is another plan: its approval does not hold)."""
-    whole: dict[str, Any] = {"source": plan.source_hash, "plan": plan.to_dict()}
+    from nexus_core.secrets.redact import redact_data
+
+    # Secret values as the approver and a dry run see them (***): a dry run does not hold the
+    # values a real run resolves, and a plan with secret() never matched its own dry run.
+    whole: dict[str, Any] = {"source": plan.source_hash, "plan": redact_data(plan.to_dict())}
     uploads = upload_digests(plan)
     if uploads:  # plans without uploads keep the hash they had
         whole["uploads"] = uploads

@@ -248,7 +248,14 @@ class _Reader:
             if key == "allow":
                 continue  # the plugin allowlist sharing the file (docs/plugins/policy.md)
             if key not in known:
-                raise self.fail(f"unknown section {key!r}", "sections: " + ", ".join(sorted(known)), key)
+                raise self.fail(
+                    f"unknown section {key!r}",
+                    "sections: " + ", ".join(sorted(known)),
+                    f"[{key}]",  # its header: "role" alone is found inside "[roles.viewer]" first
+                    f"[{key}.",
+                    f"[[{key}]]",
+                    key,
+                )
         roles = {name: self.role(name, spec) for name, spec in self.table(data, "roles").items()}
         for role in roles.values():
             for parent in role.inherit:
@@ -286,6 +293,12 @@ class _Reader:
                 raise self.fail(exc.message, exc.hint, f"[change_windows.{name}]") from None
             window_tasks[name] = self.patterns(spec.get("tasks", []), f"change_windows.{name}.tasks", name)
         dry = self.table(data, "require_dry_run")
+        # A misspelt key here (task =, TTL =) would leave the control off without a word.
+        for table, found, keys in (("approvals", approvals, ("tasks", "ttl", "database")),
+                                   ("require_dry_run", dry, ("tasks", "ttl"))):  # fmt: skip
+            unknown = sorted(set(found) - set(keys))
+            if unknown:
+                raise self.fail(f"{table}: unknown key {unknown[0]!r}", "keys: " + ", ".join(keys), f"[{table}]")
         testing = self.table(data, "testing")
         extra = set(testing) - {"clock_override"}
         if extra or not isinstance(testing.get("clock_override", False), bool):
@@ -363,11 +376,53 @@ class _Reader:
             items = spec.get(kind, [])
             if not isinstance(items, list):
                 raise self.fail(f"roles.{name}.{kind} must be a list", f'{kind} = ["list", "logs"]', header)
-            rules[kind] = tuple(self.rule(f"roles.{name}.{kind}[{i}]", item, start) for i, item in enumerate(items))
+            lines = self._item_lines(start, kind)
+            rules[kind] = tuple(
+                self.rule(f"roles.{name}.{kind}[{i}]", item, lines[i] if i < len(lines) else start)
+                for i, item in enumerate(items)
+            )
         return Role(name, tuple(inherit), rules["can"], rules["cannot"], start)
 
-    def rule(self, label: str, item: Any, start: int) -> Rule:
-        line = self._after(start, item.get("action", "") if isinstance(item, dict) else item)
+    def _item_lines(self, start: int, kind: str) -> list[int]:
+        """The line of each item of the list ``kind = [...]`` of the role whose header is at
+        ``start``: a rule's own line, not the first line after the header that names its action."""
+        key = re.compile(rf"^\s*{kind}\s*=")
+        first = next(
+            (i for i in range(max(start, 1) + 1, len(self.lines) + 1) if key.match(self.lines[i - 1])),
+            None,
+        )
+        if first is None:
+            return []
+        found: list[int] = []
+        depth, quote = 0, ""
+        for i in range(first, len(self.lines) + 1):
+            text = self.lines[i - 1]
+            at = text.index("=") + 1 if i == first else 0
+            while at < len(text):
+                ch = text[at]
+                if quote:
+                    if ch == "\\":
+                        at += 1
+                    elif ch == quote:
+                        quote = ""
+                elif ch == "#":
+                    break
+                elif ch in "\"'":
+                    if depth == 1:
+                        found.append(i)
+                    quote = ch
+                elif ch in "[{":
+                    if depth == 1 and ch == "{":
+                        found.append(i)
+                    depth += 1
+                elif ch in "]}":
+                    depth -= 1
+                    if depth == 0:
+                        return found
+                at += 1
+        return found
+
+    def rule(self, label: str, item: Any, line: int) -> Rule:
         hint = 'a rule is "list" or { action = "run", tasks = ["deploy*"], on = ["staging"] }'
         if isinstance(item, str):
             item = {"action": item}
@@ -399,14 +454,6 @@ class _Reader:
                 )
             fields[key] = tuple(value)
         return Rule(str(action), fields["tasks"], fields["on"], label, line)
-
-    def _after(self, start: int, needle: Any) -> int:
-        """The line of ``needle`` at or after ``start`` (the role's header), else ``start``."""
-        quoted = f'"{needle}"'
-        for i in range(max(start, 1), len(self.lines) + 1):
-            if quoted in self.lines[i - 1]:
-                return i
-        return start
 
     def assignment(self, index: int, spec: Any, roles: Mapping[str, Role]) -> Assignment:
         # the index-th [[assign]] header

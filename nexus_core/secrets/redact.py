@@ -11,7 +11,8 @@ that a certificate printed by a host line by line is hidden too. Output from hos
 redacted as whole lines (after :class:`nexus_core.executors.lines.LineSplitter` has joined the
 pieces of a line that came in separate reads), so a value split across two reads is caught.
 The forms a value takes in commands and messages are registered too (see :func:`forms`):
-without its surrounding blanks, and escaped for single shell quotes, JSON and ``repr``.
+without its surrounding blanks, and escaped for single shell quotes, JSON and ``repr``, and
+each of those escaped again inside a JSON string.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def forms(value: str) -> set[str]:
         found.add(json.dumps(text)[1:-1])
         found.add(json.dumps(text, ensure_ascii=False)[1:-1])
         found.add(repr(text)[1:-1])
+    # ... and any of those inside a JSON string: an exception's message (a repr of the value)
+    # in a --format json error, a shell-quoted command in a JSON event.
+    for text in list(found - bare):
+        found.add(json.dumps(text)[1:-1])
+        found.add(json.dumps(text, ensure_ascii=False)[1:-1])
     return {f for f in found if f.strip()}
 
 
