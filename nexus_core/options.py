@@ -259,6 +259,10 @@ RUN_OPTIONS: dict[str, Option] = {
     ]
 }
 
+#: Shards of one task at most: each is a command on an agent and a row of the plan (10**9 passed
+#: validation, then the planner grew to 4 GB).
+MAX_SHARDS = 100_000
+
 #: The core's ``@task`` options. Options a strategy reads (``batch``, ``canary_hosts``...)
 #: are declared by the strategy (``Strategy.task_options``) and join these in the registry.
 TASK_OPTIONS: dict[str, Option] = {
@@ -271,7 +275,14 @@ TASK_OPTIONS: dict[str, Option] = {
         Option("idempotent", (bool,), True, "safe to re-run on resume"),
         Option("default", (bool,), False, "run by `nexus run` when no task is named", allow_none=False),
         Option("parallel", (str,), None, '"sharded": split the task into shards= parts', choices=("sharded",)),
-        Option("shards", (int,), None, 'with parallel="sharded": how many shards (default: one per host)', minimum=1),
+        Option(
+            "shards",
+            (int,),
+            None,
+            'with parallel="sharded": how many shards (default: one per host)',
+            minimum=1,
+            maximum=MAX_SHARDS,
+        ),
         Option("approval", (str,), None, '"required": another identity must approve each run', choices=("required",)),
         Option("change_window", (str,), None, "run only inside this change_window(...) (see docs/compliance.md)"),
     ]

@@ -1234,6 +1234,10 @@ def shard_hosts(t: TaskDef, hosts: Sequence[Host], out: list[Problem]) -> list[H
     if not hosts:
         return []
     count = dict(t.extra).get("shards") or len(hosts)
+    from nexus_core.options import MAX_SHARDS
+
+    if not isinstance(count, int) or count > MAX_SHARDS:  # the option's check says so: no billion hosts
+        return []
     if all(h.transport == "agent" for h in hosts):
         pool = tuple(h.name for h in hosts)
         facts: dict[str, Any] = {SHARD_COUNT: count, SHARD_POOL: pool}

@@ -261,6 +261,19 @@ class RunSession:
         from nexus_core.plan import resolved_config
 
         plan, run_id = self.plan, self.run_id
+        extra = dict(self.extra)
+        # The sudo password must not reach local commands through their inherited environment.
+        env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
+        if env_sudo_password and "sudo_password" not in extra:
+            extra["sudo_password"] = env_sudo_password
+        from nexus_core import runlogs
+        from nexus_core.secrets.redact import register
+
+        # never shown, logged or recorded: *** everywhere (output, events, reports, state,
+        # logs): the sudo password and run(env=...) values named like secrets (DB_PASSWORD).
+        # Before anything is written: the run's plan goes into the state database first.
+        for value in runlogs.plan_secrets(plan, extra):
+            register(value)
         bus = EventBus(run_id, report=self._say)
         if audit is not None:
             bus.subscribe("audit", audit)  # first: it sees every event before any other subscriber
@@ -289,18 +302,6 @@ class RunSession:
 
             for event in self.first_events:
                 bus.emit(dataclasses.replace(event, run_id=run_id))
-        extra = dict(self.extra)
-        # The sudo password must not reach local commands through their inherited environment.
-        env_sudo_password = os.environ.pop("NEXUS_SUDO_PASSWORD", None)
-        if env_sudo_password and "sudo_password" not in extra:
-            extra["sudo_password"] = env_sudo_password
-        from nexus_core import runlogs
-        from nexus_core.secrets.redact import register
-
-        # never shown, logged or recorded: *** everywhere (output, events, reports, state,
-        # logs): the sudo password and run(env=...) values named like secrets (DB_PASSWORD)
-        for value in runlogs.plan_secrets(plan, extra):
-            register(value)
         from nexus_core.state.paths import state_dir
 
         runlogs.start(bus, plan, run_id, state_dir(), extra)  # every command's output, for `nexus logs`

@@ -781,3 +781,28 @@ def test_secret_list_lines_up_short_names_and_shows_controls_in_names(keyed):
     store.write_text(text.replace('"DB"', '"D\\u001b[31mB"'))  # a name edited by hand
     odd = keyed.run("secret", "list")
     assert "\x1b" not in odd.stdout + odd.stderr, odd
+
+
+def test_env_values_named_like_secrets_never_reach_the_state_database(nexus_project):
+    # The run's plan was written to the state database before those values were registered:
+    # runs.plan held "API_TOKEN": "LocalTok-5566" in plain text.
+    import sqlite3
+
+    nexus_project.write(
+        """
+        from nexus_core import run, task
+
+        @task
+        def loc():
+            run("echo hi", env={"API_TOKEN": "LocalTok-5566", "DB_PASSWORD": "pw-77aa"})
+        """
+    )
+    assert nexus_project.run("run", "loc").code == 0
+    state = Path(nexus_project.env["XDG_STATE_HOME"]) / "nexus" / "state.db"
+    db = sqlite3.connect(state)
+    try:
+        dump = "\n".join(db.iterdump())
+    finally:
+        db.close()
+    assert "LocalTok-5566" not in dump and "pw-77aa" not in dump
+    assert '"API_TOKEN": "***"' in dump or "API_TOKEN" in dump

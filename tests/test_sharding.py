@@ -53,3 +53,11 @@ def test_parallel_takes_only_sharded(nexus_project: NexusProject) -> None:
     out = nexus_project.run("validate")
     assert out.code == 2, out
     assert "sharded" in out.stderr
+
+
+def test_a_shard_count_past_the_maximum_is_refused_at_once(nexus_project: NexusProject) -> None:
+    # shards=10**9 passed validation on agents, then the planner made a billion shards (4 GB)
+    nexus_project.write('from nexus_core import run, task\n\n@task(parallel="sharded", shards=10**9)\ndef x():\n'
+                        '    run("true")\n')  # fmt: skip
+    out = nexus_project.run("validate", timeout=30)
+    assert out.code == 2 and "shards must be at most 100,000" in out.stderr, out

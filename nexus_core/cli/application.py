@@ -640,10 +640,12 @@ def _discover(
     saved: Any,
     groups: Sequence[str] | None = None,
     dry_clouds: bool = False,
+    only_groups: bool = False,
 ) -> Any:
     """The project with the sources its ``tasks`` (or ``groups``) need resolved (None when it
     has none), or exit with the source's error. ``dry_clouds``: a dry run, where agents that
-    a declared cloud starts with the run are not there yet (see :func:`_cloud_agents`)."""
+    a declared cloud starts with the run are not there yet (see :func:`_cloud_agents`).
+    ``only_groups``: the sources of ``groups`` alone, none of the tasks' own ``on=``."""
     from nexus_core.model import has_sources
 
     if not has_sources(project):
@@ -651,7 +653,7 @@ def _discover(
     from nexus_core.discovery import DiscoveryFailed, resolve
     from nexus_core.plan import closure
 
-    names = closure(project, tasks) if tasks else list(project.tasks)
+    names = None if only_groups else closure(project, tasks) if tasks else list(project.tasks)
     registry = plugin_manager().registry
     from nexus_core.plan import config_value_problems
 
@@ -726,7 +728,9 @@ def discover_groups(project: Project, fmt: str) -> Project:
     hosts by group or name, like ``nexus exec``), or exit with the source's error."""
     store = open_store(quiet=True)
     try:
-        resolution = _discover(project, (), fmt, store, False, (), groups=list(project.groups))
+        # The groups' sources only: a task's on=tagged("gpu") finding no agent is that task's
+        # business, not a reason for `nexus exec agent://a1` to fail.
+        resolution = _discover(project, (), fmt, store, False, (), groups=list(project.groups), only_groups=True)
     finally:
         if store is not None:
             store.close()

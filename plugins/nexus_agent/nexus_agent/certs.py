@@ -58,12 +58,22 @@ class CertFiles:
         )
 
 
+#: Names whose certificate files would be the CA's own (``ca.pem``, ``ca-key.pem``): issuing
+#: one overwrote the cluster's CA, and ``ca-key`` its private key, for good.
+RESERVED = ("ca", "ca-key")
+
+
 def check_name(name: str) -> str:
     """``name`` when it is a valid agent or certificate name; CertError otherwise."""
     if not NAME_RE.match(name):
         raise CertError(
             f"invalid name {name!r}",
             "use letters, digits, '.', '_' and '-' (at most 63 characters), starting with a letter or digit",
+        )
+    if name in RESERVED:
+        raise CertError(
+            f"the name {name!r} is taken by the cluster CA's own files (ca.pem, ca-key.pem)",
+            f"pick another name for this machine, e.g. {name}-1 (--name)",
         )
     return name
 
@@ -89,6 +99,7 @@ def init(folder: str | None = None, force: bool = False, name: str | None = None
     from cryptography.x509.oid import NameOID
 
     folder = folder or config_dir()
+    name = check_name(name or default_name())  # before the CA is written: not a CA without its machine
     ca_path = os.path.join(folder, "ca.pem")
     if os.path.exists(ca_path) and not force:
         raise CertError(
@@ -97,6 +108,7 @@ def init(folder: str | None = None, force: bool = False, name: str | None = None
             "it (every agent then needs a new certificate)",
         )
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)  # a folder that was there (0777, say) holds the CA's key from now on
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nexus cluster CA")])
     now = _now()
@@ -131,13 +143,15 @@ def init(folder: str | None = None, force: bool = False, name: str | None = None
         private=True,
     )
     _write(ca_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
-    return folder, issue(name or default_name(), folder)
+    return folder, issue(name, folder)
 
 
 def default_name() -> str:
     """This machine's short host name, made a valid certificate name."""
     raw = socket.gethostname().split(".")[0] or "agent"
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-._") or "agent"
+    if cleaned in RESERVED:  # a machine called "ca" must not take the CA's files
+        cleaned += "-1"
     return cleaned[:63]
 
 
@@ -189,6 +203,56 @@ def issue(name: str, folder: str | None = None) -> CertFiles:
     )
     _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
     return files
+
+
+def check_files(files: CertFiles) -> None:
+    """CertError naming the file when this machine's certificate cannot work: unreadable, not
+    yet or no longer valid, not issued by the CA in ``ca.pem``, or its key is another's. Said
+    before anything connects: the coordinator's TLS alert named none of these ("expired"
+    came out as "not issued by the cluster's CA", a wrong key as "the cluster refuses")."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def load(path: str, what: str) -> Any:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+            return (
+                serialization.load_pem_private_key(data, None)
+                if what == "key"
+                else x509.load_pem_x509_certificate(data)
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).split("\n")[0]
+            hint = "copy it again from the first machine (`nexus agent cert NAME` there)"
+            raise CertError(f"cannot read the {what} {path}: {reason}", hint) from None
+
+    ca, cert, key = load(files.ca, "CA certificate"), load(files.cert, "certificate"), load(files.key, "key")
+    now = _now()
+    if cert.not_valid_after_utc < now:
+        raise CertError(
+            f"this machine's certificate {files.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+            "issue a new one on the first machine (`nexus agent cert NAME`) and copy it here",
+        )
+    if cert.not_valid_before_utc > now:
+        raise CertError(
+            f"this machine's certificate {files.cert} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            "check this machine's clock",
+        )
+    try:
+        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    except (InvalidSignature, TypeError, ValueError, AttributeError):
+        raise CertError(
+            f"this machine's certificate {files.cert} was not issued by the CA in {files.ca} (another cluster's?)",
+            "copy ca.pem, NAME.pem and NAME-key.pem from the same first machine",
+        ) from None
+    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+        raise CertError(
+            f"the key {files.key} does not belong to the certificate {files.cert}",
+            "copy both from the same `nexus agent cert NAME`",
+        )
 
 
 def find(name: str | None = None, folder: str | None = None, exact: bool = False) -> CertFiles:

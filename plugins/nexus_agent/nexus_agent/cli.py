@@ -10,6 +10,7 @@ cluster cannot be reached, 1 for anything else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -74,6 +75,10 @@ def cert(name: str) -> None:
         f"`nexus agent start --name {name} --join COORDINATOR:7400` there"
     )
 
+
+#: Commands one agent may run at once, at most (a larger count is a typo: Dask failed on it
+#: with an OverflowError).
+MAX_SLOTS = 10_000
 
 #: The keys of ``--config FILE``: their TOML types and what they must be.
 CONFIG_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -180,13 +185,19 @@ def _settings(
             data["join"] = full if written.startswith("tls://") else full.removeprefix("tls://")
     if not data.get("agent", True) and not data.get("coordinator"):
         _fail(2, "--no-agent only makes sense with --coordinator", [], ["drop --no-agent"])
+    if tags is not None and not data.get("tags"):  # --tags '' or ',,,': said, not taken for none
+        _fail(2, f"--tags {tags!r} names no tag", [], ["tags are words separated by commas: --tags web,prod"])
     for tag in data.get("tags") or []:
         if not isinstance(tag, str) or not tag or "," in tag or any(c.isspace() for c in tag):
             _fail(2, f"invalid tag {tag!r}", [], ["tags are words separated by commas: --tags web,prod"])
     slots = data.get("max_concurrent_tasks", 4)
-    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-        _fail(2, f"--max-concurrent-tasks must be a whole number of at least 1, not {slots!r}", [],
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
+        _fail(2, f"--max-concurrent-tasks must be a whole number from 1 to {MAX_SLOTS}, not {slots!r}", [],
               ["e.g. --max-concurrent-tasks 2 (max_concurrent_tasks = 2 in --config)"])  # fmt: skip
+    port = data.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        # the TOML's was checked; a command line's 70000 listened on 4464 and said 70000
+        _fail(2, f"--port must be a port number from 1 to 65535, not {port!r}", [], ["e.g. --port 7400"])
     timeout = data.get("agent_timeout", AGENT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
         _fail(2, f"agent_timeout must be a number of seconds above 0 and at most a day (86400), not {timeout!r}", [],
@@ -245,7 +256,7 @@ def start(foreground: bool, wait: float = 0.0, **kwargs: Any) -> None:
 
     settings = _settings(**kwargs)
     try:
-        settings.cert_files()
+        certs.check_files(settings.cert_files())
     except certs.CertError as exc:
         _cert_error(exc)
     pid_file, info_file, log_file = agent_files(settings.name)
@@ -267,6 +278,7 @@ def start(foreground: bool, wait: float = 0.0, **kwargs: Any) -> None:
         if os.path.exists(path):
             os.remove(path)
     with open(log_file, "ab") as log:
+        started = log.tell()  # this start's lines: an earlier failure's stay in the log, not the error
         proc = subprocess.Popen(
             [sys.executable, "-m", "nexus_agent.daemon", payload],
             stdin=subprocess.DEVNULL,
@@ -278,8 +290,11 @@ def start(foreground: bool, wait: float = 0.0, **kwargs: Any) -> None:
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
+            for path in (pid_file, info_file):  # a pid file left behind names a pid the system reuses
+                with contextlib.suppress(OSError):
+                    os.remove(path)
             _fail(code if code in (2, 3) else 1, f"agent {settings.name} did not start (exit code {code})",
-                  _tail(log_file), [f"see {log_file}"])  # fmt: skip
+                  _tail(log_file, since=started), [f"see {log_file}"])  # fmt: skip
         info = _read(info_file)
         if info.get("ready"):
             role = "coordinator and agent" if settings.coordinator and settings.agent else (
@@ -293,7 +308,7 @@ def start(foreground: bool, wait: float = 0.0, **kwargs: Any) -> None:
     _fail(
         1,
         f"agent {settings.name} was not ready after {START_TIMEOUT:.0f}s",
-        _tail(log_file),
+        _tail(log_file, since=started),
         [f"see {log_file}"],
     )
 
@@ -307,9 +322,11 @@ def _read(path: str) -> dict[str, Any]:
         return {}
 
 
-def _tail(path: str, lines: int = 8) -> list[str]:
+def _tail(path: str, lines: int = 8, since: int = 0) -> list[str]:
+    """The last error lines of the log from byte ``since`` on (else its last lines)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
+            fh.seek(since)
             text = fh.read().splitlines()
     except OSError:
         return []
@@ -318,13 +335,39 @@ def _tail(path: str, lines: int = 8) -> list[str]:
 
 
 def _pid(path: str) -> int:
-    """The pid in ``path`` when that process still runs, else 0."""
+    """The pid in ``path`` when that process still runs and is this agent's daemon, else 0."""
     try:
         with open(path, encoding="utf-8") as fh:
             pid = int(fh.read().strip())
     except (OSError, ValueError):
         return 0
-    return pid if _alive(pid) else 0  # a zombie (killed, not yet reaped) does not run
+    name = os.path.basename(path).removesuffix(".pid")
+    # a zombie (killed, not yet reaped) does not run; a pid the system gave to another
+    # process since (a pid file a crash left) is not ours to signal
+    return pid if _alive(pid) and _ours(pid, name) else 0
+
+
+def _ours(pid: int, name: str) -> bool:
+    """Whether process ``pid`` is agent ``name``: its daemon (``python -m nexus_agent.daemon``
+    with its settings) or ``nexus agent start --foreground`` (a systemd unit's); True where that
+    cannot be seen (no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            words = fh.read().split(b"\0")
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # gone, unless there is no /proc at all
+    except OSError:
+        return True
+    if b"nexus_agent.daemon" in words:
+        try:
+            settings = json.loads(words[words.index(b"nexus_agent.daemon") + 1])
+        except (IndexError, ValueError):
+            return False
+        return isinstance(settings, dict) and settings.get("name") == name
+    if not (b"agent" in words and b"start" in words and b"--foreground" in words):
+        return False
+    given = words[words.index(b"--name") + 1] if b"--name" in words[:-1] else None
+    return given is None or given == name.encode()  # named in its --config file, or by default
 
 
 @agent.command()
@@ -335,20 +378,17 @@ def stop(names: tuple[str, ...]) -> None:
 
     from nexus_agent.paths import agent_files, state_dir
 
+    named = bool(names)
     if not names:
         names = tuple(sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(state_dir(), "*.pid"))))
-    if not names:
-        click.echo("no agent runs on this machine")
-        return
     stopped = []
     for name in names:
         pid_file, info_file, _ = agent_files(name)
         pid = _pid(pid_file)
         if not pid:
-            for path in (pid_file, info_file):
-                if os.path.exists(path):
-                    os.remove(path)
-            if len(names) == 1:
+            with contextlib.suppress(OSError):
+                os.remove(pid_file)  # the settings (NAME.json) stay: `nexus agent restart` uses them
+            if named and len(names) == 1:
                 _fail(1, f"agent {name} does not run on this machine", [], ["`nexus agent status` lists agents"])
             continue
         os.kill(pid, signal.SIGTERM)
@@ -367,6 +407,8 @@ def stop(names: tuple[str, ...]) -> None:
             if os.path.exists(path):
                 os.remove(path)
         click.echo(f"stopped agent {name} (pid {pid})")
+    if not stopped and not named:
+        click.echo("no agent runs on this machine")
 
 
 @agent.command()
@@ -388,7 +430,9 @@ def restart(names: tuple[str, ...]) -> None:
             _fail(1, f"agent {name} does not run on this machine", [], ["`nexus agent status` lists agents"])
         saved[name] = info
     ctx = click.get_current_context()
-    ctx.invoke(stop, names=names)
+    running = tuple(name for name in names if _pid(agent_files(name)[0]))
+    if running:  # one that crashed starts again with its settings (they outlive it)
+        ctx.invoke(stop, names=running)
     for name, info in saved.items():
         ctx.invoke(
             start,
@@ -397,7 +441,7 @@ def restart(names: tuple[str, ...]) -> None:
             # ended (a socket its child or a client left behind): wait for it, then bind again.
             wait=STOP_TIMEOUT,
             name=name,
-            tags=",".join(info.get("tags") or []),
+            tags=",".join(info.get("tags") or []) or None,
             join=info.get("join") or None,
             port=info.get("port"),
             host=info.get("host"),
@@ -409,6 +453,16 @@ def restart(names: tuple[str, ...]) -> None:
             cert_name=info.get("cert_name") or None,
             agent_timeout=info.get("agent_timeout"),
         )
+
+
+def _unit_text(text: str) -> str:
+    """``text`` for a systemd unit: its ``%`` specifiers and ``$`` variables taken literally."""
+    return text.replace("%", "%%").replace("$", "$$")
+
+
+def _unit_quoted(text: str) -> str:
+    """``text`` inside a systemd unit's double quotes (``Environment="..."``)."""
+    return _unit_text(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _port_free(host: str, port: int, wait: float = 0.0) -> bool:
@@ -551,8 +605,15 @@ def systemd_unit(**kwargs: Any) -> None:
         args += ["--max-memory-percent", str(settings.max_memory_percent)]
     if settings.cert_name:
         args += ["--cert", settings.cert_name]
+    import pwd
+
+    from nexus_agent.paths import config_dir, state_dir
+
     nexus = os.path.join(os.path.dirname(sys.executable), "nexus")
-    command = " ".join(shlex.quote(a) for a in [nexus, *args])
+    command = _unit_text(" ".join(shlex.quote(a) for a in [nexus, *args]))
+    # As the user who made it, with that user's folders: installed with `sudo tee` it ran as
+    # root and looked for the certificates in /root/.config/nexus/agent.
+    folders = [f"NEXUS_AGENT_DIR={os.path.abspath(config_dir())}", f"NEXUS_AGENT_STATE={os.path.abspath(state_dir())}"]
     click.echo(
         "\n".join(
             [
@@ -562,6 +623,8 @@ def systemd_unit(**kwargs: Any) -> None:
                 "Wants=network-online.target",
                 "",
                 "[Service]",
+                f"User={pwd.getpwuid(os.geteuid()).pw_name}",
+                *(f'Environment="{_unit_quoted(f)}"' for f in folders),
                 f"ExecStart={command}",
                 "Restart=on-failure",
                 "RestartSec=5",

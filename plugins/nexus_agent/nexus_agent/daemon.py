@@ -141,6 +141,11 @@ QUIET: dict[str, Any] = {
     "distributed.admin.system-monitor.interval": "1s",
     "distributed.admin.system-monitor.disk": False,
     "distributed.worker.memory.monitor-interval": "500ms",
+    # Dask's HTTP server speaks plain HTTP to anyone who reaches it, outside the cluster's
+    # mutual TLS: only /health is served (its info pages showed the scheduler's and every
+    # agent's logs and tasks to the LAN with --host 0.0.0.0).
+    "distributed.scheduler.http.routes": ["distributed.http.health"],
+    "distributed.worker.http.routes": ["distributed.http.health"],
 }
 
 
@@ -185,7 +190,18 @@ async def _serve(settings: Settings) -> int:
         if problem:
             print(f"error: cannot join the cluster at {address}: {problem}", file=sys.stderr, flush=True)
             return 3
-    worker = await _worker(settings, security, None) if settings.agent else None
+    try:
+        worker = await _worker(settings, security, None) if settings.agent else None
+    except Exception as exc:  # Dask's own refusal of the name, said as one line
+        if "name taken" not in _causes(exc):
+            raise
+        print(
+            f"error: an agent named {settings.name} is already in the cluster at {address}\n"
+            "  give this one another name (--name), or stop the other first",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     _write_info(settings, address, True, _health(settings, scheduler, worker))
     print(f"agent {settings.name} ready on {address}", flush=True)
     try:
@@ -215,6 +231,11 @@ async def _serve(settings: Settings) -> int:
                 log.warning("agent %s rejoined %s", settings.name, address)
                 _write_info(settings, address, True, _health(settings, scheduler, worker))  # a new port
     finally:
+        from nexus_agent import runner
+
+        # Its commands stop with the agent: left running, one would go on alone (its output
+        # and end lost) while the client moves its task to another agent.
+        await asyncio.to_thread(runner.stop_all, STOP_GRACE)
         if worker is not None:
             await worker.close(timeout=5)
         if scheduler is not None:
@@ -224,6 +245,22 @@ async def _serve(settings: Settings) -> int:
             with contextlib.suppress(OSError):
                 os.remove(path)
     return 0
+
+
+#: Seconds a stopping agent's commands get between SIGTERM and SIGKILL.
+STOP_GRACE = 5.0
+
+
+def _causes(exc: BaseException) -> str:
+    """The messages of ``exc`` and of the exceptions behind it, one per line."""
+    found: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(found) < 10:
+        seen.add(id(current))
+        found.append(str(current))
+        current = current.__cause__ or current.__context__
+    return "\n".join(found)
 
 
 def handshake(address: str, files: certs.CertFiles, timeout: float = 5.0) -> str:
@@ -252,7 +289,7 @@ def handshake(address: str, files: certs.CertFiles, timeout: float = 5.0) -> str
         )
     except ssl.SSLError as exc:
         text = str(exc)
-        if "unknown ca" in text or "certificate" in text or "bad certificate" in text:
+        if "unknown ca" in text or "certificate" in text or "decrypt error" in text.lower().replace("_", " "):
             return (
                 "the coordinator refused this machine's certificate: it was not issued by the cluster's CA "
                 f"({exc.reason or text})"

@@ -48,6 +48,8 @@ _CANCELLED: dict[str, None] = {}
 _CANCELLED_MAX = 10_000
 #: Running commands that a cancel signalled (their end is "interrupted", not "failed").
 _SIGNALLED: set[str] = set()
+#: Running commands stopped because the agent stops (their end: the agent is gone).
+_STOPPED: set[str] = set()
 #: Seconds between checks for a cancel while a command waits for a slot.
 SLOT_POLL_SECONDS = 0.1
 
@@ -352,6 +354,8 @@ def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str)
             _CANCELLED.pop(cmd_id, None)
             signalled = cmd_id in _SIGNALLED
             _SIGNALLED.discard(cmd_id)
+            stopped = cmd_id in _STOPPED
+            _STOPPED.discard(cmd_id)
             if not RUNNING:
                 IDLE_SINCE[0] = time.time()
         if proc.returncode is None:
@@ -364,6 +368,8 @@ def _run_started(spec: dict[str, Any], cmd_id: str, sender: _Sender, agent: str)
         return result("timeout", code, f"timed out after {timeout:.3g}s")
     if code == 0:
         return result("ok", 0)
+    if stopped:  # as when the agent is lost: a connection failure of the host, not the command's
+        return result("unreachable", code, f"agent {agent} was stopped while the command ran (and stopped it)")
     if spec.get("signalled") or signalled:
         return result("interrupted", code, "interrupted")
     reason = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
@@ -387,6 +393,32 @@ def signal_command(cmd_id: str, signum: int) -> bool:
     _killpg(pgid, signum)
     if signum != signal.SIGKILL:
         _killpg(pgid, signal.SIGCONT)
+    return True
+
+
+def stop_all(grace: float) -> int:
+    """Stop every running command (SIGTERM, then SIGKILL after ``grace`` seconds): the agent
+    is stopping (``nexus agent stop``), and a command left behind would go on alone while
+    its task moves to another agent. Returns how many were running."""
+    with _LOCK:
+        running = dict(RUNNING)
+        _STOPPED.update(running)
+    for pgid in running.values():
+        _killpg(pgid, signal.SIGTERM)
+        _killpg(pgid, signal.SIGCONT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_group_alive(p) for p in running.values()):
+        time.sleep(0.05)
+    for pgid in running.values():
+        _killpg(pgid, signal.SIGKILL)
+    return len(running)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
     return True
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 from pathlib import Path
 
-from agentbed import AGENTS, Cluster, nexus
+from agentbed import AGENTS, Cluster, kill, nexus
 
 
 def test_status_lists_every_agent_with_its_tags(agent_cluster: Cluster) -> None:
@@ -44,6 +46,43 @@ def test_an_agent_with_a_foreign_certificate_cannot_join(agent_cluster: Cluster,
     assert "certificate" in out.stderr, out.stderr
 
 
+def test_a_certificate_that_cannot_work_is_named_before_anything_connects(
+    agent_cluster: Cluster, tmp_path: Path
+) -> None:
+    """A key of another certificate, a certificate of another CA or a garbage key file were
+    said as TLS alerts (exit 3, "the cluster refuses"), an expired one as "not issued by
+    the cluster's CA"; each is a configuration mistake of this machine (exit 2) naming its file."""
+    import shutil
+
+    mine = tmp_path / "mine"
+    assert nexus({"NEXUS_AGENT_DIR": str(mine)}, "agent", "init", "--name", "hub").returncode == 0
+    assert nexus({"NEXUS_AGENT_DIR": str(mine)}, "agent", "cert", "box").returncode == 0
+    other = tmp_path / "other"
+    assert nexus({"NEXUS_AGENT_DIR": str(other)}, "agent", "init", "--name", "box").returncode == 0
+    join = agent_cluster.address.removeprefix("tls://")
+    cases = {
+        "another's key": ("box-key.pem", (mine / "hub-key.pem").read_bytes(), "does not belong to the certificate"),
+        "another CA's certificate": ("box.pem", (other / "box.pem").read_bytes(), "was not issued by the CA in"),
+        "a garbage key": ("box-key.pem", b"-----BEGIN PRIVATE KEY-----\nnot a key\n", "cannot read the key"),
+    }
+    for case, (name, data, said) in cases.items():
+        folder = tmp_path / case.replace(" ", "-").replace("'", "")
+        shutil.copytree(mine, folder)
+        (folder / name).write_bytes(data)
+        env = {"NEXUS_AGENT_DIR": str(folder), "NEXUS_AGENT_STATE": str(tmp_path / "state")}
+        out = agent_cluster.nexus("agent", "start", "--name", "box", "--join", join, **env)
+        assert out.returncode == 2 and said in out.stderr and str(folder) in out.stderr, (case, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_a_second_agent_of_the_same_name_is_refused_in_one_line(agent_cluster: Cluster, tmp_path: Path) -> None:
+    env = {"NEXUS_AGENT_STATE": str(tmp_path / "state")}  # another machine's pid files: a1 runs "elsewhere"
+    out = agent_cluster.nexus("agent", "start", "--name", "a1", "--join", agent_cluster.address.removeprefix("tls://"),
+                              **env)  # fmt: skip
+    assert out.returncode == 2, out
+    assert "an agent named a1 is already in the cluster" in out.stderr and "Traceback" not in out.stderr, out
+
+
 def test_start_without_a_coordinator_to_join_is_a_clear_error(agent_cluster: Cluster) -> None:
     out = agent_cluster.nexus("agent", "start", "--name", "lonely")
     assert out.returncode == 2
@@ -62,9 +101,17 @@ def test_systemd_unit_restarts_on_failure(agent_cluster: Cluster) -> None:
     assert out.returncode == 0, out.stderr
     assert "Restart=on-failure" in out.stdout
     assert "agent start --foreground --name pi-1 --tags arm --join hub:7400" in out.stdout
+    # as its maker, with the maker's folders (with `sudo tee` it ran as root without certificates)
+    import pwd
+
+    assert f"User={pwd.getpwuid(os.geteuid()).pw_name}" in out.stdout
+    assert f'Environment="NEXUS_AGENT_DIR={agent_cluster.env["NEXUS_AGENT_DIR"]}"' in out.stdout
+    odd = agent_cluster.nexus("agent", "systemd-unit", "--name", "pi-1", "--tags", "a%b,$x", "--join", "hub:7400")
+    assert "--tags 'a%%b,$$x'" in odd.stdout, odd.stdout  # systemd's specifiers and variables, taken literally
 
 
 def test_the_coordinator_answers_health_checks(agent_cluster: Cluster) -> None:
+    import urllib.error
     import urllib.request
 
     info = json.loads((agent_cluster.root / "state" / "coord.json").read_text())
@@ -72,6 +119,15 @@ def test_the_coordinator_answers_health_checks(agent_cluster: Cluster) -> None:
     with urllib.request.urlopen(info["health"], timeout=10) as answer:
         assert answer.status == 200
         assert answer.read().decode().strip() == "ok"
+    # Nothing else on that plain-HTTP port: Dask's pages showed logs and tasks to anyone.
+    base = info["health"].removesuffix("/health")
+    for page in ("/info/main/logs.html", "/info/main/workers.html", "/metrics", "/eventstream", "/statics/"):
+        try:
+            with urllib.request.urlopen(base + page, timeout=10) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == 404, (page, status)
 
 
 def test_a_foreground_agent_from_a_toml_file_joins_with_its_settings_and_answers_health_checks(
@@ -211,3 +267,55 @@ def test_join_without_a_port_joins_the_default_port_as_the_cluster_setting_does(
         out = agent_cluster.nexus("agent", "systemd-unit", "--name", "pi-1", "--join", given)
         assert out.returncode == 0, out.stderr
         assert f"--join {shlex.quote(used)}" in out.stdout, (given, out.stdout)
+
+
+def test_names_taken_by_the_cas_own_files_are_refused(agent_cluster: Cluster, tmp_path: Path) -> None:
+    """`nexus agent cert ca` overwrote ca.pem with a leaf certificate, `cert ca-key` the CA's
+    private key: the cluster's CA was gone for good."""
+    folder = tmp_path / "agent"
+    assert agent_cluster.nexus("agent", "init", "--name", "hub", NEXUS_AGENT_DIR=str(folder)).returncode == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for name in ("ca", "ca-key"):
+        out = agent_cluster.nexus("agent", "cert", name, NEXUS_AGENT_DIR=str(folder))
+        assert out.returncode == 2 and "taken by the cluster CA's own files" in out.stderr, out
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    other = tmp_path / "other"
+    out = agent_cluster.nexus("agent", "init", "--name", "ca", NEXUS_AGENT_DIR=str(other))
+    assert out.returncode == 2 and not (other / "ca.pem").exists(), out  # no CA without its machine
+
+
+def test_stop_never_signals_a_process_a_stale_pid_file_names(agent_cluster: Cluster, tmp_path: Path) -> None:
+    """A pid file a crash or a failed start left names a pid the system gives to another
+    process: `nexus agent stop` killed whatever had it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (state / "ghost.pid").write_text(f"{bystander.pid}\n")
+        named = agent_cluster.nexus("agent", "stop", "ghost", NEXUS_AGENT_STATE=str(state))
+        assert named.returncode == 1 and "does not run on this machine" in named.stderr, named
+        (state / "ghost.pid").write_text(f"{bystander.pid}\n")
+        every = agent_cluster.nexus("agent", "stop", NEXUS_AGENT_STATE=str(state))
+        assert every.returncode == 0 and "no agent runs on this machine" in every.stdout, every
+        assert bystander.poll() is None, "the bystander was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_restart_after_a_crash_starts_the_agent_again_with_its_settings(agent_cluster: Cluster) -> None:
+    """It refused ("does not run on this machine") and deleted the saved settings."""
+    assert agent_cluster.nexus("agent", "cert", "crashy").returncode == 0
+    out = agent_cluster.start("crashy", "--tags", "linux,crashy")
+    assert out.returncode == 0, out.stderr
+    try:
+        kill(agent_cluster.pids()["crashy"])
+        agent_cluster.wait_agents({"crashy"}, present=False, seconds=60)
+        again = agent_cluster.nexus("agent", "restart", "crashy")
+        assert again.returncode == 0, again.stderr
+        agent_cluster.wait_agents({"crashy"})
+        status = json.loads(agent_cluster.nexus("agent", "status", "--format", "json").stdout)
+        (crashy,) = [a for a in status["agents"] if a["name"] == "crashy"]
+        assert "crashy" in crashy["tags"], crashy
+    finally:
+        agent_cluster.nexus("agent", "stop", "crashy")

@@ -334,3 +334,34 @@ def test_a_pipeline_cut_by_a_coordinator_restart_fails_clearly_and_resumes(tmp_p
     finally:
         flag.touch()
         cluster.nexus("agent", "stop", timeout=60)
+
+
+def test_a_stopped_agent_stops_its_running_commands(
+    project: NexusProject, agent_cluster: Cluster, tmp_path: Path
+) -> None:
+    """`nexus agent stop` left the command running alone (its task moved on and ran it again
+    beside it; its output and end were lost): the agent stops its commands with itself."""
+    assert agent_cluster.nexus("agent", "cert", "stopme").returncode == 0
+    assert agent_cluster.start("stopme", "--tags", "stopme").returncode == 0
+    done = tmp_path / "finished"
+    try:
+        project.write(f"""
+            from nexus_core import run, task
+
+            @task(on=["agent://stopme"])
+            def slow():
+                run("echo started; sleep 31.7; echo finished > {done}")
+        """)
+        with stopped(start_nexus(project, "run", "slow", "-v")) as proc:
+            read_until(proc, lambda line: "> started" in line)
+            out = agent_cluster.nexus("agent", "stop", "stopme", timeout=60)
+            assert out.returncode == 0, out
+            rest, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, rest + err
+        left = subprocess.run(["pgrep", "-f", "sleep 31.7"], capture_output=True, text=True, check=False)
+        assert left.stdout.strip() == "", left.stdout
+        time.sleep(0.5)
+        assert not done.exists()
+    finally:
+        if "stopme" in agent_cluster.pids():
+            agent_cluster.nexus("agent", "stop", "stopme", timeout=60)

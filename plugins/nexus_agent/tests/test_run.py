@@ -191,6 +191,21 @@ def test_a_limit_names_agents_by_their_name(project: NexusProject) -> None:
     assert _hosts(out, "everywhere") == {"a1"}
 
 
+def test_exec_on_an_agent_ignores_a_task_whose_selector_finds_none(project: NexusProject) -> None:
+    """`nexus exec agent://a1` failed with "Host discovery failed: tagged('gpu')" because
+    another task of the project asks for agents nobody runs."""
+    project.write("""
+        from nexus_core import run, tagged, task
+
+        @task(on=tagged("gpu"))
+        def train():
+            run("echo train")
+    """)
+    out = project.run("exec", "agent://a1", "--", "echo hi-from-a1")
+    assert out.code == 0, out
+    assert "hi-from-a1" in out.stdout, out
+
+
 def test_the_cluster_comes_from_the_nexusfile(project: NexusProject, agent_cluster: Cluster, tmp_path: Path) -> None:
     address = agent_cluster.address
     project.write(f"""
