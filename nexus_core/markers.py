@@ -229,8 +229,7 @@ class ProbeResult(Record):
 
 def exit_status(code: int) -> int:
     """The exit status a process gets for a shell's ``$?``: ``dash`` keeps ``exit 300`` as 300
-    in ``$?`` (an EXIT trap sees it), the process exits 44, as ``ssh`` and the local machine
-    report it."""
+    in ``$?`` (an EXIT trap sees it), the process exits 44, as every transport reports it."""
     return code & 0xFF if code > 255 else code
 
 
