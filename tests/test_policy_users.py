@@ -485,6 +485,17 @@ def test_refusals_and_checks_reach_the_audit_file_sink(bed: Bed) -> None:
         assert [c["allowed"] for c in checks] == [False, True], records
         assert checks[0]["user"] == "root" and checks[0]["action"] == "run" and "default deny" in checks[0]["rule"]
         assert checks[1]["subject"] == bed.users["alice"] and checks[1]["correlation_id"]
+        # A run that stops waiting for an approval (exit 75) records the checks it passed too.
+        theirs = bed.shared / "alice-audit.log"  # a log of alice's own (the one above is root's)
+        conf.write_text(f'[audit.sinks.trail]\ntype = "file"\npath = "{theirs}"\n', encoding="utf-8")
+        pending = bed.nexus("alice", "run", "migrate", "--no-wait")
+        assert pending.returncode == 75, pending.stderr
+        lines = theirs.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        mine = [r for r in records if r.get("event") == "policy.check"]
+        assert any(r.get("target") == "migrate" and r["allowed"] for r in mine), [
+            r for r in records if r.get("event") == "policy.check"
+        ]
     finally:
         shutil.rmtree(conf.parent)
 

@@ -177,6 +177,7 @@ def verify(path: str, public_key: Any = None, head: Mapping[str, Any] | None = N
     seen: set[int] = set()
     records = checkpoints = 0
     last_was_final = False
+    unsigned = 0  # records since the last checkpoint: no signature vouches for them yet
 
     def bad(ln: _Line, kind: str, message: str) -> Finding:
         return Finding(False, message, ln.file, ln.number, kind, records, checkpoints, tuple(notes))
@@ -197,6 +198,7 @@ def verify(path: str, public_key: Any = None, head: Mapping[str, Any] | None = N
             if problem:
                 return bad(ln, "altered", problem)
             checkpoints += 1
+            unsigned = 0
             last_was_final = bool(cp.get("final"))
             if ln.last_of_file and not last_was_final and ln.file != files[-1]:
                 return bad(ln, "truncated", "a rotated file ends without its final checkpoint (truncated)")
@@ -234,14 +236,19 @@ def verify(path: str, public_key: Any = None, head: Mapping[str, Any] | None = N
             return bad(ln, "altered", f"record {seq} was altered (its content does not match its hash)")
         seen.add(seq)
         records += 1
+        unsigned += 1
         prev = obj["hash"]
         expected = seq + 1
         if ln.last_of_file and ln.file != files[-1]:
             return bad(ln, "truncated", "a rotated file ends without its final checkpoint (truncated)")
     last = lines[-1] if lines else None
     if last is not None and not last_was_final:
+        # Its last records are vouched for by their hashes only, which anyone can recompute: a
+        # chain rewritten with its checkpoints removed reads the same as a killed writer's end.
+        tail = f"; its last {unsigned} record(s) are covered by no signed checkpoint" if unsigned else ""
         return Finding(False, f"the log ends after line {last.number} without a final checkpoint: truncated "
-                       "(or a run is writing now, or its writer was killed)", last.file, last.number, "truncated",
+                       f"(or a run is writing now, or its writer was killed{tail}, or the chain was rewritten "
+                       "and its checkpoints removed)", last.file, last.number, "truncated",
                        records, checkpoints, tuple(notes))  # fmt: skip
     if head is not None:
         hseq = head.get("seq", 0)

@@ -577,6 +577,7 @@ def _approval(
         click.echo(f"Approval request {found.id} for this plan is still pending.", err=True)
     if found.status == "pending":
         if no_wait:
+            audit(gate.events, config)  # the checks made: the run that would emit them stops here
             raise Exit(
                 ExitCode.APPROVAL_PENDING,
                 f"Waiting for approval of {found.id}; run again once it is approved (exit 75).\n",
@@ -584,6 +585,7 @@ def _approval(
         found = _wait(store, found.id, policy, ttl)
     state = found.state(clock(policy))
     if state != "approved":
+        audit(gate.events, config)
         by = f" by {found.decided_by}" if found.decided_by else ""
         note = [f"Comment: {found.comment}"] if found.comment else []
         deny(
