@@ -129,11 +129,11 @@ def _local_source(
             return None
         found = _tree_problems_in_plan(path, project)
         for kind, entries in found.items():
-            shown = ", ".join(entries[:5])
-            more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+            from nexus_core.output.alike import listed
+
             one, many, hint = _TREE_PROBLEMS[kind]
             message = (one if len(entries) == 1 else many).format(src=repr(src))
-            _problem(f"{what}(): {len(entries)} {message}: {shown}{more}", hint,
+            _problem(f"{what}(): {len(entries)} {message}: {listed(entries)}", hint,
                      code="bad-source")  # fmt: skip
         if found:
             return None

@@ -1382,7 +1382,9 @@ def _parse_limit(
             continue
         left = [name for name, forms in untargeted if any(fnmatch.fnmatchcase(f, term.pattern) for f in forms)]
         if left:
-            shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            from nexus_core.output.alike import listed
+
+            shown = listed(left)
             message = (f"-H/--hosts: {term.pattern!r} names discovered hosts this run does not target "
                        f"({shown}: offline or left out by their source)")  # fmt: skip
             out.append(Problem(message, None, "`nexus hosts list` shows them and why", "bad-limit"))

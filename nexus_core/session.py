@@ -194,10 +194,11 @@ class RunSession:
         held = sorted({(name, host) for (task, host), names in carried.items() if (task, host) not in planned
                        for name in names})  # fmt: skip
         if held:
-            shown = ", ".join(f"{name} on {host}" for name, host in held[:5])
-            more = f" and {len(held) - 5} more" if len(held) > 5 else ""
+            from nexus_core.output.alike import listed
+
+            shown = listed([f"{name} on {host}" for name, host in held])
             self._say(f"nexus: handlers still pending from run {engine.options.carried_from} on hosts this run "
-                      f"left out: {shown}{more}; the next run of these tasks on them runs them")  # fmt: skip
+                      f"left out: {shown}; the next run of these tasks on them runs them")  # fmt: skip
 
     def _start_audit(self) -> Any:
         """The run's audit (``nexus_core.audit``) when a configuration file declares sinks, else None.

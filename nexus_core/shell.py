@@ -281,6 +281,12 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
     return f"command exec 2>/dev/null; if [ -s {out} ] || [ -s {err} ]; then {stdout}; {stderr}; else {sep} >&4; fi"
 
 
+def dropped_note(size: int) -> str:
+    """The line standing for ``size`` bytes of output the spool keeper gave back before anyone
+    read them (``spool_max_bytes``): one text for every reader, local or remote."""
+    return f"[... {size} bytes of output dropped (spool_max_bytes) ...]"
+
+
 def keeper_script() -> str:
     """Shell text of a run's spool keeper on one host (``$1`` the status folder, ``$2`` the bound,
     ``$3`` non-empty when more commands of the run follow on the host).

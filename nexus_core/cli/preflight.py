@@ -20,6 +20,7 @@ from nexus_core.cli.application import (
     main,
     make_plan,
     plugin_manager,
+    policy_applies,
     setup_logs,
 )
 from nexus_core.output.style import Style
@@ -106,8 +107,6 @@ def preflight(
 
     overrides = config_overrides(plugin_manager().registry.config_options, identity=identity, user=user)
     plan = make_plan(project, tasks, fmt, limit=list(hosts_override) or None, params=params, config_override=overrides)
-    from nexus_core.cli.application import policy_applies
-
     if policy_applies():  # it logs in to the hosts: the permission a dry run needs
         from nexus_core.policy.gate import check
 

@@ -140,8 +140,10 @@ def check_resumable(record: RunRecord, plan: Plan, point: ResumePoint, force: bo
 def may_still_run(where: Iterable[str], run: str, then: str) -> str:
     """The warning that commands of a crashed ``run`` (``where``: "TASK on HOST") may still run
     on their hosts, ending with ``then`` (what follows from it)."""
+    from nexus_core.output.alike import listed
+
     names = sorted(set(where))
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    shown = listed(names)
     return (f"nexus: warning: {shown} {'was' if len(names) == 1 else 'were'} running a command when {run} "
             f"stopped; it may still be running there{then}")  # fmt: skip
 

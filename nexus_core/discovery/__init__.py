@@ -684,7 +684,9 @@ def _expand(project: Project, found: list[Found], specs: list[SourceSpec]) -> Re
         for names, what in ((offline, "offline host{s} not targeted"), (skipped, "host{s} not targeted"),
                             (forced, "offline host{s} targeted as asked")):  # fmt: skip
             if names:
-                shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+                from nexus_core.output.alike import listed
+
+                shown = listed(names, 8)
                 label = what.format(s="s" if len(names) != 1 else "")
                 notes.append(f"{call}: {len(names)} {label} ({shown}); `nexus hosts list` shows them")
         hosts_of[item.spec.key] = entries

@@ -79,7 +79,7 @@ class LineStream:
         """``size`` bytes of the output are gone (the spool keeper gave them back before they
         were read): end the line they cut and say so."""
         self.finish()
-        self._emit(f"[... {size} bytes of output dropped (spool_max_bytes) ...]")
+        self._emit(shell.dropped_note(size))
 
     def finish(self) -> None:
         """Emit the last line when the output did not end with a newline."""
@@ -163,15 +163,15 @@ class _Spool:
         back (``spool_max_bytes``) while the command wrote faster than it was read. True when
         there was one (said on the stream); NUL bytes the command printed are not a hole."""
         try:
-            data = os.lseek(self.fd, self.offset, os.SEEK_DATA)
+            after = os.lseek(self.fd, self.offset, os.SEEK_DATA)  # where data starts again
         except OSError as exc:  # ENXIO: only a hole up to the end; else no SEEK_DATA here
             if exc.errno != errno.ENXIO:
                 return False
-            data = os.fstat(self.fd).st_size
-        if data <= self.offset:
+            after = os.fstat(self.fd).st_size
+        if after <= self.offset:
             return False
-        self.stream.gap(data - self.offset)
-        self.offset = data
+        self.stream.gap(after - self.offset)
+        self.offset = after
         return True
 
     def unwritten(self) -> bool:

@@ -124,6 +124,12 @@ def merged_texts(texts: Sequence[tuple[str, Iterable[str]]]) -> str:
     return merged([shape(text, names) for text, names in texts])
 
 
+def listed(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names``, then how many more: ``a, b, c and 4 more``."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def host_rank(order: Sequence[str]) -> functools.partial[tuple[int, tuple[tuple[int, str], ...]]]:
     """A sort key for host labels: their place in ``order`` (the plan's), then by name with
     numbers compared by value (``web-2`` before ``web-10``) for hosts ``order`` does not name."""

@@ -493,7 +493,7 @@ PREFLIGHT_HOSTS_NAMED = 5
 def _alike_checks(checks: Sequence[CheckResult]) -> list[tuple[str, str, CheckResult]]:
     """``(who, message, first)`` per distinct finding: the same one on several hosts (it differs
     only by the host, :mod:`nexus_core.output.alike`) once, naming them (``who`` ends with ": ")."""
-    from nexus_core.output.alike import merged, names_of, shape
+    from nexus_core.output.alike import listed, merged, names_of, shape
 
     groups: dict[tuple[str, str, str], list[CheckResult]] = {}
     for c in checks:
@@ -504,9 +504,7 @@ def _alike_checks(checks: Sequence[CheckResult]) -> list[tuple[str, str, CheckRe
         c = alike[0]
         hosts = [a.host for a in alike if a.host]
         if len(alike) > 1 and hosts:
-            named = ", ".join(hosts[:PREFLIGHT_HOSTS_NAMED])
-            more = len(hosts) - PREFLIGHT_HOSTS_NAMED
-            who = f"{len(hosts)} hosts ({named}{f' and {more} more' if more > 0 else ''}): "
+            who = f"{len(hosts)} hosts ({listed(hosts, PREFLIGHT_HOSTS_NAMED)}): "
             found.append((who, merged([shape(a.message, names_of(a.host or "")) for a in alike]), c))
         else:
             found.append((f"{c.host}: " if c.host else "", c.message, c))

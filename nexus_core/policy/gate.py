@@ -213,8 +213,8 @@ def deny(headline: str, context: Sequence[str], hints: Sequence[str]) -> None:
 
 def plan_hash(plan: Plan) -> str:
     """SHA-256 of the plan as it would run (every command, host and option, secret values as
-    ``***``), the nexusfile's hash and the contents of the local files it uploads (an approved plan whose upload's file
-    was changed afterwards is another plan: its approval does not hold)."""
+    ``***``), the nexusfile's hash and the contents of the local files it uploads (an approved
+    plan whose upload's file was changed afterwards is another plan: its approval does not hold)."""
     from nexus_core.secrets.redact import redact_data
 
     # Secret values as the approver and a dry run see them (***): a dry run does not hold the

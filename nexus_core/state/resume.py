@@ -208,10 +208,9 @@ def describe(record: RunRecord, point: ResumePoint, plan: Plan) -> list[str]:
             if len(labels) <= _HOSTS_NAMED:
                 progress.extend(f"{name} on {label}: {state}" for label in labels)
             else:
-                shown = ", ".join(labels[:_HOSTS_NAMED])
-                progress.append(
-                    f"{name} on {len(labels)} hosts ({shown} and {len(labels) - _HOSTS_NAMED} more): {state}"
-                )
+                from nexus_core.output.alike import listed
+
+                progress.append(f"{name} on {len(labels)} hosts ({listed(labels, _HOSTS_NAMED)}): {state}")
     if progress:
         lines.append("  In progress: " + "; ".join(progress))
     pending = [n for n in plan.order if n not in point.done_tasks and n not in point.in_progress()]

@@ -209,7 +209,7 @@ class _Lines:
             size = run.end() - run.start()
             if self.pos is not None:
                 self.pos += size
-            self._emit(self.stream, f"[... {size} bytes of output dropped (spool_max_bytes) ...]")
+            self._emit(self.stream, shell.dropped_note(size))
             start = run.end()
         self._feed(data[start:], final)
 
@@ -254,8 +254,7 @@ class _Lines:
             self.skip_out = 0
         self.pos = offset
         if offset > upto:
-            note = f"[... {offset - upto} bytes of output dropped (spool_max_bytes) ...]"
-            self._emit("stderr" if err else self.stream, note)
+            self._emit("stderr" if err else self.stream, shell.dropped_note(offset - upto))
 
     def _line(self, line: str) -> None:
         if line[:1] == "\x1e" and line.startswith(shell.PG_MARKER):
@@ -1179,8 +1178,15 @@ class SshExecutor(SftpFiles, Executor):
                     follow.pump()
                     follow.finish()
                 follow.stop()
+            # The session shell ended (killed on the host) while the connection is up: not a lost
+            # connection, and the command, in a session of its own, may still run there.
             shell_gone = (
-                session is not None and not finished and status is None and _shell_ended(session, conn)
+                session is not None
+                and not finished
+                and status is None
+                and not session.usable()
+                and conn.transport.is_active()
+                and not conn.broken
             )
             if not finished and status is None and not shell_gone:
                 # Leaving abnormally (callback raised, connection lost): do not leave the command running.
@@ -1379,14 +1385,6 @@ class SshExecutor(SftpFiles, Executor):
             sweeper.join(timeout=5)
         for pool in pools:
             pool.close()
-
-
-def _shell_ended(session: Session, conn: Connection) -> bool:
-    """The session shell ended (its channel closed, EOF or an exit status) while the connection
-    itself is up: the shell was killed on the host, not the connection lost."""
-    chan = session.chan
-    ended = chan.closed or chan.eof_received or chan.exit_status_ready()
-    return bool(ended) and conn.transport.is_active() and not conn.broken
 
 
 def _watch(cancel: Cancel) -> Watch:
