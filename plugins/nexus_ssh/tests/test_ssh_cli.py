@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from nexus_core.testing import NexusProject, Outcome
 from nexus_core.testing.sshbed import USER_KEY, USER_NOSUDO, USER_PW, SshBed
+from tests.helpers import start_nexus, stopped
 
 pytestmark = pytest.mark.ssh
 
@@ -892,22 +893,10 @@ def _lost_under_a_command_then_resumed(
             run("echo second >> {log}")
         """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus_core", "run", "work", "--format", "json"],
-        cwd=project.root,
-        env={**os.environ, **project.env, "NO_COLOR": "1", "CI": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with stopped(start_nexus(project, "run", "work", "--format", "json")) as proc:
         assert wait_until(lambda: log.exists() and log.read_text() == "A\n", timeout=30)
         kill()
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 3 and said in stdout + stderr, (stdout, stderr)
     run_id = json.loads(stdout.splitlines()[0])["run_id"]
     assert wait_until(lambda: log.read_text() == "A\nB\n", timeout=30)  # it ended on the host, once
