@@ -168,7 +168,9 @@ def wrap(
     shifted away before the command runs): a session shell holding it passes it to every
     command (:func:`keeper_start`); so is the replay's, the second (eval'd by the ``EXIT``
     trap): 1.5 KB that each command's line no longer carries to the host, where the session
-    shell and the command's ``sh`` each read it (docs/decisions.md, "The replay's text").
+    shell and the command's ``sh`` each read it (docs/decisions.md, "The replay's text"). The
+    second holds the replay's usual paths only; the third, the whole replay, is parsed only
+    by a command that needs it (:func:`_replay`'s ``rare``).
     ``keeper_stay``: more commands of the run follow on the host; a keeper this command starts
     stays for them instead of leaving at its first look (see :func:`keeper_script`).
     ``reuse``: (``NAME``, ``PGID``) the spool files ``NAME.out``/``NAME.err`` of an earlier
@@ -189,8 +191,8 @@ def wrap(
     pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
     if spool_max:
         pro += "; " + keeper_start(spool_max, from_arg=keeper_arg, stay=keeper_stay)
-    if keeper_arg:  # the keeper's text ($1) and the replay's ($2): kept from the command
-        pro += '; nexus_r=$2; [ "$#" -lt 2 ] || shift 2'
+    if keeper_arg:  # the keeper's text ($1), the replay's ($2) and its rare paths' ($3): kept from the command
+        pro += '; nexus_r=$2; nexus_R=$3; [ "$#" -lt 3 ] || shift 3'
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
@@ -204,10 +206,14 @@ def wrap(
         end = 'eval "$nexus_r"' if keeper_arg else _replay_text()
     else:
         end = 'exit "$nexus_rc"'
-    # `command exec`: a folder removed under a running run (by hand) is made again, not fatal
-    # (the shell's one-line complaint then reaches the command's stderr; silencing it would
-    # cost every command an open of /dev/null and five calls to save and restore fd 2).
-    redirect = f"4>&1 >{out} 2>{err}"
+    # The spools are emptied by a built-in of their own (`command :`, not fatal), then opened
+    # for appending: a file emptied by the descriptor that then writes it is written to disk
+    # when that descriptor closes (ext4's auto_da_alloc: a flush per command, ~30-90 µs of
+    # the host's CPU here; docs/decisions.md, "The spool's parse and flush"). A folder removed
+    # under a running run (by hand) is made again, not fatal (the shell's one-line complaint
+    # then reaches the command's stderr; silencing it would cost every command an open of
+    # /dev/null and five calls to save and restore fd 2).
+    redirect = f"4>&1 >>{out} 2>>{err}"
     files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"' + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
     if reuse is not None:
         name, group = markers._SAFE.sub("_", reuse[0]), int(reuse[1])
@@ -217,8 +223,8 @@ def wrap(
         taken += f'; {_PG_REUSED_PRINTF} "$$" "$$" >&2' if pg else ""
         # Built-ins only: `kill -0` fails once no process of the group is left (or none of it
         # is ours, which only a sudo command's could be: those are never offered).
-        files = f"if [ {group} -gt 1 ] && ! kill -0 -{group} 2>/dev/null; then {taken}; else {files}; fi"
-    start = pro + f'; {files}; command exec {redirect} || {{ mkdir -p -m 700 "$nexus_d"; exec {redirect}; }}'
+        files = f"if [ {group} -gt 1 ] && ! kill -0 -{group} 2>&-; then {taken}; else {files}; fi"
+    start = pro + f'; {files}; command : >{out} 2>{err} || mkdir -p -m 700 "$nexus_d"; exec {redirect}'
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
     return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"
@@ -239,7 +245,7 @@ def _from_cut(path: str, cut: str, fd: str) -> str:
     )
 
 
-def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
+def _replay(out: str, err: str, out_cut: str, err_cut: str, rare: str | None = None) -> str:
     """Shell text ending a spooled wrapper: the spools on fd 4, stdout's with its end line.
 
     Nothing printed: only the end line. A small stdout spool (at most
@@ -253,30 +259,40 @@ def _replay(out: str, err: str, out_cut: str, err_cut: str) -> str:
     shell's ``read`` drops NUL bytes: a small binary answer loses them. The file is complete
     before anything is replayed: a reader gone (the controller killed) loses nothing.
 
+    What the replay adds to the stdout spool (the newline, the end line) it writes on fd 1,
+    which is that spool opened for appending (:func:`wrap`): no open per write.
+
     The replay's own messages (a refused ``ulimit``, a write over the limit) go nowhere: fd 2
     is pointed at ``/dev/null`` once for the rest of the wrapper (the command is over; its
     stderr spool is replayed on fd 4), not around each step. A small spool is read before its
     end line is appended, and the end line printed from memory: ``read`` takes one system
     call per byte, and the end line is 15 bytes (docs/decisions.md, "The spool's replay").
+
+    ``rare``: the text only of the usual cases (nothing printed, or a small stdout and no
+    stderr), running ``rare`` (the whole replay, from a variable) for the others: the host's
+    shell parses every command's replay, and parsing the whole of it cost more than running
+    it (docs/decisions.md, "The spool's parse and flush").
     """
     sep = 'printf "\\n\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
     last = 'printf "\\036NEXUS-SPOOL %s\\n" "$nexus_rc"'
-    probe = (
-        f'ulimit -S -f unlimited && ulimit -S -f {SMALL_SPOOL_BLOCKS} && printf "\\n" >>{out} && ulimit -S -f unlimited'
-    )
+    probe = f'ulimit -S -f unlimited && ulimit -S -f {SMALL_SPOOL_BLOCKS} && printf "\\n" && ulimit -S -f unlimited'
     # The lines are gathered and written at once: one write, one message of a remote transport
     # to the controller (a printf per line cost a message each: three for a one-line answer).
     small = (
         f'nexus_s=; while IFS= read -r nexus_l; do nexus_s="$nexus_s$nexus_l\n"; done <{out}; '
-        f'{last} >>{out}; printf "%s\\036NEXUS-SPOOL %s\\n" "$nexus_s" "$nexus_rc" >&4'
+        f'{last}; printf "%s\\036NEXUS-SPOOL %s\\n" "$nexus_s" "$nexus_rc" >&4'
     )
     # A spool the keeper cut (longer than spool_max_bytes) is replayed from the cut.
     whole = _from_cut(out, out_cut, "4")
-    large = f"ulimit -S -f unlimited; {sep} >>{out}; [ -s {err} ] || {{ {whole}; }}; ( {whole} )"
+    large = f"ulimit -S -f unlimited; {sep}; [ -s {err} ] || {{ {whole}; }}; ( {whole} )"
     stdout = (
-        f'if [ -s {out} ]; then trap "" XFSZ; if {probe}; then {small}; else {large}; fi; '
-        f"else {sep} >>{out}; {sep} >&4; fi"
+        f'if [ -s {out} ]; then trap "" XFSZ; if {probe}; then {small}; else {large}; fi; else {sep}; {sep} >&4; fi'
     )
+    if rare is not None:
+        return (
+            f"command exec 2>/dev/null; if [ -s {err} ]; then {rare}; elif [ -s {out} ]; then "
+            f'trap "" XFSZ; if {probe}; then {small}; else {rare}; fi; else {sep} >&4; fi'
+        )
     stderr = f"if [ -s {err} ]; then {_from_cut(err, err_cut, '4')}; fi"
     return f"command exec 2>/dev/null; if [ -s {out} ] || [ -s {err} ]; then {stdout}; {stderr}; else {sep} >&4; fi"
 
@@ -381,7 +397,7 @@ def keeper_start(spool_max: int, from_arg: bool = False, stay: bool = False) -> 
         text = (
             # An empty or missing pid file (no keeper yet, or it left): one stat, no redirection.
             '[ -s "$nexus_d/.keeper" ] && '
-            '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>/dev/null || '
+            '{ read -r nexus_k <"$nexus_d/.keeper" && kill -0 "$nexus_k"; } 2>&- || '
             f'{{ setsid /bin/sh -c {script} nexus-keeper "$nexus_d" {int(spool_max)}{" 1" if stay else ""}'
             ' </dev/null >/dev/null 2>&1 4>&- & echo $! >"$nexus_d/.keeper"; }'
         )
@@ -391,8 +407,10 @@ def keeper_start(spool_max: int, from_arg: bool = False, stay: bool = False) -> 
 
 #: The session shell's variable holding the keeper's text (see :func:`keeper_start`).
 KEEPER_VAR = "nexus_keeper"
-#: The session shell's variable holding a spooled wrapper's replay (see :func:`wrap`).
+#: The session shell's variable holding a spooled wrapper's replay (see :func:`wrap`): its
+#: usual paths, and the variable holding the whole of it, which they run for the others.
 REPLAY_VAR = "nexus_replay"
+REPLAY_ALL_VAR = "nexus_replay_all"
 
 
 @functools.cache
@@ -409,20 +427,32 @@ def _replay_text() -> str:
 
 @functools.cache
 def _quoted_replay() -> str:
+    """The usual paths of :func:`_replay_text` (``rare``: ``$nexus_R``) as one shell word."""
+    return quote(_replay('"$nexus_o"', '"$nexus_e"', '"$nexus_o.cut"', '"$nexus_e.cut"', rare='eval "$nexus_R"'))
+
+
+@functools.cache
+def _quoted_replay_all() -> str:
     """:func:`_replay_text` as one shell word, quoted once per process."""
     return quote(_replay_text())
 
 
 def keeper_assignment() -> str:
-    """Shell text setting :data:`KEEPER_VAR` and :data:`REPLAY_VAR` (not exported: only
-    passed as arguments)."""
-    return f"{KEEPER_VAR}={_quoted_keeper()}\n{REPLAY_VAR}={_quoted_replay()}"
+    """Shell text setting :data:`KEEPER_VAR`, :data:`REPLAY_VAR` and :data:`REPLAY_ALL_VAR`
+    (not exported: only passed as arguments)."""
+    return f"{KEEPER_VAR}={_quoted_keeper()}\n{REPLAY_VAR}={_quoted_replay()}\n{REPLAY_ALL_VAR}={_quoted_replay_all()}"
+
+
+def keeper_args() -> str:
+    """The arguments a session shell holding :func:`keeper_assignment` passes to a command built
+    with ``keeper_arg`` (after its ``$0``)."""
+    return f'"${KEEPER_VAR}" "${REPLAY_VAR}" "${REPLAY_ALL_VAR}"'
 
 
 def with_keeper_arg(script: str) -> str:
     """``script`` (from :func:`build` with ``keeper_arg``) made whole for a transport without a
     session shell holding the keeper's and the replay's texts: they follow as the arguments."""
-    return f"{script} nexus {_quoted_keeper()} {_quoted_replay()}"
+    return f"{script} nexus {_quoted_keeper()} {_quoted_replay()} {_quoted_replay_all()}"
 
 
 _KEEPER_START: dict[tuple[int, bool, bool], str] = {}

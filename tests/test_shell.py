@@ -205,3 +205,53 @@ def test_a_status_file_of_nexus_0_1_is_read_and_becomes_the_folder(env: dict[str
     for m, code in ((old, 0), (new, 0)):
         probe = sh(markers.probe_script(m.run_id, m.key, m.host), env)
         assert markers.parse_probe(probe.stdout.splitlines()) == markers.ProbeResult("finished", code)
+
+
+@pytest.mark.parametrize("shell_path", SHELLS)
+@pytest.mark.parametrize(
+    "script",
+    [
+        "echo one-line",
+        "true",  # nothing printed: only the end line
+        "echo err >&2",  # stderr only: the rare paths, from the third argument
+        "echo out; echo err >&2",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",  # over the small size: cat
+        "printf 'no-newline'; exit 4",
+    ],
+)
+def test_the_session_shells_replay_gives_the_bytes_of_the_whole_one(
+    env: dict[str, str], shell_path: str, script: str
+) -> None:
+    """A session shell passes the replay's usual paths and the whole replay as arguments (the
+    usual ones parsed per command, the rest only when needed): same stream, same spool file."""
+    whole, parted = marker(8), marker(9)
+    inline = shell.build(script, marker=whole, spool=True)
+    built = shell.build(script, marker=parted, spool=True, keeper_arg=True)
+    assert "NEXUS-SPOOL" in inline and "NEXUS-SPOOL" not in built  # the replay comes as arguments
+    texts = (inline, shell.with_keeper_arg(built))
+    got = [subprocess.run([shell_path, "-c", text], env=env, capture_output=True, timeout=30) for text in texts]
+    assert got[0].returncode == got[1].returncode
+    pg = b"\x1eNEXUS-PG "
+    assert got[0].stdout == got[1].stdout
+    assert [ln for ln in got[0].stderr.splitlines() if pg not in ln] == [
+        ln for ln in got[1].stderr.splitlines() if pg not in ln
+    ]
+    folder = Path(markers.local_status_dir(whole.run_id, whole.host))
+    for kind in ("out", "err"):
+        assert (folder / f"{whole.key}.{kind}").read_bytes() == (folder / f"{parted.key}.{kind}").read_bytes()
+
+
+def test_a_taken_spool_holds_only_the_new_commands_output(env: dict[str, str]) -> None:
+    """The spools an earlier command printed more into are emptied before the next one writes
+    (by a built-in of their own, then opened for appending): nothing of the old output is left."""
+    first, second = marker(10), marker(11)
+    sh(shell.wrap(shell.body("printf '%0600d\\n' 1 2 3; echo old-err >&2"), first, spool=True), env)
+    gone = subprocess.run(["/bin/sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout
+    text = shell.wrap(shell.body("echo two; echo e2 >&2"), second, spool=True, reuse=(first.key, int(gone)))
+    done = sh(text, env)
+    out, err, code = replayed(done.stdout)
+    assert (out, err, code) == (["two"], ["e2"], 0)
+    folder = Path(markers.local_status_dir(first.run_id, first.host))
+    assert (folder / f"{first.key}.out").read_bytes() == b"two\n\n\x1eNEXUS-SPOOL 0\n"
+    assert (folder / f"{first.key}.err").read_bytes() == b"e2\n"
+    assert f"{second.key} out {first.key}" in (folder / "status").read_text()

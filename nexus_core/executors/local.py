@@ -121,7 +121,7 @@ class _Spool:
     executor give the file to a later command (:meth:`LocalExecutor.settled`).
     """
 
-    def __init__(self, path: str, stream: LineStream, keep: int = SPOOL_KEEP) -> None:
+    def __init__(self, path: str, stream: LineStream, keep: int = SPOOL_KEEP, emptied: bool = False) -> None:
         self.path = path
         self.stream = stream
         self.keep = keep
@@ -129,6 +129,12 @@ class _Spool:
         self.writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if emptied:
+                # An earlier command's file, just emptied: ext4 writes a file emptied this way
+                # to disk at the next close of any descriptor of it (auto_da_alloc), which would
+                # be the command's own at its end; one closed now, before anything is written,
+                # does it with nothing to write (docs/decisions.md, "The spool's parse and flush").
+                os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         except OSError:
             os.close(self.writer)
             raise
@@ -427,13 +433,13 @@ class LocalExecutor(Executor):
             if marker is not None:
                 keep = min(SPOOL_KEEP, self.spool_max // 4)
                 paths = (os.path.join(folder, f"{marker.key}.out"), os.path.join(folder, f"{marker.key}.err"))
-                self._reuse(folder, paths)
+                reused = self._reuse(folder, paths)
                 try:
-                    spools = [_Spool(paths[0], out, keep)]
+                    spools = [_Spool(paths[0], out, keep, reused)]
                 except FileNotFoundError:  # an earlier command removed the run's folder: made again
                     folder = self._status_dir(marker.run_id, marker.host, again=True)
                     spools = [_Spool(paths[0], out, keep)]
-                spools.append(_Spool(paths[1], err, keep))
+                spools.append(_Spool(paths[1], err, keep, reused))
                 # The spool files are the shell's stdout and stderr from the start: the same
                 # thing as the wrapper's redirection (shell.wrap with spool=True), two opens less.
                 text = shell.wrap(
@@ -521,8 +527,9 @@ class LocalExecutor(Executor):
             self._dirs[(run_id, host)] = folder
         return folder
 
-    def _reuse(self, folder: str, paths: tuple[str, str]) -> None:
-        """Give ``paths`` the spool files of a settled command of the folder, when there is one.
+    def _reuse(self, folder: str, paths: tuple[str, str]) -> bool:
+        """Give ``paths`` the spool files of a settled command of the folder, when there is one
+        (True when they were given).
 
         A rename instead of a new file: creating a file and removing it at the end cost more
         than the rest of a short command's bookkeeping (docs/decisions.md, "Spool files
@@ -532,7 +539,7 @@ class LocalExecutor(Executor):
             with self._lock:
                 spare = self._spare.get(folder)
                 if not spare:
-                    return
+                    return False
                 out, err, written = spare.pop()
             if written and not (_unwritten(out) and _unwritten(err)):
                 continue
@@ -540,8 +547,9 @@ class LocalExecutor(Executor):
                 os.rename(out, paths[0])
                 os.rename(err, paths[1])
             except OSError:  # gone (the folder was removed by hand): the spools are made afresh
-                pass
-            return
+                return False
+            return True
+        return False
 
     def settled(self, host: Host, run_id: str, keys: Sequence[str]) -> None:
         """The commands ``keys`` of ``run_id`` on ``host`` are recorded as done: a resume will

@@ -93,7 +93,7 @@ def command_input(script: str, token: str, setsid: str, keeper: bool = False) ->
     # fd 3 is the channel's stderr (see handshake_input). The command's sh moves it back to
     # its fd 2 itself: a ``2>&3`` on the command line would also apply to the session shell
     # while it waits, and its ``Terminated`` would reach the output.
-    args = f' nexus "${shell.KEEPER_VAR}" "${shell.REPLAY_VAR}"' if keeper else ""
+    args = f" nexus {shell.keeper_args()}" if keeper else ""
     body = script[len(_EXEC_PREFIX) :]
     line = f"{shlex.quote(setsid)} /bin/sh -c 'exec 2>&3 3>&-\n'{body}{args} </dev/null; "
     return (line + _then_sentinels(token)).encode()

@@ -92,8 +92,10 @@ def test_the_keepers_text_crosses_once_per_session() -> None:
     hello = sess.handshake_input("n0nce").decode()
     assert f"{shell.KEEPER_VAR}=" in hello and "nexus-keeper" not in hello  # the text, not a start
     line = sess.command_input("exec /bin/sh -c 'echo hi'", "n0nce", "/usr/bin/setsid", keeper=True).decode()
-    assert f'\'echo hi\' nexus "${shell.KEEPER_VAR}" "${shell.REPLAY_VAR}" </dev/null;' in line
-    assert f"{shell.REPLAY_VAR}=" in hello and "NEXUS-SPOOL" not in line
+    args = f'"${shell.KEEPER_VAR}" "${shell.REPLAY_VAR}" "${shell.REPLAY_ALL_VAR}"'
+    assert f"'echo hi' nexus {args} </dev/null;" in line
+    assert f"{shell.REPLAY_VAR}=" in hello and f"{shell.REPLAY_ALL_VAR}=" in hello
+    assert "NEXUS-SPOOL" not in line
     built = shell.build(
         "echo hi", marker=markers.Marker("r", "k", "h"), spool=True, spool_max=1 << 20, keeper_arg=True
     )
