@@ -10,8 +10,9 @@ against the last commit (a worktree with its own ``.venv``)::
 Workloads (the Nexus side of ``bench/run.py``'s): ``W3`` 1 host x 1 command, ``W1`` 100 hosts
 x 1 command, ``W2`` 10 hosts x 50 short commands (hosts in parallel), ``W5`` a local diamond
 DAG of 200 ``true`` tasks, 10 at once. Columns: median wall
-time and CPU (user+sys of the ``nexus`` process tree: the client), and B/A ratios of the
-medians. Needs root (it starts ``sshd`` for the bed's test users), as ``bench/run.py``.
+time, CPU (user+sys of the ``nexus`` process tree: the client) and the machine's busy time
+(``/proc/stat``: hosts, sshd and kernel threads included), and B/A ratios of the medians.
+Needs root (it starts ``sshd`` for the bed's test users), as ``bench/run.py``.
 """
 
 from __future__ import annotations
@@ -64,16 +65,27 @@ def write_project(folder: Path, bed: SshBed, n_hosts: int, n_commands: int) -> N
     )
 
 
-def measure(nexus: str, folder: Path, env: dict[str, str], task: str = "work") -> tuple[float, float]:
-    """(wall s, CPU s of the process tree) of one ``nexus run TASK -q``; exits on a failed run."""
+def machine_busy() -> float:
+    """Seconds of CPU the whole machine has spent busy since boot (``/proc/stat``: all but idle
+    and iowait), kernel threads included: the hosts' shells and sshd, the file system's journal."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(nexus: str, folder: Path, env: dict[str, str], task: str = "work") -> tuple[float, float, float]:
+    """(wall s, CPU s of the process tree, busy s of the machine) of one ``nexus run TASK -q``;
+    exits on a failed run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy()
     t0 = time.monotonic()
     proc = subprocess.run([nexus, "run", task, "-q"], cwd=folder, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
+    busy = machine_busy() - busy
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{nexus} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), busy
 
 
 def main(argv: list[str]) -> None:
@@ -115,8 +127,9 @@ def main(argv: list[str]) -> None:
         f"load average before: {os.getloadavg()[0]:.2f}."
         + (" Hosts' homes and state folders on a journaled ext4 (`--journaled`)." if args.journaled else ""),
         "",
-        "| workload | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | A wall s | B wall s | B/A wall | A CPU s | B CPU s | B/A CPU"
+        " | A machine s | B machine s | B/A machine |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     fs = journaled() if args.journaled else contextlib.nullcontext(None)
     with fs as root, SshBed(need, port=0, bastion=False) as bed, _work(root) as work:
@@ -138,16 +151,18 @@ def main(argv: list[str]) -> None:
             }  # fmt: skip
             for name, path in builds.items():
                 measure(path, folder, envs[name], task)  # warm-up: connections, bytecode, page cache
-            got: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+            got: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
             for r in range(args.rounds):
                 order = ("A", "B") if r % 2 == 0 else ("B", "A")
                 for name in order:
                     got[name].append(measure(builds[name], folder, envs[name], task))
             wall = {n: statistics.median(x[0] for x in v) for n, v in got.items()}
             cpu = {n: statistics.median(x[1] for x in v) for n, v in got.items()}
+            busy = {n: statistics.median(x[2] for x in v) for n, v in got.items()}
             lines.append(
                 f"| {w} ({what}) | {wall['A']:.2f} | {wall['B']:.2f} | {wall['B'] / wall['A']:.2f} "
-                f"| {cpu['A']:.2f} | {cpu['B']:.2f} | {cpu['B'] / cpu['A']:.2f} |"
+                f"| {cpu['A']:.2f} | {cpu['B']:.2f} | {cpu['B'] / cpu['A']:.2f} "
+                f"| {busy['A']:.2f} | {busy['B']:.2f} | {busy['B'] / max(busy['A'], 0.01):.2f} |"
             )
             print(lines[-1], flush=True)
     lines += ["", f"Load average after: {os.getloadavg()[0]:.2f}. A ratio below 1 means B was faster."]
