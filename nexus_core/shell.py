@@ -188,14 +188,17 @@ def wrap(
     # (a `sudo` command's output, a secret's value before it is masked), and homes are often
     # 0755 (docs/decisions.md, "A sixth black-box trial": spools readable by every user).
     made = f'[ -d "$nexus_d" ] || {markers.OLD_LAYOUT} || mkdir -p -m 700 "${{nexus_d%/*}}" "$nexus_d"'
-    pro = f'nexus_d={d}; {made}; echo "{k} pid $$" >> "$nexus_d/status"'
+    folder = f"nexus_d={d}; {made}"
+    pid = f'echo "{k} pid $$" >> "$nexus_d/status"'
+    keeper = ""
     if spool_max:
-        pro += "; " + keeper_start(spool_max, from_arg=keeper_arg, stay=keeper_stay)
+        keeper += "; " + keeper_start(spool_max, from_arg=keeper_arg, stay=keeper_stay)
     if keeper_arg:  # the keeper's text ($1), the replay's ($2) and its rare paths' ($3): kept from the command
-        pro += '; nexus_r=$2; nexus_R=$3; [ "$#" -lt 3 ] || shift 3'
+        keeper += '; nexus_r=$2; nexus_R=$3; [ "$#" -lt 3 ] || shift 3'
     record = f'echo "{k} rc $nexus_rc" >> "$nexus_d/status"'
     own = bool(_OWN_SHELL.search(script))
     if not spool:
+        pro = f"{folder}; {pid}{keeper}"
         if own:
             return f'{pro}\n( {script}\n)\nnexus_rc=$?\n{record}; exit "$nexus_rc"'
         return f"{pro}; trap 'nexus_rc=$?; {record}' EXIT\n{script}"
@@ -214,20 +217,26 @@ def wrap(
     # then reaches the command's stderr; silencing it would cost every command an open of
     # /dev/null and five calls to save and restore fd 2).
     redirect = f"4>&1 >>{out} 2>>{err}"
-    files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"' + (f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else "")
+    files = f'nexus_o="$nexus_d/{k}.out"; nexus_e="$nexus_d/{k}.err"; {pid}'
+    files += f'; {_PG_PRINTF} "$$" "$$" >&2' if pg else ""
     if reuse is not None:
         name, group = markers._SAFE.sub("_", reuse[0]), int(reuse[1])
+        # The pid line and the line naming the files taken: one write to the status file.
         taken = (
-            f'nexus_o="$nexus_d/{name}.out"; nexus_e="$nexus_d/{name}.err"; echo "{k} out {name}" >>"$nexus_d/status"'
+            f'nexus_o="$nexus_d/{name}.out"; nexus_e="$nexus_d/{name}.err"; '
+            f'printf \'{k} pid %s\\n{k} out {name}\\n\' "$$" >>"$nexus_d/status"'
         )
         taken += f'; {_PG_REUSED_PRINTF} "$$" "$$" >&2' if pg else ""
         # Built-ins only: `kill -0` fails once no process of the group is left (or none of it
         # is ours, which only a sudo command's could be: those are never offered).
         files = f"if [ {group} -gt 1 ] && ! kill -0 -{group} 2>&-; then {taken}; else {files}; fi"
-    start = pro + f'; {files}; command : >{out} 2>{err} || mkdir -p -m 700 "$nexus_d"; exec {redirect}'
+    # The pid line comes before the keeper's start: a keeper this command starts sees it running.
+    start = f'{folder}; {files}{keeper}; command : >{out} 2>{err} || mkdir -p -m 700 "$nexus_d"; exec {redirect}'
     if own:
         return f"{start}\n( {script}\n) 4>&-\nnexus_rc=$?; {record}; {end}"
-    return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\neval {quote(script)} 4>&-"
+    # A group, not `eval`: the body is Nexus's own text (the command in it is eval'd already),
+    # so it is parsed once and sent unquoted.
+    return f"{start}; trap 'nexus_rc=$?; {record}; {end}' EXIT\n{{ {script}\n}} 4>&-"
 
 
 #: Largest stdout spool (in 512-byte blocks) replayed by the shell's own ``read``, without
