@@ -488,8 +488,10 @@ def build(
     The body prints its process groups first (``pg``), and with ``marker`` the status-file
     wrapper runs it outside any sudo (with ``spool``: replaying the spool at the end).
     The login shell may not be sh (bash, zsh, fish...): everything is handed to /bin/sh.
-    ``keeper_arg``: the spool keeper's text comes as the script's first argument (see
-    :func:`keeper_start`); the caller appends it (a session shell's ``"$nexus_keeper"``).
+    ``keeper_arg``: the spool keeper's text comes as the script's first argument and the
+    replay's two texts as the second and third (see :func:`keeper_start`); the caller appends
+    all three (a session shell holding :func:`keeper_assignment`: ``nexus`` and
+    :func:`keeper_args`; any other caller: :func:`with_keeper_arg`).
     ``keeper_stay``: as in :func:`wrap` (:attr:`~nexus_core.model.Command.more`).
     ``reuse``: an earlier command's spool files to take, as in :func:`wrap` (with ``spool``).
     """

@@ -16,6 +16,7 @@ and its import alone cost 33 ms, which was a third of a small local run's time a
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import fcntl
 import os
@@ -129,15 +130,16 @@ class _Spool:
         self.writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            if emptied:
-                # An earlier command's file, just emptied: ext4 writes a file emptied this way
-                # to disk at the next close of any descriptor of it (auto_da_alloc), which would
-                # be the command's own at its end; one closed now, before anything is written,
-                # does it with nothing to write (docs/decisions.md, "The spool's parse and flush").
-                os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         except OSError:
             os.close(self.writer)
             raise
+        if emptied:
+            # An earlier command's file, just emptied: ext4 writes a file emptied this way to
+            # disk at the next close of any descriptor of it (auto_da_alloc), which would be the
+            # command's own at its end; one closed now, before anything is written, does it with
+            # nothing to write (docs/decisions.md, "The spool's parse and flush"). Best effort.
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
         self.offset = 0
         self.freed = 0
 
