@@ -591,6 +591,40 @@ def test_the_redactor_hides_values_whole_and_line_by_line():
     assert r.data(clean) is clean
 
 
+def test_a_value_across_a_cut_lines_cap_is_hidden_whole(monkeypatch):
+    """An output line longer than the cap is cut before its redaction: a value across the cut
+    showed its first characters (the rest was dropped with the line's end)."""
+    from nexus_core.executors.lines import LineSplitter
+    from nexus_core.secrets import redact
+
+    r = redact.Redactor()
+    monkeypatch.setattr(redact, "REDACTOR", r)
+    r.add("S3cr3t-PaSS!word")
+    for cut in range(1, 16):  # every place the cap can fall inside the value
+        line = LineSplitter(max_line=40).feed("a" * (40 - cut) + "S3cr3t-PaSS!word tail\n")[0]
+        assert "S3cr3t-PaSS!word"[:cut] not in r.text(line), (cut, line)
+        assert line.startswith("a" * (40 - cut) + "***") and "more characters not shown" in line
+    assert LineSplitter(max_line=40).feed("a" * 30 + "xyz" + "b" * 20 + "\n")[0].startswith("a" * 30 + "xyzbbbbbbb")
+
+
+def test_a_value_across_the_1_mib_cap_never_shows_through_the_cli(keyed):
+    keyed.write(
+        """
+        from nexus_core import run, secret, task
+
+        @task
+        def cut():
+            run("head -c 1048570 /dev/zero | tr '\\\\0' a; printenv X; exit 1", env={"X": secret("PW")})
+        """
+    )
+    assert keyed.run("secret", "set", "PW", input=VALUE).code == 0
+    for args in (("run", "cut"), ("run", "cut", "-v"), ("run", "cut", "--format", "json")):
+        out = keyed.run(*args)
+        assert out.code == 1, out
+        assert "more characters not shown" in out.stdout + out.stderr, out
+        assert VALUE[:4] not in out.stdout + out.stderr, out
+
+
 def _state_text(project) -> str:
     """Every file of the project's run state (database, gzipped run logs), as text."""
     import gzip

@@ -183,6 +183,15 @@ class HostSource(ABC):
         """
         return []
 
+    def cache_scope(self) -> str:
+        """What, beyond the nexusfile's ``config(...)`` and the filters, decides which hosts this
+        source finds: where it asks and as whom, from the environment too (an API's URL, an
+        account, a digest of the credential: never a secret itself). Discoveries cached by
+        ``config(discovery_ttl=...)`` are reused only under the same scope, so that another
+        account's hosts are never targeted from the cache. No network; default: ``""``.
+        Raising :class:`DiscoveryError` skips the cache (``discover`` then says what is wrong)."""
+        return ""
+
     @abstractmethod
     def discover(self, filters: Mapping[str, Any]) -> Sequence[DiscoveredHost]:
         """The hosts matching ``filters`` (only the filters the user gave; defaults are the

@@ -407,19 +407,24 @@ def resolve(
     ttl = _ttl(project.config.get("discovery_ttl"))
     found: dict[str, Found] = {}
     todo: list[SourceSpec] = []
+    instances: dict[str, HostSource] = {}
+    scopes: dict[str, str | None] = {}
     for spec in specs:
         record = reused.get(spec.key)
         if record is not None:
             found[spec.key] = Found(spec, _hosts(record.get("hosts")), float(record.get("at") or 0), "resumed run")
             continue
-        cached = None if refresh or ttl <= 0 or spec.source in BUILTIN_SOURCES else _cached(store, project, spec, ttl)
+        cached = None
+        if not refresh and ttl > 0 and spec.source not in BUILTIN_SOURCES:
+            scope = _scope(spec, registry, context, instances, scopes)
+            cached = None if scope is None else _cached(store, project, spec, ttl, scope)
         if cached is not None:
             found[spec.key] = cached
             continue
         todo.append(spec)
     expected: dict[str, str] = {}
     if todo:
-        fresh, failures = _discover_all(todo, registry, context)
+        fresh, failures = _discover_all(todo, registry, context, instances)
         for spec, _err in failures:
             why = waiting(spec) if waiting is not None else None
             if why:
@@ -430,7 +435,9 @@ def resolve(
         for item in fresh:
             found[item.spec.key] = item
             if ttl > 0 and item.spec.source not in BUILTIN_SOURCES and item.origin != "waiting":
-                _store(store, project, item)
+                scope = _scope(item.spec, registry, context, instances, scopes)
+                if scope is not None:
+                    _store(store, project, item, scope)
     resolution = _expand(project, [found[s.key] for s in specs if s.key in found], specs)
     resolution.notes[:0] = messages
     resolution.waiting = expected
@@ -445,11 +452,43 @@ def _hosts(items: Any) -> list[DiscoveredHost]:
     return [DiscoveredHost.from_dict(h) for h in items or () if isinstance(h, Mapping) and h.get("address")]
 
 
+def _scope(
+    spec: SourceSpec,
+    registry: Registry,
+    context: HostSourceContext,
+    instances: dict[str, HostSource],
+    scopes: dict[str, str | None],
+) -> str | None:
+    """The source's :meth:`~HostSource.cache_scope` (made once per source name, the instance
+    kept for the discovery), or None when the cache must not be used: the source cannot be
+    made, or cannot tell its scope (its discovery then reports why)."""
+    if spec.source in scopes:
+        return scopes[spec.source]
+    scope: str | None = None
+    made = instances.get(spec.source)
+    if made is None:
+        made = _instance(spec.source, registry, context, {}, [], spec)
+        if made is not None:
+            instances[spec.source] = made
+    if made is not None:
+        try:
+            got = made.cache_scope()
+            scope = got if isinstance(got, str) else None
+        except Exception:  # noqa: BLE001 - plugin code: no cache, the discovery says what is wrong
+            scope = None
+    scopes[spec.source] = scope
+    return scope
+
+
 def _discover_all(
-    specs: Sequence[SourceSpec], registry: Registry, context: HostSourceContext
+    specs: Sequence[SourceSpec],
+    registry: Registry,
+    context: HostSourceContext,
+    instances: dict[str, HostSource] | None = None,
 ) -> tuple[list[Found], list[tuple[SourceSpec, DiscoveryError]]]:
-    """Ask every source at once (a thread each); the failures, each as a DiscoveryError."""
-    instances: dict[str, HostSource] = {}
+    """Ask every source at once (a thread each); the failures, each as a DiscoveryError.
+    ``instances``: sources already made (by :func:`_scope`), by name."""
+    instances = {} if instances is None else instances
     failures: list[tuple[SourceSpec, DiscoveryError]] = []
     for spec in specs:
         if spec.source not in instances:
@@ -517,21 +556,25 @@ _CACHE_TABLE = (
 )
 
 
-def _cache_key(project: Project, spec: SourceSpec) -> str:
-    """Project, source, filters and a digest of ``config(...)``: another API URL or key is another entry."""
+def _cache_key(project: Project, spec: SourceSpec, scope: str = "") -> str:
+    """Project, source, filters, a digest of ``config(...)`` and of the source's scope
+    (:meth:`HostSource.cache_scope`: the API, account and credential the environment gives):
+    another API URL, tailnet or key is another entry."""
     import hashlib
 
     config = json.dumps(project.config, sort_keys=True, default=repr)
-    return json.dumps([project.root, spec.key, hashlib.sha256(config.encode()).hexdigest()[:16]])
+    digest = hashlib.sha256(config.encode() + b"\0" + scope.encode()).hexdigest()[:32]
+    return json.dumps([project.root, spec.key, digest])
 
 
-def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float) -> Found | None:
+def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float, scope: str = "") -> Found | None:
     db = getattr(store, "db", None)
     if db is None:
         return None
     try:
         db.execute(_CACHE_TABLE)
-        row = db.execute("SELECT hosts, at FROM discovery_cache WHERE key = ?", (_cache_key(project, spec),)).fetchone()
+        key = _cache_key(project, spec, scope)
+        row = db.execute("SELECT hosts, at FROM discovery_cache WHERE key = ?", (key,)).fetchone()
     except Exception:  # noqa: BLE001 - a busy or damaged cache only costs a discovery
         return None
     # an entry from the future (the clock went back: a Raspberry Pi without its time yet) is
@@ -544,7 +587,7 @@ def _cached(store: Any, project: Project, spec: SourceSpec, ttl: float) -> Found
         return None
 
 
-def _store(store: Any, project: Project, item: Found) -> None:
+def _store(store: Any, project: Project, item: Found, scope: str = "") -> None:
     db = getattr(store, "db", None)
     if db is None:
         return
@@ -552,7 +595,7 @@ def _store(store: Any, project: Project, item: Found) -> None:
         db.execute(_CACHE_TABLE)
         db.execute(
             "INSERT OR REPLACE INTO discovery_cache (key, hosts, at) VALUES (?, ?, ?)",
-            (_cache_key(project, item.spec), json.dumps([h.to_dict() for h in item.hosts]), item.at),
+            (_cache_key(project, item.spec, scope), json.dumps([h.to_dict() for h in item.hosts]), item.at),
         )
         db.execute("DELETE FROM discovery_cache WHERE at < ?", (time.time() - 30 * 86400,))
     except Exception:  # noqa: BLE001 - a busy database only means no cache this time

@@ -54,6 +54,9 @@ class LineSplitter:
     def _take(self) -> str:
         line = "".join(self._parts)
         if self._dropped:
+            from nexus_core.secrets.redact import REDACTOR
+
+            line = REDACTOR.cut_end(line)  # a secret across the cap: its beginning is hidden too
             frame = self._frame()
             shown = f"\r{frame}" if frame else ""  # the display shows what follows the last \r
             line = line.rstrip("\r") + shown + f" [... {self._dropped - len(frame)} more characters not shown]"

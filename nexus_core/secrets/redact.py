@@ -72,6 +72,21 @@ class Redactor:
             return text
         return pattern.sub(MASK, text)
 
+    def cut_end(self, text: str) -> str:
+        """``text`` (the kept front of an output line cut at its length cap) with a trailing
+        beginning of a registered value replaced by ``***``: the line's redaction never sees
+        the rest of that value, which the cut dropped (a value across the cap showed its first
+        characters)."""
+        if self._pattern is None or not text:
+            return text
+        longest = 0
+        for value in tuple(self._values):
+            for size in range(min(len(value) - 1, len(text)), longest, -1):
+                if text.endswith(value[:size]):
+                    longest = size
+                    break
+        return text[: len(text) - longest] + MASK if longest else text
+
     def data(self, value: T) -> T:
         """``value`` (strings, lists, tuples, dicts, frozen dataclasses of them) with every value hidden."""
         if self._pattern is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from nexus_tailscale.devices import Tailnet
 from nexus_tailscale.errors import CONFIG, TailscaleError
-from nexus_tailscale.options import setting
+from nexus_tailscale.options import SECRET_PLACEHOLDER, setting
 from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
 
 
@@ -65,6 +65,17 @@ def resolve_backend(config: Mapping[str, Any], environ: Mapping[str, str] | None
         client_id=setting(config, "tailscale_oauth_client_id", environ) or "",
         client_secret=setting(config, "tailscale_oauth_client_secret", environ) or "",
     )
+    # A secret("...") a command that plans without running does not decrypt reads as this.
+    keys = ("tailscale_api_key", "tailscale_oauth_client_id", "tailscale_oauth_client_secret")
+    masked = [k for k in keys if config.get(k) == SECRET_PLACEHOLDER and not setting(config, k, environ)]
+    if masked:
+        raise TailscaleError(
+            f"{masked[0]} comes from secret(...), which nexus hosts list, --dry-run and"
+            " --list-hosts do not decrypt: the tailnet cannot be asked with it",
+            hint="set TS_API_KEY (or TS_OAUTH_ID and TS_OAUTH_SECRET) in the environment for these commands;"
+            " nexus run decrypts it",
+            exit_code=CONFIG,
+        )
     if bool(credentials.client_id) != bool(credentials.client_secret):
         missing = "secret" if credentials.client_id else "id"
         raise TailscaleError(

@@ -93,10 +93,15 @@ def config_options() -> list[Option]:
     ]
 
 
+#: What ``secret("...")`` stands for where it is not decrypted (``nexus hosts list``, a dry run).
+SECRET_PLACEHOLDER = "***"
+
+
 def setting(config: Mapping[str, Any], key: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """``config[key]``, else the first set variable of :data:`ENV` for it, else None."""
+    """``config[key]``, else the first set variable of :data:`ENV` for it, else None. A
+    ``secret(...)`` not decrypted (:data:`SECRET_PLACEHOLDER`) counts as not set: never sent."""
     value = config.get(key)
-    if value not in (None, ""):
+    if value not in (None, "", SECRET_PLACEHOLDER):
         return str(value)
     env = os.environ if environ is None else environ
     for name in ENV.get(key, ()):

@@ -46,6 +46,18 @@ class TailscaleSource(HostSource):
                 raise _discovery_error(exc) from exc
         return self._backend
 
+    def cache_scope(self) -> str:
+        """The backend, the API's URL, the tailnet and a digest of the credential (or the CLI's
+        path): a cached discovery of another tailnet, or made with another key, is not reused."""
+        b = self.backend()
+        if b.kind != "api":
+            return f"cli {b.cli_path}"
+        import hashlib
+
+        c = b.credentials
+        who = hashlib.sha256("\0".join((c.api_key, c.client_id, c.client_secret)).encode()).hexdigest()[:16]
+        return f"api {b.settings.api_url} {b.settings.tailnet} {who}"
+
     def discover(self, filters: Mapping[str, Any]) -> Sequence[DiscoveredHost]:
         """The devices ``filters`` select; raises :class:`DiscoveryError` with the fix."""
         try:

@@ -171,6 +171,48 @@ def test_discovery_ttl_caches_the_answer_and_refresh_asks_again(project: NexusPr
     assert [d["origin"] for d in cached] == ["cache"] and len(calls(fake_cli)) == 3
 
 
+def test_the_cache_is_per_tailnet_and_key(project: NexusProject, server: FakeApi):
+    """Another API, tailnet or key from the environment is another cache entry: a cached answer of
+    one tailnet never sends a run to the machines of another."""
+    from nexus_tailscale.testing import Peer
+
+    project.write(nexusfile('hosts("web", discover("tailscale", tags=["web"]))', discovery_ttl=600))
+    home = {"TS_API_KEY": KEY, "TS_API_URL": server.url}
+    assert "web-1" in rows(project.run("hosts", "list", "--format", "json", env=home))
+    with FakeApi((Peer("work-db-1", "100.64.9.1", tags=("tag:web",)),), api_keys={"tskey-api-work"}) as work:
+        other = {"TS_API_KEY": "tskey-api-work", "TS_API_URL": work.url}
+        assert set(rows(project.run("hosts", "list", "--format", "json", env=other))) == {"work-db-1"}
+        assert work.count("/devices") == 1
+        listed = project.run("run", "hello", "--list-hosts", env=home)  # each from its own entry
+        assert listed.code == 0 and "web-1" in listed.stdout and "work-db-1" not in listed.stdout, listed
+        again = project.run("run", "hello", "--list-hosts", env=other)
+        assert again.code == 0 and "work-db-1" in again.stdout and "web-1" not in again.stdout, again
+        assert work.count("/devices") == 1 and server.count("/devices") == 1
+    refused = project.run("hosts", "list", env={**home, "TS_API_KEY": "tskey-api-wrong"})
+    assert refused.code == 2 and "refused" in refused.stderr, refused  # asked, not answered from the cache
+    asked = server.count("/devices")
+    tailnet = project.run("hosts", "list", env={**home, "TS_TAILNET": "other.example"})
+    assert server.count("/devices") > asked, tailnet  # another tailnet: asked, not the cache's answer
+
+
+def test_a_key_from_a_secret_is_never_sent_as_its_placeholder(project: NexusProject, server: FakeApi):
+    """Commands that plan without running decrypt no secret: the key from secret(...) stands for
+    ***, which is not sent to the API; the message says why and what to do."""
+    project.env["NEXUS_MASTER_KEY"] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    assert project.run("secret", "set", "TS_KEY", input=KEY).code == 0
+    project.write(
+        nexusfile('hosts("web", discover("tailscale", tags=["web"]))', tailscale_api_url=server.url)
+        .replace("config(", 'config(tailscale_api_key=secret("TS_KEY"), ')
+        .replace("import config,", "import config, secret,")
+    )
+    out = project.run("hosts", "list")
+    assert out.code == 2 and "comes from secret(...)" in out.stderr and "TS_API_KEY" in out.stderr, out
+    assert server.count("/devices") == 0 and "expired" not in out.stderr
+    assert project.run("hosts", "list", env={"TS_API_KEY": KEY}).code == 0  # the environment's key then
+    assert project.run("run", "hello", "--list-hosts").code == 2
+    assert server.requests and all("***" not in auth for _, _, auth in server.requests)
+
+
 # --- failures: the message, the fix, the exit code -------------------------------------------------
 
 
