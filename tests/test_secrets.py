@@ -302,6 +302,27 @@ def test_team_init_unlock_and_the_project_store_wins(nexus_project, tmp_path):
     assert p.run("run", "show").code == 0
 
 
+def test_a_key_given_that_cannot_be_read_is_said_even_when_the_team_key_opens_the_store(nexus_project):
+    """A mistyped NEXUS_MASTER_KEY or a --keyfile that does not exist was passed over for
+    .nexus/team.key: the command succeeded and the mistake went unnoticed."""
+    p = nexus_project
+    p.write(NEXUSFILE_ECHO + '\n\n@task\ndef cat_key():\n    run("cat .nexus/team.key")\n')
+    assert p.run("secret", "init", "--team").code == 0
+    assert p.run("secret", "set", "TOKEN", input="project-value").code == 0
+    assert p.run("secret", "get", "TOKEN", "--reveal").code == 0
+    missing = p.run("secret", "get", "TOKEN", "--reveal", "--keyfile", "/nonexistent/key")
+    assert missing.code == 2 and "cannot read the keyfile /nonexistent/key" in missing.stderr, missing
+    assert "project-value" not in missing.stdout
+    garbage = p.run("secret", "get", "TOKEN", "--reveal", env={"NEXUS_MASTER_KEY": "garbage!"})
+    assert garbage.code == 2 and "NEXUS_MASTER_KEY is not base64" in garbage.stderr, garbage
+    other = p.run("secret", "get", "TOKEN", "--reveal", env={"NEXUS_MASTER_KEY": OTHER_KEY})
+    assert other.code == 0 and "project-value" in other.stdout, other  # another store's key: passed over
+    # the keyfile's text is hidden like a secret's value
+    team = (p.root / ".nexus" / "team.key").read_text().strip()
+    shown = p.run("run", "cat_key", "-v")
+    assert shown.code == 0 and team not in shown.stdout + shown.stderr and "***" in shown.stdout, shown
+
+
 def test_a_team_key_rotation_keeps_the_old_key_out_of_git(nexus_project):
     """A project made before init listed them: rotate-key left .nexus/team.key.bak (the old key,
     which opens every committed copy of secrets.enc) for `git add -A` to take."""

@@ -531,6 +531,9 @@ def load(config_path: str | None) -> Project:
     # secret() decrypts nothing unless the command asked for values first (`nexus run`, `resume`).
     start(plugin_manager().registry, resolve=False, replace=False)
     project = load_project(path)
+    from nexus_core.secrets.resolve import register_team_key
+
+    register_team_key(project.root)  # `cat .nexus/team.key` in a task shows ***, as NEXUS_MASTER_KEY does
     from nexus_core.settings import SettingsError, apply
 
     try:  # defaults from .nexus/config.toml, the user's config.toml and NEXUS_<KEY> variables

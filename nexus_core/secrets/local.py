@@ -12,6 +12,10 @@ per process, when its first value is needed):
    project store also ``.nexus/team.key`` and the keyfile ``nexus secret unlock`` remembered;
 3. a passphrase (stores made with one): ``NEXUS_PASSPHRASE``, else a prompt on a terminal,
    through Argon2id.
+
+A key the user gave (1, and the keyfiles of 2 named by ``--keyfile``, ``secret_keyfile`` or
+``NEXUS_KEYFILE``) that cannot be read at all is an error rather than skipped; one that reads
+but does not open a store is skipped (it may open the other store).
 """
 
 from __future__ import annotations
@@ -84,6 +88,18 @@ def check_name(name: str) -> None:
         )
 
 
+class GivenKey:
+    """A key source the user named (see :meth:`LocalBackend.candidates`): called, it reads the key."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[], MasterKey]) -> None:
+        self.read = read
+
+    def __call__(self) -> MasterKey:
+        return self.read()
+
+
 class LocalBackend(SecretBackend):
     """The encrypted store files (personal and project): see the module docstring."""
 
@@ -129,25 +145,35 @@ class LocalBackend(SecretBackend):
     # --- keys ----------------------------------------------------------------------------
 
     def candidates(self, store: Store) -> list[Callable[[], MasterKey]]:
-        """The key sources to try for ``store``, in priority order (each read when tried)."""
+        """The key sources to try for ``store``, in priority order (each read when tried).
+
+        The ones the user gave (``NEXUS_MASTER_KEY``, ``--keyfile``/``secret_keyfile``,
+        ``NEXUS_KEYFILE``) are :class:`GivenKey`: one that cannot be read at all (not base64, no
+        such file) is an error, not skipped for the next source (a mistyped key in CI went
+        unnoticed while ``.nexus/team.key`` opened the store). A key that reads but does not
+        open this store is skipped: it may be the other store's."""
         out: list[Callable[[], MasterKey]] = []
         env_key = os.environ.get("NEXUS_MASTER_KEY")
         if env_key:
-            out.append(lambda: key_from_text(env_key, "NEXUS_MASTER_KEY"))
-        files: list[str] = []
+            out.append(GivenKey(lambda: key_from_text(env_key, "NEXUS_MASTER_KEY")))
+        given: list[str] = []
         option = self.context.config.get("secret_keyfile")
         if isinstance(option, str) and option:
-            files.append(os.path.join(self.context.root or ".", os.path.expanduser(option)))
+            given.append(os.path.join(self.context.root or ".", os.path.expanduser(option)))
         if os.environ.get("NEXUS_KEYFILE"):
-            files.append(os.path.expanduser(os.environ["NEXUS_KEYFILE"]))
+            given.append(os.path.expanduser(os.environ["NEXUS_KEYFILE"]))
+        found: list[str] = []
         team = os.path.join(os.path.dirname(store.path), TEAM_KEY)
         if os.path.exists(team):
-            files.append(team)
+            found.append(team)
         remembered = remembered_keyfiles().get(os.path.abspath(store.path))
         if remembered:
-            files.append(remembered)
-        for path in dict.fromkeys(files):
-            out.append(lambda path=path: key_from_file(path))  # type: ignore[misc]
+            found.append(remembered)
+        for path in dict.fromkeys(given):
+            out.append(GivenKey(lambda path=path: key_from_file(path)))  # type: ignore[misc]
+        for path in dict.fromkeys(found):
+            if path not in given:
+                out.append(lambda path=path: key_from_file(path))  # type: ignore[misc]
         return out
 
     def unlock(self, store: Store, ask: bool = True) -> None:
@@ -159,7 +185,9 @@ class LocalBackend(SecretBackend):
         for make in self.candidates(store):
             try:
                 key = make()
-            except SecretError as exc:  # an unreadable keyfile: try the next source
+            except SecretError as exc:  # an unreadable keyfile: try the next source, unless given
+                if isinstance(make, GivenKey):
+                    raise
                 first = first or exc
                 continue
             try:

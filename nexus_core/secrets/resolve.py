@@ -279,6 +279,22 @@ def register_credentials(environ: Mapping[str, str]) -> None:
             register(phrase)
 
 
+def register_team_key(root: str) -> None:
+    """Hide the project's team keyfile (``.nexus/team.key``) in every output, whether or not the
+    run opens the store: a command that prints it shows ``***`` (as ``NEXUS_MASTER_KEY`` does).
+    Only a small regular file written as ``nexus secret init --team`` writes it (base64 text)."""
+    path = os.path.join(root, ".nexus", "team.key")  # nexus_core.secrets.local.TEAM_KEY, not imported for it
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > 4096:
+            return
+        with open(path, "rb") as fh:
+            text = fh.read(4096).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return
+    if len(text) >= 16:
+        register(text)
+
+
 def start(
     registry: Registry,
     *,

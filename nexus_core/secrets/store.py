@@ -101,9 +101,13 @@ def key_from_file(path: str) -> MasterKey:
     if not data.strip():
         raise SecretDenied(f"the {source} is empty")
     try:
-        return key_from_text(data.decode("ascii"), source)
+        key = key_from_text(data.decode("ascii"), source)
     except (SecretDenied, UnicodeDecodeError):
         return MasterKey(hashlib.sha256(data).digest(), source)
+    from nexus_core.secrets.redact import register
+
+    register(data.decode("ascii").strip())  # a command printing the keyfile (cat .nexus/team.key) shows ***
+    return key
 
 
 def new_key_text() -> str:
