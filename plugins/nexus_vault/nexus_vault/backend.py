@@ -40,7 +40,16 @@ MAX_DEPTH = 16
 
 
 def _list(client: Any, path: str, mount: str) -> Any:
-    return client.secrets.kv.v2.list_secrets(path=path, mount_point=mount)
+    """The keys under ``path``; an empty folder (an empty mount) is no keys: Vault answers its
+    LIST with 404 and no error text (a mount that does not exist says "no handler for route")."""
+    from hvac.exceptions import InvalidPath
+
+    try:
+        return client.secrets.kv.v2.list_secrets(path=path, mount_point=mount)
+    except InvalidPath as exc:
+        if getattr(exc, "errors", None):
+            raise
+        return {}
 
 
 def _metadata(client: Any, path: str, mount: str) -> Any:

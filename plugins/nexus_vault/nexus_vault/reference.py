@@ -67,6 +67,8 @@ def parse(text: str, mount: str | None = None) -> Reference:
         raise BadReference(f"vault:{text}: nothing after '#'; name the key: {SYNTAX}")
     if not path or "//" in path:
         raise BadReference(f"vault:{text}: no secret path; write {SYNTAX}")
+    if any(part in (".", "..") for part in path.split("/")):  # the request would go elsewhere
+        raise BadReference(f"vault:{text}: '.' and '..' are not path segments Vault reads; write {SYNTAX}")
     if mount:
         return Reference(text, mount.strip("/"), path, key or None, version)
     first, slash, inner = path.partition("/")
