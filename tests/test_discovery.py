@@ -77,6 +77,16 @@ def test_a_discovered_host_round_trips_through_plain_data():
     assert DiscoveredHost.from_dict(host.to_dict()).to_dict() == host.to_dict()
 
 
+def test_a_discovered_host_nexus_cannot_use_is_named_with_what_is_wrong():
+    from nexus_core.discovery import host_spec
+    from nexus_core.model import SourceSpec
+
+    with pytest.raises(DiscoveryError) as err:
+        host_spec(DiscoveredHost("100.64.0.9", tags=("tag:bad tag",)), SourceSpec("tailscale", {}))
+    assert str(err.value).startswith("discover('tailscale') found host '100.64.0.9', which Nexus cannot use: tag ")
+    assert err.value.exit_code == 2
+
+
 def test_the_plans_discovery_record_is_built_when_first_read(monkeypatch: pytest.MonkeyPatch):
     from nexus_core.discovery import Found, Records
     from nexus_core.model import SourceSpec

@@ -654,7 +654,7 @@ def host_spec(found: DiscoveredHost, spec: SourceSpec) -> HostSpec:
         frozen = _frozen(facts, "facts", addresses)
     except HostAttributeError as exc:
         who = f"{spec.describe()} found host {safe_repr(found.address)}"
-        raise DiscoveryError(f"{who} with {exc}", exit_code=2) from None
+        raise DiscoveryError(f"{who}, which Nexus cannot use: {exc}", exit_code=2) from None
     return HostSpec(text, tags, variables, spec.location, frozen)
 
 
