@@ -48,9 +48,12 @@ KEY_BYTES = 32
 _CHECK_TEXT = b"nexus secrets key check v2"
 #: Argon2id parameters for new passphrase-protected stores (RFC 9106's second choice: 64 MiB).
 ARGON2_PARAMS = {"t_cost": 3, "m_cost": 65536, "parallelism": 4}
-#: The most a store may ask of Argon2id (4 GiB, 64 passes, 64 lanes): costs an edited file puts
-#: beyond these would stall or exhaust the machine before the integrity check could run.
-ARGON2_LIMITS = {"t_cost": 64, "m_cost": 4 * 1024 * 1024, "parallelism": 64}
+#: The most a store may ask of Argon2id (2 GiB, 64 passes, 64 lanes), and of passes x memory
+#: (4 GiB: RFC 9106's first choice, 1 pass over 2 GiB, is 2): costs an edited file puts beyond
+#: these would stall or exhaust the machine before the integrity check could run (64 passes
+#: over 4 GiB ran for minutes, silently, for every user of a committed team store).
+ARGON2_LIMITS = {"t_cost": 64, "m_cost": 2 * 1024 * 1024, "parallelism": 64}
+ARGON2_MAX_WORK = 4 * 1024 * 1024
 
 
 def now() -> str:
@@ -388,6 +391,8 @@ def _parse(path: str, raw: bytes) -> dict[str, Any]:
                 if not isinstance(params[k], int) or not 1 <= params[k] <= most:
                     raise ValueError
             if params["m_cost"] < 8 * params["parallelism"]:  # Argon2's own minimum
+                raise ValueError
+            if params["t_cost"] * params["m_cost"] > ARGON2_MAX_WORK:
                 raise ValueError
         for e in entries:
             if not isinstance(e, dict) or not isinstance(e.get("name"), str):
