@@ -117,6 +117,18 @@ def load(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) ->
         raise VaultConfigError(
             "no Vault address; set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR"
         )
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(addr))
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a port that is not a number or out of range
+        usable = False
+    if not usable:
+        raise VaultConfigError(
+            f"the Vault address {str(addr)!r} is not an http(s) URL; "
+            "set config(vault_addr='https://vault.example.com:8200') or VAULT_ADDR to one"
+        )
     auth = str(config.get("vault_auth") or "token")
     token, token_source = _read_token(env) if auth == "token" else (None, "")
     if auth == "token" and not token:

@@ -496,6 +496,9 @@ def test_tls_client_certificates(
     ("config", "expected"),
     [
         ({}, "no Vault address"),
+        ({"vault_addr": "not a url"}, "the Vault address 'not a url' is not an http(s) URL"),
+        ({"vault_addr": "127.0.0.1:8200"}, "is not an http(s) URL"),
+        ({"vault_addr": "https://vault:99999"}, "is not an http(s) URL"),
         ({"vault_addr": "http://127.0.0.1:1"}, "no Vault token for http://127.0.0.1:1"),
         (
             {"vault_addr": "http://127.0.0.1:1", "vault_auth": "approle"},
