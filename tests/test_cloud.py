@@ -69,6 +69,7 @@ def test_declarations_are_validated_without_asking_the_provider(project):
 
         cloud("aws", instance_type="t3.micro")
         cloud("fakecloud", count=(3, 1), max_hourly_cost="lots", fake_mod="flaky", tags=["burst", "gpu,arm"])
+        cloud("fakecluod")
 
         @task
         def hello():
@@ -83,6 +84,7 @@ def test_declarations_are_validated_without_asking_the_provider(project):
     assert "max_hourly_cost must be" in out.stderr
     assert "did you mean 'fake_mode'?" in out.stderr
     assert "agent tags are single words without commas or spaces, not 'gpu,arm'" in out.stderr
+    assert out.stderr.count("did you mean 'fakecloud'?") == 1, out  # it was asked twice in one hint
 
 
 # --- nexus cloud: scale, status, terminate, reap -------------------------------------------------
@@ -375,6 +377,24 @@ def test_transient_failures_are_retried_and_a_provider_that_keeps_failing_is_not
             ctl.instances()
     assert ctl.provider.calls == calls  # type: ignore[attr-defined]  # the breaker: not asked
     assert len(said) == 1 and "keeps failing" in said[0]
+    reset_state()
+
+
+def test_a_provider_call_that_takes_long_is_said_while_it_lasts(monkeypatch: pytest.MonkeyPatch):
+    """A provider's SDK retrying timeouts (or a rate limit waited out) was minutes of silence."""
+    import time
+
+    from nexus_core.clouds import controller as module
+
+    monkeypatch.setattr(module, "SLOW_CALL", 0.2)
+    ctl, said = controller()
+    assert ctl.call("list instances", lambda: time.sleep(0.7) or "done") == "done"
+    assert said and said[0].startswith("nexus: still waiting for ") and "to list instances (0 s)" in said[0]
+    assert len(said) == 1  # then once a minute
+    said.clear()
+    assert ctl.call("list instances", lambda: "quick") == "quick"
+    time.sleep(0.3)
+    assert said == []  # a call that ended says nothing, nor does its watcher later
     reset_state()
 
 

@@ -107,7 +107,7 @@ def check(project: Project, registry: Registry) -> list[Problem]:
         if spec.provider not in registry.cloud_providers:
             why, hint = registry.missing("cloud provider", spec.provider, f"the {spec.provider!r} cloud provider")
             close = suggest(spec.provider, list(registry.cloud_providers))
-            if close and "pip install" not in hint:
+            if close and "pip install" not in hint and "did you mean" not in hint:
                 hint = f"did you mean {close!r}? ({hint})"
             state = f"is loaded: {why}" if why else "is installed"
             message = f"cloud({spec.provider!r}): no {spec.provider!r} cloud provider {state}"

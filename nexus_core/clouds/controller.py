@@ -45,6 +45,8 @@ T = TypeVar("T")
 
 DEFAULT_RATE = "10/second"
 ATTEMPTS = 4
+#: Seconds a provider call may take before a note says that Nexus is still waiting for it.
+SLOW_CALL = 15.0
 BREAKER_FAILURES = 3
 BREAKER_RESET = 60.0
 
@@ -208,6 +210,17 @@ class Controller:
                         ) from exc
             raise AssertionError("unreachable")  # pragma: no cover
 
+        # A provider that does not answer (its SDK retrying timeouts, a rate limit waited out) is
+        # said while it lasts, not only when it ends: a minute of silence reads as a hang.
+        started = time.monotonic()
+        stop = threading.Event()
+
+        def say_waiting() -> None:
+            while not stop.wait(SLOW_CALL if time.monotonic() - started < SLOW_CALL else 60):
+                self._warn(f"nexus: still waiting for {self.name} to {what} ({time.monotonic() - started:.0f} s)")
+
+        watcher = threading.Thread(target=say_waiting, name=f"nexus-cloud-wait-{self.name}", daemon=True)
+        watcher.start()
         try:
             return _breaker(self.name).call(attempts)
         except pybreaker.CircuitBreakerError:
@@ -221,6 +234,8 @@ class Controller:
             if first:
                 self._warn(f"nexus: {message}")
             raise CloudError(message, "check the provider's status page and your quota, then try again") from None
+        finally:
+            stop.set()
 
     # --- what exists ---------------------------------------------------------------------------
 

@@ -48,6 +48,11 @@ TRANSIENT = frozenset({"rate_limit_exceeded", "server_error", "timeout", "confli
                        "unavailable", "bad_gateway", "service_error"})  # fmt: skip
 #: API error codes of a token the API does not accept.
 REJECTED = frozenset({"unauthorized", "token_readonly", "forbidden"})
+#: What the hcloud SDK itself retries (5 times, with backoff up to 60 s) before the error reaches
+#: here: retrying those again in the core multiplied a dead API's silence (over 400 s).
+SDK_RETRIED = frozenset({"rate_limit_exceeded", "conflict", "bad_gateway", "timeout", 502, 504})
+#: Seconds to connect to the API and to wait for an answer, per attempt of the SDK's.
+API_TIMEOUT = (5, 12)
 #: Server states -> the core's. A server that is off is still billed until it is deleted.
 STATES = {
     "initializing": "pending",
@@ -157,7 +162,7 @@ class HetznerProvider(CloudProvider):
         from hcloud import Client
 
         self._client = Client(token=token, api_endpoint=self.endpoint(), application_name="nexus-hetzner",
-                              timeout=(10, 30))  # fmt: skip
+                              timeout=API_TIMEOUT)  # fmt: skip
         return self._client
 
     @staticmethod
@@ -213,7 +218,7 @@ class HetznerProvider(CloudProvider):
         from hcloud import APIException, Client
 
         probe = Client(token=token, api_endpoint=self.endpoint(), application_name="nexus-hetzner",
-                       timeout=(10, 30))  # fmt: skip
+                       timeout=API_TIMEOUT)  # fmt: skip
         problem = ""
         try:
             probe.servers.get_by_id(int(server.id))
@@ -256,9 +261,33 @@ class HetznerProvider(CloudProvider):
                 ) from None
             if code == "resource_unavailable":
                 raise CloudError(f"Hetzner Cloud could not {what}: {code}: {exc.message}", capacity=True) from None
-            retryable = code in TRANSIENT or (isinstance(code, int) and code >= 500) or code == 429
+            if isinstance(code, int) and 200 <= code < 300:  # an answer that is not the API's JSON
+                size = len((exc.details or {}).get("content") or b"") if isinstance(exc.details, dict) else 0
+                raise CloudError(
+                    f"Hetzner Cloud's answer to {what} could not be read (HTTP {code}, {size} bytes that are not "
+                    "the API's JSON)",
+                    f"check {ENDPOINT_VARIABLE} (a proxy in between?) and try again",
+                    retryable=True,
+                ) from None
+            if code == "rate_limit_exceeded" or code == 429:
+                raise CloudError(
+                    f"Hetzner Cloud could not {what}: {code}: {exc.message}",
+                    "Hetzner allows 3,600 API requests an hour per project (the hcloud SDK waited and tried again "
+                    "5 times): wait a few minutes, and lower config(cloud_api_rate=...) if other tools share the "
+                    "project's token",
+                ) from None
+            retryable = code not in SDK_RETRIED and (
+                code in TRANSIENT or (isinstance(code, int) and code >= 500) or code == 429
+            )
             raise CloudError(f"Hetzner Cloud could not {what}: {code}: {exc.message}", retryable=retryable) from None
         except OSError as exc:  # requests' connection errors and timeouts are OSErrors
+            import requests
+
+            if isinstance(exc, requests.exceptions.Timeout):  # the SDK tried 6 times already
+                raise CloudError(
+                    f"Hetzner Cloud did not answer ({what}): {exc}",
+                    f"check Hetzner's status page and the network path to {self.endpoint()}, then try again",
+                ) from None
             raise CloudError(f"Hetzner Cloud could not be reached to {what}: {exc}", retryable=True) from None
 
     # --- read only ----------------------------------------------------------------------------
@@ -324,7 +353,9 @@ class HetznerProvider(CloudProvider):
         offered = self.prices(settings)
         self._check_locations(settings, offered)
         tried: list[str] = []
-        for location in self._locations(settings):
+        locations = self._locations(settings)
+        for index, location in enumerate(locations):
+            then = "trying the next location" if index < len(locations) - 1 else "no location left to try"
             if offered and location not in offered:
                 self.context.warn(f"nexus: hetzner: {settings.get('server_type') or 'cx22'} is not offered in "
                                   f"{location}; skipping it")  # fmt: skip
@@ -336,9 +367,7 @@ class HetznerProvider(CloudProvider):
                 if not exc.capacity:
                     raise
                 tried.append(f"{location}: {exc.message}")
-                self.context.warn(
-                    f"nexus: hetzner: no capacity in {location} ({exc.message}); trying the next location"
-                )
+                self.context.warn(f"nexus: hetzner: no capacity in {location} ({exc.message}); {then}")
                 continue
             if token:
                 self._check_token(token, made)

@@ -211,3 +211,37 @@ def test_a_secret_token_in_a_command_that_decrypts_none_is_explained(monkeypatch
     assert HetznerProvider.self_destruct_token(settings) == "from-env"
     assert HetznerProvider.self_destruct_token({**settings, "self_destruct_token": "given"}) == "given"
     assert HetznerProvider.self_destruct_token({"self_destruct": "poweroff"}) is None
+
+
+def test_what_the_sdk_retried_is_not_retried_again_and_each_failure_says_what_it_is() -> None:
+    """A dead API was retried by the SDK (6 tries) and then 4 times more by the core: over 400 s of
+    silence. A broken answer read as '200: OK'; a lasting rate limit came without advice."""
+    import requests
+    from hcloud import APIException
+    from nexus_core.plugin import CloudContext
+
+    from nexus_hetzner.provider import HetznerProvider
+
+    provider = HetznerProvider(CloudContext(config={}, settings={}))
+
+    def failing(exc: BaseException) -> Any:
+        def fn() -> None:
+            raise exc
+
+        return fn
+
+    with pytest.raises(CloudError) as timed_out:
+        provider._call("list servers", failing(requests.exceptions.ReadTimeout("read timed out")))
+    assert "Hetzner Cloud did not answer (list servers)" in str(timed_out.value) and not timed_out.value.retryable
+    with pytest.raises(CloudError) as broken:
+        provider._call("list servers", failing(APIException(200, "OK", {"content": b'{"servers": [{"id'})))
+    assert "answer to list servers could not be read (HTTP 200, 17 bytes" in str(broken.value)
+    with pytest.raises(CloudError) as limited:
+        provider._call("list servers", failing(APIException("rate_limit_exceeded", "limit reached", None)))
+    assert not limited.value.retryable and "3,600 API requests an hour" in (limited.value.hint or "")
+    with pytest.raises(CloudError) as gateway:
+        provider._call("list servers", failing(APIException(502, "Bad Gateway", None)))
+    assert not gateway.value.retryable  # the SDK retried it already
+    with pytest.raises(CloudError) as failed:
+        provider._call("list servers", failing(APIException(503, "Service Unavailable", None)))
+    assert failed.value.retryable  # not one the SDK retries: the core does
