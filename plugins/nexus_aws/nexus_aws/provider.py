@@ -60,6 +60,8 @@ SETTING_ERRORS = {
 #: EC2 error codes of a credential the API rejected.
 REJECTED = frozenset({"AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
                       "ExpiredToken", "RequestExpired"})  # fmt: skip
+#: EC2 error codes of a credential the API accepted but whose policy does not allow the call.
+DENIED = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "OptInRequired"})
 PRICE_TAG = "nexus:hourly-price"
 #: Amazon Linux 2023 image names, by architecture.
 IMAGE_NAMES = {"x86_64": "al2023-ami-2023*-x86_64", "arm64": "al2023-ami-2023*-arm64"}
@@ -132,6 +134,14 @@ class AwsProvider(CloudProvider):
                 raise CloudError(
                     f"AWS rejected the credentials from {self._source} ({code}: {message})",
                     "check them with `aws sts get-caller-identity`; looked in " + _where_looked(),
+                    exit_code=2,
+                ) from None
+            if code in DENIED or status == 403:
+                action = "ec2:" + method.replace("_", " ").title().replace(" ", "")
+                raise CloudError(
+                    f"EC2 could not {what}: {code or status}: the credentials from {self._source} may not ({message})",
+                    f"allow {action} to them (an IAM policy of the user or role: see the nexus-aws docs for the "
+                    "actions Nexus uses); `aws sts get-caller-identity` shows who they are",
                     exit_code=2,
                 ) from None
             setting = SETTING_ERRORS.get(code)

@@ -100,6 +100,9 @@ def test_throttling_is_retried_and_credentials_are_explained(aws: NexusProject, 
     out = aws.run("cloud", "status", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
     assert out.code == 2 and "no AWS credentials found; looked in AWS_ACCESS_KEY_ID" in out.stderr, out
     assert "none-credentials" in out.stderr
+    ec2.faults.add("DescribeInstances", "UnauthorizedOperation", 403)  # accepted, but not allowed
+    out = aws.run("cloud", "status")
+    assert out.code == 2 and "allow ec2:DescribeInstances" in out.stderr, out
 
 
 TAGGED_TASK = """
