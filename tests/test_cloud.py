@@ -398,6 +398,43 @@ def test_a_provider_call_that_takes_long_is_said_while_it_lasts(monkeypatch: pyt
     reset_state()
 
 
+def test_an_instance_left_by_a_killed_run_is_said_and_not_waited_for(monkeypatch: pytest.MonkeyPatch):
+    """After kill -9 of a burst run, the next run waited for the dead run's instance to join (it
+    never would) and failed without saying whose it was or that `nexus cloud reap` ends it."""
+    import os
+    from types import SimpleNamespace
+
+    from nexus_core.clouds import burst as module
+
+    ctl, _ = controller()
+    me = os.uname().nodename
+    tags = ctl.cluster_tags()
+    for name, run, owner in (("left", "r-dead", f"{me}:999999"), ("manual", MANUAL, f"{me}:999999")):
+        ctl.provider.made[name] = CloudInstance(  # type: ignore[attr-defined]
+            name, f"{name}-1", "running", launched=1.0, tags={**tags, TAG_RUN: run, TAG_OWNER: owner}
+        )
+    view = SimpleNamespace(agents=lambda: {})
+    session = SimpleNamespace(
+        declared=["flaky"],
+        settings=lambda _n: {"tags": ("burst",), "count": (1, 5), "join_timeout": 0.5},
+        controller=lambda _n: ctl,
+        cluster=lambda: view,
+        bootstrap=lambda _n: None,
+    )
+    said: list[str] = []
+    run = module.BurstRun.__new__(module.BurstRun)
+    run.project, run.tasks, run.cloud, run.say, run._said = None, None, session, said.append, set()
+    monkeypatch.setattr(module, "targeted_tags", lambda _p, _t: set())
+    with pytest.raises(CloudError) as late:
+        run.before_plan()
+    assert said == [
+        "cloud: flaky: instance left (left-1) was left by run r-dead, whose process is gone: not waited for; "
+        "`nexus cloud reap` ends it (it is billed until then)"
+    ]
+    assert "manual-1" in str(late.value) and "left-1" not in str(late.value)  # `cloud scale`'s is waited for
+    reset_state()
+
+
 def test_an_unknown_price_with_a_cost_limit_is_refused():
     ctl, _ = controller(max_hourly_cost=5)
     with pytest.raises(CloudError, match="reports no price"):

@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nexus_core.api import CloudError
+from nexus_core.clouds import MANUAL, TAG_OWNER, TAG_RUN
 from nexus_core.clouds.autoscale import Autoscaler
-from nexus_core.clouds.controller import cost_of
+from nexus_core.clouds.controller import cost_of, owner_alive
 from nexus_core.clouds.session import CloudSession
 from nexus_core.exitcodes import for_signal
 from nexus_core.model import SourceSpec, source_specs
@@ -147,6 +148,16 @@ class BurstRun:
                 continue
             ctl = self.cloud.controller(name)
             live = ctl.instances()
+            # Left by a run whose process is gone (kill -9): never joins, and is billed until reaped.
+            left = [
+                i for i in live if i.tags.get(TAG_RUN) != MANUAL and owner_alive(i.tags.get(TAG_OWNER, "")) is False
+            ]
+            for i in left:
+                self._warn_once(
+                    f"cloud: {name}: instance {i.id} ({i.name}) was left by run {i.tags.get(TAG_RUN, '?')}, whose "
+                    "process is gone: not waited for; `nexus cloud reap` ends it (it is billed until then)"
+                )
+            live = [i for i in live if i not in left]
             joining = [i.name for i in live if i.name not in present]
             need = want - (len(live) - len(joining))  # instances that still have to join
             for _ in range(want - len(live)):
@@ -240,8 +251,12 @@ class BurstRun:
                 mine = ctl.instances(run_only=True)
                 ctl.terminate(mine, "the run ended")
             except CloudError as exc:
-                lines.append(f"cloud: {name}: could not terminate this run's instances: {exc.message} "
-                             "(nexus cloud reap will)")  # fmt: skip
+                started = ", ".join(f"{i.id} ({i.name})" for i in self.cloud.controller(name).started)
+                which = f": {started}" if started else ""
+                lines.append(
+                    f"cloud: {name}: could not terminate this run's instances{which}: {exc.message}; they are billed "
+                    "until `nexus cloud reap` (or `nexus cloud terminate ID`) ends them"
+                )
                 continue
             costs = [c for c in ctl.costs.values() if c is not None]
             costs += [c for i in ctl.started if i.id not in ctl.costs and (c := cost_of(i)) is not None]
