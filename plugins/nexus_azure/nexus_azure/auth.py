@@ -63,11 +63,24 @@ def credential(config: Mapping[str, Any]) -> TokenCredential:
     secret = _value(config, "azure_client_secret", "AZURE_CLIENT_SECRET")
     cert = _value(config, "azure_client_certificate", "AZURE_CLIENT_CERTIFICATE_PATH")
     key = (method, tenant, client, secret, cert, os.environ.get("AZURE_TOKEN_CREDENTIALS"))
+    _quiet_sdk()
     with _LOCK:
         found = _CACHE.get(key)
         if found is None:
             found = _CACHE[key] = _make(method, tenant, client, secret, cert)
         return found
+
+
+def _quiet_sdk() -> None:
+    """azure-identity logs each failed token request as a warning ("ClientSecretCredential.
+    get_token_info failed: ..."), which reached the terminal raw before Nexus's own message
+    (the same facts, with the fix: :func:`token_error`). Unless something configured that
+    logger, only its errors are let through."""
+    import logging
+
+    found = logging.getLogger("azure.identity")
+    if found.level == logging.NOTSET:
+        found.setLevel(logging.ERROR)
 
 
 def _make(

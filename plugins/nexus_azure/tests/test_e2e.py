@@ -197,6 +197,12 @@ def test_a_failed_credential_chain_lists_what_was_tried(project: NexusProject, f
     text = out.stderr + out.stdout
     assert "Azure authentication failed" in text
     assert "tried AzureCliCredential" in text
+    assert "get_token_info failed" not in text and "get_token failed" not in text, out  # the SDK's log line
+    project.write(nexusfile(fake, WEB, azure_auth="cli"))
+    out = project.run("run", "hello")
+    text = out.stderr + out.stdout
+    assert out.code == 2 and "Azure authentication failed (cli)" in text, out
+    assert "get_token_info failed" not in text and "get_token failed" not in text, out
 
 
 def test_an_unknown_filter_gets_a_did_you_mean(project: NexusProject, fake: FakeAzure):
