@@ -55,6 +55,10 @@ from nexus_core.markers import Marker, cleanup_line
 from nexus_core.model import Command, Host
 from nexus_core.options import Option
 
+# What secret("...") stands for where nothing is decrypted (dry runs, `nexus hosts list`): a
+# plugin reading a setting that holds it has no value and must never send it anywhere.
+from nexus_core.secrets.redact import MASK as SECRET_PLACEHOLDER
+
 if TYPE_CHECKING:
     from nexus_core.audit.records import set_identity
     from nexus_core.calls import CallStreams, honour_hide
@@ -110,6 +114,7 @@ __all__ = [
     "INTERRUPTED",
     "KINDS",
     "PUBLIC_MODULES",
+    "SECRET_PLACEHOLDER",
     "AuditSink",
     "AuditSinkContext",
     "AuditSinkError",

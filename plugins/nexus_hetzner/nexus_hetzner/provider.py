@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from nexus_core.plugin import CloudError, CloudInstance, CloudProvider, CloudRequest, Option
+from nexus_core.plugin import SECRET_PLACEHOLDER, CloudError, CloudInstance, CloudProvider, CloudRequest, Option
 
 from nexus_hetzner import selfdestruct
 from nexus_hetzner.plugin import SETTINGS
@@ -180,7 +180,7 @@ class HetznerProvider(CloudProvider):
             return None
         given = settings.get("self_destruct_token")
         value = str(given).strip() if given else ""
-        hidden = value == "***"  # secret(...) in a command that decrypts no secrets
+        hidden = value == SECRET_PLACEHOLDER  # secret(...) in a command that decrypts no secrets
         if value and not hidden:
             return value
         found = os.environ.get(selfdestruct.TOKEN_VARIABLE, "").strip()

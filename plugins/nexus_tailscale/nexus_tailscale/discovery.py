@@ -13,9 +13,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nexus_core.plugin import SECRET_PLACEHOLDER
+
 from nexus_tailscale.devices import Tailnet
 from nexus_tailscale.errors import CONFIG, TailscaleError
-from nexus_tailscale.options import SECRET_PLACEHOLDER, setting
+from nexus_tailscale.options import setting
 from nexus_tailscale.settings import DEFAULT_API_URL, ApiSettings, Credentials
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from nexus_core.plugin import Option
+from nexus_core.plugin import SECRET_PLACEHOLDER, Option
 
 BACKENDS = ("auto", "cli", "api")
 
@@ -91,10 +91,6 @@ def config_options() -> list[Option]:
             check=_rate,
         ),
     ]
-
-
-#: What ``secret("...")`` stands for where it is not decrypted (``nexus hosts list``, a dry run).
-SECRET_PLACEHOLDER = "***"
 
 
 def setting(config: Mapping[str, Any], key: str, environ: Mapping[str, str] | None = None) -> str | None:
